@@ -1,0 +1,87 @@
+"""Host tuning as data: a baseline for every node, K3s CIS parameters, one profile per pool role.
+
+Values follow the vendors (../shared/reference/host-tuning.md). Each setting has one owner: a key
+set in the baseline is never repeated in a pool profile, and what a database's own tuner owns
+(Redpanda's rpk tuners, the ScyllaDB operator's NodeConfig for disks and IRQs) is left to it.
+Deliberately absent: fs.file-max / fs.nr_open / kernel.pid_max (systemd already raises them),
+ip_local_port_range (the wide range collides with NodePorts and database ports),
+vm.dirty_* (the old 80% caused writeback stalls), static hugepages (no database here uses them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Every node. inotify 1200 instances satisfies ScyllaDB (1200) and Kubernetes (512).
+BASELINE_SYSCTLS: dict[str, str] = {
+    "fs.inotify.max_user_instances": "1200",
+    "fs.inotify.max_user_watches": "524288",
+    "vm.max_map_count": "262144",
+    "vm.swappiness": "1",
+}
+
+# The kubelet refuses to start with protect-kernel-defaults unless these match exactly.
+K3S_CIS_SYSCTLS: dict[str, str] = {
+    "vm.panic_on_oom": "0",
+    "vm.overcommit_memory": "1",
+    "kernel.panic": "10",
+    "kernel.panic_on_oops": "1",
+    "kernel.keys.root_maxkeys": "1000000",
+    "kernel.keys.root_maxbytes": "25000000",
+}
+
+# madvise: ClickHouse warns on "always", Redis/Dragonfly advise against THP, ScyllaDB and
+# Redpanda request huge pages for their own memory under madvise.
+THP_MODE = "madvise"
+
+
+@dataclass(frozen=True)
+class TuningProfile:
+    sysctls: dict[str, str] = field(default_factory=dict)
+    cpu_governor: str = ""  # "" leaves the governor alone
+    clocksource: str = ""  # "" leaves the clocksource alone; applied only if the kernel offers it
+    fstrim: bool = False  # weekly fstrim.timer for SSD-backed filesystems
+    notes: str = ""
+
+
+_SCYLLADB = TuningProfile(
+    sysctls={"fs.aio-max-nr": "30000000", "vm.vfs_cache_pressure": "2000"},
+    cpu_governor="performance",
+    notes="disks (RAID0 + XFS) and IRQ affinity belong to the operator's NodeConfig/perftune",
+)
+_CLICKHOUSE = TuningProfile(
+    sysctls={"kernel.task_delayacct": "1"}, cpu_governor="performance", clocksource="tsc", fstrim=True,
+)
+_STATEFUL = TuningProfile(cpu_governor="performance", fstrim=True,
+                          notes="PostgreSQL, DragonflyDB, object storage: baseline max_map_count and no swap")
+
+
+def _merge(*profiles: TuningProfile, notes: str) -> TuningProfile:
+    sysctls: dict[str, str] = {}
+    for p in profiles:
+        for key, value in p.sysctls.items():
+            if sysctls.get(key, value) != value:
+                raise ValueError(f"tuning profiles disagree on {key}")
+            sysctls[key] = value
+    return TuningProfile(sysctls=sysctls,
+                         cpu_governor=next((p.cpu_governor for p in profiles if p.cpu_governor), ""),
+                         clocksource=next((p.clocksource for p in profiles if p.clocksource), ""),
+                         fstrim=any(p.fstrim for p in profiles), notes=notes)
+
+
+PROFILES: dict[str, TuningProfile] = {
+    "general": TuningProfile(notes="baseline only"),
+    "scylladb": _SCYLLADB,
+    "redpanda": TuningProfile(
+        notes="rpk's tuners (run by the Redpanda chart at broker start, THP tuner off) own aio, "
+              "clocksource, governor, disk scheduler and network queues; nothing here competes with them"),
+    "clickhouse": _CLICKHOUSE,
+    "stateful": _STATEFUL,
+    "converged": _merge(_SCYLLADB, _CLICKHOUSE, _STATEFUL, notes="every database may land here (compact profile)"),
+}
+
+
+def sysctl_file(values: dict[str, str], title: str) -> str:
+    lines = [f"# {title} -- managed by adplatform (Pulumi); local edits are overwritten"]
+    lines += [f"{key} = {value}" for key, value in sorted(values.items())]
+    return "\n".join(lines)

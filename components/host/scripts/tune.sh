@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Host tuning for one node: sysctl drop-ins, THP policy, CPU governor, clocksource, swap off.
+# Idempotent: every file is rewritten only when its content differs, services are restarted only
+# when a file changed, so a second run changes nothing.
+set -euo pipefail
+# @params
+source lib.sh
+
+wait_for_boot
+
+# --- sysctl drop-ins (applied live, no reboot) -------------------------------------------------
+sysctl_changed=""
+sysctl_changed+=$(write_file /etc/sysctl.d/60-adplatform-baseline.conf 0644 "$SYSCTL_BASELINE")
+sysctl_changed+=$(write_file /etc/sysctl.d/61-adplatform-k3s-cis.conf 0644 "$SYSCTL_CIS")
+if [ -n "$SYSCTL_POOL" ]; then
+  sysctl_changed+=$(write_file /etc/sysctl.d/62-adplatform-pool.conf 0644 "$SYSCTL_POOL")
+else
+  sysctl_changed+=$(remove_file /etc/sysctl.d/62-adplatform-pool.conf)
+fi
+if [ -n "$sysctl_changed" ]; then
+  sysctl --system >/dev/null
+  log "sysctl drop-ins applied"
+fi
+
+# --- THP, governor, clocksource: a oneshot unit, so they hold across reboots and are in place
+# before K3s starts. Paths are checked because many cloud VMs have no cpufreq. ----------------
+runtime_script=$(cat <<SCRIPT
+#!/bin/sh
+# Managed by adplatform (Pulumi). Applied at boot by adplatform-tuning.service.
+set -eu
+for knob in enabled defrag; do
+  echo "$THP_MODE" >"/sys/kernel/mm/transparent_hugepage/\$knob"
+done
+if [ -n "$CPU_GOVERNOR" ] && [ -e /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor ]; then
+  for gov in /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor; do
+    echo "$CPU_GOVERNOR" >"\$gov" || true
+  done
+fi
+source=/sys/devices/system/clocksource/clocksource0
+if [ -n "$CLOCKSOURCE" ] && grep -qw "$CLOCKSOURCE" "\$source/available_clocksource" 2>/dev/null; then
+  echo "$CLOCKSOURCE" >"\$source/current_clocksource"
+fi
+SCRIPT
+)
+unit=$(cat <<'UNIT'
+[Unit]
+Description=adplatform host tuning (THP policy, CPU governor, clocksource)
+ConditionPathExists=/sys/kernel/mm/transparent_hugepage/enabled
+Before=k3s.service k3s-agent.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/adplatform-tuning
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+)
+unit_changed=""
+unit_changed+=$(write_file /usr/local/sbin/adplatform-tuning 0755 "$runtime_script")
+unit_changed+=$(write_file /etc/systemd/system/adplatform-tuning.service 0644 "$unit")
+if [ -n "$unit_changed" ]; then
+  systemctl daemon-reload
+  systemctl enable adplatform-tuning.service >/dev/null 2>&1
+  systemctl restart adplatform-tuning.service
+  log "runtime tuning unit installed and applied"
+elif ! systemctl is-active --quiet adplatform-tuning.service; then
+  systemctl start adplatform-tuning.service
+fi
+
+# Ubuntu's ondemand.service resets the governor at boot; it must not fight the unit above.
+if [ -n "$CPU_GOVERNOR" ] && systemctl is-enabled --quiet ondemand.service 2>/dev/null; then
+  systemctl disable --now ondemand.service >/dev/null 2>&1
+  log "ondemand.service disabled"
+fi
+
+# --- swap off (Kubernetes and every database here want no swap) --------------------------------
+if [ -n "$(swapon --show --noheadings)" ]; then
+  swapoff -a
+  log "swap turned off"
+fi
+if grep -Eq '^[^#].*[[:space:]]swap[[:space:]]' /etc/fstab; then
+  sed -i -E 's/^([^#].*[[:space:]]swap[[:space:]].*)$/# \1  # disabled by adplatform/' /etc/fstab
+  log "swap entries commented out in /etc/fstab"
+fi
+
+# --- periodic TRIM for SSD-backed database filesystems ------------------------------------------
+if [ "$FSTRIM" = "true" ] && ! systemctl is-enabled --quiet fstrim.timer 2>/dev/null; then
+  systemctl enable --now fstrim.timer >/dev/null 2>&1
+  log "fstrim.timer enabled"
+fi
+
+log "host tuning for pool $POOL_NAME is in place"

@@ -1,0 +1,119 @@
+"""The K3s cluster: HA servers with embedded etcd, agent pools, Cilium, the kubeconfig and provider.
+
+Order: every node is tuned in parallel; the first server initialises etcd; the other servers join
+one at a time (etcd admits one learner at a time); agents join in parallel once the first server
+answers. Cilium and the provider's add-ons are installed through the kubeconfig of the first server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import pulumi
+import pulumi_command as command
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components.charts import CILIUM
+from components.helm import release
+from components.host import HostTuning
+from components.k3s.cilium import cilium_values
+from components.k3s.config import (API_PORT, NodeAddresses, cpu_manager_policy, dump, install_script_url,
+                                   node_config)
+from components.remote import run_script
+from components.shell import content_hash, render
+from config.model import Cluster
+from providers.base import Infrastructure, Node
+
+TEMPLATE = Path(__file__).parent / "scripts" / "install.sh"
+REDACTED = "<redacted>"
+
+
+def install_script(node: Node, version: str, config_yaml: str) -> str:
+    return render(TEMPLATE, {
+        "K3S_VERSION": version,
+        "K3S_ROLE": node.spec.k3s_role,
+        "NODE_NAME": node.hostname,
+        "CPU_MANAGER_POLICY": cpu_manager_policy(node.spec),
+        "INSTALL_SCRIPT_URL": install_script_url(version),
+        "K3S_CONFIG": config_yaml,
+    })
+
+
+class K3sCluster(pulumi.ComponentResource):
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+    api_endpoint: pulumi.Output[str]
+    ready: list[pulumi.Resource]
+
+    def __init__(self, name: str, cluster: Cluster, infra: Infrastructure, tuning: HostTuning,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("adplatform:k3s:K3sCluster", name, None, opts)
+        self._cluster = cluster
+        self._infra = infra
+        self._token = random.RandomPassword("server-token", length=48, special=False,
+                                            opts=pulumi.ResourceOptions(parent=self))
+        self._agent_token = random.RandomPassword("agent-token", length=48, special=False,
+                                                  opts=pulumi.ResourceOptions(parent=self))
+        self.installs: dict[str, command.remote.Command] = {}
+
+        first, *others = infra.servers
+        self.installs[first.name] = self._install(first, tuning, join=False, after=[])
+        previous = self.installs[first.name]
+        for node in others:
+            previous = self.installs[node.name] = self._install(node, tuning, join=True, after=[previous])
+        for node in infra.agents:
+            self.installs[node.name] = self._install(node, tuning, join=True, after=[self.installs[first.name]])
+
+        self.api_endpoint = pulumi.Output.concat("https://", infra.api_public_endpoint, f":{API_PORT}")
+        self.kubeconfig = self._read_kubeconfig(first)
+        self.provider = k8s.Provider("k8s", kubeconfig=self.kubeconfig,
+                                     opts=pulumi.ResourceOptions(parent=self))
+        self.ready = self._cluster_network(list(self.installs.values()))
+        self.register_outputs({"api_endpoint": self.api_endpoint, "kubeconfig": self.kubeconfig})
+
+    def _install(self, node: Node, tuning: HostTuning, *, join: bool,
+                 after: Sequence[pulumi.Resource]) -> command.remote.Command:
+        infra, cluster = self._infra, self._cluster
+        is_server = node.spec.k3s_role == "server"
+
+        def config_yaml(token: str, agent_token: str, private_ip: str, public_ip: str, endpoint: str,
+                        sans: list[str]) -> str:
+            return dump(node_config(
+                node.spec, node.hostname, NodeAddresses(private_ip, public_ip),
+                token_key="token", token=token if is_server else agent_token,
+                agent_token=agent_token if is_server else None,
+                join_endpoint=endpoint if join else None, tls_sans=sans, pod_cidr=cluster.pod_cidr,
+                service_cidr=cluster.service_cidr, profile=infra.cluster))
+
+        inputs = (node.private_ip, node.public_ip, infra.api_private_endpoint, infra.tls_sans)
+        script = pulumi.Output.all(self._token.result, self._agent_token.result, *inputs).apply(
+            lambda v: install_script(node, cluster.k3s_version, config_yaml(*v)))
+        # The trigger hashes the same script with the tokens redacted: it changes exactly when the
+        # node's K3s version or configuration does, and reveals nothing about the tokens.
+        trigger = pulumi.Output.all(*inputs).apply(
+            lambda v: content_hash(install_script(node, cluster.k3s_version, config_yaml(REDACTED, REDACTED, *v))))
+        return run_script(f"k3s-{node.name}", node, script, trigger, parent=self, secret=True,
+                          depends_on=[tuning.ready[node.name], *after])
+
+    def _read_kubeconfig(self, first: Node) -> pulumi.Output[str]:
+        read = command.remote.Command(
+            "kubeconfig", connection=first.connection, create="cat /etc/rancher/k3s/k3s.yaml",
+            logging=command.remote.Logging.NONE,
+            triggers=[self.installs[first.name].id],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.installs[first.name]],
+                                        additional_secret_outputs=["stdout"]))
+        endpoint = self.api_endpoint
+        return pulumi.Output.secret(pulumi.Output.all(read.stdout, endpoint).apply(
+            lambda v: v[0].replace(f"https://127.0.0.1:{API_PORT}", v[1])))
+
+    def _cluster_network(self, installs: list[pulumi.Resource]) -> list[pulumi.Resource]:
+        values = cilium_values(self._infra.api_private_endpoint, len(self._infra.nodes),
+                               self._infra.cluster.cilium_values)
+        cilium = release("cilium", CILIUM, values,
+                         pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=installs[:1]))
+        ready: list[pulumi.Resource] = [cilium]
+        if self._infra.install_addons is not None:
+            ready += self._infra.install_addons(self.provider, installs[:1], self)
+        return ready

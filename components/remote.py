@@ -1,0 +1,35 @@
+"""Run a rendered script on a node over SSH, re-running it exactly when its content changes."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import pulumi
+import pulumi_command as command
+
+from providers.base import Node
+
+
+def run_script(name: str, node: Node, script: pulumi.Input[str], trigger: str, *,
+               parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource] = (),
+               secret: bool = False) -> command.remote.Command:
+    """Run `script` with bash on `node`, fed over stdin so it never shows in the process list.
+
+    `trigger` is a content hash that excludes secrets: a new hash replaces the command, which runs
+    the (idempotent) script again. A script carrying secrets is stored as a secret and its stdout
+    is neither logged nor kept in plain text.
+    """
+    user = node.connection.user
+    return command.remote.Command(
+        name,
+        connection=node.connection,
+        create="bash -s" if user in (None, "root") else "sudo -n bash -s",
+        stdin=pulumi.Output.secret(script) if secret else script,
+        triggers=[trigger],
+        logging=command.remote.Logging.STDERR if secret else command.remote.Logging.STDOUT_AND_STDERR,
+        opts=pulumi.ResourceOptions(
+            parent=parent,
+            depends_on=[node.server, *depends_on],
+            additional_secret_outputs=["stdout"] if secret else None,
+        ),
+    )

@@ -1,0 +1,42 @@
+"""Render the real `.sh` templates into the scripts remote commands run.
+
+A template starts with `# @params` where the renderer writes `readonly NAME='value'` lines
+(shell-quoted), and a line `source lib.sh` that the renderer replaces by components/shell/lib.sh,
+so each rendered script is one self-contained file that shellcheck can lint as-is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from pathlib import Path
+from typing import Mapping
+
+LIB = Path(__file__).with_name("lib.sh")
+PARAMS_MARKER = "# @params"
+SOURCE_LIB = "source lib.sh"
+
+
+def render(template: Path, params: Mapping[str, str | int | bool]) -> str:
+    text = template.read_text()
+    if PARAMS_MARKER not in text or SOURCE_LIB not in text:
+        raise ValueError(f"{template} must contain the lines {PARAMS_MARKER!r} and {SOURCE_LIB!r}")
+    lines = []
+    for name, value in params.items():
+        if not name.isupper():
+            raise ValueError(f"script parameter {name!r} must be UPPER_CASE")
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        lines.append(f"readonly {name}={shlex.quote(str(value))}")
+    lib = "\n".join(line for line in LIB.read_text().splitlines()
+                    if not line.startswith("#!") and line != "set -euo pipefail")
+    return text.replace(PARAMS_MARKER, "\n".join(lines), 1).replace(SOURCE_LIB, lib.strip(), 1)
+
+
+def content_hash(*parts: str) -> str:
+    """Trigger for re-running a remote command exactly when what it would do changes."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Shared helpers, inlined into every rendered script by components/shell (never sourced remotely).
+set -euo pipefail
+
+log() { printf '[adplatform] %s\n' "$*" >&2; }
+
+# Wait until first boot is over: cloud-init finished and no package manager holds the dpkg lock,
+# so an unattended upgrade cannot restart services under us half way through.
+wait_for_boot() {
+  if command -v cloud-init >/dev/null 2>&1; then
+    cloud-init status --wait >/dev/null 2>&1 || log "cloud-init reported errors; continuing"
+  fi
+  local waited=0
+  while pgrep -x 'apt|apt-get|dpkg|unattended-upgr' >/dev/null 2>&1; do
+    if [ "$waited" -ge 600 ]; then
+      log "a package manager still runs after 600s"
+      return 1
+    fi
+    sleep 5
+    waited=$((waited + 5))
+  done
+}
+
+# write_file PATH MODE CONTENT: replace PATH only when CONTENT differs; prints "changed" if it did.
+write_file() {
+  local path=$1 mode=$2 content=$3 tmp
+  mkdir -p "$(dirname "$path")"
+  tmp=$(mktemp "${path}.XXXXXX")
+  printf '%s\n' "$content" >"$tmp"
+  chmod "$mode" "$tmp"
+  if [ -f "$path" ] && cmp -s "$tmp" "$path"; then
+    rm -f "$tmp"
+    return 0
+  fi
+  mv -f "$tmp" "$path"
+  echo changed
+}
+
+# remove_file PATH: delete PATH if present; prints "changed" if it did.
+remove_file() {
+  if [ -e "$1" ]; then
+    rm -f "$1"
+    echo changed
+  fi
+}

@@ -1,0 +1,165 @@
+"""Read the stack's `adplatform:*` config, merge the profile defaults, validate everything.
+
+Nothing here creates a resource: a ConfigError is raised before the first one exists.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pydantic import ValidationError
+from pulumi.runtime import config as runtime_config
+
+from config.catalog import PROVIDERS
+from config.errors import NAMESPACE, ConfigError, Problem, problem
+from config.model import UNKNOWN_KEYS, StackConfig
+from config.profiles import PROFILES, Profile
+from config import rules
+
+SSH_PRIVATE_KEY = "sshPrivateKey"
+
+
+@dataclass(frozen=True)
+class StackSecrets:
+    """Secret inputs, kept as secret Outputs so they never reach state or logs in plain text."""
+
+    ssh_private_key: pulumi.Output[str]
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    stack: str
+    config: StackConfig
+    profile: Profile
+    secrets: StackSecrets
+
+
+def read_raw() -> tuple[dict[str, Any], set[str]]:
+    """All `adplatform:*` values of the running stack, structured values decoded, plus secret keys."""
+    values = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    raw: dict[str, Any] = {}
+    secret: set[str] = set()
+    for full_key, value in values.items():
+        namespace, _, key = full_key.partition(":")
+        if namespace != NAMESPACE:
+            continue
+        raw[key] = _decode(value)
+        if runtime_config.is_config_secret(full_key) or full_key in runtime_config.get_config_secret_keys_env():
+            secret.add(key)
+    return raw, secret
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def load(stack: str, raw: dict[str, Any], secret_keys: set[str]) -> LoadedConfig:
+    raw = dict(raw)
+    problems: list[Problem] = []
+    private_key = raw.pop(SSH_PRIVATE_KEY, None)
+    if not private_key:
+        problems.append(problem(SSH_PRIVATE_KEY, "must be set: the private key for remote commands "
+                                "(pulumi config set --secret adplatform:sshPrivateKey < ~/.ssh/id_ed25519)"))
+    elif SSH_PRIVATE_KEY not in secret_keys:
+        problems.append(problem(SSH_PRIVATE_KEY, "must be stored as a secret (pulumi config set --secret ...), "
+                                "it is in plain text in the stack file"))
+
+    provider = raw.get("provider")
+    if provider not in PROVIDERS:
+        problems.append(problem("provider", f"must be one of {', '.join(PROVIDERS)}", provider))
+    profile_name = raw.get("profile")
+    profile = PROFILES.get(profile_name) if isinstance(profile_name, str) else None
+    if profile is None:
+        problems.append(problem("profile", f"must be one of {', '.join(PROFILES)}", profile_name))
+        profile = PROFILES["production"]  # keep validating the rest against the strictest defaults
+
+    merged = merge(profile.defaults, raw)
+    try:
+        cfg = StackConfig.model_validate(merged)
+    except ValidationError as exc:
+        problems.extend(_from_pydantic(exc, merged))
+        raise ConfigError(_dedupe(problems)) from None
+    problems.extend(rules.check(cfg, profile))
+    if problems:
+        raise ConfigError(_dedupe(problems))
+    return LoadedConfig(stack, cfg, profile, StackSecrets(pulumi.Output.secret(private_key)))
+
+
+def merge(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge overrides onto defaults; lists of pools merge by name."""
+    result = copy.deepcopy(defaults)
+    for key, value in overrides.items():
+        if key == "pools" and isinstance(value, list) and isinstance(result.get(key), list):
+            result[key] = _merge_pools(result[key], value)
+        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merge(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def _merge_pools(defaults: list[Any], overrides: list[Any]) -> list[Any]:
+    pools = [copy.deepcopy(p) for p in defaults]
+    by_name = {p.get("name"): p for p in pools if isinstance(p, dict)}
+    for override in overrides:
+        name = override.get("name") if isinstance(override, dict) else None
+        if name in by_name and isinstance(override, dict):
+            by_name[name].update(copy.deepcopy(override))
+        else:
+            pools.append(copy.deepcopy(override))
+    return pools
+
+
+def _from_pydantic(exc: ValidationError, merged: dict[str, Any]) -> list[Problem]:
+    found = []
+    for err in exc.errors():
+        loc = list(err["loc"])
+        path = _path(loc, merged)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] != "value_error":
+            msg = f"is invalid: {msg[:1].lower()}{msg[1:]}"
+        if msg.startswith(UNKNOWN_KEYS):
+            found.append(problem(path, msg))
+        elif err["type"] == "missing":
+            found.append(problem(path, "must be set"))
+        else:
+            found.append(problem(path, msg, err.get("input")))
+    return found
+
+
+def _path(loc: list[Any], merged: dict[str, Any]) -> str:
+    """pydantic loc -> key path; pool indexes become pool names so the user finds the entry."""
+    parts: list[str] = []
+    node: Any = merged
+    for item in loc:
+        if isinstance(item, int):
+            name = node[item].get("name") if isinstance(node, list) and isinstance(node[item], dict) else None
+            parts[-1] += f"[{name}]" if name else f"[{item}]"
+            node = node[item] if isinstance(node, list) else None
+        else:
+            parts.append(str(item))
+            node = node.get(item) if isinstance(node, dict) else None
+    return ".".join(parts) or NAMESPACE
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen, unique = set(), []
+    for p in problems:
+        if str(p) not in seen:
+            seen.add(str(p))
+            unique.append(p)
+    return unique
+
+
+def load_from_pulumi() -> LoadedConfig:
+    raw, secret = read_raw()
+    return load(pulumi.get_stack(), raw, secret)

@@ -1,0 +1,265 @@
+"""The typed stack configuration: one pydantic model for the whole stack.
+
+Field validators check one value; cross-field rules live in config/rules.py. Keys are camelCase in
+the stack files (pydantic aliases) and snake_case in Python.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from components.charts import K3S_VERSION
+from config.catalog import ROLES, SIZES
+
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_QUALIFIED_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_PREFIX = rf"{_DNS_LABEL}(\.{_DNS_LABEL})*"
+_LABEL_KEY = re.compile(rf"^({_PREFIX}/)?{_QUALIFIED_NAME}$")
+_LABEL_VALUE = re.compile(rf"^({_QUALIFIED_NAME})?$")
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+_TAINT = re.compile(rf"^(?P<key>({_PREFIX}/)?{_QUALIFIED_NAME})(=(?P<value>{_QUALIFIED_NAME}))?:(?P<effect>[A-Za-z]+)$")
+K3S_VERSION_RE = re.compile(r"^v1\.\d+\.\d+\+k3s\d+$")
+_POOL_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")
+_DOMAIN = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})+$")
+_SERVER_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SSH_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com"
+                      r"|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/=]+( .*)?$")
+# The kubelet may only set labels in these kubernetes.io namespaces on its own Node
+# (NodeRestriction admission); anything else under kubernetes.io / k8s.io stops K3s joining.
+_KUBELET_LABEL_PREFIXES = ("node.kubernetes.io/", "kubelet.kubernetes.io/")
+_KUBELET_LABEL_KEYS = ("topology.kubernetes.io/zone", "topology.kubernetes.io/region")
+
+DEDICATED_TAINT_KEY = "adplatform.io/dedicated"
+POOL_LABEL = "adplatform.io/pool"
+ROLE_LABEL = "adplatform.io/role"
+CONTROL_PLANE = "control-plane"
+CONTROL_PLANE_TAINT = "CriticalAddonsOnly=true:NoExecute"  # K3s' documented taint for servers
+
+
+def check_taint(taint: str) -> str:
+    match = _TAINT.match(taint)
+    if not match:
+        raise ValueError("must be a taint 'key[=value]:Effect' (key and value: Kubernetes label syntax)")
+    if match["effect"] not in TAINT_EFFECTS:
+        raise ValueError(f"must end in one of the effects {', '.join(TAINT_EFFECTS)}")
+    return taint
+
+
+def check_labels(labels: dict[str, str]) -> dict[str, str]:
+    for key, value in labels.items():
+        if not _LABEL_KEY.match(key):
+            raise ValueError(f"label key {key!r} must be [prefix/]name in Kubernetes label syntax")
+        if not _LABEL_VALUE.match(value):
+            raise ValueError(f"label value {value!r} of {key!r} must be at most 63 characters [A-Za-z0-9-_.]")
+        domain = key.split("/", 1)[0] if "/" in key else ""
+        restricted = domain.endswith("kubernetes.io") or domain.endswith("k8s.io")
+        if restricted and not (key.startswith(_KUBELET_LABEL_PREFIXES) or key in _KUBELET_LABEL_KEYS):
+            raise ValueError(f"label {key!r} is in a kubernetes.io/k8s.io namespace the kubelet may not set "
+                             f"on itself (allowed: {', '.join(_KUBELET_LABEL_PREFIXES + _KUBELET_LABEL_KEYS)})")
+    return labels
+
+
+def check_cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"must be a network in CIDR notation with no host bits set, e.g. 203.0.113.0/24 ({exc})") from None
+    return value
+
+
+def check_ssh_public_key(key: str) -> str:
+    if not _SSH_KEY.match(key.strip()):
+        raise ValueError("must be an OpenSSH public key line (ssh-ed25519 AAAA... comment)")
+    return key.strip()
+
+
+Cidr = Annotated[str, AfterValidator(check_cidr)]
+Taint = Annotated[str, AfterValidator(check_taint)]
+SshPublicKey = Annotated[str, AfterValidator(check_ssh_public_key)]
+UNKNOWN_KEYS = "has unknown key(s)"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            accepted = {f.alias or n for n, f in cls.model_fields.items()}
+            unknown = sorted(set(data) - accepted - set(cls.model_fields))
+            if unknown:
+                raise ValueError(f"{UNKNOWN_KEYS} {', '.join(map(repr, unknown))} "
+                                 f"(accepted: {', '.join(sorted(accepted))})")
+        return data
+
+
+def _check_size(size: str | None) -> str | None:
+    if size is not None and size not in SIZES:
+        raise ValueError(f"must be one of the size classes {', '.join(SIZES)}")
+    return size
+
+
+def _check_server_type(server_type: str | None) -> str | None:
+    if server_type is not None and not _SERVER_TYPE.match(server_type):
+        raise ValueError("must be a provider server type name such as ccx33")
+    return server_type
+
+
+class ControlPlane(_Model):
+    count: int = 3
+    size: str | None = None
+    server_type: str | None = None  # overrides size with a provider-specific type
+    location: str | None = None
+    dedicated: bool = True  # tainted so only cluster-critical add-ons run on the servers
+    role: str = "general"  # tuning and placement role when the servers also run workloads
+    labels: dict[str, str] = {}
+
+    _v_size = field_validator("size")(_check_size)
+    _v_type = field_validator("server_type")(_check_server_type)
+    _v_labels = field_validator("labels")(check_labels)
+
+    @field_validator("count")
+    @classmethod
+    def _odd(cls, count: int) -> int:
+        if count < 1 or count % 2 == 0 or count > 7:
+            raise ValueError("must be odd (1, 3, 5 or 7) so embedded etcd keeps a quorum")
+        return count
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, role: str) -> str:
+        if role not in ("general", "converged"):
+            raise ValueError("must be 'general' or 'converged' (control-plane servers never host dedicated database roles)")
+        return role
+
+    @property
+    def taints(self) -> tuple[str, ...]:
+        return (CONTROL_PLANE_TAINT,) if self.dedicated else ()
+
+    @property
+    def node_labels(self) -> dict[str, str]:
+        return {POOL_LABEL: CONTROL_PLANE, ROLE_LABEL: self.role, **self.labels}
+
+
+class Pool(_Model):
+    name: str
+    role: str
+    count: int
+    size: str | None = None
+    server_type: str | None = None
+    location: str | None = None
+    labels: dict[str, str] = {}
+    taints: list[Taint] | None = None  # None: the role's default taint
+
+    _v_size = field_validator("size")(_check_size)
+    _v_type = field_validator("server_type")(_check_server_type)
+    _v_labels = field_validator("labels")(check_labels)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not _POOL_NAME.match(name) or name == CONTROL_PLANE:
+            raise ValueError("must be 1-20 characters of a-z, 0-9 and '-', start with a letter, "
+                             f"and not be {CONTROL_PLANE!r}")
+        return name
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, role: str) -> str:
+        if role not in ROLES:
+            raise ValueError(f"must be one of the roles {', '.join(ROLES)}")
+        return role
+
+    @field_validator("count")
+    @classmethod
+    def _count(cls, count: int) -> int:
+        if count < 0 or count > 100:
+            raise ValueError("must be between 0 (pool removed) and 100")
+        return count
+
+    @property
+    def node_taints(self) -> tuple[str, ...]:
+        if self.taints is not None:
+            return tuple(self.taints)
+        return (f"{DEDICATED_TAINT_KEY}={self.role}:NoSchedule",) if ROLES[self.role].dedicated else ()
+
+    @property
+    def node_labels(self) -> dict[str, str]:
+        return {POOL_LABEL: self.name, ROLE_LABEL: self.role, **self.labels}
+
+
+class ApiLoadBalancer(_Model):
+    enabled: bool = True
+    # Cloud load balancers often cannot be firewalled: a public one exposes 6443 to the world.
+    public: bool = False
+
+
+class Cluster(_Model):
+    k3s_version: str = Field(K3S_VERSION, alias="k3sVersion")
+    location: str | None = None  # default for the control plane and pools; the provider's default otherwise
+    network_cidr: str = "10.0.0.0/16"
+    subnet_cidr: str = "10.0.1.0/24"
+    pod_cidr: str = "10.42.0.0/16"  # K3s cluster-cidr; Cilium allocates from the node podCIDRs
+    service_cidr: str = "10.43.0.0/16"
+    control_plane: ControlPlane = ControlPlane()
+    api_load_balancer: ApiLoadBalancer = ApiLoadBalancer()
+    pools: list[Pool] = []
+
+    _v_cidrs = field_validator("network_cidr", "subnet_cidr", "pod_cidr", "service_cidr")(check_cidr)
+
+    @field_validator("k3s_version")
+    @classmethod
+    def _k3s_version(cls, version: str) -> str:
+        if not K3S_VERSION_RE.match(version):
+            raise ValueError(f"must be a K3s release of the form v1.X.Y+k3sN, e.g. {K3S_VERSION}")
+        return version
+
+    @property
+    def active_pools(self) -> list[Pool]:
+        return [p for p in self.pools if p.count > 0]
+
+
+class Layers(_Model):
+    """Switches for the layers above the cluster (off: the layer and its dependants are skipped)."""
+
+    cluster_services: bool = True
+    data_plane: bool = True
+    platform: bool = True
+    ad_services: bool = True
+
+
+class StackConfig(_Model):
+    provider: str
+    profile: str
+    domain: str
+    admin_cidrs: list[Cidr]
+    ssh_public_keys: list[SshPublicKey]
+    cluster: Cluster = Cluster()
+    layers: Layers = Layers()
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, domain: str) -> str:
+        if not _DOMAIN.match(domain) or len(domain) > 253:
+            raise ValueError("must be a lower-case DNS name such as ads.example.com")
+        return domain
+
+    @field_validator("admin_cidrs")
+    @classmethod
+    def _admin_cidrs(cls, cidrs: list[str]) -> list[str]:
+        if not cidrs:
+            raise ValueError("must list at least one CIDR allowed to reach SSH and the Kubernetes API")
+        return cidrs
+
+    @field_validator("ssh_public_keys")
+    @classmethod
+    def _ssh_keys(cls, keys: list[str]) -> list[str]:
+        if not keys:
+            raise ValueError("must list at least one SSH public key (ssh-ed25519 ...)")
+        return keys

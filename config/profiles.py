@@ -1,0 +1,87 @@
+"""Environment profiles: defaults in the same shape as the stack config.
+
+A stack file only states what differs. Dicts merge key by key; `cluster.pools` merges by pool
+`name` (a pool in the stack file overrides the fields it names, a new name adds a pool, and
+`count: 0` removes a profile pool).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    strict: bool  # production-grade: replication minimums enforced, world-open admin CIDRs refused
+    protect: bool  # servers, networks and (later) database clusters get protect=True
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+def _pool(name: str, role: str, count: int, size: str) -> dict[str, Any]:
+    return {"name": name, "role": role, "count": count, "size": size}
+
+
+_ALL_LAYERS_ON = {"clusterServices": True, "dataPlane": True, "platform": True, "adServices": True}
+
+PROFILES: dict[str, Profile] = {
+    "production": Profile(
+        name="production",
+        description="3 dedicated control-plane servers, a dedicated pool per database, HA everywhere",
+        strict=True,
+        protect=True,
+        defaults={
+            "cluster": {
+                "controlPlane": {"count": 3, "size": "dedicated-medium", "dedicated": True},
+                "apiLoadBalancer": {"enabled": True, "public": False},
+                "pools": [
+                    _pool("general", "general", 3, "dedicated-large"),
+                    _pool("scylladb", "scylladb", 3, "dedicated-xlarge"),
+                    _pool("redpanda", "redpanda", 3, "dedicated-large"),
+                    _pool("clickhouse", "clickhouse", 3, "dedicated-large"),
+                    _pool("stateful", "stateful", 3, "dedicated-large"),
+                ],
+            },
+            "layers": _ALL_LAYERS_ON,
+        },
+    ),
+    "staging": Profile(
+        name="staging",
+        description="production's topology shape on small shared-vCPU servers, one node per database pool",
+        strict=False,
+        protect=False,
+        defaults={
+            "cluster": {
+                "controlPlane": {"count": 3, "size": "small", "dedicated": False},
+                "apiLoadBalancer": {"enabled": True, "public": False},
+                "pools": [
+                    _pool("general", "general", 2, "medium"),
+                    _pool("scylladb", "scylladb", 1, "medium"),
+                    _pool("redpanda", "redpanda", 1, "medium"),
+                    _pool("clickhouse", "clickhouse", 1, "medium"),
+                    _pool("stateful", "stateful", 1, "medium"),
+                ],
+            },
+            "layers": _ALL_LAYERS_ON,
+        },
+    ),
+    "compact": Profile(
+        name="compact",
+        description="the classic 5 servers: 3 K3s servers + 2 agents, all running workloads, "
+        "each database spread 3-wide across them",
+        strict=True,
+        protect=True,
+        defaults={
+            "cluster": {
+                "controlPlane": {
+                    "count": 3, "size": "dedicated-2xlarge", "dedicated": False, "role": "converged",
+                },
+                "apiLoadBalancer": {"enabled": True, "public": False},
+                "pools": [_pool("workers", "converged", 2, "dedicated-2xlarge")],
+            },
+            "layers": _ALL_LAYERS_ON,
+        },
+    ),
+}

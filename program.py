@@ -1,0 +1,39 @@
+"""The program as a straight line: config -> servers -> tuning -> cluster -> outputs.
+
+`main()` is what `pulumi up` runs (via __main__.py) and what the tests and the offline plan run
+under mocks. Later layers (cluster services, data plane, platform, ad services) plug in here,
+each handed what the previous layer produced.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+import providers
+from components.host import HostTuning
+from components.k3s import K3sCluster
+from config import ConfigError, load_from_pulumi
+
+
+def main() -> None:
+    loaded = load_from_pulumi()
+    provider = providers.get(loaded.config.provider)
+    problems = provider.validate(loaded)
+    if problems:
+        raise ConfigError(problems)
+
+    infra = provider.create(loaded)
+    tuning = HostTuning("host-tuning", infra.nodes)
+    cluster = K3sCluster("k3s", loaded.config.cluster, infra, tuning)
+
+    pulumi.export("provider", loaded.config.provider)
+    pulumi.export("profile", loaded.profile.name)
+    pulumi.export("k3sVersion", loaded.config.cluster.k3s_version)
+    pulumi.export("apiEndpoint", cluster.api_endpoint)
+    pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig))
+    pulumi.export("nodes", {
+        node.hostname: {"pool": node.spec.pool, "role": node.spec.workload_role, "k3s": node.spec.k3s_role,
+                        "publicIp": node.public_ip, "privateIp": node.private_ip}
+        for node in infra.nodes
+    })
+    pulumi.export("layers", loaded.config.layers.model_dump(by_alias=True))

@@ -1,0 +1,19 @@
+"""Server providers behind one interface (providers/base.py)."""
+
+from __future__ import annotations
+
+from config.catalog import PROVIDERS
+from providers.base import Infrastructure, Node, Provider, check_size_mapping
+from providers.hetzner import Hetzner
+
+_REGISTRY: dict[str, Provider] = {"hetzner": Hetzner()}
+assert tuple(_REGISTRY) == PROVIDERS, "config.catalog.PROVIDERS must list exactly the registered providers"
+for _name, _provider in _REGISTRY.items():
+    check_size_mapping(_name, _provider.server_types)
+
+
+def get(name: str) -> Provider:
+    return _REGISTRY[name]
+
+
+__all__ = ["Infrastructure", "Node", "Provider", "get"]

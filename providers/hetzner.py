@@ -1,0 +1,233 @@
+"""Hetzner Cloud: private network, firewall, placement groups, servers, API load balancer, CCM.
+
+Hetzner firewalls filter public interfaces only; traffic on the private network between our
+servers is not filtered, which is how "everything between nodes" stays open and private.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Sequence
+
+import pulumi
+import pulumi_hcloud as hcloud
+import pulumi_kubernetes as k8s
+
+from components.charts import HCLOUD_CCM
+from components.helm import release
+from config import LoadedConfig, Problem
+from config.errors import problem
+from providers.base import (PORTS, ClusterProfile, Infrastructure, Node, NodeSpec, node_specs,
+                            resolve_server_type, rule_sources, ssh_connection)
+
+NAME = "hetzner"
+DEFAULT_LOCATION = "fsn1"
+IMAGE = "ubuntu-24.04"
+API_LB_TYPE = "lb11"
+SPREAD_GROUP_MAX = 10  # Hetzner limit of servers per spread placement group
+NETWORK_ZONES = {"fsn1": "eu-central", "nbg1": "eu-central", "hel1": "eu-central",
+                 "ash": "us-east", "hil": "us-west", "sin": "ap-southeast"}
+# Size classes (config/catalog.py) -> server types: shared vCPU (CX) for small classes,
+# dedicated vCPU (CCX, local NVMe) for everything a database or production control plane uses.
+SERVER_TYPES = {
+    "small": "cx23",
+    "medium": "cx33",
+    "dedicated-medium": "ccx23",
+    "dedicated-large": "ccx33",
+    "dedicated-xlarge": "ccx43",
+    "dedicated-2xlarge": "ccx53",
+}
+
+
+class Hetzner:
+    name = NAME
+    server_types = SERVER_TYPES
+
+    def validate(self, loaded: LoadedConfig) -> list[Problem]:
+        cluster = loaded.config.cluster
+        found: list[Problem] = []
+        located = [("cluster.location", cluster.location),
+                   ("cluster.controlPlane.location", cluster.control_plane.location)]
+        located += [(f"cluster.pools[{p.name}].location", p.location) for p in cluster.pools]
+        zones = set()
+        for key, location in located:
+            if location is None:
+                continue
+            if location not in NETWORK_ZONES:
+                found.append(problem(key, f"must be a Hetzner location ({', '.join(NETWORK_ZONES)})", location))
+            else:
+                zones.add(NETWORK_ZONES[location])
+        if len(zones) > 1:
+            found.append(problem("cluster", "must place every server in one Hetzner network zone (a private "
+                                 "network spans one zone)", sorted(zones)))
+        return found
+
+    def create(self, loaded: LoadedConfig) -> Infrastructure:
+        return HetznerInfrastructure("hetzner", loaded).infrastructure
+
+
+class HetznerInfrastructure(pulumi.ComponentResource):
+    """Everything Hetzner-side for one stack."""
+
+    def __init__(self, name: str, loaded: LoadedConfig, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("adplatform:providers:HetznerInfrastructure", name, None, opts)
+        cfg = loaded.config
+        self._loaded = loaded
+        self._prefix = f"adp-{loaded.stack}"
+        self._labels = {"adplatform.io/stack": loaded.stack}
+        self._protect = loaded.profile.protect
+        location = cfg.cluster.location or DEFAULT_LOCATION
+        self._location = location
+
+        ssh_keys = self._ssh_keys(cfg.ssh_public_keys)
+        self.network, self.subnet = self._network(NETWORK_ZONES[location])
+        self.firewall = self._firewall(cfg.admin_cidrs)
+        specs = node_specs(loaded)
+        groups = self._placement_groups(specs)
+        nodes = [self._server(spec, ssh_keys, groups) for spec in specs]
+        servers = [n for n in nodes if n.spec.k3s_role == "server"]
+        private_endpoint, public_endpoint, lb_ips = self._api_endpoints(servers)
+
+        sans = pulumi.Output.all(lb_ips, *[n.public_ip for n in servers], *[n.private_ip for n in servers]).apply(
+            lambda ips: sorted({ip for group in ips for ip in (group if isinstance(group, list) else [group]) if ip}))
+        self.infrastructure = Infrastructure(
+            nodes=nodes,
+            api_private_endpoint=private_endpoint,
+            api_public_endpoint=public_endpoint,
+            tls_sans=sans,
+            cluster=ClusterProfile(
+                k3s_disable=("servicelb", "traefik"),
+                external_cloud_provider=True,
+                # The CCM's route controller programs pod CIDRs into the private network, so pods
+                # route natively (no tunnel overhead) across the Hetzner network.
+                cilium_values={"routingMode": "native", "ipv4NativeRoutingCIDR": cfg.cluster.pod_cidr},
+            ),
+            install_addons=self._install_ccm,
+        )
+        self.register_outputs({"network_id": self.network.id, "firewall_id": self.firewall.id})
+
+    def _opts(self, protect: bool = False, **kwargs) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, protect=protect and self._protect, **kwargs)
+
+    def _ssh_keys(self, public_keys: Sequence[str]) -> list[hcloud.SshKey]:
+        keys = []
+        for key in public_keys:
+            # Named by content, so adding or re-ordering keys touches no existing key.
+            digest = hashlib.sha256(key.split()[1].encode()).hexdigest()[:10]
+            keys.append(hcloud.SshKey(f"ssh-{digest}", name=f"{self._prefix}-{digest}", public_key=key,
+                                      labels=self._labels, opts=self._opts()))
+        return keys
+
+    def _network(self, zone: str) -> tuple[hcloud.Network, hcloud.NetworkSubnet]:
+        cluster = self._loaded.config.cluster
+        network = hcloud.Network("network", name=self._prefix, ip_range=cluster.network_cidr,
+                                 delete_protection=self._protect, labels=self._labels, opts=self._opts(protect=True))
+        subnet = hcloud.NetworkSubnet("subnet", network_id=network.id.apply(int), type="cloud",
+                                      network_zone=zone, ip_range=cluster.subnet_cidr,
+                                      opts=self._opts(protect=True))
+        return network, subnet
+
+    def _firewall(self, admin_cidrs: Sequence[str]) -> hcloud.Firewall:
+        rules = [hcloud.FirewallRuleArgs(direction="in", protocol=rule.protocol, port=rule.port,
+                                         source_ips=rule_sources(rule, admin_cidrs), description=rule.description)
+                 for rule in PORTS]
+        return hcloud.Firewall("firewall", name=self._prefix, rules=rules, labels=self._labels, opts=self._opts())
+
+    def _placement_groups(self, specs: list[NodeSpec]) -> dict[tuple[str, int], hcloud.PlacementGroup]:
+        groups = {}
+        for spec in specs:
+            key = (spec.pool, spec.index // SPREAD_GROUP_MAX)
+            if key not in groups:
+                suffix = f"-{key[1]}" if key[1] else ""
+                groups[key] = hcloud.PlacementGroup(
+                    f"spread-{spec.pool}{suffix}", name=f"{self._prefix}-{spec.pool}{suffix}", type="spread",
+                    labels={**self._labels, "adplatform.io/pool": spec.pool}, opts=self._opts())
+        return groups
+
+    def _server(self, spec: NodeSpec, ssh_keys: list[hcloud.SshKey],
+                groups: dict[tuple[str, int], hcloud.PlacementGroup]) -> Node:
+        hostname = f"{self._prefix}-{spec.name}"
+        group = groups[(spec.pool, spec.index // SPREAD_GROUP_MAX)]
+        server = hcloud.Server(
+            spec.name,
+            name=hostname,
+            server_type=resolve_server_type(spec, SERVER_TYPES),
+            image=IMAGE,
+            location=spec.location or self._location,
+            ssh_keys=[k.id for k in ssh_keys],
+            placement_group_id=group.id.apply(int),
+            firewall_ids=[self.firewall.id.apply(int)],
+            networks=[hcloud.ServerNetworkArgs(network_id=self.network.id.apply(int))],
+            public_nets=[hcloud.ServerPublicNetArgs(ipv4_enabled=True, ipv6_enabled=True)],
+            labels={**self._labels, "adplatform.io/pool": spec.pool, "adplatform.io/role": spec.workload_role,
+                    "adplatform.io/k3s": spec.k3s_role},
+            delete_protection=self._protect,
+            rebuild_protection=self._protect,
+            shutdown_before_deletion=True,
+            opts=self._opts(
+                protect=True,
+                depends_on=[self.subnet],  # a server can only join the network once the subnet exists
+                # Hetzner replaces a server when its SSH keys or image change; new keys reach
+                # existing servers by remote command instead, and image bumps apply to new servers.
+                ignore_changes=["sshKeys", "image"],
+            ),
+        )
+        private_ip = server.networks.apply(lambda nets: nets[0].ip if nets and nets[0].ip else "")
+        return Node(spec=spec, hostname=hostname, public_ip=server.ipv4_address, private_ip=private_ip,
+                    connection=ssh_connection(server.ipv4_address, "root", self._loaded.secrets.ssh_private_key),
+                    server=server)
+
+    def _api_endpoints(self, servers: list[Node]):
+        lb_cfg = self._loaded.config.cluster.api_load_balancer
+        first = servers[0]
+        if not lb_cfg.enabled:
+            return first.private_ip, first.public_ip, pulumi.Output.from_input([])
+        lb = hcloud.LoadBalancer("api-lb", name=f"{self._prefix}-api", load_balancer_type=API_LB_TYPE,
+                                 location=self._location, delete_protection=self._protect,
+                                 labels=self._labels, opts=self._opts())
+        attachment = hcloud.LoadBalancerNetwork(
+            "api-lb-network", load_balancer_id=lb.id.apply(int), subnet_id=self.subnet.id,
+            # Hetzner load balancers cannot be firewalled: keep the API off the internet unless asked.
+            enable_public_interface=lb_cfg.public, opts=self._opts())
+        hcloud.LoadBalancerService(
+            "api-lb-6443", load_balancer_id=lb.id, protocol="tcp", listen_port=6443, destination_port=6443,
+            health_check=hcloud.LoadBalancerServiceHealthCheckArgs(protocol="tcp", port=6443, interval=10,
+                                                                   timeout=5, retries=3),
+            opts=self._opts())
+        for node in servers:
+            hcloud.LoadBalancerTarget(f"api-lb-{node.name}", load_balancer_id=lb.id.apply(int), type="server",
+                                      server_id=node.server.id.apply(int), use_private_ip=True,
+                                      opts=self._opts(depends_on=[attachment]))
+        private_ip = attachment.ip
+        public_ip = lb.ipv4 if lb_cfg.public else first.public_ip
+        lb_ips = pulumi.Output.all(private_ip, lb.ipv4).apply(lambda ips: [ip for ip in ips if ip]) \
+            if lb_cfg.public else private_ip.apply(lambda ip: [ip])
+        return private_ip, public_ip, lb_ips
+
+    def _install_ccm(self, provider: k8s.Provider, depends_on: Sequence[pulumi.Resource],
+                     parent: pulumi.Resource) -> list[pulumi.Resource]:
+        """The hcloud cloud controller manager: initialises nodes (external cloud provider), routes pod CIDRs."""
+        token = _hcloud_token()
+        opts = pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on))
+        secret = k8s.core.v1.Secret(
+            "hcloud", metadata=k8s.meta.v1.ObjectMetaArgs(name="hcloud", namespace=HCLOUD_CCM.namespace),
+            string_data={"token": token, "network": self.network.id}, type="Opaque", opts=opts)
+        ha = 2 if self._loaded.profile.strict else 1
+        ccm = release("hcloud-ccm", HCLOUD_CCM, {
+            "replicaCount": ha,
+            "networking": {"enabled": True, "clusterCIDR": self._loaded.config.cluster.pod_cidr},
+        }, pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[secret])))
+        return [secret, ccm]
+
+
+def _hcloud_token() -> pulumi.Output[str]:
+    """The same token the hcloud provider uses (hcloud:token or HCLOUD_TOKEN), kept secret."""
+    token = pulumi.Config("hcloud").get_secret("token")
+    if token is not None:
+        return token
+    env = os.environ.get("HCLOUD_TOKEN")
+    if env:
+        return pulumi.Output.secret(env)
+    raise pulumi.RunError("hcloud:token is not set: run `pulumi config set --secret hcloud:token <token>` "
+                          "(or export HCLOUD_TOKEN); the cloud controller manager needs it")
