@@ -149,7 +149,8 @@ class OfflineMocks(pulumi.runtime.Mocks):
         elif args.typ == "hcloud:index/loadBalancerNetwork:LoadBalancerNetwork":
             outputs["ip"] = "10.0.1.254"
         elif args.typ == "random:index/randomPassword:RandomPassword":
-            outputs["result"] = "offline" + "x" * (int(args.inputs.get("length", 16)) - 7)
+            seed = f"offline-{args.name}-"
+            outputs["result"] = (seed + "x" * 64)[:int(args.inputs.get("length", 16))]
         elif args.typ == "command:remote:Command":
             create = args.inputs.get("create", "")
             outputs["stdout"] = FAKE_KUBECONFIG if "k3s.yaml" in str(create) else ""
@@ -185,12 +186,17 @@ def stacks() -> list[str]:
     return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
 
 
+# The monitor of the latest run, so a test can see what was registered before an exception.
+last_monitor: RecordingMonitor | None = None
+
+
 def run(values: dict[str, Any], secret_keys: set[str], stack: str = "test") -> Run:
     """Run program.main() with exactly this config; raises what the program raises."""
+    global last_monitor
     import program  # imported late: the program reads config when main() runs, not on import
 
     mocks = OfflineMocks()
-    monitor = RecordingMonitor(mocks)
+    monitor = last_monitor = RecordingMonitor(mocks)
     settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     runtime_config.set_all_config(

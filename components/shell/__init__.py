@@ -1,8 +1,11 @@
 """Render the real `.sh` templates into the scripts remote commands run.
 
-A template starts with `# @params` where the renderer writes `readonly NAME='value'` lines
-(shell-quoted), and a line `source lib.sh` that the renderer replaces by components/shell/lib.sh,
-so each rendered script is one self-contained file that shellcheck can lint as-is.
+A template has a line `# @params` where the renderer writes `readonly NAME='value'` lines
+(shell-quoted), then a line `source lib.sh` that the renderer replaces by components/shell/lib.sh.
+Everything after that line becomes the body of `main`, called with stdin from /dev/null: the
+script reaches the node on bash's stdin, and a function is parsed whole before it runs, so no
+command inside can swallow the rest of the script. Each rendered script is one self-contained
+file that shellcheck lints as-is.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ def render(template: Path, params: Mapping[str, str | int | bool]) -> str:
         lines.append(f"readonly {name}={shlex.quote(str(value))}")
     lib = "\n".join(line for line in LIB.read_text().splitlines()
                     if not line.startswith("#!") and line != "set -euo pipefail")
-    return text.replace(PARAMS_MARKER, "\n".join(lines), 1).replace(SOURCE_LIB, lib.strip(), 1)
+    head, body = text.replace(PARAMS_MARKER, "\n".join(lines), 1).split(SOURCE_LIB + "\n", 1)
+    return f"{head}{lib.strip()}\n\nmain() {{\n{body.rstrip()}\n}}\n\nmain </dev/null\n"
 
 
 def content_hash(*parts: str) -> str:

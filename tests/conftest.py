@@ -1,0 +1,74 @@
+"""Shared fixtures: whole-program runs under Pulumi mocks, cached per stack."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tools import mockrun  # noqa: E402
+from tools.mockrun import Run, Secret  # noqa: E402
+
+VALID_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGyQ5iLrXL0W1eJqkqG9y5WnA2s8pC3qvGfQe1cW9r7H test@example.com"
+
+
+@lru_cache(maxsize=None)
+def _cached(stack: str) -> Run:
+    return mockrun.run_stack(stack)
+
+
+@pytest.fixture(scope="session")
+def production() -> Run:
+    return _cached("production")
+
+
+@pytest.fixture(scope="session")
+def staging() -> Run:
+    return _cached("staging")
+
+
+def stack_run(stack: str) -> Run:
+    return _cached(stack)
+
+
+def base_raw(**overrides: Any) -> dict[str, Any]:
+    """A minimal valid raw config (keys without namespace), as the loader receives it."""
+    raw = {
+        "provider": "hetzner",
+        "profile": "production",
+        "domain": "ads.example.com",
+        "adminCidrs": ["203.0.113.0/24"],
+        "sshPublicKeys": [VALID_KEY],
+        "sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----",
+    }
+    raw.update(overrides)
+    return raw
+
+
+def run_raw(raw: dict[str, Any], stack: str = "test") -> Run:
+    values = {f"adplatform:{k}": v for k, v in raw.items()}
+    values["hcloud:token"] = "test-token"
+    return mockrun.run(values, {"adplatform:sshPrivateKey", "hcloud:token"}, stack)
+
+
+def script_param(script: str, name: str) -> str:
+    """The value the renderer gave a script parameter (`readonly NAME='...'`)."""
+    match = re.search(rf"^readonly {name}=('(?:[^']|'\"'\"')*'|\S*)$", script, re.M | re.S)
+    assert match, f"parameter {name} not in script"
+    return shlex.split(match.group(1))[0] if match.group(1) else ""
+
+
+def k3s_config(run: Run, node: str) -> dict[str, Any]:
+    """The /etc/rancher/k3s/config.yaml the install command writes on `node` (e.g. 'scylladb-1')."""
+    stdin = run.named(f"k3s-{node}", "command:remote:Command").inputs["stdin"]
+    assert isinstance(stdin, Secret), "the K3s install script carries the join token and must be secret"
+    return yaml.safe_load(script_param(stdin.value, "K3S_CONFIG"))

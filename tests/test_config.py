@@ -1,0 +1,202 @@
+"""Config validation: every error names the key, the value given and what is accepted."""
+
+from __future__ import annotations
+
+import pytest
+
+from config import ConfigError, load
+from config.catalog import ROLES, SIZES
+from config.profiles import PROFILES
+from tests.conftest import VALID_KEY, base_raw
+
+SECRET = {"sshPrivateKey"}
+
+
+def problems(raw: dict) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        load("test", raw, SECRET)
+    return [str(p) for p in err.value.problems]
+
+
+def one_problem(raw: dict) -> str:
+    found = problems(raw)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_valid_minimal_config_takes_profile_defaults():
+    loaded = load("test", base_raw(), SECRET)
+    cluster = loaded.config.cluster
+    assert cluster.control_plane.count == 3
+    assert {p.name: p.count for p in cluster.pools} == {
+        "general": 3, "scylladb": 3, "redpanda": 3, "clickhouse": 3, "stateful": 3}
+    assert loaded.profile.protect and loaded.profile.strict
+
+
+def test_unknown_provider():
+    msg = one_problem(base_raw(provider="digitalocean"))
+    assert msg == "adplatform:provider must be one of hetzner, got 'digitalocean'"
+
+
+def test_unknown_profile():
+    msg = one_problem(base_raw(profile="prod"))
+    assert msg.startswith("adplatform:profile must be one of production, staging, compact, got 'prod'")
+
+
+@pytest.mark.parametrize("count", [0, 2, 4, 9])
+def test_control_plane_count_must_be_odd_and_positive(count):
+    msg = one_problem(base_raw(cluster={"controlPlane": {"count": count}}))
+    assert msg == (f"adplatform:cluster.controlPlane.count must be odd (1, 3, 5 or 7) so embedded etcd keeps "
+                   f"a quorum, got {count}")
+
+
+def test_duplicate_pool_names():
+    raw = base_raw(cluster={"pools": [{"name": "extra", "role": "general", "count": 2},
+                                      {"name": "extra", "role": "general", "count": 2}]})
+    assert one_problem(raw) == "adplatform:cluster.pools must have unique names; 'extra' appears 2 times, got 'extra'"
+
+
+def test_unknown_pool_role():
+    msg = one_problem(base_raw(cluster={"pools": [{"name": "gpu", "role": "ml", "count": 2}]}))
+    assert msg.startswith("adplatform:cluster.pools[gpu].role must be one of the roles general, scylladb")
+    assert msg.endswith("got 'ml'")
+
+
+@pytest.mark.parametrize("taint, expected", [
+    ("dedicated", "must be a taint 'key[=value]:Effect'"),
+    ("dedicated=db:Sometimes", "must end in one of the effects NoSchedule, PreferNoSchedule, NoExecute"),
+    ("bad key=x:NoSchedule", "must be a taint"),
+])
+def test_taint_syntax(taint, expected):
+    msg = one_problem(base_raw(cluster={"pools": [{"name": "scylladb", "taints": [taint]}]}))
+    assert msg.startswith(f"adplatform:cluster.pools[scylladb].taints[0] {expected}")
+    assert msg.endswith(f"got {taint!r}")
+
+
+def test_valid_taints_are_accepted():
+    raw = base_raw(cluster={"pools": [{"name": "scylladb", "taints": ["example.com/db=scylla:NoExecute", "x:NoSchedule"]}]})
+    pool = next(p for p in load("test", raw, SECRET).config.cluster.pools if p.name == "scylladb")
+    assert pool.node_taints == ("example.com/db=scylla:NoExecute", "x:NoSchedule")
+
+
+@pytest.mark.parametrize("cidr", ["10.0.0.1/8", "300.1.1.0/24", "office"])
+def test_invalid_admin_cidr(cidr):
+    msg = one_problem(base_raw(adminCidrs=["198.51.100.0/24", cidr]))
+    assert msg.startswith("adplatform:adminCidrs[1] must be a network in CIDR notation")
+    assert msg.endswith(f"got {cidr!r}")
+
+
+def test_world_open_admin_cidr_refused_in_production_allowed_in_staging():
+    msg = one_problem(base_raw(adminCidrs=["0.0.0.0/0"]))
+    assert msg.startswith("adplatform:adminCidrs must not open SSH and the Kubernetes API to the whole internet")
+    load("test", base_raw(profile="staging", adminCidrs=["0.0.0.0/0"]), SECRET)
+
+
+def test_missing_ssh_public_keys():
+    msg = one_problem(base_raw(sshPublicKeys=[]))
+    assert msg == "adplatform:sshPublicKeys must list at least one SSH public key (ssh-ed25519 ...), got []"
+
+
+def test_malformed_ssh_public_key():
+    msg = one_problem(base_raw(sshPublicKeys=[VALID_KEY, "AAAA-not-a-key"]))
+    assert msg.startswith("adplatform:sshPublicKeys[1] must be an OpenSSH public key line")
+
+
+def test_missing_ssh_private_key():
+    raw = base_raw()
+    del raw["sshPrivateKey"]
+    assert one_problem(raw).startswith("adplatform:sshPrivateKey must be set")
+
+
+def test_plaintext_ssh_private_key_refused():
+    with pytest.raises(ConfigError, match="sshPrivateKey must be stored as a secret"):
+        load("test", base_raw(), set())
+
+
+def test_missing_required_key():
+    raw = base_raw()
+    del raw["domain"]
+    assert one_problem(raw) == "adplatform:domain must be set"
+
+
+@pytest.mark.parametrize("version", ["1.36.4+k3s1", "v1.36.4", "v1.36+k3s1", "v2.0.0+k3s1", "latest"])
+def test_k3s_version_format(version):
+    msg = one_problem(base_raw(cluster={"k3sVersion": version}))
+    assert msg == (f"adplatform:cluster.k3sVersion must be a K3s release of the form v1.X.Y+k3sN, "
+                   f"e.g. v1.36.4+k3s1, got {version!r}")
+
+
+def test_database_pool_too_small_for_replication_in_production():
+    msg = one_problem(base_raw(cluster={"pools": [{"name": "scylladb", "count": 2}]}))
+    assert msg == ("adplatform:cluster.pools[scylladb].count must be at least 3 in the production profile "
+                   "(replication factor 3 puts one replica per rack and node), got 2")
+
+
+def test_small_database_pools_are_fine_in_staging():
+    loaded = load("test", base_raw(profile="staging"), SECRET)
+    assert all(p.count == 1 for p in loaded.config.cluster.pools if p.role != "general")
+
+
+def test_removing_a_database_role_in_production_needs_the_data_plane_off():
+    raw = base_raw(cluster={"pools": [{"name": "redpanda", "count": 0}]})
+    assert "must give the redpanda role at least 3 nodes" in one_problem(raw)
+    load("test", base_raw(cluster={"pools": [{"name": "redpanda", "count": 0}]}, layers={"dataPlane": False}), SECRET)
+
+
+def test_unknown_key_is_named_with_accepted_keys():
+    msg = one_problem(base_raw(cluster={"contolPlane": {"count": 3}}))
+    assert msg.startswith("adplatform:cluster has unknown key(s) 'contolPlane' (accepted: apiLoadBalancer, controlPlane")
+
+
+def test_overlapping_networks():
+    msg = one_problem(base_raw(cluster={"networkCidr": "10.42.0.0/16", "subnetCidr": "10.42.1.0/24"}))
+    assert msg == "adplatform:cluster.podCidr must not overlap cluster.networkCidr (10.42.0.0/16), got '10.42.0.0/16'"
+
+
+def test_kubelet_restricted_label_refused():
+    msg = one_problem(base_raw(cluster={"pools": [{"name": "general", "labels": {"node-role.kubernetes.io/worker": "true"}}]}))
+    assert "kubernetes.io/k8s.io namespace the kubelet may not set" in msg
+    assert msg.startswith("adplatform:cluster.pools[general].labels")
+
+
+def test_all_problems_reported_at_once():
+    found = problems(base_raw(provider="aws", domain="no_dots", cluster={"controlPlane": {"count": 2}}))
+    assert len(found) == 3
+
+
+def test_pools_merge_by_name_and_count_zero_removes():
+    raw = base_raw(profile="staging", cluster={"pools": [
+        {"name": "scylladb", "count": 3, "serverType": "ccx63"},
+        {"name": "clickhouse", "count": 0},
+        {"name": "hotpath", "role": "general", "count": 2, "size": "dedicated-large"}]})
+    cluster = load("test", raw, SECRET).config.cluster
+    pools = {p.name: p for p in cluster.active_pools}
+    assert "clickhouse" not in pools
+    assert pools["scylladb"].count == 3 and pools["scylladb"].server_type == "ccx63"
+    assert pools["scylladb"].size == "medium"  # untouched fields keep the profile value
+    assert pools["hotpath"].node_labels["adplatform.io/pool"] == "hotpath"
+
+
+def test_profiles_reference_only_known_roles_and_sizes():
+    for profile in PROFILES.values():
+        cluster = profile.defaults["cluster"]
+        assert cluster["controlPlane"]["size"] in SIZES
+        for pool in cluster["pools"]:
+            assert pool["role"] in ROLES and pool["size"] in SIZES
+
+
+def test_production_keeps_scylladb_and_redpanda_on_separate_tainted_pools():
+    cluster = load("test", base_raw(), SECRET).config.cluster
+    scylla = next(p for p in cluster.pools if p.role == "scylladb")
+    redpanda = next(p for p in cluster.pools if p.role == "redpanda")
+    assert scylla.name != redpanda.name
+    assert scylla.node_taints == ("adplatform.io/dedicated=scylladb:NoSchedule",)
+    assert redpanda.node_taints == ("adplatform.io/dedicated=redpanda:NoSchedule",)
+    assert cluster.control_plane.taints == ("CriticalAddonsOnly=true:NoExecute",)
+
+
+def test_compact_profile_is_five_untainted_servers():
+    cluster = load("test", base_raw(profile="compact"), SECRET).config.cluster
+    assert cluster.control_plane.count + sum(p.count for p in cluster.active_pools) == 5
+    assert cluster.control_plane.taints == ()
+    assert all(p.node_taints == () and p.role == "converged" for p in cluster.active_pools)

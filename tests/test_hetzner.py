@@ -1,0 +1,123 @@
+"""The Hetzner provider: network, firewall, placement, servers, API load balancer, protection."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from providers import get
+from providers.base import PORTS
+from tests.conftest import base_raw, run_raw
+
+SERVER = "hcloud:index/server:Server"
+
+
+def servers_by_pool(run):
+    return Counter(r.inputs["labels"]["adplatform.io/pool"] for r in run.of_type(SERVER))
+
+
+def test_production_server_counts(production):
+    assert servers_by_pool(production) == {"control-plane": 3, "general": 3, "scylladb": 3, "redpanda": 3,
+                                           "clickhouse": 3, "stateful": 3}
+
+
+def test_staging_has_production_shape_smaller(production, staging):
+    assert set(servers_by_pool(staging)) == set(servers_by_pool(production))
+    assert servers_by_pool(staging)["control-plane"] == 3
+    types = {r.inputs["serverType"] for r in staging.of_type(SERVER)}
+    assert types <= {"cx23", "cx33"}, "staging stays on cheap shared-vCPU servers"
+
+
+def test_database_servers_are_dedicated_vcpu(production):
+    for r in production.of_type(SERVER):
+        assert r.inputs["serverType"].startswith("ccx"), r.name
+
+
+def test_firewall_opens_only_80_443_to_the_world(production):
+    (fw,) = production.of_type("hcloud:index/firewall:Firewall")
+    world = {(r["protocol"], r.get("port")) for r in fw.inputs["rules"] if "0.0.0.0/0" in r["sourceIps"]}
+    assert world == {("tcp", "80"), ("tcp", "443")}
+    for rule in fw.inputs["rules"]:
+        assert rule["direction"] == "in"
+        if rule.get("port") in ("22", "6443"):
+            assert rule["sourceIps"] == ["203.0.113.0/24"]
+    assert {(r["protocol"], r.get("port")) for r in fw.inputs["rules"]} == {(p.protocol, p.port) for p in PORTS}
+
+
+def test_every_server_has_firewall_network_placement_and_ubuntu(production):
+    (fw,) = production.of_type("hcloud:index/firewall:Firewall")
+    for r in production.of_type(SERVER):
+        assert r.inputs["image"] == "ubuntu-24.04"
+        assert len(r.inputs["firewallIds"]) == 1
+        assert len(r.inputs["networks"]) == 1
+        assert r.inputs["placementGroupId"]
+        assert any("networkSubnet" in d for d in r.dependencies), "servers attach only after the subnet exists"
+
+
+def test_spread_placement_group_per_pool(production):
+    groups = production.of_type("hcloud:index/placementGroup:PlacementGroup")
+    assert {g.inputs["type"] for g in groups} == {"spread"}
+    assert len(groups) == len(servers_by_pool(production))
+
+
+def test_large_pool_splits_placement_groups_at_ten():
+    run = run_raw(base_raw(cluster={"pools": [{"name": "general", "count": 25}]}))
+    general = [g for g in run.of_type("hcloud:index/placementGroup:PlacementGroup")
+               if g.inputs["labels"]["adplatform.io/pool"] == "general"]
+    assert len(general) == 3
+
+
+def test_production_protects_servers_and_network_staging_does_not(production, staging):
+    for r in production.of_type(SERVER):
+        assert r.protect and r.inputs["deleteProtection"] and r.inputs["rebuildProtection"]
+    assert production.named("network").protect
+    for r in staging.of_type(SERVER):
+        assert not r.protect and not r.inputs["deleteProtection"]
+
+
+def test_ssh_key_or_image_changes_never_replace_servers(production):
+    for r in production.of_type(SERVER):
+        assert {"sshKeys", "image"} <= set(r.options["ignoreChanges"])
+
+
+def test_server_names_are_stable_when_pools_are_reordered():
+    pools = [{"name": "alpha", "role": "general", "count": 2}, {"name": "beta", "role": "general", "count": 2}]
+    first = run_raw(base_raw(profile="staging", cluster={"pools": pools}))
+    second = run_raw(base_raw(profile="staging", cluster={"pools": list(reversed(pools))}))
+    urns = lambda run: {r.urn: r.inputs["name"] for r in run.of_type(SERVER)}  # noqa: E731
+    assert urns(first) == urns(second)
+    assert "adp-test-alpha-2" in urns(first).values()
+
+
+def test_ssh_keys_named_by_content():
+    one = run_raw(base_raw())
+    key_names = {r.name for r in one.of_type("hcloud:index/sshKey:SshKey")}
+    assert len(key_names) == 1 and next(iter(key_names)).startswith("ssh-")
+
+
+def test_api_load_balancer_is_private_with_health_check(production):
+    (attachment,) = production.of_type("hcloud:index/loadBalancerNetwork:LoadBalancerNetwork")
+    assert attachment.inputs["enablePublicInterface"] is False
+    (service,) = production.of_type("hcloud:index/loadBalancerService:LoadBalancerService")
+    assert service.inputs["listenPort"] == 6443 and service.inputs["destinationPort"] == 6443
+    assert service.inputs["healthCheck"]["protocol"] == "tcp" and service.inputs["healthCheck"]["port"] == 6443
+    targets = production.of_type("hcloud:index/loadBalancerTarget:LoadBalancerTarget")
+    assert len(targets) == 3 and all(t.inputs["usePrivateIp"] for t in targets)
+
+
+def test_api_load_balancer_can_be_turned_off():
+    run = run_raw(base_raw(cluster={"apiLoadBalancer": {"enabled": False}}))
+    assert not run.of_type("hcloud:index/loadBalancer:LoadBalancer")
+
+
+def test_every_size_class_maps_to_a_hetzner_type():
+    from config.catalog import SIZES
+    assert set(get("hetzner").server_types) == set(SIZES)
+
+
+def test_ccm_secret_and_release(production):
+    secret = production.named("hcloud", "kubernetes:core/v1:Secret")
+    assert secret.inputs["metadata"]["name"] == "hcloud"
+    assert type(secret.inputs["stringData"]).__name__ == "Secret", "the hcloud token must stay secret"
+    ccm = production.named("hcloud-ccm", "kubernetes:helm.sh/v3:Release")
+    assert ccm.inputs["values"]["networking"] == {"enabled": True, "clusterCIDR": "10.42.0.0/16"}
+    assert ccm.inputs["values"]["replicaCount"] == 2

@@ -1,0 +1,151 @@
+"""Host tuning: vendor values per pool, one owner per setting, real shell that passes shellcheck."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components.host import tuning_script
+from components.host.profiles import BASELINE_SYSCTLS, K3S_CIS_SYSCTLS, PROFILES
+from components.shell import LIB, content_hash
+from config.catalog import ROLES
+from tests.conftest import script_param
+import sys
+
+SHELLCHECK = str(Path(sys.executable).parent / "shellcheck")
+# Values the old scripts set that the vendors contradict (see reference/host-tuning.md).
+FORBIDDEN = {"fs.file-max", "fs.nr_open", "kernel.pid_max", "net.ipv4.ip_local_port_range",
+             "vm.dirty_ratio", "vm.dirty_background_ratio", "vm.nr_hugepages"}
+
+
+def sysctls(text: str) -> dict[str, str]:
+    return dict(line.split(" = ") for line in text.splitlines() if " = " in line)
+
+
+def test_every_role_has_a_tuning_profile():
+    assert set(PROFILES) == set(ROLES)
+
+
+def test_each_setting_has_one_owner():
+    for role, profile in PROFILES.items():
+        assert not set(profile.sysctls) & set(BASELINE_SYSCTLS), role
+        assert not set(profile.sysctls) & set(K3S_CIS_SYSCTLS), role
+    assert not set(BASELINE_SYSCTLS) & set(K3S_CIS_SYSCTLS)
+
+
+def test_no_setting_the_vendors_contradict():
+    every = set(BASELINE_SYSCTLS) | set(K3S_CIS_SYSCTLS)
+    for profile in PROFILES.values():
+        every |= set(profile.sysctls)
+    assert not every & FORBIDDEN
+
+
+def test_cis_values_match_what_protect_kernel_defaults_checks():
+    assert K3S_CIS_SYSCTLS == {"vm.panic_on_oom": "0", "vm.overcommit_memory": "1", "kernel.panic": "10",
+                               "kernel.panic_on_oops": "1", "kernel.keys.root_maxkeys": "1000000",
+                               "kernel.keys.root_maxbytes": "25000000"}
+
+
+def test_scylladb_pool_gets_vendor_values():
+    script = tuning_script("scylladb", "scylladb")
+    pool = sysctls(script_param(script, "SYSCTL_POOL"))
+    assert pool == {"fs.aio-max-nr": "30000000", "vm.vfs_cache_pressure": "2000"}
+    assert script_param(script, "CPU_GOVERNOR") == "performance"
+    assert script_param(script, "THP_MODE") == "madvise"
+    base = sysctls(script_param(script, "SYSCTL_BASELINE"))
+    assert base["vm.swappiness"] == "1" and int(base["fs.inotify.max_user_instances"]) >= 1200
+
+
+def test_redpanda_pool_leaves_its_settings_to_rpk():
+    script = tuning_script("redpanda", "redpanda")
+    assert script_param(script, "SYSCTL_POOL") == ""
+    assert script_param(script, "CPU_GOVERNOR") == ""
+    assert script_param(script, "THP_MODE") == "madvise", "THP stays madvise even on Redpanda nodes"
+
+
+def test_clickhouse_pool():
+    script = tuning_script("clickhouse", "clickhouse")
+    assert sysctls(script_param(script, "SYSCTL_POOL")) == {"kernel.task_delayacct": "1"}
+    assert script_param(script, "CLOCKSOURCE") == "tsc"
+    assert script_param(script, "FSTRIM") == "true"
+
+
+def test_general_pool_is_baseline_only():
+    script = tuning_script("general", "general")
+    assert script_param(script, "SYSCTL_POOL") == "" and script_param(script, "CPU_GOVERNOR") == ""
+
+
+def test_converged_nodes_get_every_database_setting():
+    pool = sysctls(script_param(tuning_script("workers", "converged"), "SYSCTL_POOL"))
+    assert pool["fs.aio-max-nr"] == "30000000" and pool["kernel.task_delayacct"] == "1"
+
+
+def test_each_node_tuned_with_its_pool_profile(production):
+    for cmd in production.of_type("command:remote:Command"):
+        if cmd.name.startswith("tune-scylladb-"):
+            assert "fs.aio-max-nr = 30000000" in cmd.inputs["stdin"]
+        elif cmd.name.startswith("tune-general-"):
+            assert "fs.aio-max-nr" not in cmd.inputs["stdin"]
+
+
+def test_tuning_reruns_exactly_when_script_changes(production):
+    cmd = production.named("tune-scylladb-1")
+    assert cmd.inputs["triggers"] == [content_hash(cmd.inputs["stdin"])]
+    assert content_hash(tuning_script("a", "scylladb")) != content_hash(tuning_script("a", "clickhouse"))
+
+
+def _all_rendered_scripts() -> dict[str, str]:
+    from tests.conftest import stack_run
+    scripts = {f"tune-{role}": tuning_script("pool", role) for role in ROLES}
+    run = stack_run("production")
+    for cmd in run.of_type("command:remote:Command"):
+        stdin = cmd.inputs.get("stdin")
+        if stdin is not None:
+            scripts[cmd.name] = getattr(stdin, "value", stdin)
+    return scripts
+
+
+def test_rendered_scripts_pass_shellcheck(tmp_path):
+    paths = []
+    for name, text in _all_rendered_scripts().items():
+        path = tmp_path / f"{name}.sh"
+        path.write_text(text)
+        paths.append(str(path))
+    result = subprocess.run([SHELLCHECK, "--severity=style", *paths], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_templates_pass_shellcheck():
+    root = Path(__file__).resolve().parent.parent / "components"
+    templates = [str(p) for p in root.rglob("*.sh")]
+    assert len(templates) >= 3
+    result = subprocess.run([SHELLCHECK, "--severity=style", "-e", "SC1091", *templates], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def _bash(script: str, cwd: Path) -> str:
+    return subprocess.run(["bash", "-c", f"{LIB.read_text()}\n{script}"], cwd=cwd, capture_output=True,
+                          text=True, check=True).stdout
+
+
+def test_write_file_changes_only_when_content_differs(tmp_path):
+    target = tmp_path / "etc" / "sysctl.d" / "60.conf"
+    assert _bash(f"write_file {target} 0644 'a = 1'", tmp_path) == "changed\n"
+    assert _bash(f"write_file {target} 0644 'a = 1'", tmp_path) == ""
+    assert target.read_text() == "a = 1\n" and oct(target.stat().st_mode)[-3:] == "644"
+    assert _bash(f"write_file {target} 0600 'a = 2'", tmp_path) == "changed\n"
+    assert list(target.parent.iterdir()) == [target], "no temporary files left behind"
+    assert _bash(f"remove_file {target}", tmp_path) == "changed\n"
+    assert _bash(f"remove_file {target}", tmp_path) == ""
+
+
+@pytest.mark.parametrize("render", ["tune", "k3s"])
+def test_scripts_never_read_the_remote_stdin(render, production):
+    """bash reads the script from stdin; the body runs as one function with stdin from /dev/null."""
+    text = tuning_script("p", "general") if render == "tune" else production.named("k3s-general-1").inputs["stdin"].value
+    assert text.rstrip().endswith("main </dev/null")
+    assert text.count("\nmain() {\n") == 1
+
+

@@ -1,0 +1,150 @@
+"""The K3s cluster: HA servers, joins, flags for Cilium, secrets, dependency shape, Cilium values."""
+
+from __future__ import annotations
+
+import yaml
+
+from components.charts import CILIUM, K3S_VERSION
+from tests.conftest import base_raw, k3s_config, run_raw, script_param
+from tools.mockrun import Secret
+
+CMD = "command:remote:Command"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+def test_first_server_initialises_etcd_others_join(production):
+    first = k3s_config(production, "control-plane-1")
+    assert first["cluster-init"] is True and "server" not in first
+    for node in ("control-plane-2", "control-plane-3"):
+        cfg = k3s_config(production, node)
+        assert "cluster-init" not in cfg
+        assert cfg["server"] == "https://10.0.1.254:6443", "servers join through the private API load balancer"
+        assert cfg["token"] == first["token"]
+
+
+def test_agents_join_with_the_agent_token_only(production):
+    server = k3s_config(production, "control-plane-1")
+    agent = k3s_config(production, "scylladb-1")
+    assert agent["token"] == server["agent-token"] != server["token"]
+    assert agent["server"] == "https://10.0.1.254:6443"
+    for server_only in ("cluster-init", "tls-san", "disable", "flannel-backend", "secrets-encryption", "agent-token"):
+        assert server_only not in agent
+
+
+def test_server_flags_for_cilium_and_hardening(production):
+    cfg = k3s_config(production, "control-plane-2")
+    assert cfg["flannel-backend"] == "none"
+    assert cfg["disable-network-policy"] is True and cfg["disable-kube-proxy"] is True
+    assert set(cfg["disable"]) == {"servicelb", "traefik"}
+    assert cfg["disable-cloud-controller"] is True and "cloud-provider=external" in cfg["kubelet-arg"]
+    assert cfg["secrets-encryption"] is True and cfg["protect-kernel-defaults"] is True
+    assert cfg["cluster-cidr"] == "10.42.0.0/16" and cfg["service-cidr"] == "10.43.0.0/16"
+    assert "10.0.1.254" in cfg["tls-san"], "the API load balancer address is in the serving certificate"
+    assert cfg["write-kubeconfig-mode"] == "0600"
+
+
+def test_nodes_use_private_addresses_inside_the_cluster(production):
+    cfg = k3s_config(production, "general-1")
+    assert cfg["node-ip"].startswith("10.0.1.") and not cfg["node-external-ip"].startswith("10.")
+
+
+def test_labels_and_taints_reach_the_nodes(production):
+    scylla = k3s_config(production, "scylladb-2")
+    assert "adplatform.io/pool=scylladb" in scylla["node-label"]
+    assert scylla["node-taint"] == ["adplatform.io/dedicated=scylladb:NoSchedule"]
+    assert k3s_config(production, "general-1")["node-taint"] == []
+    assert k3s_config(production, "control-plane-1")["node-taint"] == ["CriticalAddonsOnly=true:NoExecute"]
+
+
+def test_static_cpu_manager_on_database_pools_only(production):
+    for node in ("scylladb-1", "redpanda-1", "clickhouse-1", "stateful-1"):
+        assert "cpu-manager-policy=static" in k3s_config(production, node)["kubelet-arg"], node
+    assert not any("cpu-manager" in a for a in k3s_config(production, "general-1")["kubelet-arg"])
+
+
+def test_k3s_version_pinned_and_installer_from_the_same_tag(production):
+    stdin = production.named("k3s-general-1", CMD).inputs["stdin"].value
+    assert script_param(stdin, "K3S_VERSION") == K3S_VERSION
+    assert script_param(stdin, "INSTALL_SCRIPT_URL") == \
+        "https://raw.githubusercontent.com/k3s-io/k3s/v1.36.4%2Bk3s1/install.sh"
+
+
+def test_version_from_config_is_used():
+    run = run_raw(base_raw(profile="staging", cluster={"k3sVersion": "v1.35.6+k3s1"}))
+    assert script_param(run.named("k3s-general-1", CMD).inputs["stdin"].value, "K3S_VERSION") == "v1.35.6+k3s1"
+
+
+def test_secrets_never_plain(production):
+    for cmd in production.of_type(CMD):
+        connection = cmd.inputs["connection"]
+        assert isinstance(connection, Secret), f"{cmd.name}: the SSH private key reached state in plain text"
+        assert connection.value["privateKey"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+        if cmd.name.startswith("k3s-"):
+            assert isinstance(cmd.inputs["stdin"], Secret), cmd.name
+            assert "stdout" in cmd.options["additionalSecretOutputs"]
+            assert cmd.inputs["logging"] == "stderr", "stdout of a secret-bearing script is not logged"
+            assert "offline" not in str(cmd.inputs["triggers"]), "triggers must not carry the token"
+    for token in production.of_type("random:index/randomPassword:RandomPassword"):
+        assert token.inputs["length"] >= 32
+    kubeconfig = production.named("kubeconfig", CMD)
+    assert kubeconfig.inputs["logging"] == "none" and "stdout" in kubeconfig.options["additionalSecretOutputs"]
+    assert "kubeconfig" in production.secret_outputs
+    provider = production.of_type("pulumi:providers:kubernetes")[0]
+    assert isinstance(provider.inputs["kubeconfig"], Secret)
+
+
+def test_kubeconfig_points_at_the_public_api_endpoint(production):
+    kubeconfig = yaml.safe_load(production.outputs["kubeconfig"])
+    server = kubeconfig["clusters"][0]["cluster"]["server"]
+    assert server == production.outputs["apiEndpoint"]
+    assert "127.0.0.1" not in server
+
+
+def _deps(run, name):
+    return {run.by_urn(u).name for u in run.named(name, CMD).dependencies}
+
+
+def test_dependency_shape(production):
+    # Each node's K3s waits for that node's tuning (CIS sysctls before protect-kernel-defaults).
+    assert "tune-control-plane-1" in _deps(production, "k3s-control-plane-1")
+    assert "k3s-control-plane-1" not in _deps(production, "tune-control-plane-2"), "tuning runs in parallel"
+    # Servers join one at a time; agents after the first server, in parallel with each other.
+    assert {"tune-control-plane-2", "k3s-control-plane-1"} <= _deps(production, "k3s-control-plane-2")
+    assert "k3s-control-plane-2" in _deps(production, "k3s-control-plane-3")
+    agent = _deps(production, "k3s-scylladb-2")
+    assert "k3s-control-plane-1" in agent and "tune-scylladb-2" in agent
+    assert not any(d.startswith("k3s-") and d != "k3s-control-plane-1" for d in agent)
+
+
+def test_cilium_release_pinned_with_kube_proxy_replacement(production):
+    cilium = production.named("cilium", RELEASE)
+    assert cilium.inputs["chart"] == CILIUM.chart and cilium.inputs["version"] == CILIUM.version
+    assert cilium.inputs["repositoryOpts"]["repo"] == "https://helm.cilium.io"
+    values = cilium.inputs["values"]
+    assert values["kubeProxyReplacement"] is True
+    assert values["k8sServiceHost"] == "10.0.1.254" and values["k8sServicePort"] == 6443
+    assert values["ipam"]["mode"] == "kubernetes"
+    assert values["routingMode"] == "native" and values["ipv4NativeRoutingCIDR"] == "10.42.0.0/16"
+    assert values["operator"]["replicas"] == 2
+    assert values["encryption"] == {"enabled": True, "type": "wireguard"}
+    assert values["hubble"]["enabled"] and values["hubble"]["relay"]["enabled"]
+    assert "k3s-control-plane-1" in {production.by_urn(u).name for u in cilium.dependencies}
+
+
+def test_every_release_uses_the_cluster_provider(production):
+    (provider,) = production.of_type("pulumi:providers:kubernetes")
+    for rel in production.of_type(RELEASE):
+        assert rel.provider.startswith(provider.urn), rel.name
+
+
+def test_without_load_balancer_nodes_join_the_first_server():
+    run = run_raw(base_raw(cluster={"apiLoadBalancer": {"enabled": False}}))
+    first_private = k3s_config(run, "control-plane-1")["node-ip"]
+    assert k3s_config(run, "general-1")["server"] == f"https://{first_private}:6443"
+
+
+def test_compact_control_plane_runs_workloads_with_database_tuning():
+    run = run_raw(base_raw(profile="compact"))
+    cfg = k3s_config(run, "control-plane-1")
+    assert cfg["node-taint"] == [] and "cpu-manager-policy=static" in cfg["kubelet-arg"]
+    assert len(run.of_type("hcloud:index/server:Server")) == 5

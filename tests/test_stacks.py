@@ -1,0 +1,49 @@
+"""Every stack file synthesizes; bad config fails before any resource is registered."""
+
+from __future__ import annotations
+
+import pytest
+
+from config import ConfigError
+from tests.conftest import base_raw, run_raw, stack_run
+from tools import mockrun, plan
+
+
+@pytest.mark.parametrize("stack", mockrun.stacks())
+def test_every_stack_file_synthesizes(stack):
+    run = stack_run(stack)
+    assert run.of_type("hcloud:index/server:Server"), "a stack without servers is not a platform"
+    assert "kubeconfig" in run.secret_outputs
+    assert not plan.warnings(run)
+
+
+def test_repository_has_the_promised_stacks():
+    assert {"production", "staging"} <= set(mockrun.stacks())
+
+
+def test_invalid_config_creates_nothing():
+    with pytest.raises(ConfigError) as err:
+        run_raw(base_raw(cluster={"controlPlane": {"count": 2}}))
+    assert "controlPlane.count must be odd" in str(err.value)
+    assert mockrun.last_monitor.recorded == []
+
+
+def test_provider_specific_validation_runs_before_resources():
+    with pytest.raises(ConfigError) as err:
+        run_raw(base_raw(cluster={"location": "fsn1", "pools": [{"name": "general", "location": "ash"}]}))
+    assert "must place every server in one Hetzner network zone" in str(err.value)
+    assert mockrun.last_monitor.recorded == []
+
+
+def test_unknown_hetzner_location():
+    with pytest.raises(ConfigError) as err:
+        run_raw(base_raw(cluster={"location": "fra1"}))
+    assert str(err.value.problems[0]).startswith("adplatform:cluster.location must be a Hetzner location (fsn1")
+
+
+def test_plan_report_lists_layers_pools_and_pinned_charts(production):
+    text = plan.report(production)
+    assert "Servers by pool:" in text and "scylladb" in text and "ccx43" in text
+    assert "cilium" in text and "1.20.0" in text
+    assert "kubeconfig: [secret]" in text
+    assert "BEGIN OPENSSH" not in text and "offline-placeholder" not in text
