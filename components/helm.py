@@ -11,7 +11,8 @@ from components.charts import Chart
 
 
 def release(name: str, chart: Chart, values: dict[str, Any], opts: pulumi.ResourceOptions,
-            namespace: str | None = None) -> k8s.helm.v3.Release:
+            namespace: str | None = None, atomic: bool = True) -> k8s.helm.v3.Release:
+    """`atomic` rolls a failed install back; off for releases whose rollback would do more harm (the CNI)."""
     return k8s.helm.v3.Release(
         name,
         name=name,
@@ -21,7 +22,7 @@ def release(name: str, chart: Chart, values: dict[str, Any], opts: pulumi.Resour
         namespace=namespace or chart.namespace,
         create_namespace=(namespace or chart.namespace) != "kube-system",
         values=values,
-        atomic=True,
+        atomic=atomic,
         cleanup_on_fail=True,
         max_history=10,
         timeout=900,

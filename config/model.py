@@ -203,9 +203,11 @@ class ApiLoadBalancer(_Model):
 class Cluster(_Model):
     k3s_version: str = Field(K3S_VERSION, alias="k3sVersion")
     location: str | None = None  # default for the control plane and pools; the provider's default otherwise
-    network_cidr: str = "10.0.0.0/16"
-    subnet_cidr: str = "10.0.1.0/24"
-    pod_cidr: str = "10.42.0.0/16"  # K3s cluster-cidr; Cilium allocates from the node podCIDRs
+    # The private network spans the pod CIDR so that providers with native routing (Hetzner: the
+    # CCM programs one route per node podCIDR) carry pod traffic over the private network.
+    network_cidr: str = "10.0.0.0/8"
+    subnet_cidr: str = "10.0.1.0/24"  # the servers and load balancers
+    pod_cidr: str = "10.244.0.0/16"  # K3s cluster-cidr; Cilium uses the node podCIDRs K3s allocates from it
     service_cidr: str = "10.43.0.0/16"
     control_plane: ControlPlane = ControlPlane()
     api_load_balancer: ApiLoadBalancer = ApiLoadBalancer()

@@ -26,15 +26,15 @@ def _pool_names(cfg: StackConfig) -> list[Problem]:
 def _networks(cfg: StackConfig) -> list[Problem]:
     c = cfg.cluster
     nets = {key: ipaddress.ip_network(getattr(c, attr)) for key, attr in (
-        ("cluster.networkCidr", "network_cidr"), ("cluster.podCidr", "pod_cidr"), ("cluster.serviceCidr", "service_cidr"))}
+        ("cluster.subnetCidr", "subnet_cidr"), ("cluster.podCidr", "pod_cidr"), ("cluster.serviceCidr", "service_cidr"))}
     found = []
     keys = list(nets)
     for i, a in enumerate(keys):
         for b in keys[i + 1:]:
             if nets[a].overlaps(nets[b]):
                 found.append(problem(b, f"must not overlap {a} ({nets[a]})", str(nets[b])))
-    subnet = ipaddress.ip_network(c.subnet_cidr)
-    if subnet.version != nets["cluster.networkCidr"].version or not subnet.subnet_of(nets["cluster.networkCidr"]):
+    subnet, network = nets["cluster.subnetCidr"], ipaddress.ip_network(c.network_cidr)
+    if subnet.version != network.version or not subnet.subnet_of(network):
         found.append(problem("cluster.subnetCidr", f"must lie inside cluster.networkCidr ({c.network_cidr})", c.subnet_cidr))
     return found
 

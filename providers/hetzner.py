@@ -7,6 +7,7 @@ servers is not filtered, which is how "everything between nodes" stays open and 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 from typing import Sequence
 
@@ -25,6 +26,7 @@ NAME = "hetzner"
 DEFAULT_LOCATION = "fsn1"
 IMAGE = "ubuntu-24.04"
 API_LB_TYPE = "lb11"
+PRIVATE_NETWORK_MTU = 1450
 SPREAD_GROUP_MAX = 10  # Hetzner limit of servers per spread placement group
 NETWORK_ZONES = {"fsn1": "eu-central", "nbg1": "eu-central", "hel1": "eu-central",
                  "ash": "us-east", "hil": "us-west", "sin": "ap-southeast"}
@@ -58,6 +60,10 @@ class Hetzner:
                 found.append(problem(key, f"must be a Hetzner location ({', '.join(NETWORK_ZONES)})", location))
             else:
                 zones.add(NETWORK_ZONES[location])
+        pods, network = ipaddress.ip_network(cluster.pod_cidr), ipaddress.ip_network(cluster.network_cidr)
+        if pods.version != network.version or not pods.subnet_of(network):
+            found.append(problem("cluster.podCidr", f"must lie inside cluster.networkCidr ({cluster.network_cidr}): "
+                                 "Hetzner routes pod traffic through the private network", cluster.pod_cidr))
         if len(zones) > 1:
             found.append(problem("cluster", "must place every server in one Hetzner network zone (a private "
                                  "network spans one zone)", sorted(zones)))
@@ -101,7 +107,10 @@ class HetznerInfrastructure(pulumi.ComponentResource):
                 external_cloud_provider=True,
                 # The CCM's route controller programs pod CIDRs into the private network, so pods
                 # route natively (no tunnel overhead) across the Hetzner network.
-                cilium_values={"routingMode": "native", "ipv4NativeRoutingCIDR": cfg.cluster.pod_cidr},
+                # Not masqueraded: everything inside the private network, pods included. The private
+                # interface's MTU is 1450; Cilium subtracts the WireGuard overhead from it.
+                cilium_values={"routingMode": "native", "ipv4NativeRoutingCIDR": cfg.cluster.network_cidr,
+                               "MTU": PRIVATE_NETWORK_MTU},
             ),
             install_addons=self._install_ccm,
         )

@@ -149,8 +149,13 @@ def test_unknown_key_is_named_with_accepted_keys():
 
 
 def test_overlapping_networks():
-    msg = one_problem(base_raw(cluster={"networkCidr": "10.42.0.0/16", "subnetCidr": "10.42.1.0/24"}))
-    assert msg == "adplatform:cluster.podCidr must not overlap cluster.networkCidr (10.42.0.0/16), got '10.42.0.0/16'"
+    msg = one_problem(base_raw(cluster={"podCidr": "10.0.0.0/16"}))
+    assert msg == "adplatform:cluster.podCidr must not overlap cluster.subnetCidr (10.0.1.0/24), got '10.0.0.0/16'"
+
+
+def test_subnet_outside_network():
+    msg = one_problem(base_raw(cluster={"subnetCidr": "192.168.1.0/24"}))
+    assert msg == "adplatform:cluster.subnetCidr must lie inside cluster.networkCidr (10.0.0.0/8), got '192.168.1.0/24'"
 
 
 def test_kubelet_restricted_label_refused():

@@ -119,5 +119,5 @@ def test_ccm_secret_and_release(production):
     assert secret.inputs["metadata"]["name"] == "hcloud"
     assert type(secret.inputs["stringData"]).__name__ == "Secret", "the hcloud token must stay secret"
     ccm = production.named("hcloud-ccm", "kubernetes:helm.sh/v3:Release")
-    assert ccm.inputs["values"]["networking"] == {"enabled": True, "clusterCIDR": "10.42.0.0/16"}
+    assert ccm.inputs["values"]["networking"] == {"enabled": True, "clusterCIDR": "10.244.0.0/16"}
     assert ccm.inputs["values"]["replicaCount"] == 2

@@ -38,7 +38,7 @@ def test_server_flags_for_cilium_and_hardening(production):
     assert set(cfg["disable"]) == {"servicelb", "traefik"}
     assert cfg["disable-cloud-controller"] is True and "cloud-provider=external" in cfg["kubelet-arg"]
     assert cfg["secrets-encryption"] is True and cfg["protect-kernel-defaults"] is True
-    assert cfg["cluster-cidr"] == "10.42.0.0/16" and cfg["service-cidr"] == "10.43.0.0/16"
+    assert cfg["cluster-cidr"] == "10.244.0.0/16" and cfg["service-cidr"] == "10.43.0.0/16"
     assert "10.0.1.254" in cfg["tls-san"], "the API load balancer address is in the serving certificate"
     assert cfg["write-kubeconfig-mode"] == "0600"
 
@@ -108,12 +108,19 @@ def test_dependency_shape(production):
     # Each node's K3s waits for that node's tuning (CIS sysctls before protect-kernel-defaults).
     assert "tune-control-plane-1" in _deps(production, "k3s-control-plane-1")
     assert "k3s-control-plane-1" not in _deps(production, "tune-control-plane-2"), "tuning runs in parallel"
-    # Servers join one at a time; agents after the first server, in parallel with each other.
+    # Servers join one at a time; agents after the last server, in parallel with each other.
     assert {"tune-control-plane-2", "k3s-control-plane-1"} <= _deps(production, "k3s-control-plane-2")
     assert "k3s-control-plane-2" in _deps(production, "k3s-control-plane-3")
     agent = _deps(production, "k3s-scylladb-2")
-    assert "k3s-control-plane-1" in agent and "tune-scylladb-2" in agent
-    assert not any(d.startswith("k3s-") and d != "k3s-control-plane-1" for d in agent)
+    assert "k3s-control-plane-3" in agent and "tune-scylladb-2" in agent
+    assert not any(d.startswith("k3s-") and d != "k3s-control-plane-3" for d in agent)
+
+
+def test_only_the_initialising_server_guards_against_a_second_cluster(production):
+    first = production.named("k3s-control-plane-1", CMD).inputs["stdin"].value
+    assert script_param(first, "EXISTING_CLUSTER_PROBE") == "https://10.0.1.254:6443/cacerts"
+    joining = production.named("k3s-control-plane-2", CMD).inputs["stdin"].value
+    assert script_param(joining, "EXISTING_CLUSTER_PROBE") == ""
 
 
 def test_cilium_release_pinned_with_kube_proxy_replacement(production):
@@ -124,7 +131,9 @@ def test_cilium_release_pinned_with_kube_proxy_replacement(production):
     assert values["kubeProxyReplacement"] is True
     assert values["k8sServiceHost"] == "10.0.1.254" and values["k8sServicePort"] == 6443
     assert values["ipam"]["mode"] == "kubernetes"
-    assert values["routingMode"] == "native" and values["ipv4NativeRoutingCIDR"] == "10.42.0.0/16"
+    assert values["routingMode"] == "native" and values["ipv4NativeRoutingCIDR"] == "10.0.0.0/8"
+    assert values["MTU"] == 1450 and "tunnelProtocol" not in values
+    assert cilium.inputs["atomic"] is False, "a failed upgrade must not uninstall the CNI"
     assert values["operator"]["replicas"] == 2
     assert values["encryption"] == {"enabled": True, "type": "wireguard"}
     assert values["hubble"]["enabled"] and values["hubble"]["relay"]["enabled"]

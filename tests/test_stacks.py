@@ -41,6 +41,13 @@ def test_unknown_hetzner_location():
     assert str(err.value.problems[0]).startswith("adplatform:cluster.location must be a Hetzner location (fsn1")
 
 
+def test_hetzner_pod_cidr_must_be_routable_in_the_private_network():
+    with pytest.raises(ConfigError) as err:
+        run_raw(base_raw(cluster={"podCidr": "172.16.0.0/16"}))
+    assert str(err.value.problems[0]) == ("adplatform:cluster.podCidr must lie inside cluster.networkCidr (10.0.0.0/8): "
+                                          "Hetzner routes pod traffic through the private network, got '172.16.0.0/16'")
+
+
 def test_plan_report_lists_layers_pools_and_pinned_charts(production):
     text = plan.report(production)
     assert "Servers by pool:" in text and "scylladb" in text and "ccx43" in text

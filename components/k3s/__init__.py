@@ -1,7 +1,7 @@
 """The K3s cluster: HA servers with embedded etcd, agent pools, Cilium, the kubeconfig and provider.
 
 Order: every node is tuned in parallel; the first server initialises etcd; the other servers join
-one at a time (etcd admits one learner at a time); agents join in parallel once the first server
+one at a time (etcd admits one learner at a time); agents join in parallel once the last server
 answers. Cilium and the provider's add-ons are installed through the kubeconfig of the first server.
 """
 
@@ -30,8 +30,9 @@ TEMPLATE = Path(__file__).parent / "scripts" / "install.sh"
 REDACTED = "<redacted>"
 
 
-def install_script(node: Node, version: str, config_yaml: str) -> str:
+def install_script(node: Node, version: str, config_yaml: str, existing_cluster_probe: str = "") -> str:
     return render(TEMPLATE, {
+        "EXISTING_CLUSTER_PROBE": existing_cluster_probe,
         "K3S_VERSION": version,
         "K3S_ROLE": node.spec.k3s_role,
         "NODE_NAME": node.hostname,
@@ -64,7 +65,8 @@ class K3sCluster(pulumi.ComponentResource):
         for node in others:
             previous = self.installs[node.name] = self._install(node, tuning, join=True, after=[previous])
         for node in infra.agents:
-            self.installs[node.name] = self._install(node, tuning, join=True, after=[self.installs[first.name]])
+            # After the last server: agents never run a newer K3s than any server, and join a full control plane.
+            self.installs[node.name] = self._install(node, tuning, join=True, after=[previous])
 
         self.api_endpoint = pulumi.Output.concat("https://", infra.api_public_endpoint, f":{API_PORT}")
         self.kubeconfig = self._read_kubeconfig(first)
@@ -87,13 +89,22 @@ class K3sCluster(pulumi.ComponentResource):
                 join_endpoint=endpoint if join else None, tls_sans=sans, pod_cidr=cluster.pod_cidr,
                 service_cidr=cluster.service_cidr, profile=infra.cluster))
 
+        def probe(endpoint: str, private_ip: str) -> str:
+            # The initialising server must not start a second cluster if it is ever rebuilt empty
+            # while the others still serve: it checks the API endpoint first (when that is not itself).
+            return f"https://{endpoint}:{API_PORT}/cacerts" if not join and endpoint != private_ip else ""
+
+        def script_of(token: str, agent_token: str, private_ip: str, public_ip: str, endpoint: str,
+                      sans: list[str]) -> str:
+            return install_script(node, cluster.k3s_version,
+                                  config_yaml(token, agent_token, private_ip, public_ip, endpoint, sans),
+                                  probe(endpoint, private_ip))
+
         inputs = (node.private_ip, node.public_ip, infra.api_private_endpoint, infra.tls_sans)
-        script = pulumi.Output.all(self._token.result, self._agent_token.result, *inputs).apply(
-            lambda v: install_script(node, cluster.k3s_version, config_yaml(*v)))
+        script = pulumi.Output.all(self._token.result, self._agent_token.result, *inputs).apply(lambda v: script_of(*v))
         # The trigger hashes the same script with the tokens redacted: it changes exactly when the
         # node's K3s version or configuration does, and reveals nothing about the tokens.
-        trigger = pulumi.Output.all(*inputs).apply(
-            lambda v: content_hash(install_script(node, cluster.k3s_version, config_yaml(REDACTED, REDACTED, *v))))
+        trigger = pulumi.Output.all(*inputs).apply(lambda v: content_hash(script_of(REDACTED, REDACTED, *v)))
         return run_script(f"k3s-{node.name}", node, script, trigger, parent=self, secret=True,
                           depends_on=[tuning.ready[node.name], *after])
 
@@ -112,7 +123,8 @@ class K3sCluster(pulumi.ComponentResource):
         values = cilium_values(self._infra.api_private_endpoint, len(self._infra.nodes),
                                self._infra.cluster.cilium_values)
         cilium = release("cilium", CILIUM, values,
-                         pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=installs[:1]))
+                         pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=installs[:1]),
+                         atomic=False)
         ready: list[pulumi.Resource] = [cilium]
         if self._infra.install_addons is not None:
             ready += self._infra.install_addons(self.provider, installs[:1], self)

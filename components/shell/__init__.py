@@ -32,7 +32,7 @@ def render(template: Path, params: Mapping[str, str | int | bool]) -> str:
             value = "true" if value else "false"
         lines.append(f"readonly {name}={shlex.quote(str(value))}")
     lib = "\n".join(line for line in LIB.read_text().splitlines()
-                    if not line.startswith("#!") and line != "set -euo pipefail")
+                    if not line.startswith("#!") and line not in ("set -euo pipefail", "shopt -s inherit_errexit"))
     head, body = text.replace(PARAMS_MARKER, "\n".join(lines), 1).split(SOURCE_LIB + "\n", 1)
     return f"{head}{lib.strip()}\n\nmain() {{\n{body.rstrip()}\n}}\n\nmain </dev/null\n"
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Shared helpers, inlined into every rendered script by components/shell (never sourced remotely).
 set -euo pipefail
+shopt -s inherit_errexit
 
 log() { printf '[adplatform] %s\n' "$*" >&2; }
 
@@ -8,10 +9,13 @@ log() { printf '[adplatform] %s\n' "$*" >&2; }
 # so an unattended upgrade cannot restart services under us half way through.
 wait_for_boot() {
   if command -v cloud-init >/dev/null 2>&1; then
-    cloud-init status --wait >/dev/null 2>&1 || log "cloud-init reported errors; continuing"
+    timeout 900 cloud-init status --wait >/dev/null 2>&1 || log "cloud-init reported errors or timed out; continuing"
   fi
+  # Not `pgrep unattended-upgr`: unattended-upgrades.service keeps a shutdown helper of that name
+  # running forever. The daily apt units are what run upgrades.
   local waited=0
-  while pgrep -x 'apt|apt-get|dpkg|unattended-upgr' >/dev/null 2>&1; do
+  while pgrep -x 'apt|apt-get|dpkg' >/dev/null 2>&1 ||
+    systemctl is-active --quiet apt-daily.service apt-daily-upgrade.service 2>/dev/null; do
     if [ "$waited" -ge 600 ]; then
       log "a package manager still runs after 600s"
       return 1

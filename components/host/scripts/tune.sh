@@ -3,6 +3,7 @@
 # Idempotent: every file is rewritten only when its content differs, services are restarted only
 # when a file changed, so a second run changes nothing.
 set -euo pipefail
+shopt -s inherit_errexit  # a failure inside $(...) stops the script too
 # @params
 source lib.sh
 

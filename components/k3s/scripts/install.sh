@@ -4,6 +4,7 @@
 # file (mode 0600), never on a command line or in the environment of a logged process.
 # Idempotent: with the same version and configuration a second run changes nothing.
 set -euo pipefail
+shopt -s inherit_errexit  # a failure inside $(...) stops the script too
 # @params
 source lib.sh
 
@@ -14,18 +15,30 @@ if [ "$K3S_ROLE" = agent ]; then
   service=k3s-agent
 fi
 
+# A server that initialises the cluster but has no etcd data while the API endpoint already answers
+# was rebuilt empty: starting it would create a second cluster. Stop and say how to recover.
+if [ -n "$EXISTING_CLUSTER_PROBE" ] && [ ! -d /var/lib/rancher/k3s/server/db/etcd ] &&
+  curl -skf --max-time 5 -o /dev/null "$EXISTING_CLUSTER_PROBE"; then
+  log "the cluster already runs behind $EXISTING_CLUSTER_PROBE but $NODE_NAME has no etcd data;"
+  log "refusing cluster-init. Re-join this server to the running cluster instead (see README)."
+  exit 1
+fi
+
 config_changed=$(write_file /etc/rancher/k3s/config.yaml 0600 "$K3S_CONFIG")
 
 installed=""
-if command -v k3s >/dev/null 2>&1; then
+if command -v k3s >/dev/null 2>&1 && [ -f "/etc/systemd/system/$service.service" ]; then
   installed=$(k3s --version | awk 'NR == 1 { print $3 }')
 fi
 
-# A kubelet whose CPU manager checkpoint names another policy refuses to start.
+# A kubelet whose CPU manager checkpoint names another policy refuses to start; the checkpoint is
+# removed with the service stopped so the running kubelet cannot write it back.
 state=/var/lib/kubelet/cpu_manager_state
 if [ -f "$state" ] && ! grep -q "\"policyName\":\"$CPU_MANAGER_POLICY\"" "$state"; then
+  systemctl stop "$service" 2>/dev/null || true
   rm -f "$state"
   config_changed=changed
+  log "CPU manager policy changed to $CPU_MANAGER_POLICY (drain the node first on a live cluster)"
 fi
 
 if [ "$installed" != "$K3S_VERSION" ]; then
