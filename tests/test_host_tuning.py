@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,6 @@ from components.host.profiles import BASELINE_SYSCTLS, K3S_CIS_SYSCTLS, PROFILES
 from components.shell import LIB, content_hash
 from config.catalog import ROLES
 from tests.conftest import script_param
-import sys
 
 SHELLCHECK = str(Path(sys.executable).parent / "shellcheck")
 # Values the old scripts set that the vendors contradict (see reference/host-tuning.md).

@@ -69,10 +69,6 @@ class Resource:
     inputs: dict[str, Any]
     options: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def provider_urn(self) -> str:
-        return self.provider.split("::", 1)[0] + "::" + self.provider.split("::")[-2] if "::" in self.provider else ""
-
 
 @dataclass
 class Run:

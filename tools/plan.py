@@ -15,8 +15,6 @@ from typing import Any
 from config import ConfigError
 from tools.mockrun import Resource, Run, Secret, run_stack, stacks
 
-STACK_URN_TYPE = "pulumi:pulumi:Stack"
-
 
 def layer_of(run: Run, resource: Resource) -> str:
     """The layer is the `adplatform:<layer>:<Name>` component at the top of the parent chain."""
