@@ -6,7 +6,8 @@ import pytest
 
 from config import ConfigError
 from tests.conftest import base_raw, run_raw, stack_run
-from tools import mockrun, plan
+from tools import mockrun
+from tools.plan import model, report
 
 
 @pytest.mark.parametrize("stack", mockrun.stacks())
@@ -14,7 +15,7 @@ def test_every_stack_file_synthesizes(stack):
     run = stack_run(stack)
     assert run.of_type("hcloud:index/server:Server"), "a stack without servers is not a platform"
     assert "kubeconfig" in run.secret_outputs
-    assert not plan.warnings(run)
+    assert model.build(run)["policy"]["violations"] == []
 
 
 def test_repository_has_the_promised_stacks():
@@ -49,7 +50,7 @@ def test_hetzner_pod_cidr_must_be_routable_in_the_private_network():
 
 
 def test_plan_report_lists_layers_pools_and_pinned_charts(production):
-    text = plan.report(production)
+    text = report.render(model.build(production))
     assert "Servers by pool:" in text and "scylladb" in text and "ccx43" in text
     assert "cilium" in text and "1.20.0" in text
     assert "kubeconfig: [secret]" in text

@@ -76,6 +76,7 @@ class Run:
     resources: list[Resource]
     outputs: dict[str, Any]
     secret_outputs: set[str]
+    config: dict[str, Any] = field(default_factory=dict)  # the stack config it ran with; secrets as Secret
 
     def of_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]
@@ -206,7 +207,8 @@ def run(values: dict[str, Any], secret_keys: set[str], stack: str = "test") -> R
         outputs[key] = _sync_await(out.future())
         if _sync_await(out.is_secret()):
             secret_outputs.add(key)
-    return Run(stack, monitor.recorded, outputs, secret_outputs)
+    config = {k: Secret(v) if k in secret_keys else v for k, v in values.items()}
+    return Run(stack, monitor.recorded, outputs, secret_outputs, config)
 
 
 def run_stack(stack: str, overrides: dict[str, Any] | None = None) -> Run:

@@ -1,0 +1,1 @@
+"""The adplatform CrossGuard policy pack (`pulumi preview --policy-pack policy`); rules in `rules.py`."""

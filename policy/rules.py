@@ -1,0 +1,523 @@
+"""The rules of the adplatform policy pack, as plain functions over one resource.
+
+This module imports only the standard library, so the same rules run in three places:
+CrossGuard (`pulumi preview --policy-pack policy`, through `policies()`), the offline plan
+(`tools/plan`, through `evaluate()`) and the unit tests (directly). Inside the pack it is imported
+as `rules`; from the repository as `policy.rules`.
+
+A secret input is any object of a class named `Secret` with a `value` attribute: the offline plan
+records secrets that way and the pack's entry point (`__main__.py`) keeps them marked the same way.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# Only these ports may be reachable from the whole internet: the gateway's HTTP(S).
+PUBLIC_PORTS = frozenset({80, 443})
+# Ports that administer the platform: SSH, the Kubernetes API, etcd, the kubelet.
+ADMIN_PORTS = {22: "SSH", 6443: "Kubernetes API", 2379: "etcd", 2380: "etcd peers", 10250: "kubelet"}
+DATABASE_PORTS = {5432: "PostgreSQL", 6379: "Redis/DragonflyDB", 9042: "ScyllaDB CQL", 9092: "Kafka/Redpanda",
+                  8123: "ClickHouse HTTP", 9000: "ClickHouse native", 8333: "S3 (SeaweedFS)", 27017: "MongoDB",
+                  3306: "MySQL"}
+WORLD_SOURCES = frozenset({"0.0.0.0/0", "::/0", "*", "internet", "any"})
+
+# Resource types whose loss loses data or the cluster; production must protect them.
+STATEFUL_TYPES = frozenset({
+    "hcloud:index/server:Server", "hcloud:index/volume:Volume", "hcloud:index/network:Network",
+    "aws:ec2/instance:Instance", "aws:ebs/volume:Volume", "aws:ec2/vpc:Vpc",
+    "gcp:compute/instance:Instance", "gcp:compute/disk:Disk", "gcp:compute/network:Network",
+    "azure-native:compute:VirtualMachine", "azure-native:compute:Disk", "azure-native:network:VirtualNetwork",
+})
+# Kubernetes kinds (group, kind) holding data; the API version does not matter.
+STATEFUL_KINDS = frozenset({
+    ("core", "PersistentVolumeClaim"), ("core", "PersistentVolume"),
+    ("scylla.scylladb.com", "ScyllaCluster"), ("cluster.redpanda.com", "Redpanda"),
+    ("clickhouse.altinity.com", "ClickHouseInstallation"),
+    ("clickhouse-keeper.altinity.com", "ClickHouseKeeperInstallation"),
+    ("postgresql.cnpg.io", "Cluster"), ("dragonflydb.io", "Dragonfly"),
+})
+HELM_TYPES = frozenset({"kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart"})
+EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
+
+# Retired or withdrawn components (see the chart catalog's notes): never deploy them.
+RETIRED_CHARTS = {"ingress-nginx": "ingress-nginx is retired; use the Gateway API",
+                  "minio": "MinIO community edition is archived; use SeaweedFS or provider S3",
+                  "minio-operator": "MinIO community edition is archived; use SeaweedFS or provider S3"}
+RETIRED_SOURCES = {"bitnami": "Bitnami charts/images are withdrawn (bitnamilegacy gets no updates)",
+                   "ingress-nginx": "ingress-nginx is retired; use the Gateway API",
+                   "min.io": "MinIO community edition is archived; use SeaweedFS or provider S3",
+                   "minio/minio": "MinIO community edition is archived; use SeaweedFS or provider S3"}
+
+# Strings that are credentials whatever key they sit under.
+SECRET_VALUE_PATTERNS = {
+    "a private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    "an AWS access key id": re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    "a GitLab token": re.compile(r"\bgl(?:pat|rt|dt|ptt)-[0-9A-Za-z_-]{20,}"),
+    "a GitHub token": re.compile(r"\b(?:ghp|gho|ghs|github_pat)_[0-9A-Za-z_]{20,}"),
+    "a Slack token": re.compile(r"\bxox[abprs]-[0-9A-Za-z-]{10,}"),
+}
+# Keys whose value is a credential: the last word of the key (camelCase, snake_case or kebab-case).
+SECRET_KEY_WORDS = frozenset({"password", "passwd", "secret", "token", "apikey", "privatekey", "accesskey",
+                              "secretkey", "credentials", "passphrase"})
+# ...unless the key names a reference to a secret kept elsewhere (a Kubernetes Secret's name, a file).
+REFERENCE_PREFIXES = ("existing", "secretname", "secretref", "valuefrom", "from")
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a rule sees of one resource."""
+
+    urn: str
+    type: str
+    name: str
+    props: Mapping[str, Any]
+    protect: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Policy configuration (CrossGuard policy config, or the stack config in the offline plan)."""
+
+    admin_cidrs: tuple[str, ...] = ()  # empty: admin sources are only checked for world access
+    production: bool | None = None     # None: decided by the stack name in the URN
+
+    def is_production(self, urn: str) -> bool:
+        if self.production is not None:
+            return self.production
+        return stack_of(urn).startswith("production")
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    description: str
+    check: Callable[[Subject, Settings], Iterable[str]]
+    config_schema: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    urn: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"[{self.rule}] {name_of(self.urn)}: {self.message}"
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+# How the engine marks a secret in serialized properties (pulumi's resource/properties.go).
+SIG_KEY, SECRET_SIG = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
+
+
+class Secret:
+    """A secret value, kept marked so `no-plaintext-secrets` can tell it from a plain one."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "[secret]"
+
+
+def mark_secrets(value: Any) -> Any:
+    """Serialized engine properties with every secret turned into a `Secret` (other signatures kept)."""
+    if isinstance(value, dict):
+        if value.get(SIG_KEY) == SECRET_SIG:
+            return Secret(mark_secrets(value.get("value")))
+        if SIG_KEY in value:
+            return value  # assets and archives
+        return {k: mark_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mark_secrets(v) for v in value]
+    return value
+
+
+def is_secret(value: Any) -> bool:
+    return type(value).__name__ == "Secret" and hasattr(value, "value")
+
+
+def stack_of(urn: str) -> str:
+    return urn.split("::")[0].removeprefix("urn:pulumi:") if urn.startswith("urn:pulumi:") else ""
+
+
+def name_of(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1]
+
+
+def walk(value: Any, path: str = "") -> Iterator[tuple[str, Any, bool]]:
+    """Every leaf as (path, value, inside_a_secret)."""
+    yield from _walk(value, path, False)
+
+
+def _walk(value: Any, path: str, secret: bool) -> Iterator[tuple[str, Any, bool]]:
+    if is_secret(value):
+        yield from _walk(value.value, path, True)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _walk(item, f"{path}.{key}" if path else str(key), secret)
+    elif _is_list(value):
+        for index, item in enumerate(value):
+            yield from _walk(item, f"{path}[{index}]", secret)
+    else:
+        yield path, value, secret
+
+
+def _plain(value: Any) -> Any:
+    """The value with secret markers removed (for rules that look at structure, not secrecy)."""
+    if is_secret(value):
+        return _plain(value.value)
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if _is_list(value):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _is_list(value: Any) -> bool:
+    # CrossGuard hands lists over as read-only Sequence proxies.
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+
+
+def kubernetes_kind(type_: str) -> tuple[str, str] | None:
+    """('apps', 'Deployment') for 'kubernetes:apps/v1:Deployment'; None for non-objects."""
+    if not type_.startswith("kubernetes:") or type_ in HELM_TYPES or type_.count(":") != 2:
+        return None
+    group_version, kind = type_.split(":")[1:]
+    if group_version.startswith(("helm.sh/", "kustomize", "yaml")):
+        return None
+    return group_version.rsplit("/", 1)[0], kind
+
+
+# --- firewall rules, normalised across providers ------------------------------------------------
+
+@dataclass(frozen=True)
+class Ingress:
+    protocol: str
+    ports: tuple[int, int] | None  # None: the protocol has no ports (icmp, ...)
+    sources: tuple[str, ...]
+    where: str
+
+
+def _port_range(spec: Any, protocol: str) -> tuple[int, int] | None:
+    if protocol.lower() in ("icmp", "icmpv6", "58", "1", "gre", "esp"):
+        return None
+    text = str(spec).strip().lower() if spec is not None else "any"
+    if text in ("any", "*", "", "-1", "all"):
+        return (0, 65535)
+    low, _, high = text.partition("-")
+    return (int(low), int(high or low))
+
+
+def _all_protocols(protocol: str) -> bool:
+    return str(protocol).lower() in ("-1", "all", "*")
+
+
+def _hcloud(props: Mapping[str, Any]) -> Iterator[Ingress]:
+    for i, rule in enumerate(props.get("rules") or []):
+        if rule.get("direction", "in") == "in":
+            proto = rule.get("protocol", "tcp")
+            yield Ingress(proto, _port_range(rule.get("port"), proto), tuple(rule.get("sourceIps") or ()),
+                          f"rules[{i}]")
+
+
+def _aws_group(props: Mapping[str, Any]) -> Iterator[Ingress]:
+    for i, rule in enumerate(props.get("ingress") or []):
+        yield from _aws_rule(rule, f"ingress[{i}]", rule.get("protocol", "tcp"),
+                             [*(rule.get("cidrBlocks") or ()), *(rule.get("ipv6CidrBlocks") or ())])
+
+
+def _aws_rule(rule: Mapping[str, Any], where: str, proto: str, sources: Sequence[str]) -> Iterator[Ingress]:
+    if _all_protocols(proto):
+        yield Ingress("all", (0, 65535), tuple(sources), where)
+    else:
+        low, high = rule.get("fromPort", 0), rule.get("toPort", 65535)
+        yield Ingress(proto, _port_range(f"{low}-{high}", proto), tuple(sources), where)
+
+
+def _aws_ingress_rule(props: Mapping[str, Any]) -> Iterator[Ingress]:
+    sources = [s for s in (props.get("cidrIpv4"), props.get("cidrIpv6")) if s]
+    yield from _aws_rule(props, "rule", props.get("ipProtocol", "tcp"), sources)
+
+
+def _aws_group_rule(props: Mapping[str, Any]) -> Iterator[Ingress]:
+    if props.get("type") == "ingress":
+        yield from _aws_rule(props, "rule", props.get("protocol", "tcp"),
+                             [*(props.get("cidrBlocks") or ()), *(props.get("ipv6CidrBlocks") or ())])
+
+
+def _gcp(props: Mapping[str, Any]) -> Iterator[Ingress]:
+    if str(props.get("direction", "INGRESS")).upper() != "INGRESS":
+        return
+    sources = tuple(props.get("sourceRanges") or ())
+    for i, allow in enumerate(props.get("allows") or []):
+        proto = allow.get("protocol", "all")
+        for spec in allow.get("ports") or ["any"]:
+            ports = (0, 65535) if _all_protocols(proto) else _port_range(spec, proto)
+            yield Ingress(proto, ports, sources, f"allows[{i}]")
+
+
+def _azure_rule(rule: Mapping[str, Any], where: str) -> Iterator[Ingress]:
+    if str(rule.get("direction", "")).lower() != "inbound" or str(rule.get("access", "")).lower() != "allow":
+        return
+    sources = tuple(s for s in [rule.get("sourceAddressPrefix"), *(rule.get("sourceAddressPrefixes") or [])] if s)
+    proto = str(rule.get("protocol", "*"))
+    for spec in [rule.get("destinationPortRange"), *(rule.get("destinationPortRanges") or [])]:
+        if spec is not None:
+            ports = (0, 65535) if _all_protocols(proto) else _port_range(spec, proto)
+            yield Ingress(proto, ports, sources, where)
+
+
+def _azure_group(props: Mapping[str, Any]) -> Iterator[Ingress]:
+    for i, rule in enumerate(props.get("securityRules") or []):
+        yield from _azure_rule(rule, f"securityRules[{i}]")
+
+
+FIREWALL_READERS: dict[str, Callable[[Mapping[str, Any]], Iterator[Ingress]]] = {
+    "hcloud:index/firewall:Firewall": _hcloud,
+    "aws:ec2/securityGroup:SecurityGroup": _aws_group,
+    "aws:ec2/securityGroupRule:SecurityGroupRule": _aws_group_rule,
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": _aws_ingress_rule,
+    "gcp:compute/firewall:Firewall": _gcp,
+    "azure-native:network:NetworkSecurityGroup": _azure_group,
+    "azure-native:network:SecurityRule": lambda props: _azure_rule(props, "rule"),
+}
+
+
+def ingress_rules(subject: Subject) -> list[Ingress]:
+    reader = FIREWALL_READERS.get(subject.type)
+    return list(reader(_plain(subject.props))) if reader else []
+
+
+def _is_world(source: str) -> bool:
+    if source.strip().lower() in WORLD_SOURCES:
+        return True
+    try:
+        return ipaddress.ip_network(source, strict=False).prefixlen == 0
+    except ValueError:
+        return False
+
+
+def _covered(ports: tuple[int, int], known: Mapping[int, str]) -> list[str]:
+    return [f"{port} ({what})" for port, what in known.items() if ports[0] <= port <= ports[1]]
+
+
+# --- the rules -----------------------------------------------------------------------------------
+
+def no_world_open_ports(subject: Subject, _settings: Settings) -> Iterator[str]:
+    for rule in ingress_rules(subject):
+        if rule.ports is None or not any(_is_world(s) for s in rule.sources):
+            continue
+        if rule.ports[0] in PUBLIC_PORTS and rule.ports[0] == rule.ports[1]:
+            continue
+        named = _covered(rule.ports, ADMIN_PORTS) + _covered(rule.ports, DATABASE_PORTS)
+        span = f"{rule.ports[0]}" if rule.ports[0] == rule.ports[1] else f"{rule.ports[0]}-{rule.ports[1]}"
+        yield (f"{rule.where} opens {rule.protocol}/{span} to the world"
+               + (f", including {', '.join(named)}" if named else "") + "; only 80 and 443 may be public")
+
+
+def admin_ports_from_admin_cidrs(subject: Subject, settings: Settings) -> Iterator[str]:
+    if not settings.admin_cidrs:
+        return
+    allowed = [ipaddress.ip_network(c, strict=False) for c in settings.admin_cidrs]
+    for rule in ingress_rules(subject):
+        if rule.ports is None or not _covered(rule.ports, ADMIN_PORTS):
+            continue
+        for source in rule.sources:
+            if _is_world(source):
+                continue  # reported by no-world-open-ports
+            try:
+                net = ipaddress.ip_network(source, strict=False)
+            except ValueError:
+                yield f"{rule.where}: admin source {source!r} is not a CIDR"
+                continue
+            inside = any(net.version == a.version and net.subnet_of(a) for a in allowed)
+            if not inside and not net.is_private:
+                yield (f"{rule.where} lets {source} reach {', '.join(_covered(rule.ports, ADMIN_PORTS))}; "
+                       f"admin sources must be inside adminCidrs ({', '.join(settings.admin_cidrs)}) "
+                       "or the private network")
+
+
+def helm_charts_pinned(subject: Subject, _settings: Settings) -> Iterator[str]:
+    if subject.type not in HELM_TYPES:
+        return
+    version = str(_plain(subject.props.get("version")) or "")
+    if not EXACT_VERSION.match(version):
+        chart = _plain(subject.props.get("chart"))
+        yield f"chart {chart} must be pinned to an exact version, got {version or 'none'!r}"
+
+
+def _image_problem(image: str) -> str | None:
+    if "@sha256:" in image:
+        return None
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return "has no tag"
+    if last.rsplit(":", 1)[1] == "latest":
+        return "uses the 'latest' tag"
+    return None
+
+
+def _images(subject: Subject) -> Iterator[tuple[str, str]]:
+    """(path, image reference) of every image a resource names, including Helm values."""
+    if subject.type not in HELM_TYPES and kubernetes_kind(subject.type) is None:
+        return
+    for path, value, _ in walk(subject.props):
+        key = re.split(r"[.\[]", path)[-1]
+        if key == "image" and isinstance(value, str) and value:
+            yield path, value
+    if subject.type in HELM_TYPES:
+        yield from _helm_image_dicts(_plain(subject.props.get("values") or {}), "values")
+
+
+def _helm_image_dicts(values: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(values, Mapping):
+        for key, item in values.items():
+            here = f"{path}.{key}"
+            if key == "image" and isinstance(item, Mapping) and item.get("repository"):
+                repo = "/".join(str(p) for p in (item.get("registry"), item["repository"]) if p)
+                tag, digest = item.get("tag"), item.get("digest")
+                if digest:
+                    yield here, f"{repo}@{digest}"
+                elif tag:  # no tag: the chart's own pinned appVersion applies
+                    yield here, f"{repo}:{tag}"
+            else:
+                yield from _helm_image_dicts(item, here)
+    elif _is_list(values):
+        for index, item in enumerate(values):
+            yield from _helm_image_dicts(item, f"{path}[{index}]")
+
+
+def images_pinned(subject: Subject, _settings: Settings) -> Iterator[str]:
+    for path, image in _images(subject):
+        problem = _image_problem(image)
+        if problem:
+            yield f"{path}: image {image} {problem}; pin a version tag or digest"
+
+
+WORKLOAD_POD_SPECS = {"Pod": ("spec",), "Deployment": ("spec", "template", "spec"),
+                      "StatefulSet": ("spec", "template", "spec"), "DaemonSet": ("spec", "template", "spec"),
+                      "ReplicaSet": ("spec", "template", "spec"), "Job": ("spec", "template", "spec"),
+                      "CronJob": ("spec", "jobTemplate", "spec", "template", "spec")}
+
+
+def workloads_have_resources(subject: Subject, _settings: Settings) -> Iterator[str]:
+    kind = kubernetes_kind(subject.type)
+    if kind is None or kind[1] not in WORKLOAD_POD_SPECS:
+        return
+    spec: Any = _plain(subject.props)
+    for step in WORKLOAD_POD_SPECS[kind[1]]:
+        spec = (spec or {}).get(step) or {}
+    for field_name in ("initContainers", "containers"):
+        for container in spec.get(field_name) or []:
+            resources = container.get("resources") or {}
+            missing = [f"requests.{r}" for r in ("cpu", "memory") if r not in (resources.get("requests") or {})]
+            missing += ["limits.memory"] if "memory" not in (resources.get("limits") or {}) else []
+            if missing:
+                yield f"container {container.get('name')!r} has no {', '.join(missing)}"
+
+
+def production_stateful_protected(subject: Subject, settings: Settings) -> Iterator[str]:
+    kind = kubernetes_kind(subject.type)
+    stateful = subject.type in STATEFUL_TYPES or (kind is not None and kind in STATEFUL_KINDS)
+    if stateful and not subject.protect and settings.is_production(subject.urn):
+        yield f"{subject.type} holds state in production and must be created with protect=True"
+
+
+def _key_words(path: str) -> str:
+    key = re.split(r"[.\[]", path)[-1].rstrip("]")
+    return re.sub(r"[^a-z0-9]", "", key.lower())
+
+
+def no_plaintext_secrets(subject: Subject, _settings: Settings) -> Iterator[str]:
+    kind = kubernetes_kind(subject.type)
+    secret_object = kind == ("core", "Secret")
+    for path, value, secret in walk(subject.props):
+        if secret or not isinstance(value, str) or not value:
+            continue
+        if secret_object and path.startswith(("data.", "stringData.")):
+            yield f"{path} of a Kubernetes Secret is not marked secret (use pulumi.Output.secret)"
+            continue
+        for what, pattern in SECRET_VALUE_PATTERNS.items():
+            if pattern.search(value):
+                yield f"{path} holds {what} in plain text"
+                break
+        else:
+            key = _key_words(path)
+            if (any(key.endswith(word) for word in SECRET_KEY_WORDS) and not key.startswith(REFERENCE_PREFIXES)
+                    and len(value) >= 8):
+                yield f"{path} looks like a credential and is not marked secret"
+
+
+def no_retired_components(subject: Subject, _settings: Settings) -> Iterator[str]:
+    if subject.type in HELM_TYPES:
+        chart = str(_plain(subject.props.get("chart")) or "")
+        repo = str((_plain(subject.props.get("repositoryOpts")) or {}).get("repo") or "")
+        short = chart.rstrip("/").rsplit("/", 1)[-1]
+        if short in RETIRED_CHARTS:
+            yield f"chart {chart}: {RETIRED_CHARTS[short]}"
+        else:
+            for marker, why in RETIRED_SOURCES.items():
+                if marker in f"{repo} {chart}".lower():
+                    yield f"chart {chart} from {repo or chart}: {why}"
+                    break
+    for path, image in _images(subject):
+        for marker, why in RETIRED_SOURCES.items():
+            if marker in image.lower():
+                yield f"{path}: image {image}: {why}"
+                break
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("no-world-open-ports", "Only 80 and 443 may be open to the whole internet; never a database or "
+         "admin port.", no_world_open_ports),
+    Rule("admin-ports-from-admin-cidrs", "SSH, the Kubernetes API, etcd and the kubelet are reachable only from "
+         "the configured admin CIDRs or the private network.", admin_ports_from_admin_cidrs,
+         {"adminCidrs": {"type": "array", "items": {"type": "string"}}}),
+    Rule("helm-charts-pinned", "Every Helm chart is pinned to an exact version.", helm_charts_pinned),
+    Rule("images-pinned", "No container image without a tag or with 'latest'.", images_pinned),
+    Rule("workloads-have-resources", "Every container has CPU and memory requests and a memory limit.",
+         workloads_have_resources),
+    Rule("production-stateful-protected", "Servers, volumes, networks and database clusters of production "
+         "stacks are protected from deletion.", production_stateful_protected,
+         {"production": {"type": "boolean"}}),
+    Rule("no-plaintext-secrets", "No secret-looking value in plain (unencrypted) inputs.", no_plaintext_secrets),
+    Rule("no-retired-components", "No retired components: ingress-nginx, MinIO, Bitnami charts or images.",
+         no_retired_components),
+)
+
+
+def check(subject: Subject, settings: Settings = Settings(), rules: Sequence[Rule] = RULES) -> list[Violation]:
+    return [Violation(rule.name, subject.urn, message) for rule in rules for message in rule.check(subject, settings)]
+
+
+def evaluate(subjects: Iterable[Subject], settings: Settings = Settings()) -> list[Violation]:
+    return [violation for subject in subjects for violation in check(subject, settings)]
+
+
+def policies() -> list[Any]:
+    """The rules as CrossGuard resource policies (imports pulumi_policy only when the pack runs)."""
+    from pulumi_policy import EnforcementLevel, PolicyConfigSchema, ResourceValidationPolicy
+
+    def adapter(rule: Rule) -> Callable[..., None]:
+        def validate(args: Any, report_violation: Callable[[str], None]) -> None:
+            config = args.get_config() or {}
+            settings = Settings(admin_cidrs=tuple(config.get("adminCidrs") or ()),
+                                production=config.get("production"))
+            subject = Subject(args.urn, args.resource_type, args.name, args.props,
+                              bool(getattr(args.opts, "protect", False)))
+            for message in rule.check(subject, settings):
+                report_violation(message)
+        return validate
+
+    return [ResourceValidationPolicy(
+        name=rule.name, description=rule.description, validate=adapter(rule),
+        enforcement_level=EnforcementLevel.MANDATORY,
+        config_schema=PolicyConfigSchema(properties=dict(rule.config_schema)) if rule.config_schema else None,
+    ) for rule in RULES]

@@ -1,0 +1,60 @@
+"""`python -m tools.plan [STACK] [--out DIR] [--quiet]`: report, JSON and picture of a stack's plan."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from config import ConfigError
+from tools.mockrun import ROOT, run_stack, stacks
+from tools.plan import draw, model, report
+
+DEFAULT_OUT = ROOT / "build" / "plan"
+
+
+def plan_stack(stack: str) -> dict[str, Any]:
+    return model.build(run_stack(stack))
+
+
+def write(plan: dict[str, Any], out: Path) -> dict[str, Path]:
+    """build/plan/<stack>.json, .svg and .policy.json (the pack's config for `--policy-pack-config`)."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / f"{plan['stack']}.json", "svg": out / f"{plan['stack']}.svg",
+             "policy": out / f"{plan['stack']}.policy.json"}
+    paths["json"].write_text(json.dumps(plan, indent=1, sort_keys=True, default=str) + "\n")
+    paths["svg"].write_text(draw.svg(plan))
+    settings = plan["policy"]["settings"]
+    paths["policy"].write_text(json.dumps({
+        "admin-ports-from-admin-cidrs": {"adminCidrs": settings["adminCidrs"]},
+        "production-stateful-protected": {"production": bool(settings["production"])},
+    }, indent=1) + "\n")
+    return paths
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.plan", description=__doc__)
+    parser.add_argument("stack", nargs="?", default="production")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write <stack>.json/.svg")
+    parser.add_argument("--quiet", action="store_true", help="write the files, print only their paths")
+    args = parser.parse_args(argv)
+    if args.stack not in stacks():
+        print(f"no stack file Pulumi.{args.stack}.yaml (stacks: {', '.join(stacks())})", file=sys.stderr)
+        return 2
+    try:
+        plan = plan_stack(args.stack)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    paths = write(plan, args.out)
+    if not args.quiet:
+        print(report.render(plan))
+        print()
+    print("Wrote " + ", ".join(str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,162 @@
+"""`python -m tools.plan.diff BASE [--stack S ...]`: the plan of the working tree against the plan at a
+git ref: resources added, removed and changed (by input), cost delta, deploy-time delta.
+
+What a merge request shows when no cloud credentials are available (make plan-diff BASE=<ref>).
+The base tree is exported from git into a temporary directory and planned there with *this*
+tree's planner (tools/ and policy/ are copied over it), so both sides are measured the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from config import ConfigError
+from tools.mockrun import ROOT, stacks
+from tools.plan.__main__ import DEFAULT_OUT, plan_stack
+from tools.plan.timing import minutes
+
+MAX_PATHS = 8  # changed input paths listed per resource
+_MISSING = object()
+
+
+def _leaves(value: Any, path: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        found: dict[str, Any] = {}
+        for key, item in value.items():
+            found.update(_leaves(item, f"{path}.{key}" if path else str(key)))
+        return found or {path: {}}
+    if isinstance(value, list):
+        found = {}
+        for index, item in enumerate(value):
+            found.update(_leaves(item, f"{path}[{index}]"))
+        return found or {path: []}
+    return {path: value}
+
+
+def changed_inputs(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    old, new = _leaves(before), _leaves(after)
+    return sorted(p for p in old.keys() | new.keys() if old.get(p, _MISSING) != new.get(p, _MISSING))
+
+
+def diff_plans(base: dict[str, Any] | None, head: dict[str, Any] | None) -> dict[str, Any]:
+    """Either side may be None: a stack that exists on one side only."""
+    old = {r["urn"]: r for r in (base or {}).get("resources", [])}
+    new = {r["urn"]: r for r in (head or {}).get("resources", [])}
+    changed = []
+    for urn in sorted(old.keys() & new.keys()):
+        paths = changed_inputs(old[urn]["inputs"], new[urn]["inputs"])
+        if old[urn]["protect"] != new[urn]["protect"]:
+            paths.append(f"(protect {old[urn]['protect']} -> {new[urn]['protect']})")
+        if paths:
+            changed.append({"urn": urn, "type": new[urn]["type"], "name": new[urn]["name"], "inputs": paths})
+    return {
+        "added": [{"urn": u, "type": new[u]["type"], "name": new[u]["name"]} for u in sorted(new.keys() - old.keys())],
+        "removed": [{"urn": u, "type": old[u]["type"], "name": old[u]["name"]} for u in sorted(old.keys() - new.keys())],
+        "changed": changed,
+        "cost": _delta(base, head, lambda p: p["cost"].get("total")),
+        "currency": ((head or base or {}).get("cost") or {}).get("currency"),
+        "deployTime": _delta(base, head, lambda p: p["deployTime"]["criticalPathSeconds"]),
+        "warnings": {"new": sorted(set((head or {}).get("warnings", [])) - set((base or {}).get("warnings", []))),
+                     "gone": sorted(set((base or {}).get("warnings", [])) - set((head or {}).get("warnings", [])))},
+    }
+
+
+def _delta(base: dict[str, Any] | None, head: dict[str, Any] | None, get: Any) -> dict[str, Any]:
+    before = get(base) if base else 0
+    after = get(head) if head else 0
+    delta = None if before is None or after is None else round(after - before, 2)
+    return {"base": before, "head": after, "delta": delta}
+
+
+def render(stack: str, base_ref: str, d: dict[str, Any]) -> str:
+    cur = d["currency"] or ""
+    cost, time = d["cost"], d["deployTime"]
+    if not (d["added"] or d["removed"] or d["changed"] or cost["delta"] or time["delta"]):
+        return f"### Stack `{stack}`: no change against `{base_ref}`\n"
+    money = ("unknown" if cost["delta"] is None else
+             f"{cost['base']:,.2f} -> {cost['head']:,.2f} {cur}/month ({cost['delta']:+,.2f})")
+    out = [f"### Stack `{stack}` against `{base_ref}`", "",
+           f"- resources: **{len(d['added'])} to add, {len(d['changed'])} to change, {len(d['removed'])} to remove**",
+           f"- estimated cost: {money}",
+           f"- first deploy (critical path): {minutes(time['base'])} -> {minutes(time['head'])} "
+           f"({'+' if time['delta'] >= 0 else '-'}{minutes(abs(time['delta']))})", ""]
+    for title, rows in (("Added", d["added"]), ("Removed", d["removed"])):
+        if rows:
+            out += [f"{title}:", *[f"- `{r['name']}` ({r['type']})" for r in rows], ""]
+    if d["changed"]:
+        out.append("Changed:")
+        for r in d["changed"]:
+            shown = ", ".join(f"`{p}`" for p in r["inputs"][:MAX_PATHS])
+            more = f" and {len(r['inputs']) - MAX_PATHS} more" if len(r["inputs"]) > MAX_PATHS else ""
+            out.append(f"- `{r['name']}` ({r['type']}): {shown}{more}")
+        out.append("")
+    for title, rows in (("New warnings", d["warnings"]["new"]), ("Resolved warnings", d["warnings"]["gone"])):
+        if rows:
+            out += [f"{title}:", *[f"- {w}" for w in rows], ""]
+    return "\n".join(out)
+
+
+def _git(*args: str, **kwargs: Any) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(ROOT), *args], check=False, capture_output=True, **kwargs)
+
+
+def export_tree(ref: str, into: Path) -> None:
+    """The tree at `ref`, with this tree's planner copied over it."""
+    if _git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").returncode != 0:
+        raise SystemExit(f"plan-diff: {ref!r} is not a commit in this repository (BASE=<branch, tag or sha>)")
+    archive = _git("archive", "--format=tar", ref)
+    if archive.returncode != 0:
+        raise SystemExit(f"plan-diff: git archive {ref} failed: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    for folder in ("tools", "policy"):
+        shutil.rmtree(into / folder, ignore_errors=True)
+        shutil.copytree(ROOT / folder, into / folder, ignore=shutil.ignore_patterns("__pycache__"))
+
+
+def plan_in(tree: Path, stack: str) -> dict[str, Any] | None:
+    """The plan of `stack` in another tree (a separate process: the Pulumi runtime is global)."""
+    if not (tree / f"Pulumi.{stack}.yaml").exists():
+        return None
+    out = tree / "build" / "plan"
+    result = subprocess.run([sys.executable, "-m", "tools.plan", stack, "--out", str(out), "--quiet"],
+                            cwd=tree, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"plan-diff: planning {stack} at the base failed:\n{result.stderr.strip()[-2000:]}")
+    return json.loads((out / f"{stack}.json").read_text())
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.plan.diff", description=__doc__)
+    parser.add_argument("base", help="git ref to compare against (branch, tag or commit)")
+    parser.add_argument("--stack", action="append", help="only these stacks (default: every stack on either side)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT / "diff.md")
+    args = parser.parse_args(argv)
+    sections = []
+    with tempfile.TemporaryDirectory(prefix="plan-diff-") as tmp:
+        tree = Path(tmp)
+        export_tree(args.base, tree)
+        base_stacks = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in tree.glob("Pulumi.*.yaml"))
+        for stack in args.stack or sorted(set(stacks()) | set(base_stacks)):
+            try:
+                head = plan_stack(stack) if stack in stacks() else None
+            except ConfigError as exc:
+                print(f"plan-diff: stack {stack} does not validate:\n{exc}", file=sys.stderr)
+                return 1
+            sections.append(render(stack, args.base, diff_plans(plan_in(tree, stack), head)))
+    text = f"## Offline plan diff against `{args.base}`\n\n" + "\n".join(sections)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
+

@@ -1,0 +1,93 @@
+"""The plan as a terminal report."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+from tools.plan.timing import minutes
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_short(v) for v in value) + "]"
+    return str(value)
+
+
+def money(amount: float | None, currency: str | None) -> str:
+    return "unknown" if amount is None else f"{amount:,.2f} {currency}"
+
+
+def render(plan: dict[str, Any]) -> str:
+    out = [f"Offline plan of stack '{plan['stack']}'  (provider {plan['provider']}, profile {plan['profile']}, "
+           f"K3s {plan['k3sVersion']})", ""]
+    out += _resources(plan) + [""] + _servers(plan) + [""] + _charts(plan) + [""] + _cost(plan) + [""]
+    out += _time(plan) + [""] + _outputs(plan) + [""]
+    warnings = plan["warnings"]
+    out.append(f"Warnings ({len(warnings)}):" if warnings else "Warnings: none")
+    out += [f"  ! {w}" for w in warnings]
+    return "\n".join(out)
+
+
+def _resources(plan: dict[str, Any]) -> list[str]:
+    by_layer: dict[str, Counter] = defaultdict(Counter)
+    for r in plan["resources"]:
+        by_layer[r["layer"]][r["type"]] += 1
+    out = [f"Resources: {len(plan['resources'])}"]
+    for layer, types in by_layer.items():
+        out.append(f"  {layer} ({sum(types.values())})")
+        out += [f"    {n:>3}  {t}" for t, n in sorted(types.items())]
+    return out
+
+
+def _servers(plan: dict[str, Any]) -> list[str]:
+    pools: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for s in plan["servers"]:
+        pools[s["pool"]].append(s)
+    costs = plan["cost"].get("pools", {})
+    out = ["Servers by pool:"]
+    for pool, rows in pools.items():
+        first = rows[0]
+        types = ",".join(sorted({str(r["type"]) for r in rows}))
+        out.append(f"  {pool:<14} {len(rows):>2} x {types:<8} {first['location']!s:<5} role={first['role']!s:<10} "
+                   f"k3s={first['k3s']!s:<6} protect={first['protect']!s:<5} "
+                   f"{money(costs.get(pool), plan['cost'].get('currency')):>14}/month")
+    return out
+
+
+def _charts(plan: dict[str, Any]) -> list[str]:
+    out = ["Helm charts:"]
+    out += [f"  {c['chart']:<34} {c['version'] or 'UNPINNED':<10} {c['repo']}  -> {c['namespace']}"
+            for c in plan["charts"]]
+    return out
+
+
+def _cost(plan: dict[str, Any]) -> list[str]:
+    cost = plan["cost"]
+    if cost.get("total") is None:
+        return ["Estimated cost: unknown (" + "; ".join(cost["unknown"]) + ")"]
+    out = [f"Estimated cost: {money(cost['total'], cost['currency'])} per month "
+           f"(prices of {cost['priceDate']}, {cost['note']})"]
+    for pool, amount in sorted(cost["pools"].items(), key=lambda kv: -kv[1]):
+        out.append(f"  {pool:<14} {money(amount, cost['currency']):>14}")
+    if cost["unknown"]:
+        out.append(f"  not included ({len(cost['unknown'])}): see warnings")
+    return out
+
+
+def _time(plan: dict[str, Any]) -> list[str]:
+    t = plan["deployTime"]
+    out = [f"Estimated first deploy: {minutes(t['criticalPathSeconds'])} on the critical path "
+           f"(serial {minutes(t['serialSeconds'])}, parallelism x{t['parallelism']})", "  critical path:"]
+    out += [f"    {step['seconds']:>4}s  {step['name']}  ({step['type']})" for step in t["criticalPath"]]
+    return out
+
+
+def _outputs(plan: dict[str, Any]) -> list[str]:
+    out = ["Outputs:"]
+    for key, value in plan["outputs"].items():
+        text = _short(value)
+        out.append(f"  {key}: {text[:150]}{'...' if len(text) > 150 else ''}")
+    return out

@@ -1,0 +1,119 @@
+"""Estimated duration of a first `pulumi up`: the critical path of the plan's dependency graph.
+
+Each resource takes a typical create time from the duration model below; a resource starts when
+everything it depends on (its dependencies and its provider) has finished; a component finishes
+when its last child does. The longest weighted chain is the critical path: no amount of parallelism
+deploys the stack faster. The serial time (the sum of all durations) divided by the critical path is
+the parallelism the graph allows. Linear in the number of resources and edges.
+
+The model is deliberately coarse: it is for comparing plans (what did this change do to the deploy
+time?) and for naming the chain to shorten, not a promise to the second. Values are seconds,
+from Pulumi's own timings of these resources in comparable deployments and the waits our scripts do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# By resource type. Cloud API objects are quick; servers wait until they run; Helm waits for ready.
+DURATIONS: dict[str, int] = {
+    "hcloud:index/server:Server": 45,           # create + boot to "running"
+    "hcloud:index/loadBalancer:LoadBalancer": 15,
+    "hcloud:index/loadBalancerNetwork:LoadBalancerNetwork": 10,
+    "hcloud:index/loadBalancerService:LoadBalancerService": 5,
+    "hcloud:index/loadBalancerTarget:LoadBalancerTarget": 5,
+    "hcloud:index/network:Network": 2,
+    "hcloud:index/networkSubnet:NetworkSubnet": 3,
+    "hcloud:index/firewall:Firewall": 3,
+    "hcloud:index/placementGroup:PlacementGroup": 1,
+    "hcloud:index/sshKey:SshKey": 1,
+    "random:index/randomPassword:RandomPassword": 0,
+    "kubernetes:helm.sh/v3:Release": 90,        # install + wait for the chart's workloads
+}
+# Remote commands by name prefix (the scripts wait for very different things).
+COMMANDS: tuple[tuple[str, int], ...] = (
+    ("tune-", 40),        # cloud-init wait, apt lock wait, sysctl + systemd units
+    ("k3s-", 80),         # installer download, K3s start, /readyz wait
+    ("kubeconfig", 3),
+)
+# Helm releases by chart, where a chart is far from the default.
+CHARTS: dict[str, int] = {
+    "cilium": 150,        # agents on every node + operator; nodes turn Ready only after it
+    "hcloud-cloud-controller-manager": 45,
+}
+DEFAULT_COMMAND = 30
+DEFAULT_KUBERNETES = 3    # a plain Kubernetes object
+DEFAULT_CUSTOM = 10       # any other cloud resource
+
+
+def duration(resource: dict[str, Any]) -> int:
+    type_ = resource["type"]
+    if not resource["custom"] or type_.startswith("pulumi:providers:"):
+        return 0
+    if type_ == "command:remote:Command":
+        return next((s for prefix, s in COMMANDS if resource["name"].startswith(prefix)), DEFAULT_COMMAND)
+    if type_ == "kubernetes:helm.sh/v3:Release":
+        return CHARTS.get(str(resource["inputs"].get("chart")), DURATIONS[type_])
+    if type_ in DURATIONS:
+        return DURATIONS[type_]
+    return DEFAULT_KUBERNETES if type_.startswith("kubernetes:") else DEFAULT_CUSTOM
+
+
+def _provider_urn(reference: str) -> str:
+    return reference.rsplit("::", 1)[0] if reference else ""
+
+
+def estimate(plan: dict[str, Any]) -> dict[str, Any]:
+    resources = {r["urn"]: r for r in plan["resources"]}
+    waits_for: dict[str, list[str]] = {urn: [] for urn in resources}
+    for r in plan["resources"]:
+        preds = [*r["dependencies"], _provider_urn(r["provider"])]
+        waits_for[r["urn"]] += [p for p in preds if p in resources]
+        if r["parent"] in resources and not resources[r["parent"]]["custom"]:
+            waits_for[r["parent"]].append(r["urn"])  # a component is done when its children are
+
+    finish: dict[str, int] = {}
+    via: dict[str, str | None] = {}
+    for urn in _topological(waits_for):
+        before = max(waits_for[urn], key=lambda p: finish[p], default=None)
+        via[urn] = before
+        finish[urn] = (finish[before] if before else 0) + duration(resources[urn])
+
+    serial = sum(duration(r) for r in resources.values())
+    if not finish:
+        return {"criticalPathSeconds": 0, "serialSeconds": 0, "parallelism": 1.0, "criticalPath": []}
+    end: str | None = max(finish, key=lambda u: finish[u])
+    chain = []
+    while end is not None:
+        if duration(resources[end]):
+            chain.append({"name": resources[end]["name"], "type": resources[end]["type"],
+                          "seconds": duration(resources[end])})
+        end = via[end]
+    critical = max(finish.values())
+    return {"criticalPathSeconds": critical, "serialSeconds": serial,
+            "parallelism": round(serial / critical, 1) if critical else 1.0, "criticalPath": chain[::-1]}
+
+
+def _topological(waits_for: dict[str, list[str]]) -> list[str]:
+    """Kahn's algorithm; a cycle would be a program bug, so it fails loudly."""
+    pending = {urn: len(preds) for urn, preds in waits_for.items()}
+    unblocks: dict[str, list[str]] = {urn: [] for urn in waits_for}
+    for urn, preds in waits_for.items():
+        for pred in preds:
+            unblocks[pred].append(urn)
+    ready = [urn for urn, n in pending.items() if n == 0]
+    order = []
+    while ready:
+        urn = ready.pop()
+        order.append(urn)
+        for nxt in unblocks[urn]:
+            pending[nxt] -= 1
+            if pending[nxt] == 0:
+                ready.append(nxt)
+    if len(order) != len(waits_for):
+        raise ValueError(f"dependency cycle among {sorted(u for u, n in pending.items() if n)[:5]}")
+    return order
+
+
+def minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
