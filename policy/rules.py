@@ -24,6 +24,10 @@ ADMIN_PORTS = {22: "SSH", 6443: "Kubernetes API", 2379: "etcd", 2380: "etcd peer
 DATABASE_PORTS = {5432: "PostgreSQL", 6379: "Redis/DragonflyDB", 9042: "ScyllaDB CQL", 9092: "Kafka/Redpanda",
                   8123: "ClickHouse HTTP", 9000: "ClickHouse native", 8333: "S3 (SeaweedFS)", 27017: "MongoDB",
                   3306: "MySQL"}
+# Private address space (cluster networks, VPCs): internal sources are not "the internet". Python's
+# `is_private` also counts documentation ranges, which are public here, hence the explicit list.
+INTERNAL_NETWORKS = tuple(ipaddress.ip_network(n) for n in
+                          ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"))
 WORLD_SOURCES = frozenset({"0.0.0.0/0", "::/0", "*", "internet", "any"})
 
 # Resource types whose loss loses data or the cluster; production must protect them.
@@ -337,8 +341,7 @@ def admin_ports_from_admin_cidrs(subject: Subject, settings: Settings) -> Iterat
             except ValueError:
                 yield f"{rule.where}: admin source {source!r} is not a CIDR"
                 continue
-            inside = any(net.version == a.version and net.subnet_of(a) for a in allowed)
-            if not inside and not net.is_private:
+            if not any(net.version == a.version and net.subnet_of(a) for a in [*allowed, *INTERNAL_NETWORKS]):
                 yield (f"{rule.where} lets {source} reach {', '.join(_covered(rule.ports, ADMIN_PORTS))}; "
                        f"admin sources must be inside adminCidrs ({', '.join(settings.admin_cidrs)}) "
                        "or the private network")

@@ -7,6 +7,8 @@ from collections import Counter, defaultdict
 from typing import Any
 from xml.sax.saxutils import escape
 
+from tools.plan import model
+
 WIDTH = 1120
 MARGIN = 150          # left gutter for the dependency arrows
 BOX_W, BOX_H, GAP = 186, 46, 10
@@ -44,28 +46,6 @@ def _pools(plan: dict[str, Any]) -> list[tuple[str, str]]:
             for pool, rows in pools.items()]
 
 
-def _layer_edges(plan: dict[str, Any]) -> Counter:
-    layer = {r["urn"]: r["layer"] for r in plan["resources"]}
-    edges: Counter = Counter()
-    for r in plan["resources"]:
-        for dep in r["dependencies"]:
-            if dep in layer and layer[dep] != r["layer"]:
-                edges[(r["layer"], layer[dep])] += 1
-    return edges
-
-
-def _ordered(layers: list[str], edges: Counter) -> list[str]:
-    """Layers top-down in dependency order (a layer below the layers it waits on)."""
-    placed: list[str] = []
-    remaining = list(layers)
-    while remaining:
-        ready = [l for l in remaining if not any(src == l and dst in remaining for src, dst in edges)]
-        pick = ready[0] if ready else remaining[0]  # a cycle between layers: keep program order
-        placed.append(pick)
-        remaining.remove(pick)
-    return placed
-
-
 def svg(plan: dict[str, Any]) -> str:
     config = plan.get("config") or {}
     admins = ", ".join(config.get("adplatform:adminCidrs") or []) or "adminCidrs"
@@ -73,7 +53,7 @@ def svg(plan: dict[str, Any]) -> str:
         ("access", "who reaches it", [("users", "tcp 80, 443 (world)"), ("admins", f"22, 6443 from {admins}")]),
     ]
     items = _items(plan)
-    for layer in _ordered(list(items), _layer_edges(plan)):
+    for layer in model.layer_order(plan):
         boxes = items[layer]
         bands.append((layer, f"layer {layer}", boxes))
         if layer == "providers":
@@ -98,7 +78,7 @@ def svg(plan: dict[str, Any]) -> str:
         y += height + 18
 
     # Dependency arrows in the left gutter: an arrow from a layer up to each layer it waits on.
-    for i, ((src, dst), n) in enumerate(sorted(_layer_edges(plan).items())):
+    for i, ((src, dst), n) in enumerate(sorted(model.layer_edges(plan).items())):
         if src not in band_y or dst not in band_y:
             continue
         x = 20 + (i % 6) * 18

@@ -33,20 +33,17 @@ def layers(resources: list[Resource]) -> dict[str, str]:
     """urn -> layer: the `adplatform:<layer>:<Name>` component highest in the parent chain."""
     by_urn = {r.urn: r for r in resources}
     found: dict[str, str] = {}
-
-    def layer(urn: str) -> str:
-        if urn in found:
-            return found[urn]
-        resource = by_urn.get(urn)
-        if resource is None:
-            return "stack"
-        above = layer(resource.parent) if resource.parent in by_urn else "stack"
-        own = resource.type.split(":")[1] if resource.type.startswith("adplatform:") else "stack"
-        found[urn] = above if above != "stack" else own
-        return found[urn]
-
-    for r in resources:
-        layer(r.urn)
+    for resource in resources:
+        chain = []  # walk up to a resource whose layer is known (or the stack), then fill in downwards
+        node: Resource | None = resource
+        while node is not None and node.urn not in found:
+            chain.append(node)
+            node = by_urn.get(node.parent)
+        layer = found[node.urn] if node is not None else "stack"
+        for item in reversed(chain):
+            if layer == "stack" and item.type.startswith("adplatform:"):
+                layer = item.type.split(":")[1]
+            found[item.urn] = layer
     return found
 
 
@@ -54,9 +51,9 @@ def build(run: Run) -> dict[str, Any]:
     layer_of = layers(run.resources)
     resources = [{
         "urn": r.urn, "type": r.type, "name": r.name, "layer": layer_of[r.urn], "custom": r.custom,
-        "parent": r.parent, "dependencies": r.dependencies, "provider": r.provider, "protect": r.protect,
+        "parent": r.parent, "dependencies": sorted(set(r.dependencies)), "provider": r.provider, "protect": r.protect,
         "inputs": mask(r.inputs),
-    } for r in run.resources]
+    } for r in sorted(run.resources, key=lambda r: r.urn)]  # registration order varies between runs
     settings = policy_settings(run)
     violations = rules.evaluate((rules.Subject(r.urn, r.type, r.name, r.inputs, r.protect) for r in run.resources),
                                 settings)
@@ -72,12 +69,37 @@ def build(run: Run) -> dict[str, Any]:
         "policy": {"settings": {"adminCidrs": list(settings.admin_cidrs), "production": settings.production},
                    "violations": [{"rule": v.rule, "urn": v.urn, "message": v.message} for v in violations]},
     }
-    plan["servers"] = cost.servers(plan)
+    order = {name: i for i, name in enumerate(plan["outputs"].get("nodes") or {})}  # config order
+    plan["servers"] = sorted(cost.servers(plan), key=lambda s: (order.get(s["name"], len(order)), s["name"]))
     plan["charts"] = charts(plan)
     plan["cost"] = cost.estimate(plan)
     plan["deployTime"] = timing.estimate(plan)
     plan["warnings"] = warnings(plan)
     return plan
+
+
+def layer_edges(plan: dict[str, Any]) -> Counter:
+    """(layer, layer it waits on) -> number of dependencies between them."""
+    layer = {r["urn"]: r["layer"] for r in plan["resources"]}
+    edges: Counter = Counter()
+    for r in plan["resources"]:
+        for dep in r["dependencies"]:
+            if dep in layer and layer[dep] != r["layer"]:
+                edges[(r["layer"], layer[dep])] += 1
+    return edges
+
+
+def layer_order(plan: dict[str, Any]) -> list[str]:
+    """Layers in dependency order (a layer after the layers it waits on), ties by name."""
+    edges = layer_edges(plan)
+    remaining = sorted({r["layer"] for r in plan["resources"]})
+    placed: list[str] = []
+    while remaining:
+        ready = [l for l in remaining if not any(src == l and dst in remaining for src, dst in edges)]
+        pick = ready[0] if ready else remaining[0]  # a cycle between layers: fall back to name order
+        placed.append(pick)
+        remaining.remove(pick)
+    return placed
 
 
 def policy_settings(run: Run) -> rules.Settings:

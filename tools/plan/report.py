@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
+from tools.plan import model
 from tools.plan.timing import minutes
 
 
@@ -36,7 +37,8 @@ def _resources(plan: dict[str, Any]) -> list[str]:
     for r in plan["resources"]:
         by_layer[r["layer"]][r["type"]] += 1
     out = [f"Resources: {len(plan['resources'])}"]
-    for layer, types in by_layer.items():
+    for layer in model.layer_order(plan):
+        types = by_layer[layer]
         out.append(f"  {layer} ({sum(types.values())})")
         out += [f"    {n:>3}  {t}" for t, n in sorted(types.items())]
     return out

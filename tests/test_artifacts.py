@@ -1,0 +1,97 @@
+"""Validators over every artifact the program renders, for every stack; each validator also proves
+it rejects a bad input (a validator that accepts everything would be a test that cannot fail)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import validators
+from tests.conftest import stack_run
+from tools import mockrun
+
+STACKS = mockrun.stacks()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_kubernetes_objects_match_the_cluster_schema(stack):
+    objects = validators.kubernetes_objects(stack_run(stack))
+    assert objects, "the hcloud Secret at least"
+    for obj in objects:
+        validators.validate_kubernetes(obj.type, obj.inputs)
+
+
+def test_kubernetes_validator_targets_the_pinned_cluster_version():
+    assert validators.KUBERNETES_VERSION == "1.36.0"
+
+
+def test_kubernetes_validator_rejects_unknown_fields_and_wrong_types():
+    good = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}, "stringData": {"a": "b"}}
+    validators.validate_kubernetes("kubernetes:core/v1:Secret", good)
+    with pytest.raises(Exception, match="spec|additional"):
+        validators.validate_kubernetes("kubernetes:core/v1:Secret", {**good, "spec": {}})
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+                  "spec": {"replicas": "two", "selector": {}, "template": {}}}
+    with pytest.raises(Exception, match="two"):
+        validators.validate_kubernetes("kubernetes:apps/v1:Deployment", deployment)
+
+
+def test_custom_resources_need_a_documented_schema(tmp_path, monkeypatch):
+    cr = {"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 3}}
+    with pytest.raises(AssertionError, match="no documented schema"):
+        validators.validate_kubernetes("kubernetes:example.io/v1:Widget", cr)
+    monkeypatch.setattr(validators, "CRD_SCHEMAS", tmp_path)
+    (tmp_path / "example.io_Widget.yaml").write_text(
+        "type: object\nrequired: [spec]\nproperties:\n  spec:\n    type: object\n    additionalProperties: false\n"
+        "    properties:\n      size: {type: integer, minimum: 1}\n")
+    validators.validate_kubernetes("kubernetes:example.io/v1:Widget", cr)
+    with pytest.raises(Exception, match="colour"):
+        validators.validate_kubernetes("kubernetes:example.io/v1:Widget", {**cr, "spec": {"size": 3, "colour": "red"}})
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_remote_script_passes_shellcheck(stack):
+    scripts = validators.scripts(stack_run(stack))
+    assert any(name.startswith("tune-") for name in scripts) and any(name.startswith("k3s-") for name in scripts)
+    assert validators.shellcheck(scripts) == ""
+
+
+def test_shellcheck_catches_a_bad_script():
+    report = validators.shellcheck({"bad": "#!/usr/bin/env bash\nrm -rf $DIR/*\n"})
+    assert "SC2115" in report or "SC2086" in report
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_cloud_init_document_is_valid(stack):
+    for name, document in validators.cloud_init_documents(stack_run(stack)).items():
+        assert validators.cloud_init_problems(document) == [], name
+
+
+@pytest.mark.parametrize("document, problem", [
+    ("#cloud-config\npackages: [nftables]\n", None),
+    ("packages: [nftables]\n", "header"),
+    ("#cloud-config\npackages: [nftables\n", "not YAML"),
+    ("#cloud-config\n- a\n", "mapping"),
+])
+def test_cloud_init_validator(document, problem):
+    found = validators.cloud_init_problems(document)
+    assert (found == []) if problem is None else (problem in found[0])
+
+
+def test_every_pipeline_file_matches_its_schema():
+    for path, schema in validators.pipeline_files().items():
+        result = validators.check_pipeline(path, schema)
+        assert result.returncode == 0, f"{path}: {result.stdout}{result.stderr}"
+
+
+def test_pipeline_validator_works_offline_and_rejects_bad_files(tmp_path):
+    good = tmp_path / ".gitlab-ci.yml"
+    good.write_text("test:\n  image: python:3.12\n  script: [make test]\n")
+    assert validators.check_pipeline(good, "vendor.gitlab-ci").returncode == 0
+    bad = tmp_path / "bad.gitlab-ci.yml"
+    bad.write_text("test:\n  script: 42\n  when: sometimes\n")
+    assert validators.check_pipeline(bad, "vendor.gitlab-ci").returncode != 0
+    workflow = tmp_path / "wf.yml"
+    workflow.write_text("on: push\njobs:\n  t:\n    runs-on: ubuntu-latest\n    steps: [{run: make test}]\n")
+    assert validators.check_pipeline(workflow, "vendor.github-workflows").returncode == 0
+    workflow.write_text("on: push\njobs:\n  t:\n    steps: 3\n")
+    assert validators.check_pipeline(workflow, "vendor.github-workflows").returncode != 0
