@@ -28,6 +28,7 @@ DATABASE_PORTS = {5432: "PostgreSQL", 6379: "Redis/DragonflyDB", 9042: "ScyllaDB
 # `is_private` also counts documentation ranges, which are public here, hence the explicit list.
 INTERNAL_NETWORKS = tuple(ipaddress.ip_network(n) for n in
                           ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"))
+INTERNAL_TAGS = frozenset({"virtualnetwork", "azureloadbalancer"})  # Azure service tags
 WORLD_SOURCES = frozenset({"0.0.0.0/0", "::/0", "*", "internet", "any"})
 
 # Resource types whose loss loses data or the cluster; production must protect them.
@@ -55,7 +56,7 @@ RETIRED_CHARTS = {"ingress-nginx": "ingress-nginx is retired; use the Gateway AP
 RETIRED_SOURCES = {"bitnami": "Bitnami charts/images are withdrawn (bitnamilegacy gets no updates)",
                    "ingress-nginx": "ingress-nginx is retired; use the Gateway API",
                    "min.io": "MinIO community edition is archived; use SeaweedFS or provider S3",
-                   "minio/minio": "MinIO community edition is archived; use SeaweedFS or provider S3"}
+                   "minio/": "MinIO community edition is archived; use SeaweedFS or provider S3"}
 
 # Strings that are credentials whatever key they sit under.
 SECRET_VALUE_PATTERNS = {
@@ -164,13 +165,26 @@ def _walk(value: Any, path: str, secret: bool) -> Iterator[tuple[str, Any, bool]
     if is_secret(value):
         yield from _walk(value.value, path, True)
     elif isinstance(value, Mapping):
-        for key, item in value.items():
+        for key, item in _items(value):
             yield from _walk(item, f"{path}.{key}" if path else str(key), secret)
     elif _is_list(value):
-        for index, item in enumerate(value):
+        for index, item in _items(value):
             yield from _walk(item, f"{path}[{index}]", secret)
     else:
         yield path, value, secret
+
+
+def _items(container: Any) -> Iterator[tuple[Any, Any]]:
+    """Items of a mapping or list; a value unknown during preview (CrossGuard raises on access) is None,
+    so one computed input does not stop a rule from checking the rest of the resource."""
+    keys = list(container) if isinstance(container, Mapping) else range(len(container))
+    for key in keys:
+        try:
+            yield key, container[key]
+        except Exception as exc:  # pulumi_policy's UnknownValueError, not importable here
+            if type(exc).__name__ != "UnknownValueError":
+                raise
+            yield key, None
 
 
 def _plain(value: Any) -> Any:
@@ -178,9 +192,9 @@ def _plain(value: Any) -> Any:
     if is_secret(value):
         return _plain(value.value)
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(v) for k, v in _items(value)}
     if _is_list(value):
-        return [_plain(v) for v in value]
+        return [_plain(v) for _, v in _items(value)]
     return value
 
 
@@ -209,14 +223,26 @@ class Ingress:
     where: str
 
 
+NO_PORT_PROTOCOLS = ("icmp", "icmpv6", "58", "1", "gre", "esp")
+
+
 def _port_range(spec: Any, protocol: str) -> tuple[int, int] | None:
-    if protocol.lower() in ("icmp", "icmpv6", "58", "1", "gre", "esp"):
+    """(low, high) from "22", "80-85", "any", "*" (strings as Hetzner, GCP and Azure write them)."""
+    if str(protocol).lower() in NO_PORT_PROTOCOLS:
         return None
     text = str(spec).strip().lower() if spec is not None else "any"
     if text in ("any", "*", "", "-1", "all"):
         return (0, 65535)
     low, _, high = text.partition("-")
-    return (int(low), int(high or low))
+    return (int(float(low)), int(float(high or low)))
+
+
+def _number_range(low: Any, high: Any, protocol: str) -> tuple[int, int] | None:
+    """AWS from/to ports: numbers (floats once they crossed the engine); -1 means all ports."""
+    if str(protocol).lower() in NO_PORT_PROTOCOLS:
+        return None
+    low_n, high_n = int(float(0 if low is None else low)), int(float(65535 if high is None else high))
+    return (0, 65535) if low_n < 0 or high_n < 0 else (low_n, high_n)
 
 
 def _all_protocols(protocol: str) -> bool:
@@ -241,8 +267,7 @@ def _aws_rule(rule: Mapping[str, Any], where: str, proto: str, sources: Sequence
     if _all_protocols(proto):
         yield Ingress("all", (0, 65535), tuple(sources), where)
     else:
-        low, high = rule.get("fromPort", 0), rule.get("toPort", 65535)
-        yield Ingress(proto, _port_range(f"{low}-{high}", proto), tuple(sources), where)
+        yield Ingress(proto, _number_range(rule.get("fromPort"), rule.get("toPort"), proto), tuple(sources), where)
 
 
 def _aws_ingress_rule(props: Mapping[str, Any]) -> Iterator[Ingress]:
@@ -257,7 +282,7 @@ def _aws_group_rule(props: Mapping[str, Any]) -> Iterator[Ingress]:
 
 
 def _gcp(props: Mapping[str, Any]) -> Iterator[Ingress]:
-    if str(props.get("direction", "INGRESS")).upper() != "INGRESS":
+    if str(props.get("direction") or "INGRESS").upper() != "INGRESS" or props.get("disabled"):
         return
     sources = tuple(props.get("sourceRanges") or ())
     for i, allow in enumerate(props.get("allows") or []):
@@ -271,11 +296,10 @@ def _azure_rule(rule: Mapping[str, Any], where: str) -> Iterator[Ingress]:
     if str(rule.get("direction", "")).lower() != "inbound" or str(rule.get("access", "")).lower() != "allow":
         return
     sources = tuple(s for s in [rule.get("sourceAddressPrefix"), *(rule.get("sourceAddressPrefixes") or [])] if s)
-    proto = str(rule.get("protocol", "*"))
+    proto = str(rule.get("protocol", "*"))  # "*" is any protocol; the port range still applies
     for spec in [rule.get("destinationPortRange"), *(rule.get("destinationPortRanges") or [])]:
         if spec is not None:
-            ports = (0, 65535) if _all_protocols(proto) else _port_range(spec, proto)
-            yield Ingress(proto, ports, sources, where)
+            yield Ingress(proto, _port_range(spec, proto), sources, where)
 
 
 def _azure_group(props: Mapping[str, Any]) -> Iterator[Ingress]:
@@ -334,8 +358,8 @@ def admin_ports_from_admin_cidrs(subject: Subject, settings: Settings) -> Iterat
         if rule.ports is None or not _covered(rule.ports, ADMIN_PORTS):
             continue
         for source in rule.sources:
-            if _is_world(source):
-                continue  # reported by no-world-open-ports
+            if _is_world(source) or str(source).lower() in INTERNAL_TAGS:
+                continue  # world: reported by no-world-open-ports; tags: the virtual network itself
             try:
                 net = ipaddress.ip_network(source, strict=False)
             except ValueError:
@@ -351,8 +375,11 @@ def helm_charts_pinned(subject: Subject, _settings: Settings) -> Iterator[str]:
     if subject.type not in HELM_TYPES:
         return
     version = str(_plain(subject.props.get("version")) or "")
+    chart = str(_plain(subject.props.get("chart")) or "")
+    repo = (_plain(subject.props.get("repositoryOpts")) or {}).get("repo")
+    if not version and not repo and chart.startswith((".", "/", "file://")):
+        return  # a chart in this repository: its Chart.yaml is the version, reviewed with the code
     if not EXACT_VERSION.match(version):
-        chart = _plain(subject.props.get("chart"))
         yield f"chart {chart} must be pinned to an exact version, got {version or 'none'!r}"
 
 
@@ -420,8 +447,10 @@ def workloads_have_resources(subject: Subject, _settings: Settings) -> Iterator[
     for field_name in ("initContainers", "containers"):
         for container in spec.get(field_name) or []:
             resources = container.get("resources") or {}
-            missing = [f"requests.{r}" for r in ("cpu", "memory") if r not in (resources.get("requests") or {})]
-            missing += ["limits.memory"] if "memory" not in (resources.get("limits") or {}) else []
+            requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+            # A limit without a request makes Kubernetes request the limit.
+            missing = [f"requests.{r}" for r in ("cpu", "memory") if r not in requests and r not in limits]
+            missing += ["limits.memory"] if "memory" not in limits else []
             if missing:
                 yield f"container {container.get('name')!r} has no {', '.join(missing)}"
 
@@ -434,8 +463,35 @@ def production_stateful_protected(subject: Subject, settings: Settings) -> Itera
 
 
 def _key_words(path: str) -> str:
-    key = re.split(r"[.\[]", path)[-1].rstrip("]")
-    return re.sub(r"[^a-z0-9]", "", key.lower())
+    return re.split(r"[.\[]", path)[-1].rstrip("]")
+
+
+DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+def _credential_key(key: str, value: str) -> bool:
+    """Whether `key: value` reads as a credential (rather than the name of a Secret kept elsewhere)."""
+    word = re.sub(r"[^a-z0-9]", "", key.lower())
+    if word.startswith(REFERENCE_PREFIXES) or len(value) < 8:
+        return False
+    if word.endswith(("secret", "secretkey")) and DNS_NAME.match(value):
+        return False  # caSecret: my-ca, passwordSecretKey: postgres-password: names, not values
+    return any(word.endswith(w) for w in SECRET_KEY_WORDS)
+
+
+def _named_values(value: Any, path: str = "") -> Iterator[tuple[str, str, Any]]:
+    """Every {name: ..., value: ...} pair (container env, Helm extraEnv) as (path, name, value)."""
+    if is_secret(value):
+        return
+    if isinstance(value, Mapping):
+        entries = dict(_items(value))
+        if isinstance(entries.get("name"), str) and "value" in entries:
+            yield f"{path}.value", entries["name"], entries["value"]
+        for key, item in entries.items():
+            yield from _named_values(item, f"{path}.{key}" if path else str(key))
+    elif _is_list(value):
+        for index, item in _items(value):
+            yield from _named_values(item, f"{path}[{index}]")
 
 
 def no_plaintext_secrets(subject: Subject, _settings: Settings) -> Iterator[str]:
@@ -452,10 +508,12 @@ def no_plaintext_secrets(subject: Subject, _settings: Settings) -> Iterator[str]
                 yield f"{path} holds {what} in plain text"
                 break
         else:
-            key = _key_words(path)
-            if (any(key.endswith(word) for word in SECRET_KEY_WORDS) and not key.startswith(REFERENCE_PREFIXES)
-                    and len(value) >= 8):
+            if _credential_key(_key_words(path), value):
                 yield f"{path} looks like a credential and is not marked secret"
+    for path, name, value in _named_values(subject.props):
+        if isinstance(value, str) and not any(p.search(value) for p in SECRET_VALUE_PATTERNS.values()) \
+                and _credential_key(name, value):
+            yield f"{path} ({name}) looks like a credential and is not marked secret"
 
 
 def no_retired_components(subject: Subject, _settings: Settings) -> Iterator[str]:

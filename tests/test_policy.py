@@ -233,3 +233,72 @@ def test_the_policy_catches_a_regression_in_a_real_plan(production):
     server = production.of_type("hcloud:index/server:Server")[0]
     s = Subject(server.urn, server.type, server.name, server.inputs, protect=False)
     assert rules.check(s, model.policy_settings(production))
+
+
+# --- engine-shaped input (review findings) --------------------------------------------------------
+
+def test_aws_ports_arrive_as_floats_and_minus_one_means_all():
+    group = subject("aws:ec2/securityGroup:SecurityGroup", {"ingress": [
+        {"protocol": "tcp", "fromPort": 22.0, "toPort": 22.0, "cidrBlocks": ["0.0.0.0/0"]},
+        {"protocol": "tcp", "fromPort": 443.0, "toPort": 443.0, "cidrBlocks": ["0.0.0.0/0"]},
+        {"protocol": "udp", "fromPort": -1.0, "toPort": -1.0, "cidrBlocks": ["10.0.0.0/8"]},
+        {"protocol": "icmp", "fromPort": -1.0, "toPort": -1.0, "cidrBlocks": ["0.0.0.0/0"]}]})
+    [message] = messages("no-world-open-ports", group)
+    assert "ingress[0] opens tcp/22" in message
+    assert rules.ingress_rules(group)[2].ports == (0, 65535)
+
+
+def test_values_unknown_during_preview_do_not_stop_a_rule():
+    from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
+
+    props = unknown_checking_proxy({"name": UNKNOWN_STRING_VALUE, "rules": [
+        {"direction": "in", "protocol": "tcp", "port": "5432", "sourceIps": ["0.0.0.0/0", UNKNOWN_STRING_VALUE]}],
+        "labels": {"password": "hunter2hunter2", "id": UNKNOWN_STRING_VALUE}})
+    s = Subject(PROD + "fw", "hcloud:index/firewall:Firewall", "fw", props)
+    assert "5432 (PostgreSQL)" in messages("no-world-open-ports", s)[0]
+    assert messages("no-plaintext-secrets", s) == ["labels.password looks like a credential and is not marked secret"]
+
+
+def test_azure_any_protocol_keeps_its_port_and_service_tags_are_internal():
+    nsg = subject("azure-native:network:NetworkSecurityGroup", {"securityRules": [
+        {"direction": "Inbound", "access": "Allow", "protocol": "*", "sourceAddressPrefix": "Internet",
+         "destinationPortRange": "443"},
+        {"direction": "Inbound", "access": "Allow", "protocol": "Tcp", "sourceAddressPrefix": "VirtualNetwork",
+         "destinationPortRange": "6443"}]})
+    assert messages("no-world-open-ports", nsg) == []
+    assert messages("admin-ports-from-admin-cidrs", nsg, Settings(admin_cidrs=("203.0.113.0/24",))) == []
+
+
+def test_disabled_gcp_firewall_and_local_chart_are_not_reported():
+    fw = subject("gcp:compute/firewall:Firewall", {"disabled": True, "sourceRanges": ["0.0.0.0/0"],
+                                                   "allows": [{"protocol": "tcp", "ports": ["22"]}]})
+    assert messages("no-world-open-ports", fw) == []
+    local = subject("kubernetes:helm.sh/v3:Release", {"chart": "./charts/adserver"})
+    assert messages("helm-charts-pinned", local) == []
+
+
+@pytest.mark.parametrize("props, flagged", [
+    ({"tls": {"caSecret": "platform-ca"}}, False),
+    ({"imagePullSecret": "registry-credentials"}, False),
+    ({"auth": {"passwordSecretKey": "postgres-password"}}, False),
+    ({"clientSecret": "Zx8_kq2LmN0pQrStUv"}, True),
+    ({"env": [{"name": "DB_PASSWORD", "value": "hunter2hunter2"}]}, True),
+    ({"env": [{"name": "DB_PASSWORD", "value": Secret("hunter2hunter2")}]}, False),
+    ({"env": [{"name": "DB_HOST", "value": "postgres-rw.data.svc"}]}, False),
+])
+def test_secret_heuristics_tell_names_from_values(props, flagged):
+    found = messages("no-plaintext-secrets", subject("kubernetes:apps/v1:Deployment", props))
+    assert bool(found) is flagged, found
+
+
+def test_limits_alone_imply_requests():
+    pod = subject("kubernetes:core/v1:Pod", {"spec": {"containers": [
+        {"name": "db", "image": "a:1", "resources": {"limits": {"cpu": "2", "memory": "4Gi"}}}]}})
+    assert messages("workloads-have-resources", pod) == []
+
+
+@pytest.mark.parametrize("image", ["quay.io/minio/operator:v7.1.1", "minio/mc:RELEASE.2025-08-13T08-35-41Z",
+                                   "docker.io/bitnamilegacy/redis:7.4.2"])
+def test_every_minio_and_bitnami_image_is_retired(image):
+    pod = subject("kubernetes:core/v1:Pod", {"spec": {"containers": [{"name": "c", "image": image}]}})
+    assert messages("no-retired-components", pod)
