@@ -7,8 +7,11 @@ deploys the stack faster. The serial time (the sum of all durations) divided by 
 the parallelism the graph allows. Linear in the number of resources and edges.
 
 The model is deliberately coarse: it is for comparing plans (what did this change do to the deploy
-time?) and for naming the chain to shorten, not a promise to the second. Values are seconds,
-from Pulumi's own timings of these resources in comparable deployments and the waits our scripts do.
+time?) and for naming the chain to shorten, not a promise to the minute. Values are seconds: typical
+provisioning times of the cloud objects, the waits our scripts do (cloud-init, apt lock, K3s
+/readyz) and Helm's wait for ready workloads. They have not been calibrated against a real
+`pulumi up` of this program yet; when you run one, compare with `pulumi up`'s per-resource
+timings and adjust the numbers here (the plan-diff then shows every stack's new estimate).
 """
 
 from __future__ import annotations
