@@ -62,7 +62,10 @@ def test_shellcheck_catches_a_bad_script():
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_cloud_init_document_is_valid(stack):
-    for name, document in validators.cloud_init_documents(stack_run(stack)).items():
+    documents = validators.cloud_init_documents(stack_run(stack))
+    if not documents:
+        pytest.skip(f"{stack} renders no cloud-init document (servers are configured over SSH)")
+    for name, document in documents.items():
         assert validators.cloud_init_problems(document) == [], name
 
 
@@ -78,9 +81,16 @@ def test_cloud_init_validator(document, problem):
 
 
 def test_every_pipeline_file_matches_its_schema():
-    for path, schema in validators.pipeline_files().items():
+    files = validators.pipeline_files()
+    if not files:
+        pytest.skip("no .gitlab-ci.yml or .github/workflows yet")
+    for path, schema in files.items():
         result = validators.check_pipeline(path, schema)
         assert result.returncode == 0, f"{path}: {result.stdout}{result.stderr}"
+
+
+def test_ci_entry_script_passes_shellcheck():
+    assert validators.shellcheck({"ci-run": (validators.ROOT / ".ci" / "run").read_text()}) == ""
 
 
 def test_pipeline_validator_works_offline_and_rejects_bad_files(tmp_path):

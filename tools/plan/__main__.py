@@ -26,10 +26,9 @@ def write(plan: dict[str, Any], out: Path) -> dict[str, Path]:
              "policy": out / f"{plan['stack']}.policy.json"}
     paths["json"].write_text(json.dumps(plan, indent=1, sort_keys=True, default=str) + "\n")
     paths["svg"].write_text(draw.svg(plan))
-    settings = plan["policy"]["settings"]
+    # Only the admin CIDRs: production-stateful-protected decides by stack name (production*).
     paths["policy"].write_text(json.dumps({
-        "admin-ports-from-admin-cidrs": {"adminCidrs": settings["adminCidrs"]},
-        "production-stateful-protected": {"production": bool(settings["production"])},
+        "admin-ports-from-admin-cidrs": {"adminCidrs": plan["policy"]["settings"]["adminCidrs"]},
     }, indent=1) + "\n")
     return paths
 

@@ -46,7 +46,7 @@ def servers(plan: dict[str, Any]) -> list[dict[str, Any]]:
     for r in plan["resources"]:
         if r["type"] == spec["resource"]:
             rows.append({"name": _at(r["inputs"], spec["name"]) or r["name"], "urn": r["urn"],
-                         "pool": _at(r["inputs"], spec["pool"]), "role": _at(r["inputs"], spec["role"]),
+                         "pool": _at(r["inputs"], spec["pool"]) or "(no pool)", "role": _at(r["inputs"], spec["role"]),
                          "k3s": _at(r["inputs"], spec["k3s"]), "type": _at(r["inputs"], spec["size"]),
                          "location": _at(r["inputs"], spec["location"]), "protect": r["protect"]})
     return rows
@@ -107,10 +107,15 @@ def _charges(spec: dict[str, Any], inputs: dict[str, Any], region: str, unknown:
             return []
         charges.append((f"{spec['what']} {size}", float(price)))
     if "perUnit" in spec:
-        units = float(_at(inputs, spec["perUnit"]["input"]) or 0)
+        amount = _at(inputs, spec["perUnit"]["input"])
+        if amount is None:
+            unknown.append(f"{name}: {spec['what']} has no {spec['perUnit']['input'][-1]} to price")
+            return charges
+        units = float(amount)
         charges.append((f"{spec['what']} {units:g} {spec['perUnit']['unit']}",
                         units * float(spec["perUnit"]["price"][region])))
     for extra in spec.get("extras", []):
-        if _at(inputs, extra["when"]):
+        switch = _at(inputs, extra["when"])
+        if switch if switch is not None else extra.get("default", False):
             charges.append((extra["what"], float(extra["price"][region])))
     return charges

@@ -52,8 +52,11 @@ def diff_plans(base: dict[str, Any] | None, head: dict[str, Any] | None) -> dict
     changed = []
     for urn in sorted(old.keys() & new.keys()):
         paths = changed_inputs(old[urn]["inputs"], new[urn]["inputs"])
+        paths += [f"{p} (secret)" for p in changed_inputs(old[urn].get("secretDigests", {}),
+                                                          new[urn].get("secretDigests", {}))]
         if old[urn]["protect"] != new[urn]["protect"]:
             paths.append(f"(protect {old[urn]['protect']} -> {new[urn]['protect']})")
+        paths += _edges(old[urn], new[urn])
         if paths:
             changed.append({"urn": urn, "type": new[urn]["type"], "name": new[urn]["name"], "inputs": paths})
     return {
@@ -68,6 +71,21 @@ def diff_plans(base: dict[str, Any] | None, head: dict[str, Any] | None) -> dict
     }
 
 
+def _edges(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Dependency and provider changes: they reorder or replace a resource without touching inputs."""
+    found = []
+    before, after = set(old["dependencies"]), set(new["dependencies"])
+    if before != after:
+        short = lambda urns: ", ".join(sorted(u.rsplit("::", 1)[-1] for u in urns))  # noqa: E731
+        found.append("(dependencies" + (f" +{short(after - before)}" if after - before else "")
+                     + (f" -{short(before - after)}" if before - after else "") + ")")
+    old_provider, new_provider = old["provider"].rsplit("::", 1)[0], new["provider"].rsplit("::", 1)[0]
+    if old_provider != new_provider:
+        found.append(f"(provider {old_provider.rsplit('::', 1)[-1] or 'default'} -> "
+                     f"{new_provider.rsplit('::', 1)[-1] or 'default'})")
+    return found
+
+
 def _delta(base: dict[str, Any] | None, head: dict[str, Any] | None, get: Any) -> dict[str, Any]:
     before = get(base) if base else 0
     after = get(head) if head else 0
@@ -78,7 +96,8 @@ def _delta(base: dict[str, Any] | None, head: dict[str, Any] | None, get: Any) -
 def render(stack: str, base_ref: str, d: dict[str, Any]) -> str:
     cur = d["currency"] or ""
     cost, time = d["cost"], d["deployTime"]
-    if not (d["added"] or d["removed"] or d["changed"] or cost["delta"] or time["delta"]):
+    if not (d["added"] or d["removed"] or d["changed"] or cost["delta"] or time["delta"]
+            or d["warnings"]["new"] or d["warnings"]["gone"]):
         return f"### Stack `{stack}`: no change against `{base_ref}`\n"
     money = ("unknown" if cost["delta"] is None else
              f"{cost['base']:,.2f} -> {cost['head']:,.2f} {cur}/month ({cost['delta']:+,.2f})")
@@ -143,6 +162,10 @@ def main(argv: list[str]) -> int:
         tree = Path(tmp)
         export_tree(args.base, tree)
         base_stacks = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in tree.glob("Pulumi.*.yaml"))
+        unknown = [s for s in args.stack or [] if s not in stacks() and s not in base_stacks]
+        if unknown:
+            print(f"plan-diff: no Pulumi.{unknown[0]}.yaml in the working tree or at {args.base}", file=sys.stderr)
+            return 2
         for stack in args.stack or sorted(set(stacks()) | set(base_stacks)):
             try:
                 head = plan_stack(stack) if stack in stacks() else None

@@ -6,6 +6,8 @@ Everything here works on JSON-able dicts so that a plan read back from `build/pl
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
 from typing import Any
 
@@ -16,6 +18,19 @@ from tools.plan import cost, timing
 
 MASK = "[secret]"
 FORMAT = 1  # bumped when the JSON layout changes incompatibly
+
+
+def secret_digests(value: Any, path: str = "") -> dict[str, str]:
+    """path -> short digest of each secret, so plan-diff sees a change inside a masked value.
+    Offline every secret is a placeholder or a mock result, so the digest reveals nothing real."""
+    if isinstance(value, Secret):
+        return {path or ".": hashlib.sha256(json.dumps(value.value, sort_keys=True, default=str).encode())
+                .hexdigest()[:12]}
+    found: dict[str, str] = {}
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for key, item in items:
+        found.update(secret_digests(item, f"{path}.{key}" if path else str(key)))
+    return found
 
 
 def mask(value: Any) -> Any:
@@ -52,7 +67,7 @@ def build(run: Run) -> dict[str, Any]:
     resources = [{
         "urn": r.urn, "type": r.type, "name": r.name, "layer": layer_of[r.urn], "custom": r.custom,
         "parent": r.parent, "dependencies": sorted(set(r.dependencies)), "provider": r.provider, "protect": r.protect,
-        "inputs": mask(r.inputs),
+        "inputs": mask(r.inputs), "secretDigests": secret_digests(r.inputs),
     } for r in sorted(run.resources, key=lambda r: r.urn)]  # registration order varies between runs
     settings = policy_settings(run)
     violations = rules.evaluate((rules.Subject(r.urn, r.type, r.name, r.inputs, r.protect) for r in run.resources),
@@ -103,9 +118,11 @@ def layer_order(plan: dict[str, Any]) -> list[str]:
 
 
 def policy_settings(run: Run) -> rules.Settings:
-    """The policy pack's settings for this stack: its admin CIDRs and whether it is production."""
+    """The policy pack's settings for this stack: its admin CIDRs. Whether it is production is left to
+    the pack's own rule (the stack name), so a `production*` stack on a laxer profile is still held
+    to production's protection."""
     cidrs = run.config.get("adplatform:adminCidrs") or []
-    return rules.Settings(admin_cidrs=tuple(cidrs), production=run.outputs.get("profile") == "production")
+    return rules.Settings(admin_cidrs=tuple(cidrs))
 
 
 def charts(plan: dict[str, Any]) -> list[dict[str, Any]]:
