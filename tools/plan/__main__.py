@@ -38,6 +38,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("stack", nargs="?", default="production")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write <stack>.json/.svg")
     parser.add_argument("--quiet", action="store_true", help="write the files, print only their paths")
+    parser.add_argument("--check", action="store_true", help="exit 3 when the policy pack finds a violation")
     args = parser.parse_args(argv)
     if args.stack not in stacks():
         print(f"no stack file Pulumi.{args.stack}.yaml (stacks: {', '.join(stacks())})", file=sys.stderr)
@@ -52,6 +53,11 @@ def main(argv: list[str]) -> int:
         print(report.render(plan))
         print()
     print("Wrote " + ", ".join(str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p) for p in paths.values()))
+    violations = plan["policy"]["violations"]
+    if args.check and violations:
+        for v in violations:
+            print(f"policy violation [{v['rule']}] {v['urn']}: {v['message']}", file=sys.stderr)
+        return 3
     return 0
 
 
