@@ -86,6 +86,8 @@ def test_official_pinned_pulumi_image_and_plugin_cache():
     assert image.endswith(f":{sdk}"), "the CLI image must match the pinned SDK"
     assert ".pulumi-home/plugins/" in [p for c in GITLAB["default"]["cache"] for p in c["paths"]]
     assert GITLAB["variables"]["PULUMI_HOME"] == "$CI_PROJECT_DIR/.pulumi-home"
+    # The official image carries no make; every job runs make targets.
+    assert any("apt-get install" in line and "make" in line for line in GITLAB["default"]["before_script"])
 
 
 def _all_commands() -> list[str]:
