@@ -12,6 +12,7 @@ import pulumi
 import providers
 from components.host import HostTuning
 from components.k3s import K3sCluster
+from components.services import ClusterServices
 from config import ConfigError, load_from_pulumi
 
 
@@ -25,6 +26,11 @@ def main() -> None:
     infra = provider.create(loaded)
     tuning = HostTuning("host-tuning", infra.nodes)
     cluster = K3sCluster("k3s", loaded.config.cluster, infra, tuning)
+    if loaded.config.layers.cluster_services:
+        services = ClusterServices("cluster-services", loaded, infra, cluster)
+        pulumi.export("storageClass", services.storage_class)
+        pulumi.export("clusterIssuer", services.cluster_issuer)
+        pulumi.export("gateway", {"name": services.gateway.name, "namespace": services.gateway.namespace})
 
     pulumi.export("provider", loaded.config.provider)
     pulumi.export("profile", loaded.profile.name)

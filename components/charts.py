@@ -1,7 +1,7 @@
-"""The single catalog of pinned software: Helm charts and the K3s release.
+"""The single catalog of pinned software: Helm charts, manifest releases and the K3s release.
 
 Versions are exact; bump them deliberately (see ../shared/reference/charts-2026.md for where each
-was read). Nothing else in the program names a chart repository or a version.
+was read). Nothing else in the program names a chart repository, a release URL or a version.
 """
 
 from __future__ import annotations
@@ -20,11 +20,40 @@ class Chart:
     namespace: str
 
 
-CILIUM = Chart("https://helm.cilium.io", "cilium", "1.20.0", "kube-system")
+@dataclass(frozen=True)
+class Manifests:
+    """A project's release manifests (no upstream Helm chart), pinned to a release tag."""
 
-CHARTS: dict[str, Chart] = {
-    "cilium": CILIUM,
-}
+    name: str
+    version: str
+    urls: tuple[str, ...]  # applied in order (CRDs first)
+
+
+# --- k3s layer --------------------------------------------------------------------------------------
+CILIUM = Chart("https://helm.cilium.io", "cilium", "1.20.0", "kube-system")
 HCLOUD_CCM = Chart("https://charts.hetzner.cloud", "hcloud-cloud-controller-manager", "1.35.0", "kube-system")
 
-CHARTS["hcloud-cloud-controller-manager"] = HCLOUD_CCM
+# --- cluster services -------------------------------------------------------------------------------
+HCLOUD_CSI = Chart("https://charts.hetzner.cloud", "hcloud-csi", "2.22.1", "kube-system")
+CERT_MANAGER = Chart("https://charts.jetstack.io", "cert-manager", "v1.21.1", "cert-manager")
+OPENBAO = Chart("https://openbao.github.io/openbao-helm", "openbao", "0.29.2", "openbao")
+VAULT = Chart("https://helm.releases.hashicorp.com", "vault", "0.34.1", "vault")
+EXTERNAL_SECRETS = Chart("https://charts.external-secrets.io", "external-secrets", "2.9.0", "external-secrets")
+VELERO = Chart("https://vmware-tanzu.github.io/helm-charts", "velero", "11.1.1", "velero")
+LINKERD_CRDS = Chart("https://helm.linkerd.io/edge", "linkerd-crds", "2026.8.3", "linkerd")
+LINKERD_CONTROL_PLANE = Chart("https://helm.linkerd.io/edge", "linkerd-control-plane", "2026.8.3", "linkerd")
+
+GATEWAY_API_VERSION = "v1.4.1"
+GATEWAY_API = Manifests("gateway-api", GATEWAY_API_VERSION, (
+    f"https://github.com/kubernetes-sigs/gateway-api/releases/download/{GATEWAY_API_VERSION}/standard-install.yaml",
+))
+SYSTEM_UPGRADE_CONTROLLER_VERSION = "v0.20.1"
+SYSTEM_UPGRADE_CONTROLLER = Manifests("system-upgrade-controller", SYSTEM_UPGRADE_CONTROLLER_VERSION, tuple(
+    f"https://github.com/rancher/system-upgrade-controller/releases/download/{SYSTEM_UPGRADE_CONTROLLER_VERSION}/{f}"
+    for f in ("crd.yaml", "system-upgrade-controller.yaml")))
+
+CHARTS: dict[str, Chart] = {c.chart: c for c in (
+    CILIUM, HCLOUD_CCM, HCLOUD_CSI, CERT_MANAGER, OPENBAO, VAULT, EXTERNAL_SECRETS, VELERO, LINKERD_CRDS,
+    LINKERD_CONTROL_PLANE,
+)}
+MANIFESTS: dict[str, Manifests] = {m.name: m for m in (GATEWAY_API, SYSTEM_UPGRADE_CONTROLLER)}

@@ -11,16 +11,22 @@ from components.charts import Chart
 
 
 def release(name: str, chart: Chart, values: dict[str, Any], opts: pulumi.ResourceOptions,
-            namespace: str | None = None, atomic: bool = True) -> k8s.helm.v3.Release:
-    """`atomic` rolls a failed install back; off for releases whose rollback would do more harm (the CNI)."""
+            namespace: str | None = None, atomic: bool = True,
+            create_namespace: bool | None = None) -> k8s.helm.v3.Release:
+    """`atomic` rolls a failed install back; off for releases whose rollback would do more harm (the CNI).
+
+    `create_namespace` False when the namespace is our own object (labels, policies): see
+    components/services/namespaces.py. By default Helm creates any namespace but kube-system.
+    """
+    ns = namespace or chart.namespace
     return k8s.helm.v3.Release(
         name,
         name=name,
         chart=chart.chart,
         version=chart.version,
         repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
-        namespace=namespace or chart.namespace,
-        create_namespace=(namespace or chart.namespace) != "kube-system",
+        namespace=ns,
+        create_namespace=ns != "kube-system" if create_namespace is None else create_namespace,
         values=values,
         atomic=atomic,
         cleanup_on_fail=True,

@@ -57,3 +57,9 @@ SIZES: dict[str, Size] = {
 
 # Providers implemented behind providers.get(); the config accepts exactly these.
 PROVIDERS = ("hetzner",)
+
+# Hosts under the stack's domain that the platform serves through the shared gateway. Without a
+# DNS-01 provider each gets its own HTTPS listener and HTTP-01 certificate (HTTP-01 issues no
+# wildcard); later layers route only hostnames listed here (config: clusterServices.gateway.hostnames).
+PLATFORM_HOSTNAMES = ("gitlab", "registry", "grafana", "airflow", "jupyter", "mlflow", "kubeflow",
+                      "console", "ads", "rtb", "api")

@@ -21,6 +21,13 @@ from config.profiles import PROFILES, Profile
 from config import rules
 
 SSH_PRIVATE_KEY = "sshPrivateKey"
+# Secrets some features need (config/rules.py says when); each must be set with --secret.
+OPTIONAL_SECRETS = {
+    "backupAccessKeyId": "the S3 access key of clusterServices.backups.s3",
+    "backupSecretAccessKey": "the S3 secret key of clusterServices.backups.s3",
+    "dnsApiToken": "the DNS provider credential of clusterServices.tls.dns01 (Cloudflare API token, "
+                   "Route53 secret access key or RFC2136 TSIG secret)",
+}
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,9 @@ class StackSecrets:
     """Secret inputs, kept as secret Outputs so they never reach state or logs in plain text."""
 
     ssh_private_key: pulumi.Output[str]
+    backup_access_key_id: pulumi.Output[str] | None = None
+    backup_secret_access_key: pulumi.Output[str] | None = None
+    dns_api_token: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,12 @@ def load(stack: str, raw: dict[str, Any], secret_keys: set[str]) -> LoadedConfig
         problems.append(problem(SSH_PRIVATE_KEY, "must be stored as a secret (pulumi config set --secret ...), "
                                 "it is in plain text in the stack file"))
 
+    optional = {key: raw.pop(key) for key in OPTIONAL_SECRETS if raw.get(key) is not None}
+    for key in optional:
+        if key not in secret_keys:
+            problems.append(problem(key, f"must be stored as a secret (pulumi config set --secret {NAMESPACE}:{key} ...), "
+                                    "it is in plain text in the stack file"))
+
     provider = raw.get("provider")
     if provider not in PROVIDERS:
         problems.append(problem("provider", f"must be one of {', '.join(PROVIDERS)}", provider))
@@ -88,10 +104,13 @@ def load(stack: str, raw: dict[str, Any], secret_keys: set[str]) -> LoadedConfig
     except ValidationError as exc:
         problems.extend(_from_pydantic(exc, merged))
         raise ConfigError(_dedupe(problems)) from None
-    problems.extend(rules.check(cfg, profile))
+    problems.extend(rules.check(cfg, profile, set(optional)))
     if problems:
         raise ConfigError(_dedupe(problems))
-    return LoadedConfig(stack, cfg, profile, StackSecrets(pulumi.Output.secret(private_key)))
+    extra = {key: pulumi.Output.secret(str(value)) for key, value in optional.items()}
+    return LoadedConfig(stack, cfg, profile, StackSecrets(
+        pulumi.Output.secret(private_key), backup_access_key_id=extra.get("backupAccessKeyId"),
+        backup_secret_access_key=extra.get("backupSecretAccessKey"), dns_api_token=extra.get("dnsApiToken")))
 
 
 def merge(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -10,11 +10,12 @@ import ipaddress
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, Field, field_validator
 
 from components.charts import K3S_VERSION
 from config.catalog import ROLES, SIZES
+from config.model_base import UNKNOWN_KEYS, Model as _Model
+from config.services import ClusterServices
 
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _QUALIFIED_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
@@ -81,24 +82,6 @@ def check_ssh_public_key(key: str) -> str:
 Cidr = Annotated[str, AfterValidator(check_cidr)]
 Taint = Annotated[str, AfterValidator(check_taint)]
 SshPublicKey = Annotated[str, AfterValidator(check_ssh_public_key)]
-UNKNOWN_KEYS = "has unknown key(s)"
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            accepted = {f.alias or n for n, f in cls.model_fields.items()}
-            unknown = sorted(set(data) - accepted - set(cls.model_fields))
-            if unknown:
-                raise ValueError(f"{UNKNOWN_KEYS} {', '.join(map(repr, unknown))} "
-                                 f"(accepted: {', '.join(sorted(accepted))})")
-        return data
-
-
 def _check_size(size: str | None) -> str | None:
     if size is not None and size not in SIZES:
         raise ValueError(f"must be one of the size classes {', '.join(SIZES)}")
@@ -244,6 +227,7 @@ class StackConfig(_Model):
     ssh_public_keys: list[SshPublicKey]
     cluster: Cluster = Cluster()
     layers: Layers = Layers()
+    cluster_services: ClusterServices = ClusterServices()
 
     @field_validator("domain")
     @classmethod

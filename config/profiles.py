@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from config.catalog import PLATFORM_HOSTNAMES
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -25,6 +27,22 @@ def _pool(name: str, role: str, count: int, size: str) -> dict[str, Any]:
 
 
 _ALL_LAYERS_ON = {"clusterServices": True, "dataPlane": True, "platform": True, "adServices": True}
+
+
+def _services(*, backups: bool, agent_concurrency: int, team_cpu: str, team_memory: str,
+              team_memory_limit: str) -> dict[str, Any]:
+    return {
+        "tls": {"issuer": "letsencrypt-production"},
+        "gateway": {"hostnames": list(PLATFORM_HOSTNAMES)},
+        "upgrades": {"agentConcurrency": agent_concurrency},
+        "backups": {"enabled": backups},
+        "secrets": {"backend": "openbao", "replicas": 3},
+        "mesh": {"linkerd": False, "namespaces": ["ads"]},
+        # ad services, and GitLab CI jobs: the namespaces teams deploy into, under quotas.
+        "teams": [{"name": name, "requestsCpu": team_cpu, "requestsMemory": team_memory,
+                   "limitsMemory": team_memory_limit} for name in ("ads", "ci")],
+    }
+
 
 PROFILES: dict[str, Profile] = {
     "production": Profile(
@@ -45,6 +63,8 @@ PROFILES: dict[str, Profile] = {
                 ],
             },
             "layers": _ALL_LAYERS_ON,
+            "clusterServices": _services(backups=True, agent_concurrency=1, team_cpu="32", team_memory="64Gi",
+                                         team_memory_limit="96Gi"),
         },
     ),
     "staging": Profile(
@@ -65,6 +85,9 @@ PROFILES: dict[str, Profile] = {
                 ],
             },
             "layers": _ALL_LAYERS_ON,
+            # Staging may add backups (clusterServices.backups: enabled + s3); production must have them.
+            "clusterServices": _services(backups=False, agent_concurrency=2, team_cpu="8", team_memory="16Gi",
+                                         team_memory_limit="24Gi"),
         },
     ),
     "compact": Profile(
@@ -82,6 +105,8 @@ PROFILES: dict[str, Profile] = {
                 "pools": [_pool("workers", "converged", 2, "dedicated-2xlarge")],
             },
             "layers": _ALL_LAYERS_ON,
+            "clusterServices": _services(backups=True, agent_concurrency=1, team_cpu="16", team_memory="32Gi",
+                                         team_memory_limit="48Gi"),
         },
     ),
 }

@@ -13,8 +13,12 @@ from config.profiles import Profile
 _WORLD = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
 
-def check(cfg: StackConfig, profile: Profile) -> list[Problem]:
-    return [*_pool_names(cfg), *_networks(cfg), *_admin_cidrs(cfg, profile), *_replication(cfg, profile)]
+def check(cfg: StackConfig, profile: Profile, secrets: set[str] = frozenset()) -> list[Problem]:
+    """`secrets`: the optional secret keys (config/load.py OPTIONAL_SECRETS) the stack sets."""
+    found = [*_pool_names(cfg), *_networks(cfg), *_admin_cidrs(cfg, profile), *_replication(cfg, profile)]
+    if cfg.layers.cluster_services:
+        found += _cluster_services(cfg, profile, secrets)
+    return found
 
 
 def _pool_names(cfg: StackConfig) -> list[Problem]:
@@ -73,4 +77,53 @@ def _replication(cfg: StackConfig, profile: Profile) -> list[Problem]:
         if 0 < converged < ROLES["converged"].min_nodes:
             found.append(problem("cluster.pools", f"must give converged nodes at least "
                                  f"{ROLES['converged'].min_nodes} members ({ROLES['converged'].why})", converged))
+    return found
+
+
+def _cluster_services(cfg: StackConfig, profile: Profile, secrets: set[str]) -> list[Problem]:
+    svc = cfg.cluster_services
+    found = []
+    if svc.tls.acme_email is None:
+        found.append(problem("clusterServices.tls.acmeEmail", "must be set: Let's Encrypt registers the ACME "
+                             "account with it and sends certificate expiry notices there"))
+    found += _dns01(svc.tls.dns01, secrets)
+    backups = svc.backups
+    if profile.strict and not backups.enabled:
+        found.append(problem("clusterServices.backups.enabled", f"must be true in the {profile.name} profile "
+                             "(etcd snapshots and Velero backups are the disaster-recovery path)", False))
+    if backups.enabled:
+        if backups.s3 is None:
+            found.append(problem("clusterServices.backups.s3", "must be set when backups are enabled: endpoint, "
+                                 "region and bucket of S3-compatible storage outside the cluster"))
+        for key in ("backupAccessKeyId", "backupSecretAccessKey"):
+            if key not in secrets:
+                found.append(problem(key, f"must be set with --secret when clusterServices.backups.enabled is true "
+                                     f"(pulumi config set --secret adplatform:{key} ...)"))
+    if profile.strict and svc.secrets.replicas < 3:
+        found.append(problem("clusterServices.secrets.replicas", f"must be at least 3 in the {profile.name} "
+                             "profile (raft keeps a quorum when one node is lost)", svc.secrets.replicas))
+    if svc.mesh.linkerd and not svc.mesh.namespaces:
+        found.append(problem("clusterServices.mesh.namespaces", "must list at least one namespace when "
+                             "clusterServices.mesh.linkerd is true", []))
+    teams = Counter(t.name for t in svc.teams)
+    found += [problem("clusterServices.teams", f"must have unique names; {name!r} appears {n} times", name)
+              for name, n in teams.items() if n > 1]
+    return found
+
+
+_DNS01_FIELDS = {"route53": ("hosted_zone_id", "region", "access_key_id"),
+                 "rfc2136": ("nameserver", "tsig_key_name"), "cloudflare": ()}
+
+
+def _dns01(dns01, secrets: set[str]) -> list[Problem]:
+    if dns01 is None:
+        return []
+    found = []
+    for attr in _DNS01_FIELDS[dns01.provider]:
+        if getattr(dns01, attr) is None:
+            key = "".join(w.capitalize() if i else w for i, w in enumerate(attr.split("_")))
+            found.append(problem(f"clusterServices.tls.dns01.{key}", f"must be set for the {dns01.provider} DNS-01 solver"))
+    if "dnsApiToken" not in secrets:
+        found.append(problem("dnsApiToken", f"must be set with --secret for the {dns01.provider} DNS-01 solver "
+                             "(pulumi config set --secret adplatform:dnsApiToken ...)"))
     return found

@@ -7,7 +7,7 @@ facts the cluster layer needs (API endpoints, K3s flags, provider add-ons). Noth
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Literal, Protocol, Sequence
 
 import pulumi
@@ -58,10 +58,24 @@ class ClusterProfile:
     k3s_disable: tuple[str, ...]  # bundled K3s components the provider replaces
     external_cloud_provider: bool  # a cloud controller manager initialises the nodes
     cilium_values: dict  # merged over the provider-neutral Cilium values (e.g. routing mode)
+    # Annotations a `LoadBalancer` Service needs on this provider (the gateway's public entry).
+    load_balancer_annotations: dict[str, str] = field(default_factory=dict)
 
 
 # Installs provider add-ons (cloud controller manager, ...) once the cluster API answers.
 AddonInstaller = Callable[[k8s.Provider, Sequence[pulumi.Resource], pulumi.Resource], list[pulumi.Resource]]
+
+
+@dataclass(frozen=True)
+class Storage:
+    """The provider's block storage as the cluster sees it."""
+
+    default_class: str  # the default StorageClass (volume expansion on, volumes kept on PVC delete)
+    resources: list[pulumi.Resource]  # what a workload with a PVC must wait for
+
+
+# Installs the provider's CSI driver and default StorageClass (cluster-services layer).
+StorageInstaller = Callable[[k8s.Provider, Sequence[pulumi.Resource], pulumi.Resource], Storage]
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,7 @@ class Infrastructure:
     tls_sans: pulumi.Output[list[str]]
     cluster: ClusterProfile
     install_addons: AddonInstaller | None = None
+    install_storage: StorageInstaller | None = None
 
     @property
     def servers(self) -> list[Node]:
@@ -150,5 +165,5 @@ def ssh_connection(host: pulumi.Input[str], user: str, private_key: pulumi.Input
                                          dial_error_limit=60, per_dial_timeout=10)
 
 
-__all__ = ["AddonInstaller", "ClusterProfile", "Infrastructure", "Node", "NodeSpec", "PORTS", "PortRule",
+__all__ = ["AddonInstaller", "ClusterProfile", "Storage", "StorageInstaller", "Infrastructure", "Node", "NodeSpec", "PORTS", "PortRule",
            "Provider", "node_specs", "resolve_server_type", "rule_sources", "ssh_connection"]

@@ -18,6 +18,7 @@ sys.path.insert(0, str(ROOT))
 from tools import mockrun  # noqa: E402
 from tools.mockrun import Run, Secret  # noqa: E402
 
+SECRET_KEYS = {"sshPrivateKey", "backupAccessKeyId", "backupSecretAccessKey", "dnsApiToken"}
 VALID_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGyQ5iLrXL0W1eJqkqG9y5WnA2s8pC3qvGfQe1cW9r7H test@example.com"
 
 
@@ -49,6 +50,11 @@ def base_raw(**overrides: Any) -> dict[str, Any]:
         "adminCidrs": ["203.0.113.0/24"],
         "sshPublicKeys": [VALID_KEY],
         "sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----",
+        "clusterServices": {"tls": {"acmeEmail": "ops@example.com"},
+                            "backups": {"s3": {"endpoint": "https://fsn1.your-objectstorage.com",
+                                               "region": "fsn1", "bucket": "adp-test-backups"}}},
+        "backupAccessKeyId": "test-access-key",
+        "backupSecretAccessKey": "test-secret-key",
     }
     raw.update(overrides)
     return raw
@@ -57,7 +63,7 @@ def base_raw(**overrides: Any) -> dict[str, Any]:
 def run_raw(raw: dict[str, Any], stack: str = "test") -> Run:
     values = {f"adplatform:{k}": v for k, v in raw.items()}
     values["hcloud:token"] = "test-token"
-    return mockrun.run(values, {"adplatform:sshPrivateKey", "hcloud:token"}, stack)
+    return mockrun.run(values, {f"adplatform:{k}" for k in SECRET_KEYS} | {"hcloud:token"}, stack)
 
 
 def script_param(script: str, name: str) -> str:

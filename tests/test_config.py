@@ -7,9 +7,9 @@ import pytest
 from config import ConfigError, load
 from config.catalog import ROLES, SIZES
 from config.profiles import PROFILES
-from tests.conftest import VALID_KEY, base_raw
+from tests.conftest import SECRET_KEYS, VALID_KEY, base_raw
 
-SECRET = {"sshPrivateKey"}
+SECRET = SECRET_KEYS
 
 
 def problems(raw: dict) -> list[str]:

@@ -29,6 +29,15 @@ OFFLINE_SECRETS = {
     "adplatform:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\noffline-placeholder\n-----END OPENSSH PRIVATE KEY-----",
     "hcloud:token": "offline-placeholder-hcloud-token-0000000000000000000000000000000000",
 }
+# Secrets only stacks using a feature need (so an older tree, planned by plan-diff, is not handed
+# keys it does not know): stack file key path -> placeholders.
+FEATURE_SECRETS = {
+    ("adplatform:clusterServices", "backups", "s3"): {
+        "adplatform:backupAccessKeyId": "offline-placeholder-access-key",
+        "adplatform:backupSecretAccessKey": "offline-placeholder-secret-key",
+    },
+    ("adplatform:clusterServices", "tls", "dns01"): {"adplatform:dnsApiToken": "offline-placeholder-dns-token"},
+}
 FAKE_KUBECONFIG = """apiVersion: v1
 clusters:
 - cluster:
@@ -166,7 +175,7 @@ def stack_config(stack: str) -> tuple[dict[str, Any], set[str]]:
     secret: set[str] = set()
     for key, value in (data.get("config") or {}).items():
         if isinstance(value, dict) and set(value) == {"secure"}:
-            values[key] = OFFLINE_SECRETS.get(key, "offline-placeholder")
+            values[key] = OFFLINE_SECRETS.get(key, "offline-placeholder")  # feature secrets: any placeholder
             secret.add(key)
         else:
             values[key] = value
@@ -176,6 +185,14 @@ def stack_config(stack: str) -> tuple[dict[str, Any], set[str]]:
         if key not in values and (namespace == PROJECT or namespace == {"hetzner": "hcloud"}.get(provider)):
             values[key] = placeholder
             secret.add(key)
+    for path, placeholders in FEATURE_SECRETS.items():
+        node: Any = values
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        for key, placeholder in placeholders.items():
+            if node is not None and key not in values:
+                values[key] = placeholder
+                secret.add(key)
     return values, secret
 
 

@@ -28,6 +28,9 @@ def cilium_values(api_host: pulumi.Input[str], node_count: int, provider_values:
         "routingMode": "tunnel",
         "tunnelProtocol": "vxlan",
         "bpf": {"masquerade": True},
+        # ipBlock rules of NetworkPolicies match node addresses too: the API server and webhook
+        # callers are nodes (components/services/namespaces.py).
+        "policyCIDRMatchMode": "nodes",
         "encryption": {"enabled": True, "type": "wireguard"},
         "operator": {"replicas": min(2, node_count), "rollOutPods": True,
                      "prometheus": {"enabled": True}},

@@ -1,0 +1,63 @@
+"""Cluster services: storage, namespaces and policies, TLS, the shared gateway, upgrades, backups,
+secrets and the optional mesh, installed in dependency order on the cluster's provider.
+
+Order: namespaces (labels, default-deny policies, team quotas) and the provider's storage first;
+cert-manager before anything that asks for a certificate (gateway, mesh); the secret store and
+backups on storage. Each module returns what later layers consume, plus `ready` to wait on.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from components.k3s import K3sCluster
+from components.services import backups, certs, gateway, mesh, namespaces, secrets, upgrades
+from components.services.context import ServicesContext
+from config import LoadedConfig
+from providers.base import Infrastructure, Storage
+
+
+class ClusterServices(pulumi.ComponentResource):
+    storage_class: str
+    gateway: gateway.GatewayRef
+    cluster_issuer: str
+    secret_store: secrets.SecretStore
+    namespaces: dict[str, str]
+    ready: list[pulumi.Resource]
+
+    def __init__(self, name: str, loaded: LoadedConfig, infra: Infrastructure, cluster: K3sCluster,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("adplatform:services:ClusterServices", name, None, opts)
+        cfg = loaded.config
+        storage = self._storage(infra, cluster)
+        ctx = ServicesContext(
+            parent=self, k8s=cluster.provider, settings=cfg.cluster_services, cluster=cfg.cluster,
+            secrets=loaded.secrets, domain=cfg.domain, stack=loaded.stack, ha=loaded.profile.strict,
+            protect=loaded.profile.protect, storage_class=storage.default_class,
+            load_balancer_annotations=infra.cluster.load_balancer_annotations,
+            schedulable_nodes=sum(1 for n in infra.nodes if not n.spec.taints))
+        base = [*cluster.ready, *storage.resources]
+
+        modules = (certs, gateway, upgrades, backups, secrets, mesh)
+        spaces = namespaces.install(ctx, [spec for m in modules for spec in m.namespaces(ctx)], after=base)
+        tls = certs.install(ctx, spaces, after=base)
+        edge = gateway.install(ctx, spaces, tls, after=base)
+        rolling = upgrades.install(ctx, spaces, after=base)
+        saved = backups.install(ctx, spaces, after=base)
+        store = secrets.install(ctx, spaces, after=base)
+        meshed = mesh.install(ctx, spaces, tls, after=base)
+
+        self.storage_class = storage.default_class
+        self.gateway = edge
+        self.cluster_issuer = tls.issuer
+        self.secret_store = store
+        self.namespaces = spaces.names
+        self.ready = [*base, *spaces.ready, *tls.ready, *edge.ready, *rolling, *saved.ready, *store.ready, *meshed]
+        self.register_outputs({"storage_class": self.storage_class, "cluster_issuer": self.cluster_issuer,
+                               "gateway": f"{edge.namespace}/{edge.name}"})
+
+    def _storage(self, infra: Infrastructure, cluster: K3sCluster) -> Storage:
+        if infra.install_storage is None:
+            # K3s' bundled local-path provisioner: node-local volumes (bare metal without a CSI).
+            return Storage(default_class="local-path", resources=[])
+        return infra.install_storage(cluster.provider, cluster.ready, self)

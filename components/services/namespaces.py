@@ -1,0 +1,200 @@
+"""Namespaces with Pod Security Standards labels and default-deny network policies, plus team quotas.
+
+Each module of a layer declares the namespace it needs as a `NamespaceSpec` (the Pod Security level
+and why, the webhook ports the API server calls, what it must reach); this module turns the specs
+into objects. Every namespace gets: default-deny for ingress and egress, DNS, traffic inside the
+namespace, the Kubernetes API, and exactly the extra peers its spec lists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.services.context import ServicesContext
+from config.services import Team
+
+PodSecurity = Literal["restricted", "baseline", "privileged"]
+API_PORT = 6443
+# Addresses outside the cluster: the internet minus private ranges (nodes, pods and services are in them).
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+LAYER_LABEL = "adplatform.io/layer"
+TEAM_LAYER = "teams"
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Another namespace (optionally only some of its pods) on some ports (empty: any port)."""
+
+    namespace: str
+    ports: tuple[int, ...] = ()
+    pod_labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NamespaceSpec:
+    name: str
+    pss: PodSecurity
+    why: str  # why this Pod Security level: kept as an annotation, so `kubectl describe ns` explains it
+    layer: str = "cluster-services"
+    webhooks: tuple[int, ...] = ()  # pod ports the API server calls (admission/conversion webhooks)
+    egress_world: tuple[int, ...] = ()  # TCP ports on addresses outside the cluster (ACME, S3, DNS APIs)
+    ingress_from: tuple[Peer, ...] = ()
+    egress_to: tuple[Peer, ...] = ()
+    gateway: bool = False  # serves HTTPRoutes of the shared gateway (Cilium's envoy reaches its pods)
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Namespaces:
+    names: dict[str, str]  # namespace name -> its Pod Security level
+    objects: dict[str, k8s.core.v1.Namespace]
+    ready: list[pulumi.Resource]
+
+    def __getitem__(self, name: str) -> k8s.core.v1.Namespace:
+        return self.objects[name]
+
+
+def pss_labels(level: PodSecurity, kubernetes_minor: str) -> dict[str, str]:
+    """Enforce the level; audit and warn at `restricted` so what a relaxed namespace allows stays visible."""
+    return {
+        "pod-security.kubernetes.io/enforce": level,
+        "pod-security.kubernetes.io/enforce-version": kubernetes_minor,
+        "pod-security.kubernetes.io/audit": "restricted",
+        "pod-security.kubernetes.io/audit-version": kubernetes_minor,
+        "pod-security.kubernetes.io/warn": "restricted",
+        "pod-security.kubernetes.io/warn-version": kubernetes_minor,
+    }
+
+
+def kubernetes_minor(k3s_version: str) -> str:
+    return ".".join(k3s_version.split("+")[0].split(".")[:2])  # v1.36.4+k3s1 -> v1.36
+
+
+def _ports(ports: Sequence[int], protocol: str = "TCP") -> list[dict[str, Any]]:
+    return [{"protocol": protocol, "port": p} for p in ports]
+
+
+def _peer(peer: Peer) -> dict[str, Any]:
+    selector: dict[str, Any] = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": peer.namespace}}}
+    if peer.pod_labels:
+        selector["podSelector"] = {"matchLabels": dict(peer.pod_labels)}
+    return selector
+
+
+def _rule(peer_key: str, peers: list[dict[str, Any]], ports: Sequence[int]) -> dict[str, Any]:
+    rule: dict[str, Any] = {peer_key: peers}
+    if ports:
+        rule["ports"] = _ports(ports)
+    return rule
+
+
+def policies(spec: NamespaceSpec, nodes_cidr: str) -> dict[str, dict[str, Any]]:
+    """NetworkPolicy specs by name. `nodes_cidr` holds every node's private address (the API servers').
+
+    Cilium matches node addresses in ipBlock rules because the cluster runs it with
+    `policyCIDRMatchMode: nodes` (components/k3s/cilium.py).
+    """
+    everything: dict[str, Any] = {}
+    specs: dict[str, dict[str, Any]] = {
+        "default-deny": {"podSelector": everything, "policyTypes": ["Ingress", "Egress"]},
+        "allow-dns": {"podSelector": everything, "policyTypes": ["Egress"], "egress": [{
+            "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+            "ports": _ports([53], "UDP") + _ports([53])}]},
+        "allow-same-namespace": {"podSelector": everything, "policyTypes": ["Ingress", "Egress"],
+                                 "ingress": [{"from": [{"podSelector": everything}]}],
+                                 "egress": [{"to": [{"podSelector": everything}]}]},
+        "allow-kubernetes-api": {"podSelector": everything, "policyTypes": ["Egress"],
+                                 "egress": [_rule("to", [{"ipBlock": {"cidr": nodes_cidr}}], [API_PORT])]},
+    }
+    if spec.webhooks:
+        specs["allow-api-server-webhooks"] = {
+            "podSelector": everything, "policyTypes": ["Ingress"],
+            "ingress": [_rule("from", [{"ipBlock": {"cidr": nodes_cidr}}], spec.webhooks)]}
+    if spec.egress_world:
+        specs["allow-egress-internet"] = {
+            "podSelector": everything, "policyTypes": ["Egress"],
+            "egress": [_rule("to", [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(PRIVATE_RANGES)}}],
+                             spec.egress_world)]}
+    for peer in spec.ingress_from:
+        specs[f"allow-from-{peer.namespace}"] = {
+            "podSelector": everything, "policyTypes": ["Ingress"], "ingress": [_rule("from", [_peer(peer)], peer.ports)]}
+    for peer in spec.egress_to:
+        specs[f"allow-to-{peer.namespace}"] = {
+            "podSelector": everything, "policyTypes": ["Egress"], "egress": [_rule("to", [_peer(peer)], peer.ports)]}
+    return specs
+
+
+def gateway_policy(namespace: str) -> dict[str, Any]:
+    """Cilium's gateway proxies with the reserved `ingress` identity, which a NetworkPolicy cannot name."""
+    return {
+        "apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+        "metadata": {"name": "allow-from-gateway", "namespace": namespace},
+        "spec": {"endpointSelector": {}, "ingress": [{"fromEntities": ["ingress"]}]},
+    }
+
+
+def team_spec(team: Team, meshed: bool) -> NamespaceSpec:
+    return NamespaceSpec(
+        name=team.name, pss="restricted", layer=TEAM_LAYER, gateway=True,
+        why="team workloads: non-root, no privilege escalation, RuntimeDefault seccomp",
+        annotations={"linkerd.io/inject": "enabled"} if meshed else {})
+
+
+def quota(team: Team) -> dict[str, Any]:
+    return {"hard": {"requests.cpu": team.requests_cpu, "requests.memory": team.requests_memory,
+                     "limits.memory": team.limits_memory, "pods": str(team.pods),
+                     "services.loadbalancer": "0", "services.nodeports": "0"}}
+
+
+# Containers that declare nothing get these, so the quota (which needs requests) admits them.
+LIMIT_RANGE = {"limits": [{"type": "Container", "defaultRequest": {"cpu": "100m", "memory": "128Mi"},
+                           "default": {"memory": "512Mi"}, "max": {"memory": "32Gi"}}]}
+
+
+def install(ctx: ServicesContext, specs: Sequence[NamespaceSpec], after: Sequence[pulumi.Resource]) -> Namespaces:
+    minor = kubernetes_minor(ctx.cluster.k3s_version)
+    meshed = set(ctx.settings.mesh.namespaces) if ctx.settings.mesh.linkerd else set()
+    teams = {t.name: t for t in ctx.settings.teams}
+    all_specs = [*specs, *(team_spec(t, t.name in meshed) for t in teams.values())]
+    names = [s.name for s in all_specs]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ValueError(f"namespaces declared twice: {duplicated}")
+
+    objects: dict[str, k8s.core.v1.Namespace] = {}
+    ready: list[pulumi.Resource] = []
+    for spec in all_specs:
+        ns = k8s.core.v1.Namespace(
+            f"ns-{spec.name}",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=spec.name,
+                labels={**pss_labels(spec.pss, minor), LAYER_LABEL: spec.layer, **spec.labels},
+                annotations={"adplatform.io/pod-security-why": spec.why, **spec.annotations}),
+            opts=ctx.opts(after))
+        objects[spec.name] = ns
+        children: list[pulumi.Resource] = []
+        child_opts = ctx.opts([ns])
+        for name, policy in policies(spec, ctx.cluster.subnet_cidr).items():
+            children.append(k8s.networking.v1.NetworkPolicy(
+                f"netpol-{spec.name}-{name}", metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=spec.name),
+                spec=policy, opts=child_opts))
+        if spec.gateway:
+            manifest = gateway_policy(spec.name)
+            children.append(k8s.apiextensions.CustomResource(
+                f"netpol-{spec.name}-allow-from-gateway", api_version=manifest["apiVersion"], kind=manifest["kind"],
+                metadata=manifest["metadata"], spec=manifest["spec"], opts=child_opts))
+        if spec.name in teams:
+            children.append(k8s.core.v1.ResourceQuota(
+                f"quota-{spec.name}", metadata=k8s.meta.v1.ObjectMetaArgs(name="team-quota", namespace=spec.name),
+                spec=quota(teams[spec.name]), opts=child_opts))
+            children.append(k8s.core.v1.LimitRange(
+                f"limits-{spec.name}", metadata=k8s.meta.v1.ObjectMetaArgs(name="container-defaults", namespace=spec.name),
+                spec=LIMIT_RANGE, opts=child_opts))
+        ready += [ns, *children]
+    return Namespaces(names={s.name: s.pss for s in all_specs}, objects=objects, ready=ready)

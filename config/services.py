@@ -1,0 +1,211 @@
+"""Config of the cluster-services layer: TLS, gateway, upgrades, backups, secrets, mesh, teams.
+
+Profiles (config/profiles.py) supply the environment defaults; cross-field rules (what must be set
+when a feature is on) live in config/rules.py.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import field_validator
+
+from config.model_base import Model, check_hostname_label
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+s)?$")
+_CRON_FIELD = r"(\*|\d+|\d+-\d+)(/\d+)?(,(\d+|\d+-\d+)(/\d+)?)*"
+_CRON = re.compile(rf"^{_CRON_FIELD}( {_CRON_FIELD}){{4}}$")
+_QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+ISSUERS = ("letsencrypt-production", "letsencrypt-staging")
+DNS01_PROVIDERS = ("cloudflare", "route53", "rfc2136")
+SECRETS_BACKENDS = ("openbao", "vault")
+
+
+def check_cron(value: str) -> str:
+    if not _CRON.match(value):
+        raise ValueError("must be a 5-field cron expression such as '0 */6 * * *'")
+    return value
+
+
+def check_quantity(value: str) -> str:
+    if not _QUANTITY.match(str(value)):
+        raise ValueError("must be a Kubernetes quantity such as 500m, 4, 8Gi")
+    return str(value)
+
+
+class Dns01(Model):
+    """A DNS provider cert-manager can answer DNS-01 challenges with (needed for the wildcard)."""
+
+    provider: str
+    zone: str  # the DNS zone the challenges are written to (Route53: the hosted zone's domain)
+    hosted_zone_id: str | None = None  # route53
+    region: str | None = None  # route53
+    access_key_id: str | None = None  # route53 (the secret key is adplatform:dnsApiToken)
+    nameserver: str | None = None  # rfc2136: host:port
+    tsig_key_name: str | None = None  # rfc2136
+    tsig_algorithm: str = "HMACSHA512"  # rfc2136
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, value: str) -> str:
+        if value not in DNS01_PROVIDERS:
+            raise ValueError(f"must be one of {', '.join(DNS01_PROVIDERS)} (cert-manager's built-in DNS-01 solvers)")
+        return value
+
+
+class Tls(Model):
+    acme_email: str | None = None
+    issuer: str = "letsencrypt-production"  # the ClusterIssuer the shared gateway's certificates use
+    dns01: Dns01 | None = None
+
+    @field_validator("acme_email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not _EMAIL.match(value):
+            raise ValueError("must be an e-mail address (Let's Encrypt sends expiry notices there)")
+        return value
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        if value not in ISSUERS:
+            raise ValueError(f"must be one of {', '.join(ISSUERS)}")
+        return value
+
+
+class Gateway(Model):
+    # Host labels under the stack's domain that get an HTTPS listener and certificate when no DNS-01
+    # provider is configured (HTTP-01 cannot issue a wildcard). With DNS-01, one `*.<domain>` listener.
+    hostnames: list[str] = []
+
+    @field_validator("hostnames")
+    @classmethod
+    def _hostnames(cls, values: list[str]) -> list[str]:
+        for value in values:
+            check_hostname_label(value)
+        if len(set(values)) != len(values):
+            raise ValueError("must not repeat a hostname")
+        return values
+
+
+class Upgrades(Model):
+    # Agents upgraded at once (each is cordoned and drained first); servers always one at a time.
+    agent_concurrency: int = 1
+
+    @field_validator("agent_concurrency")
+    @classmethod
+    def _concurrency(cls, value: int) -> int:
+        if not 1 <= value <= 10:
+            raise ValueError("must be between 1 and 10 agents upgraded at a time")
+        return value
+
+
+class S3Target(Model):
+    """S3-compatible storage outside the cluster (it must survive the cluster)."""
+
+    endpoint: str  # https://fsn1.your-objectstorage.com, https://s3.eu-central-1.amazonaws.com
+    region: str
+    bucket: str
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if not re.match(r"^https://[A-Za-z0-9.-]+(:\d+)?/?$", value):
+            raise ValueError("must be an https:// S3 endpoint URL without a path, e.g. https://fsn1.your-objectstorage.com")
+        return value.rstrip("/")
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        if not _BUCKET.match(value):
+            raise ValueError("must be an S3 bucket name (3-63 characters of a-z, 0-9, '.', '-')")
+        return value
+
+
+class VeleroRestore(Model):
+    """Set to restore cluster resources and volumes from a Velero backup (disaster recovery)."""
+
+    backup: str  # the Velero backup name, e.g. daily-20261120020012
+    include_namespaces: list[str] = ["*"]
+    exclude_namespaces: list[str] = []
+
+
+class Backups(Model):
+    enabled: bool = True
+    s3: S3Target | None = None
+    etcd_schedule: str = "0 */6 * * *"
+    etcd_retention: int = 28  # snapshots kept (per server, locally and in S3)
+    velero_schedule: str = "0 2 * * *"
+    velero_ttl: str = "720h"  # how long Velero keeps each backup
+    restore: VeleroRestore | None = None
+
+    _v_cron = field_validator("etcd_schedule", "velero_schedule")(check_cron)
+
+    @field_validator("etcd_retention")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        if not 1 <= value <= 1000:
+            raise ValueError("must be between 1 and 1000 snapshots")
+        return value
+
+    @field_validator("velero_ttl")
+    @classmethod
+    def _ttl(cls, value: str) -> str:
+        if not value or not _DURATION.match(value):
+            raise ValueError("must be a Go duration in hours/minutes/seconds such as 720h")
+        return value
+
+
+class Secrets(Model):
+    backend: str = "openbao"  # OpenBao (MPL-2.0) or HashiCorp Vault (BSL): the same API
+    replicas: int = 3
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str) -> str:
+        if value not in SECRETS_BACKENDS:
+            raise ValueError(f"must be one of {', '.join(SECRETS_BACKENDS)}")
+        return value
+
+    @field_validator("replicas")
+    @classmethod
+    def _replicas(cls, value: int) -> int:
+        if value not in (1, 3, 5):
+            raise ValueError("must be 1, 3 or 5 (raft needs an odd number of voters)")
+        return value
+
+
+class Mesh(Model):
+    linkerd: bool = False  # mTLS between application pods; Cilium WireGuard already encrypts node to node
+    namespaces: list[str] = ["ads"]  # namespaces whose pods get the Linkerd proxy
+
+
+class Team(Model):
+    """A namespace a team deploys into, with a quota and per-container defaults."""
+
+    name: str
+    requests_cpu: str = "16"
+    requests_memory: str = "32Gi"
+    limits_memory: str = "48Gi"
+    pods: int = 200
+
+    _v_quantity = field_validator("requests_cpu", "requests_memory", "limits_memory")(check_quantity)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_hostname_label(value)
+
+
+class ClusterServices(Model):
+    tls: Tls = Tls()
+    gateway: Gateway = Gateway()
+    upgrades: Upgrades = Upgrades()
+    backups: Backups = Backups()
+    secrets: Secrets = Secrets()
+    mesh: Mesh = Mesh()
+    teams: list[Team] = []
