@@ -14,12 +14,13 @@ from typing import Sequence
 import pulumi
 import pulumi_hcloud as hcloud
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
-from components.charts import HCLOUD_CCM
+from components.charts import HCLOUD_CCM, HCLOUD_CSI
 from components.helm import release
 from config import LoadedConfig, Problem
 from config.errors import problem
-from providers.base import (PORTS, ClusterProfile, Infrastructure, Node, NodeSpec, node_specs,
+from providers.base import (PORTS, ClusterProfile, Infrastructure, Node, NodeSpec, Storage, node_specs,
                             resolve_server_type, rule_sources, ssh_connection)
 
 NAME = "hetzner"
@@ -28,6 +29,10 @@ IMAGE = "ubuntu-24.04"
 API_LB_TYPE = "lb11"
 PRIVATE_NETWORK_MTU = 1450
 SPREAD_GROUP_MAX = 10  # Hetzner limit of servers per spread placement group
+STORAGE_CLASS = "hcloud-volumes"
+# The CSI driver encrypts each volume with LUKS using this Secret's passphrase (hcloud-csi docs).
+ENCRYPTION_SECRET = "hcloud-volume-encryption"
+GATEWAY_LB_TYPE = "lb11"
 NETWORK_ZONES = {"fsn1": "eu-central", "nbg1": "eu-central", "hel1": "eu-central",
                  "ash": "us-east", "hil": "us-west", "sin": "ap-southeast"}
 # Size classes (config/catalog.py) -> server types: shared vCPU (CX) for small classes,
@@ -103,7 +108,8 @@ class HetznerInfrastructure(pulumi.ComponentResource):
             api_public_endpoint=public_endpoint,
             tls_sans=sans,
             cluster=ClusterProfile(
-                k3s_disable=("servicelb", "traefik"),
+                # The Hetzner CCM provides load balancers and the CSI driver volumes.
+                k3s_disable=("servicelb", "traefik", "local-storage"),
                 external_cloud_provider=True,
                 # The CCM's route controller programs pod CIDRs into the private network, so pods
                 # route natively (no tunnel overhead) across the Hetzner network.
@@ -111,8 +117,16 @@ class HetznerInfrastructure(pulumi.ComponentResource):
                 # interface's MTU is 1450; Cilium subtracts the WireGuard overhead from it.
                 cilium_values={"routingMode": "native", "ipv4NativeRoutingCIDR": cfg.cluster.network_cidr,
                                "MTU": PRIVATE_NETWORK_MTU},
+                # The CCM turns a LoadBalancer Service into a Hetzner load balancer in the stack's
+                # location that reaches the nodes over the private network.
+                load_balancer_annotations={
+                    "load-balancer.hetzner.cloud/location": location,
+                    "load-balancer.hetzner.cloud/type": GATEWAY_LB_TYPE,
+                    "load-balancer.hetzner.cloud/use-private-ip": "true",
+                },
             ),
             install_addons=self._install_ccm,
+            install_storage=self._install_csi,
         )
         self.register_outputs({"network_id": self.network.id, "firewall_id": self.firewall.id})
 
@@ -228,6 +242,70 @@ class HetznerInfrastructure(pulumi.ComponentResource):
             "networking": {"enabled": True, "clusterCIDR": self._loaded.config.cluster.pod_cidr},
         }, pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[secret])))
         return [secret, ccm]
+
+
+    def _install_csi(self, provider: k8s.Provider, depends_on: Sequence[pulumi.Resource],
+                     parent: pulumi.Resource) -> Storage:
+        """Hetzner Cloud volumes through the CSI driver: encrypted (LUKS), expandable, the default class.
+
+        The driver reads the `hcloud` secret the CCM add-on created. Production keeps a volume when its
+        claim is deleted (reclaim Retain); the encryption passphrase is protected with it: losing it
+        loses every volume's data.
+        """
+        opts = pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on))
+        passphrase = random.RandomPassword("volume-encryption-passphrase", length=64, special=False,
+                                           opts=pulumi.ResourceOptions(parent=parent, protect=self._protect))
+        secret = k8s.core.v1.Secret(
+            "hcloud-volume-encryption",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=ENCRYPTION_SECRET, namespace=HCLOUD_CSI.namespace),
+            string_data={"encryption-passphrase": passphrase.result}, type="Opaque",
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=self._protect)))
+        csi = release("hcloud-csi", HCLOUD_CSI, csi_values(self._location, self._loaded.profile.strict,
+                                                           self._loaded.stack), opts)
+        storage_class = k8s.storage.v1.StorageClass(
+            "storage-class-hcloud-volumes",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=STORAGE_CLASS, annotations={"storageclass.kubernetes.io/is-default-class": "true"}),
+            provisioner="csi.hetzner.cloud",
+            volume_binding_mode="WaitForFirstConsumer",  # the volume is created where the pod lands
+            allow_volume_expansion=True,
+            reclaim_policy="Retain" if self._protect else "Delete",
+            parameters={"csi.storage.k8s.io/node-publish-secret-name": ENCRYPTION_SECRET,
+                        "csi.storage.k8s.io/node-publish-secret-namespace": HCLOUD_CSI.namespace},
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[csi, secret])))
+        return Storage(default_class=STORAGE_CLASS, resources=[secret, csi, storage_class])
+
+
+_CSI_SIDECAR = {"requests": {"cpu": "10m", "memory": "20Mi"}, "limits": {"memory": "80Mi"}}
+_CSI_DRIVER = {"requests": {"cpu": "10m", "memory": "40Mi"}, "limits": {"memory": "128Mi"}}
+
+
+def csi_values(location: str, ha: bool, stack: str) -> dict:
+    controller_containers = ("csiAttacher", "csiResizer", "csiProvisioner", "livenessProbe")
+    return {
+        "controller": {
+            "replicaCount": 2 if ha else 1,
+            "hcloudVolumeDefaultLocation": location,
+            "volumeExtraLabels": {"adplatform.io/stack": stack},
+            "priorityClassName": "system-cluster-critical",
+            "podDisruptionBudget": {"create": ha, "minAvailable": 1, "maxUnavailable": ""},
+            "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+                "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "hcloud-csi",
+                                                  "app.kubernetes.io/component": "controller"}},
+                "topologyKey": "kubernetes.io/hostname"}]}} if ha else {},
+            "resources": {**{c: _CSI_SIDECAR for c in controller_containers}, "hcloudCSIDriver": _CSI_DRIVER},
+        },
+        "node": {
+            "priorityClassName": "system-node-critical",
+            # Volumes attach wherever their pods run, dedicated database pools included.
+            "tolerations": [{"operator": "Exists"}],
+            "resources": {"csiNodeDriverRegistrar": _CSI_SIDECAR, "livenessProbe": _CSI_SIDECAR,
+                          "hcloudCSIDriver": _CSI_DRIVER},
+        },
+        "metrics": {"enabled": True},
+        # Our own StorageClass (providers/hetzner.py): encrypted, reclaim policy per environment.
+        "storageClasses": [],
+    }
 
 
 def _hcloud_token() -> pulumi.Output[str]:

@@ -205,3 +205,111 @@ def test_compact_profile_is_five_untainted_servers():
     assert cluster.control_plane.count + sum(p.count for p in cluster.active_pools) == 5
     assert cluster.control_plane.taints == ()
     assert all(p.node_taints == () and p.role == "converged" for p in cluster.active_pools)
+
+
+# --- cluster services -----------------------------------------------------------------------------
+
+def _services(**settings) -> dict:
+    raw = base_raw()
+    raw["clusterServices"] = {**raw["clusterServices"], **settings}
+    return raw
+
+
+def test_cluster_services_defaults_per_profile():
+    prod = load("test", base_raw(), SECRET).config.cluster_services
+    staging = load("test", base_raw(profile="staging"), SECRET).config.cluster_services
+    assert prod.backups.enabled and not staging.backups.enabled
+    assert prod.upgrades.agent_concurrency == 1 and staging.upgrades.agent_concurrency == 2
+    assert prod.secrets.backend == "openbao" and prod.secrets.replicas == 3
+    assert [t.name for t in prod.teams] == ["ads", "ci"]
+    assert "gitlab" in prod.gateway.hostnames and not prod.mesh.linkerd
+
+
+def test_acme_email_is_required_with_the_cluster_services_layer():
+    raw = base_raw()
+    raw["clusterServices"] = {"backups": raw["clusterServices"]["backups"]}
+    assert one_problem(raw).startswith("adplatform:clusterServices.tls.acmeEmail must be set")
+    raw["layers"] = {"clusterServices": False}
+    load("test", raw, SECRET)  # without the layer nothing asks for it
+
+
+def test_acme_email_syntax():
+    msg = one_problem(_services(tls={"acmeEmail": "ops-at-example"}))
+    assert msg.startswith("adplatform:clusterServices.tls.acmeEmail must be an e-mail address")
+    assert msg.endswith("got 'ops-at-example'")
+
+
+def test_production_requires_backups_with_s3_and_secret_keys():
+    msg = one_problem(_services(backups={"enabled": False}))
+    assert msg.startswith("adplatform:clusterServices.backups.enabled must be true in the production profile")
+    raw = base_raw()
+    raw["clusterServices"] = {"tls": raw["clusterServices"]["tls"]}
+    del raw["backupAccessKeyId"], raw["backupSecretAccessKey"]
+    found = problems(raw)
+    assert any(p.startswith("adplatform:clusterServices.backups.s3 must be set when backups are enabled") for p in found)
+    assert any(p.startswith("adplatform:backupAccessKeyId must be set with --secret") for p in found)
+    assert any(p.startswith("adplatform:backupSecretAccessKey must be set with --secret") for p in found)
+
+
+def test_backup_keys_in_plain_text_are_refused():
+    with pytest.raises(ConfigError) as err:
+        load("test", base_raw(), {"sshPrivateKey"})  # the keys are present, but not marked secret
+    messages = [str(p) for p in err.value.problems]
+    assert "adplatform:backupSecretAccessKey must be stored as a secret (pulumi config set --secret " \
+           "adplatform:backupSecretAccessKey ...), it is in plain text in the stack file" in messages
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("endpoint", "http://s3.example.com", "must be an https:// S3 endpoint URL"),
+    ("bucket", "Bad_Bucket", "must be an S3 bucket name"),
+])
+def test_backup_target_syntax(field, value, expected):
+    s3 = {"endpoint": "https://fsn1.your-objectstorage.com", "region": "fsn1", "bucket": "b-backups", field: value}
+    msg = one_problem(_services(backups={"s3": s3}))
+    assert msg.startswith(f"adplatform:clusterServices.backups.s3.{field} {expected}")
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("etcdSchedule", "every 6 hours", "must be a 5-field cron expression"),
+    ("etcdRetention", 0, "must be between 1 and 1000 snapshots"),
+    ("veleroTtl", "30 days", "must be a Go duration"),
+])
+def test_backup_schedule_syntax(key, value, expected):
+    raw = _services()
+    raw["clusterServices"]["backups"] = {**raw["clusterServices"]["backups"], key: value}
+    assert one_problem(raw).startswith(f"adplatform:clusterServices.backups.{key} {expected}")
+
+
+def test_dns01_needs_its_provider_fields_and_a_secret_token():
+    found = problems(_services(tls={"acmeEmail": "ops@example.com", "dns01": {"provider": "route53", "zone": "example.com"}}))
+    assert "adplatform:clusterServices.tls.dns01.hostedZoneId must be set for the route53 DNS-01 solver" in found
+    assert "adplatform:clusterServices.tls.dns01.accessKeyId must be set for the route53 DNS-01 solver" in found
+    assert any(p.startswith("adplatform:dnsApiToken must be set with --secret for the route53 DNS-01 solver") for p in found)
+    msg = one_problem(_services(tls={"acmeEmail": "ops@example.com", "dns01": {"provider": "hetzner", "zone": "x.com"}}))
+    assert msg.startswith("adplatform:clusterServices.tls.dns01.provider must be one of cloudflare, route53, rfc2136")
+    raw = _services(tls={"acmeEmail": "ops@example.com", "dns01": {"provider": "cloudflare", "zone": "example.com"}})
+    raw["dnsApiToken"] = "cf-token"
+    assert load("test", raw, SECRET).secrets.dns_api_token is not None
+
+
+def test_secret_store_replicas_must_keep_a_raft_quorum():
+    assert one_problem(_services(secrets={"replicas": 2})).startswith(
+        "adplatform:clusterServices.secrets.replicas must be 1, 3 or 5 (raft needs an odd number of voters), got 2")
+    assert one_problem(_services(secrets={"replicas": 1})).startswith(
+        "adplatform:clusterServices.secrets.replicas must be at least 3 in the production profile")
+    assert one_problem(_services(secrets={"backend": "sops"})).startswith(
+        "adplatform:clusterServices.secrets.backend must be one of openbao, vault")
+
+
+def test_teams_and_hostnames_are_dns_labels():
+    msg = one_problem(_services(teams=[{"name": "Ad_Team"}]))
+    assert msg.startswith("adplatform:clusterServices.teams[Ad_Team].name 'Ad_Team' must be a DNS label")
+    found = problems(_services(teams=[{"name": "ads"}, {"name": "ads"}]))
+    assert "adplatform:clusterServices.teams must have unique names; 'ads' appears 2 times, got 'ads'" in found
+    msg = one_problem(_services(gateway={"hostnames": ["gitlab", "gitlab"]}))
+    assert msg.startswith("adplatform:clusterServices.gateway.hostnames must not repeat a hostname")
+
+
+def test_unknown_cluster_services_key_names_the_accepted_ones():
+    msg = one_problem(_services(ingress={"class": "nginx"}))
+    assert msg.startswith("adplatform:clusterServices has unknown key(s) 'ingress' (accepted: backups, gateway, mesh")

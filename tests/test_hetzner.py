@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+from components.charts import HCLOUD_CSI
 from providers import get
 from providers.base import PORTS
-from tests.conftest import base_raw, run_raw
+from tests.conftest import base_raw, k3s_config, run_raw
+from tools.mockrun import Secret
 
 SERVER = "hcloud:index/server:Server"
 
@@ -121,3 +123,53 @@ def test_ccm_secret_and_release(production):
     ccm = production.named("hcloud-ccm", "kubernetes:helm.sh/v3:Release")
     assert ccm.inputs["values"]["networking"] == {"enabled": True, "clusterCIDR": "10.244.0.0/16"}
     assert ccm.inputs["values"]["replicaCount"] == 2
+
+
+# --- storage (CSI) and load balancers for Services --------------------------------------------------
+
+def test_csi_driver_gives_an_encrypted_expandable_default_storage_class(production, staging):
+    for run, reclaim in ((production, "Retain"), (staging, "Delete")):
+        sc = run.named("storage-class-hcloud-volumes", "kubernetes:storage.k8s.io/v1:StorageClass")
+        assert sc.inputs["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+        assert sc.inputs["provisioner"] == "csi.hetzner.cloud"
+        assert sc.inputs["allowVolumeExpansion"] is True
+        assert sc.inputs["volumeBindingMode"] == "WaitForFirstConsumer"
+        assert sc.inputs["reclaimPolicy"] == reclaim, "production keeps a volume when its claim is deleted"
+        params = sc.inputs["parameters"]
+        secret = run.named("hcloud-volume-encryption", "kubernetes:core/v1:Secret")
+        assert params["csi.storage.k8s.io/node-publish-secret-name"] == secret.inputs["metadata"]["name"]
+        assert params["csi.storage.k8s.io/node-publish-secret-namespace"] == secret.inputs["metadata"]["namespace"]
+        data = secret.inputs["stringData"]
+        assert isinstance(data, Secret) and "encryption-passphrase" in data.value
+        csi = run.named("hcloud-csi", "kubernetes:helm.sh/v3:Release")
+        assert csi.urn in sc.dependencies and secret.urn in sc.dependencies
+    assert production.named("volume-encryption-passphrase", "random:index/randomPassword:RandomPassword").protect, \
+        "losing the passphrase loses every volume: production protects it"
+    assert production.named("hcloud-volume-encryption", "kubernetes:core/v1:Secret").protect
+
+
+def test_csi_driver_values(production, staging):
+    prod = production.named("hcloud-csi", "kubernetes:helm.sh/v3:Release").inputs
+    assert prod["version"] == HCLOUD_CSI.version and prod["namespace"] == "kube-system"
+    values = prod["values"]
+    assert values["controller"]["replicaCount"] == 2 and values["controller"]["podDisruptionBudget"]["create"]
+    anti = values["controller"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    assert anti["topologyKey"] == "kubernetes.io/hostname"
+    assert values["controller"]["hcloudVolumeDefaultLocation"] == "fsn1"
+    assert values["node"]["tolerations"] == [{"operator": "Exists"}], "volumes attach on tainted database pools too"
+    assert values["storageClasses"] == [], "the chart's own class would compete with our encrypted default"
+    staging_values = staging.named("hcloud-csi", "kubernetes:helm.sh/v3:Release").inputs["values"]
+    assert staging_values["controller"]["replicaCount"] == 1
+    ccm_secret = production.named("hcloud", "kubernetes:core/v1:Secret")
+    assert ccm_secret.urn in production.named("hcloud-csi", "kubernetes:helm.sh/v3:Release").dependencies, \
+        "the driver reads the hcloud token secret the CCM add-on creates"
+
+
+def test_k3s_local_storage_is_off_where_the_csi_driver_provides_volumes(production):
+    assert "local-storage" in k3s_config(production, "control-plane-1")["disable"]
+
+
+def test_volumes_are_created_in_the_stack_location():
+    run = run_raw(base_raw(cluster={"location": "hel1"}))
+    sc = run.named("hcloud-csi", "kubernetes:helm.sh/v3:Release")
+    assert sc.inputs["values"]["controller"]["hcloudVolumeDefaultLocation"] == "hel1"

@@ -35,7 +35,7 @@ def test_server_flags_for_cilium_and_hardening(production):
     cfg = k3s_config(production, "control-plane-2")
     assert cfg["flannel-backend"] == "none"
     assert cfg["disable-network-policy"] is True and cfg["disable-kube-proxy"] is True
-    assert set(cfg["disable"]) == {"servicelb", "traefik"}
+    assert set(cfg["disable"]) == {"servicelb", "traefik", "local-storage"}
     assert cfg["disable-cloud-controller"] is True and "cloud-provider=external" in cfg["kubelet-arg"]
     assert cfg["secrets-encryption"] is True and cfg["protect-kernel-defaults"] is True
     assert cfg["cluster-cidr"] == "10.244.0.0/16" and cfg["service-cidr"] == "10.43.0.0/16"

@@ -39,7 +39,8 @@ class ClusterServices(pulumi.ComponentResource):
         base = [*cluster.ready, *storage.resources]
 
         modules = (certs, gateway, upgrades, backups, secrets, mesh)
-        spaces = namespaces.install(ctx, [spec for m in modules for spec in m.namespaces(ctx)], after=base)
+        spaces = namespaces.install(ctx, [spec for m in modules for spec in m.namespaces(ctx)],
+                                    after=cluster.ready)
         tls = certs.install(ctx, spaces, after=base)
         edge = gateway.install(ctx, spaces, tls, after=base)
         rolling = upgrades.install(ctx, spaces, after=base)
