@@ -12,6 +12,7 @@ import pulumi
 import providers
 from components.host import HostTuning
 from components.k3s import K3sCluster
+from components.k3s.config import EtcdBackup
 from components.services import ClusterServices
 from config import ConfigError, load_from_pulumi
 
@@ -25,7 +26,10 @@ def main() -> None:
 
     infra = provider.create(loaded)
     tuning = HostTuning("host-tuning", infra.nodes)
-    cluster = K3sCluster("k3s", loaded.config.cluster, infra, tuning)
+    etcd_backup = EtcdBackup.from_config(loaded.config.cluster_services.backups, loaded.stack, loaded.secrets)
+    cluster = K3sCluster("k3s", loaded.config.cluster, infra, tuning, etcd_backup=etcd_backup)
+    if cluster.etcd_restore:
+        pulumi.export("etcdRestore", cluster.etcd_restore)  # the runbook: no secrets in it
     if loaded.config.layers.cluster_services:
         services = ClusterServices("cluster-services", loaded, infra, cluster)
         pulumi.export("storageClass", services.storage_class)

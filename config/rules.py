@@ -105,7 +105,12 @@ def _cluster_services(cfg: StackConfig, profile: Profile, secrets: set[str]) -> 
     if svc.mesh.linkerd and not svc.mesh.namespaces:
         found.append(problem("clusterServices.mesh.namespaces", "must list at least one namespace when "
                              "clusterServices.mesh.linkerd is true", []))
-    teams = Counter(t.name for t in svc.teams)
+    team_names = [t.name for t in svc.teams]
+    if svc.mesh.linkerd:
+        found += [problem("clusterServices.mesh.namespaces", f"must name team namespaces (clusterServices.teams: "
+                          f"{', '.join(team_names) or 'none'}): only those are labelled for injection", name)
+                  for name in svc.mesh.namespaces if name not in team_names]
+    teams = Counter(team_names)
     found += [problem("clusterServices.teams", f"must have unique names; {name!r} appears {n} times", name)
               for name, n in teams.items() if n > 1]
     return found

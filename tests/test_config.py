@@ -313,3 +313,10 @@ def test_teams_and_hostnames_are_dns_labels():
 def test_unknown_cluster_services_key_names_the_accepted_ones():
     msg = one_problem(_services(ingress={"class": "nginx"}))
     assert msg.startswith("adplatform:clusterServices has unknown key(s) 'ingress' (accepted: backups, gateway, mesh")
+
+
+def test_meshed_namespaces_must_be_team_namespaces():
+    msg = one_problem(_services(mesh={"linkerd": True, "namespaces": ["ads", "payments"]}))
+    assert msg == ("adplatform:clusterServices.mesh.namespaces must name team namespaces (clusterServices.teams: "
+                   "ads, ci): only those are labelled for injection, got 'payments'")
+    load("test", _services(mesh={"linkerd": False, "namespaces": ["payments"]}), SECRET)  # off: not checked

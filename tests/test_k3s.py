@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from components.charts import CILIUM, K3S_VERSION
@@ -69,9 +70,69 @@ def test_k3s_version_pinned_and_installer_from_the_same_tag(production):
         "https://raw.githubusercontent.com/k3s-io/k3s/v1.36.4%2Bk3s1/install.sh"
 
 
-def test_version_from_config_is_used():
-    run = run_raw(base_raw(profile="staging", cluster={"k3sVersion": "v1.35.6+k3s1"}))
-    assert script_param(run.named("k3s-general-1", CMD).inputs["stdin"].value, "K3S_VERSION") == "v1.35.6+k3s1"
+@pytest.fixture(scope="module")
+def wired_runs():
+    """The same stack at two K3s versions, with etcd snapshots to S3 configured (base_raw has backups)."""
+    return run_raw(base_raw()), run_raw(base_raw(cluster={"k3sVersion": "v1.35.6+k3s1"}))
+
+
+def _trigger(run, node):
+    return run.named(f"k3s-{node}", CMD).inputs["triggers"]
+
+
+def test_version_from_config_is_used(wired_runs):
+    _, older = wired_runs
+    assert script_param(older.named("k3s-general-1", CMD).inputs["stdin"].value, "K3S_VERSION") == "v1.35.6+k3s1"
+
+
+def test_a_version_change_alone_does_not_rerun_the_install(wired_runs):
+    current, older = wired_runs
+    for node in ("control-plane-1", "control-plane-2", "general-1", "scylladb-1"):
+        assert _trigger(current, node) == _trigger(older, node), node
+        assert not isinstance(_trigger(current, node)[0], Secret), "previews show which node is reconfigured"
+    assert _trigger(current, "control-plane-1") != _trigger(current, "control-plane-2"), "per-node configuration"
+
+
+def test_running_nodes_keep_their_version_new_nodes_install_the_configured_one(production):
+    script = production.named("k3s-general-1", CMD).inputs["stdin"].value
+    install = script.index('if [ -z "$installed" ]; then')
+    assert 'INSTALL_K3S_VERSION="$K3S_VERSION"' in script[install:script.index("elif", install)]
+    assert '[ "$installed" != "$K3S_VERSION" ]; then\n  installer' not in script
+
+
+def test_servers_snapshot_etcd_to_s3_on_the_configured_schedule(wired_runs):
+    current, _ = wired_runs
+    for node in ("control-plane-1", "control-plane-2", "control-plane-3"):
+        cfg = k3s_config(current, node)
+        assert cfg["etcd-s3"] is True and cfg["etcd-snapshot-compress"] is True
+        assert cfg["etcd-s3-endpoint"] == "fsn1.your-objectstorage.com", "host without scheme"
+        assert cfg["etcd-s3-bucket"] == "adp-test-backups" and cfg["etcd-s3-region"] == "fsn1"
+        assert cfg["etcd-s3-folder"] == "test/etcd"
+        assert cfg["etcd-snapshot-schedule-cron"] == "0 */6 * * *" and cfg["etcd-snapshot-retention"] == 28
+        assert cfg["etcd-s3-access-key"] == "test-access-key" and cfg["etcd-s3-secret-key"] == "test-secret-key"
+    assert not any(k.startswith("etcd-") for k in k3s_config(current, "general-1")), "agents run no etcd"
+    for cmd in current.of_type(CMD):
+        assert "test-secret-key" not in str(cmd.inputs.get("triggers")), cmd.name
+
+
+def test_etcd_restore_runbook_renders_from_config_without_secrets():
+    from components.k3s.config import EtcdBackup, etcd_restore_commands
+    from config import load
+    from tests.conftest import SECRET_KEYS
+
+    loaded = load("production", base_raw(), SECRET_KEYS)
+    backup = EtcdBackup.from_config(loaded.config.cluster_services.backups, loaded.stack, loaded.secrets)
+    lines = etcd_restore_commands(backup, "adp-cp-1", ["adp-cp-2", "adp-cp-3"])
+    flags = ("--etcd-s3 --etcd-s3-endpoint=fsn1.your-objectstorage.com --etcd-s3-region=fsn1 "
+             "--etcd-s3-bucket=adp-test-backups --etcd-s3-folder=production/etcd")
+    assert f"k3s server --cluster-reset --cluster-reset-restore-path=<snapshot> {flags}" in lines
+    assert f"k3s etcd-snapshot ls {flags}" in lines
+    reset = lines.index(f"k3s server --cluster-reset --cluster-reset-restore-path=<snapshot> {flags}")
+    assert lines.index("systemctl stop k3s") < reset < lines.index("rm -rf /var/lib/rancher/k3s/server/db/")
+    assert not any("test-secret-key" in line or "test-access-key" in line for line in lines)
+    disabled = load("staging", base_raw(profile="staging", clusterServices={"tls": {"acmeEmail": "ops@example.com"}}),
+                    SECRET_KEYS)
+    assert EtcdBackup.from_config(disabled.config.cluster_services.backups, "staging", disabled.secrets) is None
 
 
 def test_secrets_never_plain(production):

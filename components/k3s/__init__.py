@@ -18,9 +18,9 @@ import pulumi_random as random
 from components.charts import CILIUM
 from components.helm import release
 from components.host import HostTuning
-from components.k3s.cilium import cilium_values
-from components.k3s.config import (API_PORT, NodeAddresses, cpu_manager_policy, dump, install_script_url,
-                                   node_config)
+from components.k3s.cilium import cilium_values, gateway_api_crds
+from components.k3s.config import (API_PORT, EtcdBackup, NodeAddresses, cpu_manager_policy, dump,
+                                   etcd_restore_commands, etcd_snapshot_config, install_script_url, node_config)
 from components.remote import run_script
 from components.shell import content_hash, render
 from config.model import Cluster
@@ -28,6 +28,9 @@ from providers.base import Infrastructure, Node
 
 TEMPLATE = Path(__file__).parent / "scripts" / "install.sh"
 REDACTED = "<redacted>"
+# Stands for the K3s version in the trigger: a version change alone must not re-run the script
+# (the system-upgrade-controller rolls running nodes; new nodes install the configured version).
+ANY_VERSION = "<configured-version>"
 
 
 def install_script(node: Node, version: str, config_yaml: str, existing_cluster_probe: str = "") -> str:
@@ -47,12 +50,16 @@ class K3sCluster(pulumi.ComponentResource):
     provider: k8s.Provider
     api_endpoint: pulumi.Output[str]
     ready: list[pulumi.Resource]
+    etcd_restore: list[str] | None  # the etcd disaster-recovery runbook (no secrets); None without backups
 
     def __init__(self, name: str, cluster: Cluster, infra: Infrastructure, tuning: HostTuning,
-                 opts: pulumi.ResourceOptions | None = None):
+                 opts: pulumi.ResourceOptions | None = None, etcd_backup: EtcdBackup | None = None):
         super().__init__("adplatform:k3s:K3sCluster", name, None, opts)
         self._cluster = cluster
         self._infra = infra
+        self._etcd_backup = etcd_backup
+        self.etcd_restore = None if etcd_backup is None else etcd_restore_commands(
+            etcd_backup, infra.servers[0].hostname, [n.hostname for n in infra.servers[1:]])
         self._token = random.RandomPassword("server-token", length=48, special=False,
                                             opts=pulumi.ResourceOptions(parent=self))
         self._agent_token = random.RandomPassword("agent-token", length=48, special=False,
@@ -77,34 +84,45 @@ class K3sCluster(pulumi.ComponentResource):
 
     def _install(self, node: Node, tuning: HostTuning, *, join: bool,
                  after: Sequence[pulumi.Resource]) -> command.remote.Command:
-        infra, cluster = self._infra, self._cluster
+        infra, cluster, backup = self._infra, self._cluster, self._etcd_backup
         is_server = node.spec.k3s_role == "server"
+        snapshots = backup if is_server else None
 
-        def config_yaml(token: str, agent_token: str, private_ip: str, public_ip: str, endpoint: str,
-                        sans: list[str]) -> str:
+        def config_yaml(token: str, agent_token: str, s3_access: str, s3_secret: str, private_ip: str,
+                        public_ip: str, endpoint: str, sans: list[str]) -> str:
             return dump(node_config(
                 node.spec, node.hostname, NodeAddresses(private_ip, public_ip),
                 token_key="token", token=token if is_server else agent_token,
                 agent_token=agent_token if is_server else None,
                 join_endpoint=endpoint if join else None, tls_sans=sans, pod_cidr=cluster.pod_cidr,
-                service_cidr=cluster.service_cidr, profile=infra.cluster))
+                service_cidr=cluster.service_cidr, profile=infra.cluster,
+                etcd_snapshots=etcd_snapshot_config(snapshots, s3_access, s3_secret) if snapshots else None))
 
         def probe(endpoint: str, private_ip: str) -> str:
             # The initialising server must not start a second cluster if it is ever rebuilt empty
             # while the others still serve: it checks the API endpoint first (when that is not itself).
             return f"https://{endpoint}:{API_PORT}/cacerts" if not join and endpoint != private_ip else ""
 
-        def script_of(token: str, agent_token: str, private_ip: str, public_ip: str, endpoint: str,
-                      sans: list[str]) -> str:
-            return install_script(node, cluster.k3s_version,
-                                  config_yaml(token, agent_token, private_ip, public_ip, endpoint, sans),
+        def script_of(version: str, token: str, agent_token: str, s3_access: str, s3_secret: str,
+                      private_ip: str, public_ip: str, endpoint: str, sans: list[str]) -> str:
+            return install_script(node, version,
+                                  config_yaml(token, agent_token, s3_access, s3_secret, private_ip, public_ip,
+                                              endpoint, sans),
                                   probe(endpoint, private_ip))
 
+        s3_access = snapshots.access_key if snapshots else ""
+        s3_secret = snapshots.secret_key if snapshots else ""
         inputs = (node.private_ip, node.public_ip, infra.api_private_endpoint, infra.tls_sans)
-        script = pulumi.Output.all(self._token.result, self._agent_token.result, *inputs).apply(lambda v: script_of(*v))
-        # The trigger hashes the same script with the tokens redacted: it changes exactly when the
-        # node's K3s version or configuration does, and reveals nothing about the tokens.
-        trigger = pulumi.Output.all(*inputs).apply(lambda v: content_hash(script_of(REDACTED, REDACTED, *v)))
+        script = pulumi.Output.all(self._token.result, self._agent_token.result, s3_access, s3_secret,
+                                   *inputs).apply(lambda v: script_of(cluster.k3s_version, *v))
+        # The trigger hashes the same script with the tokens and the S3 secret key redacted and the
+        # version left out: it changes when the node's configuration does (a new S3 access key id
+        # included, so rotated keys reach the servers), never with the version alone (the
+        # system-upgrade-controller upgrades running nodes), and reveals no secret. The hash is
+        # unsecreted so previews show when a node is reconfigured; it cannot be reversed into a key id.
+        trigger = pulumi.Output.unsecret(pulumi.Output.all(s3_access, *inputs).apply(
+            lambda v: content_hash(script_of(ANY_VERSION, REDACTED, REDACTED, v[0], REDACTED if v[0] else "",
+                                             *v[1:]))))
         return run_script(f"k3s-{node.name}", node, script, trigger, parent=self, secret=True,
                           depends_on=[tuning.ready[node.name], *after])
 
@@ -122,10 +140,13 @@ class K3sCluster(pulumi.ComponentResource):
     def _cluster_network(self, installs: list[pulumi.Resource]) -> list[pulumi.Resource]:
         values = cilium_values(self._infra.api_private_endpoint, len(self._infra.nodes),
                                self._infra.cluster.cilium_values)
+        # Before Cilium: its operator enables the Gateway API controller only if the CRDs exist at start.
+        crds = gateway_api_crds(self.provider, installs[:1], self)
         cilium = release("cilium", CILIUM, values,
-                         pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=installs[:1]),
+                         pulumi.ResourceOptions(parent=self, provider=self.provider,
+                                                depends_on=[*installs[:1], *crds]),
                          atomic=False)
-        ready: list[pulumi.Resource] = [cilium]
+        ready: list[pulumi.Resource] = [*crds, cilium]
         if self._infra.install_addons is not None:
             ready += self._infra.install_addons(self.provider, installs[:1], self)
         return ready

@@ -1,11 +1,13 @@
-"""Cilium values: eBPF networking with kube-proxy replacement, WireGuard and Hubble."""
+"""Cilium values: eBPF networking with kube-proxy replacement, WireGuard, Hubble and the Gateway API."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import pulumi
+import pulumi_kubernetes as k8s
 
+from components.charts import GATEWAY_API
 from components.k3s.config import API_PORT
 
 
@@ -31,6 +33,11 @@ def cilium_values(api_host: pulumi.Input[str], node_count: int, provider_values:
         # ipBlock rules of NetworkPolicies match node addresses too: the API server and webhook
         # callers are nodes (components/services/namespaces.py).
         "policyCIDRMatchMode": "nodes",
+        # Service load balancing at the socket only for host processes: a mesh proxy in a pod (Linkerd)
+        # must see the ClusterIP it routes by (Linkerd docs, "Cluster configuration: Cilium").
+        "socketLB": {"hostNamespaceOnly": True},
+        # Keep other CNI plugins' configs (linkerd-cni chains itself after Cilium).
+        "cni": {"exclusive": False},
         "encryption": {"enabled": True, "type": "wireguard"},
         "operator": {"replicas": min(2, node_count), "rollOutPods": True,
                      "prometheus": {"enabled": True}},
@@ -42,8 +49,42 @@ def cilium_values(api_host: pulumi.Input[str], node_count: int, provider_values:
             "relay": {"enabled": True, "replicas": min(2, node_count)},
             "ui": {"enabled": True},
         },
+        "gatewayAPI": gateway_api_values(),
     }
     merged = deep_merge(base, provider_values)
     if merged.get("routingMode") == "native":
         merged.pop("tunnelProtocol", None)
     return merged
+
+
+def gateway_api_values() -> dict[str, Any]:
+    """Cilium's Gateway API controller: each Gateway gets a LoadBalancer Service the cloud's CCM serves."""
+    return {
+        "enabled": True,
+        # Listeners behind a cloud load balancer, not bound on every node's ports 80/443.
+        "hostNetwork": {"enabled": False},
+        # The CRDs are applied before Cilium (gateway_api_crds), so the class never depends on Helm's lookup.
+        "gatewayClass": {"create": "true"},
+        # Every node accepts the gateway's traffic, so every load-balancer target passes its health check.
+        # Client addresses are not preserved this way: that needs PROXY protocol on LB and listeners.
+        "externalTrafficPolicy": "Cluster",
+    }
+
+
+def gateway_api_crds(provider: k8s.Provider, after: Sequence[pulumi.Resource],
+                     parent: pulumi.Resource) -> list[pulumi.Resource]:
+    """The Gateway API CRDs, applied in release order once the API server answers.
+
+    Cilium's operator looks for them only when it starts (missing ones leave its gateway controller
+    off until a restart), and cert-manager's Gateway API support refuses to start without them.
+    """
+    applied: list[pulumi.Resource] = []
+    previous = list(after)
+    for url in GATEWAY_API.urls:
+        stem = url.rsplit("/", 1)[-1].removesuffix(".yaml")
+        crds = k8s.yaml.v2.ConfigFile(f"{GATEWAY_API.name}-{stem}", file=url,
+                                      opts=pulumi.ResourceOptions(parent=parent, provider=provider,
+                                                                  depends_on=previous))
+        applied.append(crds)
+        previous = [crds]
+    return applied

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
+import pulumi
 import yaml
 
 from config.catalog import ROLES
@@ -45,8 +46,12 @@ class NodeAddresses:
 
 def node_config(spec: NodeSpec, hostname: str, addrs: NodeAddresses, *, token_key: str, token: str,
                 join_endpoint: str | None, tls_sans: list[str], pod_cidr: str, service_cidr: str,
-                profile: ClusterProfile, agent_token: str | None = None) -> dict[str, Any]:
-    """The config of one node. `join_endpoint` None means: this server initialises the cluster."""
+                profile: ClusterProfile, agent_token: str | None = None,
+                etcd_snapshots: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The config of one node. `join_endpoint` None means: this server initialises the cluster.
+
+    `etcd_snapshots` (servers only): the etcd-s3 flags of `etcd_snapshot_config`.
+    """
     cfg: dict[str, Any] = {
         token_key: token,
         "node-name": hostname,
@@ -80,7 +85,67 @@ def node_config(spec: NodeSpec, hostname: str, addrs: NodeAddresses, *, token_ke
         })
         if profile.external_cloud_provider:
             cfg["disable-cloud-controller"] = True
+        cfg.update(etcd_snapshots or {})
     return cfg
+
+
+@dataclass(frozen=True)
+class EtcdBackup:
+    """Where and how often the servers snapshot etcd: S3 outside the cluster, so it survives it."""
+
+    endpoint: str  # host[:port], no scheme: K3s always speaks HTTPS unless etcd-s3-insecure is set
+    region: str
+    bucket: str
+    folder: str  # <stack>/etcd: stacks share a bucket without sharing snapshots
+    schedule: str  # cron
+    retention: int  # snapshots kept, locally and in S3
+    access_key: pulumi.Output[str]
+    secret_key: pulumi.Output[str]
+
+    @classmethod
+    def from_config(cls, backups: Any, stack: str, secrets: Any) -> EtcdBackup | None:
+        """From clusterServices.backups (validated: s3 and both keys are set when enabled)."""
+        if not backups.enabled or backups.s3 is None:
+            return None
+        return cls(endpoint=urlparse(backups.s3.endpoint).netloc, region=backups.s3.region,
+                   bucket=backups.s3.bucket, folder=f"{stack}/etcd", schedule=backups.etcd_schedule,
+                   retention=backups.etcd_retention, access_key=secrets.backup_access_key_id,
+                   secret_key=secrets.backup_secret_access_key)
+
+
+def etcd_location_flags(backup: EtcdBackup) -> dict[str, Any]:
+    """The non-secret S3 settings, shared by the server config and the restore runbook."""
+    return {"etcd-s3": True, "etcd-s3-endpoint": backup.endpoint, "etcd-s3-region": backup.region,
+            "etcd-s3-bucket": backup.bucket, "etcd-s3-folder": backup.folder}
+
+
+def etcd_snapshot_config(backup: EtcdBackup, access_key: str, secret_key: str) -> dict[str, Any]:
+    """Server flags: scheduled, compressed snapshots kept locally and uploaded to S3."""
+    return {**etcd_location_flags(backup), "etcd-s3-access-key": access_key, "etcd-s3-secret-key": secret_key,
+            "etcd-snapshot-schedule-cron": backup.schedule, "etcd-snapshot-retention": backup.retention,
+            "etcd-snapshot-compress": True}
+
+
+def etcd_restore_commands(backup: EtcdBackup, first_server: str, other_servers: list[str]) -> list[str]:
+    """The disaster-recovery runbook for etcd, as shell lines without secrets.
+
+    The S3 keys are read from /etc/rancher/k3s/config.yaml, which Pulumi writes on every server;
+    the location flags are repeated so the lines say where the snapshots are. `<snapshot>` is a
+    name from the listing (etcd-snapshot-<node>-<timestamp>[.zip]).
+    """
+    flags = " ".join(f"--{k}" if v is True else f"--{k}={v}" for k, v in etcd_location_flags(backup).items())
+    lines = [f"# on {first_server}: list the snapshots in S3, pick one",
+             f"k3s etcd-snapshot ls {flags}",
+             f"# on every server ({', '.join([first_server, *other_servers])}): stop K3s",
+             "systemctl stop k3s",
+             f"# on {first_server}: reset etcd to the snapshot (one member), then start it",
+             f"k3s server --cluster-reset --cluster-reset-restore-path=<snapshot> {flags}",
+             "systemctl start k3s"]
+    if other_servers:
+        lines += [f"# on {', '.join(other_servers)}: drop the old etcd data and rejoin the restored member",
+                  "rm -rf /var/lib/rancher/k3s/server/db/",
+                  "systemctl start k3s"]
+    return lines
 
 
 def dump(cfg: dict[str, Any]) -> str:

@@ -40,7 +40,7 @@ class ClusterServices(pulumi.ComponentResource):
 
         modules = (certs, gateway, upgrades, backups, secrets, mesh)
         spaces = namespaces.install(ctx, [spec for m in modules for spec in m.namespaces(ctx)],
-                                    after=cluster.ready)
+                                    after=cluster.ready, mesh_peers=mesh.meshed_namespace_peers(ctx))
         tls = certs.install(ctx, spaces, after=base)
         edge = gateway.install(ctx, spaces, tls, after=base)
         rolling = upgrades.install(ctx, spaces, after=base)

@@ -1,7 +1,45 @@
-"""SKELETON (issue 5, being written): Velero backups (etcd snapshots are K3s server flags)."""
+"""Velero: scheduled backups of cluster resources and volume contents to S3 outside the cluster,
+and the restore that disaster recovery runs. (etcd snapshots are K3s server flags: components/k3s.)
+
+Volumes are backed up file by file (node-agent, kopia), not by snapshots: Hetzner Cloud volumes
+have no snapshot API, so neither the CSI driver nor a Velero plugin can snapshot them. Every pod
+volume is included by default (`defaultVolumesToFsBackup`); a workload opts a volume out with the
+annotation `backup.velero.io/backup-volumes-excludes`. Setting `clusterServices.backups.restore`
+creates a Restore of that backup once Velero runs; objects Pulumi already recreated are left as
+they are (`existingResourcePolicy: none`).
+"""
+
 from __future__ import annotations
+
 from dataclasses import dataclass, field
+from typing import Any, Sequence
+
 import pulumi
+import pulumi_kubernetes as k8s
+
+from components.charts import VELERO
+from components.helm import release
+from components.services.context import ServicesContext
+from components.services.namespaces import NamespaceSpec, Namespaces
+from config.model import DEDICATED_TAINT_KEY
+from config.services import Backups as Settings
+
+NAMESPACE = VELERO.namespace
+VELERO_IMAGE = ("docker.io/velero/velero", "v1.18.1")  # the chart's appVersion
+AWS_PLUGIN_IMAGE = "docker.io/velero/velero-plugin-for-aws:v1.14.2"  # the plugin line for Velero 1.18
+CREDENTIALS_SECRET = "velero-s3"
+LOCATION = "default"
+SCHEDULE = "cluster"  # backups are named cluster-<timestamp>
+HTTPS = 443
+
+RESOURCES = {
+    "server": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+    # kopia holds file chunks in memory while uploading large volumes
+    "node_agent": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
+    "plugin": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+    "job": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+}
+RESTRICTED = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": True}
 
 
 @dataclass
@@ -9,9 +47,136 @@ class Backups:
     ready: list[pulumi.Resource] = field(default_factory=list)
 
 
-def namespaces(ctx):
-    return []
+def namespaces(ctx: ServicesContext) -> list[NamespaceSpec]:
+    if not ctx.settings.backups.enabled:
+        return []
+    return [NamespaceSpec(
+        name=NAMESPACE, pss="privileged", egress_world=(HTTPS,),
+        why="the node-agent reads every pod's volumes from the host (hostPath /var/lib/kubelet/pods, root)")]
 
 
-def install(ctx, spaces, after) -> Backups:
-    return Backups()
+def credentials_file(access_key: str, secret_key: str) -> str:
+    """The AWS shared-credentials file the AWS plugin and kopia read."""
+    return f"[default]\naws_access_key_id={access_key}\naws_secret_access_key={secret_key}\n"
+
+
+def storage_location(settings: Settings, stack: str) -> dict[str, Any]:
+    s3 = settings.s3
+    assert s3 is not None  # config/rules.py: s3 is required when backups are enabled
+    return {
+        "name": LOCATION, "provider": "aws", "bucket": s3.bucket, "prefix": f"{stack}/velero", "default": True,
+        "accessMode": "ReadWrite",
+        "config": {
+            "region": s3.region, "s3Url": s3.endpoint,
+            "s3ForcePathStyle": "true",  # S3-compatible stores address buckets by path
+            # The plugin's default CRC32 checksums are rejected by Ceph-based stores (Hetzner's).
+            "checksumAlgorithm": "",
+        },
+    }
+
+
+def dedicated_tolerations() -> list[dict[str, Any]]:
+    """The node-agent must run wherever pods with volumes run, the dedicated database pools included."""
+    return [{"key": DEDICATED_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def kubectl_tag(k3s_version: str) -> str:
+    return k3s_version.split("+")[0]  # v1.36.4+k3s1 -> v1.36.4: the cluster's own kubectl
+
+
+def values(ctx: ServicesContext) -> dict[str, Any]:
+    settings = ctx.settings.backups
+    repository, tag = VELERO_IMAGE
+    return {
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"},
+        "initContainers": [{
+            "name": "velero-plugin-for-aws", "image": AWS_PLUGIN_IMAGE, "imagePullPolicy": "IfNotPresent",
+            "volumeMounts": [{"mountPath": "/target", "name": "plugins"}],
+            "resources": RESOURCES["plugin"], "securityContext": RESTRICTED,
+        }],
+        # One replica by design: Velero has no leader election and its chart uses a Recreate rollout;
+        # while it restarts, a scheduled backup waits for the next run.
+        "resources": RESOURCES["server"],
+        "containerSecurityContext": RESTRICTED,
+        "upgradeJobResources": RESOURCES["job"],
+        "kubectl": {"image": {"repository": "registry.k8s.io/kubectl", "tag": kubectl_tag(ctx.cluster.k3s_version)},
+                    "resources": RESOURCES["job"]},
+        "credentials": {"useSecret": True, "existingSecret": CREDENTIALS_SECRET},
+        "backupsEnabled": True,
+        "snapshotsEnabled": False,  # no volume snapshots on Hetzner: file-system backup instead
+        "configuration": {
+            "backupStorageLocation": [storage_location(settings, ctx.stack)],
+            "volumeSnapshotLocation": [],
+            "uploaderType": "kopia",
+            "defaultVolumesToFsBackup": True,
+            "defaultBackupTTL": settings.velero_ttl,
+            "logFormat": "json",
+        },
+        "deployNodeAgent": True,
+        "nodeAgent": {"resources": RESOURCES["node_agent"], "tolerations": dedicated_tolerations()},
+        # Scraped once the Prometheus operator's CRDs exist (the chart checks for them).
+        "metrics": {"enabled": True, "serviceMonitor": {"enabled": True}, "nodeAgentPodMonitor": {"enabled": True}},
+    }
+
+
+def schedule_spec(settings: Settings) -> dict[str, Any]:
+    return {
+        "schedule": settings.velero_schedule,
+        "useOwnerReferencesInBackup": False,  # backups outlive a deleted Schedule
+        "template": {
+            "includedNamespaces": ["*"],
+            "ttl": settings.velero_ttl,
+            "storageLocation": LOCATION,
+            "defaultVolumesToFsBackup": True,
+            "snapshotVolumes": False,
+        },
+    }
+
+
+def restore_spec(settings: Settings) -> dict[str, Any] | None:
+    """The disaster-recovery restore from config, or None when none is asked for."""
+    restore = settings.restore
+    if restore is None:
+        return None
+    return {
+        "backupName": restore.backup,
+        "includedNamespaces": list(restore.include_namespaces),
+        "excludedNamespaces": list(restore.exclude_namespaces),
+        "restorePVs": True,
+        "existingResourcePolicy": "none",
+    }
+
+
+def install(ctx: ServicesContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> Backups:
+    settings = ctx.settings.backups
+    if not settings.enabled:
+        return Backups()
+    ns = spaces[NAMESPACE]
+    secret = _credentials(ctx, ns)
+    velero = release("velero", VELERO, values(ctx), ctx.opts([*after, ns, secret]), namespace=NAMESPACE,
+                     create_namespace=False)
+    schedule = _custom(ctx, "velero-schedule", "Schedule", SCHEDULE, schedule_spec(settings), [velero])
+    ready: list[pulumi.Resource] = [secret, velero, schedule]
+    spec = restore_spec(settings)
+    if spec is not None:
+        # Named after the backup: a new backup name is a new restore, the same one never runs twice.
+        ready.append(_custom(ctx, "velero-restore", "Restore", f"restore-{spec['backupName']}", spec, [velero]))
+    return Backups(ready=ready)
+
+
+def _credentials(ctx: ServicesContext, ns: pulumi.Resource) -> k8s.core.v1.Secret:
+    keys = ctx.secrets
+    cloud = pulumi.Output.secret(pulumi.Output.all(keys.backup_access_key_id, keys.backup_secret_access_key)
+                                 .apply(lambda v: credentials_file(*v)))
+    return k8s.core.v1.Secret(
+        "velero-s3-credentials",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=CREDENTIALS_SECRET, namespace=NAMESPACE, labels=ctx.labels("velero")),
+        type="Opaque", string_data={"cloud": cloud}, opts=ctx.opts([ns]))
+
+
+def _custom(ctx: ServicesContext, resource_name: str, kind: str, name: str, spec: dict[str, Any],
+            depends_on: Sequence[pulumi.Resource]) -> k8s.apiextensions.CustomResource:
+    return k8s.apiextensions.CustomResource(
+        resource_name, api_version="velero.io/v1", kind=kind,
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=NAMESPACE, labels=ctx.labels("velero")),
+        spec=spec, opts=ctx.opts(depends_on))

@@ -139,11 +139,13 @@ def gateway_policy(namespace: str) -> dict[str, Any]:
     }
 
 
-def team_spec(team: Team, meshed: bool) -> NamespaceSpec:
+def team_spec(team: Team, mesh_peers: tuple[Peer, ...] | None) -> NamespaceSpec:
+    """`mesh_peers`: what the namespace's proxies must reach when it is meshed (None: not meshed)."""
     return NamespaceSpec(
         name=team.name, pss="restricted", layer=TEAM_LAYER, gateway=True,
         why="team workloads: non-root, no privilege escalation, RuntimeDefault seccomp",
-        annotations={"linkerd.io/inject": "enabled"} if meshed else {})
+        egress_to=mesh_peers or (),
+        annotations={"linkerd.io/inject": "enabled"} if mesh_peers is not None else {})
 
 
 def quota(team: Team) -> dict[str, Any]:
@@ -157,11 +159,13 @@ LIMIT_RANGE = {"limits": [{"type": "Container", "defaultRequest": {"cpu": "100m"
                            "default": {"memory": "512Mi"}, "max": {"memory": "32Gi"}}]}
 
 
-def install(ctx: ServicesContext, specs: Sequence[NamespaceSpec], after: Sequence[pulumi.Resource]) -> Namespaces:
+def install(ctx: ServicesContext, specs: Sequence[NamespaceSpec], after: Sequence[pulumi.Resource],
+            mesh_peers: dict[str, tuple[Peer, ...]] | None = None) -> Namespaces:
+    """`mesh_peers`: meshed namespace -> the control-plane peers its proxies need (mesh.py)."""
     minor = kubernetes_minor(ctx.cluster.k3s_version)
-    meshed = set(ctx.settings.mesh.namespaces) if ctx.settings.mesh.linkerd else set()
+    meshed = mesh_peers or {}
     teams = {t.name: t for t in ctx.settings.teams}
-    all_specs = [*specs, *(team_spec(t, t.name in meshed) for t in teams.values())]
+    all_specs = [*specs, *(team_spec(t, meshed.get(t.name)) for t in teams.values())]
     names = [s.name for s in all_specs]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:

@@ -32,6 +32,7 @@ DURATIONS: dict[str, int] = {
     "hcloud:index/sshKey:SshKey": 1,
     "random:index/randomPassword:RandomPassword": 0,
     "kubernetes:helm.sh/v3:Release": 90,        # install + wait for the chart's workloads
+    "kubernetes:yaml/v2:ConfigFile": 20,        # a release manifest: CRDs established, workloads ready
 }
 # Remote commands by name prefix (the scripts wait for very different things).
 COMMANDS: tuple[tuple[str, int], ...] = (
@@ -43,6 +44,8 @@ COMMANDS: tuple[tuple[str, int], ...] = (
 CHARTS: dict[str, int] = {
     "cilium": 150,        # agents on every node + operator; nodes turn Ready only after it
     "hcloud-cloud-controller-manager": 45,
+    "openbao": 150,       # OrderedReady: three servers one after another, each joining raft and unsealing
+    "vault": 150,
 }
 HELM_CHARTS = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
 DEFAULT_COMMAND = 30

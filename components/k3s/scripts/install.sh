@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Install, or reconfigure, K3s on one node at a pinned version. Settings live in
-# /etc/rancher/k3s/config.yaml (a re-run of the installer keeps it); the join token is only in that
-# file (mode 0600), never on a command line or in the environment of a logged process.
-# Idempotent: with the same version and configuration a second run changes nothing.
+# Install, or reconfigure, K3s on one node. Settings live in /etc/rancher/k3s/config.yaml (a re-run
+# of the installer keeps it); the join token and S3 keys are only in that file (mode 0600), never on
+# a command line or in the environment of a logged process.
+# A new node installs the pinned version; a node that already runs K3s keeps its version: the
+# system-upgrade-controller's Plans upgrade running nodes (servers one at a time, agents drained).
+# Idempotent: with the same configuration a second run changes nothing.
 set -euo pipefail
 shopt -s inherit_errexit  # a failure inside $(...) stops the script too
 # @params
@@ -41,12 +43,12 @@ if [ -f "$state" ] && ! grep -q "\"policyName\":\"$CPU_MANAGER_POLICY\"" "$state
   log "CPU manager policy changed to $CPU_MANAGER_POLICY (drain the node first on a live cluster)"
 fi
 
-if [ "$installed" != "$K3S_VERSION" ]; then
+if [ -z "$installed" ]; then
   installer=$(mktemp)
   trap 'rm -f "$installer"' EXIT
   curl -sfL --retry 5 --retry-delay 5 -o "$installer" "$INSTALL_SCRIPT_URL"
   INSTALL_K3S_VERSION="$K3S_VERSION" INSTALL_K3S_EXEC="$K3S_ROLE" sh "$installer" >&2
-  log "k3s $K3S_VERSION installed as $K3S_ROLE (was: ${installed:-none})"
+  log "k3s $K3S_VERSION installed as $K3S_ROLE"
 elif [ -n "$config_changed" ]; then
   systemctl restart "$service"
   log "k3s configuration changed; $service restarted"
@@ -54,7 +56,10 @@ elif ! systemctl is-active --quiet "$service"; then
   systemctl start "$service"
   log "$service started"
 else
-  log "k3s $K3S_VERSION already installed and configured"
+  log "k3s $installed already installed and configured"
+fi
+if [ -n "$installed" ] && [ "$installed" != "$K3S_VERSION" ]; then
+  log "k3s $installed runs here, $K3S_VERSION is configured: the system-upgrade-controller upgrades it"
 fi
 
 # Servers: wait until this API server answers /readyz, so the next server joins a healthy etcd.

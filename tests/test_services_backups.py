@@ -1,0 +1,135 @@
+"""Velero: pinned chart and images, S3-compatible storage location, credentials only as a secret,
+file-system backups on every node, the schedule from config and the restore path."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.charts import VELERO
+from config import ConfigError, load
+from tests.conftest import SECRET_KEYS, base_raw, run_raw
+from tools.mockrun import Secret
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+SCHEDULE = "kubernetes:velero.io/v1:Schedule"
+RESTORE = "kubernetes:velero.io/v1:Restore"
+
+
+@pytest.fixture(scope="module")
+def restoring():
+    return run_raw(base_raw(clusterServices={
+        "tls": {"acmeEmail": "ops@example.com"},
+        "backups": {"s3": {"endpoint": "https://fsn1.your-objectstorage.com", "region": "fsn1",
+                           "bucket": "adp-test-backups"},
+                    "veleroSchedule": "30 1 * * *", "veleroTtl": "168h",
+                    "restore": {"backup": "cluster-20261120020012", "excludeNamespaces": ["velero"]}}}))
+
+
+def _deps(run, resource):
+    return {run.by_urn(u).name for u in resource.dependencies}
+
+
+def test_velero_chart_and_images_pinned(production):
+    velero = production.named("velero", RELEASE)
+    assert (velero.inputs["chart"], velero.inputs["version"]) == ("velero", "12.1.0") == (VELERO.chart, VELERO.version)
+    assert velero.inputs["repositoryOpts"]["repo"] == "https://vmware-tanzu.github.io/helm-charts"
+    values = velero.inputs["values"]
+    assert values["image"] == {"repository": "docker.io/velero/velero", "tag": "v1.18.1", "pullPolicy": "IfNotPresent"}
+    (plugin,) = values["initContainers"]
+    assert plugin["image"] == "docker.io/velero/velero-plugin-for-aws:v1.14.2"
+    assert plugin["volumeMounts"] == [{"mountPath": "/target", "name": "plugins"}]
+    assert values["kubectl"]["image"]["tag"] == "v1.36.4"
+    assert velero.inputs["namespace"] == "velero" and velero.inputs["createNamespace"] is False
+
+
+def test_storage_location_is_the_s3_compatible_bucket(production):
+    config = production.named("velero", RELEASE).inputs["values"]["configuration"]
+    (location,) = config["backupStorageLocation"]
+    assert location["provider"] == "aws" and location["bucket"] == "adp-production-backups"
+    assert location["prefix"] == "production/velero" and location["default"] is True
+    assert location["config"] == {"region": "fsn1", "s3Url": "https://fsn1.your-objectstorage.com",
+                                  "s3ForcePathStyle": "true", "checksumAlgorithm": ""}
+
+
+def test_volumes_backed_up_by_the_node_agent_not_snapshots(production):
+    values = production.named("velero", RELEASE).inputs["values"]
+    assert values["snapshotsEnabled"] is False and values["configuration"]["volumeSnapshotLocation"] == []
+    assert values["deployNodeAgent"] is True and values["configuration"]["uploaderType"] == "kopia"
+    assert values["configuration"]["defaultVolumesToFsBackup"] is True
+    assert {"key": "adplatform.io/dedicated", "operator": "Exists", "effect": "NoSchedule"} in \
+        values["nodeAgent"]["tolerations"], "database pools' volumes are backed up too"
+
+
+def test_every_container_has_requests_and_a_memory_limit(production):
+    values = production.named("velero", RELEASE).inputs["values"]
+    for resources in (values["resources"], values["nodeAgent"]["resources"], values["initContainers"][0]["resources"],
+                      values["upgradeJobResources"]):
+        assert resources["requests"]["cpu"] and resources["requests"]["memory"] and resources["limits"]["memory"]
+    assert values["metrics"]["enabled"] and values["metrics"]["serviceMonitor"]["enabled"]
+
+
+def test_credentials_only_in_a_secret(production):
+    secret = production.named("velero-s3-credentials", "kubernetes:core/v1:Secret")
+    data = secret.inputs["stringData"]
+    assert isinstance(data, Secret)
+    assert data.value["cloud"] == ("[default]\naws_access_key_id=offline-placeholder-access-key\n"
+                           "aws_secret_access_key=offline-placeholder-secret-key\n")
+    values = production.named("velero", RELEASE).inputs["values"]
+    assert values["credentials"] == {"useSecret": True, "existingSecret": "velero-s3"}
+    assert "offline-placeholder" not in str(values)
+    assert "velero-s3-credentials" in _deps(production, production.named("velero", RELEASE))
+
+
+def test_schedule_from_config_after_the_release(production):
+    schedule = production.named("velero-schedule", SCHEDULE)
+    spec = schedule.inputs["spec"]
+    assert spec["schedule"] == "0 2 * * *" and spec["template"]["ttl"] == "720h"
+    assert spec["template"]["includedNamespaces"] == ["*"] and spec["template"]["storageLocation"] == "default"
+    assert spec["template"]["defaultVolumesToFsBackup"] is True
+    assert "velero" in _deps(production, schedule)
+    assert not production.of_type(RESTORE), "no restore unless asked for"
+
+
+def test_namespace_reaches_only_s3_outside(production):
+    policies = {r.inputs["metadata"]["name"]: r.inputs["spec"]
+                for r in production.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+                if r.inputs["metadata"]["namespace"] == "velero"}
+    assert policies["allow-egress-internet"]["egress"][0]["ports"] == [{"protocol": "TCP", "port": 443}]
+    assert "allow-api-server-webhooks" not in policies
+
+
+def test_staging_without_backups_installs_no_velero(staging):
+    assert not [r for r in staging.resources if "velero" in r.name]
+
+
+def test_restore_path_renders_from_config(restoring):
+    restore = restoring.named("velero-restore", RESTORE)
+    assert restore.inputs["metadata"]["name"] == "restore-cluster-20261120020012"
+    assert restore.inputs["spec"] == {"backupName": "cluster-20261120020012", "includedNamespaces": ["*"],
+                                      "excludedNamespaces": ["velero"], "restorePVs": True,
+                                      "existingResourcePolicy": "none"}
+    assert "velero" in _deps(restoring, restore)
+    spec = restoring.named("velero-schedule", SCHEDULE).inputs["spec"]
+    assert spec["schedule"] == "30 1 * * *" and spec["template"]["ttl"] == "168h"
+
+
+@pytest.mark.parametrize("backups, key", [
+    ({"enabled": False}, "clusterServices.backups.enabled"),
+    ({"s3": None}, "clusterServices.backups.s3"),
+    ({"veleroTtl": "30d"}, "clusterServices.backups.veleroTtl"),
+    ({"etcdRetention": 0}, "clusterServices.backups.etcdRetention"),
+])
+def test_backup_config_errors_name_the_key(backups, key):
+    raw = base_raw()
+    raw["clusterServices"]["backups"].update(backups)
+    with pytest.raises(ConfigError) as err:
+        load("production", raw, SECRET_KEYS)
+    assert any(key in str(p) for p in err.value.problems), err.value.problems
+
+
+def test_backups_need_both_s3_keys():
+    raw = base_raw()
+    del raw["backupSecretAccessKey"]
+    with pytest.raises(ConfigError) as err:
+        load("production", raw, SECRET_KEYS)
+    assert any("backupSecretAccessKey" in str(p) for p in err.value.problems)
