@@ -87,6 +87,14 @@ def _cluster_services(cfg: StackConfig, profile: Profile, secrets: set[str]) -> 
         found.append(problem("clusterServices.tls.acmeEmail", "must be set: Let's Encrypt registers the ACME "
                              "account with it and sends certificate expiry notices there"))
     found += _dns01(svc.tls.dns01, secrets)
+    zone = svc.tls.dns01.zone if svc.tls.dns01 else None
+    if zone is not None and cfg.domain != zone and not cfg.domain.endswith(f".{zone}"):
+        found.append(problem("clusterServices.tls.dns01.zone", f"must be the DNS zone of domain {cfg.domain!r} "
+                             "(the domain itself or a parent of it), or the wildcard certificate is never issued", zone))
+    if len(svc.gateway.hostnames) > MAX_LISTENER_HOSTNAMES:
+        found.append(problem("clusterServices.gateway.hostnames", f"must list at most {MAX_LISTENER_HOSTNAMES} "
+                             "hostnames (a Gateway holds 64 listeners, one is HTTP); configure tls.dns01 for a "
+                             "wildcard listener instead", len(svc.gateway.hostnames)))
     backups = svc.backups
     if profile.strict and not backups.enabled:
         found.append(problem("clusterServices.backups.enabled", f"must be true in the {profile.name} profile "
@@ -102,6 +110,10 @@ def _cluster_services(cfg: StackConfig, profile: Profile, secrets: set[str]) -> 
     if profile.strict and svc.secrets.replicas < 3:
         found.append(problem("clusterServices.secrets.replicas", f"must be at least 3 in the {profile.name} "
                              "profile (raft keeps a quorum when one node is lost)", svc.secrets.replicas))
+    untainted = schedulable_nodes(cfg)
+    if profile.strict and svc.secrets.replicas > untainted:
+        found.append(problem("clusterServices.secrets.replicas", f"must not exceed the {untainted} nodes without "
+                             "taints: raft voters run one per node", svc.secrets.replicas))
     if svc.mesh.linkerd and not svc.mesh.namespaces:
         found.append(problem("clusterServices.mesh.namespaces", "must list at least one namespace when "
                              "clusterServices.mesh.linkerd is true", []))
@@ -114,6 +126,15 @@ def _cluster_services(cfg: StackConfig, profile: Profile, secrets: set[str]) -> 
     found += [problem("clusterServices.teams", f"must have unique names; {name!r} appears {n} times", name)
               for name, n in teams.items() if n > 1]
     return found
+
+
+MAX_LISTENER_HOSTNAMES = 63
+
+
+def schedulable_nodes(cfg: StackConfig) -> int:
+    """Nodes without taints: where the platform's own services (not the databases) run."""
+    cp = cfg.cluster.control_plane
+    return (0 if cp.taints else cp.count) + sum(p.count for p in cfg.cluster.active_pools if not p.node_taints)
 
 
 _DNS01_FIELDS = {"route53": ("hosted_zone_id", "region", "access_key_id"),

@@ -320,3 +320,26 @@ def test_meshed_namespaces_must_be_team_namespaces():
     assert msg == ("adplatform:clusterServices.mesh.namespaces must name team namespaces (clusterServices.teams: "
                    "ads, ci): only those are labelled for injection, got 'payments'")
     load("test", _services(mesh={"linkerd": False, "namespaces": ["payments"]}), SECRET)  # off: not checked
+
+
+def test_dns01_zone_must_contain_the_domain():
+    raw = _services(tls={"acmeEmail": "ops@example.com", "dns01": {"provider": "cloudflare", "zone": "other.com"}})
+    raw["dnsApiToken"] = "cf-token"
+    assert one_problem(raw) == ("adplatform:clusterServices.tls.dns01.zone must be the DNS zone of domain "
+                                "'ads.example.com' (the domain itself or a parent of it), or the wildcard "
+                                "certificate is never issued, got 'other.com'")
+    raw["clusterServices"]["tls"]["dns01"]["zone"] = "example.com"
+    load("test", raw, SECRET)
+
+
+def test_gateway_hostnames_fit_one_gateway():
+    msg = one_problem(_services(gateway={"hostnames": [f"h{i}" for i in range(64)]}))
+    assert msg.startswith("adplatform:clusterServices.gateway.hostnames must list at most 63 hostnames")
+
+
+def test_secret_store_replicas_need_as_many_untainted_nodes():
+    raw = _services(secrets={"replicas": 5})
+    assert one_problem(raw) == ("adplatform:clusterServices.secrets.replicas must not exceed the 3 nodes without "
+                                "taints: raft voters run one per node, got 5")
+    raw["cluster"] = {"pools": [{"name": "general", "count": 5}]}
+    load("test", raw, SECRET)
