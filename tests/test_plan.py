@@ -283,7 +283,10 @@ def _commit_with(path: str, text: str) -> str:
 
 def test_plan_diff_against_a_git_ref_shows_the_change(tmp_path):
     staging = (ROOT / "Pulumi.staging.yaml").read_text()
-    base = _commit_with("Pulumi.staging.yaml", staging + "    pools:\n      - name: general\n        count: 3\n")
+    cluster = "  adplatform:cluster:\n    location: nbg1\n"
+    assert cluster in staging
+    base = _commit_with("Pulumi.staging.yaml", staging.replace(
+        cluster, cluster + "    pools:\n      - name: general\n        count: 3\n"))
     out = tmp_path / "diff.md"
     assert diff.main([base, "--stack", "staging", "--out", str(out)]) == 0
     text = out.read_text()
