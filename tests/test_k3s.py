@@ -218,3 +218,12 @@ def test_compact_control_plane_runs_workloads_with_database_tuning():
     cfg = k3s_config(run, "control-plane-1")
     assert cfg["node-taint"] == [] and "cpu-manager-policy=static" in cfg["kubelet-arg"]
     assert len(run.of_type("hcloud:index/server:Server")) == 5
+
+
+def test_rotating_only_the_s3_secret_key_reconfigures_the_servers(wired_runs):
+    current, _ = wired_runs
+    raw = base_raw(backupSecretAccessKey="rotated-secret-key")
+    rotated = run_raw(raw)
+    assert _trigger(rotated, "control-plane-1") != _trigger(current, "control-plane-1")
+    assert _trigger(rotated, "general-1") == _trigger(current, "general-1"), "agents carry no S3 keys"
+    assert "rotated-secret-key" not in str(_trigger(rotated, "control-plane-1"))

@@ -199,3 +199,15 @@ def test_hcl_renderer_quotes_labels_and_escapes_strings():
     text = secrets.hcl({("seal", "static"): {"current_key": 'a"b'}, "ui": True, ("retry_join",): [{"x": 1}, {"x": 2}]})
     assert text == ('seal "static" {\n  current_key = "a\\"b"\n}\nui = true\n'
                     "retry_join {\n  x = 1\n}\nretry_join {\n  x = 2\n}")
+
+
+def test_secret_store_pods_meet_the_restricted_level_of_their_namespace(production):
+    """The charts' default container context drops no capability: `restricted` would refuse the pods."""
+    values = production.named("openbao", "kubernetes:helm.sh/v3:Release").inputs["values"]
+    context = values["server"]["statefulSet"]["securityContext"]
+    assert context["container"]["capabilities"] == {"drop": ["ALL"]}
+    assert context["container"]["allowPrivilegeEscalation"] is False
+    assert context["pod"]["runAsNonRoot"] is True and context["pod"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert context["pod"]["runAsUser"] == 100 and context["pod"]["fsGroup"] == 1000
+    ns = next(r for r in production.of_type("kubernetes:core/v1:Namespace") if r.inputs["metadata"]["name"] == "openbao")
+    assert ns.inputs["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"

@@ -115,14 +115,13 @@ class K3sCluster(pulumi.ComponentResource):
         inputs = (node.private_ip, node.public_ip, infra.api_private_endpoint, infra.tls_sans)
         script = pulumi.Output.all(self._token.result, self._agent_token.result, s3_access, s3_secret,
                                    *inputs).apply(lambda v: script_of(cluster.k3s_version, *v))
-        # The trigger hashes the same script with the tokens and the S3 secret key redacted and the
-        # version left out: it changes when the node's configuration does (a new S3 access key id
-        # included, so rotated keys reach the servers), never with the version alone (the
-        # system-upgrade-controller upgrades running nodes), and reveals no secret. The hash is
-        # unsecreted so previews show when a node is reconfigured; it cannot be reversed into a key id.
-        trigger = pulumi.Output.unsecret(pulumi.Output.all(s3_access, *inputs).apply(
-            lambda v: content_hash(script_of(ANY_VERSION, REDACTED, REDACTED, v[0], REDACTED if v[0] else "",
-                                             *v[1:]))))
+        # The trigger hashes the same script with the join tokens redacted (generated once, never
+        # rotated) and the version left out: it changes when the node's configuration does, rotated
+        # S3 keys included, never with the version alone (the system-upgrade-controller upgrades
+        # running nodes). It is unsecreted so previews show when a node is reconfigured: a SHA-256 over
+        # the whole file, it cannot be reversed into the (high-entropy) S3 keys it covers.
+        trigger = pulumi.Output.unsecret(pulumi.Output.all(s3_access, s3_secret, *inputs).apply(
+            lambda v: content_hash(script_of(ANY_VERSION, REDACTED, REDACTED, *v))))
         return run_script(f"k3s-{node.name}", node, script, trigger, parent=self, secret=True,
                           depends_on=[tuning.ready[node.name], *after])
 

@@ -14,6 +14,7 @@ from components.k3s import K3sCluster
 from components.services import backups, certs, gateway, mesh, namespaces, secrets, upgrades
 from components.services.context import ServicesContext
 from config import LoadedConfig
+from config.rules import schedulable_nodes
 from providers.base import Infrastructure, Storage
 
 
@@ -35,18 +36,20 @@ class ClusterServices(pulumi.ComponentResource):
             secrets=loaded.secrets, domain=cfg.domain, stack=loaded.stack, ha=loaded.profile.strict,
             protect=loaded.profile.protect, storage_class=storage.default_class,
             load_balancer_annotations=infra.cluster.load_balancer_annotations,
-            schedulable_nodes=sum(1 for n in infra.nodes if not n.spec.taints))
+            schedulable_nodes=schedulable_nodes(cfg))
         base = [*cluster.ready, *storage.resources]
 
         modules = (certs, gateway, upgrades, backups, secrets, mesh)
         spaces = namespaces.install(ctx, [spec for m in modules for spec in m.namespaces(ctx)],
                                     after=cluster.ready, mesh_peers=mesh.meshed_namespace_peers(ctx))
-        tls = certs.install(ctx, spaces, after=base)
-        edge = gateway.install(ctx, spaces, tls, after=base)
-        rolling = upgrades.install(ctx, spaces, after=base)
-        saved = backups.install(ctx, spaces, after=base)
-        store = secrets.install(ctx, spaces, after=base)
-        meshed = mesh.install(ctx, spaces, tls, after=base)
+        # Workloads start once their namespace's policies exist (allows included), not in a race with them.
+        placed = [*base, *spaces.ready]
+        tls = certs.install(ctx, spaces, after=placed)
+        edge = gateway.install(ctx, spaces, tls, after=placed)
+        rolling = upgrades.install(ctx, spaces, after=placed)
+        saved = backups.install(ctx, spaces, after=placed)
+        store = secrets.install(ctx, spaces, after=placed)
+        meshed = mesh.install(ctx, spaces, tls, after=placed)
 
         self.storage_class = storage.default_class
         self.gateway = edge

@@ -22,6 +22,11 @@ API_PORT = 6443
 # Addresses outside the cluster: the internet minus private ranges (nodes, pods and services are in them).
 PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
 LAYER_LABEL = "adplatform.io/layer"
+# What the `restricted` Pod Security level demands of a pod and its containers, for charts whose
+# defaults fall short (pass these where a chart takes explicit security contexts).
+RESTRICTED_POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+RESTRICTED_CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                 "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 TEAM_LAYER = "teams"
 
 

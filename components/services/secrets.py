@@ -33,7 +33,8 @@ import pulumi_random as random
 from components import charts
 from components.helm import release
 from components.services.context import ServicesContext
-from components.services.namespaces import Namespaces, NamespaceSpec, Peer
+from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
+                                           NamespaceSpec, Peer)
 
 API_PORT = 8200
 CLUSTER_PORT = 8201
@@ -269,6 +270,11 @@ def server_values(ctx: ServicesContext, backend: Backend) -> dict[str, Any]:
             "extraArgs": first_pod_args(backend) if backend.self_managed else "",
             **({"podManagementPolicy": "OrderedReady"} if backend.self_managed else {}),  # joiners find a leader
             "standalone": {"enabled": False},
+            # The namespace enforces `restricted`; the charts' default container context drops no
+            # capabilities. A `pod` value replaces the chart's block, so it repeats the user ids.
+            "statefulSet": {"securityContext": {
+                "pod": {**RESTRICTED_POD_SECURITY, "runAsUser": 100, "runAsGroup": 1000, "fsGroup": 1000},
+                "container": RESTRICTED_CONTAINER_SECURITY}},
             "ha": {
                 "enabled": True, "replicas": replicas,
                 "raft": {"enabled": True, "setNodeId": True, "config": config},
