@@ -9,7 +9,9 @@ from urllib.parse import quote, urlparse
 import pulumi
 import yaml
 
+from config import StackSecrets
 from config.catalog import ROLES
+from config.services import Backups
 from providers.base import ClusterProfile, NodeSpec
 
 API_PORT = 6443
@@ -103,7 +105,7 @@ class EtcdBackup:
     secret_key: pulumi.Output[str]
 
     @classmethod
-    def from_config(cls, backups: Any, stack: str, secrets: Any) -> EtcdBackup | None:
+    def from_config(cls, backups: Backups, stack: str, secrets: StackSecrets) -> EtcdBackup | None:
         """From clusterServices.backups (validated: s3 and both keys are set when enabled)."""
         if not backups.enabled or backups.s3 is None:
             return None
