@@ -14,7 +14,7 @@ from pydantic import AfterValidator, Field, field_validator
 
 from components.charts import K3S_VERSION
 from config.catalog import ROLES, SIZES
-from config.model_base import UNKNOWN_KEYS, Model as _Model
+from config.model_base import UNKNOWN_KEYS, Model as _Model, one_of
 from config.services import ClusterServices
 
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
@@ -152,12 +152,7 @@ class Pool(_Model):
                              f"and not be {CONTROL_PLANE!r}")
         return name
 
-    @field_validator("role")
-    @classmethod
-    def _role(cls, role: str) -> str:
-        if role not in ROLES:
-            raise ValueError(f"must be one of the roles {', '.join(ROLES)}")
-        return role
+    _v_role = field_validator("role")(staticmethod(one_of(ROLES, what="the roles")))
 
     @field_validator("count")
     @classmethod

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
@@ -18,6 +18,17 @@ def check_hostname_label(value: str) -> str:
         raise ValueError(f"{value!r} must be a DNS label: 1-63 characters of a-z, 0-9 and '-', "
                          "starting and ending with a letter or digit")
     return value
+
+
+def one_of(options: Iterable[str], what: str = "", why: str = "") -> Callable[[str], str]:
+    """A validator accepting exactly `options`; the error lists them (`what` names them, `why` explains)."""
+    accepted = tuple(options)
+
+    def check(value: str) -> str:
+        if value not in accepted:
+            raise ValueError(f"must be one of {what + ' ' if what else ''}{', '.join(accepted)}{' ' + why if why else ''}")
+        return value
+    return check
 
 
 class Model(BaseModel):

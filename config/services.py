@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import field_validator
 
-from config.model_base import Model, check_hostname_label
+from config.model_base import Model, check_hostname_label, one_of
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+s)?$")
@@ -49,12 +49,8 @@ class Dns01(Model):
     tsig_key_name: str | None = None  # rfc2136
     tsig_algorithm: str = "HMACSHA512"  # rfc2136
 
-    @field_validator("provider")
-    @classmethod
-    def _provider(cls, value: str) -> str:
-        if value not in DNS01_PROVIDERS:
-            raise ValueError(f"must be one of {', '.join(DNS01_PROVIDERS)} (cert-manager's built-in DNS-01 solvers)")
-        return value
+    _v_provider = field_validator("provider")(
+        staticmethod(one_of(DNS01_PROVIDERS, why="(cert-manager's built-in DNS-01 solvers)")))
 
 
 class Tls(Model):
@@ -69,12 +65,7 @@ class Tls(Model):
             raise ValueError("must be an e-mail address (Let's Encrypt sends expiry notices there)")
         return value
 
-    @field_validator("issuer")
-    @classmethod
-    def _issuer(cls, value: str) -> str:
-        if value not in ISSUERS:
-            raise ValueError(f"must be one of {', '.join(ISSUERS)}")
-        return value
+    _v_issuer = field_validator("issuer")(staticmethod(one_of(ISSUERS)))
 
 
 class Gateway(Model):
@@ -164,12 +155,7 @@ class Secrets(Model):
     backend: str = "openbao"  # OpenBao (MPL-2.0) or HashiCorp Vault (BSL): the same API
     replicas: int = 3
 
-    @field_validator("backend")
-    @classmethod
-    def _backend(cls, value: str) -> str:
-        if value not in SECRETS_BACKENDS:
-            raise ValueError(f"must be one of {', '.join(SECRETS_BACKENDS)}")
-        return value
+    _v_backend = field_validator("backend")(staticmethod(one_of(SECRETS_BACKENDS)))
 
     @field_validator("replicas")
     @classmethod
