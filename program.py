@@ -13,7 +13,9 @@ import providers
 from components.host import HostTuning
 from components.k3s import K3sCluster
 from components.k3s.config import EtcdBackup
+from components.data import DataPlane
 from components.services import ClusterServices
+from components.data.outputs import data_plane_summary
 from config import ConfigError, load_from_pulumi
 
 
@@ -37,6 +39,9 @@ def main() -> None:
         pulumi.export("storageClass", services.storage_class)
         pulumi.export("clusterIssuer", services.cluster_issuer)
         pulumi.export("gateway", {"name": services.gateway.name, "namespace": services.gateway.namespace})
+        if loaded.config.layers.data_plane:
+            data = DataPlane("data-plane", loaded, infra, cluster, services)
+            pulumi.export("dataPlane", data_plane_summary(data))
 
     pulumi.export("provider", loaded.config.provider)
     pulumi.export("profile", loaded.profile.name)

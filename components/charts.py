@@ -32,9 +32,25 @@ class Manifests:
 # --- k3s layer --------------------------------------------------------------------------------------
 CILIUM = Chart("https://helm.cilium.io", "cilium", "1.20.0", "kube-system")
 HCLOUD_CCM = Chart("https://charts.hetzner.cloud", "hcloud-cloud-controller-manager", "1.35.0", "kube-system")
+# AWS cloud controller manager: chart 0.0.11 runs image v1.35.0 (kubernetes/cloud-provider-aws,
+# charts/aws-cloud-controller-manager/Chart.yaml, 2026-03-20; the v1.36 images have no chart yet).
+AWS_CCM = Chart("https://kubernetes.github.io/cloud-provider-aws", "aws-cloud-controller-manager", "0.0.11",
+                "kube-system")
+# Azure cloud controller manager + node manager: chart 1.36.0 (kubernetes-sigs/cloud-provider-azure
+# helm/repo/index.yaml, 2026-05-14); it runs the image of the cluster's Kubernetes minor (v1.36.0 for 1.36).
+AZURE_CCM = Chart("https://raw.githubusercontent.com/kubernetes-sigs/cloud-provider-azure/master/helm/repo",
+                  "cloud-provider-azure", "1.36.0", "kube-system")
 
 # --- cluster services -------------------------------------------------------------------------------
 HCLOUD_CSI = Chart("https://charts.hetzner.cloud", "hcloud-csi", "2.22.1", "kube-system")
+# AWS EBS CSI driver: chart 2.64.0 / driver v1.64.0 (kubernetes-sigs/aws-ebs-csi-driver tag
+# helm-chart-aws-ebs-csi-driver-2.64.0, 2026-08-18).
+AWS_EBS_CSI = Chart("https://kubernetes-sigs.github.io/aws-ebs-csi-driver", "aws-ebs-csi-driver", "2.64.0",
+                    "kube-system")
+# Azure Disk CSI driver: chart/driver 1.34.5 (kubernetes-sigs/azuredisk-csi-driver charts/index.yaml,
+# 2026-08-07; the v2.0.0 line is beta). The GitHub Pages repository mirrors the raw one (charts/README.md).
+AZURE_DISK_CSI = Chart("https://kubernetes-sigs.github.io/azuredisk-csi-driver", "azuredisk-csi-driver", "1.34.5",
+                       "kube-system")
 CERT_MANAGER = Chart("https://charts.jetstack.io", "cert-manager", "v1.21.1", "cert-manager")
 # Server images pinned to each chart's appVersion (openbao-helm tag openbao-0.29.2: v2.6.2; vault-helm
 # v0.34.1: 2.0.4); External Secrets runs its chart's appVersion v2.9.0.
@@ -44,6 +60,12 @@ VAULT = Chart("https://helm.releases.hashicorp.com", "vault", "0.34.1", "vault")
 VAULT_VERSION = "2.0.4"
 EXTERNAL_SECRETS = Chart("https://charts.external-secrets.io", "external-secrets", "2.9.0", "external-secrets")
 VELERO = Chart("https://vmware-tanzu.github.io/helm-charts", "velero", "12.1.0", "velero")  # Velero v1.18.1
+# The Prometheus Operator's CRDs (ServiceMonitor, PodMonitor, PrometheusRule) on their own, so every layer
+# can declare how it is scraped before monitoring is installed. 31.0.1 carries operator v0.93.1, the
+# operator kube-prometheus-stack 88.5.3 runs (prometheus-community/helm-charts tags); that chart must
+# then run with `crds.enabled: false`.
+PROMETHEUS_OPERATOR_CRDS = Chart("https://prometheus-community.github.io/helm-charts", "prometheus-operator-crds",
+                                 "31.0.1", "kube-system")
 # Linkerd edge-26.8.3 (2026-08-21): edge charts are versioned YYYY.M.N from the edge-YY.M.N tag
 # (linkerd2 bin/compute-edge-version). Stable releases are Buoyant Enterprise only since 2024.
 LINKERD_CRDS = Chart("https://helm.linkerd.io/edge", "linkerd-crds", "2026.8.3", "linkerd")
@@ -64,8 +86,123 @@ SYSTEM_UPGRADE_CONTROLLER = Manifests("system-upgrade-controller", SYSTEM_UPGRAD
     f"https://github.com/rancher/system-upgrade-controller/releases/download/{SYSTEM_UPGRADE_CONTROLLER_VERSION}/{f}"
     for f in ("crd.yaml", "system-upgrade-controller.yaml")))
 
+
+@dataclass(frozen=True)
+class Kustomization:
+    """A project's kustomize overlay (no upstream Helm chart), pinned to a release tag."""
+
+    name: str
+    version: str
+    directory: str  # a folder of a git repository at that tag, as pulumi_kubernetes.kustomize.v2 takes it
+    namespace: str
+
+
+# GCP Persistent Disk CSI driver: no Helm chart upstream; its `noauth` overlay uses the VM's service
+# account (no key file). Tag v1.26.4 (2026-07-08) of kubernetes-sigs/gcp-compute-persistent-disk-csi-driver;
+# the overlay pins the images (deploy/kubernetes/images/stable-master).
+GCP_PD_CSI_VERSION = "v1.26.4"
+GCP_PD_CSI = Kustomization(
+    "gcp-compute-persistent-disk-csi-driver", GCP_PD_CSI_VERSION,
+    "https://github.com/kubernetes-sigs/gcp-compute-persistent-disk-csi-driver/tree/"
+    f"{GCP_PD_CSI_VERSION}/deploy/kubernetes/overlays/noauth", "gce-pd-csi-driver")
+
+# --- data plane: PostgreSQL and object storage ----------------------------------------------------------
+# CloudNativePG: chart 0.29.0 runs operator 1.30.0 (cloudnative-pg/charts tag cloudnative-pg-v0.29.0,
+# charts/cloudnative-pg/Chart.yaml appVersion, 2026-06-29); the barman-cloud plugin chart 0.7.0 runs plugin
+# v0.13.0 (tag plugin-barman-cloud-v0.7.0, Chart.yaml appVersion). Both live in the operator's namespace.
+CNPG_VERSION = "1.30.0"
+CLOUDNATIVE_PG = Chart("https://cloudnative-pg.github.io/charts", "cloudnative-pg", "0.29.0", "cnpg-system")
+BARMAN_CLOUD_VERSION = "v0.13.0"
+BARMAN_CLOUD = Chart("https://cloudnative-pg.github.io/charts", "plugin-barman-cloud", "0.7.0", "cnpg-system")
+# PostgreSQL 18.6 from CloudNativePG's image catalog (cloudnative-pg/artifacts
+# image-catalogs/catalog-standard-trixie.yaml, images.cnpg.io/date 20260817): tag and digest as published.
+POSTGRES_IMAGE = ("ghcr.io/cloudnative-pg/postgresql:18.6-202608170814-standard-trixie"
+                  "@sha256:771f9eab5225587af259d84680cc69a5b6e374ac32bb24effafde1f3368a1241")
+# SeaweedFS: chart 4.44.0 runs SeaweedFS 4.44 (seaweedfs/seaweedfs tag 4.44, k8s/charts/seaweedfs/Chart.yaml,
+# 2026-08-22); the image is pinned to that appVersion explicitly.
+SEAWEEDFS_VERSION = "4.44"
+SEAWEEDFS = Chart("https://seaweedfs.github.io/seaweedfs/helm", "seaweedfs", "4.44.0", "seaweedfs")
+
+# --- data plane: Redpanda and DragonflyDB -------------------------------------------------------------
+# Redpanda Operator 26.2.2 (redpanda-data/redpanda-operator tag operator/v26.2.2, operator/chart/Chart.yaml,
+# 2026-08-14). It renders the Redpanda cluster from the redpanda chart 26.2.2 it embeds (charts/redpanda/chart/
+# Chart.yaml: appVersion v26.2.1) and Console from the console chart 3.9.0 (appVersion v3.9.0); the brokers'
+# sidecar is the operator image itself (statefulset.sideCars.image in that values.yaml).
+REDPANDA_OPERATOR_VERSION = "v26.2.2"
+REDPANDA_OPERATOR = Chart("https://charts.redpanda.com", "operator", "26.2.2", "redpanda-operator")
+REDPANDA_VERSION = "v26.2.1"
+REDPANDA_CONSOLE_VERSION = "v3.9.0"
+# The redpanda chart's helper image defaults to busybox:latest (statefulset.initContainerImage): pinned.
+BUSYBOX_VERSION = "1.37.0"
+# DragonflyDB operator v1.6.1 (dragonflydb/dragonfly-operator tag v1.6.1, charts/dragonfly-operator/Chart.yaml,
+# 2026-06-12; pushed as an OCI chart by .github/workflows/ci.yml). Its default Dragonfly is v1.39.0
+# (internal/resources/version.go), pinned here on the Dragonfly resource.
+DRAGONFLY_OPERATOR = Chart("oci://ghcr.io/dragonflydb/dragonfly-operator/helm", "dragonfly-operator", "v1.6.1",
+                           "dragonfly-operator")
+DRAGONFLY_VERSION = "v1.39.0"
+
+# --- data plane: ClickHouse ---------------------------------------------------------------------------
+# Altinity operator for ClickHouse 0.27.3, the newest release tag seen (Altinity/clickhouse-operator tag
+# release-0.27.3, release PR #2062, 2026-08-11; the reference's 0.25.6 chart / 0.27.1 operator are older). The
+# chart is versioned with the operator (deploy/helm/clickhouse-operator/Chart.yaml: version == appVersion)
+# and published as that release's tarball behind https://helm.altinity.com.
+CLICKHOUSE_OPERATOR = Chart("https://helm.altinity.com", "altinity-clickhouse-operator", "0.27.3",
+                            "clickhouse-operator")
+# The chart's CRD hook runs bitnami/kubectl:latest (values.yaml crdHook.image): it is switched off and the
+# release's CRDs are applied from the same tag instead, so `pulumi up` upgrades them with the chart.
+CLICKHOUSE_OPERATOR_CRDS = Manifests("clickhouse-operator-crds", CLICKHOUSE_OPERATOR.version, tuple(
+    "https://raw.githubusercontent.com/Altinity/clickhouse-operator/release-"
+    f"{CLICKHOUSE_OPERATOR.version}/deploy/helm/clickhouse-operator/crds/CustomResourceDefinition-{name}.yaml"
+    for name in ("clickhouseinstallations.clickhouse.altinity.com",
+                 "clickhouseinstallationtemplates.clickhouse.altinity.com",
+                 "clickhouseoperatorconfigurations.clickhouse.altinity.com",
+                 "clickhousekeeperinstallations.clickhouse-keeper.altinity.com")))
+# ClickHouse server and Keeper from the 26.3 LTS line (ClickHouse/ClickHouse tag v26.3.21.7-lts, 2026-08-22,
+# the newest LTS patch verified; LTS lines get fixes for a year). Docker tags drop the "v" and "-lts".
+CLICKHOUSE_VERSION = "26.3.21.7"
+# Altinity Backup for ClickHouse (Altinity/clickhouse-backup tag v2.8.0, 2026-07-16; Docker tag without "v",
+# .github/workflows/release.yaml).
+CLICKHOUSE_BACKUP_VERSION = "2.8.0"
+
+# --- data plane: ScyllaDB -------------------------------------------------------------------------------
+# ScyllaDB Operator v1.21.1 (scylladb/scylla-operator tag v1.21.1, 2026-08-11). Its charts are published with
+# the git tag as the chart version (Makefile: HELM_CHART_VERSION = `git describe --tags`, i.e. "v1.21.1") and
+# the operator image under the tag without the "v". Helm creates CRDs only on first install and never updates
+# them, so the release's CRDs (the chart's crds/ are symlinks to these files) are applied from the same tag.
+SCYLLA_OPERATOR_VERSION = "1.21.1"
+SCYLLA_OPERATOR = Chart("https://scylla-operator-charts.storage.googleapis.com/stable", "scylla-operator",
+                        f"v{SCYLLA_OPERATOR_VERSION}", "scylla-operator")
+SCYLLA_MANAGER = Chart("https://scylla-operator-charts.storage.googleapis.com/stable", "scylla-manager",
+                       f"v{SCYLLA_OPERATOR_VERSION}", "scylla-manager")
+SCYLLA_OPERATOR_CRDS = Manifests("scylla-operator-crds", SCYLLA_OPERATOR.version, tuple(
+    f"https://raw.githubusercontent.com/scylladb/scylla-operator/{SCYLLA_OPERATOR.version}/pkg/api/scylla/"
+    f"{group_version}/scylla.scylladb.com_{plural}.yaml"
+    for group_version, plural in (
+        ("v1", "scyllaclusters"), ("v1alpha1", "nodeconfigs"), ("v1alpha1", "remotekubernetesclusters"),
+        ("v1alpha1", "remoteowners"), ("v1alpha1", "scylladbclusters"),
+        ("v1alpha1", "scylladbdatacenternodesstatusreports"), ("v1alpha1", "scylladbdatacenters"),
+        ("v1alpha1", "scylladbmanagerclusterregistrations"), ("v1alpha1", "scylladbmanagertasks"),
+        ("v1alpha1", "scylladbmonitorings"), ("v1alpha1", "scyllaoperatorconfigs"))))
+# ScyllaDB 2026.1.11, the newest patch of the 2026.1 LTS line (scylladb/scylladb tag scylla-2026.1.11,
+# 2026-08-10; operator v1.21.1 defaults to 2026.1.3, assets/config/config.yaml). Scylla Manager and its agent
+# 3.10.1: the newest 3.10 patch (scylladb/scylla-manager tag v3.10.1) and the operator's tested default.
+SCYLLADB_VERSION = "2026.1.11"
+SCYLLA_MANAGER_VERSION = "3.10.1"
+# ScyllaDB Local CSI Driver v1.0.1 (scylladb/local-csi-driver tag v1.0.1, 2026-08-04, the first stable line)
+# and the CSI sidecars its deploy/kubernetes/local-csi-driver/50_daemonset.yaml pins (tag and digest).
+SCYLLADB_LOCAL_CSI_DRIVER_IMAGE = "docker.io/scylladb/local-csi-driver:1.0.1"
+CSI_NODE_DRIVER_REGISTRAR_IMAGE = ("registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.17.0"
+                                   "@sha256:f9de845b170155199f2a2a3f9531cf13d78e31235e9db6b6582a8b0db0a50dad")
+CSI_LIVENESS_PROBE_IMAGE = ("registry.k8s.io/sig-storage/livenessprobe:v2.19.0"
+                            "@sha256:06da0d5b8908072f2e4522692aee8dc119fba7247a9658497e1153992cd777e9")
+CSI_PROVISIONER_IMAGE = ("registry.k8s.io/sig-storage/csi-provisioner:v5.3.0"
+                         "@sha256:bb057f866177d5f4139a1527e594499cbe0feeb67b63aaca8679dfdf0a6016f9")
+
 CHARTS: dict[str, Chart] = {c.chart: c for c in (
     CILIUM, HCLOUD_CCM, HCLOUD_CSI, CERT_MANAGER, OPENBAO, VAULT, EXTERNAL_SECRETS, VELERO, LINKERD_CRDS,
-    LINKERD_CONTROL_PLANE, LINKERD_CNI, TRUST_MANAGER,
+    LINKERD_CONTROL_PLANE, LINKERD_CNI, TRUST_MANAGER, PROMETHEUS_OPERATOR_CRDS, AWS_CCM, AWS_EBS_CSI,
+    AZURE_CCM, AZURE_DISK_CSI, CLOUDNATIVE_PG, BARMAN_CLOUD, SEAWEEDFS, REDPANDA_OPERATOR, DRAGONFLY_OPERATOR,
+    CLICKHOUSE_OPERATOR, SCYLLA_OPERATOR, SCYLLA_MANAGER,
 )}
-MANIFESTS: dict[str, Manifests] = {m.name: m for m in (GATEWAY_API, SYSTEM_UPGRADE_CONTROLLER)}
+MANIFESTS: dict[str, Manifests] = {m.name: m for m in (GATEWAY_API, SYSTEM_UPGRADE_CONTROLLER,
+                                                     CLICKHOUSE_OPERATOR_CRDS, SCYLLA_OPERATOR_CRDS)}

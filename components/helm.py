@@ -19,12 +19,15 @@ def release(name: str, chart: Chart, values: dict[str, Any], opts: pulumi.Resour
     components/services/namespaces.py. By default Helm creates any namespace but kube-system.
     """
     ns = namespace or chart.namespace
+    # An OCI registry is no chart repository: Helm takes the chart as `oci://<registry path>/<chart>`
+    # and no repository options (pulumi-kubernetes Release docs, "OCI registries").
+    oci = chart.repo.startswith("oci://")
     return k8s.helm.v3.Release(
         name,
         name=name,
-        chart=chart.chart,
+        chart=f"{chart.repo.rstrip('/')}/{chart.chart}" if oci else chart.chart,
         version=chart.version,
-        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
+        repository_opts=None if oci else k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
         namespace=ns,
         create_namespace=ns != "kube-system" if create_namespace is None else create_namespace,
         values=values,

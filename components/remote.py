@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import pulumi
 import pulumi_command as command
 
-from providers.base import Node
+if TYPE_CHECKING:  # providers use run_script too (bare metal, Azure): no import cycle at runtime
+    from providers.base import Node
 
 
 def run_script(name: str, node: Node, script: pulumi.Input[str], trigger: str, *,

@@ -37,6 +37,15 @@ ROLES: dict[str, Role] = {
 # Roles whose replicas the data plane places; a strict profile must give each of them enough
 # nodes, either on a pool of that role or on converged pools.
 DATABASE_ROLES = ("scylladb", "redpanda", "clickhouse", "stateful")
+# The role whose nodes each data store runs on (dataPlane.<store> in the config).
+STORE_ROLES = {"scylladb": "scylladb", "redpanda": "redpanda", "clickhouse": "clickhouse",
+               "dragonfly": "stateful", "postgres": "stateful", "object_storage": "stateful"}
+# Namespaces whose volumes hold live database files: Velero skips them (a file copy of a running
+# database is not a consistent backup); their stores back up with their own tools (components/data).
+# DragonflyDB's snapshot volumes and the object store's volumes are left to Velero.
+LIVE_DATABASE_NAMESPACES = ("scylla", "scylla-manager", "redpanda", "clickhouse", "postgres")
+# Where the platform layer's Prometheus runs: stores let it scrape their metrics ports.
+MONITORING_NAMESPACE = "monitoring"
 
 
 @dataclass(frozen=True)
@@ -56,10 +65,10 @@ SIZES: dict[str, Size] = {
 }
 
 # Providers implemented behind providers.get(); the config accepts exactly these.
-PROVIDERS = ("hetzner",)
+PROVIDERS = ("hetzner", "aws", "gcp", "azure", "baremetal")
 
 # Hosts under the stack's domain that the platform serves through the shared gateway. Without a
 # DNS-01 provider each gets its own HTTPS listener and HTTP-01 certificate (HTTP-01 issues no
 # wildcard); later layers route only hostnames listed here (config: clusterServices.gateway.hostnames).
 PLATFORM_HOSTNAMES = ("gitlab", "registry", "grafana", "airflow", "jupyter", "mlflow", "kubeflow",
-                      "console", "ads", "rtb", "api")
+                      "ads", "rtb", "api")

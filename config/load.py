@@ -25,6 +25,8 @@ SSH_PRIVATE_KEY = "sshPrivateKey"
 OPTIONAL_SECRETS = {
     "backupAccessKeyId": "the S3 access key of clusterServices.backups.s3",
     "backupSecretAccessKey": "the S3 secret key of clusterServices.backups.s3",
+    "objectStorageAccessKeyId": "the S3 access key of dataPlane.objectStorage.external",
+    "objectStorageSecretAccessKey": "the S3 secret key of dataPlane.objectStorage.external",
     "dnsApiToken": "the DNS provider credential of clusterServices.tls.dns01 (Cloudflare API token, "
                    "Route53 secret access key or RFC2136 TSIG secret)",
 }
@@ -38,6 +40,8 @@ class StackSecrets:
     backup_access_key_id: pulumi.Output[str] | None = None
     backup_secret_access_key: pulumi.Output[str] | None = None
     dns_api_token: pulumi.Output[str] | None = None
+    object_storage_access_key_id: pulumi.Output[str] | None = None
+    object_storage_secret_access_key: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,9 @@ def load(stack: str, raw: dict[str, Any], secret_keys: set[str]) -> LoadedConfig
     extra = {key: pulumi.Output.secret(str(value)) for key, value in optional.items()}
     return LoadedConfig(stack, cfg, profile, StackSecrets(
         pulumi.Output.secret(private_key), backup_access_key_id=extra.get("backupAccessKeyId"),
-        backup_secret_access_key=extra.get("backupSecretAccessKey"), dns_api_token=extra.get("dnsApiToken")))
+        backup_secret_access_key=extra.get("backupSecretAccessKey"), dns_api_token=extra.get("dnsApiToken"),
+        object_storage_access_key_id=extra.get("objectStorageAccessKeyId"),
+        object_storage_secret_access_key=extra.get("objectStorageSecretAccessKey")))
 
 
 def merge(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from pydantic import AfterValidator, Field, field_validator
 from components.charts import K3S_VERSION
 from config.catalog import ROLES, SIZES
 from config.model_base import UNKNOWN_KEYS, Model as _Model, one_of
+from config.baremetal import BareMetal
+from config.data import DataPlane
 from config.services import ClusterServices
 
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
@@ -181,6 +183,9 @@ class ApiLoadBalancer(_Model):
 class Cluster(_Model):
     k3s_version: str = Field(K3S_VERSION, alias="k3sVersion")
     location: str | None = None  # default for the control plane and pools; the provider's default otherwise
+    # The server image, overriding the provider's own resolution of Ubuntu 24.04 LTS (a Hetzner image
+    # name, an AMI id, a GCP image or family path, an Azure image URN): pin it for reproducible nodes.
+    image: str | None = None
     # The private network spans the pod CIDR so that providers with native routing (Hetzner: the
     # CCM programs one route per node podCIDR) carry pod traffic over the private network.
     network_cidr: str = "10.0.0.0/8"
@@ -223,6 +228,8 @@ class StackConfig(_Model):
     cluster: Cluster = Cluster()
     layers: Layers = Layers()
     cluster_services: ClusterServices = ClusterServices()
+    data_plane: DataPlane = DataPlane()
+    bare_metal: BareMetal | None = None  # provider baremetal: the existing hosts (config/baremetal.py)
 
     @field_validator("domain")
     @classmethod

@@ -44,6 +44,23 @@ def _services(*, backups: bool, agent_concurrency: int, team_cpu: str, team_memo
     }
 
 
+def _data(*, scylladb: str, redpanda: str, clickhouse: str, postgres: str, wal: str, dragonfly: str,
+          objects: str) -> dict[str, Any]:
+    """Volume sizes per store. ScyllaDB's fits the local NVMe of the pool's servers where it runs on it
+    (Hetzner ccx43: 360 GB, cx33: 80 GB), with room for the OS and images."""
+    return {
+        "scylladb": {"storageSize": scylladb},
+        "redpanda": {"storageSize": redpanda},
+        "clickhouse": {"storageSize": clickhouse},
+        "postgres": {"storageSize": postgres, "walStorageSize": wal},
+        "dragonfly": {"storageSize": dragonfly},
+        "objectStorage": {"storageSize": objects},
+    }
+
+
+_PRODUCTION_DATA = _data(scylladb="250Gi", redpanda="500Gi", clickhouse="500Gi", postgres="100Gi", wal="20Gi",
+                         dragonfly="50Gi", objects="500Gi")
+
 PROFILES: dict[str, Profile] = {
     "production": Profile(
         name="production",
@@ -65,6 +82,7 @@ PROFILES: dict[str, Profile] = {
             "layers": _ALL_LAYERS_ON,
             "clusterServices": _services(backups=True, agent_concurrency=1, team_cpu="32", team_memory="64Gi",
                                          team_memory_limit="96Gi"),
+            "dataPlane": _PRODUCTION_DATA,
         },
     ),
     "staging": Profile(
@@ -88,6 +106,8 @@ PROFILES: dict[str, Profile] = {
             # Staging may add backups (clusterServices.backups: enabled + s3); production must have them.
             "clusterServices": _services(backups=False, agent_concurrency=2, team_cpu="8", team_memory="16Gi",
                                          team_memory_limit="24Gi"),
+            "dataPlane": _data(scylladb="40Gi", redpanda="50Gi", clickhouse="50Gi", postgres="20Gi", wal="5Gi",
+                               dragonfly="10Gi", objects="50Gi"),
         },
     ),
     "compact": Profile(
@@ -107,6 +127,7 @@ PROFILES: dict[str, Profile] = {
             "layers": _ALL_LAYERS_ON,
             "clusterServices": _services(backups=True, agent_concurrency=1, team_cpu="16", team_memory="32Gi",
                                          team_memory_limit="48Gi"),
+            "dataPlane": _PRODUCTION_DATA,
         },
     ),
 }

@@ -5,9 +5,9 @@ from __future__ import annotations
 import ipaddress
 from collections import Counter
 
-from config.catalog import DATABASE_ROLES, ROLES
+from config.catalog import DATABASE_ROLES, ROLES, STORE_ROLES
 from config.errors import Problem, problem
-from config.model import StackConfig
+from config.model import ControlPlane, Pool, StackConfig
 from config.profiles import Profile
 
 _WORLD = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
@@ -16,8 +16,60 @@ _WORLD = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 def check(cfg: StackConfig, profile: Profile, secrets: set[str] = frozenset()) -> list[Problem]:
     """`secrets`: the optional secret keys (config/load.py OPTIONAL_SECRETS) the stack sets."""
     found = [*_pool_names(cfg), *_networks(cfg), *_admin_cidrs(cfg, profile), *_replication(cfg, profile)]
+    if cfg.bare_metal is not None and cfg.provider != "baremetal":
+        found.append(problem("bareMetal", f"is only read with provider: baremetal (the stack's provider is "
+                             f"{cfg.provider!r}); remove it", "set"))
     if cfg.layers.cluster_services:
         found += _cluster_services(cfg, profile, secrets)
+    if cfg.layers.cluster_services and cfg.layers.data_plane:  # a layer is skipped with the one below it
+        found += _data_plane(cfg, profile, secrets)
+    return found
+
+
+def role_pools(cfg: StackConfig, role: str) -> list[Pool | ControlPlane]:
+    """The pools a store of `role` runs on: the role's own, or every converged one (control plane included)."""
+    own = [p for p in cfg.cluster.active_pools if p.role == role]
+    if own:
+        return own
+    cp = cfg.cluster.control_plane
+    return [*([cp] if cp.role == "converged" else []), *(p for p in cfg.cluster.active_pools if p.role == "converged")]
+
+
+def role_nodes(cfg: StackConfig, role: str) -> int:
+    """Nodes a store of `role` can run on (see _role_pools)."""
+    return sum(p.count for p in role_pools(cfg, role))
+
+
+def _data_plane(cfg: StackConfig, profile: Profile, secrets: set[str]) -> list[Problem]:
+    data = cfg.data_plane
+    found = []
+    for role in DATABASE_ROLES:
+        stores = [_camel(s) for s, r in STORE_ROLES.items() if r == role and getattr(data, s).enabled]
+        if stores and role_nodes(cfg, role) == 0:
+            least = ROLES[role].min_nodes if profile.strict else 1
+            found.append(problem("cluster.pools", f"must give the {role} role at least {least} nodes in the "
+                                 f"{profile.name} profile (a pool with role {role!r} or 'converged') for "
+                                 f"{', '.join(f'dataPlane.{s}' for s in stores)}; or disable those stores "
+                                 "(enabled: false) or the layer (layers.dataPlane: false)",
+                                 [p.name for p in cfg.cluster.active_pools]))
+    for store, role in STORE_ROLES.items():
+        settings = getattr(data, store)
+        unsized = [p.name for p in role_pools(cfg, role) if p.size is None]
+        if settings.enabled and unsized and (settings.cpu is None or settings.memory is None):
+            found.append(problem(f"dataPlane.{_camel(store)}", f"must set cpu and memory: its pools {unsized} set a "
+                                 "serverType without a size class, so its resources cannot be derived"))
+    storage = data.object_storage
+    if storage.enabled and storage.backend == "external":
+        if storage.external is None:
+            found.append(problem("dataPlane.objectStorage.external", "must be set when backend is 'external': "
+                                 "endpoint, region and bucketPrefix of the provider's S3"))
+        for key in ("objectStorageAccessKeyId", "objectStorageSecretAccessKey"):
+            if key not in secrets:
+                found.append(problem(key, "must be set with --secret when dataPlane.objectStorage.backend is "
+                                     f"'external' (pulumi config set --secret adplatform:{key} ...)"))
+    elif storage.external is not None:
+        found.append(problem("dataPlane.objectStorage.external", "is only read with backend: external; "
+                             f"remove it or set the backend (now {storage.backend!r})"))
     return found
 
 
@@ -67,13 +119,6 @@ def _replication(cfg: StackConfig, profile: Profile) -> list[Problem]:
                                  f"must be at least {role.min_nodes} in the {profile.name} profile ({role.why})",
                                  pool.count))
     if cfg.layers.data_plane:
-        for role_name in DATABASE_ROLES:
-            nodes = converged + sum(p.count for p in pools if p.role == role_name)
-            if nodes == 0:
-                found.append(problem("cluster.pools", f"must give the {role_name} role at least "
-                                     f"{ROLES[role_name].min_nodes} nodes in the {profile.name} profile "
-                                     f"(a pool with role {role_name!r} or 'converged'), or set layers.dataPlane: false",
-                                     [p.name for p in pools]))
         if 0 < converged < ROLES["converged"].min_nodes:
             found.append(problem("cluster.pools", f"must give converged nodes at least "
                                  f"{ROLES['converged'].min_nodes} members ({ROLES['converged'].why})", converged))
@@ -129,6 +174,10 @@ def _cluster_services(cfg: StackConfig, profile: Profile, secrets: set[str]) -> 
 
 
 MAX_LISTENER_HOSTNAMES = 63
+
+
+def _camel(name: str) -> str:
+    return "".join(w.capitalize() if i else w for i, w in enumerate(name.split("_")))
 
 
 def schedulable_nodes(cfg: StackConfig) -> int:

@@ -31,6 +31,12 @@ def check_cron(value: str) -> str:
     return value
 
 
+def check_s3_endpoint(value: str) -> str:
+    if not re.match(r"^https://[A-Za-z0-9.-]+(:\d+)?/?$", value):
+        raise ValueError("must be an https:// S3 endpoint URL without a path, e.g. https://fsn1.your-objectstorage.com")
+    return value.rstrip("/")
+
+
 def check_quantity(value: str) -> str:
     if not _QUANTITY.match(str(value)):
         raise ValueError("must be a Kubernetes quantity such as 500m, 4, 8Gi")
@@ -102,12 +108,7 @@ class S3Target(Model):
     region: str
     bucket: str
 
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint(cls, value: str) -> str:
-        if not re.match(r"^https://[A-Za-z0-9.-]+(:\d+)?/?$", value):
-            raise ValueError("must be an https:// S3 endpoint URL without a path, e.g. https://fsn1.your-objectstorage.com")
-        return value.rstrip("/")
+    _v_endpoint = field_validator("endpoint")(check_s3_endpoint)
 
     @field_validator("bucket")
     @classmethod

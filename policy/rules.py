@@ -29,6 +29,11 @@ DATABASE_PORTS = {5432: "PostgreSQL", 6379: "Redis/DragonflyDB", 9042: "ScyllaDB
 INTERNAL_NETWORKS = tuple(ipaddress.ip_network(n) for n in
                           ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"))
 INTERNAL_TAGS = frozenset({"virtualnetwork", "azureloadbalancer"})  # Azure service tags
+# The cloud's own load-balancer health-check probers, per firewall type: a health check of the API
+# server must reach 6443 from them (GCP "Health checks overview": probe IP ranges). They probe; they
+# carry no client traffic.
+PROBER_NETWORKS = {"gcp:compute/firewall:Firewall": tuple(ipaddress.ip_network(n) for n in
+                                                          ("35.191.0.0/16", "130.211.0.0/22"))}
 WORLD_SOURCES = frozenset({"0.0.0.0/0", "::/0", "*", "internet", "any"})
 
 # Resource types whose loss loses data or the cluster; production must protect them.
@@ -365,7 +370,8 @@ def admin_ports_from_admin_cidrs(subject: Subject, settings: Settings) -> Iterat
             except ValueError:
                 yield f"{rule.where}: admin source {source!r} is not a CIDR"
                 continue
-            if not any(net.version == a.version and net.subnet_of(a) for a in [*allowed, *INTERNAL_NETWORKS]):
+            trusted = [*allowed, *INTERNAL_NETWORKS, *PROBER_NETWORKS.get(subject.type, ())]
+            if not any(net.version == a.version and net.subnet_of(a) for a in trusted):
                 yield (f"{rule.where} lets {source} reach {', '.join(_covered(rule.ports, ADMIN_PORTS))}; "
                        f"admin sources must be inside adminCidrs ({', '.join(settings.admin_cidrs)}) "
                        "or the private network")

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from config.catalog import PROVIDERS
+from providers.aws import Aws
+from providers.azure import Azure
+from providers.baremetal import BareMetalProvider
 from providers.base import Infrastructure, Node, Provider, check_size_mapping
+from providers.gcp import Gcp
 from providers.hetzner import Hetzner
 
-_REGISTRY: dict[str, Provider] = {"hetzner": Hetzner()}
-assert tuple(_REGISTRY) == PROVIDERS, "config.catalog.PROVIDERS must list exactly the registered providers"
+_REGISTRY: dict[str, Provider] = {"hetzner": Hetzner(), "aws": Aws(), "gcp": Gcp(), "azure": Azure(),
+                                  "baremetal": BareMetalProvider()}
+assert set(_REGISTRY) == set(PROVIDERS), "config.catalog.PROVIDERS must list exactly the registered providers"
 for _name, _provider in _REGISTRY.items():
     check_size_mapping(_name, _provider.server_types)
 

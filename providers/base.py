@@ -60,6 +60,12 @@ class ClusterProfile:
     cilium_values: dict  # merged over the provider-neutral Cilium values (e.g. routing mode)
     # Annotations a `LoadBalancer` Service needs on this provider (the gateway's public entry).
     load_balancer_annotations: dict[str, str] = field(default_factory=dict)
+    # The servers' own disks are local NVMe (not network block storage): stores that want local
+    # storage (ScyllaDB) carve an XFS volume from them instead of using the CSI storage class.
+    local_nvme: bool = False
+    # The add-ons are Cilium resources (LB IPAM pools, ...): install them once Cilium runs (its
+    # operator registers the CRDs), not only once the API answers.
+    addons_need_cni: bool = False
 
 
 # Installs provider add-ons (cloud controller manager, ...) once the cluster API answers.
@@ -72,6 +78,9 @@ class Storage:
 
     default_class: str  # the default StorageClass (volume expansion on, volumes kept on PVC delete)
     resources: list[pulumi.Resource]  # what a workload with a PVC must wait for
+    # The same block storage formatted XFS (csi.storage.k8s.io/fstype: xfs), for stores whose vendors
+    # require it (ScyllaDB refuses ext4 outside developer mode); None where the provider has none.
+    xfs_class: str | None = None
 
 
 # Installs the provider's CSI driver and default StorageClass (cluster-services layer).

@@ -124,6 +124,7 @@ class HetznerInfrastructure(pulumi.ComponentResource):
                     "load-balancer.hetzner.cloud/type": GATEWAY_LB_TYPE,
                     "load-balancer.hetzner.cloud/use-private-ip": "true",
                 },
+                local_nvme=True,  # every Hetzner Cloud server's disk is local NVMe (volumes are network)
             ),
             install_addons=self._install_ccm,
             install_storage=self._install_csi,
@@ -176,7 +177,7 @@ class HetznerInfrastructure(pulumi.ComponentResource):
             spec.name,
             name=hostname,
             server_type=resolve_server_type(spec, SERVER_TYPES),
-            image=IMAGE,
+            image=self._loaded.config.cluster.image or IMAGE,
             location=spec.location or self._location,
             ssh_keys=[k.id for k in ssh_keys],
             placement_group_id=group.id.apply(int),

@@ -35,7 +35,8 @@ def test_valid_minimal_config_takes_profile_defaults():
 
 def test_unknown_provider():
     msg = one_problem(base_raw(provider="digitalocean"))
-    assert msg == "adplatform:provider must be one of hetzner, got 'digitalocean'"
+    from config.catalog import PROVIDERS
+    assert msg == f"adplatform:provider must be one of {', '.join(PROVIDERS)}, got 'digitalocean'"
 
 
 def test_unknown_profile():
@@ -165,7 +166,7 @@ def test_kubelet_restricted_label_refused():
 
 
 def test_all_problems_reported_at_once():
-    found = problems(base_raw(provider="aws", domain="no_dots", cluster={"controlPlane": {"count": 2}}))
+    found = problems(base_raw(provider="digitalocean", domain="no_dots", cluster={"controlPlane": {"count": 2}}))
     assert len(found) == 3
 
 
@@ -173,7 +174,8 @@ def test_pools_merge_by_name_and_count_zero_removes():
     raw = base_raw(profile="staging", cluster={"pools": [
         {"name": "scylladb", "count": 3, "serverType": "ccx63"},
         {"name": "clickhouse", "count": 0},
-        {"name": "hotpath", "role": "general", "count": 2, "size": "dedicated-large"}]})
+        {"name": "hotpath", "role": "general", "count": 2, "size": "dedicated-large"}]},
+        dataPlane={"clickhouse": {"enabled": False}})
     cluster = load("test", raw, SECRET).config.cluster
     pools = {p.name: p for p in cluster.active_pools}
     assert "clickhouse" not in pools
@@ -343,3 +345,10 @@ def test_secret_store_replicas_need_as_many_untainted_nodes():
                                 "taints: raft voters run one per node, got 5")
     raw["cluster"] = {"pools": [{"name": "general", "count": 5}]}
     load("test", raw, SECRET)
+
+
+def test_a_bare_metal_block_under_another_provider_is_refused():
+    hosts = {"hosts": [{"publicAddress": "203.0.113.10", "privateAddress": "10.0.1.10", "pool": "control-plane"}],
+             "loadBalancerAddresses": ["192.0.2.240/28"]}
+    assert one_problem(base_raw(bareMetal=hosts)).startswith(
+        "adplatform:bareMetal is only read with provider: baremetal (the stack's provider is 'hetzner')")

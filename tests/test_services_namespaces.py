@@ -69,6 +69,7 @@ def test_policies_follow_the_spec():
         {"from": [{"ipBlock": {"cidr": "10.0.1.0/24"}}], "ports": [{"protocol": "TCP", "port": 10250}]}]
     world = policies["allow-egress-internet"]["egress"][0]
     assert world["to"][0]["ipBlock"]["except"] == list(namespaces.PRIVATE_RANGES)
+    assert "169.254.0.0/16" in namespaces.PRIVATE_RANGES, "pods must not reach the clouds' instance metadata"
     assert world["ports"] == [{"protocol": "TCP", "port": 443}]
     assert policies["allow-from-monitoring"]["ingress"][0]["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
@@ -118,18 +119,11 @@ def test_teams_from_config_replace_the_profile_teams():
 
 def test_a_namespace_declared_twice_is_refused():
     with pytest.raises(ValueError, match="declared twice"):
-        namespaces.install(_FakeCtx(), [NamespaceSpec("ads", "restricted", "x")], after=[])
+        namespaces.install(_FakeCtx(), [NamespaceSpec("ads", "restricted", "x")], after=[], teams=[Team(name="ads")])
 
 
 class _FakeCtx:
     """Just enough context for install() to reach its duplicate check (which runs before any resource)."""
-
-    class settings:  # noqa: N801
-        teams = [Team(name="ads")]
-
-        class mesh:  # noqa: N801
-            linkerd = False
-            namespaces: list[str] = []
 
     class cluster:  # noqa: N801
         k3s_version = "v1.36.4+k3s1"

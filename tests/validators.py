@@ -6,6 +6,7 @@ every stack and over the repository's pipeline files, and proves each one reject
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import tempfile
@@ -14,6 +15,7 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
+import kubernetes_validate.utils
 import yaml
 
 from components.charts import K3S_VERSION
@@ -21,6 +23,9 @@ from policy.rules import is_secret, kubernetes_kind
 from tools.mockrun import Resource, Run
 
 ROOT = Path(__file__).resolve().parent.parent
+# kubernetes-validate re-reads its (multi-megabyte) definitions file for every object it validates;
+# the schemas never change within a run, so read each file once.
+kubernetes_validate.utils.schema_contents = functools.lru_cache(maxsize=None)(kubernetes_validate.utils.schema_contents)
 BIN = Path(sys.executable).parent
 CRD_SCHEMAS = ROOT / "tests" / "crd_schemas"
 # The Kubernetes minor the cluster runs (from the pinned K3s release), as kubernetes-validate names it.

@@ -12,13 +12,13 @@ import ipaddress
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pulumi
 import yaml
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import rpc, settings
+from pulumi.runtime import resource_cycle_breaker, rpc, settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -37,6 +37,10 @@ FEATURE_SECRETS = {
         "adplatform:backupSecretAccessKey": "offline-placeholder-secret-key",
     },
     ("adplatform:clusterServices", "tls", "dns01"): {"adplatform:dnsApiToken": "offline-placeholder-dns-token"},
+    ("adplatform:dataPlane", "objectStorage", "external"): {
+        "adplatform:objectStorageAccessKeyId": "offline-placeholder-object-storage-key",
+        "adplatform:objectStorageSecretAccessKey": "offline-placeholder-object-storage-secret",
+    },
 }
 FAKE_KUBECONFIG = """apiVersion: v1
 clusters:
@@ -129,6 +133,25 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
 
+def _reachable(from_resource: Any, to_resource: Any) -> bool:
+    """Pulumi's cycle check (resource_cycle_breaker._reachable) without recursive generators: the same
+    depth-first search, iterative. The SDK's version costs O(depth) per visited node, which made a
+    whole-program run spend most of its time here; results are identical."""
+    stack, seen = [from_resource], set()
+    while stack:
+        node = stack.pop()
+        if node == to_resource:
+            return True
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.extend(resource_cycle_breaker._deps(node))
+    return False
+
+
+resource_cycle_breaker._reachable = _reachable
+
+
 def _fake_id(name: str) -> str:
     return str(int(hashlib.sha256(name.encode()).hexdigest()[:7], 16))
 
@@ -161,10 +184,21 @@ class OfflineMocks(pulumi.runtime.Mocks):
             create = args.inputs.get("create", "")
             outputs["stdout"] = FAKE_KUBECONFIG if "k3s.yaml" in str(create) else ""
             outputs["stderr"] = ""
+        if args.typ in RESOURCE_OUTPUTS:
+            outputs.update(RESOURCE_OUTPUTS[args.typ](args, rid))
         return f"{rid}", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
+        handler = CALL_RESULTS.get(args.token)
+        return handler(args) if handler else {}
+
+
+# Per-provider mock behaviour, one entry per resource type / invoke token (keeps each provider's
+# fakes apart): what the cloud would fill in (addresses, ids) and what lookups would return.
+ResourceOutputs = Callable[[pulumi.runtime.MockResourceArgs, str], dict[str, Any]]
+CallResult = Callable[[pulumi.runtime.MockCallArgs], dict[str, Any]]
+RESOURCE_OUTPUTS: dict[str, ResourceOutputs] = {}
+CALL_RESULTS: dict[str, CallResult] = {}
 
 
 def stack_config(stack: str) -> tuple[dict[str, Any], set[str]]:
@@ -232,3 +266,178 @@ def run_stack(stack: str, overrides: dict[str, Any] | None = None) -> Run:
     values, secret = stack_config(stack)
     values.update({(k if ":" in k else f"{PROJECT}:{k}"): v for k, v in (overrides or {}).items()})
     return run(values, secret, stack)
+
+
+# --- AWS and GCP fakes (providers/aws.py, providers/gcp.py) -----------------------------------------
+# Lookups answer like the clouds would for the configured region; the AMI and image lookups answer
+# only the query the providers must make (Canonical's Ubuntu 24.04), so a wrong query shows in tests.
+FAKE_UBUNTU_AMI = "ami-0f1e2d3c4b5a69788"
+FAKE_UBUNTU_GCE_IMAGE = "https://www.googleapis.com/compute/v1/projects/ubuntu-os-cloud/global/images/ubuntu-2404-noble-amd64-v20261101"
+
+
+def _aws_region() -> str:
+    return pulumi.Config("aws").get("region") or "eu-central-1"
+
+
+def _aws_zones(args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    region = _aws_region()
+    return {"names": [f"{region}{z}" for z in "abc"], "zoneIds": [f"euc1-az{i}" for i in (1, 2, 3)], "id": region}
+
+
+def _aws_ami(args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    filters = {f["name"]: f["values"] for f in args.args.get("filters", [])}
+    canonical = args.args.get("owners") == ["099720109477"] and \
+        filters.get("name") == ["ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"]
+    return {"id": FAKE_UBUNTU_AMI if canonical else "ami-not-canonical-ubuntu-noble", "architecture": "x86_64",
+            "name": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20261101"}
+
+
+def _aws_instance(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str, Any]:
+    private_ip = _fake_ip(args.name, "10.0.1.0/24")
+    return {"publicIp": _fake_ip(args.name, "198.51.100.0/24"), "privateIp": private_ip,
+            "privateDns": f"ip-{private_ip.replace('.', '-')}.{_aws_region()}.compute.internal", "arn": f"arn:aws:ec2:i-{rid}"}
+
+
+def _aws_arn(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str, Any]:
+    return {"arn": f"arn:aws:offline:{_aws_region()}:000000000000:{args.name}/{rid}",
+            "name": args.inputs.get("name") or f"{args.name}-{rid}"}
+
+
+def _aws_load_balancer(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str, Any]:
+    kind = "internal-" if args.inputs.get("internal") else ""
+    return {**_aws_arn(args, rid), "dnsName": f"{kind}{args.inputs.get('name', args.name)}-{rid}.elb.{_aws_region()}.amazonaws.com"}
+
+
+def _gcp_zones(args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    region = args.args.get("region") or "europe-west3"
+    return {"names": [f"{region}-{z}" for z in "cab"], "region": region, "id": region}  # unsorted, as the API may
+
+
+def _gcp_image(args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    ubuntu = args.args.get("family") == "ubuntu-2404-lts-amd64" and args.args.get("project") == "ubuntu-os-cloud"
+    return {"selfLink": FAKE_UBUNTU_GCE_IMAGE if ubuntu else "projects/unexpected/global/images/not-ubuntu-2404",
+            "name": FAKE_UBUNTU_GCE_IMAGE.rsplit("/", 1)[-1], "family": args.args.get("family")}
+
+
+def _gcp_self_link(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str, Any]:
+    return {"selfLink": f"https://www.googleapis.com/compute/v1/projects/offline/{args.name}/{rid}"}
+
+
+def _gcp_instance(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str, Any]:
+    nics = [dict(nic, networkIp=_fake_ip(args.name, "10.0.1.0/24"),
+                 accessConfigs=[dict(ac, natIp=_fake_ip(args.name, "198.51.100.0/24"))
+                                for ac in nic.get("accessConfigs", [])])
+            for nic in args.inputs.get("networkInterfaces", [])]
+    return {**_gcp_self_link(args, rid), "networkInterfaces": nics}
+
+
+def _gcp_account(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str, Any]:
+    project = args.inputs.get("project") or "offline"
+    email = f"{args.inputs['accountId']}@{project}.iam.gserviceaccount.com"
+    return {"email": email, "name": f"projects/{project}/serviceAccounts/{email}"}
+
+
+def _gcp_address(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str, Any]:
+    internal = args.inputs.get("addressType") == "INTERNAL"
+    return {**_gcp_self_link(args, rid),
+            "address": "10.0.1.250" if internal else _fake_ip(args.name, "203.0.113.0/24")}
+
+
+def _gcp_role(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str, Any]:
+    return {"name": f"projects/{args.inputs.get('project') or 'offline'}/roles/{args.inputs['roleId']}"}
+
+
+CALL_RESULTS.update({
+    "aws:index/getAvailabilityZones:getAvailabilityZones": _aws_zones,
+    "aws:ec2/getAmi:getAmi": _aws_ami,
+    "gcp:compute/getZones:getZones": _gcp_zones,
+    "gcp:compute/getImage:getImage": _gcp_image,
+})
+RESOURCE_OUTPUTS.update({
+    "aws:ec2/instance:Instance": _aws_instance,
+    "aws:lb/loadBalancer:LoadBalancer": _aws_load_balancer,
+    "aws:lb/targetGroup:TargetGroup": _aws_arn,
+    "aws:iam/role:Role": _aws_arn,
+    "aws:iam/instanceProfile:InstanceProfile": _aws_arn,
+    "gcp:compute/instance:Instance": _gcp_instance,
+    "gcp:compute/instanceGroup:InstanceGroup": _gcp_self_link,
+    "gcp:compute/address:Address": _gcp_address,
+    "gcp:serviceaccount/account:Account": _gcp_account,
+    "gcp:projects/iAMCustomRole:IAMCustomRole": _gcp_role,
+})
+
+
+# --- Azure fakes (providers/azure.py) -----------------------------------------------------------------
+# ARM answers with the resource's name and id, and fills in the addresses and identity ids.
+FAKE_AZURE_SUBSCRIPTION = "00000000-0000-4000-8000-000000000001"
+FAKE_AZURE_TENANT = "00000000-0000-4000-8000-000000000002"
+_AZURE_NAME_KEYS = ("resourceGroupName", "virtualNetworkName", "subnetName", "networkSecurityGroupName",
+                    "securityRuleName", "publicIpAddressName", "networkInterfaceName", "loadBalancerName",
+                    "vmName", "resourceName", "roleName")
+
+
+def _azure_uuid(name: str) -> str:
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-4{digest[13:16]}-8{digest[17:20]}-{digest[20:32]}"
+
+
+def _azure_named(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str, Any]:
+    """`name` (the explicit ARM name, which is the last name input) and an ARM-shaped `id`."""
+    own = [k for k in _AZURE_NAME_KEYS if args.inputs.get(k)]
+    name = args.inputs[own[-1]] if own else args.name
+    group = args.inputs.get("resourceGroupName", "offline")
+    return {"name": name, "id": f"/subscriptions/{FAKE_AZURE_SUBSCRIPTION}/resourceGroups/{group}/providers/"
+                                f"{args.typ.split(':')[1]}/{args.name}/{rid}"}
+
+
+def _azure_public_ip(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str, Any]:
+    return {**_azure_named(args, rid), "ipAddress": _fake_ip(args.name, "198.51.100.0/24")}
+
+
+def _azure_nic(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str, Any]:
+    configs = [dict(c, privateIPAddress=_fake_ip(args.name, "10.0.1.0/24"))
+               for c in args.inputs.get("ipConfigurations", [])]
+    return {**_azure_named(args, rid), "ipConfigurations": configs}
+
+
+def _azure_load_balancer(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str, Any]:
+    named = _azure_named(args, rid)
+    # A private frontend keeps its static address, or gets one from the subnet.
+    frontends = [dict(f, id=f"{named['id']}/frontendIPConfigurations/{f.get('name')}",
+                      **({"privateIPAddress": f.get("privateIPAddress") or "10.0.1.250"} if f.get("subnet") else {}))
+                 for f in args.inputs.get("frontendIPConfigurations", [])]
+    pools = [dict(p, id=f"{named['id']}/backendAddressPools/{p.get('name')}")
+             for p in args.inputs.get("backendAddressPools", [])]
+    return {**named, "frontendIPConfigurations": frontends, "backendAddressPools": pools}
+
+
+def _azure_identity(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str, Any]:
+    return {**_azure_named(args, rid), "principalId": _azure_uuid(f"principal-{args.name}"),
+            "clientId": _azure_uuid(f"client-{args.name}"), "tenantId": FAKE_AZURE_TENANT}
+
+
+def _azure_vm(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str, Any]:
+    """The identity's input is a list of identity ids; ARM answers with a map id -> principal."""
+    identity = dict(args.inputs.get("identity") or {})
+    if identity.get("userAssignedIdentities"):
+        identity["userAssignedIdentities"] = {i: {} for i in identity["userAssignedIdentities"]}
+    return {**_azure_named(args, rid), "identity": identity}
+
+
+def _azure_client_config(args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    return {"clientId": _azure_uuid("deployer"), "objectId": _azure_uuid("deployer-object"),
+            "subscriptionId": FAKE_AZURE_SUBSCRIPTION, "tenantId": FAKE_AZURE_TENANT}
+
+
+CALL_RESULTS.update({"azure-native:authorization:getClientConfig": _azure_client_config})
+RESOURCE_OUTPUTS.update({
+    **{f"azure-native:{t}": _azure_named for t in (
+        "resources:ResourceGroup", "network:VirtualNetwork", "network:Subnet", "network:NetworkSecurityGroup",
+        "network:SecurityRule", "authorization:RoleDefinition",
+        "authorization:RoleAssignment")},
+    "azure-native:compute:VirtualMachine": _azure_vm,
+    "azure-native:network:PublicIPAddress": _azure_public_ip,
+    "azure-native:network:NetworkInterface": _azure_nic,
+    "azure-native:network:LoadBalancer": _azure_load_balancer,
+    "azure-native:managedidentity:UserAssignedIdentity": _azure_identity,
+})

@@ -127,7 +127,10 @@ class K3sCluster(pulumi.ComponentResource):
 
     def _read_kubeconfig(self, first: Node) -> pulumi.Output[str]:
         read = command.remote.Command(
-            "kubeconfig", connection=first.connection, create="cat /etc/rancher/k3s/k3s.yaml",
+            # The file is root's (mode 0600): SSH users other than root read it through sudo.
+            "kubeconfig", connection=first.connection,
+            create="cat /etc/rancher/k3s/k3s.yaml" if first.connection.user in (None, "root")
+            else "sudo -n cat /etc/rancher/k3s/k3s.yaml",
             logging=command.remote.Logging.NONE,
             triggers=[self.installs[first.name].id],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.installs[first.name]],
@@ -147,5 +150,6 @@ class K3sCluster(pulumi.ComponentResource):
                          atomic=False)
         ready: list[pulumi.Resource] = [*crds, cilium]
         if self._infra.install_addons is not None:
-            ready += self._infra.install_addons(self.provider, installs[:1], self)
+            after = [*installs[:1], cilium] if self._infra.cluster.addons_need_cni else installs[:1]
+            ready += self._infra.install_addons(self.provider, after, self)
         return ready

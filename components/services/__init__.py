@@ -11,7 +11,7 @@ from __future__ import annotations
 import pulumi
 
 from components.k3s import K3sCluster
-from components.services import backups, certs, gateway, mesh, namespaces, secrets, upgrades
+from components.services import backups, certs, gateway, mesh, monitoring_crds, namespaces, secrets, upgrades
 from components.services.context import ServicesContext
 from config import LoadedConfig
 from config.rules import schedulable_nodes
@@ -20,10 +20,12 @@ from providers.base import Infrastructure, Storage
 
 class ClusterServices(pulumi.ComponentResource):
     storage_class: str
+    xfs_storage_class: str | None
     gateway: gateway.GatewayRef
     cluster_issuer: str
     secret_store: secrets.SecretStore
     namespaces: dict[str, str]
+    foundations: list[pulumi.Resource]
     ready: list[pulumi.Resource]
 
     def __init__(self, name: str, loaded: LoadedConfig, infra: Infrastructure, cluster: K3sCluster,
@@ -39,9 +41,10 @@ class ClusterServices(pulumi.ComponentResource):
             schedulable_nodes=schedulable_nodes(cfg))
         base = [*cluster.ready, *storage.resources]
 
-        modules = (certs, gateway, upgrades, backups, secrets, mesh)
+        modules = (certs, gateway, upgrades, backups, secrets, mesh, monitoring_crds)
         spaces = namespaces.install(ctx, [spec for m in modules for spec in m.namespaces(ctx)],
-                                    after=cluster.ready, mesh_peers=mesh.meshed_namespace_peers(ctx))
+                                    after=cluster.ready, mesh_peers=mesh.meshed_namespace_peers(ctx),
+                                    teams=cfg.cluster_services.teams)
         # Workloads start once their namespace's policies exist (allows included), not in a race with them.
         placed = [*base, *spaces.ready]
         tls = certs.install(ctx, spaces, after=placed)
@@ -50,13 +53,18 @@ class ClusterServices(pulumi.ComponentResource):
         saved = backups.install(ctx, spaces, after=placed)
         store = secrets.install(ctx, spaces, after=placed)
         meshed = mesh.install(ctx, spaces, tls, after=placed)
+        monitors = monitoring_crds.install(ctx, spaces, after=placed)
 
         self.storage_class = storage.default_class
+        self.xfs_storage_class = storage.xfs_class
         self.gateway = edge
         self.cluster_issuer = tls.issuer
         self.secret_store = store
         self.namespaces = spaces.names
-        self.ready = [*base, *spaces.ready, *tls.ready, *edge.ready, *rolling, *saved.ready, *store.ready, *meshed]
+        # What a later layer's workloads need: volumes, certificates (cert-manager's webhook answers,
+        # issuers exist) and the monitoring CRDs; each already waited for the cluster.
+        self.foundations = [*storage.resources, *tls.ready, *monitors]
+        self.ready = [*base, *spaces.ready, *tls.ready, *edge.ready, *rolling, *saved.ready, *store.ready, *meshed, *monitors]
         self.register_outputs({"storage_class": self.storage_class, "cluster_issuer": self.cluster_issuer,
                                "gateway": f"{edge.namespace}/{edge.name}"})
 

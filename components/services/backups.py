@@ -21,6 +21,7 @@ from components.charts import VELERO
 from components.helm import release
 from components.services.context import ServicesContext
 from components.services.namespaces import NamespaceSpec, Namespaces
+from config.catalog import LIVE_DATABASE_NAMESPACES
 from config.model import DEDICATED_TAINT_KEY
 from config.services import Backups as Settings
 
@@ -125,6 +126,7 @@ def schedule_spec(settings: Settings) -> dict[str, Any]:
         "useOwnerReferencesInBackup": False,  # backups outlive a deleted Schedule
         "template": {
             "includedNamespaces": ["*"],
+            "excludedNamespaces": list(LIVE_DATABASE_NAMESPACES),
             "ttl": settings.velero_ttl,
             "storageLocation": LOCATION,
             "defaultVolumesToFsBackup": True,

@@ -9,18 +9,20 @@ namespace, the Kubernetes API, and exactly the extra peers its spec lists.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Protocol, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.services.context import ServicesContext
+from config.model import Cluster
 from config.services import Team
 
 PodSecurity = Literal["restricted", "baseline", "privileged"]
 API_PORT = 6443
-# Addresses outside the cluster: the internet minus private ranges (nodes, pods and services are in them).
-PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+# Addresses outside the cluster: the internet minus private ranges (nodes, pods and services are in them)
+# and link-local, where clouds serve instance metadata (169.254.169.254): the node's cloud credentials
+# (AWS instance role, Azure managed identity, GCP service account) stay out of reach of pods.
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16")
 LAYER_LABEL = "adplatform.io/layer"
 # What the `restricted` Pod Security level demands of a pod and its containers, for charts whose
 # defaults fall short (pass these where a chart takes explicit security contexts).
@@ -32,11 +34,16 @@ TEAM_LAYER = "teams"
 
 @dataclass(frozen=True)
 class Peer:
-    """Another namespace (optionally only some of its pods) on some ports (empty: any port)."""
+    """Another namespace (optionally only some of its pods) on some ports (empty: any port).
+
+    With `namespace_labels`, every namespace carrying those labels (`namespace` then only names the
+    policy), e.g. all team namespaces: {LAYER_LABEL: TEAM_LAYER}.
+    """
 
     namespace: str
     ports: tuple[int, ...] = ()
     pod_labels: dict[str, str] = field(default_factory=dict)
+    namespace_labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -59,9 +66,15 @@ class Namespaces:
     names: dict[str, str]  # namespace name -> its Pod Security level
     objects: dict[str, k8s.core.v1.Namespace]
     ready: list[pulumi.Resource]
+    by_name: dict[str, list[pulumi.Resource]] = field(default_factory=dict)  # each namespace and its policies
 
     def __getitem__(self, name: str) -> k8s.core.v1.Namespace:
         return self.objects[name]
+
+    def ready_for(self, names: Sequence[str]) -> list[pulumi.Resource]:
+        """What workloads in these namespaces wait for (not every namespace's policies: short
+        dependency lists keep the program fast, and say what each workload really needs)."""
+        return [r for name in names for r in self.by_name[name]]
 
 
 def pss_labels(level: PodSecurity, kubernetes_minor: str) -> dict[str, str]:
@@ -85,7 +98,8 @@ def _ports(ports: Sequence[int], protocol: str = "TCP") -> list[dict[str, Any]]:
 
 
 def _peer(peer: Peer) -> dict[str, Any]:
-    selector: dict[str, Any] = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": peer.namespace}}}
+    labels = peer.namespace_labels or {"kubernetes.io/metadata.name": peer.namespace}
+    selector: dict[str, Any] = {"namespaceSelector": {"matchLabels": dict(labels)}}
     if peer.pod_labels:
         selector["podSelector"] = {"matchLabels": dict(peer.pod_labels)}
     return selector
@@ -164,12 +178,21 @@ LIMIT_RANGE = {"limits": [{"type": "Container", "defaultRequest": {"cpu": "100m"
                            "default": {"memory": "512Mi"}, "max": {"memory": "32Gi"}}]}
 
 
-def install(ctx: ServicesContext, specs: Sequence[NamespaceSpec], after: Sequence[pulumi.Resource],
-            mesh_peers: dict[str, tuple[Peer, ...]] | None = None) -> Namespaces:
-    """`mesh_peers`: meshed namespace -> the control-plane peers its proxies need (mesh.py)."""
+class NamespaceContext(Protocol):
+    """What creating namespaces needs of a layer's context (ServicesContext, DataContext)."""
+
+    cluster: Cluster
+
+    def opts(self, depends_on: Sequence[pulumi.Resource] = (), **kwargs) -> pulumi.ResourceOptions: ...
+
+
+def install(ctx: NamespaceContext, specs: Sequence[NamespaceSpec], after: Sequence[pulumi.Resource],
+            mesh_peers: dict[str, tuple[Peer, ...]] | None = None, teams: Sequence[Team] = ()) -> Namespaces:
+    """`mesh_peers`: meshed namespace -> the control-plane peers its proxies need (mesh.py);
+    `teams`: team namespaces to create too (the cluster-services layer owns them)."""
     minor = kubernetes_minor(ctx.cluster.k3s_version)
     meshed = mesh_peers or {}
-    teams = {t.name: t for t in ctx.settings.teams}
+    teams = {t.name: t for t in teams}
     all_specs = [*specs, *(team_spec(t, meshed.get(t.name)) for t in teams.values())]
     names = [s.name for s in all_specs]
     duplicated = sorted({n for n in names if names.count(n) > 1})
@@ -178,6 +201,7 @@ def install(ctx: ServicesContext, specs: Sequence[NamespaceSpec], after: Sequenc
 
     objects: dict[str, k8s.core.v1.Namespace] = {}
     ready: list[pulumi.Resource] = []
+    by_name: dict[str, list[pulumi.Resource]] = {}
     for spec in all_specs:
         ns = k8s.core.v1.Namespace(
             f"ns-{spec.name}",
@@ -206,4 +230,5 @@ def install(ctx: ServicesContext, specs: Sequence[NamespaceSpec], after: Sequenc
                 f"limits-{spec.name}", metadata=k8s.meta.v1.ObjectMetaArgs(name="container-defaults", namespace=spec.name),
                 spec=LIMIT_RANGE, opts=child_opts))
         ready += [ns, *children]
-    return Namespaces(names={s.name: s.pss for s in all_specs}, objects=objects, ready=ready)
+        by_name[spec.name] = [ns, *children]
+    return Namespaces(names={s.name: s.pss for s in all_specs}, objects=objects, ready=ready, by_name=by_name)

@@ -21,6 +21,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.charts import SYSTEM_UPGRADE_CONTROLLER
+from components.scheduling import toleration
 from components.services.context import ServicesContext
 from components.services.namespaces import NamespaceSpec, Namespaces, policies
 from config.model import CONTROL_PLANE_TAINT
@@ -50,15 +51,6 @@ def policy_spec() -> NamespaceSpec:
 def image_tag(k3s_version: str) -> str:
     """The k3s-upgrade image tag of a K3s release: '+' is not allowed in tags (v1.36.4+k3s1 -> v1.36.4-k3s1)."""
     return k3s_version.replace("+", "-")
-
-
-def toleration(taint: str) -> dict[str, Any]:
-    """The toleration of exactly one node taint 'key[=value]:Effect'."""
-    key_value, effect = taint.rsplit(":", 1)
-    key, _, value = key_value.partition("=")
-    if value:
-        return {"key": key, "operator": "Equal", "value": value, "effect": effect}
-    return {"key": key, "operator": "Exists", "effect": effect}
 
 
 def agent_taints(ctx: ServicesContext) -> list[str]:

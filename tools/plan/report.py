@@ -24,7 +24,7 @@ def money(amount: float | None, currency: str | None) -> str:
 def render(plan: dict[str, Any]) -> str:
     out = [f"Offline plan of stack '{plan['stack']}'  (provider {plan['provider']}, profile {plan['profile']}, "
            f"K3s {plan['k3sVersion']})", ""]
-    out += _resources(plan) + [""] + _servers(plan) + [""] + _charts(plan) + [""] + _cost(plan) + [""]
+    out += _resources(plan) + [""] + _servers(plan) + [""] + _data_plane(plan) + _charts(plan) + [""] + _cost(plan) + [""]
     out += _time(plan) + [""] + _outputs(plan) + [""]
     warnings = plan["warnings"]
     out.append(f"Warnings ({len(warnings)}):" if warnings else "Warnings: none")
@@ -57,6 +57,24 @@ def _servers(plan: dict[str, Any]) -> list[str]:
                    f"k3s={first['k3s']!s:<6} protect={first['protect']!s:<5} "
                    f"{money(costs.get(pool), plan['cost'].get('currency')):>14}/month")
     return out
+
+
+def _data_plane(plan: dict[str, Any]) -> list[str]:
+    """Each store's shape: where staging's single replicas and production's quorums show side by side."""
+    stores = plan["outputs"].get("dataPlane") or {}
+    if not stores:
+        return []
+    out = ["Data plane:"]
+    for store, info in stores.items():
+        shape = info.get("shape") or {}
+        if shape.get("backend") == "external":
+            out.append(f"  {store:<14} external S3 {shape.get('endpoint')}")
+            continue
+        out.append(f"  {store:<14} replication {shape.get('replication')!s:<2} on {shape.get('nodes')} node(s) "
+                   f"{','.join(shape.get('pools') or []):<12} cpu={shape.get('cpu')!s:<6} memory={shape.get('memory')!s:<9} "
+                   f"storage={shape.get('storage')!s:<6}"
+                   + (f" backup={shape['backup'] or 'off'}" if "backup" in shape else ""))
+    return out + [""]
 
 
 def _charts(plan: dict[str, Any]) -> list[str]:

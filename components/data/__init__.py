@@ -1,0 +1,116 @@
+"""The data plane: ScyllaDB, Redpanda, ClickHouse, DragonflyDB, PostgreSQL and object storage,
+each through its operator, on the node pools of its role.
+
+Order: the object store's credentials first (they decide where backups go), then every store's
+namespace with its policies, then the object store itself, then the other stores (which back up to
+it when it is the backup target). Each module exposes `namespaces(ctx)` and `install(ctx, spaces,
+after)` returning its typed endpoint (components/data/endpoints.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
+
+import pulumi
+
+from components.data import clickhouse, dragonfly, objectstore, postgres, redpanda, scylladb
+from components.data.context import LAYER, DataContext
+from components.data.endpoints import DataEndpoints, ObjectStoreEndpoint, S3Location
+from components.data.placement import placement
+from components.k3s import K3sCluster
+from components.services import ClusterServices, namespaces
+from config import LoadedConfig
+from config.catalog import STORE_ROLES
+from providers.base import Infrastructure
+
+# Stores besides object storage, in the order their operators are installed (no dependencies between them).
+STORES = {"scylladb": scylladb, "redpanda": redpanda, "clickhouse": clickhouse, "dragonfly": dragonfly,
+          "postgres": postgres}
+
+# Where each store that backs up to S3 (ctx.backup) writes. Scylla Manager takes a bucket, no prefix
+# (it keeps its own `backup/` layout per cluster id); Redpanda replicates 3-way (tiered storage is an
+# enterprise feature) and DragonflyDB snapshots to its own volumes.
+BACKUP_URLS: dict[str, Callable[[S3Location], str]] = {
+    "scylladb": lambda backup: f"s3://{backup.bucket}/backup",
+    "clickhouse": lambda backup: backup.under("clickhouse").url(),
+    "postgres": lambda backup: backup.under("postgres").url(),
+}
+
+
+class DataPlane(pulumi.ComponentResource):
+    endpoints: DataEndpoints
+    backup: S3Location | None
+    shape: dict[str, dict[str, object]]
+    ready: list[pulumi.Resource]
+
+    def __init__(self, name: str, loaded: LoadedConfig, infra: Infrastructure, cluster: K3sCluster,
+                 services: ClusterServices, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("adplatform:data:DataPlane", name, None, opts)
+        cfg = loaded.config
+        ctx = DataContext(
+            parent=self, k8s=cluster.provider, settings=cfg.data_plane, cluster=cfg.cluster, stack=loaded.stack,
+            domain=cfg.domain, ha=loaded.profile.strict, protect=loaded.profile.protect,
+            storage_class=services.storage_class, xfs_storage_class=services.xfs_storage_class,
+            local_nvme=infra.cluster.local_nvme, gateway=services.gateway, cluster_issuer=services.cluster_issuer,
+            placements={store: placement(cfg, role) for store, role in STORE_ROLES.items()},
+            backup=None)
+        objects = objectstore.endpoint(ctx, loaded.secrets) if cfg.data_plane.object_storage.enabled else None
+        ctx = dataclasses.replace(ctx, backup=self._backup_target(loaded, objects))
+
+        enabled = {store: module for store, module in STORES.items() if getattr(cfg.data_plane, store).enabled}
+        modules = [*([objectstore] if objects else []), *enabled.values()]
+        specs = {m: m.namespaces(ctx) for m in modules}
+        spaces = namespaces.install(ctx, [spec for m in modules for spec in specs[m]], after=services.foundations)
+
+        def placed(module) -> list[pulumi.Resource]:
+            """A store waits for the cluster services it needs and its own namespaces' policies."""
+            return [*services.foundations, *spaces.ready_for([s.name for s in specs[module]])]
+
+        objects_ready = objectstore.install(ctx, spaces, objects, after=placed(objectstore)) if objects else []
+        objects = dataclasses.replace(objects, ready=objects_ready) if objects else None
+        # Stores that back up into the in-cluster object store wait for it (and its buckets).
+        backup_ready = objects_ready if ctx.backup is not None and ctx.backup.in_cluster else []
+
+        self.endpoints = DataEndpoints(object_storage=objects, **{
+            store: module.install(ctx, spaces, [*placed(module), *backup_ready]) for store, module in enabled.items()})
+        self.backup = ctx.backup
+        self.shape = {store: self._shape(ctx, store) for store in STORE_ROLES
+                      if getattr(cfg.data_plane, store).enabled}
+        self.ready = [*spaces.ready, *objects_ready, *(r for e in self._all(self.endpoints) for r in e.ready)]
+        self.register_outputs({"stores": [s for s, e in vars(self.endpoints).items() if e is not None]})
+
+    @staticmethod
+    def _backup_target(loaded: LoadedConfig, objects: ObjectStoreEndpoint | None) -> S3Location | None:
+        """Off-cluster S3 when the stack has it (clusterServices.backups: a backup must survive the
+        cluster), else the in-cluster object store's backups bucket (staging), else no backups."""
+        backups = loaded.config.cluster_services.backups
+        secrets = loaded.secrets
+        if backups.enabled and backups.s3 and secrets.backup_access_key_id and secrets.backup_secret_access_key:
+            return S3Location(backups.s3.endpoint, backups.s3.region, backups.s3.bucket, f"{loaded.stack}/data",
+                              secrets.backup_access_key_id, secrets.backup_secret_access_key, in_cluster=False)
+        if objects is not None:
+            return objects.bucket("backups")
+        return None
+
+    @staticmethod
+    def _shape(ctx: DataContext, store: str) -> dict[str, object]:
+        """How big a store runs here (the offline plan prints it: staging's 1 replica against production's 3)."""
+        settings = getattr(ctx.settings, store)
+        if store == "object_storage" and settings.backend == "external":
+            return {"backend": "external", "endpoint": settings.external.endpoint if settings.external else None}
+        where = ctx.placements[store]
+        workload = "seaweedfs" if store == "object_storage" else store
+        size = ctx.resources(store, workload)
+        shape: dict[str, object] = {"replication": where.replicas(3), "nodes": where.nodes, "pools": list(where.pools),
+                                    "cpu": size.cpu, "memory": size.memory, "storage": settings.storage_size}
+        if store in BACKUP_URLS:
+            shape["backup"] = BACKUP_URLS[store](ctx.backup) if ctx.backup else None
+        return shape
+
+    @staticmethod
+    def _all(endpoints: DataEndpoints) -> Sequence:
+        return [e for e in vars(endpoints).values() if e is not None]
+
+
+__all__ = ["DataPlane", "LAYER"]

@@ -1,0 +1,135 @@
+"""What every data-plane module is handed: settings, placement, sizing, backups and how to create children."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components.data.endpoints import Credentials, S3Location
+from components.data.placement import Placement, Resources, sized
+from components.services.gateway import GatewayRef
+from components.services.namespaces import LAYER_LABEL, TEAM_LAYER, Peer
+from config.catalog import MONITORING_NAMESPACE
+from config.data import (DRAGONFLY_MAXMEMORY_FRACTION, DRAGONFLY_MIB_PER_THREAD, REDPANDA_MEMORY_FRACTION,
+                         REDPANDA_MIB_PER_CORE, SCYLLA_MIB_PER_SHARD, SCYLLA_RESERVE_MIB, DataPlane as Settings,
+                         min_memory_mib)
+from config.model import Cluster
+
+LAYER = "data-plane"
+OBJECT_STORE_NAMESPACE = "seaweedfs"  # the in-cluster object store (objectstore.py)
+OBJECT_STORE_S3_PORT = 8333
+PLATFORM_LAYER = "platform"  # the label value the platform layer's namespaces carry (LAYER_LABEL)
+
+# Each workload's part of its nodes' budget (placement.node_budget); parts on one role sum to <= 1,
+# the rest is headroom for the operators' per-node pods and sidecars.
+SHARES = {
+    "scylladb": 0.85,  # the rest: Scylla Manager agent sidecar, the operator's node-setup pods
+    "redpanda": 0.85,
+    "clickhouse": 0.7,
+    "clickhouse-keeper": 0.1,
+    "clickhouse-backup": 0.05,  # the clickhouse-backup sidecar in each ClickHouse pod (freeze + S3 upload)
+    "postgres": 0.35,
+    "postgres-backup": 0.05,  # the barman-cloud sidecar in each PostgreSQL pod (WAL and base backup uploads)
+    "dragonfly": 0.3,
+    "seaweedfs": 0.15,  # the volume servers (the data)
+    "seaweedfs-filer": 0.05,  # filer metadata (leveldb) + the S3 gateway it embeds
+    "seaweedfs-master": 0.02,
+}
+
+# Thread-per-core stores: whole CPUs, so the kubelet's static CPU manager gives them exclusive cores,
+# and never more cores than their memory feeds: (fixed MiB, MiB per core) of the container. Redpanda
+# 2 GiB per core in 90 % of the container; ScyllaDB in production mode 1 GiB per shard plus its
+# reserve; DragonflyDB 256 MiB per thread in 80 %.
+PINNED_CPUS = {"scylladb", "redpanda", "dragonfly"}
+MEMORY_PER_CORE = {
+    "redpanda": (0, min_memory_mib(REDPANDA_MIB_PER_CORE, REDPANDA_MEMORY_FRACTION, 1)),
+    "scylladb": (SCYLLA_RESERVE_MIB, SCYLLA_MIB_PER_SHARD),
+    "dragonfly": (0, min_memory_mib(DRAGONFLY_MIB_PER_THREAD, DRAGONFLY_MAXMEMORY_FRACTION, 1)),
+}
+
+
+@dataclass(frozen=True)
+class DataContext:
+    parent: pulumi.Resource  # the DataPlane component: every child hangs below it
+    k8s: k8s.Provider
+    settings: Settings  # dataPlane.* of the stack, validated
+    cluster: Cluster
+    stack: str
+    domain: str
+    ha: bool  # production-grade profile: quorum replicas, required anti-affinity, PDBs
+    protect: bool  # production: database clusters, their volumes and generated credentials protected
+    storage_class: str  # the provider's default StorageClass (network block storage)
+    xfs_storage_class: str | None  # the same storage formatted XFS, where the provider offers it
+    local_nvme: bool  # the nodes' own disks are local NVMe (ScyllaDB may use them)
+    gateway: GatewayRef
+    cluster_issuer: str
+    placements: dict[str, Placement]  # store (STORE_ROLES key) -> where it runs
+    backup: S3Location | None  # where stores back up to (None: backups off), see DataPlane._backup_target
+
+    def opts(self, depends_on: Sequence[pulumi.Resource] = (), protect: bool = False,
+             **kwargs) -> pulumi.ResourceOptions:
+        """`protect`: asked for by stateful resources; honoured in production-grade profiles only."""
+        return pulumi.ResourceOptions(parent=self.parent, provider=self.k8s, depends_on=list(depends_on),
+                                      protect=protect and self.protect, **kwargs)
+
+    def labels(self, app: str, component: str | None = None) -> dict[str, str]:
+        labels = {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "adplatform",
+                  "app.kubernetes.io/managed-by": "pulumi"}
+        if component:
+            labels["app.kubernetes.io/component"] = component
+        return labels
+
+    def resources(self, store: str, workload: str | None = None) -> Resources:
+        """The workload's share of its store's nodes, or the store's configured cpu/memory."""
+        settings = getattr(self.settings, store)
+        workload = workload or store
+        res = sized(self.placements[store], SHARES[workload], settings.cpu, settings.memory,
+                    whole_cpus=workload in PINNED_CPUS)
+        if settings.cpu is None and workload in MEMORY_PER_CORE:
+            fixed, per_core = MEMORY_PER_CORE[workload]
+            fed = max(1, (res.memory_mib - fixed) // per_core)
+            res = Resources(cpu=str(min(int(res.cpu), fed)), memory=res.memory)
+        return res
+
+    def password(self, name: str, length: int = 32) -> random.RandomPassword:
+        """A generated credential: alphanumeric (safe in URLs, DSNs and config files), protected in production."""
+        return random.RandomPassword(name, length=length, special=False, min_lower=1, min_upper=1, min_numeric=1,
+                                     opts=pulumi.ResourceOptions(parent=self.parent, protect=self.protect))
+
+    def credentials(self, resource_name: str, secret: str, namespace: str, values: dict[str, pulumi.Input[str]],
+                    depends_on: Sequence[pulumi.Resource] = (), secret_type: str = "Opaque",
+                    labels: dict[str, str] | None = None) -> tuple[Credentials, k8s.core.v1.Secret]:
+        """A Secret holding `values` (every value marked secret) and the typed reference to it."""
+        outputs = {k: pulumi.Output.secret(v) for k, v in values.items()}
+        obj = k8s.core.v1.Secret(
+            resource_name, metadata=k8s.meta.v1.ObjectMetaArgs(name=secret, namespace=namespace, labels=labels),
+            type=secret_type, string_data=outputs, opts=self.opts(depends_on))
+        return Credentials(secret=secret, namespace=namespace, values=outputs), obj
+
+    # --- network peers of the data namespaces ---------------------------------------------------------
+    def clients(self, ports: Sequence[int], teams: bool = True, platform: bool = True) -> tuple[Peer, ...]:
+        """Who may connect to a store: team namespaces (the ad services) and the platform layer's."""
+        peers = []
+        if teams:
+            peers.append(Peer("teams", tuple(ports), namespace_labels={LAYER_LABEL: TEAM_LAYER}))
+        if platform:
+            peers.append(Peer("platform", tuple(ports), namespace_labels={LAYER_LABEL: PLATFORM_LAYER}))
+        return tuple(peers)
+
+    def monitoring(self, ports: Sequence[int]) -> Peer:
+        """Prometheus (platform layer) scrapes these metrics ports."""
+        return Peer(MONITORING_NAMESPACE, tuple(ports))
+
+    def object_storage_peer(self) -> tuple[Peer, ...]:
+        """Egress to the in-cluster object store when backups go there (empty otherwise)."""
+        if self.backup is None or not self.backup.in_cluster:
+            return ()
+        return (Peer(OBJECT_STORE_NAMESPACE, (OBJECT_STORE_S3_PORT,)),)
+
+    def backup_egress_world(self) -> tuple[int, ...]:
+        """Egress to external S3 (HTTPS) when backups go outside the cluster."""
+        return (443,) if self.backup is not None and not self.backup.in_cluster else ()

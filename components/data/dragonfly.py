@@ -1,0 +1,232 @@
+"""DragonflyDB: the dragonfly-operator and one `Dragonfly` (dragonflydb.io/v1alpha1): a primary and replicas.
+
+The operator (dragonflydb/dragonfly-operator tag v1.6.1) runs the instances as a StatefulSet, picks the
+primary, points the others at it (REPLICAOF over the admin port 9999) and fails over when the primary's
+pod goes; its Service `<name>` always selects the current primary (internal/resources/resources.go).
+What this module sets:
+
+- instances: one per node of the stateful pool, at most 3 (a primary and two replicas; staging: 1),
+  anti-affinity across nodes, exactly the pool's taints;
+- resources requests == limits with whole CPUs; `--proactor_threads` = the CPUs and `--maxmemory` = 80% of
+  the memory (DragonflyDB's own default share when it sizes itself), so the kernel never OOM-kills
+  what DragonflyDB believes it may use;
+- password auth (`authentication.passwordFromSecret`, a generated password);
+- snapshots on `dataPlane.dragonfly.snapshotSchedule` to each instance's volume (`snapshot.cron` +
+  `persistentVolumeClaimSpec`), one rolling file set (`--dbfilename=dump`: the timestamped default is
+  never pruned and fills the volume, dragonfly-operator issue #566);
+- the operator's PodDisruptionBudget (created with more than one instance), set to keep all but one:
+  with 3 instances the primary and a replica stay through a drain;
+- metrics: a PodMonitor on the admin port (the operator's own monitoring/podMonitor.yaml), because the
+  operator turns HTTP off on the client port (`--primary_port_http_enabled=false`).
+
+The admin port takes no password (the operator passes `--admin_nopass` and needs it): only the
+operator, the instances themselves and Prometheus may reach it (namespace policies).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import charts
+from components.data.context import LAYER, DataContext
+from components.data.endpoints import Credentials, DragonflyEndpoint
+from components.data.placement import Resources
+from components.helm import release
+from components.scheduling import pod_anti_affinity
+from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
+                                           NamespaceSpec, Peer)
+from config.data import DRAGONFLY_MAXMEMORY_FRACTION, DRAGONFLY_MIB_PER_THREAD, min_memory_mib
+
+NAMESPACE = "dragonfly"
+OPERATOR_NAMESPACE = charts.DRAGONFLY_OPERATOR.namespace
+OPERATOR_RELEASE = "dragonfly-operator"
+NAME = "dragonfly"  # the Dragonfly resource: also its StatefulSet, PDB and primary Service
+READ_SERVICE = f"{NAME}-read"  # ours: every instance, for reads that may lag the primary
+CLUSTER_DOMAIN = "cluster.local"
+PORT = 6379  # Redis protocol
+ADMIN_PORT = 9999  # replication, the operator's commands, /metrics; no password
+PASSWORD_SECRET = "dragonfly-auth"
+SNAPSHOT_FILE = "dump"
+# The labels the operator puts on every instance pod (and selects them by); the primary also carries role=master.
+POD_LABELS = {"app": NAME, "app.kubernetes.io/name": "dragonfly", "app.kubernetes.io/part-of": "dragonfly"}
+OPERATOR_LABELS = {"app.kubernetes.io/name": "dragonfly-operator", "app.kubernetes.io/instance": OPERATOR_RELEASE}
+OPERATOR_HA_REPLICAS = 2  # leader election (--leader-elect in the chart's Deployment)
+# The image runs as `dfly` (uid/gid 999; the operator's default fsGroup is 999, resources.go dflyUserGroup).
+DFLY_UID = 999
+OPERATOR_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+RBAC_PROXY_RESOURCES = {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}
+SCRAPE_INTERVAL = "30s"
+READY_TIMEOUT_SECONDS = 900
+
+
+def namespaces(ctx: DataContext) -> list[NamespaceSpec]:
+    return [
+        NamespaceSpec(
+            name=NAMESPACE, pss="restricted", layer=LAYER,
+            why="DragonflyDB runs as its image's non-root user with no capabilities and the RuntimeDefault "
+                "seccomp profile",
+            ingress_from=(*ctx.clients((PORT,)), ctx.monitoring((ADMIN_PORT,)),
+                          Peer(OPERATOR_NAMESPACE, (ADMIN_PORT,), pod_labels=OPERATOR_LABELS))),
+        NamespaceSpec(
+            name=OPERATOR_NAMESPACE, pss="restricted", layer=LAYER,
+            why="the operator and its kube-rbac-proxy run non-root, no capabilities, RuntimeDefault seccomp",
+            egress_to=(Peer(NAMESPACE, (ADMIN_PORT,), pod_labels=POD_LABELS),)),
+    ]
+
+
+# --- sizing ---------------------------------------------------------------------------------------------
+
+def instance_resources(ctx: DataContext) -> Resources:
+    res = ctx.resources("dragonfly")
+    need = min_memory_mib(DRAGONFLY_MIB_PER_THREAD, DRAGONFLY_MAXMEMORY_FRACTION, int(res.cpu))
+    if res.memory_mib < need:
+        raise ValueError(f"adplatform:dataPlane.dragonfly gets cpu {res.cpu} and memory {res.memory} from its pools "
+                         f"{list(ctx.placements['dragonfly'].pools)}: DragonflyDB needs at least {need}Mi for "
+                         f"{res.cpu} threads; set dataPlane.dragonfly.cpu and memory")
+    return res
+
+
+def maxmemory_bytes(res: Resources) -> int:
+    return int(res.memory_mib * DRAGONFLY_MAXMEMORY_FRACTION) * 1024 * 1024
+
+
+def args(res: Resources) -> list[str]:
+    """Appended to the operator's defaults (--admin_port=9999, --admin_nopass, ...) and --dir/--snapshot_cron."""
+    return [
+        # One thread per pinned CPU: left alone, DragonflyDB counts the node's cores and asks 256Mi for each.
+        f"--proactor_threads={int(res.cpu)}",
+        f"--maxmemory={maxmemory_bytes(res)}",  # bytes: no unit ambiguity
+        f"--dbfilename={SNAPSHOT_FILE}",
+    ]
+
+
+# --- the instances ----------------------------------------------------------------------------------------
+
+def dragonfly_spec(ctx: DataContext, res: Resources) -> dict[str, Any]:
+    settings = ctx.settings.dragonfly
+    where = ctx.placements["dragonfly"]
+    replicas = where.replicas(3)
+    spec: dict[str, Any] = {
+        "replicas": replicas,
+        "image": f"docker.dragonflydb.io/dragonflydb/dragonfly:{charts.DRAGONFLY_VERSION}",
+        "imagePullPolicy": "IfNotPresent",
+        "args": args(res),
+        "resources": res.spec(),
+        "nodeSelector": where.node_selector,
+        "tolerations": where.tolerations,
+        "affinity": {"podAntiAffinity": pod_anti_affinity(POD_LABELS, required=ctx.ha)},
+        "authentication": {"passwordFromSecret": {"name": PASSWORD_SECRET, "key": "password"}},
+        "snapshot": {
+            "cron": settings.snapshot_schedule,
+            "persistentVolumeClaimSpec": {
+                "accessModes": ["ReadWriteOnce"], "storageClassName": ctx.storage_class,
+                "resources": {"requests": {"storage": settings.storage_size}}},
+        },
+        "podSecurityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": DFLY_UID, "runAsGroup": DFLY_UID,
+                               "fsGroup": DFLY_UID, "fsGroupChangePolicy": "OnRootMismatch"},
+        "containerSecurityContext": RESTRICTED_CONTAINER_SECURITY,
+        # Our namespace policies are the one place that says who reaches the instances.
+        "networkPolicyEnabled": False,
+    }
+    if replicas > 1:
+        # The operator's PDB (rendered only with more than one instance; default maxUnavailable 1), stated.
+        spec["pdb"] = {"minAvailable": replicas - 1}
+        # A replica counts as ready only once it has synced from the primary: the PDB then never lets a
+        # drain take the last in-sync copy (the operator patches the condition, resources.go).
+        spec["enableReplicationReadinessGate"] = True
+    return spec
+
+
+def read_service(ctx: DataContext, after: Sequence[pulumi.Resource]) -> k8s.core.v1.Service:
+    return k8s.core.v1.Service(
+        "dragonfly-read",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=READ_SERVICE, namespace=NAMESPACE,
+                                            labels=ctx.labels("dragonfly", "read")),
+        spec=k8s.core.v1.ServiceSpecArgs(
+            selector=POD_LABELS,
+            ports=[k8s.core.v1.ServicePortArgs(name="redis", port=PORT, target_port=PORT, protocol="TCP")]),
+        opts=ctx.opts(after))
+
+
+def pod_monitor(ctx: DataContext, after: Sequence[pulumi.Resource]) -> k8s.apiextensions.CustomResource:
+    return k8s.apiextensions.CustomResource(
+        "dragonfly-metrics", api_version="monitoring.coreos.com/v1", kind="PodMonitor",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=NAME, namespace=NAMESPACE, labels=ctx.labels("dragonfly", "metrics")),
+        spec={"selector": {"matchLabels": POD_LABELS},
+              "podTargetLabels": ["role"],  # primary or replica, on every series
+              "podMetricsEndpoints": [{"port": "admin", "path": "/metrics", "interval": SCRAPE_INTERVAL}]},
+        opts=ctx.opts(after))
+
+
+# --- the operator ---------------------------------------------------------------------------------------
+
+def operator_values(ctx: DataContext) -> dict[str, Any]:
+    replicas = OPERATOR_HA_REPLICAS if ctx.ha else 1
+    values: dict[str, Any] = {
+        "replicaCount": replicas,
+        "crds": {"install": True, "keep": True},  # deleting the CRD would delete every Dragonfly
+        "manager": {
+            "image": {"tag": charts.DRAGONFLY_OPERATOR.version},
+            "resources": OPERATOR_RESOURCES,
+            "securityContext": RESTRICTED_CONTAINER_SECURITY,
+        },
+        "rbacProxy": {"resources": RBAC_PROXY_RESOURCES, "securityContext": RESTRICTED_CONTAINER_SECURITY},
+        "podSecurityContext": RESTRICTED_POD_SECURITY,
+    }
+    if replicas > 1:
+        values["manager"]["affinity"] = {"podAntiAffinity": pod_anti_affinity(OPERATOR_LABELS, required=False)}
+    return values
+
+
+def operator_pdb(ctx: DataContext, after: Sequence[pulumi.Resource]) -> k8s.policy.v1.PodDisruptionBudget:
+    """The chart has none (charts/dragonfly-operator/templates): keep one of the two replicas through drains."""
+    return k8s.policy.v1.PodDisruptionBudget(
+        "dragonfly-operator-pdb",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=OPERATOR_RELEASE, namespace=OPERATOR_NAMESPACE,
+                                            labels=ctx.labels("dragonfly-operator")),
+        spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+            min_available=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=OPERATOR_LABELS)),
+        opts=ctx.opts(after))
+
+
+# --- install --------------------------------------------------------------------------------------------
+
+def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> DragonflyEndpoint:
+    res = instance_resources(ctx)
+    password = ctx.password("dragonfly-password")
+    creds, secret = ctx.credentials("dragonfly-auth", PASSWORD_SECRET, NAMESPACE, {"password": password.result},
+                                    after, labels=ctx.labels("dragonfly", "credentials"))
+    operator = release(OPERATOR_RELEASE, charts.DRAGONFLY_OPERATOR, operator_values(ctx), ctx.opts(after),
+                       create_namespace=False)
+    ready: list[pulumi.Resource] = [secret, operator]
+    if ctx.ha:
+        ready.append(operator_pdb(ctx, after))
+    instances = k8s.apiextensions.CustomResource(
+        "dragonfly", api_version="dragonflydb.io/v1alpha1", kind="Dragonfly",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=NAME, namespace=NAMESPACE, labels=ctx.labels("dragonfly", "cache"),
+            # Consumers wait until the operator has the primary and its replicas in place.
+            annotations={"pulumi.com/waitFor": "jsonpath={.status.phase}=Ready",
+                         "pulumi.com/timeoutSeconds": str(READY_TIMEOUT_SECONDS)}),
+        spec=dragonfly_spec(ctx, res),
+        opts=ctx.opts([*after, operator, secret], protect=True))
+    ready += [instances, read_service(ctx, after), pod_monitor(ctx, after)]
+    return endpoint(creds, ready)
+
+
+def endpoint(creds: Credentials, ready: Sequence[pulumi.Resource]) -> DragonflyEndpoint:
+    return DragonflyEndpoint(
+        host=f"{NAME}.{NAMESPACE}.svc.{CLUSTER_DOMAIN}",
+        read_host=f"{READ_SERVICE}.{NAMESPACE}.svc.{CLUSTER_DOMAIN}",
+        port=PORT,
+        credentials=creds,
+        namespace=NAMESPACE,
+        pod_labels=dict(POD_LABELS),
+        ready=ready,
+    )
+
+
+__all__ = ["install", "namespaces"]

@@ -1,0 +1,163 @@
+"""Typed connection info the data plane hands the platform and the ad services.
+
+Hosts are in-cluster DNS names; credentials live in Kubernetes Secrets in the store's namespace.
+Consumers in other namespaces get their own copy (`Credentials.copy_to`): Secrets are namespaced,
+and a copy made from the same generated Outputs stays in step when the password is rotated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+
+@dataclass(frozen=True)
+class Credentials:
+    secret: str  # Secret name in `namespace`
+    namespace: str
+    values: dict[str, pulumi.Output[str]]  # Secret key -> value (secret Outputs, never plain)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(self.values)
+
+    def copy_to(self, resource_name: str, namespace: str, opts: pulumi.ResourceOptions,
+                name: str | None = None, rename: dict[str, str] | None = None) -> k8s.core.v1.Secret:
+        """The same values as a Secret in `namespace` (`rename`: our key -> the consumer's key)."""
+        rename = rename or {}
+        return k8s.core.v1.Secret(
+            resource_name,
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=name or self.secret, namespace=namespace),
+            type="Opaque",
+            string_data={rename.get(k, k): pulumi.Output.secret(v) for k, v in self.values.items()},
+            opts=opts)
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """A bucket (and prefix) in S3-compatible storage, with credentials (keys ACCESS_KEY_ID, SECRET_ACCESS_KEY)."""
+
+    endpoint: str  # URL: https://... outside the cluster, http://<svc>.<ns>.svc:<port> inside
+    region: str
+    bucket: str
+    prefix: str  # no leading or trailing slash; "" for the bucket root
+    access_key_id: pulumi.Output[str]
+    secret_access_key: pulumi.Output[str]
+    in_cluster: bool  # the in-cluster store: a backup there does not survive the cluster
+
+    def url(self, *parts: str) -> str:
+        path = "/".join(p.strip("/") for p in (self.prefix, *parts) if p)
+        return f"s3://{self.bucket}/{path}" if path else f"s3://{self.bucket}"
+
+    def under(self, *parts: str) -> "S3Location":
+        prefix = "/".join(p.strip("/") for p in (self.prefix, *parts) if p)
+        return S3Location(self.endpoint, self.region, self.bucket, prefix, self.access_key_id,
+                          self.secret_access_key, self.in_cluster)
+
+    def secret(self, resource_name: str, name: str, namespace: str, opts: pulumi.ResourceOptions,
+               id_key: str = "ACCESS_KEY_ID", secret_key: str = "SECRET_ACCESS_KEY") -> k8s.core.v1.Secret:
+        """The credentials as a Secret in the namespace of the workload that writes here."""
+        return k8s.core.v1.Secret(
+            resource_name, metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace), type="Opaque",
+            string_data={id_key: pulumi.Output.secret(self.access_key_id),
+                         secret_key: pulumi.Output.secret(self.secret_access_key)},
+            opts=opts)
+
+
+@dataclass(frozen=True)
+class ObjectStoreEndpoint:
+    url: str  # S3 API endpoint
+    region: str
+    buckets: dict[str, str]  # purpose (config/data.py BUCKET_PURPOSES) -> bucket name
+    access_key_id: pulumi.Output[str]
+    secret_access_key: pulumi.Output[str]
+    in_cluster: bool
+    path_style: bool  # SeaweedFS: path-style addressing (no per-bucket DNS names)
+    ready: Sequence[pulumi.Resource] = ()
+
+    def bucket(self, purpose: str, prefix: str = "") -> S3Location:
+        return S3Location(self.url, self.region, self.buckets[purpose], prefix, self.access_key_id,
+                          self.secret_access_key, self.in_cluster)
+
+
+@dataclass(frozen=True)
+class ScyllaEndpoint:
+    hosts: list[str]  # CQL contact points
+    port: int  # CQL (9042)
+    datacenter: str  # for DC-aware load balancing in drivers
+    keyspaces: list[str]
+    replication_factor: int
+    credentials: Credentials  # keys: username, password
+    namespace: str
+    pod_labels: dict[str, str]  # what a consumer's egress NetworkPolicy selects
+    ready: Sequence[pulumi.Resource] = ()
+
+
+@dataclass(frozen=True)
+class RedpandaEndpoint:
+    brokers: list[str]  # host:port of the Kafka API (TLS)
+    schema_registry: str  # https URL
+    sasl_mechanism: str  # SCRAM-SHA-512
+    credentials: Credentials  # keys: username, password
+    ca_secret: str  # Secret in `namespace` with ca.crt of the listeners' TLS
+    namespace: str
+    pod_labels: dict[str, str]
+    ports: tuple[int, ...]  # every port a client uses (Kafka, schema registry, HTTP proxy)
+    ready: Sequence[pulumi.Resource] = ()
+
+
+@dataclass(frozen=True)
+class ClickHouseEndpoint:
+    host: str
+    http_port: int  # 8123
+    native_port: int  # 9000
+    cluster: str  # the cluster name for ON CLUSTER / Distributed tables
+    credentials: Credentials  # keys: username, password
+    namespace: str
+    pod_labels: dict[str, str]
+    ready: Sequence[pulumi.Resource] = ()
+
+
+@dataclass(frozen=True)
+class DragonflyEndpoint:
+    host: str  # the primary (writes); replicas serve reads through `read_host`
+    read_host: str
+    port: int  # 6379 (Redis protocol)
+    credentials: Credentials  # key: password
+    namespace: str
+    pod_labels: dict[str, str]
+    ready: Sequence[pulumi.Resource] = ()
+
+
+@dataclass(frozen=True)
+class Database:
+    name: str
+    owner: str
+    credentials: Credentials  # keys: username, password (CNPG basic-auth Secret)
+
+
+@dataclass(frozen=True)
+class PostgresEndpoint:
+    host: str  # read-write service (the primary)
+    read_host: str  # read-only service (replicas)
+    port: int
+    databases: dict[str, Database]  # consumer (gitlab, airflow, ...) -> its database
+    ca_secret: str  # Secret in `namespace` with the server CA (ca.crt): clients verify TLS
+    namespace: str
+    pod_labels: dict[str, str]
+    ready: Sequence[pulumi.Resource] = ()
+
+
+@dataclass
+class DataEndpoints:
+    """What the DataPlane exposes: None for a disabled store."""
+
+    object_storage: ObjectStoreEndpoint | None = None
+    scylladb: ScyllaEndpoint | None = None
+    redpanda: RedpandaEndpoint | None = None
+    clickhouse: ClickHouseEndpoint | None = None
+    dragonfly: DragonflyEndpoint | None = None
+    postgres: PostgresEndpoint | None = None

@@ -1,0 +1,255 @@
+"""Object storage: SeaweedFS in the cluster, or the provider's own S3 (`dataPlane.objectStorage.backend`).
+
+SeaweedFS (chart `seaweedfs`, components/charts.py) runs on the nodes of the stateful role:
+
+- masters: a raft group of 3 (1 on staging's single node), raft log and snapshots on a volume each;
+- volume servers: one per node, each on one volume of `storageSize`; with two or more of them every
+  file is written twice on distinct servers (replication `001`), so distinct nodes (one server per node);
+- filers: the namespace (paths, buckets) in an embedded leveldb on a volume per filer. Filers replay each
+  other's metadata changes (SeaweedFS wiki "Filer Store Replication"), so every filer holds all of it and
+  none needs an external database: a filer store in PostgreSQL would be a cycle, because PostgreSQL backs
+  up into this store in staging;
+- the S3 API: embedded in every filer (a write lands in the local filer's store). Peer filers catch up
+  asynchronously, so clients reach them through our Service `s3` with ClientIP session affinity: a
+  client keeps talking to one filer and always reads its own writes.
+
+S3 authentication is on: one admin identity whose keys are generated here (pulumi_random) and handed to
+consumers through the endpoint. Buckets for every purpose (config/data.py BUCKET_PURPOSES) are created by
+the chart's post-install/post-upgrade hook, which creates only the missing ones (idempotent).
+
+Every pod runs under Pod Security `restricted`: as the image's non-root `seaweed` user, logs to stderr
+(the chart's default hostPath logs are off). The chart's volume resize hook is off because its Job runs
+without a security context; growing `storageSize` later needs the manual steps in README.md.
+
+With `backend: external` nothing runs here: the endpoint names the provider's endpoint, region and the
+buckets `<bucketPrefix>-<purpose>` (which must exist), with the stack secrets as keys.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import charts
+from components.data.context import LAYER, OBJECT_STORE_NAMESPACE, OBJECT_STORE_S3_PORT, SHARES, DataContext
+from components.data.endpoints import ObjectStoreEndpoint
+from components.data.placement import Placement, Resources, node_budget, sized
+from components.helm import release
+from components.scheduling import pod_anti_affinity
+from components.services.namespaces import (LAYER_LABEL, RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY,
+                                           Namespaces, NamespaceSpec, Peer)
+from config import StackSecrets
+from config.data import BUCKET_PURPOSES
+
+NAMESPACE = OBJECT_STORE_NAMESPACE
+RELEASE = "seaweedfs"  # contains the chart name, so objects are named seaweedfs-<component>
+S3_PORT = OBJECT_STORE_S3_PORT
+S3_SERVICE = "s3"  # ours: ClientIP session affinity (see the module docstring)
+METRICS_PORT = 9327  # every component's -metricsPort (chart values.yaml)
+REGION = "us-east-1"  # SeaweedFS ignores the region; S3 clients need one to sign requests
+CONFIG_SECRET = "seaweedfs-s3-config"
+CONFIG_KEY = "seaweedfs_s3_config"  # the file the chart mounts under /etc/sw and passes as -s3.config
+ADMIN_IDENTITY = "admin"
+ADMIN_ACTIONS = ["Admin", "Read", "List", "Tagging", "Write"]  # SeaweedFS identity actions (docker/compose/s3.json)
+IMAGE = {"registry": "docker.io", "repository": "chrislusf/seaweedfs", "tag": charts.SEAWEEDFS_VERSION}
+SEAWEED_UID = 1000  # the image's `seaweed` user (seaweedfs tag 4.44, docker/Dockerfile.go_build)
+MASTER_STORAGE = "10Gi"  # raft log and snapshots are small; 10 GB is the smallest Hetzner volume
+FILER_STORAGE = "20Gi"  # the metadata of every file (a few hundred bytes each)
+HOOK_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+COMPONENTS = ("master", "volume", "filer")
+
+
+@dataclass(frozen=True)
+class Shape:
+    masters: int  # raft members: odd
+    volumes: int  # volume servers: one per node
+    filers: int
+    replication: str  # SeaweedFS XYZ placement: 001 = one extra copy on another server of the same rack
+
+
+def shape(placement: Placement) -> Shape:
+    masters = placement.replicas(3)
+    if masters % 2 == 0:
+        masters -= 1  # a raft group of 2 tolerates no more failures than 1 and needs both to elect
+    volumes = placement.nodes
+    return Shape(masters=masters, volumes=volumes, filers=placement.replicas(3),
+                 replication="001" if volumes >= 2 else "000")
+
+
+def labels(component: str) -> dict[str, str]:
+    """The chart's pod selector labels of a component (templates/*/…-statefulset.yaml)."""
+    return {"app.kubernetes.io/name": "seaweedfs", "app.kubernetes.io/instance": RELEASE,
+            "app.kubernetes.io/component": component}
+
+
+# --- endpoint ---------------------------------------------------------------------------------------------
+def endpoint(ctx: DataContext, secrets: StackSecrets) -> ObjectStoreEndpoint:
+    """Credentials and where to reach the store; no Kubernetes object (namespaces do not exist yet)."""
+    settings = ctx.settings.object_storage
+    if settings.backend == "external":
+        external = settings.external
+        key_id, secret_key = secrets.object_storage_access_key_id, secrets.object_storage_secret_access_key
+        if external is None or key_id is None or secret_key is None:  # config/rules.py refuses this earlier
+            raise ValueError("dataPlane.objectStorage.backend 'external' needs dataPlane.objectStorage.external "
+                             "and the secrets objectStorageAccessKeyId / objectStorageSecretAccessKey")
+        return ObjectStoreEndpoint(
+            url=external.endpoint, region=external.region,
+            buckets={p: f"{external.bucket_prefix}-{p}" for p in BUCKET_PURPOSES},
+            access_key_id=pulumi.Output.secret(key_id), secret_access_key=pulumi.Output.secret(secret_key),
+            in_cluster=False, path_style=False)  # provider S3 serves virtual-hosted buckets
+    access_key = ctx.password("seaweedfs-s3-access-key", length=32)
+    secret_key = ctx.password("seaweedfs-s3-secret-key", length=40)
+    return ObjectStoreEndpoint(
+        url=f"http://{S3_SERVICE}.{NAMESPACE}.svc:{S3_PORT}", region=REGION,
+        buckets={p: p for p in BUCKET_PURPOSES},
+        access_key_id=pulumi.Output.secret(access_key.result),
+        secret_access_key=pulumi.Output.secret(secret_key.result),
+        in_cluster=True, path_style=True)  # no per-bucket DNS names inside the cluster
+
+
+# --- namespace --------------------------------------------------------------------------------------------
+def namespaces(ctx: DataContext) -> list[NamespaceSpec]:
+    if ctx.settings.object_storage.backend == "external":
+        return []
+    return [NamespaceSpec(
+        name=NAMESPACE, pss="restricted", layer=LAYER,
+        why="SeaweedFS runs as the image's non-root user without capabilities; logs go to stderr (no hostPath)",
+        ingress_from=(
+            # S3 only: masters, volume servers and filers talk to each other inside the namespace.
+            *ctx.clients((S3_PORT,), teams=False),
+            Peer("data-plane", (S3_PORT,), namespace_labels={LAYER_LABEL: LAYER}),  # stores backing up here
+            ctx.monitoring((METRICS_PORT,)),
+        ))]
+
+
+# --- values -----------------------------------------------------------------------------------------------
+def _aux(where: Placement, share: float, min_cpu: float, min_memory_mib: int) -> Resources:
+    """A helper workload's share of the node; fixed minimums where the pool has no size class."""
+    if node_budget(where) is None:
+        return Resources(f"{int(min_cpu * 1000)}m", f"{min_memory_mib}Mi")
+    return sized(where, share, whole_cpus=False, min_cpu=min_cpu, min_memory_mib=min_memory_mib)
+
+
+def resources(ctx: DataContext) -> dict[str, Resources]:
+    where = ctx.placements["object_storage"]
+    return {
+        "volume": ctx.resources("object_storage", "seaweedfs"),  # dataPlane.objectStorage.cpu/memory apply here
+        "filer": _aux(where, SHARES["seaweedfs-filer"], 0.25, 512),
+        "master": _aux(where, SHARES["seaweedfs-master"], 0.1, 256),
+    }
+
+
+def _placed(ctx: DataContext, component: str) -> dict[str, Any]:
+    """Node selection, tolerations, one pod per node and restricted security contexts. The chart takes the
+    scheduling fields as strings it renders with `tpl` (values.yaml): JSON is YAML, so they are JSON."""
+    where = ctx.placements["object_storage"]
+    return {
+        "nodeSelector": json.dumps(where.node_selector),
+        "tolerations": json.dumps(where.tolerations) if where.tolerations else "",
+        "affinity": json.dumps({"podAntiAffinity": pod_anti_affinity(labels(component), required=ctx.ha)}),
+        "podSecurityContext": {"enabled": True, **RESTRICTED_POD_SECURITY, "runAsUser": SEAWEED_UID,
+                               "runAsGroup": SEAWEED_UID, "fsGroup": SEAWEED_UID,
+                               "fsGroupChangePolicy": "OnRootMismatch"},
+        "containerSecurityContext": {"enabled": True, **RESTRICTED_CONTAINER_SECURITY},
+    }
+
+
+def values(ctx: DataContext, buckets: Sequence[str]) -> dict[str, Any]:
+    where = ctx.placements["object_storage"]
+    size = shape(where)
+    sizes = resources(ctx)
+    storage_class = ctx.storage_class
+    return {
+        "image": dict(IMAGE),
+        "global": {"seaweedfs": {
+            # Overrides the masters' -defaultReplication and the filers' -defaultReplicaPlacement.
+            "enableReplication": True, "replicationPlacement": size.replication,
+            "monitoring": {"enabled": True},  # metrics ports and one ServiceMonitor per component
+        }},
+        "master": {
+            "replicas": size.masters,
+            "data": {"type": "persistentVolumeClaim", "size": MASTER_STORAGE, "storageClass": storage_class},
+            "logs": {"type": ""},  # -logtostderr
+            "resources": sizes["master"].spec(),
+            **_placed(ctx, "master"),
+        },
+        "volume": {
+            "replicas": size.volumes,
+            # maxVolumes 0: as many 1 GB volumes (master.volumeSizeLimitMB) as the disk holds.
+            "dataDirs": [{"name": "data", "type": "persistentVolumeClaim", "storageClass": storage_class,
+                          "size": ctx.settings.object_storage.storage_size, "maxVolumes": 0}],
+            "resizeHook": {"enabled": False},  # see the module docstring
+            "resources": sizes["volume"].spec(),
+            **_placed(ctx, "volume"),
+        },
+        "filer": {
+            "replicas": size.filers,
+            "data": {"type": "persistentVolumeClaim", "size": FILER_STORAGE, "storageClass": storage_class},
+            "logs": {"type": ""},
+            "resources": sizes["filer"].spec(),
+            **_placed(ctx, "filer"),
+            "s3": {
+                "enabled": True, "port": S3_PORT, "enableAuth": True, "existingConfigSecret": CONFIG_SECRET,
+                "createBuckets": [{"name": b} for b in buckets],
+                "createBucketsHook": {"resources": HOOK_RESOURCES},
+            },
+        },
+        "s3": {"enabled": False},  # the gateway runs inside the filers
+    }
+
+
+def disruption_budgets(ctx: DataContext) -> dict[str, dict[str, Any]]:
+    """PDB specs per component (the chart ships none): masters keep a raft majority, volume servers and
+    filers lose at most one pod at a time (with replication 001 every file keeps a readable copy). A
+    single replica gets none: a budget of 1 would block draining staging's only node forever."""
+    size = shape(ctx.placements["object_storage"])
+    replicas = {"master": size.masters, "volume": size.volumes, "filer": size.filers}
+    budgets: dict[str, dict[str, Any]] = {}
+    for component in COMPONENTS:
+        count = replicas[component]
+        if count < 2:
+            continue
+        limit = {"minAvailable": count // 2 + 1} if component == "master" else {"maxUnavailable": 1}
+        budgets[component] = {"selector": {"matchLabels": labels(component)}, **limit}
+    return budgets
+
+
+def s3_config(access_key: str, secret_key: str) -> str:
+    """The gateway's identities file: one admin identity with the generated keys."""
+    return json.dumps({"identities": [{"name": ADMIN_IDENTITY, "actions": ADMIN_ACTIONS,
+                                       "credentials": [{"accessKey": access_key, "secretKey": secret_key}]}]})
+
+
+# --- install ----------------------------------------------------------------------------------------------
+def install(ctx: DataContext, spaces: Namespaces, endpoint: ObjectStoreEndpoint,
+            after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    if not endpoint.in_cluster:
+        return []  # provider S3: nothing runs in the cluster
+    ns = spaces[NAMESPACE]
+    config = k8s.core.v1.Secret(
+        "seaweedfs-s3-config",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=CONFIG_SECRET, namespace=NAMESPACE,
+                                            labels=ctx.labels("seaweedfs", "s3")),
+        type="Opaque",
+        string_data={CONFIG_KEY: pulumi.Output.secret(
+            pulumi.Output.all(endpoint.access_key_id, endpoint.secret_access_key).apply(lambda k: s3_config(*k)))},
+        opts=ctx.opts([ns]))
+    buckets = sorted(set(endpoint.buckets.values()))
+    seaweed = release(RELEASE, charts.SEAWEEDFS, values(ctx, buckets), ctx.opts([*after, ns, config], protect=True),
+                      namespace=NAMESPACE, create_namespace=False)
+    service = k8s.core.v1.Service(
+        "seaweedfs-s3-service",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=S3_SERVICE, namespace=NAMESPACE, labels=ctx.labels("seaweedfs", "s3")),
+        spec={"type": "ClusterIP", "selector": labels("filer"), "sessionAffinity": "ClientIP",
+              "ports": [{"name": "s3", "port": S3_PORT, "targetPort": S3_PORT, "protocol": "TCP"}]},
+        opts=ctx.opts([ns]))
+    budgets = [k8s.policy.v1.PodDisruptionBudget(
+        f"seaweedfs-{component}-pdb",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=f"seaweedfs-{component}", namespace=NAMESPACE,
+                                            labels=ctx.labels("seaweedfs", component)),
+        spec=spec, opts=ctx.opts([ns])) for component, spec in disruption_budgets(ctx).items()]
+    return [config, seaweed, service, *budgets]

@@ -1,0 +1,119 @@
+"""Where a data store's pods run: the nodes of its role, tolerating exactly those nodes' taints.
+
+Every store runs on the pools of its role (config/catalog.py STORE_ROLES), or on the converged
+nodes when the stack has no pool of that role (the compact profile). The building blocks here are
+plain Kubernetes fragments; each store module puts them where its operator's CR expects them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from components.scheduling import toleration
+from config.catalog import DATABASE_ROLES, SIZES, Size
+from config.model import CONTROL_PLANE, ROLE_LABEL, ControlPlane, Pool, StackConfig
+from config.rules import role_pools
+
+# What a database node keeps from its stores: the kubelet's reservations there (components/k3s/config.py
+# KUBELET_DATABASE: kube- and system-reserved, 1 CPU and 2 GiB together, plus the 100Mi hard-eviction
+# threshold) and the per-node agents' requests (Cilium, log shipper, node exporter). A provider's "8 GB"
+# server shows the kernel about 93 % of that as GiB.
+SYSTEM_RESERVED_CPU = 1.0
+SYSTEM_RESERVED_MEMORY_MIB = 2048 + 100 + 768
+USABLE_MIB_PER_GB = 1024 * 0.93
+
+
+@dataclass(frozen=True)
+class Placement:
+    role: str  # the node role the pods select (a STORE_ROLES value, or "converged")
+    pools: tuple[str, ...]
+    nodes: int
+    size: Size | None  # the smallest size class among the pools (None: a pool sets only a server type)
+    taints: tuple[str, ...]  # every taint on those nodes
+    shared_by: int  # roles sharing these nodes (converged nodes host every store): divides the budget
+
+    @property
+    def node_selector(self) -> dict[str, str]:
+        return {ROLE_LABEL: self.role}
+
+    @property
+    def node_affinity(self) -> dict[str, Any]:
+        """The same selection as `node_selector`, for CRs that only take an affinity."""
+        return {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": ROLE_LABEL, "operator": "In", "values": [self.role]}]}]}}
+
+    @property
+    def tolerations(self) -> list[dict[str, str]]:
+        return [toleration(t) for t in self.taints]
+
+    def replicas(self, wanted: int) -> int:
+        """`wanted` replicas, one per node: never more than the nodes (3 nodes -> 3, staging's 1 -> 1)."""
+        return max(1, min(wanted, self.nodes))
+
+
+def placement(cfg: StackConfig, role: str) -> Placement:
+    pools = role_pools(cfg, role)
+    if any(p.role != role for p in pools):
+        # Converged nodes host every database role and the general workloads: each gets an equal part.
+        return _of("converged", pools, shared_by=len(DATABASE_ROLES) + 1)
+    return _of(role, pools)
+
+
+def _of(role: str, pools: list[Pool | ControlPlane], shared_by: int = 1) -> Placement:
+    names = tuple(CONTROL_PLANE if isinstance(p, ControlPlane) else p.name for p in pools)
+    taints = tuple(dict.fromkeys(t for p in pools for t in (p.taints if isinstance(p, ControlPlane) else p.node_taints)))
+    sizes = [SIZES[p.size] for p in pools if p.size]
+    smallest = min(sizes, key=lambda s: (s.vcpus, s.memory_gb)) if len(sizes) == len(pools) and sizes else None
+    return Placement(role=role, pools=names, nodes=sum(p.count for p in pools), size=smallest, taints=taints,
+                     shared_by=shared_by)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """requests == limits (Guaranteed QoS: the kubelet's static CPU manager pins whole CPUs)."""
+
+    cpu: str
+    memory: str
+
+    def spec(self) -> dict[str, dict[str, str]]:
+        both = {"cpu": self.cpu, "memory": self.memory}
+        return {"requests": dict(both), "limits": dict(both)}
+
+    @property
+    def memory_mib(self) -> int:
+        return _mib(self.memory)
+
+
+def node_budget(where: Placement) -> tuple[float, int] | None:
+    """CPUs and MiB of one node left for the data stores of this placement (None: size unknown)."""
+    if where.size is None:
+        return None
+    cpu = (where.size.vcpus - SYSTEM_RESERVED_CPU) / where.shared_by
+    memory = where.size.memory_gb * USABLE_MIB_PER_GB - SYSTEM_RESERVED_MEMORY_MIB
+    return cpu, int(memory / where.shared_by)
+
+
+def sized(where: Placement, share: float, cpu: str | None = None, memory: str | None = None,
+          whole_cpus: bool = True, min_cpu: float = 1.0, min_memory_mib: int = 1024) -> Resources:
+    """`share` of the node budget, unless the store's config sets cpu/memory.
+
+    `whole_cpus`: round down to whole CPUs (stores that pin CPUs: ScyllaDB, Redpanda).
+    """
+    budget = node_budget(where)
+    if budget is None and (cpu is None or memory is None):
+        raise ValueError(f"the pools {list(where.pools)} set no size class: set the store's cpu and memory")
+    if budget is not None:
+        budget_cpu, budget_mib = budget
+        amount = max(min_cpu, budget_cpu * share)
+        auto_cpu = str(int(amount)) if whole_cpus else f"{int(amount * 1000)}m"
+        auto_memory = f"{max(min_memory_mib, int(budget_mib * share))}Mi"
+    return Resources(cpu=cpu or auto_cpu, memory=memory or auto_memory)
+
+
+def _mib(quantity: str) -> int:
+    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 * 1024}
+    for suffix, factor in units.items():
+        if quantity.endswith(suffix):
+            return int(float(quantity[:-len(suffix)]) * factor)
+    return int(int(quantity) / (1024 * 1024))

@@ -1,0 +1,299 @@
+"""PostgreSQL: the CloudNativePG operator, the barman-cloud plugin and one `Cluster` shared by the platform
+(GitLab, Airflow, MLflow, JupyterHub: `dataPlane.postgres.databases`).
+
+- The operator and the plugin run in `cnpg-system` on the general nodes (the plugin must share the
+  operator's namespace: plugin-barman-cloud web/docs/installation.mdx); the cluster in `postgres` on the
+  stateful nodes, tolerating exactly their taints, one instance per node (required anti-affinity in HA).
+- 3 instances (staging: 1) with synchronous quorum replication, data and WAL on separate volumes,
+  requests == limits, superuser access off. The operator keeps its own PodDisruptionBudgets
+  (pkg/specs/poddisruptionbudget.go at v1.30.0): `<cluster>-primary` (minAvailable 1) and `<cluster>`
+  for the replicas (minAvailable instances-2, from 3 instances); a single instance gets none
+  (`enablePDB: false`), as CloudNativePG's docs ask, or the node could never be drained.
+- Each database has its own owner role with a generated password, declared in `spec.managed.roles`
+  (basic-auth Secrets the operator reloads on change) and a `Database` resource.
+- WAL archiving and base backups go through the barman-cloud plugin (the in-tree Barman support is
+  removed in CloudNativePG 1.31) to `ctx.backup`: an `ObjectStore` with the retention policy, the
+  cluster's `spec.plugins` as WAL archiver, and a `ScheduledBackup` (method plugin).
+- Metrics: a PodMonitor we own, as CloudNativePG 1.30 recommends (`spec.monitoring.enablePodMonitor`
+  is deprecated: docs/src/monitoring.md); the operator's own through its chart switch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import charts
+from components.data.context import LAYER, SHARES, DataContext
+from components.data.endpoints import Database, PostgresEndpoint, S3Location
+from components.data.placement import Resources, node_budget, sized
+from components.helm import release
+from components.scheduling import HOSTNAME_TOPOLOGY, pod_anti_affinity
+from components.services.namespaces import Namespaces, NamespaceSpec, Peer
+
+NAMESPACE = "postgres"
+OPERATOR_NAMESPACE = charts.CLOUDNATIVE_PG.namespace
+CLUSTER = "postgres"
+PORT = 5432
+STATUS_PORT = 8000  # the instance manager's status endpoint, which the operator polls
+METRICS_PORT = 9187
+OPERATOR_METRICS_PORT = 8080
+WEBHOOK_PORT = 9443  # the operator's admission webhooks (chart values webhook.port)
+API_VERSION = "postgresql.cnpg.io/v1"
+PLUGIN = "barman-cloud.cloudnative-pg.io"
+OBJECT_STORE = "postgres-backups"
+BACKUP_SECRET = "postgres-backup-s3"
+OPERATOR_RELEASE = "cloudnative-pg"  # contains the chart name: the objects are named cloudnative-pg
+PLUGIN_RELEASE = "plugin-barman-cloud"
+OPERATOR_SELECTOR = {"app.kubernetes.io/name": "cloudnative-pg", "app.kubernetes.io/instance": OPERATOR_RELEASE}
+CLUSTER_SELECTOR = {"cnpg.io/cluster": CLUSTER}  # the label CloudNativePG puts on every instance pod
+# Extensions a consumer needs but cannot create as a non-superuser owner (GitLab: "PostgreSQL requirements").
+EXTENSIONS = {"gitlab": ("pg_trgm", "btree_gist")}
+VELERO_EXCLUDE = "backup.velero.io/backup-volumes-excludes"
+MAX_CONNECTIONS = 400  # GitLab (Puma + Sidekiq), Airflow, MLflow and JupyterHub together
+OPERATOR_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
+PLUGIN_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+# boto3 >= 1.36 sends flexible checksums S3-compatible stores reject; the plugin's maintainers advise
+# turning them down to "when required" (cloudnative-pg/cloudnative-pg#7715, plugin-barman-cloud#800).
+CHECKSUM_ENV = {"AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
+                "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required"}
+
+
+# --- namespaces -------------------------------------------------------------------------------------------
+def namespaces(ctx: DataContext) -> list[NamespaceSpec]:
+    # The operator reaches every instance on the status port and PostgreSQL itself (docs/src/networking.md).
+    operator_to_cluster = (STATUS_PORT, PORT)
+    return [
+        NamespaceSpec(
+            name=OPERATOR_NAMESPACE, pss="restricted", layer=LAYER, webhooks=(WEBHOOK_PORT,),
+            why="the CloudNativePG operator and the barman-cloud plugin run non-root, read-only, without capabilities",
+            ingress_from=(ctx.monitoring((OPERATOR_METRICS_PORT,)),),
+            egress_to=(Peer(NAMESPACE, operator_to_cluster, pod_labels=CLUSTER_SELECTOR),)),
+        NamespaceSpec(
+            name=NAMESPACE, pss="restricted", layer=LAYER,
+            why="CloudNativePG instance pods and the barman-cloud sidecar run non-root without capabilities",
+            ingress_from=(Peer(OPERATOR_NAMESPACE, operator_to_cluster, pod_labels=OPERATOR_SELECTOR),
+                          *ctx.clients((PORT,), teams=False), ctx.monitoring((METRICS_PORT,))),
+            egress_to=ctx.object_storage_peer(), egress_world=ctx.backup_egress_world()),
+    ]
+
+
+# --- sizing -----------------------------------------------------------------------------------------------
+def instances(ctx: DataContext) -> int:
+    return ctx.placements["postgres"].replicas(3)
+
+
+def sidecar_resources(ctx: DataContext) -> Resources:
+    """The barman-cloud sidecar: requests == limits too, so the instance pods keep Guaranteed QoS."""
+    where = ctx.placements["postgres"]
+    if node_budget(where) is None:
+        return Resources("250m", "256Mi")
+    return sized(where, SHARES["postgres-backup"], whole_cpus=False, min_cpu=0.1, min_memory_mib=256)
+
+
+def parameters(size: Resources) -> dict[str, str]:
+    """postgresql.conf sized from the instance's memory limit (PostgreSQL's "MB" is MiB)."""
+    mib = size.memory_mib
+    return {"max_connections": str(MAX_CONNECTIONS), "shared_buffers": f"{mib // 4}MB",
+            "effective_cache_size": f"{mib * 3 // 4}MB", "maintenance_work_mem": f"{max(64, mib // 16)}MB"}
+
+
+def cron(schedule: str) -> str:
+    """CloudNativePG's schedules have a leading seconds field (6 fields); the config's have 5."""
+    return f"0 {schedule}"
+
+
+# --- the Cluster ------------------------------------------------------------------------------------------
+def cluster_spec(ctx: DataContext, roles: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    settings = ctx.settings.postgres
+    where = ctx.placements["postgres"]
+    count = instances(ctx)
+    size = ctx.resources("postgres")
+    postgresql: dict[str, Any] = {"parameters": parameters(size)}
+    if count > 1:
+        # A commit waits for one standby: a failover never loses an acknowledged transaction.
+        postgresql["synchronous"] = {"method": "any", "number": 1, "dataDurability": "required"}
+    spec: dict[str, Any] = {
+        "instances": count,
+        "imageName": charts.POSTGRES_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "enableSuperuserAccess": False,
+        "enablePDB": count > 1,
+        "primaryUpdateStrategy": "unsupervised",
+        "primaryUpdateMethod": "switchover" if count > 1 else "restart",
+        "bootstrap": {"initdb": {"dataChecksums": True}},
+        "postgresql": postgresql,
+        "storage": {"size": settings.storage_size, "storageClass": ctx.storage_class},
+        "walStorage": {"size": settings.wal_storage_size, "storageClass": ctx.storage_class},
+        "resources": size.spec(),
+        "affinity": {
+            "enablePodAntiAffinity": True,
+            "podAntiAffinityType": "required" if ctx.ha else "preferred",
+            "topologyKey": HOSTNAME_TOPOLOGY,
+            "nodeSelector": where.node_selector,
+            "tolerations": where.tolerations,
+        },
+        "managed": {"roles": list(roles)},
+        # Reaches the instance pods (GetFixedInheritedAnnotations, api/v1/cluster_funcs.go): Velero's file
+        # copy of a running data directory is no backup (components/services/backups.py); barman's is.
+        "inheritedMetadata": {"annotations": {VELERO_EXCLUDE: "pgdata,pg-wal"}},
+    }
+    if ctx.backup is not None:
+        spec["plugins"] = [{"name": PLUGIN, "isWALArchiver": True, "parameters": {"barmanObjectName": OBJECT_STORE}}]
+    return spec
+
+
+def role(database: str, secret: str) -> dict[str, Any]:
+    """The database's owner: may log in, nothing more."""
+    return {"name": database, "ensure": "present", "login": True, "superuser": False, "createdb": False,
+            "createrole": False, "replication": False, "bypassrls": False, "inherit": True,
+            "connectionLimit": -1, "passwordSecret": {"name": secret}}
+
+
+def database_spec(database: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"name": database, "owner": database, "cluster": {"name": CLUSTER}, "ensure": "present",
+                            "databaseReclaimPolicy": "retain"}  # deleting the resource keeps the data
+    if database in EXTENSIONS:
+        spec["extensions"] = [{"name": e, "ensure": "present"} for e in EXTENSIONS[database]]
+    return spec
+
+
+# --- backups ----------------------------------------------------------------------------------------------
+def object_store_spec(ctx: DataContext, location: S3Location) -> dict[str, Any]:
+    settings = ctx.settings.postgres
+    env = {**CHECKSUM_ENV, "AWS_DEFAULT_REGION": location.region}
+    return {
+        "retentionPolicy": settings.backup_retention,
+        "configuration": {
+            "destinationPath": location.url(),
+            "endpointURL": location.endpoint,
+            "s3Credentials": {"accessKeyId": {"name": BACKUP_SECRET, "key": "ACCESS_KEY_ID"},
+                              "secretAccessKey": {"name": BACKUP_SECRET, "key": "ACCESS_SECRET_KEY"}},
+            "wal": {"compression": "zstd", "maxParallel": 4},
+            "data": {"compression": "lz4", "jobs": 2},
+        },
+        "instanceSidecarConfiguration": {
+            "env": [{"name": k, "value": v} for k, v in env.items()],
+            "resources": sidecar_resources(ctx).spec(),
+        },
+    }
+
+
+def scheduled_backup_spec(ctx: DataContext) -> dict[str, Any]:
+    return {
+        "schedule": cron(ctx.settings.postgres.backup_schedule),
+        "cluster": {"name": CLUSTER},
+        "method": "plugin",
+        "pluginConfiguration": {"name": PLUGIN},
+        "immediate": True,  # a first base backup right away: WAL alone cannot restore anything
+        "backupOwnerReference": "self",  # Backup records go with the schedule; the files follow the retention
+        "target": "prefer-standby",  # keeps the copy load off the primary
+    }
+
+
+def pod_monitor_spec() -> dict[str, Any]:
+    return {"selector": {"matchLabels": dict(CLUSTER_SELECTOR)}, "podMetricsEndpoints": [{"port": "metrics"}]}
+
+
+# --- operators --------------------------------------------------------------------------------------------
+def operator_replicas(ctx: DataContext) -> int:
+    return 2 if ctx.ha else 1  # leader election: the second one takes over within seconds
+
+
+def operator_values(ctx: DataContext) -> dict[str, Any]:
+    return {
+        "replicaCount": operator_replicas(ctx),
+        "image": {"repository": "ghcr.io/cloudnative-pg/cloudnative-pg", "tag": charts.CNPG_VERSION},
+        "crds": {"create": True},  # kept on uninstall (helm.sh/resource-policy: keep in the chart)
+        "config": {"clusterWide": True},
+        "webhook": {"port": WEBHOOK_PORT},
+        "resources": OPERATOR_RESOURCES,
+        "affinity": {"podAntiAffinity": pod_anti_affinity(OPERATOR_SELECTOR, required=ctx.ha)},
+        "monitoring": {"podMonitorEnabled": True},
+    }
+
+
+def plugin_values() -> dict[str, Any]:
+    # One replica: its gRPC server runs on the leader only (the CNPGI runnable of internal/cnpgi/operator/
+    # start.go at v0.13.0 has no NeedLeaderElection, so controller-runtime starts it after election) and
+    # the chart forces the Recreate strategy, so a second pod would sit unready. WAL archiving and backups
+    # run in the instance sidecars and go on while it restarts.
+    image = {"registry": "ghcr.io", "tag": charts.BARMAN_CLOUD_VERSION}
+    return {
+        "replicaCount": 1,
+        "image": {**image, "repository": "cloudnative-pg/plugin-barman-cloud"},
+        "sidecarImage": {**image, "repository": "cloudnative-pg/plugin-barman-cloud-sidecar"},
+        "crds": {"create": True},
+        "resources": PLUGIN_RESOURCES,
+    }
+
+
+# --- install ----------------------------------------------------------------------------------------------
+def _custom(ctx: DataContext, resource_name: str, kind: str, name: str, spec: dict[str, Any],
+            depends_on: Sequence[pulumi.Resource], api_version: str = API_VERSION,
+            protect: bool = False) -> k8s.apiextensions.CustomResource:
+    return k8s.apiextensions.CustomResource(
+        resource_name, api_version=api_version, kind=kind,
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=NAMESPACE, labels=ctx.labels("postgres")),
+        spec=spec, opts=ctx.opts(depends_on, protect=protect))
+
+
+def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> PostgresEndpoint:
+    operator_ns, ns = spaces[OPERATOR_NAMESPACE], spaces[NAMESPACE]
+    operator = release(OPERATOR_RELEASE, charts.CLOUDNATIVE_PG, operator_values(ctx), ctx.opts([*after, operator_ns]),
+                       namespace=OPERATOR_NAMESPACE, create_namespace=False)
+    # The plugin needs cert-manager (in `after`) for its gRPC certificates, and the operator's CRDs.
+    plugin = release(PLUGIN_RELEASE, charts.BARMAN_CLOUD, plugin_values(), ctx.opts([*after, operator_ns, operator]),
+                     namespace=OPERATOR_NAMESPACE, create_namespace=False)
+    ready: list[pulumi.Resource] = [operator, plugin]
+    if operator_replicas(ctx) > 1:  # the chart ships no PodDisruptionBudget (templates/ at cloudnative-pg-v0.29.0)
+        ready.append(k8s.policy.v1.PodDisruptionBudget(
+            "cloudnative-pg-pdb",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name="cloudnative-pg", namespace=OPERATOR_NAMESPACE,
+                                                labels=ctx.labels("cloudnative-pg")),
+            spec={"minAvailable": 1, "selector": {"matchLabels": dict(OPERATOR_SELECTOR)}},
+            opts=ctx.opts([operator_ns])))
+
+    databases: dict[str, Database] = {}
+    secrets: list[pulumi.Resource] = []
+    roles = []
+    for name in ctx.settings.postgres.databases:
+        secret_name = f"{CLUSTER}-{name}".replace("_", "-")
+        password = ctx.password(f"postgres-{name}-password")
+        credentials, secret = ctx.credentials(
+            f"postgres-{name}-credentials", secret_name, NAMESPACE, {"username": name, "password": password.result},
+            depends_on=[ns], secret_type="kubernetes.io/basic-auth",
+            labels={**ctx.labels("postgres", name), "cnpg.io/reload": "true"})  # password changes apply at once
+        databases[name] = Database(name=name, owner=name, credentials=credentials)
+        secrets.append(secret)
+        roles.append(role(name, secret_name))
+
+    before_cluster: list[pulumi.Resource] = [ns, operator, plugin, *secrets]
+    if ctx.backup is not None:
+        location = ctx.backup.under("postgres")
+        backup_secret = location.secret("postgres-backup-s3", BACKUP_SECRET, NAMESPACE, ctx.opts([ns]),
+                                        secret_key="ACCESS_SECRET_KEY")
+        store = _custom(ctx, "postgres-object-store", "ObjectStore", OBJECT_STORE, object_store_spec(ctx, location),
+                        [plugin, backup_secret], api_version="barmancloud.cnpg.io/v1")
+        before_cluster += [backup_secret, store]
+        ready += [backup_secret, store]
+
+    cluster = _custom(ctx, "postgres-cluster", "Cluster", CLUSTER, cluster_spec(ctx, roles), before_cluster,
+                      protect=True)
+    ready += [*secrets, cluster]
+    for name in ctx.settings.postgres.databases:
+        ready.append(_custom(ctx, f"postgres-database-{name}", "Database", f"{CLUSTER}-{name}".replace("_", "-"),
+                             database_spec(name), [cluster], protect=True))
+    if ctx.backup is not None:
+        ready.append(_custom(ctx, "postgres-scheduled-backup", "ScheduledBackup", f"{CLUSTER}-base-backup",
+                             scheduled_backup_spec(ctx), [cluster]))
+    ready.append(_custom(ctx, "postgres-pod-monitor", "PodMonitor", CLUSTER, pod_monitor_spec(), [ns, *after],
+                         api_version="monitoring.coreos.com/v1"))
+
+    return PostgresEndpoint(
+        host=f"{CLUSTER}-rw.{NAMESPACE}.svc", read_host=f"{CLUSTER}-ro.{NAMESPACE}.svc", port=PORT,
+        databases=databases, ca_secret=f"{CLUSTER}-ca", namespace=NAMESPACE, pod_labels=dict(CLUSTER_SELECTOR),
+        ready=ready)
+

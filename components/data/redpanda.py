@@ -1,0 +1,338 @@
+"""Redpanda: the vendor's operator and one `Redpanda` cluster (cluster.redpanda.com/v1alpha2).
+
+The operator (chart `operator`, components/charts.py) renders the cluster from the redpanda chart it
+embeds: `spec.clusterSpec` carries that chart's values (redpanda-data/redpanda-operator tag
+operator/v26.2.2, operator/api/redpanda/v1alpha2/redpanda_clusterspec_types.go). What this module sets:
+
+- brokers: one per node of the Redpanda pool, at most 3 (staging's single node: 1), required
+  anti-affinity (the host tuners must never run twice on one node), exactly the pool's taints;
+- resources in the chart's explicit mode (requests == limits, whole CPUs): Redpanda starts with
+  `--smp` = the CPUs and `--memory` = 90% of the memory (stated as flags, so they are visible here);
+- production mode: `developer_mode: false`, rpk's tuners at broker start on the host
+  (`tuning.apply_host_tuners`), except the THP and swappiness tuners: the host tuning owns those
+  (components/host/profiles.py keeps THP at madvise and vm.swappiness=1);
+- TLS on every listener from a self-signed CA the chart bootstraps with cert-manager, SASL/SCRAM on the
+  Kafka API (basic auth on the schema registry and HTTP proxy): a superuser (the Secret of
+  `auth.sasl.secretRef`), the operator's bootstrap user, and one application user with ACLs (a `User`);
+- default topic replication = brokers (3 in production), retention from `dataPlane.redpanda`;
+- metrics: the chart's ServiceMonitor on the admin API (/public_metrics, TLS verified against the CA);
+- Redpanda Console (when `dataPlane.redpanda.console`): the operator deploys it connected with the
+  bootstrap user over TLS. Not on the gateway: the community Console has no login (README: port-forward).
+
+No backups: Redpanda replicates every partition 3-way across brokers; tiered storage (the vendor's
+path to object storage) is an enterprise feature.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import charts
+from components.data.context import LAYER, DataContext
+from components.data.endpoints import Credentials, RedpandaEndpoint
+from components.data.placement import Resources
+from components.helm import release
+from components.scheduling import pod_anti_affinity
+from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
+                                           NamespaceSpec, Peer)
+from config.data import REDPANDA_MEMORY_FRACTION, REDPANDA_MIB_PER_CORE, min_memory_mib
+
+NAMESPACE = "redpanda"
+OPERATOR_NAMESPACE = charts.REDPANDA_OPERATOR.namespace
+OPERATOR_RELEASE = "redpanda-operator"
+# The Redpanda resource's name: the operator's release name for the chart, hence its fullname, the
+# headless Service, the pod names (redpanda-0, ...) and the Console's name.
+CLUSTER = "redpanda"
+CLUSTER_DOMAIN = "cluster.local"
+KAFKA_PORT = 9093  # the internal Kafka listener (chart default)
+SCHEMA_REGISTRY_PORT = 8081
+HTTP_PROXY_PORT = 8082
+ADMIN_PORT = 9644  # admin API, also /public_metrics
+RPC_PORT = 33145  # broker to broker, inside the namespace only
+CLIENT_PORTS = (KAFKA_PORT, SCHEMA_REGISTRY_PORT, HTTP_PROXY_PORT)
+SASL_MECHANISM = "SCRAM-SHA-512"
+SUPERUSER = "admin"
+APP_USER = "adplatform"  # the application user (a `User` resource: its name is the SASL username)
+SUPERUSERS_SECRET = "redpanda-superusers"  # auth.sasl.secretRef: every key is a users file, every user a superuser
+BOOTSTRAP_SECRET = "redpanda-bootstrap-user"  # the operator's own superuser (kubernetes-controller)
+APP_SECRET = "redpanda-app-credentials"  # what consumers copy: username, password
+TLS_CERT = "default"  # tls.certs key; the chart names the server certificate's Secret <cluster>-<cert>-cert
+CA_SECRET = f"{CLUSTER}-{TLS_CERT}-cert"  # holds ca.crt (cert-manager's CA issuer writes it)
+BROKER_LABELS = {"app.kubernetes.io/name": "redpanda", "app.kubernetes.io/instance": CLUSTER,
+                 "app.kubernetes.io/component": "redpanda-statefulset"}  # charts/redpanda/statefulset.go
+OPERATOR_LABELS = {"app.kubernetes.io/name": "operator", "app.kubernetes.io/instance": OPERATOR_RELEASE}
+OPERATOR_HA_REPLICAS = 2  # leader election (--leader-elect): a second replica only shortens fail-over
+# Helpers in the broker pods. Guaranteed QoS (the static CPU manager pins the broker's cores) needs
+# requests == limits on every container, init containers included (bootstrap-yaml-envsubst sets its own).
+SIDECAR_RESOURCES = Resources("200m", "256Mi")
+INIT_RESOURCES = Resources("200m", "256Mi")
+OPERATOR_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+CONSOLE_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
+# Monitoring scrapes every 30 s (the chart's default interval).
+SCRAPE_INTERVAL = "30s"
+READY_TIMEOUT_SECONDS = 1800  # three brokers, each tuning its host before it starts
+
+
+def namespaces(ctx: DataContext) -> list[NamespaceSpec]:
+    operator_peer = Peer(OPERATOR_NAMESPACE, (ADMIN_PORT, *CLIENT_PORTS), pod_labels=OPERATOR_LABELS)
+    return [
+        NamespaceSpec(
+            name=NAMESPACE, pss="privileged", layer=LAYER,
+            why="the brokers' tuning init container runs privileged with host paths mounted: rpk's tuners (disk "
+                "IRQs and scheduler, network queues, clocksource, aio) apply to the host (tuning.apply_host_tuners)",
+            ingress_from=(*ctx.clients(CLIENT_PORTS), ctx.monitoring((ADMIN_PORT,)), operator_peer)),
+        NamespaceSpec(
+            name=OPERATOR_NAMESPACE, pss="baseline", layer=LAYER,
+            why="the chart's CRD-install Job declares no seccomp profile or non-root user (operator/chart/"
+                "pre_install_crd_job.go) and cannot be given one; the operator itself runs non-root",
+            egress_to=(Peer(NAMESPACE, (ADMIN_PORT, *CLIENT_PORTS), pod_labels=BROKER_LABELS),)),
+    ]
+
+
+# --- sizing ---------------------------------------------------------------------------------------------
+
+def broker_resources(ctx: DataContext) -> Resources:
+    """The pool's share (context.py gives fewer cores where memory cannot feed every one); configured
+    cpu/memory are checked against the same rule in config/data.py."""
+    res = ctx.resources("redpanda")
+    need = min_memory_mib(REDPANDA_MIB_PER_CORE, REDPANDA_MEMORY_FRACTION, int(res.cpu))
+    if res.memory_mib < need:
+        raise ValueError(f"adplatform:dataPlane.redpanda gets cpu {res.cpu} and memory {res.memory} from its pools "
+                         f"{list(ctx.placements['redpanda'].pools)}: Redpanda needs at least {need}Mi for {res.cpu} "
+                         "cores; set dataPlane.redpanda.cpu and memory")
+    return res
+
+
+def start_flags(res: Resources) -> list[str]:
+    """What the chart derives in explicit mode (charts/redpanda/values.go RedpandaResources: --smp is the
+    whole CPUs, --memory 90% of the container, --reserve-memory 0), stated so a reader sees the numbers."""
+    memory = int(res.memory_mib * REDPANDA_MEMORY_FRACTION)
+    return [f"--smp={int(res.cpu)}", f"--memory={memory}M", "--reserve-memory=0M"]
+
+
+# --- the cluster ----------------------------------------------------------------------------------------
+
+def listener_tls() -> dict[str, Any]:
+    return {"enabled": True, "cert": TLS_CERT, "requireClientAuth": False}
+
+
+def listeners() -> dict[str, Any]:
+    """TLS everywhere; SASL on Kafka, HTTP basic auth (the same SCRAM users) on the registry and proxy."""
+    return {
+        "admin": {"port": ADMIN_PORT, "tls": listener_tls()},
+        "kafka": {"port": KAFKA_PORT, "authenticationMethod": "sasl", "tls": listener_tls()},
+        "schemaRegistry": {"enabled": True, "port": SCHEMA_REGISTRY_PORT, "authenticationMethod": "http_basic",
+                           "tls": listener_tls()},
+        "http": {"enabled": True, "port": HTTP_PROXY_PORT, "authenticationMethod": "http_basic",
+                 "tls": listener_tls()},
+        "rpc": {"port": RPC_PORT, "tls": listener_tls()},
+    }
+
+
+def tuning() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(tuning, config.rpk). `apply_host_tuners` (chart >= 26.2.1) runs `rpk redpanda tune all` on the host
+    at broker start and turns on the disk, network, fstrim and CPU tuners; rpk's flags below keep THP and
+    swappiness to the host tuning, which sets them for every node (components/host/profiles.py)."""
+    return ({"tune_aio_events": True, "apply_host_tuners": True, "tune_clocksource": True,
+             "tune_ballast_file": True},
+            {"tune_transparent_hugepages": False, "tune_swappiness": False})
+
+
+def cluster_config(brokers: int, retention_hours: int) -> dict[str, Any]:
+    return {
+        "default_topic_replications": brokers,
+        # Consumer offsets, schemas, transactions: as many copies as the topics they serve.
+        "internal_topic_replication_factor": brokers,
+        "log_retention_ms": retention_hours * 3600 * 1000,
+    }
+
+
+def broker_pod(ctx: DataContext) -> dict[str, Any]:
+    """statefulset.podTemplate.spec: merged into the chart's pod by container name (charts/redpanda/helpers.go)."""
+    where = ctx.placements["redpanda"]
+    return {
+        "nodeSelector": where.node_selector,
+        "tolerations": where.tolerations,
+        # Required even on one node: concurrent host tuners would race on the same kernel settings.
+        "affinity": {"podAntiAffinity": pod_anti_affinity(BROKER_LABELS, required=True)},
+        "containers": [{"name": "sidecar", "resources": SIDECAR_RESOURCES.spec()}],
+        "initContainers": [{"name": "tuning", "resources": INIT_RESOURCES.spec()},
+                           {"name": "redpanda-configurator", "resources": INIT_RESOURCES.spec()}],
+    }
+
+
+def console(ctx: DataContext) -> dict[str, Any]:
+    if not ctx.settings.redpanda.console:
+        return {"enabled": False}
+    return {
+        "enabled": True,
+        "replicaCount": 1,  # a UI for operators; the brokers do not depend on it
+        "image": {"registry": "docker.redpanda.com", "repository": "redpandadata/console",
+                  "tag": charts.REDPANDA_CONSOLE_VERSION},
+        "resources": CONSOLE_RESOURCES,
+        "podSecurityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": 99, "fsGroup": 99},
+        "securityContext": RESTRICTED_CONTAINER_SECURITY,
+    }
+
+
+def cluster_spec(ctx: DataContext, res: Resources) -> dict[str, Any]:
+    settings = ctx.settings.redpanda
+    brokers = ctx.placements["redpanda"].replicas(3)
+    tune, rpk = tuning()
+    return {
+        "image": {"repository": "docker.redpanda.com/redpandadata/redpanda", "tag": charts.REDPANDA_VERSION},
+        "statefulset": {
+            "replicas": brokers,
+            "budget": {"maxUnavailable": 1},  # the chart's PodDisruptionBudget: a 3-broker quorum keeps 2
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+            "additionalRedpandaCmdFlags": start_flags(res),
+            "sideCars": {"image": {"repository": "docker.redpanda.com/redpandadata/redpanda-operator",
+                                   "tag": charts.REDPANDA_OPERATOR_VERSION}},
+            "initContainerImage": {"repository": "busybox", "tag": charts.BUSYBOX_VERSION},
+            "podTemplate": {"spec": broker_pod(ctx)},
+        },
+        "resources": res.spec(),  # explicit mode: requests and limits as given
+        "storage": {"persistentVolume": {"enabled": True, "size": settings.storage_size,
+                                         "storageClass": ctx.storage_class}},
+        "tuning": tune,
+        "config": {"node": {"developer_mode": False}, "cluster": cluster_config(brokers, settings.retention_hours),
+                   "rpk": rpk},
+        "auth": {"sasl": {
+            "enabled": True, "mechanism": SASL_MECHANISM, "secretRef": SUPERUSERS_SECRET, "users": [],
+            "bootstrapUser": {"mechanism": SASL_MECHANISM,
+                              "secretKeyRef": {"name": BOOTSTRAP_SECRET, "key": "password"}}}},
+        # The chart's CA bootstrap: a self-signed Issuer, a CA Certificate and a CA Issuer signing the brokers'.
+        "tls": {"enabled": True, "certs": {TLS_CERT: {"caEnabled": True}}},
+        "external": {"enabled": False},  # clients are in the cluster: no NodePort or LoadBalancer
+        "listeners": listeners(),
+        "rackAwareness": {"enabled": False},  # one location per pool: each broker is its own failure domain
+        "monitoring": {"enabled": True, "scrapeInterval": SCRAPE_INTERVAL, "tlsConfig": {
+            "ca": {"secret": {"name": CA_SECRET, "key": "ca.crt"}},
+            "serverName": f"{CLUSTER}.{NAMESPACE}.svc.{CLUSTER_DOMAIN}"}},
+        # No phoning home: the namespace has no route to the internet anyway.
+        "logging": {"logLevel": "info", "usageStats": {"enabled": False}},
+        "console": console(ctx),
+    }
+
+
+# --- the operator ---------------------------------------------------------------------------------------
+
+def operator_values(ctx: DataContext) -> dict[str, Any]:
+    replicas = OPERATOR_HA_REPLICAS if ctx.ha else 1
+    values: dict[str, Any] = {
+        "crds": {"enabled": True},  # installed by the chart's pre-install Job, before the operator starts
+        "replicaCount": replicas,
+        "image": {"repository": "docker.redpanda.com/redpandadata/redpanda-operator",
+                  "tag": charts.REDPANDA_OPERATOR_VERSION, "pullPolicy": "IfNotPresent"},
+        "resources": OPERATOR_RESOURCES,
+        "podTemplate": {"spec": {
+            "securityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": 65532},
+            "containers": [{"name": "manager", "resources": OPERATOR_RESOURCES,
+                            "securityContext": RESTRICTED_CONTAINER_SECURITY}]}},
+        "telemetry": {"enabled": False},
+    }
+    if replicas > 1:
+        values["affinity"] = {"podAntiAffinity": pod_anti_affinity(OPERATOR_LABELS, required=False)}
+    return values
+
+
+def operator_pdb(ctx: DataContext, after: Sequence[pulumi.Resource]) -> k8s.policy.v1.PodDisruptionBudget:
+    """The chart has none (operator/chart/templates): keep one of the two replicas through drains."""
+    return k8s.policy.v1.PodDisruptionBudget(
+        "redpanda-operator-pdb",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=OPERATOR_RELEASE, namespace=OPERATOR_NAMESPACE,
+                                            labels=ctx.labels("redpanda-operator")),
+        spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+            min_available=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=OPERATOR_LABELS)),
+        opts=ctx.opts(after))
+
+
+# --- users ----------------------------------------------------------------------------------------------
+
+def app_acls() -> list[dict[str, Any]]:
+    """What a producing and consuming service needs, and no more: no ACL or cluster administration."""
+    def rule(kind: str, operations: list[str], name: str = "*") -> dict[str, Any]:
+        return {"type": "allow", "resource": {"type": kind, "name": name}, "operations": operations}
+    return [
+        rule("topic", ["Read", "Write", "Create", "Describe", "DescribeConfigs"]),
+        rule("group", ["Read", "Describe"]),
+        rule("transactionalId", ["Write", "Describe"]),
+        rule("cluster", ["IdempotentWrite", "Describe"], name=""),  # the cluster has no name (CRD rule)
+    ]
+
+
+def _secrets(ctx: DataContext, after: Sequence[pulumi.Resource]) -> tuple[Credentials, list[k8s.core.v1.Secret]]:
+    superuser = ctx.password("redpanda-superuser-password")
+    bootstrap = ctx.password("redpanda-bootstrap-password")
+    app = ctx.password("redpanda-app-password")
+    labels = ctx.labels("redpanda", "credentials")
+    _, superusers = ctx.credentials(
+        "redpanda-superusers", SUPERUSERS_SECRET, NAMESPACE,
+        {"users.txt": pulumi.Output.concat(SUPERUSER, ":", superuser.result, ":", SASL_MECHANISM)}, after,
+        labels=labels)
+    _, boot = ctx.credentials("redpanda-bootstrap-user", BOOTSTRAP_SECRET, NAMESPACE,
+                              {"password": bootstrap.result}, after, labels=labels)
+    creds, app_secret = ctx.credentials("redpanda-app-credentials", APP_SECRET, NAMESPACE,
+                                        {"username": APP_USER, "password": app.result}, after, labels=labels)
+    return creds, [superusers, boot, app_secret]
+
+
+def app_user_spec() -> dict[str, Any]:
+    return {
+        "cluster": {"clusterRef": {"name": CLUSTER}},
+        "authentication": {
+            "type": SASL_MECHANISM,
+            "password": {"valueFrom": {"secretKeyRef": {"name": APP_SECRET, "key": "password"}}, "noGenerate": True},
+            # A rotated password (a new pulumi_random result) reaches Redpanda without recreating the user.
+            "syncCredentials": True,
+        },
+        "authorization": {"type": "simple", "acls": app_acls()},
+    }
+
+
+# --- install --------------------------------------------------------------------------------------------
+
+def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> RedpandaEndpoint:
+    res = broker_resources(ctx)
+    creds, secrets = _secrets(ctx, after)
+    operator = release(OPERATOR_RELEASE, charts.REDPANDA_OPERATOR, operator_values(ctx), ctx.opts(after),
+                       create_namespace=False)
+    operator_ready: list[pulumi.Resource] = [operator]
+    if ctx.ha:
+        operator_ready.append(operator_pdb(ctx, after))
+    cluster = k8s.apiextensions.CustomResource(
+        "redpanda-cluster", api_version="cluster.redpanda.com/v1alpha2", kind="Redpanda",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=CLUSTER, namespace=NAMESPACE, labels=ctx.labels("redpanda", "cluster"),
+            # Consumers wait until the operator reports the cluster Ready (pulumi-kubernetes await annotations).
+            annotations={"pulumi.com/waitFor": "condition=Ready",
+                         "pulumi.com/timeoutSeconds": str(READY_TIMEOUT_SECONDS)}),
+        spec={"clusterSpec": cluster_spec(ctx, res)},
+        opts=ctx.opts([*after, operator, *secrets], protect=True))
+    user = k8s.apiextensions.CustomResource(
+        "redpanda-app-user", api_version="cluster.redpanda.com/v1alpha2", kind="User",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=APP_USER, namespace=NAMESPACE, labels=ctx.labels("redpanda", "user")),
+        spec=app_user_spec(), opts=ctx.opts([cluster, *secrets]))
+    return endpoint(ctx, creds, [*secrets, *operator_ready, cluster, user])
+
+
+def endpoint(ctx: DataContext, creds: Credentials, ready: Sequence[pulumi.Resource]) -> RedpandaEndpoint:
+    brokers = ctx.placements["redpanda"].replicas(3)
+    service = f"{CLUSTER}.{NAMESPACE}.svc.{CLUSTER_DOMAIN}"
+    return RedpandaEndpoint(
+        brokers=[f"{CLUSTER}-{i}.{service}:{KAFKA_PORT}" for i in range(brokers)],
+        schema_registry=f"https://{service}:{SCHEMA_REGISTRY_PORT}",
+        sasl_mechanism=SASL_MECHANISM,
+        credentials=creds,
+        ca_secret=CA_SECRET,
+        namespace=NAMESPACE,
+        pod_labels=dict(BROKER_LABELS),
+        ports=CLIENT_PORTS,
+        ready=ready,
+    )
+
+
+__all__ = ["install", "namespaces"]

@@ -1,0 +1,172 @@
+"""The ScyllaCluster (scylla.scylladb.com/v1) and what it reads: scylla.yaml, the Manager agent's config.
+
+Racks: min(3, nodes) of them, of equal size (3 nodes: 3 racks of 1; 6 nodes: 3 of 2; 4 nodes: 3 of 1 and a
+spare node; staging's single node: 1 rack of 1). Keyspaces replicate once per rack (NetworkTopologyStrategy with
+RF = racks), so every rack holds a full copy and losing a node loses one replica. Every member selects
+the ScyllaDB role's nodes, tolerates exactly their taints and refuses to share a node with another
+member (required anti-affinity in production-grade profiles).
+
+Guaranteed QoS, so the static CPU manager (the database nodes' kubelets, components/k3s/config.py) gives
+ScyllaDB exclusive cores: whole CPUs, requests == limits on the ScyllaDB container and on the Manager agent
+sidecar (the operator's own sidecars already set them: scylla-operator v1.21.1
+pkg/controller/scylladbdatacenter/resource.go). The operator creates one PodDisruptionBudget per
+cluster, named after it, `maxUnavailable: 1` (resource.go MakePodDisruptionBudget): a drain takes one
+member at a time, which RF 3 survives.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+
+from components import charts
+from components.data.context import DataContext
+from components.data.endpoints import S3Location
+from components.data.placement import Placement, Resources
+from components.data.scylladb.storage import Storage
+from config.data import SCYLLA_MIB_PER_SHARD as MIB_PER_SHARD, SCYLLA_RESERVE_MIB as SEASTAR_RESERVE_MIB
+from components.scheduling import pod_anti_affinity
+
+CLUSTER = "scylla"
+DATACENTER = "dc1"  # immutable once created (the operator's webhook refuses a rename)
+MAX_RACKS = 3
+SCYLLA_CONFIG = "scylla-config"  # ConfigMap with scylla.yaml (rack.scyllaConfig)
+AGENT_CONFIG = "scylla-agent-config"  # Secret with scylla-manager-agent.yaml (rack.scyllaAgentConfig)
+# What the operator labels ScyllaDB pods and Services with (pkg/naming/labels.go ClusterLabels).
+POD_LABELS = {"app.kubernetes.io/name": "scylla", "scylla/cluster": CLUSTER}
+MEMBER_SERVICE_LABELS = {**POD_LABELS, "scylla-operator.scylladb.com/scylla-service-type": "member"}
+SCRAPE_INTERVAL = "30s"
+READY_TIMEOUT_SECONDS = 3600  # members join one at a time, each running iotune first
+
+
+def racks(where: Placement) -> list[int]:
+    """Members per rack: min(3, nodes) racks of equal size, at most one member per node.
+
+    Equal racks because each rack holds a full replica (RF = racks): a rack of one node beside racks of two
+    would store twice as much per node. Nodes beyond a multiple of the rack count stay free, the place a
+    lost member's replacement starts while its own node is gone (with local storage it cannot wait)."""
+    count = min(MAX_RACKS, max(1, where.nodes))
+    return [max(1, where.nodes) // count] * count
+
+
+def replication_factor(where: Placement) -> int:
+    return len(racks(where))
+
+
+def scylla_resources(ctx: DataContext) -> Resources:
+    res = ctx.resources("scylladb")
+    need = int(float(res.cpu)) * MIB_PER_SHARD + SEASTAR_RESERVE_MIB
+    if res.memory_mib < need:
+        raise ValueError(f"adplatform:dataPlane.scylladb gets cpu {res.cpu} and memory {res.memory} from its pools "
+                         f"{list(ctx.placements['scylladb'].pools)}: ScyllaDB in production mode needs at least "
+                         f"{need}Mi for {res.cpu} shards; set dataPlane.scylladb.cpu and memory")
+    return res
+
+
+def agent_resources(ctx: DataContext) -> Resources:
+    """The Manager agent uploads backups (rclone buffers): requests == limits keeps the pod Guaranteed."""
+    return Resources("200m", "512Mi") if ctx.ha else Resources("100m", "256Mi")
+
+
+def rack_spec(ctx: DataContext, index: int, members: int, storage: Storage, with_agent_config: bool) -> dict[str, Any]:
+    where = ctx.placements["scylladb"]
+    rack: dict[str, Any] = {
+        "name": f"rack{index + 1}",
+        "members": members,
+        "storage": {"storageClassName": storage.storage_class, "capacity": ctx.settings.scylladb.storage_size},
+        "resources": scylla_resources(ctx).spec(),
+        "agentResources": agent_resources(ctx).spec(),
+        "scyllaConfig": SCYLLA_CONFIG,
+        "placement": {
+            "nodeAffinity": where.node_affinity,
+            "tolerations": where.tolerations,
+            "podAntiAffinity": pod_anti_affinity(POD_LABELS, required=ctx.ha),
+        },
+    }
+    if with_agent_config:
+        rack["scyllaAgentConfig"] = AGENT_CONFIG
+    return rack
+
+
+def backup_location(backup: S3Location) -> str:
+    """Scylla Manager takes a bucket only (`[dc:]provider:bucket`, scylla-manager v3.10.1
+    backupspec/location.go): it writes under backup/{meta,schema,sst}/cluster/<id>/ in that bucket, so the
+    data plane's prefix cannot apply here."""
+    return f"s3:{backup.bucket}"
+
+
+def tasks(ctx: DataContext) -> dict[str, Any]:
+    """Backups and repairs as ScyllaCluster tasks: v1.21 turns each into a ScyllaDBManagerTask and syncs it
+    with the global Scylla Manager (docs/source/understand/manager.md)."""
+    settings = ctx.settings.scylladb
+    spec: dict[str, Any] = {"repairs": [{"name": "weekly-repair", "cron": settings.repair_schedule, "timezone": "UTC"}]}
+    if ctx.backup is not None:
+        spec["backups"] = [{"name": "daily-backup", "location": [backup_location(ctx.backup)],
+                            "cron": settings.backup_schedule, "timezone": "UTC",
+                            "retention": settings.backup_retention}]
+    return spec
+
+
+def cluster_spec(ctx: DataContext, storage: Storage) -> dict[str, Any]:
+    members = racks(ctx.placements["scylladb"])
+    return {
+        "version": charts.SCYLLADB_VERSION,
+        "repository": "docker.io/scylladb/scylla",
+        "agentVersion": charts.SCYLLA_MANAGER_VERSION,
+        "agentRepository": "docker.io/scylladb/scylla-manager-agent",
+        "developerMode": storage.developer_mode,
+        # A node lost with its local volume leaves an orphaned claim: the operator removes it, so the
+        # member's replacement bootstraps on another node instead of waiting for the lost disk.
+        "automaticOrphanedNodeCleanup": storage.local,
+        "datacenter": {"name": DATACENTER, "racks": [
+            rack_spec(ctx, i, n, storage, with_agent_config=ctx.backup is not None) for i, n in enumerate(members)]},
+        **tasks(ctx),
+    }
+
+
+# --- configuration files --------------------------------------------------------------------------------
+
+def scylla_yaml(superuser: str, salted_password: str) -> str:
+    """Merged by the operator over its managed scylla.yaml (networking, seeds and TLS stay its own)."""
+    return json.dumps({
+        "authenticator": "PasswordAuthenticator",
+        "authorizer": "CassandraAuthorizer",
+        "auth_superuser_name": superuser,
+        "auth_superuser_salted_password": salted_password,
+    }, indent=2) + "\n"
+
+
+def s3_provider(endpoint: str) -> str:
+    """rclone's provider: AWS for AWS endpoints, else the generic S3 dialect (Hetzner, SeaweedFS)."""
+    return "AWS" if ".amazonaws.com" in endpoint else "Other"
+
+
+def agent_config(backup: S3Location) -> pulumi.Output[str]:
+    """The agents' S3 settings (scylla-manager v3.10.1 dist/etc/scylla-manager-agent.yaml, pkg/rclone
+    S3Options): path-style addressing except on AWS (SeaweedFS has no per-bucket DNS names)."""
+    def render(keys: list[str]) -> str:
+        s3: dict[str, str] = {"provider": s3_provider(backup.endpoint), "endpoint": backup.endpoint,
+                              "region": backup.region, "access_key_id": keys[0], "secret_access_key": keys[1]}
+        if s3["provider"] != "AWS":
+            s3["force_path_style"] = "true"
+        return json.dumps({"s3": s3}, indent=2) + "\n"
+    return pulumi.Output.secret(pulumi.Output.all(backup.access_key_id, backup.secret_access_key).apply(render))
+
+
+def service_monitor_spec() -> dict[str, Any]:
+    """ScyllaDB's metrics (9180) and the Manager agent's (5090) from every member Service, labelled with
+    cluster and dc as the ScyllaDB Monitoring dashboards expect (the operator's own ServiceMonitor for
+    ScyllaDBMonitoring: assets/monitoring/prometheus/v1/scylladb.servicemonitor.yaml)."""
+    relabel = [
+        {"sourceLabels": ["__meta_kubernetes_service_label_scylla_cluster"], "targetLabel": "cluster"},
+        {"sourceLabels": ["__meta_kubernetes_service_label_scylla_datacenter"], "targetLabel": "dc"},
+        {"sourceLabels": ["__address__"], "regex": "(.*):.+", "targetLabel": "instance", "replacement": "${1}"},
+    ]
+    return {
+        "selector": {"matchLabels": MEMBER_SERVICE_LABELS},
+        "jobLabel": "scylla/cluster",
+        "endpoints": [{"port": port, "interval": SCRAPE_INTERVAL, "relabelings": relabel}
+                      for port in ("prometheus", "agent-prometheus")],
+    }

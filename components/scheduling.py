@@ -1,0 +1,30 @@
+"""Pod scheduling fragments shared by every layer: tolerations of our taints, one replica per node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
+
+
+def toleration(taint: str) -> dict[str, str]:
+    """The toleration of exactly one node taint 'key[=value]:Effect'."""
+    key_value, effect = taint.rsplit(":", 1)
+    key, _, value = key_value.partition("=")
+    if value:
+        return {"key": key, "operator": "Equal", "value": value, "effect": effect}
+    return {"key": key, "operator": "Exists", "effect": effect}
+
+
+def pod_anti_affinity(labels: dict[str, str], required: bool = True) -> dict[str, Any]:
+    """One pod per node (required in HA profiles: a lost node then costs one replica, never two)."""
+    term = {"labelSelector": {"matchLabels": dict(labels)}, "topologyKey": HOSTNAME_TOPOLOGY}
+    if required:
+        return {"requiredDuringSchedulingIgnoredDuringExecution": [term]}
+    return {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": term}]}
+
+
+def topology_spread(labels: dict[str, str], required: bool = True) -> list[dict[str, Any]]:
+    return [{"maxSkew": 1, "topologyKey": HOSTNAME_TOPOLOGY,
+             "whenUnsatisfiable": "DoNotSchedule" if required else "ScheduleAnyway",
+             "labelSelector": {"matchLabels": dict(labels)}}]

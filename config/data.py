@@ -1,0 +1,243 @@
+"""Config of the data plane: one block per store, all on by default, shaped by the profile.
+
+Replica counts are not configured: each store runs as many replicas as its node pool has nodes
+(at most what its quorum needs), so adding nodes to a pool is how a store grows. Sizes, schedules
+and retention are here; the profiles (config/profiles.py) give production and staging their values.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import field_validator, model_validator
+
+from config.model_base import Model, one_of
+from config.services import check_cron, check_quantity, check_s3_endpoint
+
+OBJECT_STORAGE_BACKENDS = ("seaweedfs", "external")
+SCYLLA_STORAGE = ("auto", "network")
+# What the in-cluster object store holds: one bucket per purpose (later layers look them up by purpose).
+BUCKET_PURPOSES = ("backups", "gitlab", "registry", "logs", "traces", "ml-artifacts")
+_RETENTION = re.compile(r"^[1-9]\d*[dwm]$")
+_BUCKET_PREFIX = re.compile(r"^[a-z0-9][a-z0-9-]{1,30}[a-z0-9]$")
+
+
+# Memory the thread-per-core stores need per pinned CPU. Redpanda: at least 2 GiB per core for the broker
+# (redpanda chart values.yaml, resources.memory), which the chart's explicit resource mode hands 90% of the
+# container (charts/redpanda/values.go RedpandaResources.memory: --memory, --reserve-memory 0). DragonflyDB:
+# 256 MiB of maxmemory per proactor thread or it exits at start ("There are N threads, so X are required"),
+# and we give it 80% of the container (its own default when it sizes itself: "Setting maxmemory to 0.8x").
+# Seastar keeps this much memory outside its shards; ScyllaDB's production mode refuses less than 1 GiB
+# per shard (scylladb main.cc verify_adequate_memory_per_shard).
+SCYLLA_RESERVE_MIB = 1536
+SCYLLA_MIB_PER_SHARD = 1024
+REDPANDA_MIB_PER_CORE = 2048
+REDPANDA_MEMORY_FRACTION = 0.9
+DRAGONFLY_MIB_PER_THREAD = 256
+DRAGONFLY_MAXMEMORY_FRACTION = 0.8
+_MIB = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 ** 2, "k": 1000 / 1024 ** 2, "M": 1000 ** 2 / 1024 ** 2,
+        "G": 1000 ** 3 / 1024 ** 2, "T": 1000 ** 4 / 1024 ** 2}
+
+
+def quantity_mib(quantity: str) -> int:
+    """A memory quantity (8Gi, 8G, 8589934592) in MiB, rounded down."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]i|[kMGT])?", str(quantity))
+    if not match:
+        raise ValueError(f"{quantity!r} is not a memory quantity such as 8Gi")
+    number, unit = match.groups()
+    return int(float(number) * _MIB[unit]) if unit else int(float(number) / 1024 ** 2)
+
+
+def min_memory_mib(per_cpu_mib: int, fraction: float, cpus: int) -> int:
+    """The smallest container memory that leaves `per_cpu_mib` per CPU in the store's `fraction` of it."""
+    return -(-cpus * per_cpu_mib * 10 // int(fraction * 10))  # ceil, exact for fractions of tenths
+
+
+def _whole_cpus(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[1-9]\d*", str(value)):
+        raise ValueError("must be a whole number of CPUs such as 4: the store runs one thread per core and the "
+                         "kubelet's static CPU manager pins whole cores")
+    return value
+
+
+def _check_gibibytes(value: str) -> str:
+    if not re.match(r"^\d+(Gi|Ti)$", str(value)):
+        raise ValueError("must be a volume size in Gi or Ti, such as 100Gi")
+    return value
+
+
+class Store(Model):
+    enabled: bool = True
+    # Override the resources sized from the pool's size class (config/catalog.py SIZES): whole CPUs
+    # for stores that pin CPUs, and memory, e.g. cpu: "6", memory: "24Gi".
+    cpu: str | None = None
+    memory: str | None = None
+    storage_size: str = "100Gi"
+
+    _v_quantity = field_validator("cpu", "memory")(lambda v: v if v is None else check_quantity(v))
+    _v_size = field_validator("storage_size")(_check_gibibytes)
+
+
+class ScyllaDB(Store):
+    # auto: local NVMe (an XFS volume the operator's NodeConfig prepares) where the provider's disks are
+    # local NVMe, the CSI storage class otherwise.
+    storage: str = "auto"
+    keyspaces: list[str] = ["ads"]  # created with NetworkTopologyStrategy, replication = the rack count
+    backup_schedule: str = "0 3 * * *"
+    backup_retention: int = 7  # backups Scylla Manager keeps
+    repair_schedule: str = "0 5 * * 0"
+
+    _v_storage = field_validator("storage")(staticmethod(one_of(SCYLLA_STORAGE)))
+    _v_cron = field_validator("backup_schedule", "repair_schedule")(check_cron)
+
+    @field_validator("backup_retention")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        if not 1 <= value <= 1000:
+            raise ValueError("must be between 1 and 1000 (backups kept)")
+        return value
+
+    @field_validator("keyspaces")
+    @classmethod
+    def _keyspaces(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.match(r"^[a-z][a-z0-9_]{0,47}$", value):
+                raise ValueError(f"keyspace {value!r} must be 1-48 characters of a-z, 0-9 and '_', starting with a letter")
+            if value.startswith("system"):
+                raise ValueError(f"keyspace {value!r}: names starting with 'system' belong to ScyllaDB")
+        if len(set(values)) != len(values):
+            raise ValueError("must not repeat a keyspace")
+        return values
+
+
+class Redpanda(Store):
+    # Redpanda Console (web UI). Never routed through the shared gateway: the community edition has no
+    # login, so it is reached with `kubectl port-forward` only (README).
+    console: bool = True
+    retention_hours: int = 168  # default topic retention (log_retention_ms)
+
+    _v_cpu = field_validator("cpu")(_whole_cpus)
+
+    @field_validator("retention_hours")
+    @classmethod
+    def _retention_hours(cls, value: int) -> int:
+        if not 1 <= value <= 24 * 365 * 10:
+            raise ValueError("must be between 1 and 87600 hours (10 years)")
+        return value
+
+    @model_validator(mode="after")
+    def _memory_per_core(self) -> "Redpanda":
+        if self.cpu and self.memory:
+            need = min_memory_mib(REDPANDA_MIB_PER_CORE, REDPANDA_MEMORY_FRACTION, int(self.cpu))
+            if quantity_mib(self.memory) < need:
+                raise ValueError(f"memory {self.memory} is too small for cpu {self.cpu}: Redpanda needs 2Gi per core "
+                                 f"of the 90% it is given, so at least {need}Mi")
+        return self
+
+
+class ClickHouse(Store):
+    shards: int = 1
+    keeper_storage_size: str = "20Gi"
+    backup_schedule: str = "0 1 * * *"
+    backup_retention: int = 7  # remote backups kept
+
+    _v_keeper = field_validator("keeper_storage_size")(_check_gibibytes)
+    _v_cron = field_validator("backup_schedule")(check_cron)
+
+    @field_validator("shards")
+    @classmethod
+    def _shards(cls, value: int) -> int:
+        if not 1 <= value <= 64:
+            raise ValueError("must be between 1 and 64")
+        return value
+
+    @field_validator("backup_retention")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        if value < 1:  # clickhouse-backup reads 0 as "keep every backup"
+            raise ValueError("must be at least 1 (the number of remote backups kept per shard)")
+        return value
+
+
+class Dragonfly(Store):
+    snapshot_schedule: str = "*/15 * * * *"  # snapshots to each instance's volume (a rolling, single file set)
+    _v_cron = field_validator("snapshot_schedule")(check_cron)
+    _v_cpu = field_validator("cpu")(_whole_cpus)
+
+    @model_validator(mode="after")
+    def _memory_per_thread(self) -> "Dragonfly":
+        if self.cpu and self.memory:
+            need = min_memory_mib(DRAGONFLY_MIB_PER_THREAD, DRAGONFLY_MAXMEMORY_FRACTION, int(self.cpu))
+            if quantity_mib(self.memory) < need:
+                raise ValueError(f"memory {self.memory} is too small for cpu {self.cpu}: DragonflyDB needs 256Mi of "
+                                 f"maxmemory (80% of the memory) per thread, so at least {need}Mi")
+        return self
+
+
+class Postgres(Store):
+    wal_storage_size: str = "20Gi"
+    backup_schedule: str = "0 2 * * *"
+    backup_retention: str = "30d"  # barman retention policy: <n>d, <n>w or <n>m
+    # One database, owner role and generated password per consumer (GitLab, Airflow, MLflow, JupyterHub).
+    databases: list[str] = ["gitlab", "airflow", "mlflow", "jupyterhub"]
+
+    _v_wal = field_validator("wal_storage_size")(_check_gibibytes)
+    _v_cron = field_validator("backup_schedule")(check_cron)
+
+    @field_validator("backup_retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        if not _RETENTION.match(value):
+            raise ValueError("must be a retention such as 30d, 4w or 3m")
+        return value
+
+    @field_validator("databases")
+    @classmethod
+    def _databases(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.match(r"^[a-z][a-z0-9_]{0,62}$", value):
+                raise ValueError(f"database {value!r} must be 1-63 characters of a-z, 0-9 and '_', starting with a letter")
+        if len(set(values)) != len(values):
+            raise ValueError("must not repeat a database")
+        return values
+
+
+class ExternalObjectStorage(Model):
+    """Provider-native S3 (Hetzner Object Storage, AWS S3, GCS interoperability). The buckets
+    `<bucketPrefix>-<purpose>` must exist; the credentials are the secrets objectStorageAccessKeyId
+    and objectStorageSecretAccessKey."""
+
+    endpoint: str
+    region: str
+    bucket_prefix: str
+
+    _v_endpoint = field_validator("endpoint")(check_s3_endpoint)
+
+    @field_validator("bucket_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not _BUCKET_PREFIX.match(value):
+            raise ValueError("must be 3-32 characters of a-z, 0-9 and '-' (bucket names are <prefix>-<purpose>)")
+        return value
+
+
+class ObjectStorage(Store):
+    backend: str = "seaweedfs"
+    external: ExternalObjectStorage | None = None
+    storage_size: str = "500Gi"  # per volume server
+
+    _v_backend = field_validator("backend")(staticmethod(one_of(OBJECT_STORAGE_BACKENDS, why="(MinIO is not offered: "
+                                                                   "its community edition is unmaintained)")))
+
+
+class DataPlane(Model):
+    scylladb: ScyllaDB = ScyllaDB()
+    redpanda: Redpanda = Redpanda()
+    clickhouse: ClickHouse = ClickHouse()
+    dragonfly: Dragonfly = Dragonfly()
+    postgres: Postgres = Postgres()
+    object_storage: ObjectStorage = ObjectStorage()
+
+
+__all__ = ["BUCKET_PURPOSES", "ClickHouse", "DataPlane", "Dragonfly", "ExternalObjectStorage", "ObjectStorage",
+           "Postgres", "Redpanda", "ScyllaDB", "Store"]

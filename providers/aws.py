@@ -1,0 +1,475 @@
+"""AWS: VPC across availability zones, security groups from PORTS, EC2 instances, API NLB, CCM and EBS CSI.
+
+Location: `aws:region` (the provider's own config, or AWS_REGION) is the region; a `location` in the
+stack config is an availability zone of it (eu-central-1a) and pins those nodes there. Unpinned
+pools spread round-robin over the region's first three zones. Each zone used gets a public subnet:
+zone letter N (a=0) uses the N-th block of cluster.subnetCidr's size after it, inside a /16 VPC.
+
+Pods ride Cilium's VXLAN tunnel between instance addresses (no VPC routes, no source/dest-check
+changes); the node security group allows everything between its members and only PORTS from outside.
+The AWS cloud controller manager (chart: kubernetes/cloud-provider-aws) initialises nodes and turns
+LoadBalancer Services into NLBs; the EBS CSI driver provides encrypted gp3 volumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+from typing import Sequence
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components.charts import AWS_CCM, AWS_EBS_CSI
+from components.helm import release
+from config import LoadedConfig, Problem
+from config.errors import problem
+from config.model import Cluster
+from providers import cloud
+from providers.base import ClusterProfile, Infrastructure, Node, NodeSpec, Storage, node_specs, resolve_server_type, \
+    ssh_connection
+
+NAME = "aws"
+REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION")  # what the AWS provider reads when aws:region is unset
+# Ubuntu 24.04 LTS as Canonical publishes it: its AWS account and AMI naming (Ubuntu's "Find Ubuntu
+# images on AWS" docs; also published under the SSM parameter
+# /aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id).
+CANONICAL_OWNER = "099720109477"
+UBUNTU_AMI_NAME = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
+SPREAD_ZONES = 3
+VPC_PREFIX = 16  # the largest VPC CIDR AWS accepts
+ROOT_VOLUME_TYPE = "gp3"
+STORAGE_CLASS = "ebs-gp3"
+EBS_PROVISIONER = "ebs.csi.aws.com"
+API_PORT = 6443
+# Size classes -> instance types (x86_64, matching the amd64 AMI). Burstable T3 for the shared
+# classes; general-purpose M7i (non-burstable, a dedicated hyperthread per vCPU, 4 GiB per vCPU) for
+# every dedicated class. Databases that want local NVMe (i4i, i7ie) are set per pool with serverType.
+SERVER_TYPES = {
+    "small": "t3.medium",          # 2 vCPU, 4 GiB
+    "medium": "t3.xlarge",         # 4 vCPU, 16 GiB (T3 has no 4 vCPU / 8 GiB size)
+    "dedicated-medium": "m7i.xlarge",    # 4 vCPU, 16 GiB
+    "dedicated-large": "m7i.2xlarge",    # 8 vCPU, 32 GiB
+    "dedicated-xlarge": "m7i.4xlarge",   # 16 vCPU, 64 GiB
+    "dedicated-2xlarge": "m7i.8xlarge",  # 32 vCPU, 128 GiB
+}
+# The CCM's permissions: the control-plane policy of cloud-provider-aws v1.35.0 docs/prerequisites.md,
+# less what this cluster never asks of it: routes (Cilium tunnels, --configure-cloud-routes=false),
+# volumes (the EBS CSI driver has its own AWS-managed policy) and Auto Scaling (no ASGs here).
+CCM_ACTIONS = sorted({
+    "ec2:DescribeInstances", "ec2:DescribeRegions", "ec2:DescribeRouteTables", "ec2:DescribeSecurityGroups",
+    "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeAvailabilityZones", "ec2:DescribeInstanceTopology",
+    "ec2:CreateSecurityGroup", "ec2:CreateTags", "ec2:DeleteSecurityGroup", "ec2:AuthorizeSecurityGroupIngress",
+    "ec2:RevokeSecurityGroupIngress", "ec2:ModifyInstanceAttribute",
+    "elasticloadbalancing:AddTags", "elasticloadbalancing:AttachLoadBalancerToSubnets",
+    "elasticloadbalancing:ApplySecurityGroupsToLoadBalancer", "elasticloadbalancing:CreateLoadBalancer",
+    "elasticloadbalancing:CreateLoadBalancerPolicy", "elasticloadbalancing:CreateLoadBalancerListeners",
+    "elasticloadbalancing:ConfigureHealthCheck", "elasticloadbalancing:DeleteLoadBalancer",
+    "elasticloadbalancing:DeleteLoadBalancerListeners", "elasticloadbalancing:DescribeLoadBalancers",
+    "elasticloadbalancing:DescribeLoadBalancerAttributes", "elasticloadbalancing:DetachLoadBalancerFromSubnets",
+    "elasticloadbalancing:DeregisterInstancesFromLoadBalancer", "elasticloadbalancing:ModifyLoadBalancerAttributes",
+    "elasticloadbalancing:RegisterInstancesWithLoadBalancer",
+    "elasticloadbalancing:SetLoadBalancerPoliciesForBackendServer", "elasticloadbalancing:CreateListener",
+    "elasticloadbalancing:CreateTargetGroup", "elasticloadbalancing:DeleteListener",
+    "elasticloadbalancing:DeleteTargetGroup", "elasticloadbalancing:DescribeListeners",
+    "elasticloadbalancing:DescribeLoadBalancerPolicies", "elasticloadbalancing:DescribeTargetGroups",
+    "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:ModifyListener",
+    "elasticloadbalancing:ModifyTargetGroup", "elasticloadbalancing:ModifyTargetGroupAttributes",
+    "elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets",
+    "elasticloadbalancing:SetLoadBalancerPoliciesOfListener", "iam:CreateServiceLinkedRole", "kms:DescribeKey",
+})
+# AWS-maintained policy for the EBS CSI driver, scoped to volumes the driver tags
+# (aws-ebs-csi-driver helm-chart-aws-ebs-csi-driver-2.64.0 docs/install.md).
+EBS_CSI_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicyV2"
+# K3s merges drop-ins from config.yaml.d after config.yaml; `kubelet-arg+` appends to the list the
+# install script writes. The instance's own zone and id come from cloud-init's instance data, so the
+# CCM finds the instance by provider ID whatever the node is named (cloud-provider-aws v1.35.0
+# instances_v2.go: a node without providerID must otherwise be named like its private DNS name).
+PROVIDER_ID_DROPIN = "/etc/rancher/k3s/config.yaml.d/10-aws-provider-id.yaml"
+PROVIDER_ID_COMMAND = (
+    f"mkdir -p {PROVIDER_ID_DROPIN.rsplit('/', 1)[0]} && umask 077 && "
+    "printf 'kubelet-arg+:\\n  - provider-id=aws:///%s/%s\\n' "
+    '"$(cloud-init query v1.availability_zone)" "$(cloud-init query v1.instance_id)" '
+    f"> {PROVIDER_ID_DROPIN}")
+
+
+def aws_region() -> str | None:
+    return cloud.provider_setting("aws", "region", REGION_ENV)
+
+
+def vpc_cidr(cluster: Cluster) -> str:
+    """cluster.networkCidr when AWS accepts it as a VPC (/16../28), else the /16 around subnetCidr."""
+    network = ipaddress.ip_network(cluster.network_cidr)
+    if network.prefixlen >= VPC_PREFIX:
+        return str(network)
+    return str(ipaddress.ip_network(cluster.subnet_cidr).supernet(new_prefix=VPC_PREFIX))
+
+
+def zone_subnet(cluster: Cluster, zone: str) -> str:
+    """The zone's subnet: by zone letter, so adding a zone never renumbers another zone's subnet."""
+    first = ipaddress.ip_network(cluster.subnet_cidr)
+    index = ord(zone[-1]) - ord("a")
+    return str(ipaddress.ip_network((int(first.network_address) + index * first.num_addresses, first.prefixlen)))
+
+
+def _zone_pattern(region: str) -> re.Pattern[str]:
+    return re.compile(rf"^{re.escape(region)}[a-z]$")
+
+
+def _aws_name(name: str, limit: int = 32) -> str:
+    """Load balancer and target group names: at most 32 characters; long ones keep a hash suffix."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:6]
+    return f"{name[:limit - 7].rstrip('-')}-{digest}"
+
+
+class Aws:
+    name = NAME
+    server_types = SERVER_TYPES
+
+    def validate(self, loaded: LoadedConfig) -> list[Problem]:
+        cluster = loaded.config.cluster
+        found: list[Problem] = []
+        region = aws_region()
+        if not region:
+            found.append(problem("aws:region", "must be set to the stack's AWS region (pulumi config set aws:region "
+                                 "eu-central-1, or export AWS_REGION): the AWS provider and the cluster use it"))
+        else:
+            pattern = _zone_pattern(region)
+            found += cloud.check_zones(cluster, lambda z: bool(pattern.match(z)),
+                                       f"an availability zone of aws:region {region} ({region}a, {region}b, ...)")
+        vpc = vpc_cidr(cluster)
+        found += cloud.check_network(cluster, vpc, "AWS VPC")
+        last = zone_subnet(cluster, "z")  # zone letters run a..z: the highest block must fit in the VPC
+        if ipaddress.ip_network(cluster.subnet_cidr).prefixlen > 28:
+            found.append(problem("cluster.subnetCidr", "must be at most /28 on AWS (the smallest subnet AWS accepts)",
+                                 cluster.subnet_cidr))
+        elif not ipaddress.ip_network(last).subnet_of(ipaddress.ip_network(vpc)):
+            found.append(problem("cluster.subnetCidr", f"must leave room for one subnet of its size per zone letter "
+                                 f"(a..z) inside the VPC {vpc}; e.g. 10.0.1.0/24 in 10.0.0.0/16", cluster.subnet_cidr))
+        return found
+
+    def create(self, loaded: LoadedConfig) -> Infrastructure:
+        return AwsInfrastructure("aws", loaded).infrastructure
+
+
+class AwsInfrastructure(pulumi.ComponentResource):
+    """Everything AWS-side for one stack."""
+
+    def __init__(self, name: str, loaded: LoadedConfig, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("adplatform:providers:AwsInfrastructure", name, None, opts)
+        cfg = loaded.config
+        self._loaded = loaded
+        self._prefix = f"adp-{loaded.stack}"
+        self._cluster_tag = f"kubernetes.io/cluster/{self._prefix}"  # the CCM's cluster ownership tag
+        self._tags = {"adplatform.io/stack": loaded.stack, self._cluster_tag: "owned"}
+        self._protect = loaded.profile.protect
+        self._region = aws_region() or ""
+        self._vpc_cidr = vpc_cidr(cfg.cluster)
+
+        specs = node_specs(loaded)
+        available = aws.get_availability_zones(
+            state="available", filters=[aws.GetAvailabilityZonesFilterArgs(
+                name="opt-in-status", values=["opt-in-not-required"])]).names  # no Local/Wavelength zones
+        spread = cloud.spread(available, SPREAD_ZONES)
+        self.zones = {spec.name: cloud.zone_of(spec, spread) for spec in specs}
+
+        self.vpc, self.subnets = self._network(sorted(set(self.zones.values())))
+        self.security_group = self._security_group(cfg.admin_cidrs)
+        key_pair = self._key_pairs(cfg.ssh_public_keys)
+        self.image = cfg.cluster.image or self._ubuntu_ami()
+        profiles = self._instance_profiles()
+        nodes = [self._instance(spec, key_pair, profiles) for spec in specs]
+        servers = [n for n in nodes if n.spec.k3s_role == "server"]
+        private_endpoint, public_endpoint, lb_names = self._api_endpoints(servers)
+
+        sans = pulumi.Output.all(lb_names, *[n.public_ip for n in servers], *[n.private_ip for n in servers]).apply(
+            lambda ips: sorted({ip for group in ips for ip in (group if isinstance(group, list) else [group]) if ip}))
+        self.infrastructure = Infrastructure(
+            nodes=nodes,
+            api_private_endpoint=private_endpoint,
+            api_public_endpoint=public_endpoint,
+            tls_sans=sans,
+            cluster=ClusterProfile(
+                # The AWS CCM provides Service load balancers, the EBS CSI driver volumes.
+                k3s_disable=("servicelb", "traefik", "local-storage"),
+                external_cloud_provider=True,
+                # VXLAN between instance addresses: pod CIDRs need no VPC routes (the CCM's route
+                # controller is off) and the node security group's member rule carries the tunnel.
+                cilium_values={"routingMode": "tunnel", "tunnelProtocol": "vxlan"},
+                # The CCM turns the gateway's Service into an internet-facing NLB over every zone's subnet.
+                load_balancer_annotations={
+                    "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
+                    "service.beta.kubernetes.io/aws-load-balancer-cross-zone-load-balancing-enabled": "true",
+                    "service.beta.kubernetes.io/aws-load-balancer-additional-resource-tags":
+                        f"adplatform.io/stack={loaded.stack}",
+                },
+                local_nvme=False,  # EBS root volumes; instance-store types are opt-in per pool
+            ),
+            install_addons=self._install_ccm,
+            install_storage=self._install_ebs_csi,
+        )
+        self.register_outputs({"vpc_id": self.vpc.id, "security_group_id": self.security_group.id})
+
+    def _opts(self, protect: bool = False, **kwargs) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, protect=protect and self._protect, **kwargs)
+
+    def _named(self, name: str, **extra: str) -> dict[str, str]:
+        return {**self._tags, "Name": f"{self._prefix}-{name}", **extra}
+
+    # --- network -----------------------------------------------------------------------------------
+
+    def _network(self, zones: list[str]) -> tuple[aws.ec2.Vpc, dict[str, aws.ec2.Subnet]]:
+        vpc = aws.ec2.Vpc("vpc", cidr_block=self._vpc_cidr, enable_dns_support=True, enable_dns_hostnames=True,
+                          tags=self._named("vpc"), opts=self._opts(protect=True))
+        gateway = aws.ec2.InternetGateway("internet-gateway", vpc_id=vpc.id, tags=self._named("igw"),
+                                          opts=self._opts())
+        routes = aws.ec2.RouteTable("route-table", vpc_id=vpc.id, tags=self._named("public"), routes=[
+            aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=gateway.id)], opts=self._opts())
+        subnets = {}
+        for zone in zones:
+            subnets[zone] = aws.ec2.Subnet(
+                f"subnet-{zone}", vpc_id=vpc.id, availability_zone=zone,
+                cidr_block=zone_subnet(self._loaded.config.cluster, zone), map_public_ip_on_launch=True,
+                # The CCM places internet-facing load balancers in subnets with the elb role tag.
+                tags=self._named(zone, **{"kubernetes.io/role/elb": "1"}), opts=self._opts(protect=True))
+            aws.ec2.RouteTableAssociation(f"route-table-{zone}", subnet_id=subnets[zone].id, route_table_id=routes.id,
+                                          opts=self._opts())
+        return vpc, subnets
+
+    def _security_group(self, admin_cidrs: Sequence[str]) -> aws.ec2.SecurityGroup:
+        """The nodes' one security group (the CCM adds its NLB rules to the group with the cluster tag).
+
+        Rules are separate resources, not inline: inline rules would make Pulumi revoke the CCM's.
+        """
+        group = aws.ec2.SecurityGroup("nodes", vpc_id=self.vpc.id, description=f"{self._prefix} cluster nodes",
+                                      tags=self._named("nodes"), opts=self._opts())
+        for rule in cloud.ingress_rules(admin_cidrs):
+            low, high = rule.ports if rule.ports else (-1, -1)
+            aws.vpc.SecurityGroupIngressRule(
+                f"nodes-in-{rule.name}", security_group_id=group.id,
+                ip_protocol="icmpv6" if rule.protocol == "icmp" and rule.ipv6 else rule.protocol,
+                from_port=low, to_port=high, description=rule.description,
+                cidr_ipv6=rule.cidr if rule.ipv6 else None, cidr_ipv4=None if rule.ipv6 else rule.cidr,
+                opts=self._opts())
+        # Everything between cluster members (VXLAN, WireGuard, etcd, kubelet, NodePorts), nothing else.
+        aws.vpc.SecurityGroupIngressRule("nodes-in-members", security_group_id=group.id, ip_protocol="-1",
+                                         referenced_security_group_id=group.id,
+                                         description="all traffic between cluster members", opts=self._opts())
+        for family, cidr in (("ipv4", "0.0.0.0/0"), ("ipv6", "::/0")):
+            aws.vpc.SecurityGroupEgressRule(f"nodes-out-{family}", security_group_id=group.id, ip_protocol="-1",
+                                            cidr_ipv4=cidr if family == "ipv4" else None,
+                                            cidr_ipv6=cidr if family == "ipv6" else None,
+                                            description="outbound: packages, images, APIs", opts=self._opts())
+        return group
+
+    # --- instances ---------------------------------------------------------------------------------
+
+    def _key_pairs(self, public_keys: Sequence[str]) -> aws.ec2.KeyPair:
+        """One EC2 key pair per key; an instance names one, cloud-init installs all of them."""
+        pairs = [aws.ec2.KeyPair(f"ssh-{cloud.key_digest(key)}", key_name=f"{self._prefix}-{cloud.key_digest(key)}",
+                                 public_key=key, tags=self._tags, opts=self._opts()) for key in public_keys]
+        return pairs[0]
+
+    def _ubuntu_ami(self) -> str:
+        ami = aws.ec2.get_ami(owners=[CANONICAL_OWNER], most_recent=True, filters=[
+            aws.ec2.GetAmiFilterArgs(name="name", values=[UBUNTU_AMI_NAME]),
+            aws.ec2.GetAmiFilterArgs(name="architecture", values=["x86_64"]),
+            aws.ec2.GetAmiFilterArgs(name="virtualization-type", values=["hvm"]),
+            aws.ec2.GetAmiFilterArgs(name="root-device-type", values=["ebs"]),
+        ])
+        return ami.id
+
+    def _instance_profiles(self) -> dict[str, aws.iam.InstanceProfile | None]:
+        """Control plane: the CCM's and the EBS CSI controller's permissions (both run only there).
+        Agents: no instance profile at all; the EBS node plugin reads what it needs from the node object."""
+        assume = json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+        role = aws.iam.Role("control-plane-role", assume_role_policy=assume, tags=self._tags,
+                            description=f"{self._prefix} control plane: cloud controller manager, EBS CSI controller",
+                            opts=self._opts())
+        aws.iam.RolePolicy("control-plane-ccm", role=role.id, policy=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": CCM_ACTIONS, "Resource": "*"}]}),
+            opts=self._opts())
+        aws.iam.RolePolicyAttachment("control-plane-ebs-csi", role=role.name, policy_arn=EBS_CSI_POLICY,
+                                     opts=self._opts())
+        profile = aws.iam.InstanceProfile("control-plane-profile", role=role.name, tags=self._tags, opts=self._opts())
+        return {"server": profile, "agent": None}
+
+    def _instance(self, spec: NodeSpec, key_pair: aws.ec2.KeyPair,
+                  profiles: dict[str, aws.iam.InstanceProfile | None]) -> Node:
+        hostname = f"{self._prefix}-{spec.name}"
+        zone = self.zones[spec.name]
+        server = spec.k3s_role == "server"
+        profile = profiles[spec.k3s_role]
+        instance = aws.ec2.Instance(
+            spec.name,
+            ami=self.image,
+            instance_type=resolve_server_type(spec, SERVER_TYPES),
+            subnet_id=self.subnets[zone].id,
+            vpc_security_group_ids=[self.security_group.id],
+            associate_public_ip_address=True,
+            key_name=key_pair.key_name,
+            iam_instance_profile=profile.name if profile else None,
+            user_data=cloud.cloud_config(self._loaded.config.ssh_public_keys, boot_commands=[PROVIDER_ID_COMMAND]),
+            root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
+                volume_size=cloud.root_disk_gb(spec), volume_type=ROOT_VOLUME_TYPE, encrypted=True,
+                delete_on_termination=True, tags=self._named(f"{spec.name}-root")),
+            # IMDSv2 only. A hop limit of 2 lets pods on the control plane (the EBS CSI controller) reach
+            # the instance role; agents keep 1, so no pod there can read instance credentials.
+            metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=2 if server else 1),
+            disable_api_termination=self._protect,
+            tags=self._named(spec.name, **{"adplatform.io/pool": spec.pool, "adplatform.io/role": spec.workload_role,
+                                           "adplatform.io/k3s": spec.k3s_role}),
+            opts=self._opts(
+                protect=True,
+                depends_on=[self.subnets[zone]],
+                # A new AMI or key list reaches new instances only: changing either would replace or
+                # restart running nodes (new keys reach existing ones by remote command).
+                ignore_changes=["ami", "userData", "keyName"],
+            ),
+        )
+        return Node(spec=spec, hostname=hostname, public_ip=instance.public_ip, private_ip=instance.private_ip,
+                    connection=ssh_connection(instance.public_ip, cloud.SSH_USER, self._loaded.secrets.ssh_private_key),
+                    server=instance)
+
+    # --- Kubernetes API load balancer ----------------------------------------------------------------
+
+    def _api_endpoints(self, servers: list[Node]):
+        lb_cfg = self._loaded.config.cluster.api_load_balancer
+        first = servers[0]
+        if not lb_cfg.enabled:
+            return first.private_ip, first.public_ip, pulumi.Output.from_input([])
+        # Internal: the nodes join and Cilium talks to the API through it, sources limited to the VPC.
+        internal = self._nlb("api", servers, internal=True, sources=[self._vpc_cidr])
+        if not lb_cfg.public:
+            return internal.dns_name, first.public_ip, internal.dns_name.apply(lambda n: [n])
+        # Public: a second NLB whose security group admits only the admin CIDRs.
+        public = self._nlb("api-public", servers, internal=False, sources=self._loaded.config.admin_cidrs)
+        return internal.dns_name, public.dns_name, pulumi.Output.all(internal.dns_name, public.dns_name)
+
+    def _nlb(self, name: str, servers: list[Node], *, internal: bool, sources: Sequence[str]) -> aws.lb.LoadBalancer:
+        """A TCP NLB for 6443 with its own security group; the nodes admit 6443 from that group only.
+
+        Client IPs are not preserved: a server that joins through the NLB may be routed to itself, which
+        fails with client IP preservation (NLB hairpinning), and the NLB's group then stands for all clients.
+        """
+        group = aws.ec2.SecurityGroup(f"{name}-lb", vpc_id=self.vpc.id, description=f"{self._prefix} {name} NLB",
+                                      tags={"adplatform.io/stack": self._loaded.stack, "Name": f"{self._prefix}-{name}"},
+                                      opts=self._opts())
+        for cidr in sources:
+            v6 = ipaddress.ip_network(cidr).version == 6
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-lb-in-{cloud.cidr_slug(cidr)}", security_group_id=group.id,
+                ip_protocol="tcp", from_port=API_PORT, to_port=API_PORT, description="Kubernetes API",
+                cidr_ipv4=None if v6 else cidr, cidr_ipv6=cidr if v6 else None, opts=self._opts())
+        aws.vpc.SecurityGroupEgressRule(f"{name}-lb-out", security_group_id=group.id, ip_protocol="tcp",
+                                        from_port=API_PORT, to_port=API_PORT,
+                                        referenced_security_group_id=self.security_group.id,
+                                        description="to the API servers (traffic and health checks)", opts=self._opts())
+        aws.vpc.SecurityGroupIngressRule(f"nodes-in-{name}-lb", security_group_id=self.security_group.id,
+                                         ip_protocol="tcp", from_port=API_PORT, to_port=API_PORT,
+                                         referenced_security_group_id=group.id,
+                                         description=f"Kubernetes API through the {name} NLB", opts=self._opts())
+        lb = aws.lb.LoadBalancer(
+            name, name=_aws_name(f"{self._prefix}-{name}"), load_balancer_type="network", internal=internal,
+            subnets=[s.id for s in self.subnets.values()], security_groups=[group.id],
+            enable_cross_zone_load_balancing=True, enable_deletion_protection=self._protect,
+            tags=self._tags, opts=self._opts())
+        targets = aws.lb.TargetGroup(
+            f"{name}-6443", name=_aws_name(f"{self._prefix}-{name}-6443"), port=API_PORT, protocol="TCP",
+            target_type="instance", vpc_id=self.vpc.id, preserve_client_ip="false",
+            health_check=aws.lb.TargetGroupHealthCheckArgs(protocol="TCP", port="traffic-port", interval=10,
+                                                           healthy_threshold=3, unhealthy_threshold=3),
+            tags=self._tags, opts=self._opts())
+        aws.lb.Listener(f"{name}-6443", load_balancer_arn=lb.arn, port=API_PORT, protocol="TCP",
+                        default_actions=[aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=targets.arn)],
+                        tags=self._tags, opts=self._opts())
+        for node in servers:
+            aws.lb.TargetGroupAttachment(f"{name}-{node.name}", target_group_arn=targets.arn, target_id=node.server.id,
+                                         port=API_PORT, opts=self._opts())
+        return lb
+
+    # --- cluster add-ons -----------------------------------------------------------------------------
+
+    def _install_ccm(self, provider: k8s.Provider, depends_on: Sequence[pulumi.Resource],
+                     parent: pulumi.Resource) -> list[pulumi.Resource]:
+        """The AWS cloud controller manager: node initialisation (provider ID, zones, addresses), NLBs."""
+        opts = pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on))
+        return [release("aws-ccm", AWS_CCM, ccm_values(self._prefix), opts)]
+
+    def _install_ebs_csi(self, provider: k8s.Provider, depends_on: Sequence[pulumi.Resource],
+                         parent: pulumi.Resource) -> Storage:
+        """EBS gp3 volumes through the CSI driver: encrypted (EBS encryption, the account's aws/ebs key),
+        expandable, the default class; production keeps a volume when its claim is deleted."""
+        opts = pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on))
+        csi = release("aws-ebs-csi", AWS_EBS_CSI, ebs_csi_values(self._region, self._prefix, self._loaded.stack,
+                                                                  self._loaded.profile.strict), opts)
+        storage_class = k8s.storage.v1.StorageClass(
+            "storage-class-ebs-gp3",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=STORAGE_CLASS, annotations={"storageclass.kubernetes.io/is-default-class": "true"}),
+            provisioner=EBS_PROVISIONER,
+            parameters={"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"},
+            volume_binding_mode="WaitForFirstConsumer",  # the volume is created in the zone the pod lands in
+            allow_volume_expansion=True,
+            reclaim_policy="Retain" if self._protect else "Delete",
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[csi])))
+        return Storage(default_class=STORAGE_CLASS, resources=[csi, storage_class])
+
+
+_CONTROL_PLANE_SELECTOR = {"node-role.kubernetes.io/control-plane": "true"}  # K3s labels servers so
+_CONTROL_PLANE_TOLERATIONS = [
+    {"key": "CriticalAddonsOnly", "operator": "Exists"},  # dedicated servers (config: controlPlane.dedicated)
+    {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"},
+]
+
+
+def ccm_values(cluster_name: str) -> dict:
+    """aws-cloud-controller-manager chart values (chart 0.0.11 values.yaml): one replica per server."""
+    return {
+        "args": ["--v=2", "--cloud-provider=aws", f"--cluster-name={cluster_name}",
+                 # Pod CIDRs come from K3s and ride Cilium's tunnel: no VPC routes to manage.
+                 "--configure-cloud-routes=false"],
+        # The chart's default selector value "" misses K3s' "true"; its tolerations miss CriticalAddonsOnly.
+        "nodeSelector": _CONTROL_PLANE_SELECTOR,
+        "tolerations": [{"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true",
+                         "effect": "NoSchedule"}, {"key": "node.kubernetes.io/not-ready", "operator": "Exists"},
+                        *_CONTROL_PLANE_TOLERATIONS],
+        # Host network: runs before any node is initialised, and reaches IMDS like the host.
+        "hostNetworking": True,
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+    }
+
+
+def ebs_csi_values(region: str, cluster_id: str, stack: str, ha: bool) -> dict:
+    """aws-ebs-csi-driver chart values (chart 2.64.0 values.yaml)."""
+    return {
+        "controller": {
+            "region": region,  # not looked up through IMDS
+            "replicaCount": 2 if ha else 1,
+            # The controller's AWS credentials are the control plane's instance role.
+            "nodeSelector": _CONTROL_PLANE_SELECTOR,
+            "tolerations": _CONTROL_PLANE_TOLERATIONS,
+            "podDisruptionBudget": {"enabled": ha},
+            "k8sTagClusterId": cluster_id,
+            "extraVolumeTags": {"adplatform.io/stack": stack},
+            "resources": {"requests": {"cpu": "10m", "memory": "40Mi"}, "limits": {"memory": "256Mi"}},
+        },
+        "node": {
+            # Zone and instance id from the node object the CCM initialised, not from IMDS (which the
+            # agents' hop limit keeps from pods).
+            "metadataSources": "kubernetes",
+            "tolerateAllTaints": True,  # volumes attach on tainted database pools too
+            "enableWindows": False,
+        },
+        # Our own StorageClass (above): encrypted, reclaim policy per environment.
+        "storageClasses": [],
+        "defaultStorageClass": {"enabled": False},
+        "helmTester": {"enabled": False},
+    }

@@ -1,0 +1,560 @@
+"""Azure: resource group, VNet, NSG from PORTS, zonal VMs with a managed identity, API load balancer,
+cloud-provider-azure (CCM) and the Azure Disk CSI driver.
+
+Location: `azure-native:location` (the provider's own config) is the region; a `location` in the
+stack config is an availability zone of it ("1", "2" or "3") and pins those nodes there. Unpinned
+pools spread round-robin over the three zones (providers/cloud.py). Pods ride Cilium's VXLAN tunnel
+between VM addresses: no route table, no IP forwarding on the NICs.
+
+Disks: every managed disk is encrypted at rest by Azure with platform-managed keys (always on, it
+cannot be turned off); the VMs also enable *encryption at host*, which extends that encryption to
+the host-side caches of the OS and data disks (and temp disks, which the chosen sizes do not have).
+It needs the subscription feature once: `az feature register --namespace Microsoft.Compute --name
+EncryptionAtHost` (then `az provider register -n Microsoft.Compute`). Customer-managed keys (a disk
+encryption set in Key Vault) are not used.
+
+Credentials in the cluster: one user-assigned managed identity on every VM, holding a custom role
+limited to the stack's resource group and to the actions the CCM and the disk driver document. Both
+read the rendered `azure.json` from the Secret kube-system/azure-cloud-provider.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from pathlib import Path
+from typing import Sequence
+
+import pulumi
+import pulumi_azure_native.authorization as authorization
+import pulumi_azure_native.compute as compute
+import pulumi_azure_native.managedidentity as managedidentity
+import pulumi_azure_native.network as network
+import pulumi_azure_native.resources as resources
+import pulumi_kubernetes as k8s
+
+from components.charts import AZURE_CCM, AZURE_DISK_CSI
+from components.helm import release
+from components.remote import run_script
+from components.shell import content_hash, render
+from config import LoadedConfig, Problem
+from config.errors import problem
+from config.model import Cluster
+from providers import cloud
+from providers.base import PORTS, ClusterProfile, Infrastructure, Node, NodeSpec, Storage, node_specs, \
+    resolve_server_type, rule_sources, ssh_connection
+
+NAME = "azure"
+ZONES = ("1", "2", "3")  # Azure names a region's availability zones 1..3
+# Ubuntu 24.04 LTS as Canonical publishes it in the Azure Marketplace (URN
+# Canonical:ubuntu-24_04-lts:server:latest, Gen2 x64; Ubuntu's "Find Ubuntu images on Azure" docs).
+# Azure resolves `latest` when a VM is created; `cluster.image` pins a version or another image.
+UBUNTU = {"publisher": "Canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"}
+_URN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*:[A-Za-z0-9][A-Za-z0-9._-]*:[A-Za-z0-9][A-Za-z0-9._-]*:"
+                  r"(latest|\d+\.\d+\.\d+)$")
+_IMAGE_ID = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Compute/"
+                       r"(images/[^/]+|galleries/[^/]+/images/[^/]+(/versions/[^/]+)?)$", re.I)
+VNET_PREFIX = 16  # the VNet when cluster.networkCidr would swallow the pod and service ranges
+OS_DISK_TYPE = "Premium_LRS"  # zonal SSD; every size below supports premium storage
+DATA_DISK_TYPE = "Premium_LRS"  # zonal: WaitForFirstConsumer creates a volume in its pod's zone
+STORAGE_CLASS = "azure-disk-premium"
+DISK_PROVISIONER = "disk.csi.azure.com"
+CLOUD_CONFIG_SECRET = "azure-cloud-provider"  # the name both the CCM and the disk driver read by default
+API_PORT = 6443
+# Size classes -> VM sizes (x64, Gen2 like the image). Burstable Bsv2 for the shared classes (the
+# counterpart of Hetzner's shared vCPU); Dsv5 (non-burstable, 4 GiB per vCPU, premium storage) for
+# every dedicated class. Databases wanting local NVMe (Lsv3) set serverType on their pool.
+SERVER_TYPES = {
+    "small": "Standard_B2ls_v2",        # 2 vCPU, 4 GiB
+    "medium": "Standard_B4ls_v2",       # 4 vCPU, 8 GiB
+    "dedicated-medium": "Standard_D4s_v5",    # 4 vCPU, 16 GiB
+    "dedicated-large": "Standard_D8s_v5",     # 8 vCPU, 32 GiB
+    "dedicated-xlarge": "Standard_D16s_v5",   # 16 vCPU, 64 GiB
+    "dedicated-2xlarge": "Standard_D32s_v5",  # 32 vCPU, 128 GiB
+}
+# The custom role of the cluster identity, assignable only in the stack's resource group. From
+# cloud-provider-azure's "Azure Permissions" (documentation branch, content/en/topics/azure-permissions.md)
+# less what this cluster never asks of it: route tables (Cilium tunnels), storage accounts (no Azure
+# Files), VM scale sets and private link services; plus the disk driver's list (azuredisk-csi-driver
+# v1.34.5 docs/driver-parameters.md) and the VNet join that IP-based LB backend pools need.
+CLUSTER_ACTIONS = sorted({
+    # LoadBalancer Services: load balancers, their public IPs, NSG rules for their ports
+    "Microsoft.Network/loadBalancers/read", "Microsoft.Network/loadBalancers/write",
+    "Microsoft.Network/loadBalancers/delete", "Microsoft.Network/loadBalancers/backendAddressPools/read",
+    "Microsoft.Network/loadBalancers/backendAddressPools/write",
+    "Microsoft.Network/loadBalancers/backendAddressPools/delete",
+    "Microsoft.Network/publicIPAddresses/read", "Microsoft.Network/publicIPAddresses/write",
+    "Microsoft.Network/publicIPAddresses/delete", "Microsoft.Network/publicIPAddresses/join/action",
+    "Microsoft.Network/networkSecurityGroups/read", "Microsoft.Network/networkSecurityGroups/write",
+    "Microsoft.Network/networkSecurityGroups/join/action",
+    "Microsoft.Network/networkInterfaces/read",
+    "Microsoft.Network/virtualNetworks/read", "Microsoft.Network/virtualNetworks/subnets/read",
+    "Microsoft.Network/virtualNetworks/subnets/join/action",
+    "Microsoft.Network/virtualNetworks/joinLoadBalancer/action",
+    # Nodes (zones, sizes, addresses) and disk attach/detach
+    "Microsoft.Compute/virtualMachines/read", "Microsoft.Compute/virtualMachines/write",
+    "Microsoft.Compute/locations/vmSizes/read", "Microsoft.Compute/locations/operations/read",
+    # Volumes and their snapshots
+    "Microsoft.Compute/disks/read", "Microsoft.Compute/disks/write", "Microsoft.Compute/disks/delete",
+    "Microsoft.Compute/locations/DiskOperations/read", "Microsoft.Compute/diskEncryptionSets/read",
+    "Microsoft.Compute/snapshots/read", "Microsoft.Compute/snapshots/write", "Microsoft.Compute/snapshots/delete",
+    "Microsoft.Resources/subscriptions/resourceGroups/read",
+})
+NSG_PRIORITY = 100  # our rules: 100..299; the CCM numbers its Service rules from 500 up
+API_ADDRESS_TEMPLATE = Path(__file__).parent / "scripts" / "api-address.sh"
+
+
+def api_address(subnet: str) -> str:
+    """The internal API load balancer's fixed address: the subnet's last usable one (Azure keeps the
+    first four and the last; VMs are numbered from the bottom)."""
+    return str(ipaddress.ip_network(subnet)[-2])
+
+
+def api_address_script(address: str) -> str:
+    """The exact script each K3s server runs when the internal API load balancer exists (pure)."""
+    return render(API_ADDRESS_TEMPLATE, {"API_ADDRESS": address})
+
+
+def azure_location() -> str | None:
+    return cloud.provider_setting("azure-native", "location")
+
+
+def vnet_cidr(cluster: Cluster) -> str:
+    """cluster.networkCidr unless it holds the pod or service range (they ride the tunnel and must not be
+    VNet addresses), else the /16 around cluster.subnetCidr."""
+    network = ipaddress.ip_network(cluster.network_cidr)
+    if not any(network.overlaps(ipaddress.ip_network(c)) for c in (cluster.pod_cidr, cluster.service_cidr)):
+        return str(network)
+    subnet = ipaddress.ip_network(cluster.subnet_cidr)
+    return str(subnet.supernet(new_prefix=VNET_PREFIX) if subnet.prefixlen > VNET_PREFIX else subnet)
+
+
+def image_reference(image: str | None) -> dict[str, str]:
+    """compute.ImageReference fields: Canonical's Ubuntu 24.04, a URN override, or an image resource id."""
+    if image is None:
+        return dict(UBUNTU)
+    if image.startswith("/"):
+        return {"id": image}
+    publisher, offer, sku, version = image.split(":")
+    return {"publisher": publisher, "offer": offer, "sku": sku, "version": version}
+
+
+def check_image(image: str | None) -> list[Problem]:
+    if image is None or _URN.match(image) or _IMAGE_ID.match(image):
+        return []
+    return [problem("cluster.image", "must be an Azure image URN Publisher:Offer:Sku:Version (e.g. "
+                    "Canonical:ubuntu-24_04-lts:server:24.04.202611010, or :latest) or the resource id of an image "
+                    "or gallery image version (/subscriptions/.../providers/Microsoft.Compute/...)", image)]
+
+
+def nsg_rules(admin_cidrs: Sequence[str]) -> list[dict]:
+    """PORTS as NSG rules: one per port rule and address family (an NSG rule holds one family), with
+    priorities fixed by the rule's place in PORTS, so changing adminCidrs updates rules in place."""
+    found = []
+    for index, rule in enumerate(PORTS):
+        ports = cloud.port_range(rule)
+        span = "*" if ports is None else str(ports[0]) if ports[0] == ports[1] else f"{ports[0]}-{ports[1]}"
+        for family in (4, 6):
+            sources = [c for c in rule_sources(rule, admin_cidrs) if ipaddress.ip_network(c).version == family]
+            if sources:
+                found.append({"name": f"{rule.source}-{rule.protocol}-{span.replace('*', 'any')}-ipv{family}",
+                              "priority": NSG_PRIORITY + 10 * index + (family == 6),
+                              "protocol": rule.protocol.capitalize(), "destination_port_range": span,
+                              "source_address_prefixes": sources, "description": rule.description})
+    return found
+
+
+def cloud_provider_config(*, tenant_id: str, subscription_id: str, resource_group: str, location: str, vnet: str,
+                          subnet: str, security_group: str, identity_client_id: str) -> str:
+    """azure.json for the CCM and the disk driver (cloud-provider-azure pkg/provider/config/azure.go,
+    pkg/azclient/auth_conf.go): standalone VMs, Standard SKU, managed identity, no route table."""
+    return json.dumps({
+        "cloud": "AzurePublicCloud",
+        "tenantId": tenant_id,
+        "subscriptionId": subscription_id,
+        "resourceGroup": resource_group,
+        "location": location,
+        "vmType": "standard",  # plain VMs (the default, vmss, expects scale sets)
+        "vnetName": vnet,
+        "vnetResourceGroup": resource_group,
+        "subnetName": subnet,
+        "securityGroupName": security_group,  # the CCM adds each Service's port rules to the nodes' NSG
+        "securityGroupResourceGroup": resource_group,
+        "loadBalancerSku": "standard",
+        # Node IPs join the Service load balancers' pools: the CCM never writes the NICs Pulumi owns.
+        "loadBalancerBackendPoolConfigurationType": "nodeIP",
+        "useManagedIdentityExtension": True,
+        "userAssignedIdentityID": identity_client_id,
+        "useInstanceMetadata": True,
+        "cloudProviderBackoff": True,
+    }, indent=2, sort_keys=True)
+
+
+class Azure:
+    name = NAME
+    server_types = SERVER_TYPES
+
+    def validate(self, loaded: LoadedConfig) -> list[Problem]:
+        cluster = loaded.config.cluster
+        found: list[Problem] = []
+        if not azure_location():
+            found.append(problem("azure-native:location", "must be set to the stack's Azure region (pulumi config set "
+                                 "azure-native:location westeurope): the Azure provider and the cluster use it"))
+        found += cloud.check_zones(cluster, lambda z: z in ZONES,
+                                   f"an availability zone of the region ({', '.join(ZONES)})")
+        found += check_image(cluster.image)
+        vnet = vnet_cidr(cluster)
+        found += cloud.check_network(cluster, vnet, "Azure VNet")
+        if not ipaddress.ip_network(cluster.subnet_cidr).subnet_of(ipaddress.ip_network(vnet)):
+            found.append(problem("cluster.subnetCidr", f"must lie inside the VNet {vnet}", cluster.subnet_cidr))
+        return found
+
+    def create(self, loaded: LoadedConfig) -> Infrastructure:
+        return AzureInfrastructure("azure", loaded).infrastructure
+
+
+class AzureInfrastructure(pulumi.ComponentResource):
+    """Everything Azure-side for one stack."""
+
+    def __init__(self, name: str, loaded: LoadedConfig, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("adplatform:providers:AzureInfrastructure", name, None, opts)
+        cfg = loaded.config
+        self._loaded = loaded
+        self._prefix = f"adp-{loaded.stack}"
+        # Azure tag names cannot hold '/', hence not the Kubernetes-style label keys.
+        self._tags = {"adplatform-stack": loaded.stack}
+        self._protect = loaded.profile.protect
+        self._location = azure_location() or ""
+        self._client = authorization.get_client_config_output()
+
+        specs = node_specs(loaded)
+        spread = cloud.spread(ZONES)
+        self.zones = {spec.name: cloud.zone_of(spec, spread) for spec in specs}
+        self.image = image_reference(cfg.cluster.image)
+
+        self.resource_group = resources.ResourceGroup(
+            "resource-group", resource_group_name=self._prefix, location=self._location, tags=self._tags,
+            opts=self._opts(protect=True))
+        vnet = vnet_cidr(cfg.cluster)
+        self.nsg = self._security_group(cfg.admin_cidrs, vnet)
+        self.vnet, self.subnet = self._network(vnet, cfg.cluster.subnet_cidr)
+        self.identity = self._identity()
+        servers = [s for s in specs if s.k3s_role == "server"]
+        api_pools, lb_endpoints = self._api_load_balancers(servers)
+        nodes = [self._vm(spec, api_pools if spec.k3s_role == "server" else []) for spec in specs]
+        first = next(n for n in nodes if n.spec.k3s_role == "server")
+        private_endpoint = lb_endpoints.get("internal", first.private_ip)
+        public_endpoint = lb_endpoints.get("public", first.public_ip)
+        server_nodes = [n for n in nodes if n.spec.k3s_role == "server"]
+
+        sans = pulumi.Output.all(*lb_endpoints.values(), *[n.public_ip for n in server_nodes],
+                                 *[n.private_ip for n in server_nodes]).apply(lambda ips: sorted({ip for ip in ips if ip}))
+        self.infrastructure = Infrastructure(
+            nodes=nodes,
+            api_private_endpoint=private_endpoint,
+            api_public_endpoint=public_endpoint,
+            tls_sans=sans,
+            cluster=ClusterProfile(
+                # The CCM provides Service load balancers, the disk driver volumes.
+                k3s_disable=("servicelb", "traefik", "local-storage"),
+                external_cloud_provider=True,
+                # VXLAN between VM addresses: the VNet routes no pod addresses (no route table).
+                cilium_values={"routingMode": "tunnel", "tunnelProtocol": "vxlan"},
+                # The CCM turns the gateway's Service into a Standard public load balancer (no annotation needed).
+                load_balancer_annotations={},
+                local_nvme=False,  # managed (network) disks; Lsv3 local NVMe is opt-in per pool
+            ),
+            install_addons=self._install_ccm,
+            install_storage=self._install_disk_csi,
+        )
+        self.register_outputs({"resource_group": self.resource_group.name, "vnet_id": self.vnet.id})
+
+    def _opts(self, protect: bool = False, **kwargs) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, protect=protect and self._protect, **kwargs)
+
+    def _rg(self) -> dict:
+        return {"resource_group_name": self.resource_group.name, "location": self._location}
+
+    # --- network -----------------------------------------------------------------------------------
+
+    def _security_group(self, admin_cidrs: Sequence[str], vnet: str) -> network.NetworkSecurityGroup:
+        """The nodes' NSG (on their subnet). Rules are separate resources, not inline: the CCM adds its
+        Service rules to this group, and inline rules would make Pulumi remove them."""
+        nsg = network.NetworkSecurityGroup(
+            "nsg", network_security_group_name=f"{self._prefix}-nodes", tags=self._tags, **self._rg(),
+            opts=self._opts())
+        rules = [*nsg_rules(admin_cidrs), {
+            # Azure's default AllowVnetInBound (65000) admits the VNet too; stated here, above the CCM's rules.
+            "name": "cluster-network-any", "priority": NSG_PRIORITY + 100, "protocol": "*",
+            "destination_port_range": "*", "source_address_prefixes": [vnet],
+            "description": "everything between cluster members (the private network)"}]
+        for rule in rules:
+            network.SecurityRule(
+                f"nsg-{rule['name']}", security_rule_name=rule["name"], network_security_group_name=nsg.name,
+                resource_group_name=self.resource_group.name, direction="Inbound", access="Allow",
+                priority=rule["priority"], protocol=rule["protocol"], source_port_range="*",
+                destination_address_prefix="*", destination_port_range=rule["destination_port_range"],
+                source_address_prefixes=rule["source_address_prefixes"], description=rule["description"],
+                opts=self._opts())
+        return nsg
+
+    def _network(self, vnet: str, subnet: str) -> tuple[network.VirtualNetwork, network.Subnet]:
+        # The subnet is its own resource (a VNet's inline subnets and separate ones do not mix).
+        vnet_resource = network.VirtualNetwork(
+            "vnet", virtual_network_name=self._prefix, address_space=network.AddressSpaceArgs(address_prefixes=[vnet]),
+            tags=self._tags, **self._rg(), opts=self._opts(protect=True))
+        subnet_resource = network.Subnet(
+            "subnet", subnet_name="nodes", virtual_network_name=vnet_resource.name,
+            resource_group_name=self.resource_group.name, address_prefix=subnet,
+            network_security_group=network.NetworkSecurityGroupArgs(id=self.nsg.id),
+            # Outbound only through each VM's own public IP (Azure retires implicit default outbound access).
+            default_outbound_access=False, opts=self._opts(protect=True))
+        return vnet_resource, subnet_resource
+
+    # --- identity ----------------------------------------------------------------------------------
+
+    def _identity(self) -> managedidentity.UserAssignedIdentity:
+        """The VMs' identity, for the CCM and the disk driver: a custom role on the resource group only."""
+        identity = managedidentity.UserAssignedIdentity(
+            "cluster-identity", resource_name_=f"{self._prefix}-cluster", tags=self._tags, **self._rg(),
+            opts=self._opts())
+        role = authorization.RoleDefinition(
+            "cluster-role", scope=self.resource_group.id, assignable_scopes=[self.resource_group.id],
+            # Custom role names are unique per tenant: the subscription tells stacks of the same name apart.
+            role_name=self._client.subscription_id.apply(
+                lambda sub: f"adplatform {self._loaded.stack} cluster ({sub[:8]})"),
+            description="Cloud controller manager and Azure Disk CSI driver of an adplatform cluster",
+            permissions=[authorization.PermissionArgs(actions=CLUSTER_ACTIONS)], role_type="CustomRole",
+            opts=self._opts())
+        authorization.RoleAssignment(
+            "cluster-role-assignment", scope=self.resource_group.id, role_definition_id=role.id,
+            principal_id=identity.principal_id, principal_type="ServicePrincipal",
+            description="adplatform cluster identity (CCM, disk CSI)", opts=self._opts())
+        return identity
+
+    # --- API load balancers ------------------------------------------------------------------------
+
+    def _lb_id(self, lb_name: str, kind: str, child: str) -> pulumi.Output[str]:
+        """A load balancer's own sub-resource id (rules refer to frontends, pools and probes by id)."""
+        return pulumi.Output.concat("/subscriptions/", self._client.subscription_id, "/resourceGroups/",
+                                    self.resource_group.name, "/providers/Microsoft.Network/loadBalancers/",
+                                    lb_name, f"/{kind}/{child}")
+
+    def _api_load_balancers(self, servers: Sequence[NodeSpec]) -> tuple[list[pulumi.Output[str]], dict]:
+        """Standard load balancers for 6443: internal (the nodes join and Cilium reaches the API through it)
+        and, when `public`, a public one for the deployer. The NSG's admin rule still applies to it:
+        a Standard load balancer keeps the client address."""
+        lb_cfg = self._loaded.config.cluster.api_load_balancer
+        if not lb_cfg.enabled or not servers:
+            return [], {}
+        pools, endpoints = [], {}
+        # Floating IP: the servers carry the frontend address on lo (api_address_script), so a server's
+        # own flows to it stay local; an internal load balancer drops a flow it sends back to its source.
+        internal = self._api_lb("api", network.FrontendIPConfigurationArgs(
+            name="api", subnet=network.SubnetArgs(id=self.subnet.id), private_ip_allocation_method="Static",
+            private_ip_address=api_address(self._loaded.config.cluster.subnet_cidr), zones=list(ZONES)),
+            floating_ip=True)
+        pools.append(internal.backend_address_pools.apply(lambda p: p[0].id))
+        endpoints["internal"] = internal.frontend_ip_configurations.apply(lambda f: f[0].private_ip_address or "")
+        if lb_cfg.public:
+            ip = network.PublicIPAddress(
+                "api-public-ip", public_ip_address_name=f"{self._prefix}-api", public_ip_allocation_method="Static",
+                public_ip_address_version="IPv4", zones=list(ZONES),
+                sku=network.PublicIPAddressSkuArgs(name="Standard", tier="Regional"), tags=self._tags, **self._rg(),
+                opts=self._opts(protect=True))
+            public = self._api_lb("api-public", network.FrontendIPConfigurationArgs(
+                name="api", public_ip_address=network.PublicIPAddressArgs(id=ip.id)))
+            pools.append(public.backend_address_pools.apply(lambda p: p[0].id))
+            endpoints["public"] = ip.ip_address.apply(lambda a: a or "")
+        return pools, endpoints
+
+    def _api_lb(self, name: str, frontend: network.FrontendIPConfigurationArgs,
+                floating_ip: bool = False) -> network.LoadBalancer:
+        lb_name = f"{self._prefix}-{name}"
+        return network.LoadBalancer(
+            f"{name}-lb", load_balancer_name=lb_name, sku=network.LoadBalancerSkuArgs(name="Standard", tier="Regional"),
+            frontend_ip_configurations=[frontend],
+            backend_address_pools=[network.BackendAddressPoolArgs(name="control-plane")],
+            probes=[network.ProbeArgs(name="api", protocol="Tcp", port=API_PORT, interval_in_seconds=5,
+                                      number_of_probes=2, probe_threshold=2)],
+            load_balancing_rules=[network.LoadBalancingRuleArgs(
+                name="api", protocol="Tcp", frontend_port=API_PORT, backend_port=API_PORT,
+                frontend_ip_configuration=network.SubResourceArgs(
+                    id=self._lb_id(lb_name, "frontendIPConfigurations", "api")),
+                backend_address_pool=network.SubResourceArgs(
+                    id=self._lb_id(lb_name, "backendAddressPools", "control-plane")),
+                probe=network.SubResourceArgs(id=self._lb_id(lb_name, "probes", "api")),
+                # Watches are long-lived: 30 min idle (the maximum), and a reset instead of a silent drop.
+                idle_timeout_in_minutes=30, enable_tcp_reset=True, enable_floating_ip=floating_ip,
+                # The VMs go out through their own public IPs, not through this frontend.
+                disable_outbound_snat=True)],
+            tags=self._tags, **self._rg(), opts=self._opts())
+
+    # --- VMs ---------------------------------------------------------------------------------------
+
+    def _vm(self, spec: NodeSpec, lb_pools: list[pulumi.Output[str]]) -> Node:
+        hostname = f"{self._prefix}-{spec.name}"
+        zone = self.zones[spec.name]
+        tags = {**self._tags, "adplatform-pool": spec.pool, "adplatform-role": spec.workload_role,
+                "adplatform-k3s": spec.k3s_role}
+        ip = network.PublicIPAddress(
+            f"{spec.name}-ip", public_ip_address_name=f"{hostname}-ip", public_ip_allocation_method="Static",
+            public_ip_address_version="IPv4", zones=[zone],
+            sku=network.PublicIPAddressSkuArgs(name="Standard", tier="Regional"), tags=tags, **self._rg(),
+            opts=self._opts(protect=True))
+        nic = network.NetworkInterface(
+            f"{spec.name}-nic", network_interface_name=f"{hostname}-nic",
+            ip_configurations=[network.NetworkInterfaceIPConfigurationArgs(
+                name="primary", primary=True, subnet=network.SubnetArgs(id=self.subnet.id),
+                private_ip_allocation_method="Dynamic", public_ip_address=network.PublicIPAddressArgs(id=ip.id),
+                load_balancer_backend_address_pools=[network.BackendAddressPoolArgs(id=p) for p in lb_pools] or None)],
+            tags=tags, **self._rg(), opts=self._opts(protect=True))
+        vm = compute.VirtualMachine(
+            spec.name,
+            # The Kubernetes node name: cloud-provider-azure finds a standalone VM by the node's name.
+            vm_name=hostname,
+            zones=[zone],
+            hardware_profile=compute.HardwareProfileArgs(vm_size=resolve_server_type(spec, SERVER_TYPES)),
+            storage_profile=compute.StorageProfileArgs(
+                image_reference=compute.ImageReferenceArgs(**self.image),
+                os_disk=compute.OSDiskArgs(
+                    name=f"{hostname}-os", create_option="FromImage", caching="ReadWrite",
+                    disk_size_gb=cloud.root_disk_gb(spec), delete_option="Delete",
+                    managed_disk=compute.ManagedDiskParametersArgs(storage_account_type=OS_DISK_TYPE))),
+            os_profile=compute.OSProfileArgs(
+                computer_name=hostname, admin_username=cloud.SSH_USER,
+                linux_configuration=compute.LinuxConfigurationArgs(
+                    disable_password_authentication=True,
+                    ssh=compute.SshConfigurationArgs(public_keys=[
+                        compute.SshPublicKeyArgs(key_data=key, path=f"/home/{cloud.SSH_USER}/.ssh/authorized_keys")
+                        for key in self._loaded.config.ssh_public_keys]))),
+            network_profile=compute.NetworkProfileArgs(network_interfaces=[
+                compute.NetworkInterfaceReferenceArgs(id=nic.id, primary=True)]),
+            # Disk encryption beyond Azure's always-on platform-managed keys: the host caches too (module doc).
+            security_profile=compute.SecurityProfileArgs(encryption_at_host=True),
+            identity=compute.VirtualMachineIdentityArgs(type=compute.ResourceIdentityType.USER_ASSIGNED,
+                                                        user_assigned_identities=[self.identity.id]),
+            diagnostics_profile=compute.DiagnosticsProfileArgs(
+                boot_diagnostics=compute.BootDiagnosticsArgs(enabled=True)),  # serial console, managed storage
+            tags=tags, **self._rg(),
+            opts=self._opts(
+                protect=True, depends_on=[self.subnet],
+                # Azure cannot change a VM's admin keys or image in place: new keys reach running VMs by
+                # remote command, image bumps (and `latest`) apply to new VMs only.
+                ignore_changes=["osProfile", "storageProfile.imageReference"]))
+        public_ip = ip.ip_address.apply(lambda a: a or "")
+        private_ip = nic.ip_configurations.apply(lambda c: (c[0].private_ip_address or "") if c else "")
+        node = Node(spec=spec, hostname=hostname, public_ip=public_ip, private_ip=private_ip,
+                    connection=ssh_connection(public_ip, cloud.SSH_USER, self._loaded.secrets.ssh_private_key),
+                    server=vm)
+        if not lb_pools:
+            return node
+        # A backend of the internal API load balancer: its address on lo before K3s starts (floating IP).
+        script = api_address_script(api_address(self._loaded.config.cluster.subnet_cidr))
+        address = run_script(f"api-address-{spec.name}", node, script, content_hash(script), parent=self)
+        return Node(spec=spec, hostname=hostname, public_ip=public_ip, private_ip=private_ip,
+                    connection=node.connection, server=address)
+
+    # --- cluster layer -----------------------------------------------------------------------------
+
+    def _cloud_config(self) -> pulumi.Output[str]:
+        return pulumi.Output.secret(pulumi.Output.all(
+            self._client.tenant_id, self._client.subscription_id, self.resource_group.name, self.vnet.name,
+            self.subnet.name, self.nsg.name, self.identity.client_id).apply(lambda v: cloud_provider_config(
+                tenant_id=v[0], subscription_id=v[1], resource_group=v[2], location=self._location, vnet=v[3],
+                subnet=v[4] or "nodes", security_group=v[5], identity_client_id=v[6])))
+
+    def _install_ccm(self, provider: k8s.Provider, depends_on: Sequence[pulumi.Resource],
+                     parent: pulumi.Resource) -> list[pulumi.Resource]:
+        """cloud-provider-azure: the node manager initialises nodes, the CCM serves LoadBalancer Services."""
+        opts = pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on))
+        secret = k8s.core.v1.Secret(
+            CLOUD_CONFIG_SECRET, metadata=k8s.meta.v1.ObjectMetaArgs(name=CLOUD_CONFIG_SECRET,
+                                                                     namespace=AZURE_CCM.namespace),
+            string_data={"cloud-config": self._cloud_config()}, type="Opaque", opts=opts)
+        ccm = release("azure-ccm", AZURE_CCM, ccm_values(self._prefix, self._loaded.config.cluster.pod_cidr,
+                                                         self._loaded.profile.strict),
+                      pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[secret])))
+        return [secret, ccm]
+
+    def _install_disk_csi(self, provider: k8s.Provider, depends_on: Sequence[pulumi.Resource],
+                          parent: pulumi.Resource) -> Storage:
+        """Azure managed disks through the CSI driver: encrypted at rest, expandable, the default class.
+
+        Reads the azure-cloud-provider Secret the CCM add-on created. Production keeps a disk when its
+        claim is deleted (reclaim Retain).
+        """
+        opts = pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on))
+        csi = release("azuredisk-csi", AZURE_DISK_CSI, disk_csi_values(self._loaded.profile.strict), opts)
+        storage_class = k8s.storage.v1.StorageClass(
+            "storage-class-azure-disk",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=STORAGE_CLASS, annotations={"storageclass.kubernetes.io/is-default-class": "true"}),
+            provisioner=DISK_PROVISIONER,
+            volume_binding_mode="WaitForFirstConsumer",  # the disk is created in the zone the pod lands in
+            allow_volume_expansion=True,
+            reclaim_policy="Retain" if self._protect else "Delete",
+            parameters=storage_class_parameters(self._loaded.stack),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[csi])))
+        return Storage(default_class=STORAGE_CLASS, resources=[csi, storage_class])
+
+
+def storage_class_parameters(stack: str) -> dict[str, str]:
+    """azuredisk-csi-driver v1.34.5 docs/driver-parameters.md. Encryption at rest is Azure's, always on;
+    the disks cannot be exported (no SAS URI, no public access to their data)."""
+    return {"skuName": DATA_DISK_TYPE, "networkAccessPolicy": "DenyAll", "publicNetworkAccess": "Disabled",
+            "tags": f"adplatform-stack={stack}"}
+
+
+_CONTROL_PLANE_TOLERATIONS = [
+    {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "CriticalAddonsOnly", "operator": "Exists"},  # K3s' taint on dedicated servers
+    # The node manager, not this controller, initialises nodes; the controller may start first.
+    {"key": "node.cloudprovider.kubernetes.io/uninitialized", "operator": "Exists", "effect": "NoSchedule"},
+]
+
+
+def ccm_values(cluster_name: str, pod_cidr: str, ha: bool) -> dict:
+    """cloud-provider-azure chart 1.36.0 values (helm/cloud-provider-azure/values.yaml). The chart picks
+    the CCM/node-manager image matching the cluster's Kubernetes minor (v1.36.0 for 1.36)."""
+    return {
+        "infra": {"clusterName": cluster_name},  # names the Service load balancer and tags what the CCM owns
+        "cloudControllerManager": {
+            # azure.json from the Secret (--cloud-config must stay empty then; "Dynamically reloading
+            # cloud controller manager" in the project's configuration docs).
+            "cloudConfig": "",
+            "cloudConfigSecretName": CLOUD_CONFIG_SECRET,
+            "enableDynamicReloading": "true",
+            "allocateNodeCidrs": "false",  # K3s allocates the nodes' pod CIDRs
+            "configureCloudRoutes": "false",  # Cilium tunnels: no route table
+            "clusterCIDR": pod_cidr,
+            "replicas": 2 if ha else 1,
+            # K3s labels its servers control-plane=true (the chart's default selector expects "").
+            "nodeSelector": {"node-role.kubernetes.io/control-plane": "true"},
+            "tolerations": _CONTROL_PLANE_TOLERATIONS,
+        },
+        "cloudNodeManager": {"enabled": True},
+    }
+
+
+_CSI_SIDECAR = {"requests": {"cpu": "10m", "memory": "20Mi"}, "limits": {"memory": "128Mi"}}
+
+
+def disk_csi_values(ha: bool) -> dict:
+    """azuredisk-csi-driver chart 1.34.5 values (charts/v1.34.5/azuredisk-csi-driver/values.yaml)."""
+    return {
+        "controller": {
+            "replicas": 2 if ha else 1,
+            "cloudConfigSecretName": CLOUD_CONFIG_SECRET,
+            "cloudConfigSecretNamespace": "kube-system",
+            "vmType": "standard",
+            "resources": {c: _CSI_SIDECAR for c in ("csiProvisioner", "csiAttacher", "csiResizer", "livenessProbe")}
+            | {"azuredisk": {"requests": {"cpu": "10m", "memory": "40Mi"}, "limits": {"memory": "500Mi"}}},
+        },
+        "node": {"cloudConfigSecretName": CLOUD_CONFIG_SECRET, "cloudConfigSecretNamespace": "kube-system"},
+        # Volumes attach wherever their pods run: the chart's node DaemonSet tolerates every taint.
+        "linux": {"enabled": True, "kubelet": "/var/lib/kubelet"},  # K3s' kubelet root dir
+        "windows": {"enabled": False},
+        "snapshot": {"enabled": False},
+    }

@@ -1,0 +1,182 @@
+"""Logic the public-cloud providers (AWS, GCP, Azure) share: zones, firewall rules, disks, SSH, settings.
+
+Everything here is provider-neutral and derived from the validated config and providers/base.py
+(PORTS): each cloud module turns these values into its own resources. Stable API (used by
+providers/aws.py, providers/gcp.py and providers/azure.py):
+
+- SSH_USER, CloudFile, cloud_config(), key_digest()          who logs in, with which keys; first boot
+- located_settings(), check_zones(), zone_of(), spread()     what `location` means on a cloud
+- IngressRule, ingress_rules(), port_range(), cidr_slug()    the PORTS firewall, one rule per source
+- ROOT_DISK_GB, root_disk_gb()                               root disk size per size class
+- provider_setting()                                         the provider's own config (aws:region, ...)
+- check_network()                                            pod/service ranges off the cloud network
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from typing import Callable, Iterable, Literal, Sequence
+
+import pulumi
+import yaml
+
+from config.errors import Problem, problem
+from config.model import Cluster
+from providers.base import PORTS, NodeSpec, PortRule, rule_sources
+
+# Canonical's cloud images (AWS, GCP, Azure) come with this sudo-capable default user; Azure creates
+# it as the admin user. Remote commands run as it through `sudo -n` (components/remote.py).
+SSH_USER = "ubuntu"
+
+
+def key_digest(public_key: str) -> str:
+    """Names a key resource by content, so adding or re-ordering keys touches no existing key."""
+    return hashlib.sha256(public_key.split()[1].encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class CloudFile:
+    """A file cloud-init writes at first boot."""
+
+    path: str
+    content: str
+    permissions: str = "0644"
+
+
+def cloud_config(public_keys: Sequence[str], files: Sequence[CloudFile] = (),
+                 boot_commands: Sequence[str] = ()) -> str:
+    """cloud-init user data: every admin key for the default user, first-boot files, boot commands.
+
+    `boot_commands` run as `sh -c` at every boot, early (bootcmd, before SSH answers): for what only
+    the instance knows, e.g. `cloud-init query v1.instance_id`. They must be idempotent.
+    """
+    doc: dict = {"users": ["default"], "ssh_authorized_keys": list(public_keys), "ssh_pwauth": False,
+                 "disable_root": True}
+    if boot_commands:
+        doc["bootcmd"] = [["sh", "-c", command] for command in boot_commands]
+    if files:
+        doc["write_files"] = [{"path": f.path, "content": f.content, "permissions": f.permissions,
+                               "owner": "root:root"} for f in files]
+    return "#cloud-config\n" + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1000)
+
+
+# --- location: a zone of the provider's region ----------------------------------------------------
+
+def located_settings(cluster: Cluster) -> list[tuple[str, str | None]]:
+    """(config key path, value) of every `location` the config may set."""
+    located = [("cluster.location", cluster.location), ("cluster.controlPlane.location", cluster.control_plane.location)]
+    return located + [(f"cluster.pools[{p.name}].location", p.location) for p in cluster.pools]
+
+
+def check_zones(cluster: Cluster, is_zone: Callable[[str], bool], accepted: str) -> list[Problem]:
+    """Each set `location` must be a zone of the stack's region (`accepted` says which, for the error)."""
+    return [problem(key, f"must be {accepted}", value) for key, value in located_settings(cluster)
+            if value is not None and not is_zone(value)]
+
+
+def zone_of(spec: NodeSpec, zones: Sequence[str]) -> str:
+    """A pinned node's own zone; otherwise its pool's members go round-robin over `zones` by index,
+    so a pool of 3 lands in 3 zones and the placement never moves when other pools change."""
+    return spec.location if spec.location else zones[spec.index % len(zones)]
+
+
+def spread(zones: Iterable[str], count: int = 3) -> list[str]:
+    """The zones unpinned nodes spread over: the first `count` of the region's zones, by name."""
+    return sorted(zones)[:count]
+
+
+# --- firewall ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class IngressRule:
+    """One PORTS rule for one source CIDR (clouds take one CIDR, or one address family, per rule)."""
+
+    protocol: Literal["tcp", "udp", "icmp"]
+    ports: tuple[int, int] | None  # None for icmp
+    cidr: str
+    source: Literal["world", "admin"]
+    description: str
+
+    @property
+    def ipv6(self) -> bool:
+        return ipaddress.ip_network(self.cidr).version == 6
+
+    @property
+    def name(self) -> str:
+        """Stable resource name part: protocol, ports and source (no index, so order never matters)."""
+        ports = "" if self.ports is None else f"-{self.ports[0]}" + (f"-{self.ports[1]}" if self.ports[1] != self.ports[0] else "")
+        return f"{self.protocol}{ports}-{cidr_slug(self.cidr)}"
+
+
+def cidr_slug(cidr: str) -> str:
+    """A CIDR as a resource-name part: 203-0-113-0-24, v6-2001-db8-32, v6-0 for ::/0."""
+    net = ipaddress.ip_network(cidr)
+    slug = re.sub(r"[^0-9a-f]+", "-", str(net).lower()).strip("-")
+    return f"v6-{slug}" if net.version == 6 else slug
+
+
+def port_range(rule: PortRule) -> tuple[int, int] | None:
+    if rule.port is None:
+        return None
+    low, _, high = rule.port.partition("-")
+    return int(low), int(high or low)
+
+
+def ingress_rules(admin_cidrs: Sequence[str]) -> list[IngressRule]:
+    """PORTS expanded per source: 80/443 from the world, SSH, 6443 and ICMP from the admin CIDRs only."""
+    return [IngressRule(rule.protocol, port_range(rule), cidr, rule.source, rule.description)
+            for rule in PORTS for cidr in rule_sources(rule, admin_cidrs)]
+
+
+# --- disks ------------------------------------------------------------------------------------------
+
+# Root (OS) disk per size class, GB. It holds the OS, container images, logs and emptyDir volumes,
+# which grow with the pods a node can hold; database data lives on CSI volumes, not here.
+ROOT_DISK_GB = {
+    "small": 40,
+    "medium": 60,
+    "dedicated-medium": 80,
+    "dedicated-large": 100,
+    "dedicated-xlarge": 150,
+    "dedicated-2xlarge": 200,
+}
+DEFAULT_ROOT_DISK_GB = 100  # a pool with an explicit serverType and no size class
+
+
+def root_disk_gb(spec: NodeSpec) -> int:
+    return ROOT_DISK_GB[spec.size] if spec.size else DEFAULT_ROOT_DISK_GB
+
+
+# --- provider settings ------------------------------------------------------------------------------
+
+def provider_setting(namespace: str, key: str, env: Sequence[str] = ()) -> str | None:
+    """A setting of the provider's own config (`aws:region`), or the environment variable its SDK reads."""
+    value = pulumi.Config(namespace).get(key)
+    if value:
+        return value
+    return next((os.environ[name] for name in env if os.environ.get(name)), None)
+
+
+# --- network ----------------------------------------------------------------------------------------
+
+def check_network(cluster: Cluster, network: str, provider: str) -> list[Problem]:
+    """Pods and services ride a tunnel (or overlay) on the clouds: their ranges must not overlap the
+    provider network, or the node routes packets for pods into the VPC instead of the tunnel."""
+    net = ipaddress.ip_network(network)
+    found = []
+    for key, cidr in (("cluster.podCidr", cluster.pod_cidr), ("cluster.serviceCidr", cluster.service_cidr)):
+        if ipaddress.ip_network(cidr).overlaps(net):
+            found.append(problem(key, f"must not overlap the {provider} network {network} (pods and services are "
+                                 "not addresses of the cloud network; derived from cluster.networkCidr/subnetCidr)",
+                                 cidr))
+    return found
+
+
+__all__ = ["SSH_USER", "CloudFile", "IngressRule", "ROOT_DISK_GB", "check_network", "check_zones", "cidr_slug",
+           "cloud_config",
+           "ingress_rules", "key_digest", "located_settings", "port_range", "provider_setting", "root_disk_gb",
+           "spread", "zone_of"]

@@ -1,0 +1,398 @@
+"""GCP: VPC network + regional subnetwork, firewall rules from PORTS, Compute Engine instances, API
+load balancer, the Persistent Disk CSI driver.
+
+Location: `gcp:region` (the provider's own config, or GOOGLE_REGION) is the region and `gcp:project`
+the project; a `location` in the stack config is a zone of the region (europe-west3-a) and pins those
+nodes there. Unpinned pools spread round-robin over the region's first three zones (one regional
+subnetwork spans them all).
+
+No cloud controller manager: kubernetes/cloud-provider-gcp publishes no Helm chart, so K3s keeps its
+embedded cloud controller and with it ServiceLB. A `LoadBalancer` Service (the gateway's) is served on
+ports 80/443 of the nodes that run ServiceLB's pods (every untainted node, or only the nodes labelled
+`svccontroller.k3s.cattle.io/enablelb: "true"` once any node carries it); its status lists those
+nodes' public addresses, which DNS points at. Pods ride Cilium's VXLAN tunnel between instance
+addresses, so no VPC routes or IP forwarding are needed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from itertools import groupby
+from typing import Sequence
+
+import pulumi
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+
+from components.charts import GCP_PD_CSI
+from config import LoadedConfig, Problem
+from config.errors import problem
+from config.model import Cluster
+from providers import cloud
+from providers.base import ClusterProfile, Infrastructure, Node, NodeSpec, Storage, node_specs, resolve_server_type, \
+    ssh_connection
+
+NAME = "gcp"
+# What the Google provider reads when gcp:project / gcp:region are unset (pulumi-gcp installation docs).
+PROJECT_ENV = ("GOOGLE_PROJECT", "GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT")
+REGION_ENV = ("GOOGLE_REGION", "GCLOUD_REGION", "CLOUDSDK_COMPUTE_REGION")
+# Canonical's Ubuntu 24.04 LTS image family in its public image project (Ubuntu on GCE docs); the
+# family resolves to the newest image at creation, pinned in state from then on.
+UBUNTU_IMAGE_PROJECT = "ubuntu-os-cloud"
+UBUNTU_IMAGE_FAMILY = "ubuntu-2404-lts-amd64"
+SPREAD_ZONES = 3
+BOOT_DISK_TYPE = "pd-balanced"
+STORAGE_CLASS = "pd-balanced"
+PD_PROVISIONER = "pd.csi.storage.gke.io"
+API_PORT = 6443
+PROXY_SUBNET_MAX_PREFIX = 26  # the smallest proxy-only subnet GCP accepts
+# Google's health-check probers (Cloud Load Balancing "Health checks overview": probe IP ranges).
+HEALTH_CHECK_RANGES = ("35.191.0.0/16", "130.211.0.0/22")
+# Size classes -> machine types (x86_64). E2 for the shared classes; N2 for the dedicated ones, a
+# dedicated hyperthread per vCPU and 4 GB per vCPU. N2 rather than N4/C4: those take Hyperdisk only,
+# and the PD CSI class here is pd-balanced.
+SERVER_TYPES = {
+    "small": "e2-medium",           # 2 vCPU (shared core, burst), 4 GB
+    "medium": "e2-standard-4",      # 4 vCPU, 16 GB
+    "dedicated-medium": "n2-standard-4",   # 4 vCPU, 16 GB
+    "dedicated-large": "n2-standard-8",    # 8 vCPU, 32 GB
+    "dedicated-xlarge": "n2-standard-16",  # 16 vCPU, 64 GB
+    "dedicated-2xlarge": "n2-standard-32",  # 32 vCPU, 128 GB
+}
+# The PD CSI driver runs as the nodes' service account (the `noauth` overlay). Its documented needs
+# (gcp-compute-persistent-disk-csi-driver v1.26.4 deploy/setup-project.sh and the custom role file),
+# without the roles/editor that script also grants: disks via compute.storageAdmin, attach/detach via
+# this custom role, and acting as the instance's own service account when attaching.
+PD_CSI_PERMISSIONS = ("compute.instances.get", "compute.instances.attachDisk", "compute.instances.detachDisk",
+                      "compute.disks.get")
+
+
+def gcp_project() -> str | None:
+    return cloud.provider_setting("gcp", "project", PROJECT_ENV)
+
+
+def gcp_region() -> str | None:
+    return cloud.provider_setting("gcp", "region", REGION_ENV)
+
+
+def gcp_name(*parts: str, limit: int = 63) -> str:
+    """GCE names, network tags and label values: lower-case letters, digits and '-'."""
+    name = re.sub(r"[^a-z0-9-]", "-", "-".join(parts).lower()).strip("-")
+    return name[:limit].rstrip("-")
+
+
+def proxy_subnet(cluster: Cluster) -> str:
+    """The proxy-only subnet of the internal API load balancer: the block after cluster.subnetCidr."""
+    first = ipaddress.ip_network(cluster.subnet_cidr)
+    return str(ipaddress.ip_network((int(first.network_address) + first.num_addresses, first.prefixlen)))
+
+
+class Gcp:
+    name = NAME
+    server_types = SERVER_TYPES
+
+    def validate(self, loaded: LoadedConfig) -> list[Problem]:
+        cluster = loaded.config.cluster
+        found: list[Problem] = []
+        if not gcp_project():
+            found.append(problem("gcp:project", "must be set to the stack's Google Cloud project id (pulumi config "
+                                 "set gcp:project my-project, or export GOOGLE_PROJECT)"))
+        region = gcp_region()
+        if not region:
+            found.append(problem("gcp:region", "must be set to the stack's Google Cloud region (pulumi config set "
+                                 "gcp:region europe-west3, or export GOOGLE_REGION)"))
+        else:
+            pattern = re.compile(rf"^{re.escape(region)}-[a-z]$")
+            found += cloud.check_zones(cluster, lambda z: bool(pattern.match(z)),
+                                       f"a zone of gcp:region {region} ({region}-a, {region}-b, ...)")
+        found += cloud.check_network(cluster, cluster.subnet_cidr, "GCP subnetwork")
+        if cluster.api_load_balancer.enabled:
+            if ipaddress.ip_network(cluster.subnet_cidr).prefixlen > PROXY_SUBNET_MAX_PREFIX:
+                found.append(problem("cluster.subnetCidr", f"must be at most /{PROXY_SUBNET_MAX_PREFIX} on GCP with "
+                                     "cluster.apiLoadBalancer.enabled: the block after it, of the same size, becomes "
+                                     "the load balancer's proxy-only subnet", cluster.subnet_cidr))
+            else:
+                found += cloud.check_network(cluster, proxy_subnet(cluster), "GCP proxy-only subnet")
+        return found
+
+    def create(self, loaded: LoadedConfig) -> Infrastructure:
+        return GcpInfrastructure("gcp", loaded).infrastructure
+
+
+class GcpInfrastructure(pulumi.ComponentResource):
+    """Everything GCP-side for one stack."""
+
+    def __init__(self, name: str, loaded: LoadedConfig, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("adplatform:providers:GcpInfrastructure", name, None, opts)
+        cfg = loaded.config
+        self._loaded = loaded
+        self._prefix = gcp_name("adp", loaded.stack)
+        self._labels = {"adplatform-stack": gcp_name(loaded.stack)}
+        self._protect = loaded.profile.protect
+        self._project = gcp_project() or ""
+        self._region = gcp_region() or ""
+        self.node_tag = gcp_name(self._prefix, "node")
+        self.server_tag = gcp_name(self._prefix, "server")
+
+        specs = node_specs(loaded)
+        available = gcp.compute.get_zones(region=self._region, status="UP").names
+        spread = cloud.spread(available, SPREAD_ZONES)
+        self.zones = {spec.name: cloud.zone_of(spec, spread) for spec in specs}
+
+        self.network, self.subnet = self._network()
+        self.firewalls = self._firewall(cfg.admin_cidrs)
+        self.service_account = self._service_account()
+        self.image = cfg.cluster.image or self._ubuntu_image()
+        nodes = [self._instance(spec) for spec in specs]
+        servers = [n for n in nodes if n.spec.k3s_role == "server"]
+        private_endpoint, public_endpoint, lb_ips = self._api_endpoints(servers)
+
+        sans = pulumi.Output.all(lb_ips, *[n.public_ip for n in servers], *[n.private_ip for n in servers]).apply(
+            lambda ips: sorted({ip for group in ips for ip in (group if isinstance(group, list) else [group]) if ip}))
+        self.infrastructure = Infrastructure(
+            nodes=nodes,
+            api_private_endpoint=private_endpoint,
+            api_public_endpoint=public_endpoint,
+            tls_sans=sans,
+            cluster=ClusterProfile(
+                # ServiceLB stays (K3s' embedded cloud controller serves LoadBalancer Services, see above);
+                # the PD CSI driver provides volumes.
+                k3s_disable=("traefik", "local-storage"),
+                external_cloud_provider=False,
+                cilium_values={"routingMode": "tunnel", "tunnelProtocol": "vxlan"},
+                load_balancer_annotations={},
+                local_nvme=False,  # persistent-disk boot disks; local SSD is not attached
+            ),
+            install_addons=None,
+            install_storage=self._install_pd_csi,
+        )
+        self.register_outputs({"network_id": self.network.id, "subnetwork_id": self.subnet.id})
+
+    def _opts(self, protect: bool = False, **kwargs) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, protect=protect and self._protect, **kwargs)
+
+    # --- network and firewall ------------------------------------------------------------------------
+
+    def _network(self) -> tuple[gcp.compute.Network, gcp.compute.Subnetwork]:
+        network = gcp.compute.Network("network", name=self._prefix, project=self._project,
+                                      auto_create_subnetworks=False, routing_mode="REGIONAL",
+                                      opts=self._opts(protect=True))
+        subnet = gcp.compute.Subnetwork("subnet", name=self._prefix, project=self._project, region=self._region,
+                                        network=network.id, ip_cidr_range=self._loaded.config.cluster.subnet_cidr,
+                                        private_ip_google_access=True, opts=self._opts(protect=True))
+        return network, subnet
+
+    def _firewall(self, admin_cidrs: Sequence[str]) -> list[gcp.compute.Firewall]:
+        """One rule per PORTS entry and address family (GCP rules take one family), plus the members rule.
+
+        Rules apply to the instances with the node tag; VPC firewalls deny all other ingress.
+        """
+        rules = []
+        key = lambda r: (r.protocol, r.ports, r.ipv6, r.description)  # noqa: E731
+        for (protocol, ports, v6, description), group in groupby(sorted(cloud.ingress_rules(admin_cidrs), key=key),
+                                                                 key=key):
+            span = "" if ports is None else (f"{ports[0]}" if ports[0] == ports[1] else f"{ports[0]}-{ports[1]}")
+            name = gcp_name(self._prefix, "in", protocol, span, "v6" if v6 else "v4")
+            rules.append(gcp.compute.Firewall(
+                name, name=name, project=self._project, network=self.network.id, direction="INGRESS",
+                description=description, source_ranges=[r.cidr for r in group], target_tags=[self.node_tag],
+                # IPv6 rules name ICMPv6 by number (GCP firewall protocols: names or IP protocol numbers).
+                allows=[gcp.compute.FirewallAllowArgs(protocol="58" if protocol == "icmp" and v6 else protocol,
+                                                      ports=[span] if span else None)],
+                opts=self._opts()))
+        # Everything between cluster members (VXLAN, WireGuard, etcd, kubelet, NodePorts), nothing else.
+        name = gcp_name(self._prefix, "in-members")
+        rules.append(gcp.compute.Firewall(
+            name, name=name, project=self._project, network=self.network.id, direction="INGRESS",
+            description="all traffic between cluster members", source_tags=[self.node_tag],
+            target_tags=[self.node_tag], allows=[gcp.compute.FirewallAllowArgs(protocol="all")], opts=self._opts()))
+        return rules
+
+    # --- identity and instances ----------------------------------------------------------------------
+
+    def _service_account(self) -> gcp.serviceaccount.Account:
+        """The nodes' service account: only what the PD CSI driver needs (it runs as this account)."""
+        account = gcp.serviceaccount.Account(
+            "nodes", account_id=gcp_name(self._prefix, "nodes", limit=30), project=self._project,
+            display_name=f"{self._prefix} cluster nodes (PD CSI driver)", opts=self._opts())
+        member = account.email.apply(lambda email: f"serviceAccount:{email}")
+        role = gcp.projects.IAMCustomRole(
+            "pd-csi-attach", project=self._project, role_id=gcp_name(self._prefix, "pd-csi").replace("-", "_"),
+            title=f"{self._prefix} PD CSI attach/detach", permissions=list(PD_CSI_PERMISSIONS), opts=self._opts())
+        gcp.projects.IAMMember("nodes-pd-csi-attach", project=self._project, role=role.name, member=member,
+                               opts=self._opts())
+        gcp.projects.IAMMember("nodes-storage-admin", project=self._project, role="roles/compute.storageAdmin",
+                               member=member, opts=self._opts())
+        # Attaching a disk to an instance acts as the instance's service account: this one only.
+        gcp.serviceaccount.IAMMember("nodes-act-as-self", service_account_id=account.name,
+                                     role="roles/iam.serviceAccountUser", member=member, opts=self._opts())
+        return account
+
+    def _ubuntu_image(self) -> str:
+        return gcp.compute.get_image(family=UBUNTU_IMAGE_FAMILY, project=UBUNTU_IMAGE_PROJECT).self_link
+
+    def _instance(self, spec: NodeSpec) -> Node:
+        hostname = gcp_name(self._prefix, spec.name)
+        server = spec.k3s_role == "server"
+        keys = "\n".join(f"{cloud.SSH_USER}:{key}" for key in self._loaded.config.ssh_public_keys)
+        labels = {**self._labels, "adplatform-pool": gcp_name(spec.pool), "adplatform-role": gcp_name(spec.workload_role),
+                  "adplatform-k3s": spec.k3s_role}
+        instance = gcp.compute.Instance(
+            spec.name,
+            name=hostname,
+            project=self._project,
+            zone=self.zones[spec.name],
+            machine_type=resolve_server_type(spec, SERVER_TYPES),
+            boot_disk=gcp.compute.InstanceBootDiskArgs(
+                auto_delete=True,
+                # Encrypted at rest by Google (every persistent disk is; no switch to turn it off).
+                initialize_params=gcp.compute.InstanceBootDiskInitializeParamsArgs(
+                    image=self.image, size=cloud.root_disk_gb(spec), type=BOOT_DISK_TYPE, labels=labels)),
+            network_interfaces=[gcp.compute.InstanceNetworkInterfaceArgs(
+                subnetwork=self.subnet.id,
+                access_configs=[gcp.compute.InstanceNetworkInterfaceAccessConfigArgs(network_tier="PREMIUM")])],
+            # Metadata keys for the default user; project-wide keys and OS Login stay out.
+            metadata={"ssh-keys": keys, "block-project-ssh-keys": "TRUE", "enable-oslogin": "FALSE"},
+            tags=[self.node_tag, *([self.server_tag] if server else [])],
+            service_account=gcp.compute.InstanceServiceAccountArgs(email=self.service_account.email,
+                                                                   scopes=["cloud-platform"]),  # IAM decides
+            shielded_instance_config=gcp.compute.InstanceShieldedInstanceConfigArgs(
+                enable_secure_boot=True, enable_vtpm=True, enable_integrity_monitoring=True),
+            labels=labels,
+            deletion_protection=self._protect,
+            allow_stopping_for_update=True,
+            opts=self._opts(
+                protect=True,
+                depends_on=[self.subnet],
+                # The image family moves on; a newer image reaches new instances only.
+                ignore_changes=["bootDisk.initializeParams.image"],
+            ),
+        )
+        private_ip = instance.network_interfaces.apply(lambda nics: nics[0].network_ip or "")
+        public_ip = instance.network_interfaces.apply(
+            lambda nics: (nics[0].access_configs[0].nat_ip if nics[0].access_configs else "") or "")
+        return Node(spec=spec, hostname=hostname, public_ip=public_ip, private_ip=private_ip,
+                    connection=ssh_connection(public_ip, cloud.SSH_USER, self._loaded.secrets.ssh_private_key),
+                    server=instance)
+
+    # --- Kubernetes API load balancer ----------------------------------------------------------------
+
+    def _api_endpoints(self, servers: list[Node]):
+        lb_cfg = self._loaded.config.cluster.api_load_balancer
+        first = servers[0]
+        if not lb_cfg.enabled:
+            return first.private_ip, first.public_ip, pulumi.Output.from_input([])
+        groups = self._server_groups(servers)
+        health = gcp.compute.RegionHealthCheck(
+            "api-health", name=gcp_name(self._prefix, "api"), project=self._project, region=self._region,
+            tcp_health_check=gcp.compute.RegionHealthCheckTcpHealthCheckArgs(port=API_PORT),
+            check_interval_sec=5, timeout_sec=5, healthy_threshold=2, unhealthy_threshold=3, opts=self._opts())
+        name = gcp_name(self._prefix, "in-api-health-checks")
+        gcp.compute.Firewall(
+            name, name=name, project=self._project, network=self.network.id, direction="INGRESS",
+            description="Google load-balancer health checks of the Kubernetes API",
+            source_ranges=list(HEALTH_CHECK_RANGES), target_tags=[self.server_tag],
+            allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[str(API_PORT)])], opts=self._opts())
+        internal_ip = self._internal_proxy_lb(groups, health)
+        if not lb_cfg.public:
+            return internal_ip, first.public_ip, internal_ip.apply(lambda ip: [ip])
+        public_ip = self._external_passthrough_lb(groups, health)
+        return internal_ip, public_ip, pulumi.Output.all(internal_ip, public_ip)
+
+    def _server_groups(self, servers: list[Node]) -> list[gcp.compute.InstanceGroup]:
+        """Unmanaged instance groups, one per zone holding API servers (backends are zonal groups)."""
+        groups = []
+        for zone, members in groupby(sorted(servers, key=lambda n: self.zones[n.name]), key=lambda n: self.zones[n.name]):
+            groups.append(gcp.compute.InstanceGroup(
+                f"api-{zone}", name=gcp_name(self._prefix, "api", zone), project=self._project, zone=zone,
+                network=self.network.id, instances=[n.server.self_link for n in members],
+                named_ports=[gcp.compute.InstanceGroupNamedPortArgs(name="kube-apiserver", port=API_PORT)],
+                opts=self._opts()))
+        return groups
+
+    def _internal_proxy_lb(self, groups: list[gcp.compute.InstanceGroup],
+                           health: gcp.compute.RegionHealthCheck) -> pulumi.Output[str]:
+        """Regional internal proxy Network Load Balancer on 6443 (what the nodes join through).
+
+        A proxy, not a passthrough balancer: a passthrough backend that connects to the load balancer's
+        address is answered by itself (Google's guest agent routes that address locally), so a server
+        joining through it would reach its own, not yet running, API server.
+        """
+        cluster = self._loaded.config.cluster
+        proxies = gcp.compute.Subnetwork(
+            "api-proxy-subnet", name=gcp_name(self._prefix, "proxy-only"), project=self._project, region=self._region,
+            network=self.network.id, ip_cidr_range=proxy_subnet(cluster), purpose="REGIONAL_MANAGED_PROXY",
+            role="ACTIVE", opts=self._opts())
+        name = gcp_name(self._prefix, "in-api-proxies")
+        gcp.compute.Firewall(
+            name, name=name, project=self._project, network=self.network.id, direction="INGRESS",
+            description="Kubernetes API through the internal load balancer's proxies",
+            source_ranges=[proxy_subnet(cluster)], target_tags=[self.server_tag],
+            allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[str(API_PORT)])], opts=self._opts())
+        backend = gcp.compute.RegionBackendService(
+            "api-internal", name=gcp_name(self._prefix, "api-internal"), project=self._project, region=self._region,
+            load_balancing_scheme="INTERNAL_MANAGED", protocol="TCP", port_name="kube-apiserver",
+            health_checks=health.id, timeout_sec=86400,  # long-lived watches
+            backends=[gcp.compute.RegionBackendServiceBackendArgs(
+                group=g.self_link, balancing_mode="CONNECTION", max_connections_per_instance=10000,
+                capacity_scaler=1.0) for g in groups], opts=self._opts())
+        proxy = gcp.compute.RegionTargetTcpProxy("api-internal", name=gcp_name(self._prefix, "api-internal"),
+                                                 project=self._project, region=self._region,
+                                                 backend_service=backend.id, opts=self._opts())
+        address = gcp.compute.Address("api-internal", name=gcp_name(self._prefix, "api-internal"),
+                                      project=self._project, region=self._region, address_type="INTERNAL",
+                                      subnetwork=self.subnet.id, opts=self._opts())
+        gcp.compute.ForwardingRule(
+            "api-internal", name=gcp_name(self._prefix, "api-internal"), project=self._project, region=self._region,
+            load_balancing_scheme="INTERNAL_MANAGED", target=proxy.id, ip_address=address.address, ip_protocol="TCP",
+            port_range=str(API_PORT), network=self.network.id, subnetwork=self.subnet.id,
+            opts=self._opts(depends_on=[proxies]))
+        return address.address
+
+    def _external_passthrough_lb(self, groups: list[gcp.compute.InstanceGroup],
+                                 health: gcp.compute.RegionHealthCheck) -> pulumi.Output[str]:
+        """Regional external passthrough NLB on 6443 for the deployer: client addresses reach the servers,
+        so the admin-only firewall rule on 6443 still decides who gets in."""
+        backend = gcp.compute.RegionBackendService(
+            "api-public", name=gcp_name(self._prefix, "api-public"), project=self._project, region=self._region,
+            load_balancing_scheme="EXTERNAL", protocol="TCP", health_checks=health.id,
+            backends=[gcp.compute.RegionBackendServiceBackendArgs(group=g.self_link, balancing_mode="CONNECTION")
+                      for g in groups], opts=self._opts())
+        address = gcp.compute.Address("api-public", name=gcp_name(self._prefix, "api-public"), project=self._project,
+                                      region=self._region, address_type="EXTERNAL", network_tier="PREMIUM",
+                                      opts=self._opts())
+        gcp.compute.ForwardingRule(
+            "api-public", name=gcp_name(self._prefix, "api-public"), project=self._project, region=self._region,
+            load_balancing_scheme="EXTERNAL", backend_service=backend.id, ip_address=address.address,
+            ip_protocol="TCP", ports=[str(API_PORT)], opts=self._opts())
+        return address.address
+
+    # --- cluster add-ons -----------------------------------------------------------------------------
+
+    def _install_pd_csi(self, provider: k8s.Provider, depends_on: Sequence[pulumi.Resource],
+                        parent: pulumi.Resource) -> Storage:
+        """Persistent Disk volumes (pd-balanced) through the PD CSI driver's upstream `noauth` overlay:
+        encrypted at rest by Google, expandable, the default class; production keeps a volume when its
+        claim is deleted."""
+        opts = pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on))
+        # The overlay expects its namespace to exist (upstream deploy-driver.sh creates it). Its node
+        # plugin is privileged (mounts, udev), hence the privileged Pod Security level.
+        namespace = k8s.core.v1.Namespace(
+            "gce-pd-csi-driver", metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=GCP_PD_CSI.namespace, labels={"pod-security.kubernetes.io/enforce": "privileged"}),
+            opts=opts)
+        driver = k8s.kustomize.v2.Directory(
+            "gcp-pd-csi", directory=GCP_PD_CSI.directory,
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[namespace])))
+        storage_class = k8s.storage.v1.StorageClass(
+            "storage-class-pd-balanced",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=STORAGE_CLASS, annotations={"storageclass.kubernetes.io/is-default-class": "true"}),
+            provisioner=PD_PROVISIONER,
+            parameters={"type": "pd-balanced", "csi.storage.k8s.io/fstype": "ext4"},
+            volume_binding_mode="WaitForFirstConsumer",  # the disk is created in the zone the pod lands in
+            allow_volume_expansion=True,
+            reclaim_policy="Retain" if self._protect else "Delete",
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[driver])))
+        return Storage(default_class=STORAGE_CLASS, resources=[namespace, driver, storage_class])

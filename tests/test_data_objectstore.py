@@ -1,0 +1,252 @@
+"""Object storage: SeaweedFS on the stateful nodes (production quorum, staging single node), or provider S3."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components import charts
+from components.data import objectstore
+from components.data.context import SHARES
+from components.data.placement import placement, sized
+from config import ConfigError, load
+from config.data import BUCKET_PURPOSES
+from tests.conftest import SECRET_KEYS, base_raw
+from tools import mockrun
+from tools.mockrun import Run, Secret
+
+STACKS = ("production", "staging")
+TAINT = {"key": "adplatform.io/dedicated", "operator": "Equal", "value": "stateful", "effect": "NoSchedule"}
+EXTERNAL = {"endpoint": "https://fsn1.your-objectstorage.com", "region": "fsn1", "bucketPrefix": "adp-stage"}
+OBJECT_KEYS = {"objectStorageAccessKeyId": "stage-object-key", "objectStorageSecretAccessKey": "stage-object-secret"}
+
+
+@pytest.fixture(params=STACKS)
+def run(request) -> Run:
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture(scope="module")
+def external() -> Run:
+    """Staging with provider S3 and no off-cluster backup location: backups go to `<prefix>-backups`."""
+    raw = base_raw(profile="staging", clusterServices={"tls": {"acmeEmail": "ops@example.com"}},
+                   dataPlane={"objectStorage": {"backend": "external", "external": EXTERNAL}}, **OBJECT_KEYS)
+    raw.pop("backupAccessKeyId")
+    raw.pop("backupSecretAccessKey")
+    values = {f"adplatform:{k}": v for k, v in raw.items()}
+    values["hcloud:token"] = "test-token"
+    secret = {f"adplatform:{k}" for k in (*SECRET_KEYS, *OBJECT_KEYS)} | {"hcloud:token"}
+    return mockrun.run(values, secret, "staging-external")
+
+
+def stack_config(stack: str):
+    values, secret = mockrun.stack_config(stack)
+    raw = {k.split(":", 1)[1]: v for k, v in values.items() if k.startswith("adplatform:")}
+    return load(stack, raw, {k.split(":", 1)[1] for k in secret if k.startswith("adplatform:")}).config
+
+
+def seaweed(run: Run) -> dict:
+    return run.named("seaweedfs", "kubernetes:helm.sh/v3:Release").inputs["values"]
+
+
+def policy(run: Run, name: str) -> dict:
+    return run.named(f"netpol-seaweedfs-{name}", "kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
+
+
+def problems(raw: dict, secrets: set[str] = SECRET_KEYS) -> list[str]:
+    with pytest.raises(ConfigError) as exc:
+        load("test", raw, secrets)
+    return [str(p) for p in exc.value.problems]
+
+
+# --- versions ---------------------------------------------------------------------------------------------
+def test_chart_and_image_are_pinned_from_the_catalog(run):
+    release = run.named("seaweedfs", "kubernetes:helm.sh/v3:Release").inputs
+    chart = charts.SEAWEEDFS
+    assert (release["chart"], release["version"], release["repositoryOpts"]["repo"]) == \
+        (chart.chart, chart.version, chart.repo) == \
+        ("seaweedfs", "4.44.0", "https://seaweedfs.github.io/seaweedfs/helm")
+    assert release["namespace"] == "seaweedfs" and release["createNamespace"] is False
+    assert seaweed(run)["image"] == {"registry": "docker.io", "repository": "chrislusf/seaweedfs", "tag": "4.44"}
+
+
+# --- shape ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("stack", "counts", "replication"), [
+    ("production", {"master": 3, "volume": 3, "filer": 3}, "001"),
+    ("staging", {"master": 1, "volume": 1, "filer": 1}, "000"),
+])
+def test_raft_masters_one_volume_server_per_node_and_copies_on_distinct_nodes(stack, counts, replication, request):
+    values = seaweed(request.getfixturevalue(stack))
+    assert {c: values[c]["replicas"] for c in counts} == counts
+    assert values["volume"]["replicas"] == placement(stack_config(stack), "stateful").nodes
+    # 001: a second copy on another volume server, so another node (one server per node, required
+    # anti-affinity); staging's single server can hold one copy only.
+    assert values["global"]["seaweedfs"] == {"enableReplication": True, "replicationPlacement": replication,
+                                             "monitoring": {"enabled": True}}
+
+
+def test_a_two_node_pool_still_runs_an_odd_raft():
+    where = placement(load("test", base_raw(profile="staging", cluster={"pools": [{"name": "stateful", "count": 2}]}),
+                           SECRET_KEYS).config, "stateful")
+    assert objectstore.shape(where) == objectstore.Shape(masters=1, volumes=2, filers=2, replication="001")
+
+
+def test_disruption_budgets_keep_the_raft_majority(production, staging):
+    budgets = {r.inputs["metadata"]["name"]: r.inputs["spec"]
+               for r in production.of_type("kubernetes:policy/v1:PodDisruptionBudget")
+               if r.inputs["metadata"]["namespace"] == "seaweedfs"}
+    assert budgets["seaweedfs-master"]["minAvailable"] == 2  # 2 of 3 masters: quorum
+    assert budgets["seaweedfs-volume"]["maxUnavailable"] == 1  # every file keeps its other copy
+    assert budgets["seaweedfs-filer"]["maxUnavailable"] == 1
+    for component in ("master", "volume", "filer"):
+        assert budgets[f"seaweedfs-{component}"]["selector"]["matchLabels"] == {
+            "app.kubernetes.io/name": "seaweedfs", "app.kubernetes.io/instance": "seaweedfs",
+            "app.kubernetes.io/component": component}
+    # A budget on staging's single replicas would block draining its only stateful node.
+    assert not [r for r in staging.of_type("kubernetes:policy/v1:PodDisruptionBudget")
+                if r.inputs["metadata"]["namespace"] == "seaweedfs"]
+
+
+# --- placement, sizing, storage ---------------------------------------------------------------------------
+def test_every_component_selects_the_stateful_nodes_and_tolerates_exactly_their_taint(run):
+    assert placement(stack_config(run.stack), "stateful").taints == ("adplatform.io/dedicated=stateful:NoSchedule",)
+    required = run.stack == "production"
+    for component in objectstore.COMPONENTS:
+        values = seaweed(run)[component]
+        # The chart renders these strings with `tpl`: they must parse as the YAML (JSON) of the fields.
+        assert json.loads(values["nodeSelector"]) == {"adplatform.io/role": "stateful"}
+        assert json.loads(values["tolerations"]) == [TAINT]
+        anti = json.loads(values["affinity"])["podAntiAffinity"]
+        key = "requiredDuringSchedulingIgnoredDuringExecution" if required else \
+            "preferredDuringSchedulingIgnoredDuringExecution"
+        assert list(anti) == [key]
+
+
+def test_resources_are_guaranteed_and_sized_from_the_stateful_pool(run):
+    where = placement(stack_config(run.stack), "stateful")
+    volume = sized(where, SHARES["seaweedfs"], whole_cpus=False)
+    values = seaweed(run)
+    assert values["volume"]["resources"]["requests"] == {"cpu": volume.cpu, "memory": volume.memory}
+    for component in objectstore.COMPONENTS:
+        resources = values[component]["resources"]
+        assert resources["requests"] == resources["limits"], component
+    # Everything SeaweedFS, PostgreSQL and DragonflyDB take stays within the stateful role's budget.
+    assert SHARES["seaweedfs"] + SHARES["seaweedfs-filer"] + SHARES["seaweedfs-master"] + SHARES["postgres"] + \
+        SHARES["postgres-backup"] + SHARES["dragonfly"] <= 1
+
+
+def test_data_lives_on_volumes_of_the_storage_class(run):
+    values = seaweed(run)
+    size = stack_config(run.stack).data_plane.object_storage.storage_size
+    assert size == {"production": "500Gi", "staging": "50Gi"}[run.stack]
+    assert values["volume"]["dataDirs"] == [{"name": "data", "type": "persistentVolumeClaim", "size": size,
+                                              "storageClass": "hcloud-volumes", "maxVolumes": 0}]
+    for component in ("master", "filer"):  # raft state and the filer's leveldb metadata
+        data = values[component]["data"]
+        assert data["type"] == "persistentVolumeClaim" and data["storageClass"] == "hcloud-volumes"
+
+
+def test_pods_meet_restricted_pod_security(run):
+    labels = run.named("ns-seaweedfs", "kubernetes:core/v1:Namespace").inputs["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    values = seaweed(run)
+    for component in objectstore.COMPONENTS:
+        pod, container = values[component]["podSecurityContext"], values[component]["containerSecurityContext"]
+        assert pod["enabled"] and pod["runAsNonRoot"] and pod["runAsUser"] == 1000
+        assert container["enabled"] and container["allowPrivilegeEscalation"] is False
+        assert container["capabilities"] == {"drop": ["ALL"]}
+        assert values[component].get("logs", {}).get("type", "") not in ("hostPath", "emptyDir")  # stderr
+    assert values["volume"]["resizeHook"] == {"enabled": False}  # its Job has no security context
+
+
+# --- S3: auth, buckets, service, network ------------------------------------------------------------------
+def test_s3_auth_uses_generated_keys_kept_secret(run):
+    s3 = seaweed(run)["filer"]["s3"]
+    assert s3["enabled"] and s3["port"] == 8333 and s3["enableAuth"] is True
+    secret = run.named("seaweedfs-s3-config", "kubernetes:core/v1:Secret").inputs
+    assert secret["metadata"]["name"] == s3["existingConfigSecret"]
+    assert isinstance(secret["stringData"], Secret)
+    config = json.loads(secret["stringData"].value["seaweedfs_s3_config"])
+    [admin] = config["identities"]
+    assert "Admin" in admin["actions"]
+    [keys] = admin["credentials"]
+    # The offline mock's RandomPassword results: 32 and 40 characters from pulumi_random.
+    assert keys["accessKey"].startswith("offline-seaweedfs-s3-access-key") and len(keys["accessKey"]) == 32
+    assert keys["secretKey"].startswith("offline-seaweedfs-s3-secret-key") and len(keys["secretKey"]) == 40
+    for name in ("seaweedfs-s3-access-key", "seaweedfs-s3-secret-key"):
+        password = run.named(name, "random:index/randomPassword:RandomPassword")
+        assert password.protect is (run.stack == "production")
+    assert seaweed(run)["s3"] == {"enabled": False}
+
+
+def test_a_bucket_for_every_purpose(run):
+    buckets = [b["name"] for b in seaweed(run)["filer"]["s3"]["createBuckets"]]
+    assert sorted(buckets) == sorted(BUCKET_PURPOSES)
+    assert {"backups", "gitlab", "registry", "logs", "traces", "ml-artifacts"} <= set(buckets)
+
+
+def test_the_s3_service_keeps_each_client_on_one_filer(run):
+    service = run.named("seaweedfs-s3-service", "kubernetes:core/v1:Service").inputs
+    assert service["metadata"] == {"name": "s3", "namespace": "seaweedfs", "labels": service["metadata"]["labels"]}
+    assert service["spec"]["sessionAffinity"] == "ClientIP"
+    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "filer"
+    assert [p["port"] for p in service["spec"]["ports"]] == [8333]
+
+
+def test_only_the_platform_the_data_stores_and_prometheus_get_in(run):
+    platform = policy(run, "allow-from-platform")["ingress"][0]
+    assert [p["port"] for p in platform["ports"]] == [8333]
+    assert platform["from"][0]["namespaceSelector"]["matchLabels"] == {"adplatform.io/layer": "platform"}
+    stores = policy(run, "allow-from-data-plane")["ingress"][0]
+    assert [p["port"] for p in stores["ports"]] == [8333]
+    assert stores["from"][0]["namespaceSelector"]["matchLabels"] == {"adplatform.io/layer": "data-plane"}
+    assert [p["port"] for p in policy(run, "allow-from-monitoring")["ingress"][0]["ports"]] == [9327]
+    names = {r.name for r in run.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")}
+    assert "netpol-seaweedfs-allow-from-teams" not in names
+    assert "netpol-seaweedfs-allow-egress-internet" not in names
+
+
+def test_production_protects_the_store(production, staging):
+    assert production.named("seaweedfs", "kubernetes:helm.sh/v3:Release").protect is True
+    assert staging.named("seaweedfs", "kubernetes:helm.sh/v3:Release").protect is False
+
+
+def test_the_endpoint_in_the_stack_output_holds_no_key(run):
+    endpoint = run.outputs["dataPlane"]["objectStorage"]["endpoint"]
+    assert endpoint == {"url": "http://s3.seaweedfs.svc:8333", "region": "us-east-1",
+                        "buckets": {p: p for p in BUCKET_PURPOSES}, "inCluster": True, "pathStyle": True}
+
+
+# --- provider S3 ------------------------------------------------------------------------------------------
+def test_external_backend_runs_no_seaweedfs_and_names_the_provider_buckets(external):
+    assert not [r for r in external.resources if r.type == "kubernetes:helm.sh/v3:Release" and r.name == "seaweedfs"]
+    assert not [r for r in external.resources if r.name.startswith(("ns-seaweedfs", "seaweedfs-"))]
+    endpoint = external.outputs["dataPlane"]["objectStorage"]["endpoint"]
+    assert endpoint == {"url": "https://fsn1.your-objectstorage.com", "region": "fsn1", "inCluster": False,
+                        "pathStyle": False, "buckets": {p: f"adp-stage-{p}" for p in BUCKET_PURPOSES}}
+    # PostgreSQL backs up into the provider's backups bucket with the stack's keys, over HTTPS.
+    config = external.named("postgres-object-store").inputs["spec"]["configuration"]
+    assert config["destinationPath"] == "s3://adp-stage-backups/postgres"
+    assert config["endpointURL"] == "https://fsn1.your-objectstorage.com"
+    secret = external.named("postgres-backup-s3", "kubernetes:core/v1:Secret").inputs["stringData"]
+    assert isinstance(secret, Secret)
+    assert secret.value == {"ACCESS_KEY_ID": "stage-object-key", "ACCESS_SECRET_KEY": "stage-object-secret"}
+    names = {r.name for r in external.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")}
+    assert "netpol-postgres-allow-egress-internet" in names and "netpol-postgres-allow-to-seaweedfs" not in names
+
+
+@pytest.mark.parametrize(("storage", "secrets", "expected"), [
+    ({"backend": "external"}, OBJECT_KEYS,
+     "adplatform:dataPlane.objectStorage.external must be set when backend is 'external'"),
+    ({"backend": "external", "external": EXTERNAL}, {"objectStorageAccessKeyId": "k"},
+     "adplatform:objectStorageSecretAccessKey must be set with --secret"),
+    ({"backend": "external", "external": {**EXTERNAL, "endpoint": "http://s3.example.com"}}, OBJECT_KEYS,
+     "adplatform:dataPlane.objectStorage.external.endpoint must be an https:// S3 endpoint URL"),
+    ({"backend": "external", "external": {**EXTERNAL, "bucketPrefix": "Adp_Prod"}}, OBJECT_KEYS,
+     "adplatform:dataPlane.objectStorage.external.bucketPrefix must be 3-32 characters"),
+    ({"backend": "minio"}, {}, "adplatform:dataPlane.objectStorage.backend must be one of seaweedfs, external"),
+])
+def test_object_storage_config_errors_name_the_key(storage, secrets, expected):
+    found = problems(base_raw(dataPlane={"objectStorage": storage}, **secrets), SECRET_KEYS | set(secrets))
+    assert any(p.startswith(expected) for p in found), found

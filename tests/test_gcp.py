@@ -1,0 +1,251 @@
+"""The GCP provider: network, firewall from PORTS, instances, disks, image, API load balancers, PD CSI, ServiceLB."""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import lru_cache
+from typing import Any
+
+import pytest
+
+from components.charts import GCP_PD_CSI
+from config import ConfigError
+from config.catalog import SIZES
+from policy import rules as policy
+from providers import gcp, get
+from providers.base import PORTS
+from tests.conftest import SECRET_KEYS, base_raw, k3s_config, stack_run
+from tools import mockrun
+from tools.mockrun import FAKE_UBUNTU_GCE_IMAGE
+
+INSTANCE = "gcp:compute/instance:Instance"
+FIREWALL = "gcp:compute/firewall:Firewall"
+PROVIDER = {"gcp:project": "adp-test", "gcp:region": "europe-west3"}
+PINNED_IMAGE = "projects/ubuntu-os-cloud/global/images/ubuntu-2404-noble-amd64-v20260901"
+
+
+def run_gcp(raw: dict[str, Any], provider: dict[str, str] | None = None, stack: str = "test") -> mockrun.Run:
+    values = {f"adplatform:{k}": v for k, v in raw.items()}
+    values.update(PROVIDER if provider is None else provider)
+    return mockrun.run(values, {f"adplatform:{k}" for k in SECRET_KEYS}, stack)
+
+
+@pytest.fixture(scope="module")
+def staging() -> mockrun.Run:
+    return stack_run("staging-gcp")
+
+
+@lru_cache(maxsize=None)
+def _production() -> mockrun.Run:
+    # The production profile with a pinned image, a public API load balancer and a pool pinned to a zone.
+    return run_gcp(base_raw(provider="gcp", cluster={
+        "image": PINNED_IMAGE, "apiLoadBalancer": {"public": True},
+        "pools": [{"name": "stateful", "location": "europe-west3-b"}]}), stack="production-gcp")
+
+
+@pytest.fixture(scope="module")
+def production() -> mockrun.Run:
+    return _production()
+
+
+def by_pool(run: mockrun.Run) -> Counter:
+    return Counter(r.inputs["labels"]["adplatform-pool"] for r in run.of_type(INSTANCE))
+
+
+def firewalls(run: mockrun.Run) -> dict[str, mockrun.Resource]:
+    return {r.name: r for r in run.of_type(FIREWALL)}
+
+
+# --- network and firewall ------------------------------------------------------------------------------
+
+def test_dedicated_network_with_a_regional_subnetwork(staging):
+    network = staging.named("network", "gcp:compute/network:Network").inputs
+    assert network["autoCreateSubnetworks"] is False
+    subnet = staging.named("subnet", "gcp:compute/subnetwork:Subnetwork").inputs
+    assert (subnet["ipCidrRange"], subnet["region"], subnet["project"]) == ("10.0.1.0/24", "europe-west3",
+                                                                             "adplatform-staging")
+    proxies = staging.named("api-proxy-subnet", "gcp:compute/subnetwork:Subnetwork").inputs
+    assert (proxies["ipCidrRange"], proxies["purpose"]) == ("10.0.2.0/24", "REGIONAL_MANAGED_PROXY")
+
+
+def test_only_80_and_443_are_open_to_the_world(staging):
+    world = set()
+    for rule in staging.of_type(FIREWALL):
+        if {"0.0.0.0/0", "::/0"} & set(rule.inputs.get("sourceRanges", [])):
+            world |= {(a["protocol"], port) for a in rule.inputs["allows"] for port in a.get("ports", ["all"])}
+    assert world == {("tcp", "80"), ("tcp", "443")}
+
+
+def test_admin_ports_only_from_admin_cidrs(staging):
+    rules = firewalls(staging)
+    expected = {(p.protocol, p.port) for p in PORTS if p.source == "admin"}
+    admin = {(a["protocol"], (a.get("ports") or [None])[0]): r.inputs["sourceRanges"] for r in rules.values()
+             if r.name.endswith("-v4") for a in r.inputs["allows"] if a["protocol"] != "tcp" or a["ports"][0] not in ("80", "443")}
+    assert set(admin) == expected
+    assert all(sources == ["203.0.113.0/24"] for sources in admin.values())
+    for rule in rules.values():
+        assert rule.inputs["direction"] == "INGRESS" and rule.inputs["targetTags"], "rules apply to tagged nodes"
+    # 6443 from elsewhere: only Google's health checkers and the internal load balancer's proxies.
+    assert rules["adp-staging-gcp-in-api-health-checks"].inputs["sourceRanges"] == list(gcp.HEALTH_CHECK_RANGES)
+    assert rules["adp-staging-gcp-in-api-health-checks"].inputs["targetTags"] == ["adp-staging-gcp-server"]
+    assert rules["adp-staging-gcp-in-api-proxies"].inputs["sourceRanges"] == ["10.0.2.0/24"]
+
+
+def test_members_reach_each_other_on_every_port(staging):
+    members = firewalls(staging)["adp-staging-gcp-in-members"].inputs
+    assert members["allows"] == [{"protocol": "all"}]
+    assert members["sourceTags"] == members["targetTags"] == ["adp-staging-gcp-node"]
+    assert "sourceRanges" not in members
+
+
+def test_policy_accepts_health_checkers_only_on_gcp_firewalls(staging):
+    rule = firewalls(staging)["adp-staging-gcp-in-api-health-checks"]
+    settings = policy.Settings(admin_cidrs=("203.0.113.0/24",))
+    assert policy.check(policy.Subject(rule.urn, FIREWALL, rule.name, rule.inputs), settings) == []
+    aws_rule = {"ipProtocol": "tcp", "fromPort": 6443, "toPort": 6443, "cidrIpv4": "35.191.0.0/16"}
+    assert policy.check(policy.Subject("urn:x", "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "x",
+                                       aws_rule), settings), "the probers are trusted on GCP only"
+
+
+# --- instances ------------------------------------------------------------------------------------------
+
+def test_instance_count_per_pool_and_zone_spread(staging):
+    assert by_pool(staging) == {"control-plane": 3, "general": 2, "scylladb": 1, "redpanda": 1, "clickhouse": 1,
+                                "stateful": 1}
+    zones = {r.name: r.inputs["zone"] for r in staging.of_type(INSTANCE)}
+    assert {zones[f"control-plane-{i}"] for i in (1, 2, 3)} == {"europe-west3-a", "europe-west3-b", "europe-west3-c"}
+    assert (zones["general-1"], zones["general-2"]) == ("europe-west3-a", "europe-west3-b"), "zones sorted by name"
+
+
+def test_pinned_pool_stays_in_its_zone(production):
+    assert {r.inputs["zone"] for r in production.of_type(INSTANCE)
+            if r.inputs["labels"]["adplatform-pool"] == "stateful"} == {"europe-west3-b"}
+
+
+def test_boot_disks_sized_per_class_with_shielded_vm(staging, production):
+    sizes = {r.name: r.inputs["bootDisk"]["initializeParams"]["size"] for r in staging.of_type(INSTANCE)}
+    assert sizes["control-plane-1"] == 40 and sizes["general-1"] == 60
+    for run in (staging, production):
+        for r in run.of_type(INSTANCE):
+            assert r.inputs["bootDisk"]["initializeParams"]["type"] == "pd-balanced"  # encrypted at rest by Google
+            assert r.inputs["shieldedInstanceConfig"] == {"enableSecureBoot": True, "enableVtpm": True,
+                                                          "enableIntegrityMonitoring": True}
+
+
+def test_machine_types_per_size_class(staging, production):
+    assert set(get("gcp").server_types) == set(SIZES)
+    assert {r.inputs["machineType"] for r in staging.of_type(INSTANCE)} <= {"e2-medium", "e2-standard-4"}
+    assert all(r.inputs["machineType"].startswith("n2-standard-") for r in production.of_type(INSTANCE))
+
+
+def test_ubuntu_image_family_and_override(staging, production):
+    images = {r.inputs["bootDisk"]["initializeParams"]["image"] for r in staging.of_type(INSTANCE)}
+    assert images == {FAKE_UBUNTU_GCE_IMAGE}, "resolved from ubuntu-os-cloud's ubuntu-2404-lts-amd64 family"
+    assert {r.inputs["bootDisk"]["initializeParams"]["image"] for r in production.of_type(INSTANCE)} == {PINNED_IMAGE}
+    for r in staging.of_type(INSTANCE):
+        assert r.options["ignoreChanges"] == ["bootDisk.initializeParams.image"]
+
+
+def test_ssh_keys_for_the_default_user_only(staging):
+    for r in staging.of_type(INSTANCE):
+        metadata = r.inputs["metadata"]
+        assert metadata["ssh-keys"].startswith("ubuntu:ssh-ed25519 ")
+        assert metadata["block-project-ssh-keys"] == "TRUE" and metadata["enable-oslogin"] == "FALSE"
+
+
+def test_nodes_service_account_has_only_the_disk_permissions(staging):
+    (account,) = staging.of_type("gcp:serviceaccount/account:Account")
+    for r in staging.of_type(INSTANCE):
+        assert r.inputs["serviceAccount"]["email"].startswith(account.inputs["accountId"] + "@")
+    role = staging.named("pd-csi-attach", "gcp:projects/iAMCustomRole:IAMCustomRole").inputs
+    assert role["permissions"] == list(gcp.PD_CSI_PERMISSIONS)
+    project_roles = {r.inputs["role"] for r in staging.of_type("gcp:projects/iAMMember:IAMMember")}
+    assert project_roles == {"roles/compute.storageAdmin", "projects/adplatform-staging/roles/adp_staging_gcp_pd_csi"}
+    assert "roles/editor" not in project_roles
+    (act_as,) = staging.of_type("gcp:serviceaccount/iAMMember:IAMMember")
+    assert act_as.inputs["role"] == "roles/iam.serviceAccountUser"
+
+
+def test_k3s_keeps_its_cloud_controller_and_servicelb(staging):
+    cfg = k3s_config(staging, "control-plane-1")
+    assert "disable-cloud-controller" not in cfg
+    assert "servicelb" not in cfg["disable"] and "local-storage" in cfg["disable"]
+    assert not any(a.startswith("cloud-provider=") for a in cfg["kubelet-arg"])
+    assert "svccontroller.k3s.cattle.io/enablelb=true" in k3s_config(staging, "general-1")["node-label"], \
+        "ServiceLB serves the gateway from the general pool only"
+    assert "svccontroller.k3s.cattle.io/enablelb=true" not in k3s_config(staging, "scylladb-1")["node-label"]
+
+
+# --- API load balancers ---------------------------------------------------------------------------------
+
+def test_internal_proxy_load_balancer_for_the_api(staging):
+    (rule,) = staging.of_type("gcp:compute/forwardingRule:ForwardingRule")
+    assert rule.inputs["loadBalancingScheme"] == "INTERNAL_MANAGED" and rule.inputs["portRange"] == "6443"
+    (backend,) = staging.of_type("gcp:compute/regionBackendService:RegionBackendService")
+    assert backend.inputs["loadBalancingScheme"] == "INTERNAL_MANAGED" and backend.inputs["portName"] == "kube-apiserver"
+    groups = staging.of_type("gcp:compute/instanceGroup:InstanceGroup")
+    assert sorted(g.inputs["zone"] for g in groups) == ["europe-west3-a", "europe-west3-b", "europe-west3-c"]
+    assert sum(len(g.inputs["instances"]) for g in groups) == 3
+    assert len(backend.inputs["backends"]) == 3
+    (health,) = staging.of_type("gcp:compute/regionHealthCheck:RegionHealthCheck")
+    assert health.inputs["tcpHealthCheck"]["port"] == 6443
+    assert k3s_config(staging, "general-1")["server"] == "https://10.0.1.250:6443"
+
+
+def test_public_api_load_balancer_is_a_passthrough_behind_the_admin_rule(production):
+    rules = {r.name: r.inputs for r in production.of_type("gcp:compute/forwardingRule:ForwardingRule")}
+    assert rules["api-public"]["loadBalancingScheme"] == "EXTERNAL" and rules["api-public"]["ports"] == ["6443"]
+    assert production.outputs["apiEndpoint"].startswith("https://203.0.113.")
+
+
+# --- storage --------------------------------------------------------------------------------------------
+
+def test_pd_csi_driver_and_default_storage_class(staging, production):
+    driver = staging.named("gcp-pd-csi", "kubernetes:kustomize/v2:Directory")
+    assert driver.inputs["directory"] == GCP_PD_CSI.directory and f"/tree/{GCP_PD_CSI.version}/" in GCP_PD_CSI.directory
+    namespace = staging.named("gce-pd-csi-driver", "kubernetes:core/v1:Namespace")
+    assert namespace.urn in driver.dependencies
+    for run, reclaim in ((staging, "Delete"), (production, "Retain")):
+        sc = run.named("storage-class-pd-balanced", "kubernetes:storage.k8s.io/v1:StorageClass")
+        assert sc.inputs["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+        assert sc.inputs["provisioner"] == "pd.csi.storage.gke.io"
+        assert sc.inputs["allowVolumeExpansion"] is True and sc.inputs["volumeBindingMode"] == "WaitForFirstConsumer"
+        assert sc.inputs["reclaimPolicy"] == reclaim
+    assert driver.urn in staging.named("storage-class-pd-balanced").dependencies
+
+
+# --- protection -----------------------------------------------------------------------------------------
+
+def test_production_protects_instances_and_network(production, staging):
+    for r in production.of_type(INSTANCE):
+        assert r.protect and r.inputs["deletionProtection"] is True
+    assert production.named("network", "gcp:compute/network:Network").protect
+    assert production.named("subnet", "gcp:compute/subnetwork:Subnetwork").protect
+    assert not any(r.protect for r in staging.of_type(INSTANCE))
+
+
+# --- validation -----------------------------------------------------------------------------------------
+
+def _problems(raw: dict[str, Any], provider: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        run_gcp(raw, provider)
+    assert mockrun.last_monitor.recorded == [], "nothing is created before the config is valid"
+    return [str(p) for p in err.value.problems]
+
+
+def test_project_and_region_must_be_set():
+    msgs = _problems(base_raw(provider="gcp"), provider={})
+    assert [m.split(" (")[0] for m in msgs] == ["gcp:project must be set to the stack's Google Cloud project id",
+                                               "gcp:region must be set to the stack's Google Cloud region"]
+
+
+def test_location_must_be_a_zone_of_the_region():
+    (msg,) = _problems(base_raw(provider="gcp", cluster={"controlPlane": {"location": "us-central1-a"}}))
+    assert msg == ("adplatform:cluster.controlPlane.location must be a zone of gcp:region europe-west3 "
+                   "(europe-west3-a, europe-west3-b, ...), got 'us-central1-a'")
+
+
+def test_subnet_must_leave_room_for_the_proxy_only_subnet():
+    (msg,) = _problems(base_raw(provider="gcp", cluster={"subnetCidr": "10.0.1.0/27"}))
+    assert msg.startswith("adplatform:cluster.subnetCidr must be at most /26 on GCP with "
+                          "cluster.apiLoadBalancer.enabled")
