@@ -356,3 +356,15 @@ def test_layers_of_a_deep_tree_without_recursion_limits():
                      parent=f"c{i - 1}" if i else "", dependencies=[], provider="", protect=False, inputs={})
             for i in range(20000)]
     assert set(model.layers(deep).values()) == {"deep"}
+
+
+def test_servers_without_a_price_table_come_from_the_nodes_output():
+    from tests.conftest import stack_run
+    plan = model.build(stack_run("production-baremetal"))  # existing hosts: no server resources at all
+    pools = {}
+    for server in plan["servers"]:
+        pools[server["pool"]] = pools.get(server["pool"], 0) + 1
+    assert pools == {"control-plane": 3, "workers": 2}
+    assert "control-plane" in report.render(plan) and "workers" in report.render(plan)
+    data = report.render(plan).split("Data plane:")[1].split("\n\n")[0]
+    assert "scylladb" in data and "replication 3" in data

@@ -85,12 +85,21 @@ def build(run: Run) -> dict[str, Any]:
                    "violations": [{"rule": v.rule, "urn": v.urn, "message": v.message} for v in violations]},
     }
     order = {name: i for i, name in enumerate(plan["outputs"].get("nodes") or {})}  # config order
-    plan["servers"] = sorted(cost.servers(plan), key=lambda s: (order.get(s["name"], len(order)), s["name"]))
+    plan["servers"] = sorted(cost.servers(plan) or _nodes(plan), key=lambda s: (order.get(s["name"], len(order)),
+                                                                                  s["name"]))
     plan["charts"] = charts(plan)
     plan["cost"] = cost.estimate(plan)
     plan["deployTime"] = timing.estimate(plan)
     plan["warnings"] = warnings(plan)
     return plan
+
+
+def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Servers from the `nodes` output, for providers without a price table (or existing hosts):
+    pool, role and K3s role, without a type or location to price."""
+    return [{"name": name, "urn": None, "pool": node.get("pool"), "role": node.get("role"), "k3s": node.get("k3s"),
+             "type": "-", "location": "-", "protect": "-"}
+            for name, node in (plan["outputs"].get("nodes") or {}).items()]
 
 
 def layer_edges(plan: dict[str, Any]) -> Counter:
