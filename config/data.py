@@ -78,7 +78,26 @@ class Store(Model):
     _v_size = field_validator("storage_size")(_check_gibibytes)
 
 
-class ScyllaDB(Store):
+class PinnedStore(Store):
+    """A thread-per-core store: whole CPUs (the kubelet's static CPU manager pins them), and a configured
+    memory that feeds every one of them (checked here; the pool's own share in components/data/context.py)."""
+
+    _v_cpu = field_validator("cpu")(_whole_cpus)
+
+    def memory_floor(self, cores: int) -> tuple[int, str]:
+        """The least container memory (MiB) for `cores`, and the store's rule behind it."""
+        raise NotImplementedError
+
+    @model_validator(mode="after")
+    def _memory_per_core(self) -> "PinnedStore":
+        if self.cpu and self.memory:
+            need, rule = self.memory_floor(int(self.cpu))
+            if quantity_mib(self.memory) < need:
+                raise ValueError(f"memory {self.memory} is too small for cpu {self.cpu}: {rule}, so at least {need}Mi")
+        return self
+
+
+class ScyllaDB(PinnedStore):
     # auto: local NVMe (an XFS volume the operator's NodeConfig prepares) where the provider's disks are
     # local NVMe, the CSI storage class otherwise.
     storage: str = "auto"
@@ -89,6 +108,11 @@ class ScyllaDB(Store):
 
     _v_storage = field_validator("storage")(staticmethod(one_of(SCYLLA_STORAGE)))
     _v_cron = field_validator("backup_schedule", "repair_schedule")(check_cron)
+
+    def memory_floor(self, cores: int) -> tuple[int, str]:
+        return (SCYLLA_RESERVE_MIB + cores * SCYLLA_MIB_PER_SHARD,
+                f"ScyllaDB in production mode needs {SCYLLA_MIB_PER_SHARD}Mi per shard and {SCYLLA_RESERVE_MIB}Mi "
+                "besides")
 
     @field_validator("backup_retention")
     @classmethod
@@ -110,13 +134,11 @@ class ScyllaDB(Store):
         return values
 
 
-class Redpanda(Store):
+class Redpanda(PinnedStore):
     # Redpanda Console (web UI). Never routed through the shared gateway: the community edition has no
     # login, so it is reached with `kubectl port-forward` only (README).
     console: bool = True
     retention_hours: int = 168  # default topic retention (log_retention_ms)
-
-    _v_cpu = field_validator("cpu")(_whole_cpus)
 
     @field_validator("retention_hours")
     @classmethod
@@ -125,14 +147,9 @@ class Redpanda(Store):
             raise ValueError("must be between 1 and 87600 hours (10 years)")
         return value
 
-    @model_validator(mode="after")
-    def _memory_per_core(self) -> "Redpanda":
-        if self.cpu and self.memory:
-            need = min_memory_mib(REDPANDA_MIB_PER_CORE, REDPANDA_MEMORY_FRACTION, int(self.cpu))
-            if quantity_mib(self.memory) < need:
-                raise ValueError(f"memory {self.memory} is too small for cpu {self.cpu}: Redpanda needs 2Gi per core "
-                                 f"of the 90% it is given, so at least {need}Mi")
-        return self
+    def memory_floor(self, cores: int) -> tuple[int, str]:
+        return (min_memory_mib(REDPANDA_MIB_PER_CORE, REDPANDA_MEMORY_FRACTION, cores),
+                "Redpanda needs 2Gi per core of the 90% it is given")
 
 
 class ClickHouse(Store):
@@ -159,19 +176,13 @@ class ClickHouse(Store):
         return value
 
 
-class Dragonfly(Store):
+class Dragonfly(PinnedStore):
     snapshot_schedule: str = "*/15 * * * *"  # snapshots to each instance's volume (a rolling, single file set)
     _v_cron = field_validator("snapshot_schedule")(check_cron)
-    _v_cpu = field_validator("cpu")(_whole_cpus)
 
-    @model_validator(mode="after")
-    def _memory_per_thread(self) -> "Dragonfly":
-        if self.cpu and self.memory:
-            need = min_memory_mib(DRAGONFLY_MIB_PER_THREAD, DRAGONFLY_MAXMEMORY_FRACTION, int(self.cpu))
-            if quantity_mib(self.memory) < need:
-                raise ValueError(f"memory {self.memory} is too small for cpu {self.cpu}: DragonflyDB needs 256Mi of "
-                                 f"maxmemory (80% of the memory) per thread, so at least {need}Mi")
-        return self
+    def memory_floor(self, cores: int) -> tuple[int, str]:
+        return (min_memory_mib(DRAGONFLY_MIB_PER_THREAD, DRAGONFLY_MAXMEMORY_FRACTION, cores),
+                "DragonflyDB needs 256Mi of maxmemory (80% of the memory) per thread")
 
 
 class Postgres(Store):
@@ -240,4 +251,4 @@ class DataPlane(Model):
 
 
 __all__ = ["BUCKET_PURPOSES", "ClickHouse", "DataPlane", "Dragonfly", "ExternalObjectStorage", "ObjectStorage",
-           "Postgres", "Redpanda", "ScyllaDB", "Store"]
+           "PinnedStore", "Postgres", "Redpanda", "ScyllaDB", "Store"]

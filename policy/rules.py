@@ -32,8 +32,9 @@ INTERNAL_TAGS = frozenset({"virtualnetwork", "azureloadbalancer"})  # Azure serv
 # The cloud's own load-balancer health-check probers, per firewall type: a health check of the API
 # server must reach 6443 from them (GCP "Health checks overview": probe IP ranges). They probe; they
 # carry no client traffic.
-PROBER_NETWORKS = {"gcp:compute/firewall:Firewall": tuple(ipaddress.ip_network(n) for n in
-                                                          ("35.191.0.0/16", "130.211.0.0/22"))}
+PROBER_NETWORKS = {"gcp:compute/firewall:Firewall": tuple(ipaddress.ip_network(n) for n in (
+    "35.191.0.0/16", "130.211.0.0/22",  # proxy and internal load balancers
+    "209.85.152.0/22", "209.85.204.0/22"))}  # external passthrough load balancers (the public API one)
 WORLD_SOURCES = frozenset({"0.0.0.0/0", "::/0", "*", "internet", "any"})
 
 # Resource types whose loss loses data or the cluster; production must protect them.

@@ -29,8 +29,9 @@ from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster
 from providers import cloud
-from providers.base import ClusterProfile, Infrastructure, Node, NodeSpec, Storage, node_specs, resolve_server_type, \
-    ssh_connection
+from providers.base import (ApiEndpoints, ClusterProfile, Infrastructure, Node, NodeSpec, ProviderInfrastructure, Storage,
+                            assemble, check_locations, csi_storage, first_server_api, node_specs, resolve_server_type,
+                            ssh_connection)
 
 NAME = "aws"
 REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION")  # what the AWS provider reads when aws:region is unset
@@ -140,8 +141,8 @@ class Aws:
                                  "eu-central-1, or export AWS_REGION): the AWS provider and the cluster use it"))
         else:
             pattern = _zone_pattern(region)
-            found += cloud.check_zones(cluster, lambda z: bool(pattern.match(z)),
-                                       f"an availability zone of aws:region {region} ({region}a, {region}b, ...)")
+            found += check_locations(cluster, lambda z: bool(pattern.match(z)),
+                                     f"an availability zone of aws:region {region} ({region}a, {region}b, ...)")
         vpc = vpc_cidr(cluster)
         found += cloud.check_network(cluster, vpc, "AWS VPC")
         last = zone_subnet(cluster, "z")  # zone letters run a..z: the highest block must fit in the VPC
@@ -157,17 +158,14 @@ class Aws:
         return AwsInfrastructure("aws", loaded).infrastructure
 
 
-class AwsInfrastructure(pulumi.ComponentResource):
+class AwsInfrastructure(ProviderInfrastructure):
     """Everything AWS-side for one stack."""
 
     def __init__(self, name: str, loaded: LoadedConfig, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("adplatform:providers:AwsInfrastructure", name, None, opts)
+        super().__init__("AwsInfrastructure", name, loaded, opts)
         cfg = loaded.config
-        self._loaded = loaded
-        self._prefix = f"adp-{loaded.stack}"
         self._cluster_tag = f"kubernetes.io/cluster/{self._prefix}"  # the CCM's cluster ownership tag
         self._tags = {"adplatform.io/stack": loaded.stack, self._cluster_tag: "owned"}
-        self._protect = loaded.profile.protect
         self._region = aws_region() or ""
         self._vpc_cidr = vpc_cidr(cfg.cluster)
 
@@ -184,17 +182,9 @@ class AwsInfrastructure(pulumi.ComponentResource):
         self.image = cfg.cluster.image or self._ubuntu_ami()
         profiles = self._instance_profiles()
         nodes = [self._instance(spec, key_pair, profiles) for spec in specs]
-        servers = [n for n in nodes if n.spec.k3s_role == "server"]
-        private_endpoint, public_endpoint, lb_names = self._api_endpoints(servers)
-
-        sans = pulumi.Output.all(lb_names, *[n.public_ip for n in servers], *[n.private_ip for n in servers]).apply(
-            lambda ips: sorted({ip for group in ips for ip in (group if isinstance(group, list) else [group]) if ip}))
-        self.infrastructure = Infrastructure(
-            nodes=nodes,
-            api_private_endpoint=private_endpoint,
-            api_public_endpoint=public_endpoint,
-            tls_sans=sans,
-            cluster=ClusterProfile(
+        self.infrastructure = assemble(
+            nodes, self._api_endpoints([n for n in nodes if n.spec.k3s_role == "server"]),
+            ClusterProfile(
                 # The AWS CCM provides Service load balancers, the EBS CSI driver volumes.
                 k3s_disable=("servicelb", "traefik", "local-storage"),
                 external_cloud_provider=True,
@@ -214,9 +204,6 @@ class AwsInfrastructure(pulumi.ComponentResource):
             install_storage=self._install_ebs_csi,
         )
         self.register_outputs({"vpc_id": self.vpc.id, "security_group_id": self.security_group.id})
-
-    def _opts(self, protect: bool = False, **kwargs) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions(parent=self, protect=protect and self._protect, **kwargs)
 
     def _named(self, name: str, **extra: str) -> dict[str, str]:
         return {**self._tags, "Name": f"{self._prefix}-{name}", **extra}
@@ -340,18 +327,18 @@ class AwsInfrastructure(pulumi.ComponentResource):
 
     # --- Kubernetes API load balancer ----------------------------------------------------------------
 
-    def _api_endpoints(self, servers: list[Node]):
+    def _api_endpoints(self, servers: list[Node]) -> ApiEndpoints:
         lb_cfg = self._loaded.config.cluster.api_load_balancer
-        first = servers[0]
         if not lb_cfg.enabled:
-            return first.private_ip, first.public_ip, pulumi.Output.from_input([])
+            return first_server_api(servers)
         # Internal: the nodes join and Cilium talks to the API through it, sources limited to the VPC.
         internal = self._nlb("api", servers, internal=True, sources=[self._vpc_cidr])
         if not lb_cfg.public:
-            return internal.dns_name, first.public_ip, internal.dns_name.apply(lambda n: [n])
+            return ApiEndpoints(private=internal.dns_name, public=servers[0].public_ip, balancers=(internal.dns_name,))
         # Public: a second NLB whose security group admits only the admin CIDRs.
         public = self._nlb("api-public", servers, internal=False, sources=self._loaded.config.admin_cidrs)
-        return internal.dns_name, public.dns_name, pulumi.Output.all(internal.dns_name, public.dns_name)
+        return ApiEndpoints(private=internal.dns_name, public=public.dns_name,
+                            balancers=(internal.dns_name, public.dns_name))
 
     def _nlb(self, name: str, servers: list[Node], *, internal: bool, sources: Sequence[str]) -> aws.lb.LoadBalancer:
         """A TCP NLB for 6443 with its own security group; the nodes admit 6443 from that group only.
@@ -406,21 +393,14 @@ class AwsInfrastructure(pulumi.ComponentResource):
     def _install_ebs_csi(self, provider: k8s.Provider, depends_on: Sequence[pulumi.Resource],
                          parent: pulumi.Resource) -> Storage:
         """EBS gp3 volumes through the CSI driver: encrypted (EBS encryption, the account's aws/ebs key),
-        expandable, the default class; production keeps a volume when its claim is deleted."""
+        expandable, the default class and its XFS twin; production keeps a volume when its claim is deleted."""
         opts = pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on))
         csi = release("aws-ebs-csi", AWS_EBS_CSI, ebs_csi_values(self._region, self._prefix, self._loaded.stack,
                                                                   self._loaded.profile.strict), opts)
-        storage_class = k8s.storage.v1.StorageClass(
-            "storage-class-ebs-gp3",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=STORAGE_CLASS, annotations={"storageclass.kubernetes.io/is-default-class": "true"}),
-            provisioner=EBS_PROVISIONER,
-            parameters={"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"},
-            volume_binding_mode="WaitForFirstConsumer",  # the volume is created in the zone the pod lands in
-            allow_volume_expansion=True,
-            reclaim_policy="Retain" if self._protect else "Delete",
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[csi])))
-        return Storage(default_class=STORAGE_CLASS, resources=[csi, storage_class])
+        # fstype ext4 or xfs (aws-ebs-csi-driver helm-chart-aws-ebs-csi-driver-2.64.0 docs/parameters.md).
+        return csi_storage(STORAGE_CLASS, EBS_PROVISIONER,
+                           {"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"},
+                           retain=self._protect, driver=[csi], opts=opts)
 
 
 _CONTROL_PLANE_SELECTOR = {"node-role.kubernetes.io/control-plane": "true"}  # K3s labels servers so

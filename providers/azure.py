@@ -42,8 +42,9 @@ from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster
 from providers import cloud
-from providers.base import PORTS, ClusterProfile, Infrastructure, Node, NodeSpec, Storage, node_specs, \
-    resolve_server_type, rule_sources, ssh_connection
+from providers.base import (ApiEndpoints, ClusterProfile, Infrastructure, Node, NodeSpec, ProviderInfrastructure,
+                            Storage, assemble, check_locations, csi_storage, node_specs, resolve_server_type,
+                            ssh_connection)
 
 NAME = "azure"
 ZONES = ("1", "2", "3")  # Azure names a region's availability zones 1..3
@@ -151,18 +152,11 @@ def check_image(image: str | None) -> list[Problem]:
 def nsg_rules(admin_cidrs: Sequence[str]) -> list[dict]:
     """PORTS as NSG rules: one per port rule and address family (an NSG rule holds one family), with
     priorities fixed by the rule's place in PORTS, so changing adminCidrs updates rules in place."""
-    found = []
-    for index, rule in enumerate(PORTS):
-        ports = cloud.port_range(rule)
-        span = "*" if ports is None else str(ports[0]) if ports[0] == ports[1] else f"{ports[0]}-{ports[1]}"
-        for family in (4, 6):
-            sources = [c for c in rule_sources(rule, admin_cidrs) if ipaddress.ip_network(c).version == family]
-            if sources:
-                found.append({"name": f"{rule.source}-{rule.protocol}-{span.replace('*', 'any')}-ipv{family}",
-                              "priority": NSG_PRIORITY + 10 * index + (family == 6),
-                              "protocol": rule.protocol.capitalize(), "destination_port_range": span,
-                              "source_address_prefixes": sources, "description": rule.description})
-    return found
+    return [{"name": f"{r.rule.source}-{r.rule.protocol}-{r.span or 'any'}-ipv{6 if r.ipv6 else 4}",
+             "priority": NSG_PRIORITY + 10 * r.index + r.ipv6,
+             "protocol": r.rule.protocol.capitalize(), "destination_port_range": r.span or "*",
+             "source_address_prefixes": list(r.sources), "description": r.rule.description}
+            for r in cloud.family_rules(admin_cidrs)]
 
 
 def cloud_provider_config(*, tenant_id: str, subscription_id: str, resource_group: str, location: str, vnet: str,
@@ -201,8 +195,7 @@ class Azure:
         if not azure_location():
             found.append(problem("azure-native:location", "must be set to the stack's Azure region (pulumi config set "
                                  "azure-native:location westeurope): the Azure provider and the cluster use it"))
-        found += cloud.check_zones(cluster, lambda z: z in ZONES,
-                                   f"an availability zone of the region ({', '.join(ZONES)})")
+        found += check_locations(cluster, lambda z: z in ZONES, f"an availability zone of the region ({', '.join(ZONES)})")
         found += check_image(cluster.image)
         vnet = vnet_cidr(cluster)
         found += cloud.check_network(cluster, vnet, "Azure VNet")
@@ -214,17 +207,14 @@ class Azure:
         return AzureInfrastructure("azure", loaded).infrastructure
 
 
-class AzureInfrastructure(pulumi.ComponentResource):
+class AzureInfrastructure(ProviderInfrastructure):
     """Everything Azure-side for one stack."""
 
     def __init__(self, name: str, loaded: LoadedConfig, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("adplatform:providers:AzureInfrastructure", name, None, opts)
+        super().__init__("AzureInfrastructure", name, loaded, opts)
         cfg = loaded.config
-        self._loaded = loaded
-        self._prefix = f"adp-{loaded.stack}"
         # Azure tag names cannot hold '/', hence not the Kubernetes-style label keys.
         self._tags = {"adplatform-stack": loaded.stack}
-        self._protect = loaded.profile.protect
         self._location = azure_location() or ""
         self._client = authorization.get_client_config_output()
 
@@ -244,18 +234,11 @@ class AzureInfrastructure(pulumi.ComponentResource):
         api_pools, lb_endpoints = self._api_load_balancers(servers)
         nodes = [self._vm(spec, api_pools if spec.k3s_role == "server" else []) for spec in specs]
         first = next(n for n in nodes if n.spec.k3s_role == "server")
-        private_endpoint = lb_endpoints.get("internal", first.private_ip)
-        public_endpoint = lb_endpoints.get("public", first.public_ip)
-        server_nodes = [n for n in nodes if n.spec.k3s_role == "server"]
-
-        sans = pulumi.Output.all(*lb_endpoints.values(), *[n.public_ip for n in server_nodes],
-                                 *[n.private_ip for n in server_nodes]).apply(lambda ips: sorted({ip for ip in ips if ip}))
-        self.infrastructure = Infrastructure(
-            nodes=nodes,
-            api_private_endpoint=private_endpoint,
-            api_public_endpoint=public_endpoint,
-            tls_sans=sans,
-            cluster=ClusterProfile(
+        api = ApiEndpoints(private=lb_endpoints.get("internal", first.private_ip),
+                           public=lb_endpoints.get("public", first.public_ip), balancers=tuple(lb_endpoints.values()))
+        self.infrastructure = assemble(
+            nodes, api,
+            ClusterProfile(
                 # The CCM provides Service load balancers, the disk driver volumes.
                 k3s_disable=("servicelb", "traefik", "local-storage"),
                 external_cloud_provider=True,
@@ -269,9 +252,6 @@ class AzureInfrastructure(pulumi.ComponentResource):
             install_storage=self._install_disk_csi,
         )
         self.register_outputs({"resource_group": self.resource_group.name, "vnet_id": self.vnet.id})
-
-    def _opts(self, protect: bool = False, **kwargs) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions(parent=self, protect=protect and self._protect, **kwargs)
 
     def _rg(self) -> dict:
         return {"resource_group_name": self.resource_group.name, "location": self._location}
@@ -480,29 +460,24 @@ class AzureInfrastructure(pulumi.ComponentResource):
 
     def _install_disk_csi(self, provider: k8s.Provider, depends_on: Sequence[pulumi.Resource],
                           parent: pulumi.Resource) -> Storage:
-        """Azure managed disks through the CSI driver: encrypted at rest, expandable, the default class.
+        """Azure managed disks through the CSI driver: encrypted at rest, expandable, the default class and
+        its XFS twin.
 
         Reads the azure-cloud-provider Secret the CCM add-on created. Production keeps a disk when its
         claim is deleted (reclaim Retain).
         """
         opts = pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on))
         csi = release("azuredisk-csi", AZURE_DISK_CSI, disk_csi_values(self._loaded.profile.strict), opts)
-        storage_class = k8s.storage.v1.StorageClass(
-            "storage-class-azure-disk",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=STORAGE_CLASS, annotations={"storageclass.kubernetes.io/is-default-class": "true"}),
-            provisioner=DISK_PROVISIONER,
-            volume_binding_mode="WaitForFirstConsumer",  # the disk is created in the zone the pod lands in
-            allow_volume_expansion=True,
-            reclaim_policy="Retain" if self._protect else "Delete",
-            parameters=storage_class_parameters(self._loaded.stack),
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[csi])))
-        return Storage(default_class=STORAGE_CLASS, resources=[csi, storage_class])
+        # The class's first resource name was storage-class-azure-disk: the alias keeps that object.
+        return csi_storage(STORAGE_CLASS, DISK_PROVISIONER, storage_class_parameters(self._loaded.stack),
+                           retain=self._protect, driver=[csi], opts=opts,
+                           default_aliases=[pulumi.Alias(name="storage-class-azure-disk")])
 
 
 def storage_class_parameters(stack: str) -> dict[str, str]:
-    """azuredisk-csi-driver v1.34.5 docs/driver-parameters.md. Encryption at rest is Azure's, always on;
-    the disks cannot be exported (no SAS URI, no public access to their data)."""
+    """azuredisk-csi-driver v1.34.5 docs/driver-parameters.md (fsType ext4 by default, xfs accepted).
+    Encryption at rest is Azure's, always on; the disks cannot be exported (no SAS URI, no public
+    access to their data)."""
     return {"skuName": DATA_DISK_TYPE, "networkAccessPolicy": "DenyAll", "publicNetworkAccess": "Disabled",
             "tags": f"adplatform-stack={stack}"}
 

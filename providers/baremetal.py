@@ -24,8 +24,9 @@ from config.baremetal import BareMetal, Host, block_addresses
 from config.catalog import SIZES
 from config.errors import problem
 from config.model import CONTROL_PLANE, ROLE_LABEL
-from providers.base import (PORTS, WORLD_CIDRS, ClusterProfile, Infrastructure, Node, NodeSpec, PortRule, Storage,
-                            node_specs, rule_sources, ssh_connection)
+from providers.base import (PORTS, WORLD_CIDRS, ClusterProfile, Infrastructure, Node, NodeSpec, PortRule,
+                            ProviderInfrastructure, Storage, assemble, first_server_api, located_settings, node_specs,
+                            rule_sources, ssh_connection)
 
 NAME = "baremetal"
 FIREWALL_TEMPLATE = Path(__file__).parent / "scripts" / "firewall.sh"
@@ -75,12 +76,10 @@ def _unused_keys(loaded: LoadedConfig) -> list[Problem]:
     if cluster.image is not None:
         found.append(problem("cluster.image", "is not used by provider baremetal (the hosts are installed "
                              "already: Ubuntu 24.04 LTS); remove it", cluster.image))
-    located = [("cluster.location", cluster.location), ("cluster.controlPlane.location", cluster.control_plane.location),
-               ("cluster.controlPlane.serverType", cluster.control_plane.server_type)]
-    located += [(f"cluster.pools[{p.name}].location", p.location) for p in cluster.pools]
-    located += [(f"cluster.pools[{p.name}].serverType", p.server_type) for p in cluster.pools]
+    chosen = [*located_settings(cluster), ("cluster.controlPlane.serverType", cluster.control_plane.server_type),
+              *[(f"cluster.pools[{p.name}].serverType", p.server_type) for p in cluster.pools]]
     found += [problem(key, "is not used by provider baremetal (the hosts exist already); remove it", value)
-              for key, value in located if value is not None]
+              for key, value in chosen if value is not None]
     return found
 
 
@@ -212,16 +211,14 @@ def firewall_command(user: str | None) -> str:
 
 # --- the infrastructure ----------------------------------------------------------------------------
 
-class BareMetalInfrastructure(pulumi.ComponentResource):
+class BareMetalInfrastructure(ProviderInfrastructure):
     """The existing hosts as nodes, each firewalled before anything else runs on it."""
 
     def __init__(self, name: str, loaded: LoadedConfig, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("adplatform:providers:BareMetalInfrastructure", name, None, opts)
+        super().__init__("BareMetalInfrastructure", name, loaded, opts)
         cfg = loaded.config
         assert cfg.bare_metal is not None  # validate() refused the config otherwise
-        self._loaded = loaded
         self._bare = cfg.bare_metal
-        self._prefix = f"adp-{loaded.stack}"
         cluster = cfg.cluster
         # Pods reach their own node's host-network services (kubelet, metrics) from pod addresses.
         self._private_cidrs = [cluster.subnet_cidr, cluster.pod_cidr]
@@ -229,15 +226,10 @@ class BareMetalInfrastructure(pulumi.ComponentResource):
 
         hosts = _hosts_by_slot(self._bare.hosts)
         nodes = [self._node(spec, hosts[(spec.pool, spec.index)]) for spec in node_specs(loaded)]
-        servers = [hosts[(n.spec.pool, n.spec.index)] for n in nodes if n.spec.k3s_role == "server"]
-        sans = sorted({address for host in servers for address in (host.public_address, host.private_address)})
-        self.infrastructure = Infrastructure(
-            nodes=nodes,
+        self.infrastructure = assemble(
             # No load balancer: the first server's addresses (validate() requires apiLoadBalancer off).
-            api_private_endpoint=pulumi.Output.from_input(servers[0].private_address),
-            api_public_endpoint=pulumi.Output.from_input(servers[0].public_address),
-            tls_sans=pulumi.Output.from_input(sans),
-            cluster=ClusterProfile(
+            nodes, first_server_api([n for n in nodes if n.spec.k3s_role == "server"]),
+            ClusterProfile(
                 # K3s' local-path provisioner gives the volumes; Cilium replaces servicelb.
                 k3s_disable=("servicelb", "traefik"),
                 external_cloud_provider=False,
@@ -263,7 +255,7 @@ class BareMetalInfrastructure(pulumi.ComponentResource):
             triggers=[content_hash(self.script)],
             logging=command.remote.Logging.STDOUT_AND_STDERR,
             # Existing hosts: the firewall stays on `pulumi destroy` (opening a host is never the safe default).
-            opts=pulumi.ResourceOptions(parent=self))
+            opts=self._opts())
         return Node(spec=spec, hostname=hostname, public_ip=pulumi.Output.from_input(host.public_address),
                     private_ip=pulumi.Output.from_input(host.private_address), connection=connection,
                     server=firewall)

@@ -8,7 +8,7 @@ facts the cluster layer needs (API endpoints, K3s flags, provider add-ons). Noth
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Protocol, Sequence
+from typing import Callable, Literal, Mapping, Protocol, Sequence
 
 import pulumi
 import pulumi_command as command
@@ -16,7 +16,8 @@ import pulumi_kubernetes as k8s
 
 from config import LoadedConfig, Problem
 from config.catalog import SIZES
-from config.model import CONTROL_PLANE
+from config.errors import problem
+from config.model import CONTROL_PLANE, Cluster
 
 K3sRole = Literal["server", "agent"]
 
@@ -76,15 +77,56 @@ AddonInstaller = Callable[[k8s.Provider, Sequence[pulumi.Resource], pulumi.Resou
 class Storage:
     """The provider's block storage as the cluster sees it."""
 
-    default_class: str  # the default StorageClass (volume expansion on, volumes kept on PVC delete)
+    default_class: str  # the default StorageClass (expandable; production keeps a released volume)
     resources: list[pulumi.Resource]  # what a workload with a PVC must wait for
     # The same block storage formatted XFS (csi.storage.k8s.io/fstype: xfs), for stores whose vendors
     # require it (ScyllaDB refuses ext4 outside developer mode); None where the provider has none.
     xfs_class: str | None = None
 
 
-# Installs the provider's CSI driver and default StorageClass (cluster-services layer).
+# Installs the provider's CSI driver and its StorageClasses (cluster-services layer).
 StorageInstaller = Callable[[k8s.Provider, Sequence[pulumi.Resource], pulumi.Resource], Storage]
+
+DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
+# Read by the CSI external-provisioner and handed to the driver as the volume's filesystem (every
+# driver here formats ext4 without it).
+FSTYPE_PARAMETER = "csi.storage.k8s.io/fstype"
+
+
+def csi_storage(name: str, provisioner: str, parameters: Mapping[str, pulumi.Input[str]], *, retain: bool,
+                driver: Sequence[pulumi.Resource], opts: pulumi.ResourceOptions,
+                default_aliases: Sequence[pulumi.Alias] = ()) -> Storage:
+    """A CSI driver's block storage as two StorageClasses: `name`, the cluster default, and `<name>-xfs`,
+    the same volumes formatted XFS (not default).
+
+    Both carry the driver's `parameters` (volume type, encryption), allow volume expansion, bind when
+    the first pod is scheduled (a zonal volume is created where its pod runs) and keep a released
+    volume when `retain` (production). They differ only in name, the default annotation and fstype.
+    `driver` is what provisions them (the CSI release, its secrets): the classes wait for it, and a
+    workload with a claim waits for all of it (Storage.resources).
+    """
+    xfs = f"{name}-xfs"
+    after = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(driver)))
+    classes = [
+        _storage_class(name, provisioner, dict(parameters), retain, default=True,
+                       opts=pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(aliases=list(default_aliases)))),
+        _storage_class(xfs, provisioner, {**parameters, FSTYPE_PARAMETER: "xfs"}, retain, default=False, opts=after),
+    ]
+    return Storage(default_class=name, resources=[*driver, *classes], xfs_class=xfs)
+
+
+def _storage_class(name: str, provisioner: str, parameters: dict[str, pulumi.Input[str]], retain: bool, *,
+                   default: bool, opts: pulumi.ResourceOptions) -> k8s.storage.v1.StorageClass:
+    return k8s.storage.v1.StorageClass(
+        f"storage-class-{name}",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=name,
+                                            annotations={DEFAULT_CLASS_ANNOTATION: "true"} if default else None),
+        provisioner=provisioner,
+        parameters=parameters,
+        allow_volume_expansion=True,
+        volume_binding_mode="WaitForFirstConsumer",
+        reclaim_policy="Retain" if retain else "Delete",
+        opts=opts)
 
 
 @dataclass(frozen=True)
@@ -104,6 +146,49 @@ class Infrastructure:
     @property
     def agents(self) -> list[Node]:
         return [n for n in self.nodes if n.spec.k3s_role == "agent"]
+
+
+@dataclass(frozen=True)
+class ApiEndpoints:
+    """Where the Kubernetes API answers."""
+
+    private: pulumi.Output[str]  # the nodes and Cilium
+    public: pulumi.Output[str]  # the deployer (pulumi, kubectl)
+    balancers: tuple[pulumi.Input[str], ...] = ()  # the load balancers' addresses or DNS names (certificate SANs)
+
+
+def first_server_api(servers: Sequence[Node]) -> ApiEndpoints:
+    """No load balancer: everyone uses the first server (the one that initialises the cluster)."""
+    return ApiEndpoints(private=servers[0].private_ip, public=servers[0].public_ip)
+
+
+def assemble(nodes: list[Node], api: ApiEndpoints, cluster: ClusterProfile, *,
+             install_addons: AddonInstaller | None = None,
+             install_storage: StorageInstaller | None = None) -> Infrastructure:
+    """The Infrastructure of `nodes`; the API certificate names every address the API is reached at:
+    the load balancers and each server's public and private address."""
+    servers = [n for n in nodes if n.spec.k3s_role == "server"]
+    addresses = [*api.balancers, *[n.public_ip for n in servers], *[n.private_ip for n in servers]]
+    sans = pulumi.Output.all(*addresses).apply(lambda values: sorted({v for v in values if v}))
+    return Infrastructure(nodes=nodes, api_private_endpoint=api.private, api_public_endpoint=api.public,
+                          tls_sans=sans, cluster=cluster, install_addons=install_addons,
+                          install_storage=install_storage)
+
+
+class ProviderInfrastructure(pulumi.ComponentResource):
+    """Base of each provider's component: every resource it creates is its child, named from the stack."""
+
+    infrastructure: Infrastructure
+
+    def __init__(self, type_name: str, name: str, loaded: LoadedConfig, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"adplatform:providers:{type_name}", name, None, opts)
+        self._loaded = loaded
+        self._prefix = f"adp-{loaded.stack}"  # provider-side names: stacks share an account or project
+        self._protect = loaded.profile.protect
+
+    def _opts(self, protect: bool = False, **kwargs) -> pulumi.ResourceOptions:
+        """Child options; `protect=True` marks stateful resources, protected in protected profiles only."""
+        return pulumi.ResourceOptions(parent=self, protect=protect and self._protect, **kwargs)
 
 
 class Provider(Protocol):
@@ -128,6 +213,18 @@ def node_specs(loaded: LoadedConfig) -> list[NodeSpec]:
                            pool.location or cluster.location, pool.node_labels, pool.node_taints)
                   for i in range(pool.count)]
     return specs
+
+
+def located_settings(cluster: Cluster) -> list[tuple[str, str | None]]:
+    """(config key path, value) of every `location` the config may set."""
+    located = [("cluster.location", cluster.location), ("cluster.controlPlane.location", cluster.control_plane.location)]
+    return located + [(f"cluster.pools[{p.name}].location", p.location) for p in cluster.pools]
+
+
+def check_locations(cluster: Cluster, accepts: Callable[[str], bool], accepted: str) -> list[Problem]:
+    """Each `location` set must be one the provider `accepts` (`accepted` says which, for the error)."""
+    return [problem(key, f"must be {accepted}", value) for key, value in located_settings(cluster)
+            if value is not None and not accepts(value)]
 
 
 def resolve_server_type(spec: NodeSpec, server_types: dict[str, str]) -> str:
@@ -174,5 +271,7 @@ def ssh_connection(host: pulumi.Input[str], user: str, private_key: pulumi.Input
                                          dial_error_limit=60, per_dial_timeout=10)
 
 
-__all__ = ["AddonInstaller", "ClusterProfile", "Storage", "StorageInstaller", "Infrastructure", "Node", "NodeSpec", "PORTS", "PortRule",
-           "Provider", "node_specs", "resolve_server_type", "rule_sources", "ssh_connection"]
+__all__ = ["AddonInstaller", "ApiEndpoints", "ClusterProfile", "FSTYPE_PARAMETER", "Infrastructure", "Node", "NodeSpec",
+           "PORTS", "PortRule", "Provider", "ProviderInfrastructure", "Storage", "StorageInstaller", "assemble",
+           "check_locations", "csi_storage", "first_server_api", "located_settings", "node_specs",
+           "resolve_server_type", "rule_sources", "ssh_connection"]

@@ -1,12 +1,13 @@
-"""Logic the public-cloud providers (AWS, GCP, Azure) share: zones, firewall rules, disks, SSH, settings.
+"""Logic the providers that create servers share (AWS, GCP, Azure; Hetzner for SSH keys): zones,
+firewall rules, disks, SSH, settings.
 
 Everything here is provider-neutral and derived from the validated config and providers/base.py
-(PORTS): each cloud module turns these values into its own resources. Stable API (used by
-providers/aws.py, providers/gcp.py and providers/azure.py):
+(PORTS, the location checks): each cloud module turns these values into its own resources. Stable API:
 
 - SSH_USER, CloudFile, cloud_config(), key_digest()          who logs in, with which keys; first boot
-- located_settings(), check_zones(), zone_of(), spread()     what `location` means on a cloud
+- zone_of(), spread()                                        where unpinned nodes go on a zonal cloud
 - IngressRule, ingress_rules(), port_range(), cidr_slug()    the PORTS firewall, one rule per source
+- FamilyRule, family_rules()                                 the PORTS firewall, one rule per address family
 - ROOT_DISK_GB, root_disk_gb()                               root disk size per size class
 - provider_setting()                                         the provider's own config (aws:region, ...)
 - check_network()                                            pod/service ranges off the cloud network
@@ -19,7 +20,7 @@ import ipaddress
 import os
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterable, Literal, Sequence
+from typing import Iterable, Literal, Sequence
 
 import pulumi
 import yaml
@@ -64,19 +65,7 @@ def cloud_config(public_keys: Sequence[str], files: Sequence[CloudFile] = (),
     return "#cloud-config\n" + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1000)
 
 
-# --- location: a zone of the provider's region ----------------------------------------------------
-
-def located_settings(cluster: Cluster) -> list[tuple[str, str | None]]:
-    """(config key path, value) of every `location` the config may set."""
-    located = [("cluster.location", cluster.location), ("cluster.controlPlane.location", cluster.control_plane.location)]
-    return located + [(f"cluster.pools[{p.name}].location", p.location) for p in cluster.pools]
-
-
-def check_zones(cluster: Cluster, is_zone: Callable[[str], bool], accepted: str) -> list[Problem]:
-    """Each set `location` must be a zone of the stack's region (`accepted` says which, for the error)."""
-    return [problem(key, f"must be {accepted}", value) for key, value in located_settings(cluster)
-            if value is not None and not is_zone(value)]
-
+# --- location: a zone of the provider's region (checked by providers.base.check_locations) ----------
 
 def zone_of(spec: NodeSpec, zones: Sequence[str]) -> str:
     """A pinned node's own zone; otherwise its pool's members go round-robin over `zones` by index,
@@ -132,6 +121,36 @@ def ingress_rules(admin_cidrs: Sequence[str]) -> list[IngressRule]:
             for rule in PORTS for cidr in rule_sources(rule, admin_cidrs)]
 
 
+@dataclass(frozen=True)
+class FamilyRule:
+    """One PORTS rule for one address family with all its sources (GCP and Azure rules take one family)."""
+
+    index: int  # the rule's place in PORTS: a stable position (Azure priorities)
+    rule: PortRule
+    ipv6: bool
+    sources: tuple[str, ...]
+
+    @property
+    def span(self) -> str | None:
+        """The ports as GCP and Azure write them: 443, 2379-2380; None for ICMP."""
+        ports = port_range(self.rule)
+        if ports is None:
+            return None
+        return str(ports[0]) if ports[0] == ports[1] else f"{ports[0]}-{ports[1]}"
+
+
+def family_rules(admin_cidrs: Sequence[str]) -> list[FamilyRule]:
+    """PORTS per address family that has sources: world rules twice (0.0.0.0/0, ::/0), admin rules once per
+    family present in adminCidrs."""
+    found = []
+    for index, rule in enumerate(PORTS):
+        for ipv6 in (False, True):
+            sources = tuple(c for c in rule_sources(rule, admin_cidrs) if ipaddress.ip_network(c).version == (6 if ipv6 else 4))
+            if sources:
+                found.append(FamilyRule(index, rule, ipv6, sources))
+    return found
+
+
 # --- disks ------------------------------------------------------------------------------------------
 
 # Root (OS) disk per size class, GB. It holds the OS, container images, logs and emptyDir volumes,
@@ -176,7 +195,6 @@ def check_network(cluster: Cluster, network: str, provider: str) -> list[Problem
     return found
 
 
-__all__ = ["SSH_USER", "CloudFile", "IngressRule", "ROOT_DISK_GB", "check_network", "check_zones", "cidr_slug",
-           "cloud_config",
-           "ingress_rules", "key_digest", "located_settings", "port_range", "provider_setting", "root_disk_gb",
-           "spread", "zone_of"]
+__all__ = ["SSH_USER", "CloudFile", "FamilyRule", "IngressRule", "ROOT_DISK_GB", "check_network", "cidr_slug",
+           "cloud_config", "family_rules", "ingress_rules", "key_digest", "port_range", "provider_setting",
+           "root_disk_gb", "spread", "zone_of"]

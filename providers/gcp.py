@@ -30,8 +30,9 @@ from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster
 from providers import cloud
-from providers.base import ClusterProfile, Infrastructure, Node, NodeSpec, Storage, node_specs, resolve_server_type, \
-    ssh_connection
+from providers.base import (ApiEndpoints, ClusterProfile, Infrastructure, Node, NodeSpec, ProviderInfrastructure, Storage,
+                            assemble, check_locations, csi_storage, first_server_api, node_specs, resolve_server_type,
+                            ssh_connection)
 
 NAME = "gcp"
 # What the Google provider reads when gcp:project / gcp:region are unset (pulumi-gcp installation docs).
@@ -47,8 +48,13 @@ STORAGE_CLASS = "pd-balanced"
 PD_PROVISIONER = "pd.csi.storage.gke.io"
 API_PORT = 6443
 PROXY_SUBNET_MAX_PREFIX = 26  # the smallest proxy-only subnet GCP accepts
-# Google's health-check probers (Cloud Load Balancing "Health checks overview": probe IP ranges).
-HEALTH_CHECK_RANGES = ("35.191.0.0/16", "130.211.0.0/22")
+# Google's health-check probers differ by load balancer (Cloud Load Balancing "Firewall rules" and
+# "Health checks overview", probe IP ranges): proxy load balancers (the internal API one) probe from
+# 35.191.0.0/16 and 130.211.0.0/22; external passthrough Network Load Balancers (the public API one)
+# from 35.191.0.0/16, 209.85.152.0/22 and 209.85.204.0/22 (Kubernetes' GCE provider opens the union for
+# its L4 load balancers: kube-controller-manager --cloud-provider-gce-lb-src-cidrs).
+PROXY_HEALTH_CHECK_RANGES = ("35.191.0.0/16", "130.211.0.0/22")
+PASSTHROUGH_HEALTH_CHECK_RANGES = ("35.191.0.0/16", "209.85.152.0/22", "209.85.204.0/22")
 # Size classes -> machine types (x86_64). E2 for the shared classes; N2 for the dedicated ones, a
 # dedicated hyperthread per vCPU and 4 GB per vCPU. N2 rather than N4/C4: those take Hyperdisk only,
 # and the PD CSI class here is pd-balanced.
@@ -82,6 +88,12 @@ def gcp_name(*parts: str, limit: int = 63) -> str:
     return name[:limit].rstrip("-")
 
 
+def health_check_ranges(public: bool) -> list[str]:
+    """Where the API load balancers' health checks come from: the internal proxy's probers, and the
+    external passthrough's when the public load balancer exists."""
+    return sorted({*PROXY_HEALTH_CHECK_RANGES, *(PASSTHROUGH_HEALTH_CHECK_RANGES if public else ())})
+
+
 def proxy_subnet(cluster: Cluster) -> str:
     """The proxy-only subnet of the internal API load balancer: the block after cluster.subnetCidr."""
     first = ipaddress.ip_network(cluster.subnet_cidr)
@@ -104,8 +116,8 @@ class Gcp:
                                  "gcp:region europe-west3, or export GOOGLE_REGION)"))
         else:
             pattern = re.compile(rf"^{re.escape(region)}-[a-z]$")
-            found += cloud.check_zones(cluster, lambda z: bool(pattern.match(z)),
-                                       f"a zone of gcp:region {region} ({region}-a, {region}-b, ...)")
+            found += check_locations(cluster, lambda z: bool(pattern.match(z)),
+                                     f"a zone of gcp:region {region} ({region}-a, {region}-b, ...)")
         found += cloud.check_network(cluster, cluster.subnet_cidr, "GCP subnetwork")
         if cluster.api_load_balancer.enabled:
             if ipaddress.ip_network(cluster.subnet_cidr).prefixlen > PROXY_SUBNET_MAX_PREFIX:
@@ -120,16 +132,14 @@ class Gcp:
         return GcpInfrastructure("gcp", loaded).infrastructure
 
 
-class GcpInfrastructure(pulumi.ComponentResource):
+class GcpInfrastructure(ProviderInfrastructure):
     """Everything GCP-side for one stack."""
 
     def __init__(self, name: str, loaded: LoadedConfig, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("adplatform:providers:GcpInfrastructure", name, None, opts)
+        super().__init__("GcpInfrastructure", name, loaded, opts)
         cfg = loaded.config
-        self._loaded = loaded
-        self._prefix = gcp_name("adp", loaded.stack)
+        self._prefix = gcp_name("adp", loaded.stack)  # GCE names: lower case, digits and '-'
         self._labels = {"adplatform-stack": gcp_name(loaded.stack)}
-        self._protect = loaded.profile.protect
         self._project = gcp_project() or ""
         self._region = gcp_region() or ""
         self.node_tag = gcp_name(self._prefix, "node")
@@ -145,17 +155,9 @@ class GcpInfrastructure(pulumi.ComponentResource):
         self.service_account = self._service_account()
         self.image = cfg.cluster.image or self._ubuntu_image()
         nodes = [self._instance(spec) for spec in specs]
-        servers = [n for n in nodes if n.spec.k3s_role == "server"]
-        private_endpoint, public_endpoint, lb_ips = self._api_endpoints(servers)
-
-        sans = pulumi.Output.all(lb_ips, *[n.public_ip for n in servers], *[n.private_ip for n in servers]).apply(
-            lambda ips: sorted({ip for group in ips for ip in (group if isinstance(group, list) else [group]) if ip}))
-        self.infrastructure = Infrastructure(
-            nodes=nodes,
-            api_private_endpoint=private_endpoint,
-            api_public_endpoint=public_endpoint,
-            tls_sans=sans,
-            cluster=ClusterProfile(
+        self.infrastructure = assemble(
+            nodes, self._api_endpoints([n for n in nodes if n.spec.k3s_role == "server"]),
+            ClusterProfile(
                 # ServiceLB stays (K3s' embedded cloud controller serves LoadBalancer Services, see above);
                 # the PD CSI driver provides volumes.
                 k3s_disable=("traefik", "local-storage"),
@@ -168,9 +170,6 @@ class GcpInfrastructure(pulumi.ComponentResource):
             install_storage=self._install_pd_csi,
         )
         self.register_outputs({"network_id": self.network.id, "subnetwork_id": self.subnet.id})
-
-    def _opts(self, protect: bool = False, **kwargs) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions(parent=self, protect=protect and self._protect, **kwargs)
 
     # --- network and firewall ------------------------------------------------------------------------
 
@@ -189,17 +188,15 @@ class GcpInfrastructure(pulumi.ComponentResource):
         Rules apply to the instances with the node tag; VPC firewalls deny all other ingress.
         """
         rules = []
-        key = lambda r: (r.protocol, r.ports, r.ipv6, r.description)  # noqa: E731
-        for (protocol, ports, v6, description), group in groupby(sorted(cloud.ingress_rules(admin_cidrs), key=key),
-                                                                 key=key):
-            span = "" if ports is None else (f"{ports[0]}" if ports[0] == ports[1] else f"{ports[0]}-{ports[1]}")
-            name = gcp_name(self._prefix, "in", protocol, span, "v6" if v6 else "v4")
+        for r in cloud.family_rules(admin_cidrs):
+            protocol = r.rule.protocol
+            name = gcp_name(self._prefix, "in", protocol, r.span or "", "v6" if r.ipv6 else "v4")
             rules.append(gcp.compute.Firewall(
                 name, name=name, project=self._project, network=self.network.id, direction="INGRESS",
-                description=description, source_ranges=[r.cidr for r in group], target_tags=[self.node_tag],
+                description=r.rule.description, source_ranges=list(r.sources), target_tags=[self.node_tag],
                 # IPv6 rules name ICMPv6 by number (GCP firewall protocols: names or IP protocol numbers).
-                allows=[gcp.compute.FirewallAllowArgs(protocol="58" if protocol == "icmp" and v6 else protocol,
-                                                      ports=[span] if span else None)],
+                allows=[gcp.compute.FirewallAllowArgs(protocol="58" if protocol == "icmp" and r.ipv6 else protocol,
+                                                      ports=[r.span] if r.span else None)],
                 opts=self._opts()))
         # Everything between cluster members (VXLAN, WireGuard, etcd, kubelet, NodePorts), nothing else.
         name = gcp_name(self._prefix, "in-members")
@@ -278,11 +275,10 @@ class GcpInfrastructure(pulumi.ComponentResource):
 
     # --- Kubernetes API load balancer ----------------------------------------------------------------
 
-    def _api_endpoints(self, servers: list[Node]):
+    def _api_endpoints(self, servers: list[Node]) -> ApiEndpoints:
         lb_cfg = self._loaded.config.cluster.api_load_balancer
-        first = servers[0]
         if not lb_cfg.enabled:
-            return first.private_ip, first.public_ip, pulumi.Output.from_input([])
+            return first_server_api(servers)
         groups = self._server_groups(servers)
         health = gcp.compute.RegionHealthCheck(
             "api-health", name=gcp_name(self._prefix, "api"), project=self._project, region=self._region,
@@ -292,13 +288,13 @@ class GcpInfrastructure(pulumi.ComponentResource):
         gcp.compute.Firewall(
             name, name=name, project=self._project, network=self.network.id, direction="INGRESS",
             description="Google load-balancer health checks of the Kubernetes API",
-            source_ranges=list(HEALTH_CHECK_RANGES), target_tags=[self.server_tag],
+            source_ranges=health_check_ranges(lb_cfg.public), target_tags=[self.server_tag],
             allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[str(API_PORT)])], opts=self._opts())
         internal_ip = self._internal_proxy_lb(groups, health)
         if not lb_cfg.public:
-            return internal_ip, first.public_ip, internal_ip.apply(lambda ip: [ip])
+            return ApiEndpoints(private=internal_ip, public=servers[0].public_ip, balancers=(internal_ip,))
         public_ip = self._external_passthrough_lb(groups, health)
-        return internal_ip, public_ip, pulumi.Output.all(internal_ip, public_ip)
+        return ApiEndpoints(private=internal_ip, public=public_ip, balancers=(internal_ip, public_ip))
 
     def _server_groups(self, servers: list[Node]) -> list[gcp.compute.InstanceGroup]:
         """Unmanaged instance groups, one per zone holding API servers (backends are zonal groups)."""
@@ -340,9 +336,10 @@ class GcpInfrastructure(pulumi.ComponentResource):
         proxy = gcp.compute.RegionTargetTcpProxy("api-internal", name=gcp_name(self._prefix, "api-internal"),
                                                  project=self._project, region=self._region,
                                                  backend_service=backend.id, opts=self._opts())
+        # Every node's K3s and Cilium reach the API at this address: production never loses it.
         address = gcp.compute.Address("api-internal", name=gcp_name(self._prefix, "api-internal"),
                                       project=self._project, region=self._region, address_type="INTERNAL",
-                                      subnetwork=self.subnet.id, opts=self._opts())
+                                      subnetwork=self.subnet.id, opts=self._opts(protect=True))
         gcp.compute.ForwardingRule(
             "api-internal", name=gcp_name(self._prefix, "api-internal"), project=self._project, region=self._region,
             load_balancing_scheme="INTERNAL_MANAGED", target=proxy.id, ip_address=address.address, ip_protocol="TCP",
@@ -361,7 +358,7 @@ class GcpInfrastructure(pulumi.ComponentResource):
                       for g in groups], opts=self._opts())
         address = gcp.compute.Address("api-public", name=gcp_name(self._prefix, "api-public"), project=self._project,
                                       region=self._region, address_type="EXTERNAL", network_tier="PREMIUM",
-                                      opts=self._opts())
+                                      opts=self._opts(protect=True))  # in kubeconfigs and the API certificate
         gcp.compute.ForwardingRule(
             "api-public", name=gcp_name(self._prefix, "api-public"), project=self._project, region=self._region,
             load_balancing_scheme="EXTERNAL", backend_service=backend.id, ip_address=address.address,
@@ -373,8 +370,8 @@ class GcpInfrastructure(pulumi.ComponentResource):
     def _install_pd_csi(self, provider: k8s.Provider, depends_on: Sequence[pulumi.Resource],
                         parent: pulumi.Resource) -> Storage:
         """Persistent Disk volumes (pd-balanced) through the PD CSI driver's upstream `noauth` overlay:
-        encrypted at rest by Google, expandable, the default class; production keeps a volume when its
-        claim is deleted."""
+        encrypted at rest by Google, expandable, the default class and its XFS twin; production keeps a
+        volume when its claim is deleted."""
         opts = pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on))
         # The overlay expects its namespace to exist (upstream deploy-driver.sh creates it). Its node
         # plugin is privileged (mounts, udev), hence the privileged Pod Security level.
@@ -385,14 +382,7 @@ class GcpInfrastructure(pulumi.ComponentResource):
         driver = k8s.kustomize.v2.Directory(
             "gcp-pd-csi", directory=GCP_PD_CSI.directory,
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[namespace])))
-        storage_class = k8s.storage.v1.StorageClass(
-            "storage-class-pd-balanced",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=STORAGE_CLASS, annotations={"storageclass.kubernetes.io/is-default-class": "true"}),
-            provisioner=PD_PROVISIONER,
-            parameters={"type": "pd-balanced", "csi.storage.k8s.io/fstype": "ext4"},
-            volume_binding_mode="WaitForFirstConsumer",  # the disk is created in the zone the pod lands in
-            allow_volume_expansion=True,
-            reclaim_policy="Retain" if self._protect else "Delete",
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[driver])))
-        return Storage(default_class=STORAGE_CLASS, resources=[namespace, driver, storage_class])
+        # ext4 or xfs: the driver image ships both (gcp-compute-persistent-disk-csi-driver v1.26.4 Dockerfile,
+        # docs/kubernetes/user-guides/basic.md); Google encrypts every disk at rest.
+        return csi_storage(STORAGE_CLASS, PD_PROVISIONER, {"type": "pd-balanced", "csi.storage.k8s.io/fstype": "ext4"},
+                           retain=self._protect, driver=[namespace, driver], opts=opts)

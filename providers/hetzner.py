@@ -6,7 +6,6 @@ servers is not filtered, which is how "everything between nodes" stays open and 
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
 from typing import Sequence
@@ -20,8 +19,10 @@ from components.charts import HCLOUD_CCM, HCLOUD_CSI
 from components.helm import release
 from config import LoadedConfig, Problem
 from config.errors import problem
-from providers.base import (PORTS, ClusterProfile, Infrastructure, Node, NodeSpec, Storage, node_specs,
-                            resolve_server_type, rule_sources, ssh_connection)
+from providers import cloud
+from providers.base import (PORTS, ApiEndpoints, ClusterProfile, Infrastructure, Node, NodeSpec, ProviderInfrastructure,
+                            Storage, assemble, check_locations, csi_storage, first_server_api, located_settings,
+                            node_specs, resolve_server_type, rule_sources, ssh_connection)
 
 NAME = "hetzner"
 DEFAULT_LOCATION = "fsn1"
@@ -30,6 +31,7 @@ API_LB_TYPE = "lb11"
 PRIVATE_NETWORK_MTU = 1450
 SPREAD_GROUP_MAX = 10  # Hetzner limit of servers per spread placement group
 STORAGE_CLASS = "hcloud-volumes"
+PROVISIONER = "csi.hetzner.cloud"
 # The CSI driver encrypts each volume with LUKS using this Secret's passphrase (hcloud-csi docs).
 ENCRYPTION_SECRET = "hcloud-volume-encryption"
 GATEWAY_LB_TYPE = "lb11"
@@ -53,18 +55,8 @@ class Hetzner:
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cluster = loaded.config.cluster
-        found: list[Problem] = []
-        located = [("cluster.location", cluster.location),
-                   ("cluster.controlPlane.location", cluster.control_plane.location)]
-        located += [(f"cluster.pools[{p.name}].location", p.location) for p in cluster.pools]
-        zones = set()
-        for key, location in located:
-            if location is None:
-                continue
-            if location not in NETWORK_ZONES:
-                found.append(problem(key, f"must be a Hetzner location ({', '.join(NETWORK_ZONES)})", location))
-            else:
-                zones.add(NETWORK_ZONES[location])
+        found = check_locations(cluster, NETWORK_ZONES.__contains__, f"a Hetzner location ({', '.join(NETWORK_ZONES)})")
+        zones = {NETWORK_ZONES[location] for _, location in located_settings(cluster) if location in NETWORK_ZONES}
         pods, network = ipaddress.ip_network(cluster.pod_cidr), ipaddress.ip_network(cluster.network_cidr)
         if pods.version != network.version or not pods.subnet_of(network):
             found.append(problem("cluster.podCidr", f"must lie inside cluster.networkCidr ({cluster.network_cidr}): "
@@ -78,16 +70,13 @@ class Hetzner:
         return HetznerInfrastructure("hetzner", loaded).infrastructure
 
 
-class HetznerInfrastructure(pulumi.ComponentResource):
+class HetznerInfrastructure(ProviderInfrastructure):
     """Everything Hetzner-side for one stack."""
 
     def __init__(self, name: str, loaded: LoadedConfig, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("adplatform:providers:HetznerInfrastructure", name, None, opts)
+        super().__init__("HetznerInfrastructure", name, loaded, opts)
         cfg = loaded.config
-        self._loaded = loaded
-        self._prefix = f"adp-{loaded.stack}"
         self._labels = {"adplatform.io/stack": loaded.stack}
-        self._protect = loaded.profile.protect
         location = cfg.cluster.location or DEFAULT_LOCATION
         self._location = location
 
@@ -97,17 +86,9 @@ class HetznerInfrastructure(pulumi.ComponentResource):
         specs = node_specs(loaded)
         groups = self._placement_groups(specs)
         nodes = [self._server(spec, ssh_keys, groups) for spec in specs]
-        servers = [n for n in nodes if n.spec.k3s_role == "server"]
-        private_endpoint, public_endpoint, lb_ips = self._api_endpoints(servers)
-
-        sans = pulumi.Output.all(lb_ips, *[n.public_ip for n in servers], *[n.private_ip for n in servers]).apply(
-            lambda ips: sorted({ip for group in ips for ip in (group if isinstance(group, list) else [group]) if ip}))
-        self.infrastructure = Infrastructure(
-            nodes=nodes,
-            api_private_endpoint=private_endpoint,
-            api_public_endpoint=public_endpoint,
-            tls_sans=sans,
-            cluster=ClusterProfile(
+        self.infrastructure = assemble(
+            nodes, self._api_endpoints([n for n in nodes if n.spec.k3s_role == "server"]),
+            ClusterProfile(
                 # The Hetzner CCM provides load balancers and the CSI driver volumes.
                 k3s_disable=("servicelb", "traefik", "local-storage"),
                 external_cloud_provider=True,
@@ -131,17 +112,10 @@ class HetznerInfrastructure(pulumi.ComponentResource):
         )
         self.register_outputs({"network_id": self.network.id, "firewall_id": self.firewall.id})
 
-    def _opts(self, protect: bool = False, **kwargs) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions(parent=self, protect=protect and self._protect, **kwargs)
-
     def _ssh_keys(self, public_keys: Sequence[str]) -> list[hcloud.SshKey]:
-        keys = []
-        for key in public_keys:
-            # Named by content, so adding or re-ordering keys touches no existing key.
-            digest = hashlib.sha256(key.split()[1].encode()).hexdigest()[:10]
-            keys.append(hcloud.SshKey(f"ssh-{digest}", name=f"{self._prefix}-{digest}", public_key=key,
-                                      labels=self._labels, opts=self._opts()))
-        return keys
+        # Named by content, so adding or re-ordering keys touches no existing key.
+        return [hcloud.SshKey(f"ssh-{cloud.key_digest(key)}", name=f"{self._prefix}-{cloud.key_digest(key)}",
+                              public_key=key, labels=self._labels, opts=self._opts()) for key in public_keys]
 
     def _network(self, zone: str) -> tuple[hcloud.Network, hcloud.NetworkSubnet]:
         cluster = self._loaded.config.cluster
@@ -202,11 +176,10 @@ class HetznerInfrastructure(pulumi.ComponentResource):
                     connection=ssh_connection(server.ipv4_address, "root", self._loaded.secrets.ssh_private_key),
                     server=server)
 
-    def _api_endpoints(self, servers: list[Node]):
+    def _api_endpoints(self, servers: list[Node]) -> ApiEndpoints:
         lb_cfg = self._loaded.config.cluster.api_load_balancer
-        first = servers[0]
         if not lb_cfg.enabled:
-            return first.private_ip, first.public_ip, pulumi.Output.from_input([])
+            return first_server_api(servers)
         lb = hcloud.LoadBalancer("api-lb", name=f"{self._prefix}-api", load_balancer_type=API_LB_TYPE,
                                  location=self._location, delete_protection=self._protect,
                                  labels=self._labels, opts=self._opts())
@@ -223,11 +196,9 @@ class HetznerInfrastructure(pulumi.ComponentResource):
             hcloud.LoadBalancerTarget(f"api-lb-{node.name}", load_balancer_id=lb.id.apply(int), type="server",
                                       server_id=node.server.id.apply(int), use_private_ip=True,
                                       opts=self._opts(depends_on=[attachment]))
-        private_ip = attachment.ip
-        public_ip = lb.ipv4 if lb_cfg.public else first.public_ip
-        lb_ips = pulumi.Output.all(private_ip, lb.ipv4).apply(lambda ips: [ip for ip in ips if ip]) \
-            if lb_cfg.public else private_ip.apply(lambda ip: [ip])
-        return private_ip, public_ip, lb_ips
+        if not lb_cfg.public:
+            return ApiEndpoints(private=attachment.ip, public=servers[0].public_ip, balancers=(attachment.ip,))
+        return ApiEndpoints(private=attachment.ip, public=lb.ipv4, balancers=(attachment.ip, lb.ipv4))
 
     def _install_ccm(self, provider: k8s.Provider, depends_on: Sequence[pulumi.Resource],
                      parent: pulumi.Resource) -> list[pulumi.Resource]:
@@ -247,7 +218,8 @@ class HetznerInfrastructure(pulumi.ComponentResource):
 
     def _install_csi(self, provider: k8s.Provider, depends_on: Sequence[pulumi.Resource],
                      parent: pulumi.Resource) -> Storage:
-        """Hetzner Cloud volumes through the CSI driver: encrypted (LUKS), expandable, the default class.
+        """Hetzner Cloud volumes through the CSI driver: encrypted (LUKS), expandable, the default class and
+        its XFS twin (providers/base.py csi_storage).
 
         The driver reads the `hcloud` secret the CCM add-on created. Production keeps a volume when its
         claim is deleted (reclaim Retain); the encryption passphrase is protected with it: losing it
@@ -263,18 +235,12 @@ class HetznerInfrastructure(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=self._protect)))
         csi = release("hcloud-csi", HCLOUD_CSI, csi_values(self._location, self._loaded.profile.strict,
                                                            self._loaded.stack), opts)
-        storage_class = k8s.storage.v1.StorageClass(
-            "storage-class-hcloud-volumes",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=STORAGE_CLASS, annotations={"storageclass.kubernetes.io/is-default-class": "true"}),
-            provisioner="csi.hetzner.cloud",
-            volume_binding_mode="WaitForFirstConsumer",  # the volume is created where the pod lands
-            allow_volume_expansion=True,
-            reclaim_policy="Retain" if self._protect else "Delete",
-            parameters={"csi.storage.k8s.io/node-publish-secret-name": ENCRYPTION_SECRET,
-                        "csi.storage.k8s.io/node-publish-secret-namespace": HCLOUD_CSI.namespace},
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[csi, secret])))
-        return Storage(default_class=STORAGE_CLASS, resources=[secret, csi, storage_class])
+        # XFS: the driver formats LUKS-encrypted volumes with the requested fstype too (hetznercloud/csi-driver
+        # v2.22.1 docs/kubernetes/explanation/filesystems.md, internal/volumes/mount.go Publish).
+        return csi_storage(STORAGE_CLASS, PROVISIONER, {
+            "csi.storage.k8s.io/node-publish-secret-name": ENCRYPTION_SECRET,
+            "csi.storage.k8s.io/node-publish-secret-namespace": HCLOUD_CSI.namespace,
+        }, retain=self._protect, driver=[secret, csi], opts=opts)
 
 
 _CSI_SIDECAR = {"requests": {"cpu": "10m", "memory": "20Mi"}, "limits": {"memory": "80Mi"}}

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from functools import lru_cache
 from typing import Any
 
-import pytest
 import yaml
 
 from components.charts import AWS_CCM, AWS_EBS_CSI
-from config import ConfigError
 from config.catalog import SIZES
 from config.model import Cluster
 from providers import aws, get
 from providers.base import PORTS
-from tests.conftest import SECRET_KEYS, base_raw, k3s_config, stack_run
+from tests.cloud_stacks import assert_block_storage, config_problems, stack_fixtures
+from tests.conftest import base_raw, k3s_config
 from tools import mockrun
 from tools.mockrun import FAKE_UBUNTU_AMI
 
@@ -27,28 +25,11 @@ REGION = {"aws:region": "eu-central-1"}
 PINNED_IMAGE = "ami-0123456789abcdef0"
 
 
-def run_aws(raw: dict[str, Any], provider: dict[str, str] | None = None, stack: str = "test") -> mockrun.Run:
-    values = {f"adplatform:{k}": v for k, v in raw.items()}
-    values.update(REGION if provider is None else provider)
-    return mockrun.run(values, {f"adplatform:{k}" for k in SECRET_KEYS}, stack)
-
-
-@pytest.fixture(scope="module")
-def staging() -> mockrun.Run:
-    return stack_run("staging-aws")
-
-
-@lru_cache(maxsize=None)
-def _production() -> mockrun.Run:
-    # The production profile with a pinned AMI, a public API NLB and one pool pinned to a zone.
-    return run_aws(base_raw(provider="aws", cluster={
-        "image": PINNED_IMAGE, "apiLoadBalancer": {"public": True},
-        "pools": [{"name": "stateful", "location": "eu-central-1b"}]}), stack="production-aws")
-
-
-@pytest.fixture(scope="module")
-def production() -> mockrun.Run:
-    return _production()
+# The staging stack file, and the production profile with a pinned AMI, a public API NLB and one pool
+# pinned to a zone.
+staging, production = stack_fixtures("staging-aws", "aws", REGION, {
+    "image": PINNED_IMAGE, "apiLoadBalancer": {"public": True},
+    "pools": [{"name": "stateful", "location": "eu-central-1b"}]})
 
 
 def by_pool(run: mockrun.Run) -> Counter:
@@ -239,16 +220,11 @@ def test_cloud_controller_manager(staging):
     assert "--configure-cloud-routes=false" in values["args"], "pods ride Cilium's tunnel, not VPC routes"
 
 
-def test_ebs_csi_default_storage_class(staging, production):
+def test_ebs_csi_default_storage_class_and_its_xfs_twin(staging, production):
     for run, reclaim in ((staging, "Delete"), (production, "Retain")):
-        sc = run.named("storage-class-ebs-gp3", "kubernetes:storage.k8s.io/v1:StorageClass").inputs
-        assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
-        assert sc["provisioner"] == "ebs.csi.aws.com"
-        assert sc["parameters"]["encrypted"] == "true" and sc["parameters"]["type"] == "gp3"
-        assert sc["allowVolumeExpansion"] is True and sc["volumeBindingMode"] == "WaitForFirstConsumer"
-        assert sc["reclaimPolicy"] == reclaim
+        params = assert_block_storage(run, "ebs-gp3", "ebs.csi.aws.com", reclaim=reclaim, driver="aws-ebs-csi")
+        assert params["encrypted"] == "true" and params["type"] == "gp3", "encrypted gp3, XFS ones too"
     csi = staging.named("aws-ebs-csi", RELEASE)
-    assert csi.urn in staging.named("storage-class-ebs-gp3", "kubernetes:storage.k8s.io/v1:StorageClass").dependencies
     assert csi.inputs["version"] == AWS_EBS_CSI.version
     values = csi.inputs["values"]
     assert values["controller"]["region"] == "eu-central-1"
@@ -277,15 +253,12 @@ def test_production_protects_instances_and_network(production, staging):
 
 # --- validation -----------------------------------------------------------------------------------------
 
-def _problems(raw: dict[str, Any], provider: dict[str, str] | None = None) -> list[str]:
-    with pytest.raises(ConfigError) as err:
-        run_aws(raw, provider)
-    assert mockrun.last_monitor.recorded == [], "nothing is created before the config is valid"
-    return [str(p) for p in err.value.problems]
+def _problems(raw: dict[str, Any], settings: dict[str, str] = REGION) -> list[str]:
+    return config_problems(raw, settings)
 
 
 def test_region_must_be_set():
-    (msg,) = _problems(base_raw(provider="aws"), provider={})
+    (msg,) = _problems(base_raw(provider="aws"), settings={})
     assert msg.startswith("aws:region must be set to the stack's AWS region (pulumi config set aws:region")
 
 

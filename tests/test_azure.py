@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from functools import lru_cache
 from typing import Any
 
-import pytest
-
 from components.charts import AZURE_CCM, AZURE_DISK_CSI
-from config import ConfigError
 from config.catalog import SIZES
 from providers import azure, cloud
-from tests.conftest import SECRET_KEYS, base_raw, k3s_config, stack_run
+from tests.cloud_stacks import assert_block_storage, config_problems, stack_fixtures
+from tests.conftest import base_raw, k3s_config
 from tools import mockrun
 
 VM = "azure-native:compute:VirtualMachine"
@@ -27,28 +24,10 @@ PINNED = "Canonical:ubuntu-24_04-lts:server:24.04.202611010"
 ADMIN = "203.0.113.0/24"
 
 
-def run_azure(raw: dict[str, Any], provider: dict[str, str] | None = None, stack: str = "test") -> mockrun.Run:
-    values = {f"adplatform:{k}": v for k, v in raw.items()}
-    values.update(LOCATION if provider is None else provider)
-    return mockrun.run(values, {f"adplatform:{k}" for k in SECRET_KEYS}, stack)
-
-
-@pytest.fixture(scope="module")
-def staging() -> mockrun.Run:
-    return stack_run("staging-azure")
-
-
-@lru_cache(maxsize=None)
-def _production() -> mockrun.Run:
-    # The production profile with a pinned image, a public API load balancer and a pool pinned to zone 2.
-    return run_azure(base_raw(provider="azure", cluster={
-        "image": PINNED, "apiLoadBalancer": {"public": True},
-        "pools": [{"name": "stateful", "location": "2"}]}), stack="production-azure")
-
-
-@pytest.fixture(scope="module")
-def production() -> mockrun.Run:
-    return _production()
+# The staging stack file, and the production profile with a pinned image, a public API load balancer
+# and a pool pinned to zone 2.
+staging, production = stack_fixtures("staging-azure", "azure", LOCATION, {
+    "image": PINNED, "apiLoadBalancer": {"public": True}, "pools": [{"name": "stateful", "location": "2"}]})
 
 
 def by_pool(run: mockrun.Run) -> Counter:
@@ -280,14 +259,16 @@ def test_cloud_controller_manager(staging, production):
     assert secret.urn in staging.named("azure-ccm", RELEASE).dependencies
 
 
-def test_disk_csi_default_storage_class(staging, production):
+def test_disk_csi_default_storage_class_and_its_xfs_twin(staging, production):
     for run, reclaim in ((staging, "Delete"), (production, "Retain")):
-        sc = run.named("storage-class-azure-disk", "kubernetes:storage.k8s.io/v1:StorageClass").inputs
-        assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
-        assert sc["provisioner"] == "disk.csi.azure.com" and sc["allowVolumeExpansion"] is True
-        assert sc["volumeBindingMode"] == "WaitForFirstConsumer" and sc["reclaimPolicy"] == reclaim
-        assert sc["parameters"]["skuName"] == "Premium_LRS"
-        assert sc["parameters"]["networkAccessPolicy"] == "DenyAll", "no SAS export of a volume's data"
+        params = assert_block_storage(run, "azure-disk-premium", "disk.csi.azure.com", reclaim=reclaim,
+                                      driver="azuredisk-csi")
+        assert params["skuName"] == "Premium_LRS"
+        assert params["networkAccessPolicy"] == "DenyAll", "no SAS export of a volume's data"
+    renamed_from = lambda name: [a for a in staging.named(name).options["aliases"] if a]  # noqa: E731
+    assert renamed_from("storage-class-azure-disk-premium") == ["storage-class-azure-disk"], \
+        "the default class keeps its first resource name: a rename must not delete and re-create it"
+    assert renamed_from("storage-class-azure-disk-premium-xfs") == []
     csi = staging.named("azuredisk-csi", RELEASE)
     assert csi.inputs["version"] == AZURE_DISK_CSI.version
     assert csi.inputs["values"]["controller"]["cloudConfigSecretName"] == "azure-cloud-provider"
@@ -299,15 +280,12 @@ def test_disk_csi_default_storage_class(staging, production):
 
 # --- validation ----------------------------------------------------------------------------------------
 
-def _problems(raw: dict[str, Any], provider: dict[str, str] | None = None) -> list[str]:
-    with pytest.raises(ConfigError) as err:
-        run_azure(raw, provider)
-    assert mockrun.last_monitor.recorded == []
-    return [str(p) for p in err.value.problems]
+def _problems(raw: dict[str, Any], settings: dict[str, str] = LOCATION) -> list[str]:
+    return config_problems(raw, settings)
 
 
 def test_location_must_be_set():
-    found = _problems(base_raw(provider="azure"), provider={})
+    found = _problems(base_raw(provider="azure"), settings={})
     assert found == ["azure-native:location must be set to the stack's Azure region (pulumi config set "
                      "azure-native:location westeurope): the Azure provider and the cluster use it"]
 

@@ -247,6 +247,9 @@ def test_production_volumes_are_kept_when_their_claim_goes(production):
     assert sc.inputs["reclaimPolicy"] == "Retain" and sc.inputs["volumeBindingMode"] == "WaitForFirstConsumer"
     assert production.outputs["storageClass"] == "local-path-retain"
     assert _staging().outputs["storageClass"] == "local-path", "staging uses K3s' own class"
+    # local-path makes directories, not filesystems: the provider offers no XFS class (Storage.xfs_class None).
+    assert not [r.name for r in production.of_type("kubernetes:storage.k8s.io/v1:StorageClass")
+                if r.name.startswith("storage-class-") and r.name.endswith("-xfs")]
 
 
 def test_kubeconfig_is_read_through_sudo_for_non_root_users(production):

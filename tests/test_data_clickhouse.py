@@ -23,17 +23,18 @@ from config import ConfigError, load
 from providers import hetzner
 from tests import validators
 from tests.conftest import SECRET_KEYS, base_raw, run_raw
-from tools.mockrun import Run, Secret
+from tests.stores import SECRET, policy, ports, stack_config, string_data
+from tools.mockrun import Run
 
 STACKS = ("production", "staging")
 RELEASE = "kubernetes:helm.sh/v3:Release"
 CHI = "kubernetes:clickhouse.altinity.com/v1:ClickHouseInstallation"
 CHK = "kubernetes:clickhouse-keeper.altinity.com/v1:ClickHouseKeeperInstallation"
-SECRET = "kubernetes:core/v1:Secret"
 CRONJOB = "kubernetes:batch/v1:CronJob"
-NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 PODMONITOR = "kubernetes:monitoring.coreos.com/v1:PodMonitor"
 TAINT = {"key": "adplatform.io/dedicated", "operator": "Equal", "value": "clickhouse", "effect": "NoSchedule"}
+SERVER_OVERRIDE = {"cpu": "2", "memory": "6Gi"}  # dataPlane.clickhouse.cpu/memory in a variant
+BACKUP_ENDPOINT_WITH_PORT = "https://s3.backup.example.com:8443"
 SCRIPT = Path(backup.__file__).with_name("create-remote.sh")
 
 
@@ -44,20 +45,16 @@ def run(request) -> Run:
 
 @pytest.fixture(scope="module")
 def two_shards() -> Run:
-    """Production with 2 shards on the 3 clickhouse nodes: 6 servers, 2 on some nodes."""
-    return run_raw(base_raw(dataPlane={"clickhouse": {"shards": 2, "backupRetention": 14,
+    """Production with 2 shards on the 3 clickhouse nodes (6 servers, 2 on some nodes), backing up to an S3
+    endpoint on a port of its own."""
+    services = base_raw()["clusterServices"]
+    backups = {"s3": {**services["backups"]["s3"], "endpoint": BACKUP_ENDPOINT_WITH_PORT}}
+    return run_raw(base_raw(clusterServices={**services, "backups": backups},
+                            dataPlane={"clickhouse": {"shards": 2, "backupRetention": 14,
                                                       "backupSchedule": "30 2 * * *"}}), stack="production")
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
-def stack_config(run: Run):
-    """The stack's validated config, loaded the way the program loads it."""
-    raw = {k.split(":", 1)[1]: v.value if isinstance(v, Secret) else v for k, v in run.config.items()
-           if k.startswith("adplatform:")}
-    secrets = {k.split(":", 1)[1] for k, v in run.config.items() if isinstance(v, Secret)}
-    return load(run.stack, raw, secrets).config
-
-
 def chi(run: Run) -> dict:
     return run.named("clickhouse-installation", CHI).inputs["spec"]
 
@@ -88,6 +85,10 @@ def deps(run: Run, name: str, type_: str) -> set[str]:
     return {run.by_urn(u).name for u in run.named(name, type_).dependencies}
 
 
+def secret_data(run: Run, name: str) -> dict[str, str]:
+    return string_data(run.named(name, SECRET))  # asserts every value reached the engine as a secret
+
+
 def leaves(value: Any) -> Iterator[Any]:
     if isinstance(value, dict):
         for item in value.values():
@@ -97,20 +98,6 @@ def leaves(value: Any) -> Iterator[Any]:
             yield from leaves(item)
     else:
         yield value
-
-
-def secret_data(run: Run, name: str) -> dict[str, str]:
-    data = run.named(name, SECRET).inputs["stringData"]
-    assert isinstance(data, Secret), f"{name}: its values must reach the engine as secrets"
-    return {k: v.value if isinstance(v, Secret) else v for k, v in data.value.items()}
-
-
-def policy(run: Run, name: str) -> dict:
-    return run.named(f"netpol-{name}", NETPOL).inputs["spec"]
-
-
-def ports(rule: dict) -> list[int]:
-    return sorted(int(p["port"]) for p in rule["ports"])
 
 
 # --- operator ------------------------------------------------------------------------------------------
@@ -186,6 +173,12 @@ def test_shards_times_replicas(two_shards):
     assert env(containers(server_pod(two_shards))["clickhouse-backup"])["BACKUPS_TO_KEEP_REMOTE"] == "14"
 
 
+def test_backups_leave_the_cluster_on_the_endpoints_port(two_shards):
+    assert env(containers(server_pod(two_shards))["clickhouse-backup"])["S3_ENDPOINT"] == BACKUP_ENDPOINT_WITH_PORT
+    egress = policy(two_shards, "clickhouse", "allow-egress-internet")["egress"][0]
+    assert ports(egress) == [8443], "the port the endpoint names, not 443"
+
+
 def test_installation_uses_the_keeper(run):
     nodes = chi(run)["configuration"]["zookeeper"]["nodes"]
     # The CHK's Service is keeper-<name> (the operator's patternCRServiceName), client port 2181.
@@ -253,6 +246,17 @@ def test_storage_class_sizes_and_retention(run):
     retain = "Retain" if run.stack == "production" else "Delete"
     assert data["reclaimPolicy"] == keeper_data["reclaimPolicy"] == retain
     assert chi(run)["configuration"]["clusters"][0]["templates"]["dataVolumeClaimTemplate"] == data["name"]
+
+
+def test_server_file_logs_stay_small_and_keeper_checks_its_volume(run):
+    # The operator's logger config: level debug, 10 files of 1000M in the container's own filesystem
+    # (config/chi/config.d/01-clickhouse-02-logger.xml). Ours wins (rendered later) and keeps < 1G.
+    settings = chi(run)["configuration"]["settings"]
+    assert settings["logger/level"] == "information"
+    assert int(settings["logger/size"].removesuffix("M")) * (int(settings["logger/count"]) + 1) * 2 <= 1000
+    # As in the operator's default Keeper container: the entrypoint checks the volume it mounts there.
+    keeper = containers(keeper_pod(run))["clickhouse-keeper"]
+    assert env(keeper)["CLICKHOUSE_DATA_DIR"] == "/var/lib/clickhouse-keeper"
 
 
 def test_pods_meet_the_restricted_pod_security_level(run):
@@ -430,9 +434,10 @@ def test_backup_env_for_an_in_cluster_store_without_a_prefix():
 
 @pytest.fixture(scope="module")
 def no_backups() -> Run:
-    """Staging without an object store and without off-cluster backups: nothing to back up to."""
+    """Staging without an object store and without off-cluster backups (nothing to back up to), with the
+    servers' cpu and memory set in the config."""
     raw = base_raw(profile="staging", clusterServices={"tls": {"acmeEmail": "ops@example.com"}},
-                   dataPlane={"objectStorage": {"enabled": False}})
+                   dataPlane={"objectStorage": {"enabled": False}, "clickhouse": SERVER_OVERRIDE})
     raw.pop("backupAccessKeyId")
     raw.pop("backupSecretAccessKey")
     return run_raw(raw, stack="staging")
@@ -444,6 +449,17 @@ def test_no_backup_target_means_no_sidecar_job_or_backup_user(no_backups):
     assert "backup/password_sha256_hex" not in chi(no_backups)["configuration"]["users"]
     assert [r.name for r in no_backups.of_type(PODMONITOR) if r.name.startswith("podmonitor-clickhouse")] == \
         ["podmonitor-clickhouse-keeper"]
+
+
+def test_configured_cpu_and_memory_size_the_server_only(no_backups, staging):
+    """dataPlane.clickhouse.cpu/memory are the server's; Keeper keeps its share of the node (it would
+    otherwise ask for as much again, and the pod would not fit beside the server)."""
+    server = containers(server_pod(no_backups))["clickhouse"]["resources"]
+    assert server["requests"] == server["limits"] == SERVER_OVERRIDE
+    keeper = containers(keeper_pod(no_backups))["clickhouse-keeper"]["resources"]
+    assert keeper == containers(keeper_pod(staging))["clickhouse-keeper"]["resources"]
+    assert keeper["limits"] == sized(placement(stack_config(no_backups), "clickhouse"), SHARES["clickhouse-keeper"],
+                                     whole_cpus=False).spec()["limits"] != SERVER_OVERRIDE
 
 
 # --- disruption budgets, network, metrics, endpoint --------------------------------------------------------
@@ -461,19 +477,23 @@ def test_disruption_budgets_keep_quorum_and_a_replica_per_shard(run):
 
 
 def test_network_policies(run):
-    teams = policy(run, "clickhouse-allow-from-teams")["ingress"][0]
+    def allowed(namespace: str, name: str, direction: str = "ingress") -> list[int]:
+        return ports(policy(run, namespace, name)[direction][0])
+
+    teams = policy(run, "clickhouse", "allow-from-teams")["ingress"][0]
     assert teams["from"] == [{"namespaceSelector": {"matchLabels": {"adplatform.io/layer": "teams"}}}]
     assert ports(teams) == [8123, 9000]
-    assert ports(policy(run, "clickhouse-allow-from-platform")["ingress"][0]) == [8123, 9000]
-    assert ports(policy(run, "clickhouse-allow-from-monitoring")["ingress"][0]) == [7000, 7171]
-    assert ports(policy(run, "clickhouse-allow-from-clickhouse-operator")["ingress"][0]) == [8123]
-    assert ports(policy(run, "clickhouse-operator-allow-to-clickhouse")["egress"][0]) == [8123]
-    assert ports(policy(run, "clickhouse-operator-allow-from-monitoring")["ingress"][0]) == [8888, 9999]
+    assert allowed("clickhouse", "allow-from-platform") == [8123, 9000]
+    assert allowed("clickhouse", "allow-from-monitoring") == [7000, 7171]
+    # The operator: HTTP to every server, and the ZooKeeper protocol to Keeper, where it creates the
+    # cluster's root path on each reconcile (worker-zk-integration.go ensureZkPath).
+    assert allowed("clickhouse", "allow-from-clickhouse-operator") == [2181, 8123]
+    assert allowed("clickhouse-operator", "allow-to-clickhouse", "egress") == [2181, 8123]
+    assert allowed("clickhouse-operator", "allow-from-monitoring") == [8888, 9999]
     if run.stack == "production":  # backups leave the cluster over HTTPS
-        assert ports(policy(run, "clickhouse-allow-egress-internet")["egress"][0]) == [443]
+        assert allowed("clickhouse", "allow-egress-internet", "egress") == [443]
     else:  # ...or go to the in-cluster object store
-        egress = policy(run, "clickhouse-allow-to-seaweedfs")["egress"][0]
-        assert ports(egress) == [8333]
+        assert allowed("clickhouse", "allow-to-seaweedfs", "egress") == [8333]
 
 
 def test_metrics_scraped(run):

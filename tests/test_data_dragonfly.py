@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from types import SimpleNamespace
 
 import pytest
 
@@ -15,13 +14,10 @@ from config import ConfigError, load
 from config.catalog import SIZES
 from config.model import ROLE_LABEL
 from tests.conftest import SECRET_KEYS, base_raw, run_raw, stack_run
-from tests.test_data_redpanda import expected_tolerations, pools, stack_config, string_data
+from tests.stores import (RELEASE, SECRET, assert_operator_ha, assert_spread_over_nodes, chart_of,
+                          expected_tolerations, policy, pools, ports, refused_memory, stack_config, string_data)
 
-RELEASE = "kubernetes:helm.sh/v3:Release"
 DRAGONFLY = "kubernetes:dragonflydb.io/v1alpha1:Dragonfly"
-SECRET = "kubernetes:core/v1:Secret"
-PDB = "kubernetes:policy/v1:PodDisruptionBudget"
-NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 MIB = 1024 * 1024
 
 
@@ -33,32 +29,28 @@ def flags(run) -> dict[str, str]:
     return dict(a.removeprefix("--").split("=", 1) for a in df(run)["spec"]["args"])
 
 
-def policy(run, namespace: str, name: str) -> dict:
-    return run.named(f"netpol-{namespace}-{name}", NETPOL).inputs["spec"]
-
-
 # --- the operator ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("stack", ["production", "staging"])
 def test_operator_is_the_pinned_oci_chart(stack):
-    rel = stack_run(stack).named("dragonfly-operator", RELEASE).inputs
+    run = stack_run(stack)
     # An OCI chart: the full reference as the chart, no repository (components/helm.py).
-    assert rel["chart"] == "oci://ghcr.io/dragonflydb/dragonfly-operator/helm/dragonfly-operator"
-    assert rel["version"] == "v1.6.1" == charts.CHARTS["dragonfly-operator"].version
-    assert "repositoryOpts" not in rel
-    assert rel["namespace"] == "dragonfly-operator" and rel["createNamespace"] is False
-    values = rel["values"]
+    assert chart_of(run, "dragonfly-operator") == (
+        "oci://ghcr.io/dragonflydb/dragonfly-operator/helm/dragonfly-operator", "v1.6.1", None,
+        "dragonfly-operator", False)
+    assert charts.CHARTS["dragonfly-operator"].version == "v1.6.1"
+    values = run.named("dragonfly-operator", RELEASE).inputs["values"]
     assert values["manager"]["image"]["tag"] == "v1.6.1"
     assert values["crds"] == {"install": True, "keep": True}
     assert "tolerations" not in values["manager"] and "nodeSelector" not in values["manager"]
 
 
 def test_operator_runs_two_replicas_with_a_budget_in_production_one_in_staging(production, staging):
-    assert production.named("dragonfly-operator", RELEASE).inputs["values"]["replicaCount"] == 2
-    pdb = production.named("dragonfly-operator-pdb", PDB).inputs
-    assert pdb["spec"]["minAvailable"] == 1 and pdb["metadata"]["namespace"] == "dragonfly-operator"
-    assert pdb["spec"]["selector"]["matchLabels"] == dragonfly.OPERATOR_LABELS
-    assert staging.named("dragonfly-operator", RELEASE).inputs["values"]["replicaCount"] == 1
-    assert not [r for r in staging.of_type(PDB) if r.name == "dragonfly-operator-pdb"]
+    # charts/dragonfly-operator/templates/_helpers.tpl selectorLabels at v1.6.1
+    labels = {"app.kubernetes.io/name": "dragonfly-operator", "app.kubernetes.io/instance": "dragonfly-operator"}
+    assert labels == dragonfly.OPERATOR_LABELS
+    assert_operator_ha(production, staging, "dragonfly-operator", "dragonfly-operator", labels)
+    values = production.named("dragonfly-operator", RELEASE).inputs["values"]
+    assert_spread_over_nodes(values["manager"]["affinity"], labels)  # the chart reads manager.affinity
 
 
 # --- instances -------------------------------------------------------------------------------------------
@@ -164,7 +156,6 @@ def test_pods_meet_the_restricted_pod_security_level(production):
 
 
 def test_clients_reach_the_redis_port_and_only_the_operator_and_prometheus_the_admin_port(production):
-    ports = lambda rule: sorted(p["port"] for p in rule["ports"])  # noqa: E731
     for peer in ("teams", "platform"):
         [rule] = policy(production, "dragonfly", f"allow-from-{peer}")["ingress"]
         assert ports(rule) == [6379]
@@ -223,7 +214,7 @@ def test_config_errors_name_the_key(settings, expected):
 
 
 def test_too_little_memory_from_the_pool_is_refused_with_the_keys_to_set():
-    ctx = SimpleNamespace(resources=lambda store: Resources("4", "1Gi"),
-                          placements={"dragonfly": SimpleNamespace(pools=("stateful",))})
-    with pytest.raises(ValueError, match="dataPlane.dragonfly.cpu and memory"):
-        dragonfly.instance_resources(ctx)
+    assert refused_memory("dragonfly", "4", "1Gi") == (
+        "adplatform:dataPlane.dragonfly gets cpu 4 and memory 1Gi from its pools ['dragonfly']: DragonflyDB needs "
+        "256Mi of maxmemory (80% of the memory) per thread, so at least 1280Mi; set dataPlane.dragonfly.cpu and "
+        "memory")

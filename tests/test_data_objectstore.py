@@ -8,13 +8,14 @@ import pytest
 
 from components import charts
 from components.data import objectstore
-from components.data.context import SHARES
+from components.data.context import SHARES, DataContext
 from components.data.placement import placement, sized
-from config import ConfigError, load
+from config import load
 from config.data import BUCKET_PURPOSES
 from tests.conftest import SECRET_KEYS, base_raw
+from tests.stores import SECRET, config_problems, policy, ports, stack_config, string_data
 from tools import mockrun
-from tools.mockrun import Run, Secret
+from tools.mockrun import Run
 
 STACKS = ("production", "staging")
 TAINT = {"key": "adplatform.io/dedicated", "operator": "Equal", "value": "stateful", "effect": "NoSchedule"}
@@ -40,24 +41,8 @@ def external() -> Run:
     return mockrun.run(values, secret, "staging-external")
 
 
-def stack_config(stack: str):
-    values, secret = mockrun.stack_config(stack)
-    raw = {k.split(":", 1)[1]: v for k, v in values.items() if k.startswith("adplatform:")}
-    return load(stack, raw, {k.split(":", 1)[1] for k in secret if k.startswith("adplatform:")}).config
-
-
 def seaweed(run: Run) -> dict:
     return run.named("seaweedfs", "kubernetes:helm.sh/v3:Release").inputs["values"]
-
-
-def policy(run: Run, name: str) -> dict:
-    return run.named(f"netpol-seaweedfs-{name}", "kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
-
-
-def problems(raw: dict, secrets: set[str] = SECRET_KEYS) -> list[str]:
-    with pytest.raises(ConfigError) as exc:
-        load("test", raw, secrets)
-    return [str(p) for p in exc.value.problems]
 
 
 # --- versions ---------------------------------------------------------------------------------------------
@@ -77,9 +62,10 @@ def test_chart_and_image_are_pinned_from_the_catalog(run):
     ("staging", {"master": 1, "volume": 1, "filer": 1}, "000"),
 ])
 def test_raft_masters_one_volume_server_per_node_and_copies_on_distinct_nodes(stack, counts, replication, request):
-    values = seaweed(request.getfixturevalue(stack))
+    run = request.getfixturevalue(stack)
+    values = seaweed(run)
     assert {c: values[c]["replicas"] for c in counts} == counts
-    assert values["volume"]["replicas"] == placement(stack_config(stack), "stateful").nodes
+    assert values["volume"]["replicas"] == placement(stack_config(run), "stateful").nodes
     # 001: a second copy on another volume server, so another node (one server per node, required
     # anti-affinity); staging's single server can hold one copy only.
     assert values["global"]["seaweedfs"] == {"enableReplication": True, "replicationPlacement": replication,
@@ -108,9 +94,16 @@ def test_disruption_budgets_keep_the_raft_majority(production, staging):
                 if r.inputs["metadata"]["namespace"] == "seaweedfs"]
 
 
+def test_a_disruption_budget_names_exactly_one_limit():
+    # minAvailable and maxUnavailable together are refused by the API server; neither is a budget of nothing.
+    for limits in ({}, {"min_available": 1, "max_unavailable": 1}):
+        with pytest.raises(ValueError, match="exactly one of min_available and max_unavailable"):
+            DataContext.disruption_budget(None, "x-pdb", "x", "seaweedfs", {"app": "x"}, {}, **limits)
+
+
 # --- placement, sizing, storage ---------------------------------------------------------------------------
 def test_every_component_selects_the_stateful_nodes_and_tolerates_exactly_their_taint(run):
-    assert placement(stack_config(run.stack), "stateful").taints == ("adplatform.io/dedicated=stateful:NoSchedule",)
+    assert placement(stack_config(run), "stateful").taints == ("adplatform.io/dedicated=stateful:NoSchedule",)
     required = run.stack == "production"
     for component in objectstore.COMPONENTS:
         values = seaweed(run)[component]
@@ -124,7 +117,7 @@ def test_every_component_selects_the_stateful_nodes_and_tolerates_exactly_their_
 
 
 def test_resources_are_guaranteed_and_sized_from_the_stateful_pool(run):
-    where = placement(stack_config(run.stack), "stateful")
+    where = placement(stack_config(run), "stateful")
     volume = sized(where, SHARES["seaweedfs"], whole_cpus=False)
     values = seaweed(run)
     assert values["volume"]["resources"]["requests"] == {"cpu": volume.cpu, "memory": volume.memory}
@@ -138,7 +131,7 @@ def test_resources_are_guaranteed_and_sized_from_the_stateful_pool(run):
 
 def test_data_lives_on_volumes_of_the_storage_class(run):
     values = seaweed(run)
-    size = stack_config(run.stack).data_plane.object_storage.storage_size
+    size = stack_config(run).data_plane.object_storage.storage_size
     assert size == {"production": "500Gi", "staging": "50Gi"}[run.stack]
     assert values["volume"]["dataDirs"] == [{"name": "data", "type": "persistentVolumeClaim", "size": size,
                                               "storageClass": "hcloud-volumes", "maxVolumes": 0}]
@@ -166,8 +159,7 @@ def test_s3_auth_uses_generated_keys_kept_secret(run):
     assert s3["enabled"] and s3["port"] == 8333 and s3["enableAuth"] is True
     secret = run.named("seaweedfs-s3-config", "kubernetes:core/v1:Secret").inputs
     assert secret["metadata"]["name"] == s3["existingConfigSecret"]
-    assert isinstance(secret["stringData"], Secret)
-    config = json.loads(secret["stringData"].value["seaweedfs_s3_config"])
+    config = json.loads(string_data(run.named("seaweedfs-s3-config", SECRET))["seaweedfs_s3_config"])
     [admin] = config["identities"]
     assert "Admin" in admin["actions"]
     [keys] = admin["credentials"]
@@ -195,13 +187,13 @@ def test_the_s3_service_keeps_each_client_on_one_filer(run):
 
 
 def test_only_the_platform_the_data_stores_and_prometheus_get_in(run):
-    platform = policy(run, "allow-from-platform")["ingress"][0]
-    assert [p["port"] for p in platform["ports"]] == [8333]
+    platform = policy(run, "seaweedfs", "allow-from-platform")["ingress"][0]
+    assert ports(platform) == [8333]
     assert platform["from"][0]["namespaceSelector"]["matchLabels"] == {"adplatform.io/layer": "platform"}
-    stores = policy(run, "allow-from-data-plane")["ingress"][0]
-    assert [p["port"] for p in stores["ports"]] == [8333]
+    stores = policy(run, "seaweedfs", "allow-from-data-plane")["ingress"][0]
+    assert ports(stores) == [8333]
     assert stores["from"][0]["namespaceSelector"]["matchLabels"] == {"adplatform.io/layer": "data-plane"}
-    assert [p["port"] for p in policy(run, "allow-from-monitoring")["ingress"][0]["ports"]] == [9327]
+    assert ports(policy(run, "seaweedfs", "allow-from-monitoring")["ingress"][0]) == [9327]
     names = {r.name for r in run.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")}
     assert "netpol-seaweedfs-allow-from-teams" not in names
     assert "netpol-seaweedfs-allow-egress-internet" not in names
@@ -229,9 +221,8 @@ def test_external_backend_runs_no_seaweedfs_and_names_the_provider_buckets(exter
     config = external.named("postgres-object-store").inputs["spec"]["configuration"]
     assert config["destinationPath"] == "s3://adp-stage-backups/postgres"
     assert config["endpointURL"] == "https://fsn1.your-objectstorage.com"
-    secret = external.named("postgres-backup-s3", "kubernetes:core/v1:Secret").inputs["stringData"]
-    assert isinstance(secret, Secret)
-    assert secret.value == {"ACCESS_KEY_ID": "stage-object-key", "ACCESS_SECRET_KEY": "stage-object-secret"}
+    assert string_data(external.named("postgres-backup-s3", SECRET)) == {"ACCESS_KEY_ID": "stage-object-key",
+                                                             "ACCESS_SECRET_KEY": "stage-object-secret"}
     names = {r.name for r in external.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")}
     assert "netpol-postgres-allow-egress-internet" in names and "netpol-postgres-allow-to-seaweedfs" not in names
 
@@ -248,5 +239,5 @@ def test_external_backend_runs_no_seaweedfs_and_names_the_provider_buckets(exter
     ({"backend": "minio"}, {}, "adplatform:dataPlane.objectStorage.backend must be one of seaweedfs, external"),
 ])
 def test_object_storage_config_errors_name_the_key(storage, secrets, expected):
-    found = problems(base_raw(dataPlane={"objectStorage": storage}, **secrets), SECRET_KEYS | set(secrets))
+    found = config_problems(base_raw(dataPlane={"objectStorage": storage}, **secrets), SECRET_KEYS | set(secrets))
     assert any(p.startswith(expected) for p in found), found

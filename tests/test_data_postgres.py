@@ -8,10 +8,10 @@ from components import charts
 from components.data import postgres
 from components.data.context import SHARES
 from components.data.placement import placement, sized
-from config import ConfigError, load
-from tests.conftest import SECRET_KEYS, base_raw, stack_run
-from tools import mockrun
-from tools.mockrun import Run, Secret
+from tests.conftest import base_raw, stack_run
+from tests.stores import (SECRET, assert_operator_ha, assert_spread_over_nodes, config_problems, policy, ports,
+                          stack_config, string_data)
+from tools.mockrun import Run
 
 STACKS = ("production", "staging")
 TAINT = {"key": "adplatform.io/dedicated", "operator": "Equal", "value": "stateful", "effect": "NoSchedule"}
@@ -22,29 +22,12 @@ def run(request) -> Run:
     return request.getfixturevalue(request.param)
 
 
-def stack_config(stack: str):
-    """The validated config the stack file gives (expectations are derived from it, not repeated)."""
-    values, secret = mockrun.stack_config(stack)
-    raw = {k.split(":", 1)[1]: v for k, v in values.items() if k.startswith("adplatform:")}
-    return load(stack, raw, {k.split(":", 1)[1] for k in secret if k.startswith("adplatform:")}).config
-
-
 def cluster(run: Run) -> dict:
     return run.named("postgres-cluster", "kubernetes:postgresql.cnpg.io/v1:Cluster").inputs["spec"]
 
 
 def values(run: Run, release: str) -> dict:
     return run.named(release, "kubernetes:helm.sh/v3:Release").inputs["values"]
-
-
-def policy(run: Run, namespace: str, name: str) -> dict:
-    return run.named(f"netpol-{namespace}-{name}", "kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
-
-
-def problems(raw: dict) -> list[str]:
-    with pytest.raises(ConfigError) as exc:
-        load("test", raw, SECRET_KEYS)
-    return [str(p) for p in exc.value.problems]
 
 
 # --- versions ---------------------------------------------------------------------------------------------
@@ -88,21 +71,15 @@ def test_disruption_budgets_keep_the_primary_and_a_replica(production, staging):
     # none, or its node can never be drained (docs/src/kubernetes_upgrade.md).
     assert cluster(production)["enablePDB"] is True
     assert cluster(staging)["enablePDB"] is False
-    # The operator itself: 2 replicas (leader election) and our PDB in production (the chart ships none).
-    assert values(production, "cloudnative-pg")["replicaCount"] == 2
-    pdb = production.named("cloudnative-pg-pdb", "kubernetes:policy/v1:PodDisruptionBudget").inputs
-    assert pdb["metadata"]["namespace"] == "cnpg-system" and pdb["spec"]["minAvailable"] == 1
-    assert pdb["spec"]["selector"]["matchLabels"] == postgres.OPERATOR_SELECTOR
-    assert values(staging, "cloudnative-pg")["replicaCount"] == 1
-    assert "cloudnative-pg-pdb" not in {r.name for r in staging.of_type("kubernetes:policy/v1:PodDisruptionBudget")}
-    anti = values(production, "cloudnative-pg")["affinity"]["podAntiAffinity"]
-    assert anti["requiredDuringSchedulingIgnoredDuringExecution"][0]["labelSelector"]["matchLabels"] == \
-        postgres.OPERATOR_SELECTOR
+    # The operator itself: 2 leader-elected replicas, our PDB in production (the chart ships none), spread
+    # over the general nodes where it can (preferred: a required rule stalls the rolling update on 2 nodes).
+    assert_operator_ha(production, staging, "cloudnative-pg", "cnpg-system", postgres.OPERATOR_SELECTOR)
+    assert_spread_over_nodes(values(production, "cloudnative-pg")["affinity"], postgres.OPERATOR_SELECTOR)
 
 
 # --- placement and sizing ---------------------------------------------------------------------------------
 def test_instances_select_the_stateful_nodes_and_tolerate_exactly_their_taint(run):
-    where = placement(stack_config(run.stack), "stateful")
+    where = placement(stack_config(run), "stateful")
     assert where.taints == ("adplatform.io/dedicated=stateful:NoSchedule",)  # from the stack's pools
     affinity = cluster(run)["affinity"]
     assert affinity["nodeSelector"] == {"adplatform.io/role": "stateful"}
@@ -113,7 +90,7 @@ def test_instances_select_the_stateful_nodes_and_tolerate_exactly_their_taint(ru
 
 
 def test_resources_are_guaranteed_and_sized_from_the_stateful_pool(run):
-    where = placement(stack_config(run.stack), "stateful")
+    where = placement(stack_config(run), "stateful")
     expected = sized(where, SHARES["postgres"], whole_cpus=False)
     resources = cluster(run)["resources"]
     assert resources["requests"] == resources["limits"] == {"cpu": expected.cpu, "memory": expected.memory}
@@ -125,7 +102,7 @@ def test_resources_are_guaranteed_and_sized_from_the_stateful_pool(run):
 
 
 def test_data_and_wal_on_separate_volumes_of_the_storage_class(run):
-    settings = stack_config(run.stack).data_plane.postgres
+    settings = stack_config(run).data_plane.postgres
     spec = cluster(run)
     assert spec["storage"] == {"size": settings.storage_size, "storageClass": "hcloud-volumes"}
     assert spec["walStorage"] == {"size": settings.wal_storage_size, "storageClass": "hcloud-volumes"}
@@ -135,7 +112,7 @@ def test_data_and_wal_on_separate_volumes_of_the_storage_class(run):
 
 # --- databases and roles ----------------------------------------------------------------------------------
 def test_each_database_has_its_own_owner_role_and_generated_password(run):
-    wanted = stack_config(run.stack).data_plane.postgres.databases
+    wanted = stack_config(run).data_plane.postgres.databases
     assert wanted == ["gitlab", "airflow", "mlflow", "jupyterhub"]
     roles = {r["name"]: r for r in cluster(run)["managed"]["roles"]}
     assert set(roles) == set(wanted)
@@ -148,8 +125,7 @@ def test_each_database_has_its_own_owner_role_and_generated_password(run):
         assert secret["type"] == "kubernetes.io/basic-auth"
         assert secret["metadata"]["name"] == f"postgres-{db}" and secret["metadata"]["namespace"] == "postgres"
         assert secret["metadata"]["labels"]["cnpg.io/reload"] == "true"
-        assert isinstance(secret["stringData"], Secret)  # username and password reach the engine as secrets
-        data = secret["stringData"].value
+        data = string_data(run.named(f"postgres-{db}-credentials", SECRET))  # asserts the values are secret
         assert data["username"] == db and len(data["password"]) == 32
         passwords.add(data["password"])
         database = run.named(f"postgres-database-{db}", "kubernetes:postgresql.cnpg.io/v1:Database").inputs["spec"]
@@ -175,7 +151,7 @@ def test_wal_archiving_and_base_backups_go_through_the_barman_cloud_plugin(run):
     assert scheduled["method"] == "plugin"
     assert scheduled["pluginConfiguration"] == {"name": "barman-cloud.cloudnative-pg.io"}
     assert scheduled["cluster"] == {"name": "postgres"}
-    settings = stack_config(run.stack).data_plane.postgres
+    settings = stack_config(run).data_plane.postgres
     assert scheduled["schedule"] == "0 " + settings.backup_schedule == "0 0 2 * * *"  # seconds field first
     store = run.named("postgres-object-store", "kubernetes:barmancloud.cnpg.io/v1:ObjectStore").inputs["spec"]
     assert store["retentionPolicy"] == settings.backup_retention == "30d"
@@ -195,8 +171,9 @@ def test_backups_go_to_external_s3_in_production_and_the_in_cluster_bucket_in_st
     credentials = config["s3Credentials"]
     secret = run.named("postgres-backup-s3", "kubernetes:core/v1:Secret").inputs
     assert secret["metadata"] == {"name": credentials["accessKeyId"]["name"], "namespace": "postgres"}
-    assert isinstance(secret["stringData"], Secret)  # the keys reach the engine as secrets
-    assert set(secret["stringData"].value) == {credentials["accessKeyId"]["key"], credentials["secretAccessKey"]["key"]}
+    keys = string_data(run.named("postgres-backup-s3", SECRET))  # the keys reach the engine as secrets
+    assert set(keys) == {credentials["accessKeyId"]["key"], credentials["secretAccessKey"]["key"]}
+    assert all(keys.values())
     env = {e["name"]: e["value"] for e in run.named("postgres-object-store").inputs["spec"]
            ["instanceSidecarConfiguration"]["env"]}
     assert env["AWS_REQUEST_CHECKSUM_CALCULATION"] == "when_required"
@@ -207,28 +184,27 @@ def test_the_cron_gains_a_seconds_field():
 
 
 # --- network ----------------------------------------------------------------------------------------------
-def _ports(rule: dict) -> set[int]:
-    return {p["port"] for p in rule.get("ports", [])}
-
-
 def test_network_peers_are_explicit(production, staging):
+    def allowed(run: Run, namespace: str, name: str, direction: str = "ingress") -> list[int]:
+        return ports(policy(run, namespace, name)[direction][0])
+
     for run in (production, staging):
         operator = policy(run, "postgres", "allow-from-cnpg-system")["ingress"][0]
-        assert _ports(operator) == {8000, 5432}
+        assert ports(operator) == [5432, 8000]
         assert operator["from"][0]["podSelector"]["matchLabels"] == postgres.OPERATOR_SELECTOR
         to_cluster = policy(run, "cnpg-system", "allow-to-postgres")["egress"][0]
-        assert _ports(to_cluster) == {8000, 5432}
+        assert ports(to_cluster) == [5432, 8000]
         assert to_cluster["to"][0]["podSelector"]["matchLabels"] == {"cnpg.io/cluster": "postgres"}
-        assert _ports(policy(run, "cnpg-system", "allow-api-server-webhooks")["ingress"][0]) == {9443}
+        assert allowed(run, "cnpg-system", "allow-api-server-webhooks") == [9443]
         platform = policy(run, "postgres", "allow-from-platform")["ingress"][0]
-        assert _ports(platform) == {5432}
+        assert ports(platform) == [5432]
         assert platform["from"][0]["namespaceSelector"]["matchLabels"] == {"adplatform.io/layer": "platform"}
-        assert _ports(policy(run, "postgres", "allow-from-monitoring")["ingress"][0]) == {9187}
+        assert allowed(run, "postgres", "allow-from-monitoring") == [9187]
         names = {r.name for r in run.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")}
         assert "netpol-postgres-allow-from-teams" not in names  # the ad services have no database here
     # Backups: HTTPS to the external store in production, the in-cluster S3 port in staging.
-    assert _ports(policy(production, "postgres", "allow-egress-internet")["egress"][0]) == {443}
-    assert _ports(policy(staging, "postgres", "allow-to-seaweedfs")["egress"][0]) == {8333}
+    assert allowed(production, "postgres", "allow-egress-internet", "egress") == [443]
+    assert allowed(staging, "postgres", "allow-to-seaweedfs", "egress") == [8333]
     names = {r.name for r in staging.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")}
     assert "netpol-postgres-allow-egress-internet" not in names
 
@@ -279,5 +255,5 @@ def test_the_endpoint_names_hosts_and_secrets_but_no_credential(run):
     ({"walStorageSize": "20GB"}, "adplatform:dataPlane.postgres.walStorageSize must be a volume size in Gi or Ti"),
 ])
 def test_invalid_postgres_settings_are_refused_before_anything_runs(postgres_cfg, expected):
-    [msg] = problems(base_raw(dataPlane={"postgres": postgres_cfg}))
+    [msg] = config_problems(base_raw(dataPlane={"postgres": postgres_cfg}))
     assert msg.startswith(expected), msg

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from types import SimpleNamespace
 
 import pytest
 
@@ -16,14 +15,11 @@ from config import ConfigError, load
 from config.catalog import SIZES
 from config.model import ROLE_LABEL
 from tests.conftest import SECRET_KEYS, base_raw, run_raw, stack_run
-from tools.mockrun import Secret
+from tests.stores import (NETPOL, RELEASE, SECRET, assert_operator_ha, assert_spread_over_nodes, chart_of,
+                          expected_tolerations, policy, pools, ports, refused_memory, stack_config, string_data)
 
-RELEASE = "kubernetes:helm.sh/v3:Release"
 CLUSTER = "kubernetes:cluster.redpanda.com/v1alpha2:Redpanda"
 USER = "kubernetes:cluster.redpanda.com/v1alpha2:User"
-SECRET = "kubernetes:core/v1:Secret"
-PDB = "kubernetes:policy/v1:PodDisruptionBudget"
-NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
@@ -31,64 +27,25 @@ def spec(run) -> dict:
     return run.named("redpanda-cluster", CLUSTER).inputs["spec"]["clusterSpec"]
 
 
-def stack_config(run):
-    """The stack's validated config, loaded the way the program loads it."""
-    raw = {k.split(":", 1)[1]: v.value if isinstance(v, Secret) else v for k, v in run.config.items()
-           if k.startswith("adplatform:")}
-    secrets = {k.split(":", 1)[1] for k, v in run.config.items() if isinstance(v, Secret)}
-    return load(run.stack, raw, secrets).config
-
-
-def pools(run, role: str):
-    return [p for p in stack_config(run).cluster.active_pools if p.role == role]
-
-
-def expected_tolerations(taints) -> list[dict]:
-    out = []
-    for taint in taints:
-        key_value, effect = taint.rsplit(":", 1)
-        key, _, value = key_value.partition("=")
-        out.append({"key": key, "operator": "Equal", "value": value, "effect": effect} if value
-                   else {"key": key, "operator": "Exists", "effect": effect})
-    return out
-
-
-def string_data(secret) -> dict:
-    """Every value of a Secret's stringData, asserting each reached the engine as a secret."""
-    data = secret.inputs["stringData"]
-    if isinstance(data, Secret):
-        return dict(data.value)
-    assert all(isinstance(v, Secret) for v in data.values()), secret.name
-    return {k: v.value for k, v in data.items()}
-
-
-def policy(run, namespace: str, name: str) -> dict:
-    return run.named(f"netpol-{namespace}-{name}", NETPOL).inputs["spec"]
-
-
 # --- the operator ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("stack", ["production", "staging"])
 def test_operator_chart_is_the_pinned_vendor_operator(stack):
     run = stack_run(stack)
-    rel = run.named("redpanda-operator", RELEASE).inputs
-    assert (rel["chart"], rel["version"], rel["repositoryOpts"]["repo"], rel["namespace"]) == (
-        "operator", "26.2.2", "https://charts.redpanda.com", "redpanda-operator")
+    # createNamespace False: our Namespace object (labels, policies) owns it
+    assert chart_of(run, "redpanda-operator") == (
+        "operator", "26.2.2", "https://charts.redpanda.com", "redpanda-operator", False)
     assert charts.CHARTS["operator"] is charts.REDPANDA_OPERATOR
-    assert rel["createNamespace"] is False  # our Namespace object (labels, policies) owns it
-    values = rel["values"]
+    values = run.named("redpanda-operator", RELEASE).inputs["values"]
     assert values["crds"] == {"enabled": True}
     assert values["image"]["tag"] == "v26.2.2" and values["telemetry"] == {"enabled": False}
     assert "tolerations" not in values and "nodeSelector" not in values  # general nodes, never a database pool
 
 
 def test_operator_runs_two_replicas_with_a_budget_in_production_one_in_staging(production, staging):
-    assert production.named("redpanda-operator", RELEASE).inputs["values"]["replicaCount"] == 2
-    pdb = production.named("redpanda-operator-pdb", PDB).inputs
-    assert pdb["metadata"]["namespace"] == "redpanda-operator" and pdb["spec"]["minAvailable"] == 1
-    assert pdb["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "operator",
-                                                      "app.kubernetes.io/instance": "redpanda-operator"}
-    assert staging.named("redpanda-operator", RELEASE).inputs["values"]["replicaCount"] == 1
-    assert not [r for r in staging.of_type(PDB) if r.name == "redpanda-operator-pdb"]
+    labels = {"app.kubernetes.io/name": "operator", "app.kubernetes.io/instance": "redpanda-operator"}
+    assert labels == redpanda.OPERATOR_LABELS  # operator/chart/helpers.go SelectorLabels
+    assert_operator_ha(production, staging, "redpanda-operator", "redpanda-operator", labels)
+    assert_spread_over_nodes(production.named("redpanda-operator", RELEASE).inputs["values"]["affinity"], labels)
 
 
 # --- brokers ---------------------------------------------------------------------------------------------
@@ -164,7 +121,7 @@ def test_storage_is_a_persistent_volume_of_the_configured_size(stack):
     run = stack_run(stack)
     volume = spec(run)["storage"]["persistentVolume"]
     assert volume == {"enabled": True, "size": stack_config(run).data_plane.redpanda.storage_size,
-                      "storageClass": run.outputs["storageClass"]}
+                      "storageClass": run.outputs["storageClass"] + "-xfs"}, "Redpanda wants XFS data directories"
     assert volume["size"] == {"production": "500Gi", "staging": "50Gi"}[stack]
     assert spec(run)["statefulset"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain",
                                                                                 "whenScaled": "Retain"}
@@ -244,7 +201,6 @@ def test_namespaces_admit_clients_prometheus_and_the_operator_only(production):
     assert ns["pod-security.kubernetes.io/enforce"] == "privileged"  # the host tuners
     op_ns = production.named("ns-redpanda-operator", "kubernetes:core/v1:Namespace").inputs["metadata"]["labels"]
     assert op_ns["pod-security.kubernetes.io/enforce"] == "baseline"
-    ports = lambda rule: sorted(p["port"] for p in rule["ports"])  # noqa: E731
     for peer in ("teams", "platform"):
         [rule] = policy(production, "redpanda", f"allow-from-{peer}")["ingress"]
         assert ports(rule) == [8081, 8082, 9093]
@@ -328,9 +284,8 @@ def test_config_errors_name_the_key(settings, expected):
 
 
 def test_too_little_memory_from_the_pool_is_refused_with_the_keys_to_set():
-    where = SimpleNamespace(pools=("redpanda",))
-    ctx = SimpleNamespace(resources=lambda store: Resources("4", "6Gi"), placements={"redpanda": where})
     # (the pool's own share never gets here: context.resources gives fewer cores; a configured pair is
     # checked in config/data.py)
-    with pytest.raises(ValueError, match="dataPlane.redpanda.cpu and memory"):
-        redpanda.broker_resources(ctx)
+    assert refused_memory("redpanda", "4", "6Gi") == (
+        "adplatform:dataPlane.redpanda gets cpu 4 and memory 6Gi from its pools ['redpanda']: Redpanda needs 2Gi per "
+        "core of the 90% it is given, so at least 9103Mi; set dataPlane.redpanda.cpu and memory")

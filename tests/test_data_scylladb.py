@@ -21,17 +21,17 @@ from config.catalog import SIZES
 from config.model import ROLE_LABEL
 from tests import validators
 from tests.conftest import SECRET_KEYS, base_raw, k3s_config, run_raw, stack_run
+from tests.stores import (RELEASE, SECRET, assert_spread_over_nodes, chart_of, expected_tolerations, policy, pools,
+                          ports, refused_memory, stack_config, string_data)
 from tools.mockrun import Secret
 
-RELEASE = "kubernetes:helm.sh/v3:Release"
 SCYLLA = "kubernetes:scylla.scylladb.com/v1:ScyllaCluster"
 NODE_CONFIG = "kubernetes:scylla.scylladb.com/v1alpha1:NodeConfig"
-SECRET = "kubernetes:core/v1:Secret"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 JOB = "kubernetes:batch/v1:Job"
-NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 NAMESPACE = "kubernetes:core/v1:Namespace"
 PASSWORD = "random:index/randomPassword:RandomPassword"
+STORAGE_CLASS = "kubernetes:storage.k8s.io/v1:StorageClass"
 SCRIPTS = Path(__file__).resolve().parent.parent / "components" / "data" / "scylladb" / "scripts"
 
 
@@ -47,40 +47,8 @@ def spec(run) -> dict:
     return run.named("scylla-cluster", SCYLLA).inputs["spec"]
 
 
-def stack_config(run):
-    raw = {k.split(":", 1)[1]: v.value if isinstance(v, Secret) else v for k, v in run.config.items()
-           if k.startswith("adplatform:")}
-    secrets = {k.split(":", 1)[1] for k, v in run.config.items() if isinstance(v, Secret)}
-    return load(run.stack, raw, secrets).config
-
-
 def scylla_pools(run):
-    return [p for p in stack_config(run).cluster.active_pools if p.role == "scylladb"]
-
-
-def expected_tolerations(taints) -> list[dict]:
-    out = []
-    for taint in sorted(taints):
-        key_value, effect = taint.rsplit(":", 1)
-        key, _, value = key_value.partition("=")
-        out.append({"key": key, "operator": "Equal", "value": value, "effect": effect})
-    return out
-
-
-def string_data(secret) -> dict:
-    data = secret.inputs["stringData"]
-    if isinstance(data, Secret):
-        return dict(data.value)
-    assert all(isinstance(v, Secret) for v in data.values()), secret.name
-    return {k: v.value for k, v in data.items()}
-
-
-def policy(run, namespace: str, name: str) -> dict:
-    return run.named(f"netpol-{namespace}-{name}", NETPOL).inputs["spec"]
-
-
-def peer_ports(rule: dict) -> set[int]:
-    return {p["port"] for p in rule["ports"]}
+    return pools(run, "scylladb")
 
 
 def job_container(run, name: str) -> dict:
@@ -96,9 +64,10 @@ def config_map_data(run, name: str) -> dict:
 def test_operator_chart_and_crds_are_pinned_to_the_release(stack):
     run = stack_run(stack)
     rel = run.named("scylla-operator", RELEASE).inputs
-    assert (rel["chart"], rel["version"], rel["repositoryOpts"]["repo"], rel["namespace"]) == (
-        "scylla-operator", "v1.21.1", "https://scylla-operator-charts.storage.googleapis.com/stable", "scylla-operator")
-    assert charts.CHARTS["scylla-operator"] is charts.SCYLLA_OPERATOR and rel["createNamespace"] is False
+    assert chart_of(run, "scylla-operator") == (
+        "scylla-operator", "v1.21.1", "https://scylla-operator-charts.storage.googleapis.com/stable", "scylla-operator",
+        False)
+    assert charts.CHARTS["scylla-operator"] is charts.SCYLLA_OPERATOR
     assert rel["values"]["image"] == {"repository": "docker.io/scylladb", "tag": "1.21.1", "pullPolicy": "IfNotPresent"}
     assert rel["values"]["webhook"] == {"createSelfSignedCertificate": True}  # cert-manager issues the webhook's cert
     crds = sorted((r for r in run.resources if r.name.startswith("scylla-operator-crds-")), key=lambda r: r.name)
@@ -114,15 +83,14 @@ def test_operator_chart_and_crds_are_pinned_to_the_release(stack):
 def test_operator_and_webhook_are_ha_in_production_single_in_staging(production, staging):
     prod = production.named("scylla-operator", RELEASE).inputs["values"]
     assert prod["replicas"] == prod["webhookServerReplicas"] == 2  # > 1: the chart adds both PDBs
-    [term] = prod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-    assert term["labelSelector"]["matchLabels"] == {"app.kubernetes.io/name": "scylla-operator",
-                                                    "app.kubernetes.io/instance": "scylla-operator"}
-    [term] = prod["webhookServerAffinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-    assert term["labelSelector"]["matchLabels"]["app.kubernetes.io/name"] == "webhook-server"
     stage = staging.named("scylla-operator", RELEASE).inputs["values"]
-    assert stage["replicas"] == stage["webhookServerReplicas"] == 1
-    assert "preferredDuringSchedulingIgnoredDuringExecution" in stage["affinity"]["podAntiAffinity"]
+    assert stage["replicas"] == stage["webhookServerReplicas"] == 1  # 1: the chart adds none (drains go on)
     for values in (prod, stage):
+        # templates/_helpers.tpl selectorLabels; webhookserver.deployment.yaml labels
+        assert_spread_over_nodes(values["affinity"], {"app.kubernetes.io/name": "scylla-operator",
+                                                      "app.kubernetes.io/instance": "scylla-operator"})
+        assert_spread_over_nodes(values["webhookServerAffinity"], {"app.kubernetes.io/name": "webhook-server",
+                                                                   "app.kubernetes.io/instance": "webhook-server"})
         # the general nodes: no tolerations, no database pool
         placement_keys = {"tolerations", "nodeSelector", "webhookServerTolerations", "webhookServerNodeSelector"}
         assert not placement_keys & set(values)
@@ -163,7 +131,7 @@ def test_members_run_on_the_scylladb_pool_one_per_node(stack, required):
     assert taints == {"adplatform.io/dedicated=scylladb:NoSchedule"}
     for rack in spec(run)["datacenter"]["racks"]:
         placement = rack["placement"]
-        assert placement["tolerations"] == expected_tolerations(taints)
+        assert placement["tolerations"] == expected_tolerations(sorted(taints))
         [term] = placement["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
         assert term == {"matchExpressions": [{"key": ROLE_LABEL, "operator": "In", "values": ["scylladb"]}]}
         anti = placement["podAntiAffinity"]
@@ -174,6 +142,10 @@ def test_members_run_on_the_scylladb_pool_one_per_node(stack, required):
         assert term["topologyKey"] == "kubernetes.io/hostname"
         # across racks: every ScyllaDB pod of the cluster, whatever its rack
         assert term["labelSelector"]["matchLabels"] == {"app.kubernetes.io/name": "scylla", "scylla/cluster": "scylla"}
+        # ... of the scheduled pod's own type: the operator copies this placement onto its cleanup Jobs, whose
+        # pods carry the cluster labels too; members must not repel them (scylladb/scylla-operator#1347)
+        assert term["matchLabelKeys"] == ["scylla-operator.scylladb.com/pod-type"]
+        assert "scylla-operator.scylladb.com/pod-type" not in term["labelSelector"]["matchLabels"]  # API rule
 
 
 @pytest.mark.parametrize(("stack", "cpus"), [("production", "12"), ("staging", "2")])
@@ -198,13 +170,9 @@ def test_static_cpu_manager_runs_on_the_scylladb_nodes(production):
 
 def test_too_little_memory_for_the_shards_is_refused():
     """Production mode refuses less than 1 GiB per shard; the error names the keys that fix it."""
-    ctx = SimpleNamespace(resources=lambda store: Resources("8", "6Gi"),
-                          placements={"scylladb": SimpleNamespace(pools=("scylladb",))})
-    with pytest.raises(ValueError, match=r"adplatform:dataPlane.scylladb .* at least 9728Mi for 8 shards; "
-                                         r"set dataPlane.scylladb.cpu and memory"):
-        cluster.scylla_resources(ctx)
-    ctx.resources = lambda store: Resources("8", "10Gi")
-    assert cluster.scylla_resources(ctx) == Resources("8", "10Gi")
+    assert refused_memory("scylladb", "8", "6Gi") == (
+        "adplatform:dataPlane.scylladb gets cpu 8 and memory 6Gi from its pools ['scylladb']: ScyllaDB in production "
+        "mode needs 1024Mi per shard and 1536Mi besides, so at least 9728Mi; set dataPlane.scylladb.cpu and memory")
 
 
 # --- storage -------------------------------------------------------------------------------------------------
@@ -228,7 +196,7 @@ def test_local_nvme_gets_an_xfs_loop_device_and_the_local_csi_driver(stack, size
         "local.csi.scylladb.com", "WaitForFirstConsumer", {"csi.storage.k8s.io/fstype": "xfs"})
     pod = run.named("scylla-local-csi-daemonset", "kubernetes:apps/v1:DaemonSet").inputs["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"kubernetes.io/os": "linux", ROLE_LABEL: "scylladb"}
-    assert pod["tolerations"] == expected_tolerations({"adplatform.io/dedicated=scylladb:NoSchedule"})
+    assert pod["tolerations"] == expected_tolerations(["adplatform.io/dedicated=scylladb:NoSchedule"])
     driver = pod["containers"][0]
     assert driver["image"] == "docker.io/scylladb/local-csi-driver:1.0.1"
     assert f"--volumes-dir={storage.VOLUMES_DIR}" in driver["args"]
@@ -245,13 +213,28 @@ def test_the_local_image_fits_the_servers_disk():
         storage.loop_size("100G")
 
 
-def test_network_storage_uses_the_csi_class_in_developer_mode():
+def xfs_class(run) -> str | None:
+    """The provider's StorageClass whose CSI driver formats volumes XFS, if this run has one."""
+    found = [sc.inputs["metadata"]["name"] for sc in run.of_type(STORAGE_CLASS)
+             if (sc.inputs.get("parameters") or {}).get("csi.storage.k8s.io/fstype") == "xfs"
+             and sc.inputs["metadata"]["name"] != storage.LOCAL_STORAGE_CLASS]
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
+def test_network_storage_runs_production_mode_on_the_providers_xfs_class():
+    """`storage: network` on Hetzner: the provider's XFS class (hcloud-volumes-xfs) in production mode; only a
+    provider without one leaves ScyllaDB on ext4, which iotune accepts in developer mode alone."""
     run = network_run()
     spec_ = spec(run)
+    xfs = xfs_class(run)
+    expected = (xfs, False) if xfs else ("hcloud-volumes", True)
     for rack in spec_["datacenter"]["racks"]:
-        assert rack["storage"] == {"storageClassName": "hcloud-volumes", "capacity": "250Gi"}
-    # ext4 volumes fail iotune's AIO check outside developer mode (see storage.py)
-    assert spec_["developerMode"] is True and spec_["automaticOrphanedNodeCleanup"] is False
+        assert rack["storage"] == {"storageClassName": expected[0], "capacity": "250Gi"}
+    assert spec_["developerMode"] is expected[1] and spec_["automaticOrphanedNodeCleanup"] is False
+    if xfs:  # the claims are made once the class exists (providers/base.py csi_storage names the resource)
+        deps = {run.by_urn(u).name for u in run.named("scylla-cluster", SCYLLA).dependencies}
+        assert f"storage-class-{xfs}" in deps
     node = run.named("scylla-node-config", NODE_CONFIG).inputs["spec"]
     assert "localDiskSetup" not in node and node["disableOptimizations"] is False  # perftune still runs
     assert not [r for r in run.resources if "local-csi" in r.name]
@@ -261,6 +244,31 @@ def test_network_storage_uses_the_csi_class_in_developer_mode():
     assert spec_["backups"][0]["retention"] == 14
 
 
+def test_clouds_without_local_nvme_run_production_mode_on_their_xfs_class():
+    """AWS (like GCP and Azure: providers/base.py csi_storage) has network disks only: `storage: auto` takes its
+    XFS class, and ScyllaDB stays out of developer mode."""
+    run = stack_run("staging-aws")
+    spec_ = spec(run)
+    assert xfs_class(run) == f"{run.outputs['storageClass']}-xfs"
+    assert {r["storage"]["storageClassName"] for r in spec_["datacenter"]["racks"]} == {xfs_class(run)}
+    assert spec_["developerMode"] is False
+
+
+@pytest.mark.parametrize(("setting", "nvme", "xfs", "expected"), [
+    ("auto", True, "cloud-xfs", (True, "scylladb-local-xfs", False)),  # local NVMe wins
+    ("auto", False, "cloud-xfs", (False, "cloud-xfs", False)),  # AWS, GCP, Azure
+    ("network", True, "cloud-xfs", (False, "cloud-xfs", False)),  # Hetzner asked for network volumes
+    ("network", True, None, (False, "cloud", True)),  # no XFS class: ext4, developer mode, a warning
+    ("auto", False, None, (False, "cloud", True)),
+])
+def test_storage_choice_keeps_developer_mode_for_providers_without_xfs(setting, nvme, xfs, expected):
+    ctx = SimpleNamespace(settings=SimpleNamespace(scylladb=SimpleNamespace(storage=setting)), local_nvme=nvme,
+                          storage_class="cloud", xfs_storage_class=xfs)
+    chosen = storage.choose(ctx)
+    assert (chosen.local, chosen.storage_class, chosen.developer_mode) == expected
+    assert ("developer mode" in chosen.why) is expected[2]  # what the warning tells the operator
+
+
 @pytest.mark.parametrize("stack", ["production", "staging"])
 def test_node_config_tunes_the_scylladb_nodes_without_fighting_host_tuning(stack):
     run = stack_run(stack)
@@ -268,7 +276,7 @@ def test_node_config_tunes_the_scylladb_nodes_without_fighting_host_tuning(stack
     assert "namespace" not in node["metadata"]  # cluster-scoped
     placement = node["spec"]["placement"]
     assert placement == {"nodeSelector": {ROLE_LABEL: "scylladb"},
-                         "tolerations": expected_tolerations({"adplatform.io/dedicated=scylladb:NoSchedule"})}
+                         "tolerations": expected_tolerations(["adplatform.io/dedicated=scylladb:NoSchedule"])}
     assert node["spec"]["disableOptimizations"] is False  # perftune: IRQs, NIC queues, disks, clocksource
     # The host tuning owns the sysctls (and the governor, THP): the NodeConfig writes none of them.
     assert "sysctls" not in node["spec"]
@@ -433,7 +441,7 @@ def test_agents_reach_the_external_bucket_in_production(production):
                      "access_key_id": "offline-placeholder-access-key",
                      "secret_access_key": "offline-placeholder-secret-key", "force_path_style": "true"}
     egress = policy(production, "scylla", "allow-egress-internet")["egress"][0]
-    assert peer_ports(egress) == {443}
+    assert ports(egress) == [443]
 
 
 def test_agents_reach_the_in_cluster_store_path_style_in_staging(staging):
@@ -441,7 +449,7 @@ def test_agents_reach_the_in_cluster_store_path_style_in_staging(staging):
     assert re.fullmatch(r"http://[a-z0-9-]+\.seaweedfs\.svc:8333", agent["endpoint"])
     assert agent["force_path_style"] == "true" and agent["provider"] == "Other"
     egress = policy(staging, "scylla", "allow-to-seaweedfs")["egress"][0]
-    assert peer_ports(egress) == {8333}
+    assert ports(egress) == [8333]
     assert egress["to"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "seaweedfs"}
 
 
@@ -480,16 +488,16 @@ def test_namespaces_and_their_pod_security_levels(stack):
 @pytest.mark.parametrize("stack", ["production", "staging"])
 def test_network_policies_let_in_exactly_the_peers(stack):
     run = stack_run(stack)
-    assert peer_ports(policy(run, "scylla", "allow-from-teams")["ingress"][0]) == {9042, 19042}
-    assert peer_ports(policy(run, "scylla", "allow-from-platform")["ingress"][0]) == {9042, 19042}
-    assert peer_ports(policy(run, "scylla", "allow-from-monitoring")["ingress"][0]) == {9180, 5090}
-    assert peer_ports(policy(run, "scylla", "allow-from-scylla-operator")["ingress"][0]) == {10001}
-    assert peer_ports(policy(run, "scylla", "allow-from-scylla-manager")["ingress"][0]) == {10001, 9042, 19042}
-    assert peer_ports(policy(run, "scylla-manager", "allow-to-scylla")["egress"][0]) == {10001, 9042, 19042}
-    assert peer_ports(policy(run, "scylla-operator", "allow-to-scylla")["egress"][0]) == {10001}
-    assert peer_ports(policy(run, "scylla-operator", "allow-to-scylla-manager")["egress"][0]) == {5080, 10001}
-    assert peer_ports(policy(run, "scylla-manager", "allow-from-scylla-operator")["ingress"][0]) == {5080, 10001}
-    assert peer_ports(policy(run, "scylla-operator", "allow-api-server-webhooks")["ingress"][0]) == {5000}
+    assert ports(policy(run, "scylla", "allow-from-teams")["ingress"][0]) == [9042, 19042]
+    assert ports(policy(run, "scylla", "allow-from-platform")["ingress"][0]) == [9042, 19042]
+    assert ports(policy(run, "scylla", "allow-from-monitoring")["ingress"][0]) == [5090, 9180]
+    assert ports(policy(run, "scylla", "allow-from-scylla-operator")["ingress"][0]) == [10001]
+    assert ports(policy(run, "scylla", "allow-from-scylla-manager")["ingress"][0]) == [9042, 10001, 19042]
+    assert ports(policy(run, "scylla-manager", "allow-to-scylla")["egress"][0]) == [9042, 10001, 19042]
+    assert ports(policy(run, "scylla-operator", "allow-to-scylla")["egress"][0]) == [10001]
+    assert ports(policy(run, "scylla-operator", "allow-to-scylla-manager")["egress"][0]) == [5080, 10001]
+    assert ports(policy(run, "scylla-manager", "allow-from-scylla-operator")["ingress"][0]) == [5080, 10001]
+    assert ports(policy(run, "scylla-operator", "allow-api-server-webhooks")["ingress"][0]) == [5000]
     teams = policy(run, "scylla", "allow-from-teams")["ingress"][0]["from"][0]
     assert teams["namespaceSelector"]["matchLabels"] == {"adplatform.io/layer": "teams"}
 
@@ -527,8 +535,14 @@ def test_endpoint_in_the_stack_output_has_no_secret(stack, rf):
     ({"keyspaces": ["ads", "ads"]}, "dataPlane.scylladb.keyspaces", "must not repeat"),
     ({"storage": "nvme"}, "dataPlane.scylladb.storage", "auto, network"),
     ({"repairSchedule": "weekly"}, "dataPlane.scylladb.repairSchedule", "cron"),
+    # whole CPUs for the static CPU manager, and 1 GiB per shard plus the reserve (production mode)
+    ({"cpu": "2500m"}, "dataPlane.scylladb.cpu", "whole number of CPUs"),
+    ({"cpu": "8", "memory": "8Gi"}, "dataPlane.scylladb", "memory 8Gi is too small for cpu 8: ScyllaDB in production "
+                                                         "mode needs 1024Mi per shard and 1536Mi besides, so at least "
+                                                         "9728Mi"),
 ])
 def test_config_errors_name_the_key(scylladb, key, expected):
     with pytest.raises(ConfigError) as err:
         load("production", base_raw(dataPlane={"scylladb": scylladb}), SECRET_KEYS)
     assert any(key in str(p) and expected in str(p) for p in err.value.problems), err.value.problems
+    load("production", base_raw(dataPlane={"scylladb": {"cpu": "8", "memory": "9728Mi"}}), SECRET_KEYS)

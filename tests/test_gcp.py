@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
-from functools import lru_cache
 from typing import Any
 
-import pytest
-
 from components.charts import GCP_PD_CSI
-from config import ConfigError
 from config.catalog import SIZES
 from policy import rules as policy
 from providers import gcp, get
 from providers.base import PORTS
-from tests.conftest import SECRET_KEYS, base_raw, k3s_config, stack_run
+from tests.cloud_stacks import assert_block_storage, config_problems, stack_fixtures
+from tests.conftest import base_raw, k3s_config
 from tools import mockrun
 from tools.mockrun import FAKE_UBUNTU_GCE_IMAGE
 
@@ -24,28 +21,11 @@ PROVIDER = {"gcp:project": "adp-test", "gcp:region": "europe-west3"}
 PINNED_IMAGE = "projects/ubuntu-os-cloud/global/images/ubuntu-2404-noble-amd64-v20260901"
 
 
-def run_gcp(raw: dict[str, Any], provider: dict[str, str] | None = None, stack: str = "test") -> mockrun.Run:
-    values = {f"adplatform:{k}": v for k, v in raw.items()}
-    values.update(PROVIDER if provider is None else provider)
-    return mockrun.run(values, {f"adplatform:{k}" for k in SECRET_KEYS}, stack)
-
-
-@pytest.fixture(scope="module")
-def staging() -> mockrun.Run:
-    return stack_run("staging-gcp")
-
-
-@lru_cache(maxsize=None)
-def _production() -> mockrun.Run:
-    # The production profile with a pinned image, a public API load balancer and a pool pinned to a zone.
-    return run_gcp(base_raw(provider="gcp", cluster={
-        "image": PINNED_IMAGE, "apiLoadBalancer": {"public": True},
-        "pools": [{"name": "stateful", "location": "europe-west3-b"}]}), stack="production-gcp")
-
-
-@pytest.fixture(scope="module")
-def production() -> mockrun.Run:
-    return _production()
+# The staging stack file, and the production profile with a pinned image, a public API load balancer
+# and a pool pinned to a zone.
+staging, production = stack_fixtures("staging-gcp", "gcp", PROVIDER, {
+    "image": PINNED_IMAGE, "apiLoadBalancer": {"public": True},
+    "pools": [{"name": "stateful", "location": "europe-west3-b"}]})
 
 
 def by_pool(run: mockrun.Run) -> Counter:
@@ -86,7 +66,7 @@ def test_admin_ports_only_from_admin_cidrs(staging):
     for rule in rules.values():
         assert rule.inputs["direction"] == "INGRESS" and rule.inputs["targetTags"], "rules apply to tagged nodes"
     # 6443 from elsewhere: only Google's health checkers and the internal load balancer's proxies.
-    assert rules["adp-staging-gcp-in-api-health-checks"].inputs["sourceRanges"] == list(gcp.HEALTH_CHECK_RANGES)
+    assert rules["adp-staging-gcp-in-api-health-checks"].inputs["sourceRanges"] == ["130.211.0.0/22", "35.191.0.0/16"]
     assert rules["adp-staging-gcp-in-api-health-checks"].inputs["targetTags"] == ["adp-staging-gcp-server"]
     assert rules["adp-staging-gcp-in-api-proxies"].inputs["sourceRanges"] == ["10.0.2.0/24"]
 
@@ -196,22 +176,25 @@ def test_public_api_load_balancer_is_a_passthrough_behind_the_admin_rule(product
     rules = {r.name: r.inputs for r in production.of_type("gcp:compute/forwardingRule:ForwardingRule")}
     assert rules["api-public"]["loadBalancingScheme"] == "EXTERNAL" and rules["api-public"]["ports"] == ["6443"]
     assert production.outputs["apiEndpoint"].startswith("https://203.0.113.")
+    # External passthrough load balancers probe from their own ranges, not only the proxies' (GCP
+    # "Firewall rules"): without them every backend of the public one is unhealthy.
+    probes = firewalls(production)["adp-production-gcp-in-api-health-checks"].inputs
+    assert set(probes["sourceRanges"]) == {"35.191.0.0/16", "130.211.0.0/22", "209.85.152.0/22", "209.85.204.0/22"}
+    assert probes["allows"] == [{"protocol": "tcp", "ports": ["6443"]}] and probes["targetTags"] == [
+        "adp-production-gcp-server"]
 
 
 # --- storage --------------------------------------------------------------------------------------------
 
-def test_pd_csi_driver_and_default_storage_class(staging, production):
+def test_pd_csi_driver_default_storage_class_and_its_xfs_twin(staging, production):
     driver = staging.named("gcp-pd-csi", "kubernetes:kustomize/v2:Directory")
     assert driver.inputs["directory"] == GCP_PD_CSI.directory and f"/tree/{GCP_PD_CSI.version}/" in GCP_PD_CSI.directory
     namespace = staging.named("gce-pd-csi-driver", "kubernetes:core/v1:Namespace")
     assert namespace.urn in driver.dependencies
     for run, reclaim in ((staging, "Delete"), (production, "Retain")):
-        sc = run.named("storage-class-pd-balanced", "kubernetes:storage.k8s.io/v1:StorageClass")
-        assert sc.inputs["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
-        assert sc.inputs["provisioner"] == "pd.csi.storage.gke.io"
-        assert sc.inputs["allowVolumeExpansion"] is True and sc.inputs["volumeBindingMode"] == "WaitForFirstConsumer"
-        assert sc.inputs["reclaimPolicy"] == reclaim
-    assert driver.urn in staging.named("storage-class-pd-balanced").dependencies
+        params = assert_block_storage(run, "pd-balanced", "pd.csi.storage.gke.io", reclaim=reclaim,
+                                      driver="gcp-pd-csi")
+        assert params["type"] == "pd-balanced"
 
 
 # --- protection -----------------------------------------------------------------------------------------
@@ -222,19 +205,20 @@ def test_production_protects_instances_and_network(production, staging):
     assert production.named("network", "gcp:compute/network:Network").protect
     assert production.named("subnet", "gcp:compute/subnetwork:Subnetwork").protect
     assert not any(r.protect for r in staging.of_type(INSTANCE))
+    # The API addresses: in every node's K3s config and Cilium (internal), in kubeconfigs (public).
+    assert {r.name: r.protect for r in production.of_type("gcp:compute/address:Address")} == {
+        "api-internal": True, "api-public": True}
+    assert not staging.named("api-internal", "gcp:compute/address:Address").protect
 
 
 # --- validation -----------------------------------------------------------------------------------------
 
-def _problems(raw: dict[str, Any], provider: dict[str, str] | None = None) -> list[str]:
-    with pytest.raises(ConfigError) as err:
-        run_gcp(raw, provider)
-    assert mockrun.last_monitor.recorded == [], "nothing is created before the config is valid"
-    return [str(p) for p in err.value.problems]
+def _problems(raw: dict[str, Any], settings: dict[str, str] = PROVIDER) -> list[str]:
+    return config_problems(raw, settings)
 
 
 def test_project_and_region_must_be_set():
-    msgs = _problems(base_raw(provider="gcp"), provider={})
+    msgs = _problems(base_raw(provider="gcp"), settings={})
     assert [m.split(" (")[0] for m in msgs] == ["gcp:project must be set to the stack's Google Cloud project id",
                                                "gcp:region must be set to the stack's Google Cloud region"]
 

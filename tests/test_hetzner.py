@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from collections import Counter
+from functools import lru_cache
+
+import pulumi
 
 from components.charts import HCLOUD_CSI
-from providers import get
-from providers.base import PORTS
-from tests.conftest import base_raw, k3s_config, run_raw
-from tools.mockrun import Secret
+from providers import cloud, get
+from providers.base import PORTS, csi_storage
+from tests.cloud_stacks import STORAGE_CLASS, assert_block_storage, run_alone
+from tests.conftest import VALID_KEY, base_raw, k3s_config, run_raw
+from tools.mockrun import Resource, Run, Secret
 
 SERVER = "hcloud:index/server:Server"
+
+
+@lru_cache(maxsize=None)
+def _variant() -> Run:
+    """Production with the API load balancer off and a pool of 25 (one run for the tests that vary config)."""
+    return run_raw(base_raw(cluster={"apiLoadBalancer": {"enabled": False}, "pools": [{"name": "general", "count": 25}]}))
 
 
 def servers_by_pool(run):
@@ -62,8 +72,7 @@ def test_spread_placement_group_per_pool(production):
 
 
 def test_large_pool_splits_placement_groups_at_ten():
-    run = run_raw(base_raw(cluster={"pools": [{"name": "general", "count": 25}]}))
-    general = [g for g in run.of_type("hcloud:index/placementGroup:PlacementGroup")
+    general = [g for g in _variant().of_type("hcloud:index/placementGroup:PlacementGroup")
                if g.inputs["labels"]["adplatform.io/pool"] == "general"]
     assert len(general) == 3
 
@@ -90,10 +99,10 @@ def test_server_names_are_stable_when_pools_are_reordered():
     assert "adp-test-alpha-2" in urns(first).values()
 
 
-def test_ssh_keys_named_by_content():
-    one = run_raw(base_raw())
-    key_names = {r.name for r in one.of_type("hcloud:index/sshKey:SshKey")}
-    assert len(key_names) == 1 and next(iter(key_names)).startswith("ssh-")
+def test_ssh_keys_named_by_content(production):
+    (key,) = production.of_type("hcloud:index/sshKey:SshKey")
+    assert key.name == f"ssh-{cloud.key_digest(key.inputs['publicKey'])}", "adding or re-ordering keys renames none"
+    assert key.inputs["name"] == f"adp-production-{cloud.key_digest(VALID_KEY)}"
 
 
 def test_api_load_balancer_is_private_with_health_check(production):
@@ -107,8 +116,9 @@ def test_api_load_balancer_is_private_with_health_check(production):
 
 
 def test_api_load_balancer_can_be_turned_off():
-    run = run_raw(base_raw(cluster={"apiLoadBalancer": {"enabled": False}}))
+    run = _variant()
     assert not run.of_type("hcloud:index/loadBalancer:LoadBalancer")
+    assert k3s_config(run, "general-1")["server"] == f"https://{run.outputs['nodes']['adp-test-control-plane-1']['privateIp']}:6443"
 
 
 def test_every_size_class_maps_to_a_hetzner_type():
@@ -127,22 +137,17 @@ def test_ccm_secret_and_release(production):
 
 # --- storage (CSI) and load balancers for Services --------------------------------------------------
 
-def test_csi_driver_gives_an_encrypted_expandable_default_storage_class(production, staging):
+def test_csi_driver_gives_encrypted_expandable_classes_default_and_xfs(production, staging):
     for run, reclaim in ((production, "Retain"), (staging, "Delete")):
-        sc = run.named("storage-class-hcloud-volumes", "kubernetes:storage.k8s.io/v1:StorageClass")
-        assert sc.inputs["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
-        assert sc.inputs["provisioner"] == "csi.hetzner.cloud"
-        assert sc.inputs["allowVolumeExpansion"] is True
-        assert sc.inputs["volumeBindingMode"] == "WaitForFirstConsumer"
-        assert sc.inputs["reclaimPolicy"] == reclaim, "production keeps a volume when its claim is deleted"
-        params = sc.inputs["parameters"]
+        # Production keeps a volume when its claim is deleted; the XFS twin is LUKS-encrypted the same way.
+        params = assert_block_storage(run, "hcloud-volumes", "csi.hetzner.cloud", reclaim=reclaim, driver="hcloud-csi")
         secret = run.named("hcloud-volume-encryption", "kubernetes:core/v1:Secret")
         assert params["csi.storage.k8s.io/node-publish-secret-name"] == secret.inputs["metadata"]["name"]
         assert params["csi.storage.k8s.io/node-publish-secret-namespace"] == secret.inputs["metadata"]["namespace"]
         data = secret.inputs["stringData"]
         assert isinstance(data, Secret) and "encryption-passphrase" in data.value
-        csi = run.named("hcloud-csi", "kubernetes:helm.sh/v3:Release")
-        assert csi.urn in sc.dependencies and secret.urn in sc.dependencies
+        for name in ("storage-class-hcloud-volumes", "storage-class-hcloud-volumes-xfs"):
+            assert secret.urn in run.named(name, STORAGE_CLASS).dependencies, "no volume before its passphrase"
     assert production.named("volume-encryption-passphrase", "random:index/randomPassword:RandomPassword").protect, \
         "losing the passphrase loses every volume: production protects it"
     assert production.named("hcloud-volume-encryption", "kubernetes:core/v1:Secret").protect
@@ -169,7 +174,21 @@ def test_k3s_local_storage_is_off_where_the_csi_driver_provides_volumes(producti
     assert "local-storage" in k3s_config(production, "control-plane-1")["disable"]
 
 
-def test_volumes_are_created_in_the_stack_location():
-    run = run_raw(base_raw(cluster={"location": "hel1"}))
-    sc = run.named("hcloud-csi", "kubernetes:helm.sh/v3:Release")
-    assert sc.inputs["values"]["controller"]["hcloudVolumeDefaultLocation"] == "hel1"
+def test_volumes_are_created_in_the_stack_location(staging):
+    csi = staging.named("hcloud-csi", "kubernetes:helm.sh/v3:Release")
+    assert csi.inputs["values"]["controller"]["hcloudVolumeDefaultLocation"] == "nbg1", "staging's cluster.location"
+
+
+def test_csi_storage_returns_the_default_class_and_its_xfs_twin():
+    """The construction every CSI provider shares (providers/base.py csi_storage), on its own."""
+    def build():
+        driver = pulumi.CustomResource("test:index:Driver", "driver")
+        return driver, csi_storage("fast", "csi.example.com", {"type": "ssd", "csi.storage.k8s.io/fstype": "ext4"},
+                                   retain=True, driver=[driver], opts=pulumi.ResourceOptions())
+    (driver, storage), recorded = run_alone(build)
+    assert (storage.default_class, storage.xfs_class) == ("fast", "fast-xfs")
+    assert storage.resources[0] is driver and len(storage.resources) == 3, "a claim waits for driver and classes"
+    classes: dict[str, Resource] = {r.inputs["metadata"]["name"]: r for r in recorded if r.type == STORAGE_CLASS}
+    assert classes["fast"].inputs["parameters"] == {"type": "ssd", "csi.storage.k8s.io/fstype": "ext4"}
+    assert classes["fast-xfs"].inputs["parameters"] == {"type": "ssd", "csi.storage.k8s.io/fstype": "xfs"}
+    assert {r.inputs["reclaimPolicy"] for r in classes.values()} == {"Retain"}

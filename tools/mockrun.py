@@ -129,7 +129,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 protect=bool(request.protect), inputs=_unwrap(rpc.deserialize_properties(request.object)),
                 options={"ignoreChanges": list(request.ignoreChanges),
                          "additionalSecretOutputs": list(request.additionalSecretOutputs),
-                         "deleteBeforeReplace": request.deleteBeforeReplace}))
+                         "deleteBeforeReplace": request.deleteBeforeReplace,
+                         # Earlier names the resource answers to (renames that keep the object).
+                         "aliases": [a.spec.name for a in request.aliases if a.WhichOneof("alias") == "spec"]}))
         return response
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Sequence
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -11,6 +12,7 @@ import pulumi_random as random
 
 from components.data.endpoints import Credentials, S3Location
 from components.data.placement import Placement, Resources, sized
+from components.scheduling import pod_anti_affinity
 from components.services.gateway import GatewayRef
 from components.services.namespaces import LAYER_LABEL, TEAM_LAYER, Peer
 from config.catalog import MONITORING_NAMESPACE
@@ -50,6 +52,7 @@ MEMORY_PER_CORE = {
     "scylladb": (SCYLLA_RESERVE_MIB, SCYLLA_MIB_PER_SHARD),
     "dragonfly": (0, min_memory_mib(DRAGONFLY_MIB_PER_THREAD, DRAGONFLY_MAXMEMORY_FRACTION, 1)),
 }
+OPERATOR_HA_REPLICAS = 2  # see DataContext.operator_replicas
 
 
 @dataclass(frozen=True)
@@ -131,5 +134,74 @@ class DataContext:
         return (Peer(OBJECT_STORE_NAMESPACE, (OBJECT_STORE_S3_PORT,)),)
 
     def backup_egress_world(self) -> tuple[int, ...]:
-        """Egress to external S3 (HTTPS) when backups go outside the cluster."""
-        return (443,) if self.backup is not None and not self.backup.in_cluster else ()
+        """Egress to external S3 (HTTPS) when backups go outside the cluster: the endpoint's port, 443 unless
+        its URL names another (config/services.py check_s3_endpoint accepts https://host:port)."""
+        if self.backup is None or self.backup.in_cluster:
+            return ()
+        return (urlsplit(self.backup.endpoint).port or 443,)
+
+    # --- objects every store creates ------------------------------------------------------------------
+    def custom_resource(self, resource_name: str, api_version: str, kind: str, name: str, namespace: str | None,
+                        spec: dict, labels: dict[str, str], depends_on: Sequence[pulumi.Resource] = (),
+                        protect: bool = False, annotations: dict[str, str] | None = None
+                        ) -> k8s.apiextensions.CustomResource:
+        """An operator's resource (`protect`: a database whose deletion deletes its data)."""
+        return k8s.apiextensions.CustomResource(
+            resource_name, api_version=api_version, kind=kind,
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=labels,
+                                                annotations=annotations),
+            spec=spec, opts=self.opts(depends_on, protect=protect))
+
+    def disruption_budget(self, resource_name: str, name: str, namespace: str, selector: dict[str, str],
+                          labels: dict[str, str], depends_on: Sequence[pulumi.Resource] = (),
+                          min_available: int | None = None, max_unavailable: int | None = None
+                          ) -> k8s.policy.v1.PodDisruptionBudget:
+        """Our PodDisruptionBudget, for workloads whose chart or operator ships none."""
+        if (min_available is None) == (max_unavailable is None):
+            raise ValueError(f"{resource_name}: set exactly one of min_available and max_unavailable")
+        return k8s.policy.v1.PodDisruptionBudget(
+            resource_name, metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=labels),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                min_available=min_available, max_unavailable=max_unavailable,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(selector))),
+            opts=self.opts(depends_on))
+
+    # --- operators (on the general nodes) -------------------------------------------------------------
+    def operator_replicas(self) -> int:
+        """Operators are leader-elected: a second replica (production-grade profiles) only shortens fail-over."""
+        return OPERATOR_HA_REPLICAS if self.ha else 1
+
+    def operator_budget(self, release: str, namespace: str, selector: dict[str, str],
+                        depends_on: Sequence[pulumi.Resource] = ()) -> list[k8s.policy.v1.PodDisruptionBudget]:
+        """Keeps one operator replica through drains, for charts that ship no PodDisruptionBudget; none with a
+        single replica (minAvailable 1 of 1 would block every drain of its node)."""
+        if self.operator_replicas() < 2:
+            return []
+        return [self.disruption_budget(f"{release}-pdb", release, namespace, selector, self.labels(release),
+                                       depends_on, min_available=1)]
+
+
+def wait_for(condition: str, seconds: int) -> dict[str, str]:
+    """pulumi-kubernetes await annotations for an operator's resource: `pulumi up`, and every consumer that
+    depends on it, waits until the operator reports `condition` (condition=Ready, jsonpath=...)."""
+    return {"pulumi.com/waitFor": condition, "pulumi.com/timeoutSeconds": str(seconds)}
+
+
+def operator_affinity(labels: dict[str, str]) -> dict[str, object]:
+    """Operator replicas on different general nodes where they can be: preferred, because a required rule
+    stalls the Deployment's rolling update (its surge pod) on a pool of two nodes, and an atomic Helm
+    release then rolls back."""
+    return {"podAntiAffinity": pod_anti_affinity(labels, required=False)}
+
+
+def pinned_resources(ctx: DataContext, store: str) -> Resources:
+    """`ctx.resources(store)` of a thread-per-core store (config/data.py PinnedStore), refused when its memory
+    cannot feed every pinned CPU: a pool too small for even one core, or a configured cpu beside the
+    pool's memory (a configured pair is refused as config already)."""
+    res = ctx.resources(store)
+    need, rule = getattr(ctx.settings, store).memory_floor(int(res.cpu))
+    if res.memory_mib < need:
+        raise ValueError(f"adplatform:dataPlane.{store} gets cpu {res.cpu} and memory {res.memory} from its pools "
+                         f"{list(ctx.placements[store].pools)}: {rule}, so at least {need}Mi; set "
+                         f"dataPlane.{store}.cpu and memory")
+    return res

@@ -31,14 +31,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import charts
-from components.data.context import LAYER, DataContext
+from components.data.context import LAYER, DataContext, operator_affinity, pinned_resources, wait_for
 from components.data.endpoints import Credentials, DragonflyEndpoint
 from components.data.placement import Resources
 from components.helm import release
 from components.scheduling import pod_anti_affinity
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
                                            NamespaceSpec, Peer)
-from config.data import DRAGONFLY_MAXMEMORY_FRACTION, DRAGONFLY_MIB_PER_THREAD, min_memory_mib
+from config.data import DRAGONFLY_MAXMEMORY_FRACTION
 
 NAMESPACE = "dragonfly"
 OPERATOR_NAMESPACE = charts.DRAGONFLY_OPERATOR.namespace
@@ -53,7 +53,6 @@ SNAPSHOT_FILE = "dump"
 # The labels the operator puts on every instance pod (and selects them by); the primary also carries role=master.
 POD_LABELS = {"app": NAME, "app.kubernetes.io/name": "dragonfly", "app.kubernetes.io/part-of": "dragonfly"}
 OPERATOR_LABELS = {"app.kubernetes.io/name": "dragonfly-operator", "app.kubernetes.io/instance": OPERATOR_RELEASE}
-OPERATOR_HA_REPLICAS = 2  # leader election (--leader-elect in the chart's Deployment)
 # The image runs as `dfly` (uid/gid 999; the operator's default fsGroup is 999, resources.go dflyUserGroup).
 DFLY_UID = 999
 OPERATOR_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
@@ -78,16 +77,6 @@ def namespaces(ctx: DataContext) -> list[NamespaceSpec]:
 
 
 # --- sizing ---------------------------------------------------------------------------------------------
-
-def instance_resources(ctx: DataContext) -> Resources:
-    res = ctx.resources("dragonfly")
-    need = min_memory_mib(DRAGONFLY_MIB_PER_THREAD, DRAGONFLY_MAXMEMORY_FRACTION, int(res.cpu))
-    if res.memory_mib < need:
-        raise ValueError(f"adplatform:dataPlane.dragonfly gets cpu {res.cpu} and memory {res.memory} from its pools "
-                         f"{list(ctx.placements['dragonfly'].pools)}: DragonflyDB needs at least {need}Mi for "
-                         f"{res.cpu} threads; set dataPlane.dragonfly.cpu and memory")
-    return res
-
 
 def maxmemory_bytes(res: Resources) -> int:
     return int(res.memory_mib * DRAGONFLY_MAXMEMORY_FRACTION) * 1024 * 1024
@@ -152,67 +141,48 @@ def read_service(ctx: DataContext, after: Sequence[pulumi.Resource]) -> k8s.core
 
 
 def pod_monitor(ctx: DataContext, after: Sequence[pulumi.Resource]) -> k8s.apiextensions.CustomResource:
-    return k8s.apiextensions.CustomResource(
-        "dragonfly-metrics", api_version="monitoring.coreos.com/v1", kind="PodMonitor",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=NAME, namespace=NAMESPACE, labels=ctx.labels("dragonfly", "metrics")),
-        spec={"selector": {"matchLabels": POD_LABELS},
-              "podTargetLabels": ["role"],  # primary or replica, on every series
-              "podMetricsEndpoints": [{"port": "admin", "path": "/metrics", "interval": SCRAPE_INTERVAL}]},
-        opts=ctx.opts(after))
+    return ctx.custom_resource(
+        "dragonfly-metrics", "monitoring.coreos.com/v1", "PodMonitor", NAME, NAMESPACE,
+        {"selector": {"matchLabels": POD_LABELS},
+         "podTargetLabels": ["role"],  # primary or replica, on every series
+         "podMetricsEndpoints": [{"port": "admin", "path": "/metrics", "interval": SCRAPE_INTERVAL}]},
+        ctx.labels("dragonfly", "metrics"), after)
 
 
 # --- the operator ---------------------------------------------------------------------------------------
 
 def operator_values(ctx: DataContext) -> dict[str, Any]:
-    replicas = OPERATOR_HA_REPLICAS if ctx.ha else 1
-    values: dict[str, Any] = {
-        "replicaCount": replicas,
+    return {
+        "replicaCount": ctx.operator_replicas(),  # leader election (--leader-elect in the chart's Deployment)
         "crds": {"install": True, "keep": True},  # deleting the CRD would delete every Dragonfly
         "manager": {
             "image": {"tag": charts.DRAGONFLY_OPERATOR.version},
             "resources": OPERATOR_RESOURCES,
             "securityContext": RESTRICTED_CONTAINER_SECURITY,
+            "affinity": operator_affinity(OPERATOR_LABELS),
         },
         "rbacProxy": {"resources": RBAC_PROXY_RESOURCES, "securityContext": RESTRICTED_CONTAINER_SECURITY},
         "podSecurityContext": RESTRICTED_POD_SECURITY,
     }
-    if replicas > 1:
-        values["manager"]["affinity"] = {"podAntiAffinity": pod_anti_affinity(OPERATOR_LABELS, required=False)}
-    return values
-
-
-def operator_pdb(ctx: DataContext, after: Sequence[pulumi.Resource]) -> k8s.policy.v1.PodDisruptionBudget:
-    """The chart has none (charts/dragonfly-operator/templates): keep one of the two replicas through drains."""
-    return k8s.policy.v1.PodDisruptionBudget(
-        "dragonfly-operator-pdb",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=OPERATOR_RELEASE, namespace=OPERATOR_NAMESPACE,
-                                            labels=ctx.labels("dragonfly-operator")),
-        spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-            min_available=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=OPERATOR_LABELS)),
-        opts=ctx.opts(after))
 
 
 # --- install --------------------------------------------------------------------------------------------
 
 def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> DragonflyEndpoint:
-    res = instance_resources(ctx)
+    res = pinned_resources(ctx, "dragonfly")  # refused before anything is created
     password = ctx.password("dragonfly-password")
     creds, secret = ctx.credentials("dragonfly-auth", PASSWORD_SECRET, NAMESPACE, {"password": password.result},
                                     after, labels=ctx.labels("dragonfly", "credentials"))
     operator = release(OPERATOR_RELEASE, charts.DRAGONFLY_OPERATOR, operator_values(ctx), ctx.opts(after),
                        create_namespace=False)
-    ready: list[pulumi.Resource] = [secret, operator]
-    if ctx.ha:
-        ready.append(operator_pdb(ctx, after))
-    instances = k8s.apiextensions.CustomResource(
-        "dragonfly", api_version="dragonflydb.io/v1alpha1", kind="Dragonfly",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=NAME, namespace=NAMESPACE, labels=ctx.labels("dragonfly", "cache"),
-            # Consumers wait until the operator has the primary and its replicas in place.
-            annotations={"pulumi.com/waitFor": "jsonpath={.status.phase}=Ready",
-                         "pulumi.com/timeoutSeconds": str(READY_TIMEOUT_SECONDS)}),
-        spec=dragonfly_spec(ctx, res),
-        opts=ctx.opts([*after, operator, secret], protect=True))
+    # The chart ships no PodDisruptionBudget (charts/dragonfly-operator/templates at v1.6.1).
+    ready: list[pulumi.Resource] = [secret, operator,
+                                    *ctx.operator_budget(OPERATOR_RELEASE, OPERATOR_NAMESPACE, OPERATOR_LABELS, after)]
+    # Consumers wait until the operator has the primary and its replicas in place (internal/controller/util.go).
+    instances = ctx.custom_resource(
+        "dragonfly", "dragonflydb.io/v1alpha1", "Dragonfly", NAME, NAMESPACE, dragonfly_spec(ctx, res),
+        ctx.labels("dragonfly", "cache"), [*after, operator, secret], protect=True,
+        annotations=wait_for("jsonpath={.status.phase}=Ready", READY_TIMEOUT_SECONDS))
     ready += [instances, read_service(ctx, after), pod_monitor(ctx, after)]
     return endpoint(creds, ready)
 

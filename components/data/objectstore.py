@@ -19,7 +19,7 @@ the chart's post-install/post-upgrade hook, which creates only the missing ones 
 
 Every pod runs under Pod Security `restricted`: as the image's non-root `seaweed` user, logs to stderr
 (the chart's default hostPath logs are off). The chart's volume resize hook is off because its Job runs
-without a security context; growing `storageSize` later needs the manual steps in README.md.
+without a security context; growing `storageSize` later needs the manual steps in docs/data-plane.md.
 
 With `backend: external` nothing runs here: the endpoint names the provider's endpoint, region and the
 buckets `<bucketPrefix>-<purpose>` (which must exist), with the stack secrets as keys.
@@ -37,7 +37,7 @@ import pulumi_kubernetes as k8s
 from components import charts
 from components.data.context import LAYER, OBJECT_STORE_NAMESPACE, OBJECT_STORE_S3_PORT, SHARES, DataContext
 from components.data.endpoints import ObjectStoreEndpoint
-from components.data.placement import Placement, Resources, node_budget, sized
+from components.data.placement import Placement, Resources, helper_share
 from components.helm import release
 from components.scheduling import pod_anti_affinity
 from components.services.namespaces import (LAYER_LABEL, RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY,
@@ -127,19 +127,15 @@ def namespaces(ctx: DataContext) -> list[NamespaceSpec]:
 
 
 # --- values -----------------------------------------------------------------------------------------------
-def _aux(where: Placement, share: float, min_cpu: float, min_memory_mib: int) -> Resources:
-    """A helper workload's share of the node; fixed minimums where the pool has no size class."""
-    if node_budget(where) is None:
-        return Resources(f"{int(min_cpu * 1000)}m", f"{min_memory_mib}Mi")
-    return sized(where, share, whole_cpus=False, min_cpu=min_cpu, min_memory_mib=min_memory_mib)
-
-
 def resources(ctx: DataContext) -> dict[str, Resources]:
+    """Filers and masters take their share of a node, at least these minimums (also where the pool has no
+    size class); dataPlane.objectStorage.cpu/memory size the volume servers only."""
     where = ctx.placements["object_storage"]
+    filer, master = Resources("250m", "512Mi"), Resources("100m", "256Mi")
     return {
-        "volume": ctx.resources("object_storage", "seaweedfs"),  # dataPlane.objectStorage.cpu/memory apply here
-        "filer": _aux(where, SHARES["seaweedfs-filer"], 0.25, 512),
-        "master": _aux(where, SHARES["seaweedfs-master"], 0.1, 256),
+        "volume": ctx.resources("object_storage", "seaweedfs"),
+        "filer": helper_share(where, SHARES["seaweedfs-filer"], filer, min_cpu=0.25, min_memory_mib=512),
+        "master": helper_share(where, SHARES["seaweedfs-master"], master, min_cpu=0.1, min_memory_mib=256),
     }
 
 
@@ -202,20 +198,14 @@ def values(ctx: DataContext, buckets: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def disruption_budgets(ctx: DataContext) -> dict[str, dict[str, Any]]:
-    """PDB specs per component (the chart ships none): masters keep a raft majority, volume servers and
-    filers lose at most one pod at a time (with replication 001 every file keeps a readable copy). A
-    single replica gets none: a budget of 1 would block draining staging's only node forever."""
+def disruption_budgets(ctx: DataContext) -> dict[str, dict[str, int]]:
+    """Each component's disruption limit (the chart ships no PDB): masters keep a raft majority, volume
+    servers and filers lose at most one pod at a time (with replication 001 every file keeps a readable
+    copy). A single replica gets none: a budget of 1 would block draining staging's only node forever."""
     size = shape(ctx.placements["object_storage"])
     replicas = {"master": size.masters, "volume": size.volumes, "filer": size.filers}
-    budgets: dict[str, dict[str, Any]] = {}
-    for component in COMPONENTS:
-        count = replicas[component]
-        if count < 2:
-            continue
-        limit = {"minAvailable": count // 2 + 1} if component == "master" else {"maxUnavailable": 1}
-        budgets[component] = {"selector": {"matchLabels": labels(component)}, **limit}
-    return budgets
+    return {component: {"min_available": count // 2 + 1} if component == "master" else {"max_unavailable": 1}
+            for component, count in ((c, replicas[c]) for c in COMPONENTS) if count >= 2}
 
 
 def s3_config(access_key: str, secret_key: str) -> str:
@@ -247,9 +237,7 @@ def install(ctx: DataContext, spaces: Namespaces, endpoint: ObjectStoreEndpoint,
         spec={"type": "ClusterIP", "selector": labels("filer"), "sessionAffinity": "ClientIP",
               "ports": [{"name": "s3", "port": S3_PORT, "targetPort": S3_PORT, "protocol": "TCP"}]},
         opts=ctx.opts([ns]))
-    budgets = [k8s.policy.v1.PodDisruptionBudget(
-        f"seaweedfs-{component}-pdb",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=f"seaweedfs-{component}", namespace=NAMESPACE,
-                                            labels=ctx.labels("seaweedfs", component)),
-        spec=spec, opts=ctx.opts([ns])) for component, spec in disruption_budgets(ctx).items()]
+    budgets = [ctx.disruption_budget(f"seaweedfs-{component}-pdb", f"seaweedfs-{component}", NAMESPACE,
+                                     labels(component), ctx.labels("seaweedfs", component), [ns], **limit)
+               for component, limit in disruption_budgets(ctx).items()]
     return [config, seaweed, service, *budgets]

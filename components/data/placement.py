@@ -111,6 +111,16 @@ def sized(where: Placement, share: float, cpu: str | None = None, memory: str | 
     return Resources(cpu=cpu or auto_cpu, memory=memory or auto_memory)
 
 
+def helper_share(where: Placement, share: float, fallback: Resources, min_cpu: float = 0.1,
+                 min_memory_mib: int = 256) -> Resources:
+    """A helper workload's share of the node budget (a sidecar, Keeper, filers), or `fallback` where the
+    pools set no size class. Never the store's cpu/memory override: that sizes the store's main container,
+    and a helper taking it too would double the pod's request."""
+    if node_budget(where) is None:
+        return fallback
+    return sized(where, share, whole_cpus=False, min_cpu=min_cpu, min_memory_mib=min_memory_mib)
+
+
 def _mib(quantity: str) -> int:
     units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 * 1024}
     for suffix, factor in units.items():

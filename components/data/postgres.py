@@ -26,11 +26,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import charts
-from components.data.context import LAYER, SHARES, DataContext
+from components.data.context import LAYER, SHARES, DataContext, operator_affinity
 from components.data.endpoints import Database, PostgresEndpoint, S3Location
-from components.data.placement import Resources, node_budget, sized
+from components.data.placement import Resources, helper_share
 from components.helm import release
-from components.scheduling import HOSTNAME_TOPOLOGY, pod_anti_affinity
+from components.scheduling import HOSTNAME_TOPOLOGY
 from components.services.namespaces import Namespaces, NamespaceSpec, Peer
 
 NAMESPACE = "postgres"
@@ -53,6 +53,7 @@ CLUSTER_SELECTOR = {"cnpg.io/cluster": CLUSTER}  # the label CloudNativePG puts 
 EXTENSIONS = {"gitlab": ("pg_trgm", "btree_gist")}
 VELERO_EXCLUDE = "backup.velero.io/backup-volumes-excludes"
 MAX_CONNECTIONS = 400  # GitLab (Puma + Sidekiq), Airflow, MLflow and JupyterHub together
+SIDECAR_FALLBACK = Resources("250m", "256Mi")  # the barman-cloud sidecar where the pool has no size class
 OPERATOR_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
 PLUGIN_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
 # boto3 >= 1.36 sends flexible checksums S3-compatible stores reject; the plugin's maintainers advise
@@ -87,10 +88,7 @@ def instances(ctx: DataContext) -> int:
 
 def sidecar_resources(ctx: DataContext) -> Resources:
     """The barman-cloud sidecar: requests == limits too, so the instance pods keep Guaranteed QoS."""
-    where = ctx.placements["postgres"]
-    if node_budget(where) is None:
-        return Resources("250m", "256Mi")
-    return sized(where, SHARES["postgres-backup"], whole_cpus=False, min_cpu=0.1, min_memory_mib=256)
+    return helper_share(ctx.placements["postgres"], SHARES["postgres-backup"], SIDECAR_FALLBACK)
 
 
 def parameters(size: Resources) -> dict[str, str]:
@@ -198,19 +196,15 @@ def pod_monitor_spec() -> dict[str, Any]:
 
 
 # --- operators --------------------------------------------------------------------------------------------
-def operator_replicas(ctx: DataContext) -> int:
-    return 2 if ctx.ha else 1  # leader election: the second one takes over within seconds
-
-
 def operator_values(ctx: DataContext) -> dict[str, Any]:
     return {
-        "replicaCount": operator_replicas(ctx),
+        "replicaCount": ctx.operator_replicas(),  # leader election: the second one takes over within seconds
         "image": {"repository": "ghcr.io/cloudnative-pg/cloudnative-pg", "tag": charts.CNPG_VERSION},
         "crds": {"create": True},  # kept on uninstall (helm.sh/resource-policy: keep in the chart)
         "config": {"clusterWide": True},
         "webhook": {"port": WEBHOOK_PORT},
         "resources": OPERATOR_RESOURCES,
-        "affinity": {"podAntiAffinity": pod_anti_affinity(OPERATOR_SELECTOR, required=ctx.ha)},
+        "affinity": operator_affinity(OPERATOR_SELECTOR),
         "monitoring": {"podMonitorEnabled": True},
     }
 
@@ -234,10 +228,8 @@ def plugin_values() -> dict[str, Any]:
 def _custom(ctx: DataContext, resource_name: str, kind: str, name: str, spec: dict[str, Any],
             depends_on: Sequence[pulumi.Resource], api_version: str = API_VERSION,
             protect: bool = False) -> k8s.apiextensions.CustomResource:
-    return k8s.apiextensions.CustomResource(
-        resource_name, api_version=api_version, kind=kind,
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=NAMESPACE, labels=ctx.labels("postgres")),
-        spec=spec, opts=ctx.opts(depends_on, protect=protect))
+    return ctx.custom_resource(resource_name, api_version, kind, name, NAMESPACE, spec, ctx.labels("postgres"),
+                               depends_on, protect=protect)
 
 
 def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> PostgresEndpoint:
@@ -248,13 +240,8 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
     plugin = release(PLUGIN_RELEASE, charts.BARMAN_CLOUD, plugin_values(), ctx.opts([*after, operator_ns, operator]),
                      namespace=OPERATOR_NAMESPACE, create_namespace=False)
     ready: list[pulumi.Resource] = [operator, plugin]
-    if operator_replicas(ctx) > 1:  # the chart ships no PodDisruptionBudget (templates/ at cloudnative-pg-v0.29.0)
-        ready.append(k8s.policy.v1.PodDisruptionBudget(
-            "cloudnative-pg-pdb",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name="cloudnative-pg", namespace=OPERATOR_NAMESPACE,
-                                                labels=ctx.labels("cloudnative-pg")),
-            spec={"minAvailable": 1, "selector": {"matchLabels": dict(OPERATOR_SELECTOR)}},
-            opts=ctx.opts([operator_ns])))
+    # The chart ships no PodDisruptionBudget (templates/ at cloudnative-pg-v0.29.0).
+    ready += ctx.operator_budget(OPERATOR_RELEASE, OPERATOR_NAMESPACE, OPERATOR_SELECTOR, [operator_ns])
 
     databases: dict[str, Database] = {}
     secrets: list[pulumi.Resource] = []

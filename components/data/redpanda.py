@@ -31,14 +31,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import charts
-from components.data.context import LAYER, DataContext
+from components.data.context import LAYER, DataContext, operator_affinity, pinned_resources, wait_for
 from components.data.endpoints import Credentials, RedpandaEndpoint
 from components.data.placement import Resources
 from components.helm import release
 from components.scheduling import pod_anti_affinity
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
                                            NamespaceSpec, Peer)
-from config.data import REDPANDA_MEMORY_FRACTION, REDPANDA_MIB_PER_CORE, min_memory_mib
+from config.data import REDPANDA_MEMORY_FRACTION
 
 NAMESPACE = "redpanda"
 OPERATOR_NAMESPACE = charts.REDPANDA_OPERATOR.namespace
@@ -64,7 +64,6 @@ CA_SECRET = f"{CLUSTER}-{TLS_CERT}-cert"  # holds ca.crt (cert-manager's CA issu
 BROKER_LABELS = {"app.kubernetes.io/name": "redpanda", "app.kubernetes.io/instance": CLUSTER,
                  "app.kubernetes.io/component": "redpanda-statefulset"}  # charts/redpanda/statefulset.go
 OPERATOR_LABELS = {"app.kubernetes.io/name": "operator", "app.kubernetes.io/instance": OPERATOR_RELEASE}
-OPERATOR_HA_REPLICAS = 2  # leader election (--leader-elect): a second replica only shortens fail-over
 # Helpers in the broker pods. Guaranteed QoS (the static CPU manager pins the broker's cores) needs
 # requests == limits on every container, init containers included (bootstrap-yaml-envsubst sets its own).
 SIDECAR_RESOURCES = Resources("200m", "256Mi")
@@ -93,18 +92,6 @@ def namespaces(ctx: DataContext) -> list[NamespaceSpec]:
 
 
 # --- sizing ---------------------------------------------------------------------------------------------
-
-def broker_resources(ctx: DataContext) -> Resources:
-    """The pool's share (context.py gives fewer cores where memory cannot feed every one); configured
-    cpu/memory are checked against the same rule in config/data.py."""
-    res = ctx.resources("redpanda")
-    need = min_memory_mib(REDPANDA_MIB_PER_CORE, REDPANDA_MEMORY_FRACTION, int(res.cpu))
-    if res.memory_mib < need:
-        raise ValueError(f"adplatform:dataPlane.redpanda gets cpu {res.cpu} and memory {res.memory} from its pools "
-                         f"{list(ctx.placements['redpanda'].pools)}: Redpanda needs at least {need}Mi for {res.cpu} "
-                         "cores; set dataPlane.redpanda.cpu and memory")
-    return res
-
 
 def start_flags(res: Resources) -> list[str]:
     """What the chart derives in explicit mode (charts/redpanda/values.go RedpandaResources: --smp is the
@@ -195,8 +182,9 @@ def cluster_spec(ctx: DataContext, res: Resources) -> dict[str, Any]:
             "podTemplate": {"spec": broker_pod(ctx)},
         },
         "resources": res.spec(),  # explicit mode: requests and limits as given
+        # XFS where the provider offers it: Redpanda's production checklist asks for XFS data directories.
         "storage": {"persistentVolume": {"enabled": True, "size": settings.storage_size,
-                                         "storageClass": ctx.storage_class}},
+                                         "storageClass": ctx.xfs_storage_class or ctx.storage_class}},
         "tuning": tune,
         "config": {"node": {"developer_mode": False}, "cluster": cluster_config(brokers, settings.retention_hours),
                    "rpk": rpk},
@@ -221,10 +209,9 @@ def cluster_spec(ctx: DataContext, res: Resources) -> dict[str, Any]:
 # --- the operator ---------------------------------------------------------------------------------------
 
 def operator_values(ctx: DataContext) -> dict[str, Any]:
-    replicas = OPERATOR_HA_REPLICAS if ctx.ha else 1
     values: dict[str, Any] = {
         "crds": {"enabled": True},  # installed by the chart's pre-install Job, before the operator starts
-        "replicaCount": replicas,
+        "replicaCount": ctx.operator_replicas(),  # leader election (--leader-elect)
         "image": {"repository": "docker.redpanda.com/redpandadata/redpanda-operator",
                   "tag": charts.REDPANDA_OPERATOR_VERSION, "pullPolicy": "IfNotPresent"},
         "resources": OPERATOR_RESOURCES,
@@ -233,21 +220,9 @@ def operator_values(ctx: DataContext) -> dict[str, Any]:
             "containers": [{"name": "manager", "resources": OPERATOR_RESOURCES,
                             "securityContext": RESTRICTED_CONTAINER_SECURITY}]}},
         "telemetry": {"enabled": False},
+        "affinity": operator_affinity(OPERATOR_LABELS),
     }
-    if replicas > 1:
-        values["affinity"] = {"podAntiAffinity": pod_anti_affinity(OPERATOR_LABELS, required=False)}
     return values
-
-
-def operator_pdb(ctx: DataContext, after: Sequence[pulumi.Resource]) -> k8s.policy.v1.PodDisruptionBudget:
-    """The chart has none (operator/chart/templates): keep one of the two replicas through drains."""
-    return k8s.policy.v1.PodDisruptionBudget(
-        "redpanda-operator-pdb",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=OPERATOR_RELEASE, namespace=OPERATOR_NAMESPACE,
-                                            labels=ctx.labels("redpanda-operator")),
-        spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-            min_available=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=OPERATOR_LABELS)),
-        opts=ctx.opts(after))
 
 
 # --- users ----------------------------------------------------------------------------------------------
@@ -296,26 +271,19 @@ def app_user_spec() -> dict[str, Any]:
 # --- install --------------------------------------------------------------------------------------------
 
 def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> RedpandaEndpoint:
-    res = broker_resources(ctx)
+    res = pinned_resources(ctx, "redpanda")  # refused before anything is created
     creds, secrets = _secrets(ctx, after)
     operator = release(OPERATOR_RELEASE, charts.REDPANDA_OPERATOR, operator_values(ctx), ctx.opts(after),
                        create_namespace=False)
-    operator_ready: list[pulumi.Resource] = [operator]
-    if ctx.ha:
-        operator_ready.append(operator_pdb(ctx, after))
-    cluster = k8s.apiextensions.CustomResource(
-        "redpanda-cluster", api_version="cluster.redpanda.com/v1alpha2", kind="Redpanda",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=CLUSTER, namespace=NAMESPACE, labels=ctx.labels("redpanda", "cluster"),
-            # Consumers wait until the operator reports the cluster Ready (pulumi-kubernetes await annotations).
-            annotations={"pulumi.com/waitFor": "condition=Ready",
-                         "pulumi.com/timeoutSeconds": str(READY_TIMEOUT_SECONDS)}),
-        spec={"clusterSpec": cluster_spec(ctx, res)},
-        opts=ctx.opts([*after, operator, *secrets], protect=True))
-    user = k8s.apiextensions.CustomResource(
-        "redpanda-app-user", api_version="cluster.redpanda.com/v1alpha2", kind="User",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=APP_USER, namespace=NAMESPACE, labels=ctx.labels("redpanda", "user")),
-        spec=app_user_spec(), opts=ctx.opts([cluster, *secrets]))
+    # The chart ships no PodDisruptionBudget (operator/chart/*.go at operator/v26.2.2).
+    operator_ready = [operator, *ctx.operator_budget(OPERATOR_RELEASE, OPERATOR_NAMESPACE, OPERATOR_LABELS, after)]
+    # Consumers wait until the operator reports the cluster Ready.
+    cluster = ctx.custom_resource(
+        "redpanda-cluster", "cluster.redpanda.com/v1alpha2", "Redpanda", CLUSTER, NAMESPACE,
+        {"clusterSpec": cluster_spec(ctx, res)}, ctx.labels("redpanda", "cluster"), [*after, operator, *secrets],
+        protect=True, annotations=wait_for("condition=Ready", READY_TIMEOUT_SECONDS))
+    user = ctx.custom_resource("redpanda-app-user", "cluster.redpanda.com/v1alpha2", "User", APP_USER, NAMESPACE,
+                               app_user_spec(), ctx.labels("redpanda", "user"), [cluster, *secrets])
     return endpoint(ctx, creds, [*secrets, *operator_ready, cluster, user])
 
 

@@ -20,14 +20,18 @@ import pulumi_kubernetes as k8s
 from components.data.clickhouse import backup, installation, monitoring, operator, topology, users
 from components.data.clickhouse.operator import EXPORTER_PORT, OPERATOR_METRICS_PORT, OPERATOR_NAMESPACE
 from components.data.clickhouse.topology import (BACKUP_API_PORT, CLUSTER, HTTP_PORT, INSTALLATION, KEEPER,
-                                                 KEEPER_METRICS_PORT, NAMESPACE, NATIVE_PORT, SERVER_POD_LABELS,
-                                                 cluster_service, pod_labels)
+                                                 KEEPER_METRICS_PORT, KEEPER_PORT, NAMESPACE, NATIVE_PORT,
+                                                 SERVER_POD_LABELS, cluster_service, pod_labels)
 from components.data.context import LAYER, DataContext
 from components.data.endpoints import ClickHouseEndpoint
 from components.services.namespaces import Namespaces, NamespaceSpec, Peer
 
 CHI_API = "clickhouse.altinity.com/v1"
 CHK_API = "clickhouse-keeper.altinity.com/v1"
+# The operator queries every server over HTTP (metrics, schema for replicas it adds) and, on every
+# reconcile of a cluster with a ZooKeeper section, creates its root path in Keeper over the ZooKeeper
+# protocol (pkg/controller/chi/worker-zk-integration.go ensureZkPath, since release-0.25.0).
+OPERATOR_TO_INSTALLATIONS = (HTTP_PORT, KEEPER_PORT)
 
 
 def namespaces(ctx: DataContext) -> list[NamespaceSpec]:
@@ -37,15 +41,14 @@ def namespaces(ctx: DataContext) -> list[NamespaceSpec]:
             name=OPERATOR_NAMESPACE, pss="restricted", layer=LAYER,
             why="the operator and its metrics exporter run as nobody, read-only, with no capabilities",
             ingress_from=(ctx.monitoring((EXPORTER_PORT, OPERATOR_METRICS_PORT)),),
-            # It queries every server over HTTP: metrics, and schema for replicas it adds.
-            egress_to=(Peer(NAMESPACE, (HTTP_PORT,)),)),
+            egress_to=(Peer(NAMESPACE, OPERATOR_TO_INSTALLATIONS),)),
         NamespaceSpec(
             name=NAMESPACE, pss="restricted", layer=LAYER,
             why="ClickHouse, Keeper and clickhouse-backup run as uid 101 with no capabilities "
                 "(ClickHouse only warns that it cannot mlock or renice)",
             ingress_from=(*ctx.clients((HTTP_PORT, NATIVE_PORT)),
                           ctx.monitoring((KEEPER_METRICS_PORT, *((BACKUP_API_PORT,) if backups else ()))),
-                          Peer(OPERATOR_NAMESPACE, (HTTP_PORT,))),
+                          Peer(OPERATOR_NAMESPACE, OPERATOR_TO_INSTALLATIONS)),
             egress_to=ctx.object_storage_peer(), egress_world=ctx.backup_egress_world()),
     ]
 
@@ -85,10 +88,8 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
 def _custom(ctx: DataContext, resource_name: str, api_version: str, kind: str, name: str, component: str,
             spec: dict, depends_on: Sequence[pulumi.Resource]) -> k8s.apiextensions.CustomResource:
     """A database CR: protected in production (deleting it deletes the database's pods)."""
-    return k8s.apiextensions.CustomResource(
-        resource_name, api_version=api_version, kind=kind,
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=NAMESPACE, labels=ctx.labels("clickhouse", component)),
-        spec=spec, opts=ctx.opts(depends_on, protect=True))
+    return ctx.custom_resource(resource_name, api_version, kind, name, NAMESPACE, spec,
+                               ctx.labels("clickhouse", component), depends_on, protect=True)
 
 
 __all__ = ["install", "namespaces"]

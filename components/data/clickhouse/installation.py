@@ -13,7 +13,13 @@ operator does with them, per its sources at that tag:
   explicitly to its defaults: one pod at a time, which keeps Keeper's quorum (2 of 3) and all but
   one replica of every shard.
 - Containers named `clickhouse` / `clickhouse-keeper` replace the operator's defaults (which run the
-  `latest` image); it adds its ports, probes and config mounts to them (pkg/model/*/creator/container.go).
+  `latest` image); it adds its ports, probes and config mounts to them (pkg/model/*/creator/container.go,
+  pkg/model/common/creator/stateful-set-application.go), but not the environment of its default Keeper
+  container: CLICKHOUSE_DATA_DIR is set here as the operator sets it (pkg/model/chk/creator/container.go).
+- Logging: the operator's server config logs at `debug` into 10 files of 1000M under /var/log in the
+  container (config/chi/config.d/01-clickhouse-02-logger.xml), i.e. up to ~20G of node disk outside any
+  volume. `configuration.settings` (rendered after it, so it wins) logs at `information` and keeps 3 files
+  of 100M; the console log, which the cluster's log shipper reads, stays on.
 - Volumes: the data volume template is mounted at /var/lib/clickhouse (/var/lib/clickhouse-keeper)
   in every container of the pod, the backup sidecar included (pkg/model/chi/volume/volume.go).
   `reclaimPolicy: Retain` keeps the volumes when the installation is deleted.
@@ -38,6 +44,8 @@ POD_SECURITY = {**RESTRICTED_POD_SECURITY, "runAsUser": CLICKHOUSE_UID, "runAsGr
                 "fsGroup": CLICKHOUSE_UID, "fsGroupChangePolicy": "OnRootMismatch"}
 SERVER_TEMPLATE, DATA_TEMPLATE, SERVICE_TEMPLATE = "clickhouse", "data", "cluster-service"
 KEEPER_TEMPLATE, KEEPER_DATA_TEMPLATE = "keeper", "keeper-data"
+KEEPER_DATA_DIR = "/var/lib/clickhouse-keeper"  # where the operator mounts Keeper's volume; its entrypoint checks it
+SERVER_LOGGER = {"logger/level": "information", "logger/size": "100M", "logger/count": "3"}
 # Keeper serves Prometheus metrics once these settings are on (docs/chk-examples/02-extended-3-nodes.yaml).
 KEEPER_SETTINGS = {
     "prometheus/endpoint": "/metrics",
@@ -82,6 +90,7 @@ def _pod_spec(where: Placement, containers: list[dict[str, Any]], affinity: dict
 def keeper_spec(t: Topology, where: Placement, ha: bool, storage_class: str, storage_size: str,
                 retain: bool, labels: dict[str, str]) -> dict[str, Any]:
     container = _container("clickhouse-keeper", KEEPER_IMAGE, t.keeper,
+                           env=[{"name": "CLICKHOUSE_DATA_DIR", "value": KEEPER_DATA_DIR}],
                            ports=[{"name": "metrics", "containerPort": KEEPER_METRICS_PORT}])
     return {
         "defaults": {"templates": {"podTemplate": KEEPER_TEMPLATE, "dataVolumeClaimTemplate": KEEPER_DATA_TEMPLATE}},
@@ -137,6 +146,7 @@ def installation_spec(t: Topology, where: Placement, ha: bool, storage_class: st
         "configuration": {
             "zookeeper": {"nodes": keeper_nodes()},
             "users": users,
+            "settings": dict(SERVER_LOGGER),
             "clusters": [{
                 "name": CLUSTER,
                 "layout": {"shardsCount": t.shards, "replicasCount": t.replicas},

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from components.data.clickhouse.topology import KEEPER_POD_LABELS, NAMESPACE, SERVER_POD_LABELS
 from components.data.clickhouse.users import BACKUP_SECRET
@@ -36,7 +35,5 @@ def backup_monitor() -> dict[str, Any]:
 
 def install(ctx: DataContext, backup: bool, depends_on: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
     monitors = {"clickhouse-keeper": keeper_monitor(), **({"clickhouse-backup": backup_monitor()} if backup else {})}
-    return [k8s.apiextensions.CustomResource(
-        f"podmonitor-{name}", api_version="monitoring.coreos.com/v1", kind="PodMonitor",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=NAMESPACE, labels=ctx.labels(name, "metrics")),
-        spec=spec, opts=ctx.opts(depends_on)) for name, spec in monitors.items()]
+    return [ctx.custom_resource(f"podmonitor-{name}", "monitoring.coreos.com/v1", "PodMonitor", name, NAMESPACE, spec,
+                                ctx.labels(name, "metrics"), depends_on) for name, spec in monitors.items()]

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from components.data.context import SHARES, DataContext
-from components.data.placement import Placement, Resources, node_budget, sized
+from components.data.placement import Placement, Resources, helper_share, sized
 
 NAMESPACE = "clickhouse"
 INSTALLATION = "adplatform"  # the ClickHouseInstallation (CHI)
@@ -29,7 +29,9 @@ BACKUP_API_PORT = 7171  # clickhouse-backup server: REST API and /metrics
 SERVER_POD_LABELS = {"clickhouse.altinity.com/chi": INSTALLATION}
 KEEPER_POD_LABELS = {"clickhouse-keeper.altinity.com/chk": KEEPER}
 
-# Sidecar sizes when the pool has no size class (its share of the node budget otherwise).
+# Keeper's and the backup sidecar's sizes where the pool has no size class (their share of the node budget
+# otherwise). Neither takes dataPlane.clickhouse.cpu/memory: that sizes the server only.
+KEEPER_FALLBACK = Resources(cpu="1", memory="2Gi")
 BACKUP_FALLBACK = Resources(cpu="250m", memory="512Mi")
 WANTED_REPLICAS = 3  # per shard, and Keeper's quorum
 
@@ -78,7 +80,9 @@ def of(ctx: DataContext) -> Topology:
     per_node = math.ceil(settings.shards * replicas / where.nodes)
     return Topology(shards=settings.shards, replicas=replicas, keepers=keeper_count(where.nodes),
                     servers_per_node=per_node, server=_server(ctx, where, per_node),
-                    keeper=ctx.resources("clickhouse", "clickhouse-keeper"), backup=_backup(where, per_node))
+                    keeper=helper_share(where, SHARES["clickhouse-keeper"], KEEPER_FALLBACK, min_cpu=1.0,
+                                        min_memory_mib=1024),
+                    backup=helper_share(where, SHARES["clickhouse-backup"] / per_node, BACKUP_FALLBACK))
 
 
 def _server(ctx: DataContext, where: Placement, per_node: int) -> Resources:
@@ -87,9 +91,3 @@ def _server(ctx: DataContext, where: Placement, per_node: int) -> Resources:
         return ctx.resources("clickhouse")
     settings = ctx.settings.clickhouse
     return sized(where, SHARES["clickhouse"] / per_node, settings.cpu, settings.memory, whole_cpus=False)
-
-
-def _backup(where: Placement, per_node: int) -> Resources:
-    if node_budget(where) is None:
-        return BACKUP_FALLBACK
-    return sized(where, SHARES["clickhouse-backup"] / per_node, whole_cpus=False, min_cpu=0.1, min_memory_mib=256)

@@ -28,11 +28,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import charts
-from components.data.context import LAYER, DataContext
+from components.data.context import LAYER, DataContext, operator_affinity, pinned_resources, wait_for
 from components.data.endpoints import ScyllaEndpoint
 from components.data.scylladb import bootstrap, cluster, manager, storage
 from components.helm import release
-from components.scheduling import pod_anti_affinity
 from components.services.namespaces import Namespaces, NamespaceSpec, Peer
 
 NAMESPACE = "scylla"
@@ -92,28 +91,24 @@ def namespaces(ctx: DataContext) -> list[NamespaceSpec]:
 
 # --- the operator -----------------------------------------------------------------------------------------
 
-def _spread(labels: dict[str, str], ha: bool) -> dict[str, Any]:
-    return {"podAntiAffinity": pod_anti_affinity(labels, required=ha)}
-
-
 def operator_values(ctx: DataContext) -> dict[str, Any]:
     """Chart `scylla-operator` v1.21.1 values.yaml. Replicas > 1 make the chart add a PDB (minAvailable 1)
     for the controller (leader-elected) and for the webhook server (templates/*.pdb.yaml)."""
-    replicas = 2 if ctx.ha else 1
+    replicas = ctx.operator_replicas()
     return {
         "replicas": replicas,
         "image": {"repository": "docker.io/scylladb", "tag": charts.SCYLLA_OPERATOR_VERSION,
                   "pullPolicy": "IfNotPresent"},
         "logLevel": 2,
         "resources": OPERATOR_RESOURCES,
-        "affinity": _spread(OPERATOR_LABELS, ctx.ha),
+        "affinity": operator_affinity(OPERATOR_LABELS),
         # Pod level is all the chart takes; the operator needs no root.
         "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
                             "seccompProfile": {"type": "RuntimeDefault"}},
         "webhook": {"createSelfSignedCertificate": True},  # a cert-manager Issuer + Certificate
         "webhookServerReplicas": replicas,
         "webhookServerResources": WEBHOOK_RESOURCES,
-        "webhookServerAffinity": _spread(WEBHOOK_LABELS, ctx.ha),
+        "webhookServerAffinity": operator_affinity(WEBHOOK_LABELS),
     }
 
 
@@ -137,6 +132,7 @@ def _secret(ctx: DataContext, name: str, username: str, password: pulumi.Output[
 def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> ScyllaEndpoint:
     settings = ctx.settings.scylladb
     where = ctx.placements["scylladb"]
+    resources = pinned_resources(ctx, "scylladb")  # refused before anything is created
     chosen = storage.choose(ctx)
     if chosen.developer_mode:
         pulumi.log.warn(f"ScyllaDB runs in developer mode: {chosen.why}")
@@ -175,19 +171,14 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
             type="Opaque", string_data={"scylla-manager-agent.yaml": cluster.agent_config(ctx.backup)},
             opts=ctx.opts(in_namespace)))
 
-    scylla = k8s.apiextensions.CustomResource(
-        "scylla-cluster", api_version="scylla.scylladb.com/v1", kind="ScyllaCluster",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=cluster.CLUSTER, namespace=NAMESPACE, labels=ctx.labels("scylladb"),
-            annotations={"pulumi.com/waitFor": "condition=Available",
-                         "pulumi.com/timeoutSeconds": str(cluster.READY_TIMEOUT_SECONDS)}),
-        spec=cluster.cluster_spec(ctx, chosen),
-        opts=ctx.opts([*in_namespace, *operator, *volumes, *inputs], protect=True))
-    monitor = k8s.apiextensions.CustomResource(
-        "scylla-service-monitor", api_version="monitoring.coreos.com/v1", kind="ServiceMonitor",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=cluster.CLUSTER, namespace=NAMESPACE,
-                                            labels=ctx.labels("scylladb", "metrics")),
-        spec=cluster.service_monitor_spec(), opts=ctx.opts(in_namespace))
+    scylla = ctx.custom_resource(
+        "scylla-cluster", "scylla.scylladb.com/v1", "ScyllaCluster", cluster.CLUSTER, NAMESPACE,
+        cluster.cluster_spec(ctx, chosen, resources), ctx.labels("scylladb"),
+        [*in_namespace, *operator, *volumes, *inputs], protect=True,
+        annotations=wait_for("condition=Available", cluster.READY_TIMEOUT_SECONDS))
+    monitor = ctx.custom_resource(
+        "scylla-service-monitor", "monitoring.coreos.com/v1", "ServiceMonitor", cluster.CLUSTER, NAMESPACE,
+        cluster.service_monitor_spec(), ctx.labels("scylladb", "metrics"), in_namespace)
 
     factor = cluster.replication_factor(where)
     _, schema_job = bootstrap.run_once(

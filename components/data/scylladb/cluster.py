@@ -26,7 +26,6 @@ from components.data.context import DataContext
 from components.data.endpoints import S3Location
 from components.data.placement import Placement, Resources
 from components.data.scylladb.storage import Storage
-from config.data import SCYLLA_MIB_PER_SHARD as MIB_PER_SHARD, SCYLLA_RESERVE_MIB as SEASTAR_RESERVE_MIB
 from components.scheduling import pod_anti_affinity
 
 CLUSTER = "scylla"
@@ -37,6 +36,8 @@ AGENT_CONFIG = "scylla-agent-config"  # Secret with scylla-manager-agent.yaml (r
 # What the operator labels ScyllaDB pods and Services with (pkg/naming/labels.go ClusterLabels).
 POD_LABELS = {"app.kubernetes.io/name": "scylla", "scylla/cluster": CLUSTER}
 MEMBER_SERVICE_LABELS = {**POD_LABELS, "scylla-operator.scylladb.com/scylla-service-type": "member"}
+# ScyllaDB pods carry pod-type scylladb-node, the cleanup Jobs' pods cleanup-job (naming/constants.go).
+POD_TYPE_LABEL = "scylla-operator.scylladb.com/pod-type"
 SCRAPE_INTERVAL = "30s"
 READY_TIMEOUT_SECONDS = 3600  # members join one at a time, each running iotune first
 
@@ -55,34 +56,40 @@ def replication_factor(where: Placement) -> int:
     return len(racks(where))
 
 
-def scylla_resources(ctx: DataContext) -> Resources:
-    res = ctx.resources("scylladb")
-    need = int(float(res.cpu)) * MIB_PER_SHARD + SEASTAR_RESERVE_MIB
-    if res.memory_mib < need:
-        raise ValueError(f"adplatform:dataPlane.scylladb gets cpu {res.cpu} and memory {res.memory} from its pools "
-                         f"{list(ctx.placements['scylladb'].pools)}: ScyllaDB in production mode needs at least "
-                         f"{need}Mi for {res.cpu} shards; set dataPlane.scylladb.cpu and memory")
-    return res
-
-
 def agent_resources(ctx: DataContext) -> Resources:
     """The Manager agent uploads backups (rclone buffers): requests == limits keeps the pod Guaranteed."""
     return Resources("200m", "512Mi") if ctx.ha else Resources("100m", "256Mi")
 
 
-def rack_spec(ctx: DataContext, index: int, members: int, storage: Storage, with_agent_config: bool) -> dict[str, Any]:
+def member_anti_affinity(required: bool) -> dict[str, Any]:
+    """One member per node, across racks. The operator gives its cleanup Jobs the cluster labels too and copies
+    each rack's placement, this rule included, onto them (scylla-operator v1.21.1 pkg/controller/
+    scylladbdatacenter/resource.go MakeJobs): on the cluster labels alone a cleanup pod and a member repel
+    each other, and with a member on every ScyllaDB node the cleanup Job never schedules (scylladb/
+    scylla-operator#1347). matchLabelKeys adds the scheduled pod's own pod-type to the selector: members
+    repel members, cleanup pods only other cleanup pods."""
+    affinity = pod_anti_affinity(POD_LABELS, required=required)
+    terms = affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or [
+        weighted["podAffinityTerm"] for weighted in affinity["preferredDuringSchedulingIgnoredDuringExecution"]]
+    for term in terms:
+        term["matchLabelKeys"] = [POD_TYPE_LABEL]
+    return affinity
+
+
+def rack_spec(ctx: DataContext, index: int, members: int, storage: Storage, resources: Resources,
+              with_agent_config: bool) -> dict[str, Any]:
     where = ctx.placements["scylladb"]
     rack: dict[str, Any] = {
         "name": f"rack{index + 1}",
         "members": members,
         "storage": {"storageClassName": storage.storage_class, "capacity": ctx.settings.scylladb.storage_size},
-        "resources": scylla_resources(ctx).spec(),
+        "resources": resources.spec(),
         "agentResources": agent_resources(ctx).spec(),
         "scyllaConfig": SCYLLA_CONFIG,
         "placement": {
             "nodeAffinity": where.node_affinity,
             "tolerations": where.tolerations,
-            "podAntiAffinity": pod_anti_affinity(POD_LABELS, required=ctx.ha),
+            "podAntiAffinity": member_anti_affinity(required=ctx.ha),
         },
     }
     if with_agent_config:
@@ -109,7 +116,8 @@ def tasks(ctx: DataContext) -> dict[str, Any]:
     return spec
 
 
-def cluster_spec(ctx: DataContext, storage: Storage) -> dict[str, Any]:
+def cluster_spec(ctx: DataContext, storage: Storage, resources: Resources) -> dict[str, Any]:
+    """`resources`: each member's (pinned_resources, checked before anything is created)."""
     members = racks(ctx.placements["scylladb"])
     return {
         "version": charts.SCYLLADB_VERSION,
@@ -121,7 +129,8 @@ def cluster_spec(ctx: DataContext, storage: Storage) -> dict[str, Any]:
         # member's replacement bootstraps on another node instead of waiting for the lost disk.
         "automaticOrphanedNodeCleanup": storage.local,
         "datacenter": {"name": DATACENTER, "racks": [
-            rack_spec(ctx, i, n, storage, with_agent_config=ctx.backup is not None) for i, n in enumerate(members)]},
+            rack_spec(ctx, i, n, storage, resources, with_agent_config=ctx.backup is not None)
+            for i, n in enumerate(members)]},
         **tasks(ctx),
     }
 

@@ -7,10 +7,12 @@ Local CSI Driver then provisions each PersistentVolume as a directory with an XF
 (scylla-operator v1.21.1 docs/source/deploy-scylladb/before-you-deploy/configure-nodes.md "Loop device",
 docs/source/understand/storage.md). ScyllaDB runs in production mode on it.
 
-Network path (`storage: network`, or a provider without local NVMe): the provider's CSI StorageClass.
-Those volumes are formatted ext4, where appending AIO blocks; ScyllaDB's iotune refuses such a data
-directory outside developer mode (seastar src/core/fsqual.cc, scylladb dist/common/scripts/scylla_io_setup:
-"may not be on XFS ... enable developer mode"), so this path runs ScyllaDB in developer mode and says so.
+Network path (`storage: network`, or a provider without local NVMe): the provider's block storage through
+its XFS StorageClass (`ctx.xfs_storage_class`: the CSI driver formats the volume XFS), in production mode.
+Only where the provider offers no XFS class does ScyllaDB get the default class, whose volumes are ext4,
+where appending AIO blocks: ScyllaDB's iotune refuses such a data directory outside developer mode (seastar
+src/core/fsqual.cc, scylladb dist/common/scripts/scylla_io_setup: "may not be on XFS ... enable developer
+mode"), so that last resort runs ScyllaDB in developer mode and says so.
 
 Either way a NodeConfig tunes the ScyllaDB nodes (the operator runs perftune: IRQ affinity, NIC queues,
 disks, clocksource). The host tuning (components/host/profiles.py, role scylladb) owns the sysctls, the CPU
@@ -29,7 +31,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import charts
-from components.data.context import DataContext
+from components.data.context import DataContext, wait_for
 from components.data.placement import Placement
 
 LOCAL_STORAGE_CLASS = "scylladb-local-xfs"  # the name the operator's docs and the Manager chart use
@@ -45,6 +47,7 @@ LOOP_DEVICE = f"/dev/loops/{LOOP_NAME}"  # NodeConfig symlinks its loop devices 
 # full claim, or the driver's reported capacity is below the request and the pod never schedules.
 LOOP_OVERHEAD = 0.05
 LOOP_SLACK_GIB = 1
+NODE_SETUP_TIMEOUT_SECONDS = 1200
 KUBELET_DIR = "/var/lib/kubelet"  # K3s runs the kubelet with the upstream default root directory
 CSI_RESOURCES = {
     "local-csi-driver": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
@@ -63,14 +66,18 @@ class Storage:
 
 
 def choose(ctx: DataContext) -> Storage:
+    """Local NVMe, else the provider's XFS class, else (no XFS class) its default class in developer mode."""
     if ctx.settings.scylladb.storage == "auto" and ctx.local_nvme:
         return Storage(True, LOCAL_STORAGE_CLASS, developer_mode=False,
                        why="local NVMe: an XFS loop device on each node's disk (NodeConfig) and the local CSI driver")
     reason = "dataPlane.scylladb.storage is 'network'" if ctx.settings.scylladb.storage == "network" else \
         "the provider's disks are not local NVMe"
+    if ctx.xfs_storage_class:
+        return Storage(False, ctx.xfs_storage_class, developer_mode=False,
+                       why=f"{reason}: the provider's block storage formatted XFS ({ctx.xfs_storage_class!r})")
     return Storage(False, ctx.storage_class, developer_mode=True,
-                   why=f"{reason}: the CSI class {ctx.storage_class!r} formats ext4, which ScyllaDB accepts only "
-                       "in developer mode (iotune's AIO check)")
+                   why=f"{reason}, and the provider offers no XFS StorageClass: the CSI class {ctx.storage_class!r} "
+                       "formats ext4, which ScyllaDB accepts only in developer mode (iotune's AIO check)")
 
 
 def loop_size(storage_size: str) -> str:
@@ -105,13 +112,11 @@ def node_config_spec(where: Placement, storage: Storage, storage_size: str) -> d
 
 def install_node_config(ctx: DataContext, storage: Storage, after: Sequence[pulumi.Resource]) -> pulumi.Resource:
     where = ctx.placements["scylladb"]
-    return k8s.apiextensions.CustomResource(
-        "scylla-node-config", api_version="scylla.scylladb.com/v1alpha1", kind="NodeConfig",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=NODE_CONFIG, labels=ctx.labels("scylladb", "node-config"),
-            # The driver's hostPath (the XFS mount) exists only once the node setup is done.
-            annotations={"pulumi.com/waitFor": "condition=Available", "pulumi.com/timeoutSeconds": "1200"}),
-        spec=node_config_spec(where, storage, ctx.settings.scylladb.storage_size), opts=ctx.opts(after))
+    # The driver's hostPath (the XFS mount) exists only once the node setup is done.
+    return ctx.custom_resource(
+        "scylla-node-config", "scylla.scylladb.com/v1alpha1", "NodeConfig", NODE_CONFIG, None,
+        node_config_spec(where, storage, ctx.settings.scylladb.storage_size), ctx.labels("scylladb", "node-config"),
+        after, annotations=wait_for("condition=Available", NODE_SETUP_TIMEOUT_SECONDS))
 
 
 # --- the ScyllaDB Local CSI Driver ------------------------------------------------------------------------
