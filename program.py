@@ -40,7 +40,7 @@ def main() -> None:
         pulumi.export("clusterIssuer", services.cluster_issuer)
         pulumi.export("gateway", {"name": services.gateway.name, "namespace": services.gateway.namespace})
         if loaded.config.layers.data_plane:
-            data = DataPlane("data-plane", loaded, infra, cluster, services)
+            data = DataPlane("data-plane", loaded, cluster, services, local_nvme=infra.cluster.local_nvme)
             pulumi.export("dataPlane", data_plane_summary(data))
 
     pulumi.export("provider", loaded.config.provider)

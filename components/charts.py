@@ -98,13 +98,18 @@ class Kustomization:
 
 
 # GCP Persistent Disk CSI driver: no Helm chart upstream; its `noauth` overlay uses the VM's service
-# account (no key file). Tag v1.26.4 (2026-07-08) of kubernetes-sigs/gcp-compute-persistent-disk-csi-driver;
-# the overlay pins the images (deploy/kubernetes/images/stable-master).
+# account (no key file). Tag v1.26.4 (2026-07-08) of kubernetes-sigs/gcp-compute-persistent-disk-csi-driver.
+# That overlay's images (deploy/kubernetes/images/stable-master) still name driver v1.17.4 at the tag, so
+# providers/kustomize/gcp-pd-csi/kustomization.yaml takes the overlay as its base (`directory`, in
+# kustomize's remote form) and pins the driver image to this version; a test keeps the two in step.
 GCP_PD_CSI_VERSION = "v1.26.4"
 GCP_PD_CSI = Kustomization(
     "gcp-compute-persistent-disk-csi-driver", GCP_PD_CSI_VERSION,
-    "https://github.com/kubernetes-sigs/gcp-compute-persistent-disk-csi-driver/tree/"
-    f"{GCP_PD_CSI_VERSION}/deploy/kubernetes/overlays/noauth", "gce-pd-csi-driver")
+    "https://github.com/kubernetes-sigs/gcp-compute-persistent-disk-csi-driver//deploy/kubernetes/overlays/"
+    f"noauth?ref={GCP_PD_CSI_VERSION}", "gce-pd-csi-driver")
+# The driver image the overlay ends up naming (its stable-master ImageTagTransformer's newName), run at
+# GCP_PD_CSI_VERSION: releases are promoted to registry.k8s.io/cloud-provider-gcp under their git tag.
+GCP_PD_CSI_IMAGE = "registry.k8s.io/cloud-provider-gcp/gcp-compute-persistent-disk-csi-driver"
 
 # --- data plane: PostgreSQL and object storage ----------------------------------------------------------
 # CloudNativePG: chart 0.29.0 runs operator 1.30.0 (cloudnative-pg/charts tag cloudnative-pg-v0.29.0,

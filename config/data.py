@@ -185,6 +185,15 @@ class Dragonfly(PinnedStore):
                 "DragonflyDB needs 256Mi of maxmemory (80% of the memory) per thread")
 
 
+# Names a configured database (its owner role, and the Secret `postgres-<name>` components/data/postgres.py
+# writes) must not take: PostgreSQL's own databases, the roles CloudNativePG refuses as managed roles
+# (postgres, streaming_replica), initdb's default database/owner `app`, and the suffixes of the Secrets the
+# operator creates for the cluster (<cluster>-app, -superuser, -ca, -server, -replication: CloudNativePG docs,
+# "Certificates" and "Connecting from an application"), which a database Secret of that name would overwrite.
+POSTGRES_RESERVED = frozenset({"postgres", "template0", "template1", "streaming_replica", "app", "superuser", "ca",
+                               "server", "replication"})
+
+
 class Postgres(Store):
     wal_storage_size: str = "20Gi"
     backup_schedule: str = "0 2 * * *"
@@ -208,6 +217,10 @@ class Postgres(Store):
         for value in values:
             if not re.match(r"^[a-z][a-z0-9_]{0,62}$", value):
                 raise ValueError(f"database {value!r} must be 1-63 characters of a-z, 0-9 and '_', starting with a letter")
+        taken = sorted(set(values) & POSTGRES_RESERVED)
+        if taken:
+            raise ValueError(f"database {taken[0]!r} is a name PostgreSQL or CloudNativePG keeps for itself "
+                             f"(reserved: {', '.join(sorted(POSTGRES_RESERVED))})")
         if len(set(values)) != len(values):
             raise ValueError("must not repeat a database")
         return values

@@ -72,6 +72,11 @@ SERVER_TYPES = {
 # this custom role, and acting as the instance's own service account when attaching.
 PD_CSI_PERMISSIONS = ("compute.instances.get", "compute.instances.attachDisk", "compute.instances.detachDisk",
                       "compute.disks.get")
+# Our kustomization: upstream's `noauth` overlay (GCP_PD_CSI.directory) with the driver image pinned to
+# GCP_PD_CSI_VERSION. Relative to the project root (where Pulumi.yaml is), which is the working directory
+# of the program and of the Kubernetes provider that runs kustomize; an absolute path would differ per
+# checkout and show up as a change of the component's input.
+PD_CSI_KUSTOMIZATION = "providers/kustomize/gcp-pd-csi"
 
 
 def gcp_project() -> str | None:
@@ -369,9 +374,10 @@ class GcpInfrastructure(ProviderInfrastructure):
 
     def _install_pd_csi(self, provider: k8s.Provider, depends_on: Sequence[pulumi.Resource],
                         parent: pulumi.Resource) -> Storage:
-        """Persistent Disk volumes (pd-balanced) through the PD CSI driver's upstream `noauth` overlay:
-        encrypted at rest by Google, expandable, the default class and its XFS twin; production keeps a
-        volume when its claim is deleted."""
+        """Persistent Disk volumes (pd-balanced) through the PD CSI driver's upstream `noauth` overlay,
+        wrapped by our kustomization so the driver image is the pinned release's (the overlay alone runs
+        v1.17.4): encrypted at rest by Google, expandable, the default class and its XFS twin; production
+        keeps a volume when its claim is deleted."""
         opts = pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on))
         # The overlay expects its namespace to exist (upstream deploy-driver.sh creates it). Its node
         # plugin is privileged (mounts, udev), hence the privileged Pod Security level.
@@ -380,7 +386,7 @@ class GcpInfrastructure(ProviderInfrastructure):
                 name=GCP_PD_CSI.namespace, labels={"pod-security.kubernetes.io/enforce": "privileged"}),
             opts=opts)
         driver = k8s.kustomize.v2.Directory(
-            "gcp-pd-csi", directory=GCP_PD_CSI.directory,
+            "gcp-pd-csi", directory=PD_CSI_KUSTOMIZATION,
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[namespace])))
         # ext4 or xfs: the driver image ships both (gcp-compute-persistent-disk-csi-driver v1.26.4 Dockerfile,
         # docs/kubernetes/user-guides/basic.md); Google encrypts every disk at rest.

@@ -352,3 +352,29 @@ def test_a_bare_metal_block_under_another_provider_is_refused():
              "loadBalancerAddresses": ["192.0.2.240/28"]}
     assert one_problem(base_raw(bareMetal=hosts)).startswith(
         "adplatform:bareMetal is only read with provider: baremetal (the stack's provider is 'hetzner')")
+
+
+@pytest.mark.parametrize(("store", "settings", "expected"), [
+    ("postgres", {"databases": ["app"]},
+     "adplatform:dataPlane.postgres.databases database 'app' is a name PostgreSQL or CloudNativePG keeps for itself"),
+    ("postgres", {"databases": ["gitlab", "ca"]}, "database 'ca' is a name"),  # would overwrite the Secret postgres-ca
+    ("postgres", {"databases": ["postgres"]}, "reserved: app, ca, postgres, replication, server"),
+    ("postgres", {"databases": ["Gitlab"]}, "database 'Gitlab' must be 1-63 characters of a-z, 0-9 and '_'"),
+    ("postgres", {"databases": ["gitlab", "gitlab"]}, "dataPlane.postgres.databases must not repeat a database"),
+    ("postgres", {"backupRetention": "30 days"},
+     "dataPlane.postgres.backupRetention must be a retention such as 30d, 4w or 3m, got '30 days'"),
+    ("postgres", {"walStorageSize": "20G"}, "dataPlane.postgres.walStorageSize must be a volume size in Gi or Ti"),
+    ("postgres", {"bogus": 1}, "dataPlane.postgres has unknown key(s) 'bogus' (accepted: backupRetention"),
+    ("redpanda", {"retentionHours": 0}, "dataPlane.redpanda.retentionHours must be between 1 and 87600 hours"),
+    ("redpanda", {"memory": "lots"}, "dataPlane.redpanda.memory must be a Kubernetes quantity such as 500m, 4, 8Gi, "
+                                     "got 'lots'"),
+    ("objectStorage", {"storageSize": "1Pi"}, "dataPlane.objectStorage.storageSize must be a volume size in Gi or Ti"),
+])
+def test_data_plane_settings_errors_name_key_value_and_accepted(store, settings, expected):
+    assert expected in one_problem(base_raw(dataPlane={store: settings}))
+
+
+def test_database_names_with_underscores_stay_accepted():
+    """The reserved list refuses whole names only (the Secret name replaces '_' with '-')."""
+    loaded = load("test", base_raw(dataPlane={"postgres": {"databases": ["app_events", "ca_data"]}}), SECRET)
+    assert loaded.config.data_plane.postgres.databases == ["app_events", "ca_data"]

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from components.charts import GCP_PD_CSI
+import yaml
+
+from components.charts import GCP_PD_CSI, GCP_PD_CSI_IMAGE, GCP_PD_CSI_VERSION
 from config.catalog import SIZES
 from policy import rules as policy
 from providers import gcp, get
 from providers.base import PORTS
 from tests.cloud_stacks import assert_block_storage, config_problems, stack_fixtures
-from tests.conftest import base_raw, k3s_config
+from tests.conftest import ROOT, base_raw, k3s_config
 from tools import mockrun
 from tools.mockrun import FAKE_UBUNTU_GCE_IMAGE
 
@@ -188,13 +190,31 @@ def test_public_api_load_balancer_is_a_passthrough_behind_the_admin_rule(product
 
 def test_pd_csi_driver_default_storage_class_and_its_xfs_twin(staging, production):
     driver = staging.named("gcp-pd-csi", "kubernetes:kustomize/v2:Directory")
-    assert driver.inputs["directory"] == GCP_PD_CSI.directory and f"/tree/{GCP_PD_CSI.version}/" in GCP_PD_CSI.directory
+    # Our kustomization, named relative to the project root (where `pulumi up` runs).
+    assert driver.inputs["directory"] == gcp.PD_CSI_KUSTOMIZATION
+    assert (ROOT / "Pulumi.yaml").is_file() and (ROOT / gcp.PD_CSI_KUSTOMIZATION / "kustomization.yaml").is_file()
     namespace = staging.named("gce-pd-csi-driver", "kubernetes:core/v1:Namespace")
     assert namespace.urn in driver.dependencies
     for run, reclaim in ((staging, "Delete"), (production, "Retain")):
         params = assert_block_storage(run, "pd-balanced", "pd.csi.storage.gke.io", reclaim=reclaim,
                                       driver="gcp-pd-csi")
         assert params["type"] == "pd-balanced"
+
+
+def test_pd_csi_kustomization_runs_the_pinned_release_driver():
+    """The upstream overlay alone would run driver v1.17.4 (its images/stable-master at the tag); ours takes
+    that overlay at the catalog's tag as its only base and sets the driver image's tag to the same version.
+    Kustomize files take no variables, so this keeps them equal to components/charts.py."""
+    kustomization = yaml.safe_load((ROOT / gcp.PD_CSI_KUSTOMIZATION / "kustomization.yaml").read_text())
+    assert GCP_PD_CSI.directory == ("https://github.com/kubernetes-sigs/gcp-compute-persistent-disk-csi-driver"
+                                    f"//deploy/kubernetes/overlays/noauth?ref={GCP_PD_CSI_VERSION}")
+    assert kustomization["resources"] == [GCP_PD_CSI.directory]
+    # Only the tag changes: the registry path is the one the overlay already names (no newName, no digest).
+    assert kustomization["images"] == [{"name": GCP_PD_CSI_IMAGE, "newTag": GCP_PD_CSI_VERSION}]
+    assert GCP_PD_CSI_IMAGE == "registry.k8s.io/cloud-provider-gcp/gcp-compute-persistent-disk-csi-driver"
+    assert GCP_PD_CSI_VERSION == GCP_PD_CSI.version
+    # Nothing else changed: the overlay's own namespace (gce-pd-csi-driver) is the one we create.
+    assert set(kustomization) == {"apiVersion", "kind", "resources", "images"}
 
 
 # --- protection -----------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ from components.k3s import K3sCluster
 from components.services import ClusterServices, namespaces
 from config import LoadedConfig
 from config.catalog import STORE_ROLES
-from providers.base import Infrastructure
 
 # Stores besides object storage, in the order their operators are installed (no dependencies between them).
 STORES = {"scylladb": scylladb, "redpanda": redpanda, "clickhouse": clickhouse, "dragonfly": dragonfly,
@@ -44,15 +43,16 @@ class DataPlane(pulumi.ComponentResource):
     shape: dict[str, dict[str, object]]
     ready: list[pulumi.Resource]
 
-    def __init__(self, name: str, loaded: LoadedConfig, infra: Infrastructure, cluster: K3sCluster,
-                 services: ClusterServices, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, loaded: LoadedConfig, cluster: K3sCluster, services: ClusterServices,
+                 local_nvme: bool, opts: pulumi.ResourceOptions | None = None):
+        """`local_nvme`: the provider's disks are local NVMe (providers' ClusterProfile.local_nvme)."""
         super().__init__("adplatform:data:DataPlane", name, None, opts)
         cfg = loaded.config
         ctx = DataContext(
             parent=self, k8s=cluster.provider, settings=cfg.data_plane, cluster=cfg.cluster, stack=loaded.stack,
             domain=cfg.domain, ha=loaded.profile.strict, protect=loaded.profile.protect,
             storage_class=services.storage_class, xfs_storage_class=services.xfs_storage_class,
-            local_nvme=infra.cluster.local_nvme, gateway=services.gateway, cluster_issuer=services.cluster_issuer,
+            local_nvme=local_nvme, gateway=services.gateway, cluster_issuer=services.cluster_issuer,
             placements={store: placement(cfg, role) for store, role in STORE_ROLES.items()},
             backup=None)
         objects = objectstore.endpoint(ctx, loaded.secrets) if cfg.data_plane.object_storage.enabled else None
