@@ -31,7 +31,8 @@ def main() -> None:
     # Backup settings are validated with the cluster-services layer they belong to.
     etcd_backup = EtcdBackup.from_config(loaded.config.cluster_services.backups, loaded.stack, loaded.secrets) \
         if loaded.config.layers.cluster_services else None
-    cluster = K3sCluster("k3s", loaded.config.cluster, infra, tuning, etcd_backup=etcd_backup)
+    cluster = K3sCluster("k3s", loaded.config.cluster, infra, tuning, etcd_backup=etcd_backup,
+                         protect=loaded.profile.protect)
     if cluster.etcd_restore:
         pulumi.export("etcdRestore", cluster.etcd_restore)  # the runbook: no secrets in it
     if loaded.config.layers.cluster_services:

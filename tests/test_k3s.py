@@ -227,3 +227,9 @@ def test_rotating_only_the_s3_secret_key_reconfigures_the_servers(wired_runs):
     assert _trigger(rotated, "control-plane-1") != _trigger(current, "control-plane-1")
     assert _trigger(rotated, "general-1") == _trigger(current, "general-1"), "agents carry no S3 keys"
     assert "rotated-secret-key" not in str(_trigger(rotated, "control-plane-1"))
+
+
+def test_join_tokens_are_protected_in_production_only(production, staging):
+    for name in ("server-token", "agent-token"):
+        assert production.named(name, "random:index/randomPassword:RandomPassword").protect
+        assert not staging.named(name, "random:index/randomPassword:RandomPassword").protect

@@ -53,7 +53,10 @@ class K3sCluster(pulumi.ComponentResource):
     etcd_restore: list[str] | None  # the etcd disaster-recovery runbook (no secrets); None without backups
 
     def __init__(self, name: str, cluster: Cluster, infra: Infrastructure, tuning: HostTuning,
-                 opts: pulumi.ResourceOptions | None = None, etcd_backup: EtcdBackup | None = None):
+                 opts: pulumi.ResourceOptions | None = None, etcd_backup: EtcdBackup | None = None,
+                 protect: bool = False):
+        """`protect`: production profiles; the join tokens are then protected (a new token locks every
+        node out of a running cluster until each is reconfigured)."""
         super().__init__("adplatform:k3s:K3sCluster", name, None, opts)
         self._cluster = cluster
         self._infra = infra
@@ -61,9 +64,9 @@ class K3sCluster(pulumi.ComponentResource):
         self.etcd_restore = None if etcd_backup is None else etcd_restore_commands(
             etcd_backup, infra.servers[0].hostname, [n.hostname for n in infra.servers[1:]])
         self._token = random.RandomPassword("server-token", length=48, special=False,
-                                            opts=pulumi.ResourceOptions(parent=self))
+                                            opts=pulumi.ResourceOptions(parent=self, protect=protect))
         self._agent_token = random.RandomPassword("agent-token", length=48, special=False,
-                                                  opts=pulumi.ResourceOptions(parent=self))
+                                                  opts=pulumi.ResourceOptions(parent=self, protect=protect))
         self.installs: dict[str, command.remote.Command] = {}
 
         first, *others = infra.servers
