@@ -12,17 +12,17 @@ import pulumi
 import providers
 from components.host import HostTuning
 from components.k3s import K3sCluster
-from components.k3s.config import EtcdBackup
-from components.data import DataPlane
-from components.services import ClusterServices
+from components.data import DataPlane, validate as validate_data_plane
 from components.data.outputs import data_plane_summary
+from components.k3s.config import EtcdBackup
+from components.services import ClusterServices
 from config import ConfigError, load_from_pulumi
 
 
 def main() -> None:
     loaded = load_from_pulumi()
     provider = providers.get(loaded.config.provider)
-    problems = provider.validate(loaded)
+    problems = [*provider.validate(loaded), *validate_data_plane(loaded.config)]
     if problems:
         raise ConfigError(problems)
 

@@ -193,3 +193,16 @@ def test_velero_skips_exactly_the_namespaces_of_live_databases(production):
     assert set(LIVE_DATABASE_NAMESPACES) <= namespaces
     # DragonflyDB's snapshots and the object store's volumes are files at rest: Velero takes them off-cluster.
     assert "dragonfly" not in LIVE_DATABASE_NAMESPACES and "seaweedfs" not in LIVE_DATABASE_NAMESPACES
+
+
+def test_a_database_pool_too_small_for_its_pinned_store_is_refused_before_anything_exists():
+    from config import ConfigError
+    from tools import mockrun
+    raw = base_raw(profile="staging", cluster={"pools": [{"name": "scylladb", "size": "small"}]})
+    with pytest.raises(ConfigError) as exc:
+        run_raw(raw)
+    [msg] = [str(p) for p in exc.value.problems]
+    assert msg.startswith("adplatform:dataPlane.scylladb gets cpu 1 and memory 1024Mi from its pools ['scylladb']: "
+                          "ScyllaDB in production mode needs")
+    assert msg.endswith("set dataPlane.scylladb.cpu and memory")
+    assert mockrun.last_monitor.recorded == [], "refused before the first resource"

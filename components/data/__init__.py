@@ -15,12 +15,14 @@ from typing import Callable, Sequence
 import pulumi
 
 from components.data import clickhouse, dragonfly, objectstore, postgres, redpanda, scylladb
-from components.data.context import LAYER, DataContext
+from components.data.context import LAYER, DataContext, pinned_shortfall
 from components.data.endpoints import DataEndpoints, ObjectStoreEndpoint, S3Location
 from components.data.placement import placement
 from components.k3s import K3sCluster
 from components.services import ClusterServices, namespaces
-from config import LoadedConfig
+from config import LoadedConfig, Problem
+from config.errors import problem
+from config.model import StackConfig
 from config.catalog import STORE_ROLES
 
 # Stores besides object storage, in the order their operators are installed (no dependencies between them).
@@ -35,6 +37,24 @@ BACKUP_URLS: dict[str, Callable[[S3Location], str]] = {
     "clickhouse": lambda backup: backup.under("clickhouse").url(),
     "postgres": lambda backup: backup.under("postgres").url(),
 }
+
+
+PINNED_STORES = ("scylladb", "redpanda", "dragonfly")
+
+
+def validate(cfg: StackConfig) -> list[Problem]:
+    """Checks that need the stores' placement (pool sizes): run with the config validation in program.py,
+    before any resource exists."""
+    if not (cfg.layers.cluster_services and cfg.layers.data_plane):
+        return []
+    placements = {store: placement(cfg, role) for store, role in STORE_ROLES.items()}
+    found = []
+    for store in PINNED_STORES:
+        if getattr(cfg.data_plane, store).enabled:
+            shortfall = pinned_shortfall(cfg.data_plane, placements, store)
+            if shortfall:
+                found.append(problem(f"dataPlane.{store}", shortfall))
+    return found
 
 
 class DataPlane(pulumi.ComponentResource):

@@ -88,15 +88,7 @@ class DataContext:
 
     def resources(self, store: str, workload: str | None = None) -> Resources:
         """The workload's share of its store's nodes, or the store's configured cpu/memory."""
-        settings = getattr(self.settings, store)
-        workload = workload or store
-        res = sized(self.placements[store], SHARES[workload], settings.cpu, settings.memory,
-                    whole_cpus=workload in PINNED_CPUS)
-        if settings.cpu is None and workload in MEMORY_PER_CORE:
-            fixed, per_core = MEMORY_PER_CORE[workload]
-            fed = max(1, (res.memory_mib - fixed) // per_core)
-            res = Resources(cpu=str(min(int(res.cpu), fed)), memory=res.memory)
-        return res
+        return store_resources(self.settings, self.placements, store, workload)
 
     def password(self, name: str, length: int = 32) -> random.RandomPassword:
         """A generated credential: alphanumeric (safe in URLs, DSNs and config files), protected in production."""
@@ -194,14 +186,39 @@ def operator_affinity(labels: dict[str, str]) -> dict[str, object]:
     return {"podAntiAffinity": pod_anti_affinity(labels, required=False)}
 
 
-def pinned_resources(ctx: DataContext, store: str) -> Resources:
-    """`ctx.resources(store)` of a thread-per-core store (config/data.py PinnedStore), refused when its memory
-    cannot feed every pinned CPU: a pool too small for even one core, or a configured cpu beside the
-    pool's memory (a configured pair is refused as config already)."""
-    res = ctx.resources(store)
-    need, rule = getattr(ctx.settings, store).memory_floor(int(res.cpu))
-    if res.memory_mib < need:
-        raise ValueError(f"adplatform:dataPlane.{store} gets cpu {res.cpu} and memory {res.memory} from its pools "
-                         f"{list(ctx.placements[store].pools)}: {rule}, so at least {need}Mi; set "
-                         f"dataPlane.{store}.cpu and memory")
+def store_resources(settings: Settings, placements: dict[str, Placement], store: str,
+                    workload: str | None = None) -> Resources:
+    """The workload's share of its store's nodes, or the store's configured cpu/memory (DataContext.resources)."""
+    configured = getattr(settings, store)
+    workload = workload or store
+    res = sized(placements[store], SHARES[workload], configured.cpu, configured.memory,
+                whole_cpus=workload in PINNED_CPUS)
+    if configured.cpu is None and workload in MEMORY_PER_CORE:
+        fixed, per_core = MEMORY_PER_CORE[workload]
+        fed = max(1, (res.memory_mib - fixed) // per_core)
+        res = Resources(cpu=str(min(int(res.cpu), fed)), memory=res.memory)
     return res
+
+
+def pinned_shortfall(settings: Settings, placements: dict[str, Placement], store: str) -> str | None:
+    """Why a thread-per-core store's memory cannot feed its pinned CPUs (a pool too small for even one
+    core), or None. DataPlane's `validate` runs this with the config validation, before any resource exists."""
+    return _shortfall(settings, store, store_resources(settings, placements, store), placements[store].pools)
+
+
+def pinned_resources(ctx: DataContext, store: str) -> Resources:
+    """`ctx.resources(store)` of a thread-per-core store (config/data.py PinnedStore); `validate` has refused a
+    shortfall before anything was created, so this raising means a bug, not a config problem."""
+    res = ctx.resources(store)
+    shortfall = _shortfall(ctx.settings, store, res, ctx.placements[store].pools)
+    if shortfall:
+        raise ValueError(f"adplatform:dataPlane.{store} {shortfall}")
+    return res
+
+
+def _shortfall(settings: Settings, store: str, res: Resources, pools: Sequence[str]) -> str | None:
+    need, rule = getattr(settings, store).memory_floor(int(res.cpu))
+    if res.memory_mib >= need:
+        return None
+    return (f"gets cpu {res.cpu} and memory {res.memory} from its pools {list(pools)}: {rule}, "
+            f"so at least {need}Mi; set dataPlane.{store}.cpu and memory")
