@@ -206,3 +206,23 @@ def test_a_database_pool_too_small_for_its_pinned_store_is_refused_before_anythi
                           "ScyllaDB in production mode needs")
     assert msg.endswith("set dataPlane.scylladb.cpu and memory")
     assert mockrun.last_monitor.recorded == [], "refused before the first resource"
+
+
+def test_a_consumer_copy_of_credentials_stays_secret_and_renames_keys():
+    import pulumi
+    from components.data.endpoints import Credentials
+    from tests.cloud_stacks import run_alone
+
+    def build():
+        creds = Credentials("postgres-gitlab", "postgres", {"username": pulumi.Output.from_input("gitlab"),
+                                                            "password": pulumi.Output.secret("s3cr3t")})
+        return creds.copy_to("gitlab-db", "gitlab", pulumi.ResourceOptions(), rename={"password": "psql-password"})
+
+    _, registered = run_alone(build)
+    [copy] = registered
+    assert copy.type == "kubernetes:core/v1:Secret"
+    assert copy.inputs["metadata"] == {"name": "postgres-gitlab", "namespace": "gitlab"}
+    data = copy.inputs["stringData"]
+    assert isinstance(data, Secret) or all(isinstance(v, Secret) for v in data.values()), "no value in plain text"
+    values = data.value if isinstance(data, Secret) else {k: v.value for k, v in data.items()}
+    assert values == {"username": "gitlab", "psql-password": "s3cr3t"}
