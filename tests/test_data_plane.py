@@ -7,18 +7,13 @@ import json
 import pytest
 
 from components.data.placement import Resources, node_budget, placement, sized
-from config import ConfigError, load
+from config import load
 from tests.conftest import SECRET_KEYS, base_raw, run_raw
+from tests.stores import config_problems as problems
 from tools.mockrun import Secret
 
 STORES = ("scylladb", "redpanda", "clickhouse", "dragonfly", "postgres", "objectStorage")
 EXTERNAL = {"endpoint": "https://fsn1.your-objectstorage.com", "region": "fsn1", "bucketPrefix": "adp-prod"}
-
-
-def problems(raw: dict, secrets: set[str] = SECRET_KEYS) -> list[str]:
-    with pytest.raises(ConfigError) as exc:
-        load("test", raw, secrets)
-    return [str(p) for p in exc.value.problems]
 
 
 def _data_types(run) -> set[str]:
