@@ -12,9 +12,11 @@ import pulumi
 import providers
 from components.host import HostTuning
 from components.k3s import K3sCluster
+from components.ads import AdServices
 from components.data import DataPlane, validate as validate_data_plane
 from components.data.outputs import data_plane_summary
 from components.k3s.config import EtcdBackup
+from components.platform import Platform
 from components.services import ClusterServices
 from config import ConfigError, load_from_pulumi
 
@@ -43,6 +45,12 @@ def main() -> None:
         if loaded.config.layers.data_plane:
             data = DataPlane("data-plane", loaded, cluster, services, local_nvme=infra.cluster.local_nvme)
             pulumi.export("dataPlane", data_plane_summary(data))
+            platform = Platform("platform", loaded, cluster, services, data) if loaded.config.layers.platform else None
+            if platform is not None:
+                pulumi.export("platform", platform.summary)
+            if loaded.config.layers.ad_services:
+                ads = AdServices("ad-services", loaded, cluster, services, data, platform)
+                pulumi.export("adServices", ads.summary)
 
     pulumi.export("provider", loaded.config.provider)
     pulumi.export("profile", loaded.profile.name)

@@ -203,11 +203,94 @@ CSI_LIVENESS_PROBE_IMAGE = ("registry.k8s.io/sig-storage/livenessprobe:v2.19.0"
 CSI_PROVISIONER_IMAGE = ("registry.k8s.io/sig-storage/csi-provisioner:v5.3.0"
                          "@sha256:bb057f866177d5f4139a1527e594499cbe0feeb67b63aaca8679dfdf0a6016f9")
 
+# --- platform: data engineering (Airflow, Spark, JupyterHub) ------------------------------------------
+# Apache Airflow's official chart 1.22.0 (apache/airflow tag helm-chart/1.22.0, 2026-06-13; its release notes:
+# "Default Airflow image is updated to 3.2.2", values.yaml defaultAirflowTag/airflowVersion "3.2.2"). The image is
+# pinned to that appVersion explicitly, so the chart's version decisions and the image agree.
+AIRFLOW = Chart("https://airflow.apache.org", "airflow", "1.22.0", "airflow")
+AIRFLOW_VERSION = "3.2.2"
+# Kubeflow Spark operator 2.5.2 (kubeflow/spark-operator tag v2.5.2, charts/spark-operator-chart/Chart.yaml:
+# version == appVersion 2.5.2; the controller and webhook image defaults to the appVersion). Helm creates a chart's
+# crds/ only on first install and never upgrades them, so the tag's CRDs are applied from the same tag.
+SPARK_OPERATOR = Chart("https://kubeflow.github.io/spark-operator", "spark-operator", "2.5.2", "spark-operator")
+SPARK_OPERATOR_CRDS = Manifests("spark-operator-crds", SPARK_OPERATOR.version, tuple(
+    "https://raw.githubusercontent.com/kubeflow/spark-operator/"
+    f"v{SPARK_OPERATOR.version}/charts/spark-operator-chart/crds/sparkoperator.k8s.io_{plural}.yaml"
+    for plural in ("sparkapplications", "scheduledsparkapplications", "sparkconnects")))
+# JupyterHub chart 4.4.0 (jupyterhub/zero-to-jupyterhub-k8s tag 4.4.0; jupyterhub/Chart.yaml appVersion 5.5.0).
+# chartpress tags the chart's own images with the chart version; the user server image is pinned to that tag.
+JUPYTERHUB = Chart("https://hub.jupyter.org/helm-chart/", "jupyterhub", "4.4.0", "jupyterhub")
+JUPYTERHUB_SINGLEUSER_IMAGE = "quay.io/jupyterhub/k8s-singleuser-sample"
+JUPYTERHUB_SINGLEUSER_TAG = JUPYTERHUB.version
+
+# --- platform: monitoring -------------------------------------------------------------------------------
+# kube-prometheus-stack 88.5.3 (prometheus-community/helm-charts tag kube-prometheus-stack-88.5.3, 2026-08-21):
+# operator v0.93.1 (appVersion, the CRDs of PROMETHEUS_OPERATOR_CRDS), Prometheus v3.14.0, Alertmanager v0.34.0
+# (values.yaml image tags), subcharts grafana 12.11.1 (Grafana 13.2.0), kube-state-metrics 8.4.0 (2.20.0),
+# prometheus-node-exporter 4.56.1 (1.12.1) (Chart.yaml). Every image the release runs is pinned by these
+# (no `latest` among the enabled parts), so none is repeated here.
+KUBE_PROMETHEUS_STACK = Chart("https://prometheus-community.github.io/helm-charts", "kube-prometheus-stack", "88.5.3",
+                              "monitoring")
+
+# --- platform: ML (MLflow, Kubeflow Pipelines) ------------------------------------------------------------
+# MLflow: the community-charts chart 1.11.5 runs MLflow 3.15.1 (community-charts/helm-charts tag mlflow-1.11.5,
+# charts/mlflow/Chart.yaml appVersion, 2026-08-21); its image burakince/mlflow is pinned to that appVersion. The
+# official chart (oci://ghcr.io/mlflow/charts/mlflow 0.1.0) is early and not used.
+MLFLOW = Chart("https://community-charts.github.io/helm-charts", "mlflow", "1.11.5", "mlflow")
+MLFLOW_VERSION = "3.15.1"
+# Kubeflow Pipelines 2.17.0 standalone (kubeflow/pipelines tag 2.17.0, 2026-07-08; no Helm chart upstream): its
+# cluster-scoped resources (CRDs, the cache deployer's ClusterRole) first, then the namespaced install
+# `env/platform-agnostic` (MySQL). components/platform/kustomize/kubeflow-pipelines{-cluster,}/kustomization.yaml
+# take these as their bases (kustomize's remote form) and change what components/platform/kubeflow.py says; a test
+# keeps their refs equal to this version. The manifests pin every KFP image to the tag and Argo Workflows to v4.0.5.
+KUBEFLOW_PIPELINES_VERSION = "2.17.0"
+_KFP_MANIFESTS = "https://github.com/kubeflow/pipelines//manifests/kustomize"
+KUBEFLOW_PIPELINES_CLUSTER = Kustomization(
+    "kubeflow-pipelines-cluster", KUBEFLOW_PIPELINES_VERSION,
+    f"{_KFP_MANIFESTS}/cluster-scoped-resources?ref={KUBEFLOW_PIPELINES_VERSION}", "kubeflow")
+KUBEFLOW_PIPELINES = Kustomization(
+    "kubeflow-pipelines", KUBEFLOW_PIPELINES_VERSION,
+    f"{_KFP_MANIFESTS}/env/platform-agnostic?ref={KUBEFLOW_PIPELINES_VERSION}", "kubeflow")
+
+# --- platform: GitLab and its runner ------------------------------------------------------------------
+# GitLab chart 10.2.3 (gitlab-org/charts/gitlab CHANGELOG.md "## 10.2.3 (2026-08-13)", the newest release entry
+# seen): chart 10.x runs GitLab 19.x (doc/releases/10_0.md: "With the 19.0 release of GitLab, we have released
+# version 10.0"; minor and patch follow GitLab's, doc/installation/version_mappings.md). Chart 10 dropped the
+# bundled PostgreSQL, Redis and MinIO and defaults to Gateway API + Envoy Gateway (both switched off here). The
+# chart pins every GitLab image to its appVersion (global.gitlabVersion), so none is repeated here.
+GITLAB = Chart("https://charts.gitlab.io", "gitlab", "10.2.3", "gitlab")
+# GitLab Runner chart 0.91.0: the runner chart GitLab chart 10.2.1 moved to ("Update gitlab-runner to v0.91.0",
+# 2026-07-29), i.e. the line released with GitLab 19.2; its image is alpine-v<appVersion> (templates/_helpers.tpl).
+GITLAB_RUNNER = Chart("https://charts.gitlab.io", "gitlab-runner", "0.91.0", "gitlab-runner")
+# What a CI job runs when its .gitlab-ci.yml names no image (runners.kubernetes.image); the templates name theirs.
+RUNNER_DEFAULT_JOB_IMAGE = "docker.io/library/alpine:3.22.1"
+
+# --- platform: logs and traces (components/platform/logs.py, traces.py) ------------------------------------
+# Loki 3.7.6 from chart 18.11.0 (grafana-community/helm-charts tag loki-18.11.0, charts/loki/Chart.yaml
+# appVersion; the open-source Grafana charts moved to grafana-community in 2026-03).
+LOKI_VERSION = "3.7.6"
+LOKI = Chart("https://grafana-community.github.io/helm-charts", "loki", "18.11.0", "logging")
+# Tempo 2.10.8 from the single-binary chart 2.2.4 (tag tempo-2.2.4, charts/tempo/Chart.yaml appVersion). Not
+# tempo-distributed 3.3.0: it runs Tempo 3.0, whose microservices need a Kafka-compatible queue.
+TEMPO_VERSION = "2.10.8"
+TEMPO = Chart("https://grafana-community.github.io/helm-charts", "tempo", "2.2.4", "tracing")
+# OpenTelemetry Collector chart 0.170.0 (open-telemetry/opentelemetry-helm-charts tag
+# opentelemetry-collector-0.170.0, appVersion 0.158.0). The chart names no image: the Kubernetes distribution
+# (opentelemetry-collector-releases v0.158.0 distributions/otelcol-k8s/manifest.yaml) at that version.
+OTEL_COLLECTOR_IMAGE = "otel/opentelemetry-collector-k8s"
+OTEL_COLLECTOR_VERSION = "0.158.0"
+OPENTELEMETRY_COLLECTOR = Chart("https://open-telemetry.github.io/opentelemetry-helm-charts",
+                                "opentelemetry-collector", "0.170.0", "tracing")
+
+# Every chart and manifest release by name: what the tests hold each release of the program to.
 CHARTS: dict[str, Chart] = {c.chart: c for c in (
     CILIUM, HCLOUD_CCM, HCLOUD_CSI, CERT_MANAGER, OPENBAO, VAULT, EXTERNAL_SECRETS, VELERO, LINKERD_CRDS,
     LINKERD_CONTROL_PLANE, LINKERD_CNI, TRUST_MANAGER, PROMETHEUS_OPERATOR_CRDS, AWS_CCM, AWS_EBS_CSI,
     AZURE_CCM, AZURE_DISK_CSI, CLOUDNATIVE_PG, BARMAN_CLOUD, SEAWEEDFS, REDPANDA_OPERATOR, DRAGONFLY_OPERATOR,
     CLICKHOUSE_OPERATOR, SCYLLA_OPERATOR, SCYLLA_MANAGER,
+    KUBE_PROMETHEUS_STACK, LOKI, TEMPO, OPENTELEMETRY_COLLECTOR, GITLAB, GITLAB_RUNNER, AIRFLOW, SPARK_OPERATOR,
+    JUPYTERHUB, MLFLOW,
 )}
 MANIFESTS: dict[str, Manifests] = {m.name: m for m in (GATEWAY_API, SYSTEM_UPGRADE_CONTROLLER,
-                                                     CLICKHOUSE_OPERATOR_CRDS, SCYLLA_OPERATOR_CRDS)}
+                                                     CLICKHOUSE_OPERATOR_CRDS, SCYLLA_OPERATOR_CRDS,
+                                                     SPARK_OPERATOR_CRDS)}

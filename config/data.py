@@ -17,7 +17,12 @@ from config.services import check_cron, check_quantity, check_s3_endpoint
 OBJECT_STORAGE_BACKENDS = ("seaweedfs", "external")
 SCYLLA_STORAGE = ("auto", "network")
 # What the in-cluster object store holds: one bucket per purpose (later layers look them up by purpose).
-BUCKET_PURPOSES = ("backups", "gitlab", "registry", "logs", "traces", "ml-artifacts")
+# GitLab keeps each object type in its own bucket ("A different bucket is needed for each, otherwise performing a
+# restore from backup doesn't function properly": its chart's doc/advanced/external-object-storage): `gitlab` holds
+# CI artifacts; its backups and their restore scratch space live with its objects (one s3cmd config reads them all).
+BUCKET_PURPOSES = ("backups", "gitlab", "registry", "logs", "traces", "ml-artifacts", "gitlab-lfs", "gitlab-uploads",
+                   "gitlab-packages", "gitlab-mr-diffs", "gitlab-terraform-state", "gitlab-ci-secure-files",
+                   "gitlab-dependency-proxy", "gitlab-backups", "gitlab-tmp")
 _RETENTION = re.compile(r"^[1-9]\d*[dwm]$")
 _BUCKET_PREFIX = re.compile(r"^[a-z0-9][a-z0-9-]{1,30}[a-z0-9]$")
 

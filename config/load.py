@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -21,14 +21,19 @@ from config.profiles import PROFILES, Profile
 from config import rules
 
 SSH_PRIVATE_KEY = "sshPrivateKey"
+ALERTING = "alertingSecrets"
 # Secrets some features need (config/rules.py says when); each must be set with --secret.
 OPTIONAL_SECRETS = {
     "backupAccessKeyId": "the S3 access key of clusterServices.backups.s3",
     "backupSecretAccessKey": "the S3 secret key of clusterServices.backups.s3",
     "objectStorageAccessKeyId": "the S3 access key of dataPlane.objectStorage.external",
     "objectStorageSecretAccessKey": "the S3 secret key of dataPlane.objectStorage.external",
+    "gitlabRunnerToken": "the runner authentication token (glrt-...) of platform.gitlab.runner",
+    "alertingSecrets": "receiver name -> the URL or key of platform.monitoring.alerting.receivers (set with "
+                       "--secret --path 'adplatform:alertingSecrets.<name>')",
     "dnsApiToken": "the DNS provider credential of clusterServices.tls.dns01 (Cloudflare API token, "
                    "Route53 secret access key or RFC2136 TSIG secret)",
+    "adServicesRegistryToken": "the password or deploy token (read_registry) of adServices.registry",
 }
 
 
@@ -42,6 +47,9 @@ class StackSecrets:
     dns_api_token: pulumi.Output[str] | None = None
     object_storage_access_key_id: pulumi.Output[str] | None = None
     object_storage_secret_access_key: pulumi.Output[str] | None = None
+    gitlab_runner_token: pulumi.Output[str] | None = None
+    alerting: dict[str, pulumi.Output[str]] = field(default_factory=dict)  # receiver name -> URL or key
+    ad_services_registry_token: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +116,14 @@ def load(stack: str, raw: dict[str, Any], secret_keys: set[str]) -> LoadedConfig
     except ValidationError as exc:
         problems.extend(_from_pydantic(exc, merged))
         raise ConfigError(_dedupe(problems)) from None
-    problems.extend(rules.check(cfg, profile, set(optional)))
+    alerting = optional.pop(ALERTING, None)
+    if alerting is not None and not isinstance(alerting, dict):
+        problems.append(problem(ALERTING, "must be an object of receiver name -> URL or key, set with "
+                                f"--secret --path '{NAMESPACE}:{ALERTING}.<name>'", "a plain value"))
+        alerting = None
+    alerting = alerting or {}
+    present = {*optional, *(f"{ALERTING}.{name}" for name in alerting)}
+    problems.extend(rules.check(cfg, profile, present))
     if problems:
         raise ConfigError(_dedupe(problems))
     extra = {key: pulumi.Output.secret(str(value)) for key, value in optional.items()}
@@ -116,7 +131,10 @@ def load(stack: str, raw: dict[str, Any], secret_keys: set[str]) -> LoadedConfig
         pulumi.Output.secret(private_key), backup_access_key_id=extra.get("backupAccessKeyId"),
         backup_secret_access_key=extra.get("backupSecretAccessKey"), dns_api_token=extra.get("dnsApiToken"),
         object_storage_access_key_id=extra.get("objectStorageAccessKeyId"),
-        object_storage_secret_access_key=extra.get("objectStorageSecretAccessKey")))
+        object_storage_secret_access_key=extra.get("objectStorageSecretAccessKey"),
+        gitlab_runner_token=extra.get("gitlabRunnerToken"),
+        alerting={name: pulumi.Output.secret(str(value)) for name, value in alerting.items()},
+        ad_services_registry_token=extra.get("adServicesRegistryToken")))
 
 
 def merge(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,9 @@ from components.charts import K3S_VERSION
 from config.catalog import ROLES, SIZES
 from config.model_base import UNKNOWN_KEYS, Model as _Model, one_of
 from config.baremetal import BareMetal
+from config.ads import AdServices
 from config.data import DataPlane
+from config.platform import Platform
 from config.services import ClusterServices
 
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
@@ -229,6 +231,8 @@ class StackConfig(_Model):
     layers: Layers = Layers()
     cluster_services: ClusterServices = ClusterServices()
     data_plane: DataPlane = DataPlane()
+    platform: Platform = Platform()
+    ad_services: AdServices = AdServices()
     bare_metal: BareMetal | None = None  # provider baremetal: the existing hosts (config/baremetal.py)
 
     @field_validator("domain")

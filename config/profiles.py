@@ -38,9 +38,9 @@ def _services(*, backups: bool, agent_concurrency: int, team_cpu: str, team_memo
         "backups": {"enabled": backups},
         "secrets": {"backend": "openbao", "replicas": 3},
         "mesh": {"linkerd": False, "namespaces": ["ads"]},
-        # ad services, and GitLab CI jobs: the namespaces teams deploy into, under quotas.
+        # The ad services' namespace, under a quota (GitLab CI jobs get their own: platform.gitlab.runner).
         "teams": [{"name": name, "requestsCpu": team_cpu, "requestsMemory": team_memory,
-                   "limitsMemory": team_memory_limit} for name in ("ads", "ci")],
+                   "limitsMemory": team_memory_limit} for name in ("ads",)],
     }
 
 
@@ -58,6 +58,45 @@ def _data(*, scylladb: str, redpanda: str, clickhouse: str, postgres: str, wal: 
     }
 
 
+def _platform(*, heavy: bool, prometheus_storage: str, retention: str) -> dict[str, Any]:
+    """`heavy`: GitLab and the data/ML stack (staging turns them off: its runner registers with production's
+    GitLab, and data engineers work in production)."""
+    return {
+        "gitlab": {"enabled": heavy},
+        "monitoring": {"retention": retention, "storageSize": prometheus_storage},
+        "airflow": {"enabled": heavy},
+        "spark": {"enabled": heavy},
+        "jupyterhub": {"enabled": heavy},
+        "mlflow": {"enabled": heavy},
+        "kubeflow": {"enabled": heavy},
+    }
+
+
+def _ad_services(*, hot: tuple[int, int], other: tuple[int, int], hot_size: tuple[str, str, str],
+                 other_size: tuple[str, str, str]) -> dict[str, Any]:
+    """The ad services (config/ads.py): (minReplicas, maxReplicas) and (cpu, memory, memoryLimit) of the
+    hot-path services (an ad request waits on them) and of the others. Ad serving and bidding read audience
+    segments and budgets from DragonflyDB and ScyllaDB and call ML inference; they publish impressions and bids
+    to Redpanda, which analytics ingestion loads into ClickHouse for reporting. Campaign management, reporting
+    and audience targeting are reached through the API gateway. maxReplicas x requests, plus a rollout's surge,
+    fit the team quota of the profile (config/ads.py checks it)."""
+    def sized(replicas: tuple[int, int], size: tuple[str, str, str]) -> dict[str, Any]:
+        return {"minReplicas": replicas[0], "maxReplicas": replicas[1], "cpu": size[0], "memory": size[1],
+                "memoryLimit": size[2]}
+    fast, rest = {**sized(hot, hot_size), "hotPath": True}, sized(other, other_size)
+    return {"namespace": "ads", "services": {
+        "ad-serving": {**fast, "host": "ads", "stores": ["scylladb", "dragonfly", "redpanda"]},
+        "bidding": {**fast, "host": "rtb", "stores": ["dragonfly", "scylladb", "redpanda"]},
+        "ml-inference": {**fast, "stores": ["dragonfly"], "callers": ["ad-serving", "bidding"]},
+        "analytics-ingestion": {**rest, "stores": ["redpanda", "clickhouse"]},
+        "campaign-management": {**rest, "stores": ["scylladb", "redpanda"], "callers": ["api-gateway"]},
+        "reporting": {**rest, "stores": ["clickhouse"], "callers": ["api-gateway"]},
+        "audience-targeting": {**rest, "stores": ["scylladb", "dragonfly"], "callers": ["api-gateway"]},
+        "api-gateway": {**rest, "host": "api"},
+    }}
+
+
+_PRODUCTION_PLATFORM = _platform(heavy=True, prometheus_storage="100Gi", retention="15d")
 _PRODUCTION_DATA = _data(scylladb="250Gi", redpanda="500Gi", clickhouse="500Gi", postgres="100Gi", wal="20Gi",
                          dragonfly="50Gi", objects="500Gi")
 
@@ -83,6 +122,9 @@ PROFILES: dict[str, Profile] = {
             "clusterServices": _services(backups=True, agent_concurrency=1, team_cpu="32", team_memory="64Gi",
                                          team_memory_limit="96Gi"),
             "dataPlane": _PRODUCTION_DATA,
+            "platform": _PRODUCTION_PLATFORM,
+            "adServices": _ad_services(hot=(3, 10), other=(2, 4), hot_size=("500m", "512Mi", "1Gi"),
+                                       other_size=("250m", "256Mi", "512Mi")),
         },
     ),
     "staging": Profile(
@@ -108,6 +150,9 @@ PROFILES: dict[str, Profile] = {
                                          team_memory_limit="24Gi"),
             "dataPlane": _data(scylladb="40Gi", redpanda="50Gi", clickhouse="50Gi", postgres="20Gi", wal="5Gi",
                                dragonfly="10Gi", objects="50Gi"),
+            "platform": _platform(heavy=False, prometheus_storage="20Gi", retention="3d"),
+            "adServices": _ad_services(hot=(1, 2), other=(1, 2), hot_size=("200m", "256Mi", "512Mi"),
+                                       other_size=("100m", "128Mi", "256Mi")),
         },
     ),
     "compact": Profile(
@@ -128,6 +173,10 @@ PROFILES: dict[str, Profile] = {
             "clusterServices": _services(backups=True, agent_concurrency=1, team_cpu="16", team_memory="32Gi",
                                          team_memory_limit="48Gi"),
             "dataPlane": _PRODUCTION_DATA,
+            "platform": _PRODUCTION_PLATFORM,
+            # Five nodes and a smaller team quota: fewer replicas at peak.
+            "adServices": _ad_services(hot=(3, 5), other=(2, 3), hot_size=("500m", "512Mi", "1Gi"),
+                                       other_size=("250m", "256Mi", "512Mi")),
         },
     ),
 }

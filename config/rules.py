@@ -7,7 +7,9 @@ from collections import Counter
 
 from config.catalog import DATABASE_ROLES, ROLES, STORE_ROLES
 from config.errors import Problem, problem
+from config.ads import problems as ad_services_problems
 from config.model import ControlPlane, Pool, StackConfig
+from config.platform import NEEDS
 from config.profiles import Profile
 
 _WORLD = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
@@ -23,6 +25,10 @@ def check(cfg: StackConfig, profile: Profile, secrets: set[str] = frozenset()) -
         found += _cluster_services(cfg, profile, secrets)
     if cfg.layers.cluster_services and cfg.layers.data_plane:  # a layer is skipped with the one below it
         found += _data_plane(cfg, profile, secrets)
+        if cfg.layers.platform:
+            found += _platform(cfg, secrets)
+        if cfg.layers.ad_services:
+            found += ad_services_problems(cfg, secrets)
     return found
 
 
@@ -174,6 +180,71 @@ def _cluster_services(cfg: StackConfig, profile: Profile, secrets: set[str]) -> 
 
 
 MAX_LISTENER_HOSTNAMES = 63
+RUNNER_TOKEN = "gitlabRunnerToken"
+ALERTING_SECRETS = "alertingSecrets"
+
+
+def _platform(cfg: StackConfig, secrets: set[str]) -> list[Problem]:
+    """What each enabled platform component needs (config/platform.py NEEDS) must be on; its secrets set."""
+    platform, data = cfg.platform, cfg.data_plane
+    routed = set(cfg.cluster_services.gateway.hostnames)
+    wildcard = cfg.cluster_services.tls.dns01 is not None
+    found = []
+    for name, needs in NEEDS.items():
+        if not getattr(platform, name).enabled:
+            continue
+        key = f"platform.{name}.enabled"
+        for store in needs.stores:
+            if not getattr(data, store).enabled:
+                found.append(problem(key, f"needs dataPlane.{_camel(store)}.enabled (platform.{name} keeps its data "
+                                     f"there); enable the store or set platform.{name}.enabled: false", True))
+        if needs.database and data.postgres.enabled and needs.database not in data.postgres.databases:
+            found.append(problem("dataPlane.postgres.databases", f"must include {needs.database!r}: platform.{name} "
+                                 "keeps its metadata in that PostgreSQL database", data.postgres.databases))
+        missing = [h for h in needs.hostnames if h not in routed]
+        if missing and not wildcard:
+            found.append(problem("clusterServices.gateway.hostnames", f"must include {missing} for platform.{name} "
+                                 "(each host gets its own HTTPS listener and certificate without tls.dns01)",
+                                 sorted(routed)))
+    runner = platform.gitlab.runner
+    if runner.enabled:
+        if RUNNER_TOKEN not in secrets:
+            found.append(problem(RUNNER_TOKEN, "must be set with --secret when platform.gitlab.runner.enabled is true: "
+                                 "create an instance runner in GitLab (Admin > CI/CD > Runners, its token starts "
+                                 f"glrt-), then pulumi config set --secret adplatform:{RUNNER_TOKEN} <token>; a new "
+                                 "GitLab's first pulumi up runs with the runner off"))
+        if not platform.gitlab.enabled and runner.url is None:
+            found.append(problem("platform.gitlab.runner.url", "must name the GitLab to register with (https://...) "
+                                 "when this stack runs no GitLab (platform.gitlab.enabled: false)"))
+    if platform.monitoring.enabled:
+        found += _alerting(platform.monitoring.alerting, secrets)
+    return found
+
+
+def _alerting(alerting, secrets: set[str]) -> list[Problem]:
+    names = [r.name for r in alerting.receivers]
+    found = [problem("platform.monitoring.alerting.receivers", f"must have unique names; {n!r} appears twice", n)
+             for n, count in Counter(names).items() if count > 1]
+    null = "null"  # components/platform/monitoring.py NULL_RECEIVER: the receiver that drops what it gets
+    found += [problem(f"platform.monitoring.alerting.receivers[{i}].name", "must not be 'null': Alertmanager's "
+                      "built-in receiver that discards alerts has that name", r.name)
+              for i, r in enumerate(alerting.receivers) if r.name == null]
+    found += [problem(f"platform.monitoring.alerting.receivers[{i}].channel", f"is only read for slack receivers "
+                      f"(receiver {r.name!r} is a {r.type} receiver); remove it", r.channel)
+              for i, r in enumerate(alerting.receivers) if r.channel is not None and r.type != "slack"]
+    for i, route in enumerate(alerting.routes):
+        if route.receiver not in names:
+            found.append(problem(f"platform.monitoring.alerting.routes[{i}].receiver", "must name one of the "
+                                 f"receivers ({', '.join(names) or 'none configured'})", route.receiver))
+    if alerting.default_receiver is not None and alerting.default_receiver not in names:
+        found.append(problem("platform.monitoring.alerting.defaultReceiver", "must name one of the receivers "
+                             f"({', '.join(names) or 'none configured'})", alerting.default_receiver))
+    for receiver in alerting.receivers:
+        if f"{ALERTING_SECRETS}.{receiver.name}" not in secrets:
+            found.append(problem(f"{ALERTING_SECRETS}.{receiver.name}", f"must be set with --secret: the "
+                                 f"{receiver.type} URL or key of receiver {receiver.name!r} (pulumi config set "
+                                 f"--secret --path 'adplatform:{ALERTING_SECRETS}.{receiver.name}' ...)"))
+    return found
 
 
 def _camel(name: str) -> str:

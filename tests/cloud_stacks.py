@@ -13,7 +13,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from config import ConfigError
 from providers.base import FSTYPE_PARAMETER
-from tests.conftest import SECRET_KEYS, base_raw, stack_run
+from tests.conftest import SECRET_KEYS, base_raw, lower_layers, stack_run
 from tools import mockrun
 
 STORAGE_CLASS = "kubernetes:storage.k8s.io/v1:StorageClass"
@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 def run_cloud(raw: dict[str, Any], settings: dict[str, str], stack: str = "test") -> mockrun.Run:
     """The whole program with `raw` adplatform config and the cloud provider's own `settings`."""
-    values = {f"adplatform:{k}": v for k, v in raw.items()}
+    values = {f"adplatform:{k}": v for k, v in lower_layers(raw).items()}
     values.update(settings)
     return mockrun.run(values, {f"adplatform:{k}" for k in SECRET_KEYS}, stack)
 

@@ -110,3 +110,22 @@ def chart_of(run: Run, release: str) -> tuple[str, str, str | None, str, bool]:
     rel = run.named(release, RELEASE).inputs
     return (rel["chart"], rel["version"], rel.get("repositoryOpts", {}).get("repo"), rel["namespace"],
             rel["createNamespace"])
+
+
+def tolerates(tolerations: list[dict], taint: str) -> bool:
+    """Kubernetes' matching of a taint 'key[=value]:Effect' by a list of tolerations."""
+    key_value, effect = taint.rsplit(":", 1)
+    key, _, value = key_value.partition("=")
+    for t in tolerations:
+        if t.get("effect") not in (None, "", effect):
+            continue
+        if t.get("operator") == "Exists" and t.get("key") in (None, "", key):
+            return True
+        if t.get("operator", "Equal") == "Equal" and t.get("key") == key and t.get("value", "") == value:
+            return True
+    return False
+
+
+def stack_taints(run: Run) -> set[str]:
+    cfg = stack_config(run).cluster
+    return {*cfg.control_plane.taints, *(t for p in cfg.active_pools for t in p.node_taints)}

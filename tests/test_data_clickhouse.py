@@ -437,7 +437,8 @@ def no_backups() -> Run:
     """Staging without an object store and without off-cluster backups (nothing to back up to), with the
     servers' cpu and memory set in the config."""
     raw = base_raw(profile="staging", clusterServices={"tls": {"acmeEmail": "ops@example.com"}},
-                   dataPlane={"objectStorage": {"enabled": False}, "clickhouse": SERVER_OVERRIDE})
+                   dataPlane={"objectStorage": {"enabled": False}, "clickhouse": SERVER_OVERRIDE},
+                   layers={"platform": False})  # logs and traces keep their data in the object store
     raw.pop("backupAccessKeyId")
     raw.pop("backupSecretAccessKey")
     return run_raw(raw, stack="staging")

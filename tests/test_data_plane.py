@@ -32,6 +32,7 @@ def test_a_store_without_nodes_for_its_role_is_refused_in_staging_too():
     assert msg.startswith("adplatform:cluster.pools must give the clickhouse role at least 1 nodes in the staging")
     assert "dataPlane.clickhouse" in msg and "enabled: false" in msg
     raw["dataPlane"] = {"clickhouse": {"enabled": False}}
+    raw["layers"] = {"adServices": False}  # analytics and reporting use ClickHouse
     load("test", raw, SECRET_KEYS)
 
 
@@ -163,7 +164,10 @@ def test_no_bitnami_or_minio_anywhere(production, staging):
         for r in run.resources:
             text = json.dumps(r.inputs, default=lambda v: v.value if isinstance(v, Secret) else str(v)).lower()
             assert "bitnami" not in text, r.name
-            assert "minio" not in text, r.name
+            # Allowed: Kubeflow Pipelines' fixed name for its S3 credentials Secret (`mlpipeline-minio-artifact`, in
+            # its code and manifests; it holds our object store's keys) and GitLab's switch turning its MinIO off.
+            allowed = text.replace("mlpipeline-minio-artifact", "").replace('"minio": {"enabled": false}', "")
+            assert "minio" not in allowed, r.name
 
 
 def test_turning_the_layer_off_removes_every_store():

@@ -241,7 +241,7 @@ def _labels(run: Run, name: str) -> dict:
 
 def test_meshed_namespace_gets_the_injection_annotation_and_others_do_not(meshed):
     assert meshed.named("ns-ads", NAMESPACE).inputs["metadata"]["annotations"]["linkerd.io/inject"] == "enabled"
-    assert "linkerd.io/inject" not in meshed.named("ns-ci", NAMESPACE).inputs["metadata"]["annotations"]
+    assert "linkerd.io/inject" not in meshed.named("ns-gateway", NAMESPACE).inputs["metadata"]["annotations"]
 
 
 def test_pod_security_levels(meshed):

@@ -76,12 +76,23 @@ def test_policies_follow_the_spec():
     assert policies["allow-to-openbao"]["egress"][0]["to"][0]["podSelector"] == {"matchLabels": {"app": "bao"}}
     bare = namespaces.policies(NamespaceSpec("bare", "restricted", "test"), "10.0.1.0/24")
     assert set(bare) == {"default-deny", "allow-dns", "allow-same-namespace", "allow-kubernetes-api"}
+    scraper = namespaces.policies(NamespaceSpec("scraper", "restricted", "test", same_namespace=False,
+                                                egress_nodes=(10250,),
+                                                egress_to=(namespaces.Peer("all", (9090,), all_namespaces=True),)),
+                                  "10.0.1.0/24")
+    assert "allow-same-namespace" not in scraper
+    assert scraper["allow-egress-nodes"]["egress"] == [{"to": [{"ipBlock": {"cidr": "10.0.1.0/24"}}],
+                                                        "ports": [{"protocol": "TCP", "port": 10250}]}]
+    assert scraper["allow-to-all"]["egress"][0]["to"] == [{"namespaceSelector": {}}], "every namespace"
 
 
 def test_team_namespaces_are_restricted_with_quota_and_defaults(production, staging):
     for run, cpu, memory in ((production, "32", "64Gi"), (staging, "8", "16Gi")):
         spaces = _namespaces(run)
-        for team in ("ads", "ci"):
+        for team in ("ads",):
+            policies = {r.inputs["metadata"]["name"] for r in run.of_type(NETPOL)
+                        if r.inputs["metadata"]["namespace"] == team}
+            assert "allow-same-namespace" not in policies, "each ad service's own policy names its callers"
             labels = spaces[team].inputs["metadata"]["labels"]
             assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
             assert labels["adplatform.io/layer"] == "teams"
@@ -93,7 +104,8 @@ def test_team_namespaces_are_restricted_with_quota_and_defaults(production, stag
             default = limits.inputs["spec"]["limits"][0]
             assert default["defaultRequest"]["cpu"] and default["default"]["memory"], \
                 "containers without resources still get requests, so the quota admits them"
-            gateway = [r for r in run.of_type(CNP) if r.inputs["metadata"]["namespace"] == team]
+            gateway = [r for r in run.of_type(CNP) if r.inputs["metadata"]["namespace"] == team
+                       and r.inputs["metadata"]["name"] == "allow-from-gateway"]
             assert [g.inputs["spec"]["ingress"] for g in gateway] == [[{"fromEntities": ["ingress"]}]]
 
 
@@ -107,7 +119,7 @@ def test_namespace_objects_wait_for_the_cluster_and_policies_for_their_namespace
 
 
 def test_teams_from_config_replace_the_profile_teams():
-    raw = base_raw()
+    raw = base_raw(adServices={"namespace": "bidding"})
     raw["clusterServices"] = {**raw["clusterServices"], "teams": [{"name": "bidding", "requestsCpu": "64",
                                                                     "requestsMemory": "128Gi", "limitsMemory": "160Gi"}]}
     run = run_raw(raw)

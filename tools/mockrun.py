@@ -37,6 +37,7 @@ FEATURE_SECRETS = {
         "adplatform:backupSecretAccessKey": "offline-placeholder-secret-key",
     },
     ("adplatform:clusterServices", "tls", "dns01"): {"adplatform:dnsApiToken": "offline-placeholder-dns-token"},
+    ("adplatform:platform", "gitlab", "runner"): {"adplatform:gitlabRunnerToken": "glrt-offline-placeholder"},
     ("adplatform:dataPlane", "objectStorage", "external"): {
         "adplatform:objectStorageAccessKeyId": "offline-placeholder-object-storage-key",
         "adplatform:objectStorageSecretAccessKey": "offline-placeholder-object-storage-secret",

@@ -10,7 +10,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.data.endpoints import Credentials, S3Location
+from components.data.endpoints import S3Location
+from components.layer import LayerContext
 from components.data.placement import Placement, Resources, sized
 from components.scheduling import pod_anti_affinity
 from components.services.gateway import GatewayRef
@@ -56,15 +57,13 @@ OPERATOR_HA_REPLICAS = 2  # see DataContext.operator_replicas
 
 
 @dataclass(frozen=True)
-class DataContext:
-    parent: pulumi.Resource  # the DataPlane component: every child hangs below it
-    k8s: k8s.Provider
+class DataContext(LayerContext):
+    """`parent`: the DataPlane component."""
+
     settings: Settings  # dataPlane.* of the stack, validated
     cluster: Cluster
     stack: str
     domain: str
-    ha: bool  # production-grade profile: quorum replicas, required anti-affinity, PDBs
-    protect: bool  # production: database clusters, their volumes and generated credentials protected
     storage_class: str  # the provider's default StorageClass (network block storage)
     xfs_storage_class: str | None  # the same storage formatted XFS, where the provider offers it
     local_nvme: bool  # the nodes' own disks are local NVMe (ScyllaDB may use them)
@@ -73,37 +72,9 @@ class DataContext:
     placements: dict[str, Placement]  # store (STORE_ROLES key) -> where it runs
     backup: S3Location | None  # where stores back up to (None: backups off), see DataPlane._backup_target
 
-    def opts(self, depends_on: Sequence[pulumi.Resource] = (), protect: bool = False,
-             **kwargs) -> pulumi.ResourceOptions:
-        """`protect`: asked for by stateful resources; honoured in production-grade profiles only."""
-        return pulumi.ResourceOptions(parent=self.parent, provider=self.k8s, depends_on=list(depends_on),
-                                      protect=protect and self.protect, **kwargs)
-
-    def labels(self, app: str, component: str | None = None) -> dict[str, str]:
-        labels = {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "adplatform",
-                  "app.kubernetes.io/managed-by": "pulumi"}
-        if component:
-            labels["app.kubernetes.io/component"] = component
-        return labels
-
     def resources(self, store: str, workload: str | None = None) -> Resources:
         """The workload's share of its store's nodes, or the store's configured cpu/memory."""
         return store_resources(self.settings, self.placements, store, workload)
-
-    def password(self, name: str, length: int = 32) -> random.RandomPassword:
-        """A generated credential: alphanumeric (safe in URLs, DSNs and config files), protected in production."""
-        return random.RandomPassword(name, length=length, special=False, min_lower=1, min_upper=1, min_numeric=1,
-                                     opts=pulumi.ResourceOptions(parent=self.parent, protect=self.protect))
-
-    def credentials(self, resource_name: str, secret: str, namespace: str, values: dict[str, pulumi.Input[str]],
-                    depends_on: Sequence[pulumi.Resource] = (), secret_type: str = "Opaque",
-                    labels: dict[str, str] | None = None) -> tuple[Credentials, k8s.core.v1.Secret]:
-        """A Secret holding `values` (every value marked secret) and the typed reference to it."""
-        outputs = {k: pulumi.Output.secret(v) for k, v in values.items()}
-        obj = k8s.core.v1.Secret(
-            resource_name, metadata=k8s.meta.v1.ObjectMetaArgs(name=secret, namespace=namespace, labels=labels),
-            type=secret_type, string_data=outputs, opts=self.opts(depends_on))
-        return Credentials(secret=secret, namespace=namespace, values=outputs), obj
 
     # --- network peers of the data namespaces ---------------------------------------------------------
     def clients(self, ports: Sequence[int], teams: bool = True, platform: bool = True) -> tuple[Peer, ...]:
@@ -131,32 +102,6 @@ class DataContext:
         if self.backup is None or self.backup.in_cluster:
             return ()
         return (urlsplit(self.backup.endpoint).port or 443,)
-
-    # --- objects every store creates ------------------------------------------------------------------
-    def custom_resource(self, resource_name: str, api_version: str, kind: str, name: str, namespace: str | None,
-                        spec: dict, labels: dict[str, str], depends_on: Sequence[pulumi.Resource] = (),
-                        protect: bool = False, annotations: dict[str, str] | None = None
-                        ) -> k8s.apiextensions.CustomResource:
-        """An operator's resource (`protect`: a database whose deletion deletes its data)."""
-        return k8s.apiextensions.CustomResource(
-            resource_name, api_version=api_version, kind=kind,
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=labels,
-                                                annotations=annotations),
-            spec=spec, opts=self.opts(depends_on, protect=protect))
-
-    def disruption_budget(self, resource_name: str, name: str, namespace: str, selector: dict[str, str],
-                          labels: dict[str, str], depends_on: Sequence[pulumi.Resource] = (),
-                          min_available: int | None = None, max_unavailable: int | None = None
-                          ) -> k8s.policy.v1.PodDisruptionBudget:
-        """Our PodDisruptionBudget, for workloads whose chart or operator ships none."""
-        if (min_available is None) == (max_unavailable is None):
-            raise ValueError(f"{resource_name}: set exactly one of min_available and max_unavailable")
-        return k8s.policy.v1.PodDisruptionBudget(
-            resource_name, metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=labels),
-            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                min_available=min_available, max_unavailable=max_unavailable,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(selector))),
-            opts=self.opts(depends_on))
 
     # --- operators (on the general nodes) -------------------------------------------------------------
     def operator_replicas(self) -> int:

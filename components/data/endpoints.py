@@ -13,27 +13,7 @@ from typing import Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-
-@dataclass(frozen=True)
-class Credentials:
-    secret: str  # Secret name in `namespace`
-    namespace: str
-    values: dict[str, pulumi.Output[str]]  # Secret key -> value (secret Outputs, never plain)
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        return tuple(self.values)
-
-    def copy_to(self, resource_name: str, namespace: str, opts: pulumi.ResourceOptions,
-                name: str | None = None, rename: dict[str, str] | None = None) -> k8s.core.v1.Secret:
-        """The same values as a Secret in `namespace` (`rename`: our key -> the consumer's key)."""
-        rename = rename or {}
-        return k8s.core.v1.Secret(
-            resource_name,
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=name or self.secret, namespace=namespace),
-            type="Opaque",
-            string_data={rename.get(k, k): pulumi.Output.secret(v) for k, v in self.values.items()},
-            opts=opts)
+from components.layer import Credentials
 
 
 @dataclass(frozen=True)

@@ -37,13 +37,15 @@ class Peer:
     """Another namespace (optionally only some of its pods) on some ports (empty: any port).
 
     With `namespace_labels`, every namespace carrying those labels (`namespace` then only names the
-    policy), e.g. all team namespaces: {LAYER_LABEL: TEAM_LAYER}.
+    policy), e.g. all team namespaces: {LAYER_LABEL: TEAM_LAYER}. With `all_namespaces`, every namespace
+    (Prometheus scraping, log and trace shippers).
     """
 
     namespace: str
     ports: tuple[int, ...] = ()
     pod_labels: dict[str, str] = field(default_factory=dict)
     namespace_labels: dict[str, str] = field(default_factory=dict)
+    all_namespaces: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,10 @@ class NamespaceSpec:
     egress_world: tuple[int, ...] = ()  # TCP ports on addresses outside the cluster (ACME, S3, DNS APIs)
     ingress_from: tuple[Peer, ...] = ()
     egress_to: tuple[Peer, ...] = ()
+    egress_nodes: tuple[int, ...] = ()  # TCP ports on the nodes' own addresses (kubelet, node exporter)
+    # Pods of the namespace reach each other freely; off where each workload's own NetworkPolicy says
+    # who may call it (team namespaces: the ad services declare their callers).
+    same_namespace: bool = True
     gateway: bool = False  # serves HTTPRoutes of the shared gateway (Cilium's envoy reaches its pods)
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
@@ -98,8 +104,8 @@ def _ports(ports: Sequence[int], protocol: str = "TCP") -> list[dict[str, Any]]:
 
 
 def _peer(peer: Peer) -> dict[str, Any]:
-    labels = peer.namespace_labels or {"kubernetes.io/metadata.name": peer.namespace}
-    selector: dict[str, Any] = {"namespaceSelector": {"matchLabels": dict(labels)}}
+    labels = {} if peer.all_namespaces else peer.namespace_labels or {"kubernetes.io/metadata.name": peer.namespace}
+    selector: dict[str, Any] = {"namespaceSelector": {"matchLabels": dict(labels)} if labels else {}}
     if peer.pod_labels:
         selector["podSelector"] = {"matchLabels": dict(peer.pod_labels)}
     return selector
@@ -131,6 +137,12 @@ def policies(spec: NamespaceSpec, nodes_cidr: str) -> dict[str, dict[str, Any]]:
         "allow-kubernetes-api": {"podSelector": everything, "policyTypes": ["Egress"],
                                  "egress": [_rule("to", [{"ipBlock": {"cidr": nodes_cidr}}], [API_PORT])]},
     }
+    if not spec.same_namespace:
+        del specs["allow-same-namespace"]
+    if spec.egress_nodes:
+        specs["allow-egress-nodes"] = {
+            "podSelector": everything, "policyTypes": ["Egress"],
+            "egress": [_rule("to", [{"ipBlock": {"cidr": nodes_cidr}}], spec.egress_nodes)]}
     if spec.webhooks:
         specs["allow-api-server-webhooks"] = {
             "podSelector": everything, "policyTypes": ["Ingress"],
@@ -161,8 +173,9 @@ def gateway_policy(namespace: str) -> dict[str, Any]:
 def team_spec(team: Team, mesh_peers: tuple[Peer, ...] | None) -> NamespaceSpec:
     """`mesh_peers`: what the namespace's proxies must reach when it is meshed (None: not meshed)."""
     return NamespaceSpec(
-        name=team.name, pss="restricted", layer=TEAM_LAYER, gateway=True,
-        why="team workloads: non-root, no privilege escalation, RuntimeDefault seccomp",
+        name=team.name, pss="restricted", layer=TEAM_LAYER, gateway=True, same_namespace=False,
+        why="team workloads: non-root, no privilege escalation, RuntimeDefault seccomp; each workload's own "
+            "NetworkPolicy names its callers",
         egress_to=mesh_peers or (),
         annotations={"linkerd.io/inject": "enabled"} if mesh_peers is not None else {})
 

@@ -24,7 +24,7 @@ def money(amount: float | None, currency: str | None) -> str:
 def render(plan: dict[str, Any]) -> str:
     out = [f"Offline plan of stack '{plan['stack']}'  (provider {plan['provider']}, profile {plan['profile']}, "
            f"K3s {plan['k3sVersion']})", ""]
-    out += _resources(plan) + [""] + _servers(plan) + [""] + _data_plane(plan) + _charts(plan) + [""] + _cost(plan) + [""]
+    out += _resources(plan) + [""] + _servers(plan) + [""] + _data_plane(plan) + _platform(plan) + _charts(plan) + [""] + _cost(plan) + [""]
     out += _time(plan) + [""] + _outputs(plan) + [""]
     warnings = plan["warnings"]
     out.append(f"Warnings ({len(warnings)}):" if warnings else "Warnings: none")
@@ -74,6 +74,18 @@ def _data_plane(plan: dict[str, Any]) -> list[str]:
                    f"{','.join(shape.get('pools') or []):<12} cpu={shape.get('cpu')!s:<6} memory={shape.get('memory')!s:<9} "
                    f"storage={shape.get('storage')!s:<6}"
                    + (f" backup={shape['backup'] or 'off'}" if "backup" in shape else ""))
+    return out + [""]
+
+
+def _platform(plan: dict[str, Any]) -> list[str]:
+    """Which platform components this stack runs (staging turns the heavy ones off) and where they answer."""
+    components = plan["outputs"].get("platform") or {}
+    if not components:
+        return []
+    out = ["Platform:"]
+    for name, info in components.items():
+        urls = " ".join((info.get("urls") or {}).values())
+        out.append(f"  {name:<14} {'on ' if info.get('enabled') else 'off'} {urls}".rstrip())
     return out + [""]
 
 

@@ -1,0 +1,95 @@
+"""What the layers above the cluster services share when they create Kubernetes children: options,
+labels, generated credentials, operator resources and disruption budgets (DataContext, PlatformContext
+and the ad services' context build on it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+
+@dataclass(frozen=True)
+class Credentials:
+    secret: str  # Secret name in `namespace`
+    namespace: str
+    values: dict[str, pulumi.Output[str]]  # Secret key -> value (secret Outputs, never plain)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(self.values)
+
+    def copy_to(self, resource_name: str, namespace: str, opts: pulumi.ResourceOptions,
+                name: str | None = None, rename: dict[str, str] | None = None) -> k8s.core.v1.Secret:
+        """The same values as a Secret in `namespace` (`rename`: our key -> the consumer's key)."""
+        rename = rename or {}
+        return k8s.core.v1.Secret(
+            resource_name,
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=name or self.secret, namespace=namespace),
+            type="Opaque",
+            string_data={rename.get(k, k): pulumi.Output.secret(v) for k, v in self.values.items()},
+            opts=opts)
+
+
+@dataclass(frozen=True)
+class LayerContext:
+    parent: pulumi.Resource  # the layer's component: every child hangs below it
+    k8s: k8s.Provider
+    ha: bool  # production-grade profile: quorum replicas, required anti-affinity, PDBs
+    protect: bool  # production: stateful resources and generated credentials protected
+
+    def opts(self, depends_on: Sequence[pulumi.Resource] = (), protect: bool = False,
+             **kwargs) -> pulumi.ResourceOptions:
+        """`protect`: asked for by stateful resources; honoured in production-grade profiles only."""
+        return pulumi.ResourceOptions(parent=self.parent, provider=self.k8s, depends_on=list(depends_on),
+                                      protect=protect and self.protect, **kwargs)
+
+    def labels(self, app: str, component: str | None = None) -> dict[str, str]:
+        labels = {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "adplatform",
+                  "app.kubernetes.io/managed-by": "pulumi"}
+        if component:
+            labels["app.kubernetes.io/component"] = component
+        return labels
+
+    def password(self, name: str, length: int = 32) -> random.RandomPassword:
+        """A generated credential: alphanumeric (safe in URLs, DSNs and config files), protected in production."""
+        return random.RandomPassword(name, length=length, special=False, min_lower=1, min_upper=1, min_numeric=1,
+                                     opts=pulumi.ResourceOptions(parent=self.parent, protect=self.protect))
+
+    def credentials(self, resource_name: str, secret: str, namespace: str, values: dict[str, pulumi.Input[str]],
+                    depends_on: Sequence[pulumi.Resource] = (), secret_type: str = "Opaque",
+                    labels: dict[str, str] | None = None) -> tuple[Credentials, k8s.core.v1.Secret]:
+        """A Secret holding `values` (every value marked secret) and the typed reference to it."""
+        outputs = {k: pulumi.Output.secret(v) for k, v in values.items()}
+        obj = k8s.core.v1.Secret(
+            resource_name, metadata=k8s.meta.v1.ObjectMetaArgs(name=secret, namespace=namespace, labels=labels),
+            type=secret_type, string_data=outputs, opts=self.opts(depends_on))
+        return Credentials(secret=secret, namespace=namespace, values=outputs), obj
+
+    def custom_resource(self, resource_name: str, api_version: str, kind: str, name: str, namespace: str | None,
+                        spec: dict, labels: dict[str, str], depends_on: Sequence[pulumi.Resource] = (),
+                        protect: bool = False, annotations: dict[str, str] | None = None
+                        ) -> k8s.apiextensions.CustomResource:
+        """An operator's resource (`protect`: a database whose deletion deletes its data)."""
+        return k8s.apiextensions.CustomResource(
+            resource_name, api_version=api_version, kind=kind,
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=labels,
+                                                annotations=annotations),
+            spec=spec, opts=self.opts(depends_on, protect=protect))
+
+    def disruption_budget(self, resource_name: str, name: str, namespace: str, selector: dict[str, str],
+                          labels: dict[str, str], depends_on: Sequence[pulumi.Resource] = (),
+                          min_available: int | None = None, max_unavailable: int | None = None
+                          ) -> k8s.policy.v1.PodDisruptionBudget:
+        """Our PodDisruptionBudget, for workloads whose chart or operator ships none."""
+        if (min_available is None) == (max_unavailable is None):
+            raise ValueError(f"{resource_name}: set exactly one of min_available and max_unavailable")
+        return k8s.policy.v1.PodDisruptionBudget(
+            resource_name, metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=labels),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                min_available=min_available, max_unavailable=max_unavailable,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(selector))),
+            opts=self.opts(depends_on))

@@ -1,0 +1,129 @@
+"""What every platform module is handed: settings, the data plane's endpoints, the shared gateway, and how
+to create children (routes, monitors, budgets) the same way everywhere.
+
+Well-known in-cluster addresses of the platform live here, so the modules that serve them (logs, traces,
+monitoring) and those that point at them (Grafana's datasources, the ad services' telemetry) agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.data.context import OBJECT_STORE_NAMESPACE, OBJECT_STORE_S3_PORT
+from components.data.endpoints import DataEndpoints, S3Location
+from components.layer import LayerContext
+from components.services.gateway import GatewayRef
+from components.services.namespaces import Peer
+from config import StackSecrets
+from config.catalog import MONITORING_NAMESPACE
+from config.model import Cluster
+from config.platform import Platform as Settings
+
+LAYER = "platform"  # LAYER_LABEL value of every platform namespace: the data stores admit these as clients
+CLUSTER_DOMAIN = "cluster.local"
+
+# --- addresses the platform's modules serve (and others point at) --------------------------------------
+LOGS_NAMESPACE = "logging"
+TRACES_NAMESPACE = "tracing"
+PROMETHEUS_URL = f"http://prometheus-operated.{MONITORING_NAMESPACE}.svc.{CLUSTER_DOMAIN}:9090"
+ALERTMANAGER_URL = f"http://alertmanager-operated.{MONITORING_NAMESPACE}.svc.{CLUSTER_DOMAIN}:9093"
+LOKI_URL = f"http://loki.{LOGS_NAMESPACE}.svc.{CLUSTER_DOMAIN}:3100"  # Loki's HTTP API (push and query)
+TEMPO_URL = f"http://tempo.{TRACES_NAMESPACE}.svc.{CLUSTER_DOMAIN}:3200"  # Tempo's query API (Grafana)
+JAEGER_URL = f"http://jaeger-query.{TRACES_NAMESPACE}.svc.{CLUSTER_DOMAIN}:16686"  # Jaeger v2 query (Grafana)
+# Where workloads send OTLP: the collector gateway (ad services set OTEL_EXPORTER_OTLP_ENDPOINT to it).
+OTLP_GRPC_PORT = 4317
+OTLP_HTTP_PORT = 4318
+OTLP_GATEWAY_HOST = f"otel-gateway.{TRACES_NAMESPACE}.svc.{CLUSTER_DOMAIN}"
+# Grafana's dashboard sidecar loads ConfigMaps carrying this label from every namespace.
+DASHBOARD_LABEL = ("grafana_dashboard", "1")
+SCRAPE_INTERVAL = "30s"
+
+
+@dataclass(frozen=True)
+class Installed:
+    """What a platform module returns: its public URLs (label -> https URL) and what to wait on."""
+
+    urls: dict[str, str] = field(default_factory=dict)
+    ready: list[pulumi.Resource] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PlatformContext(LayerContext):
+    """`parent`: the Platform component."""
+
+    settings: Settings  # platform.* of the stack, validated
+    cluster: Cluster
+    secrets: StackSecrets
+    stack: str
+    domain: str
+    admin_cidrs: tuple[str, ...]
+    storage_class: str
+    gateway: GatewayRef
+    cluster_issuer: str
+    data: DataEndpoints  # the data plane's stores (None where disabled)
+    backup: S3Location | None  # where backups go (DataPlane.backup: off-cluster S3, else the in-cluster store)
+    general_nodes: int  # untainted nodes: where platform workloads run (caps replica spreading)
+    environment: str  # config/catalog.py ENVIRONMENTS: the runner's tag, deploy jobs pick the cluster by it
+    teams: tuple[str, ...]  # team namespaces (clusterServices.teams): where deploy jobs may roll Deployments
+
+    # --- sizing ----------------------------------------------------------------------------------------
+    def replicas(self, ha_count: int = 2) -> int:
+        """`ha_count` in production-grade profiles (never more than the nodes to spread them on), else 1."""
+        return max(1, min(ha_count, self.general_nodes)) if self.ha else 1
+
+    def url(self, label: str) -> str:
+        return f"https://{self.gateway.hostname(label)}"
+
+    # --- network peers -------------------------------------------------------------------------------
+    def monitoring(self, ports: Sequence[int]) -> Peer:
+        """Prometheus scrapes these metrics ports."""
+        return Peer(MONITORING_NAMESPACE, tuple(ports))
+
+    def store_peers(self, *stores: str) -> tuple[Peer, ...]:
+        """Egress to the client ports of these data stores (DataEndpoints attribute names; disabled ones skipped)."""
+        ports = {"postgres": lambda e: (e.port,), "dragonfly": lambda e: (e.port,),
+                 "scylladb": lambda e: (e.port,), "redpanda": lambda e: e.ports,
+                 "clickhouse": lambda e: (e.http_port, e.native_port)}
+        peers = []
+        for store in stores:
+            endpoint = getattr(self.data, store)
+            if endpoint is None:
+                continue
+            if store == "object_storage":
+                if endpoint.in_cluster:
+                    peers.append(Peer(OBJECT_STORE_NAMESPACE, (OBJECT_STORE_S3_PORT,)))
+                continue
+            peers.append(Peer(endpoint.namespace, tuple(ports[store](endpoint)), pod_labels=dict(endpoint.pod_labels)))
+        return tuple(peers)
+
+    def object_storage_egress_world(self) -> tuple[int, ...]:
+        """HTTPS to the provider's S3 when object storage is external (dataPlane.objectStorage.backend)."""
+        objects = self.data.object_storage
+        return (443,) if objects is not None and not objects.in_cluster else ()
+
+    # --- objects every module creates ----------------------------------------------------------------
+    def route(self, resource_name: str, label: str, namespace: str, service: str, port: int,
+              depends_on: Sequence[pulumi.Resource] = (), path: str = "/",
+              extra_rules: Sequence[dict[str, Any]] = ()) -> k8s.apiextensions.CustomResource:
+        """An HTTPRoute serving https://<label>.<domain> from `service:port` on the shared gateway."""
+        rules = [*extra_rules, {"matches": [{"path": {"type": "PathPrefix", "value": path}}],
+                                "backendRefs": [{"name": service, "port": port}]}]
+        return self.custom_resource(
+            resource_name, "gateway.networking.k8s.io/v1", "HTTPRoute", label, namespace,
+            {"parentRefs": self.gateway.parent_refs(label), "hostnames": [self.gateway.hostname(label)],
+             "rules": rules},
+            self.labels(label, "route"), depends_on)
+
+    def service_monitor(self, resource_name: str, name: str, namespace: str, selector: dict[str, str],
+                        port: str, depends_on: Sequence[pulumi.Resource] = (), path: str = "/metrics",
+                        labels: dict[str, str] | None = None) -> k8s.apiextensions.CustomResource:
+        """A ServiceMonitor for a Service port by name (the Prometheus Operator CRDs are in the services layer)."""
+        return self.custom_resource(
+            resource_name, "monitoring.coreos.com/v1", "ServiceMonitor", name, namespace,
+            {"selector": {"matchLabels": dict(selector)},
+             "endpoints": [{"port": port, "path": path, "interval": SCRAPE_INTERVAL}]},
+            labels or self.labels(name, "metrics"), depends_on)

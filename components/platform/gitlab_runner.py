@@ -1,0 +1,204 @@
+"""GitLab Runner (chart `gitlab-runner`, components/charts.py GITLAB_RUNNER) with the Kubernetes executor, installed
+when `platform.gitlab.runner.enabled`; it registers with this stack's GitLab or `platform.gitlab.runner.url`.
+
+What this module sets and why:
+
+- The manager runs in namespace `gitlab-runner` (Pod Security `restricted`); CI jobs run in namespace `ci`
+  (config/catalog.py CI_NAMESPACE) under Pod Security `baseline`, a ResourceQuota and container defaults from
+  `platform.gitlab.runner`. The `ci` namespace carries its own layer label, so no data store admits job pods.
+- Authentication: the runner authentication token (glrt-..., the stack secret `gitlabRunnerToken`) lives only in
+  a Secret in the chart's `runners.secret` format; no registration token. With such a token the runner's tags
+  and "run untagged jobs" are properties of the runner in GitLab, set where the token is created (README).
+- RBAC: the manager may create and manage job pods, their Secrets and Services in `ci` only (a Role there, the
+  permissions the runner documents for its Kubernetes executor, docs/executors/kubernetes at v19.3.0).
+- Deploy identity: ServiceAccount `deployer` in `ci`, bound in every team namespace to exactly what
+  `kubectl set image`, `kubectl rollout status` and `kubectl rollout undo` need. Jobs run as the namespace's
+  default ServiceAccount (no rights) unless they ask for `deployer` (KUBERNETES_SERVICE_ACCOUNT_OVERWRITE, the
+  only name `service_account_overwrite_allowed` accepts).
+- One manager replica: a second one would double `concurrent` (each manager keeps its own limit) and the jobs
+  a lost manager was running die with it either way; the Deployment is rescheduled within minutes.
+- Metrics: the chart's PodMonitor on the manager's metrics port.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+from urllib.parse import urlsplit
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import charts
+from components.helm import release
+from components.platform.context import Installed, PlatformContext
+from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
+                                           NamespaceSpec)
+from config.catalog import CI_NAMESPACE, DEPLOYER_SERVICE_ACCOUNT
+
+NAMESPACE = charts.GITLAB_RUNNER.namespace
+RELEASE = "gitlab-runner"  # contains the chart name: the Deployment, ServiceAccount and Role are gitlab-runner
+CI_LAYER = "ci"  # neither namespace is a data-store client (LAYER_LABEL "platform" would admit them)
+TOKEN_SECRET = "gitlab-runner-token"
+METRICS_PORT = 9252  # the chart's metrics.port
+HTTP, HTTPS = 80, 443
+RUNNER_UID, RUNNER_GID = 100, 65533  # the alpine image's gitlab-runner user (chart podSecurityContext)
+MANAGER_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+# Per job pod: the build container, the helper (clone, artifacts, cache) and each `services:` container.
+# A job may raise its own up to the *_overwrite_max_allowed values (KUBERNETES_CPU_REQUEST, ...).
+JOB_DEFAULTS = {
+    "cpu_request": "500m", "memory_request": "1Gi", "memory_limit": "4Gi",
+    "helper_cpu_request": "100m", "helper_memory_request": "128Mi", "helper_memory_limit": "512Mi",
+    "service_cpu_request": "100m", "service_memory_request": "256Mi", "service_memory_limit": "2Gi",
+    "cpu_request_overwrite_max_allowed": "4", "memory_request_overwrite_max_allowed": "8Gi",
+    "memory_limit_overwrite_max_allowed": "16Gi",
+}
+# Containers in `ci` that declare nothing (the quota admits only pods with requests and memory limits).
+CI_LIMIT_RANGE = {"limits": [{"type": "Container", "defaultRequest": {"cpu": "100m", "memory": "128Mi"},
+                              "default": {"memory": "1Gi"},
+                              "max": {"memory": JOB_DEFAULTS["memory_limit_overwrite_max_allowed"]}}]}
+# What the Kubernetes executor needs in the job namespace (docs/executors/kubernetes/_index.md, "Configure runner
+# API permissions", v19.3.0), without the optional autoscaler, namespace-per-job and PodDisruptionBudget parts.
+MANAGER_RULES = [
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "delete", "get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods/attach", "pods/exec"], "verbs": ["create", "delete", "get", "patch"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get", "list"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "delete", "get", "update"]},
+    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "get"]},
+]
+# `kubectl set image deployment/<name> app=<image>` (get, patch), `kubectl rollout status` (watch the Deployment,
+# its ReplicaSets and pods) and `kubectl rollout undo` (list the ReplicaSets' revisions, patch the Deployment).
+DEPLOYER_RULES = [
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+]
+
+
+def gitlab_url(ctx: PlatformContext) -> str:
+    return ctx.settings.gitlab.runner.url or ctx.url("gitlab")
+
+
+def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
+    gitlab_port = urlsplit(gitlab_url(ctx)).port or HTTPS
+    return [
+        NamespaceSpec(
+            name=NAMESPACE, pss="restricted", layer=CI_LAYER,
+            why="the runner manager runs as the image's non-root user, without capabilities, RuntimeDefault seccomp",
+            egress_world=(gitlab_port,),  # GitLab's public URL (this stack's gateway or another stack's GitLab)
+            ingress_from=(ctx.monitoring((METRICS_PORT,)),)),
+        NamespaceSpec(
+            name=CI_NAMESPACE, pss="baseline", layer=CI_LAYER,
+            why="CI jobs build images with buildah as root inside an unprivileged container (default capabilities, "
+                "no privileged mode, no host access); `restricted` would forbid running as root",
+            egress_world=tuple(sorted({HTTP, HTTPS, gitlab_port}))),  # clones, registries, package mirrors
+    ]
+
+
+# --- values ------------------------------------------------------------------------------------------------
+def runner_config(ctx: PlatformContext) -> str:
+    """The [[runners]] template of config.toml (the chart renders it with `tpl`: no braces here)."""
+    settings = {
+        "namespace": CI_NAMESPACE,
+        "image": charts.RUNNER_DEFAULT_JOB_IMAGE,
+        "privileged": False,
+        "poll_timeout": 600,  # large build images take minutes to pull
+        **JOB_DEFAULTS,
+        "service_account_overwrite_allowed": f"^{DEPLOYER_SERVICE_ACCOUNT}$",
+    }
+    lines = ["[[runners]]", "  [runners.kubernetes]"]
+    lines += [f"    {key} = {_toml(value)}" for key, value in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def values(ctx: PlatformContext) -> dict[str, Any]:
+    return {
+        "gitlabUrl": gitlab_url(ctx),
+        "concurrent": ctx.settings.gitlab.runner.concurrent,
+        "replicas": 1,  # see the module docstring
+        "unregisterRunners": True,  # with a glrt- token this removes only this manager's entry in GitLab
+        "rbac": {"create": True, "clusterWideAccess": False, "rules": MANAGER_RULES},
+        "serviceAccount": {"create": True},
+        "runners": {"jobNamespace": CI_NAMESPACE, "secret": TOKEN_SECRET, "config": runner_config(ctx)},
+        "metrics": {"enabled": True, "port": METRICS_PORT, "podMonitor": {"enabled": True}},
+        "resources": MANAGER_RESOURCES,
+        "podSecurityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": RUNNER_UID, "fsGroup": RUNNER_GID},
+        "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "privileged": False, "readOnlyRootFilesystem": False},
+    }
+
+
+def quota(ctx: PlatformContext) -> dict[str, Any]:
+    runner = ctx.settings.gitlab.runner
+    return {"hard": {"requests.cpu": runner.requests_cpu, "requests.memory": runner.requests_memory,
+                     "limits.memory": runner.limits_memory, "services.loadbalancer": "0", "services.nodeports": "0"}}
+
+
+# --- objects -----------------------------------------------------------------------------------------------
+def job_namespace_limits(ctx: PlatformContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    opts = ctx.opts(after)
+    return [
+        k8s.core.v1.ResourceQuota("ci-quota", metadata=k8s.meta.v1.ObjectMetaArgs(
+            name="ci-quota", namespace=CI_NAMESPACE, labels=ctx.labels("gitlab-runner", "quota")),
+            spec=quota(ctx), opts=opts),
+        k8s.core.v1.LimitRange("ci-limits", metadata=k8s.meta.v1.ObjectMetaArgs(
+            name="container-defaults", namespace=CI_NAMESPACE, labels=ctx.labels("gitlab-runner", "quota")),
+            spec=CI_LIMIT_RANGE, opts=opts),
+    ]
+
+
+def deployer(ctx: PlatformContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    """The deploy jobs' ServiceAccount and its rights in each team namespace (and nowhere else)."""
+    labels = ctx.labels("gitlab-runner", "deployer")
+    account = k8s.core.v1.ServiceAccount(
+        "ci-deployer", metadata=k8s.meta.v1.ObjectMetaArgs(name=DEPLOYER_SERVICE_ACCOUNT, namespace=CI_NAMESPACE,
+                                                           labels=labels),
+        opts=ctx.opts(after))
+    objects: list[pulumi.Resource] = [account]
+    for team in ctx.teams:
+        role = k8s.rbac.v1.Role(
+            f"deployer-{team}", metadata=k8s.meta.v1.ObjectMetaArgs(name=DEPLOYER_SERVICE_ACCOUNT, namespace=team,
+                                                                    labels=labels),
+            rules=DEPLOYER_RULES, opts=ctx.opts(after))
+        binding = k8s.rbac.v1.RoleBinding(
+            f"deployer-{team}-binding",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=DEPLOYER_SERVICE_ACCOUNT, namespace=team, labels=labels),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role",
+                                             name=DEPLOYER_SERVICE_ACCOUNT),
+            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=DEPLOYER_SERVICE_ACCOUNT,
+                                              namespace=CI_NAMESPACE)],
+            opts=ctx.opts([*after, role, account]))
+        objects += [role, binding]
+    return objects
+
+
+def token_secret(ctx: PlatformContext, after: Sequence[pulumi.Resource]) -> k8s.core.v1.Secret:
+    token = ctx.secrets.gitlab_runner_token
+    if token is None:  # config/rules.py refuses the stack before this
+        raise ValueError("platform.gitlab.runner.enabled needs the secret gitlabRunnerToken")
+    # The chart mounts both keys (templates/deployment.yaml); the registration token is deprecated, left empty.
+    _, secret = ctx.credentials("gitlab-runner-token", TOKEN_SECRET, NAMESPACE,
+                                {"runner-registration-token": "", "runner-token": token}, after,
+                                labels=ctx.labels("gitlab-runner", "token"))
+    return secret
+
+
+def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> Installed:
+    base = [*after, spaces[NAMESPACE], spaces[CI_NAMESPACE]]
+    token = token_secret(ctx, base)
+    limits = job_namespace_limits(ctx, base)
+    deploy = deployer(ctx, base)
+    runner = release(RELEASE, charts.GITLAB_RUNNER, values(ctx), ctx.opts([*base, token, *limits]),
+                     namespace=NAMESPACE, create_namespace=False)
+    return Installed(ready=[token, *limits, *deploy, runner])
+
+
+__all__ = ["install", "namespaces"]

@@ -1,0 +1,418 @@
+"""Config of the ad services: one entry per service under `adServices.services.<name>`.
+
+The profiles (config/profiles.py) declare the eight services with their stores, callers and environment
+sizes; a stack file changes one key (`adServices.services.bidding.maxReplicas: 20`) or adds a service.
+Field validators check one value; `problems` holds the rules that need the rest of the stack: stores
+that are on, callers that exist, hosts the gateway serves, pools that exist, replicas that fit the team
+namespace's quota. components/ads turns each service into its Kubernetes objects.
+
+The image here is only the image a Deployment is *created* with: afterwards the service's CI pipeline
+owns it (`kubectl set image`, templates/gitlab-ci) and Pulumi ignores it (components/ads/service.py).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from pydantic import field_validator
+
+from config.catalog import ROLES
+from config.data import quantity_mib
+from config.errors import Problem, problem
+from config.model_base import Model, check_hostname_label
+from config.platform import NEEDS
+from config.profiles import PROFILES
+from config.services import check_quantity
+
+if TYPE_CHECKING:
+    from config.model import StackConfig
+
+# Until a team's own image exists: a public, maintained test server that answers HTTP on 9898 with
+# /healthz, /readyz and Prometheus /metrics (stefanprodan/podinfo tag 6.14.1, charts/podinfo/values.yaml
+# image.tag and service.httpPort; pkg/api/http/server.go registerHandlers).
+PLACEHOLDER_REPOSITORY = "ghcr.io/stefanprodan/podinfo"
+PLACEHOLDER_TAG = "6.14.1"
+PLACEHOLDER_PORT = 9898
+
+# Stores a service may declare (dataPlane.<store>), wired by components/ads/stores.py. PostgreSQL admits
+# only the platform layer's namespaces (components/data/postgres.py), object storage too.
+STORES = ("scylladb", "dragonfly", "redpanda", "clickhouse")
+NOT_FOR_SERVICES = {
+    "postgres": "PostgreSQL admits only the platform layer's namespaces (its databases are GitLab's, Airflow's, ...)",
+    "objectStorage": "the object store admits only the platform layer's namespaces",
+}
+# Environment variables the platform sets (components/ads/stores.py, service.py): a service's own `env` may
+# not use these prefixes, so what a store's wiring says is never shadowed by a stale copy.
+WIRED_ENV_PREFIXES = ("SCYLLA_", "DRAGONFLY_", "KAFKA_", "CLICKHOUSE_", "OTEL_", "ADS_")
+# Last words of variable names that hold credentials: those belong in Secrets, not in the stack file.
+_CREDENTIAL_WORDS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "APIKEY", "API_KEY", "ACCESS_KEY", "SECRET_KEY",
+                     "PRIVATE_KEY", "CREDENTIALS")
+# Deployment strategy maxSurge (components/ads/service.py): the quota must admit the surge pods of a
+# rollout at maxReplicas too, or a rollout at peak stalls on the quota.
+SURGE = 0.25
+
+_SERVICE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
+_REPOSITORY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(\.[a-z0-9-]+)*(:\d+)?(/[a-z0-9]+([._-]{1,2}[a-z0-9]+)*)+$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
+_REGISTRY_HOST = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:\d+)?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PATH = re.compile(r"^/[A-Za-z0-9._~/-]*$")
+_METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+
+
+class Image(Model):
+    """Where the service's image comes from: a registry path and a version tag or digest (never `latest`)."""
+
+    repository: str
+    tag: str | None = None  # required unless digest is set (config/ads.py problems)
+    digest: str | None = None
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str) -> str:
+        if not _REPOSITORY.match(value):
+            raise ValueError("must be a lower-case registry path without tag, e.g. registry.ads.example.com/ads/bidding")
+        return value
+
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, value: str | None) -> str | None:
+        if value is not None and not _TAG.match(value):
+            raise ValueError("must be an image tag (1-128 characters of A-Z, a-z, 0-9, '_', '.', '-')")
+        return value
+
+    @field_validator("digest")
+    @classmethod
+    def _digest(cls, value: str | None) -> str | None:
+        if value is not None and not _DIGEST.match(value):
+            raise ValueError("must be a digest sha256:<64 hex characters>")
+        return value
+
+    @property
+    def reference(self) -> str:
+        """repository:tag, or repository@digest (a digest pins the exact image; it wins over the tag)."""
+        return f"{self.repository}@{self.digest}" if self.digest else f"{self.repository}:{self.tag}"
+
+
+class PodsMetric(Model):
+    """A per-pod custom metric for the HorizontalPodAutoscaler (type Pods, target AverageValue), served by a
+    custom metrics API adapter (prometheus-adapter or KEDA), which the platform does not install yet."""
+
+    name: str  # e.g. http_requests_per_second
+    average_value: str  # Kubernetes quantity per pod, e.g. "200" or "500m"
+
+    _v_value = field_validator("average_value")(check_quantity)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _METRIC.match(value):
+            raise ValueError("must be a metric name (Prometheus syntax: [a-zA-Z_:][a-zA-Z0-9_:]*)")
+        return value
+
+
+class Service(Model):
+    enabled: bool = True
+    # Set repository and tag together: a repository of your own never inherits the placeholder's tag.
+    image: Image = Image(repository=PLACEHOLDER_REPOSITORY, tag=PLACEHOLDER_TAG)
+    port: int = PLACEHOLDER_PORT  # the container's HTTP port (traffic, probes)
+    metrics_port: int | None = None  # Prometheus /metrics on its own port; None: on `port`
+    metrics_path: str = "/metrics"
+    liveness_path: str = "/healthz"
+    readiness_path: str = "/readyz"
+    # Served on the shared gateway as https://<host>.<domain>; None: in-cluster only.
+    host: str | None = None
+    stores: list[str] = []  # dataPlane stores it uses (STORES): env wiring, credentials, egress
+    callers: list[str] = []  # services whose pods may call it (its NetworkPolicy admits only these)
+    hot_path: bool = False  # revenue path: the hot-path PriorityClass
+    pool: str | None = None  # run only on this pool (node selector + its taints tolerated)
+    min_replicas: int = 2
+    max_replicas: int = 4
+    target_cpu_utilization: int = 70  # HPA target, percent of the CPU request
+    pods_metric: PodsMetric | None = None
+    cpu: str = "250m"  # request (no CPU limit: throttling hurts latency more than a noisy neighbour)
+    memory: str = "256Mi"  # request
+    memory_limit: str = "512Mi"
+    keyspace: str | None = None  # ScyllaDB keyspace (dataPlane.scylladb.keyspaces); None: the first one
+    env: dict[str, str] = {}  # plain settings (never credentials: stores' credentials are wired from Secrets)
+    run_as_user: int = 65532  # non-root UID (distroless "nonroot"); the image must run as any such UID
+
+    _v_quantity = field_validator("cpu", "memory", "memory_limit")(check_quantity)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        return value if value is None else check_hostname_label(value)
+
+    @field_validator("port", "metrics_port")
+    @classmethod
+    def _port(cls, value: int | None) -> int | None:
+        if value is not None and not 1024 <= value <= 65535:
+            raise ValueError("must be a port between 1024 and 65535 (the container runs without privileges)")
+        return value
+
+    @field_validator("metrics_path", "liveness_path", "readiness_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not _PATH.match(value):
+            raise ValueError("must be an absolute URL path such as /healthz")
+        return value
+
+    @field_validator("min_replicas", "max_replicas")
+    @classmethod
+    def _replicas(cls, value: int) -> int:
+        if not 1 <= value <= 200:
+            raise ValueError("must be between 1 and 200")
+        return value
+
+    @field_validator("target_cpu_utilization")
+    @classmethod
+    def _utilization(cls, value: int) -> int:
+        if not 10 <= value <= 100:
+            raise ValueError("must be a percentage of the CPU request between 10 and 100")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, values: dict[str, str]) -> dict[str, str]:
+        for name in values:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"{name!r} must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+        return values
+
+    @field_validator("run_as_user")
+    @classmethod
+    def _uid(cls, value: int) -> int:
+        if not 1 <= value <= 2 ** 31 - 1:
+            raise ValueError("must be a non-root UID (1 or more)")
+        return value
+
+    @property
+    def public(self) -> bool:
+        return self.host is not None
+
+    @property
+    def scrape_port(self) -> int:
+        return self.metrics_port or self.port
+
+
+class Registry(Model):
+    """The private registry the services' images are pulled from, e.g. GitLab's (a deploy token with the
+    read_registry scope: its username here, the token as the secret adServicesRegistryToken)."""
+
+    host: str  # registry.ads.example.com
+    username: str
+
+    @field_validator("host")
+    @classmethod
+    def _registry_host(cls, value: str) -> str:
+        if not _REGISTRY_HOST.match(value):
+            raise ValueError("must be a registry host name (optionally :port), e.g. registry.ads.example.com")
+        return value
+
+
+REGISTRY_TOKEN = "adServicesRegistryToken"
+
+
+class AdServices(Model):
+    namespace: str = "ads"  # a team namespace (clusterServices.teams): quota, limits, gateway policy
+    registry: Registry | None = None  # None: public images only (the placeholder)
+    services: dict[str, Service] = {}
+
+    _v_namespace = field_validator("namespace")(check_hostname_label)
+
+    @field_validator("services")
+    @classmethod
+    def _names(cls, values: dict[str, Service]) -> dict[str, Service]:
+        for name in values:
+            if not _SERVICE_NAME.match(name):
+                raise ValueError(f"service name {name!r} must be 1-40 characters of a-z, 0-9 and '-', starting "
+                                 "with a letter (it names the Deployment, Service and DNS name)")
+        return values
+
+    @property
+    def enabled(self) -> dict[str, Service]:
+        return {name: svc for name, svc in self.services.items() if svc.enabled}
+
+
+# --- cross-field rules ------------------------------------------------------------------------------------
+
+def problems(cfg: "StackConfig", secrets: set[str]) -> list[Problem]:
+    """Cross-field rules of the ad services (config/rules.py calls this)."""
+    ads = cfg.ad_services
+    found = _namespace(cfg)
+    strict = PROFILES[cfg.profile].strict if cfg.profile in PROFILES else True
+    for name, svc in ads.enabled.items():
+        key = f"adServices.services.{name}"
+        found += _image(key, svc)
+        found += _stores(cfg, key, svc)
+        found += _callers(ads, key, svc)
+        found += _replicas(key, svc, strict, cfg.profile)
+        found += _host(cfg, key, svc)
+        found += _pool(cfg, key, svc)
+        found += _env(key, svc)
+        if svc.metrics_port == svc.port:
+            found.append(problem(f"{key}.metricsPort", "must differ from port, or be left out when /metrics is "
+                                 "served on the HTTP port", svc.metrics_port))
+    hosts = Counter(svc.host for svc in ads.enabled.values() if svc.host)
+    found += [problem("adServices.services", f"must not serve host {host!r} from more than one service "
+                      f"({', '.join(n for n, s in ads.enabled.items() if s.host == host)})", host)
+              for host, n in hosts.items() if n > 1]
+    found += _quota(cfg)
+    if ads.registry is not None and REGISTRY_TOKEN not in secrets:
+        found.append(problem(REGISTRY_TOKEN, "must be set with --secret when adServices.registry is set: the "
+                             f"registry password or deploy token (pulumi config set --secret adplatform:{REGISTRY_TOKEN} "
+                             "...)"))
+    if ads.registry is None and REGISTRY_TOKEN in secrets:
+        found.append(problem("adServices.registry", f"must be set (host, username) when {REGISTRY_TOKEN} is: the "
+                             "token alone names no registry"))
+    return found
+
+
+def _namespace(cfg: "StackConfig") -> list[Problem]:
+    teams = [t.name for t in cfg.cluster_services.teams]
+    namespace = cfg.ad_services.namespace
+    if namespace not in teams:
+        return [problem("adServices.namespace", "must be a team namespace (clusterServices.teams: "
+                        f"{', '.join(teams) or 'none'}): those carry the quota, the container defaults and the "
+                        "gateway's network policy", namespace)]
+    return []
+
+
+def _image(key: str, svc: Service) -> list[Problem]:
+    if svc.image.digest is None and svc.image.tag is None:
+        return [problem(f"{key}.image.tag", "must be set (or image.digest): an image without a tag runs "
+                        "whatever 'latest' is at pull time")]
+    if svc.image.digest is None and svc.image.tag == "latest":
+        return [problem(f"{key}.image.tag", "must name a version, not 'latest' (a rollback needs the exact "
+                        "image; CI records each deployed tag)", "latest")]
+    return []
+
+
+def _stores(cfg: "StackConfig", key: str, svc: Service) -> list[Problem]:
+    found = []
+    for store in svc.stores:
+        if store in NOT_FOR_SERVICES:
+            found.append(problem(f"{key}.stores", f"must not list {store!r}: {NOT_FOR_SERVICES[store]}", store))
+        elif store not in STORES:
+            found.append(problem(f"{key}.stores", f"must list only {', '.join(STORES)}", store))
+        elif not getattr(cfg.data_plane, store).enabled:
+            found.append(problem(f"{key}.stores", f"names {store!r}, but dataPlane.{store}.enabled is false; "
+                                 "enable the store or remove it from the service", store))
+    repeated = [s for s, n in Counter(svc.stores).items() if n > 1]
+    found += [problem(f"{key}.stores", "must not repeat a store", s) for s in repeated]
+    keyspaces = cfg.data_plane.scylladb.keyspaces
+    if svc.keyspace is not None:
+        if "scylladb" not in svc.stores:
+            found.append(problem(f"{key}.keyspace", "is only read when stores lists 'scylladb'", svc.keyspace))
+        elif svc.keyspace not in keyspaces:
+            found.append(problem(f"{key}.keyspace", "must be one of dataPlane.scylladb.keyspaces "
+                                 f"({', '.join(keyspaces) or 'none'})", svc.keyspace))
+    elif "scylladb" in svc.stores and not keyspaces:
+        found.append(problem("dataPlane.scylladb.keyspaces", f"must list a keyspace for {key} (it uses ScyllaDB)",
+                             keyspaces))
+    return found
+
+
+def _callers(ads: AdServices, key: str, svc: Service) -> list[Problem]:
+    known = sorted(ads.services)
+    return [problem(f"{key}.callers", f"must name services of adServices.services ({', '.join(known)})", caller)
+            for caller in svc.callers if caller not in ads.services]
+
+
+def _replicas(key: str, svc: Service, strict: bool, profile: str) -> list[Problem]:
+    found = []
+    if svc.max_replicas < svc.min_replicas:
+        found.append(problem(f"{key}.maxReplicas", f"must be at least minReplicas ({svc.min_replicas})",
+                             svc.max_replicas))
+    if strict and svc.min_replicas < 2:
+        found.append(problem(f"{key}.minReplicas", f"must be at least 2 in the {profile} profile (a node's loss "
+                             "or drain must never take the service down)", svc.min_replicas))
+    if quantity_mib(svc.memory_limit) < quantity_mib(svc.memory):
+        found.append(problem(f"{key}.memoryLimit", f"must be at least the memory request ({svc.memory})",
+                             svc.memory_limit))
+    return found
+
+
+def _host(cfg: "StackConfig", key: str, svc: Service) -> list[Problem]:
+    if svc.host is None:
+        return []
+    found = []
+    platform_hosts = {h: name for name, needs in NEEDS.items() for h in needs.hostnames}
+    if svc.host in platform_hosts:
+        found.append(problem(f"{key}.host", f"is the platform's {platform_hosts[svc.host]} host; choose another "
+                             "label", svc.host))
+    routed = cfg.cluster_services.gateway.hostnames
+    if cfg.cluster_services.tls.dns01 is None and svc.host not in routed:
+        found.append(problem("clusterServices.gateway.hostnames", f"must include {svc.host!r} for {key}.host (each "
+                             "host gets its own HTTPS listener and certificate without tls.dns01)", sorted(routed)))
+    return found
+
+
+def _pool(cfg: "StackConfig", key: str, svc: Service) -> list[Problem]:
+    if svc.pool is None:
+        return []
+    pools = {p.name: p for p in cfg.cluster.active_pools}
+    pool = pools.get(svc.pool)
+    if pool is None:
+        return [problem(f"{key}.pool", f"must name a pool of cluster.pools with nodes ({', '.join(pools) or 'none'})",
+                        svc.pool)]
+    if ROLES[pool.role].dedicated:
+        return [problem(f"{key}.pool", f"must not be a {pool.role} pool: those nodes are tuned and reserved for "
+                        "their database; add a pool with role 'general' (and a taint of its own) for the service",
+                        svc.pool)]
+    return []
+
+
+def _env(key: str, svc: Service) -> list[Problem]:
+    found = []
+    for name in svc.env:
+        upper = name.upper()
+        if upper.startswith(WIRED_ENV_PREFIXES):
+            found.append(problem(f"{key}.env.{name}", f"must not start with {', '.join(WIRED_ENV_PREFIXES)}: the "
+                                 "platform sets those from the data plane and the telemetry settings", name))
+        elif upper == "CREDENTIALS" or upper.endswith(tuple(f"_{w}" for w in _CREDENTIAL_WORDS)) or \
+                upper in _CREDENTIAL_WORDS:
+            found.append(problem(f"{key}.env.{name}", "must not hold a credential in plain config; keep it in a "
+                                 "Secret (the stores' credentials are wired from theirs)", name))
+    return found
+
+
+# --- the team quota ---------------------------------------------------------------------------------------
+
+def cpu_millis(quantity: str) -> int:
+    """A CPU quantity (500m, 2, 1.5) in millicores."""
+    text = str(quantity)
+    return int(text[:-1]) if text.endswith("m") else int(float(text) * 1000)
+
+
+def peak_pods(svc: Service) -> int:
+    """Pods at maxReplicas during a rollout (the Deployment surges 25%, rounded up)."""
+    return svc.max_replicas + math.ceil(svc.max_replicas * SURGE)
+
+
+def _quota(cfg: "StackConfig") -> list[Problem]:
+    ads = cfg.ad_services
+    team = next((t for t in cfg.cluster_services.teams if t.name == ads.namespace), None)
+    if team is None or not ads.enabled:
+        return []
+    services = ads.enabled.values()
+    need = {
+        "requestsCpu": (sum(peak_pods(s) * cpu_millis(s.cpu) for s in services), cpu_millis(team.requests_cpu), "m"),
+        "requestsMemory": (sum(peak_pods(s) * quantity_mib(s.memory) for s in services),
+                           quantity_mib(team.requests_memory), "Mi"),
+        "limitsMemory": (sum(peak_pods(s) * quantity_mib(s.memory_limit) for s in services),
+                         quantity_mib(team.limits_memory), "Mi"),
+    }
+    return [problem(f"clusterServices.teams[{team.name}].{field}", f"must admit the ad services at maxReplicas "
+                    f"plus a rollout's surge: {total}{unit} (adServices.services: maxReplicas x cpu/memory/memoryLimit); "
+                    "raise the quota or lower maxReplicas", f"{limit}{unit}")
+            for field, (total, limit, unit) in need.items() if total > limit]
+
+
+__all__ = ["AdServices", "Image", "REGISTRY_TOKEN", "Registry", "NOT_FOR_SERVICES", "PLACEHOLDER_PORT", "PLACEHOLDER_REPOSITORY",
+           "PLACEHOLDER_TAG", "PodsMetric", "STORES", "Service", "cpu_millis", "peak_pods", "problems"]

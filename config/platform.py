@@ -1,0 +1,269 @@
+"""Config of the platform layer: GitLab (+ runner), monitoring, logs, traces, data engineering and ML.
+
+Each component has `enabled`; the profiles (config/profiles.py) turn the heavy ones off in staging.
+What a component needs from the data plane (stores, its PostgreSQL database, gateway hostnames) is in
+`NEEDS`; config/rules.py refuses a component whose needs are switched off, naming both keys.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pydantic import Field, field_validator, model_validator
+
+from config.model_base import Model, check_hostname_label, one_of
+from config.services import check_cron, check_quantity
+
+_RETENTION = re.compile(r"^[1-9]\d*[hdw]$")
+_URL = re.compile(r"^https://[A-Za-z0-9.-]+(:\d+)?(/[^\s]*)?$")
+_MATCHER = re.compile(r'^[a-zA-Z_][a-zA-Z0-9_]*\s*(=|!=|=~|!~)\s*"?[^"]*"?$')
+# Tempo only. Jaeger v2 keeps traces in a database (Cassandra, Elasticsearch/OpenSearch, or its experimental
+# ClickHouse store); the data plane's ScyllaDB and ClickHouse serve the ad path, and trace volume there would
+# compete with bidding, while badger/memory are single-node. Tempo keeps traces in object storage.
+TRACE_BACKENDS = ("tempo",)
+RECEIVER_TYPES = ("slack", "webhook", "pagerduty")
+
+
+def _check_retention(value: str) -> str:
+    if not _RETENTION.match(value):
+        raise ValueError("must be a duration in hours, days or weeks such as 72h, 15d or 4w")
+    return value
+
+
+def _check_gibibytes(value: str) -> str:
+    if not re.match(r"^\d+(Gi|Ti)$", str(value)):
+        raise ValueError("must be a volume size in Gi or Ti, such as 100Gi")
+    return value
+
+
+def retention_hours(value: str) -> int:
+    number, unit = int(value[:-1]), value[-1]
+    return number * {"h": 1, "d": 24, "w": 24 * 7}[unit]
+
+
+class Component(Model):
+    enabled: bool = True
+
+
+class GitLabRunner(Model):
+    """A runner with the Kubernetes executor. Its token (glrt-..., created in GitLab: Admin > CI/CD > Runners)
+    is the secret `gitlabRunnerToken`; so the first `pulumi up` of a new GitLab runs with the runner off."""
+
+    enabled: bool = False
+    # The GitLab it registers with: this stack's own (https://gitlab.<domain>) unless set, e.g. staging's
+    # runner registers with production's GitLab and deploys to the staging cluster.
+    url: str | None = None
+    concurrent: int = 10  # jobs at once
+    # Jobs run in their own namespace under this quota.
+    requests_cpu: str = "16"
+    requests_memory: str = "32Gi"
+    limits_memory: str = "64Gi"
+
+    _v_quantity = field_validator("requests_cpu", "requests_memory", "limits_memory")(check_quantity)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not _URL.match(value):
+            raise ValueError("must be the https:// URL of a GitLab instance, e.g. https://gitlab.ads.example.com")
+        return value.rstrip("/") if value else value
+
+    @field_validator("concurrent")
+    @classmethod
+    def _concurrent(cls, value: int) -> int:
+        if not 1 <= value <= 500:
+            raise ValueError("must be between 1 and 500 concurrent jobs")
+        return value
+
+
+class GitLab(Component):
+    backup_schedule: str = "0 4 * * *"  # the toolbox's backup CronJob, to the object store's backups bucket
+    repository_storage_size: str = "200Gi"  # Gitaly's volume
+    runner: GitLabRunner = GitLabRunner()
+
+    _v_cron = field_validator("backup_schedule")(check_cron)
+    _v_size = field_validator("repository_storage_size")(_check_gibibytes)
+
+
+class AlertReceiver(Model):
+    """Where Alertmanager sends notifications. The URL or key is secret: `alertingSecrets.<name>`
+    (pulumi config set --secret --path 'adplatform:alertingSecrets.<name>' <url or key>)."""
+
+    name: str
+    type: str
+    channel: str | None = None  # slack
+
+    _v_name = field_validator("name")(check_hostname_label)
+    _v_type = field_validator("type")(staticmethod(one_of(RECEIVER_TYPES)))
+
+
+class AlertRoute(Model):
+    receiver: str
+    matchers: list[str]  # Alertmanager matchers: severity="critical", namespace=~"ads|data"
+    continue_: bool = Field(False, alias="continue")  # keep matching later routes after this one
+
+    @field_validator("matchers")
+    @classmethod
+    def _matchers(cls, values: list[str]) -> list[str]:
+        if not values:
+            raise ValueError("must list at least one matcher such as severity=\"critical\"")
+        for value in values:
+            if not _MATCHER.match(value):
+                raise ValueError(f"matcher {value!r} must be label=value, label!=value, label=~regex or label!~regex")
+        return values
+
+
+class Alerting(Model):
+    receivers: list[AlertReceiver] = []
+    routes: list[AlertRoute] = []
+    default_receiver: str | None = None  # None: alerts are kept in Alertmanager only (no notification)
+
+
+class Monitoring(Component):
+    retention: str = "15d"  # Prometheus TSDB retention
+    storage_size: str = "100Gi"  # per Prometheus replica
+    alerting: Alerting = Alerting()
+
+    _v_retention = field_validator("retention")(_check_retention)
+    _v_size = field_validator("storage_size")(_check_gibibytes)
+
+
+class Logs(Component):
+    retention: str = "30d"  # Loki's compactor deletes older chunks from object storage
+    _v_retention = field_validator("retention")(_check_retention)
+
+    @field_validator("retention")
+    @classmethod
+    def _whole_days(cls, value: str) -> str:
+        if retention_hours(value) < 24:
+            raise ValueError("must be at least 24h: Loki's compactor applies retention to its daily index tables")
+        return value
+
+
+class Traces(Component):
+    backend: str = "tempo"
+    retention: str = "7d"
+    _v_backend = field_validator("backend")(staticmethod(one_of(TRACE_BACKENDS)))
+    _v_retention = field_validator("retention")(_check_retention)
+
+
+class JupyterHub(Component):
+    user_storage_size: str = "10Gi"  # each user's home volume
+    user_cpu_limit: str = "2"
+    user_memory_limit: str = "8Gi"
+    # What each user server is guaranteed (Kubernetes requests): the scheduler reserves it on a node.
+    user_cpu_guarantee: str = "500m"
+    user_memory_guarantee: str = "2Gi"
+    idle_timeout_minutes: int = 60  # jupyterhub-idle-culler stops servers idle this long (their volumes stay)
+    _v_size = field_validator("user_storage_size")(_check_gibibytes)
+    _v_quantity = field_validator("user_cpu_limit", "user_memory_limit", "user_cpu_guarantee",
+                                  "user_memory_guarantee")(check_quantity)
+
+    @field_validator("idle_timeout_minutes")
+    @classmethod
+    def _idle(cls, value: int) -> int:
+        if not 10 <= value <= 7 * 24 * 60:
+            raise ValueError("must be between 10 minutes and one week (10080)")
+        return value
+
+    @model_validator(mode="after")
+    def _guarantees_within_limits(self) -> "JupyterHub":
+        for what, guarantee, limit in (("cpu", self.user_cpu_guarantee, self.user_cpu_limit),
+                                       ("memory", self.user_memory_guarantee, self.user_memory_limit)):
+            if quantity_value(guarantee) > quantity_value(limit):
+                raise ValueError(f"user{what.capitalize()}Guarantee ({guarantee}) must not exceed "
+                                 f"user{what.capitalize()}Limit ({limit})")
+        return self
+
+
+def quantity_value(quantity: str) -> float:
+    """A Kubernetes quantity (config/services.py check_quantity forms) as a number: cores or bytes."""
+    units = {"m": 1e-3, "Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40}
+    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)(m|Ki|Mi|Gi|Ti)?", quantity).groups()
+    return float(number) * units.get(unit or "", 1)
+
+
+class Airflow(Component):
+    """DAGs come from a git repository through git-sync when `dagsRepo` is set (https URL, public or reachable
+    without credentials); without it, DAGs are baked into a custom Airflow image."""
+
+    dags_repo: str | None = None
+    dags_branch: str = "main"
+    dags_path: str = ""  # the folder in the repository holding the DAGs ("" for its root)
+
+    @field_validator("dags_repo")
+    @classmethod
+    def _repo(cls, value: str | None) -> str | None:
+        if value is not None and not _URL.match(value):
+            raise ValueError("must be the https:// URL of a git repository, "
+                             "e.g. https://gitlab.example.com/data/dags.git")
+        return value
+
+
+class Spark(Component):
+    """The quota of the namespace Spark jobs run in (so a runaway job cannot take the general pool)."""
+
+    requests_cpu: str = "16"
+    requests_memory: str = "64Gi"
+    limits_memory: str = "64Gi"  # Spark sets each pod's memory limit to its request plus overhead
+    pods: int = 200
+
+    _v_quantity = field_validator("requests_cpu", "requests_memory", "limits_memory")(check_quantity)
+
+    @field_validator("pods")
+    @classmethod
+    def _pods(cls, value: int) -> int:
+        if not 2 <= value <= 5000:
+            raise ValueError("must be between 2 (a driver and an executor) and 5000")
+        return value
+
+
+class Kubeflow(Component):
+    """Kubeflow Pipelines keeps runs, pipelines and ML metadata in the MySQL of its manifests, on this volume."""
+
+    database_storage_size: str = "20Gi"
+    _v_size = field_validator("database_storage_size")(_check_gibibytes)
+
+
+class Platform(Model):
+    gitlab: GitLab = GitLab()
+    monitoring: Monitoring = Monitoring()
+    logs: Logs = Logs()
+    traces: Traces = Traces()
+    airflow: Airflow = Airflow()
+    spark: Spark = Spark()
+    jupyterhub: JupyterHub = JupyterHub()
+    mlflow: Component = Component()
+    kubeflow: Kubeflow = Kubeflow()
+
+    def enabled(self) -> list[str]:
+        return [name for name in COMPONENTS if getattr(self, name).enabled]
+
+
+@dataclass(frozen=True)
+class Needs:
+    stores: tuple[str, ...] = ()  # dataPlane.<store> that must be enabled (config/data.py attribute names)
+    database: str | None = None  # its database in dataPlane.postgres.databases
+    buckets: tuple[str, ...] = ()  # object storage purposes it writes (config/data.py BUCKET_PURPOSES)
+    hostnames: tuple[str, ...] = ()  # gateway host labels it is served on (clusterServices.gateway.hostnames)
+
+
+# Attribute name -> what it needs (one place: config/rules.py checks it, components/platform wires it).
+NEEDS: dict[str, Needs] = {
+    "gitlab": Needs(("postgres", "dragonfly", "object_storage"), "gitlab",
+                    ("gitlab", "gitlab-lfs", "gitlab-uploads", "gitlab-packages", "gitlab-mr-diffs",
+                     "gitlab-terraform-state", "gitlab-ci-secure-files", "gitlab-dependency-proxy", "registry",
+                     "gitlab-backups", "gitlab-tmp"), ("gitlab", "registry")),
+    "monitoring": Needs(hostnames=("grafana",)),
+    "logs": Needs(("object_storage",), buckets=("logs",)),
+    "traces": Needs(("object_storage",), buckets=("traces",)),
+    "airflow": Needs(("postgres", "object_storage"), "airflow", ("logs",), ("airflow",)),
+    "spark": Needs(),
+    "jupyterhub": Needs(("postgres",), "jupyterhub", hostnames=("jupyter",)),
+    "mlflow": Needs(("postgres", "object_storage"), "mlflow", ("ml-artifacts",), ("mlflow",)),
+    "kubeflow": Needs(("object_storage",), buckets=("ml-artifacts",)),  # UI unrouted: it has no login
+}
+COMPONENTS = tuple(NEEDS)
+
+__all__ = ["COMPONENTS", "NEEDS", "Platform", "retention_hours"]

@@ -1,0 +1,123 @@
+"""The ad services with the switches the profiles leave off: a dedicated pool, a custom autoscaling metric, the
+team's own images from a private registry, a separate metrics port, services disabled, monitoring and traces off.
+One whole-program run of production with all of them (module-scoped)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from components.ads import PULL_SECRET
+from config.ads import REGISTRY_TOKEN
+from tests.stores import NETPOL, SECRET, string_data
+from tests.test_ads import (CONFIGMAP, DEPLOYMENT, HPA, MONITOR, ROUTE, SERVICE, ads_objects, app, env_of, obj,
+                            pod, ports)
+from tools import mockrun
+
+TOKEN = "offline-registry-token-0123456789"
+TAINT = "adplatform.io/dedicated=hot-path:NoSchedule"
+OVERRIDES = {
+    "cluster": {"location": "fsn1", "pools": [{"name": "hot", "role": "general", "count": 2,
+                                               "size": "dedicated-large", "taints": [TAINT]}]},
+    "platform": {"monitoring": {"enabled": False}, "traces": {"enabled": False}},
+    "adServices": {
+        "registry": {"host": "registry.ads.example.com", "username": "ads-deploy"},
+        "services": {
+            "bidding": {"pool": "hot", "metricsPort": 9090,
+                        "podsMetric": {"name": "bid_requests_per_second", "averageValue": "200"},
+                        "image": {"repository": "registry.ads.example.com/ads/bidding", "tag": "1.4.2"}},
+            "ad-serving": {"image": {"repository": "registry.ads.example.com/ads/ad-serving",
+                                     "digest": "sha256:" + "ab" * 32}},
+            "reporting": {"enabled": False},
+            "analytics-ingestion": {"enabled": False},
+            "api-gateway": {"env": {"LOG_LEVEL": "debug"}},
+        },
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def variant():
+    values, secret = mockrun.stack_config("production")
+    values.update({f"adplatform:{k}": v for k, v in OVERRIDES.items()})
+    values[f"adplatform:{REGISTRY_TOKEN}"] = TOKEN
+    return mockrun.run(values, secret | {f"adplatform:{REGISTRY_TOKEN}"}, "production")
+
+
+def test_a_hot_path_service_runs_on_its_own_pool(variant):
+    spec = pod(variant, "bidding")["spec"]
+    assert spec["nodeSelector"] == {"adplatform.io/pool": "hot"}
+    assert spec["tolerations"] == [{"key": "adplatform.io/dedicated", "operator": "Equal", "value": "hot-path",
+                                    "effect": "NoSchedule"}]
+    assert "nodeSelector" not in pod(variant, "ad-serving")["spec"]  # the others stay on the general nodes
+
+
+def test_a_custom_pods_metric_joins_cpu(variant):
+    metrics = obj(variant, HPA, "bidding")["spec"]["metrics"]
+    assert [m["type"] for m in metrics] == ["Resource", "Pods"]
+    assert metrics[1]["pods"] == {"metric": {"name": "bid_requests_per_second"},
+                                  "target": {"type": "AverageValue", "averageValue": "200"}}
+    assert [m["type"] for m in obj(variant, HPA, "ad-serving")["spec"]["metrics"]] == ["Resource"]
+
+
+def test_the_teams_images_come_from_the_registry_with_a_pull_secret(variant):
+    assert app(variant, "bidding")["image"] == "registry.ads.example.com/ads/bidding:1.4.2"
+    assert app(variant, "ad-serving")["image"] == "registry.ads.example.com/ads/ad-serving@sha256:" + "ab" * 32
+    [pull] = [r for r in ads_objects(variant, SECRET) if r.inputs["metadata"]["name"] == PULL_SECRET]
+    assert pull.inputs["type"] == "kubernetes.io/dockerconfigjson"
+    auths = json.loads(string_data(pull)[".dockerconfigjson"])["auths"]  # string_data asserts it is secret
+    assert auths["registry.ads.example.com"]["auth"] == base64.b64encode(f"ads-deploy:{TOKEN}".encode()).decode()
+    assert TOKEN not in json.dumps([r.inputs for r in variant.resources if r is not pull], default=repr)
+    for svc in ("bidding", "ad-serving", "ml-inference"):
+        assert pod(variant, svc)["spec"]["imagePullSecrets"] == [{"name": PULL_SECRET}]
+
+
+def test_a_real_image_is_routed_whole(variant):
+    routes = {r.inputs["metadata"]["name"]: r.inputs["spec"] for r in ads_objects(variant, ROUTE)}
+    assert routes["bidding"]["rules"][0]["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
+    # api-gateway still runs the placeholder: only its info document is public.
+    assert routes["api-gateway"]["rules"][0]["matches"][0]["path"] == {"type": "Exact", "value": "/"}
+
+
+def test_a_separate_metrics_port_is_scraped_and_admitted_alone(variant):
+    assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in app(variant, "bidding")["ports"]
+    assert {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"} in \
+        obj(variant, SERVICE, "bidding")["spec"]["ports"]
+    assert variant.named("ads-bidding-metrics", MONITOR).inputs["spec"]["endpoints"][0]["port"] == "metrics"
+    ingress = obj(variant, NETPOL, "bidding")["spec"]["ingress"]
+    [scrape] = [r for r in ingress if "namespaceSelector" in r["from"][0]]
+    assert ports(scrape) == [9090]
+
+
+def test_disabled_services_leave_no_objects_and_no_peers(variant):
+    for svc in ("reporting", "analytics-ingestion"):
+        assert not [r for r in variant.resources if r.name.startswith(f"ads-{svc}")]
+        assert svc not in variant.outputs["adServices"]
+    assert "ADS_REPORTING_URL" not in env_of(variant, "api-gateway")
+    assert "ADS_CAMPAIGN_MANAGEMENT_URL" in env_of(variant, "api-gateway")
+    egress = obj(variant, NETPOL, "api-gateway")["spec"]["egress"]
+    targets = [t["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for rule in egress for t in rule["to"]]
+    assert sorted(targets) == ["audience-targeting", "campaign-management"]
+    # No service uses ClickHouse any more: its credentials are not copied into the namespace.
+    names = {r.inputs["metadata"]["name"] for r in ads_objects(variant, SECRET)}
+    assert "clickhouse-app" not in names and "dragonfly-auth" in names
+
+
+def test_without_monitoring_and_traces_no_dashboards_and_no_trace_export(variant):
+    assert ads_objects(variant, CONFIGMAP) == []
+    for svc in ("bidding", "api-gateway"):
+        assert not [k for k in env_of(variant, svc) if k.startswith("OTEL_")]
+        egress = obj(variant, NETPOL, svc)["spec"].get("egress", [])
+        assert all(t.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+                   != "tracing" for rule in egress for t in rule["to"])
+    assert env_of(variant, "api-gateway")["LOG_LEVEL"] == {"name": "LOG_LEVEL", "value": "debug"}
+
+
+def test_deployments_in_the_variant_stay_valid(variant):
+    from tests import validators
+    for o in validators.kubernetes_objects(variant):
+        if "adplatform:ads:" in o.urn:
+            validators.validate_kubernetes(o.type, o.inputs)
+    assert len(ads_objects(variant, DEPLOYMENT)) == 6

@@ -1,0 +1,439 @@
+"""Monitoring: kube-prometheus-stack's Prometheus (HA, storage, retention, selectors), Alertmanager (replicas,
+configuration from config with secret receivers), Grafana (datasources following logs/traces, admin Secret,
+route, dashboards), node-exporter on every node, K3s specifics, network policies and object schemas."""
+
+from __future__ import annotations
+
+import json
+import re
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from components import charts
+from components.platform import dashboards, monitoring
+from components.platform.context import (ALERTMANAGER_URL, DASHBOARD_LABEL, JAEGER_URL, LOKI_URL, PROMETHEUS_URL,
+                                         TEMPO_URL)
+from config.model import CONTROL_PLANE_TAINT
+from config.platform import Logs, Platform, Traces
+from tests import validators
+from tests.conftest import SECRET_KEYS, base_raw
+from tests.stores import (RELEASE, SECRET, chart_of, config_problems, policy, ports, stack_config, string_data,
+                          tolerates)
+from tools import mockrun
+from tools.mockrun import Run
+
+NS = "kubernetes:core/v1:Namespace"
+CONFIGMAP = "kubernetes:core/v1:ConfigMap"
+HTTPROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
+CNP = "kubernetes:cilium.io/v2:CiliumNetworkPolicy"
+PASSWORD = "random:index/randomPassword:RandomPassword"
+SLACK_URL = "https://hooks.slack.com/services/T0000/B0000/offline-receiver-secret"
+PAGER_KEY = "offline-pagerduty-routing-key-0123456789"
+ALERTING = {
+    "receivers": [{"name": "ops-slack", "type": "slack", "channel": "#alerts"},
+                  {"name": "oncall", "type": "pagerduty"}],
+    "routes": [{"receiver": "oncall", "matchers": ['severity="critical"', 'namespace=~"ads|postgres"'],
+                "continue": True}],
+    "defaultReceiver": "ops-slack",
+}
+STORE_KEYS = {"scylladb": "scylladb", "redpanda": "redpanda", "clickhouse": "clickhouse", "dragonfly": "dragonfly",
+              "postgres": "postgres", "object_storage": "objectStorage"}
+
+
+@pytest.fixture(scope="module")
+def quiet() -> Run:
+    """Production without logs, traces, ScyllaDB and ClickHouse, with two alert receivers and their secrets
+    (the ad services, which use those stores, are off)."""
+    values, secret = mockrun.stack_config("production")
+    values["adplatform:layers"] = {"adServices": False}
+    values["adplatform:platform"] = {"logs": {"enabled": False}, "traces": {"enabled": False},
+                                     "monitoring": {"alerting": ALERTING}}
+    values["adplatform:dataPlane"] = {"scylladb": {"enabled": False}, "clickhouse": {"enabled": False}}
+    values["adplatform:alertingSecrets"] = {"ops-slack": SLACK_URL, "oncall": PAGER_KEY}
+    return mockrun.run(values, secret | {"adplatform:alertingSecrets"}, "production")
+
+
+def values(run: Run) -> dict:
+    return validators.plain(run.named(monitoring.RELEASE, RELEASE).inputs["values"])
+
+
+def grafana(run: Run) -> dict:
+    return values(run)["grafana"]
+
+
+def datasources(run: Run) -> dict[str, dict]:
+    return {d["name"]: d for d in grafana(run)["additionalDataSources"]}
+
+
+def alertmanager_config(run: Run) -> dict:
+    secret = run.named("alertmanager-config", SECRET)
+    assert secret.inputs["metadata"] == {"name": "alertmanager-config", "namespace": "monitoring",
+                                         "labels": secret.inputs["metadata"]["labels"]}
+    return yaml.safe_load(string_data(secret)["alertmanager.yaml"])
+
+
+def visible(run: Run) -> str:
+    """Every input of every resource as the state shows it without decryption (secrets as [secret])."""
+    return json.dumps([r.inputs for r in run.resources], default=repr)
+
+
+# --- the chart -------------------------------------------------------------------------------------------
+def test_the_chart_is_the_pinned_kube_prometheus_stack_without_its_crds(production):
+    assert chart_of(production, monitoring.RELEASE) == (
+        "kube-prometheus-stack", "88.5.3", "https://prometheus-community.github.io/helm-charts", "monitoring", False)
+    assert charts.CHARTS["kube-prometheus-stack"] is charts.KUBE_PROMETHEUS_STACK
+    # The services layer installs the operator's CRDs (prometheus-operator-crds 31.0.1 = operator v0.93.1).
+    assert values(production)["crds"] == {"enabled": False}
+    assert production.named("prometheus-operator-crds", RELEASE).inputs["version"] == "31.0.1"
+
+
+def test_the_release_is_protected_in_production_only(production, staging):
+    assert production.named(monitoring.RELEASE, RELEASE).protect is True
+    assert staging.named(monitoring.RELEASE, RELEASE).protect is False
+
+
+# --- Prometheus ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("stack", "replicas", "retention", "storage", "cap"), [
+    ("production", 2, "15d", "100Gi", "85GiB"),
+    ("staging", 1, "3d", "20Gi", "17GiB"),
+])
+def test_prometheus_replicas_volume_and_retention_follow_the_profile(request, stack, replicas, retention, storage, cap):
+    run = request.getfixturevalue(stack)
+    settings = stack_config(run).platform.monitoring
+    assert (settings.retention, settings.storage_size) == (retention, storage)
+    spec = values(run)["prometheus"]["prometheusSpec"]
+    assert spec["replicas"] == replicas
+    assert spec["retention"] == retention and spec["retentionSize"] == cap
+    assert spec["storageSpec"]["volumeClaimTemplate"]["spec"] == {
+        "storageClassName": run.outputs["storageClass"], "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": storage}}}
+    assert spec["externalLabels"] == {"cluster": stack}, "notifications say which stack fired"
+
+
+def test_retention_size_leaves_headroom_on_the_volume():
+    assert monitoring.retention_size("100Gi") == "85GiB"
+    assert monitoring.retention_size("1Ti") == "870GiB"
+
+
+def test_prometheus_replicas_spread_over_nodes_with_a_budget_in_production(production, staging):
+    prod = values(production)["prometheus"]
+    assert prod["prometheusSpec"]["podAntiAffinity"] == "hard"
+    assert prod["podDisruptionBudget"] == {"enabled": True, "minAvailable": 1}
+    stage = values(staging)["prometheus"]
+    assert stage["prometheusSpec"]["podAntiAffinity"] == "soft"
+    assert stage["podDisruptionBudget"]["enabled"] is False, "minAvailable 1 of 1 would block every drain"
+
+
+def test_prometheus_selects_monitors_and_rules_of_every_namespace_whatever_their_labels(production):
+    spec = values(production)["prometheus"]["prometheusSpec"]
+    for kind in ("serviceMonitor", "podMonitor", "probe", "scrapeConfig", "rule"):
+        # NilUsesHelmValues would select only objects labelled release=kube-prometheus-stack.
+        assert spec[f"{kind}SelectorNilUsesHelmValues"] is False, kind
+        assert spec[f"{kind}Selector"] == {} and spec[f"{kind}NamespaceSelector"] == {}, kind
+    # The data stores' monitors carry no `release` label and live in their own namespaces.
+    scylla = production.named("scylla-service-monitor", "kubernetes:monitoring.coreos.com/v1:ServiceMonitor")
+    assert scylla.inputs["metadata"]["namespace"] == "scylla"
+    assert "release" not in scylla.inputs["metadata"]["labels"]
+
+
+# --- Alertmanager ----------------------------------------------------------------------------------------
+def test_alertmanager_runs_three_replicas_with_a_budget_in_production_one_in_staging(production, staging):
+    prod = values(production)["alertmanager"]
+    assert prod["alertmanagerSpec"]["replicas"] == 3 and prod["alertmanagerSpec"]["podAntiAffinity"] == "hard"
+    assert prod["podDisruptionBudget"] == {"enabled": True, "minAvailable": 2}
+    stage = values(staging)["alertmanager"]
+    assert stage["alertmanagerSpec"]["replicas"] == 1 and stage["podDisruptionBudget"]["enabled"] is False
+
+
+def test_alertmanager_reads_our_secret_with_sane_defaults(production):
+    spec = values(production)["alertmanager"]["alertmanagerSpec"]
+    assert spec["useExistingSecret"] is True and spec["configSecret"] == "alertmanager-config"
+    assert "config" not in values(production)["alertmanager"], "no configuration in the Helm values"
+    config = alertmanager_config(production)
+    route = config["route"]
+    assert route["receiver"] == "null", "without receivers alerts stay in Alertmanager's UI"
+    assert route["group_by"] == ["namespace", "alertname"] and route["repeat_interval"] == "12h"
+    assert {"receiver": "null", "matchers": ['alertname = "Watchdog"']} in route["routes"]
+    assert config["receivers"] == [{"name": "null"}]
+    assert {"source_matchers": ['severity = "critical"'], "target_matchers": ['severity =~ "warning|info"'],
+            "equal": ["namespace", "alertname"]} in config["inhibit_rules"]
+
+
+def test_alerting_is_built_from_config_with_the_receivers_secrets_kept_secret(quiet):
+    config = alertmanager_config(quiet)
+    receivers = {r["name"]: r for r in config["receivers"]}
+    assert receivers["ops-slack"]["slack_configs"] == [{"api_url": SLACK_URL, "send_resolved": True,
+                                                        "channel": "#alerts"}]
+    assert receivers["oncall"]["pagerduty_configs"] == [{"routing_key": PAGER_KEY, "send_resolved": True}]
+    route = config["route"]
+    assert route["receiver"] == "ops-slack"
+    assert route["routes"][0] == {"receiver": "oncall", "continue": True,
+                                  "matchers": ['severity="critical"', 'namespace=~"ads|postgres"']}
+    # Neither the URL nor the key is readable anywhere without decrypting state.
+    shown = visible(quiet)
+    assert SLACK_URL not in shown and PAGER_KEY not in shown
+    assert SLACK_URL not in json.dumps(values(quiet))
+
+
+def test_receivers_reach_https_outside_the_cluster_only_when_configured(production, quiet):
+    world = policy(quiet, "monitoring", "allow-egress-internet")["egress"][0]
+    assert ports(world) == [443]
+    assert not [r for r in production.resources if r.name == "netpol-monitoring-allow-egress-internet"]
+
+
+@pytest.mark.parametrize(("alerting", "secrets", "expected"), [
+    ({"receivers": [{"name": "oncall", "type": "pagerduty"}], "routes": [{"receiver": "pager", "matchers": ['a="b"']}]},
+     {"oncall": "key"}, "adplatform:platform.monitoring.alerting.routes[0].receiver must name one of the receivers "
+                        "(oncall), got 'pager'"),
+    ({"receivers": [{"name": "oncall", "type": "pagerduty"}]}, {},
+     "adplatform:alertingSecrets.oncall must be set with --secret: the pagerduty URL or key of receiver 'oncall'"),
+    ({"receivers": [{"name": "null", "type": "webhook"}]}, {"null": "https://x.example.com"},
+     "adplatform:platform.monitoring.alerting.receivers[0].name must not be 'null'"),
+    ({"receivers": [{"name": "hook", "type": "webhook", "channel": "#x"}]}, {"hook": "https://x.example.com"},
+     "adplatform:platform.monitoring.alerting.receivers[0].channel is only read for slack receivers"),
+    ({"receivers": [{"name": "hook", "type": "webhook"}], "defaultReceiver": "slack"},
+     {"hook": "https://x.example.com"},
+     "adplatform:platform.monitoring.alerting.defaultReceiver must name one of the receivers (hook), got 'slack'"),
+])
+def test_alerting_config_errors_name_the_key(alerting, secrets, expected):
+    raw = base_raw(platform={"monitoring": {"alerting": alerting}})
+    keys = set(SECRET_KEYS)
+    if secrets:
+        raw["alertingSecrets"] = secrets
+        keys.add("alertingSecrets")
+    found = config_problems(raw, keys)
+    assert any(message.startswith(expected) for message in found), found
+
+
+# --- Grafana ---------------------------------------------------------------------------------------------
+def test_grafana_datasources_point_at_the_real_services(production):
+    # The operator's governing Services (pkg/prometheus/server/statefulset.go, pkg/alertmanager/statefulset.go).
+    assert PROMETHEUS_URL == "http://prometheus-operated.monitoring.svc.cluster.local:9090"
+    assert ALERTMANAGER_URL == "http://alertmanager-operated.monitoring.svc.cluster.local:9093"
+    sidecar = grafana(production)["sidecar"]["datasources"]
+    assert (sidecar["url"], sidecar["uid"], sidecar["isDefaultDatasource"]) == (PROMETHEUS_URL, "prometheus", True)
+    assert sidecar["alertmanager"]["url"] == ALERTMANAGER_URL and sidecar["alertmanager"]["enabled"] is True
+    found = datasources(production)
+    assert set(found) == {"Loki", "Tempo"}, "production runs logs and Tempo"
+    assert found["Loki"]["url"] == LOKI_URL and found["Tempo"]["url"] == TEMPO_URL
+    # Logs -> traces, traces -> logs, exemplars -> traces.
+    assert {f["datasourceUid"] for f in found["Loki"]["jsonData"]["derivedFields"]} == {"tempo"}
+    assert all(f["url"] == "$${__value.raw}" for f in found["Loki"]["jsonData"]["derivedFields"]), \
+        "provisioning expands $VAR: the literal needs $$"
+    assert found["Tempo"]["jsonData"]["tracesToLogsV2"]["datasourceUid"] == "loki"
+    assert sidecar["exemplarTraceIdDestinations"]["datasourceUid"] == "tempo"
+
+
+def test_datasources_follow_the_logs_and_traces_switches(quiet):
+    assert datasources(quiet) == {}, "no Loki, Tempo or Jaeger when platform.logs and platform.traces are off"
+    assert "exemplarTraceIdDestinations" not in grafana(quiet)["sidecar"]["datasources"]
+    assert grafana(quiet)["prune"] is True, "a switched-off datasource is removed from Grafana too"
+
+
+def _settings(logs: bool, traces: bool, backend: str) -> SimpleNamespace:
+    """What the datasource functions read of a PlatformContext. `model_construct`: Jaeger is a backend
+    Grafana can follow, whether or not config/platform.py TRACE_BACKENDS accepts it today."""
+    platform = Platform.model_construct(logs=Logs(enabled=logs),
+                                        traces=Traces.model_construct(enabled=traces, backend=backend, retention="7d"))
+    return SimpleNamespace(settings=platform)
+
+
+@pytest.mark.parametrize(("logs", "traces", "backend", "expected"), [
+    (True, True, "tempo", {"Loki": LOKI_URL, "Tempo": TEMPO_URL}),
+    (True, True, "jaeger", {"Loki": LOKI_URL, "Jaeger": JAEGER_URL}),
+    (True, False, "tempo", {"Loki": LOKI_URL}),
+    (False, True, "tempo", {"Tempo": TEMPO_URL}),
+    (False, False, "tempo", {}),
+])
+def test_each_datasource_and_link_appears_only_with_what_it_points_at(logs, traces, backend, expected):
+    ctx = _settings(logs, traces, backend)
+    found = {d["name"]: d for d in monitoring.additional_datasources(ctx)}
+    assert {name: d["url"] for name, d in found.items()} == expected
+    trace_uid = backend if traces else None
+    if "Loki" in found:
+        derived = found["Loki"]["jsonData"].get("derivedFields", [])
+        assert {f["datasourceUid"] for f in derived} == ({trace_uid} if trace_uid else set())
+    for name in ("Tempo", "Jaeger"):
+        if name in found:
+            links = found[name]["jsonData"].get("tracesToLogsV2")
+            assert (links["datasourceUid"] if links else None) == ("loki" if logs else None)
+    exemplars = monitoring.datasource_sidecar(ctx).get("exemplarTraceIdDestinations")
+    assert (exemplars["datasourceUid"] if exemplars else None) == trace_uid
+
+
+@pytest.mark.parametrize("stack", ["production", "staging"])
+def test_grafana_admin_password_is_generated_into_a_secret_only(request, stack):
+    run = request.getfixturevalue(stack)
+    admin = grafana(run)["admin"]
+    assert admin == {"existingSecret": "grafana-admin", "userKey": "admin-user", "passwordKey": "admin-password"}
+    assert "adminPassword" not in grafana(run)
+    secret = run.named("grafana-admin", SECRET)
+    assert secret.inputs["metadata"]["namespace"] == "monitoring"
+    data = string_data(secret)
+    assert data["admin-user"] == "admin" and len(data["admin-password"]) == 32
+    assert data["admin-password"] not in visible(run)
+    assert run.named("grafana-admin-password", PASSWORD).protect == (stack == "production")
+
+
+def test_grafana_is_served_at_its_hostname_on_the_shared_gateway(production):
+    route = production.named("grafana-route", HTTPROUTE).inputs
+    assert route["metadata"]["namespace"] == "monitoring"
+    assert route["spec"]["hostnames"] == ["grafana.ads.example.com"]
+    [parent] = route["spec"]["parentRefs"]
+    assert (parent["name"], parent["namespace"]) == ("shared", "gateway")
+    assert route["spec"]["rules"][-1]["backendRefs"] == [{"name": "grafana", "port": 80}]
+    assert grafana(production)["fullnameOverride"] == "grafana", "the Service the route points at"
+    assert grafana(production)["grafana.ini"]["server"]["root_url"] == "https://grafana.ads.example.com"
+    assert production.outputs["platform"]["monitoring"]["urls"] == {"grafana": "https://grafana.ads.example.com"}
+    assert [r.inputs["metadata"]["namespace"] for r in production.of_type(CNP)
+            if r.name == "netpol-monitoring-allow-from-gateway"] == ["monitoring"]
+
+
+def test_grafana_keeps_its_database_on_one_volume(production, staging):
+    for run in (production, staging):
+        values_ = grafana(run)
+        assert values_["replicas"] == 1 and values_["deploymentStrategy"] == {"type": "Recreate"}
+        persistence = values_["persistence"]
+        assert persistence["enabled"] is True and persistence["storageClassName"] == run.outputs["storageClass"]
+        assert persistence["annotations"] == {"helm.sh/resource-policy": "keep"}
+
+
+def test_grafana_sidecar_loads_labelled_config_maps_of_every_namespace_and_no_secrets(production):
+    dashboards_ = grafana(production)["sidecar"]["dashboards"]
+    assert (dashboards_["label"], dashboards_["labelValue"]) == DASHBOARD_LABEL
+    assert dashboards_["searchNamespace"] == "ALL" and dashboards_["resource"] == "configmap"
+    assert grafana(production)["defaultDashboardsEnabled"] is True, "the chart's cluster and node dashboards"
+    role = production.named("grafana-dashboard-reader", "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")
+    assert role.inputs["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "watch", "list"]}]
+    assert grafana(production)["rbac"] == {"useExistingClusterRole": "grafana-dashboard-reader"}
+
+
+def _dashboards(run: Run) -> dict[str, dict]:
+    label, value = DASHBOARD_LABEL
+    return {r.name: r.inputs for r in run.of_type(CONFIGMAP)
+            if r.inputs["metadata"].get("labels", {}).get(label) == value
+            and r.inputs["metadata"]["namespace"] == "monitoring"}
+
+
+def test_a_dashboard_exists_exactly_for_each_enabled_store(production, quiet):
+    for run in (production, quiet):
+        data = stack_config(run).data_plane
+        enabled = {store for store in STORE_KEYS if getattr(data, store).enabled
+                   and (store != "object_storage" or data.object_storage.backend != "external")}
+        expected = {f"dashboard-{s.replace('_', '-')}" for s in enabled}
+        assert set(_dashboards(run)) == expected
+    assert {"dashboard-scylladb", "dashboard-clickhouse"} & set(_dashboards(quiet)) == set()
+    assert len(_dashboards(production)) == 6
+
+
+def test_store_dashboards_are_valid_json_querying_their_namespace(production):
+    boards = _dashboards(production)
+    uids = set()
+    for name, inputs in boards.items():
+        [(key, text)] = inputs["data"].items()
+        model = json.loads(text)
+        uids.add(model["uid"])
+        assert inputs["metadata"]["annotations"] == {"grafana_folder": "Data stores"}
+        exprs = [t["expr"] for p in model["panels"] for t in p["targets"]]
+        assert all(t["datasource"] == {"type": "prometheus", "uid": "prometheus"}
+                   for p in model["panels"] for t in p["targets"])
+        namespace = {"dashboard-scylladb": "scylla", "dashboard-redpanda": "redpanda",
+                     "dashboard-clickhouse": "clickhouse", "dashboard-dragonfly": "dragonfly",
+                     "dashboard-postgres": "postgres", "dashboard-object-storage": "seaweedfs"}[name]
+        assert f'container_memory_working_set_bytes{{namespace="{namespace}", container!=""}}' in " ".join(exprs)
+        assert len(exprs) > len(dashboards.pod_panels(namespace)), f"{name}: the store's own metrics too"
+    assert len(uids) == len(boards)
+
+
+@pytest.mark.parametrize("store", sorted(dashboards.STORES))
+def test_dashboard_panels_do_not_overlap(store):
+    model = dashboards.model(store, "ns")
+    cells = set()
+    for panel in model["panels"]:
+        grid = panel["gridPos"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in cells, panel["title"]
+                cells.add((x, y))
+    assert len({p["id"] for p in model["panels"]}) == len(model["panels"])
+
+
+# --- exporters, K3s --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("stack", ["production", "staging"])
+def test_node_exporter_runs_on_every_node_in_its_own_privileged_namespace(request, stack):
+    run = request.getfixturevalue(stack)
+    cluster = stack_config(run).cluster
+    taints = {t for p in cluster.active_pools for t in p.node_taints} | set(cluster.control_plane.taints)
+    assert "adplatform.io/dedicated=scylladb:NoSchedule" in taints
+    if stack == "production":
+        assert CONTROL_PLANE_TAINT in taints
+    exporter = values(run)["prometheus-node-exporter"]
+    assert all(tolerates(exporter["tolerations"], t) for t in taints), exporter["tolerations"]
+    assert not tolerates([{"key": "other", "operator": "Exists"}], "x=y:NoSchedule"), "the matcher can fail"
+    assert exporter["namespaceOverride"] == "node-exporter"
+    assert exporter["service"]["listenOnAllInterfaces"] is False, "listens on the node's private address only"
+    spaces = {r.inputs["metadata"]["name"]: r.inputs["metadata"] for r in run.of_type(NS)}
+    exporter_ns, monitoring_ns = spaces["node-exporter"], spaces["monitoring"]
+    assert exporter_ns["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert "hostPath" in exporter_ns["annotations"]["adplatform.io/pod-security-why"]
+    assert monitoring_ns["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert exporter_ns["labels"]["adplatform.io/layer"] == monitoring_ns["labels"]["adplatform.io/layer"] == "platform"
+
+
+def test_k3s_components_without_their_own_endpoint_are_not_scraped(production):
+    v = values(production)
+    for component in ("kubeControllerManager", "kubeScheduler", "kubeEtcd", "kubeProxy"):
+        assert v[component] == {"enabled": False}, component
+    assert v["kubeApiServer"]["enabled"] and v["coreDns"]["enabled"] and v["kubeStateMetrics"]["enabled"]
+    drops = v["kubelet"]["serviceMonitor"]["metricRelabelings"]
+    assert {"action": "drop", "sourceLabels": ["__name__"], "regex": "(apiserver|etcd)_.+"} in drops
+    assert re.fullmatch(drops[1]["regex"], "apiserver_request_total") and not re.fullmatch(drops[1]["regex"],
+                                                                                            "kubelet_running_pods")
+
+
+def test_monitoring_reaches_every_namespace_and_the_nodes_scrape_ports(production):
+    everywhere = policy(production, "monitoring", "allow-to-all-namespaces")["egress"][0]
+    assert everywhere == {"to": [{"namespaceSelector": {}}]}
+    nodes = policy(production, "monitoring", "allow-egress-nodes")["egress"][0]
+    assert ports(nodes) == [9100, 10250]
+    webhook = policy(production, "monitoring", "allow-api-server-webhooks")["ingress"][0]
+    assert ports(webhook) == [10250]
+    names = {r.name for r in production.resources if r.name.startswith("netpol-monitoring-allow-from-")}
+    assert names == {"netpol-monitoring-allow-from-gateway"}, "reached by the gateway only (and the API server)"
+
+
+@pytest.mark.parametrize("stack", ["production", "staging"])
+def test_every_container_has_requests_and_a_memory_limit(request, stack):
+    v = values(request.getfixturevalue(stack))
+    found = {
+        "prometheus": v["prometheus"]["prometheusSpec"]["resources"],
+        "alertmanager": v["alertmanager"]["alertmanagerSpec"]["resources"],
+        "operator": v["prometheusOperator"]["resources"],
+        "config-reloader": v["prometheusOperator"]["prometheusConfigReloader"]["resources"],
+        "webhook-jobs": v["prometheusOperator"]["admissionWebhooks"]["patch"]["resources"],
+        "kube-state-metrics": v["kube-state-metrics"]["resources"],
+        "node-exporter": v["prometheus-node-exporter"]["resources"],
+        "grafana": v["grafana"]["resources"],
+        "grafana-sidecar": v["grafana"]["sidecar"]["resources"],
+    }
+    assert set(found) == set(monitoring.SIZES)
+    for name, resources in found.items():
+        assert set(resources["requests"]) == {"cpu", "memory"} and "memory" in resources["limits"], name
+    assert v["grafana"]["initChownData"] == {"enabled": False}, "a root init container would break restricted"
+
+
+# --- schemas ---------------------------------------------------------------------------------------------
+def test_our_objects_match_the_cluster_schema(production, quiet):
+    for run in (production, quiet):
+        mine = [r for r in validators.kubernetes_objects(run)
+                if (r.inputs.get("metadata") or {}).get("namespace") in ("monitoring", "node-exporter")
+                or r.name in ("ns-monitoring", "ns-node-exporter", "grafana-dashboard-reader")]
+        assert len(mine) > 10
+        for obj in mine:
+            validators.validate_kubernetes(obj.type, obj.inputs)
+    bad = dict(production.named("grafana-route", HTTPROUTE).inputs)
+    bad["spec"] = {**bad["spec"], "hostnames": "grafana.ads.example.com"}
+    with pytest.raises(Exception):
+        validators.validate_kubernetes(HTTPROUTE, bad)
