@@ -38,12 +38,12 @@ policy: venv
 ## make preview: pulumi preview --diff with the policy pack
 preview: venv pulumi-cli
 	$(BIN)/python -m tools.plan $(STACK) --quiet
-	$(PULUMI) preview --stack $(STACK_REF) --diff $(POLICY) $(PULUMI_ARGS)
+	$(PULUMI) preview --stack $(STACK_REF) --refresh --diff $(POLICY) $(PULUMI_ARGS)
 
 ## make up: pulumi up with the policy pack (shows the preview and asks, unless PULUMI_ARGS=--yes)
 up: venv pulumi-cli
 	$(BIN)/python -m tools.plan $(STACK) --quiet
-	$(PULUMI) up --stack $(STACK_REF) $(POLICY) $(PULUMI_ARGS)
+	$(PULUMI) up --stack $(STACK_REF) --refresh $(POLICY) $(PULUMI_ARGS)
 
 ## make refresh: reconcile the state with what really exists
 refresh: venv pulumi-cli

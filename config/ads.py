@@ -53,6 +53,9 @@ _CREDENTIAL_WORDS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "APIKEY", "API_KEY
 # Deployment strategy maxSurge (components/ads/service.py): the quota must admit the surge pods of a
 # rollout at maxReplicas too, or a rollout at peak stalls on the quota.
 SURGE = 0.25
+# Linkerd's proxy, injected into every pod of a meshed namespace (clusterServices.mesh), requests this much too
+# (components/services/mesh.py control_plane_values: proxy.resources): the quota must hold it with the service.
+MESH_PROXY_CPU, MESH_PROXY_MEMORY, MESH_PROXY_MEMORY_LIMIT = "100m", "20Mi", "250Mi"
 
 _SERVICE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
 _REPOSITORY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(\.[a-z0-9-]+)*(:\d+)?(/[a-z0-9]+([._-]{1,2}[a-z0-9]+)*)+$")
@@ -401,16 +404,22 @@ def _quota(cfg: "StackConfig") -> list[Problem]:
     if team is None or not ads.enabled:
         return []
     services = ads.enabled.values()
+    mesh = cfg.cluster_services.mesh
+    meshed = mesh.linkerd and ads.namespace in mesh.namespaces
+    proxy = (cpu_millis(MESH_PROXY_CPU), quantity_mib(MESH_PROXY_MEMORY), quantity_mib(MESH_PROXY_MEMORY_LIMIT)) \
+        if meshed else (0, 0, 0)
     need = {
-        "requestsCpu": (sum(peak_pods(s) * cpu_millis(s.cpu) for s in services), cpu_millis(team.requests_cpu), "m"),
-        "requestsMemory": (sum(peak_pods(s) * quantity_mib(s.memory) for s in services),
+        "requestsCpu": (sum(peak_pods(s) * (cpu_millis(s.cpu) + proxy[0]) for s in services),
+                        cpu_millis(team.requests_cpu), "m"),
+        "requestsMemory": (sum(peak_pods(s) * (quantity_mib(s.memory) + proxy[1]) for s in services),
                            quantity_mib(team.requests_memory), "Mi"),
-        "limitsMemory": (sum(peak_pods(s) * quantity_mib(s.memory_limit) for s in services),
+        "limitsMemory": (sum(peak_pods(s) * (quantity_mib(s.memory_limit) + proxy[2]) for s in services),
                          quantity_mib(team.limits_memory), "Mi"),
     }
+    with_proxy = " and Linkerd's proxy in each pod (clusterServices.mesh)" if meshed else ""
     return [problem(f"clusterServices.teams[{team.name}].{field}", f"must admit the ad services at maxReplicas "
-                    f"plus a rollout's surge: {total}{unit} (adServices.services: maxReplicas x cpu/memory/memoryLimit); "
-                    "raise the quota or lower maxReplicas", f"{limit}{unit}")
+                    f"plus a rollout's surge{with_proxy}: {total}{unit} (adServices.services: maxReplicas x "
+                    "cpu/memory/memoryLimit); raise the quota or lower maxReplicas", f"{limit}{unit}")
             for field, (total, limit, unit) in need.items() if total > limit]
 
 

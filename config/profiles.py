@@ -111,7 +111,9 @@ PROFILES: dict[str, Profile] = {
                 "controlPlane": {"count": 3, "size": "dedicated-medium", "dedicated": True},
                 "apiLoadBalancer": {"enabled": True, "public": False},
                 "pools": [
-                    _pool("general", "general", 3, "dedicated-large"),
+                    # The platform layer (GitLab, monitoring, logs, traces, data/ML: ~20 vCPU of requests) and
+                    # the ad services (7 vCPU at their minimum replicas, room to scale) share these nodes.
+                    _pool("general", "general", 5, "dedicated-large"),
                     _pool("scylladb", "scylladb", 3, "dedicated-xlarge"),
                     _pool("redpanda", "redpanda", 3, "dedicated-large"),
                     _pool("clickhouse", "clickhouse", 3, "dedicated-large"),

@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 from config import load
-from config.ads import PLACEHOLDER_REPOSITORY, PLACEHOLDER_TAG, REGISTRY_TOKEN, Image, cpu_millis, peak_pods
+import types
+
+from components.services import mesh
+from config.ads import (MESH_PROXY_CPU, MESH_PROXY_MEMORY, MESH_PROXY_MEMORY_LIMIT, PLACEHOLDER_REPOSITORY,
+                        PLACEHOLDER_TAG, REGISTRY_TOKEN, Image, cpu_millis, peak_pods)
 from config.ads import Service
 from tests.conftest import SECRET_KEYS, base_raw
 from tests.stores import config_problems
@@ -127,6 +131,21 @@ def test_the_team_quota_must_hold_the_services_at_their_peak():
     assert peak_pods(Service(max_replicas=10)) == 13 and cpu_millis("1.5") == 1500 and cpu_millis("250m") == 250
 
 
+def test_linkerds_proxies_count_against_the_quota_when_the_namespace_is_meshed():
+    # The proxy the quota rule adds per pod is the one the mesh injects.
+    proxy = mesh.control_plane_values(types.SimpleNamespace(ha=False))["proxy"]["resources"]
+    assert proxy == {"cpu": {"request": MESH_PROXY_CPU},
+                     "memory": {"request": MESH_PROXY_MEMORY, "limit": MESH_PROXY_MEMORY_LIMIT}}
+    services = {**base_raw()["clusterServices"], "mesh": {"linkerd": True, "namespaces": ["ads"]}}
+    # Production's services at their peak (25.75 CPUs) fit 32 CPUs alone, not with a 100m proxy in each of 64 pods.
+    message = only(problems_of(clusterServices=services), "clusterServices.teams[ads].requestsCpu")
+    assert "Linkerd's proxy in each pod" in message and "32150m" in message
+    # Another namespace meshed: the ad services' pods carry no proxy, the same quota holds them.
+    load("test", base_raw(clusterServices={**services, "mesh": {"linkerd": True, "namespaces": ["payments"]},
+                                           "teams": [{"name": "ads", "requestsCpu": "32", "requestsMemory": "64Gi",
+                                                      "limitsMemory": "96Gi"}, {"name": "payments"}]}), SECRET_KEYS)
+
+
 def test_registry_and_its_token_go_together():
     registry = {"registry": {"host": "registry.ads.example.com", "username": "deploy"}}
     found = problems_of(adServices=registry)
@@ -155,3 +174,30 @@ def test_service_names_and_ports():
     assert "must differ from port" in only(found, "adServices.services.bidding.metricsPort")
     found = problems_of(**ads({"reporting": {"port": 80}}))  # a field's own check: before the rules
     assert "between 1024 and 65535" in only(found, "adServices.services.reporting.port")
+
+
+@pytest.mark.parametrize("service, key, message", [
+    ({"stores": ["dragonfly", "dragonfly"]}, "stores", "must not repeat a store"),
+    ({"memory": "1Gi", "memoryLimit": "512Mi"}, "memoryLimit", "must be at least the memory request (1Gi)"),
+    ({"targetCpuUtilization": 5}, "targetCpuUtilization", "between 10 and 100"),
+    ({"maxReplicas": 300}, "maxReplicas", "must be between 1 and 200"),
+    ({"env": {"1BAD": "x"}}, "env", "must be an environment variable name"),
+    ({"runAsUser": 0}, "runAsUser", "must be a non-root UID"),
+    ({"podsMetric": {"name": "bad-name", "averageValue": "100"}}, "podsMetric.name", "must be a metric name"),
+    ({"podsMetric": {"name": "rps", "averageValue": "lots"}}, "podsMetric.averageValue", "quantity"),
+    ({"livenessPath": "healthz"}, "livenessPath", "must be an absolute URL path"),
+    ({"image": {"repository": "registry.ads.example.com/ads/bidding", "digest": "sha256:abc"}}, "image.digest",
+     "must be a digest sha256:<64 hex characters>"),
+])
+def test_each_field_rule_names_its_key_and_what_it_accepts(service, key, message):
+    found = problems_of(**ads({"bidding": service}))
+    assert message in only(found, f"adServices.services.bidding.{key}")
+
+
+def test_a_scylla_user_needs_a_keyspace_and_the_registry_a_host_name():
+    found = problems_of(dataPlane={"scylladb": {"keyspaces": []}})
+    assert "must list a keyspace for adServices.services.ad-serving (it uses ScyllaDB)" in \
+        " ".join(p for p in found if p.startswith("adplatform:dataPlane.scylladb.keyspaces "))
+    found = config_problems(base_raw(adServices={"registry": {"host": "https://registry", "username": "u"}},
+                                     **{REGISTRY_TOKEN: "x"}), SECRET_KEYS | {REGISTRY_TOKEN})
+    assert "must be a registry host name" in only(found, "adServices.registry.host")

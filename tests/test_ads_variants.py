@@ -1,6 +1,6 @@
 """The ad services with the switches the profiles leave off: a dedicated pool, a custom autoscaling metric, the
-team's own images from a private registry, a separate metrics port, services disabled, monitoring and traces off.
-One whole-program run of production with all of them (module-scoped)."""
+team's own images from a private registry, a separate metrics port, services disabled, monitoring and traces off,
+the namespace meshed by Linkerd. One whole-program run of production with all of them (module-scoped)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from components.ads import PULL_SECRET
 from config.ads import REGISTRY_TOKEN
 from tests.stores import NETPOL, SECRET, string_data
-from tests.test_ads import (CONFIGMAP, DEPLOYMENT, HPA, MONITOR, ROUTE, SERVICE, ads_objects, app, env_of, obj,
+from components.ads.context import MESH_INBOUND_PORT
+from tests.test_ads import (CNP, CONFIGMAP, DEPLOYMENT, HPA, MONITOR, ROUTE, SERVICE, ads_objects, app, env_of, obj,
                             pod, ports)
 from tools import mockrun
 
@@ -42,6 +43,8 @@ OVERRIDES = {
 def variant():
     values, secret = mockrun.stack_config("production")
     values.update({f"adplatform:{k}": v for k, v in OVERRIDES.items()})
+    values["adplatform:clusterServices"] = {**values.get("adplatform:clusterServices", {}),
+                                            "mesh": {"linkerd": True, "namespaces": ["ads"]}}
     values[f"adplatform:{REGISTRY_TOKEN}"] = TOKEN
     return mockrun.run(values, secret | {f"adplatform:{REGISTRY_TOKEN}"}, "production")
 
@@ -121,3 +124,22 @@ def test_deployments_in_the_variant_stay_valid(variant):
         if "adplatform:ads:" in o.urn:
             validators.validate_kubernetes(o.type, o.inputs)
     assert len(ads_objects(variant, DEPLOYMENT)) == 6
+
+
+def test_meshed_calls_pass_the_policies_on_linkerds_inbound_port(variant):
+    """Between meshed pods the caller's proxy dials the callee on 4143, not on the service's port: both ends'
+    policies must name it. Prometheus and the gateway are not meshed and keep dialling the container ports."""
+    assert MESH_INBOUND_PORT == 4143
+    assert variant.named("ns-ads").inputs["metadata"]["annotations"]["linkerd.io/inject"] == "enabled"
+    callee = obj(variant, NETPOL, "ml-inference")["spec"]
+    [from_callers] = [r for r in callee["ingress"] if "podSelector" in r["from"][0]]
+    assert ports(from_callers) == sorted([app(variant, "ml-inference")["ports"][0]["containerPort"], 4143])
+    [scrape] = [r for r in callee["ingress"] if "namespaceSelector" in r["from"][0]]
+    assert 4143 not in ports(scrape)
+    caller = obj(variant, NETPOL, "bidding")["spec"]
+    [to_callee] = [r for r in caller["egress"]
+                   if r["to"][0].get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+                   == "ml-inference" and "namespaceSelector" not in r["to"][0]]
+    assert 4143 in ports(to_callee)
+    gateway = [r.inputs["spec"] for r in ads_objects(variant, CNP) if r.inputs["metadata"]["name"] == "bidding-from-gateway"]
+    assert [p["port"] for p in gateway[0]["ingress"][0]["toPorts"][0]["ports"]] == ["9898"]

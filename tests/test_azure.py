@@ -86,7 +86,7 @@ def test_rule_priorities_do_not_move_when_admin_cidrs_change():
 def test_vm_count_per_pool_and_zone_spread(staging, production):
     assert by_pool(staging) == {"control-plane": 3, "general": 2, "scylladb": 1, "redpanda": 1, "clickhouse": 1,
                                 "stateful": 1}
-    assert by_pool(production) == {"control-plane": 3, "general": 3, "scylladb": 3, "redpanda": 3, "clickhouse": 3,
+    assert by_pool(production) == {"control-plane": 3, "general": 5, "scylladb": 3, "redpanda": 3, "clickhouse": 3,
                                    "stateful": 3}
     zones = defaultdict(set)
     for r in production.of_type(VM):

@@ -21,6 +21,8 @@ import pytest
 import yaml
 
 from components.charts import K3S_VERSION
+from components.host.profiles import CI_BUILD_APPARMOR_PROFILE
+from components.platform import gitlab_runner
 from config.catalog import DEPLOYER_SERVICE_ACCOUNT, ENVIRONMENTS, SERVICE_CONTAINER
 from tests import validators
 from tests.conftest import ROOT
@@ -206,6 +208,17 @@ def test_deploy_jobs_run_on_their_environments_runner_as_the_deployer(resolved):
         assert "tags" not in found[name], f"{name} runs on any runner, never pinned to production"
 
 
+def test_the_readme_says_how_to_create_each_environments_runner():
+    """A glrt- token carries the runner's tags from GitLab: the README is where they are set, one row per stack."""
+    text = (TEMPLATES / "README.md").read_text()
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^  \| `(\w+)` \| `(\w+)` \|.*$", text, re.M)}
+    assert set(rows) == set(ENVIRONMENTS)
+    for environment, row in rows.items():
+        assert f"| `{environment}` | `{environment}` |" in row, "each stack's runner carries its environment's tag"
+    assert "| no: only `deploy-production` and `rollback`" in rows["production"], "no merge request code in production"
+    assert "| yes" in rows["staging"]
+
+
 def test_deploys_roll_out_this_commits_image_and_rollback_the_recorded_one(resolved):
     found = jobs(resolved)
     assert _value(resolved["variables"]["SERVICE_IMAGE"]) == "$CI_REGISTRY_IMAGE:$CI_COMMIT_SHA"
@@ -307,6 +320,13 @@ def test_seastar_builder_is_built_on_the_default_branch_and_awaited_by_the_build
 
 def _all_text() -> dict[str, str]:
     return {p.relative_to(TEMPLATES).as_posix(): p.read_text() for p in TEMPLATES.rglob("*") if p.is_file()}
+
+
+def test_image_builds_name_the_apparmor_profile_the_platform_loads():
+    # Host tuning loads it on every node, the runner puts it on every build container; the README tells teams.
+    readme = (TEMPLATES / "README.md").read_text()
+    assert f"`{CI_BUILD_APPARMOR_PROFILE}`" in readme
+    assert gitlab_runner.BUILD_APPARMOR_PROFILE == {"type": "Localhost", "localhost_profile": CI_BUILD_APPARMOR_PROFILE}
 
 
 def test_no_docker_daemon_and_no_privileges_anywhere():
@@ -474,6 +494,41 @@ def test_deploy_refuses_a_deployment_without_the_service_container(tmp_path):
     result = cluster.deploy(IMAGE)
     assert result.returncode == 2 and f"no container named '{SERVICE_CONTAINER}'" in result.stderr
     assert not [call for call in cluster.calls if " set image " in call]
+
+
+# What the API server checks for each kubectl command deploy.sh runs (kubectl 1.36: get -> GET; set image and
+# annotate -> GET then PATCH; rollout status -> GET, then LIST + WATCH of the Deployment by name, reading its status).
+KUBECTL_VERBS = {("get",): {"get"}, ("set", "image"): {"get", "patch"}, ("annotate",): {"get", "patch"},
+                 ("rollout", "status"): {"get", "list", "watch"}}
+
+
+def test_deploys_and_rollbacks_need_only_what_the_deployer_is_granted(tmp_path):
+    """Every kubectl call of every path through deploy.sh (deploy, no-op re-run, failed rollout, rollback), against
+    the deployer Role the platform binds in the team namespaces: nothing missing, nothing granted in vain."""
+    calls = []
+    for index, (current, bad, args, env) in enumerate([
+            (OLD_IMAGE, None, (IMAGE,), {}), (IMAGE, None, (IMAGE,), {}), (OLD_IMAGE, IMAGE, (IMAGE,), {}),
+            (IMAGE, None, (OLD_IMAGE,), {"EXPECTED_CURRENT_IMAGE": IMAGE})]):
+        root = tmp_path / str(index)
+        root.mkdir()
+        cluster = Cluster(root, current, annotation=OLD_IMAGE)
+        if bad:
+            (cluster.state / "bad").write_text(bad)
+        cluster.deploy(*args, **env)
+        calls += cluster.calls
+    needed = set()
+    for call in calls:
+        words = call.split()
+        assert words[:2] == ["--namespace", "ads"], call
+        command = next((c for c in KUBECTL_VERBS if tuple(words[2:2 + len(c)]) == c), None)
+        assert command, f"deploy.sh runs a kubectl command the deployer's rights were not checked for: {call}"
+        targets = [word for word in words[2 + len(command):] if not word.startswith("-")]
+        assert targets and targets[0].startswith("deployment/"), call
+        needed |= {("apps", "deployments", verb) for verb in KUBECTL_VERBS[command]}
+    assert {command for call in calls for command in KUBECTL_VERBS if " ".join(command) in call} == set(KUBECTL_VERBS)
+    granted = {(group, resource, verb) for rule in gitlab_runner.DEPLOYER_RULES for group in rule["apiGroups"]
+               for resource in rule["resources"] for verb in rule["verbs"]}
+    assert needed == granted
 
 
 # --- build-image.sh against a fake buildah ---------------------------------------------------------

@@ -29,7 +29,7 @@ def test_valid_minimal_config_takes_profile_defaults():
     cluster = loaded.config.cluster
     assert cluster.control_plane.count == 3
     assert {p.name: p.count for p in cluster.pools} == {
-        "general": 3, "scylladb": 3, "redpanda": 3, "clickhouse": 3, "stateful": 3}
+        "general": 5, "scylladb": 3, "redpanda": 3, "clickhouse": 3, "stateful": 3}
     assert loaded.profile.protect and loaded.profile.strict
 
 
@@ -318,7 +318,9 @@ def test_unknown_cluster_services_key_names_the_accepted_ones():
 
 
 def test_meshed_namespaces_must_be_team_namespaces():
-    msg = one_problem(_services(mesh={"linkerd": True, "namespaces": ["ads", "payments"]}))
+    # Without the ad services: meshing `ads` also adds Linkerd's proxies to their quota check (config/ads.py).
+    msg = one_problem({**_services(mesh={"linkerd": True, "namespaces": ["ads", "payments"]}),
+                       "layers": {"adServices": False}})
     assert msg == ("adplatform:clusterServices.mesh.namespaces must name team namespaces (clusterServices.teams: "
                    "ads): only those are labelled for injection, got 'payments'")
     load("test", _services(mesh={"linkerd": False, "namespaces": ["payments"]}), SECRET)  # off: not checked
@@ -343,6 +345,7 @@ def test_gateway_hostnames_fit_one_gateway():
 
 def test_secret_store_replicas_need_as_many_untainted_nodes():
     raw = _services(secrets={"replicas": 5})
+    raw["cluster"] = {"pools": [{"name": "general", "count": 3}]}
     assert one_problem(raw) == ("adplatform:clusterServices.secrets.replicas must not exceed the 3 nodes without "
                                 "taints: raft voters run one per node, got 5")
     raw["cluster"] = {"pools": [{"name": "general", "count": 5}]}

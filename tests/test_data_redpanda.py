@@ -156,13 +156,42 @@ def test_every_listener_is_tls_and_clients_authenticate(production):
     assert listeners["kafka"]["authenticationMethod"] == "sasl"
     assert listeners["schemaRegistry"]["authenticationMethod"] == listeners["http"]["authenticationMethod"] == \
         "http_basic"
-    # No issuerRef: the chart bootstraps its own self-signed CA issuer with cert-manager.
-    assert cluster["tls"] == {"enabled": True, "certs": {"default": {"caEnabled": True}}}
+    # The brokers' certificate from the data plane's CA (its ClusterIssuer), with the internal DNS names the chart
+    # adds only on request once an issuerRef is given (charts/redpanda/certs.go at operator/v26.2.2).
+    assert cluster["tls"] == {"enabled": True, "certs": {"default": {
+        "caEnabled": True, "issuerRef": {"name": redpanda.CA_ISSUER, "kind": "ClusterIssuer"},
+        "applyInternalDNSNames": True}}}
     assert cluster["external"] == {"enabled": False}
     sasl = cluster["auth"]["sasl"]
     assert sasl["enabled"] is True and sasl["mechanism"] == "SCRAM-SHA-512"
     assert sasl["secretRef"] == "redpanda-superusers" and sasl["users"] == []  # no password in the resource
     assert sasl["bootstrapUser"]["secretKeyRef"] == {"name": "redpanda-bootstrap-user", "key": "password"}
+
+
+CERT_MANAGER_API = "kubernetes:cert-manager.io/v1:"
+
+
+@pytest.mark.parametrize("stack", ["production", "staging"])
+def test_the_listeners_ca_is_the_data_planes_and_the_cluster_waits_for_it(stack):
+    """Self-signed root -> CA Certificate (in cert-manager's namespace, where a ClusterIssuer reads its Secret) ->
+    the ClusterIssuer the brokers' certificate and the consumers' CA copies come from."""
+    run = stack_run(stack)
+    root = run.named("redpanda-ca-issuer", CERT_MANAGER_API + "Issuer").inputs
+    ca = run.named("redpanda-ca-certificate", CERT_MANAGER_API + "Certificate")
+    issuer = run.named("redpanda-ca-clusterissuer", CERT_MANAGER_API + "ClusterIssuer")
+    namespace = charts.CERT_MANAGER.namespace
+    assert root["metadata"]["namespace"] == namespace and root["spec"] == {"selfSigned": {}}
+    assert ca.inputs["metadata"]["namespace"] == namespace and ca.inputs["spec"]["isCA"] is True
+    assert ca.inputs["spec"]["issuerRef"] == {"name": root["metadata"]["name"], "kind": "Issuer",
+                                              "group": "cert-manager.io"}
+    assert "namespace" not in issuer.inputs["metadata"] or not issuer.inputs["metadata"]["namespace"]
+    assert issuer.inputs["metadata"]["name"] == redpanda.CA_ISSUER
+    assert issuer.inputs["spec"] == {"ca": {"secretName": ca.inputs["spec"]["secretName"]}}
+    assert issuer.urn in run.named("redpanda-cluster").dependencies  # no broker certificate without its issuer
+    assert run.outputs["dataPlane"]["redpanda"]["endpoint"]["caIssuer"] == redpanda.CA_ISSUER
+    from tests import validators
+    for r in (run.named("redpanda-ca-issuer"), ca, issuer):
+        validators.validate_kubernetes(r.type, r.inputs)
 
 
 @pytest.mark.parametrize("stack", ["production", "staging"])

@@ -28,7 +28,7 @@ def servers_by_pool(run):
 
 
 def test_production_server_counts(production):
-    assert servers_by_pool(production) == {"control-plane": 3, "general": 3, "scylladb": 3, "redpanda": 3,
+    assert servers_by_pool(production) == {"control-plane": 3, "general": 5, "scylladb": 3, "redpanda": 3,
                                            "clickhouse": 3, "stateful": 3}
 
 

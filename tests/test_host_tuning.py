@@ -1,15 +1,19 @@
-"""Host tuning: vendor values per pool, one owner per setting, real shell that passes shellcheck."""
+"""Host tuning: vendor values per pool, one owner per setting, real shell that passes shellcheck, and the AppArmor
+profile of CI build containers on every node (containerd's default plus mounts, compiled by apparmor_parser)."""
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from components.host import tuning_script
-from components.host.profiles import BASELINE_SYSCTLS, K3S_CIS_SYSCTLS, PROFILES
+from components.host import TEMPLATE, tuning_script
+from components.host.profiles import (BASELINE_SYSCTLS, CI_BUILD_APPARMOR_PROFILE, K3S_CIS_SYSCTLS, PROFILES,
+                                      apparmor_profile)
 from components.shell import LIB, content_hash
 from config.catalog import ROLES
 from tests import validators
@@ -134,3 +138,65 @@ def test_scripts_never_read_the_remote_stdin(render, production):
     assert text.count("\nmain() {\n") == 1
 
 
+
+
+# --- the AppArmor profile of CI build containers ---------------------------------------------------------
+APPARMOR_PARSER = shutil.which("apparmor_parser")
+ABI_3 = Path("/etc/apparmor.d/abi/3.0")
+# containerd's default container profile (contrib/apparmor/template.go): what confines every container.
+CONTAINERD_DENIES = {
+    "deny @{PROC}/* w,",
+    "deny @{PROC}/{[^1-9/],[^1-9/][^0-9/],[^1-9s/][^0-9y/][^0-9s/],[^1-9/][^0-9/][^0-9/][^0-9/]*}/** w,",
+    "deny @{PROC}/sys/[^k]** w,", "deny @{PROC}/sys/kernel/{?,??,[^s][^h][^m]**} w,",
+    "deny @{PROC}/sysrq-trigger rwklx,", "deny @{PROC}/kcore rwklx,",
+    "deny /sys/[^f]*/** wklx,", "deny /sys/f[^s]*/** wklx,", "deny /sys/fs/[^c]*/** wklx,",
+    "deny /sys/fs/c[^g]*/** wklx,", "deny /sys/fs/cg[^r]*/** wklx,", "deny /sys/firmware/** rwklx,",
+    "deny /sys/devices/virtual/powercap/** rwklx,", "deny /sys/kernel/security/** rwklx,",
+}
+
+
+def _rules(profile: str) -> list[str]:
+    """The profile's rules, without comments (a `#include` is a rule, `# text` is not)."""
+    rules = [re.sub(r"\s+#\s.*$", "", line).strip() for line in profile.splitlines()]
+    return [rule for rule in rules if rule and not re.match(r"#(?!include)", rule)]
+
+
+def test_every_node_loads_the_ci_build_apparmor_profile():
+    """The runner names this profile in every build container: a node without it could not start them."""
+    for role in ROLES:
+        script = tuning_script("pool", role)
+        assert script_param(script, "APPARMOR_PROFILE_NAME") == CI_BUILD_APPARMOR_PROFILE, role
+        assert script_param(script, "APPARMOR_PROFILE") == apparmor_profile(CI_BUILD_APPARMOR_PROFILE), role
+    body = TEMPLATE.read_text()
+    assert 'apparmor_file="/etc/apparmor.d/$APPARMOR_PROFILE_NAME"' in body  # apparmor.service loads it at boot
+    assert 'write_file "$apparmor_file" 0644 "$APPARMOR_PROFILE"' in body
+    assert 'apparmor_parser --replace --write-cache "$apparmor_file"' in body
+
+
+def test_the_ci_build_profile_is_containerds_default_plus_mounts():
+    rules = _rules(apparmor_profile(CI_BUILD_APPARMOR_PROFILE))
+    assert rules[0] == "abi <abi/3.0>,", "containerd's abi: user namespaces unmediated, as for any container"
+    assert f"profile {CI_BUILD_APPARMOR_PROFILE} flags=(attach_disconnected,mediate_deleted) {{" in rules
+    assert "deny mount," not in rules
+    assert {"mount,", "remount,", "umount,", "pivot_root,"} <= set(rules)
+    assert CONTAINERD_DENIES <= set(rules), "everything else containerd denies stays denied"
+    grants = {r for r in rules if not r.startswith(("deny ", "#include", "abi ", "profile ", "signal ", "ptrace ", "}"))}
+    assert grants == {"network,", "capability,", "file,", "mount,", "remount,", "umount,", "pivot_root,"}
+    peers = {re.search(r"peer=(\S+),", r).group(1) for r in rules if r.startswith(("signal ", "ptrace "))}
+    assert peers == {"unconfined", "runc", "crun", CI_BUILD_APPARMOR_PROFILE}
+
+
+@pytest.mark.skipif(APPARMOR_PARSER is None or not ABI_3.exists(), reason="needs apparmor_parser (Debian: apparmor)")
+def test_the_ci_build_profile_compiles_and_allows_mounts(tmp_path):
+    def compile_(text: str) -> subprocess.CompletedProcess:
+        path = tmp_path / "profile"
+        path.write_text(text)
+        return subprocess.run([APPARMOR_PARSER, "--skip-kernel-load", "--stdout", "--warn=all", "-M", str(ABI_3),
+                               str(path)], capture_output=True, check=False)
+    profile = apparmor_profile(CI_BUILD_APPARMOR_PROFILE)
+    compiled = compile_(profile)
+    assert compiled.returncode == 0, compiled.stderr.decode()
+    assert b"not enforce" not in compiled.stderr, "every rule is enforced under abi 3.0"
+    # The mount rules reach the compiled policy: containerd's denial compiles to something else.
+    assert compile_(profile.replace("\n  mount,\n", "\n  deny mount,\n")).stdout != compiled.stdout
+    assert compile_(profile.replace("pivot_root,", "pivot_root_anywhere,")).returncode != 0, "the parser checks"

@@ -220,11 +220,11 @@ def test_diff_lists_added_removed_changed_and_deltas(plan):
     gone = head["resources"].pop()
     server = next(r for r in head["resources"] if r["name"] == "general-1")
     server["inputs"]["serverType"] = "ccx43"
-    head["resources"].append({**server, "urn": server["urn"].replace("general-1", "general-4"), "name": "general-4"})
+    head["resources"].append({**server, "urn": server["urn"].replace("general-1", "general-9"), "name": "general-9"})
     head["cost"] = cost.estimate(head)
     head["deployTime"] = timing.estimate(head)
     d = diff.diff_plans(plan, head)
-    assert [r["name"] for r in d["added"]] == ["general-4"]
+    assert [r["name"] for r in d["added"]] == ["general-9"]
     assert [r["name"] for r in d["removed"]] == [gone["name"]]
     assert d["changed"] == [{"urn": server["urn"], "type": server["type"], "name": "general-1",
                              "inputs": ["serverType"]}]

@@ -259,6 +259,17 @@ def test_dags_come_from_git_only_when_a_repository_is_configured(production, sta
     assert sync["ref"] == sync["branch"] == "main" and sync["subPath"] == "dags"
 
 
+def test_git_sync_containers_meet_the_restricted_level(staging_on):
+    # The chart gives git-sync (sidecars and the task pods' init container) only `runAsUser: <uid>` unless
+    # dags.gitSync.securityContexts.container is set; the airflow namespace enforces `restricted`.
+    context = values(staging_on, "airflow")["dags"]["gitSync"]["securityContexts"]["container"]
+    assert context["allowPrivilegeEscalation"] is False and context["capabilities"] == {"drop": ["ALL"]}
+    assert context["runAsNonRoot"] is True and context["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert context["runAsUser"] == 65533  # the chart's git-sync user (values.yaml dags.gitSync.uid)
+    level = staging_on.named("ns-airflow", NAMESPACE).inputs["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+    assert level == "restricted"
+
+
 # --- Spark operator --------------------------------------------------------------------------------------
 def test_spark_webhook_is_enabled_and_reachable_by_the_api_server(production):
     sp = values(production, "spark-operator")

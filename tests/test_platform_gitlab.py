@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from components import charts
+from components.host.profiles import CI_BUILD_APPARMOR_PROFILE, apparmor_profile
 from components.platform import gitlab, gitlab_runner
 from components.services.namespaces import LAYER_LABEL
 from config import load
@@ -20,7 +21,7 @@ from config.platform import NEEDS
 from config.rules import RUNNER_TOKEN
 from policy.rules import Subject, no_plaintext_secrets, walk
 from tests import validators
-from tests.conftest import SECRET_KEYS, base_raw
+from tests.conftest import SECRET_KEYS, base_raw, k3s_config, script_param
 from tests.stores import RELEASE, SECRET, chart_of, config_problems, policy, ports, stack_config, string_data
 from tools import mockrun
 from tools.mockrun import Run
@@ -86,6 +87,11 @@ def test_gitlab_is_the_pinned_chart_in_its_own_namespace(production):
     assert charts.CHARTS["gitlab"] is charts.GITLAB
     # A slow first install (database migrations) must not be rolled back halfway.
     assert production.named("gitlab", RELEASE).inputs["atomic"] is False
+
+
+def test_gitlab_is_the_community_edition(production):
+    # The platform promises GitLab CE (the chart's default would be EE).
+    assert gitlab_values(production)["global"]["edition"] == "ce"
 
 
 def test_the_charts_own_ingress_stores_and_extras_are_off(production):
@@ -359,6 +365,37 @@ def test_jobs_run_in_the_ci_namespace_with_deployer_overwrite_only(with_runner):
     assert kube["image"] == charts.RUNNER_DEFAULT_JOB_IMAGE and ":" in kube["image"].rsplit("/", 1)[-1]
 
 
+def test_build_containers_run_under_the_apparmor_profile_every_node_loads(with_runner):
+    """Buildah mounts inside its own user namespace: the build container needs the node's Localhost profile that
+    allows it (containerd's default denies every mount), and no seccomp profile (RuntimeDefault refuses unshare)."""
+    [kube] = [r["kubernetes"] for r in tomllib.loads(runner_values(with_runner)["runners"]["config"])["runners"]]
+    build = kube["build_container_security_context"]
+    assert build == {"app_armor_profile": {"type": "Localhost", "localhost_profile": CI_BUILD_APPARMOR_PROFILE}}
+    assert "pod_security_context" not in kube and "helper_container_security_context" not in kube
+    commands = with_runner.of_type("command:remote:Command")
+    nodes = [c.name.removeprefix("tune-") for c in commands if c.name.startswith("tune-")]
+    assert len(nodes) >= 3 and {f"k3s-{node}" for node in nodes} <= {c.name for c in commands}
+    for node in nodes:
+        script = with_runner.named(f"tune-{node}", "command:remote:Command").inputs["stdin"]
+        assert script_param(script, "APPARMOR_PROFILE_NAME") == CI_BUILD_APPARMOR_PROFILE, node
+        assert script_param(script, "APPARMOR_PROFILE") == apparmor_profile(CI_BUILD_APPARMOR_PROFILE), node
+        # K3s keeps the kubelet's default of no seccomp profile for pods that name none.
+        assert not [arg for arg in k3s_config(with_runner, node)["kubelet-arg"] if "seccomp" in arg], node
+
+
+def test_the_build_containers_profile_is_a_field_of_the_clusters_kubernetes():
+    """The runner turns the TOML into the container's securityContext.appArmorProfile (GA since 1.30): the
+    cluster's Kubernetes schema has it (the deprecated annotation is not used)."""
+    profile = gitlab_runner.BUILD_APPARMOR_PROFILE
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "runner-job", "namespace": CI_NAMESPACE},
+           "spec": {"containers": [{"name": "build", "image": charts.RUNNER_DEFAULT_JOB_IMAGE, "securityContext": {
+               "appArmorProfile": {"type": profile["type"], "localhostProfile": profile["localhost_profile"]}}}]}}
+    validators.validate_kubernetes("kubernetes:core/v1:Pod", pod)
+    pod["spec"]["containers"][0]["securityContext"]["appArmor"] = {"type": "Localhost"}
+    with pytest.raises(Exception):
+        validators.validate_kubernetes("kubernetes:core/v1:Pod", pod)
+
+
 def test_the_manager_may_run_jobs_in_ci_only(with_runner):
     rbac = runner_values(with_runner)["rbac"]
     assert rbac["create"] is True and rbac["clusterWideAccess"] is False  # a Role in jobNamespace, not cluster-wide
@@ -400,9 +437,8 @@ def test_the_deployer_may_only_roll_team_deployments(with_runner):
     [role] = deployer_roles
     granted = {(g, res, verb) for rule in role.inputs["rules"] for g in rule["apiGroups"]
                for res in rule["resources"] for verb in rule["verbs"]}
-    read = ("get", "list", "watch")
-    assert granted == {("apps", "deployments", v) for v in (*read, "patch")} | \
-        {("apps", "replicasets", v) for v in read} | {("", "pods", v) for v in read}
+    # What templates/gitlab-ci/scripts/deploy.sh runs (test_ci_templates checks it command by command).
+    assert granted == {("apps", "deployments", v) for v in ("get", "list", "watch", "patch")}
     [binding] = [b for b in with_runner.of_type(ROLE_BINDING)
                  if b.inputs["metadata"]["name"] == DEPLOYER_SERVICE_ACCOUNT]
     assert binding.inputs["metadata"]["namespace"] == "ads"

@@ -389,6 +389,24 @@ def test_kubeflow_namespace_is_baseline_with_its_reason_and_its_egress(productio
     assert [p.namespace for p in spec.egress_to] == ["seaweedfs"]
 
 
+def test_notebooks_airflow_tasks_and_pipeline_steps_reach_mlflow_only_while_it_is_on(production, disabled):
+    # MLflow admits the platform layer on its port; each client namespace needs its own way out too
+    # (default-deny egress), to the MLflow pods only.
+    for namespace in ("jupyterhub", "airflow", "kubeflow"):
+        [rule] = policy(production, namespace, "allow-to-mlflow")["egress"]
+        assert ports(rule) == [mlflow.SERVER_PORT] == [5000], namespace
+        [peer] = rule["to"]
+        assert peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "mlflow"}}
+        assert peer["podSelector"] == {"matchLabels": mlflow.SELECTOR}
+        labels = production.named(f"ns-{namespace}", NAMESPACE).inputs["metadata"]["labels"]
+        assert labels["adplatform.io/layer"] == "platform"  # what MLflow's allow-from-platform admits
+    [admitted] = policy(production, "mlflow", "allow-from-platform")["ingress"]
+    assert admitted["from"] == [{"namespaceSelector": {"matchLabels": {"adplatform.io/layer": "platform"}}}]
+    names = {r.name for r in disabled.resources}
+    assert "netpol-jupyterhub-allow-to-postgres" in names  # JupyterHub and Airflow still run there
+    assert not {"netpol-jupyterhub-allow-to-mlflow", "netpol-airflow-allow-to-mlflow"} & names
+
+
 def test_kfp_metrics_are_scraped(production):
     monitors = {r.inputs["metadata"]["name"]: r.inputs["spec"] for r in production.of_type(POD_MONITOR)
                 if r.inputs["metadata"]["namespace"] == "kubeflow"}

@@ -16,7 +16,7 @@ from components.platform import dashboards, monitoring
 from components.platform.context import (ALERTMANAGER_URL, DASHBOARD_LABEL, JAEGER_URL, LOKI_URL, PROMETHEUS_URL,
                                          TEMPO_URL)
 from config.model import CONTROL_PLANE_TAINT
-from config.platform import Logs, Platform, Traces
+from config.platform import AlertReceiver, Alerting, Logs, Platform, Traces
 from tests import validators
 from tests.conftest import SECRET_KEYS, base_raw
 from tests.stores import (RELEASE, SECRET, chart_of, config_problems, policy, ports, stack_config, string_data,
@@ -183,6 +183,25 @@ def test_receivers_reach_https_outside_the_cluster_only_when_configured(producti
     assert not [r for r in production.resources if r.name == "netpol-monitoring-allow-egress-internet"]
 
 
+@pytest.mark.parametrize("url", ["http://hooks.example.com/alerts", "https://hooks.example.com:8443/alerts",
+                                 "alert-bridge.ops.svc:8080/hook", "https:///no-host", "https://[::1/x"])
+@pytest.mark.parametrize("kind", ["slack", "webhook"])
+def test_a_receiver_url_monitoring_cannot_reach_fails_naming_the_key_not_the_url(kind, url):
+    """`monitoring` leaves the cluster on 443 only (allow-egress-internet): anything else would be dropped
+    silently when an alert fires."""
+    alerting = Alerting(receivers=[AlertReceiver(name="ops", type=kind)], default_receiver="ops")
+    with pytest.raises(ValueError) as refused:
+        monitoring.alertmanager_config(alerting, {"ops": url})
+    assert str(refused.value).startswith("alertingSecrets.ops must be an https:// URL on port 443")
+    assert url not in str(refused.value)
+    good = "https://hooks.example.com:443/alerts"
+    [_, built] = monitoring.alertmanager_config(alerting, {"ops": good})["receivers"]
+    assert good in json.dumps(built)
+    # A PagerDuty routing key is not a URL: Alertmanager posts it to events.pagerduty.com (443).
+    pager = Alerting(receivers=[AlertReceiver(name="pager", type="pagerduty")])
+    assert monitoring.alertmanager_config(pager, {"pager": "R0UT1NGKEY"})["receivers"][1]["name"] == "pager"
+
+
 @pytest.mark.parametrize(("alerting", "secrets", "expected"), [
     ({"receivers": [{"name": "oncall", "type": "pagerduty"}], "routes": [{"receiver": "pager", "matchers": ['a="b"']}]},
      {"oncall": "key"}, "adplatform:platform.monitoring.alerting.routes[0].receiver must name one of the receivers "
@@ -224,11 +243,14 @@ def test_grafana_datasources_point_at_the_real_services(production):
         "provisioning expands $VAR: the literal needs $$"
     assert found["Tempo"]["jsonData"]["tracesToLogsV2"]["datasourceUid"] == "loki"
     assert sidecar["exemplarTraceIdDestinations"]["datasourceUid"] == "tempo"
+    # Prometheus keeps the exemplars that link opens (a feature flag in Prometheus 3, v3.14 in this chart).
+    assert values(production)["prometheus"]["prometheusSpec"]["enableFeatures"] == ["exemplar-storage"]
 
 
 def test_datasources_follow_the_logs_and_traces_switches(quiet):
     assert datasources(quiet) == {}, "no Loki, Tempo or Jaeger when platform.logs and platform.traces are off"
     assert "exemplarTraceIdDestinations" not in grafana(quiet)["sidecar"]["datasources"]
+    assert "enableFeatures" not in values(quiet)["prometheus"]["prometheusSpec"], "no traces: no exemplar store"
     assert grafana(quiet)["prune"] is True, "a switched-off datasource is removed from Grafana too"
 
 
@@ -308,6 +330,18 @@ def test_grafana_sidecar_loads_labelled_config_maps_of_every_namespace_and_no_se
     role = production.named("grafana-dashboard-reader", "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")
     assert role.inputs["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "watch", "list"]}]
     assert grafana(production)["rbac"] == {"useExistingClusterRole": "grafana-dashboard-reader"}
+
+
+def test_the_ad_services_dashboards_are_found_by_the_sidecar(production):
+    """The ads layer ships one dashboard ConfigMap per service in its team namespace (context.py DASHBOARD_LABEL)."""
+    sidecar = grafana(production)["sidecar"]["dashboards"]
+    boards = [r.inputs["metadata"] for r in production.of_type(CONFIGMAP) if r.inputs["metadata"]["namespace"] == "ads"
+              and r.inputs["metadata"].get("labels", {}).get(sidecar["label"]) == sidecar["labelValue"]]
+    services = {r.name for r in production.of_type("adplatform:ads:Service")}
+    assert len(boards) == len(services) == 8
+    # Another namespace: the sidecar must watch every namespace, through a ClusterRoleBinding (the chart binds
+    # our ClusterRole cluster-wide unless rbac.namespaced, which would confine it to `monitoring`).
+    assert sidecar["searchNamespace"] == "ALL" and not grafana(production)["rbac"].get("namespaced")
 
 
 def _dashboards(run: Run) -> dict[str, dict]:
@@ -422,6 +456,108 @@ def test_every_container_has_requests_and_a_memory_limit(request, stack):
     for name, resources in found.items():
         assert set(resources["requests"]) == {"cpu", "memory"} and "memory" in resources["limits"], name
     assert v["grafana"]["initChownData"] == {"enabled": False}, "a root init container would break restricted"
+
+
+# --- network paths, both ends (every namespace is default-deny in and out) --------------------------------
+NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+MONITOR_KINDS = ("kubernetes:monitoring.coreos.com/v1:ServiceMonitor", "kubernetes:monitoring.coreos.com/v1:PodMonitor")
+# Monitors charts render, with the port they scrape, read at the pinned tags: velero-12.1.0
+# (templates/servicemonitor.yaml, podmonitor.yaml -> http-monitoring 8085), loki-18.11.0
+# (monitoring/servicemonitor.yaml -> http-metrics 3100), tempo-2.2.4 (servicemonitor.yaml -> tempo-prom-metrics
+# 3200), opentelemetry-collector-0.170.0 (ports.metrics 8888).
+CHART_MONITORS = {"velero": ("velero", 8085), "loki": ("logging", 3100), "tempo": ("tracing", 3200),
+                  "otel-gateway": ("tracing", 8888), "otel-agent": ("tracing", 8888),
+                  "log-collector": ("log-collector", 8888)}
+MONITOR_SWITCHES = re.compile(r"^(serviceMonitor|servicemonitor|podMonitor|nodeAgentPodMonitor)$")
+
+
+def _namespace_labels(run: Run, name: str) -> dict[str, str]:
+    """A namespace's labels as the API server shows them (it adds kubernetes.io/metadata.name)."""
+    found = [r.inputs["metadata"].get("labels", {}) for r in run.of_type(NS) if r.inputs["metadata"]["name"] == name]
+    return {**(found[0] if found else {}), "kubernetes.io/metadata.name": name}
+
+
+def _selects(selector: dict, labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels"}, f"teach this helper {selector}"
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def allowed(run: Run, direction: str, namespace: str, peer: str, port: int | None) -> bool:
+    """Whether the policies of `namespace` let TCP `port` (None: some port) through from (Ingress) or to (Egress)
+    namespace `peer`. Namespace-level: a rule's pod selectors are taken as matching. A namespace without a
+    default-deny policy (kube-system) lets everything through."""
+    key, peers = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    specs = [r.inputs["spec"] for r in run.of_type(NETPOL) if r.inputs["metadata"]["namespace"] == namespace]
+    if not any(s["podSelector"] == {} and direction in s["policyTypes"] and key not in s for s in specs):
+        return True
+    labels = _namespace_labels(run, peer)
+    for spec in specs:
+        for rule in spec.get(key, []):
+            if port is not None and "ports" in rule and not any(
+                    p["port"] == port and p.get("protocol", "TCP") == "TCP" for p in rule["ports"]):
+                continue
+            for found in rule[peers]:
+                if "namespaceSelector" in found and _selects(found["namespaceSelector"], labels):
+                    return True
+                if set(found) == {"podSelector"} and peer == namespace:
+                    return True
+    return False
+
+
+def reaches(run: Run, source: str, target: str, port: int | None) -> bool:
+    return allowed(run, "Egress", source, target, port) and allowed(run, "Ingress", target, source, port)
+
+
+def chart_monitors(run: Run) -> dict[str, str]:
+    """Release -> namespace, for every release whose values switch on a ServiceMonitor or PodMonitor."""
+    def on(node) -> bool:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if MONITOR_SWITCHES.match(k) and isinstance(v, dict) and (v.get("enabled") or v.get("create")):
+                    return True
+                if k == "podMonitorEnabled" and v is True or on(v):
+                    return True
+        return False
+
+    def seaweedfs(values: dict) -> bool:  # seaweedfs 4.44 templates/master/master-servicemonitor.yaml etc.
+        return bool(values.get("global", {}).get("seaweedfs", {}).get("monitoring", {}).get("enabled"))
+    found = {}
+    for r in run.of_type(RELEASE):
+        values_ = validators.plain(r.inputs["values"])
+        if on(values_) or seaweedfs(values_):
+            found[r.name] = r.inputs["namespace"]
+    return found
+
+
+def test_the_path_checker_can_say_no(production):
+    assert not reaches(production, "monitoring", "logging", 9095), "Loki's gRPC is not open to monitoring"
+    assert not reaches(production, "ads", "logging", 3100), "ads may not push to Loki"
+    assert not allowed(production, "Ingress", "velero", "ads", 8085)
+    assert allowed(production, "Ingress", "kube-system", "monitoring", 9153), "kube-system has no default-deny"
+
+
+def test_grafana_and_the_shippers_reach_loki_and_tempo(production):
+    assert reaches(production, "monitoring", "logging", 3100)  # Grafana's Loki datasource, LOKI_URL
+    assert reaches(production, "monitoring", "tracing", 3200)  # Grafana's Tempo datasource, TEMPO_URL
+    assert reaches(production, "log-collector", "logging", 3100)  # the node collectors push OTLP to Loki
+    assert reaches(production, "ads", "tracing", 4317)  # the ad services' OTEL_EXPORTER_OTLP_ENDPOINT
+    for namespace in ("logging", "tracing"):  # chunks and blocks on the in-cluster object store
+        assert reaches(production, namespace, "seaweedfs", 8333), namespace
+
+
+def test_prometheus_reaches_every_monitor_of_the_program(production):
+    """Each ServiceMonitor/PodMonitor the program or its charts create sits in a namespace that admits
+    Prometheus (namespace monitoring); for the chart monitors read at their tags, on the port they scrape."""
+    targets = {r.inputs["metadata"]["namespace"] for t in MONITOR_KINDS for r in production.of_type(t)}
+    releases = chart_monitors(production)
+    assert set(CHART_MONITORS) <= set(releases), "the switch finder misses monitors it must see"
+    targets |= set(releases.values())
+    targets |= {r.inputs["metadata"]["namespace"] for r in production.of_type("kubernetes:cluster.redpanda.com/v1alpha2:Redpanda")
+                if r.inputs["spec"]["clusterSpec"].get("monitoring", {}).get("enabled")}
+    assert {"ads", "scylla", "velero", "gitlab", "cnpg-system", "redpanda", "seaweedfs"} <= targets
+    assert not [ns for ns in sorted(targets) if not reaches(production, "monitoring", ns, None)]
+    for release, (namespace, port) in CHART_MONITORS.items():
+        assert releases[release] == namespace and reaches(production, "monitoring", namespace, port), release
 
 
 # --- schemas ---------------------------------------------------------------------------------------------

@@ -98,6 +98,18 @@ def test_namespace_reaches_only_s3_outside(production):
     assert "allow-api-server-webhooks" not in policies
 
 
+def test_prometheus_may_scrape_the_monitors_the_chart_renders(production):
+    """The chart's ServiceMonitor (server) and PodMonitor (node-agent) target `http-monitoring`, 8085 on both
+    (velero-12.1.0 templates/deployment.yaml, node-agent-daemonset.yaml); the namespace is default-deny."""
+    metrics = production.named("velero", RELEASE).inputs["values"]["metrics"]
+    assert metrics["serviceMonitor"]["enabled"] and metrics["nodeAgentPodMonitor"]["enabled"]
+    [policy] = [r.inputs["spec"] for r in production.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+                if r.inputs["metadata"] == {"name": "allow-from-monitoring", "namespace": "velero"}]
+    assert policy["podSelector"] == {} and policy["ingress"] == [{
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+        "ports": [{"protocol": "TCP", "port": 8085}]}]
+
+
 def test_staging_without_backups_installs_no_velero(staging):
     assert not [r for r in staging.resources if "velero" in r.name]
 

@@ -26,6 +26,11 @@ NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 DOMAIN = "ads.example.com"
 
 
+def of_services(run: Run, type_: str) -> list:
+    """This layer's cert-manager objects (the data plane's Redpanda CA and the ad services' copy of it are not)."""
+    return [r for r in run.of_type(type_) if "adplatform:services:ClusterServices$" in r.urn]
+
+
 def deps(run: Run, name: str, type_: str | None = None) -> set[str]:
     return {run.by_urn(u).name for u in run.named(name, type_).dependencies}
 
@@ -92,7 +97,7 @@ def test_cert_manager_installs_after_the_crds_cilium_and_its_namespace_policies(
 def test_issuers_and_certificates_wait_for_cert_manager(production):
     for name in certs.ACME_SERVERS:
         assert "cert-manager" in deps(production, f"cluster-issuer-{name}", ISSUER)
-    for cert in production.of_type(CERTIFICATE):
+    for cert in of_services(production, CERTIFICATE):
         assert {"cluster-issuer-letsencrypt-production", "cluster-issuer-letsencrypt-staging",
                 "gateway-shared", "ns-gateway"} <= deps(production, cert.name, CERTIFICATE)
     assert "gateway-api-standard-install" in deps(production, "gateway-shared", GATEWAY)
@@ -142,7 +147,7 @@ def test_cert_manager_namespace_admits_the_webhook_and_reaches_acme(production):
 # --- issuers -------------------------------------------------------------------------------------------
 
 def test_both_issuers_register_the_acme_email_and_solve_http01_on_the_gateway(production):
-    issuers = {r.inputs["metadata"]["name"]: r.inputs["spec"]["acme"] for r in production.of_type(ISSUER)}
+    issuers = {r.inputs["metadata"]["name"]: r.inputs["spec"]["acme"] for r in of_services(production, ISSUER)}
     assert issuers["letsencrypt-production"]["server"] == "https://acme-v02.api.letsencrypt.org/directory"
     assert issuers["letsencrypt-staging"]["server"] == "https://acme-staging-v02.api.letsencrypt.org/directory"
     for name, acme in issuers.items():
@@ -160,7 +165,7 @@ def test_dns01_cloudflare_issuer_reads_a_secret_token_and_self_checks_over_https
     assert isinstance(secret.inputs["stringData"], Secret)
     assert secret.inputs["stringData"].value == {"api-token": "cf-test-token"}
     assert secret.inputs["metadata"]["namespace"] == "cert-manager", "ClusterIssuers read secrets from there"
-    for issuer in run.of_type(ISSUER):
+    for issuer in of_services(run, ISSUER):
         dns, http = issuer.inputs["spec"]["acme"]["solvers"]
         assert dns == {"selector": {"dnsZones": ["example.com"]}, "dns01": {"cloudflare": {
             "apiTokenSecretRef": {"name": "dns01-credentials", "key": "api-token"}}}}
@@ -179,9 +184,9 @@ def test_rfc2136_updates_over_tcp_to_the_nameservers_port_and_staging_issuer_is_
                                "tsigSecretSecretRef": {"name": "dns01-credentials", "key": "tsig-secret"}}}
     internet = run.named("netpol-cert-manager-allow-egress-internet", NETPOL).inputs["spec"]
     assert [p["port"] for p in internet["egress"][0]["ports"]] == [80, 443, 5353]
-    (cert,) = run.of_type(CERTIFICATE)
+    (cert,) = of_services(run, CERTIFICATE)
     assert cert.inputs["spec"]["issuerRef"]["name"] == "letsencrypt-staging"
-    assert len(run.of_type(ISSUER)) == 2, "both issuers exist whichever one the gateway uses"
+    assert len(of_services(run, ISSUER)) == 2, "both issuers exist whichever one the gateway uses"
 
 
 def test_route53_keys_stay_in_the_secret():
@@ -220,7 +225,7 @@ def listeners(run: Run) -> dict[str, dict]:
 def test_without_dns01_one_https_listener_and_certificate_per_hostname(production):
     found = listeners(production)
     assert set(found) == {"http"} | {f"https-{label}" for label in PLATFORM_HOSTNAMES}
-    certificates = {r.inputs["metadata"]["name"]: r.inputs["spec"] for r in production.of_type(CERTIFICATE)}
+    certificates = {r.inputs["metadata"]["name"]: r.inputs["spec"] for r in of_services(production, CERTIFICATE)}
     assert set(certificates) == {f"gateway-{label}" for label in PLATFORM_HOSTNAMES}
     for label in PLATFORM_HOSTNAMES:
         listener, spec = found[f"https-{label}"], certificates[f"gateway-{label}"]
@@ -237,7 +242,7 @@ def test_with_dns01_one_wildcard_listener_and_certificate():
     run = cloudflare()
     assert set(listeners(run)) == {"http", "https"}
     assert listeners(run)["https"]["hostname"] == f"*.{DOMAIN}"
-    (cert,) = run.of_type(CERTIFICATE)
+    (cert,) = of_services(run, CERTIFICATE)
     assert cert.inputs["spec"]["dnsNames"] == [DOMAIN, f"*.{DOMAIN}"]
     assert listeners(run)["https"]["tls"]["certificateRefs"][0]["name"] == cert.inputs["spec"]["secretName"]
 

@@ -106,7 +106,7 @@ def test_team_namespaces_are_restricted_with_quota_and_defaults(production, stag
                 "containers without resources still get requests, so the quota admits them"
             gateway = [r for r in run.of_type(CNP) if r.inputs["metadata"]["namespace"] == team
                        and r.inputs["metadata"]["name"] == "allow-from-gateway"]
-            assert [g.inputs["spec"]["ingress"] for g in gateway] == [[{"fromEntities": ["ingress"]}]]
+            assert gateway == [], "no namespace-wide gateway access: each public service admits the gateway itself"
 
 
 def test_namespace_objects_wait_for_the_cluster_and_policies_for_their_namespace(production):

@@ -1,8 +1,8 @@
 """The ad services: each configured service (config/ads.py) as one `Service` component in the team namespace,
 wired to the data plane's stores, the platform's telemetry and the shared gateway.
 
-Order: the stores' credentials (and Redpanda's CA) copied once into the namespace, the hot-path PriorityClass
-and the registry's pull Secret, then one `Service` per enabled service (components/ads/service.py), each
+Order: the stores' credentials copied once into the namespace (and Redpanda's CA issued there), the hot-path
+PriorityClass and the registry's pull Secret, then one `Service` per enabled service (components/ads/service.py), each
 waiting for the stores it uses. The `summary` (stack output `adServices`) says per service where it is served,
 its replica bounds and its stores; it never holds a credential.
 """
@@ -17,8 +17,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.ads import stores
-from components.ads.context import (HOT_PATH_CLASS, HOT_PATH_PRIORITY, AdsContext, Neighbour, PodsMetric,
-                                    ServicePlan, StoreWiring, selector_labels)
+from components.ads.context import (HOT_PATH_CLASS, HOT_PATH_PREEMPTION, HOT_PATH_PRIORITY, AdsContext, Neighbour,
+                                    PodsMetric, ServicePlan, StoreWiring, selector_labels)
 from components.ads.service import Service
 from components.data import DataPlane
 from components.k3s import K3sCluster
@@ -48,7 +48,8 @@ class AdServices(pulumi.ComponentResource):
             environment="production" if loaded.profile.strict else "staging", gateway=services.gateway,
             otlp_endpoint=platform.otlp_endpoint if platform is not None else None,
             monitoring=platform is not None and "monitoring" in platform.enabled,
-            after=tuple(services.ready))
+            after=tuple(services.ready),
+            meshed=cfg.cluster_services.mesh.linkerd and settings.namespace in cfg.cluster_services.mesh.namespaces)
         enabled = settings.enabled
 
         used = [s for s in STORES if any(s in svc.stores for svc in enabled.values())]
@@ -66,10 +67,12 @@ def hot_path_class(ctx: AdsContext) -> str:
     k8s.scheduling.v1.PriorityClass(
         "ads-hot-path", metadata=k8s.meta.v1.ObjectMetaArgs(name=HOT_PATH_CLASS, labels=ctx.labels("ads", "priority")),
         value=HOT_PATH_PRIORITY, global_default=False,
-        # A pending ad-serving or bidding pod evicts lower-priority pods (batch, notebooks) rather than wait for
-        # capacity that may never come; nothing in the platform runs above 0 yet, the system classes stay above.
-        preemption_policy="PreemptLowerPriority",
-        description="Ad services on the revenue path (an ad request waits on them): scheduled first, may preempt.",
+        # First in the scheduling queue, but no preemption: every platform pod on the general nodes runs at priority
+        # 0 (OpenBao, cert-manager, the database operators, Prometheus, GitLab), so a scale-up that preempted would
+        # pick its victims among them. Preemption is safe only once the platform's critical pods have a class
+        # above this one.
+        preemption_policy=HOT_PATH_PREEMPTION,
+        description="Ad services on the revenue path (an ad request waits on them): scheduled first, never evicts.",
         opts=ctx.opts())
     return HOT_PATH_CLASS
 

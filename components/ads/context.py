@@ -19,9 +19,15 @@ CLUSTER_DOMAIN = "cluster.local"
 SERVICE_PORT = 80  # every ad service's Service port: callers and the gateway use http://<name>.<namespace>.svc
 COMPONENT = "ad-service"  # app.kubernetes.io/component of every ad service's objects
 HOT_PATH_CLASS = "adplatform-ads-hot-path"
-# Above every pod without a class (0), far below the system classes (2000000000): a hot-path pod that cannot
-# be placed during a traffic peak preempts batch and notebook pods on the general nodes, never the system's.
+# Above every pod without a class (0), far below the system classes (2000000000): a pending hot-path pod is
+# scheduled before any other pod waiting for room on the general nodes (components/ads/__init__.py says why it
+# does not evict running ones).
 HOT_PATH_PRIORITY = 1000000
+HOT_PATH_PREEMPTION = "Never"
+# Linkerd's inbound proxy port (linkerd-control-plane values proxy.ports.inbound): between two meshed pods the
+# client's proxy dials the server pod on this port instead of the service's port (linkerd.io/2/common-errors/
+# network-policy), so in a meshed namespace a caller's egress and the callee's ingress must name it too.
+MESH_INBOUND_PORT = 4143
 
 
 def selector_labels(name: str) -> dict[str, str]:
@@ -117,6 +123,7 @@ class AdsContext(LayerContext):
     otlp_endpoint: str | None  # the platform's OTLP gRPC endpoint, None without traces
     monitoring: bool  # the platform's monitoring is on: dashboards for Grafana
     after: tuple[pulumi.Resource, ...] = ()  # the team namespace and its policies, the gateway
+    meshed: bool = False  # the namespace's pods get Linkerd's proxy (clusterServices.mesh)
 
     def opts(self, depends_on: Sequence[pulumi.Resource] = (), protect: bool = False,
              **kwargs) -> pulumi.ResourceOptions:

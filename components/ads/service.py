@@ -6,14 +6,21 @@
   while the gateway and kube-proxy replacement drop the endpoint).
 - Image ownership: Pulumi creates the Deployment with the configured image; from then on the service's CI
   pipeline owns it (`kubectl set image deployment/<name> app=<image>`, templates/gitlab-ci), so Pulumi ignores
-  the container image (and the replica count, which the HorizontalPodAutoscaler owns). A `pulumi up` never
-  rolls a service back to the image in the stack config.
+  the container image (and the replica count, which the HorizontalPodAutoscaler owns). `ignoreChanges` keeps the
+  image Pulumi's *state* holds: when another change updates the Deployment, that image is what Pulumi applies.
+  pulumi-kubernetes cannot leave out a field inside a list on update (provider/pkg/await/await.go
+  handleSSAIgnoreFields splits the path on dots: `containers[0]` matches no managed field), and it first takes
+  over the fields of `kubectl*` field managers (fixCSAFieldManagers), so without a refresh the running image is
+  silently replaced by the one last recorded. The state must be refreshed before every update (Pulumi.yaml
+  `options.refresh: always`, or `pulumi up --refresh`): the provider's Read records the running image as the
+  input, and the update re-applies it unchanged.
 - HorizontalPodAutoscaler (autoscaling/v2): CPU utilization, plus a per-pod custom metric where configured.
 - PodDisruptionBudget (with at least 2 replicas): one pod at a time; an unhealthy pod never blocks a drain.
 - Service, ServiceMonitor, and a Grafana dashboard when the platform's monitoring is on.
 - NetworkPolicy: ingress only from its declared callers' pods and Prometheus (metrics port); egress only to
   the services it calls, its stores' pods on their client ports, and the OTLP collector when traces are on
-  (DNS and the API are allowed namespace-wide). Public services: an HTTPRoute on the shared gateway (TLS
+  (DNS and the API are allowed namespace-wide; a meshed namespace's proxies reach Linkerd through the
+  namespace's own policy, and calls between services also use Linkerd's inbound port). Public services: an HTTPRoute on the shared gateway (TLS
   there) and a CiliumNetworkPolicy admitting the gateway's proxy to the HTTP port.
 """
 
@@ -26,7 +33,7 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.ads.context import COMPONENT, SERVICE_PORT, AdsContext, Neighbour, ServicePlan
+from components.ads.context import COMPONENT, MESH_INBOUND_PORT, SERVICE_PORT, AdsContext, Neighbour, ServicePlan
 from components.ads.dashboard import dashboard_json
 from components.ads.stores import plain_env
 from components.platform.context import DASHBOARD_LABEL, OTLP_GRPC_PORT, SCRAPE_INTERVAL, TRACES_NAMESPACE
@@ -182,18 +189,26 @@ def _tcp(*numbers: int) -> list[dict[str, Any]]:
     return [{"protocol": "TCP", "port": p} for p in numbers]
 
 
-def _to_pods(neighbour: Neighbour) -> dict[str, Any]:
-    return {"to": [{"podSelector": {"matchLabels": dict(neighbour.labels)}}], "ports": _tcp(neighbour.port)}
+def _service_ports(port: int, ctx: AdsContext) -> tuple[int, ...]:
+    """The ports one ad service calls another on: its container port, and in a meshed namespace Linkerd's inbound
+    proxy port, where the caller's proxy sends meshed traffic (Prometheus and the gateway are not meshed: they
+    keep dialling the container ports)."""
+    return (port, MESH_INBOUND_PORT) if ctx.meshed else (port,)
+
+
+def _to_pods(neighbour: Neighbour, ctx: AdsContext) -> dict[str, Any]:
+    return {"to": [{"podSelector": {"matchLabels": dict(neighbour.labels)}}],
+            "ports": _tcp(*_service_ports(neighbour.port, ctx))}
 
 
 def network_policy_spec(plan: ServicePlan, ctx: AdsContext) -> dict[str, Any]:
     ingress: list[dict[str, Any]] = []
     if plan.callers:
         ingress.append({"from": [{"podSelector": {"matchLabels": dict(c.labels)}} for c in plan.callers],
-                        "ports": _tcp(plan.port)})
+                        "ports": _tcp(*_service_ports(plan.port, ctx))})
     ingress.append({"from": [{"namespaceSelector": _namespace(MONITORING_NAMESPACE)}],
                     "ports": _tcp(plan.metrics_port or plan.port)})
-    egress: list[dict[str, Any]] = [_to_pods(callee) for callee in plan.callees]
+    egress: list[dict[str, Any]] = [_to_pods(callee, ctx) for callee in plan.callees]
     for wiring in plan.stores:
         e = wiring.egress
         egress.append({"to": [{"namespaceSelector": _namespace(e.namespace),

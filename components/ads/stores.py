@@ -5,10 +5,10 @@ Secrets are namespaced: each store's credentials are copied once into the servic
 a credential belongs to), and services read them only through `secretKeyRef`. Hosts, ports and pod labels
 come from the endpoint, never from names written here, so a renamed store moves its consumers with it.
 
-Redpanda's listeners use a CA the chart bootstraps with cert-manager inside the redpanda namespace; its
-certificate is not a Pulumi output, so it is read from the cluster (`Secret.get`, once the cluster is Ready)
-and only `ca.crt` is written to `redpanda-ca` in the services' namespace: the source Secret also holds the
-broker's private key, which must not travel.
+Redpanda's listeners use the data plane's CA, behind the ClusterIssuer the endpoint names (`ca_issuer`). The
+services' namespace gets the CA certificate the way cert-manager hands it out: a client Certificate of its own
+from that issuer, whose Secret carries `ca.crt` (the CA issuer writes it into every Secret it issues), kept
+current by cert-manager. Nothing reads the redpanda namespace's Secrets, and nothing waits for a cluster read.
 """
 
 from __future__ import annotations
@@ -19,13 +19,19 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.ads.context import AdsContext, Egress, StoreWiring
+from components.data.context import wait_for
 from components.data.endpoints import ClickHouseEndpoint, DragonflyEndpoint, RedpandaEndpoint, ScyllaEndpoint
 from components.data.scylladb import CQL_SHARD_AWARE_PORT
 from components.layer import Credentials
 
-REDPANDA_CA_SECRET = "redpanda-ca"  # in the services' namespace: ca.crt only
+REDPANDA_CA_SECRET = "redpanda-ca"  # in the services' namespace: the Certificate's Secret; pods mount ca.crt only
 REDPANDA_CA_KEY = "ca.crt"
 REDPANDA_CA_DIR = "/etc/adplatform/redpanda"
+# The client certificate is only the vehicle of ca.crt (the listeners do not ask for client certificates): short
+# enough that a renewed CA reaches the namespace within weeks, long enough that renewals are rare.
+CA_CLIENT_DURATION = "2160h0m0s"  # 90 days
+CA_CLIENT_RENEW_BEFORE = "720h0m0s"  # 30 days
+CA_READY_SECONDS = 300
 
 
 def secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
@@ -66,30 +72,23 @@ def dragonfly(ctx: AdsContext, e: DragonflyEndpoint) -> StoreWiring:
         secrets=(secret,), ready=(*e.ready, copy))
 
 
-def ca_source_id(e: RedpandaEndpoint) -> pulumi.Output[str]:
-    """`<namespace>/<name>` of the listeners' certificate Secret, known only once the cluster is Ready: a preview
-    of a new stack then skips the read (its id is unknown) instead of failing on a Secret that does not exist."""
-    return pulumi.Output.all(*[r.id for r in e.ready if isinstance(r, pulumi.CustomResource)]).apply(
-        lambda _: f"{e.namespace}/{e.ca_secret}")
-
-
-def ca_only(data: dict[str, str] | None) -> dict[str, str]:
-    """The CA certificate (base64, as read) of the source Secret's data; nothing else leaves its namespace."""
-    if not data:
-        return {}  # nothing read (offline runs under mocks)
-    if REDPANDA_CA_KEY not in data:
-        raise ValueError(f"the Redpanda certificate Secret has no {REDPANDA_CA_KEY} (keys: {sorted(data)})")
-    return {REDPANDA_CA_KEY: data[REDPANDA_CA_KEY]}
+def ca_certificate_spec(namespace: str, issuer: str) -> dict[str, Any]:
+    """A Certificate from the Redpanda CA's ClusterIssuer: its Secret REDPANDA_CA_SECRET holds ca.crt."""
+    return {
+        "secretName": REDPANDA_CA_SECRET, "commonName": f"{namespace}.redpanda-client",
+        "usages": ["client auth", "digital signature"], "duration": CA_CLIENT_DURATION,
+        "renewBefore": CA_CLIENT_RENEW_BEFORE,
+        "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+        "issuerRef": {"name": issuer, "kind": "ClusterIssuer", "group": "cert-manager.io"},
+    }
 
 
 def redpanda(ctx: AdsContext, e: RedpandaEndpoint) -> StoreWiring:
     copy = _copy(ctx, "redpanda", e.credentials, list(e.ready))
-    source = k8s.core.v1.Secret.get("ads-redpanda-ca-source", ca_source_id(e),
-                                    opts=pulumi.ResourceOptions(parent=ctx.parent, provider=ctx.k8s))
-    ca = k8s.core.v1.Secret(
-        "ads-redpanda-ca", metadata=k8s.meta.v1.ObjectMetaArgs(name=REDPANDA_CA_SECRET, namespace=ctx.namespace,
-                                                               labels=ctx.labels("redpanda", "ca")),
-        type="Opaque", data=source.data.apply(ca_only), opts=ctx.opts(list(e.ready)))
+    # Pods start once the Secret exists (the Certificate is Ready), never with an empty CA file.
+    ca = ctx.custom_resource("ads-redpanda-ca", "cert-manager.io/v1", "Certificate", REDPANDA_CA_SECRET, ctx.namespace,
+                             ca_certificate_spec(ctx.namespace, e.ca_issuer), ctx.labels("redpanda", "ca"),
+                             list(e.ready), annotations=wait_for("condition=Ready", CA_READY_SECONDS))
     secret = e.credentials.secret
     return StoreWiring(
         store="redpanda",
@@ -129,5 +128,4 @@ def wire(ctx: AdsContext, store: str, endpoint: Any) -> StoreWiring:
     return WIRE[store](ctx, endpoint)
 
 
-__all__ = ["REDPANDA_CA_DIR", "REDPANDA_CA_SECRET", "WIRE", "ca_only", "ca_source_id", "plain_env", "secret_env",
-           "wire"]
+__all__ = ["REDPANDA_CA_DIR", "REDPANDA_CA_SECRET", "WIRE", "ca_certificate_spec", "plain_env", "secret_env", "wire"]

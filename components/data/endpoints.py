@@ -82,7 +82,10 @@ class RedpandaEndpoint:
     schema_registry: str  # https URL
     sasl_mechanism: str  # SCRAM-SHA-512
     credentials: Credentials  # keys: username, password
-    ca_secret: str  # Secret in `namespace` with ca.crt of the listeners' TLS
+    ca_secret: str  # Secret in `namespace` with ca.crt of the listeners' TLS (for the namespace's own use)
+    # ClusterIssuer of the listeners' CA: a consumer in another namespace gets ca.crt in the Secret of a
+    # cert-manager Certificate it requests from this issuer (never by reading `ca_secret`).
+    ca_issuer: str
     namespace: str
     pod_labels: dict[str, str]
     ports: tuple[int, ...]  # every port a client uses (Kafka, schema registry, HTTP proxy)

@@ -11,8 +11,9 @@ operator/v26.2.2, operator/api/redpanda/v1alpha2/redpanda_clusterspec_types.go).
 - production mode: `developer_mode: false`, rpk's tuners at broker start on the host
   (`tuning.apply_host_tuners`), except the THP and swappiness tuners: the host tuning owns those
   (components/host/profiles.py keeps THP at madvise and vm.swappiness=1);
-- TLS on every listener from a self-signed CA the chart bootstraps with cert-manager, SASL/SCRAM on the
-  Kafka API (basic auth on the schema registry and HTTP proxy): a superuser (the Secret of
+- TLS on every listener from the data plane's own CA (cert-manager: a self-signed root, the CA Certificate and
+  the ClusterIssuer `redpanda-ca`, which signs the brokers' certificate and hands consumers the CA), SASL/SCRAM
+  on the Kafka API (basic auth on the schema registry and HTTP proxy): a superuser (the Secret of
   `auth.sasl.secretRef`), the operator's bootstrap user, and one application user with ACLs (a `User`);
 - default topic replication = brokers (3 in production), retention from `dataPlane.redpanda`;
 - metrics: the chart's ServiceMonitor on the admin API (/public_metrics, TLS verified against the CA);
@@ -60,7 +61,19 @@ SUPERUSERS_SECRET = "redpanda-superusers"  # auth.sasl.secretRef: every key is a
 BOOTSTRAP_SECRET = "redpanda-bootstrap-user"  # the operator's own superuser (kubernetes-controller)
 APP_SECRET = "redpanda-app-credentials"  # what consumers copy: username, password
 TLS_CERT = "default"  # tls.certs key; the chart names the server certificate's Secret <cluster>-<cert>-cert
-CA_SECRET = f"{CLUSTER}-{TLS_CERT}-cert"  # holds ca.crt (cert-manager's CA issuer writes it)
+CA_SECRET = f"{CLUSTER}-{TLS_CERT}-cert"  # the brokers' certificate; holds ca.crt (cert-manager's CA issuer writes it)
+# The listeners' CA belongs to the data plane, not to the chart's bootstrap (which keeps its CA inside this
+# namespace, where no consumer should read): the ClusterIssuer CA_ISSUER signs the brokers' certificate
+# (tls.certs.default.issuerRef), and a consumer in another namespace gets the CA certificate by asking the same
+# issuer for a client certificate of its own: cert-manager's CA issuer writes ca.crt into every Secret it issues.
+# A ClusterIssuer reads its CA Secret from cert-manager's namespace (the chart's clusterResourceNamespace default).
+CA_ISSUER = "redpanda-ca"
+CA_ROOT_ISSUER = "redpanda-ca-root"  # self-signed Issuer: signs the CA certificate, nothing else
+CA_CERT_SECRET = "redpanda-ca"  # in CA_NAMESPACE: the CA's certificate and private key
+CA_NAMESPACE = charts.CERT_MANAGER.namespace
+# Replacing the CA means every client trusting old and new for a while (a manual runbook): never by surprise.
+CA_DURATION = "87600h0m0s"  # 10 years
+CA_RENEW_BEFORE = "8760h0m0s"
 BROKER_LABELS = {"app.kubernetes.io/name": "redpanda", "app.kubernetes.io/instance": CLUSTER,
                  "app.kubernetes.io/component": "redpanda-statefulset"}  # charts/redpanda/statefulset.go
 OPERATOR_LABELS = {"app.kubernetes.io/name": "operator", "app.kubernetes.io/instance": OPERATOR_RELEASE}
@@ -192,8 +205,11 @@ def cluster_spec(ctx: DataContext, res: Resources) -> dict[str, Any]:
             "enabled": True, "mechanism": SASL_MECHANISM, "secretRef": SUPERUSERS_SECRET, "users": [],
             "bootstrapUser": {"mechanism": SASL_MECHANISM,
                               "secretKeyRef": {"name": BOOTSTRAP_SECRET, "key": "password"}}}},
-        # The chart's CA bootstrap: a self-signed Issuer, a CA Certificate and a CA Issuer signing the brokers'.
-        "tls": {"enabled": True, "certs": {TLS_CERT: {"caEnabled": True}}},
+        # The brokers' certificate from the data plane's CA (ca_manifests); with an issuerRef the chart lists the
+        # internal DNS names (headless service, brokers) only when told to (charts/redpanda/certs.go ClientCerts).
+        "tls": {"enabled": True, "certs": {TLS_CERT: {
+            "caEnabled": True, "issuerRef": {"name": CA_ISSUER, "kind": "ClusterIssuer"},
+            "applyInternalDNSNames": True}}},
         "external": {"enabled": False},  # clients are in the cluster: no NodePort or LoadBalancer
         "listeners": listeners(),
         "rackAwareness": {"enabled": False},  # one location per pool: each broker is its own failure domain
@@ -204,6 +220,31 @@ def cluster_spec(ctx: DataContext, res: Resources) -> dict[str, Any]:
         "logging": {"logLevel": "info", "usageStats": {"enabled": False}},
         "console": console(ctx),
     }
+
+
+# --- the listeners' CA ----------------------------------------------------------------------------------
+
+def ca_manifests() -> list[tuple[str, str, str | None, dict[str, Any]]]:
+    """(kind, name, namespace, spec) in creation order: the self-signed root Issuer, the CA Certificate it signs,
+    and the ClusterIssuer that signs with that CA (the brokers' certificate, consumers' client certificates)."""
+    issuer = {"name": CA_ROOT_ISSUER, "kind": "Issuer", "group": "cert-manager.io"}
+    return [
+        ("Issuer", CA_ROOT_ISSUER, CA_NAMESPACE, {"selfSigned": {}}),
+        ("Certificate", CA_CERT_SECRET, CA_NAMESPACE, {
+            "secretName": CA_CERT_SECRET, "isCA": True, "commonName": f"{CLUSTER}.{NAMESPACE} CA",
+            "duration": CA_DURATION, "renewBefore": CA_RENEW_BEFORE, "issuerRef": issuer,
+            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"}}),
+        ("ClusterIssuer", CA_ISSUER, None, {"ca": {"secretName": CA_CERT_SECRET}}),
+    ]
+
+
+def _ca(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    created: list[pulumi.Resource] = []
+    for kind, name, namespace, spec in ca_manifests():
+        created.append(ctx.custom_resource(
+            f"redpanda-ca-{kind.lower()}", "cert-manager.io/v1", kind, name, namespace, spec,
+            ctx.labels("redpanda", "ca"), [*after, *created], annotations=wait_for("condition=Ready", 300)))
+    return created
 
 
 # --- the operator ---------------------------------------------------------------------------------------
@@ -273,6 +314,7 @@ def app_user_spec() -> dict[str, Any]:
 def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> RedpandaEndpoint:
     res = pinned_resources(ctx, "redpanda")  # refused before anything is created
     creds, secrets = _secrets(ctx, after)
+    ca = _ca(ctx, after)
     operator = release(OPERATOR_RELEASE, charts.REDPANDA_OPERATOR, operator_values(ctx), ctx.opts(after),
                        create_namespace=False)
     # The chart ships no PodDisruptionBudget (operator/chart/*.go at operator/v26.2.2).
@@ -280,11 +322,11 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
     # Consumers wait until the operator reports the cluster Ready.
     cluster = ctx.custom_resource(
         "redpanda-cluster", "cluster.redpanda.com/v1alpha2", "Redpanda", CLUSTER, NAMESPACE,
-        {"clusterSpec": cluster_spec(ctx, res)}, ctx.labels("redpanda", "cluster"), [*after, operator, *secrets],
+        {"clusterSpec": cluster_spec(ctx, res)}, ctx.labels("redpanda", "cluster"), [*after, operator, *secrets, *ca],
         protect=True, annotations=wait_for("condition=Ready", READY_TIMEOUT_SECONDS))
     user = ctx.custom_resource("redpanda-app-user", "cluster.redpanda.com/v1alpha2", "User", APP_USER, NAMESPACE,
                                app_user_spec(), ctx.labels("redpanda", "user"), [cluster, *secrets])
-    return endpoint(ctx, creds, [*secrets, *operator_ready, cluster, user])
+    return endpoint(ctx, creds, [*secrets, *ca, *operator_ready, cluster, user])
 
 
 def endpoint(ctx: DataContext, creds: Credentials, ready: Sequence[pulumi.Resource]) -> RedpandaEndpoint:
@@ -296,6 +338,7 @@ def endpoint(ctx: DataContext, creds: Credentials, ready: Sequence[pulumi.Resour
         sasl_mechanism=SASL_MECHANISM,
         credentials=creds,
         ca_secret=CA_SECRET,
+        ca_issuer=CA_ISSUER,
         namespace=NAMESPACE,
         pod_labels=dict(BROKER_LABELS),
         ports=CLIENT_PORTS,

@@ -1,4 +1,5 @@
-"""Host tuning layer: one idempotent remote command per node, profile chosen by the node's role."""
+"""Host tuning layer: one idempotent remote command per node, profile chosen by the node's role; every node also
+gets the AppArmor profile of CI build containers (profiles.CI_BUILD_APPARMOR_PROFILE)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 import pulumi
 import pulumi_command as command
 
-from components.host.profiles import BASELINE_SYSCTLS, K3S_CIS_SYSCTLS, PROFILES, THP_MODE, sysctl_file
+from components.host.profiles import (BASELINE_SYSCTLS, CI_BUILD_APPARMOR_PROFILE, K3S_CIS_SYSCTLS, PROFILES, THP_MODE,
+                                      apparmor_profile, sysctl_file)
 from components.remote import run_script
 from components.shell import content_hash, render
 from providers.base import Node
@@ -27,6 +29,8 @@ def tuning_script(node_pool: str, role: str) -> str:
         "CPU_GOVERNOR": profile.cpu_governor,
         "CLOCKSOURCE": profile.clocksource,
         "FSTRIM": profile.fstrim,
+        "APPARMOR_PROFILE_NAME": CI_BUILD_APPARMOR_PROFILE,
+        "APPARMOR_PROFILE": apparmor_profile(CI_BUILD_APPARMOR_PROFILE),
     })
 
 

@@ -11,6 +11,7 @@ vm.dirty_* (the old 80% caused writeback stalls), static hugepages (no database 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # Every node. inotify 1200 instances satisfies ScyllaDB (1200) and Kubernetes (512).
 BASELINE_SYSCTLS: dict[str, str] = {
@@ -29,6 +30,18 @@ K3S_CIS_SYSCTLS: dict[str, str] = {
     "kernel.keys.root_maxkeys": "1000000",
     "kernel.keys.root_maxbytes": "25000000",
 }
+
+# The AppArmor profile CI build containers run under (components/host/apparmor.d/; the GitLab runner names it in
+# its build containers' security context). Loaded on every node, not only the pools CI jobs land on today: a
+# pod naming a profile its node lacks cannot start, and the profile costs nothing where no pod uses it.
+CI_BUILD_APPARMOR_PROFILE = "adplatform-ci-build"
+APPARMOR_DIR = Path(__file__).parent / "apparmor.d"
+
+
+def apparmor_profile(name: str) -> str:
+    """The profile's text as the node's /etc/apparmor.d/<name> holds it."""
+    return (APPARMOR_DIR / name).read_text().rstrip("\n")
+
 
 # madvise: ClickHouse warns on "always", Redis/Dragonfly advise against THP, ScyllaDB and
 # Redpanda request huge pages for their own memory under madvise.

@@ -30,7 +30,7 @@ What this module sets and why:
 - Pod Security: restricted. The chart takes pod and container security contexts (global `securityContexts`;
   StatsD and PgBouncer have their own), so every pod runs non-root, without capabilities, RuntimeDefault seccomp.
 - Network: the chart's NetworkPolicies stay off; the namespace's own (default deny) admit exactly the gateway,
-  Prometheus, and egress to PostgreSQL and the object store.
+  Prometheus, and egress to PostgreSQL, the object store and (when enabled) MLflow, where tasks log runs.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ import pulumi_kubernetes as k8s
 
 from components import charts
 from components.helm import release
+from components.platform import mlflow
 from components.platform.context import CLUSTER_DOMAIN, LAYER, Installed, PlatformContext
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
                                            NamespaceSpec)
@@ -63,6 +64,7 @@ STATSD_METRICS_PORT = 9102  # ports.statsdScrape
 PGBOUNCER_DATABASE = f"{RELEASE}-metadata"
 CONSUMER = "airflow"  # dataPlane.postgres.databases key
 AIRFLOW_UID = 50000  # the official image's user (values.yaml uid); its group is 0
+GIT_SYNC_UID = 65533  # values.yaml dags.gitSync.uid: the user the chart runs git-sync as by default
 LOGS_PREFIX = "airflow"
 LOGS_CONNECTION_ID = "airflow_logs"
 ADMIN_USER = "admin"
@@ -109,7 +111,8 @@ def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
         why="every Airflow pod (scheduler, API server, triggerer, DAG processor, task pods, jobs, StatsD, PgBouncer) "
             "runs non-root without capabilities under RuntimeDefault seccomp: the chart takes our security contexts",
         ingress_from=(ctx.monitoring((STATSD_METRICS_PORT, PGBOUNCER_METRICS_PORT)),),
-        egress_to=ctx.store_peers("postgres", "object_storage"),
+        # Tasks may log runs to MLflow (its namespace admits the platform layer).
+        egress_to=(*ctx.store_peers("postgres", "object_storage"), *mlflow.client_egress(ctx)),
         egress_world=tuple(sorted({*ctx.object_storage_egress_world(), *git})))]
 
 
@@ -241,7 +244,12 @@ def dags(ctx: PlatformContext) -> dict[str, Any]:
     return {"persistence": {"enabled": False}, "gitSync": {
         "enabled": True, "repo": settings.dags_repo, "branch": settings.dags_branch, "ref": settings.dags_branch,
         "rev": "HEAD", "subPath": settings.dags_path, "depth": 1, "period": "60s",
-        "resources": _res("10m", "64Mi", "256Mi")}}
+        "resources": _res("10m", "64Mi", "256Mi"),
+        # The git-sync containers (sidecars and the task pods' init container) take neither the global
+        # `securityContexts` nor a default that drops capabilities: templates/_helpers.yaml git_sync_container
+        # renders localContainerSecurityContext, i.e. only `runAsUser: <uid>` unless this is set, which the
+        # namespace's `restricted` level refuses.
+        "securityContexts": {"container": {**RESTRICTED_CONTAINER_SECURITY, "runAsUser": GIT_SYNC_UID}}}}
 
 
 def config(ctx: PlatformContext) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""GitLab (chart `gitlab`, components/charts.py GITLAB) at https://gitlab.<domain>, its container registry at
-https://registry.<domain>, both routed on the shared gateway, its data in the data plane's stores.
+"""GitLab Community Edition (chart `gitlab`, components/charts.py GITLAB) at https://gitlab.<domain>, its container
+registry at https://registry.<domain>, both routed on the shared gateway, its data in the data plane's stores.
 
 What this module sets and why:
 
@@ -56,6 +56,7 @@ METRICS_PORTS = {"webservice": 8083, "workhorse": 9229, "sidekiq": 3807, "gitaly
                  "registry": 5001}
 HTTPS = 443  # webhooks, repository mirroring and imports reach other servers over HTTPS
 
+EDITION = "ce"  # global.edition (chart values.yaml: ee by default; doc "Deploy the Community Edition")
 ROOT_PASSWORD_SECRET = "gitlab-initial-root-password"
 POSTGRES_SECRET = "gitlab-postgres"
 REDIS_SECRET = "gitlab-redis"
@@ -183,7 +184,10 @@ def global_values(ctx: PlatformContext) -> dict[str, Any]:
     database = pg.databases["gitlab"]
     dragonfly = ctx.data.dragonfly
     return {
-        "edition": "ee",  # the chart's default: runs as the free tier without a licence, upgradable in place
+        # Community Edition, as the platform promises (MIT-licensed images gitlab-*-ce). GitLab recommends EE without
+        # a licence (the same free features, a licence later unlocks paid ones in place); switching to "ee" later
+        # keeps the database and repositories.
+        "edition": EDITION,
         "hosts": {"domain": ctx.domain, "https": True,
                   "gitlab": {"name": ctx.gateway.hostname("gitlab"), "https": True},
                   "registry": {"name": ctx.gateway.hostname("registry"), "https": True}},

@@ -11,10 +11,15 @@ What this module sets and why:
   and "run untagged jobs" are properties of the runner in GitLab, set where the token is created (README).
 - RBAC: the manager may create and manage job pods, their Secrets and Services in `ci` only (a Role there, the
   permissions the runner documents for its Kubernetes executor, docs/executors/kubernetes at v19.3.0).
-- Deploy identity: ServiceAccount `deployer` in `ci`, bound in every team namespace to exactly what
-  `kubectl set image`, `kubectl rollout status` and `kubectl rollout undo` need. Jobs run as the namespace's
-  default ServiceAccount (no rights) unless they ask for `deployer` (KUBERNETES_SERVICE_ACCOUNT_OVERWRITE, the
-  only name `service_account_overwrite_allowed` accepts).
+- Deploy identity: ServiceAccount `deployer` in `ci`, bound in every team namespace to exactly what the
+  templates' deploy script runs (templates/gitlab-ci/scripts/deploy.sh: kubectl get, set image, rollout status,
+  annotate, all on the Deployment). Jobs run as the namespace's default ServiceAccount (no rights) unless they ask
+  for `deployer` (KUBERNETES_SERVICE_ACCOUNT_OVERWRITE, the only name `service_account_overwrite_allowed` accepts).
+- Image builds: each job's build container runs under the AppArmor profile host tuning loads on every node
+  (components/host/apparmor.d/adplatform-ci-build: containerd's default profile plus mounts), because Buildah
+  mounts inside a user namespace of its own and containerd's default profile denies every mount.
+- Runner tags: a glrt- token carries no tags; the runner is created in GitLab with the stack's environment as
+  its tag (`production` / `staging`, config.catalog.ENVIRONMENTS), which the templates' deploy jobs name.
 - One manager replica: a second one would double `concurrent` (each manager keeps its own limit) and the jobs
   a lost manager was running die with it either way; the Deployment is rescheduled within minutes.
 - Metrics: the chart's PodMonitor on the manager's metrics port.
@@ -30,6 +35,7 @@ import pulumi_kubernetes as k8s
 
 from components import charts
 from components.helm import release
+from components.host.profiles import CI_BUILD_APPARMOR_PROFILE
 from components.platform.context import Installed, PlatformContext
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
                                            NamespaceSpec)
@@ -52,6 +58,13 @@ JOB_DEFAULTS = {
     "cpu_request_overwrite_max_allowed": "4", "memory_request_overwrite_max_allowed": "8Gi",
     "memory_limit_overwrite_max_allowed": "16Gi",
 }
+# Buildah (templates/gitlab-ci/scripts/build-image.sh) runs as root without CAP_SYS_ADMIN, so it mounts inside a
+# user namespace of its own, which containerd's default AppArmor profile denies (`deny mount,`). Build containers
+# run under the Localhost profile host tuning loads on every node instead (components/host/apparmor.d). Their
+# seccomp profile stays unset: K3s runs no default seccomp profile (no kubelet --seccomp-default), and
+# RuntimeDefault would refuse the unshare(CLONE_NEWUSER) Buildah needs without CAP_SYS_ADMIN; baseline forbids
+# naming Unconfined explicitly.
+BUILD_APPARMOR_PROFILE = {"type": "Localhost", "localhost_profile": CI_BUILD_APPARMOR_PROFILE}
 # Containers in `ci` that declare nothing (the quota admits only pods with requests and memory limits).
 CI_LIMIT_RANGE = {"limits": [{"type": "Container", "defaultRequest": {"cpu": "100m", "memory": "128Mi"},
                               "default": {"memory": "1Gi"},
@@ -67,12 +80,11 @@ MANAGER_RULES = [
     {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "get"]},
 ]
-# `kubectl set image deployment/<name> app=<image>` (get, patch), `kubectl rollout status` (watch the Deployment,
-# its ReplicaSets and pods) and `kubectl rollout undo` (list the ReplicaSets' revisions, patch the Deployment).
+# What templates/gitlab-ci/scripts/deploy.sh runs, on the Deployment only: `kubectl get` (get), `kubectl set image`
+# and `kubectl annotate` (get, patch), `kubectl rollout status` (get, then list + watch by name: it reads the
+# Deployment's status, no ReplicaSet or pod). The script never runs `rollout undo`, which would need ReplicaSets.
 DEPLOYER_RULES = [
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "patch"]},
-    {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
 ]
 
 
@@ -91,7 +103,8 @@ def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
         NamespaceSpec(
             name=CI_NAMESPACE, pss="baseline", layer=CI_LAYER,
             why="CI jobs build images with buildah as root inside an unprivileged container (default capabilities, "
-                "no privileged mode, no host access); `restricted` would forbid running as root",
+                "no privileged mode, no host access, the node's Localhost AppArmor profile adplatform-ci-build); "
+                "`restricted` would forbid running as root",
             egress_world=tuple(sorted({HTTP, HTTPS, gitlab_port}))),  # clones, registries, package mirrors
     ]
 
@@ -109,6 +122,11 @@ def runner_config(ctx: PlatformContext) -> str:
     }
     lines = ["[[runners]]", "  [runners.kubernetes]"]
     lines += [f"    {key} = {_toml(value)}" for key, value in settings.items()]
+    # The job's own container (not the helper or services): the AppArmor profile host tuning loads on every node
+    # (runner v19.2 common/config.go KubernetesContainerSecurityContext.AppArmorProfile -> the pod's
+    # securityContext.appArmorProfile field, GA since Kubernetes 1.30; Pod Security baseline admits Localhost).
+    lines += ["    [runners.kubernetes.build_container_security_context.app_armor_profile]"]
+    lines += [f"      {key} = {_toml(value)}" for key, value in BUILD_APPARMOR_PROFILE.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -19,9 +19,9 @@ What this module sets and why:
   autohttps stay off: TLS ends at the shared gateway).
 - Network: the chart's NetworkPolicies are off. They only add allows (policies are a union), e.g. egress from
   user servers to every public address; the namespace's own default-deny policies already let the hub, proxy
-  and user servers talk inside the namespace and list exactly what leaves it: PostgreSQL, the object store and
-  HTTPS (package installs). Cloud metadata stays blocked by those policies (link-local is excluded), so the
-  chart's privileged iptables init container is off.
+  and user servers talk inside the namespace and list exactly what leaves it: PostgreSQL, the object store,
+  MLflow (when enabled) and HTTPS (package installs). Cloud metadata stays blocked by those policies
+  (link-local is excluded), so the chart's privileged iptables init container is off.
 - Small cluster: no user-scheduler or placeholders (their packing pays off only with a node autoscaler), no
   pre-install image-puller hook (it delays every upgrade); the continuous puller keeps the user image on the
   general nodes.
@@ -39,6 +39,7 @@ import pulumi
 
 from components import charts
 from components.helm import release
+from components.platform import mlflow
 from components.platform.context import LAYER, Installed, PlatformContext
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
                                            NamespaceSpec)
@@ -102,7 +103,8 @@ def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
         why="hub, proxy, image puller and user servers run non-root without capabilities under RuntimeDefault "
             "seccomp (the chart's contexts plus KubeSpawner's, set here)",
         ingress_from=(ctx.monitoring((HUB_PORT,)),),
-        egress_to=ctx.store_peers("postgres", "object_storage"),
+        # Notebooks log runs to MLflow (its namespace admits the platform layer) when it is on.
+        egress_to=(*ctx.store_peers("postgres", "object_storage"), *mlflow.client_egress(ctx)),
         # User servers install packages (PyPI, conda, git over HTTPS); the external object store is HTTPS too.
         egress_world=(443,))]
 

@@ -46,8 +46,9 @@ import yaml
 
 from components import charts
 from components.data.endpoints import S3Location
+from components.platform import mlflow
 from components.platform.context import LAYER, SCRAPE_INTERVAL, Installed, PlatformContext
-from components.services.namespaces import Namespaces, NamespaceSpec, Peer
+from components.services.namespaces import Namespaces, NamespaceSpec
 
 NAMESPACE = charts.KUBEFLOW_PIPELINES.namespace
 # Our overlays, relative to the project root (the working directory of the program and of the Kubernetes
@@ -71,7 +72,6 @@ WORKFLOW_CONFIG = "workflow-controller-configmap"
 API_PORT = 8888  # ml-pipeline HTTP (REST, /metrics)
 ARGO_METRICS_PORT = 9090
 CACHE_WEBHOOK_PORT = 8443  # cache-server's mutating webhook, called by the Kubernetes API server
-MLFLOW_NAMESPACE, MLFLOW_PORT = "mlflow", 5000
 # Argo's init/wait containers in every pipeline pod (upstream's executor settings plus resources).
 EXECUTOR = {
     "imagePullPolicy": "IfNotPresent",
@@ -93,13 +93,12 @@ ARGO_SELECTOR = {"app": "workflow-controller", "application-crd-id": "kubeflow-p
 
 
 def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
-    mlflow = (Peer(MLFLOW_NAMESPACE, (MLFLOW_PORT,)),) if ctx.settings.mlflow.enabled else ()
     return [NamespaceSpec(
         name=NAMESPACE, pss="baseline", layer=LAYER, webhooks=(CACHE_WEBHOOK_PORT,),
         why="pipeline steps run users' images, often as root (lightweight Python components pip-install at "
             "start); KFP's own pods run non-root",
         ingress_from=(ctx.monitoring((API_PORT, ARGO_METRICS_PORT)),),
-        egress_to=(*ctx.store_peers("object_storage"), *mlflow),
+        egress_to=(*ctx.store_peers("object_storage"), *mlflow.client_egress(ctx)),
         # Steps install packages and read data over HTTPS; provider S3 is HTTPS too.
         egress_world=(443,))]
 

@@ -82,6 +82,12 @@ CHECKSUM_ENV = {"AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
 PRIVATE_HOST_PATTERNS = ("10.*", "192.168.*", *(f"172.{i}.*" for i in range(16, 32)), "localhost", "localhost:*")
 
 
+def client_egress(ctx: PlatformContext) -> tuple[Peer, ...]:
+    """Egress to the MLflow server for a platform namespace whose workloads log runs there (notebooks, Airflow
+    tasks, pipeline steps); nothing when MLflow is off. Its namespace admits the platform layer on this port."""
+    return (Peer(NAMESPACE, (SERVER_PORT,), pod_labels=dict(SELECTOR)),) if ctx.settings.mlflow.enabled else ()
+
+
 def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
     return [NamespaceSpec(
         name=NAMESPACE, pss="restricted", layer=LAYER, gateway=True,

@@ -45,13 +45,15 @@ What this module sets, and why:
 - Network: every platform namespace is default-deny. `monitoring` may reach every namespace (scrapes,
   Grafana's Loki/Tempo/Jaeger) and the nodes on the kubelet (10250) and node-exporter (9100) ports, is
   reached by the gateway (Grafana) and by the API server on the operator's admission webhook port, and
-  reaches the internet on 443 only when alert receivers are configured (Slack, PagerDuty, webhooks).
+  reaches the internet on 443 only when alert receivers are configured (Slack, PagerDuty, webhooks); a Slack
+  or webhook URL that is not https on 443 is refused when the configuration is built (it could never be sent).
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any, Sequence
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -167,6 +169,10 @@ def prometheus_values(ctx: PlatformContext) -> dict[str, Any]:
         "evaluationInterval": SCRAPE_INTERVAL,
         "externalLabels": {"cluster": ctx.stack},
     }
+    if trace_backend(ctx):
+        # Scraped exemplars (trace ids) are kept only with this flag (Prometheus 3 feature flags): without it
+        # Grafana's exemplar-to-trace link (datasource_sidecar) never has anything to open.
+        spec["enableFeatures"] = ["exemplar-storage"]
     # Every namespace (empty namespace selectors), whatever the labels (no `release` label required).
     for kind in ("serviceMonitor", "podMonitor", "probe", "scrapeConfig", "rule"):
         spec[f"{kind}SelectorNilUsesHelmValues"] = False
@@ -193,8 +199,24 @@ INHIBIT_RULES = [
 ]
 
 
+def receiver_url(spec: AlertReceiver, url: str) -> str:
+    """A slack or webhook URL Alertmanager can reach: `monitoring` may leave the cluster on HTTPS (443) only,
+    so anything else would fail silently at send time. The message names the key, never the secret URL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if parts is None or parts.scheme != "https" or not parts.hostname or port not in (None, RECEIVER_PORT):
+        raise ValueError(f"alertingSecrets.{spec.name} must be an https:// URL on port {RECEIVER_PORT} (the "
+                         f"{spec.type} receiver {spec.name!r}): Alertmanager may reach only that outside the cluster")
+    return url
+
+
 def receiver(spec: AlertReceiver, secret: str) -> dict[str, Any]:
     """One receiver; `secret` is its URL (slack, webhook) or Events API v2 routing key (pagerduty)."""
+    if spec.type in ("slack", "webhook"):
+        secret = receiver_url(spec, secret)
     if spec.type == "slack":
         slack: dict[str, Any] = {"api_url": secret, "send_resolved": True}
         if spec.channel:

@@ -20,8 +20,8 @@ import pulumi_kubernetes as k8s
 from components.charts import VELERO
 from components.helm import release
 from components.services.context import ServicesContext
-from components.services.namespaces import NamespaceSpec, Namespaces
-from config.catalog import LIVE_DATABASE_NAMESPACES
+from components.services.namespaces import NamespaceSpec, Namespaces, Peer
+from config.catalog import LIVE_DATABASE_NAMESPACES, MONITORING_NAMESPACE
 from config.model import DEDICATED_TAINT_KEY
 from config.services import Backups as Settings
 
@@ -32,6 +32,7 @@ CREDENTIALS_SECRET = "velero-s3"
 LOCATION = "default"
 SCHEDULE = "cluster"  # backups are named cluster-<timestamp>
 HTTPS = 443
+METRICS_PORT = 8085  # server and node-agent `http-monitoring` (chart velero-12.1.0 templates/deployment.yaml)
 
 RESOURCES = {
     "server": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
@@ -53,6 +54,8 @@ def namespaces(ctx: ServicesContext) -> list[NamespaceSpec]:
         return []
     return [NamespaceSpec(
         name=NAMESPACE, pss="privileged", egress_world=(HTTPS,),
+        # Prometheus scrapes the chart's ServiceMonitor (server) and PodMonitor (node-agent) on this port.
+        ingress_from=(Peer(MONITORING_NAMESPACE, (METRICS_PORT,)),),
         why="the node-agent reads every pod's volumes from the host (hostPath /var/lib/kubelet/pods, root)")]
 
 

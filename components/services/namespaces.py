@@ -173,7 +173,8 @@ def gateway_policy(namespace: str) -> dict[str, Any]:
 def team_spec(team: Team, mesh_peers: tuple[Peer, ...] | None) -> NamespaceSpec:
     """`mesh_peers`: what the namespace's proxies must reach when it is meshed (None: not meshed)."""
     return NamespaceSpec(
-        name=team.name, pss="restricted", layer=TEAM_LAYER, gateway=True, same_namespace=False,
+        # No namespace-wide gateway policy: each public workload admits the gateway itself (components/ads).
+        name=team.name, pss="restricted", layer=TEAM_LAYER, gateway=False, same_namespace=False,
         why="team workloads: non-root, no privilege escalation, RuntimeDefault seccomp; each workload's own "
             "NetworkPolicy names its callers",
         egress_to=mesh_peers or (),

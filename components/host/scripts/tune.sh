@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Host tuning for one node: sysctl drop-ins, THP policy, CPU governor, clocksource, swap off.
+# Host tuning for one node: sysctl drop-ins, THP policy, CPU governor, clocksource, swap off, and the
+# AppArmor profile of CI build containers.
 # Idempotent: every file is rewritten only when its content differs, services are restarted only
 # when a file changed, so a second run changes nothing.
 set -euo pipefail
@@ -90,6 +91,22 @@ fi
 if [ "$FSTRIM" = "true" ] && ! systemctl is-enabled --quiet fstrim.timer 2>/dev/null; then
   systemctl enable --now fstrim.timer >/dev/null 2>&1
   log "fstrim.timer enabled"
+fi
+
+# --- AppArmor profile of CI build containers ----------------------------------------------------
+# The GitLab runner's build containers name it (a Localhost profile: containerd's default plus mounts inside
+# the job's own namespaces, for Buildah). apparmor.service loads /etc/apparmor.d at every boot, before K3s;
+# this loads it now, and again whenever it changed. A pod naming a profile its node lacks cannot start.
+apparmor_file="/etc/apparmor.d/$APPARMOR_PROFILE_NAME"
+if grep -qx Y /sys/module/apparmor/parameters/enabled 2>/dev/null && command -v apparmor_parser >/dev/null 2>&1; then
+  apparmor_changed=$(write_file "$apparmor_file" 0644 "$APPARMOR_PROFILE")
+  if [ -n "$apparmor_changed" ] ||
+    ! grep -qxF "$APPARMOR_PROFILE_NAME (enforce)" /sys/kernel/security/apparmor/profiles; then
+    apparmor_parser --replace --write-cache "$apparmor_file"
+    log "AppArmor profile $APPARMOR_PROFILE_NAME loaded"
+  fi
+else
+  log "AppArmor is off on this node: CI image builds (profile $APPARMOR_PROFILE_NAME) cannot run here"
 fi
 
 log "host tuning for pool $POOL_NAME is in place"

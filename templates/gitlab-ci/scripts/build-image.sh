@@ -10,8 +10,9 @@
 # Buildah runs with --isolation chroot (RUN steps in a chroot, not a nested container runtime) and the vfs
 # storage driver (plain directories, no overlay or fuse mounts), so the job needs neither a privileged pod nor a
 # host mount: it runs in the runner's baseline-level namespace. It still creates a user namespace and mounts in
-# it, which the pod's AppArmor and seccomp profiles must allow (README, limits). The job token reaches
-# `buildah login` on stdin, never on a command line or in the log; the login is removed when the script ends.
+# it, which the pod's AppArmor and seccomp profiles must allow (the platform's runner gives build containers the
+# AppArmor profile adplatform-ci-build and no seccomp profile: README). The job token reaches `buildah login` on
+# stdin, never on a command line or in the log; the login is removed when the script ends.
 set -euo pipefail
 
 fail() {
