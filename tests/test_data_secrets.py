@@ -60,6 +60,13 @@ def test_the_walk_knows_the_data_plane_credentials(run):
         assert any(n.startswith(store) for n in names), f"no generated password of {store}"
 
 
+def test_the_walk_knows_the_platform_credentials(production):
+    """Production runs every platform component: their generated logins and keys are in the walk too."""
+    names = set(_generated(production))
+    for component in ("gitlab", "grafana", "airflow", "jupyterhub", "mlflow", "kubeflow"):
+        assert any(n.startswith(component) for n in names), f"no generated password of {component}"
+
+
 def test_no_credential_appears_unwrapped_in_any_resource(run):
     needles = {form: name for name, value in {**_generated(run), **_configured(run)}.items()
                for form in _forms(value)}

@@ -16,6 +16,12 @@ FORBIDDEN = [
     ("components/data", "providers"),
     ("components/data", "program"),
     ("components/services", "components.data"),
+    ("components/platform", "providers"),
+    ("components/platform", "components.ads"),
+    ("components/ads", "providers"),
+    ("components/data", "components.platform"),
+    ("components/data", "components.ads"),
+    ("components/services", "components.platform"),
     ("config", "components"),
     ("config", "providers"),
 ]

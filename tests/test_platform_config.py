@@ -31,8 +31,18 @@ def test_the_platform_output_says_what_runs_and_where(production, staging):
     assert set(prod) == {*COMPONENTS, "runner"}
     assert {n for n, info in prod.items() if info["enabled"]} == set(COMPONENTS)
     assert [n for n in HEAVY if stag[n]["enabled"]] == []
-    for info in (*prod.values(), *stag.values()):
-        assert all(url.startswith("https://") for url in info["urls"].values())
+    domain = production.config["adplatform:domain"]
+    # The published URLs, exactly: one per routed host (NEEDS hostnames), none for the unrouted components.
+    assert {n: info["urls"] for n, info in prod.items() if info["urls"]} == {
+        "monitoring": {"grafana": f"https://grafana.{domain}"},
+        "gitlab": {"gitlab": f"https://gitlab.{domain}", "registry": f"https://registry.{domain}"},
+        "airflow": {"airflow": f"https://airflow.{domain}"},
+        "jupyterhub": {"jupyter": f"https://jupyter.{domain}"},
+        "mlflow": {"mlflow": f"https://mlflow.{domain}"}}
+    assert {host for n in COMPONENTS for host in NEEDS[n].hostnames} == {
+        host for info in prod.values() for host in info["urls"]}
+    assert {n: info["urls"] for n, info in stag.items() if info["urls"]} == {
+        "monitoring": {"grafana": f"https://grafana.{staging.config['adplatform:domain']}"}}
     assert "platform" not in production.secret_outputs, "URLs only: nothing secret in this output"
 
 

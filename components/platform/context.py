@@ -31,8 +31,10 @@ LOGS_NAMESPACE = "logging"
 TRACES_NAMESPACE = "tracing"
 PROMETHEUS_URL = f"http://prometheus-operated.{MONITORING_NAMESPACE}.svc.{CLUSTER_DOMAIN}:9090"
 ALERTMANAGER_URL = f"http://alertmanager-operated.{MONITORING_NAMESPACE}.svc.{CLUSTER_DOMAIN}:9093"
-LOKI_URL = f"http://loki.{LOGS_NAMESPACE}.svc.{CLUSTER_DOMAIN}:3100"  # Loki's HTTP API (push and query)
-TEMPO_URL = f"http://tempo.{TRACES_NAMESPACE}.svc.{CLUSTER_DOMAIN}:3200"  # Tempo's query API (Grafana)
+LOKI_PORT = 3100  # Loki's HTTP API (push, query, /metrics): logs.py listens there, its policies open it
+TEMPO_PORT = 3200  # Tempo's query API: traces.py listens there, its policies open it
+LOKI_URL = f"http://loki.{LOGS_NAMESPACE}.svc.{CLUSTER_DOMAIN}:{LOKI_PORT}"
+TEMPO_URL = f"http://tempo.{TRACES_NAMESPACE}.svc.{CLUSTER_DOMAIN}:{TEMPO_PORT}"  # Grafana's Tempo datasource
 JAEGER_URL = f"http://jaeger-query.{TRACES_NAMESPACE}.svc.{CLUSTER_DOMAIN}:16686"  # Jaeger v2 query (Grafana)
 # Where workloads send OTLP: the collector gateway (ad services set OTEL_EXPORTER_OTLP_ENDPOINT to it).
 OTLP_GRPC_PORT = 4317

@@ -50,7 +50,7 @@ import pulumi
 from components import charts
 from components.data.endpoints import ObjectStoreEndpoint, S3Location
 from components.helm import release
-from components.platform.context import LAYER, LOGS_NAMESPACE, LOKI_URL, Installed, PlatformContext
+from components.platform.context import LAYER, LOGS_NAMESPACE, LOKI_PORT, LOKI_URL, Installed, PlatformContext
 from components.scheduling import pod_anti_affinity
 from components.services.namespaces import Namespaces, NamespaceSpec, Peer
 from config.platform import retention_hours
@@ -59,7 +59,7 @@ NAMESPACE = LOGS_NAMESPACE
 COLLECTOR_NAMESPACE = "log-collector"
 RELEASE = "loki"  # contains the chart name: the Service is `loki` (chart _helpers.tpl loki.fullname)
 COLLECTOR_RELEASE = "log-collector"
-HTTP_PORT = 3100  # push, query and /metrics (chart values loki.server.http_listen_port)
+HTTP_PORT = LOKI_PORT  # push, query and /metrics (chart values loki.server.http_listen_port)
 COLLECTOR_METRICS_PORT = 8888  # the collector's own telemetry
 S3_SECRET = "loki-s3"
 # Selector labels of the monolithic pods (chart templates/_helpers.tpl loki.selectorLabels + the target).

@@ -53,7 +53,7 @@ from components import charts
 from components.data.endpoints import ObjectStoreEndpoint, S3Location
 from components.helm import release
 from components.platform.context import (CLUSTER_DOMAIN, LAYER, OTLP_GATEWAY_HOST, OTLP_GRPC_PORT, OTLP_HTTP_PORT,
-                                         SCRAPE_INTERVAL, TRACES_NAMESPACE, Installed, PlatformContext)
+                                         SCRAPE_INTERVAL, TEMPO_PORT, TRACES_NAMESPACE, Installed, PlatformContext)
 from components.scheduling import pod_anti_affinity
 from components.services.namespaces import (LAYER_LABEL, RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY,
                                            TEAM_LAYER, Namespaces, NamespaceSpec, Peer)
@@ -65,7 +65,7 @@ GATEWAY_RELEASE = "otel-gateway"  # fullnameOverride: the Service OTLP_GATEWAY_H
 AGENT_RELEASE = "otel-agent"
 AGENT_HOST = f"{AGENT_RELEASE}.{NAMESPACE}.svc.{CLUSTER_DOMAIN}"
 HEADLESS = "tempo-headless"
-TEMPO_HTTP_PORT = 3200
+TEMPO_HTTP_PORT = TEMPO_PORT  # queries (Grafana's datasource, context.py TEMPO_URL) and /metrics
 TEMPO_GRPC_PORT = 9095  # Tempo's internal gRPC: queriers pull work from the query frontends
 GOSSIP_PORT = 7946
 COLLECTOR_METRICS_PORT = 8888
