@@ -13,7 +13,7 @@ import yaml
 
 from components import charts
 from components.platform import dashboards, monitoring
-from components.platform.context import (ALERTMANAGER_URL, DASHBOARD_LABEL, JAEGER_URL, LOKI_URL, PROMETHEUS_URL,
+from components.platform.context import (ALERTMANAGER_URL, DASHBOARD_LABEL, LOKI_URL, PROMETHEUS_URL,
                                          TEMPO_URL)
 from config.model import CONTROL_PLANE_TAINT
 from config.platform import AlertReceiver, Alerting, Logs, Platform, Traces
@@ -248,15 +248,14 @@ def test_grafana_datasources_point_at_the_real_services(production):
 
 
 def test_datasources_follow_the_logs_and_traces_switches(quiet):
-    assert datasources(quiet) == {}, "no Loki, Tempo or Jaeger when platform.logs and platform.traces are off"
+    assert datasources(quiet) == {}, "no Loki or Tempo when platform.logs and platform.traces are off"
     assert "exemplarTraceIdDestinations" not in grafana(quiet)["sidecar"]["datasources"]
     assert "enableFeatures" not in values(quiet)["prometheus"]["prometheusSpec"], "no traces: no exemplar store"
     assert grafana(quiet)["prune"] is True, "a switched-off datasource is removed from Grafana too"
 
 
 def _settings(logs: bool, traces: bool, backend: str) -> SimpleNamespace:
-    """What the datasource functions read of a PlatformContext. `model_construct`: Jaeger is a backend
-    Grafana can follow, whether or not config/platform.py TRACE_BACKENDS accepts it today."""
+    """What the datasource functions read of a PlatformContext."""
     platform = Platform.model_construct(logs=Logs(enabled=logs),
                                         traces=Traces.model_construct(enabled=traces, backend=backend, retention="7d"))
     return SimpleNamespace(settings=platform)
@@ -264,7 +263,6 @@ def _settings(logs: bool, traces: bool, backend: str) -> SimpleNamespace:
 
 @pytest.mark.parametrize(("logs", "traces", "backend", "expected"), [
     (True, True, "tempo", {"Loki": LOKI_URL, "Tempo": TEMPO_URL}),
-    (True, True, "jaeger", {"Loki": LOKI_URL, "Jaeger": JAEGER_URL}),
     (True, False, "tempo", {"Loki": LOKI_URL}),
     (False, True, "tempo", {"Tempo": TEMPO_URL}),
     (False, False, "tempo", {}),
@@ -277,10 +275,9 @@ def test_each_datasource_and_link_appears_only_with_what_it_points_at(logs, trac
     if "Loki" in found:
         derived = found["Loki"]["jsonData"].get("derivedFields", [])
         assert {f["datasourceUid"] for f in derived} == ({trace_uid} if trace_uid else set())
-    for name in ("Tempo", "Jaeger"):
-        if name in found:
-            links = found[name]["jsonData"].get("tracesToLogsV2")
-            assert (links["datasourceUid"] if links else None) == ("loki" if logs else None)
+    if "Tempo" in found:
+        links = found["Tempo"]["jsonData"].get("tracesToLogsV2")
+        assert (links["datasourceUid"] if links else None) == ("loki" if logs else None)
     exemplars = monitoring.datasource_sidecar(ctx).get("exemplarTraceIdDestinations")
     assert (exemplars["datasourceUid"] if exemplars else None) == trace_uid
 

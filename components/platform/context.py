@@ -35,7 +35,6 @@ LOKI_PORT = 3100  # Loki's HTTP API (push, query, /metrics): logs.py listens the
 TEMPO_PORT = 3200  # Tempo's query API: traces.py listens there, its policies open it
 LOKI_URL = f"http://loki.{LOGS_NAMESPACE}.svc.{CLUSTER_DOMAIN}:{LOKI_PORT}"
 TEMPO_URL = f"http://tempo.{TRACES_NAMESPACE}.svc.{CLUSTER_DOMAIN}:{TEMPO_PORT}"  # Grafana's Tempo datasource
-JAEGER_URL = f"http://jaeger-query.{TRACES_NAMESPACE}.svc.{CLUSTER_DOMAIN}:16686"  # Jaeger v2 query (Grafana)
 # Where workloads send OTLP: the collector gateway (ad services set OTEL_EXPORTER_OTLP_ENDPOINT to it).
 OTLP_GRPC_PORT = 4317
 OTLP_HTTP_PORT = 4318

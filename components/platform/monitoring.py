@@ -25,7 +25,7 @@ What this module sets, and why:
   Admin credentials are a generated password in the Secret `grafana-admin` (`admin.existingSecret`).
   Datasources are provisioned: Prometheus (default) and Alertmanager at the operator's governing Services
   (context.py PROMETHEUS_URL / ALERTMANAGER_URL: `prometheus-operated`, `alertmanager-operated`), Loki when
-  platform.logs is on, Tempo or Jaeger when platform.traces is on (by its backend), linked both ways
+  platform.logs is on, Tempo when platform.traces is on, linked both ways
   (trace ids in log lines open the trace; a span opens its logs; exemplars open traces). Provisioned
   datasources that are switched off are pruned. Dashboards: the chart's cluster/node dashboards plus our own
   per enabled data store (components/platform/dashboards), and every ConfigMap labelled DASHBOARD_LABEL in
@@ -43,7 +43,7 @@ What this module sets, and why:
   series on the kubelet endpoint of servers are dropped there. Cilium replaces kube-proxy: no kube-proxy
   scrape. CoreDNS (K3s' bundled one, k8s-app=kube-dns, metrics on 9153) is scraped.
 - Network: every platform namespace is default-deny. `monitoring` may reach every namespace (scrapes,
-  Grafana's Loki/Tempo/Jaeger) and the nodes on the kubelet (10250) and node-exporter (9100) ports, is
+  Grafana's Loki/Tempo) and the nodes on the kubelet (10250) and node-exporter (9100) ports, is
   reached by the gateway (Grafana) and by the API server on the operator's admission webhook port, and
   reaches the internet on 443 only when alert receivers are configured (Slack, PagerDuty, webhooks); a Slack
   or webhook URL that is not https on 443 is refused when the configuration is built (it could never be sent).
@@ -63,7 +63,7 @@ from components import charts
 from components.data.context import OBJECT_STORE_NAMESPACE
 from components.helm import release
 from components.platform import dashboards
-from components.platform.context import (ALERTMANAGER_URL, DASHBOARD_LABEL, JAEGER_URL, LAYER, LOKI_URL,
+from components.platform.context import (ALERTMANAGER_URL, DASHBOARD_LABEL, LAYER, LOKI_URL,
                                          PROMETHEUS_URL, SCRAPE_INTERVAL, TEMPO_URL, Installed, PlatformContext)
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
                                            NamespaceSpec, Peer)
@@ -91,7 +91,7 @@ RETENTION_SIZE_SHARE = 0.85
 FOLDER_ANNOTATION = "grafana_folder"  # a ConfigMap with it lands in that Grafana folder
 # Datasource uids, so links between them survive renames.
 UIDS = {"prometheus": dashboards.PROMETHEUS_UID, "alertmanager": "alertmanager", "loki": "loki",
-        "tempo": "tempo", "jaeger": "jaeger"}
+        "tempo": "tempo"}
 # K3s: components inside the k3s process with no scrapeable endpoint of their own (module docstring).
 K3S_EMBEDDED = ("kubeControllerManager", "kubeScheduler", "kubeEtcd", "kubeProxy")
 
@@ -314,14 +314,11 @@ def additional_datasources(ctx: PlatformContext) -> list[dict[str, Any]]:
         data: dict[str, Any] = {"nodeGraph": {"enabled": True}}
         if logs:
             data["tracesToLogsV2"] = _traces_to_logs()
-        if backend == "tempo":
-            if logs:
-                data["lokiSearch"] = {"datasourceUid": UIDS["loki"]}
-            found.append({"name": "Tempo", "type": "tempo", "uid": UIDS["tempo"], "access": "proxy", "url": TEMPO_URL,
-                          "editable": False, "jsonData": data})
-        else:
-            found.append({"name": "Jaeger", "type": "jaeger", "uid": UIDS["jaeger"], "access": "proxy",
-                          "url": JAEGER_URL, "editable": False, "jsonData": data})
+        if logs:
+            data["lokiSearch"] = {"datasourceUid": UIDS["loki"]}
+        # Tempo is the one trace store (config/platform.py TRACE_BACKENDS).
+        found.append({"name": "Tempo", "type": "tempo", "uid": UIDS["tempo"], "access": "proxy", "url": TEMPO_URL,
+                      "editable": False, "jsonData": data})
     return found
 
 
