@@ -46,6 +46,9 @@ CHARTS: dict[str, int] = {
     "hcloud-cloud-controller-manager": 45,
     "openbao": 150,       # OrderedReady: three servers one after another, each joining raft and unsealing
     "vault": 150,
+    "gitlab": 600,        # database migrations on a first install, then webservice/Sidekiq start
+    "kube-prometheus-stack": 180,  # operator, then Prometheus x2 and Alertmanager x3 with volumes
+    "airflow": 300,       # the migration job, then scheduler/API server
 }
 HELM_CHARTS = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
 DEFAULT_COMMAND = 30
