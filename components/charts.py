@@ -282,6 +282,12 @@ OTEL_COLLECTOR_VERSION = "0.158.0"
 OPENTELEMETRY_COLLECTOR = Chart("https://open-telemetry.github.io/opentelemetry-helm-charts",
                                 "opentelemetry-collector", "0.170.0", "tracing")
 
+# --- ads layer --------------------------------------------------------------------------------------
+# The ad services' placeholder image until a team's own exists (config/ads.py): stefanprodan/podinfo tag 6.14.1
+# (charts/podinfo/values.yaml image.repository and image.tag).
+PODINFO_IMAGE = "ghcr.io/stefanprodan/podinfo"
+PODINFO_VERSION = "6.14.1"
+
 # Every chart and manifest release by name: what the tests hold each release of the program to.
 CHARTS: dict[str, Chart] = {c.chart: c for c in (
     CILIUM, HCLOUD_CCM, HCLOUD_CSI, CERT_MANAGER, OPENBAO, VAULT, EXTERNAL_SECRETS, VELERO, LINKERD_CRDS,

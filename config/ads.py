@@ -17,8 +17,9 @@ import re
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from pydantic import field_validator
+from pydantic import StrictBool, field_validator
 
+from components.charts import PODINFO_IMAGE, PODINFO_VERSION
 from config.catalog import ROLES
 from config.data import quantity_mib
 from config.errors import Problem, problem
@@ -31,10 +32,10 @@ if TYPE_CHECKING:
     from config.model import StackConfig
 
 # Until a team's own image exists: a public, maintained test server that answers HTTP on 9898 with
-# /healthz, /readyz and Prometheus /metrics (stefanprodan/podinfo tag 6.14.1, charts/podinfo/values.yaml
-# image.tag and service.httpPort; pkg/api/http/server.go registerHandlers).
-PLACEHOLDER_REPOSITORY = "ghcr.io/stefanprodan/podinfo"
-PLACEHOLDER_TAG = "6.14.1"
+# /healthz, /readyz and Prometheus /metrics (podinfo, pinned in the catalog components/charts.py;
+# charts/podinfo/values.yaml service.httpPort; pkg/api/http/server.go registerHandlers).
+PLACEHOLDER_REPOSITORY = PODINFO_IMAGE
+PLACEHOLDER_TAG = PODINFO_VERSION
 PLACEHOLDER_PORT = 9898
 
 # Stores a service may declare (dataPlane.<store>), wired by components/ads/stores.py. PostgreSQL admits
@@ -143,6 +144,10 @@ class Service(Model):
     keyspace: str | None = None  # ScyllaDB keyspace (dataPlane.scylladb.keyspaces); None: the first one
     env: dict[str, str] = {}  # plain settings (never credentials: stores' credentials are wired from Secrets)
     run_as_user: int = 65532  # non-root UID (distroless "nonroot"); the image must run as any such UID
+    # An io_uring runtime (Glommio): the containers run under the node's seccomp profile adplatform-io-uring
+    # (containerd's denials, io_uring allowed: components/host/seccomp/README.md) instead of RuntimeDefault.
+    # Strict: a quoted "false" must not turn it on.
+    io_uring: StrictBool = False
 
     _v_quantity = field_validator("cpu", "memory", "memory_limit")(check_quantity)
 

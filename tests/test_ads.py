@@ -14,9 +14,9 @@ from components.data.scylladb import cluster as scylla_cluster
 from components.services import gateway
 from config.catalog import MONITORING_NAMESPACE, SERVICE_CONTAINER
 from tests import validators
-from tests.conftest import stack_run
+from tests.conftest import script_param, stack_run
 from tests.stores import NETPOL, PDB, SECRET, stack_config, string_data
-from tools.mockrun import Run
+from tools.mockrun import Run, run_stack
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 SERVICE = "kubernetes:core/v1:Service"
@@ -458,3 +458,49 @@ def test_summary_says_where_each_service_runs(production):
     assert summary["bidding"]["stores"] == ["dragonfly", "scylladb", "redpanda"]
     assert summary["reporting"]["internalUrl"] == "http://reporting.ads.svc.cluster.local:80"
     assert "adServices" not in production.secret_outputs
+
+
+# --- io_uring runtimes (Glommio) ------------------------------------------------------------------------------
+IO_URING_PROFILE = {"type": "Localhost", "localhostProfile": "profiles/adplatform-io-uring.json"}
+
+
+@pytest.fixture(scope="module")
+def io_uring_run() -> Run:
+    """Staging with bidding on an io_uring runtime (one extra whole-program run for this file)."""
+    return run_stack("staging", {"adServices": {"services": {"bidding": {"ioUring": True}}}})
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_default_services_keep_runtime_default_seccomp(stack):
+    run = stack_run(stack)
+    for svc in SERVICES:
+        assert pod(run, svc)["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, svc
+        assert app(run, svc)["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, svc
+
+
+def test_an_io_uring_service_runs_under_the_nodes_profile_and_stays_restricted(io_uring_run):
+    spec = pod(io_uring_run, "bidding")["spec"]
+    container = app(io_uring_run, "bidding")
+    # Pod and container agree: a container-level RuntimeDefault would override the pod's profile.
+    assert spec["securityContext"]["seccompProfile"] == IO_URING_PROFILE
+    assert container["securityContext"]["seccompProfile"] == IO_URING_PROFILE
+    # Pod Security `restricted`: Localhost with a named profile is allowed; the rest of the context is unchanged.
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False and security["capabilities"] == {"drop": ["ALL"]}
+    assert security["runAsNonRoot"] is True and security["readOnlyRootFilesystem"] is True
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] > 0
+    assert not {"hostNetwork", "hostPID", "hostIPC"} & set(spec)
+    validators.validate_kubernetes(DEPLOYMENT, validators.plain(obj(io_uring_run, DEPLOYMENT, "bidding")))
+    for svc in set(SERVICES) - {"bidding"}:
+        assert app(io_uring_run, svc)["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, svc
+
+
+def test_every_node_of_the_run_installs_the_profile_the_service_names(io_uring_run):
+    """The kubelet resolves localhostProfile under <root-dir>/seccomp; a node without the file cannot start the pod."""
+    path = f"/var/lib/kubelet/seccomp/{IO_URING_PROFILE['localhostProfile']}"
+    tunes = [c for c in io_uring_run.of_type("command:remote:Command") if c.name.startswith("tune-")]
+    assert tunes
+    for cmd in tunes:
+        script = validators.plain(cmd.inputs["stdin"])
+        assert script_param(script, "SECCOMP_PROFILE_PATH") == path, cmd.name
+        assert json.loads(script_param(script, "SECCOMP_PROFILE"))["defaultAction"] == "SCMP_ACT_ALLOW", cmd.name

@@ -35,6 +35,13 @@ def test_the_profiles_validate_as_they_are():
         assert len(cfg.ad_services.enabled) == 8
 
 
+def test_io_uring_is_off_unless_a_service_asks_for_it():
+    cfg = load("test", base_raw(**ads({"bidding": {"ioUring": True}})), SECRET_KEYS).config
+    services = cfg.ad_services.services
+    assert services["bidding"].io_uring is True
+    assert not any(svc.io_uring for name, svc in services.items() if name != "bidding")
+
+
 def test_a_stack_file_changes_one_key_of_one_service():
     cfg = load("test", base_raw(**ads({"bidding": {"maxReplicas": 12}})), SECRET_KEYS).config
     bidding = cfg.ad_services.services["bidding"]
@@ -186,6 +193,8 @@ def test_service_names_and_ports():
     ({"podsMetric": {"name": "bad-name", "averageValue": "100"}}, "podsMetric.name", "must be a metric name"),
     ({"podsMetric": {"name": "rps", "averageValue": "lots"}}, "podsMetric.averageValue", "quantity"),
     ({"livenessPath": "healthz"}, "livenessPath", "must be an absolute URL path"),
+    ({"ioUring": "yes"}, "ioUring", "valid boolean"),
+    ({"ioUring": "false"}, "ioUring", "valid boolean"),  # quoted: must not silently mean anything
     ({"image": {"repository": "registry.ads.example.com/ads/bidding", "digest": "sha256:abc"}}, "image.digest",
      "must be a digest sha256:<64 hex characters>"),
 ])

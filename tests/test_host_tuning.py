@@ -1,9 +1,14 @@
-"""Host tuning: vendor values per pool, one owner per setting, real shell that passes shellcheck, and the AppArmor
-profile of CI build containers on every node (containerd's default plus mounts, compiled by apparmor_parser)."""
+"""Host tuning: vendor values per pool, one owner per setting, real shell that passes shellcheck, the AppArmor
+profile of CI build containers on every node (containerd's default plus mounts, compiled by apparmor_parser), and
+the seccomp profile of io_uring services (containerd's denials, io_uring allowed)."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -12,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from components.host import TEMPLATE, tuning_script
-from components.host.profiles import (BASELINE_SYSCTLS, CI_BUILD_APPARMOR_PROFILE, K3S_CIS_SYSCTLS, PROFILES,
-                                      apparmor_profile)
+from components.host.profiles import (BASELINE_SYSCTLS, CI_BUILD_APPARMOR_PROFILE, IO_URING_SECCOMP_PROFILE,
+                                      K3S_CIS_SYSCTLS, PROFILES, apparmor_profile, localhost_profile, seccomp_profile)
 from components.shell import LIB, content_hash
 from config.catalog import ROLES
 from tests import validators
@@ -200,3 +205,85 @@ def test_the_ci_build_profile_compiles_and_allows_mounts(tmp_path):
     # The mount rules reach the compiled policy: containerd's denial compiles to something else.
     assert compile_(profile.replace("\n  mount,\n", "\n  deny mount,\n")).stdout != compiled.stdout
     assert compile_(profile.replace("pivot_root,", "pivot_root_anywhere,")).returncode != 0, "the parser checks"
+
+
+# --- the seccomp profile of io_uring services -------------------------------------------------------------
+# What containerd's default profile (contrib/seccomp/seccomp_default.go) refuses a container without
+# capabilities; the profile must keep refusing each of them while it allows io_uring.
+DENIED = {
+    "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "reboot", "bpf",
+    "perf_event_open", "fanotify_init", "lookup_dcookie", "mount", "umount2", "pivot_root", "chroot", "fsopen",
+    "fsmount", "move_mount", "open_tree", "mount_setattr", "unshare", "setns", "ptrace", "process_vm_readv",
+    "process_vm_writev", "kcmp", "pidfd_getfd", "keyctl", "add_key", "request_key", "settimeofday", "clock_settime",
+    "swapon", "swapoff", "quotactl", "acct", "name_to_handle_at", "open_by_handle_at", "iopl", "ioperm",
+    "sethostname", "setdomainname", "userfaultfd", "syslog", "vhangup",
+}
+NAMESPACE_FLAGS = {0x20000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000}
+IO_URING = {"io_uring_setup", "io_uring_enter", "io_uring_register"}
+
+
+def _seccomp() -> dict:
+    return json.loads(seccomp_profile(IO_URING_SECCOMP_PROFILE))
+
+
+def _unconditional(profile: dict, action: str) -> set[str]:
+    return {n for rule in profile["syscalls"] if rule["action"] == action and not rule.get("args")
+            for n in rule["names"]}
+
+
+def test_the_io_uring_profile_denies_what_containerd_denies_and_allows_io_uring():
+    profile = _seccomp()
+    assert profile["defaultAction"] == "SCMP_ACT_ALLOW"
+    assert profile["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"], "no 32-bit ABI to slip past"
+    assert {r["action"] for r in profile["syscalls"]} == {"SCMP_ACT_ERRNO"}, "a denylist: every rule denies"
+    denied = _unconditional(profile, "SCMP_ACT_ERRNO")
+    assert DENIED <= denied, DENIED - denied
+    assert not IO_URING & {n for r in profile["syscalls"] for n in r["names"]}, "io_uring is what this profile is for"
+    # clone: denied with any namespace flag (arg 0 on both architectures), allowed otherwise (threads, fork).
+    clone = [r for r in profile["syscalls"] if r["names"] == ["clone"]]
+    assert "clone" not in denied
+    assert {(a["index"], a["op"], a["value"], a["valueTwo"]) for r in clone for a in r["args"]} == \
+        {(0, "SCMP_CMP_MASKED_EQ", flag, flag) for flag in NAMESPACE_FLAGS}
+    assert all(len(r["args"]) == 1 for r in clone), "one flag per rule: rules OR, a rule's arguments AND"
+    [clone3] = [r for r in profile["syscalls"] if "clone3" in r["names"]]
+    assert clone3["errnoRet"] == 38, "ENOSYS, so the C library falls back to the filtered clone"
+
+
+def test_every_node_installs_the_io_uring_profile_where_the_kubelet_looks():
+    for role in ROLES:
+        script = tuning_script("pool", role)
+        assert script_param(script, "SECCOMP_PROFILE_PATH") == \
+            "/var/lib/kubelet/seccomp/profiles/adplatform-io-uring.json", role
+        assert json.loads(script_param(script, "SECCOMP_PROFILE")) == _seccomp(), role
+    assert localhost_profile(IO_URING_SECCOMP_PROFILE) == "profiles/adplatform-io-uring.json"
+    # Idempotent: written only when the content differs (write_file), nothing to reload.
+    assert 'write_file "$SECCOMP_PROFILE_PATH" 0644 "$SECCOMP_PROFILE"' in TEMPLATE.read_text()
+
+
+def test_the_io_uring_profile_is_installed_idempotently(tmp_path):
+    """The script's own lines, run twice against a scratch root: written once, unchanged the second time."""
+    target = tmp_path / "var/lib/kubelet/seccomp/profiles/adplatform-io-uring.json"
+    content = seccomp_profile(IO_URING_SECCOMP_PROFILE)
+    step = f"write_file {shlex.quote(str(target))} 0644 {shlex.quote(content)}"
+    assert _bash(step, tmp_path) == "changed\n"
+    assert _bash(step, tmp_path) == ""
+    assert json.loads(target.read_text()) == _seccomp()
+
+
+_LIBSECCOMP = ctypes.util.find_library("seccomp")
+# Newer than the libseccomp of the test host (2.5.x): runc skips a name its libseccomp cannot resolve.
+NEWER_THAN_TEST_LIBSECCOMP = {"open_tree_attr"}
+
+
+@pytest.mark.skipif(_LIBSECCOMP is None, reason="needs libseccomp (Debian: libseccomp2)")
+def test_every_name_in_the_io_uring_profile_is_a_system_call_of_its_architectures():
+    """A misspelt name would be skipped silently by the runtime, leaving that call allowed."""
+    resolve = ctypes.CDLL(_LIBSECCOMP).seccomp_syscall_resolve_name_arch
+    resolve.argtypes, resolve.restype = [ctypes.c_uint32, ctypes.c_char_p], ctypes.c_int
+    arches = {"SCMP_ARCH_X86_64": 0xC000003E, "SCMP_ARCH_AARCH64": 0xC00000B7}  # AUDIT_ARCH_* tokens
+    profile = _seccomp()
+    unknown = {n for r in profile["syscalls"] for n in r["names"]
+               if all(resolve(arches[a], n.encode()) < 0 for a in profile["architectures"])}
+    assert unknown <= NEWER_THAN_TEST_LIBSECCOMP, unknown
+    assert all(resolve(arches[a], n.encode()) >= 0 for a in arches for n in IO_URING)
+    assert resolve(arches["SCMP_ARCH_X86_64"], b"not_a_syscall") < 0, "the resolver can fail"

@@ -120,7 +120,7 @@ def plan(name: str, svc: ServiceConfig, settings: Settings, cfg: StackConfig, wi
         keyspace=keyspace,
         callers=tuple(_neighbour(c, enabled[c]) for c in svc.callers if c in enabled),
         callees=tuple(_neighbour(other, o) for other, o in enabled.items() if name in o.callers),
-        env=dict(svc.env), pull_secret=pull)
+        env=dict(svc.env), pull_secret=pull, io_uring=svc.io_uring)
 
 
 def summary(p: ServicePlan, service: Service, svc: ServiceConfig) -> dict[str, Any]:

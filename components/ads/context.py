@@ -102,6 +102,7 @@ class ServicePlan:
     callees: tuple[Neighbour, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     pull_secret: str | None = None
+    io_uring: bool = False  # runs under the node's Localhost seccomp profile that allows io_uring
 
     @property
     def labels(self) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """One ad service (`adplatform:ads:Service`): every object a stateless HTTP service needs to run in production.
 
-- Deployment: container `app` (config/catalog.py SERVICE_CONTAINER), restricted security context, probes,
+- Deployment: container `app` (config/catalog.py SERVICE_CONTAINER), restricted security context (seccomp
+  RuntimeDefault, or with `ioUring` the node's Localhost profile that also allows io_uring), probes,
   requests and a memory limit, topology spread over nodes, the hot-path PriorityClass and pool placement,
   env wiring of the stores it declares, zero-downtime rollouts (surge, no unavailable pod, a preStop pause
   while the gateway and kube-proxy replacement drop the endpoint).
@@ -36,6 +37,7 @@ import pulumi_kubernetes as k8s
 from components.ads.context import COMPONENT, MESH_INBOUND_PORT, SERVICE_PORT, AdsContext, Neighbour, ServicePlan
 from components.ads.dashboard import dashboard_json
 from components.ads.stores import plain_env
+from components.host.profiles import IO_URING_SECCOMP_PROFILE, localhost_profile
 from components.platform.context import DASHBOARD_LABEL, OTLP_GRPC_PORT, SCRAPE_INTERVAL, TRACES_NAMESPACE
 from components.scheduling import topology_spread
 from components.services.namespaces import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY
@@ -53,6 +55,15 @@ PLACEHOLDER_PUBLIC = [{"path": {"type": "Exact", "value": "/"}, "method": "GET"}
 
 
 # --- pure specs (unit-testable) ---------------------------------------------------------------------------
+
+def seccomp(plan: ServicePlan) -> dict[str, Any]:
+    """RuntimeDefault, or for io_uring runtimes (Glommio) the profile host tuning installs on every node:
+    containerd's default blocks io_uring, this one keeps containerd's other denials (Pod Security `restricted`
+    admits Localhost profiles)."""
+    if plan.io_uring:
+        return {"type": "Localhost", "localhostProfile": localhost_profile(IO_URING_SECCOMP_PROFILE)}
+    return {"type": "RuntimeDefault"}
+
 
 def env(plan: ServicePlan, ctx: AdsContext) -> list[dict[str, Any]]:
     """Store wiring first, then the services it calls, telemetry, and its own settings (config/ads.py keeps
@@ -114,7 +125,8 @@ def container(plan: ServicePlan, ctx: AdsContext) -> dict[str, Any]:
         "resources": {"requests": {"cpu": plan.cpu, "memory": plan.memory}, "limits": {"memory": plan.memory_limit}},
         **probes(plan),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
-        "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
+        "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True,
+                            "seccompProfile": seccomp(plan)},
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *(m for w in plan.stores for m in w.mounts)],
     }
 
@@ -124,7 +136,7 @@ def pod_spec(plan: ServicePlan, ctx: AdsContext) -> dict[str, Any]:
         "automountServiceAccountToken": False,  # the services never call the Kubernetes API
         "enableServiceLinks": False,  # no env per Service in the namespace: the wiring above is explicit
         "securityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": plan.run_as_user, "runAsGroup": plan.run_as_user,
-                            "fsGroup": plan.run_as_user},
+                            "fsGroup": plan.run_as_user, "seccompProfile": seccomp(plan)},
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "topologySpreadConstraints": spread(plan, ctx.ha),
         "containers": [container(plan, ctx)],

@@ -1,5 +1,6 @@
 """Host tuning layer: one idempotent remote command per node, profile chosen by the node's role; every node also
-gets the AppArmor profile of CI build containers (profiles.CI_BUILD_APPARMOR_PROFILE)."""
+gets the AppArmor profile of CI build containers (profiles.CI_BUILD_APPARMOR_PROFILE) and the seccomp profile of
+io_uring services (profiles.IO_URING_SECCOMP_PROFILE)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 import pulumi
 import pulumi_command as command
 
-from components.host.profiles import (BASELINE_SYSCTLS, CI_BUILD_APPARMOR_PROFILE, K3S_CIS_SYSCTLS, PROFILES, THP_MODE,
-                                      apparmor_profile, sysctl_file)
+from components.host.profiles import (BASELINE_SYSCTLS, CI_BUILD_APPARMOR_PROFILE, IO_URING_SECCOMP_PROFILE,
+                                      K3S_CIS_SYSCTLS, KUBELET_SECCOMP_DIR, PROFILES, SECCOMP_PROFILES_SUBDIR, THP_MODE,
+                                      apparmor_profile, seccomp_profile, sysctl_file)
 from components.remote import run_script
 from components.shell import content_hash, render
 from providers.base import Node
@@ -31,6 +33,8 @@ def tuning_script(node_pool: str, role: str) -> str:
         "FSTRIM": profile.fstrim,
         "APPARMOR_PROFILE_NAME": CI_BUILD_APPARMOR_PROFILE,
         "APPARMOR_PROFILE": apparmor_profile(CI_BUILD_APPARMOR_PROFILE),
+        "SECCOMP_PROFILE_PATH": f"{KUBELET_SECCOMP_DIR}/{SECCOMP_PROFILES_SUBDIR}/{IO_URING_SECCOMP_PROFILE}",
+        "SECCOMP_PROFILE": seccomp_profile(IO_URING_SECCOMP_PROFILE),
     })
 
 

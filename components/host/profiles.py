@@ -43,6 +43,26 @@ def apparmor_profile(name: str) -> str:
     return (APPARMOR_DIR / name).read_text().rstrip("\n")
 
 
+# The seccomp profile of services on io_uring runtimes (components/host/seccomp/README.md: containerd's denials
+# plus io_uring; adServices.services.<name>.ioUring names it). On every node, like the AppArmor profile: a pod
+# naming a Localhost profile its node lacks cannot start. The kubelet resolves `localhostProfile` below its
+# seccomp directory; K3s keeps the upstream kubelet root (it sets --root-dir only for rootless agents).
+IO_URING_SECCOMP_PROFILE = "adplatform-io-uring.json"
+SECCOMP_DIR = Path(__file__).parent / "seccomp"
+KUBELET_SECCOMP_DIR = "/var/lib/kubelet/seccomp"
+SECCOMP_PROFILES_SUBDIR = "profiles"  # what `localhostProfile` names: profiles/<file>
+
+
+def seccomp_profile(name: str) -> str:
+    """The profile's JSON as the node's /var/lib/kubelet/seccomp/profiles/<name> holds it."""
+    return (SECCOMP_DIR / name).read_text().rstrip("\n")
+
+
+def localhost_profile(name: str) -> str:
+    """A pod's `seccompProfile.localhostProfile` for a profile host tuning installs."""
+    return f"{SECCOMP_PROFILES_SUBDIR}/{name}"
+
+
 # madvise: ClickHouse warns on "always", Redis/Dragonfly advise against THP, ScyllaDB and
 # Redpanda request huge pages for their own memory under madvise.
 THP_MODE = "madvise"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Host tuning for one node: sysctl drop-ins, THP policy, CPU governor, clocksource, swap off, and the
-# AppArmor profile of CI build containers.
+# Host tuning for one node: sysctl drop-ins, THP policy, CPU governor, clocksource, swap off, the
+# AppArmor profile of CI build containers and the seccomp profile of io_uring services.
 # Idempotent: every file is rewritten only when its content differs, services are restarted only
 # when a file changed, so a second run changes nothing.
 set -euo pipefail
@@ -107,6 +107,14 @@ if grep -qx Y /sys/module/apparmor/parameters/enabled 2>/dev/null && command -v 
   fi
 else
   log "AppArmor is off on this node: CI image builds (profile $APPARMOR_PROFILE_NAME) cannot run here"
+fi
+
+# --- seccomp profile of io_uring services -------------------------------------------------------
+# Services with adServices.services.<name>.ioUring name it as a Localhost profile (containerd's denials plus
+# io_uring: components/host/seccomp/README.md). The runtime reads the file when a container starts, so writing
+# it is all there is to do; a pod naming a profile its node lacks cannot start.
+if [ -n "$(write_file "$SECCOMP_PROFILE_PATH" 0644 "$SECCOMP_PROFILE")" ]; then
+  log "seccomp profile $SECCOMP_PROFILE_PATH installed"
 fi
 
 log "host tuning for pool $POOL_NAME is in place"
