@@ -428,7 +428,7 @@ def test_monitoring_reaches_every_namespace_and_the_nodes_scrape_ports(productio
     everywhere = policy(production, "monitoring", "allow-to-all-namespaces")["egress"][0]
     assert everywhere == {"to": [{"namespaceSelector": {}}]}
     nodes = policy(production, "monitoring", "allow-egress-nodes")["egress"][0]
-    assert ports(nodes) == [9100, 10250]
+    assert ports(nodes) == [9100, 9962, 9963, 10250], "node-exporter, Cilium agent and operator, kubelet"
     webhook = policy(production, "monitoring", "allow-api-server-webhooks")["ingress"][0]
     assert ports(webhook) == [10250]
     names = {r.name for r in production.resources if r.name.startswith("netpol-monitoring-allow-from-")}
@@ -461,10 +461,13 @@ MONITOR_KINDS = ("kubernetes:monitoring.coreos.com/v1:ServiceMonitor", "kubernet
 # Monitors charts render, with the port they scrape, read at the pinned tags: velero-12.1.0
 # (templates/servicemonitor.yaml, podmonitor.yaml -> http-monitoring 8085), loki-18.11.0
 # (monitoring/servicemonitor.yaml -> http-metrics 3100), tempo-2.2.4 (servicemonitor.yaml -> tempo-prom-metrics
-# 3200), opentelemetry-collector-0.170.0 (ports.metrics 8888).
+# 3200), opentelemetry-collector-0.170.0 (ports.metrics 8888), cert-manager v1.21.1 (servicemonitor.yaml ->
+# http-metrics 9402 of controller, webhook, cainjector), external-secrets 2.9.0 (servicemonitor.yaml -> metrics
+# 8080 of controller, webhook, cert-controller), openbao-0.29.2 (prometheus-servicemonitor.yaml -> http 8200).
 CHART_MONITORS = {"velero": ("velero", 8085), "loki": ("logging", 3100), "tempo": ("tracing", 3200),
                   "otel-gateway": ("tracing", 8888), "otel-agent": ("tracing", 8888),
-                  "log-collector": ("log-collector", 8888)}
+                  "log-collector": ("log-collector", 8888), "cert-manager": ("cert-manager", 9402),
+                  "external-secrets": ("external-secrets", 8080), "openbao": ("openbao", 8200)}
 MONITOR_SWITCHES = re.compile(r"^(serviceMonitor|servicemonitor|podMonitor|nodeAgentPodMonitor)$")
 
 
@@ -551,10 +554,30 @@ def test_prometheus_reaches_every_monitor_of_the_program(production):
     targets |= set(releases.values())
     targets |= {r.inputs["metadata"]["namespace"] for r in production.of_type("kubernetes:cluster.redpanda.com/v1alpha2:Redpanda")
                 if r.inputs["spec"]["clusterSpec"].get("monitoring", {}).get("enabled")}
-    assert {"ads", "scylla", "velero", "gitlab", "cnpg-system", "redpanda", "seaweedfs"} <= targets
+    assert {"ads", "scylla", "velero", "gitlab", "cnpg-system", "redpanda", "seaweedfs", "kube-system"} <= targets
     assert not [ns for ns in sorted(targets) if not reaches(production, "monitoring", ns, None)]
     for release, (namespace, port) in CHART_MONITORS.items():
         assert releases[release] == namespace and reaches(production, "monitoring", namespace, port), release
+
+
+PODMONITOR = "kubernetes:monitoring.coreos.com/v1:PodMonitor"
+
+
+def test_cilium_agents_and_operator_are_scraped_on_the_nodes(production):
+    """Cilium comes before the monitoring CRDs, so its chart renders no monitor: ours select its pods' `prometheus`
+    ports (9962 agent, 9963 operator), which are host-network, reached through monitoring's node egress."""
+    values = production.named("cilium", RELEASE).inputs["values"]
+    assert values["prometheus"] == {"enabled": True} and values["operator"]["prometheus"] == {"enabled": True}
+    for name, selector in (("cilium-agent", {"k8s-app": "cilium"}),
+                           ("cilium-operator", {"io.cilium/app": "operator", "name": "cilium-operator"})):
+        monitor = production.named(f"{name}-pod-monitor", PODMONITOR)
+        assert monitor.inputs["metadata"]["namespace"] == "kube-system"
+        assert monitor.inputs["spec"]["selector"] == {"matchLabels": selector}
+        assert [e["port"] for e in monitor.inputs["spec"]["podMetricsEndpoints"]] == ["prometheus"]
+        after = {production.by_urn(u).name for u in monitor.dependencies}
+        assert "prometheus-operator-crds" in after, name
+    nodes = policy(production, "monitoring", "allow-egress-nodes")["egress"][0]
+    assert {9962, 9963} <= set(ports(nodes))
 
 
 # --- schemas ---------------------------------------------------------------------------------------------

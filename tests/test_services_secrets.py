@@ -151,6 +151,40 @@ def test_namespaces_allow_exactly_eso_to_openbao_and_the_webhook(production):
     assert ns["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
+def _deps(run, name: str) -> set[str]:
+    return {run.by_urn(u).name for u in run.named(name, RELEASE).dependencies}
+
+
+def _monitoring_ports(run, namespace: str) -> list[dict]:
+    spec = run.named(f"netpol-{namespace}-allow-from-monitoring", "kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
+    assert spec["ingress"][0]["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    return spec["ingress"][0]["ports"]
+
+
+def test_eso_controller_webhook_and_cert_controller_are_scraped_on_8080(production):
+    """serviceMonitor.enabled renders one ServiceMonitor per component (chart 2.9.0 templates/servicemonitor.yaml),
+    each on its metrics Service; the release waits for the CRDs, so it renders them without asking."""
+    values = server_values(production, "external-secrets")
+    assert values["serviceMonitor"] == {"enabled": True, "renderMode": "alwaysRender"}
+    for component in (values, values["webhook"], values["certController"]):
+        assert component["metrics"]["service"]["enabled"] is True
+    assert "prometheus-operator-crds" in _deps(production, "external-secrets")
+    assert _monitoring_ports(production, "external-secrets") == [{"protocol": "TCP", "port": 8080}]
+
+
+@pytest.mark.parametrize("backend", ["openbao", "vault"])
+def test_the_active_server_is_scraped_without_a_token_on_the_api_port(request, production, backend):
+    run = production if backend == "openbao" else request.getfixturevalue("vault_run")
+    server = server_values(run, backend)
+    assert server["serverTelemetry"]["serviceMonitor"] == {"enabled": True}
+    config = server["server"]["ha"]["raft"]["config"]
+    # The chart's monitor sends no token: the listener must let /v1/sys/metrics through without one.
+    listener = config.split('listener "tcp" {', 1)[1].split("storage", 1)[0]
+    assert "unauthenticated_metrics_access = true" in listener and 'prometheus_retention_time = "30s"' in config
+    assert "prometheus-operator-crds" in _deps(run, backend)
+    assert _monitoring_ports(run, backend) == [{"protocol": "TCP", "port": 8200}]
+
+
 def test_vault_backend_uses_the_vault_chart_and_shamir_with_a_bootstrap_script(vault_run):
     vault = vault_run.named("vault", RELEASE).inputs
     assert (vault["chart"], vault["version"], vault["repositoryOpts"]["repo"], vault["namespace"]) == (

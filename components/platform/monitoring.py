@@ -43,7 +43,7 @@ What this module sets, and why:
   series on the kubelet endpoint of servers are dropped there. Cilium replaces kube-proxy: no kube-proxy
   scrape. CoreDNS (K3s' bundled one, k8s-app=kube-dns, metrics on 9153) is scraped.
 - Network: every platform namespace is default-deny. `monitoring` may reach every namespace (scrapes,
-  Grafana's Loki/Tempo) and the nodes on the kubelet (10250) and node-exporter (9100) ports, is
+  Grafana's Loki/Tempo) and the nodes on the kubelet (10250), node-exporter (9100) and Cilium (9962, 9963) ports, is
   reached by the gateway (Grafana) and by the API server on the operator's admission webhook port, and
   reaches the internet on 443 only when alert receivers are configured (Slack, PagerDuty, webhooks); a Slack
   or webhook URL that is not https on 443 is refused when the configuration is built (it could never be sent).
@@ -65,6 +65,7 @@ from components.helm import release
 from components.platform import dashboards
 from components.platform.context import (ALERTMANAGER_URL, DASHBOARD_LABEL, LAYER, LOKI_URL,
                                          PROMETHEUS_URL, SCRAPE_INTERVAL, TEMPO_URL, Installed, PlatformContext)
+from components.services import cilium_metrics
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
                                            NamespaceSpec, Peer)
 from config.catalog import MONITORING_NAMESPACE
@@ -131,7 +132,8 @@ def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
                 f"runs in {NODE_EXPORTER_NAMESPACE}",
             webhooks=(WEBHOOK_PORT,),
             egress_to=(Peer("all-namespaces", all_namespaces=True),),
-            egress_nodes=(KUBELET_PORT, NODE_EXPORTER_PORT),
+            # Cilium's agents and operator serve metrics in the hosts' network (services/cilium_metrics.py).
+            egress_nodes=(KUBELET_PORT, NODE_EXPORTER_PORT, *cilium_metrics.PORTS),
             egress_world=(RECEIVER_PORT,) if receivers else ()),
         NamespaceSpec(
             name=NODE_EXPORTER_NAMESPACE, pss="privileged", layer=LAYER,

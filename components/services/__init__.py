@@ -1,7 +1,9 @@
 """Cluster services: storage, namespaces and policies, TLS, the shared gateway, upgrades, backups,
 secrets and the optional mesh, installed in dependency order on the cluster's provider.
 
-Order: namespaces (labels, default-deny policies, team quotas) and the provider's storage first;
+Order: namespaces (labels, default-deny policies, team quotas) and the provider's storage first; then
+the Prometheus Operator CRDs, before every release that renders a ServiceMonitor/PodMonitor (cert-manager,
+the secret store, ESO, Velero) and our PodMonitors for Cilium (installed with the cluster, before them);
 cert-manager before anything that asks for a certificate (gateway, mesh); the secret store and
 backups on storage. Each module returns what later layers consume, plus `ready` to wait on.
 """
@@ -11,7 +13,8 @@ from __future__ import annotations
 import pulumi
 
 from components.k3s import K3sCluster
-from components.services import backups, certs, gateway, mesh, monitoring_crds, namespaces, secrets, upgrades
+from components.services import (backups, certs, cilium_metrics, gateway, mesh, monitoring_crds, namespaces, secrets,
+                                 upgrades)
 from components.services.context import ServicesContext
 from config import LoadedConfig
 from config.rules import schedulable_nodes
@@ -41,19 +44,22 @@ class ClusterServices(pulumi.ComponentResource):
             schedulable_nodes=schedulable_nodes(cfg))
         base = [*cluster.ready, *storage.resources]
 
-        modules = (certs, gateway, upgrades, backups, secrets, mesh, monitoring_crds)
+        modules = (certs, gateway, upgrades, backups, secrets, mesh, monitoring_crds, cilium_metrics)
         spaces = namespaces.install(ctx, [spec for m in modules for spec in m.namespaces(ctx)],
                                     after=cluster.ready, mesh_peers=mesh.meshed_namespace_peers(ctx),
                                     teams=cfg.cluster_services.teams)
         # Workloads start once their namespace's policies exist (allows included), not in a race with them.
         placed = [*base, *spaces.ready]
-        tls = certs.install(ctx, spaces, after=placed)
+        monitors = monitoring_crds.install(ctx, spaces, after=placed)
+        # Releases that render a ServiceMonitor wait for its CRD (Helm refuses unknown kinds).
+        scraped = [*placed, *monitors]
+        tls = certs.install(ctx, spaces, after=scraped)
         edge = gateway.install(ctx, spaces, tls, after=placed)
         rolling = upgrades.install(ctx, spaces, after=placed)
-        saved = backups.install(ctx, spaces, after=placed)
-        store = secrets.install(ctx, spaces, after=placed)
+        saved = backups.install(ctx, spaces, after=scraped)
+        store = secrets.install(ctx, spaces, after=scraped)
         meshed = mesh.install(ctx, spaces, tls, after=placed)
-        monitors = monitoring_crds.install(ctx, spaces, after=placed)
+        cilium = cilium_metrics.install(ctx, spaces, after=scraped)
 
         self.storage_class = storage.default_class
         self.xfs_storage_class = storage.xfs_class
@@ -64,7 +70,7 @@ class ClusterServices(pulumi.ComponentResource):
         # What a later layer's workloads need: volumes, certificates (cert-manager's webhook answers,
         # issuers exist) and the monitoring CRDs; each already waited for the cluster.
         self.foundations = [*storage.resources, *tls.ready, *monitors]
-        self.ready = [*base, *spaces.ready, *tls.ready, *edge.ready, *rolling, *saved.ready, *store.ready, *meshed, *monitors]
+        self.ready = [*base, *spaces.ready, *tls.ready, *edge.ready, *rolling, *saved.ready, *store.ready, *meshed, *monitors, *cilium]
         self.register_outputs({"storage_class": self.storage_class, "cluster_issuer": self.cluster_issuer,
                                "gateway": f"{edge.namespace}/{edge.name}"})
 

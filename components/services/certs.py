@@ -5,7 +5,7 @@ limits, `letsencrypt-production` for browsers); `clusterServices.tls.issuer` pic
 gateway's certificates use. Each issuer answers challenges with HTTP-01 through the shared gateway's
 port-80 listener, and with DNS-01 for names in the configured DNS zone (the only way to a wildcard).
 
-Order: the Gateway API CRDs (K3s layer) -> the cert-manager release (its CRDs, webhook) -> the DNS
+Order: the Gateway API CRDs (K3s layer) and the Prometheus Operator CRDs (its ServiceMonitor) -> the cert-manager release (its CRDs, webhook) -> the DNS
 credentials and the ClusterIssuers -> certificates (gateway.py and later layers).
 """
 
@@ -21,11 +21,13 @@ from components.charts import CERT_MANAGER
 from components.helm import release
 from components.services import gateway
 from components.services.context import ServicesContext
-from components.services.namespaces import Namespaces, NamespaceSpec
+from components.services.namespaces import Namespaces, NamespaceSpec, Peer
+from config.catalog import MONITORING_NAMESPACE
 from config.services import Dns01
 
 NAMESPACE = CERT_MANAGER.namespace
 WEBHOOK_PORT = 10250  # the chart's webhook.securePort: the API server calls the pods on it
+METRICS_PORT = 9402  # http-metrics of the controller, webhook and cainjector (chart v1.21.1 deployments)
 ACME_SERVERS = {
     "letsencrypt-staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
     "letsencrypt-production": "https://acme-v02.api.letsencrypt.org/directory",
@@ -67,7 +69,8 @@ def namespaces(ctx: ServicesContext) -> list[NamespaceSpec]:
     return [NamespaceSpec(
         name=NAMESPACE, pss="restricted",
         why="cert-manager's controller, webhook and cainjector run non-root, RuntimeDefault seccomp, no capabilities",
-        webhooks=(WEBHOOK_PORT,), egress_world=egress_ports(ctx.settings.tls.dns01))]
+        webhooks=(WEBHOOK_PORT,), egress_world=egress_ports(ctx.settings.tls.dns01),
+        ingress_from=(Peer(MONITORING_NAMESPACE, (METRICS_PORT,)),))]
 
 
 # --- chart values ---------------------------------------------------------------------------------
@@ -118,8 +121,10 @@ def chart_values(ctx: ServicesContext) -> dict[str, Any]:
             # The HTTP-01 solver creates an HTTPRoute on the shared gateway (needs the Gateway API CRDs).
             "gatewayAPI": {"enabled": True},
         },
-        # Metrics on :9402. No ServiceMonitor: its CRD arrives with kube-prometheus-stack, a later layer.
-        "prometheus": {"enabled": True, "servicemonitor": {"enabled": False}},
+        # Metrics on :9402 of the controller, webhook and cainjector; the chart's one ServiceMonitor selects
+        # all three Services (v1.21.1 templates/servicemonitor.yaml). Its CRD is installed before this
+        # release (monitoring_crds.py). Not the PodMonitor: the chart refuses both at once.
+        "prometheus": {"enabled": True, "servicemonitor": {"enabled": True}},
         "webhook": component_values(ctx, "webhook"),
         "cainjector": component_values(ctx, "cainjector"),
         "startupapicheck": {"resources": RESOURCES["startupapicheck"]},

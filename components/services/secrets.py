@@ -18,6 +18,9 @@ Both backends share one code path (openbao-helm is a fork of vault-helm); what d
 TLS between raft peers: the listener is plain HTTP inside the cluster because Cilium's WireGuard
 encrypts all pod traffic between nodes, and the cluster port (8201: raft, request forwarding) is
 always mutual TLS with certificates the servers generate themselves. No cert-manager dependency.
+
+Metrics: the charts' ServiceMonitors (the active server's /v1/sys/metrics on 8200; ESO's controller,
+webhook and cert-controller on 8080), installed after the Prometheus Operator CRDs (monitoring_crds.py).
 """
 
 from __future__ import annotations
@@ -35,11 +38,13 @@ from components.helm import release
 from components.services.context import ServicesContext
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
                                            NamespaceSpec, Peer)
+from config.catalog import MONITORING_NAMESPACE
 
 API_PORT = 8200
 CLUSTER_PORT = 8201
 ESO_NAMESPACE = "external-secrets"
 ESO_WEBHOOK_PORT = 10250
+ESO_METRICS_PORT = 8080  # metrics.listen.port of the controller, webhook and cert-controller (chart 2.9.0)
 STORE_NAME = "platform-secrets"  # the ClusterSecretStore ExternalSecrets name (stable across backends)
 KV_MOUNT = "secret"
 AUTH_MOUNT = "kubernetes"
@@ -102,9 +107,10 @@ def namespaces(ctx: ServicesContext) -> list[NamespaceSpec]:
     return [
         NamespaceSpec(name=backend.name, pss="restricted",
                       why=f"{backend.name} servers run non-root with no extra capabilities",
-                      ingress_from=(Peer(ESO_NAMESPACE, (API_PORT,)),)),
+                      ingress_from=(Peer(ESO_NAMESPACE, (API_PORT,)), Peer(MONITORING_NAMESPACE, (API_PORT,)))),
         NamespaceSpec(name=ESO_NAMESPACE, pss="restricted", why="the ESO controllers run non-root, read-only root",
-                      webhooks=(ESO_WEBHOOK_PORT,), egress_to=(Peer(backend.name, (API_PORT,)),)),
+                      webhooks=(ESO_WEBHOOK_PORT,), egress_to=(Peer(backend.name, (API_PORT,)),),
+                      ingress_from=(Peer(MONITORING_NAMESPACE, (ESO_METRICS_PORT,)),)),
     ]
 
 
@@ -281,7 +287,12 @@ def server_values(ctx: ServicesContext, backend: Backend) -> dict[str, Any]:
                 "disruptionBudget": {"enabled": True, "maxUnavailable": 1},
             },
         },
-        "serverTelemetry": {"serviceMonitor": {"enabled": False}},  # the monitoring layer scrapes /v1/sys/metrics
+        # The chart's ServiceMonitor scrapes /v1/sys/metrics of the active server (its `-active` Service,
+        # port `http`; openbao-helm openbao-0.29.2 and vault-helm v0.34.1 templates/prometheus-servicemonitor.yaml)
+        # without a token: the listener's `unauthenticated_metrics_access` allows that path alone, and
+        # the metrics carry counts and timings, no secret material. Prometheus may reach the API port
+        # only, where every other path still wants a token.
+        "serverTelemetry": {"serviceMonitor": {"enabled": True}},
     }
 
 
@@ -353,7 +364,10 @@ def eso_values(ctx: ServicesContext) -> dict[str, Any]:
         "webhook": {**_eso_component(ctx, "external-secrets-webhook", "50m", "64Mi", "256Mi"),
                     "port": ESO_WEBHOOK_PORT},
         "certController": _eso_component(ctx, "external-secrets-cert-controller", "50m", "64Mi", "256Mi"),
-        "serviceMonitor": {"enabled": False},  # the monitoring layer adds scraping
+        # One ServiceMonitor each for the controller, webhook and cert-controller metrics Services (:8080,
+        # chart 2.9.0 templates/servicemonitor.yaml). Rendered without asking the API for the CRD: the
+        # release waits for the CRDs (monitoring_crds.py), and a preview's check could skip it for good.
+        "serviceMonitor": {"enabled": True, "renderMode": "alwaysRender"},
     }
 
 
