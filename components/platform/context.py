@@ -14,7 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.data.context import OBJECT_STORE_NAMESPACE, OBJECT_STORE_S3_PORT
-from components.data.endpoints import DataEndpoints, S3Location
+from components.data.endpoints import DataEndpoints, ObjectStoreEndpoint, S3Location
 from components.layer import LayerContext
 from components.services.gateway import GatewayRef
 from components.services.namespaces import Peer
@@ -100,6 +100,20 @@ class PlatformContext(LayerContext):
                 continue
             peers.append(Peer(endpoint.namespace, tuple(ports[store](endpoint)), pod_labels=dict(endpoint.pod_labels)))
         return tuple(peers)
+
+    def object_store(self, component: str) -> ObjectStoreEndpoint:
+        """The object store a component keeps its data in (config/rules.py refuses the component without it,
+        so None here is a bug, not a config problem)."""
+        if self.data.object_storage is None:
+            raise ValueError(f"platform.{component} needs dataPlane.objectStorage")
+        return self.data.object_storage
+
+    def aws_credentials(self, resource_name: str, name: str, namespace: str, location: S3Location,
+                        depends_on: Sequence[pulumi.Resource] = ()) -> k8s.core.v1.Secret:
+        """The bucket's keys as the AWS SDKs' standard variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), for
+        S3 clients that read them when their config names no keys."""
+        return location.secret(resource_name, name, namespace, self.opts(depends_on),
+                               id_key="AWS_ACCESS_KEY_ID", secret_key="AWS_SECRET_ACCESS_KEY")
 
     def object_storage_egress_world(self) -> tuple[int, ...]:
         """HTTPS to the provider's S3 when object storage is external (dataPlane.objectStorage.backend)."""

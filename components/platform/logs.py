@@ -234,12 +234,9 @@ def collector_values() -> dict[str, Any]:
 
 # --- install ----------------------------------------------------------------------------------------------
 def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> Installed:
-    store = ctx.data.object_storage
-    if store is None:  # config/rules.py refuses platform.logs without dataPlane.objectStorage
-        raise ValueError("platform.logs needs dataPlane.objectStorage")
+    store = ctx.object_store("logs")
     location = store.bucket("logs")
-    secret = location.secret("loki-s3", S3_SECRET, NAMESPACE, ctx.opts(after),
-                             id_key="AWS_ACCESS_KEY_ID", secret_key="AWS_SECRET_ACCESS_KEY")
+    secret = ctx.aws_credentials("loki-s3", S3_SECRET, NAMESPACE, location, after)
     loki = release(RELEASE, charts.LOKI, loki_values(ctx, store, location), ctx.opts([*after, secret]),
                    namespace=NAMESPACE, create_namespace=False)
     collector = release(COLLECTOR_RELEASE, charts.OPENTELEMETRY_COLLECTOR, collector_values(), ctx.opts(after),

@@ -101,7 +101,7 @@ def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
 
 # --- values -------------------------------------------------------------------------------------------------
 def artifacts(ctx: PlatformContext) -> S3Location:
-    return ctx.data.object_storage.bucket(BUCKET, ARTIFACT_PREFIX)
+    return ctx.object_store("mlflow").bucket(BUCKET, ARTIFACT_PREFIX)
 
 
 def allowed_hosts(ctx: PlatformContext) -> list[str]:
@@ -216,8 +216,7 @@ def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Res
     opts = ctx.opts([*after, ns])
     database = ctx.data.postgres.databases[CONSUMER]
     db_secret = database.credentials.copy_to("mlflow-postgres-credentials", NAMESPACE, opts, name=DB_SECRET)
-    s3_secret = artifacts(ctx).secret("mlflow-s3", S3_SECRET, NAMESPACE, opts, id_key="AWS_ACCESS_KEY_ID",
-                                      secret_key="AWS_SECRET_ACCESS_KEY")
+    s3_secret = ctx.aws_credentials("mlflow-s3", S3_SECRET, NAMESPACE, artifacts(ctx), [*after, ns])
     password = ctx.password("mlflow-admin-password")
     _, admin_secret = ctx.credentials("mlflow-admin", ADMIN_SECRET, NAMESPACE,
                                       {"username": ADMIN_USER, "password": password.result}, [*after, ns],

@@ -266,12 +266,9 @@ def agent_values() -> dict[str, Any]:
 
 # --- install ----------------------------------------------------------------------------------------------
 def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> Installed:
-    store = ctx.data.object_storage
-    if store is None:  # config/rules.py refuses platform.traces without dataPlane.objectStorage
-        raise ValueError("platform.traces needs dataPlane.objectStorage")
+    store = ctx.object_store("traces")
     location = store.bucket("traces")
-    secret = location.secret("tempo-s3", S3_SECRET, NAMESPACE, ctx.opts(after),
-                             id_key="AWS_ACCESS_KEY_ID", secret_key="AWS_SECRET_ACCESS_KEY")
+    secret = ctx.aws_credentials("tempo-s3", S3_SECRET, NAMESPACE, location, after)
     headless = headless_service(ctx, after)
     tempo = release(TEMPO_RELEASE, charts.TEMPO, tempo_values(ctx, store, location),
                     ctx.opts([*after, secret, headless]), namespace=NAMESPACE, create_namespace=False)
