@@ -21,6 +21,12 @@ class Profile:
     protect: bool  # servers, networks and (later) database clusters get protect=True
     defaults: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def environment(self) -> str:
+        """config/catalog.py ENVIRONMENTS: production-grade profiles are `production` (the runner's tag, what
+        the ad services call their environment), the others `staging`."""
+        return "production" if self.strict else "staging"
+
 
 def _pool(name: str, role: str, count: int, size: str) -> dict[str, Any]:
     return {"name": name, "role": role, "count": count, "size": size}

@@ -45,7 +45,7 @@ class AdServices(pulumi.ComponentResource):
         ctx = AdsContext(
             parent=self, k8s=cluster.provider, ha=loaded.profile.strict, protect=loaded.profile.protect,
             namespace=settings.namespace, domain=cfg.domain,
-            environment="production" if loaded.profile.strict else "staging", gateway=services.gateway,
+            environment=loaded.profile.environment, gateway=services.gateway,
             otlp_endpoint=platform.otlp_endpoint if platform is not None else None,
             monitoring=platform is not None and "monitoring" in platform.enabled,
             after=tuple(services.ready),

@@ -48,7 +48,7 @@ class Platform(pulumi.ComponentResource):
             gateway=services.gateway, cluster_issuer=services.cluster_issuer, data=data.endpoints,
             backup=data.backup,
             general_nodes=schedulable_nodes(cfg),
-            environment="production" if loaded.profile.strict else "staging",
+            environment=loaded.profile.environment,
             teams=tuple(t.name for t in cfg.cluster_services.teams))
 
         enabled = {n: m for n, m in MODULES.items() if getattr(cfg.platform, n).enabled}
