@@ -72,6 +72,18 @@ class Host(Model):
     private_address: Address  # the cluster network (node-ip): inside cluster.subnetCidr
     ssh_user: str = "root"
     pool: str  # a cluster pool name, or "control-plane" for the K3s servers
+    # What the host costs per month (rent, colocation, power), in the currency of the bare-metal price
+    # table (tools/plan/prices/baremetal.yaml): the offline plan's cost. Unset: the host is listed unpriced.
+    monthly_price: float | None = None
+
+    @field_validator("monthly_price", mode="before")
+    @classmethod
+    def _price(cls, price: object) -> object:
+        # bool is an int to Python: `monthlyPrice: true` is a mistake, not a price of 1.
+        if price is not None and (isinstance(price, bool) or not isinstance(price, (int, float)) or price < 0
+                                  or price != price or price == float("inf")):
+            raise ValueError("must be a non-negative number (the host's monthly cost, e.g. 89.00), or left out")
+        return price
 
     @field_validator("ssh_user")
     @classmethod

@@ -2,8 +2,12 @@
 
 One YAML file per provider says how to read its billable resources (which input holds the type,
 the location, the pool) and what each type costs per month in each region, with the date and the
-source of the prices. Nothing is guessed: a type, region or billable resource the table does not
-know is listed under `unknown` and left out of the total.
+source of the prices. Beyond the provider resources it prices what the cluster itself makes the cloud
+create: the block storage its claims ask for (tools/plan/storage.py), the load balancers the cloud
+controller makes for LoadBalancer Services (the gateway), and on bare metal each host's configured monthly
+price. Nothing is guessed: a type, region or billable resource the table does not know is listed under
+`unknown` and left out of the total; what is deliberately not priced (usage-based charges, volumes that
+exist only while a job runs, hosts without a price) is listed under `unpriced` with the reason.
 """
 
 from __future__ import annotations
@@ -15,8 +19,15 @@ from typing import Any
 
 import yaml
 
+from tools.plan import storage
+
 PRICES = Path(__file__).resolve().parent / "prices"
 SHARED = "(shared)"
+HOURS_PER_MONTH = 730  # what AWS, GCP and Azure use to turn hourly prices into monthly ones
+GATEWAY = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
+SERVICE = "kubernetes:core/v1:Service"
+STORAGE_CLASS = "kubernetes:storage.k8s.io/v1:StorageClass"
+DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
 
 
 @cache
@@ -48,7 +59,7 @@ def servers(plan: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append({"name": _at(r["inputs"], spec["name"]) or r["name"], "urn": r["urn"],
                          "pool": _at(r["inputs"], spec["pool"]) or "(no pool)", "role": _at(r["inputs"], spec["role"]),
                          "k3s": _at(r["inputs"], spec["k3s"]), "type": _at(r["inputs"], spec["size"]),
-                         "location": _at(r["inputs"], spec["location"]), "protect": r["protect"]})
+                         "location": _location(prices, plan, spec, r["inputs"]), "protect": r["protect"]})
     return rows
 
 
@@ -56,14 +67,52 @@ def _region(prices: dict[str, Any], location: Any) -> str | None:
     return (prices.get("regions") or {}).get(location)
 
 
+def _location(prices: dict[str, Any], plan: dict[str, Any], spec: dict[str, Any], inputs: dict[str, Any]) -> Any:
+    """The resource's own location input, or the stack's region from provider config (aws:region) for
+    resources that have none."""
+    if "location" in spec or "regionConfig" not in prices:
+        return _at(inputs, spec.get("location", ["location"]))
+    return (plan.get("config") or {}).get(prices["regionConfig"])
+
+
+def _stack_region(prices: dict[str, Any], plan: dict[str, Any]) -> str | None:
+    """Where the cluster's own volumes and load balancers go: the region of its first server."""
+    if "regionConfig" in prices:
+        return _region(prices, (plan.get("config") or {}).get(prices["regionConfig"]))
+    return next((region for s in plan.get("servers") or [] if (region := _region(prices, s["location"]))), None)
+
+
 def estimate(plan: dict[str, Any]) -> dict[str, Any]:
     provider = plan.get("provider") or ""
     prices = table(provider)
     if prices is None:
-        return {"currency": None, "total": None, "pools": {}, "items": [], "unknown": [
+        return {"currency": None, "total": None, "pools": {}, "layers": {}, "items": [], "unpriced": [], "unknown": [
             f"no price table for provider {provider!r} (tools/plan/prices/{provider}.yaml)"]}
     items: list[dict[str, Any]] = []
+    unpriced: list[dict[str, str]] = []
     unknown: list[str] = []
+    _resources(plan, prices, items, unknown)
+    region = _stack_region(prices, plan)
+    _volumes(plan, prices, region, items, unpriced, unknown)
+    _service_load_balancers(plan, prices, region, items, unpriced, unknown)
+    _hosts(plan, prices, items, unpriced)
+    unpriced += [{"what": what, "reason": reason} for what, reason in (prices.get("unpriced") or {}).items()]
+    return {"currency": prices["currency"], "source": prices["source"], "priceDate": str(prices["date"]),
+            "note": prices.get("note", ""), "items": items, "unpriced": unpriced, "unknown": unknown,
+            "pools": _sum(items, "pool"), "layers": _sum(items, "layer"),
+            "total": round(sum(item["monthly"] for item in items), 2)}
+
+
+def _sum(items: list[dict[str, Any]], key: str) -> dict[str, float]:
+    totals: dict[str, float] = defaultdict(float)
+    for item in items:
+        totals[item[key]] += item["monthly"]
+    return {name: round(total, 2) for name, total in totals.items()}
+
+
+def _resources(plan: dict[str, Any], prices: dict[str, Any], items: list[dict[str, Any]], unknown: list[str]) -> None:
+    """The provider resources the program creates (servers, their disks and addresses, load balancers)."""
+    provider = plan["provider"]
     pool_of = {s["urn"]: s["pool"] for s in plan.get("servers") or servers(plan)}
     for r in plan["resources"]:
         if not r["custom"] or not r["type"].startswith(prices["namespace"]):
@@ -73,21 +122,111 @@ def estimate(plan: dict[str, Any]) -> dict[str, Any]:
             if r["type"] not in prices.get("free", []) and not r["type"].startswith("pulumi:providers:"):
                 unknown.append(f"{r['type']} {r['name']} is billable but not in the {provider} price table")
             continue
-        location = _at(r["inputs"], spec.get("location", ["location"]))
+        location = _location(prices, plan, spec, r["inputs"])
         region = _region(prices, location)
-        pool = pool_of.get(r["urn"], SHARED)
         if region is None:
             unknown.append(f"{r['name']}: no {provider} prices for location {location!r}")
             continue
-        for label, monthly in _charges(spec, r["inputs"], region, unknown, r["name"]):
-            items.append({"resource": r["name"], "what": label, "pool": pool, "monthly": monthly})
-    pools: dict[str, float] = defaultdict(float)
-    for item in items:
-        pools[item["pool"]] += item["monthly"]
-    return {"currency": prices["currency"], "source": prices["source"], "priceDate": str(prices["date"]),
-            "note": prices.get("note", ""), "items": items, "unknown": unknown,
-            "pools": {pool: round(total, 2) for pool, total in pools.items()},
-            "total": round(sum(item["monthly"] for item in items), 2)}
+        for label, monthly in _charges(spec, r["inputs"], region, unknown, r["name"], prices):
+            items.append({"resource": r["name"], "what": label, "pool": pool_of.get(r["urn"], SHARED),
+                          "layer": r["layer"], "monthly": monthly})
+
+
+def _storage_classes(plan: dict[str, Any], prices: dict[str, Any]) -> dict[str | None, dict[str, Any]]:
+    """StorageClass name -> {provisioner, parameters}; None -> the default class."""
+    classes: dict[str | None, dict[str, Any]] = {
+        name: {"provisioner": provisioner, "parameters": {}}
+        for name, provisioner in ((prices.get("storage") or {}).get("builtinClasses") or {}).items()}
+    for r in plan["resources"]:
+        if r["type"] == STORAGE_CLASS:
+            metadata = r["inputs"].get("metadata") or {}
+            found = {"provisioner": r["inputs"].get("provisioner"), "parameters": r["inputs"].get("parameters") or {}}
+            classes[metadata.get("name")] = found
+            if (metadata.get("annotations") or {}).get(DEFAULT_CLASS) == "true":
+                classes[None] = found
+    return classes
+
+
+def _volumes(plan: dict[str, Any], prices: dict[str, Any], region: str | None, items: list[dict[str, Any]],
+             unpriced: list[dict[str, str]], unknown: list[str]) -> None:
+    """Block storage the cluster claims, per GB-month of the class's backing disk; replicas multiply."""
+    spec = prices.get("storage") or {}
+    classes = _storage_classes(plan, prices)
+    pools_of_role = defaultdict(set)
+    for s in plan.get("servers") or []:
+        pools_of_role[s["role"]].add(s["pool"])
+    for claim in storage.claims(plan):
+        label = f"{claim['count']} x {claim['gb']:g} GiB {claim['what']}" if claim["gb"] is not None else claim["what"]
+        where = f"{claim['resource']}: {label}"
+        storage_class = classes.get(claim["class"])
+        if claim.get("transient"):
+            unpriced.append({"what": where, "reason": claim["transient"]})
+        elif claim["gb"] is None:
+            unknown.append(f"{where}: {claim['reason']}")
+        elif storage_class is None:
+            unknown.append(f"{where}: storage class {claim['class']!r} is not created by the program")
+        elif storage_class["provisioner"] in (spec.get("local") or {}):
+            unpriced.append({"what": where, "reason": f"{claim['class']}: {spec['local'][storage_class['provisioner']]}"})
+        else:
+            monthly = _volume_price(spec, storage_class, region, claim["gb"])
+            if monthly is None:
+                unknown.append(f"{where}: no {region} price for {storage_class['provisioner']} "
+                               f"{storage_class['parameters']} volumes")
+                continue
+            pools = pools_of_role.get(claim["role"]) or set()
+            items.append({"resource": claim["resource"], "what": f"volumes {label} ({claim['class'] or 'default'})",
+                          "pool": next(iter(pools)) if len(pools) == 1 else SHARED, "layer": claim["layer"],
+                          "monthly": claim["count"] * monthly})
+
+
+def _volume_price(spec: dict[str, Any], storage_class: dict[str, Any], region: str | None, gb: float) -> float | None:
+    """Monthly price of one volume: per GB, or the smallest size tier that holds it (Azure's managed disks)."""
+    provisioner = (spec.get("provisioners") or {}).get(storage_class["provisioner"])
+    if provisioner is None or region is None:
+        return None
+    price = (provisioner.get("prices") or {}).get(region)
+    if isinstance(price, dict):
+        price = price.get(storage_class["parameters"].get(provisioner.get("typeParameter")))
+    if isinstance(price, list):  # [[largest GiB of the tier, monthly price], ...], smallest first
+        return next((float(monthly) for largest, monthly in price if gb <= largest), None)
+    return None if price is None else gb * float(price)
+
+
+def _service_load_balancers(plan: dict[str, Any], prices: dict[str, Any], region: str | None,
+                            items: list[dict[str, Any]], unpriced: list[dict[str, str]], unknown: list[str]) -> None:
+    """LoadBalancer Services are not provider resources in the plan: the cloud controller makes one load
+    balancer for each (a Gateway's is a LoadBalancer Service Cilium creates)."""
+    spec = prices.get("serviceLoadBalancers") or {}
+    for r in plan["resources"]:
+        service_type = (r["inputs"].get("spec") or {}).get("type")
+        if not (r["type"] == GATEWAY or (r["type"] == SERVICE and service_type == "LoadBalancer")):
+            continue
+        what = f"load balancer of {r['type'].rsplit(':', 1)[-1]} {r['name']}"
+        if "free" in spec:
+            unpriced.append({"what": what, "reason": spec["free"]})
+            continue
+        annotations = {**(_at(r["inputs"], ["spec", "infrastructure", "annotations"]) or {}),
+                       **(_at(r["inputs"], ["metadata", "annotations"]) or {})}
+        where = _region(prices, annotations.get(spec.get("locationAnnotation"))) or region
+        inputs = {"type": annotations.get(spec.get("typeAnnotation"), spec.get("defaultType"))}
+        for label, monthly in _charges({**spec, "size": ["type"]}, inputs, where, unknown, r["name"], prices):
+            items.append({"resource": r["name"], "what": label, "pool": SHARED, "layer": r["layer"], "monthly": monthly})
+
+
+def _hosts(plan: dict[str, Any], prices: dict[str, Any], items: list[dict[str, Any]],
+           unpriced: list[dict[str, str]]) -> None:
+    """Existing servers: the monthly price each host's config states (bareMetal.hosts[].monthlyPrice)."""
+    key = prices.get("hostPrices")
+    if not key:
+        return
+    hosts = ((plan.get("config") or {}).get(key) or {}).get("hosts") or []
+    for index, host in enumerate(hosts):
+        what = f"host {host.get('publicAddress')} ({host.get('pool')})"
+        if host.get("monthlyPrice") is None:
+            unpriced.append({"what": what, "reason": f"no {key}.hosts[{index}].monthlyPrice in the stack config"})
+        else:
+            items.append({"resource": host.get("publicAddress"), "what": "host", "pool": host.get("pool"),
+                          "layer": "providers", "monthly": float(host["monthlyPrice"])})
 
 
 def _spec_for(prices: dict[str, Any], type_: str) -> dict[str, Any] | None:
@@ -96,26 +235,37 @@ def _spec_for(prices: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return next((spec for spec in prices.get("priced", []) if spec["resource"] == type_), None)
 
 
-def _charges(spec: dict[str, Any], inputs: dict[str, Any], region: str, unknown: list[str],
-             name: str) -> list[tuple[str, float]]:
+def _monthly(part: dict[str, Any], price: Any) -> float:
+    """Prices marked `hourly: true` are per hour (AWS, GCP, Azure list them so)."""
+    return float(price) * (HOURS_PER_MONTH if part.get("hourly") else 1) * part.get("count", 1)
+
+
+def _charges(spec: dict[str, Any], inputs: dict[str, Any], region: str | None, unknown: list[str],
+             name: str, prices: dict[str, Any]) -> list[tuple[str, float]]:
     charges = []
     if "size" in spec:
         size = _at(inputs, spec["size"])
-        price = (spec["prices"].get(region) or {}).get(size)
+        price = ((spec.get("prices") or {}).get(region) or {}).get(size) if "price" not in spec else spec["price"].get(region)
         if price is None:
             unknown.append(f"{name}: {spec['what']} type {size!r} has no {region} price")
             return []
-        charges.append((f"{spec['what']} {size}", float(price)))
+        charges.append((f"{spec['what']} {size}" if size else spec["what"], _monthly(spec, price)))
     if "perUnit" in spec:
         amount = _at(inputs, spec["perUnit"]["input"])
         if amount is None:
             unknown.append(f"{name}: {spec['what']} has no {spec['perUnit']['input'][-1]} to price")
             return charges
         units = float(amount)
-        charges.append((f"{spec['what']} {units:g} {spec['perUnit']['unit']}",
-                        units * float(spec["perUnit"]["price"][region])))
+        # A server's own disk: priced like a volume of that CSI driver (`disk`) and disk type (`parameters`).
+        disk = {"provisioner": spec["perUnit"].get("disk"), "parameters": spec["perUnit"].get("parameters") or {}}
+        price = (_volume_price(prices.get("storage") or {}, disk, region, units) if "disk" in spec["perUnit"]
+                 else units * float(spec["perUnit"]["price"][region]))
+        if price is None:
+            unknown.append(f"{name}: {spec['what']} {units:g} {spec['perUnit']['unit']} has no {region} price")
+            return charges
+        charges.append((f"{spec['what']} {units:g} {spec['perUnit']['unit']}", price))
     for extra in spec.get("extras", []):
-        switch = _at(inputs, extra["when"])
+        switch = _at(inputs, extra["when"]) if "when" in extra else True
         if switch if switch is not None else extra.get("default", False):
-            charges.append((extra["what"], float(extra["price"][region])))
+            charges.append((extra["what"], _monthly(extra, extra["price"][region])))
     return charges

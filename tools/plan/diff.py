@@ -64,6 +64,7 @@ def diff_plans(base: dict[str, Any] | None, head: dict[str, Any] | None) -> dict
         "removed": [{"urn": u, "type": old[u]["type"], "name": old[u]["name"]} for u in sorted(old.keys() - new.keys())],
         "changed": changed,
         "cost": _delta(base, head, lambda p: p["cost"].get("total")),
+        "costBy": {key: _breakdown(base, head, key) for key in ("layers", "pools")},
         "currency": ((head or base or {}).get("cost") or {}).get("currency"),
         "deployTime": _delta(base, head, lambda p: p["deployTime"]["criticalPathSeconds"]),
         "warnings": {"new": sorted(set((head or {}).get("warnings", [])) - set((base or {}).get("warnings", []))),
@@ -93,6 +94,16 @@ def _delta(base: dict[str, Any] | None, head: dict[str, Any] | None, get: Any) -
     return {"base": before, "head": after, "delta": delta}
 
 
+def _breakdown(base: dict[str, Any] | None, head: dict[str, Any] | None, key: str) -> dict[str, dict[str, Any]]:
+    """Per layer or pool: base -> head monthly cost, only where it changed (a plan older than the
+    per-layer figures has none: its side reads 0)."""
+    old = ((base or {}).get("cost") or {}).get(key) or {}
+    new = ((head or {}).get("cost") or {}).get(key) or {}
+    return {name: {"base": old.get(name, 0), "head": new.get(name, 0),
+                   "delta": round(new.get(name, 0) - old.get(name, 0), 2)}
+            for name in sorted(old.keys() | new.keys()) if old.get(name, 0) != new.get(name, 0)}
+
+
 def render(stack: str, base_ref: str, d: dict[str, Any]) -> str:
     cur = d["currency"] or ""
     cost, time = d["cost"], d["deployTime"]
@@ -105,7 +116,11 @@ def render(stack: str, base_ref: str, d: dict[str, Any]) -> str:
            f"- resources: **{len(d['added'])} to add, {len(d['changed'])} to change, {len(d['removed'])} to remove**",
            f"- estimated cost: {money}",
            f"- first deploy (critical path): {minutes(time['base'])} -> {minutes(time['head'])} "
-           f"({'+' if time['delta'] >= 0 else '-'}{minutes(abs(time['delta']))})", ""]
+           f"({'+' if time['delta'] >= 0 else '-'}{minutes(abs(time['delta']))})"]
+    for key, title in (("layers", "layer"), ("pools", "pool")):
+        out += [f"  - {title} {name}: {row['base']:,.2f} -> {row['head']:,.2f} {cur}/month ({row['delta']:+,.2f})"
+                for name, row in d.get("costBy", {}).get(key, {}).items()]
+    out.append("")
     for title, rows in (("Added", d["added"]), ("Removed", d["removed"])):
         if rows:
             out += [f"{title}:", *[f"- `{r['name']}` ({r['type']})" for r in rows], ""]

@@ -102,8 +102,13 @@ def _cost(plan: dict[str, Any]) -> list[str]:
         return ["Estimated cost: unknown (" + "; ".join(cost["unknown"]) + ")"]
     out = [f"Estimated cost: {money(cost['total'], cost['currency'])} per month "
            f"(prices of {cost['priceDate']}, {cost['note']})"]
-    for pool, amount in sorted(cost["pools"].items(), key=lambda kv: -kv[1]):
-        out.append(f"  {pool:<14} {money(amount, cost['currency']):>14}")
+    for title, key in (("by pool", "pools"), ("by layer", "layers")):
+        out.append(f"  {title}:")
+        out += [f"    {name:<14} {money(amount, cost['currency']):>14}"
+                for name, amount in sorted(cost.get(key, {}).items(), key=lambda kv: (-kv[1], kv[0]))]
+    if cost.get("unpriced"):
+        out.append(f"  not priced ({len(cost['unpriced'])}):")
+        out += [f"    {u['what']}: {u['reason']}" for u in cost["unpriced"]]
     if cost["unknown"]:
         out.append(f"  not included ({len(cost['unknown'])}): see warnings")
     return out

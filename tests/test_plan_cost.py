@@ -1,0 +1,191 @@
+"""The plan's cost model: every stack priced, storage the cluster claims, the gateway's load balancer,
+the cloud price tables, bare-metal host prices, per layer and pool, and the plan-diff delta."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from tests.conftest import stack_run
+from tests.test_baremetal import problems, raw
+from tools.mockrun import stacks
+from tools.plan import cost, diff, model, report, storage
+
+MONTH = cost.HOURS_PER_MONTH
+
+
+@pytest.fixture(scope="module")
+def plans() -> dict[str, dict]:
+    return {stack: model.build(stack_run(stack)) for stack in stacks()}
+
+
+def _item(plan: dict, resource: str, what: str) -> float:
+    return sum(i["monthly"] for i in plan["cost"]["items"] if i["resource"] == resource and what in i["what"])
+
+
+# --- every stack ----------------------------------------------------------------------------------
+
+def test_every_stack_has_a_total_and_nothing_unknown(plans):
+    for stack, plan in plans.items():
+        c = plan["cost"]
+        assert c["total"] is not None and c["unknown"] == [], (stack, c["unknown"])
+        assert "unknown" not in report.render(plan).split("Estimated cost:")[1].split("\n")[0], stack
+        assert c["total"] == pytest.approx(sum(c["layers"].values()), abs=0.05) == pytest.approx(sum(c["pools"].values()), abs=0.05)
+
+
+def test_cloud_tables_are_dated_sourced_and_cover_every_type_we_map():
+    from providers import aws, azure, gcp
+    for provider, module in (("aws", aws), ("gcp", gcp), ("azure", azure)):
+        table = cost.table(provider)
+        assert table["date"] and table["source"].startswith("https://") and table["currency"] == "USD"
+        for region in table["servers"]["prices"].values():
+            assert set(module.SERVER_TYPES.values()) <= set(region), provider
+
+
+# --- Hetzner production: known figures ------------------------------------------------------------
+
+def test_production_prices_claimed_volumes_replicas_times_size(plans):
+    plan = plans["production"]
+    per_gb = cost.table("hetzner")["storage"]["provisioners"]["csi.hetzner.cloud"]["prices"]["eu"]
+    assert _item(plan, "clickhouse-installation", "volumes 3 x 500 GiB") == pytest.approx(3 * 500 * per_gb)
+    assert _item(plan, "redpanda-cluster", "volumes 3 x 500 GiB") == pytest.approx(3 * 500 * per_gb)
+    assert _item(plan, "postgres-cluster", "walStorage") == pytest.approx(3 * 20 * per_gb)
+    assert _item(plan, "seaweedfs", "volume server") == pytest.approx(3 * 500 * per_gb)
+    assert _item(plan, "kube-prometheus-stack", "prometheus") == pytest.approx(2 * 100 * per_gb)
+    # Gitaly's claim is our own PVC the chart adopts: counted once.
+    assert _item(plan, "gitlab-gitaly-repositories", "200 GiB") == pytest.approx(200 * per_gb)
+    assert _item(plan, "gitlab", "volumes") == 0
+    volumes = sum(i["monthly"] for i in plan["cost"]["items"] if i["what"].startswith("volumes"))
+    assert volumes / per_gb == pytest.approx(5813)  # about 5.8 TB of network volumes
+    # ScyllaDB's data sits on the servers' local NVMe: listed, not priced.
+    unpriced = {u["what"]: u["reason"] for u in plan["cost"]["unpriced"]}
+    assert "included in the server price" in unpriced["scylla-cluster: 1 x 250 GiB rack rack1"]
+    assert "exists only while the job runs" in next(r for w, r in unpriced.items() if w.startswith("gitlab:"))
+    # Volumes land in the pool their pods are pinned to; the layer is the requesting component's.
+    assert plan["cost"]["pools"]["redpanda"] == pytest.approx(
+        _item(plan, "redpanda-1", "") + _item(plan, "redpanda-2", "") + _item(plan, "redpanda-3", "")
+        + 3 * 500 * per_gb)
+    assert plan["cost"]["layers"]["data"] == pytest.approx(
+        sum(i["monthly"] for i in plan["cost"]["items"] if i["layer"] == "data"), abs=0.01)
+
+
+def test_production_gateway_load_balancer_is_priced_from_its_annotations(plans):
+    lb11 = cost.table("hetzner")["priced"][0]["prices"]["eu"]["lb11"]
+    assert _item(plans["production"], "gateway-shared", "gateway load balancer lb11") == pytest.approx(lb11)
+    text = report.render(plans["production"])
+    assert "by layer:" in text and "by pool:" in text and "not priced (" in text
+
+
+# --- AWS, GCP, Azure: known figures ---------------------------------------------------------------
+
+def test_aws_instance_root_volume_ipv4_and_gateway_nlb(plans):
+    plan = plans["staging-aws"]
+    node = next(s for s in plan["servers"] if s["pool"] == "control-plane")
+    assert node["type"] == "t3.medium" and node["location"] == "eu-central-1"
+    charges = [i for i in plan["cost"]["items"] if i["resource"] == node["urn"].rsplit("::", 1)[-1]]
+    assert {i["what"] for i in charges} == {"instance t3.medium", "instance 40 GB root volume", "public IPv4"} or \
+        sum(i["monthly"] for i in charges) > 0.048 * MONTH
+    assert _item(plan, node["urn"].rsplit("::", 1)[-1], "instance t3.medium") == pytest.approx(0.048 * MONTH)
+    assert _item(plan, node["urn"].rsplit("::", 1)[-1], "public IPv4") == pytest.approx(0.005 * MONTH)
+    assert _item(plan, "gateway-shared", "gateway load balancer nlb") == pytest.approx(0.027 * MONTH)
+    assert _item(plan, "gateway-shared", "3 public IPv4") == pytest.approx(3 * 0.005 * MONTH)
+
+
+def test_gcp_gateway_on_servicelb_is_listed_free(plans):
+    plan = plans["staging-gcp"]
+    assert _item(plan, "gateway-shared", "") == 0
+    assert any("ServiceLB" in u["reason"] for u in plan["cost"]["unpriced"] if "gateway-shared" in u["what"])
+    assert any(i["what"].startswith("external IPv4") for i in plan["cost"]["items"])
+
+
+def test_azure_disks_are_billed_by_the_tier_that_holds_them(plans):
+    tiers = cost.table("azure")["storage"]["provisioners"]["disk.csi.azure.com"]["prices"]["westeurope"]["Premium_LRS"]
+    disk = {"provisioner": "disk.csi.azure.com", "parameters": {"skuName": "Premium_LRS"}}
+    spec = cost.table("azure")["storage"]
+    assert cost._volume_price(spec, disk, "westeurope", 60) == tiers[1][1]  # P6, 64 GiB
+    assert cost._volume_price(spec, disk, "westeurope", 64) == tiers[1][1]
+    assert cost._volume_price(spec, disk, "westeurope", 65) == tiers[2][1]  # P10
+    assert cost._volume_price(spec, disk, "westeurope", 10_000) is None  # larger than any tier: unknown
+
+
+# --- storage extraction ---------------------------------------------------------------------------
+
+def test_quantities():
+    assert storage.gigabytes("500Gi") == 500 and storage.gigabytes("1Ti") == 1024
+    assert storage.gigabytes("10G") == pytest.approx(10e9 / 2**30) and storage.gigabytes("lots") is None
+
+
+def _resource(type_: str, inputs: dict, name: str = "r") -> dict:
+    return {"urn": name, "type": type_, "name": name, "layer": "data", "custom": True, "inputs": inputs}
+
+
+def test_statefulset_clickhouse_and_charts_multiply_replicas():
+    plan = {"resources": [
+        _resource("kubernetes:apps/v1:StatefulSet", {"spec": {"replicas": 4, "volumeClaimTemplates": [
+            {"metadata": {"name": "data"}, "spec": {"resources": {"requests": {"storage": "8Gi"}}}}]}}),
+        _resource("kubernetes:clickhouse.altinity.com/v1:ClickHouseInstallation", {"spec": {
+            "configuration": {"clusters": [{"layout": {"shardsCount": 2, "replicasCount": 3},
+                                            "templates": {"dataVolumeClaimTemplate": "d"}}]},
+            "templates": {"volumeClaimTemplates": [
+                {"name": "d", "spec": {"resources": {"requests": {"storage": "1Ti"}}}},
+                {"name": "unused", "spec": {"resources": {"requests": {"storage": "1Ti"}}}}]}}}),
+        _resource("kubernetes:helm.sh/v3:Release", {"chart": "openbao", "values": {"server": {
+            "ha": {"enabled": False, "replicas": 3}, "dataStorage": {"enabled": True, "size": "10Gi"},
+            "auditStorage": {"enabled": False, "size": "10Gi"}}}}),
+    ]}
+    found = [(c["what"], c["gb"], c["count"]) for c in storage.claims(plan)]
+    assert found == [("data", 8, 4), ("d", 1024, 6), ("data", 10, 1)]
+
+
+def test_a_claim_without_a_readable_size_is_unknown_not_free(plans):
+    changed = copy.deepcopy(plans["staging"])
+    for name, size, storage_class in (("big", "big", "hcloud-volumes"), ("other", "5Gi", "nope")):
+        changed["resources"].append(_resource("kubernetes:core/v1:PersistentVolumeClaim", {
+            "metadata": {"name": name}, "spec": {"resources": {"requests": {"storage": size}},
+                                                 "storageClassName": storage_class}}, name))
+    unknown = cost.estimate(changed)["unknown"]
+    assert any("size 'big' is not a quantity" in u for u in unknown)
+    assert any("storage class 'nope' is not created by the program" in u for u in unknown)
+
+
+# --- bare metal ------------------------------------------------------------------------------------
+
+def test_bare_metal_hosts_cost_what_their_config_says():
+    values = raw()
+    for index, host in enumerate(values["bareMetal"]["hosts"]):
+        if index < 4:
+            host["monthlyPrice"] = 100 + index
+    plan = model.build(__import__("tests.conftest", fromlist=["run_raw"]).run_raw(values, stack="production-baremetal"))
+    c = plan["cost"]
+    assert c["total"] == pytest.approx(100 + 101 + 102 + 103) and c["unknown"] == []
+    assert c["pools"] == {"control-plane": pytest.approx(303), "workers": pytest.approx(103)}
+    assert any(u["reason"] == "no adplatform:bareMetal.hosts[4].monthlyPrice in the stack config"
+               for u in c["unpriced"])
+    assert any("local-path" in u["what"] or "host's own disk" in u["reason"] for u in c["unpriced"])
+
+
+@pytest.mark.parametrize("price", [-1, "cheap", True])
+def test_bare_metal_host_price_must_be_a_non_negative_number(price):
+    values = raw()
+    values["bareMetal"]["hosts"][2]["monthlyPrice"] = price
+    found = problems(values)
+    assert found[0].startswith("adplatform:bareMetal.hosts[2].monthlyPrice must be a non-negative number"), found
+
+
+# --- plan-diff --------------------------------------------------------------------------------------
+
+def test_diff_shows_the_cost_delta_per_layer_and_pool(plans):
+    base = plans["production"]
+    head = json.loads(json.dumps(base))
+    claim = next(r for r in head["resources"] if r["name"] == "redpanda-cluster")
+    claim["inputs"]["spec"]["clusterSpec"]["storage"]["persistentVolume"]["size"] = "1000Gi"
+    head["cost"] = cost.estimate(head)
+    d = diff.diff_plans(base, head)
+    per_gb = cost.table("hetzner")["storage"]["provisioners"]["csi.hetzner.cloud"]["prices"]["eu"]
+    assert d["cost"]["delta"] == pytest.approx(3 * 500 * per_gb, abs=0.01)
+    assert d["costBy"]["layers"]["data"]["delta"] == pytest.approx(3 * 500 * per_gb, abs=0.01)
+    assert set(d["costBy"]["pools"]) == {"redpanda"}
+    text = diff.render("production", "main", d)
+    assert "  - layer data: " in text and "  - pool redpanda: " in text
