@@ -1,4 +1,8 @@
-"""Shared fixtures: whole-program runs under Pulumi mocks, cached per stack."""
+"""Shared fixtures: whole-program runs under Pulumi mocks, cached per stack.
+
+Every run goes through tools/runcache.py: a config the session (or an earlier session on the same
+sources) already ran is read back from .pytest_cache instead of run again, also across xdist workers.
+`pytest --cache-clear` starts from nothing."""
 
 from __future__ import annotations
 
@@ -17,9 +21,19 @@ sys.path.insert(0, str(ROOT))
 
 from tools import mockrun  # noqa: E402
 from tools.mockrun import Run, Secret  # noqa: E402
+from tools.runcache import RunCache  # noqa: E402
 
 SECRET_KEYS = {"sshPrivateKey", "backupAccessKeyId", "backupSecretAccessKey", "dnsApiToken"}
 VALID_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGyQ5iLrXL0W1eJqkqG9y5WnA2s8pC3qvGfQe1cW9r7H test@example.com"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    cache = getattr(config, "cache", None)  # None with -p no:cacheprovider: every run executes
+    if cache is None:
+        return
+    mockrun.cache = RunCache(cache.mkdir("adplatform-runs"), ROOT)
+    if not hasattr(config, "workerinput"):  # the main process, before any xdist worker starts
+        mockrun.cache.prune()
 
 
 @lru_cache(maxsize=None)

@@ -7,6 +7,7 @@ inputs kept as `Secret` so tests can assert that they stayed secret).
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import ipaddress
 import json
@@ -18,7 +19,9 @@ import pulumi
 import yaml
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import resource as runtime_resource
 from pulumi.runtime import resource_cycle_breaker, rpc, settings
+from pulumi.runtime.proto import source_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -136,23 +139,46 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
 
+# Pulumi's cycle check, made cheap. Before each dependency edge `new -> dep` the SDK asks whether `new` is
+# already reachable from `dep` (resource_cycle_breaker._reachable): a depth-first search over everything
+# `dep` transitively depends on, which for a late layer is most of the program, for every one of the
+# ~12,000 edges (component dependencies expand to each child). Searching the other way, from `new` over the
+# resources that depend on it, gives the same answer and visits almost nothing: a resource being
+# registered has few dependents yet. The SDK's own edge store is kept as it is; we only add the reverse.
+_DEPENDENTS = "_adplatform_dependents"
+_sdk_add_dep = resource_cycle_breaker._add_dep
+
+
+def _dependents(resource: Any) -> set[Any]:
+    return getattr(resource, _DEPENDENTS, set())
+
+
+def _add_dep(from_resource: Any, to_resource: Any) -> None:
+    _sdk_add_dep(from_resource, to_resource)
+    setattr(to_resource, _DEPENDENTS, _dependents(to_resource) | {from_resource})
+
+
 def _reachable(from_resource: Any, to_resource: Any) -> bool:
-    """Pulumi's cycle check (resource_cycle_breaker._reachable) without recursive generators: the same
-    depth-first search, iterative. The SDK's version costs O(depth) per visited node, which made a
-    whole-program run spend most of its time here; results are identical."""
-    stack, seen = [from_resource], set()
+    """Whether `to_resource` is among the transitive dependencies of `from_resource` (the SDK's
+    question), answered by walking from `to_resource` over its transitive dependents."""
+    stack, seen = [to_resource], set()
     while stack:
         node = stack.pop()
-        if node == to_resource:
+        if node == from_resource:
             return True
         if node in seen:
             continue
         seen.add(node)
-        stack.extend(resource_cycle_breaker._deps(node))
+        stack.extend(_dependents(node))
     return False
 
 
+resource_cycle_breaker._add_dep = _add_dep
 resource_cycle_breaker._reachable = _reachable
+
+# The SDK walks and converts the whole Python stack at every resource, to tell the engine which line
+# created it; the mock monitor ignores that (and so do our records), and it cost a tenth of a run.
+runtime_resource._get_stack_trace = source_pb2.StackTrace
 
 
 def _fake_id(name: str) -> str:
@@ -237,12 +263,22 @@ def stacks() -> list[str]:
     return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
 
 
-# The monitor of the latest run, so a test can see what was registered before an exception.
+# The monitor of the latest executed run, so a test can see what was registered before an exception
+# (a run that raises is never taken from the cache).
 last_monitor: RecordingMonitor | None = None
+# Where run() finds runs recorded earlier (the tests set a tools.runcache.RunCache); None: always execute.
+cache: Any = None
 
 
 def run(values: dict[str, Any], secret_keys: set[str], stack: str = "test") -> Run:
     """Run program.main() with exactly this config; raises what the program raises."""
+    if cache is not None:
+        return cache.recorded(values, secret_keys, stack, execute)
+    return execute(values, secret_keys, stack)
+
+
+def execute(values: dict[str, Any], secret_keys: set[str], stack: str = "test") -> Run:
+    """run() without the cache."""
     global last_monitor
     import program  # imported late: the program reads config when main() runs, not on import
 
@@ -252,7 +288,16 @@ def run(values: dict[str, Any], secret_keys: set[str], stack: str = "test") -> R
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     runtime_config.set_all_config(
         {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}, list(secret_keys))
-    _sync_await(run_pulumi_func(program.main))
+    # A run allocates hundreds of thousands of short-lived SDK objects (outputs, futures, tasks); the
+    # cyclic collector's passes over that growing heap cost about a quarter of the run. Reference counting
+    # frees almost all of it anyway, and the collector runs again once the run is over.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        _sync_await(run_pulumi_func(program.main))
+    finally:
+        if collecting:
+            gc.enable()
 
     root = settings.get_root_resource()
     outputs, secret_outputs = {}, set()

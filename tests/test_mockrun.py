@@ -1,0 +1,176 @@
+"""The mock harness itself: its fast cycle check answers like Pulumi's, and the run cache never serves
+a run that the same config and sources would not produce."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import multiprocessing
+import pickle
+from pathlib import Path
+
+import pytest
+from pulumi.runtime import resource_cycle_breaker
+
+from config import ConfigError
+from tests.conftest import base_raw, run_raw
+from tools import mockrun
+from tools.runcache import RunCache
+
+
+class Node:
+    """Stands in for a pulumi.Resource: the cycle breaker only stores attributes on it."""
+
+
+def test_cycle_check_refuses_exactly_the_edges_that_close_a_cycle():
+    a, b, c, d = Node(), Node(), Node(), Node()
+    declare = resource_cycle_breaker.declare_dependency
+    assert declare(a, b) and declare(b, c) and declare(a, c) and declare(d, a)
+    assert not declare(c, a), "c -> a closes a -> b -> c"
+    assert not declare(c, d), "c -> d closes d -> a -> b -> c"
+    assert not declare(a, a)
+    assert declare(d, c), "a second path is no cycle"
+    assert resource_cycle_breaker._deps(a) == {b, c}, "the SDK's own record of the edges is kept"
+
+
+def test_cycle_check_work_is_linear_in_the_edges(monkeypatch):
+    """Each resource depends on every earlier one, as a late layer depends on a component's children.
+    Pulumi's check walks all earlier resources for every edge (quadratic); ours only the few resources
+    that already depend on the new one."""
+    visits = 0
+
+    def counted(function):
+        def wrapper(resource):
+            nonlocal visits
+            visits += 1
+            return function(resource)
+        return wrapper
+
+    monkeypatch.setattr(resource_cycle_breaker, "_deps", counted(resource_cycle_breaker._deps))
+    monkeypatch.setattr(mockrun, "_dependents", counted(mockrun._dependents))
+
+    def register(n: int) -> int:
+        nonlocal visits
+        visits, earlier = 0, []
+        for _ in range(n):
+            new = Node()
+            for dep in earlier[-20:]:
+                assert resource_cycle_breaker.declare_dependency(new, dep)
+            earlier.append(new)
+        return visits
+
+    small, large = register(500), register(1000)
+    assert large < 2.1 * small, f"{small} visits for 500 resources, {large} for 1000"
+
+
+def test_garbage_collection_is_back_on_after_a_failed_run():
+    with pytest.raises(ConfigError):
+        mockrun.execute({"adplatform:provider": "nowhere"}, set())
+    assert gc.isenabled()
+
+
+# --- the run cache ----------------------------------------------------------------------------------
+
+def _sources(tmp_path: Path) -> Path:
+    root = tmp_path / "src"
+    (root / "tests").mkdir(parents=True)
+    (root / "program.py").write_text("VERSION = 1\n")
+    return root
+
+
+def _counting():
+    calls = []
+
+    def execute(values, secret_keys, stack):
+        calls.append((dict(values), stack))
+        return {"stack": stack, "values": dict(values), "created": [f"r{len(calls)}"]}
+    return calls, execute
+
+
+def test_cache_runs_each_config_once_and_hands_out_copies(tmp_path):
+    cache = RunCache(tmp_path / "cache", _sources(tmp_path))
+    calls, execute = _counting()
+    first = cache.recorded({"adplatform:a": 1}, {"adplatform:s"}, "test", execute)
+    first["created"].append("changed by a test")
+    again = cache.recorded({"adplatform:a": 1}, {"adplatform:s"}, "test", execute)
+    assert len(calls) == 1 and cache.executed == 1
+    assert again == {"stack": "test", "values": {"adplatform:a": 1}, "created": ["r1"]}, "a fresh copy"
+    for other in (({"adplatform:a": 2}, {"adplatform:s"}, "test"), ({"adplatform:a": 1}, set(), "test"),
+                  ({"adplatform:a": 1}, {"adplatform:s"}, "staging")):
+        cache.recorded(*other, execute)
+    assert len(calls) == 4, "another value, secret key set or stack name is another run"
+
+
+def test_cache_is_invalidated_by_any_source_change_but_not_by_tests(tmp_path):
+    root = _sources(tmp_path)
+    calls, execute = _counting()
+    RunCache(tmp_path / "cache", root).recorded({}, set(), "test", execute)
+    (root / "tests" / "test_x.py").write_text("a test edit\n")
+    RunCache(tmp_path / "cache", root).recorded({}, set(), "test", execute)
+    assert len(calls) == 1
+    (root / "templates").mkdir()
+    (root / "templates" / "script.sh").write_text("echo changed\n")
+    changed = RunCache(tmp_path / "cache", root)
+    changed.recorded({}, set(), "test", execute)
+    assert len(calls) == 2, "a new file the program could read is a new tree"
+    changed.prune()
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [changed.generation.name]
+
+
+def test_cache_key_includes_the_environment(tmp_path, monkeypatch):
+    root = _sources(tmp_path)
+    calls, execute = _counting()
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")
+    RunCache(tmp_path / "cache", root).recorded({}, set(), "test", execute)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    RunCache(tmp_path / "cache", root).recorded({}, set(), "test", execute)
+    assert len(calls) == 2, "the providers read AWS_REGION and the like"
+
+
+def test_cache_never_stores_a_failed_run(tmp_path):
+    cache = RunCache(tmp_path / "cache", _sources(tmp_path))
+    calls = []
+
+    def failing(values, secret_keys, stack):
+        calls.append(stack)
+        raise RuntimeError("the program failed")
+
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            cache.recorded({}, set(), "test", failing)
+    assert len(calls) == 2
+
+
+def _slow_run(values, secret_keys, stack):
+    import time
+    time.sleep(0.5)  # long enough for the other process to ask meanwhile
+    with open(values["log"], "a") as log:
+        log.write("ran\n")
+    return {"stack": stack}
+
+
+def _ask(directory: str, root: str, log: str) -> dict:
+    return RunCache(Path(directory), Path(root)).recorded({"log": log}, set(), "test", _slow_run)
+
+
+def test_cache_makes_a_second_process_wait_instead_of_running_again(tmp_path):
+    root, log = _sources(tmp_path), tmp_path / "log"
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        results = pool.starmap(_ask, [(str(tmp_path / "cache"), str(root), str(log))] * 2)
+    assert results == [{"stack": "test"}] * 2
+    assert log.read_text() == "ran\n"
+
+
+def test_a_recorded_run_survives_the_round_trip(production):
+    assert pickle.loads(pickle.dumps(production)) == production
+
+
+def test_runs_from_the_cache_equal_executed_runs(monkeypatch):
+    def by_urn(run):  # registration order, and the order of dependencies, vary between runs
+        resources = [dataclasses.replace(r, dependencies=sorted(r.dependencies)) for r in run.resources]
+        return sorted(resources, key=lambda r: r.urn), run.outputs, run.secret_outputs, run.config
+
+    raw = base_raw(profile="staging")
+    cached = [run_raw(raw), run_raw(raw)]
+    monkeypatch.setattr(mockrun, "cache", None)
+    assert by_urn(cached[0]) == by_urn(cached[1]) == by_urn(run_raw(raw))

@@ -1,0 +1,112 @@
+"""Recorded mock runs kept on disk, so the test suite runs each distinct config once.
+
+Many tests need the same whole-program run (the production stack, a variant of it) and the suite's
+worker processes cannot share memory. `RunCache` stores each successful run, pickled, under a key made
+of everything a run depends on: the exact config (values, which keys are secret, the stack name), the
+content of every source file the program could read, the installed Pulumi SDKs, the Python version and
+the environment (providers read AWS_REGION and the like). Change any of them and the key changes: an
+entry is never stale, only unused. A per-key file lock makes a second process wait for the first one's
+run instead of repeating it; entries are written to a temporary file and renamed, so a reader never
+sees half of one. A run that raises is never stored (it runs again, and raises again).
+
+Each hit is unpickled afresh, so a test that changes the run it got cannot affect another test.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import sys
+from functools import cached_property
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+# Not read by the program: the tests themselves, caches, build output, the virtualenv.
+SKIPPED_DIRS = frozenset({".git", ".venv", "build", ".pytest_cache", "__pycache__", "tests", "node_modules"})
+# Environment variables that differ between test processes of one session but never reach a run.
+SKIPPED_ENV_PREFIXES = ("PYTEST_",)
+
+
+def tree_digest(root: Path) -> str:
+    """Digest of every file under `root` the program could read (paths and contents)."""
+    digest = hashlib.sha256()
+    for directory, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
+        for name in sorted(files):
+            path = Path(directory, name)
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def runtime_digest() -> str:
+    """Digest of what runs the program besides our tree: Python, the Pulumi SDKs, the environment."""
+    sdks = sorted((d.metadata["Name"], d.version) for d in metadata.distributions()
+                  if (d.metadata["Name"] or "").lower().startswith("pulumi"))
+    env = sorted((k, v) for k, v in os.environ.items() if not k.startswith(SKIPPED_ENV_PREFIXES))
+    return hashlib.sha256(json.dumps([sys.version, sdks, env]).encode()).hexdigest()
+
+
+class RunCache:
+    """Runs stored under `directory/<source digest>/<config digest>.pickle`."""
+
+    def __init__(self, directory: Path, root: Path):
+        self.directory = directory
+        self.root = root
+        self.executed = 0  # runs this process really executed (the rest came from disk)
+
+    @cached_property
+    def generation(self) -> Path:
+        """This tree's directory; computed once per process (a session does not edit its own sources)."""
+        return self.directory / hashlib.sha256(f"{tree_digest(self.root)}:{runtime_digest()}".encode()).hexdigest()[:24]
+
+    def prune(self) -> None:
+        """Drop entries of other trees (call once per session, before any worker reads)."""
+        if self.directory.is_dir():
+            for old in self.directory.iterdir():
+                if old != self.generation:
+                    shutil.rmtree(old, ignore_errors=True)
+
+    def key(self, values: dict[str, Any], secret_keys: set[str], stack: str) -> str | None:
+        """The config's digest; None when it is not plain data (then it is not cached)."""
+        try:
+            text = json.dumps([stack, sorted(secret_keys), values], sort_keys=True)
+        except (TypeError, ValueError):
+            return None
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def recorded(self, values: dict[str, Any], secret_keys: set[str], stack: str,
+                 execute: Callable[[dict[str, Any], set[str], str], Any]) -> Any:
+        """The stored run of this config, or `execute`'s run of it, stored for the next caller."""
+        key = self.key(values, secret_keys, stack)
+        if key is None:
+            self.executed += 1
+            return execute(values, secret_keys, stack)
+        entry = self.generation / f"{key}.pickle"
+        try:
+            self.generation.mkdir(parents=True, exist_ok=True)
+            lock = open(self.generation / f"{key}.lock", "w")
+        except OSError:  # the directory went away (another process's --cache-clear): run uncached
+            self.executed += 1
+            return execute(values, secret_keys, stack)
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if entry.exists():
+                return pickle.loads(entry.read_bytes())
+            self.executed += 1
+            result = execute(values, secret_keys, stack)
+            self._store(entry, result)
+            return result
+
+    @staticmethod
+    def _store(entry: Path, result: Any) -> None:
+        partial = entry.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            partial.write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+            os.replace(partial, entry)
+        except OSError:
+            partial.unlink(missing_ok=True)  # not stored: the next caller runs it again
