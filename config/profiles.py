@@ -36,9 +36,13 @@ _ALL_LAYERS_ON = {"clusterServices": True, "dataPlane": True, "platform": True, 
 
 
 def _services(*, backups: bool, agent_concurrency: int, team_cpu: str, team_memory: str,
-              team_memory_limit: str) -> dict[str, Any]:
+              team_memory_limit: str, issuer: str = "letsencrypt-production") -> dict[str, Any]:
+    """`issuer`: the ClusterIssuer of the gateway's certificates. Without DNS-01 a stack requests one certificate
+    per hostname, and every stack shares Let's Encrypt's 50 new certificates per registered domain per week
+    (tools/plan/limits.py counts them): non-production profiles rehearse on the staging issuer, whose limits are
+    separate, unless their stack file sets clusterServices.tls.issuer."""
     return {
-        "tls": {"issuer": "letsencrypt-production"},
+        "tls": {"issuer": issuer},
         "gateway": {"hostnames": list(PLATFORM_HOSTNAMES)},
         "upgrades": {"agentConcurrency": agent_concurrency},
         "backups": {"enabled": backups},
@@ -155,7 +159,7 @@ PROFILES: dict[str, Profile] = {
             "layers": _ALL_LAYERS_ON,
             # Staging may add backups (clusterServices.backups: enabled + s3); production must have them.
             "clusterServices": _services(backups=False, agent_concurrency=2, team_cpu="8", team_memory="16Gi",
-                                         team_memory_limit="24Gi"),
+                                         team_memory_limit="24Gi", issuer="letsencrypt-staging"),
             "dataPlane": _data(scylladb="40Gi", redpanda="50Gi", clickhouse="50Gi", postgres="20Gi", wal="5Gi",
                                dragonfly="10Gi", objects="50Gi"),
             "platform": _platform(heavy=False, prometheus_storage="20Gi", retention="3d"),

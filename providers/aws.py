@@ -29,6 +29,7 @@ from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster
 from providers import cloud
+from providers.base import ClientAddress
 from providers.base import (ApiEndpoints, ClusterProfile, Infrastructure, Node, NodeSpec, ProviderInfrastructure, Storage,
                             assemble, check_locations, csi_storage, first_server_api, node_specs, resolve_server_type,
                             ssh_connection)
@@ -46,6 +47,15 @@ ROOT_VOLUME_TYPE = "gp3"
 STORAGE_CLASS = "ebs-gp3"
 EBS_PROVISIONER = "ebs.csi.aws.com"
 API_PORT = 6443
+# PROXY protocol v2 on the gateway NLB's target groups. The CCM (cloud-provider-aws v1.35) reads
+# `aws-load-balancer-proxy-protocol` only for Classic ELBs; for an NLB it takes target group attributes.
+# Client IP preservation off: the header carries the client, and a node reaching the public names through
+# the NLB is no longer routed back to itself with its own source address (NLB hairpinning).
+GATEWAY_CLIENT_ADDRESS = ClientAddress(
+    proxy_protocol=True,
+    annotations={"service.beta.kubernetes.io/aws-load-balancer-target-group-attributes":
+                 "preserve_client_ip.enabled=false,proxy_protocol_v2.enabled=true"},
+    why="the NLB's target groups send PROXY protocol v2 headers")
 # Size classes -> instance types (x86_64, matching the amd64 AMI). Burstable T3 for the shared
 # classes; general-purpose M7i (non-burstable, a dedicated hyperthread per vCPU, 4 GiB per vCPU) for
 # every dedicated class. Databases that want local NVMe (i4i, i7ie) are set per pool with serverType.
@@ -199,6 +209,7 @@ class AwsInfrastructure(ProviderInfrastructure):
                         f"adplatform.io/stack={loaded.stack}",
                 },
                 local_nvme=False,  # EBS root volumes; instance-store types are opt-in per pool
+                client_address=GATEWAY_CLIENT_ADDRESS,
             ),
             install_addons=self._install_ccm,
             install_storage=self._install_ebs_csi,

@@ -53,6 +53,27 @@ class Node:
 
 
 @dataclass(frozen=True)
+class ClientAddress:
+    """How the gateway's load balancer hands the client's address to the gateway (Envoy in Cilium's agents),
+    which passes it on as X-Forwarded-For: ad serving needs it for geo-targeting and fraud checks.
+
+    `proxy_protocol`: the load balancer prefixes every connection with a PROXY header (turned on by
+    `annotations` on the gateway's LoadBalancer Service), and Cilium's Gateway listeners then accept only
+    such connections (`gatewayAPI.enableProxyProtocol` is global): set it only where the balancer sends them.
+    Otherwise the gateway Service keeps the client's source address with `externalTrafficPolicy: Local`:
+    the balancer then health-checks the Service's healthCheckNodePort and sends only to nodes that answer.
+    """
+
+    proxy_protocol: bool
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    why: str = ""
+
+
+# Where the balancer cannot send PROXY headers: traffic stays on the node it arrives at.
+LOCAL_TRAFFIC = ClientAddress(proxy_protocol=False, why="externalTrafficPolicy Local keeps the source address")
+
+
+@dataclass(frozen=True)
 class ClusterProfile:
     """Provider facts the K3s/Cilium layer needs."""
 
@@ -67,6 +88,12 @@ class ClusterProfile:
     # The add-ons are Cilium resources (LB IPAM pools, ...): install them once Cilium runs (its
     # operator registers the CRDs), not only once the API answers.
     addons_need_cni: bool = False
+    client_address: ClientAddress = LOCAL_TRAFFIC
+
+    @property
+    def gateway_annotations(self) -> dict[str, str]:
+        """The gateway's LoadBalancer Service annotations: the provider's, and those that carry client addresses."""
+        return {**self.load_balancer_annotations, **self.client_address.annotations}
 
 
 # Installs provider add-ons (cloud controller manager, ...) once the cluster API answers.

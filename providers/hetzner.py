@@ -20,6 +20,7 @@ from components.helm import release
 from config import LoadedConfig, Problem
 from config.errors import problem
 from providers import cloud
+from providers.base import ClientAddress
 from providers.base import (PORTS, ApiEndpoints, ClusterProfile, Infrastructure, Node, NodeSpec, ProviderInfrastructure,
                             Storage, assemble, check_locations, csi_storage, first_server_api, located_settings,
                             node_specs, resolve_server_type, rule_sources, ssh_connection)
@@ -35,6 +36,12 @@ PROVISIONER = "csi.hetzner.cloud"
 # The CSI driver encrypts each volume with LUKS using this Secret's passphrase (hcloud-csi docs).
 ENCRYPTION_SECRET = "hcloud-volume-encryption"
 GATEWAY_LB_TYPE = "lb11"
+# The gateway's balancer prefixes each connection with a PROXY header (CCM v1.35 annotation LBSvcProxyProtocol).
+# The CCM then reports its addresses with ipMode Proxy, so Cilium (1.18.1+) sends in-cluster clients of the
+# public names (cert-manager's HTTP-01 self-check, OIDC callers) through the balancer, which adds the header.
+GATEWAY_CLIENT_ADDRESS = ClientAddress(
+    proxy_protocol=True, annotations={"load-balancer.hetzner.cloud/uses-proxyprotocol": "true"},
+    why="the Hetzner load balancer sends PROXY protocol headers")
 NETWORK_ZONES = {"fsn1": "eu-central", "nbg1": "eu-central", "hel1": "eu-central",
                  "ash": "us-east", "hil": "us-west", "sin": "ap-southeast"}
 # Size classes (config/catalog.py) -> server types: shared vCPU (CX) for small classes,
@@ -106,6 +113,7 @@ class HetznerInfrastructure(ProviderInfrastructure):
                     "load-balancer.hetzner.cloud/use-private-ip": "true",
                 },
                 local_nvme=True,  # every Hetzner Cloud server's disk is local NVMe (volumes are network)
+                client_address=GATEWAY_CLIENT_ADDRESS,
             ),
             install_addons=self._install_ccm,
             install_storage=self._install_csi,

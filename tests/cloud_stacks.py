@@ -84,3 +84,21 @@ def assert_block_storage(run: mockrun.Run, name: str, provisioner: str, *, recla
     assert params.get(FSTYPE_PARAMETER, "ext4") == "ext4"
     assert run.outputs["storageClass"] == name
     return params
+
+
+def gateway_client_address(run: mockrun.Run) -> tuple[dict[str, Any], dict[str, str]]:
+    """How a stack carries client addresses: Cilium's `gatewayAPI` values and the gateway's LB Service annotations
+    (Gateway `spec.infrastructure.annotations`, which Cilium copies onto the Service)."""
+    values = run.named("cilium", "kubernetes:helm.sh/v3:Release").inputs["values"]["gatewayAPI"]
+    spec = run.named("gateway-shared", "kubernetes:gateway.networking.k8s.io/v1:Gateway").inputs["spec"]
+    return values, (spec.get("infrastructure") or {}).get("annotations", {})
+
+
+def assert_local_traffic_policy(run: mockrun.Run) -> None:
+    """No PROXY headers from this provider's balancer: listeners must not expect them (every request would fail),
+    and the source address survives because traffic stays on the node it arrives at."""
+    values, annotations = gateway_client_address(run)
+    assert values["enableProxyProtocol"] is False
+    assert values["externalTrafficPolicy"] == "Local"
+    assert values["xffNumTrustedHops"] == 0, "a client's own X-Forwarded-For must not be trusted"
+    assert not any("proxy" in key.lower() or "proxy_protocol" in value for key, value in annotations.items())

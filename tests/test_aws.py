@@ -13,7 +13,7 @@ from config.catalog import SIZES
 from config.model import Cluster
 from providers import aws, get
 from providers.base import PORTS
-from tests.cloud_stacks import assert_block_storage, config_problems, stack_fixtures
+from tests.cloud_stacks import assert_block_storage, config_problems, gateway_client_address, stack_fixtures
 from tests.conftest import base_raw, k3s_config
 from tools import mockrun
 from tools.mockrun import FAKE_UBUNTU_AMI
@@ -238,6 +238,17 @@ def test_gateway_gets_an_nlb(staging):
     gateway = staging.named("gateway-shared")
     annotations = gateway.inputs["spec"]["infrastructure"]["annotations"]
     assert annotations["service.beta.kubernetes.io/aws-load-balancer-type"] == "nlb"
+
+
+def test_gateway_nlb_sends_proxy_protocol_v2_and_the_listeners_expect_it(staging):
+    values, annotations = gateway_client_address(staging)
+    # cloud-provider-aws v1.35 applies PROXY protocol to an NLB only through target group attributes (its
+    # `aws-load-balancer-proxy-protocol` annotation is read for Classic ELBs alone).
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-target-group-attributes"] == (
+        "preserve_client_ip.enabled=false,proxy_protocol_v2.enabled=true")
+    assert "service.beta.kubernetes.io/aws-load-balancer-proxy-protocol" not in annotations
+    assert values["enableProxyProtocol"] is True and values["externalTrafficPolicy"] == "Cluster"
+    assert values["xffNumTrustedHops"] == 0
 
 
 # --- protection -----------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 from components.charts import AZURE_CCM, AZURE_DISK_CSI
 from config.catalog import SIZES
 from providers import azure, cloud
-from tests.cloud_stacks import assert_block_storage, config_problems, stack_fixtures
+from tests.cloud_stacks import assert_block_storage, assert_local_traffic_policy, config_problems, stack_fixtures
 from tests.conftest import base_raw, k3s_config
 from tools import mockrun
 
@@ -298,3 +298,8 @@ def test_zone_image_and_network_are_checked():
            "got 'westeurope-1'" in found
     assert any(p.startswith("adplatform:cluster.image must be an Azure image URN Publisher:Offer:Sku:Version") for p in found)
     assert any(p.startswith("adplatform:cluster.podCidr must not overlap the Azure VNet network 10.245.0.0/16") for p in found)
+
+
+def test_gateway_keeps_client_addresses_with_local_traffic_policy(staging):
+    # Azure's public Standard load balancer sends no PROXY header (only Private Link Service can).
+    assert_local_traffic_policy(staging)

@@ -15,6 +15,7 @@ from config import ConfigError
 from providers import baremetal
 from providers.base import PORTS
 from tests import validators
+from tests.cloud_stacks import assert_local_traffic_policy
 from tests.conftest import ROOT, base_raw, k3s_config, run_raw, script_param, stack_run
 from tools import mockrun
 
@@ -318,3 +319,8 @@ def test_keys_that_do_nothing_on_existing_hosts_are_refused():
     assert "adplatform:cluster.pools[workers].location is not used by provider baremetal (the hosts exist " \
            "already); remove it, got 'fsn1'" in found
 
+
+
+def test_gateway_keeps_client_addresses_with_local_traffic_policy(production):
+    # Cilium's L2 announcements: clients reach the announcing node directly, no balancer in between.
+    assert_local_traffic_policy(production)

@@ -12,7 +12,7 @@ from config.catalog import SIZES
 from policy import rules as policy
 from providers import gcp, get
 from providers.base import PORTS
-from tests.cloud_stacks import assert_block_storage, config_problems, stack_fixtures
+from tests.cloud_stacks import assert_block_storage, assert_local_traffic_policy, config_problems, stack_fixtures
 from tests.conftest import ROOT, base_raw, k3s_config
 from tools import mockrun
 from tools.mockrun import FAKE_UBUNTU_GCE_IMAGE
@@ -253,3 +253,8 @@ def test_subnet_must_leave_room_for_the_proxy_only_subnet():
     (msg,) = _problems(base_raw(provider="gcp", cluster={"subnetCidr": "10.0.1.0/27"}))
     assert msg.startswith("adplatform:cluster.subnetCidr must be at most /26 on GCP with "
                           "cluster.apiLoadBalancer.enabled")
+
+
+def test_gateway_keeps_client_addresses_with_local_traffic_policy(staging):
+    # K3s' ServiceLB sends no PROXY header.
+    assert_local_traffic_policy(staging)

@@ -233,3 +233,15 @@ def test_join_tokens_are_protected_in_production_only(production, staging):
     for name in ("server-token", "agent-token"):
         assert production.named(name, "random:index/randomPassword:RandomPassword").protect
         assert not staging.named(name, "random:index/randomPassword:RandomPassword").protect
+
+
+def test_gateway_listeners_expect_proxy_headers_only_where_the_balancer_is_told_to_send_them():
+    from components.k3s.cilium import gateway_api_values
+    from providers import aws, hetzner
+    from providers.base import LOCAL_TRAFFIC
+    local = gateway_api_values(LOCAL_TRAFFIC)
+    assert (local["enableProxyProtocol"], local["externalTrafficPolicy"]) == (False, "Local")
+    for client in (hetzner.GATEWAY_CLIENT_ADDRESS, aws.GATEWAY_CLIENT_ADDRESS):
+        values = gateway_api_values(client)
+        assert (values["enableProxyProtocol"], values["externalTrafficPolicy"]) == (True, "Cluster")
+        assert client.annotations, "PROXY protocol on the listeners needs the balancer's annotation"

@@ -16,7 +16,7 @@ from providers.hetzner import SERVER_TYPES
 from tests.conftest import ROOT, base_raw, run_raw
 from tools.mockrun import Resource
 from tools.mockrun import Secret as mockrun_secret
-from tools.plan import cost, diff, draw, model, report, timing
+from tools.plan import cost, diff, draw, limits, model, report, timing
 from tools.plan.__main__ import main as plan_main
 
 PRICES = cost.table("hetzner")
@@ -192,7 +192,8 @@ def test_report_shows_cost_time_charts_and_hides_secrets(plan, staging_plan):
     assert "Estimated cost:" in text and "EUR per month" in text
     assert "critical path" in text and "k3s-control-plane-1" in text
     assert "cilium" in text and "1.20.0" in text and "kubeconfig: [secret]" in text
-    assert "Warnings: none" in text
+    # The one warning: the repository's stacks together run ScyllaDB beyond its free tier (a licence question).
+    assert "Warnings (1):" in text and "! scylladb: the stacks' ScyllaDB servers have" in text
     staging_text = report.render(staging_plan)
     assert "role scylladb has 1 node(s) but needs 3" in staging_text
 
@@ -402,3 +403,84 @@ def test_servers_without_a_price_table_come_from_the_nodes_output():
     assert "control-plane" in report.render(plan) and "workers" in report.render(plan)
     data = report.render(plan).split("Data plane:")[1].split("\n\n")[0]
     assert "scylladb" in data and "replication 3" in data
+
+
+# --- limits over every stack file: Let's Encrypt, ScyllaDB's free tier -------------------------------------
+
+def test_plan_counts_letsencrypt_certificates_per_stack_and_registered_domain(plan):
+    found = plan["limits"]
+    assert set(found["stacks"]) == {p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml")}
+    production = found["stacks"]["production"]
+    assert production["registeredDomain"] == "example.com"
+    assert production["certificates"] == production["countedCertificates"] == 9, "one per gateway hostname"
+    # Staging stacks rehearse on the staging issuer: nothing of theirs counts against the production limit.
+    for stack, info in found["stacks"].items():
+        if stack.startswith("staging"):
+            assert info["issuer"] == "letsencrypt-staging" and info["countedCertificates"] == 0, stack
+    assert found["certificatesPerRegisteredDomain"] == {"example.com": 18}
+    assert found["certificatesPerRegisteredDomain"]["example.com"] <= limits.CERTIFICATE_BUDGET
+    assert not [w for w in plan["warnings"] if w.startswith("letsencrypt")]
+    rows = {" ".join(line.split()) for line in report.render(plan).splitlines()}
+    assert "production 9 per host letsencrypt-production -> 9 counted under example.com" in rows
+    assert "example.com: 18 counted" in rows
+
+
+def _facts(stack: str, **overrides) -> limits.StackFacts:
+    base = dict(stack=stack, domain=f"{stack}.ads.example.com", issuer="letsencrypt-production", certificates=9,
+                wildcard=False, scylla_members=1, scylla_vcpus=4, scylla_storage_gib=40)
+    return limits.StackFacts(**{**base, **overrides})
+
+
+def test_certificate_budget_warns_when_stacks_sharing_a_registered_domain_exceed_it(monkeypatch):
+    monkeypatch.setattr(limits, "stacks", lambda: ["a", "b", "c"])
+    monkeypatch.setattr(limits, "stack_file_facts", lambda stack: _facts(stack))
+    within = limits.summary(_facts("c", issuer="letsencrypt-staging"))
+    assert within["certificatesPerRegisteredDomain"] == {"example.com": 18} and not within["warnings"]
+    over = limits.summary(_facts("c"))  # three stacks of 9 per-host certificates: 27 on a full re-create
+    assert over["certificatesPerRegisteredDomain"] == {"example.com": 27}
+    [warning] = over["warnings"]
+    assert "example.com request 27" in warning and "clusterServices.tls.dns01" in warning
+    # A wildcard stack (DNS-01) requests one certificate; another registered domain is counted apart.
+    assert limits.summary(_facts("c", wildcard=True, certificates=1))["warnings"] == []
+    apart = limits.summary(_facts("c", domain="ads.example.co.uk"))
+    assert apart["certificatesPerRegisteredDomain"] == {"example.com": 18, "example.co.uk": 9}
+
+
+def test_registered_domain_is_the_public_suffix_and_one_label():
+    assert limits.registered_domain("staging-aws.ads.example.com") == "example.com"
+    assert limits.registered_domain("ads.example.co.uk.") == "example.co.uk"
+    assert limits.registered_domain("example.org") == "example.org"
+
+
+def test_dns01_stack_counts_one_wildcard_certificate():
+    from tools.plan.limits import config_of, facts
+    raw = base_raw()
+    raw["clusterServices"]["tls"]["dns01"] = {"provider": "cloudflare", "zone": "example.com"}
+    raw["dnsApiToken"] = "token"
+    cfg = config_of("x", {f"adplatform:{k}": v for k, v in raw.items()},
+                    {"adplatform:sshPrivateKey", "adplatform:dnsApiToken", "adplatform:backupAccessKeyId",
+                     "adplatform:backupSecretAccessKey"})
+    assert (facts("x", cfg).certificates, facts("x", cfg).wildcard) == (1, True)
+
+
+def test_scylladb_free_tier_is_summed_over_every_stack_file(plan):
+    scylla = plan["limits"]["scylladb"]
+    per_stack = plan["limits"]["stacks"]
+    # Production: 3 members on dedicated-xlarge servers (16 vCPUs), 250Gi volumes each.
+    assert (per_stack["production"]["scyllaMembers"], per_stack["production"]["scyllaVcpus"],
+            per_stack["production"]["scyllaStorageGiB"]) == (3, 48, 750)
+    assert scylla["vcpus"] == sum(info["scyllaVcpus"] for info in per_stack.values())
+    assert scylla["freeTier"] == {"vcpus": 50, "storageGiB": 9313}
+    assert scylla["vcpus"] > 50
+    assert any(w.startswith("scylladb:") and "commercial licence" in w for w in plan["warnings"])
+
+
+def test_scylladb_warning_only_over_the_free_tier(monkeypatch):
+    monkeypatch.setattr(limits, "stacks", lambda: ["a"])
+    monkeypatch.setattr(limits, "stack_file_facts", lambda stack: _facts(stack, scylla_vcpus=48))
+    assert not limits.summary(_facts("b", issuer="letsencrypt-staging", scylla_vcpus=2))["warnings"]
+    [warning] = limits.summary(_facts("b", issuer="letsencrypt-staging", scylla_vcpus=4))["warnings"]
+    assert "52 vCPUs" in warning
+    [storage] = limits.summary(_facts("b", issuer="letsencrypt-staging", scylla_vcpus=0,
+                                      scylla_storage_gib=9400))["warnings"]
+    assert "GiB" in storage

@@ -67,10 +67,13 @@ def test_gateway_api_crds_pinned_to_cilium_1_20s_release_and_applied_before_cili
     assert crds.name in deps(production, "cilium", RELEASE), "Cilium's operator needs the CRDs when it starts"
 
 
-def test_cilium_serves_the_gateway_api_through_a_load_balancer(production):
+def test_cilium_serves_the_gateway_api_through_a_load_balancer_that_sends_proxy_headers(production):
     values = production.named("cilium", RELEASE).inputs["values"]
+    # Hetzner's balancer prefixes connections with a PROXY header: the listeners expect it, so Envoy sees the
+    # client's address and appends it to X-Forwarded-For; no client-sent X-Forwarded-For entry is trusted.
     assert values["gatewayAPI"] == {"enabled": True, "hostNetwork": {"enabled": False},
-                                    "gatewayClass": {"create": "true"}, "externalTrafficPolicy": "Cluster"}
+                                    "gatewayClass": {"create": "true"}, "enableProxyProtocol": True,
+                                    "externalTrafficPolicy": "Cluster", "xffNumTrustedHops": 0}
     assert values["kubeProxyReplacement"] is True, "Cilium's Gateway API needs the kube-proxy replacement"
 
 
@@ -285,6 +288,8 @@ def test_gateway_asks_the_cloud_for_its_load_balancer(production):
     annotations = spec["infrastructure"]["annotations"]
     assert annotations["load-balancer.hetzner.cloud/location"] == "fsn1"
     assert annotations["load-balancer.hetzner.cloud/use-private-ip"] == "true"
+    # Switched on together with the listeners' PROXY protocol (above): one without the other breaks every request.
+    assert annotations["load-balancer.hetzner.cloud/uses-proxyprotocol"] == "true"
     assert production.outputs["gateway"] == {"name": "shared", "namespace": "gateway"}
 
 

@@ -144,7 +144,7 @@ class K3sCluster(pulumi.ComponentResource):
 
     def _cluster_network(self, installs: list[pulumi.Resource]) -> list[pulumi.Resource]:
         values = cilium_values(self._infra.api_private_endpoint, len(self._infra.nodes),
-                               self._infra.cluster.cilium_values)
+                               self._infra.cluster.cilium_values, self._infra.cluster.client_address)
         # Before Cilium: its operator enables the Gateway API controller only if the CRDs exist at start.
         crds = gateway_api_crds(self.provider, installs[:1], self)
         cilium = release("cilium", CILIUM, values,

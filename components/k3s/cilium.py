@@ -9,6 +9,7 @@ import pulumi_kubernetes as k8s
 
 from components.charts import GATEWAY_API
 from components.k3s.config import API_PORT
+from providers.base import ClientAddress
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -18,7 +19,8 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
-def cilium_values(api_host: pulumi.Input[str], node_count: int, provider_values: dict[str, Any]) -> dict[str, Any]:
+def cilium_values(api_host: pulumi.Input[str], node_count: int, provider_values: dict[str, Any],
+                  client_address: ClientAddress) -> dict[str, Any]:
     """Provider-neutral values; the provider adds routing specifics (e.g. native routing)."""
     base: dict[str, Any] = {
         "kubeProxyReplacement": True,
@@ -49,7 +51,7 @@ def cilium_values(api_host: pulumi.Input[str], node_count: int, provider_values:
             "relay": {"enabled": True, "replicas": min(2, node_count)},
             "ui": {"enabled": True},
         },
-        "gatewayAPI": gateway_api_values(),
+        "gatewayAPI": gateway_api_values(client_address),
     }
     merged = deep_merge(base, provider_values)
     if merged.get("routingMode") == "native":
@@ -57,17 +59,27 @@ def cilium_values(api_host: pulumi.Input[str], node_count: int, provider_values:
     return merged
 
 
-def gateway_api_values() -> dict[str, Any]:
-    """Cilium's Gateway API controller: each Gateway gets a LoadBalancer Service the cloud's CCM serves."""
+def gateway_api_values(client_address: ClientAddress) -> dict[str, Any]:
+    """Cilium's Gateway API controller: each Gateway gets a LoadBalancer Service the cloud's CCM serves.
+
+    The client's address reaches the services as X-Forwarded-For (Cilium's listeners use the connection's
+    remote address and append it) either from the PROXY header the provider's balancer sends, or as the
+    packet's own source address where traffic stays on the node it arrives at (providers/base.py ClientAddress).
+    """
     return {
         "enabled": True,
         # Listeners behind a cloud load balancer, not bound on every node's ports 80/443.
         "hostNetwork": {"enabled": False},
         # The CRDs are applied before Cilium (gateway_api_crds), so the class never depends on Helm's lookup.
         "gatewayClass": {"create": "true"},
-        # Every node accepts the gateway's traffic, so every load-balancer target passes its health check.
-        # Client addresses are not preserved this way: that needs PROXY protocol on LB and listeners.
-        "externalTrafficPolicy": "Cluster",
+        # Global to every Gateway listener: with it on, a connection without a PROXY header is refused.
+        "enableProxyProtocol": client_address.proxy_protocol,
+        # PROXY protocol: every node accepts the gateway's traffic (the header carries the client), so every
+        # balancer target passes its health check. Otherwise Local: no SNAT to another node, so the source
+        # address is the client's; the balancer probes the healthCheckNodePort (Cilium answers it).
+        "externalTrafficPolicy": "Cluster" if client_address.proxy_protocol else "Local",
+        # No hop in front of the gateway adds X-Forwarded-For (the balancers are TCP): trust none a client sends.
+        "xffNumTrustedHops": 0,
     }
 
 

@@ -40,7 +40,7 @@ class ClusterServices(pulumi.ComponentResource):
             parent=self, k8s=cluster.provider, settings=cfg.cluster_services, cluster=cfg.cluster,
             secrets=loaded.secrets, domain=cfg.domain, stack=loaded.stack, ha=loaded.profile.strict,
             protect=loaded.profile.protect, storage_class=storage.default_class,
-            load_balancer_annotations=infra.cluster.load_balancer_annotations,
+            load_balancer_annotations=infra.cluster.gateway_annotations,
             schedulable_nodes=schedulable_nodes(cfg))
         base = [*cluster.ready, *storage.resources]
 

@@ -14,7 +14,7 @@ from typing import Any
 from config.catalog import ROLES
 from policy import rules
 from tools.mockrun import Resource, Run, Secret
-from tools.plan import cost, timing
+from tools.plan import cost, limits, timing
 
 MASK = "[secret]"
 FORMAT = 1  # bumped when the JSON layout changes incompatibly
@@ -90,6 +90,8 @@ def build(run: Run) -> dict[str, Any]:
     plan["charts"] = charts(plan)
     plan["cost"] = cost.estimate(plan)
     plan["deployTime"] = timing.estimate(plan)
+    # Over every stack file, this run's config in place of its own file: limits shared by all stacks.
+    plan["limits"] = limits.summary(limits.run_facts(run.stack, run.config))
     plan["warnings"] = warnings(plan)
     return plan
 
@@ -146,6 +148,7 @@ def warnings(plan: dict[str, Any]) -> list[str]:
              for v in plan["policy"]["violations"]]
     found += _small_roles(plan)
     found += [f"cost: {item}" for item in plan["cost"]["unknown"]]
+    found += (plan.get("limits") or {}).get("warnings", [])
     return found
 
 

@@ -25,7 +25,7 @@ def render(plan: dict[str, Any]) -> str:
     out = [f"Offline plan of stack '{plan['stack']}'  (provider {plan['provider']}, profile {plan['profile']}, "
            f"K3s {plan['k3sVersion']})", ""]
     out += _resources(plan) + [""] + _servers(plan) + [""] + _data_plane(plan) + _platform(plan) + _charts(plan) + [""] + _cost(plan) + [""]
-    out += _time(plan) + [""] + _outputs(plan) + [""]
+    out += _time(plan) + [""] + _limits(plan) + _outputs(plan) + [""]
     warnings = plan["warnings"]
     out.append(f"Warnings ({len(warnings)}):" if warnings else "Warnings: none")
     out += [f"  ! {w}" for w in warnings]
@@ -120,6 +120,24 @@ def _time(plan: dict[str, Any]) -> list[str]:
            f"(serial {minutes(t['serialSeconds'])}, parallelism x{t['parallelism']})", "  critical path:"]
     out += [f"    {step['seconds']:>4}s  {step['name']}  ({step['type']})" for step in t["criticalPath"]]
     return out
+
+
+def _limits(plan: dict[str, Any]) -> list[str]:
+    """Let's Encrypt certificates and ScyllaDB's free tier, counted over every stack file."""
+    found = plan.get("limits")
+    if not found:
+        return []
+    out = ["Let's Encrypt certificates on a full re-create (production issuer counts; limit 50/week per registered domain):"]
+    for stack, info in found["stacks"].items():
+        kind = "wildcard" if info["wildcard"] else "per host"
+        out.append(f"  {stack:<22} {info['certificates']:>2} {kind:<8} {info['issuer']:<22} -> "
+                   f"{info['countedCertificates']:>2} counted under {info['registeredDomain']}")
+    out += [f"  {domain}: {count} counted" for domain, count in found["certificatesPerRegisteredDomain"].items()]
+    scylla = found["scylladb"]
+    free = scylla["freeTier"]
+    out.append(f"ScyllaDB over all stacks: {scylla['vcpus']} vCPUs, {scylla['storageGiB']} GiB "
+               f"(free tier per organisation: {free['vcpus']} vCPUs, {free['storageGiB']} GiB)")
+    return out + [""]
 
 
 def _outputs(plan: dict[str, Any]) -> list[str]:
