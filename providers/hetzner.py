@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from pathlib import Path
 from typing import Sequence
 
 import pulumi
@@ -21,8 +22,8 @@ from config import LoadedConfig, Problem
 from config.errors import problem
 from providers import cloud
 from providers.base import (PORTS, ApiEndpoints, ClusterProfile, Infrastructure, Node, NodeSpec, ProviderInfrastructure,
-                            Storage, assemble, check_locations, csi_storage, first_server_api, located_settings,
-                            node_specs, resolve_server_type, rule_sources, ssh_connection)
+                            ServerCatalog, Storage, assemble, check_locations, csi_storage, first_server_api,
+                            located_settings, node_specs, resolve_server_type, rule_sources, ssh_connection)
 
 NAME = "hetzner"
 DEFAULT_LOCATION = "fsn1"
@@ -37,25 +38,21 @@ ENCRYPTION_SECRET = "hcloud-volume-encryption"
 GATEWAY_LB_TYPE = "lb11"
 NETWORK_ZONES = {"fsn1": "eu-central", "nbg1": "eu-central", "hel1": "eu-central",
                  "ash": "us-east", "hil": "us-west", "sin": "ap-southeast"}
-# Size classes (config/catalog.py) -> server types: shared vCPU (CX) for small classes,
-# dedicated vCPU (CCX, local NVMe) for everything a database or production control plane uses.
-SERVER_TYPES = {
-    "small": "cx23",
-    "medium": "cx33",
-    "dedicated-medium": "ccx23",
-    "dedicated-large": "ccx33",
-    "dedicated-xlarge": "ccx43",
-    "dedicated-2xlarge": "ccx53",
-}
+# Server types as dated data: which exist, what they have, where Hetzner does not sell them, and the size
+# classes (config/catalog.py) mapped onto them.
+CATALOG = ServerCatalog.load(Path(__file__).with_name("hetzner_server_types.yaml"))
+SERVER_TYPES = CATALOG.sizes
 
 
 class Hetzner:
     name = NAME
     server_types = SERVER_TYPES
+    catalog = CATALOG
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cluster = loaded.config.cluster
         found = check_locations(cluster, NETWORK_ZONES.__contains__, f"a Hetzner location ({', '.join(NETWORK_ZONES)})")
+        found += CATALOG.check(cluster)
         zones = {NETWORK_ZONES[location] for _, location in located_settings(cluster) if location in NETWORK_ZONES}
         pods, network = ipaddress.ip_network(cluster.pod_cidr), ipaddress.ip_network(cluster.network_cidr)
         if pods.version != network.version or not pods.subnet_of(network):

@@ -6,12 +6,17 @@ from collections import Counter
 from functools import lru_cache
 
 import pulumi
+import pytest
+import yaml
 
 from components.charts import HCLOUD_CSI
+from config import ConfigError
 from providers import cloud, get
+from providers.hetzner import CATALOG, SERVER_TYPES
 from providers.base import PORTS, csi_storage
 from tests.cloud_stacks import STORAGE_CLASS, assert_block_storage, run_alone
 from tests.conftest import VALID_KEY, base_raw, k3s_config, run_raw
+from tools import mockrun
 from tools.mockrun import Resource, Run, Secret
 
 SERVER = "hcloud:index/server:Server"
@@ -36,7 +41,46 @@ def test_staging_has_production_shape_smaller(production, staging):
     assert set(servers_by_pool(staging)) == set(servers_by_pool(production))
     assert servers_by_pool(staging)["control-plane"] == 3
     types = {r.inputs["serverType"] for r in staging.of_type(SERVER)}
-    assert types <= {"cx23", "cx33"}, "staging stays on cheap shared-vCPU servers"
+    assert not any(CATALOG.types[t].dedicated_cpu for t in types), "staging stays on cheaper shared-vCPU servers"
+
+
+def test_every_hetzner_stack_orders_servers_hetzner_sells_where_they_go(production, staging):
+    # The CX line cannot be ordered in any location since mid-2026: a stack on it fails at `pulumi up`.
+    for run in (production, staging):
+        for r in run.of_type(SERVER):
+            assert CATALOG.unorderable(r.inputs["serverType"], r.inputs["location"]) is None, r.name
+
+
+def test_size_classes_map_to_types_with_the_class_resources():
+    from config.catalog import SIZES
+    for size, wanted in SIZES.items():
+        got = CATALOG.types[SERVER_TYPES[size]]
+        assert (got.cores, got.memory_gb, got.dedicated_cpu) == (wanted.vcpus, wanted.memory_gb, wanted.dedicated_cpu), size
+        assert got.unorderable_at == frozenset(), f"{size}: Hetzner is known not to sell {SERVER_TYPES[size]} somewhere"
+
+
+def test_server_type_catalog_is_dated_and_sourced():
+    data = yaml.safe_load(CATALOG.path.read_text())
+    assert data["date"] and data["source"].startswith("https://")
+    assert CATALOG.types["cx33"].unorderable_at is None, "CX: not orderable in any location (2026)"
+
+
+def test_unknown_server_type_is_refused_before_any_resource():
+    raw = base_raw(profile="staging", cluster={"controlPlane": {"serverType": "cx99"},
+                                               "pools": [{"name": "general", "serverType": "ccx99"}]})
+    with pytest.raises(ConfigError) as err:
+        run_raw(raw)
+    assert mockrun.last_monitor.recorded == [], "nothing is created before the config is valid"
+    found = {p.path: str(p) for p in err.value.problems}
+    assert set(found) == {"cluster.controlPlane.serverType", "cluster.pools[general].serverType"}
+    text = found["cluster.pools[general].serverType"]
+    assert text.startswith("adplatform:cluster.pools[general].serverType must be a hetzner server type")
+    assert "'ccx99'" in text and "cpx32" in text and "ccx63" in text and "hetzner_server_types.yaml" in text
+
+
+def test_a_known_type_the_catalog_lists_is_accepted():
+    run = run_raw(base_raw(profile="staging", cluster={"pools": [{"name": "general", "serverType": "ccx13"}]}))
+    assert {r.inputs["serverType"] for r in run.of_type(SERVER) if r.name.startswith("general-")} == {"ccx13"}
 
 
 def test_database_servers_are_dedicated_vcpu(production):
