@@ -12,7 +12,7 @@ import yaml
 from components.charts import HCLOUD_CSI
 from config import ConfigError
 from providers import cloud, get
-from providers.hetzner import CATALOG, SERVER_TYPES
+from providers.hetzner import CATALOG, SERVER_TYPES, md5_fingerprint
 from providers.base import PORTS, csi_storage
 from tests.cloud_stacks import STORAGE_CLASS, assert_block_storage, run_alone
 from tests.conftest import VALID_KEY, base_raw, k3s_config, run_raw
@@ -147,6 +147,48 @@ def test_ssh_keys_named_by_content(production):
     (key,) = production.of_type("hcloud:index/sshKey:SshKey")
     assert key.name == f"ssh-{cloud.key_digest(key.inputs['publicKey'])}", "adding or re-ordering keys renames none"
     assert key.inputs["name"] == f"adp-production-{cloud.key_digest(VALID_KEY)}"
+    assert key.inputs["labels"] == {"adplatform.io/stack": "production"}, "the first stack in a project owns its key"
+
+
+# --- two stacks in one project: Hetzner refuses a second key with the same fingerprint ---------------
+
+GET_SSH_KEYS = "hcloud:index/getSshKeys:getSshKeys"
+
+
+def _project_holding(monkeypatch, key: str, stack: str | None, key_id: int = 4711) -> None:
+    """The Hetzner project (as the mocked lookup lists it) already holds `key`, created by `stack`."""
+    uploaded = {"id": key_id, "name": "someone's key", "fingerprint": md5_fingerprint(key), "publicKey": key,
+                "labels": {"adplatform.io/stack": stack} if stack else {}}
+    monkeypatch.setitem(mockrun.CALL_RESULTS, GET_SSH_KEYS, lambda args: {"sshKeys": [uploaded]})
+
+
+def test_fingerprint_is_the_one_hetzner_keeps():
+    # `ssh-keygen -l -E md5` of VALID_KEY; Hetzner's API lists keys by this MD5 fingerprint.
+    assert md5_fingerprint(VALID_KEY) == "42:b5:17:ff:67:38:e7:73:de:0f:c5:7d:8c:cc:2e:61"
+
+
+def test_a_second_stack_in_the_project_uses_the_key_the_first_uploaded(monkeypatch):
+    _project_holding(monkeypatch, VALID_KEY, stack="production")
+    staging = run_raw(base_raw(profile="staging"), stack="staging")
+    assert not staging.of_type("hcloud:index/sshKey:SshKey"), "a second key with that fingerprint is refused"
+    assert {tuple(r.inputs["sshKeys"]) for r in staging.of_type(SERVER)} == {("4711",)}
+
+
+def test_a_key_uploaded_by_hand_is_used_not_duplicated(monkeypatch):
+    _project_holding(monkeypatch, VALID_KEY, stack=None, key_id=99)
+    run = run_raw(base_raw(profile="staging"))
+    assert not run.of_type("hcloud:index/sshKey:SshKey")
+    assert {tuple(r.inputs["sshKeys"]) for r in run.of_type(SERVER)} == {("99",)}
+
+
+def test_a_stack_keeps_declaring_the_key_it_created(monkeypatch):
+    # The lookup finds this stack's own key on every later `up`: it must stay declared, or Pulumi deletes it.
+    _project_holding(monkeypatch, VALID_KEY, stack="test")
+    other = VALID_KEY.replace("r7H", "r8H")
+    run = run_raw(base_raw(profile="staging", sshPublicKeys=[VALID_KEY, other]))
+    keys = run.of_type("hcloud:index/sshKey:SshKey")
+    assert sorted(k.inputs["publicKey"] for k in keys) == sorted([VALID_KEY, other])
+    assert all(len(r.inputs["sshKeys"]) == 2 for r in run.of_type(SERVER))
 
 
 def test_api_load_balancer_is_private_with_health_check(production):
