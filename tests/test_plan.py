@@ -89,7 +89,8 @@ def test_plan_warns_of_a_server_type_hetzner_does_not_sell_where_it_is_placed(st
         {"name": "general", "serverType": "cx33"}]}))
     (warning,) = [w for w in model.build(run)["warnings"] if "orderable" in w]
     assert warning.startswith("hetzner server type cx33 is known not to be orderable anywhere")
-    assert "hetzner_server_types.yaml" in warning and warning.endswith("servers: adp-test-general-1, adp-test-general-2")
+    assert "hetzner_server_types.yaml" in warning
+    assert warning.endswith("servers: adp-test-general-1, adp-test-general-2")
 
 
 def test_cost_sums_servers_ipv4_and_load_balancer_per_pool(plan):
