@@ -57,7 +57,8 @@ def _services(*, backups: bool, agent_concurrency: int, team_cpu: str, team_memo
 def _data(*, scylladb: str, redpanda: str, clickhouse: str, postgres: str, wal: str, dragonfly: str,
           objects: str) -> dict[str, Any]:
     """Volume sizes per store. ScyllaDB's fits the local NVMe of the pool's servers where it runs on it
-    (Hetzner ccx43: 360 GB, cx33: 80 GB), with room for the OS and images."""
+    (Hetzner ccx43: 360 GB, cpx32: 160 GB; providers/hetzner_server_types.yaml), with room for the OS and
+    images."""
     return {
         "scylladb": {"storageSize": scylladb},
         "redpanda": {"storageSize": redpanda},

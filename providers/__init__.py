@@ -6,7 +6,7 @@ from config.catalog import PROVIDERS
 from providers.aws import Aws
 from providers.azure import Azure
 from providers.baremetal import BareMetalProvider
-from providers.base import Infrastructure, Node, Provider, check_size_mapping
+from providers.base import Infrastructure, Node, Provider, ServerCatalog, check_size_mapping
 from providers.gcp import Gcp
 from providers.hetzner import Hetzner
 
@@ -21,4 +21,10 @@ def get(name: str) -> Provider:
     return _REGISTRY[name]
 
 
-__all__ = ["Infrastructure", "Node", "Provider", "get"]
+def catalog(name: str) -> ServerCatalog | None:
+    """The provider's catalog of known server types, for providers that keep one (Hetzner); the others
+    accept any well-formed type name and leave it to the cloud's API."""
+    return getattr(_REGISTRY.get(name), "catalog", None)
+
+
+__all__ = ["Infrastructure", "Node", "Provider", "catalog", "get"]

@@ -92,9 +92,12 @@ CCM_ACTIONS = sorted({
     "elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets",
     "elasticloadbalancing:SetLoadBalancerPoliciesOfListener", "iam:CreateServiceLinkedRole", "kms:DescribeKey",
 })
-# AWS-maintained policy for the EBS CSI driver, scoped to volumes the driver tags
-# (aws-ebs-csi-driver helm-chart-aws-ebs-csi-driver-2.64.0 docs/install.md).
-EBS_CSI_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicyV2"
+# AWS-maintained policy for the EBS CSI driver, scoped to volumes and snapshots tagged
+# ebs.csi.aws.com/cluster=true (the driver tags everything it creates so). Unlike V1 (a service-role
+# policy under `service-role/`), V2 is a plain AWS managed policy at the root path: AWS Managed Policy
+# reference, AmazonEBSCSIDriverPolicyV2 (created 2026-04-16). aws-ebs-csi-driver's docs/install.md
+# prints it with `service-role/`, which IAM answers with NoSuchEntity.
+EBS_CSI_POLICY = "arn:aws:iam::aws:policy/AmazonEBSCSIDriverPolicyV2"
 # K3s merges drop-ins from config.yaml.d after config.yaml; `kubelet-arg+` appends to the list the
 # install script writes. The instance's own zone and id come from cloud-init's instance data, so the
 # CCM finds the instance by provider ID whatever the node is named (cloud-provider-aws v1.35.0

@@ -26,7 +26,7 @@ from config.errors import problem
 from config.model import CONTROL_PLANE, ROLE_LABEL
 from providers.base import (PORTS, WORLD_CIDRS, ClusterProfile, Infrastructure, Node, NodeSpec, PortRule,
                             ProviderInfrastructure, Storage, assemble, first_server_api, located_settings, node_specs,
-                            rule_sources, ssh_connection)
+                            rule_sources, server_type_settings, ssh_connection)
 
 NAME = "baremetal"
 FIREWALL_TEMPLATE = Path(__file__).parent / "scripts" / "firewall.sh"
@@ -76,8 +76,7 @@ def _unused_keys(loaded: LoadedConfig) -> list[Problem]:
     if cluster.image is not None:
         found.append(problem("cluster.image", "is not used by provider baremetal (the hosts are installed "
                              "already: Ubuntu 24.04 LTS); remove it", cluster.image))
-    chosen = [*located_settings(cluster), ("cluster.controlPlane.serverType", cluster.control_plane.server_type),
-              *[(f"cluster.pools[{p.name}].serverType", p.server_type) for p in cluster.pools]]
+    chosen = [*located_settings(cluster), *server_type_settings(cluster)]
     found += [problem(key, "is not used by provider baremetal (the hosts exist already); remove it", value)
               for key, value in chosen if value is not None]
     return found

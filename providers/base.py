@@ -8,11 +8,13 @@ facts the cluster layer needs (API endpoints, K3s flags, provider add-ons). Noth
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Literal, Mapping, Protocol, Sequence
 
 import pulumi
 import pulumi_command as command
 import pulumi_kubernetes as k8s
+import yaml
 
 from config import LoadedConfig, Problem
 from config.catalog import SIZES
@@ -254,6 +256,61 @@ def check_locations(cluster: Cluster, accepts: Callable[[str], bool], accepted: 
             if value is not None and not accepts(value)]
 
 
+def server_type_settings(cluster: Cluster) -> list[tuple[str, str | None]]:
+    """(config key path, value) of every `serverType` the config may set."""
+    return [("cluster.controlPlane.serverType", cluster.control_plane.server_type),
+            *[(f"cluster.pools[{p.name}].serverType", p.server_type) for p in cluster.pools]]
+
+
+@dataclass(frozen=True)
+class ServerType:
+    cores: int
+    memory_gb: int
+    disk_gb: int  # the server's own disk
+    dedicated_cpu: bool
+    unorderable_at: frozenset[str] | None  # locations the provider is known not to sell it at; None: all
+
+
+@dataclass(frozen=True)
+class ServerCatalog:
+    """A provider's server types kept as dated data (a YAML file next to the provider): the types this
+    program knows, what each has, where the provider is known not to sell it, and the size classes
+    mapped onto them. Stock changes without notice, so the file says when and where it was read."""
+
+    provider: str
+    path: Path
+    date: str
+    sizes: dict[str, str]  # size class -> server type
+    types: dict[str, ServerType]
+
+    @classmethod
+    def load(cls, path: Path) -> ServerCatalog:
+        data = yaml.safe_load(path.read_text())
+        types = {name: ServerType(t["cores"], t["memoryGb"], t["diskGb"], t["dedicatedCpu"],
+                                  None if t["unorderableAt"] == "all" else frozenset(t["unorderableAt"]))
+                 for name, t in data["types"].items()}
+        unknown = {size: name for size, name in data["sizes"].items() if name not in types}
+        if unknown:
+            raise AssertionError(f"{path.name}: size classes map to types it does not list: {unknown}")
+        return cls(data["provider"], path, str(data["date"]), dict(data["sizes"]), types)
+
+    def check(self, cluster: Cluster) -> list[Problem]:
+        """Each `serverType` set must be one of the catalog's types."""
+        accepted = (f"a {self.provider} server type this program knows ({', '.join(sorted(self.types))}; "
+                    f"providers/{self.path.name}, as of {self.date})")
+        return [problem(key, f"must be {accepted}", value) for key, value in server_type_settings(cluster)
+                if value is not None and value not in self.types]
+
+    def unorderable(self, server_type: str, location: str) -> str | None:
+        """Why `server_type` cannot be ordered at `location`, if the catalog knows it cannot."""
+        known = self.types.get(server_type)
+        if known is None or (known.unorderable_at is not None and location not in known.unorderable_at):
+            return None
+        where = "anywhere" if known.unorderable_at is None else f"at {location}"
+        return (f"{self.provider} server type {server_type} is known not to be orderable {where} "
+                f"(providers/{self.path.name}, as of {self.date}): choose another serverType or size")
+
+
 def resolve_server_type(spec: NodeSpec, server_types: dict[str, str]) -> str:
     if spec.server_type:
         return spec.server_type
@@ -299,6 +356,6 @@ def ssh_connection(host: pulumi.Input[str], user: str, private_key: pulumi.Input
 
 
 __all__ = ["AddonInstaller", "ApiEndpoints", "ClusterProfile", "FSTYPE_PARAMETER", "Infrastructure", "Node", "NodeSpec",
-           "PORTS", "PortRule", "Provider", "ProviderInfrastructure", "Storage", "StorageInstaller", "assemble",
-           "check_locations", "csi_storage", "first_server_api", "located_settings", "node_specs",
-           "resolve_server_type", "rule_sources", "ssh_connection"]
+           "PORTS", "PortRule", "Provider", "ProviderInfrastructure", "ServerCatalog", "ServerType", "Storage",
+           "StorageInstaller", "assemble", "check_locations", "csi_storage", "first_server_api", "located_settings",
+           "node_specs", "resolve_server_type", "rule_sources", "server_type_settings", "ssh_connection"]

@@ -6,8 +6,11 @@ servers is not filtered, which is how "everything between nodes" stays open and 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
 import os
+from pathlib import Path
 from typing import Sequence
 
 import pulumi
@@ -20,10 +23,9 @@ from components.helm import release
 from config import LoadedConfig, Problem
 from config.errors import problem
 from providers import cloud
-from providers.base import ClientAddress
-from providers.base import (PORTS, ApiEndpoints, ClusterProfile, Infrastructure, Node, NodeSpec, ProviderInfrastructure,
-                            Storage, assemble, check_locations, csi_storage, first_server_api, located_settings,
-                            node_specs, resolve_server_type, rule_sources, ssh_connection)
+from providers.base import (PORTS, ApiEndpoints, ClientAddress, ClusterProfile, Infrastructure, Node, NodeSpec, ProviderInfrastructure,
+                            ServerCatalog, Storage, assemble, check_locations, csi_storage, first_server_api,
+                            located_settings, node_specs, resolve_server_type, rule_sources, ssh_connection)
 
 NAME = "hetzner"
 DEFAULT_LOCATION = "fsn1"
@@ -42,27 +44,24 @@ GATEWAY_LB_TYPE = "lb11"
 GATEWAY_CLIENT_ADDRESS = ClientAddress(
     proxy_protocol=True, annotations={"load-balancer.hetzner.cloud/uses-proxyprotocol": "true"},
     why="the Hetzner load balancer sends PROXY protocol headers")
+STACK_LABEL = "adplatform.io/stack"  # on everything a stack creates in the (possibly shared) project
 NETWORK_ZONES = {"fsn1": "eu-central", "nbg1": "eu-central", "hel1": "eu-central",
                  "ash": "us-east", "hil": "us-west", "sin": "ap-southeast"}
-# Size classes (config/catalog.py) -> server types: shared vCPU (CX) for small classes,
-# dedicated vCPU (CCX, local NVMe) for everything a database or production control plane uses.
-SERVER_TYPES = {
-    "small": "cx23",
-    "medium": "cx33",
-    "dedicated-medium": "ccx23",
-    "dedicated-large": "ccx33",
-    "dedicated-xlarge": "ccx43",
-    "dedicated-2xlarge": "ccx53",
-}
+# Server types as dated data: which exist, what they have, where Hetzner does not sell them, and the size
+# classes (config/catalog.py) mapped onto them.
+CATALOG = ServerCatalog.load(Path(__file__).with_name("hetzner_server_types.yaml"))
+SERVER_TYPES = CATALOG.sizes
 
 
 class Hetzner:
     name = NAME
     server_types = SERVER_TYPES
+    catalog = CATALOG
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cluster = loaded.config.cluster
         found = check_locations(cluster, NETWORK_ZONES.__contains__, f"a Hetzner location ({', '.join(NETWORK_ZONES)})")
+        found += CATALOG.check(cluster)
         zones = {NETWORK_ZONES[location] for _, location in located_settings(cluster) if location in NETWORK_ZONES}
         pods, network = ipaddress.ip_network(cluster.pod_cidr), ipaddress.ip_network(cluster.network_cidr)
         if pods.version != network.version or not pods.subnet_of(network):
@@ -83,7 +82,7 @@ class HetznerInfrastructure(ProviderInfrastructure):
     def __init__(self, name: str, loaded: LoadedConfig, opts: pulumi.ResourceOptions | None = None):
         super().__init__("HetznerInfrastructure", name, loaded, opts)
         cfg = loaded.config
-        self._labels = {"adplatform.io/stack": loaded.stack}
+        self._labels = {STACK_LABEL: loaded.stack}
         location = cfg.cluster.location or DEFAULT_LOCATION
         self._location = location
 
@@ -120,10 +119,28 @@ class HetznerInfrastructure(ProviderInfrastructure):
         )
         self.register_outputs({"network_id": self.network.id, "firewall_id": self.firewall.id})
 
-    def _ssh_keys(self, public_keys: Sequence[str]) -> list[hcloud.SshKey]:
-        # Named by content, so adding or re-ordering keys touches no existing key.
-        return [hcloud.SshKey(f"ssh-{cloud.key_digest(key)}", name=f"{self._prefix}-{cloud.key_digest(key)}",
-                              public_key=key, labels=self._labels, opts=self._opts()) for key in public_keys]
+    def _ssh_keys(self, public_keys: Sequence[str]) -> list[pulumi.Input[str]]:
+        """The ids of the project's SSH keys holding `public_keys`.
+
+        Hetzner refuses a second key with the same fingerprint in a project (uniqueness_error), and stacks
+        sharing a project (production, staging) carry the same keys. So a key already in the project that
+        this stack did not create (another stack's, or uploaded by hand) is used, not created; a key this
+        stack created (labelled with its stack) stays declared, or Pulumi would delete it. The lookup lists
+        the project's keys, so an empty project is no error. Keys matter only when a server is created
+        (servers ignore later changes to them), so another stack deleting a key used here breaks nothing:
+        this stack's next `up` creates its own. docs/providers.md says more.
+        """
+        uploaded = {key.fingerprint: key for key in hcloud.get_ssh_keys().ssh_keys}
+        ids: list[pulumi.Input[str]] = []
+        for key in public_keys:
+            found = uploaded.get(md5_fingerprint(key))
+            if found is not None and (found.labels or {}).get(STACK_LABEL) != self._loaded.stack:
+                ids.append(str(found.id))
+                continue
+            # Named by content, so adding or re-ordering keys touches no existing key.
+            ids.append(hcloud.SshKey(f"ssh-{cloud.key_digest(key)}", name=f"{self._prefix}-{cloud.key_digest(key)}",
+                                     public_key=key, labels=self._labels, opts=self._opts()).id)
+        return ids
 
     def _network(self, zone: str) -> tuple[hcloud.Network, hcloud.NetworkSubnet]:
         cluster = self._loaded.config.cluster
@@ -151,7 +168,7 @@ class HetznerInfrastructure(ProviderInfrastructure):
                     labels={**self._labels, "adplatform.io/pool": spec.pool}, opts=self._opts())
         return groups
 
-    def _server(self, spec: NodeSpec, ssh_keys: list[hcloud.SshKey],
+    def _server(self, spec: NodeSpec, ssh_keys: list[pulumi.Input[str]],
                 groups: dict[tuple[str, int], hcloud.PlacementGroup]) -> Node:
         hostname = f"{self._prefix}-{spec.name}"
         group = groups[(spec.pool, spec.index // SPREAD_GROUP_MAX)]
@@ -161,7 +178,7 @@ class HetznerInfrastructure(ProviderInfrastructure):
             server_type=resolve_server_type(spec, SERVER_TYPES),
             image=self._loaded.config.cluster.image or IMAGE,
             location=spec.location or self._location,
-            ssh_keys=[k.id for k in ssh_keys],
+            ssh_keys=ssh_keys,
             placement_group_id=group.id.apply(int),
             firewall_ids=[self.firewall.id.apply(int)],
             networks=[hcloud.ServerNetworkArgs(network_id=self.network.id.apply(int))],
@@ -251,6 +268,13 @@ class HetznerInfrastructure(ProviderInfrastructure):
         }, retain=self._protect, driver=[secret, csi], opts=opts)
 
 
+def md5_fingerprint(public_key: str) -> str:
+    """The fingerprint Hetzner keeps for an SSH key (and refuses twice in a project): the MD5 of the key's
+    decoded body as colon-separated hex, what `ssh-keygen -l -E md5` prints."""
+    digest = hashlib.md5(base64.b64decode(public_key.split()[1]), usedforsecurity=False).hexdigest()
+    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+
+
 _CSI_SIDECAR = {"requests": {"cpu": "10m", "memory": "20Mi"}, "limits": {"memory": "80Mi"}}
 _CSI_DRIVER = {"requests": {"cpu": "10m", "memory": "40Mi"}, "limits": {"memory": "128Mi"}}
 
@@ -261,7 +285,7 @@ def csi_values(location: str, ha: bool, stack: str) -> dict:
         "controller": {
             "replicaCount": 2 if ha else 1,
             "hcloudVolumeDefaultLocation": location,
-            "volumeExtraLabels": {"adplatform.io/stack": stack},
+            "volumeExtraLabels": {STACK_LABEL: stack},
             "priorityClassName": "system-cluster-critical",
             "podDisruptionBudget": {"create": ha, "minAvailable": 1, "maxUnavailable": ""},
             "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{

@@ -158,6 +158,14 @@ def test_imds_v2_and_instance_roles(staging):
     assert ebs.inputs["policyArn"] == aws.EBS_CSI_POLICY
 
 
+def test_ebs_csi_policy_is_the_arn_aws_publishes(staging):
+    # AWS Managed Policy reference, AmazonEBSCSIDriverPolicyV2 (read 2026-11): type "AWS managed policy",
+    # ARN at the root path. Only V1 (a service-role policy) lives under `service-role/`; attaching V2 by
+    # that path fails with NoSuchEntity.
+    ebs = staging.named("control-plane-ebs-csi", "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    assert ebs.inputs["policyArn"] == "arn:aws:iam::aws:policy/AmazonEBSCSIDriverPolicyV2"
+
+
 def test_cloud_init_installs_every_key_and_the_provider_id(staging):
     data = staging.named("general-1", INSTANCE).inputs["userData"]
     doc = yaml.safe_load(data)

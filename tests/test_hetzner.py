@@ -6,12 +6,17 @@ from collections import Counter
 from functools import lru_cache
 
 import pulumi
+import pytest
+import yaml
 
 from components.charts import HCLOUD_CSI
+from config import ConfigError
 from providers import cloud, get
+from providers.hetzner import CATALOG, SERVER_TYPES, md5_fingerprint
 from providers.base import PORTS, csi_storage
 from tests.cloud_stacks import STORAGE_CLASS, assert_block_storage, run_alone
 from tests.conftest import VALID_KEY, base_raw, k3s_config, run_raw
+from tools import mockrun
 from tools.mockrun import Resource, Run, Secret
 
 SERVER = "hcloud:index/server:Server"
@@ -36,7 +41,47 @@ def test_staging_has_production_shape_smaller(production, staging):
     assert set(servers_by_pool(staging)) == set(servers_by_pool(production))
     assert servers_by_pool(staging)["control-plane"] == 3
     types = {r.inputs["serverType"] for r in staging.of_type(SERVER)}
-    assert types <= {"cx23", "cx33"}, "staging stays on cheap shared-vCPU servers"
+    assert not any(CATALOG.types[t].dedicated_cpu for t in types), "staging stays on cheaper shared-vCPU servers"
+
+
+def test_every_hetzner_stack_orders_servers_hetzner_sells_where_they_go(production, staging):
+    # The CX line cannot be ordered in any location since mid-2026: a stack on it fails at `pulumi up`.
+    for run in (production, staging):
+        for r in run.of_type(SERVER):
+            assert CATALOG.unorderable(r.inputs["serverType"], r.inputs["location"]) is None, r.name
+
+
+def test_size_classes_map_to_types_with_the_class_resources():
+    from config.catalog import SIZES
+    for size, wanted in SIZES.items():
+        got = CATALOG.types[SERVER_TYPES[size]]
+        assert (got.cores, got.memory_gb) == (wanted.vcpus, wanted.memory_gb), size
+        assert got.dedicated_cpu == wanted.dedicated_cpu, size
+        assert got.unorderable_at == frozenset(), f"{size}: Hetzner is known not to sell {SERVER_TYPES[size]} somewhere"
+
+
+def test_server_type_catalog_is_dated_and_sourced():
+    data = yaml.safe_load(CATALOG.path.read_text())
+    assert data["date"] and data["source"].startswith("https://")
+    assert CATALOG.types["cx33"].unorderable_at is None, "CX: not orderable in any location (2026)"
+
+
+def test_unknown_server_type_is_refused_before_any_resource():
+    raw = base_raw(profile="staging", cluster={"controlPlane": {"serverType": "cx99"},
+                                               "pools": [{"name": "general", "serverType": "ccx99"}]})
+    with pytest.raises(ConfigError) as err:
+        run_raw(raw)
+    assert mockrun.last_monitor.recorded == [], "nothing is created before the config is valid"
+    found = {p.path: str(p) for p in err.value.problems}
+    assert set(found) == {"cluster.controlPlane.serverType", "cluster.pools[general].serverType"}
+    text = found["cluster.pools[general].serverType"]
+    assert text.startswith("adplatform:cluster.pools[general].serverType must be a hetzner server type")
+    assert "'ccx99'" in text and "cpx32" in text and "ccx63" in text and "hetzner_server_types.yaml" in text
+
+
+def test_a_known_type_the_catalog_lists_is_accepted():
+    run = run_raw(base_raw(profile="staging", cluster={"pools": [{"name": "general", "serverType": "ccx13"}]}))
+    assert {r.inputs["serverType"] for r in run.of_type(SERVER) if r.name.startswith("general-")} == {"ccx13"}
 
 
 def test_database_servers_are_dedicated_vcpu(production):
@@ -103,6 +148,48 @@ def test_ssh_keys_named_by_content(production):
     (key,) = production.of_type("hcloud:index/sshKey:SshKey")
     assert key.name == f"ssh-{cloud.key_digest(key.inputs['publicKey'])}", "adding or re-ordering keys renames none"
     assert key.inputs["name"] == f"adp-production-{cloud.key_digest(VALID_KEY)}"
+    assert key.inputs["labels"] == {"adplatform.io/stack": "production"}, "the first stack in a project owns its key"
+
+
+# --- two stacks in one project: Hetzner refuses a second key with the same fingerprint ---------------
+
+GET_SSH_KEYS = "hcloud:index/getSshKeys:getSshKeys"
+
+
+def _project_holding(monkeypatch, key: str, stack: str | None, key_id: int = 4711) -> None:
+    """The Hetzner project (as the mocked lookup lists it) already holds `key`, created by `stack`."""
+    uploaded = {"id": key_id, "name": "someone's key", "fingerprint": md5_fingerprint(key), "publicKey": key,
+                "labels": {"adplatform.io/stack": stack} if stack else {}}
+    monkeypatch.setitem(mockrun.CALL_RESULTS, GET_SSH_KEYS, lambda args: {"sshKeys": [uploaded]})
+
+
+def test_fingerprint_is_the_one_hetzner_keeps():
+    # `ssh-keygen -l -E md5` of VALID_KEY; Hetzner's API lists keys by this MD5 fingerprint.
+    assert md5_fingerprint(VALID_KEY) == "42:b5:17:ff:67:38:e7:73:de:0f:c5:7d:8c:cc:2e:61"
+
+
+def test_a_second_stack_in_the_project_uses_the_key_the_first_uploaded(monkeypatch):
+    _project_holding(monkeypatch, VALID_KEY, stack="production")
+    staging = run_raw(base_raw(profile="staging"), stack="staging")
+    assert not staging.of_type("hcloud:index/sshKey:SshKey"), "a second key with that fingerprint is refused"
+    assert {tuple(r.inputs["sshKeys"]) for r in staging.of_type(SERVER)} == {("4711",)}
+
+
+def test_a_key_uploaded_by_hand_is_used_not_duplicated(monkeypatch):
+    _project_holding(monkeypatch, VALID_KEY, stack=None, key_id=99)
+    run = run_raw(base_raw(profile="staging"))
+    assert not run.of_type("hcloud:index/sshKey:SshKey")
+    assert {tuple(r.inputs["sshKeys"]) for r in run.of_type(SERVER)} == {("99",)}
+
+
+def test_a_stack_keeps_declaring_the_key_it_created(monkeypatch):
+    # The lookup finds this stack's own key on every later `up`: it must stay declared, or Pulumi deletes it.
+    _project_holding(monkeypatch, VALID_KEY, stack="test")
+    other = VALID_KEY.replace("r7H", "r8H")
+    run = run_raw(base_raw(profile="staging", sshPublicKeys=[VALID_KEY, other]))
+    keys = run.of_type("hcloud:index/sshKey:SshKey")
+    assert sorted(k.inputs["publicKey"] for k in keys) == sorted([VALID_KEY, other])
+    assert all(len(r.inputs["sshKeys"]) == 2 for r in run.of_type(SERVER))
 
 
 def test_api_load_balancer_is_private_with_health_check(production):

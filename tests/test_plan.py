@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from policy import rules
-from providers.hetzner import SERVER_TYPES
+from providers.hetzner import CATALOG, SERVER_TYPES
 from tests.conftest import ROOT, base_raw, run_raw
 from tools.mockrun import Resource
 from tools.mockrun import Secret as mockrun_secret
@@ -78,9 +78,20 @@ def test_a_production_named_stack_on_a_lax_profile_is_held_to_protection():
 
 # --- cost -----------------------------------------------------------------------------------------
 
-def test_price_table_is_dated_sourced_and_covers_every_server_type_we_pick():
+def test_price_table_is_dated_sourced_and_covers_every_server_type_we_know():
     assert PRICES["date"] and PRICES["source"].startswith("https://") and PRICES["currency"] == "EUR"
     assert set(SERVER_TYPES.values()) <= set(PRICES["servers"]["prices"]["eu"])
+    assert set(CATALOG.types) <= set(PRICES["servers"]["prices"]["eu"]), "a type the config accepts is priced"
+
+
+def test_plan_warns_of_a_server_type_hetzner_does_not_sell_where_it_is_placed(staging_plan):
+    assert not [w for w in staging_plan["warnings"] if "orderable" in w], "the stack files order what Hetzner sells"
+    run = run_raw(base_raw(profile="staging", cluster={"location": "nbg1", "pools": [
+        {"name": "general", "serverType": "cx33"}]}))
+    (warning,) = [w for w in model.build(run)["warnings"] if "orderable" in w]
+    assert warning.startswith("hetzner server type cx33 is known not to be orderable anywhere")
+    assert "hetzner_server_types.yaml" in warning
+    assert warning.endswith("servers: adp-test-general-1, adp-test-general-2")
 
 
 def test_cost_sums_servers_ipv4_and_load_balancer_per_pool(plan):
@@ -295,7 +306,7 @@ def test_plan_diff_against_a_git_ref_shows_the_change(tmp_path):
     text = out.read_text()
     assert "0 to add" in text and "3 to remove" in text
     assert "`general-3` (hcloud:index/server:Server)" in text and "`k3s-general-3`" in text
-    server = PRICES["servers"]["prices"]["eu"]["cx33"] + PRICES["servers"]["extras"][0]["price"]["eu"]
+    server = PRICES["servers"]["prices"]["eu"][SERVER_TYPES["medium"]] + PRICES["servers"]["extras"][0]["price"]["eu"]
     assert f"({-server:+,.2f})" in text
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from config import ConfigError
+from providers.hetzner import md5_fingerprint
 from tests.conftest import base_raw, run_raw, stack_run
 from tools import mockrun
 from tools.plan import model, report
@@ -20,6 +21,21 @@ def test_every_stack_file_synthesizes(stack):
 
 def test_repository_has_the_promised_stacks():
     assert {"production", "staging"} <= set(mockrun.stacks())
+
+
+def test_production_and_staging_come_up_in_one_hetzner_project(production, monkeypatch):
+    """Both stack files carry the same public key, and Hetzner refuses a fingerprint twice in a project:
+    staging, brought up after production in production's project, uploads no key and uses production's."""
+    keys = production.of_type("hcloud:index/sshKey:SshKey")
+    assert keys, "the first stack in an empty project uploads its keys"
+    uploaded = [{"id": 1000 + i, "name": k.inputs["name"], "publicKey": k.inputs["publicKey"],
+                 "fingerprint": md5_fingerprint(k.inputs["publicKey"]), "labels": k.inputs["labels"]}
+                for i, k in enumerate(keys)]
+    monkeypatch.setitem(mockrun.CALL_RESULTS, "hcloud:index/getSshKeys:getSshKeys", lambda args: {"sshKeys": uploaded})
+    staging = mockrun.run_stack("staging")
+    assert not staging.of_type("hcloud:index/sshKey:SshKey")
+    for server in staging.of_type("hcloud:index/server:Server"):
+        assert set(server.inputs["sshKeys"]) == {str(k["id"]) for k in uploaded}, server.name
 
 
 def test_invalid_config_creates_nothing():

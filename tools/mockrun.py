@@ -396,6 +396,7 @@ def _gcp_role(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str, Any]
 
 
 CALL_RESULTS.update({
+    "hcloud:index/getSshKeys:getSshKeys": lambda args: {"sshKeys": []},  # an empty Hetzner project
     "aws:index/getAvailabilityZones:getAvailabilityZones": _aws_zones,
     "aws:ec2/getAmi:getAmi": _aws_ami,
     "gcp:compute/getZones:getZones": _gcp_zones,

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any
 
 from config.catalog import ROLES
+import providers
 from policy import rules
 from tools.mockrun import Resource, Run, Secret
 from tools.plan import cost, limits, timing
@@ -147,9 +148,25 @@ def warnings(plan: dict[str, Any]) -> list[str]:
     found = [f"policy {v['rule']}: {rules.name_of(v['urn'])}: {v['message']}"
              for v in plan["policy"]["violations"]]
     found += _small_roles(plan)
+    found += _unorderable(plan)
     found += [f"cost: {item}" for item in plan["cost"]["unknown"]]
     found += (plan.get("limits") or {}).get("warnings", [])
     return found
+
+
+def _unorderable(plan: dict[str, Any]) -> list[str]:
+    """Servers of a type the provider is known not to sell where they are placed (providers' dated
+    catalogs): `pulumi up` would fail creating them."""
+    lookup = getattr(providers, "catalog", None)  # plan-diff runs this planner over older program code too
+    known = lookup(plan.get("provider") or "") if lookup else None
+    if known is None:
+        return []
+    servers: dict[str, list[str]] = defaultdict(list)
+    for server in plan["servers"]:
+        reason = known.unorderable(server["type"], server["location"])
+        if reason:
+            servers[reason].append(server["name"])
+    return [f"{reason}; servers: {', '.join(names)}" for reason, names in servers.items()]
 
 
 def _small_roles(plan: dict[str, Any]) -> list[str]:
