@@ -223,6 +223,10 @@ def test_the_application_user_produces_and_consumes_but_administers_nothing(prod
     assert ops["cluster"] == {"IdempotentWrite", "Describe"}
     cluster = production.named("redpanda-cluster", CLUSTER)
     assert cluster.urn in production.named("redpanda-app-user", USER).dependencies
+    # The CRD refuses to move a User to another cluster ("ClusterSource is immutable"): that replaces the user.
+    options = production.named("redpanda-app-user", USER).options
+    assert options["replaceOnChanges"] == ["spec.cluster"] and options["deleteBeforeReplace"] is True
+    assert cluster.options["replaceOnChanges"] == [], "the brokers are never replaced on a field change"
 
 
 def test_namespaces_admit_clients_prometheus_and_the_operator_only(production):

@@ -324,8 +324,10 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
         "redpanda-cluster", "cluster.redpanda.com/v1alpha2", "Redpanda", CLUSTER, NAMESPACE,
         {"clusterSpec": cluster_spec(ctx, res)}, ctx.labels("redpanda", "cluster"), [*after, operator, *secrets, *ca],
         protect=True, annotations=wait_for("condition=Ready", READY_TIMEOUT_SECONDS))
+    # The CRD refuses to change a User's cluster ("ClusterSource is immutable"): a change replaces the user.
     user = ctx.custom_resource("redpanda-app-user", "cluster.redpanda.com/v1alpha2", "User", APP_USER, NAMESPACE,
-                               app_user_spec(), ctx.labels("redpanda", "user"), [cluster, *secrets])
+                               app_user_spec(), ctx.labels("redpanda", "user"), [cluster, *secrets],
+                               immutable=("cluster",))
     return endpoint(ctx, creds, [*secrets, *ca, *operator_ready, cluster, user])
 
 
