@@ -193,6 +193,12 @@ SCYLLA_OPERATOR_CRDS = Manifests("scylla-operator-crds", SCYLLA_OPERATOR.version
 # 3.10.1: the newest 3.10 patch (scylladb/scylla-manager tag v3.10.1) and the operator's tested default.
 SCYLLADB_VERSION = "2026.1.11"
 SCYLLA_MANAGER_VERSION = "3.10.1"
+# The scylla-manager chart pins both images by digest (helm/scylla-manager/values.yaml at v1.21.1: image.tag and
+# scylla.agentImage.tag; the operator's assets/config/config.yaml names the same): a tag of ours replaces theirs,
+# so ours carries the digest too. Chart-style tags (`<version>@sha256:...`), as the chart's templates append them.
+SCYLLA_MANAGER_TAG = f"{SCYLLA_MANAGER_VERSION}@sha256:8e02f5f3501ecbc5286acb09a9fed854bc621e422eba48b71159382604d6491a"
+SCYLLA_MANAGER_AGENT_TAG = (f"{SCYLLA_MANAGER_VERSION}"
+                            "@sha256:aa85a3da293d0e5ca29214a575efe79b352d6678343d2f6d9aee711ac339f903")
 # ScyllaDB Local CSI Driver v1.0.1 (scylladb/local-csi-driver tag v1.0.1, 2026-08-04, the first stable line)
 # and the CSI sidecars its deploy/kubernetes/local-csi-driver/50_daemonset.yaml pins (tag and digest).
 SCYLLADB_LOCAL_CSI_DRIVER_IMAGE = "docker.io/scylladb/local-csi-driver:1.0.1"

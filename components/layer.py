@@ -71,14 +71,20 @@ class LayerContext:
 
     def custom_resource(self, resource_name: str, api_version: str, kind: str, name: str, namespace: str | None,
                         spec: dict, labels: dict[str, str], depends_on: Sequence[pulumi.Resource] = (),
-                        protect: bool = False, annotations: dict[str, str] | None = None
-                        ) -> k8s.apiextensions.CustomResource:
-        """An operator's resource (`protect`: a database whose deletion deletes its data)."""
+                        protect: bool = False, annotations: dict[str, str] | None = None,
+                        immutable: Sequence[str] = ()) -> k8s.apiextensions.CustomResource:
+        """An operator's resource (`protect`: a database whose deletion deletes its data).
+
+        `immutable`: spec fields the operator's CRD refuses to change (CEL `self == oldSelf`), as paths under
+        `spec`. A change to one replaces the object instead of failing the update; deleted first, because the
+        replacement keeps the same name."""
+        replace = {"replace_on_changes": [f"spec.{field}" for field in immutable],
+                   "delete_before_replace": True} if immutable else {}
         return k8s.apiextensions.CustomResource(
             resource_name, api_version=api_version, kind=kind,
             metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=labels,
                                                 annotations=annotations),
-            spec=spec, opts=self.opts(depends_on, protect=protect))
+            spec=spec, opts=self.opts(depends_on, protect=protect, **replace))
 
     def disruption_budget(self, resource_name: str, name: str, namespace: str, selector: dict[str, str],
                           labels: dict[str, str], depends_on: Sequence[pulumi.Resource] = (),

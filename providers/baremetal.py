@@ -301,9 +301,10 @@ def _hosts_by_slot(hosts: Sequence[Host]) -> dict[tuple[str, int], Host]:
 def cilium_values(private_cidr: str) -> dict:
     """Cilium answers ARP for Service addresses (L2 announcements) and serves externalIPs."""
     return {
-        # Needs kube-proxy replacement (on for every provider, components/k3s/cilium.py).
+        # Needs kube-proxy replacement (on for every provider, components/k3s/cilium.py), which also serves
+        # Services' externalIPs: Cilium 1.18 made that unconditional with it and removed `externalIPs.enabled`
+        # (cilium/cilium#39581; the 1.20 chart has no such value), so there is nothing to switch on here.
         "l2announcements": {"enabled": True},
-        "externalIPs": {"enabled": True},
         "k8sClientRateLimit": CLIENT_RATE_LIMIT,
         # NodePorts are served in eBPF before the nftables input chain sees a packet: offer them on
         # the private network only, so the hosts' public addresses expose 80/443 (via the LB

@@ -207,8 +207,11 @@ def test_firewall_never_locks_out_the_deployer(tmp_path, client, refused):
 
 def test_cilium_announces_service_addresses(production):
     values = production.named("cilium", "kubernetes:helm.sh/v3:Release").inputs["values"]
-    assert values["l2announcements"] == {"enabled": True} and values["externalIPs"] == {"enabled": True}
-    assert values["kubeProxyReplacement"] is True, "L2 announcements need kube-proxy replacement"
+    assert values["l2announcements"] == {"enabled": True}
+    # kube-proxy replacement serves externalIPs (and L2 announcements need it); the chart's old
+    # `externalIPs.enabled` switch was removed in Cilium 1.18 and would be an ignored value.
+    assert values["kubeProxyReplacement"] is True, "L2 announcements and externalIPs need kube-proxy replacement"
+    assert "externalIPs" not in values
     assert values["k8sClientRateLimit"]["qps"] >= 10 and values["k8sClientRateLimit"]["burst"] > \
         values["k8sClientRateLimit"]["qps"]
     assert values["nodePort"] == {"addresses": ["10.0.1.0/24"]}, "no NodePorts on the public addresses"

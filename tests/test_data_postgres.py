@@ -136,6 +136,21 @@ def test_each_database_has_its_own_owner_role_and_generated_password(run):
     assert {e["name"] for e in gitlab["extensions"]} == {"pg_trgm", "btree_gist"}
 
 
+def test_fields_the_operator_makes_immutable_replace_the_object(run):
+    """CloudNativePG 1.30's CRDs refuse to change a Database's name or cluster and a ScheduledBackup's cluster
+    (CEL `self == oldSelf`): a change must replace the object (deleted first: the new one has the same name)."""
+    objects = [(r, ["spec.name", "spec.cluster"])
+               for r in run.of_type("kubernetes:postgresql.cnpg.io/v1:Database")]
+    objects.append((run.named("postgres-scheduled-backup", "kubernetes:postgresql.cnpg.io/v1:ScheduledBackup"),
+                    ["spec.cluster"]))
+    assert len(objects) > 2
+    for resource, paths in objects:
+        assert resource.options["replaceOnChanges"] == paths, resource.name
+        assert resource.options["deleteBeforeReplace"] is True, resource.name
+    # The cluster itself (a database whose deletion deletes its data) is never replaced on a field change.
+    assert run.named("postgres-cluster").options["replaceOnChanges"] == []
+
+
 def test_superuser_access_is_disabled(run):
     assert cluster(run)["enableSuperuserAccess"] is False
     assert "superuserSecret" not in cluster(run)

@@ -14,12 +14,14 @@ from components.host.profiles import BASELINE_SYSCTLS, PROFILES, THP_MODE
 from config import ConfigError, load
 from config.catalog import SIZES
 from config.model import ROLE_LABEL
+from tests import validators
 from tests.conftest import SECRET_KEYS, base_raw, run_raw, stack_run
 from tests.stores import (NETPOL, RELEASE, SECRET, assert_operator_ha, assert_spread_over_nodes, chart_of,
                           expected_tolerations, policy, pools, ports, refused_memory, stack_config, string_data)
 
 CLUSTER = "kubernetes:cluster.redpanda.com/v1alpha2:Redpanda"
 USER = "kubernetes:cluster.redpanda.com/v1alpha2:User"
+CONSOLE = "kubernetes:cluster.redpanda.com/v1alpha2:Console"
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
@@ -223,6 +225,10 @@ def test_the_application_user_produces_and_consumes_but_administers_nothing(prod
     assert ops["cluster"] == {"IdempotentWrite", "Describe"}
     cluster = production.named("redpanda-cluster", CLUSTER)
     assert cluster.urn in production.named("redpanda-app-user", USER).dependencies
+    # The CRD refuses to move a User to another cluster ("ClusterSource is immutable"): that replaces the user.
+    options = production.named("redpanda-app-user", USER).options
+    assert options["replaceOnChanges"] == ["spec.cluster"] and options["deleteBeforeReplace"] is True
+    assert cluster.options["replaceOnChanges"] == [], "the brokers are never replaced on a field change"
 
 
 def test_namespaces_admit_clients_prometheus_and_the_operator_only(production):
@@ -252,10 +258,18 @@ def test_metrics_through_the_charts_service_monitor_with_verified_tls(production
                                        "serverName": "redpanda.redpanda.svc.cluster.local"}
 
 
-def test_console_connects_inside_and_is_never_routed_through_the_gateway(production):
-    console = spec(production)["console"]
-    assert console["enabled"] is True and console["image"]["tag"] == "v3.9.0"
-    assert console["resources"]["limits"]["memory"]
+def test_console_is_our_own_resource_connected_to_the_cluster_and_never_routed_through_the_gateway(production):
+    """`clusterSpec.console` is deprecated at operator v26.2.2 (its Console would be an object nobody owns once
+    migrated): the cluster's is opted out of (the redpanda chart's default is on) and we declare the Console."""
+    assert spec(production)["console"] == {"enabled": False}
+    [console] = production.of_type(CONSOLE)
+    assert console.inputs["metadata"]["namespace"] == "redpanda"
+    validators.validate_kubernetes(CONSOLE, console.inputs)  # the CRD schema we keep (tests/crd_schemas/)
+    console_spec = console.inputs["spec"]
+    assert console_spec["cluster"] == {"clusterRef": {"name": "redpanda"}}  # SASL/TLS derived from the cluster
+    assert console_spec["image"]["tag"] == charts.REDPANDA_CONSOLE_VERSION == "v3.9.0"
+    assert console_spec["resources"]["limits"]["memory"] and console_spec["replicaCount"] == 1
+    assert production.named("redpanda-cluster", CLUSTER).urn in console.dependencies
     routes = [r for r in production.of_type("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute")
               if "redpanda" in json.dumps(r.inputs)]
     assert routes == []
@@ -296,7 +310,7 @@ def _variant():
 
 def test_console_can_be_turned_off_and_retention_follows_config():
     cluster = spec(_variant())
-    assert cluster["console"] == {"enabled": False}
+    assert cluster["console"] == {"enabled": False} and _variant().of_type(CONSOLE) == []
     assert cluster["config"]["cluster"]["log_retention_ms"] == 24 * 3600 * 1000
 
 

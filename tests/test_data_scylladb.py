@@ -298,7 +298,8 @@ def test_converged_nodes_get_disks_but_no_node_wide_perftune():
 def test_versions_are_pinned(stack):
     spec_ = spec(stack_run(stack))
     assert (spec_["version"], spec_["repository"]) == ("2026.1.11", "docker.io/scylladb/scylla")
-    assert (spec_["agentVersion"], spec_["agentRepository"]) == ("3.10.1", "docker.io/scylladb/scylla-manager-agent")
+    assert spec_["agentRepository"] == "docker.io/scylladb/scylla-manager-agent"
+    assert re.fullmatch(r"3\.10\.1@sha256:[0-9a-f]{64}", spec_["agentVersion"]), "the agent pinned by digest"
     assert charts.SCYLLADB_VERSION.startswith("2026.1.") and charts.SCYLLA_MANAGER_VERSION.startswith("3.10.")
 
 
@@ -408,11 +409,14 @@ def test_manager_chart_and_its_small_database(stack):
     assert (rel["chart"], rel["version"], rel["namespace"], rel["createNamespace"]) == (
         "scylla-manager", "v1.21.1", "scylla-manager", False)
     values = rel["values"]
-    assert values["image"]["tag"] == "3.10.1" and values["serviceMonitor"] == {"create": True}
+    # The chart pins both images by digest; our tags replace its tags, so they keep a digest (the chart's).
+    digest = r"3\.10\.1@sha256:[0-9a-f]{64}"
+    assert re.fullmatch(digest, values["image"]["tag"]) and values["serviceMonitor"] == {"create": True}
     db = values["scylla"]
     assert db["fullnameOverride"] == "scylla-manager-cluster" and db["developerMode"] is True
     assert db["annotations"] == {"scylla-operator.scylladb.com/disable-global-scylladb-manager-integration": "true"}
-    assert db["scyllaImage"]["tag"] == "2026.1.11" and db["agentImage"]["tag"] == "3.10.1"
+    assert db["scyllaImage"]["tag"] == "2026.1.11" and re.fullmatch(digest, db["agentImage"]["tag"])
+    assert db["agentImage"]["tag"] == spec(run)["agentVersion"], "one agent image for both clusters"
     [rack] = db["racks"]
     assert rack["members"] == 1 and rack["storage"] == {"capacity": "10Gi", "storageClassName": "hcloud-volumes"}
     assert rack["resources"]["requests"] == rack["resources"]["limits"]
@@ -464,7 +468,8 @@ def test_manager_gets_a_login_only_cql_role_for_schema_backups(stack):
     job = run.named("scylla-manager-credentials", JOB).inputs
     assert job["metadata"]["namespace"] == "scylla-manager"
     container = job["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == "docker.io/scylladb/scylla-manager:3.10.1"
+    manager_tag = run.named("scylla-manager", RELEASE).inputs["values"]["image"]["tag"]
+    assert container["image"] == f"docker.io/scylladb/scylla-manager:{manager_tag}" and "@sha256:" in manager_tag
     env = {e["name"]: e for e in container["env"]}
     assert env["CLUSTER"]["value"] == "scylla/scylla"
     assert env["SCYLLA_MANAGER_API_URL"]["value"] == "http://scylla-manager.scylla-manager.svc/api/v1"

@@ -201,6 +201,17 @@ def test_cilium_release_pinned_with_kube_proxy_replacement(production):
     assert "k3s-control-plane-1" in {production.by_urn(u).name for u in cilium.dependencies}
 
 
+def test_hubble_certificates_are_renewed_before_they_expire(production):
+    """The chart's default (`helm`) issues Hubble's mTLS certificates once, for 365 days; only the CronJob
+    method re-issues them, on a schedule that must come round well inside that validity."""
+    tls = production.named("cilium", RELEASE).inputs["values"]["hubble"]["tls"]
+    assert tls["auto"]["method"] == "cronJob"
+    minute, hour, day, month, weekday = tls["auto"]["schedule"].split()
+    assert (minute, hour, day, weekday) == ("0", "0", "1", "*") and month.startswith("*/")
+    assert int(month.removeprefix("*/")) * 31 < 365, "renewed at least every few months"
+    assert "certValidityDuration" not in tls["auto"], "the chart's default validity (365 days)"
+
+
 def test_every_release_uses_the_cluster_provider(production):
     (provider,) = production.of_type("pulumi:providers:kubernetes")
     for rel in production.of_type(RELEASE):

@@ -428,7 +428,7 @@ def test_monitoring_reaches_every_namespace_and_the_nodes_scrape_ports(productio
     everywhere = policy(production, "monitoring", "allow-to-all-namespaces")["egress"][0]
     assert everywhere == {"to": [{"namespaceSelector": {}}]}
     nodes = policy(production, "monitoring", "allow-egress-nodes")["egress"][0]
-    assert ports(nodes) == [9100, 9962, 9963, 10250], "node-exporter, Cilium agent and operator, kubelet"
+    assert ports(nodes) == [9100, 9962, 9963, 9965, 10250], "node-exporter, Cilium agent, operator, Hubble, kubelet"
     webhook = policy(production, "monitoring", "allow-api-server-webhooks")["ingress"][0]
     assert ports(webhook) == [10250]
     names = {r.name for r in production.resources if r.name.startswith("netpol-monitoring-allow-from-")}
@@ -563,21 +563,26 @@ def test_prometheus_reaches_every_monitor_of_the_program(production):
 PODMONITOR = "kubernetes:monitoring.coreos.com/v1:PodMonitor"
 
 
-def test_cilium_agents_and_operator_are_scraped_on_the_nodes(production):
+def test_cilium_agents_operator_and_hubble_are_scraped_on_the_nodes(production):
     """Cilium comes before the monitoring CRDs, so its chart renders no monitor: ours select its pods' `prometheus`
-    ports (9962 agent, 9963 operator), which are host-network, reached through monitoring's node egress."""
+    ports (9962 agent, 9963 operator) and the agents' `hubble-metrics` port (9965), all host-network, reached
+    through monitoring's node egress."""
     values = production.named("cilium", RELEASE).inputs["values"]
     assert values["prometheus"] == {"enabled": True} and values["operator"]["prometheus"] == {"enabled": True}
-    for name, selector in (("cilium-agent", {"k8s-app": "cilium"}),
-                           ("cilium-operator", {"io.cilium/app": "operator", "name": "cilium-operator"})):
+    assert values["hubble"]["metrics"]["enabled"] and values["hubble"]["metrics"]["port"] == 9965
+    agent = {"k8s-app": "cilium"}
+    for name, selector, port in (("cilium-agent", agent, "prometheus"),
+                                 ("cilium-operator", {"io.cilium/app": "operator", "name": "cilium-operator"},
+                                  "prometheus"),
+                                 ("hubble", agent, "hubble-metrics")):
         monitor = production.named(f"{name}-pod-monitor", PODMONITOR)
         assert monitor.inputs["metadata"]["namespace"] == "kube-system"
         assert monitor.inputs["spec"]["selector"] == {"matchLabels": selector}
-        assert [e["port"] for e in monitor.inputs["spec"]["podMetricsEndpoints"]] == ["prometheus"]
+        assert [e["port"] for e in monitor.inputs["spec"]["podMetricsEndpoints"]] == [port]
         after = {production.by_urn(u).name for u in monitor.dependencies}
         assert "prometheus-operator-crds" in after, name
     nodes = policy(production, "monitoring", "allow-egress-nodes")["egress"][0]
-    assert {9962, 9963} <= set(ports(nodes))
+    assert {9962, 9963, 9965} <= set(ports(nodes))
 
 
 # --- schemas ---------------------------------------------------------------------------------------------

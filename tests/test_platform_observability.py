@@ -253,6 +253,13 @@ def test_tempo_keeps_traces_in_the_traces_bucket(run):
     assert values(run, "tempo")["persistence"]["enabled"] is True  # WAL and ring tokens
 
 
+def test_tempo_never_reports_usage(run):
+    """Our `config` replaces the chart's, so the chart's `tempo.reportingEnabled` (read only by its default
+    config) would do nothing: the setting must be in the config Tempo reads."""
+    assert tempo_config(run)["usage_report"] == {"reporting_enabled": False}
+    assert "reportingEnabled" not in values(run, "tempo")["tempo"]
+
+
 def test_tempo_replicas_form_one_ring_with_three_copies_in_production(production, staging):
     for run, replicas, copies in ((production, 3, 3), (staging, 1, 1)):
         config = tempo_config(run)

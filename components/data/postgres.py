@@ -225,11 +225,17 @@ def plugin_values() -> dict[str, Any]:
 
 
 # --- install ----------------------------------------------------------------------------------------------
+# Spec fields CloudNativePG 1.30's CRDs make immutable among those we set (config/crd/bases at v1.30.0: "name is
+# immutable", "cluster reference is immutable after creation"); the operator cannot move a Database or a
+# schedule to another cluster or rename the database, so a change replaces the object.
+IMMUTABLE = {"Database": ("name", "cluster"), "ScheduledBackup": ("cluster",)}
+
+
 def _custom(ctx: DataContext, resource_name: str, kind: str, name: str, spec: dict[str, Any],
             depends_on: Sequence[pulumi.Resource], api_version: str = API_VERSION,
             protect: bool = False) -> k8s.apiextensions.CustomResource:
     return ctx.custom_resource(resource_name, api_version, kind, name, NAMESPACE, spec, ctx.labels("postgres"),
-                               depends_on, protect=protect)
+                               depends_on, protect=protect, immutable=IMMUTABLE.get(kind, ()))
 
 
 def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> PostgresEndpoint:

@@ -17,8 +17,11 @@ operator/v26.2.2, operator/api/redpanda/v1alpha2/redpanda_clusterspec_types.go).
   `auth.sasl.secretRef`), the operator's bootstrap user, and one application user with ACLs (a `User`);
 - default topic replication = brokers (3 in production), retention from `dataPlane.redpanda`;
 - metrics: the chart's ServiceMonitor on the admin API (/public_metrics, TLS verified against the CA);
-- Redpanda Console (when `dataPlane.redpanda.console`): the operator deploys it connected with the
-  bootstrap user over TLS. Not on the gateway: the community Console has no login (README: port-forward).
+- Redpanda Console (when `dataPlane.redpanda.console`): our own `Console` resource (cluster.redpanda.com/
+  v1alpha2, operator/v26.2.2 operator/api/redpanda/v1alpha2/console_types.go) referring to the cluster, which the
+  operator connects with the bootstrap user over TLS. `clusterSpec.console` is deprecated at this operator (it
+  would make a Console object of its own, which the Redpanda resource stops owning as it migrates), so the
+  cluster's is switched off. Not on the gateway: the community Console has no login (README: port-forward).
 
 No backups: Redpanda replicates every partition 3-way across brokers; tiered storage (the vendor's
 path to object storage) is an enterprise feature.
@@ -164,11 +167,10 @@ def broker_pod(ctx: DataContext) -> dict[str, Any]:
     }
 
 
-def console(ctx: DataContext) -> dict[str, Any]:
-    if not ctx.settings.redpanda.console:
-        return {"enabled": False}
+def console_spec() -> dict[str, Any]:
+    """The Console resource's spec: the console chart's values (ConsoleValues) and the cluster it connects to."""
     return {
-        "enabled": True,
+        "cluster": {"clusterRef": {"name": CLUSTER}},
         "replicaCount": 1,  # a UI for operators; the brokers do not depend on it
         "image": {"registry": "docker.redpanda.com", "repository": "redpandadata/console",
                   "tag": charts.REDPANDA_CONSOLE_VERSION},
@@ -218,7 +220,8 @@ def cluster_spec(ctx: DataContext, res: Resources) -> dict[str, Any]:
             "serverName": f"{CLUSTER}.{NAMESPACE}.svc.{CLUSTER_DOMAIN}"}},
         # No phoning home: the namespace has no route to the internet anyway.
         "logging": {"logLevel": "info", "usageStats": {"enabled": False}},
-        "console": console(ctx),
+        # Deprecated (the Console resource replaces it); the redpanda chart's default is on, so it is opted out of.
+        "console": {"enabled": False},
     }
 
 
@@ -324,9 +327,14 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
         "redpanda-cluster", "cluster.redpanda.com/v1alpha2", "Redpanda", CLUSTER, NAMESPACE,
         {"clusterSpec": cluster_spec(ctx, res)}, ctx.labels("redpanda", "cluster"), [*after, operator, *secrets, *ca],
         protect=True, annotations=wait_for("condition=Ready", READY_TIMEOUT_SECONDS))
+    # The CRD refuses to change a User's cluster ("ClusterSource is immutable"): a change replaces the user.
     user = ctx.custom_resource("redpanda-app-user", "cluster.redpanda.com/v1alpha2", "User", APP_USER, NAMESPACE,
-                               app_user_spec(), ctx.labels("redpanda", "user"), [cluster, *secrets])
-    return endpoint(ctx, creds, [*secrets, *ca, *operator_ready, cluster, user])
+                               app_user_spec(), ctx.labels("redpanda", "user"), [cluster, *secrets],
+                               immutable=("cluster",))
+    console = [ctx.custom_resource("redpanda-console", "cluster.redpanda.com/v1alpha2", "Console", CLUSTER, NAMESPACE,
+                                   console_spec(), ctx.labels("redpanda", "console"), [cluster])
+               ] if ctx.settings.redpanda.console else []
+    return endpoint(ctx, creds, [*secrets, *ca, *operator_ready, cluster, user, *console])
 
 
 def endpoint(ctx: DataContext, creds: Credentials, ready: Sequence[pulumi.Resource]) -> RedpandaEndpoint:

@@ -11,6 +11,12 @@ from components.charts import GATEWAY_API
 from components.k3s.config import API_PORT
 from providers.base import ClientAddress
 
+HUBBLE_METRICS_PORT = 9965  # hubble.metrics.port (the chart's default): container port `hubble-metrics` of the agent
+# The chart's default certificate method (`helm`) issues Hubble's mTLS certificates once, valid 365 days, and
+# never again: relay then loses every agent. The CronJob method re-issues them on this schedule (the chart's
+# default for that method: midnight on the first day of every fourth month), well inside their validity.
+HUBBLE_CERT_RENEWAL = {"method": "cronJob", "schedule": "0 0 1 */4 *"}
+
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
@@ -47,7 +53,10 @@ def cilium_values(api_host: pulumi.Input[str], node_count: int, provider_values:
         "prometheus": {"enabled": True},
         "hubble": {
             "enabled": True,
-            "metrics": {"enabled": ["dns", "drop", "tcp", "flow", "port-distribution", "icmp", "httpV2"]},
+            # Scraped by our PodMonitor (components/services/cilium_metrics.py), not the chart's ServiceMonitor.
+            "metrics": {"enabled": ["dns", "drop", "tcp", "flow", "port-distribution", "icmp", "httpV2"],
+                        "port": HUBBLE_METRICS_PORT},
+            "tls": {"auto": dict(HUBBLE_CERT_RENEWAL)},
             "relay": {"enabled": True, "replicas": min(2, node_count)},
             "ui": {"enabled": True},
         },

@@ -196,9 +196,8 @@ def secrets(ctx: PlatformContext, after: Sequence[pulumi.Resource]) -> list[k8s.
                 after),
         _secret(ctx, "airflow-pgbouncer-stats", PGBOUNCER_STATS_SECRET, {"connection": stats}, after),
         _secret(ctx, "airflow-fernet-key", FERNET_SECRET, {"fernet-key": fernet_key(ctx)}, after),
-        # The Airflow 2 key name too: the chart's environment may still reference the webserver secret.
-        _secret(ctx, "airflow-api-secret-key", API_SECRET, {"api-secret-key": api_key, "webserver-secret-key": api_key},
-                after),
+        # Airflow 3 reads only this key (`apiSecretKeySecretName`); the webserver's secret key is Airflow 2's.
+        _secret(ctx, "airflow-api-secret-key", API_SECRET, {"api-secret-key": api_key}, after),
         _secret(ctx, "airflow-jwt-secret", JWT_SECRET, {"jwt-secret": ctx.password("airflow-jwt-secret", 64).result},
                 after),
         _secret(ctx, "airflow-admin", ADMIN_SECRET,
@@ -293,7 +292,6 @@ def values(ctx: PlatformContext) -> dict[str, Any]:
         "data": {"metadataSecretName": METADATA_SECRET},
         "fernetKeySecretName": FERNET_SECRET,
         "apiSecretKeySecretName": API_SECRET,
-        "webserverSecretKeySecretName": API_SECRET,
         "jwtSecretName": JWT_SECRET,
         # Every Airflow container and task pod: the log store's connection (the pod template carries it too).
         "secret": [{"envName": f"AIRFLOW_CONN_{LOGS_CONNECTION_ID.upper()}", "secretName": LOGS_SECRET,
@@ -333,12 +331,13 @@ def values(ctx: PlatformContext) -> dict[str, Any]:
 
 # --- install --------------------------------------------------------------------------------------------
 def monitors(ctx: PlatformContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
-    # Service ports by name: templates/statsd/statsd-service.yaml (statsd-scrape), pgbouncer-service.yaml.
+    # Service ports by name: templates/statsd/statsd-service.yaml (statsd-scrape), pgbouncer/pgbouncer-service.yaml
+    # (pgb-metrics, the exporter's ports.pgbouncerScrape).
     return [
         ctx.service_monitor("airflow-statsd-metrics", f"{RELEASE}-statsd", NAMESPACE, component_labels("statsd"),
                             "statsd-scrape", after),
         ctx.service_monitor("airflow-pgbouncer-metrics", f"{RELEASE}-pgbouncer", NAMESPACE,
-                            component_labels("pgbouncer"), "pgbouncer-metrics", after),
+                            component_labels("pgbouncer"), "pgb-metrics", after),
     ]
 
 

@@ -132,7 +132,7 @@ def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
                 f"runs in {NODE_EXPORTER_NAMESPACE}",
             webhooks=(WEBHOOK_PORT,),
             egress_to=(Peer("all-namespaces", all_namespaces=True),),
-            # Cilium's agents and operator serve metrics in the hosts' network (services/cilium_metrics.py).
+            # Cilium's agents (Hubble too) and operator serve metrics on the hosts (services/cilium_metrics.py).
             egress_nodes=(KUBELET_PORT, NODE_EXPORTER_PORT, *cilium_metrics.PORTS),
             egress_world=(RECEIVER_PORT,) if receivers else ()),
         NamespaceSpec(

@@ -153,6 +153,8 @@ def tempo_config(ctx: PlatformContext, store: ObjectStoreEndpoint, location: S3L
         "storage": {"trace": {"backend": "s3", "s3": s3_config(store, location),
                               "wal": {"path": "/var/tempo/wal"}}},
         "overrides": {"defaults": {}, "per_tenant_override_config": "/conf/overrides.yaml"},
+        # No phoning home. Here, not as the chart's `tempo.reportingEnabled`: only its default `config` reads that.
+        "usage_report": {"reporting_enabled": False},
     }
 
 
@@ -165,7 +167,6 @@ def tempo_values(ctx: PlatformContext, store: ObjectStoreEndpoint, location: S3L
         "tempo": {
             "tag": charts.TEMPO_VERSION,
             "memBallastSizeMbs": 0,  # GOMEMLIMIT instead
-            "reportingEnabled": False,
             # Only the Service's ports read these (templates/_ports.tpl): an empty endpoint drops a port.
             "receivers": {"jaeger": {"protocols": {p: {"endpoint": ""} for p in
                                                    ("grpc", "thrift_binary", "thrift_compact", "thrift_http")}}},

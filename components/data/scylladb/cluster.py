@@ -122,7 +122,7 @@ def cluster_spec(ctx: DataContext, storage: Storage, resources: Resources) -> di
     return {
         "version": charts.SCYLLADB_VERSION,
         "repository": "docker.io/scylladb/scylla",
-        "agentVersion": charts.SCYLLA_MANAGER_VERSION,
+        "agentVersion": charts.SCYLLA_MANAGER_AGENT_TAG,  # the operator joins repository:version, digest and all
         "agentRepository": "docker.io/scylladb/scylla-manager-agent",
         "developerMode": storage.developer_mode,
         # A node lost with its local volume leaves an orphaned claim: the operator removes it, so the

@@ -42,7 +42,7 @@ MOUNT = "/etc/scylla-manager-credentials"
 
 def values(ctx: DataContext) -> dict[str, Any]:
     return {
-        "image": {"repository": "docker.io/scylladb", "tag": charts.SCYLLA_MANAGER_VERSION,
+        "image": {"repository": "docker.io/scylladb", "tag": charts.SCYLLA_MANAGER_TAG,
                   "pullPolicy": "IfNotPresent"},
         "logLevel": "info",
         "resources": RESOURCES,
@@ -54,7 +54,7 @@ def values(ctx: DataContext) -> dict[str, Any]:
             "developerMode": True,
             "scyllaImage": {"repository": "docker.io/scylladb/scylla", "tag": charts.SCYLLADB_VERSION},
             "agentImage": {"repository": "docker.io/scylladb/scylla-manager-agent",
-                           "tag": charts.SCYLLA_MANAGER_VERSION},
+                           "tag": charts.SCYLLA_MANAGER_AGENT_TAG},
             "datacenter": "manager-dc",
             "racks": [{
                 "name": "manager-rack", "members": 1,
@@ -80,7 +80,7 @@ def install_credentials(ctx: DataContext, username: str, password: pulumi.Output
                                 labels=ctx.labels("scylla-manager"))
     config_map, job = bootstrap.run_once(
         ctx, "scylla-manager-credentials", NAMESPACE,
-        f"docker.io/scylladb/scylla-manager:{charts.SCYLLA_MANAGER_VERSION}",
+        f"docker.io/scylladb/scylla-manager:{charts.SCYLLA_MANAGER_TAG}",
         {"register.sh": bootstrap.script("manager-credentials.sh")}, "register.sh",
         env=[{"name": "SCYLLA_MANAGER_API_URL", "value": API_URL}, {"name": "CLUSTER", "value": REGISTERED_NAME},
              bootstrap.secret_env("CQL_USERNAME", CREDENTIALS_SECRET, "username"),
