@@ -12,12 +12,12 @@ from typing import Literal
 from pydantic import field_validator
 
 from config.model_base import Model, check_hostname_label, one_of
+from config.quantity import Cpu, Memory
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+s)?$")
 _CRON_FIELD = r"(\*|\d+|\d+-\d+)(/\d+)?(,(\d+|\d+-\d+)(/\d+)?)*"
 _CRON = re.compile(rf"^{_CRON_FIELD}( {_CRON_FIELD}){{4}}$")
-_QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 ISSUERS = ("letsencrypt-production", "letsencrypt-staging")
@@ -35,12 +35,6 @@ def check_s3_endpoint(value: str) -> str:
     if not re.match(r"^https://[A-Za-z0-9.-]+(:\d+)?/?$", value):
         raise ValueError("must be an https:// S3 endpoint URL without a path, e.g. https://fsn1.your-objectstorage.com")
     return value.rstrip("/")
-
-
-def check_quantity(value: str) -> str:
-    if not _QUANTITY.match(str(value)):
-        raise ValueError("must be a Kubernetes quantity such as 500m, 4, 8Gi")
-    return str(value)
 
 
 class Dns01(Model):
@@ -175,12 +169,10 @@ class Team(Model):
     """A namespace a team deploys into, with a quota and per-container defaults."""
 
     name: str
-    requests_cpu: str = "16"
-    requests_memory: str = "32Gi"
-    limits_memory: str = "48Gi"
+    requests_cpu: Cpu = "16"
+    requests_memory: Memory = "32Gi"
+    limits_memory: Memory = "48Gi"
     pods: int = 200
-
-    _v_quantity = field_validator("requests_cpu", "requests_memory", "limits_memory")(check_quantity)
 
     @field_validator("name")
     @classmethod

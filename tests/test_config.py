@@ -371,8 +371,8 @@ def test_a_bare_metal_block_under_another_provider_is_refused():
     ("postgres", {"walStorageSize": "20G"}, "dataPlane.postgres.walStorageSize must be a volume size in Gi or Ti"),
     ("postgres", {"bogus": 1}, "dataPlane.postgres has unknown key(s) 'bogus' (accepted: backupRetention"),
     ("redpanda", {"retentionHours": 0}, "dataPlane.redpanda.retentionHours must be between 1 and 87600 hours"),
-    ("redpanda", {"memory": "lots"}, "dataPlane.redpanda.memory must be a Kubernetes quantity such as 500m, 4, 8Gi, "
-                                     "got 'lots'"),
+    ("redpanda", {"memory": "lots"}, "dataPlane.redpanda.memory must be a memory quantity of at least 1Mi "
+                                     "with a unit, such as 512Mi"),
     ("objectStorage", {"storageSize": "1Pi"}, "dataPlane.objectStorage.storageSize must be a volume size in Gi or Ti"),
 ])
 def test_data_plane_settings_errors_name_key_value_and_accepted(store, settings, expected):
@@ -384,3 +384,33 @@ def test_database_names_with_underscores_stay_accepted():
     names = ["app_events", "ca_data", "gitlab", "airflow", "mlflow", "jupyterhub"]
     loaded = load("test", base_raw(dataPlane={"postgres": {"databases": names}}), SECRET)
     assert loaded.config.data_plane.postgres.databases == names
+
+
+# --- Kubernetes quantities (config/quantity.py): parsed once, refused with the key -----------------------
+
+@pytest.mark.parametrize(("raw", "key", "given", "accepted"), [
+    ({"adServices": {"services": {"bidding": {"cpu": "1.5m"}}}}, "adServices.services.bidding.cpu", "1.5m",
+     "must be a CPU quantity of whole millicores"),
+    ({"adServices": {"services": {"bidding": {"memory": "500m"}}}}, "adServices.services.bidding.memory", "500m",
+     "must be a memory quantity of at least 1Mi with a unit"),
+    ({"clusterServices": {"teams": [{"name": "ads", "requestsCpu": "0.0001"}]}},
+     "clusterServices.teams[ads].requestsCpu", "0.0001", "must be a CPU quantity"),
+    ({"dataPlane": {"clickhouse": {"memory": "500m"}}}, "dataPlane.clickhouse.memory", "500m",
+     "must be a memory quantity"),
+    ({"dataPlane": {"scylladb": {"cpu": "4", "memory": "64"}}}, "dataPlane.scylladb.memory", "64",
+     "must be a memory quantity of at least 1Mi"),
+    ({"platform": {"jupyterhub": {"userMemoryLimit": "8m"}}}, "platform.jupyterhub.userMemoryLimit", "8m",
+     "must be a memory quantity"),
+])
+def test_quantities_the_model_once_accepted_are_refused_with_the_key(raw, key, given, accepted):
+    """A CPU of 1.5m or a memory of 500m passed the old pattern and crashed later with a raw ValueError."""
+    found = problems(base_raw(**raw))
+    assert any(p.startswith(f"adplatform:{key} {accepted}") and p.endswith(f"got {given!r}") for p in found), found
+
+
+def test_quantities_in_every_unit_kubernetes_accepts_are_read_alike():
+    from config.quantity import cpu_millis, memory_mib
+    assert [cpu_millis(v) for v in ("1.5", "250m", "2", 4)] == [1500, 250, 2000, 4000]
+    assert [memory_mib(v) for v in ("8Gi", "8G", "8589934592", "512Mi", "1048576k")] == [8192, 7629, 8192, 512, 1000]
+    loaded = load("test", base_raw(dataPlane={"clickhouse": {"cpu": 6, "memory": "24G"}}), SECRET)
+    assert (loaded.config.data_plane.clickhouse.cpu, loaded.config.data_plane.clickhouse.memory) == ("6", "24G")

@@ -12,6 +12,7 @@ from typing import Any
 
 from components.scheduling import toleration
 from config.catalog import DATABASE_ROLES, SIZES, Size
+from config.quantity import memory_mib
 from config.model import CONTROL_PLANE, ROLE_LABEL, ControlPlane, Pool, StackConfig
 from config.rules import role_pools
 
@@ -82,7 +83,7 @@ class Resources:
 
     @property
     def memory_mib(self) -> int:
-        return _mib(self.memory)
+        return memory_mib(self.memory)
 
 
 def node_budget(where: Placement) -> tuple[float, int] | None:
@@ -120,10 +121,3 @@ def helper_share(where: Placement, share: float, fallback: Resources, min_cpu: f
         return fallback
     return sized(where, share, whole_cpus=False, min_cpu=min_cpu, min_memory_mib=min_memory_mib)
 
-
-def _mib(quantity: str) -> int:
-    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 * 1024}
-    for suffix, factor in units.items():
-        if quantity.endswith(suffix):
-            return int(float(quantity[:-len(suffix)]) * factor)
-    return int(int(quantity) / (1024 * 1024))
