@@ -11,8 +11,7 @@ from config.ads import problems as ad_services_problems
 from config.model import ControlPlane, Pool, StackConfig
 from config.platform import NEEDS
 from config.profiles import Profile
-
-_WORLD = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+from policy.rules import world_covered
 
 
 def check(cfg: StackConfig, profile: Profile, secrets: set[str] = frozenset()) -> list[Problem]:
@@ -104,9 +103,12 @@ def _networks(cfg: StackConfig) -> list[Problem]:
 def _admin_cidrs(cfg: StackConfig, profile: Profile) -> list[Problem]:
     if not profile.strict:
         return []
+    covered = world_covered(cfg.admin_cidrs)
+    if not covered:
+        return []
     return [problem("adminCidrs", f"must not open SSH and the Kubernetes API to the whole internet in the "
-                    f"{profile.name} profile; list your office, VPN or CI runner networks", cidr)
-            for cidr in cfg.admin_cidrs if ipaddress.ip_network(cidr) in _WORLD]
+                    f"{profile.name} profile (together these cover every public {' and '.join(covered)} address); "
+                    "list your office, VPN or CI runner networks", list(cfg.admin_cidrs))]
 
 
 def _replication(cfg: StackConfig, profile: Profile) -> list[Problem]:

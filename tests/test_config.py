@@ -414,3 +414,17 @@ def test_quantities_in_every_unit_kubernetes_accepts_are_read_alike():
     assert [memory_mib(v) for v in ("8Gi", "8G", "8589934592", "512Mi", "1048576k")] == [8192, 7629, 8192, 512, 1000]
     loaded = load("test", base_raw(dataPlane={"clickhouse": {"cpu": 6, "memory": "24G"}}), SECRET)
     assert (loaded.config.data_plane.clickhouse.cpu, loaded.config.data_plane.clickhouse.memory) == ("6", "24G")
+
+
+@pytest.mark.parametrize("cidrs, family", [
+    (["0.0.0.0/1", "128.0.0.0/1"], "IPv4"),
+    (["::/1", "8000::/1", "203.0.113.0/24"], "IPv6"),
+    ([f"{a}.0.0.0/8" for a in range(256) if a != 10], "IPv4"),  # everything public, the private /8 left out
+])
+def test_admin_cidrs_covering_the_whole_internet_are_refused_in_production(cidrs, family):
+    """Not only 0.0.0.0/0: any set of networks whose union is every public address (config/rules.py)."""
+    msg = one_problem(base_raw(adminCidrs=cidrs))
+    assert msg.startswith("adplatform:adminCidrs must not open SSH and the Kubernetes API to the whole internet in "
+                          f"the production profile (together these cover every public {family} address)")
+    assert msg.endswith(f"got {cidrs!r}")
+    load("test", base_raw(profile="staging", adminCidrs=cidrs), SECRET)  # staging may (a throwaway cluster)
