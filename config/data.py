@@ -11,7 +11,7 @@ import re
 
 from pydantic import field_validator, model_validator
 
-from config.model_base import Model, one_of
+from config.model_base import Model, check_token, one_of
 from config.quantity import Cpu, Memory, memory_mib, whole_cores
 from config.services import check_cron, check_s3_endpoint
 
@@ -228,6 +228,7 @@ class ExternalObjectStorage(Model):
     bucket_prefix: str
 
     _v_endpoint = field_validator("endpoint")(check_s3_endpoint)
+    _v_region = field_validator("region")(check_token)
 
     @field_validator("bucket_prefix")
     @classmethod

@@ -19,6 +19,7 @@ from config.errors import NAMESPACE, ConfigError, Problem, problem
 from config.model import UNKNOWN_KEYS, StackConfig
 from config.profiles import PROFILES, Profile
 from config import rules
+from config.ssh import private_key_problem
 
 SSH_PRIVATE_KEY = "sshPrivateKey"
 ALERTING = "alertingSecrets"
@@ -94,6 +95,8 @@ def load(stack: str, raw: dict[str, Any], secret_keys: set[str]) -> LoadedConfig
     elif SSH_PRIVATE_KEY not in secret_keys:
         problems.append(problem(SSH_PRIVATE_KEY, "must be stored as a secret (pulumi config set --secret ...), "
                                 "it is in plain text in the stack file"))
+    elif private_key_problem(str(private_key)):  # the value is a secret: the message never repeats it
+        problems.append(problem(SSH_PRIVATE_KEY, private_key_problem(str(private_key))))
 
     optional = {key: raw.pop(key) for key in OPTIONAL_SECRETS if raw.get(key) is not None}
     for key in optional:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections import Counter
 
-from config.catalog import DATABASE_ROLES, ROLES, STORE_ROLES
+from config.catalog import DATABASE_ROLES, PLATFORM_HOSTNAMES, ROLES, STORE_ROLES
 from config.errors import Problem, problem
 from config.ads import problems as ad_services_problems
 from config.model import ControlPlane, Pool, StackConfig
@@ -16,7 +16,8 @@ from policy.rules import world_covered
 
 def check(cfg: StackConfig, profile: Profile, secrets: set[str] = frozenset()) -> list[Problem]:
     """`secrets`: the optional secret keys (config/load.py OPTIONAL_SECRETS) the stack sets."""
-    found = [*_pool_names(cfg), *_networks(cfg), *_admin_cidrs(cfg, profile), *_replication(cfg, profile)]
+    found = [*_pool_names(cfg), *_networks(cfg), *_admin_cidrs(cfg, profile), *_replication(cfg, profile),
+             *_host_names(cfg)]
     if cfg.bare_metal is not None and cfg.provider != "baremetal":
         found.append(problem("bareMetal", f"is only read with provider: baremetal (the stack's provider is "
                              f"{cfg.provider!r}); remove it", "set"))
@@ -98,6 +99,20 @@ def _networks(cfg: StackConfig) -> list[Problem]:
     if subnet.version != network.version or not subnet.subnet_of(network):
         found.append(problem("cluster.subnetCidr", f"must lie inside cluster.networkCidr ({c.network_cidr})", c.subnet_cidr))
     return found
+
+
+MAX_DNS_NAME = 253
+
+
+def _host_names(cfg: StackConfig) -> list[Problem]:
+    """Every name served under the domain (<label>.<domain>) must be a DNS name: at most 253 characters."""
+    labels = {*PLATFORM_HOSTNAMES, *cfg.cluster_services.gateway.hostnames,
+              *(s.host for s in cfg.ad_services.services.values() if s.host)}
+    longest = max(labels, key=len)
+    if len(longest) + 1 + len(cfg.domain) <= MAX_DNS_NAME:
+        return []
+    return [problem("domain", f"must leave room for the hosts served under it: {longest}.<domain> must be at most "
+                    f"{MAX_DNS_NAME} characters, so the domain at most {MAX_DNS_NAME - 1 - len(longest)}", cfg.domain)]
 
 
 def _admin_cidrs(cfg: StackConfig, profile: Profile) -> list[Problem]:
