@@ -71,9 +71,14 @@ def read_raw() -> tuple[dict[str, Any], set[str]]:
         if namespace != NAMESPACE:
             continue
         raw[key] = _decode(value)
-        if runtime_config.is_config_secret(full_key) or full_key in runtime_config.get_config_secret_keys_env():
+        if is_secret(full_key):
             secret.add(key)
     return raw, secret
+
+
+def is_secret(full_key: str) -> bool:
+    """Whether the stack holds config `namespace:key` as a secret (set with --secret)."""
+    return runtime_config.is_config_secret(full_key) or full_key in runtime_config.get_config_secret_keys_env()
 
 
 def _decode(value: Any) -> Any:

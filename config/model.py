@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, Field, StringConstraints, field_validator
 
@@ -226,12 +226,27 @@ class Cluster(_Model):
 
 
 class Layers(_Model):
-    """Switches for the layers above the cluster (off: the layer and its dependants are skipped)."""
+    """Switches for the layers above the cluster. A layer that is on needs every layer in NEEDS on: a contradiction
+    is refused (config/rules.py), never reduced silently."""
 
     cluster_services: bool = True
     data_plane: bool = True
     platform: bool = True
     ad_services: bool = True
+
+    # layer -> the layers it runs on (directly; program.py builds each from what these hand it)
+    NEEDS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "data_plane": ("cluster_services",), "platform": ("data_plane",), "ad_services": ("data_plane",)}
+
+    def missing(self, layer: str) -> list[str]:
+        """The layers `layer` needs, directly or through another, that are off."""
+        needed, todo = [], list(self.NEEDS.get(layer, ()))
+        while todo:
+            below = todo.pop(0)
+            if below not in needed:
+                needed.append(below)
+                todo.extend(self.NEEDS.get(below, ()))
+        return [below for below in needed if not getattr(self, below)]
 
 
 class StackConfig(_Model):

@@ -8,7 +8,7 @@ from collections import Counter
 from config.catalog import DATABASE_ROLES, PLATFORM_HOSTNAMES, ROLES, STORE_ROLES
 from config.errors import Problem, problem
 from config.ads import problems as ad_services_problems
-from config.model import ControlPlane, Pool, StackConfig
+from config.model import ControlPlane, Layers, Pool, StackConfig
 from config.platform import NEEDS
 from config.profiles import Profile
 from policy.rules import world_covered
@@ -17,7 +17,7 @@ from policy.rules import world_covered
 def check(cfg: StackConfig, profile: Profile, secrets: set[str] = frozenset()) -> list[Problem]:
     """`secrets`: the optional secret keys (config/load.py OPTIONAL_SECRETS) the stack sets."""
     found = [*_pool_names(cfg), *_networks(cfg), *_admin_cidrs(cfg, profile), *_replication(cfg, profile),
-             *_host_names(cfg)]
+             *_host_names(cfg), *_layers(cfg)]
     if cfg.bare_metal is not None and cfg.provider != "baremetal":
         found.append(problem("bareMetal", f"is only read with provider: baremetal (the stack's provider is "
                              f"{cfg.provider!r}); remove it", "set"))
@@ -29,6 +29,18 @@ def check(cfg: StackConfig, profile: Profile, secrets: set[str] = frozenset()) -
             found += _platform(cfg, secrets)
         if cfg.layers.ad_services:
             found += ad_services_problems(cfg, secrets)
+    return found
+
+
+def _layers(cfg: StackConfig) -> list[Problem]:
+    """A layer that is on while a layer it runs on is off: refused, naming what to switch."""
+    found = []
+    for layer in Layers.NEEDS:
+        missing = cfg.layers.missing(layer) if getattr(cfg.layers, layer) else []
+        if missing:
+            key, off = f"layers.{_camel(layer)}", ", ".join(f"layers.{_camel(m)}" for m in missing)
+            found.append(problem(key, f"must be false while the layers it runs on are off ({off}); switch {key} "
+                                 "off too, or those layers on", True))
     return found
 
 
@@ -56,7 +68,7 @@ def _data_plane(cfg: StackConfig, profile: Profile, secrets: set[str]) -> list[P
             found.append(problem("cluster.pools", f"must give the {role} role at least {least} nodes in the "
                                  f"{profile.name} profile (a pool with role {role!r} or 'converged') for "
                                  f"{', '.join(f'dataPlane.{s}' for s in stores)}; or disable those stores "
-                                 "(enabled: false) or the layer (layers.dataPlane: false)",
+                                 "(enabled: false) or the layer (layers.dataPlane, platform and adServices: false)",
                                  [p.name for p in cfg.cluster.active_pools]))
     for store, role in STORE_ROLES.items():
         settings = getattr(data, store)

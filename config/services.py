@@ -11,7 +11,8 @@ from typing import Literal
 
 from pydantic import field_validator
 
-from config.model_base import Model, check_dns_name, check_dns_subdomain, check_hostname_label, check_token, one_of, optional
+from config.model_base import (Model, check_dns_name, check_dns_subdomain, check_hostname_label, check_token, one_of,
+                               optional)
 from config.quantity import Cpu, Memory
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

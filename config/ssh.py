@@ -67,8 +67,9 @@ def _check_body(key_type: str, body: bytes) -> None:
     named = re.search(r"nistp\d+", key_type)
     curve = named.group() if named else None
     for kind, value in zip(fields, strings[1:]):
-        if (kind == "ed25519" and len(value) != 32) or (kind == "curve" and value != (curve or "").encode()) \
-                or (kind == "point" and len(value) != _POINT_BYTES.get(curve or "", -1)) or (kind == "mpint" and not value):
+        wrong = {"ed25519": len(value) != 32, "curve": value != (curve or "").encode(), "string": False,
+                 "point": len(value) != _POINT_BYTES.get(curve or "", -1), "mpint": not value}[kind]
+        if wrong:
             raise ValueError(f"must be a whole OpenSSH public key: its {kind} field does not fit a {key_type} key "
                              "(truncated or altered)")
 

@@ -29,7 +29,7 @@ from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster
 from providers import cloud
-from providers.base import (ApiEndpoints, ClusterProfile, Infrastructure, Node, NodeSpec, ProviderInfrastructure, Storage,
+from providers.base import (ApiEndpoints, ClusterProfile, Credential, Infrastructure, Node, NodeSpec, ProviderInfrastructure, Storage,
                             assemble, check_locations, csi_storage, first_server_api, node_specs, resolve_server_type,
                             ssh_connection)
 
@@ -128,9 +128,15 @@ def _aws_name(name: str, limit: int = 32) -> str:
     return f"{name[:limit - 7].rstrip('-')}-{digest}"
 
 
+# Keys of the AWS provider's config that hold credentials (pulumi_aws config: secretKey, token); the provider may
+# also take them from its environment, a profile or SSO, so none is required here.
+CREDENTIALS = (Credential("aws:secretKey"), Credential("aws:token"))
+
+
 class Aws:
     name = NAME
     server_types = SERVER_TYPES
+    credentials = CREDENTIALS
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cluster = loaded.config.cluster

@@ -20,7 +20,7 @@ from components.helm import release
 from config import LoadedConfig, Problem
 from config.errors import problem
 from providers import cloud
-from providers.base import (PORTS, ApiEndpoints, ClusterProfile, Infrastructure, Node, NodeSpec, ProviderInfrastructure,
+from providers.base import (PORTS, ApiEndpoints, ClusterProfile, Credential, Infrastructure, Node, NodeSpec, ProviderInfrastructure,
                             Storage, assemble, check_locations, csi_storage, first_server_api, located_settings,
                             node_specs, resolve_server_type, rule_sources, ssh_connection)
 
@@ -49,9 +49,14 @@ SERVER_TYPES = {
 }
 
 
+# The API token the hcloud provider and the cloud controller manager use (_hcloud_token).
+CREDENTIALS = (Credential("hcloud:token", env=("HCLOUD_TOKEN",), required=True),)
+
+
 class Hetzner:
     name = NAME
     server_types = SERVER_TYPES
+    credentials = CREDENTIALS
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cluster = loaded.config.cluster

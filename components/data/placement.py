@@ -86,13 +86,17 @@ class Resources:
         return memory_mib(self.memory)
 
 
+def node_allocatable(size: Size) -> tuple[float, int]:
+    """CPUs and MiB a database node of `size` has for pods: what no store's pod can exceed and still schedule."""
+    return size.vcpus - SYSTEM_RESERVED_CPU, int(size.memory_gb * USABLE_MIB_PER_GB - SYSTEM_RESERVED_MEMORY_MIB)
+
+
 def node_budget(where: Placement) -> tuple[float, int] | None:
     """CPUs and MiB of one node left for the data stores of this placement (None: size unknown)."""
     if where.size is None:
         return None
-    cpu = (where.size.vcpus - SYSTEM_RESERVED_CPU) / where.shared_by
-    memory = where.size.memory_gb * USABLE_MIB_PER_GB - SYSTEM_RESERVED_MEMORY_MIB
-    return cpu, int(memory / where.shared_by)
+    cpu, memory = node_allocatable(where.size)
+    return cpu / where.shared_by, int(memory / where.shared_by)
 
 
 def sized(where: Placement, share: float, cpu: str | None = None, memory: str | None = None,
