@@ -217,6 +217,15 @@ class Registry(Model):
             raise ValueError("must be a registry host name (optionally :port), e.g. registry.ads.example.com")
         return value
 
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        # The pull secret's auth is base64("<username>:<token>"): a ':' would split it in the wrong place.
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,254}", value):
+            raise ValueError("must be a registry user name such as gitlab+deploy-token-12 (A-Z, a-z, 0-9, '.', '_', "
+                             "'@', '+', '-'; no ':' or spaces)")
+        return value
+
 
 REGISTRY_TOKEN = "adServicesRegistryToken"
 

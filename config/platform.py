@@ -191,6 +191,22 @@ class Airflow(Component):
                              "e.g. https://gitlab.example.com/data/dags.git")
         return value
 
+    @field_validator("dags_branch")
+    @classmethod
+    def _branch(cls, value: str) -> str:
+        # git-sync's --ref: a branch or tag name (git check-ref-format's characters; no leading '-', no '..').
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._/-]{0,254}", value) or ".." in value:
+            raise ValueError("must be a git branch or tag name such as main or release/2026-11")
+        return value
+
+    @field_validator("dags_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if value and (not re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", value) or ".." in value.split("/")):
+            raise ValueError("must be a folder of the repository such as dags or airflow/dags (no leading '/', "
+                             "no '..')")
+        return value
+
 
 class Spark(Component):
     """The quota of the namespace Spark jobs run in (so a runaway job cannot take the general pool)."""

@@ -632,3 +632,16 @@ def test_k3s_versions_that_were_never_released_are_refused(version):
     assert msg.startswith("adplatform:cluster.k3sVersion must be a K3s release that exists (known: v1.35.0+k3s1")
     assert msg.endswith(f"got {version!r}")
     load("test", base_raw(cluster={"k3sVersion": "v1.35.8+k3s1"}), SECRET)
+
+
+@pytest.mark.parametrize(("raw", "key", "accepted"), [
+    ({"adServices": {"registry": {"host": "registry.example.com", "username": "deploy:x"}}},
+     "adServices.registry.username", "must be a registry user name"),
+    ({"platform": {"airflow": {"dagsRepo": "https://git.example.com/d.git", "dagsBranch": "--upload-pack=x"}}},
+     "platform.airflow.dagsBranch", "must be a git branch or tag name"),
+    ({"platform": {"airflow": {"dagsRepo": "https://git.example.com/d.git", "dagsPath": "../etc"}}},
+     "platform.airflow.dagsPath", "must be a folder of the repository"),
+])
+def test_values_handed_to_tools_as_arguments_must_fit_their_grammar(raw, key, accepted):
+    found = problems(base_raw(**raw))
+    assert any(p.startswith(f"adplatform:{key} {accepted}") for p in found), found
