@@ -42,9 +42,9 @@ from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster
 from providers import cloud
-from providers.base import (ApiEndpoints, ClusterProfile, Credential, Infrastructure, Node, NodeSpec, ProviderInfrastructure,
-                            Storage, assemble, check_locations, csi_storage, node_specs, resolve_server_type,
-                            ssh_connection)
+from providers.base import (ApiEndpoints, ClusterProfile, Credential, Infrastructure, Node, NodeSpec,
+                            ProviderInfrastructure, Storage, assemble, check_locations, csi_storage, node_specs,
+                            resolve_server_type, ssh_connection)
 
 NAME = "azure"
 ZONES = ("1", "2", "3")  # Azure names a region's availability zones 1..3

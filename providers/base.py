@@ -299,7 +299,7 @@ def ssh_connection(host: pulumi.Input[str], user: str, private_key: pulumi.Input
                                          dial_error_limit=60, per_dial_timeout=10)
 
 
-__all__ = ["AddonInstaller", "ApiEndpoints", "ClusterProfile", "Credential", "check_credentials", "FSTYPE_PARAMETER", "Infrastructure", "Node", "NodeSpec",
-           "PORTS", "PortRule", "Provider", "ProviderInfrastructure", "Storage", "StorageInstaller", "assemble",
-           "check_locations", "csi_storage", "first_server_api", "located_settings", "node_specs",
-           "resolve_server_type", "rule_sources", "ssh_connection"]
+__all__ = ["AddonInstaller", "ApiEndpoints", "ClusterProfile", "Credential", "check_credentials", "FSTYPE_PARAMETER",
+           "Infrastructure", "Node", "NodeSpec", "PORTS", "PortRule", "Provider", "ProviderInfrastructure", "Storage",
+           "StorageInstaller", "assemble", "check_locations", "csi_storage", "first_server_api", "located_settings",
+           "node_specs", "resolve_server_type", "rule_sources", "ssh_connection"]

@@ -30,9 +30,9 @@ from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster
 from providers import cloud
-from providers.base import (ApiEndpoints, ClusterProfile, Credential, Infrastructure, Node, NodeSpec, ProviderInfrastructure, Storage,
-                            assemble, check_locations, csi_storage, first_server_api, node_specs, resolve_server_type,
-                            ssh_connection)
+from providers.base import (ApiEndpoints, ClusterProfile, Credential, Infrastructure, Node, NodeSpec,
+                            ProviderInfrastructure, Storage, assemble, check_locations, csi_storage, first_server_api,
+                            node_specs, resolve_server_type, ssh_connection)
 
 NAME = "gcp"
 # What the Google provider reads when gcp:project / gcp:region are unset (pulumi-gcp installation docs).

@@ -20,9 +20,10 @@ from components.helm import release
 from config import LoadedConfig, Problem
 from config.errors import problem
 from providers import cloud
-from providers.base import (PORTS, ApiEndpoints, ClusterProfile, Credential, Infrastructure, Node, NodeSpec, ProviderInfrastructure,
+from providers.base import (PORTS, ApiEndpoints, ClusterProfile, Infrastructure, Node, NodeSpec, ProviderInfrastructure,
                             Storage, assemble, check_locations, csi_storage, first_server_api, located_settings,
                             node_specs, resolve_server_type, rule_sources, ssh_connection)
+from providers.base import Credential
 
 NAME = "hetzner"
 DEFAULT_LOCATION = "fsn1"

@@ -491,8 +491,8 @@ def test_a_store_larger_than_its_pools_nodes_is_refused(store, settings, key, gi
 def test_a_pool_naming_a_known_server_type_is_checked_like_its_size_class():
     from providers.hetzner import SERVER_TYPES
     pool = {"name": "clickhouse", "size": None, "serverType": SERVER_TYPES["dedicated-large"]}
-    found = program_problems(base_raw(cluster={"pools": [pool]}, dataPlane={"clickhouse": {"cpu": "16", "memory": "24Gi"}}),
-                             **TOKEN)
+    raw = base_raw(cluster={"pools": [pool]}, dataPlane={"clickhouse": {"cpu": "16", "memory": "24Gi"}})
+    found = program_problems(raw, **TOKEN)
     assert any(p.startswith("adplatform:dataPlane.clickhouse.cpu must fit one node") for p in found), found
 
 
