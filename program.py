@@ -18,13 +18,36 @@ from components.data.outputs import data_plane_summary
 from components.k3s.config import EtcdBackup
 from components.platform import Platform
 from components.services import ClusterServices
-from config import ConfigError, load_from_pulumi
+from config import ConfigError, Problem, load_from_pulumi
+from config.catalog import PROVIDERS, SIZES, Size
+from config.errors import NAMESPACE
+from providers.base import check_credentials
+
+
+def _credential_problems() -> list[Problem]:
+    """The stack provider's credentials (providers/base.py check_credentials); none for an unknown provider,
+    which the config validation reports."""
+    name = pulumi.Config(NAMESPACE).get("provider")
+    return check_credentials(providers.get(name).credentials) if name in PROVIDERS else []
+
+
+def provider_sizes(provider: providers.Provider) -> dict[str, Size]:
+    """The size of each server type the provider maps one size class to (what pools naming it can hold); a type
+    standing for several classes (bare metal's existing hosts) says nothing about its size."""
+    types = list(provider.server_types.values())
+    return {server_type: SIZES[size] for size, server_type in provider.server_types.items()
+            if types.count(server_type) == 1}
 
 
 def main() -> None:
-    loaded = load_from_pulumi()
+    credentials = _credential_problems()
+    try:
+        loaded = load_from_pulumi()
+    except ConfigError as err:  # one report of everything wrong, the provider's credentials included
+        raise ConfigError([*err.problems, *credentials]) from None
     provider = providers.get(loaded.config.provider)
-    problems = [*provider.validate(loaded), *validate_data_plane(loaded.config)]
+    problems = [*credentials, *provider.validate(loaded),
+                *validate_data_plane(loaded.config, provider_sizes(provider))]
     if problems:
         raise ConfigError(problems)
 

@@ -8,8 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# K3s stable channel at research time (2026-08-27). Stacks may pin another v1.X.Y+k3sN.
+# K3s stable channel at research time (2026-08-27). Stacks may pin another release of K3S_RELEASES.
 K3S_VERSION = "v1.36.4+k3s1"
+# K3s releases known to exist in the minors this platform supports (k3s-io/docs docs/release-notes/v1.3X.X.md and
+# the k3s-io/k3s GitHub releases, to v1.37.1+k3s1 of 2026-09-30; build numbers are not contiguous: v1.35.0 shipped
+# as k3s1 and k3s3, never k3s2). cluster.k3sVersion must be one of them: a version that was never released (a
+# typo, a guessed build number) would only fail when every node's installer tries to download it. Add a release
+# here once its release notes are published.
+K3S_RELEASES = (
+    "v1.35.0+k3s1", "v1.35.0+k3s3", "v1.35.1+k3s1", "v1.35.2+k3s1", "v1.35.3+k3s1", "v1.35.4+k3s1",
+    "v1.35.5+k3s1", "v1.35.6+k3s1", "v1.35.7+k3s1", "v1.35.8+k3s1",
+    "v1.36.0+k3s1", "v1.36.1+k3s1", "v1.36.2+k3s1", "v1.36.3+k3s1", "v1.36.4+k3s1",
+    "v1.37.0+k3s1", "v1.37.1+k3s1",
+)
+assert K3S_VERSION in K3S_RELEASES
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,11 @@ from pydantic import StrictBool, field_validator
 
 from components.charts import PODINFO_IMAGE, PODINFO_VERSION
 from config.catalog import ROLES
-from config.data import quantity_mib
 from config.errors import Problem, problem
 from config.model_base import Model, check_hostname_label
 from config.platform import NEEDS
 from config.profiles import PROFILES
-from config.services import check_quantity
+from config.quantity import Cpu, Memory, Quantity, cpu_millis, memory_mib
 
 if TYPE_CHECKING:
     from config.model import StackConfig
@@ -107,9 +106,7 @@ class PodsMetric(Model):
     custom metrics API adapter (prometheus-adapter or KEDA), which the platform does not install yet."""
 
     name: str  # e.g. http_requests_per_second
-    average_value: str  # Kubernetes quantity per pod, e.g. "200" or "500m"
-
-    _v_value = field_validator("average_value")(check_quantity)
+    average_value: Quantity  # per pod, e.g. "200" or "500m"
 
     @field_validator("name")
     @classmethod
@@ -138,9 +135,9 @@ class Service(Model):
     max_replicas: int = 4
     target_cpu_utilization: int = 70  # HPA target, percent of the CPU request
     pods_metric: PodsMetric | None = None
-    cpu: str = "250m"  # request (no CPU limit: throttling hurts latency more than a noisy neighbour)
-    memory: str = "256Mi"  # request
-    memory_limit: str = "512Mi"
+    cpu: Cpu = "250m"  # request (no CPU limit: throttling hurts latency more than a noisy neighbour)
+    memory: Memory = "256Mi"  # request
+    memory_limit: Memory = "512Mi"
     keyspace: str | None = None  # ScyllaDB keyspace (dataPlane.scylladb.keyspaces); None: the first one
     env: dict[str, str] = {}  # plain settings (never credentials: stores' credentials are wired from Secrets)
     run_as_user: int = 65532  # non-root UID (distroless "nonroot"); the image must run as any such UID
@@ -148,8 +145,6 @@ class Service(Model):
     # (containerd's denials, io_uring allowed: components/host/seccomp/README.md) instead of RuntimeDefault.
     # Strict: a quoted "false" must not turn it on.
     io_uring: StrictBool = False
-
-    _v_quantity = field_validator("cpu", "memory", "memory_limit")(check_quantity)
 
     @field_validator("host")
     @classmethod
@@ -220,6 +215,15 @@ class Registry(Model):
     def _registry_host(cls, value: str) -> str:
         if not _REGISTRY_HOST.match(value):
             raise ValueError("must be a registry host name (optionally :port), e.g. registry.ads.example.com")
+        return value
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        # The pull secret's auth is base64("<username>:<token>"): a ':' would split it in the wrong place.
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,254}", value):
+            raise ValueError("must be a registry user name such as gitlab+deploy-token-12 (A-Z, a-z, 0-9, '.', '_', "
+                             "'@', '+', '-'; no ':' or spaces)")
         return value
 
 
@@ -340,7 +344,7 @@ def _replicas(key: str, svc: Service, strict: bool, profile: str) -> list[Proble
     if strict and svc.min_replicas < 2:
         found.append(problem(f"{key}.minReplicas", f"must be at least 2 in the {profile} profile (a node's loss "
                              "or drain must never take the service down)", svc.min_replicas))
-    if quantity_mib(svc.memory_limit) < quantity_mib(svc.memory):
+    if memory_mib(svc.memory_limit) < memory_mib(svc.memory):
         found.append(problem(f"{key}.memoryLimit", f"must be at least the memory request ({svc.memory})",
                              svc.memory_limit))
     return found
@@ -392,12 +396,6 @@ def _env(key: str, svc: Service) -> list[Problem]:
 
 # --- the team quota ---------------------------------------------------------------------------------------
 
-def cpu_millis(quantity: str) -> int:
-    """A CPU quantity (500m, 2, 1.5) in millicores."""
-    text = str(quantity)
-    return int(text[:-1]) if text.endswith("m") else int(float(text) * 1000)
-
-
 def peak_pods(svc: Service) -> int:
     """Pods at maxReplicas during a rollout (the Deployment surges 25%, rounded up)."""
     return svc.max_replicas + math.ceil(svc.max_replicas * SURGE)
@@ -411,15 +409,15 @@ def _quota(cfg: "StackConfig") -> list[Problem]:
     services = ads.enabled.values()
     mesh = cfg.cluster_services.mesh
     meshed = mesh.linkerd and ads.namespace in mesh.namespaces
-    proxy = (cpu_millis(MESH_PROXY_CPU), quantity_mib(MESH_PROXY_MEMORY), quantity_mib(MESH_PROXY_MEMORY_LIMIT)) \
+    proxy = (cpu_millis(MESH_PROXY_CPU), memory_mib(MESH_PROXY_MEMORY), memory_mib(MESH_PROXY_MEMORY_LIMIT)) \
         if meshed else (0, 0, 0)
     need = {
         "requestsCpu": (sum(peak_pods(s) * (cpu_millis(s.cpu) + proxy[0]) for s in services),
                         cpu_millis(team.requests_cpu), "m"),
-        "requestsMemory": (sum(peak_pods(s) * (quantity_mib(s.memory) + proxy[1]) for s in services),
-                           quantity_mib(team.requests_memory), "Mi"),
-        "limitsMemory": (sum(peak_pods(s) * (quantity_mib(s.memory_limit) + proxy[2]) for s in services),
-                         quantity_mib(team.limits_memory), "Mi"),
+        "requestsMemory": (sum(peak_pods(s) * (memory_mib(s.memory) + proxy[1]) for s in services),
+                           memory_mib(team.requests_memory), "Mi"),
+        "limitsMemory": (sum(peak_pods(s) * (memory_mib(s.memory_limit) + proxy[2]) for s in services),
+                         memory_mib(team.limits_memory), "Mi"),
     }
     with_proxy = " and Linkerd's proxy in each pod (clusterServices.mesh)" if meshed else ""
     return [problem(f"clusterServices.teams[{team.name}].{field}", f"must admit the ad services at maxReplicas "
@@ -429,4 +427,4 @@ def _quota(cfg: "StackConfig") -> list[Problem]:
 
 
 __all__ = ["AdServices", "Image", "REGISTRY_TOKEN", "Registry", "NOT_FOR_SERVICES", "PLACEHOLDER_PORT", "PLACEHOLDER_REPOSITORY",
-           "PLACEHOLDER_TAG", "PodsMetric", "STORES", "Service", "cpu_millis", "peak_pods", "problems"]
+           "PLACEHOLDER_TAG", "PodsMetric", "STORES", "Service", "peak_pods", "problems"]

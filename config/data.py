@@ -11,8 +11,9 @@ import re
 
 from pydantic import field_validator, model_validator
 
-from config.model_base import Model, one_of
-from config.services import check_cron, check_quantity, check_s3_endpoint
+from config.model_base import Model, check_token, one_of
+from config.quantity import Cpu, Memory, memory_mib, whole_cores
+from config.services import check_cron, check_s3_endpoint
 
 OBJECT_STORAGE_BACKENDS = ("seaweedfs", "external")
 SCYLLA_STORAGE = ("auto", "network")
@@ -40,19 +41,6 @@ REDPANDA_MIB_PER_CORE = 2048
 REDPANDA_MEMORY_FRACTION = 0.9
 DRAGONFLY_MIB_PER_THREAD = 256
 DRAGONFLY_MAXMEMORY_FRACTION = 0.8
-_MIB = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 ** 2, "k": 1000 / 1024 ** 2, "M": 1000 ** 2 / 1024 ** 2,
-        "G": 1000 ** 3 / 1024 ** 2, "T": 1000 ** 4 / 1024 ** 2}
-
-
-def quantity_mib(quantity: str) -> int:
-    """A memory quantity (8Gi, 8G, 8589934592) in MiB, rounded down."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]i|[kMGT])?", str(quantity))
-    if not match:
-        raise ValueError(f"{quantity!r} is not a memory quantity such as 8Gi")
-    number, unit = match.groups()
-    return int(float(number) * _MIB[unit]) if unit else int(float(number) / 1024 ** 2)
-
-
 def min_memory_mib(per_cpu_mib: int, fraction: float, cpus: int) -> int:
     """The smallest container memory that leaves `per_cpu_mib` per CPU in the store's `fraction` of it."""
     return -(-cpus * per_cpu_mib * 10 // int(fraction * 10))  # ceil, exact for fractions of tenths
@@ -75,11 +63,10 @@ class Store(Model):
     enabled: bool = True
     # Override the resources sized from the pool's size class (config/catalog.py SIZES): whole CPUs
     # for stores that pin CPUs, and memory, e.g. cpu: "6", memory: "24Gi".
-    cpu: str | None = None
-    memory: str | None = None
+    cpu: Cpu | None = None
+    memory: Memory | None = None
     storage_size: str = "100Gi"
 
-    _v_quantity = field_validator("cpu", "memory")(lambda v: v if v is None else check_quantity(v))
     _v_size = field_validator("storage_size")(_check_gibibytes)
 
 
@@ -96,8 +83,8 @@ class PinnedStore(Store):
     @model_validator(mode="after")
     def _memory_per_core(self) -> "PinnedStore":
         if self.cpu and self.memory:
-            need, rule = self.memory_floor(int(self.cpu))
-            if quantity_mib(self.memory) < need:
+            need, rule = self.memory_floor(whole_cores(self.cpu))
+            if memory_mib(self.memory) < need:
                 raise ValueError(f"memory {self.memory} is too small for cpu {self.cpu}: {rule}, so at least {need}Mi")
         return self
 
@@ -241,6 +228,7 @@ class ExternalObjectStorage(Model):
     bucket_prefix: str
 
     _v_endpoint = field_validator("endpoint")(check_s3_endpoint)
+    _v_region = field_validator("region")(check_token)
 
     @field_validator("bucket_prefix")
     @classmethod

@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 
 NAMESPACE = "adplatform"
+MAX_GIVEN = 200  # characters of a given value an error message repeats
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,10 @@ class Problem:
         key = self.path if ":" in self.path else f"{NAMESPACE}:{self.path}"
         text = f"{key} {self.message}"
         if self.has_given:
-            text += f", got {self.given!r}"
+            given = repr(self.given)
+            if len(given) > MAX_GIVEN:  # a pasted blob: enough of it to recognise, not all of it
+                given = f"{given[:MAX_GIVEN]}... ({len(given)} characters)"
+            text += f", got {given}"
         return text
 
 

@@ -19,6 +19,7 @@ from config.errors import NAMESPACE, ConfigError, Problem, problem
 from config.model import UNKNOWN_KEYS, StackConfig
 from config.profiles import PROFILES, Profile
 from config import rules
+from config.ssh import private_key_problem
 
 SSH_PRIVATE_KEY = "sshPrivateKey"
 ALERTING = "alertingSecrets"
@@ -70,9 +71,14 @@ def read_raw() -> tuple[dict[str, Any], set[str]]:
         if namespace != NAMESPACE:
             continue
         raw[key] = _decode(value)
-        if runtime_config.is_config_secret(full_key) or full_key in runtime_config.get_config_secret_keys_env():
+        if is_secret(full_key):
             secret.add(key)
     return raw, secret
+
+
+def is_secret(full_key: str) -> bool:
+    """Whether the stack holds config `namespace:key` as a secret (set with --secret)."""
+    return runtime_config.is_config_secret(full_key) or full_key in runtime_config.get_config_secret_keys_env()
 
 
 def _decode(value: Any) -> Any:
@@ -94,6 +100,8 @@ def load(stack: str, raw: dict[str, Any], secret_keys: set[str]) -> LoadedConfig
     elif SSH_PRIVATE_KEY not in secret_keys:
         problems.append(problem(SSH_PRIVATE_KEY, "must be stored as a secret (pulumi config set --secret ...), "
                                 "it is in plain text in the stack file"))
+    elif private_key_problem(str(private_key)):  # the value is a secret: the message never repeats it
+        problems.append(problem(SSH_PRIVATE_KEY, private_key_problem(str(private_key))))
 
     optional = {key: raw.pop(key) for key in OPTIONAL_SECRETS if raw.get(key) is not None}
     for key in optional:

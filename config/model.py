@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field, StringConstraints, field_validator
 
-from components.charts import K3S_VERSION
+from components.charts import K3S_RELEASES, K3S_VERSION
 from config.catalog import ROLES, SIZES
-from config.model_base import UNKNOWN_KEYS, Model as _Model, one_of
+from config.ssh import MAX_PUBLIC_KEY, check_public_key
+from config.model_base import UNKNOWN_KEYS, Model as _Model, check_dns_name, check_token, one_of, optional
 from config.baremetal import BareMetal
 from config.ads import AdServices
 from config.data import DataPlane
 from config.platform import Platform
 from config.services import ClusterServices
 
-_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"  # at most 63 characters
 _QUALIFIED_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _PREFIX = rf"{_DNS_LABEL}(\.{_DNS_LABEL})*"
 _LABEL_KEY = re.compile(rf"^({_PREFIX}/)?{_QUALIFIED_NAME}$")
@@ -30,10 +31,8 @@ TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 _TAINT = re.compile(rf"^(?P<key>({_PREFIX}/)?{_QUALIFIED_NAME})(=(?P<value>{_QUALIFIED_NAME}))?:(?P<effect>[A-Za-z]+)$")
 K3S_VERSION_RE = re.compile(r"^v1\.\d+\.\d+\+k3s\d+$")
 _POOL_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")
-_DOMAIN = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})+$")
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,254}")
 _SERVER_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_SSH_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com"
-                      r"|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/=]+( .*)?$")
 # The kubelet may only set labels in these kubernetes.io namespaces on its own Node
 # (NodeRestriction admission); anything else under kubernetes.io / k8s.io stops K3s joining.
 _KUBELET_LABEL_PREFIXES = ("node.kubernetes.io/", "kubelet.kubernetes.io/")
@@ -62,6 +61,8 @@ def check_labels(labels: dict[str, str]) -> dict[str, str]:
         if not _LABEL_VALUE.match(value):
             raise ValueError(f"label value {value!r} of {key!r} must be at most 63 characters [A-Za-z0-9-_.]")
         domain = key.split("/", 1)[0] if "/" in key else ""
+        if len(domain) > 253:
+            raise ValueError(f"label key {key!r}: its prefix must be at most 253 characters")
         restricted = domain.endswith("kubernetes.io") or domain.endswith("k8s.io")
         if restricted and not (key.startswith(_KUBELET_LABEL_PREFIXES) or key in _KUBELET_LABEL_KEYS):
             raise ValueError(f"label {key!r} is in a kubernetes.io/k8s.io namespace the kubelet may not set "
@@ -77,15 +78,12 @@ def check_cidr(value: str) -> str:
     return value
 
 
-def check_ssh_public_key(key: str) -> str:
-    if not _SSH_KEY.match(key.strip()):
-        raise ValueError("must be an OpenSSH public key line (ssh-ed25519 AAAA... comment)")
-    return key.strip()
-
-
 Cidr = Annotated[str, AfterValidator(check_cidr)]
 Taint = Annotated[str, AfterValidator(check_taint)]
-SshPublicKey = Annotated[str, AfterValidator(check_ssh_public_key)]
+
+SshPublicKey = Annotated[str, StringConstraints(max_length=MAX_PUBLIC_KEY), AfterValidator(check_public_key)]
+
+
 def _check_size(size: str | None) -> str | None:
     if size is not None and size not in SIZES:
         raise ValueError(f"must be one of the size classes {', '.join(SIZES)}")
@@ -110,6 +108,7 @@ class ControlPlane(_Model):
     _v_size = field_validator("size")(_check_size)
     _v_type = field_validator("server_type")(_check_server_type)
     _v_labels = field_validator("labels")(check_labels)
+    _v_location = field_validator("location")(optional(check_token))
 
     @field_validator("count")
     @classmethod
@@ -147,6 +146,7 @@ class Pool(_Model):
     _v_size = field_validator("size")(_check_size)
     _v_type = field_validator("server_type")(_check_server_type)
     _v_labels = field_validator("labels")(check_labels)
+    _v_location = field_validator("location")(optional(check_token))
 
     @field_validator("name")
     @classmethod
@@ -199,12 +199,25 @@ class Cluster(_Model):
     pools: list[Pool] = []
 
     _v_cidrs = field_validator("network_cidr", "subnet_cidr", "pod_cidr", "service_cidr")(check_cidr)
+    _v_location = field_validator("location")(optional(check_token))
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, image: str | None) -> str | None:
+        if image is not None and not _IMAGE.fullmatch(image):
+            raise ValueError("must be the provider's image name, id, path or URN (e.g. ubuntu-24.04, ami-0abc..., "
+                             "projects/ubuntu-os-cloud/global/images/family/ubuntu-2404-lts-amd64, "
+                             "Canonical:ubuntu-24_04-lts:server:latest): 1-255 characters, no spaces")
+        return image
 
     @field_validator("k3s_version")
     @classmethod
     def _k3s_version(cls, version: str) -> str:
-        if not K3S_VERSION_RE.match(version):
+        if not K3S_VERSION_RE.fullmatch(version):
             raise ValueError(f"must be a K3s release of the form v1.X.Y+k3sN, e.g. {K3S_VERSION}")
+        if version not in K3S_RELEASES:
+            raise ValueError(f"must be a K3s release that exists (known: {', '.join(K3S_RELEASES)}; a newer one is "
+                             "added to components/charts.py K3S_RELEASES once its release notes are published)")
         return version
 
     @property
@@ -213,12 +226,27 @@ class Cluster(_Model):
 
 
 class Layers(_Model):
-    """Switches for the layers above the cluster (off: the layer and its dependants are skipped)."""
+    """Switches for the layers above the cluster. A layer that is on needs every layer in NEEDS on: a contradiction
+    is refused (config/rules.py), never reduced silently."""
 
     cluster_services: bool = True
     data_plane: bool = True
     platform: bool = True
     ad_services: bool = True
+
+    # layer -> the layers it runs on (directly; program.py builds each from what these hand it)
+    NEEDS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "data_plane": ("cluster_services",), "platform": ("data_plane",), "ad_services": ("data_plane",)}
+
+    def missing(self, layer: str) -> list[str]:
+        """The layers `layer` needs, directly or through another, that are off."""
+        needed, todo = [], list(self.NEEDS.get(layer, ()))
+        while todo:
+            below = todo.pop(0)
+            if below not in needed:
+                needed.append(below)
+                todo.extend(self.NEEDS.get(below, ()))
+        return [below for below in needed if not getattr(self, below)]
 
 
 class StackConfig(_Model):
@@ -238,9 +266,7 @@ class StackConfig(_Model):
     @field_validator("domain")
     @classmethod
     def _domain(cls, domain: str) -> str:
-        if not _DOMAIN.match(domain) or len(domain) > 253:
-            raise ValueError("must be a lower-case DNS name such as ads.example.com")
-        return domain
+        return check_dns_name(domain)
 
     @field_validator("admin_cidrs")
     @classmethod

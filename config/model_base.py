@@ -5,18 +5,72 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Iterable
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 UNKNOWN_KEYS = "has unknown key(s)"
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# Every config string is at most this long (pydantic str_max_length), unless its type says otherwise (SSH
+# public keys): config values become labels, names, file lines and script parameters, none of them unbounded.
+MAX_STRING = 1024
+# Newlines, tabs, NUL, escape...: no config value may carry them. A newline in a region or a bucket name would
+# start a new line in a rendered config file (s3cmd, K3s) or runbook; Python's `$` matches before a trailing
+# newline, so a pattern check alone does not keep one out.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*")
+# A single word of a cloud's vocabulary (regions, zones, locations, ids): no spaces, quotes or shell syntax.
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def check_hostname_label(value: str) -> str:
     """One DNS label (also a valid Kubernetes namespace name)."""
-    if not _DNS_LABEL.match(value):
+    if not _DNS_LABEL.fullmatch(value):
         raise ValueError(f"{value!r} must be a DNS label: 1-63 characters of a-z, 0-9 and '-', "
                          "starting and ending with a letter or digit")
+    return value
+
+
+def check_dns_subdomain(value: str) -> str:
+    """A Kubernetes object name (DNS-1123 subdomain): Velero backups and restores, ConfigMaps, ..."""
+    if len(value) > 253 or not _DNS_SUBDOMAIN.fullmatch(value):
+        raise ValueError("must be a Kubernetes name: at most 253 characters of a-z, 0-9, '-' and '.', dot-separated "
+                         "labels of at most 63 that start and end with a letter or digit")
+    return value
+
+
+def check_dns_name(value: str) -> str:
+    """A DNS name of two or more labels (ads.example.com): labels of 1-63, the whole at most 253 characters."""
+    if len(value) > 253 or "." not in value or not _DNS_SUBDOMAIN.fullmatch(value):
+        raise ValueError("must be a lower-case DNS name such as ads.example.com (labels of 1-63 characters of a-z, "
+                         "0-9 and '-', at most 253 characters in all)")
+    return value
+
+
+def check_token(value: str, max_length: int = 63) -> str:
+    """One word of a provider's vocabulary: a region, zone, location or id (it reaches files and scripts)."""
+    if len(value) > max_length or not _TOKEN.fullmatch(value):
+        raise ValueError(f"must be a single word of 1-{max_length} characters of A-Z, a-z, 0-9, '.', '_' and '-', "
+                         "starting with a letter or digit (no spaces, quotes or shell syntax)")
+    return value
+
+
+def optional(check: Callable[[str], str]) -> Callable[[str | None], str | None]:
+    """`check` for a field that may be unset."""
+    return lambda value: None if value is None else check(value)
+
+
+def _no_control_characters(value: Any) -> Any:
+    """Every string in a field (lists and maps included; nested models check their own fields)."""
+    if isinstance(value, str):
+        if _CONTROL.search(value):
+            raise ValueError("must not contain control characters (newlines, tabs, ...)")
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _no_control_characters(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _no_control_characters(key)
+            _no_control_characters(item)
     return value
 
 
@@ -32,7 +86,10 @@ def one_of(options: Iterable[str], what: str = "", why: str = "") -> Callable[[s
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid",
+                              str_max_length=MAX_STRING)
+
+    _v_control = field_validator("*")(staticmethod(_no_control_characters))
 
     @model_validator(mode="before")
     @classmethod

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pydantic import Field, field_validator, model_validator
 
 from config.model_base import Model, check_hostname_label, one_of
-from config.services import check_cron, check_quantity
+from config.quantity import Cpu, Memory, cpu_millis, memory_bytes
+from config.services import check_cron
 
 _RETENTION = re.compile(r"^[1-9]\d*[hdw]$")
 _URL = re.compile(r"^https://[A-Za-z0-9.-]+(:\d+)?(/[^\s]*)?$")
@@ -56,11 +57,9 @@ class GitLabRunner(Model):
     url: str | None = None
     concurrent: int = 10  # jobs at once
     # Jobs run in their own namespace under this quota.
-    requests_cpu: str = "16"
-    requests_memory: str = "32Gi"
-    limits_memory: str = "64Gi"
-
-    _v_quantity = field_validator("requests_cpu", "requests_memory", "limits_memory")(check_quantity)
+    requests_cpu: Cpu = "16"
+    requests_memory: Memory = "32Gi"
+    limits_memory: Memory = "64Gi"
 
     @field_validator("url")
     @classmethod
@@ -150,15 +149,13 @@ class Traces(Component):
 
 class JupyterHub(Component):
     user_storage_size: str = "10Gi"  # each user's home volume
-    user_cpu_limit: str = "2"
-    user_memory_limit: str = "8Gi"
+    user_cpu_limit: Cpu = "2"
+    user_memory_limit: Memory = "8Gi"
     # What each user server is guaranteed (Kubernetes requests): the scheduler reserves it on a node.
-    user_cpu_guarantee: str = "500m"
-    user_memory_guarantee: str = "2Gi"
+    user_cpu_guarantee: Cpu = "500m"
+    user_memory_guarantee: Memory = "2Gi"
     idle_timeout_minutes: int = 60  # jupyterhub-idle-culler stops servers idle this long (their volumes stay)
     _v_size = field_validator("user_storage_size")(_check_gibibytes)
-    _v_quantity = field_validator("user_cpu_limit", "user_memory_limit", "user_cpu_guarantee",
-                                  "user_memory_guarantee")(check_quantity)
 
     @field_validator("idle_timeout_minutes")
     @classmethod
@@ -169,19 +166,13 @@ class JupyterHub(Component):
 
     @model_validator(mode="after")
     def _guarantees_within_limits(self) -> "JupyterHub":
-        for what, guarantee, limit in (("cpu", self.user_cpu_guarantee, self.user_cpu_limit),
-                                       ("memory", self.user_memory_guarantee, self.user_memory_limit)):
-            if quantity_value(guarantee) > quantity_value(limit):
+        for what, parse, guarantee, limit in (
+                ("cpu", cpu_millis, self.user_cpu_guarantee, self.user_cpu_limit),
+                ("memory", memory_bytes, self.user_memory_guarantee, self.user_memory_limit)):
+            if parse(guarantee) > parse(limit):
                 raise ValueError(f"user{what.capitalize()}Guarantee ({guarantee}) must not exceed "
                                  f"user{what.capitalize()}Limit ({limit})")
         return self
-
-
-def quantity_value(quantity: str) -> float:
-    """A Kubernetes quantity (config/services.py check_quantity forms) as a number: cores or bytes."""
-    units = {"m": 1e-3, "Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40}
-    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)(m|Ki|Mi|Gi|Ti)?", quantity).groups()
-    return float(number) * units.get(unit or "", 1)
 
 
 class Airflow(Component):
@@ -200,16 +191,30 @@ class Airflow(Component):
                              "e.g. https://gitlab.example.com/data/dags.git")
         return value
 
+    @field_validator("dags_branch")
+    @classmethod
+    def _branch(cls, value: str) -> str:
+        # git-sync's --ref: a branch or tag name (git check-ref-format's characters; no leading '-', no '..').
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._/-]{0,254}", value) or ".." in value:
+            raise ValueError("must be a git branch or tag name such as main or release/2026-11")
+        return value
+
+    @field_validator("dags_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if value and (not re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", value) or ".." in value.split("/")):
+            raise ValueError("must be a folder of the repository such as dags or airflow/dags (no leading '/', "
+                             "no '..')")
+        return value
+
 
 class Spark(Component):
     """The quota of the namespace Spark jobs run in (so a runaway job cannot take the general pool)."""
 
-    requests_cpu: str = "16"
-    requests_memory: str = "64Gi"
-    limits_memory: str = "64Gi"  # Spark sets each pod's memory limit to its request plus overhead
+    requests_cpu: Cpu = "16"
+    requests_memory: Memory = "64Gi"
+    limits_memory: Memory = "64Gi"  # Spark sets each pod's memory limit to its request plus overhead
     pods: int = 200
-
-    _v_quantity = field_validator("requests_cpu", "requests_memory", "limits_memory")(check_quantity)
 
     @field_validator("pods")
     @classmethod

@@ -5,19 +5,19 @@ from __future__ import annotations
 import ipaddress
 from collections import Counter
 
-from config.catalog import DATABASE_ROLES, ROLES, STORE_ROLES
+from config.catalog import DATABASE_ROLES, PLATFORM_HOSTNAMES, ROLES, STORE_ROLES
 from config.errors import Problem, problem
 from config.ads import problems as ad_services_problems
-from config.model import ControlPlane, Pool, StackConfig
+from config.model import ControlPlane, Layers, Pool, StackConfig
 from config.platform import NEEDS
 from config.profiles import Profile
-
-_WORLD = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+from policy.rules import world_covered
 
 
 def check(cfg: StackConfig, profile: Profile, secrets: set[str] = frozenset()) -> list[Problem]:
     """`secrets`: the optional secret keys (config/load.py OPTIONAL_SECRETS) the stack sets."""
-    found = [*_pool_names(cfg), *_networks(cfg), *_admin_cidrs(cfg, profile), *_replication(cfg, profile)]
+    found = [*_pool_names(cfg), *_networks(cfg), *_admin_cidrs(cfg, profile), *_replication(cfg, profile),
+             *_host_names(cfg), *_layers(cfg)]
     if cfg.bare_metal is not None and cfg.provider != "baremetal":
         found.append(problem("bareMetal", f"is only read with provider: baremetal (the stack's provider is "
                              f"{cfg.provider!r}); remove it", "set"))
@@ -29,6 +29,18 @@ def check(cfg: StackConfig, profile: Profile, secrets: set[str] = frozenset()) -
             found += _platform(cfg, secrets)
         if cfg.layers.ad_services:
             found += ad_services_problems(cfg, secrets)
+    return found
+
+
+def _layers(cfg: StackConfig) -> list[Problem]:
+    """A layer that is on while a layer it runs on is off: refused, naming what to switch."""
+    found = []
+    for layer in Layers.NEEDS:
+        missing = cfg.layers.missing(layer) if getattr(cfg.layers, layer) else []
+        if missing:
+            key, off = f"layers.{_camel(layer)}", ", ".join(f"layers.{_camel(m)}" for m in missing)
+            found.append(problem(key, f"must be false while the layers it runs on are off ({off}); switch {key} "
+                                 "off too, or those layers on", True))
     return found
 
 
@@ -56,7 +68,7 @@ def _data_plane(cfg: StackConfig, profile: Profile, secrets: set[str]) -> list[P
             found.append(problem("cluster.pools", f"must give the {role} role at least {least} nodes in the "
                                  f"{profile.name} profile (a pool with role {role!r} or 'converged') for "
                                  f"{', '.join(f'dataPlane.{s}' for s in stores)}; or disable those stores "
-                                 "(enabled: false) or the layer (layers.dataPlane: false)",
+                                 "(enabled: false) or the layer (layers.dataPlane, platform and adServices: false)",
                                  [p.name for p in cfg.cluster.active_pools]))
     for store, role in STORE_ROLES.items():
         settings = getattr(data, store)
@@ -101,12 +113,29 @@ def _networks(cfg: StackConfig) -> list[Problem]:
     return found
 
 
+MAX_DNS_NAME = 253
+
+
+def _host_names(cfg: StackConfig) -> list[Problem]:
+    """Every name served under the domain (<label>.<domain>) must be a DNS name: at most 253 characters."""
+    labels = {*PLATFORM_HOSTNAMES, *cfg.cluster_services.gateway.hostnames,
+              *(s.host for s in cfg.ad_services.services.values() if s.host)}
+    longest = max(labels, key=len)
+    if len(longest) + 1 + len(cfg.domain) <= MAX_DNS_NAME:
+        return []
+    return [problem("domain", f"must leave room for the hosts served under it: {longest}.<domain> must be at most "
+                    f"{MAX_DNS_NAME} characters, so the domain at most {MAX_DNS_NAME - 1 - len(longest)}", cfg.domain)]
+
+
 def _admin_cidrs(cfg: StackConfig, profile: Profile) -> list[Problem]:
     if not profile.strict:
         return []
+    covered = world_covered(cfg.admin_cidrs)
+    if not covered:
+        return []
     return [problem("adminCidrs", f"must not open SSH and the Kubernetes API to the whole internet in the "
-                    f"{profile.name} profile; list your office, VPN or CI runner networks", cidr)
-            for cidr in cfg.admin_cidrs if ipaddress.ip_network(cidr) in _WORLD]
+                    f"{profile.name} profile (together these cover every public {' and '.join(covered)} address); "
+                    "list your office, VPN or CI runner networks", list(cfg.admin_cidrs))]
 
 
 def _replication(cfg: StackConfig, profile: Profile) -> list[Problem]:

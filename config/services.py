@@ -11,17 +11,21 @@ from typing import Literal
 
 from pydantic import field_validator
 
-from config.model_base import Model, check_hostname_label, one_of
+from config.model_base import (Model, check_dns_name, check_dns_subdomain, check_hostname_label, check_token, one_of,
+                               optional)
+from config.quantity import Cpu, Memory
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+s)?$")
 _CRON_FIELD = r"(\*|\d+|\d+-\d+)(/\d+)?(,(\d+|\d+-\d+)(/\d+)?)*"
 _CRON = re.compile(rf"^{_CRON_FIELD}( {_CRON_FIELD}){{4}}$")
-_QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 ISSUERS = ("letsencrypt-production", "letsencrypt-staging")
 DNS01_PROVIDERS = ("cloudflare", "route53", "rfc2136")
+TSIG_ALGORITHMS = ("HMACMD5", "HMACSHA1", "HMACSHA256", "HMACSHA512")  # cert-manager's rfc2136 solver
+# host[:port] or [IPv6][:port] (cert-manager's rfc2136 `nameserver`).
+_NAMESERVER = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)(:\d{1,5})?")
 SECRETS_BACKENDS = ("openbao", "vault")
 
 
@@ -32,15 +36,9 @@ def check_cron(value: str) -> str:
 
 
 def check_s3_endpoint(value: str) -> str:
-    if not re.match(r"^https://[A-Za-z0-9.-]+(:\d+)?/?$", value):
+    if not re.fullmatch(r"https://[A-Za-z0-9.-]{1,253}(:\d{1,5})?/?", value):
         raise ValueError("must be an https:// S3 endpoint URL without a path, e.g. https://fsn1.your-objectstorage.com")
     return value.rstrip("/")
-
-
-def check_quantity(value: str) -> str:
-    if not _QUANTITY.match(str(value)):
-        raise ValueError("must be a Kubernetes quantity such as 500m, 4, 8Gi")
-    return str(value)
 
 
 class Dns01(Model):
@@ -57,6 +55,18 @@ class Dns01(Model):
 
     _v_provider = field_validator("provider")(
         staticmethod(one_of(DNS01_PROVIDERS, why="(cert-manager's built-in DNS-01 solvers)")))
+    _v_zone = field_validator("zone")(check_dns_name)
+    _v_tokens = field_validator("hosted_zone_id", "region", "access_key_id")(optional(check_token))
+    _v_tsig_key = field_validator("tsig_key_name")(optional(lambda v: check_token(v, 253)))
+    _v_tsig_algorithm = field_validator("tsig_algorithm")(staticmethod(one_of(TSIG_ALGORITHMS)))
+
+    @field_validator("nameserver")
+    @classmethod
+    def _nameserver(cls, value: str | None) -> str | None:
+        if value is not None and not _NAMESERVER.fullmatch(value):
+            raise ValueError("must be host:port of the authoritative DNS server, e.g. ns1.example.com:53 or "
+                             "[2001:db8::1]:53")
+        return value
 
 
 class Tls(Model):
@@ -109,6 +119,7 @@ class S3Target(Model):
     bucket: str
 
     _v_endpoint = field_validator("endpoint")(check_s3_endpoint)
+    _v_region = field_validator("region")(check_token)
 
     @field_validator("bucket")
     @classmethod
@@ -124,6 +135,16 @@ class VeleroRestore(Model):
     backup: str  # the Velero backup name, e.g. daily-20261120020012
     include_namespaces: list[str] = ["*"]
     exclude_namespaces: list[str] = []
+
+    _v_backup = field_validator("backup")(check_dns_subdomain)
+
+    @field_validator("include_namespaces", "exclude_namespaces")
+    @classmethod
+    def _namespaces(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if value != "*":
+                check_hostname_label(value)
+        return values
 
 
 class Backups(Model):
@@ -170,17 +191,20 @@ class Mesh(Model):
     linkerd: bool = False  # mTLS between application pods; Cilium WireGuard already encrypts node to node
     namespaces: list[str] = ["ads"]  # namespaces whose pods get the Linkerd proxy
 
+    @field_validator("namespaces")
+    @classmethod
+    def _namespaces(cls, values: list[str]) -> list[str]:
+        return [check_hostname_label(value) for value in values]
+
 
 class Team(Model):
     """A namespace a team deploys into, with a quota and per-container defaults."""
 
     name: str
-    requests_cpu: str = "16"
-    requests_memory: str = "32Gi"
-    limits_memory: str = "48Gi"
+    requests_cpu: Cpu = "16"
+    requests_memory: Memory = "32Gi"
+    limits_memory: Memory = "48Gi"
     pods: int = 200
-
-    _v_quantity = field_validator("requests_cpu", "requests_memory", "limits_memory")(check_quantity)
 
     @field_validator("name")
     @classmethod

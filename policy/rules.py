@@ -338,6 +338,29 @@ def _is_world(source: str) -> bool:
         return False
 
 
+def world_covered(sources: Iterable[str]) -> list[str]:
+    """The address families (IPv4, IPv6) whose whole internet `sources` admit together: their union, with the
+    private ranges (INTERNAL_NETWORKS, which reach nothing public) added, is the whole address space. Catches
+    what a /0 test misses: two /1 halves, or every public block listed one by one. Unparsable sources are
+    ignored here (the rules report them). Shared with config/rules.py (adminCidrs); stdlib only, so the pack
+    stays importable on its own."""
+    networks = []
+    for source in sources:
+        if str(source).strip().lower() in WORLD_SOURCES - {"0.0.0.0/0", "::/0"}:
+            return ["IPv4", "IPv6"]
+        try:
+            networks.append(ipaddress.ip_network(str(source).strip(), strict=False))
+        except ValueError:
+            continue
+    covered = []
+    for version, everything in ((4, ipaddress.ip_network("0.0.0.0/0")), (6, ipaddress.ip_network("::/0"))):
+        family = [n for n in networks if n.version == version]
+        if family and list(ipaddress.collapse_addresses(
+                [*family, *(n for n in INTERNAL_NETWORKS if n.version == version)])) == [everything]:
+            covered.append(f"IPv{version}")
+    return covered
+
+
 def _covered(ports: tuple[int, int], known: Mapping[int, str]) -> list[str]:
     return [f"{port} ({what})" for port, what in known.items() if ports[0] <= port <= ports[1]]
 
@@ -345,8 +368,9 @@ def _covered(ports: tuple[int, int], known: Mapping[int, str]) -> list[str]:
 # --- the rules -----------------------------------------------------------------------------------
 
 def no_world_open_ports(subject: Subject, _settings: Settings) -> Iterator[str]:
-    for rule in ingress_rules(subject):
-        if rule.ports is None or not any(_is_world(s) for s in rule.sources):
+    found = ingress_rules(subject)
+    for rule in found:
+        if rule.ports is None or not world_covered(_sources_reaching(rule, found)):
             continue
         if rule.ports[0] in PUBLIC_PORTS and rule.ports[0] == rule.ports[1]:
             continue
@@ -356,10 +380,24 @@ def no_world_open_ports(subject: Subject, _settings: Settings) -> Iterator[str]:
                + (f", including {', '.join(named)}" if named else "") + "; only 80 and 443 may be public")
 
 
+def _sources_reaching(rule: Ingress, rules: Sequence[Ingress]) -> list[str]:
+    """Every source of the subject's rules that admit all of `rule`'s ports: one rule per half of the
+    internet opens the port to the world as surely as one rule with a /0."""
+    assert rule.ports is not None
+    return [source for other in rules if other.protocol == rule.protocol and other.ports is not None
+            and other.ports[0] <= rule.ports[0] and rule.ports[1] <= other.ports[1] for source in other.sources]
+
+
 def admin_ports_from_admin_cidrs(subject: Subject, settings: Settings) -> Iterator[str]:
     if not settings.admin_cidrs:
         return
     allowed = [ipaddress.ip_network(c, strict=False) for c in settings.admin_cidrs]
+    inside = f"inside adminCidrs ({', '.join(settings.admin_cidrs)}) or the private network"
+    spanned = world_covered(settings.admin_cidrs)
+    if spanned:  # adminCidrs that together span the internet vouch for no one: only the private network
+        allowed = []
+        inside = (f"in the private network (adminCidrs {', '.join(settings.admin_cidrs)} together cover the whole "
+                  f"{' and '.join(spanned)} internet)")
     for rule in ingress_rules(subject):
         if rule.ports is None or not _covered(rule.ports, ADMIN_PORTS):
             continue
@@ -374,8 +412,7 @@ def admin_ports_from_admin_cidrs(subject: Subject, settings: Settings) -> Iterat
             trusted = [*allowed, *INTERNAL_NETWORKS, *PROBER_NETWORKS.get(subject.type, ())]
             if not any(net.version == a.version and net.subnet_of(a) for a in trusted):
                 yield (f"{rule.where} lets {source} reach {', '.join(_covered(rule.ports, ADMIN_PORTS))}; "
-                       f"admin sources must be inside adminCidrs ({', '.join(settings.admin_cidrs)}) "
-                       "or the private network")
+                       f"admin sources must be {inside}")
 
 
 def helm_charts_pinned(subject: Subject, _settings: Settings) -> Iterator[str]:

@@ -29,10 +29,9 @@ from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster
 from providers import cloud
-from providers.base import ClientAddress
-from providers.base import (ApiEndpoints, ClusterProfile, Infrastructure, Node, NodeSpec, ProviderInfrastructure, Storage,
-                            assemble, check_locations, csi_storage, first_server_api, node_specs, resolve_server_type,
-                            ssh_connection)
+from providers.base import (ApiEndpoints, ClientAddress, ClusterProfile, Credential, Infrastructure, Node, NodeSpec,
+                            ProviderInfrastructure, Storage, assemble, check_locations, csi_storage, first_server_api,
+                            node_specs, resolve_server_type, ssh_connection)
 
 NAME = "aws"
 REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION")  # what the AWS provider reads when aws:region is unset
@@ -141,9 +140,15 @@ def _aws_name(name: str, limit: int = 32) -> str:
     return f"{name[:limit - 7].rstrip('-')}-{digest}"
 
 
+# Keys of the AWS provider's config that hold credentials (pulumi_aws config: secretKey, token); the provider may
+# also take them from its environment, a profile or SSO, so none is required here.
+CREDENTIALS = (Credential("aws:secretKey"), Credential("aws:token"))
+
+
 class Aws:
     name = NAME
     server_types = SERVER_TYPES
+    credentials = CREDENTIALS
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cluster = loaded.config.cluster

@@ -42,9 +42,9 @@ from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster
 from providers import cloud
-from providers.base import (ApiEndpoints, ClusterProfile, Infrastructure, Node, NodeSpec, ProviderInfrastructure,
-                            Storage, assemble, check_locations, csi_storage, node_specs, resolve_server_type,
-                            ssh_connection)
+from providers.base import (ApiEndpoints, ClusterProfile, Credential, Infrastructure, Node, NodeSpec,
+                            ProviderInfrastructure, Storage, assemble, check_locations, csi_storage, node_specs,
+                            resolve_server_type, ssh_connection)
 
 NAME = "azure"
 ZONES = ("1", "2", "3")  # Azure names a region's availability zones 1..3
@@ -185,9 +185,16 @@ def cloud_provider_config(*, tenant_id: str, subscription_id: str, resource_grou
     }, indent=2, sort_keys=True)
 
 
+# Keys of the azure-native provider's config that hold credentials (pulumi_azure_native config); the Azure CLI
+# login or a managed identity work without them.
+CREDENTIALS = (Credential("azure-native:clientSecret"), Credential("azure-native:clientCertificatePassword"),
+               Credential("azure-native:oidcToken"), Credential("azure-native:oidcRequestToken"))
+
+
 class Azure:
     name = NAME
     server_types = SERVER_TYPES
+    credentials = CREDENTIALS
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cluster = loaded.config.cluster

@@ -50,6 +50,7 @@ CLIENT_RATE_LIMIT = {"qps": 20, "burst": 40}
 class BareMetalProvider:
     name = NAME
     server_types = SERVER_TYPES
+    credentials = ()  # the hosts are reached with adplatform:sshPrivateKey only
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cfg = loaded.config

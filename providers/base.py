@@ -7,16 +7,19 @@ facts the cluster layer needs (API endpoints, K3s flags, provider add-ons). Noth
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal, Mapping, Protocol, Sequence
 
 import pulumi
 import pulumi_command as command
+from pulumi.runtime import config as runtime_config
 import pulumi_kubernetes as k8s
 import yaml
 
 from config import LoadedConfig, Problem
+from config.load import is_secret
 from config.catalog import SIZES
 from config.errors import problem
 from config.model import CONTROL_PLANE, Cluster
@@ -220,9 +223,34 @@ class ProviderInfrastructure(pulumi.ComponentResource):
         return pulumi.ResourceOptions(parent=self, protect=protect and self._protect, **kwargs)
 
 
+@dataclass(frozen=True)
+class Credential:
+    """A credential of a provider's own SDK config (`hcloud:token`): never plain text in the stack file."""
+
+    key: str  # namespace:key, as `pulumi config set --secret` takes it
+    env: tuple[str, ...] = ()  # environment variables the SDK reads instead
+    required: bool = False  # the program cannot run without it (the SDK's other sources do not reach our code)
+
+
+def check_credentials(credentials: Sequence[Credential]) -> list[Problem]:
+    """With the config validation, before any resource: each credential set in the stack is a secret, and each
+    required one is set (in the stack or the environment). The messages never repeat a credential's value."""
+    found = []
+    for cred in credentials:
+        value = runtime_config.get_config(cred.key)
+        if value and not is_secret(cred.key):
+            found.append(problem(cred.key, f"must be stored as a secret (pulumi config set --secret {cred.key} ...), "
+                                 "it is in plain text in the stack file"))
+        elif not value and cred.required and not any(os.environ.get(name) for name in cred.env):
+            alternative = f" (or export {' or '.join(cred.env)})" if cred.env else ""
+            found.append(problem(cred.key, f"must be set: pulumi config set --secret {cred.key} <value>{alternative}"))
+    return found
+
+
 class Provider(Protocol):
     name: str
     server_types: dict[str, str]  # size class -> provider server type, one entry per SIZES key
+    credentials: tuple[Credential, ...]  # the SDK config keys that hold credentials (check_credentials)
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         """Provider-specific config checks (locations, zones), run before any resource exists."""
@@ -355,7 +383,8 @@ def ssh_connection(host: pulumi.Input[str], user: str, private_key: pulumi.Input
                                          dial_error_limit=60, per_dial_timeout=10)
 
 
-__all__ = ["AddonInstaller", "ApiEndpoints", "ClusterProfile", "FSTYPE_PARAMETER", "Infrastructure", "Node", "NodeSpec",
-           "PORTS", "PortRule", "Provider", "ProviderInfrastructure", "ServerCatalog", "ServerType", "Storage",
-           "StorageInstaller", "assemble", "check_locations", "csi_storage", "first_server_api", "located_settings",
-           "node_specs", "resolve_server_type", "rule_sources", "server_type_settings", "ssh_connection"]
+__all__ = ["AddonInstaller", "ApiEndpoints", "ClusterProfile", "Credential", "check_credentials", "FSTYPE_PARAMETER",
+           "Infrastructure", "Node", "NodeSpec", "PORTS", "PortRule", "Provider", "ProviderInfrastructure",
+           "ServerCatalog", "ServerType", "Storage", "StorageInstaller", "assemble", "check_locations", "csi_storage",
+           "first_server_api", "located_settings", "node_specs", "resolve_server_type", "rule_sources",
+           "server_type_settings", "ssh_connection"]

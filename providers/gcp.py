@@ -30,9 +30,9 @@ from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster
 from providers import cloud
-from providers.base import (ApiEndpoints, ClusterProfile, Infrastructure, Node, NodeSpec, ProviderInfrastructure, Storage,
-                            assemble, check_locations, csi_storage, first_server_api, node_specs, resolve_server_type,
-                            ssh_connection)
+from providers.base import (ApiEndpoints, ClusterProfile, Credential, Infrastructure, Node, NodeSpec,
+                            ProviderInfrastructure, Storage, assemble, check_locations, csi_storage, first_server_api,
+                            node_specs, resolve_server_type, ssh_connection)
 
 NAME = "gcp"
 # What the Google provider reads when gcp:project / gcp:region are unset (pulumi-gcp installation docs).
@@ -105,9 +105,15 @@ def proxy_subnet(cluster: Cluster) -> str:
     return str(ipaddress.ip_network((int(first.network_address) + first.num_addresses, first.prefixlen)))
 
 
+# Keys of the Google provider's config that hold credentials (pulumi_gcp config: credentials, accessToken);
+# application-default credentials work without them.
+CREDENTIALS = (Credential("gcp:credentials"), Credential("gcp:accessToken"))
+
+
 class Gcp:
     name = NAME
     server_types = SERVER_TYPES
+    credentials = CREDENTIALS
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cluster = loaded.config.cluster

@@ -23,9 +23,10 @@ from components.helm import release
 from config import LoadedConfig, Problem
 from config.errors import problem
 from providers import cloud
-from providers.base import (PORTS, ApiEndpoints, ClientAddress, ClusterProfile, Infrastructure, Node, NodeSpec, ProviderInfrastructure,
-                            ServerCatalog, Storage, assemble, check_locations, csi_storage, first_server_api,
-                            located_settings, node_specs, resolve_server_type, rule_sources, ssh_connection)
+from providers.base import (PORTS, ApiEndpoints, ClientAddress, ClusterProfile, Credential, Infrastructure, Node,
+                            NodeSpec, ProviderInfrastructure, ServerCatalog, Storage, assemble, check_locations,
+                            csi_storage, first_server_api, located_settings, node_specs, resolve_server_type,
+                            rule_sources, ssh_connection)
 
 NAME = "hetzner"
 DEFAULT_LOCATION = "fsn1"
@@ -53,10 +54,15 @@ CATALOG = ServerCatalog.load(Path(__file__).with_name("hetzner_server_types.yaml
 SERVER_TYPES = CATALOG.sizes
 
 
+# The API token the hcloud provider and the cloud controller manager use (_hcloud_token).
+CREDENTIALS = (Credential("hcloud:token", env=("HCLOUD_TOKEN",), required=True),)
+
+
 class Hetzner:
     name = NAME
     server_types = SERVER_TYPES
     catalog = CATALOG
+    credentials = CREDENTIALS
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cluster = loaded.config.cluster

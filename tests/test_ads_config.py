@@ -9,8 +9,9 @@ import types
 
 from components.services import mesh
 from config.ads import (MESH_PROXY_CPU, MESH_PROXY_MEMORY, MESH_PROXY_MEMORY_LIMIT, PLACEHOLDER_REPOSITORY,
-                        PLACEHOLDER_TAG, REGISTRY_TOKEN, Image, cpu_millis, peak_pods)
+                        PLACEHOLDER_TAG, REGISTRY_TOKEN, Image, peak_pods)
 from config.ads import Service
+from config.quantity import cpu_millis
 from tests.conftest import SECRET_KEYS, base_raw
 from tests.stores import config_problems
 

@@ -7,7 +7,8 @@ import pytest
 from config import ConfigError, load
 from config.catalog import ROLES, SIZES
 from config.profiles import PROFILES
-from tests.conftest import SECRET_KEYS, VALID_KEY, base_raw
+from tests.conftest import SECRET_KEYS, VALID_KEY, base_raw, lower_layers
+from tools import mockrun
 
 SECRET = SECRET_KEYS
 
@@ -141,7 +142,8 @@ def test_small_database_pools_are_fine_in_staging():
 def test_removing_a_database_role_in_production_needs_the_data_plane_off():
     raw = base_raw(cluster={"pools": [{"name": "redpanda", "count": 0}]})
     assert "must give the redpanda role at least 3 nodes" in one_problem(raw)
-    load("test", base_raw(cluster={"pools": [{"name": "redpanda", "count": 0}]}, layers={"dataPlane": False}), SECRET)
+    load("test", base_raw(cluster={"pools": [{"name": "redpanda", "count": 0}]},
+                          layers={"dataPlane": False, "platform": False, "adServices": False}), SECRET)
 
 
 def test_unknown_key_is_named_with_accepted_keys():
@@ -231,7 +233,7 @@ def test_acme_email_is_required_with_the_cluster_services_layer():
     raw = base_raw()
     raw["clusterServices"] = {"backups": raw["clusterServices"]["backups"]}
     assert one_problem(raw).startswith("adplatform:clusterServices.tls.acmeEmail must be set")
-    raw["layers"] = {"clusterServices": False}
+    raw["layers"] = {"clusterServices": False, "dataPlane": False, "platform": False, "adServices": False}
     load("test", raw, SECRET)  # without the layer nothing asks for it
 
 
@@ -371,8 +373,8 @@ def test_a_bare_metal_block_under_another_provider_is_refused():
     ("postgres", {"walStorageSize": "20G"}, "dataPlane.postgres.walStorageSize must be a volume size in Gi or Ti"),
     ("postgres", {"bogus": 1}, "dataPlane.postgres has unknown key(s) 'bogus' (accepted: backupRetention"),
     ("redpanda", {"retentionHours": 0}, "dataPlane.redpanda.retentionHours must be between 1 and 87600 hours"),
-    ("redpanda", {"memory": "lots"}, "dataPlane.redpanda.memory must be a Kubernetes quantity such as 500m, 4, 8Gi, "
-                                     "got 'lots'"),
+    ("redpanda", {"memory": "lots"}, "dataPlane.redpanda.memory must be a memory quantity of at least 1Mi "
+                                     "with a unit, such as 512Mi"),
     ("objectStorage", {"storageSize": "1Pi"}, "dataPlane.objectStorage.storageSize must be a volume size in Gi or Ti"),
 ])
 def test_data_plane_settings_errors_name_key_value_and_accepted(store, settings, expected):
@@ -384,3 +386,262 @@ def test_database_names_with_underscores_stay_accepted():
     names = ["app_events", "ca_data", "gitlab", "airflow", "mlflow", "jupyterhub"]
     loaded = load("test", base_raw(dataPlane={"postgres": {"databases": names}}), SECRET)
     assert loaded.config.data_plane.postgres.databases == names
+
+
+# --- Kubernetes quantities (config/quantity.py): parsed once, refused with the key -----------------------
+
+@pytest.mark.parametrize(("raw", "key", "given", "accepted"), [
+    ({"adServices": {"services": {"bidding": {"cpu": "1.5m"}}}}, "adServices.services.bidding.cpu", "1.5m",
+     "must be a CPU quantity of whole millicores"),
+    ({"adServices": {"services": {"bidding": {"memory": "500m"}}}}, "adServices.services.bidding.memory", "500m",
+     "must be a memory quantity of at least 1Mi with a unit"),
+    ({"clusterServices": {"teams": [{"name": "ads", "requestsCpu": "0.0001"}]}},
+     "clusterServices.teams[ads].requestsCpu", "0.0001", "must be a CPU quantity"),
+    ({"dataPlane": {"clickhouse": {"memory": "500m"}}}, "dataPlane.clickhouse.memory", "500m",
+     "must be a memory quantity"),
+    ({"dataPlane": {"scylladb": {"cpu": "4", "memory": "64"}}}, "dataPlane.scylladb.memory", "64",
+     "must be a memory quantity of at least 1Mi"),
+    ({"platform": {"jupyterhub": {"userMemoryLimit": "8m"}}}, "platform.jupyterhub.userMemoryLimit", "8m",
+     "must be a memory quantity"),
+])
+def test_quantities_the_model_once_accepted_are_refused_with_the_key(raw, key, given, accepted):
+    """A CPU of 1.5m or a memory of 500m passed the old pattern and crashed later with a raw ValueError."""
+    found = problems(base_raw(**raw))
+    assert any(p.startswith(f"adplatform:{key} {accepted}") and p.endswith(f"got {given!r}") for p in found), found
+
+
+def test_quantities_in_every_unit_kubernetes_accepts_are_read_alike():
+    from config.quantity import cpu_millis, memory_mib
+    assert [cpu_millis(v) for v in ("1.5", "250m", "2", 4)] == [1500, 250, 2000, 4000]
+    assert [memory_mib(v) for v in ("8Gi", "8G", "8589934592", "512Mi", "1048576k")] == [8192, 7629, 8192, 512, 1000]
+    loaded = load("test", base_raw(dataPlane={"clickhouse": {"cpu": 6, "memory": "24G"}}), SECRET)
+    assert (loaded.config.data_plane.clickhouse.cpu, loaded.config.data_plane.clickhouse.memory) == ("6", "24G")
+
+
+@pytest.mark.parametrize("cidrs, family", [
+    (["0.0.0.0/1", "128.0.0.0/1"], "IPv4"),
+    (["::/1", "8000::/1", "203.0.113.0/24"], "IPv6"),
+    ([f"{a}.0.0.0/8" for a in range(256) if a != 10], "IPv4"),  # everything public, the private /8 left out
+])
+def test_admin_cidrs_covering_the_whole_internet_are_refused_in_production(cidrs, family):
+    """Not only 0.0.0.0/0: any set of networks whose union is every public address (config/rules.py)."""
+    msg = one_problem(base_raw(adminCidrs=cidrs))
+    assert msg.startswith("adplatform:adminCidrs must not open SSH and the Kubernetes API to the whole internet in "
+                          f"the production profile (together these cover every public {family} address)")
+    assert f"got {cidrs!r}"[:100] in msg
+    load("test", base_raw(profile="staging", adminCidrs=cidrs), SECRET)  # staging may (a throwaway cluster)
+
+
+# --- layers: a contradiction is refused, never reduced ----------------------------------------------------
+
+@pytest.mark.parametrize(("layers", "key", "off"), [
+    ({"dataPlane": False}, "layers.platform", "layers.dataPlane"),
+    ({"dataPlane": False, "platform": False}, "layers.adServices", "layers.dataPlane"),
+    ({"clusterServices": False, "platform": False, "adServices": False}, "layers.dataPlane", "layers.clusterServices"),
+    ({"clusterServices": False, "dataPlane": False, "adServices": False}, "layers.platform",
+     "layers.dataPlane, layers.clusterServices"),
+])
+def test_a_layer_on_while_a_layer_it_runs_on_is_off_is_refused(layers, key, off):
+    """Before, program.py silently skipped the upper layer: a stack asking for the platform got none."""
+    found = problems(base_raw(layers=layers))
+    assert f"adplatform:{key} must be false while the layers it runs on are off ({off}); switch {key} off too, or " \
+           "those layers on, got True" in found, found
+
+
+def test_every_profile_default_switches_layers_consistently():
+    from config.model import Layers
+    for profile in PROFILES.values():
+        layers = Layers.model_validate(profile.defaults["layers"])
+        assert not any(layers.missing(layer) for layer in Layers.NEEDS if getattr(layers, layer)), profile.name
+
+
+# --- checks with the whole program: nothing is registered before they pass --------------------------------
+
+def program_problems(raw: dict, **provider_config) -> list[str]:
+    """The problems of a whole-program run (provider config such as hcloud:token given as key=(value, secret)),
+    which must stop before any resource exists."""
+    values = {f"adplatform:{k}": v for k, v in lower_layers(raw).items()}
+    secret = {f"adplatform:{k}" for k in SECRET_KEYS}
+    for key, (value, is_secret) in provider_config.items():
+        values[key.replace("__", ":")] = value
+        secret |= {key.replace("__", ":")} if is_secret else set()
+    with pytest.raises(ConfigError) as err:
+        mockrun.run(values, secret)
+    assert mockrun.last_monitor.recorded == [], "nothing is created before the config is valid"
+    return [str(p) for p in err.value.problems]
+
+
+TOKEN = {"hcloud__token": ("test-token", True)}
+
+
+@pytest.mark.parametrize(("store", "settings", "key", "given"), [
+    ("clickhouse", {"cpu": "8", "memory": "24Gi"}, "dataPlane.clickhouse.cpu", "8"),
+    ("clickhouse", {"cpu": "6", "memory": "32Gi"}, "dataPlane.clickhouse.memory", "32Gi"),
+    ("postgres", {"memory": "40Gi"}, "dataPlane.postgres.memory", "40Gi"),
+    ("objectStorage", {"cpu": "7500m"}, "dataPlane.objectStorage.cpu", "7500m"),
+])
+def test_a_store_larger_than_its_pools_nodes_is_refused(store, settings, key, given):
+    """dedicated-large: 8 vCPUs and 32 GB, of which 7 CPUs and 27558Mi are left for pods (placement.py)."""
+    found = program_problems(base_raw(dataPlane={store: settings}), **TOKEN)
+    [msg] = [p for p in found if p.startswith(f"adplatform:{key} ")]
+    assert "must fit one node: a node of pool " in msg and "(dedicated-large: 8 vCPUs, 32 GB) has 7 CPUs and " \
+           "27558Mi for pods" in msg and msg.endswith(f"got {given!r}"), msg
+
+
+def test_a_pool_naming_a_known_server_type_is_checked_like_its_size_class():
+    from providers.hetzner import SERVER_TYPES
+    pool = {"name": "clickhouse", "size": None, "serverType": SERVER_TYPES["dedicated-large"]}
+    raw = base_raw(cluster={"pools": [pool]}, dataPlane={"clickhouse": {"cpu": "16", "memory": "24Gi"}})
+    found = program_problems(raw, **TOKEN)
+    assert any(p.startswith("adplatform:dataPlane.clickhouse.cpu must fit one node") for p in found), found
+
+
+def test_a_store_that_fits_its_nodes_is_accepted():
+    from components.data import validate
+    loaded = load("test", base_raw(dataPlane={"clickhouse": {"cpu": "7", "memory": "26Gi"}}), SECRET)
+    assert validate(loaded.config) == []
+
+
+def test_a_provider_token_in_plain_text_is_refused_before_any_resource():
+    found = program_problems(base_raw(), hcloud__token=("plain-token", False))
+    assert found == ["hcloud:token must be stored as a secret (pulumi config set --secret hcloud:token ...), it is "
+                     "in plain text in the stack file"]
+
+
+def test_a_missing_provider_token_is_reported_with_the_other_config_problems(monkeypatch):
+    """Before, the missing token only raised once the cloud controller manager was being installed."""
+    monkeypatch.delenv("HCLOUD_TOKEN", raising=False)
+    found = program_problems(base_raw(adminCidrs=["0.0.0.0/0"]))
+    assert "hcloud:token must be set: pulumi config set --secret hcloud:token <value> (or export HCLOUD_TOKEN)" in found
+    assert any(p.startswith("adplatform:adminCidrs must not open") for p in found), "reported together"
+
+
+def test_cloud_credentials_given_in_plain_text_are_refused():
+    from providers.aws import CREDENTIALS
+    assert "aws:secretKey" in {c.key for c in CREDENTIALS}
+    found = program_problems(base_raw(provider="aws"), aws__region=("eu-central-1", False),
+                             aws__secretKey=("plain", False))
+    assert "aws:secretKey must be stored as a secret (pulumi config set --secret aws:secretKey ...), it is in plain " \
+           "text in the stack file" in found
+
+
+# --- grammar of values that reach files and scripts; bounded, printable strings ---------------------------
+
+S3 = {"endpoint": "https://fsn1.your-objectstorage.com", "region": "fsn1", "bucket": "adp-test-backups"}
+
+
+@pytest.mark.parametrize(("raw", "key", "given", "accepted"), [
+    ({"clusterServices": {"backups": {"s3": {**S3, "region": "fsn1 --etcd-s3-insecure"}}}},
+     "clusterServices.backups.s3.region", "fsn1 --etcd-s3-insecure", "must be a single word"),
+    ({"clusterServices": {"backups": {"s3": {**S3, "region": "$(reboot)"}}}},
+     "clusterServices.backups.s3.region", "$(reboot)", "must be a single word"),
+    ({"clusterServices": {"backups": {"s3": {**S3, "bucket": "adp-backups\n"}}}},
+     "clusterServices.backups.s3.bucket", "adp-backups\n", "must not contain control characters"),
+    ({"clusterServices": {"backups": {"s3": {**S3, "endpoint": "https://s3.example.com\n"}}}},
+     "clusterServices.backups.s3.endpoint", "https://s3.example.com\n", "must not contain control characters"),
+    ({"clusterServices": {"backups": {"restore": {"backup": "daily;reboot"}}}},
+     "clusterServices.backups.restore.backup", "daily;reboot", "must be a Kubernetes name"),
+    ({"clusterServices": {"backups": {"restore": {"backup": "Daily-2026"}}}},
+     "clusterServices.backups.restore.backup", "Daily-2026", "must be a Kubernetes name"),
+    ({"clusterServices": {"backups": {"restore": {"backup": "daily", "includeNamespaces": ["ads", "a b"]}}}},
+     "clusterServices.backups.restore.includeNamespaces", ["ads", "a b"], "'a b' must be a DNS label"),
+    ({"dataPlane": {"objectStorage": {"backend": "external", "external": {
+        "endpoint": "https://s3.example.com", "region": "eu central", "bucketPrefix": "adp"}}}},
+     "dataPlane.objectStorage.external.region", "eu central", "must be a single word"),
+    ({"clusterServices": {"tls": {"dns01": {"provider": "rfc2136", "zone": "example.com",
+                                            "nameserver": "ns1.example.com:53; rm", "tsigKeyName": "k"}}}},
+     "clusterServices.tls.dns01.nameserver", "ns1.example.com:53; rm", "must be host:port"),
+    ({"clusterServices": {"tls": {"dns01": {"provider": "cloudflare", "zone": "Example .com"}}}},
+     "clusterServices.tls.dns01.zone", "Example .com", "must be a lower-case DNS name"),
+    ({"cluster": {"location": "fsn1'"}}, "cluster.location", "fsn1'", "must be a single word"),
+    ({"cluster": {"image": "ubuntu 24.04"}}, "cluster.image", "ubuntu 24.04", "must be the provider's image"),
+])
+def test_values_that_reach_files_and_scripts_must_fit_their_grammar(raw, key, given, accepted):
+    found = problems(base_raw(**raw))
+    assert any(p.startswith(f"adplatform:{key} {accepted}") and p.endswith(f"got {given!r}") for p in found), found
+
+
+def test_the_etcd_restore_runbook_quotes_what_it_embeds():
+    """A root shell runs these lines: a value with spaces or shell syntax stays one argument (defence in depth:
+    the config refuses such a region already)."""
+    import shlex
+    from components.k3s.config import EtcdBackup, etcd_restore_commands
+    backup = EtcdBackup(endpoint="s3.example.com", region="eu central;reboot", bucket="b", folder="production/etcd",
+                        schedule="0 */6 * * *", retention=28, access_key=None, secret_key=None)
+    ls = next(line for line in etcd_restore_commands(backup, "cp-1", []) if line.startswith("k3s etcd-snapshot ls"))
+    assert "--etcd-s3-region=eu central;reboot" in shlex.split(ls)
+
+
+def test_every_config_string_is_bounded_and_the_error_does_not_echo_it_whole():
+    msg = one_problem(base_raw(adServices={"services": {"bidding": {"env": {"MODE": "x" * 5000}}}}))
+    assert msg.startswith("adplatform:adServices.services.bidding.env.MODE is invalid: string should have at most "
+                          "1024 characters")
+    assert len(msg) < 400, "the value is cut in the message"
+
+
+@pytest.mark.parametrize(("domain", "accepted"), [
+    ("a" * 64 + ".example.com", "must be a lower-case DNS name such as ads.example.com (labels of 1-63"),
+    (".".join(["a" * 60] * 4) + ".com", "must leave room for the hosts served under it: registry.<domain> must be"),
+])
+def test_dns_names_over_the_label_and_name_limits_are_refused(domain, accepted):
+    found = problems(base_raw(domain=domain))
+    assert any(p.startswith(f"adplatform:domain {accepted}") for p in found), found
+
+
+# --- shape checks ----------------------------------------------------------------------------------------
+
+RSA_KEY = ("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQCvBgHMV5Koz8dq+Q/gV2rPCIPo68Td9NZHsEyTyMj1ph2y/+QdV/kRNsOc093garq3"
+           "Bckt/1DayR+cunrVrmjV7Vaj+r2I84WWic11lsmO/H6bwdcFmr8tw1nta64hOQpYht7ejYHpv0kAJLH5ipeSUrMEMDRuuyIaqTqWMhZ94JmU"
+           "/If8vCEhriiItOz0SQAAPp2TwHF3bIpCpf99dKrnSr+O8u15Ft7obABPwPl0ISYbECQHT7WbklQga4A29oCW82v2V98CZaIuhZMFTa/xsVh1"
+           "LK4L9Beqc6HyvGTFkuIb7YUD18/RsMFY/g0FpnL3lRb8j/7Cu75e2d/hxZrt ops@example.com")
+ECDSA_KEY = ("ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBIkVkJu554HXaJAlT7z2UjPgi7hfSi6P"
+             "HhCpMrq1xfc3ANZkoIiXRdhE9l0PDVAMAIHrmdsnRitiu2oQwD64o4k= ops@example.com")
+
+
+def test_ssh_public_keys_of_every_accepted_type_load():
+    loaded = load("test", base_raw(sshPublicKeys=[VALID_KEY, RSA_KEY, ECDSA_KEY]), SECRET)
+    assert loaded.config.ssh_public_keys == [VALID_KEY, RSA_KEY, ECDSA_KEY]
+
+
+@pytest.mark.parametrize(("key", "accepted"), [
+    ("ssh-ed25519 " + RSA_KEY.split()[1], "must be an OpenSSH public key whose type matches its body: the line says "
+                                          "'ssh-ed25519', the body is 'ssh-rsa'"),
+    ("ssh-rsa " + RSA_KEY.split()[1][:200], "must be a whole OpenSSH public key: its base64 body is truncated"),
+    ("ssh-rsa " + RSA_KEY.split()[1][:201], "must be an OpenSSH public key: its body is not valid base64"),
+    ("ecdsa-sha2-nistp384 " + ECDSA_KEY.split()[1], "must be an OpenSSH public key whose type matches its body"),
+    ("-----BEGIN OPENSSH PRIVATE KEY-----", "must be a public key (the .pub file), not a private key"),
+])
+def test_ssh_public_keys_whose_body_does_not_fit_are_refused(key, accepted):
+    msg = one_problem(base_raw(sshPublicKeys=[key]))
+    assert msg.startswith(f"adplatform:sshPublicKeys[0] {accepted}"), msg
+
+
+@pytest.mark.parametrize(("private_key", "accepted"), [
+    (VALID_KEY, "must be the private key (-----BEGIN OPENSSH PRIVATE KEY----- ...), not the public key"),
+    ("hunter2", "must be a private key in OpenSSH or PEM format"),
+])
+def test_the_ssh_private_key_must_be_a_private_key_and_is_never_echoed(private_key, accepted):
+    msg = one_problem(base_raw(sshPrivateKey=private_key))
+    assert msg == f"adplatform:sshPrivateKey {accepted}" or msg.startswith(f"adplatform:sshPrivateKey {accepted}")
+    assert private_key not in msg
+
+
+@pytest.mark.parametrize("version", ["v1.36.9+k3s1", "v1.35.0+k3s2", "v1.99.0+k3s1"])
+def test_k3s_versions_that_were_never_released_are_refused(version):
+    msg = one_problem(base_raw(cluster={"k3sVersion": version}))
+    assert msg.startswith("adplatform:cluster.k3sVersion must be a K3s release that exists (known: v1.35.0+k3s1")
+    assert msg.endswith(f"got {version!r}")
+    load("test", base_raw(cluster={"k3sVersion": "v1.35.8+k3s1"}), SECRET)
+
+
+@pytest.mark.parametrize(("raw", "key", "accepted"), [
+    ({"adServices": {"registry": {"host": "registry.example.com", "username": "deploy:x"}}},
+     "adServices.registry.username", "must be a registry user name"),
+    ({"platform": {"airflow": {"dagsRepo": "https://git.example.com/d.git", "dagsBranch": "--upload-pack=x"}}},
+     "platform.airflow.dagsBranch", "must be a git branch or tag name"),
+    ({"platform": {"airflow": {"dagsRepo": "https://git.example.com/d.git", "dagsPath": "../etc"}}},
+     "platform.airflow.dagsPath", "must be a folder of the repository"),
+])
+def test_values_handed_to_tools_as_arguments_must_fit_their_grammar(raw, key, accepted):
+    found = problems(base_raw(**raw))
+    assert any(p.startswith(f"adplatform:{key} {accepted}") for p in found), found

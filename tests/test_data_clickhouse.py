@@ -33,7 +33,7 @@ CHK = "kubernetes:clickhouse-keeper.altinity.com/v1:ClickHouseKeeperInstallation
 CRONJOB = "kubernetes:batch/v1:CronJob"
 PODMONITOR = "kubernetes:monitoring.coreos.com/v1:PodMonitor"
 TAINT = {"key": "adplatform.io/dedicated", "operator": "Equal", "value": "clickhouse", "effect": "NoSchedule"}
-SERVER_OVERRIDE = {"cpu": "2", "memory": "6Gi"}  # dataPlane.clickhouse.cpu/memory in a variant
+SERVER_OVERRIDE = {"cpu": "2", "memory": "4Gi"}  # dataPlane.clickhouse.cpu/memory in a variant (fits a staging node)
 BACKUP_ENDPOINT_WITH_PORT = "https://s3.backup.example.com:8443"
 SCRIPT = Path(backup.__file__).with_name("create-remote.sh")
 

@@ -71,7 +71,7 @@ def test_a_pool_without_size_class_needs_explicit_store_resources():
 
 @pytest.mark.parametrize(("key", "value", "expected"), [
     ("storageSize", "100GB", "must be a volume size in Gi or Ti"),
-    ("cpu", "lots", "must be a Kubernetes quantity"),
+    ("cpu", "lots", "must be a CPU quantity of whole millicores"),
 ])
 def test_store_sizes_are_validated(key, value, expected):
     [msg] = problems(base_raw(dataPlane={"postgres": {key: value}}))

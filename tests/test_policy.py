@@ -302,3 +302,30 @@ def test_limits_alone_imply_requests():
 def test_every_minio_and_bitnami_image_is_retired(image):
     pod = subject("kubernetes:core/v1:Pod", {"spec": {"containers": [{"name": "c", "image": image}]}})
     assert messages("no-retired-components", pod)
+
+
+# --- whole-internet coverage (policy/rules.py world_covered, shared with config/rules.py) ------------------
+
+@pytest.mark.parametrize("fw, expected", [
+    (hcloud_fw(("tcp", "22", ["0.0.0.0/1", "128.0.0.0/1"])), "22 (SSH)"),
+    (hcloud_fw(("tcp", "22", ["0.0.0.0/1"]), ("tcp", "22", ["128.0.0.0/1"])), "22 (SSH)"),  # split over two rules
+    (hcloud_fw(("tcp", "6443", ["::/1", "8000::/1"])), "6443 (Kubernetes API)"),
+    (hcloud_fw(("tcp", "5432", [*(f"{a}.0.0.0/8" for a in range(256) if a != 10)])), "5432 (PostgreSQL)"),
+])
+def test_the_world_check_sees_address_space_coverage_not_only_a_slash_zero(fw, expected):
+    """Two /1 halves (or every public /8 bar the private one) open a port to the whole internet."""
+    found = messages("no-world-open-ports", fw)
+    assert found and all(expected in m and "to the world" in m for m in found), found
+
+
+def test_partial_coverage_is_not_the_world():
+    assert rules.world_covered(["0.0.0.0/1", "128.0.0.0/2"]) == []
+    assert rules.world_covered(["0.0.0.0/1", "128.0.0.0/1", "::/1"]) == ["IPv4"]
+    split_ports = hcloud_fw(("tcp", "22", ["0.0.0.0/1"]), ("tcp", "80", ["128.0.0.0/1"]))
+    assert messages("no-world-open-ports", split_ports) == [], "each port admits only half the internet"
+
+
+def test_admin_cidrs_that_span_the_internet_vouch_for_no_one():
+    settings = Settings(admin_cidrs=("0.0.0.0/1", "128.0.0.0/1"))
+    [message] = messages("admin-ports-from-admin-cidrs", hcloud_fw(("tcp", "22", ["0.0.0.0/1"])), settings)
+    assert "together cover the whole IPv4 internet" in message

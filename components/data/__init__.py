@@ -10,20 +10,24 @@ after)` returning its typed endpoint (components/data/endpoints.py).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from types import MappingProxyType
+from typing import Callable, Mapping, Sequence
 
 import pulumi
 
 from components.data import clickhouse, dragonfly, objectstore, postgres, redpanda, scylladb
 from components.data.context import LAYER, DataContext, pinned_shortfall
 from components.data.endpoints import DataEndpoints, ObjectStoreEndpoint, S3Location
-from components.data.placement import placement
+from components.data.placement import node_allocatable, placement
 from components.k3s import K3sCluster
 from components.services import ClusterServices, namespaces
 from config import LoadedConfig, Problem
 from config.errors import problem
-from config.model import StackConfig
-from config.catalog import STORE_ROLES
+from config.catalog import SIZES, STORE_ROLES, Size
+from config.data import DataPlane as DataPlaneSettings
+from config.model import CONTROL_PLANE, ControlPlane, Pool, StackConfig
+from config.quantity import cpu_millis, memory_mib
+from config.rules import role_pools
 
 # Stores besides object storage, in the order their operators are installed (no dependencies between them).
 STORES = {"scylladb": scylladb, "redpanda": redpanda, "clickhouse": clickhouse, "dragonfly": dragonfly,
@@ -42,18 +46,44 @@ BACKUP_URLS: dict[str, Callable[[S3Location], str]] = {
 PINNED_STORES = ("scylladb", "redpanda", "dragonfly")
 
 
-def validate(cfg: StackConfig) -> list[Problem]:
+def validate(cfg: StackConfig, server_sizes: Mapping[str, Size] = MappingProxyType({})) -> list[Problem]:
     """Checks that need the stores' placement (pool sizes): run with the config validation in program.py,
-    before any resource exists."""
+    before any resource exists. `server_sizes`: the provider's server types whose size is known (a pool that
+    sets one of them as serverType is checked like a pool of that size class)."""
     if not (cfg.layers.cluster_services and cfg.layers.data_plane):
         return []
     placements = {store: placement(cfg, role) for store, role in STORE_ROLES.items()}
     found = []
+    for store, role in STORE_ROLES.items():
+        if getattr(cfg.data_plane, store).enabled:
+            found += _larger_than_nodes(cfg, store, role_pools(cfg, role), server_sizes)
     for store in PINNED_STORES:
         if getattr(cfg.data_plane, store).enabled:
             shortfall = pinned_shortfall(cfg.data_plane, placements, store)
             if shortfall:
                 found.append(problem(f"dataPlane.{store}", shortfall))
+    return found
+
+
+def _larger_than_nodes(cfg: StackConfig, store: str, pools: Sequence[Pool | ControlPlane],
+                       server_sizes: Mapping[str, Size]) -> list[Problem]:
+    """A store's configured cpu/memory must fit one node of each of its pools, or its pods never schedule."""
+    settings, key = getattr(cfg.data_plane, store), f"dataPlane.{DataPlaneSettings.model_fields[store].alias}"
+    found = []
+    for pool in pools:
+        size = SIZES[pool.size] if pool.size else server_sizes.get(pool.server_type or "")
+        if size is None:
+            continue  # a server type of unknown size: nothing to compare with
+        cpus, mib = node_allocatable(size)
+        name = CONTROL_PLANE if isinstance(pool, ControlPlane) else pool.name
+        node = (f"a node of pool {name} ({pool.size or pool.server_type}: {size.vcpus} vCPUs, {size.memory_gb} GB) "
+                f"has {cpus:g} CPUs and {mib}Mi for pods after the system's reservations")
+        if settings.cpu is not None and cpu_millis(settings.cpu) > cpus * 1000:
+            found.append(problem(f"{key}.cpu", f"must fit one node: {node}, so its pods would never schedule; lower it "
+                                 "or give the pool a larger size", settings.cpu))
+        if settings.memory is not None and memory_mib(settings.memory) > mib:
+            found.append(problem(f"{key}.memory", f"must fit one node: {node}, so its pods would never schedule; lower "
+                                 "it or give the pool a larger size", settings.memory))
     return found
 
 

@@ -21,6 +21,7 @@ from config.data import (DRAGONFLY_MAXMEMORY_FRACTION, DRAGONFLY_MIB_PER_THREAD,
                          REDPANDA_MIB_PER_CORE, SCYLLA_MIB_PER_SHARD, SCYLLA_RESERVE_MIB, DataPlane as Settings,
                          min_memory_mib)
 from config.model import Cluster
+from config.quantity import whole_cores
 
 LAYER = "data-plane"
 OBJECT_STORE_NAMESPACE = "seaweedfs"  # the in-cluster object store (objectstore.py)
@@ -141,7 +142,7 @@ def store_resources(settings: Settings, placements: dict[str, Placement], store:
     if configured.cpu is None and workload in MEMORY_PER_CORE:
         fixed, per_core = MEMORY_PER_CORE[workload]
         fed = max(1, (res.memory_mib - fixed) // per_core)
-        res = Resources(cpu=str(min(int(res.cpu), fed)), memory=res.memory)
+        res = Resources(cpu=str(min(whole_cores(res.cpu), fed)), memory=res.memory)
     return res
 
 
@@ -162,7 +163,7 @@ def pinned_resources(ctx: DataContext, store: str) -> Resources:
 
 
 def _shortfall(settings: Settings, store: str, res: Resources, pools: Sequence[str]) -> str | None:
-    need, rule = getattr(settings, store).memory_floor(int(res.cpu))
+    need, rule = getattr(settings, store).memory_floor(whole_cores(res.cpu))
     if res.memory_mib >= need:
         return None
     return (f"gets cpu {res.cpu} and memory {res.memory} from its pools {list(pools)}: {rule}, "

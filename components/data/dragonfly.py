@@ -39,6 +39,7 @@ from components.scheduling import pod_anti_affinity
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
                                            NamespaceSpec, Peer)
 from config.data import DRAGONFLY_MAXMEMORY_FRACTION
+from config.quantity import whole_cores
 
 NAMESPACE = "dragonfly"
 OPERATOR_NAMESPACE = charts.DRAGONFLY_OPERATOR.namespace
@@ -86,7 +87,7 @@ def args(res: Resources) -> list[str]:
     """Appended to the operator's defaults (--admin_port=9999, --admin_nopass, ...) and --dir/--snapshot_cron."""
     return [
         # One thread per pinned CPU: left alone, DragonflyDB counts the node's cores and asks 256Mi for each.
-        f"--proactor_threads={int(res.cpu)}",
+        f"--proactor_threads={whole_cores(res.cpu)}",
         f"--maxmemory={maxmemory_bytes(res)}",  # bytes: no unit ambiguity
         f"--dbfilename={SNAPSHOT_FILE}",
     ]

@@ -12,6 +12,7 @@ from typing import Any
 
 from components.scheduling import toleration
 from config.catalog import DATABASE_ROLES, SIZES, Size
+from config.quantity import memory_mib
 from config.model import CONTROL_PLANE, ROLE_LABEL, ControlPlane, Pool, StackConfig
 from config.rules import role_pools
 
@@ -82,16 +83,20 @@ class Resources:
 
     @property
     def memory_mib(self) -> int:
-        return _mib(self.memory)
+        return memory_mib(self.memory)
+
+
+def node_allocatable(size: Size) -> tuple[float, int]:
+    """CPUs and MiB a database node of `size` has for pods: what no store's pod can exceed and still schedule."""
+    return size.vcpus - SYSTEM_RESERVED_CPU, int(size.memory_gb * USABLE_MIB_PER_GB - SYSTEM_RESERVED_MEMORY_MIB)
 
 
 def node_budget(where: Placement) -> tuple[float, int] | None:
     """CPUs and MiB of one node left for the data stores of this placement (None: size unknown)."""
     if where.size is None:
         return None
-    cpu = (where.size.vcpus - SYSTEM_RESERVED_CPU) / where.shared_by
-    memory = where.size.memory_gb * USABLE_MIB_PER_GB - SYSTEM_RESERVED_MEMORY_MIB
-    return cpu, int(memory / where.shared_by)
+    cpu, memory = node_allocatable(where.size)
+    return cpu / where.shared_by, int(memory / where.shared_by)
 
 
 def sized(where: Placement, share: float, cpu: str | None = None, memory: str | None = None,
@@ -120,10 +125,3 @@ def helper_share(where: Placement, share: float, fallback: Resources, min_cpu: f
         return fallback
     return sized(where, share, whole_cpus=False, min_cpu=min_cpu, min_memory_mib=min_memory_mib)
 
-
-def _mib(quantity: str) -> int:
-    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 * 1024}
-    for suffix, factor in units.items():
-        if quantity.endswith(suffix):
-            return int(float(quantity[:-len(suffix)]) * factor)
-    return int(int(quantity) / (1024 * 1024))

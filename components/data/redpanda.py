@@ -43,6 +43,7 @@ from components.scheduling import pod_anti_affinity
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
                                            NamespaceSpec, Peer)
 from config.data import REDPANDA_MEMORY_FRACTION
+from config.quantity import whole_cores
 
 NAMESPACE = "redpanda"
 OPERATOR_NAMESPACE = charts.REDPANDA_OPERATOR.namespace
@@ -113,7 +114,7 @@ def start_flags(res: Resources) -> list[str]:
     """What the chart derives in explicit mode (charts/redpanda/values.go RedpandaResources: --smp is the
     whole CPUs, --memory 90% of the container, --reserve-memory 0), stated so a reader sees the numbers."""
     memory = int(res.memory_mib * REDPANDA_MEMORY_FRACTION)
-    return [f"--smp={int(res.cpu)}", f"--memory={memory}M", "--reserve-memory=0M"]
+    return [f"--smp={whole_cores(res.cpu)}", f"--memory={memory}M", "--reserve-memory=0M"]
 
 
 # --- the cluster ----------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlparse
@@ -135,7 +136,10 @@ def etcd_restore_commands(backup: EtcdBackup, first_server: str, other_servers: 
     the location flags are repeated so the lines say where the snapshots are. `<snapshot>` is a
     name from the listing (etcd-snapshot-<node>-<timestamp>[.zip]).
     """
-    flags = " ".join(f"--{k}" if v is True else f"--{k}={v}" for k, v in etcd_location_flags(backup).items())
+    # Quoted: the values come from the stack config (validated for grammar too), and the lines are pasted into
+    # a root shell.
+    flags = " ".join(f"--{k}" if v is True else f"--{k}={shlex.quote(str(v))}"
+                     for k, v in etcd_location_flags(backup).items())
     lines = [f"# on {first_server}: list the snapshots in S3, pick one",
              f"k3s etcd-snapshot ls {flags}",
              f"# on every server ({', '.join([first_server, *other_servers])}): stop K3s",

@@ -43,7 +43,7 @@ from components.platform import mlflow
 from components.platform.context import LAYER, Installed, PlatformContext
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
                                            NamespaceSpec)
-from config.platform import quantity_value
+from config.quantity import cpu_millis, memory_bytes
 
 NAMESPACE = charts.JUPYTERHUB.namespace
 RELEASE = "jupyterhub"
@@ -147,10 +147,10 @@ def singleuser_values(ctx: PlatformContext) -> dict[str, Any]:
     return {
         "image": {"name": charts.JUPYTERHUB_SINGLEUSER_IMAGE, "tag": charts.JUPYTERHUB_SINGLEUSER_TAG},
         # The chart wants cores as numbers and KubeSpawner byte sizes without binary suffixes: plain numbers.
-        "cpu": {"limit": quantity_value(settings.user_cpu_limit),
-                "guarantee": quantity_value(settings.user_cpu_guarantee)},
-        "memory": {"limit": int(quantity_value(settings.user_memory_limit)),
-                   "guarantee": int(quantity_value(settings.user_memory_guarantee))},
+        "cpu": {"limit": cpu_millis(settings.user_cpu_limit) / 1000,
+                "guarantee": cpu_millis(settings.user_cpu_guarantee) / 1000},
+        "memory": {"limit": memory_bytes(settings.user_memory_limit),
+                   "guarantee": memory_bytes(settings.user_memory_guarantee)},
         "storage": {"type": "dynamic", "capacity": settings.user_storage_size,
                     "dynamic": {"storageClass": ctx.storage_class, "storageAccessModes": ["ReadWriteOnce"]}},
         "uid": USER_UID,
