@@ -10,7 +10,9 @@ PULUMI_ARGS ?=
 STACK_REF = $(if $(ORG),$(ORG)/)$(STACK)
 POLICY = --policy-pack policy --policy-pack-config build/plan/$(STACK).policy.json
 
-.PHONY: plan plan-diff policy docs test preview up refresh destroy pulumi-cli venv clean
+NODE_TOOLS := tools/ci/node
+
+.PHONY: plan plan-diff policy docs test preview up refresh destroy pulumi-cli venv node-tools clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt policy/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +21,16 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt policy/requirements.txt
 	touch $@
 
 venv: $(BIN)/.installed
+
+# gitlab-ci-local, the GitLab CI parser the pipeline tests run offline, pinned by its lock file. No install
+# scripts run (it has no native parts). Without npm the tests that need it are skipped, and say why.
+$(NODE_TOOLS)/node_modules/.installed: $(NODE_TOOLS)/package.json $(NODE_TOOLS)/package-lock.json
+	npm ci --prefix $(NODE_TOOLS) --ignore-scripts --prefer-offline --no-audit --no-fund --loglevel=error
+	touch $@
+
+node-tools:
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(NODE_TOOLS)/node_modules/.installed; \
+	else echo "npm not found: the GitLab CI parser tests will be skipped (install Node.js 20 and npm)" >&2; fi
 
 ## make plan [STACK=production]: what the stack would create, cost and take, offline (no credentials,
 ## no Pulumi CLI); writes build/plan/<stack>.json and .svg
@@ -65,8 +77,8 @@ docs: venv
 	rm -f docs/plan/production.json docs/plan/production.policy.json
 
 ## make test: the whole test suite, offline
-test: venv
+test: venv node-tools
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) build .pytest_cache
+	rm -rf $(VENV) build .pytest_cache $(NODE_TOOLS)/node_modules

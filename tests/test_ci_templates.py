@@ -89,17 +89,10 @@ def jobs(resolved: dict[str, Any]) -> dict[str, dict[str, Any]]:
             if name not in GLOBAL_KEYS and not name.startswith(".") and isinstance(job, dict)}
 
 
-def _value(variable: Any) -> str:
-    return variable["value"] if isinstance(variable, dict) else str(variable)
-
-
 def expand(text: str, resolved: dict[str, Any], job: dict[str, Any]) -> str:
     """Substitutes the templates' own variables (job first, then global); GitLab's predefined ones stay."""
-    variables = {**{k: _value(v) for k, v in resolved.get("variables", {}).items()},
-                 **{k: _value(v) for k, v in job.get("variables", {}).items()}}
-    for _ in range(5):
-        text = re.sub(r"\$\{?(\w+)\}?", lambda m: variables.get(m.group(1), m.group(0)), text)
-    return text
+    variables = validators.gitlab_variables(resolved.get("variables", {}), job.get("variables", {}))
+    return validators.expand_gitlab_variables(text, variables)
 
 
 def script_lines(job: dict[str, Any]) -> list[str]:
@@ -137,6 +130,60 @@ def test_templates_are_not_taken_for_this_repositorys_own_pipelines():
     # do not end in .gitlab-ci.yml) and are checked here instead.
     assert not [p for p in validators.pipeline_files() if TEMPLATES in p.parents]
     assert {p.name for p in TEMPLATES.glob("*.yml")} == {"shared.yml", *LANGUAGES}
+
+
+# --- GitLab's parser (gitlab-ci-local) --------------------------------------------------------------
+
+def _service_project(tmp_path: Path, language: str) -> Path:
+    """A service repository set up as the README says: the folder at .gitlab/ci, and a .gitlab-ci.yml that
+    includes the language template and names the service."""
+    validators.require_gitlab_ci_local()
+    project = tmp_path / "service"
+    shutil.copytree(TEMPLATES, project / INCLUDE_ROOT)
+    (project / ".gitlab-ci.yml").write_text(yaml.safe_dump(
+        {"include": [{"local": f"{INCLUDE_ROOT}/{language}"}], "variables": {"SERVICE_NAME": "bidding"}}))
+    return project
+
+
+MERGE_REQUEST = {"CI_PIPELINE_SOURCE": "merge_request_event", "CI_COMMIT_BRANCH": None}
+DEFAULT_BRANCH = {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "main", "CI_DEFAULT_BRANCH": "main"}
+
+
+@pytest.mark.parametrize("variables, expected", [
+    (MERGE_REQUEST, {"build": "on_success", "test": "on_success", "container-image": "on_success",
+                     "deploy-staging": "never", "deploy-production": "never", "rollback": "never",
+                     "seastar-builder": "never"}),
+    (DEFAULT_BRANCH, {"build": "on_success", "test": "on_success", "container-image": "on_success",
+                      "deploy-staging": "on_success", "deploy-production": "manual", "rollback": "manual",
+                      # its rules:changes count as matched: the builder image's files changed
+                      "seastar-builder": "on_success"}),
+], ids=["merge-request", "default-branch"])
+def test_gitlab_builds_each_service_pipeline_with_includes_extends_and_rules(tmp_path, language, variables, expected):
+    parsed = validators.parse_gitlab_pipeline(_service_project(tmp_path, language), variables)
+    assert parsed.ok, parsed.output
+    if language != "cpp-seastar.yml":
+        expected = {k: v for k, v in expected.items() if k != "seastar-builder"}
+    assert {name: job["when"] for name, job in parsed.jobs.items()} == expected
+
+
+@pytest.mark.parametrize("template, old, new, message", [
+    # GitLab takes one or two files in cache:key:files (the schema allows ten).
+    ("python.yml", "files: [requirements.txt]", "files: [requirements.txt, requirements-dev.txt, pyproject.toml]",
+     "cache:key:files"),
+    ("shared.yml", "needs: [build]", "needs: [compile]", "compile"),
+    ("python.yml", "extends: [.test, .python]", "extends: [.test, .pyhton]", ".pyhton"),
+])
+def test_gitlab_parser_refuses_a_broken_template(tmp_path, template, old, new, message):
+    project = _service_project(tmp_path, "python.yml")
+    path = project / INCLUDE_ROOT / template
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new))
+    parsed = validators.parse_gitlab_pipeline(project, DEFAULT_BRANCH)
+    assert not parsed.ok and message in parsed.output
+
+
+def test_template_cache_keys_are_keys_gitlab_accepts(resolved):
+    assert validators.gitlab_cache_key_problems(resolved) == []
 
 
 # --- sharing ---------------------------------------------------------------------------------------
@@ -221,7 +268,8 @@ def test_the_readme_says_how_to_create_each_environments_runner():
 
 def test_deploys_roll_out_this_commits_image_and_rollback_the_recorded_one(resolved):
     found = jobs(resolved)
-    assert _value(resolved["variables"]["SERVICE_IMAGE"]) == "$CI_REGISTRY_IMAGE:$CI_COMMIT_SHA"
+    variables = validators.gitlab_variables(resolved["variables"])
+    assert variables["SERVICE_IMAGE"] == "$CI_REGISTRY_IMAGE:$CI_COMMIT_SHA"
     for name in ("deploy-staging", "deploy-production"):
         assert found[name]["script"] == ['bash "$CI_TEMPLATES_DIR/scripts/deploy.sh" "$SERVICE_IMAGE"']
     rollback = "\n".join(found["rollback"]["script"])
@@ -229,9 +277,9 @@ def test_deploys_roll_out_this_commits_image_and_rollback_the_recorded_one(resol
     assert "EXPECTED_CURRENT_IMAGE=\"${DEPLOYED_IMAGE" in rollback
     assert found["container-image"]["script"][0].startswith(
         'bash "$CI_TEMPLATES_DIR/scripts/build-image.sh" "$SERVICE_IMAGE"')
-    assert _value(resolved["variables"]["CI_TEMPLATES_DIR"]) == INCLUDE_ROOT
-    assert _value(resolved["variables"]["K8S_NAMESPACE"]) == "ads"
-    assert _value(resolved["variables"]["SERVICE_NAME"]) == "", "each service sets its own name"
+    assert variables["CI_TEMPLATES_DIR"] == INCLUDE_ROOT
+    assert variables["K8S_NAMESPACE"] == "ads"
+    assert variables["SERVICE_NAME"] == "", "each service sets its own name"
 
 
 def test_every_script_line_is_a_string(resolved):

@@ -3,6 +3,7 @@ no secret echoed; the helpers they run (touched stacks, merge-request notes); th
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 
@@ -113,6 +114,90 @@ def test_no_secret_is_ever_echoed():
         assert "set -x" not in line and "printenv" not in line and not re.search(r"\benv\s*$", line)
         for echoed in re.findall(r"(?:echo|printf)[^|>]*\$\{?(\w+)", line):
             assert not any(word in echoed.upper() for word in SENSITIVE), line
+
+
+# --- GitLab's parser (gitlab-ci-local) --------------------------------------------------------------
+
+MERGE_REQUEST = {"CI_PIPELINE_SOURCE": "merge_request_event", "CI_COMMIT_BRANCH": None}
+DEFAULT_BRANCH = {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "main", "CI_DEFAULT_BRANCH": "main"}
+BACKEND = {"PULUMI_BACKEND_URL": "s3://state?region=eu-central-1"}
+
+
+def _parse(tmp_path, text: str, variables: dict) -> validators.ParsedPipeline:
+    validators.require_gitlab_ci_local()
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".gitlab-ci.yml").write_text(text)
+    return validators.parse_gitlab_pipeline(project, variables)
+
+
+def _expected_when(previews: str, plan_diff: str, staging: str, production: str) -> dict[str, str]:
+    expected = {name: previews for name in _jobs() if name.startswith("preview-")}
+    return {**expected, "test": "on_success", "policy": "on_success", "plan-diff": plan_diff,
+            "deploy-staging": staging, "deploy-production": production}
+
+
+@pytest.mark.parametrize("variables, expected", [
+    ({**MERGE_REQUEST, **BACKEND}, _expected_when("on_success", "on_success", "never", "never")),
+    (MERGE_REQUEST, _expected_when("never", "on_success", "never", "never")),  # a fork: no state backend
+    ({**DEFAULT_BRANCH, **BACKEND}, _expected_when("never", "never", "on_success", "manual")),
+    (DEFAULT_BRANCH, _expected_when("never", "never", "never", "never")),
+], ids=["merge-request", "merge-request-without-backend", "default-branch", "default-branch-without-backend"])
+def test_gitlab_builds_the_pipeline_and_its_rules_pick_the_jobs(tmp_path, variables, expected):
+    parsed = _parse(tmp_path, (ROOT / ".gitlab-ci.yml").read_text(), variables)
+    assert parsed.ok, parsed.output
+    assert {name: job["when"] for name, job in parsed.jobs.items()} == expected
+
+
+def test_gitlab_parser_refuses_a_cache_keyed_on_three_files(tmp_path):
+    # GitLab's limit is two (the `.gitlab-ci.yml` reference, cache:key:files); the JSON schema allows ten.
+    text = (ROOT / ".gitlab-ci.yml").read_text().replace(
+        "files: [requirements.txt, requirements-dev.txt]",
+        "files: [requirements.txt, requirements-dev.txt, policy/requirements.txt]")
+    bad = tmp_path / "bad.gitlab-ci.yml"
+    bad.write_text(text)
+    assert validators.check_pipeline(bad, "vendor.gitlab-ci").returncode == 0, "the schema misses it"
+    parsed = _parse(tmp_path, text, {**MERGE_REQUEST, **BACKEND})
+    assert not parsed.ok and "cache:key:files" in parsed.output
+
+
+def test_gitlab_parser_refuses_a_job_needing_a_missing_job(tmp_path):
+    text = (ROOT / ".gitlab-ci.yml").read_text().replace("needs: [deploy-staging]", "needs: [deploy-stage]")
+    parsed = _parse(tmp_path, text, {**DEFAULT_BRANCH, **BACKEND})
+    assert not parsed.ok and "deploy-stage" in parsed.output
+
+
+def test_gitlab_cache_keys_are_keys_gitlab_accepts():
+    assert validators.gitlab_cache_key_problems(GITLAB) == []
+    # The plugin cache was once keyed on the image name, whose `/` GitLab refuses in a key.
+    old = {**GITLAB, "default": {**GITLAB["default"], "cache": [{"key": "pulumi-plugins-$PULUMI_IMAGE"}]}}
+    assert validators.gitlab_cache_key_problems(old) == [
+        "default: cache key 'pulumi-plugins-$PULUMI_IMAGE' is "
+        f"'pulumi-plugins-{GITLAB['variables']['PULUMI_IMAGE']}', which GitLab refuses"]
+    assert validators.gitlab_cache_key_problems({"job": {"cache": {"key": {"prefix": ".."}}}})
+
+
+def test_parser_tests_skip_saying_why_but_fail_where_ci_requires_them(monkeypatch, tmp_path):
+    monkeypatch.setattr(validators, "GITLAB_CI_LOCAL", tmp_path / "not-installed.js")
+    monkeypatch.delenv(validators.REQUIRE_NODE_TOOLS, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="`make test` installs it"):
+        validators.require_gitlab_ci_local()
+    monkeypatch.setenv(validators.REQUIRE_NODE_TOOLS, "1")
+    with pytest.raises(pytest.fail.Exception, match="the parser must run here"):
+        validators.require_gitlab_ci_local()
+    assert validators.REQUIRE_NODE_TOOLS in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_parser_is_pinned_exactly_and_make_test_installs_it_first():
+    package = json.loads((validators.NODE_TOOLS / "package.json").read_text())
+    lock = json.loads((validators.NODE_TOOLS / "package-lock.json").read_text())
+    for name, version in package["dependencies"].items():
+        assert re.fullmatch(r"\d+\.\d+\.\d+", version), f"{name} must be pinned to one version"
+        assert lock["packages"][f"node_modules/{name}"]["version"] == version
+    assert all("integrity" in entry for path, entry in lock["packages"].items() if path), "every package hashed"
+    assert "tools/ci/node/node_modules/.installed" in _make("-n", "test").stdout
+    install = _make("-n", "-B", "tools/ci/node/node_modules/.installed").stdout
+    assert "npm ci --prefix tools/ci/node --ignore-scripts" in install, "the lock file, no install scripts"
 
 
 # --- GitHub ---------------------------------------------------------------------------------------

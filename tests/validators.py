@@ -1,4 +1,5 @@
-"""Real validators over what the program renders: Kubernetes schemas, shellcheck, cloud-init, CI schemas.
+"""Real validators over what the program renders: Kubernetes schemas, shellcheck, cloud-init, CI schemas and
+GitLab's own pipeline parser rules (gitlab-ci-local).
 
 Each function raises (or returns problems) on an invalid artifact; test_artifacts.py runs them over
 every stack and over the repository's pipeline files, and proves each one rejects a bad input.
@@ -7,15 +8,22 @@ every stack and over the repository's pipeline files, and proves each one reject
 from __future__ import annotations
 
 import functools
+import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import kubernetes_validate
 import kubernetes_validate.utils
+import pytest
 import yaml
 
 from components.charts import K3S_VERSION
@@ -126,3 +134,94 @@ def pipeline_files() -> dict[Path, str]:
 def check_pipeline(path: Path, schema: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", schema, str(path)],
                           capture_output=True, text=True, check=False)
+
+
+# --- GitLab's parser -------------------------------------------------------------------------------
+# The JSON schema only checks shapes, and check-jsonschema's copy follows GitLab's feature-flagged limits
+# (ten files for cache:key:files where GitLab allows two). gitlab-ci-local builds the pipeline the way GitLab
+# does (include, extends, needs, stages, rules) and refuses what GitLab refuses at pipeline creation. It is
+# pinned in tools/ci/node/package-lock.json; `make test` installs it (npm ci, no install scripts).
+NODE_TOOLS = ROOT / "tools" / "ci" / "node"
+GITLAB_CI_LOCAL = NODE_TOOLS / "node_modules" / "gitlab-ci-local" / "src" / "index.js"
+# .ci/run sets this: there the parser tests must run, never skip.
+REQUIRE_NODE_TOOLS = "ADPLATFORM_REQUIRE_NODE_TOOLS"
+
+
+def gitlab_ci_local_missing() -> str | None:
+    """Why gitlab-ci-local cannot run on this machine, or None when it can."""
+    if shutil.which("node") is None:
+        return "Node.js is not installed (the GitLab CI parser gitlab-ci-local needs Node.js 20 and npm)"
+    if not GITLAB_CI_LOCAL.is_file():
+        return f"gitlab-ci-local is not installed: `make test` installs it into {NODE_TOOLS.relative_to(ROOT)}"
+    return None
+
+
+def require_gitlab_ci_local() -> None:
+    """Skips the calling test, saying why, where the parser cannot run; fails instead where CI requires it."""
+    missing = gitlab_ci_local_missing()
+    if missing and os.environ.get(REQUIRE_NODE_TOOLS):
+        pytest.fail(f"{missing}; {REQUIRE_NODE_TOOLS} is set, so the parser must run here")
+    if missing:
+        pytest.skip(missing)
+
+
+@dataclass
+class ParsedPipeline:
+    ok: bool
+    output: str                    # the parser's messages: why it refused the file when not ok
+    jobs: dict[str, dict[str, Any]]  # job -> stage, when (after rules), needs, as the parser resolved them
+
+
+def parse_gitlab_pipeline(project: Path, variables: Mapping[str, str | None]) -> ParsedPipeline:
+    """<project>/.gitlab-ci.yml (and its local includes) through gitlab-ci-local for one pipeline: the CI
+    variables given (None unsets a predefined one) decide the rules; rules:changes count as matched. Nothing
+    runs and nothing is fetched. <project> becomes a git repository with its files committed (like GitLab,
+    gitlab-ci-local includes only committed files) and gets the parser's state: pass a copy."""
+    git = ["git", "-C", str(project), "-c", "user.name=adplatform tests", "-c", "user.email=tests@example.invalid"]
+    for command in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "pipeline under test"]):
+        subprocess.run([*git, *command], check=True, capture_output=True)
+    # The schema is check_pipeline's job (check-jsonschema); skipping gitlab-ci-local's copy saves seconds a run.
+    args = ["node", str(GITLAB_CI_LOCAL), "--list-json", "--no-evaluate-rule-changes", "--no-json-schema-validation",
+            "--home", str(project / ".gitlab-ci-local-home"), "--no-color"]
+    for name, value in variables.items():
+        args += ["--unset-variable", name] if value is None else ["--variable", f"{name}={value}"]
+    if variables:  # overriding GitLab's predefined variables is the point here: no warning for it
+        args += ["--ignore-predefined-vars", ",".join(variables)]
+    # It takes only a relative --cwd: it runs in the project instead.
+    result = subprocess.run(args, cwd=project, capture_output=True, text=True, check=False, timeout=300)
+    if result.returncode != 0:
+        return ParsedPipeline(False, result.stdout + result.stderr, {})
+    return ParsedPipeline(True, result.stderr, {job["name"]: job for job in json.loads(result.stdout)})
+
+
+def gitlab_variables(*scopes: dict[str, Any]) -> dict[str, str]:
+    """The values of `variables:` blocks, later scopes winning (global first, then the job's)."""
+    return {k: str(v["value"] if isinstance(v, dict) else v) for scope in scopes for k, v in scope.items()}
+
+
+def expand_gitlab_variables(text: str, variables: Mapping[str, str]) -> str:
+    """Substitutes the given variables (nested ones too); any other `$NAME` (GitLab's predefined) stays."""
+    for _ in range(5):
+        text = re.sub(r"\$\{?(\w+)\}?", lambda m: variables.get(m.group(1), m.group(0)), text)
+    return text
+
+
+def gitlab_cache_key_problems(document: dict[str, Any]) -> list[str]:
+    """Cache keys GitLab cannot use once the file's variables are expanded (GitLab's `.gitlab-ci.yml`
+    reference, cache:key: the value can't contain `/` (or %2F), nor be only `.` characters). gitlab-ci-local
+    does not check this. `document` is a resolved pipeline (includes and extends merged)."""
+    problems = []
+    for name, job in document.items():
+        if not isinstance(job, dict) or name in ("variables", "workflow", "spec"):
+            continue
+        caches = job.get("cache", [])
+        variables = gitlab_variables(document.get("variables", {}), job.get("variables", {}))
+        for cache in [caches] if isinstance(caches, dict) else caches:
+            key = cache.get("key")
+            key = key.get("prefix") if isinstance(key, dict) else key
+            if not isinstance(key, str):
+                continue
+            expanded = expand_gitlab_variables(key, variables)
+            if "/" in expanded or "%2F" in expanded.upper() or re.fullmatch(r"(\.|%2E)+", expanded, re.I):
+                problems.append(f"{name}: cache key {key!r} is {expanded!r}, which GitLab refuses")
+    return problems
