@@ -22,6 +22,9 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 ISSUERS = ("letsencrypt-production", "letsencrypt-staging")
 DNS01_PROVIDERS = ("cloudflare", "route53", "rfc2136")
+# external-dns: the DNS-01 providers (built into external-dns) plus Hetzner DNS through its webhook provider.
+DNS_PROVIDERS = (*DNS01_PROVIDERS, "hetzner")
+DNS_POLICIES = ("sync", "upsert-only")
 SECRETS_BACKENDS = ("openbao", "vault")
 
 
@@ -57,6 +60,23 @@ class Dns01(Model):
 
     _v_provider = field_validator("provider")(
         staticmethod(one_of(DNS01_PROVIDERS, why="(cert-manager's built-in DNS-01 solvers)")))
+
+
+class Dns(Dns01):
+    """Where external-dns writes the records of the gateway's hostnames (components/services/dns.py).
+
+    Unset: the zone and credentials of `tls.dns01`, so a stack that has DNS-01 gets its records too.
+    Set it for a provider cert-manager cannot answer challenges with (hetzner) or to turn records off.
+    """
+
+    enabled: bool = True
+    # sync: a hostname removed from the platform loses its record (no name left pointing at a released
+    # load-balancer address). The TXT registry limits both policies to records this stack created.
+    policy: str = "sync"
+
+    _v_provider = field_validator("provider")(
+        staticmethod(one_of(DNS_PROVIDERS, why="(external-dns' built-in providers, hetzner through its webhook)")))
+    _v_policy = field_validator("policy")(staticmethod(one_of(DNS_POLICIES)))
 
 
 class Tls(Model):
@@ -190,9 +210,16 @@ class Team(Model):
 
 class ClusterServices(Model):
     tls: Tls = Tls()
+    dns: Dns | None = None
     gateway: Gateway = Gateway()
     upgrades: Upgrades = Upgrades()
     backups: Backups = Backups()
     secrets: Secrets = Secrets()
     mesh: Mesh = Mesh()
     teams: list[Team] = []
+
+    def dns_records(self) -> Dns | None:
+        """What external-dns manages: `dns`, else the DNS-01 zone and credentials; None: records by hand."""
+        if self.dns is not None:
+            return self.dns if self.dns.enabled else None
+        return None if self.tls.dns01 is None else Dns(**self.tls.dns01.model_dump())
