@@ -12,7 +12,7 @@ POLICY = --policy-pack policy --policy-pack-config build/plan/$(STACK).policy.js
 
 NODE_TOOLS := tools/ci/node
 
-.PHONY: plan plan-diff policy docs test preview up refresh destroy pulumi-cli venv node-tools clean
+.PHONY: plan plan-diff policy docs test preview up verify drift refresh destroy pulumi-cli venv node-tools clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt policy/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,18 @@ preview: venv pulumi-cli
 up: venv pulumi-cli
 	$(BIN)/python -m tools.plan $(STACK) --quiet
 	$(PULUMI) up --stack $(STACK_REF) --refresh $(POLICY) $(PULUMI_ARGS)
+
+## make verify: the live acceptance check after `pulumi up` (nodes, releases, stores, hostnames and
+## certificates, alerts, backups) with the stack's kubeconfig output; needs kubectl; fails on any problem
+verify: venv pulumi-cli
+	@command -v kubectl >/dev/null || { echo "make verify needs kubectl (https://kubernetes.io/docs/tasks/tools/)" >&2; exit 2; }
+	$(BIN)/python -m tools.verify $(STACK_REF)
+
+## make drift: fails when the deployed stack differs from the program (pulumi preview --refresh
+## --expect-no-changes), e.g. a change made by hand; the scheduled pipelines run it per deployed stack
+drift: venv pulumi-cli
+	$(BIN)/python -m tools.plan $(STACK) --quiet
+	$(PULUMI) preview --stack $(STACK_REF) --refresh --expect-no-changes --diff $(POLICY) $(PULUMI_ARGS)
 
 ## make refresh: reconcile the state with what really exists
 refresh: venv pulumi-cli

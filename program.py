@@ -65,6 +65,7 @@ def main() -> None:
         pulumi.export("storageClass", services.storage_class)
         pulumi.export("clusterIssuer", services.cluster_issuer)
         pulumi.export("gateway", {"name": services.gateway.name, "namespace": services.gateway.namespace})
+        pulumi.export("dns", services.dns)
         if loaded.config.layers.data_plane:
             data = DataPlane("data-plane", loaded, cluster, services, local_nvme=infra.cluster.local_nvme)
             pulumi.export("dataPlane", data_plane_summary(data))

@@ -71,6 +71,12 @@ OPENBAO_VERSION = "2.6.2"
 VAULT = Chart("https://helm.releases.hashicorp.com", "vault", "0.34.1", "vault")
 VAULT_VERSION = "2.0.4"
 EXTERNAL_SECRETS = Chart("https://charts.external-secrets.io", "external-secrets", "2.9.0", "external-secrets")
+# external-dns: chart 1.21.1 runs external-dns v0.21.0 (kubernetes-sigs/external-dns tag
+# external-dns-helm-chart-1.21.1, charts/external-dns/Chart.yaml appVersion, 2026-08). Hetzner DNS (now part of
+# the Hetzner Cloud API) through the webhook provider external-dns lists for it
+# (mconfalonieri/external-dns-hetzner-webhook tag v1.0.2, 2026-07-25; v1.0 speaks only the Cloud API).
+EXTERNAL_DNS = Chart("https://kubernetes-sigs.github.io/external-dns", "external-dns", "1.21.1", "external-dns")
+HETZNER_DNS_WEBHOOK_IMAGE = ("ghcr.io/mconfalonieri/external-dns-hetzner-webhook", "v1.0.2")
 VELERO = Chart("https://vmware-tanzu.github.io/helm-charts", "velero", "12.1.0", "velero")  # Velero v1.18.1
 # The Prometheus Operator's CRDs (ServiceMonitor, PodMonitor, PrometheusRule) on their own, so every layer
 # can declare how it is scraped before monitoring is installed. 31.0.1 carries operator v0.93.1, the

@@ -32,8 +32,8 @@ OPTIONAL_SECRETS = {
     "gitlabRunnerToken": "the runner authentication token (glrt-...) of platform.gitlab.runner",
     "alertingSecrets": "receiver name -> the URL or key of platform.monitoring.alerting.receivers (set with "
                        "--secret --path 'adplatform:alertingSecrets.<name>')",
-    "dnsApiToken": "the DNS provider credential of clusterServices.tls.dns01 (Cloudflare API token, "
-                   "Route53 secret access key or RFC2136 TSIG secret)",
+    "dnsApiToken": "the DNS provider credential of clusterServices.tls.dns01 and clusterServices.dns (Cloudflare "
+                   "API token, Route53 secret access key, RFC2136 TSIG secret or Hetzner Cloud API token)",
     "adServicesRegistryToken": "the password or deploy token (read_registry) of adServices.registry",
 }
 

@@ -167,6 +167,8 @@ def _cluster_services(cfg: StackConfig, profile: Profile, secrets: set[str]) -> 
         found.append(problem("clusterServices.tls.acmeEmail", "must be set: Let's Encrypt registers the ACME "
                              "account with it and sends certificate expiry notices there"))
     found += _dns01(svc.tls.dns01, secrets)
+    if svc.dns is not None and svc.dns.enabled:
+        found += _dns01(svc.dns, secrets, key="clusterServices.dns", what="external-dns provider")
     zone = svc.tls.dns01.zone if svc.tls.dns01 else None
     if zone is not None and cfg.domain != zone and not cfg.domain.endswith(f".{zone}"):
         found.append(problem("clusterServices.tls.dns01.zone", f"must be the DNS zone of domain {cfg.domain!r} "
@@ -287,18 +289,18 @@ def schedulable_nodes(cfg: StackConfig) -> int:
 
 
 _DNS01_FIELDS = {"route53": ("hosted_zone_id", "region", "access_key_id"),
-                 "rfc2136": ("nameserver", "tsig_key_name"), "cloudflare": ()}
+                 "rfc2136": ("nameserver", "tsig_key_name"), "cloudflare": (), "hetzner": ()}
 
 
-def _dns01(dns01, secrets: set[str]) -> list[Problem]:
+def _dns01(dns01, secrets: set[str], key: str = "clusterServices.tls.dns01",
+           what: str = "DNS-01 solver") -> list[Problem]:
     if dns01 is None:
         return []
     found = []
     for attr in _DNS01_FIELDS[dns01.provider]:
         if getattr(dns01, attr) is None:
-            key = "".join(w.capitalize() if i else w for i, w in enumerate(attr.split("_")))
-            found.append(problem(f"clusterServices.tls.dns01.{key}", f"must be set for the {dns01.provider} DNS-01 solver"))
+            found.append(problem(f"{key}.{_camel(attr)}", f"must be set for the {dns01.provider} {what}"))
     if "dnsApiToken" not in secrets:
-        found.append(problem("dnsApiToken", f"must be set with --secret for the {dns01.provider} DNS-01 solver "
+        found.append(problem("dnsApiToken", f"must be set with --secret for the {dns01.provider} {what} "
                              "(pulumi config set --secret adplatform:dnsApiToken ...)"))
     return found

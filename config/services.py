@@ -26,6 +26,9 @@ DNS01_PROVIDERS = ("cloudflare", "route53", "rfc2136")
 TSIG_ALGORITHMS = ("HMACMD5", "HMACSHA1", "HMACSHA256", "HMACSHA512")  # cert-manager's rfc2136 solver
 # host[:port] or [IPv6][:port] (cert-manager's rfc2136 `nameserver`).
 _NAMESERVER = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)(:\d{1,5})?")
+# external-dns: the DNS-01 providers (built into external-dns) plus Hetzner DNS through its webhook provider.
+DNS_PROVIDERS = (*DNS01_PROVIDERS, "hetzner")
+DNS_POLICIES = ("sync", "upsert-only")
 SECRETS_BACKENDS = ("openbao", "vault")
 
 
@@ -67,6 +70,23 @@ class Dns01(Model):
             raise ValueError("must be host:port of the authoritative DNS server, e.g. ns1.example.com:53 or "
                              "[2001:db8::1]:53")
         return value
+
+
+class Dns(Dns01):
+    """Where external-dns writes the records of the gateway's hostnames (components/services/dns.py).
+
+    Unset: the zone and credentials of `tls.dns01`, so a stack that has DNS-01 gets its records too.
+    Set it for a provider cert-manager cannot answer challenges with (hetzner) or to turn records off.
+    """
+
+    enabled: bool = True
+    # sync: a hostname removed from the platform loses its record (no name left pointing at a released
+    # load-balancer address). The TXT registry limits both policies to records this stack created.
+    policy: str = "sync"
+
+    _v_provider = field_validator("provider")(
+        staticmethod(one_of(DNS_PROVIDERS, why="(external-dns' built-in providers, hetzner through its webhook)")))
+    _v_policy = field_validator("policy")(staticmethod(one_of(DNS_POLICIES)))
 
 
 class Tls(Model):
@@ -214,9 +234,16 @@ class Team(Model):
 
 class ClusterServices(Model):
     tls: Tls = Tls()
+    dns: Dns | None = None
     gateway: Gateway = Gateway()
     upgrades: Upgrades = Upgrades()
     backups: Backups = Backups()
     secrets: Secrets = Secrets()
     mesh: Mesh = Mesh()
     teams: list[Team] = []
+
+    def dns_records(self) -> Dns | None:
+        """What external-dns manages: `dns`, else the DNS-01 zone and credentials; None: records by hand."""
+        if self.dns is not None:
+            return self.dns if self.dns.enabled else None
+        return None if self.tls.dns01 is None else Dns(**self.tls.dns01.model_dump())

@@ -27,7 +27,8 @@ SENSITIVE = ("PASSPHRASE", "TOKEN", "SECRET", "ACCESS_KEY", "PASSWORD")
 def test_pipeline_files_exist_and_match_their_schemas():
     files = validators.pipeline_files()
     assert {p.relative_to(ROOT).as_posix() for p in files} == {
-        ".gitlab-ci.yml", ".github/workflows/pull-request.yml", ".github/workflows/deploy.yml"}
+        ".gitlab-ci.yml", ".github/workflows/pull-request.yml", ".github/workflows/deploy.yml",
+        ".github/workflows/drift.yml"}
     for path, schema in files.items():
         result = validators.check_pipeline(path, schema)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -71,13 +72,49 @@ def test_production_deploy_is_manual_serialized_and_after_staging():
     jobs = _jobs()
     staging, production = jobs["deploy-staging"], jobs["deploy-production"]
     assert staging["environment"]["name"] == "staging" and staging["resource_group"] == "pulumi-staging"
-    assert all(rule.get("when") in (None, "on_success") for rule in staging["rules"]), "staging deploys automatically"
+    scheduled = {"if": '$CI_PIPELINE_SOURCE == "schedule"', "when": "never"}
+    assert staging["rules"][0] == production["rules"][0] == scheduled, "a drift schedule never deploys"
+    assert all(rule.get("when") in (None, "on_success") for rule in staging["rules"][1:]), "staging deploys automatically"
     assert production["environment"]["name"] == "production"
     assert production["resource_group"] == "pulumi-production"
-    assert [rule.get("when") for rule in production["rules"]] == ["manual"]
+    assert [rule.get("when") for rule in production["rules"][1:]] == ["manual"]
     assert production["needs"] == ["deploy-staging"]
     assert GITLAB[".deploy"]["interruptible"] is False
-    assert all("CI_DEFAULT_BRANCH" in rule["if"] for job in (staging, production) for rule in job["rules"])
+    assert all("CI_DEFAULT_BRANCH" in rule["if"] for job in (staging, production) for rule in job["rules"][1:])
+
+
+def test_every_deployment_is_verified_live_after_pulumi_up():
+    script = GITLAB[".deploy"]["script"]
+    up = next(i for i, line in enumerate(script) if line.startswith("make up"))
+    assert any(line.startswith("PATH=") and 'make verify STACK="$STACK"' in line for line in script[up + 1:])
+    jobs = WORKFLOWS["deploy.yml"]["jobs"]
+    for stack in ("staging", "production"):
+        steps = jobs[stack]["steps"]
+        up = next(i for i, s in enumerate(steps) if s.get("with", {}).get("command") == "up")
+        assert steps[up + 1]["run"].startswith(f"make verify STACK={stack}")
+
+
+def test_drift_is_checked_on_a_schedule_for_every_deployed_stack():
+    deployed = {job["variables"]["STACK"] for name, job in _jobs().items() if name.startswith("deploy-")}
+    drift = _jobs()["drift"]
+    assert set(drift["parallel"]["matrix"][0]["STACK"]) == deployed
+    assert drift["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule" && $PULUMI_BACKEND_URL'}]
+    assert drift["script"] == ['make drift STACK="$STACK" PULUMI_ARGS="$PULUMI_CI_ARGS"']
+    assert drift["resource_group"] == "pulumi-$STACK", "never alongside a deployment of the same stack"
+    github = WORKFLOWS["drift.yml"]
+    assert triggers(github)["schedule"][0]["cron"]
+    job = github["jobs"]["drift"]
+    assert set(job["strategy"]["matrix"]["stack"]) == deployed
+    assert job["concurrency"]["group"] == "pulumi-${{ matrix.stack }}"
+    step = next(s for s in job["steps"] if s.get("uses", "").startswith("pulumi/actions@"))
+    assert step["with"]["command"] == "preview"
+    assert step["with"]["refresh"] is True and step["with"]["expect-no-changes"] is True
+
+
+def test_make_drift_previews_with_refresh_and_expects_no_changes():
+    result = _make("drift", "STACK=staging", "PULUMI=echo")
+    assert result.returncode == 0, result.stderr
+    assert "preview --stack staging --refresh --expect-no-changes" in result.stdout
 
 
 def test_official_pinned_pulumi_image_and_plugin_cache():
@@ -294,7 +331,7 @@ def test_destroying_production_needs_confirmation():
     assert staging.returncode == 0 and "destroy --stack acme/staging" in staging.stdout
 
 
-@pytest.mark.parametrize("target", ["preview", "up", "refresh", "destroy"])
+@pytest.mark.parametrize("target", ["preview", "up", "refresh", "destroy", "verify", "drift"])
 def test_real_path_targets_say_when_the_cli_is_missing(target):
     result = _make(target, "STACK=staging", "PULUMI=/nonexistent/pulumi")
     assert result.returncode != 0 and "the Pulumi CLI is not installed" in result.stderr

@@ -13,8 +13,8 @@ from __future__ import annotations
 import pulumi
 
 from components.k3s import K3sCluster
-from components.services import (backups, certs, cilium_metrics, gateway, mesh, monitoring_crds, namespaces, secrets,
-                                 upgrades)
+from components.services import (backups, certs, cilium_metrics, dns, gateway, mesh, monitoring_crds, namespaces,
+                                 secrets, upgrades)
 from components.services.context import ServicesContext
 from config import LoadedConfig
 from config.rules import schedulable_nodes
@@ -26,6 +26,7 @@ class ClusterServices(pulumi.ComponentResource):
     xfs_storage_class: str | None
     gateway: gateway.GatewayRef
     cluster_issuer: str
+    dns: dict  # the records of the gateway's hostnames and who writes them (dns.records)
     secret_store: secrets.SecretStore
     namespaces: dict[str, str]
     foundations: list[pulumi.Resource]
@@ -44,7 +45,7 @@ class ClusterServices(pulumi.ComponentResource):
             schedulable_nodes=schedulable_nodes(cfg))
         base = [*cluster.ready, *storage.resources]
 
-        modules = (certs, gateway, upgrades, backups, secrets, mesh, monitoring_crds, cilium_metrics)
+        modules = (certs, gateway, dns, upgrades, backups, secrets, mesh, monitoring_crds, cilium_metrics)
         spaces = namespaces.install(ctx, [spec for m in modules for spec in m.namespaces(ctx)],
                                     after=cluster.ready, mesh_peers=mesh.meshed_namespace_peers(ctx),
                                     teams=cfg.cluster_services.teams)
@@ -55,6 +56,7 @@ class ClusterServices(pulumi.ComponentResource):
         scraped = [*placed, *monitors]
         tls = certs.install(ctx, spaces, after=scraped)
         edge = gateway.install(ctx, spaces, tls, after=placed)
+        records = dns.install(ctx, spaces, after=[*scraped, *edge.ready])
         rolling = upgrades.install(ctx, spaces, after=placed)
         saved = backups.install(ctx, spaces, after=scraped)
         store = secrets.install(ctx, spaces, after=scraped)
@@ -64,13 +66,14 @@ class ClusterServices(pulumi.ComponentResource):
         self.storage_class = storage.default_class
         self.xfs_storage_class = storage.xfs_class
         self.gateway = edge
+        self.dns = dns.records(cfg.domain, list(edge.https_listeners), cfg.cluster_services.dns_records())
         self.cluster_issuer = tls.issuer
         self.secret_store = store
         self.namespaces = spaces.names
         # What a later layer's workloads need: volumes, certificates (cert-manager's webhook answers,
         # issuers exist) and the monitoring CRDs; each already waited for the cluster.
         self.foundations = [*storage.resources, *tls.ready, *monitors]
-        self.ready = [*base, *spaces.ready, *tls.ready, *edge.ready, *rolling, *saved.ready, *store.ready, *meshed, *monitors, *cilium]
+        self.ready = [*base, *spaces.ready, *tls.ready, *edge.ready, *records, *rolling, *saved.ready, *store.ready, *meshed, *monitors, *cilium]
         self.register_outputs({"storage_class": self.storage_class, "cluster_issuer": self.cluster_issuer,
                                "gateway": f"{edge.namespace}/{edge.name}"})
 

@@ -1,0 +1,209 @@
+"""The acceptance checks, as pure functions of Kubernetes API JSON (lists of objects as `kubectl -o json`
+returns them). Each returns one `Check` per thing it looked at, so the report names what failed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterable
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str  # what was checked, e.g. "node prod-cp-1", "ScyllaCluster scylla/ads"
+    ok: bool
+    detail: str = ""
+
+
+def _ref(obj: Obj) -> str:
+    meta = obj.get("metadata", {})
+    return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta.get("name", "?")
+
+
+def _conditions(obj: Obj) -> dict[str, Obj]:
+    return {c.get("type"): c for c in obj.get("status", {}).get("conditions") or []}
+
+
+def _condition_true(obj: Obj, kind: str) -> bool:
+    return _conditions(obj).get(kind, {}).get("status") == "True"
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+# --- nodes and releases -----------------------------------------------------------------------------
+
+def nodes_ready(nodes: list[Obj]) -> list[Check]:
+    if not nodes:
+        return [Check("nodes", False, "the cluster reports no node")]
+    found = []
+    for node in nodes:
+        ready = _conditions(node).get("Ready", {})
+        unschedulable = node.get("spec", {}).get("unschedulable", False)
+        ok = ready.get("status") == "True"
+        detail = ready.get("message", "") if not ok else ("cordoned" if unschedulable else "")
+        found.append(Check(f"node {_ref(node)}", ok, detail))
+    return found
+
+
+def helm_releases(secrets: list[Obj]) -> list[Check]:
+    """Helm 3 keeps each release revision in a Secret (type helm.sh/release.v1, labels name/status/version);
+    the newest revision of each release must be `deployed`."""
+    newest: dict[tuple[str, str], Obj] = {}
+    for secret in secrets:
+        if secret.get("type") != "helm.sh/release.v1":
+            continue
+        labels = secret["metadata"].get("labels", {})
+        key = (secret["metadata"]["namespace"], labels.get("name", "?"))
+        if key not in newest or int(labels.get("version", 0)) > int(newest[key]["metadata"]["labels"]["version"]):
+            newest[key] = secret
+    found = []
+    for (namespace, name), secret in sorted(newest.items()):
+        labels = secret["metadata"]["labels"]
+        status = labels.get("status", "unknown")
+        found.append(Check(f"helm release {namespace}/{name}", status == "deployed",
+                           f"revision {labels.get('version')} is {status}"))
+    return found
+
+
+# --- the data plane's operator resources ------------------------------------------------------------
+
+def _scylla(obj: Obj) -> tuple[bool, str]:
+    cond = _conditions(obj)
+    ok = (cond.get("Available", {}).get("status") == "True" and cond.get("Degraded", {}).get("status") != "True"
+          and cond.get("Progressing", {}).get("status") != "True")
+    return ok, "" if ok else "Available/Progressing/Degraded: " + ", ".join(
+        f"{k}={cond.get(k, {}).get('status', '?')}" for k in ("Available", "Progressing", "Degraded"))
+
+
+def _ready_condition(obj: Obj) -> tuple[bool, str]:
+    ready = _conditions(obj).get("Ready", {})
+    return ready.get("status") == "True", ready.get("message") or ready.get("reason") or "no Ready condition"
+
+
+def _status_field(field: str, good: str) -> Callable[[Obj], tuple[bool, str]]:
+    def check(obj: Obj) -> tuple[bool, str]:
+        value = obj.get("status", {}).get(field)
+        return value == good, f"status.{field} is {value!r}, expected {good!r}"
+    return check
+
+
+@dataclass(frozen=True)
+class Kind:
+    resource: str  # what `kubectl get` takes: plural.group
+    kind: str
+    ready: Callable[[Obj], tuple[bool, str]]
+
+
+# What each operator reports when its resource serves: ScyllaDB Operator's Available/Progressing/Degraded
+# conditions, the Redpanda Operator's Ready condition, the Altinity operator's status.status (Completed after
+# reconciling), the Dragonfly operator's status.phase (`ready`), CloudNativePG's Ready condition.
+OPERATOR_KINDS = (
+    Kind("scyllaclusters.scylla.scylladb.com", "ScyllaCluster", _scylla),
+    Kind("redpandas.cluster.redpanda.com", "Redpanda", _ready_condition),
+    Kind("clickhouseinstallations.clickhouse.altinity.com", "ClickHouseInstallation",
+         _status_field("status", "Completed")),
+    Kind("clickhousekeeperinstallations.clickhouse-keeper.altinity.com", "ClickHouseKeeperInstallation",
+         _status_field("status", "Completed")),
+    Kind("dragonflies.dragonflydb.io", "Dragonfly", _status_field("phase", "ready")),
+    Kind("clusters.postgresql.cnpg.io", "CNPG Cluster", _ready_condition),
+)
+
+
+def operator_resources(kind: Kind, objects: list[Obj]) -> list[Check]:
+    found = []
+    for obj in objects:
+        ok, detail = kind.ready(obj)
+        found.append(Check(f"{kind.kind} {_ref(obj)}", ok, "" if ok else detail))
+    return found
+
+
+def workloads_ready(kind: str, objects: Iterable[Obj]) -> list[Check]:
+    """StatefulSets/Deployments of a chart without an operator (SeaweedFS): every replica ready."""
+    found = []
+    for obj in objects:
+        want = obj.get("spec", {}).get("replicas", 1)
+        have = obj.get("status", {}).get("readyReplicas", 0)
+        found.append(Check(f"{kind} {_ref(obj)}", have >= want, f"{have}/{want} replicas ready"))
+    return found
+
+
+# --- hostnames --------------------------------------------------------------------------------------
+
+def public_hostnames(routes: list[Obj]) -> list[str]:
+    """Every hostname an HTTPRoute/GRPCRoute serves (the gateway's public names)."""
+    return sorted({h for route in routes for h in route.get("spec", {}).get("hostnames") or [] if "*" not in h})
+
+
+# --- alerts -----------------------------------------------------------------------------------------
+
+def critical_alerts(alerts: list[Obj]) -> list[Check]:
+    """Alertmanager API v2 /api/v2/alerts: any active, unsilenced, uninhibited `severity=critical` fails."""
+    firing = [a for a in alerts if a.get("labels", {}).get("severity") == "critical"
+              and a.get("status", {}).get("state", "active") == "active"]
+    if not firing:
+        return [Check("critical alerts", True, f"{len(alerts)} alert(s) active, none critical")]
+    return [Check(f"alert {a['labels'].get('alertname', '?')}", False,
+                  a.get("annotations", {}).get("summary") or a.get("annotations", {}).get("description", ""))
+            for a in firing]
+
+
+# --- backups ----------------------------------------------------------------------------------------
+
+def cronjob_backups(cronjobs: list[Obj]) -> list[Check]:
+    """A CronJob that has been scheduled must have succeeded since (or be running now)."""
+    found = []
+    for job in cronjobs:
+        status = job.get("status", {})
+        scheduled = status.get("lastScheduleTime")
+        if scheduled is None:
+            found.append(Check(f"CronJob {_ref(job)}", True, "not scheduled yet"))
+            continue
+        succeeded = status.get("lastSuccessfulTime")
+        running = bool(status.get("active"))
+        ok = running or (succeeded is not None and parse_time(succeeded) >= parse_time(scheduled))
+        found.append(Check(f"CronJob {_ref(job)}", ok,
+                           "running" if running else f"last scheduled {scheduled}, last success {succeeded}"))
+    return found
+
+
+def velero_backups(schedules: list[Obj], backups: list[Obj], now: datetime,
+                   max_age: timedelta = timedelta(hours=26)) -> list[Check]:
+    """Each Velero Schedule's newest Backup completed within `max_age`, once its first run is due."""
+    found = []
+    for schedule in schedules:
+        name = schedule["metadata"]["name"]
+        own = [b for b in backups if b["metadata"].get("labels", {}).get("velero.io/schedule-name") == name]
+        created = parse_time(schedule["metadata"]["creationTimestamp"])
+        if not own:
+            found.append(Check(f"Velero schedule {name}", now - created < max_age,
+                               "no backup yet" + ("" if now - created < max_age else f" after {now - created}")))
+            continue
+        newest = max(own, key=lambda b: b["metadata"]["creationTimestamp"])
+        phase = newest.get("status", {}).get("phase")
+        completed = newest.get("status", {}).get("completionTimestamp")
+        recent = completed is not None and now - parse_time(completed) < max_age
+        found.append(Check(f"Velero schedule {name}", phase == "Completed" and recent,
+                           f"newest backup {newest['metadata']['name']} {phase}, completed {completed}"))
+    return found
+
+
+def cnpg_backups(scheduled: list[Obj], backups: list[Obj], now: datetime,
+                 max_age: timedelta = timedelta(hours=26)) -> list[Check]:
+    """Each CloudNativePG ScheduledBackup's cluster has a completed Backup within `max_age` once it ran."""
+    found = []
+    for item in scheduled:
+        cluster = item["spec"]["cluster"]["name"]
+        ref = _ref(item)
+        if not item.get("status", {}).get("lastScheduleTime"):
+            found.append(Check(f"ScheduledBackup {ref}", True, "not scheduled yet"))
+            continue
+        done = [b for b in backups if b["spec"]["cluster"]["name"] == cluster
+                and b.get("status", {}).get("phase") == "completed" and b["status"].get("stoppedAt")]
+        newest = max((parse_time(b["status"]["stoppedAt"]) for b in done), default=None)
+        ok = newest is not None and now - newest < max_age
+        found.append(Check(f"ScheduledBackup {ref}", ok, f"newest completed backup {newest or 'none'}"))
+    return found
