@@ -316,6 +316,7 @@ class AwsInfrastructure(ProviderInfrastructure):
             opts=self._opts(
                 protect=True,
                 depends_on=[self.subnets[zone]],
+                delete_before_replace=True,  # K3s node names are unique: the old node drains and goes first
                 # A new AMI or key list reaches new instances only: changing either would replace or
                 # restart running nodes (new keys reach existing ones by remote command).
                 ignore_changes=["ami", "userData", "keyName"],

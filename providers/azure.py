@@ -420,6 +420,7 @@ class AzureInfrastructure(ProviderInfrastructure):
             tags=tags, **self._rg(),
             opts=self._opts(
                 protect=True, depends_on=[self.subnet],
+                delete_before_replace=True,  # K3s node names are unique: the old node drains and goes first
                 # Azure cannot change a VM's admin keys or image in place: new keys reach running VMs by
                 # remote command, image bumps (and `latest`) apply to new VMs only.
                 ignore_changes=["osProfile", "storageProfile.imageReference"]))

@@ -267,6 +267,7 @@ class GcpInfrastructure(ProviderInfrastructure):
             opts=self._opts(
                 protect=True,
                 depends_on=[self.subnet],
+                delete_before_replace=True,  # K3s node names are unique: the old node drains and goes first
                 # The image family moves on; a newer image reaches new instances only.
                 ignore_changes=["bootDisk.initializeParams.image"],
             ),

@@ -166,6 +166,7 @@ class HetznerInfrastructure(ProviderInfrastructure):
             opts=self._opts(
                 protect=True,
                 depends_on=[self.subnet],  # a server can only join the network once the subnet exists
+                delete_before_replace=True,  # K3s node names are unique: the old node drains and goes first
                 # Hetzner replaces a server when its SSH keys or image change; new keys reach
                 # existing servers by remote command instead, and image bumps apply to new servers.
                 ignore_changes=["sshKeys", "image"],
