@@ -131,6 +131,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 options={"ignoreChanges": list(request.ignoreChanges),
                          "additionalSecretOutputs": list(request.additionalSecretOutputs),
                          "deleteBeforeReplace": request.deleteBeforeReplace,
+                         "replaceOnChanges": list(request.replaceOnChanges),
                          # Earlier names the resource answers to (renames that keep the object).
                          "aliases": [a.spec.name for a in request.aliases if a.WhichOneof("alias") == "spec"]}))
         return response

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2329  # lib.sh's boot and file helpers are inlined but not needed here
 # Take one node out of the cluster before its machine is deleted or replaced: cordon, drain (pod
 # disruption budgets honoured, bounded), for a server remove its etcd member, delete the Node, stop K3s.
 # This is the `delete` of the node's drain-<node> command (components/k3s/lifecycle.py); it runs on the
@@ -46,7 +47,9 @@ if [ -z "$guard" ]; then
   log "ConfigMap $GUARD_NAMESPACE/$GUARD_NAME is gone (the whole stack is being destroyed): not draining $NODE_NAME"
   exit 0
 fi
-if [ -z "$(kube get node "$NODE_NAME" --ignore-not-found -o name)" ]; then
+# An assignment, so an API error here stops the script instead of reading as "no such node".
+node=$(kube get node "$NODE_NAME" --ignore-not-found -o name)
+if [ -z "$node" ]; then
   log "node $NODE_NAME is not in the cluster (already removed)"
   systemctl stop "$K3S_SERVICE" 2>/dev/null || true
   exit 0
@@ -62,7 +65,15 @@ if ! kube drain "$NODE_NAME" --ignore-daemonsets --delete-emptydir-data --timeou
   exit 1
 fi
 
+members=0
 if [ "$ETCD_MEMBER" = true ]; then
+  members=$(kube get nodes -l node-role.kubernetes.io/etcd=true -o name | wc -l)
+  if [ "$members" -le 1 ]; then
+    # The only member: removing it would end etcd, and the cluster goes with this server anyway.
+    log "$NODE_NAME holds the only etcd member; it is not removed"
+  fi
+fi
+if [ "$members" -gt 1 ]; then
   # K3s' etcd member controller removes the member of a node annotated so, and records it in
   # etcd.k3s.cattle.io/removed-node-name (k3s pkg/etcd/member_controller.go).
   log "removing the etcd member of $NODE_NAME"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2329  # lib.sh's boot and file helpers are inlined but not needed here
 # Print the node-lifecycle service account's token (components/k3s/lifecycle.py), read on a server as
 # root through K3s' own kubeconfig. The token controller fills the Secret moments after it is created.
 set -euo pipefail
