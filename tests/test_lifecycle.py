@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, GUARD, drain_script
-from tests.conftest import script_param, stack_run
+from tests.conftest import base_raw, script_param, stack_run
 from tools import mockrun
 from tools.mockrun import Run, Secret
 
@@ -195,3 +195,19 @@ def test_a_blocked_drain_keeps_the_machine(tmp_path):
     assert code != 0, "a failed delete stops Pulumi before it deletes the server"
     assert "PodDisruptionBudget" in err
     assert not any("annotate" in c or c.startswith("systemctl") or " delete " in f" {c} " for c in calls)
+
+
+# --- quorum ----------------------------------------------------------------------------------------
+
+def test_production_refuses_a_control_plane_without_quorum_to_spare():
+    from tests.test_config import one_problem
+    msg = one_problem(base_raw(cluster={"controlPlane": {"count": 1}}))
+    assert msg.startswith("adplatform:cluster.controlPlane.count must be at least 3 in the production profile")
+    assert msg.endswith("got 1")
+
+
+def test_staging_may_run_one_server():
+    from config import load
+    from tests.test_config import SECRET
+    loaded = load("test", base_raw(profile="staging", cluster={"controlPlane": {"count": 1}}), SECRET)
+    assert loaded.config.cluster.control_plane.count == 1
