@@ -87,3 +87,12 @@ def test_production_refuses_a_location_holding_a_majority_of_servers():
     assert any(p.startswith("adplatform:cluster.controlPlane.locations must spread the 3 servers so that losing "
                             "one location keeps etcd's quorum (the busiest would hold 2)") for p in found), found
     assert specs(controlPlane={"count": 5, "locations": ZONE})  # 2/2/1: any one location lost leaves 3 of 5
+
+
+def test_plan_shows_each_pools_locations(production):
+    from tools.plan import model, report
+    lines = report.render(model.build(production)).splitlines()
+    control_plane = next(line for line in lines if line.strip().startswith("control-plane "))
+    assert "fsn1,nbg1,hel1" in control_plane
+    general = next(line for line in lines if line.strip().startswith("general "))
+    assert " fsn1 " in general and "nbg1" not in general
