@@ -324,7 +324,7 @@ class AwsInfrastructure(ProviderInfrastructure):
         )
         return Node(spec=spec, hostname=hostname, public_ip=instance.public_ip, private_ip=instance.private_ip,
                     connection=ssh_connection(instance.public_ip, cloud.SSH_USER, self._loaded.secrets.ssh_private_key),
-                    server=instance)
+                    server=instance, machine=instance)
 
     # --- Kubernetes API load balancer ----------------------------------------------------------------
 

@@ -46,6 +46,9 @@ class Node:
     private_ip: pulumi.Output[str]
     connection: command.remote.ConnectionArgs
     server: pulumi.Resource  # what remote commands on this node depend on
+    # The cloud machine itself (its id changes only when it is replaced); None for an existing host that
+    # Pulumi never replaces (bare metal). components/k3s/lifecycle.py drains the node when it changes.
+    machine: pulumi.Resource | None = None
 
     @property
     def name(self) -> str:

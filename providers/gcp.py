@@ -277,7 +277,7 @@ class GcpInfrastructure(ProviderInfrastructure):
             lambda nics: (nics[0].access_configs[0].nat_ip if nics[0].access_configs else "") or "")
         return Node(spec=spec, hostname=hostname, public_ip=public_ip, private_ip=private_ip,
                     connection=ssh_connection(public_ip, cloud.SSH_USER, self._loaded.secrets.ssh_private_key),
-                    server=instance)
+                    server=instance, machine=instance)
 
     # --- Kubernetes API load balancer ----------------------------------------------------------------
 

@@ -187,7 +187,7 @@ class HetznerInfrastructure(ProviderInfrastructure):
         private_ip = server.networks.apply(lambda nets: nets[0].ip if nets and nets[0].ip else "")
         return Node(spec=spec, hostname=hostname, public_ip=server.ipv4_address, private_ip=private_ip,
                     connection=ssh_connection(server.ipv4_address, "root", self._loaded.secrets.ssh_private_key),
-                    server=server)
+                    server=server, machine=server)
 
     def _api_endpoints(self, servers: list[Node]) -> ApiEndpoints:
         lb_cfg = self._loaded.config.cluster.api_load_balancer

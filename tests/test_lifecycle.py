@@ -60,7 +60,20 @@ def test_cloud_servers_are_replaced_delete_before_replace(stack):
     machines = [r for r in run.resources if r.type in ("aws:ec2/instance:Instance", "gcp:compute/instance:Instance",
                                                         "azure-native:compute:VirtualMachine")]
     assert machines and all(m.options["deleteBeforeReplace"] is True for m in machines)
-    assert set(drains(run)) == {m.name for m in machines}
+    found = drains(run)
+    assert set(found) == {m.name for m in machines}
+    for machine in machines:  # Azure servers' `server` is a remote command: the VM's id is the trigger
+        assert found[machine.name].inputs["triggers"] == [mockrun._fake_id(machine.name)]
+
+
+def test_existing_hosts_drain_only_when_they_leave_the_config():
+    """Bare metal: a host's firewall command is re-run (a new id) when its script changes; that must not
+    drain the node. The trigger is the host's private address."""
+    run = stack_run("production-baremetal")
+    hosts = {n.removeprefix("adp-production-baremetal-"): v for n, v in run.outputs["nodes"].items()}
+    found = drains(run)
+    assert found and {name: d.inputs["triggers"] for name, d in found.items()} == {
+        name: [hosts[name]["privateIp"]] for name in found}
 
 
 def test_pools_drain_one_node_at_a_time_highest_index_first(production):

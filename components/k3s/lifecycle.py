@@ -7,7 +7,7 @@ the deletion of its Node object; only then is the machine deleted (components/k3
 
 How: one `command.remote.Command` per node, `drain-<node>`, whose `create` does nothing and whose
 `delete` is the drain script, run on the node itself. It depends on the node's server, so Pulumi
-deletes it (runs the drain) before the server, and its trigger is the server's id, so a server that is
+deletes it (runs the drain) before the server, and its trigger is the machine's id, so a server that is
 replaced delete-before-replace (the providers' servers are, a node name cannot exist twice) takes its
 drain command down first: Pulumi deletes the dependents whose inputs would be replaced before the
 replaced resource (the engine's dependent replacements), and `replace_on_changes=["triggers"]` makes
@@ -62,6 +62,15 @@ ETCD_TIMEOUT_SECONDS = 120  # how long K3s may take to remove a server's etcd me
 DELETE_TIMEOUT = f"{(DRAIN_TIMEOUT_SECONDS + ETCD_TIMEOUT_SECONDS) // 60 + 5}m"
 # The create (and update) of a drain command: read the script from stdin and do nothing with it.
 KEEP_SCRIPT = "cat >/dev/null"
+
+
+def drain_trigger(node: Node) -> pulumi.Output[str]:
+    """What replaces (and so first runs) a node's drain: its machine's id, which changes only when the
+    machine is replaced; an existing host's private address (a new address is another host). Never the id
+    of a remote command: re-running one (a changed firewall script) must not drain the node."""
+    if node.machine is not None:
+        return node.machine.id
+    return pulumi.Output.from_input(node.private_ip)
 
 
 def k3s_service(node: Node) -> str:
@@ -172,8 +181,7 @@ class NodeLifecycle(pulumi.ComponentResource):
             create=KEEP_SCRIPT,
             delete="bash -s" if user in (None, "root") else "sudo -n bash -s",
             stdin=pulumi.Output.secret(script),  # the token
-            # The server's id: a replaced server replaces (and so first runs) its node's drain.
-            triggers=[node.server.id],
+            triggers=[drain_trigger(node)],
             logging=command.remote.Logging.STDERR,
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[node.server, *after], additional_secret_outputs=["stdout"],
