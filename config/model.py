@@ -96,11 +96,20 @@ def _check_server_type(server_type: str | None) -> str | None:
     return server_type
 
 
+def _check_locations(locations: list[str] | None) -> list[str] | None:
+    if locations is not None and (not locations or len(set(locations)) != len(locations)):
+        raise ValueError("must list one or more distinct locations (nodes go round-robin over them by index)")
+    return locations
+
+
 class ControlPlane(_Model):
     count: int = 3
     size: str | None = None
     server_type: str | None = None  # overrides size with a provider-specific type
     location: str | None = None
+    # Several locations (zones) of one network zone or region: node i runs in locations[i % len]. Replacing
+    # one entry replaces only the nodes in it; names never change (components/k3s/lifecycle.py drains them).
+    locations: list[str] | None = None
     dedicated: bool = True  # tainted so only cluster-critical add-ons run on the servers
     role: str = "general"  # tuning and placement role when the servers also run workloads
     labels: dict[str, str] = {}
@@ -109,6 +118,7 @@ class ControlPlane(_Model):
     _v_type = field_validator("server_type")(_check_server_type)
     _v_labels = field_validator("labels")(check_labels)
     _v_location = field_validator("location")(optional(check_token))
+    _v_locations = field_validator("locations")(_check_locations)
 
     @field_validator("count")
     @classmethod
@@ -140,6 +150,7 @@ class Pool(_Model):
     size: str | None = None
     server_type: str | None = None
     location: str | None = None
+    locations: list[str] | None = None  # as ControlPlane.locations
     labels: dict[str, str] = {}
     taints: list[Taint] | None = None  # None: the role's default taint
 
@@ -147,6 +158,7 @@ class Pool(_Model):
     _v_type = field_validator("server_type")(_check_server_type)
     _v_labels = field_validator("labels")(check_labels)
     _v_location = field_validator("location")(optional(check_token))
+    _v_locations = field_validator("locations")(_check_locations)
 
     @field_validator("name")
     @classmethod

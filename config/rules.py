@@ -17,7 +17,7 @@ from policy.rules import world_covered
 def check(cfg: StackConfig, profile: Profile, secrets: set[str] = frozenset()) -> list[Problem]:
     """`secrets`: the optional secret keys (config/load.py OPTIONAL_SECRETS) the stack sets."""
     found = [*_pool_names(cfg), *_networks(cfg), *_admin_cidrs(cfg, profile), *_replication(cfg, profile),
-             *_host_names(cfg), *_layers(cfg)]
+             *_host_names(cfg), *_layers(cfg), *_quorum(cfg, profile), *_locations(cfg, profile)]
     if cfg.bare_metal is not None and cfg.provider != "baremetal":
         found.append(problem("bareMetal", f"is only read with provider: baremetal (the stack's provider is "
                              f"{cfg.provider!r}); remove it", "set"))
@@ -157,6 +157,41 @@ def _replication(cfg: StackConfig, profile: Profile) -> list[Problem]:
         if 0 < converged < ROLES["converged"].min_nodes:
             found.append(problem("cluster.pools", f"must give converged nodes at least "
                                  f"{ROLES['converged'].min_nodes} members ({ROLES['converged'].why})", converged))
+    return found
+
+
+HA_CONTROL_PLANE = 3
+
+
+def _quorum(cfg: StackConfig, profile: Profile) -> list[Problem]:
+    """Production-grade stacks keep etcd's quorum through the loss (or the replacement) of one server.
+
+    Pulumi gives the program no previous state, so a shrink cannot be refused by its size; instead the
+    drain commands remove etcd members one at a time (components/k3s/lifecycle.py), and a count below
+    HA_CONTROL_PLANE is refused where one server's drain would stop the API.
+    """
+    count = cfg.cluster.control_plane.count
+    if not profile.strict or count >= HA_CONTROL_PLANE:
+        return []
+    return [problem("cluster.controlPlane.count", f"must be at least {HA_CONTROL_PLANE} in the {profile.name} "
+                    f"profile: with {count} server(s) etcd loses its quorum, and the API stops, whenever one "
+                    "server is lost, replaced or drained", count)]
+
+
+def _locations(cfg: StackConfig, profile: Profile) -> list[Problem]:
+    """`location` and `locations` exclude each other; a strict control plane keeps its quorum when one of
+    its locations is lost (no location holds a majority of the servers)."""
+    pools = [("cluster.controlPlane", cfg.cluster.control_plane), *((f"cluster.pools[{p.name}]", p)
+                                                                   for p in cfg.cluster.pools)]
+    found = [problem(f"{key}.locations", f"must not be set together with {key}.location (one location, or "
+                     "several round-robin)", pool.locations) for key, pool in pools if pool.location and pool.locations]
+    cp = cfg.cluster.control_plane
+    if profile.strict and cp.locations and len(cp.locations) > 1:
+        busiest = max(len(range(i, cp.count, len(cp.locations))) for i in range(len(cp.locations)))
+        if busiest > (cp.count - 1) // 2:
+            found.append(problem("cluster.controlPlane.locations", f"must spread the {cp.count} servers so that "
+                                 f"losing one location keeps etcd's quorum (the busiest would hold {busiest}); use "
+                                 "at least as many locations as servers, or one location", cp.locations))
     return found
 
 

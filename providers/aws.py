@@ -335,6 +335,7 @@ class AwsInfrastructure(ProviderInfrastructure):
             opts=self._opts(
                 protect=True,
                 depends_on=[self.subnets[zone]],
+                delete_before_replace=True,  # K3s node names are unique: the old node drains and goes first
                 # A new AMI or key list reaches new instances only: changing either would replace or
                 # restart running nodes (new keys reach existing ones by remote command).
                 ignore_changes=["ami", "userData", "keyName"],
@@ -342,7 +343,7 @@ class AwsInfrastructure(ProviderInfrastructure):
         )
         return Node(spec=spec, hostname=hostname, public_ip=instance.public_ip, private_ip=instance.private_ip,
                     connection=ssh_connection(instance.public_ip, cloud.SSH_USER, self._loaded.secrets.ssh_private_key),
-                    server=instance)
+                    server=instance, machine=instance)
 
     # --- Kubernetes API load balancer ----------------------------------------------------------------
 

@@ -427,6 +427,7 @@ class AzureInfrastructure(ProviderInfrastructure):
             tags=tags, **self._rg(),
             opts=self._opts(
                 protect=True, depends_on=[self.subnet],
+                delete_before_replace=True,  # K3s node names are unique: the old node drains and goes first
                 # Azure cannot change a VM's admin keys or image in place: new keys reach running VMs by
                 # remote command, image bumps (and `latest`) apply to new VMs only.
                 ignore_changes=["osProfile", "storageProfile.imageReference"]))
@@ -434,14 +435,14 @@ class AzureInfrastructure(ProviderInfrastructure):
         private_ip = nic.ip_configurations.apply(lambda c: (c[0].private_ip_address or "") if c else "")
         node = Node(spec=spec, hostname=hostname, public_ip=public_ip, private_ip=private_ip,
                     connection=ssh_connection(public_ip, cloud.SSH_USER, self._loaded.secrets.ssh_private_key),
-                    server=vm)
+                    server=vm, machine=vm)
         if not lb_pools:
             return node
         # A backend of the internal API load balancer: its address on lo before K3s starts (floating IP).
         script = api_address_script(api_address(self._loaded.config.cluster.subnet_cidr))
         address = run_script(f"api-address-{spec.name}", node, script, content_hash(script), parent=self)
         return Node(spec=spec, hostname=hostname, public_ip=public_ip, private_ip=private_ip,
-                    connection=node.connection, server=address)
+                    connection=node.connection, server=address, machine=vm)
 
     # --- cluster layer -----------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from config import LoadedConfig, Problem
 from config.load import is_secret
 from config.catalog import SIZES
 from config.errors import problem
-from config.model import CONTROL_PLANE, Cluster
+from config.model import CONTROL_PLANE, Cluster, ControlPlane, Pool
 
 K3sRole = Literal["server", "agent"]
 
@@ -51,6 +51,9 @@ class Node:
     private_ip: pulumi.Output[str]
     connection: command.remote.ConnectionArgs
     server: pulumi.Resource  # what remote commands on this node depend on
+    # The cloud machine itself (its id changes only when it is replaced); None for an existing host that
+    # Pulumi never replaces (bare metal). components/k3s/lifecycle.py drains the node when it changes.
+    machine: pulumi.Resource | None = None
 
     @property
     def name(self) -> str:
@@ -259,23 +262,36 @@ class Provider(Protocol):
         """Create networks, firewall and servers; return the nodes."""
 
 
+def node_location(pool: ControlPlane | Pool, index: int, cluster: Cluster) -> str | None:
+    """Where node `index` of `pool` runs: round-robin over the pool's `locations` by index (names never
+    change; replacing one entry moves only its nodes), else the pool's or the cluster's `location`."""
+    if pool.locations:
+        return pool.locations[index % len(pool.locations)]
+    return pool.location or cluster.location
+
+
 def node_specs(loaded: LoadedConfig) -> list[NodeSpec]:
     """Every server the config asks for: control plane first, then pools in config order."""
     cluster = loaded.config.cluster
     cp = cluster.control_plane
     specs = [NodeSpec(f"{CONTROL_PLANE}-{i + 1}", CONTROL_PLANE, i, "server", cp.role, cp.size, cp.server_type,
-                      cp.location or cluster.location, cp.node_labels, cp.taints) for i in range(cp.count)]
+                      node_location(cp, i, cluster), cp.node_labels, cp.taints) for i in range(cp.count)]
     for pool in cluster.active_pools:
         specs += [NodeSpec(f"{pool.name}-{i + 1}", pool.name, i, "agent", pool.role, pool.size, pool.server_type,
-                           pool.location or cluster.location, pool.node_labels, pool.node_taints)
+                           node_location(pool, i, cluster), pool.node_labels, pool.node_taints)
                   for i in range(pool.count)]
     return specs
 
 
 def located_settings(cluster: Cluster) -> list[tuple[str, str | None]]:
-    """(config key path, value) of every `location` the config may set."""
-    located = [("cluster.location", cluster.location), ("cluster.controlPlane.location", cluster.control_plane.location)]
-    return located + [(f"cluster.pools[{p.name}].location", p.location) for p in cluster.pools]
+    """(config key path, value) of every `location` (and `locations` entry) the config may set."""
+    pools: list[tuple[str, ControlPlane | Pool]] = [("cluster.controlPlane", cluster.control_plane),
+                                                    *((f"cluster.pools[{p.name}]", p) for p in cluster.pools)]
+    located = [("cluster.location", cluster.location)]
+    for key, pool in pools:
+        located.append((f"{key}.location", pool.location))
+        located += [(f"{key}.locations[{i}]", loc) for i, loc in enumerate(pool.locations or [])]
+    return located
 
 
 def check_locations(cluster: Cluster, accepts: Callable[[str], bool], accepted: str) -> list[Problem]:
@@ -386,5 +402,5 @@ def ssh_connection(host: pulumi.Input[str], user: str, private_key: pulumi.Input
 __all__ = ["AddonInstaller", "ApiEndpoints", "ClusterProfile", "Credential", "check_credentials", "FSTYPE_PARAMETER",
            "Infrastructure", "Node", "NodeSpec", "PORTS", "PortRule", "Provider", "ProviderInfrastructure",
            "ServerCatalog", "ServerType", "Storage", "StorageInstaller", "assemble", "check_locations", "csi_storage",
-           "first_server_api", "located_settings", "node_specs", "resolve_server_type", "rule_sources",
-           "server_type_settings", "ssh_connection"]
+           "first_server_api", "located_settings", "node_location", "node_specs", "resolve_server_type",
+           "rule_sources", "server_type_settings", "ssh_connection"]

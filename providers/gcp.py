@@ -273,6 +273,7 @@ class GcpInfrastructure(ProviderInfrastructure):
             opts=self._opts(
                 protect=True,
                 depends_on=[self.subnet],
+                delete_before_replace=True,  # K3s node names are unique: the old node drains and goes first
                 # The image family moves on; a newer image reaches new instances only.
                 ignore_changes=["bootDisk.initializeParams.image"],
             ),
@@ -282,7 +283,7 @@ class GcpInfrastructure(ProviderInfrastructure):
             lambda nics: (nics[0].access_configs[0].nat_ip if nics[0].access_configs else "") or "")
         return Node(spec=spec, hostname=hostname, public_ip=public_ip, private_ip=private_ip,
                     connection=ssh_connection(public_ip, cloud.SSH_USER, self._loaded.secrets.ssh_private_key),
-                    server=instance)
+                    server=instance, machine=instance)
 
     # --- Kubernetes API load balancer ----------------------------------------------------------------
 

@@ -96,6 +96,9 @@ class HetznerInfrastructure(ProviderInfrastructure):
         self.network, self.subnet = self._network(NETWORK_ZONES[location])
         self.firewall = self._firewall(cfg.admin_cidrs)
         specs = node_specs(loaded)
+        # How many locations each pool spans (its `locations`) and its first: one spread group per location.
+        self._spans = {pool: len({s.location for s in specs if s.pool == pool}) for pool in {s.pool for s in specs}}
+        self._first = {s.pool: s.location for s in specs if s.index == 0}
         groups = self._placement_groups(specs)
         nodes = [self._server(spec, ssh_keys, groups) for spec in specs]
         self.infrastructure = assemble(
@@ -163,21 +166,30 @@ class HetznerInfrastructure(ProviderInfrastructure):
                  for rule in PORTS]
         return hcloud.Firewall("firewall", name=self._prefix, rules=rules, labels=self._labels, opts=self._opts())
 
-    def _placement_groups(self, specs: list[NodeSpec]) -> dict[tuple[str, int], hcloud.PlacementGroup]:
-        groups = {}
+    def _placement_groups(self, specs: list[NodeSpec]) -> dict[str, hcloud.PlacementGroup]:
+        groups: dict[str, hcloud.PlacementGroup] = {}
         for spec in specs:
-            key = (spec.pool, spec.index // SPREAD_GROUP_MAX)
-            if key not in groups:
-                suffix = f"-{key[1]}" if key[1] else ""
-                groups[key] = hcloud.PlacementGroup(
-                    f"spread-{spec.pool}{suffix}", name=f"{self._prefix}-{spec.pool}{suffix}", type="spread",
+            suffix = self._group_suffix(spec)
+            if suffix not in groups:
+                groups[suffix] = hcloud.PlacementGroup(
+                    f"spread-{suffix}", name=f"{self._prefix}-{suffix}", type="spread",
                     labels={**self._labels, "adplatform.io/pool": spec.pool}, opts=self._opts())
         return groups
 
+    def _group_suffix(self, spec: NodeSpec) -> str:
+        """A spread group per pool, per location of a pool that spans several, per SPREAD_GROUP_MAX servers
+        of one location. The pool's first location keeps the pool's own group (`<pool>`, `<pool>-1`, ...), so
+        spreading a pool over more locations moves no existing server out of its group."""
+        spans = self._spans.get(spec.pool, 1)
+        batch = (spec.index // spans) // SPREAD_GROUP_MAX
+        other = spec.location != self._first.get(spec.pool)
+        return "-".join([spec.pool, *([spec.location or self._location] if other else []),
+                         *([str(batch)] if batch else [])])
+
     def _server(self, spec: NodeSpec, ssh_keys: list[pulumi.Input[str]],
-                groups: dict[tuple[str, int], hcloud.PlacementGroup]) -> Node:
+                groups: dict[str, hcloud.PlacementGroup]) -> Node:
         hostname = f"{self._prefix}-{spec.name}"
-        group = groups[(spec.pool, spec.index // SPREAD_GROUP_MAX)]
+        group = groups[self._group_suffix(spec)]
         server = hcloud.Server(
             spec.name,
             name=hostname,
@@ -197,6 +209,7 @@ class HetznerInfrastructure(ProviderInfrastructure):
             opts=self._opts(
                 protect=True,
                 depends_on=[self.subnet],  # a server can only join the network once the subnet exists
+                delete_before_replace=True,  # K3s node names are unique: the old node drains and goes first
                 # Hetzner replaces a server when its SSH keys or image change; new keys reach
                 # existing servers by remote command instead, and image bumps apply to new servers.
                 ignore_changes=["sshKeys", "image"],
@@ -205,7 +218,7 @@ class HetznerInfrastructure(ProviderInfrastructure):
         private_ip = server.networks.apply(lambda nets: nets[0].ip if nets and nets[0].ip else "")
         return Node(spec=spec, hostname=hostname, public_ip=server.ipv4_address, private_ip=private_ip,
                     connection=ssh_connection(server.ipv4_address, "root", self._loaded.secrets.ssh_private_key),
-                    server=server)
+                    server=server, machine=server)
 
     def _api_endpoints(self, servers: list[Node]) -> ApiEndpoints:
         lb_cfg = self._loaded.config.cluster.api_load_balancer

@@ -304,8 +304,9 @@ def test_plan_diff_against_a_git_ref_shows_the_change(tmp_path):
     out = tmp_path / "diff.md"
     assert diff.main([base, "--stack", "staging", "--out", str(out)]) == 0
     text = out.read_text()
-    assert "0 to add" in text and "3 to remove" in text
+    assert "0 to add" in text and "4 to remove" in text
     assert "`general-3` (hcloud:index/server:Server)" in text and "`k3s-general-3`" in text
+    assert "`drain-general-3`" in text, "the removed node's drain (run before its server goes) is listed"
     server = PRICES["servers"]["prices"]["eu"][SERVER_TYPES["medium"]] + PRICES["servers"]["extras"][0]["price"]["eu"]
     assert f"({-server:+,.2f})" in text
 

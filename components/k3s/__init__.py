@@ -21,6 +21,7 @@ from components.host import HostTuning
 from components.k3s.cilium import cilium_values, gateway_api_crds
 from components.k3s.config import (API_PORT, EtcdBackup, NodeAddresses, cpu_manager_policy, dump,
                                    etcd_restore_commands, etcd_snapshot_config, install_script_url, node_config)
+from components.k3s.lifecycle import NodeLifecycle
 from components.remote import run_script
 from components.shell import content_hash, render
 from config.model import Cluster
@@ -83,6 +84,9 @@ class K3sCluster(pulumi.ComponentResource):
         self.provider = k8s.Provider("k8s", kubeconfig=self.kubeconfig,
                                      opts=pulumi.ResourceOptions(parent=self))
         self.ready = self._cluster_network(list(self.installs.values()))
+        # Drain before delete: every node leaves the cluster before its machine goes (lifecycle.py).
+        self.lifecycle = NodeLifecycle("node-lifecycle", infra.nodes, self.installs, infra.api_private_endpoint,
+                                       self.kubeconfig, self.provider, pulumi.ResourceOptions(parent=self))
         self.register_outputs({"api_endpoint": self.api_endpoint, "kubeconfig": self.kubeconfig})
 
     def _install(self, node: Node, tuning: HostTuning, *, join: bool,

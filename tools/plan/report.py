@@ -53,7 +53,8 @@ def _servers(plan: dict[str, Any]) -> list[str]:
     for pool, rows in pools.items():
         first = rows[0]
         types = ",".join(sorted({str(r["type"]) for r in rows}))
-        out.append(f"  {pool:<14} {len(rows):>2} x {types:<8} {first['location']!s:<5} role={first['role']!s:<10} "
+        locations = ",".join(dict.fromkeys(str(r["location"]) for r in rows))  # a pool may span several, in order
+        out.append(f"  {pool:<14} {len(rows):>2} x {types:<8} {locations:<5} role={first['role']!s:<10} "
                    f"k3s={first['k3s']!s:<6} protect={first['protect']!s:<5} "
                    f"{money(costs.get(pool), plan['cost'].get('currency')):>14}/month")
     return out

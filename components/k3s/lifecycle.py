@@ -1,0 +1,190 @@
+"""Node lifecycle: a node leaves the cluster before its machine goes.
+
+Every path that removes a node (a pool's count goes down, a pool is removed) or replaces it (a change
+the provider can only make by recreating the server) runs the node's drain first: cordon, drain with
+pod disruption budgets honoured and a bounded timeout, for a server the removal of its etcd member,
+the deletion of its Node object; only then is the machine deleted (components/k3s/scripts/drain.sh).
+
+How: one `command.remote.Command` per node, `drain-<node>`, whose `create` does nothing and whose
+`delete` is the drain script, run on the node itself. It depends on the node's server, so Pulumi
+deletes it (runs the drain) before the server, and its trigger is the machine's id, so a server that is
+replaced delete-before-replace (the providers' servers are, a node name cannot exist twice) takes its
+drain command down first: Pulumi deletes the dependents whose inputs would be replaced before the
+replaced resource (the engine's dependent replacements), and `replace_on_changes=["triggers"]` makes
+the whole trigger list count.
+
+Why not resource hooks (`pulumi.ResourceHook`, `ResourceHookBinding(before_delete=...)`): a hook runs
+in the deployer's Python process, so it would need kubectl and a route to the API on every deployer,
+it runs on `pulumi destroy` only with `--run-program`, and the offline tests cannot observe what it
+would do. A delete-time command is recorded with its script in state, runs on `pulumi destroy` as
+it is, and its inputs (script, ordering, trigger) are what the tests check.
+
+Ordering inside a pool: each node's drain command depends on the previous node's, so a pool that
+shrinks drains its nodes one at a time, highest index first; for the control plane that removes one
+etcd member at a time, so etcd keeps its quorum through a shrink.
+
+`pulumi destroy`: the guard ConfigMap depends on every drain command, so destroy deletes it first;
+each drain then finds it gone and skips (draining a cluster that is going away only waits), as it
+does when the API does not answer.
+
+The drain authenticates as the `adplatform-node-lifecycle` service account (nodes, evictions, the
+guard; nothing else): its long-lived token is read once on the first server and kept in state as a
+secret, inside the drain command's stdin.
+"""
+
+from __future__ import annotations
+
+import base64
+from itertools import groupby
+from pathlib import Path
+from typing import Mapping
+
+import pulumi
+import pulumi_command as command
+import pulumi_kubernetes as k8s
+import yaml
+
+from components.k3s.config import API_PORT
+from components.remote import run_script
+from components.shell import content_hash, render
+from providers.base import Node
+
+SCRIPTS = Path(__file__).parent / "scripts"
+DRAIN_TEMPLATE = SCRIPTS / "drain.sh"
+TOKEN_TEMPLATE = SCRIPTS / "lifecycle-token.sh"
+NAMESPACE = "kube-system"
+ACCOUNT = "adplatform-node-lifecycle"
+TOKEN_SECRET = f"{ACCOUNT}-token"
+GUARD = "adplatform-node-lifecycle-guard"  # ConfigMap: present while the stack exists
+DRAIN_TIMEOUT_SECONDS = 600  # kubectl drain --timeout: how long disruption budgets may hold a drain
+ETCD_TIMEOUT_SECONDS = 120  # how long K3s may take to remove a server's etcd member
+# Pulumi's own deadline for a drain command's delete: the drain, the etcd removal and the API calls.
+DELETE_TIMEOUT = f"{(DRAIN_TIMEOUT_SECONDS + ETCD_TIMEOUT_SECONDS) // 60 + 5}m"
+# The create (and update) of a drain command: read the script from stdin and do nothing with it.
+KEEP_SCRIPT = "cat >/dev/null"
+
+
+def drain_trigger(node: Node) -> pulumi.Output[str]:
+    """What replaces (and so first runs) a node's drain: its machine's id, which changes only when the
+    machine is replaced; an existing host's private address (a new address is another host). Never the id
+    of a remote command: re-running one (a changed firewall script) must not drain the node."""
+    if node.machine is not None:
+        return node.machine.id
+    return pulumi.Output.from_input(node.private_ip)
+
+
+def k3s_service(node: Node) -> str:
+    return "k3s" if node.spec.k3s_role == "server" else "k3s-agent"
+
+
+def drain_script(node: Node, api_endpoint: str, ca_data: str, token: str) -> str:
+    return render(DRAIN_TEMPLATE, {
+        "NODE_NAME": node.hostname,
+        "ETCD_MEMBER": node.spec.k3s_role == "server",
+        "K3S_SERVICE": k3s_service(node),
+        "API_SERVER": f"https://{api_endpoint}:{API_PORT}",
+        "CA_DATA": ca_data,
+        "TOKEN": token,
+        "DRAIN_TIMEOUT": DRAIN_TIMEOUT_SECONDS,
+        "ETCD_TIMEOUT": ETCD_TIMEOUT_SECONDS,
+        "GUARD_NAMESPACE": NAMESPACE,
+        "GUARD_NAME": GUARD,
+    })
+
+
+def cluster_ca(kubeconfig: str) -> str:
+    """The API server's CA (base64 PEM) from K3s' admin kubeconfig."""
+    ca = yaml.safe_load(kubeconfig)["clusters"][0]["cluster"]["certificate-authority-data"]
+    base64.b64decode(ca, validate=True)  # only base64 reaches the script
+    return ca
+
+
+# What `kubectl drain` and the etcd member removal need (kubectl's drain: list the node's pods, get the
+# DaemonSets it ignores, create evictions; cordon/annotate patch the Node, the end deletes it).
+RULES = [
+    k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["nodes"], verbs=["get", "list", "patch", "delete"]),
+    k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["get", "list"]),
+    k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods/eviction"], verbs=["create"]),
+    k8s.rbac.v1.PolicyRuleArgs(api_groups=["apps"], resources=["daemonsets"], verbs=["get"]),
+]
+
+
+class NodeLifecycle(pulumi.ComponentResource):
+    """One drain command per node (see the module docstring); `drains` by node name."""
+
+    drains: dict[str, command.remote.Command]
+
+    def __init__(self, name: str, nodes: list[Node], joined: Mapping[str, pulumi.Resource],
+                 api_private_endpoint: pulumi.Input[str], kubeconfig: pulumi.Output[str],
+                 provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None):
+        """`joined`: each node's K3s install (the drain command exists once the node is in the cluster)."""
+        super().__init__("adplatform:k3s:NodeLifecycle", name, None, opts)
+        first = next(n for n in nodes if n.spec.k3s_role == "server")
+        token = self._token(first, joined[first.name], provider)
+        ca = kubeconfig.apply(cluster_ca)
+        self.drains = {}
+        for _, pool in groupby(nodes, key=lambda n: n.spec.pool):
+            previous: list[pulumi.Resource] = []
+            for node in pool:
+                drain = self._drain(node, api_private_endpoint, ca, token, [joined[node.name], *previous])
+                self.drains[node.name] = drain
+                previous = [drain]
+        self.guard = k8s.core.v1.ConfigMap(
+            "node-lifecycle-guard",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=GUARD, namespace=NAMESPACE),
+            data={"purpose": "While this exists, a node leaving the stack is drained first (adplatform "
+                             "components/k3s/lifecycle.py); pulumi destroy deletes it before the nodes."},
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=list(self.drains.values())))
+        self.register_outputs({})
+
+    def _token(self, first: Node, joined: pulumi.Resource, provider: k8s.Provider) -> pulumi.Output[str]:
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[joined])
+        account = k8s.core.v1.ServiceAccount(
+            "node-lifecycle", metadata=k8s.meta.v1.ObjectMetaArgs(name=ACCOUNT, namespace=NAMESPACE), opts=k8s_opts)
+        role = k8s.rbac.v1.ClusterRole("node-lifecycle", metadata=k8s.meta.v1.ObjectMetaArgs(name=ACCOUNT),
+                                       rules=RULES, opts=k8s_opts)
+        subject = k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=ACCOUNT, namespace=NAMESPACE)
+        binding = k8s.rbac.v1.ClusterRoleBinding(
+            "node-lifecycle", metadata=k8s.meta.v1.ObjectMetaArgs(name=ACCOUNT),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=ACCOUNT),
+            subjects=[subject], opts=k8s_opts)
+        # The guard is read in kube-system only, by name.
+        guard_role = k8s.rbac.v1.Role(
+            "node-lifecycle-guard", metadata=k8s.meta.v1.ObjectMetaArgs(name=ACCOUNT, namespace=NAMESPACE),
+            rules=[k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["configmaps"], resource_names=[GUARD],
+                                              verbs=["get"])], opts=k8s_opts)
+        guard_binding = k8s.rbac.v1.RoleBinding(
+            "node-lifecycle-guard", metadata=k8s.meta.v1.ObjectMetaArgs(name=ACCOUNT, namespace=NAMESPACE),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name=ACCOUNT),
+            subjects=[subject], opts=k8s_opts)
+        # A long-lived token (the drain may run years later): the token controller fills this Secret.
+        secret = k8s.core.v1.Secret(
+            "node-lifecycle-token",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=TOKEN_SECRET, namespace=NAMESPACE,
+                                                annotations={"kubernetes.io/service-account.name": ACCOUNT}),
+            type="kubernetes.io/service-account-token",
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[account])))
+        script = render(TOKEN_TEMPLATE, {"NAMESPACE": NAMESPACE, "SECRET_NAME": TOKEN_SECRET})
+        # Re-read when the Secret is recreated (a new token).
+        trigger = pulumi.Output.concat(content_hash(script), ":", secret.id)
+        read = run_script("node-lifecycle-token", first, script, trigger, parent=self, secret=True,
+                          depends_on=[secret, role, binding, guard_role, guard_binding])
+        return pulumi.Output.secret(read.stdout)
+
+    def _drain(self, node: Node, endpoint: pulumi.Input[str], ca: pulumi.Output[str], token: pulumi.Output[str],
+               after: list[pulumi.Resource]) -> command.remote.Command:
+        script = pulumi.Output.all(endpoint, ca, token).apply(lambda v: drain_script(node, *v))
+        user = node.connection.user
+        return command.remote.Command(
+            f"drain-{node.name}",
+            connection=node.connection,
+            create=KEEP_SCRIPT,
+            delete="bash -s" if user in (None, "root") else "sudo -n bash -s",
+            stdin=pulumi.Output.secret(script),  # the token
+            triggers=[drain_trigger(node)],
+            logging=command.remote.Logging.STDERR,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[node.server, *after], additional_secret_outputs=["stdout"],
+                replace_on_changes=["triggers"], delete_before_replace=True,
+                custom_timeouts=pulumi.CustomTimeouts(delete=DELETE_TIMEOUT)),
+        )

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2329  # lib.sh's boot and file helpers are inlined but not needed here
+# Take one node out of the cluster before its machine is deleted or replaced: cordon, drain (pod
+# disruption budgets honoured, bounded), for a server remove its etcd member, delete the Node, stop K3s.
+# This is the `delete` of the node's drain-<node> command (components/k3s/lifecycle.py); it runs on the
+# node itself and reaches the API at the private endpoint with the node-lifecycle service account's
+# token, which is written to a 0600 file only for the run and never logged.
+# It changes nothing and succeeds when there is nothing to do: the Node is already gone, the API does
+# not answer (a dead cluster has nothing to drain to), or the stack's lifecycle guard ConfigMap is gone
+# (`pulumi destroy` deletes it first: the whole cluster goes, draining it would only wait).
+# A drain that does not finish in time fails, so Pulumi keeps the machine: fix what blocks and re-run.
+set -euo pipefail
+shopt -s inherit_errexit  # a failure inside $(...) stops the script too
+# @params
+source lib.sh
+
+kubeconfig=$(mktemp)
+trap 'rm -f "$kubeconfig"' EXIT
+chmod 0600 "$kubeconfig"
+cat >"$kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: cluster
+  cluster:
+    server: $API_SERVER
+    certificate-authority-data: $CA_DATA
+users:
+- name: node-lifecycle
+  user:
+    token: $TOKEN
+contexts:
+- name: node-lifecycle
+  context:
+    cluster: cluster
+    user: node-lifecycle
+current-context: node-lifecycle
+EOF
+
+kube() { k3s kubectl --kubeconfig "$kubeconfig" --request-timeout=20s "$@"; }
+
+if ! guard=$(kube -n "$GUARD_NAMESPACE" get configmap "$GUARD_NAME" --ignore-not-found -o name); then
+  log "the Kubernetes API at $API_SERVER does not answer: nothing to drain $NODE_NAME to; not draining it"
+  exit 0
+fi
+if [ -z "$guard" ]; then
+  log "ConfigMap $GUARD_NAMESPACE/$GUARD_NAME is gone (the whole stack is being destroyed): not draining $NODE_NAME"
+  exit 0
+fi
+# An assignment, so an API error here stops the script instead of reading as "no such node".
+node=$(kube get node "$NODE_NAME" --ignore-not-found -o name)
+if [ -z "$node" ]; then
+  log "node $NODE_NAME is not in the cluster (already removed)"
+  systemctl stop "$K3S_SERVICE" 2>/dev/null || true
+  exit 0
+fi
+
+log "cordoning and draining $NODE_NAME (at most ${DRAIN_TIMEOUT}s)"
+kube cordon "$NODE_NAME"
+# Evictions only (never --disable-eviction): a PodDisruptionBudget that allows no disruption holds the drain.
+if ! kube drain "$NODE_NAME" --ignore-daemonsets --delete-emptydir-data --timeout="${DRAIN_TIMEOUT}s"; then
+  log "draining $NODE_NAME did not finish within ${DRAIN_TIMEOUT}s: a PodDisruptionBudget (kubectl get pdb -A)"
+  log "or a pod without a controller holds it. The node stays cordoned and its machine is kept;"
+  log "fix the cause, then run pulumi up again (or kubectl uncordon $NODE_NAME to keep it)."
+  exit 1
+fi
+
+members=0
+if [ "$ETCD_MEMBER" = true ]; then
+  members=$(kube get nodes -l node-role.kubernetes.io/etcd=true -o name | wc -l)
+  if [ "$members" -le 1 ]; then
+    # The only member: removing it would end etcd, and the cluster goes with this server anyway.
+    log "$NODE_NAME holds the only etcd member; it is not removed"
+  fi
+fi
+if [ "$members" -gt 1 ]; then
+  # K3s' etcd member controller removes the member of a node annotated so, and records it in
+  # etcd.k3s.cattle.io/removed-node-name (k3s pkg/etcd/member_controller.go).
+  log "removing the etcd member of $NODE_NAME"
+  kube annotate node "$NODE_NAME" --overwrite etcd.k3s.cattle.io/remove=true
+  waited=0
+  until [ -n "$(kube get node "$NODE_NAME" -o 'jsonpath={.metadata.annotations.etcd\.k3s\.cattle\.io/removed-node-name}' 2>/dev/null || true)" ]; do
+    if [ "$waited" -ge "$ETCD_TIMEOUT" ]; then
+      log "the etcd member of $NODE_NAME was not removed within ${ETCD_TIMEOUT}s; its machine is kept"
+      exit 1
+    fi
+    sleep 5
+    waited=$((waited + 5))
+  done
+fi
+
+kube delete node "$NODE_NAME" --ignore-not-found
+# Stopped so the kubelet cannot register the Node again before the machine is gone.
+systemctl stop "$K3S_SERVICE" 2>/dev/null || true
+log "$NODE_NAME drained and removed from the cluster"

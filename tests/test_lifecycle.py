@@ -1,0 +1,226 @@
+"""Node lifecycle: a node is drained, its etcd member removed and its Node deleted before its machine goes.
+
+The Pulumi side is checked on the recorded production program (what runs on delete, on which node, and
+what it waits for); the drain script itself is run with stub `k3s` and `systemctl` commands, so its
+order of calls and its skip/fail paths are observed, not read.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, GUARD, drain_script
+from tests.conftest import base_raw, script_param, stack_run
+from tools import mockrun
+from tools.mockrun import Run, Secret
+
+CMD = "command:remote:Command"
+SERVER = "hcloud:index/server:Server"
+
+
+def drains(run: Run) -> dict[str, object]:
+    return {r.name.removeprefix("drain-"): r for r in run.of_type(CMD) if r.name.startswith("drain-")}
+
+
+def test_every_node_has_a_drain_that_runs_on_delete_on_the_node_itself(production):
+    servers = {r.name: r for r in production.of_type(SERVER)}
+    found = drains(production)
+    assert set(found) == set(servers), "each server's node is drained before the server goes"
+    for name, drain in found.items():
+        assert drain.inputs["create"] == "cat >/dev/null", "creating the command drains nothing"
+        assert drain.inputs["delete"] == "bash -s", "deleting it runs its script (stdin)"
+        assert servers[name].urn in drain.dependencies, "Pulumi deletes the drain before the server"
+        assert drain.inputs["connection"] == production.named(f"k3s-{name}", CMD).inputs["connection"], \
+            "it runs on the node that leaves (its K3s is stopped last)"
+        stdin = drain.inputs["stdin"]
+        assert isinstance(stdin, Secret), "the script carries the service account token"
+        assert script_param(stdin.value, "NODE_NAME") == f"adp-production-{name}"
+
+
+def test_a_replaced_server_replaces_its_drain_first(production):
+    """Servers are replaced delete-before-replace (a K3s node name exists once); the drain's trigger is the
+    server's id, and only the trigger replaces the drain, so Pulumi deletes (runs) the drain before the
+    server is deleted, and never drains a node because another one changed."""
+    for name, drain in drains(production).items():
+        server = production.named(name, SERVER)
+        assert server.options["deleteBeforeReplace"] is True
+        assert drain.options["deleteBeforeReplace"] is True
+        assert "triggers" in drain.options["replaceOnChanges"]
+        assert drain.inputs["triggers"] == [mockrun._fake_id(name)], "the server's id, nothing else"
+
+
+@pytest.mark.parametrize("stack", ["staging-aws", "staging-gcp", "staging-azure"])
+def test_cloud_servers_are_replaced_delete_before_replace(stack):
+    run = stack_run(stack)
+    machines = [r for r in run.resources if r.type in ("aws:ec2/instance:Instance", "gcp:compute/instance:Instance",
+                                                        "azure-native:compute:VirtualMachine")]
+    assert machines and all(m.options["deleteBeforeReplace"] is True for m in machines)
+    found = drains(run)
+    assert set(found) == {m.name for m in machines}
+    for machine in machines:  # Azure servers' `server` is a remote command: the VM's id is the trigger
+        assert found[machine.name].inputs["triggers"] == [mockrun._fake_id(machine.name)]
+
+
+def test_existing_hosts_drain_only_when_they_leave_the_config():
+    """Bare metal: a host's firewall command is re-run (a new id) when its script changes; that must not
+    drain the node. The trigger is the host's private address."""
+    run = stack_run("production-baremetal")
+    hosts = {n.removeprefix("adp-production-baremetal-"): v for n, v in run.outputs["nodes"].items()}
+    found = drains(run)
+    assert found and {name: d.inputs["triggers"] for name, d in found.items()} == {
+        name: [hosts[name]["privateIp"]] for name in found}
+
+
+def test_pools_drain_one_node_at_a_time_highest_index_first(production):
+    """Each drain depends on the previous node's: deletes run in reverse, one at a time per pool, so a
+    shrinking control plane loses one etcd member at a time and a pool's disruption budgets see one node."""
+    found = drains(production)
+    for pool, count in (("control-plane", 3), ("general", 5), ("scylladb", 3)):
+        for index in range(2, count + 1):
+            later, earlier = found[f"{pool}-{index}"], found[f"{pool}-{index - 1}"]
+            assert earlier.urn in later.dependencies
+    assert found["general-1"].urn not in found["scylladb-2"].dependencies, "pools drain independently"
+
+
+def test_servers_remove_their_etcd_member_agents_do_not(production):
+    found = drains(production)
+    assert script_param(found["control-plane-2"].inputs["stdin"].value, "ETCD_MEMBER") == "true"
+    assert script_param(found["control-plane-2"].inputs["stdin"].value, "K3S_SERVICE") == "k3s"
+    assert script_param(found["scylladb-1"].inputs["stdin"].value, "ETCD_MEMBER") == "false"
+    assert script_param(found["scylladb-1"].inputs["stdin"].value, "K3S_SERVICE") == "k3s-agent"
+
+
+def test_drain_reaches_the_api_privately_with_its_own_service_account(production):
+    script = drains(production)["general-1"].inputs["stdin"].value
+    assert script_param(script, "API_SERVER") == "https://10.0.1.254:6443", "the private API load balancer"
+    read = production.named("node-lifecycle-token", CMD)
+    assert read.inputs["connection"].value == production.named("k3s-control-plane-1", CMD).inputs["connection"].value
+    assert "stdout" in read.options["additionalSecretOutputs"]
+    role = production.named("node-lifecycle", "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")
+    granted = {(res, verb) for rule in role.inputs["rules"] for res in rule["resources"] for verb in rule["verbs"]}
+    assert ("pods/eviction", "create") in granted and ("nodes", "delete") in granted
+    assert not any(verb in ("*", "escalate", "bind") or res in ("secrets", "*") for res, verb in granted)
+    assert ("pods", "delete") not in granted, "pods leave by eviction only: disruption budgets apply"
+
+
+def test_destroy_deletes_the_guard_before_any_drain(production):
+    guard = production.named("node-lifecycle-guard", "kubernetes:core/v1:ConfigMap")
+    assert guard.inputs["metadata"]["name"] == GUARD
+    assert {d.urn for d in drains(production).values()} <= set(guard.dependencies)
+
+
+# --- the drain script, run against stub k3s/systemctl ---------------------------------------------
+
+STUB_K3S = r"""#!/usr/bin/env bash
+printf '%s\n' "$*" >>"$CALLS"
+args=" $* "
+case "$args" in
+  *" get configmap "*)
+    [ "${API:-up}" = down ] && exit 1
+    [ "${GUARD:-present}" = present ] && echo configmap/guard
+    exit 0 ;;
+  *" get node "*"--ignore-not-found -o name "*)
+    [ "${NODE:-present}" = present ] && echo node/n
+    exit 0 ;;
+  *" get node "*"jsonpath="*) echo removed-member; exit 0 ;;
+  *" get nodes -l node-role.kubernetes.io/etcd=true "*)
+    for i in $(seq 1 "${MEMBERS:-3}"); do echo "node/server-$i"; done
+    exit 0 ;;
+  *" drain "*) exit "${DRAIN_RC:-0}" ;;
+esac
+exit 0
+"""
+
+
+class FakeNode:
+    def __init__(self, role: str):
+        from providers.base import NodeSpec
+        self.spec = NodeSpec("n", "p", 0, role, "general", None, None, None, {}, ())
+        self.hostname = "adp-test-n"
+
+
+def run_drain(tmp_path: Path, role: str = "agent", **env: str) -> tuple[int, list[str], str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (("k3s", STUB_K3S), ("systemctl", 'printf "systemctl %s\\n" "$*" >>"$CALLS"\n')):
+        path = bin_dir / name
+        path.write_text(body if body.startswith("#!") else "#!/usr/bin/env bash\n" + body)
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    calls = tmp_path / "calls"
+    calls.touch()
+    script = drain_script(FakeNode(role), "10.0.1.254", "b2ZmbGluZQ==", "secret-token-value")
+    result = subprocess.run(["bash", "-s"], input=script, capture_output=True, text=True, timeout=60,
+                            env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), **env})
+    return result.returncode, calls.read_text().splitlines(), result.stderr
+
+
+def test_drain_script_order_for_a_server(tmp_path):
+    code, calls, err = run_drain(tmp_path, role="server")
+    assert code == 0, err
+    steps = [c.split()[0] if c.startswith("systemctl") else next(
+        w for w in c.split() if w in ("get", "cordon", "drain", "annotate", "delete")) for c in calls]
+    assert steps == ["get", "get", "cordon", "drain", "get", "annotate", "get", "delete", "systemctl"]
+    drain = next(c for c in calls if " drain " in f" {c} ")
+    assert "--ignore-daemonsets" in drain and "--delete-emptydir-data" in drain
+    assert f"--timeout={DRAIN_TIMEOUT_SECONDS}s" in drain
+    assert "--disable-eviction" not in drain and "--force" not in drain
+    assert any("etcd.k3s.cattle.io/remove=true" in c for c in calls)
+    assert calls[-1] == "systemctl stop k3s"
+    assert "secret-token-value" not in err, "the token is never logged"
+
+
+def test_drain_script_for_an_agent_skips_etcd(tmp_path):
+    code, calls, _ = run_drain(tmp_path, role="agent")
+    assert code == 0
+    assert not any("annotate" in c for c in calls)
+    assert any(c.startswith("delete node") or " delete node " in f" {c} " for c in calls)
+    assert calls[-1] == "systemctl stop k3s-agent"
+
+
+@pytest.mark.parametrize("env, why", [({"GUARD": "absent"}, "destroy"), ({"API": "down"}, "does not answer")])
+def test_drain_script_skips_on_destroy_and_without_an_api(tmp_path, env, why):
+    code, calls, err = run_drain(tmp_path, role="server", **env)
+    assert code == 0 and why in err
+    assert not any(w in c for c in calls for w in (" drain ", "cordon", "annotate", "delete"))
+
+
+def test_the_last_etcd_member_is_not_removed(tmp_path):
+    """Replacing a one-server control plane: removing the only member would fail (and end etcd)."""
+    code, calls, err = run_drain(tmp_path, role="server", MEMBERS="1")
+    assert code == 0 and "only etcd member" in err
+    assert not any("annotate" in c for c in calls)
+    assert calls[-1] == "systemctl stop k3s"
+
+
+def test_drain_script_is_idempotent_when_the_node_is_gone(tmp_path):
+    code, calls, _ = run_drain(tmp_path, NODE="absent")
+    assert code == 0
+    assert not any("cordon" in c or " drain " in f" {c} " for c in calls)
+
+
+def test_a_blocked_drain_keeps_the_machine(tmp_path):
+    code, calls, err = run_drain(tmp_path, role="server", DRAIN_RC="1")
+    assert code != 0, "a failed delete stops Pulumi before it deletes the server"
+    assert "PodDisruptionBudget" in err
+    assert not any("annotate" in c or c.startswith("systemctl") or " delete " in f" {c} " for c in calls)
+
+
+# --- quorum ----------------------------------------------------------------------------------------
+
+def test_production_refuses_a_control_plane_without_quorum_to_spare():
+    from tests.test_config import one_problem
+    msg = one_problem(base_raw(cluster={"controlPlane": {"count": 1}}))
+    assert msg.startswith("adplatform:cluster.controlPlane.count must be at least 3 in the production profile")
+    assert msg.endswith("got 1")
+
+
+def test_staging_may_run_one_server():
+    from config import load
+    from tests.test_config import SECRET
+    loaded = load("test", base_raw(profile="staging", cluster={"controlPlane": {"count": 1}}), SECRET)
+    assert loaded.config.cluster.control_plane.count == 1
