@@ -19,7 +19,7 @@ from typing import Any
 
 from config import ConfigError
 from tools.mockrun import ROOT, stacks
-from tools.plan.__main__ import DEFAULT_OUT, plan_stack
+from tools.plan.__main__ import DEFAULT_OUT, plan_stack, write
 from tools.plan import diffpicture
 from tools.plan.timing import minutes
 
@@ -191,8 +191,8 @@ def main(argv: list[str]) -> int:
             base = plan_in(tree, stack)
             changes = diff_plans(base, head)
             sections.append(render(stack, args.base, changes))
-            if head is not None:  # the picture of the change, next to diff.md
-                args.out.parent.mkdir(parents=True, exist_ok=True)
+            if head is not None:  # the head's report (<stack>.html) and the picture of the change, next to diff.md
+                write(head, args.out.parent)
                 (args.out.parent / f"{stack}.diff.svg").write_text(diffpicture.svg(base, head, changes, args.base))
     text = f"## Offline plan diff against `{args.base}`\n\n" + "\n".join(sections)
     args.out.parent.mkdir(parents=True, exist_ok=True)
