@@ -86,7 +86,7 @@ pulumi-cli:
 ## make docs: refresh the platform picture the README shows (docs/plan/production.svg)
 docs: venv
 	$(BIN)/python -m tools.plan production --quiet --out docs/plan
-	rm -f docs/plan/production.json docs/plan/production.policy.json
+	rm -f docs/plan/production.json docs/plan/production.policy.json docs/plan/production.timeline.svg docs/plan/production.html
 
 ## make test: the whole test suite, offline
 test: venv node-tools

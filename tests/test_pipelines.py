@@ -335,3 +335,18 @@ def test_destroying_production_needs_confirmation():
 def test_real_path_targets_say_when_the_cli_is_missing(target):
     result = _make(target, "STACK=staging", "PULUMI=/nonexistent/pulumi")
     assert result.returncode != 0 and "the Pulumi CLI is not installed" in result.stderr
+
+
+def test_plan_diff_note_links_the_html_reports_kept_as_artifacts(tmp_path):
+    text = tmp_path / "diff.md"
+    text.write_text("## Offline plan diff\n")
+    env = {"CI_MERGE_REQUEST_IID": "7", "CI_PROJECT_ID": "1", "CI_API_V4_URL": "https://x/api/v4",
+           "CI_JOB_URL": "https://gitlab.example.com/g/p/-/jobs/42"}
+    api = FakeGitLab([])
+    assert mr_note.main(["plan-diff", "t", str(text), "build/plan/production.html"], env, api) == 0
+    note = api.calls[-1][2]["body"]
+    assert "[production.html](https://gitlab.example.com/g/p/-/jobs/42/artifacts/file/build/plan/production.html)" in note
+    assert note.index("production.html") < note.index("````text"), "the link is outside the text block"
+    plan_diff = yaml.safe_load((ROOT / ".gitlab-ci.yml").read_text())["plan-diff"]
+    assert any("build/plan/*.html" in line for line in plan_diff["script"])
+    assert plan_diff["artifacts"]["paths"] == ["build/plan/"]

@@ -1,5 +1,6 @@
-"""`python -m tools.ci.mr_note KEY TITLE FILE`: put FILE on the GitLab merge request as one note per KEY,
-edited in place on every new push instead of piling up.
+"""`python -m tools.ci.mr_note KEY TITLE FILE [ARTIFACT ...]`: put FILE on the GitLab merge request as one
+note per KEY, edited in place on every new push instead of piling up; each ARTIFACT (a path the job keeps
+as an artifact, such as build/plan/production.html) is linked above the text.
 
 Runs in a merge-request pipeline; needs `ADPLATFORM_GITLAB_TOKEN` (a project access token with the
 `api` scope, stored as a masked CI/CD variable: the job token cannot write notes). Without it (forks,
@@ -26,12 +27,19 @@ def marker(key: str) -> str:
     return f"<!-- adplatform:{key} -->"
 
 
-def body(key: str, title: str, text: str) -> str:
+def links(paths: list[str], job_url: str | None) -> str:
+    """Markdown links to the job's artifacts (GitLab serves them under <job>/artifacts/file/<path>)."""
+    if not job_url:
+        return ""
+    return "".join(f"- [{Path(p).name}]({job_url}/artifacts/file/{urllib.parse.quote(p)})\n" for p in paths) + "\n"
+
+
+def body(key: str, title: str, text: str, artifacts: str = "") -> str:
     if len(text) > LIMIT:
         half = LIMIT // 2
         text = f"{text[:half]}\n\n... {len(text) - LIMIT} characters cut: see the job log ...\n\n{text[-half:]}"
     fence = "````"
-    return f"{marker(key)}\n#### {title}\n\n{fence}text\n{text.rstrip()}\n{fence}\n"
+    return f"{marker(key)}\n#### {title}\n\n{artifacts}{fence}text\n{text.rstrip()}\n{fence}\n"
 
 
 def upsert(request: Request, notes_path: str, key: str, content: str) -> str:
@@ -62,10 +70,10 @@ def gitlab(api: str, token: str) -> Request:
 
 def main(argv: list[str], env: dict[str, str] | None = None, request: Request | None = None) -> int:
     env = dict(os.environ if env is None else env)
-    if len(argv) != 3:
-        print("usage: python -m tools.ci.mr_note KEY TITLE FILE", file=sys.stderr)
+    if len(argv) < 3:
+        print("usage: python -m tools.ci.mr_note KEY TITLE FILE [ARTIFACT ...]", file=sys.stderr)
         return 2
-    key, title, path = argv
+    key, title, path = argv[:3]
     text = Path(path).read_text() if Path(path).exists() else f"({path} was not produced: see the job log)"
     token, iid = env.get("ADPLATFORM_GITLAB_TOKEN"), env.get("CI_MERGE_REQUEST_IID")
     if not iid or not (token or request):
@@ -73,7 +81,7 @@ def main(argv: list[str], env: dict[str, str] | None = None, request: Request | 
         return 0
     project = urllib.parse.quote(env["CI_PROJECT_ID"], safe="")
     notes_path = f"/projects/{project}/merge_requests/{iid}/notes"
-    done = upsert(request or gitlab(env["CI_API_V4_URL"], token or ""), notes_path, key, body(key, title, text))
+    done = upsert(request or gitlab(env["CI_API_V4_URL"], token or ""), notes_path, key, body(key, title, text, links(argv[3:], env.get("CI_JOB_URL"))))
     print(f"mr_note: {done} the {key} note on merge request !{iid}")
     return 0
 

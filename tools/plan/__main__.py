@@ -10,7 +10,7 @@ from typing import Any
 
 from config import ConfigError
 from tools.mockrun import ROOT, run_stack, stacks
-from tools.plan import draw, model, report
+from tools.plan import architecture, html, model, report, timeline
 
 DEFAULT_OUT = ROOT / "build" / "plan"
 
@@ -20,12 +20,16 @@ def plan_stack(stack: str) -> dict[str, Any]:
 
 
 def write(plan: dict[str, Any], out: Path) -> dict[str, Path]:
-    """build/plan/<stack>.json, .svg and .policy.json (the pack's config for `--policy-pack-config`)."""
+    """build/plan/<stack>.json, .svg (architecture), .timeline.svg, .html (both and the rest, one page)
+    and .policy.json (the pack's config for `--policy-pack-config`)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / f"{plan['stack']}.json", "svg": out / f"{plan['stack']}.svg",
+             "timeline": out / f"{plan['stack']}.timeline.svg", "html": out / f"{plan['stack']}.html",
              "policy": out / f"{plan['stack']}.policy.json"}
     paths["json"].write_text(json.dumps(plan, indent=1, sort_keys=True, default=str) + "\n")
-    paths["svg"].write_text(draw.svg(plan))
+    paths["svg"].write_text(architecture.svg(plan))
+    paths["timeline"].write_text(timeline.svg(plan))
+    paths["html"].write_text(html.render(plan))
     # Only the admin CIDRs: production-stateful-protected decides by stack name (production*).
     paths["policy"].write_text(json.dumps({
         "admin-ports-from-admin-cidrs": {"adminCidrs": plan["policy"]["settings"]["adminCidrs"]},

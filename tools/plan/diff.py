@@ -19,7 +19,8 @@ from typing import Any
 
 from config import ConfigError
 from tools.mockrun import ROOT, stacks
-from tools.plan.__main__ import DEFAULT_OUT, plan_stack
+from tools.plan.__main__ import DEFAULT_OUT, plan_stack, write
+from tools.plan import diffpicture
 from tools.plan.timing import minutes
 
 MAX_PATHS = 8  # changed input paths listed per resource
@@ -187,7 +188,12 @@ def main(argv: list[str]) -> int:
             except ConfigError as exc:
                 print(f"plan-diff: stack {stack} does not validate:\n{exc}", file=sys.stderr)
                 return 1
-            sections.append(render(stack, args.base, diff_plans(plan_in(tree, stack), head)))
+            base = plan_in(tree, stack)
+            changes = diff_plans(base, head)
+            sections.append(render(stack, args.base, changes))
+            if head is not None:  # the head's report (<stack>.html) and the picture of the change, next to diff.md
+                write(head, args.out.parent)
+                (args.out.parent / f"{stack}.diff.svg").write_text(diffpicture.svg(base, head, changes, args.base))
     text = f"## Offline plan diff against `{args.base}`\n\n" + "\n".join(sections)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

@@ -15,7 +15,7 @@ from config.catalog import ROLES
 import providers
 from policy import rules
 from tools.mockrun import Resource, Run, Secret
-from tools.plan import cost, limits, timing
+from tools.plan import cost, limits, placement, timing
 
 MASK = "[secret]"
 FORMAT = 1  # bumped when the JSON layout changes incompatibly
@@ -88,6 +88,7 @@ def build(run: Run) -> dict[str, Any]:
     order = {name: i for i, name in enumerate(plan["outputs"].get("nodes") or {})}  # config order
     plan["servers"] = sorted(cost.servers(plan) or _nodes(plan), key=lambda s: (order.get(s["name"], len(order)),
                                                                                   s["name"]))
+    plan["pools"] = placement.pools(run.stack, run.config)  # labels and taints: where workloads can run
     plan["charts"] = charts(plan)
     plan["cost"] = cost.estimate(plan)
     plan["deployTime"] = timing.estimate(plan)

@@ -73,7 +73,8 @@ def _provider_urn(reference: str) -> str:
     return reference.rsplit("::", 1)[0] if reference else ""
 
 
-def estimate(plan: dict[str, Any]) -> dict[str, Any]:
+def schedule(plan: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, int], dict[str, str | None]]:
+    """(resources by urn, finish second of each, the predecessor it waited on last) of a first deploy."""
     resources = {r["urn"]: r for r in plan["resources"]}
     waits_for: dict[str, list[str]] = {urn: [] for urn in resources}
     for r in plan["resources"]:
@@ -88,20 +89,31 @@ def estimate(plan: dict[str, Any]) -> dict[str, Any]:
         before = max(waits_for[urn], key=lambda p: finish[p], default=None)
         via[urn] = before
         finish[urn] = (finish[before] if before else 0) + duration(resources[urn])
+    return resources, finish, via
 
+
+def estimate(plan: dict[str, Any]) -> dict[str, Any]:
+    resources, finish, via = schedule(plan)
     serial = sum(duration(r) for r in resources.values())
     if not finish:
         return {"criticalPathSeconds": 0, "serialSeconds": 0, "parallelism": 1.0, "criticalPath": []}
-    end: str | None = max(finish, key=lambda u: finish[u])
+    chain = [{"name": resources[urn]["name"], "type": resources[urn]["type"], "seconds": duration(resources[urn])}
+             for urn in critical_chain(resources, finish, via)]
+    critical = max(finish.values())
+    return {"criticalPathSeconds": critical, "serialSeconds": serial,
+            "parallelism": round(serial / critical, 1) if critical else 1.0, "criticalPath": chain}
+
+
+def critical_chain(resources: dict[str, dict[str, Any]], finish: dict[str, int],
+                   via: dict[str, str | None]) -> list[str]:
+    """Urns of the resources that take time on the longest chain, first to last."""
+    end: str | None = max(finish, key=lambda u: finish[u]) if finish else None
     chain = []
     while end is not None:
         if duration(resources[end]):
-            chain.append({"name": resources[end]["name"], "type": resources[end]["type"],
-                          "seconds": duration(resources[end])})
+            chain.append(end)
         end = via[end]
-    critical = max(finish.values())
-    return {"criticalPathSeconds": critical, "serialSeconds": serial,
-            "parallelism": round(serial / critical, 1) if critical else 1.0, "criticalPath": chain[::-1]}
+    return chain[::-1]
 
 
 def _topological(waits_for: dict[str, list[str]]) -> list[str]:

@@ -1,0 +1,203 @@
+"""The plan's pictures and HTML report: the architecture, the deploy timeline, the diff picture."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from urllib.parse import urlparse
+
+import pytest
+
+from tests.conftest import ROOT, base_raw, run_raw, stack_run
+from tools.mockrun import stacks
+from tools.plan import architecture, diff, diffpicture, html, model, timeline
+from tools.plan.svgtext import PAD, width
+
+SVG = "{http://www.w3.org/2000/svg}"
+CHROMIUM = "/usr/bin/chromium"
+BOXES = ("box", "pool", "store", "ext")
+
+
+@pytest.fixture(scope="module")
+def plan(production):
+    return model.build(production)
+
+
+def _texts(picture: str) -> list[str]:
+    return [t.text or "" for t in ET.fromstring(picture).iter(f"{SVG}text")]
+
+
+def _hosts(outputs: dict) -> set[str]:
+    urls = [u for info in (outputs.get("platform") or {}).values() if info.get("enabled")
+            for u in (info.get("urls") or {}).values()]
+    urls += [svc["url"] for svc in (outputs.get("adServices") or {}).values() if svc.get("url")]
+    return {urlparse(u).hostname for u in urls}
+
+
+def test_pictures_and_report_are_byte_identical_between_runs(plan, tmp_path):
+    """Another process (another hash seed) writes exactly the same files."""
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    done = subprocess.run([sys.executable, "-m", "tools.plan", "production", "--out", str(tmp_path), "--quiet"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "production.svg").read_text() == architecture.svg(plan)
+    assert (tmp_path / "production.timeline.svg").read_text() == timeline.svg(plan)
+    assert (tmp_path / "production.html").read_text() == html.render(plan)
+
+
+@pytest.mark.parametrize("stack", stacks())
+def test_every_pool_store_service_and_hostname_is_in_the_picture(stack):
+    built = model.build(stack_run(stack))
+    texts = _texts(architecture.svg(built))
+    joined = "\n".join(texts)
+    outputs = built["outputs"]
+    for pool in {n["pool"] for n in (outputs.get("nodes") or {}).values()}:
+        assert f"pool {pool}" in texts
+    for store in outputs.get("dataPlane") or {}:
+        assert store in texts, store
+    for service in outputs.get("adServices") or {}:
+        assert service in texts, service
+    for host in _hosts(outputs):
+        assert host in texts, host
+    assert all(cidr in joined for cidr in built["config"]["adplatform:adminCidrs"])
+
+
+def test_pool_boxes_say_servers_cost_and_what_runs_there(plan):
+    facts = architecture.facts(plan)
+    pools = {p["name"]: p for p in facts["pools"]}
+    assert pools["scylladb"]["types"] == "3 x ccx43" and pools["scylladb"]["locations"] == ["fsn1"]
+    assert pools["scylladb"]["monthly"] == plan["cost"]["pools"]["scylladb"]
+    # From the program's scheduling: the stores on their dedicated pools, ad services on the untainted one.
+    assert pools["scylladb"]["runs"]["stores"] == ["scylladb"]
+    assert pools["stateful"]["runs"]["stores"] == ["dragonfly", "objectStorage", "postgres"]
+    assert "ad-serving" in pools["general"]["runs"]["ad services"]
+    assert "gitlab" in pools["general"]["runs"]["platform"]
+    assert "ad services" not in pools["control-plane"]["runs"], "the servers' NoExecute taint keeps them off"
+    assert "scylladb" not in pools["general"]["runs"].get("stores", [])
+    # DaemonSet agents that tolerate every taint are listed apart, not as workloads of every pool.
+    assert "log-collector" in facts["agents"]
+    services = {s["name"]: s for s in facts["services"]}
+    assert services["ad-serving"]["stores"] == ["scylladb", "dragonfly", "redpanda"]
+    assert {b["where"] for b in facts["backups"]} >= {"s3://adp-production-backups/production/data/postgres"}
+
+
+def test_no_label_is_wider_than_its_box(plan):
+    """The width model (which a real browser confirms below) holds every label inside its box."""
+    root = ET.fromstring(architecture.svg(plan))
+    rects = [(float(r.get("x")), float(r.get("y")), float(r.get("width")), float(r.get("height")))
+             for r in root.iter(f"{SVG}rect") if (r.get("class") or "").split(" ")[0] in BOXES]
+    checked = 0
+    for t in root.iter(f"{SVG}text"):
+        x, y = float(t.get("x")), float(t.get("y"))
+        inside = [r for r in rects if r[0] <= x <= r[0] + r[2] and r[1] <= y <= r[1] + r[3]]
+        if not inside:
+            continue
+        rx, _, rw, _ = min(inside, key=lambda r: r[2] * r[3])
+        size = {"name": 13}.get(t.get("class"), 11)
+        assert x + width(t.text or "", size, t.get("class") == "name") <= rx + rw, t.text
+        checked += 1
+    assert checked > 100
+    assert "…" not in "".join(_texts(architecture.svg(plan))) and "..." not in "".join(_texts(architecture.svg(plan)))
+
+
+def test_a_hundred_node_stack_is_aggregated_per_pool():
+    built = model.build(run_raw(base_raw(profile="staging", cluster={"pools": [{"name": "general", "count": 93}]})))
+    picture = architecture.svg(built)
+    root = ET.fromstring(picture)
+    assert len(built["servers"]) == 100
+    assert any(t.startswith("93 x ") for t in _texts(picture))
+    assert int(root.get("width")) <= 2000 and int(root.get("height")) <= 2600
+    pool_boxes = [r for r in root.iter(f"{SVG}rect") if (r.get("class") or "").startswith("pool")]
+    assert len(pool_boxes) == len({s["pool"] for s in built["servers"]}) < 10, "one box per pool, not per server"
+
+
+def test_timeline_critical_path_is_the_plans(plan):
+    rows = timeline.rows(plan)
+    assert [(s["name"], s["type"], s["seconds"]) for s in rows["critical"]] == \
+        [(s["name"], s["type"], s["seconds"]) for s in plan["deployTime"]["criticalPath"]]
+    assert rows["critical"][-1]["end"] == plan["deployTime"]["criticalPathSeconds"] == rows["total"]
+    for before, after in zip(rows["critical"], rows["critical"][1:]):
+        assert after["start"] >= before["end"], "each step starts when the one it waits on ends"
+    root = ET.fromstring(timeline.svg(plan))
+    highlighted = [t.text for t in root.iter(f"{SVG}text") if t.get("class") == "crit"][1:]
+    assert [h.split(" (")[0] for h in highlighted] == [s["name"] for s in plan["deployTime"]["criticalPath"]]
+    assert {l["layer"] for l in rows["layers"]} >= {"providers", "k3s", "data", "platform"}
+
+
+def test_diff_picture_marks_a_changed_pool_an_added_host_and_the_deltas(plan):
+    head = copy.deepcopy(plan)
+    server = next(r for r in head["resources"] if r["urn"] == next(
+        s["urn"] for s in head["servers"] if s["pool"] == "redpanda"))
+    server["inputs"]["serverType"] = "ccx43"
+    route = next(r for r in head["resources"] if r["type"] == architecture.ROUTE and r["name"] == "grafana-route")
+    route["inputs"]["spec"]["hostnames"] = ["dashboards.ads.example.com"]
+    head["cost"] = {**head["cost"], "total": head["cost"]["total"] + 10}
+    changes = diff.diff_plans(plan, head)
+    root = ET.fromstring(diffpicture.svg(plan, head, changes, "main"))
+    marked = {(r.get("class"), r.find(f"{SVG}title").text) for r in root.iter(f"{SVG}rect")
+              if r.find(f"{SVG}title") is not None}
+    assert ("pool changed", "changed: pool:redpanda") in marked
+    assert ("box added", "added: host:dashboards.ads.example.com") in marked
+    assert not any("pool:scylladb" in title for _, title in marked), "an untouched pool is not marked"
+    texts = "\n".join(_texts(ET.tostring(root, encoding="unicode")))
+    assert "(+10.00)" in texts and "removed: host:grafana.ads.example.com" in texts
+
+
+def test_html_report_is_self_contained(plan):
+    page = html.render(plan)
+    assert "<script" not in page and "<link" not in page
+    assert not re.search(r'(src|href)="(https?:)?//', page)
+    assert page.count("<svg") == 2
+    for section in ("Cost", "Warnings", "Policy pack", "Outputs (secrets masked)"):
+        assert f"<h2>{section}" in page
+    assert '"kubeconfig": "[secret]"' in page and "offline-placeholder" not in page
+
+
+def _chromium(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                           "--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
+
+
+needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM) or shutil.which(CHROMIUM) is None,
+                                    reason=f"{CHROMIUM} is not installed (Debian: apt-get install -y chromium)")
+
+
+@needs_chromium
+def test_html_report_opens_in_chromium_without_console_errors(plan, tmp_path):
+    page = tmp_path / "production.html"
+    page.write_text(html.render(plan))
+    shot = tmp_path / "shot.png"
+    done = _chromium(f"--screenshot={shot}", "--window-size=1400,2400", page.as_uri(), cwd=tmp_path)
+    console = [line for line in done.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert console == [], console
+    header = shot.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", header[16:24]) == (1400, 2400)
+    assert shot.stat().st_size > 50_000, "a page with two pictures, not a blank one"
+
+
+@needs_chromium
+def test_chromium_measures_every_label_within_the_width_model(plan, tmp_path):
+    """The browser's own text lengths never exceed the model the boxes are sized by."""
+    picture = architecture.svg(plan)
+    probe = tmp_path / "probe.html"
+    probe.write_text("<!DOCTYPE html><html><body>" + picture + "<pre id=out></pre><script>"
+                     "const rows=[];for(const t of document.querySelectorAll('text')){rows.push("
+                     "[t.textContent,t.getAttribute('class'),t.getComputedTextLength()])}"
+                     "document.getElementById('out').textContent=JSON.stringify(rows);</script></body></html>")
+    done = _chromium("--dump-dom", probe.as_uri(), cwd=tmp_path)
+    measured = json.loads(re.search(r'<pre id="out">(.*?)</pre>', done.stdout, re.S).group(1)
+                          .replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"'))
+    sizes = {"title": (18, True), "sub": (12, False), "panel": (15, True), "name": (13, True)}
+    over = [(text, real) for text, cls, real in measured
+            if real > width(text, *sizes.get(cls, (11, False))) - 1]
+    assert len(measured) > 100 and over == []
+    assert PAD > 0
