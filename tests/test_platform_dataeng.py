@@ -303,7 +303,7 @@ def test_spark_jobs_run_under_a_quota_from_config(production, staging_on):
         quota = run.named("spark-jobs-quota", "kubernetes:core/v1:ResourceQuota").inputs
         assert quota["metadata"]["namespace"] == "spark-jobs"
         assert {k: quota["spec"]["hard"][k] for k in expected} == expected
-        assert quota["spec"]["hard"]["services.loadbalancer"] == "0"
+        assert quota["spec"]["hard"]["services.loadbalancers"] == "0"
         limits = run.named("spark-jobs-limits", "kubernetes:core/v1:LimitRange").inputs
         assert limits["metadata"]["namespace"] == "spark-jobs"
 
