@@ -153,7 +153,10 @@ def test_airflow_admin_password_comes_from_a_secret_not_the_values(production):
     job = values(production, "airflow")["createUserJob"]
     assert job["env"] == [{"name": "AIRFLOW_ADMIN_PASSWORD",
                            "valueFrom": {"secretKeyRef": {"name": "airflow-admin", "key": "password"}}}]
-    assert '--password "${AIRFLOW_ADMIN_PASSWORD}"' in job["args"][-1] and "--role Admin" in job["args"][-1]
+    command = job["args"][-1]
+    assert "--password" not in command, "a password in an argument list is readable in /proc"
+    assert command.startswith("set -o pipefail; printf '%s\\n%s\\n' \"${AIRFLOW_ADMIN_PASSWORD}\" ")
+    assert "| airflow users create --role Admin" in command, "getpass reads the password (twice) from stdin"
     admin = secret_values(production, "airflow-admin")
     assert admin["username"] == "admin" and admin["password"] not in json.dumps(values(production, "airflow"))
     assert values(production, "airflow")["config"]["core"]["auth_manager"].endswith("FabAuthManager")
