@@ -164,9 +164,11 @@ def nft_ruleset(admin_cidrs: Sequence[str], private_cidrs: Sequence[str]) -> str
         # IPv6 needs neighbour discovery (link-local, hop limit 255) or the host loses its v6 reachability.
         "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } "
         'ip6 hoplimit 255 accept comment "IPv6 neighbour discovery"',
-        # Hosts with DHCP-configured interfaces keep their leases (broadcast replies match no conntrack entry).
-        'udp sport 67 udp dport 68 accept comment "DHCPv4 replies"',
-        'ip6 saddr fe80::/10 udp sport 547 udp dport 546 accept comment "DHCPv6 replies"',
+        # DHCP replies only from the host's own link. DHCPv4 needs no rule: clients (systemd-networkd, dhclient,
+        # dhcpcd) take offers and acks on packet sockets, ahead of this hook, and a renewal's unicast reply is
+        # `established`; an open 67->68 rule would only let any address on the internet feed the client's UDP
+        # socket. DHCPv6 replies come from a link-local address, which no router forwards.
+        'ip6 saddr fe80::/10 udp sport 547 udp dport 546 accept comment "DHCPv6 replies from the link"',
     ]
     for family in (4, 6):
         nets = [c for c in private_cidrs if ipaddress.ip_network(c).version == family]

@@ -72,6 +72,29 @@ SERVER_TYPES = {
 # this custom role, and acting as the instance's own service account when attaching.
 PD_CSI_PERMISSIONS = ("compute.instances.get", "compute.instances.attachDisk", "compute.instances.detachDisk",
                       "compute.disks.get")
+# The driver's disks and snapshots carry the external-provisioner's and -snapshotter's names (pvc-<uid>,
+# snapshot-<uid>). The nodes' disk rights are narrowed to them by an IAM condition on resource names (IAM
+# Conditions support compute.googleapis.com/Disk, Snapshot and Instance): the account can no longer delete
+# or snapshot the boot disks (named after their instances) or any other disk of the project, and attaches
+# only to this stack's instances.
+CSI_DISK_PREFIX = "pvc-"
+CSI_SNAPSHOT_PREFIX = "snapshot-"
+
+
+def csi_disks_condition() -> str:
+    """CEL: compute.storageAdmin's disk and snapshot rights on the driver's own only; its reads of zones,
+    disk types and operations stay (they name no disk)."""
+    return ('(resource.type != "compute.googleapis.com/Disk" && resource.type != "compute.googleapis.com/Snapshot")'
+            f' || resource.name.extract("/disks/{{name}}").startsWith("{CSI_DISK_PREFIX}")'
+            f' || resource.name.extract("/snapshots/{{name}}").startsWith("{CSI_SNAPSHOT_PREFIX}")')
+
+
+def stack_instances_condition(instance_prefix: str) -> str:
+    """CEL: attach/detach on this stack's instances only (named <prefix>-<node>)."""
+    return ('resource.type != "compute.googleapis.com/Instance"'
+            f' || resource.name.extract("/instances/{{name}}").startsWith("{instance_prefix}-")')
+
+
 # Our kustomization: upstream's `noauth` overlay (GCP_PD_CSI.directory) with the driver image pinned to
 # GCP_PD_CSI_VERSION. Relative to the project root (where Pulumi.yaml is), which is the working directory
 # of the program and of the Kubernetes provider that runs kustomize; an absolute path would differ per
@@ -229,9 +252,14 @@ class GcpInfrastructure(ProviderInfrastructure):
             "pd-csi-attach", project=self._project, role_id=gcp_name(self._prefix, "pd-csi").replace("-", "_"),
             title=f"{self._prefix} PD CSI attach/detach", permissions=list(PD_CSI_PERMISSIONS), opts=self._opts())
         gcp.projects.IAMMember("nodes-pd-csi-attach", project=self._project, role=role.name, member=member,
+                               condition=gcp.projects.IAMMemberConditionArgs(
+                                   title="this stack's instances", expression=stack_instances_condition(
+                                       gcp_name(self._prefix))),
                                opts=self._opts())
         gcp.projects.IAMMember("nodes-storage-admin", project=self._project, role="roles/compute.storageAdmin",
-                               member=member, opts=self._opts())
+                               member=member, condition=gcp.projects.IAMMemberConditionArgs(
+                                   title="PD CSI volumes only", expression=csi_disks_condition()),
+                               opts=self._opts())
         # Attaching a disk to an instance acts as the instance's service account: this one only.
         gcp.serviceaccount.IAMMember("nodes-act-as-self", service_account_id=account.name,
                                      role="roles/iam.serviceAccountUser", member=member, opts=self._opts())

@@ -129,13 +129,12 @@ def test_world_reaches_only_80_and_443(production):
     lines = ruleset(production)
     unrestricted = [l for l in lines if " accept" in l and "saddr" not in l]
     # Accepted from anywhere: 80 and 443, and protocol plumbing: loopback, replies, IPv6 neighbour
-    # discovery, and DHCP replies to the DHCP client (a host booting with DHCP would get no address).
+    # discovery. No DHCPv4 rule: a world-open 67->68 let any address reach the DHCP client's socket.
     assert {l for l in unrestricted if "dport" in l or "l4proto" in l} == {
         'tcp dport 80 accept comment "HTTP to the gateway (redirects to HTTPS)"',
-        'tcp dport 443 accept comment "HTTPS to the gateway"',
-        'udp sport 67 udp dport 68 accept comment "DHCPv4 replies"'}
+        'tcp dport 443 accept comment "HTTPS to the gateway"'}
     assert {l.split(" accept")[0] for l in unrestricted} == {
-        'iif "lo"', "ct state established,related", 'tcp dport 80', 'tcp dport 443', "udp sport 67 udp dport 68",
+        'iif "lo"', "ct state established,related", 'tcp dport 80', 'tcp dport 443',
         "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } ip6 hoplimit 255"}
 
 
@@ -327,3 +326,8 @@ def test_keys_that_do_nothing_on_existing_hosts_are_refused():
 def test_gateway_keeps_client_addresses_with_local_traffic_policy(production):
     # Cilium's L2 announcements: clients reach the announcing node directly, no balancer in between.
     assert_local_traffic_policy(production)
+
+
+def test_dhcp_replies_are_accepted_only_from_the_link(production):
+    dhcp = [l for l in ruleset(production) if "dport 68" in l or "dport 546" in l]
+    assert dhcp == ['ip6 saddr fe80::/10 udp sport 547 udp dport 546 accept comment "DHCPv6 replies from the link"']

@@ -258,3 +258,17 @@ def test_subnet_must_leave_room_for_the_proxy_only_subnet():
 def test_gateway_keeps_client_addresses_with_local_traffic_policy(staging):
     # K3s' ServiceLB sends no PROXY header.
     assert_local_traffic_policy(staging)
+
+
+def test_node_disk_rights_reach_only_the_drivers_volumes_and_this_stacks_instances(staging):
+    members = {r.name: r.inputs for r in staging.of_type("gcp:projects/iAMMember:IAMMember")}
+    storage = members["nodes-storage-admin"]["condition"]["expression"]
+    assert storage == gcp.csi_disks_condition()
+    assert 'resource.name.extract("/disks/{name}").startsWith("pvc-")' in storage
+    assert 'resource.name.extract("/snapshots/{name}").startsWith("snapshot-")' in storage
+    attach = members["nodes-pd-csi-attach"]["condition"]["expression"]
+    (instance, *_) = staging.of_type(INSTANCE)
+    prefix = attach.split('startsWith("')[1].rstrip('")')
+    assert all(r.inputs["name"].startswith(prefix) for r in staging.of_type(INSTANCE)), instance.inputs["name"]
+    for r in staging.of_type(INSTANCE):
+        assert not r.inputs["name"].startswith(gcp.CSI_DISK_PREFIX), "boot disks (named after instances) are out"

@@ -287,3 +287,52 @@ def test_every_name_in_the_io_uring_profile_is_a_system_call_of_its_architecture
     assert unknown <= NEWER_THAN_TEST_LIBSECCOMP, unknown
     assert all(resolve(arches[a], n.encode()) >= 0 for a in arches for n in IO_URING)
     assert resolve(arches["SCMP_ARCH_X86_64"], b"not_a_syscall") < 0, "the resolver can fail"
+
+
+# --- SSH and unattended upgrades ------------------------------------------------------------------
+
+def test_sshd_accepts_keys_only_and_sorts_before_cloud_init():
+    from components.host.profiles import SSHD_DROP_IN, sshd_drop_in
+    settings = dict(line.split(" ", 1) for line in sshd_drop_in().splitlines() if not line.startswith("#"))
+    assert settings == {"PasswordAuthentication": "no", "KbdInteractiveAuthentication": "no",
+                        "PermitEmptyPasswords": "no", "PermitRootLogin": "prohibit-password"}
+    # sshd keeps the first value it reads: ours must come before cloud-init's 50-cloud-init.conf.
+    name = SSHD_DROP_IN.rsplit("/", 1)[1]
+    assert SSHD_DROP_IN.startswith("/etc/ssh/sshd_config.d/") and name < "50-cloud-init.conf"
+
+
+def test_every_node_gets_the_ssh_drop_in_checked_before_sshd_reloads(production):
+    script = production.named("tune-general-1", "command:remote:Command").inputs["stdin"]
+    from components.host.profiles import sshd_drop_in
+    assert script_param(script, "SSHD_CONFIG") == sshd_drop_in()
+    checked, reloaded = script.index('if ! "$sshd" -t; then'), script.index('systemctl reload "$unit.service"')
+    assert checked < reloaded, "a drop-in sshd refuses never reaches a reload"
+    assert "grep -qx 'passwordauthentication no'" in script, "the effective configuration is verified"
+
+
+def test_unattended_upgrades_take_security_updates_only_and_never_reboot(tmp_path):
+    """apt-config reads the stock policy and ours in apt.conf.d order: only the security origins remain."""
+    from components.host.profiles import APT_PERIODIC_DROP_IN, APT_UNATTENDED_DROP_IN, apt_drop_ins
+    if not shutil.which("apt-config"):
+        pytest.skip("needs apt-config (Debian: apt)")
+    stock = tmp_path / "50unattended-upgrades"
+    stock.write_text('Unattended-Upgrade::Allowed-Origins { "${distro_id}:${distro_codename}-updates"; };\n'
+                     'Unattended-Upgrade::Origins-Pattern { "origin=Debian,codename=${distro_codename},label=Debian"; };'
+                     '\nUnattended-Upgrade::Automatic-Reboot "true";\n')
+    ours = tmp_path / "52adplatform"
+    ours.write_text(apt_drop_ins()[0] + "\n")
+    dump = subprocess.run(["apt-config", "-c", str(stock), "-c", str(ours), "dump"], capture_output=True, text=True,
+                          check=True).stdout
+    origins = re.findall(r'^Unattended-Upgrade::Origins-Pattern:: "(.*)";$', dump, re.M)
+    assert origins and all("-security" in o for o in origins), origins
+    assert not re.search(r'^Unattended-Upgrade::Allowed-Origins::', dump, re.M), "the stock -updates origin is gone"
+    assert 'Unattended-Upgrade::Automatic-Reboot "false";' in dump
+    assert APT_UNATTENDED_DROP_IN.rsplit("/", 1)[1] > "50unattended-upgrades", "read after the stock policy"
+    assert APT_PERIODIC_DROP_IN.rsplit("/", 1)[1] > "20auto-upgrades"
+    assert 'APT::Periodic::Unattended-Upgrade "1";' in apt_drop_ins()[1]
+
+
+def test_every_node_writes_the_apt_policy(production):
+    from components.host.profiles import apt_drop_ins
+    script = production.named("tune-scylladb-1", "command:remote:Command").inputs["stdin"]
+    assert (script_param(script, "APT_UNATTENDED"), script_param(script, "APT_PERIODIC")) == apt_drop_ins()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -256,3 +258,148 @@ def test_gateway_listeners_expect_proxy_headers_only_where_the_balancer_is_told_
         values = gateway_api_values(client)
         assert (values["enableProxyProtocol"], values["externalTrafficPolicy"]) == (True, "Cluster")
         assert client.annotations, "PROXY protocol on the listeners needs the balancer's annotation"
+
+
+# --- CIS hardening (docs.k3s.io/security/hardening-guide) --------------------------------------------
+
+def _args(cfg, key):
+    """`kube-apiserver-arg` style list as {flag: value}."""
+    return dict(arg.split("=", 1) for arg in cfg.get(key, []))
+
+
+SECURE_TLS12_SUITE = r"TLS_ECDHE_(ECDSA|RSA)_WITH_(AES_(128_GCM_SHA256|256_GCM_SHA384)|CHACHA20_POLY1305)"
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("audit-log-path", "/var/lib/rancher/k3s/server/logs/audit.log"),
+    ("audit-policy-file", "/var/lib/rancher/k3s/server/audit.yaml"),
+    ("audit-log-maxage", "30"), ("audit-log-maxbackup", "10"), ("audit-log-maxsize", "100"),
+    ("admission-control-config-file", "/var/lib/rancher/k3s/server/admission.yaml"),
+    ("service-account-extend-token-expiration", "false"),
+    ("tls-min-version", "VersionTLS12"),
+])
+def test_api_server_carries_the_cis_flag(production, flag, value):
+    for node in ("control-plane-1", "control-plane-2"):
+        assert _args(k3s_config(production, node), "kube-apiserver-arg")[flag] == value, node
+
+
+def test_admission_plugins_keep_node_restriction_and_add_rate_limits_and_external_ip_denial(production):
+    plugins = _args(k3s_config(production, "control-plane-1"), "kube-apiserver-arg")["enable-admission-plugins"]
+    # The flag replaces K3s' own NodeRestriction: losing it would let a kubelet edit any Node.
+    assert set(plugins.split(",")) == {"NodeRestriction", "EventRateLimit", "DenyServiceExternalIPs"}
+
+
+def test_finished_pods_are_garbage_collected(production):
+    assert _args(k3s_config(production, "control-plane-1"), "kube-controller-manager-arg") == \
+        {"terminated-pod-gc-threshold": "1000"}
+
+
+@pytest.mark.parametrize("node", ["control-plane-1", "general-1", "scylladb-1"])
+def test_every_kubelet_closes_idle_streams_and_speaks_only_strong_tls(production, node):
+    kubelet = _args(k3s_config(production, node), "kubelet-arg")
+    assert kubelet["streaming-connection-idle-timeout"] == "5m"
+    assert kubelet["tls-min-version"] == "VersionTLS12"
+    suites = kubelet["tls-cipher-suites"].split(",")
+    assert suites and all(re.fullmatch(SECURE_TLS12_SUITE, s) for s in suites), suites
+
+
+def test_api_server_and_kubelets_accept_the_same_cipher_suites(production):
+    api = _args(k3s_config(production, "control-plane-1"), "kube-apiserver-arg")["tls-cipher-suites"]
+    assert api == _args(k3s_config(production, "general-1"), "kubelet-arg")["tls-cipher-suites"]
+
+
+def _server_file(run, node, param):
+    return script_param(run.named(f"k3s-{node}", CMD).inputs["stdin"].value, param)
+
+
+def test_the_files_the_api_server_flags_name_are_written_by_the_install_script(production):
+    args = _args(k3s_config(production, "control-plane-2"), "kube-apiserver-arg")
+    assert _server_file(production, "control-plane-2", "AUDIT_POLICY_PATH") == args["audit-policy-file"]
+    assert _server_file(production, "control-plane-2", "ADMISSION_CONFIG_PATH") == \
+        args["admission-control-config-file"]
+    assert _server_file(production, "control-plane-2", "AUDIT_LOG_DIR") == args["audit-log-path"].rsplit("/", 1)[0]
+    script = production.named("k3s-control-plane-2", CMD).inputs["stdin"].value
+    written = script.index('write_file "$ADMISSION_CONFIG_PATH"')
+    assert written < script.index('if [ -z "$installed" ]; then'), "the files exist before K3s first starts"
+    assert 'config_changed+=$(write_file "$AUDIT_POLICY_PATH"' in script, "a changed policy restarts K3s"
+    assert 'install -d -m 0700 "$AUDIT_LOG_DIR"' in script, "the audit log is root's only"
+    assert _server_file(production, "general-1", "AUDIT_POLICY") == "", "agents run no API server"
+
+
+def test_changing_the_audit_policy_or_admission_config_reconfigures_the_servers(monkeypatch):
+    """The trigger hashes the rendered script, which carries both files: a change re-runs install.sh."""
+    from types import SimpleNamespace
+
+    from components.k3s import config, install_script
+    from components.shell import content_hash
+    server = SimpleNamespace(spec=SimpleNamespace(k3s_role="server", workload_role="general"), hostname="cp-1")
+    before = content_hash(install_script(server, "v", "cfg"))
+    monkeypatch.setattr(config, "AUDIT_POLICY", {**config.AUDIT_POLICY, "rules": [{"level": "Request"}]})
+    assert content_hash(install_script(server, "v", "cfg")) != before
+    monkeypatch.undo()
+    monkeypatch.setattr(config, "ADMISSION_PLUGINS", ("NodeRestriction",))
+    monkeypatch.setattr(config, "admission_config", lambda: {"kind": "AdmissionConfiguration", "plugins": []})
+    assert content_hash(install_script(server, "v", "cfg")) != before
+
+
+def _audit_level(policy, *, group, resource, verb, user_groups=()):
+    """The level the API server applies: the first rule that matches (Kubernetes audit policy semantics)."""
+    for rule in policy["rules"]:
+        if "nonResourceURLs" in rule:
+            continue
+        if "verbs" in rule and verb not in rule["verbs"]:
+            continue
+        if "userGroups" in rule and not set(rule["userGroups"]) & set(user_groups):
+            continue
+        if "resources" in rule and not any(
+                r.get("group", "") == group and ("resources" not in r or resource in r["resources"])
+                for r in rule["resources"]):
+            continue
+        return rule["level"]
+    return "None"
+
+
+@pytest.mark.parametrize("group, resource", [("", "secrets"), ("", "configmaps"), ("", "serviceaccounts/token"),
+                                             ("authentication.k8s.io", "tokenreviews")])
+@pytest.mark.parametrize("verb", ["get", "create", "update", "patch"])
+def test_audit_never_logs_the_bodies_of_credentials(production, group, resource, verb):
+    policy = yaml.safe_load(_server_file(production, "control-plane-1", "AUDIT_POLICY"))
+    assert policy["apiVersion"] == "audit.k8s.io/v1" and policy["kind"] == "Policy"
+    assert _audit_level(policy, group=group, resource=resource, verb=verb, user_groups=["system:authenticated"]) \
+        == "Metadata"
+
+
+def test_audit_records_who_changed_what(production):
+    policy = yaml.safe_load(_server_file(production, "control-plane-1", "AUDIT_POLICY"))
+    user = ["system:authenticated"]
+    assert _audit_level(policy, group="rbac.authorization.k8s.io", resource="clusterrolebindings", verb="create",
+                        user_groups=user) == "Request", "a grant is logged with what it grants"
+    assert _audit_level(policy, group="apps", resource="deployments", verb="delete", user_groups=user) == "Metadata"
+    assert _audit_level(policy, group="", resource="pods", verb="get", user_groups=["system:nodes"]) == "None"
+    assert not any(r["level"] == "RequestResponse" for r in policy["rules"])
+
+
+def test_admission_configuration_defaults_pod_security_and_limits_events(production):
+    cfg = yaml.safe_load(_server_file(production, "control-plane-1", "ADMISSION_CONFIG"))
+    assert cfg["apiVersion"] == "apiserver.config.k8s.io/v1" and cfg["kind"] == "AdmissionConfiguration"
+    plugins = {p["name"]: p["configuration"] for p in cfg["plugins"]}
+    pss = plugins["PodSecurity"]
+    assert pss["apiVersion"] == "pod-security.admission.config.k8s.io/v1"
+    assert pss["defaults"]["enforce"] == "baseline" and pss["defaults"]["warn"] == "restricted"
+    assert pss["exemptions"]["namespaces"] == ["kube-system"]
+    events = plugins["EventRateLimit"]
+    assert events["apiVersion"] == "eventratelimit.admission.k8s.io/v1alpha1" and events["kind"] == "Configuration"
+    assert {limit["type"] for limit in events["limits"]} >= {"Server", "Namespace"}
+    assert all(limit["qps"] > 0 and limit["burst"] >= limit["qps"] for limit in events["limits"])
+
+
+def test_every_platform_namespace_states_its_pod_security_level(production):
+    """The admission defaults only catch namespaces nobody labelled: every namespace of ours is labelled."""
+    for ns in production.of_type("kubernetes:core/v1:Namespace"):
+        assert "pod-security.kubernetes.io/enforce" in ns.inputs["metadata"]["labels"], ns.name
+
+
+def test_servers_narrow_their_certificates_to_root(production):
+    script = production.named("k3s-control-plane-1", CMD).inputs["stdin"].value
+    assert script_param(script, "PKI_DIR") == "/var/lib/rancher/k3s/server/tls"
+    assert "find \"$PKI_DIR\" -name '*.crt' -perm /0077 -exec chmod 0600 {} +" in script

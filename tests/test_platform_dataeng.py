@@ -153,7 +153,10 @@ def test_airflow_admin_password_comes_from_a_secret_not_the_values(production):
     job = values(production, "airflow")["createUserJob"]
     assert job["env"] == [{"name": "AIRFLOW_ADMIN_PASSWORD",
                            "valueFrom": {"secretKeyRef": {"name": "airflow-admin", "key": "password"}}}]
-    assert '--password "${AIRFLOW_ADMIN_PASSWORD}"' in job["args"][-1] and "--role Admin" in job["args"][-1]
+    command = job["args"][-1]
+    assert "--password" not in command, "a password in an argument list is readable in /proc"
+    assert command.startswith("set -o pipefail; printf '%s\\n%s\\n' \"${AIRFLOW_ADMIN_PASSWORD}\" ")
+    assert "| airflow users create --role Admin" in command, "getpass reads the password (twice) from stdin"
     admin = secret_values(production, "airflow-admin")
     assert admin["username"] == "admin" and admin["password"] not in json.dumps(values(production, "airflow"))
     assert values(production, "airflow")["config"]["core"]["auth_manager"].endswith("FabAuthManager")
@@ -303,7 +306,7 @@ def test_spark_jobs_run_under_a_quota_from_config(production, staging_on):
         quota = run.named("spark-jobs-quota", "kubernetes:core/v1:ResourceQuota").inputs
         assert quota["metadata"]["namespace"] == "spark-jobs"
         assert {k: quota["spec"]["hard"][k] for k in expected} == expected
-        assert quota["spec"]["hard"]["services.loadbalancer"] == "0"
+        assert quota["spec"]["hard"]["services.loadbalancers"] == "0"
         limits = run.named("spark-jobs-limits", "kubernetes:core/v1:LimitRange").inputs
         assert limits["metadata"]["namespace"] == "spark-jobs"
 

@@ -99,7 +99,7 @@ def test_team_namespaces_are_restricted_with_quota_and_defaults(production, stag
             quota = next(r for r in run.of_type(QUOTA) if r.inputs["metadata"]["namespace"] == team)
             hard = quota.inputs["spec"]["hard"]
             assert hard["requests.cpu"] == cpu and hard["requests.memory"] == memory
-            assert hard["services.loadbalancer"] == "0", "teams publish through the shared gateway, not their own LBs"
+            assert hard["services.loadbalancers"] == "0", "teams publish through the shared gateway, not their own LBs"
             limits = next(r for r in run.of_type(LIMITS) if r.inputs["metadata"]["namespace"] == team)
             default = limits.inputs["spec"]["limits"][0]
             assert default["defaultRequest"]["cpu"] and default["default"]["memory"], \
@@ -139,3 +139,27 @@ class _FakeCtx:
 
     class cluster:  # noqa: N801
         k3s_version = "v1.36.4+k3s1"
+
+
+# Kubernetes' ResourceQuota names (core/v1 ResourceName constants and `count/<resource>.<group>`). The API accepts
+# any qualified name, so a misspelt one (`services.loadbalancer`) is stored and limits nothing.
+QUOTA_NAMES = {"pods", "services", "services.loadbalancers", "services.nodeports", "secrets", "configmaps",
+               "persistentvolumeclaims", "replicationcontrollers", "resourcequotas", "requests.cpu", "requests.memory",
+               "requests.storage", "requests.ephemeral-storage", "limits.cpu", "limits.memory",
+               "limits.ephemeral-storage", "cpu", "memory", "ephemeral-storage"}
+
+
+@pytest.mark.parametrize("stack", ["production", "staging"])
+def test_every_quota_names_resources_kubernetes_counts(stack):
+    for quota in stack_run(stack).of_type(QUOTA):
+        unknown = {k for k in quota.inputs["spec"]["hard"] if k not in QUOTA_NAMES and not k.startswith("count/")}
+        assert not unknown, f"{quota.name}: {unknown} limit nothing"
+
+
+@pytest.mark.parametrize("stack", ["production", "staging"])
+def test_no_quotad_namespace_may_open_its_own_load_balancer_or_node_port(stack):
+    quotas = stack_run(stack).of_type(QUOTA)
+    assert "ads" in {q.inputs["metadata"]["namespace"] for q in quotas}
+    for quota in quotas:
+        hard = quota.inputs["spec"]["hard"]
+        assert hard["services.loadbalancers"] == hard["services.nodeports"] == "0", quota.name

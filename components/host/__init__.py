@@ -10,8 +10,9 @@ import pulumi
 import pulumi_command as command
 
 from components.host.profiles import (BASELINE_SYSCTLS, CI_BUILD_APPARMOR_PROFILE, IO_URING_SECCOMP_PROFILE,
-                                      K3S_CIS_SYSCTLS, KUBELET_SECCOMP_DIR, PROFILES, SECCOMP_PROFILES_SUBDIR, THP_MODE,
-                                      apparmor_profile, seccomp_profile, sysctl_file)
+                                      APT_PERIODIC_DROP_IN, APT_UNATTENDED_DROP_IN, K3S_CIS_SYSCTLS, KUBELET_SECCOMP_DIR,
+                                      PROFILES, SECCOMP_PROFILES_SUBDIR, SSHD_DROP_IN, THP_MODE,
+                                      apparmor_profile, apt_drop_ins, seccomp_profile, sshd_drop_in, sysctl_file)
 from components.remote import run_script
 from components.shell import content_hash, render
 from providers.base import Node
@@ -35,6 +36,12 @@ def tuning_script(node_pool: str, role: str) -> str:
         "APPARMOR_PROFILE": apparmor_profile(CI_BUILD_APPARMOR_PROFILE),
         "SECCOMP_PROFILE_PATH": f"{KUBELET_SECCOMP_DIR}/{SECCOMP_PROFILES_SUBDIR}/{IO_URING_SECCOMP_PROFILE}",
         "SECCOMP_PROFILE": seccomp_profile(IO_URING_SECCOMP_PROFILE),
+        "SSHD_DROP_IN": SSHD_DROP_IN,
+        "SSHD_CONFIG": sshd_drop_in(),
+        "APT_UNATTENDED_DROP_IN": APT_UNATTENDED_DROP_IN,
+        "APT_UNATTENDED": apt_drop_ins()[0],
+        "APT_PERIODIC_DROP_IN": APT_PERIODIC_DROP_IN,
+        "APT_PERIODIC": apt_drop_ins()[1],
     })
 
 

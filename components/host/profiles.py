@@ -31,6 +31,51 @@ K3S_CIS_SYSCTLS: dict[str, str] = {
     "kernel.keys.root_maxbytes": "25000000",
 }
 
+# SSH on every node. A drop-in, read through the `Include /etc/ssh/sshd_config.d/*.conf` at the top of Debian's
+# and Ubuntu's sshd_config; sshd keeps the first value it reads, so the name sorts before cloud-init's
+# 50-cloud-init.conf (which may turn passwords on). Pulumi and operators log in with keys only: a password is
+# never accepted, root only with a key (bare-metal hosts may be managed as root).
+SSHD_DROP_IN = "/etc/ssh/sshd_config.d/01-adplatform.conf"
+SSHD_SETTINGS: dict[str, str] = {
+    "PasswordAuthentication": "no",
+    "KbdInteractiveAuthentication": "no",  # PAM's keyboard-interactive would ask for the password all the same
+    "PermitEmptyPasswords": "no",
+    "PermitRootLogin": "prohibit-password",
+}
+
+# Unattended upgrades: security updates only, never a reboot (kernel updates wait for the coordinated,
+# drained reboots of the lifecycle work). Later apt.conf.d files override earlier scalars but append to
+# lists, so the origin lists of 50unattended-upgrades are cleared before ours are set.
+APT_UNATTENDED_DROP_IN = "/etc/apt/apt.conf.d/52adplatform-unattended-upgrades"
+APT_PERIODIC_DROP_IN = "/etc/apt/apt.conf.d/21adplatform-auto-upgrades"  # after 20auto-upgrades
+APT_UNATTENDED = """\
+#clear Unattended-Upgrade::Allowed-Origins;
+#clear Unattended-Upgrade::Origins-Pattern;
+Unattended-Upgrade::Origins-Pattern {
+  "origin=${distro_id},archive=${distro_codename}-security";
+  "origin=${distro_id},codename=${distro_codename}-security,label=Debian-Security";
+};
+Unattended-Upgrade::Automatic-Reboot "false";
+Unattended-Upgrade::Remove-Unused-Kernel-Packages "true";"""
+APT_PERIODIC = """\
+APT::Periodic::Update-Package-Lists "1";
+APT::Periodic::Unattended-Upgrade "1";"""
+
+
+def managed_file(title: str, body: str, comment: str = "#") -> str:
+    return f"{comment} {title} -- managed by adplatform (Pulumi); local edits are overwritten\n{body}"
+
+
+def sshd_drop_in() -> str:
+    return managed_file("sshd hardening", "\n".join(f"{k} {v}" for k, v in SSHD_SETTINGS.items()))
+
+
+def apt_drop_ins() -> tuple[str, str]:
+    """(unattended-upgrades policy, periodic switches); apt.conf takes // comments."""
+    return (managed_file("unattended-upgrades: security only, no reboot", APT_UNATTENDED, "//"),
+            managed_file("apt periodic: refresh lists and run unattended-upgrades daily", APT_PERIODIC, "//"))
+
+
 # The AppArmor profile CI build containers run under (components/host/apparmor.d/; the GitLab runner names it in
 # its build containers' security context). Loaded on every node, not only the pools CI jobs land on today: a
 # pod naming a profile its node lacks cannot start, and the profile costs nothing where no pod uses it.
@@ -115,6 +160,4 @@ PROFILES: dict[str, TuningProfile] = {
 
 
 def sysctl_file(values: dict[str, str], title: str) -> str:
-    lines = [f"# {title} -- managed by adplatform (Pulumi); local edits are overwritten"]
-    lines += [f"{key} = {value}" for key, value in sorted(values.items())]
-    return "\n".join(lines)
+    return managed_file(title, "\n".join(f"{key} = {value}" for key, value in sorted(values.items())))

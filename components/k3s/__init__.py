@@ -20,7 +20,8 @@ from components.helm import release
 from components.host import HostTuning
 from components.k3s.cilium import cilium_values, gateway_api_crds
 from components.k3s.config import (API_PORT, EtcdBackup, NodeAddresses, cpu_manager_policy, dump,
-                                   etcd_restore_commands, etcd_snapshot_config, install_script_url, node_config)
+                                   etcd_restore_commands, etcd_snapshot_config, install_script_url, node_config,
+                                   server_files)
 from components.k3s.lifecycle import NodeLifecycle
 from components.remote import run_script
 from components.shell import content_hash, render
@@ -43,6 +44,7 @@ def install_script(node: Node, version: str, config_yaml: str, existing_cluster_
         "CPU_MANAGER_POLICY": cpu_manager_policy(node.spec),
         "INSTALL_SCRIPT_URL": install_script_url(version),
         "K3S_CONFIG": config_yaml,
+        **server_files(node.spec.k3s_role),
     })
 
 

@@ -25,6 +25,101 @@ KUBELET_DATABASE = ["cpu-manager-policy=static", "kube-reserved=cpu=500m,memory=
                     "system-reserved=cpu=500m,memory=1Gi"]
 
 
+# --- CIS hardening (docs.k3s.io/security/hardening-guide, "v1.29 and Newer"; K3s flags as in
+# docs/cli/server.md). The files the flags name are written by scripts/install.sh before K3s starts.
+SERVER_DIR = "/var/lib/rancher/k3s/server"
+AUDIT_POLICY_PATH = f"{SERVER_DIR}/audit.yaml"
+AUDIT_LOG_PATH = f"{SERVER_DIR}/logs/audit.log"  # its directory is created mode 0700: the log names users
+ADMISSION_CONFIG_PATH = f"{SERVER_DIR}/admission.yaml"
+# TLS 1.2 suites with forward secrecy and AEAD only (the "secure" list of Kubernetes' component-base
+# cliflag, which both the kubelet and the API server parse; K3s applies the API server's list to its
+# supervisor on 6443 too). TLS 1.3 suites are not configurable in Go and are all strong.
+TLS_CIPHER_SUITES = ("TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+                     "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                     "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305")
+TLS_ARGS = [f"tls-cipher-suites={','.join(TLS_CIPHER_SUITES)}", "tls-min-version=VersionTLS12"]
+# Every node's kubelet: an idle `kubectl exec`/`port-forward` stream is closed after 5 minutes (CIS 4.2.5),
+# so a forgotten session does not hold a shell into a pod.
+KUBELET_HARDENING = ["streaming-connection-idle-timeout=5m", *TLS_ARGS]
+# Admission plugins on top of the API server's defaults (PodSecurity, ResourceQuota, ... stay on). The flag
+# replaces K3s' own value (NodeRestriction), so NodeRestriction is repeated.
+ADMISSION_PLUGINS = (
+    "NodeRestriction",  # a kubelet may change only its own Node and the pods bound to it
+    "EventRateLimit",  # CIS 1.2.9: a crash-looping or hostile client cannot flood etcd with Events
+    # No Service may set spec.externalIPs: anyone allowed to create a Service could otherwise capture
+    # traffic to any address (CVE-2020-8554); the platform uses LoadBalancer addresses, never externalIPs.
+    "DenyServiceExternalIPs",
+)
+APISERVER_HARDENING = [
+    f"enable-admission-plugins={','.join(ADMISSION_PLUGINS)}",
+    f"admission-control-config-file={ADMISSION_CONFIG_PATH}",  # PodSecurity defaults, EventRateLimit limits
+    # CIS 1.2.16-1.2.19: who did what through the API, kept 30 days, at most 10 files of 100 MB per server.
+    f"audit-log-path={AUDIT_LOG_PATH}", f"audit-policy-file={AUDIT_POLICY_PATH}",
+    "audit-log-maxage=30", "audit-log-maxbackup=10", "audit-log-maxsize=100",
+    # Service account tokens expire when they say (1 h by default) instead of being silently extended to a year.
+    "service-account-extend-token-expiration=false",
+    *TLS_ARGS,
+]
+# CIS 1.3.1: finished pods are garbage-collected beyond this many (the default, 12500, lets them pile up in
+# etcd). Higher than the guide's 100: Airflow, Spark and Kubeflow Pipelines runs leave pods whose logs users
+# read after the run.
+CONTROLLER_MANAGER_HARDENING = ["terminated-pod-gc-threshold=1000"]
+
+# Who is audited how. Secrets, ConfigMaps (which hold credentials in some charts), token reviews and token
+# requests: metadata only, never a body. Writes to RBAC: the request body (who granted what). Reads by the
+# cluster's own components and health checks: not at all (volume, no signal). Everything else: metadata.
+_SENSITIVE = [{"group": "", "resources": ["secrets", "configmaps", "serviceaccounts/token"]},
+              {"group": "authentication.k8s.io", "resources": ["tokenreviews"]},
+              {"group": "authorization.k8s.io"}]
+AUDIT_POLICY: dict[str, Any] = {
+    "apiVersion": "audit.k8s.io/v1", "kind": "Policy",
+    "omitStages": ["RequestReceived"],  # every request is logged again when its response starts
+    "rules": [
+        {"level": "None", "nonResourceURLs": ["/healthz*", "/livez*", "/readyz*", "/version", "/metrics"]},
+        {"level": "None", "resources": [{"group": "", "resources": ["events"]},
+                                        {"group": "coordination.k8s.io", "resources": ["leases"]}]},
+        {"level": "None", "userGroups": ["system:nodes"], "verbs": ["get", "list", "watch"]},
+        {"level": "Metadata", "resources": _SENSITIVE},
+        {"level": "Request", "verbs": ["create", "update", "patch", "delete", "deletecollection"],
+         "resources": [{"group": "rbac.authorization.k8s.io"}]},
+        {"level": "Metadata"},
+    ],
+}
+
+
+def admission_config() -> dict[str, Any]:
+    """The API server's AdmissionConfiguration: Pod Security defaults and EventRateLimit limits, inline."""
+    return {
+        "apiVersion": "apiserver.config.k8s.io/v1", "kind": "AdmissionConfiguration",
+        "plugins": [
+            {"name": "PodSecurity", "configuration": {
+                "apiVersion": "pod-security.admission.config.k8s.io/v1", "kind": "PodSecurityConfiguration",
+                # Every namespace the platform creates carries its own labels (components/services/namespaces.py),
+                # which win over these defaults; a namespace created by anything else gets `baseline` enforced and
+                # `restricted` reported. kube-system (CNI, CSI, CCM) is exempt, as upstream recommends.
+                "defaults": {"enforce": "baseline", "enforce-version": "latest", "audit": "restricted",
+                             "audit-version": "latest", "warn": "restricted", "warn-version": "latest"},
+                "exemptions": {"usernames": [], "runtimeClasses": [], "namespaces": ["kube-system"]}}},
+            {"name": "EventRateLimit", "configuration": {
+                "apiVersion": "eventratelimit.admission.k8s.io/v1alpha1", "kind": "Configuration",
+                # Generous: a healthy cluster stays far below; a loop emitting Events is throttled per
+                # namespace and per source before it reaches the server-wide limit.
+                "limits": [{"type": "Server", "qps": 5000, "burst": 20000},
+                           {"type": "Namespace", "qps": 500, "burst": 2000, "cacheSize": 2000},
+                           {"type": "SourceAndObject", "qps": 50, "burst": 250, "cacheSize": 5000}]}},
+        ],
+    }
+
+
+def server_files(k3s_role: str) -> dict[str, str]:
+    """install.sh parameters: the files the server flags name (empty on agents, which have no API server)."""
+    server = k3s_role == "server"
+    return {"AUDIT_POLICY_PATH": AUDIT_POLICY_PATH, "AUDIT_POLICY": dump(AUDIT_POLICY) if server else "",
+            "AUDIT_LOG_DIR": AUDIT_LOG_PATH.rsplit("/", 1)[0], "PKI_DIR": f"{SERVER_DIR}/tls",
+            "ADMISSION_CONFIG_PATH": ADMISSION_CONFIG_PATH,
+            "ADMISSION_CONFIG": dump(admission_config()) if server else ""}
+
+
 def install_script_url(version: str) -> str:
     """The installer from the same K3s tag as the pinned release, not the moving get.k3s.io."""
     return f"https://raw.githubusercontent.com/k3s-io/k3s/{quote(version, safe='')}/install.sh"
@@ -35,7 +130,7 @@ def cpu_manager_policy(spec: NodeSpec) -> str:
 
 
 def kubelet_args(spec: NodeSpec, profile: ClusterProfile) -> list[str]:
-    args = list(KUBELET_DATABASE if cpu_manager_policy(spec) == "static" else KUBELET_RESERVED)
+    args = [*(KUBELET_DATABASE if cpu_manager_policy(spec) == "static" else KUBELET_RESERVED), *KUBELET_HARDENING]
     if profile.external_cloud_provider:
         args.append("cloud-provider=external")
     return args
@@ -85,6 +180,8 @@ def node_config(spec: NodeSpec, hostname: str, addrs: NodeAddresses, *, token_ke
             "disable": list(profile.k3s_disable),
             "secrets-encryption": True,
             "write-kubeconfig-mode": "0600",
+            "kube-apiserver-arg": list(APISERVER_HARDENING),
+            "kube-controller-manager-arg": list(CONTROLLER_MANAGER_HARDENING),
         })
         if profile.external_cloud_provider:
             cfg["disable-cloud-controller"] = True

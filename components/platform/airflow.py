@@ -224,9 +224,15 @@ def _groomer() -> dict[str, Any]:
 
 def create_user_job(ctx: PlatformContext) -> dict[str, Any]:
     """The chart's job, with the password from our Secret through the environment instead of its default
-    arguments (which would take `createUserJob.defaultUser.password` from the values)."""
-    command = (f"exec airflow users create --role Admin --username {ADMIN_USER} --email {ADMIN_USER}@{ctx.domain} "
-               '--firstname Airflow --lastname Admin --password "${AIRFLOW_ADMIN_PASSWORD}"')
+    arguments (which would take `createUserJob.defaultUser.password` from the values).
+
+    Without `--password` the FAB provider's `users create` asks twice through getpass, which reads stdin when
+    the pod has no terminal: the password goes through a pipe from bash's printf builtin, so it is in no
+    process's argument list (readable in /proc by anything sharing the node's PID namespace)."""
+    command = ("set -o pipefail; "
+               'printf \'%s\\n%s\\n\' "${AIRFLOW_ADMIN_PASSWORD}" "${AIRFLOW_ADMIN_PASSWORD}" | '
+               f"airflow users create --role Admin --username {ADMIN_USER} --email {ADMIN_USER}@{ctx.domain} "
+               "--firstname Airflow --lastname Admin")
     return {
         "args": ["bash", "-c", command],
         "env": [{"name": "AIRFLOW_ADMIN_PASSWORD",

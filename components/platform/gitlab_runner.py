@@ -37,8 +37,8 @@ from components import charts
 from components.helm import release
 from components.host.profiles import CI_BUILD_APPARMOR_PROFILE
 from components.platform.context import Installed, PlatformContext
-from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
-                                           NamespaceSpec)
+from components.services.namespaces import (NO_OWN_ENTRY_POINTS, RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY,
+                                           Namespaces, NamespaceSpec)
 from config.catalog import CI_NAMESPACE, DEPLOYER_SERVICE_ACCOUNT
 
 NAMESPACE = charts.GITLAB_RUNNER.namespace
@@ -157,7 +157,7 @@ def values(ctx: PlatformContext) -> dict[str, Any]:
 def quota(ctx: PlatformContext) -> dict[str, Any]:
     runner = ctx.settings.gitlab.runner
     return {"hard": {"requests.cpu": runner.requests_cpu, "requests.memory": runner.requests_memory,
-                     "limits.memory": runner.limits_memory, "services.loadbalancer": "0", "services.nodeports": "0"}}
+                     "limits.memory": runner.limits_memory, **NO_OWN_ENTRY_POINTS}}
 
 
 # --- objects -----------------------------------------------------------------------------------------------

@@ -35,8 +35,8 @@ from components import charts
 from components.helm import release
 from components.platform.context import LAYER, SCRAPE_INTERVAL, Installed, PlatformContext
 from components.scheduling import pod_anti_affinity
-from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
-                                           NamespaceSpec)
+from components.services.namespaces import (NO_OWN_ENTRY_POINTS, RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY,
+                                           Namespaces, NamespaceSpec)
 
 NAMESPACE = charts.SPARK_OPERATOR.namespace
 JOBS_NAMESPACE = "spark-jobs"
@@ -108,8 +108,7 @@ def values(ctx: PlatformContext) -> dict[str, Any]:
 def quota(ctx: PlatformContext) -> dict[str, Any]:
     settings = ctx.settings.spark
     return {"hard": {"requests.cpu": settings.requests_cpu, "requests.memory": settings.requests_memory,
-                     "limits.memory": settings.limits_memory, "pods": str(settings.pods),
-                     "services.loadbalancer": "0", "services.nodeports": "0"}}
+                     "limits.memory": settings.limits_memory, "pods": str(settings.pods), **NO_OWN_ENTRY_POINTS}}
 
 
 def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> Installed:

@@ -181,10 +181,16 @@ def team_spec(team: Team, mesh_peers: tuple[Peer, ...] | None) -> NamespaceSpec:
         annotations={"linkerd.io/inject": "enabled"} if mesh_peers is not None else {})
 
 
+# Every quota'd namespace (teams, CI jobs, Spark jobs) publishes through the shared gateway only: no Service of
+# its own gets a cloud load balancer or a port on every node. (Kubernetes' quota names are plural:
+# `services.loadbalancers`; an unknown name is accepted and limits nothing.) externalIPs are refused for every
+# namespace by the API server's DenyServiceExternalIPs plugin (components/k3s/config.py).
+NO_OWN_ENTRY_POINTS = {"services.loadbalancers": "0", "services.nodeports": "0"}
+
+
 def quota(team: Team) -> dict[str, Any]:
     return {"hard": {"requests.cpu": team.requests_cpu, "requests.memory": team.requests_memory,
-                     "limits.memory": team.limits_memory, "pods": str(team.pods),
-                     "services.loadbalancer": "0", "services.nodeports": "0"}}
+                     "limits.memory": team.limits_memory, "pods": str(team.pods), **NO_OWN_ENTRY_POINTS}}
 
 
 # Containers that declare nothing get these, so the quota (which needs requests) admits them.

@@ -30,6 +30,8 @@ def render(template: Path, params: Mapping[str, str | int | bool]) -> str:
             raise ValueError(f"script parameter {name!r} must be UPPER_CASE")
         if isinstance(value, bool):
             value = "true" if value else "false"
+        if "$" in str(value):  # single-quoted on purpose: a parameter is data, never expanded (e.g. apt's ${distro_id})
+            lines.append("# shellcheck disable=SC2016")
         lines.append(f"readonly {name}={shlex.quote(str(value))}")
     lib = "\n".join(line for line in LIB.read_text().splitlines()
                     if not line.startswith("#!") and line not in ("set -euo pipefail", "shopt -s inherit_errexit"))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Host tuning for one node: sysctl drop-ins, THP policy, CPU governor, clocksource, swap off, the
-# AppArmor profile of CI build containers and the seccomp profile of io_uring services.
+# AppArmor profile of CI build containers, the seccomp profile of io_uring services, SSH by key only and
+# security-only unattended upgrades without reboots.
 # Idempotent: every file is rewritten only when its content differs, services are restarted only
 # when a file changed, so a second run changes nothing.
 set -euo pipefail
@@ -115,6 +116,46 @@ fi
 # it is all there is to do; a pod naming a profile its node lacks cannot start.
 if [ -n "$(write_file "$SECCOMP_PROFILE_PATH" 0644 "$SECCOMP_PROFILE")" ]; then
   log "seccomp profile $SECCOMP_PROFILE_PATH installed"
+fi
+
+# --- SSH: keys only ------------------------------------------------------------------------------
+# The drop-in is checked with `sshd -t` before sshd reloads, so a bad file never locks the deployer out (the
+# running session survives a reload either way). With socket activation (Ubuntu 24.04) there may be no
+# running daemon to reload: each new connection reads the files anew.
+sshd=$(command -v sshd || echo /usr/sbin/sshd)
+if [ -x "$sshd" ]; then
+  if ! grep -Eqi '^[[:space:]]*Include[[:space:]]+/etc/ssh/sshd_config\.d/' /etc/ssh/sshd_config; then
+    log "warning: /etc/ssh/sshd_config does not include /etc/ssh/sshd_config.d: $SSHD_DROP_IN has no effect"
+  fi
+  if [ -n "$(write_file "$SSHD_DROP_IN" 0644 "$SSHD_CONFIG")" ]; then
+    if ! "$sshd" -t; then
+      rm -f "$SSHD_DROP_IN"
+      log "sshd refused $SSHD_DROP_IN; removed it, SSH left as it was"
+      exit 1
+    fi
+    for unit in ssh sshd; do
+      if systemctl is-active --quiet "$unit.service"; then
+        systemctl reload "$unit.service"
+      fi
+    done
+    log "sshd: password login off, root by key only"
+  fi
+  if ! "$sshd" -T 2>/dev/null | grep -qx 'passwordauthentication no'; then
+    log "sshd still accepts passwords: a file read before $SSHD_DROP_IN turns them on"
+    exit 1
+  fi
+fi
+
+# --- unattended upgrades: security only, no reboot ------------------------------------------------
+if ! dpkg-query -W -f='${Status}' unattended-upgrades 2>/dev/null | grep -q 'install ok installed'; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q unattended-upgrades >/dev/null
+  log "unattended-upgrades installed"
+fi
+apt_changed=""
+apt_changed+=$(write_file "$APT_UNATTENDED_DROP_IN" 0644 "$APT_UNATTENDED")
+apt_changed+=$(write_file "$APT_PERIODIC_DROP_IN" 0644 "$APT_PERIODIC")
+if [ -n "$apt_changed" ]; then
+  log "unattended-upgrades: security origins only, automatic reboot off"
 fi
 
 log "host tuning for pool $POOL_NAME is in place"

@@ -27,6 +27,13 @@ if [ -n "$EXISTING_CLUSTER_PROBE" ] && [ ! -d /var/lib/rancher/k3s/server/db/etc
 fi
 
 config_changed=$(write_file /etc/rancher/k3s/config.yaml 0600 "$K3S_CONFIG")
+# Servers: the audit policy and admission configuration the API server flags name. They must exist before
+# K3s starts (the API server refuses to start without them) and a change needs a restart to apply.
+if [ -n "$AUDIT_POLICY" ]; then
+  install -d -m 0700 "$AUDIT_LOG_DIR"  # the audit log names users and objects: root only
+  config_changed+=$(write_file "$AUDIT_POLICY_PATH" 0600 "$AUDIT_POLICY")
+  config_changed+=$(write_file "$ADMISSION_CONFIG_PATH" 0600 "$ADMISSION_CONFIG")
+fi
 
 installed=""
 if command -v k3s >/dev/null 2>&1 && [ -f "/etc/systemd/system/$service.service" ]; then
@@ -67,6 +74,9 @@ if [ "$K3S_ROLE" = server ]; then
   for _ in $(seq 1 120); do
     if k3s kubectl get --raw=/readyz >/dev/null 2>&1; then
       log "API server on $NODE_NAME is ready"
+      # CIS 1.1.20: K3s writes its PKI certificates world-readable; only K3s (root) reads them. Certificates
+      # K3s renews later are narrowed again on the next run.
+      find "$PKI_DIR" -name '*.crt' -perm /0077 -exec chmod 0600 {} +
       exit 0
     fi
     sleep 5
