@@ -78,6 +78,11 @@ EXTERNAL_SECRETS = Chart("https://charts.external-secrets.io", "external-secrets
 EXTERNAL_DNS = Chart("https://kubernetes-sigs.github.io/external-dns", "external-dns", "1.21.1", "external-dns")
 HETZNER_DNS_WEBHOOK_IMAGE = ("ghcr.io/mconfalonieri/external-dns-hetzner-webhook", "v1.0.2")
 VELERO = Chart("https://vmware-tanzu.github.io/helm-charts", "velero", "12.1.0", "velero")  # Velero v1.18.1
+# kured: chart 6.1.0 runs kured 1.23.0 (kubereboot/charts tag kured-6.1.0, charts/kured/Chart.yaml appVersion,
+# 2026-06-30; published in the repository's gh-pages index.yaml). The image tag is pinned with it, not left to
+# the chart's appVersion default (ghcr.io/kubereboot/kured, tag 1.23.0 of kubereboot/kured).
+KURED = Chart("https://kubereboot.github.io/charts", "kured", "6.1.0", "kured")
+KURED_IMAGE = ("ghcr.io/kubereboot/kured", "1.23.0")
 # The Prometheus Operator's CRDs (ServiceMonitor, PodMonitor, PrometheusRule) on their own, so every layer
 # can declare how it is scraped before monitoring is installed. 31.0.1 carries operator v0.93.1, the
 # operator kube-prometheus-stack 88.5.3 runs (prometheus-community/helm-charts tags); that chart must

@@ -7,9 +7,10 @@ when a feature is on) live in config/rules.py.
 from __future__ import annotations
 
 import re
+import zoneinfo
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from config.model_base import (Model, check_dns_name, check_dns_subdomain, check_hostname_label, check_token, one_of,
                                optional)
@@ -30,6 +31,9 @@ _NAMESERVER = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[
 DNS_PROVIDERS = (*DNS01_PROVIDERS, "hetzner")
 DNS_POLICIES = ("sync", "upsert-only")
 SECRETS_BACKENDS = ("openbao", "vault")
+# Reboot window days, as kured's --reboot-days takes them (kubereboot/kured 1.23.0 pkg/timewindow/days.go).
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CLOCK = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
 
 def check_cron(value: str) -> str:
@@ -129,6 +133,48 @@ class Upgrades(Model):
         if not 1 <= value <= 10:
             raise ValueError("must be between 1 and 10 agents upgraded at a time")
         return value
+
+
+class Reboots(Model):
+    """Kernel-update reboots by kured (components/services/reboots.py): a node whose updates need a reboot
+    is drained and rebooted on `days` between `start` and `end` (local time of `time_zone`); a window with
+    `start` after `end` runs over midnight. A reboot that has not started when the window closes waits
+    for the next one."""
+
+    enabled: bool = True
+    days: list[str] = ["mon", "tue", "wed", "thu"]  # no Friday night: nobody wants a weekend incident
+    start: str = "02:00"
+    end: str = "05:00"
+    time_zone: str = "UTC"
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, values: list[str]) -> list[str]:
+        if not values or any(v not in WEEKDAYS for v in values) or len(set(values)) != len(values):
+            raise ValueError(f"must list days of {', '.join(WEEKDAYS)}, each once (at least one)")
+        return values
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        if not _CLOCK.fullmatch(value):
+            raise ValueError("must be a time of day HH:MM (24 h), e.g. 02:00")
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        # The same tz database names Go's time.LoadLocation reads in kured's image (it installs tzdata).
+        if value != "UTC" and value not in zoneinfo.available_timezones():
+            raise ValueError("must be an IANA time zone name such as UTC or Europe/Berlin")
+        return value
+
+    @model_validator(mode="after")
+    def _window(self) -> "Reboots":
+        if self.start == self.end:
+            raise ValueError(f"start and end are both {self.start!r}: the window would be one minute long; "
+                             "give end after start (or before it, for a window over midnight)")
+        return self
 
 
 class S3Target(Model):
@@ -237,6 +283,7 @@ class ClusterServices(Model):
     dns: Dns | None = None
     gateway: Gateway = Gateway()
     upgrades: Upgrades = Upgrades()
+    reboots: Reboots = Reboots()
     backups: Backups = Backups()
     secrets: Secrets = Secrets()
     mesh: Mesh = Mesh()

@@ -3,7 +3,7 @@ secrets and the optional mesh, installed in dependency order on the cluster's pr
 
 Order: namespaces (labels, default-deny policies, team quotas) and the provider's storage first; then
 the Prometheus Operator CRDs, before every release that renders a ServiceMonitor/PodMonitor (cert-manager,
-the secret store, ESO, Velero) and our PodMonitors for Cilium (installed with the cluster, before them);
+the secret store, ESO, Velero, kured) and our PodMonitors for Cilium (installed with the cluster, before them);
 cert-manager before anything that asks for a certificate (gateway, mesh); the secret store and
 backups on storage. Each module returns what later layers consume, plus `ready` to wait on.
 """
@@ -14,7 +14,7 @@ import pulumi
 
 from components.k3s import K3sCluster
 from components.services import (backups, certs, cilium_metrics, dns, gateway, mesh, monitoring_crds, namespaces,
-                                 secrets, upgrades)
+                                 reboots, secrets, upgrades)
 from components.services.context import ServicesContext
 from config import LoadedConfig
 from config.rules import schedulable_nodes
@@ -45,7 +45,7 @@ class ClusterServices(pulumi.ComponentResource):
             schedulable_nodes=schedulable_nodes(cfg))
         base = [*cluster.ready, *storage.resources]
 
-        modules = (certs, gateway, dns, upgrades, backups, secrets, mesh, monitoring_crds, cilium_metrics)
+        modules = (certs, gateway, dns, upgrades, reboots, backups, secrets, mesh, monitoring_crds, cilium_metrics)
         spaces = namespaces.install(ctx, [spec for m in modules for spec in m.namespaces(ctx)],
                                     after=cluster.ready, mesh_peers=mesh.meshed_namespace_peers(ctx),
                                     teams=cfg.cluster_services.teams)
@@ -58,6 +58,7 @@ class ClusterServices(pulumi.ComponentResource):
         edge = gateway.install(ctx, spaces, tls, after=placed)
         records = dns.install(ctx, spaces, after=[*scraped, *edge.ready])
         rolling = upgrades.install(ctx, spaces, after=placed)
+        rebooting = reboots.install(ctx, spaces, after=scraped)
         saved = backups.install(ctx, spaces, after=scraped)
         store = secrets.install(ctx, spaces, after=scraped)
         meshed = mesh.install(ctx, spaces, tls, after=placed)
@@ -73,7 +74,7 @@ class ClusterServices(pulumi.ComponentResource):
         # What a later layer's workloads need: volumes, certificates (cert-manager's webhook answers,
         # issuers exist) and the monitoring CRDs; each already waited for the cluster.
         self.foundations = [*storage.resources, *tls.ready, *monitors]
-        self.ready = [*base, *spaces.ready, *tls.ready, *edge.ready, *records, *rolling, *saved.ready, *store.ready, *meshed, *monitors, *cilium]
+        self.ready = [*base, *spaces.ready, *tls.ready, *edge.ready, *records, *rolling, *rebooting, *saved.ready, *store.ready, *meshed, *monitors, *cilium]
         self.register_outputs({"storage_class": self.storage_class, "cluster_issuer": self.cluster_issuer,
                                "gateway": f"{edge.namespace}/{edge.name}"})
 
