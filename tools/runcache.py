@@ -28,8 +28,9 @@ from typing import Any, Callable
 
 # Not read by the program: the tests themselves, caches, build output, the virtualenv.
 SKIPPED_DIRS = frozenset({".git", ".venv", "build", ".pytest_cache", "__pycache__", "tests", "node_modules"})
-# Environment variables that differ between test processes of one session but never reach a run.
-SKIPPED_ENV_PREFIXES = ("PYTEST_",)
+# Environment variables that differ between test processes of one session but never reach a run
+# (ADPLATFORM_RUN_LOG: where tools/mockrun.py logs executed runs).
+SKIPPED_ENV_PREFIXES = ("PYTEST_", "ADPLATFORM_RUN_LOG")
 
 
 def tree_digest(root: Path) -> str:
