@@ -141,6 +141,22 @@ def test_cache_never_stores_a_failed_run(tmp_path):
     assert len(calls) == 2
 
 
+def test_a_run_under_replaced_fakes_is_its_own_run(tmp_path, monkeypatch):
+    """The key is the config; a test that replaces a fake (a project already holding a key) must not get, nor
+    leave behind, the run of the same config under the standard fakes."""
+    calls, execute, root = *_counting(), _sources(tmp_path)
+    monkeypatch.setattr(mockrun, "cache", RunCache(tmp_path / "cache", root))
+    monkeypatch.setattr(mockrun, "execute", execute)
+    mockrun.run({"adplatform:a": 1}, set())
+    monkeypatch.setitem(mockrun.CALL_RESULTS, "hcloud:index/getSshKeys:getSshKeys", lambda args: {"sshKeys": [{}]})
+    mockrun.run({"adplatform:a": 1}, set())
+    monkeypatch.undo()
+    assert len(calls) == 2, "the replaced fake got the standard run from the cache"
+    monkeypatch.setattr(mockrun, "cache", RunCache(tmp_path / "cache", root))
+    monkeypatch.setattr(mockrun, "execute", execute)
+    assert mockrun.run({"adplatform:a": 1}, set())["created"] == ["r1"], "the standard run stays the stored one"
+
+
 def _slow_run(values, secret_keys, stack):
     import time
     time.sleep(0.5)  # long enough for the other process to ask meanwhile
