@@ -127,6 +127,18 @@ def test_cache_key_includes_the_environment(tmp_path, monkeypatch):
     assert len(calls) == 2, "the providers read AWS_REGION and the like"
 
 
+def test_cache_key_ignores_what_make_adds(tmp_path, monkeypatch):
+    """`make drift STACK=staging`, run by a test, plans from the session's records (tools.mockrun.RUN_CACHE)."""
+    root = _sources(tmp_path)
+    plain = RunCache(tmp_path / "cache", root).generation
+    for name, value in {"MAKEFLAGS": "s -- PULUMI=echo STACK=staging", "MAKELEVEL": "1", "MFLAGS": "-s",
+                        "MAKEOVERRIDES": "${-*-command-variables-*-}", "STACK": "staging", "PULUMI": "echo"}.items():
+        monkeypatch.setenv(name, value)
+    assert RunCache(tmp_path / "cache", root).generation == plain
+    monkeypatch.setenv("AWS_PROFILE", "other")
+    assert RunCache(tmp_path / "cache", root).generation != plain
+
+
 def test_cache_never_stores_a_failed_run(tmp_path):
     cache = RunCache(tmp_path / "cache", _sources(tmp_path))
     calls = []

@@ -27,6 +27,8 @@ from pulumi.runtime.proto import source_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from tools.runcache import RunCache
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "adplatform"
 # Secrets a stack needs but a repository never holds; offline they are placeholders, shown as [secret].
@@ -270,7 +272,10 @@ def stacks() -> list[str]:
 # (a run that raises is never taken from the cache).
 last_monitor: RecordingMonitor | None = None
 # Where run() finds runs recorded earlier (the tests set a tools.runcache.RunCache); None: always execute.
-cache: Any = None
+# The tests also name its directory in $ADPLATFORM_RUN_CACHE, so the planner processes they start (`make
+# drift`, plan-diff's base tree) read and add to the same records; a plain `make plan` always executes.
+RUN_CACHE = "ADPLATFORM_RUN_CACHE"
+cache: Any = RunCache(Path(os.environ[RUN_CACHE]), ROOT) if os.environ.get(RUN_CACHE) else None
 
 
 def run(values: dict[str, Any], secret_keys: set[str], stack: str = "test") -> Run:
