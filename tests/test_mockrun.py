@@ -132,7 +132,8 @@ def test_cache_key_ignores_what_make_adds(tmp_path, monkeypatch):
     root = _sources(tmp_path)
     plain = RunCache(tmp_path / "cache", root).generation
     for name, value in {"MAKEFLAGS": "s -- PULUMI=echo STACK=staging", "MAKELEVEL": "1", "MFLAGS": "-s",
-                        "MAKEOVERRIDES": "${-*-command-variables-*-}", "STACK": "staging", "PULUMI": "echo"}.items():
+                        "MAKEOVERRIDES": "${-*-command-variables-*-}", "STACK": "staging", "PULUMI": "echo",
+                        "OLDPWD": "/elsewhere", "SHLVL": "3"}.items():
         monkeypatch.setenv(name, value)
     assert RunCache(tmp_path / "cache", root).generation == plain
     monkeypatch.setenv("AWS_PROFILE", "other")

@@ -33,7 +33,7 @@ SKIPPED_DIRS = frozenset({".git", ".venv", "build", ".pytest_cache", "__pycache_
 # (make's command-line variables, such as `make drift STACK=staging`, are skipped too: see make_variables).
 SKIPPED_ENV_PREFIXES = ("PYTEST_", "ADPLATFORM_RUN_LOG", "ADPLATFORM_RUN_CACHE", "MAKEFLAGS", "MAKELEVEL", "MFLAGS",
                         "MAKEOVERRIDES", "MAKE_TERMINAL")
-SKIPPED_ENV = frozenset({"_"})  # the shell's last command
+SKIPPED_ENV = frozenset({"_", "PWD", "OLDPWD", "SHLVL"})  # the shell's bookkeeping (the program reads no environment)
 
 
 def tree_digest(root: Path) -> str:
