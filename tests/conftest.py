@@ -6,6 +6,7 @@ sources) already ran is read back from .pytest_cache instead of run again, also 
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import sys
@@ -32,6 +33,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if cache is None:
         return
     mockrun.cache = RunCache(cache.mkdir("adplatform-runs"), ROOT)
+    os.environ[mockrun.RUN_CACHE] = str(mockrun.cache.directory)  # for the planner processes tests start
     if not hasattr(config, "workerinput"):  # the main process, before any xdist worker starts
         mockrun.cache.prune()
 

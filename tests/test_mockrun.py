@@ -127,6 +127,19 @@ def test_cache_key_includes_the_environment(tmp_path, monkeypatch):
     assert len(calls) == 2, "the providers read AWS_REGION and the like"
 
 
+def test_cache_key_ignores_what_make_adds(tmp_path, monkeypatch):
+    """`make drift STACK=staging`, run by a test, plans from the session's records (tools.mockrun.RUN_CACHE)."""
+    root = _sources(tmp_path)
+    plain = RunCache(tmp_path / "cache", root).generation
+    for name, value in {"MAKEFLAGS": "s -- PULUMI=echo STACK=staging", "MAKELEVEL": "1", "MFLAGS": "-s",
+                        "MAKEOVERRIDES": "${-*-command-variables-*-}", "STACK": "staging", "PULUMI": "echo",
+                        "OLDPWD": "/elsewhere", "SHLVL": "3"}.items():
+        monkeypatch.setenv(name, value)
+    assert RunCache(tmp_path / "cache", root).generation == plain
+    monkeypatch.setenv("AWS_PROFILE", "other")
+    assert RunCache(tmp_path / "cache", root).generation != plain
+
+
 def test_cache_never_stores_a_failed_run(tmp_path):
     cache = RunCache(tmp_path / "cache", _sources(tmp_path))
     calls = []
@@ -139,6 +152,22 @@ def test_cache_never_stores_a_failed_run(tmp_path):
         with pytest.raises(RuntimeError):
             cache.recorded({}, set(), "test", failing)
     assert len(calls) == 2
+
+
+def test_a_run_under_replaced_fakes_is_its_own_run(tmp_path, monkeypatch):
+    """The key is the config; a test that replaces a fake (a project already holding a key) must not get, nor
+    leave behind, the run of the same config under the standard fakes."""
+    calls, execute, root = *_counting(), _sources(tmp_path)
+    monkeypatch.setattr(mockrun, "cache", RunCache(tmp_path / "cache", root))
+    monkeypatch.setattr(mockrun, "execute", execute)
+    mockrun.run({"adplatform:a": 1}, set())
+    monkeypatch.setitem(mockrun.CALL_RESULTS, "hcloud:index/getSshKeys:getSshKeys", lambda args: {"sshKeys": [{}]})
+    mockrun.run({"adplatform:a": 1}, set())
+    monkeypatch.undo()
+    assert len(calls) == 2, "the replaced fake got the standard run from the cache"
+    monkeypatch.setattr(mockrun, "cache", RunCache(tmp_path / "cache", root))
+    monkeypatch.setattr(mockrun, "execute", execute)
+    assert mockrun.run({"adplatform:a": 1}, set())["created"] == ["r1"], "the standard run stays the stored one"
 
 
 def _slow_run(values, secret_keys, stack):

@@ -11,6 +11,8 @@ import gc
 import hashlib
 import ipaddress
 import json
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +26,8 @@ from pulumi.runtime import resource_cycle_breaker, rpc, settings
 from pulumi.runtime.proto import source_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
+
+from tools.runcache import RunCache
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "adplatform"
@@ -268,18 +272,41 @@ def stacks() -> list[str]:
 # (a run that raises is never taken from the cache).
 last_monitor: RecordingMonitor | None = None
 # Where run() finds runs recorded earlier (the tests set a tools.runcache.RunCache); None: always execute.
-cache: Any = None
+# The tests also name its directory in $ADPLATFORM_RUN_CACHE, so the planner processes they start (`make
+# drift`, plan-diff's base tree) read and add to the same records; a plain `make plan` always executes.
+RUN_CACHE = "ADPLATFORM_RUN_CACHE"
+cache: Any = RunCache(Path(os.environ[RUN_CACHE]), ROOT) if os.environ.get(RUN_CACHE) else None
 
 
 def run(values: dict[str, Any], secret_keys: set[str], stack: str = "test") -> Run:
     """Run program.main() with exactly this config; raises what the program raises."""
-    if cache is not None:
+    if cache is not None and not _fakes_replaced():
         return cache.recorded(values, secret_keys, stack, execute)
     return execute(values, secret_keys, stack)
 
 
+# Set to a file path to have every executed run (not one read from the cache) appended there as a JSON
+# line: stack, the test that asked (pytest's PYTEST_CURRENT_TEST), seconds, and the error it raised.
+# How the suite's cost is counted (issue 22); the variable is left out of the cache key.
+RUN_LOG = "ADPLATFORM_RUN_LOG"
+
+
 def execute(values: dict[str, Any], secret_keys: set[str], stack: str = "test") -> Run:
-    """run() without the cache."""
+    """run() without the cache; logged to $ADPLATFORM_RUN_LOG when that is set."""
+    log, started, error = os.environ.get(RUN_LOG), time.monotonic(), None
+    try:
+        return _execute(values, secret_keys, stack)
+    except BaseException as raised:
+        error = f"{type(raised).__name__}: {raised}"[:200]
+        raise
+    finally:
+        if log:
+            with open(log, "a") as out:  # one short write per line: appends from several processes stay whole
+                out.write(json.dumps({"stack": stack, "test": os.environ.get("PYTEST_CURRENT_TEST", ""),
+                                      "seconds": round(time.monotonic() - started, 2), "error": error}) + "\n")
+
+
+def _execute(values: dict[str, Any], secret_keys: set[str], stack: str) -> Run:
     global last_monitor
     import program  # imported late: the program reads config when main() runs, not on import
 
@@ -491,3 +518,12 @@ RESOURCE_OUTPUTS.update({
     "azure-native:network:LoadBalancer": _azure_load_balancer,
     "azure-native:managedidentity:UserAssignedIdentity": _azure_identity,
 })
+
+
+# The fakes every run uses. A test that replaces one (a Hetzner project already holding a key) gets a run of
+# its own: the cache key is the config, and the same config under other fakes is another run.
+_STANDARD_FAKES = (dict(CALL_RESULTS), dict(RESOURCE_OUTPUTS))
+
+
+def _fakes_replaced() -> bool:
+    return (CALL_RESULTS, RESOURCE_OUTPUTS) != _STANDARD_FAKES

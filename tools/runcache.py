@@ -28,8 +28,12 @@ from typing import Any, Callable
 
 # Not read by the program: the tests themselves, caches, build output, the virtualenv.
 SKIPPED_DIRS = frozenset({".git", ".venv", "build", ".pytest_cache", "__pycache__", "tests", "node_modules"})
-# Environment variables that differ between test processes of one session but never reach a run.
-SKIPPED_ENV_PREFIXES = ("PYTEST_",)
+# Environment variables that differ between the processes of one test session but never reach a run: pytest's,
+# where tools/mockrun.py logs and caches runs, and what make adds for the planner processes it starts.
+# (make's command-line variables, such as `make drift STACK=staging`, are skipped too: see make_variables).
+SKIPPED_ENV_PREFIXES = ("PYTEST_", "ADPLATFORM_RUN_LOG", "ADPLATFORM_RUN_CACHE", "MAKEFLAGS", "MAKELEVEL", "MFLAGS",
+                        "MAKEOVERRIDES", "MAKE_TERMINAL")
+SKIPPED_ENV = frozenset({"_", "PWD", "OLDPWD", "SHLVL"})  # the shell's bookkeeping (the program reads no environment)
 
 
 def tree_digest(root: Path) -> str:
@@ -43,11 +47,20 @@ def tree_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
+def make_variables() -> set[str]:
+    """Variables given on the command line of the make that started this process (make exports them, and
+    lists them after `--` in MAKEFLAGS): they are the Makefile's (STACK, PULUMI), the program reads no
+    environment of its own."""
+    return {word.split("=", 1)[0] for word in os.environ.get("MAKEFLAGS", "").partition(" -- ")[2].split()
+            if "=" in word}
+
+
 def runtime_digest() -> str:
     """Digest of what runs the program besides our tree: Python, the Pulumi SDKs, the environment."""
     sdks = sorted((d.metadata["Name"], d.version) for d in metadata.distributions()
                   if (d.metadata["Name"] or "").lower().startswith("pulumi"))
-    env = sorted((k, v) for k, v in os.environ.items() if not k.startswith(SKIPPED_ENV_PREFIXES))
+    skipped = SKIPPED_ENV | make_variables()
+    env = sorted((k, v) for k, v in os.environ.items() if not k.startswith(SKIPPED_ENV_PREFIXES) and k not in skipped)
     return hashlib.sha256(json.dumps([sys.version, sdks, env]).encode()).hexdigest()
 
 

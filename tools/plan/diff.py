@@ -152,7 +152,7 @@ def export_tree(ref: str, into: Path) -> None:
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
     for folder in ("tools", "policy"):
         shutil.rmtree(into / folder, ignore_errors=True)
-        shutil.copytree(ROOT / folder, into / folder, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(ROOT / folder, into / folder, ignore=shutil.ignore_patterns("__pycache__", "node_modules"))
 
 
 def plan_in(tree: Path, stack: str) -> dict[str, Any] | None:
