@@ -48,10 +48,16 @@ class Component(Model):
 
 
 class GitLabRunner(Model):
-    """A runner with the Kubernetes executor. Its token (glrt-..., created in GitLab: Admin > CI/CD > Runners)
-    is the secret `gitlabRunnerToken`; so the first `pulumi up` of a new GitLab runs with the runner off."""
+    """A runner with the Kubernetes executor. With this stack's own GitLab the program creates the runner there
+    (components/platform/runner_bootstrap.py); registering with another GitLab (`url`), or overriding that, takes
+    its token (glrt-..., Admin > CI/CD > Runners) as the secret `gitlabRunnerToken`."""
 
-    enabled: bool = False
+    enabled: bool = False  # on in production-grade profiles (config/profiles.py)
+    # How the program creates the runner (with a token from the secret, these are set in GitLab's UI instead):
+    # production's runner takes only jobs of protected branches and tagged jobs, so no merge request code runs
+    # in the production cluster; a stack whose runner should also build and test sets runUntagged.
+    run_untagged: bool = False
+    protected: bool = True
     # The GitLab it registers with: this stack's own (https://gitlab.<domain>) unless set, e.g. staging's
     # runner registers with production's GitLab and deploys to the staging cluster.
     url: str | None = None
