@@ -73,7 +73,7 @@ def _platform(*, heavy: bool, prometheus_storage: str, retention: str) -> dict[s
     """`heavy`: GitLab and the data/ML stack (staging turns them off: its runner registers with production's
     GitLab, and data engineers work in production)."""
     return {
-        "gitlab": {"enabled": heavy, "runner": {"enabled": heavy}},  # the runner registers with its own GitLab
+        "gitlab": {"enabled": heavy},
         "monitoring": {"retention": retention, "storageSize": prometheus_storage},
         "airflow": {"enabled": heavy},
         "spark": {"enabled": heavy},
