@@ -291,6 +291,10 @@ GITLAB = Chart("https://charts.gitlab.io", "gitlab", "10.2.3", "gitlab")
 # GitLab Runner chart 0.91.0: the runner chart GitLab chart 10.2.1 moved to ("Update gitlab-runner to v0.91.0",
 # 2026-07-29), i.e. the line released with GitLab 19.2; its image is alpine-v<appVersion> (templates/_helpers.tpl).
 GITLAB_RUNNER = Chart("https://charts.gitlab.io", "gitlab-runner", "0.91.0", "gitlab-runner")
+# The GitLab chart's own hook image (values.yaml global.kubectl.image: registry.gitlab.com/gitlab-org/build/cng/kubectl,
+# tag v<appVersion> unless set; the chart's jobs run it as uid 65534): kubectl and bash, for the runner bootstrap Job
+# (components/platform/runner_bootstrap.py). GitLab 19.2.3 is chart 10.2.3's appVersion (see GITLAB).
+GITLAB_KUBECTL_IMAGE = "registry.gitlab.com/gitlab-org/build/cng/kubectl:v19.2.3"
 # What a CI job runs when its .gitlab-ci.yml names no image (runners.kubernetes.image); the templates name theirs.
 RUNNER_DEFAULT_JOB_IMAGE = "docker.io/library/alpine:3.22.1"
 

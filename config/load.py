@@ -29,7 +29,8 @@ OPTIONAL_SECRETS = {
     "backupSecretAccessKey": "the S3 secret key of clusterServices.backups.s3",
     "objectStorageAccessKeyId": "the S3 access key of dataPlane.objectStorage.external",
     "objectStorageSecretAccessKey": "the S3 secret key of dataPlane.objectStorage.external",
-    "gitlabRunnerToken": "the runner authentication token (glrt-...) of platform.gitlab.runner",
+    "gitlabRunnerToken": "the runner authentication token (glrt-...) of platform.gitlab.runner (instead of the "
+                         "runner the program creates in its own GitLab)",
     "alertingSecrets": "receiver name -> the URL or key of platform.monitoring.alerting.receivers (set with "
                        "--secret --path 'adplatform:alertingSecrets.<name>')",
     "dnsApiToken": "the DNS provider credential of clusterServices.tls.dns01 and clusterServices.dns (Cloudflare "

@@ -48,10 +48,16 @@ class Component(Model):
 
 
 class GitLabRunner(Model):
-    """A runner with the Kubernetes executor. Its token (glrt-..., created in GitLab: Admin > CI/CD > Runners)
-    is the secret `gitlabRunnerToken`; so the first `pulumi up` of a new GitLab runs with the runner off."""
+    """A runner with the Kubernetes executor. With this stack's own GitLab the program creates the runner there
+    (components/platform/runner_bootstrap.py); registering with another GitLab (`url`), or overriding that, takes
+    its token (glrt-..., Admin > CI/CD > Runners) as the secret `gitlabRunnerToken`."""
 
-    enabled: bool = False
+    enabled: bool | None = None  # unset: on exactly when this stack runs its own GitLab (GitLab._runner_default)
+    # How the program creates the runner (with a token from the secret, these are set in GitLab's UI instead):
+    # production's runner takes only jobs of protected branches and tagged jobs, so no merge request code runs
+    # in the production cluster; a stack whose runner should also build and test sets runUntagged.
+    run_untagged: bool = False
+    protected: bool = True
     # The GitLab it registers with: this stack's own (https://gitlab.<domain>) unless set, e.g. staging's
     # runner registers with production's GitLab and deploys to the staging cluster.
     url: str | None = None
@@ -83,6 +89,15 @@ class GitLab(Component):
 
     _v_cron = field_validator("backup_schedule")(check_cron)
     _v_size = field_validator("repository_storage_size")(_check_gibibytes)
+
+    @model_validator(mode="after")
+    def _runner_default(self) -> "GitLab":
+        """A stack's own GitLab comes with its runner (the program creates it there); without GitLab the runner
+        is off unless configured (it then registers with another stack's GitLab)."""
+        if self.runner.enabled is None:
+            # Models are frozen; this is still validation, before anyone reads the value.
+            object.__setattr__(self, "runner", self.runner.model_copy(update={"enabled": self.enabled}))
+        return self
 
 
 class AlertReceiver(Model):

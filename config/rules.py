@@ -274,11 +274,13 @@ def _platform(cfg: StackConfig, secrets: set[str]) -> list[Problem]:
                                  sorted(routed)))
     runner = platform.gitlab.runner
     if runner.enabled:
-        if RUNNER_TOKEN not in secrets:
-            found.append(problem(RUNNER_TOKEN, "must be set with --secret when platform.gitlab.runner.enabled is true: "
-                                 "create an instance runner in GitLab (Admin > CI/CD > Runners, its token starts "
-                                 f"glrt-), then pulumi config set --secret adplatform:{RUNNER_TOKEN} <token>; a new "
-                                 "GitLab's first pulumi up runs with the runner off"))
+        # The program creates the runner only in this stack's own GitLab (components/platform/runner_bootstrap.py).
+        own = platform.gitlab.enabled and runner.url is None
+        if RUNNER_TOKEN not in secrets and not own:
+            found.append(problem(RUNNER_TOKEN, "must be set with --secret when platform.gitlab.runner registers with "
+                                 "another stack's GitLab (platform.gitlab.runner.url, or platform.gitlab.enabled: "
+                                 "false): create an instance runner there (Admin > CI/CD > Runners, its token starts "
+                                 f"glrt-), then pulumi config set --secret adplatform:{RUNNER_TOKEN} <token>"))
         if not platform.gitlab.enabled and runner.url is None:
             found.append(problem("platform.gitlab.runner.url", "must name the GitLab to register with (https://...) "
                                  "when this stack runs no GitLab (platform.gitlab.enabled: false)"))

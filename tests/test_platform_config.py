@@ -29,7 +29,7 @@ def test_production_runs_every_component_and_staging_only_observability():
 def test_the_platform_output_says_what_runs_and_where(production, staging):
     prod, stag = production.outputs["platform"], staging.outputs["platform"]
     assert set(prod) == {*COMPONENTS, "runner"}
-    assert {n for n, info in prod.items() if info["enabled"]} == set(COMPONENTS)
+    assert {n for n, info in prod.items() if info["enabled"]} == {*COMPONENTS, "runner"}  # GitLab brings its runner
     assert [n for n in HEAVY if stag[n]["enabled"]] == []
     domain = production.config["adplatform:domain"]
     # The published URLs, exactly: one per routed host (NEEDS hostnames), none for the unrouted components.
@@ -76,9 +76,10 @@ def test_routed_components_need_their_gateway_hostnames_unless_a_wildcard_is_iss
 
 
 def test_the_runner_needs_its_token_and_a_gitlab_to_register_with():
-    raw = _platform(gitlab={"runner": {"enabled": True}})
+    raw = _platform(gitlab={"runner": {"enabled": True, "url": "https://gitlab.other.example.com"}})
     [msg] = config_problems(raw)
-    assert msg.startswith("adplatform:gitlabRunnerToken must be set with --secret when platform.gitlab.runner.enabled")
+    assert msg.startswith("adplatform:gitlabRunnerToken must be set with --secret when platform.gitlab.runner "
+                          "registers with another stack's GitLab")
     raw["gitlabRunnerToken"] = "glrt-test"
     load("test", raw, SECRET_KEYS | {"gitlabRunnerToken"})
     raw["platform"] = {"gitlab": {"enabled": False, "runner": {"enabled": True}}}

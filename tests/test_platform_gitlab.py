@@ -468,9 +468,12 @@ def test_runner_objects_match_their_schemas(with_runner):
 
 
 # --- config errors -------------------------------------------------------------------------------------------
-def test_a_runner_without_its_token_is_refused():
-    [msg] = config_problems(base_raw(platform={"gitlab": {"runner": {"enabled": True}}}))
-    assert msg.startswith(f"adplatform:{RUNNER_TOKEN} must be set with --secret when platform.gitlab.runner.enabled")
+def test_a_runner_without_gitlab_or_its_token_is_refused():
+    raw = base_raw(platform={"gitlab": {"enabled": False, "runner": {"enabled": True,
+                                                                     "url": "https://gitlab.example.org"}}})
+    [msg] = config_problems(raw)
+    assert msg.startswith(f"adplatform:{RUNNER_TOKEN} must be set with --secret when platform.gitlab.runner "
+                          "registers with another stack's GitLab")
 
 
 def test_a_runner_without_gitlab_needs_a_url():

@@ -6,9 +6,11 @@ What this module sets and why:
 - The manager runs in namespace `gitlab-runner` (Pod Security `restricted`); CI jobs run in namespace `ci`
   (config/catalog.py CI_NAMESPACE) under Pod Security `baseline`, a ResourceQuota and container defaults from
   `platform.gitlab.runner`. The `ci` namespace carries its own layer label, so no data store admits job pods.
-- Authentication: the runner authentication token (glrt-..., the stack secret `gitlabRunnerToken`) lives only in
-  a Secret in the chart's `runners.secret` format; no registration token. With such a token the runner's tags
-  and "run untagged jobs" are properties of the runner in GitLab, set where the token is created (README).
+- Authentication: the runner authentication token (glrt-...) lives only in a Secret in the chart's
+  `runners.secret` format; no registration token. With such a token the runner's tags and "run untagged jobs"
+  are properties of the runner in GitLab, set where the token is created. On a stack running its own GitLab the
+  runner bootstrap Job creates the runner and writes the token (runner_bootstrap.py); the stack secret
+  `gitlabRunnerToken`, when set, is used instead (and is required to register with another stack's GitLab).
 - RBAC: the manager may create and manage job pods, their Secrets and Services in `ci` only (a Role there, the
   permissions the runner documents for its Kubernetes executor, docs/executors/kubernetes at v19.3.0).
 - Deploy identity: ServiceAccount `deployer` in `ci`, bound in every team namespace to exactly what the
@@ -36,6 +38,7 @@ import pulumi_kubernetes as k8s
 from components import charts
 from components.helm import release
 from components.host.profiles import CI_BUILD_APPARMOR_PROFILE
+from components.platform import gitlab, runner_bootstrap
 from components.platform.context import Installed, PlatformContext
 from components.services.namespaces import (NO_OWN_ENTRY_POINTS, RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY,
                                            Namespaces, NamespaceSpec)
@@ -198,25 +201,32 @@ def deployer(ctx: PlatformContext, after: Sequence[pulumi.Resource]) -> list[pul
     return objects
 
 
+def bootstraps(ctx: PlatformContext) -> bool:
+    """The program creates the runner in this stack's own GitLab, unless the stack sets gitlabRunnerToken."""
+    return ctx.secrets.gitlab_runner_token is None
+
+
 def token_secret(ctx: PlatformContext, after: Sequence[pulumi.Resource]) -> k8s.core.v1.Secret:
-    token = ctx.secrets.gitlab_runner_token
-    if token is None:  # config/rules.py refuses the stack before this
-        raise ValueError("platform.gitlab.runner.enabled needs the secret gitlabRunnerToken")
     # The chart mounts both keys (templates/deployment.yaml); the registration token is deprecated, left empty.
-    _, secret = ctx.credentials("gitlab-runner-token", TOKEN_SECRET, NAMESPACE,
-                                {"runner-registration-token": "", "runner-token": token}, after,
+    # With the bootstrap, `runner-token` is the Job's to write (runner_bootstrap.py), not Pulumi's.
+    token = ctx.secrets.gitlab_runner_token
+    values = {"runner-registration-token": "", **({"runner-token": token} if token is not None else {})}
+    _, secret = ctx.credentials("gitlab-runner-token", TOKEN_SECRET, NAMESPACE, values, after,
                                 labels=ctx.labels("gitlab-runner", "token"))
     return secret
 
 
 def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> Installed:
     base = [*after, spaces[NAMESPACE], spaces[CI_NAMESPACE]]
-    token = token_secret(ctx, base)
+    token = [token_secret(ctx, base)]
+    if bootstraps(ctx):  # `after` holds GitLab's release (components/platform/__init__.py)
+        token.append(runner_bootstrap.install(ctx, NAMESPACE, gitlab.NAMESPACE, gitlab.RELEASE, TOKEN_SECRET,
+                                              [*base, *token]))
     limits = job_namespace_limits(ctx, base)
     deploy = deployer(ctx, base)
-    runner = release(RELEASE, charts.GITLAB_RUNNER, values(ctx), ctx.opts([*base, token, *limits]),
+    runner = release(RELEASE, charts.GITLAB_RUNNER, values(ctx), ctx.opts([*base, *token, *limits]),
                      namespace=NAMESPACE, create_namespace=False)
-    return Installed(ready=[token, *limits, *deploy, runner])
+    return Installed(ready=[*token, *limits, *deploy, runner])
 
 
 __all__ = ["install", "namespaces"]

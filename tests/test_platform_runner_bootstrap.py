@@ -1,0 +1,225 @@
+"""The runner bootstrap: production's runner is created in its own GitLab by a Job (no token copied by hand),
+with least-privilege RBAC, in order (GitLab -> Job -> runner), writing the Secret the runner chart reads,
+idempotently and without the token reaching a command line or a log; the manual token still overrides it."""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from components import charts
+from components.platform import gitlab, gitlab_runner, runner_bootstrap
+from config import load
+from config.rules import RUNNER_TOKEN
+from tests import validators
+from tests.conftest import SECRET_KEYS, base_raw
+from tests.stores import RELEASE, SECRET, config_problems, stack_config, string_data
+from tools import mockrun
+from tools.mockrun import Run
+
+JOB = "kubernetes:batch/v1:Job"
+ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
+ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+RUNNER_NS = gitlab_runner.NAMESPACE
+
+
+def job(run: Run):
+    return run.named(runner_bootstrap.NAME, JOB)
+
+
+def bootstrap_objects(run: Run) -> list:
+    return [r for r in run.resources if r.name.startswith(runner_bootstrap.NAME)]
+
+
+# --- on by default, created by the program ---------------------------------------------------------------
+def test_production_runs_a_runner_created_by_the_program(production):
+    runner = stack_config(production).platform.gitlab.runner
+    assert runner.enabled is True and runner.url is None
+    assert production.named("gitlab-runner", RELEASE)
+    spec = job(production).inputs["spec"]["template"]["spec"]
+    [container] = spec["containers"]
+    assert container["image"] == charts.GITLAB_KUBECTL_IMAGE
+    assert container["command"] == ["/bin/bash", f"{runner_bootstrap.MOUNT}/{runner_bootstrap.SHELL_SCRIPT}"]
+    assert spec["serviceAccountName"] == runner_bootstrap.NAME and spec["restartPolicy"] == "Never"
+    assert job(production).inputs["metadata"]["namespace"] == RUNNER_NS
+    assert "name" not in job(production).inputs["metadata"]  # auto-named: a changed script replaces (re-runs) it
+
+
+def test_the_scripts_reach_the_job_through_a_config_map(production):
+    data = production.named(runner_bootstrap.NAME, CONFIG_MAP).inputs["data"]
+    assert data[runner_bootstrap.SHELL_SCRIPT] == (Path(runner_bootstrap.SCRIPTS) / "runner-bootstrap.sh").read_text()
+    ruby = data[runner_bootstrap.RUBY_SCRIPT]
+    assert "description = 'adplatform production (production)'" in ruby
+    assert "tag_list: ['production'], run_untagged: false, access_level: 'ref_protected'" in ruby
+    assert "${" not in ruby  # every parameter rendered
+    env = {e["name"]: e["value"] for e in job(production).inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["RUNNER_SECRET"] == gitlab_runner.TOKEN_SECRET and env["RUNNER_NAMESPACE"] == RUNNER_NS
+    assert env["GITLAB_NAMESPACE"] == gitlab.NAMESPACE
+    assert env["TOOLBOX_SELECTOR"] == f"app=toolbox,release={gitlab.RELEASE}"
+    assert env["RUBY_SCRIPT"] == f"{runner_bootstrap.MOUNT}/{runner_bootstrap.RUBY_SCRIPT}"
+
+
+def test_the_runner_settings_reach_the_ruby_script():
+    raw = base_raw(platform={"gitlab": {"runner": {"enabled": True, "runUntagged": True, "protected": False}}})
+    settings = load("test", raw, SECRET_KEYS).config.platform
+    ruby = runner_bootstrap.ruby_script(SimpleNamespace(stack="staging-x", environment="staging", settings=settings))
+    assert "tag_list: ['staging'], run_untagged: true, access_level: 'not_protected'" in ruby
+    assert "description = 'adplatform staging-x (staging)'" in ruby
+
+
+@pytest.mark.parametrize("value", ["it's", "a#{b}", "x\ny", "\\"])
+def test_ruby_literals_refuse_what_could_escape_the_quotes(value):
+    with pytest.raises(ValueError, match="runner bootstrap"):
+        runner_bootstrap.ruby_literal(value)
+
+
+# --- least privilege ------------------------------------------------------------------------------------------
+def test_the_job_may_exec_into_gitlab_and_patch_one_secret_only(production):
+    roles = {r.inputs["metadata"]["namespace"]: r.inputs for r in production.of_type(ROLE)
+             if r.inputs["metadata"]["name"] == runner_bootstrap.NAME}
+    assert set(roles) == {gitlab.NAMESPACE, RUNNER_NS}
+    assert roles[gitlab.NAMESPACE]["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+        {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}]
+    assert roles[RUNNER_NS]["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [gitlab_runner.TOKEN_SECRET],
+         "verbs": ["get", "patch"]}]
+    bindings = [b.inputs for b in production.of_type(ROLE_BINDING) if b.inputs["metadata"]["name"] == runner_bootstrap.NAME]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted([gitlab.NAMESPACE, RUNNER_NS])
+    for binding in bindings:
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                      "name": runner_bootstrap.NAME}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": runner_bootstrap.NAME,
+                                        "namespace": RUNNER_NS}]
+    assert not [r for r in production.resources if "ClusterRole" in r.type and runner_bootstrap.NAME in r.name]
+
+
+def test_the_job_runs_under_pod_security_restricted(production):
+    spec = job(production).inputs["spec"]["template"]["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 65534
+    security = spec["containers"][0]["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False and security["capabilities"] == {"drop": ["ALL"]}
+    assert security["readOnlyRootFilesystem"] is True
+    assert production.named("ns-gitlab-runner").inputs["metadata"]["labels"][
+        "pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_bootstrap_objects_match_their_schemas(production):
+    objects = bootstrap_objects(production)
+    assert {o.type for o in objects} >= {JOB, ROLE, ROLE_BINDING, CONFIG_MAP}
+    for obj in objects:
+        validators.validate_kubernetes(obj.type, obj.inputs)
+
+
+# --- order and the Secret the chart reads ------------------------------------------------------------------
+def test_gitlab_then_the_job_then_the_runner(production):
+    gitlab_release = production.named("gitlab", RELEASE)
+    token = production.named(gitlab_runner.TOKEN_SECRET, SECRET)
+    the_job = job(production)
+    assert gitlab_release.urn in the_job.dependencies and token.urn in the_job.dependencies
+    assert the_job.urn in production.named("gitlab-runner", RELEASE).dependencies
+
+
+def test_the_job_writes_the_secret_the_chart_reads(production):
+    # gitlab-runner chart 0.91.0: `runners.secret` names a Secret with keys runner-token and
+    # runner-registration-token (templates/_helpers.tpl, deployment.yaml); Pulumi sets only the latter here.
+    assert production.named("gitlab-runner", RELEASE).inputs["values"]["runners"]["secret"] == \
+        gitlab_runner.TOKEN_SECRET
+    assert string_data(production.named(gitlab_runner.TOKEN_SECRET, SECRET)) == {"runner-registration-token": ""}
+
+
+def test_a_token_in_the_stack_overrides_the_bootstrap():
+    values, secret = mockrun.stack_config("production")
+    values[f"adplatform:{RUNNER_TOKEN}"] = "glrt-manual-0123456789"
+    run = mockrun.run(values, secret | {f"adplatform:{RUNNER_TOKEN}"}, "production")
+    assert not bootstrap_objects(run)
+    assert string_data(run.named(gitlab_runner.TOKEN_SECRET, SECRET))["runner-token"] == "glrt-manual-0123456789"
+
+
+# --- the shell script: clean, idempotent, silent about the token --------------------------------------------
+def test_the_bootstrap_script_passes_shellcheck():
+    assert validators.shellcheck({"runner-bootstrap": runner_bootstrap.shell_script()}) == ""
+
+
+FAKE_KUBECTL = r"""#!/bin/bash
+# kubectl as the script uses it: one running toolbox pod, an exec printing Rails noise and the token line,
+# a Secret kept in $STATE/secret (base64 of runner-token), patches read from stdin.
+echo "$*" >> "$STATE/calls"
+case "$1" in
+  get)
+    if [ "$2" = pods ]; then printf 'gitlab-toolbox-abc'; else cat "$STATE/secret" 2>/dev/null || true; fi ;;
+  exec)
+    cat > "$STATE/stdin.rb"
+    echo "Rails boot warning"; echo "RUNNER_TOKEN=$TOKEN" ;;
+  patch)
+    sed -n 's/.*"runner-token":"\([^"]*\)".*/\1/p' > "$STATE/secret"
+    echo "secret/x patched" ;;
+esac
+"""
+
+
+def run_script(tmp_path: Path, token: str) -> subprocess.CompletedProcess:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    kubectl = bin_dir / "kubectl"
+    kubectl.write_text(FAKE_KUBECTL)
+    kubectl.chmod(kubectl.stat().st_mode | stat.S_IEXEC)
+    script = tmp_path / "bootstrap.sh"
+    script.write_text(runner_bootstrap.shell_script())
+    ruby = tmp_path / "create-runner.rb"
+    ruby.write_text("puts 'the rendered script'\n")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "STATE": str(tmp_path), "TOKEN": token,
+           "GITLAB_NAMESPACE": "gitlab", "TOOLBOX_SELECTOR": "app=toolbox,release=gitlab",
+           "TOOLBOX_CONTAINER": "toolbox", "RUNNER_NAMESPACE": "gitlab-runner",
+           "RUNNER_SECRET": "gitlab-runner-token", "RUBY_SCRIPT": str(ruby), "WAIT_SECONDS": "0"}
+    return subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, check=False)
+
+
+def test_the_script_patches_once_and_is_a_no_op_when_rerun(tmp_path):
+    token = "glrt-t1_abcDEF0123456789"
+    first = run_script(tmp_path, token)
+    assert first.returncode == 0, first.stderr
+    assert base64.b64decode((tmp_path / "secret").read_text()).decode() == token
+    assert (tmp_path / "stdin.rb").read_text() == "puts 'the rendered script'\n"  # the Ruby came on stdin
+    second = run_script(tmp_path, token)
+    assert second.returncode == 0, second.stderr
+    assert "already holds" in second.stdout
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert sum(c.startswith("patch") for c in calls) == 1  # the re-run changed nothing
+    for line in calls:  # never on a command line, never in the log
+        assert token not in line and base64.b64encode(token.encode()).decode() not in line
+    for out in (first, second):
+        assert token not in out.stdout + out.stderr
+    assert [c for c in calls if c.startswith("exec")] == [
+        "exec --stdin --namespace gitlab gitlab-toolbox-abc --container toolbox -- gitlab-rails runner -"] * 2
+
+
+def test_the_script_fails_without_a_token_line(tmp_path):
+    result = run_script(tmp_path, "not-a-runner-token")
+    assert result.returncode != 0 and "printed no runner authentication token" in result.stderr
+    assert not (tmp_path / "secret").exists()
+
+
+# --- config -----------------------------------------------------------------------------------------------
+def test_a_runner_for_another_gitlab_still_needs_its_token():
+    raw = base_raw(platform={"gitlab": {"runner": {"enabled": True, "url": "https://gitlab.other.example.com"}}})
+    [msg] = config_problems(raw)
+    assert msg.startswith(f"adplatform:{RUNNER_TOKEN} must be set with --secret when platform.gitlab.runner "
+                          "registers with another stack's GitLab")
+
+
+def test_a_runner_with_its_own_gitlab_needs_no_token():
+    raw = base_raw(platform={"gitlab": {"runner": {"enabled": True}}})
+    assert load("test", raw, SECRET_KEYS).config.platform.gitlab.runner.enabled is True
+
+
+def test_staging_without_gitlab_keeps_the_manual_runner(staging):
+    assert not bootstrap_objects(staging)
+    assert stack_config(staging).platform.gitlab.runner.enabled is False
