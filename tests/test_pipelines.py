@@ -168,10 +168,15 @@ def _parse(tmp_path, text: str, variables: dict) -> validators.ParsedPipeline:
     return validators.parse_gitlab_pipeline(project, variables)
 
 
-def _expected_when(previews: str, plan_diff: str, staging: str, production: str) -> dict[str, str]:
+SCHEDULE = {"CI_PIPELINE_SOURCE": "schedule", "CI_COMMIT_BRANCH": "main", "CI_DEFAULT_BRANCH": "main"}
+
+
+def _expected_when(previews: str, plan_diff: str, staging: str, production: str,
+                   drift: str = "never") -> dict[str, str]:
     expected = {name: previews for name in _jobs() if name.startswith("preview-")}
     return {**expected, "test": "on_success", "policy": "on_success", "plan-diff": plan_diff,
-            "deploy-staging": staging, "deploy-production": production}
+            "deploy-staging": staging, "deploy-production": production,
+            "drift: [staging]": drift, "drift: [production]": drift}
 
 
 @pytest.mark.parametrize("variables, expected", [
@@ -179,7 +184,10 @@ def _expected_when(previews: str, plan_diff: str, staging: str, production: str)
     (MERGE_REQUEST, _expected_when("never", "on_success", "never", "never")),  # a fork: no state backend
     ({**DEFAULT_BRANCH, **BACKEND}, _expected_when("never", "never", "on_success", "manual")),
     (DEFAULT_BRANCH, _expected_when("never", "never", "never", "never")),
-], ids=["merge-request", "merge-request-without-backend", "default-branch", "default-branch-without-backend"])
+    # A pipeline schedule looks for drift in every deployed stack and never deploys.
+    ({**SCHEDULE, **BACKEND}, _expected_when("never", "never", "never", "never", drift="on_success")),
+], ids=["merge-request", "merge-request-without-backend", "default-branch", "default-branch-without-backend",
+        "schedule"])
 def test_gitlab_builds_the_pipeline_and_its_rules_pick_the_jobs(tmp_path, variables, expected):
     parsed = _parse(tmp_path, (ROOT / ".gitlab-ci.yml").read_text(), variables)
     assert parsed.ok, parsed.output
