@@ -30,8 +30,8 @@ from config.errors import problem
 from config.model import Cluster
 from providers import cloud
 from providers.base import (ApiEndpoints, ClientAddress, ClusterProfile, Credential, Infrastructure, Node, NodeSpec,
-                            ProviderInfrastructure, Storage, assemble, check_locations, csi_storage, first_server_api,
-                            node_specs, resolve_server_type, ssh_connection)
+                            ProviderInfrastructure, Storage, assemble, check_locations, check_server_type_names,
+                            csi_storage, first_server_api, node_specs, resolve_server_type, ssh_connection)
 
 NAME = "aws"
 REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION")  # what the AWS provider reads when aws:region is unset
@@ -58,6 +58,8 @@ GATEWAY_CLIENT_ADDRESS = ClientAddress(
 # Size classes -> instance types (x86_64, matching the amd64 AMI). Burstable T3 for the shared
 # classes; general-purpose M7i (non-burstable, a dedicated hyperthread per vCPU, 4 GiB per vCPU) for
 # every dedicated class. Databases that want local NVMe (i4i, i7ie) are set per pool with serverType.
+# An EC2 instance type: family (generation, attributes) "." size, e.g. m7i.xlarge, c7gd.2xlarge, u-6tb1.metal.
+SERVER_TYPE_NAME = re.compile(r"[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9]+")
 SERVER_TYPES = {
     "small": "t3.medium",          # 2 vCPU, 4 GiB
     "medium": "t3.xlarge",         # 4 vCPU, 16 GiB (T3 has no 4 vCPU / 8 GiB size)
@@ -170,6 +172,8 @@ class Aws:
         elif not ipaddress.ip_network(last).subnet_of(ipaddress.ip_network(vpc)):
             found.append(problem("cluster.subnetCidr", f"must leave room for one subnet of its size per zone letter "
                                  f"(a..z) inside the VPC {vpc}; e.g. 10.0.1.0/24 in 10.0.0.0/16", cluster.subnet_cidr))
+        found += check_server_type_names(cluster, SERVER_TYPE_NAME,
+                                         "an EC2 instance type such as m7i.xlarge or t3.medium")
         return found
 
     def create(self, loaded: LoadedConfig) -> Infrastructure:

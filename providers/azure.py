@@ -43,8 +43,8 @@ from config.errors import problem
 from config.model import Cluster
 from providers import cloud
 from providers.base import (ApiEndpoints, ClusterProfile, Credential, Infrastructure, Node, NodeSpec,
-                            ProviderInfrastructure, Storage, assemble, check_locations, csi_storage, node_specs,
-                            resolve_server_type, ssh_connection)
+                            ProviderInfrastructure, Storage, assemble, check_locations, check_server_type_names,
+                            csi_storage, node_specs, resolve_server_type, ssh_connection)
 
 NAME = "azure"
 ZONES = ("1", "2", "3")  # Azure names a region's availability zones 1..3
@@ -66,6 +66,8 @@ API_PORT = 6443
 # Size classes -> VM sizes (x64, Gen2 like the image). Burstable Bsv2 for the shared classes (the
 # counterpart of Hetzner's shared vCPU); Dsv5 (non-burstable, 4 GiB per vCPU, premium storage) for
 # every dedicated class. Databases wanting local NVMe (Lsv3) set serverType on their pool.
+# An Azure VM size: tier "_" family, vCPUs, features ["_" version], e.g. Standard_D8s_v5, Standard_B2ls_v2.
+SERVER_TYPE_NAME = re.compile(r"(Standard|Basic)_[A-Za-z0-9]+(_[A-Za-z0-9]+)*")
 SERVER_TYPES = {
     "small": "Standard_B2ls_v2",        # 2 vCPU, 4 GiB
     "medium": "Standard_B4ls_v2",       # 4 vCPU, 8 GiB
@@ -208,6 +210,7 @@ class Azure:
         found += cloud.check_network(cluster, vnet, "Azure VNet")
         if not ipaddress.ip_network(cluster.subnet_cidr).subnet_of(ipaddress.ip_network(vnet)):
             found.append(problem("cluster.subnetCidr", f"must lie inside the VNet {vnet}", cluster.subnet_cidr))
+        found += check_server_type_names(cluster, SERVER_TYPE_NAME, "an Azure VM size such as Standard_D8s_v5")
         return found
 
     def create(self, loaded: LoadedConfig) -> Infrastructure:

@@ -8,6 +8,7 @@ facts the cluster layer needs (API endpoints, K3s flags, provider add-ons). Noth
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal, Mapping, Protocol, Sequence
@@ -300,6 +301,16 @@ def check_locations(cluster: Cluster, accepts: Callable[[str], bool], accepted: 
             if value is not None and not accepts(value)]
 
 
+def check_server_type_names(cluster: Cluster, grammar: re.Pattern[str], accepted: str) -> list[Problem]:
+    """Each `serverType` set must have the shape of the provider's type names (`accepted` gives examples).
+
+    For providers without a catalog of their types (AWS, GCP, Azure sell hundreds, per region): a name of
+    another provider's shape (`ccx33` on AWS) is known to be wrong offline; whether a well-formed name is
+    sold in the region only the provider's API knows."""
+    return [problem(key, f"must be {accepted}", value) for key, value in server_type_settings(cluster)
+            if value is not None and not grammar.fullmatch(value)]
+
+
 def server_type_settings(cluster: Cluster) -> list[tuple[str, str | None]]:
     """(config key path, value) of every `serverType` the config may set."""
     return [("cluster.controlPlane.serverType", cluster.control_plane.server_type),
@@ -401,6 +412,6 @@ def ssh_connection(host: pulumi.Input[str], user: str, private_key: pulumi.Input
 
 __all__ = ["AddonInstaller", "ApiEndpoints", "ClusterProfile", "Credential", "check_credentials", "FSTYPE_PARAMETER",
            "Infrastructure", "Node", "NodeSpec", "PORTS", "PortRule", "Provider", "ProviderInfrastructure",
-           "ServerCatalog", "ServerType", "Storage", "StorageInstaller", "assemble", "check_locations", "csi_storage",
-           "first_server_api", "located_settings", "node_location", "node_specs", "resolve_server_type",
-           "rule_sources", "server_type_settings", "ssh_connection"]
+           "ServerCatalog", "ServerType", "Storage", "StorageInstaller", "assemble", "check_locations",
+           "check_server_type_names", "csi_storage", "first_server_api", "located_settings", "node_location",
+           "node_specs", "resolve_server_type", "rule_sources", "server_type_settings", "ssh_connection"]

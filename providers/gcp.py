@@ -31,8 +31,8 @@ from config.errors import problem
 from config.model import Cluster
 from providers import cloud
 from providers.base import (ApiEndpoints, ClusterProfile, Credential, Infrastructure, Node, NodeSpec,
-                            ProviderInfrastructure, Storage, assemble, check_locations, csi_storage, first_server_api,
-                            node_specs, resolve_server_type, ssh_connection)
+                            ProviderInfrastructure, Storage, assemble, check_locations, check_server_type_names,
+                            csi_storage, first_server_api, node_specs, resolve_server_type, ssh_connection)
 
 NAME = "gcp"
 # What the Google provider reads when gcp:project / gcp:region are unset (pulumi-gcp installation docs).
@@ -58,6 +58,8 @@ PASSTHROUGH_HEALTH_CHECK_RANGES = ("35.191.0.0/16", "209.85.152.0/22", "209.85.2
 # Size classes -> machine types (x86_64). E2 for the shared classes; N2 for the dedicated ones, a
 # dedicated hyperthread per vCPU and 4 GB per vCPU. N2 rather than N4/C4: those take Hyperdisk only,
 # and the PD CSI class here is pd-balanced.
+# A Compute Engine machine type: series-shape[-vCPUs[-memory]], e.g. n2-standard-8, e2-medium, n2-custom-4-8192.
+SERVER_TYPE_NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)+")
 SERVER_TYPES = {
     "small": "e2-medium",           # 2 vCPU (shared core, burst), 4 GB
     "medium": "e2-standard-4",      # 4 vCPU, 16 GB
@@ -160,6 +162,8 @@ class Gcp:
                                      "the load balancer's proxy-only subnet", cluster.subnet_cidr))
             else:
                 found += cloud.check_network(cluster, proxy_subnet(cluster), "GCP proxy-only subnet")
+        found += check_server_type_names(cluster, SERVER_TYPE_NAME,
+                                         "a Compute Engine machine type such as n2-standard-8 or e2-medium")
         return found
 
     def create(self, loaded: LoadedConfig) -> Infrastructure:

@@ -295,3 +295,10 @@ def test_pods_must_not_overlap_the_vpc():
     (msg,) = _problems(base_raw(provider="aws", cluster={"networkCidr": "10.0.0.0/16", "subnetCidr": "10.0.1.0/24",
                                                          "podCidr": "10.0.128.0/17"}))
     assert msg.startswith("adplatform:cluster.podCidr must not overlap the AWS VPC network 10.0.0.0/16")
+
+
+def test_server_type_of_another_providers_shape_is_refused_before_any_resource():
+    msgs = _problems(base_raw(provider="aws", cluster={"pools": [{"name": "general", "serverType": "ccx33"},
+                                                                 {"name": "stateful", "serverType": "m7i.2xlarge"}]}))
+    assert msgs == ["adplatform:cluster.pools[general].serverType must be an EC2 instance type such as m7i.xlarge "
+                    "or t3.medium, got 'ccx33'"]

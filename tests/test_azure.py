@@ -303,3 +303,16 @@ def test_zone_image_and_network_are_checked():
 def test_gateway_keeps_client_addresses_with_local_traffic_policy(staging):
     # Azure's public Standard load balancer sends no PROXY header (only Private Link Service can).
     assert_local_traffic_policy(staging)
+
+
+def test_server_type_of_another_providers_shape_is_refused_before_any_resource():
+    msgs = _problems(base_raw(provider="azure", cluster={"pools": [{"name": "general", "serverType": "m7i.xlarge"},
+                                                                   {"name": "stateful", "serverType": "Standard_E8s_v5"}]}))
+    assert msgs == ["adplatform:cluster.pools[general].serverType must be an Azure VM size such as Standard_D8s_v5, "
+                    "got 'm7i.xlarge'"]
+
+
+def test_every_mapped_type_has_its_providers_shape():
+    from providers import aws, azure, gcp
+    for module in (aws, gcp, azure):
+        assert all(module.SERVER_TYPE_NAME.fullmatch(t) for t in module.SERVER_TYPES.values()), module.__name__

@@ -272,3 +272,10 @@ def test_node_disk_rights_reach_only_the_drivers_volumes_and_this_stacks_instanc
     assert all(r.inputs["name"].startswith(prefix) for r in staging.of_type(INSTANCE)), instance.inputs["name"]
     for r in staging.of_type(INSTANCE):
         assert not r.inputs["name"].startswith(gcp.CSI_DISK_PREFIX), "boot disks (named after instances) are out"
+
+
+def test_server_type_of_another_providers_shape_is_refused_before_any_resource():
+    msgs = _problems(base_raw(provider="gcp", cluster={"controlPlane": {"serverType": "Standard_D8s_v5"},
+                                                       "pools": [{"name": "general", "serverType": "n2-standard-8"}]}))
+    assert msgs == ["adplatform:cluster.controlPlane.serverType must be a Compute Engine machine type such as "
+                    "n2-standard-8 or e2-medium, got 'Standard_D8s_v5'"]
