@@ -27,6 +27,9 @@ TSIG_ALGORITHMS = ("HMACMD5", "HMACSHA1", "HMACSHA256", "HMACSHA512")  # cert-ma
 # host[:port] or [IPv6][:port] (cert-manager's rfc2136 `nameserver`).
 _NAMESERVER = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)(:\d{1,5})?")
 SECRETS_BACKENDS = ("openbao", "vault")
+# What writes backups to clusterServices.backups.s3, each with its own key pair (adplatform:backupCredentials):
+# the K3s servers (etcd snapshots), Velero, and each store's backup agent.
+BACKUP_PURPOSES = ("etcd", "velero", "postgres", "clickhouse", "scylladb")
 
 
 def check_cron(value: str) -> str:
@@ -118,15 +121,35 @@ class S3Target(Model):
     region: str
     bucket: str
 
+    # purpose (BACKUP_PURPOSES) -> its own bucket, for providers whose keys reach every bucket of a project
+    # (Hetzner): a bucket per purpose, each in its own project, is what separates them there.
+    buckets: dict[str, str] = {}
+
     _v_endpoint = field_validator("endpoint")(check_s3_endpoint)
     _v_region = field_validator("region")(check_token)
 
     @field_validator("bucket")
     @classmethod
     def _bucket(cls, value: str) -> str:
-        if not _BUCKET.match(value):
-            raise ValueError("must be an S3 bucket name (3-63 characters of a-z, 0-9, '.', '-')")
+        return check_bucket(value)
+
+    @field_validator("buckets")
+    @classmethod
+    def _buckets(cls, value: dict[str, str]) -> dict[str, str]:
+        for purpose, bucket in value.items():
+            if purpose not in BACKUP_PURPOSES:
+                raise ValueError(f"must map backup purposes ({', '.join(BACKUP_PURPOSES)}) to buckets, got {purpose!r}")
+            check_bucket(bucket)
         return value
+
+    def bucket_for(self, purpose: str) -> str:
+        return self.buckets.get(purpose, self.bucket)
+
+
+def check_bucket(value: str) -> str:
+    if not _BUCKET.match(value):
+        raise ValueError("must be an S3 bucket name (3-63 characters of a-z, 0-9, '.', '-')")
+    return value
 
 
 class VeleroRestore(Model):
