@@ -265,7 +265,7 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
 
     before_cluster: list[pulumi.Resource] = [ns, operator, plugin, *secrets]
     if ctx.backup is not None:
-        location = ctx.backup.under("postgres")
+        location = ctx.backup.of("postgres")
         backup_secret = location.secret("postgres-backup-s3", BACKUP_SECRET, NAMESPACE, ctx.opts([ns]),
                                         secret_key="ACCESS_SECRET_KEY")
         store = _custom(ctx, "postgres-object-store", "ObjectStore", OBJECT_STORE, object_store_spec(ctx, location),

@@ -110,7 +110,7 @@ def tasks(ctx: DataContext) -> dict[str, Any]:
     settings = ctx.settings.scylladb
     spec: dict[str, Any] = {"repairs": [{"name": "weekly-repair", "cron": settings.repair_schedule, "timezone": "UTC"}]}
     if ctx.backup is not None:
-        spec["backups"] = [{"name": "daily-backup", "location": [backup_location(ctx.backup)],
+        spec["backups"] = [{"name": "daily-backup", "location": [backup_location(ctx.backup.of("scylladb"))],
                             "cron": settings.backup_schedule, "timezone": "UTC",
                             "retention": settings.backup_retention}]
     return spec
