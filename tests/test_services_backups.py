@@ -72,8 +72,9 @@ def test_credentials_only_in_a_secret(production):
     secret = production.named("velero-s3-credentials", "kubernetes:core/v1:Secret")
     data = secret.inputs["stringData"]
     assert isinstance(data, Secret)
-    assert data.value["cloud"] == ("[default]\naws_access_key_id=offline-placeholder-access-key\n"
-                           "aws_secret_access_key=offline-placeholder-secret-key\n")
+    # Velero's own pair (backupCredentials.velero), not the shared one nor another purpose's
+    assert data.value["cloud"] == ("[default]\naws_access_key_id=offline-placeholder-velero-access-key\n"
+                           "aws_secret_access_key=offline-placeholder-velero-secret-key\n")
     values = production.named("velero", RELEASE).inputs["values"]
     assert values["credentials"] == {"useSecret": True, "existingSecret": "velero-s3"}
     assert "offline-placeholder" not in str(values)
@@ -141,7 +142,33 @@ def test_backup_config_errors_name_the_key(backups, key):
 
 def test_backups_need_both_s3_keys():
     raw = base_raw()
-    del raw["backupSecretAccessKey"]
+    del raw["backupCredentials"]["velero"]["secretAccessKey"]
     with pytest.raises(ConfigError) as err:
         load("production", raw, SECRET_KEYS)
-    assert any("backupSecretAccessKey" in str(p) for p in err.value.problems)
+    assert any(str(p).startswith("adplatform:backupCredentials.velero must set secretAccessKey")
+               for p in err.value.problems), err.value.problems
+
+
+def test_the_repository_password_is_generated_and_kept_out_of_the_backups(production, staging):
+    """kopia encrypts volume backups with the repository password: ours (generated, protected in production),
+    in the Secret Velero reads, which no backup contains (its key would travel with what it protects)."""
+    secret = production.named("velero-repository-password", "kubernetes:core/v1:Secret").inputs
+    assert secret["metadata"]["name"] == "velero-repo-credentials" and secret["metadata"]["namespace"] == "velero"
+    assert secret["metadata"]["labels"]["velero.io/exclude-from-backup"] == "true"
+    data = secret["stringData"]
+    assert isinstance(data, Secret) or isinstance(data["repository-password"], Secret)
+    value = data.value["repository-password"] if isinstance(data, Secret) else data["repository-password"].value
+    assert value != "static-passw0rd" and len(value) == 48  # not Velero's built-in default
+    password = production.named("velero-repository-password", "random:index/randomPassword:RandomPassword")
+    assert password.protect is True
+    assert "velero-repository-password" in _deps(production, production.named("velero", RELEASE))
+    s3 = production.named("velero-s3-credentials", "kubernetes:core/v1:Secret").inputs["metadata"]
+    assert s3["labels"]["velero.io/exclude-from-backup"] == "true"
+
+
+def test_secrets_that_unlock_others_stay_out_of_every_backup(production):
+    """The Hetzner token, the volume-encryption passphrase and the OpenBao unseal key are in Pulumi state and
+    recreated by it, never in a Velero backup next to the data they unlock."""
+    for name in ("hcloud", "hcloud-volume-encryption", "openbao-unseal-key"):
+        labels = production.named(name, "kubernetes:core/v1:Secret").inputs["metadata"].get("labels") or {}
+        assert labels.get("velero.io/exclude-from-backup") == "true", name
