@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from components.charts import VELERO
+from components.k3s.config import EtcdBackup
+from components.services.backups import storage_location
 from config import ConfigError, load
 from tests.conftest import SECRET_KEYS, base_raw, run_raw
 from tools.mockrun import Secret
@@ -172,3 +174,21 @@ def test_secrets_that_unlock_others_stay_out_of_every_backup(production):
     for name in ("hcloud", "hcloud-volume-encryption", "openbao-unseal-key"):
         labels = production.named(name, "kubernetes:core/v1:Secret").inputs["metadata"].get("labels") or {}
         assert labels.get("velero.io/exclude-from-backup") == "true", name
+
+
+def test_a_purpose_may_have_its_own_bucket():
+    """Where keys reach every bucket of a project (Hetzner), a bucket per purpose in its own project is what
+    separates them: clusterServices.backups.s3.buckets moves one purpose, the others stay in `bucket`."""
+    raw = base_raw()
+    raw["clusterServices"]["backups"]["s3"]["buckets"] = {"etcd": "adp-etcd", "velero": "adp-velero"}
+    loaded = load("production", raw, SECRET_KEYS)
+    etcd = EtcdBackup.from_config(loaded.config.cluster_services.backups, "production", loaded.secrets)
+    assert etcd.bucket == "adp-etcd" and etcd.access_key is loaded.secrets.backup_credentials["etcd"].access_key_id
+    assert storage_location(loaded.config.cluster_services.backups, "production")["bucket"] == "adp-velero"
+    assert loaded.config.cluster_services.backups.s3.bucket_for("postgres") == "adp-test-backups"
+    raw["clusterServices"]["backups"]["s3"]["buckets"] = {"etc": "adp-etcd"}
+    with pytest.raises(ConfigError) as err:
+        load("production", raw, SECRET_KEYS)
+    assert any(str(p).startswith("adplatform:clusterServices.backups.s3.buckets must map backup purposes (etcd, "
+                                 "velero, postgres, clickhouse, scylladb) to buckets, got 'etc'")
+               for p in err.value.problems), err.value.problems
