@@ -30,6 +30,7 @@ SECRETS_BACKENDS = ("openbao", "vault")
 # What writes backups to clusterServices.backups.s3, each with its own key pair (adplatform:backupCredentials):
 # the K3s servers (etcd snapshots), Velero, and each store's backup agent.
 BACKUP_PURPOSES = ("etcd", "velero", "postgres", "clickhouse", "scylladb")
+SSE_MODES = ("AES256",)  # clusterServices.backups.s3.serverSideEncryption
 
 
 def check_cron(value: str) -> str:
@@ -124,8 +125,13 @@ class S3Target(Model):
     # purpose (BACKUP_PURPOSES) -> its own bucket, for providers whose keys reach every bucket of a project
     # (Hetzner): a bucket per purpose, each in its own project, is what separates them there.
     buckets: dict[str, str] = {}
+    # Ask the store to encrypt every object it receives from Velero and the stores' backup agents (the S3
+    # header x-amz-server-side-encryption): "AES256" (SSE-S3, the provider's keys). Only where the provider
+    # supports it (AWS does; others may refuse the header): None leaves it to the bucket's default encryption.
+    server_side_encryption: str | None = None
 
     _v_endpoint = field_validator("endpoint")(check_s3_endpoint)
+    _v_sse = field_validator("server_side_encryption")(optional(one_of(SSE_MODES)))
     _v_region = field_validator("region")(check_token)
 
     @field_validator("bucket")

@@ -3,6 +3,9 @@ file-system backups on every node, the schedule from config and the restore path
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
 from components.charts import VELERO
@@ -191,4 +194,54 @@ def test_a_purpose_may_have_its_own_bucket():
         load("production", raw, SECRET_KEYS)
     assert any(str(p).startswith("adplatform:clusterServices.backups.s3.buckets must map backup purposes (etcd, "
                                  "velero, postgres, clickhouse, scylladb) to buckets, got 'etc'")
+               for p in err.value.problems), err.value.problems
+
+
+@pytest.fixture(scope="module")
+def encrypted() -> Any:
+    raw = base_raw()
+    raw["clusterServices"]["backups"]["s3"]["serverSideEncryption"] = "AES256"
+    return run_raw(raw)
+
+
+def _env(run, name: str) -> list[dict]:
+    """Every env entry `name` in the run's Kubernetes objects (the ClickHouse pod template's sidecar)."""
+    found = []
+
+    def walk(value):
+        if isinstance(value, dict):
+            if value.get("name") == name and "value" in value:
+                found.append(value)
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+    for r in run.resources:
+        walk(r.inputs)
+    return found
+
+
+def test_server_side_encryption_reaches_every_backup_writer(encrypted, production):
+    """serverSideEncryption asks the store to encrypt what Velero and each store's agent upload; unset (the
+    default: not every S3-compatible store accepts the header), none of them sends it."""
+    bsl = encrypted.named("velero", RELEASE).inputs["values"]["configuration"]["backupStorageLocation"][0]
+    assert bsl["config"]["serverSideEncryption"] == "AES256"
+    barman = encrypted.named("postgres-object-store").inputs["spec"]["configuration"]
+    assert barman["data"]["encryption"] == barman["wal"]["encryption"] == "AES256"
+    assert [e["value"] for e in _env(encrypted, "S3_SSE")] == ["AES256"]
+    agent = encrypted.named("scylla-agent-config", "kubernetes:core/v1:Secret").inputs["stringData"]
+    agent = agent.value if isinstance(agent, Secret) else {k: v.value for k, v in agent.items()}
+    assert json.loads(agent["scylla-manager-agent.yaml"])["s3"]["server_side_encryption"] == "AES256"
+    plain = production.named("velero", RELEASE).inputs["values"]["configuration"]["backupStorageLocation"][0]
+    assert "serverSideEncryption" not in plain["config"] and not _env(production, "S3_SSE")
+    assert "encryption" not in production.named("postgres-object-store").inputs["spec"]["configuration"]["data"]
+
+
+def test_server_side_encryption_accepts_only_what_every_writer_supports():
+    raw = base_raw()
+    raw["clusterServices"]["backups"]["s3"]["serverSideEncryption"] = "aws:kms"
+    with pytest.raises(ConfigError) as err:
+        load("production", raw, SECRET_KEYS)
+    assert any(str(p).startswith("adplatform:clusterServices.backups.s3.serverSideEncryption must be one of AES256")
                for p in err.value.problems), err.value.problems

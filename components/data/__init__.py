@@ -142,7 +142,8 @@ class DataPlane(pulumi.ComponentResource):
             s3 = backups.s3
             return BackupTargets(s3.endpoint, in_cluster=False, stores={store: S3Location(
                 s3.endpoint, s3.region, s3.bucket_for(store), f"{loaded.stack}/data/{store}", k.access_key_id,
-                k.secret_access_key, in_cluster=False) for store, k in keys.items() if k is not None})
+                k.secret_access_key, in_cluster=False, sse=s3.server_side_encryption)
+                for store, k in keys.items() if k is not None})
         if objects is not None:
             return BackupTargets(objects.url, in_cluster=objects.in_cluster, stores={
                 store: objects.bucket(bucket, store) for store, bucket in BACKUP_BUCKETS.items()})

@@ -7,6 +7,7 @@ and a copy made from the same generated Outputs stays in step when the password 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -29,6 +30,7 @@ class S3Location:
     access_key_id: pulumi.Output[str]
     secret_access_key: pulumi.Output[str]
     in_cluster: bool  # the in-cluster store: a backup there does not survive the cluster
+    sse: str | None = None  # server-side encryption the writer asks for (clusterServices.backups.s3.serverSideEncryption)
 
     def url(self, *parts: str) -> str:
         path = "/".join(p.strip("/") for p in (self.prefix, *parts) if p)
@@ -36,8 +38,7 @@ class S3Location:
 
     def under(self, *parts: str) -> "S3Location":
         prefix = "/".join(p.strip("/") for p in (self.prefix, *parts) if p)
-        return S3Location(self.endpoint, self.region, self.bucket, prefix, self.access_key_id,
-                          self.secret_access_key, self.in_cluster)
+        return dataclasses.replace(self, prefix=prefix)
 
     def secret(self, resource_name: str, name: str, namespace: str, opts: pulumi.ResourceOptions,
                id_key: str = "ACCESS_KEY_ID", secret_key: str = "SECRET_ACCESS_KEY") -> k8s.core.v1.Secret:

@@ -85,6 +85,8 @@ def storage_location(settings: Settings, stack: str) -> dict[str, Any]:
             "s3ForcePathStyle": "true",  # S3-compatible stores address buckets by path
             # The plugin's default CRC32 checksums are rejected by Ceph-based stores (Hetzner's).
             "checksumAlgorithm": "",
+            # velero-plugin-for-aws BackupStorageLocation config (backupstoragelocation.md)
+            **({"serverSideEncryption": s3.server_side_encryption} if s3.server_side_encryption else {}),
         },
     }
 
