@@ -263,5 +263,6 @@ class DataPlane(Model):
     object_storage: ObjectStorage = ObjectStorage()
 
 
-__all__ = ["BACKUP_BUCKETS", "BUCKET_OWNERS", "BUCKET_PURPOSES", "ClickHouse", "DataPlane", "Dragonfly", "ExternalObjectStorage", "ObjectStorage",
+__all__ = ["BACKUP_BUCKETS", "BUCKET_OWNERS", "BUCKET_PURPOSES", "ClickHouse", "DataPlane", "Dragonfly",
+           "ExternalObjectStorage", "ObjectStorage",
            "PinnedStore", "Postgres", "Redpanda", "ScyllaDB", "Store"]

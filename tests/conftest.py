@@ -26,7 +26,8 @@ from tools.runcache import RunCache  # noqa: E402
 SECRET_KEYS = {"sshPrivateKey", "backupAccessKeyId", "backupSecretAccessKey", "backupCredentials", "dnsApiToken"}
 # One key pair per backup purpose (production requires them: config/rules.py), distinct values so tests can tell
 # which consumer holds which.
-BACKUP_CREDENTIALS = {purpose: {"accessKeyId": f"test-{purpose}-access-key", "secretAccessKey": f"test-{purpose}-secret-key"}
+BACKUP_CREDENTIALS = {purpose: {"accessKeyId": f"test-{purpose}-access-key",
+                                 "secretAccessKey": f"test-{purpose}-secret-key"}
                       for purpose in ("etcd", "velero", "postgres", "clickhouse", "scylladb")}
 VALID_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGyQ5iLrXL0W1eJqkqG9y5WnA2s8pC3qvGfQe1cW9r7H test@example.com"
 

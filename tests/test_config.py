@@ -251,7 +251,8 @@ def test_production_requires_backups_with_s3_and_secret_keys():
     del raw["backupCredentials"]
     found = problems(raw)
     assert any(p.startswith("adplatform:clusterServices.backups.s3 must be set when backups are enabled") for p in found)
-    assert any(p.startswith("adplatform:backupCredentials must hold a key pair for every backup purpose") for p in found)
+    assert any(p.startswith("adplatform:backupCredentials must hold a key pair for every backup purpose")
+               for p in found)
 
 
 def test_production_refuses_one_backup_key_for_several_purposes():
@@ -290,13 +291,15 @@ def test_staging_falls_back_to_the_shared_backup_pair():
 
 @pytest.mark.parametrize("credentials, expected", [
     ({"etcdd": {"accessKeyId": "a", "secretAccessKey": "b"}},
-     "adplatform:backupCredentials.etcdd is not a backup purpose; accepted: etcd, velero, postgres, clickhouse, scylladb"),
+     "adplatform:backupCredentials.etcdd is not a backup purpose; accepted: etcd, velero, postgres, clickhouse, "
+     "scylladb"),
     ({"etcd": {"accessKeyId": "a"}}, "adplatform:backupCredentials.etcd must set secretAccessKey (set with --secret"),
     ("one-key", "adplatform:backupCredentials must be an object of purpose -> key pair"),
 ])
 def test_backup_credentials_grammar(credentials, expected):
     raw = base_raw()
-    raw["backupCredentials"] = credentials if isinstance(credentials, str) else {**raw["backupCredentials"], **credentials}
+    raw["backupCredentials"] = (credentials if isinstance(credentials, str)
+                                else {**raw["backupCredentials"], **credentials})
     assert any(p.startswith(expected) for p in problems(raw)), problems(raw)
 
 

@@ -31,7 +31,8 @@ def run(request) -> Run:
 
 @pytest.fixture(scope="module")
 def external() -> Run:
-    """Staging with provider S3 and no off-cluster backup location: each store backs up to `<prefix>-<store>-backups`."""
+    """Staging with provider S3 and no off-cluster backup location: each store backs up to
+    `<prefix>-<store>-backups`."""
     raw = base_raw(profile="staging", clusterServices={"tls": {"acmeEmail": "ops@example.com"}},
                    dataPlane={"objectStorage": {"backend": "external", "external": EXTERNAL}}, **OBJECT_KEYS)
     raw.pop("backupCredentials")

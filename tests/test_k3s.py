@@ -109,7 +109,9 @@ def test_servers_snapshot_etcd_to_s3_on_the_configured_schedule(wired_runs):
         assert cfg["etcd-s3-bucket"] == "adp-test-backups" and cfg["etcd-s3-region"] == "fsn1"
         assert cfg["etcd-s3-folder"] == "test/etcd"
         assert cfg["etcd-snapshot-schedule-cron"] == "0 */6 * * *" and cfg["etcd-snapshot-retention"] == 28
-        assert cfg["etcd-s3-access-key"] == "test-etcd-access-key" and cfg["etcd-s3-secret-key"] == "test-etcd-secret-key"
+        # the servers' own pair (backupCredentials.etcd), no other purpose's
+        assert cfg["etcd-s3-access-key"] == "test-etcd-access-key"
+        assert cfg["etcd-s3-secret-key"] == "test-etcd-secret-key"
     assert not any(k.startswith("etcd-") for k in k3s_config(current, "general-1")), "agents run no etcd"
     for cmd in current.of_type(CMD):
         assert "test-etcd-secret-key" not in str(cmd.inputs.get("triggers")), cmd.name

@@ -30,7 +30,7 @@ class S3Location:
     access_key_id: pulumi.Output[str]
     secret_access_key: pulumi.Output[str]
     in_cluster: bool  # the in-cluster store: a backup there does not survive the cluster
-    sse: str | None = None  # server-side encryption the writer asks for (clusterServices.backups.s3.serverSideEncryption)
+    sse: str | None = None  # what the writer asks the store for (clusterServices.backups.s3.serverSideEncryption)
 
     def url(self, *parts: str) -> str:
         path = "/".join(p.strip("/") for p in (self.prefix, *parts) if p)

@@ -220,7 +220,8 @@ def s3_config(keys: dict[str, tuple[str, str]], buckets: dict[str, str]) -> str:
     actions on its own buckets (`buckets`: purpose -> bucket name) only."""
     return json.dumps({"identities": [
         {"name": consumer, "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
-         "actions": [f"{action}:{buckets[purpose]}" for purpose in BUCKET_OWNERS[consumer] for action in BUCKET_ACTIONS]}
+         "actions": [f"{action}:{buckets[purpose]}" for purpose in BUCKET_OWNERS[consumer]
+                     for action in BUCKET_ACTIONS]}
         for consumer, (access_key, secret_key) in keys.items()]})
 
 

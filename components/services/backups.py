@@ -78,7 +78,8 @@ def storage_location(settings: Settings, stack: str) -> dict[str, Any]:
     s3 = settings.s3
     assert s3 is not None  # config/rules.py: s3 is required when backups are enabled
     return {
-        "name": LOCATION, "provider": "aws", "bucket": s3.bucket_for("velero"), "prefix": f"{stack}/velero", "default": True,
+        "name": LOCATION, "provider": "aws", "bucket": s3.bucket_for("velero"), "prefix": f"{stack}/velero",
+        "default": True,
         "accessMode": "ReadWrite",
         "config": {
             "region": s3.region, "s3Url": s3.endpoint,
