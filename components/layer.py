@@ -12,6 +12,12 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 
+# Velero leaves objects with this label out of every backup (velero.io/v1 ExcludeFromBackupLabel). Secrets
+# that unlock other secrets carry it: the key must never sit inside the backup it protects. Pulumi state
+# holds them and recreates them before a restore.
+EXCLUDE_FROM_BACKUP = {"velero.io/exclude-from-backup": "true"}
+
+
 @dataclass(frozen=True)
 class Credentials:
     secret: str  # Secret name in `namespace`

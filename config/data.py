@@ -12,18 +12,25 @@ import re
 from pydantic import field_validator, model_validator
 
 from config.model_base import Model, check_token, one_of
+from config.platform import NEEDS
 from config.quantity import Cpu, Memory, memory_mib, whole_cores
 from config.services import check_cron, check_s3_endpoint
 
 OBJECT_STORAGE_BACKENDS = ("seaweedfs", "external")
 SCYLLA_STORAGE = ("auto", "network")
-# What the in-cluster object store holds: one bucket per purpose (later layers look them up by purpose).
-# GitLab keeps each object type in its own bucket ("A different bucket is needed for each, otherwise performing a
-# restore from backup doesn't function properly": its chart's doc/advanced/external-object-storage): `gitlab` holds
-# CI artifacts; its backups and their restore scratch space live with its objects (one s3cmd config reads them all).
-BUCKET_PURPOSES = ("backups", "gitlab", "registry", "logs", "traces", "ml-artifacts", "gitlab-lfs", "gitlab-uploads",
-                   "gitlab-packages", "gitlab-mr-diffs", "gitlab-terraform-state", "gitlab-ci-secure-files",
-                   "gitlab-dependency-proxy", "gitlab-backups", "gitlab-tmp")
+# What the object store holds: one bucket per purpose (later layers look them up by purpose), each purpose owned
+# by exactly one consumer. GitLab keeps each object type in its own bucket ("A different bucket is needed for
+# each, otherwise performing a restore from backup doesn't function properly": its chart's
+# doc/advanced/external-object-storage): `gitlab` holds CI artifacts; its backups and their restore scratch space
+# live with its objects (one s3cmd config reads them all). Each store that backs up here (no
+# clusterServices.backups.s3) has its own bucket.
+BACKUP_BUCKETS = {"postgres": "postgres-backups", "clickhouse": "clickhouse-backups", "scylladb": "scylladb-backups"}
+# Consumer -> the purposes only it reads and writes: the platform components' (config/platform.py NEEDS) and the
+# stores' backups. The in-cluster store gives each consumer its own identity, limited to these buckets.
+BUCKET_OWNERS: dict[str, tuple[str, ...]] = {
+    **{name: needs.buckets for name, needs in NEEDS.items() if needs.buckets},
+    **{store: (bucket,) for store, bucket in BACKUP_BUCKETS.items()}}
+BUCKET_PURPOSES = tuple(purpose for purposes in BUCKET_OWNERS.values() for purpose in purposes)
 _RETENTION = re.compile(r"^[1-9]\d*[dwm]$")
 _BUCKET_PREFIX = re.compile(r"^[a-z0-9][a-z0-9-]{1,30}[a-z0-9]$")
 
@@ -256,5 +263,6 @@ class DataPlane(Model):
     object_storage: ObjectStorage = ObjectStorage()
 
 
-__all__ = ["BUCKET_PURPOSES", "ClickHouse", "DataPlane", "Dragonfly", "ExternalObjectStorage", "ObjectStorage",
+__all__ = ["BACKUP_BUCKETS", "BUCKET_OWNERS", "BUCKET_PURPOSES", "ClickHouse", "DataPlane", "Dragonfly",
+           "ExternalObjectStorage", "ObjectStorage",
            "PinnedStore", "Postgres", "Redpanda", "ScyllaDB", "Store"]

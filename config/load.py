@@ -19,14 +19,21 @@ from config.errors import NAMESPACE, ConfigError, Problem, problem
 from config.model import UNKNOWN_KEYS, StackConfig
 from config.profiles import PROFILES, Profile
 from config import rules
+from config.services import BACKUP_PURPOSES
 from config.ssh import private_key_problem
 
 SSH_PRIVATE_KEY = "sshPrivateKey"
 ALERTING = "alertingSecrets"
+BACKUP_CREDENTIALS = "backupCredentials"
+S3_KEY_FIELDS = ("accessKeyId", "secretAccessKey")
 # Secrets some features need (config/rules.py says when); each must be set with --secret.
 OPTIONAL_SECRETS = {
-    "backupAccessKeyId": "the S3 access key of clusterServices.backups.s3",
-    "backupSecretAccessKey": "the S3 secret key of clusterServices.backups.s3",
+    "backupCredentials": "purpose -> accessKeyId/secretAccessKey: one S3 key pair per writer of "
+                         "clusterServices.backups.s3 (set with --secret --path "
+                         "'adplatform:backupCredentials.<purpose>.accessKeyId')",
+    "backupAccessKeyId": "the S3 access key of clusterServices.backups.s3 shared by every purpose without its own "
+                         "backupCredentials (not accepted in production)",
+    "backupSecretAccessKey": "the S3 secret key of that shared pair",
     "objectStorageAccessKeyId": "the S3 access key of dataPlane.objectStorage.external",
     "objectStorageSecretAccessKey": "the S3 secret key of dataPlane.objectStorage.external",
     "gitlabRunnerToken": "the runner authentication token (glrt-...) of platform.gitlab.runner (instead of the "
@@ -37,6 +44,12 @@ OPTIONAL_SECRETS = {
                    "API token, Route53 secret access key, RFC2136 TSIG secret or Hetzner Cloud API token)",
     "adServicesRegistryToken": "the password or deploy token (read_registry) of adServices.registry",
 }
+
+
+@dataclass(frozen=True)
+class S3Keys:
+    access_key_id: pulumi.Output[str]
+    secret_access_key: pulumi.Output[str]
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,15 @@ class StackSecrets:
     gitlab_runner_token: pulumi.Output[str] | None = None
     alerting: dict[str, pulumi.Output[str]] = field(default_factory=dict)  # receiver name -> URL or key
     ad_services_registry_token: pulumi.Output[str] | None = None
+    backup_credentials: dict[str, S3Keys] = field(default_factory=dict)  # purpose (BACKUP_PURPOSES) -> keys
+
+    def backup_keys(self, purpose: str) -> S3Keys | None:
+        """The purpose's own keys, else the shared pair (config/rules.py allows that outside production)."""
+        if purpose in self.backup_credentials:
+            return self.backup_credentials[purpose]
+        if self.backup_access_key_id is None or self.backup_secret_access_key is None:
+            return None
+        return S3Keys(self.backup_access_key_id, self.backup_secret_access_key)
 
 
 @dataclass(frozen=True)
@@ -131,10 +153,17 @@ def load(stack: str, raw: dict[str, Any], secret_keys: set[str]) -> LoadedConfig
                                 f"--secret --path '{NAMESPACE}:{ALERTING}.<name>'", "a plain value"))
         alerting = None
     alerting = alerting or {}
-    present = {*optional, *(f"{ALERTING}.{name}" for name in alerting)}
+    backup_keys, found = _backup_credentials(optional.pop(BACKUP_CREDENTIALS, None))
+    problems += found
+    present = {*optional, *(f"{ALERTING}.{name}" for name in alerting),
+               *(f"{BACKUP_CREDENTIALS}.{purpose}" for purpose in backup_keys)}
     problems.extend(rules.check(cfg, profile, present))
     if problems:
         raise ConfigError(_dedupe(problems))
+    shared = rules.shared_backup_purposes(cfg, present) if cfg.cluster_services.backups.enabled else []
+    if shared:  # rules.check refuses this in production
+        pulumi.log.warn(f"{NAMESPACE}:{BACKUP_CREDENTIALS} has no key pair for {', '.join(shared)}: they share "
+                        "backupAccessKeyId/backupSecretAccessKey, so each can read and delete the others' backups")
     extra = {key: pulumi.Output.secret(str(value)) for key, value in optional.items()}
     return LoadedConfig(stack, cfg, profile, StackSecrets(
         pulumi.Output.secret(private_key), backup_access_key_id=extra.get("backupAccessKeyId"),
@@ -143,7 +172,31 @@ def load(stack: str, raw: dict[str, Any], secret_keys: set[str]) -> LoadedConfig
         object_storage_secret_access_key=extra.get("objectStorageSecretAccessKey"),
         gitlab_runner_token=extra.get("gitlabRunnerToken"),
         alerting={name: pulumi.Output.secret(str(value)) for name, value in alerting.items()},
-        ad_services_registry_token=extra.get("adServicesRegistryToken")))
+        ad_services_registry_token=extra.get("adServicesRegistryToken"),
+        backup_credentials={purpose: S3Keys(*(pulumi.Output.secret(str(keys[f])) for f in S3_KEY_FIELDS))
+                            for purpose, keys in backup_keys.items()}))
+
+
+def _backup_credentials(value: Any) -> tuple[dict[str, dict[str, Any]], list[Problem]]:
+    """adplatform:backupCredentials: purpose -> {accessKeyId, secretAccessKey}; the complete entries and the
+    problems of the rest (the messages never repeat a value: they are secrets)."""
+    if value is None:
+        return {}, []
+    how = f"set with --secret --path '{NAMESPACE}:{BACKUP_CREDENTIALS}.<purpose>.accessKeyId' (and .secretAccessKey)"
+    if not isinstance(value, dict):
+        return {}, [problem(BACKUP_CREDENTIALS, f"must be an object of purpose -> key pair, {how}", "a plain value")]
+    found, complete = [], {}
+    for purpose, keys in value.items():
+        if purpose not in BACKUP_PURPOSES:
+            found.append(problem(f"{BACKUP_CREDENTIALS}.{purpose}", "is not a backup purpose; accepted: "
+                                 f"{', '.join(BACKUP_PURPOSES)}"))
+            continue
+        missing = [f for f in S3_KEY_FIELDS if not isinstance(keys, dict) or not keys.get(f)]
+        if missing:
+            found.append(problem(f"{BACKUP_CREDENTIALS}.{purpose}", f"must set {' and '.join(missing)} ({how})"))
+            continue
+        complete[purpose] = keys
+    return complete, found
 
 
 def merge(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

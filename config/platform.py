@@ -265,7 +265,7 @@ class Platform(Model):
 class Needs:
     stores: tuple[str, ...] = ()  # dataPlane.<store> that must be enabled (config/data.py attribute names)
     database: str | None = None  # its database in dataPlane.postgres.databases
-    buckets: tuple[str, ...] = ()  # object storage purposes it writes (config/data.py BUCKET_PURPOSES)
+    buckets: tuple[str, ...] = ()  # object storage purposes only it reads and writes (config/data.py BUCKET_OWNERS)
     hostnames: tuple[str, ...] = ()  # gateway host labels it is served on (clusterServices.gateway.hostnames)
 
 
@@ -278,10 +278,11 @@ NEEDS: dict[str, Needs] = {
     "monitoring": Needs(hostnames=("grafana",)),
     "logs": Needs(("object_storage",), buckets=("logs",)),
     "traces": Needs(("object_storage",), buckets=("traces",)),
-    "airflow": Needs(("postgres", "object_storage"), "airflow", ("logs",), ("airflow",)),
+    # Buckets of their own: task logs apart from Loki's, MLflow's artifacts apart from Kubeflow user code's.
+    "airflow": Needs(("postgres", "object_storage"), "airflow", ("airflow-logs",), ("airflow",)),
     "spark": Needs(),
     "jupyterhub": Needs(("postgres",), "jupyterhub", hostnames=("jupyter",)),
-    "mlflow": Needs(("postgres", "object_storage"), "mlflow", ("ml-artifacts",), ("mlflow",)),
+    "mlflow": Needs(("postgres", "object_storage"), "mlflow", ("mlflow-artifacts",), ("mlflow",)),
     "kubeflow": Needs(("object_storage",), buckets=("ml-artifacts",)),  # UI unrouted: it has no login
 }
 COMPONENTS = tuple(NEEDS)

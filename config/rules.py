@@ -11,6 +11,7 @@ from config.ads import problems as ad_services_problems
 from config.model import ControlPlane, Layers, Pool, StackConfig
 from config.platform import NEEDS
 from config.profiles import Profile
+from config.services import BACKUP_PURPOSES
 from policy.rules import world_covered
 
 
@@ -220,10 +221,7 @@ def _cluster_services(cfg: StackConfig, profile: Profile, secrets: set[str]) -> 
         if backups.s3 is None:
             found.append(problem("clusterServices.backups.s3", "must be set when backups are enabled: endpoint, "
                                  "region and bucket of S3-compatible storage outside the cluster"))
-        for key in ("backupAccessKeyId", "backupSecretAccessKey"):
-            if key not in secrets:
-                found.append(problem(key, f"must be set with --secret when clusterServices.backups.enabled is true "
-                                     f"(pulumi config set --secret adplatform:{key} ...)"))
+        found += _backup_credentials(cfg, profile, secrets)
     if profile.strict and svc.secrets.replicas < 3:
         found.append(problem("clusterServices.secrets.replicas", f"must be at least 3 in the {profile.name} "
                              "profile (raft keeps a quorum when one node is lost)", svc.secrets.replicas))
@@ -245,7 +243,37 @@ def _cluster_services(cfg: StackConfig, profile: Profile, secrets: set[str]) -> 
     return found
 
 
+def backup_purposes(cfg: StackConfig) -> list[str]:
+    """Who writes to clusterServices.backups.s3 in this stack: the etcd snapshots, Velero, each enabled store
+    that backs up."""
+    data = cfg.data_plane if cfg.layers.data_plane else None
+    return [p for p in BACKUP_PURPOSES if p not in STORE_PURPOSES or (data is not None and getattr(data, p).enabled)]
+
+
+def shared_backup_purposes(cfg: StackConfig, secrets: set[str]) -> list[str]:
+    """The purposes that fall back to the shared pair backupAccessKeyId/backupSecretAccessKey."""
+    return [p for p in backup_purposes(cfg) if f"backupCredentials.{p}" not in secrets]
+
+
+def _backup_credentials(cfg: StackConfig, profile: Profile, secrets: set[str]) -> list[Problem]:
+    """One key pair per purpose, each handed only to its writer. Outside production, purposes without their
+    own pair share backupAccessKeyId/backupSecretAccessKey (the program warns); production refuses that."""
+    shared = shared_backup_purposes(cfg, secrets)
+    if not shared:
+        return []
+    if profile.strict:
+        return [problem("backupCredentials", f"must hold a key pair for every backup purpose in the {profile.name} "
+                        "profile, each scoped to its own bucket or prefix (docs/security.md); missing: "
+                        f"{', '.join(shared)} (pulumi config set --secret --path "
+                        "'adplatform:backupCredentials.<purpose>.accessKeyId' ..., and .secretAccessKey)")]
+    return [problem(key, f"must be set with --secret when clusterServices.backups.enabled is true and "
+                    f"backupCredentials has no pair for {', '.join(shared)} (pulumi config set --secret "
+                    f"adplatform:{key} ...)")
+            for key in ("backupAccessKeyId", "backupSecretAccessKey") if key not in secrets]
+
+
 MAX_LISTENER_HOSTNAMES = 63
+STORE_PURPOSES = ("postgres", "clickhouse", "scylladb")  # BACKUP_PURPOSES that are dataPlane stores
 RUNNER_TOKEN = "gitlabRunnerToken"
 ALERTING_SECRETS = "alertingSecrets"
 

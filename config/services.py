@@ -34,6 +34,10 @@ SECRETS_BACKENDS = ("openbao", "vault")
 # Reboot window days, as kured's --reboot-days takes them (kubereboot/kured 1.23.0 pkg/timewindow/days.go).
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CLOCK = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+# What writes backups to clusterServices.backups.s3, each with its own key pair (adplatform:backupCredentials):
+# the K3s servers (etcd snapshots), Velero, and each store's backup agent.
+BACKUP_PURPOSES = ("etcd", "velero", "postgres", "clickhouse", "scylladb")
+SSE_MODES = ("AES256",)  # clusterServices.backups.s3.serverSideEncryption
 
 
 def check_cron(value: str) -> str:
@@ -184,15 +188,40 @@ class S3Target(Model):
     region: str
     bucket: str
 
+    # purpose (BACKUP_PURPOSES) -> its own bucket, for providers whose keys reach every bucket of a project
+    # (Hetzner): a bucket per purpose, each in its own project, is what separates them there.
+    buckets: dict[str, str] = {}
+    # Ask the store to encrypt every object it receives from Velero and the stores' backup agents (the S3
+    # header x-amz-server-side-encryption): "AES256" (SSE-S3, the provider's keys). Only where the provider
+    # supports it (AWS does; others may refuse the header): None leaves it to the bucket's default encryption.
+    server_side_encryption: str | None = None
+
     _v_endpoint = field_validator("endpoint")(check_s3_endpoint)
+    _v_sse = field_validator("server_side_encryption")(optional(one_of(SSE_MODES)))
     _v_region = field_validator("region")(check_token)
 
     @field_validator("bucket")
     @classmethod
     def _bucket(cls, value: str) -> str:
-        if not _BUCKET.match(value):
-            raise ValueError("must be an S3 bucket name (3-63 characters of a-z, 0-9, '.', '-')")
+        return check_bucket(value)
+
+    @field_validator("buckets")
+    @classmethod
+    def _buckets(cls, value: dict[str, str]) -> dict[str, str]:
+        for purpose, bucket in value.items():
+            if purpose not in BACKUP_PURPOSES:
+                raise ValueError(f"must map backup purposes ({', '.join(BACKUP_PURPOSES)}) to buckets, got {purpose!r}")
+            check_bucket(bucket)
         return value
+
+    def bucket_for(self, purpose: str) -> str:
+        return self.buckets.get(purpose, self.bucket)
+
+
+def check_bucket(value: str) -> str:
+    if not _BUCKET.match(value):
+        raise ValueError("must be an S3 bucket name (3-63 characters of a-z, 0-9, '.', '-')")
+    return value
 
 
 class VeleroRestore(Model):

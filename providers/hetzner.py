@@ -20,6 +20,7 @@ import pulumi_random as random
 
 from components.charts import HCLOUD_CCM, HCLOUD_CSI
 from components.helm import release
+from components.layer import EXCLUDE_FROM_BACKUP
 from config import LoadedConfig, Problem
 from config.errors import problem
 from providers import cloud
@@ -250,7 +251,8 @@ class HetznerInfrastructure(ProviderInfrastructure):
         token = _hcloud_token()
         opts = pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on))
         secret = k8s.core.v1.Secret(
-            "hcloud", metadata=k8s.meta.v1.ObjectMetaArgs(name="hcloud", namespace=HCLOUD_CCM.namespace),
+            "hcloud", metadata=k8s.meta.v1.ObjectMetaArgs(name="hcloud", namespace=HCLOUD_CCM.namespace,
+                                                          labels=EXCLUDE_FROM_BACKUP),
             string_data={"token": token, "network": self.network.id}, type="Opaque", opts=opts)
         ha = 2 if self._loaded.profile.strict else 1
         ccm = release("hcloud-ccm", HCLOUD_CCM, {
@@ -274,7 +276,8 @@ class HetznerInfrastructure(ProviderInfrastructure):
                                            opts=pulumi.ResourceOptions(parent=parent, protect=self._protect))
         secret = k8s.core.v1.Secret(
             "hcloud-volume-encryption",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=ENCRYPTION_SECRET, namespace=HCLOUD_CSI.namespace),
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=ENCRYPTION_SECRET, namespace=HCLOUD_CSI.namespace,
+                                                labels=EXCLUDE_FROM_BACKUP),
             string_data={"encryption-passphrase": passphrase.result}, type="Opaque",
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=self._protect)))
         csi = release("hcloud-csi", HCLOUD_CSI, csi_values(self._location, self._loaded.profile.strict,

@@ -24,7 +24,12 @@ from tools import mockrun  # noqa: E402
 from tools.mockrun import Run, Secret  # noqa: E402
 from tools.runcache import RunCache  # noqa: E402
 
-SECRET_KEYS = {"sshPrivateKey", "backupAccessKeyId", "backupSecretAccessKey", "dnsApiToken"}
+SECRET_KEYS = {"sshPrivateKey", "backupAccessKeyId", "backupSecretAccessKey", "backupCredentials", "dnsApiToken"}
+# One key pair per backup purpose (production requires them: config/rules.py), distinct values so tests can tell
+# which consumer holds which.
+BACKUP_CREDENTIALS = {purpose: {"accessKeyId": f"test-{purpose}-access-key",
+                                 "secretAccessKey": f"test-{purpose}-secret-key"}
+                      for purpose in ("etcd", "velero", "postgres", "clickhouse", "scylladb")}
 VALID_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGyQ5iLrXL0W1eJqkqG9y5WnA2s8pC3qvGfQe1cW9r7H test@example.com"
 
 
@@ -69,8 +74,7 @@ def base_raw(**overrides: Any) -> dict[str, Any]:
         "clusterServices": {"tls": {"acmeEmail": "ops@example.com"},
                             "backups": {"s3": {"endpoint": "https://fsn1.your-objectstorage.com",
                                                "region": "fsn1", "bucket": "adp-test-backups"}}},
-        "backupAccessKeyId": "test-access-key",
-        "backupSecretAccessKey": "test-secret-key",
+        "backupCredentials": {p: dict(keys) for p, keys in BACKUP_CREDENTIALS.items()},  # a copy: tests edit it
     }
     raw.update(overrides)
     return raw

@@ -248,19 +248,67 @@ def test_production_requires_backups_with_s3_and_secret_keys():
     assert msg.startswith("adplatform:clusterServices.backups.enabled must be true in the production profile")
     raw = base_raw()
     raw["clusterServices"] = {"tls": raw["clusterServices"]["tls"]}
-    del raw["backupAccessKeyId"], raw["backupSecretAccessKey"]
+    del raw["backupCredentials"]
     found = problems(raw)
     assert any(p.startswith("adplatform:clusterServices.backups.s3 must be set when backups are enabled") for p in found)
-    assert any(p.startswith("adplatform:backupAccessKeyId must be set with --secret") for p in found)
-    assert any(p.startswith("adplatform:backupSecretAccessKey must be set with --secret") for p in found)
+    assert any(p.startswith("adplatform:backupCredentials must hold a key pair for every backup purpose")
+               for p in found)
+
+
+def test_production_refuses_one_backup_key_for_several_purposes():
+    """The shared pair is no way around per-purpose keys in production; the error lists what is missing."""
+    raw = base_raw(backupAccessKeyId="shared-access-key", backupSecretAccessKey="shared-secret-key")
+    raw["backupCredentials"] = {p: keys for p, keys in raw["backupCredentials"].items() if p not in ("etcd", "velero")}
+    msg = one_problem(raw)
+    assert msg.startswith("adplatform:backupCredentials must hold a key pair for every backup purpose in the "
+                          "production profile")
+    assert "missing: etcd, velero (pulumi config set --secret --path 'adplatform:backupCredentials.<purpose>" in msg
+
+
+def test_backup_purposes_follow_the_enabled_stores():
+    """Only writers that exist need keys: a stack without ClickHouse needs no ClickHouse backup key."""
+    raw = base_raw(dataPlane={"clickhouse": {"enabled": False}}, layers={"adServices": False})
+    raw["backupCredentials"] = {p: keys for p, keys in raw["backupCredentials"].items() if p != "clickhouse"}
+    load("test", raw, SECRET)
+    del raw["backupCredentials"]["postgres"]
+    assert "missing: postgres " in one_problem(raw)
+
+
+def test_staging_falls_back_to_the_shared_backup_pair():
+    """Outside production a purpose without its own pair uses backupAccessKeyId/backupSecretAccessKey; without
+    either, the shared keys are asked for, naming the purposes that need them."""
+    raw = base_raw(profile="staging", backupAccessKeyId="shared-access-key", backupSecretAccessKey="shared-secret-key")
+    raw["clusterServices"]["backups"]["enabled"] = True
+    raw["backupCredentials"] = {"etcd": raw["backupCredentials"]["etcd"]}
+    loaded = load("test", raw, SECRET)
+    assert loaded.secrets.backup_keys("etcd") is loaded.secrets.backup_credentials["etcd"]
+    assert loaded.secrets.backup_keys("velero").access_key_id is loaded.secrets.backup_access_key_id
+    del raw["backupAccessKeyId"], raw["backupSecretAccessKey"]
+    found = problems(raw)
+    assert any(p.startswith("adplatform:backupAccessKeyId must be set with --secret when clusterServices.backups."
+                            "enabled is true and backupCredentials has no pair for velero, postgres") for p in found)
+
+
+@pytest.mark.parametrize("credentials, expected", [
+    ({"etcdd": {"accessKeyId": "a", "secretAccessKey": "b"}},
+     "adplatform:backupCredentials.etcdd is not a backup purpose; accepted: etcd, velero, postgres, clickhouse, "
+     "scylladb"),
+    ({"etcd": {"accessKeyId": "a"}}, "adplatform:backupCredentials.etcd must set secretAccessKey (set with --secret"),
+    ("one-key", "adplatform:backupCredentials must be an object of purpose -> key pair"),
+])
+def test_backup_credentials_grammar(credentials, expected):
+    raw = base_raw()
+    raw["backupCredentials"] = (credentials if isinstance(credentials, str)
+                                else {**raw["backupCredentials"], **credentials})
+    assert any(p.startswith(expected) for p in problems(raw)), problems(raw)
 
 
 def test_backup_keys_in_plain_text_are_refused():
     with pytest.raises(ConfigError) as err:
         load("test", base_raw(), {"sshPrivateKey"})  # the keys are present, but not marked secret
     messages = [str(p) for p in err.value.problems]
-    assert "adplatform:backupSecretAccessKey must be stored as a secret (pulumi config set --secret " \
-           "adplatform:backupSecretAccessKey ...), it is in plain text in the stack file" in messages
+    assert "adplatform:backupCredentials must be stored as a secret (pulumi config set --secret " \
+           "adplatform:backupCredentials ...), it is in plain text in the stack file" in messages
 
 
 @pytest.mark.parametrize("field, value, expected", [

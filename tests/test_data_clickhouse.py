@@ -331,9 +331,9 @@ def test_backup_target_schedule_and_retention(run):
         assert sidecar["S3_BUCKET"] == "adp-production-backups"
         assert sidecar["S3_PATH"] == "production/data/clickhouse/shard-{shard}"
         assert sidecar["S3_FORCE_PATH_STYLE"] == "false"
-    else:  # the in-cluster object store's backups bucket, path-style
+    else:  # its own bucket of the in-cluster object store, path-style
         assert sidecar["S3_ENDPOINT"].startswith("http://") and ".seaweedfs.svc:8333" in sidecar["S3_ENDPOINT"]
-        assert sidecar["S3_BUCKET"] == "backups" and sidecar["S3_PATH"] == "clickhouse/shard-{shard}"
+        assert sidecar["S3_BUCKET"] == "clickhouse-backups" and sidecar["S3_PATH"] == "clickhouse/shard-{shard}"
         assert sidecar["S3_FORCE_PATH_STYLE"] == "true"
     assert sidecar["BACKUPS_TO_KEEP_REMOTE"] == "7" and sidecar["BACKUPS_TO_KEEP_LOCAL"] == "-1"
     assert sidecar["S3_ACCESS_KEY"] == {"secretKeyRef": {"name": "clickhouse-backup-s3", "key": "ACCESS_KEY_ID"}}
@@ -439,8 +439,7 @@ def no_backups() -> Run:
     raw = base_raw(profile="staging", clusterServices={"tls": {"acmeEmail": "ops@example.com"}},
                    dataPlane={"objectStorage": {"enabled": False}, "clickhouse": SERVER_OVERRIDE},
                    layers={"platform": False})  # logs and traces keep their data in the object store
-    raw.pop("backupAccessKeyId")
-    raw.pop("backupSecretAccessKey")
+    raw.pop("backupCredentials")
     return run_raw(raw, stack="staging")
 
 

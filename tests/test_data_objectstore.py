@@ -11,7 +11,8 @@ from components.data import objectstore
 from components.data.context import SHARES, DataContext
 from components.data.placement import placement, sized
 from config import load
-from config.data import BUCKET_PURPOSES
+from config.data import BUCKET_OWNERS, BUCKET_PURPOSES
+from config.platform import NEEDS
 from tests.conftest import SECRET_KEYS, base_raw
 from tests.stores import SECRET, config_problems, policy, ports, stack_config, string_data
 from tools import mockrun
@@ -30,11 +31,11 @@ def run(request) -> Run:
 
 @pytest.fixture(scope="module")
 def external() -> Run:
-    """Staging with provider S3 and no off-cluster backup location: backups go to `<prefix>-backups`."""
+    """Staging with provider S3 and no off-cluster backup location: each store backs up to
+    `<prefix>-<store>-backups`."""
     raw = base_raw(profile="staging", clusterServices={"tls": {"acmeEmail": "ops@example.com"}},
                    dataPlane={"objectStorage": {"backend": "external", "external": EXTERNAL}}, **OBJECT_KEYS)
-    raw.pop("backupAccessKeyId")
-    raw.pop("backupSecretAccessKey")
+    raw.pop("backupCredentials")
     values = {f"adplatform:{k}": v for k, v in raw.items()}
     values["hcloud:token"] = "test-token"
     secret = {f"adplatform:{k}" for k in (*SECRET_KEYS, *OBJECT_KEYS)} | {"hcloud:token"}
@@ -159,23 +160,49 @@ def test_s3_auth_uses_generated_keys_kept_secret(run):
     assert s3["enabled"] and s3["port"] == 8333 and s3["enableAuth"] is True
     secret = run.named("seaweedfs-s3-config", "kubernetes:core/v1:Secret").inputs
     assert secret["metadata"]["name"] == s3["existingConfigSecret"]
-    config = json.loads(string_data(run.named("seaweedfs-s3-config", SECRET))["seaweedfs_s3_config"])
-    [admin] = config["identities"]
-    assert "Admin" in admin["actions"]
-    [keys] = admin["credentials"]
-    # The offline mock's RandomPassword results: 32 and 40 characters from pulumi_random.
-    assert keys["accessKey"].startswith("offline-seaweedfs-s3-access-key") and len(keys["accessKey"]) == 32
-    assert keys["secretKey"].startswith("offline-seaweedfs-s3-secret-key") and len(keys["secretKey"]) == 40
-    for name in ("seaweedfs-s3-access-key", "seaweedfs-s3-secret-key"):
-        password = run.named(name, "random:index/randomPassword:RandomPassword")
-        assert password.protect is (run.stack == "production")
+    identities = {i["name"]: i for i in identities_file(run)}
+    assert set(identities) == set(BUCKET_OWNERS)
+    for consumer, identity in identities.items():
+        [keys] = identity["credentials"]
+        # The offline mock's RandomPassword results: 32 and 40 characters from pulumi_random.
+        assert keys["accessKey"] == f"offline-seaweedfs-{consumer}-access-key-xxxxxxxxxxxxxxxxxxxxxxxxxxxxx"[:32]
+        assert keys["secretKey"] == f"offline-seaweedfs-{consumer}-secret-key-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"[:40]
+        for name in (f"seaweedfs-{consumer}-access-key", f"seaweedfs-{consumer}-secret-key"):
+            password = run.named(name, "random:index/randomPassword:RandomPassword")
+            assert password.protect is (run.stack == "production")
     assert seaweed(run)["s3"] == {"enabled": False}
+
+
+def identities_file(run: Run) -> list[dict]:
+    return json.loads(string_data(run.named("seaweedfs-s3-config", SECRET))["seaweedfs_s3_config"])["identities"]
+
+
+def test_each_consumer_may_touch_only_its_own_buckets(run):
+    """One identity per consumer, no admin: every action names one of the consumer's own buckets, so Kubeflow
+    user code or internet-facing MLflow cannot overwrite GitLab's registry or read another's backups."""
+    identities = {i["name"]: i["actions"] for i in identities_file(run)}
+    for consumer, actions in identities.items():
+        assert sorted(actions) == sorted(f"{a}:{b}" for b in BUCKET_OWNERS[consumer]
+                                         for a in ("Read", "Write", "List", "Tagging")), consumer
+        assert all(":" in a for a in actions) and not any(a.startswith("Admin") for a in actions)
+    writers = {name for name, actions in identities.items() if "Write:registry" in actions}
+    assert writers == {"gitlab"}, "the registry CI deploys from is writable by GitLab alone"
+    keys = [c["accessKey"] for i in identities_file(run) for c in i["credentials"]]
+    assert len(keys) == len(set(keys)), "no two consumers share a key"
+
+
+def test_every_bucket_has_exactly_one_owner():
+    owners = [p for purposes in BUCKET_OWNERS.values() for p in purposes]
+    assert sorted(owners) == sorted(set(owners)) == sorted(BUCKET_PURPOSES)
+    # the platform components' buckets come from what each needs (config/platform.py NEEDS), one place
+    assert {name: needs.buckets for name, needs in NEEDS.items() if needs.buckets}.items() <= BUCKET_OWNERS.items()
 
 
 def test_a_bucket_for_every_purpose(run):
     buckets = [b["name"] for b in seaweed(run)["filer"]["s3"]["createBuckets"]]
     assert sorted(buckets) == sorted(BUCKET_PURPOSES)
-    assert {"backups", "gitlab", "registry", "logs", "traces", "ml-artifacts"} <= set(buckets)
+    assert {"postgres-backups", "clickhouse-backups", "scylladb-backups", "gitlab", "registry", "logs", "traces",
+            "airflow-logs", "mlflow-artifacts", "ml-artifacts"} <= set(buckets)
 
 
 def test_the_s3_service_keeps_each_client_on_one_filer(run):
@@ -217,9 +244,9 @@ def test_external_backend_runs_no_seaweedfs_and_names_the_provider_buckets(exter
     endpoint = external.outputs["dataPlane"]["objectStorage"]["endpoint"]
     assert endpoint == {"url": "https://fsn1.your-objectstorage.com", "region": "fsn1", "inCluster": False,
                         "pathStyle": False, "buckets": {p: f"adp-stage-{p}" for p in BUCKET_PURPOSES}}
-    # PostgreSQL backs up into the provider's backups bucket with the stack's keys, over HTTPS.
+    # PostgreSQL backs up into its own bucket at the provider with the stack's keys, over HTTPS.
     config = external.named("postgres-object-store").inputs["spec"]["configuration"]
-    assert config["destinationPath"] == "s3://adp-stage-backups/postgres"
+    assert config["destinationPath"] == "s3://adp-stage-postgres-backups/postgres"
     assert config["endpointURL"] == "https://fsn1.your-objectstorage.com"
     assert string_data(external.named("postgres-backup-s3", SECRET)) == {"ACCESS_KEY_ID": "stage-object-key",
                                                              "ACCESS_SECRET_KEY": "stage-object-secret"}

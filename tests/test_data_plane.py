@@ -143,10 +143,10 @@ def test_production_backs_up_outside_the_cluster_and_staging_inside(production, 
     for store in ("clickhouse", "postgres"):
         assert production.outputs["dataPlane"][store]["shape"]["backup"] == \
             f"s3://adp-production-backups/production/data/{store}"
-        assert staging.outputs["dataPlane"][store]["shape"]["backup"] == f"s3://backups/{store}"
+        assert staging.outputs["dataPlane"][store]["shape"]["backup"] == f"s3://{store}-backups/{store}"
     # Scylla Manager writes its own layout (backup/meta/cluster/<id>/...) at the bucket root.
     assert production.outputs["dataPlane"]["scylladb"]["shape"]["backup"] == "s3://adp-production-backups/backup"
-    assert staging.outputs["dataPlane"]["scylladb"]["shape"]["backup"] == "s3://backups/backup"
+    assert staging.outputs["dataPlane"]["scylladb"]["shape"]["backup"] == "s3://scylladb-backups/backup"
     for run in (production, staging):
         assert "backup" not in run.outputs["dataPlane"]["redpanda"]["shape"]
         assert "backup" not in run.outputs["dataPlane"]["dragonfly"]["shape"]

@@ -177,7 +177,7 @@ def test_wal_archiving_and_base_backups_go_through_the_barman_cloud_plugin(run):
 
 @pytest.mark.parametrize(("stack", "path", "endpoint"), [
     ("production", "s3://adp-production-backups/production/data/postgres", "https://fsn1.your-objectstorage.com"),
-    ("staging", "s3://backups/postgres", "http://s3.seaweedfs.svc:8333"),
+    ("staging", "s3://postgres-backups/postgres", "http://s3.seaweedfs.svc:8333"),
 ])
 def test_backups_go_to_external_s3_in_production_and_the_in_cluster_bucket_in_staging(stack, path, endpoint):
     run = stack_run(stack)

@@ -423,7 +423,8 @@ def test_manager_chart_and_its_small_database(stack):
     assert "placement" not in rack  # the general nodes: no core of the production cluster taken
 
 
-@pytest.mark.parametrize(("stack", "bucket"), [("production", "adp-production-backups"), ("staging", "backups")])
+@pytest.mark.parametrize(("stack", "bucket"), [("production", "adp-production-backups"),
+                                                    ("staging", "scylladb-backups")])
 def test_backups_and_repairs_are_manager_tasks_on_the_configured_schedules(stack, bucket):
     run = stack_run(stack)
     settings = stack_config(run).data_plane.scylladb
@@ -442,8 +443,8 @@ def test_agents_reach_the_external_bucket_in_production(production):
     secret = production.named("scylla-agent-config", SECRET)
     agent = json.loads(string_data(secret)["scylla-manager-agent.yaml"])["s3"]
     assert agent == {"provider": "Other", "endpoint": "https://fsn1.your-objectstorage.com", "region": "fsn1",
-                     "access_key_id": "offline-placeholder-access-key",
-                     "secret_access_key": "offline-placeholder-secret-key", "force_path_style": "true"}
+                     "access_key_id": "offline-placeholder-scylladb-access-key",  # its own pair
+                     "secret_access_key": "offline-placeholder-scylladb-secret-key", "force_path_style": "true"}
     egress = policy(production, "scylla", "allow-egress-internet")["egress"][0]
     assert ports(egress) == [443]
 

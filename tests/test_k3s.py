@@ -111,10 +111,12 @@ def test_servers_snapshot_etcd_to_s3_on_the_configured_schedule(wired_runs):
         assert cfg["etcd-s3-bucket"] == "adp-test-backups" and cfg["etcd-s3-region"] == "fsn1"
         assert cfg["etcd-s3-folder"] == "test/etcd"
         assert cfg["etcd-snapshot-schedule-cron"] == "0 */6 * * *" and cfg["etcd-snapshot-retention"] == 28
-        assert cfg["etcd-s3-access-key"] == "test-access-key" and cfg["etcd-s3-secret-key"] == "test-secret-key"
+        # the servers' own pair (backupCredentials.etcd), no other purpose's
+        assert cfg["etcd-s3-access-key"] == "test-etcd-access-key"
+        assert cfg["etcd-s3-secret-key"] == "test-etcd-secret-key"
     assert not any(k.startswith("etcd-") for k in k3s_config(current, "general-1")), "agents run no etcd"
     for cmd in current.of_type(CMD):
-        assert "test-secret-key" not in str(cmd.inputs.get("triggers")), cmd.name
+        assert "test-etcd-secret-key" not in str(cmd.inputs.get("triggers")), cmd.name
 
 
 def test_etcd_restore_runbook_renders_from_config_without_secrets():
@@ -235,11 +237,20 @@ def test_compact_control_plane_runs_workloads_with_database_tuning():
 
 def test_rotating_only_the_s3_secret_key_reconfigures_the_servers(wired_runs):
     current, _ = wired_runs
-    raw = base_raw(backupSecretAccessKey="rotated-secret-key")
+    raw = base_raw()
+    raw["backupCredentials"]["etcd"]["secretAccessKey"] = "rotated-secret-key"
     rotated = run_raw(raw)
     assert _trigger(rotated, "control-plane-1") != _trigger(current, "control-plane-1")
     assert _trigger(rotated, "general-1") == _trigger(current, "general-1"), "agents carry no S3 keys"
     assert "rotated-secret-key" not in str(_trigger(rotated, "control-plane-1"))
+
+
+def test_rotating_another_purposes_key_leaves_the_servers_alone(wired_runs):
+    """The servers hold the etcd snapshot keys only: a new Velero key is no concern of theirs."""
+    current, _ = wired_runs
+    raw = base_raw()
+    raw["backupCredentials"]["velero"]["secretAccessKey"] = "rotated-velero-key"
+    assert _trigger(run_raw(raw), "control-plane-1") == _trigger(current, "control-plane-1")
 
 
 def test_join_tokens_are_protected_in_production_only(production, staging):

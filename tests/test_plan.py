@@ -465,8 +465,7 @@ def test_dns01_stack_counts_one_wildcard_certificate():
     raw["clusterServices"]["tls"]["dns01"] = {"provider": "cloudflare", "zone": "example.com"}
     raw["dnsApiToken"] = "token"
     cfg = config_of("x", {f"adplatform:{k}": v for k, v in raw.items()},
-                    {"adplatform:sshPrivateKey", "adplatform:dnsApiToken", "adplatform:backupAccessKeyId",
-                     "adplatform:backupSecretAccessKey"})
+                    {"adplatform:sshPrivateKey", "adplatform:dnsApiToken", "adplatform:backupCredentials"})
     assert (facts("x", cfg).certificates, facts("x", cfg).wildcard) == (1, True)
 
 

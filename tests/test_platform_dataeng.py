@@ -162,9 +162,10 @@ def test_airflow_admin_password_comes_from_a_secret_not_the_values(production):
     assert values(production, "airflow")["config"]["core"]["auth_manager"].endswith("FabAuthManager")
 
 
-def test_airflow_task_logs_go_to_the_logs_bucket_under_airflow(production):
+def test_airflow_task_logs_go_to_their_own_bucket_under_airflow(production):
+    """Not Loki's bucket: Airflow runs user DAG code, which must not reach the platform's logs."""
     af = values(production, "airflow")
-    bucket = production.outputs["dataPlane"]["objectStorage"]["endpoint"]["buckets"]["logs"]
+    bucket = production.outputs["dataPlane"]["objectStorage"]["endpoint"]["buckets"]["airflow-logs"]
     logging = af["config"]["logging"]
     assert logging["remote_logging"] == "True"
     assert logging["remote_base_log_folder"] == f"s3://{bucket}/airflow"

@@ -77,9 +77,10 @@ def in_namespaces(run: Run) -> list:
             or (r.type == NAMESPACE and r.inputs["metadata"]["name"] in OURS)]
 
 
-def seaweedfs_keys(run: Run) -> tuple[str, str]:
+def seaweedfs_keys(run: Run, consumer: str) -> tuple[str, str]:
+    """The keys of the consumer's own identity in the object store (one per consumer, objectstore.py)."""
     config = json.loads(string_data(run.named("seaweedfs-s3-config", SECRET))[objectstore.CONFIG_KEY])
-    [credentials] = config["identities"][0]["credentials"]
+    [credentials] = next(i["credentials"] for i in config["identities"] if i["name"] == consumer)
     return credentials["accessKey"], credentials["secretKey"]
 
 
@@ -180,13 +181,14 @@ def test_mlflow_artifacts_go_through_the_server_to_the_object_store(production):
     v = values(production)
     root = v["artifactRoot"]
     assert root["proxiedArtifactStorage"] is True  # --serve-artifacts: clients need no S3 keys
-    assert root["s3"] == {"enabled": True, "bucket": "ml-artifacts", "path": "mlflow"}  # no keys in the values
+    # its own bucket, not Kubeflow's (where user code runs); no keys in the values
+    assert root["s3"] == {"enabled": True, "bucket": "mlflow-artifacts", "path": "mlflow"}
     assert v["extraSecretNamesForEnvFrom"] == ["mlflow-s3"]  # the server's environment: what boto3 reads
     env = v["extraEnvVars"]
     assert env["MLFLOW_S3_ENDPOINT_URL"] == IN_CLUSTER_S3 == "http://s3.seaweedfs.svc:8333"
     assert env["MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE"] == "path"  # SeaweedFS has no bucket DNS names
     keys = string_data(production.named("mlflow-s3", SECRET))
-    assert (keys["AWS_ACCESS_KEY_ID"], keys["AWS_SECRET_ACCESS_KEY"]) == seaweedfs_keys(production)
+    assert (keys["AWS_ACCESS_KEY_ID"], keys["AWS_SECRET_ACCESS_KEY"]) == seaweedfs_keys(production, "mlflow")
     assert keys["AWS_SECRET_ACCESS_KEY"] not in json.dumps(v)
 
 
@@ -286,7 +288,7 @@ def test_kubeflow_uses_the_platform_object_store_with_its_keys_from_a_secret(pro
     assert argo["s3"]["bucket"] == "ml-artifacts"
     assert argo["s3"]["accessKeySecret"] == {"name": "mlpipeline-minio-artifact", "key": "accesskey"}
     keys = string_data(production.named("kubeflow-artifact-credentials", SECRET))  # asserts they stayed secret
-    assert (keys["accesskey"], keys["secretkey"]) == seaweedfs_keys(production)
+    assert (keys["accesskey"], keys["secretkey"]) == seaweedfs_keys(production, "kubeflow")
     assert production.named("kubeflow-artifact-credentials", SECRET).inputs["metadata"] == {
         "name": "mlpipeline-minio-artifact", "namespace": "kubeflow"}
 
@@ -431,7 +433,7 @@ def test_provider_s3_is_used_over_https_by_both(staging_external):
     assert keys == {"accesskey": "external-access-key", "secretkey": "external-secret-key"}
     env = values(staging_external)["extraEnvVars"]
     assert env["MLFLOW_S3_ENDPOINT_URL"] == EXTERNAL_S3 and env["MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE"] == "auto"
-    assert values(staging_external)["artifactRoot"]["s3"]["bucket"] == "adp-stg-ml-artifacts"
+    assert values(staging_external)["artifactRoot"]["s3"]["bucket"] == "adp-stg-mlflow-artifacts"
 
 
 # --- switches, config errors, schemas ---------------------------------------------------------------------------
@@ -481,11 +483,12 @@ def test_the_policy_pack_finds_nothing_in_ours(request, run_name):
 def _fake_ctx(mlflow_enabled: bool = True) -> SimpleNamespace:
     """Just what kubeflow.namespaces/artifacts read, for checks that need no whole-program run."""
     from components.data.endpoints import ObjectStoreEndpoint
+    from config.load import S3Keys
     from components.platform.context import PlatformContext
     from components.services.namespaces import Peer
 
     store = ObjectStoreEndpoint(url=IN_CLUSTER_S3, region="us-east-1", buckets={"ml-artifacts": "ml-artifacts"},
-                                access_key_id="k", secret_access_key="s", in_cluster=True, path_style=True)
+                                identities={"kubeflow": S3Keys("k", "s")}, in_cluster=True, path_style=True)
     return SimpleNamespace(
         settings=SimpleNamespace(mlflow=SimpleNamespace(enabled=mlflow_enabled)),
         data=SimpleNamespace(object_storage=store),

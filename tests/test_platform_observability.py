@@ -62,10 +62,10 @@ def bucket(run: Run, purpose: str) -> str:
     return run.outputs["dataPlane"]["objectStorage"]["endpoint"]["buckets"][purpose]
 
 
-def seaweed_keys(run: Run) -> dict[str, str]:
-    """The object store's generated admin keys (what every in-cluster consumer must be handed)."""
+def seaweed_keys(run: Run, consumer: str) -> dict[str, str]:
+    """The keys of the consumer's own identity in the object store (what it alone must be handed)."""
     config = json.loads(string_data(run.named("seaweedfs-s3-config", SECRET))["seaweedfs_s3_config"])
-    [keys] = config["identities"][0]["credentials"]
+    [keys] = next(i["credentials"] for i in config["identities"] if i["name"] == consumer)
     return {"AWS_ACCESS_KEY_ID": keys["accessKey"], "AWS_SECRET_ACCESS_KEY": keys["secretKey"]}
 
 
@@ -113,7 +113,7 @@ def test_object_store_keys_reach_loki_and_tempo_only_through_a_secret(run, relea
     obj = run.named(secret, SECRET)
     assert obj.inputs["metadata"] == {"name": secret, "namespace": namespace}
     keys = string_data(obj)  # asserts every value reached the engine as a secret
-    assert keys == seaweed_keys(run)
+    assert keys == seaweed_keys(run, {"loki": "logs", "tempo": "traces"}[release])
     release_values = values(run, release)
     assert env_from(release_values) == [{"secretRef": {"name": secret}}]
     rendered = json.dumps(validators.plain(release_values))

@@ -3,9 +3,14 @@ file-system backups on every node, the schedule from config and the restore path
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
 from components.charts import VELERO
+from components.k3s.config import EtcdBackup
+from components.services.backups import storage_location
 from config import ConfigError, load
 from tests.conftest import SECRET_KEYS, base_raw, run_raw
 from tools.mockrun import Secret
@@ -72,8 +77,9 @@ def test_credentials_only_in_a_secret(production):
     secret = production.named("velero-s3-credentials", "kubernetes:core/v1:Secret")
     data = secret.inputs["stringData"]
     assert isinstance(data, Secret)
-    assert data.value["cloud"] == ("[default]\naws_access_key_id=offline-placeholder-access-key\n"
-                           "aws_secret_access_key=offline-placeholder-secret-key\n")
+    # Velero's own pair (backupCredentials.velero), not the shared one nor another purpose's
+    assert data.value["cloud"] == ("[default]\naws_access_key_id=offline-placeholder-velero-access-key\n"
+                           "aws_secret_access_key=offline-placeholder-velero-secret-key\n")
     values = production.named("velero", RELEASE).inputs["values"]
     assert values["credentials"] == {"useSecret": True, "existingSecret": "velero-s3"}
     assert "offline-placeholder" not in str(values)
@@ -141,7 +147,101 @@ def test_backup_config_errors_name_the_key(backups, key):
 
 def test_backups_need_both_s3_keys():
     raw = base_raw()
-    del raw["backupSecretAccessKey"]
+    del raw["backupCredentials"]["velero"]["secretAccessKey"]
     with pytest.raises(ConfigError) as err:
         load("production", raw, SECRET_KEYS)
-    assert any("backupSecretAccessKey" in str(p) for p in err.value.problems)
+    assert any(str(p).startswith("adplatform:backupCredentials.velero must set secretAccessKey")
+               for p in err.value.problems), err.value.problems
+
+
+def test_the_repository_password_is_generated_and_kept_out_of_the_backups(production, staging):
+    """kopia encrypts volume backups with the repository password: ours (generated, protected in production),
+    in the Secret Velero reads, which no backup contains (its key would travel with what it protects)."""
+    secret = production.named("velero-repository-password", "kubernetes:core/v1:Secret").inputs
+    assert secret["metadata"]["name"] == "velero-repo-credentials" and secret["metadata"]["namespace"] == "velero"
+    assert secret["metadata"]["labels"]["velero.io/exclude-from-backup"] == "true"
+    data = secret["stringData"]
+    assert isinstance(data, Secret) or isinstance(data["repository-password"], Secret)
+    value = data.value["repository-password"] if isinstance(data, Secret) else data["repository-password"].value
+    assert value != "static-passw0rd" and len(value) == 48  # not Velero's built-in default
+    password = production.named("velero-repository-password", "random:index/randomPassword:RandomPassword")
+    assert password.protect is True
+    assert "velero-repository-password" in _deps(production, production.named("velero", RELEASE))
+    s3 = production.named("velero-s3-credentials", "kubernetes:core/v1:Secret").inputs["metadata"]
+    assert s3["labels"]["velero.io/exclude-from-backup"] == "true"
+
+
+def test_secrets_that_unlock_others_stay_out_of_every_backup(production):
+    """The Hetzner token, the volume-encryption passphrase and the OpenBao unseal key are in Pulumi state and
+    recreated by it, never in a Velero backup next to the data they unlock."""
+    for name in ("hcloud", "hcloud-volume-encryption", "openbao-unseal-key"):
+        labels = production.named(name, "kubernetes:core/v1:Secret").inputs["metadata"].get("labels") or {}
+        assert labels.get("velero.io/exclude-from-backup") == "true", name
+
+
+def test_a_purpose_may_have_its_own_bucket():
+    """Where keys reach every bucket of a project (Hetzner), a bucket per purpose in its own project is what
+    separates them: clusterServices.backups.s3.buckets moves one purpose, the others stay in `bucket`."""
+    raw = base_raw()
+    raw["clusterServices"]["backups"]["s3"]["buckets"] = {"etcd": "adp-etcd", "velero": "adp-velero"}
+    loaded = load("production", raw, SECRET_KEYS)
+    etcd = EtcdBackup.from_config(loaded.config.cluster_services.backups, "production", loaded.secrets)
+    assert etcd.bucket == "adp-etcd" and etcd.access_key is loaded.secrets.backup_credentials["etcd"].access_key_id
+    assert storage_location(loaded.config.cluster_services.backups, "production")["bucket"] == "adp-velero"
+    assert loaded.config.cluster_services.backups.s3.bucket_for("postgres") == "adp-test-backups"
+    raw["clusterServices"]["backups"]["s3"]["buckets"] = {"etc": "adp-etcd"}
+    with pytest.raises(ConfigError) as err:
+        load("production", raw, SECRET_KEYS)
+    assert any(str(p).startswith("adplatform:clusterServices.backups.s3.buckets must map backup purposes (etcd, "
+                                 "velero, postgres, clickhouse, scylladb) to buckets, got 'etc'")
+               for p in err.value.problems), err.value.problems
+
+
+@pytest.fixture(scope="module")
+def encrypted() -> Any:
+    raw = base_raw()
+    raw["clusterServices"]["backups"]["s3"]["serverSideEncryption"] = "AES256"
+    return run_raw(raw)
+
+
+def _env(run, name: str) -> list[dict]:
+    """Every env entry `name` in the run's Kubernetes objects (the ClickHouse pod template's sidecar)."""
+    found = []
+
+    def walk(value):
+        if isinstance(value, dict):
+            if value.get("name") == name and "value" in value:
+                found.append(value)
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+    for r in run.resources:
+        walk(r.inputs)
+    return found
+
+
+def test_server_side_encryption_reaches_every_backup_writer(encrypted, production):
+    """serverSideEncryption asks the store to encrypt what Velero and each store's agent upload; unset (the
+    default: not every S3-compatible store accepts the header), none of them sends it."""
+    bsl = encrypted.named("velero", RELEASE).inputs["values"]["configuration"]["backupStorageLocation"][0]
+    assert bsl["config"]["serverSideEncryption"] == "AES256"
+    barman = encrypted.named("postgres-object-store").inputs["spec"]["configuration"]
+    assert barman["data"]["encryption"] == barman["wal"]["encryption"] == "AES256"
+    assert [e["value"] for e in _env(encrypted, "S3_SSE")] == ["AES256"]
+    agent = encrypted.named("scylla-agent-config", "kubernetes:core/v1:Secret").inputs["stringData"]
+    agent = agent.value if isinstance(agent, Secret) else {k: v.value for k, v in agent.items()}
+    assert json.loads(agent["scylla-manager-agent.yaml"])["s3"]["server_side_encryption"] == "AES256"
+    plain = production.named("velero", RELEASE).inputs["values"]["configuration"]["backupStorageLocation"][0]
+    assert "serverSideEncryption" not in plain["config"] and not _env(production, "S3_SSE")
+    assert "encryption" not in production.named("postgres-object-store").inputs["spec"]["configuration"]["data"]
+
+
+def test_server_side_encryption_accepts_only_what_every_writer_supports():
+    raw = base_raw()
+    raw["clusterServices"]["backups"]["s3"]["serverSideEncryption"] = "aws:kms"
+    with pytest.raises(ConfigError) as err:
+        load("production", raw, SECRET_KEYS)
+    assert any(str(p).startswith("adplatform:clusterServices.backups.s3.serverSideEncryption must be one of AES256")
+               for p in err.value.problems), err.value.problems

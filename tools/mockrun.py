@@ -42,6 +42,10 @@ FEATURE_SECRETS = {
     ("adplatform:clusterServices", "backups", "s3"): {
         "adplatform:backupAccessKeyId": "offline-placeholder-access-key",
         "adplatform:backupSecretAccessKey": "offline-placeholder-secret-key",
+        # one pair per purpose (config/services.py BACKUP_PURPOSES): production refuses the shared pair alone
+        "adplatform:backupCredentials": {purpose: {"accessKeyId": f"offline-placeholder-{purpose}-access-key",
+                                                   "secretAccessKey": f"offline-placeholder-{purpose}-secret-key"}
+                                         for purpose in ("etcd", "velero", "postgres", "clickhouse", "scylladb")},
     },
     ("adplatform:clusterServices", "tls", "dns01"): {"adplatform:dnsApiToken": "offline-placeholder-dns-token"},
     ("adplatform:platform", "gitlab", "runner"): {"adplatform:gitlabRunnerToken": "glrt-offline-placeholder"},
@@ -258,10 +262,18 @@ def stack_config(stack: str) -> tuple[dict[str, Any], set[str]]:
         for part in path:
             node = node.get(part) if isinstance(node, dict) else None
         for key, placeholder in placeholders.items():
-            if node is not None and key not in values:
+            if node is not None and key not in values and _known_secret(key):
                 values[key] = placeholder
                 secret.add(key)
     return values, secret
+
+
+def _known_secret(key: str) -> bool:
+    """Whether this tree's config loader takes the secret (plan-diff plans older trees with this file, and a
+    key their loader does not know would be refused as unknown)."""
+    from config.load import OPTIONAL_SECRETS  # the planned tree's own
+    namespace, _, name = key.partition(":")
+    return namespace != PROJECT or name in OPTIONAL_SECRETS
 
 
 def stacks() -> list[str]:

@@ -17,14 +17,14 @@ import pulumi
 
 from components.data import clickhouse, dragonfly, objectstore, postgres, redpanda, scylladb
 from components.data.context import LAYER, DataContext, pinned_shortfall
-from components.data.endpoints import DataEndpoints, ObjectStoreEndpoint, S3Location
+from components.data.endpoints import BackupTargets, DataEndpoints, ObjectStoreEndpoint, S3Location
 from components.data.placement import node_allocatable, placement
 from components.k3s import K3sCluster
 from components.services import ClusterServices, namespaces
 from config import LoadedConfig, Problem
 from config.errors import problem
 from config.catalog import SIZES, STORE_ROLES, Size
-from config.data import DataPlane as DataPlaneSettings
+from config.data import BACKUP_BUCKETS, DataPlane as DataPlaneSettings
 from config.model import CONTROL_PLANE, ControlPlane, Pool, StackConfig
 from config.quantity import cpu_millis, memory_mib
 from config.rules import role_pools
@@ -33,13 +33,13 @@ from config.rules import role_pools
 STORES = {"scylladb": scylladb, "redpanda": redpanda, "clickhouse": clickhouse, "dragonfly": dragonfly,
           "postgres": postgres}
 
-# Where each store that backs up to S3 (ctx.backup) writes. Scylla Manager takes a bucket, no prefix
+# Where each store that backs up to S3 (ctx.backup.of(store)) writes. Scylla Manager takes a bucket, no prefix
 # (it keeps its own `backup/` layout per cluster id); Redpanda replicates 3-way (tiered storage is an
 # enterprise feature) and DragonflyDB snapshots to its own volumes.
 BACKUP_URLS: dict[str, Callable[[S3Location], str]] = {
     "scylladb": lambda backup: f"s3://{backup.bucket}/backup",
-    "clickhouse": lambda backup: backup.under("clickhouse").url(),
-    "postgres": lambda backup: backup.under("postgres").url(),
+    "clickhouse": lambda backup: backup.url(),
+    "postgres": lambda backup: backup.url(),
 }
 
 
@@ -106,7 +106,7 @@ class DataPlane(pulumi.ComponentResource):
             placements={store: placement(cfg, role) for store, role in STORE_ROLES.items()},
             backup=None)
         objects = objectstore.endpoint(ctx, loaded.secrets) if cfg.data_plane.object_storage.enabled else None
-        ctx = dataclasses.replace(ctx, backup=self._backup_target(loaded, objects))
+        ctx = dataclasses.replace(ctx, backup=self._backup_targets(loaded, objects))
 
         enabled = {store: module for store, module in STORES.items() if getattr(cfg.data_plane, store).enabled}
         modules = [*([objectstore] if objects else []), *enabled.values()]
@@ -131,16 +131,22 @@ class DataPlane(pulumi.ComponentResource):
         self.register_outputs({"stores": [s for s, e in vars(self.endpoints).items() if e is not None]})
 
     @staticmethod
-    def _backup_target(loaded: LoadedConfig, objects: ObjectStoreEndpoint | None) -> S3Location | None:
-        """Off-cluster S3 when the stack has it (clusterServices.backups: a backup must survive the
-        cluster), else the in-cluster object store's backups bucket (staging), else no backups."""
+    def _backup_targets(loaded: LoadedConfig, objects: ObjectStoreEndpoint | None) -> BackupTargets | None:
+        """Off-cluster S3 when the stack has it (clusterServices.backups: a backup must survive the cluster),
+        each store under <stack>/data/<store> of its bucket with its own keys (backupCredentials.<store>); else
+        the in-cluster object store, each store in its own bucket with its own identity (staging); else none."""
         backups = loaded.config.cluster_services.backups
-        secrets = loaded.secrets
-        if backups.enabled and backups.s3 and secrets.backup_access_key_id and secrets.backup_secret_access_key:
-            return S3Location(backups.s3.endpoint, backups.s3.region, backups.s3.bucket, f"{loaded.stack}/data",
-                              secrets.backup_access_key_id, secrets.backup_secret_access_key, in_cluster=False)
+        keys = {store: loaded.secrets.backup_keys(store) for store in BACKUP_BUCKETS
+                if getattr(loaded.config.data_plane, store).enabled}
+        if backups.enabled and backups.s3 and all(keys.values()):  # config/rules.py: all are set when enabled
+            s3 = backups.s3
+            return BackupTargets(s3.endpoint, in_cluster=False, stores={store: S3Location(
+                s3.endpoint, s3.region, s3.bucket_for(store), f"{loaded.stack}/data/{store}", k.access_key_id,
+                k.secret_access_key, in_cluster=False, sse=s3.server_side_encryption)
+                for store, k in keys.items() if k is not None})
         if objects is not None:
-            return objects.bucket("backups")
+            return BackupTargets(objects.url, in_cluster=objects.in_cluster, stores={
+                store: objects.bucket(bucket, store) for store, bucket in BACKUP_BUCKETS.items()})
         return None
 
     @staticmethod
@@ -155,7 +161,7 @@ class DataPlane(pulumi.ComponentResource):
         shape: dict[str, object] = {"replication": where.replicas(3), "nodes": where.nodes, "pools": list(where.pools),
                                     "cpu": size.cpu, "memory": size.memory, "storage": settings.storage_size}
         if store in BACKUP_URLS:
-            shape["backup"] = BACKUP_URLS[store](ctx.backup) if ctx.backup else None
+            shape["backup"] = BACKUP_URLS[store](ctx.backup.of(store)) if ctx.backup else None
         return shape
 
     @staticmethod

@@ -10,7 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.data.endpoints import S3Location
+from components.data.endpoints import BackupTargets
 from components.layer import LayerContext
 from components.data.placement import Placement, Resources, sized
 from components.scheduling import pod_anti_affinity
@@ -71,7 +71,7 @@ class DataContext(LayerContext):
     gateway: GatewayRef
     cluster_issuer: str
     placements: dict[str, Placement]  # store (STORE_ROLES key) -> where it runs
-    backup: S3Location | None  # where stores back up to (None: backups off), see DataPlane._backup_target
+    backup: BackupTargets | None  # where stores back up to (None: backups off), see DataPlane._backup_targets
 
     def resources(self, store: str, workload: str | None = None) -> Resources:
         """The workload's share of its store's nodes, or the store's configured cpu/memory."""

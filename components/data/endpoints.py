@@ -7,6 +7,7 @@ and a copy made from the same generated Outputs stays in step when the password 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -14,6 +15,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.layer import Credentials
+from config.data import BUCKET_OWNERS
+from config.load import S3Keys
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class S3Location:
     access_key_id: pulumi.Output[str]
     secret_access_key: pulumi.Output[str]
     in_cluster: bool  # the in-cluster store: a backup there does not survive the cluster
+    sse: str | None = None  # what the writer asks the store for (clusterServices.backups.s3.serverSideEncryption)
 
     def url(self, *parts: str) -> str:
         path = "/".join(p.strip("/") for p in (self.prefix, *parts) if p)
@@ -34,8 +38,7 @@ class S3Location:
 
     def under(self, *parts: str) -> "S3Location":
         prefix = "/".join(p.strip("/") for p in (self.prefix, *parts) if p)
-        return S3Location(self.endpoint, self.region, self.bucket, prefix, self.access_key_id,
-                          self.secret_access_key, self.in_cluster)
+        return dataclasses.replace(self, prefix=prefix)
 
     def secret(self, resource_name: str, name: str, namespace: str, opts: pulumi.ResourceOptions,
                id_key: str = "ACCESS_KEY_ID", secret_key: str = "SECRET_ACCESS_KEY") -> k8s.core.v1.Secret:
@@ -48,19 +51,40 @@ class S3Location:
 
 
 @dataclass(frozen=True)
+class BackupTargets:
+    """Where the stores back up: one S3 service, each store in its own bucket or prefix with its own keys."""
+
+    endpoint: str  # the S3 service's URL (S3Location.endpoint of every store)
+    in_cluster: bool  # the in-cluster object store: a backup there does not survive the cluster
+    stores: dict[str, S3Location]  # store (config/services.py BACKUP_PURPOSES) -> its location and keys
+
+    def of(self, store: str) -> S3Location:
+        return self.stores[store]
+
+
+@dataclass(frozen=True)
 class ObjectStoreEndpoint:
     url: str  # S3 API endpoint
     region: str
     buckets: dict[str, str]  # purpose (config/data.py BUCKET_PURPOSES) -> bucket name
-    access_key_id: pulumi.Output[str]
-    secret_access_key: pulumi.Output[str]
+    identities: dict[str, S3Keys]  # consumer (config/data.py BUCKET_OWNERS) -> its keys
     in_cluster: bool
     path_style: bool  # SeaweedFS: path-style addressing (no per-bucket DNS names)
     ready: Sequence[pulumi.Resource] = ()
 
+    def keys(self, consumer: str) -> S3Keys:
+        """The consumer's own keys: in the cluster they reach only its buckets (objectstore.py s3_config)."""
+        return self.identities[consumer]
+
     def bucket(self, purpose: str, prefix: str = "") -> S3Location:
-        return S3Location(self.url, self.region, self.buckets[purpose], prefix, self.access_key_id,
-                          self.secret_access_key, self.in_cluster)
+        """The purpose's bucket with the keys of the one consumer that owns it."""
+        keys = self.keys(owner(purpose))
+        return S3Location(self.url, self.region, self.buckets[purpose], prefix, keys.access_key_id,
+                          keys.secret_access_key, self.in_cluster)
+
+
+def owner(purpose: str) -> str:
+    return next(consumer for consumer, purposes in BUCKET_OWNERS.items() if purpose in purposes)
 
 
 @dataclass(frozen=True)

@@ -13,16 +13,20 @@ SeaweedFS (chart `seaweedfs`, components/charts.py) runs on the nodes of the sta
   asynchronously, so clients reach them through our Service `s3` with ClientIP session affinity: a
   client keeps talking to one filer and always reads its own writes.
 
-S3 authentication is on: one admin identity whose keys are generated here (pulumi_random) and handed to
-consumers through the endpoint. Buckets for every purpose (config/data.py BUCKET_PURPOSES) are created by
-the chart's post-install/post-upgrade hook, which creates only the missing ones (idempotent).
+S3 authentication is on, with one identity per consumer (config/data.py BUCKET_OWNERS: GitLab, Loki, Tempo,
+Airflow, MLflow, Kubeflow Pipelines, each store's backups) whose keys are generated here (pulumi_random) and
+whose actions name only its own buckets (`Read:<bucket>`, `Write:<bucket>`, ...: SeaweedFS's legacy identity
+actions, weed/s3api auth_credentials.go CanDo at 4.44). No identity is an admin: Kubeflow user code cannot
+touch GitLab's registry, nor MLflow's artifacts. Buckets for every purpose are created by the chart's
+post-install/post-upgrade hook (`weed shell`, no S3 key), which creates only the missing ones (idempotent).
 
 Every pod runs under Pod Security `restricted`: as the image's non-root `seaweed` user, logs to stderr
 (the chart's default hostPath logs are off). The chart's volume resize hook is off because its Job runs
 without a security context; growing `storageSize` later needs the manual steps in docs/data-plane.md.
 
 With `backend: external` nothing runs here: the endpoint names the provider's endpoint, region and the
-buckets `<bucketPrefix>-<purpose>` (which must exist), with the stack secrets as keys.
+buckets `<bucketPrefix>-<purpose>` (which must exist), with the stack secrets as keys: one pair for every
+consumer there (a shared credential, documented in docs/security.md).
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ from components.scheduling import pod_anti_affinity
 from components.services.namespaces import (LAYER_LABEL, RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY,
                                            Namespaces, NamespaceSpec, Peer)
 from config import StackSecrets
-from config.data import BUCKET_PURPOSES
+from config.data import BUCKET_OWNERS, BUCKET_PURPOSES
+from config.load import S3Keys
 
 NAMESPACE = OBJECT_STORE_NAMESPACE
 RELEASE = "seaweedfs"  # contains the chart name, so objects are named seaweedfs-<component>
@@ -53,8 +58,9 @@ METRICS_PORT = 9327  # every component's -metricsPort (chart values.yaml)
 REGION = "us-east-1"  # SeaweedFS ignores the region; S3 clients need one to sign requests
 CONFIG_SECRET = "seaweedfs-s3-config"
 CONFIG_KEY = "seaweedfs_s3_config"  # the file the chart mounts under /etc/sw and passes as -s3.config
-ADMIN_IDENTITY = "admin"
-ADMIN_ACTIONS = ["Admin", "Read", "List", "Tagging", "Write"]  # SeaweedFS identity actions (docker/compose/s3.json)
+# What a consumer may do in its own buckets (SeaweedFS s3_constants at 4.44: Write covers put, delete and multipart
+# uploads; Read covers get, head and bucket location); never Admin, DeleteBucket or the ACL/policy actions.
+BUCKET_ACTIONS = ("Read", "Write", "List", "Tagging")
 IMAGE = {"registry": "docker.io", "repository": "chrislusf/seaweedfs", "tag": charts.SEAWEEDFS_VERSION}
 SEAWEED_UID = 1000  # the image's `seaweed` user (seaweedfs tag 4.44, docker/Dockerfile.go_build)
 MASTER_STORAGE = "10Gi"  # raft log and snapshots are small; 10 GB is the smallest Hetzner volume
@@ -96,18 +102,19 @@ def endpoint(ctx: DataContext, secrets: StackSecrets) -> ObjectStoreEndpoint:
         if external is None or key_id is None or secret_key is None:  # config/rules.py refuses this earlier
             raise ValueError("dataPlane.objectStorage.backend 'external' needs dataPlane.objectStorage.external "
                              "and the secrets objectStorageAccessKeyId / objectStorageSecretAccessKey")
+        shared = S3Keys(pulumi.Output.secret(key_id), pulumi.Output.secret(secret_key))
         return ObjectStoreEndpoint(
             url=external.endpoint, region=external.region,
             buckets={p: f"{external.bucket_prefix}-{p}" for p in BUCKET_PURPOSES},
-            access_key_id=pulumi.Output.secret(key_id), secret_access_key=pulumi.Output.secret(secret_key),
+            identities={consumer: shared for consumer in BUCKET_OWNERS},
             in_cluster=False, path_style=False)  # provider S3 serves virtual-hosted buckets
-    access_key = ctx.password("seaweedfs-s3-access-key", length=32)
-    secret_key = ctx.password("seaweedfs-s3-secret-key", length=40)
     return ObjectStoreEndpoint(
         url=f"http://{S3_SERVICE}.{NAMESPACE}.svc:{S3_PORT}", region=REGION,
         buckets={p: p for p in BUCKET_PURPOSES},
-        access_key_id=pulumi.Output.secret(access_key.result),
-        secret_access_key=pulumi.Output.secret(secret_key.result),
+        identities={consumer: S3Keys(
+            pulumi.Output.secret(ctx.password(f"seaweedfs-{consumer}-access-key", length=32).result),
+            pulumi.Output.secret(ctx.password(f"seaweedfs-{consumer}-secret-key", length=40).result))
+            for consumer in BUCKET_OWNERS},
         in_cluster=True, path_style=True)  # no per-bucket DNS names inside the cluster
 
 
@@ -208,10 +215,21 @@ def disruption_budgets(ctx: DataContext) -> dict[str, dict[str, int]]:
             for component, count in ((c, replicas[c]) for c in COMPONENTS) if count >= 2}
 
 
-def s3_config(access_key: str, secret_key: str) -> str:
-    """The gateway's identities file: one admin identity with the generated keys."""
-    return json.dumps({"identities": [{"name": ADMIN_IDENTITY, "actions": ADMIN_ACTIONS,
-                                       "credentials": [{"accessKey": access_key, "secretKey": secret_key}]}]})
+def s3_config(keys: dict[str, tuple[str, str]], buckets: dict[str, str]) -> str:
+    """The gateway's identities file: per consumer (consumer -> (access key, secret key)) its keys and the
+    actions on its own buckets (`buckets`: purpose -> bucket name) only."""
+    return json.dumps({"identities": [
+        {"name": consumer, "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+         "actions": [f"{action}:{buckets[purpose]}" for purpose in BUCKET_OWNERS[consumer]
+                     for action in BUCKET_ACTIONS]}
+        for consumer, (access_key, secret_key) in keys.items()]})
+
+
+def _identities_file(endpoint: ObjectStoreEndpoint) -> pulumi.Output[str]:
+    consumers = list(endpoint.identities)
+    flat = [k for c in consumers for k in (endpoint.keys(c).access_key_id, endpoint.keys(c).secret_access_key)]
+    return pulumi.Output.secret(pulumi.Output.all(*flat).apply(lambda v: s3_config(
+        {c: (v[2 * i], v[2 * i + 1]) for i, c in enumerate(consumers)}, endpoint.buckets)))
 
 
 # --- install ----------------------------------------------------------------------------------------------
@@ -225,8 +243,7 @@ def install(ctx: DataContext, spaces: Namespaces, endpoint: ObjectStoreEndpoint,
         metadata=k8s.meta.v1.ObjectMetaArgs(name=CONFIG_SECRET, namespace=NAMESPACE,
                                             labels=ctx.labels("seaweedfs", "s3")),
         type="Opaque",
-        string_data={CONFIG_KEY: pulumi.Output.secret(
-            pulumi.Output.all(endpoint.access_key_id, endpoint.secret_access_key).apply(lambda k: s3_config(*k)))},
+        string_data={CONFIG_KEY: _identities_file(endpoint)},
         opts=ctx.opts([ns]))
     buckets = sorted(set(endpoint.buckets.values()))
     seaweed = release(RELEASE, charts.SEAWEEDFS, values(ctx, buckets), ctx.opts([*after, ns, config], protect=True),

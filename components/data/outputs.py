@@ -11,7 +11,7 @@ from components.data import DataPlane
 from components.data.endpoints import Credentials
 
 # Endpoint fields that hold credential values or resources: left out of the output.
-_HIDDEN = {"access_key_id", "secret_access_key", "ready"}
+_HIDDEN = {"access_key_id", "secret_access_key", "identities", "ready"}
 
 
 def _camel(name: str) -> str:

@@ -169,14 +169,19 @@ def object_store_spec(ctx: DataContext, location: S3Location) -> dict[str, Any]:
             "endpointURL": location.endpoint,
             "s3Credentials": {"accessKeyId": {"name": BACKUP_SECRET, "key": "ACCESS_KEY_ID"},
                               "secretAccessKey": {"name": BACKUP_SECRET, "key": "ACCESS_SECRET_KEY"}},
-            "wal": {"compression": "zstd", "maxParallel": 4},
-            "data": {"compression": "lz4", "jobs": 2},
+            # `encryption`: barman-cloud's --encryption (ObjectStore CRD of plugin-barman-cloud v0.13.0)
+            "wal": {"compression": "zstd", "maxParallel": 4, **_sse(location)},
+            "data": {"compression": "lz4", "jobs": 2, **_sse(location)},
         },
         "instanceSidecarConfiguration": {
             "env": [{"name": k, "value": v} for k, v in env.items()],
             "resources": sidecar_resources(ctx).spec(),
         },
     }
+
+
+def _sse(location: S3Location) -> dict[str, str]:
+    return {"encryption": location.sse} if location.sse else {}
 
 
 def scheduled_backup_spec(ctx: DataContext) -> dict[str, Any]:
@@ -265,7 +270,7 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
 
     before_cluster: list[pulumi.Resource] = [ns, operator, plugin, *secrets]
     if ctx.backup is not None:
-        location = ctx.backup.under("postgres")
+        location = ctx.backup.of("postgres")
         backup_secret = location.secret("postgres-backup-s3", BACKUP_SECRET, NAMESPACE, ctx.opts([ns]),
                                         secret_key="ACCESS_SECRET_KEY")
         store = _custom(ctx, "postgres-object-store", "ObjectStore", OBJECT_STORE, object_store_spec(ctx, location),

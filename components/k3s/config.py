@@ -205,12 +205,12 @@ class EtcdBackup:
     @classmethod
     def from_config(cls, backups: Backups, stack: str, secrets: StackSecrets) -> EtcdBackup | None:
         """From clusterServices.backups (validated: s3 and both keys are set when enabled)."""
-        if not backups.enabled or backups.s3 is None:
+        keys = secrets.backup_keys("etcd")  # the servers' own pair: no other backup writer holds it
+        if not backups.enabled or backups.s3 is None or keys is None:
             return None
         return cls(endpoint=urlparse(backups.s3.endpoint).netloc, region=backups.s3.region,
-                   bucket=backups.s3.bucket, folder=f"{stack}/etcd", schedule=backups.etcd_schedule,
-                   retention=backups.etcd_retention, access_key=secrets.backup_access_key_id,
-                   secret_key=secrets.backup_secret_access_key)
+                   bucket=backups.s3.bucket_for("etcd"), folder=f"{stack}/etcd", schedule=backups.etcd_schedule,
+                   retention=backups.etcd_retention, access_key=keys.access_key_id, secret_key=keys.secret_access_key)
 
 
 def etcd_location_flags(backup: EtcdBackup) -> dict[str, Any]:

@@ -65,6 +65,7 @@ PGBOUNCER_DATABASE = f"{RELEASE}-metadata"
 CONSUMER = "airflow"  # dataPlane.postgres.databases key
 AIRFLOW_UID = 50000  # the official image's user (values.yaml uid); its group is 0
 GIT_SYNC_UID = 65533  # values.yaml dags.gitSync.uid: the user the chart runs git-sync as by default
+LOGS_BUCKET = "airflow-logs"  # object storage purpose (config/platform.py NEEDS): its own, apart from Loki's
 LOGS_PREFIX = "airflow"
 LOGS_CONNECTION_ID = "airflow_logs"
 ADMIN_USER = "admin"
@@ -156,7 +157,7 @@ def pgbouncer_ini(host: str, port: int, database: str, username: str) -> str:
 def logs_connection(ctx: PlatformContext) -> pulumi.Output[str]:
     """The S3 connection remote logging uses, as Airflow's JSON connection format in AIRFLOW_CONN_<ID>."""
     objects = ctx.data.object_storage
-    location = objects.bucket("logs", LOGS_PREFIX)
+    location = objects.bucket(LOGS_BUCKET, LOGS_PREFIX)
     botocore: dict[str, Any] = {
         # boto3 >= 1.36 sends checksums S3-compatible stores may reject (see components/data/postgres.py).
         "request_checksum_calculation": "when_required", "response_checksum_validation": "when_required"}
@@ -259,7 +260,7 @@ def dags(ctx: PlatformContext) -> dict[str, Any]:
 
 def config(ctx: PlatformContext) -> dict[str, Any]:
     """airflow.cfg sections (the chart writes them into its ConfigMap)."""
-    location = ctx.data.object_storage.bucket("logs", LOGS_PREFIX)
+    location = ctx.data.object_storage.bucket(LOGS_BUCKET, LOGS_PREFIX)
     return {
         "core": {
             "executor": "KubernetesExecutor",

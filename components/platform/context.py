@@ -14,7 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.data.context import OBJECT_STORE_NAMESPACE, OBJECT_STORE_S3_PORT
-from components.data.endpoints import DataEndpoints, ObjectStoreEndpoint, S3Location
+from components.data.endpoints import BackupTargets, DataEndpoints, ObjectStoreEndpoint, S3Location
 from components.layer import LayerContext
 from components.services.gateway import GatewayRef
 from components.services.namespaces import Peer
@@ -66,7 +66,7 @@ class PlatformContext(LayerContext):
     gateway: GatewayRef
     cluster_issuer: str
     data: DataEndpoints  # the data plane's stores (None where disabled)
-    backup: S3Location | None  # where backups go (DataPlane.backup: off-cluster S3, else the in-cluster store)
+    backup: BackupTargets | None  # where backups go (DataPlane.backup: off-cluster S3, else the in-cluster store)
     general_nodes: int  # untainted nodes: where platform workloads run (caps replica spreading)
     environment: str  # config/catalog.py ENVIRONMENTS: the runner's tag, deploy jobs pick the cluster by it
     teams: tuple[str, ...]  # team namespaces (clusterServices.teams): where deploy jobs may roll Deployments

@@ -135,7 +135,8 @@ def backup_s3cfg(objects: ObjectStoreEndpoint, key_id: str, secret_key: str) -> 
 
 def _secret_file(ctx: PlatformContext, resource_name: str, name: str, key: str, objects: ObjectStoreEndpoint,
                  render, depends_on: Sequence[pulumi.Resource]) -> k8s.core.v1.Secret:
-    content = pulumi.Output.all(objects.access_key_id, objects.secret_access_key).apply(
+    keys = objects.keys("gitlab")  # GitLab's own identity: only it can write the registry CI deploys from
+    content = pulumi.Output.all(keys.access_key_id, keys.secret_access_key).apply(
         lambda keys: render(objects, keys[0], keys[1]))
     _, secret = ctx.credentials(resource_name, name, NAMESPACE, {key: content}, depends_on,
                                 labels=ctx.labels("gitlab", "object-storage"))

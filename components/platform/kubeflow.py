@@ -55,7 +55,7 @@ NAMESPACE = charts.KUBEFLOW_PIPELINES.namespace
 # provider that runs kustomize), like providers/gcp.py PD_CSI_KUSTOMIZATION.
 CLUSTER_KUSTOMIZATION = "components/platform/kustomize/kubeflow-pipelines-cluster"
 KUSTOMIZATION = "components/platform/kustomize/kubeflow-pipelines"
-BUCKET = "ml-artifacts"  # object storage purpose (MLflow keeps its artifacts under mlflow/ in it)
+BUCKET = "ml-artifacts"  # object storage purpose: Kubeflow's own (MLflow has its own bucket)
 PIPELINE_ROOT = "v2/artifacts"
 # Argo's key layout for logs and v1 artifacts: upstream's, whose `private-artifacts/<namespace>/` prefix the UI
 # uses to tell which namespace an untracked object belongs to (ARTIFACT_NAMESPACE_KEY_PREFIX).

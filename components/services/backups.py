@@ -7,6 +7,13 @@ volume is included by default (`defaultVolumesToFsBackup`); a workload opts a vo
 annotation `backup.velero.io/backup-volumes-excludes`. Setting `clusterServices.backups.restore`
 creates a Restore of that backup once Velero runs; objects Pulumi already recreated are left as
 they are (`existingResourcePolicy: none`).
+
+Encryption: kopia encrypts every volume backup (content and metadata) with the repository password, which
+is generated here (pulumi_random) instead of Velero's built-in default: it lives in Pulumi state and in the
+Secret `velero-repo-credentials`, which carries `velero.io/exclude-from-backup` like every Secret that
+unlocks others (components/layer.py EXCLUDE_FROM_BACKUP), so no backup holds its own key. Velero reads that
+Secret and creates it with its default password only when it is missing (pkg/repository/keys, v1.18.1): ours
+exists first. The S3 keys are Velero's own (backupCredentials.velero), held by no other writer.
 """
 
 from __future__ import annotations
@@ -16,9 +23,11 @@ from typing import Any, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from components.charts import VELERO
 from components.helm import release
+from components.layer import EXCLUDE_FROM_BACKUP
 from components.services.context import ServicesContext
 from components.services.namespaces import NamespaceSpec, Namespaces, Peer
 from config.catalog import LIVE_DATABASE_NAMESPACES, MONITORING_NAMESPACE
@@ -29,6 +38,7 @@ NAMESPACE = VELERO.namespace
 VELERO_IMAGE = ("docker.io/velero/velero", "v1.18.1")  # the chart's appVersion
 AWS_PLUGIN_IMAGE = "docker.io/velero/velero-plugin-for-aws:v1.14.2"  # the plugin line for Velero 1.18
 CREDENTIALS_SECRET = "velero-s3"
+REPOSITORY_SECRET = ("velero-repo-credentials", "repository-password")  # fixed names Velero reads (pkg/repository/keys)
 LOCATION = "default"
 SCHEDULE = "cluster"  # backups are named cluster-<timestamp>
 HTTPS = 443
@@ -68,13 +78,16 @@ def storage_location(settings: Settings, stack: str) -> dict[str, Any]:
     s3 = settings.s3
     assert s3 is not None  # config/rules.py: s3 is required when backups are enabled
     return {
-        "name": LOCATION, "provider": "aws", "bucket": s3.bucket, "prefix": f"{stack}/velero", "default": True,
+        "name": LOCATION, "provider": "aws", "bucket": s3.bucket_for("velero"), "prefix": f"{stack}/velero",
+        "default": True,
         "accessMode": "ReadWrite",
         "config": {
             "region": s3.region, "s3Url": s3.endpoint,
             "s3ForcePathStyle": "true",  # S3-compatible stores address buckets by path
             # The plugin's default CRC32 checksums are rejected by Ceph-based stores (Hetzner's).
             "checksumAlgorithm": "",
+            # velero-plugin-for-aws BackupStorageLocation config (backupstoragelocation.md)
+            **({"serverSideEncryption": s3.server_side_encryption} if s3.server_side_encryption else {}),
         },
     }
 
@@ -158,10 +171,11 @@ def install(ctx: ServicesContext, spaces: Namespaces, after: Sequence[pulumi.Res
         return Backups()
     ns = spaces[NAMESPACE]
     secret = _credentials(ctx, ns)
-    velero = release("velero", VELERO, values(ctx), ctx.opts([*after, ns, secret]), namespace=NAMESPACE,
+    repository = _repository_password(ctx, ns)
+    velero = release("velero", VELERO, values(ctx), ctx.opts([*after, ns, secret, repository]), namespace=NAMESPACE,
                      create_namespace=False)
     schedule = _custom(ctx, "velero-schedule", "Schedule", SCHEDULE, schedule_spec(settings), [velero])
-    ready: list[pulumi.Resource] = [secret, velero, schedule]
+    ready: list[pulumi.Resource] = [secret, repository, velero, schedule]
     spec = restore_spec(settings)
     if spec is not None:
         # Named after the backup: a new backup name is a new restore, the same one never runs twice.
@@ -170,13 +184,30 @@ def install(ctx: ServicesContext, spaces: Namespaces, after: Sequence[pulumi.Res
 
 
 def _credentials(ctx: ServicesContext, ns: pulumi.Resource) -> k8s.core.v1.Secret:
-    keys = ctx.secrets
-    cloud = pulumi.Output.secret(pulumi.Output.all(keys.backup_access_key_id, keys.backup_secret_access_key)
+    keys = ctx.secrets.backup_keys("velero")
+    assert keys is not None  # config/rules.py: every backup purpose has keys when backups are enabled
+    cloud = pulumi.Output.secret(pulumi.Output.all(keys.access_key_id, keys.secret_access_key)
                                  .apply(lambda v: credentials_file(*v)))
+    return _excluded_secret(ctx, "velero-s3-credentials", CREDENTIALS_SECRET, {"cloud": cloud}, ns)
+
+
+def _repository_password(ctx: ServicesContext, ns: pulumi.Resource) -> k8s.core.v1.Secret:
+    """kopia's repository password. Losing it (a `pulumi destroy` of the RandomPassword) makes every volume
+    backup unreadable: protected in production."""
+    password = random.RandomPassword("velero-repository-password", length=48, special=False,
+                                     opts=pulumi.ResourceOptions(parent=ctx.parent, protect=ctx.protect))
+    name, key = REPOSITORY_SECRET
+    return _excluded_secret(ctx, "velero-repository-password", name, {key: pulumi.Output.secret(password.result)}, ns,
+                            protect=ctx.protect)
+
+
+def _excluded_secret(ctx: ServicesContext, resource_name: str, name: str, data: dict[str, pulumi.Input[str]],
+                     ns: pulumi.Resource, protect: bool = False) -> k8s.core.v1.Secret:
+    """A Secret of Velero's own that stays out of its backups (EXCLUDE_FROM_BACKUP)."""
     return k8s.core.v1.Secret(
-        "velero-s3-credentials",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=CREDENTIALS_SECRET, namespace=NAMESPACE, labels=ctx.labels("velero")),
-        type="Opaque", string_data={"cloud": cloud}, opts=ctx.opts([ns]))
+        resource_name, metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=NAMESPACE,
+                                                           labels={**ctx.labels("velero"), **EXCLUDE_FROM_BACKUP}),
+        type="Opaque", string_data=data, opts=ctx.opts([ns], protect=protect))
 
 
 def _custom(ctx: ServicesContext, resource_name: str, kind: str, name: str, spec: dict[str, Any],

@@ -35,6 +35,7 @@ import pulumi_random as random
 
 from components import charts
 from components.helm import release
+from components.layer import EXCLUDE_FROM_BACKUP
 from components.services.context import ServicesContext
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
                                            NamespaceSpec, Peer)
@@ -312,7 +313,7 @@ def install_server(ctx: ServicesContext, spaces: Namespaces, backend: Backend,
         before.append(k8s.core.v1.Secret(
             f"{backend.name}-unseal-key",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{backend.name}-unseal-key", namespace=backend.name,
-                                                labels=ctx.labels(backend.name)),
+                                                labels={**ctx.labels(backend.name), **EXCLUDE_FROM_BACKUP}),
             type="Opaque", string_data={"key": key}, opts=ctx.opts([ns], protect=ctx.protect)))
         before.append(k8s.core.v1.ConfigMap(
             f"{backend.name}-self-init",

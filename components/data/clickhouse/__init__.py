@@ -57,7 +57,7 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
     t = topology.of(ctx)
     settings = ctx.settings.clickhouse
     where = ctx.placements["clickhouse"]
-    location = ctx.backup.under("clickhouse") if ctx.backup is not None else None
+    location = ctx.backup.of("clickhouse") if ctx.backup is not None else None
     ns = spaces[NAMESPACE]
 
     operator_ready = operator.install(ctx, spaces, after)

@@ -61,6 +61,7 @@ def sidecar_env(location: S3Location, keep: int) -> list[dict[str, Any]]:
         "S3_PATH": "/".join(p for p in (location.prefix, "shard-{shard}") if p),
         "S3_FORCE_PATH_STYLE": "true" if location.in_cluster else "false",
         "S3_ACL": "",
+        **({"S3_SSE": location.sse} if location.sse else {}),  # clickhouse-backup v2.8.0 pkg/config s3.sse
     }
     return [*({"name": k, "value": v} for k, v in plain.items()),
             _from_secret("CLICKHOUSE_PASSWORD", BACKUP_SECRET, "password"),

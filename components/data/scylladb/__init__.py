@@ -168,7 +168,7 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
         inputs.append(k8s.core.v1.Secret(
             "scylla-agent-config", metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=cluster.AGENT_CONFIG, namespace=NAMESPACE, labels=ctx.labels("scylladb")),
-            type="Opaque", string_data={"scylla-manager-agent.yaml": cluster.agent_config(ctx.backup)},
+            type="Opaque", string_data={"scylla-manager-agent.yaml": cluster.agent_config(ctx.backup.of("scylladb"))},
             opts=ctx.opts(in_namespace)))
 
     scylla = ctx.custom_resource(

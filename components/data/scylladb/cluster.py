@@ -110,7 +110,7 @@ def tasks(ctx: DataContext) -> dict[str, Any]:
     settings = ctx.settings.scylladb
     spec: dict[str, Any] = {"repairs": [{"name": "weekly-repair", "cron": settings.repair_schedule, "timezone": "UTC"}]}
     if ctx.backup is not None:
-        spec["backups"] = [{"name": "daily-backup", "location": [backup_location(ctx.backup)],
+        spec["backups"] = [{"name": "daily-backup", "location": [backup_location(ctx.backup.of("scylladb"))],
                             "cron": settings.backup_schedule, "timezone": "UTC",
                             "retention": settings.backup_retention}]
     return spec
@@ -160,6 +160,8 @@ def agent_config(backup: S3Location) -> pulumi.Output[str]:
                               "region": backup.region, "access_key_id": keys[0], "secret_access_key": keys[1]}
         if s3["provider"] != "AWS":
             s3["force_path_style"] = "true"
+        if backup.sse:
+            s3["server_side_encryption"] = backup.sse  # pkg/rclone S3Options at v3.10.1
         return json.dumps({"s3": s3}, indent=2) + "\n"
     return pulumi.Output.secret(pulumi.Output.all(backup.access_key_id, backup.secret_access_key).apply(render))
 
