@@ -296,6 +296,7 @@ def test_plan_diff_against_a_git_ref_shows_the_change(tmp_path):
     assert "0 to add" in text and "4 to remove" in text
     assert "`general-3` (hcloud:index/server:Server)" in text and "`k3s-general-3`" in text
     assert "`drain-general-3`" in text, "the removed node's drain (run before its server goes) is listed"
+    assert "- `general-3`: drain, then remove" in text, "the Nodes section says what happens to the node"
     server = PRICES["servers"]["prices"]["eu"][SERVER_TYPES["medium"]] + PRICES["servers"]["extras"][0]["price"]["eu"]
     assert f"({-server:+,.2f})" in text
 

@@ -20,7 +20,7 @@ from typing import Any
 from config import ConfigError
 from tools.mockrun import ROOT, stacks
 from tools.plan.__main__ import DEFAULT_OUT, plan_stack, write
-from tools.plan import diffpicture
+from tools.plan import diffpicture, nodes
 from tools.plan.timing import minutes
 
 MAX_PATHS = 8  # changed input paths listed per resource
@@ -60,7 +60,7 @@ def diff_plans(base: dict[str, Any] | None, head: dict[str, Any] | None) -> dict
         paths += _edges(old[urn], new[urn])
         if paths:
             changed.append({"urn": urn, "type": new[urn]["type"], "name": new[urn]["name"], "inputs": paths})
-    return {
+    found = {
         "added": [{"urn": u, "type": new[u]["type"], "name": new[u]["name"]} for u in sorted(new.keys() - old.keys())],
         "removed": [{"urn": u, "type": old[u]["type"], "name": old[u]["name"]} for u in sorted(old.keys() - new.keys())],
         "changed": changed,
@@ -71,6 +71,8 @@ def diff_plans(base: dict[str, Any] | None, head: dict[str, Any] | None) -> dict
         "warnings": {"new": sorted(set((head or {}).get("warnings", [])) - set((base or {}).get("warnings", []))),
                      "gone": sorted(set((base or {}).get("warnings", [])) - set((head or {}).get("warnings", [])))},
     }
+    found["nodes"] = nodes.changes(base, head, found)
+    return found
 
 
 def _edges(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -122,6 +124,7 @@ def render(stack: str, base_ref: str, d: dict[str, Any]) -> str:
         out += [f"  - {title} {name}: {row['base']:,.2f} -> {row['head']:,.2f} {cur}/month ({row['delta']:+,.2f})"
                 for name, row in d.get("costBy", {}).get(key, {}).items()]
     out.append("")
+    out += nodes.render(d.get("nodes") or [])
     for title, rows in (("Added", d["added"]), ("Removed", d["removed"])):
         if rows:
             out += [f"{title}:", *[f"- `{r['name']}` ({r['type']})" for r in rows], ""]
