@@ -111,7 +111,7 @@ class DataPlane(pulumi.ComponentResource):
         enabled = {store: module for store, module in STORES.items() if getattr(cfg.data_plane, store).enabled}
         modules = [*([objectstore] if objects else []), *enabled.values()]
         specs = {m: m.namespaces(ctx) for m in modules}
-        spaces = namespaces.install(ctx, [spec for m in modules for spec in specs[m]], after=services.foundations)
+        spaces = namespaces.install(ctx, [spec for m in modules for spec in specs[m]], after=cluster.ready)
 
         def placed(module) -> list[pulumi.Resource]:
             """A store waits for the cluster services it needs and its own namespaces' policies."""

@@ -55,7 +55,7 @@ class Platform(pulumi.ComponentResource):
         if cfg.platform.gitlab.runner.enabled:
             enabled["runner"] = gitlab_runner
         specs = {n: m.namespaces(ctx) for n, m in enabled.items()}
-        spaces = namespaces.install(ctx, [s for n in enabled for s in specs[n]], after=services.foundations)
+        spaces = namespaces.install(ctx, [s for n in enabled for s in specs[n]], after=cluster.ready)
 
         installed: dict[str, Installed] = {}
         for name, module in enabled.items():

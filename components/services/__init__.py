@@ -1,8 +1,8 @@
 """Cluster services: storage, namespaces and policies, TLS, the shared gateway, upgrades, backups,
 secrets and the optional mesh, installed in dependency order on the cluster's provider.
 
-Order: namespaces (labels, default-deny policies, team quotas) and the provider's storage first; then
-the Prometheus Operator CRDs, before every release that renders a ServiceMonitor/PodMonitor (cert-manager,
+Order: namespaces (labels, default-deny policies, team quotas) and the provider's storage first, and the
+Prometheus Operator CRDs as soon as the API answers (CRDs only: no pods, no volumes), before every release that renders a ServiceMonitor/PodMonitor (cert-manager,
 the secret store, ESO, Velero, kured) and our PodMonitors for Cilium (installed with the cluster, before them);
 cert-manager before anything that asks for a certificate (gateway, mesh); the secret store and
 backups on storage. Each module returns what later layers consume, plus `ready` to wait on.
@@ -50,11 +50,15 @@ class ClusterServices(pulumi.ComponentResource):
                                     after=cluster.ready, mesh_peers=mesh.meshed_namespace_peers(ctx),
                                     teams=cfg.cluster_services.teams)
         # Workloads start once their namespace's policies exist (allows included), not in a race with them.
+        networked = [*cluster.ready, *spaces.ready]
         placed = [*base, *spaces.ready]
-        monitors = monitoring_crds.install(ctx, spaces, after=placed)
+        # CRDs only, no pods and no volumes: the API server is all they need (the provider waits for it).
+        monitors = monitoring_crds.install(ctx, spaces, after=[])
         # Releases that render a ServiceMonitor wait for its CRD (Helm refuses unknown kinds).
         scraped = [*placed, *monitors]
-        tls = certs.install(ctx, spaces, after=scraped)
+        # cert-manager has no volumes: it waits for the pod network, its policies and its ServiceMonitor's CRD,
+        # not for the CSI driver and storage classes.
+        tls = certs.install(ctx, spaces, after=[*networked, *monitors])
         edge = gateway.install(ctx, spaces, tls, after=placed)
         records = dns.install(ctx, spaces, after=[*scraped, *edge.ready])
         rolling = upgrades.install(ctx, spaces, after=placed)

@@ -20,40 +20,42 @@ from typing import Any
 
 # By resource type. Cloud API objects are quick; servers wait until they run; Helm waits for ready.
 DURATIONS: dict[str, int] = {
-    "hcloud:index/server:Server": 45,           # create + boot to "running"
-    "hcloud:index/loadBalancer:LoadBalancer": 15,
-    "hcloud:index/loadBalancerNetwork:LoadBalancerNetwork": 10,
-    "hcloud:index/loadBalancerService:LoadBalancerService": 5,
-    "hcloud:index/loadBalancerTarget:LoadBalancerTarget": 5,
-    "hcloud:index/network:Network": 2,
-    "hcloud:index/networkSubnet:NetworkSubnet": 3,
-    "hcloud:index/firewall:Firewall": 3,
-    "hcloud:index/placementGroup:PlacementGroup": 1,
-    "hcloud:index/sshKey:SshKey": 1,
-    "random:index/randomPassword:RandomPassword": 0,
-    "kubernetes:helm.sh/v3:Release": 90,        # install + wait for the chart's workloads
+    # Uncalibrated estimates (module docstring), each with its reasoning. Hetzner Cloud actions (create,
+    # attach) are polled by the provider until done; plain API objects are one synchronous call.
+    "hcloud:index/server:Server": 45,           # create action + boot to status "running" (the provider waits)
+    "hcloud:index/loadBalancer:LoadBalancer": 15,  # create action, polled to completion
+    "hcloud:index/loadBalancerNetwork:LoadBalancerNetwork": 10,  # attach_to_network action, polled
+    "hcloud:index/loadBalancerService:LoadBalancerService": 5,  # add_service action
+    "hcloud:index/loadBalancerTarget:LoadBalancerTarget": 5,  # add_target action
+    "hcloud:index/network:Network": 2,          # one synchronous call, no action
+    "hcloud:index/networkSubnet:NetworkSubnet": 3,  # add_subnet action on the network
+    "hcloud:index/firewall:Firewall": 3,        # create + apply_to_resources actions
+    "hcloud:index/placementGroup:PlacementGroup": 1,  # one synchronous call
+    "hcloud:index/sshKey:SshKey": 1,            # one synchronous call
+    "random:index/randomPassword:RandomPassword": 0,  # computed by the provider locally, no API
+    "kubernetes:helm.sh/v3:Release": 90,        # install + Helm's wait: image pulls + readiness of an operator
     "kubernetes:yaml/v2:ConfigFile": 20,        # a release manifest: CRDs established, workloads ready
 }
 # Remote commands by name prefix (the scripts wait for very different things).
 COMMANDS: tuple[tuple[str, int], ...] = (
     ("tune-", 40),        # cloud-init wait, apt lock wait, sysctl + systemd units
     ("k3s-", 80),         # installer download, K3s start, /readyz wait
-    ("kubeconfig", 3),
+    ("kubeconfig", 3),    # SSH connect + cat of one file
 )
 # Helm releases by chart, where a chart is far from the default.
 CHARTS: dict[str, int] = {
     "cilium": 150,        # agents on every node + operator; nodes turn Ready only after it
-    "hcloud-cloud-controller-manager": 45,
+    "hcloud-cloud-controller-manager": 45,  # one small host-network Deployment: no CNI wait, one image
     "openbao": 150,       # OrderedReady: three servers one after another, each joining raft and unsealing
-    "vault": 150,
+    "vault": 150,         # as openbao (its upstream): the same OrderedReady raft join
     "gitlab": 600,        # database migrations on a first install, then webservice/Sidekiq start
     "kube-prometheus-stack": 180,  # operator, then Prometheus x2 and Alertmanager x3 with volumes
     "airflow": 300,       # the migration job, then scheduler/API server
 }
 HELM_CHARTS = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
-DEFAULT_COMMAND = 30
-DEFAULT_KUBERNETES = 3    # a plain Kubernetes object
-DEFAULT_CUSTOM = 10       # any other cloud resource
+DEFAULT_COMMAND = 30      # another script of ours: SSH connect + a short idempotent script
+DEFAULT_KUBERNETES = 3    # a plain Kubernetes object: one API call, no readiness to wait for
+DEFAULT_CUSTOM = 10       # any other cloud resource: a create call plus a short action poll
 
 
 def duration(resource: dict[str, Any]) -> int:
