@@ -4,31 +4,15 @@ in the order Pulumi takes them. Base and head are the recorded staging plan and 
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from tests.plan_edits import copy as _copy, drop as _drop, server as _server
 from tools.plan import diff, model, nodes
 
 
 @pytest.fixture(scope="module")
 def base(staging):
     return model.build(staging)
-
-
-def _copy(plan):
-    return json.loads(json.dumps(plan))
-
-
-def _drop(plan, *node_names):
-    """A pool count reduced: the nodes' servers and drains (and the rest of their resources) gone."""
-    gone = {n for n in node_names}
-    plan["resources"] = [r for r in plan["resources"]
-                         if not any(r["name"] == n or r["name"].endswith("-" + n) for n in gone)]
-
-
-def _server(plan, name):
-    return next(r for r in plan["resources"] if r["name"] == name and r["type"] == "hcloud:index/server:Server")
 
 
 def _nodes(base, head):

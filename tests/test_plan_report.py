@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 import pytest
 
+from tests import plan_edits
 from tests.conftest import ROOT, base_raw, run_raw, stack_run
 from tools.mockrun import stacks
 from tools.plan import architecture, diff, diffpicture, html, model, timeline
@@ -88,22 +89,34 @@ def test_pool_boxes_say_servers_cost_and_what_runs_there(plan):
     assert {b["where"] for b in facts["backups"]} >= {"s3://adp-production-backups/production/data/postgres"}
 
 
-def test_no_label_is_wider_than_its_box(plan):
-    """The width model (which a real browser confirms below) holds every label inside its box."""
-    root = ET.fromstring(architecture.svg(plan))
+def _boxes(root) -> dict[tuple[float, ...], list[tuple[str, str, float]]]:
+    """Each box (x, y, w, h) -> the (class, text, x) lines drawn inside it, top to bottom."""
     rects = [(float(r.get("x")), float(r.get("y")), float(r.get("width")), float(r.get("height")))
              for r in root.iter(f"{SVG}rect") if (r.get("class") or "").split(" ")[0] in BOXES]
-    checked = 0
+    found: dict[tuple[float, ...], list[tuple[str, str, float]]] = {}
     for t in root.iter(f"{SVG}text"):
         x, y = float(t.get("x")), float(t.get("y"))
         inside = [r for r in rects if r[0] <= x <= r[0] + r[2] and r[1] <= y <= r[1] + r[3]]
-        if not inside:
-            continue
-        rx, _, rw, _ = min(inside, key=lambda r: r[2] * r[3])
-        size = {"name": 13}.get(t.get("class"), 11)
-        assert x + width(t.text or "", size, t.get("class") == "name") <= rx + rw, t.text
-        checked += 1
-    assert checked > 100
+        if inside:
+            found.setdefault(min(inside, key=lambda r: r[2] * r[3]), []).append((t.get("class"), t.text or "", x))
+    return found
+
+
+def _labels_fit(root) -> int:
+    """Every label inside a box ends within it by the width model; returns how many were checked."""
+    checked = 0
+    for (rx, _, rw, _), lines in _boxes(root).items():
+        for cls, label, x in lines:
+            size = {"name": 13}.get(cls, 11)
+            assert x + width(label, size, cls == "name") <= rx + rw, label
+            checked += 1
+    return checked
+
+
+def test_no_label_is_wider_than_its_box(plan):
+    """The width model (which a real browser confirms below) holds every label inside its box."""
+    root = ET.fromstring(architecture.svg(plan))
+    assert _labels_fit(root) > 100
     assert "…" not in "".join(_texts(architecture.svg(plan))) and "..." not in "".join(_texts(architecture.svg(plan)))
 
 
@@ -148,6 +161,64 @@ def test_diff_picture_marks_a_changed_pool_an_added_host_and_the_deltas(plan):
     assert not any("pool:scylladb" in title for _, title in marked), "an untouched pool is not marked"
     texts = "\n".join(_texts(ET.tostring(root, encoding="unicode")))
     assert "(+10.00)" in texts and "removed: host:grafana.ads.example.com" in texts
+
+
+def _node_change(plan):
+    """A head where control-plane-2 moves location (replaced), the general pool shrinks 5 -> 3 (general-5
+    and general-4 drained and removed) and redpanda-1 gets a bigger type (resized in place)."""
+    head = plan_edits.copy(plan)
+    plan_edits.server(head, "control-plane-2")["inputs"]["location"] = "hel1"
+    plan_edits.drop(head, "general-4", "general-5")
+    plan_edits.server(head, "redpanda-1")["inputs"]["serverType"] = "ccx43"
+    return head
+
+
+def test_diff_picture_lists_replaced_removed_and_resized_nodes_in_their_pools(plan):
+    head = _node_change(plan)
+    root = ET.fromstring(diffpicture.svg(plan, head, diff.diff_plans(plan, head), "main"))
+    pools = {lines[0][1]: [(cls, label) for cls, label, _ in lines if cls.startswith("node-")]
+             for lines in _boxes(root).values() if lines[0][1].startswith("pool ")}
+    assert pools["pool control-plane"] == [("node-replace", "replace: control-plane-2 (location)")]
+    assert pools["pool general"] == [("node-remove", "remove: general-5"), ("node-remove", "remove: general-4")], \
+        "in drain order: highest index first"
+    assert pools["pool redpanda"] == [("node-resize", "resize: redpanda-1 (serverType)")]
+    assert pools["pool scylladb"] == [], "an untouched pool lists no node"
+    # The legend: each kind in its own colour, saying what Pulumi does.
+    legend = {(t.get("class"), t.text) for t in root.iter(f"{SVG}text") if (t.get("class") or "").startswith("node-")}
+    assert {("node-remove", "remove: drain, then remove"),
+            ("node-replace", "replace: drain, replace (delete before create)"),
+            ("node-resize", "resize: resize in place WITHOUT automatic drain (see docs/lifecycle.md)")} <= legend
+    style = root.find(f"{SVG}defs/{SVG}style").text
+    fills = {kind: re.search(rf"\.node-{kind}{{[^}}]*fill:(#[0-9a-f]+)", style).group(1)
+             for kind in ("remove", "replace", "resize")}
+    assert len(set(fills.values())) == 3, fills
+    assert _labels_fit(root) > 100, "node lines widen their pool's box: never cut"
+
+
+def test_diff_picture_lists_the_nodes_of_a_removed_pool_under_the_title(plan):
+    head = plan_edits.copy(plan)
+    plan_edits.drop(head, "redpanda-1", "redpanda-2", "redpanda-3")
+    head["pools"] = [p for p in head["pools"] if p["name"] != "redpanda"]
+    texts = _texts(diffpicture.svg(plan, head, diff.diff_plans(plan, head), "main"))
+    assert [t for t in texts if t.startswith("remove: redpanda")] == [
+        "remove: redpanda-3 (pool redpanda, removed)", "remove: redpanda-2 (pool redpanda, removed)",
+        "remove: redpanda-1 (pool redpanda, removed)"]
+    assert "pool redpanda" not in texts
+
+
+def test_diff_picture_is_byte_identical_in_another_process(plan, tmp_path):
+    """Another hash seed draws the same node marks: their order comes from the plan, not from sets."""
+    head = _node_change(plan)
+    (tmp_path / "base.json").write_text(json.dumps(plan))
+    (tmp_path / "head.json").write_text(json.dumps(head))
+    script = ("import json, sys; from tools.plan import diff, diffpicture; "
+              "b, h = (json.load(open(p)) for p in sys.argv[1:]); "
+              "sys.stdout.write(diffpicture.svg(b, h, diff.diff_plans(b, h), 'main'))")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "base.json"), str(tmp_path / "head.json")],
+                          cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "4321"}, capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == diffpicture.svg(plan, head, diff.diff_plans(plan, head), "main")
 
 
 def test_html_report_is_self_contained(plan):

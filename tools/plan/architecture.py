@@ -10,7 +10,8 @@ boxes, and hand placement keeps it byte-identical between runs):
 - backups: what is backed up to which external bucket.
 
 `facts()` is the picture as data (tests and the diff picture use it); `svg()` draws it, optionally
-with marks (element key -> added/changed/replaced/removed) for the plan-diff picture.
+with marks (element key -> added/changed/replaced/removed) and notes (element key -> extra lines: the
+nodes a change drains, replaces or resizes) for the plan-diff picture.
 """
 
 from __future__ import annotations
@@ -38,7 +39,11 @@ STYLE = (".title{font-size:18px;font-weight:bold;fill:#202124}.sub{font-size:12p
          ".store{fill:#fef7e0;stroke:#b06000}.ext{fill:#fce8e6;stroke:#c5221f}"
          ".edge{fill:none;stroke:#80868b;stroke-width:1.2}.admin{fill:none;stroke:#c5221f;stroke-width:1.4;"
          "stroke-dasharray:5 3}.added{stroke:#188038;stroke-width:3}.changed{stroke:#e37400;stroke-width:3}"
-         ".replaced{stroke:#a142f4;stroke-width:3}.removed{stroke:#c5221f;stroke-width:3;stroke-dasharray:6 3}")
+         ".replaced{stroke:#a142f4;stroke-width:3}.removed{stroke:#c5221f;stroke-width:3;stroke-dasharray:6 3}"
+         # The diff picture's node lines (tools/plan/diffpicture.py), one colour per kind; same size as .detail,
+         # not bold, so the width model sizes their boxes as it does any detail line.
+         ".node-remove{font-size:11px;fill:#c5221f}.node-replace{font-size:11px;fill:#8430ce}"
+         ".node-resize{font-size:11px;fill:#b06000}")
 
 
 # --- facts ------------------------------------------------------------------------------------------
@@ -260,12 +265,14 @@ def _money(amount: float | None, currency: str | None) -> str:
     return "cost unknown" if amount is None else f"{amount:,.2f} {currency}/month"
 
 
-def pool_box(pool: dict[str, Any]) -> Box:
+def pool_box(pool: dict[str, Any], notes: list[tuple[str, str]] | None = None) -> Box:
+    """The pool's box; `notes` (class, text) go under its servers, above what runs there."""
     lines = [("name", f"pool {pool['name']}"),
              ("detail", f"{pool['types'] or 'no servers'} · {', '.join(pool['locations']) or '-'} · "
                         f"{', '.join(pool['providers']) or '-'}"),
              ("detail", f"{_money(pool['monthly'], pool['currency'])} · role {pool['role']}")]
     lines += [("detail", f"taint {t}") for t in pool["taints"]]
+    lines += notes or []
     for category, names in pool["runs"].items():
         lines.append(("cat", f"{category}:"))
         lines += [("item", f"  {n}") for n in names]
@@ -312,9 +319,11 @@ def _grid(boxes: list[Box], x0: int, y: int, limit: int) -> int:
     return y + row_h - top
 
 
-def svg(plan: dict[str, Any], marks: dict[str, str] | None = None, extra: list[tuple[str, str]] | None = None) -> str:
-    """The picture; `marks` colours boxes (diff), `extra` adds lines under the title (diff deltas)."""
-    marks = marks or {}
+def svg(plan: dict[str, Any], marks: dict[str, str] | None = None, extra: list[tuple[str, str]] | None = None,
+        notes: dict[str, list[tuple[str, str]]] | None = None) -> str:
+    """The picture; `marks` colours boxes (diff), `extra` adds lines under the title (diff deltas), `notes`
+    adds (class, text) lines to the pool boxes they are keyed by (`pool:<name>`: the diff's node changes)."""
+    marks, notes = marks or {}, notes or {}
     f = facts(plan)
     cost, t = plan["cost"], plan["deployTime"]
     head = (f"adplatform stack {plan['stack']}: {plan['provider']}, profile {plan['profile']}, K3s {plan['k3sVersion']}, "
@@ -330,7 +339,7 @@ def svg(plan: dict[str, Any], marks: dict[str, str] | None = None, extra: list[t
     panels = [("traffic: users to services to stores; admins (dashed) to SSH and the API", y, traffic_h)]
     y += traffic_h + 30
 
-    pool_boxes = [pool_box(p) for p in f["pools"]]
+    pool_boxes = [pool_box(p, notes.get(f"pool:{p['name']}")) for p in f["pools"]]
     pools_h = _grid(pool_boxes, 30, y + 30, limit) + 30
     panels.append(("pools: servers and what runs there (by the program's node selectors and tolerations)", y, pools_h))
     boxes += pool_boxes

@@ -1,12 +1,15 @@
 """The plan-diff picture (build/plan/<stack>.diff.svg): the head's architecture with what the change
 adds or changes outlined (pools, stores, services, hostnames), what it removes listed under the
-title, and the cost and deploy-time deltas."""
+title, the nodes it drains and removes, drains and replaces, or resizes without a drain listed in their
+pool's box (one colour per kind, in drain order, as tools/plan/nodes.py finds them), and the cost and
+deploy-time deltas."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
-from tools.plan import architecture
+from tools.plan import architecture, nodes
 from tools.plan.timing import minutes
 
 
@@ -40,6 +43,38 @@ def marks(base: dict[str, Any] | None, head: dict[str, Any], d: dict[str, Any]) 
     return found
 
 
+def _label(row: dict[str, Any]) -> str:
+    """`replace: control-plane-2 (location)`: the kind, the node, the inputs that decide it."""
+    return f"{row['action']}: {row['node']}" + (f" ({', '.join(row['inputs'])})" if row["inputs"] else "")
+
+
+def node_notes(base: dict[str, Any] | None, head: dict[str, Any],
+               d: dict[str, Any]) -> tuple[dict[str, list[tuple[str, str]]], list[tuple[str, str]]]:
+    """Pool key -> (class, label) lines of its nodes that the change drains, replaces or resizes, in drain
+    order; and the lines of such nodes whose pool is gone from the head's picture (listed under the title)."""
+    pool_of = {s["urn"].rsplit("::", 1)[-1]: s["pool"]  # node name (the server resource's name) -> pool
+               for plan in (base, head) for s in (plan or {}).get("servers") or [] if s.get("urn")}
+    shown = {p["name"] for p in architecture.pools(head)}
+    notes: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    gone = []
+    for row in d.get("nodes") or []:
+        pool, line = pool_of.get(row["node"]), (f"node-{row['action']}", _label(row))
+        if pool in shown:
+            notes[f"pool:{pool}"].append(line)
+        else:
+            gone.append((line[0], f"{line[1]} (pool {pool or 'unknown'}, removed)"))
+    return dict(notes), gone
+
+
+def _legend(d: dict[str, Any]) -> list[tuple[str, str]]:
+    """One line per kind of node change present, in its colour, saying what Pulumi will do."""
+    kinds = [k for k in nodes.ACTIONS if any(row["action"] == k for row in d.get("nodes") or [])]
+    if not kinds:
+        return []
+    return [("sub", "nodes, listed in their pool's box in the order Pulumi drains them:"),
+            *((f"node-{k}", f"{k}: {nodes.ACTIONS[k]}") for k in kinds)]
+
+
 def svg(base: dict[str, Any] | None, head: dict[str, Any], d: dict[str, Any], base_ref: str) -> str:
     cost, time, cur = d["cost"], d["deployTime"], d["currency"] or ""
     money = ("cost unknown" if cost["delta"] is None else
@@ -50,4 +85,5 @@ def svg(base: dict[str, Any] | None, head: dict[str, Any], d: dict[str, Any], ba
                      f"{len(d['removed'])} to remove; {money}; first deploy {minutes(time['base'])} -> "
                      f"{minutes(time['head'])} ({'+' if delta >= 0 else '-'}{minutes(abs(delta))})"),
              ("sub", "outlined: green added, orange changed" + (f"; removed: {', '.join(removed)}" if removed else ""))]
-    return architecture.svg(head, marks(base, head, d), extra)
+    notes, gone = node_notes(base, head, d)
+    return architecture.svg(head, marks(base, head, d), [*extra, *_legend(d), *gone], notes)
