@@ -183,6 +183,8 @@ def test_diff_picture_lists_replaced_removed_and_resized_nodes_in_their_pools(pl
         "in drain order: highest index first"
     assert pools["pool redpanda"] == [("node-resize", "resize: redpanda-1 (serverType)")]
     assert pools["pool scylladb"] == [], "an untouched pool lists no node"
+    outlines = {rect.get("class") for rect in root.iter(f"{SVG}rect") if "replaced" in (rect.get("class") or "")}
+    assert outlines, "the pool whose node is replaced is outlined as replaced"
     # The legend: each kind in its own colour, saying what Pulumi does.
     legend = {(t.get("class"), t.text) for t in root.iter(f"{SVG}text") if (t.get("class") or "").startswith("node-")}
     assert {("node-remove", "remove: drain, then remove"),

@@ -84,6 +84,9 @@ def svg(base: dict[str, Any] | None, head: dict[str, Any], d: dict[str, Any], ba
     extra = [("sub", f"against {base_ref}: {len(d['added'])} resources to add, {len(d['changed'])} to change, "
                      f"{len(d['removed'])} to remove; {money}; first deploy {minutes(time['base'])} -> "
                      f"{minutes(time['head'])} ({'+' if delta >= 0 else '-'}{minutes(abs(delta))})"),
-             ("sub", "outlined: green added, orange changed" + (f"; removed: {', '.join(removed)}" if removed else ""))]
+             ("sub", "outlined: green added, orange changed, purple a node replaced"
+                     + (f"; removed: {', '.join(removed)}" if removed else ""))]
     notes, gone = node_notes(base, head, d)
-    return architecture.svg(head, marks(base, head, d), [*extra, *_legend(d), *gone], notes)
+    # A pool whose node is replaced says so by its outline too: its node goes away and comes back new.
+    replaced = {key: "replaced" for key, lines in notes.items() if any(cls == "node-replace" for cls, _ in lines)}
+    return architecture.svg(head, {**marks(base, head, d), **replaced}, [*extra, *_legend(d), *gone], notes)
