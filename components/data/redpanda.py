@@ -39,7 +39,7 @@ from components.data.context import LAYER, DataContext, operator_affinity, pinne
 from components.data.endpoints import Credentials, RedpandaEndpoint
 from components.data.placement import Resources
 from components.helm import release
-from components.scheduling import pod_anti_affinity
+from components.scheduling import pod_anti_affinity, zone_spread
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
                                            NamespaceSpec, Peer)
 from config.data import REDPANDA_MEMORY_FRACTION
@@ -190,6 +190,10 @@ def cluster_spec(ctx: DataContext, res: Resources) -> dict[str, Any]:
         "statefulset": {
             "replicas": brokers,
             "budget": {"maxUnavailable": 1},  # the chart's PodDisruptionBudget: a 3-broker quorum keeps 2
+            # Brokers even over zones, a lost location then keeps a majority of each partition's replicas. The chart
+            # sets each constraint's selector to the brokers' labels (charts/redpanda statefulSetTopologySpreadConstraints).
+            "topologySpreadConstraints": [{key: c[key] for key in ("maxSkew", "topologyKey", "whenUnsatisfiable")}
+                                          for c in zone_spread(BROKER_LABELS, ctx.placements["redpanda"].spans_locations)],
             "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
             "additionalRedpandaCmdFlags": start_flags(res),
             "sideCars": {"image": {"repository": "docker.redpanda.com/redpandadata/redpanda-operator",
