@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
+# Set by the cloud controller manager where there is one (Hetzner's: the datacenter, one per location), else by
+# the kubelet from the node's location (components/k3s/config.py topology_labels).
+ZONE_TOPOLOGY = "topology.kubernetes.io/zone"
 
 
 def toleration(taint: str) -> dict[str, str]:
@@ -24,7 +27,14 @@ def pod_anti_affinity(labels: dict[str, str], required: bool = True) -> dict[str
     return {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": term}]}
 
 
-def topology_spread(labels: dict[str, str], required: bool = True) -> list[dict[str, Any]]:
-    return [{"maxSkew": 1, "topologyKey": HOSTNAME_TOPOLOGY,
+def topology_spread(labels: dict[str, str], required: bool = True,
+                    topology_key: str = HOSTNAME_TOPOLOGY) -> list[dict[str, Any]]:
+    return [{"maxSkew": 1, "topologyKey": topology_key,
              "whenUnsatisfiable": "DoNotSchedule" if required else "ScheduleAnyway",
              "labelSelector": {"matchLabels": dict(labels)}}]
+
+
+def zone_spread(labels: dict[str, str], required: bool) -> list[dict[str, Any]]:
+    """Replicas spread evenly over zones: required where the pool spans several locations (a lost location then
+    costs one replica), preferred otherwise (one zone, or a cloud's spread the config does not name)."""
+    return topology_spread(labels, required=required, topology_key=ZONE_TOPOLOGY)

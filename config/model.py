@@ -40,6 +40,9 @@ _KUBELET_LABEL_KEYS = ("topology.kubernetes.io/zone", "topology.kubernetes.io/re
 
 DEDICATED_TAINT_KEY = "adplatform.io/dedicated"
 POOL_LABEL = "adplatform.io/pool"
+# The node's configured location (a Hetzner location, a cloud zone, a bare-metal site): exact on every provider,
+# where topology.kubernetes.io/zone is the CCM's word (Hetzner's names the datacenter, fsn1-dc14).
+LOCATION_LABEL = "adplatform.io/location"
 ROLE_LABEL = "adplatform.io/role"
 CONTROL_PLANE = "control-plane"
 CONTROL_PLANE_TAINT = "CriticalAddonsOnly=true:NoExecute"  # K3s' documented taint for servers

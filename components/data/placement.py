@@ -7,13 +7,15 @@ plain Kubernetes fragments; each store module puts them where its operator's CR 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from components.scheduling import toleration
 from config.catalog import DATABASE_ROLES, SIZES, Size
 from config.quantity import memory_mib
-from config.model import CONTROL_PLANE, ROLE_LABEL, ControlPlane, Pool, StackConfig
+from config.model import CONTROL_PLANE, ROLE_LABEL, Cluster, ControlPlane, Pool, StackConfig
+from providers.base import node_location
 from config.rules import role_pools
 
 # What a database node keeps from its stores: the kubelet's reservations there (components/k3s/config.py
@@ -33,6 +35,13 @@ class Placement:
     size: Size | None  # the smallest size class among the pools (None: a pool sets only a server type)
     taints: tuple[str, ...]  # every taint on those nodes
     shared_by: int  # roles sharing these nodes (converged nodes host every store): divides the budget
+    # Nodes per configured location, in first-use order (empty: the provider picks, e.g. a cloud's zone spread).
+    locations: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def spans_locations(self) -> bool:
+        """Several configured locations: replicas must spread over them (hard constraints apply only then)."""
+        return len(self.locations) > 1
 
     @property
     def node_selector(self) -> dict[str, str]:
@@ -57,17 +66,19 @@ def placement(cfg: StackConfig, role: str) -> Placement:
     pools = role_pools(cfg, role)
     if any(p.role != role for p in pools):
         # Converged nodes host every database role and the general workloads: each gets an equal part.
-        return _of("converged", pools, shared_by=len(DATABASE_ROLES) + 1)
-    return _of(role, pools)
+        return _of("converged", pools, cfg.cluster, shared_by=len(DATABASE_ROLES) + 1)
+    return _of(role, pools, cfg.cluster)
 
 
-def _of(role: str, pools: list[Pool | ControlPlane], shared_by: int = 1) -> Placement:
+def _of(role: str, pools: list[Pool | ControlPlane], cluster: Cluster, shared_by: int = 1) -> Placement:
     names = tuple(CONTROL_PLANE if isinstance(p, ControlPlane) else p.name for p in pools)
     taints = tuple(dict.fromkeys(t for p in pools for t in (p.taints if isinstance(p, ControlPlane) else p.node_taints)))
     sizes = [SIZES[p.size] for p in pools if p.size]
     smallest = min(sizes, key=lambda s: (s.vcpus, s.memory_gb)) if len(sizes) == len(pools) and sizes else None
+    located = Counter(node_location(p, i, cluster) for p in pools for i in range(p.count))
+    locations = tuple((where, n) for where, n in located.items() if where is not None)
     return Placement(role=role, pools=names, nodes=sum(p.count for p in pools), size=smallest, taints=taints,
-                     shared_by=shared_by)
+                     shared_by=shared_by, locations=locations)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from components.data.context import LAYER, SHARES, DataContext, operator_affinit
 from components.data.endpoints import Database, PostgresEndpoint, S3Location
 from components.data.placement import Resources, helper_share
 from components.helm import release
-from components.scheduling import HOSTNAME_TOPOLOGY
+from components.scheduling import HOSTNAME_TOPOLOGY, zone_spread
 from components.services.namespaces import Namespaces, NamespaceSpec, Peer
 
 NAMESPACE = "postgres"
@@ -133,6 +133,8 @@ def cluster_spec(ctx: DataContext, roles: Sequence[dict[str, Any]]) -> dict[str,
             "nodeSelector": where.node_selector,
             "tolerations": where.tolerations,
         },
+        # Instances even over zones: a lost location keeps a standby to fail over to.
+        "topologySpreadConstraints": zone_spread(CLUSTER_SELECTOR, required=where.spans_locations),
         "managed": {"roles": list(roles)},
         # Reaches the instance pods (GetFixedInheritedAnnotations, api/v1/cluster_funcs.go): Velero's file
         # copy of a running data directory is no backup (components/services/backups.py); barman's is.

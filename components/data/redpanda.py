@@ -37,9 +37,9 @@ import pulumi_kubernetes as k8s
 from components import charts
 from components.data.context import LAYER, DataContext, operator_affinity, pinned_resources, wait_for
 from components.data.endpoints import Credentials, RedpandaEndpoint
-from components.data.placement import Resources
+from components.data.placement import Placement, Resources
 from components.helm import release
-from components.scheduling import pod_anti_affinity
+from components.scheduling import ZONE_TOPOLOGY, pod_anti_affinity, zone_spread
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
                                            NamespaceSpec, Peer)
 from config.data import REDPANDA_MEMORY_FRACTION
@@ -154,6 +154,16 @@ def cluster_config(brokers: int, retention_hours: int) -> dict[str, Any]:
     }
 
 
+def rack_awareness(where: Placement) -> dict[str, Any]:
+    """Where the pool spans locations, each broker's rack is its node's zone, so a partition's replicas go to
+    different locations. The chart's configurator reads the key from the Node object (a label matches too:
+    it greps the Node for the key, charts/redpanda ConfiguratorRackAwarenessSh) with the ClusterRole the chart
+    adds when rbac (on by default) and rackAwareness are on. One location: every broker is its own rack."""
+    if not where.spans_locations:
+        return {"enabled": False}
+    return {"enabled": True, "nodeAnnotation": ZONE_TOPOLOGY}
+
+
 def broker_pod(ctx: DataContext) -> dict[str, Any]:
     """statefulset.podTemplate.spec: merged into the chart's pod by container name (charts/redpanda/helpers.go)."""
     where = ctx.placements["redpanda"]
@@ -190,6 +200,10 @@ def cluster_spec(ctx: DataContext, res: Resources) -> dict[str, Any]:
         "statefulset": {
             "replicas": brokers,
             "budget": {"maxUnavailable": 1},  # the chart's PodDisruptionBudget: a 3-broker quorum keeps 2
+            # Brokers even over zones, a lost location then keeps a majority of each partition's replicas. The chart
+            # sets each constraint's selector to the brokers' labels (charts/redpanda statefulSetTopologySpreadConstraints).
+            "topologySpreadConstraints": [{key: c[key] for key in ("maxSkew", "topologyKey", "whenUnsatisfiable")}
+                                          for c in zone_spread(BROKER_LABELS, ctx.placements["redpanda"].spans_locations)],
             "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
             "additionalRedpandaCmdFlags": start_flags(res),
             "sideCars": {"image": {"repository": "docker.redpanda.com/redpandadata/redpanda-operator",
@@ -215,7 +229,7 @@ def cluster_spec(ctx: DataContext, res: Resources) -> dict[str, Any]:
             "applyInternalDNSNames": True}}},
         "external": {"enabled": False},  # clients are in the cluster: no NodePort or LoadBalancer
         "listeners": listeners(),
-        "rackAwareness": {"enabled": False},  # one location per pool: each broker is its own failure domain
+        "rackAwareness": rack_awareness(ctx.placements["redpanda"]),
         "monitoring": {"enabled": True, "scrapeInterval": SCRAPE_INTERVAL, "tlsConfig": {
             "ca": {"secret": {"name": CA_SECRET, "key": "ca.crt"}},
             "serverName": f"{CLUSTER}.{NAMESPACE}.svc.{CLUSTER_DOMAIN}"}},

@@ -11,7 +11,9 @@ import pulumi
 import yaml
 
 from config import StackSecrets
+from components.scheduling import ZONE_TOPOLOGY
 from config.catalog import ROLES
+from config.model import LOCATION_LABEL
 from config.services import Backups
 from providers.base import ClusterProfile, NodeSpec
 
@@ -136,6 +138,19 @@ def kubelet_args(spec: NodeSpec, profile: ClusterProfile) -> list[str]:
     return args
 
 
+def topology_labels(spec: NodeSpec, profile: ClusterProfile) -> dict[str, str]:
+    """Where the node runs, for the stores' zone spread and racks (components/data/placement.py). Where a cloud
+    controller manager initialises nodes it sets topology.kubernetes.io/zone and /region itself (and would
+    overwrite ours); elsewhere (bare metal, GCP without a CCM) the kubelet sets the zone from the location. The
+    kubelet may set both keys on its own Node (NodeRestriction)."""
+    if spec.location is None:
+        return {}
+    labels = {LOCATION_LABEL: spec.location}
+    if not profile.external_cloud_provider:
+        labels[ZONE_TOPOLOGY] = spec.location
+    return labels
+
+
 @dataclass(frozen=True)
 class NodeAddresses:
     private_ip: str
@@ -155,7 +170,7 @@ def node_config(spec: NodeSpec, hostname: str, addrs: NodeAddresses, *, token_ke
         "node-name": hostname,
         "node-ip": addrs.private_ip,
         "node-external-ip": addrs.public_ip,
-        "node-label": [f"{k}={v}" for k, v in sorted(spec.labels.items())],
+        "node-label": [f"{k}={v}" for k, v in sorted({**spec.labels, **topology_labels(spec, profile)}.items())],
         "node-taint": list(spec.taints),
         "kubelet-arg": kubelet_args(spec, profile),
         # The CIS sysctls are in place before K3s starts (host tuning runs first).

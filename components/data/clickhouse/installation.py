@@ -34,7 +34,7 @@ from components.data.clickhouse.topology import (CLUSTER, HTTP_PORT, KEEPER_CLUS
                                                  KEEPER_POD_LABELS, KEEPER_PORT, NAMESPACE, NATIVE_PORT,
                                                  SERVER_POD_LABELS, Topology, keeper_service)
 from components.data.placement import Placement, Resources
-from components.scheduling import HOSTNAME_TOPOLOGY, pod_anti_affinity
+from components.scheduling import HOSTNAME_TOPOLOGY, pod_anti_affinity, zone_spread
 from components.services.namespaces import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY
 
 SERVER_IMAGE = f"docker.io/clickhouse/clickhouse-server:{CLICKHOUSE_VERSION}"
@@ -72,10 +72,13 @@ def _container(name: str, image: str, resources: Resources, **extra: Any) -> dic
             "securityContext": dict(RESTRICTED_CONTAINER_SECURITY), **extra}
 
 
-def _pod_spec(where: Placement, containers: list[dict[str, Any]], affinity: dict[str, Any] | None) -> dict[str, Any]:
+def _pod_spec(where: Placement, containers: list[dict[str, Any]], affinity: dict[str, Any] | None,
+              pod_labels: dict[str, str]) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "nodeSelector": where.node_selector,
         "tolerations": where.tolerations,
+        # Servers (and Keepers) even over zones: a lost location keeps the other replicas and Keeper's quorum.
+        "topologySpreadConstraints": zone_spread(pod_labels, required=where.spans_locations),
         # No Service environment variables: a Service named like a clickhouse-backup setting
         # (CLICKHOUSE_PORT from a `clickhouse` Service) would override it.
         "enableServiceLinks": False,
@@ -103,7 +106,8 @@ def keeper_spec(t: Topology, where: Placement, ha: bool, storage_class: str, sto
                 "name": KEEPER_TEMPLATE,
                 "metadata": {"labels": dict(labels)},
                 "spec": _pod_spec(where, [container],
-                                  {"podAntiAffinity": pod_anti_affinity(KEEPER_POD_LABELS, required=ha)}),
+                                  {"podAntiAffinity": pod_anti_affinity(KEEPER_POD_LABELS, required=ha)},
+                                  KEEPER_POD_LABELS),
             }],
             "volumeClaimTemplates": [volume_claim(KEEPER_DATA_TEMPLATE, storage_class, storage_size, retain)],
         },
@@ -128,7 +132,7 @@ def server_pod_template(t: Topology, where: Placement, ha: bool, sidecars: list[
     else:
         affinity = {"podAntiAffinity": pod_anti_affinity(SERVER_POD_LABELS, required=False)}
     server = _container("clickhouse", SERVER_IMAGE, t.server)
-    template["spec"] = _pod_spec(where, [server, *sidecars], affinity)
+    template["spec"] = _pod_spec(where, [server, *sidecars], affinity, SERVER_POD_LABELS)
     return template
 
 

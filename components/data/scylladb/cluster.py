@@ -1,7 +1,8 @@
 """The ScyllaCluster (scylla.scylladb.com/v1) and what it reads: scylla.yaml, the Manager agent's config.
 
 Racks: min(3, nodes) of them, of equal size (3 nodes: 3 racks of 1; 6 nodes: 3 of 2; 4 nodes: 3 of 1 and a
-spare node; staging's single node: 1 rack of 1). Keyspaces replicate once per rack (NetworkTopologyStrategy with
+spare node; staging's single node: 1 rack of 1); a pool spanning several locations gets one rack per location
+instead, pinned there, of the fewest nodes any location has (so losing a location loses one replica). Keyspaces replicate once per rack (NetworkTopologyStrategy with
 RF = racks), so every rack holds a full copy and losing a node loses one replica. Every member selects
 the ScyllaDB role's nodes, tolerates exactly their taints and refuses to share a node with another
 member (required anti-affinity in production-grade profiles).
@@ -16,6 +17,7 @@ member at a time, which RF 3 survives.
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -27,6 +29,7 @@ from components.data.endpoints import S3Location
 from components.data.placement import Placement, Resources
 from components.data.scylladb.storage import Storage
 from components.scheduling import pod_anti_affinity
+from config.model import LOCATION_LABEL
 
 CLUSTER = "scylla"
 DATACENTER = "dc1"  # immutable once created (the operator's webhook refuses a rename)
@@ -48,8 +51,22 @@ def racks(where: Placement) -> list[int]:
     Equal racks because each rack holds a full replica (RF = racks): a rack of one node beside racks of two
     would store twice as much per node. Nodes beyond a multiple of the rack count stay free, the place a
     lost member's replacement starts while its own node is gone (with local storage it cannot wait)."""
+    if where.spans_locations:
+        return [min(n for _, n in where.locations)] * len(where.locations)
     count = min(MAX_RACKS, max(1, where.nodes))
     return [max(1, where.nodes) // count] * count
+
+
+def rack_affinity(where: Placement, index: int) -> dict[str, Any]:
+    """The role's nodes, and where the pool spans locations, only those of the rack's own location (by the
+    label the kubelet sets from the config, components/k3s/config.py topology_labels: exact on every provider)."""
+    if not where.spans_locations:
+        return where.node_affinity
+    location = where.locations[index][0]
+    affinity = copy.deepcopy(where.node_affinity)
+    for term in affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]:
+        term["matchExpressions"].append({"key": LOCATION_LABEL, "operator": "In", "values": [location]})
+    return affinity
 
 
 def replication_factor(where: Placement) -> int:
@@ -87,7 +104,7 @@ def rack_spec(ctx: DataContext, index: int, members: int, storage: Storage, reso
         "agentResources": agent_resources(ctx).spec(),
         "scyllaConfig": SCYLLA_CONFIG,
         "placement": {
-            "nodeAffinity": where.node_affinity,
+            "nodeAffinity": rack_affinity(where, index),
             "tolerations": where.tolerations,
             "podAntiAffinity": member_anti_affinity(required=ctx.ha),
         },
