@@ -193,6 +193,19 @@ def _locations(cfg: StackConfig, profile: Profile) -> list[Problem]:
             found.append(problem("cluster.controlPlane.locations", f"must spread the {cp.count} servers so that "
                                  f"losing one location keeps etcd's quorum (the busiest would hold {busiest}); use "
                                  "at least as many locations as servers, or one location", cp.locations))
+    for pool in cfg.cluster.pools:
+        spans = len(pool.locations or [])
+        if pool.role != "scylladb" or spans < 2 or pool.count == 0:
+            continue
+        # ScyllaDB runs one rack per location, each as large as the smallest location (scylladb/cluster.py):
+        # uneven locations leave nodes idle, and fewer than 3 racks lower the replication factor below 3.
+        if pool.count % spans:
+            found.append(problem(f"cluster.pools[{pool.name}].count", f"must be a multiple of its {spans} locations "
+                                 "(ScyllaDB runs one equal rack per location; the rest would stay idle)", pool.count))
+        if profile.strict and spans < 3:
+            found.append(problem(f"cluster.pools[{pool.name}].locations", "must list at least 3 locations (or one): "
+                                 "ScyllaDB's replication factor is its number of racks, one per location",
+                                 pool.locations))
     return found
 
 

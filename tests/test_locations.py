@@ -96,3 +96,12 @@ def test_plan_shows_each_pools_locations(production):
     assert "fsn1,nbg1,hel1" in control_plane
     general = next(line for line in lines if line.strip().startswith("general "))
     assert " fsn1 " in general and "nbg1" not in general
+
+
+def test_scylladb_over_locations_needs_equal_racks_and_three_of_them_in_production():
+    uneven = problems(pools=[{"name": "scylladb", "locations": ["fsn1", "nbg1"]}])  # 3 nodes over 2 locations
+    assert ("adplatform:cluster.pools[scylladb].count must be a multiple of its 2 locations (ScyllaDB runs one "
+            "equal rack per location; the rest would stay idle), got 3") in uneven
+    assert any(p.startswith("adplatform:cluster.pools[scylladb].locations must list at least 3 locations (or one)")
+               for p in uneven), uneven
+    load("test", base_raw(cluster={"pools": [{"name": "scylladb", "locations": ZONE}]}), SECRET_KEYS)  # accepted
