@@ -15,25 +15,11 @@ import pytest
 from components.services.namespaces import (GRAFANA_POD_LABELS, PROMETHEUS_POD_LABELS, NamespaceSpec, Peer,
                                            policies, prometheus_peer)
 from config.catalog import MONITORING_NAMESPACE
+from tests.netpol import selects
 
 NS = "kubernetes:core/v1:Namespace"
 NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 MONITOR_TYPES = ("kubernetes:monitoring.coreos.com/v1:PodMonitor", "kubernetes:monitoring.coreos.com/v1:ServiceMonitor")
-
-
-def _matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
-    """A Kubernetes label selector against labels (an empty selector selects everything)."""
-    selector = selector or {}
-    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
-        return False
-    for expr in selector.get("matchExpressions", []):
-        value, present = labels.get(expr["key"]), expr["key"] in labels
-        ok = {"In": present and value in expr.get("values", []),
-              "NotIn": not present or value not in expr.get("values", []),
-              "Exists": present, "DoesNotExist": not present}[expr["operator"]]
-        if not ok:
-            return False
-    return True
 
 
 def monitoring_admissions(run) -> list[tuple[str, str, dict[str, Any], tuple[int, ...]]]:
@@ -52,7 +38,7 @@ def monitoring_admissions(run) -> list[tuple[str, str, dict[str, Any], tuple[int
                     continue
                 if "namespaceSelector" not in peer:
                     continue  # pods of the policy's own namespace
-                if _matches(peer["namespaceSelector"], labels):
+                if selects(peer["namespaceSelector"], labels):
                     ports = tuple(p["port"] for p in rule.get("ports", []))
                     found.append((meta["namespace"], meta["name"], peer.get("podSelector", {}), ports))
     return found
