@@ -11,6 +11,7 @@ import pytest
 
 from components.ads import PULL_SECRET
 from config.ads import REGISTRY_TOKEN
+from tests.netpol import PROMETHEUS_PEER
 from tests.stores import NETPOL, SECRET, string_data
 from components.ads.context import MESH_INBOUND_PORT
 from tests.test_ads import (CNP, CONFIGMAP, DEPLOYMENT, HPA, MONITOR, ROUTE, SERVICE, ads_objects, app, env_of, obj,
@@ -132,9 +133,10 @@ def test_meshed_calls_pass_the_policies_on_linkerds_inbound_port(variant):
     assert MESH_INBOUND_PORT == 4143
     assert variant.named("ns-ads").inputs["metadata"]["annotations"]["linkerd.io/inject"] == "enabled"
     callee = obj(variant, NETPOL, "ml-inference")["spec"]
-    [from_callers] = [r for r in callee["ingress"] if "podSelector" in r["from"][0]]
+    # Callers are pods of the namespace (podSelector alone); Prometheus' pods come from monitoring.
+    [from_callers] = [r for r in callee["ingress"] if set(r["from"][0]) == {"podSelector"}]
     assert ports(from_callers) == sorted([app(variant, "ml-inference")["ports"][0]["containerPort"], 4143])
-    [scrape] = [r for r in callee["ingress"] if "namespaceSelector" in r["from"][0]]
+    [scrape] = [r for r in callee["ingress"] if r["from"] == [PROMETHEUS_PEER]]
     assert 4143 not in ports(scrape)
     caller = obj(variant, NETPOL, "bidding")["spec"]
     [to_callee] = [r for r in caller["egress"]

@@ -17,6 +17,7 @@ from components.platform import kubeflow, mlflow
 from config.platform import NEEDS
 from tests import validators
 from tests.conftest import ROOT, base_raw
+from tests.netpol import PROMETHEUS_PEER
 from tests.stores import PDB, RELEASE, SECRET, chart_of, config_problems, policy, ports, string_data
 from tools import mockrun
 from tools.mockrun import Run
@@ -403,7 +404,12 @@ def test_notebooks_airflow_tasks_and_pipeline_steps_reach_mlflow_only_while_it_i
         labels = production.named(f"ns-{namespace}", NAMESPACE).inputs["metadata"]["labels"]
         assert labels["adplatform.io/layer"] == "platform"  # what MLflow's allow-from-platform admits
     [admitted] = policy(production, "mlflow", "allow-from-platform")["ingress"]
-    assert admitted["from"] == [{"namespaceSelector": {"matchLabels": {"adplatform.io/layer": "platform"}}}]
+    # The platform layer but monitoring: Prometheus comes in through allow-from-monitoring, Grafana not at all.
+    assert admitted["from"] == [{"namespaceSelector": {
+        "matchLabels": {"adplatform.io/layer": "platform"},
+        "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["monitoring"]}]}}]
+    [scraped] = policy(production, "mlflow", "allow-from-monitoring")["ingress"]
+    assert scraped["from"] == [PROMETHEUS_PEER] and ports(scraped) == [5000]
     names = {r.name for r in disabled.resources}
     assert "netpol-jupyterhub-allow-to-postgres" in names  # JupyterHub and Airflow still run there
     assert not {"netpol-jupyterhub-allow-to-mlflow", "netpol-airflow-allow-to-mlflow"} & names

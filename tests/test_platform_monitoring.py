@@ -19,6 +19,7 @@ from config.model import CONTROL_PLANE_TAINT
 from config.platform import AlertReceiver, Alerting, Logs, Platform, Traces
 from tests import validators
 from tests.conftest import SECRET_KEYS, base_raw
+from tests.netpol import GRAFANA_PODS, PROMETHEUS_PODS, selects
 from tests.stores import (RELEASE, SECRET, chart_of, config_problems, policy, ports, stack_config, string_data,
                           tolerates)
 from tools import mockrun
@@ -477,35 +478,41 @@ def _namespace_labels(run: Run, name: str) -> dict[str, str]:
     return {**(found[0] if found else {}), "kubernetes.io/metadata.name": name}
 
 
-def _selects(selector: dict, labels: dict[str, str]) -> bool:
-    assert set(selector) <= {"matchLabels"}, f"teach this helper {selector}"
-    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
-
-
-def allowed(run: Run, direction: str, namespace: str, peer: str, port: int | None) -> bool:
+def allowed(run: Run, direction: str, namespace: str, peer: str, port: int | None,
+            pods: dict[str, str] | None = None, peer_pods: dict[str, str] | None = None) -> bool:
     """Whether the policies of `namespace` let TCP `port` (None: some port) through from (Ingress) or to (Egress)
-    namespace `peer`. Namespace-level: a rule's pod selectors are taken as matching. A namespace without a
+    namespace `peer`. `pods` and `peer_pods` are the labels of the pods at either end; where one is None the
+    check is namespace-level for that end (pod selectors are taken as matching). A namespace without a
     default-deny policy (kube-system) lets everything through."""
     key, peers = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
     specs = [r.inputs["spec"] for r in run.of_type(NETPOL) if r.inputs["metadata"]["namespace"] == namespace]
     if not any(s["podSelector"] == {} and direction in s["policyTypes"] and key not in s for s in specs):
         return True
     labels = _namespace_labels(run, peer)
+
+    def pods_match(selector: dict | None, which: dict[str, str] | None) -> bool:
+        return which is None or selects(selector, which)
+
     for spec in specs:
+        if not pods_match(spec["podSelector"], pods):
+            continue
         for rule in spec.get(key, []):
             if port is not None and "ports" in rule and not any(
                     p["port"] == port and p.get("protocol", "TCP") == "TCP" for p in rule["ports"]):
                 continue
             for found in rule[peers]:
-                if "namespaceSelector" in found and _selects(found["namespaceSelector"], labels):
+                if "namespaceSelector" in found and selects(found["namespaceSelector"], labels) and pods_match(
+                        found.get("podSelector"), peer_pods):
                     return True
-                if set(found) == {"podSelector"} and peer == namespace:
+                if set(found) == {"podSelector"} and peer == namespace and pods_match(found["podSelector"], peer_pods):
                     return True
     return False
 
 
-def reaches(run: Run, source: str, target: str, port: int | None) -> bool:
-    return allowed(run, "Egress", source, target, port) and allowed(run, "Ingress", target, source, port)
+def reaches(run: Run, source: str, target: str, port: int | None, pods: dict[str, str] | None = None) -> bool:
+    """Whether `source` (its pods labelled `pods`, None: namespace-level) reaches `target` on `port`."""
+    return allowed(run, "Egress", source, target, port, pods=pods) and allowed(
+        run, "Ingress", target, source, port, peer_pods=pods)
 
 
 def chart_monitors(run: Run) -> dict[str, str]:
@@ -531,14 +538,21 @@ def chart_monitors(run: Run) -> dict[str, str]:
 
 def test_the_path_checker_can_say_no(production):
     assert not reaches(production, "monitoring", "logging", 9095), "Loki's gRPC is not open to monitoring"
+    # Pod-level: the metrics ports admit Prometheus' pods, not the rest of monitoring (Grafana, or any other pod).
+    assert reaches(production, "monitoring", "velero", 8085, PROMETHEUS_PODS)
+    assert not reaches(production, "monitoring", "velero", 8085, GRAFANA_PODS)
+    assert not reaches(production, "monitoring", "velero", 8085, {"app.kubernetes.io/name": "kube-state-metrics"})
+    # The platform layer's client ports (MLflow's) leave monitoring out, whichever of its pods calls.
+    assert reaches(production, "airflow", "mlflow", 5000)
+    assert not allowed(production, "Ingress", "mlflow", "monitoring", 5000, peer_pods=GRAFANA_PODS)
     assert not reaches(production, "ads", "logging", 3100), "ads may not push to Loki"
     assert not allowed(production, "Ingress", "velero", "ads", 8085)
     assert allowed(production, "Ingress", "kube-system", "monitoring", 9153), "kube-system has no default-deny"
 
 
 def test_grafana_and_the_shippers_reach_loki_and_tempo(production):
-    assert reaches(production, "monitoring", "logging", 3100)  # Grafana's Loki datasource, LOKI_URL
-    assert reaches(production, "monitoring", "tracing", 3200)  # Grafana's Tempo datasource, TEMPO_URL
+    assert reaches(production, "monitoring", "logging", 3100, GRAFANA_PODS)  # Grafana's Loki datasource, LOKI_URL
+    assert reaches(production, "monitoring", "tracing", 3200, GRAFANA_PODS)  # Grafana's Tempo datasource, TEMPO_URL
     assert reaches(production, "log-collector", "logging", 3100)  # the node collectors push OTLP to Loki
     assert reaches(production, "ads", "tracing", 4317)  # the ad services' OTEL_EXPORTER_OTLP_ENDPOINT
     for namespace in ("logging", "tracing"):  # chunks and blocks on the in-cluster object store
@@ -555,9 +569,10 @@ def test_prometheus_reaches_every_monitor_of_the_program(production):
     targets |= {r.inputs["metadata"]["namespace"] for r in production.of_type("kubernetes:cluster.redpanda.com/v1alpha2:Redpanda")
                 if r.inputs["spec"]["clusterSpec"].get("monitoring", {}).get("enabled")}
     assert {"ads", "scylla", "velero", "gitlab", "cnpg-system", "redpanda", "seaweedfs", "kube-system"} <= targets
-    assert not [ns for ns in sorted(targets) if not reaches(production, "monitoring", ns, None)]
+    assert not [ns for ns in sorted(targets) if not reaches(production, "monitoring", ns, None, PROMETHEUS_PODS)]
     for release, (namespace, port) in CHART_MONITORS.items():
-        assert releases[release] == namespace and reaches(production, "monitoring", namespace, port), release
+        assert releases[release] == namespace and reaches(production, "monitoring", namespace, port,
+                                                          PROMETHEUS_PODS), release
 
 
 PODMONITOR = "kubernetes:monitoring.coreos.com/v1:PodMonitor"

@@ -13,6 +13,7 @@ from components.k3s.config import EtcdBackup
 from components.services.backups import storage_location
 from config import ConfigError, load
 from tests.conftest import SECRET_KEYS, base_raw, run_raw
+from tests.netpol import PROMETHEUS_PEER
 from tools.mockrun import Secret
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -112,8 +113,7 @@ def test_prometheus_may_scrape_the_monitors_the_chart_renders(production):
     [policy] = [r.inputs["spec"] for r in production.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
                 if r.inputs["metadata"] == {"name": "allow-from-monitoring", "namespace": "velero"}]
     assert policy["podSelector"] == {} and policy["ingress"] == [{
-        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
-        "ports": [{"protocol": "TCP", "port": 8085}]}]
+        "from": [PROMETHEUS_PEER], "ports": [{"protocol": "TCP", "port": 8085}]}]
 
 
 def test_staging_without_backups_installs_no_velero(staging):

@@ -13,6 +13,7 @@ from config import ConfigError, load
 from config.catalog import PLATFORM_HOSTNAMES
 from config.services import Dns01
 from tests.conftest import SECRET_KEYS, base_raw, run_raw
+from tests.netpol import PROMETHEUS_PEER
 from tools.mockrun import Run, Secret
 from tools.plan import model
 
@@ -92,14 +93,13 @@ def test_cert_manager_release_pinned_with_chart_crds_kept_and_gateway_api_on(pro
 
 def test_cert_manager_is_scraped_once_the_monitoring_crds_exist(production):
     """The chart's one ServiceMonitor (controller, webhook, cainjector on http-metrics 9402, v1.21.1
-    templates/servicemonitor.yaml) is rendered in cert-manager's namespace, which admits Prometheus on 9402."""
+    templates/servicemonitor.yaml) is rendered in cert-manager's namespace, which admits Prometheus' pods on 9402."""
     values = production.named("cert-manager", RELEASE).inputs["values"]
     assert values["prometheus"] == {"enabled": True, "servicemonitor": {"enabled": True}}
     assert "podmonitor" not in values["prometheus"], "the chart refuses both monitors at once"
     assert "prometheus-operator-crds" in deps(production, "cert-manager", RELEASE), "Helm refuses unknown kinds"
     ingress = production.named("netpol-cert-manager-allow-from-monitoring", NETPOL).inputs["spec"]["ingress"]
-    assert ingress == [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
-                        "ports": [{"protocol": "TCP", "port": 9402}]}]
+    assert ingress == [{"from": [PROMETHEUS_PEER], "ports": [{"protocol": "TCP", "port": 9402}]}]
 
 
 def test_cert_manager_installs_after_the_crds_cilium_and_its_namespace_policies(production):

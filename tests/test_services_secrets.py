@@ -13,6 +13,7 @@ from config import ConfigError, load
 from providers.hetzner import STORAGE_CLASS
 from tests import validators
 from tests.conftest import SECRET_KEYS, base_raw, run_raw
+from tests.netpol import PROMETHEUS_PEER
 from tools.mockrun import Secret
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -157,7 +158,7 @@ def _deps(run, name: str) -> set[str]:
 
 def _monitoring_ports(run, namespace: str) -> list[dict]:
     spec = run.named(f"netpol-{namespace}-allow-from-monitoring", "kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
-    assert spec["ingress"][0]["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    assert spec["ingress"][0]["from"] == [PROMETHEUS_PEER], "Prometheus' pods only, not Grafana"
     return spec["ingress"][0]["ports"]
 
 

@@ -40,7 +40,8 @@ from components.ads.stores import plain_env
 from components.host.profiles import IO_URING_SECCOMP_PROFILE, localhost_profile
 from components.platform.context import DASHBOARD_LABEL, OTLP_GRPC_PORT, SCRAPE_INTERVAL, TRACES_NAMESPACE
 from components.scheduling import topology_spread
-from components.services.namespaces import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY
+from components.services.namespaces import (PROMETHEUS_POD_LABELS, RESTRICTED_CONTAINER_SECURITY,
+                                           RESTRICTED_POD_SECURITY)
 from config.catalog import MONITORING_NAMESPACE, SERVICE_CONTAINER
 
 # CI owns these once the Deployment exists (see the module docstring); the app container is always first.
@@ -218,7 +219,9 @@ def network_policy_spec(plan: ServicePlan, ctx: AdsContext) -> dict[str, Any]:
     if plan.callers:
         ingress.append({"from": [{"podSelector": {"matchLabels": dict(c.labels)}} for c in plan.callers],
                         "ports": _tcp(*_service_ports(plan.port, ctx))})
-    ingress.append({"from": [{"namespaceSelector": _namespace(MONITORING_NAMESPACE)}],
+    # Prometheus' pods only: Grafana shares their namespace and has no business with a service.
+    ingress.append({"from": [{"namespaceSelector": _namespace(MONITORING_NAMESPACE),
+                              "podSelector": {"matchLabels": dict(PROMETHEUS_POD_LABELS)}}],
                     "ports": _tcp(plan.metrics_port or plan.port)})
     egress: list[dict[str, Any]] = [_to_pods(callee, ctx) for callee in plan.callees]
     for wiring in plan.stores:

@@ -15,8 +15,7 @@ from components.layer import LayerContext
 from components.data.placement import Placement, Resources, sized
 from components.scheduling import pod_anti_affinity
 from components.services.gateway import GatewayRef
-from components.services.namespaces import LAYER_LABEL, TEAM_LAYER, Peer
-from config.catalog import MONITORING_NAMESPACE
+from components.services.namespaces import LAYER_LABEL, TEAM_LAYER, Peer, platform_peer, prometheus_peer
 from config.data import (DRAGONFLY_MAXMEMORY_FRACTION, DRAGONFLY_MIB_PER_THREAD, REDPANDA_MEMORY_FRACTION,
                          REDPANDA_MIB_PER_CORE, SCYLLA_MIB_PER_SHARD, SCYLLA_RESERVE_MIB, DataPlane as Settings,
                          min_memory_mib)
@@ -84,12 +83,12 @@ class DataContext(LayerContext):
         if teams:
             peers.append(Peer("teams", tuple(ports), namespace_labels={LAYER_LABEL: TEAM_LAYER}))
         if platform:
-            peers.append(Peer("platform", tuple(ports), namespace_labels={LAYER_LABEL: PLATFORM_LAYER}))
+            peers.append(platform_peer(ports, PLATFORM_LAYER))
         return tuple(peers)
 
     def monitoring(self, ports: Sequence[int]) -> Peer:
         """Prometheus (platform layer) scrapes these metrics ports."""
-        return Peer(MONITORING_NAMESPACE, tuple(ports))
+        return prometheus_peer(ports)
 
     def object_storage_peer(self) -> tuple[Peer, ...]:
         """Egress to the in-cluster object store when backups go there (empty otherwise)."""

@@ -17,7 +17,7 @@ from components.data.context import OBJECT_STORE_NAMESPACE, OBJECT_STORE_S3_PORT
 from components.data.endpoints import BackupTargets, DataEndpoints, ObjectStoreEndpoint, S3Location
 from components.layer import LayerContext
 from components.services.gateway import GatewayRef
-from components.services.namespaces import Peer
+from components.services.namespaces import Peer, prometheus_peer
 from config import StackSecrets
 from config.catalog import MONITORING_NAMESPACE
 from config.model import Cluster
@@ -82,7 +82,7 @@ class PlatformContext(LayerContext):
     # --- network peers -------------------------------------------------------------------------------
     def monitoring(self, ports: Sequence[int]) -> Peer:
         """Prometheus scrapes these metrics ports."""
-        return Peer(MONITORING_NAMESPACE, tuple(ports))
+        return prometheus_peer(ports)
 
     def store_peers(self, *stores: str) -> tuple[Peer, ...]:
         """Egress to the client ports of these data stores (DataEndpoints attribute names; disabled ones skipped)."""

@@ -52,7 +52,7 @@ from components.data.endpoints import ObjectStoreEndpoint, S3Location
 from components.helm import release
 from components.platform.context import LAYER, LOGS_NAMESPACE, LOKI_PORT, LOKI_URL, Installed, PlatformContext
 from components.scheduling import pod_anti_affinity
-from components.services.namespaces import Namespaces, NamespaceSpec, Peer
+from components.services.namespaces import Namespaces, NamespaceSpec, Peer, grafana_peer
 from config.platform import retention_hours
 
 NAMESPACE = LOGS_NAMESPACE
@@ -97,7 +97,7 @@ def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
             name=NAMESPACE, pss="restricted", layer=LAYER,
             why="Loki runs as its image's non-root user (10001) without capabilities, on a read-only root "
                 "filesystem with the RuntimeDefault seccomp profile",
-            ingress_from=(Peer(COLLECTOR_NAMESPACE, (HTTP_PORT,)), ctx.monitoring((HTTP_PORT,))),
+            ingress_from=(Peer(COLLECTOR_NAMESPACE, (HTTP_PORT,)), ctx.monitoring((HTTP_PORT,)), grafana_peer((HTTP_PORT,))),
             egress_to=ctx.store_peers("object_storage"),
             egress_world=ctx.object_storage_egress_world()),
         NamespaceSpec(

@@ -46,8 +46,8 @@ from components.data.endpoints import S3Location
 from components.helm import release
 from components.platform.context import CLUSTER_DOMAIN, LAYER, SCRAPE_INTERVAL, Installed, PlatformContext
 from components.scheduling import pod_anti_affinity
-from components.services.namespaces import (LAYER_LABEL, RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY,
-                                           Namespaces, NamespaceSpec, Peer)
+from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
+                                           NamespaceSpec, Peer, platform_peer)
 
 NAMESPACE = charts.MLFLOW.namespace
 RELEASE = "mlflow"  # contains the chart name: the chart's objects are named `mlflow` (mlflow.fullname)
@@ -94,7 +94,7 @@ def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
         why="the MLflow server and its init containers run non-root, read-only, without capabilities under "
             "RuntimeDefault seccomp",
         ingress_from=(ctx.monitoring((SERVER_PORT,)),
-                      Peer("platform", (SERVER_PORT,), namespace_labels={LAYER_LABEL: LAYER})),
+                      platform_peer((SERVER_PORT,), LAYER)),
         egress_to=ctx.store_peers("postgres", "object_storage"),
         egress_world=ctx.object_storage_egress_world())]
 

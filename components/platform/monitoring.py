@@ -42,8 +42,10 @@ What this module sets, and why:
   6443) carries the scheduler's and controller-manager's series too (k3s-io/k3s#3619, #12917); the same
   series on the kubelet endpoint of servers are dropped there. Cilium replaces kube-proxy: no kube-proxy
   scrape. CoreDNS (K3s' bundled one, k8s-app=kube-dns, metrics on 9153) is scraped.
-- Network: every platform namespace is default-deny. `monitoring` may reach every namespace (scrapes,
-  Grafana's Loki/Tempo) and the nodes on the kubelet (10250), node-exporter (9100) and Cilium (9962, 9963) ports, is
+- Network: every platform namespace is default-deny. `monitoring`'s egress is open to every namespace, but each
+  target admits only Prometheus' pods on its metrics ports and Grafana's pods on its datasource ports (Loki,
+  Tempo) (services/namespaces.py prometheus_peer, grafana_peer); the platform layer's client admissions leave
+  `monitoring` out. It reaches the nodes on the kubelet (10250), node-exporter (9100) and Cilium (9962, 9963) ports, is
   reached by the gateway (Grafana) and by the API server on the operator's admission webhook port, and
   reaches the internet on 443 only when alert receivers are configured (Slack, PagerDuty, webhooks); a Slack
   or webhook URL that is not https on 443 is refused when the configuration is built (it could never be sent).

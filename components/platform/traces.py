@@ -56,7 +56,8 @@ from components.platform.context import (CLUSTER_DOMAIN, LAYER, OTLP_GATEWAY_HOS
                                          SCRAPE_INTERVAL, TEMPO_PORT, TRACES_NAMESPACE, Installed, PlatformContext)
 from components.scheduling import pod_anti_affinity
 from components.services.namespaces import (LAYER_LABEL, RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY,
-                                           TEAM_LAYER, Namespaces, NamespaceSpec, Peer)
+                                           TEAM_LAYER, Namespaces, NamespaceSpec, Peer, grafana_peer,
+                                           platform_peer)
 from config.platform import retention_hours
 
 NAMESPACE = TRACES_NAMESPACE
@@ -99,8 +100,8 @@ def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
         why="Tempo and the collectors run as non-root users without capabilities, on read-only root "
             "filesystems with the RuntimeDefault seccomp profile; no host ports",
         ingress_from=(Peer("teams", otlp, namespace_labels={LAYER_LABEL: TEAM_LAYER}),
-                      Peer("platform", otlp, namespace_labels={LAYER_LABEL: LAYER}),
-                      ctx.monitoring((TEMPO_HTTP_PORT, COLLECTOR_METRICS_PORT))),
+                      platform_peer(otlp, LAYER),
+                      ctx.monitoring((TEMPO_HTTP_PORT, COLLECTOR_METRICS_PORT)), grafana_peer((TEMPO_HTTP_PORT,))),
         egress_to=ctx.store_peers("object_storage"),
         egress_world=ctx.object_storage_egress_world())]
 

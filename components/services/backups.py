@@ -29,8 +29,8 @@ from components.charts import VELERO
 from components.helm import release
 from components.layer import EXCLUDE_FROM_BACKUP
 from components.services.context import ServicesContext
-from components.services.namespaces import NamespaceSpec, Namespaces, Peer
-from config.catalog import LIVE_DATABASE_NAMESPACES, MONITORING_NAMESPACE
+from components.services.namespaces import NamespaceSpec, Namespaces, prometheus_peer
+from config.catalog import LIVE_DATABASE_NAMESPACES
 from config.model import DEDICATED_TAINT_KEY
 from config.services import Backups as Settings
 
@@ -65,7 +65,7 @@ def namespaces(ctx: ServicesContext) -> list[NamespaceSpec]:
     return [NamespaceSpec(
         name=NAMESPACE, pss="privileged", egress_world=(HTTPS,),
         # Prometheus scrapes the chart's ServiceMonitor (server) and PodMonitor (node-agent) on this port.
-        ingress_from=(Peer(MONITORING_NAMESPACE, (METRICS_PORT,)),),
+        ingress_from=(prometheus_peer((METRICS_PORT,)),),
         why="the node-agent reads every pod's volumes from the host (hostPath /var/lib/kubelet/pods, root)")]
 
 

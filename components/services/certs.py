@@ -21,8 +21,7 @@ from components.charts import CERT_MANAGER
 from components.helm import release
 from components.services import gateway
 from components.services.context import ServicesContext
-from components.services.namespaces import Namespaces, NamespaceSpec, Peer
-from config.catalog import MONITORING_NAMESPACE
+from components.services.namespaces import Namespaces, NamespaceSpec, prometheus_peer
 from config.services import Dns01
 
 NAMESPACE = CERT_MANAGER.namespace
@@ -70,7 +69,7 @@ def namespaces(ctx: ServicesContext) -> list[NamespaceSpec]:
         name=NAMESPACE, pss="restricted",
         why="cert-manager's controller, webhook and cainjector run non-root, RuntimeDefault seccomp, no capabilities",
         webhooks=(WEBHOOK_PORT,), egress_world=egress_ports(ctx.settings.tls.dns01),
-        ingress_from=(Peer(MONITORING_NAMESPACE, (METRICS_PORT,)),))]
+        ingress_from=(prometheus_peer((METRICS_PORT,)),))]
 
 
 # --- chart values ---------------------------------------------------------------------------------

@@ -36,8 +36,7 @@ from components.helm import release
 from components.services import certs
 from components.services.context import ServicesContext
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
-                                           NamespaceSpec, Peer)
-from config.catalog import MONITORING_NAMESPACE
+                                           NamespaceSpec, prometheus_peer)
 from config.services import Dns
 
 NAMESPACE = EXTERNAL_DNS.namespace
@@ -68,7 +67,7 @@ def namespaces(ctx: ServicesContext) -> list[NamespaceSpec]:
     return [NamespaceSpec(
         name=NAMESPACE, pss="restricted",
         why="external-dns (and the Hetzner webhook) run non-root, read-only root, no capabilities",
-        egress_world=egress_ports(dns), ingress_from=(Peer(MONITORING_NAMESPACE, (METRICS_PORT,)),))]
+        egress_world=egress_ports(dns), ingress_from=(prometheus_peer((METRICS_PORT,)),))]
 
 
 # --- values ---------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
+from config.catalog import MONITORING_NAMESPACE
 from config.model import Cluster
 from config.services import Team
 
@@ -30,6 +31,13 @@ RESTRICTED_POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "Run
 RESTRICTED_CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
                                  "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 TEAM_LAYER = "teams"
+# The monitoring namespace holds Prometheus and the internet-facing Grafana. Only Prometheus scrapes, so a
+# namespace admits Prometheus' pods (the operator's own pod-selector label, prometheus-operator v0.93.1
+# pkg/prometheus/server/statefulset.go) to its metrics ports, and Grafana's pods (the grafana chart's
+# selectorLabels) only where Grafana queries a datasource (Loki, Tempo). Nothing in `monitoring` reaches an
+# admin or application API (OpenBao, Kubeflow Pipelines, Redpanda Admin) from Grafana.
+PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus"}
+GRAFANA_POD_LABELS = {"app.kubernetes.io/name": "grafana"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,33 @@ class Peer:
     pod_labels: dict[str, str] = field(default_factory=dict)
     namespace_labels: dict[str, str] = field(default_factory=dict)
     all_namespaces: bool = False
+    name: str = ""  # names the policy (allow-from-<name>) when two peers share a namespace; default: namespace
+    except_namespaces: tuple[str, ...] = ()  # with namespace_labels: these namespaces are not selected
+
+    @property
+    def policy_suffix(self) -> str:
+        return self.name or self.namespace
+
+
+def prometheus_peer(ports: Sequence[int]) -> Peer:
+    """Prometheus scrapes these metrics ports (its pods only, not the rest of the monitoring namespace)."""
+    if not ports:
+        raise ValueError("a Prometheus peer names its metrics ports (an empty list would admit every port)")
+    return Peer(MONITORING_NAMESPACE, tuple(ports), pod_labels=dict(PROMETHEUS_POD_LABELS))
+
+
+def platform_peer(ports: Sequence[int], layer_label: str) -> Peer:
+    """Every namespace of the platform layer but monitoring: Prometheus is admitted to metrics ports only and
+    Grafana to its datasources only, never to a store's or service's client ports."""
+    return Peer("platform", tuple(ports), namespace_labels={LAYER_LABEL: layer_label},
+                except_namespaces=(MONITORING_NAMESPACE,))
+
+
+def grafana_peer(ports: Sequence[int]) -> Peer:
+    """Grafana queries a datasource on these ports (its pods only)."""
+    if not ports:
+        raise ValueError("a Grafana peer names its datasource ports (an empty list would admit every port)")
+    return Peer(MONITORING_NAMESPACE, tuple(ports), pod_labels=dict(GRAFANA_POD_LABELS), name="grafana")
 
 
 @dataclass(frozen=True)
@@ -106,6 +141,9 @@ def _ports(ports: Sequence[int], protocol: str = "TCP") -> list[dict[str, Any]]:
 def _peer(peer: Peer) -> dict[str, Any]:
     labels = {} if peer.all_namespaces else peer.namespace_labels or {"kubernetes.io/metadata.name": peer.namespace}
     selector: dict[str, Any] = {"namespaceSelector": {"matchLabels": dict(labels)} if labels else {}}
+    if peer.except_namespaces:
+        selector["namespaceSelector"]["matchExpressions"] = [
+            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": list(peer.except_namespaces)}]
     if peer.pod_labels:
         selector["podSelector"] = {"matchLabels": dict(peer.pod_labels)}
     return selector
@@ -152,12 +190,13 @@ def policies(spec: NamespaceSpec, nodes_cidr: str) -> dict[str, dict[str, Any]]:
             "podSelector": everything, "policyTypes": ["Egress"],
             "egress": [_rule("to", [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(PRIVATE_RANGES)}}],
                              spec.egress_world)]}
-    for peer in spec.ingress_from:
-        specs[f"allow-from-{peer.namespace}"] = {
-            "podSelector": everything, "policyTypes": ["Ingress"], "ingress": [_rule("from", [_peer(peer)], peer.ports)]}
-    for peer in spec.egress_to:
-        specs[f"allow-to-{peer.namespace}"] = {
-            "podSelector": everything, "policyTypes": ["Egress"], "egress": [_rule("to", [_peer(peer)], peer.ports)]}
+    for direction, peers, key in (("from", spec.ingress_from, "ingress"), ("to", spec.egress_to, "egress")):
+        for peer in peers:
+            name = f"allow-{direction}-{peer.policy_suffix}"
+            if name in specs:  # a second peer would silently replace the first policy
+                raise ValueError(f"namespace {spec.name}: two peers make the policy {name}; give one a `name`")
+            specs[name] = {"podSelector": everything, "policyTypes": ["Ingress" if key == "ingress" else "Egress"],
+                           key: [_rule(direction, [_peer(peer)], peer.ports)]}
     return specs
 
 

@@ -37,9 +37,8 @@ from components.helm import release
 from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS
 from components.scheduling import toleration
 from components.services.context import ServicesContext
-from components.services.namespaces import NamespaceSpec, Namespaces, Peer
+from components.services.namespaces import NamespaceSpec, Namespaces, prometheus_peer
 from components.services.upgrades import agent_taints
-from config.catalog import MONITORING_NAMESPACE
 from config.services import Reboots
 
 NAMESPACE = KURED.namespace
@@ -59,7 +58,7 @@ def namespaces(ctx: ServicesContext) -> list[NamespaceSpec]:
     return [NamespaceSpec(
         name=NAMESPACE, pss="privileged", same_namespace=False,  # the pods meet only through the API's lock
         why="kured runs in the host PID namespace, privileged, to reboot its node (systemctl in PID 1's mounts)",
-        ingress_from=(Peer(MONITORING_NAMESPACE, (METRICS_PORT,)),))]
+        ingress_from=(prometheus_peer((METRICS_PORT,)),))]
 
 
 def node_taints(ctx: ServicesContext) -> list[str]:

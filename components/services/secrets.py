@@ -38,8 +38,7 @@ from components.helm import release
 from components.layer import EXCLUDE_FROM_BACKUP
 from components.services.context import ServicesContext
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
-                                           NamespaceSpec, Peer)
-from config.catalog import MONITORING_NAMESPACE
+                                           NamespaceSpec, Peer, prometheus_peer)
 
 API_PORT = 8200
 CLUSTER_PORT = 8201
@@ -108,10 +107,10 @@ def namespaces(ctx: ServicesContext) -> list[NamespaceSpec]:
     return [
         NamespaceSpec(name=backend.name, pss="restricted",
                       why=f"{backend.name} servers run non-root with no extra capabilities",
-                      ingress_from=(Peer(ESO_NAMESPACE, (API_PORT,)), Peer(MONITORING_NAMESPACE, (API_PORT,)))),
+                      ingress_from=(Peer(ESO_NAMESPACE, (API_PORT,)), prometheus_peer((API_PORT,)))),
         NamespaceSpec(name=ESO_NAMESPACE, pss="restricted", why="the ESO controllers run non-root, read-only root",
                       webhooks=(ESO_WEBHOOK_PORT,), egress_to=(Peer(backend.name, (API_PORT,)),),
-                      ingress_from=(Peer(MONITORING_NAMESPACE, (ESO_METRICS_PORT,)),)),
+                      ingress_from=(prometheus_peer((ESO_METRICS_PORT,)),)),
     ]
 
 
