@@ -167,8 +167,14 @@ def walk(value: Any, path: str = "") -> Iterator[tuple[str, Any, bool]]:
     yield from _walk(value, path, False)
 
 
+# Leaves by far the most values are: answered before the (slower) secret and abstract-collection checks.
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def _walk(value: Any, path: str, secret: bool) -> Iterator[tuple[str, Any, bool]]:
-    if is_secret(value):
+    if type(value) in _SCALARS:
+        yield path, value, secret
+    elif is_secret(value):
         yield from _walk(value.value, path, True)
     elif isinstance(value, Mapping):
         for key, item in _items(value):

@@ -1,30 +1,42 @@
-"""Server providers behind one interface (providers/base.py)."""
+"""Server providers behind one interface (providers/base.py).
+
+Each provider module is imported on first `get(name)`, not here: their cloud SDKs (pulumi_aws, pulumi_gcp,
+pulumi_azure_native) take over a second to import, which a stack on another provider never needs."""
 
 from __future__ import annotations
 
-from config.catalog import PROVIDERS
-from providers.aws import Aws
-from providers.azure import Azure
-from providers.baremetal import BareMetalProvider
-from providers.base import Infrastructure, Node, Provider, ServerCatalog, check_size_mapping
-from providers.gcp import Gcp
-from providers.hetzner import Hetzner
+from importlib import import_module
 
-_REGISTRY: dict[str, Provider] = {"hetzner": Hetzner(), "aws": Aws(), "gcp": Gcp(), "azure": Azure(),
-                                  "baremetal": BareMetalProvider()}
-assert set(_REGISTRY) == set(PROVIDERS), "config.catalog.PROVIDERS must list exactly the registered providers"
-for _name, _provider in _REGISTRY.items():
-    check_size_mapping(_name, _provider.server_types)
+from config.catalog import PROVIDERS
+from providers.base import Infrastructure, Node, Provider, ServerCatalog, check_size_mapping
+
+# name -> (module, class) of its implementation.
+_MODULES: dict[str, tuple[str, str]] = {
+    "hetzner": ("providers.hetzner", "Hetzner"),
+    "aws": ("providers.aws", "Aws"),
+    "gcp": ("providers.gcp", "Gcp"),
+    "azure": ("providers.azure", "Azure"),
+    "baremetal": ("providers.baremetal", "BareMetalProvider"),
+}
+assert set(_MODULES) == set(PROVIDERS), "config.catalog.PROVIDERS must list exactly the registered providers"
+
+_LOADED: dict[str, Provider] = {}
 
 
 def get(name: str) -> Provider:
-    return _REGISTRY[name]
+    """The provider called `name` (KeyError for an unknown one), its module imported on first use."""
+    if name not in _LOADED:
+        module, cls = _MODULES[name]
+        provider = getattr(import_module(module), cls)()
+        check_size_mapping(name, provider.server_types)
+        _LOADED[name] = provider
+    return _LOADED[name]
 
 
 def catalog(name: str) -> ServerCatalog | None:
     """The provider's catalog of known server types, for providers that keep one (Hetzner); the others
     accept any well-formed type name and leave it to the cloud's API."""
-    return getattr(_REGISTRY.get(name), "catalog", None)
+    return getattr(get(name), "catalog", None) if name in _MODULES else None
 
 
 __all__ = ["Infrastructure", "Node", "Provider", "catalog", "get"]

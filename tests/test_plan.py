@@ -333,6 +333,35 @@ def _lines_run(modules, work) -> int:
     return count
 
 
+CLOUD_SDKS = ("pulumi_aws", "pulumi_gcp", "pulumi_azure_native")
+
+
+def test_a_hetzner_plan_imports_no_other_cloud_sdk():
+    """Importing every cloud's SDK cost `make plan` over a second whatever the stack's provider (issue 22):
+    the planner, the program and the Hetzner provider load none of them (a fresh interpreter: the test
+    session has them all)."""
+    script = ("import sys, providers, program, tools.plan.__main__\n"
+              "providers.get('hetzner'); providers.catalog('hetzner')\n"
+              f"print(sorted(m for m in sys.modules if m.split('.')[0] in {CLOUD_SDKS!r}))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_every_configurable_provider_is_registered_and_maps_every_size():
+    """providers/ imports a provider's module on first use; each name the config accepts still resolves,
+    maps every size class, and only Hetzner keeps a catalog."""
+    import providers
+    from config.catalog import PROVIDERS, SIZES
+    for name in PROVIDERS:
+        assert set(providers.get(name).server_types) >= set(SIZES), name
+        assert providers.get(name) is providers.get(name)
+    assert providers.catalog("hetzner") is CATALOG
+    assert providers.catalog("aws") is None and providers.catalog("digitalocean") is None
+    with pytest.raises(KeyError):
+        providers.get("digitalocean")
+
+
 def _staging_with_nodes(nodes: int) -> Run:
     """The staging profile grown to `nodes` servers (3 control plane, 4 database pools, the rest general)."""
     return run_raw(base_raw(profile="staging", cluster={"pools": [{"name": "general", "count": nodes - 7}]}))

@@ -27,9 +27,10 @@ def write(plan: dict[str, Any], out: Path) -> dict[str, Path]:
              "timeline": out / f"{plan['stack']}.timeline.svg", "html": out / f"{plan['stack']}.html",
              "policy": out / f"{plan['stack']}.policy.json"}
     paths["json"].write_text(json.dumps(plan, indent=1, sort_keys=True, default=str) + "\n")
-    paths["svg"].write_text(architecture.svg(plan))
-    paths["timeline"].write_text(timeline.svg(plan))
-    paths["html"].write_text(html.render(plan))
+    pictures = architecture.svg(plan), timeline.svg(plan)
+    paths["svg"].write_text(pictures[0])
+    paths["timeline"].write_text(pictures[1])
+    paths["html"].write_text(html.render(plan, pictures))
     # Only the admin CIDRs: production-stateful-protected decides by stack name (production*).
     paths["policy"].write_text(json.dumps({
         "admin-ports-from-admin-cidrs": {"adminCidrs": plan["policy"]["settings"]["adminCidrs"]},
