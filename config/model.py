@@ -296,3 +296,11 @@ class StackConfig(_Model):
         if not keys:
             raise ValueError("must list at least one SSH public key (ssh-ed25519 ...)")
         return keys
+
+
+def node_location(pool: ControlPlane | Pool, index: int, cluster: Cluster) -> str | None:
+    """Where node `index` of `pool` runs: round-robin over the pool's `locations` by index (names never
+    change; replacing one entry moves only its nodes), else the pool's or the cluster's `location`."""
+    if pool.locations:
+        return pool.locations[index % len(pool.locations)]
+    return pool.location or cluster.location

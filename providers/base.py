@@ -23,7 +23,7 @@ from config import LoadedConfig, Problem
 from config.load import is_secret
 from config.catalog import SIZES
 from config.errors import problem
-from config.model import CONTROL_PLANE, Cluster, ControlPlane, Pool
+from config.model import CONTROL_PLANE, Cluster, ControlPlane, Pool, node_location
 
 K3sRole = Literal["server", "agent"]
 
@@ -261,14 +261,6 @@ class Provider(Protocol):
 
     def create(self, loaded: LoadedConfig) -> Infrastructure:
         """Create networks, firewall and servers; return the nodes."""
-
-
-def node_location(pool: ControlPlane | Pool, index: int, cluster: Cluster) -> str | None:
-    """Where node `index` of `pool` runs: round-robin over the pool's `locations` by index (names never
-    change; replacing one entry moves only its nodes), else the pool's or the cluster's `location`."""
-    if pool.locations:
-        return pool.locations[index % len(pool.locations)]
-    return pool.location or cluster.location
 
 
 def node_specs(loaded: LoadedConfig) -> list[NodeSpec]:

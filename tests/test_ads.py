@@ -12,9 +12,10 @@ from components.ads.stores import REDPANDA_CA_DIR, REDPANDA_CA_SECRET
 from components.data import clickhouse, dragonfly, redpanda, scylladb
 from components.data.scylladb import cluster as scylla_cluster
 from components.services import gateway
-from config.catalog import MONITORING_NAMESPACE, SERVICE_CONTAINER
+from config.catalog import SERVICE_CONTAINER
 from tests import validators
 from tests.conftest import script_param, stack_run
+from tests.netpol import PROMETHEUS_PEER
 from tests.stores import NETPOL, PDB, SECRET, stack_config, string_data
 from tools.mockrun import Run, run_stack
 
@@ -209,7 +210,8 @@ def test_a_service_admits_only_its_declared_callers_which_may_reach_it(stack):
     for svc in SERVICES:
         spec = obj(run, NETPOL, svc)["spec"]
         assert spec["policyTypes"] == ["Ingress", "Egress"]
-        from_pods = [r for r in spec["ingress"] if any("podSelector" in p for p in r["from"])]
+        # Callers are peers of this namespace (a pod selector only); Prometheus comes from monitoring.
+        from_pods = [r for r in spec["ingress"] if any(set(p) == {"podSelector"} for p in r["from"])]
         if callers[svc]:
             [rule] = from_pods
             # Each peer is a real pod label set of a declared caller, on the service's own container port.
@@ -220,7 +222,7 @@ def test_a_service_admits_only_its_declared_callers_which_may_reach_it(stack):
             assert from_pods == []
         # Prometheus scrapes the metrics port, and nothing else comes from another namespace.
         [rule] = [r for r in spec["ingress"] if r not in from_pods]
-        assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}}}]
+        assert rule["from"] == [PROMETHEUS_PEER]  # Prometheus' pods only, not Grafana beside them
         assert ports(rule) == [port[svc]]  # /metrics on the HTTP port (the placeholder's)
         # The other direction: every caller may send to it (team namespaces allow nothing by default).
         for caller in callers[svc]:

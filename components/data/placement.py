@@ -14,8 +14,7 @@ from typing import Any
 from components.scheduling import toleration
 from config.catalog import DATABASE_ROLES, SIZES, Size
 from config.quantity import memory_mib
-from config.model import CONTROL_PLANE, ROLE_LABEL, Cluster, ControlPlane, Pool, StackConfig
-from providers.base import node_location
+from config.model import CONTROL_PLANE, ROLE_LABEL, Cluster, ControlPlane, Pool, StackConfig, node_location
 from config.rules import role_pools
 
 # What a database node keeps from its stores: the kubelet's reservations there (components/k3s/config.py
