@@ -72,6 +72,8 @@ def main() -> None:
             platform = Platform("platform", loaded, cluster, services, data) if loaded.config.layers.platform else None
             if platform is not None:
                 pulumi.export("platform", platform.summary)
+                for name, value in platform.outputs.items():  # runnerTokens: secret (runner_bootstrap.py)
+                    pulumi.export(name, value)
             if loaded.config.layers.ad_services:
                 ads = AdServices("ad-services", loaded, cluster, services, data, platform)
                 pulumi.export("adServices", ads.summary)

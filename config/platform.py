@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from pydantic import Field, field_validator, model_validator
 
+from config.catalog import ENVIRONMENTS
 from config.model_base import Model, check_hostname_label, one_of
 from config.quantity import Cpu, Memory, cpu_millis, memory_bytes
 from config.services import check_cron
@@ -47,6 +48,28 @@ class Component(Model):
     enabled: bool = True
 
 
+# A Pulumi stack name as StackReference takes it: `stack` (this project, this organization) or
+# `organization/project/stack`, each part letters, digits, `.`, `_` or `-`.
+_STACK_PART = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
+_STACK_NAME = re.compile(rf"^({_STACK_PART}/{_STACK_PART}/)?{_STACK_PART}$")
+
+
+class RunnerRegistration(Model):
+    """Where a stack without its own GitLab gets its runner token: the stack running that GitLab, which creates
+    a runner for this environment (its `platform.gitlab.runner.downstream`) and exports the token as the secret
+    output `runnerTokens` (components/platform/runner_bootstrap.py)."""
+
+    stack: str
+
+    @field_validator("stack")
+    @classmethod
+    def _stack(cls, value: str) -> str:
+        if not _STACK_NAME.match(value):
+            raise ValueError("must be a Pulumi stack name, `<organization>/<project>/<stack>` or `<stack>` "
+                             "(letters, digits, `.`, `_`, `-`), e.g. acme/adplatform/production")
+        return value
+
+
 class GitLabRunner(Model):
     """A runner with the Kubernetes executor. With this stack's own GitLab the program creates the runner there
     (components/platform/runner_bootstrap.py); registering with another GitLab (`url`), or overriding that, takes
@@ -61,6 +84,11 @@ class GitLabRunner(Model):
     # The GitLab it registers with: this stack's own (https://gitlab.<domain>) unless set, e.g. staging's
     # runner registers with production's GitLab and deploys to the staging cluster.
     url: str | None = None
+    # Environments whose stacks register with this stack's GitLab: the program creates a runner there for each
+    # (tagged with that environment) and exports its token as the secret stack output `runnerTokens`.
+    downstream: tuple[str, ...] = ()
+    # On such a stack: read the token from that stack's `runnerTokens` instead of the secret gitlabRunnerToken.
+    registration: RunnerRegistration | None = None
     concurrent: int = 10  # jobs at once
     # Jobs run in their own namespace under this quota.
     requests_cpu: Cpu = "16"
@@ -73,6 +101,16 @@ class GitLabRunner(Model):
         if value is not None and not _URL.match(value):
             raise ValueError("must be the https:// URL of a GitLab instance, e.g. https://gitlab.ads.example.com")
         return value.rstrip("/") if value else value
+
+    @field_validator("downstream")
+    @classmethod
+    def _downstream(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        check = one_of(ENVIRONMENTS, "runner environments")
+        for env in value:
+            check(env)
+        if len(set(value)) != len(value):
+            raise ValueError(f"lists an environment twice: {list(value)}")
+        return value
 
     @field_validator("concurrent")
     @classmethod

@@ -27,7 +27,7 @@ def check(cfg: StackConfig, profile: Profile, secrets: set[str] = frozenset()) -
     if cfg.layers.cluster_services and cfg.layers.data_plane:  # a layer is skipped with the one below it
         found += _data_plane(cfg, profile, secrets)
         if cfg.layers.platform:
-            found += _platform(cfg, secrets)
+            found += _platform(cfg, profile, secrets)
         if cfg.layers.ad_services:
             found += ad_services_problems(cfg, secrets)
     return found
@@ -291,7 +291,7 @@ RUNNER_TOKEN = "gitlabRunnerToken"
 ALERTING_SECRETS = "alertingSecrets"
 
 
-def _platform(cfg: StackConfig, secrets: set[str]) -> list[Problem]:
+def _platform(cfg: StackConfig, profile: Profile, secrets: set[str]) -> list[Problem]:
     """What each enabled platform component needs (config/platform.py NEEDS) must be on; its secrets set."""
     platform, data = cfg.platform, cfg.data_plane
     routed = set(cfg.cluster_services.gateway.hostnames)
@@ -315,18 +315,44 @@ def _platform(cfg: StackConfig, secrets: set[str]) -> list[Problem]:
                                  sorted(routed)))
     runner = platform.gitlab.runner
     if runner.enabled:
-        # The program creates the runner only in this stack's own GitLab (components/platform/runner_bootstrap.py).
-        own = platform.gitlab.enabled and runner.url is None
-        if RUNNER_TOKEN not in secrets and not own:
-            found.append(problem(RUNNER_TOKEN, "must be set with --secret when platform.gitlab.runner registers with "
-                                 "another stack's GitLab (platform.gitlab.runner.url, or platform.gitlab.enabled: "
-                                 "false): create an instance runner there (Admin > CI/CD > Runners, its token starts "
-                                 f"glrt-), then pulumi config set --secret adplatform:{RUNNER_TOKEN} <token>"))
-        if not platform.gitlab.enabled and runner.url is None:
-            found.append(problem("platform.gitlab.runner.url", "must name the GitLab to register with (https://...) "
-                                 "when this stack runs no GitLab (platform.gitlab.enabled: false)"))
+        found += _runner(runner, platform.gitlab.enabled, profile.environment, secrets)
     if platform.monitoring.enabled:
         found += _alerting(platform.monitoring.alerting, secrets)
+    return found
+
+
+def _runner(runner, own_gitlab: bool, environment: str, secrets: set[str]) -> list[Problem]:
+    """Where the runner's token comes from: the program creates it in this stack's own GitLab
+    (components/platform/runner_bootstrap.py), the stack named in `registration` exports it, or the secret."""
+    own = own_gitlab and runner.url is None
+    registration = runner.registration.stack if runner.registration else None
+    found = []
+    if RUNNER_TOKEN not in secrets and not own and registration is None:
+        found.append(problem(RUNNER_TOKEN, "must be set with --secret when platform.gitlab.runner registers with "
+                             "another stack's GitLab (platform.gitlab.runner.url, or platform.gitlab.enabled: "
+                             "false) and names no platform.gitlab.runner.registration.stack: create an instance "
+                             "runner there (Admin > CI/CD > Runners, its token starts glrt-), then pulumi config set "
+                             f"--secret adplatform:{RUNNER_TOKEN} <token>"))
+    if not own_gitlab and runner.url is None:
+        found.append(problem("platform.gitlab.runner.url", "must name the GitLab to register with (https://...) "
+                             "when this stack runs no GitLab (platform.gitlab.enabled: false)"))
+    if registration is not None and own:
+        found.append(problem("platform.gitlab.runner.registration.stack", "is for a stack whose runner registers "
+                             "with another stack's GitLab; this stack creates its runner in its own GitLab: remove "
+                             "it", registration))
+    if registration is not None and RUNNER_TOKEN in secrets:
+        found.append(problem("platform.gitlab.runner.registration.stack", f"and the secret {RUNNER_TOKEN} both "
+                             "give the runner's token: remove one", registration))
+    if runner.downstream and not own:
+        found.append(problem("platform.gitlab.runner.downstream", "creates runners in this stack's own GitLab: "
+                             "it needs platform.gitlab.enabled and no platform.gitlab.runner.url",
+                             list(runner.downstream)))
+    if runner.downstream and RUNNER_TOKEN in secrets:
+        found.append(problem("platform.gitlab.runner.downstream", f"needs the runner bootstrap, which the secret "
+                             f"{RUNNER_TOKEN} turns off: remove the secret or the list", list(runner.downstream)))
+    if environment in runner.downstream:
+        found.append(problem("platform.gitlab.runner.downstream", f"must not list this stack's own environment "
+                             f"{environment!r} (its runner is created anyway)", list(runner.downstream)))
     return found
 
 

@@ -60,10 +60,10 @@ def test_the_scripts_reach_the_job_through_a_config_map(production):
     assert "tag_list: ['production'], run_untagged: false, access_level: 'ref_protected'" in ruby
     assert "${" not in ruby  # every parameter rendered
     env = {e["name"]: e["value"] for e in job(production).inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["RUNNER_SECRET"] == gitlab_runner.TOKEN_SECRET and env["RUNNER_NAMESPACE"] == RUNNER_NS
+    assert env["RUNNERS"] == f"{runner_bootstrap.MOUNT}/{runner_bootstrap.RUBY_SCRIPT}={gitlab_runner.TOKEN_SECRET}"
+    assert env["RUNNER_NAMESPACE"] == RUNNER_NS
     assert env["GITLAB_NAMESPACE"] == gitlab.NAMESPACE
     assert env["TOOLBOX_SELECTOR"] == f"app=toolbox,release={gitlab.RELEASE}"
-    assert env["RUBY_SCRIPT"] == f"{runner_bootstrap.MOUNT}/{runner_bootstrap.RUBY_SCRIPT}"
 
 
 def test_the_runner_settings_reach_the_ruby_script():
@@ -178,7 +178,7 @@ def run_script(tmp_path: Path, token: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "STATE": str(tmp_path), "TOKEN": token,
            "GITLAB_NAMESPACE": "gitlab", "TOOLBOX_SELECTOR": "app=toolbox,release=gitlab",
            "TOOLBOX_CONTAINER": "toolbox", "RUNNER_NAMESPACE": "gitlab-runner",
-           "RUNNER_SECRET": "gitlab-runner-token", "RUBY_SCRIPT": str(ruby), "WAIT_SECONDS": "0"}
+           "RUNNERS": f"{ruby}=gitlab-runner-token", "WAIT_SECONDS": "0"}
     return subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, check=False)
 
 
@@ -223,3 +223,93 @@ def test_a_runner_with_its_own_gitlab_needs_no_token():
 def test_staging_without_gitlab_keeps_the_manual_runner(staging):
     assert not bootstrap_objects(staging)
     assert stack_config(staging).platform.gitlab.runner.enabled is False
+
+
+# --- a stack without its own GitLab registers through another stack (issue 21) -----------------------------
+RUNNER_KEY = "adplatform:platform"
+
+
+def with_runner(stack: str, runner: dict) -> Run:
+    values, secret = mockrun.stack_config(stack)
+    values.pop(f"adplatform:{RUNNER_TOKEN}", None)  # offline placeholders fill in every known secret
+    secret = secret - {f"adplatform:{RUNNER_TOKEN}"}
+    platform = dict(values.get(RUNNER_KEY) or {})
+    gitlab_cfg = dict(platform.get("gitlab") or {})
+    gitlab_cfg["runner"] = {**(gitlab_cfg.get("runner") or {}), **runner}
+    values[RUNNER_KEY] = {**platform, "gitlab": gitlab_cfg}
+    return mockrun.run(values, secret, stack)
+
+
+@pytest.fixture(scope="module")
+def production_with_staging():
+    return with_runner("production", {"downstream": ["staging"]})
+
+
+def test_production_creates_stagings_runner_and_exports_its_token_as_a_secret(production_with_staging):
+    run = production_with_staging
+    staging_secret = f"{gitlab_runner.TOKEN_SECRET}-staging"
+    data = run.named(runner_bootstrap.NAME, CONFIG_MAP).inputs["data"]
+    ruby = data["create-runner-staging.rb"]
+    assert "description = 'adplatform production (staging)'" in ruby and "tag_list: ['staging']" in ruby
+    env = {e["name"]: e["value"] for e in job(run).inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["RUNNERS"].split() == [f"/bootstrap/create-runner.rb={gitlab_runner.TOKEN_SECRET}",
+                                      f"/bootstrap/create-runner-staging.rb={staging_secret}"]
+    roles = [r.inputs for r in run.of_type(ROLE) if r.inputs["metadata"]["namespace"] == RUNNER_NS
+             and r.inputs["metadata"]["name"] == runner_bootstrap.NAME]
+    assert roles[0]["rules"][0]["resourceNames"] == [gitlab_runner.TOKEN_SECRET, staging_secret]
+    assert run.named(f"{staging_secret}-secret", SECRET).urn in job(run).dependencies  # the Job may only patch it
+    assert "runnerTokens" in run.secret_outputs
+    assert run.outputs["runnerTokens"] == {"staging": "glrt-offline-placeholder-written"}
+
+
+def test_production_without_downstream_exports_no_tokens(production):
+    assert "runnerTokens" not in production.outputs
+
+
+def test_staging_takes_its_token_from_productions_output():
+    run = with_runner("staging", {"enabled": True, "registration": {"stack": "acme/adplatform/production"}})
+    # The StackReference is a read, which the mock monitor does not record: its output is what proves it.
+    assert not bootstrap_objects(run)
+    data = run.named(gitlab_runner.TOKEN_SECRET, SECRET).inputs["stringData"]
+    assert isinstance(data, mockrun.Secret), "the token production exported stays a secret"
+    assert data.value["runner-token"] == mockrun.OFFLINE_RUNNER_TOKENS["staging"]
+    assert run.named("gitlab-runner", RELEASE).inputs["values"]["gitlabUrl"] == "https://gitlab.ads.example.com"
+
+
+@pytest.mark.parametrize("stack", ["production/x", "a/b/c/d", "-lead", "has space", ""])
+def test_a_registration_stack_must_be_a_stack_name(stack):
+    raw = base_raw(platform={"gitlab": {"enabled": False, "runner": {
+        "enabled": True, "url": "https://gitlab.other.example.com", "registration": {"stack": stack}}}})
+    problems = config_problems(raw)
+    assert any("platform.gitlab.runner.registration.stack" in p and "<organization>/<project>/<stack>" in p
+               for p in problems), problems
+
+
+@pytest.mark.parametrize("stack", ["production", "acme/adplatform/production", "my-org/ad.platform/prod_1"])
+def test_a_registration_stack_replaces_the_token(stack):
+    raw = base_raw(platform={"gitlab": {"enabled": False, "runner": {
+        "enabled": True, "url": "https://gitlab.other.example.com", "registration": {"stack": stack}}}})
+    runner = load("test", raw, SECRET_KEYS).config.platform.gitlab.runner
+    assert runner.registration.stack == stack
+
+
+def test_registration_and_a_token_together_are_refused():
+    raw = base_raw(platform={"gitlab": {"enabled": False, "runner": {
+        "enabled": True, "url": "https://gitlab.other.example.com", "registration": {"stack": "production"}}}},
+        **{RUNNER_TOKEN: "glrt-by-hand"})
+    problems = config_problems(raw, secrets=SECRET_KEYS | {RUNNER_TOKEN})
+    assert any(p.startswith("adplatform:platform.gitlab.runner.registration.stack and the secret") for p in problems)
+
+
+@pytest.mark.parametrize("downstream, gitlab_on, message", [
+    (["qa"], True, "must be one of runner environments production, staging"),
+    (["staging", "staging"], True, "lists an environment twice"),
+    (["staging"], False, "creates runners in this stack's own GitLab"),
+])
+def test_downstream_errors_name_the_key(downstream, gitlab_on, message):
+    runner = {"enabled": True, "downstream": downstream}
+    if not gitlab_on:
+        runner.update(url="https://gitlab.other.example.com", registration={"stack": "production"})
+    raw = base_raw(platform={"gitlab": {"enabled": gitlab_on, "runner": runner}})
+    problems = config_problems(raw)
+    assert any("platform.gitlab.runner.downstream" in p and message in p for p in problems), problems

@@ -7,6 +7,7 @@ inputs kept as `Secret` so tests can assert that they stayed secret).
 
 from __future__ import annotations
 
+import base64
 import gc
 import hashlib
 import ipaddress
@@ -31,6 +32,8 @@ from tools.runcache import RunCache
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "adplatform"
+# What a stack named in platform.gitlab.runner.registration exports as runnerTokens (secret), offline.
+OFFLINE_RUNNER_TOKENS = {"staging": "glrt-offline-placeholder-staging", "production": "glrt-offline-placeholder-production"}
 # Secrets a stack needs but a repository never holds; offline they are placeholders, shown as [secret].
 OFFLINE_SECRETS = {
     "adplatform:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\noffline-placeholder\n-----END OPENSSH PRIVATE KEY-----",
@@ -222,6 +225,12 @@ class OfflineMocks(pulumi.runtime.Mocks):
             create = args.inputs.get("create", "")
             outputs["stdout"] = FAKE_KUBECONFIG if "k3s.yaml" in str(create) else ""
             outputs["stderr"] = ""
+        elif args.typ == "pulumi:pulumi:StackReference":  # another stack's outputs, as the engine reads them
+            outputs["outputs"] = {"runnerTokens": dict(OFFLINE_RUNNER_TOKENS)}
+            outputs["secretOutputNames"] = ["runnerTokens"]
+        elif args.typ == "kubernetes:core/v1:Secret" and args.resource_id and "data" not in outputs:
+            # Secret.get of a Secret a Job wrote (runner bootstrap): what that Job would have written.
+            outputs["data"] = {"runner-token": base64.b64encode(b"glrt-offline-placeholder-written").decode()}
         if args.typ in RESOURCE_OUTPUTS:
             outputs.update(RESOURCE_OUTPUTS[args.typ](args, rid))
         return f"{rid}", outputs

@@ -69,6 +69,7 @@ class Platform(pulumi.ComponentResource):
         self.urls = {label: url for done in installed.values() for label, url in done.urls.items()}
         self.summary = {name: {"enabled": name in installed, "urls": installed[name].urls if name in installed else {}}
                         for name in [*MODULES, "runner"]}
+        self.outputs = {k: v for done in installed.values() for k, v in done.outputs.items()}
         self.otlp_endpoint = f"http://{OTLP_GATEWAY_HOST}:{OTLP_GRPC_PORT}" if "traces" in enabled else None
         self.ready = [*spaces.ready, *(r for done in installed.values() for r in done.ready)]
         self.register_outputs({"enabled": self.enabled, "urls": self.urls})

@@ -50,6 +50,7 @@ class Installed:
 
     urls: dict[str, str] = field(default_factory=dict)
     ready: list[pulumi.Resource] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)  # stack outputs (name -> value), e.g. runnerTokens
 
 
 @dataclass(frozen=True)

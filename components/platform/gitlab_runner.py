@@ -10,7 +10,9 @@ What this module sets and why:
   `runners.secret` format; no registration token. With such a token the runner's tags and "run untagged jobs"
   are properties of the runner in GitLab, set where the token is created. On a stack running its own GitLab the
   runner bootstrap Job creates the runner and writes the token (runner_bootstrap.py); the stack secret
-  `gitlabRunnerToken`, when set, is used instead (and is required to register with another stack's GitLab).
+  `gitlabRunnerToken`, when set, is used instead. A stack registering with another stack's GitLab takes the
+  token from that stack's secret output `runnerTokens` (`platform.gitlab.runner.registration.stack`, a
+  StackReference; the other stack lists this environment in its `downstream`) or from `gitlabRunnerToken`.
 - RBAC: the manager may create and manage job pods, their Secrets and Services in `ci` only (a Role there, the
   permissions the runner documents for its Kubernetes executor, docs/executors/kubernetes at v19.3.0).
 - Deploy identity: ServiceAccount `deployer` in `ci`, bound in every team namespace to exactly what the
@@ -202,31 +204,62 @@ def deployer(ctx: PlatformContext, after: Sequence[pulumi.Resource]) -> list[pul
 
 
 def bootstraps(ctx: PlatformContext) -> bool:
-    """The program creates the runner in this stack's own GitLab, unless the stack sets gitlabRunnerToken."""
-    return ctx.secrets.gitlab_runner_token is None
+    """The program creates the runner in this stack's own GitLab, unless the stack sets gitlabRunnerToken or
+    takes the token from another stack (config/rules.py refuses registration with an own GitLab)."""
+    return ctx.secrets.gitlab_runner_token is None and ctx.settings.gitlab.runner.registration is None
+
+
+def registered_token(ctx: PlatformContext) -> pulumi.Output[str] | None:
+    """This environment's token from the stack in platform.gitlab.runner.registration (its `runnerTokens`)."""
+    registration = ctx.settings.gitlab.runner.registration
+    if registration is None:
+        return None
+    reference = pulumi.StackReference("runner-registration", stack_name=registration.stack,
+                                      opts=pulumi.ResourceOptions(parent=ctx.parent))
+
+    def pick(tokens: dict[str, str] | None) -> str:
+        if not tokens or ctx.environment not in tokens:
+            raise ValueError(f"adplatform:platform.gitlab.runner.registration.stack: stack {registration.stack!r} "
+                             f"exports no runnerTokens[{ctx.environment!r}]; set platform.gitlab.runner.downstream: "
+                             f"[{ctx.environment}] on that stack and run pulumi up there first")
+        return tokens[ctx.environment]
+    return pulumi.Output.secret(reference.get_output("runnerTokens").apply(pick))
 
 
 def token_secret(ctx: PlatformContext, after: Sequence[pulumi.Resource]) -> k8s.core.v1.Secret:
     # The chart mounts both keys (templates/deployment.yaml); the registration token is deprecated, left empty.
     # With the bootstrap, `runner-token` is the Job's to write (runner_bootstrap.py), not Pulumi's.
-    token = ctx.secrets.gitlab_runner_token
+    token = ctx.secrets.gitlab_runner_token or registered_token(ctx)
     values = {"runner-registration-token": "", **({"runner-token": token} if token is not None else {})}
     _, secret = ctx.credentials("gitlab-runner-token", TOKEN_SECRET, NAMESPACE, values, after,
                                 labels=ctx.labels("gitlab-runner", "token"))
     return secret
 
 
+def downstream_secrets(ctx: PlatformContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    """The Secrets the bootstrap Job writes the downstream runners' tokens into (Pulumi creates them, the Job
+    may only patch them; no key is Pulumi's, so the Job's `runner-token` survives a refresh)."""
+    return [ctx.credentials(f"{name}-secret", name, NAMESPACE, {}, after, labels=ctx.labels("gitlab-runner", "token"))[1]
+            for name in (runner_bootstrap.downstream_secret(TOKEN_SECRET, env)
+                         for env in ctx.settings.gitlab.runner.downstream)]
+
+
 def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> Installed:
     base = [*after, spaces[NAMESPACE], spaces[CI_NAMESPACE]]
     token = [token_secret(ctx, base)]
+    outputs = {}
     if bootstraps(ctx):  # `after` holds GitLab's release (components/platform/__init__.py)
-        token.append(runner_bootstrap.install(ctx, NAMESPACE, gitlab.NAMESPACE, gitlab.RELEASE, TOKEN_SECRET,
-                                              [*base, *token]))
+        token += downstream_secrets(ctx, base)
+        job = runner_bootstrap.install(ctx, NAMESPACE, gitlab.NAMESPACE, gitlab.RELEASE, TOKEN_SECRET,
+                                       [*base, *token])
+        token.append(job)
+        if ctx.settings.gitlab.runner.downstream:
+            outputs["runnerTokens"] = runner_bootstrap.downstream_tokens(ctx, NAMESPACE, TOKEN_SECRET, job)
     limits = job_namespace_limits(ctx, base)
     deploy = deployer(ctx, base)
     runner = release(RELEASE, charts.GITLAB_RUNNER, values(ctx), ctx.opts([*base, *token, *limits]),
                      namespace=NAMESPACE, create_namespace=False)
-    return Installed(ready=[*token, *limits, *deploy, runner])
+    return Installed(ready=[*token, *limits, *deploy, runner], outputs=outputs)
 
 
 __all__ = ["install", "namespaces"]

@@ -22,12 +22,18 @@ What this module sets and why:
   an environment variable or a log line. Nothing secret is in the Job or the ConfigMap.
 - Order: GitLab's release -> this Job (Pulumi waits for its completion, pulumi-kubernetes batch/v1 Job await)
   -> the runner's release, whose pods mount the token.
+- Downstream environments (`platform.gitlab.runner.downstream`, e.g. staging, which runs no GitLab): the Job
+  also creates one instance runner per environment (tagged with it, described `adplatform <stack> (<env>)`) and
+  writes its token into Secret `gitlab-runner-token-<env>`; the program reads that Secret back once the Job has
+  completed and exports the tokens as the secret stack output `runnerTokens` ({env: token}), which the
+  downstream stack reads through a StackReference (`platform.gitlab.runner.registration.stack`).
 - Network: the Job talks to the Kubernetes API only (exec goes through the API server), which every namespace
   reaches (components/services/namespaces.py allow-kubernetes-api).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from pathlib import Path
@@ -61,14 +67,25 @@ def gitlab_rules() -> list[dict]:
             {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}]
 
 
-def secret_rules(secret: str) -> list[dict]:
-    """In the runner's namespace: read and patch the one Secret the chart reads."""
-    return [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": [secret], "verbs": ["get", "patch"]}]
+def secret_rules(secrets: Sequence[str]) -> list[dict]:
+    """In the runner's namespace: read and patch the Secrets the tokens go to, nothing else."""
+    return [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": list(secrets), "verbs": ["get", "patch"]}]
 
 
-def description(ctx: PlatformContext) -> str:
-    """How the script finds this stack's runner again (one runner per stack in a GitLab)."""
-    return f"adplatform {ctx.stack} ({ctx.environment})"
+def description(ctx: PlatformContext, environment: str) -> str:
+    """How the script finds a runner again (one per stack and environment in a GitLab)."""
+    return f"adplatform {ctx.stack} ({environment})"
+
+
+def downstream_secret(secret: str, environment: str) -> str:
+    return f"{secret}-{environment}"
+
+
+def runners(ctx: PlatformContext, secret: str) -> list[tuple[str, str, str]]:
+    """(environment, Ruby script file, Secret) per runner: this stack's own first, then each downstream one."""
+    own = [(ctx.environment, RUBY_SCRIPT, secret)]
+    return own + [(env, f"create-runner-{env}.rb", downstream_secret(secret, env))
+                  for env in ctx.settings.gitlab.runner.downstream]
 
 
 def ruby_literal(value: str | bool) -> str:
@@ -80,10 +97,13 @@ def ruby_literal(value: str | bool) -> str:
     return f"'{value}'"
 
 
-def ruby_script(ctx: PlatformContext) -> str:
+def ruby_script(ctx: PlatformContext, environment: str | None = None) -> str:
+    """The Ruby script for the runner tagged `environment` (default: this stack's). A downstream runner takes
+    this stack's runUntagged and protected settings: the downstream stack's own are not visible here."""
     runner = ctx.settings.gitlab.runner
+    environment = environment or ctx.environment
     return Template((SCRIPTS / RUBY_SCRIPT).read_text()).substitute(
-        description=ruby_literal(description(ctx)), tag=ruby_literal(ctx.environment),
+        description=ruby_literal(description(ctx, environment)), tag=ruby_literal(environment),
         run_untagged=ruby_literal(runner.run_untagged),
         access_level=ruby_literal("ref_protected" if runner.protected else "not_protected"))
 
@@ -92,14 +112,14 @@ def shell_script() -> str:
     return (SCRIPTS / SHELL_SCRIPT).read_text()
 
 
-def _rbac(ctx: PlatformContext, namespace: str, gitlab_namespace: str, secret: str,
+def _rbac(ctx: PlatformContext, namespace: str, gitlab_namespace: str, secrets: Sequence[str],
           after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
     labels = ctx.labels("gitlab-runner", NAME)
     account = k8s.core.v1.ServiceAccount(
         NAME, metadata=k8s.meta.v1.ObjectMetaArgs(name=NAME, namespace=namespace, labels=labels),
         opts=ctx.opts(after))
     objects: list[pulumi.Resource] = [account]
-    for where, rules in ((gitlab_namespace, gitlab_rules()), (namespace, secret_rules(secret))):
+    for where, rules in ((gitlab_namespace, gitlab_rules()), (namespace, secret_rules(secrets))):
         role = k8s.rbac.v1.Role(
             f"{NAME}-{where}", metadata=k8s.meta.v1.ObjectMetaArgs(name=NAME, namespace=where, labels=labels),
             rules=rules, opts=ctx.opts(after))
@@ -114,10 +134,11 @@ def _rbac(ctx: PlatformContext, namespace: str, gitlab_namespace: str, secret: s
 
 def job_spec(ctx: PlatformContext, namespace: str, gitlab_namespace: str, gitlab_release: str,
              secret: str, scripts: dict[str, str]) -> dict:
+    pairs = " ".join(f"{MOUNT}/{script}={name}" for _, script, name in runners(ctx, secret))
     digest = hashlib.sha256("\n".join(scripts[k] for k in sorted(scripts)).encode()).hexdigest()
     env = {"GITLAB_NAMESPACE": gitlab_namespace, "TOOLBOX_SELECTOR": f"app=toolbox,release={gitlab_release}",
-           "TOOLBOX_CONTAINER": TOOLBOX_CONTAINER, "RUNNER_NAMESPACE": namespace, "RUNNER_SECRET": secret,
-           "RUBY_SCRIPT": f"{MOUNT}/{RUBY_SCRIPT}", "WAIT_SECONDS": str(WAIT_SECONDS),
+           "TOOLBOX_CONTAINER": TOOLBOX_CONTAINER, "RUNNER_NAMESPACE": namespace, "RUNNERS": pairs,
+           "WAIT_SECONDS": str(WAIT_SECONDS),
            "HOME": "/tmp"}  # kubectl's cache, on the writable scratch volume
     return {
         "backoffLimit": 2,
@@ -147,8 +168,8 @@ def job_spec(ctx: PlatformContext, namespace: str, gitlab_namespace: str, gitlab
 def install(ctx: PlatformContext, namespace: str, gitlab_namespace: str, gitlab_release: str, secret: str,
             after: Sequence[pulumi.Resource]) -> k8s.batch.v1.Job:
     """The Job, once GitLab (in `after`) and the runner's Secret (also in `after`) exist; done when it completed."""
-    scripts = {SHELL_SCRIPT: shell_script(), RUBY_SCRIPT: ruby_script(ctx)}
-    rbac = _rbac(ctx, namespace, gitlab_namespace, secret, after)
+    scripts = {SHELL_SCRIPT: shell_script(), **{script: ruby_script(ctx, env) for env, script, _ in runners(ctx, secret)}}
+    rbac = _rbac(ctx, namespace, gitlab_namespace, [name for _, _, name in runners(ctx, secret)], after)
     config = k8s.core.v1.ConfigMap(
         NAME, metadata=k8s.meta.v1.ObjectMetaArgs(name=NAME, namespace=namespace,
                                                   labels=ctx.labels("gitlab-runner", NAME)),
@@ -161,4 +182,21 @@ def install(ctx: PlatformContext, namespace: str, gitlab_namespace: str, gitlab_
                                                                                      update=TIMEOUT)))
 
 
-__all__ = ["install"]
+def downstream_tokens(ctx: PlatformContext, namespace: str, secret: str,
+                      job: k8s.batch.v1.Job) -> dict[str, pulumi.Output[str]]:
+    """Each downstream runner's token, read back from the Secret the Job wrote (after the Job completed)."""
+    tokens = {}
+    for env in ctx.settings.gitlab.runner.downstream:
+        name = downstream_secret(secret, env)
+        written = k8s.core.v1.Secret.get(f"{name}-written", f"{namespace}/{name}", opts=ctx.opts([job]))
+        tokens[env] = pulumi.Output.secret(written.data.apply(lambda data, name=name: _token(data, name)))
+    return tokens
+
+
+def _token(data: dict[str, str] | None, name: str) -> str:
+    if not data or "runner-token" not in data:
+        raise ValueError(f"runner bootstrap: Secret {name} holds no runner-token after the Job completed")
+    return base64.b64decode(data["runner-token"]).decode()
+
+
+__all__ = ["install", "downstream_tokens"]
