@@ -9,20 +9,21 @@ listed, with `gb` None and the reason, so nothing billable silently drops out of
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable, Iterator
 
-ROLE_LABEL = "adplatform.io/role"
+from config.model import ROLE_LABEL
+from config.quantity import quantity
+
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([KMGTPE]i?)?$")
-_BYTES = {None: 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
-          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 
 
-def gigabytes(quantity: Any) -> float | None:
-    """A Kubernetes quantity ("500Gi", "1Ti", "20G") in GiB, the unit clouds bill block storage by."""
-    match = _QUANTITY.match(str(quantity).strip()) if quantity is not None else None
-    return None if match is None else float(match[1]) * _BYTES[match[2]] / 2**30
+def gigabytes(size: Any) -> float | None:
+    """A Kubernetes quantity ("500Gi", "1Ti", "20G") in GiB, the unit clouds bill block storage by; None
+    when it is not one (the cost model then lists the claim as unknown, never free)."""
+    try:
+        return None if size is None else float(quantity(str(size).strip())) / 2**30
+    except ValueError:
+        return None
 
 
 def _at(value: Any, path: str) -> Any:
