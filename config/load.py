@@ -218,6 +218,9 @@ def _merge_pools(defaults: list[Any], overrides: list[Any]) -> list[Any]:
     for override in overrides:
         name = override.get("name") if isinstance(override, dict) else None
         if name in by_name and isinstance(override, dict):
+            if "autoscaling" in override and "count" not in override:
+                # A stack autoscaling a profile pool: its floor is autoscaling.min, not the profile's count.
+                by_name[name].pop("count", None)
             by_name[name].update(copy.deepcopy(override))
         else:
             pools.append(copy.deepcopy(override))

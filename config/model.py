@@ -10,7 +10,7 @@ import ipaddress
 import re
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
 from components.charts import K3S_RELEASES, K3S_VERSION
 from config.catalog import ROLES, SIZES
@@ -146,22 +146,60 @@ class ControlPlane(_Model):
         return {POOL_LABEL: CONTROL_PLANE, ROLE_LABEL: self.role, **self.labels}
 
 
+MAX_POOL_NODES = 100
+
+
+class Autoscaling(_Model):
+    """Node autoscaling of a pool (docs/autoscaling.md). Pulumi creates and keeps `min` nodes, the pool's floor
+    (tuned and joined over SSH like every node; the pool's `count` is `min`); the cluster autoscaler adds up to
+    `max - min` more through the provider's node groups (configured by cloud-init, components/k3s/userdata.py)
+    and removes them when idle. `min: 0` is a pool that scales to zero."""
+
+    min: int
+    max: int
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "Autoscaling":
+        if not 0 <= self.min <= self.max or not 1 <= self.max <= MAX_POOL_NODES:
+            raise ValueError(f"must have 0 <= min <= max and 1 <= max <= {MAX_POOL_NODES} "
+                             f"(given min {self.min}, max {self.max})")
+        return self
+
+    @property
+    def extra(self) -> int:
+        """The nodes the autoscaler may add beyond the Pulumi-managed floor."""
+        return self.max - self.min
+
+
 class Pool(_Model):
     name: str
     role: str
-    count: int
+    count: int  # with `autoscaling`: taken from autoscaling.min (a different count is refused)
     size: str | None = None
     server_type: str | None = None
     location: str | None = None
     locations: list[str] | None = None  # as ControlPlane.locations
     labels: dict[str, str] = {}
     taints: list[Taint] | None = None  # None: the role's default taint
+    autoscaling: Autoscaling | None = None  # None: exactly `count` nodes, all Pulumi-managed
 
     _v_size = field_validator("size")(_check_size)
     _v_type = field_validator("server_type")(_check_server_type)
     _v_labels = field_validator("labels")(check_labels)
     _v_location = field_validator("location")(optional(check_token))
     _v_locations = field_validator("locations")(_check_locations)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _floor(cls, data: Any) -> Any:
+        """An autoscaled pool's Pulumi-managed nodes are its `autoscaling.min`: `count` follows it."""
+        scaling = data.get("autoscaling") if isinstance(data, dict) else None
+        if not isinstance(scaling, dict) or not isinstance(scaling.get("min"), int):
+            return data
+        if "count" in data and data["count"] != scaling["min"]:
+            raise ValueError(f"count ({data['count']}) must not differ from autoscaling.min ({scaling['min']}): "
+                             "an autoscaled pool keeps autoscaling.min nodes; remove count")
+        return {**data, "count": scaling["min"]}
 
     @field_validator("name")
     @classmethod
@@ -176,8 +214,8 @@ class Pool(_Model):
     @field_validator("count")
     @classmethod
     def _count(cls, count: int) -> int:
-        if count < 0 or count > 100:
-            raise ValueError("must be between 0 (pool removed) and 100")
+        if count < 0 or count > MAX_POOL_NODES:
+            raise ValueError(f"must be between 0 (pool removed) and {MAX_POOL_NODES}")
         return count
 
     @property
@@ -237,7 +275,13 @@ class Cluster(_Model):
 
     @property
     def active_pools(self) -> list[Pool]:
+        """Pools with Pulumi-managed nodes (count > 0)."""
         return [p for p in self.pools if p.count > 0]
+
+    @property
+    def autoscaled_pools(self) -> list[Pool]:
+        """Pools the cluster autoscaler may grow (autoscaling.max above the floor); a min-0 pool may have no node yet."""
+        return [p for p in self.pools if p.autoscaling is not None and p.autoscaling.extra > 0]
 
 
 class Layers(_Model):

@@ -166,6 +166,42 @@ def _storage_class(name: str, provisioner: str, parameters: dict[str, pulumi.Inp
 
 
 @dataclass(frozen=True)
+class NodeGroupRequest:
+    """One node group the cluster autoscaler scales (docs/autoscaling.md): the nodes an autoscaled pool may add
+    in one location beyond its Pulumi-managed floor. The autoscaler creates and deletes these machines, so they
+    are not in Pulumi's state; each configures itself at first boot from `user_data`."""
+
+    name: str  # `<pool>-<location>`: unique in the cluster, a DNS label (the provider's group name derives from it)
+    pool: Pool  # the autoscaled pool (labels, taints, size, server type)
+    location: str | None  # the pool's location (zone) this group creates nodes in; None: the provider's default
+    min_size: int  # always 0: the floor is Pulumi-managed nodes, not group members
+    max_size: int  # this location's share of pool.autoscaling.extra
+    # cloud-init user data (a secret: it carries the agent join token): the same host tuning and K3s agent
+    # install the SSH path runs (components/k3s/userdata.py), with the node's labels and taints.
+    user_data: pulumi.Output[str]
+
+
+@dataclass(frozen=True)
+class NodeGroups:
+    """What a provider made of the node group requests."""
+
+    resources: list[pulumi.Resource]  # cloud resources (launch templates, ASGs, MIGs, VMSSs; none on Hetzner)
+    # The cluster-autoscaler chart's values for this provider (cloudProvider, autoDiscovery or autoscalingGroups,
+    # extraEnv, ...), merged over the provider-neutral values (components/services/autoscaler.py). Secrets go in
+    # `secret_env`, never here.
+    autoscaler_values: dict
+    # Environment variables the autoscaler reads from a Secret the autoscaler component creates (name -> value),
+    # e.g. the Hetzner token and cluster config.
+    secret_env: dict[str, pulumi.Input[str]] = field(default_factory=dict)
+
+
+# Creates the provider's node groups for the autoscaled pools once the cluster API answers (the autoscaler is
+# then installed with the values they return). Providers that cannot create machines (bare metal) have none.
+NodeGroupInstaller = Callable[[Sequence[NodeGroupRequest], k8s.Provider, Sequence[pulumi.Resource],
+                               pulumi.Resource], NodeGroups]
+
+
+@dataclass(frozen=True)
 class Infrastructure:
     nodes: list[Node]
     api_private_endpoint: pulumi.Output[str]  # nodes and Cilium reach the API here (LB or first server)
@@ -174,6 +210,7 @@ class Infrastructure:
     cluster: ClusterProfile
     install_addons: AddonInstaller | None = None
     install_storage: StorageInstaller | None = None
+    install_node_groups: NodeGroupInstaller | None = None
 
     @property
     def servers(self) -> list[Node]:
@@ -200,7 +237,8 @@ def first_server_api(servers: Sequence[Node]) -> ApiEndpoints:
 
 def assemble(nodes: list[Node], api: ApiEndpoints, cluster: ClusterProfile, *,
              install_addons: AddonInstaller | None = None,
-             install_storage: StorageInstaller | None = None) -> Infrastructure:
+             install_storage: StorageInstaller | None = None,
+             install_node_groups: NodeGroupInstaller | None = None) -> Infrastructure:
     """The Infrastructure of `nodes`; the API certificate names every address the API is reached at:
     the load balancers and each server's public and private address."""
     servers = [n for n in nodes if n.spec.k3s_role == "server"]
@@ -208,7 +246,7 @@ def assemble(nodes: list[Node], api: ApiEndpoints, cluster: ClusterProfile, *,
     sans = pulumi.Output.all(*addresses).apply(lambda values: sorted({v for v in values if v}))
     return Infrastructure(nodes=nodes, api_private_endpoint=api.private, api_public_endpoint=api.public,
                           tls_sans=sans, cluster=cluster, install_addons=install_addons,
-                          install_storage=install_storage)
+                          install_storage=install_storage, install_node_groups=install_node_groups)
 
 
 class ProviderInfrastructure(pulumi.ComponentResource):
@@ -403,7 +441,7 @@ def ssh_connection(host: pulumi.Input[str], user: str, private_key: pulumi.Input
 
 
 __all__ = ["AddonInstaller", "ApiEndpoints", "ClusterProfile", "Credential", "check_credentials", "FSTYPE_PARAMETER",
-           "Infrastructure", "Node", "NodeSpec", "PORTS", "PortRule", "Provider", "ProviderInfrastructure",
+           "Infrastructure", "Node", "NodeGroupInstaller", "NodeGroupRequest", "NodeGroups", "NodeSpec", "PORTS", "PortRule", "Provider", "ProviderInfrastructure",
            "ServerCatalog", "ServerType", "Storage", "StorageInstaller", "assemble", "check_locations",
            "check_server_type_names", "csi_storage", "first_server_api", "located_settings", "node_location",
            "node_specs", "resolve_server_type", "rule_sources", "server_type_settings", "ssh_connection"]
