@@ -98,6 +98,10 @@ class ClusterProfile:
     # operator registers the CRDs), not only once the API answers.
     addons_need_cni: bool = False
     client_address: ClientAddress = LOCAL_TRAFFIC
+    # Shell commands an autoscaled node's cloud-init runs first at every boot (idempotent), for what only the
+    # machine knows: e.g. AWS writes the kubelet's provider ID from instance data (aws.py PROVIDER_ID_COMMAND).
+    # Where a cloud controller sets the provider ID itself (Hetzner), none.
+    node_boot_commands: tuple[str, ...] = ()
 
     @property
     def gateway_annotations(self) -> dict[str, str]:
