@@ -64,7 +64,7 @@ import yaml
 from components import charts
 from components.data.context import OBJECT_STORE_NAMESPACE
 from components.helm import release
-from components.platform import dashboards
+from components.platform import dashboards, metrics_adapter
 from components.platform.context import (ALERTMANAGER_URL, DASHBOARD_LABEL, LAYER, LOKI_URL,
                                          PROMETHEUS_URL, SCRAPE_INTERVAL, TEMPO_URL, Installed, PlatformContext)
 from components.services import cilium_metrics
@@ -133,6 +133,8 @@ def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
                 "capabilities and the RuntimeDefault seccomp profile; node-exporter, which needs the host, "
                 f"runs in {NODE_EXPORTER_NAMESPACE}",
             webhooks=(WEBHOOK_PORT,),
+            # The metrics adapter queries Prometheus (metrics_adapter.py); nothing else outside reaches in.
+            ingress_from=(metrics_adapter.prometheus_client_peer(),),
             egress_to=(Peer("all-namespaces", all_namespaces=True),),
             # Cilium's agents (Hubble too) and operator serve metrics on the hosts (services/cilium_metrics.py).
             egress_nodes=(KUBELET_PORT, NODE_EXPORTER_PORT, *cilium_metrics.PORTS),
@@ -145,6 +147,7 @@ def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
             # Prometheus scrapes it on the node's address (hostNetwork): this policy only matters if that
             # ever changes, and says who may.
             ingress_from=(ctx.monitoring((NODE_EXPORTER_PORT,)),)),
+        metrics_adapter.namespace_spec(),
     ]
 
 
@@ -499,7 +502,10 @@ def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Res
                     create_namespace=False)
     route = ctx.route("grafana-route", HOST_LABEL, NAMESPACE, GRAFANA_SERVICE, GRAFANA_PORT, depends_on=[stack])
     boards = dashboard_config_maps(ctx, after)
-    return Installed(urls={HOST_LABEL: ctx.url(HOST_LABEL)}, ready=[admin, am_config, role, stack, route, *boards])
+    # The HPAs' custom and external metrics: queries Prometheus, so it follows the stack.
+    adapter = metrics_adapter.install(ctx, [*after, stack])
+    return Installed(urls={HOST_LABEL: ctx.url(HOST_LABEL)},
+                     ready=[admin, am_config, role, stack, route, *boards, *adapter])
 
 
 __all__ = ["install", "namespaces"]
