@@ -123,3 +123,22 @@ def test_the_pack_gets_the_capacity_in_its_config(scaled_plan, tmp_path):
     config = __import__("json").loads(write(scaled_plan, tmp_path)["policy"].read_text())
     assert config[rules.CAPACITY_RULE] == {"capacity": scaled_plan["capacity"]}
     assert rules.CAPACITY_RULE in {p.name for p in rules.policies()}
+
+
+def test_the_packs_stack_rule_warns_through_crossguard_arguments(scaled_plan):
+    """The CrossGuard callback: the preview's resources and the plan's capacity config in, the warning out."""
+    from types import SimpleNamespace
+    edited = _with_max_replicas(scaled_plan, "bidding", 100)
+    [fit] = [p for p in rules.policies() if p.name == rules.CAPACITY_RULE]
+
+    def args(config: dict) -> SimpleNamespace:
+        resources = [SimpleNamespace(urn=r["urn"], resource_type=r["type"], name=r["name"], props=r["inputs"])
+                     for r in edited["resources"]]
+        return SimpleNamespace(resources=resources, get_config=lambda: config,
+                               not_applicable=lambda reason: skipped.append(reason))
+    reported: list[str] = []
+    skipped: list[str] = []
+    fit.validate(args({"capacity": edited["capacity"]}), reported.append)
+    assert reported == capacity.problems(edited) and len(reported) == 1
+    fit.validate(args({}), reported.append)  # no plan was made: not applicable, not silently passing
+    assert len(reported) == 1 and skipped and "make plan" in skipped[0]
