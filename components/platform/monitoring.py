@@ -32,6 +32,8 @@ What this module sets, and why:
   any namespace (the ad services ship theirs). The dashboard sidecars read ConfigMaps only, through our own
   ClusterRole: the chart's would let Grafana read every Secret of the cluster. Grafana reaches no internet
   (no update checks, no grafana.com dashboards).
+- prometheus-adapter (metrics_adapter.py), in its own namespace: the HPAs' custom and external metrics from
+  Prometheus (the ad services' request rate, Redpanda's consumer lag).
 - node-exporter on every node, control plane and tainted database pools included (tolerates every taint).
   It needs hostNetwork, hostPID and hostPath mounts, which only the `privileged` Pod Security level admits:
   it runs alone in namespace `node-exporter`, so `monitoring` stays `restricted`.
@@ -46,7 +48,8 @@ What this module sets, and why:
   target admits only Prometheus' pods on its metrics ports and Grafana's pods on its datasource ports (Loki,
   Tempo) (services/namespaces.py prometheus_peer, grafana_peer); the platform layer's client admissions leave
   `monitoring` out. It reaches the nodes on the kubelet (10250), node-exporter (9100) and Cilium (9962, 9963) ports, is
-  reached by the gateway (Grafana) and by the API server on the operator's admission webhook port, and
+  reached by the gateway (Grafana), by the metrics adapter's pods on Prometheus' 9090 and by the API server on the
+  operator's admission webhook port, and
   reaches the internet on 443 only when alert receivers are configured (Slack, PagerDuty, webhooks); a Slack
   or webhook URL that is not https on 443 is refused when the configuration is built (it could never be sent).
 """
