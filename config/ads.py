@@ -452,5 +452,6 @@ def _quota(cfg: "StackConfig") -> list[Problem]:
             for field, (total, limit, unit) in need.items() if total > limit]
 
 
-__all__ = ["AdServices", "ConsumerLag", "Image", "REGISTRY_TOKEN", "Registry", "NOT_FOR_SERVICES", "PLACEHOLDER_PORT", "PLACEHOLDER_REPOSITORY",
+__all__ = ["AdServices", "ConsumerLag", "Image", "REGISTRY_TOKEN", "Registry", "NOT_FOR_SERVICES", "PLACEHOLDER_PORT",
+           "PLACEHOLDER_REPOSITORY",
            "PLACEHOLDER_TAG", "STORES", "Service", "peak_pods", "problems"]

@@ -15,7 +15,8 @@ import pytest
 
 from components.platform import metrics_adapter
 from config.catalog import MONITORING_NAMESPACE
-from tests.conftest import base_raw, stack_run
+from tests import validators
+from tests.conftest import stack_run
 from tests.netpol import PROMETHEUS_PODS, selects
 from tests.stores import NETPOL, RELEASE
 from tests.test_ads import HPA, obj
@@ -79,6 +80,11 @@ def test_requests_per_second_reaches_the_hpa_as_a_metric_the_adapter_serves(scal
     assert not serves_pods_metric(adapter_values(scaled), pods["metric"]["name"], "gitlab")  # team namespaces only
     # Services without the setting keep CPU alone.
     assert [m["type"] for m in obj(scaled, HPA, "ad-serving")["spec"]["metrics"]] == ["Resource"]
+
+
+def test_the_hpas_with_custom_metrics_are_valid_kubernetes_objects(scaled):
+    for svc in ("bidding", "analytics-ingestion"):  # Pods and External metric sources (autoscaling/v2 schema)
+        validators.validate_kubernetes(HPA, validators.plain(obj(scaled, HPA, svc)))
 
 
 def test_the_request_rate_is_computed_from_the_counter_the_services_expose(scaled):
@@ -180,6 +186,24 @@ def test_consumer_lag_needs_redpanda_and_a_label_safe_group():
     assert "needs 'redpanda' in the service's stores" in only(found, "adServices.services.reporting.consumerLag")
     found = problems_of(adServices={"services": {"analytics-ingestion": {
         "consumerLag": {"group": "bad group!", "averageValue": "10"}}}})
-    assert "usable as a Kubernetes label value" in only(found, "adServices.services.analytics-ingestion.consumerLag.group")
+    key = "adServices.services.analytics-ingestion.consumerLag.group"
+    assert "usable as a Kubernetes label value" in only(found, key)
     found = problems_of(adServices={"services": {"bidding": {"podsMetric": {"name": "x", "averageValue": "1"}}}})
     assert "requestsPerSecond" in only(found, "adServices.services.bidding")  # the old key names its successors
+
+
+# The keys of prometheus-adapter 5.3.0's values.yaml (prometheus-community/helm-charts tag prometheus-adapter-5.3.0)
+# that our values set, with the nested keys read there: a key the chart does not read would be silently ignored.
+CHART_KEYS = {"replicas": None, "prometheus": {"url", "port", "path"}, "listenPort": None,
+              "rules": {"default", "custom", "existing", "external", "resource"}, "rbac": {"create"},
+              "serviceAccount": {"create"}, "certManager": {"enabled"}, "podSecurityContext": None,
+              "securityContext": None, "resources": None, "topologySpreadConstraints": None,
+              "podDisruptionBudget": {"enabled", "minAvailable", "maxUnavailable", "unhealthyPodEvictionPolicy"}}
+
+
+def test_the_adapter_values_are_keys_the_chart_reads(scaled):
+    values = adapter_values(scaled)
+    assert set(values) <= set(CHART_KEYS)
+    for key, nested in CHART_KEYS.items():
+        if nested is not None and key in values:
+            assert set(values[key]) <= nested, key
