@@ -142,3 +142,15 @@ def test_the_packs_stack_rule_warns_through_crossguard_arguments(scaled_plan):
     assert reported == capacity.problems(edited) and len(reported) == 1
     fit.validate(args({}), reported.append)  # no plan was made: not applicable, not silently passing
     assert len(reported) == 1 and skipped and "make plan" in skipped[0]
+
+
+def test_a_pool_that_scales_from_zero_is_priced_by_its_type_and_location(scaled_plan):
+    edited = plan_edits.copy(scaled_plan)
+    [general] = [p for p in edited["pools"] if p["name"] == "general"]
+    general.update(nodes=0, autoscaling={"min": 0, "max": 10})
+    edited["servers"] = [s for s in edited["servers"] if s["pool"] != "general"]  # no general server yet
+    from tools.plan import cost
+    row = cost.estimate(edited)["autoscaling"]["general"]
+    # The same type and location as the servers of the floor: the same price per node.
+    assert row["nodeMonthly"] == pytest.approx(general_server_monthly(scaled_plan), abs=0.01)
+    assert general["serverType"] and general["location"] == "fsn1"

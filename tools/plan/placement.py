@@ -41,6 +41,15 @@ def node_size(spec: Any, provider: str) -> dict[str, int] | None:
     return None if known is None else {"vcpus": known.cores, "memoryGiB": known.memory_gb}
 
 
+def _node_template(pool: Any, cfg: Any) -> dict[str, Any]:
+    """The server type and first location of a pool's nodes: what prices a node the autoscaler adds to a pool
+    that has none in the plan yet (autoscaling.min 0)."""
+    import providers
+    from config.model import node_location
+    server_type = pool.server_type or providers.get(cfg.provider).server_types[pool.size or "medium"]
+    return {"serverType": server_type, "location": node_location(pool, 0, cfg.cluster)}
+
+
 def pools_of(cfg: Any) -> list[dict[str, Any]]:
     """The validated config's pools in config order, the control plane first, with labels and taints, their node
     size, and how many nodes: `nodes` Pulumi keeps, `maxNodes` with what the cluster autoscaler may add
@@ -58,7 +67,7 @@ def pools_of(cfg: Any) -> list[dict[str, Any]]:
         found.append({"name": p.name, "role": p.role, "server": False, "labels": dict(p.node_labels),
                       "taints": [_taint(t) for t in p.node_taints], "nodes": p.count,
                       "maxNodes": scaling["max"] if scaling else p.count, "autoscaling": scaling,
-                      "size": node_size(p, cfg.provider)})
+                      "size": node_size(p, cfg.provider), **_node_template(p, cfg)})
     return found
 
 
