@@ -260,6 +260,12 @@ JUPYTERHUB_SINGLEUSER_TAG = JUPYTERHUB.version
 # (no `latest` among the enabled parts), so none is repeated here.
 KUBE_PROMETHEUS_STACK = Chart("https://prometheus-community.github.io/helm-charts", "kube-prometheus-stack", "88.5.3",
                               "monitoring")
+# prometheus-adapter chart 5.3.0 runs adapter v0.12.0 (prometheus-community/helm-charts tag prometheus-adapter-5.3.0,
+# charts/prometheus-adapter/Chart.yaml appVersion, 2026-02-19; the newest tag as of 2026-08-22). The image defaults to
+# the appVersion (values.yaml image.tag ""). The custom and external metrics APIs for the HPAs
+# (components/platform/metrics_adapter.py).
+PROMETHEUS_ADAPTER = Chart("https://prometheus-community.github.io/helm-charts", "prometheus-adapter", "5.3.0",
+                           "custom-metrics")
 
 # --- platform: ML (MLflow, Kubeflow Pipelines) ------------------------------------------------------------
 # MLflow: the community-charts chart 1.11.5 runs MLflow 3.15.1 (community-charts/helm-charts tag mlflow-1.11.5,
@@ -327,8 +333,8 @@ CHARTS: dict[str, Chart] = {c.chart: c for c in (
     LINKERD_CONTROL_PLANE, LINKERD_CNI, TRUST_MANAGER, PROMETHEUS_OPERATOR_CRDS, AWS_CCM, AWS_EBS_CSI,
     AZURE_CCM, AZURE_DISK_CSI, CLOUDNATIVE_PG, BARMAN_CLOUD, SEAWEEDFS, REDPANDA_OPERATOR, DRAGONFLY_OPERATOR,
     CLICKHOUSE_OPERATOR, SCYLLA_OPERATOR, SCYLLA_MANAGER,
-    KUBE_PROMETHEUS_STACK, LOKI, TEMPO, OPENTELEMETRY_COLLECTOR, GITLAB, GITLAB_RUNNER, AIRFLOW, SPARK_OPERATOR,
-    JUPYTERHUB, MLFLOW,
+    KUBE_PROMETHEUS_STACK, PROMETHEUS_ADAPTER, LOKI, TEMPO, OPENTELEMETRY_COLLECTOR, GITLAB, GITLAB_RUNNER, AIRFLOW,
+    SPARK_OPERATOR, JUPYTERHUB, MLFLOW,
 )}
 MANIFESTS: dict[str, Manifests] = {m.name: m for m in (GATEWAY_API, SYSTEM_UPGRADE_CONTROLLER,
                                                      CLICKHOUSE_OPERATOR_CRDS, SCYLLA_OPERATOR_CRDS,

@@ -64,7 +64,6 @@ _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 _REGISTRY_HOST = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:\d+)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PATH = re.compile(r"^/[A-Za-z0-9._~/-]*$")
-_METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 
 
 class Image(Model):
@@ -101,18 +100,24 @@ class Image(Model):
         return f"{self.repository}@{self.digest}" if self.digest else f"{self.repository}:{self.tag}"
 
 
-class PodsMetric(Model):
-    """A per-pod custom metric for the HorizontalPodAutoscaler (type Pods, target AverageValue), served by a
-    custom metrics API adapter (prometheus-adapter or KEDA), which the platform does not install yet."""
+# A Kubernetes label value: the consumer group becomes the HPA's metric selector (redpanda_group=<group>).
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
 
-    name: str  # e.g. http_requests_per_second
-    average_value: Quantity  # per pod, e.g. "200" or "500m"
 
-    @field_validator("name")
+class ConsumerLag(Model):
+    """Scale on a Redpanda consumer group's lag: the HPA keeps (messages behind) / replicas near `averageValue`
+    (components/platform/metrics_adapter.py serves Redpanda's redpanda_kafka_consumer_group_lag_sum)."""
+
+    group: str  # the Kafka consumer group (group.id) the service consumes as
+    average_value: Quantity  # messages behind per replica, e.g. "1000"
+
+    @field_validator("group")
     @classmethod
-    def _name(cls, value: str) -> str:
-        if not _METRIC.match(value):
-            raise ValueError("must be a metric name (Prometheus syntax: [a-zA-Z_:][a-zA-Z0-9_:]*)")
+    def _group(cls, value: str) -> str:
+        if not _LABEL_VALUE.match(value):
+            raise ValueError("must be a consumer group id usable as a Kubernetes label value (1-63 characters of "
+                             "A-Z, a-z, 0-9, '-', '_', '.', starting and ending with a letter or digit): the "
+                             "autoscaler selects the group's lag by it")
         return value
 
 
@@ -134,7 +139,10 @@ class Service(Model):
     min_replicas: int = 2
     max_replicas: int = 4
     target_cpu_utilization: int = 70  # HPA target, percent of the CPU request
-    pods_metric: PodsMetric | None = None
+    # Beyond CPU (served by the metrics adapter, which needs platform.monitoring): requests per second per pod
+    # (from the http_requests_total counter of the image contract), and a Redpanda consumer group's lag.
+    requests_per_second: Quantity | None = None
+    consumer_lag: ConsumerLag | None = None
     cpu: Cpu = "250m"  # request (no CPU limit: throttling hurts latency more than a noisy neighbour)
     memory: Memory = "256Mi"  # request
     memory_limit: Memory = "512Mi"
@@ -267,6 +275,7 @@ def problems(cfg: "StackConfig", secrets: set[str]) -> list[Problem]:
         found += _host(cfg, key, svc)
         found += _pool(cfg, key, svc)
         found += _env(key, svc)
+        found += _scaling(cfg, key, svc)
         if svc.metrics_port == svc.port:
             found.append(problem(f"{key}.metricsPort", "must differ from port, or be left out when /metrics is "
                                  "served on the HTTP port", svc.metrics_port))
@@ -380,6 +389,23 @@ def _pool(cfg: "StackConfig", key: str, svc: Service) -> list[Problem]:
     return []
 
 
+def _scaling(cfg: "StackConfig", key: str, svc: Service) -> list[Problem]:
+    """Custom metrics come from the metrics adapter, which the platform installs with monitoring, and the lag
+    from Redpanda: without them the HPA would find no metric and never scale down (Kubernetes scales on the
+    largest proposal and skips scale-down while a metric is missing)."""
+    found = []
+    monitored = cfg.layers.platform and cfg.platform.monitoring.enabled
+    for field, value in (("requestsPerSecond", svc.requests_per_second), ("consumerLag", svc.consumer_lag)):
+        if value is not None and not monitored:
+            found.append(problem(f"{key}.{field}", "needs platform.monitoring (and layers.platform) on: the metrics "
+                                 "adapter that serves it to the autoscaler is installed with Prometheus; remove "
+                                 f"{field} or switch monitoring on", value if isinstance(value, str) else value.group))
+    if svc.consumer_lag is not None and "redpanda" not in svc.stores:
+        found.append(problem(f"{key}.consumerLag", "needs 'redpanda' in the service's stores: the lag is that of a "
+                             "Redpanda consumer group the service reads", svc.consumer_lag.group))
+    return found
+
+
 def _env(key: str, svc: Service) -> list[Problem]:
     found = []
     for name in svc.env:
@@ -426,5 +452,6 @@ def _quota(cfg: "StackConfig") -> list[Problem]:
             for field, (total, limit, unit) in need.items() if total > limit]
 
 
-__all__ = ["AdServices", "Image", "REGISTRY_TOKEN", "Registry", "NOT_FOR_SERVICES", "PLACEHOLDER_PORT", "PLACEHOLDER_REPOSITORY",
-           "PLACEHOLDER_TAG", "PodsMetric", "STORES", "Service", "peak_pods", "problems"]
+__all__ = ["AdServices", "ConsumerLag", "Image", "REGISTRY_TOKEN", "Registry", "NOT_FOR_SERVICES", "PLACEHOLDER_PORT",
+           "PLACEHOLDER_REPOSITORY",
+           "PLACEHOLDER_TAG", "STORES", "Service", "peak_pods", "problems"]

@@ -585,6 +585,96 @@ def no_retired_components(subject: Subject, _settings: Settings) -> Iterator[str
                 break
 
 
+# --- capacity: HPA-scaled workloads at their max against the pools they run on (a stack rule) -------------
+
+POOL_LABEL = "adplatform.io/pool"  # the pool label every node carries (config/model.py POOL_LABEL)
+UNPINNED = "(untainted pools)"  # where a workload without a pool selector runs
+DEFAULT_SURGE = 0.25  # a Deployment's default maxSurge
+# Kubernetes quantities. The pack imports nothing of the program (it runs on its own in `pulumi preview`), so it
+# keeps this small reader of its own; the program's is config/quantity.py.
+_QUANTITY = re.compile(r"^(\d+(?:\.\d+)?|\.\d+)(Ki|Mi|Gi|Ti|m|k|M|G|T)?$")
+_FACTOR = {None: 1, "m": 0.001, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30,
+           "Ti": 2 ** 40}
+
+
+def quantity(value: Any) -> float:
+    """A Kubernetes quantity as a number (0 for anything else: a value that is not a quantity requests nothing)."""
+    match = _QUANTITY.match(str(value).strip())
+    return float(match.group(1)) * _FACTOR[match.group(2)] if match else 0.0
+
+
+@dataclass(frozen=True)
+class Scaled:
+    """A Deployment its HorizontalPodAutoscaler may grow: at maxReplicas plus a rollout's surge."""
+
+    name: str  # namespace/name
+    pool: str  # the pool its nodeSelector names, or UNPINNED
+    pods: int
+    cpu_millis: float  # per pod
+    memory_mib: float
+
+
+def _surge(strategy: Mapping[str, Any], replicas: int) -> int:
+    surge = ((strategy or {}).get("rollingUpdate") or {}).get("maxSurge", "25%")
+    if isinstance(surge, str) and surge.endswith("%"):
+        return -(-replicas * int(surge[:-1]) // 100)  # Kubernetes rounds a percentage of surge up
+    return int(surge) if str(surge).isdigit() else -(-replicas * 25 // 100)
+
+
+def scaled_workloads(subjects: Iterable[Subject]) -> list[Scaled]:
+    """Every HPA-targeted Deployment, with its pods' requests and the pool it is pinned to."""
+    subjects = list(subjects)
+    deployments = {}
+    for s in subjects:
+        if s.type == "kubernetes:apps/v1:Deployment":
+            meta = s.props.get("metadata") or {}
+            deployments[(meta.get("namespace"), meta.get("name"))] = s.props
+    found = []
+    for s in subjects:
+        if not s.type.startswith("kubernetes:autoscaling/") or not s.type.endswith(":HorizontalPodAutoscaler"):
+            continue
+        spec, meta = s.props.get("spec") or {}, s.props.get("metadata") or {}
+        target = spec.get("scaleTargetRef") or {}
+        deployment = deployments.get((meta.get("namespace"), target.get("name")))
+        if target.get("kind") != "Deployment" or deployment is None:
+            continue
+        pod = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+        requests = [((c.get("resources") or {}).get("requests") or {}) for c in pod.get("containers") or []]
+        replicas = int(spec.get("maxReplicas") or 1)
+        found.append(Scaled(f"{meta.get('namespace')}/{target.get('name')}",
+                            (pod.get("nodeSelector") or {}).get(POOL_LABEL, UNPINNED),
+                            replicas + _surge((deployment.get("spec") or {}).get("strategy"), replicas),
+                            sum(quantity(r.get("cpu", 0)) for r in requests) * 1000,
+                            sum(quantity(r.get("memory", 0)) for r in requests) / 2 ** 20))
+    return found
+
+
+def capacity_problems(scaled: Sequence[Scaled], capacity: Mapping[str, Any]) -> list[str]:
+    """`capacity`: where the scaled workloads can run (the plan computes it from the config: tools/plan/capacity.py)
+    -> {pools, maxNodes, cpuMillis, memoryMiB (all nodes at their max), otherCpuMillis, otherMemoryMiB (what else
+    is scheduled there)}. A group whose max cannot hold its scaled workloads at their peak is a problem."""
+    found = []
+    for key, group in (capacity or {}).items():
+        mine = [w for w in scaled if w.pool == key]
+        if not mine:
+            continue
+        cpu = sum(w.pods * w.cpu_millis for w in mine)
+        memory = sum(w.pods * w.memory_mib for w in mine)
+        short = [f"{what} {need / unit:,.2f} {name} needed, {have / unit:,.2f} there"
+                 for what, need, have, unit, name in (
+                     ("CPU", cpu + group["otherCpuMillis"], group["cpuMillis"], 1000, "vCPUs"),
+                     ("memory", memory + group["otherMemoryMiB"], group["memoryMiB"], 1024, "GiB"))
+                 if need > have]
+        if short:
+            found.append(f"pools {', '.join(group['pools'])} at their max ({group['maxNodes']} nodes) cannot hold "
+                         f"{', '.join(w.name for w in mine)} at maxReplicas plus a rollout's surge ({cpu / 1000:,.2f} "
+                         f"vCPUs, {memory / 1024:,.2f} GiB) with the other workloads scheduled there "
+                         f"({group['otherCpuMillis'] / 1000:,.2f} vCPUs, {group['otherMemoryMiB'] / 1024:,.2f} GiB): "
+                         f"{'; '.join(short)}. Raise the pools' autoscaling.max (or count), give the services a pool "
+                         "of their own, or lower maxReplicas")
+    return found
+
+
 RULES: tuple[Rule, ...] = (
     Rule("no-world-open-ports", "Only 80 and 443 may be open to the whole internet; never a database or "
          "admin port.", no_world_open_ports),
@@ -604,6 +694,11 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+CAPACITY_RULE = "scaled-workloads-fit-pools"
+CAPACITY_DESCRIPTION = ("The pools HPA-scaled workloads run on hold them at maxReplicas plus a rollout's surge, with "
+                        "what else runs there, once every autoscaled pool is at its max.")
+
+
 def check(subject: Subject, settings: Settings = Settings(), rules: Sequence[Rule] = RULES) -> list[Violation]:
     return [Violation(rule.name, subject.urn, message) for rule in rules for message in rule.check(subject, settings)]
 
@@ -614,7 +709,8 @@ def evaluate(subjects: Iterable[Subject], settings: Settings = Settings()) -> li
 
 def policies() -> list[Any]:
     """The rules as CrossGuard resource policies (imports pulumi_policy only when the pack runs)."""
-    from pulumi_policy import EnforcementLevel, PolicyConfigSchema, ResourceValidationPolicy
+    from pulumi_policy import (EnforcementLevel, PolicyConfigSchema, ResourceValidationPolicy,
+                               StackValidationPolicy)
 
     def adapter(rule: Rule) -> Callable[..., None]:
         def validate(args: Any, report_violation: Callable[[str], None]) -> None:
@@ -627,8 +723,21 @@ def policies() -> list[Any]:
                 report_violation(message)
         return validate
 
+    def capacity(args: Any, report_violation: Callable[[str], None]) -> None:
+        groups = (args.get_config() or {}).get("capacity")
+        if not groups:
+            args.not_applicable("no capacity in the policy config: run the offline plan (make plan) first")
+            return
+        subjects = [Subject(r.urn, r.resource_type, r.name, r.props) for r in args.resources]
+        for message in capacity_problems(scaled_workloads(subjects), groups):
+            report_violation(message)
+
     return [ResourceValidationPolicy(
         name=rule.name, description=rule.description, validate=adapter(rule),
         enforcement_level=EnforcementLevel.MANDATORY,
         config_schema=PolicyConfigSchema(properties=dict(rule.config_schema)) if rule.config_schema else None,
-    ) for rule in RULES]
+    ) for rule in RULES] + [StackValidationPolicy(
+        name=CAPACITY_RULE, description=CAPACITY_DESCRIPTION, validate=capacity,
+        # A warning: capacity is an estimate (requests read from the plan), not a safety property.
+        enforcement_level=EnforcementLevel.ADVISORY,
+        config_schema=PolicyConfigSchema(properties={"capacity": {"type": "object"}}))]

@@ -191,8 +191,8 @@ def test_service_names_and_ports():
     ({"maxReplicas": 300}, "maxReplicas", "must be between 1 and 200"),
     ({"env": {"1BAD": "x"}}, "env", "must be an environment variable name"),
     ({"runAsUser": 0}, "runAsUser", "must be a non-root UID"),
-    ({"podsMetric": {"name": "bad-name", "averageValue": "100"}}, "podsMetric.name", "must be a metric name"),
-    ({"podsMetric": {"name": "rps", "averageValue": "lots"}}, "podsMetric.averageValue", "quantity"),
+    ({"requestsPerSecond": "lots"}, "requestsPerSecond", "quantity"),
+    ({"consumerLag": {"group": "ingest", "averageValue": "lots"}}, "consumerLag.averageValue", "quantity"),
     ({"livenessPath": "healthz"}, "livenessPath", "must be an absolute URL path"),
     ({"ioUring": "yes"}, "ioUring", "valid boolean"),
     ({"ioUring": "false"}, "ioUring", "valid boolean"),  # quoted: must not silently mean anything

@@ -1,4 +1,4 @@
-"""The ad services with the switches the profiles leave off: a dedicated pool, a custom autoscaling metric, the
+"""The ad services with the switches the profiles leave off: a dedicated pool, the
 team's own images from a private registry, a separate metrics port, services disabled, monitoring and traces off,
 the namespace meshed by Linkerd. One whole-program run of production with all of them (module-scoped)."""
 
@@ -14,7 +14,7 @@ from config.ads import REGISTRY_TOKEN
 from tests.netpol import PROMETHEUS_PEER
 from tests.stores import NETPOL, SECRET, string_data
 from components.ads.context import MESH_INBOUND_PORT
-from tests.test_ads import (CNP, CONFIGMAP, DEPLOYMENT, HPA, MONITOR, ROUTE, SERVICE, ads_objects, app, env_of, obj,
+from tests.test_ads import (CNP, CONFIGMAP, DEPLOYMENT, MONITOR, ROUTE, SERVICE, ads_objects, app, env_of, obj,
                             pod, ports)
 from tools import mockrun
 
@@ -28,7 +28,6 @@ OVERRIDES = {
         "registry": {"host": "registry.ads.example.com", "username": "ads-deploy"},
         "services": {
             "bidding": {"pool": "hot", "metricsPort": 9090,
-                        "podsMetric": {"name": "bid_requests_per_second", "averageValue": "200"},
                         "image": {"repository": "registry.ads.example.com/ads/bidding", "tag": "1.4.2"}},
             "ad-serving": {"image": {"repository": "registry.ads.example.com/ads/ad-serving",
                                      "digest": "sha256:" + "ab" * 32}},
@@ -56,14 +55,6 @@ def test_a_hot_path_service_runs_on_its_own_pool(variant):
     assert spec["tolerations"] == [{"key": "adplatform.io/dedicated", "operator": "Equal", "value": "hot-path",
                                     "effect": "NoSchedule"}]
     assert "nodeSelector" not in pod(variant, "ad-serving")["spec"]  # the others stay on the general nodes
-
-
-def test_a_custom_pods_metric_joins_cpu(variant):
-    metrics = obj(variant, HPA, "bidding")["spec"]["metrics"]
-    assert [m["type"] for m in metrics] == ["Resource", "Pods"]
-    assert metrics[1]["pods"] == {"metric": {"name": "bid_requests_per_second"},
-                                  "target": {"type": "AverageValue", "averageValue": "200"}}
-    assert [m["type"] for m in obj(variant, HPA, "ad-serving")["spec"]["metrics"]] == ["Resource"]
 
 
 def test_the_teams_images_come_from_the_registry_with_a_pull_secret(variant):

@@ -66,7 +66,9 @@ def test_policy_config_for_the_pack_comes_from_the_stack(tmp_path):
     plan_main(["production", "--out", str(tmp_path), "--quiet"])
     config = json.loads((tmp_path / "production.policy.json").read_text())
     # Production-ness is left to the pack's stack-name rule, never switched off by the plan.
-    assert config == {"admin-ports-from-admin-cidrs": {"adminCidrs": ["203.0.113.0/24"]}}
+    assert config["admin-ports-from-admin-cidrs"] == {"adminCidrs": ["203.0.113.0/24"]}
+    # And the pools' capacity for the stack rule on HPA-scaled workloads (tests/test_plan_autoscaling.py).
+    assert set(config) == {"admin-ports-from-admin-cidrs", "scaled-workloads-fit-pools"}
 
 
 def test_a_production_named_stack_on_a_lax_profile_is_held_to_protection():

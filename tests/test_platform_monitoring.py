@@ -433,7 +433,8 @@ def test_monitoring_reaches_every_namespace_and_the_nodes_scrape_ports(productio
     webhook = policy(production, "monitoring", "allow-api-server-webhooks")["ingress"][0]
     assert ports(webhook) == [10250]
     names = {r.name for r in production.resources if r.name.startswith("netpol-monitoring-allow-from-")}
-    assert names == {"netpol-monitoring-allow-from-gateway"}, "reached by the gateway only (and the API server)"
+    assert names == {"netpol-monitoring-allow-from-gateway", "netpol-monitoring-allow-from-metrics-adapter"}, \
+        "reached by the gateway, the metrics adapter (tests/test_ads_scaling.py: its pods, on 9090) and the API server"
 
 
 @pytest.mark.parametrize("stack", ["production", "staging"])

@@ -172,13 +172,16 @@ def test_kubernetes_secret_data_must_be_secret():
 # --- CrossGuard wiring ----------------------------------------------------------------------------
 
 def test_pack_exposes_every_rule_as_a_mandatory_resource_policy():
-    from pulumi_policy import EnforcementLevel, ResourceValidationPolicy
+    from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
 
-    policies = rules.policies()
+    *policies, fit = rules.policies()
     assert [p.name for p in policies] == [r.name for r in rules.RULES]
     assert len({p.name for p in policies}) == len(policies)
     assert all(isinstance(p, ResourceValidationPolicy) and p.enforcement_level == EnforcementLevel.MANDATORY
                for p in policies)
+    # The capacity rule sees the whole stack and warns: its figures are estimates (tools/plan/capacity.py).
+    assert isinstance(fit, StackValidationPolicy) and fit.name == rules.CAPACITY_RULE
+    assert fit.enforcement_level == EnforcementLevel.ADVISORY
 
 
 def test_pack_adapter_reports_through_crossguard_arguments():

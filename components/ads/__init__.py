@@ -17,8 +17,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.ads import stores
-from components.ads.context import (HOT_PATH_CLASS, HOT_PATH_PREEMPTION, HOT_PATH_PRIORITY, AdsContext, Neighbour,
-                                    PodsMetric, ServicePlan, StoreWiring, selector_labels)
+from components.ads.context import (HOT_PATH_CLASS, HOT_PATH_PREEMPTION, HOT_PATH_PRIORITY, AdsContext, LagTarget,
+                                    Neighbour, ServicePlan, StoreWiring, selector_labels)
 from components.ads.service import Service
 from components.data import DataPlane
 from components.k3s import K3sCluster
@@ -111,7 +111,8 @@ def plan(name: str, svc: ServiceConfig, settings: Settings, cfg: StackConfig, wi
         liveness_path=svc.liveness_path, readiness_path=svc.readiness_path, host=svc.host,
         min_replicas=svc.min_replicas, max_replicas=svc.max_replicas,
         target_cpu_utilization=svc.target_cpu_utilization,
-        pods_metric=PodsMetric(svc.pods_metric.name, svc.pods_metric.average_value) if svc.pods_metric else None,
+        requests_per_second=svc.requests_per_second,
+        consumer_lag=LagTarget(svc.consumer_lag.group, svc.consumer_lag.average_value) if svc.consumer_lag else None,
         cpu=svc.cpu, memory=svc.memory, memory_limit=svc.memory_limit, run_as_user=svc.run_as_user,
         priority_class=priority_class if svc.hot_path else None,
         node_selector={POOL_LABEL: pool.name} if pool else {},

@@ -69,8 +69,10 @@ class Neighbour:
 
 
 @dataclass(frozen=True)
-class PodsMetric:
-    name: str
+class LagTarget:
+    """A Redpanda consumer group's lag per replica (config/ads.py ConsumerLag)."""
+
+    group: str
     average_value: str
 
 
@@ -88,7 +90,8 @@ class ServicePlan:
     min_replicas: int
     max_replicas: int
     target_cpu_utilization: int
-    pods_metric: PodsMetric | None
+    requests_per_second: str | None  # per pod (config/ads.py requestsPerSecond)
+    consumer_lag: LagTarget | None
     cpu: str
     memory: str
     memory_limit: str

@@ -15,7 +15,8 @@
   silently replaced by the one last recorded. The state must be refreshed before every update (Pulumi.yaml
   `options.refresh: always`, or `pulumi up --refresh`): the provider's Read records the running image as the
   input, and the update re-applies it unchanged.
-- HorizontalPodAutoscaler (autoscaling/v2): CPU utilization, plus a per-pod custom metric where configured.
+- HorizontalPodAutoscaler (autoscaling/v2): CPU utilization, plus requests per second per pod and a Redpanda
+  consumer group's lag where configured (served by the platform's metrics adapter).
 - PodDisruptionBudget (with at least 2 replicas): one pod at a time; an unhealthy pod never blocks a drain.
 - Service, ServiceMonitor, and a Grafana dashboard when the platform's monitoring is on.
 - NetworkPolicy: ingress only from its declared callers' pods and Prometheus (metrics port); egress only to
@@ -38,6 +39,7 @@ from components.ads.context import COMPONENT, MESH_INBOUND_PORT, SERVICE_PORT, A
 from components.ads.dashboard import dashboard_json
 from components.ads.stores import plain_env
 from components.host.profiles import IO_URING_SECCOMP_PROFILE, localhost_profile
+from components.platform import metrics_adapter
 from components.platform.context import DASHBOARD_LABEL, OTLP_GRPC_PORT, SCRAPE_INTERVAL, TRACES_NAMESPACE
 from components.scheduling import topology_spread
 from components.services.namespaces import (PROMETHEUS_POD_LABELS, RESTRICTED_CONTAINER_SECURITY,
@@ -171,13 +173,25 @@ def service_spec(plan: ServicePlan) -> dict[str, Any]:
     return {"type": "ClusterIP", "selector": plan.labels, "ports": found}
 
 
-def autoscaler_spec(plan: ServicePlan) -> dict[str, Any]:
+def autoscaler_metrics(plan: ServicePlan) -> list[dict[str, Any]]:
+    """CPU always; the request rate and the consumer lag by the names the metrics adapter serves them under
+    (components/platform/metrics_adapter.py). The HPA takes the largest replica count any metric proposes."""
     metrics: list[dict[str, Any]] = [{"type": "Resource", "resource": {
         "name": "cpu", "target": {"type": "Utilization", "averageUtilization": plan.target_cpu_utilization}}}]
-    if plan.pods_metric:
+    if plan.requests_per_second:
         metrics.append({"type": "Pods", "pods": {
-            "metric": {"name": plan.pods_metric.name},
-            "target": {"type": "AverageValue", "averageValue": plan.pods_metric.average_value}}})
+            "metric": {"name": metrics_adapter.REQUESTS_PER_SECOND},
+            "target": {"type": "AverageValue", "averageValue": plan.requests_per_second}}})
+    if plan.consumer_lag:
+        metrics.append({"type": "External", "external": {
+            "metric": {"name": metrics_adapter.CONSUMER_LAG,
+                       "selector": {"matchLabels": {metrics_adapter.CONSUMER_GROUP_LABEL: plan.consumer_lag.group}}},
+            "target": {"type": "AverageValue", "averageValue": plan.consumer_lag.average_value}}})
+    return metrics
+
+
+def autoscaler_spec(plan: ServicePlan) -> dict[str, Any]:
+    metrics = autoscaler_metrics(plan)
     return {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": plan.name},
         "minReplicas": plan.min_replicas, "maxReplicas": plan.max_replicas, "metrics": metrics,
@@ -307,5 +321,5 @@ class Service(pulumi.ComponentResource):
         self.register_outputs({"url": self.url, "internalUrl": self.internal_url})
 
 
-__all__ = ["IGNORED_BY_PULUMI", "Service", "autoscaler_spec", "budget_spec", "deployment_spec", "env",
+__all__ = ["IGNORED_BY_PULUMI", "Service", "autoscaler_metrics", "autoscaler_spec", "budget_spec", "deployment_spec", "env",
            "gateway_policy_spec", "monitor_spec", "network_policy_spec", "route_spec", "service_spec"]

@@ -151,6 +151,10 @@ def cluster_config(brokers: int, retention_hours: int) -> dict[str, Any]:
         # Consumer offsets, schemas, transactions: as many copies as the topics they serve.
         "internal_topic_replication_factor": brokers,
         "log_retention_ms": retention_hours * 3600 * 1000,
+        # Consumer group lag on /public_metrics (redpanda_kafka_consumer_group_lag_sum/_max, label redpanda_group):
+        # off unless `consumer_lag` is listed (since v25.1; the default lists group and partition). The ad services'
+        # autoscalers read it through the metrics adapter (components/platform/metrics_adapter.py).
+        "enable_consumer_group_metrics": ["group", "partition", "consumer_lag"],
     }
 
 

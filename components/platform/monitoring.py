@@ -32,6 +32,8 @@ What this module sets, and why:
   any namespace (the ad services ship theirs). The dashboard sidecars read ConfigMaps only, through our own
   ClusterRole: the chart's would let Grafana read every Secret of the cluster. Grafana reaches no internet
   (no update checks, no grafana.com dashboards).
+- prometheus-adapter (metrics_adapter.py), in its own namespace: the HPAs' custom and external metrics from
+  Prometheus (the ad services' request rate, Redpanda's consumer lag).
 - node-exporter on every node, control plane and tainted database pools included (tolerates every taint).
   It needs hostNetwork, hostPID and hostPath mounts, which only the `privileged` Pod Security level admits:
   it runs alone in namespace `node-exporter`, so `monitoring` stays `restricted`.
@@ -46,7 +48,8 @@ What this module sets, and why:
   target admits only Prometheus' pods on its metrics ports and Grafana's pods on its datasource ports (Loki,
   Tempo) (services/namespaces.py prometheus_peer, grafana_peer); the platform layer's client admissions leave
   `monitoring` out. It reaches the nodes on the kubelet (10250), node-exporter (9100) and Cilium (9962, 9963) ports, is
-  reached by the gateway (Grafana) and by the API server on the operator's admission webhook port, and
+  reached by the gateway (Grafana), by the metrics adapter's pods on Prometheus' 9090 and by the API server on the
+  operator's admission webhook port, and
   reaches the internet on 443 only when alert receivers are configured (Slack, PagerDuty, webhooks); a Slack
   or webhook URL that is not https on 443 is refused when the configuration is built (it could never be sent).
 """
@@ -64,7 +67,7 @@ import yaml
 from components import charts
 from components.data.context import OBJECT_STORE_NAMESPACE
 from components.helm import release
-from components.platform import dashboards
+from components.platform import dashboards, metrics_adapter
 from components.platform.context import (ALERTMANAGER_URL, DASHBOARD_LABEL, LAYER, LOKI_URL,
                                          PROMETHEUS_URL, SCRAPE_INTERVAL, TEMPO_URL, Installed, PlatformContext)
 from components.services import cilium_metrics
@@ -133,6 +136,8 @@ def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
                 "capabilities and the RuntimeDefault seccomp profile; node-exporter, which needs the host, "
                 f"runs in {NODE_EXPORTER_NAMESPACE}",
             webhooks=(WEBHOOK_PORT,),
+            # The metrics adapter queries Prometheus (metrics_adapter.py); nothing else outside reaches in.
+            ingress_from=(metrics_adapter.prometheus_client_peer(),),
             egress_to=(Peer("all-namespaces", all_namespaces=True),),
             # Cilium's agents (Hubble too) and operator serve metrics on the hosts (services/cilium_metrics.py).
             egress_nodes=(KUBELET_PORT, NODE_EXPORTER_PORT, *cilium_metrics.PORTS),
@@ -145,6 +150,7 @@ def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
             # Prometheus scrapes it on the node's address (hostNetwork): this policy only matters if that
             # ever changes, and says who may.
             ingress_from=(ctx.monitoring((NODE_EXPORTER_PORT,)),)),
+        metrics_adapter.namespace_spec(),
     ]
 
 
@@ -499,7 +505,10 @@ def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Res
                     create_namespace=False)
     route = ctx.route("grafana-route", HOST_LABEL, NAMESPACE, GRAFANA_SERVICE, GRAFANA_PORT, depends_on=[stack])
     boards = dashboard_config_maps(ctx, after)
-    return Installed(urls={HOST_LABEL: ctx.url(HOST_LABEL)}, ready=[admin, am_config, role, stack, route, *boards])
+    # The HPAs' custom and external metrics: queries Prometheus, so it follows the stack.
+    adapter = metrics_adapter.install(ctx, [*after, stack])
+    return Installed(urls={HOST_LABEL: ctx.url(HOST_LABEL)},
+                     ready=[admin, am_config, role, stack, route, *boards, *adapter])
 
 
 __all__ = ["install", "namespaces"]

@@ -10,6 +10,7 @@ from typing import Any
 
 from config import ConfigError
 from tools.mockrun import ROOT, run_stack, stacks
+from policy.rules import CAPACITY_RULE
 from tools.plan import architecture, html, model, report, timeline
 
 DEFAULT_OUT = ROOT / "build" / "plan"
@@ -31,9 +32,11 @@ def write(plan: dict[str, Any], out: Path) -> dict[str, Path]:
     paths["svg"].write_text(pictures[0])
     paths["timeline"].write_text(pictures[1])
     paths["html"].write_text(html.render(plan, pictures))
-    # Only the admin CIDRs: production-stateful-protected decides by stack name (production*).
+    # The admin CIDRs, and the pools' capacity at the max for the capacity rule (the stack config and the provider's
+    # sizes, which the pack cannot read); production-stateful-protected decides by stack name (production*).
     paths["policy"].write_text(json.dumps({
         "admin-ports-from-admin-cidrs": {"adminCidrs": plan["policy"]["settings"]["adminCidrs"]},
+        CAPACITY_RULE: {"capacity": plan.get("capacity") or {}},
     }, indent=1) + "\n")
     return paths
 

@@ -86,7 +86,8 @@ def estimate(plan: dict[str, Any]) -> dict[str, Any]:
     provider = plan.get("provider") or ""
     prices = table(provider)
     if prices is None:
-        return {"currency": None, "total": None, "pools": {}, "layers": {}, "items": [], "unpriced": [], "unknown": [
+        return {"currency": None, "total": None, "totalMax": None, "autoscaling": {}, "pools": {}, "layers": {},
+                "items": [], "unpriced": [], "unknown": [
             f"no price table for provider {provider!r} (tools/plan/prices/{provider}.yaml)"]}
     items: list[dict[str, Any]] = []
     unpriced: list[dict[str, str]] = []
@@ -97,10 +98,62 @@ def estimate(plan: dict[str, Any]) -> dict[str, Any]:
     _service_load_balancers(plan, prices, region, items, unpriced, unknown)
     _hosts(plan, prices, items, unpriced)
     unpriced += [{"what": what, "reason": reason} for what, reason in (prices.get("unpriced") or {}).items()]
+    pools = _sum(items, "pool")
+    total = round(sum(item["monthly"] for item in items), 2)
+    scaling = autoscaling(plan, prices, items, pools, unknown)
     return {"currency": prices["currency"], "source": prices["source"], "priceDate": str(prices["date"]),
             "note": prices.get("note", ""), "items": items, "unpriced": unpriced, "unknown": unknown,
-            "pools": _sum(items, "pool"), "layers": _sum(items, "layer"),
-            "total": round(sum(item["monthly"] for item in items), 2)}
+            "pools": pools, "layers": _sum(items, "layer"), "total": total,
+            "autoscaling": scaling,
+            # With autoscaled pools the month costs between `total` (every pool at its floor, what Pulumi creates)
+            # and this (every autoscaled pool at its max).
+            "totalMax": round(total + sum(p["addedMonthly"] for p in scaling.values()), 2) if scaling else None}
+
+
+def autoscaling(plan: dict[str, Any], prices: dict[str, Any], items: list[dict[str, Any]], pools: dict[str, float],
+                unknown: list[str]) -> dict[str, dict[str, Any]]:
+    """Per autoscaled pool: its node bounds and monthly cost from the floor (what Pulumi creates) to the max. A node
+    the autoscaler adds costs what one of the pool's servers in the plan costs (the same type and location: the
+    node group's template); a pool with no server yet (min 0) is priced from the table by its type and location,
+    and listed as unknown where the table needs more than that (a cloud server's disk)."""
+    name_of = {r["urn"]: r["name"] for r in plan["resources"]}
+    found: dict[str, dict[str, Any]] = {}
+    for pool in plan.get("pools") or []:
+        bounds = pool.get("autoscaling")
+        if not bounds:
+            continue
+        servers = [name_of.get(s["urn"]) for s in plan.get("servers") or [] if s["pool"] == pool["name"]]
+        priced = [sum(i["monthly"] for i in items if i["resource"] == name) for name in servers if name]
+        if not priced:
+            priced = _template_price(plan, prices, pool)
+        if not priced:
+            unknown.append(f"pool {pool['name']}: no server of it in the plan to price the up to {bounds['max']} "
+                           "nodes the cluster autoscaler may add")
+            continue
+        node = sum(priced) / len(priced)
+        added = (bounds["max"] - pool["nodes"]) * node
+        floor = pools.get(pool["name"], 0.0)
+        found[pool["name"]] = {"min": bounds["min"], "max": bounds["max"], "nodeMonthly": round(node, 2),
+                               "addedMonthly": round(added, 2),
+                               "monthly": {"min": round(floor, 2), "max": round(floor + added, 2)}}
+    return found
+
+
+def _template_price(plan: dict[str, Any], prices: dict[str, Any], pool: dict[str, Any]) -> list[float]:
+    """[monthly price of one node] from the pool's server type and location alone, or [] when that is not enough."""
+    spec = prices.get("servers")
+    if not spec or not pool.get("serverType"):
+        return []
+    inputs: dict[str, Any] = {}
+    for path, value in ((spec["size"], pool["serverType"]), (spec.get("location", ["location"]), pool["location"])):
+        node = inputs
+        for step in path[:-1]:
+            node = node.setdefault(step, {})
+        node[path[-1]] = value
+    missing: list[str] = []
+    charges = _charges(spec, inputs, _region(prices, _location(prices, plan, spec, inputs)), missing, pool["name"],
+                       prices)
+    return [sum(monthly for _, monthly in charges)] if charges and not missing else []
 
 
 def _sum(items: list[dict[str, Any]], key: str) -> dict[str, float]:

@@ -65,6 +65,9 @@ def diff_plans(base: dict[str, Any] | None, head: dict[str, Any] | None) -> dict
         "removed": [{"urn": u, "type": old[u]["type"], "name": old[u]["name"]} for u in sorted(old.keys() - new.keys())],
         "changed": changed,
         "cost": _delta(base, head, lambda p: p["cost"].get("total")),
+        # The month with every autoscaled pool at its max (the floor's total where nothing autoscales).
+        "costMax": _delta(base, head, _max_cost),
+        "autoscaling": _bounds(base, head),
         "costBy": {key: _breakdown(base, head, key) for key in ("layers", "pools")},
         "currency": ((head or base or {}).get("cost") or {}).get("currency"),
         "deployTime": _delta(base, head, lambda p: p["deployTime"]["criticalPathSeconds"]),
@@ -97,6 +100,30 @@ def _delta(base: dict[str, Any] | None, head: dict[str, Any] | None, get: Any) -
     return {"base": before, "head": after, "delta": delta}
 
 
+def _max_cost(plan: dict[str, Any]) -> float | None:
+    cost = plan.get("cost") or {}
+    return cost.get("totalMax") if cost.get("totalMax") is not None else cost.get("total")
+
+
+def _bounds(base: dict[str, Any] | None, head: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Autoscaled pools whose node bounds or monthly range changed: pool -> base and head ({min, max, monthly}
+    or None where the pool does not autoscale on that side)."""
+    old = ((base or {}).get("cost") or {}).get("autoscaling") or {}
+    new = ((head or {}).get("cost") or {}).get("autoscaling") or {}
+    keep = ("min", "max", "monthly")
+    return {name: {"base": {k: old[name][k] for k in keep} if name in old else None,
+                   "head": {k: new[name][k] for k in keep} if name in new else None}
+            for name in sorted(old.keys() | new.keys())
+            if {k: (old.get(name) or {}).get(k) for k in keep} != {k: (new.get(name) or {}).get(k) for k in keep}}
+
+
+def _range(side: dict[str, Any] | None, cur: str) -> str:
+    if side is None:
+        return "not autoscaled"
+    return (f"{side['min']}..{side['max']} nodes, {side['monthly']['min']:,.2f} .. {side['monthly']['max']:,.2f} "
+            f"{cur}/month")
+
+
 def _breakdown(base: dict[str, Any] | None, head: dict[str, Any] | None, key: str) -> dict[str, dict[str, Any]]:
     """Per layer or pool: base -> head monthly cost, only where it changed (a plan older than the
     per-layer figures has none: its side reads 0)."""
@@ -110,8 +137,9 @@ def _breakdown(base: dict[str, Any] | None, head: dict[str, Any] | None, key: st
 def render(stack: str, base_ref: str, d: dict[str, Any]) -> str:
     cur = d["currency"] or ""
     cost, time = d["cost"], d["deployTime"]
-    if not (d["added"] or d["removed"] or d["changed"] or cost["delta"] or time["delta"]
-            or d["warnings"]["new"] or d["warnings"]["gone"]):
+    at_max = d.get("costMax") or cost
+    if not (d["added"] or d["removed"] or d["changed"] or cost["delta"] or time["delta"] or at_max["delta"]
+            or d.get("autoscaling") or d["warnings"]["new"] or d["warnings"]["gone"]):
         return f"### Stack `{stack}`: no change against `{base_ref}`\n"
     money = ("unknown" if cost["delta"] is None else
              f"{cost['base']:,.2f} -> {cost['head']:,.2f} {cur}/month ({cost['delta']:+,.2f})")
@@ -120,9 +148,15 @@ def render(stack: str, base_ref: str, d: dict[str, Any]) -> str:
            f"- estimated cost: {money}",
            f"- first deploy (critical path): {minutes(time['base'])} -> {minutes(time['head'])} "
            f"({'+' if time['delta'] >= 0 else '-'}{minutes(abs(time['delta']))})"]
+    if at_max != cost:  # autoscaled pools on either side: the top of the range too
+        out.insert(4, "- estimated cost with autoscaled pools at their max: " + (
+            "unknown" if at_max["delta"] is None else
+            f"{at_max['base']:,.2f} -> {at_max['head']:,.2f} {cur}/month ({at_max['delta']:+,.2f})"))
     for key, title in (("layers", "layer"), ("pools", "pool")):
         out += [f"  - {title} {name}: {row['base']:,.2f} -> {row['head']:,.2f} {cur}/month ({row['delta']:+,.2f})"
                 for name, row in d.get("costBy", {}).get(key, {}).items()]
+    out += [f"  - autoscaled pool {name}: {_range(row['base'], cur)} -> {_range(row['head'], cur)}"
+            for name, row in (d.get("autoscaling") or {}).items()]
     out.append("")
     out += nodes.render(d.get("nodes") or [])
     for title, rows in (("Added", d["added"]), ("Removed", d["removed"])):

@@ -15,7 +15,7 @@ from config.catalog import ROLES
 import providers
 from policy import rules
 from tools.mockrun import Resource, Run, Secret
-from tools.plan import cost, limits, placement, timing
+from tools.plan import capacity, cost, limits, placement, timing
 
 MASK = "[secret]"
 FORMAT = 1  # bumped when the JSON layout changes incompatibly
@@ -94,6 +94,8 @@ def build(run: Run) -> dict[str, Any]:
     plan["pools"] = placement.pools(run.stack, run.config)  # labels and taints: where workloads can run
     plan["charts"] = charts(plan)
     plan["cost"] = cost.estimate(plan)
+    # Where the HPA-scaled workloads run, at the max: the policy pack's capacity rule reads it (policy.json).
+    plan["capacity"] = capacity.groups(plan)
     plan["deployTime"] = timing.estimate(plan)
     # Over every stack file, this run's config in place of its own file: limits shared by all stacks.
     plan["limits"] = limits.summary(limits.run_facts(run.stack, run.config))
@@ -154,6 +156,7 @@ def warnings(plan: dict[str, Any]) -> list[str]:
     found += _small_roles(plan)
     found += _unorderable(plan)
     found += [f"cost: {item}" for item in plan["cost"]["unknown"]]
+    found += [f"capacity: {item}" for item in capacity.problems(plan) + capacity.unknown(plan)]
     found += (plan.get("limits") or {}).get("warnings", [])
     return found
 

@@ -28,14 +28,46 @@ def _taint(text: str) -> dict[str, str]:
     return {"key": key, "value": value, "effect": effect}
 
 
+def node_size(spec: Any, provider: str) -> dict[str, int] | None:
+    """vCPUs and memory (GiB) of one node of a pool or the control plane: its size class, or its server type in the
+    provider's catalog (Hetzner keeps one); None where neither tells (a cloud type name without a catalog)."""
+    from config.catalog import SIZES  # late: the planner also reads plans of older program code
+    if spec.server_type is None:
+        size = SIZES[spec.size or "medium"]  # providers' resolve_server_type: medium by default
+        return {"vcpus": size.vcpus, "memoryGiB": size.memory_gb}
+    import providers
+    catalog = providers.catalog(provider)
+    known = catalog.types.get(spec.server_type) if catalog is not None else None
+    return None if known is None else {"vcpus": known.cores, "memoryGiB": known.memory_gb}
+
+
+def _node_template(pool: Any, cfg: Any) -> dict[str, Any]:
+    """The server type and first location of a pool's nodes: what prices a node the autoscaler adds to a pool
+    that has none in the plan yet (autoscaling.min 0)."""
+    import providers
+    from config.model import node_location
+    server_type = pool.server_type or providers.get(cfg.provider).server_types[pool.size or "medium"]
+    return {"serverType": server_type, "location": node_location(pool, 0, cfg.cluster)}
+
+
 def pools_of(cfg: Any) -> list[dict[str, Any]]:
-    """The validated config's pools in config order, the control plane first, with labels and taints."""
+    """The validated config's pools in config order, the control plane first, with labels and taints, their node
+    size, and how many nodes: `nodes` Pulumi keeps, `maxNodes` with what the cluster autoscaler may add
+    (`autoscaling`: {min, max} of an autoscaled pool, which is listed even while it has no node)."""
     cp = cfg.cluster.control_plane
     found = [{"name": "control-plane", "role": cp.role, "server": True,
               "labels": {**cp.node_labels, CONTROL_PLANE_ROLE_LABEL: "true"},
-              "taints": [_taint(t) for t in cp.taints]}]
-    found += [{"name": p.name, "role": p.role, "server": False, "labels": dict(p.node_labels),
-               "taints": [_taint(t) for t in p.node_taints]} for p in cfg.cluster.active_pools]
+              "taints": [_taint(t) for t in cp.taints], "nodes": cp.count, "maxNodes": cp.count, "autoscaling": None,
+              "size": node_size(cp, cfg.provider)}]
+    autoscaled = {p.name for p in cfg.cluster.autoscaled_pools}
+    for p in cfg.cluster.pools:
+        if p.count == 0 and p.name not in autoscaled:
+            continue
+        scaling = {"min": p.autoscaling.min, "max": p.autoscaling.max} if p.name in autoscaled else None
+        found.append({"name": p.name, "role": p.role, "server": False, "labels": dict(p.node_labels),
+                      "taints": [_taint(t) for t in p.node_taints], "nodes": p.count,
+                      "maxNodes": scaling["max"] if scaling else p.count, "autoscaling": scaling,
+                      "size": node_size(p, cfg.provider), **_node_template(p, cfg)})
     return found
 
 

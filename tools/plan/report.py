@@ -101,9 +101,17 @@ def _cost(plan: dict[str, Any]) -> list[str]:
     cost = plan["cost"]
     if cost.get("total") is None:
         return ["Estimated cost: unknown (" + "; ".join(cost["unknown"]) + ")"]
-    out = [f"Estimated cost: {money(cost['total'], cost['currency'])} per month "
-           f"(prices of {cost['priceDate']}, {cost['note']})"]
-    for title, key in (("by pool", "pools"), ("by layer", "layers")):
+    total = money(cost["total"], cost["currency"])
+    if cost.get("totalMax") is not None:  # autoscaled pools: from every pool at its floor to every one at its max
+        total = f"{cost['total']:,.2f} .. {money(cost['totalMax'], cost['currency'])}"
+    out = [f"Estimated cost: {total} per month (prices of {cost['priceDate']}, {cost['note']})"]
+    if cost.get("autoscaling"):
+        out.append("  autoscaled pools (nodes min..max, one node, month min..max):")
+        out += [f"    {name:<14} {p['min']:>3}..{p['max']:<3} {money(p['nodeMonthly'], cost['currency']):>14}/node "
+                f"{p['monthly']['min']:>10,.2f} .. {money(p['monthly']['max'], cost['currency'])}"
+                for name, p in cost["autoscaling"].items()]
+    for title, key in (("by pool (at the floor)" if cost.get("autoscaling") else "by pool", "pools"),
+                       ("by layer", "layers")):
         out.append(f"  {title}:")
         out += [f"    {name:<14} {money(amount, cost['currency']):>14}"
                 for name, amount in sorted(cost.get(key, {}).items(), key=lambda kv: (-kv[1], kv[0]))]
