@@ -158,6 +158,15 @@ class PostgresEndpoint:
     ready: Sequence[pulumi.Resource] = ()
 
 
+@dataclass(frozen=True)
+class DrillsEndpoint:
+    """The restore drills (drills.py): which stores are drilled and where their Jobs run (monitoring's dashboard)."""
+
+    namespace: str
+    stores: tuple[str, ...]
+    ready: Sequence[pulumi.Resource] = ()
+
+
 @dataclass
 class DataEndpoints:
     """What the DataPlane exposes: None for a disabled store."""
@@ -168,3 +177,4 @@ class DataEndpoints:
     clickhouse: ClickHouseEndpoint | None = None
     dragonfly: DragonflyEndpoint | None = None
     postgres: PostgresEndpoint | None = None
+    drills: DrillsEndpoint | None = None  # not a store: the drills of the stores above
