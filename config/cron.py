@@ -36,8 +36,14 @@ def parse(expr: str) -> list[set[int]]:
     return sets
 
 
+DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # February 29 happens
+
+
 def check_ranges(expr: str) -> str:
-    parse(expr)
+    """The fields' ranges, and that the expression runs at all (not only on February 30)."""
+    sets, fields = parse(expr), expr.split()
+    if fields[4] == "*" and not any(day <= DAYS_IN_MONTH[month - 1] for month in sets[3] for day in sets[2]):
+        raise ValueError("never runs (no month has the days its day-of-month field names)")
     return expr
 
 

@@ -301,6 +301,14 @@ def _duration(seconds: int) -> str:
     return f"{seconds // 3600}h" if seconds % 3600 == 0 else f"{seconds}s"
 
 
+def backup_ages(drills: Sequence[Drill], velero_schedule: str | None) -> dict[str, tuple[str, str]]:
+    """store (or velero) -> (PromQL of the seconds since its last successful backup, the backup's cron)."""
+    ages = {d.store: (d.backup_age, d.backup_schedule) for d in drills if d.backup_age}
+    if velero_schedule is not None:
+        ages["velero"] = (VELERO_BACKUP_AGE, velero_schedule)
+    return ages
+
+
 def rule_spec(drills: Sequence[Drill], schedule: str, velero_schedule: str | None) -> dict[str, Any]:
     """Failed and stale drills from kube-state-metrics' CronJob series; stale backups from each store's own."""
     ns = f'namespace="{NAMESPACE}"'
@@ -326,9 +334,6 @@ def rule_spec(drills: Sequence[Drill], schedule: str, velero_schedule: str | Non
                                     f"{_duration(stale)} (two schedule periods)",
                          "description": "Nobody knows whether this store's backups restore. docs/restore-drills.md"}},
     ]
-    backups = [(d.store, d.backup_age, d.backup_schedule) for d in drills if d.backup_age]
-    if velero_schedule is not None:
-        backups.append(("velero", VELERO_BACKUP_AGE, velero_schedule))
     backup_rules = [
         {"alert": "BackupStale",
          "expr": f"{age} > {STALE_FACTOR * longest_gap_seconds(cron)}",
@@ -337,7 +342,7 @@ def rule_spec(drills: Sequence[Drill], schedule: str, velero_schedule: str | Non
                                     f"{_duration(STALE_FACTOR * longest_gap_seconds(cron))} (two backup periods)",
                          "description": "Backups are failing: the recovery point grows with every hour. "
                                         "docs/restore-drills.md"}}
-        for store, age, cron in backups]
+        for store, (age, cron) in backup_ages(drills, velero_schedule).items()]
     return {"groups": [{"name": "restore-drills", "rules": drill_rules},
                        {"name": "backups", "rules": backup_rules}]}
 
@@ -392,7 +397,8 @@ def install(ctx: DataContext, spaces: Namespaces, keys: S3Keys | None, velero_sc
     ready.append(ctx.custom_resource("drill-alerts", "monitoring.coreos.com/v1", "PrometheusRule", RULE, NAMESPACE,
                                      rule_spec(drills, ctx.settings.drills.schedule, velero_schedule),
                                      ctx.labels("restore-drill", "alerts"), deps))
-    return DrillsEndpoint(namespace=NAMESPACE, stores=tuple(ctx.drills), ready=ready)
+    return DrillsEndpoint(namespace=NAMESPACE, stores=tuple(ctx.drills), ready=ready,
+                          backup_age={s: age for s, (age, _) in backup_ages(drills, velero_schedule).items()})
 
 
 __all__ = ["DRILLS", "Drill", "install", "namespaces"]

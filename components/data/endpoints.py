@@ -164,6 +164,7 @@ class DrillsEndpoint:
 
     namespace: str
     stores: tuple[str, ...]
+    backup_age: dict[str, str]  # store (or velero) -> PromQL: seconds since its last successful backup
     ready: Sequence[pulumi.Resource] = ()
 
 
