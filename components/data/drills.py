@@ -293,7 +293,9 @@ def role_rules(drills: Sequence[Drill]) -> list[dict[str, Any]]:
     """The drill Jobs' rights, in dr-drills only: the scratch kinds, and reading and exec-ing into pods."""
     return [*(rule for d in drills for rule in d.rbac),
             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}]
+            # kubectl exec over SPDY is a POST (`create`); over WebSockets (kubectl's default since 1.31) a GET, which
+            # API servers authorize as `get` (newer ones as `create` again): both.
+            {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["get", "create"]}]
 
 
 # --- alerts -----------------------------------------------------------------------------------------------

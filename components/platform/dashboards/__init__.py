@@ -215,7 +215,7 @@ def drills(namespace: str, backup_age: dict[str, str]) -> StoreDashboard:
             f"(kube_job_status_completion_time{{{ns}}} - kube_job_status_start_time{{{ns}}}) * on (namespace, job_name) "
             f'group_left (owner_name) kube_job_owner{{{ns}, owner_kind="CronJob"}}', "{{owner_name}}"), "s",
             "Restore, checks and teardown of each finished drill: the measured restore time (RTO) of its store."),
-        Panel("Drills failed (7d)", _q(
+        Panel("Failed drill Jobs kept", _q(
             f"sum by (owner_name) (kube_job_status_failed{{{ns}}} * on (namespace, job_name) group_left (owner_name) "
             f'kube_job_owner{{{ns}, owner_kind="CronJob"}})', "{{owner_name}}"),
             description="Failed drill Jobs still kept (the last one per store): kubectl -n dr-drills logs job/<name>."),
