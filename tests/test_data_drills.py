@@ -174,6 +174,11 @@ def test_alerts_on_failed_and_stale_drills_and_stale_backups(production):
                                        f'{{namespace="postgres"}}) > {2 * DAY}')
     velero = found[("BackupStale", "velero")]
     assert velero["expr"] == f'time() - velero_backup_last_successful_timestamp{{schedule="cluster"}} > {2 * DAY}'
+    # every store that backs up, drilled or not
+    assert found[("BackupStale", "scylladb")]["expr"] == \
+        f'time() - max(scylla_manager_scheduler_last_success{{type="backup"}}) > {2 * DAY}'
+    clickhouse = found[("BackupStale", "clickhouse")]["expr"]
+    assert "clickhouse_backup_last_create_remote_status == 1" in clickhouse  # a failed upload is no backup
 
 
 def test_stale_thresholds_follow_the_configured_schedules():
@@ -190,7 +195,7 @@ def test_dashboard_shows_last_drill_duration_and_backup_age(production):
     assert any("kube_job_status_completion_time" in e and "kube_job_status_start_time" in e
                for e in panels["Restore drill duration"])
     ages = {t["legendFormat"]: t["expr"] for p in board["panels"] if p["title"] == "Backup age" for t in p["targets"]}
-    assert set(ages) == {"postgres", "velero"}
+    assert set(ages) == {"postgres", "scylladb", "clickhouse", "velero"}
     assert ages["postgres"] in rules(production)[("BackupStale", "postgres")]["expr"]  # the alert's own series
 
 

@@ -2,8 +2,9 @@
 into a scratch instance in the namespace `dr-drills`, checked for a canary written before the backup, timed and
 torn down. A backup that has never been restored is a hope; this makes it a weekly fact, with alerts.
 
-How a drill is built (the convention every store follows; a new store adds one `Drill` to DRILLS and one
-`check_<store>` function to drill.sh):
+How a drill is built (the convention every store follows; a new store adds a `Drill` to DRILLS, its canary writer
+to CANARIES, a `check_<store>` function to drill.sh and its name to config/data.py DRILLED_STORES; a store that
+backs up adds its last-backup PromQL to BACKUP_AGE and its schedule to `backup_ages`, drilled or not):
 
 - **Canary writer**: a CronJob in the store's own namespace (CANARY_SCHEDULE, hourly) that writes the current time
   into the store with a credential that reaches only the canary (PostgreSQL: the role and database
@@ -17,8 +18,9 @@ How a drill is built (the convention every store follows; a new store adds one `
   older than `dataPlane.drills.maxDataAgeHours`, tear down. Its ServiceAccount may create and delete the scratch
   kinds and exec into pods in `dr-drills` only.
 - **Metrics** without new components: kube-state-metrics' CronJob and Job series (last success, start and
-  completion times) and each store's own last-backup timestamp (BACKUP_AGE). The PrometheusRule here alerts on
-  a failed drill, a drill older than two schedule periods and a backup older than two backup periods; the
+  completion times) and each store's own last-backup timestamp (BACKUP_AGE: every store that backs up, drilled or
+  not, and Velero). The PrometheusRule here alerts on a failed drill, a drill older than two schedule periods and
+  a backup older than two backup periods (it ships with the drills: `drills.enabled: false` drops it too); the
   Grafana dashboard "Restore drills" (components/platform/dashboards) shows the same series.
 
 `dr-drills` is default-deny like every namespace: it reaches DNS, the API server, the backups' S3 endpoint and
@@ -77,8 +79,6 @@ class Drill:
     storage: str  # the scratch instance's volumes, summed (the namespace's quota)
     rbac: tuple[dict[str, Any], ...]  # Role rules for the scratch kinds
     ingress_from: tuple[Peer, ...] = ()  # the store's operator reaching the scratch pods
-    backup_age: str = ""  # PromQL: seconds since the store's last successful backup (BACKUP_AGE)
-    backup_schedule: str = ""  # the backup's cron, for its staleness threshold
     objects: Callable[[DataContext, S3Location, Sequence[pulumi.Resource]], list[pulumi.Resource]] = \
         field(default=lambda ctx, location, after: [])  # what the scratch instance needs before a drill runs
 
@@ -153,9 +153,6 @@ def postgres_drill(ctx: DataContext) -> Drill:
                "verbs": ["get", "list", "watch", "create", "patch", "delete"]},),
         ingress_from=(Peer(postgres.OPERATOR_NAMESPACE, (postgres.STATUS_PORT, postgres.PORT),
                            pod_labels=dict(postgres.OPERATOR_SELECTOR)),),
-        backup_age=f'time() - max(barman_cloud_cloudnative_pg_io_last_available_backup_timestamp'
-                   f'{{namespace="{postgres.NAMESPACE}"}})',
-        backup_schedule=settings.backup_schedule,
         objects=_pg_objects)
 
 
@@ -303,15 +300,36 @@ def _duration(seconds: int) -> str:
     return f"{seconds // 3600}h" if seconds % 3600 == 0 else f"{seconds}s"
 
 
-def backup_ages(drills: Sequence[Drill], velero_schedule: str | None) -> dict[str, tuple[str, str]]:
-    """store (or velero) -> (PromQL of the seconds since its last successful backup, the backup's cron)."""
-    ages = {d.store: (d.backup_age, d.backup_schedule) for d in drills if d.backup_age}
+# Seconds since each store's last successful backup, from the store's own metrics (names at the pinned versions):
+# - PostgreSQL: the barman-cloud plugin's timestamp of the newest available backup (its docs, "Observability");
+# - ScyllaDB: Scylla Manager's start time of the last successful run per task (pkg/metrics/scheduler.go);
+# - ClickHouse: clickhouse-backup's finish time of the last create_remote (pkg/server/metrics/metrics.go), counted
+#   only where that run's status is 1 (success): the finish time is set after failures too, and 0 after a restart.
+BACKUP_AGE = {
+    "postgres": f'time() - max(barman_cloud_cloudnative_pg_io_last_available_backup_timestamp'
+                f'{{namespace="{postgres.NAMESPACE}"}})',
+    "scylladb": 'time() - max(scylla_manager_scheduler_last_success{type="backup"})',
+    "clickhouse": 'time() - max(clickhouse_backup_last_create_remote_finish > 0 and on (namespace, pod) '
+                  'clickhouse_backup_last_create_remote_status == 1)',
+}
+# Velero's own metric (pkg/metrics/metrics.go, label `schedule`): components/services/backups.py's Schedule.
+VELERO_BACKUP_AGE = 'time() - velero_backup_last_successful_timestamp{schedule="cluster"}'
+
+
+def backup_ages(ctx: DataContext, velero_schedule: str | None) -> dict[str, tuple[str, str]]:
+    """Every enabled store that backs up (and Velero) -> (PromQL of the seconds since its last successful backup,
+    its backup cron), drilled or not: a stale backup matters before any drill notices."""
+    settings = ctx.settings
+    schedules = {"postgres": settings.postgres.backup_schedule, "scylladb": settings.scylladb.backup_schedule,
+                 "clickhouse": settings.clickhouse.backup_schedule}
+    ages = {store: (BACKUP_AGE[store], cron) for store, cron in schedules.items()
+            if getattr(settings, store).enabled and ctx.backup is not None}
     if velero_schedule is not None:
         ages["velero"] = (VELERO_BACKUP_AGE, velero_schedule)
     return ages
 
 
-def rule_spec(drills: Sequence[Drill], schedule: str, velero_schedule: str | None) -> dict[str, Any]:
+def rule_spec(schedule: str, ages: dict[str, tuple[str, str]]) -> dict[str, Any]:
     """Failed and stale drills from kube-state-metrics' CronJob series; stale backups from each store's own."""
     ns = f'namespace="{NAMESPACE}"'
     stale = STALE_FACTOR * longest_gap_seconds(schedule)
@@ -344,13 +362,9 @@ def rule_spec(drills: Sequence[Drill], schedule: str, velero_schedule: str | Non
                                     f"{_duration(STALE_FACTOR * longest_gap_seconds(cron))} (two backup periods)",
                          "description": "Backups are failing: the recovery point grows with every hour. "
                                         "docs/restore-drills.md"}}
-        for store, (age, cron) in backup_ages(drills, velero_schedule).items()]
+        for store, (age, cron) in ages.items()]
     return {"groups": [{"name": "restore-drills", "rules": drill_rules},
                        {"name": "backups", "rules": backup_rules}]}
-
-
-# Velero's own metric (pkg/metrics/metrics.go, label `schedule`): components/services/backups.py's Schedule.
-VELERO_BACKUP_AGE = 'time() - velero_backup_last_successful_timestamp{schedule="cluster"}'
 
 
 # --- install ----------------------------------------------------------------------------------------------
@@ -362,6 +376,7 @@ def install(ctx: DataContext, spaces: Namespaces, keys: S3Keys | None, velero_sc
         return None
     assert ctx.backup is not None and keys is not None  # config/rules.py: drills need off-cluster backups and keys
     drills = [DRILLS[store](ctx) for store in ctx.drills]
+    ages = backup_ages(ctx, velero_schedule)
     ns = spaces[NAMESPACE]
     deps = [*after, *spaces.ready_for([NAMESPACE])]
     labels = ctx.labels("restore-drill")
@@ -397,10 +412,10 @@ def install(ctx: DataContext, spaces: Namespaces, keys: S3Keys | None, velero_sc
             name=f"drill-{drill.store}", namespace=NAMESPACE, labels=ctx.labels("restore-drill", drill.store)),
             spec=drill_spec(ctx, drill), opts=ctx.opts([*deps, binding, scripts, *objects])))
     ready.append(ctx.custom_resource("drill-alerts", "monitoring.coreos.com/v1", "PrometheusRule", RULE, NAMESPACE,
-                                     rule_spec(drills, ctx.settings.drills.schedule, velero_schedule),
+                                     rule_spec(ctx.settings.drills.schedule, ages),
                                      ctx.labels("restore-drill", "alerts"), deps))
     return DrillsEndpoint(namespace=NAMESPACE, stores=tuple(ctx.drills), ready=ready,
-                          backup_age={s: age for s, (age, _) in backup_ages(drills, velero_schedule).items()})
+                          backup_age={store: age for store, (age, _) in ages.items()})
 
 
 __all__ = ["DRILLS", "Drill", "install", "namespaces"]
