@@ -72,6 +72,7 @@ def test_postgres_drill_restores_the_latest_backup_into_a_scratch_cluster_weekly
     assert "plugins" not in spec and "backup" not in spec  # it never archives: it cannot write to the backups
     assert spec["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}  # its own small resources
     assert spec["storage"]["size"] == "120Gi"  # production's data (100Gi) and WAL (20Gi) volumes together
+    assert spec["inheritedMetadata"]["annotations"] == {postgres.VELERO_EXCLUDE: "pgdata"}  # no backup of a copy
 
 
 def test_drills_read_the_backups_with_the_read_only_pair_never_a_writers(production):
@@ -90,6 +91,8 @@ def test_drills_read_the_backups_with_the_read_only_pair_never_a_writers(product
         values = " ".join(string_data(secret).values())
         assert "-postgres-" not in values and "-velero-" not in values and "-etcd-" not in values, secret.name
     assert [s.name for s in in_namespace(production, NS, SECRET)] == ["drill-backup-s3"]
+    # a key that opens the backups never sits inside them
+    assert production.named("drill-backup-s3").inputs["metadata"]["labels"]["velero.io/exclude-from-backup"] == "true"
 
 
 def test_canary_is_written_hourly_by_a_role_that_owns_only_the_canary_database(production):

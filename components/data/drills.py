@@ -42,6 +42,7 @@ from components import charts
 from components.data import postgres
 from components.data.context import DRILL_NAMESPACE, LAYER, DataContext
 from components.data.endpoints import DrillsEndpoint, S3Location
+from components.layer import EXCLUDE_FROM_BACKUP
 from components.services.namespaces import (NO_OWN_ENTRY_POINTS, RESTRICTED_CONTAINER_SECURITY,
                                            RESTRICTED_POD_SECURITY, Namespaces, NamespaceSpec, Peer)
 from config.cron import longest_gap_seconds
@@ -127,6 +128,8 @@ def pg_scratch(ctx: DataContext) -> dict[str, Any]:
                         "storageClass": ctx.storage_class},
             "resources": {"requests": {"cpu": SCRATCH_CPU, "memory": SCRATCH_MEMORY},
                           "limits": {"cpu": SCRATCH_CPU, "memory": SCRATCH_MEMORY}},
+            # A scratch copy is no backup: Velero never copies its volume (as for the production cluster).
+            "inheritedMetadata": {"annotations": {postgres.VELERO_EXCLUDE: "pgdata"}},
         },
     }
 
@@ -368,6 +371,17 @@ def rule_spec(schedule: str, ages: dict[str, tuple[str, str]]) -> dict[str, Any]
 
 
 # --- install ----------------------------------------------------------------------------------------------
+def read_only_secret(ctx: DataContext, keys: S3Keys, ns: pulumi.Resource) -> k8s.core.v1.Secret:
+    """backupCredentials.drills in the scratch namespace (the key names barman-cloud's ObjectStore reads). Left out of
+    Velero's backups like every key that opens other data (components/layer.py EXCLUDE_FROM_BACKUP)."""
+    return k8s.core.v1.Secret(
+        "drill-backup-s3", metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=S3_SECRET, namespace=NAMESPACE, labels={**ctx.labels("restore-drill"), **EXCLUDE_FROM_BACKUP}),
+        type="Opaque", string_data={"ACCESS_KEY_ID": pulumi.Output.secret(keys.access_key_id),
+                                    "ACCESS_SECRET_KEY": pulumi.Output.secret(keys.secret_access_key)},
+        opts=ctx.opts([ns]))
+
+
 def install(ctx: DataContext, spaces: Namespaces, keys: S3Keys | None, velero_schedule: str | None,
             after: Sequence[pulumi.Resource]) -> DrillsEndpoint | None:
     """`keys`: backupCredentials.drills (config/rules.py requires them while a store is drilled); `after`: the
@@ -380,9 +394,7 @@ def install(ctx: DataContext, spaces: Namespaces, keys: S3Keys | None, velero_sc
     ns = spaces[NAMESPACE]
     deps = [*after, *spaces.ready_for([NAMESPACE])]
     labels = ctx.labels("restore-drill")
-    read_only = S3Location(ctx.backup.endpoint, "", "", "", keys.access_key_id, keys.secret_access_key,
-                           in_cluster=False)
-    secret = read_only.secret("drill-backup-s3", S3_SECRET, NAMESPACE, ctx.opts([ns]), secret_key="ACCESS_SECRET_KEY")
+    secret = read_only_secret(ctx, keys, ns)
     ready: list[pulumi.Resource] = [
         secret,
         k8s.core.v1.ResourceQuota("drill-quota", metadata=k8s.meta.v1.ObjectMetaArgs(
