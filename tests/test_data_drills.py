@@ -294,13 +294,14 @@ def test_drill_passes_with_a_recent_canary_and_tears_down(tmp_path):
     assert calls[-1].startswith("delete --namespace dr-drills --filename /drill/postgres.yaml")
 
 
-@pytest.mark.parametrize("canary, failures, wait_rc, message", [
-    (str(now() - 7200), "0", 0, "misses recent writes"),
-    ("0", "0", 0, "no canary in the restored copy"),
-    (str(now() - 60), "3", 0, "3 data checksum failures"),
-    (str(now() - 60), "0", 1, ""),  # the restore never became ready
+@pytest.mark.parametrize("canary_age, failures, wait_rc, message", [
+    (7200, "0", 0, "misses recent writes"),  # older than MAX_AGE_SECONDS (3600)
+    (None, "0", 0, "no canary in the restored copy"),
+    (60, "3", 0, "3 data checksum failures"),
+    (60, "0", 1, ""),  # the restore never became ready
 ])
-def test_drill_fails_and_still_tears_down(tmp_path, canary, failures, wait_rc, message):
+def test_drill_fails_and_still_tears_down(tmp_path, canary_age, failures, wait_rc, message):
+    canary = "0" if canary_age is None else str(now() - canary_age)
     result, calls = run_drill(tmp_path, canary, failures, wait_rc)
     assert result.returncode != 0
     assert message in result.stderr

@@ -84,6 +84,11 @@ class Drill:
         field(default=lambda ctx, location, after: [])  # what the scratch instance needs before a drill runs
 
 
+def scratch_labels(ctx: DataContext, store: str) -> dict[str, str]:
+    """A scratch instance is created and deleted by its drill Job, not by Pulumi."""
+    return {**ctx.labels("restore-drill", store), "app.kubernetes.io/managed-by": "restore-drill"}
+
+
 # --- PostgreSQL -------------------------------------------------------------------------------------------
 PG_SCRATCH = f"drill-{postgres.CLUSTER}"
 PG_OBJECT_STORE = f"drill-{postgres.OBJECT_STORE}"
@@ -113,7 +118,7 @@ def pg_scratch(ctx: DataContext) -> dict[str, Any]:
     settings = ctx.settings.postgres
     return {
         "apiVersion": postgres.API_VERSION, "kind": "Cluster",
-        "metadata": {"name": PG_SCRATCH, "namespace": NAMESPACE, "labels": ctx.labels("restore-drill", "postgres")},
+        "metadata": {"name": PG_SCRATCH, "namespace": NAMESPACE, "labels": scratch_labels(ctx, "postgres")},
         "spec": {
             "instances": 1,
             "imageName": charts.POSTGRES_IMAGE,
