@@ -14,6 +14,7 @@ from pydantic import field_validator, model_validator
 from config.model_base import Model, check_token, one_of
 from config.platform import NEEDS
 from config.quantity import Cpu, Memory, memory_mib, whole_cores
+from config.cron import check_ranges
 from config.services import check_cron, check_s3_endpoint
 
 OBJECT_STORAGE_BACKENDS = ("seaweedfs", "external")
@@ -190,7 +191,7 @@ class Dragonfly(PinnedStore):
 # operator creates for the cluster (<cluster>-app, -superuser, -ca, -server, -replication: CloudNativePG docs,
 # "Certificates" and "Connecting from an application"), which a database Secret of that name would overwrite.
 POSTGRES_RESERVED = frozenset({"postgres", "template0", "template1", "streaming_replica", "app", "superuser", "ca",
-                               "server", "replication"})
+                               "server", "replication", "drill_canary"})  # the last: the drills' canary (drills.py)
 
 
 class Postgres(Store):
@@ -254,6 +255,40 @@ class ObjectStorage(Store):
                                                                    "its community edition is unmaintained)")))
 
 
+# Stores whose latest backup the restore drills restore and check (components/data/drills.py DRILLS; the rest
+# are listed with the reason in docs/restore-drills.md). A store added there is added here.
+DRILLED_STORES = ("postgres",)
+
+
+class Drills(Model):
+    """Restore drills (components/data/drills.py): on `schedule`, each drilled store's latest off-cluster backup
+    is restored into the scratch namespace dr-drills, checked for the canary and torn down."""
+
+    enabled: bool | None = None  # None: on wherever backups go off the cluster (clusterServices.backups.s3)
+    schedule: str = "0 4 * * 0"  # weekly, Sunday 04:00 UTC: after every nightly backup, off business hours
+    skip: list[str] = []  # stores not drilled (per-store opt-out)
+    # The newest canary in the restored copy may be this old: a backup cadence of a day plus the canary's hour.
+    max_data_age_hours: int = 26
+
+    _v_cron = field_validator("schedule")(check_cron)
+    _v_ranges = field_validator("schedule")(check_ranges)
+
+    @field_validator("skip")
+    @classmethod
+    def _skip(cls, values: list[str]) -> list[str]:
+        unknown = [v for v in values if v not in DRILLED_STORES]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not a drilled store; accepted: {', '.join(DRILLED_STORES)}")
+        return values
+
+    @field_validator("max_data_age_hours")
+    @classmethod
+    def _age(cls, value: int) -> int:
+        if not 1 <= value <= 24 * 31:
+            raise ValueError("must be between 1 and 744 hours (31 days)")
+        return value
+
+
 class DataPlane(Model):
     scylladb: ScyllaDB = ScyllaDB()
     redpanda: Redpanda = Redpanda()
@@ -261,8 +296,9 @@ class DataPlane(Model):
     dragonfly: Dragonfly = Dragonfly()
     postgres: Postgres = Postgres()
     object_storage: ObjectStorage = ObjectStorage()
+    drills: Drills = Drills()
 
 
-__all__ = ["BACKUP_BUCKETS", "BUCKET_OWNERS", "BUCKET_PURPOSES", "ClickHouse", "DataPlane", "Dragonfly",
+__all__ = ["BACKUP_BUCKETS", "BUCKET_OWNERS", "DRILLED_STORES", "Drills", "BUCKET_PURPOSES", "ClickHouse", "DataPlane", "Dragonfly",
            "ExternalObjectStorage", "ObjectStorage",
            "PinnedStore", "Postgres", "Redpanda", "ScyllaDB", "Store"]

@@ -19,7 +19,7 @@ from config.errors import NAMESPACE, ConfigError, Problem, problem
 from config.model import UNKNOWN_KEYS, StackConfig
 from config.profiles import PROFILES, Profile
 from config import rules
-from config.services import BACKUP_PURPOSES
+from config.services import BACKUP_PURPOSES, BACKUP_READERS
 from config.ssh import private_key_problem
 
 SSH_PRIVATE_KEY = "sshPrivateKey"
@@ -66,6 +66,10 @@ class StackSecrets:
     alerting: dict[str, pulumi.Output[str]] = field(default_factory=dict)  # receiver name -> URL or key
     ad_services_registry_token: pulumi.Output[str] | None = None
     backup_credentials: dict[str, S3Keys] = field(default_factory=dict)  # purpose (BACKUP_PURPOSES) -> keys
+
+    def reader_keys(self, reader: str) -> S3Keys | None:
+        """A reader's own read-only keys (BACKUP_READERS): never the shared pair, which can write."""
+        return self.backup_credentials.get(reader)
 
     def backup_keys(self, purpose: str) -> S3Keys | None:
         """The purpose's own keys, else the shared pair (config/rules.py allows that outside production)."""
@@ -187,9 +191,9 @@ def _backup_credentials(value: Any) -> tuple[dict[str, dict[str, Any]], list[Pro
         return {}, [problem(BACKUP_CREDENTIALS, f"must be an object of purpose -> key pair, {how}", "a plain value")]
     found, complete = [], {}
     for purpose, keys in value.items():
-        if purpose not in BACKUP_PURPOSES:
+        if purpose not in (*BACKUP_PURPOSES, *BACKUP_READERS):
             found.append(problem(f"{BACKUP_CREDENTIALS}.{purpose}", "is not a backup purpose; accepted: "
-                                 f"{', '.join(BACKUP_PURPOSES)}"))
+                                 f"{', '.join((*BACKUP_PURPOSES, *BACKUP_READERS))}"))
             continue
         missing = [f for f in S3_KEY_FIELDS if not isinstance(keys, dict) or not keys.get(f)]
         if missing:

@@ -6,6 +6,7 @@ import ipaddress
 from collections import Counter
 
 from config.catalog import DATABASE_ROLES, PLATFORM_HOSTNAMES, ROLES, STORE_ROLES
+from config.data import DRILLED_STORES
 from config.errors import Problem, problem
 from config.ads import problems as ad_services_problems
 from config.model import ControlPlane, Layers, Pool, StackConfig
@@ -26,6 +27,7 @@ def check(cfg: StackConfig, profile: Profile, secrets: set[str] = frozenset()) -
         found += _cluster_services(cfg, profile, secrets)
     if cfg.layers.cluster_services and cfg.layers.data_plane:  # a layer is skipped with the one below it
         found += _data_plane(cfg, profile, secrets)
+        found += _drills(cfg, secrets)
         if cfg.layers.platform:
             found += _platform(cfg, profile, secrets)
         if cfg.layers.ad_services:
@@ -283,6 +285,31 @@ def _backup_credentials(cfg: StackConfig, profile: Profile, secrets: set[str]) -
                     f"backupCredentials has no pair for {', '.join(shared)} (pulumi config set --secret "
                     f"adplatform:{key} ...)")
             for key in ("backupAccessKeyId", "backupSecretAccessKey") if key not in secrets]
+
+
+def drilled_stores(cfg: StackConfig) -> tuple[str, ...]:
+    """The stores whose restore is drilled (components/data/drills.py): dataPlane.drills on (by default wherever
+    backups go off the cluster: a backup in the cluster does not survive it), the store enabled, not skipped."""
+    drills, backups = cfg.data_plane.drills, cfg.cluster_services.backups
+    off_cluster = backups.enabled and backups.s3 is not None
+    if drills.enabled is False or not off_cluster or not cfg.layers.data_plane:
+        return ()
+    return tuple(s for s in DRILLED_STORES if getattr(cfg.data_plane, s).enabled and s not in drills.skip)
+
+
+def _drills(cfg: StackConfig, secrets: set[str]) -> list[Problem]:
+    backups = cfg.cluster_services.backups
+    if cfg.data_plane.drills.enabled and not (backups.enabled and backups.s3 is not None):
+        return [problem("dataPlane.drills.enabled", "needs backups outside the cluster (clusterServices.backups.enabled "
+                        "and clusterServices.backups.s3): the drills restore those; set it false or leave it unset",
+                        True)]
+    if drilled_stores(cfg) and "backupCredentials.drills" not in secrets:
+        return [problem("backupCredentials.drills", "must be set while restore drills run (dataPlane.drills, on by "
+                        "default with clusterServices.backups.s3): a key pair that may only list and read the stores' "
+                        "backups (docs/restore-drills.md), set with --secret --path "
+                        "'adplatform:backupCredentials.drills.accessKeyId' (and .secretAccessKey); or set "
+                        "dataPlane.drills.enabled: false")]
+    return []
 
 
 MAX_LISTENER_HOSTNAMES = 63

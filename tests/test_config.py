@@ -279,7 +279,8 @@ def test_staging_falls_back_to_the_shared_backup_pair():
     either, the shared keys are asked for, naming the purposes that need them."""
     raw = base_raw(profile="staging", backupAccessKeyId="shared-access-key", backupSecretAccessKey="shared-secret-key")
     raw["clusterServices"]["backups"]["enabled"] = True
-    raw["backupCredentials"] = {"etcd": raw["backupCredentials"]["etcd"]}
+    # the drills' read-only pair never falls back to the shared one (a writer's keys): it stays set
+    raw["backupCredentials"] = {p: raw["backupCredentials"][p] for p in ("etcd", "drills")}
     loaded = load("test", raw, SECRET)
     assert loaded.secrets.backup_keys("etcd") is loaded.secrets.backup_credentials["etcd"]
     assert loaded.secrets.backup_keys("velero").access_key_id is loaded.secrets.backup_access_key_id
@@ -413,7 +414,7 @@ def test_a_bare_metal_block_under_another_provider_is_refused():
     ("postgres", {"databases": ["app"]},
      "adplatform:dataPlane.postgres.databases database 'app' is a name PostgreSQL or CloudNativePG keeps for itself"),
     ("postgres", {"databases": ["gitlab", "ca"]}, "database 'ca' is a name"),  # would overwrite the Secret postgres-ca
-    ("postgres", {"databases": ["postgres"]}, "reserved: app, ca, postgres, replication, server"),
+    ("postgres", {"databases": ["postgres"]}, "reserved: app, ca, drill_canary, postgres, replication, server"),
     ("postgres", {"databases": ["Gitlab"]}, "database 'Gitlab' must be 1-63 characters of a-z, 0-9 and '_'"),
     ("postgres", {"databases": ["gitlab", "gitlab"]}, "dataPlane.postgres.databases must not repeat a database"),
     ("postgres", {"backupRetention": "30 days"},

@@ -19,7 +19,7 @@ CONSUMER_NAMESPACES = {"gitlab": "gitlab", "logs": "logging", "traces": "tracing
                        "mlflow": "mlflow", "kubeflow": "kubeflow", "postgres": "postgres", "clickhouse": "clickhouse",
                        "scylladb": "scylla"}
 BACKUP_HOLDERS = {"etcd": HOSTS, "velero": "velero", "postgres": "postgres", "clickhouse": "clickhouse",
-                  "scylladb": "scylla"}
+                  "scylladb": "scylla", "drills": "dr-drills"}  # drills: the read-only pair of the restore drills
 
 
 def _strings(value: Any) -> Iterator[str]:

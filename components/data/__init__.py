@@ -15,7 +15,7 @@ from typing import Callable, Mapping, Sequence
 
 import pulumi
 
-from components.data import clickhouse, dragonfly, objectstore, postgres, redpanda, scylladb
+from components.data import clickhouse, dragonfly, drills, objectstore, postgres, redpanda, scylladb
 from components.data.context import LAYER, DataContext, pinned_shortfall
 from components.data.endpoints import BackupTargets, DataEndpoints, ObjectStoreEndpoint, S3Location
 from components.data.placement import node_allocatable, placement
@@ -27,7 +27,7 @@ from config.catalog import SIZES, STORE_ROLES, Size
 from config.data import BACKUP_BUCKETS, DataPlane as DataPlaneSettings
 from config.model import CONTROL_PLANE, ControlPlane, Pool, StackConfig
 from config.quantity import cpu_millis, memory_mib
-from config.rules import role_pools
+from config.rules import drilled_stores, role_pools
 
 # Stores besides object storage, in the order their operators are installed (no dependencies between them).
 STORES = {"scylladb": scylladb, "redpanda": redpanda, "clickhouse": clickhouse, "dragonfly": dragonfly,
@@ -104,14 +104,15 @@ class DataPlane(pulumi.ComponentResource):
             storage_class=services.storage_class, xfs_storage_class=services.xfs_storage_class,
             local_nvme=local_nvme, gateway=services.gateway, cluster_issuer=services.cluster_issuer,
             placements={store: placement(cfg, role) for store, role in STORE_ROLES.items()},
-            backup=None)
+            backup=None, drills=drilled_stores(cfg))
         objects = objectstore.endpoint(ctx, loaded.secrets) if cfg.data_plane.object_storage.enabled else None
         ctx = dataclasses.replace(ctx, backup=self._backup_targets(loaded, objects))
 
         enabled = {store: module for store, module in STORES.items() if getattr(cfg.data_plane, store).enabled}
         modules = [*([objectstore] if objects else []), *enabled.values()]
         specs = {m: m.namespaces(ctx) for m in modules}
-        spaces = namespaces.install(ctx, [spec for m in modules for spec in specs[m]], after=cluster.ready)
+        spaces = namespaces.install(ctx, [*(spec for m in modules for spec in specs[m]), *drills.namespaces(ctx)],
+                                    after=cluster.ready)
 
         def placed(module) -> list[pulumi.Resource]:
             """A store waits for the cluster services it needs and its own namespaces' policies."""
@@ -122,13 +123,18 @@ class DataPlane(pulumi.ComponentResource):
         # Stores that back up into the in-cluster object store wait for it (and its buckets).
         backup_ready = objects_ready if ctx.backup is not None and ctx.backup.in_cluster else []
 
-        self.endpoints = DataEndpoints(object_storage=objects, **{
-            store: module.install(ctx, spaces, [*placed(module), *backup_ready]) for store, module in enabled.items()})
+        stores = {store: module.install(ctx, spaces, [*placed(module), *backup_ready])
+                  for store, module in enabled.items()}
+        backups = cfg.cluster_services.backups
+        drilled = drills.install(ctx, spaces, loaded.secrets.reader_keys("drills"), backups.velero_schedule,
+                                 [*services.foundations, *(r for s in ctx.drills for r in stores[s].ready)])
+        self.endpoints = DataEndpoints(object_storage=objects, drills=drilled, **stores)
         self.backup = ctx.backup
         self.shape = {store: self._shape(ctx, store) for store in STORE_ROLES
                       if getattr(cfg.data_plane, store).enabled}
         self.ready = [*spaces.ready, *objects_ready, *(r for e in self._all(self.endpoints) for r in e.ready)]
-        self.register_outputs({"stores": [s for s, e in vars(self.endpoints).items() if e is not None]})
+        self.register_outputs({"stores": [s for s, e in vars(self.endpoints).items() if e is not None and s != "drills"],
+                               "drills": list(ctx.drills)})
 
     @staticmethod
     def _backup_targets(loaded: LoadedConfig, objects: ObjectStoreEndpoint | None) -> BackupTargets | None:

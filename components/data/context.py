@@ -25,6 +25,7 @@ from config.quantity import whole_cores
 LAYER = "data-plane"
 OBJECT_STORE_NAMESPACE = "seaweedfs"  # the in-cluster object store (objectstore.py)
 OBJECT_STORE_S3_PORT = 8333
+DRILL_NAMESPACE = "dr-drills"  # the restore drills' scratch namespace (drills.py)
 PLATFORM_LAYER = "platform"  # the label value the platform layer's namespaces carry (LAYER_LABEL)
 
 # Each workload's part of its nodes' budget (placement.node_budget); parts on one role sum to <= 1,
@@ -71,6 +72,7 @@ class DataContext(LayerContext):
     cluster_issuer: str
     placements: dict[str, Placement]  # store (STORE_ROLES key) -> where it runs
     backup: BackupTargets | None  # where stores back up to (None: backups off), see DataPlane._backup_targets
+    drills: tuple[str, ...] = ()  # stores whose restore is drilled (config/rules.py drilled_stores)
 
     def resources(self, store: str, workload: str | None = None) -> Resources:
         """The workload's share of its store's nodes, or the store's configured cpu/memory."""

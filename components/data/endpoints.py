@@ -158,6 +158,16 @@ class PostgresEndpoint:
     ready: Sequence[pulumi.Resource] = ()
 
 
+@dataclass(frozen=True)
+class DrillsEndpoint:
+    """The restore drills (drills.py): which stores are drilled and where their Jobs run (monitoring's dashboard)."""
+
+    namespace: str
+    stores: tuple[str, ...]
+    backup_age: dict[str, str]  # store (or velero) -> PromQL: seconds since its last successful backup
+    ready: Sequence[pulumi.Resource] = ()
+
+
 @dataclass
 class DataEndpoints:
     """What the DataPlane exposes: None for a disabled store."""
@@ -168,3 +178,4 @@ class DataEndpoints:
     clickhouse: ClickHouseEndpoint | None = None
     dragonfly: DragonflyEndpoint | None = None
     postgres: PostgresEndpoint | None = None
+    drills: DrillsEndpoint | None = None  # not a store: the drills of the stores above

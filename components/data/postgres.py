@@ -26,7 +26,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import charts
-from components.data.context import LAYER, SHARES, DataContext, operator_affinity
+from components.data.context import DRILL_NAMESPACE, LAYER, SHARES, DataContext, operator_affinity
 from components.data.endpoints import Database, PostgresEndpoint, S3Location
 from components.data.placement import Resources, helper_share
 from components.helm import release
@@ -52,6 +52,10 @@ CLUSTER_SELECTOR = {"cnpg.io/cluster": CLUSTER}  # the label CloudNativePG puts 
 # Extensions a consumer needs but cannot create as a non-superuser owner (GitLab: "PostgreSQL requirements").
 EXTENSIONS = {"gitlab": ("pg_trgm", "btree_gist")}
 VELERO_EXCLUDE = "backup.velero.io/backup-volumes-excludes"
+# The restore drills' canary (drills.py): a database of its own, owned by a role that can do nothing else, so the
+# canary writer never holds a consumer's credentials. config/data.py POSTGRES_RESERVED keeps the name free.
+CANARY = "drill_canary"
+CANARY_SECRET = f"{CLUSTER}-drill-canary"
 MAX_CONNECTIONS = 400  # GitLab (Puma + Sidekiq), Airflow, MLflow and JupyterHub together
 SIDECAR_FALLBACK = Resources("250m", "256Mi")  # the barman-cloud sidecar where the pool has no size class
 OPERATOR_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
@@ -66,12 +70,15 @@ CHECKSUM_ENV = {"AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
 def namespaces(ctx: DataContext) -> list[NamespaceSpec]:
     # The operator reaches every instance on the status port and PostgreSQL itself (docs/src/networking.md).
     operator_to_cluster = (STATUS_PORT, PORT)
+    # A drill's scratch cluster is the operator's too (drills.py): same ports, its own policy.
+    drills = (Peer(DRILL_NAMESPACE, operator_to_cluster, pod_labels={"cnpg.io/cluster": f"drill-{CLUSTER}"}),) \
+        if "postgres" in ctx.drills else ()
     return [
         NamespaceSpec(
             name=OPERATOR_NAMESPACE, pss="restricted", layer=LAYER, webhooks=(WEBHOOK_PORT,),
             why="the CloudNativePG operator and the barman-cloud plugin run non-root, read-only, without capabilities",
             ingress_from=(ctx.monitoring((OPERATOR_METRICS_PORT,)),),
-            egress_to=(Peer(NAMESPACE, operator_to_cluster, pod_labels=CLUSTER_SELECTOR),)),
+            egress_to=(Peer(NAMESPACE, operator_to_cluster, pod_labels=CLUSTER_SELECTOR), *drills)),
         NamespaceSpec(
             name=NAMESPACE, pss="restricted", layer=LAYER,
             why="CloudNativePG instance pods and the barman-cloud sidecar run non-root without capabilities",
@@ -259,14 +266,16 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
     databases: dict[str, Database] = {}
     secrets: list[pulumi.Resource] = []
     roles = []
-    for name in ctx.settings.postgres.databases:
+    owned = [*ctx.settings.postgres.databases, *([CANARY] if "postgres" in ctx.drills else [])]
+    for name in owned:
         secret_name = f"{CLUSTER}-{name}".replace("_", "-")
         password = ctx.password(f"postgres-{name}-password")
         credentials, secret = ctx.credentials(
             f"postgres-{name}-credentials", secret_name, NAMESPACE, {"username": name, "password": password.result},
             depends_on=[ns], secret_type="kubernetes.io/basic-auth",
             labels={**ctx.labels("postgres", name), "cnpg.io/reload": "true"})  # password changes apply at once
-        databases[name] = Database(name=name, owner=name, credentials=credentials)
+        if name != CANARY:  # the canary is the drills' own, no consumer's
+            databases[name] = Database(name=name, owner=name, credentials=credentials)
         secrets.append(secret)
         roles.append(role(name, secret_name))
 
@@ -283,7 +292,7 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
     cluster = _custom(ctx, "postgres-cluster", "Cluster", CLUSTER, cluster_spec(ctx, roles), before_cluster,
                       protect=True)
     ready += [*secrets, cluster]
-    for name in ctx.settings.postgres.databases:
+    for name in owned:
         ready.append(_custom(ctx, f"postgres-database-{name}", "Database", f"{CLUSTER}-{name}".replace("_", "-"),
                              database_spec(name), [cluster], protect=True))
     if ctx.backup is not None:

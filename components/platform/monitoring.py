@@ -474,18 +474,26 @@ def store_namespaces(ctx: PlatformContext) -> dict[str, str]:
 
 
 def dashboard_config_maps(ctx: PlatformContext, after: Sequence[pulumi.Resource]) -> list[k8s.core.v1.ConfigMap]:
-    label, value = DASHBOARD_LABEL
-    maps = []
-    for store, namespace in store_namespaces(ctx).items():
-        name = f"dashboard-{store.replace('_', '-')}"
-        maps.append(k8s.core.v1.ConfigMap(
-            name,
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=name, namespace=NAMESPACE, labels={**ctx.labels("grafana", "dashboard"), label: value},
-                annotations={FOLDER_ANNOTATION: dashboards.FOLDER}),
-            data={f"{store}.json": dashboards.render(store, namespace)},
-            opts=ctx.opts(after)))
+    maps = [_dashboard(ctx, f"dashboard-{store.replace('_', '-')}", f"{store}.json",
+                       dashboards.render(store, namespace), after)
+            for store, namespace in store_namespaces(ctx).items()]
+    drills = ctx.data.drills  # the restore drills' results and the backups' age (components/data/drills.py)
+    if drills is not None:
+        maps.append(_dashboard(ctx, "dashboard-restore-drills", "restore-drills.json",
+                               dashboards.render_drills(drills.namespace, dict(drills.backup_age)), after))
     return maps
+
+
+def _dashboard(ctx: PlatformContext, name: str, filename: str, text: str,
+               after: Sequence[pulumi.Resource]) -> k8s.core.v1.ConfigMap:
+    """A dashboard ConfigMap Grafana's sidecar loads into the data stores' folder."""
+    label, value = DASHBOARD_LABEL
+    return k8s.core.v1.ConfigMap(
+        name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=name, namespace=NAMESPACE, labels={**ctx.labels("grafana", "dashboard"), label: value},
+            annotations={FOLDER_ANNOTATION: dashboards.FOLDER}),
+        data={filename: text}, opts=ctx.opts(after))
 
 
 # --- install ---------------------------------------------------------------------------------------------

@@ -202,10 +202,35 @@ def _panel(panel: Panel, index: int) -> dict[str, Any]:
     }
 
 
+def drills(namespace: str, backup_age: dict[str, str]) -> StoreDashboard:
+    """The restore drills (components/data/drills.py): kube-state-metrics' CronJob and Job series of the drills'
+    namespace, and each store's backup age (`backup_age`: store -> PromQL of the seconds since its last backup,
+    the same expressions the BackupStale alerts use)."""
+    ns = f'namespace="{namespace}"'
+    return StoreDashboard("adp-restore-drills", "Restore drills", (
+        Panel("Since the last successful drill", _q(
+            f"time() - kube_cronjob_status_last_successful_time{{{ns}}}", "{{cronjob}}"), "s",
+            "Alerts (RestoreDrillStale) after two schedule periods."),
+        Panel("Restore drill duration", _q(
+            f"(kube_job_status_completion_time{{{ns}}} - kube_job_status_start_time{{{ns}}}) * on (namespace, job_name) "
+            f'group_left (owner_name) kube_job_owner{{{ns}, owner_kind="CronJob"}}', "{{owner_name}}"), "s",
+            "Restore, checks and teardown of each finished drill: the measured restore time (RTO) of its store."),
+        Panel("Failed drill Jobs kept", _q(
+            f"sum by (owner_name) (kube_job_status_failed{{{ns}}} * on (namespace, job_name) group_left (owner_name) "
+            f'kube_job_owner{{{ns}, owner_kind="CronJob"}})', "{{owner_name}}"),
+            description="Failed drill Jobs still kept (the last one per store): kubectl -n dr-drills logs job/<name>."),
+        Panel("Backup age", tuple(Query(expr, store) for store, expr in sorted(backup_age.items())), "s",
+              "Seconds since each store's last successful backup (alerts, BackupStale, after two backup periods)."),
+    ))
+
+
 def model(store: str, namespace: str) -> dict[str, Any]:
     """The Grafana dashboard JSON model of `store` (a STORES key) whose pods run in `namespace`."""
     board = STORES[store](namespace)
-    panels = (*pod_panels(namespace), *board.panels)
+    return _model(board, (*pod_panels(namespace), *board.panels))
+
+
+def _model(board: StoreDashboard, panels: tuple[Panel, ...]) -> dict[str, Any]:
     return {
         "uid": board.uid,
         "title": board.title,
@@ -221,7 +246,17 @@ def model(store: str, namespace: str) -> dict[str, Any]:
 
 
 def render(store: str, namespace: str) -> str:
-    return json.dumps(model(store, namespace), indent=1, sort_keys=True, ensure_ascii=False)
+    return _json(model(store, namespace))
 
 
-__all__ = ["DATASOURCE", "FOLDER", "PROMETHEUS_UID", "STORES", "model", "pod_panels", "render"]
+def render_drills(namespace: str, backup_age: dict[str, str]) -> str:
+    board = drills(namespace, backup_age)
+    return _json(_model(board, board.panels))
+
+
+def _json(board: dict[str, Any]) -> str:
+    return json.dumps(board, indent=1, sort_keys=True, ensure_ascii=False)
+
+
+__all__ = ["DATASOURCE", "FOLDER", "PROMETHEUS_UID", "STORES", "drills", "model", "pod_panels", "render",
+           "render_drills"]

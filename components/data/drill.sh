@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# A restore drill, run by the drill-<store> CronJob in the scratch namespace (components/data/drills.py).
+#
+# 1. Removes what a previous, interrupted drill left behind (the scratch objects of MANIFEST).
+# 2. Creates the scratch instance of MANIFEST: it restores the store's latest backup by itself (the operator's
+#    own restore path, reading the backup with the drills' read-only key pair).
+# 3. Waits until RESOURCE reports READY (kubectl wait --for), at most TIMEOUT_SECONDS.
+# 4. Runs check_<STORE>: prints the newest canary's write time (Unix seconds) found in the restored copy, after
+#    the store's own consistency checks; fails when there is none.
+# 5. Fails when that canary is older than MAX_AGE_SECONDS (the backup missed recent writes), and always tears
+#    the scratch instance down (trap), so the namespace's quota is free for the next drill.
+# The Job's success or failure, start and completion time are what monitoring reads (kube-state-metrics).
+#
+# Environment: STORE, NAMESPACE, MANIFEST, RESOURCE, READY, TIMEOUT_SECONDS, MAX_AGE_SECONDS, and the
+# store's own (check_<store> says which).
+set -euo pipefail
+
+: "${STORE:?}" "${NAMESPACE:?}" "${MANIFEST:?}" "${RESOURCE:?}" "${READY:?}" "${TIMEOUT_SECONDS:?}" \
+  "${MAX_AGE_SECONDS:?}"
+
+log() {
+  printf '%s drill %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$STORE" "$*" >&2
+}
+
+teardown() {
+  kubectl delete --namespace "$NAMESPACE" --filename "$MANIFEST" --ignore-not-found --wait="$1" >/dev/null
+}
+
+# in_scratch POD CONTAINER COMMAND...: a command inside the restored instance (the Role allows pods/exec here only).
+in_scratch() {
+  local pod="$1" container="$2"
+  shift 2
+  kubectl exec --namespace "$NAMESPACE" "$pod" --container "$container" -- "$@"
+}
+
+# PostgreSQL (CloudNativePG): SCRATCH_POD, CANARY_DATABASE. Reads every row of the canary table (the data
+# checksums initdb enabled are verified on each page read), then asks PostgreSQL for checksum failures.
+check_postgres() {
+  : "${SCRATCH_POD:?}" "${CANARY_DATABASE:?}"
+  local failures newest
+  newest="$(in_scratch "$SCRATCH_POD" postgres psql --no-psqlrc --tuples-only --no-align \
+    --dbname "$CANARY_DATABASE" \
+    --command 'SELECT coalesce(extract(epoch FROM max(written_at))::bigint, 0) FROM canary')"
+  failures="$(in_scratch "$SCRATCH_POD" postgres psql --no-psqlrc --tuples-only --no-align --dbname postgres \
+    --command 'SELECT coalesce(sum(checksum_failures), 0) FROM pg_stat_database')"
+  if [[ "$failures" != "0" ]]; then
+    log "the restored copy has ${failures} data checksum failures"
+    return 1
+  fi
+  printf '%s\n' "$newest"
+}
+
+main() {
+  local started restored newest age
+  if ! declare -F "check_${STORE}" >/dev/null; then
+    log "no check for this store"
+    exit 2
+  fi
+  started="$(date +%s)"
+  teardown true
+  trap 'teardown false' EXIT
+  kubectl apply --namespace "$NAMESPACE" --filename "$MANIFEST" >/dev/null
+  log "restoring the latest backup into ${RESOURCE}"
+  kubectl wait --namespace "$NAMESPACE" --for="$READY" --timeout="${TIMEOUT_SECONDS}s" "$RESOURCE" >/dev/null
+  restored="$(date +%s)"
+  log "restored in $((restored - started))s"
+
+  newest="$("check_${STORE}")"
+  if ! [[ "$newest" =~ ^[0-9]+$ ]] || ((newest == 0)); then
+    log "no canary in the restored copy"
+    exit 1
+  fi
+  age=$((restored - newest))
+  if ((age > MAX_AGE_SECONDS)); then
+    log "the newest canary is ${age}s old, more than ${MAX_AGE_SECONDS}s: the backup misses recent writes"
+    exit 1
+  fi
+  log "passed: newest canary ${age}s old, drill took $(($(date +%s) - started))s"
+}
+
+main

@@ -1,0 +1,438 @@
+"""Restore drills: on `dataPlane.drills.schedule` (default weekly), each drilled store's latest backup is restored
+into a scratch instance in the namespace `dr-drills`, checked for a canary written before the backup, timed and
+torn down. A backup that has never been restored is a hope; this makes it a weekly fact, with alerts.
+
+How a drill is built (the convention every store follows; a new store adds a `Drill` to DRILLS, its canary writer
+to CANARIES, a `check_<store>` function to drill.sh and its name to config/data.py DRILLED_STORES; a store that
+backs up adds its last-backup PromQL to BACKUP_AGE and its schedule to `backup_ages`, drilled or not):
+
+- **Canary writer**: a CronJob in the store's own namespace (CANARY_SCHEDULE, hourly) that writes the current time
+  into the store with a credential that reaches only the canary (PostgreSQL: the role and database
+  `drill_canary`, postgres.py). It runs where the store's clients run: the scratch namespace never holds a
+  production credential.
+- **Scratch instance**: the operator's own restore path, as a manifest (`Drill.scratch`) the drill Job applies in
+  `dr-drills` and deletes afterwards, with its own small resources. It reads the backup with the key pair
+  `backupCredentials.drills` (read-only at the provider: docs/restore-drills.md), never a writer's keys.
+- **Drill Job** (CronJob `drill-<store>` in `dr-drills`, drill.sh): apply, wait for `Drill.ready`, run
+  `check_<store>` (the store's own consistency checks, then the newest canary's time), fail when the canary is
+  older than `dataPlane.drills.maxDataAgeHours`, tear down. Its ServiceAccount may create and delete the scratch
+  kinds and exec into pods in `dr-drills` only.
+- **Metrics** without new components: kube-state-metrics' CronJob and Job series (last success, start and
+  completion times) and each store's own last-backup timestamp (BACKUP_AGE: every store that backs up, drilled or
+  not, and Velero). The PrometheusRule here alerts on a failed drill, a drill older than two schedule periods and
+  a backup older than two backup periods (it ships with the drills: `drills.enabled: false` drops it too); the
+  Grafana dashboard "Restore drills" (components/platform/dashboards) shows the same series.
+
+`dr-drills` is default-deny like every namespace: it reaches DNS, the API server, the backups' S3 endpoint and
+nothing of production; the store's operator reaches the scratch pods (the operator's namespace lists it as a peer).
+Stores not drilled, and why, are in docs/restore-drills.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+
+from components import charts
+from components.data import postgres
+from components.data.context import DRILL_NAMESPACE, LAYER, DataContext
+from components.data.endpoints import DrillsEndpoint, S3Location
+from components.layer import EXCLUDE_FROM_BACKUP
+from components.services.namespaces import (NO_OWN_ENTRY_POINTS, RESTRICTED_CONTAINER_SECURITY,
+                                           RESTRICTED_POD_SECURITY, Namespaces, NamespaceSpec, Peer)
+from config.cron import longest_gap_seconds
+from config.load import S3Keys
+from config.quantity import memory_mib
+
+NAMESPACE = DRILL_NAMESPACE
+SCRIPT = Path(__file__).with_name("drill.sh")
+SCRIPTS = "drill-scripts"  # ConfigMap: drill.sh and the scratch manifests
+MOUNT = "/drill"
+SERVICE_ACCOUNT = "drill"
+S3_SECRET = "drill-backup-s3"  # the read-only keys (ACCESS_KEY_ID, ACCESS_SECRET_KEY)
+RULE = "restore-drills"
+CANARY_SCHEDULE = "30 * * * *"  # hourly: a backup of any cadence holds a canary at most an hour older than itself
+CANARY_RETENTION_DAYS = 45  # canaries kept in the store: a month of backups, each with recent ones
+# kubectl and bash, pinned (the GitLab chart's hook image; it runs as nobody).
+DRIVER_IMAGE = charts.GITLAB_KUBECTL_IMAGE
+NOBODY = 65534
+DRIVER_RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
+CANARY_RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}}
+SCRATCH_CPU, SCRATCH_MEMORY = "1", "2Gi"  # a scratch instance: enough to replay, not to serve
+STALE_FACTOR = 2  # a drill or backup is stale after two of its periods without a success
+
+
+@dataclass(frozen=True)
+class Drill:
+    """One store's drill: what the drill Job applies, waits for and checks, and what Pulumi creates for it."""
+
+    store: str
+    scratch: dict[str, Any]  # the scratch instance's manifest (restores by itself once applied)
+    resource: str  # what `kubectl wait` watches: <kind>/<name>
+    ready: str  # kubectl wait --for condition
+    timeout_seconds: int  # restore budget (modelled, docs/restore-drills.md)
+    env: dict[str, str]  # check_<store>'s parameters
+    storage: str  # the scratch instance's volumes, summed (the namespace's quota)
+    rbac: tuple[dict[str, Any], ...]  # Role rules for the scratch kinds
+    ingress_from: tuple[Peer, ...] = ()  # the store's operator reaching the scratch pods
+    objects: Callable[[DataContext, S3Location, Sequence[pulumi.Resource]], list[pulumi.Resource]] = \
+        field(default=lambda ctx, location, after: [])  # what the scratch instance needs before a drill runs
+
+
+def scratch_labels(ctx: DataContext, store: str) -> dict[str, str]:
+    """A scratch instance is created and deleted by its drill Job, not by Pulumi."""
+    return {**ctx.labels("restore-drill", store), "app.kubernetes.io/managed-by": "restore-drill"}
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------------------
+PG_SCRATCH = f"drill-{postgres.CLUSTER}"
+PG_OBJECT_STORE = f"drill-{postgres.OBJECT_STORE}"
+
+
+def pg_object_store_spec(ctx: DataContext, location: S3Location) -> dict[str, Any]:
+    """The production backups' path, read with the drills' keys; no retention (it never deletes) and no
+    WAL/data settings (a scratch cluster restores, it never archives)."""
+    env = {**postgres.CHECKSUM_ENV, "AWS_DEFAULT_REGION": location.region}
+    return {
+        "configuration": {
+            "destinationPath": location.url(),
+            "endpointURL": location.endpoint,
+            "s3Credentials": {"accessKeyId": {"name": S3_SECRET, "key": "ACCESS_KEY_ID"},
+                              "secretAccessKey": {"name": S3_SECRET, "key": "ACCESS_SECRET_KEY"}},
+        },
+        "instanceSidecarConfiguration": {"env": [{"name": k, "value": v} for k, v in env.items()],
+                                         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                                       "limits": {"cpu": "100m", "memory": "128Mi"}}},
+    }
+
+
+def pg_scratch(ctx: DataContext) -> dict[str, Any]:
+    """A one-instance Cluster bootstrapped by recovery from the production cluster's backups (the base backup
+    and every archived WAL after it: the newest consistent state). `serverName` is the production cluster's: the
+    folder its backups sit in. It never archives (no plugins), so it cannot write to the backups."""
+    settings = ctx.settings.postgres
+    return {
+        "apiVersion": postgres.API_VERSION, "kind": "Cluster",
+        "metadata": {"name": PG_SCRATCH, "namespace": NAMESPACE, "labels": scratch_labels(ctx, "postgres")},
+        "spec": {
+            "instances": 1,
+            "imageName": charts.POSTGRES_IMAGE,
+            "imagePullPolicy": "IfNotPresent",
+            "enableSuperuserAccess": False,
+            "enablePDB": False,  # one instance: a PDB would block draining its node
+            "bootstrap": {"recovery": {"source": "origin"}},
+            "externalClusters": [{"name": "origin", "plugin": {
+                "name": postgres.PLUGIN,
+                "parameters": {"barmanObjectName": PG_OBJECT_STORE, "serverName": postgres.CLUSTER}}}],
+            "storage": {"size": _sum_gi(settings.storage_size, settings.wal_storage_size),
+                        "storageClass": ctx.storage_class},
+            "resources": {"requests": {"cpu": SCRATCH_CPU, "memory": SCRATCH_MEMORY},
+                          "limits": {"cpu": SCRATCH_CPU, "memory": SCRATCH_MEMORY}},
+            # A scratch copy is no backup: Velero never copies its volume (as for the production cluster).
+            "inheritedMetadata": {"annotations": {postgres.VELERO_EXCLUDE: "pgdata"}},
+        },
+    }
+
+
+def _sum_gi(*sizes: str) -> str:
+    """Volume sizes (config/data.py: <n>Gi or <n>Ti) added up, in Gi."""
+    return f"{sum(memory_mib(s) for s in sizes) // 1024}Gi"
+
+
+def _pg_objects(ctx: DataContext, location: S3Location, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    return [ctx.custom_resource("drill-postgres-object-store", "barmancloud.cnpg.io/v1", "ObjectStore",
+                                PG_OBJECT_STORE, NAMESPACE, pg_object_store_spec(ctx, location),
+                                ctx.labels("restore-drill", "postgres"), after)]
+
+
+def postgres_drill(ctx: DataContext) -> Drill:
+    settings = ctx.settings.postgres
+    return Drill(
+        store="postgres", scratch=pg_scratch(ctx), resource=f"clusters.postgresql.cnpg.io/{PG_SCRATCH}",
+        ready="condition=Ready", timeout_seconds=4 * 3600,
+        env={"SCRATCH_POD": f"{PG_SCRATCH}-1", "CANARY_DATABASE": postgres.CANARY},
+        storage=_sum_gi(settings.storage_size, settings.wal_storage_size),
+        rbac=({"apiGroups": ["postgresql.cnpg.io"], "resources": ["clusters"],
+               "verbs": ["get", "list", "watch", "create", "patch", "delete"]},),
+        ingress_from=(Peer(postgres.OPERATOR_NAMESPACE, (postgres.STATUS_PORT, postgres.PORT),
+                           pod_labels=dict(postgres.OPERATOR_SELECTOR)),),
+        objects=_pg_objects)
+
+
+# The canary: a table of write times in the canary's own database, older rows pruned.
+PG_CANARY_SQL = f"""CREATE TABLE IF NOT EXISTS canary (written_at timestamptz PRIMARY KEY DEFAULT now());
+INSERT INTO canary DEFAULT VALUES;
+DELETE FROM canary WHERE written_at < now() - interval '{CANARY_RETENTION_DAYS} days';
+"""
+
+
+def pg_canary_spec(ctx: DataContext) -> dict[str, Any]:
+    """psql as the canary role, over TLS checked against the cluster's CA (the Secret postgres-ca)."""
+    secret = postgres.CANARY_SECRET
+    env = [{"name": "PGHOST", "value": f"{postgres.CLUSTER}-rw.{postgres.NAMESPACE}.svc"},
+           {"name": "PGPORT", "value": str(postgres.PORT)},
+           {"name": "PGDATABASE", "value": postgres.CANARY},
+           {"name": "PGSSLMODE", "value": "verify-full"},
+           {"name": "PGSSLROOTCERT", "value": "/ca/ca.crt"},
+           {"name": "PGUSER", "valueFrom": {"secretKeyRef": {"name": secret, "key": "username"}}},
+           {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}}]
+    container = {"name": "canary", "image": charts.POSTGRES_IMAGE, "imagePullPolicy": "IfNotPresent",
+                 "command": ["psql", "--no-psqlrc", "--set", "ON_ERROR_STOP=1", "--file", "/canary/canary.sql"],
+                 "env": env, "resources": CANARY_RESOURCES,
+                 "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
+                 "volumeMounts": [{"name": "canary", "mountPath": "/canary", "readOnly": True},
+                                  {"name": "ca", "mountPath": "/ca", "readOnly": True}]}
+    volumes = [{"name": "canary", "configMap": {"name": "drill-canary"}},
+               {"name": "ca", "secret": {"secretName": f"{postgres.CLUSTER}-ca", "items": [
+                   {"key": "ca.crt", "path": "ca.crt"}]}}]
+    return _cronjob(CANARY_SCHEDULE, ctx.labels("restore-drill", "canary"), [container], volumes,
+                    service_account=None, deadline=600)
+
+
+def _pg_canary(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    labels = ctx.labels("restore-drill", "canary")
+    sql = k8s.core.v1.ConfigMap("drill-canary-postgres", metadata=k8s.meta.v1.ObjectMetaArgs(
+        name="drill-canary", namespace=postgres.NAMESPACE, labels=labels), data={"canary.sql": PG_CANARY_SQL},
+        opts=ctx.opts(after))
+    job = k8s.batch.v1.CronJob("drill-canary-postgres", metadata=k8s.meta.v1.ObjectMetaArgs(
+        name="drill-canary", namespace=postgres.NAMESPACE, labels=labels), spec=pg_canary_spec(ctx),
+        opts=ctx.opts([*after, sql]))
+    return [sql, job]
+
+
+# store -> its drill; store -> its canary writer (in the store's namespace). config/data.py DRILLED_STORES lists
+# the same stores (the config cannot import components).
+DRILLS: dict[str, Callable[[DataContext], Drill]] = {"postgres": postgres_drill}
+CANARIES: dict[str, Callable[[DataContext, Sequence[pulumi.Resource]], list[pulumi.Resource]]] = {
+    "postgres": _pg_canary}
+
+
+# --- the namespace ----------------------------------------------------------------------------------------
+def namespaces(ctx: DataContext) -> list[NamespaceSpec]:
+    drills = [DRILLS[store](ctx) for store in ctx.drills]
+    if not drills:
+        return []
+    return [NamespaceSpec(
+        name=NAMESPACE, pss="restricted", layer=LAYER,
+        why="scratch restores of the stores' backups: the operators' restricted pods and the drill Jobs",
+        ingress_from=tuple(peer for d in drills for peer in d.ingress_from),
+        egress_to=ctx.object_storage_peer(), egress_world=ctx.backup_egress_world())]
+
+
+def quota(drills: Sequence[Drill]) -> dict[str, Any]:
+    """Room for every scratch instance at once (a drill tears its instance down; a hung one waits for its
+    deadline), the drill Jobs and the operators' restore pods; no Service of its own reaches outside."""
+    count = len(drills)
+    storage = sum(memory_mib(d.storage) for d in drills) // 1024
+    cpu = count * (int(SCRATCH_CPU) + 1)  # the scratch instance, its restore pod's sidecars and the driver
+    memory = count * (memory_mib(SCRATCH_MEMORY) + 1024)
+    return {"hard": {"requests.cpu": str(cpu), "requests.memory": f"{memory}Mi", "limits.memory": f"{memory * 2}Mi",
+                     "pods": str(count * 4), "persistentvolumeclaims": str(count * 2),
+                     "requests.storage": f"{storage}Gi", **NO_OWN_ENTRY_POINTS}}
+
+
+LIMIT_RANGE = {"limits": [{"type": "Container", "defaultRequest": {"cpu": "100m", "memory": "128Mi"},
+                           "default": {"memory": "512Mi"}}]}
+
+
+# --- the drill Jobs ---------------------------------------------------------------------------------------
+def _cronjob(schedule: str, labels: dict[str, str], containers: list[dict[str, Any]], volumes: list[dict[str, Any]],
+             service_account: str | None, deadline: int, run_as: int | None = None) -> dict[str, Any]:
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "securityContext": {**RESTRICTED_POD_SECURITY, **({"runAsUser": run_as, "runAsGroup": run_as,
+                                                          "fsGroup": run_as} if run_as else {})},
+        "containers": containers,
+        "volumes": volumes,
+    }
+    if service_account:
+        pod["serviceAccountName"] = service_account
+    else:
+        pod["automountServiceAccountToken"] = False  # it talks to its store only
+    return {
+        "schedule": schedule,
+        "timeZone": "Etc/UTC",
+        "concurrencyPolicy": "Forbid",  # one drill of a store at a time: they share the scratch names
+        "startingDeadlineSeconds": 3600,
+        "successfulJobsHistoryLimit": 1,
+        "failedJobsHistoryLimit": 1,
+        "jobTemplate": {"spec": {
+            "backoffLimit": 0,  # a failed drill is the finding, not something to retry until it passes
+            "activeDeadlineSeconds": deadline,
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
+        }},
+    }
+
+
+def drill_env(drill: Drill, max_age_hours: int) -> list[dict[str, str]]:
+    plain = {"STORE": drill.store, "NAMESPACE": NAMESPACE, "MANIFEST": f"{MOUNT}/{drill.store}.yaml",
+             "RESOURCE": drill.resource, "READY": drill.ready, "TIMEOUT_SECONDS": str(drill.timeout_seconds),
+             "MAX_AGE_SECONDS": str(max_age_hours * 3600), "HOME": "/tmp", **drill.env}
+    return [{"name": k, "value": v} for k, v in plain.items()]
+
+
+def drill_spec(ctx: DataContext, drill: Drill) -> dict[str, Any]:
+    container = {
+        "name": "drill", "image": DRIVER_IMAGE, "imagePullPolicy": "IfNotPresent",
+        "command": ["/bin/bash", f"{MOUNT}/{SCRIPT.name}"],
+        "env": drill_env(drill, ctx.settings.drills.max_data_age_hours),
+        "resources": DRIVER_RESOURCES,
+        "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
+        "volumeMounts": [{"name": "drill", "mountPath": MOUNT, "readOnly": True},
+                         {"name": "tmp", "mountPath": "/tmp"}],  # kubectl's cache (HOME)
+    }
+    volumes = [{"name": "drill", "configMap": {"name": SCRIPTS, "defaultMode": 0o444}},
+               {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
+    # The deadline leaves the script time to report and tear down after its own wait gives up.
+    return _cronjob(ctx.settings.drills.schedule, ctx.labels("restore-drill", drill.store), [container], volumes,
+                    SERVICE_ACCOUNT, drill.timeout_seconds + 900, run_as=NOBODY)
+
+
+def role_rules(drills: Sequence[Drill]) -> list[dict[str, Any]]:
+    """The drill Jobs' rights, in dr-drills only: the scratch kinds, and reading and exec-ing into pods."""
+    return [*(rule for d in drills for rule in d.rbac),
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+            # kubectl exec over SPDY is a POST (`create`); over WebSockets (kubectl's default since 1.31) a GET, which
+            # API servers authorize as `get` (newer ones as `create` again): both.
+            {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["get", "create"]}]
+
+
+# --- alerts -----------------------------------------------------------------------------------------------
+def _duration(seconds: int) -> str:
+    return f"{seconds // 3600}h" if seconds % 3600 == 0 else f"{seconds}s"
+
+
+# Seconds since each store's last successful backup, from the store's own metrics (names at the pinned versions):
+# - PostgreSQL: the barman-cloud plugin's timestamp of the newest available backup (its docs, "Observability");
+# - ScyllaDB: Scylla Manager's start time of the last successful run per task (pkg/metrics/scheduler.go);
+# - ClickHouse: clickhouse-backup's finish time of the last create_remote (pkg/server/metrics/metrics.go), counted
+#   only where that run's status is 1 (success): the finish time is set after failures too, and 0 after a restart.
+BACKUP_AGE = {
+    "postgres": f'time() - max(barman_cloud_cloudnative_pg_io_last_available_backup_timestamp'
+                f'{{namespace="{postgres.NAMESPACE}"}})',
+    "scylladb": 'time() - max(scylla_manager_scheduler_last_success{type="backup"})',
+    "clickhouse": 'time() - max(clickhouse_backup_last_create_remote_finish > 0 and on (namespace, pod) '
+                  'clickhouse_backup_last_create_remote_status == 1)',
+}
+# Velero's own metric (pkg/metrics/metrics.go, label `schedule`): components/services/backups.py's Schedule.
+VELERO_BACKUP_AGE = 'time() - velero_backup_last_successful_timestamp{schedule="cluster"}'
+
+
+def backup_ages(ctx: DataContext, velero_schedule: str | None) -> dict[str, tuple[str, str]]:
+    """Every enabled store that backs up (and Velero) -> (PromQL of the seconds since its last successful backup,
+    its backup cron), drilled or not: a stale backup matters before any drill notices."""
+    settings = ctx.settings
+    schedules = {"postgres": settings.postgres.backup_schedule, "scylladb": settings.scylladb.backup_schedule,
+                 "clickhouse": settings.clickhouse.backup_schedule}
+    ages = {store: (BACKUP_AGE[store], cron) for store, cron in schedules.items()
+            if getattr(settings, store).enabled and ctx.backup is not None}
+    if velero_schedule is not None:
+        ages["velero"] = (VELERO_BACKUP_AGE, velero_schedule)
+    return ages
+
+
+def rule_spec(schedule: str, ages: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """Failed and stale drills from kube-state-metrics' CronJob series; stale backups from each store's own."""
+    ns = f'namespace="{NAMESPACE}"'
+    stale = STALE_FACTOR * longest_gap_seconds(schedule)
+    drill_rules = [
+        {"alert": "RestoreDrillFailed",
+         # The last run was scheduled after the last success and is no longer running: it failed.
+         "expr": f"(kube_cronjob_status_last_schedule_time{{{ns}}} > on (namespace, cronjob) "
+                 f"kube_cronjob_status_last_successful_time{{{ns}}} or on (namespace, cronjob) "
+                 f"(kube_cronjob_status_last_schedule_time{{{ns}}} unless on (namespace, cronjob) "
+                 f"kube_cronjob_status_last_successful_time{{{ns}}})) and on (namespace, cronjob) "
+                 f"kube_cronjob_status_active{{{ns}}} == 0",
+         "for": "15m", "labels": {"severity": "critical"},
+         "annotations": {"summary": "Restore drill {{ $labels.cronjob }} failed",
+                         "description": "The latest backup did not restore, or the restored copy failed its checks: "
+                                        "kubectl -n dr-drills logs job/<the failed job>. docs/restore-drills.md"}},
+        {"alert": "RestoreDrillStale",
+         "expr": f"time() - kube_cronjob_status_last_successful_time{{{ns}}} > {stale} or on (namespace, cronjob) "
+                 f"(time() - kube_cronjob_created{{{ns}}} > {stale} unless on (namespace, cronjob) "
+                 f"kube_cronjob_status_last_successful_time{{{ns}}})",
+         "for": "1h", "labels": {"severity": "warning"},
+         "annotations": {"summary": "Restore drill {{ $labels.cronjob }} has not passed for "
+                                    f"{_duration(stale)} (two schedule periods)",
+                         "description": "Nobody knows whether this store's backups restore. docs/restore-drills.md"}},
+    ]
+    backup_rules = [
+        {"alert": "BackupStale",
+         "expr": f"{age} > {STALE_FACTOR * longest_gap_seconds(cron)}",
+         "for": "1h", "labels": {"severity": "critical", "store": store},
+         "annotations": {"summary": f"The last {store} backup is older than "
+                                    f"{_duration(STALE_FACTOR * longest_gap_seconds(cron))} (two backup periods)",
+                         "description": "Backups are failing: the recovery point grows with every hour. "
+                                        "docs/restore-drills.md"}}
+        for store, (age, cron) in ages.items()]
+    return {"groups": [{"name": "restore-drills", "rules": drill_rules},
+                       {"name": "backups", "rules": backup_rules}]}
+
+
+# --- install ----------------------------------------------------------------------------------------------
+def read_only_secret(ctx: DataContext, keys: S3Keys, ns: pulumi.Resource) -> k8s.core.v1.Secret:
+    """backupCredentials.drills in the scratch namespace (the key names barman-cloud's ObjectStore reads). Left out of
+    Velero's backups like every key that opens other data (components/layer.py EXCLUDE_FROM_BACKUP)."""
+    return k8s.core.v1.Secret(
+        "drill-backup-s3", metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=S3_SECRET, namespace=NAMESPACE, labels={**ctx.labels("restore-drill"), **EXCLUDE_FROM_BACKUP}),
+        type="Opaque", string_data={"ACCESS_KEY_ID": pulumi.Output.secret(keys.access_key_id),
+                                    "ACCESS_SECRET_KEY": pulumi.Output.secret(keys.secret_access_key)},
+        opts=ctx.opts([ns]))
+
+
+def install(ctx: DataContext, spaces: Namespaces, keys: S3Keys | None, velero_schedule: str | None,
+            after: Sequence[pulumi.Resource]) -> DrillsEndpoint | None:
+    """`keys`: backupCredentials.drills (config/rules.py requires them while a store is drilled); `after`: the
+    drilled stores' own resources (their operators, CRDs and canary credentials)."""
+    if not ctx.drills:
+        return None
+    assert ctx.backup is not None and keys is not None  # config/rules.py: drills need off-cluster backups and keys
+    drills = [DRILLS[store](ctx) for store in ctx.drills]
+    ages = backup_ages(ctx, velero_schedule)
+    ns = spaces[NAMESPACE]
+    deps = [*after, *spaces.ready_for([NAMESPACE])]
+    labels = ctx.labels("restore-drill")
+    secret = read_only_secret(ctx, keys, ns)
+    ready: list[pulumi.Resource] = [
+        secret,
+        k8s.core.v1.ResourceQuota("drill-quota", metadata=k8s.meta.v1.ObjectMetaArgs(
+            name="drill-quota", namespace=NAMESPACE, labels=labels), spec=quota(drills), opts=ctx.opts([ns])),
+        k8s.core.v1.LimitRange("drill-limits", metadata=k8s.meta.v1.ObjectMetaArgs(
+            name="container-defaults", namespace=NAMESPACE, labels=labels), spec=LIMIT_RANGE, opts=ctx.opts([ns])),
+    ]
+    account = k8s.core.v1.ServiceAccount("drill-service-account", metadata=k8s.meta.v1.ObjectMetaArgs(
+        name=SERVICE_ACCOUNT, namespace=NAMESPACE, labels=labels), opts=ctx.opts([ns]))
+    role = k8s.rbac.v1.Role("drill-role", metadata=k8s.meta.v1.ObjectMetaArgs(
+        name=SERVICE_ACCOUNT, namespace=NAMESPACE, labels=labels), rules=role_rules(drills), opts=ctx.opts([ns]))
+    binding = k8s.rbac.v1.RoleBinding("drill-role-binding", metadata=k8s.meta.v1.ObjectMetaArgs(
+        name=SERVICE_ACCOUNT, namespace=NAMESPACE, labels=labels),
+        role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": SERVICE_ACCOUNT},
+        subjects=[{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}],
+        opts=ctx.opts([account, role]))
+    scripts = k8s.core.v1.ConfigMap("drill-scripts", metadata=k8s.meta.v1.ObjectMetaArgs(
+        name=SCRIPTS, namespace=NAMESPACE, labels=labels),
+        data={SCRIPT.name: SCRIPT.read_text(),
+              **{f"{d.store}.yaml": yaml.safe_dump(d.scratch, sort_keys=False) for d in drills}},
+        opts=ctx.opts([ns]))
+    ready += [account, role, binding, scripts]
+    for drill in drills:
+        objects = drill.objects(ctx, ctx.backup.of(drill.store), [*deps, secret])
+        ready += [*objects, *CANARIES[drill.store](ctx, after)]
+        ready.append(k8s.batch.v1.CronJob(f"drill-{drill.store}", metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=f"drill-{drill.store}", namespace=NAMESPACE, labels=ctx.labels("restore-drill", drill.store)),
+            spec=drill_spec(ctx, drill), opts=ctx.opts([*deps, binding, scripts, *objects])))
+    ready.append(ctx.custom_resource("drill-alerts", "monitoring.coreos.com/v1", "PrometheusRule", RULE, NAMESPACE,
+                                     rule_spec(ctx.settings.drills.schedule, ages),
+                                     ctx.labels("restore-drill", "alerts"), deps))
+    return DrillsEndpoint(namespace=NAMESPACE, stores=tuple(ctx.drills), ready=ready,
+                          backup_age={store: age for store, (age, _) in ages.items()})
+
+
+__all__ = ["DRILLS", "Drill", "install", "namespaces"]
