@@ -223,6 +223,11 @@ def key_prefix(consumer: str) -> str:
     return f"{consumer}:"
 
 
+def user_secret(consumer: str) -> str:
+    """The Secret in the instance's namespace with a consumer's own login (it copies it)."""
+    return f"{NAME}-user-{consumer}"
+
+
 def acl_line(c: Consumer, password_sha256: str) -> str:
     """One user of the ACL file (Redis' aclfile grammar, as DragonflyDB parses it)."""
     reads = " ".join(f"%R~{key_prefix(other)}*" for other in c.reads)
@@ -247,7 +252,7 @@ def _logins(ctx: DataContext, i: Instance, after: Sequence[pulumi.Resource]
     users, secrets = {}, []
     for c, password in passwords.items():
         users[c.name], secret = ctx.credentials(
-            f"{i.resource}-user-{c.name}", f"{NAME}-user-{c.name}", i.namespace,
+            f"{i.resource}-user-{c.name}", user_secret(c.name), i.namespace,
             {"username": c.name if i.acl else "default", "password": password}, after, labels=labels)
         secrets.append(secret)
     if i.acl:
