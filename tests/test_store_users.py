@@ -244,3 +244,15 @@ def test_outputs_name_each_consumers_secret_and_hold_no_credential(stack):
     assert set(endpoint["users"]) == {c.name for c in consumers(run)["dragonfly"] if c.layer == ADS}
     if "gitlab" in endpoint["dedicated"]:
         assert endpoint["dedicated"]["gitlab"]["users"]["gitlab"]["secret"] == "dragonfly-user-gitlab"
+
+
+# --- PostgreSQL: each owner role into its own database only ---------------------------------------------------------
+def test_each_postgres_role_logs_in_to_its_own_database_only(production):
+    spec = production.named("postgres-cluster", "kubernetes:postgresql.cnpg.io/v1:Cluster").inputs["spec"]
+    databases = stack_config(production).data_plane.postgres.databases
+    assert spec["postgresql"]["pg_hba"] == [*(f"host {db} {db} all scram-sha-256" for db in databases),
+                                            "host all all all reject"]
+    roles = {r["name"]: r for r in spec["managed"]["roles"]}
+    assert set(roles) == set(databases)
+    for db, r in roles.items():
+        assert r["passwordSecret"] == {"name": f"postgres-{db}"} and not r["superuser"] and not r["createrole"]
