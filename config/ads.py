@@ -134,6 +134,10 @@ class Service(Model):
     host: str | None = None
     stores: list[str] = []  # dataPlane stores it uses (STORES): env wiring, credentials, egress
     callers: list[str] = []  # services whose pods may call it (its NetworkPolicy admits only these)
+    # Services whose data it may read, read-only, in the stores both use: their Redpanda topics (<name>.*) and
+    # consumer groups stay theirs, their ClickHouse database, their DragonflyDB keys (<name>:*). Without it a
+    # service reaches only its own (config/consumers.py, docs/security.md).
+    reads_from: list[str] = []
     hot_path: bool = False  # revenue path: the hot-path PriorityClass
     pool: str | None = None  # run only on this pool (node selector + its taints tolerated)
     min_replicas: int = 2
@@ -271,6 +275,7 @@ def problems(cfg: "StackConfig", secrets: set[str]) -> list[Problem]:
         found += _image(key, svc)
         found += _stores(cfg, key, svc)
         found += _callers(ads, key, svc)
+        found += _reads_from(ads, key, name, svc)
         found += _replicas(key, svc, strict, cfg.profile)
         found += _host(cfg, key, svc)
         found += _pool(cfg, key, svc)
@@ -291,6 +296,23 @@ def problems(cfg: "StackConfig", secrets: set[str]) -> list[Problem]:
     if ads.registry is None and REGISTRY_TOKEN in secrets:
         found.append(problem("adServices.registry", f"must be set (host, username) when {REGISTRY_TOKEN} is: the "
                              "token alone names no registry"))
+    return found
+
+
+# Stores where a service's data is its own and `readsFrom` grants another service read access to it.
+READABLE_STORES = ("redpanda", "clickhouse", "dragonfly")
+
+
+def _reads_from(ads: AdServices, key: str, name: str, svc: Service) -> list[Problem]:
+    found = []
+    for other in svc.reads_from:
+        peer = ads.enabled.get(other)
+        shared = [s for s in READABLE_STORES if s in svc.stores and peer is not None and s in peer.stores]
+        if other == name or peer is None or not shared:
+            found.append(problem(f"{key}.readsFrom", "must name other enabled services that use one of its stores "
+                                 f"among {', '.join(READABLE_STORES)} (their data is what it may read)", other))
+    found += [problem(f"{key}.readsFrom", "must not repeat a service", s)
+              for s, n in Counter(svc.reads_from).items() if n > 1]
     return found
 
 
@@ -326,6 +348,12 @@ def _stores(cfg: "StackConfig", key: str, svc: Service) -> list[Problem]:
                                  "enable the store or remove it from the service", store))
     repeated = [s for s, n in Counter(svc.stores).items() if n > 1]
     found += [problem(f"{key}.stores", "must not repeat a store", s) for s in repeated]
+    # The service's name is its user in each store (config/consumers.py): a platform component of that name
+    # using the same store would take the same user.
+    name = key.rsplit(".", 1)[-1]
+    taken = [s for s in svc.stores if name in NEEDS and s in NEEDS[name].stores]
+    found += [problem(key, f"names a platform component that also uses dataPlane.{s}; each consumer is a user of "
+                      "its own there, so rename the service", name) for s in taken]
     keyspaces = cfg.data_plane.scylladb.keyspaces
     if svc.keyspace is not None:
         if "scylladb" not in svc.stores:

@@ -90,7 +90,7 @@ def assert_spread_over_nodes(affinity: dict, labels: dict[str, str]) -> None:
 def refused_memory(store: str, cpu: str, memory: str) -> str:
     """The error pinned_resources raises for a pinned store given `cpu` and `memory` (from its pools or
     configured), before any resource exists."""
-    ctx = SimpleNamespace(resources=lambda _store: Resources(cpu, memory), settings=DataPlane(),
+    ctx = SimpleNamespace(resources=lambda *_: Resources(cpu, memory), settings=DataPlane(),
                           placements={store: SimpleNamespace(pools=(store,))})
     with pytest.raises(ValueError) as err:
         pinned_resources(ctx, store)

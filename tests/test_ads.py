@@ -8,7 +8,7 @@ import json
 import pytest
 
 from components.ads.context import HOT_PATH_CLASS, SERVICE_PORT
-from components.ads.stores import REDPANDA_CA_DIR, REDPANDA_CA_SECRET
+from components.ads.stores import REDPANDA_CA_DIR, REDPANDA_CA_SECRET, credential_secret
 from components.data import clickhouse, dragonfly, redpanda, scylladb
 from components.data.scylladb import cluster as scylla_cluster
 from components.services import gateway
@@ -32,9 +32,9 @@ SERVICES = ["ad-serving", "bidding", "analytics-ingestion", "campaign-management
             "api-gateway", "ml-inference"]
 HOT_PATH = {"ad-serving", "bidding", "ml-inference"}
 PUBLIC = {"ad-serving": "ads", "bidding": "rtb", "api-gateway": "api"}
-# The data plane's own names for what a service copies (its modules' constants, not literals here).
-SOURCE_SECRETS = {"scylladb": scylladb.APP_SECRET, "dragonfly": dragonfly.PASSWORD_SECRET,
-                  "redpanda": redpanda.APP_SECRET, "clickhouse": "clickhouse-app"}
+# The data plane's own names for the Secret holding a consumer's login (its modules' functions, not literals here).
+SOURCE_SECRETS = {"scylladb": scylladb.user_secret, "dragonfly": dragonfly.user_secret,
+                  "redpanda": redpanda.user_secret, "clickhouse": clickhouse.users.user_secret}
 
 
 def ads_config(run: Run):
@@ -283,6 +283,12 @@ def _ref(entry: dict) -> tuple[str, str]:
     return ref["name"], ref["key"]
 
 
+def own(svc: str, e: dict) -> str:
+    """The Secret in the services' namespace with `svc`'s own login to the store of endpoint `e`."""
+    store = next(s for s in SOURCE_SECRETS if e["users"][svc]["secret"] == SOURCE_SECRETS[s](svc))
+    return credential_secret(svc, store)
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_env_points_at_the_data_planes_outputs_and_secret_names(stack):
     run = stack_run(stack)
@@ -295,51 +301,54 @@ def test_env_points_at_the_data_planes_outputs_and_secret_names(stack):
             e = endpoint(run, "scylladb")
             assert value["SCYLLA_CONTACT_POINTS"] == ",".join(e["hosts"]) and value["SCYLLA_PORT"] == str(e["port"])
             assert value["SCYLLA_LOCAL_DATACENTER"] == e["datacenter"] and value["SCYLLA_KEYSPACE"] in e["keyspaces"]
-            assert _ref(env["SCYLLA_USERNAME"]) == (e["credentials"]["secret"], "username")
-            assert _ref(env["SCYLLA_PASSWORD"]) == (e["credentials"]["secret"], "password")
+            assert _ref(env["SCYLLA_USERNAME"]) == (own(svc, e), "username")
+            assert _ref(env["SCYLLA_PASSWORD"]) == (own(svc, e), "password")
         if "dragonfly" in stores:
             e = endpoint(run, "dragonfly")
             assert value["DRAGONFLY_ADDRESS"] == f"{e['host']}:{e['port']}"
             assert value["DRAGONFLY_HOST"] == e["host"] and value["DRAGONFLY_READ_HOST"] == e["readHost"]
-            assert _ref(env["DRAGONFLY_PASSWORD"]) == (e["credentials"]["secret"], "password")
+            assert _ref(env["DRAGONFLY_PASSWORD"]) == (own(svc, e), "password")
         if "redpanda" in stores:
             e = endpoint(run, "redpanda")
             assert value["KAFKA_BOOTSTRAP_SERVERS"].split(",") == e["brokers"]
             assert value["KAFKA_SASL_MECHANISM"] == e["saslMechanism"] == "SCRAM-SHA-512"
             assert value["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
             assert value["KAFKA_SCHEMA_REGISTRY_URL"] == e["schemaRegistry"]
-            assert _ref(env["KAFKA_SASL_USERNAME"]) == (e["credentials"]["secret"], "username")
-            assert _ref(env["KAFKA_SASL_PASSWORD"]) == (e["credentials"]["secret"], "password")
+            assert _ref(env["KAFKA_SASL_USERNAME"]) == (own(svc, e), "username")
+            assert _ref(env["KAFKA_SASL_PASSWORD"]) == (own(svc, e), "password")
         if "clickhouse" in stores:
             e = endpoint(run, "clickhouse")
             assert value["CLICKHOUSE_HOST"] == e["host"] and value["CLICKHOUSE_CLUSTER"] == e["cluster"]
             assert (value["CLICKHOUSE_HTTP_PORT"], value["CLICKHOUSE_NATIVE_PORT"]) == (str(e["httpPort"]),
                                                                                          str(e["nativePort"]))
-            assert _ref(env["CLICKHOUSE_PASSWORD"]) == (e["credentials"]["secret"], "password")
+            assert _ref(env["CLICKHOUSE_PASSWORD"]) == (own(svc, e), "password")
         prefixes = {"scylladb": "SCYLLA_", "dragonfly": "DRAGONFLY_", "redpanda": "KAFKA_", "clickhouse": "CLICKHOUSE_"}
         for store, prefix in prefixes.items():  # nothing of a store the service does not declare
             assert (store in stores) == any(k.startswith(prefix) for k in env), (svc, store)
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_each_store_credential_is_copied_once_with_the_stores_values(stack):
+def test_each_service_gets_a_copy_of_its_own_login_only(stack):
+    """Per store, each service's own user (never a login shared with the other services), copied once."""
     run = stack_run(stack)
-    used = {s for svc in ads_config(run).enabled.values() for s in svc.stores}
     copies = {r.inputs["metadata"]["name"]: r for r in run.of_type(SECRET) if r.inputs["metadata"]["namespace"] == "ads"}
-    for store in used:
-        name = SOURCE_SECRETS[store]
-        assert endpoint(run, store)["credentials"]["secret"] == name
-        source = [r for r in run.of_type(SECRET) if r.inputs["metadata"]["name"] == name
-                  and r.inputs["metadata"]["namespace"] == endpoint(run, store)["namespace"]]
-        [source] = source
-        assert string_data(copies[name]) == string_data(source)  # asserts every value stayed secret, too
-        assert len([r for r in ads_objects(run, SECRET) if r.inputs["metadata"]["name"] == name]) == 1
-    # Every Secret an ad service reads exists in its namespace with the key it asks for.
+    for name, svc in ads_config(run).enabled.items():
+        for store in svc.stores:
+            e = endpoint(run, store)
+            source_name = SOURCE_SECRETS[store](name)
+            assert e["users"][name]["secret"] == source_name
+            [source] = [r for r in run.of_type(SECRET) if r.inputs["metadata"]["name"] == source_name
+                        and r.inputs["metadata"]["namespace"] == e["namespace"]]
+            copy = copies[credential_secret(name, store)]
+            assert string_data(copy) == string_data(source)  # asserts every value stayed secret, too
+            assert string_data(copy)["username"] == name
+    # Every Secret an ad service reads exists in its namespace with the key it asks for, and is its own.
     for svc in SERVICES:
         for entry in env_of(run, svc).values():
             if "valueFrom" in entry:
                 name, key = _ref(entry)
                 assert key in string_data(copies[name]), (svc, name, key)
+                assert name.startswith(f"{svc}-"), (svc, name)
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -97,7 +97,7 @@ def test_disabled_services_leave_no_objects_and_no_peers(variant):
     assert sorted(targets) == ["audience-targeting", "campaign-management"]
     # No service uses ClickHouse any more: its credentials are not copied into the namespace.
     names = {r.inputs["metadata"]["name"] for r in ads_objects(variant, SECRET)}
-    assert "clickhouse-app" not in names and "dragonfly-auth" in names
+    assert not {n for n in names if n.endswith("-clickhouse")} and "bidding-dragonfly" in names
 
 
 def test_without_monitoring_and_traces_no_dashboards_and_no_trace_export(variant):

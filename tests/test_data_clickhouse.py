@@ -275,27 +275,28 @@ def test_pods_meet_the_restricted_pod_security_level(run):
 def test_users_have_no_plaintext_password_in_the_installation(run):
     users = chi(run)["configuration"]["users"]
     passwords = {k: v for k, v in users.items() if "password" in k}
-    assert set(passwords) == {"default/password_sha256_hex", "admin/password_sha256_hex", "app/password_sha256_hex",
-                              "backup/password_sha256_hex"}
+    assert set(passwords) == {"default/password_sha256_hex", "admin/password_sha256_hex", "backup/password_sha256_hex",
+                              "analytics-ingestion/password_sha256_hex", "reporting/password_sha256_hex"}
     for key, value in passwords.items():
         user = key.split("/")[0]
         assert value == {"valueFrom": {"secretKeyRef": {"name": "clickhouse-server-auth", "key": user}}}
     auth = secret_data(run, "clickhouse-server-auth")
-    credentials = [secret_data(run, name)["password"] for name in ("clickhouse-admin", "clickhouse-app",
+    credentials = [secret_data(run, name)["password"] for name in ("clickhouse-admin", "clickhouse-user-reporting",
                                                                      "clickhouse-backup")]
     spec_values = set(map(str, leaves(chi(run)))) | set(map(str, leaves(chk(run))))
     assert not spec_values & {*credentials, *auth.values()}, "no password or hash in the CRs"
     # The hashes ClickHouse checks are the sha256 of the passwords clients get.
     assert auth["admin"] == hashlib.sha256(secret_data(run, "clickhouse-admin")["password"].encode()).hexdigest()
-    assert auth["app"] == hashlib.sha256(secret_data(run, "clickhouse-app")["password"].encode()).hexdigest()
+    assert auth["reporting"] == hashlib.sha256(
+        secret_data(run, "clickhouse-user-reporting")["password"].encode()).hexdigest()
     assert auth["backup"] == hashlib.sha256(secret_data(run, "clickhouse-backup")["password"].encode()).hexdigest()
 
 
-def test_admin_and_app_only_from_the_pod_network_default_locked(run):
+def test_admin_and_services_only_from_the_pod_network_default_locked(run):
     users = chi(run)["configuration"]["users"]
     pod_cidr = stack_config(run).cluster.pod_cidr
-    assert users["admin/networks/ip"] == users["app/networks/ip"] == [pod_cidr]
-    assert users["admin/access_management"] == 1 and "app/access_management" not in users
+    assert users["admin/networks/ip"] == users["reporting/networks/ip"] == [pod_cidr]
+    assert users["admin/access_management"] == 1 and "reporting/access_management" not in users
     # `default` keeps the operator's own network rule (this installation's pods) and gets a password
     # nobody is given; shards authenticate distributed queries with the interserver secret instead.
     assert "default/networks/ip" not in users and "default/password_sha256_hex" in users
@@ -306,13 +307,13 @@ def test_admin_and_app_only_from_the_pod_network_default_locked(run):
 
 
 def test_passwords_generated_secret_and_protected_in_production(run):
-    names = {"clickhouse-admin-password", "clickhouse-app-password", "clickhouse-default-password",
+    names = {"clickhouse-admin-password", "clickhouse-reporting-password", "clickhouse-default-password",
              "clickhouse-backup-password", "clickhouse-interserver-secret", "clickhouse-operator-password",
              "clickhouse-backup-api-password"}
     generated = {r.name: r for r in run.of_type("random:index/randomPassword:RandomPassword") if r.name in names}
     assert set(generated) == names
     assert all(r.protect == (run.stack == "production") for r in generated.values())
-    for name in ("clickhouse-server-auth", "clickhouse-admin", "clickhouse-app", "clickhouse-backup",
+    for name in ("clickhouse-server-auth", "clickhouse-admin", "clickhouse-user-reporting", "clickhouse-backup",
                  "clickhouse-backup-s3", "clickhouse-operator-login"):
         secret_data(run, name)  # asserts the values are secret
 
@@ -516,7 +517,8 @@ def test_endpoint_in_the_stack_output(run):
     assert endpoint == {
         "host": "cluster-adplatform-analytics.clickhouse.svc", "httpPort": 8123, "nativePort": 9000,
         "cluster": "analytics", "namespace": "clickhouse",
-        "credentials": {"secret": "clickhouse-app", "namespace": "clickhouse", "keys": ["username", "password"]},
+        "users": {name: {"secret": f"clickhouse-user-{name}", "namespace": "clickhouse",
+                         "keys": ["username", "password"]} for name in ("analytics-ingestion", "reporting")},
         "podLabels": {"clickhouse.altinity.com/chi": "adplatform"}}
     assert "offline-" not in json.dumps(run.outputs["dataPlane"]), "no generated value in the output"
     # The client Service comes from our cluster service template.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from functools import lru_cache
 
@@ -129,13 +130,17 @@ def test_image_is_pinned(production):
 
 # --- security --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("stack", ["production", "staging"])
-def test_password_auth_with_a_generated_secret_password(stack):
+def test_the_ad_services_instance_takes_an_acl_file_and_no_shared_password(stack):
     run = stack_run(stack)
-    assert df(run)["spec"]["authentication"] == {"passwordFromSecret": {"name": "dragonfly-auth", "key": "password"}}
-    secret = run.named("dragonfly-auth", SECRET)
+    spec = df(run)["spec"]
+    assert spec["aclFromSecret"] == {"name": "dragonfly-acl", "key": "dragonfly.acl"} and "authentication" not in spec
+    secret = run.named("dragonfly-acl", SECRET)
     assert secret.inputs["metadata"]["namespace"] == "dragonfly"
-    assert len(string_data(secret)["password"]) == 32
-    generator = run.named("dragonfly-password", "random:index/randomPassword:RandomPassword")
+    assert string_data(secret)["dragonfly.acl"].startswith("user default off ")
+    # A changed file rolls the instances (DragonflyDB reads it at start): the annotation follows its digest.
+    digest = hashlib.sha256(string_data(secret)["dragonfly.acl"].encode()).hexdigest()
+    assert spec["podMetadata"] == {"annotations": {dragonfly.ACL_DIGEST_ANNOTATION: digest}}
+    generator = run.named("dragonfly-bidding-password", "random:index/randomPassword:RandomPassword")
     assert generator.protect == (stack == "production")
     assert run.named("dragonfly", DRAGONFLY).protect == (stack == "production")
     assert "offline-" not in json.dumps(df(run))
@@ -156,9 +161,10 @@ def test_pods_meet_the_restricted_pod_security_level(production):
 
 
 def test_clients_reach_the_redis_port_and_only_the_operator_and_prometheus_the_admin_port(production):
-    for peer in ("teams", "platform"):
-        [rule] = policy(production, "dragonfly", f"allow-from-{peer}")["ingress"]
-        assert ports(rule) == [6379]
+    [rule] = policy(production, "dragonfly", "allow-from-teams")["ingress"]
+    assert ports(rule) == [6379]
+    with pytest.raises(KeyError):  # the platform's only consumer (GitLab) has an instance of its own
+        policy(production, "dragonfly", "allow-from-platform")
     [rule] = policy(production, "dragonfly", "allow-from-monitoring")["ingress"]
     assert ports(rule) == [9999]
     [rule] = policy(production, "dragonfly", "allow-from-dragonfly-operator")["ingress"]
@@ -180,7 +186,8 @@ def test_endpoint_points_writes_at_the_primary_and_reads_at_every_instance(produ
     endpoint = production.outputs["dataPlane"]["dragonfly"]["endpoint"]
     assert endpoint["host"] == "dragonfly.dragonfly.svc.cluster.local"  # the operator's primary Service
     assert endpoint["readHost"] == "dragonfly-read.dragonfly.svc.cluster.local" and endpoint["port"] == 6379
-    assert endpoint["credentials"] == {"secret": "dragonfly-auth", "namespace": "dragonfly", "keys": ["password"]}
+    assert endpoint["users"]["bidding"] == {"secret": "dragonfly-user-bidding", "namespace": "dragonfly",
+                                            "keys": ["username", "password"]}
     assert endpoint["podLabels"] == dragonfly.POD_LABELS
     read = production.named("dragonfly-read", "kubernetes:core/v1:Service").inputs["spec"]
     assert read["selector"] == dragonfly.POD_LABELS and "role" not in read["selector"]

@@ -13,6 +13,7 @@ from components.data.placement import Resources
 from components.host.profiles import BASELINE_SYSCTLS, PROFILES, THP_MODE
 from config import ConfigError, load
 from config.catalog import SIZES
+from config.consumers import store_consumers
 from config.model import ROLE_LABEL
 from tests import validators
 from tests.conftest import SECRET_KEYS, base_raw, run_raw, stack_run
@@ -204,29 +205,30 @@ def test_credentials_are_generated_secret_and_protected_in_production(stack):
     name, password, mechanism = users["users.txt"].split(":")
     assert (name, mechanism) == ("admin", "SCRAM-SHA-512") and len(password) == 32
     assert set(string_data(run.named("redpanda-bootstrap-user", SECRET))) == {"password"}
-    app = string_data(run.named("redpanda-app-credentials", SECRET))
-    assert app["username"] == "adplatform" and len(app["password"]) == 32
-    for secret in ("redpanda-superusers", "redpanda-bootstrap-user", "redpanda-app-credentials"):
+    app = string_data(run.named("redpanda-user-bidding", SECRET))
+    assert app["username"] == "bidding" and len(app["password"]) == 32
+    for secret in ("redpanda-superusers", "redpanda-bootstrap-user", "redpanda-user-bidding"):
         assert run.named(secret, SECRET).inputs["metadata"]["namespace"] == "redpanda"
     generated = [r for r in run.of_type("random:index/randomPassword:RandomPassword") if r.name.startswith("redpanda-")]
-    assert len(generated) == 3 and all(r.protect == (stack == "production") for r in generated)
+    consumers = [c.name for c in store_consumers(stack_config(run))["redpanda"]]
+    assert len(generated) == 2 + len(consumers) and all(r.protect == (stack == "production") for r in generated)
     assert run.named("redpanda-cluster", CLUSTER).protect == (stack == "production")
     assert "password" not in json.dumps(spec(run)).replace('"key": "password"', "")
 
 
-def test_the_application_user_produces_and_consumes_but_administers_nothing(production):
-    user = production.named("redpanda-app-user", USER).inputs
-    assert user["metadata"] == {**user["metadata"], "name": "adplatform", "namespace": "redpanda"}
+def test_each_service_user_produces_and_consumes_but_administers_nothing(production):
+    user = production.named("redpanda-user-bidding-acls", USER).inputs
+    assert user["metadata"] == {**user["metadata"], "name": "bidding", "namespace": "redpanda"}
     auth = user["spec"]["authentication"]
-    assert auth["password"]["valueFrom"]["secretKeyRef"] == {"name": "redpanda-app-credentials", "key": "password"}
+    assert auth["password"]["valueFrom"]["secretKeyRef"] == {"name": "redpanda-user-bidding", "key": "password"}
     assert auth["type"] == "SCRAM-SHA-512" and auth["syncCredentials"] is True
     ops = {acl["resource"]["type"]: set(acl["operations"]) for acl in user["spec"]["authorization"]["acls"]}
     assert ops["topic"] >= {"Read", "Write"} and "Delete" not in ops["topic"] and "Alter" not in ops["topic"]
-    assert ops["cluster"] == {"IdempotentWrite", "Describe"}
+    assert ops["cluster"] == {"IdempotentWrite"}  # cluster Describe would list every user's ACLs
     cluster = production.named("redpanda-cluster", CLUSTER)
-    assert cluster.urn in production.named("redpanda-app-user", USER).dependencies
+    assert cluster.urn in production.named("redpanda-user-bidding-acls", USER).dependencies
     # The CRD refuses to move a User to another cluster ("ClusterSource is immutable"): that replaces the user.
-    options = production.named("redpanda-app-user", USER).options
+    options = production.named("redpanda-user-bidding-acls", USER).options
     assert options["replaceOnChanges"] == ["spec.cluster"] and options["deleteBeforeReplace"] is True
     assert cluster.options["replaceOnChanges"] == [], "the brokers are never replaced on a field change"
 
@@ -295,8 +297,8 @@ def test_endpoint_names_brokers_registry_and_secrets_without_values(production, 
     assert endpoint["brokers"] == [f"redpanda-{i}.redpanda.redpanda.svc.cluster.local:9093" for i in range(3)]
     assert endpoint["schemaRegistry"] == "https://redpanda.redpanda.svc.cluster.local:8081"
     assert endpoint["saslMechanism"] == "SCRAM-SHA-512" and endpoint["caSecret"] == "redpanda-default-cert"
-    assert endpoint["credentials"] == {"secret": "redpanda-app-credentials", "namespace": "redpanda",
-                                       "keys": ["username", "password"]}
+    assert endpoint["users"]["bidding"] == {"secret": "redpanda-user-bidding", "namespace": "redpanda",
+                                            "keys": ["username", "password"]}
     assert endpoint["ports"] == [9093, 8081, 8082] and endpoint["podLabels"] == redpanda.BROKER_LABELS
     assert len(staging.outputs["dataPlane"]["redpanda"]["endpoint"]["brokers"]) == 1
     assert "offline-" not in json.dumps(endpoint)

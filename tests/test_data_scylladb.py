@@ -118,7 +118,7 @@ def test_racks_members_and_replication_follow_the_pool(stack, racks, rf):
     assert ("CREATE KEYSPACE IF NOT EXISTS ads WITH replication = "
             f"{{'class': 'NetworkTopologyStrategy', 'dc1': {rf}}};") in cql
     assert f"ALTER KEYSPACE ads WITH replication = {{'class': 'NetworkTopologyStrategy', 'dc1': {rf}}};" in cql
-    assert "GRANT ALL PERMISSIONS ON KEYSPACE ads TO adplatform;" in cql
+    assert 'GRANT MODIFY ON KEYSPACE ads TO "bidding";' in cql and "GRANT ALL" not in cql
     out = run.outputs["dataPlane"]["scylladb"]
     assert out["endpoint"]["replicationFactor"] == rf == len(racks) and out["shape"]["replication"] == rf
 
@@ -240,7 +240,8 @@ def test_network_storage_runs_production_mode_on_the_providers_xfs_class():
     assert not [r for r in run.resources if "local-csi" in r.name]
     assert "local-csi-driver" not in {r.inputs["metadata"]["name"] for r in run.of_type(NAMESPACE)}
     cql = config_map_data(run, "scylla-bootstrap-scripts")["keyspaces.cql"]
-    assert "CREATE KEYSPACE IF NOT EXISTS bidding" in cql and "GRANT ALL PERMISSIONS ON KEYSPACE bidding" in cql
+    # No service is given the second keyspace here: no role is granted anything on it.
+    assert "CREATE KEYSPACE IF NOT EXISTS bidding" in cql and "ON KEYSPACE bidding TO" not in cql
     assert spec_["backups"][0]["retention"] == 14
 
 
@@ -365,7 +366,7 @@ def test_bootstrap_job_runs_cqlsh_restricted_with_credentials_from_secrets(stack
     assert sc["readOnlyRootFilesystem"] is True
     assert "args" not in container and container["command"] == ["/bin/bash", "/etc/scylla-bootstrap/bootstrap.sh"]
     env = {e["name"]: e for e in container["env"]}
-    for name in ("ADMIN_PASSWORD", "APP_PASSWORD", "MANAGER_PASSWORD", "ADMIN_USERNAME"):
+    for name in ("ADMIN_PASSWORD", "ROLE_PASSWORD_0", "MANAGER_PASSWORD", "ADMIN_USERNAME"):
         assert "value" not in env[name] and env[name]["valueFrom"]["secretKeyRef"]["key"] in ("password", "username")
     assert env["CQL_HOST"]["value"] == "scylla-client.scylla.svc" and env["CQL_PORT"]["value"] == "9042"
     files = config_map_data(run, "scylla-bootstrap-scripts")
@@ -373,7 +374,7 @@ def test_bootstrap_job_runs_cqlsh_restricted_with_credentials_from_secrets(stack
     assert job["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"] == \
         run.named("scylla-bootstrap-scripts", CONFIG_MAP).inputs["metadata"]["name"]
     deps = {run.by_urn(u).name for u in run.named("scylla-bootstrap", JOB).dependencies}
-    assert {"scylla-cluster", "scylla-admin-credentials", "scylla-app-credentials"} <= deps
+    assert {"scylla-cluster", "scylla-admin-credentials", "scylla-user-bidding"} <= deps
 
 
 def test_bootstrap_job_name_changes_with_what_it_does(production, staging):
@@ -390,13 +391,13 @@ def test_scripts_pass_shellcheck():
 
 
 def test_generated_passwords_are_secret_and_protected_in_production(production, staging):
-    names = {"scylla-admin-password", "scylla-app-password", "scylla-manager-role-password",
+    names = {"scylla-admin-password", "scylla-bidding-password", "scylla-manager-role-password",
              "scylla-admin-password-salt"}
     for run, protect in ((production, True), (staging, False)):
         found = {r.name: r for r in run.of_type(PASSWORD) if r.name in names}
         assert set(found) == names and {r.protect for r in found.values()} == {protect}
         assert found["scylla-admin-password"].inputs["special"] is False  # safe inside CQL and YAML quotes
-        for secret in ("scylla-admin-credentials", "scylla-app-credentials", "scylla-manager-role-credentials",
+        for secret in ("scylla-admin-credentials", "scylla-user-bidding", "scylla-manager-role-credentials",
                        "scylla-manager-cql-credentials", "scylla-agent-config"):
             string_data(run.named(secret, SECRET))  # asserts every value reached the engine as a secret
 
@@ -528,10 +529,10 @@ def test_endpoint_in_the_stack_output_has_no_secret(stack, rf):
         "hosts": ["scylla-client.scylla.svc"], "port": 9042, "datacenter": "dc1", "keyspaces": ["ads"],
         "replicationFactor": rf, "namespace": "scylla",
         "podLabels": {"app.kubernetes.io/name": "scylla", "scylla/cluster": "scylla"}}
-    assert out["credentials"] == {"secret": "scylla-app-credentials", "namespace": "scylla",
-                                  "keys": ["username", "password"]}
+    assert out["users"]["bidding"] == {"secret": "scylla-user-bidding", "namespace": "scylla",
+                                       "keys": ["username", "password"]}
     assert "offline-" not in json.dumps(out)
-    assert string_data(run.named("scylla-app-credentials", SECRET))["username"] == "adplatform"
+    assert string_data(run.named("scylla-user-bidding", SECRET))["username"] == "bidding"
 
 
 # --- config errors ----------------------------------------------------------------------------------------------------

@@ -121,11 +121,14 @@ def test_gitlab_uses_the_cnpg_primary_and_its_own_database_secret(production):
     assert gitlab_values(production)["global"]["extraEnv"] == {"PGSSLMODE": "require"}
 
 
-def test_gitlab_uses_the_dragonfly_primary_with_a_copy_of_its_password(production):
+def test_gitlab_uses_the_primary_of_its_own_dragonfly_with_a_copy_of_its_password(production):
+    """Its own instance (not the ad services'), with a password no one else holds."""
     redis = gitlab_values(production)["global"]["redis"]
-    assert redis == {"host": "dragonfly.dragonfly.svc.cluster.local", "port": 6379, "database": 1,
+    assert redis == {"host": "dragonfly.dragonfly-gitlab.svc.cluster.local", "port": 6379, "database": 1,
                      "auth": {"enabled": True, "secret": "gitlab-redis", "key": "password"}}
-    assert secret_data(production, "gitlab-redis") == secret_data(production, "dragonfly-auth")
+    assert secret_data(production, "gitlab-redis") == secret_data(production, "dragonfly-gitlab-user-gitlab")
+    assert secret_data(production, "gitlab-redis")["password"] == secret_data(production, "dragonfly-gitlab-auth")[
+        "password"]
     assert production.named("gitlab-redis", SECRET).inputs["metadata"]["namespace"] == "gitlab"
 
 
@@ -219,7 +222,7 @@ def test_the_gitlab_namespace_admits_the_gateway_and_prometheus_and_reaches_the_
     assert ports(policy(production, "gitlab", "allow-from-monitoring")["ingress"][0]) == sorted(
         gitlab.METRICS_PORTS.values())
     assert ports(policy(production, "gitlab", "allow-to-postgres")["egress"][0]) == [5432]
-    assert ports(policy(production, "gitlab", "allow-to-dragonfly")["egress"][0]) == [6379]
+    assert ports(policy(production, "gitlab", "allow-to-dragonfly-gitlab")["egress"][0]) == [6379]
     assert ports(policy(production, "gitlab", "allow-to-seaweedfs")["egress"][0]) == [8333]
     # The restricted level needs a seccomp profile on Gitaly's pods, which its chart values lack.
     assert gitlab_values(production)["gitlab"]["gitaly"]["securityContext"]["seccompProfile"] == \

@@ -1,7 +1,7 @@
 """The ad services: each configured service (config/ads.py) as one `Service` component in the team namespace,
 wired to the data plane's stores, the platform's telemetry and the shared gateway.
 
-Order: the stores' credentials copied once into the namespace (and Redpanda's CA issued there), the hot-path
+Order: each service's own store credentials copied into the namespace (Redpanda's CA issued there once), the hot-path
 PriorityClass and the registry's pull Secret, then one `Service` per enabled service (components/ads/service.py), each
 waiting for the stores it uses. The `summary` (stack output `adServices`) says per service where it is served,
 its replica bounds and its stores; it never holds a credential.
@@ -26,6 +26,7 @@ from components.platform import Platform
 from components.scheduling import toleration
 from components.services import ClusterServices
 from config import LoadedConfig
+from config.consumers import keyspace_of
 from config.ads import PLACEHOLDER_REPOSITORY, STORES, AdServices as Settings, Registry, Service as ServiceConfig
 from config.model import POOL_LABEL, StackConfig
 
@@ -52,12 +53,13 @@ class AdServices(pulumi.ComponentResource):
             meshed=cfg.cluster_services.mesh.linkerd and settings.namespace in cfg.cluster_services.mesh.namespaces)
         enabled = settings.enabled
 
-        used = [s for s in STORES if any(s in svc.stores for svc in enabled.values())]
-        wirings = {store: stores.wire(ctx, store, getattr(data.endpoints, store)) for store in used}
+        wiring = stores.Wiring(ctx, data.endpoints)
+        wirings = {name: {store: wiring.wire(name, store) for store in STORES if store in svc.stores}
+                   for name, svc in enabled.items()}
         self.priority_class = hot_path_class(ctx) if any(s.hot_path for s in enabled.values()) else None
         pull = pull_secret(ctx, settings.registry, loaded.secrets.ad_services_registry_token)
 
-        plans = {n: plan(n, svc, settings, cfg, wirings, self.priority_class, pull) for n, svc in enabled.items()}
+        plans = {n: plan(n, svc, settings, cfg, wirings[n], self.priority_class, pull) for n, svc in enabled.items()}
         self.services = {n: Service(p, ctx, pulumi.ResourceOptions(parent=self)) for n, p in plans.items()}
         self.summary = {n: summary(plans[n], self.services[n], enabled[n]) for n in plans}
         self.register_outputs({"services": list(self.services)})
@@ -100,11 +102,11 @@ def _neighbour(name: str, svc: ServiceConfig) -> Neighbour:
 
 def plan(name: str, svc: ServiceConfig, settings: Settings, cfg: StackConfig, wirings: dict[str, StoreWiring],
          priority_class: str | None, pull: str | None) -> ServicePlan:
-    """One service resolved: its neighbours (callers it admits, services that list it as a caller), its stores'
-    wirings, its placement. Disabled services are neither callers nor callees."""
+    """One service resolved: its neighbours (callers it admits, services that list it as a caller), its own
+    wirings to its stores (store -> wiring), its placement. Disabled services are neither callers nor callees."""
     enabled = settings.enabled
     pool = next((p for p in cfg.cluster.active_pools if p.name == svc.pool), None) if svc.pool else None
-    keyspace = svc.keyspace or (cfg.data_plane.scylladb.keyspaces[0] if "scylladb" in svc.stores else None)
+    keyspace = keyspace_of(cfg, name)
     return ServicePlan(
         name=name, image=svc.image.reference, placeholder=svc.image.repository == PLACEHOLDER_REPOSITORY,
         port=svc.port, metrics_port=svc.metrics_port, metrics_path=svc.metrics_path,

@@ -24,6 +24,7 @@ from components.services import ClusterServices, namespaces
 from config import LoadedConfig, Problem
 from config.errors import problem
 from config.catalog import SIZES, STORE_ROLES, Size
+from config.consumers import store_consumers
 from config.data import BACKUP_BUCKETS, DataPlane as DataPlaneSettings
 from config.model import CONTROL_PLANE, ControlPlane, Pool, StackConfig
 from config.quantity import cpu_millis, memory_mib
@@ -104,7 +105,7 @@ class DataPlane(pulumi.ComponentResource):
             storage_class=services.storage_class, xfs_storage_class=services.xfs_storage_class,
             local_nvme=local_nvme, gateway=services.gateway, cluster_issuer=services.cluster_issuer,
             placements={store: placement(cfg, role) for store, role in STORE_ROLES.items()},
-            backup=None, drills=drilled_stores(cfg))
+            backup=None, drills=drilled_stores(cfg), consumers=store_consumers(cfg))
         objects = objectstore.endpoint(ctx, loaded.secrets) if cfg.data_plane.object_storage.enabled else None
         ctx = dataclasses.replace(ctx, backup=self._backup_targets(loaded, objects))
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
 from urllib.parse import urlsplit
 
 import pulumi
@@ -19,6 +19,7 @@ from components.services.namespaces import LAYER_LABEL, TEAM_LAYER, Peer, platfo
 from config.data import (DRAGONFLY_MAXMEMORY_FRACTION, DRAGONFLY_MIB_PER_THREAD, REDPANDA_MEMORY_FRACTION,
                          REDPANDA_MIB_PER_CORE, SCYLLA_MIB_PER_SHARD, SCYLLA_RESERVE_MIB, DataPlane as Settings,
                          min_memory_mib)
+from config.consumers import Consumer
 from config.model import Cluster
 from config.quantity import whole_cores
 
@@ -38,7 +39,8 @@ SHARES = {
     "clickhouse-backup": 0.05,  # the clickhouse-backup sidecar in each ClickHouse pod (freeze + S3 upload)
     "postgres": 0.35,
     "postgres-backup": 0.05,  # the barman-cloud sidecar in each PostgreSQL pod (WAL and base backup uploads)
-    "dragonfly": 0.3,
+    "dragonfly": 0.25,  # the ad services' instance
+    "dragonfly-platform": 0.05,  # each platform consumer's own instance (GitLab: sessions, job queues, cache)
     "seaweedfs": 0.15,  # the volume servers (the data)
     "seaweedfs-filer": 0.05,  # filer metadata (leveldb) + the S3 gateway it embeds
     "seaweedfs-master": 0.02,
@@ -48,12 +50,13 @@ SHARES = {
 # and never more cores than their memory feeds: (fixed MiB, MiB per core) of the container. Redpanda
 # 2 GiB per core in 90 % of the container; ScyllaDB in production mode 1 GiB per shard plus its
 # reserve; DragonflyDB 256 MiB per thread in 80 %.
-PINNED_CPUS = {"scylladb", "redpanda", "dragonfly"}
+PINNED_CPUS = {"scylladb", "redpanda", "dragonfly", "dragonfly-platform"}
 MEMORY_PER_CORE = {
     "redpanda": (0, min_memory_mib(REDPANDA_MIB_PER_CORE, REDPANDA_MEMORY_FRACTION, 1)),
     "scylladb": (SCYLLA_RESERVE_MIB, SCYLLA_MIB_PER_SHARD),
     "dragonfly": (0, min_memory_mib(DRAGONFLY_MIB_PER_THREAD, DRAGONFLY_MAXMEMORY_FRACTION, 1)),
 }
+MEMORY_PER_CORE["dragonfly-platform"] = MEMORY_PER_CORE["dragonfly"]
 OPERATOR_HA_REPLICAS = 2  # see DataContext.operator_replicas
 
 
@@ -73,10 +76,15 @@ class DataContext(LayerContext):
     placements: dict[str, Placement]  # store (STORE_ROLES key) -> where it runs
     backup: BackupTargets | None  # where stores back up to (None: backups off), see DataPlane._backup_targets
     drills: tuple[str, ...] = ()  # stores whose restore is drilled (config/rules.py drilled_stores)
+    # Store -> who gets a user of its own there (config/consumers.py store_consumers: the one list).
+    consumers: Mapping[str, tuple[Consumer, ...]] = field(default_factory=dict)
 
-    def resources(self, store: str, workload: str | None = None) -> Resources:
-        """The workload's share of its store's nodes, or the store's configured cpu/memory."""
-        return store_resources(self.settings, self.placements, store, workload)
+    def consumers_of(self, store: str, layer: str | None = None) -> tuple[Consumer, ...]:
+        return tuple(c for c in self.consumers.get(store, ()) if layer is None or c.layer == layer)
+
+    def resources(self, store: str, workload: str | None = None, configured: bool = True) -> Resources:
+        """The workload's share of its store's nodes, or (`configured`) the store's configured cpu/memory."""
+        return store_resources(self.settings, self.placements, store, workload, configured)
 
     # --- network peers of the data namespaces ---------------------------------------------------------
     def clients(self, ports: Sequence[int], teams: bool = True, platform: bool = True) -> tuple[Peer, ...]:
@@ -134,13 +142,14 @@ def operator_affinity(labels: dict[str, str]) -> dict[str, object]:
 
 
 def store_resources(settings: Settings, placements: dict[str, Placement], store: str,
-                    workload: str | None = None) -> Resources:
-    """The workload's share of its store's nodes, or the store's configured cpu/memory (DataContext.resources)."""
-    configured = getattr(settings, store)
+                    workload: str | None = None, configured: bool = True) -> Resources:
+    """The workload's share of its store's nodes, or the store's configured cpu/memory (DataContext.resources;
+    `configured` False: the share only, for a second instance the store's override does not size)."""
+    given = getattr(settings, store)
+    cpu, memory = (given.cpu, given.memory) if configured else (None, None)
     workload = workload or store
-    res = sized(placements[store], SHARES[workload], configured.cpu, configured.memory,
-                whole_cpus=workload in PINNED_CPUS)
-    if configured.cpu is None and workload in MEMORY_PER_CORE:
+    res = sized(placements[store], SHARES[workload], cpu, memory, whole_cpus=workload in PINNED_CPUS)
+    if cpu is None and workload in MEMORY_PER_CORE:
         fixed, per_core = MEMORY_PER_CORE[workload]
         fed = max(1, (res.memory_mib - fixed) // per_core)
         res = Resources(cpu=str(min(whole_cores(res.cpu), fed)), memory=res.memory)
@@ -153,10 +162,10 @@ def pinned_shortfall(settings: Settings, placements: dict[str, Placement], store
     return _shortfall(settings, store, store_resources(settings, placements, store), placements[store].pools)
 
 
-def pinned_resources(ctx: DataContext, store: str) -> Resources:
+def pinned_resources(ctx: DataContext, store: str, workload: str | None = None, configured: bool = True) -> Resources:
     """`ctx.resources(store)` of a thread-per-core store (config/data.py PinnedStore); `validate` has refused a
     shortfall before anything was created, so this raising means a bug, not a config problem."""
-    res = ctx.resources(store)
+    res = ctx.resources(store, workload, configured)
     shortfall = _shortfall(ctx.settings, store, res, ctx.placements[store].pools)
     if shortfall:
         raise ValueError(f"adplatform:dataPlane.{store} {shortfall}")

@@ -10,7 +10,21 @@ What this module sets:
 - resources requests == limits with whole CPUs; `--proactor_threads` = the CPUs and `--maxmemory` = 80% of
   the memory (DragonflyDB's own default share when it sizes itself), so the kernel never OOM-kills
   what DragonflyDB believes it may use;
-- password auth (`authentication.passwordFromSecret`, a generated password);
+- one login per consumer (config/consumers.py), never a shared password:
+  - the ad services' instance (`dragonfly` in namespace `dragonfly`, reachable from the team namespaces only)
+    takes an ACL file (`aclFromSecret`: the operator mounts it and adds `--aclfile`, internal/resources/
+    resources.go at v1.6.1): the `default` user is off, each ad service is a user of its own with a
+    generated password (stored as its SHA-256, `#<hex>`: DragonflyDB's acl_family.cc ParseAclSetUser), reading
+    and writing only its own keys `<service>:*` (and its pub/sub channels), reading (`%R~`) the keys of the
+    services it names in `readsFrom`, with every command but the @admin, @dangerous and @scripting ones
+    (no FLUSHALL, KEYS, CONFIG, REPLICAOF, ACL, DEBUG, nor Lua that could touch undeclared keys);
+  - each platform consumer (GitLab: its sessions, job queues and cache) gets an instance of its own in
+    namespace `dragonfly-<consumer>`, reachable only from that consumer's namespace, with its own password
+    (`authentication.passwordFromSecret`). A separate instance rather than ACLs in the shared one: an ACL
+    limits keys and commands but not memory, so an internet-facing ad service filling the cache would evict
+    or refuse GitLab's sessions and Sidekiq queues; and GitLab's keys have no single prefix its ACL could be
+    limited to. DragonflyDB's ACL namespaces (full isolation inside one instance) are not used: they are
+    neither replicated nor snapshotted (docs/namespaces.md at v1.39.0);
 - snapshots on `dataPlane.dragonfly.snapshotSchedule` to each instance's volume (`snapshot.cron` +
   `persistentVolumeClaimSpec`), one rolling file set (`--dbfilename=dump`: the timestamped default is
   never pruned and fills the volume, dragonfly-operator issue #566);
@@ -19,12 +33,16 @@ What this module sets:
 - metrics: a PodMonitor on the admin port (the operator's own monitoring/podMonitor.yaml), because the
   operator turns HTTP off on the client port (`--primary_port_http_enabled=false`).
 
-The admin port takes no password (the operator passes `--admin_nopass` and needs it): only the
-operator, the instances themselves and Prometheus may reach it (namespace policies).
+The admin port takes no password (the operator passes `--admin_nopass` and needs it) and skips ACL checks
+(privileged connections, server/conn_context.cc): only the operator, the instances themselves and Prometheus
+may reach it (namespace policies). Replication runs over it, so `default` being off does not stop it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import pulumi
@@ -38,6 +56,7 @@ from components.helm import release
 from components.scheduling import pod_anti_affinity
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
                                            NamespaceSpec, Peer)
+from config.consumers import ADS, PLATFORM, Consumer
 from config.data import DRAGONFLY_MAXMEMORY_FRACTION
 from config.quantity import whole_cores
 
@@ -49,7 +68,16 @@ READ_SERVICE = f"{NAME}-read"  # ours: every instance, for reads that may lag th
 CLUSTER_DOMAIN = "cluster.local"
 PORT = 6379  # Redis protocol
 ADMIN_PORT = 9999  # replication, the operator's commands, /metrics; no password
-PASSWORD_SECRET = "dragonfly-auth"
+PASSWORD_SECRET = "dragonfly-auth"  # a platform consumer's instance: its password (passwordFromSecret)
+ACL_SECRET = "dragonfly-acl"  # the ad services' instance: its ACL file (aclFromSecret)
+ACL_KEY = "dragonfly.acl"
+ACL_DIGEST_ANNOTATION = "adplatform.io/acl-digest"
+# Commands no ad service needs: server administration, FLUSHALL/KEYS/DEBUG..., and Lua (a script's keys
+# are whatever it declares).
+DENIED_CATEGORIES = ("admin", "dangerous", "scripting")
+PLATFORM_WORKLOAD = "dragonfly-platform"  # context.py SHARES: a platform consumer's instance
+# Where each platform consumer runs (its chart's namespace in the catalog): its instance admits only that.
+CONSUMER_NAMESPACES = {"gitlab": charts.GITLAB.namespace}
 SNAPSHOT_FILE = "dump"
 # The labels the operator puts on every instance pod (and selects them by); the primary also carries role=master.
 POD_LABELS = {"app": NAME, "app.kubernetes.io/name": "dragonfly", "app.kubernetes.io/part-of": "dragonfly"}
@@ -62,18 +90,48 @@ SCRAPE_INTERVAL = "30s"
 READY_TIMEOUT_SECONDS = 900
 
 
+@dataclass(frozen=True)
+class Instance:
+    """One Dragonfly resource: the ad services' shared one (ACL users) or a platform consumer's own."""
+
+    namespace: str
+    resource: str  # prefix of its Pulumi resource names
+    consumers: tuple[Consumer, ...]
+    acl: bool  # users per consumer from an ACL file; else the one consumer's password
+    workload: str  # context.py SHARES key
+    clients: tuple[Peer, ...]
+
+
+def instances(ctx: DataContext) -> list[Instance]:
+    """The ad services' instance (always: it keeps its data when no service uses it for a while), then one per
+    platform consumer."""
+    shared = Instance(NAMESPACE, NAME, ctx.consumers_of("dragonfly", ADS), acl=True, workload="dragonfly",
+                      clients=ctx.clients((PORT,), platform=False))
+    return [shared, *(Instance(f"{NAME}-{c.name}", f"{NAME}-{c.name}", (c,), acl=False, workload=PLATFORM_WORKLOAD,
+                               clients=(Peer(consumer_namespace(c.name), (PORT,)),))
+                      for c in ctx.consumers_of("dragonfly", PLATFORM))]
+
+
+def consumer_namespace(consumer: str) -> str:
+    if consumer not in CONSUMER_NAMESPACES:
+        raise ValueError(f"platform.{consumer} uses DragonflyDB, but components/data/dragonfly.py does not know its "
+                         "namespace (CONSUMER_NAMESPACES)")
+    return CONSUMER_NAMESPACES[consumer]
+
+
 def namespaces(ctx: DataContext) -> list[NamespaceSpec]:
+    found = instances(ctx)
     return [
-        NamespaceSpec(
-            name=NAMESPACE, pss="restricted", layer=LAYER,
+        *(NamespaceSpec(
+            name=i.namespace, pss="restricted", layer=LAYER,
             why="DragonflyDB runs as its image's non-root user with no capabilities and the RuntimeDefault "
                 "seccomp profile",
-            ingress_from=(*ctx.clients((PORT,)), ctx.monitoring((ADMIN_PORT,)),
-                          Peer(OPERATOR_NAMESPACE, (ADMIN_PORT,), pod_labels=OPERATOR_LABELS))),
+            ingress_from=(*i.clients, ctx.monitoring((ADMIN_PORT,)),
+                          Peer(OPERATOR_NAMESPACE, (ADMIN_PORT,), pod_labels=OPERATOR_LABELS))) for i in found),
         NamespaceSpec(
             name=OPERATOR_NAMESPACE, pss="restricted", layer=LAYER,
             why="the operator and its kube-rbac-proxy run non-root, no capabilities, RuntimeDefault seccomp",
-            egress_to=(Peer(NAMESPACE, (ADMIN_PORT,), pod_labels=POD_LABELS),)),
+            egress_to=tuple(Peer(i.namespace, (ADMIN_PORT,), pod_labels=POD_LABELS) for i in found)),
     ]
 
 
@@ -95,7 +153,7 @@ def args(res: Resources) -> list[str]:
 
 # --- the instances ----------------------------------------------------------------------------------------
 
-def dragonfly_spec(ctx: DataContext, res: Resources) -> dict[str, Any]:
+def dragonfly_spec(ctx: DataContext, res: Resources, acl: bool = True) -> dict[str, Any]:
     settings = ctx.settings.dragonfly
     where = ctx.placements["dragonfly"]
     replicas = where.replicas(3)
@@ -108,7 +166,7 @@ def dragonfly_spec(ctx: DataContext, res: Resources) -> dict[str, Any]:
         "nodeSelector": where.node_selector,
         "tolerations": where.tolerations,
         "affinity": {"podAntiAffinity": pod_anti_affinity(POD_LABELS, required=ctx.ha)},
-        "authentication": {"passwordFromSecret": {"name": PASSWORD_SECRET, "key": "password"}},
+        **auth(acl),
         "snapshot": {
             "cron": settings.snapshot_schedule,
             "persistentVolumeClaimSpec": {
@@ -130,10 +188,17 @@ def dragonfly_spec(ctx: DataContext, res: Resources) -> dict[str, Any]:
     return spec
 
 
-def read_service(ctx: DataContext, after: Sequence[pulumi.Resource]) -> k8s.core.v1.Service:
+def auth(acl: bool) -> dict[str, Any]:
+    """The ACL file (users per consumer), or the one consumer's password."""
+    if acl:
+        return {"aclFromSecret": {"name": ACL_SECRET, "key": ACL_KEY}}
+    return {"authentication": {"passwordFromSecret": {"name": PASSWORD_SECRET, "key": "password"}}}
+
+
+def read_service(ctx: DataContext, after: Sequence[pulumi.Resource], i: Instance) -> k8s.core.v1.Service:
     return k8s.core.v1.Service(
-        "dragonfly-read",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=READ_SERVICE, namespace=NAMESPACE,
+        f"{i.resource}-read",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=READ_SERVICE, namespace=i.namespace,
                                             labels=ctx.labels("dragonfly", "read")),
         spec=k8s.core.v1.ServiceSpecArgs(
             selector=POD_LABELS,
@@ -141,13 +206,66 @@ def read_service(ctx: DataContext, after: Sequence[pulumi.Resource]) -> k8s.core
         opts=ctx.opts(after))
 
 
-def pod_monitor(ctx: DataContext, after: Sequence[pulumi.Resource]) -> k8s.apiextensions.CustomResource:
+def pod_monitor(ctx: DataContext, after: Sequence[pulumi.Resource], i: Instance) -> k8s.apiextensions.CustomResource:
     return ctx.custom_resource(
-        "dragonfly-metrics", "monitoring.coreos.com/v1", "PodMonitor", NAME, NAMESPACE,
+        f"{i.resource}-metrics", "monitoring.coreos.com/v1", "PodMonitor", NAME, i.namespace,
         {"selector": {"matchLabels": POD_LABELS},
          "podTargetLabels": ["role"],  # primary or replica, on every series
          "podMetricsEndpoints": [{"port": "admin", "path": "/metrics", "interval": SCRAPE_INTERVAL}]},
         ctx.labels("dragonfly", "metrics"), after)
+
+
+# --- users ----------------------------------------------------------------------------------------------
+
+def key_prefix(consumer: str) -> str:
+    """The keys an ad service owns: its ACL user reads and writes only these (config names have no glob
+    characters: a-z, 0-9 and '-')."""
+    return f"{consumer}:"
+
+
+def user_secret(consumer: str) -> str:
+    """The Secret in the instance's namespace with a consumer's own login (it copies it)."""
+    return f"{NAME}-user-{consumer}"
+
+
+def acl_line(c: Consumer, password_sha256: str) -> str:
+    """One user of the ACL file (Redis' aclfile grammar, as DragonflyDB parses it)."""
+    reads = " ".join(f"%R~{key_prefix(other)}*" for other in c.reads)
+    return " ".join(filter(None, [
+        f"user {c.name} on #{password_sha256} resetkeys ~{key_prefix(c.name)}*", reads,
+        f"resetchannels &{key_prefix(c.name)}* +@all", *(f"-@{cat}" for cat in DENIED_CATEGORIES)]))
+
+
+def acl_file(users: dict[Consumer, str]) -> str:
+    """`default` off (no login without a user name); then each consumer with its password's SHA-256."""
+    lines = ["user default off resetpass resetkeys resetchannels -@all",
+             *(acl_line(c, hashlib.sha256(pw.encode()).hexdigest()) for c, pw in users.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _logins(ctx: DataContext, i: Instance, after: Sequence[pulumi.Resource]
+            ) -> tuple[dict[str, Credentials], list[k8s.core.v1.Secret], pulumi.Output[str] | None]:
+    """Each consumer's own generated password, as a Secret in the instance's namespace (consumers copy theirs),
+    and what the instance reads: the ACL file (with a digest of it), or the one consumer's password."""
+    labels = ctx.labels("dragonfly", "credentials")
+    passwords = {c: ctx.password(f"{NAME}-{c.name}-password").result for c in i.consumers}
+    users, secrets = {}, []
+    for c, password in passwords.items():
+        users[c.name], secret = ctx.credentials(
+            f"{i.resource}-user-{c.name}", user_secret(c.name), i.namespace,
+            {"username": c.name if i.acl else "default", "password": password}, after, labels=labels)
+        secrets.append(secret)
+    if i.acl:
+        names = list(passwords)
+        text = pulumi.Output.all(*passwords.values()).apply(lambda pws: acl_file(dict(zip(names, pws))))
+        secrets.append(ctx.credentials(f"{i.resource}-acl", ACL_SECRET, i.namespace, {ACL_KEY: text}, after,
+                                       labels=labels)[1])
+        # Published: a SHA-256 of a file of SHA-256s of random passwords says nothing about them.
+        return users, secrets, pulumi.Output.unsecret(text.apply(lambda t: hashlib.sha256(t.encode()).hexdigest()))
+    [password] = passwords.values()
+    secrets.append(ctx.credentials(f"{i.resource}-auth", PASSWORD_SECRET, i.namespace, {"password": password},
+                                   after, labels=labels)[1])
+    return users, secrets, None
 
 
 # --- the operator ---------------------------------------------------------------------------------------
@@ -170,31 +288,42 @@ def operator_values(ctx: DataContext) -> dict[str, Any]:
 # --- install --------------------------------------------------------------------------------------------
 
 def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> DragonflyEndpoint:
-    res = pinned_resources(ctx, "dragonfly")  # refused before anything is created
-    password = ctx.password("dragonfly-password")
-    creds, secret = ctx.credentials("dragonfly-auth", PASSWORD_SECRET, NAMESPACE, {"password": password.result},
-                                    after, labels=ctx.labels("dragonfly", "credentials"))
     operator = release(OPERATOR_RELEASE, charts.DRAGONFLY_OPERATOR, operator_values(ctx), ctx.opts(after),
                        create_namespace=False)
     # The chart ships no PodDisruptionBudget (charts/dragonfly-operator/templates at v1.6.1).
-    ready: list[pulumi.Resource] = [secret, operator,
-                                    *ctx.operator_budget(OPERATOR_RELEASE, OPERATOR_NAMESPACE, OPERATOR_LABELS, after)]
+    ready = [operator, *ctx.operator_budget(OPERATOR_RELEASE, OPERATOR_NAMESPACE, OPERATOR_LABELS, after)]
+    found = instances(ctx)
+    shared, *own = [install_instance(ctx, i, operator, after) for i in found]
+    ready += [r for e in (shared, *own) for r in e.ready]
+    dedicated = {i.consumers[0].name: e for i, e in zip(found[1:], own)}
+    return dataclasses.replace(shared, dedicated=dedicated, ready=ready)
+
+
+def install_instance(ctx: DataContext, i: Instance, operator: pulumi.Resource,
+                     after: Sequence[pulumi.Resource]) -> DragonflyEndpoint:
+    res = pinned_resources(ctx, "dragonfly", i.workload, configured=i.acl)  # refused before anything is created
+    users, secrets, acl_digest = _logins(ctx, i, after)
+    spec = dragonfly_spec(ctx, res, i.acl)
+    if acl_digest is not None:
+        # DragonflyDB reads the ACL file at start only: a changed file (a service added, a password rotated)
+        # rolls the instances, which the operator does replicas first, then a fail-over.
+        spec["podMetadata"] = {"annotations": {ACL_DIGEST_ANNOTATION: acl_digest}}
     # Consumers wait until the operator has the primary and its replicas in place (internal/controller/util.go).
-    instances = ctx.custom_resource(
-        "dragonfly", "dragonflydb.io/v1alpha1", "Dragonfly", NAME, NAMESPACE, dragonfly_spec(ctx, res),
-        ctx.labels("dragonfly", "cache"), [*after, operator, secret], protect=True,
+    instance = ctx.custom_resource(
+        i.resource, "dragonflydb.io/v1alpha1", "Dragonfly", NAME, i.namespace, spec,
+        ctx.labels("dragonfly", "cache"), [*after, operator, *secrets], protect=True,
         annotations=wait_for("jsonpath={.status.phase}=Ready", READY_TIMEOUT_SECONDS))
-    ready += [instances, read_service(ctx, after), pod_monitor(ctx, after)]
-    return endpoint(creds, ready)
+    ready = [*secrets, instance, read_service(ctx, after, i), pod_monitor(ctx, after, i)]
+    return endpoint(i.namespace, users, ready)
 
 
-def endpoint(creds: Credentials, ready: Sequence[pulumi.Resource]) -> DragonflyEndpoint:
+def endpoint(namespace: str, users: dict[str, Credentials], ready: Sequence[pulumi.Resource]) -> DragonflyEndpoint:
     return DragonflyEndpoint(
-        host=f"{NAME}.{NAMESPACE}.svc.{CLUSTER_DOMAIN}",
-        read_host=f"{READ_SERVICE}.{NAMESPACE}.svc.{CLUSTER_DOMAIN}",
+        host=f"{NAME}.{namespace}.svc.{CLUSTER_DOMAIN}",
+        read_host=f"{READ_SERVICE}.{namespace}.svc.{CLUSTER_DOMAIN}",
         port=PORT,
-        credentials=creds,
-        namespace=NAMESPACE,
+        users=users,
+        namespace=namespace,
         pod_labels=dict(POD_LABELS),
         ready=ready,
     )

@@ -94,7 +94,7 @@ class ScyllaEndpoint:
     datacenter: str  # for DC-aware load balancing in drivers
     keyspaces: list[str]
     replication_factor: int
-    credentials: Credentials  # keys: username, password
+    users: dict[str, Credentials]  # consumer -> its own role (keys: username, password), granted its keyspace
     namespace: str
     pod_labels: dict[str, str]  # what a consumer's egress NetworkPolicy selects
     ready: Sequence[pulumi.Resource] = ()
@@ -105,7 +105,7 @@ class RedpandaEndpoint:
     brokers: list[str]  # host:port of the Kafka API (TLS)
     schema_registry: str  # https URL
     sasl_mechanism: str  # SCRAM-SHA-512
-    credentials: Credentials  # keys: username, password
+    users: dict[str, Credentials]  # consumer -> its own SASL user (keys: username, password)
     ca_secret: str  # Secret in `namespace` with ca.crt of the listeners' TLS (for the namespace's own use)
     # ClusterIssuer of the listeners' CA: a consumer in another namespace gets ca.crt in the Secret of a
     # cert-manager Certificate it requests from this issuer (never by reading `ca_secret`).
@@ -122,7 +122,7 @@ class ClickHouseEndpoint:
     http_port: int  # 8123
     native_port: int  # 9000
     cluster: str  # the cluster name for ON CLUSTER / Distributed tables
-    credentials: Credentials  # keys: username, password
+    users: dict[str, Credentials]  # consumer -> its own user (keys: username, password), granted its database
     namespace: str
     pod_labels: dict[str, str]
     ready: Sequence[pulumi.Resource] = ()
@@ -130,13 +130,20 @@ class ClickHouseEndpoint:
 
 @dataclass(frozen=True)
 class DragonflyEndpoint:
+    """One DragonflyDB instance: the ad services' (ACL users), with each platform consumer's own in `dedicated`."""
+
     host: str  # the primary (writes); replicas serve reads through `read_host`
     read_host: str
     port: int  # 6379 (Redis protocol)
-    credentials: Credentials  # key: password
+    users: dict[str, Credentials]  # consumer -> its own login (keys: username, password)
     namespace: str
     pod_labels: dict[str, str]
+    dedicated: dict[str, "DragonflyEndpoint"] = dataclasses.field(default_factory=dict)  # platform consumer -> its
     ready: Sequence[pulumi.Resource] = ()
+
+    def serving(self, consumer: str) -> "DragonflyEndpoint":
+        """The instance `consumer` connects to: its own, or the ad services' shared one (its ACL user)."""
+        return self.dedicated.get(consumer, self)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@
   for the replicas (minAvailable instances-2, from 3 instances); a single instance gets none
   (`enablePDB: false`), as CloudNativePG's docs ask, or the node could never be drained.
 - Each database has its own owner role with a generated password, declared in `spec.managed.roles`
-  (basic-auth Secrets the operator reloads on change) and a `Database` resource.
+  (basic-auth Secrets the operator reloads on change) and a `Database` resource; pg_hba lets each role into
+  its own database only (hba_rules).
 - WAL archiving and base backups go through the barman-cloud plugin (the in-tree Barman support is
   removed in CloudNativePG 1.31) to `ctx.backup`: an `ObjectStore` with the retention policy, the
   cluster's `spec.plugins` as WAL archiver, and a `ScheduledBackup` (method plugin).
@@ -116,7 +117,8 @@ def cluster_spec(ctx: DataContext, roles: Sequence[dict[str, Any]]) -> dict[str,
     where = ctx.placements["postgres"]
     count = instances(ctx)
     size = ctx.resources("postgres")
-    postgresql: dict[str, Any] = {"parameters": parameters(size)}
+    # Every managed role owns one database of its name (consumers', and the drills' canary where drilled).
+    postgresql: dict[str, Any] = {"parameters": parameters(size), "pg_hba": hba_rules([r["name"] for r in roles])}
     if count > 1:
         # A commit waits for one standby: a failover never loses an acknowledged transaction.
         postgresql["synchronous"] = {"method": "any", "number": 1, "dataDurability": "required"}
@@ -150,6 +152,15 @@ def cluster_spec(ctx: DataContext, roles: Sequence[dict[str, Any]]) -> dict[str,
     if ctx.backup is not None:
         spec["plugins"] = [{"name": PLUGIN, "isWALArchiver": True, "parameters": {"barmanObjectName": OBJECT_STORE}}]
     return spec
+
+
+def hba_rules(databases: Sequence[str]) -> list[str]:
+    """Each owner role logs in (SCRAM) to its own database only; every other login over the network is refused.
+    CloudNativePG puts these between its fixed rules (local peer logins for itself, certificates for
+    replication) and its default `host all all all scram-sha-256` (pkg/postgres/configuration.go at v1.30.0),
+    which the final reject makes unreachable: without it any role could connect to any database, since
+    PostgreSQL grants CONNECT on new databases to PUBLIC. Names are validated identifiers (config/data.py)."""
+    return [*(f"host {db} {db} all scram-sha-256" for db in databases), "host all all all reject"]
 
 
 def role(database: str, secret: str) -> dict[str, Any]:

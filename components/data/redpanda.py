@@ -14,7 +14,8 @@ operator/v26.2.2, operator/api/redpanda/v1alpha2/redpanda_clusterspec_types.go).
 - TLS on every listener from the data plane's own CA (cert-manager: a self-signed root, the CA Certificate and
   the ClusterIssuer `redpanda-ca`, which signs the brokers' certificate and hands consumers the CA), SASL/SCRAM
   on the Kafka API (basic auth on the schema registry and HTTP proxy): a superuser (the Secret of
-  `auth.sasl.secretRef`), the operator's bootstrap user, and one application user with ACLs (a `User`);
+  `auth.sasl.secretRef`), the operator's bootstrap user, and one user per consumer with ACLs on its own
+  topics and groups (a `User` each, install_users);
 - default topic replication = brokers (3 in production), retention from `dataPlane.redpanda`;
 - metrics: the chart's ServiceMonitor on the admin API (/public_metrics, TLS verified against the CA);
 - Redpanda Console (when `dataPlane.redpanda.console`): our own `Console` resource (cluster.redpanda.com/
@@ -42,6 +43,7 @@ from components.helm import release
 from components.scheduling import ZONE_TOPOLOGY, pod_anti_affinity, zone_spread
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
                                            NamespaceSpec, Peer)
+from config.consumers import Consumer
 from config.data import REDPANDA_MEMORY_FRACTION
 from config.quantity import whole_cores
 
@@ -60,10 +62,8 @@ RPC_PORT = 33145  # broker to broker, inside the namespace only
 CLIENT_PORTS = (KAFKA_PORT, SCHEMA_REGISTRY_PORT, HTTP_PROXY_PORT)
 SASL_MECHANISM = "SCRAM-SHA-512"
 SUPERUSER = "admin"
-APP_USER = "adplatform"  # the application user (a `User` resource: its name is the SASL username)
 SUPERUSERS_SECRET = "redpanda-superusers"  # auth.sasl.secretRef: every key is a users file, every user a superuser
 BOOTSTRAP_SECRET = "redpanda-bootstrap-user"  # the operator's own superuser (kubernetes-controller)
-APP_SECRET = "redpanda-app-credentials"  # what consumers copy: username, password
 TLS_CERT = "default"  # tls.certs key; the chart names the server certificate's Secret <cluster>-<cert>-cert
 CA_SECRET = f"{CLUSTER}-{TLS_CERT}-cert"  # the brokers' certificate; holds ca.crt (cert-manager's CA issuer writes it)
 # The listeners' CA belongs to the data plane, not to the chart's bootstrap (which keeps its CA inside this
@@ -290,22 +290,38 @@ def operator_values(ctx: DataContext) -> dict[str, Any]:
 
 # --- users ----------------------------------------------------------------------------------------------
 
-def app_acls() -> list[dict[str, Any]]:
-    """What a producing and consuming service needs, and no more: no ACL or cluster administration."""
-    def rule(kind: str, operations: list[str], name: str = "*") -> dict[str, Any]:
-        return {"type": "allow", "resource": {"type": kind, "name": name}, "operations": operations}
+def prefix(consumer: str) -> str:
+    """What a consumer's topics, consumer groups and transactional ids are named: `<consumer>.<anything>` (the
+    dot ends the prefix, so `bidding.` never matches `bidding-v2.`)."""
+    return f"{consumer}."
+
+
+def consumer_acls(c: Consumer) -> list[dict[str, Any]]:
+    """A consumer produces and consumes its own topics (prefix), commits offsets of its own groups, and reads
+    the topics of the services it names in `readsFrom`; no ACL, cluster or other topics' administration
+    (not even cluster Describe, which lists every ACL)."""
+    def rule(kind: str, operations: list[str], name: str, pattern: str = "prefixed") -> dict[str, Any]:
+        resource = {"type": kind, "name": name} if kind == "cluster" else {"type": kind, "name": name,
+                                                                           "patternType": pattern}
+        return {"type": "allow", "resource": resource, "operations": operations}
+    own = prefix(c.name)
     return [
-        rule("topic", ["Read", "Write", "Create", "Describe", "DescribeConfigs"]),
-        rule("group", ["Read", "Describe"]),
-        rule("transactionalId", ["Write", "Describe"]),
-        rule("cluster", ["IdempotentWrite", "Describe"], name=""),  # the cluster has no name (CRD rule)
+        rule("topic", ["Read", "Write", "Create", "Describe", "DescribeConfigs"], own),
+        rule("group", ["Read", "Describe"], own),
+        rule("transactionalId", ["Write", "Describe"], own),
+        *(rule("topic", ["Read", "Describe"], prefix(other)) for other in c.reads),
+        rule("cluster", ["IdempotentWrite"], ""),  # the cluster has no name (CRD rule)
     ]
 
 
-def _secrets(ctx: DataContext, after: Sequence[pulumi.Resource]) -> tuple[Credentials, list[k8s.core.v1.Secret]]:
+def user_secret(consumer: str) -> str:
+    """The Secret in the redpanda namespace with a consumer's own SASL login (it copies it)."""
+    return f"redpanda-user-{consumer}"
+
+
+def _secrets(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[k8s.core.v1.Secret]:
     superuser = ctx.password("redpanda-superuser-password")
     bootstrap = ctx.password("redpanda-bootstrap-password")
-    app = ctx.password("redpanda-app-password")
     labels = ctx.labels("redpanda", "credentials")
     _, superusers = ctx.credentials(
         "redpanda-superusers", SUPERUSERS_SECRET, NAMESPACE,
@@ -313,29 +329,46 @@ def _secrets(ctx: DataContext, after: Sequence[pulumi.Resource]) -> tuple[Creden
         labels=labels)
     _, boot = ctx.credentials("redpanda-bootstrap-user", BOOTSTRAP_SECRET, NAMESPACE,
                               {"password": bootstrap.result}, after, labels=labels)
-    creds, app_secret = ctx.credentials("redpanda-app-credentials", APP_SECRET, NAMESPACE,
-                                        {"username": APP_USER, "password": app.result}, after, labels=labels)
-    return creds, [superusers, boot, app_secret]
+    return [superusers, boot]
 
 
-def app_user_spec() -> dict[str, Any]:
+def user_spec(c: Consumer) -> dict[str, Any]:
     return {
         "cluster": {"clusterRef": {"name": CLUSTER}},
         "authentication": {
             "type": SASL_MECHANISM,
-            "password": {"valueFrom": {"secretKeyRef": {"name": APP_SECRET, "key": "password"}}, "noGenerate": True},
+            "password": {"valueFrom": {"secretKeyRef": {"name": user_secret(c.name), "key": "password"}},
+                         "noGenerate": True},
             # A rotated password (a new pulumi_random result) reaches Redpanda without recreating the user.
             "syncCredentials": True,
         },
-        "authorization": {"type": "simple", "acls": app_acls()},
+        "authorization": {"type": "simple", "acls": consumer_acls(c)},
     }
+
+
+def install_users(ctx: DataContext, cluster: pulumi.Resource, after: Sequence[pulumi.Resource]
+                  ) -> tuple[dict[str, Credentials], list[pulumi.Resource]]:
+    """One SASL user (a `User`: its name is the username) per consumer (config/consumers.py), each with its own
+    generated password in its own Secret and ACLs on its own topics and groups only."""
+    users: dict[str, Credentials] = {}
+    created: list[pulumi.Resource] = []
+    for c in ctx.consumers_of("redpanda"):
+        password = ctx.password(f"redpanda-{c.name}-password").result
+        users[c.name], secret = ctx.credentials(
+            user_secret(c.name), user_secret(c.name), NAMESPACE, {"username": c.name, "password": password}, after,
+            labels=ctx.labels("redpanda", "credentials"))
+        # The CRD refuses to change a User's cluster ("ClusterSource is immutable"): a change replaces the user.
+        created += [secret, ctx.custom_resource(
+            f"redpanda-user-{c.name}-acls", "cluster.redpanda.com/v1alpha2", "User", c.name, NAMESPACE,
+            user_spec(c), ctx.labels("redpanda", "user"), [cluster, secret], immutable=("cluster",))]
+    return users, created
 
 
 # --- install --------------------------------------------------------------------------------------------
 
 def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> RedpandaEndpoint:
     res = pinned_resources(ctx, "redpanda")  # refused before anything is created
-    creds, secrets = _secrets(ctx, after)
+    secrets = _secrets(ctx, after)
     ca = _ca(ctx, after)
     operator = release(OPERATOR_RELEASE, charts.REDPANDA_OPERATOR, operator_values(ctx), ctx.opts(after),
                        create_namespace=False)
@@ -346,24 +379,21 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
         "redpanda-cluster", "cluster.redpanda.com/v1alpha2", "Redpanda", CLUSTER, NAMESPACE,
         {"clusterSpec": cluster_spec(ctx, res)}, ctx.labels("redpanda", "cluster"), [*after, operator, *secrets, *ca],
         protect=True, annotations=wait_for("condition=Ready", READY_TIMEOUT_SECONDS))
-    # The CRD refuses to change a User's cluster ("ClusterSource is immutable"): a change replaces the user.
-    user = ctx.custom_resource("redpanda-app-user", "cluster.redpanda.com/v1alpha2", "User", APP_USER, NAMESPACE,
-                               app_user_spec(), ctx.labels("redpanda", "user"), [cluster, *secrets],
-                               immutable=("cluster",))
+    users, user_objects = install_users(ctx, cluster, [*after, *secrets])
     console = [ctx.custom_resource("redpanda-console", "cluster.redpanda.com/v1alpha2", "Console", CLUSTER, NAMESPACE,
                                    console_spec(), ctx.labels("redpanda", "console"), [cluster])
                ] if ctx.settings.redpanda.console else []
-    return endpoint(ctx, creds, [*secrets, *ca, *operator_ready, cluster, user, *console])
+    return endpoint(ctx, users, [*secrets, *ca, *operator_ready, cluster, *user_objects, *console])
 
 
-def endpoint(ctx: DataContext, creds: Credentials, ready: Sequence[pulumi.Resource]) -> RedpandaEndpoint:
+def endpoint(ctx: DataContext, users: dict[str, Credentials], ready: Sequence[pulumi.Resource]) -> RedpandaEndpoint:
     brokers = ctx.placements["redpanda"].replicas(3)
     service = f"{CLUSTER}.{NAMESPACE}.svc.{CLUSTER_DOMAIN}"
     return RedpandaEndpoint(
         brokers=[f"{CLUSTER}-{i}.{service}:{KAFKA_PORT}" for i in range(brokers)],
         schema_registry=f"https://{service}:{SCHEMA_REGISTRY_PORT}",
         sasl_mechanism=SASL_MECHANISM,
-        credentials=creds,
+        users=users,
         ca_secret=CA_SECRET,
         ca_issuer=CA_ISSUER,
         namespace=NAMESPACE,

@@ -85,8 +85,9 @@ class PlatformContext(LayerContext):
         """Prometheus scrapes these metrics ports."""
         return prometheus_peer(ports)
 
-    def store_peers(self, *stores: str) -> tuple[Peer, ...]:
-        """Egress to the client ports of these data stores (DataEndpoints attribute names; disabled ones skipped)."""
+    def store_peers(self, *stores: str, consumer: str | None = None) -> tuple[Peer, ...]:
+        """Egress to the client ports of these data stores (DataEndpoints attribute names; disabled ones skipped);
+        for DragonflyDB, the instance that serves `consumer` (a platform consumer's own)."""
         ports = {"postgres": lambda e: (e.port,), "dragonfly": lambda e: (e.port,),
                  "scylladb": lambda e: (e.port,), "redpanda": lambda e: e.ports,
                  "clickhouse": lambda e: (e.http_port, e.native_port)}
@@ -95,6 +96,8 @@ class PlatformContext(LayerContext):
             endpoint = getattr(self.data, store)
             if endpoint is None:
                 continue
+            if store == "dragonfly" and consumer is not None:
+                endpoint = endpoint.serving(consumer)
             if store == "object_storage":
                 if endpoint.in_cluster:
                     peers.append(Peer(OBJECT_STORE_NAMESPACE, (OBJECT_STORE_S3_PORT,)))

@@ -63,7 +63,7 @@ REDIS_SECRET = "gitlab-redis"
 OBJECT_STORAGE_SECRET = "gitlab-object-storage"
 REGISTRY_STORAGE_SECRET = "gitlab-registry-storage"
 BACKUP_STORAGE_SECRET = "gitlab-backup-storage"
-REDIS_DATABASE = 1  # GitLab's keys apart from other DragonflyDB clients (database 0)
+REDIS_DATABASE = 1  # where GitLab's keys have always been (its DragonflyDB instance is now its own)
 # global.appConfig.<type> -> the bucket purpose holding it (config/data.py BUCKET_PURPOSES, config/platform.py NEEDS).
 OBJECT_BUCKETS = {"artifacts": "gitlab", "lfs": "gitlab-lfs", "uploads": "gitlab-uploads",
                   "packages": "gitlab-packages", "externalDiffs": "gitlab-mr-diffs",
@@ -99,7 +99,7 @@ def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
         name=NAMESPACE, pss="restricted", layer=LAYER, gateway=True,
         why="every GitLab component runs as its image's non-root user with all capabilities dropped and the "
             "RuntimeDefault seccomp profile (gitlab-shell, the one component that could need more, is off)",
-        egress_to=ctx.store_peers("postgres", "dragonfly", "object_storage"),
+        egress_to=ctx.store_peers("postgres", "dragonfly", "object_storage", consumer="gitlab"),
         egress_world=tuple(sorted({HTTPS, *ctx.object_storage_egress_world()})),
         ingress_from=(ctx.monitoring(sorted(METRICS_PORTS.values())),))]
 
@@ -183,7 +183,7 @@ def object_storage_values(ctx: PlatformContext) -> dict[str, Any]:
 def global_values(ctx: PlatformContext) -> dict[str, Any]:
     pg = ctx.data.postgres
     database = pg.databases["gitlab"]
-    dragonfly = ctx.data.dragonfly
+    dragonfly = ctx.data.dragonfly.serving("gitlab")  # GitLab's own instance (components/data/dragonfly.py)
     return {
         # Community Edition, as the platform promises (MIT-licensed images gitlab-*-ce). GitLab recommends EE without
         # a licence (the same free features, a licence later unlocks paid ones in place); switching to "ee" later
@@ -321,7 +321,7 @@ def secrets(ctx: PlatformContext, after: Sequence[pulumi.Resource]) -> list[pulu
         root_secret,
         ctx.data.postgres.databases["gitlab"].credentials.copy_to("gitlab-postgres", NAMESPACE, opts,
                                                                    name=POSTGRES_SECRET),
-        ctx.data.dragonfly.credentials.copy_to("gitlab-redis", NAMESPACE, opts, name=REDIS_SECRET),
+        ctx.data.dragonfly.serving("gitlab").users["gitlab"].copy_to("gitlab-redis", NAMESPACE, opts, name=REDIS_SECRET),
         _secret_file(ctx, "gitlab-object-storage", OBJECT_STORAGE_SECRET, "connection", objects, rails_connection,
                      after),
         _secret_file(ctx, "gitlab-registry-storage", REGISTRY_STORAGE_SECRET, "config", objects, registry_storage,

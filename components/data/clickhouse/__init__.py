@@ -72,7 +72,8 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
     server = _custom(ctx, "clickhouse-installation", CHI_API, "ClickHouseInstallation", INSTALLATION, "server",
                      installation.installation_spec(
                          t, where, ctx.ha, ctx.storage_class, settings.storage_size, retain=ctx.protect,
-                         users=users.users_section(ctx.cluster.pod_cidr, backup=location is not None),
+                         users=users.users_section(ctx.cluster.pod_cidr, backup=location is not None,
+                                                   consumers=ctx.consumers_of("clickhouse")),
                          interserver=users.interserver_secret(), sidecars=sidecars,
                          labels=pod_labels(ctx, "clickhouse", "server")),
                      [*after, ns, *operator_ready, *logins.secrets, *s3, keeper])
@@ -81,7 +82,7 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
 
     return ClickHouseEndpoint(
         host=f"{cluster_service()}.{NAMESPACE}.svc", http_port=HTTP_PORT, native_port=NATIVE_PORT, cluster=CLUSTER,
-        credentials=logins.app, namespace=NAMESPACE, pod_labels=dict(SERVER_POD_LABELS),
+        users=logins.consumers, namespace=NAMESPACE, pod_labels=dict(SERVER_POD_LABELS),
         ready=[*operator_ready, *logins.secrets, *s3, keeper, server, *scheduled, *monitors])
 
 

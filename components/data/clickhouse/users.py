@@ -11,7 +11,13 @@ Secrets that clients read.
   operator's own network rule (the installation's pods and localhost). Distributed queries between
   shards authenticate with the cluster's interserver secret instead of it.
 - `admin`: for people (access management: creates roles and users by SQL), from the pod network only.
-- `app`: what the ad services and the platform use, from the pod network only.
+- one user per consumer (config/consumers.py: the ad services that list ClickHouse), named like the service,
+  from the pod network only, with grants (`<user>/grants/query`: GRANT statements without a grantee, which
+  ClickHouse applies to a user defined in users.xml; the operator renders the list as repeated <query>
+  elements, docs/chi-examples/05-settings-08-grants.yaml) on its own database `ads_<service>` only, plus
+  SELECT on the databases of the services it names in `readsFrom`. Not DROP, TRUNCATE or access management:
+  a compromised service cannot destroy tables or create users; not the CLUSTER privilege either, so schema
+  changes `ON CLUSTER` are made by `admin`.
 - `backup`: the clickhouse-backup sidecar, localhost only (the operator's default networks).
 """
 
@@ -27,10 +33,14 @@ import pulumi_kubernetes as k8s
 from components.data.clickhouse.topology import NAMESPACE
 from components.data.context import DataContext
 from components.data.endpoints import Credentials
+from config.consumers import Consumer
 
 AUTH_SECRET = "clickhouse-server-auth"  # password hashes + the interserver secret, read by the servers
 INTERSERVER_KEY = "interserver"
-ADMIN, APP, BACKUP, DEFAULT = "admin", "app", "backup", "default"
+ADMIN, BACKUP, DEFAULT = "admin", "backup", "default"
+# What a consumer may do in its own database (the first creates it), and in the databases it reads.
+OWN_PRIVILEGES = "SELECT, INSERT, ALTER, CREATE DATABASE, CREATE TABLE, CREATE VIEW, CREATE DICTIONARY, OPTIMIZE, SHOW"
+READ_PRIVILEGES = "SELECT, SHOW"
 BACKUP_SECRET = "clickhouse-backup"  # the backup user's password and the sidecars' REST API login
 API_USERNAME = "backup-api"
 
@@ -38,7 +48,7 @@ API_USERNAME = "backup-api"
 @dataclass(frozen=True)
 class Users:
     admin: Credentials
-    app: Credentials
+    consumers: dict[str, Credentials]  # consumer -> its own user (keys: username, password)
     backup: Credentials | None  # keys: username, password, api-username, api-password
     secrets: list[k8s.core.v1.Secret]
 
@@ -47,7 +57,18 @@ def sha256_hex(password: str) -> str:
     return hashlib.sha256(password.encode()).hexdigest()
 
 
-def users_section(pod_cidr: str, backup: bool) -> dict[str, Any]:
+def database_of(consumer: str) -> str:
+    """A consumer's own database: its name with '_' for '-' (a plain identifier), under `ads_` so that no
+    service name can be `system` or `default`."""
+    return "ads_" + consumer.replace("-", "_")
+
+
+def grants(c: Consumer) -> list[str]:
+    return [f"GRANT {OWN_PRIVILEGES} ON {database_of(c.name)}.*",
+            *(f"GRANT {READ_PRIVILEGES} ON {database_of(other)}.*" for other in c.reads)]
+
+
+def users_section(pod_cidr: str, backup: bool, consumers: Sequence[Consumer] = ()) -> dict[str, Any]:
     """`spec.configuration.users` of the CHI: every password a reference into AUTH_SECRET."""
     def hashed(user: str) -> dict[str, Any]:
         return {"valueFrom": {"secretKeyRef": {"name": AUTH_SECRET, "key": user}}}
@@ -57,9 +78,10 @@ def users_section(pod_cidr: str, backup: bool) -> dict[str, Any]:
         f"{ADMIN}/password_sha256_hex": hashed(ADMIN),
         f"{ADMIN}/networks/ip": [pod_cidr],
         f"{ADMIN}/access_management": 1,
-        f"{APP}/password_sha256_hex": hashed(APP),
-        f"{APP}/networks/ip": [pod_cidr],
     }
+    for c in consumers:
+        users.update({f"{c.name}/password_sha256_hex": hashed(c.name), f"{c.name}/networks/ip": [pod_cidr],
+                      f"{c.name}/profile": "default", f"{c.name}/grants/query": grants(c)})
     if backup:
         users[f"{BACKUP}/password_sha256_hex"] = hashed(BACKUP)
     return users
@@ -71,8 +93,9 @@ def interserver_secret() -> dict[str, Any]:
 
 
 def install(ctx: DataContext, backup: bool, depends_on: Sequence[pulumi.Resource]) -> Users:
+    consumers = [c.name for c in ctx.consumers_of("clickhouse")]
     passwords = {user: ctx.password(f"clickhouse-{user}-password").result
-                 for user in (ADMIN, APP, DEFAULT, *([BACKUP] if backup else []))}
+                 for user in (ADMIN, DEFAULT, *([BACKUP] if backup else []), *consumers)}
     interserver = ctx.password("clickhouse-interserver-secret").result
     labels = ctx.labels("clickhouse", "credentials")
 
@@ -81,9 +104,13 @@ def install(ctx: DataContext, backup: bool, depends_on: Sequence[pulumi.Resource
                               {**hashes, INTERSERVER_KEY: interserver}, depends_on, labels=labels)
     admin, admin_secret = ctx.credentials("clickhouse-admin", "clickhouse-admin", NAMESPACE,
                                           {"username": ADMIN, "password": passwords[ADMIN]}, depends_on, labels=labels)
-    app, app_secret = ctx.credentials("clickhouse-app", "clickhouse-app", NAMESPACE,
-                                      {"username": APP, "password": passwords[APP]}, depends_on, labels=labels)
-    secrets = [auth, admin_secret, app_secret]
+    secrets = [auth, admin_secret]
+    logins = {}
+    for name in consumers:
+        logins[name], secret = ctx.credentials(user_secret(name), user_secret(name), NAMESPACE,
+                                               {"username": name, "password": passwords[name]}, depends_on,
+                                               labels=labels)
+        secrets.append(secret)
     backup_credentials = None
     if backup:
         api_password = ctx.password("clickhouse-backup-api-password").result
@@ -92,4 +119,9 @@ def install(ctx: DataContext, backup: bool, depends_on: Sequence[pulumi.Resource
             {"username": BACKUP, "password": passwords[BACKUP], "api-username": API_USERNAME,
              "api-password": api_password}, depends_on, labels=labels)
         secrets.append(backup_secret)
-    return Users(admin=admin, app=app, backup=backup_credentials, secrets=secrets)
+    return Users(admin=admin, consumers=logins, backup=backup_credentials, secrets=secrets)
+
+
+def user_secret(consumer: str) -> str:
+    """The Secret in the clickhouse namespace with a consumer's own login (it copies it)."""
+    return f"clickhouse-user-{consumer}"

@@ -49,10 +49,9 @@ WEBHOOK_LABELS = {"app.kubernetes.io/name": "webhook-server", "app.kubernetes.io
 OPERATOR_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
 WEBHOOK_RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
 SUPERUSER = "adplatform_admin"
-APP_ROLE = "adplatform"
+SHARED_ROLE = "adplatform"  # the one login every ad service shared before each got its own: dropped
 MANAGER_ROLE = "scylla_manager"  # login only: DESCRIBE SCHEMA WITH INTERNALS needs no data access
 ADMIN_SECRET = "scylla-admin-credentials"
-APP_SECRET = "scylla-app-credentials"
 MANAGER_ROLE_SECRET = "scylla-manager-role-credentials"
 
 
@@ -147,14 +146,15 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
 
     # Passwords: generated once, kept in state, protected in production (ctx.password).
     admin_password = ctx.password("scylla-admin-password").result
-    app_password = ctx.password("scylla-app-password").result
+    consumers = ctx.consumers_of("scylladb")
+    passwords = {c.name: ctx.password(f"scylla-{c.name}-password").result for c in consumers}
     manager_password = ctx.password("scylla-manager-role-password").result
     # The crypt salt: 16 characters (the scheme's maximum) of its alphabet, generated once: a new salt would
     # rewrite scylla.yaml. Drawn like every generated secret here (32 characters), then cut to 16.
     salt = ctx.password("scylla-admin-password-salt").result.apply(lambda value: value[:16])
     salted = pulumi.Output.all(admin_password, salt).apply(lambda v: bootstrap.sha512_crypt(v[0], v[1]))
     _, admin_secret = _secret(ctx, ADMIN_SECRET, SUPERUSER, admin_password, in_namespace)
-    app_credentials, app_secret = _secret(ctx, APP_SECRET, APP_ROLE, app_password, in_namespace)
+    logins = {name: _secret(ctx, user_secret(name), name, pw, in_namespace) for name, pw in passwords.items()}
     _, manager_role_secret = _secret(ctx, MANAGER_ROLE_SECRET, MANAGER_ROLE, manager_password, in_namespace)
 
     config = k8s.core.v1.ConfigMap(
@@ -181,28 +181,35 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
         cluster.service_monitor_spec(), ctx.labels("scylladb", "metrics"), in_namespace)
 
     factor = cluster.replication_factor(where)
+    grants = {c.name: c.keyspace for c in consumers}
     _, schema_job = bootstrap.run_once(
         ctx, "scylla-bootstrap", NAMESPACE, bootstrap.cqlsh_image(),
-        {"bootstrap.sh": bootstrap.script("bootstrap.sh"),
-         "keyspaces.cql": bootstrap.keyspaces_cql(settings.keyspaces, cluster.DATACENTER, factor, APP_ROLE)},
+        {"bootstrap.sh": bootstrap.script("bootstrap.sh"), "roles.txt": bootstrap.roles_file(list(passwords)),
+         "keyspaces.cql": bootstrap.keyspaces_cql(settings.keyspaces, cluster.DATACENTER, factor, grants,
+                                                  retired=[SHARED_ROLE])},
         "bootstrap.sh", env=[
             {"name": "CQL_HOST", "value": client_host()}, {"name": "CQL_PORT", "value": str(CQL_PORT)},
             bootstrap.secret_env("ADMIN_USERNAME", ADMIN_SECRET, "username"),
             bootstrap.secret_env("ADMIN_PASSWORD", ADMIN_SECRET, "password"),
-            bootstrap.secret_env("APP_USERNAME", APP_SECRET, "username"),
-            bootstrap.secret_env("APP_PASSWORD", APP_SECRET, "password"),
+            *(bootstrap.secret_env(f"ROLE_PASSWORD_{i}", user_secret(name), "password")
+              for i, name in enumerate(passwords)),
             bootstrap.secret_env("MANAGER_USERNAME", MANAGER_ROLE_SECRET, "username"),
             bootstrap.secret_env("MANAGER_PASSWORD", MANAGER_ROLE_SECRET, "password")],
-        secrets=[app_password, manager_password],
-        depends_on=[*in_namespace, scylla, admin_secret, app_secret, manager_role_secret],
+        secrets=[*passwords.values(), manager_password],
+        depends_on=[*in_namespace, scylla, admin_secret, *(secret for _, secret in logins.values()), manager_role_secret],
         mount=bootstrap.BOOTSTRAP_MOUNT)
     registration = manager.install_credentials(ctx, MANAGER_ROLE, manager_password,
                                                [*after, spaces[manager.NAMESPACE], manager_release, scylla, schema_job])
 
     return ScyllaEndpoint(
         hosts=[client_host()], port=CQL_PORT, datacenter=cluster.DATACENTER, keyspaces=list(settings.keyspaces),
-        replication_factor=factor, credentials=app_credentials, namespace=NAMESPACE,
+        replication_factor=factor, users={name: creds for name, (creds, _) in logins.items()}, namespace=NAMESPACE,
         pod_labels=dict(cluster.POD_LABELS), ready=[scylla, schema_job, monitor, *registration])
+
+
+def user_secret(consumer: str) -> str:
+    """The Secret in the scylla namespace with a consumer's own role and password (it copies it)."""
+    return f"scylla-user-{consumer}"
 
 
 def client_host() -> str:

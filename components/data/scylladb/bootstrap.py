@@ -7,9 +7,9 @@ docs/operating-scylla/security/create-superuser.rst; the operator's docs recomme
 drops the default role). The config takes a crypt(3) hash, computed here (SHA-512, ScyllaDB's own scheme
 for new passwords: auth/passwords.hh) from the generated password and a generated salt.
 
-A Job then runs cqlsh from the pinned ScyllaDB image as that superuser: the application role and Scylla
-Manager's role with their passwords, the keyspaces with NetworkTopologyStrategy and one replica per rack,
-and the application's grants on them. Its name carries a hash of everything it does (passwords included,
+A Job then runs cqlsh from the pinned ScyllaDB image as that superuser: one role per consumer
+(config/consumers.py) and Scylla Manager's role with their passwords, the keyspaces with NetworkTopologyStrategy
+and one replica per rack, and each consumer's grants on its own keyspace only. Its name carries a hash of everything it does (passwords included,
 as a digest), so a change runs it again; every statement is idempotent.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -75,15 +75,38 @@ def replication(datacenter: str, factor: int) -> str:
     return f"{{'class': 'NetworkTopologyStrategy', '{datacenter}': {factor}}}"
 
 
-def keyspaces_cql(keyspaces: Sequence[str], datacenter: str, factor: int, app_role: str) -> str:
-    """Every keyspace with one replica per rack (ALTER keeps an existing one in step with the racks), and
-    the application role's permissions on it. Names are validated identifiers (config/data.py)."""
+# What a consumer may do in its keyspace: read and write rows, create and alter its tables (services run their
+# own schema migrations). Not DROP (a bug or an attacker cannot drop a table), not AUTHORIZE (no grants to others).
+CONSUMER_PERMISSIONS = ("SELECT", "MODIFY", "CREATE", "ALTER")
+
+
+def quoted(role: str) -> str:
+    """A role name as a quoted CQL identifier (ad service names carry '-')."""
+    return '"' + role.replace('"', '""') + '"'
+
+
+def keyspaces_cql(keyspaces: Sequence[str], datacenter: str, factor: int, grants: Mapping[str, str | None],
+                  retired: Sequence[str] = ()) -> str:
+    """Every keyspace with one replica per rack (ALTER keeps an existing one in step with the racks); each role
+    (`grants`: role -> its keyspace) granted CONSUMER_PERMISSIONS on its own keyspace and nothing on the others
+    (revoked: a service whose keyspace changed loses the old one); `retired` roles dropped. Keyspace names are
+    validated identifiers (config/data.py)."""
     lines = []
     for keyspace in keyspaces:
         lines += [f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {replication(datacenter, factor)};",
-                  f"ALTER KEYSPACE {keyspace} WITH replication = {replication(datacenter, factor)};",
-                  f"GRANT ALL PERMISSIONS ON KEYSPACE {keyspace} TO {app_role};"]
+                  f"ALTER KEYSPACE {keyspace} WITH replication = {replication(datacenter, factor)};"]
+        for role, own in grants.items():
+            if keyspace == own:
+                lines += [f"GRANT {p} ON KEYSPACE {keyspace} TO {quoted(role)};" for p in CONSUMER_PERMISSIONS]
+            else:
+                lines.append(f"REVOKE ALL PERMISSIONS ON KEYSPACE {keyspace} FROM {quoted(role)};")
+    lines += [f"DROP ROLE IF EXISTS {quoted(role)};" for role in retired if role not in grants]
     return "\n".join(lines) + "\n"
+
+
+def roles_file(roles: Sequence[str]) -> str:
+    """bootstrap.sh's roles.txt: one role per line, its password in ROLE_PASSWORD_<line index>."""
+    return "".join(f"{role}\n" for role in roles)
 
 
 def script(name: str) -> str:

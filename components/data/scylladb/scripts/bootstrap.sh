@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Creates the application and Scylla Manager roles and the keyspaces of the ScyllaDB cluster.
+# Creates one role per consumer (roles.txt: a role name per line, its password in ROLE_PASSWORD_<line index>),
+# Scylla Manager's role, and the keyspaces of the ScyllaDB cluster with each role's grants (keyspaces.cql).
 # Idempotent: CREATE ... IF NOT EXISTS, then ALTER to today's passwords and replication.
 # Credentials come from the environment (Secrets); they are written only to a 0600 file for cqlsh.
 set -euo pipefail
 umask 077
 
 readonly KEYSPACES_CQL=/etc/scylla-bootstrap/keyspaces.cql
+readonly ROLES=/etc/scylla-bootstrap/roles.txt
 workdir="$(mktemp -d)"
 readonly workdir
 trap 'rm -rf "${workdir}"' EXIT
@@ -30,14 +32,26 @@ for attempt in $(seq 1 60); do
   sleep 10
 done
 
-# Role names are plain identifiers and generated passwords are alphanumeric: no quoting issues.
+# A role as a quoted CQL identifier ("" inside doubled) and a password as a CQL string ('' inside doubled):
+# service names carry '-', which an unquoted identifier cannot.
+quoted_role() { local r="${1//\"/\"\"}"; printf '"%s"' "${r}"; }
+quoted_password() { local p="${1//\'/\'\'}"; printf "'%s'" "${p}"; }
+role_statements() {
+  printf 'CREATE ROLE IF NOT EXISTS %s WITH PASSWORD = %s AND LOGIN = true;\n' "$(quoted_role "$1")" "$(quoted_password "$2")"
+  printf 'ALTER ROLE %s WITH PASSWORD = %s AND LOGIN = true;\n' "$(quoted_role "$1")" "$(quoted_password "$2")"
+}
+
 {
-  printf "CREATE ROLE IF NOT EXISTS %s WITH PASSWORD = '%s' AND LOGIN = true;\n" "${APP_USERNAME}" "${APP_PASSWORD}"
-  printf "ALTER ROLE %s WITH PASSWORD = '%s' AND LOGIN = true;\n" "${APP_USERNAME}" "${APP_PASSWORD}"
-  printf "CREATE ROLE IF NOT EXISTS %s WITH PASSWORD = '%s' AND LOGIN = true;\n" "${MANAGER_USERNAME}" "${MANAGER_PASSWORD}"
-  printf "ALTER ROLE %s WITH PASSWORD = '%s' AND LOGIN = true;\n" "${MANAGER_USERNAME}" "${MANAGER_PASSWORD}"
+  index=0
+  while IFS= read -r role; do
+    [[ -n "${role}" ]] || continue
+    password_var="ROLE_PASSWORD_${index}"
+    role_statements "${role}" "${!password_var}"
+    index=$((index + 1))
+  done < "${ROLES}"
+  role_statements "${MANAGER_USERNAME}" "${MANAGER_PASSWORD}"
 } > "${workdir}/roles.cql"
 
 cql -f "${workdir}/roles.cql"
 cql -f "${KEYSPACES_CQL}"
-echo "roles ${APP_USERNAME}, ${MANAGER_USERNAME} and the keyspaces are in place"
+echo "the consumers' roles, ${MANAGER_USERNAME} and the keyspaces are in place"
