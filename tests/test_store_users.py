@@ -256,4 +256,4 @@ def test_each_postgres_role_logs_in_to_its_own_database_only(production):
     roles = {r["name"]: r for r in spec["managed"]["roles"]}
     assert set(roles) == set(databases)
     for db, r in roles.items():
-        assert r["passwordSecret"] == {"name": f"postgres-{db}"} and not r["superuser"] and not r["createrole"]
+        assert r["passwordSecret"] == {"name": f"postgres-{db}".replace("_", "-")} and not r["superuser"] and not r["createrole"]
