@@ -1,0 +1,63 @@
+"""Pool autoscaling config: refused where nodes cannot be created or removed safely, named with the value."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from config import ConfigError, load
+from tests.conftest import SECRET_KEYS, base_raw
+from tests.test_baremetal import raw as baremetal_raw
+
+
+def problems(raw: dict) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        load("test", raw, SECRET_KEYS)
+    return [str(p) for p in err.value.problems]
+
+
+def with_pools(*pools: dict, **overrides) -> dict:
+    return base_raw(cluster={"pools": list(pools)}, **overrides)
+
+
+def test_autoscaled_pool_keeps_min_nodes_and_may_add_the_rest():
+    cluster = load("test", with_pools({"name": "general", "autoscaling": {"min": 3, "max": 7}}), SECRET_KEYS).config.cluster
+    general = next(p for p in cluster.pools if p.name == "general")
+    assert general.count == 3 and general.autoscaling.extra == 4
+    assert [p.name for p in cluster.autoscaled_pools] == ["general"]
+
+
+def test_min_above_max_is_refused():
+    assert problems(with_pools({"name": "general", "autoscaling": {"min": 5, "max": 3}})) == [
+        "adplatform:cluster.pools[general].autoscaling must have 0 <= min <= max and 1 <= max <= 100 "
+        "(given min 5, max 3), got {'min': 5, 'max': 3}"]
+
+
+def test_count_other_than_min_is_refused():
+    [found] = problems(with_pools({"name": "general", "count": 3, "autoscaling": {"min": 5, "max": 6}}))
+    assert found.startswith("adplatform:cluster.pools[general] count (3) must not differ from autoscaling.min (5)")
+
+
+@pytest.mark.parametrize("pool", ["scylladb", "redpanda", "clickhouse", "stateful"])
+def test_database_pools_never_autoscale(pool):
+    assert problems(with_pools({"name": pool, "autoscaling": {"min": 3, "max": 6}})) == [
+        f"adplatform:cluster.pools[{pool}].autoscaling must not be set on a pool of the database role {pool!r}: its "
+        "data is tied to its nodes, which the autoscaler would remove; give the pool a fixed count (autoscaling is "
+        "accepted for roles general), got {'min': 3, 'max': 6}"]
+
+
+def test_converged_pools_never_autoscale():
+    raw = base_raw(profile="compact", cluster={"pools": [{"name": "extra", "role": "converged",
+                                                         "autoscaling": {"min": 0, "max": 2}}]})
+    assert any(p.startswith("adplatform:cluster.pools[extra].autoscaling must not be set on a pool of the database "
+                            "role 'converged'") for p in problems(raw))
+
+
+def test_bare_metal_refuses_autoscaling():
+    raw = baremetal_raw()
+    raw["cluster"] = copy.deepcopy(raw["cluster"])
+    raw["cluster"].setdefault("pools", []).append({"name": "burst", "role": "general", "autoscaling": {"min": 0, "max": 2}})
+    assert "adplatform:cluster.pools[burst].autoscaling must not be set with provider: baremetal (no API creates a " \
+           "host); give the pool a fixed count (autoscaling is accepted on hetzner, aws, gcp, azure), got " \
+           "{'min': 0, 'max': 2}" in problems(raw)
