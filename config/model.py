@@ -57,6 +57,12 @@ def check_taint(taint: str) -> str:
     return taint
 
 
+def taint_fields(taint: str) -> dict[str, str]:
+    """A validated taint as a Kubernetes Taint object's fields (key, value, effect; value "" when absent)."""
+    match = _TAINT.match(check_taint(taint))
+    return {"key": match["key"], "value": match["value"] or "", "effect": match["effect"]}
+
+
 def check_labels(labels: dict[str, str]) -> dict[str, str]:
     for key, value in labels.items():
         if not _LABEL_KEY.match(key):

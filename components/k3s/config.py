@@ -151,6 +151,11 @@ def topology_labels(spec: NodeSpec, profile: ClusterProfile) -> dict[str, str]:
     return labels
 
 
+def node_labels(spec: NodeSpec, profile: ClusterProfile) -> dict[str, str]:
+    """Every label the node registers with (K3s node-label): its pool's and where it runs."""
+    return {**spec.labels, **topology_labels(spec, profile)}
+
+
 @dataclass(frozen=True)
 class NodeAddresses:
     private_ip: str
@@ -176,7 +181,7 @@ def node_config(spec: NodeSpec, hostname: str | None, addrs: NodeAddresses | Non
     cfg: dict[str, Any] = {
         token_key: token,
         **facts,
-        "node-label": [f"{k}={v}" for k, v in sorted({**spec.labels, **topology_labels(spec, profile)}.items())],
+        "node-label": [f"{k}={v}" for k, v in sorted(node_labels(spec, profile).items())],
         "node-taint": list(spec.taints),
         "kubelet-arg": kubelet_args(spec, profile),
         # The CIS sysctls are in place before K3s starts (host tuning runs first).
