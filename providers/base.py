@@ -183,6 +183,10 @@ class NodeGroupRequest:
     # cloud-init user data (a secret: it carries the agent join token): the same host tuning and K3s agent
     # install the SSH path runs (components/k3s/userdata.py), with the node's labels and taints.
     user_data: pulumi.Output[str]
+    # The labels and taints the group's nodes register with (exactly the K3s config's node-label/node-taint,
+    # location included), for the autoscaler's template of a node it has not created yet (scale from zero).
+    node_labels: Mapping[str, str] = field(default_factory=dict)
+    node_taints: tuple[str, ...] = ()  # "key[=value]:Effect" (config.model.taint_fields splits one)
 
 
 @dataclass(frozen=True)

@@ -61,3 +61,19 @@ def test_bare_metal_refuses_autoscaling():
     assert "adplatform:cluster.pools[burst].autoscaling must not be set with provider: baremetal (no API creates a " \
            "host); give the pool a fixed count (autoscaling is accepted on hetzner, aws, gcp, azure), got " \
            "{'min': 0, 'max': 2}" in problems(raw)
+
+
+def test_scale_down_settings_default_and_are_validated():
+    cfg = load("test", base_raw(), SECRET_KEYS).config.cluster_services.autoscaler
+    assert (cfg.scale_down_delay_after_add, cfg.scale_down_unneeded_time, cfg.scale_down_utilization_threshold) == \
+        ("10m", "10m", 0.5)
+    raw = base_raw()
+    raw["clusterServices"]["autoscaler"] = {"scaleDownDelayAfterAdd": "ten minutes", "scaleDownUnneededTime": "0m",
+                                            "scaleDownUtilizationThreshold": 1.5}
+    found = problems(raw)
+    assert "adplatform:clusterServices.autoscaler.scaleDownDelayAfterAdd must be a positive Go duration in " \
+           "hours/minutes/seconds such as 10m or 1h30m, got 'ten minutes'" in found
+    assert any(p.startswith("adplatform:clusterServices.autoscaler.scaleDownUnneededTime must be a positive Go "
+                            "duration") and p.endswith("got '0m'") for p in found)
+    assert "adplatform:clusterServices.autoscaler.scaleDownUtilizationThreshold must be a share of a node's " \
+           "allocatable resources above 0 and at most 1, such as 0.5, got 1.5" in found
