@@ -77,3 +77,12 @@ def test_scale_down_settings_default_and_are_validated():
                             "duration") and p.endswith("got '0m'") for p in found)
     assert "adplatform:clusterServices.autoscaler.scaleDownUtilizationThreshold must be a share of a node's " \
            "allocatable resources above 0 and at most 1, such as 0.5, got 1.5" in found
+
+
+def test_a_stack_count_on_an_autoscaled_profile_pool_fixes_its_size():
+    """Production's general pool autoscales by default; a stack that sets its count gets exactly that many."""
+    cluster = load("test", with_pools({"name": "general", "count": 7}), SECRET_KEYS).config.cluster
+    general = next(p for p in cluster.pools if p.name == "general")
+    assert general.count == 7 and general.autoscaling is None
+    default = next(p for p in load("test", base_raw(), SECRET_KEYS).config.cluster.pools if p.name == "general")
+    assert (default.count, default.autoscaling.min, default.autoscaling.max) == (5, 5, 10)
