@@ -348,6 +348,12 @@ class StackConfig(_Model):
         return keys
 
 
+def pool_locations(pool: Pool, cluster: Cluster) -> list[str | None]:
+    """The locations a pool's nodes run in, in config order: its `locations`, else its or the cluster's one
+    (None: the provider's default)."""
+    return list(pool.locations) if pool.locations else [node_location(pool, 0, cluster)]
+
+
 def node_location(pool: ControlPlane | Pool, index: int, cluster: Cluster) -> str | None:
     """Where node `index` of `pool` runs: round-robin over the pool's `locations` by index (names never
     change; replacing one entry moves only its nodes), else the pool's or the cluster's `location`."""

@@ -189,6 +189,11 @@ class NodeGroupRequest:
     node_taints: tuple[str, ...] = ()  # "key[=value]:Effect" (config.model.taint_fields splits one)
 
 
+def node_group_name(pool: Pool, location: str | None) -> str:
+    """NodeGroupRequest.name of a pool's group in `location`."""
+    return f"{pool.name}-{location}" if location else pool.name
+
+
 @dataclass(frozen=True)
 class NodeGroups:
     """What a provider made of the node group requests."""
@@ -449,7 +454,8 @@ def ssh_connection(host: pulumi.Input[str], user: str, private_key: pulumi.Input
 
 
 __all__ = ["AddonInstaller", "ApiEndpoints", "ClusterProfile", "Credential", "check_credentials", "FSTYPE_PARAMETER",
-           "Infrastructure", "Node", "NodeGroupInstaller", "NodeGroupRequest", "NodeGroups", "NodeSpec", "PORTS", "PortRule", "Provider", "ProviderInfrastructure",
+           "Infrastructure", "Node", "NodeGroupInstaller", "NodeGroupRequest", "NodeGroups", "NodeSpec",
+           "node_group_name", "PORTS", "PortRule", "Provider", "ProviderInfrastructure",
            "ServerCatalog", "ServerType", "Storage", "StorageInstaller", "assemble", "check_locations",
            "check_server_type_names", "csi_storage", "first_server_api", "located_settings", "node_location",
            "node_specs", "resolve_server_type", "rule_sources", "server_type_settings", "ssh_connection"]

@@ -25,12 +25,12 @@ from components.helm import release
 from components.layer import EXCLUDE_FROM_BACKUP
 from config import LoadedConfig, Problem
 from config.errors import problem
-from config.model import taint_fields
+from config.model import pool_locations, taint_fields
 from providers import cloud
 from providers.base import (PORTS, ApiEndpoints, ClientAddress, ClusterProfile, Credential, Infrastructure, Node,
-                            NodeGroupRequest, NodeGroups, NodeSpec, ProviderInfrastructure, ServerCatalog, Storage, assemble, check_locations,
-                            csi_storage, first_server_api, located_settings, node_specs, resolve_server_type,
-                            rule_sources, ssh_connection)
+                            NodeGroupRequest, NodeGroups, NodeSpec, ProviderInfrastructure, ServerCatalog, Storage,
+                            assemble, check_locations, csi_storage, first_server_api, located_settings, node_specs, resolve_server_type,
+                            node_group_name, rule_sources, ssh_connection)
 
 NAME = "hetzner"
 DEFAULT_LOCATION = "fsn1"
@@ -80,7 +80,7 @@ class Hetzner:
         if len(zones) > 1:
             found.append(problem("cluster", "must place every server in one Hetzner network zone (a private "
                                  "network spans one zone)", sorted(zones)))
-        return found
+        return found + _node_group_names(loaded)
 
     def create(self, loaded: LoadedConfig) -> Infrastructure:
         return HetznerInfrastructure("hetzner", loaded).infrastructure
@@ -275,7 +275,7 @@ class HetznerInfrastructure(ProviderInfrastructure):
         cloudprovider/hetzner README.md, hetzner_manager.go, hetzner_node_group.go): it creates the servers
         itself, so there is no cloud resource here. Its servers join the stack's network and firewall, with the
         labels of Pulumi's servers; docs/autoscaling.md says what differs (no delete protection, ...)."""
-        groups = [HetznerNodeGroup(f"{self._prefix}-{r.name}", r, resolve_server_type(r.pool, SERVER_TYPES),
+        groups = [HetznerNodeGroup(group_name(self._loaded.stack, r.name), r, resolve_server_type(r.pool, SERVER_TYPES),
                                    r.location or self._location, self._placement_group(r)) for r in requests]
         image = self._loaded.config.cluster.image or IMAGE
         config = pulumi.Output.all(*(g.request.user_data for g in groups), *(g.placement for g in groups)).apply(
@@ -354,6 +354,31 @@ class HetznerNodeGroup:
         """The chart's autoscalingGroups entry: --nodes=<min>:<max>:<type>:<region>:<name> for hetzner."""
         return {"name": self.name, "minSize": self.request.min_size, "maxSize": self.request.max_size,
                 "instanceType": self.server_type, "region": self.location}
+
+
+# The autoscaler names a server `<group>-<random hex of up to 16>` (hetzner_node_group.go newNodeName), and a
+# server name is its node's name and hostname (a DNS label of at most 63 characters).
+MAX_GROUP_NAME = 63 - 17
+
+
+def group_name(stack: str, request_name: str) -> str:
+    """The autoscaler's node group of a request: stacks sharing a project never take each other's servers."""
+    return f"adp-{stack}-{request_name}"
+
+
+def _node_group_names(loaded: LoadedConfig) -> list[Problem]:
+    cluster = loaded.config.cluster
+    found = []
+    for pool in cluster.autoscaled_pools:
+        long = [name for location in pool_locations(pool, cluster)
+                if len(name := group_name(loaded.stack, node_group_name(pool, location)))
+                > MAX_GROUP_NAME]
+        if long:
+            found.append(problem(f"cluster.pools[{pool.name}].autoscaling", f"needs shorter names: the autoscaler's "
+                                 f"node groups {long} (adp-<stack>-<pool>-<location>) must be at most "
+                                 f"{MAX_GROUP_NAME} characters, so that their servers' names stay DNS labels; "
+                                 "shorten the pool's (or the stack's) name", pool.autoscaling.model_dump()))
+    return found
 
 
 def cluster_config(groups: Sequence[HetznerNodeGroup], image: str, user_data: Sequence[str],

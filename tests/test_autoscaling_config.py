@@ -86,3 +86,15 @@ def test_a_stack_count_on_an_autoscaled_profile_pool_fixes_its_size():
     assert general.count == 7 and general.autoscaling is None
     default = next(p for p in load("test", base_raw(), SECRET_KEYS).config.cluster.pools if p.name == "general")
     assert (default.count, default.autoscaling.min, default.autoscaling.max) == (5, 5, 10)
+
+
+def test_hetzner_node_group_names_must_leave_room_for_server_names():
+    from tests.conftest import run_raw
+    pool = {"name": "burst-for-campaigns", "role": "general", "autoscaling": {"min": 0, "max": 2}}
+    with pytest.raises(ConfigError) as err:
+        run_raw(base_raw(profile="staging", cluster={"location": "fsn1", "pools": [pool]}), stack="staging-europe-central")
+    assert [str(p) for p in err.value.problems] == [
+        "adplatform:cluster.pools[burst-for-campaigns].autoscaling needs shorter names: the "
+        "autoscaler's node groups ['adp-staging-europe-central-burst-for-campaigns-fsn1'] "
+        "(adp-<stack>-<pool>-<location>) must be at most 46 characters, so that their servers' names stay DNS "
+        "labels; shorten the pool's (or the stack's) name, got {'min': 0, 'max': 2}"]

@@ -38,9 +38,9 @@ from components.services.context import ServicesContext
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, NamespaceSpec,
                                             Namespaces, prometheus_peer)
 from components.services.upgrades import CONTROL_PLANE_LABEL
-from config.model import Cluster, Pool, StackConfig, node_location
+from config.model import Cluster, StackConfig, pool_locations
 from config.services import Autoscaler
-from providers.base import Infrastructure, NodeGroupRequest, NodeGroups
+from providers.base import Infrastructure, NodeGroupRequest, NodeGroups, node_group_name
 
 NAMESPACE = CLUSTER_AUTOSCALER.namespace
 NAME = "cluster-autoscaler"  # the chart's fullnameOverride and nameOverride: provider-neutral object names
@@ -72,12 +72,6 @@ def join_settings(cfg: StackConfig, infra: Infrastructure, cluster: K3sCluster) 
                         service_cidr=cfg.cluster.service_cidr, admin_keys=tuple(cfg.ssh_public_keys))
 
 
-def pool_locations(pool: Pool, cluster: Cluster) -> list[str | None]:
-    """The locations a pool's nodes run in (its `locations`, else its or the cluster's one; None: the provider's
-    default), in config order."""
-    return list(pool.locations) if pool.locations else [node_location(pool, 0, cluster)]
-
-
 def shares(extra: int, parts: int) -> list[int]:
     """`extra` split over `parts` as evenly as possible, the first parts taking the remainder."""
     return [extra // parts + (1 if i < extra % parts else 0) for i in range(parts)]
@@ -91,7 +85,7 @@ def requests(cluster: Cluster, join: JoinSettings) -> list[NodeGroupRequest]:
         for location, share in zip(locations, shares(pool.autoscaling.extra, len(locations))):
             if share == 0:
                 continue  # fewer extra nodes than locations: the first locations take them
-            name = f"{pool.name}-{location}" if location else pool.name
+            name = node_group_name(pool, location)
             spec = group_spec(name, pool, location)
             found.append(NodeGroupRequest(
                 name=name, pool=pool, location=location, min_size=0, max_size=share, user_data=user_data(spec, join),
