@@ -224,8 +224,9 @@ def _autoscaling(cfg: StackConfig) -> list[Problem]:
                                  "tied to its nodes, which the autoscaler would remove; give the pool a fixed count "
                                  f"(autoscaling is accepted for roles {stateless})", given))
         elif cfg.provider == "baremetal":
+            clouds = ", ".join(p for p in PROVIDERS if p != "baremetal")
             found.append(problem(key, "must not be set with provider: baremetal (no API creates a host); give the "
-                                 f"pool a fixed count (autoscaling is accepted on {', '.join(p for p in PROVIDERS if p != 'baremetal')})", given))
+                                 f"pool a fixed count (autoscaling is accepted on {clouds})", given))
     return found
 
 

@@ -29,8 +29,8 @@ from config.model import pool_locations, taint_fields
 from providers import cloud
 from providers.base import (PORTS, ApiEndpoints, ClientAddress, ClusterProfile, Credential, Infrastructure, Node,
                             NodeGroupRequest, NodeGroups, NodeSpec, ProviderInfrastructure, ServerCatalog, Storage,
-                            assemble, check_locations, csi_storage, first_server_api, located_settings, node_specs, resolve_server_type,
-                            node_group_name, rule_sources, ssh_connection)
+                            assemble, check_locations, csi_storage, first_server_api, located_settings,
+                            node_group_name, node_specs, resolve_server_type, rule_sources, ssh_connection)
 
 NAME = "hetzner"
 DEFAULT_LOCATION = "fsn1"
