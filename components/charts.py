@@ -83,6 +83,14 @@ VELERO = Chart("https://vmware-tanzu.github.io/helm-charts", "velero", "12.1.0",
 # the chart's appVersion default (ghcr.io/kubereboot/kured, tag 1.23.0 of kubereboot/kured).
 KURED = Chart("https://kubereboot.github.io/charts", "kured", "6.1.0", "kured")
 KURED_IMAGE = ("ghcr.io/kubereboot/kured", "1.23.0")
+# Cluster Autoscaler: chart 9.59.0 (kubernetes/autoscaler tag cluster-autoscaler-chart-9.59.0, 2026-07-21,
+# cluster-autoscaler/charts/cluster-autoscaler; appVersion 1.35.0), the newest 9.x chart of 2026. The image is
+# pinned to the autoscaler release of the cluster's Kubernetes minor (upstream runs one autoscaler minor per
+# Kubernetes minor): v1.36.1 (tag cluster-autoscaler-1.36.1, 2026-07-22), whose Hetzner provider also takes
+# per-group `serverLabels` (cloudprovider/hetzner, providers/hetzner.py).
+CLUSTER_AUTOSCALER = Chart("https://kubernetes.github.io/autoscaler", "cluster-autoscaler", "9.59.0",
+                           "cluster-autoscaler")
+CLUSTER_AUTOSCALER_IMAGE = ("registry.k8s.io/autoscaling/cluster-autoscaler", "v1.36.1")
 # The Prometheus Operator's CRDs (ServiceMonitor, PodMonitor, PrometheusRule) on their own, so every layer
 # can declare how it is scraped before monitoring is installed. 31.0.1 carries operator v0.93.1, the
 # operator kube-prometheus-stack 88.5.3 runs (prometheus-community/helm-charts tags); that chart must
@@ -329,7 +337,7 @@ PODINFO_VERSION = "6.14.1"
 
 # Every chart and manifest release by name: what the tests hold each release of the program to.
 CHARTS: dict[str, Chart] = {c.chart: c for c in (
-    CILIUM, HCLOUD_CCM, HCLOUD_CSI, CERT_MANAGER, OPENBAO, VAULT, EXTERNAL_SECRETS, VELERO, LINKERD_CRDS,
+    CILIUM, HCLOUD_CCM, HCLOUD_CSI, CLUSTER_AUTOSCALER, CERT_MANAGER, OPENBAO, VAULT, EXTERNAL_SECRETS, VELERO, LINKERD_CRDS,
     LINKERD_CONTROL_PLANE, LINKERD_CNI, TRUST_MANAGER, PROMETHEUS_OPERATOR_CRDS, AWS_CCM, AWS_EBS_CSI,
     AZURE_CCM, AZURE_DISK_CSI, CLOUDNATIVE_PG, BARMAN_CLOUD, SEAWEEDFS, REDPANDA_OPERATOR, DRAGONFLY_OPERATOR,
     CLICKHOUSE_OPERATOR, SCYLLA_OPERATOR, SCYLLA_MANAGER,

@@ -225,6 +225,9 @@ def _merge_pools(defaults: list[Any], overrides: list[Any]) -> list[Any]:
             if "autoscaling" in override and "count" not in override:
                 # A stack autoscaling a profile pool: its floor is autoscaling.min, not the profile's count.
                 by_name[name].pop("count", None)
+            if "count" in override and "autoscaling" not in override:
+                # A stack giving an (autoscaled) profile pool a count: exactly that many nodes, as before autoscaling.
+                by_name[name].pop("autoscaling", None)
             by_name[name].update(copy.deepcopy(override))
         else:
             pools.append(copy.deepcopy(override))

@@ -57,6 +57,12 @@ def check_taint(taint: str) -> str:
     return taint
 
 
+def taint_fields(taint: str) -> dict[str, str]:
+    """A validated taint as a Kubernetes Taint object's fields (key, value, effect; value "" when absent)."""
+    match = _TAINT.match(check_taint(taint))
+    return {"key": match["key"], "value": match["value"] or "", "effect": match["effect"]}
+
+
 def check_labels(labels: dict[str, str]) -> dict[str, str]:
     for key, value in labels.items():
         if not _LABEL_KEY.match(key):
@@ -340,6 +346,12 @@ class StackConfig(_Model):
         if not keys:
             raise ValueError("must list at least one SSH public key (ssh-ed25519 ...)")
         return keys
+
+
+def pool_locations(pool: Pool, cluster: Cluster) -> list[str | None]:
+    """The locations a pool's nodes run in, in config order: its `locations`, else its or the cluster's one
+    (None: the provider's default)."""
+    return list(pool.locations) if pool.locations else [node_location(pool, 0, cluster)]
 
 
 def node_location(pool: ControlPlane | Pool, index: int, cluster: Cluster) -> str | None:

@@ -123,8 +123,9 @@ PROFILES: dict[str, Profile] = {
                 "apiLoadBalancer": {"enabled": True, "public": False},
                 "pools": [
                     # The platform layer (GitLab, monitoring, logs, traces, data/ML: ~20 vCPU of requests) and
-                    # the ad services (7 vCPU at their minimum replicas, room to scale) share these nodes.
-                    _pool("general", "general", 5, "dedicated-large"),
+                    # the ad services (7 vCPU at their minimum replicas) share these nodes: 5 always (Pulumi's),
+                    # up to 5 more added by the cluster autoscaler when the ad services scale out (docs/autoscaling.md).
+                    {**_pool("general", "general", 5, "dedicated-large"), "autoscaling": {"min": 5, "max": 10}},
                     _pool("scylladb", "scylladb", 3, "dedicated-xlarge"),
                     _pool("redpanda", "redpanda", 3, "dedicated-large"),
                     _pool("clickhouse", "clickhouse", 3, "dedicated-large"),

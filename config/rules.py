@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections import Counter
 
-from config.catalog import DATABASE_ROLES, PLATFORM_HOSTNAMES, ROLES, STORE_ROLES
+from config.catalog import DATABASE_ROLES, PLATFORM_HOSTNAMES, PROVIDERS, ROLES, STORE_ROLES
 from config.data import DRILLED_STORES
 from config.errors import Problem, problem
 from config.ads import problems as ad_services_problems
@@ -19,7 +19,8 @@ from policy.rules import world_covered
 def check(cfg: StackConfig, profile: Profile, secrets: set[str] = frozenset()) -> list[Problem]:
     """`secrets`: the optional secret keys (config/load.py OPTIONAL_SECRETS) the stack sets."""
     found = [*_pool_names(cfg), *_networks(cfg), *_admin_cidrs(cfg, profile), *_replication(cfg, profile),
-             *_host_names(cfg), *_layers(cfg), *_quorum(cfg, profile), *_locations(cfg, profile)]
+             *_host_names(cfg), *_layers(cfg), *_quorum(cfg, profile), *_locations(cfg, profile),
+             *_autoscaling(cfg)]
     if cfg.bare_metal is not None and cfg.provider != "baremetal":
         found.append(problem("bareMetal", f"is only read with provider: baremetal (the stack's provider is "
                              f"{cfg.provider!r}); remove it", "set"))
@@ -208,6 +209,26 @@ def _locations(cfg: StackConfig, profile: Profile) -> list[Problem]:
             found.append(problem(f"cluster.pools[{pool.name}].locations", "must list at least 3 locations (or one): "
                                  "ScyllaDB's replication factor is its number of racks, one per location",
                                  pool.locations))
+    return found
+
+
+def _autoscaling(cfg: StackConfig) -> list[Problem]:
+    """Only pools whose nodes hold no data autoscale (the autoscaler deletes idle nodes, and a database's
+    replicas and volumes are tied to theirs), and only where an API can create a machine (not bare metal)."""
+    found = []
+    for pool in cfg.cluster.pools:
+        if pool.autoscaling is None:
+            continue
+        key, given = f"cluster.pools[{pool.name}].autoscaling", pool.autoscaling.model_dump()
+        if ROLES[pool.role].database:
+            stateless = ", ".join(r for r, role in ROLES.items() if not role.database)
+            found.append(problem(key, f"must not be set on a pool of the database role {pool.role!r}: its data is "
+                                 "tied to its nodes, which the autoscaler would remove; give the pool a fixed count "
+                                 f"(autoscaling is accepted for roles {stateless})", given))
+        elif cfg.provider == "baremetal":
+            clouds = ", ".join(p for p in PROVIDERS if p != "baremetal")
+            found.append(problem(key, "must not be set with provider: baremetal (no API creates a host); give the "
+                                 f"pool a fixed count (autoscaling is accepted on {clouds})", given))
     return found
 
 

@@ -311,7 +311,31 @@ class Team(Model):
         return check_hostname_label(value)
 
 
+class Autoscaler(Model):
+    """Scale-down of the cluster autoscaler (docs/autoscaling.md); read only when a pool has `autoscaling`."""
+
+    scale_down_delay_after_add: str = "10m"  # no scale-down this long after a scale-up
+    scale_down_unneeded_time: str = "10m"  # a node is removed after being unneeded this long
+    # A node is unneeded when its pods request less than this share of its CPU and memory (and they fit elsewhere).
+    scale_down_utilization_threshold: float = 0.5
+
+    @field_validator("scale_down_delay_after_add", "scale_down_unneeded_time")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not value or not _DURATION.match(value) or not any(c.isdigit() and c != "0" for c in value):
+            raise ValueError("must be a positive Go duration in hours/minutes/seconds such as 10m or 1h30m")
+        return value
+
+    @field_validator("scale_down_utilization_threshold")
+    @classmethod
+    def _threshold(cls, value: float) -> float:
+        if not 0 < value <= 1:
+            raise ValueError("must be a share of a node's allocatable resources above 0 and at most 1, such as 0.5")
+        return value
+
+
 class ClusterServices(Model):
+    autoscaler: Autoscaler = Autoscaler()
     tls: Tls = Tls()
     dns: Dns | None = None
     gateway: Gateway = Gateway()

@@ -183,6 +183,15 @@ class NodeGroupRequest:
     # cloud-init user data (a secret: it carries the agent join token): the same host tuning and K3s agent
     # install the SSH path runs (components/k3s/userdata.py), with the node's labels and taints.
     user_data: pulumi.Output[str]
+    # The labels and taints the group's nodes register with (exactly the K3s config's node-label/node-taint,
+    # location included), for the autoscaler's template of a node it has not created yet (scale from zero).
+    node_labels: Mapping[str, str] = field(default_factory=dict)
+    node_taints: tuple[str, ...] = ()  # "key[=value]:Effect" (config.model.taint_fields splits one)
+
+
+def node_group_name(pool: Pool, location: str | None) -> str:
+    """NodeGroupRequest.name of a pool's group in `location`."""
+    return f"{pool.name}-{location}" if location else pool.name
 
 
 @dataclass(frozen=True)
@@ -445,7 +454,8 @@ def ssh_connection(host: pulumi.Input[str], user: str, private_key: pulumi.Input
 
 
 __all__ = ["AddonInstaller", "ApiEndpoints", "ClusterProfile", "Credential", "check_credentials", "FSTYPE_PARAMETER",
-           "Infrastructure", "Node", "NodeGroupInstaller", "NodeGroupRequest", "NodeGroups", "NodeSpec", "PORTS", "PortRule", "Provider", "ProviderInfrastructure",
+           "Infrastructure", "Node", "NodeGroupInstaller", "NodeGroupRequest", "NodeGroups", "NodeSpec",
+           "node_group_name", "PORTS", "PortRule", "Provider", "ProviderInfrastructure",
            "ServerCatalog", "ServerType", "Storage", "StorageInstaller", "assemble", "check_locations",
            "check_server_type_names", "csi_storage", "first_server_api", "located_settings", "node_location",
            "node_specs", "resolve_server_type", "rule_sources", "server_type_settings", "ssh_connection"]

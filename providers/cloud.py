@@ -46,14 +46,18 @@ class CloudFile:
     path: str
     content: str
     permissions: str = "0644"
+    # cloud-init's write_files encoding of `content`, e.g. "gz+b64" where user data must stay small (AWS takes
+    # 16 KiB, Hetzner 32 KiB); None: plain text.
+    encoding: str | None = None
 
 
 def cloud_config(public_keys: Sequence[str], files: Sequence[CloudFile] = (),
-                 boot_commands: Sequence[str] = ()) -> str:
+                 boot_commands: Sequence[str] = (), run_commands: Sequence[Sequence[str]] = ()) -> str:
     """cloud-init user data: every admin key for the default user, first-boot files, boot commands.
 
     `boot_commands` run as `sh -c` at every boot, early (bootcmd, before SSH answers): for what only
     the instance knows, e.g. `cloud-init query v1.instance_id`. They must be idempotent.
+    `run_commands` (argv lists, no shell) run once, at the end of the first boot (runcmd).
     """
     doc: dict = {"users": ["default"], "ssh_authorized_keys": list(public_keys), "ssh_pwauth": False,
                  "disable_root": True}
@@ -61,7 +65,10 @@ def cloud_config(public_keys: Sequence[str], files: Sequence[CloudFile] = (),
         doc["bootcmd"] = [["sh", "-c", command] for command in boot_commands]
     if files:
         doc["write_files"] = [{"path": f.path, "content": f.content, "permissions": f.permissions,
-                               "owner": "root:root"} for f in files]
+                               "owner": "root:root", **({"encoding": f.encoding} if f.encoding else {})}
+                              for f in files]
+    if run_commands:
+        doc["runcmd"] = [list(argv) for argv in run_commands]
     return "#cloud-config\n" + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1000)
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -23,11 +25,12 @@ from components.helm import release
 from components.layer import EXCLUDE_FROM_BACKUP
 from config import LoadedConfig, Problem
 from config.errors import problem
+from config.model import pool_locations, taint_fields
 from providers import cloud
 from providers.base import (PORTS, ApiEndpoints, ClientAddress, ClusterProfile, Credential, Infrastructure, Node,
-                            NodeSpec, ProviderInfrastructure, ServerCatalog, Storage, assemble, check_locations,
-                            csi_storage, first_server_api, located_settings, node_specs, resolve_server_type,
-                            rule_sources, ssh_connection)
+                            NodeGroupRequest, NodeGroups, NodeSpec, ProviderInfrastructure, ServerCatalog, Storage,
+                            assemble, check_locations, csi_storage, first_server_api, located_settings,
+                            node_group_name, node_specs, resolve_server_type, rule_sources, ssh_connection)
 
 NAME = "hetzner"
 DEFAULT_LOCATION = "fsn1"
@@ -77,7 +80,7 @@ class Hetzner:
         if len(zones) > 1:
             found.append(problem("cluster", "must place every server in one Hetzner network zone (a private "
                                  "network spans one zone)", sorted(zones)))
-        return found
+        return found + _node_group_names(loaded)
 
     def create(self, loaded: LoadedConfig) -> Infrastructure:
         return HetznerInfrastructure("hetzner", loaded).infrastructure
@@ -94,13 +97,16 @@ class HetznerInfrastructure(ProviderInfrastructure):
         self._location = location
 
         ssh_keys = self._ssh_keys(cfg.ssh_public_keys)
+        self._ssh_key_ids = ssh_keys
         self.network, self.subnet = self._network(NETWORK_ZONES[location])
         self.firewall = self._firewall(cfg.admin_cidrs)
         specs = node_specs(loaded)
+        self._specs = specs
         # How many locations each pool spans (its `locations`) and its first: one spread group per location.
         self._spans = {pool: len({s.location for s in specs if s.pool == pool}) for pool in {s.pool for s in specs}}
         self._first = {s.pool: s.location for s in specs if s.index == 0}
         groups = self._placement_groups(specs)
+        self._spread_groups = groups
         nodes = [self._server(spec, ssh_keys, groups) for spec in specs]
         self.infrastructure = assemble(
             nodes, self._api_endpoints([n for n in nodes if n.spec.k3s_role == "server"]),
@@ -126,6 +132,7 @@ class HetznerInfrastructure(ProviderInfrastructure):
             ),
             install_addons=self._install_ccm,
             install_storage=self._install_csi,
+            install_node_groups=self._install_node_groups,
         )
         self.register_outputs({"network_id": self.network.id, "firewall_id": self.firewall.id})
 
@@ -262,6 +269,48 @@ class HetznerInfrastructure(ProviderInfrastructure):
         return [secret, ccm]
 
 
+    def _install_node_groups(self, requests: Sequence[NodeGroupRequest], provider: k8s.Provider,
+                             depends_on: Sequence[pulumi.Resource], parent: pulumi.Resource) -> NodeGroups:
+        """The autoscaler's `hetzner` cloud provider (kubernetes/autoscaler cluster-autoscaler-1.36.1,
+        cloudprovider/hetzner README.md, hetzner_manager.go, hetzner_node_group.go): it creates the servers
+        itself, so there is no cloud resource here. Its servers join the stack's network and firewall, with the
+        labels of Pulumi's servers; docs/autoscaling.md says what differs (no delete protection, ...)."""
+        groups = [HetznerNodeGroup(group_name(self._loaded.stack, r.name), r, resolve_server_type(r.pool, SERVER_TYPES),
+                                   r.location or self._location, self._placement_group(r)) for r in requests]
+        image = self._loaded.config.cluster.image or IMAGE
+        config = pulumi.Output.all(*(g.request.user_data for g in groups), *(g.placement for g in groups)).apply(
+            lambda values: cluster_config(groups, image, values[:len(groups)], values[len(groups):],
+                                          self._server_labels))
+        return NodeGroups(
+            resources=[],
+            autoscaler_values={"cloudProvider": "hetzner", "autoscalingGroups": [g.chart_group for g in groups]},
+            secret_env={
+                "HCLOUD_TOKEN": _hcloud_token(),  # the CCM's token: the project's servers, networks, firewalls
+                "HCLOUD_CLUSTER_CONFIG": pulumi.Output.secret(config),
+                "HCLOUD_NETWORK": self.network.id,
+                "HCLOUD_FIREWALL": self.firewall.id,
+                # A server created without an SSH key gets a root password mailed to the project owner; with
+                # one, it gets none. The admin keys reach the image's default user through the user data.
+                "HCLOUD_SSH_KEY": self._ssh_key_ids[0],
+                "HCLOUD_PUBLIC_IPV4": "true",  # as Pulumi's servers: the nodes reach the internet directly
+                "HCLOUD_PUBLIC_IPV6": "true",
+            })
+
+    def _server_labels(self, request: NodeGroupRequest) -> dict[str, str]:
+        """The Hetzner labels of Pulumi's servers of the pool (see _server)."""
+        return {**self._labels, "adplatform.io/pool": request.pool.name, "adplatform.io/role": request.pool.role,
+                "adplatform.io/k3s": "agent"}
+
+    def _placement_group(self, request: NodeGroupRequest) -> pulumi.Output[str] | None:
+        """The spread group of the pool's Pulumi servers in the group's location, if the autoscaler's servers
+        still fit it: a spread group holds SPREAD_GROUP_MAX servers (the autoscaler refuses to start when a
+        group's maxSize exceeds that, and Hetzner refuses an 11th server). Otherwise none: the servers are
+        placed without spreading (docs/autoscaling.md)."""
+        here = [s for s in self._specs if s.pool == request.pool.name and s.location == request.location]
+        if not here or min(len(here), SPREAD_GROUP_MAX) + request.max_size > SPREAD_GROUP_MAX:
+            return None
+        return self._spread_groups[self._group_suffix(here[0])].name
+
     def _install_csi(self, provider: k8s.Provider, depends_on: Sequence[pulumi.Resource],
                      parent: pulumi.Resource) -> Storage:
         """Hetzner Cloud volumes through the CSI driver: encrypted (LUKS), expandable, the default class and
@@ -288,6 +337,68 @@ class HetznerInfrastructure(ProviderInfrastructure):
             "csi.storage.k8s.io/node-publish-secret-name": ENCRYPTION_SECRET,
             "csi.storage.k8s.io/node-publish-secret-namespace": HCLOUD_CSI.namespace,
         }, retain=self._protect, driver=[secret, csi], opts=opts)
+
+
+@dataclass(frozen=True)
+class HetznerNodeGroup:
+    """One autoscaler node group: servers of one type in one location."""
+
+    name: str  # <stack prefix>-<request name>: unique in a project shared by stacks (the autoscaler's group id)
+    request: NodeGroupRequest
+    server_type: str
+    location: str
+    placement: pulumi.Output[str] | None
+
+    @property
+    def chart_group(self) -> dict:
+        """The chart's autoscalingGroups entry: --nodes=<min>:<max>:<type>:<region>:<name> for hetzner."""
+        return {"name": self.name, "minSize": self.request.min_size, "maxSize": self.request.max_size,
+                "instanceType": self.server_type, "region": self.location}
+
+
+# The autoscaler names a server `<group>-<random hex of up to 16>` (hetzner_node_group.go newNodeName), and a
+# server name is its node's name and hostname (a DNS label of at most 63 characters).
+MAX_GROUP_NAME = 63 - 17
+
+
+def group_name(stack: str, request_name: str) -> str:
+    """The autoscaler's node group of a request: stacks sharing a project never take each other's servers."""
+    return f"adp-{stack}-{request_name}"
+
+
+def _node_group_names(loaded: LoadedConfig) -> list[Problem]:
+    cluster = loaded.config.cluster
+    found = []
+    for pool in cluster.autoscaled_pools:
+        long = [name for location in pool_locations(pool, cluster)
+                if len(name := group_name(loaded.stack, node_group_name(pool, location)))
+                > MAX_GROUP_NAME]
+        if long:
+            found.append(problem(f"cluster.pools[{pool.name}].autoscaling", f"needs shorter names: the autoscaler's "
+                                 f"node groups {long} (adp-<stack>-<pool>-<location>) must be at most "
+                                 f"{MAX_GROUP_NAME} characters, so that their servers' names stay DNS labels; "
+                                 "shorten the pool's (or the stack's) name", pool.autoscaling.model_dump()))
+    return found
+
+
+def cluster_config(groups: Sequence[HetznerNodeGroup], image: str, user_data: Sequence[str],
+                   placements: Sequence[str | None], server_labels) -> str:
+    """HCLOUD_CLUSTER_CONFIG: base64 JSON of the autoscaler's ClusterConfig (hetzner_manager.go; Go matches the
+    field names case-insensitively). `labels` and `taints` describe a node not created yet (scale from zero):
+    exactly what the user data's K3s config registers; `serverLabels` are the server's Hetzner labels."""
+    node_configs = {}
+    for group, cloud_init, placement in zip(groups, user_data, placements):
+        node_configs[group.name] = {
+            "cloudInit": cloud_init,
+            "labels": dict(group.request.node_labels),
+            "taints": [taint_fields(t) for t in group.request.node_taints],
+            "serverLabels": server_labels(group.request),
+            **({"placementGroup": placement} if placement else {}),
+        }
+    # The default image name exists for both architectures; a custom image (id or snapshot) only for x86.
+    arches = {"amd64": image, **({"arm64": image} if image == IMAGE else {})}
+    document = {"imagesForArch": arches, "nodeConfigs": node_configs}
+    return base64.b64encode(json.dumps(document, sort_keys=True).encode()).decode()
 
 
 def md5_fingerprint(public_key: str) -> str:

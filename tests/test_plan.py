@@ -288,10 +288,9 @@ def _commit_with(path: str, text: str) -> str:
 
 def test_plan_diff_against_a_git_ref_shows_the_change(tmp_path):
     staging = (ROOT / "Pulumi.staging.yaml").read_text()
-    cluster = "  adplatform:cluster:\n    location: nbg1\n"
-    assert cluster in staging
-    base = _commit_with("Pulumi.staging.yaml", staging.replace(
-        cluster, cluster + "    pools:\n      - name: general\n        count: 3\n"))
+    floor = "        autoscaling: {min: 2, max: 4}\n"  # the general pool: 2 Pulumi-managed nodes
+    assert floor in staging
+    base = _commit_with("Pulumi.staging.yaml", staging.replace(floor, floor.replace("min: 2", "min: 3")))
     out = tmp_path / "diff.md"
     assert diff.main([base, "--stack", "staging", "--out", str(out)]) == 0
     text = out.read_text()

@@ -29,7 +29,7 @@ def scaled_plan() -> dict:
 
 @pytest.fixture(scope="module")
 def fixed_plan() -> dict:
-    return model.build(stack_run("staging"))
+    return model.build(stack_run("production-baremetal"))  # bare metal never autoscales
 
 
 def general_server_monthly(plan: dict) -> float:

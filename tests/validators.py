@@ -7,6 +7,7 @@ every stack and over the repository's pipeline files, and proves each one reject
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
@@ -100,8 +101,20 @@ CLOUD_INIT_KEYS = ("userData", "user_data", "customData")
 
 
 def cloud_init_documents(run: Run) -> dict[str, str]:
-    return {f"{r.name}.{key}": plain(r.inputs[key]) for r in run.resources
-            for key in CLOUD_INIT_KEYS if isinstance(plain(r.inputs.get(key)), str)}
+    """Every user data document: machines' inputs, and the node groups the cluster autoscaler creates servers of
+    (on Hetzner its HCLOUD_CLUSTER_CONFIG holds each group's cloud-init)."""
+    found = {f"{r.name}.{key}": plain(r.inputs[key]) for r in run.resources
+             for key in CLOUD_INIT_KEYS if isinstance(plain(r.inputs.get(key)), str)}
+    for secret in run.of_type("kubernetes:core/v1:Secret"):
+        encoded = (plain(secret.inputs.get("stringData")) or {}).get(HCLOUD_CLUSTER_CONFIG)
+        if encoded:
+            groups = json.loads(base64.b64decode(encoded))["nodeConfigs"]
+            found.update({f"{secret.name}.{HCLOUD_CLUSTER_CONFIG}.{name}": group["cloudInit"]
+                          for name, group in groups.items()})
+    return found
+
+
+HCLOUD_CLUSTER_CONFIG = "HCLOUD_CLUSTER_CONFIG"  # providers/hetzner.py cluster_config
 
 
 def cloud_init_problems(document: str) -> list[str]:

@@ -26,7 +26,7 @@ from components.k3s.lifecycle import NodeLifecycle
 from components.remote import run_script
 from components.shell import content_hash, render
 from config.model import Cluster
-from providers.base import Infrastructure, Node
+from providers.base import Infrastructure, Node, NodeSpec
 
 TEMPLATE = Path(__file__).parent / "scripts" / "install.sh"
 REDACTED = "<redacted>"
@@ -35,21 +35,25 @@ REDACTED = "<redacted>"
 ANY_VERSION = "<configured-version>"
 
 
-def install_script(node: Node, version: str, config_yaml: str, existing_cluster_probe: str = "") -> str:
+def install_script(spec: NodeSpec, node_name: str, version: str, config_yaml: str,
+                   existing_cluster_probe: str = "") -> str:
+    """The K3s install of one node, over SSH (K3sCluster) or at first boot (userdata.py). `node_name` is only
+    logged (the node's name is in its config)."""
     return render(TEMPLATE, {
         "EXISTING_CLUSTER_PROBE": existing_cluster_probe,
         "K3S_VERSION": version,
-        "K3S_ROLE": node.spec.k3s_role,
-        "NODE_NAME": node.hostname,
-        "CPU_MANAGER_POLICY": cpu_manager_policy(node.spec),
+        "K3S_ROLE": spec.k3s_role,
+        "NODE_NAME": node_name,
+        "CPU_MANAGER_POLICY": cpu_manager_policy(spec),
         "INSTALL_SCRIPT_URL": install_script_url(version),
         "K3S_CONFIG": config_yaml,
-        **server_files(node.spec.k3s_role),
+        **server_files(spec.k3s_role),
     })
 
 
 class K3sCluster(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
+    agent_token: pulumi.Output[str]  # secret
     provider: k8s.Provider
     api_endpoint: pulumi.Output[str]
     ready: list[pulumi.Resource]
@@ -70,6 +74,8 @@ class K3sCluster(pulumi.ComponentResource):
                                             opts=pulumi.ResourceOptions(parent=self, protect=protect))
         self._agent_token = random.RandomPassword("agent-token", length=48, special=False,
                                                   opts=pulumi.ResourceOptions(parent=self, protect=protect))
+        # What a node the cluster autoscaler creates joins with (components/k3s/userdata.py): agents only.
+        self.agent_token: pulumi.Output[str] = pulumi.Output.secret(self._agent_token.result)
         self.installs: dict[str, command.remote.Command] = {}
 
         first, *others = infra.servers
@@ -114,7 +120,7 @@ class K3sCluster(pulumi.ComponentResource):
 
         def script_of(version: str, token: str, agent_token: str, s3_access: str, s3_secret: str,
                       private_ip: str, public_ip: str, endpoint: str, sans: list[str]) -> str:
-            return install_script(node, version,
+            return install_script(node.spec, node.hostname, version,
                                   config_yaml(token, agent_token, s3_access, s3_secret, private_ip, public_ip,
                                               endpoint, sans),
                                   probe(endpoint, private_ip))

@@ -151,26 +151,37 @@ def topology_labels(spec: NodeSpec, profile: ClusterProfile) -> dict[str, str]:
     return labels
 
 
+def node_labels(spec: NodeSpec, profile: ClusterProfile) -> dict[str, str]:
+    """Every label the node registers with (K3s node-label): its pool's and where it runs."""
+    return {**spec.labels, **topology_labels(spec, profile)}
+
+
 @dataclass(frozen=True)
 class NodeAddresses:
     private_ip: str
     public_ip: str
 
 
-def node_config(spec: NodeSpec, hostname: str, addrs: NodeAddresses, *, token_key: str, token: str,
+# The keys only the machine knows: an autoscaled node (no hostname or address at render time) resolves them at
+# boot into a config drop-in (components/k3s/userdata.py); they are the only keys its config lacks.
+NODE_FACT_KEYS = ("node-name", "node-ip", "node-external-ip")
+
+
+def node_config(spec: NodeSpec, hostname: str | None, addrs: NodeAddresses | None, *, token_key: str, token: str,
                 join_endpoint: str | None, tls_sans: list[str], pod_cidr: str, service_cidr: str,
                 profile: ClusterProfile, agent_token: str | None = None,
                 etcd_snapshots: dict[str, Any] | None = None) -> dict[str, Any]:
     """The config of one node. `join_endpoint` None means: this server initialises the cluster.
 
+    `hostname` and `addrs` None: a node the cluster autoscaler creates, which writes NODE_FACT_KEYS at boot.
     `etcd_snapshots` (servers only): the etcd-s3 flags of `etcd_snapshot_config`.
     """
+    facts = {} if hostname is None or addrs is None else {
+        "node-name": hostname, "node-ip": addrs.private_ip, "node-external-ip": addrs.public_ip}
     cfg: dict[str, Any] = {
         token_key: token,
-        "node-name": hostname,
-        "node-ip": addrs.private_ip,
-        "node-external-ip": addrs.public_ip,
-        "node-label": [f"{k}={v}" for k, v in sorted({**spec.labels, **topology_labels(spec, profile)}.items())],
+        **facts,
+        "node-label": [f"{k}={v}" for k, v in sorted(node_labels(spec, profile).items())],
         "node-taint": list(spec.taints),
         "kubelet-arg": kubelet_args(spec, profile),
         # The CIS sysctls are in place before K3s starts (host tuning runs first).

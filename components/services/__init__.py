@@ -13,8 +13,8 @@ from __future__ import annotations
 import pulumi
 
 from components.k3s import K3sCluster
-from components.services import (backups, certs, cilium_metrics, dns, gateway, mesh, monitoring_crds, namespaces,
-                                 reboots, secrets, upgrades)
+from components.services import (autoscaler, backups, certs, cilium_metrics, dns, gateway, mesh, monitoring_crds,
+                                 namespaces, reboots, secrets, upgrades)
 from components.services.context import ServicesContext
 from config import LoadedConfig
 from config.rules import schedulable_nodes
@@ -31,6 +31,7 @@ class ClusterServices(pulumi.ComponentResource):
     namespaces: dict[str, str]
     foundations: list[pulumi.Resource]
     ready: list[pulumi.Resource]
+    autoscaling: autoscaler.NodeAutoscaling | None  # None: no pool autoscales (or the provider cannot)
 
     def __init__(self, name: str, loaded: LoadedConfig, infra: Infrastructure, cluster: K3sCluster,
                  opts: pulumi.ResourceOptions | None = None):
@@ -46,7 +47,9 @@ class ClusterServices(pulumi.ComponentResource):
         base = [*cluster.ready, *storage.resources]
 
         modules = (certs, gateway, dns, upgrades, reboots, backups, secrets, mesh, monitoring_crds, cilium_metrics)
-        spaces = namespaces.install(ctx, [spec for m in modules for spec in m.namespaces(ctx)],
+        scaling = autoscaler.enabled(cfg.cluster, infra)
+        spaces = namespaces.install(ctx, [*(spec for m in modules for spec in m.namespaces(ctx)),
+                                          *autoscaler.namespaces(ctx, scaling)],
                                     after=cluster.ready, mesh_peers=mesh.meshed_namespace_peers(ctx),
                                     teams=cfg.cluster_services.teams)
         # Workloads start once their namespace's policies exist (allows included), not in a race with them.
@@ -67,6 +70,9 @@ class ClusterServices(pulumi.ComponentResource):
         store = secrets.install(ctx, spaces, after=scraped)
         meshed = mesh.install(ctx, spaces, tls, after=placed)
         cilium = cilium_metrics.install(ctx, spaces, after=scraped)
+        # Node autoscaling (docs/autoscaling.md): only where a pool autoscales and the provider creates machines.
+        self.autoscaling = autoscaler.install(ctx, spaces, infra, autoscaler.join_settings(cfg, infra, cluster),
+                                              after=scraped) if scaling else None
 
         self.storage_class = storage.default_class
         self.xfs_storage_class = storage.xfs_class
@@ -78,7 +84,8 @@ class ClusterServices(pulumi.ComponentResource):
         # What a later layer's workloads need: volumes, certificates (cert-manager's webhook answers,
         # issuers exist) and the monitoring CRDs; each already waited for the cluster.
         self.foundations = [*storage.resources, *tls.ready, *monitors]
-        self.ready = [*base, *spaces.ready, *tls.ready, *edge.ready, *records, *rolling, *rebooting, *saved.ready, *store.ready, *meshed, *monitors, *cilium]
+        self.ready = [*base, *spaces.ready, *tls.ready, *edge.ready, *records, *rolling, *rebooting, *saved.ready, *store.ready, *meshed, *monitors, *cilium,
+                      *(self.autoscaling.ready if self.autoscaling else [])]
         self.register_outputs({"storage_class": self.storage_class, "cluster_issuer": self.cluster_issuer,
                                "gateway": f"{edge.namespace}/{edge.name}"})
 

@@ -1,0 +1,162 @@
+"""Node autoscaling: the Kubernetes Cluster Autoscaler and the provider's node groups (docs/autoscaling.md).
+
+An autoscaled pool keeps `autoscaling.min` Pulumi-managed nodes (its floor, tuned and joined over SSH); the
+autoscaler adds up to `autoscaling.max - min` more through one node group per location of the pool, and
+removes them when they are idle. Those nodes configure themselves from cloud-init user data built from the
+same scripts as the SSH path (components/k3s/userdata.py).
+
+- **Node groups**: one `NodeGroupRequest` per (autoscaled pool, location of the pool), with min size 0 and
+  that location's share of the extra nodes (the shares sum to exactly `max - min`); the provider
+  (`Infrastructure.install_node_groups`) turns them into its own mechanism and the chart values to drive it.
+- **Secrets** (cloud tokens, the node groups' user data with the agent join token): only in the Secret the
+  autoscaler reads its environment from (`envFromSecret`), never in the chart's values.
+- **Scale-down is safe**: the autoscaler drains a node by eviction (PodDisruptionBudgets hold), never removes a
+  node running kube-system pods or pods with local storage, waits `clusterServices.autoscaler` delays, and
+  only touches node groups: the Pulumi-managed floor and the database pools (never autoscaled: config/rules.py)
+  are not its to remove.
+- **Placement**: on the control-plane nodes (tolerating their taint), which it never scales away; 2 replicas
+  with leader election, a PodDisruptionBudget and one replica per node in production-grade profiles.
+- **Network**: the Kubernetes API and the provider's API (HTTPS to the internet); Prometheus scrapes :8085.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.charts import CLUSTER_AUTOSCALER, CLUSTER_AUTOSCALER_IMAGE
+from components.helm import release
+from components.k3s import K3sCluster
+from components.k3s.config import node_labels
+from components.k3s.userdata import JoinSettings, group_spec, user_data
+from components.layer import EXCLUDE_FROM_BACKUP
+from components.scheduling import pod_anti_affinity, toleration
+from components.services.context import ServicesContext
+from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, NamespaceSpec,
+                                            Namespaces, prometheus_peer)
+from components.services.upgrades import CONTROL_PLANE_LABEL
+from config.model import Cluster, StackConfig, pool_locations
+from config.services import Autoscaler
+from providers.base import Infrastructure, NodeGroupRequest, NodeGroups, node_group_name
+
+NAMESPACE = CLUSTER_AUTOSCALER.namespace
+NAME = "cluster-autoscaler"  # the chart's fullnameOverride and nameOverride: provider-neutral object names
+SECRET = "cluster-autoscaler-env"
+METRICS_PORT = 8085  # the chart's service.servicePort, the autoscaler's --address
+HTTPS = 443  # the cloud provider's API
+NONROOT = 65532  # the image is distroless/static:nonroot (cluster-autoscaler/Dockerfile)
+EXPANDER = "least-waste"  # of the groups that fit the pending pods, the one leaving the least idle CPU/memory
+RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+
+
+def enabled(cluster: Cluster, infra: Infrastructure) -> bool:
+    """Some pool autoscales and the provider can create machines (bare metal cannot: refused in config)."""
+    return bool(cluster.autoscaled_pools) and infra.install_node_groups is not None
+
+
+def namespaces(ctx: ServicesContext, on: bool) -> list[NamespaceSpec]:
+    if not on:
+        return []
+    return [NamespaceSpec(
+        name=NAMESPACE, pss="restricted", why="the cluster autoscaler only calls APIs",
+        egress_world=(HTTPS,),  # the provider's API (e.g. api.hetzner.cloud) creates and deletes servers
+        ingress_from=(prometheus_peer((METRICS_PORT,)),))]
+
+
+def join_settings(cfg: StackConfig, infra: Infrastructure, cluster: K3sCluster) -> JoinSettings:
+    return JoinSettings(k3s_version=cfg.cluster.k3s_version, api_endpoint=infra.api_private_endpoint,
+                        agent_token=cluster.agent_token, profile=infra.cluster, pod_cidr=cfg.cluster.pod_cidr,
+                        service_cidr=cfg.cluster.service_cidr, admin_keys=tuple(cfg.ssh_public_keys))
+
+
+def shares(extra: int, parts: int) -> list[int]:
+    """`extra` split over `parts` as evenly as possible, the first parts taking the remainder."""
+    return [extra // parts + (1 if i < extra % parts else 0) for i in range(parts)]
+
+
+def requests(cluster: Cluster, join: JoinSettings) -> list[NodeGroupRequest]:
+    """One node group per (autoscaled pool, location with a share of its extra nodes)."""
+    found = []
+    for pool in cluster.autoscaled_pools:
+        locations = pool_locations(pool, cluster)
+        for location, share in zip(locations, shares(pool.autoscaling.extra, len(locations))):
+            if share == 0:
+                continue  # fewer extra nodes than locations: the first locations take them
+            name = node_group_name(pool, location)
+            spec = group_spec(name, pool, location)
+            found.append(NodeGroupRequest(
+                name=name, pool=pool, location=location, min_size=0, max_size=share, user_data=user_data(spec, join),
+                node_labels=node_labels(spec, join.profile), node_taints=tuple(spec.taints)))
+    return found
+
+
+def neutral_values(ctx: ServicesContext, settings: Autoscaler) -> dict[str, Any]:
+    """The chart values every provider shares (kubernetes/autoscaler cluster-autoscaler-chart-9.59.0 values.yaml)."""
+    repository, tag = CLUSTER_AUTOSCALER_IMAGE
+    replicas = ctx.replicas(2)
+    pod_labels = {"app.kubernetes.io/instance": NAME, "app.kubernetes.io/name": NAME}
+    return {
+        "fullnameOverride": NAME,
+        "nameOverride": NAME,
+        "image": {"repository": repository, "tag": tag},
+        "replicaCount": replicas,
+        "extraArgs": {
+            "leader-elect": True,  # one active replica; the other takes over within the lease
+            "expander": EXPANDER,
+            "balance-similar-node-groups": True,  # a pool's groups in several locations grow evenly
+            "skip-nodes-with-system-pods": True,
+            "skip-nodes-with-local-storage": True,
+            "scale-down-delay-after-add": settings.scale_down_delay_after_add,
+            "scale-down-unneeded-time": settings.scale_down_unneeded_time,
+            "scale-down-utilization-threshold": settings.scale_down_utilization_threshold,
+        },
+        "envFromSecret": SECRET,
+        "priorityClassName": "system-cluster-critical",
+        "podDisruptionBudget": {"maxUnavailable": 1},
+        # The control plane is never scaled down, so the autoscaler never removes the node it runs on.
+        "nodeSelector": {CONTROL_PLANE_LABEL: "true"},
+        "tolerations": [toleration(t) for t in ctx.cluster.control_plane.taints],
+        "affinity": {"podAntiAffinity": pod_anti_affinity(pod_labels)} if replicas > 1 else {},
+        "resources": RESOURCES,
+        "securityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": NONROOT, "runAsGroup": NONROOT},
+        "containerSecurityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
+        # The Prometheus Operator CRDs are installed by this layer (monitoring_crds.py); the monitor lives with
+        # the autoscaler (the chart's default namespace, monitoring, exists only with the platform layer).
+        "serviceMonitor": {"enabled": True, "namespace": NAMESPACE, "interval": "30s"},
+    }
+
+
+def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` over `base`, maps merged key by key (as Helm merges values)."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+@dataclass(frozen=True)
+class NodeAutoscaling:
+    groups: list[NodeGroupRequest]
+    node_groups: NodeGroups
+    ready: list[pulumi.Resource]
+
+
+def install(ctx: ServicesContext, spaces: Namespaces, infra: Infrastructure, join: JoinSettings,
+            after: Sequence[pulumi.Resource]) -> NodeAutoscaling:
+    """`after`: the cluster and the monitoring CRDs (the chart renders a ServiceMonitor)."""
+    assert infra.install_node_groups is not None
+    groups = requests(ctx.cluster, join)
+    made = infra.install_node_groups(groups, ctx.k8s, list(after), ctx.parent)
+    opts = ctx.opts([*after, *spaces.ready_for([NAMESPACE])])
+    secret = k8s.core.v1.Secret(
+        SECRET, metadata=k8s.meta.v1.ObjectMetaArgs(name=SECRET, namespace=NAMESPACE, labels=EXCLUDE_FROM_BACKUP),
+        string_data={key: pulumi.Output.secret(value) for key, value in made.secret_env.items()}, type="Opaque",
+        opts=opts)
+    chart = release("cluster-autoscaler", CLUSTER_AUTOSCALER, merged(neutral_values(ctx, ctx.settings.autoscaler),
+                                                                       made.autoscaler_values),
+                    pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[secret, *made.resources])),
+                    namespace=NAMESPACE, create_namespace=False)
+    return NodeAutoscaling(groups=groups, node_groups=made, ready=[*made.resources, secret, chart])
