@@ -57,6 +57,13 @@ def check_taint(taint: str) -> str:
     return taint
 
 
+def taint_parts(taint: str) -> tuple[str, str, str]:
+    """A valid taint as (key, value, effect); the value is "" when the taint has none."""
+    match = _TAINT.match(check_taint(taint))
+    assert match is not None  # check_taint raised otherwise
+    return match["key"], match["value"] or "", match["effect"]
+
+
 def check_labels(labels: dict[str, str]) -> dict[str, str]:
     for key, value in labels.items():
         if not _LABEL_KEY.match(key):

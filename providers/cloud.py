@@ -11,6 +11,8 @@ Everything here is provider-neutral and derived from the validated config and pr
 - ROOT_DISK_GB, root_disk_gb()                               root disk size per size class
 - provider_setting()                                         the provider's own config (aws:region, ...)
 - check_network()                                            pod/service ranges off the cloud network
+- group_spec(), NodeTemplate, node_template(), autoscaling_groups()
+                                                             autoscaled node groups (docs/autoscaling.md)
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ import pulumi
 import yaml
 
 from config.errors import Problem, problem
-from config.model import Cluster
-from providers.base import PORTS, NodeSpec, PortRule, rule_sources
+from config.model import LOCATION_LABEL, Cluster, taint_parts
+from providers.base import PORTS, NodeGroupRequest, NodeSpec, PortRule, rule_sources
 
 # Canonical's cloud images (AWS, GCP, Azure) come with this sudo-capable default user; Azure creates
 # it as the admin user. Remote commands run as it through `sudo -n` (components/remote.py).
@@ -195,6 +197,37 @@ def check_network(cluster: Cluster, network: str, provider: str) -> list[Problem
     return found
 
 
+# --- autoscaled node groups -------------------------------------------------------------------------
+
+def group_spec(request: NodeGroupRequest) -> NodeSpec:
+    """The node a group's template describes, as node_specs() describes the pool's Pulumi-managed nodes: server
+    type, disk size and the providers' tags come from the same functions for both."""
+    pool = request.pool
+    return NodeSpec(request.name, pool.name, 0, "agent", pool.role, pool.size, pool.server_type, request.location,
+                    pool.node_labels, pool.node_taints)
+
+
+@dataclass(frozen=True)
+class NodeTemplate:
+    """What the autoscaler must know of a group's nodes before one exists (scale from zero): the labels and
+    taints their K3s config gives them, so it only starts a node the pending pods can run on."""
+
+    labels: dict[str, str]
+    taints: tuple[tuple[str, str, str], ...]  # (key, value, effect); value "" for a taint without one
+
+
+def node_template(spec: NodeSpec) -> NodeTemplate:
+    """The pool's labels (and the location label of a zonal group, as components/k3s/config.py sets it) and taints."""
+    location = {LOCATION_LABEL: spec.location} if spec.location else {}
+    return NodeTemplate({**spec.labels, **location}, tuple(taint_parts(t) for t in spec.taints))
+
+
+def autoscaling_groups(sizes: Sequence[tuple[str, int]]) -> list[dict]:
+    """The chart's `autoscalingGroups` (one `--nodes=min:max:name` each): every group from 0, the floor being
+    Pulumi-managed nodes."""
+    return [{"name": name, "minSize": 0, "maxSize": max_size} for name, max_size in sizes]
+
+
 __all__ = ["SSH_USER", "CloudFile", "FamilyRule", "IngressRule", "ROOT_DISK_GB", "check_network", "cidr_slug",
            "cloud_config", "family_rules", "ingress_rules", "key_digest", "port_range", "provider_setting",
-           "root_disk_gb", "spread", "zone_of"]
+           "root_disk_gb", "spread", "zone_of", "group_spec", "NodeTemplate", "node_template", "autoscaling_groups"]

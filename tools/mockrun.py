@@ -386,7 +386,8 @@ def _aws_ami(args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
     canonical = args.args.get("owners") == ["099720109477"] and \
         filters.get("name") == ["ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"]
     return {"id": FAKE_UBUNTU_AMI if canonical else "ami-not-canonical-ubuntu-noble", "architecture": "x86_64",
-            "name": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20261101"}
+            "name": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20261101",
+            "rootDeviceName": "/dev/sda1"}  # Canonical's Ubuntu AMIs boot from /dev/sda1
 
 
 def _aws_instance(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str, Any]:
