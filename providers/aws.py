@@ -106,16 +106,11 @@ CCM_ACTIONS = sorted({
 # reference, AmazonEBSCSIDriverPolicyV2 (created 2026-04-16). aws-ebs-csi-driver's docs/install.md
 # prints it with `service-role/`, which IAM answers with NoSuchEntity.
 EBS_CSI_POLICY = "arn:aws:iam::aws:policy/AmazonEBSCSIDriverPolicyV2"
-# K3s merges drop-ins from config.yaml.d after config.yaml; `kubelet-arg+` appends to the list the
-# install script writes. The instance's own zone and id come from cloud-init's instance data, so the
-# CCM finds the instance by provider ID whatever the node is named (cloud-provider-aws v1.35.0
-# instances_v2.go: a node without providerID must otherwise be named like its private DNS name).
-PROVIDER_ID_DROPIN = "/etc/rancher/k3s/config.yaml.d/10-aws-provider-id.yaml"
-PROVIDER_ID_COMMAND = (
-    f"mkdir -p {PROVIDER_ID_DROPIN.rsplit('/', 1)[0]} && umask 077 && "
-    "printf 'kubelet-arg+:\\n  - provider-id=aws:///%s/%s\\n' "
-    '"$(cloud-init query v1.availability_zone)" "$(cloud-init query v1.instance_id)" '
-    f"> {PROVIDER_ID_DROPIN}")
+# The instance's own zone and id come from cloud-init's instance data, so the CCM finds the instance by provider ID
+# whatever the node is named (cloud-provider-aws v1.35.0 instances_v2.go: a node without providerID must otherwise
+# be named like its private DNS name).
+PROVIDER_ID_COMMAND = cloud.provider_id_command("aws", "aws:///%s/%s", [
+    "$(cloud-init query v1.availability_zone)", "$(cloud-init query v1.instance_id)"])
 # What every node's cloud-init runs first at boot: the Pulumi-managed instances' and the autoscaled nodes'.
 BOOT_COMMANDS = (PROVIDER_ID_COMMAND,)
 # Auto-discovery (cluster-autoscaler 1.35 cloudprovider/aws/README.md "Auto-Discovery Setup"): the autoscaler

@@ -5,6 +5,7 @@ Everything here is provider-neutral and derived from the validated config and pr
 (PORTS, the location checks): each cloud module turns these values into its own resources. Stable API:
 
 - SSH_USER, CloudFile, cloud_config(), key_digest()          who logs in, with which keys; first boot
+- provider_id_command()                                      the kubelet's provider ID from instance data
 - zone_of(), spread()                                        where unpinned nodes go on a zonal cloud
 - IngressRule, ingress_rules(), port_range(), cidr_slug()    the PORTS firewall, one rule per source
 - FamilyRule, family_rules()                                 the PORTS firewall, one rule per address family
@@ -65,6 +66,20 @@ def cloud_config(public_keys: Sequence[str], files: Sequence[CloudFile] = (),
         doc["write_files"] = [{"path": f.path, "content": f.content, "permissions": f.permissions,
                                "owner": "root:root"} for f in files]
     return "#cloud-config\n" + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1000)
+
+
+# K3s merges drop-ins from config.yaml.d after config.yaml; `kubelet-arg+` appends to the list the install script
+# writes. The kubelet registers its Node with this provider ID, which the CCM (or, without one, nothing else) keeps.
+PROVIDER_ID_DROPIN = "/etc/rancher/k3s/config.yaml.d/10-{provider}-provider-id.yaml"
+
+
+def provider_id_command(provider: str, id_format: str, values: Sequence[str]) -> str:
+    """A boot command (cloud_config's `boot_commands`) writing the kubelet's provider ID into a K3s drop-in:
+    printf fills each %s of `id_format` with a shell expression of `values` (what only the machine knows)."""
+    dropin = PROVIDER_ID_DROPIN.format(provider=provider)
+    arguments = " ".join(f'"{value}"' for value in values)
+    return (f"mkdir -p {dropin.rsplit('/', 1)[0]} && umask 077 && "
+            f"printf 'kubelet-arg+:\\n  - provider-id={id_format}\\n' {arguments} > {dropin}")
 
 
 # --- location: a zone of the provider's region (checked by providers.base.check_locations) ----------
@@ -228,6 +243,6 @@ def autoscaling_groups(sizes: Sequence[tuple[str, int]]) -> list[dict]:
     return [{"name": name, "minSize": 0, "maxSize": max_size} for name, max_size in sizes]
 
 
-__all__ = ["SSH_USER", "CloudFile", "FamilyRule", "IngressRule", "ROOT_DISK_GB", "check_network", "cidr_slug",
+__all__ = ["SSH_USER", "CloudFile", "PROVIDER_ID_DROPIN", "provider_id_command", "FamilyRule", "IngressRule", "ROOT_DISK_GB", "check_network", "cidr_slug",
            "cloud_config", "family_rules", "ingress_rules", "key_digest", "port_range", "provider_setting",
            "root_disk_gb", "spread", "zone_of", "group_spec", "NodeTemplate", "node_template", "autoscaling_groups"]

@@ -460,6 +460,7 @@ RESOURCE_OUTPUTS.update({
     "aws:iam/instanceProfile:InstanceProfile": _aws_arn,
     "gcp:compute/instance:Instance": _gcp_instance,
     "gcp:compute/instanceGroup:InstanceGroup": _gcp_self_link,
+    "gcp:compute/instanceTemplate:InstanceTemplate": _gcp_self_link,
     "gcp:compute/address:Address": _gcp_address,
     "gcp:serviceaccount/account:Account": _gcp_account,
     "gcp:projects/iAMCustomRole:IAMCustomRole": _gcp_role,
