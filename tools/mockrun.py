@@ -517,7 +517,7 @@ def _azure_identity(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str
 
 
 def _azure_vm(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str, Any]:
-    """The identity's input is a list of identity ids; ARM answers with a map id -> principal."""
+    """A VM's or scale set's identity input is a list of identity ids; ARM answers with a map id -> principal."""
     identity = dict(args.inputs.get("identity") or {})
     if identity.get("userAssignedIdentities"):
         identity["userAssignedIdentities"] = {i: {} for i in identity["userAssignedIdentities"]}
@@ -536,6 +536,7 @@ RESOURCE_OUTPUTS.update({
         "network:SecurityRule", "authorization:RoleDefinition",
         "authorization:RoleAssignment")},
     "azure-native:compute:VirtualMachine": _azure_vm,
+    "azure-native:compute:VirtualMachineScaleSet": _azure_vm,  # the same identity answer
     "azure-native:network:PublicIPAddress": _azure_public_ip,
     "azure-native:network:NetworkInterface": _azure_nic,
     "azure-native:network:LoadBalancer": _azure_load_balancer,
