@@ -85,7 +85,8 @@ SERVER_TYPES = {
 # The custom role of the cluster identity, assignable only in the stack's resource group. From
 # cloud-provider-azure's "Azure Permissions" (documentation branch, content/en/topics/azure-permissions.md)
 # less what this cluster never asks of it: route tables (Cilium tunnels), storage accounts (no Azure
-# Files), VM scale sets and private link services; plus the disk driver's list (azuredisk-csi-driver
+# Files), VM scale sets (SCALE_SET_NODE_ACTIONS: only with
+# autoscaled pools) and private link services; plus the disk driver's list (azuredisk-csi-driver
 # v1.34.5 docs/driver-parameters.md) and the VNet join that IP-based LB backend pools need.
 CLUSTER_ACTIONS = sorted({
     # LoadBalancer Services: load balancers, their public IPs, NSG rules for their ports
@@ -109,6 +110,17 @@ CLUSTER_ACTIONS = sorted({
     "Microsoft.Compute/locations/DiskOperations/read", "Microsoft.Compute/diskEncryptionSets/read",
     "Microsoft.Compute/snapshots/read", "Microsoft.Compute/snapshots/write", "Microsoft.Compute/snapshots/delete",
     "Microsoft.Resources/subscriptions/resourceGroups/read",
+})
+# With scale set nodes (vm_type "vmss"), the CCM and the disk driver also read scale sets, their instances and
+# those instances' addresses, and attach disks to instances (virtualmachines/write): the scale set rows of the
+# same "Azure Permissions" list (AKS's cluster identity table), less adding scale sets to load balancer pools
+# (virtualMachineScaleSets/write, /delete: our Service load balancers take node IPs, loadBalancerBackendPoolConfigurationType).
+SCALE_SET_NODE_ACTIONS = sorted({
+    "Microsoft.Compute/virtualMachineScaleSets/read", "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read",
+    "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/instanceView/read",
+    "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/write",
+    "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/networkInterfaces/read",
+    "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/networkInterfaces/ipconfigurations/publicipaddresses/read",
 })
 # The cluster autoscaler's custom role, assignable only in the stack's resource group: what its VMSS cloud
 # provider calls (cluster-autoscaler 1.35 cloudprovider/azure: scale sets list/get/createOrUpdate of the
@@ -191,6 +203,11 @@ def vm_type(cluster: Cluster) -> str:
     serves standalone VMs too, and gives scale set instances their provider ID .../virtualMachineScaleSets/<name>/
     virtualMachines/<id>: pkg/provider/azure_instances.go, azure_vmss.go)."""
     return "vmss" if cluster.autoscaled_pools else "standard"
+
+
+def cluster_actions(cluster: Cluster) -> list[str]:
+    """The cluster identity's actions: the VMs', and the scale set instances' where pools autoscale."""
+    return sorted({*CLUSTER_ACTIONS, *(SCALE_SET_NODE_ACTIONS if vm_type(cluster) == "vmss" else ())})
 
 
 def cloud_provider_config(*, tenant_id: str, subscription_id: str, resource_group: str, location: str, vnet: str,
@@ -352,7 +369,8 @@ class AzureInfrastructure(ProviderInfrastructure):
             role_name=self._client.subscription_id.apply(
                 lambda sub: f"adplatform {self._loaded.stack} cluster ({sub[:8]})"),
             description="Cloud controller manager and Azure Disk CSI driver of an adplatform cluster",
-            permissions=[authorization.PermissionArgs(actions=CLUSTER_ACTIONS)], role_type="CustomRole",
+            permissions=[authorization.PermissionArgs(actions=cluster_actions(self._loaded.config.cluster))],
+            role_type="CustomRole",
             opts=self._opts())
         authorization.RoleAssignment(
             "cluster-role-assignment", scope=self.resource_group.id, role_definition_id=role.id,

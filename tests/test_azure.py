@@ -180,6 +180,9 @@ def test_cluster_identity_has_a_custom_role_on_the_resource_group_only(staging):
     assert "Microsoft.Compute/disks/write" in actions and "Microsoft.Network/loadBalancers/write" in actions
     assert not any(a.endswith("*") or a.startswith(("Microsoft.Authorization", "Microsoft.Storage")) for a in actions)
     assert not any("routeTables" in a for a in actions), "no route table: Cilium tunnels"
+    assert set(azure.SCALE_SET_NODE_ACTIONS) <= set(actions), \
+        "staging-azure autoscales: the CCM reads scale set nodes and the disk driver attaches to them"
+    assert "Microsoft.Compute/virtualMachineScaleSets/write" not in actions, "scaling is the autoscaler's alone"
     assignment = staging.named("cluster-role-assignment")
     assert assignment.inputs["principalType"] == "ServicePrincipal" and identity.urn in assignment.dependencies
     for vm in staging.of_type(VM):  # staging-azure autoscales its general pool
