@@ -85,9 +85,9 @@ SERVER_TYPES = {
 # The custom role of the cluster identity, assignable only in the stack's resource group. From
 # cloud-provider-azure's "Azure Permissions" (documentation branch, content/en/topics/azure-permissions.md)
 # less what this cluster never asks of it: route tables (Cilium tunnels), storage accounts (no Azure
-# Files), VM scale sets (SCALE_SET_NODE_ACTIONS: only with
-# autoscaled pools) and private link services; plus the disk driver's list (azuredisk-csi-driver
-# v1.34.5 docs/driver-parameters.md) and the VNet join that IP-based LB backend pools need.
+# Files), VM scale sets (SCALE_SET_NODE_ACTIONS below, only with autoscaled pools) and private link
+# services; plus the disk driver's list (azuredisk-csi-driver v1.34.5 docs/driver-parameters.md) and the
+# VNet join that IP-based LB backend pools need.
 CLUSTER_ACTIONS = sorted({
     # LoadBalancer Services: load balancers, their public IPs, NSG rules for their ports
     "Microsoft.Network/loadBalancers/read", "Microsoft.Network/loadBalancers/write",
@@ -114,7 +114,8 @@ CLUSTER_ACTIONS = sorted({
 # With scale set nodes (vm_type "vmss"), the CCM and the disk driver also read scale sets, their instances and
 # those instances' addresses, and attach disks to instances (virtualmachines/write): the scale set rows of the
 # same "Azure Permissions" list (AKS's cluster identity table), less adding scale sets to load balancer pools
-# (virtualMachineScaleSets/write, /delete: our Service load balancers take node IPs, loadBalancerBackendPoolConfigurationType).
+# (virtualMachineScaleSets/write, /delete): our Service load balancers take node IPs
+# (loadBalancerBackendPoolConfigurationType).
 SCALE_SET_NODE_ACTIONS = sorted({
     "Microsoft.Compute/virtualMachineScaleSets/read", "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read",
     "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/instanceView/read",
@@ -533,11 +534,11 @@ class AzureInfrastructure(ProviderInfrastructure):
     def _install_node_groups(self, requests: Sequence[NodeGroupRequest], provider: k8s.Provider,
                              depends_on: Sequence[pulumi.Resource], parent: pulumi.Resource) -> NodeGroups:
         """A VM scale set per request; the autoscaler authenticates with its managed identity (no secret)."""
-        opts = self._opts(depends_on=list(depends_on))
-        sets = [self._scale_set(request, opts) for request in requests]
         identity = self.autoscaler_identity
         if requests and identity is None:  # the constructor creates it whenever the config autoscales a pool
             raise ValueError("node groups requested for a cluster without autoscaled pools")
+        opts = self._opts(depends_on=list(depends_on))
+        sets = [self._scale_set(request, opts) for request in requests]
         values = autoscaler_values(
             groups=[(f"{self._prefix}-{r.name}", r.max_size) for r in requests], resource_group=self.resource_group.name,
             subscription_id=self._client.subscription_id, identity_client_id=identity.client_id if identity else "")

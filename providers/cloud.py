@@ -243,6 +243,7 @@ def autoscaling_groups(sizes: Sequence[tuple[str, int]]) -> list[dict]:
     return [{"name": name, "minSize": 0, "maxSize": max_size} for name, max_size in sizes]
 
 
-__all__ = ["SSH_USER", "CloudFile", "PROVIDER_ID_DROPIN", "provider_id_command", "FamilyRule", "IngressRule", "ROOT_DISK_GB", "check_network", "cidr_slug",
+__all__ = ["SSH_USER", "CloudFile", "PROVIDER_ID_DROPIN", "provider_id_command",
+           "FamilyRule", "IngressRule", "ROOT_DISK_GB", "check_network", "cidr_slug",
            "cloud_config", "family_rules", "ingress_rules", "key_digest", "port_range", "provider_setting",
            "root_disk_gb", "spread", "zone_of", "group_spec", "NodeTemplate", "node_template", "autoscaling_groups"]
