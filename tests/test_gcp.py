@@ -16,6 +16,7 @@ from providers import gcp, get
 from providers.base import PORTS
 from tests.cloud_stacks import (FAKE_USER_DATA, NodeGroupRun, assert_block_storage, assert_local_traffic_policy,
                                 config_problems, run_node_groups, stack_fixtures)
+from tests import validators
 from tests.conftest import ROOT, base_raw, k3s_config
 from tools import mockrun
 from tools.mockrun import FAKE_UBUNTU_GCE_IMAGE
@@ -384,3 +385,11 @@ def test_every_node_registers_with_the_gce_provider_id(staging, groups):
     for r in staging.of_type(INSTANCE):
         doc = yaml.safe_load(r.inputs["metadata"]["user-data"])
         assert [c for _, _, c in doc["bootcmd"]] == [command]
+
+
+def test_node_boot_commands_pass_shellcheck():
+    """The provider-ID boot commands run under `sh -c` on every AWS and GCP node before K3s starts."""
+    from providers import aws
+    scripts = {name: f"#!/bin/sh\n{command}\n" for name, command in
+               (("aws-provider-id", aws.PROVIDER_ID_COMMAND), ("gce-provider-id", gcp.PROVIDER_ID_COMMAND))}
+    assert validators.shellcheck(scripts) == ""
