@@ -57,10 +57,17 @@ def check_taint(taint: str) -> str:
     return taint
 
 
+def taint_parts(taint: str) -> tuple[str, str, str]:
+    """A valid taint as (key, value, effect); the value is "" when the taint has none."""
+    match = _TAINT.match(check_taint(taint))
+    assert match is not None  # check_taint raised otherwise
+    return match["key"], match["value"] or "", match["effect"]
+
+
 def taint_fields(taint: str) -> dict[str, str]:
     """A validated taint as a Kubernetes Taint object's fields (key, value, effect; value "" when absent)."""
-    match = _TAINT.match(check_taint(taint))
-    return {"key": match["key"], "value": match["value"] or "", "effect": match["effect"]}
+    key, value, effect = taint_parts(taint)
+    return {"key": key, "value": value, "effect": effect}
 
 
 def check_labels(labels: dict[str, str]) -> dict[str, str]:

@@ -9,10 +9,15 @@ Pods ride Cilium's VXLAN tunnel between instance addresses (no VPC routes, no so
 changes); the node security group allows everything between its members and only PORTS from outside.
 The AWS cloud controller manager (chart: kubernetes/cloud-provider-aws) initialises nodes and turns
 LoadBalancer Services into NLBs; the EBS CSI driver provides encrypted gp3 volumes.
+
+Autoscaled pools (docs/autoscaling.md): an Auto Scaling group per node group request, from a launch template
+with the agents' settings, discovered by the cluster autoscaler through its tags; the autoscaler runs on the
+control plane with the control-plane role's Auto Scaling rights, limited to this cluster's groups by tag.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import json
@@ -27,11 +32,12 @@ from components.charts import AWS_CCM, AWS_EBS_CSI
 from components.helm import release
 from config import LoadedConfig, Problem
 from config.errors import problem
-from config.model import Cluster
+from config.model import Cluster, node_location
 from providers import cloud
-from providers.base import (ApiEndpoints, ClientAddress, ClusterProfile, Credential, Infrastructure, Node, NodeSpec,
-                            ProviderInfrastructure, Storage, assemble, check_locations, check_server_type_names,
-                            csi_storage, first_server_api, node_specs, resolve_server_type, ssh_connection)
+from providers.base import (ApiEndpoints, ClientAddress, ClusterProfile, Credential, Infrastructure, Node,
+                            NodeGroupRequest, NodeGroups, NodeSpec, ProviderInfrastructure, Storage, assemble,
+                            check_locations, check_server_type_names, csi_storage, first_server_api, node_specs,
+                            resolve_server_type, ssh_connection)
 
 NAME = "aws"
 REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION")  # what the AWS provider reads when aws:region is unset
@@ -70,7 +76,8 @@ SERVER_TYPES = {
 }
 # The CCM's permissions: the control-plane policy of cloud-provider-aws v1.35.0 docs/prerequisites.md,
 # less what this cluster never asks of it: routes (Cilium tunnels, --configure-cloud-routes=false),
-# volumes (the EBS CSI driver has its own AWS-managed policy) and Auto Scaling (no ASGs here).
+# volumes (the EBS CSI driver has its own AWS-managed policy) and Auto Scaling (the cluster autoscaler's
+# policy below holds those rights; the CCM's NLB targets are instances, not groups).
 CCM_ACTIONS = sorted({
     "ec2:DescribeInstances", "ec2:DescribeRegions", "ec2:DescribeRouteTables", "ec2:DescribeSecurityGroups",
     "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeAvailabilityZones", "ec2:DescribeInstanceTopology",
@@ -99,16 +106,31 @@ CCM_ACTIONS = sorted({
 # reference, AmazonEBSCSIDriverPolicyV2 (created 2026-04-16). aws-ebs-csi-driver's docs/install.md
 # prints it with `service-role/`, which IAM answers with NoSuchEntity.
 EBS_CSI_POLICY = "arn:aws:iam::aws:policy/AmazonEBSCSIDriverPolicyV2"
-# K3s merges drop-ins from config.yaml.d after config.yaml; `kubelet-arg+` appends to the list the
-# install script writes. The instance's own zone and id come from cloud-init's instance data, so the
-# CCM finds the instance by provider ID whatever the node is named (cloud-provider-aws v1.35.0
-# instances_v2.go: a node without providerID must otherwise be named like its private DNS name).
-PROVIDER_ID_DROPIN = "/etc/rancher/k3s/config.yaml.d/10-aws-provider-id.yaml"
-PROVIDER_ID_COMMAND = (
-    f"mkdir -p {PROVIDER_ID_DROPIN.rsplit('/', 1)[0]} && umask 077 && "
-    "printf 'kubelet-arg+:\\n  - provider-id=aws:///%s/%s\\n' "
-    '"$(cloud-init query v1.availability_zone)" "$(cloud-init query v1.instance_id)" '
-    f"> {PROVIDER_ID_DROPIN}")
+# The instance's own zone and id come from cloud-init's instance data, so the CCM finds the instance by provider ID
+# whatever the node is named (cloud-provider-aws v1.35.0 instances_v2.go: a node without providerID must otherwise
+# be named like its private DNS name).
+PROVIDER_ID_COMMAND = cloud.provider_id_command("aws", "aws:///%s/%s", [
+    "$(cloud-init query v1.availability_zone)", "$(cloud-init query v1.instance_id)"])
+# What every node's cloud-init runs first at boot: the Pulumi-managed instances' and the autoscaled nodes'.
+BOOT_COMMANDS = (PROVIDER_ID_COMMAND,)
+# Auto-discovery (cluster-autoscaler 1.35 cloudprovider/aws/README.md "Auto-Discovery Setup"): the autoscaler
+# scales the groups carrying both tag keys (the chart's autoDiscovery.tags default); the second tells this
+# cluster's groups from another's in the same account, and the IAM condition below keys on it.
+AUTOSCALER_ENABLED_TAG = "k8s.io/cluster-autoscaler/enabled"
+AUTOSCALER_CLUSTER_TAG = "k8s.io/cluster-autoscaler/{cluster}"
+# Scale from zero: the labels and taints of a group's future nodes, as group tags (same README).
+NODE_TEMPLATE_LABEL_TAG = "k8s.io/cluster-autoscaler/node-template/label/"
+NODE_TEMPLATE_TAINT_TAG = "k8s.io/cluster-autoscaler/node-template/taint/"
+# The autoscaler's rights (same README, "Full Cluster Autoscaler Features Policy": auto-discovery and the
+# dynamic instance type list), less what this cluster never uses: eks:DescribeNodegroup (EKS managed node
+# groups only) and autoscaling:DescribeLaunchConfigurations (the groups use launch templates). The two actions
+# that change capacity apply only to groups tagged with this cluster's AUTOSCALER_CLUSTER_TAG.
+AUTOSCALER_DESCRIBE_ACTIONS = sorted({
+    "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
+    "autoscaling:DescribeScalingActivities", "ec2:DescribeImages", "ec2:DescribeInstanceTypes",
+    "ec2:DescribeLaunchTemplateVersions", "ec2:GetInstanceTypesFromInstanceRequirements",
+})
+AUTOSCALER_SCALE_ACTIONS = ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"]
 
 
 def aws_region() -> str | None:
@@ -128,6 +150,37 @@ def zone_subnet(cluster: Cluster, zone: str) -> str:
     first = ipaddress.ip_network(cluster.subnet_cidr)
     index = ord(zone[-1]) - ord("a")
     return str(ipaddress.ip_network((int(first.network_address) + index * first.num_addresses, first.prefixlen)))
+
+
+def autoscaler_policy(cluster_name: str) -> dict:
+    """The cluster autoscaler's IAM policy: read everything it must see, change only this cluster's groups."""
+    owned = AUTOSCALER_CLUSTER_TAG.format(cluster=cluster_name)
+    return {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": AUTOSCALER_DESCRIBE_ACTIONS, "Resource": "*"},
+        {"Effect": "Allow", "Action": AUTOSCALER_SCALE_ACTIONS, "Resource": "*",
+         "Condition": {"StringEquals": {f"aws:ResourceTag/{owned}": "owned"}}},
+    ]}
+
+
+def group_tags(cluster_name: str, template: cloud.NodeTemplate) -> dict[str, str]:
+    """An Auto Scaling group's autoscaler tags: discovery by this cluster, and its nodes' labels and taints."""
+    return {AUTOSCALER_ENABLED_TAG: "true", AUTOSCALER_CLUSTER_TAG.format(cluster=cluster_name): "owned",
+            **{f"{NODE_TEMPLATE_LABEL_TAG}{key}": value for key, value in template.labels.items()},
+            **{f"{NODE_TEMPLATE_TAINT_TAG}{key}": f"{value}:{effect}" for key, value, effect in template.taints}}
+
+
+def autoscaler_values(region: str, cluster_name: str) -> dict:
+    """cluster-autoscaler chart values for AWS (chart 9.59.0 values.yaml, templates/deployment.yaml): groups by
+    auto-discovery, credentials from the control plane's instance role (IMDS, hop limit 2 there)."""
+    return {
+        "cloudProvider": "aws",
+        "awsRegion": region,
+        "autoDiscovery": {"clusterName": cluster_name,
+                          "tags": [AUTOSCALER_ENABLED_TAG, AUTOSCALER_CLUSTER_TAG.format(cluster=cluster_name)]},
+        # The instance role with the Auto Scaling rights is the control plane's only.
+        "nodeSelector": _CONTROL_PLANE_SELECTOR,
+        "tolerations": _CONTROL_PLANE_TOLERATIONS,
+    }
 
 
 def _zone_pattern(region: str) -> re.Pattern[str]:
@@ -195,15 +248,15 @@ class AwsInfrastructure(ProviderInfrastructure):
         available = aws.get_availability_zones(
             state="available", filters=[aws.GetAvailabilityZonesFilterArgs(
                 name="opt-in-status", values=["opt-in-not-required"])]).names  # no Local/Wavelength zones
-        spread = cloud.spread(available, SPREAD_ZONES)
-        self.zones = {spec.name: cloud.zone_of(spec, spread) for spec in specs}
+        self._spread = cloud.spread(available, SPREAD_ZONES)
+        self.zones = {spec.name: cloud.zone_of(spec, self._spread) for spec in specs}
 
-        self.vpc, self.subnets = self._network(sorted(set(self.zones.values())))
+        self.vpc, self.subnets = self._network(sorted(set(self.zones.values()) | self._autoscaled_zones(cfg.cluster)))
         self.security_group = self._security_group(cfg.admin_cidrs)
-        key_pair = self._key_pairs(cfg.ssh_public_keys)
+        self._key_pair = self._key_pairs(cfg.ssh_public_keys)
         self.image = cfg.cluster.image or self._ubuntu_ami()
         profiles = self._instance_profiles()
-        nodes = [self._instance(spec, key_pair, profiles) for spec in specs]
+        nodes = [self._instance(spec, self._key_pair, profiles) for spec in specs]
         self.infrastructure = assemble(
             nodes, self._api_endpoints([n for n in nodes if n.spec.k3s_role == "server"]),
             ClusterProfile(
@@ -222,14 +275,30 @@ class AwsInfrastructure(ProviderInfrastructure):
                 },
                 local_nvme=False,  # EBS root volumes; instance-store types are opt-in per pool
                 client_address=GATEWAY_CLIENT_ADDRESS,
+                node_boot_commands=BOOT_COMMANDS,
             ),
             install_addons=self._install_ccm,
             install_storage=self._install_ebs_csi,
+            install_node_groups=self._install_node_groups,
         )
         self.register_outputs({"vpc_id": self.vpc.id, "security_group_id": self.security_group.id})
 
     def _named(self, name: str, **extra: str) -> dict[str, str]:
         return {**self._tags, "Name": f"{self._prefix}-{name}", **extra}
+
+    def _node_tags(self, spec: NodeSpec) -> dict[str, str]:
+        return self._named(spec.name, **{"adplatform.io/pool": spec.pool, "adplatform.io/role": spec.workload_role,
+                                         "adplatform.io/k3s": spec.k3s_role})
+
+    def _group_zones(self, location: str | None) -> list[str]:
+        """A node group's zones: its own, or for an unpinned pool the zones its Pulumi-managed nodes spread over
+        (the group balances its instances across them)."""
+        return [location] if location else list(self._spread)
+
+    def _autoscaled_zones(self, cluster: Cluster) -> set[str]:
+        """Zones the autoscaled pools' groups may use: each needs its subnet even where no other node runs."""
+        return {zone for pool in cluster.autoscaled_pools for i in range(len(pool.locations or [None]))
+                for zone in self._group_zones(node_location(pool, i, cluster))}
 
     # --- network -----------------------------------------------------------------------------------
 
@@ -308,6 +377,7 @@ class AwsInfrastructure(ProviderInfrastructure):
         aws.iam.RolePolicyAttachment("control-plane-ebs-csi", role=role.name, policy_arn=EBS_CSI_POLICY,
                                      opts=self._opts())
         profile = aws.iam.InstanceProfile("control-plane-profile", role=role.name, tags=self._tags, opts=self._opts())
+        self._control_plane_role = role
         return {"server": profile, "agent": None}
 
     def _instance(self, spec: NodeSpec, key_pair: aws.ec2.KeyPair,
@@ -325,17 +395,13 @@ class AwsInfrastructure(ProviderInfrastructure):
             associate_public_ip_address=True,
             key_name=key_pair.key_name,
             iam_instance_profile=profile.name if profile else None,
-            user_data=cloud.cloud_config(self._loaded.config.ssh_public_keys, boot_commands=[PROVIDER_ID_COMMAND]),
+            user_data=cloud.cloud_config(self._loaded.config.ssh_public_keys, boot_commands=BOOT_COMMANDS),
             root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
                 volume_size=cloud.root_disk_gb(spec), volume_type=ROOT_VOLUME_TYPE, encrypted=True,
                 delete_on_termination=True, tags=self._named(f"{spec.name}-root")),
-            # IMDSv2 only. A hop limit of 2 lets pods on the control plane (the EBS CSI controller) reach
-            # the instance role; agents keep 1, so no pod there can read instance credentials.
-            metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
-                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=2 if server else 1),
+            metadata_options=aws.ec2.InstanceMetadataOptionsArgs(**metadata_options(server)),
             disable_api_termination=self._protect,
-            tags=self._named(spec.name, **{"adplatform.io/pool": spec.pool, "adplatform.io/role": spec.workload_role,
-                                           "adplatform.io/k3s": spec.k3s_role}),
+            tags=self._node_tags(spec),
             opts=self._opts(
                 protect=True,
                 depends_on=[self.subnets[zone]],
@@ -348,6 +414,54 @@ class AwsInfrastructure(ProviderInfrastructure):
         return Node(spec=spec, hostname=hostname, public_ip=instance.public_ip, private_ip=instance.private_ip,
                     connection=ssh_connection(instance.public_ip, cloud.SSH_USER, self._loaded.secrets.ssh_private_key),
                     server=instance, machine=instance)
+
+    # --- autoscaled node groups ----------------------------------------------------------------------
+
+    def _install_node_groups(self, requests: Sequence[NodeGroupRequest], provider: k8s.Provider,
+                             depends_on: Sequence[pulumi.Resource], parent: pulumi.Resource) -> NodeGroups:
+        """An Auto Scaling group per request, and the autoscaler's rights on the control-plane role."""
+        opts = self._opts(depends_on=list(depends_on))
+        # The launch template sizes the AMI's own root device (Canonical's Ubuntu: /dev/sda1; cluster.image may differ).
+        root_device = aws.ec2.get_ami_output(filters=[aws.ec2.GetAmiFilterArgs(
+            name="image-id", values=[self.image])]).root_device_name
+        resources: list[pulumi.Resource] = [aws.iam.RolePolicy(
+            "control-plane-autoscaler", role=self._control_plane_role.id,
+            policy=json.dumps(autoscaler_policy(self._prefix)), opts=opts)]
+        for request in requests:
+            resources += self._node_group(request, root_device, opts)
+        return NodeGroups(resources=resources, autoscaler_values=autoscaler_values(self._region, self._prefix))
+
+    def _node_group(self, request: NodeGroupRequest, root_device: pulumi.Output[str],
+                    opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+        """A launch template with the agents' settings (AMI, security group, key, IMDSv2 with hop limit 1 and no
+        instance profile, encrypted gp3 root volume) and the request's user data, and its Auto Scaling group.
+        The autoscaler owns the group's desired capacity; Pulumi its bounds."""
+        spec = request.spec
+        template = aws.ec2.LaunchTemplate(
+            f"group-{request.name}", name=f"{self._prefix}-{request.name}", image_id=self.image,
+            instance_type=resolve_server_type(spec, SERVER_TYPES), key_name=self._key_pair.key_name,
+            vpc_security_group_ids=[self.security_group.id],  # public IPs: the subnets map one on launch
+            # base64 of a secret stays secret: the join token never shows in plain text in state.
+            user_data=request.user_data.apply(lambda text: base64.b64encode(text.encode()).decode()),
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(**metadata_options(server=False)),
+            block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                device_name=root_device, ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                    volume_size=cloud.root_disk_gb(spec), volume_type=ROOT_VOLUME_TYPE, encrypted="true",
+                    delete_on_termination="true"))],
+            tag_specifications=[
+                aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type="instance", tags=self._node_tags(spec)),
+                aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type="volume",
+                                                           tags=self._named(f"{request.name}-root"))],
+            update_default_version=True, tags=self._tags, opts=opts)
+        tags = {**self._named(request.name), **group_tags(self._prefix, cloud.node_template(request))}
+        group = aws.autoscaling.Group(
+            f"group-{request.name}", name=f"{self._prefix}-{request.name}", min_size=request.min_size,
+            max_size=request.max_size, vpc_zone_identifiers=[self.subnets[z].id for z in self._group_zones(request.location)],
+            # New instances take the newest template version; running ones stay until the autoscaler removes them.
+            launch_template=aws.autoscaling.GroupLaunchTemplateArgs(id=template.id, version="$Latest"),
+            tags=[aws.autoscaling.GroupTagArgs(key=k, value=v, propagate_at_launch=False) for k, v in tags.items()],
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=["desiredCapacity"])))
+        return [template, group]
 
     # --- Kubernetes API load balancer ----------------------------------------------------------------
 
@@ -432,6 +546,12 @@ _CONTROL_PLANE_TOLERATIONS = [
     {"key": "CriticalAddonsOnly", "operator": "Exists"},  # dedicated servers (config: controlPlane.dedicated)
     {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"},
 ]
+
+
+def metadata_options(server: bool) -> dict:
+    """IMDSv2 only. A hop limit of 2 lets pods on the control plane (the EBS CSI controller, the autoscaler) reach
+    the instance role; agents keep 1, so no pod there can read instance data (user data included)."""
+    return {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 2 if server else 1}
 
 
 def ccm_values(cluster_name: str) -> dict:

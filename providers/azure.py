@@ -16,10 +16,16 @@ encryption set in Key Vault) are not used.
 Credentials in the cluster: one user-assigned managed identity on every VM, holding a custom role
 limited to the stack's resource group and to the actions the CCM and the disk driver document. Both
 read the rendered `azure.json` from the Secret kube-system/azure-cloud-provider.
+
+Autoscaled pools (docs/autoscaling.md): a Uniform VM scale set per node group request, with the VMs' settings.
+The CCM and the disk driver then run with vmType `vmss` (scale set instances and standalone VMs); the cloud node
+manager gives scale set instances the provider ID the autoscaler expects. The autoscaler has its own identity,
+on the control-plane VMs only, with a custom role on the stack's resource group.
 """
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import re
@@ -42,9 +48,9 @@ from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster
 from providers import cloud
-from providers.base import (ApiEndpoints, ClusterProfile, Credential, Infrastructure, Node, NodeSpec,
-                            ProviderInfrastructure, Storage, assemble, check_locations, check_server_type_names,
-                            csi_storage, node_specs, resolve_server_type, ssh_connection)
+from providers.base import (ApiEndpoints, ClusterProfile, Credential, Infrastructure, Node, NodeGroupRequest,
+                            NodeGroups, NodeSpec, ProviderInfrastructure, Storage, assemble, check_locations,
+                            check_server_type_names, csi_storage, node_specs, resolve_server_type, ssh_connection)
 
 NAME = "azure"
 ZONES = ("1", "2", "3")  # Azure names a region's availability zones 1..3
@@ -79,8 +85,9 @@ SERVER_TYPES = {
 # The custom role of the cluster identity, assignable only in the stack's resource group. From
 # cloud-provider-azure's "Azure Permissions" (documentation branch, content/en/topics/azure-permissions.md)
 # less what this cluster never asks of it: route tables (Cilium tunnels), storage accounts (no Azure
-# Files), VM scale sets and private link services; plus the disk driver's list (azuredisk-csi-driver
-# v1.34.5 docs/driver-parameters.md) and the VNet join that IP-based LB backend pools need.
+# Files), VM scale sets (SCALE_SET_NODE_ACTIONS below, only with autoscaled pools) and private link
+# services; plus the disk driver's list (azuredisk-csi-driver v1.34.5 docs/driver-parameters.md) and the
+# VNet join that IP-based LB backend pools need.
 CLUSTER_ACTIONS = sorted({
     # LoadBalancer Services: load balancers, their public IPs, NSG rules for their ports
     "Microsoft.Network/loadBalancers/read", "Microsoft.Network/loadBalancers/write",
@@ -104,6 +111,37 @@ CLUSTER_ACTIONS = sorted({
     "Microsoft.Compute/snapshots/read", "Microsoft.Compute/snapshots/write", "Microsoft.Compute/snapshots/delete",
     "Microsoft.Resources/subscriptions/resourceGroups/read",
 })
+# With scale set nodes (vm_type "vmss"), the CCM and the disk driver also read scale sets, their instances and
+# those instances' addresses, and attach disks to instances (virtualmachines/write): the scale set rows of the
+# same "Azure Permissions" list (AKS's cluster identity table), less adding scale sets to load balancer pools
+# (virtualMachineScaleSets/write, /delete): our Service load balancers take node IPs
+# (loadBalancerBackendPoolConfigurationType).
+SCALE_SET_NODE_ACTIONS = sorted({
+    "Microsoft.Compute/virtualMachineScaleSets/read", "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read",
+    "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/instanceView/read",
+    "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/write",
+    "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/networkInterfaces/read",
+    "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/networkInterfaces/ipconfigurations/publicipaddresses/read",
+})
+# The cluster autoscaler's custom role, assignable only in the stack's resource group: what its VMSS cloud
+# provider calls (cluster-autoscaler 1.35 cloudprovider/azure: scale sets list/get/createOrUpdate of the
+# capacity, deleteInstances, their VMs with instance views, standalone VMs listed to tell them apart, the
+# operations it polls), the subnet join a scale-out's new NICs need, and assigning the cluster identity the
+# scale set's model carries. Its README grants Contributor on the subscription instead.
+AUTOSCALER_ACTIONS = sorted({
+    "Microsoft.Compute/virtualMachineScaleSets/read", "Microsoft.Compute/virtualMachineScaleSets/write",
+    "Microsoft.Compute/virtualMachineScaleSets/delete/action",
+    "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read",
+    "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/instanceView/read",
+    "Microsoft.Compute/virtualMachines/read", "Microsoft.Compute/locations/operations/read",
+    "Microsoft.Network/virtualNetworks/subnets/join/action",
+    "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action",
+})
+# Scale from zero: a scale set's future nodes' labels and taints as tags (cluster-autoscaler 1.35
+# cloudprovider/azure/README.md "Scaling a VMSS node group to and from 0"): Azure tag names hold no '/', so
+# '/' is written '_' and a '_' of the key "~2".
+NODE_TEMPLATE_LABEL_TAG = "k8s.io_cluster-autoscaler_node-template_label_"
+NODE_TEMPLATE_TAINT_TAG = "k8s.io_cluster-autoscaler_node-template_taint_"
 NSG_PRIORITY = 100  # our rules: 100..299; the CCM numbers its Service rules from 500 up
 API_ADDRESS_TEMPLATE = Path(__file__).parent / "scripts" / "api-address.sh"
 
@@ -161,17 +199,29 @@ def nsg_rules(admin_cidrs: Sequence[str]) -> list[dict]:
             for r in cloud.family_rules(admin_cidrs)]
 
 
+def vm_type(cluster: Cluster) -> str:
+    """cloud-provider-azure's vmType: `standard` for standalone VMs only; `vmss` once scale sets hold nodes (it
+    serves standalone VMs too, and gives scale set instances their provider ID .../virtualMachineScaleSets/<name>/
+    virtualMachines/<id>: pkg/provider/azure_instances.go, azure_vmss.go)."""
+    return "vmss" if cluster.autoscaled_pools else "standard"
+
+
+def cluster_actions(cluster: Cluster) -> list[str]:
+    """The cluster identity's actions: the VMs', and the scale set instances' where pools autoscale."""
+    return sorted({*CLUSTER_ACTIONS, *(SCALE_SET_NODE_ACTIONS if vm_type(cluster) == "vmss" else ())})
+
+
 def cloud_provider_config(*, tenant_id: str, subscription_id: str, resource_group: str, location: str, vnet: str,
-                          subnet: str, security_group: str, identity_client_id: str) -> str:
+                          subnet: str, security_group: str, identity_client_id: str, vm_type: str) -> str:
     """azure.json for the CCM and the disk driver (cloud-provider-azure pkg/provider/config/azure.go,
-    pkg/azclient/auth_conf.go): standalone VMs, Standard SKU, managed identity, no route table."""
+    pkg/azclient/auth_conf.go): VMs (and scale sets, see vm_type), Standard SKU, managed identity, no route table."""
     return json.dumps({
         "cloud": "AzurePublicCloud",
         "tenantId": tenant_id,
         "subscriptionId": subscription_id,
         "resourceGroup": resource_group,
         "location": location,
-        "vmType": "standard",  # plain VMs (the default, vmss, expects scale sets)
+        "vmType": vm_type,
         "vnetName": vnet,
         "vnetResourceGroup": resource_group,
         "subnetName": subnet,
@@ -240,6 +290,8 @@ class AzureInfrastructure(ProviderInfrastructure):
         self.nsg = self._security_group(cfg.admin_cidrs, vnet)
         self.vnet, self.subnet = self._network(vnet, cfg.cluster.subnet_cidr)
         self.identity = self._identity()
+        # The autoscaler's own identity exists with autoscaled pools; only the control-plane VMs carry it.
+        self.autoscaler_identity = self._autoscaler_identity() if cfg.cluster.autoscaled_pools else None
         servers = [s for s in specs if s.k3s_role == "server"]
         api_pools, lb_endpoints = self._api_load_balancers(servers)
         nodes = [self._vm(spec, api_pools if spec.k3s_role == "server" else []) for spec in specs]
@@ -257,9 +309,12 @@ class AzureInfrastructure(ProviderInfrastructure):
                 # The CCM turns the gateway's Service into a Standard public load balancer (no annotation needed).
                 load_balancer_annotations={},
                 local_nvme=False,  # managed (network) disks; Lsv3 local NVMe is opt-in per pool
+                # None: the cloud node manager sets every node's provider ID from instance metadata (vm_type).
+                node_boot_commands=(),
             ),
             install_addons=self._install_ccm,
             install_storage=self._install_disk_csi,
+            install_node_groups=self._install_node_groups,
         )
         self.register_outputs({"resource_group": self.resource_group.name, "vnet_id": self.vnet.id})
 
@@ -315,12 +370,31 @@ class AzureInfrastructure(ProviderInfrastructure):
             role_name=self._client.subscription_id.apply(
                 lambda sub: f"adplatform {self._loaded.stack} cluster ({sub[:8]})"),
             description="Cloud controller manager and Azure Disk CSI driver of an adplatform cluster",
-            permissions=[authorization.PermissionArgs(actions=CLUSTER_ACTIONS)], role_type="CustomRole",
+            permissions=[authorization.PermissionArgs(actions=cluster_actions(self._loaded.config.cluster))],
+            role_type="CustomRole",
             opts=self._opts())
         authorization.RoleAssignment(
             "cluster-role-assignment", scope=self.resource_group.id, role_definition_id=role.id,
             principal_id=identity.principal_id, principal_type="ServicePrincipal",
             description="adplatform cluster identity (CCM, disk CSI)", opts=self._opts())
+        return identity
+
+    def _autoscaler_identity(self) -> managedidentity.UserAssignedIdentity:
+        """The cluster autoscaler's identity: only the scale set rights, on the resource group only."""
+        identity = managedidentity.UserAssignedIdentity(
+            "autoscaler-identity", resource_name_=f"{self._prefix}-autoscaler", tags=self._tags, **self._rg(),
+            opts=self._opts())
+        role = authorization.RoleDefinition(
+            "autoscaler-role", scope=self.resource_group.id, assignable_scopes=[self.resource_group.id],
+            role_name=self._client.subscription_id.apply(
+                lambda sub: f"adplatform {self._loaded.stack} autoscaler ({sub[:8]})"),
+            description="Cluster autoscaler of an adplatform cluster: its VM scale sets",
+            permissions=[authorization.PermissionArgs(actions=AUTOSCALER_ACTIONS)], role_type="CustomRole",
+            opts=self._opts())
+        authorization.RoleAssignment(
+            "autoscaler-role-assignment", scope=self.resource_group.id, role_definition_id=role.id,
+            principal_id=identity.principal_id, principal_type="ServicePrincipal",
+            description="adplatform cluster autoscaler", opts=self._opts())
         return identity
 
     # --- API load balancers ------------------------------------------------------------------------
@@ -383,11 +457,26 @@ class AzureInfrastructure(ProviderInfrastructure):
 
     # --- VMs ---------------------------------------------------------------------------------------
 
+    def _node_tags(self, spec: NodeSpec) -> dict[str, str]:
+        return {**self._tags, "adplatform-pool": spec.pool, "adplatform-role": spec.workload_role,
+                "adplatform-k3s": spec.k3s_role}
+
+    def _linux_configuration(self) -> compute.LinuxConfigurationArgs:
+        return compute.LinuxConfigurationArgs(
+            disable_password_authentication=True,
+            ssh=compute.SshConfigurationArgs(public_keys=[
+                compute.SshPublicKeyArgs(key_data=key, path=f"/home/{cloud.SSH_USER}/.ssh/authorized_keys")
+                for key in self._loaded.config.ssh_public_keys]))
+
+    def _identities(self, spec: NodeSpec) -> list[pulumi.Output[str]]:
+        """The cluster identity everywhere; the autoscaler's on the control plane, where it runs."""
+        extra = [self.autoscaler_identity.id] if self.autoscaler_identity and spec.k3s_role == "server" else []
+        return [self.identity.id, *extra]
+
     def _vm(self, spec: NodeSpec, lb_pools: list[pulumi.Output[str]]) -> Node:
         hostname = f"{self._prefix}-{spec.name}"
         zone = self.zones[spec.name]
-        tags = {**self._tags, "adplatform-pool": spec.pool, "adplatform-role": spec.workload_role,
-                "adplatform-k3s": spec.k3s_role}
+        tags = self._node_tags(spec)
         ip = network.PublicIPAddress(
             f"{spec.name}-ip", public_ip_address_name=f"{hostname}-ip", public_ip_allocation_method="Static",
             public_ip_address_version="IPv4", zones=[zone],
@@ -412,21 +501,14 @@ class AzureInfrastructure(ProviderInfrastructure):
                     name=f"{hostname}-os", create_option="FromImage", caching="ReadWrite",
                     disk_size_gb=cloud.root_disk_gb(spec), delete_option="Delete",
                     managed_disk=compute.ManagedDiskParametersArgs(storage_account_type=OS_DISK_TYPE))),
-            os_profile=compute.OSProfileArgs(
-                computer_name=hostname, admin_username=cloud.SSH_USER,
-                linux_configuration=compute.LinuxConfigurationArgs(
-                    disable_password_authentication=True,
-                    ssh=compute.SshConfigurationArgs(public_keys=[
-                        compute.SshPublicKeyArgs(key_data=key, path=f"/home/{cloud.SSH_USER}/.ssh/authorized_keys")
-                        for key in self._loaded.config.ssh_public_keys]))),
+            os_profile=compute.OSProfileArgs(computer_name=hostname, admin_username=cloud.SSH_USER,
+                                             linux_configuration=self._linux_configuration()),
             network_profile=compute.NetworkProfileArgs(network_interfaces=[
                 compute.NetworkInterfaceReferenceArgs(id=nic.id, primary=True)]),
-            # Disk encryption beyond Azure's always-on platform-managed keys: the host caches too (module doc).
-            security_profile=compute.SecurityProfileArgs(encryption_at_host=True),
+            security_profile=ENCRYPTION_AT_HOST,
             identity=compute.VirtualMachineIdentityArgs(type=compute.ResourceIdentityType.USER_ASSIGNED,
-                                                        user_assigned_identities=[self.identity.id]),
-            diagnostics_profile=compute.DiagnosticsProfileArgs(
-                boot_diagnostics=compute.BootDiagnosticsArgs(enabled=True)),  # serial console, managed storage
+                                                        user_assigned_identities=self._identities(spec)),
+            diagnostics_profile=BOOT_DIAGNOSTICS,
             tags=tags, **self._rg(),
             opts=self._opts(
                 protect=True, depends_on=[self.subnet],
@@ -447,6 +529,61 @@ class AzureInfrastructure(ProviderInfrastructure):
         return Node(spec=spec, hostname=hostname, public_ip=public_ip, private_ip=private_ip,
                     connection=node.connection, server=address, machine=vm)
 
+    # --- autoscaled node groups ----------------------------------------------------------------------
+
+    def _install_node_groups(self, requests: Sequence[NodeGroupRequest], provider: k8s.Provider,
+                             depends_on: Sequence[pulumi.Resource], parent: pulumi.Resource) -> NodeGroups:
+        """A VM scale set per request; the autoscaler authenticates with its managed identity (no secret)."""
+        identity = self.autoscaler_identity
+        if requests and identity is None:  # the constructor creates it whenever the config autoscales a pool
+            raise ValueError("node groups requested for a cluster without autoscaled pools")
+        opts = self._opts(depends_on=list(depends_on))
+        sets = [self._scale_set(request, opts) for request in requests]
+        values = autoscaler_values(
+            groups=[(f"{self._prefix}-{r.name}", r.max_size) for r in requests], resource_group=self.resource_group.name,
+            subscription_id=self._client.subscription_id, identity_client_id=identity.client_id if identity else "")
+        return NodeGroups(resources=sets, autoscaler_values=values)
+
+    def _scale_set(self, request: NodeGroupRequest, opts: pulumi.ResourceOptions) -> compute.VirtualMachineScaleSet:
+        """A Uniform scale set with the VMs' settings (image, size, OS disk, SSH keys, subnet with the NSG, a
+        Standard public IP per instance for outbound, encryption at host, the cluster identity) and the request's
+        user data as custom data. The autoscaler owns its capacity; Pulumi its model."""
+        spec = request.spec
+        name = f"{self._prefix}-{request.name}"
+        return compute.VirtualMachineScaleSet(
+            f"group-{request.name}", vm_scale_set_name=name, orchestration_mode=compute.OrchestrationMode.UNIFORM,
+            zones=[request.location] if request.location else list(cloud.spread(ZONES)),
+            sku=compute.SkuArgs(name=resolve_server_type(spec, SERVER_TYPES), tier="Standard", capacity=0),
+            # Manual: a model change reaches new instances only; running nodes are the autoscaler's to remove.
+            upgrade_policy=compute.UpgradePolicyArgs(mode=compute.UpgradeMode.MANUAL),
+            overprovision=False,  # extra instances would boot, join K3s and be deleted again
+            identity=compute.VirtualMachineScaleSetIdentityArgs(type=compute.ResourceIdentityType.USER_ASSIGNED,
+                                                                user_assigned_identities=[self.identity.id]),
+            virtual_machine_profile=compute.VirtualMachineScaleSetVMProfileArgs(
+                os_profile=compute.VirtualMachineScaleSetOSProfileArgs(
+                    computer_name_prefix=f"{name[:57]}-", admin_username=cloud.SSH_USER,
+                    linux_configuration=self._linux_configuration(),
+                    # Custom data (cloud-init reads it on Azure): never returned by the API, a secret in state.
+                    custom_data=request.user_data.apply(lambda text: base64.b64encode(text.encode()).decode())),
+                storage_profile=compute.VirtualMachineScaleSetStorageProfileArgs(
+                    image_reference=compute.ImageReferenceArgs(**self.image),
+                    os_disk=compute.VirtualMachineScaleSetOSDiskArgs(
+                        create_option="FromImage", caching="ReadWrite", disk_size_gb=cloud.root_disk_gb(spec),
+                        delete_option="Delete", managed_disk=compute.VirtualMachineScaleSetManagedDiskParametersArgs(
+                            storage_account_type=OS_DISK_TYPE))),
+                network_profile=compute.VirtualMachineScaleSetNetworkProfileArgs(network_interface_configurations=[
+                    compute.VirtualMachineScaleSetNetworkConfigurationArgs(
+                        name="primary", primary=True, ip_configurations=[compute.VirtualMachineScaleSetIPConfigurationArgs(
+                            name="primary", primary=True, subnet=compute.ApiEntityReferenceArgs(id=self.subnet.id),
+                            public_ip_address_configuration=compute.VirtualMachineScaleSetPublicIPAddressConfigurationArgs(
+                                name="public", public_ip_address_version="IPv4",
+                                sku=compute.PublicIPAddressSkuArgs(name="Standard", tier="Regional")))])]),
+                security_profile=ENCRYPTION_AT_HOST,
+                diagnostics_profile=BOOT_DIAGNOSTICS),
+            tags={**self._node_tags(spec), **node_template_tags(cloud.node_template(request))}, **self._rg(),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+                depends_on=[self.subnet], ignore_changes=["sku.capacity"])))
+
     # --- cluster layer -----------------------------------------------------------------------------
 
     def _cloud_config(self) -> pulumi.Output[str]:
@@ -454,7 +591,8 @@ class AzureInfrastructure(ProviderInfrastructure):
             self._client.tenant_id, self._client.subscription_id, self.resource_group.name, self.vnet.name,
             self.subnet.name, self.nsg.name, self.identity.client_id).apply(lambda v: cloud_provider_config(
                 tenant_id=v[0], subscription_id=v[1], resource_group=v[2], location=self._location, vnet=v[3],
-                subnet=v[4] or "nodes", security_group=v[5], identity_client_id=v[6])))
+                subnet=v[4] or "nodes", security_group=v[5], identity_client_id=v[6],
+                vm_type=vm_type(self._loaded.config.cluster))))
 
     def _install_ccm(self, provider: k8s.Provider, depends_on: Sequence[pulumi.Resource],
                      parent: pulumi.Resource) -> list[pulumi.Resource]:
@@ -478,11 +616,47 @@ class AzureInfrastructure(ProviderInfrastructure):
         claim is deleted (reclaim Retain).
         """
         opts = pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on))
-        csi = release("azuredisk-csi", AZURE_DISK_CSI, disk_csi_values(self._loaded.profile.strict), opts)
+        csi = release("azuredisk-csi", AZURE_DISK_CSI,
+                      disk_csi_values(self._loaded.profile.strict, vm_type(self._loaded.config.cluster)), opts)
         # The class's first resource name was storage-class-azure-disk: the alias keeps that object.
         return csi_storage(STORAGE_CLASS, DISK_PROVISIONER, storage_class_parameters(self._loaded.stack),
                            retain=self._protect, driver=[csi], opts=opts,
                            default_aliases=[pulumi.Alias(name="storage-class-azure-disk")])
+
+
+# Disk encryption beyond Azure's always-on platform-managed keys: the host caches too (module doc).
+ENCRYPTION_AT_HOST = compute.SecurityProfileArgs(encryption_at_host=True)
+BOOT_DIAGNOSTICS = compute.DiagnosticsProfileArgs(
+    boot_diagnostics=compute.BootDiagnosticsArgs(enabled=True))  # serial console, managed storage
+
+
+def _tag_key(key: str) -> str:
+    return key.replace("_", "~2").replace("/", "_")
+
+
+def node_template_tags(template: cloud.NodeTemplate) -> dict[str, str]:
+    """A scale set's labels and taints tags for scale from zero (NODE_TEMPLATE_LABEL_TAG)."""
+    return {**{f"{NODE_TEMPLATE_LABEL_TAG}{_tag_key(k)}": v for k, v in template.labels.items()},
+            **{f"{NODE_TEMPLATE_TAINT_TAG}{_tag_key(k)}": f"{v}:{effect}" for k, v, effect in template.taints}}
+
+
+def autoscaler_values(*, groups: Sequence[tuple[str, int]], resource_group: pulumi.Input[str],
+                      subscription_id: pulumi.Input[str], identity_client_id: pulumi.Input[str]) -> dict:
+    """cluster-autoscaler chart values for Azure (chart 9.59.0 values.yaml, templates/deployment.yaml and
+    secret.yaml): scale sets by name (--nodes=min:max:<vmss>), the autoscaler's user-assigned managed identity
+    (ARM_USE_MANAGED_IDENTITY_EXTENSION, ARM_USER_ASSIGNED_IDENTITY_ID): no client secret anywhere."""
+    return {
+        "cloudProvider": "azure",
+        "azureVMType": "vmss",
+        "azureResourceGroup": resource_group,
+        "azureSubscriptionID": subscription_id,
+        "azureUseManagedIdentityExtension": True,
+        "azureUserAssignedIdentityID": identity_client_id,
+        "autoscalingGroups": cloud.autoscaling_groups(groups),
+        # Only the control-plane VMs carry the autoscaler's identity.
+        "nodeSelector": {"node-role.kubernetes.io/control-plane": "true"},
+        "tolerations": _ON_CONTROL_PLANE,
+    }
 
 
 def storage_class_parameters(stack: str) -> dict[str, str]:
@@ -493,9 +667,12 @@ def storage_class_parameters(stack: str) -> dict[str, str]:
             "tags": f"adplatform-stack={stack}"}
 
 
-_CONTROL_PLANE_TOLERATIONS = [
+_ON_CONTROL_PLANE = [
     {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"},
     {"key": "CriticalAddonsOnly", "operator": "Exists"},  # K3s' taint on dedicated servers
+]
+_CONTROL_PLANE_TOLERATIONS = [
+    *_ON_CONTROL_PLANE,
     # The node manager, not this controller, initialises nodes; the controller may start first.
     {"key": "node.cloudprovider.kubernetes.io/uninitialized", "operator": "Exists", "effect": "NoSchedule"},
 ]
@@ -527,14 +704,14 @@ def ccm_values(cluster_name: str, pod_cidr: str, ha: bool) -> dict:
 _CSI_SIDECAR = {"requests": {"cpu": "10m", "memory": "20Mi"}, "limits": {"memory": "128Mi"}}
 
 
-def disk_csi_values(ha: bool) -> dict:
+def disk_csi_values(ha: bool, vm_type: str = "standard") -> dict:
     """azuredisk-csi-driver chart 1.34.5 values (charts/v1.34.5/azuredisk-csi-driver/values.yaml)."""
     return {
         "controller": {
             "replicas": 2 if ha else 1,
             "cloudConfigSecretName": CLOUD_CONFIG_SECRET,
             "cloudConfigSecretNamespace": "kube-system",
-            "vmType": "standard",
+            "vmType": vm_type,  # as azure.json's
             "resources": {c: _CSI_SIDECAR for c in ("csiProvisioner", "csiAttacher", "csiResizer", "livenessProbe")}
             | {"azuredisk": {"requests": {"cpu": "10m", "memory": "40Mi"}, "limits": {"memory": "500Mi"}}},
         },

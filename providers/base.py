@@ -188,6 +188,19 @@ class NodeGroupRequest:
     node_labels: Mapping[str, str] = field(default_factory=dict)
     node_taints: tuple[str, ...] = ()  # "key[=value]:Effect" (config.model.taint_fields splits one)
 
+    @property
+    def spec(self) -> NodeSpec:
+        """The node this group's machines are (group_spec)."""
+        return group_spec(self.name, self.pool, self.location)
+
+
+def group_spec(name: str, pool: Pool, location: str | None) -> NodeSpec:
+    """The NodeSpec every node of one node group shares: its pool's role, size, labels and taints in `location`,
+    as node_specs() describes the pool's Pulumi-managed nodes (server type, disk and tags follow from it). Index 0:
+    the pool's per-index facts (location round-robin) do not apply; the group fixes the location."""
+    return NodeSpec(name, pool.name, 0, "agent", pool.role, pool.size, pool.server_type, location,
+                    pool.node_labels, pool.node_taints)
+
 
 def node_group_name(pool: Pool, location: str | None) -> str:
     """NodeGroupRequest.name of a pool's group in `location`."""
@@ -455,7 +468,7 @@ def ssh_connection(host: pulumi.Input[str], user: str, private_key: pulumi.Input
 
 __all__ = ["AddonInstaller", "ApiEndpoints", "ClusterProfile", "Credential", "check_credentials", "FSTYPE_PARAMETER",
            "Infrastructure", "Node", "NodeGroupInstaller", "NodeGroupRequest", "NodeGroups", "NodeSpec",
-           "node_group_name", "PORTS", "PortRule", "Provider", "ProviderInfrastructure",
+           "group_spec", "node_group_name", "PORTS", "PortRule", "Provider", "ProviderInfrastructure",
            "ServerCatalog", "ServerType", "Storage", "StorageInstaller", "assemble", "check_locations",
            "check_server_type_names", "csi_storage", "first_server_api", "located_settings", "node_location",
            "node_specs", "resolve_server_type", "rule_sources", "server_type_settings", "ssh_connection"]

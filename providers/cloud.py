@@ -5,12 +5,15 @@ Everything here is provider-neutral and derived from the validated config and pr
 (PORTS, the location checks): each cloud module turns these values into its own resources. Stable API:
 
 - SSH_USER, CloudFile, cloud_config(), key_digest()          who logs in, with which keys; first boot
+- provider_id_command()                                      the kubelet's provider ID from instance data
 - zone_of(), spread()                                        where unpinned nodes go on a zonal cloud
 - IngressRule, ingress_rules(), port_range(), cidr_slug()    the PORTS firewall, one rule per source
 - FamilyRule, family_rules()                                 the PORTS firewall, one rule per address family
 - ROOT_DISK_GB, root_disk_gb()                               root disk size per size class
 - provider_setting()                                         the provider's own config (aws:region, ...)
 - check_network()                                            pod/service ranges off the cloud network
+- NodeTemplate, node_template(), autoscaling_groups()
+                                                             autoscaled node groups (docs/autoscaling.md)
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ import pulumi
 import yaml
 
 from config.errors import Problem, problem
-from config.model import Cluster
-from providers.base import PORTS, NodeSpec, PortRule, rule_sources
+from config.model import LOCATION_LABEL, Cluster, taint_parts
+from providers.base import PORTS, NodeGroupRequest, NodeSpec, PortRule, rule_sources
 
 # Canonical's cloud images (AWS, GCP, Azure) come with this sudo-capable default user; Azure creates
 # it as the admin user. Remote commands run as it through `sudo -n` (components/remote.py).
@@ -70,6 +73,20 @@ def cloud_config(public_keys: Sequence[str], files: Sequence[CloudFile] = (),
     if run_commands:
         doc["runcmd"] = [list(argv) for argv in run_commands]
     return "#cloud-config\n" + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1000)
+
+
+# K3s merges drop-ins from config.yaml.d after config.yaml; `kubelet-arg+` appends to the list the install script
+# writes. The kubelet registers its Node with this provider ID, which the CCM (or, without one, nothing else) keeps.
+PROVIDER_ID_DROPIN = "/etc/rancher/k3s/config.yaml.d/10-{provider}-provider-id.yaml"
+
+
+def provider_id_command(provider: str, id_format: str, values: Sequence[str]) -> str:
+    """A boot command (cloud_config's `boot_commands`) writing the kubelet's provider ID into a K3s drop-in:
+    printf fills each %s of `id_format` with a shell expression of `values` (what only the machine knows)."""
+    dropin = PROVIDER_ID_DROPIN.format(provider=provider)
+    arguments = " ".join(f'"{value}"' for value in values)
+    return (f"mkdir -p {dropin.rsplit('/', 1)[0]} && umask 077 && "
+            f"printf 'kubelet-arg+:\\n  - provider-id={id_format}\\n' {arguments} > {dropin}")
 
 
 # --- location: a zone of the provider's region (checked by providers.base.check_locations) ----------
@@ -202,6 +219,29 @@ def check_network(cluster: Cluster, network: str, provider: str) -> list[Problem
     return found
 
 
-__all__ = ["SSH_USER", "CloudFile", "FamilyRule", "IngressRule", "ROOT_DISK_GB", "check_network", "cidr_slug",
+# --- autoscaled node groups -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NodeTemplate:
+    """What the autoscaler must know of a group's nodes before one exists (scale from zero): the labels and
+    taints their K3s config gives them, so it only starts a node the pending pods can run on."""
+
+    labels: dict[str, str]
+    taints: tuple[tuple[str, str, str], ...]  # (key, value, effect); value "" for a taint without one
+
+
+def node_template(request: NodeGroupRequest) -> NodeTemplate:
+    """The labels and taints the group's nodes register with (the request's, from their K3s config)."""
+    return NodeTemplate(dict(request.node_labels), tuple(taint_parts(t) for t in request.node_taints))
+
+
+def autoscaling_groups(sizes: Sequence[tuple[str, int]]) -> list[dict]:
+    """The chart's `autoscalingGroups` (one `--nodes=min:max:name` each): every group from 0, the floor being
+    Pulumi-managed nodes."""
+    return [{"name": name, "minSize": 0, "maxSize": max_size} for name, max_size in sizes]
+
+
+__all__ = ["SSH_USER", "CloudFile", "PROVIDER_ID_DROPIN", "provider_id_command",
+           "FamilyRule", "IngressRule", "ROOT_DISK_GB", "check_network", "cidr_slug",
            "cloud_config", "family_rules", "ingress_rules", "key_digest", "port_range", "provider_setting",
-           "root_disk_gb", "spread", "zone_of"]
+           "root_disk_gb", "spread", "zone_of", "NodeTemplate", "node_template", "autoscaling_groups"]

@@ -12,6 +12,11 @@ ports 80/443 of the nodes that run ServiceLB's pods (every untainted node, or on
 `svccontroller.k3s.cattle.io/enablelb: "true"` once any node carries it); its status lists those
 nodes' public addresses, which DNS points at. Pods ride Cilium's VXLAN tunnel between instance
 addresses, so no VPC routes or IP forwarding are needed.
+
+Without a CCM, K3s' embedded cloud controller would give each node the provider ID k3s://<node>; every node's
+cloud-init writes gce://<project>/<zone>/<instance> instead (BOOT_COMMANDS), the form the cluster autoscaler
+maps to its managed instance groups. Autoscaled pools (docs/autoscaling.md): a zonal managed instance group per
+node group request, from an instance template with the agents' settings.
 """
 
 from __future__ import annotations
@@ -24,15 +29,17 @@ from typing import Sequence
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
+import yaml
 
 from components.charts import GCP_PD_CSI
 from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster
 from providers import cloud
-from providers.base import (ApiEndpoints, ClusterProfile, Credential, Infrastructure, Node, NodeSpec,
-                            ProviderInfrastructure, Storage, assemble, check_locations, check_server_type_names,
-                            csi_storage, first_server_api, node_specs, resolve_server_type, ssh_connection)
+from providers.base import (ApiEndpoints, ClusterProfile, Credential, Infrastructure, Node, NodeGroupRequest,
+                            NodeGroups, NodeSpec, ProviderInfrastructure, Storage, assemble, check_locations,
+                            check_server_type_names, csi_storage, first_server_api, node_specs, resolve_server_type,
+                            ssh_connection)
 
 NAME = "gcp"
 # What the Google provider reads when gcp:project / gcp:region are unset (pulumi-gcp installation docs).
@@ -81,6 +88,26 @@ PD_CSI_PERMISSIONS = ("compute.instances.get", "compute.instances.attachDisk", "
 # only to this stack's instances.
 CSI_DISK_PREFIX = "pvc-"
 CSI_SNAPSHOT_PREFIX = "snapshot-"
+# The metadata server (Compute Engine "About VM metadata"): the instance's name and its project's id; the zone
+# from cloud-init's instance data. cluster-autoscaler 1.35 gce_cloud_provider.go GceRefFromProviderId reads
+# gce://<project-id>/<zone>/<name> and errors on any other provider ID (K3s' k3s://<node>).
+_METADATA = "curl -fsS --retry 5 -H Metadata-Flavor:Google http://metadata.google.internal/computeMetadata/v1"
+PROVIDER_ID_COMMAND = cloud.provider_id_command("gce", "gce://%s/%s/%s", [
+    f"$({_METADATA}/project/project-id)", "$(cloud-init query v1.availability_zone)",
+    f"$({_METADATA}/instance/name)"])
+BOOT_COMMANDS = (PROVIDER_ID_COMMAND,)
+# What the cluster autoscaler's GCE cloud provider calls (cluster-autoscaler 1.35 autoscaling_gce_client.go),
+# as Compute Engine IAM permissions: the managed instance groups (get, list, listManagedInstances; resize,
+# createInstances and deleteInstances are `update`), their instance groups, instances and templates, the machine
+# and disk types, zones, regions and reservations it sizes template nodes from, and the zone operations it
+# waits on. Instead of roles/compute.instanceAdmin.v1, which could also create, stop or delete any instance.
+AUTOSCALER_PERMISSIONS = sorted({
+    "compute.instanceGroupManagers.get", "compute.instanceGroupManagers.list", "compute.instanceGroupManagers.update",
+    "compute.instanceGroups.list", "compute.instances.list", "compute.instanceTemplates.get",
+    "compute.machineTypes.get", "compute.machineTypes.list", "compute.diskTypes.list", "compute.zones.list",
+    "compute.regions.get", "compute.reservations.list", "compute.zoneOperations.get",
+})
+COMPUTE_API = "https://www.googleapis.com/compute/v1"
 
 
 def csi_disks_condition() -> str:
@@ -91,10 +118,42 @@ def csi_disks_condition() -> str:
             f' || resource.name.extract("/snapshots/{{name}}").startsWith("{CSI_SNAPSHOT_PREFIX}")')
 
 
+def _named_condition(kind: str, collection: str, prefix: str) -> str:
+    """CEL: a permission on resources of `kind` named <prefix>-..., and on every other kind (lists, reads)."""
+    return (f'resource.type != "compute.googleapis.com/{kind}"'
+            f' || resource.name.extract("/{collection}/{{name}}").startsWith("{prefix}-")')
+
+
 def stack_instances_condition(instance_prefix: str) -> str:
     """CEL: attach/detach on this stack's instances only (named <prefix>-<node>)."""
-    return ('resource.type != "compute.googleapis.com/Instance"'
-            f' || resource.name.extract("/instances/{{name}}").startsWith("{instance_prefix}-")')
+    return _named_condition("Instance", "instances", instance_prefix)
+
+
+def stack_groups_condition(prefix: str) -> str:
+    """CEL: the autoscaler's rights on this stack's managed instance groups only (named <prefix>-<group>)."""
+    return _named_condition("InstanceGroupManager", "instanceGroupManagers", prefix)
+
+
+def mig_url(project: str, zone: str, name: str) -> str:
+    """A zonal MIG as the autoscaler's --nodes take it (cluster-autoscaler 1.35 gce_url.go ParseMigUrl:
+    https://.../projects/<project>/zones/<zone>/instanceGroups/<name>)."""
+    return f"{COMPUTE_API}/projects/{project}/zones/{zone}/instanceGroups/{name}"
+
+
+def kube_env(template: cloud.NodeTemplate) -> str:
+    """The instance template's `kube-env` metadata, from which the autoscaler builds a node of an empty group
+    (cluster-autoscaler 1.35 gce kube_env.go, templates.go: AUTOSCALER_ENV_VARS, `;`-separated, node_labels and
+    node_taints as `,`-separated key=value[:effect] lists; label and taint syntax admits neither separator)."""
+    labels = ",".join(f"{k}={v}" for k, v in template.labels.items())
+    taints = ",".join(f"{k}={v}:{effect}" for k, v, effect in template.taints)
+    return yaml.safe_dump({"AUTOSCALER_ENV_VARS": f"node_labels={labels};node_taints={taints};os=linux"})
+
+
+def autoscaler_values(groups: Sequence[tuple[str, int]]) -> dict:
+    """cluster-autoscaler chart values for GCE (chart 9.59.0 values.yaml, templates/deployment.yaml: one
+    --nodes=min:max:<MIG URL> per autoscalingGroups entry). Credentials: the node's service account, through the
+    metadata server."""
+    return {"cloudProvider": "gce", "autoscalingGroups": cloud.autoscaling_groups(groups)}
 
 
 # Our kustomization: upstream's `noauth` overlay (GCP_PD_CSI.directory) with the driver image pinned to
@@ -102,6 +161,9 @@ def stack_instances_condition(instance_prefix: str) -> str:
 # of the program and of the Kubernetes provider that runs kustomize; an absolute path would differ per
 # checkout and show up as a change of the component's input.
 PD_CSI_KUSTOMIZATION = "providers/kustomize/gcp-pd-csi"
+
+
+SHIELDED = {"enable_secure_boot": True, "enable_vtpm": True, "enable_integrity_monitoring": True}
 
 
 def gcp_project() -> str | None:
@@ -185,8 +247,8 @@ class GcpInfrastructure(ProviderInfrastructure):
 
         specs = node_specs(loaded)
         available = gcp.compute.get_zones(region=self._region, status="UP").names
-        spread = cloud.spread(available, SPREAD_ZONES)
-        self.zones = {spec.name: cloud.zone_of(spec, spread) for spec in specs}
+        self._spread = cloud.spread(available, SPREAD_ZONES)
+        self.zones = {spec.name: cloud.zone_of(spec, self._spread) for spec in specs}
 
         self.network, self.subnet = self._network()
         self.firewalls = self._firewall(cfg.admin_cidrs)
@@ -203,9 +265,11 @@ class GcpInfrastructure(ProviderInfrastructure):
                 cilium_values={"routingMode": "tunnel", "tunnelProtocol": "vxlan"},
                 load_balancer_annotations={},
                 local_nvme=False,  # persistent-disk boot disks; local SSD is not attached
+                node_boot_commands=BOOT_COMMANDS,
             ),
             install_addons=None,
             install_storage=self._install_pd_csi,
+            install_node_groups=self._install_node_groups,
         )
         self.register_outputs({"network_id": self.network.id, "subnetwork_id": self.subnet.id})
 
@@ -269,15 +333,27 @@ class GcpInfrastructure(ProviderInfrastructure):
                                      role="roles/iam.serviceAccountUser", member=member, opts=self._opts())
         return account
 
+    def _service_account_settings(self) -> dict:
+        return {"email": self.service_account.email, "scopes": ["cloud-platform"]}  # IAM decides
+
     def _ubuntu_image(self) -> str:
         return gcp.compute.get_image(family=UBUNTU_IMAGE_FAMILY, project=UBUNTU_IMAGE_PROJECT).self_link
 
+    def _node_labels(self, spec: NodeSpec) -> dict[str, str]:
+        return {**self._labels, "adplatform-pool": gcp_name(spec.pool), "adplatform-role": gcp_name(spec.workload_role),
+                "adplatform-k3s": spec.k3s_role}
+
+    def _node_tags(self, spec: NodeSpec) -> list[str]:
+        return [self.node_tag, *([self.server_tag] if spec.k3s_role == "server" else [])]
+
+    def _ssh_metadata(self) -> dict[str, str]:
+        """Metadata keys for the default user; project-wide keys and OS Login stay out."""
+        keys = "\n".join(f"{cloud.SSH_USER}:{key}" for key in self._loaded.config.ssh_public_keys)
+        return {"ssh-keys": keys, "block-project-ssh-keys": "TRUE", "enable-oslogin": "FALSE"}
+
     def _instance(self, spec: NodeSpec) -> Node:
         hostname = gcp_name(self._prefix, spec.name)
-        server = spec.k3s_role == "server"
-        keys = "\n".join(f"{cloud.SSH_USER}:{key}" for key in self._loaded.config.ssh_public_keys)
-        labels = {**self._labels, "adplatform-pool": gcp_name(spec.pool), "adplatform-role": gcp_name(spec.workload_role),
-                  "adplatform-k3s": spec.k3s_role}
+        labels = self._node_labels(spec)
         instance = gcp.compute.Instance(
             spec.name,
             name=hostname,
@@ -292,13 +368,12 @@ class GcpInfrastructure(ProviderInfrastructure):
             network_interfaces=[gcp.compute.InstanceNetworkInterfaceArgs(
                 subnetwork=self.subnet.id,
                 access_configs=[gcp.compute.InstanceNetworkInterfaceAccessConfigArgs(network_tier="PREMIUM")])],
-            # Metadata keys for the default user; project-wide keys and OS Login stay out.
-            metadata={"ssh-keys": keys, "block-project-ssh-keys": "TRUE", "enable-oslogin": "FALSE"},
-            tags=[self.node_tag, *([self.server_tag] if server else [])],
-            service_account=gcp.compute.InstanceServiceAccountArgs(email=self.service_account.email,
-                                                                   scopes=["cloud-platform"]),  # IAM decides
-            shielded_instance_config=gcp.compute.InstanceShieldedInstanceConfigArgs(
-                enable_secure_boot=True, enable_vtpm=True, enable_integrity_monitoring=True),
+            # cloud-init (Ubuntu's GCE datasource reads `user-data`) writes the provider ID at boot, before K3s.
+            metadata={**self._ssh_metadata(), "user-data": cloud.cloud_config(
+                self._loaded.config.ssh_public_keys, boot_commands=BOOT_COMMANDS)},
+            tags=self._node_tags(spec),
+            service_account=gcp.compute.InstanceServiceAccountArgs(**self._service_account_settings()),
+            shielded_instance_config=gcp.compute.InstanceShieldedInstanceConfigArgs(**SHIELDED),
             labels=labels,
             deletion_protection=self._protect,
             allow_stopping_for_update=True,
@@ -316,6 +391,77 @@ class GcpInfrastructure(ProviderInfrastructure):
         return Node(spec=spec, hostname=hostname, public_ip=public_ip, private_ip=private_ip,
                     connection=ssh_connection(public_ip, cloud.SSH_USER, self._loaded.secrets.ssh_private_key),
                     server=instance, machine=instance)
+
+    # --- autoscaled node groups ----------------------------------------------------------------------
+
+    def _group_zone(self, location: str | None) -> str:
+        """A group's zone: its own, else the first zone unpinned nodes spread over (the autoscaler's GCE provider
+        takes zonal groups only: one request is one zone)."""
+        return location or self._spread[0]
+
+    def _install_node_groups(self, requests: Sequence[NodeGroupRequest], provider: k8s.Provider,
+                             depends_on: Sequence[pulumi.Resource], parent: pulumi.Resource) -> NodeGroups:
+        """A managed instance group per request, and the autoscaler's rights on this stack's groups.
+
+        The autoscaler authenticates as the node it runs on, through the metadata server: every node shares one
+        service account, so the custom role is the nodes' (as the PD CSI driver's rights are), limited by an IAM
+        condition to the MIGs named after this stack. A dedicated control-plane account would narrow who holds it
+        further, but changing a running instance's service account stops it (docs/autoscaling.md)."""
+        opts = self._opts(depends_on=list(depends_on))
+        member = self.service_account.email.apply(lambda email: f"serviceAccount:{email}")
+        role = gcp.projects.IAMCustomRole(
+            "autoscaler", project=self._project, role_id=gcp_name(self._prefix, "autoscaler").replace("-", "_"),
+            title=f"{self._prefix} cluster autoscaler", permissions=AUTOSCALER_PERMISSIONS, opts=opts)
+        grant = gcp.projects.IAMMember(
+            "nodes-autoscaler", project=self._project, role=role.name, member=member,
+            condition=gcp.projects.IAMMemberConditionArgs(title="this stack's instance groups",
+                                                          expression=stack_groups_condition(gcp_name(self._prefix))),
+            opts=opts)
+        resources: list[pulumi.Resource] = [role, grant]
+        groups = []
+        for request in requests:
+            template, mig = self._node_group(request, opts)
+            resources += [template, mig]
+            groups.append((mig_url(self._project, self._group_zone(request.location),
+                                   gcp_name(self._prefix, request.name)), request.max_size))
+        return NodeGroups(resources=resources, autoscaler_values=autoscaler_values(groups))
+
+    def _node_group(self, request: NodeGroupRequest, opts: pulumi.ResourceOptions
+                    ) -> tuple[gcp.compute.InstanceTemplate, gcp.compute.InstanceGroupManager]:
+        """An instance template with the agents' settings (image, machine type, boot disk, subnetwork with a
+        public address, network tag, service account, shielded VM, SSH metadata) and the request's user data, and
+        its zonal managed instance group, whose size the autoscaler owns."""
+        spec = request.spec
+        labels = self._node_labels(spec)
+        name = gcp_name(self._prefix, request.name)
+        template = gcp.compute.InstanceTemplate(
+            f"group-{request.name}",
+            # Templates are immutable: a change creates a new one (prefix + suffix), the group moves to it.
+            name_prefix=f"{gcp_name(name, limit=36)}-", project=self._project,
+            machine_type=resolve_server_type(spec, SERVER_TYPES),
+            disks=[gcp.compute.InstanceTemplateDiskArgs(
+                boot=True, auto_delete=True, source_image=self.image, disk_size_gb=cloud.root_disk_gb(spec),
+                disk_type=BOOT_DISK_TYPE, labels=labels)],  # encrypted at rest by Google, like every disk
+            network_interfaces=[gcp.compute.InstanceTemplateNetworkInterfaceArgs(
+                subnetwork=self.subnet.id,
+                access_configs=[gcp.compute.InstanceTemplateNetworkInterfaceAccessConfigArgs(network_tier="PREMIUM")])],
+            # user-data: secret (the join token); kube-env: what the autoscaler knows of a node before one exists.
+            metadata={**self._ssh_metadata(), "user-data": request.user_data,
+                      "kube-env": kube_env(cloud.node_template(request))},
+            tags=self._node_tags(spec),
+            service_account=gcp.compute.InstanceTemplateServiceAccountArgs(**self._service_account_settings()),
+            shielded_instance_config=gcp.compute.InstanceTemplateShieldedInstanceConfigArgs(**SHIELDED),
+            labels=labels, opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[self.subnet])))
+        mig = gcp.compute.InstanceGroupManager(
+            f"group-{request.name}", name=name, project=self._project, zone=self._group_zone(request.location),
+            # Instances are named <prefix>-<group>-xxxx: the nodes' PD CSI condition (this stack's instances) holds.
+            base_instance_name=name,
+            versions=[gcp.compute.InstanceGroupManagerVersionArgs(name="primary", instance_template=template.self_link)],
+            # A new template reaches new instances only: running nodes are the autoscaler's to remove (drained).
+            update_policy=gcp.compute.InstanceGroupManagerUpdatePolicyArgs(type="OPPORTUNISTIC", minimal_action="REPLACE"),
+            target_size=0, wait_for_instances=False,
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=["targetSize"])))
+        return template, mig
 
     # --- Kubernetes API load balancer ----------------------------------------------------------------
 

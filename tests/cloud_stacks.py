@@ -3,16 +3,22 @@ and a production variant as module fixtures, config-error runs, and the CSI Stor
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
 import pulumi
+import pulumi_kubernetes as k8s
 import pytest
+from pulumi.runtime import config as runtime_config
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from config import ConfigError
-from providers.base import FSTYPE_PARAMETER
+import providers
+from config import ConfigError, load_from_pulumi
+from config.model import LOCATION_LABEL, Cluster, Pool
+from providers.base import FSTYPE_PARAMETER, ClusterProfile, NodeGroupRequest, NodeGroups
 from tests.conftest import SECRET_KEYS, base_raw, lower_layers, stack_run
 from tools import mockrun
 
@@ -52,15 +58,84 @@ def config_problems(raw: dict[str, Any], settings: dict[str, str]) -> list[str]:
     return [str(p) for p in err.value.problems]
 
 
-def run_alone(build: Callable[[], T]) -> tuple[T, list[mockrun.Resource]]:
+def run_alone(build: Callable[[], T], stack: str = "unit") -> tuple[T, list[mockrun.Resource]]:
     """`build` alone under the offline mocks (not the whole program): what it returns, what it registered."""
     mocks = mockrun.OfflineMocks()
     monitor = mockrun.RecordingMonitor(mocks)
     pulumi_settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(mocks, project=mockrun.PROJECT, stack="unit", preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=mockrun.PROJECT, stack=stack, preview=False, monitor=monitor)
     result: list[T] = []
     _sync_await(run_pulumi_func(lambda: result.append(build())))
     return result[0], monitor.recorded
+
+
+def resolved(value: Any) -> Any:
+    """`value` with every Output in it replaced by what it resolved to (after a run)."""
+    if isinstance(value, pulumi.Output):
+        return resolved(_sync_await(value.future()))
+    if isinstance(value, dict):
+        return {k: resolved(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [resolved(v) for v in value]
+    return value
+
+
+FAKE_USER_DATA = "#cloud-config\nruncmd:\n  - [sh, -c, 'echo join with the agent token']\n"
+
+
+def node_group_requests(cluster: Cluster, zones: Callable[[Pool], list[str | None]]) -> list[NodeGroupRequest]:
+    """What the autoscaler component would ask of a provider: a group per autoscaled pool and zone (`zones`), the
+    pool's extra nodes split over them, each with (fake) secret user data."""
+    requests = []
+    for pool in cluster.autoscaled_pools:
+        where = zones(pool)
+        for i, zone in enumerate(where):
+            share = pool.autoscaling.extra // len(where) + (i < pool.autoscaling.extra % len(where))
+            # Labels and taints as the autoscaler component passes them (the K3s config's; location label included).
+            requests.append(NodeGroupRequest(name=f"{pool.name}-{zone}" if zone else pool.name, pool=pool,
+                                             location=zone, min_size=0, max_size=share,
+                                             user_data=pulumi.Output.secret(FAKE_USER_DATA),
+                                             node_labels={**pool.node_labels, **({LOCATION_LABEL: zone} if zone else {})},
+                                             node_taints=pool.node_taints))
+    return requests
+
+
+@dataclass
+class NodeGroupRun:
+    groups: NodeGroups
+    profile: ClusterProfile  # the provider's (node_boot_commands)
+    values: dict  # groups.autoscaler_values, resolved
+    requests: list[NodeGroupRequest]
+    resources: list[mockrun.Resource]  # everything registered: the provider layer, then the node groups
+
+    def of_type(self, type_: str) -> list[mockrun.Resource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def named(self, name: str, type_: str) -> mockrun.Resource:
+        (found,) = [r for r in self.resources if r.name == name and r.type == type_]
+        return found
+
+
+def run_node_groups(stack: str, zones: Callable[[Pool], list[str | None]],
+                    overrides: dict[str, Any] | None = None) -> NodeGroupRun:
+    """The stack's provider layer alone under the offline mocks, then its node group installer called as the
+    autoscaler component calls it, with node_group_requests(zones)."""
+    values, secret = mockrun.stack_config(stack)
+    values.update(overrides or {})
+
+    def build() -> tuple[NodeGroups, ClusterProfile, list[NodeGroupRequest]]:
+        runtime_config.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()},
+                                      list(secret))
+        loaded = load_from_pulumi()
+        infra = providers.get(loaded.config.provider).create(loaded)
+        assert infra.install_node_groups is not None, f"{loaded.config.provider} has no node group installer"
+        cluster_api = k8s.Provider("k8s", kubeconfig=mockrun.FAKE_KUBECONFIG)
+        parent = pulumi.ComponentResource("adplatform:test:Autoscaler", "autoscaler")
+        requests = node_group_requests(loaded.config.cluster, zones)
+        return infra.install_node_groups(requests, cluster_api, [], parent), infra.cluster, requests
+
+    (groups, profile, requests), recorded = run_alone(build, stack)
+    return NodeGroupRun(groups, profile, resolved(groups.autoscaler_values), requests, recorded)
 
 
 def assert_block_storage(run: mockrun.Run, name: str, provisioner: str, *, reclaim: str,

@@ -271,3 +271,46 @@ def test_scale_down_is_conservative_and_configurable(production):
 def test_no_autoscaler_where_no_pool_autoscales():
     run = stack_run("production-baremetal")
     assert not [r for r in run.of_type(RELEASE) if r.name == "cluster-autoscaler"]
+
+
+# --- user data sizes ------------------------------------------------------------------------------------------------
+# What each cloud accepts as user data (bytes, before base64): AWS EC2 16 KB (RunInstances UserData, "limited to 16
+# KB"), Hetzner 32 KiB (Create a Server: user_data), GCP 256 KB per metadata value, Azure 64 KB customData (base64 of
+# at most 65535 bytes, so about 48 KB raw). The rendered scripts are compressed (userdata.ENCODING) to stay below AWS's.
+USER_DATA_LIMITS = {"staging-aws": 16 * 1024, "staging": 32 * 1024, "staging-gcp": 256 * 1024,
+                    "staging-azure": 48 * 1024}
+
+
+def _unsecret(value):
+    from tools.mockrun import Secret
+    while isinstance(value, Secret):
+        value = value.value
+    return value
+
+
+def _group_user_data(stack: str) -> list[bytes]:
+    run = stack_run(stack)
+    if stack == "staging-aws":
+        return [base64.b64decode(_unsecret(r.inputs["userData"]))
+                for r in run.of_type("aws:ec2/launchTemplate:LaunchTemplate")]
+    if stack == "staging-gcp":
+        return [_unsecret(_unsecret(r.inputs["metadata"])["user-data"]).encode()
+                for r in run.of_type("gcp:compute/instanceTemplate:InstanceTemplate")]
+    if stack == "staging-azure":
+        return [base64.b64decode(_unsecret(_unsecret(r.inputs["virtualMachineProfile"])["osProfile"]["customData"]))
+                for r in run.of_type("azure-native:compute:VirtualMachineScaleSet")]
+    env = {}
+    for secret in run.of_type("kubernetes:core/v1:Secret"):
+        data = _unsecret(secret.inputs.get("stringData")) or {}
+        if "HCLOUD_CLUSTER_CONFIG" in data:
+            env = json.loads(base64.b64decode(_unsecret(data["HCLOUD_CLUSTER_CONFIG"])))
+    return [base64.b64decode(node["cloudInit"]) if not node["cloudInit"].startswith("#cloud-config")
+            else node["cloudInit"].encode() for node in env.get("nodeConfigs", {}).values()]
+
+
+@pytest.mark.parametrize("stack", sorted(USER_DATA_LIMITS))
+def test_autoscaled_nodes_user_data_fits_the_providers_limit(stack):
+    found = _group_user_data(stack)
+    assert found, f"{stack} autoscales a pool: its node groups carry user data"
+    for data in found:
+        assert data.startswith(b"#cloud-config") and len(data) <= USER_DATA_LIMITS[stack], (stack, len(data))

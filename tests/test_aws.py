@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections import Counter
 from typing import Any
 
+import pytest
 import yaml
 
 from components.charts import AWS_CCM, AWS_EBS_CSI
@@ -13,7 +15,8 @@ from config.catalog import SIZES
 from config.model import Cluster
 from providers import aws, get
 from providers.base import PORTS
-from tests.cloud_stacks import assert_block_storage, config_problems, gateway_client_address, stack_fixtures
+from tests.cloud_stacks import (FAKE_USER_DATA, NodeGroupRun, assert_block_storage, config_problems,
+                                gateway_client_address, run_node_groups, stack_fixtures)
 from tests.conftest import base_raw, k3s_config
 from tools import mockrun
 from tools.mockrun import FAKE_UBUNTU_AMI
@@ -302,3 +305,106 @@ def test_server_type_of_another_providers_shape_is_refused_before_any_resource()
                                                                  {"name": "stateful", "serverType": "m7i.2xlarge"}]}))
     assert msgs == ["adplatform:cluster.pools[general].serverType must be an EC2 instance type such as m7i.xlarge "
                     "or t3.medium, got 'ccx33'"]
+
+
+# --- autoscaled node groups (docs/autoscaling.md) -------------------------------------------------------
+
+ASG = "aws:autoscaling/group:Group"
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+
+
+@pytest.fixture(scope="module")
+def groups() -> NodeGroupRun:
+    """staging-aws's installer asked for a group pinned to zone b and one for the pool's unpinned spread, as the
+    autoscaler component would ask; the stack's general pool is tainted for this run, to see the taint tags."""
+    return run_node_groups("staging-aws", lambda pool: ["eu-central-1b", None], overrides={
+        "adplatform:cluster": {"pools": [{"name": "general", "autoscaling": {"min": 2, "max": 5},
+                                          "taints": ["adplatform.io/burst=true:NoSchedule"]}]}})
+
+
+def test_one_auto_scaling_group_per_request_in_its_zones(groups):
+    asgs = {r.inputs["name"]: r for r in groups.of_type(ASG)}
+    assert set(asgs) == {"adp-staging-aws-general-eu-central-1b", "adp-staging-aws-general"}
+    subnet_ids = {r.inputs["availabilityZone"]: mockrun._fake_id(r.name) for r in groups.of_type("aws:ec2/subnet:Subnet")}
+    pinned, spread = asgs["adp-staging-aws-general-eu-central-1b"], asgs["adp-staging-aws-general"]
+    assert pinned.inputs["vpcZoneIdentifiers"] == [subnet_ids["eu-central-1b"]]
+    assert sorted(spread.inputs["vpcZoneIdentifiers"]) == sorted(subnet_ids.values()), \
+        "an unpinned pool's group spans the zones its nodes spread over"
+    for request in groups.requests:
+        asg = asgs[f"adp-staging-aws-{request.name}"]
+        assert (asg.inputs["minSize"], asg.inputs["maxSize"]) == (0, request.max_size), \
+            "from 0 (the floor is Pulumi-managed nodes) to the request's share"
+        assert "desiredCapacity" not in asg.inputs and "desiredCapacity" in asg.options["ignoreChanges"], \
+            "the autoscaler owns the desired capacity: Pulumi neither sets nor resets it"
+        assert asg.inputs["launchTemplate"]["version"] == "$Latest"
+    assert sum(r.max_size for r in groups.requests) == 3, "the pool's max - min, split over the groups"
+
+
+def test_launch_template_has_the_agents_settings_and_the_secret_user_data(groups, staging):
+    (template, _) = [t for t in groups.of_type(LAUNCH_TEMPLATE)]
+    agent = staging.named("general-1", INSTANCE).inputs
+    assert template.inputs["imageId"] == agent["ami"] == FAKE_UBUNTU_AMI
+    assert template.inputs["instanceType"] == agent["instanceType"] == "t3.xlarge"
+    assert template.inputs["keyName"] == agent["keyName"]
+    assert "iamInstanceProfile" not in template.inputs, "agents carry no AWS credentials"
+    assert template.inputs["metadataOptions"] == {"httpEndpoint": "enabled", "httpTokens": "required",
+                                                  "httpPutResponseHopLimit": 1} == agent["metadataOptions"]
+    (disk,) = template.inputs["blockDeviceMappings"]
+    assert disk["deviceName"] == "/dev/sda1", "the AMI's root device, so the settings resize it, not add a disk"
+    assert disk["ebs"] == {"volumeSize": agent["rootBlockDevice"]["volumeSize"], "volumeType": "gp3",
+                           "encrypted": "true", "deleteOnTermination": "true"}
+    (group_sg,) = template.inputs["vpcSecurityGroupIds"]
+    assert [group_sg] == agent["vpcSecurityGroupIds"]
+    user_data = template.inputs["userData"]
+    assert isinstance(user_data, mockrun.Secret), "the join token stays secret in state"
+    assert base64.b64decode(user_data.value).decode() == FAKE_USER_DATA
+    tags = {t["resourceType"]: t["tags"] for t in template.inputs["tagSpecifications"]}
+    assert tags["instance"]["adplatform.io/pool"] == "general" and tags["instance"]["adplatform.io/k3s"] == "agent"
+    assert tags["instance"]["kubernetes.io/cluster/adp-staging-aws"] == "owned", "the CCM's ownership tag"
+    assert tags["volume"]["adplatform.io/stack"] == "staging-aws"
+
+
+def test_groups_are_discovered_by_tags_and_describe_their_nodes_for_scale_from_zero(groups):
+    values = groups.values
+    assert values["cloudProvider"] == "aws" and values["awsRegion"] == "eu-central-1"
+    assert values["autoDiscovery"]["clusterName"] == "adp-staging-aws"
+    for asg in groups.of_type(ASG):
+        tags = {t["key"]: t["value"] for t in asg.inputs["tags"]}
+        assert all(not t["propagateAtLaunch"] for t in asg.inputs["tags"]), "instances get the template's tags"
+        assert set(values["autoDiscovery"]["tags"]) <= set(tags), "every group the autoscaler discovers is ours"
+        assert tags["k8s.io/cluster-autoscaler/node-template/label/adplatform.io/pool"] == "general"
+        assert tags["k8s.io/cluster-autoscaler/node-template/label/adplatform.io/role"] == "general"
+        assert tags["k8s.io/cluster-autoscaler/node-template/taint/adplatform.io/burst"] == "true:NoSchedule"
+        assert tags["adplatform.io/stack"] == "staging-aws"
+    pinned = {t["key"]: t["value"] for t in groups.named("group-general-eu-central-1b", ASG).inputs["tags"]}
+    assert pinned["k8s.io/cluster-autoscaler/node-template/label/adplatform.io/location"] == "eu-central-1b"
+
+
+def test_autoscaler_may_change_only_this_clusters_groups_from_the_control_plane(groups):
+    policy = json.loads(groups.named("control-plane-autoscaler", "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    describe, scale = policy["Statement"]
+    assert "Condition" not in describe and all(":Describe" in a or ":Get" in a for a in describe["Action"])
+    assert scale["Action"] == ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"]
+    assert scale["Condition"] == {"StringEquals": {"aws:ResourceTag/k8s.io/cluster-autoscaler/adp-staging-aws": "owned"}}
+    role = groups.named("control-plane-role", "aws:iam/role:Role")
+    assert groups.named("control-plane-autoscaler", "aws:iam/rolePolicy:RolePolicy").parent == role.parent
+    assert groups.values["nodeSelector"] == {"node-role.kubernetes.io/control-plane": "true"}, \
+        "the autoscaler runs where the instance role holds its rights"
+
+
+def test_autoscaled_nodes_write_the_provider_id_the_instances_do(staging, groups):
+    """The autoscaler finds a node's group by its provider ID aws:///<zone>/<instance id>: autoscaled nodes' cloud-init
+    runs the profile's boot commands, the same the Pulumi-managed instances run."""
+    data = yaml.safe_load(staging.named("general-1", INSTANCE).inputs["userData"])
+    assert [c for _, _, c in data["bootcmd"]] == list(groups.profile.node_boot_commands) == [aws.PROVIDER_ID_COMMAND]
+
+
+def test_a_pinned_autoscaled_pool_gets_its_zones_subnet_without_other_nodes_there():
+    run = run_node_groups("staging-aws", lambda pool: [pool.location], overrides={"adplatform:cluster": {
+        "location": "eu-central-1a", "pools": [{"name": "general", "autoscaling": None, "count": 2},
+                                               {"name": "burst", "role": "general", "size": "medium",
+                                                "location": "eu-central-1c", "autoscaling": {"min": 0, "max": 2}}]}})
+    assert {r.inputs["availabilityZone"] for r in run.of_type("aws:ec2/subnet:Subnet")} == {"eu-central-1a",
+                                                                                          "eu-central-1c"}
+    (asg,) = run.of_type(ASG)
+    assert asg.inputs["maxSize"] == 2 and asg.inputs["name"] == "adp-staging-aws-burst-eu-central-1c"

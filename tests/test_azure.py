@@ -3,14 +3,18 @@ cloud-provider-azure and the Azure Disk CSI driver."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections import Counter, defaultdict
 from typing import Any
 
+import pytest
+
 from components.charts import AZURE_CCM, AZURE_DISK_CSI
 from config.catalog import SIZES
 from providers import azure, cloud
-from tests.cloud_stacks import assert_block_storage, assert_local_traffic_policy, config_problems, stack_fixtures
+from tests.cloud_stacks import (FAKE_USER_DATA, NodeGroupRun, assert_block_storage, assert_local_traffic_policy,
+                                config_problems, run_node_groups, stack_fixtures)
 from tests.conftest import base_raw, k3s_config
 from tools import mockrun
 
@@ -176,10 +180,18 @@ def test_cluster_identity_has_a_custom_role_on_the_resource_group_only(staging):
     assert "Microsoft.Compute/disks/write" in actions and "Microsoft.Network/loadBalancers/write" in actions
     assert not any(a.endswith("*") or a.startswith(("Microsoft.Authorization", "Microsoft.Storage")) for a in actions)
     assert not any("routeTables" in a for a in actions), "no route table: Cilium tunnels"
+    assert set(azure.SCALE_SET_NODE_ACTIONS) <= set(actions), \
+        "staging-azure autoscales: the CCM reads scale set nodes and the disk driver attaches to them"
+    assert "Microsoft.Compute/virtualMachineScaleSets/write" not in actions, "scaling is the autoscaler's alone"
     assignment = staging.named("cluster-role-assignment")
     assert assignment.inputs["principalType"] == "ServicePrincipal" and identity.urn in assignment.dependencies
-    for vm in staging.of_type(VM):
-        assert vm.inputs["identity"]["type"] == "UserAssigned" and len(vm.inputs["identity"]["userAssignedIdentities"]) == 1
+    for vm in staging.of_type(VM):  # staging-azure autoscales its general pool
+        server = vm.inputs["tags"]["adplatform-k3s"] == "server"
+        ids = vm.inputs["identity"]["userAssignedIdentities"]  # resource ids (the mocks': digests of the names)
+        assert vm.inputs["identity"]["type"] == "UserAssigned"
+        names = ["cluster-identity", "autoscaler-identity"] if server else ["cluster-identity"]
+        assert ids == [mockrun._fake_id(name) for name in names], \
+            "the autoscaler's identity is on the control plane only"
 
 
 # --- API load balancers --------------------------------------------------------------------------------
@@ -231,9 +243,11 @@ def cloud_config(run: mockrun.Run) -> dict:
     return json.loads(data.value["cloud-config"])
 
 
-def test_cloud_config_for_standalone_vms_with_the_managed_identity(staging):
+def test_cloud_config_for_vms_and_scale_sets_with_the_managed_identity(staging):
     cfg = cloud_config(staging)
-    assert cfg["vmType"] == "standard" and cfg["loadBalancerSku"] == "standard"
+    assert cfg["vmType"] == "vmss", "staging-azure autoscales a pool: scale set instances are nodes too"
+    assert staging.named("azuredisk-csi", RELEASE).inputs["values"]["controller"]["vmType"] == "vmss"
+    assert cfg["loadBalancerSku"] == "standard"
     assert cfg["useManagedIdentityExtension"] is True
     assert cfg["userAssignedIdentityID"] == mockrun._azure_uuid("client-cluster-identity")
     assert cfg["subscriptionId"] == mockrun.FAKE_AZURE_SUBSCRIPTION and cfg["tenantId"] == mockrun.FAKE_AZURE_TENANT
@@ -316,3 +330,100 @@ def test_every_mapped_type_has_its_providers_shape():
     from providers import aws, azure, gcp
     for module in (aws, gcp, azure):
         assert all(module.SERVER_TYPE_NAME.fullmatch(t) for t in module.SERVER_TYPES.values()), module.__name__
+
+
+# --- autoscaled node groups (docs/autoscaling.md) -------------------------------------------------------
+
+VMSS = "azure-native:compute:VirtualMachineScaleSet"
+
+
+@pytest.fixture(scope="module")
+def groups() -> NodeGroupRun:
+    """staging-azure's installer asked for a group in zone 2 and one for the unpinned spread, as the autoscaler
+    component would ask; the general pool is tainted for this run, to see the taint tags."""
+    return run_node_groups("staging-azure", lambda pool: ["2", None], overrides={
+        "adplatform:cluster": {"pools": [{"name": "general", "autoscaling": {"min": 2, "max": 5},
+                                          "taints": ["adplatform.io/burst=true:NoSchedule"]}]}})
+
+
+def test_one_uniform_scale_set_per_request_from_zero(groups):
+    sets = {r.inputs["vmScaleSetName"]: r for r in groups.of_type(VMSS)}
+    assert set(sets) == {"adp-staging-azure-general-2", "adp-staging-azure-general"}
+    assert sets["adp-staging-azure-general-2"].inputs["zones"] == ["2"]
+    assert sets["adp-staging-azure-general"].inputs["zones"] == ["1", "2", "3"], "unpinned: the VMs' spread"
+    for vmss in sets.values():
+        i = vmss.inputs
+        assert i["orchestrationMode"] == "Uniform" and i["upgradePolicy"] == {"mode": "Manual"}
+        assert i["sku"]["capacity"] == 0 and "sku.capacity" in vmss.options["ignoreChanges"], \
+            "the autoscaler owns the capacity: Pulumi starts it at 0 and never resets it"
+        assert i["overprovision"] is False
+        assert i["resourceGroupName"] == "adp-staging-azure" and i["tags"]["adplatform-stack"] == "staging-azure"
+
+
+def test_scale_sets_have_the_vms_settings_and_the_secret_custom_data(groups, staging):
+    vmss = groups.named("group-general-2", VMSS).inputs
+    vm = staging.named("general-1", VM).inputs
+    assert isinstance(vmss["virtualMachineProfile"], mockrun.Secret), "the join token stays secret in state"
+    profile = vmss["virtualMachineProfile"].value
+    assert vmss["sku"]["name"] == vm["hardwareProfile"]["vmSize"]
+    assert profile["storageProfile"]["imageReference"] == vm["storageProfile"]["imageReference"]
+    os_disk, vm_disk = profile["storageProfile"]["osDisk"], vm["storageProfile"]["osDisk"]
+    assert (os_disk["diskSizeGB"], os_disk["managedDisk"]) == (vm_disk["diskSizeGB"], vm_disk["managedDisk"])
+    assert profile["securityProfile"] == vm["securityProfile"] == {"encryptionAtHost": True}
+    assert profile["osProfile"]["linuxConfiguration"] == vm["osProfile"]["linuxConfiguration"]
+    assert profile["osProfile"]["adminUsername"] == "ubuntu"
+    assert vmss["identity"]["userAssignedIdentities"] == [mockrun._fake_id("cluster-identity")], \
+        "the nodes' identity, not the autoscaler's"
+    (nic,) = profile["networkProfile"]["networkInterfaceConfigurations"]
+    (ip,) = nic["ipConfigurations"]
+    assert ip["subnet"]["id"] == vm_subnet(staging), "the VMs' subnet, with the nodes' NSG"
+    assert ip["publicIPAddressConfiguration"]["sku"] == {"name": "Standard", "tier": "Regional"}, \
+        "outbound through the instance's own address: the subnet has no default outbound access"
+    assert base64.b64decode(profile["osProfile"]["customData"]).decode() == FAKE_USER_DATA
+
+
+def vm_subnet(run: mockrun.Run) -> str:
+    (nic, *_) = run.of_type(NIC)
+    return nic.inputs["ipConfigurations"][0]["subnet"]["id"]
+
+
+def test_autoscaler_values_name_exactly_the_scale_sets_and_use_its_managed_identity(groups):
+    values = groups.values
+    assert (values["cloudProvider"], values["azureVMType"]) == ("azure", "vmss")
+    assert {g["name"]: g["maxSize"] for g in values["autoscalingGroups"]} == {
+        r.inputs["vmScaleSetName"]: next(q.max_size for q in groups.requests if r.name == f"group-{q.name}")
+        for r in groups.of_type(VMSS)}
+    assert all(g["minSize"] == 0 for g in values["autoscalingGroups"])
+    assert values["azureResourceGroup"] == "adp-staging-azure"
+    assert values["azureSubscriptionID"] == mockrun.FAKE_AZURE_SUBSCRIPTION
+    assert values["azureUseManagedIdentityExtension"] is True
+    assert values["azureUserAssignedIdentityID"] == mockrun._azure_uuid("client-autoscaler-identity")
+    assert not any("Secret" in key for key in values) and groups.groups.secret_env == {}, "no client secret"
+    assert values["nodeSelector"] == {"node-role.kubernetes.io/control-plane": "true"}, "where its identity is"
+
+
+def test_autoscaler_role_is_scale_sets_only_on_the_resource_group(groups):
+    role = groups.named("autoscaler-role", "azure-native:authorization:RoleDefinition").inputs
+    assert role["assignableScopes"] == [role["scope"]]
+    actions = role["permissions"][0]["actions"]
+    assert actions == azure.AUTOSCALER_ACTIONS
+    assert "Microsoft.Compute/virtualMachineScaleSets/write" in actions
+    assert not any(a.endswith("*") or a.startswith("Microsoft.Authorization") for a in actions)
+    assert not [a for a in actions if a.startswith("Microsoft.Compute/virtualMachines/") and not a.endswith("/read")], \
+        "standalone VMs (the Pulumi-managed floor) are only read"
+    assignment = groups.named("autoscaler-role-assignment", "azure-native:authorization:RoleAssignment").inputs
+    assert assignment["scope"] == role["scope"]
+
+
+def test_empty_scale_sets_describe_their_nodes_labels_and_taints(groups):
+    tags = groups.named("group-general-2", VMSS).inputs["tags"]
+    assert tags["k8s.io_cluster-autoscaler_node-template_label_adplatform.io_pool"] == "general"
+    assert tags["k8s.io_cluster-autoscaler_node-template_label_adplatform.io_location"] == "2"
+    assert tags["k8s.io_cluster-autoscaler_node-template_taint_adplatform.io_burst"] == "true:NoSchedule"
+    assert not [k for k in tags if "/" in k], "Azure tag names hold no '/'"
+    assert azure.node_template_tags(cloud.NodeTemplate({"a_b/c": "v"}, ())) == {
+        "k8s.io_cluster-autoscaler_node-template_label_a~2b_c": "v"}
+
+
+def test_scale_set_nodes_get_their_provider_id_from_the_node_manager(groups):
+    assert groups.profile.node_boot_commands == (), "cloud-node-manager (vmType vmss) sets it from IMDS"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
+import pytest
 import yaml
 
 from components.charts import GCP_PD_CSI, GCP_PD_CSI_IMAGE, GCP_PD_CSI_VERSION
@@ -12,7 +14,9 @@ from config.catalog import SIZES
 from policy import rules as policy
 from providers import gcp, get
 from providers.base import PORTS
-from tests.cloud_stacks import assert_block_storage, assert_local_traffic_policy, config_problems, stack_fixtures
+from tests.cloud_stacks import (FAKE_USER_DATA, NodeGroupRun, assert_block_storage, assert_local_traffic_policy,
+                                config_problems, run_node_groups, stack_fixtures)
+from tests import validators
 from tests.conftest import ROOT, base_raw, k3s_config
 from tools import mockrun
 from tools.mockrun import FAKE_UBUNTU_GCE_IMAGE
@@ -141,8 +145,12 @@ def test_nodes_service_account_has_only_the_disk_permissions(staging):
         assert r.inputs["serviceAccount"]["email"].startswith(account.inputs["accountId"] + "@")
     role = staging.named("pd-csi-attach", "gcp:projects/iAMCustomRole:IAMCustomRole").inputs
     assert role["permissions"] == list(gcp.PD_CSI_PERMISSIONS)
-    project_roles = {r.inputs["role"] for r in staging.of_type("gcp:projects/iAMMember:IAMMember")}
-    assert project_roles == {"roles/compute.storageAdmin", "projects/adplatform-staging/roles/adp_staging_gcp_pd_csi"}
+    members = staging.of_type("gcp:projects/iAMMember:IAMMember")
+    project_roles = {r.inputs["role"] for r in members}
+    # The autoscaler's role too (staging autoscales its general pool): every grant holds under a condition.
+    assert project_roles == {"roles/compute.storageAdmin", "projects/adplatform-staging/roles/adp_staging_gcp_pd_csi",
+                             "projects/adplatform-staging/roles/adp_staging_gcp_autoscaler"}
+    assert all(r.inputs.get("condition") for r in members)
     assert "roles/editor" not in project_roles
     (act_as,) = staging.of_type("gcp:serviceaccount/iAMMember:IAMMember")
     assert act_as.inputs["role"] == "roles/iam.serviceAccountUser"
@@ -279,3 +287,113 @@ def test_server_type_of_another_providers_shape_is_refused_before_any_resource()
                                                        "pools": [{"name": "general", "serverType": "n2-standard-8"}]}))
     assert msgs == ["adplatform:cluster.controlPlane.serverType must be a Compute Engine machine type such as "
                     "n2-standard-8 or e2-medium, got 'Standard_D8s_v5'"]
+
+
+# --- autoscaled node groups (docs/autoscaling.md) -------------------------------------------------------
+
+MIG = "gcp:compute/instanceGroupManager:InstanceGroupManager"
+TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
+
+
+@pytest.fixture(scope="module")
+def groups() -> NodeGroupRun:
+    """staging-gcp's installer asked for a group in zone b and one for the unpinned spread (no zone), as the
+    autoscaler component would ask; the general pool is tainted for this run, to see the taint in the template."""
+    return run_node_groups("staging-gcp", lambda pool: ["europe-west3-b", None], overrides={
+        "adplatform:cluster": {"pools": [{"name": "general", "autoscaling": {"min": 2, "max": 5},
+                                          "labels": {"svccontroller.k3s.cattle.io/enablelb": "true"},
+                                          "taints": ["adplatform.io/burst=true:NoSchedule"]}]}})
+
+
+def test_one_zonal_managed_instance_group_per_request(groups):
+    migs = {r.inputs["name"]: r for r in groups.of_type(MIG)}
+    assert set(migs) == {"adp-staging-gcp-general-europe-west3-b", "adp-staging-gcp-general"}
+    assert migs["adp-staging-gcp-general-europe-west3-b"].inputs["zone"] == "europe-west3-b"
+    assert migs["adp-staging-gcp-general"].inputs["zone"] == "europe-west3-a", "no zone: the first spread zone"
+    for mig in migs.values():
+        assert mig.inputs["targetSize"] == 0 and "targetSize" in mig.options["ignoreChanges"], \
+            "the autoscaler owns the size: Pulumi starts it at 0 and never resets it"
+        assert mig.inputs["updatePolicy"]["type"] == "OPPORTUNISTIC", "a new template never replaces running nodes"
+        assert mig.inputs["baseInstanceName"] == mig.inputs["name"]
+
+
+def test_instance_template_has_the_agents_settings_and_the_secret_user_data(groups, staging):
+    (template, _) = groups.of_type(TEMPLATE)
+    agent = staging.named("general-1", INSTANCE).inputs
+    t = template.inputs
+    assert t["machineType"] == agent["machineType"]
+    (disk,) = t["disks"]
+    assert disk["boot"] and disk["sourceImage"] == FAKE_UBUNTU_GCE_IMAGE
+    assert disk["diskSizeGb"] == agent["bootDisk"]["initializeParams"]["size"] and disk["diskType"] == "pd-balanced"
+    assert t["tags"] == agent["tags"], "the node firewall rules apply to autoscaled nodes too"
+    assert t["serviceAccount"] == agent["serviceAccount"]
+    assert t["shieldedInstanceConfig"] == agent["shieldedInstanceConfig"]
+    assert t["labels"]["adplatform-stack"] == "staging-gcp" and t["labels"]["adplatform-pool"] == "general"
+    assert t["networkInterfaces"][0]["accessConfigs"], "a public address: nodes go out directly"
+    metadata = t["metadata"]
+    assert isinstance(metadata, mockrun.Secret), "the join token in the metadata stays secret in state"
+    assert metadata.value["user-data"] == FAKE_USER_DATA, "user-data: what Ubuntu's cloud-init reads on GCE"
+    assert metadata.value["ssh-keys"] == agent["metadata"]["ssh-keys"]
+
+
+def test_autoscaler_values_name_exactly_the_groups_created(groups):
+    values = groups.values
+    assert values["cloudProvider"] == "gce"
+    created = {(r.inputs["zone"], r.inputs["name"]) for r in groups.of_type(MIG)}
+    named = {}
+    for group in values["autoscalingGroups"]:
+        project, zone, name = gcp_mig_url_parts(group["name"])
+        assert project == "adplatform-staging" and group["minSize"] == 0
+        named[(zone, name)] = group["maxSize"]
+    assert set(named) == created
+    assert sorted(named.values()) == sorted(r.max_size for r in groups.requests)
+
+
+def gcp_mig_url_parts(url: str) -> tuple[str, str, str]:
+    """What the autoscaler's ParseMigUrl takes (cluster-autoscaler 1.35 gce_url.go)."""
+    match = re.fullmatch(r"https://www\.googleapis\.com/compute/v1/projects/([^/]+)/zones/([^/]+)/instanceGroups/([^/]+)",
+                         url)
+    assert match, url
+    return match[1], match[2], match[3]
+
+
+def test_empty_groups_describe_their_nodes_labels_and_taints(groups):
+    for template in groups.of_type(TEMPLATE):
+        env = yaml.safe_load(template.inputs["metadata"].value["kube-env"])["AUTOSCALER_ENV_VARS"]
+        parts = dict(part.split("=", 1) for part in env.split(";"))
+        labels = dict(item.split("=", 1) for item in parts["node_labels"].split(","))
+        assert labels["adplatform.io/pool"] == "general" and labels["adplatform.io/role"] == "general"
+        assert labels["svccontroller.k3s.cattle.io/enablelb"] == "true", "the stack's own pool labels too"
+        assert parts["node_taints"] == "adplatform.io/burst=true:NoSchedule" and parts["os"] == "linux"
+
+
+def test_autoscaler_rights_are_a_custom_role_on_this_stacks_groups(groups):
+    role = groups.named("autoscaler", "gcp:projects/iAMCustomRole:IAMCustomRole").inputs
+    assert role["permissions"] == gcp.AUTOSCALER_PERMISSIONS
+    assert "compute.instances.delete" not in role["permissions"] and "compute.instances.create" not in role["permissions"]
+    grant = groups.named("nodes-autoscaler", "gcp:projects/iAMMember:IAMMember").inputs
+    assert grant["role"] == "projects/adplatform-staging/roles/adp_staging_gcp_autoscaler"
+    assert grant["condition"]["expression"] == (
+        'resource.type != "compute.googleapis.com/InstanceGroupManager"'
+        ' || resource.name.extract("/instanceGroupManagers/{name}").startsWith("adp-staging-gcp-")')
+    assert all(r.inputs["name"].startswith("adp-staging-gcp-") for r in groups.of_type(MIG))
+
+
+def test_every_node_registers_with_the_gce_provider_id(staging, groups):
+    """The autoscaler maps nodes to MIGs by gce://<project>/<zone>/<instance> and errors on K3s' own k3s://<node>:
+    every node's cloud-init writes it, the Pulumi-managed instances' and (node_boot_commands) the autoscaled ones'."""
+    assert groups.profile.node_boot_commands == gcp.BOOT_COMMANDS
+    (command,) = gcp.BOOT_COMMANDS
+    assert "provider-id=gce://%s/%s/%s" in command and "computeMetadata/v1/project/project-id" in command
+    assert "computeMetadata/v1/instance/name" in command and "cloud-init query v1.availability_zone" in command
+    for r in staging.of_type(INSTANCE):
+        doc = yaml.safe_load(r.inputs["metadata"]["user-data"])
+        assert [c for _, _, c in doc["bootcmd"]] == [command]
+
+
+def test_node_boot_commands_pass_shellcheck():
+    """The provider-ID boot commands run under `sh -c` on every AWS and GCP node before K3s starts."""
+    from providers import aws
+    scripts = {name: f"#!/bin/sh\n{command}\n" for name, command in
+               (("aws-provider-id", aws.PROVIDER_ID_COMMAND), ("gce-provider-id", gcp.PROVIDER_ID_COMMAND))}
+    assert validators.shellcheck(scripts) == ""

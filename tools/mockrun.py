@@ -386,7 +386,8 @@ def _aws_ami(args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
     canonical = args.args.get("owners") == ["099720109477"] and \
         filters.get("name") == ["ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"]
     return {"id": FAKE_UBUNTU_AMI if canonical else "ami-not-canonical-ubuntu-noble", "architecture": "x86_64",
-            "name": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20261101"}
+            "name": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20261101",
+            "rootDeviceName": "/dev/sda1"}  # Canonical's Ubuntu AMIs boot from /dev/sda1
 
 
 def _aws_instance(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str, Any]:
@@ -459,6 +460,7 @@ RESOURCE_OUTPUTS.update({
     "aws:iam/instanceProfile:InstanceProfile": _aws_arn,
     "gcp:compute/instance:Instance": _gcp_instance,
     "gcp:compute/instanceGroup:InstanceGroup": _gcp_self_link,
+    "gcp:compute/instanceTemplate:InstanceTemplate": _gcp_self_link,
     "gcp:compute/address:Address": _gcp_address,
     "gcp:serviceaccount/account:Account": _gcp_account,
     "gcp:projects/iAMCustomRole:IAMCustomRole": _gcp_role,
@@ -515,7 +517,7 @@ def _azure_identity(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str
 
 
 def _azure_vm(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str, Any]:
-    """The identity's input is a list of identity ids; ARM answers with a map id -> principal."""
+    """A VM's or scale set's identity input is a list of identity ids; ARM answers with a map id -> principal."""
     identity = dict(args.inputs.get("identity") or {})
     if identity.get("userAssignedIdentities"):
         identity["userAssignedIdentities"] = {i: {} for i in identity["userAssignedIdentities"]}
@@ -534,6 +536,7 @@ RESOURCE_OUTPUTS.update({
         "network:SecurityRule", "authorization:RoleDefinition",
         "authorization:RoleAssignment")},
     "azure-native:compute:VirtualMachine": _azure_vm,
+    "azure-native:compute:VirtualMachineScaleSet": _azure_vm,  # the same identity answer
     "azure-native:network:PublicIPAddress": _azure_public_ip,
     "azure-native:network:NetworkInterface": _azure_nic,
     "azure-native:network:LoadBalancer": _azure_load_balancer,

@@ -27,7 +27,7 @@ from components.k3s import install_script
 from components.k3s.config import API_PORT, dump, node_config
 from components.shell import render
 from config.model import Pool
-from providers.base import ClusterProfile, NodeSpec
+from providers.base import ClusterProfile, NodeSpec, group_spec
 from providers.cloud import CloudFile, cloud_config
 
 FACTS_TEMPLATE = Path(__file__).parent / "scripts" / "node-facts.sh"
@@ -52,13 +52,6 @@ class JoinSettings:
     pod_cidr: str
     service_cidr: str
     admin_keys: tuple[str, ...]  # SSH public keys of the image's default user
-
-
-def group_spec(name: str, pool: Pool, location: str | None) -> NodeSpec:
-    """The NodeSpec every node of one node group shares: its pool's role, size, labels and taints in `location`.
-    Index 0: the pool's per-index facts (location round-robin) do not apply; the group fixes the location."""
-    return NodeSpec(name, pool.name, 0, "agent", pool.role, pool.size, pool.server_type, location,
-                    pool.node_labels, pool.node_taints)
 
 
 def agent_config(spec: NodeSpec, join: JoinSettings, token: str, endpoint: str) -> dict:

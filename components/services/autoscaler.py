@@ -31,7 +31,7 @@ from components.charts import CLUSTER_AUTOSCALER, CLUSTER_AUTOSCALER_IMAGE
 from components.helm import release
 from components.k3s import K3sCluster
 from components.k3s.config import node_labels
-from components.k3s.userdata import JoinSettings, group_spec, user_data
+from components.k3s.userdata import JoinSettings, user_data
 from components.layer import EXCLUDE_FROM_BACKUP
 from components.scheduling import pod_anti_affinity, toleration
 from components.services.context import ServicesContext
@@ -40,7 +40,7 @@ from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTR
 from components.services.upgrades import CONTROL_PLANE_LABEL
 from config.model import Cluster, StackConfig, pool_locations
 from config.services import Autoscaler
-from providers.base import Infrastructure, NodeGroupRequest, NodeGroups, node_group_name
+from providers.base import Infrastructure, NodeGroupRequest, NodeGroups, group_spec, node_group_name
 
 NAMESPACE = CLUSTER_AUTOSCALER.namespace
 NAME = "cluster-autoscaler"  # the chart's fullnameOverride and nameOverride: provider-neutral object names
