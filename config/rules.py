@@ -19,9 +19,13 @@ def check(cfg: StackConfig, profile: Profile, secrets: set[str] = frozenset()) -
     """`secrets`: the optional secret keys (config/load.py OPTIONAL_SECRETS) the stack sets."""
     found = [*_pool_names(cfg), *_networks(cfg), *_admin_cidrs(cfg, profile), *_replication(cfg, profile),
              *_host_names(cfg), *_layers(cfg), *_quorum(cfg, profile), *_locations(cfg, profile)]
-    if cfg.bare_metal is not None and cfg.provider != "baremetal":
+    if cfg.bare_metal is not None and "baremetal" not in {cfg.provider, *(p.provider for p in cfg.cluster.pools)}:
         found.append(problem("bareMetal", f"is only read with provider: baremetal (the stack's provider is "
-                             f"{cfg.provider!r}); remove it", "set"))
+                             f"{cfg.provider!r}, and no pool sets provider: baremetal); remove it", "set"))
+    if cfg.bare_metal is not None and cfg.provider == "baremetal" and not cfg.bare_metal.load_balancer_addresses:
+        # Only where bare metal is the stack's provider: in a hybrid cluster the stack provider's balancers serve.
+        found.append(problem("bareMetal.loadBalancerAddresses", "must list at least one IPv4 block for LoadBalancer "
+                             "Services (the gateway needs one)", []))
     if cfg.layers.cluster_services:
         found += _cluster_services(cfg, profile, secrets)
     if cfg.layers.cluster_services and cfg.layers.data_plane:  # a layer is skipped with the one below it

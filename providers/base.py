@@ -215,6 +215,12 @@ class Infrastructure:
     install_addons: AddonInstaller | None = None
     install_storage: StorageInstaller | None = None
     install_node_groups: NodeGroupInstaller | None = None
+    # A hybrid cluster (providers/hybrid.py): node name -> the profile of the provider the node runs on, where
+    # that differs from `cluster` (the stack provider's). The K3s layer configures each node with its own.
+    node_profiles: Mapping[str, ClusterProfile] = field(default_factory=dict)
+
+    def profile_of(self, node_name: str) -> ClusterProfile:
+        return self.node_profiles.get(node_name, self.cluster)
 
     @property
     def servers(self) -> list[Node]:
@@ -235,7 +241,11 @@ class ApiEndpoints:
 
 
 def first_server_api(servers: Sequence[Node]) -> ApiEndpoints:
-    """No load balancer: everyone uses the first server (the one that initialises the cluster)."""
+    """No load balancer: everyone uses the first server (the one that initialises the cluster). A hybrid
+    cluster's secondary provider has no servers: the stack provider's API is the cluster's (providers/hybrid.py),
+    so its own endpoints stay empty and unused."""
+    if not servers:
+        return ApiEndpoints(private=pulumi.Output.from_input(""), public=pulumi.Output.from_input(""))
     return ApiEndpoints(private=servers[0].private_ip, public=servers[0].public_ip)
 
 
@@ -305,15 +315,23 @@ class Provider(Protocol):
         """Create networks, firewall and servers; return the nodes."""
 
 
+# Every node says which provider runs it (the stack's, or its pool's `provider`): stores and services spread
+# over or prefer providers by it, and StorageClasses of one provider's volumes are limited to its nodes.
+PROVIDER_LABEL = "adplatform.io/provider"
+
+
 def node_specs(loaded: LoadedConfig) -> list[NodeSpec]:
     """Every server the config asks for: control plane first, then pools in config order."""
-    cluster = loaded.config.cluster
+    cfg = loaded.config
+    cluster = cfg.cluster
     cp = cluster.control_plane
     specs = [NodeSpec(f"{CONTROL_PLANE}-{i + 1}", CONTROL_PLANE, i, "server", cp.role, cp.size, cp.server_type,
-                      node_location(cp, i, cluster), cp.node_labels, cp.taints) for i in range(cp.count)]
+                      node_location(cp, i, cluster), {**cp.node_labels, PROVIDER_LABEL: cfg.provider}, cp.taints)
+             for i in range(cp.count)]
     for pool in cluster.active_pools:
+        labels = {**pool.node_labels, PROVIDER_LABEL: pool.provider or cfg.provider}
         specs += [NodeSpec(f"{pool.name}-{i + 1}", pool.name, i, "agent", pool.role, pool.size, pool.server_type,
-                           node_location(pool, i, cluster), pool.node_labels, pool.node_taints)
+                           node_location(pool, i, cluster), labels, pool.node_taints)
                   for i in range(pool.count)]
     return specs
 
@@ -434,6 +452,33 @@ PORTS: tuple[PortRule, ...] = (
 WORLD_CIDRS = ("0.0.0.0/0", "::/0")
 
 
+@dataclass(frozen=True)
+class ClusterPort:
+    """Traffic between cluster members that crosses from one provider's network to another's (a hybrid cluster,
+    providers/hybrid.py): what each provider's firewall admits from the other providers' nodes, and nothing more."""
+
+    protocol: Literal["tcp", "udp", "icmp"]
+    port: str | None
+    to: Literal["nodes", "servers"]  # which of this provider's nodes listen (servers: K3s servers only)
+    source: Literal["nodes", "servers"]  # whose addresses may send it (servers: the other providers' K3s servers)
+    description: str
+
+
+# From K3s' inbound rules (docs.k3s.io, "Inbound Rules for K3s Nodes") with Cilium in place of flannel, and
+# Cilium's (docs.cilium.io, "Firewall Rules"). Cilium encapsulates pod traffic (VXLAN) before WireGuard encrypts
+# it (cilium/cilium#29000), so the tunnel port never leaves WireGuard and is not listed; traffic from pods
+# arrives decrypted from the pod network, which every provider trusts already.
+WIREGUARD_PORT = "51871"  # Cilium's WireGuard endpoint (Documentation/security/network/encryption-wireguard.rst)
+CLUSTER_PORTS: tuple[ClusterPort, ...] = (
+    ClusterPort("tcp", "6443", "servers", "nodes", "K3s supervisor and Kubernetes API (joins, kubelets, Cilium)"),
+    ClusterPort("tcp", "10250", "nodes", "nodes", "kubelet (API server: logs, exec; metrics)"),
+    ClusterPort("tcp", "2379-2380", "servers", "servers", "embedded etcd between K3s servers"),
+    ClusterPort("udp", WIREGUARD_PORT, "nodes", "nodes", "Cilium WireGuard (pod and node traffic, encrypted)"),
+    ClusterPort("tcp", "4240", "nodes", "nodes", "Cilium health checks"),
+    ClusterPort("icmp", None, "nodes", "nodes", "Cilium health pings"),
+)
+
+
 def rule_sources(rule: PortRule, admin_cidrs: Sequence[str]) -> list[str]:
     return list(WORLD_CIDRS) if rule.source == "world" else list(admin_cidrs)
 
@@ -444,7 +489,7 @@ def ssh_connection(host: pulumi.Input[str], user: str, private_key: pulumi.Input
                                          dial_error_limit=60, per_dial_timeout=10)
 
 
-__all__ = ["AddonInstaller", "ApiEndpoints", "ClusterProfile", "Credential", "check_credentials", "FSTYPE_PARAMETER",
+__all__ = ["AddonInstaller", "ApiEndpoints", "CLUSTER_PORTS", "ClusterPort", "ClusterProfile", "PROVIDER_LABEL", "Credential", "check_credentials", "FSTYPE_PARAMETER",
            "Infrastructure", "Node", "NodeGroupInstaller", "NodeGroupRequest", "NodeGroups", "NodeSpec", "PORTS", "PortRule", "Provider", "ProviderInfrastructure",
            "ServerCatalog", "ServerType", "Storage", "StorageInstaller", "assemble", "check_locations",
            "check_server_type_names", "csi_storage", "first_server_api", "located_settings", "node_location",

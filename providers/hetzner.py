@@ -95,6 +95,7 @@ class HetznerInfrastructure(ProviderInfrastructure):
 
         ssh_keys = self._ssh_keys(cfg.ssh_public_keys)
         self.network, self.subnet = self._network(NETWORK_ZONES[location])
+        self.vswitch_subnet = self._vswitch_subnet(NETWORK_ZONES[location])
         self.firewall = self._firewall(cfg.admin_cidrs)
         specs = node_specs(loaded)
         # How many locations each pool spans (its `locations`) and its first: one spread group per location.
@@ -160,6 +161,18 @@ class HetznerInfrastructure(ProviderInfrastructure):
                                       network_zone=zone, ip_range=cluster.subnet_cidr,
                                       opts=self._opts(protect=True))
         return network, subnet
+
+    def _vswitch_subnet(self, zone: str) -> hcloud.NetworkSubnet | None:
+        """A hybrid cluster with pools on Hetzner dedicated servers (providers/hybrid.py): their Robot vSwitch
+        joins the cloud network as a subnet of type vswitch, so cloud and dedicated servers reach each other on
+        private addresses (bareMetal.subnetCidr, inside cluster.networkCidr). None without one (config/rules.py
+        reads bareMetal only where a pool runs on bare metal)."""
+        bare = self._loaded.config.bare_metal
+        if bare is None or bare.vswitch is None:
+            return None
+        return hcloud.NetworkSubnet("subnet-vswitch", network_id=self.network.id.apply(int), type="vswitch",
+                                    network_zone=zone, ip_range=bare.subnet_cidr, vswitch_id=bare.vswitch.id,
+                                    opts=self._opts(protect=True))
 
     def _firewall(self, admin_cidrs: Sequence[str]) -> hcloud.Firewall:
         rules = [hcloud.FirewallRuleArgs(direction="in", protocol=rule.protocol, port=rule.port,
