@@ -135,7 +135,8 @@ FSTYPE_PARAMETER = "csi.storage.k8s.io/fstype"
 
 def csi_storage(name: str, provisioner: str, parameters: Mapping[str, pulumi.Input[str]], *, retain: bool,
                 driver: Sequence[pulumi.Resource], opts: pulumi.ResourceOptions,
-                default_aliases: Sequence[pulumi.Alias] = ()) -> Storage:
+                default_aliases: Sequence[pulumi.Alias] = (),
+                allowed_topologies: Sequence[Mapping[str, object]] | None = None) -> Storage:
     """A CSI driver's block storage as two StorageClasses: `name`, the cluster default, and `<name>-xfs`,
     the same volumes formatted XFS (not default).
 
@@ -143,20 +144,23 @@ def csi_storage(name: str, provisioner: str, parameters: Mapping[str, pulumi.Inp
     the first pod is scheduled (a zonal volume is created where its pod runs) and keep a released
     volume when `retain` (production). They differ only in name, the default annotation and fstype.
     `driver` is what provisions them (the CSI release, its secrets): the classes wait for it, and a
-    workload with a claim waits for all of it (Storage.resources).
+    workload with a claim waits for all of it (Storage.resources). `allowed_topologies` (a hybrid cluster): the
+    nodes the volumes can attach to; the scheduler places a pod with such a claim only there.
     """
     xfs = f"{name}-xfs"
     after = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(driver)))
     classes = [
-        _storage_class(name, provisioner, dict(parameters), retain, default=True,
+        _storage_class(name, provisioner, dict(parameters), retain, default=True, allowed_topologies=allowed_topologies,
                        opts=pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(aliases=list(default_aliases)))),
-        _storage_class(xfs, provisioner, {**parameters, FSTYPE_PARAMETER: "xfs"}, retain, default=False, opts=after),
+        _storage_class(xfs, provisioner, {**parameters, FSTYPE_PARAMETER: "xfs"}, retain, default=False,
+                       allowed_topologies=allowed_topologies, opts=after),
     ]
     return Storage(default_class=name, resources=[*driver, *classes], xfs_class=xfs)
 
 
 def _storage_class(name: str, provisioner: str, parameters: dict[str, pulumi.Input[str]], retain: bool, *,
-                   default: bool, opts: pulumi.ResourceOptions) -> k8s.storage.v1.StorageClass:
+                   default: bool, opts: pulumi.ResourceOptions,
+                   allowed_topologies: Sequence[Mapping[str, object]] | None = None) -> k8s.storage.v1.StorageClass:
     return k8s.storage.v1.StorageClass(
         f"storage-class-{name}",
         metadata=k8s.meta.v1.ObjectMetaArgs(name=name,
@@ -166,6 +170,7 @@ def _storage_class(name: str, provisioner: str, parameters: dict[str, pulumi.Inp
         allow_volume_expansion=True,
         volume_binding_mode="WaitForFirstConsumer",
         reclaim_policy="Retain" if retain else "Delete",
+        allowed_topologies=list(allowed_topologies) if allowed_topologies else None,
         opts=opts)
 
 

@@ -46,6 +46,11 @@ GATEWAY_LB_TYPE = "lb11"
 GATEWAY_CLIENT_ADDRESS = ClientAddress(
     proxy_protocol=True, annotations={"load-balancer.hetzner.cloud/uses-proxyprotocol": "true"},
     why="the Hetzner load balancer sends PROXY protocol headers")
+# Set by the CCM (v1.21+) on cloud servers; a hybrid cluster's bare-metal nodes carry `robot` (providers/hybrid.py):
+# the CSI chart keeps its node plugin off `robot` nodes, and with enableProvidedByTopology the driver reports the
+# key as volume topology (hetznercloud/csi-driver docs/kubernetes/README.md "Integration with Root Servers").
+PROVIDED_BY_LABEL = "instance.hetzner.cloud/provided-by"
+CLOUD_VOLUMES_ONLY = ({"matchLabelExpressions": [{"key": PROVIDED_BY_LABEL, "values": ["cloud"]}]},)
 STACK_LABEL = "adplatform.io/stack"  # on everything a stack creates in the (possibly shared) project
 NETWORK_ZONES = {"fsn1": "eu-central", "nbg1": "eu-central", "hel1": "eu-central",
                  "ash": "us-east", "hil": "us-west", "sin": "ap-southeast"}
@@ -293,14 +298,16 @@ class HetznerInfrastructure(ProviderInfrastructure):
                                                 labels=EXCLUDE_FROM_BACKUP),
             string_data={"encryption-passphrase": passphrase.result}, type="Opaque",
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=self._protect)))
+        hybrid = self.vswitch_subnet is not None  # nodes without Hetzner Cloud volumes are in the cluster
         csi = release("hcloud-csi", HCLOUD_CSI, csi_values(self._location, self._loaded.profile.strict,
-                                                           self._loaded.stack), opts)
+                                                           self._loaded.stack, provided_by_topology=hybrid), opts)
         # XFS: the driver formats LUKS-encrypted volumes with the requested fstype too (hetznercloud/csi-driver
         # v2.22.1 docs/kubernetes/explanation/filesystems.md, internal/volumes/mount.go Publish).
         return csi_storage(STORAGE_CLASS, PROVISIONER, {
             "csi.storage.k8s.io/node-publish-secret-name": ENCRYPTION_SECRET,
             "csi.storage.k8s.io/node-publish-secret-namespace": HCLOUD_CSI.namespace,
-        }, retain=self._protect, driver=[secret, csi], opts=opts)
+        }, retain=self._protect, driver=[secret, csi], opts=opts,
+            allowed_topologies=CLOUD_VOLUMES_ONLY if hybrid else None)
 
 
 def md5_fingerprint(public_key: str) -> str:
@@ -314,9 +321,11 @@ _CSI_SIDECAR = {"requests": {"cpu": "10m", "memory": "20Mi"}, "limits": {"memory
 _CSI_DRIVER = {"requests": {"cpu": "10m", "memory": "40Mi"}, "limits": {"memory": "128Mi"}}
 
 
-def csi_values(location: str, ha: bool, stack: str) -> dict:
+def csi_values(location: str, ha: bool, stack: str, provided_by_topology: bool = False) -> dict:
+    """`provided_by_topology` (a hybrid cluster): the driver reports PROVIDED_BY_LABEL as topology and pins each
+    new volume to cloud nodes (chart 2.11+ `global.enableProvidedByTopology`; once on, it stays on)."""
     controller_containers = ("csiAttacher", "csiResizer", "csiProvisioner", "livenessProbe")
-    return {
+    values = {
         "controller": {
             "replicaCount": 2 if ha else 1,
             "hcloudVolumeDefaultLocation": location,
@@ -340,6 +349,9 @@ def csi_values(location: str, ha: bool, stack: str) -> dict:
         # Our own StorageClass (providers/hetzner.py): encrypted, reclaim policy per environment.
         "storageClasses": [],
     }
+    if provided_by_topology:
+        values["global"] = {"enableProvidedByTopology": True}
+    return values
 
 
 def _hcloud_token() -> pulumi.Output[str]:

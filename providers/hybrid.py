@@ -16,13 +16,14 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import providers
 from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import ApiLoadBalancer, StackConfig
-from providers.base import CLUSTER_PORTS, ClusterPort, Infrastructure, check_credentials
+from providers.base import CLUSTER_PORTS, ClusterPort, Infrastructure, Node, check_credentials
+from providers.hetzner import PROVIDED_BY_LABEL
 
 
 @dataclass(frozen=True)
@@ -33,13 +34,22 @@ class Coupling:
     # The MTU of the link between the providers' nodes: Cilium's device MTU for the whole cluster is the smallest
     # link any node uses (Cilium subtracts the VXLAN and WireGuard overheads from it).
     mtu: int
+    # Labels the stack provider's add-ons need on the secondary's nodes (e.g. to keep a CSI node plugin off).
+    node_labels: Mapping[str, str]
+    # The pool roles the secondary may run: the stack provider's volumes do not attach there (its StorageClasses
+    # are limited to its own nodes), so only roles whose data needs no such volume.
+    roles: tuple[str, ...]
 
 
 # (stack provider, pool provider) -> coupling. Hetzner documents an MTU of 1400 for a vSwitch's VLAN interface on
 # the dedicated servers and for the cloud network's traffic to it ("Connect dedicated servers (vSwitch)").
 COUPLINGS = {
-    ("hetzner", "baremetal"): Coupling("a Hetzner Robot vSwitch joined to the Hetzner Cloud network "
-                                       "(bareMetal.vswitch, bareMetal.subnetCidr)", mtu=1400),
+    ("hetzner", "baremetal"): Coupling(
+        "a Hetzner Robot vSwitch joined to the Hetzner Cloud network (bareMetal.vswitch, bareMetal.subnetCidr)",
+        mtu=1400, node_labels={PROVIDED_BY_LABEL: "robot"},
+        # ScyllaDB keeps its data on the hosts' own disks (local NVMe, components/data/scylladb/storage.py);
+        # general pools run stateless work (claims go to the cloud nodes by the classes' allowedTopologies).
+        roles=("general", "scylladb")),
 }
 
 
@@ -88,6 +98,16 @@ def validate(loaded: LoadedConfig) -> list[Problem]:
                      "clusters do not support yet", pool.provider)
              for pool in cfg.cluster.pools
              if pool.provider not in (None, cfg.provider) and (cfg.provider, pool.provider) not in COUPLINGS]
+    for pool in cfg.cluster.pools:
+        coupling = COUPLINGS.get((cfg.provider, pool.provider or cfg.provider))
+        if coupling is not None and pool.role not in coupling.roles:
+            found.append(problem(f"cluster.pools[{pool.name}].role", f"must be one of {', '.join(coupling.roles)} "
+                                 f"on provider {pool.provider}: the {cfg.provider} volumes do not attach there",
+                                 pool.role))
+        elif coupling is not None and pool.role == "scylladb" and cfg.data_plane.scylladb.storage != "auto":
+            found.append(problem("dataPlane.scylladb.storage", f"must be auto with the scylladb pool on provider "
+                                 f"{pool.provider}: its data lives on the hosts' own disks",
+                                 cfg.data_plane.scylladb.storage))
     if any((cfg.provider, name) == ("hetzner", "baremetal") for name in used):
         found += _vswitch(cfg)
     for name in used:
@@ -159,18 +179,26 @@ def create(loaded: LoadedConfig) -> Infrastructure:
     secondaries = [providers.get(name).create(part(loaded, name), peers=peer_rules(False, cloud, cloud))
                    for name in used[1:]]
     mtu = min(COUPLINGS[(cfg.provider, name)].mtu for name in used[1:])
-    return combine(primary, secondaries, mtu)
+    labels = [COUPLINGS[(cfg.provider, name)].node_labels for name in used[1:]]
+    return combine(primary, secondaries, mtu, labels)
 
 
-def combine(primary: Infrastructure, secondaries: Sequence[Infrastructure], mtu: int) -> Infrastructure:
-    """The stack provider's Infrastructure with the secondaries' nodes: each node keeps its own provider's profile
-    (kubelet flags: only nodes a cloud controller initialises are `cloud-provider=external`)."""
-    nodes = [*primary.nodes, *(n for infra in secondaries for n in infra.nodes)]
+def combine(primary: Infrastructure, secondaries: Sequence[Infrastructure], mtu: int,
+            node_labels: Sequence[Mapping[str, str]]) -> Infrastructure:
+    """The stack provider's Infrastructure with the secondaries' nodes (each with its coupling's `node_labels`):
+    each node keeps its own provider's profile (kubelet flags: only nodes a cloud controller initialises are
+    `cloud-provider=external`)."""
+    nodes = [*primary.nodes, *(_labelled(n, labels) for infra, labels in zip(secondaries, node_labels)
+                               for n in infra.nodes)]
     profiles = {n.name: infra.cluster for infra in secondaries for n in infra.nodes}
     profile = dataclasses.replace(
         primary.cluster, cilium_values=cilium_values(primary.cluster.cilium_values, mtu),
         local_nvme=primary.cluster.local_nvme and all(infra.cluster.local_nvme for infra in secondaries))
     return dataclasses.replace(primary, nodes=nodes, cluster=profile, node_profiles=profiles)
+
+
+def _labelled(node: Node, labels: Mapping[str, str]) -> Node:
+    return dataclasses.replace(node, spec=dataclasses.replace(node.spec, labels={**node.spec.labels, **labels}))
 
 
 def cilium_values(stack_values: dict, link_mtu: int) -> dict:
