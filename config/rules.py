@@ -21,7 +21,7 @@ def check(cfg: StackConfig, profile: Profile, secrets: set[str] = frozenset()) -
              *_host_names(cfg), *_layers(cfg), *_quorum(cfg, profile), *_locations(cfg, profile)]
     if cfg.bare_metal is not None and "baremetal" not in {cfg.provider, *(p.provider for p in cfg.cluster.pools)}:
         found.append(problem("bareMetal", f"is only read with provider: baremetal (the stack's provider is "
-                             f"{cfg.provider!r}, and no pool sets provider: baremetal); remove it", "set"))
+                             f"{cfg.provider!r}) or on pools with provider: baremetal (none here); remove it", "set"))
     if cfg.bare_metal is not None and cfg.provider == "baremetal" and not cfg.bare_metal.load_balancer_addresses:
         # Only where bare metal is the stack's provider: in a hybrid cluster the stack provider's balancers serve.
         found.append(problem("bareMetal.loadBalancerAddresses", "must list at least one IPv4 block for LoadBalancer "

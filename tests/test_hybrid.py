@@ -244,3 +244,71 @@ def test_the_plan_prices_the_dedicated_servers_next_to_all_cloud_production(run)
     assert hybrid_cost["unknown"] == [] and hybrid_cost["pools"]["scylladb"] == pytest.approx(3 * 104.0, abs=0.01)
     assert hybrid_cost["total"] < cloud_cost["total"]
     assert not any("host" in u["what"] for u in hybrid_cost["unpriced"])
+
+
+# --- provider migration (docs/providers.md "Moving pools to another provider") --------------------
+
+METAL_HOSTS = [{"publicAddress": f"198.51.100.{30 + i}", "privateAddress": f"10.0.2.{30 + i}", "pool": "scylladb-metal",
+                "monthlyPrice": 104.0} for i in range(3)]
+BARE_METAL = {"vswitch": {"id": 40000}, "subnetCidr": "10.0.2.0/24", "hosts": METAL_HOSTS}
+
+
+def migration() -> list[tuple[str, dict[str, Any]]]:
+    """ScyllaDB from the Hetzner Cloud pool to dedicated servers, as the stack-file edits the docs show."""
+    start = base_raw(cluster={"location": "fsn1", "controlPlane": {"locations": ["fsn1", "nbg1", "hel1"]}})
+    added = copy.deepcopy(start)
+    added["bareMetal"] = copy.deepcopy(BARE_METAL)
+    added["cluster"]["pools"] = [{"name": "scylladb-metal", "role": "scylladb", "count": 3, "provider": "baremetal",
+                                  "size": "dedicated-xlarge"}]
+    removed = copy.deepcopy(added)
+    removed["cluster"]["pools"].append({"name": "scylladb", "count": 0})
+    return [("all cloud", start), ("pools added on the new provider", added), ("old pools removed", removed)]
+
+
+Pools = dict[tuple[str, str], int]  # (role, pool) -> nodes
+
+
+def _pools(run: mockrun.Run) -> Pools:
+    from collections import Counter
+    return dict(Counter((node["role"], node["pool"]) for node in run.outputs["nodes"].values()))
+
+
+def walk_problems(steps: list[tuple[str, Pools]]) -> list[str]:
+    """What a migration must never do: a store role below its replication minimum at any step, or one step that
+    both adds nodes of a role and removes some (the data would have no moment on both: re-replication needs the
+    new nodes first, the old ones may go only after), or a change of the K3s servers (etcd quorum)."""
+    from config.catalog import ROLES
+    found = []
+    for step, pools in steps:
+        for role in {r for r, _ in pools}:
+            nodes = sum(n for (r, _), n in pools.items() if r == role)
+            if role in ROLES and nodes < ROLES[role].min_nodes:
+                found.append(f"{step}: {role} has {nodes} nodes, below {ROLES[role].min_nodes}")
+    for (_, before), (step, after) in zip(steps, steps[1:]):
+        for role in {r for r, _ in [*before, *after]}:
+            keys = {k for k in [*before, *after] if k[0] == role}
+            grew = any(after.get(k, 0) > before.get(k, 0) for k in keys)
+            shrank = any(after.get(k, 0) < before.get(k, 0) for k in keys)
+            if grew and shrank:
+                found.append(f"{step}: {role} gains and loses nodes in one step")
+        if before.get(("general", "control-plane")) != after.get(("general", "control-plane")):
+            found.append(f"{step}: the K3s servers change")
+    return found
+
+
+def test_the_migration_walks_through_valid_stacks_and_never_drops_below_replication():
+    # Every intermediate stack synthesizes (run_raw raises a ConfigError otherwise: the config rules, replication
+    # minimums and the hybrid coupling included).
+    runs = [(step, run_raw(values, stack="production-hybrid")) for step, values in migration()]
+    steps = [(step, _pools(run)) for step, run in runs]
+    assert walk_problems(steps) == []
+    placed = [{pool for (role, pool) in pools if role == "scylladb"} for _, pools in steps]
+    assert placed == [{"scylladb"}, {"scylladb", "scylladb-metal"}, {"scylladb-metal"}]
+
+
+def test_the_walk_refuses_a_swap_in_one_step_and_a_replica_short_pool():
+    cloud, metal = ("scylladb", "scylladb"), ("scylladb", "scylladb-metal")
+    swap = [("before", {cloud: 3}), ("swapped", {metal: 3})]
+    assert walk_problems(swap) == ["swapped: scylladb gains and loses nodes in one step"]
+    short = [("before", {cloud: 3}), ("added", {cloud: 3, metal: 2}), ("removed", {metal: 2})]
+    assert walk_problems(short) == ["removed: scylladb has 2 nodes, below 3"]
