@@ -82,7 +82,7 @@ def test_bare_metal_pools_need_their_hosts():
            "(cluster.pools[scylladb].count is 3), got 2" in problems(values)
 
 
-def test_hosts_of_a_cloud_pool_or_the_control_plane_are_refused():
+def test_control_plane_hosts_are_refused_on_a_secondary_provider():
     values = raw()
     values["bareMetal"]["hosts"].append({"publicAddress": "198.51.100.30", "privateAddress": "10.0.2.30",
                                          "pool": "control-plane"})
