@@ -21,6 +21,7 @@ from components.services import ClusterServices
 from config import ConfigError, Problem, load_from_pulumi
 from config.catalog import PROVIDERS, SIZES, Size
 from config.errors import NAMESPACE
+from providers import hybrid
 from providers.base import check_credentials
 
 
@@ -46,12 +47,13 @@ def main() -> None:
     except ConfigError as err:  # one report of everything wrong, the provider's credentials included
         raise ConfigError([*err.problems, *credentials]) from None
     provider = providers.get(loaded.config.provider)
-    problems = [*credentials, *provider.validate(loaded),
+    # Pools may run on other providers than the stack's (providers/hybrid.py): each checks its own.
+    problems = [*credentials, *hybrid.credential_problems(loaded.config), *hybrid.validate(loaded),
                 *validate_data_plane(loaded.config, provider_sizes(provider))]
     if problems:
         raise ConfigError(problems)
 
-    infra = provider.create(loaded)
+    infra = hybrid.create(loaded)
     tuning = HostTuning("host-tuning", infra.nodes)
     # Backup settings are validated with the cluster-services layer they belong to.
     etcd_backup = EtcdBackup.from_config(loaded.config.cluster_services.backups, loaded.stack, loaded.secrets) \

@@ -93,11 +93,31 @@ class Host(Model):
         return user
 
 
+class VSwitch(Model):
+    """A Hetzner Robot vSwitch the hosts are on, coupled to the stack's Hetzner Cloud network (a hybrid cluster:
+    providers/hybrid.py): cloud servers and dedicated servers then talk over private addresses."""
+
+    id: int  # the vSwitch's id in Hetzner Robot (robot.hetzner.com, Servers -> vSwitches)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be the vSwitch's id in Hetzner Robot (a positive number)")
+        return value
+
+
 class BareMetal(Model):
     hosts: list[Host]
     # Addresses Cilium LB IPAM hands to `LoadBalancer` Services (the gateway), announced by ARP from
-    # one node at a time: free addresses on the same L2 segment as the announcing interfaces.
-    load_balancer_addresses: list[AddressBlock]
+    # one node at a time: free addresses on the same L2 segment as the announcing interfaces. Required when
+    # the stack's provider is baremetal (providers/baremetal.py); pools on bare metal in a cluster of another
+    # provider use that provider's load balancers.
+    load_balancer_addresses: list[AddressBlock] = []
+    # Pools on bare metal in a hybrid cluster (providers/hybrid.py): the hosts' private network (their
+    # privateAddress lie in it). With `vswitch`, a subnet of cluster.networkCidr the cloud network routes to.
+    subnet_cidr: str | None = None
+    vswitch: VSwitch | None = None
     # Regular expressions (Go syntax) of the interfaces to announce on; empty: every interface Cilium uses.
     load_balancer_interfaces: list[str] = []
     # The hosts' disks are local NVMe/SSD: stores that want local storage (ScyllaDB) use it directly.
@@ -109,6 +129,16 @@ class BareMetal(Model):
         if not hosts:
             raise ValueError("must list the servers of the cluster (publicAddress, privateAddress, sshUser, pool)")
         return hosts
+
+    @field_validator("subnet_cidr")
+    @classmethod
+    def _subnet(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ipaddress.ip_network(value, strict=True)
+            except ValueError as exc:
+                raise ValueError(f"must be a network in CIDR notation, e.g. 10.0.2.0/24 ({exc})") from None
+        return value
 
     @field_validator("load_balancer_addresses")
     @classmethod

@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
 from components.charts import K3S_RELEASES, K3S_VERSION
-from config.catalog import ROLES, SIZES
+from config.catalog import PROVIDERS, ROLES, SIZES
 from config.ssh import MAX_PUBLIC_KEY, check_public_key
 from config.model_base import UNKNOWN_KEYS, Model as _Model, check_dns_name, check_token, one_of, optional
 from config.baremetal import BareMetal
@@ -195,6 +195,9 @@ class Pool(_Model):
     labels: dict[str, str] = {}
     taints: list[Taint] | None = None  # None: the role's default taint
     autoscaling: Autoscaling | None = None  # None: exactly `count` nodes, all Pulumi-managed
+    # The provider of this pool's servers (a hybrid cluster, providers/hybrid.py); None: the stack's `provider`.
+    # The control plane always runs on the stack's provider.
+    provider: str | None = None
 
     _v_size = field_validator("size")(_check_size)
     _v_type = field_validator("server_type")(_check_server_type)
@@ -223,6 +226,7 @@ class Pool(_Model):
         return name
 
     _v_role = field_validator("role")(staticmethod(one_of(ROLES, what="the roles")))
+    _v_provider = field_validator("provider")(optional(one_of(PROVIDERS, what="the providers")))
 
     @field_validator("count")
     @classmethod

@@ -21,9 +21,13 @@ def check(cfg: StackConfig, profile: Profile, secrets: set[str] = frozenset()) -
     found = [*_pool_names(cfg), *_networks(cfg), *_admin_cidrs(cfg, profile), *_replication(cfg, profile),
              *_host_names(cfg), *_layers(cfg), *_quorum(cfg, profile), *_locations(cfg, profile),
              *_autoscaling(cfg)]
-    if cfg.bare_metal is not None and cfg.provider != "baremetal":
+    if cfg.bare_metal is not None and "baremetal" not in {cfg.provider, *(p.provider for p in cfg.cluster.pools)}:
         found.append(problem("bareMetal", f"is only read with provider: baremetal (the stack's provider is "
-                             f"{cfg.provider!r}); remove it", "set"))
+                             f"{cfg.provider!r}) or on pools with provider: baremetal (none here); remove it", "set"))
+    if cfg.bare_metal is not None and cfg.provider == "baremetal" and not cfg.bare_metal.load_balancer_addresses:
+        # Only where bare metal is the stack's provider: in a hybrid cluster the stack provider's balancers serve.
+        found.append(problem("bareMetal.loadBalancerAddresses", "must list at least one IPv4 block for LoadBalancer "
+                             "Services (the gateway needs one)", []))
     if cfg.layers.cluster_services:
         found += _cluster_services(cfg, profile, secrets)
     if cfg.layers.cluster_services and cfg.layers.data_plane:  # a layer is skipped with the one below it
@@ -225,10 +229,14 @@ def _autoscaling(cfg: StackConfig) -> list[Problem]:
             found.append(problem(key, f"must not be set on a pool of the database role {pool.role!r}: its data is "
                                  "tied to its nodes, which the autoscaler would remove; give the pool a fixed count "
                                  f"(autoscaling is accepted for roles {stateless})", given))
-        elif cfg.provider == "baremetal":
+        elif (pool.provider or cfg.provider) == "baremetal":
             clouds = ", ".join(p for p in PROVIDERS if p != "baremetal")
             found.append(problem(key, "must not be set with provider: baremetal (no API creates a host); give the "
                                  f"pool a fixed count (autoscaling is accepted on {clouds})", given))
+        elif pool.provider not in (None, cfg.provider):
+            # The autoscaler's node groups are the stack provider's (components/services/autoscaler.py).
+            found.append(problem(key, f"must not be set on a pool of provider {pool.provider!r}: only pools on the "
+                                 f"stack's provider ({cfg.provider}) autoscale", given))
     return found
 
 

@@ -24,7 +24,7 @@ from config.baremetal import BareMetal, Host, block_addresses
 from config.catalog import SIZES
 from config.errors import problem
 from config.model import CONTROL_PLANE, ROLE_LABEL
-from providers.base import (PORTS, WORLD_CIDRS, ClusterProfile, Infrastructure, Node, NodeSpec, PortRule,
+from providers.base import (PORTS, WORLD_CIDRS, ClusterPort, ClusterProfile, Infrastructure, Node, NodeSpec, PortRule,
                             ProviderInfrastructure, Storage, assemble, first_server_api, located_settings, node_specs,
                             rule_sources, server_type_settings, ssh_connection)
 
@@ -60,8 +60,9 @@ class BareMetalProvider:
         return [*_unused_keys(loaded), *_hosts_fill_pools(loaded, cfg.bare_metal),
                 *_unique_addresses(cfg.bare_metal), *_addresses_in_networks(loaded, cfg.bare_metal)]
 
-    def create(self, loaded: LoadedConfig) -> Infrastructure:
-        return BareMetalInfrastructure("baremetal", loaded).infrastructure
+    def create(self, loaded: LoadedConfig, peers: Sequence[tuple[ClusterPort, Sequence[str]]] = ()) -> Infrastructure:
+        """`peers`: in a hybrid cluster, what the hosts admit from the other providers' nodes (providers/hybrid.py)."""
+        return BareMetalInfrastructure("baremetal", loaded, peers=peers).infrastructure
 
 
 # --- validation ------------------------------------------------------------------------------------
@@ -140,7 +141,7 @@ def _addresses_in_networks(loaded: LoadedConfig, bare: BareMetal) -> list[Proble
 
 # --- the firewall, rendered from PORTS -----------------------------------------------------------
 
-def _nft_port_rule(rule: PortRule, sources: Sequence[str]) -> list[str]:
+def _nft_port_rule(rule: PortRule | ClusterPort, sources: Sequence[str]) -> list[str]:
     """nftables lines for one PortRule (one per address family that has sources)."""
     match = f"{rule.protocol} dport {rule.port}" if rule.port else None
     comment = f'comment "{rule.description}"'
@@ -155,7 +156,8 @@ def _nft_port_rule(rule: PortRule, sources: Sequence[str]) -> list[str]:
     return lines
 
 
-def nft_ruleset(admin_cidrs: Sequence[str], private_cidrs: Sequence[str]) -> str:
+def nft_ruleset(admin_cidrs: Sequence[str], private_cidrs: Sequence[str],
+                peers: Sequence[tuple[ClusterPort, Sequence[str]]] = ()) -> str:
     """The whole `inet adplatform` table: input filtered, everything else left to K3s and Cilium."""
     rules = [
         'iif "lo" accept',
@@ -177,6 +179,8 @@ def nft_ruleset(admin_cidrs: Sequence[str], private_cidrs: Sequence[str]) -> str
                          'comment "the private network and pods: everything between cluster members"')
     for rule in PORTS:
         rules += _nft_port_rule(rule, rule_sources(rule, admin_cidrs))
+    for port, sources in peers:  # a hybrid cluster: the other providers' nodes, on the cluster's ports only
+        rules += _nft_port_rule(port, sources)
     body = "\n".join(f"    {line}" for line in rules)
     return (f"#!/usr/sbin/nft -f\n"
             f"# Managed by adplatform (Pulumi), rendered from providers/base.py PORTS: changes are overwritten.\n"
@@ -197,10 +201,11 @@ def ssh_sources(admin_cidrs: Sequence[str], private_cidrs: Sequence[str]) -> lis
     return [*rule_sources(ssh, admin_cidrs), *private_cidrs]
 
 
-def firewall_script(admin_cidrs: Sequence[str], private_cidrs: Sequence[str]) -> str:
+def firewall_script(admin_cidrs: Sequence[str], private_cidrs: Sequence[str],
+                    peers: Sequence[tuple[ClusterPort, Sequence[str]]] = ()) -> str:
     """The exact script each host runs (pure: used by tests and shellcheck)."""
     return render(FIREWALL_TEMPLATE, {
-        "RULESET": nft_ruleset(admin_cidrs, private_cidrs),
+        "RULESET": nft_ruleset(admin_cidrs, private_cidrs, peers),
         "SSH_SOURCES": " ".join(ssh_sources(admin_cidrs, private_cidrs)),
     })
 
@@ -216,7 +221,8 @@ def firewall_command(user: str | None) -> str:
 class BareMetalInfrastructure(ProviderInfrastructure):
     """The existing hosts as nodes, each firewalled before anything else runs on it."""
 
-    def __init__(self, name: str, loaded: LoadedConfig, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, loaded: LoadedConfig, opts: pulumi.ResourceOptions | None = None, *,
+                 peers: Sequence[tuple[ClusterPort, Sequence[str]]] = ()):
         super().__init__("BareMetalInfrastructure", name, loaded, opts)
         cfg = loaded.config
         assert cfg.bare_metal is not None  # validate() refused the config otherwise
@@ -224,7 +230,7 @@ class BareMetalInfrastructure(ProviderInfrastructure):
         cluster = cfg.cluster
         # Pods reach their own node's host-network services (kubelet, metrics) from pod addresses.
         self._private_cidrs = [cluster.subnet_cidr, cluster.pod_cidr]
-        self.script = firewall_script(cfg.admin_cidrs, self._private_cidrs)
+        self.script = firewall_script(cfg.admin_cidrs, self._private_cidrs, peers)
 
         hosts = _hosts_by_slot(self._bare.hosts)
         nodes = [self._node(spec, hosts[(spec.pool, spec.index)]) for spec in node_specs(loaded)]

@@ -135,7 +135,8 @@ FSTYPE_PARAMETER = "csi.storage.k8s.io/fstype"
 
 def csi_storage(name: str, provisioner: str, parameters: Mapping[str, pulumi.Input[str]], *, retain: bool,
                 driver: Sequence[pulumi.Resource], opts: pulumi.ResourceOptions,
-                default_aliases: Sequence[pulumi.Alias] = ()) -> Storage:
+                default_aliases: Sequence[pulumi.Alias] = (),
+                allowed_topologies: Sequence[Mapping[str, object]] | None = None) -> Storage:
     """A CSI driver's block storage as two StorageClasses: `name`, the cluster default, and `<name>-xfs`,
     the same volumes formatted XFS (not default).
 
@@ -143,20 +144,23 @@ def csi_storage(name: str, provisioner: str, parameters: Mapping[str, pulumi.Inp
     the first pod is scheduled (a zonal volume is created where its pod runs) and keep a released
     volume when `retain` (production). They differ only in name, the default annotation and fstype.
     `driver` is what provisions them (the CSI release, its secrets): the classes wait for it, and a
-    workload with a claim waits for all of it (Storage.resources).
+    workload with a claim waits for all of it (Storage.resources). `allowed_topologies` (a hybrid cluster): the
+    nodes the volumes can attach to; the scheduler places a pod with such a claim only there.
     """
     xfs = f"{name}-xfs"
     after = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(driver)))
     classes = [
-        _storage_class(name, provisioner, dict(parameters), retain, default=True,
+        _storage_class(name, provisioner, dict(parameters), retain, default=True, allowed_topologies=allowed_topologies,
                        opts=pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(aliases=list(default_aliases)))),
-        _storage_class(xfs, provisioner, {**parameters, FSTYPE_PARAMETER: "xfs"}, retain, default=False, opts=after),
+        _storage_class(xfs, provisioner, {**parameters, FSTYPE_PARAMETER: "xfs"}, retain, default=False,
+                       allowed_topologies=allowed_topologies, opts=after),
     ]
     return Storage(default_class=name, resources=[*driver, *classes], xfs_class=xfs)
 
 
 def _storage_class(name: str, provisioner: str, parameters: dict[str, pulumi.Input[str]], retain: bool, *,
-                   default: bool, opts: pulumi.ResourceOptions) -> k8s.storage.v1.StorageClass:
+                   default: bool, opts: pulumi.ResourceOptions,
+                   allowed_topologies: Sequence[Mapping[str, object]] | None = None) -> k8s.storage.v1.StorageClass:
     return k8s.storage.v1.StorageClass(
         f"storage-class-{name}",
         metadata=k8s.meta.v1.ObjectMetaArgs(name=name,
@@ -166,6 +170,7 @@ def _storage_class(name: str, provisioner: str, parameters: dict[str, pulumi.Inp
         allow_volume_expansion=True,
         volume_binding_mode="WaitForFirstConsumer",
         reclaim_policy="Retain" if retain else "Delete",
+        allowed_topologies=list(allowed_topologies) if allowed_topologies else None,
         opts=opts)
 
 
@@ -183,23 +188,19 @@ class NodeGroupRequest:
     # cloud-init user data (a secret: it carries the agent join token): the same host tuning and K3s agent
     # install the SSH path runs (components/k3s/userdata.py), with the node's labels and taints.
     user_data: pulumi.Output[str]
+    spec: NodeSpec  # the node this group's machines are (group_spec): server type, disk, labels, taints
     # The labels and taints the group's nodes register with (exactly the K3s config's node-label/node-taint,
     # location included), for the autoscaler's template of a node it has not created yet (scale from zero).
     node_labels: Mapping[str, str] = field(default_factory=dict)
     node_taints: tuple[str, ...] = ()  # "key[=value]:Effect" (config.model.taint_fields splits one)
 
-    @property
-    def spec(self) -> NodeSpec:
-        """The node this group's machines are (group_spec)."""
-        return group_spec(self.name, self.pool, self.location)
 
-
-def group_spec(name: str, pool: Pool, location: str | None) -> NodeSpec:
+def group_spec(name: str, pool: Pool, location: str | None, stack_provider: str) -> NodeSpec:
     """The NodeSpec every node of one node group shares: its pool's role, size, labels and taints in `location`,
     as node_specs() describes the pool's Pulumi-managed nodes (server type, disk and tags follow from it). Index 0:
     the pool's per-index facts (location round-robin) do not apply; the group fixes the location."""
     return NodeSpec(name, pool.name, 0, "agent", pool.role, pool.size, pool.server_type, location,
-                    pool.node_labels, pool.node_taints)
+                    pool_labels(pool, stack_provider), pool.node_taints)
 
 
 def node_group_name(pool: Pool, location: str | None) -> str:
@@ -237,6 +238,12 @@ class Infrastructure:
     install_addons: AddonInstaller | None = None
     install_storage: StorageInstaller | None = None
     install_node_groups: NodeGroupInstaller | None = None
+    # A hybrid cluster (providers/hybrid.py): node name -> the profile of the provider the node runs on, where
+    # that differs from `cluster` (the stack provider's). The K3s layer configures each node with its own.
+    node_profiles: Mapping[str, ClusterProfile] = field(default_factory=dict)
+
+    def profile_of(self, node_name: str) -> ClusterProfile:
+        return self.node_profiles.get(node_name, self.cluster)
 
     @property
     def servers(self) -> list[Node]:
@@ -257,7 +264,11 @@ class ApiEndpoints:
 
 
 def first_server_api(servers: Sequence[Node]) -> ApiEndpoints:
-    """No load balancer: everyone uses the first server (the one that initialises the cluster)."""
+    """No load balancer: everyone uses the first server (the one that initialises the cluster). A hybrid
+    cluster's secondary provider has no servers: the stack provider's API is the cluster's (providers/hybrid.py),
+    so its own endpoints stay empty and unused."""
+    if not servers:
+        return ApiEndpoints(private=pulumi.Output.from_input(""), public=pulumi.Output.from_input(""))
     return ApiEndpoints(private=servers[0].private_ip, public=servers[0].public_ip)
 
 
@@ -327,15 +338,28 @@ class Provider(Protocol):
         """Create networks, firewall and servers; return the nodes."""
 
 
+# Every node says which provider runs it (the stack's, or its pool's `provider`): stores and services spread
+# over or prefer providers by it, and StorageClasses of one provider's volumes are limited to its nodes.
+PROVIDER_LABEL = "adplatform.io/provider"
+
+
+def pool_labels(pool: Pool, stack_provider: str) -> dict[str, str]:
+    """The labels every node of `pool` registers with (its K3s node-label, apart from its location's)."""
+    return {**pool.node_labels, PROVIDER_LABEL: pool.provider or stack_provider}
+
+
 def node_specs(loaded: LoadedConfig) -> list[NodeSpec]:
     """Every server the config asks for: control plane first, then pools in config order."""
-    cluster = loaded.config.cluster
+    cfg = loaded.config
+    cluster = cfg.cluster
     cp = cluster.control_plane
     specs = [NodeSpec(f"{CONTROL_PLANE}-{i + 1}", CONTROL_PLANE, i, "server", cp.role, cp.size, cp.server_type,
-                      node_location(cp, i, cluster), cp.node_labels, cp.taints) for i in range(cp.count)]
+                      node_location(cp, i, cluster), {**cp.node_labels, PROVIDER_LABEL: cfg.provider}, cp.taints)
+             for i in range(cp.count)]
     for pool in cluster.active_pools:
+        labels = pool_labels(pool, cfg.provider)
         specs += [NodeSpec(f"{pool.name}-{i + 1}", pool.name, i, "agent", pool.role, pool.size, pool.server_type,
-                           node_location(pool, i, cluster), pool.node_labels, pool.node_taints)
+                           node_location(pool, i, cluster), labels, pool.node_taints)
                   for i in range(pool.count)]
     return specs
 
@@ -456,6 +480,33 @@ PORTS: tuple[PortRule, ...] = (
 WORLD_CIDRS = ("0.0.0.0/0", "::/0")
 
 
+@dataclass(frozen=True)
+class ClusterPort:
+    """Traffic between cluster members that crosses from one provider's network to another's (a hybrid cluster,
+    providers/hybrid.py): what each provider's firewall admits from the other providers' nodes, and nothing more."""
+
+    protocol: Literal["tcp", "udp", "icmp"]
+    port: str | None
+    to: Literal["nodes", "servers"]  # which of this provider's nodes listen (servers: K3s servers only)
+    source: Literal["nodes", "servers"]  # whose addresses may send it (servers: the other providers' K3s servers)
+    description: str
+
+
+# From K3s' inbound rules (docs.k3s.io, "Inbound Rules for K3s Nodes") with Cilium in place of flannel, and
+# Cilium's (docs.cilium.io, "Firewall Rules"). Cilium encapsulates pod traffic (VXLAN) before WireGuard encrypts
+# it (cilium/cilium#29000), so the tunnel port never leaves WireGuard and is not listed; traffic from pods
+# arrives decrypted from the pod network, which every provider trusts already.
+WIREGUARD_PORT = "51871"  # Cilium's WireGuard endpoint (Documentation/security/network/encryption-wireguard.rst)
+CLUSTER_PORTS: tuple[ClusterPort, ...] = (
+    ClusterPort("tcp", "6443", "servers", "nodes", "K3s supervisor and Kubernetes API (joins, kubelets, Cilium)"),
+    ClusterPort("tcp", "10250", "nodes", "nodes", "kubelet (API server: logs, exec; metrics)"),
+    ClusterPort("tcp", "2379-2380", "servers", "servers", "embedded etcd between K3s servers"),
+    ClusterPort("udp", WIREGUARD_PORT, "nodes", "nodes", "Cilium WireGuard (pod and node traffic, encrypted)"),
+    ClusterPort("tcp", "4240", "nodes", "nodes", "Cilium health checks"),
+    ClusterPort("icmp", None, "nodes", "nodes", "Cilium health pings"),
+)
+
+
 def rule_sources(rule: PortRule, admin_cidrs: Sequence[str]) -> list[str]:
     return list(WORLD_CIDRS) if rule.source == "world" else list(admin_cidrs)
 
@@ -466,9 +517,10 @@ def ssh_connection(host: pulumi.Input[str], user: str, private_key: pulumi.Input
                                          dial_error_limit=60, per_dial_timeout=10)
 
 
-__all__ = ["AddonInstaller", "ApiEndpoints", "ClusterProfile", "Credential", "check_credentials", "FSTYPE_PARAMETER",
+__all__ = ["AddonInstaller", "ApiEndpoints", "CLUSTER_PORTS", "ClusterPort", "ClusterProfile", "PROVIDER_LABEL",
+           "Credential", "check_credentials", "FSTYPE_PARAMETER",
            "Infrastructure", "Node", "NodeGroupInstaller", "NodeGroupRequest", "NodeGroups", "NodeSpec",
-           "group_spec", "node_group_name", "PORTS", "PortRule", "Provider", "ProviderInfrastructure",
+           "group_spec", "node_group_name", "pool_labels", "PORTS", "PortRule", "Provider", "ProviderInfrastructure",
            "ServerCatalog", "ServerType", "Storage", "StorageInstaller", "assemble", "check_locations",
            "check_server_type_names", "csi_storage", "first_server_api", "located_settings", "node_location",
            "node_specs", "resolve_server_type", "rule_sources", "server_type_settings", "ssh_connection"]

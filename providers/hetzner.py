@@ -49,6 +49,11 @@ GATEWAY_LB_TYPE = "lb11"
 GATEWAY_CLIENT_ADDRESS = ClientAddress(
     proxy_protocol=True, annotations={"load-balancer.hetzner.cloud/uses-proxyprotocol": "true"},
     why="the Hetzner load balancer sends PROXY protocol headers")
+# Set by the CCM (v1.21+) on cloud servers; a hybrid cluster's bare-metal nodes carry `robot` (providers/hybrid.py):
+# the CSI chart keeps its node plugin off `robot` nodes, and with enableProvidedByTopology the driver reports the
+# key as volume topology (hetznercloud/csi-driver docs/kubernetes/README.md "Integration with Root Servers").
+PROVIDED_BY_LABEL = "instance.hetzner.cloud/provided-by"
+CLOUD_VOLUMES_ONLY = ({"matchLabelExpressions": [{"key": PROVIDED_BY_LABEL, "values": ["cloud"]}]},)
 STACK_LABEL = "adplatform.io/stack"  # on everything a stack creates in the (possibly shared) project
 NETWORK_ZONES = {"fsn1": "eu-central", "nbg1": "eu-central", "hel1": "eu-central",
                  "ash": "us-east", "hil": "us-west", "sin": "ap-southeast"}
@@ -99,6 +104,7 @@ class HetznerInfrastructure(ProviderInfrastructure):
         ssh_keys = self._ssh_keys(cfg.ssh_public_keys)
         self._ssh_key_ids = ssh_keys
         self.network, self.subnet = self._network(NETWORK_ZONES[location])
+        self.vswitch_subnet = self._vswitch_subnet(NETWORK_ZONES[location])
         self.firewall = self._firewall(cfg.admin_cidrs)
         specs = node_specs(loaded)
         self._specs = specs
@@ -167,6 +173,18 @@ class HetznerInfrastructure(ProviderInfrastructure):
                                       network_zone=zone, ip_range=cluster.subnet_cidr,
                                       opts=self._opts(protect=True))
         return network, subnet
+
+    def _vswitch_subnet(self, zone: str) -> hcloud.NetworkSubnet | None:
+        """A hybrid cluster with pools on Hetzner dedicated servers (providers/hybrid.py): their Robot vSwitch
+        joins the cloud network as a subnet of type vswitch, so cloud and dedicated servers reach each other on
+        private addresses (bareMetal.subnetCidr, inside cluster.networkCidr). None without one (config/rules.py
+        reads bareMetal only where a pool runs on bare metal)."""
+        bare = self._loaded.config.bare_metal
+        if bare is None or bare.vswitch is None:
+            return None
+        return hcloud.NetworkSubnet("subnet-vswitch", network_id=self.network.id.apply(int), type="vswitch",
+                                    network_zone=zone, ip_range=bare.subnet_cidr, vswitch_id=bare.vswitch.id,
+                                    opts=self._opts(protect=True))
 
     def _firewall(self, admin_cidrs: Sequence[str]) -> hcloud.Firewall:
         rules = [hcloud.FirewallRuleArgs(direction="in", protocol=rule.protocol, port=rule.port,
@@ -329,14 +347,16 @@ class HetznerInfrastructure(ProviderInfrastructure):
                                                 labels=EXCLUDE_FROM_BACKUP),
             string_data={"encryption-passphrase": passphrase.result}, type="Opaque",
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=self._protect)))
+        hybrid = self.vswitch_subnet is not None  # nodes without Hetzner Cloud volumes are in the cluster
         csi = release("hcloud-csi", HCLOUD_CSI, csi_values(self._location, self._loaded.profile.strict,
-                                                           self._loaded.stack), opts)
+                                                           self._loaded.stack, provided_by_topology=hybrid), opts)
         # XFS: the driver formats LUKS-encrypted volumes with the requested fstype too (hetznercloud/csi-driver
         # v2.22.1 docs/kubernetes/explanation/filesystems.md, internal/volumes/mount.go Publish).
         return csi_storage(STORAGE_CLASS, PROVISIONER, {
             "csi.storage.k8s.io/node-publish-secret-name": ENCRYPTION_SECRET,
             "csi.storage.k8s.io/node-publish-secret-namespace": HCLOUD_CSI.namespace,
-        }, retain=self._protect, driver=[secret, csi], opts=opts)
+        }, retain=self._protect, driver=[secret, csi], opts=opts,
+            allowed_topologies=CLOUD_VOLUMES_ONLY if hybrid else None)
 
 
 @dataclass(frozen=True)
@@ -412,9 +432,11 @@ _CSI_SIDECAR = {"requests": {"cpu": "10m", "memory": "20Mi"}, "limits": {"memory
 _CSI_DRIVER = {"requests": {"cpu": "10m", "memory": "40Mi"}, "limits": {"memory": "128Mi"}}
 
 
-def csi_values(location: str, ha: bool, stack: str) -> dict:
+def csi_values(location: str, ha: bool, stack: str, provided_by_topology: bool = False) -> dict:
+    """`provided_by_topology` (a hybrid cluster): the driver reports PROVIDED_BY_LABEL as topology and pins each
+    new volume to cloud nodes (chart 2.11+ `global.enableProvidedByTopology`; once on, it stays on)."""
     controller_containers = ("csiAttacher", "csiResizer", "csiProvisioner", "livenessProbe")
-    return {
+    values = {
         "controller": {
             "replicaCount": 2 if ha else 1,
             "hcloudVolumeDefaultLocation": location,
@@ -438,6 +460,9 @@ def csi_values(location: str, ha: bool, stack: str) -> dict:
         # Our own StorageClass (providers/hetzner.py): encrypted, reclaim policy per environment.
         "storageClasses": [],
     }
+    if provided_by_topology:
+        values["global"] = {"enableProvidedByTopology": True}
+    return values
 
 
 def _hcloud_token() -> pulumi.Output[str]:

@@ -18,7 +18,7 @@ from pulumi.runtime.sync_await import _sync_await
 import providers
 from config import ConfigError, load_from_pulumi
 from config.model import LOCATION_LABEL, Cluster, Pool
-from providers.base import FSTYPE_PARAMETER, ClusterProfile, NodeGroupRequest, NodeGroups
+from providers.base import FSTYPE_PARAMETER, ClusterProfile, NodeGroupRequest, NodeGroups, group_spec
 from tests.conftest import SECRET_KEYS, base_raw, lower_layers, stack_run
 from tools import mockrun
 
@@ -83,7 +83,8 @@ def resolved(value: Any) -> Any:
 FAKE_USER_DATA = "#cloud-config\nruncmd:\n  - [sh, -c, 'echo join with the agent token']\n"
 
 
-def node_group_requests(cluster: Cluster, zones: Callable[[Pool], list[str | None]]) -> list[NodeGroupRequest]:
+def node_group_requests(cluster: Cluster, zones: Callable[[Pool], list[str | None]],
+                        cluster_provider: str) -> list[NodeGroupRequest]:
     """What the autoscaler component would ask of a provider: a group per autoscaled pool and zone (`zones`), the
     pool's extra nodes split over them, each with (fake) secret user data."""
     requests = []
@@ -92,9 +93,11 @@ def node_group_requests(cluster: Cluster, zones: Callable[[Pool], list[str | Non
         for i, zone in enumerate(where):
             share = pool.autoscaling.extra // len(where) + (i < pool.autoscaling.extra % len(where))
             # Labels and taints as the autoscaler component passes them (the K3s config's; location label included).
-            requests.append(NodeGroupRequest(name=f"{pool.name}-{zone}" if zone else pool.name, pool=pool,
+            name = f"{pool.name}-{zone}" if zone else pool.name
+            requests.append(NodeGroupRequest(name=name, pool=pool,
                                              location=zone, min_size=0, max_size=share,
                                              user_data=pulumi.Output.secret(FAKE_USER_DATA),
+                                             spec=group_spec(name, pool, zone, cluster_provider),
                                              node_labels={**pool.node_labels, **({LOCATION_LABEL: zone} if zone else {})},
                                              node_taints=pool.node_taints))
     return requests
@@ -131,7 +134,7 @@ def run_node_groups(stack: str, zones: Callable[[Pool], list[str | None]],
         assert infra.install_node_groups is not None, f"{loaded.config.provider} has no node group installer"
         cluster_api = k8s.Provider("k8s", kubeconfig=mockrun.FAKE_KUBECONFIG)
         parent = pulumi.ComponentResource("adplatform:test:Autoscaler", "autoscaler")
-        requests = node_group_requests(loaded.config.cluster, zones)
+        requests = node_group_requests(loaded.config.cluster, zones, loaded.config.provider)
         return infra.install_node_groups(requests, cluster_api, [], parent), infra.cluster, requests
 
     (groups, profile, requests), recorded = run_alone(build, stack)

@@ -101,7 +101,8 @@ def test_group_labels_and_taints_are_what_its_nodes_register_with():
     configs = node_configs(run)
     batch = configs["adp-test-batch-fsn1"]
     assert batch["labels"] == {"adplatform.io/pool": "batch", "adplatform.io/role": "general",
-                               "adplatform.io/workload": "batch", "adplatform.io/location": "fsn1"}
+                               "adplatform.io/workload": "batch", "adplatform.io/location": "fsn1",
+                               "adplatform.io/provider": "hetzner"}
     assert batch["taints"] == [{"key": "adplatform.io/batch", "value": "true", "effect": "NoSchedule"}]
     for name, group in configs.items():
         k3s = yaml.safe_load(script_param(setup_script(group["cloudInit"], "k3s-install.sh"), "K3S_CONFIG"))
@@ -171,9 +172,9 @@ def test_boot_commands_of_the_provider_run_first():
     from providers.base import ClusterProfile
     profile = ClusterProfile(k3s_disable=(), external_cloud_provider=True, cilium_values={},
                              node_boot_commands=("echo provider-id",))
-    join = JoinSettings("v1.36.4+k3s1", "10.0.1.2", "token", profile, "10.244.0.0/16", "10.96.0.0/16", ())
+    join = JoinSettings("v1.36.4+k3s1", "10.0.1.2", "token", profile, "10.244.0.0/16", "10.96.0.0/16", (), "hetzner")
     pool = Pool(name="general", role="general", autoscaling={"min": 0, "max": 2})
-    doc = yaml.safe_load(render_user_data(group_spec("general", pool, None), join, "token", "10.0.1.2"))
+    doc = yaml.safe_load(render_user_data(group_spec("general", pool, None, "hetzner"), join, "token", "10.0.1.2"))
     assert doc["bootcmd"] == [["sh", "-c", "echo provider-id"]]
 
 
@@ -236,9 +237,9 @@ def test_user_data_output_is_secret():
         asyncio.set_event_loop(loop)
         try:
             join = JoinSettings("v1.36.4+k3s1", "10.0.1.2", "agent-token", ClusterProfile(
-                k3s_disable=(), external_cloud_provider=True, cilium_values={}), "10.244.0.0/16", "10.96.0.0/16", ())
+                k3s_disable=(), external_cloud_provider=True, cilium_values={}), "10.244.0.0/16", "10.96.0.0/16", (), "hetzner")
             output = user_data(group_spec("general", Pool(name="general", role="general",
-                                                          autoscaling={"min": 0, "max": 1}), None), join)
+                                                          autoscaling={"min": 0, "max": 1}), None, "hetzner"), join)
             return loop.run_until_complete(output.is_secret())
         finally:
             loop.close()

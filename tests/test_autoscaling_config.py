@@ -98,3 +98,16 @@ def test_hetzner_node_group_names_must_leave_room_for_server_names():
         "autoscaler's node groups ['adp-staging-europe-central-burst-for-campaigns-fsn1'] "
         "(adp-<stack>-<pool>-<location>) must be at most 46 characters, so that their servers' names stay DNS "
         "labels; shorten the pool's (or the stack's) name, got {'min': 0, 'max': 2}"]
+
+
+def test_pools_off_the_stack_provider_never_autoscale():
+    """Hybrid stacks: a bare-metal pool cannot grow, and node groups are the stack provider's only."""
+    from tests.test_hybrid import STACK
+    raw = base_raw(cluster=copy.deepcopy(STACK["adplatform:cluster"]), bareMetal=copy.deepcopy(STACK["adplatform:bareMetal"]))
+    raw["cluster"]["pools"].append({"name": "burst", "role": "general", "provider": "baremetal",
+                                    "autoscaling": {"min": 0, "max": 2}})
+    assert any(p.startswith("adplatform:cluster.pools[burst].autoscaling must not be set with provider: baremetal")
+               for p in problems(raw))
+    raw["cluster"]["pools"][-1]["provider"] = "aws"
+    assert any(p.startswith("adplatform:cluster.pools[burst].autoscaling must not be set on a pool of provider 'aws': "
+                            "only pools on the stack's provider (hetzner) autoscale") for p in problems(raw))

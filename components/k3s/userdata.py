@@ -52,6 +52,7 @@ class JoinSettings:
     pod_cidr: str
     service_cidr: str
     admin_keys: tuple[str, ...]  # SSH public keys of the image's default user
+    provider: str  # the stack's provider (the node's adplatform.io/provider label): autoscaled pools run only there
 
 
 def agent_config(spec: NodeSpec, join: JoinSettings, token: str, endpoint: str) -> dict:

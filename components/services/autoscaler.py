@@ -69,7 +69,8 @@ def namespaces(ctx: ServicesContext, on: bool) -> list[NamespaceSpec]:
 def join_settings(cfg: StackConfig, infra: Infrastructure, cluster: K3sCluster) -> JoinSettings:
     return JoinSettings(k3s_version=cfg.cluster.k3s_version, api_endpoint=infra.api_private_endpoint,
                         agent_token=cluster.agent_token, profile=infra.cluster, pod_cidr=cfg.cluster.pod_cidr,
-                        service_cidr=cfg.cluster.service_cidr, admin_keys=tuple(cfg.ssh_public_keys))
+                        service_cidr=cfg.cluster.service_cidr, admin_keys=tuple(cfg.ssh_public_keys),
+                        provider=cfg.provider)
 
 
 def shares(extra: int, parts: int) -> list[int]:
@@ -86,9 +87,10 @@ def requests(cluster: Cluster, join: JoinSettings) -> list[NodeGroupRequest]:
             if share == 0:
                 continue  # fewer extra nodes than locations: the first locations take them
             name = node_group_name(pool, location)
-            spec = group_spec(name, pool, location)
+            spec = group_spec(name, pool, location, join.provider)
             found.append(NodeGroupRequest(
                 name=name, pool=pool, location=location, min_size=0, max_size=share, user_data=user_data(spec, join),
+                spec=spec,
                 node_labels=node_labels(spec, join.profile), node_taints=tuple(spec.taints)))
     return found
 

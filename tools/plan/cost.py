@@ -96,7 +96,8 @@ def estimate(plan: dict[str, Any]) -> dict[str, Any]:
     region = _stack_region(prices, plan)
     _volumes(plan, prices, region, items, unpriced, unknown)
     _service_load_balancers(plan, prices, region, items, unpriced, unknown)
-    _hosts(plan, prices, items, unpriced)
+    # A hybrid stack's pools on existing hosts (providers/hybrid.py) are priced as bare metal is: by their config.
+    _hosts(plan, prices if prices.get("hostPrices") else (table("baremetal") or {}), items, unpriced)
     unpriced += [{"what": what, "reason": reason} for what, reason in (prices.get("unpriced") or {}).items()]
     pools = _sum(items, "pool")
     total = round(sum(item["monthly"] for item in items), 2)

@@ -1,0 +1,220 @@
+"""Hybrid clusters: pools on several providers, one K3s cluster (docs/providers.md, "Hybrid clusters").
+
+A pool may name its own `provider`; the stack's `provider` is the default and always runs the control plane, the
+API endpoint and the cluster add-ons (CCM, CSI, load balancers). Each provider creates its part (network,
+firewall, servers or existing hosts) from the config cut down to its own pools (`part`), validates only those,
+and the parts' nodes become one Infrastructure: the layers above see pools and nodes, never providers.
+
+Providers couple in the ways COUPLINGS lists, each private or encrypted, never open. Today that is Hetzner Cloud
+with bare metal on Hetzner dedicated servers over a Robot vSwitch joined to the cloud network (a subnet of type
+vswitch, providers/hetzner.py). Other pairs would cross the public internet; they are refused until their nodes
+can reach each other on public addresses with per-provider firewalls (docs/providers.md says what is missing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import providers
+from config import LoadedConfig, Problem
+from config.errors import problem
+from config.model import ApiLoadBalancer, StackConfig
+from providers.base import CLUSTER_PORTS, ClusterPort, Infrastructure, Node, check_credentials
+from providers.hetzner import PROVIDED_BY_LABEL
+
+
+@dataclass(frozen=True)
+class Coupling:
+    """How a secondary provider's nodes reach the stack provider's network."""
+
+    how: str  # for errors and docs
+    # The MTU of the link between the providers' nodes: Cilium's device MTU for the whole cluster is the smallest
+    # link any node uses (Cilium subtracts the VXLAN and WireGuard overheads from it).
+    mtu: int
+    # Labels the stack provider's add-ons need on the secondary's nodes (e.g. to keep a CSI node plugin off).
+    node_labels: Mapping[str, str]
+    # The pool roles the secondary may run: the stack provider's volumes do not attach there (its StorageClasses
+    # are limited to its own nodes), so only roles whose data needs no such volume.
+    roles: tuple[str, ...]
+
+
+# (stack provider, pool provider) -> coupling. Hetzner documents an MTU of 1400 for a vSwitch's VLAN interface on
+# the dedicated servers and for the cloud network's traffic to it ("Connect dedicated servers (vSwitch)").
+COUPLINGS = {
+    ("hetzner", "baremetal"): Coupling(
+        "a Hetzner Robot vSwitch joined to the Hetzner Cloud network (bareMetal.vswitch, bareMetal.subnetCidr)",
+        mtu=1400, node_labels={PROVIDED_BY_LABEL: "robot"},
+        # ScyllaDB keeps its data on the hosts' own disks (local NVMe, components/data/scylladb/storage.py);
+        # general pools run stateless work (claims go to the cloud nodes by the classes' allowedTopologies).
+        roles=("general", "scylladb")),
+}
+
+
+def providers_used(cfg: StackConfig) -> list[str]:
+    """The stack's provider first, then every other pool provider in config order."""
+    used = [cfg.provider]
+    for pool in cfg.cluster.pools:
+        if (pool.provider or cfg.provider) not in used:
+            used.append(pool.provider)
+    return used
+
+
+def part(loaded: LoadedConfig, name: str) -> LoadedConfig:
+    """The config as provider `name` sees it: its own pools only. A secondary provider has no control plane, no
+    API load balancer and none of the stack provider's locations or image; bare-metal hosts of a hybrid cluster
+    live in bareMetal.subnetCidr."""
+    cfg = loaded.config
+    cluster = cfg.cluster
+    update: dict = {"pools": [p for p in cluster.pools if (p.provider or cfg.provider) == name]}
+    if name != cfg.provider:
+        update.update(control_plane=cluster.control_plane.model_copy(
+                          update={"count": 0, "location": None, "locations": None, "server_type": None}),
+                      location=None, image=None, api_load_balancer=ApiLoadBalancer(enabled=False))
+        if name == "baremetal" and cfg.bare_metal is not None and cfg.bare_metal.subnet_cidr:
+            update["subnet_cidr"] = cfg.bare_metal.subnet_cidr
+    scoped = cfg.model_copy(update={"provider": name, "cluster": cluster.model_copy(update=update)})
+    return dataclasses.replace(loaded, config=scoped)
+
+
+# --- validation ------------------------------------------------------------------------------------
+
+def credential_problems(cfg: StackConfig) -> list[Problem]:
+    """The credentials of every pool provider other than the stack's (program.py checks the stack provider's)."""
+    return [p for name in providers_used(cfg)[1:] for p in check_credentials(providers.get(name).credentials)]
+
+
+def validate(loaded: LoadedConfig) -> list[Problem]:
+    """Each provider checks its own pools; a hybrid cluster's providers must couple privately."""
+    cfg = loaded.config
+    used = providers_used(cfg)
+    if len(used) == 1:
+        return providers.get(cfg.provider).validate(loaded)
+    found = [problem(f"cluster.pools[{pool.name}].provider",
+                     f"must be {cfg.provider!r} (the stack's provider) or a provider it couples with privately "
+                     f"({_couplings(cfg.provider)}): other pairs would cross the public internet, which hybrid "
+                     "clusters do not support yet", pool.provider)
+             for pool in cfg.cluster.pools
+             if pool.provider not in (None, cfg.provider) and (cfg.provider, pool.provider) not in COUPLINGS]
+    for pool in cfg.cluster.pools:
+        coupling = COUPLINGS.get((cfg.provider, pool.provider or cfg.provider))
+        if coupling is not None and pool.role not in coupling.roles:
+            found.append(problem(f"cluster.pools[{pool.name}].role", f"must be one of {', '.join(coupling.roles)} "
+                                 f"on provider {pool.provider}: the {cfg.provider} volumes do not attach there",
+                                 pool.role))
+        elif coupling is not None and pool.role == "scylladb" and cfg.data_plane.scylladb.storage != "auto":
+            found.append(problem("dataPlane.scylladb.storage", f"must be auto with the scylladb pool on provider "
+                                 f"{pool.provider}: its data lives on the hosts' own disks",
+                                 cfg.data_plane.scylladb.storage))
+    if any((cfg.provider, name) == ("hetzner", "baremetal") for name in used):
+        found += _vswitch(cfg)
+    for name in used:
+        found += providers.get(name).validate(part(loaded, name))
+    return found
+
+
+def _couplings(stack_provider: str) -> str:
+    pairs = [f"{pool}: {c.how}" for (stack, pool), c in COUPLINGS.items() if stack == stack_provider]
+    return "; ".join(pairs) or "none"
+
+
+def _vswitch(cfg: StackConfig) -> list[Problem]:
+    """Bare metal next to Hetzner Cloud: the hosts' vSwitch subnet lies in the cloud network, apart from the
+    cloud servers' subnet and the pod and service ranges."""
+    bare = cfg.bare_metal
+    if bare is None:
+        return [problem("bareMetal", "must be set for pools with provider baremetal: hosts (publicAddress, "
+                        "privateAddress, sshUser, pool), vswitch.id and subnetCidr")]
+    found = []
+    if bare.vswitch is None:
+        found.append(problem("bareMetal.vswitch.id", "must be set: the Robot vSwitch of the dedicated servers, "
+                             "joined to the Hetzner Cloud network (the cluster's nodes talk privately)"))
+    if bare.subnet_cidr is None:
+        return [*found, problem("bareMetal.subnetCidr", "must be set: the vSwitch subnet of cluster.networkCidr "
+                                "the hosts' privateAddress lie in, e.g. 10.0.2.0/24")]
+    subnet, network = ipaddress.ip_network(bare.subnet_cidr), ipaddress.ip_network(cfg.cluster.network_cidr)
+    if subnet.version != network.version or not subnet.subnet_of(network):
+        found.append(problem("bareMetal.subnetCidr", f"must lie inside cluster.networkCidr ({network}): Hetzner "
+                             "joins a vSwitch to the cloud network as one of its subnets", bare.subnet_cidr))
+    for key in ("subnetCidr", "podCidr", "serviceCidr"):
+        other = ipaddress.ip_network(getattr(cfg.cluster, _snake(key)))
+        if subnet.overlaps(other):
+            found.append(problem("bareMetal.subnetCidr", f"must not overlap cluster.{key} ({other})", bare.subnet_cidr))
+    return found
+
+
+def _snake(key: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
+
+
+# --- the cluster's peers and ports -----------------------------------------------------------------
+
+def peer_rules(has_servers: bool, node_sources: Sequence[str], server_sources: Sequence[str]
+               ) -> list[tuple[ClusterPort, tuple[str, ...]]]:
+    """What one provider's firewall admits from the other providers' nodes: CLUSTER_PORTS, each from exactly
+    the peers it names (`node_sources`: every other node; `server_sources`: the other K3s servers), and ports
+    only servers listen on only where this provider runs servers. A port without peers gets no rule."""
+    rules = []
+    for port in CLUSTER_PORTS:
+        sources = tuple(node_sources if port.source == "nodes" else server_sources)
+        if sources and (port.to == "nodes" or has_servers):
+            rules.append((port, sources))
+    return rules
+
+
+# --- composition -----------------------------------------------------------------------------------
+
+def create(loaded: LoadedConfig) -> Infrastructure:
+    """Every provider's part, and one Infrastructure over all their nodes."""
+    cfg = loaded.config
+    used = providers_used(cfg)
+    primary = providers.get(cfg.provider).create(part(loaded, cfg.provider))
+    if len(used) == 1:
+        return primary
+    # The secondaries run agents only; the stack provider's servers and agents all live in its subnet, the one
+    # network the coupling routes to them (COUPLINGS).
+    cloud = (cfg.cluster.subnet_cidr,)
+    secondaries = [providers.get(name).create(part(loaded, name), peers=peer_rules(False, cloud, cloud))
+                   for name in used[1:]]
+    mtu = min(COUPLINGS[(cfg.provider, name)].mtu for name in used[1:])
+    labels = [COUPLINGS[(cfg.provider, name)].node_labels for name in used[1:]]
+    return combine(primary, secondaries, mtu, labels)
+
+
+def combine(primary: Infrastructure, secondaries: Sequence[Infrastructure], mtu: int,
+            node_labels: Sequence[Mapping[str, str]]) -> Infrastructure:
+    """The stack provider's Infrastructure with the secondaries' nodes (each with its coupling's `node_labels`):
+    each node keeps its own provider's profile (kubelet flags: only nodes a cloud controller initialises are
+    `cloud-provider=external`)."""
+    nodes = [*primary.nodes, *(_labelled(n, labels) for infra, labels in zip(secondaries, node_labels)
+                               for n in infra.nodes)]
+    profiles = {n.name: infra.cluster for infra in secondaries for n in infra.nodes}
+    profile = dataclasses.replace(
+        primary.cluster, cilium_values=cilium_values(primary.cluster.cilium_values, mtu),
+        local_nvme=primary.cluster.local_nvme and all(infra.cluster.local_nvme for infra in secondaries))
+    return dataclasses.replace(primary, nodes=nodes, cluster=profile, node_profiles=profiles)
+
+
+def _labelled(node: Node, labels: Mapping[str, str]) -> Node:
+    return dataclasses.replace(node, spec=dataclasses.replace(node.spec, labels={**node.spec.labels, **labels}))
+
+
+def cilium_values(stack_values: dict, link_mtu: int) -> dict:
+    """The stack provider's Cilium values for a cluster spanning providers.
+
+    Tunnel routing: the stack provider's native routes (Hetzner's CCM programs pod CIDRs into the cloud network)
+    do not reach the other provider's nodes. WireGuard encrypts pod traffic (on everywhere, components/k3s/cilium.py)
+    and here node traffic too (`encryption.nodeEncryption`; Cilium leaves control-plane nodes out by default).
+    The MTU is the smallest of the stack network's and the coupling link's: Cilium derives the pod MTU from it,
+    less the VXLAN and WireGuard overheads.
+    """
+    kept = {k: v for k, v in stack_values.items() if k not in ("routingMode", "ipv4NativeRoutingCIDR", "MTU")}
+    mtu = min(link_mtu, stack_values.get("MTU", link_mtu))
+    return {**kept, "routingMode": "tunnel", "tunnelProtocol": "vxlan", "MTU": mtu,
+            "encryption": {"enabled": True, "type": "wireguard", "nodeEncryption": True}}
+
+
+__all__ = ["COUPLINGS", "Coupling", "cilium_values", "combine", "create", "credential_problems", "part",
+           "peer_rules", "providers_used", "validate"]

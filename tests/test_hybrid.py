@@ -1,0 +1,314 @@
+"""Hybrid clusters (providers/hybrid.py): pools on several providers, one K3s cluster.
+
+The recorded run of Pulumi.production-hybrid.yaml (Hetzner Cloud + bare-metal ScyllaDB hosts on a vSwitch) and
+config variants of it: validation per provider, composition, the firewall between providers, node labels and
+profiles, storage topology, and the plan's cost next to all-cloud production."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+
+from config import ConfigError
+from providers import hybrid
+from providers.base import CLUSTER_PORTS, PROVIDER_LABEL
+from tests.conftest import ROOT, base_raw, k3s_config, run_raw, script_param, stack_run
+from tools import mockrun
+from tools.plan import model
+
+STACK = yaml.safe_load((ROOT / "Pulumi.production-hybrid.yaml").read_text())["config"]
+CLOUD_SUBNET = "10.0.1.0/24"  # cluster.subnetCidr (the default): every Hetzner Cloud server of the stack
+COMMAND = "command:remote:Command"
+
+
+@pytest.fixture(scope="module")
+def run() -> mockrun.Run:
+    return stack_run("production-hybrid")
+
+
+def raw(**overrides: Any) -> dict[str, Any]:
+    """The production-hybrid stack as a raw config, with overrides."""
+    values = base_raw(cluster=copy.deepcopy(STACK["adplatform:cluster"]),
+                      bareMetal=copy.deepcopy(STACK["adplatform:bareMetal"]))
+    values.update(overrides)
+    return values
+
+
+def problems(values: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        run_raw(values)
+    assert mockrun.last_monitor.recorded == [], "a config error must stop the program before any resource"
+    return [str(p) for p in err.value.problems]
+
+
+def _pool(values: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(p for p in values["cluster"]["pools"] if p["name"] == name)
+
+
+# --- config ---------------------------------------------------------------------------------------
+
+def test_an_unknown_pool_provider_is_refused_naming_the_key():
+    values = raw()
+    _pool(values, "scylladb")["provider"] = "ovh"
+    found = problems(values)
+    assert any(p.startswith("adplatform:cluster.pools[scylladb].provider must be one of the providers hetzner, aws")
+               and "'ovh'" in p for p in found), found
+
+
+def test_a_pair_that_would_cross_the_internet_is_refused():
+    values = raw()
+    values["cluster"]["pools"].append({"name": "edge", "role": "general", "count": 2, "provider": "aws"})
+    found = problems(values)
+    assert any(p.startswith("adplatform:cluster.pools[edge].provider must be 'hetzner' (the stack's provider) or a "
+                            "provider it couples with privately (baremetal: a Hetzner Robot vSwitch") for p in found), found
+
+
+def test_the_credentials_of_every_pool_provider_are_checked(monkeypatch):
+    monkeypatch.setattr(hybrid, "providers_used", lambda cfg: ["hetzner", "aws"])
+    found = []
+    monkeypatch.setattr(hybrid, "check_credentials", lambda creds: found.extend(c.key for c in creds) or [])
+    hybrid.credential_problems(None)
+    from providers import aws
+    assert found == [c.key for c in aws.CREDENTIALS] and found
+
+
+def test_bare_metal_pools_need_their_hosts():
+    values = raw()
+    values["bareMetal"]["hosts"] = values["bareMetal"]["hosts"][:2]
+    assert "adplatform:bareMetal.hosts must list exactly 3 host(s) with pool 'scylladb' " \
+           "(cluster.pools[scylladb].count is 3), got 2" in problems(values)
+
+
+def test_control_plane_hosts_are_refused_on_a_secondary_provider():
+    values = raw()
+    values["bareMetal"]["hosts"].append({"publicAddress": "198.51.100.30", "privateAddress": "10.0.2.30",
+                                         "pool": "control-plane"})
+    found = problems(values)
+    # The control plane stays on the stack's provider: the bare-metal part has no slot for it.
+    assert any(p.startswith("adplatform:bareMetal.hosts must list exactly 0 host(s) with pool 'control-plane'")
+               for p in found), found
+
+
+@pytest.mark.parametrize("edit, key, message", [
+    (lambda b: b.pop("vswitch"), "bareMetal.vswitch.id", "must be set: the Robot vSwitch"),
+    (lambda b: b.pop("subnetCidr"), "bareMetal.subnetCidr", "must be set: the vSwitch subnet"),
+    (lambda b: b.update(subnetCidr="192.168.0.0/24"), "bareMetal.subnetCidr", "must lie inside cluster.networkCidr"),
+    (lambda b: b.update(subnetCidr="10.0.1.0/25"), "bareMetal.subnetCidr", "must not overlap cluster.subnetCidr"),
+    (lambda b: b.update(subnetCidr="10.244.0.0/24"), "bareMetal.subnetCidr", "must not overlap cluster.podCidr"),
+])
+def test_the_vswitch_coupling_is_checked(edit, key, message):
+    values = raw()
+    edit(values["bareMetal"])
+    found = problems(values)
+    assert any(p.startswith(f"adplatform:{key} {message}") for p in found), found
+
+
+def test_hosts_must_lie_in_the_vswitch_subnet():
+    values = raw()
+    values["bareMetal"]["hosts"][0]["privateAddress"] = "10.0.1.21"
+    assert any(p.startswith("adplatform:bareMetal.hosts[0].privateAddress must lie inside cluster.subnetCidr "
+                            "(10.0.2.0/24)") for p in problems(values))
+
+
+def test_roles_whose_volumes_cannot_attach_are_refused_on_bare_metal():
+    values = raw()
+    values["cluster"]["pools"].append({"name": "redpanda", "provider": "baremetal"})
+    found = problems(values)
+    assert "adplatform:cluster.pools[redpanda].role must be one of general, scylladb on provider baremetal: the " \
+           "hetzner volumes do not attach there, got 'redpanda'" in found, found
+
+
+def test_bare_metal_settings_on_a_stack_without_bare_metal_pools_are_refused():
+    values = raw()
+    _pool(values, "scylladb").pop("provider")
+    assert any(p.startswith("adplatform:bareMetal is only read with provider: baremetal") for p in problems(values))
+
+
+# --- composition ----------------------------------------------------------------------------------
+
+def test_one_cluster_over_both_providers(run):
+    nodes = run.outputs["nodes"]
+    servers = {n.name for n in run.resources if n.type == "hcloud:index/server:Server"}
+    assert not any(name.startswith("scylladb") for name in servers)
+    assert {n["pool"] for n in nodes.values()} >= {"control-plane", "general", "scylladb"}
+    scylla = {h: n for h, n in nodes.items() if n["pool"] == "scylladb"}
+    hosts = [h for h in STACK["adplatform:bareMetal"]["hosts"]]
+    assert sorted(n["privateIp"] for n in scylla.values()) == sorted(h["privateAddress"] for h in hosts)
+    assert all(n["k3s"] == "agent" for n in scylla.values())
+    # One cluster: only the first Hetzner server initialises it; the hosts join through the private API balancer.
+    installs = [r.name.removeprefix("k3s-") for r in run.resources if r.type == COMMAND and r.name.startswith("k3s-")
+                and r.name.removeprefix("k3s-") in {h.removeprefix("adp-production-hybrid-") for h in nodes}]
+    assert len(installs) == len(nodes)
+    assert [n for n in installs if k3s_config(run, n).get("cluster-init")] == ["control-plane-1"]
+    joined = k3s_config(run, "scylladb-1")["server"]
+    assert joined == k3s_config(run, "general-1")["server"]
+    assert run.outputs["provider"] == "hetzner"
+
+
+def test_the_vswitch_joins_the_cloud_network(run):
+    subnet = run.named("subnet-vswitch", "hcloud:index/networkSubnet:NetworkSubnet").inputs
+    network = run.named("subnet", "hcloud:index/networkSubnet:NetworkSubnet").inputs["networkId"]
+    assert subnet == {"type": "vswitch", "vswitchId": 40000, "networkZone": "eu-central", "ipRange": "10.0.2.0/24",
+                      "networkId": network}
+
+
+def test_each_node_carries_its_provider_and_its_own_kubelet_flags(run):
+    scylla, general = k3s_config(run, "scylladb-1"), k3s_config(run, "general-1")
+    assert f"{PROVIDER_LABEL}=baremetal" in scylla["node-label"]
+    assert f"{PROVIDER_LABEL}=hetzner" in general["node-label"]
+    assert f"{PROVIDER_LABEL}=hetzner" in k3s_config(run, "control-plane-1")["node-label"]
+    # The hcloud CCM initialises cloud servers only: a bare-metal kubelet waiting for it would stay tainted.
+    assert "cloud-provider=external" in general["kubelet-arg"]
+    assert "cloud-provider=external" not in scylla["kubelet-arg"]
+    # The CSI chart keeps its node plugin off `robot` nodes (there are no Hetzner Cloud volumes to mount).
+    assert "instance.hetzner.cloud/provided-by=robot" in scylla["node-label"]
+    assert not any(label.startswith("instance.hetzner.cloud/") for label in general["node-label"])
+
+
+def test_every_node_of_a_single_provider_stack_carries_the_provider_label():
+    run = stack_run("production")
+    assert f"{PROVIDER_LABEL}=hetzner" in k3s_config(run, "scylladb-1")["node-label"]
+
+
+def test_cilium_tunnels_and_encrypts_between_providers_at_the_vswitch_mtu(run):
+    values = run.named("cilium", "kubernetes:helm.sh/v3:Release").inputs["values"]
+    assert values["routingMode"] == "tunnel" and values["tunnelProtocol"] == "vxlan"
+    assert "ipv4NativeRoutingCIDR" not in values
+    assert values["encryption"] == {"enabled": True, "type": "wireguard", "nodeEncryption": True}
+    assert values["MTU"] == 1400  # the vSwitch's, below the cloud network's 1450
+    # All-cloud production keeps Hetzner's native routing over its private network.
+    single = stack_run("production").named("cilium", "kubernetes:helm.sh/v3:Release").inputs["values"]
+    assert single["routingMode"] == "native" and single["MTU"] == 1450
+
+
+# --- the firewall between providers ---------------------------------------------------------------
+
+def _ruleset(run: mockrun.Run) -> list[str]:
+    script = run.named("firewall-scylladb-1", COMMAND).inputs["stdin"]
+    return [line.strip() for line in script_param(script, "RULESET").splitlines()]
+
+
+def test_bare_metal_admits_exactly_the_cloud_nodes_on_exactly_the_cluster_ports(run):
+    from_cloud = [line for line in _ruleset(run) if CLOUD_SUBNET in line]
+    assert from_cloud == [
+        f"ip saddr {{ {CLOUD_SUBNET} }} tcp dport 10250 accept comment \"kubelet (API server: logs, exec; metrics)\"",
+        f"ip saddr {{ {CLOUD_SUBNET} }} udp dport 51871 accept comment \"Cilium WireGuard (pod and node traffic, encrypted)\"",
+        f"ip saddr {{ {CLOUD_SUBNET} }} tcp dport 4240 accept comment \"Cilium health checks\"",
+        f"ip saddr {{ {CLOUD_SUBNET} }} meta l4proto icmp accept comment \"Cilium health pings\"",
+    ]
+    # The hosts' own network and the pods stay trusted as on any bare-metal stack; VXLAN never leaves WireGuard.
+    assert 'ip saddr { 10.0.2.0/24, 10.244.0.0/16 } accept comment "the private network and pods: everything ' \
+           'between cluster members"' in _ruleset(run)
+    assert not any("8472" in line or "2379" in line for line in _ruleset(run))
+
+
+def test_peer_rules_name_exactly_the_peers_each_port_needs():
+    rules = {(p.protocol, p.port): sources for p, sources in hybrid.peer_rules(True, ("192.0.2.0/28",), ("192.0.2.1/32",))}
+    assert rules == {("tcp", "6443"): ("192.0.2.0/28",), ("tcp", "10250"): ("192.0.2.0/28",),
+                     ("tcp", "2379-2380"): ("192.0.2.1/32",), ("udp", "51871"): ("192.0.2.0/28",),
+                     ("tcp", "4240"): ("192.0.2.0/28",), ("icmp", None): ("192.0.2.0/28",)}
+    agents_only = {(p.protocol, p.port) for p, _ in hybrid.peer_rules(False, ("192.0.2.0/28",), ("192.0.2.1/32",))}
+    assert agents_only == {(p.protocol, p.port) for p in CLUSTER_PORTS if p.to == "nodes"}
+    assert hybrid.peer_rules(True, (), ()) == []  # no peers, no rule
+
+
+# --- storage --------------------------------------------------------------------------------------
+
+def test_cloud_volumes_are_only_scheduled_on_cloud_nodes(run):
+    for name in ("storage-class-hcloud-volumes", "storage-class-hcloud-volumes-xfs"):
+        sc = run.named(name, "kubernetes:storage.k8s.io/v1:StorageClass").inputs
+        assert sc["allowedTopologies"] == [{"matchLabelExpressions": [
+            {"key": "instance.hetzner.cloud/provided-by", "values": ["cloud"]}]}]
+    csi = run.named("hcloud-csi", "kubernetes:helm.sh/v3:Release").inputs["values"]
+    assert csi["global"] == {"enableProvidedByTopology": True}
+    single = stack_run("production")
+    assert "allowedTopologies" not in single.named("storage-class-hcloud-volumes",
+                                                   "kubernetes:storage.k8s.io/v1:StorageClass").inputs
+    assert "global" not in single.named("hcloud-csi", "kubernetes:helm.sh/v3:Release").inputs["values"]
+
+
+def test_scylladb_on_bare_metal_keeps_its_data_on_the_local_disks(run):
+    from tests.test_data_scylladb import spec
+    assert {rack["storage"]["storageClassName"] for rack in spec(run)["datacenter"]["racks"]} == {"scylladb-local-xfs"}
+    assert spec(run)["developerMode"] is False
+
+
+# --- plan -----------------------------------------------------------------------------------------
+
+def test_the_plan_prices_the_dedicated_servers_next_to_all_cloud_production(run):
+    hybrid_cost = model.build(run)["cost"]
+    cloud_cost = model.build(stack_run("production"))["cost"]
+    assert hybrid_cost["unknown"] == [] and hybrid_cost["pools"]["scylladb"] == pytest.approx(3 * 104.0, abs=0.01)
+    assert hybrid_cost["total"] < cloud_cost["total"]
+    assert not any("host" in u["what"] for u in hybrid_cost["unpriced"])
+
+
+# --- provider migration (docs/providers.md "Moving pools to another provider") --------------------
+
+METAL_HOSTS = [{"publicAddress": f"198.51.100.{30 + i}", "privateAddress": f"10.0.2.{30 + i}", "pool": "scylladb-metal",
+                "monthlyPrice": 104.0} for i in range(3)]
+BARE_METAL = {"vswitch": {"id": 40000}, "subnetCidr": "10.0.2.0/24", "hosts": METAL_HOSTS}
+
+
+def migration() -> list[tuple[str, dict[str, Any]]]:
+    """ScyllaDB from the Hetzner Cloud pool to dedicated servers, as the stack-file edits the docs show."""
+    start = base_raw(cluster={"location": "fsn1", "controlPlane": {"locations": ["fsn1", "nbg1", "hel1"]}})
+    added = copy.deepcopy(start)
+    added["bareMetal"] = copy.deepcopy(BARE_METAL)
+    added["cluster"]["pools"] = [{"name": "scylladb-metal", "role": "scylladb", "count": 3, "provider": "baremetal",
+                                  "size": "dedicated-xlarge"}]
+    removed = copy.deepcopy(added)
+    removed["cluster"]["pools"].append({"name": "scylladb", "count": 0})
+    return [("all cloud", start), ("pools added on the new provider", added), ("old pools removed", removed)]
+
+
+Pools = dict[tuple[str, str], int]  # (role, pool) -> nodes
+
+
+def _pools(run: mockrun.Run) -> Pools:
+    from collections import Counter
+    return dict(Counter((node["role"], node["pool"]) for node in run.outputs["nodes"].values()))
+
+
+def walk_problems(steps: list[tuple[str, Pools]]) -> list[str]:
+    """What a migration must never do: a store role below its replication minimum at any step, or one step that
+    both adds nodes of a role and removes some (the data would have no moment on both: re-replication needs the
+    new nodes first, the old ones may go only after), or a change of the K3s servers (etcd quorum)."""
+    from config.catalog import ROLES
+    found = []
+    for step, pools in steps:
+        for role in {r for r, _ in pools}:
+            nodes = sum(n for (r, _), n in pools.items() if r == role)
+            if role in ROLES and nodes < ROLES[role].min_nodes:
+                found.append(f"{step}: {role} has {nodes} nodes, below {ROLES[role].min_nodes}")
+    for (_, before), (step, after) in zip(steps, steps[1:]):
+        for role in {r for r, _ in [*before, *after]}:
+            keys = {k for k in [*before, *after] if k[0] == role}
+            grew = any(after.get(k, 0) > before.get(k, 0) for k in keys)
+            shrank = any(after.get(k, 0) < before.get(k, 0) for k in keys)
+            if grew and shrank:
+                found.append(f"{step}: {role} gains and loses nodes in one step")
+        if before.get(("general", "control-plane")) != after.get(("general", "control-plane")):
+            found.append(f"{step}: the K3s servers change")
+    return found
+
+
+def test_the_migration_walks_through_valid_stacks_and_never_drops_below_replication():
+    # Every intermediate stack synthesizes (run_raw raises a ConfigError otherwise: the config rules, replication
+    # minimums and the hybrid coupling included).
+    runs = [(step, run_raw(values, stack="production-hybrid")) for step, values in migration()]
+    steps = [(step, _pools(run)) for step, run in runs]
+    assert walk_problems(steps) == []
+    placed = [{pool for (role, pool) in pools if role == "scylladb"} for _, pools in steps]
+    assert placed == [{"scylladb"}, {"scylladb", "scylladb-metal"}, {"scylladb-metal"}]
+
+
+def test_the_walk_refuses_a_swap_in_one_step_and_a_replica_short_pool():
+    cloud, metal = ("scylladb", "scylladb"), ("scylladb", "scylladb-metal")
+    swap = [("before", {cloud: 3}), ("swapped", {metal: 3})]
+    assert walk_problems(swap) == ["swapped: scylladb gains and loses nodes in one step"]
+    short = [("before", {cloud: 3}), ("added", {cloud: 3, metal: 2}), ("removed", {metal: 2})]
+    assert walk_problems(short) == ["removed: scylladb has 2 nodes, below 3"]
