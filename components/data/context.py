@@ -71,6 +71,7 @@ class DataContext(LayerContext):
     cluster_issuer: str
     placements: dict[str, Placement]  # store (STORE_ROLES key) -> where it runs
     backup: BackupTargets | None  # where stores back up to (None: backups off), see DataPlane._backup_targets
+    velero: Sequence[pulumi.Resource] = ()  # Velero installed (ClusterServices.backups): a store's Velero restore
 
     def resources(self, store: str, workload: str | None = None) -> Resources:
         """The workload's share of its store's nodes, or the store's configured cpu/memory."""

@@ -19,6 +19,12 @@ What this module sets:
 - metrics: a PodMonitor on the admin port (the operator's own monitoring/podMonitor.yaml), because the
   operator turns HTTP off on the client port (`--primary_port_http_enabled=false`).
 
+Restore (`dataPlane.dragonfly.restore.backup`): the snapshot volumes live in the Velero backups (the namespace is
+not among LIVE_DATABASE_NAMESPACES: a snapshot file at rest is a consistent copy). A Velero Restore of the
+instances' volume claims, volumes and pods (the pods carry the file-system backup Velero replays into the
+volumes) runs before the `Dragonfly` resource exists; the operator's StatefulSet then adopts the restored pods
+(same names and labels) and each instance loads `dump` at start.
+
 The admin port takes no password (the operator passes `--admin_nopass` and needs it): only the
 operator, the instances themselves and Prometheus may reach it (namespace policies).
 """
@@ -36,6 +42,7 @@ from components.data.endpoints import Credentials, DragonflyEndpoint
 from components.data.placement import Resources
 from components.helm import release
 from components.scheduling import pod_anti_affinity
+from components.services import backups as velero
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
                                            NamespaceSpec, Peer)
 from config.data import DRAGONFLY_MAXMEMORY_FRACTION
@@ -60,6 +67,10 @@ OPERATOR_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {
 RBAC_PROXY_RESOURCES = {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}
 SCRAPE_INTERVAL = "30s"
 READY_TIMEOUT_SECONDS = 900
+RESTORE_TIMEOUT_SECONDS = 3600
+# What a restore brings back: the volumes and the pods whose file-system backups fill them (Velero restores volume
+# contents through the pod that mounted them).
+RESTORED_KINDS = ("persistentvolumeclaims", "persistentvolumes", "pods")
 
 
 def namespaces(ctx: DataContext) -> list[NamespaceSpec]:
@@ -179,13 +190,28 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
     # The chart ships no PodDisruptionBudget (charts/dragonfly-operator/templates at v1.6.1).
     ready: list[pulumi.Resource] = [secret, operator,
                                     *ctx.operator_budget(OPERATOR_RELEASE, OPERATOR_NAMESPACE, OPERATOR_LABELS, after)]
+    restored = restore(ctx, after)
+    ready += restored
     # Consumers wait until the operator has the primary and its replicas in place (internal/controller/util.go).
     instances = ctx.custom_resource(
         "dragonfly", "dragonflydb.io/v1alpha1", "Dragonfly", NAME, NAMESPACE, dragonfly_spec(ctx, res),
-        ctx.labels("dragonfly", "cache"), [*after, operator, secret], protect=True,
+        ctx.labels("dragonfly", "cache"), [*after, operator, secret, *restored], protect=True,
         annotations=wait_for("jsonpath={.status.phase}=Ready", READY_TIMEOUT_SECONDS))
     ready += [instances, read_service(ctx, after), pod_monitor(ctx, after)]
     return endpoint(creds, ready)
+
+
+def restore(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    """The Velero Restore of the snapshot volumes (dataPlane.dragonfly.restore), waited for until it completes."""
+    settings = ctx.settings.dragonfly.restore
+    if settings is None:
+        return []
+    spec = velero.velero_restore_spec(settings.backup, [NAMESPACE], resources=RESTORED_KINDS)
+    # Named after the backup, as the cluster restore: a new backup name is a new restore.
+    return [ctx.custom_resource(
+        "dragonfly-restore", "velero.io/v1", "Restore", f"dragonfly-{settings.backup}"[:63].rstrip("-."),
+        velero.NAMESPACE, spec, ctx.labels("dragonfly", "restore"), [*after, *ctx.velero],
+        annotations=wait_for("jsonpath={.status.phase}=Completed", RESTORE_TIMEOUT_SECONDS))]
 
 
 def endpoint(creds: Credentials, ready: Sequence[pulumi.Resource]) -> DragonflyEndpoint:

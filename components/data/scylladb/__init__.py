@@ -198,11 +198,13 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
         mount=bootstrap.BOOTSTRAP_MOUNT)
     registration = manager.install_credentials(ctx, MANAGER_ROLE, manager_password,
                                                [*after, spaces[manager.NAMESPACE], manager_release, scylla, schema_job])
+    restored = manager.install_restore(ctx, cluster.backup_location(ctx.backup.of("scylladb")), registration) \
+        if ctx.backup is not None else []
 
     return ScyllaEndpoint(
         hosts=[client_host()], port=CQL_PORT, datacenter=cluster.DATACENTER, keyspaces=list(settings.keyspaces),
         replication_factor=factor, credentials=app_credentials, namespace=NAMESPACE,
-        pod_labels=dict(cluster.POD_LABELS), ready=[scylla, schema_job, monitor, *registration])
+        pod_labels=dict(cluster.POD_LABELS), ready=[scylla, schema_job, monitor, *registration, *restored])
 
 
 def client_host() -> str:
