@@ -159,8 +159,7 @@ def test_superuser_access_is_disabled(run):
 # --- backups ----------------------------------------------------------------------------------------------
 def test_wal_archiving_and_base_backups_go_through_the_barman_cloud_plugin(run):
     assert cluster(run)["plugins"] == [{"name": "barman-cloud.cloudnative-pg.io", "isWALArchiver": True,
-                                        "parameters": {"barmanObjectName": "postgres-backups",
-                                                       "serverName": "postgres"}}]
+                                        "parameters": {"barmanObjectName": "postgres-backups"}}]
     assert "backup" not in cluster(run)  # the in-tree barmanObjectStore is removed in 1.31
     scheduled = run.named("postgres-scheduled-backup",
                           "kubernetes:postgresql.cnpg.io/v1:ScheduledBackup").inputs["spec"]

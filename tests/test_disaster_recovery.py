@@ -247,3 +247,14 @@ def test_runbook_follows_the_stores_a_stack_runs():
 
 def test_no_runbook_without_backups(staging):
     assert "disasterRecovery" not in staging.outputs
+
+
+def test_plan_diff_hands_an_older_tree_only_the_backup_purposes_it_knows(monkeypatch):
+    """plan-diff plans older trees with this mockrun: a tree from before Redpanda's backups would refuse
+    backupCredentials.redpanda as an unknown purpose."""
+    from config import services
+    from tools import mockrun
+    placeholders = mockrun.FEATURE_SECRETS[("adplatform:clusterServices", "backups", "s3")]["adplatform:backupCredentials"]
+    assert "redpanda" in mockrun._known_purposes(placeholders)
+    monkeypatch.setattr(services, "BACKUP_PURPOSES", ("etcd", "velero", "postgres", "clickhouse", "scylladb"))
+    assert set(mockrun._known_purposes(placeholders)) == {"etcd", "velero", "postgres", "clickhouse", "scylladb"}

@@ -272,9 +272,16 @@ def stack_config(stack: str) -> tuple[dict[str, Any], set[str]]:
             node = node.get(part) if isinstance(node, dict) else None
         for key, placeholder in placeholders.items():
             if node is not None and key not in values and _known_secret(key):
-                values[key] = placeholder
+                values[key] = _known_purposes(placeholder) if key == "adplatform:backupCredentials" else placeholder
                 secret.add(key)
     return values, secret
+
+
+def _known_purposes(credentials: dict[str, Any]) -> dict[str, Any]:
+    """The placeholder key pairs of the backup purposes this tree's loader knows (an older tree, planned by
+    plan-diff, refuses a purpose it does not have, e.g. one a later change added)."""
+    from config.services import BACKUP_PURPOSES  # the planned tree's own
+    return {purpose: keys for purpose, keys in credentials.items() if purpose in BACKUP_PURPOSES}
 
 
 def _known_secret(key: str) -> bool:

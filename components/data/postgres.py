@@ -142,8 +142,10 @@ def cluster_spec(ctx: DataContext, roles: Sequence[dict[str, Any]]) -> dict[str,
         "inheritedMetadata": {"annotations": {VELERO_EXCLUDE: "pgdata,pg-wal"}},
     }
     if ctx.backup is not None:
+        # serverName defaults to the cluster's name: stated only when it differs, so existing clusters see no change
+        server = {} if settings.backup_server_name == CLUSTER else {"serverName": settings.backup_server_name}
         spec["plugins"] = [{"name": PLUGIN, "isWALArchiver": True, "parameters": {
-            "barmanObjectName": OBJECT_STORE, "serverName": settings.backup_server_name}}]
+            "barmanObjectName": OBJECT_STORE, **server}}]
     if settings.restore is not None:
         spec["externalClusters"] = [{"name": RESTORE_SOURCE, "plugin": {"name": PLUGIN, "parameters": {
             "barmanObjectName": OBJECT_STORE, "serverName": settings.restore.from_server}}}]

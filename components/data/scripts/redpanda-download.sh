@@ -4,7 +4,7 @@
 #
 # Environment: WORK, BACKUP (the export's name), and redpanda-s3.sh's.
 set -euo pipefail
-# shellcheck source=redpanda-s3.sh
+# shellcheck source=SCRIPTDIR/redpanda-s3.sh
 source "$(dirname "$0")/redpanda-s3.sh"
 : "${WORK:?}" "${BACKUP:?}"
 if [[ ! "$BACKUP" =~ ^[0-9]{8}T[0-9]{6}Z$ ]]; then

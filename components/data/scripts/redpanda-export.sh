@@ -4,7 +4,7 @@
 #   topics.tsv                   topic, partitions, replicas (internal topics but _schemas left out)
 #   configs/<topic>              the topic's non-default configs, one key=value a line
 #   records/<topic>/<partition>  every record of the partition from its start to the end seen at export time,
-#                                as length-prefixed key and value (rpk's %K{big4}%k%V{big4}%v)
+#                                as length-prefixed key and value (rpk's %K{big32}%k%V{big32}%v)
 #   _schemas is exported like a topic: replaying it restores the Schema Registry with its schema ids
 #   acls.txt, users.txt          the ACLs and SASL user names, for the record (Pulumi declares both: `User`s)
 #   cluster-config.yaml          the cluster properties (rpk cluster config export)
@@ -28,7 +28,7 @@ while IFS=$'\t' read -r topic partitions _; do
     awk '$3 == "DYNAMIC_TOPIC_CONFIG" {print $1 "=" $2}' >"${out}/configs/${topic}"
   mkdir -p "${out}/records/${topic}"
   for ((p = 0; p < partitions; p++)); do
-    rpk topic consume "$topic" --partitions "$p" --offset :end --format '%K{big4}%k%V{big4}%v' \
+    rpk topic consume "$topic" --partitions "$p" --offset :end --format '%K{big32}%k%V{big32}%v' \
       >"${out}/records/${topic}/${p}"
   done
 done <"${out}/topics.tsv"

@@ -26,7 +26,9 @@ done <"${in}/topics.tsv"
 for topic in _schemas $(awk '$1 != "_schemas" {print $1}' "${in}/topics.tsv"); do
   [[ -d "${in}/records/${topic}" ]] || continue
   for file in "${in}/records/${topic}"/*; do
-    rpk topic produce "$topic" --partition "${file##*/}" --format '%K{big4}%k%V{big4}%v' <"$file"
+    # --tombstone: the export wrote a null value (a compacted topic's delete marker) as an empty one
+    rpk topic produce "$topic" --partition "${file##*/}" --tombstone --format '%K{big32}%k%V{big32}%v' \
+      --output-format '' <"$file"
   done
   echo "${topic}: records replayed"
 done

@@ -4,7 +4,7 @@
 #
 # Environment: WORK, KEEP, and redpanda-s3.sh's.
 set -euo pipefail
-# shellcheck source=redpanda-s3.sh
+# shellcheck source=SCRIPTDIR/redpanda-s3.sh
 source "$(dirname "$0")/redpanda-s3.sh"
 : "${WORK:?}" "${KEEP:?}"
 
