@@ -21,55 +21,51 @@ from __future__ import annotations
 
 from typing import Any
 
+from config.errors import NAMESPACE
 from config.model import StackConfig
 
 # Placeholders the operator replaces with the backup chosen (docs/disaster-recovery.md: how to list them).
 VELERO_BACKUP = "<velero backup, e.g. cluster-20261120020012>"
-# Stores in the order they come back: the object store first (it may hold the others' backups). Each: the stack
-# key of its restore switch, the value to set, and the check that it is back.
-STORES: tuple[tuple[str, str, Any, str], ...] = (
-    ("objectStorage", "", None,
-     "kubectl -n seaweedfs rollout status statefulset/seaweedfs-filer --timeout=30m"),
-    ("postgres", "dataPlane.postgres.restore",
-     {"fromServer": "postgres", "targetTime": "<RFC 3339 time, or leave out for the end of the archive>"},
+# Stores in the order they come back: the object store first (it may hold the others' backups). Each: what to set
+# (its restore switch; PostgreSQL also a new archive, config/data.py Postgres) and the check that it is back.
+STORES: tuple[tuple[str, dict[str, Any], str], ...] = (
+    ("objectStorage", {}, "kubectl -n seaweedfs rollout status statefulset/seaweedfs-filer --timeout=30m"),
+    ("postgres", {"dataPlane.postgres.restore": {
+        "fromServer": "postgres", "targetTime": "<RFC 3339 time, or leave out for the end of the archive>"},
+        "dataPlane.postgres.backupServerName": "<a new name, e.g. postgres-2>"},
      "kubectl -n postgres wait cluster/postgres --for=condition=Ready --timeout=2h"),
-    ("clickhouse", "dataPlane.clickhouse.restore", {"backup": "<full-yyyymmddThhmmssZ>"},
+    ("clickhouse", {"dataPlane.clickhouse.restore": {"backup": "<full-yyyymmddThhmmssZ>"}},
      "kubectl -n clickhouse wait job -l app.kubernetes.io/component=restore --for=condition=complete --timeout=8h"),
-    ("scylladb", "dataPlane.scylladb.restore", {"snapshotTag": "<sm_yyyymmddhhmmssUTC>"},
-     "kubectl -n scylla-manager wait job -l app.kubernetes.io/component=scylla-restore --for=condition=complete --timeout=8h"),
-    ("redpanda", "dataPlane.redpanda.restore", {"backup": "<yyyymmddThhmmssZ>"},
+    ("scylladb", {"dataPlane.scylladb.restore": {"snapshotTag": "<sm_yyyymmddhhmmssUTC>"}},
+     "kubectl -n scylla-manager wait job -l app.kubernetes.io/component=scylla-restore --for=condition=complete "
+     "--timeout=8h"),
+    ("redpanda", {"dataPlane.redpanda.restore": {"backup": "<yyyymmddThhmmssZ>"}},
      "kubectl -n redpanda wait job -l app.kubernetes.io/component=restore --for=condition=complete --timeout=6h"),
-    ("dragonfly", "dataPlane.dragonfly.restore", {"backup": VELERO_BACKUP},
+    ("dragonfly", {"dataPlane.dragonfly.restore": {"backup": VELERO_BACKUP}},
      "kubectl -n dragonfly wait dragonfly/dragonfly --for=jsonpath='{.status.phase}'=Ready --timeout=1h"),
 )
 
 
 def store_steps(cfg: StackConfig) -> list[dict[str, Any]]:
     """The enabled stores in restore order, each with its switch and check."""
-    data = cfg.data_plane
     steps = []
-    for store, key, value, check in STORES:
-        settings = getattr(data, "object_storage" if store == "objectStorage" else store)
-        if not settings.enabled or (store == "objectStorage" and settings.backend != "seaweedfs"):
+    for store, settings, check in STORES:
+        config = getattr(cfg.data_plane, "object_storage" if store == "objectStorage" else store)
+        if not config.enabled or (store == "objectStorage" and config.backend != "seaweedfs"):
             continue  # an external object store outlives the cluster
-        step: dict[str, Any] = {"store": store, "check": check}
-        if key:
-            step["set"] = {key: value}
-        steps.append(step)
-    if any(s["store"] == "postgres" for s in steps):
-        # CloudNativePG refuses to archive into the archive it restores from (config/data.py Postgres)
-        steps[[s["store"] for s in steps].index("postgres")]["set"]["dataPlane.postgres.backupServerName"] = \
-            "<a new name, e.g. postgres-2>"
+        steps.append({"store": store, "check": check,
+                      **({"set": {f"{NAMESPACE}:{k}": v for k, v in settings.items()}} if settings else {})})
     return steps
 
 
 def runbook(cfg: StackConfig, stack: str) -> list[dict[str, Any]]:
-    """The steps, in order: what to set in Pulumi.<stack>.yaml, what to run, and what must hold before the next."""
-    layers = "adplatform:layers"
+    """The steps, in order: what to set (config keys as `pulumi config set --path` takes them), what to run, and
+    what must hold before the next."""
+    layers = f"{NAMESPACE}:layers"
     return [
         {"step": "cluster", "set": {
             f"{layers}.dataPlane": False, f"{layers}.platform": False, f"{layers}.adServices": False,
-            "clusterServices.backups.restore": {"backup": VELERO_BACKUP, "excludeNamespaces": ["dragonfly"]}},
+            f"{NAMESPACE}:clusterServices.backups.restore": {"backup": VELERO_BACKUP, "excludeNamespaces": ["dragonfly"]}},
          "run": f"pulumi up --stack {stack}",
          "checks": ["kubectl get nodes  # every node Ready",
                     "kubectl -n velero get backupstoragelocations  # PHASE Available: the old backups are listed",

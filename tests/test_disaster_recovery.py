@@ -12,6 +12,7 @@ import pytest
 from components.data import redpanda_backup
 from components.recovery import STORES
 from config import ConfigError, load
+from config.data import DataPlane
 from tests import validators
 from tests.conftest import SECRET_KEYS, base_raw, run_raw
 from tests.stores import SECRET, string_data
@@ -221,7 +222,7 @@ def test_runbook_brings_back_cluster_then_stores_then_platform_then_ads(producti
     assert [s["step"] for s in steps] == ["cluster", "stores", "platform", "adServices"]
     first = steps[0]["set"]
     assert first["adplatform:layers.dataPlane"] is False and first["adplatform:layers.platform"] is False
-    assert first["clusterServices.backups.restore"]["excludeNamespaces"] == ["dragonfly"]
+    assert first["adplatform:clusterServices.backups.restore"]["excludeNamespaces"] == ["dragonfly"]
     assert steps[1]["set"] == {"adplatform:layers.dataPlane": True}
     assert steps[2]["set"] == {"adplatform:layers.platform": True}
     assert "disasterRecovery" not in production.secret_outputs
@@ -229,14 +230,15 @@ def test_runbook_brings_back_cluster_then_stores_then_platform_then_ads(producti
 
 def test_runbook_names_every_store_object_storage_first(production):
     stores = production.outputs["disasterRecovery"][1]["stores"]
-    enabled = [s for s in production.outputs["dataPlane"] if s in {st for st, *_ in STORES}] or None
-    assert [s["store"] for s in stores] == ["objectStorage", "postgres", "clickhouse", "scylladb", "redpanda",
-                                            "dragonfly"], enabled
+    assert [s["store"] for s in stores] == [store for store, *_ in STORES] == [
+        "objectStorage", "postgres", "clickhouse", "scylladb", "redpanda", "dragonfly"]
+    # every store the config knows, none forgotten when one is added
+    assert {s["store"] for s in stores} == {f.alias for f in DataPlane.model_fields.values()}
     keys = {s["store"]: set(s.get("set", {})) for s in stores}
     for store in ("postgres", "clickhouse", "scylladb", "redpanda", "dragonfly"):
-        assert f"dataPlane.{store}.restore" in keys[store] and stores[[s["store"] for s in stores].index(store)][
+        assert f"adplatform:dataPlane.{store}.restore" in keys[store] and stores[[s["store"] for s in stores].index(store)][
             "check"].startswith("kubectl ")
-    assert "dataPlane.postgres.backupServerName" in keys["postgres"]
+    assert "adplatform:dataPlane.postgres.backupServerName" in keys["postgres"]
 
 
 def test_runbook_follows_the_stores_a_stack_runs():
@@ -258,3 +260,10 @@ def test_plan_diff_hands_an_older_tree_only_the_backup_purposes_it_knows(monkeyp
     assert "redpanda" in mockrun._known_purposes(placeholders)
     monkeypatch.setattr(services, "BACKUP_PURPOSES", ("etcd", "velero", "postgres", "clickhouse", "scylladb"))
     assert set(mockrun._known_purposes(placeholders)) == {"etcd", "velero", "postgres", "clickhouse", "scylladb"}
+
+
+def test_staging_exports_redpanda_to_its_own_in_cluster_bucket(staging):
+    pod = staging.named("redpanda-backup", CRONJOB).inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    s3 = _env(pod["containers"][0])
+    assert (s3["S3_BUCKET"], s3["S3_PREFIX"]) == ("redpanda-backups", "redpanda")
+    assert s3["S3_ENDPOINT"].startswith("http://") and ".seaweedfs.svc" in s3["S3_ENDPOINT"]

@@ -75,7 +75,8 @@ def user_spec(secret: str, acls: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "cluster": {"clusterRef": {"name": cluster.CLUSTER}},
         "authentication": {"type": cluster.SASL_MECHANISM, "password": {
-            "valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}, "noGenerate": True}},
+            "valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}, "noGenerate": True},
+            "syncCredentials": True},  # a rotated password reaches Redpanda without recreating the user
         "authorization": {"type": "simple", "acls": acls},
     }
 
