@@ -157,6 +157,17 @@ def test_scylladb_restores_schema_then_tables_after_manager_has_credentials(rest
     assert script.index("restore --restore-schema") < script.index("restore --restore-tables")
 
 
+def test_scylladb_keyspaces_come_from_the_snapshot_then_get_their_grants(restoring, production):
+    """Manager's schema restore runs the snapshot's CREATE KEYSPACE as is: the bootstrap must not have created
+    the keyspaces; their replication and the application's grants follow the restore."""
+    assert "CREATE KEYSPACE IF NOT EXISTS ads" in production.named("scylla-bootstrap-scripts").inputs["data"][
+        "keyspaces.cql"]
+    assert restoring.named("scylla-bootstrap-scripts").inputs["data"]["keyspaces.cql"] == ""
+    after = restoring.named("scylla-keyspaces-scripts").inputs["data"]["keyspaces.cql"]
+    assert "GRANT ALL PERMISSIONS ON KEYSPACE ads TO" in after
+    assert "scylla-restore" in _deps(restoring, restoring.named("scylla-keyspaces", JOB))
+
+
 def test_dragonfly_volumes_come_back_before_the_instances_start(restoring):
     restore = restoring.named("dragonfly-restore", RESTORE)
     assert restore.inputs["spec"] == {

@@ -181,10 +181,36 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
         cluster.service_monitor_spec(), ctx.labels("scylladb", "metrics"), in_namespace)
 
     factor = cluster.replication_factor(where)
-    _, schema_job = bootstrap.run_once(
-        ctx, "scylla-bootstrap", NAMESPACE, bootstrap.cqlsh_image(),
-        {"bootstrap.sh": bootstrap.script("bootstrap.sh"),
-         "keyspaces.cql": bootstrap.keyspaces_cql(settings.keyspaces, cluster.DATACENTER, factor, APP_ROLE)},
+    keyspaces = bootstrap.keyspaces_cql(settings.keyspaces, cluster.DATACENTER, factor, APP_ROLE)
+    secrets = {"admin": admin_secret, "app": app_secret, "manager": manager_role_secret}
+    passwords = [app_password, manager_password]
+    # A restore brings the keyspaces with the snapshot's schema, and Manager's schema restore refuses a keyspace
+    # that exists (scylla-manager v3.10.1 pkg/service/restore/schema_worker.go runs DESC SCHEMA's CREATE
+    # statements as they are): the first run creates the roles only, a second one the keyspaces' replication
+    # and grants once the restore is done.
+    restoring = settings.restore is not None and ctx.backup is not None
+    schema_job = _schema_job(ctx, "scylla-bootstrap", "" if restoring else keyspaces, secrets, passwords,
+                             [*in_namespace, scylla])
+    registration = manager.install_credentials(ctx, MANAGER_ROLE, manager_password,
+                                               [*after, spaces[manager.NAMESPACE], manager_release, scylla, schema_job])
+    restored: list[pulumi.Resource] = []
+    if restoring:
+        restored = manager.install_restore(ctx, cluster.backup_location(ctx.backup.of("scylladb")), registration)
+        restored.append(_schema_job(ctx, "scylla-keyspaces", keyspaces, secrets, passwords,
+                                    [*in_namespace, scylla, *restored]))
+
+    return ScyllaEndpoint(
+        hosts=[client_host()], port=CQL_PORT, datacenter=cluster.DATACENTER, keyspaces=list(settings.keyspaces),
+        replication_factor=factor, credentials=app_credentials, namespace=NAMESPACE,
+        pod_labels=dict(cluster.POD_LABELS), ready=[scylla, schema_job, monitor, *registration, *restored])
+
+
+def _schema_job(ctx: DataContext, name: str, keyspaces: str, secrets: dict[str, k8s.core.v1.Secret],
+                passwords: Sequence[pulumi.Output[str]], after: Sequence[pulumi.Resource]) -> k8s.batch.v1.Job:
+    """bootstrap.sh as the superuser: the roles, then `keyspaces` (CQL: the keyspaces and the app's grants)."""
+    _, job = bootstrap.run_once(
+        ctx, name, NAMESPACE, bootstrap.cqlsh_image(),
+        {"bootstrap.sh": bootstrap.script("bootstrap.sh"), "keyspaces.cql": keyspaces},
         "bootstrap.sh", env=[
             {"name": "CQL_HOST", "value": client_host()}, {"name": "CQL_PORT", "value": str(CQL_PORT)},
             bootstrap.secret_env("ADMIN_USERNAME", ADMIN_SECRET, "username"),
@@ -193,18 +219,8 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
             bootstrap.secret_env("APP_PASSWORD", APP_SECRET, "password"),
             bootstrap.secret_env("MANAGER_USERNAME", MANAGER_ROLE_SECRET, "username"),
             bootstrap.secret_env("MANAGER_PASSWORD", MANAGER_ROLE_SECRET, "password")],
-        secrets=[app_password, manager_password],
-        depends_on=[*in_namespace, scylla, admin_secret, app_secret, manager_role_secret],
-        mount=bootstrap.BOOTSTRAP_MOUNT)
-    registration = manager.install_credentials(ctx, MANAGER_ROLE, manager_password,
-                                               [*after, spaces[manager.NAMESPACE], manager_release, scylla, schema_job])
-    restored = manager.install_restore(ctx, cluster.backup_location(ctx.backup.of("scylladb")), registration) \
-        if ctx.backup is not None else []
-
-    return ScyllaEndpoint(
-        hosts=[client_host()], port=CQL_PORT, datacenter=cluster.DATACENTER, keyspaces=list(settings.keyspaces),
-        replication_factor=factor, credentials=app_credentials, namespace=NAMESPACE,
-        pod_labels=dict(cluster.POD_LABELS), ready=[scylla, schema_job, monitor, *registration, *restored])
+        secrets=passwords, depends_on=[*after, *secrets.values()], mount=bootstrap.BOOTSTRAP_MOUNT)
+    return job
 
 
 def client_host() -> str:
