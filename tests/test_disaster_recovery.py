@@ -54,6 +54,8 @@ def test_redpanda_exports_on_a_schedule_with_rpk_then_uploads_with_its_own_keys(
     job = production.named("redpanda-backup", CRONJOB).inputs
     assert job["metadata"]["namespace"] == "redpanda"
     assert job["spec"]["schedule"] == "0 */6 * * *" and job["spec"]["concurrencyPolicy"] == "Forbid"
+    # each finished pod holds a broker-sized volume until it goes
+    assert job["spec"]["successfulJobsHistoryLimit"] == job["spec"]["failedJobsHistoryLimit"] == 1
     pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     [export], [upload] = pod["initContainers"], pod["containers"]
     assert export["image"] == "docker.redpanda.com/redpandadata/redpanda:v26.2.1"  # the brokers' own rpk

@@ -154,8 +154,9 @@ def cronjob_spec(ctx: DataContext, location: S3Location, labels: dict[str, str])
         "timeZone": "Etc/UTC",
         "concurrencyPolicy": "Forbid",  # an export still uploading is never raced by the next one
         "startingDeadlineSeconds": 3600,
-        "successfulJobsHistoryLimit": 3,
-        "failedJobsHistoryLimit": 3,
+        # A finished pod keeps its export volume (a broker's size) until the pod goes: keep one of each.
+        "successfulJobsHistoryLimit": 1,
+        "failedJobsHistoryLimit": 1,
         "jobTemplate": {"spec": {
             "backoffLimit": 1,
             "activeDeadlineSeconds": JOB_DEADLINE_SECONDS,
