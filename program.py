@@ -17,6 +17,7 @@ from components.data import DataPlane, validate as validate_data_plane
 from components.data.outputs import data_plane_summary
 from components.k3s.config import EtcdBackup
 from components.platform import Platform
+from components.recovery import runbook
 from components.services import ClusterServices
 from config import ConfigError, Problem, load_from_pulumi
 from config.catalog import PROVIDERS, SIZES, Size
@@ -68,6 +69,8 @@ def main() -> None:
         pulumi.export("clusterIssuer", services.cluster_issuer)
         pulumi.export("gateway", {"name": services.gateway.name, "namespace": services.gateway.namespace})
         pulumi.export("dns", services.dns)
+        if loaded.config.cluster_services.backups.enabled:
+            pulumi.export("disasterRecovery", runbook(loaded.config, loaded.stack))  # no secrets in it
         if loaded.config.layers.data_plane:
             data = DataPlane("data-plane", loaded, cluster, services, local_nvme=infra.cluster.local_nvme)
             pulumi.export("dataPlane", data_plane_summary(data))

@@ -8,10 +8,11 @@ and retention are here; the profiles (config/profiles.py) give production and st
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 from pydantic import field_validator, model_validator
 
-from config.model_base import Model, check_token, one_of
+from config.model_base import Model, check_dns_subdomain, check_token, one_of, optional
 from config.platform import NEEDS
 from config.quantity import Cpu, Memory, memory_mib, whole_cores
 from config.cron import check_ranges
@@ -25,7 +26,8 @@ SCYLLA_STORAGE = ("auto", "network")
 # doc/advanced/external-object-storage): `gitlab` holds CI artifacts; its backups and their restore scratch space
 # live with its objects (one s3cmd config reads them all). Each store that backs up here (no
 # clusterServices.backups.s3) has its own bucket.
-BACKUP_BUCKETS = {"postgres": "postgres-backups", "clickhouse": "clickhouse-backups", "scylladb": "scylladb-backups"}
+BACKUP_BUCKETS = {"postgres": "postgres-backups", "clickhouse": "clickhouse-backups", "scylladb": "scylladb-backups",
+                  "redpanda": "redpanda-backups"}
 # Consumer -> the purposes only it reads and writes: the platform components' (config/platform.py NEEDS) and the
 # stores' backups. The in-cluster store gives each consumer its own identity, limited to these buckets.
 BUCKET_OWNERS: dict[str, tuple[str, ...]] = {
@@ -97,6 +99,80 @@ class PinnedStore(Store):
         return self
 
 
+# --- restore from a chosen backup (docs/disaster-recovery.md) ----------------------------------------------
+# Each store's `restore` block brings it back from a named backup when the store is (re)created. The names are
+# what the store's own backup tool calls its backups; each reaches a CR field or a script parameter, so each is
+# held to its tool's exact grammar here (and quoted where it reaches a shell).
+_BARMAN_BACKUP_ID = re.compile(r"\d{8}T\d{6}")  # barman-cloud backup ids: 20261120T020012
+# RFC 3339 with an explicit offset: CloudNativePG's recoveryTarget.targetTime; without one PostgreSQL would read
+# it in the server's time zone.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
+_SERVER_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+# components/data/clickhouse/create-remote.sh names every backup full-<UTC timestamp>
+_CLICKHOUSE_BACKUP = re.compile(r"full-\d{8}T\d{6}Z")
+# Scylla Manager snapshot tags: sm_<UTC yyyymmddhhmmss>UTC (scylla-manager pkg/util/backupspec SnapshotTagAt)
+_SCYLLA_SNAPSHOT_TAG = re.compile(r"sm_\d{14}UTC")
+# components/data/redpanda_backup.py names every export by its UTC start time
+_REDPANDA_BACKUP = re.compile(r"\d{8}T\d{6}Z")
+
+
+def _grammar(pattern: re.Pattern[str], example: str, what: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(f"must be {what}, such as {example}")
+        return value
+    return check
+
+
+class PostgresRestore(Model):
+    """Bootstrap the PostgreSQL cluster from the barman object store (CloudNativePG `bootstrap.recovery`): the
+    base backup `backupId` (default: the latest before `targetTime`, else the latest), WAL replayed up to
+    `targetTime` (default: the end of the archive). `fromServer`: the server name the backups were archived
+    under. Only a cluster being created bootstraps: an existing one ignores it."""
+
+    from_server: str = "postgres"
+    backup_id: str | None = None
+    target_time: str | None = None
+
+    _v_server = field_validator("from_server")(_grammar(_SERVER_NAME, "postgres", "a barman server name (a DNS label)"))
+    _v_backup = field_validator("backup_id")(optional(_grammar(_BARMAN_BACKUP_ID, "20261120T020012",
+                                                               "a barman backup id (yyyymmddThhmmss)")))
+    _v_time = field_validator("target_time")(optional(_grammar(
+        _RFC3339, "2026-11-20T14:30:00Z", "an RFC 3339 time with its offset (Z or +hh:mm)")))
+
+
+class ClickHouseRestore(Model):
+    """Restore every shard from the remote backup `backup` (clickhouse-backup restore_remote: schema and data)."""
+
+    backup: str
+    _v_backup = field_validator("backup")(_grammar(_CLICKHOUSE_BACKUP, "full-20261120T010000Z",
+                                                   "a backup name of the clickhouse-backup CronJob (full-<UTC time>)"))
+
+
+class ScyllaRestore(Model):
+    """Restore the schema, then the tables, of the Scylla Manager snapshot `snapshotTag` (sctool restore)."""
+
+    snapshot_tag: str
+    _v_tag = field_validator("snapshot_tag")(_grammar(_SCYLLA_SNAPSHOT_TAG, "sm_20261120030000UTC",
+                                                      "a Scylla Manager snapshot tag (sm_<yyyymmddhhmmss>UTC)"))
+
+
+class DragonflyRestore(Model):
+    """Restore the instances' snapshot volumes from the Velero backup `backup` before the instances start
+    (they load the snapshot at start)."""
+
+    backup: str
+    _v_backup = field_validator("backup")(check_dns_subdomain)
+
+
+class RedpandaRestore(Model):
+    """Replay the export `backup` (topics with their configs, ACLs, schemas, then the records) into the cluster."""
+
+    backup: str
+    _v_backup = field_validator("backup")(_grammar(_REDPANDA_BACKUP, "20261120T030000Z",
+                                                   "an export name of the Redpanda backup CronJob (<UTC time>)"))
+
+
 class ScyllaDB(PinnedStore):
     # auto: local NVMe (an XFS volume the operator's NodeConfig prepares) where the provider's disks are
     # local NVMe, the CSI storage class otherwise.
@@ -105,6 +181,7 @@ class ScyllaDB(PinnedStore):
     backup_schedule: str = "0 3 * * *"
     backup_retention: int = 7  # backups Scylla Manager keeps
     repair_schedule: str = "0 5 * * 0"
+    restore: ScyllaRestore | None = None
 
     _v_storage = field_validator("storage")(staticmethod(one_of(SCYLLA_STORAGE)))
     _v_cron = field_validator("backup_schedule", "repair_schedule")(check_cron)
@@ -139,6 +216,19 @@ class Redpanda(PinnedStore):
     # login, so it is reached with `kubectl port-forward` only (README).
     console: bool = True
     retention_hours: int = 168  # default topic retention (log_retention_ms)
+    # Full exports to the backup bucket (components/data/redpanda_backup.py): topics, configs, ACLs, schemas.
+    backup_schedule: str = "0 */6 * * *"
+    backup_retention: int = 28  # exports kept
+    restore: RedpandaRestore | None = None
+
+    _v_cron = field_validator("backup_schedule")(check_cron)
+
+    @field_validator("backup_retention")
+    @classmethod
+    def _backup_retention(cls, value: int) -> int:
+        if not 1 <= value <= 1000:
+            raise ValueError("must be between 1 and 1000 (exports kept)")
+        return value
 
     @field_validator("retention_hours")
     @classmethod
@@ -157,6 +247,7 @@ class ClickHouse(Store):
     keeper_storage_size: str = "20Gi"
     backup_schedule: str = "0 1 * * *"
     backup_retention: int = 7  # remote backups kept
+    restore: ClickHouseRestore | None = None
 
     _v_keeper = field_validator("keeper_storage_size")(_check_gibibytes)
     _v_cron = field_validator("backup_schedule")(check_cron)
@@ -178,6 +269,7 @@ class ClickHouse(Store):
 
 class Dragonfly(PinnedStore):
     snapshot_schedule: str = "*/15 * * * *"  # snapshots to each instance's volume (a rolling, single file set)
+    restore: DragonflyRestore | None = None
     _v_cron = field_validator("snapshot_schedule")(check_cron)
 
     def memory_floor(self, cores: int) -> tuple[int, str]:
@@ -200,7 +292,13 @@ class Postgres(Store):
     backup_retention: str = "30d"  # barman retention policy: <n>d, <n>w or <n>m
     # One database, owner role and generated password per consumer (GitLab, Airflow, MLflow, JupyterHub).
     databases: list[str] = ["gitlab", "airflow", "mlflow", "jupyterhub"]
+    # The barman server name the cluster archives WAL and base backups under. A restored cluster must archive
+    # under a new one: CloudNativePG refuses to archive into a non-empty archive (its WAL archive check).
+    backup_server_name: str = "postgres"
+    restore: PostgresRestore | None = None
 
+    _v_server = field_validator("backup_server_name")(_grammar(_SERVER_NAME, "postgres-2",
+                                                               "a barman server name (a DNS label)"))
     _v_wal = field_validator("wal_storage_size")(_check_gibibytes)
     _v_cron = field_validator("backup_schedule")(check_cron)
 
@@ -224,6 +322,15 @@ class Postgres(Store):
         if len(set(values)) != len(values):
             raise ValueError("must not repeat a database")
         return values
+
+    @model_validator(mode="after")
+    def _new_archive(self) -> "Postgres":
+        if self.restore is not None and self.restore.from_server == self.backup_server_name:
+            raise ValueError(f"restore.fromServer and backupServerName are both {self.backup_server_name!r}: a "
+                             "restored cluster must archive under a new server name (set backupServerName, e.g. "
+                             f"{self.backup_server_name}-2), CloudNativePG refuses to archive into the backup it "
+                             "restores from")
+        return self
 
 
 class ExternalObjectStorage(Model):
@@ -299,6 +406,8 @@ class DataPlane(Model):
     drills: Drills = Drills()
 
 
-__all__ = ["BACKUP_BUCKETS", "BUCKET_OWNERS", "DRILLED_STORES", "Drills", "BUCKET_PURPOSES", "ClickHouse", "DataPlane", "Dragonfly",
+__all__ = ["BACKUP_BUCKETS", "BUCKET_OWNERS", "DRILLED_STORES", "Drills", "BUCKET_PURPOSES", "ClickHouse",
+           "ClickHouseRestore", "DataPlane", "Dragonfly", "DragonflyRestore", "PostgresRestore", "RedpandaRestore",
+           "ScyllaRestore",
            "ExternalObjectStorage", "ObjectStorage",
            "PinnedStore", "Postgres", "Redpanda", "ScyllaDB", "Store"]

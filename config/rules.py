@@ -66,9 +66,32 @@ def role_nodes(cfg: StackConfig, role: str) -> int:
     return sum(p.count for p in role_pools(cfg, role))
 
 
+def _restores(cfg: StackConfig) -> list[Problem]:
+    """A store's `restore` reads its backups: from the stores' backup target (clusterServices.backups.s3, else
+    the in-cluster object store; components/data DataPlane._backup_targets), Dragonfly's from Velero."""
+    data, backups = cfg.data_plane, cfg.cluster_services.backups
+    target = (backups.enabled and backups.s3 is not None) or data.object_storage.enabled
+    found = []
+    for store in RESTORABLE_STORES:
+        settings = getattr(data, store)
+        if settings.restore is None:
+            continue
+        key = f"dataPlane.{_camel(store)}.restore"
+        if not settings.enabled:
+            found.append(problem(key, f"needs dataPlane.{_camel(store)}.enabled: true (nothing to restore into)",
+                                 settings.restore.model_dump(by_alias=True)))
+        elif store == "dragonfly" and not backups.enabled:
+            found.append(problem(key, "restores from a Velero backup: needs clusterServices.backups.enabled",
+                                 settings.restore.model_dump(by_alias=True)))
+        elif store != "dragonfly" and not target:
+            found.append(problem(key, "has no backups to read: needs clusterServices.backups (enabled, s3) or "
+                                 "dataPlane.objectStorage", settings.restore.model_dump(by_alias=True)))
+    return found
+
+
 def _data_plane(cfg: StackConfig, profile: Profile, secrets: set[str]) -> list[Problem]:
     data = cfg.data_plane
-    found = []
+    found = _restores(cfg)
     for role in DATABASE_ROLES:
         stores = [_camel(s) for s, r in STORE_ROLES.items() if r == role and getattr(data, s).enabled]
         if stores and role_nodes(cfg, role) == 0:
@@ -342,7 +365,8 @@ def _drills(cfg: StackConfig, secrets: set[str]) -> list[Problem]:
 
 
 MAX_LISTENER_HOSTNAMES = 63
-STORE_PURPOSES = ("postgres", "clickhouse", "scylladb")  # BACKUP_PURPOSES that are dataPlane stores
+STORE_PURPOSES = ("postgres", "clickhouse", "scylladb", "redpanda")  # BACKUP_PURPOSES that are dataPlane stores
+RESTORABLE_STORES = ("scylladb", "redpanda", "clickhouse", "dragonfly", "postgres")  # each has `restore`
 RUNNER_TOKEN = "gitlabRunnerToken"
 ALERTING_SECRETS = "alertingSecrets"
 

@@ -35,8 +35,8 @@ SECRETS_BACKENDS = ("openbao", "vault")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CLOCK = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 # What writes backups to clusterServices.backups.s3, each with its own key pair (adplatform:backupCredentials):
-# the K3s servers (etcd snapshots), Velero, and each store's backup agent.
-BACKUP_PURPOSES = ("etcd", "velero", "postgres", "clickhouse", "scylladb")
+# the K3s servers (etcd snapshots), Velero, and each store's backup agent (Redpanda's: its export CronJob).
+BACKUP_PURPOSES = ("etcd", "velero", "postgres", "clickhouse", "scylladb", "redpanda")
 # What only reads those backups, with a key pair that may list and get objects and nothing else
 # (adplatform:backupCredentials.drills): the restore drills (components/data/drills.py). Never falls back to a
 # writer's pair or the shared pair: a drill must not be able to change the backups it checks.

@@ -17,9 +17,9 @@ OBJECT_STORE = "seaweedfs"  # the store itself holds every identity's keys (its 
 # Where each consumer of the in-cluster object store runs (config/data.py BUCKET_OWNERS keys).
 CONSUMER_NAMESPACES = {"gitlab": "gitlab", "logs": "logging", "traces": "tracing", "airflow": "airflow",
                        "mlflow": "mlflow", "kubeflow": "kubeflow", "postgres": "postgres", "clickhouse": "clickhouse",
-                       "scylladb": "scylla"}
+                       "scylladb": "scylla", "redpanda": "redpanda"}
 BACKUP_HOLDERS = {"etcd": HOSTS, "velero": "velero", "postgres": "postgres", "clickhouse": "clickhouse",
-                  "scylladb": "scylla", "drills": "dr-drills"}  # drills: the read-only pair of the restore drills
+                  "scylladb": "scylla", "redpanda": "redpanda", "drills": "dr-drills"}  # drills: the read-only pair of the restore drills
 
 
 def _strings(value: Any) -> Iterator[str]:

@@ -211,7 +211,8 @@ def test_credentials_are_generated_secret_and_protected_in_production(stack):
         assert run.named(secret, SECRET).inputs["metadata"]["namespace"] == "redpanda"
     generated = [r for r in run.of_type("random:index/randomPassword:RandomPassword") if r.name.startswith("redpanda-")]
     consumers = [c.name for c in store_consumers(stack_config(run))["redpanda"]]
-    assert len(generated) == 2 + len(consumers) and all(r.protect == (stack == "production") for r in generated)
+    # superuser, bootstrap, one per consumer, and the backup export's reader (redpanda_backup.py)
+    assert len(generated) == 3 + len(consumers) and all(r.protect == (stack == "production") for r in generated)
     assert run.named("redpanda-cluster", CLUSTER).protect == (stack == "production")
     assert "password" not in json.dumps(spec(run)).replace('"key": "password"', "")
 
@@ -248,7 +249,9 @@ def test_namespaces_admit_clients_prometheus_and_the_operator_only(production):
     [rule] = policy(production, "redpanda-operator", "allow-to-redpanda")["egress"]
     assert rule["to"][0]["podSelector"]["matchLabels"] == redpanda.BROKER_LABELS
     names = {r.name for r in production.of_type(NETPOL)}
-    assert "netpol-redpanda-allow-egress-internet" not in names  # no backups, no telemetry
+    # Outside the cluster: only HTTPS to the backup S3 (the export job's uploads), no telemetry
+    [rule] = policy(production, "redpanda", "allow-egress-internet")["egress"]
+    assert ports(rule) == [443]
     assert not [r for r in production.resources if r.name == "netpol-redpanda-allow-from-gateway"]
 
 
@@ -285,10 +288,13 @@ def test_bundled_images_are_pinned(production):
     assert ":latest" not in json.dumps(cluster) and '"latest"' not in json.dumps(cluster)
 
 
-def test_no_backups_for_redpanda(production):
-    # Redpanda keeps 3 replicas of every partition; tiered storage (object storage) is an enterprise feature.
-    assert "backup" not in production.outputs["dataPlane"]["redpanda"]["shape"]
-    assert "tiered" not in spec(production)["storage"]
+def test_backups_without_enterprise_features(production):
+    """Tiered storage (object storage) is an enterprise feature: the backup is the export job's, under the
+    store's own prefix."""
+    assert production.outputs["dataPlane"]["redpanda"]["shape"]["backup"] == \
+        "s3://adp-production-backups/production/data/redpanda"
+    assert "tiered" not in spec(production)["storage"] and "tiered" not in json.dumps(spec(production))
+    assert not any(k.startswith("cloud_storage") for k in spec(production)["config"]["cluster"])
 
 
 # --- the endpoint ----------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ FEATURE_SECRETS = {
         # one pair per purpose (config/services.py BACKUP_PURPOSES): production refuses the shared pair alone
         "adplatform:backupCredentials": {purpose: {"accessKeyId": f"offline-placeholder-{purpose}-access-key",
                                                    "secretAccessKey": f"offline-placeholder-{purpose}-secret-key"}
-                                         for purpose in ("etcd", "velero", "postgres", "clickhouse", "scylladb", "drills")},
+                                         for purpose in ("etcd", "velero", "postgres", "clickhouse", "scylladb", "redpanda", "drills")},
     },
     ("adplatform:clusterServices", "tls", "dns01"): {"adplatform:dnsApiToken": "offline-placeholder-dns-token"},
     ("adplatform:platform", "gitlab", "runner"): {"adplatform:gitlabRunnerToken": "glrt-offline-placeholder"},
@@ -272,9 +272,17 @@ def stack_config(stack: str) -> tuple[dict[str, Any], set[str]]:
             node = node.get(part) if isinstance(node, dict) else None
         for key, placeholder in placeholders.items():
             if node is not None and key not in values and _known_secret(key):
-                values[key] = placeholder
+                values[key] = _known_purposes(placeholder) if key == "adplatform:backupCredentials" else placeholder
                 secret.add(key)
     return values, secret
+
+
+def _known_purposes(credentials: dict[str, Any]) -> dict[str, Any]:
+    """The placeholder key pairs of the backup purposes this tree's loader knows (an older tree, planned by
+    plan-diff, refuses a purpose it does not have, e.g. one a later change added)."""
+    import config.services as services  # the planned tree's own (an older tree may have no readers)
+    known = {*services.BACKUP_PURPOSES, *getattr(services, "BACKUP_READERS", ())}
+    return {purpose: keys for purpose, keys in credentials.items() if purpose in known}
 
 
 def _known_secret(key: str) -> bool:

@@ -35,12 +35,13 @@ STORES = {"scylladb": scylladb, "redpanda": redpanda, "clickhouse": clickhouse, 
           "postgres": postgres}
 
 # Where each store that backs up to S3 (ctx.backup.of(store)) writes. Scylla Manager takes a bucket, no prefix
-# (it keeps its own `backup/` layout per cluster id); Redpanda replicates 3-way (tiered storage is an
-# enterprise feature) and DragonflyDB snapshots to its own volumes.
+# (it keeps its own `backup/` layout per cluster id); Redpanda's export job writes one directory per export
+# (redpanda_backup.py); DragonflyDB snapshots to its own volumes, which Velero backs up.
 BACKUP_URLS: dict[str, Callable[[S3Location], str]] = {
     "scylladb": lambda backup: f"s3://{backup.bucket}/backup",
     "clickhouse": lambda backup: backup.url(),
     "postgres": lambda backup: backup.url(),
+    "redpanda": lambda backup: backup.url(),
 }
 
 
@@ -105,7 +106,7 @@ class DataPlane(pulumi.ComponentResource):
             storage_class=services.storage_class, xfs_storage_class=services.xfs_storage_class,
             local_nvme=local_nvme, gateway=services.gateway, cluster_issuer=services.cluster_issuer,
             placements={store: placement(cfg, role) for store, role in STORE_ROLES.items()},
-            backup=None, drills=drilled_stores(cfg), consumers=store_consumers(cfg))
+            backup=None, drills=drilled_stores(cfg), consumers=store_consumers(cfg), velero=services.backups)
         objects = objectstore.endpoint(ctx, loaded.secrets) if cfg.data_plane.object_storage.enabled else None
         ctx = dataclasses.replace(ctx, backup=self._backup_targets(loaded, objects))
 

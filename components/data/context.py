@@ -78,6 +78,7 @@ class DataContext(LayerContext):
     drills: tuple[str, ...] = ()  # stores whose restore is drilled (config/rules.py drilled_stores)
     # Store -> who gets a user of its own there (config/consumers.py store_consumers: the one list).
     consumers: Mapping[str, tuple[Consumer, ...]] = field(default_factory=dict)
+    velero: Sequence[pulumi.Resource] = ()  # Velero installed (ClusterServices.backups): a store's Velero restore
 
     def consumers_of(self, store: str, layer: str | None = None) -> tuple[Consumer, ...]:
         return tuple(c for c in self.consumers.get(store, ()) if layer is None or c.layer == layer)

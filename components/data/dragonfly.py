@@ -33,6 +33,12 @@ What this module sets:
 - metrics: a PodMonitor on the admin port (the operator's own monitoring/podMonitor.yaml), because the
   operator turns HTTP off on the client port (`--primary_port_http_enabled=false`).
 
+Restore (`dataPlane.dragonfly.restore.backup`): every instance's snapshot volumes live in the Velero backups (its
+namespace is not among LIVE_DATABASE_NAMESPACES: a snapshot file at rest is a consistent copy). A Velero Restore of the
+instances' volume claims, volumes and pods (the pods carry the file-system backup Velero replays into the
+volumes) runs before the `Dragonfly` resource exists; the operator's StatefulSet then adopts the restored pods
+(same names and labels) and each instance loads `dump` at start.
+
 The admin port takes no password (the operator passes `--admin_nopass` and needs it) and skips ACL checks
 (privileged connections, server/conn_context.cc): only the operator, the instances themselves and Prometheus
 may reach it (namespace policies). Replication runs over it, so `default` being off does not stop it.
@@ -54,6 +60,7 @@ from components.data.endpoints import Credentials, DragonflyEndpoint
 from components.data.placement import Resources
 from components.helm import release
 from components.scheduling import pod_anti_affinity
+from components.services import backups as velero
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
                                            NamespaceSpec, Peer)
 from config.consumers import ADS, PLATFORM, Consumer
@@ -88,6 +95,10 @@ OPERATOR_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {
 RBAC_PROXY_RESOURCES = {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}
 SCRAPE_INTERVAL = "30s"
 READY_TIMEOUT_SECONDS = 900
+RESTORE_TIMEOUT_SECONDS = 3600
+# What a restore brings back: the volumes and the pods whose file-system backups fill them (Velero restores volume
+# contents through the pod that mounted them).
+RESTORED_KINDS = ("persistentvolumeclaims", "persistentvolumes", "pods")
 
 
 @dataclass(frozen=True)
@@ -293,7 +304,9 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
     # The chart ships no PodDisruptionBudget (charts/dragonfly-operator/templates at v1.6.1).
     ready = [operator, *ctx.operator_budget(OPERATOR_RELEASE, OPERATOR_NAMESPACE, OPERATOR_LABELS, after)]
     found = instances(ctx)
-    shared, *own = [install_instance(ctx, i, operator, after) for i in found]
+    restored = restore(ctx, [i.namespace for i in found], after)
+    ready += restored
+    shared, *own = [install_instance(ctx, i, operator, [*after, *restored]) for i in found]
     ready += [r for e in (shared, *own) for r in e.ready]
     dedicated = {i.consumers[0].name: e for i, e in zip(found[1:], own)}
     return dataclasses.replace(shared, dedicated=dedicated, ready=ready)
@@ -301,6 +314,7 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
 
 def install_instance(ctx: DataContext, i: Instance, operator: pulumi.Resource,
                      after: Sequence[pulumi.Resource]) -> DragonflyEndpoint:
+    """`after` includes the Velero Restore of its snapshot volume, when one is configured."""
     res = pinned_resources(ctx, "dragonfly", i.workload, configured=i.acl)  # refused before anything is created
     users, secrets, acl_digest = _logins(ctx, i, after)
     spec = dragonfly_spec(ctx, res, i.acl)
@@ -315,6 +329,20 @@ def install_instance(ctx: DataContext, i: Instance, operator: pulumi.Resource,
         annotations=wait_for("jsonpath={.status.phase}=Ready", READY_TIMEOUT_SECONDS))
     ready = [*secrets, instance, read_service(ctx, after, i), pod_monitor(ctx, after, i)]
     return endpoint(i.namespace, users, ready)
+
+
+def restore(ctx: DataContext, namespaces: Sequence[str], after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    """The Velero Restore of the instances' snapshot volumes (dataPlane.dragonfly.restore), waited for until it
+    completes."""
+    settings = ctx.settings.dragonfly.restore
+    if settings is None:
+        return []
+    spec = velero.velero_restore_spec(settings.backup, list(namespaces), resources=RESTORED_KINDS)
+    # Named after the backup, as the cluster restore: a new backup name is a new restore.
+    return [ctx.custom_resource(
+        "dragonfly-restore", "velero.io/v1", "Restore", f"dragonfly-{settings.backup}"[:63].rstrip("-."),
+        velero.NAMESPACE, spec, ctx.labels("dragonfly", "restore"), [*after, *ctx.velero],
+        annotations=wait_for("jsonpath={.status.phase}=Completed", RESTORE_TIMEOUT_SECONDS))]
 
 
 def endpoint(namespace: str, users: dict[str, Credentials], ready: Sequence[pulumi.Resource]) -> DragonflyEndpoint:

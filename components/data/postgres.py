@@ -46,6 +46,7 @@ API_VERSION = "postgresql.cnpg.io/v1"
 PLUGIN = "barman-cloud.cloudnative-pg.io"
 OBJECT_STORE = "postgres-backups"
 BACKUP_SECRET = "postgres-backup-s3"
+RESTORE_SOURCE = "backup"  # the externalClusters entry a restore reads from
 OPERATOR_RELEASE = "cloudnative-pg"  # contains the chart name: the objects are named cloudnative-pg
 PLUGIN_RELEASE = "plugin-barman-cloud"
 OPERATOR_SELECTOR = {"app.kubernetes.io/name": "cloudnative-pg", "app.kubernetes.io/instance": OPERATOR_RELEASE}
@@ -130,7 +131,7 @@ def cluster_spec(ctx: DataContext, roles: Sequence[dict[str, Any]]) -> dict[str,
         "enablePDB": count > 1,
         "primaryUpdateStrategy": "unsupervised",
         "primaryUpdateMethod": "switchover" if count > 1 else "restart",
-        "bootstrap": {"initdb": {"dataChecksums": True}},
+        "bootstrap": bootstrap(ctx),
         "postgresql": postgresql,
         "storage": {"size": settings.storage_size, "storageClass": ctx.storage_class},
         "walStorage": {"size": settings.wal_storage_size, "storageClass": ctx.storage_class},
@@ -150,7 +151,13 @@ def cluster_spec(ctx: DataContext, roles: Sequence[dict[str, Any]]) -> dict[str,
         "inheritedMetadata": {"annotations": {VELERO_EXCLUDE: "pgdata,pg-wal"}},
     }
     if ctx.backup is not None:
-        spec["plugins"] = [{"name": PLUGIN, "isWALArchiver": True, "parameters": {"barmanObjectName": OBJECT_STORE}}]
+        # serverName defaults to the cluster's name: stated only when it differs, so existing clusters see no change
+        server = {} if settings.backup_server_name == CLUSTER else {"serverName": settings.backup_server_name}
+        spec["plugins"] = [{"name": PLUGIN, "isWALArchiver": True, "parameters": {
+            "barmanObjectName": OBJECT_STORE, **server}}]
+    if settings.restore is not None:
+        spec["externalClusters"] = [{"name": RESTORE_SOURCE, "plugin": {"name": PLUGIN, "parameters": {
+            "barmanObjectName": OBJECT_STORE, "serverName": settings.restore.from_server}}}]
     return spec
 
 
@@ -161,6 +168,22 @@ def hba_rules(databases: Sequence[str]) -> list[str]:
     which the final reject makes unreachable: without it any role could connect to any database, since
     PostgreSQL grants CONNECT on new databases to PUBLIC. Names are validated identifiers (config/data.py)."""
     return [*(f"host {db} {db} all scram-sha-256" for db in databases), "host all all all reject"]
+
+
+def bootstrap(ctx: DataContext) -> dict[str, Any]:
+    """A new, empty cluster; or, with `dataPlane.postgres.restore`, one recovered from the object store (base
+    backup + WAL replay: CloudNativePG `bootstrap.recovery` through the barman-cloud plugin, plugin-barman-cloud
+    docs/usage.md "Restoring a Cluster"). Bootstrap runs only when the Cluster is created: on an existing cluster
+    the switch changes nothing (docs/disaster-recovery.md: delete the Cluster first, or restore on a new one)."""
+    restore = ctx.settings.postgres.restore
+    if restore is None:
+        return {"initdb": {"dataChecksums": True}}
+    target: dict[str, str] = {}
+    if restore.backup_id:
+        target["backupID"] = restore.backup_id
+    if restore.target_time:
+        target["targetTime"] = restore.target_time
+    return {"recovery": {"source": RESTORE_SOURCE, **({"recoveryTarget": target} if target else {})}}
 
 
 def role(database: str, secret: str) -> dict[str, Any]:

@@ -24,8 +24,9 @@ operator/v26.2.2, operator/api/redpanda/v1alpha2/redpanda_clusterspec_types.go).
   would make a Console object of its own, which the Redpanda resource stops owning as it migrates), so the
   cluster's is switched off. Not on the gateway: the community Console has no login (README: port-forward).
 
-No backups: Redpanda replicates every partition 3-way across brokers; tiered storage (the vendor's
-path to object storage) is an enterprise feature.
+Backups: Redpanda replicates every partition 3-way across brokers, which survives a broker, not the cluster;
+tiered storage (the vendor's path to object storage) is an enterprise feature, so a scheduled export to the
+backup bucket is (redpanda_backup.py, with what it cannot carry).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import charts
+from components.data import redpanda_backup
 from components.data.context import LAYER, DataContext, operator_affinity, pinned_resources, wait_for
 from components.data.endpoints import Credentials, RedpandaEndpoint
 from components.data.placement import Placement, Resources
@@ -99,7 +101,9 @@ def namespaces(ctx: DataContext) -> list[NamespaceSpec]:
             name=NAMESPACE, pss="privileged", layer=LAYER,
             why="the brokers' tuning init container runs privileged with host paths mounted: rpk's tuners (disk "
                 "IRQs and scheduler, network queues, clocksource, aio) apply to the host (tuning.apply_host_tuners)",
-            ingress_from=(*ctx.clients(CLIENT_PORTS), ctx.monitoring((ADMIN_PORT,)), operator_peer)),
+            ingress_from=(*ctx.clients(CLIENT_PORTS), ctx.monitoring((ADMIN_PORT,)), operator_peer),
+            # The export job's uploads (redpanda_backup.py)
+            egress_to=ctx.object_storage_peer(), egress_world=ctx.backup_egress_world()),
         NamespaceSpec(
             name=OPERATOR_NAMESPACE, pss="baseline", layer=LAYER,
             why="the chart's CRD-install Job declares no seccomp profile or non-root user (operator/chart/"
@@ -332,18 +336,22 @@ def _secrets(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[k8s.cor
     return [superusers, boot]
 
 
-def user_spec(c: Consumer) -> dict[str, Any]:
+def sasl_user_spec(secret: str, acls: list[dict[str, Any]]) -> dict[str, Any]:
+    """A SASL user (cluster.redpanda.com/v1alpha2 User, operator/v26.2.2) with its password from `secret` and `acls`."""
     return {
         "cluster": {"clusterRef": {"name": CLUSTER}},
         "authentication": {
             "type": SASL_MECHANISM,
-            "password": {"valueFrom": {"secretKeyRef": {"name": user_secret(c.name), "key": "password"}},
-                         "noGenerate": True},
+            "password": {"valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}, "noGenerate": True},
             # A rotated password (a new pulumi_random result) reaches Redpanda without recreating the user.
             "syncCredentials": True,
         },
-        "authorization": {"type": "simple", "acls": consumer_acls(c)},
+        "authorization": {"type": "simple", "acls": acls},
     }
+
+
+def user_spec(c: Consumer) -> dict[str, Any]:
+    return sasl_user_spec(user_secret(c.name), consumer_acls(c))
 
 
 def install_users(ctx: DataContext, cluster: pulumi.Resource, after: Sequence[pulumi.Resource]
@@ -383,14 +391,20 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
     console = [ctx.custom_resource("redpanda-console", "cluster.redpanda.com/v1alpha2", "Console", CLUSTER, NAMESPACE,
                                    console_spec(), ctx.labels("redpanda", "console"), [cluster])
                ] if ctx.settings.redpanda.console else []
-    return endpoint(ctx, users, [*secrets, *ca, *operator_ready, cluster, *user_objects, *console])
+    backups = redpanda_backup.install(ctx, [cluster, *ca])
+    return endpoint(ctx, users, [*secrets, *ca, *operator_ready, cluster, *user_objects, *console, *backups])
+
+
+def broker_hosts(ctx: DataContext) -> list[str]:
+    """Every broker's own DNS name (the headless Service's pod records)."""
+    service = f"{CLUSTER}.{NAMESPACE}.svc.{CLUSTER_DOMAIN}"
+    return [f"{CLUSTER}-{i}.{service}" for i in range(ctx.placements["redpanda"].replicas(3))]
 
 
 def endpoint(ctx: DataContext, users: dict[str, Credentials], ready: Sequence[pulumi.Resource]) -> RedpandaEndpoint:
-    brokers = ctx.placements["redpanda"].replicas(3)
     service = f"{CLUSTER}.{NAMESPACE}.svc.{CLUSTER_DOMAIN}"
     return RedpandaEndpoint(
-        brokers=[f"{CLUSTER}-{i}.{service}:{KAFKA_PORT}" for i in range(brokers)],
+        brokers=[f"{host}:{KAFKA_PORT}" for host in broker_hosts(ctx)],
         schema_registry=f"https://{service}:{SCHEMA_REGISTRY_PORT}",
         sasl_mechanism=SASL_MECHANISM,
         users=users,

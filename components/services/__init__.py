@@ -30,6 +30,7 @@ class ClusterServices(pulumi.ComponentResource):
     secret_store: secrets.SecretStore
     namespaces: dict[str, str]
     foundations: list[pulumi.Resource]
+    backups: list[pulumi.Resource]  # Velero and its Schedule (and Restore): what a store's Velero restore waits for
     ready: list[pulumi.Resource]
     autoscaling: autoscaler.NodeAutoscaling | None  # None: no pool autoscales (or the provider cannot)
 
@@ -84,6 +85,7 @@ class ClusterServices(pulumi.ComponentResource):
         # What a later layer's workloads need: volumes, certificates (cert-manager's webhook answers,
         # issuers exist) and the monitoring CRDs; each already waited for the cluster.
         self.foundations = [*storage.resources, *tls.ready, *monitors]
+        self.backups = list(saved.ready)
         self.ready = [*base, *spaces.ready, *tls.ready, *edge.ready, *records, *rolling, *rebooting, *saved.ready, *store.ready, *meshed, *monitors, *cilium,
                       *(self.autoscaling.ready if self.autoscaling else [])]
         self.register_outputs({"storage_class": self.storage_class, "cluster_issuer": self.cluster_issuer,

@@ -156,13 +156,23 @@ def restore_spec(settings: Settings) -> dict[str, Any] | None:
     restore = settings.restore
     if restore is None:
         return None
-    return {
-        "backupName": restore.backup,
-        "includedNamespaces": list(restore.include_namespaces),
-        "excludedNamespaces": list(restore.exclude_namespaces),
+    return velero_restore_spec(restore.backup, restore.include_namespaces, restore.exclude_namespaces)
+
+
+def velero_restore_spec(backup: str, include: Sequence[str], exclude: Sequence[str] = (),
+                        resources: Sequence[str] = ()) -> dict[str, Any]:
+    """A Restore of `backup` (velero.io/v1 Restore at v1.18.1): volumes with their contents, objects that already
+    exist left as they are. `resources`: only these kinds (all when empty)."""
+    spec: dict[str, Any] = {
+        "backupName": backup,
+        "includedNamespaces": list(include),
+        "excludedNamespaces": list(exclude),
         "restorePVs": True,
         "existingResourcePolicy": "none",
     }
+    if resources:
+        spec["includedResources"] = list(resources)
+    return spec
 
 
 def install(ctx: ServicesContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> Backups:

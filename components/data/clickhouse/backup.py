@@ -26,7 +26,7 @@ import pulumi_kubernetes as k8s
 
 from components.charts import CLICKHOUSE_BACKUP_VERSION
 from components.data.clickhouse.installation import POD_SECURITY
-from components.data.clickhouse.topology import BACKUP_API_PORT, NAMESPACE, Topology, pod_labels
+from components.data.clickhouse.topology import BACKUP_API_PORT, CLUSTER, NAMESPACE, Topology, pod_labels
 from components.data.clickhouse.users import BACKUP, BACKUP_SECRET
 from components.data.context import DataContext
 from components.data.endpoints import S3Location
@@ -61,6 +61,8 @@ def sidecar_env(location: S3Location, keep: int) -> list[dict[str, Any]]:
         "S3_PATH": "/".join(p for p in (location.prefix, "shard-{shard}") if p),
         "S3_FORCE_PATH_STYLE": "true" if location.in_cluster else "false",
         "S3_ACL": "",
+        # A restore creates the schema ON CLUSTER (every replica gets the Replicated tables): create-remote.sh
+        "RESTORE_SCHEMA_ON_CLUSTER": CLUSTER,
         **({"S3_SSE": location.sse} if location.sse else {}),  # clickhouse-backup v2.8.0 pkg/config s3.sse
     }
     return [*({"name": k, "value": v} for k, v in plain.items()),
@@ -85,14 +87,16 @@ def sidecar(t: Topology, location: S3Location, keep: int) -> dict[str, Any]:
     }
 
 
-def cronjob_spec(t: Topology, schedule: str, labels: dict[str, str]) -> dict[str, Any]:
+def pod_spec(t: Topology, restore: str | None = None) -> dict[str, Any]:
+    """The script's pod: a backup of every shard, or (`restore`: a backup name) the restore of that backup."""
     env = [{"name": "SHARDS", "value": " ".join(",".join(replicas) for replicas in t.hosts())},
            {"name": "DOMAIN", "value": f"{NAMESPACE}.svc"},
            {"name": "API_PORT", "value": str(BACKUP_API_PORT)},
            _from_secret("API_USERNAME", BACKUP_SECRET, "api-username"),
-           _from_secret("API_PASSWORD", BACKUP_SECRET, "api-password")]
+           _from_secret("API_PASSWORD", BACKUP_SECRET, "api-password"),
+           *([{"name": "RESTORE", "value": restore}] if restore else [])]
     container = {
-        "name": "create-remote",
+        "name": "restore-remote" if restore else "create-remote",
         "image": IMAGE,  # the same image: it ships bash and curl
         "imagePullPolicy": "IfNotPresent",
         "command": ["/bin/bash", f"/scripts/{SCRIPT.name}"],
@@ -101,7 +105,7 @@ def cronjob_spec(t: Topology, schedule: str, labels: dict[str, str]) -> dict[str
         "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
         "volumeMounts": [{"name": "scripts", "mountPath": "/scripts", "readOnly": True}],
     }
-    pod = {
+    return {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,  # it only talks to the sidecars
         "enableServiceLinks": False,
@@ -109,6 +113,9 @@ def cronjob_spec(t: Topology, schedule: str, labels: dict[str, str]) -> dict[str
         "containers": [container],
         "volumes": [{"name": "scripts", "configMap": {"name": SCRIPT_CONFIGMAP, "defaultMode": 0o555}}],
     }
+
+
+def cronjob_spec(t: Topology, schedule: str, labels: dict[str, str]) -> dict[str, Any]:
     return {
         "schedule": schedule,
         "timeZone": "Etc/UTC",
@@ -119,8 +126,16 @@ def cronjob_spec(t: Topology, schedule: str, labels: dict[str, str]) -> dict[str
         "jobTemplate": {"spec": {
             "backoffLimit": 1,
             "activeDeadlineSeconds": JOB_DEADLINE_SECONDS,
-            "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec(t)},
         }},
+    }
+
+
+def restore_job_spec(t: Topology, backup: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "backoffLimit": 0,  # a half-done restore is looked at, not retried over itself
+        "activeDeadlineSeconds": JOB_DEADLINE_SECONDS,
+        "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec(t, restore=backup)},
     }
 
 
@@ -141,5 +156,16 @@ def install_schedule(ctx: DataContext, t: Topology, depends_on: Sequence[pulumi.
         metadata=k8s.meta.v1.ObjectMetaArgs(name=CRONJOB, namespace=NAMESPACE, labels=labels),
         spec=cronjob_spec(t, ctx.settings.clickhouse.backup_schedule, pod_labels(ctx, "clickhouse-backup", "backup")),
         opts=ctx.opts([*depends_on, script]))
-    return [script, job]
+    ready: list[pulumi.Resource] = [script, job]
+    restore = ctx.settings.clickhouse.restore
+    if restore is not None:
+        # Named after the backup: a new name is a new restore, the same one never runs twice (as Velero's).
+        ready.append(k8s.batch.v1.Job(
+            "clickhouse-restore",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=f"clickhouse-restore-{restore.backup.lower()}",
+                                                namespace=NAMESPACE, labels=ctx.labels("clickhouse-backup", "restore"),
+                                                annotations={"pulumi.com/timeoutSeconds": str(JOB_DEADLINE_SECONDS)}),
+            spec=restore_job_spec(t, restore.backup, pod_labels(ctx, "clickhouse-backup", "restore")),
+            opts=ctx.opts([*depends_on, script])))
+    return ready
 

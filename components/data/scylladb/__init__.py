@@ -182,29 +182,49 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
 
     factor = cluster.replication_factor(where)
     grants = {c.name: c.keyspace for c in consumers}
-    _, schema_job = bootstrap.run_once(
-        ctx, "scylla-bootstrap", NAMESPACE, bootstrap.cqlsh_image(),
-        {"bootstrap.sh": bootstrap.script("bootstrap.sh"), "roles.txt": bootstrap.roles_file(list(passwords)),
-         "keyspaces.cql": bootstrap.keyspaces_cql(settings.keyspaces, cluster.DATACENTER, factor, grants,
-                                                  retired=[SHARED_ROLE])},
+    keyspaces = bootstrap.keyspaces_cql(settings.keyspaces, cluster.DATACENTER, factor, grants, retired=[SHARED_ROLE])
+    job_secrets = [admin_secret, *(secret for _, secret in logins.values()), manager_role_secret]
+    job_passwords = [*passwords.values(), manager_password]
+    # A restore brings the keyspaces with the snapshot's schema, and Manager's schema restore refuses a keyspace
+    # that exists (scylla-manager v3.10.1 pkg/service/restore/schema_worker.go runs DESC SCHEMA's CREATE
+    # statements as they are): the first run creates the roles only, a second one the keyspaces' replication
+    # and grants once the restore is done.
+    restoring = settings.restore is not None and ctx.backup is not None
+    schema_job = _schema_job(ctx, "scylla-bootstrap", "" if restoring else keyspaces, list(passwords), job_secrets,
+                             job_passwords, [*in_namespace, scylla])
+    registration = manager.install_credentials(ctx, MANAGER_ROLE, manager_password,
+                                               [*after, spaces[manager.NAMESPACE], manager_release, scylla, schema_job])
+    restored: list[pulumi.Resource] = []
+    if restoring:
+        restored = manager.install_restore(ctx, cluster.backup_location(ctx.backup.of("scylladb")), registration)
+        restored.append(_schema_job(ctx, "scylla-keyspaces", keyspaces, list(passwords), job_secrets, job_passwords,
+                                    [*in_namespace, scylla, *restored]))
+
+    return ScyllaEndpoint(
+        hosts=[client_host()], port=CQL_PORT, datacenter=cluster.DATACENTER, keyspaces=list(settings.keyspaces),
+        replication_factor=factor, users={name: creds for name, (creds, _) in logins.items()}, namespace=NAMESPACE,
+        pod_labels=dict(cluster.POD_LABELS), ready=[scylla, schema_job, monitor, *registration, *restored])
+
+
+def _schema_job(ctx: DataContext, name: str, keyspaces: str, roles: Sequence[str],
+                secrets: Sequence[k8s.core.v1.Secret], passwords: Sequence[pulumi.Output[str]],
+                after: Sequence[pulumi.Resource]) -> k8s.batch.v1.Job:
+    """bootstrap.sh as the superuser: the consumers' `roles` and the manager's, then `keyspaces` (CQL: the
+    keyspaces and each consumer's grants on its own)."""
+    _, job = bootstrap.run_once(
+        ctx, name, NAMESPACE, bootstrap.cqlsh_image(),
+        {"bootstrap.sh": bootstrap.script("bootstrap.sh"), "roles.txt": bootstrap.roles_file(list(roles)),
+         "keyspaces.cql": keyspaces},
         "bootstrap.sh", env=[
             {"name": "CQL_HOST", "value": client_host()}, {"name": "CQL_PORT", "value": str(CQL_PORT)},
             bootstrap.secret_env("ADMIN_USERNAME", ADMIN_SECRET, "username"),
             bootstrap.secret_env("ADMIN_PASSWORD", ADMIN_SECRET, "password"),
             *(bootstrap.secret_env(f"ROLE_PASSWORD_{i}", user_secret(name), "password")
-              for i, name in enumerate(passwords)),
+              for i, name in enumerate(roles)),
             bootstrap.secret_env("MANAGER_USERNAME", MANAGER_ROLE_SECRET, "username"),
             bootstrap.secret_env("MANAGER_PASSWORD", MANAGER_ROLE_SECRET, "password")],
-        secrets=[*passwords.values(), manager_password],
-        depends_on=[*in_namespace, scylla, admin_secret, *(secret for _, secret in logins.values()), manager_role_secret],
-        mount=bootstrap.BOOTSTRAP_MOUNT)
-    registration = manager.install_credentials(ctx, MANAGER_ROLE, manager_password,
-                                               [*after, spaces[manager.NAMESPACE], manager_release, scylla, schema_job])
-
-    return ScyllaEndpoint(
-        hosts=[client_host()], port=CQL_PORT, datacenter=cluster.DATACENTER, keyspaces=list(settings.keyspaces),
-        replication_factor=factor, users={name: creds for name, (creds, _) in logins.items()}, namespace=NAMESPACE,
-        pod_labels=dict(cluster.POD_LABELS), ready=[scylla, schema_job, monitor, *registration])
+        secrets=passwords, depends_on=[*after, *secrets], mount=bootstrap.BOOTSTRAP_MOUNT)
+    return job
 
 
 def user_secret(consumer: str) -> str:

@@ -87,3 +87,18 @@ def install_credentials(ctx: DataContext, username: str, password: pulumi.Output
              bootstrap.secret_env("CQL_PASSWORD", CREDENTIALS_SECRET, "password")],
         secrets=[password], depends_on=[*after, secret], mount=MOUNT)
     return [secret, config_map, job]
+
+
+def install_restore(ctx: DataContext, location: str, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    """dataPlane.scylladb.restore: the Job that has Manager restore the snapshot (scripts/restore.sh), once the
+    cluster is registered with Manager with its CQL credentials (the schema restore logs in over CQL)."""
+    restore = ctx.settings.scylladb.restore
+    if restore is None:
+        return []
+    return list(bootstrap.run_once(
+        ctx, "scylla-restore", NAMESPACE, f"docker.io/scylladb/scylla-manager:{charts.SCYLLA_MANAGER_TAG}",
+        # The tag is in the files, so the Job's name (their hash) is new for each snapshot: one run per restore.
+        {"restore.sh": bootstrap.script("restore.sh"), "snapshot-tag": restore.snapshot_tag}, "restore.sh",
+        env=[{"name": "SCYLLA_MANAGER_API_URL", "value": API_URL}, {"name": "CLUSTER", "value": REGISTERED_NAME},
+             {"name": "LOCATION", "value": location}, {"name": "SNAPSHOT_TAG", "value": restore.snapshot_tag}],
+        secrets=[], depends_on=after, mount=MOUNT))
