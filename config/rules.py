@@ -313,6 +313,10 @@ def _platform(cfg: StackConfig, profile: Profile, secrets: set[str]) -> list[Pro
             found.append(problem("clusterServices.gateway.hostnames", f"must include {missing} for platform.{name} "
                                  "(each host gets its own HTTPS listener and certificate without tls.dns01)",
                                  sorted(routed)))
+    if platform.sso.enabled and not platform.gitlab.enabled:
+        found.append(problem("platform.sso.enabled", "needs platform.gitlab.enabled: this stack's GitLab is the identity "
+                             "provider every tool and kubectl log in with (set platform.sso.enabled: false to keep "
+                             "each tool's own login)", True))
     runner = platform.gitlab.runner
     if runner.enabled:
         found += _runner(runner, platform.gitlab.enabled, profile.environment, secrets)
