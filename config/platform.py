@@ -298,6 +298,18 @@ KUBECTL_ROLES = ("view", "edit", "admin", "cluster-admin")
 CLUSTER_WIDE_ROLES = ("view", "cluster-admin")
 
 
+def oauth_client_id(stack: str, consumer: str) -> str:
+    """The client id of `consumer`'s OAuth application in this stack's GitLab. Derived, not random: the API
+    server's --oidc-client-id (components/k3s/config.py) is set when K3s is installed, before the platform layer
+    exists, and a client id is public by design (RFC 6749 2.2); the client secrets are generated."""
+    return f"adplatform-{stack}-{consumer}"
+
+
+def gitlab_issuer(domain: str) -> str:
+    """GitLab's OIDC issuer (its external URL, https://gitlab.<domain>, as the gateway serves it)."""
+    return f"https://gitlab.{domain}"
+
+
 def check_group_path(value: str) -> str:
     if not _GROUP_PATH.match(value) or ".." in value:
         raise ValueError(f"{value!r} must be a GitLab group path such as platform-admins or data/analysts "
@@ -411,4 +423,4 @@ NEEDS: dict[str, Needs] = {
 }
 COMPONENTS = tuple(NEEDS)
 
-__all__ = ["COMPONENTS", "NEEDS", "Platform", "SSO_CONSUMERS", "SSO_TOOLS", "Sso", "retention_hours"]
+__all__ = ["COMPONENTS", "NEEDS", "Platform", "SSO_CONSUMERS", "SSO_TOOLS", "Sso", "gitlab_issuer", "oauth_client_id", "retention_hours"]
