@@ -50,7 +50,7 @@ class OAuthClient:
     and secret (generated, in Pulumi state), never shared with another consumer."""
 
     consumer: str  # config/platform.py SSO_CONSUMERS
-    client_id: pulumi.Output[str]
+    client_id: str  # public by design (config/platform.py oauth_client_id)
     client_secret: pulumi.Output[str]  # secret Output
     redirect_uris: tuple[str, ...]
     confidential: bool  # False: a public client (kubectl on a laptop) that proves itself with PKCE
@@ -131,6 +131,10 @@ class PlatformContext(LayerContext):
         S3 clients that read them when their config names no keys."""
         return location.secret(resource_name, name, namespace, self.opts(depends_on),
                                id_key="AWS_ACCESS_KEY_ID", secret_key="AWS_SECRET_ACCESS_KEY")
+
+    def sso_egress_world(self, consumer: str) -> tuple[int, ...]:
+        """HTTPS to GitLab's public address (token, keys, userinfo) for a consumer of the single sign-on."""
+        return (443,) if consumer in self.sso else ()
 
     def object_storage_egress_world(self) -> tuple[int, ...]:
         """HTTPS to the provider's S3 when object storage is external (dataPlane.objectStorage.backend)."""

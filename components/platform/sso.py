@@ -85,7 +85,7 @@ def clients(ctx: PlatformContext) -> dict[str, OAuthClient]:
     for consumer in consumers(ctx):
         secret = ctx.password(f"sso-{consumer}-client-secret", SECRET_LENGTH).result
         found[consumer] = OAuthClient(
-            consumer=consumer, client_id=pulumi.Output.from_input(oauth_client_id(ctx.stack, consumer)),
+            consumer=consumer, client_id=oauth_client_id(ctx.stack, consumer),
             client_secret=pulumi.Output.secret(secret), redirect_uris=redirect_uris(ctx, consumer),
             confidential=consumer != "kubectl", issuer=gitlab_issuer(ctx.domain),
             groups=tuple(sso.allowed(consumer)) if consumer != "kubectl" else (), admins=tuple(sso.admins))
@@ -122,10 +122,9 @@ def application(ctx: PlatformContext, client: OAuthClient, client_id: str, secre
 
 def applications_json(ctx: PlatformContext) -> pulumi.Output[str]:
     ordered = list(ctx.sso.values())
-    pairs = [pulumi.Output.all(c.client_id, c.client_secret) for c in ordered]
-    return pulumi.Output.secret(pulumi.Output.all(*pairs).apply(
-        lambda values: json.dumps([application(ctx, c, cid, sec) for c, (cid, sec) in zip(ordered, values)],
-                                  separators=(",", ":"))))
+    return pulumi.Output.secret(pulumi.Output.all(*(c.client_secret for c in ordered)).apply(
+        lambda secrets: json.dumps([application(ctx, c, c.client_id, secret) for c, secret in zip(ordered, secrets)],
+                                   separators=(",", ":"))))
 
 
 def bootstrap(ctx: PlatformContext, gitlab_namespace: str, gitlab_release: str,
