@@ -34,6 +34,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from components.k3s.config import OIDC_PREFIX
 from components.platform import toolbox_job
 from components.platform.context import OAuthClient, PlatformContext
 from config.platform import gitlab_issuer, oauth_client_id
@@ -47,9 +48,6 @@ APPS_MOUNT = "/applications"
 APPS_KEY = "applications.json"
 SCOPES = "openid profile email"  # ID token + profile + primary email; groups come with openid (groups_direct)
 SECRET_LENGTH = 64
-# The API server's --oidc-username-prefix and --oidc-groups-prefix: GitLab identities never collide with
-# Kubernetes' own (system:*) or other users; RBAC subjects name groups as `gitlab:<group path>`.
-OIDC_PREFIX = "gitlab:"
 # kubectl's OIDC plugin (int128/kubelogin) listens on these for the authorization code (its default ports).
 KUBECTL_REDIRECTS = ("http://localhost:8000", "http://localhost:18000")
 # consumer -> (the platform.<component> it belongs to, its host label, its OAuth callback path)
