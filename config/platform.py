@@ -287,7 +287,7 @@ class Kubeflow(Component):
 # --- single sign-on (components/platform/sso.py): GitLab is the platform's OIDC identity provider ----------
 # Who logs in with GitLab: each web tool (native OIDC or behind oauth2-proxy) and kubectl (the API server's OIDC
 # flags). One OAuth application, client id and secret per consumer: no two tools share a credential.
-SSO_TOOLS = ("grafana", "airflow", "jupyterhub", "mlflow")
+SSO_TOOLS = ("grafana", "airflow", "jupyterhub", "mlflow", "kubeflow")
 SSO_CONSUMERS = (*SSO_TOOLS, "kubectl")
 # A GitLab group's full path (`platform-admins`, `data/analysts`): path segments of letters, digits, `_`, `.` and
 # `-`, starting with a letter, digit or `_` (GitLab's namespace path rule), joined by `/`.
@@ -419,7 +419,8 @@ NEEDS: dict[str, Needs] = {
     "spark": Needs(),
     "jupyterhub": Needs(("postgres",), "jupyterhub", hostnames=("jupyter",)),
     "mlflow": Needs(("postgres", "object_storage"), "mlflow", ("mlflow-artifacts",), ("mlflow",)),
-    "kubeflow": Needs(("object_storage",), buckets=("ml-artifacts",)),  # UI unrouted: it has no login
+    # Its UI has no login: routed (on this hostname) only behind the single sign-on's proxy.
+    "kubeflow": Needs(("object_storage",), buckets=("ml-artifacts",), hostnames=("kubeflow",)),
 }
 COMPONENTS = tuple(NEEDS)
 

@@ -36,7 +36,7 @@ PUBLIC = {"ads", "rtb", "api"}  # the ad services: public by design
 IDENTITY_PROVIDER = {"gitlab", "registry"}
 INTERNAL = set(PLATFORM_HOSTNAMES) - PUBLIC - IDENTITY_PROVIDER
 WEB_CONSUMERS = {"grafana": "grafana-sso", "airflow": "airflow-sso", "jupyterhub": "jupyterhub-sso",
-                 "mlflow": auth_proxy.name("mlflow")}
+                 "mlflow": auth_proxy.name("mlflow"), "kubeflow": auth_proxy.name("kubeflow")}
 
 
 def values(run: Run, release: str) -> dict:
@@ -89,7 +89,8 @@ def test_only_the_configured_groups_get_in(production):
     assert ini["role_attribute_path"] == "(contains(groups[*], 'platform-admins')) && 'Admin' || 'Viewer'"
     generic = values(production, jupyterhub.RELEASE)["hub"]["config"]["GenericOAuthenticator"]
     assert generic["allowed_groups"] == ["platform-admins"] and generic["manage_groups"] is True
-    assert values(production, auth_proxy.name("mlflow"))["extraArgs"]["gitlab-group"] == "platform-admins"
+    for proxy in ("mlflow", "kubeflow"):
+        assert values(production, auth_proxy.name(proxy))["extraArgs"]["gitlab-group"] == "platform-admins"
     assert "AUTH_ROLES_MAPPING = {'platform-admins': ['Admin']}" in \
         values(production, airflow.RELEASE)["apiServer"]["apiServerConfig"]
 
@@ -106,7 +107,7 @@ def test_tool_users_get_the_ordinary_role():
 def test_each_consumer_has_its_own_client(production):
     apps = applications(production)
     by_uid = {app["uid"]: app for app in apps}
-    consumers = {"grafana", "airflow", "jupyterhub", "mlflow", "kubectl"}
+    consumers = {"grafana", "airflow", "jupyterhub", "mlflow", "kubeflow", "kubectl"}
     assert set(by_uid) == {oauth_client_id("production", c) for c in consumers}
     secrets = [app["secret"] for app in apps]
     assert len(set(secrets)) == len(secrets) and all(len(s) == sso.SECRET_LENGTH for s in secrets)
@@ -291,7 +292,7 @@ def test_sso_without_gitlab_is_refused():
 
 @pytest.mark.parametrize("sso, message", [
     ({"admins": ["bad group"]}, "must be a GitLab group path"),
-    ({"users": {"gitlab": ["a"]}}, "must be one of tools grafana, airflow, jupyterhub, mlflow"),
+    ({"users": {"gitlab": ["a"]}}, "must be one of tools grafana, airflow, jupyterhub, mlflow, kubeflow"),
     ({"kubectl": {"bindings": [{"group": "a", "clusterRole": "edit"}]}}, "needs a namespace"),
     ({"kubectl": {"bindings": [{"group": "a", "clusterRole": "system:masters", "namespace": "x"}]}},
      "must be one of ClusterRoles view, edit, admin, cluster-admin"),

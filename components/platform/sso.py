@@ -2,8 +2,9 @@
 
 Who logs in where (docs/security.md "Single sign-on"):
 
-- Grafana (native `[auth.gitlab]`), JupyterHub (GenericOAuthenticator), Airflow (its FAB auth manager's OAuth) and
-  MLflow (oauth2-proxy in front of it, components/platform/auth_proxy.py) let in members of the GitLab groups of
+- Grafana (native `[auth.gitlab]`), JupyterHub (GenericOAuthenticator), Airflow (its FAB auth manager's OAuth),
+  MLflow and the Kubeflow Pipelines UI (oauth2-proxy in front of them, components/platform/auth_proxy.py) let in
+  members of the GitLab groups of
   `platform.sso.admins` and `platform.sso.users.<tool>`; admins get the tool's admin role.
 - kubectl: the API server trusts GitLab's ID tokens (components/k3s/config.py oidc_apiserver_args); rights come
   only from `platform.sso.kubectl.bindings` (GitLab group -> ClusterRole, in a namespace or cluster-wide).
@@ -56,6 +57,7 @@ CALLBACKS: dict[str, tuple[str, str, str]] = {
     "airflow": ("airflow", "airflow", "/auth/oauth-authorized/gitlab"),  # FAB's OAuth callback, provider "gitlab"
     "jupyterhub": ("jupyterhub", "jupyter", "/hub/oauth_callback"),  # OAuthenticator's callback
     "mlflow": ("mlflow", "mlflow", "/oauth2/callback"),  # oauth2-proxy's callback
+    "kubeflow": ("kubeflow", "kubeflow", "/oauth2/callback"),  # oauth2-proxy's callback (the Pipelines UI)
 }
 _NAME = re.compile(r"^[A-Za-z0-9 ._()-]+$")
 _ID = re.compile(r"^[A-Za-z0-9._-]+$")
