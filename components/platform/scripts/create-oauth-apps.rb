@@ -13,7 +13,9 @@ rescue JSON::ParserError
 end
 
 # Every application belongs to an organization in current GitLab; instance-wide ones to the default one.
-organization = Organizations::Organization.default_organization if defined?(Organizations::Organization)
+organization = if defined?(Organizations::Organization) && Organizations::Organization.respond_to?(:default_organization)
+                 Organizations::Organization.default_organization
+               end
 
 apps.each do |spec|
   name = spec.fetch('name')
