@@ -230,7 +230,10 @@ def test_mlflow_is_routed_on_the_gateway_and_accepts_its_public_host(production)
     [route] = [r for r in production.of_type(HTTPROUTE) if r.inputs["metadata"]["namespace"] == "mlflow"]
     spec = route.inputs["spec"]
     assert spec["hostnames"] == ["mlflow.ads.example.com"]
-    assert spec["rules"][-1]["backendRefs"] == [{"name": "mlflow", "port": 80}]
+    # Through oauth2-proxy (GitLab login, tests/test_platform_sso.py), which forwards to the MLflow Service.
+    assert spec["rules"][-1]["backendRefs"] == [{"name": "mlflow-oauth2-proxy", "port": 80}]
+    proxy = production.named("mlflow-oauth2-proxy", RELEASE).inputs["values"]
+    assert proxy["config"]["upstreams"] == ["http://mlflow.mlflow.svc.cluster.local:80"]
     assert spec["parentRefs"][0]["sectionName"]
     v = values(production)
     assert v["service"]["port"] == 80 and v["service"]["containerPort"] == 5000
@@ -504,6 +507,7 @@ def _fake_ctx(mlflow_enabled: bool = True) -> SimpleNamespace:
     return SimpleNamespace(
         settings=SimpleNamespace(mlflow=SimpleNamespace(enabled=mlflow_enabled)),
         data=SimpleNamespace(object_storage=store),
+        sso={},  # single sign-on off: the UI is not routed
         monitoring=lambda p: Peer("monitoring", tuple(p)),
         store_peers=lambda *stores: PlatformContext.store_peers(SimpleNamespace(data=SimpleNamespace(
             object_storage=store)), *stores))
