@@ -15,7 +15,7 @@ from components.k3s import K3sCluster
 from components.ads import AdServices
 from components.data import DataPlane, validate as validate_data_plane
 from components.data.outputs import data_plane_summary
-from components.k3s.config import EtcdBackup
+from components.k3s.config import ApiServerOidc, EtcdBackup
 from components.platform import Platform
 from components.recovery import runbook
 from components.services import ClusterServices
@@ -60,7 +60,7 @@ def main() -> None:
     etcd_backup = EtcdBackup.from_config(loaded.config.cluster_services.backups, loaded.stack, loaded.secrets) \
         if loaded.config.layers.cluster_services else None
     cluster = K3sCluster("k3s", loaded.config.cluster, infra, tuning, etcd_backup=etcd_backup,
-                         protect=loaded.profile.protect)
+                         protect=loaded.profile.protect, oidc=ApiServerOidc.from_config(loaded.config, loaded.stack))
     if cluster.etcd_restore:
         pulumi.export("etcdRestore", cluster.etcd_restore)  # the runbook: no secrets in it
     if loaded.config.layers.cluster_services:

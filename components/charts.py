@@ -312,6 +312,12 @@ GITLAB_KUBECTL_IMAGE = "registry.gitlab.com/gitlab-org/build/cng/kubectl:v19.2.3
 # What a CI job runs when its .gitlab-ci.yml names no image (runners.kubernetes.image); the templates name theirs.
 RUNNER_DEFAULT_JOB_IMAGE = "docker.io/library/alpine:3.22.1"
 
+# --- platform: single sign-on (components/platform/auth_proxy.py) ------------------------------------------
+# oauth2-proxy's official chart 10.7.0 runs oauth2-proxy v7.15.3 (oauth2-proxy/manifests tag oauth2-proxy-10.7.0,
+# helm/oauth2-proxy/Chart.yaml appVersion, 2026-06; image.tag defaults to the appVersion). Installed once per tool
+# without a login of its own, in that tool's namespace.
+OAUTH2_PROXY = Chart("https://oauth2-proxy.github.io/manifests", "oauth2-proxy", "10.7.0", "")
+
 # --- platform: logs and traces (components/platform/logs.py, traces.py) ------------------------------------
 # Loki 3.7.6 from chart 18.11.0 (grafana-community/helm-charts tag loki-18.11.0, charts/loki/Chart.yaml
 # appVersion; the open-source Grafana charts moved to grafana-community in 2026-03).
@@ -342,7 +348,7 @@ CHARTS: dict[str, Chart] = {c.chart: c for c in (
     AZURE_CCM, AZURE_DISK_CSI, CLOUDNATIVE_PG, BARMAN_CLOUD, SEAWEEDFS, REDPANDA_OPERATOR, DRAGONFLY_OPERATOR,
     CLICKHOUSE_OPERATOR, SCYLLA_OPERATOR, SCYLLA_MANAGER,
     KUBE_PROMETHEUS_STACK, PROMETHEUS_ADAPTER, LOKI, TEMPO, OPENTELEMETRY_COLLECTOR, GITLAB, GITLAB_RUNNER, AIRFLOW,
-    SPARK_OPERATOR, JUPYTERHUB, MLFLOW,
+    SPARK_OPERATOR, JUPYTERHUB, MLFLOW, OAUTH2_PROXY,
 )}
 MANIFESTS: dict[str, Manifests] = {m.name: m for m in (GATEWAY_API, SYSTEM_UPGRADE_CONTROLLER,
                                                      CLICKHOUSE_OPERATOR_CRDS, SCYLLA_OPERATOR_CRDS,

@@ -70,8 +70,10 @@ PROVIDERS = ("hetzner", "aws", "gcp", "azure", "baremetal")
 # Hosts under the stack's domain that the platform serves through the shared gateway. Without a
 # DNS-01 provider each gets its own HTTPS listener and HTTP-01 certificate (HTTP-01 issues no
 # wildcard); later layers route only hostnames listed here (config: clusterServices.gateway.hostnames).
-# (Kubeflow Pipelines' UI has no login of its own: it is reached with kubectl port-forward, never routed.)
-PLATFORM_HOSTNAMES = ("gitlab", "registry", "grafana", "airflow", "jupyter", "mlflow", "ads", "rtb", "api")
+# (Kubeflow Pipelines' UI has no login of its own: it is routed only behind the single sign-on's oauth2-proxy,
+# components/platform/kubeflow.py; without SSO it is reached with kubectl port-forward.)
+PLATFORM_HOSTNAMES = ("gitlab", "registry", "grafana", "airflow", "jupyter", "mlflow", "kubeflow", "ads", "rtb",
+                      "api")
 
 # Push-to-deploy (templates/gitlab-ci, components/platform/gitlab_runner.py, components/ads): GitLab CI jobs
 # run in CI_NAMESPACE; deploy jobs run as DEPLOYER_SERVICE_ACCOUNT (KUBERNETES_SERVICE_ACCOUNT_OVERWRITE),

@@ -284,6 +284,96 @@ class Kubeflow(Component):
     _v_size = field_validator("database_storage_size")(_check_gibibytes)
 
 
+# --- single sign-on (components/platform/sso.py): GitLab is the platform's OIDC identity provider ----------
+# Who logs in with GitLab: each web tool (native OIDC or behind oauth2-proxy) and kubectl (the API server's OIDC
+# flags). One OAuth application, client id and secret per consumer: no two tools share a credential.
+SSO_TOOLS = ("grafana", "airflow", "jupyterhub", "mlflow", "kubeflow")
+SSO_CONSUMERS = (*SSO_TOOLS, "kubectl")
+# A GitLab group's full path (`platform-admins`, `data/analysts`): path segments of letters, digits, `_`, `.` and
+# `-`, starting with a letter, digit or `_` (GitLab's namespace path rule), joined by `/`.
+_GROUP_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}){0,19}$")
+# What a GitLab group may be bound to in the cluster (Kubernetes' user-facing ClusterRoles). Cluster-wide only
+# read-only `view` or, deliberately, `cluster-admin`; `edit` and `admin` only inside a namespace.
+KUBECTL_ROLES = ("view", "edit", "admin", "cluster-admin")
+CLUSTER_WIDE_ROLES = ("view", "cluster-admin")
+
+
+def oauth_client_id(stack: str, consumer: str) -> str:
+    """The client id of `consumer`'s OAuth application in this stack's GitLab. Derived, not random: the API
+    server's --oidc-client-id (components/k3s/config.py) is set when K3s is installed, before the platform layer
+    exists, and a client id is public by design (RFC 6749 2.2); the client secrets are generated."""
+    return f"adplatform-{stack}-{consumer}"
+
+
+def gitlab_issuer(domain: str) -> str:
+    """GitLab's OIDC issuer (its external URL, https://gitlab.<domain>, as the gateway serves it)."""
+    return f"https://gitlab.{domain}"
+
+
+def check_group_path(value: str) -> str:
+    if not _GROUP_PATH.match(value) or ".." in value:
+        raise ValueError(f"{value!r} must be a GitLab group path such as platform-admins or data/analysts "
+                         "(segments of letters, digits, '_', '.' and '-' joined by '/')")
+    return value
+
+
+def _check_groups(values: list[str]) -> list[str]:
+    for value in values:
+        check_group_path(value)
+    if len(set(values)) != len(values):
+        raise ValueError(f"lists a group twice: {values}")
+    return values
+
+
+class KubectlBinding(Model):
+    """Members of a GitLab group get a ClusterRole: in `namespace`, or cluster-wide when it is unset."""
+
+    group: str
+    cluster_role: str
+    namespace: str | None = None
+
+    _v_group = field_validator("group")(staticmethod(check_group_path))
+    _v_role = field_validator("cluster_role")(staticmethod(one_of(KUBECTL_ROLES, "ClusterRoles")))
+    _v_namespace = field_validator("namespace")(staticmethod(lambda v: v if v is None else check_hostname_label(v)))
+
+    @model_validator(mode="after")
+    def _scope(self) -> "KubectlBinding":
+        if self.namespace is None and self.cluster_role not in CLUSTER_WIDE_ROLES:
+            raise ValueError(f"clusterRole {self.cluster_role!r} needs a namespace: cluster-wide bindings may only "
+                             f"grant {' or '.join(CLUSTER_WIDE_ROLES)}")
+        return self
+
+
+class Kubectl(Model):
+    bindings: list[KubectlBinding] = []
+
+
+class Sso(Model):
+    """GitLab groups (full paths) allowed into each tool. `admins` log in everywhere with the tool's admin role;
+    `users.<tool>` log in to that tool with its ordinary role (Grafana Viewer, Airflow Viewer, JupyterHub user,
+    MLflow through its proxy). Nobody else gets in. kubectl rights come only from `kubectl.bindings`."""
+
+    enabled: bool | None = None  # unset: on exactly when this stack runs its own GitLab (the identity provider)
+    admins: list[str] = ["platform-admins"]
+    users: dict[str, list[str]] = {}
+    kubectl: Kubectl = Kubectl()
+
+    _v_admins = field_validator("admins")(staticmethod(_check_groups))
+
+    @field_validator("users")
+    @classmethod
+    def _users(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        check = one_of(SSO_TOOLS, "tools")
+        for tool, groups in value.items():
+            check(tool)
+            _check_groups(groups)
+        return value
+
+    def allowed(self, tool: str) -> list[str]:
+        """Every group whose members may log in to `tool` (admins first)."""
+        return [*self.admins, *(g for g in self.users.get(tool, []) if g not in self.admins)]
+
+
 class Platform(Model):
     gitlab: GitLab = GitLab()
     monitoring: Monitoring = Monitoring()
@@ -294,6 +384,14 @@ class Platform(Model):
     jupyterhub: JupyterHub = JupyterHub()
     mlflow: Component = Component()
     kubeflow: Kubeflow = Kubeflow()
+    sso: Sso = Sso()
+
+    @model_validator(mode="after")
+    def _sso_default(self) -> "Platform":
+        """SSO follows GitLab, its identity provider, unless configured."""
+        if self.sso.enabled is None:
+            object.__setattr__(self, "sso", self.sso.model_copy(update={"enabled": self.gitlab.enabled}))
+        return self
 
     def enabled(self) -> list[str]:
         return [name for name in COMPONENTS if getattr(self, name).enabled]
@@ -321,8 +419,9 @@ NEEDS: dict[str, Needs] = {
     "spark": Needs(),
     "jupyterhub": Needs(("postgres",), "jupyterhub", hostnames=("jupyter",)),
     "mlflow": Needs(("postgres", "object_storage"), "mlflow", ("mlflow-artifacts",), ("mlflow",)),
-    "kubeflow": Needs(("object_storage",), buckets=("ml-artifacts",)),  # UI unrouted: it has no login
+    # Its UI has no login: routed (on this hostname) only behind the single sign-on's proxy.
+    "kubeflow": Needs(("object_storage",), buckets=("ml-artifacts",), hostnames=("kubeflow",)),
 }
 COMPONENTS = tuple(NEEDS)
 
-__all__ = ["COMPONENTS", "NEEDS", "Platform", "retention_hours"]
+__all__ = ["COMPONENTS", "NEEDS", "Platform", "SSO_CONSUMERS", "SSO_TOOLS", "Sso", "gitlab_issuer", "oauth_client_id", "retention_hours"]

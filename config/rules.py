@@ -393,6 +393,16 @@ def _platform(cfg: StackConfig, profile: Profile, secrets: set[str]) -> list[Pro
             found.append(problem("clusterServices.gateway.hostnames", f"must include {missing} for platform.{name} "
                                  "(each host gets its own HTTPS listener and certificate without tls.dns01)",
                                  sorted(routed)))
+    if platform.sso.enabled and not platform.gitlab.enabled:
+        found.append(problem("platform.sso.enabled", "needs platform.gitlab.enabled: this stack's GitLab is the identity "
+                             "provider every tool and kubectl log in with (set platform.sso.enabled: false to keep "
+                             "each tool's own login)", True))
+    teams = [t.name for t in cfg.cluster_services.teams]
+    for i, binding in enumerate(platform.sso.kubectl.bindings):
+        if binding.namespace is not None and binding.namespace not in teams:
+            found.append(problem(f"platform.sso.kubectl.bindings[{i}].namespace", "must be a team namespace "
+                                 f"(clusterServices.teams: {', '.join(teams) or 'none configured'}): GitLab groups get "
+                                 "rights in the namespaces their teams deploy to", binding.namespace))
     runner = platform.gitlab.runner
     if runner.enabled:
         found += _runner(runner, platform.gitlab.enabled, profile.environment, secrets)

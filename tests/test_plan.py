@@ -450,17 +450,18 @@ def test_plan_counts_letsencrypt_certificates_per_stack_and_registered_domain(pl
     assert set(found["stacks"]) == {p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml")}
     production = found["stacks"]["production"]
     assert production["registeredDomain"] == "example.com"
-    assert production["certificates"] == production["countedCertificates"] == 9, "one per gateway hostname"
+    # One per gateway hostname (config/catalog.py PLATFORM_HOSTNAMES: 10 with kubeflow, routed behind SSO).
+    assert production["certificates"] == production["countedCertificates"] == 10, "one per gateway hostname"
     # Staging stacks rehearse on the staging issuer: nothing of theirs counts against the production limit.
     for stack, info in found["stacks"].items():
         if stack.startswith("staging"):
             assert info["issuer"] == "letsencrypt-staging" and info["countedCertificates"] == 0, stack
-    assert found["certificatesPerRegisteredDomain"] == {"example.com": 18, "example.net": 9}  # production-hybrid: .net
+    assert found["certificatesPerRegisteredDomain"] == {"example.com": 20, "example.net": 10}  # production-hybrid: .net
     assert found["certificatesPerRegisteredDomain"]["example.com"] <= limits.CERTIFICATE_BUDGET
     assert not [w for w in plan["warnings"] if w.startswith("letsencrypt")]
     rows = {" ".join(line.split()) for line in report.render(plan).splitlines()}
-    assert "production 9 per host letsencrypt-production -> 9 counted under example.com" in rows
-    assert "example.com: 18 counted" in rows
+    assert "production 10 per host letsencrypt-production -> 10 counted under example.com" in rows
+    assert "example.com: 20 counted" in rows
 
 
 def _facts(stack: str, **overrides) -> limits.StackFacts:

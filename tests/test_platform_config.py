@@ -38,7 +38,8 @@ def test_the_platform_output_says_what_runs_and_where(production, staging):
         "gitlab": {"gitlab": f"https://gitlab.{domain}", "registry": f"https://registry.{domain}"},
         "airflow": {"airflow": f"https://airflow.{domain}"},
         "jupyterhub": {"jupyter": f"https://jupyter.{domain}"},
-        "mlflow": {"mlflow": f"https://mlflow.{domain}"}}
+        "mlflow": {"mlflow": f"https://mlflow.{domain}"},
+        "kubeflow": {"kubeflow": f"https://kubeflow.{domain}"}}  # behind the single sign-on's proxy
     assert {host for n in COMPONENTS for host in NEEDS[n].hostnames} == {
         host for info in prod.values() for host in info["urls"]}
     assert {n: info["urls"] for n, info in stag.items() if info["urls"]} == {

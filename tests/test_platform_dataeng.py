@@ -254,8 +254,8 @@ def test_airflow_pods_get_restricted_security_contexts_and_resources(production)
 def test_airflow_network_reaches_postgres_and_the_object_store_only(production, staging_on):
     assert ports(policy(production, "airflow", "allow-to-postgres")["egress"][0]) == [5432]
     assert ports(policy(production, "airflow", "allow-to-seaweedfs")["egress"][0]) == [8333]
-    names = {r.name for r in production.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")}
-    assert "netpol-airflow-allow-egress-internet" not in names  # no git-sync, in-cluster object store
+    # No git-sync and the in-cluster object store: HTTPS out only for the login (GitLab's public address, SSO).
+    assert ports(policy(production, "airflow", "allow-egress-internet")["egress"][0]) == [443]
     # With a DAG repository, git-sync runs and the namespace may reach git servers over HTTPS.
     assert ports(policy(staging_on, "airflow", "allow-egress-internet")["egress"][0]) == [443]
 
@@ -362,19 +362,24 @@ def test_jupyterhub_keeps_its_hub_database_in_postgres_without_a_password_in_val
     assert password not in json.dumps(values(production, "jupyterhub"))
 
 
-def test_jupyterhub_tokens_are_generated_and_authentication_is_not_open(production):
+def test_jupyterhub_tokens_are_generated_and_authentication_is_not_open(production, staging_on):
     jh = values(production, "jupyterhub")
     assert re.fullmatch(r"[0-9a-f]{64}", jh["hub"]["cookieSecret"])  # JupyterHub decodes it as hex
     assert len(jh["proxy"]["secretToken"]) == 64
-    config = jh["hub"]["config"]
+    # Production logs in with GitLab (tests/test_platform_sso.py); staging, without GitLab, with its own accounts.
+    assert jh["hub"]["config"]["JupyterHub"]["authenticator_class"] == "oauthenticator.generic.GenericOAuthenticator"
+    assert jh["hub"]["config"]["GenericOAuthenticator"]["allowed_groups"]
+    native = values(staging_on, "jupyterhub")
+    config = native["hub"]["config"]
     assert config["JupyterHub"]["authenticator_class"] != "dummy"
     assert config["NativeAuthenticator"]["open_signup"] is False
     assert config["Authenticator"]["admin_users"] == ["admin"]
-    assert "class PlatformAuthenticator(NativeAuthenticator)" in jh["hub"]["extraConfig"]["10-platform-authenticator"]
-    assert jh["hub"]["extraEnv"]["JUPYTERHUB_ADMIN_PASSWORD"] == {
+    assert "class PlatformAuthenticator(NativeAuthenticator)" in \
+        native["hub"]["extraConfig"]["10-platform-authenticator"]
+    assert native["hub"]["extraEnv"]["JUPYTERHUB_ADMIN_PASSWORD"] == {
         "valueFrom": {"secretKeyRef": {"name": "jupyterhub-admin", "key": "password"}}}
-    admin = secret_values(production, "jupyterhub-admin")
-    assert admin["password"] not in json.dumps(jh)
+    for run, hub in ((production, jh), (staging_on, native)):
+        assert secret_values(run, "jupyterhub-admin")["password"] not in json.dumps(hub)
 
 
 def test_jupyterhub_user_servers_follow_the_config(production, staging_on):

@@ -1,6 +1,6 @@
 """ML on the platform: MLflow (CloudNativePG backend, proxied S3 artifacts, basic-auth login, HA, gateway route)
 and Kubeflow Pipelines standalone (pinned kustomize overlays, the platform's object store, generated MySQL
-password, unrouted UI)."""
+password, the UI routed only behind the single sign-on)."""
 
 from __future__ import annotations
 
@@ -230,7 +230,10 @@ def test_mlflow_is_routed_on_the_gateway_and_accepts_its_public_host(production)
     [route] = [r for r in production.of_type(HTTPROUTE) if r.inputs["metadata"]["namespace"] == "mlflow"]
     spec = route.inputs["spec"]
     assert spec["hostnames"] == ["mlflow.ads.example.com"]
-    assert spec["rules"][-1]["backendRefs"] == [{"name": "mlflow", "port": 80}]
+    # Through oauth2-proxy (GitLab login, tests/test_platform_sso.py), which forwards to the MLflow Service.
+    assert spec["rules"][-1]["backendRefs"] == [{"name": "mlflow-oauth2-proxy", "port": 80}]
+    proxy = production.named("mlflow-oauth2-proxy", RELEASE).inputs["values"]
+    assert proxy["config"]["upstreams"] == ["http://mlflow.mlflow.svc.cluster.local:80"]
     assert spec["parentRefs"][0]["sectionName"]
     v = values(production)
     assert v["service"]["port"] == 80 and v["service"]["containerPort"] == 5000
@@ -267,8 +270,8 @@ def test_mlflow_namespace_is_restricted_and_reaches_only_its_stores(production, 
     assert v["resources"]["limits"]["memory"] and v["resources"]["requests"]["cpu"]
     assert ports(policy(production, "mlflow", "allow-to-postgres")["egress"][0]) == [5432]
     assert ports(policy(production, "mlflow", "allow-to-seaweedfs")["egress"][0]) == [8333]
-    assert not [r for r in production.resources if r.name == "netpol-mlflow-allow-egress-internet"]
-    # Provider S3: HTTPS out instead.
+    # In-cluster object store: HTTPS out only for oauth2-proxy's GitLab login (SSO); provider S3: HTTPS out too.
+    assert ports(policy(production, "mlflow", "allow-egress-internet")["egress"][0]) == [443]
     assert ports(policy(staging_external, "mlflow", "allow-egress-internet")["egress"][0]) == [443]
 
 
@@ -367,13 +370,19 @@ def test_mysql_has_a_generated_root_password_and_a_protected_volume(production, 
     assert hook[:2] == ["/bin/sh", "-c"] and "mysqldump" in hook[2] and "--single-transaction" in hook[2]
 
 
-def test_the_kfp_ui_is_not_published(production):
-    assert NEEDS["kubeflow"].hostnames == ()
-    assert not [r for r in production.of_type(HTTPROUTE) if r.inputs["metadata"]["namespace"] == "kubeflow"]
-    assert production.outputs["platform"]["kubeflow"]["urls"] == {}
-    assert not [r for r in production.resources if r.name == "netpol-kubeflow-allow-from-gateway"]
+def test_the_kfp_ui_is_published_only_behind_the_single_sign_on(production, staging_external):
+    """The UI has no login: with SSO (production) its route goes to oauth2-proxy, never to the UI itself; without
+    it (staging runs no GitLab) nothing is routed and only Prometheus and the webhook calls come in."""
+    assert NEEDS["kubeflow"].hostnames == ("kubeflow",)
+    [route] = [r for r in production.of_type(HTTPROUTE) if r.inputs["metadata"]["namespace"] == "kubeflow"]
+    assert [ref["name"] for rule in route.inputs["spec"]["rules"] for ref in rule["backendRefs"]] == \
+        ["kubeflow-oauth2-proxy"]
+    assert production.outputs["platform"]["kubeflow"]["urls"] == {"kubeflow": "https://kubeflow.ads.example.com"}
+    assert not [r for r in staging_external.of_type(HTTPROUTE) if r.inputs["metadata"]["namespace"] == "kubeflow"]
+    assert staging_external.outputs["platform"]["kubeflow"]["urls"] == {}
+    assert not [r for r in staging_external.resources if r.name == "netpol-kubeflow-allow-from-gateway"]
     # In: only Prometheus and the API server's webhook calls (cache server).
-    inbound = {r.name for r in production.resources if r.name.startswith("netpol-kubeflow-allow-from-")}
+    inbound = {r.name for r in staging_external.resources if r.name.startswith("netpol-kubeflow-allow-from-")}
     assert inbound == {"netpol-kubeflow-allow-from-monitoring"}
     assert ports(policy(production, "kubeflow", "allow-api-server-webhooks")["ingress"][0]) == [8443]
 
@@ -498,6 +507,7 @@ def _fake_ctx(mlflow_enabled: bool = True) -> SimpleNamespace:
     return SimpleNamespace(
         settings=SimpleNamespace(mlflow=SimpleNamespace(enabled=mlflow_enabled)),
         data=SimpleNamespace(object_storage=store),
+        sso={},  # single sign-on off: the UI is not routed
         monitoring=lambda p: Peer("monitoring", tuple(p)),
         store_peers=lambda *stores: PlatformContext.store_peers(SimpleNamespace(data=SimpleNamespace(
             object_storage=store)), *stores))

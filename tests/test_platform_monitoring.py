@@ -178,10 +178,13 @@ def test_alerting_is_built_from_config_with_the_receivers_secrets_kept_secret(qu
     assert SLACK_URL not in json.dumps(values(quiet))
 
 
-def test_receivers_reach_https_outside_the_cluster_only_when_configured(production, quiet):
+def test_receivers_reach_https_outside_the_cluster_only_when_configured(production, staging, quiet):
     world = policy(quiet, "monitoring", "allow-egress-internet")["egress"][0]
     assert ports(world) == [443]
-    assert not [r for r in production.resources if r.name == "netpol-monitoring-allow-egress-internet"]
+    # Production has no receivers, but Grafana logs people in with GitLab (platform.sso) at its public address.
+    assert ports(policy(production, "monitoring", "allow-egress-internet")["egress"][0]) == [443]
+    assert stack_config(staging).platform.sso.enabled is False
+    assert not [r for r in staging.resources if r.name == "netpol-monitoring-allow-egress-internet"]
 
 
 @pytest.mark.parametrize("url", ["http://hooks.example.com/alerts", "https://hooks.example.com:8443/alerts",

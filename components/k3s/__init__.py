@@ -19,7 +19,7 @@ from components.charts import CILIUM
 from components.helm import release
 from components.host import HostTuning
 from components.k3s.cilium import cilium_values, gateway_api_crds
-from components.k3s.config import (API_PORT, EtcdBackup, NodeAddresses, cpu_manager_policy, dump,
+from components.k3s.config import (API_PORT, ApiServerOidc, EtcdBackup, NodeAddresses, cpu_manager_policy, dump,
                                    etcd_restore_commands, etcd_snapshot_config, install_script_url, node_config,
                                    server_files)
 from components.k3s.lifecycle import NodeLifecycle
@@ -61,13 +61,14 @@ class K3sCluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, cluster: Cluster, infra: Infrastructure, tuning: HostTuning,
                  opts: pulumi.ResourceOptions | None = None, etcd_backup: EtcdBackup | None = None,
-                 protect: bool = False):
+                 protect: bool = False, oidc: ApiServerOidc | None = None):
         """`protect`: production profiles; the join tokens are then protected (a new token locks every
         node out of a running cluster until each is reconfigured)."""
         super().__init__("adplatform:k3s:K3sCluster", name, None, opts)
         self._cluster = cluster
         self._infra = infra
         self._etcd_backup = etcd_backup
+        self._oidc = oidc  # kubectl logs in with GitLab (platform.sso): the API server flags
         self.etcd_restore = None if etcd_backup is None else etcd_restore_commands(
             etcd_backup, infra.servers[0].hostname, [n.hostname for n in infra.servers[1:]])
         self._token = random.RandomPassword("server-token", length=48, special=False,
@@ -111,7 +112,8 @@ class K3sCluster(pulumi.ComponentResource):
                 agent_token=agent_token if is_server else None,
                 join_endpoint=endpoint if join else None, tls_sans=sans, pod_cidr=cluster.pod_cidr,
                 service_cidr=cluster.service_cidr, profile=infra.profile_of(node.name),
-                etcd_snapshots=etcd_snapshot_config(snapshots, s3_access, s3_secret) if snapshots else None))
+                etcd_snapshots=etcd_snapshot_config(snapshots, s3_access, s3_secret) if snapshots else None,
+                oidc=self._oidc if is_server else None))
 
         def probe(endpoint: str, private_ip: str) -> str:
             # The initialising server must not start a second cluster if it is ever rebuilt empty

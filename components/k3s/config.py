@@ -10,10 +10,11 @@ from urllib.parse import quote, urlparse
 import pulumi
 import yaml
 
-from config import StackSecrets
+from config import StackConfig, StackSecrets
 from components.scheduling import ZONE_TOPOLOGY
 from config.catalog import ROLES
 from config.model import LOCATION_LABEL
+from config.platform import gitlab_issuer, oauth_client_id
 from config.services import Backups
 from providers.base import ClusterProfile, NodeSpec
 
@@ -66,6 +67,33 @@ APISERVER_HARDENING = [
 # etcd). Higher than the guide's 100: Airflow, Spark and Kubeflow Pipelines runs leave pods whose logs users
 # read after the run.
 CONTROLLER_MANAGER_HARDENING = ["terminated-pod-gc-threshold=1000"]
+
+# --- kubectl with GitLab (platform.sso): the API server trusts GitLab's ID tokens (Kubernetes "OpenID Connect
+# Tokens"). GitLab's ID token carries the username as `preferred_username` and the full paths of the groups the user
+# is a direct member of as `groups_direct` (GitLab config/initializers/doorkeeper_openid_connect.rb); `groups`, with
+# inherited memberships, is in the userinfo response only, which the API server never reads. Both are prefixed, so
+# a GitLab user or group can never be mistaken for a Kubernetes one (system:masters, system:nodes) and RBAC names
+# them `gitlab:<username>` / `gitlab:<group path>` (components/platform/sso.py binds the configured groups).
+OIDC_PREFIX = "gitlab:"
+
+
+@dataclass(frozen=True)
+class ApiServerOidc:
+    issuer_url: str  # GitLab's external URL, https://gitlab.<domain>
+    client_id: str  # the kubectl OAuth application's client id (config/platform.py oauth_client_id)
+
+    @classmethod
+    def from_config(cls, cfg: StackConfig, stack: str) -> ApiServerOidc | None:
+        """Only with the single sign-on on (platform.sso.enabled, which needs this stack's GitLab)."""
+        if not (cfg.layers.platform and cfg.platform.sso.enabled):
+            return None
+        return cls(gitlab_issuer(cfg.domain), oauth_client_id(stack, "kubectl"))
+
+    def args(self) -> list[str]:
+        return [f"oidc-issuer-url={self.issuer_url}", f"oidc-client-id={self.client_id}",
+                "oidc-username-claim=preferred_username", f"oidc-username-prefix={OIDC_PREFIX}",
+                "oidc-groups-claim=groups_direct", f"oidc-groups-prefix={OIDC_PREFIX}"]
+
 
 # Who is audited how. Secrets, ConfigMaps (which hold credentials in some charts), token reviews and token
 # requests: metadata only, never a body. Writes to RBAC: the request body (who granted what). Reads by the
@@ -170,11 +198,12 @@ NODE_FACT_KEYS = ("node-name", "node-ip", "node-external-ip")
 def node_config(spec: NodeSpec, hostname: str | None, addrs: NodeAddresses | None, *, token_key: str, token: str,
                 join_endpoint: str | None, tls_sans: list[str], pod_cidr: str, service_cidr: str,
                 profile: ClusterProfile, agent_token: str | None = None,
-                etcd_snapshots: dict[str, Any] | None = None) -> dict[str, Any]:
+                etcd_snapshots: dict[str, Any] | None = None, oidc: ApiServerOidc | None = None) -> dict[str, Any]:
     """The config of one node. `join_endpoint` None means: this server initialises the cluster.
 
     `hostname` and `addrs` None: a node the cluster autoscaler creates, which writes NODE_FACT_KEYS at boot.
-    `etcd_snapshots` (servers only): the etcd-s3 flags of `etcd_snapshot_config`.
+    `etcd_snapshots` (servers only): the etcd-s3 flags of `etcd_snapshot_config`. `oidc` (servers only): kubectl
+    logs in with GitLab.
     """
     facts = {} if hostname is None or addrs is None else {
         "node-name": hostname, "node-ip": addrs.private_ip, "node-external-ip": addrs.public_ip}
@@ -206,7 +235,7 @@ def node_config(spec: NodeSpec, hostname: str | None, addrs: NodeAddresses | Non
             "disable": list(profile.k3s_disable),
             "secrets-encryption": True,
             "write-kubeconfig-mode": "0600",
-            "kube-apiserver-arg": list(APISERVER_HARDENING),
+            "kube-apiserver-arg": [*APISERVER_HARDENING, *(oidc.args() if oidc else [])],
             "kube-controller-manager-arg": list(CONTROLLER_MANAGER_HARDENING),
         })
         if profile.external_cloud_provider:

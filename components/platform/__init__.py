@@ -8,6 +8,7 @@ datasources, the runner's GitLab) follows the same switches. What each needs is 
 
 from __future__ import annotations
 
+import dataclasses
 from types import ModuleType
 
 import pulumi
@@ -15,7 +16,7 @@ import pulumi
 from components.data import DataPlane
 from components.k3s import K3sCluster
 from components.platform import (airflow, gitlab, gitlab_runner, jupyterhub, kubeflow, logs, mlflow, monitoring,
-                                 spark, traces)
+                                 spark, sso, traces)
 from components.platform.context import (LAYER, OTLP_GATEWAY_HOST, OTLP_GRPC_PORT, Installed, PlatformContext)
 from components.services import ClusterServices, namespaces
 from config import LoadedConfig
@@ -50,6 +51,8 @@ class Platform(pulumi.ComponentResource):
             general_nodes=schedulable_nodes(cfg),
             environment=loaded.profile.environment,
             teams=tuple(t.name for t in cfg.cluster_services.teams))
+        # Every consumer's OAuth client, before any module: GitLab creates the applications, the tools use them.
+        ctx = dataclasses.replace(ctx, sso=sso.clients(ctx))
 
         enabled = {n: m for n, m in MODULES.items() if getattr(cfg.platform, n).enabled}
         if cfg.platform.gitlab.runner.enabled:
@@ -65,13 +68,15 @@ class Platform(pulumi.ComponentResource):
                 after += installed["gitlab"].ready
             installed[name] = module.install(ctx, spaces, after)
 
+        bindings = sso.kubectl_bindings(ctx, [*services.foundations, *cluster.ready])
+
         self.enabled = list(enabled)
         self.urls = {label: url for done in installed.values() for label, url in done.urls.items()}
         self.summary = {name: {"enabled": name in installed, "urls": installed[name].urls if name in installed else {}}
                         for name in [*MODULES, "runner"]}
         self.outputs = {k: v for done in installed.values() for k, v in done.outputs.items()}
         self.otlp_endpoint = f"http://{OTLP_GATEWAY_HOST}:{OTLP_GRPC_PORT}" if "traces" in enabled else None
-        self.ready = [*spaces.ready, *(r for done in installed.values() for r in done.ready)]
+        self.ready = [*spaces.ready, *(r for done in installed.values() for r in done.ready), *bindings]
         self.register_outputs({"enabled": self.enabled, "urls": self.urls})
 
     @staticmethod

@@ -16,6 +16,8 @@ What this module sets and why:
   secret are generated once (pulumi_random) and referenced by name (`fernetKeySecretName`,
   `apiSecretKeySecretName`, `jwtSecretName`): left to the chart, the API and JWT secrets change on every
   `helm upgrade` and a reinstall would mint a new Fernet key, leaving every stored connection unreadable.
+- Single sign-on (platform.sso on): people log in with GitLab (FAB's OAuth, `apiServer.apiServerConfig`,
+  gitlab_login); the local admin below stays for the CLI (`kubectl exec ... airflow ...`) and break-glass.
 - Admin: the chart's create-user job (FAB auth manager, pinned explicitly) creates `admin` with a generated
   password read from the Secret `airflow-admin` through the job's environment (its default arguments would take
   the password from the values).
@@ -38,6 +40,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from string import Template
 from typing import Any, Sequence
 from urllib.parse import quote
 
@@ -46,7 +49,7 @@ import pulumi_kubernetes as k8s
 
 from components import charts
 from components.helm import release
-from components.platform import mlflow
+from components.platform import mlflow, sso
 from components.platform.context import CLUSTER_DOMAIN, LAYER, Installed, PlatformContext
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
                                            NamespaceSpec)
@@ -114,7 +117,7 @@ def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
         ingress_from=(ctx.monitoring((STATSD_METRICS_PORT, PGBOUNCER_METRICS_PORT)),),
         # Tasks may log runs to MLflow (its namespace admits the platform layer).
         egress_to=(*ctx.store_peers("postgres", "object_storage"), *mlflow.client_egress(ctx)),
-        egress_world=tuple(sorted({*ctx.object_storage_egress_world(), *git})))]
+        egress_world=tuple(sorted({*ctx.object_storage_egress_world(), *git, *ctx.sso_egress_world(SSO_CLIENT)})))]
 
 
 # --- Secrets the chart references by name --------------------------------------------------------------
@@ -282,6 +285,78 @@ def config(ctx: PlatformContext) -> dict[str, Any]:
     }
 
 
+# webserver_config.py of the API server with platform.sso on (Airflow 3.2 + FAB auth manager: the FAB provider reads
+# it from AIRFLOW_HOME; the chart renders `apiServer.apiServerConfig` into it through `tpl`, so it must hold no
+# "{{"). FAB's own get_oauth_user_info knows no GitLab: the subclass reads GitLab's OIDC userinfo, whose `groups`
+# (full paths) are the role keys AUTH_ROLES_MAPPING maps. Whoever is in no mapped group gets only `Public`, which
+# sees nothing. The client secret comes from the environment (Secret airflow-sso), never from this file.
+GITLAB_LOGIN = """import os
+
+from airflow.providers.fab.auth_manager.security_manager.override import FabAirflowSecurityManagerOverride
+from flask_appbuilder.security.manager import AUTH_OAUTH
+
+AUTH_TYPE = AUTH_OAUTH
+AUTH_USER_REGISTRATION = True
+AUTH_USER_REGISTRATION_ROLE = "Public"
+AUTH_ROLES_SYNC_AT_LOGIN = True
+AUTH_ROLES_MAPPING = $roles
+OAUTH_PROVIDERS = [{
+    "name": "gitlab",
+    "icon": "fa-gitlab",
+    "token_key": "access_token",
+    "remote_app": {
+        "client_id": $client_id,
+        "client_secret": os.environ["$secret_env"],
+        "server_metadata_url": $metadata_url,
+        "api_base_url": $issuer,
+        "client_kwargs": {"scope": $scope, "code_challenge_method": "S256"},
+    },
+}]
+
+
+class GitLabSecurityManager(FabAirflowSecurityManagerOverride):
+    def get_oauth_user_info(self, provider, resp):
+        if provider != "gitlab":
+            return super().get_oauth_user_info(provider, resp)
+        info = self.oauth_remotes[provider].get("oauth/userinfo").json()
+        return {"username": info["nickname"], "email": info.get("email", ""), "first_name": info.get("name", ""),
+                "last_name": "", "role_keys": info.get("groups", [])}
+
+
+SECURITY_MANAGER_CLASS = GitLabSecurityManager
+"""
+SSO_CLIENT = "airflow"  # its OAuth client (components/platform/sso.py)
+SSO_SECRET = "airflow-sso"
+SSO_SECRET_ENV = "AIRFLOW_SSO_CLIENT_SECRET"
+
+
+def gitlab_login(ctx: PlatformContext) -> str:
+    """The webserver_config.py above for this stack: GitLab admins' groups are Airflow Admins, the groups of
+    platform.sso.users.airflow Airflow Users (run and clear DAGs, no connections or roles). Values are Python
+    literals of validated text (group paths, URLs, the client id)."""
+    client = ctx.sso[SSO_CLIENT]
+    roles: dict[str, list[str]] = {group: ["User"] for group in client.groups}
+    roles.update({group: ["Admin"] for group in client.admins})
+    text = Template(GITLAB_LOGIN).substitute(
+        roles=repr(roles), client_id=repr(client.client_id), secret_env=SSO_SECRET_ENV,
+        metadata_url=repr(f"{client.issuer}/.well-known/openid-configuration"), issuer=repr(f"{client.issuer}/"),
+        scope=repr(sso.SCOPES))
+    if "{{" in text:  # Helm's tpl would read it as a template action
+        raise ValueError("airflow: the API server config must not contain '{{'")
+    return text
+
+
+def sso_values(ctx: PlatformContext) -> dict[str, Any]:
+    """apiServer values of the GitLab login (none without SSO: the FAB auth manager's own login form)."""
+    return {"apiServerConfig": gitlab_login(ctx)} if SSO_CLIENT in ctx.sso else {}
+
+
+def sso_env(ctx: PlatformContext) -> list[dict[str, Any]]:
+    if SSO_CLIENT not in ctx.sso:
+        return []
+    return [{"name": SSO_SECRET_ENV, "valueFrom": {"secretKeyRef": {"name": SSO_SECRET, "key": "client-secret"}}}]
+
+
 def values(ctx: PlatformContext) -> dict[str, Any]:
     replicas = ctx.replicas(2)
     restricted_pod = {**RESTRICTED_POD_SECURITY, "runAsUser": AIRFLOW_UID, "runAsGroup": 0, "fsGroup": 0}
@@ -319,7 +394,8 @@ def values(ctx: PlatformContext) -> dict[str, Any]:
                       "args": ["bash", "-c", "exec airflow api-server --proxy-headers"],
                       # Uvicorn trusts forwarded headers from localhost only; the gateway's proxies are elsewhere,
                       # and the namespace's policies admit only them (and Airflow's own pods) to this port.
-                      "env": [{"name": "FORWARDED_ALLOW_IPS", "value": "*"}],
+                      **sso_values(ctx),
+                      "env": [{"name": "FORWARDED_ALLOW_IPS", "value": "*"}, *sso_env(ctx)],
                       "service": {"type": "ClusterIP"}},
         # Airflow 3 runs both: deferrable operators need the triggerer, DAG parsing is the DAG processor's alone.
         "triggerer": {**_component("triggerer", replicas), **_groomer(),
@@ -352,6 +428,8 @@ def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Res
     ns = spaces[NAMESPACE]
     before = [*after, ns]
     owned = secrets(ctx, before)
+    if SSO_CLIENT in ctx.sso:
+        owned.append(sso.client_secret(ctx, SSO_CLIENT, SSO_SECRET, NAMESPACE, before))
     chart = release(RELEASE, charts.AIRFLOW, values(ctx), ctx.opts([*before, *owned]), namespace=NAMESPACE,
                     create_namespace=False)
     ready: list[pulumi.Resource] = [*owned, chart, *monitors(ctx, [chart])]

@@ -45,6 +45,21 @@ SCRAPE_INTERVAL = "30s"
 
 
 @dataclass(frozen=True)
+class OAuthClient:
+    """One consumer's OAuth application in this stack's GitLab (components/platform/sso.py): its own client id
+    and secret (generated, in Pulumi state), never shared with another consumer."""
+
+    consumer: str  # config/platform.py SSO_CONSUMERS
+    client_id: str  # public by design (config/platform.py oauth_client_id)
+    client_secret: pulumi.Output[str]  # secret Output
+    redirect_uris: tuple[str, ...]
+    confidential: bool  # False: a public client (kubectl on a laptop) that proves itself with PKCE
+    issuer: str  # https://gitlab.<domain>: GitLab's OIDC issuer (/.well-known/openid-configuration)
+    groups: tuple[str, ...]  # GitLab groups (full paths) whose members may log in; the admins' first
+    admins: tuple[str, ...]  # GitLab groups whose members get the tool's admin role
+
+
+@dataclass(frozen=True)
 class Installed:
     """What a platform module returns: its public URLs (label -> https URL) and what to wait on."""
 
@@ -71,6 +86,7 @@ class PlatformContext(LayerContext):
     general_nodes: int  # untainted nodes: where platform workloads run (caps replica spreading)
     environment: str  # config/catalog.py ENVIRONMENTS: the runner's tag, deploy jobs pick the cluster by it
     teams: tuple[str, ...]  # team namespaces (clusterServices.teams): where deploy jobs may roll Deployments
+    sso: dict[str, OAuthClient] = field(default_factory=dict)  # consumer -> its OAuth client; empty: SSO off
 
     # --- sizing ----------------------------------------------------------------------------------------
     def replicas(self, ha_count: int = 2) -> int:
@@ -118,6 +134,10 @@ class PlatformContext(LayerContext):
         S3 clients that read them when their config names no keys."""
         return location.secret(resource_name, name, namespace, self.opts(depends_on),
                                id_key="AWS_ACCESS_KEY_ID", secret_key="AWS_SECRET_ACCESS_KEY")
+
+    def sso_egress_world(self, consumer: str) -> tuple[int, ...]:
+        """HTTPS to GitLab's public address (token, keys, userinfo) for a consumer of the single sign-on."""
+        return (443,) if consumer in self.sso else ()
 
     def object_storage_egress_world(self) -> tuple[int, ...]:
         """HTTPS to the provider's S3 when object storage is external (dataPlane.objectStorage.backend)."""

@@ -38,6 +38,7 @@ import yaml
 from components import charts
 from components.data.endpoints import ObjectStoreEndpoint
 from components.helm import release
+from components.platform import sso
 from components.platform.context import LAYER, Installed, PlatformContext
 from components.scheduling import topology_spread
 from components.services.namespaces import Namespaces, NamespaceSpec
@@ -340,8 +341,10 @@ def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Res
                      namespace=NAMESPACE, atomic=False, create_namespace=False)
     routes = [ctx.route("gitlab-route", "gitlab", NAMESPACE, WEBSERVICE_SERVICE, WORKHORSE_PORT, [gitlab]),
               ctx.route("gitlab-registry-route", "registry", NAMESPACE, REGISTRY_SERVICE, REGISTRY_PORT, [gitlab])]
+    # The OAuth applications of the single sign-on (sso.py), once GitLab runs.
+    applications = sso.bootstrap(ctx, NAMESPACE, RELEASE, [gitlab])
     return Installed(urls={"gitlab": ctx.url("gitlab"), "registry": ctx.url("registry")},
-                     ready=[*credentials, volume, gitlab, *routes])
+                     ready=[*credentials, volume, gitlab, *routes, *applications])
 
 
 __all__ = ["install", "namespaces"]

@@ -6,7 +6,8 @@ What this module sets and why:
   not the chart's sqlite volume. The URL carries no password: the hub reads PGPASSWORD (libpq) from our copy of
   the database credentials (`hub.extraEnv` secretKeyRef), so the chart's `hub.db.password` stays unset.
   Schema upgrades run at hub start (`hub.db.upgrade`), covered by the cluster's backups.
-- Authentication: NativeAuthenticator (in the hub image): people sign up, an admin authorizes them; sign-up is
+- Authentication with platform.sso on: GitLab (GenericOAuthenticator, gitlab_login): members of JupyterHub's
+  GitLab groups only, the admins' groups as JupyterHub admins. Without SSO: NativeAuthenticator (in the hub image): people sign up, an admin authorizes them; sign-up is
   closed otherwise. The admin account `admin` logs in with a generated password (Secret `jupyterhub-admin`, key
   `password`) and cannot be claimed by signing up: a small subclass in `hub.extraConfig`.
 - Secrets: the proxy token and cookie secret are generated (pulumi_random). The chart takes them only as plain
@@ -39,7 +40,7 @@ import pulumi
 
 from components import charts
 from components.helm import release
-from components.platform import mlflow
+from components.platform import mlflow, sso
 from components.platform.context import LAYER, Installed, PlatformContext
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
                                            NamespaceSpec)
@@ -54,6 +55,8 @@ HUB_PORT = 8081
 CONSUMER = "jupyterhub"  # dataPlane.postgres.databases key
 DB_SECRET = "jupyterhub-db"
 ADMIN_SECRET = "jupyterhub-admin"
+SSO_CLIENT = "jupyterhub"  # its OAuth client (components/platform/sso.py)
+SSO_SECRET = "jupyterhub-sso"
 ADMIN_USER = "admin"
 ADMIN_PASSWORD_ENV = "JUPYTERHUB_ADMIN_PASSWORD"
 HUB_LABELS = {"component": "hub", "app": "jupyterhub", "release": RELEASE}  # jupyterhub.matchLabels
@@ -116,25 +119,59 @@ def db_url(ctx: PlatformContext) -> str:
             "?sslmode=require")
 
 
+def native_login() -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """Without SSO: NativeAuthenticator with the generated admin (hub.config, hub.extraEnv, hub.extraConfig)."""
+    config = {
+        "JupyterHub": {"admin_access": False, "authenticator_class": "nativeauthenticator.NativeAuthenticator"},
+        # NativeAuthenticator itself refuses anyone an admin has not authorized (open_signup off).
+        "Authenticator": {"admin_users": [ADMIN_USER], "allow_all": True},
+        "NativeAuthenticator": {"open_signup": False, "minimum_password_length": 12, "check_common_password": True},
+    }
+    env = {ADMIN_PASSWORD_ENV: {"valueFrom": {"secretKeyRef": {"name": ADMIN_SECRET, "key": "password"}}}}
+    return config, env, {"10-platform-authenticator": AUTH_CONFIG}
+
+
+def gitlab_login(ctx: PlatformContext) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """With SSO: OAuthenticator 17.4's GenericOAuthenticator (in the chart 4.4.0 hub image) against GitLab. Members
+    of the allowed GitLab groups log in (GitLab's userinfo `groups`: full paths), the admins' groups are JupyterHub
+    admins; the username is the GitLab username. The client secret comes from the Secret `jupyterhub-sso` as
+    OAUTH_CLIENT_SECRET, which OAuthenticator reads by default, so it is not in the chart's values."""
+    client = ctx.sso[SSO_CLIENT]
+    config = {
+        "JupyterHub": {"admin_access": False, "authenticator_class": "oauthenticator.generic.GenericOAuthenticator"},
+        "GenericOAuthenticator": {
+            "client_id": client.client_id,
+            "oauth_callback_url": client.redirect_uris[0],
+            "authorize_url": f"{client.issuer}/oauth/authorize", "token_url": f"{client.issuer}/oauth/token",
+            "userdata_url": f"{client.issuer}/oauth/userinfo",
+            "scope": sso.SCOPES.split(),
+            "username_claim": "nickname",  # the GitLab username (userinfo)
+            "login_service": "GitLab",
+            "manage_groups": True,  # groups from the login decide who gets in and who is admin
+            "auth_state_groups_key": "oauth_user.groups",
+            "allowed_groups": list(client.groups),
+            "admin_groups": list(client.admins),
+        },
+    }
+    env = {"OAUTH_CLIENT_SECRET": {"valueFrom": {"secretKeyRef": {"name": SSO_SECRET, "key": "client-secret"}}}}
+    return config, env, {}
+
+
 def hub_values(ctx: PlatformContext, cookie_secret: pulumi.Output[str]) -> dict[str, Any]:
-    secret_env = {"PGPASSWORD": {"valueFrom": {"secretKeyRef": {"name": DB_SECRET, "key": "password"}}},
-                  ADMIN_PASSWORD_ENV: {"valueFrom": {"secretKeyRef": {"name": ADMIN_SECRET, "key": "password"}}}}
+    auth_config, auth_env, extra_config = gitlab_login(ctx) if SSO_CLIENT in ctx.sso else native_login()
+    secret_env = {"PGPASSWORD": {"valueFrom": {"secretKeyRef": {"name": DB_SECRET, "key": "password"}}}, **auth_env}
     return {
         "db": {"type": "postgres", "url": db_url(ctx), "upgrade": True},
         "extraEnv": secret_env,
         "cookieSecret": cookie_secret,
         "config": {
-            "JupyterHub": {"admin_access": False, "authenticator_class": "nativeauthenticator.NativeAuthenticator"},
-            # NativeAuthenticator itself refuses anyone an admin has not authorized (open_signup off).
-            "Authenticator": {"admin_users": [ADMIN_USER], "allow_all": True},
-            "NativeAuthenticator": {"open_signup": False, "minimum_password_length": 12,
-                                    "check_common_password": True},
+            **auth_config,
             "KubeSpawner": {
                 "pod_security_context": {**RESTRICTED_POD_SECURITY, "runAsUser": USER_UID, "fsGroup": USER_GID},
                 "container_security_context": {**RESTRICTED_CONTAINER_SECURITY, "runAsUser": USER_UID},
             },
         },
-        "extraConfig": {"10-platform-authenticator": AUTH_CONFIG},
+        "extraConfig": extra_config,
         "authenticatePrometheus": False,
         "resources": HUB_RESOURCES,
         "networkPolicy": {"enabled": False},
@@ -197,14 +234,15 @@ def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Res
     admin = ctx.credentials("jupyterhub-admin", ADMIN_SECRET, NAMESPACE,
                             {"username": ADMIN_USER, "password": ctx.password("jupyterhub-admin-password").result},
                             before, labels=ctx.labels("jupyterhub", "credentials"))[1]
+    login = ([sso.client_secret(ctx, SSO_CLIENT, SSO_SECRET, NAMESPACE, before)] if SSO_CLIENT in ctx.sso else [])
     proxy_token = ctx.password("jupyterhub-proxy-token", 64).result
     chart_values = pulumi.Output.secret(values(ctx, proxy_token, cookie_secret(ctx)))
-    chart = release(RELEASE, charts.JUPYTERHUB, chart_values, ctx.opts([*before, db_secret, admin]),
+    chart = release(RELEASE, charts.JUPYTERHUB, chart_values, ctx.opts([*before, db_secret, admin, *login]),
                     namespace=NAMESPACE, create_namespace=False)
     monitor = ctx.service_monitor("jupyterhub-metrics", "hub", NAMESPACE, HUB_LABELS, "hub", [chart],
                                   path="/hub/metrics")
     route = ctx.route("jupyterhub-route", HOST_LABEL, NAMESPACE, PROXY_SERVICE, PROXY_PORT, [chart])
-    return Installed(urls={HOST_LABEL: ctx.url(HOST_LABEL)}, ready=[db_secret, admin, chart, monitor, route])
+    return Installed(urls={HOST_LABEL: ctx.url(HOST_LABEL)}, ready=[db_secret, admin, *login, chart, monitor, route])
 
 
 __all__ = ["install", "namespaces"]

@@ -20,9 +20,10 @@ What this module sets and why:
   Before each Velero backup a hook dumps MySQL into its volume (kustomize/kubeflow-pipelines/patches/mysql.yaml).
 - No default credentials: upstream's minio/minio123 Secret and empty MySQL password are removed by the overlay
   and written here from generated values and the object store's keys.
-- UI: not routed. The standalone UI and API have no login (anyone reaching them runs pipelines, i.e. code, in
-  this namespace), so nothing outside the namespace reaches them: `kubectl -n kubeflow port-forward
-  svc/ml-pipeline-ui 8080:80`. (platform.kubeflow has no gateway hostname in config/platform.py NEEDS.)
+- UI: the standalone UI and API have no login (anyone reaching them runs pipelines, i.e. code, in this namespace).
+  With platform.sso on, https://kubeflow.<domain> serves the UI through oauth2-proxy (auth_proxy.py): members of
+  the admins' groups and of platform.sso.users.kubeflow only. Without SSO it is not routed: `kubectl -n kubeflow
+  port-forward svc/ml-pipeline-ui 8080:80`.
 - Pod Security `baseline` (upstream's level): pipeline steps run users' images, often as root (lightweight
   Python components pip-install at start); KFP's own pods run non-root anyway.
 - Network: KFP's pods, Argo's controller and pipeline pods talk inside the namespace (API server, ML Metadata,
@@ -46,7 +47,7 @@ import yaml
 
 from components import charts
 from components.data.endpoints import S3Location
-from components.platform import mlflow
+from components.platform import auth_proxy, mlflow
 from components.platform.context import LAYER, SCRAPE_INTERVAL, Installed, PlatformContext
 from components.services.namespaces import Namespaces, NamespaceSpec
 
@@ -72,6 +73,10 @@ WORKFLOW_CONFIG = "workflow-controller-configmap"
 API_PORT = 8888  # ml-pipeline HTTP (REST, /metrics)
 ARGO_METRICS_PORT = 9090
 CACHE_WEBHOOK_PORT = 8443  # cache-server's mutating webhook, called by the Kubernetes API server
+UI_SERVICE = "ml-pipeline-ui"  # manifests/kustomize/base/pipeline/ml-pipeline-ui-service.yaml: port 80 -> 3000
+UI_PORT = 80
+HOST_LABEL = "kubeflow"
+SSO_CLIENT = "kubeflow"  # the UI's OAuth client (components/platform/sso.py), used by its oauth2-proxy
 # Argo's init/wait containers in every pipeline pod (upstream's executor settings plus resources).
 EXECUTOR = {
     "imagePullPolicy": "IfNotPresent",
@@ -95,6 +100,7 @@ ARGO_SELECTOR = {"app": "workflow-controller", "application-crd-id": "kubeflow-p
 def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
     return [NamespaceSpec(
         name=NAMESPACE, pss="baseline", layer=LAYER, webhooks=(CACHE_WEBHOOK_PORT,),
+        gateway=SSO_CLIENT in ctx.sso,  # the UI's proxy is routed only with the single sign-on
         why="pipeline steps run users' images, often as root (lightweight Python components pip-install at "
             "start); KFP's own pods run non-root",
         ingress_from=(ctx.monitoring((API_PORT, ARGO_METRICS_PORT)),),
@@ -212,7 +218,11 @@ def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Res
                                          opts=ctx.opts([*after, ns]))
     pipelines = k8s.kustomize.v2.Directory("kubeflow-pipelines", directory=KUSTOMIZATION, namespace=NAMESPACE,
                                            opts=ctx.opts([*after, ns, cluster, *before]))
-    return Installed(ready=[*before, cluster, pipelines, *pod_monitors(ctx, [pipelines])])
+    ready = [*before, cluster, pipelines, *pod_monitors(ctx, [pipelines])]
+    if SSO_CLIENT not in ctx.sso:
+        return Installed(ready=ready)
+    proxy = auth_proxy.install(ctx, SSO_CLIENT, HOST_LABEL, NAMESPACE, UI_SERVICE, UI_PORT, [*after, ns, pipelines])
+    return Installed(urls={HOST_LABEL: ctx.url(HOST_LABEL)}, ready=[*ready, *proxy])
 
 
 __all__ = ["install", "namespaces"]

@@ -13,6 +13,9 @@ What this module sets and why (values keys from charts/mlflow/values.yaml at tag
   fetch artifacts over MLflow's HTTP API and never hold S3 keys. The server's keys come from our Secret
   `mlflow-s3` as environment (`extraSecretNamesForEnvFrom`: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, which boto3
   reads), the endpoint from MLFLOW_S3_ENDPOINT_URL.
+- Single sign-on (platform.sso on): the route goes to oauth2-proxy (auth_proxy.py), which lets in members of
+  MLflow's GitLab groups only; MLflow's own basic-auth stays behind it for the API (clients in the cluster call
+  the Service directly and log in with MLflow users).
 - Authentication: MLflow's basic-auth app (`auth.enabled`, `--app-name basic-auth`). Its admin `admin` gets a
   generated password (Secret `mlflow-admin`, `auth.existingAdminSecret`); other users are created by the admin
   (UI: /signup, or the REST API) and read every experiment unless granted more (`defaultPermission: READ`).
@@ -44,6 +47,7 @@ import pulumi_kubernetes as k8s
 from components import charts
 from components.data.endpoints import S3Location
 from components.helm import release
+from components.platform import auth_proxy
 from components.platform.context import CLUSTER_DOMAIN, LAYER, SCRAPE_INTERVAL, Installed, PlatformContext
 from components.scheduling import pod_anti_affinity
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
@@ -53,6 +57,7 @@ NAMESPACE = charts.MLFLOW.namespace
 RELEASE = "mlflow"  # contains the chart name: the chart's objects are named `mlflow` (mlflow.fullname)
 HOST_LABEL = "mlflow"
 CONSUMER = "mlflow"  # dataPlane.postgres.databases key
+SSO_CLIENT = "mlflow"  # its OAuth client (components/platform/sso.py), used by its oauth2-proxy
 BUCKET = "mlflow-artifacts"  # object storage purpose (config/platform.py NEEDS): its own, apart from Kubeflow's
 ARTIFACT_PREFIX = "mlflow"  # the layout of its earlier home in the shared ml-artifacts bucket, kept
 SERVICE = RELEASE
@@ -96,7 +101,7 @@ def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
         ingress_from=(ctx.monitoring((SERVER_PORT,)),
                       platform_peer((SERVER_PORT,), LAYER)),
         egress_to=ctx.store_peers("postgres", "object_storage"),
-        egress_world=ctx.object_storage_egress_world())]
+        egress_world=tuple(sorted({*ctx.object_storage_egress_world(), *ctx.sso_egress_world(SSO_CLIENT)})))]
 
 
 # --- values -------------------------------------------------------------------------------------------------
@@ -234,7 +239,10 @@ def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Res
         ready.append(ctx.disruption_budget("mlflow-pdb", RELEASE, NAMESPACE, SELECTOR, ctx.labels("mlflow"),
                                            [server], min_available=1))
     ready.append(service_monitor(ctx, [server, admin_secret]))
-    ready.append(ctx.route("mlflow-route", HOST_LABEL, NAMESPACE, SERVICE, SERVICE_PORT, depends_on=[server]))
+    if SSO_CLIENT in ctx.sso:  # people reach MLflow through oauth2-proxy (GitLab login), then MLflow's own auth
+        ready += auth_proxy.install(ctx, SSO_CLIENT, HOST_LABEL, NAMESPACE, SERVICE, SERVICE_PORT, [*after, ns, server])
+    else:
+        ready.append(ctx.route("mlflow-route", HOST_LABEL, NAMESPACE, SERVICE, SERVICE_PORT, depends_on=[server]))
     return Installed(urls={HOST_LABEL: ctx.url(HOST_LABEL)}, ready=ready)
 
 

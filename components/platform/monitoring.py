@@ -23,6 +23,8 @@ What this module sets, and why:
   few minutes after a node loss is acceptable. `Recreate` rollouts, because a ReadWriteOnce volume cannot be
   mounted by the old and new pod at once; the volume survives `helm uninstall` (resource-policy keep).
   Admin credentials are a generated password in the Secret `grafana-admin` (`admin.existingSecret`).
+  With platform.sso on, people log in with GitLab only (`[auth.gitlab]`, gitlab_login); the admin password stays
+  for the chart's sidecars and as the emergency access (docs/security.md).
   Datasources are provisioned: Prometheus (default) and Alertmanager at the operator's governing Services
   (context.py PROMETHEUS_URL / ALERTMANAGER_URL: `prometheus-operated`, `alertmanager-operated`), Loki when
   platform.logs is on, Tempo when platform.traces is on, linked both ways
@@ -67,7 +69,7 @@ import yaml
 from components import charts
 from components.data.context import OBJECT_STORE_NAMESPACE
 from components.helm import release
-from components.platform import dashboards, metrics_adapter
+from components.platform import dashboards, metrics_adapter, sso
 from components.platform.context import (ALERTMANAGER_URL, DASHBOARD_LABEL, LAYER, LOKI_URL,
                                          PROMETHEUS_URL, SCRAPE_INTERVAL, TEMPO_URL, Installed, PlatformContext)
 from components.services import cilium_metrics
@@ -83,6 +85,7 @@ HOST_LABEL = "grafana"
 GRAFANA_SERVICE = "grafana"  # grafana.fullnameOverride: the Service the route points at
 GRAFANA_PORT = 80  # the grafana chart's service.port (to the container's 3000)
 GRAFANA_ADMIN_SECRET = "grafana-admin"
+GRAFANA_SSO_SECRET = "grafana-sso"  # its GitLab OAuth client (components/platform/sso.py)
 GRAFANA_STORAGE = "10Gi"
 GRAFANA_CLUSTER_ROLE = "grafana-dashboard-reader"
 ALERTMANAGER_CONFIG_SECRET = "alertmanager-config"
@@ -141,7 +144,8 @@ def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
             egress_to=(Peer("all-namespaces", all_namespaces=True),),
             # Cilium's agents (Hubble too) and operator serve metrics on the hosts (services/cilium_metrics.py).
             egress_nodes=(KUBELET_PORT, NODE_EXPORTER_PORT, *cilium_metrics.PORTS),
-            egress_world=(RECEIVER_PORT,) if receivers else ()),
+            # Alert receivers; GitLab's public address for Grafana's login (token exchange, userinfo).
+            egress_world=tuple(sorted({*((RECEIVER_PORT,) if receivers else ()), *ctx.sso_egress_world("grafana")}))),
         NamespaceSpec(
             name=NODE_EXPORTER_NAMESPACE, pss="privileged", layer=LAYER,
             why="node-exporter only: it reads the node's own /proc, /sys and root filesystem through hostPath "
@@ -358,6 +362,38 @@ def grafana_ini(ctx: PlatformContext) -> dict[str, Any]:
         # No internet from monitoring: nothing to check or report.
         "analytics": {"reporting_enabled": False, "check_for_updates": False, "check_for_plugin_updates": False},
         "news": {"news_feed_enabled": False},
+        **gitlab_login(ctx),
+    }
+
+
+def role_attribute_path(admins: Sequence[str]) -> str:
+    """Grafana's JMESPath over the user's GitLab groups (full paths, from GitLab's userinfo): Admin for the
+    platform admins, Viewer for everyone else let in. Group paths are validated (config/platform.py
+    check_group_path: no quote can occur), so they sit safely in JMESPath's single-quoted literals."""
+    checks = " || ".join(f"contains(groups[*], '{group}')" for group in admins)
+    return f"({checks}) && 'Admin' || 'Viewer'" if admins else "'Viewer'"
+
+
+def gitlab_login(ctx: PlatformContext) -> dict[str, Any]:
+    """Grafana's native GitLab login (`[auth.gitlab]`, Grafana 13: pkg/login/social/connectors/gitlab_oauth.go
+    reads the ID token and GitLab's userinfo groups). The client secret is not here: GF_AUTH_GITLAB_CLIENT_SECRET
+    from the Secret `grafana-sso` (grafana_values envValueFrom). The login form is off (everyone uses GitLab); basic
+    auth stays on because the chart's sidecars reload dashboards and datasources through the HTTP API as the
+    admin (REQ_USERNAME/REQ_PASSWORD from `grafana-admin`), which is also the emergency access (docs/security.md)."""
+    client = ctx.sso.get("grafana")
+    if client is None:
+        return {}
+    return {
+        "auth": {"disable_login_form": True},
+        "auth.gitlab": {
+            "enabled": True, "allow_sign_up": True, "use_pkce": True,
+            "client_id": client.client_id,
+            "scopes": "openid email profile",
+            "auth_url": f"{client.issuer}/oauth/authorize", "token_url": f"{client.issuer}/oauth/token",
+            "api_url": f"{client.issuer}/api/v4",
+            "allowed_groups": " ".join(client.groups),  # nobody outside these groups gets in
+            "role_attribute_path": role_attribute_path(client.admins),
+        },
     }
 
 
@@ -369,6 +405,9 @@ def grafana_values(ctx: PlatformContext) -> dict[str, Any]:
         "replicas": 1,
         "deploymentStrategy": {"type": "Recreate"},
         "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
+        "envValueFrom": ({"GF_AUTH_GITLAB_CLIENT_SECRET": {"secretKeyRef": {"name": GRAFANA_SSO_SECRET,
+                                                                            "key": "client-secret"}}}
+                         if "grafana" in ctx.sso else {}),
         "persistence": {"enabled": True, "type": "pvc", "storageClassName": ctx.storage_class,
                         "accessModes": ["ReadWriteOnce"], "size": GRAFANA_STORAGE,
                         "annotations": {"helm.sh/resource-policy": "keep"}},
@@ -507,16 +546,17 @@ def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Res
                                    {ALERTMANAGER_CONFIG_KEY: alertmanager_config_text(ctx)}, after,
                                    labels=ctx.labels("alertmanager", "config"))
     role = grafana_cluster_role(ctx, after)
+    login = [sso.client_secret(ctx, "grafana", GRAFANA_SSO_SECRET, NAMESPACE, after)] if "grafana" in ctx.sso else []
     # Protected in production: removing the release would take Grafana's database and the TSDB with it.
     stack = release(RELEASE, charts.KUBE_PROMETHEUS_STACK, values(ctx),
-                    ctx.opts([*after, admin, am_config, role], protect=True), namespace=NAMESPACE,
+                    ctx.opts([*after, admin, am_config, role, *login], protect=True), namespace=NAMESPACE,
                     create_namespace=False)
     route = ctx.route("grafana-route", HOST_LABEL, NAMESPACE, GRAFANA_SERVICE, GRAFANA_PORT, depends_on=[stack])
     boards = dashboard_config_maps(ctx, after)
     # The HPAs' custom and external metrics: queries Prometheus, so it follows the stack.
     adapter = metrics_adapter.install(ctx, [*after, stack])
     return Installed(urls={HOST_LABEL: ctx.url(HOST_LABEL)},
-                     ready=[admin, am_config, role, stack, route, *boards, *adapter])
+                     ready=[admin, am_config, role, *login, stack, route, *boards, *adapter])
 
 
 __all__ = ["install", "namespaces"]

@@ -5,10 +5,9 @@ and no `gitlabRunnerToken` is set (that secret overrides the bootstrap: config/r
 
 What this module sets and why:
 
-- How: the Job (image charts.GITLAB_KUBECTL_IMAGE, the GitLab chart's own hook image) execs into GitLab's toolbox
-  pod and runs scripts/create-runner.rb with `gitlab-rails runner -`, the script on stdin from a mounted
-  ConfigMap (scripts/runner-bootstrap.sh). No bootstrap credential is created: the toolbox already holds
-  GitLab's database access, and the runner is created as the first administrator by the same service the UI uses.
+- How: a toolbox Job (toolbox_job.py: GitLab's toolbox pod, `gitlab-rails runner -`, the script on stdin) runs
+  scripts/create-runner.rb through scripts/runner-bootstrap.sh. The runner is created as the first administrator
+  by the same service the UI uses.
 - Idempotent: the Ruby script finds the runner by its description (one per stack) and prints the same token;
   the shell script patches the Secret only when it holds another value. A changed script replaces the Job
   (its pod template carries the scripts' hash), so it runs again.
@@ -27,44 +26,25 @@ What this module sets and why:
   writes its token into Secret `gitlab-runner-token-<env>`; the program reads that Secret back once the Job has
   completed and exports the tokens as the secret stack output `runnerTokens` ({env: token}), which the
   downstream stack reads through a StackReference (`platform.gitlab.runner.registration.stack`).
-- Network: the Job talks to the Kubernetes API only (exec goes through the API server), which every namespace
-  reaches (components/services/namespaces.py allow-kubernetes-api).
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import re
-from pathlib import Path
 from string import Template
 from typing import Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import charts
+from components.platform import toolbox_job
 from components.platform.context import PlatformContext
-from components.services.namespaces import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY
+from components.platform.toolbox_job import MOUNT, SCRIPTS, ruby_literal
 
-SCRIPTS = Path(__file__).parent / "scripts"
 SHELL_SCRIPT = "runner-bootstrap.sh"
 RUBY_SCRIPT = "create-runner.rb"
 NAME = "runner-bootstrap"  # ServiceAccount, Roles, RoleBindings, ConfigMap
-MOUNT = "/bootstrap"
-# GitLab chart 10.2.3: the toolbox Deployment's pod labels (app=toolbox, release=<release>) and container name.
-TOOLBOX_CONTAINER = "toolbox"
-WAIT_SECONDS = 900  # for a toolbox pod to run (an upgrade of GitLab may be rolling it)
-TIMEOUT = "30m"  # Pulumi's wait for the Job: the toolbox wait plus a Rails boot (a minute or two)
-JOB_UID = 65534  # the GitLab chart runs its kubectl hooks as nobody (global.kubectl.securityContext)
-JOB_RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
-_LITERAL = re.compile(r"^[A-Za-z0-9 ._()/:-]+$")
-
-
-def gitlab_rules() -> list[dict]:
-    """In GitLab's namespace: find the toolbox pod, exec into it. Nothing else."""
-    return [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
-            {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}]
+APP = "gitlab-runner"
 
 
 def secret_rules(secrets: Sequence[str]) -> list[dict]:
@@ -88,15 +68,6 @@ def runners(ctx: PlatformContext, secret: str) -> list[tuple[str, str, str]]:
                   for env in ctx.settings.gitlab.runner.downstream]
 
 
-def ruby_literal(value: str | bool) -> str:
-    """A Ruby literal of a checked value: single-quoted (no interpolation) and of harmless characters only."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if not _LITERAL.match(value):
-        raise ValueError(f"runner bootstrap: {value!r} has characters outside [A-Za-z0-9 ._()/:-]")
-    return f"'{value}'"
-
-
 def ruby_script(ctx: PlatformContext, environment: str | None = None) -> str:
     """The Ruby script for the runner tagged `environment` (default: this stack's). A downstream runner takes
     this stack's runUntagged and protected settings: the downstream stack's own are not visible here."""
@@ -109,77 +80,27 @@ def ruby_script(ctx: PlatformContext, environment: str | None = None) -> str:
 
 
 def shell_script() -> str:
-    return (SCRIPTS / SHELL_SCRIPT).read_text()
-
-
-def _rbac(ctx: PlatformContext, namespace: str, gitlab_namespace: str, secrets: Sequence[str],
-          after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
-    labels = ctx.labels("gitlab-runner", NAME)
-    account = k8s.core.v1.ServiceAccount(
-        NAME, metadata=k8s.meta.v1.ObjectMetaArgs(name=NAME, namespace=namespace, labels=labels),
-        opts=ctx.opts(after))
-    objects: list[pulumi.Resource] = [account]
-    for where, rules in ((gitlab_namespace, gitlab_rules()), (namespace, secret_rules(secrets))):
-        role = k8s.rbac.v1.Role(
-            f"{NAME}-{where}", metadata=k8s.meta.v1.ObjectMetaArgs(name=NAME, namespace=where, labels=labels),
-            rules=rules, opts=ctx.opts(after))
-        binding = k8s.rbac.v1.RoleBinding(
-            f"{NAME}-{where}-binding", metadata=k8s.meta.v1.ObjectMetaArgs(name=NAME, namespace=where, labels=labels),
-            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name=NAME),
-            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=NAME, namespace=namespace)],
-            opts=ctx.opts([*after, role, account]))
-        objects += [role, binding]
-    return objects
+    return toolbox_job.shell_script(SHELL_SCRIPT)
 
 
 def job_spec(ctx: PlatformContext, namespace: str, gitlab_namespace: str, gitlab_release: str,
              secret: str, scripts: dict[str, str]) -> dict:
     pairs = " ".join(f"{MOUNT}/{script}={name}" for _, script, name in runners(ctx, secret))
-    digest = hashlib.sha256("\n".join(scripts[k] for k in sorted(scripts)).encode()).hexdigest()
-    env = {"GITLAB_NAMESPACE": gitlab_namespace, "TOOLBOX_SELECTOR": f"app=toolbox,release={gitlab_release}",
-           "TOOLBOX_CONTAINER": TOOLBOX_CONTAINER, "RUNNER_NAMESPACE": namespace, "RUNNERS": pairs,
-           "WAIT_SECONDS": str(WAIT_SECONDS),
-           "HOME": "/tmp"}  # kubectl's cache, on the writable scratch volume
-    return {
-        "backoffLimit": 2,
-        "template": {
-            "metadata": {"labels": ctx.labels("gitlab-runner", NAME),
-                         "annotations": {"adplatform.io/scripts-sha256": digest}},
-            "spec": {
-                "serviceAccountName": NAME,
-                "restartPolicy": "Never",
-                "securityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": JOB_UID, "runAsGroup": JOB_UID},
-                "containers": [{
-                    "name": NAME, "image": charts.GITLAB_KUBECTL_IMAGE,
-                    "command": ["/bin/bash", f"{MOUNT}/{SHELL_SCRIPT}"],
-                    "env": [{"name": k, "value": v} for k, v in env.items()],
-                    "resources": JOB_RESOURCES,
-                    "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
-                    "volumeMounts": [{"name": "scripts", "mountPath": MOUNT, "readOnly": True},
-                                     {"name": "tmp", "mountPath": "/tmp"}],
-                }],
-                "volumes": [{"name": "scripts", "configMap": {"name": NAME}},
-                            {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-            },
-        },
-    }
+    return toolbox_job.job_spec(
+        ctx, NAME, APP, SHELL_SCRIPT, {"RUNNER_NAMESPACE": namespace, "RUNNERS": pairs}, gitlab_namespace,
+        gitlab_release, {"adplatform.io/scripts-sha256": toolbox_job.scripts_digest(scripts)})
 
 
 def install(ctx: PlatformContext, namespace: str, gitlab_namespace: str, gitlab_release: str, secret: str,
             after: Sequence[pulumi.Resource]) -> k8s.batch.v1.Job:
     """The Job, once GitLab (in `after`) and the runner's Secret (also in `after`) exist; done when it completed."""
     scripts = {SHELL_SCRIPT: shell_script(), **{script: ruby_script(ctx, env) for env, script, _ in runners(ctx, secret)}}
-    rbac = _rbac(ctx, namespace, gitlab_namespace, [name for _, _, name in runners(ctx, secret)], after)
-    config = k8s.core.v1.ConfigMap(
-        NAME, metadata=k8s.meta.v1.ObjectMetaArgs(name=NAME, namespace=namespace,
-                                                  labels=ctx.labels("gitlab-runner", NAME)),
-        data=scripts, opts=ctx.opts(after))
-    # No metadata.name: Pulumi names it, so a changed spec (the scripts' hash) replaces the Job, which re-runs.
-    return k8s.batch.v1.Job(
-        NAME, metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=ctx.labels("gitlab-runner", NAME)),
-        spec=job_spec(ctx, namespace, gitlab_namespace, gitlab_release, secret, scripts),
-        opts=ctx.opts([*after, *rbac, config], custom_timeouts=pulumi.CustomTimeouts(create=TIMEOUT,
-                                                                                     update=TIMEOUT)))
+    rules = {gitlab_namespace: toolbox_job.gitlab_rules(),
+             namespace: secret_rules([name for _, _, name in runners(ctx, secret)])}
+    rbac = toolbox_job.rbac(ctx, NAME, APP, namespace, rules, after)
+    return toolbox_job.install(ctx, NAME, APP, namespace, scripts,
+                               job_spec(ctx, namespace, gitlab_namespace, gitlab_release, secret, scripts),
+                               [*after, *rbac])
 
 
 def downstream_tokens(ctx: PlatformContext, namespace: str, secret: str,
