@@ -100,11 +100,44 @@ def shellcheck(named_scripts: dict[str, str]) -> str:
 CLOUD_INIT_KEYS = ("userData", "user_data", "customData")
 
 
+# Where else user data sits: GCP metadata `user-data` (instances, instance templates), Azure osProfile.customData
+# (VMs; a scale set's under virtualMachineProfile).
+NESTED_CLOUD_INIT = (("metadata", "user-data"), ("osProfile", "customData"),
+                     ("virtualMachineProfile", "osProfile", "customData"))
+
+
+def _user_data(value: object) -> str | None:
+    """A user data input as its document: AWS launch templates and Azure take it base64-encoded."""
+    text = plain(value)
+    if not isinstance(text, str):
+        return None
+    if not text.startswith("#"):
+        try:
+            return base64.b64decode(text, validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            return text
+    return text
+
+
+def _nested(inputs: dict, path: tuple[str, ...]) -> object:
+    node: object = inputs
+    for key in path:
+        node = plain(node)
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node
+
+
 def cloud_init_documents(run: Run) -> dict[str, str]:
-    """Every user data document: machines' inputs, and the node groups the cluster autoscaler creates servers of
-    (on Hetzner its HCLOUD_CLUSTER_CONFIG holds each group's cloud-init)."""
-    found = {f"{r.name}.{key}": plain(r.inputs[key]) for r in run.resources
-             for key in CLOUD_INIT_KEYS if isinstance(plain(r.inputs.get(key)), str)}
+    """Every user data document: machines' and node-group templates' inputs, and the node groups the cluster
+    autoscaler creates servers of (on Hetzner its HCLOUD_CLUSTER_CONFIG holds each group's cloud-init)."""
+    found = {}
+    for r in run.resources:
+        for path in [(key,) for key in CLOUD_INIT_KEYS] + list(NESTED_CLOUD_INIT):
+            document = _user_data(_nested(r.inputs, path))
+            if document is not None:
+                found[f"{r.name}.{'.'.join(path)}"] = document
     for secret in run.of_type("kubernetes:core/v1:Secret"):
         encoded = (plain(secret.inputs.get("stringData")) or {}).get(HCLOUD_CLUSTER_CONFIG)
         if encoded:

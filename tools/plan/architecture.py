@@ -50,7 +50,12 @@ STYLE = (".title{font-size:18px;font-weight:bold;fill:#202124}.sub{font-size:12p
 
 def _ns(resource: dict[str, Any]) -> str | None:
     inputs = resource["inputs"]
-    return inputs.get("namespace") if "namespace" in inputs else (inputs.get("metadata") or {}).get("namespace")
+    if "namespace" in inputs:
+        return inputs.get("namespace")
+    # Kubernetes objects' metadata; a cloud resource's `metadata` may be anything (a GCP instance template's is
+    # a secret: its user data), so only a mapping is read.
+    metadata = inputs.get("metadata")
+    return metadata.get("namespace") if isinstance(metadata, dict) else None
 
 
 def _unit_name(resource: dict[str, Any]) -> str:

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154  # a part run after toolbox.sh (toolbox_job.py), which sets $pod
 # The SSO bootstrap Job's part (components/platform/sso.py), after toolbox.sh: creates or updates this stack's
 # OAuth applications in its GitLab (one per consumer of the single sign-on) with the Ruby program RUBY_SCRIPT.
 # The applications (names, client ids, secrets, redirect URIs) are in APPS_FILE, a mounted Secret. They reach Ruby

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154  # a part run after toolbox.sh (toolbox_job.py), which sets $pod
 # The runner bootstrap Job's part (components/platform/runner_bootstrap.py), after toolbox.sh: for each
 # `<ruby script>=<secret>` pair in RUNNERS (this stack's runner, then one per downstream environment) runs the Ruby
 # script in GitLab's toolbox pod and stores the runner's authentication token in that Secret (key runner-token; the
