@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from config import ConfigError
 from providers import hybrid
 from providers.base import CLUSTER_PORTS, PROVIDER_LABEL
+from tests.test_baremetal import problems  # the whole program, refused before any resource
 from tests.conftest import ROOT, base_raw, k3s_config, run_raw, script_param, stack_run
 from tools import mockrun
 from tools.plan import model
@@ -35,13 +35,6 @@ def raw(**overrides: Any) -> dict[str, Any]:
                       bareMetal=copy.deepcopy(STACK["adplatform:bareMetal"]))
     values.update(overrides)
     return values
-
-
-def problems(values: dict[str, Any]) -> list[str]:
-    with pytest.raises(ConfigError) as err:
-        run_raw(values)
-    assert mockrun.last_monitor.recorded == [], "a config error must stop the program before any resource"
-    return [str(p) for p in err.value.problems]
 
 
 def _pool(values: dict[str, Any], name: str) -> dict[str, Any]:

@@ -5,8 +5,6 @@ idempotently and without the token reaching a command line or a log; the manual 
 from __future__ import annotations
 
 import base64
-import os
-import stat
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,6 +16,7 @@ from components.platform import gitlab, gitlab_runner, runner_bootstrap
 from config import load
 from config.rules import RUNNER_TOKEN
 from tests import validators
+from tests.toolbox_fakes import run_toolbox_script
 from tests.conftest import SECRET_KEYS, base_raw
 from tests.stores import RELEASE, SECRET, config_problems, stack_config, string_data
 from tools import mockrun
@@ -166,20 +165,10 @@ esac
 
 
 def run_script(tmp_path: Path, token: str) -> subprocess.CompletedProcess:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    kubectl = bin_dir / "kubectl"
-    kubectl.write_text(FAKE_KUBECTL)
-    kubectl.chmod(kubectl.stat().st_mode | stat.S_IEXEC)
-    script = tmp_path / "bootstrap.sh"
-    script.write_text(runner_bootstrap.shell_script())
     ruby = tmp_path / "create-runner.rb"
     ruby.write_text("puts 'the rendered script'\n")
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "STATE": str(tmp_path), "TOKEN": token,
-           "GITLAB_NAMESPACE": "gitlab", "TOOLBOX_SELECTOR": "app=toolbox,release=gitlab",
-           "TOOLBOX_CONTAINER": "toolbox", "RUNNER_NAMESPACE": "gitlab-runner",
-           "RUNNERS": f"{ruby}=gitlab-runner-token", "WAIT_SECONDS": "0"}
-    return subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, check=False)
+    return run_toolbox_script(tmp_path, FAKE_KUBECTL, runner_bootstrap.shell_script(),
+                              {"TOKEN": token, "RUNNER_NAMESPACE": "gitlab-runner", "RUNNERS": f"{ruby}=gitlab-runner-token"})
 
 
 def test_the_script_patches_once_and_is_a_no_op_when_rerun(tmp_path):

@@ -7,8 +7,6 @@ and logs."""
 from __future__ import annotations
 
 import json
-import os
-import stat
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +18,7 @@ from components.platform import airflow, auth_proxy, jupyterhub, monitoring, sso
 from config.catalog import PLATFORM_HOSTNAMES
 from config.platform import Platform, oauth_client_id
 from tests import validators
+from tests.toolbox_fakes import run_toolbox_script
 from tests.conftest import base_raw, k3s_config
 from tests.stores import RELEASE, SECRET, config_problems, stack_config, string_data
 from tools import mockrun
@@ -191,20 +190,10 @@ esac
 
 
 def run_script(tmp_path: Path, apps: str) -> subprocess.CompletedProcess:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    kubectl = bin_dir / "kubectl"
-    kubectl.write_text(FAKE_KUBECTL)
-    kubectl.chmod(kubectl.stat().st_mode | stat.S_IEXEC)
-    script = tmp_path / "oauth-bootstrap.sh"
-    script.write_text(toolbox_job.shell_script(sso.SHELL_SCRIPT))
     (tmp_path / "apps.json").write_text(apps)
     (tmp_path / "create.rb").write_text("puts 'the program'\n")
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "STATE": str(tmp_path),
-           "GITLAB_NAMESPACE": "gitlab", "TOOLBOX_SELECTOR": "app=toolbox,release=gitlab",
-           "TOOLBOX_CONTAINER": "toolbox", "WAIT_SECONDS": "0",
-           "APPS_FILE": str(tmp_path / "apps.json"), "RUBY_SCRIPT": str(tmp_path / "create.rb")}
-    return subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, check=False)
+    return run_toolbox_script(tmp_path, FAKE_KUBECTL, toolbox_job.shell_script(sso.SHELL_SCRIPT),
+                              {"APPS_FILE": str(tmp_path / "apps.json"), "RUBY_SCRIPT": str(tmp_path / "create.rb")})
 
 
 def test_the_applications_reach_ruby_on_stdin_only(tmp_path):
