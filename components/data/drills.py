@@ -8,12 +8,13 @@ backs up adds its last-backup PromQL to BACKUP_AGE and its schedule to `backup_a
 
 - **Canary writer**: a CronJob in the store's own namespace (CANARY_SCHEDULE, hourly) that writes the current time
   into the store with a credential that reaches only the canary (PostgreSQL: the role and database
-  `drill_canary`, postgres.py; Redpanda: the SASL user `drill-canary`, Write on the topic `drill-canary` only). It runs where the store's clients run: the scratch namespace never holds a
-  production credential.
+  `drill_canary`, postgres.py; Redpanda: the SASL user `drill-canary`, Write on the topic `drill-canary` only).
+  It runs where the store's clients run: the scratch namespace never holds a production credential.
 - **Scratch instance**: the operator's own restore path, as a manifest (`Drill.scratch`) the drill Job applies in
   `dr-drills` and deletes afterwards, with its own small resources (a store restored by our own job, Redpanda: a
-  plain Pod of the store's image that downloads the backup itself, replayed by `check_<store>`). It reads the backup with the key pair
-  `backupCredentials.drills` (read-only at the provider: docs/restore-drills.md), never a writer's keys.
+  plain Pod of the store's image that downloads the backup itself, replayed by `check_<store>`). It reads the
+  backup with the key pair `backupCredentials.drills` (read-only at the provider: docs/restore-drills.md), never
+  a writer's keys.
 - **Drill Job** (CronJob `drill-<store>` in `dr-drills`, drill.sh): apply, wait for `Drill.ready`, run
   `check_<store>` (the store's own consistency checks, then the newest canary's time), fail when the canary is
   older than `dataPlane.drills.maxDataAgeHours`, tear down. Its ServiceAccount may create and delete the scratch

@@ -20,6 +20,9 @@ last export (RPO = the schedule); record headers and the original timestamps and
 re-produced); consumer group offsets (consumers start at their reset policy); SASL passwords (Pulumi holds them
 and the `User` resources recreate users and their ACLs; acls.txt/users.txt are for the record).
 
+The restore drill (drills.py) runs the same download (BACKUP=latest: the newest export that finished uploading)
+and import (REPLICAS=1) into a scratch broker in dr-drills, reading with the drills' read-only keys.
+
 Credentials: its own S3 keys (backupCredentials.redpanda, written to its own prefix), and two SASL users of its
 own: `redpanda-backup` may read and describe, nothing else; `redpanda-restore` (only while a restore is
 configured) may create topics and write. Neither is a superuser.
@@ -81,7 +84,8 @@ def rpk_env(ctx: DataContext, secret: str) -> list[dict[str, Any]]:
             _secret_env("RPK_USER", secret, "username"), _secret_env("RPK_PASS", secret, "password")]
 
 
-def s3_env(location: S3Location, secret: str = S3_SECRET, secret_key: str = "SECRET_ACCESS_KEY") -> list[dict[str, Any]]:
+def s3_env(location: S3Location, secret: str = S3_SECRET,
+           secret_key: str = "SECRET_ACCESS_KEY") -> list[dict[str, Any]]:
     """redpanda-s3.sh's environment: `location`, with the keys from `secret` (the restore drill reads with its own
     read-only pair, whose secret key is under another name)."""
     plain = {"S3_ENDPOINT": location.endpoint, "S3_REGION": location.region, "S3_BUCKET": location.bucket,
