@@ -16,6 +16,7 @@ import yaml
 
 from components import charts
 from components.data import drills, postgres, redpanda, redpanda_backup
+from components.services.namespaces import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY
 from config.cron import longest_gap_seconds
 from tests import validators
 from tests.conftest import base_raw, run_raw
@@ -371,8 +372,11 @@ def test_redpanda_drill_replays_the_latest_export_into_a_scratch_broker(producti
     assert scripts["metadata"]["namespace"] == NS
     assert scripts["data"] == {name: (redpanda_backup.SCRIPTS / name).read_text() for name in drills.RP_SCRIPT_FILES}
     assert "redpanda-drill-check.sh" in scripts["data"] and "redpanda-export.sh" not in scripts["data"]
-    # no backup of a scratch copy
+    # no backup of a scratch copy, and dr-drills' Pod Security level (restricted) admits it
     assert all("ephemeral" in v or "emptyDir" in v or "configMap" in v for v in pod["spec"]["volumes"])
+    assert pod["spec"]["securityContext"].items() >= RESTRICTED_POD_SECURITY.items()
+    assert all(c["securityContext"].items() >= RESTRICTED_CONTAINER_SECURITY.items()
+               for c in [*pod["spec"]["initContainers"], *pod["spec"]["containers"]])
 
 
 def test_redpanda_canary_is_written_hourly_by_a_user_allowed_only_on_the_canary_topic(production):
