@@ -364,7 +364,7 @@ class ObjectStorage(Store):
 
 # Stores whose latest backup the restore drills restore and check (components/data/drills.py DRILLS; the rest
 # are listed with the reason in docs/restore-drills.md). A store added there is added here.
-DRILLED_STORES = ("postgres",)
+DRILLED_STORES = ("postgres", "redpanda")
 
 
 class Drills(Model):

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.data import drills, postgres
+from components import charts
+from components.data import drills, postgres, redpanda, redpanda_backup
+from components.services.namespaces import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY
 from config.cron import longest_gap_seconds
 from tests import validators
 from tests.conftest import base_raw, run_raw
@@ -23,6 +25,8 @@ from tests.stores import NETPOL, SECRET, config_problems, string_data
 from tools.mockrun import Run
 
 NS = "dr-drills"
+USER = "kubernetes:cluster.redpanda.com/v1alpha2:User"
+TOPIC = "kubernetes:cluster.redpanda.com/v1alpha2:Topic"
 CRONJOB = "kubernetes:batch/v1:CronJob"
 CONFIGMAP = "kubernetes:core/v1:ConfigMap"
 WEEK, DAY = 7 * 86400, 86400
@@ -147,8 +151,9 @@ def test_drill_jobs_may_act_in_the_scratch_namespace_only(production):
 def test_scratch_namespace_has_a_quota_for_its_restores(production):
     quota = production.named("drill-quota", "kubernetes:core/v1:ResourceQuota").inputs
     hard = quota["metadata"]["namespace"] == NS and quota["spec"]["hard"]
-    assert hard["requests.storage"] == "120Gi" and hard["services.loadbalancers"] == "0"
-    assert hard["requests.cpu"] == "2" and hard["pods"] == "4"
+    # PostgreSQL's data and WAL (120Gi); Redpanda's downloaded export and the broker replaying it (2 x 500Gi)
+    assert hard["requests.storage"] == "1120Gi" and hard["services.loadbalancers"] == "0"
+    assert hard["requests.cpu"] == "4" and hard["pods"] == "8" and hard["persistentvolumeclaims"] == "4"
 
 
 def test_no_drills_without_off_cluster_backups(staging):
@@ -198,7 +203,7 @@ def test_dashboard_shows_last_drill_duration_and_backup_age(production):
     assert any("kube_job_status_completion_time" in e and "kube_job_status_start_time" in e
                for e in panels["Restore drill duration"])
     ages = {t["legendFormat"]: t["expr"] for p in board["panels"] if p["title"] == "Backup age" for t in p["targets"]}
-    assert set(ages) == {"postgres", "scylladb", "clickhouse", "velero"}
+    assert set(ages) == {"postgres", "scylladb", "clickhouse", "redpanda", "velero"}
     assert ages["postgres"] in rules(production)[("BackupStale", "postgres")]["expr"]  # the alert's own series
 
 
@@ -207,7 +212,8 @@ def test_dashboard_shows_last_drill_duration_and_backup_age(production):
     ({"schedule": "weekly"}, "adplatform:dataPlane.drills.schedule must be a 5-field cron expression"),
     ({"schedule": "0 25 * * 0"}, "adplatform:dataPlane.drills.schedule its hour field '25' is outside 0-23"),
     ({"schedule": "0 4 31 2 *"}, "adplatform:dataPlane.drills.schedule never runs"),
-    ({"skip": ["mysql"]}, "adplatform:dataPlane.drills.skip 'mysql' is not a drilled store; accepted: postgres"),
+    ({"skip": ["mysql"]},
+     "adplatform:dataPlane.drills.skip 'mysql' is not a drilled store; accepted: postgres, redpanda"),
     ({"maxDataAgeHours": 0}, "adplatform:dataPlane.drills.maxDataAgeHours must be between 1 and 744"),
 ])
 def test_drill_settings_errors_name_key_value_and_accepted(drills_config, expected):
@@ -234,8 +240,18 @@ def test_drills_enabled_without_off_cluster_backups_is_refused():
 
 def test_a_store_can_opt_out():
     run = run_raw(base_raw(dataPlane={"drills": {"skip": ["postgres"]}}))
-    assert not [r for r in run.resources if r.name.startswith("drill-")]
+    assert not [r for r in run.resources if r.name.startswith("drill-") and "postgres" in r.name]
     assert postgres.CANARY not in {r["name"] for r in run.named("postgres-cluster").inputs["spec"]["managed"]["roles"]}
+    assert "postgres.yaml" not in run.named("drill-scripts", CONFIGMAP).inputs["data"]
+    run = run_raw(base_raw(dataPlane={"drills": {"skip": ["postgres", "redpanda"]}}))
+    assert not [r for r in run.resources if r.name.startswith("drill-")]
+
+
+def test_skipping_redpanda_leaves_no_canary_user_or_topic():
+    run = run_raw(base_raw(dataPlane={"drills": {"skip": ["redpanda"]}}))
+    assert not [r for r in run.resources if r.name.startswith("drill-") and "redpanda" in r.name]
+    assert not [r for r in run.of_type(USER) if r.inputs["metadata"]["name"] == drills.RP_CANARY]
+    assert run.named("drill-postgres", CRONJOB)
 
 
 def test_cron_gaps():
@@ -306,3 +322,263 @@ def test_drill_fails_and_still_tears_down(tmp_path, canary_age, failures, wait_r
     assert result.returncode != 0
     assert message in result.stderr
     assert calls[-1].startswith("delete --namespace dr-drills --filename /drill/postgres.yaml")
+
+
+# --- the Redpanda drill -------------------------------------------------------------------------------------
+def scratch_pod(run: Run) -> dict:
+    return scratch_manifest(run, "redpanda")
+
+
+def test_redpanda_drill_replays_the_latest_export_into_a_scratch_broker(production):
+    job = production.named("drill-redpanda", CRONJOB).inputs
+    assert job["metadata"]["namespace"] == NS and job["spec"]["schedule"] == "0 4 * * 0"
+    spec = job["spec"]["jobTemplate"]["spec"]
+    assert spec["backoffLimit"] == 0
+    # the download's and the replay's budgets (each the export's own) and the teardown's
+    assert spec["activeDeadlineSeconds"] == 2 * redpanda_backup.JOB_DEADLINE_SECONDS + 900
+    variables = env(production.named("drill-redpanda", CRONJOB))
+    assert (variables["RESOURCE"], variables["READY"]) == ("pod/drill-redpanda", "condition=Ready")
+    assert variables["SCRATCH_POD"] == "drill-redpanda" and variables["MANIFEST"] == "/drill/redpanda.yaml"
+
+    pod = scratch_pod(production)
+    validators.validate_kubernetes("kubernetes:core/v1:Pod", pod)
+    assert pod["metadata"]["namespace"] == NS and pod["spec"]["automountServiceAccountToken"] is False
+    broker = pod["spec"]["containers"][0]
+    # the production brokers' pinned image, one broker in dev-container mode, no operator
+    assert broker["image"] == f"docker.redpanda.com/redpandadata/redpanda:{charts.REDPANDA_VERSION}"
+    assert broker["command"][:3] == ["rpk", "redpanda", "start"]
+    assert {"--mode=dev-container", "--smp=1", "--memory=1G"} <= set(broker["command"])
+    # every listener on loopback: nothing but the drill's exec reaches it (the admin API: the kubelet's probe)
+    addresses = [f.split("=", 1)[1] for f in broker["command"] if f.endswith(tuple("0123456789")) and "-addr=" in f]
+    assert len(addresses) == 5 and all(a.startswith("127.0.0.1:") for a in addresses)
+    assert broker["readinessProbe"]["httpGet"] == {"path": "/v1/status/ready", "port": redpanda.ADMIN_PORT}
+    assert broker["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}  # its own small resources
+    broker_env = {e["name"]: e["value"] for e in broker["env"]}
+    assert broker_env["RPK_BROKERS"] == "127.0.0.1:9092" and broker_env["REPLICAS"] == "1"
+    assert not [k for k in broker_env if k.startswith(("RPK_USER", "RPK_PASS", "RPK_SASL", "RPK_TLS"))]
+    # the init container downloads the newest finished export, reading with the drills' pair only
+    download = pod["spec"]["initContainers"][0]
+    assert download["command"] == ["/bin/bash", "/scripts/redpanda-download.sh"]
+    down_env = {e["name"]: e.get("value", e.get("valueFrom")) for e in download["env"]}
+    assert down_env["BACKUP"] == "latest"
+    assert down_env["S3_ACCESS_KEY"] == {"secretKeyRef": {"name": drills.S3_SECRET, "key": "ACCESS_KEY_ID"}}
+    assert down_env["S3_SECRET_KEY"] == {"secretKeyRef": {"name": drills.S3_SECRET, "key": "ACCESS_SECRET_KEY"}}
+    # where the export CronJob uploads
+    export = production.named("redpanda-backup", CRONJOB).inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    upload = {e["name"]: e.get("value") for e in export["containers"][0]["env"]}
+    assert all(down_env[k] == upload[k] for k in ("S3_ENDPOINT", "S3_REGION", "S3_BUCKET", "S3_PREFIX"))
+    # the scripts it runs are the backup's own (one copy), and the drill's check
+    scripts = production.named("drill-redpanda-scripts", CONFIGMAP).inputs
+    assert scripts["metadata"]["namespace"] == NS
+    assert scripts["data"] == {name: (redpanda_backup.SCRIPTS / name).read_text() for name in drills.RP_SCRIPT_FILES}
+    assert "redpanda-drill-check.sh" in scripts["data"] and "redpanda-export.sh" not in scripts["data"]
+    # no backup of a scratch copy, and dr-drills' Pod Security level (restricted) admits it
+    assert all("ephemeral" in v or "emptyDir" in v or "configMap" in v for v in pod["spec"]["volumes"])
+    assert pod["spec"]["securityContext"].items() >= RESTRICTED_POD_SECURITY.items()
+    assert all(c["securityContext"].items() >= RESTRICTED_CONTAINER_SECURITY.items()
+               for c in [*pod["spec"]["initContainers"], *pod["spec"]["containers"]])
+
+
+def test_redpanda_canary_is_written_hourly_by_a_user_allowed_only_on_the_canary_topic(production):
+    job = production.named("drill-canary-redpanda", CRONJOB).inputs
+    assert job["metadata"]["namespace"] == redpanda.NAMESPACE and job["spec"]["schedule"] == drills.CANARY_SCHEDULE
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False and "serviceAccountName" not in pod
+    variables = env(production.named("drill-canary-redpanda", CRONJOB))
+    assert variables["RPK_USER"] == {"secretKeyRef": {"name": drills.RP_CANARY_SECRET, "key": "username"}}
+    assert variables["RPK_TLS_ENABLED"] == "true" and variables["CANARY_TOPIC"] == drills.RP_CANARY
+    script = production.named("drill-canary-redpanda", CONFIGMAP).inputs["data"]["redpanda-canary.sh"]
+    assert script == (redpanda_backup.SCRIPTS / "redpanda-canary.sh").read_text()
+
+    user = production.named("drill-canary-user", USER)
+    validators.validate_kubernetes(USER, user.inputs)
+    assert user.inputs["metadata"]["name"] == drills.RP_CANARY
+    acls = user.inputs["spec"]["authorization"]["acls"]
+    # the canary topic by its literal name, Write and Describe; IdempotentWrite as every producer; nothing else
+    assert acls == [{"type": "allow", "resource": {"type": "topic", "name": "drill-canary", "patternType": "literal"},
+                     "operations": ["Write", "Describe"]},
+                    {"type": "allow", "resource": {"type": "cluster", "name": ""}, "operations": ["IdempotentWrite"]}]
+    secret = string_data(production.named("drill-canary-credentials", SECRET))
+    assert secret["username"] == drills.RP_CANARY and len(secret["password"]) == 32
+    topic = production.named("drill-canary-redpanda-topic", TOPIC)
+    validators.validate_kubernetes(TOPIC, topic.inputs)
+    assert topic.inputs["metadata"] == {**topic.inputs["metadata"], "name": "drill-canary", "namespace": "redpanda"}
+    assert topic.inputs["spec"]["partitions"] == 1
+    assert topic.inputs["spec"]["additionalConfig"]["retention.ms"] == str(drills.CANARY_RETENTION_DAYS * 86400000)
+    # the export copies every topic not named _*: the canary is in every export
+    assert not drills.RP_CANARY.startswith("_")
+    canary_job = production.named("drill-canary-redpanda", CRONJOB)
+    assert {topic.urn, user.urn} <= set(canary_job.dependencies)
+    # the scratch namespace holds no Redpanda login
+    assert [s.name for s in in_namespace(production, NS, SECRET)] == ["drill-backup-s3"]
+
+
+def test_redpanda_drill_may_create_and_delete_pods_in_the_scratch_namespace_only(production):
+    role = production.named("drill-role", "kubernetes:rbac.authorization.k8s.io/v1:Role").inputs
+    pods = [r for r in role["rules"] if r["resources"] == ["pods"]]
+    assert {v for r in pods for v in r["verbs"]} == {"get", "list", "watch", "create", "patch", "delete"}
+    assert not [r for r in role["rules"] if "secrets" in r["resources"] or "*" in r["verbs"]]
+
+
+def test_redpanda_backup_age_alerts_and_shows_on_the_dashboard(production):
+    found = rules(production)
+    stale = found[("BackupStale", "redpanda")]["expr"]
+    # the export CronJob's last success (kube-state-metrics), two six-hourly periods
+    assert stale == ('time() - kube_cronjob_status_last_successful_time{namespace="redpanda", '
+                     f'cronjob="redpanda-backup"}} > {2 * 6 * 3600}')
+    board = json.loads(production.named("dashboard-restore-drills", CONFIGMAP).inputs["data"]["restore-drills.json"])
+    ages = {t["legendFormat"]: t["expr"] for p in board["panels"] if p["title"] == "Backup age" for t in p["targets"]}
+    assert ages["redpanda"] in stale
+    # the drill panels cover every CronJob of dr-drills, drill-redpanda with them
+    assert all(f'namespace="{NS}"' in t["expr"] for p in board["panels"] if p["title"] != "Backup age"
+               for t in p["targets"])
+
+
+def test_staging_has_no_redpanda_canary(staging):
+    assert not [r for r in staging.of_type(USER) if r.inputs["metadata"]["name"] == drills.RP_CANARY]
+    assert not [r for r in staging.of_type(TOPIC)]
+
+
+def test_every_redpanda_script_passes_shellcheck():
+    paths = sorted(str(p) for p in redpanda_backup.SCRIPTS.glob("*.sh"))
+    assert any(p.endswith("redpanda-drill-check.sh") for p in paths) and any(p.endswith("redpanda-canary.sh")
+                                                                             for p in paths)
+    result = subprocess.run([str(validators.BIN / "shellcheck"), "-x", "--shell=bash", "--severity=style", *paths],
+                            capture_output=True, text=True, check=False, cwd=redpanda_backup.SCRIPTS)
+    assert result.stdout + result.stderr == ""
+
+
+# The scratch broker, faked: `rpk topic create/list/produce/consume` against files under $BROKER.
+FAKE_RPK = r"""#!/usr/bin/env bash
+printf '%s\n' "$*" >>"$CALLS"
+case "$1 $2" in
+  "topic create")
+    topic="$3"; shift 3
+    while (($#)); do [[ "$1" == --partitions ]] && printf '%s\n' "$2" >"$BROKER/$topic.partitions"; shift; done ;;
+  "topic list")
+    echo "NAME PARTITIONS REPLICAS"
+    for f in "$BROKER"/*.partitions; do [[ -e "$f" ]] || continue; t="${f##*/}"
+      printf '%s %s 1\n' "${t%.partitions}" "$(cat "$f")"; done ;;
+  "topic produce") cat >>"$BROKER/$3.records" ;;
+  "topic consume") [[ "$3" == drill-canary ]] && cat "$BROKER/canary-values" ;;
+esac
+"""
+
+
+def fake_bin(tmp_path: Path, name: str, text: str) -> Path:
+    fake = tmp_path / "bin" / name
+    fake.parent.mkdir(exist_ok=True)
+    fake.write_text(text)
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    return fake.parent
+
+
+def export(tmp_path: Path, topics: str, name: str = "20261201T000000Z") -> Path:
+    work = tmp_path / "work"
+    (work / name / "configs").mkdir(parents=True)
+    (work / "name").write_text(f"{name}\n")
+    (work / name / "topics.tsv").write_text(topics)
+    for line in topics.splitlines():
+        topic, partitions, _ = line.split("\t")
+        (work / name / "configs" / topic).write_text("retention.ms=1000\n" if topic == "drill-canary" else "")
+        (work / name / "records" / topic).mkdir(parents=True)
+        for p in range(int(partitions)):
+            (work / name / "records" / topic / str(p)).write_bytes(b"x")
+    return work
+
+
+def run_check(tmp_path: Path, work: Path, canaries: str, lose_a_partition: bool = False):
+    broker = tmp_path / "broker"
+    broker.mkdir(exist_ok=True)
+    (broker / "canary-values").write_text(canaries)
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    bin_dir = fake_bin(tmp_path, "rpk", FAKE_RPK)
+    if lose_a_partition:  # a broker that creates every topic with one partition fewer than asked
+        (bin_dir / "rpk").write_text(FAKE_RPK.replace('printf \'%s\\n\' "$2" >', 'printf \'%s\\n\' "$(($2 - 1))" >'))
+    result = subprocess.run(["bash", str(redpanda_backup.SCRIPTS / "redpanda-drill-check.sh")], capture_output=True,
+                            text=True, timeout=60, env={
+                                **os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls),
+                                "BROKER": str(broker), "WORK": str(work), "CANARY_TOPIC": "drill-canary",
+                                "REPLICAS": "1"})
+    return result, calls.read_text().splitlines()
+
+
+TOPICS = "_schemas\t1\t3\nbidding.bids\t3\t3\ndrill-canary\t1\t3\n"
+
+
+def test_redpanda_check_replays_the_export_checks_its_manifest_and_prints_the_newest_canary(tmp_path):
+    work = export(tmp_path, TOPICS)
+    result, calls = run_check(tmp_path, work, "1764547200\n1764550800\nnot-a-time\n1764543600\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "1764550800\n"  # the newest canary only: stdout is drill.sh's answer
+    # one broker: every topic created with one replica, its exported configs kept
+    assert "topic create bidding.bids --partitions 3 --replicas 1" in calls
+    assert "topic create drill-canary --partitions 1 --replicas 1 --topic-config retention.ms=1000" in calls
+    assert not [c for c in calls if c.startswith("topic create _schemas")]
+    produced = [c for c in calls if c.startswith("topic produce")]
+    assert produced[0].startswith("topic produce _schemas")  # schemas first
+    assert len(produced) == 5  # every exported partition replayed
+    assert "2 topics restored with their partitions" in result.stderr
+
+
+def test_redpanda_check_fails_when_the_restored_topics_differ_from_the_manifest(tmp_path):
+    work = export(tmp_path, TOPICS)
+    result, _ = run_check(tmp_path, work, "1764550800\n", lose_a_partition=True)
+    assert result.returncode == 1 and result.stdout == ""
+    assert "differ from its manifest" in result.stderr
+
+
+def test_redpanda_check_prints_nothing_without_a_canary_and_refuses_a_foreign_name(tmp_path):
+    work = export(tmp_path, TOPICS)
+    result, _ = run_check(tmp_path, work, "")
+    assert result.returncode == 0 and result.stdout == ""  # drill.sh: "no canary in the restored copy"
+    (work / "name").write_text("../../etc\n")
+    result, calls = run_check(tmp_path, work, "")
+    assert result.returncode == 2 and "must be an export name" in result.stderr and calls == []
+
+
+FAKE_CURL = r"""#!/usr/bin/env bash
+cat >/dev/null  # the keys (--config -), read as curl does: the writer never sees a closed pipe
+url="${*: -1}"
+out=""
+while (($#)); do [[ "$1" == --output ]] && out="$2"; shift; done
+case "$url" in
+  *list-type=2*)
+    for name in 20261130T000000Z 20261201T000000Z 20261201T060000Z; do printf '<Prefix>p/%s/</Prefix>' "$name"; done ;;
+  */20261201T060000Z/files.txt) exit 22 ;;  # still uploading: files.txt comes last
+  */files.txt) printf 'topics.tsv\n' >"$out" ;;
+  *) printf '%s\n' "$url" >"$out" ;;
+esac
+"""
+
+
+def test_download_of_latest_takes_the_newest_finished_export(tmp_path):
+    bin_dir = fake_bin(tmp_path, "curl", FAKE_CURL)
+    work = tmp_path / "work"
+    work.mkdir()
+    result = subprocess.run(["bash", str(redpanda_backup.SCRIPTS / "redpanda-download.sh")], capture_output=True,
+                            text=True, timeout=60, env={
+                                "PATH": f"{bin_dir}:/usr/bin:/bin", "WORK": str(work), "BACKUP": "latest",
+                                "S3_ENDPOINT": "https://s3", "S3_REGION": "r", "S3_BUCKET": "b", "S3_PREFIX": "p",
+                                "S3_ACCESS_KEY": "a", "S3_SECRET_KEY": "s"})
+    assert result.returncode == 0, result.stderr
+    assert (work / "name").read_text() == "20261201T000000Z\n"  # not the one still uploading
+    assert (work / "20261201T000000Z" / "topics.tsv").read_text() == "https://s3/b/p/20261201T000000Z/topics.tsv\n"
+
+
+def test_drill_runs_the_redpanda_check_inside_the_scratch_broker(tmp_path):
+    fake = FAKE_KUBECTL.replace('  wait*)', '  *redpanda-drill-check.sh*) printf \'%s\\n\' "$CANARY" ;;\n  wait*)')
+    bin_dir = fake_bin(tmp_path, "kubectl", fake)
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    result = subprocess.run(["bash", str(drills.SCRIPT)], capture_output=True, text=True, timeout=60, env={
+        **os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "CANARY": str(now() - 600),
+        "STORE": "redpanda", "NAMESPACE": NS, "MANIFEST": "/drill/redpanda.yaml", "RESOURCE": "pod/drill-redpanda",
+        "READY": "condition=Ready", "TIMEOUT_SECONDS": "60", "MAX_AGE_SECONDS": "3600",
+        "SCRATCH_POD": "drill-redpanda"})
+    assert result.returncode == 0, result.stderr
+    lines = calls.read_text().splitlines()
+    assert ("exec --namespace dr-drills drill-redpanda --container redpanda -- /bin/bash "
+            "/scripts/redpanda-drill-check.sh") in lines
+    assert lines[-1].startswith("delete --namespace dr-drills --filename /drill/redpanda.yaml")

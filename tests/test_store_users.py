@@ -132,10 +132,12 @@ def test_gitlabs_cache_is_its_own_instance_no_ad_service_can_reach(production):
 
 # --- Redpanda: SASL users with ACLs on their own topics ------------------------------------------------------------
 def redpanda_acls(run: Run) -> dict[str, list[dict]]:
-    """The consumers' users: not the backup export's and restore's own (test_disaster_recovery.py)."""
+    """The consumers' users: not the backup export's and restore's own (test_disaster_recovery.py), nor the restore
+    drills' canary writer (test_data_drills.py)."""
+    from components.data.drills import RP_CANARY
     from components.data.redpanda_backup import BACKUP_USER, RESTORE_USER
     return {r.inputs["metadata"]["name"]: r.inputs["spec"]["authorization"]["acls"] for r in run.of_type(USER)
-            if r.inputs["metadata"]["name"] not in (BACKUP_USER, RESTORE_USER)}
+            if r.inputs["metadata"]["name"] not in (BACKUP_USER, RESTORE_USER, RP_CANARY)}
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -50,6 +50,14 @@ check_postgres() {
   printf '%s\n' "$newest"
 }
 
+# Redpanda: SCRATCH_POD. The scratch broker's init container downloaded the newest finished export; the replay
+# into it, the topics-and-partitions check against the export's manifest and the canary read run inside it
+# (redpanda-drill-check.sh, mounted from the drill-redpanda-scripts ConfigMap).
+check_redpanda() {
+  : "${SCRATCH_POD:?}"
+  in_scratch "$SCRATCH_POD" redpanda /bin/bash /scripts/redpanda-drill-check.sh
+}
+
 main() {
   local started restored newest age
   if ! declare -F "check_${STORE}" >/dev/null; then

@@ -8,11 +8,13 @@ backs up adds its last-backup PromQL to BACKUP_AGE and its schedule to `backup_a
 
 - **Canary writer**: a CronJob in the store's own namespace (CANARY_SCHEDULE, hourly) that writes the current time
   into the store with a credential that reaches only the canary (PostgreSQL: the role and database
-  `drill_canary`, postgres.py). It runs where the store's clients run: the scratch namespace never holds a
-  production credential.
+  `drill_canary`, postgres.py; Redpanda: the SASL user `drill-canary`, Write on the topic `drill-canary` only).
+  It runs where the store's clients run: the scratch namespace never holds a production credential.
 - **Scratch instance**: the operator's own restore path, as a manifest (`Drill.scratch`) the drill Job applies in
-  `dr-drills` and deletes afterwards, with its own small resources. It reads the backup with the key pair
-  `backupCredentials.drills` (read-only at the provider: docs/restore-drills.md), never a writer's keys.
+  `dr-drills` and deletes afterwards, with its own small resources (a store restored by our own job, Redpanda: a
+  plain Pod of the store's image that downloads the backup itself, replayed by `check_<store>`). It reads the
+  backup with the key pair `backupCredentials.drills` (read-only at the provider: docs/restore-drills.md), never
+  a writer's keys.
 - **Drill Job** (CronJob `drill-<store>` in `dr-drills`, drill.sh): apply, wait for `Drill.ready`, run
   `check_<store>` (the store's own consistency checks, then the newest canary's time), fail when the canary is
   older than `dataPlane.drills.maxDataAgeHours`, tear down. Its ServiceAccount may create and delete the scratch
@@ -39,7 +41,8 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components import charts
-from components.data import postgres
+from components.data import postgres, redpanda, redpanda_backup
+from components.data.clickhouse.backup import IMAGE as CURL_IMAGE
 from components.data.context import DRILL_NAMESPACE, LAYER, DataContext
 from components.data.endpoints import DrillsEndpoint, S3Location
 from components.layer import EXCLUDE_FROM_BACKUP
@@ -80,6 +83,7 @@ class Drill:
     storage: str  # the scratch instance's volumes, summed (the namespace's quota)
     rbac: tuple[dict[str, Any], ...]  # Role rules for the scratch kinds
     ingress_from: tuple[Peer, ...] = ()  # the store's operator reaching the scratch pods
+    check_seconds: int = 0  # what check_<store> may take on top (a replay that runs inside the check)
     objects: Callable[[DataContext, S3Location, Sequence[pulumi.Resource]], list[pulumi.Resource]] = \
         field(default=lambda ctx, location, after: [])  # what the scratch instance needs before a drill runs
 
@@ -205,11 +209,156 @@ def _pg_canary(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulum
     return [sql, job]
 
 
+# --- Redpanda ---------------------------------------------------------------------------------------------
+# No operator restores Redpanda (the export is our own, redpanda_backup.py): the scratch instance is one broker of
+# the production image in dev-container mode, a plain Pod. Its init container downloads the newest finished export
+# with the drills' key; check_redpanda replays it into the broker and reads the canary (redpanda-drill-check.sh).
+RP_SCRATCH = f"drill-{redpanda.CLUSTER}"
+RP_SCRIPTS = "drill-redpanda-scripts"  # ConfigMap in dr-drills: what the scratch pod runs
+RP_SCRIPT_FILES = ("redpanda-s3.sh", "redpanda-download.sh", "redpanda-import.sh", "redpanda-drill-check.sh")
+RP_CANARY = "drill-canary"  # the canary topic and its writer's SASL user
+RP_CANARY_SECRET = "redpanda-drill-canary-user"
+RP_CANARY_SCRIPT = "redpanda-canary.sh"
+# Every listener but the admin API's (the kubelet's readiness probe) on loopback: the drill reaches the broker by
+# exec, nothing reaches it over the network.
+RP_LOOPBACK = "127.0.0.1"
+RP_KAFKA = f"{RP_LOOPBACK}:9092"
+RP_MEMORY = "1G"  # Seastar's share of SCRATCH_MEMORY: the rest is rpk's and the OS's (all of it gets it OOM-killed)
+RP_DOWNLOAD_RESOURCES = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
+
+
+def rp_broker_flags() -> list[str]:
+    """`rpk redpanda start` of one broker: dev-container mode (overprovisioned, fsync bypassed: a scratch copy),
+    one core, every listener on loopback."""
+    return ["--mode=dev-container", "--smp=1", f"--memory={RP_MEMORY}", "--reserve-memory=0M",
+            f"--kafka-addr={RP_KAFKA}", f"--advertise-kafka-addr={RP_KAFKA}", f"--rpc-addr={RP_LOOPBACK}:33145",
+            f"--pandaproxy-addr={RP_LOOPBACK}:8082", f"--schema-registry-addr={RP_LOOPBACK}:8081"]
+
+
+def rp_scratch(ctx: DataContext) -> dict[str, Any]:
+    """One broker replaying the newest finished export: downloaded by the init container (the backup's own
+    script, BACKUP=latest, with the drills' read-only key), replayed by check_redpanda. No production credential:
+    the broker has no SASL or TLS, and nothing but the drill's exec reaches it."""
+    assert ctx.backup is not None  # config/rules.py: drills need off-cluster backups
+    location = ctx.backup.of("redpanda")
+    scripts = redpanda_backup.SCRIPT_MOUNT
+    download = {**redpanda_backup.container(
+        "download", CURL_IMAGE, "redpanda-download.sh",
+        [{"name": "BACKUP", "value": "latest"},
+         *redpanda_backup.s3_env(location, S3_SECRET, secret_key="ACCESS_SECRET_KEY")], ca=False),
+        "resources": RP_DOWNLOAD_RESOURCES}
+    broker = {
+        "name": "redpanda", "image": redpanda_backup.REDPANDA_IMAGE, "imagePullPolicy": "IfNotPresent",
+        "command": ["rpk", "redpanda", "start", *rp_broker_flags()],
+        # what redpanda-drill-check.sh (exec'd here) reads: rpk's connection to this broker, the export, the canary
+        "env": [{"name": k, "value": v} for k, v in {
+            "RPK_BROKERS": RP_KAFKA, "RPK_ADMIN_HOSTS": f"{RP_LOOPBACK}:{redpanda.ADMIN_PORT}",
+            "WORK": redpanda_backup.WORK, "CANARY_TOPIC": RP_CANARY, "REPLICAS": "1", "HOME": "/tmp"}.items()],
+        "readinessProbe": {"httpGet": {"path": "/v1/status/ready", "port": redpanda.ADMIN_PORT},
+                           "periodSeconds": 10, "failureThreshold": 3},
+        "resources": {"requests": {"cpu": SCRATCH_CPU, "memory": SCRATCH_MEMORY},
+                      "limits": {"cpu": SCRATCH_CPU, "memory": SCRATCH_MEMORY}},
+        "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
+        "volumeMounts": [{"name": "data", "mountPath": "/var/lib/redpanda/data"},
+                         {"name": "config", "mountPath": "/etc/redpanda"},  # rpk writes redpanda.yaml at start
+                         {"name": "work", "mountPath": redpanda_backup.WORK},
+                         {"name": "scripts", "mountPath": scripts, "readOnly": True},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    uid = redpanda_backup.REDPANDA_UID
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": RP_SCRATCH, "namespace": NAMESPACE, "labels": scratch_labels(ctx, "redpanda")},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,  # it talks to S3 (the download) and to itself
+            "enableServiceLinks": False,
+            "securityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid},
+            "initContainers": [download],
+            "containers": [broker],
+            "volumes": [{"name": "scripts", "configMap": {"name": RP_SCRIPTS, "defaultMode": 0o555}},
+                        {"name": "work", **redpanda_backup.broker_sized_volume(ctx)},
+                        {"name": "data", **redpanda_backup.broker_sized_volume(ctx)},
+                        {"name": "config", "emptyDir": {"sizeLimit": "16Mi"}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        },
+    }
+
+
+def _rp_objects(ctx: DataContext, location: S3Location, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    return [k8s.core.v1.ConfigMap("drill-redpanda-scripts", metadata=k8s.meta.v1.ObjectMetaArgs(
+        name=RP_SCRIPTS, namespace=NAMESPACE, labels=ctx.labels("restore-drill", "redpanda")),
+        data={name: (redpanda_backup.SCRIPTS / name).read_text() for name in RP_SCRIPT_FILES}, opts=ctx.opts(after))]
+
+
+def redpanda_drill(ctx: DataContext) -> Drill:
+    size = ctx.settings.redpanda.storage_size
+    return Drill(
+        store="redpanda", scratch=rp_scratch(ctx), resource=f"pod/{RP_SCRATCH}", ready="condition=Ready",
+        # the download, then the replay (check_redpanda): each as long as the export's own budget
+        timeout_seconds=redpanda_backup.JOB_DEADLINE_SECONDS, check_seconds=redpanda_backup.JOB_DEADLINE_SECONDS,
+        env={"SCRATCH_POD": RP_SCRATCH},
+        storage=_sum_gi(size, size),  # the downloaded export and the broker's data
+        # a Pod is the scratch kind: `apply` reads and patches it, teardown deletes it
+        rbac=({"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "patch", "delete"]},),
+        objects=_rp_objects)
+
+
+def rp_canary_acls() -> list[dict[str, Any]]:
+    """Write the canary topic (literal name) and nothing else; IdempotentWrite as every producer (rpk's producer is
+    idempotent). No Read: the writer never sees what it wrote."""
+    return [{"type": "allow", "resource": {"type": "topic", "name": RP_CANARY, "patternType": "literal"},
+             "operations": ["Write", "Describe"]},
+            {"type": "allow", "resource": {"type": "cluster", "name": ""}, "operations": ["IdempotentWrite"]}]
+
+
+def rp_canary_topic_spec() -> dict[str, Any]:
+    """One partition (the newest canary is the last record), kept CANARY_RETENTION_DAYS; replicas: the cluster's."""
+    return {"cluster": {"clusterRef": {"name": redpanda.CLUSTER}}, "partitions": 1,
+            "additionalConfig": {"cleanup.policy": "delete",
+                                 "retention.ms": str(CANARY_RETENTION_DAYS * 86400 * 1000)}}
+
+
+def rp_canary_spec(ctx: DataContext) -> dict[str, Any]:
+    """rpk as the canary user, over TLS checked against the brokers' CA (the backup jobs' connection)."""
+    ca = redpanda_backup.CA_MOUNT
+    container = {"name": "canary", "image": redpanda_backup.REDPANDA_IMAGE, "imagePullPolicy": "IfNotPresent",
+                 "command": ["/bin/bash", f"/canary/{RP_CANARY_SCRIPT}"],
+                 "env": [{"name": "CANARY_TOPIC", "value": RP_CANARY}, {"name": "HOME", "value": "/tmp"},
+                         *redpanda_backup.rpk_env(ctx, RP_CANARY_SECRET)],
+                 "resources": CANARY_RESOURCES,
+                 "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
+                 "volumeMounts": [{"name": "canary", "mountPath": "/canary", "readOnly": True},
+                                  {"name": "ca", "mountPath": ca, "readOnly": True},
+                                  {"name": "tmp", "mountPath": "/tmp"}]}
+    volumes = [{"name": "canary", "configMap": {"name": "drill-canary"}},
+               {"name": "ca", "secret": {"secretName": redpanda.CA_SECRET, "items": [
+                   {"key": "ca.crt", "path": "ca.crt"}]}},
+               {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}]
+    return _cronjob(CANARY_SCHEDULE, ctx.labels("restore-drill", "canary"), [container], volumes,
+                    service_account=None, deadline=600, run_as=redpanda_backup.REDPANDA_UID)
+
+
+def _rp_canary(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    labels = ctx.labels("restore-drill", "canary")
+    topic = ctx.custom_resource("drill-canary-redpanda-topic", "cluster.redpanda.com/v1alpha2", "Topic", RP_CANARY,
+                                redpanda.NAMESPACE, rp_canary_topic_spec(), labels, after,
+                                immutable=("cluster",))  # a Topic's cluster cannot change either
+    user = redpanda_backup.sasl_user(ctx, RP_CANARY, RP_CANARY_SECRET, rp_canary_acls(), after, component="canary")
+    script = k8s.core.v1.ConfigMap("drill-canary-redpanda", metadata=k8s.meta.v1.ObjectMetaArgs(
+        name="drill-canary", namespace=redpanda.NAMESPACE, labels=labels),
+        data={RP_CANARY_SCRIPT: (redpanda_backup.SCRIPTS / RP_CANARY_SCRIPT).read_text()}, opts=ctx.opts(after))
+    job = k8s.batch.v1.CronJob("drill-canary-redpanda", metadata=k8s.meta.v1.ObjectMetaArgs(
+        name="drill-canary", namespace=redpanda.NAMESPACE, labels=labels), spec=rp_canary_spec(ctx),
+        opts=ctx.opts([*after, topic, *user, script]))
+    return [topic, *user, script, job]
+
+
 # store -> its drill; store -> its canary writer (in the store's namespace). config/data.py DRILLED_STORES lists
 # the same stores (the config cannot import components).
-DRILLS: dict[str, Callable[[DataContext], Drill]] = {"postgres": postgres_drill}
+DRILLS: dict[str, Callable[[DataContext], Drill]] = {"postgres": postgres_drill, "redpanda": redpanda_drill}
 CANARIES: dict[str, Callable[[DataContext, Sequence[pulumi.Resource]], list[pulumi.Resource]]] = {
-    "postgres": _pg_canary}
+    "postgres": _pg_canary, "redpanda": _rp_canary}
 
 
 # --- the namespace ----------------------------------------------------------------------------------------
@@ -291,7 +440,7 @@ def drill_spec(ctx: DataContext, drill: Drill) -> dict[str, Any]:
                {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
     # The deadline leaves the script time to report and tear down after its own wait gives up.
     return _cronjob(ctx.settings.drills.schedule, ctx.labels("restore-drill", drill.store), [container], volumes,
-                    SERVICE_ACCOUNT, drill.timeout_seconds + 900, run_as=NOBODY)
+                    SERVICE_ACCOUNT, drill.timeout_seconds + drill.check_seconds + 900, run_as=NOBODY)
 
 
 def role_rules(drills: Sequence[Drill]) -> list[dict[str, Any]]:
@@ -319,6 +468,10 @@ BACKUP_AGE = {
     "scylladb": 'time() - max(scylla_manager_scheduler_last_success{type="backup"})',
     "clickhouse": 'time() - max(clickhouse_backup_last_create_remote_finish > 0 and on (namespace, pod) '
                   'clickhouse_backup_last_create_remote_status == 1)',
+    # Redpanda's export is our own CronJob (redpanda_backup.py): kube-state-metrics' last success of it (a Job that
+    # fails after uploading part of an export is no success).
+    "redpanda": f'time() - kube_cronjob_status_last_successful_time{{namespace="{redpanda.NAMESPACE}", '
+                f'cronjob="{redpanda_backup.CRONJOB}"}}',
 }
 # Velero's own metric (pkg/metrics/metrics.go, label `schedule`): components/services/backups.py's Schedule.
 VELERO_BACKUP_AGE = 'time() - velero_backup_last_successful_timestamp{schedule="cluster"}'
@@ -329,7 +482,7 @@ def backup_ages(ctx: DataContext, velero_schedule: str | None) -> dict[str, tupl
     its backup cron), drilled or not: a stale backup matters before any drill notices."""
     settings = ctx.settings
     schedules = {"postgres": settings.postgres.backup_schedule, "scylladb": settings.scylladb.backup_schedule,
-                 "clickhouse": settings.clickhouse.backup_schedule}
+                 "clickhouse": settings.clickhouse.backup_schedule, "redpanda": settings.redpanda.backup_schedule}
     ages = {store: (BACKUP_AGE[store], cron) for store, cron in schedules.items()
             if getattr(settings, store).enabled and ctx.backup is not None}
     if velero_schedule is not None:

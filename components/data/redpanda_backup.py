@@ -20,6 +20,9 @@ last export (RPO = the schedule); record headers and the original timestamps and
 re-produced); consumer group offsets (consumers start at their reset policy); SASL passwords (Pulumi holds them
 and the `User` resources recreate users and their ACLs; acls.txt/users.txt are for the record).
 
+The restore drill (drills.py) runs the same download (BACKUP=latest: the newest export that finished uploading)
+and import (REPLICAS=1) into a scratch broker in dr-drills, reading with the drills' read-only keys.
+
 Credentials: its own S3 keys (backupCredentials.redpanda, written to its own prefix), and two SASL users of its
 own: `redpanda-backup` may read and describe, nothing else; `redpanda-restore` (only while a restore is
 configured) may create topics and write. Neither is a superuser.
@@ -81,19 +84,22 @@ def rpk_env(ctx: DataContext, secret: str) -> list[dict[str, Any]]:
             _secret_env("RPK_USER", secret, "username"), _secret_env("RPK_PASS", secret, "password")]
 
 
-def s3_env(location: S3Location) -> list[dict[str, Any]]:
+def s3_env(location: S3Location, secret: str = S3_SECRET,
+           secret_key: str = "SECRET_ACCESS_KEY") -> list[dict[str, Any]]:
+    """redpanda-s3.sh's environment: `location`, with the keys from `secret` (the restore drill reads with its own
+    read-only pair, whose secret key is under another name)."""
     plain = {"S3_ENDPOINT": location.endpoint, "S3_REGION": location.region, "S3_BUCKET": location.bucket,
              "S3_PREFIX": location.prefix, **({"S3_SSE": location.sse} if location.sse else {})}
     return [*({"name": k, "value": v} for k, v in plain.items()),
-            _secret_env("S3_ACCESS_KEY", S3_SECRET, "ACCESS_KEY_ID"),
-            _secret_env("S3_SECRET_KEY", S3_SECRET, "SECRET_ACCESS_KEY")]
+            _secret_env("S3_ACCESS_KEY", secret, "ACCESS_KEY_ID"),
+            _secret_env("S3_SECRET_KEY", secret, secret_key)]
 
 
 def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
-def _container(name: str, image: str, script: str, env: list[dict[str, Any]], ca: bool) -> dict[str, Any]:
+def container(name: str, image: str, script: str, env: list[dict[str, Any]], ca: bool) -> dict[str, Any]:
     mounts = [{"name": "scripts", "mountPath": SCRIPT_MOUNT, "readOnly": True}, {"name": "work", "mountPath": WORK},
               {"name": "tmp", "mountPath": "/tmp"}]
     if ca:
@@ -105,22 +111,26 @@ def _container(name: str, image: str, script: str, env: list[dict[str, Any]], ca
             "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True}}
 
 
+def broker_sized_volume(ctx: DataContext) -> dict[str, Any]:
+    """A volume as large as one broker's, gone with its pod: an export holds every partition once (replicas are
+    not copied)."""
+    return {"ephemeral": {"volumeClaimTemplate": {"spec": {
+        "accessModes": ["ReadWriteOnce"], "storageClassName": ctx.storage_class,
+        "resources": {"requests": {"storage": ctx.settings.redpanda.storage_size}}}}}}
+
+
 def pod_spec(ctx: DataContext, location: S3Location, restore: str | None = None) -> dict[str, Any]:
     """Export then upload; or (`restore`: an export name) download then import."""
     settings = ctx.settings.redpanda
     if restore is None:
-        first = _container("export", REDPANDA_IMAGE, "redpanda-export.sh", rpk_env(ctx, BACKUP_SECRET), ca=True)
-        second = _container("upload", CURL_IMAGE, "redpanda-upload.sh",
+        first = container("export", REDPANDA_IMAGE, "redpanda-export.sh", rpk_env(ctx, BACKUP_SECRET), ca=True)
+        second = container("upload", CURL_IMAGE, "redpanda-upload.sh",
                             [{"name": "KEEP", "value": str(settings.backup_retention)}, *s3_env(location)], ca=False)
     else:
         backup = [{"name": "BACKUP", "value": restore}]
-        first = _container("download", CURL_IMAGE, "redpanda-download.sh", [*backup, *s3_env(location)], ca=False)
-        second = _container("import", REDPANDA_IMAGE, "redpanda-import.sh",
+        first = container("download", CURL_IMAGE, "redpanda-download.sh", [*backup, *s3_env(location)], ca=False)
+        second = container("import", REDPANDA_IMAGE, "redpanda-import.sh",
                             [*backup, *rpk_env(ctx, RESTORE_SECRET)], ca=True)
-    # A volume as large as one broker's: an export holds every partition once (replicas are not copied).
-    work = {"ephemeral": {"volumeClaimTemplate": {"spec": {
-        "accessModes": ["ReadWriteOnce"], "storageClassName": ctx.storage_class,
-        "resources": {"requests": {"storage": settings.storage_size}}}}}}
     return {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,  # it talks to the brokers and S3, never to the API server
@@ -130,7 +140,7 @@ def pod_spec(ctx: DataContext, location: S3Location, restore: str | None = None)
         "initContainers": [first],
         "containers": [second],
         "volumes": [{"name": "scripts", "configMap": {"name": SCRIPT_CONFIGMAP, "defaultMode": 0o555}},
-                    {"name": "work", **work},
+                    {"name": "work", **broker_sized_volume(ctx)},
                     {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
                     {"name": "ca", "secret": {"secretName": cluster.CA_SECRET,
                                               "items": [{"key": "ca.crt", "path": "ca.crt"}]}}],
@@ -162,13 +172,15 @@ def restore_job_spec(ctx: DataContext, location: S3Location, backup: str, labels
     }
 
 
-def _user(ctx: DataContext, name: str, secret: str, acls: list[dict[str, Any]],
-          after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+def sasl_user(ctx: DataContext, name: str, secret: str, acls: list[dict[str, Any]],
+              after: Sequence[pulumi.Resource], component: str = "backup") -> list[pulumi.Resource]:
+    """A SASL user of a job (not a consumer): its generated password in `secret` (redpanda namespace), its `acls`."""
+    labels = ctx.labels("redpanda", component)
     password = ctx.password(f"{name}-password")
     _, obj = ctx.credentials(f"{name}-credentials", secret, cluster.NAMESPACE, {"username": name, "password": password.result},
-                             after, labels=ctx.labels("redpanda", "backup"))
+                             after, labels=labels)
     user = ctx.custom_resource(f"{name}-user", "cluster.redpanda.com/v1alpha2", "User", name, cluster.NAMESPACE,
-                               cluster.sasl_user_spec(secret, acls), ctx.labels("redpanda", "backup"), [*after, obj],
+                               cluster.sasl_user_spec(secret, acls), labels, [*after, obj],
                                immutable=("cluster",))  # the CRD refuses to change a User's cluster
     return [obj, user]
 
@@ -184,14 +196,14 @@ def install(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulumi.R
         "redpanda-backup-scripts",
         metadata=k8s.meta.v1.ObjectMetaArgs(name=SCRIPT_CONFIGMAP, namespace=cluster.NAMESPACE, labels=labels),
         data={name: (SCRIPTS / name).read_text() for name in SCRIPT_FILES}, opts=ctx.opts(after))
-    reader = _user(ctx, BACKUP_USER, BACKUP_SECRET, read_acls(), after)
+    reader = sasl_user(ctx, BACKUP_USER, BACKUP_SECRET, read_acls(), after)
     job = k8s.batch.v1.CronJob(
         "redpanda-backup", metadata=k8s.meta.v1.ObjectMetaArgs(name=CRONJOB, namespace=cluster.NAMESPACE, labels=labels),
         spec=cronjob_spec(ctx, location, pod_labels(ctx, "backup")), opts=ctx.opts([*after, s3, scripts, *reader]))
     ready: list[pulumi.Resource] = [s3, scripts, *reader, job]
     restore = ctx.settings.redpanda.restore
     if restore is not None:
-        writer = _user(ctx, RESTORE_USER, RESTORE_SECRET, write_acls(), after)
+        writer = sasl_user(ctx, RESTORE_USER, RESTORE_SECRET, write_acls(), after)
         # Named after the export, as Velero's restores: a new name is a new import, the same one never runs twice.
         ready += [*writer, k8s.batch.v1.Job(
             "redpanda-restore", metadata=k8s.meta.v1.ObjectMetaArgs(

@@ -5,7 +5,8 @@
 # the export. Users and ACLs come back from Pulumi (the `User` resources), not from here.
 # Runs after redpanda-download.sh (the init container) fetched the export into WORK/<BACKUP>.
 #
-# Environment: WORK, BACKUP (the export's name).
+# Environment: WORK, BACKUP (the export's name); optional REPLICAS: every topic's replication factor instead of
+# the exported one (the restore drill's single broker).
 set -euo pipefail
 : "${WORK:?}" "${BACKUP:?}"
 
@@ -19,7 +20,7 @@ while IFS=$'\t' read -r topic partitions replicas; do
   while read -r config; do
     configs+=(--topic-config "$config")
   done <"${in}/configs/${topic}"
-  rpk topic create "$topic" --partitions "$partitions" --replicas "$replicas" "${configs[@]}"
+  rpk topic create "$topic" --partitions "$partitions" --replicas "${REPLICAS:-$replicas}" "${configs[@]}"
 done <"${in}/topics.tsv"
 
 # _schemas first: consumers may look a schema id up as soon as they read a record.
