@@ -6,6 +6,7 @@ import io
 import json
 import ssl
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -19,12 +20,24 @@ FIXTURES = Path(__file__).parent / "fixtures" / "verify"
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=timezone.utc)
 
 
-class Recorded(Kubectl):
-    """kubectl answering from a recorded file: `<resource>` -> items, `raw:<path>` -> body."""
+def answers(name: str) -> dict:
+    """A recorded stack (`name`.json) with the live parts every stack here has (live.json: the consumers'
+    Deployments and Secrets, the autoscaler and its status, the restore drill), lists joined."""
+    found = json.loads((FIXTURES / f"{name}.json").read_text())
+    for key, value in json.loads((FIXTURES / "live.json").read_text()).items():
+        found[key] = found.get(key, []) + value if isinstance(value, list) else value
+    return found
 
-    def __init__(self, name: str):
+
+class Recorded(Kubectl):
+    """kubectl answering from a recorded file: `<resource>` -> items, `raw:<path>` -> body,
+    `get:<kind>/<namespace>/<name>` -> object. Probe pods end in `phases[store]` (default Succeeded)."""
+
+    def __init__(self, name: str, phases: dict[str, str] | None = None, log: str = ""):
         super().__init__("unused")
-        object.__setattr__(self, "answers", json.loads((FIXTURES / f"{name}.json").read_text()))
+        for key, value in (("answers", answers(name)), ("phases", phases or {}), ("log", log), ("created", []),
+                           ("deleted", [])):
+            object.__setattr__(self, key, value)
 
     def list(self, resource):
         return self.answers.get(resource)  # absent: the CRD is not installed
@@ -33,6 +46,26 @@ class Recorded(Kubectl):
         if f"raw:{path}" not in self.answers:
             raise KubectlError(f"kubectl get --raw {path}: Error from server (ServiceUnavailable)")
         return self.answers[f"raw:{path}"]
+
+    def get(self, kind, namespace, name):
+        if kind == "pod":
+            store = name.split("-")[2]  # adplatform-verify-<store>-<suffix>
+            return {"status": {"phase": self.phases.get(store, "Succeeded")}}
+        return self.answers.get(f"get:{kind}/{namespace}/{name}")
+
+    def create(self, manifest):
+        self.created.append(manifest)
+
+    def delete(self, kind, namespace, name):
+        self.deleted.append(f"{kind}/{namespace}/{name}")
+
+    def logs(self, namespace, name):
+        return self.log
+
+
+@lru_cache(maxsize=None)
+def config(stack: str = "production"):
+    return verify.stack_file_config(stack)
 
 
 def fixture(name: str, key: str) -> list:
@@ -43,9 +76,9 @@ def good_probe(host: str, now: datetime) -> Check:
     return Check(f"https://{host}", True, "203.0.113.10, certificate valid")
 
 
-def run(name: str, probe=good_probe) -> tuple[int, str]:
+def run(name: str, probe=good_probe, kube: Recorded | None = None) -> tuple[int, str]:
     out = io.StringIO()
-    failed = verify.run(Recorded(name), NOW, out=out, probe=probe)
+    failed = verify.run(kube or Recorded(name), NOW, config(), out=out, probe=probe)
     return failed, out.getvalue()
 
 
@@ -55,7 +88,8 @@ def test_a_healthy_stack_passes_every_section():
     assert report.rstrip().endswith("All checks passed.")
     for title in ("nodes Ready", "Helm releases deployed", "ScyllaCluster Ready", "Redpanda Ready",
                   "ClickHouseInstallation Ready", "ClickHouseKeeperInstallation Ready", "Dragonfly Ready",
-                  "CNPG Cluster Ready", "SeaweedFS ready", "public hostnames", "no critical alert", "backups recent"):
+                  "CNPG Cluster Ready", "SeaweedFS ready", "public hostnames", "no critical alert", "backups recent",
+                  "stores accept a consumer's write and read", "node autoscaler", "restore drills recent"):
         assert f" ok  {title}" in report, title
 
 
@@ -77,6 +111,7 @@ def test_a_broken_stack_names_every_failure():
 
 def test_exit_code_is_non_zero_on_failure(monkeypatch):
     monkeypatch.setattr(verify, "Kubectl", lambda path: Recorded("broken"))
+    monkeypatch.setattr(verify, "stack_file_config", lambda stack: config())
     monkeypatch.setattr(verify.tls, "hostname", good_probe)
     assert verify.main(["production", "--kubeconfig", "/dev/null"]) == 1
 
@@ -97,7 +132,7 @@ def test_alertmanager_not_answering_fails():
     kube = Recorded("healthy")
     kube.answers.pop(next(k for k in kube.answers if k.startswith("raw:")))
     out = io.StringIO()
-    assert verify.run(kube, NOW, out=out, probe=good_probe) == 1
+    assert verify.run(kube, NOW, config(), out=out, probe=good_probe) == 1
     assert "Alertmanager did not answer" in out.getvalue()
 
 
@@ -148,4 +183,4 @@ def test_a_stack_without_monitoring_has_no_alertmanager_to_ask():
         def raw(self, path):
             raise KubectlError('Error from server (NotFound): services "alertmanager-operated" not found')
     out = io.StringIO()
-    assert verify.run(NoMonitoring("healthy"), NOW, out=out, probe=good_probe) == 0
+    assert verify.run(NoMonitoring("healthy"), NOW, config(), out=out, probe=good_probe) == 0
