@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("stack")
     parser.add_argument("--kubeconfig", help="instead of the stack's kubeconfig output")
     args = parser.parse_args(argv)
-    cfg = stack_file_config(args.stack)
+    cfg = stack_file_config(args.stack.rsplit("/", 1)[-1])  # `<org>/<stack>` (make ORG=...): Pulumi.<stack>.yaml
     path = args.kubeconfig or stack_kubeconfig(args.stack)
     try:
         print(f"Verifying stack {args.stack}")

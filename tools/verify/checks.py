@@ -284,7 +284,7 @@ def restore_drills(cronjobs: list[Obj], expected: list[str], now: datetime, stal
         if succeeded is None and status.get("active"):
             found.append(Check(f"drill {_ref(job)}", True, "first run in progress"))
             continue
-        ok = succeeded is not None and now - parse_time(succeeded) <= limit
+        ok = succeeded is not None and now - parse_time(succeeded) < limit
         found.append(Check(f"drill {_ref(job)}", ok, f"last success {succeeded or 'never'}"
                            + ("" if ok else f", limit {limit} ({stale_factor} schedule periods)")))
     return found

@@ -38,7 +38,8 @@ LOG_LINES = 5  # of the pod's output in a failure's detail: the clients' own err
 VERIFY_COMPONENT = "adplatform-verify"
 RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "384Mi"}}
 
-# Shell prologue of every probe: stop at the first failed step and say which.
+# Shell prologue of every probe: stop at the first failed step and say which. (grep reads its whole input, never
+# -q: an early exit would kill the client with SIGPIPE and fail the pipeline.)
 _PROLOGUE = "set -euo pipefail\numask 077\nstep() { echo \"$1\" >&2; }\n"
 
 
@@ -58,19 +59,20 @@ cql() { cqlsh --credentials /tmp/credentials --request-timeout 30 -e "$1" "${SCY
 table="\"${SCYLLA_KEYSPACE}\".adplatform_verify"
 step "create table"; cql "CREATE TABLE IF NOT EXISTS ${table} (id text PRIMARY KEY) WITH default_time_to_live = 3600"
 step "write"; cql "INSERT INTO ${table} (id) VALUES ('${MARKER}')"
-step "read"; cql "SELECT id FROM ${table} WHERE id = '${MARKER}'" | grep -q "${MARKER}"
+step "read"; cql "SELECT id FROM ${table} WHERE id = '${MARKER}'" | grep "${MARKER}" > /dev/null
 step "clean up"; cql "DELETE FROM ${table} WHERE id = '${MARKER}'"
 """
 
 # rpk takes its connection from RPK_* (as components/data/redpanda_backup.py); the topic is the consumer's own
-# (its ACLs cover `<service>.*`), one partition, an hour's retention (it may not delete topics).
+# (its ACLs cover `<service>.*`), one partition, an hour's retention (it may not delete topics); offset -1 is the
+# newest record (rpk topic consume: `-N` counts back from the end).
 REDPANDA = _PROLOGUE + r"""
 export RPK_BROKERS="${KAFKA_BOOTSTRAP_SERVERS}" RPK_TLS_ENABLED=true RPK_TLS_CA="${KAFKA_SSL_CA_LOCATION}" \
   RPK_SASL_MECHANISM="${KAFKA_SASL_MECHANISM}" RPK_USER="${KAFKA_SASL_USERNAME}" RPK_PASS="${KAFKA_SASL_PASSWORD}"
 step "create topic"
 rpk topic describe "${TOPIC}" > /dev/null 2>&1 || rpk topic create "${TOPIC}" -p 1 -c retention.ms=3600000
 step "write"; echo "${MARKER}" | rpk topic produce "${TOPIC}"
-step "read"; rpk topic consume "${TOPIC}" -o -1 -n 1 -f '%v\n' | grep -qx "${MARKER}"
+step "read"; rpk topic consume "${TOPIC}" --offset=-1 --num 1 --format '%v\n' | grep -x "${MARKER}" > /dev/null
 """
 
 # One session (--multiquery) so the read hits the replica that took the write; the client reads CLICKHOUSE_USER and
@@ -82,7 +84,7 @@ clickhouse-client --host "${CLICKHOUSE_HOST}" --port "${CLICKHOUSE_NATIVE_PORT}"
   CREATE TABLE IF NOT EXISTS ${CLICKHOUSE_DATABASE}.adplatform_verify (id String, at DateTime DEFAULT now())
     ENGINE = MergeTree ORDER BY id TTL at + INTERVAL 1 DAY;
   INSERT INTO ${CLICKHOUSE_DATABASE}.adplatform_verify (id) VALUES ('${MARKER}');
-  SELECT id FROM ${CLICKHOUSE_DATABASE}.adplatform_verify WHERE id = '${MARKER}'" | grep -qx "${MARKER}"
+  SELECT id FROM ${CLICKHOUSE_DATABASE}.adplatform_verify WHERE id = '${MARKER}'" | grep -x "${MARKER}" > /dev/null
 """
 
 # redis-cli (the Dragonfly image ships redis-tools) takes AUTH on stdin, so the password is in no process's
