@@ -55,7 +55,9 @@ class Probe:
 # cqlsh reads the login from a 0600 file (as components/data/scylladb/scripts/bootstrap.sh does); rows expire.
 SCYLLADB = _PROLOGUE + r"""
 printf '[plain_text_auth]\nusername = %s\npassword = %s\n' "${SCYLLA_USERNAME}" "${SCYLLA_PASSWORD}" > /tmp/credentials
-cql() { cqlsh --credentials /tmp/credentials --request-timeout 30 -e "$1" "${SCYLLA_CONTACT_POINTS%%,*}" "${SCYLLA_PORT}"; }
+cql() {
+  cqlsh --credentials /tmp/credentials --request-timeout 30 -e "$1" "${SCYLLA_CONTACT_POINTS%%,*}" "${SCYLLA_PORT}"
+}
 table="\"${SCYLLA_KEYSPACE}\".adplatform_verify"
 step "create table"; cql "CREATE TABLE IF NOT EXISTS ${table} (id text PRIMARY KEY) WITH default_time_to_live = 3600"
 step "write"; cql "INSERT INTO ${table} (id) VALUES ('${MARKER}')"
@@ -76,7 +78,7 @@ step "read"; rpk topic consume "${TOPIC}" --offset=-1 --num 1 --format '%v\n' | 
 """
 
 # One session (--multiquery) so the read hits the replica that took the write; the client reads CLICKHOUSE_USER and
-# CLICKHOUSE_PASSWORD from the environment (clickhouse-client, ClickHouse PR #48440). Rows expire after a day.
+# CLICKHOUSE_PASSWORD from the environment (ClickHouse PR #34947, since 22.3). Rows expire after a day.
 CLICKHOUSE = _PROLOGUE + r"""
 step "write and read"
 clickhouse-client --host "${CLICKHOUSE_HOST}" --port "${CLICKHOUSE_NATIVE_PORT}" --multiquery --query "
@@ -95,7 +97,10 @@ step "write, read and delete"
 printf 'AUTH %s %s\nSET %s %s EX 3600\nGET %s\nDEL %s\n' "${DRAGONFLY_USERNAME}" "${DRAGONFLY_PASSWORD}" \
   "${key}" "${MARKER}" "${key}" "${key}" \
   | redis-cli -h "${DRAGONFLY_HOST}" -p "${DRAGONFLY_PORT}" > /tmp/out
-[ "$(sed -n 3p /tmp/out)" = "${MARKER}" ] || { echo "read back: $(sed -n 1,3p /tmp/out | grep -v "${MARKER}")" >&2; exit 1; }
+if [ "$(sed -n 3p /tmp/out)" != "${MARKER}" ]; then
+  echo "replies: $(sed -n 1,3p /tmp/out | tr '\n' ' ')" >&2  # OK/errors and the value read: no credential
+  exit 1
+fi
 """
 
 PROBES = {
