@@ -240,6 +240,18 @@ def test_a_failed_write_or_read_fails_with_the_pods_own_words_and_the_pod_is_rem
     assert len(kube.deleted) == 4
 
 
+def test_a_probe_pod_the_namespace_refuses_fails_that_store_only():
+    class Full(Recorded):
+        def create(self, manifest):
+            if "-clickhouse-" in manifest["metadata"]["name"]:
+                raise KubectlError('kubectl create -f -: Error from server (Forbidden): exceeded quota: ads-quota')
+            super().create(manifest)
+    failed, report = run("healthy", kube=Full("healthy"))
+    assert failed == 1 and "(3/4)" in report
+    assert ("x clickhouse write/read as analytics-ingestion: could not start the probe pod: kubectl create -f -: "
+            "Error from server (Forbidden): exceeded quota: ads-quota") in report
+
+
 def test_a_probe_that_never_finishes_fails_and_is_removed():
     kube = Recorded("healthy", phases={"redpanda": "Pending"})
     result = stores.roundtrip(kube, config(), "redpanda", "ad-serving", NOW, sleep=lambda s: None)

@@ -207,7 +207,10 @@ def roundtrip(kube: Kubectl, cfg: StackConfig, store: str, service: str, now: da
                                    f"not its own Secret {credential_secret(service, store)}")
     name = f"{VERIFY_COMPONENT}-{store}-{secrets.token_hex(3)}"
     plain = {"MARKER": marker(now), **probe.extra(service, cfg)}
-    kube.create(pod_manifest(probe, service, namespace, deployment, plain, name))
+    try:
+        kube.create(pod_manifest(probe, service, namespace, deployment, plain, name))
+    except KubectlError as err:  # e.g. the team's quota is used up: this store's check fails, the others run
+        return Check(label, False, f"could not start the probe pod: {err}")
     try:
         phase = _wait(kube, namespace, name, sleep)
         if phase == "Succeeded":
