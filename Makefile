@@ -58,7 +58,8 @@ up: venv pulumi-cli
 	$(PULUMI) up --stack $(STACK_REF) --refresh $(POLICY) $(PULUMI_ARGS)
 
 ## make verify: the live acceptance check after `pulumi up` (nodes, releases, stores, hostnames and
-## certificates, alerts, backups) with the stack's kubeconfig output; needs kubectl; fails on any problem
+## certificates, alerts, backups, a write and read per store with a consumer's login, node autoscaler,
+## restore drills) with the stack's kubeconfig output; needs kubectl; fails on any problem
 verify: venv pulumi-cli
 	@command -v kubectl >/dev/null || { echo "make verify needs kubectl (https://kubernetes.io/docs/tasks/tools/)" >&2; exit 2; }
 	$(BIN)/python -m tools.verify $(STACK_REF)

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import re
 import ssl
+import subprocess
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
 
+from components.data import drills
+from tests import validators
+from tests.conftest import stack_run
 from tools.verify import __main__ as verify
-from tools.verify import checks, tls
+from tools.verify import checks, expected, stores, tls
+from tools.verify import kube as kube_module
 from tools.verify.checks import Check
 from tools.verify.kube import Kubectl, KubectlError
 
@@ -19,12 +27,24 @@ FIXTURES = Path(__file__).parent / "fixtures" / "verify"
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=timezone.utc)
 
 
-class Recorded(Kubectl):
-    """kubectl answering from a recorded file: `<resource>` -> items, `raw:<path>` -> body."""
+def answers(name: str) -> dict:
+    """A recorded stack (`name`.json) with the live parts every stack here has (live.json: the consumers'
+    Deployments and Secrets, the autoscaler and its status, the restore drill), lists joined."""
+    found = json.loads((FIXTURES / f"{name}.json").read_text())
+    for key, value in json.loads((FIXTURES / "live.json").read_text()).items():
+        found[key] = found.get(key, []) + value if isinstance(value, list) else value
+    return found
 
-    def __init__(self, name: str):
+
+class Recorded(Kubectl):
+    """kubectl answering from a recorded file: `<resource>` -> items, `raw:<path>` -> body,
+    `get:<kind>/<namespace>/<name>` -> object. Probe pods end in `phases[store]` (default Succeeded)."""
+
+    def __init__(self, name: str, phases: dict[str, str] | None = None, log: str = ""):
         super().__init__("unused")
-        object.__setattr__(self, "answers", json.loads((FIXTURES / f"{name}.json").read_text()))
+        for key, value in (("answers", answers(name)), ("phases", phases or {}), ("log", log), ("created", []),
+                           ("deleted", [])):
+            object.__setattr__(self, key, value)
 
     def list(self, resource):
         return self.answers.get(resource)  # absent: the CRD is not installed
@@ -33,6 +53,26 @@ class Recorded(Kubectl):
         if f"raw:{path}" not in self.answers:
             raise KubectlError(f"kubectl get --raw {path}: Error from server (ServiceUnavailable)")
         return self.answers[f"raw:{path}"]
+
+    def get(self, kind, namespace, name):
+        if kind == "pod":
+            store = name.split("-")[2]  # adplatform-verify-<store>-<suffix>
+            return {"status": {"phase": self.phases.get(store, "Succeeded")}}
+        return self.answers.get(f"get:{kind}/{namespace}/{name}")
+
+    def create(self, manifest):
+        self.created.append(manifest)
+
+    def delete(self, kind, namespace, name):
+        self.deleted.append(f"{kind}/{namespace}/{name}")
+
+    def logs(self, namespace, name):
+        return self.log
+
+
+@lru_cache(maxsize=None)
+def config(stack: str = "production"):
+    return verify.stack_file_config(stack)
 
 
 def fixture(name: str, key: str) -> list:
@@ -43,9 +83,9 @@ def good_probe(host: str, now: datetime) -> Check:
     return Check(f"https://{host}", True, "203.0.113.10, certificate valid")
 
 
-def run(name: str, probe=good_probe) -> tuple[int, str]:
+def run(name: str, probe=good_probe, kube: Recorded | None = None) -> tuple[int, str]:
     out = io.StringIO()
-    failed = verify.run(Recorded(name), NOW, out=out, probe=probe)
+    failed = verify.run(kube or Recorded(name), NOW, config(), out=out, probe=probe)
     return failed, out.getvalue()
 
 
@@ -55,7 +95,8 @@ def test_a_healthy_stack_passes_every_section():
     assert report.rstrip().endswith("All checks passed.")
     for title in ("nodes Ready", "Helm releases deployed", "ScyllaCluster Ready", "Redpanda Ready",
                   "ClickHouseInstallation Ready", "ClickHouseKeeperInstallation Ready", "Dragonfly Ready",
-                  "CNPG Cluster Ready", "SeaweedFS ready", "public hostnames", "no critical alert", "backups recent"):
+                  "CNPG Cluster Ready", "SeaweedFS ready", "public hostnames", "no critical alert", "backups recent",
+                  "stores accept a consumer's write and read", "node autoscaler", "restore drills recent"):
         assert f" ok  {title}" in report, title
 
 
@@ -77,6 +118,7 @@ def test_a_broken_stack_names_every_failure():
 
 def test_exit_code_is_non_zero_on_failure(monkeypatch):
     monkeypatch.setattr(verify, "Kubectl", lambda path: Recorded("broken"))
+    monkeypatch.setattr(verify, "stack_file_config", lambda stack: config())
     monkeypatch.setattr(verify.tls, "hostname", good_probe)
     assert verify.main(["production", "--kubeconfig", "/dev/null"]) == 1
 
@@ -97,7 +139,7 @@ def test_alertmanager_not_answering_fails():
     kube = Recorded("healthy")
     kube.answers.pop(next(k for k in kube.answers if k.startswith("raw:")))
     out = io.StringIO()
-    assert verify.run(kube, NOW, out=out, probe=good_probe) == 1
+    assert verify.run(kube, NOW, config(), out=out, probe=good_probe) == 1
     assert "Alertmanager did not answer" in out.getvalue()
 
 
@@ -148,4 +190,219 @@ def test_a_stack_without_monitoring_has_no_alertmanager_to_ask():
         def raw(self, path):
             raise KubectlError('Error from server (NotFound): services "alertmanager-operated" not found')
     out = io.StringIO()
-    assert verify.run(NoMonitoring("healthy"), NOW, out=out, probe=good_probe) == 0
+    assert verify.run(NoMonitoring("healthy"), NOW, config(), out=out, probe=good_probe) == 0
+
+
+# --- stores: a write and a read with a consumer's own login ------------------------------------------------
+SECRETS = json.loads((FIXTURES / "live.json").read_text())["secrets"]  # the consumers' logins, in the cluster
+SECRET_VALUES = [v for s in SECRETS for v in (s["data"]["password"], base64.b64decode(s["data"]["password"]).decode())]
+
+
+def probe_pods(kube: Recorded) -> dict[str, dict]:
+    return {m["metadata"]["name"].split("-")[2]: m for m in kube.created}
+
+
+def test_each_store_is_written_and_read_by_a_pod_wearing_the_first_ad_services_identity():
+    kube = Recorded("healthy")
+    failed, report = run("healthy", kube=kube)
+    assert failed == 0, report
+    pods = probe_pods(kube)
+    assert set(pods) == {"scylladb", "redpanda", "clickhouse", "dragonfly"}
+    owners = {"scylladb": "ad-serving", "redpanda": "ad-serving", "dragonfly": "ad-serving",
+              "clickhouse": "analytics-ingestion"}  # the first ad service using each store (production config order)
+    for store, pod in pods.items():
+        service = owners[store]
+        assert pod["metadata"]["namespace"] == "ads"
+        # The service's selector labels: its NetworkPolicy's egress and the store's ingress apply to the probe.
+        assert {"app.kubernetes.io/name": service, "app.kubernetes.io/part-of": "adplatform"}.items() <= \
+            pod["metadata"]["labels"].items()
+        [container] = pod["spec"]["containers"]
+        assert container["image"] == stores.PROBES[store].image and ":" in container["image"].rsplit("/", 1)[1]
+        logins = [e for e in container["env"] if "valueFrom" in e]
+        assert logins and {e["valueFrom"]["secretKeyRef"]["name"] for e in logins} == {f"{service}-{store}"}
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] and container["securityContext"]["readOnlyRootFilesystem"]
+        # Never Ready, so the service's Service never routes a request to it.
+        assert container["readinessProbe"] == {"tcpSocket": {"port": 1}, "periodSeconds": 60}
+    assert sorted(kube.deleted) == sorted(f"pod/ads/{m['metadata']['name']}" for m in kube.created)
+    redpanda = pods["redpanda"]["spec"]
+    ca = {"secretName": "redpanda-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+    assert {"name": "redpanda-ca", "secret": ca} in redpanda["volumes"], "rpk needs the CA the service trusts"
+
+
+def test_a_failed_write_or_read_fails_with_the_pods_own_words_and_the_pod_is_removed():
+    kube = Recorded("healthy", phases={"scylladb": "Failed"}, log="create table\nwrite\nread")
+    failed, report = run("healthy", kube=kube)
+    assert failed == 1
+    assert "FAIL stores accept a consumer's write and read (3/4)" in report
+    assert "x scylladb write/read as ad-serving: pod ads/adplatform-verify-scylladb-" in report
+    detail = report.split("x scylladb write/read as ad-serving: ")[1].splitlines()[0]
+    assert detail.endswith("Failed: create table | write | read")
+    assert len(kube.deleted) == 4
+
+
+def test_a_probe_pod_the_namespace_refuses_fails_that_store_only():
+    class Full(Recorded):
+        def create(self, manifest):
+            if "-clickhouse-" in manifest["metadata"]["name"]:
+                raise KubectlError('kubectl create -f -: Error from server (Forbidden): exceeded quota: ads-quota')
+            super().create(manifest)
+    failed, report = run("healthy", kube=Full("healthy"))
+    assert failed == 1 and "(3/4)" in report
+    assert ("x clickhouse write/read as analytics-ingestion: could not start the probe pod: kubectl create -f -: "
+            "Error from server (Forbidden): exceeded quota: ads-quota") in report
+
+
+def test_a_probe_that_never_finishes_fails_and_is_removed():
+    kube = Recorded("healthy", phases={"redpanda": "Pending"})
+    result = stores.roundtrip(kube, config(), "redpanda", "ad-serving", NOW, sleep=lambda s: None)
+    assert not result.ok and "Pending" in result.detail
+    assert kube.deleted == [f"pod/ads/{kube.created[0]['metadata']['name']}"]
+
+
+def test_a_consumer_wired_to_another_login_or_missing_fails_without_a_pod():
+    kube = Recorded("healthy")
+    deployment = kube.answers["get:deployment/ads/ad-serving"]
+    for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]:
+        if e["name"] == "DRAGONFLY_PASSWORD":
+            e["valueFrom"]["secretKeyRef"]["name"] = "dragonfly-admin"
+    result = stores.roundtrip(kube, config(), "dragonfly", "ad-serving", NOW)
+    assert not result.ok and result.detail == ("its dragonfly login comes from dragonfly-admin, not its own Secret "
+                                               "ad-serving-dragonfly")
+    del kube.answers["get:deployment/ads/analytics-ingestion"]
+    result = stores.roundtrip(kube, config(), "clickhouse", "analytics-ingestion", NOW)
+    assert not result.ok and result.detail == "no Deployment ads/analytics-ingestion"
+    assert kube.created == []
+
+
+def test_no_credential_reaches_verifys_output_the_pod_spec_or_kubectls_arguments(monkeypatch):
+    kube = Recorded("healthy", phases={store: "Failed" for store in stores.PROBES}, log="NOAUTH Authentication failed")
+    failed, report = run("healthy", kube=kube)
+    assert failed == 4
+    manifests = json.dumps(kube.created)
+    for value in SECRET_VALUES:
+        assert value not in report and value not in manifests
+    # The real kubectl: the pod goes on stdin, never on a command line.
+    calls = []
+
+    def fake(args, **kwargs):
+        calls.append((args, kwargs.get("input")))
+        return subprocess.CompletedProcess(args, 0, stdout="{}", stderr="")
+    monkeypatch.setattr(kube_module.subprocess, "run", fake)
+    Kubectl("/tmp/kubeconfig").create(kube.created[0])
+    [(args, stdin)] = calls
+    assert args[-3:] == ["create", "-f", "-"] and json.loads(stdin) == kube.created[0]
+
+
+def test_the_probes_use_only_what_the_services_wiring_gives_them():
+    """Each script reads env the program's ad service Deployment sets (plus MARKER/HOME and what the script
+    itself defines), and the recorded Deployments are the program's current wiring."""
+    run_ = stack_run("production")
+    program = {r.inputs["metadata"]["name"]: r.inputs for r in run_.of_type("kubernetes:apps/v1:Deployment")
+               if "adplatform:ads:" in r.urn}
+    recorded = answers("healthy")
+    for service in ("ad-serving", "analytics-ingestion"):
+        live = recorded[f"get:deployment/ads/{service}"]["spec"]["template"]["spec"]
+        want = program[service]["spec"]["template"]["spec"]
+        assert live["containers"][0]["env"] == want["containers"][0]["env"], "live.json: regenerate from the program"
+        assert live["volumes"] == want["volumes"]
+    for store, service in stores.first_ad_consumers(config()).items():
+        probe = stores.PROBES[store]
+        wiring = {e["name"] for e in stores.wiring_env(program[service], probe)}
+        defined = set(re.findall(r"(?:export |\s)([A-Z_]+)=", probe.script))
+        used = set(re.findall(r"\$\{([A-Z_]+)", probe.script))
+        given = wiring | {"MARKER", "HOME"} | set(probe.extra(service, config()))
+        assert used and used - defined <= given, (store, used - defined - given)
+
+
+# --- node autoscaler ----------------------------------------------------------------------------------------
+AUTOSCALER = "get:deployment/cluster-autoscaler/cluster-autoscaler"
+STATUS = "get:configmap/cluster-autoscaler/cluster-autoscaler-status"
+
+
+def provider_group_names(stack: str) -> list[str]:
+    """The node groups as the program hands them to the autoscaler: the chart's `--nodes` groups, or on AWS
+    (auto-discovery by tag) the Auto Scaling groups it creates."""
+    run_ = stack_run(stack)
+    [release] = [r for r in run_.of_type("kubernetes:helm.sh/v3:Release") if r.urn.endswith("::cluster-autoscaler")]
+    if "autoscalingGroups" in release.inputs["values"]:
+        return [g["name"] for g in release.inputs["values"]["autoscalingGroups"]]
+    return [r.inputs["name"] for r in run_.of_type("aws:autoscaling/group:Group")]
+
+
+@pytest.mark.parametrize("stack", ["production", "staging-aws", "staging-gcp", "staging-azure"])
+def test_the_expected_node_groups_are_the_ones_the_program_gives_the_autoscaler(stack):
+    groups = expected.node_groups(verify.stack_file_config(stack))
+    names = provider_group_names(stack)
+    assert groups and len(names) == len(groups)
+    assert all(sum(checks.is_group(n, g) for n in names) == 1 for g in groups), (names, groups)
+
+
+def test_autoscaler_fails_when_not_available_or_a_node_group_is_not_registered():
+    kube = Recorded("healthy")
+    kube.answers[STATUS]["data"]["status"] = kube.answers[STATUS]["data"]["status"].replace(
+        "adp-production-general-fsn1", "adp-production-other-fsn1")
+    kube.answers[AUTOSCALER]["status"] = {"replicas": 2, "conditions": [
+        {"type": "Available", "status": "False", "message": "Deployment does not have minimum availability."}]}
+    failed, report = run("healthy", kube=kube)
+    assert failed == 2
+    assert ("x Deployment cluster-autoscaler/cluster-autoscaler: Deployment does not have minimum availability."
+            in report)
+    assert "x node group general-fsn1: not registered (the autoscaler lists: adp-production-other-fsn1)" in report
+
+
+def test_autoscaler_without_a_status_or_still_initializing_fails():
+    kube = Recorded("healthy")
+    del kube.answers[STATUS]
+    failed, report = run("healthy", kube=kube)
+    assert failed == 1 and "x autoscaler status: no status ConfigMap yet" in report
+    configmap = Recorded("healthy").answers[STATUS]
+    configmap["data"]["status"] = "Cluster-autoscaler status at 2026-12-07 08:59:41 +0000 UTC:\n" + \
+        configmap["data"]["status"].replace("autoscalerStatus: Running", "autoscalerStatus: Initializing")
+    found = checks.node_autoscaler(Recorded("healthy").answers[AUTOSCALER], configmap, ["general-fsn1"])
+    assert [(c.name, c.ok) for c in found] == [("Deployment cluster-autoscaler/cluster-autoscaler", True),
+                                               ("autoscaler status", False), ("node group general-fsn1", True)]
+
+
+def test_a_stack_without_autoscaled_pools_or_drills_has_no_such_section(monkeypatch):
+    monkeypatch.setattr(expected, "node_groups", lambda cfg: [])
+    monkeypatch.setattr(expected, "drill_cronjobs", lambda cfg: [])
+    failed, report = run("healthy")
+    assert failed == 0 and "node autoscaler" not in report and "restore drills" not in report
+
+
+# --- restore drills -----------------------------------------------------------------------------------------
+def drill(status: dict, schedule: str = "0 4 * * 0") -> dict:
+    return {"metadata": {"name": "drill-postgres", "namespace": "dr-drills"}, "spec": {"schedule": schedule},
+            "status": status}
+
+
+@pytest.mark.parametrize("status, ok, detail", [
+    ({}, True, "not yet run (before its first schedule)"),
+    ({"lastScheduleTime": "2026-12-06T04:00:00Z", "active": [{"name": "drill-postgres-1"}]}, True,
+     "first run in progress"),
+    ({"lastScheduleTime": "2026-12-06T04:00:00Z", "lastSuccessfulTime": "2026-11-22T04:30:00Z"}, True,
+     "last success 2026-11-22T04:30:00Z"),  # two weeks and a bit: two weekly periods not yet over
+    ({"lastScheduleTime": "2026-12-06T04:00:00Z", "lastSuccessfulTime": "2026-11-22T04:00:00Z"}, False,
+     "last success 2026-11-22T04:00:00Z, limit 14 days, 0:00:00 (2 schedule periods)"),
+    ({"lastScheduleTime": "2026-12-06T04:00:00Z"}, False,
+     "last success never, limit 14 days, 0:00:00 (2 schedule periods)"),  # its first run failed
+])
+def test_a_drill_must_have_succeeded_within_two_schedule_periods_once_it_ran(status, ok, detail):
+    now = datetime(2026, 12, 6, 4, 0, tzinfo=timezone.utc)
+    [found] = checks.restore_drills([drill(status)], ["drill-postgres"], now, drills.STALE_FACTOR)
+    assert (found.ok, found.detail) == (ok, detail)
+
+
+def test_a_missing_drill_fails_and_drills_are_not_counted_as_backups():
+    kube = Recorded("healthy")
+    kube.answers["cronjobs"] = [c for c in kube.answers["cronjobs"] if c["metadata"]["namespace"] != "dr-drills"]
+    failed, report = run("healthy", kube=kube)
+    assert failed == 1 and "x drill drill-postgres: no such CronJob" in report
+    failed, report = run("healthy")
+    assert " ok  backups recent (4/4)" in report, "the two backup CronJobs, Velero and CNPG; not the drill"
+    assert expected.drill_cronjobs(config()) == ["drill-postgres"]
+
+
+def test_the_probe_scripts_pass_shellcheck():
+    assert validators.shellcheck({f"verify-{store}": "#!/usr/bin/env bash\n" + p.script
+                                  for store, p in stores.PROBES.items()}) == ""

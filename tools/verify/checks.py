@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
+import yaml
+
+from config.cron import longest_gap_seconds
+
 Obj = dict[str, Any]
 
 
@@ -206,4 +210,81 @@ def cnpg_backups(scheduled: list[Obj], backups: list[Obj], now: datetime,
         newest = max((parse_time(b["status"]["stoppedAt"]) for b in done), default=None)
         ok = newest is not None and now - newest < max_age
         found.append(Check(f"ScheduledBackup {ref}", ok, f"newest completed backup {newest or 'none'}"))
+    return found
+
+
+# --- node autoscaler --------------------------------------------------------------------------------
+
+def deployment_available(name: str, deployment: Obj | None) -> Check:
+    if deployment is None:
+        return Check(f"Deployment {name}", False, "not found")
+    ok, detail = _condition_true(deployment, "Available"), _conditions(deployment).get("Available", {})
+    ready = deployment.get("status", {}).get("readyReplicas", 0)
+    return Check(f"Deployment {_ref(deployment)}", ok and ready > 0,
+                 f"{ready} replica(s) ready" if ok else detail.get("message") or "not Available")
+
+
+def autoscaler_status(configmap: Obj | None) -> dict[str, Any] | None:
+    """The cluster autoscaler's status ConfigMap (`data.status`, YAML: clusterstate/api ClusterAutoscalerStatus),
+    tolerating the `Cluster-autoscaler status at ...:` first line older releases put before it."""
+    if configmap is None:
+        return None
+    text = (configmap.get("data") or {}).get("status", "")
+    if text.startswith("Cluster-autoscaler status at"):
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def is_group(registered: str, expected: str) -> bool:
+    """Whether the autoscaler's name of a node group is the program's group `expected` (NodeGroupRequest.name):
+    each provider names the group after it, behind a stack prefix (Hetzner `adp-<stack>-`, AWS/Azure
+    `<prefix>-`) or at the end of a URL (a GCE managed instance group)."""
+    return registered == expected or registered.endswith(("-" + expected, "/" + expected))
+
+
+def node_autoscaler(deployment: Obj | None, configmap: Obj | None, expected: list[str]) -> list[Check]:
+    """The autoscaler runs, reports `Running`, and every node group the stack's config declares is registered."""
+    found = [deployment_available("cluster-autoscaler", deployment)]
+    status = autoscaler_status(configmap)
+    if status is None:
+        detail = "no status ConfigMap yet" if configmap is None else "its status is not the autoscaler's YAML"
+        return [*found, Check("autoscaler status", False, detail)]
+    state = status.get("autoscalerStatus", "?")
+    found.append(Check("autoscaler status", state == "Running", f"autoscalerStatus {state}"))
+    registered = [g.get("name", "") for g in status.get("nodeGroups") or []]
+    for name in expected:
+        match = [r for r in registered if is_group(r, name)]
+        found.append(Check(f"node group {name}", bool(match), f"registered as {match[0]}" if match else
+                           f"not registered (the autoscaler lists: {', '.join(registered) or 'none'})"))
+    return found
+
+
+# --- restore drills ---------------------------------------------------------------------------------
+
+def restore_drills(cronjobs: list[Obj], expected: list[str], now: datetime, stale_factor: int) -> list[Check]:
+    """Each drill CronJob succeeded within `stale_factor` of its schedule's periods (its longest gap), once it
+    has been scheduled; before its first schedule it has simply not run yet."""
+    by_name = {job["metadata"]["name"]: job for job in cronjobs}
+    found = []
+    for name in expected:
+        job = by_name.get(name)
+        if job is None:
+            found.append(Check(f"drill {name}", False, "no such CronJob"))
+            continue
+        status = job.get("status", {})
+        if not status.get("lastScheduleTime"):
+            found.append(Check(f"drill {_ref(job)}", True, "not yet run (before its first schedule)"))
+            continue
+        limit = timedelta(seconds=stale_factor * longest_gap_seconds(job["spec"]["schedule"]))
+        succeeded = status.get("lastSuccessfulTime")
+        if succeeded is None and status.get("active"):
+            found.append(Check(f"drill {_ref(job)}", True, "first run in progress"))
+            continue
+        ok = succeeded is not None and now - parse_time(succeeded) < limit
+        found.append(Check(f"drill {_ref(job)}", ok, f"last success {succeeded or 'never'}"
+                           + ("" if ok else f", limit {limit} ({stale_factor} schedule periods)")))
     return found

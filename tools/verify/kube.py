@@ -1,4 +1,5 @@
-"""kubectl as a subprocess: JSON in, nothing written to the cluster."""
+"""kubectl as a subprocess: JSON in. The only writes are the store probes' own short-lived pods (stores.py),
+created from JSON on stdin and deleted again."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ class Kubectl:
     binary: str = "kubectl"
     timeout: int = 60
 
-    def _run(self, *args: str) -> str:
+    def _run(self, *args: str, stdin: str | None = None) -> str:
         done = subprocess.run([self.binary, "--kubeconfig", self.kubeconfig, *args], capture_output=True,
-                              text=True, timeout=self.timeout, check=False)
+                              text=True, timeout=self.timeout, check=False, input=stdin)
         if done.returncode != 0:
             raise KubectlError(f"kubectl {' '.join(args)}: {done.stderr.strip() or done.returncode}")
         return done.stdout
@@ -37,3 +38,22 @@ class Kubectl:
     def raw(self, path: str) -> Any:
         """GET an API path (e.g. a Service proxy: the Alertmanager API without a port-forward)."""
         return json.loads(self._run("get", "--raw", path))
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One object; None when it does not exist."""
+        try:
+            return json.loads(self._run("get", kind, name, "--namespace", namespace, "-o", "json"))
+        except KubectlError as err:
+            if "NotFound" in str(err):
+                return None
+            raise
+
+    def create(self, manifest: dict[str, Any]) -> None:
+        """Create an object from its JSON on stdin (nothing of it on a command line)."""
+        self._run("create", "-f", "-", stdin=json.dumps(manifest))
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        self._run("delete", kind, name, "--namespace", namespace, "--ignore-not-found", "--wait=false")
+
+    def logs(self, namespace: str, name: str) -> str:
+        return self._run("logs", name, "--namespace", namespace)
