@@ -218,8 +218,15 @@ class NodeGroups:
     # `secret_env`, never here.
     autoscaler_values: dict
     # Environment variables the autoscaler reads from a Secret the autoscaler component creates (name -> value),
-    # e.g. the Hetzner token and cluster config.
+    # e.g. the Hetzner token. Small values only: Linux caps one environment variable at 128 KiB (MAX_ARG_STRLEN).
     secret_env: dict[str, pulumi.Input[str]] = field(default_factory=dict)
+    # Files (name -> content) the autoscaler component puts in a second Secret, mounted read-only in
+    # AUTOSCALER_FILES_DIR: for what may outgrow an environment variable (the Hetzner node groups' cloud-init).
+    secret_files: dict[str, pulumi.Input[str]] = field(default_factory=dict)
+
+
+# Where the autoscaler's container finds NodeGroups.secret_files (a provider names a file as f"{DIR}/{name}").
+AUTOSCALER_FILES_DIR = "/etc/adplatform/autoscaler"
 
 
 # Creates the provider's node groups for the autoscaled pools once the cluster API answers (the autoscaler is

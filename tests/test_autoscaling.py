@@ -16,7 +16,7 @@ import yaml
 from components.k3s import userdata
 from components.k3s.config import NODE_FACT_KEYS
 from components.services.autoscaler import shares
-from providers.hetzner import SERVER_TYPES
+from providers.hetzner import CLUSTER_CONFIG_FILE, SERVER_TYPES
 from tests import validators
 from tests.conftest import base_raw, k3s_config, run_raw, script_param, stack_run
 from tools.mockrun import Run, Secret, _fake_id
@@ -36,8 +36,14 @@ def env_secret(run: Run) -> Secret:
     return data
 
 
+def files_secret(run: Run) -> dict[str, str]:
+    data = run.named("cluster-autoscaler-files", SECRET).inputs["stringData"]
+    assert isinstance(data, Secret), "the node groups' cloud-init carries the agent join token"
+    return {key: _unsecret(value) for key, value in data.value.items()}
+
+
 def node_configs(run: Run) -> dict[str, dict]:
-    return json.loads(base64.b64decode(env_secret(run).value["HCLOUD_CLUSTER_CONFIG"]))["nodeConfigs"]
+    return json.loads(files_secret(run)[CLUSTER_CONFIG_FILE])["nodeConfigs"]
 
 
 def setup_files(cloud_init: str) -> dict[str, str]:
@@ -125,6 +131,35 @@ def test_autoscaled_servers_land_in_the_stacks_network_firewall_and_labels(stagi
     assert group["placementGroup"] == spread_group.inputs["name"], "2 Pulumi + 2 autoscaled servers fit one group"
 
 
+# Linux refuses to start a process with one environment string over MAX_ARG_STRLEN (32 pages: 128 KiB), and the API
+# server refuses a Secret whose data exceeds 1 MiB (MaxSecretSize).
+MAX_ENV_VALUE = 128 * 1024
+MAX_SECRET_DATA = 1024 * 1024
+
+
+def many_groups() -> Run:
+    """Twelve Hetzner node groups: four autoscaled pools over three locations each."""
+    pools = [{"name": f"work{i}", "role": "general", "locations": ["fsn1", "nbg1", "hel1"],
+              "labels": {"adplatform.io/workload": f"work{i}"}, "autoscaling": {"min": 0, "max": 3}}
+             for i in range(4)]
+    return run_raw(base_raw(profile="staging", layers={"dataPlane": False},
+                            cluster={"location": "fsn1", "pools": [{"name": "general"}, *pools]}))
+
+
+def test_many_node_groups_cloud_init_reaches_the_autoscaler_as_a_mounted_file():
+    run = many_groups()
+    files = files_secret(run)
+    assert len(json.loads(files[CLUSTER_CONFIG_FILE])["nodeConfigs"]) == 12
+    assert sum(len(v.encode()) for v in files.values()) <= MAX_SECRET_DATA
+    env = env_secret(run).value
+    assert all(len(str(_unsecret(v)).encode()) < MAX_ENV_VALUE for v in env.values())
+    assert not [k for k in env if k.startswith("HCLOUD_CLUSTER_CONFIG")], "no cloud-init in the environment"
+    values = autoscaler_values(run)
+    [mount] = values["extraVolumeSecrets"].values()
+    assert mount["name"] == "cluster-autoscaler-files"
+    assert values["extraEnv"]["HCLOUD_CLUSTER_CONFIG_FILE"] == f"{mount['mountPath']}/{CLUSTER_CONFIG_FILE}"
+
+
 def test_a_group_that_would_overflow_its_spread_group_gets_none():
     # general-fsn1: 1 Pulumi server + 2 autoscaled fit; batch has no Pulumi server, hence no spread group.
     configs = node_configs(spread())
@@ -185,7 +220,7 @@ def test_user_data_scripts_pass_shellcheck(staging):
 
 
 def test_every_autoscaled_pools_user_data_is_valid_cloud_init(staging):
-    documents = {k: v for k, v in validators.cloud_init_documents(staging).items() if "HCLOUD_CLUSTER_CONFIG" in k}
+    documents = {k: v for k, v in validators.cloud_init_documents(staging).items() if CLUSTER_CONFIG_FILE in k}
     assert documents, "the autoscaled pool's user data is checked by test_artifacts' cloud-init check"
     for name, document in documents.items():
         assert validators.cloud_init_problems(document) == [], name
@@ -218,7 +253,7 @@ def test_join_and_cloud_secrets_are_only_in_the_secret(staging):
     values = json.dumps(autoscaler_values(staging))
     agent_token = k3s_config(staging, "general-1")["token"]
     hcloud_token = env_secret(staging).value["HCLOUD_TOKEN"]
-    for secret in (agent_token, hcloud_token, "HCLOUD_CLUSTER_CONFIG", "#cloud-config"):
+    for secret in (agent_token, hcloud_token, "nodeConfigs", "#cloud-config"):
         assert secret not in values
     assert autoscaler_values(staging)["envFromSecret"] == "cluster-autoscaler-env"
 
@@ -300,13 +335,7 @@ def _group_user_data(stack: str) -> list[bytes]:
     if stack == "staging-azure":
         return [base64.b64decode(_unsecret(_unsecret(r.inputs["virtualMachineProfile"])["osProfile"]["customData"]))
                 for r in run.of_type("azure-native:compute:VirtualMachineScaleSet")]
-    env = {}
-    for secret in run.of_type("kubernetes:core/v1:Secret"):
-        data = _unsecret(secret.inputs.get("stringData")) or {}
-        if "HCLOUD_CLUSTER_CONFIG" in data:
-            env = json.loads(base64.b64decode(_unsecret(data["HCLOUD_CLUSTER_CONFIG"])))
-    return [base64.b64decode(node["cloudInit"]) if not node["cloudInit"].startswith("#cloud-config")
-            else node["cloudInit"].encode() for node in env.get("nodeConfigs", {}).values()]
+    return [node["cloudInit"].encode() for node in node_configs(run).values()]
 
 
 @pytest.mark.parametrize("stack", sorted(USER_DATA_LIMITS))

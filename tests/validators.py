@@ -29,6 +29,7 @@ import yaml
 
 from components.charts import K3S_VERSION
 from policy.rules import is_secret, kubernetes_kind
+from providers import hetzner
 from tools.mockrun import Resource, Run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,7 +132,7 @@ def _nested(inputs: dict, path: tuple[str, ...]) -> object:
 
 def cloud_init_documents(run: Run) -> dict[str, str]:
     """Every user data document: machines' and node-group templates' inputs, and the node groups the cluster
-    autoscaler creates servers of (on Hetzner its HCLOUD_CLUSTER_CONFIG holds each group's cloud-init)."""
+    autoscaler creates servers of (on Hetzner its cluster config file holds each group's cloud-init)."""
     found = {}
     for r in run.resources:
         for path in [(key,) for key in CLOUD_INIT_KEYS] + list(NESTED_CLOUD_INIT):
@@ -139,15 +140,15 @@ def cloud_init_documents(run: Run) -> dict[str, str]:
             if document is not None:
                 found[f"{r.name}.{'.'.join(path)}"] = document
     for secret in run.of_type("kubernetes:core/v1:Secret"):
-        encoded = (plain(secret.inputs.get("stringData")) or {}).get(HCLOUD_CLUSTER_CONFIG)
-        if encoded:
-            groups = json.loads(base64.b64decode(encoded))["nodeConfigs"]
-            found.update({f"{secret.name}.{HCLOUD_CLUSTER_CONFIG}.{name}": group["cloudInit"]
+        document = (plain(secret.inputs.get("stringData")) or {}).get(HCLOUD_CLUSTER_CONFIG_FILE)
+        if document:
+            groups = json.loads(document)["nodeConfigs"]
+            found.update({f"{secret.name}.{HCLOUD_CLUSTER_CONFIG_FILE}.{name}": group["cloudInit"]
                           for name, group in groups.items()})
     return found
 
 
-HCLOUD_CLUSTER_CONFIG = "HCLOUD_CLUSTER_CONFIG"  # providers/hetzner.py cluster_config
+HCLOUD_CLUSTER_CONFIG_FILE = hetzner.CLUSTER_CONFIG_FILE
 
 
 def cloud_init_problems(document: str) -> list[str]:
