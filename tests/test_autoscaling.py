@@ -15,7 +15,8 @@ import yaml
 
 from components.k3s import userdata
 from components.k3s.config import NODE_FACT_KEYS
-from components.services.autoscaler import shares
+from components.services.autoscaler import group_locations, shares
+from config.model import LOCATION_LABEL, Cluster
 from providers.hetzner import CLUSTER_CONFIG_FILE, SERVER_TYPES
 from tests import validators
 from tests.conftest import base_raw, k3s_config, run_raw, script_param, stack_run
@@ -95,6 +96,46 @@ def test_groups_split_the_extra_nodes_over_the_pools_locations():
         "adp-test-general-hel1": ("hel1", 1, SERVER_TYPES["medium"]),
         "adp-test-batch-fsn1": ("fsn1", 3, "ccx33")}
     assert all(g["minSize"] == 0 for g in groups.values()), "the floor is Pulumi's nodes, not group members"
+
+
+def test_an_unpinned_gcp_pool_gets_a_managed_instance_group_in_every_spread_zone():
+    """A MIG is zonal: one group would have put every autoscaled node of staging-gcp's general pool in zone a."""
+    run = stack_run("staging-gcp")
+    migs = run.of_type("gcp:compute/instanceGroupManager:InstanceGroupManager")
+    assert sorted(m.inputs["zone"] for m in migs) == ["europe-west3-a", "europe-west3-b", "europe-west3-c"]
+    assert [g["maxSize"] for g in autoscaler_values(run)["autoscalingGroups"]] == [1, 1, 1], "max 5 - min 2"
+
+
+def test_an_unpinned_aws_pool_gets_one_single_zone_auto_scaling_group_per_spread_zone():
+    run = stack_run("staging-aws")
+    zones = {mockrun_id: r.inputs["availabilityZone"] for r in run.of_type("aws:ec2/subnet:Subnet")
+             for mockrun_id in [_fake_id(r.name)]}
+    groups = [g.inputs["vpcZoneIdentifiers"] for g in run.of_type("aws:autoscaling/group:Group")]
+    assert all(len(subnets) == 1 for subnets in groups), "AZRebalance would terminate nodes of a multi-zone group"
+    assert sorted(zones[s] for [s] in groups) == ["eu-central-1a", "eu-central-1b", "eu-central-1c"]
+
+
+def test_an_unpinned_azure_pool_keeps_one_scale_set_over_the_spread_zones():
+    [vmss] = stack_run("staging-azure").of_type("azure-native:compute:VirtualMachineScaleSet")
+    assert vmss.inputs["zones"] == ["1", "2", "3"] and "zoneBalance" not in vmss.inputs, \
+        "a scale set never deletes running nodes to rebalance zones unless zoneBalance is set"
+
+
+def test_pinned_and_cluster_located_pools_ignore_the_providers_spread():
+    cluster = Cluster.model_validate({"location": None, "pools": [
+        {"name": "general", "role": "general", "autoscaling": {"min": 0, "max": 3}},
+        {"name": "pinned", "role": "general", "locations": ["z2"], "autoscaling": {"min": 0, "max": 3}},
+        {"name": "single", "role": "general", "location": "z3", "autoscaling": {"min": 0, "max": 3}}]})
+    spread_zones = ("z1", "z2", "z3")
+    assert {p.name: group_locations(p, cluster, spread_zones) for p in cluster.autoscaled_pools} == {
+        "general": ["z1", "z2", "z3"], "pinned": ["z2"], "single": ["z3"]}
+    assert group_locations(cluster.autoscaled_pools[0], cluster, (None,)) == [None], "the provider's default"
+
+
+def test_a_pools_groups_in_several_locations_count_as_similar_for_balancing(production):
+    """The autoscaler balances only groups whose labels match but for the standard zone labels; our groups carry
+    their location in adplatform.io/location (cluster-autoscaler 1.36.1 nodegroupset BasicIgnoredLabels)."""
+    assert autoscaler_values(production)["extraArgs"]["balancing-ignore-label"] == LOCATION_LABEL
 
 
 @pytest.mark.parametrize("extra, parts, expected", [(5, 1, [5]), (5, 3, [2, 2, 1]), (2, 3, [1, 1, 0]), (0, 2, [0, 0])])

@@ -39,7 +39,7 @@ from components.services.context import ServicesContext
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, NamespaceSpec,
                                             Namespaces, prometheus_peer)
 from components.services.upgrades import CONTROL_PLANE_LABEL
-from config.model import Cluster, StackConfig, pool_locations
+from config.model import LOCATION_LABEL, Cluster, Pool, StackConfig, pool_locations
 from config.services import Autoscaler
 from providers.base import AUTOSCALER_FILES_DIR, Infrastructure, NodeGroupRequest, NodeGroups, group_spec, node_group_name
 
@@ -81,11 +81,18 @@ def shares(extra: int, parts: int) -> list[int]:
     return [extra // parts + (1 if i < extra % parts else 0) for i in range(parts)]
 
 
-def requests(cluster: Cluster, join: JoinSettings) -> list[NodeGroupRequest]:
+def group_locations(pool: Pool, cluster: Cluster, unpinned: Sequence[str | None]) -> list[str | None]:
+    """The locations of a pool's node groups: the pool's, or where the provider spreads unpinned nodes
+    (Infrastructure.unpinned_group_locations) when neither the pool nor the cluster names one."""
+    locations = pool_locations(pool, cluster)
+    return list(unpinned) if locations == [None] else locations
+
+
+def requests(cluster: Cluster, join: JoinSettings, unpinned: Sequence[str | None] = (None,)) -> list[NodeGroupRequest]:
     """One node group per (autoscaled pool, location with a share of its extra nodes)."""
     found = []
     for pool in cluster.autoscaled_pools:
-        locations = pool_locations(pool, cluster)
+        locations = group_locations(pool, cluster, unpinned)
         for location, share in zip(locations, shares(pool.autoscaling.extra, len(locations))):
             if share == 0:
                 continue  # fewer extra nodes than locations: the first locations take them
@@ -112,6 +119,8 @@ def neutral_values(ctx: ServicesContext, settings: Autoscaler) -> dict[str, Any]
             "leader-elect": True,  # one active replica; the other takes over within the lease
             "expander": EXPANDER,
             "balance-similar-node-groups": True,  # a pool's groups in several locations grow evenly
+            # ... which needs them "similar": equal labels but the standard zone labels, and ours names the location.
+            "balancing-ignore-label": LOCATION_LABEL,
             "skip-nodes-with-system-pods": True,
             "skip-nodes-with-local-storage": True,
             "scale-down-delay-after-add": settings.scale_down_delay_after_add,
@@ -153,7 +162,7 @@ def install(ctx: ServicesContext, spaces: Namespaces, infra: Infrastructure, joi
             after: Sequence[pulumi.Resource]) -> NodeAutoscaling:
     """`after`: the cluster and the monitoring CRDs (the chart renders a ServiceMonitor)."""
     assert infra.install_node_groups is not None
-    groups = requests(ctx.cluster, join)
+    groups = requests(ctx.cluster, join, infra.unpinned_group_locations)
     made = infra.install_node_groups(groups, ctx.k8s, list(after), ctx.parent)
     opts = ctx.opts([*after, *spaces.ready_for([NAMESPACE])])
     secrets = [_secret(SECRET, made.secret_env, opts)]
