@@ -19,7 +19,8 @@ from components.services.autoscaler import group_locations, shares
 from config.model import LOCATION_LABEL, Cluster
 from providers.hetzner import CLUSTER_CONFIG_FILE, SERVER_TYPES
 from tests import validators
-from tests.conftest import base_raw, k3s_config, run_raw, script_param, stack_run
+from config import load
+from tests.conftest import SECRET_KEYS, base_raw, k3s_config, run_raw, script_param, stack_run
 from tools.mockrun import Run, Secret, _fake_id
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -206,6 +207,36 @@ def test_a_group_that_would_overflow_its_spread_group_gets_none():
     configs = node_configs(spread())
     assert configs["adp-test-general-fsn1"]["placementGroup"] == "adp-test-general"
     assert "placementGroup" not in configs["adp-test-batch-fsn1"]
+
+
+# --- a pool whose nodes are all the autoscaler's (min 0) is maintained like the others -----------------------
+
+BATCH_TAINT = {"key": "adplatform.io/batch", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+
+
+def test_kured_reboots_the_nodes_of_a_tainted_pool_without_pulumi_nodes():
+    """spread()'s batch pool has autoscaling.min 0: every node it ever has is the autoscaler's."""
+    tolerations = validators.plain(spread().named("kured", RELEASE).inputs["values"])["tolerations"]
+    assert BATCH_TAINT in tolerations
+
+
+def test_upgrade_plan_reaches_the_nodes_of_a_tainted_pool_without_pulumi_nodes():
+    spec = spread().named("upgrade-plan-agent-plan", "kubernetes:upgrade.cattle.io/v1:Plan").inputs["spec"]
+    assert BATCH_TAINT in spec["tolerations"]
+
+
+def test_an_ad_service_may_run_on_a_pool_the_autoscaler_grows_from_zero():
+    from components.ads import plan as ads_plan
+    from tests.test_ads_config import ads
+
+    raw = base_raw(**ads({"bidding": {"pool": "batch"}}), cluster={"pools": [  # merged into the profile's by name
+        {"name": "batch", "role": "general", "taints": ["adplatform.io/batch=true:NoSchedule"],
+         "autoscaling": {"min": 0, "max": 3}}]})
+    cfg = load("test", raw, SECRET_KEYS).config
+    bidding = cfg.ad_services.services["bidding"]
+    placed = ads_plan("bidding", bidding, cfg.ad_services, cfg, {s: None for s in bidding.stores}, None, None)
+    assert placed.node_selector == {"adplatform.io/pool": "batch"}, "pending pods there make the autoscaler add nodes"
+    assert placed.tolerations == (BATCH_TAINT,)
 
 
 # --- autoscaled nodes run the SSH path's scripts ----------------------------------------------------
