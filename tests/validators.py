@@ -30,6 +30,7 @@ import yaml
 from components.charts import K3S_VERSION
 from policy.rules import is_secret, kubernetes_kind
 from providers import hetzner
+from tools.ci import cloud_init_schema
 from tools.mockrun import Resource, Run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,13 +153,47 @@ HCLOUD_CLUSTER_CONFIG_FILE = hetzner.CLUSTER_CONFIG_FILE
 
 
 def cloud_init_problems(document: str) -> list[str]:
+    """What cloud-init would reject: the header, YAML, a mapping, then cloud-init's own JSON schema (which needs
+    the schema installed: skips or fails the calling test otherwise, see require_cloud_init_schema)."""
     if not document.startswith("#cloud-config\n"):
         return ["does not start with the #cloud-config header"]
     try:
         data = yaml.safe_load(document)
     except yaml.YAMLError as exc:
         return [f"is not YAML: {exc}"]
-    return [] if isinstance(data, dict) else ["is not a YAML mapping"]
+    if not isinstance(data, dict):
+        return ["is not a YAML mapping"]
+    return [f"{'.'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
+            for e in cloud_init_validator().iter_errors(data)]
+
+
+def cloud_init_schema_missing() -> str | None:
+    """Why cloud-init's schema cannot be used here, or None when it can."""
+    if not cloud_init_schema.installed():
+        return (f"cloud-init's schema {cloud_init_schema.VERSION} is not installed: `make test` extracts it from "
+                f"Debian's package into {cloud_init_schema.DIRECTORY.relative_to(ROOT)}")
+    return None
+
+
+def require_cloud_init_schema() -> None:
+    """Skips the calling test, saying why, where the schema is not installed; fails instead where CI requires it."""
+    missing = cloud_init_schema_missing()
+    if missing and os.environ.get(REQUIRE_NODE_TOOLS):
+        pytest.fail(f"{missing}; {REQUIRE_NODE_TOOLS} is set, so the schema check must run here")
+    if missing:
+        pytest.skip(missing)
+
+
+@functools.lru_cache(maxsize=None)
+def _cloud_init_validator() -> jsonschema.protocols.Validator:
+    schema = json.loads(cloud_init_schema.SCHEMA.read_text())
+    # cloud-init validates with a Draft 4 validator (cloudinit/config/schema.py get_jsonschema_validator).
+    return jsonschema.Draft4Validator(schema)
+
+
+def cloud_init_validator() -> jsonschema.protocols.Validator:
+    require_cloud_init_schema()
+    return _cloud_init_validator()
 
 
 PIPELINE_SCHEMAS = {".gitlab-ci.yml": "vendor.gitlab-ci", ".github/workflows": "vendor.github-workflows"}
@@ -190,8 +225,8 @@ def check_pipeline(path: Path, schema: str) -> subprocess.CompletedProcess:
 # pinned in tools/ci/node/package-lock.json; `make test` installs it (npm ci, no install scripts).
 NODE_TOOLS = ROOT / "tools" / "ci" / "node"
 GITLAB_CI_LOCAL = NODE_TOOLS / "node_modules" / "gitlab-ci-local" / "src" / "index.js"
-# .ci/run sets this: there the parser tests must run, never skip.
-REQUIRE_NODE_TOOLS = "ADPLATFORM_REQUIRE_NODE_TOOLS"
+# .ci/run sets this: there the tools `make test` installs (this parser, cloud-init's schema) must run, never skip.
+REQUIRE_NODE_TOOLS = cloud_init_schema.STRICT
 
 
 def gitlab_ci_local_missing() -> str | None:
