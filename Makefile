@@ -12,7 +12,7 @@ POLICY = --policy-pack policy --policy-pack-config build/plan/$(STACK).policy.js
 
 NODE_TOOLS := tools/ci/node
 
-.PHONY: plan plan-diff policy docs test preview up verify drift refresh destroy pulumi-cli venv node-tools clean
+.PHONY: plan plan-diff policy docs test preview up verify drift refresh destroy pulumi-cli venv node-tools cloud-init-schema clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt policy/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ $(NODE_TOOLS)/node_modules/.installed: $(NODE_TOOLS)/package.json $(NODE_TOOLS)/
 node-tools:
 	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(NODE_TOOLS)/node_modules/.installed; \
 	else echo "npm not found: the GitLab CI parser tests will be skipped (install Node.js 20 and npm)" >&2; fi
+
+# cloud-init's JSON schema (not on PyPI): extracted from Debian's pinned, checksummed cloud-init package into
+# tools/ci/cloud-init (git-ignored). Offline it warns and the user data schema tests skip (CI: they fail).
+cloud-init-schema: venv
+	$(BIN)/python -m tools.ci.cloud_init_schema
 
 ## make plan [STACK=production]: what the stack would create, cost and take, offline (no credentials,
 ## no Pulumi CLI); writes build/plan/<stack>.json and .svg
@@ -90,8 +95,8 @@ docs: venv
 	rm -f docs/plan/production.json docs/plan/production.policy.json docs/plan/production.timeline.svg docs/plan/production.html
 
 ## make test: the whole test suite, offline
-test: venv node-tools
+test: venv node-tools cloud-init-schema
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) build .pytest_cache $(NODE_TOOLS)/node_modules
+	rm -rf $(VENV) build .pytest_cache $(NODE_TOOLS)/node_modules tools/ci/cloud-init

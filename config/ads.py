@@ -405,11 +405,11 @@ def _host(cfg: "StackConfig", key: str, svc: Service) -> list[Problem]:
 def _pool(cfg: "StackConfig", key: str, svc: Service) -> list[Problem]:
     if svc.pool is None:
         return []
-    pools = {p.name: p for p in cfg.cluster.active_pools}
+    pools = {p.name: p for p in cfg.cluster.node_pools}  # a min-0 autoscaled pool: the autoscaler adds its nodes
     pool = pools.get(svc.pool)
     if pool is None:
-        return [problem(f"{key}.pool", f"must name a pool of cluster.pools with nodes ({', '.join(pools) or 'none'})",
-                        svc.pool)]
+        return [problem(f"{key}.pool", f"must name a pool of cluster.pools with nodes or autoscaling "
+                        f"({', '.join(pools) or 'none'})", svc.pool)]
     if ROLES[pool.role].dedicated:
         return [problem(f"{key}.pool", f"must not be a {pool.role} pool: those nodes are tuned and reserved for "
                         "their database; add a pool with role 'general' (and a taint of its own) for the service",

@@ -300,6 +300,13 @@ class Cluster(_Model):
         """Pools the cluster autoscaler may grow (autoscaling.max above the floor); a min-0 pool may have no node yet."""
         return [p for p in self.pools if p.autoscaling is not None and p.autoscaling.extra > 0]
 
+    @property
+    def node_pools(self) -> list[Pool]:
+        """Pools that have or may get nodes: Pulumi-managed ones and autoscaled ones (an autoscaled pool with
+        `autoscaling.min: 0` has none until the autoscaler adds them). What must reach every node (tolerations of
+        kured and the upgrade plans) or may be placed on a pool iterates these, not active_pools."""
+        return [p for p in self.pools if p.count > 0 or p in self.autoscaled_pools]
+
 
 class Layers(_Model):
     """Switches for the layers above the cluster. A layer that is on needs every layer in NEEDS on: a contradiction

@@ -280,6 +280,10 @@ class AwsInfrastructure(ProviderInfrastructure):
             install_addons=self._install_ccm,
             install_storage=self._install_ebs_csi,
             install_node_groups=self._install_node_groups,
+            # One Auto Scaling group per zone, never one over several: its AZRebalance would terminate nodes to
+            # even out zones without draining them (cluster-autoscaler-1.36.1 cloudprovider/aws README "Common
+            # Notes and Gotchas"), and a pending pod bound to a zonal EBS volume needs a group in that zone.
+            unpinned_group_locations=self._spread,
         )
         self.register_outputs({"vpc_id": self.vpc.id, "security_group_id": self.security_group.id})
 

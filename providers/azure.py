@@ -552,6 +552,11 @@ class AzureInfrastructure(ProviderInfrastructure):
         name = f"{self._prefix}-{request.name}"
         return compute.VirtualMachineScaleSet(
             f"group-{request.name}", vm_scale_set_name=name, orchestration_mode=compute.OrchestrationMode.UNIFORM,
+            # An unpinned pool keeps one scale set over the spread zones (Infrastructure.unpinned_group_locations
+            # stays (None,)): a scale set places new instances across its zones and, with zoneBalance unset, never
+            # deletes running ones to even them out, so no node leaves undrained (unlike an AWS group's
+            # AZRebalance). The cost: scale-up cannot aim at one zone; autoscaled pools hold no zonal database
+            # volumes (config/rules.py), so their pods rarely need one (docs/autoscaling.md).
             zones=[request.location] if request.location else list(cloud.spread(ZONES)),
             sku=compute.SkuArgs(name=resolve_server_type(spec, SERVER_TYPES), tier="Standard", capacity=0),
             # Manual: a model change reaches new instances only; running nodes are the autoscaler's to remove.

@@ -218,8 +218,15 @@ class NodeGroups:
     # `secret_env`, never here.
     autoscaler_values: dict
     # Environment variables the autoscaler reads from a Secret the autoscaler component creates (name -> value),
-    # e.g. the Hetzner token and cluster config.
+    # e.g. the Hetzner token. Small values only: Linux caps one environment variable at 128 KiB (MAX_ARG_STRLEN).
     secret_env: dict[str, pulumi.Input[str]] = field(default_factory=dict)
+    # Files (name -> content) the autoscaler component puts in a second Secret, mounted read-only in
+    # AUTOSCALER_FILES_DIR: for what may outgrow an environment variable (the Hetzner node groups' cloud-init).
+    secret_files: dict[str, pulumi.Input[str]] = field(default_factory=dict)
+
+
+# Where the autoscaler's container finds NodeGroups.secret_files (a provider names a file as f"{DIR}/{name}").
+AUTOSCALER_FILES_DIR = "/etc/adplatform/autoscaler"
 
 
 # Creates the provider's node groups for the autoscaled pools once the cluster API answers (the autoscaler is
@@ -238,6 +245,10 @@ class Infrastructure:
     install_addons: AddonInstaller | None = None
     install_storage: StorageInstaller | None = None
     install_node_groups: NodeGroupInstaller | None = None
+    # The locations the node groups of an autoscaled pool without locations of its own span, one group each (the
+    # autoscaler's groups are per location: components/services/autoscaler.py requests). (None,): one group in
+    # the provider's default, which may itself span several zones (providers/azure.py).
+    unpinned_group_locations: tuple[str | None, ...] = (None,)
     # A hybrid cluster (providers/hybrid.py): node name -> the profile of the provider the node runs on, where
     # that differs from `cluster` (the stack provider's). The K3s layer configures each node with its own.
     node_profiles: Mapping[str, ClusterProfile] = field(default_factory=dict)
@@ -275,7 +286,8 @@ def first_server_api(servers: Sequence[Node]) -> ApiEndpoints:
 def assemble(nodes: list[Node], api: ApiEndpoints, cluster: ClusterProfile, *,
              install_addons: AddonInstaller | None = None,
              install_storage: StorageInstaller | None = None,
-             install_node_groups: NodeGroupInstaller | None = None) -> Infrastructure:
+             install_node_groups: NodeGroupInstaller | None = None,
+             unpinned_group_locations: Sequence[str | None] = (None,)) -> Infrastructure:
     """The Infrastructure of `nodes`; the API certificate names every address the API is reached at:
     the load balancers and each server's public and private address."""
     servers = [n for n in nodes if n.spec.k3s_role == "server"]
@@ -283,7 +295,8 @@ def assemble(nodes: list[Node], api: ApiEndpoints, cluster: ClusterProfile, *,
     sans = pulumi.Output.all(*addresses).apply(lambda values: sorted({v for v in values if v}))
     return Infrastructure(nodes=nodes, api_private_endpoint=api.private, api_public_endpoint=api.public,
                           tls_sans=sans, cluster=cluster, install_addons=install_addons,
-                          install_storage=install_storage, install_node_groups=install_node_groups)
+                          install_storage=install_storage, install_node_groups=install_node_groups,
+                          unpinned_group_locations=tuple(unpinned_group_locations))
 
 
 class ProviderInfrastructure(pulumi.ComponentResource):

@@ -270,6 +270,8 @@ class GcpInfrastructure(ProviderInfrastructure):
             install_addons=None,
             install_storage=self._install_pd_csi,
             install_node_groups=self._install_node_groups,
+            # A managed instance group is zonal: an unpinned pool's groups, like its nodes, span the spread zones.
+            unpinned_group_locations=self._spread,
         )
         self.register_outputs({"network_id": self.network.id, "subnetwork_id": self.subnet.id})
 
@@ -394,10 +396,13 @@ class GcpInfrastructure(ProviderInfrastructure):
 
     # --- autoscaled node groups ----------------------------------------------------------------------
 
-    def _group_zone(self, location: str | None) -> str:
-        """A group's zone: its own, else the first zone unpinned nodes spread over (the autoscaler's GCE provider
-        takes zonal groups only: one request is one zone)."""
-        return location or self._spread[0]
+    @staticmethod
+    def _group_zone(location: str | None) -> str:
+        """A group's zone: every request names one (unpinned pools get one group per spread zone through
+        unpinned_group_locations); the autoscaler's GCE provider takes zonal groups only."""
+        if location is None:
+            raise ValueError("a GCP node group request needs a zone (Infrastructure.unpinned_group_locations)")
+        return location
 
     def _install_node_groups(self, requests: Sequence[NodeGroupRequest], provider: k8s.Provider,
                              depends_on: Sequence[pulumi.Resource], parent: pulumi.Resource) -> NodeGroups:

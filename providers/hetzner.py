@@ -27,7 +27,7 @@ from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import pool_locations, taint_fields
 from providers import cloud
-from providers.base import (PORTS, ApiEndpoints, ClientAddress, ClusterProfile, Credential, Infrastructure, Node,
+from providers.base import (AUTOSCALER_FILES_DIR, PORTS, ApiEndpoints, ClientAddress, ClusterProfile, Credential, Infrastructure, Node,
                             NodeGroupRequest, NodeGroups, NodeSpec, ProviderInfrastructure, ServerCatalog, Storage,
                             assemble, check_locations, csi_storage, first_server_api, located_settings,
                             node_group_name, node_specs, resolve_server_type, rule_sources, ssh_connection)
@@ -301,10 +301,13 @@ class HetznerInfrastructure(ProviderInfrastructure):
                                           self._server_labels))
         return NodeGroups(
             resources=[],
-            autoscaler_values={"cloudProvider": "hetzner", "autoscalingGroups": [g.chart_group for g in groups]},
+            autoscaler_values={"cloudProvider": "hetzner", "autoscalingGroups": [g.chart_group for g in groups],
+                               # A file, not HCLOUD_CLUSTER_CONFIG: every group's cloud-init in one environment
+                               # variable passes Linux's 128 KiB cap at about five groups (the pod fails to start).
+                               "extraEnv": {"HCLOUD_CLUSTER_CONFIG_FILE": CLUSTER_CONFIG_PATH}},
+            secret_files={CLUSTER_CONFIG_FILE: pulumi.Output.secret(config)},
             secret_env={
                 "HCLOUD_TOKEN": _hcloud_token(),  # the CCM's token: the project's servers, networks, firewalls
-                "HCLOUD_CLUSTER_CONFIG": pulumi.Output.secret(config),
                 "HCLOUD_NETWORK": self.network.id,
                 "HCLOUD_FIREWALL": self.firewall.id,
                 # A server created without an SSH key gets a root password mailed to the project owner; with
@@ -401,10 +404,16 @@ def _node_group_names(loaded: LoadedConfig) -> list[Problem]:
     return found
 
 
+# The autoscaler's ClusterConfig as a file (HCLOUD_CLUSTER_CONFIG_FILE, cluster-autoscaler-1.36.1
+# cloudprovider/hetzner hetzner_manager.go newManager: read with os.ReadFile, plain JSON, not base64).
+CLUSTER_CONFIG_FILE = "hcloud-cluster-config.json"
+CLUSTER_CONFIG_PATH = f"{AUTOSCALER_FILES_DIR}/{CLUSTER_CONFIG_FILE}"
+
+
 def cluster_config(groups: Sequence[HetznerNodeGroup], image: str, user_data: Sequence[str],
                    placements: Sequence[str | None], server_labels) -> str:
-    """HCLOUD_CLUSTER_CONFIG: base64 JSON of the autoscaler's ClusterConfig (hetzner_manager.go; Go matches the
-    field names case-insensitively). `labels` and `taints` describe a node not created yet (scale from zero):
+    """The HCLOUD_CLUSTER_CONFIG_FILE document: JSON of the autoscaler's ClusterConfig (hetzner_manager.go; Go
+    matches the field names case-insensitively). `labels` and `taints` describe a node not created yet (scale from zero):
     exactly what the user data's K3s config registers; `serverLabels` are the server's Hetzner labels."""
     node_configs = {}
     for group, cloud_init, placement in zip(groups, user_data, placements):
@@ -418,7 +427,7 @@ def cluster_config(groups: Sequence[HetznerNodeGroup], image: str, user_data: Se
     # The default image name exists for both architectures; a custom image (id or snapshot) only for x86.
     arches = {"amd64": image, **({"arm64": image} if image == IMAGE else {})}
     document = {"imagesForArch": arches, "nodeConfigs": node_configs}
-    return base64.b64encode(json.dumps(document, sort_keys=True).encode()).decode()
+    return json.dumps(document, sort_keys=True)
 
 
 def md5_fingerprint(public_key: str) -> str:

@@ -121,7 +121,7 @@ def test_a_digest_pins_the_image_and_a_bad_repository_is_refused():
 
 def test_pools_must_exist_and_not_be_a_databases():
     found = problems_of(**ads({"bidding": {"pool": "fast"}, "ad-serving": {"pool": "scylladb"}}))
-    assert "must name a pool of cluster.pools with nodes (general, scylladb" in \
+    assert "must name a pool of cluster.pools with nodes or autoscaling (general, scylladb" in \
         only(found, "adServices.services.bidding.pool")
     assert "must not be a scylladb pool" in only(found, "adServices.services.ad-serving.pool")
 

@@ -77,10 +77,40 @@ def test_every_cloud_init_document_is_valid(stack):
     ("packages: [nftables]\n", "header"),
     ("#cloud-config\npackages: [nftables\n", "not YAML"),
     ("#cloud-config\n- a\n", "mapping"),
+    # cloud-init's own schema (tools/ci/cloud_init_schema.py):
+    ("#cloud-config\nwrite_files:\n- {path: /etc/x, content: eA==, encoding: base32}\n",
+     "write_files.0.encoding: 'base32' is not one of"),
+    ("#cloud-config\nbootcmd: systemctl start x\n", "bootcmd: 'systemctl start x' is not of type 'array'"),
+    ("#cloud-config\nwrite_files:\n- {content: x}\n", "'path' is a required property"),
+    ("#cloud-config\nssh_authorized_keys: ssh-ed25519 AAAA\n", "is not of type 'array'"),
 ])
 def test_cloud_init_validator(document, problem):
     found = validators.cloud_init_problems(document)
-    assert (found == []) if problem is None else (problem in found[0])
+    assert (found == []) if problem is None else (problem in found[0]), found
+
+
+def test_cloud_init_schema_tests_skip_saying_why_but_fail_where_ci_requires_them(monkeypatch, tmp_path):
+    monkeypatch.setattr(validators.cloud_init_schema, "SCHEMA", tmp_path / "absent.json")
+    monkeypatch.delenv(validators.REQUIRE_NODE_TOOLS, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="`make test` extracts it"):
+        validators.cloud_init_problems("#cloud-config\nruncmd: []\n")
+    monkeypatch.setenv(validators.REQUIRE_NODE_TOOLS, "1")
+    with pytest.raises(pytest.fail.Exception, match="the schema check must run here"):
+        validators.cloud_init_problems("#cloud-config\nruncmd: []\n")
+
+
+def test_cloud_init_schema_comes_from_the_pinned_package_by_checksum(monkeypatch, tmp_path):
+    from tests.test_pipelines import _make
+    from tools.ci import cloud_init_schema as fetch
+
+    assert re.fullmatch(r"[0-9a-f]{64}", fetch.SHA256) and fetch.VERSION.replace("+", "%2b") in fetch.URL
+    monkeypatch.setattr(fetch, "DIRECTORY", tmp_path)
+    monkeypatch.setattr(fetch, "SCHEMA", tmp_path / "schema.json")
+    monkeypatch.setattr(fetch, "STAMP", tmp_path / "VERSION")
+    monkeypatch.setattr(fetch, "download", lambda: b"!<arch>\nnot the package")
+    assert fetch.main() == 1 and not (tmp_path / "schema.json").exists(), "a checksum mismatch installs nothing"
+    assert "tools/ci/cloud-init/" in (mockrun.ROOT / ".gitignore").read_text().splitlines(), "nothing fetched is committed"
+    assert "tools.ci.cloud_init_schema" in _make("-n", "test").stdout, "make test installs it before the tests"
 
 
 def test_every_pipeline_file_matches_its_schema():

@@ -15,10 +15,12 @@ import yaml
 
 from components.k3s import userdata
 from components.k3s.config import NODE_FACT_KEYS
-from components.services.autoscaler import shares
-from providers.hetzner import SERVER_TYPES
+from components.services.autoscaler import group_locations, shares
+from config.model import LOCATION_LABEL, Cluster
+from providers.hetzner import CLUSTER_CONFIG_FILE, SERVER_TYPES
 from tests import validators
-from tests.conftest import base_raw, k3s_config, run_raw, script_param, stack_run
+from config import load
+from tests.conftest import SECRET_KEYS, base_raw, k3s_config, run_raw, script_param, stack_run
 from tools.mockrun import Run, Secret, _fake_id
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -36,8 +38,14 @@ def env_secret(run: Run) -> Secret:
     return data
 
 
+def files_secret(run: Run) -> dict[str, str]:
+    data = run.named("cluster-autoscaler-files", SECRET).inputs["stringData"]
+    assert isinstance(data, Secret), "the node groups' cloud-init carries the agent join token"
+    return {key: _unsecret(value) for key, value in data.value.items()}
+
+
 def node_configs(run: Run) -> dict[str, dict]:
-    return json.loads(base64.b64decode(env_secret(run).value["HCLOUD_CLUSTER_CONFIG"]))["nodeConfigs"]
+    return json.loads(files_secret(run)[CLUSTER_CONFIG_FILE])["nodeConfigs"]
 
 
 def setup_files(cloud_init: str) -> dict[str, str]:
@@ -91,6 +99,46 @@ def test_groups_split_the_extra_nodes_over_the_pools_locations():
     assert all(g["minSize"] == 0 for g in groups.values()), "the floor is Pulumi's nodes, not group members"
 
 
+def test_an_unpinned_gcp_pool_gets_a_managed_instance_group_in_every_spread_zone():
+    """A MIG is zonal: one group would have put every autoscaled node of staging-gcp's general pool in zone a."""
+    run = stack_run("staging-gcp")
+    migs = run.of_type("gcp:compute/instanceGroupManager:InstanceGroupManager")
+    assert sorted(m.inputs["zone"] for m in migs) == ["europe-west3-a", "europe-west3-b", "europe-west3-c"]
+    assert [g["maxSize"] for g in autoscaler_values(run)["autoscalingGroups"]] == [1, 1, 1], "max 5 - min 2"
+
+
+def test_an_unpinned_aws_pool_gets_one_single_zone_auto_scaling_group_per_spread_zone():
+    run = stack_run("staging-aws")
+    zones = {mockrun_id: r.inputs["availabilityZone"] for r in run.of_type("aws:ec2/subnet:Subnet")
+             for mockrun_id in [_fake_id(r.name)]}
+    groups = [g.inputs["vpcZoneIdentifiers"] for g in run.of_type("aws:autoscaling/group:Group")]
+    assert all(len(subnets) == 1 for subnets in groups), "AZRebalance would terminate nodes of a multi-zone group"
+    assert sorted(zones[s] for [s] in groups) == ["eu-central-1a", "eu-central-1b", "eu-central-1c"]
+
+
+def test_an_unpinned_azure_pool_keeps_one_scale_set_over_the_spread_zones():
+    [vmss] = stack_run("staging-azure").of_type("azure-native:compute:VirtualMachineScaleSet")
+    assert vmss.inputs["zones"] == ["1", "2", "3"] and "zoneBalance" not in vmss.inputs, \
+        "a scale set never deletes running nodes to rebalance zones unless zoneBalance is set"
+
+
+def test_pinned_and_cluster_located_pools_ignore_the_providers_spread():
+    cluster = Cluster.model_validate({"location": None, "pools": [
+        {"name": "general", "role": "general", "autoscaling": {"min": 0, "max": 3}},
+        {"name": "pinned", "role": "general", "locations": ["z2"], "autoscaling": {"min": 0, "max": 3}},
+        {"name": "single", "role": "general", "location": "z3", "autoscaling": {"min": 0, "max": 3}}]})
+    spread_zones = ("z1", "z2", "z3")
+    assert {p.name: group_locations(p, cluster, spread_zones) for p in cluster.autoscaled_pools} == {
+        "general": ["z1", "z2", "z3"], "pinned": ["z2"], "single": ["z3"]}
+    assert group_locations(cluster.autoscaled_pools[0], cluster, (None,)) == [None], "the provider's default"
+
+
+def test_a_pools_groups_in_several_locations_count_as_similar_for_balancing(production):
+    """The autoscaler balances only groups whose labels match but for the standard zone labels; our groups carry
+    their location in adplatform.io/location (cluster-autoscaler 1.36.1 nodegroupset BasicIgnoredLabels)."""
+    assert autoscaler_values(production)["extraArgs"]["balancing-ignore-label"] == LOCATION_LABEL
+
+
 @pytest.mark.parametrize("extra, parts, expected", [(5, 1, [5]), (5, 3, [2, 2, 1]), (2, 3, [1, 1, 0]), (0, 2, [0, 0])])
 def test_shares_sum_to_the_extra_nodes(extra, parts, expected):
     assert shares(extra, parts) == expected and sum(shares(extra, parts)) == extra
@@ -125,11 +173,70 @@ def test_autoscaled_servers_land_in_the_stacks_network_firewall_and_labels(stagi
     assert group["placementGroup"] == spread_group.inputs["name"], "2 Pulumi + 2 autoscaled servers fit one group"
 
 
+# Linux refuses to start a process with one environment string over MAX_ARG_STRLEN (32 pages: 128 KiB), and the API
+# server refuses a Secret whose data exceeds 1 MiB (MaxSecretSize).
+MAX_ENV_VALUE = 128 * 1024
+MAX_SECRET_DATA = 1024 * 1024
+
+
+def many_groups() -> Run:
+    """Twelve Hetzner node groups: four autoscaled pools over three locations each."""
+    pools = [{"name": f"work{i}", "role": "general", "locations": ["fsn1", "nbg1", "hel1"],
+              "labels": {"adplatform.io/workload": f"work{i}"}, "autoscaling": {"min": 0, "max": 3}}
+             for i in range(4)]
+    return run_raw(base_raw(profile="staging", layers={"dataPlane": False},
+                            cluster={"location": "fsn1", "pools": [{"name": "general"}, *pools]}))
+
+
+def test_many_node_groups_cloud_init_reaches_the_autoscaler_as_a_mounted_file():
+    run = many_groups()
+    files = files_secret(run)
+    assert len(json.loads(files[CLUSTER_CONFIG_FILE])["nodeConfigs"]) == 12
+    assert sum(len(v.encode()) for v in files.values()) <= MAX_SECRET_DATA
+    env = env_secret(run).value
+    assert all(len(str(_unsecret(v)).encode()) < MAX_ENV_VALUE for v in env.values())
+    assert not [k for k in env if k.startswith("HCLOUD_CLUSTER_CONFIG")], "no cloud-init in the environment"
+    values = autoscaler_values(run)
+    [mount] = values["extraVolumeSecrets"].values()
+    assert mount["name"] == "cluster-autoscaler-files"
+    assert values["extraEnv"]["HCLOUD_CLUSTER_CONFIG_FILE"] == f"{mount['mountPath']}/{CLUSTER_CONFIG_FILE}"
+
+
 def test_a_group_that_would_overflow_its_spread_group_gets_none():
     # general-fsn1: 1 Pulumi server + 2 autoscaled fit; batch has no Pulumi server, hence no spread group.
     configs = node_configs(spread())
     assert configs["adp-test-general-fsn1"]["placementGroup"] == "adp-test-general"
     assert "placementGroup" not in configs["adp-test-batch-fsn1"]
+
+
+# --- a pool whose nodes are all the autoscaler's (min 0) is maintained like the others -----------------------
+
+BATCH_TAINT = {"key": "adplatform.io/batch", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+
+
+def test_kured_reboots_the_nodes_of_a_tainted_pool_without_pulumi_nodes():
+    """spread()'s batch pool has autoscaling.min 0: every node it ever has is the autoscaler's."""
+    tolerations = validators.plain(spread().named("kured", RELEASE).inputs["values"])["tolerations"]
+    assert BATCH_TAINT in tolerations
+
+
+def test_upgrade_plan_reaches_the_nodes_of_a_tainted_pool_without_pulumi_nodes():
+    spec = spread().named("upgrade-plan-agent-plan", "kubernetes:upgrade.cattle.io/v1:Plan").inputs["spec"]
+    assert BATCH_TAINT in spec["tolerations"]
+
+
+def test_an_ad_service_may_run_on_a_pool_the_autoscaler_grows_from_zero():
+    from components.ads import plan as ads_plan
+    from tests.test_ads_config import ads
+
+    raw = base_raw(**ads({"bidding": {"pool": "batch"}}), cluster={"pools": [  # merged into the profile's by name
+        {"name": "batch", "role": "general", "taints": ["adplatform.io/batch=true:NoSchedule"],
+         "autoscaling": {"min": 0, "max": 3}}]})
+    cfg = load("test", raw, SECRET_KEYS).config
+    bidding = cfg.ad_services.services["bidding"]
+    placed = ads_plan("bidding", bidding, cfg.ad_services, cfg, {s: None for s in bidding.stores}, None, None)
+    assert placed.node_selector == {"adplatform.io/pool": "batch"}, "pending pods there make the autoscaler add nodes"
+    assert placed.tolerations == (BATCH_TAINT,)
 
 
 # --- autoscaled nodes run the SSH path's scripts ----------------------------------------------------
@@ -185,7 +292,7 @@ def test_user_data_scripts_pass_shellcheck(staging):
 
 
 def test_every_autoscaled_pools_user_data_is_valid_cloud_init(staging):
-    documents = {k: v for k, v in validators.cloud_init_documents(staging).items() if "HCLOUD_CLUSTER_CONFIG" in k}
+    documents = {k: v for k, v in validators.cloud_init_documents(staging).items() if CLUSTER_CONFIG_FILE in k}
     assert documents, "the autoscaled pool's user data is checked by test_artifacts' cloud-init check"
     for name, document in documents.items():
         assert validators.cloud_init_problems(document) == [], name
@@ -218,7 +325,7 @@ def test_join_and_cloud_secrets_are_only_in_the_secret(staging):
     values = json.dumps(autoscaler_values(staging))
     agent_token = k3s_config(staging, "general-1")["token"]
     hcloud_token = env_secret(staging).value["HCLOUD_TOKEN"]
-    for secret in (agent_token, hcloud_token, "HCLOUD_CLUSTER_CONFIG", "#cloud-config"):
+    for secret in (agent_token, hcloud_token, "nodeConfigs", "#cloud-config"):
         assert secret not in values
     assert autoscaler_values(staging)["envFromSecret"] == "cluster-autoscaler-env"
 
@@ -300,13 +407,7 @@ def _group_user_data(stack: str) -> list[bytes]:
     if stack == "staging-azure":
         return [base64.b64decode(_unsecret(_unsecret(r.inputs["virtualMachineProfile"])["osProfile"]["customData"]))
                 for r in run.of_type("azure-native:compute:VirtualMachineScaleSet")]
-    env = {}
-    for secret in run.of_type("kubernetes:core/v1:Secret"):
-        data = _unsecret(secret.inputs.get("stringData")) or {}
-        if "HCLOUD_CLUSTER_CONFIG" in data:
-            env = json.loads(base64.b64decode(_unsecret(data["HCLOUD_CLUSTER_CONFIG"])))
-    return [base64.b64decode(node["cloudInit"]) if not node["cloudInit"].startswith("#cloud-config")
-            else node["cloudInit"].encode() for node in env.get("nodeConfigs", {}).values()]
+    return [node["cloudInit"].encode() for node in node_configs(run).values()]
 
 
 @pytest.mark.parametrize("stack", sorted(USER_DATA_LIMITS))

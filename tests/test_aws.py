@@ -315,21 +315,20 @@ LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 
 @pytest.fixture(scope="module")
 def groups() -> NodeGroupRun:
-    """staging-aws's installer asked for a group pinned to zone b and one for the pool's unpinned spread, as the
-    autoscaler component would ask; the stack's general pool is tainted for this run, to see the taint tags."""
-    return run_node_groups("staging-aws", lambda pool: ["eu-central-1b", None], overrides={
+    """staging-aws's installer asked for groups in zones b and c, as the autoscaler component would ask; the
+    stack's general pool is tainted for this run, to see the taint tags."""
+    return run_node_groups("staging-aws", lambda pool: ["eu-central-1b", "eu-central-1c"], overrides={
         "adplatform:cluster": {"pools": [{"name": "general", "autoscaling": {"min": 2, "max": 5},
                                           "taints": ["adplatform.io/burst=true:NoSchedule"]}]}})
 
 
 def test_one_auto_scaling_group_per_request_in_its_zones(groups):
     asgs = {r.inputs["name"]: r for r in groups.of_type(ASG)}
-    assert set(asgs) == {"adp-staging-aws-general-eu-central-1b", "adp-staging-aws-general"}
     subnet_ids = {r.inputs["availabilityZone"]: mockrun._fake_id(r.name) for r in groups.of_type("aws:ec2/subnet:Subnet")}
-    pinned, spread = asgs["adp-staging-aws-general-eu-central-1b"], asgs["adp-staging-aws-general"]
-    assert pinned.inputs["vpcZoneIdentifiers"] == [subnet_ids["eu-central-1b"]]
-    assert sorted(spread.inputs["vpcZoneIdentifiers"]) == sorted(subnet_ids.values()), \
-        "an unpinned pool's group spans the zones its nodes spread over"
+    assert {name: asg.inputs["vpcZoneIdentifiers"] for name, asg in asgs.items()} == {
+        "adp-staging-aws-general-eu-central-1b": [subnet_ids["eu-central-1b"]],
+        "adp-staging-aws-general-eu-central-1c": [subnet_ids["eu-central-1c"]]}, \
+        "one zone per group: a multi-zone group's AZRebalance would terminate nodes undrained"
     for request in groups.requests:
         asg = asgs[f"adp-staging-aws-{request.name}"]
         assert (asg.inputs["minSize"], asg.inputs["maxSize"]) == (0, request.max_size), \

@@ -297,9 +297,9 @@ TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
 
 @pytest.fixture(scope="module")
 def groups() -> NodeGroupRun:
-    """staging-gcp's installer asked for a group in zone b and one for the unpinned spread (no zone), as the
-    autoscaler component would ask; the general pool is tainted for this run, to see the taint in the template."""
-    return run_node_groups("staging-gcp", lambda pool: ["europe-west3-b", None], overrides={
+    """staging-gcp's installer asked for groups in zones b and c, as the autoscaler component would ask; the
+    general pool is tainted for this run, to see the taint in the template."""
+    return run_node_groups("staging-gcp", lambda pool: ["europe-west3-b", "europe-west3-c"], overrides={
         "adplatform:cluster": {"pools": [{"name": "general", "autoscaling": {"min": 2, "max": 5},
                                           "labels": {"svccontroller.k3s.cattle.io/enablelb": "true"},
                                           "taints": ["adplatform.io/burst=true:NoSchedule"]}]}})
@@ -307,9 +307,9 @@ def groups() -> NodeGroupRun:
 
 def test_one_zonal_managed_instance_group_per_request(groups):
     migs = {r.inputs["name"]: r for r in groups.of_type(MIG)}
-    assert set(migs) == {"adp-staging-gcp-general-europe-west3-b", "adp-staging-gcp-general"}
-    assert migs["adp-staging-gcp-general-europe-west3-b"].inputs["zone"] == "europe-west3-b"
-    assert migs["adp-staging-gcp-general"].inputs["zone"] == "europe-west3-a", "no zone: the first spread zone"
+    assert {name: mig.inputs["zone"] for name, mig in migs.items()} == {
+        "adp-staging-gcp-general-europe-west3-b": "europe-west3-b",
+        "adp-staging-gcp-general-europe-west3-c": "europe-west3-c"}
     for mig in migs.values():
         assert mig.inputs["targetSize"] == 0 and "targetSize" in mig.options["ignoreChanges"], \
             "the autoscaler owns the size: Pulumi starts it at 0 and never resets it"

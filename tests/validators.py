@@ -29,6 +29,8 @@ import yaml
 
 from components.charts import K3S_VERSION
 from policy.rules import is_secret, kubernetes_kind
+from providers import hetzner
+from tools.ci import cloud_init_schema
 from tools.mockrun import Resource, Run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,7 +133,7 @@ def _nested(inputs: dict, path: tuple[str, ...]) -> object:
 
 def cloud_init_documents(run: Run) -> dict[str, str]:
     """Every user data document: machines' and node-group templates' inputs, and the node groups the cluster
-    autoscaler creates servers of (on Hetzner its HCLOUD_CLUSTER_CONFIG holds each group's cloud-init)."""
+    autoscaler creates servers of (on Hetzner its cluster config file holds each group's cloud-init)."""
     found = {}
     for r in run.resources:
         for path in [(key,) for key in CLOUD_INIT_KEYS] + list(NESTED_CLOUD_INIT):
@@ -139,25 +141,59 @@ def cloud_init_documents(run: Run) -> dict[str, str]:
             if document is not None:
                 found[f"{r.name}.{'.'.join(path)}"] = document
     for secret in run.of_type("kubernetes:core/v1:Secret"):
-        encoded = (plain(secret.inputs.get("stringData")) or {}).get(HCLOUD_CLUSTER_CONFIG)
-        if encoded:
-            groups = json.loads(base64.b64decode(encoded))["nodeConfigs"]
-            found.update({f"{secret.name}.{HCLOUD_CLUSTER_CONFIG}.{name}": group["cloudInit"]
+        document = (plain(secret.inputs.get("stringData")) or {}).get(HCLOUD_CLUSTER_CONFIG_FILE)
+        if document:
+            groups = json.loads(document)["nodeConfigs"]
+            found.update({f"{secret.name}.{HCLOUD_CLUSTER_CONFIG_FILE}.{name}": group["cloudInit"]
                           for name, group in groups.items()})
     return found
 
 
-HCLOUD_CLUSTER_CONFIG = "HCLOUD_CLUSTER_CONFIG"  # providers/hetzner.py cluster_config
+HCLOUD_CLUSTER_CONFIG_FILE = hetzner.CLUSTER_CONFIG_FILE
 
 
 def cloud_init_problems(document: str) -> list[str]:
+    """What cloud-init would reject: the header, YAML, a mapping, then cloud-init's own JSON schema (which needs
+    the schema installed: skips or fails the calling test otherwise, see require_cloud_init_schema)."""
     if not document.startswith("#cloud-config\n"):
         return ["does not start with the #cloud-config header"]
     try:
         data = yaml.safe_load(document)
     except yaml.YAMLError as exc:
         return [f"is not YAML: {exc}"]
-    return [] if isinstance(data, dict) else ["is not a YAML mapping"]
+    if not isinstance(data, dict):
+        return ["is not a YAML mapping"]
+    return [f"{'.'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
+            for e in cloud_init_validator().iter_errors(data)]
+
+
+def cloud_init_schema_missing() -> str | None:
+    """Why cloud-init's schema cannot be used here, or None when it can."""
+    if not cloud_init_schema.installed():
+        return (f"cloud-init's schema {cloud_init_schema.VERSION} is not installed: `make test` extracts it from "
+                f"Debian's package into {cloud_init_schema.DIRECTORY.relative_to(ROOT)}")
+    return None
+
+
+def require_cloud_init_schema() -> None:
+    """Skips the calling test, saying why, where the schema is not installed; fails instead where CI requires it."""
+    missing = cloud_init_schema_missing()
+    if missing and os.environ.get(REQUIRE_NODE_TOOLS):
+        pytest.fail(f"{missing}; {REQUIRE_NODE_TOOLS} is set, so the schema check must run here")
+    if missing:
+        pytest.skip(missing)
+
+
+@functools.lru_cache(maxsize=None)
+def _cloud_init_validator() -> jsonschema.protocols.Validator:
+    schema = json.loads(cloud_init_schema.SCHEMA.read_text())
+    # cloud-init validates with a Draft 4 validator (cloudinit/config/schema.py get_jsonschema_validator).
+    return jsonschema.Draft4Validator(schema)
+
+
+def cloud_init_validator() -> jsonschema.protocols.Validator:
+    require_cloud_init_schema()
+    return _cloud_init_validator()
 
 
 PIPELINE_SCHEMAS = {".gitlab-ci.yml": "vendor.gitlab-ci", ".github/workflows": "vendor.github-workflows"}
@@ -189,8 +225,8 @@ def check_pipeline(path: Path, schema: str) -> subprocess.CompletedProcess:
 # pinned in tools/ci/node/package-lock.json; `make test` installs it (npm ci, no install scripts).
 NODE_TOOLS = ROOT / "tools" / "ci" / "node"
 GITLAB_CI_LOCAL = NODE_TOOLS / "node_modules" / "gitlab-ci-local" / "src" / "index.js"
-# .ci/run sets this: there the parser tests must run, never skip.
-REQUIRE_NODE_TOOLS = "ADPLATFORM_REQUIRE_NODE_TOOLS"
+# .ci/run sets this: there the tools `make test` installs (this parser, cloud-init's schema) must run, never skip.
+REQUIRE_NODE_TOOLS = cloud_init_schema.STRICT
 
 
 def gitlab_ci_local_missing() -> str | None:

@@ -105,7 +105,7 @@ def plan(name: str, svc: ServiceConfig, settings: Settings, cfg: StackConfig, wi
     """One service resolved: its neighbours (callers it admits, services that list it as a caller), its own
     wirings to its stores (store -> wiring), its placement. Disabled services are neither callers nor callees."""
     enabled = settings.enabled
-    pool = next((p for p in cfg.cluster.active_pools if p.name == svc.pool), None) if svc.pool else None
+    pool = next((p for p in cfg.cluster.node_pools if p.name == svc.pool), None) if svc.pool else None
     keyspace = keyspace_of(cfg, name)
     return ServicePlan(
         name=name, image=svc.image.reference, placeholder=svc.image.repository == PLACEHOLDER_REPOSITORY,

@@ -9,7 +9,8 @@ same scripts as the SSH path (components/k3s/userdata.py).
   that location's share of the extra nodes (the shares sum to exactly `max - min`); the provider
   (`Infrastructure.install_node_groups`) turns them into its own mechanism and the chart values to drive it.
 - **Secrets** (cloud tokens, the node groups' user data with the agent join token): only in the Secret the
-  autoscaler reads its environment from (`envFromSecret`), never in the chart's values.
+  autoscaler reads its environment from (`envFromSecret`) or the Secret mounted as its files (what outgrows an
+  environment variable, e.g. Hetzner's cluster config), never in the chart's values.
 - **Scale-down is safe**: the autoscaler drains a node by eviction (PodDisruptionBudgets hold), never removes a
   node running kube-system pods or pods with local storage, waits `clusterServices.autoscaler` delays, and
   only touches node groups: the Pulumi-managed floor and the database pools (never autoscaled: config/rules.py)
@@ -38,13 +39,15 @@ from components.services.context import ServicesContext
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, NamespaceSpec,
                                             Namespaces, prometheus_peer)
 from components.services.upgrades import CONTROL_PLANE_LABEL
-from config.model import Cluster, StackConfig, pool_locations
+from config.model import LOCATION_LABEL, Cluster, Pool, StackConfig, pool_locations
 from config.services import Autoscaler
-from providers.base import Infrastructure, NodeGroupRequest, NodeGroups, group_spec, node_group_name
+from providers.base import AUTOSCALER_FILES_DIR, Infrastructure, NodeGroupRequest, NodeGroups, group_spec, node_group_name
 
 NAMESPACE = CLUSTER_AUTOSCALER.namespace
 NAME = "cluster-autoscaler"  # the chart's fullnameOverride and nameOverride: provider-neutral object names
 SECRET = "cluster-autoscaler-env"
+FILES_SECRET = "cluster-autoscaler-files"  # NodeGroups.secret_files, mounted in AUTOSCALER_FILES_DIR
+FILES_VOLUME = "adplatform-files"  # the chart's extraVolumeSecrets key: the pod's volume name
 METRICS_PORT = 8085  # the chart's service.servicePort, the autoscaler's --address
 HTTPS = 443  # the cloud provider's API
 NONROOT = 65532  # the image is distroless/static:nonroot (cluster-autoscaler/Dockerfile)
@@ -78,11 +81,18 @@ def shares(extra: int, parts: int) -> list[int]:
     return [extra // parts + (1 if i < extra % parts else 0) for i in range(parts)]
 
 
-def requests(cluster: Cluster, join: JoinSettings) -> list[NodeGroupRequest]:
+def group_locations(pool: Pool, cluster: Cluster, unpinned: Sequence[str | None]) -> list[str | None]:
+    """The locations of a pool's node groups: the pool's, or where the provider spreads unpinned nodes
+    (Infrastructure.unpinned_group_locations) when neither the pool nor the cluster names one."""
+    locations = pool_locations(pool, cluster)
+    return list(unpinned) if locations == [None] else locations
+
+
+def requests(cluster: Cluster, join: JoinSettings, unpinned: Sequence[str | None] = (None,)) -> list[NodeGroupRequest]:
     """One node group per (autoscaled pool, location with a share of its extra nodes)."""
     found = []
     for pool in cluster.autoscaled_pools:
-        locations = pool_locations(pool, cluster)
+        locations = group_locations(pool, cluster, unpinned)
         for location, share in zip(locations, shares(pool.autoscaling.extra, len(locations))):
             if share == 0:
                 continue  # fewer extra nodes than locations: the first locations take them
@@ -109,6 +119,8 @@ def neutral_values(ctx: ServicesContext, settings: Autoscaler) -> dict[str, Any]
             "leader-elect": True,  # one active replica; the other takes over within the lease
             "expander": EXPANDER,
             "balance-similar-node-groups": True,  # a pool's groups in several locations grow evenly
+            # ... which needs them "similar": equal labels but the standard zone labels, and ours names the location.
+            "balancing-ignore-label": LOCATION_LABEL,
             "skip-nodes-with-system-pods": True,
             "skip-nodes-with-local-storage": True,
             "scale-down-delay-after-add": settings.scale_down_delay_after_add,
@@ -150,15 +162,28 @@ def install(ctx: ServicesContext, spaces: Namespaces, infra: Infrastructure, joi
             after: Sequence[pulumi.Resource]) -> NodeAutoscaling:
     """`after`: the cluster and the monitoring CRDs (the chart renders a ServiceMonitor)."""
     assert infra.install_node_groups is not None
-    groups = requests(ctx.cluster, join)
+    groups = requests(ctx.cluster, join, infra.unpinned_group_locations)
     made = infra.install_node_groups(groups, ctx.k8s, list(after), ctx.parent)
     opts = ctx.opts([*after, *spaces.ready_for([NAMESPACE])])
-    secret = k8s.core.v1.Secret(
-        SECRET, metadata=k8s.meta.v1.ObjectMetaArgs(name=SECRET, namespace=NAMESPACE, labels=EXCLUDE_FROM_BACKUP),
-        string_data={key: pulumi.Output.secret(value) for key, value in made.secret_env.items()}, type="Opaque",
-        opts=opts)
-    chart = release("cluster-autoscaler", CLUSTER_AUTOSCALER, merged(neutral_values(ctx, ctx.settings.autoscaler),
-                                                                       made.autoscaler_values),
-                    pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[secret, *made.resources])),
+    secrets = [_secret(SECRET, made.secret_env, opts)]
+    values = merged(neutral_values(ctx, ctx.settings.autoscaler), made.autoscaler_values)
+    if made.secret_files:
+        # A Secret of its own: envFromSecret would also turn a file's key into an environment variable.
+        secrets.append(_secret(FILES_SECRET, made.secret_files, opts))
+        values = merged(values, files_values())
+    chart = release("cluster-autoscaler", CLUSTER_AUTOSCALER, values,
+                    pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[*secrets, *made.resources])),
                     namespace=NAMESPACE, create_namespace=False)
-    return NodeAutoscaling(groups=groups, node_groups=made, ready=[*made.resources, secret, chart])
+    return NodeAutoscaling(groups=groups, node_groups=made, ready=[*made.resources, *secrets, chart])
+
+
+def files_values() -> dict[str, Any]:
+    """The files Secret mounted read-only in AUTOSCALER_FILES_DIR (chart 9.59.0 values.yaml extraVolumeSecrets:
+    volume name -> {name: the Secret, mountPath})."""
+    return {"extraVolumeSecrets": {FILES_VOLUME: {"name": FILES_SECRET, "mountPath": AUTOSCALER_FILES_DIR}}}
+
+
+def _secret(name: str, data: dict[str, pulumi.Input[str]], opts: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
+    return k8s.core.v1.Secret(
+        name, metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=NAMESPACE, labels=EXCLUDE_FROM_BACKUP),
+        string_data={key: pulumi.Output.secret(value) for key, value in data.items()}, type="Opaque", opts=opts)

@@ -54,8 +54,9 @@ def image_tag(k3s_version: str) -> str:
 
 
 def agent_taints(ctx: ServicesContext) -> list[str]:
-    """Every taint an agent pool carries (dedicated roles and custom taints), each once."""
-    return sorted({t for pool in ctx.cluster.active_pools for t in pool.node_taints})
+    """Every taint an agent pool's nodes carry (dedicated roles and custom taints), each once; autoscaled pools'
+    included, whose nodes may all be the autoscaler's (min 0): they too are upgraded and rebooted."""
+    return sorted({t for pool in ctx.cluster.node_pools for t in pool.node_taints})
 
 
 def server_plan(version: str) -> dict[str, Any]:
