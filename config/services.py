@@ -10,9 +10,9 @@ import base64
 import binascii
 import re
 import zoneinfo
-from typing import Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import StringConstraints, field_validator, model_validator
 
 from config.model_base import (Model, check_dns_name, check_dns_subdomain, check_hostname_label, check_token, one_of,
                                optional)
@@ -277,6 +277,7 @@ class Backups(Model):
 _PGP_ARMOR = re.compile(r"-----BEGIN PGP PUBLIC KEY BLOCK-----\r?\n(?:[^\r\n]*\r?\n)*?\r?\n"
                         r"(?P<body>[A-Za-z0-9+/=\r\n]+?)\r?\n(?:=[A-Za-z0-9+/]{4}\r?\n)?"
                         r"-----END PGP PUBLIC KEY BLOCK-----\s*")
+PGP_KEY_MAX_LENGTH = 16384  # an armored RSA-4096 key with subkeys and signatures is a few KiB
 PGP_PUBLIC_KEY_TAG = 6  # RFC 4880 4.3: the first packet of a transferable public key (RFC 4880 11.1)
 
 
@@ -306,7 +307,8 @@ class Secrets(Model):
     replicas: int = 3
     # OpenBao's unseal key is exported encrypted to each of these (stack output secretsRecovery); without
     # them it is exported as a plain secret output (readable with `pulumi stack output --show-secrets`).
-    recovery_pgp_keys: list[str] = []
+    recovery_pgp_keys: list[Annotated[str, StringConstraints(max_length=PGP_KEY_MAX_LENGTH)]] = []
+    multiline_fields: ClassVar[frozenset[str]] = frozenset({"recovery_pgp_keys"})
 
     @field_validator("recovery_pgp_keys")
     @classmethod
