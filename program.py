@@ -69,6 +69,8 @@ def main() -> None:
         pulumi.export("clusterIssuer", services.cluster_issuer)
         pulumi.export("gateway", {"name": services.gateway.name, "namespace": services.gateway.namespace})
         pulumi.export("dns", services.dns)
+        if services.secret_store.recovery is not None:  # a secret: the unseal key, or it PGP-encrypted
+            pulumi.export("secretsRecovery", services.secret_store.recovery)
         if loaded.config.cluster_services.backups.enabled:
             pulumi.export("disasterRecovery", runbook(loaded.config, loaded.stack))  # no secrets in it
         if loaded.config.layers.data_plane:

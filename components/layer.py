@@ -18,6 +18,12 @@ import pulumi_random as random
 EXCLUDE_FROM_BACKUP = {"velero.io/exclude-from-backup": "true"}
 
 
+def wait_for(condition: str, seconds: int) -> dict[str, str]:
+    """pulumi-kubernetes await annotations for an operator's resource: `pulumi up`, and every consumer that
+    depends on it, waits until the operator reports `condition` (condition=Ready, jsonpath=...)."""
+    return {"pulumi.com/waitFor": condition, "pulumi.com/timeoutSeconds": str(seconds)}
+
+
 @dataclass(frozen=True)
 class Credentials:
     secret: str  # Secret name in `namespace`

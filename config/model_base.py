@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 UNKNOWN_KEYS = "has unknown key(s)"
@@ -16,6 +16,7 @@ MAX_STRING = 1024
 # start a new line in a rendered config file (s3cmd, K3s) or runbook; Python's `$` matches before a trailing
 # newline, so a pattern check alone does not keep one out.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_NEWLINES = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]")  # text blocks (armored keys)
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*")
 # A single word of a cloud's vocabulary (regions, zones, locations, ids): no spaces, quotes or shell syntax.
@@ -59,18 +60,20 @@ def optional(check: Callable[[str], str]) -> Callable[[str | None], str | None]:
     return lambda value: None if value is None else check(value)
 
 
-def _no_control_characters(value: Any) -> Any:
-    """Every string in a field (lists and maps included; nested models check their own fields)."""
+def _no_control_characters(value: Any, multiline: bool = False) -> Any:
+    """Every string in a field (lists and maps included; nested models check their own fields). `multiline`:
+    a field of text blocks (Model.multiline_fields), where line breaks are the format and nothing else is."""
     if isinstance(value, str):
-        if _CONTROL.search(value):
-            raise ValueError("must not contain control characters (newlines, tabs, ...)")
+        if (_CONTROL_BUT_NEWLINES if multiline else _CONTROL).search(value):
+            raise ValueError("must not contain control characters (tabs, ...)" if multiline else
+                             "must not contain control characters (newlines, tabs, ...)")
     elif isinstance(value, (list, tuple)):
         for item in value:
-            _no_control_characters(item)
+            _no_control_characters(item, multiline)
     elif isinstance(value, dict):
         for key, item in value.items():
-            _no_control_characters(key)
-            _no_control_characters(item)
+            _no_control_characters(key, multiline)
+            _no_control_characters(item, multiline)
     return value
 
 
@@ -89,7 +92,12 @@ class Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid",
                               str_max_length=MAX_STRING)
 
-    _v_control = field_validator("*")(staticmethod(_no_control_characters))
+    multiline_fields: ClassVar[frozenset[str]] = frozenset()  # fields of text blocks: line breaks allowed
+
+    @field_validator("*")
+    @classmethod
+    def _v_control(cls, value: Any, info: ValidationInfo) -> Any:
+        return _no_control_characters(value, info.field_name in cls.multiline_fields)
 
     @model_validator(mode="before")
     @classmethod

@@ -6,11 +6,13 @@ when a feature is on) live in config/rules.py.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import zoneinfo
-from typing import Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import StringConstraints, field_validator, model_validator
 
 from config.model_base import (Model, check_dns_name, check_dns_subdomain, check_hostname_label, check_token, one_of,
                                optional)
@@ -272,9 +274,46 @@ class Backups(Model):
         return value
 
 
+_PGP_ARMOR = re.compile(r"-----BEGIN PGP PUBLIC KEY BLOCK-----\r?\n(?:[^\r\n]*\r?\n)*?\r?\n"
+                        r"(?P<body>[A-Za-z0-9+/=\r\n]+?)\r?\n(?:=[A-Za-z0-9+/]{4}\r?\n)?"
+                        r"-----END PGP PUBLIC KEY BLOCK-----\s*")
+PGP_KEY_MAX_LENGTH = 16384  # an armored RSA-4096 key with subkeys and signatures is a few KiB
+PGP_PUBLIC_KEY_TAG = 6  # RFC 4880 4.3: the first packet of a transferable public key (RFC 4880 11.1)
+
+
+def check_pgp_public_key(value: str) -> str:
+    """An ASCII-armored OpenPGP public key (`gpg --armor --export <id>`): the armor, base64 and a first packet
+    that is a public key. Anything else (a private key, a fingerprint, a file name) is refused here, not by gpg."""
+    if "PRIVATE KEY BLOCK" in value:
+        raise ValueError("is a PRIVATE key block: give the recipient's public key (gpg --armor --export <id>)")
+    match = _PGP_ARMOR.fullmatch(value.strip() + "\n")
+    if match is None:
+        raise ValueError("must be an ASCII-armored OpenPGP public key (gpg --armor --export <id>), from "
+                         "-----BEGIN PGP PUBLIC KEY BLOCK----- to -----END PGP PUBLIC KEY BLOCK-----")
+    try:
+        packets = base64.b64decode("".join(match["body"].split()), validate=True)
+    except binascii.Error:
+        raise ValueError("has a body that is not base64: copy the whole armored block") from None
+    first = packets[0] if packets else 0
+    # The packet tag: bits 5-0 of a new-format header (0b11xxxxxx), bits 5-2 of an old-format one (0b10xxxxxx).
+    tag = first & 0x3F if first & 0xC0 == 0xC0 else (first & 0x3C) >> 2
+    if not first & 0x80 or tag != PGP_PUBLIC_KEY_TAG:
+        raise ValueError("does not start with a public-key packet: give the output of gpg --armor --export <id>")
+    return value.strip() + "\n"
+
+
 class Secrets(Model):
     backend: str = "openbao"  # OpenBao (MPL-2.0) or HashiCorp Vault (BSL): the same API
     replicas: int = 3
+    # OpenBao's unseal key is exported encrypted to each of these (stack output secretsRecovery); without
+    # them it is exported as a plain secret output (readable with `pulumi stack output --show-secrets`).
+    recovery_pgp_keys: list[Annotated[str, StringConstraints(max_length=PGP_KEY_MAX_LENGTH)]] = []
+    multiline_fields: ClassVar[frozenset[str]] = frozenset({"recovery_pgp_keys"})
+
+    @field_validator("recovery_pgp_keys")
+    @classmethod
+    def _pgp_keys(cls, values: list[str]) -> list[str]:
+        return [check_pgp_public_key(value) for value in values]
 
     _v_backend = field_validator("backend")(staticmethod(one_of(SECRETS_BACKENDS)))
 

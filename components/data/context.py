@@ -11,7 +11,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components.data.endpoints import BackupTargets
-from components.layer import LayerContext
+from components.layer import LayerContext, wait_for  # noqa: F401  (re-exported: the data layer imports it from here)
 from components.data.placement import Placement, Resources, sized
 from components.scheduling import pod_anti_affinity
 from components.services.gateway import GatewayRef
@@ -127,12 +127,6 @@ class DataContext(LayerContext):
             return []
         return [self.disruption_budget(f"{release}-pdb", release, namespace, selector, self.labels(release),
                                        depends_on, min_available=1)]
-
-
-def wait_for(condition: str, seconds: int) -> dict[str, str]:
-    """pulumi-kubernetes await annotations for an operator's resource: `pulumi up`, and every consumer that
-    depends on it, waits until the operator reports `condition` (condition=Ready, jsonpath=...)."""
-    return {"pulumi.com/waitFor": condition, "pulumi.com/timeoutSeconds": str(seconds)}
 
 
 def operator_affinity(labels: dict[str, str]) -> dict[str, object]:

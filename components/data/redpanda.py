@@ -43,6 +43,7 @@ from components.data.endpoints import Credentials, RedpandaEndpoint
 from components.data.placement import Placement, Resources
 from components.helm import release
 from components.scheduling import ZONE_TOPOLOGY, pod_anti_affinity, zone_spread
+from components.services import certs
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
                                            NamespaceSpec, Peer)
 from config.consumers import Consumer
@@ -75,11 +76,7 @@ CA_SECRET = f"{CLUSTER}-{TLS_CERT}-cert"  # the brokers' certificate; holds ca.c
 # A ClusterIssuer reads its CA Secret from cert-manager's namespace (the chart's clusterResourceNamespace default).
 CA_ISSUER = "redpanda-ca"
 CA_ROOT_ISSUER = "redpanda-ca-root"  # self-signed Issuer: signs the CA certificate, nothing else
-CA_CERT_SECRET = "redpanda-ca"  # in CA_NAMESPACE: the CA's certificate and private key
-CA_NAMESPACE = charts.CERT_MANAGER.namespace
-# Replacing the CA means every client trusting old and new for a while (a manual runbook): never by surprise.
-CA_DURATION = "87600h0m0s"  # 10 years
-CA_RENEW_BEFORE = "8760h0m0s"
+CA_CERT_SECRET = "redpanda-ca"  # in cert-manager's namespace: the CA's certificate and private key
 BROKER_LABELS = {"app.kubernetes.io/name": "redpanda", "app.kubernetes.io/instance": CLUSTER,
                  "app.kubernetes.io/component": "redpanda-statefulset"}  # charts/redpanda/statefulset.go
 OPERATOR_LABELS = {"app.kubernetes.io/name": "operator", "app.kubernetes.io/instance": OPERATOR_RELEASE}
@@ -251,17 +248,8 @@ def cluster_spec(ctx: DataContext, res: Resources) -> dict[str, Any]:
 # --- the listeners' CA ----------------------------------------------------------------------------------
 
 def ca_manifests() -> list[tuple[str, str, str | None, dict[str, Any]]]:
-    """(kind, name, namespace, spec) in creation order: the self-signed root Issuer, the CA Certificate it signs,
-    and the ClusterIssuer that signs with that CA (the brokers' certificate, consumers' client certificates)."""
-    issuer = {"name": CA_ROOT_ISSUER, "kind": "Issuer", "group": "cert-manager.io"}
-    return [
-        ("Issuer", CA_ROOT_ISSUER, CA_NAMESPACE, {"selfSigned": {}}),
-        ("Certificate", CA_CERT_SECRET, CA_NAMESPACE, {
-            "secretName": CA_CERT_SECRET, "isCA": True, "commonName": f"{CLUSTER}.{NAMESPACE} CA",
-            "duration": CA_DURATION, "renewBefore": CA_RENEW_BEFORE, "issuerRef": issuer,
-            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"}}),
-        ("ClusterIssuer", CA_ISSUER, None, {"ca": {"secretName": CA_CERT_SECRET}}),
-    ]
+    """The root Issuer, the CA Certificate and the ClusterIssuer that signs the brokers' and clients' certificates."""
+    return certs.ca_manifests(CA_ROOT_ISSUER, CA_CERT_SECRET, CA_ISSUER, f"{CLUSTER}.{NAMESPACE} CA")
 
 
 def _ca(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:

@@ -68,7 +68,8 @@ class ClusterServices(pulumi.ComponentResource):
         rolling = upgrades.install(ctx, spaces, after=placed)
         rebooting = reboots.install(ctx, spaces, after=scraped)
         saved = backups.install(ctx, spaces, after=scraped)
-        store = secrets.install(ctx, spaces, after=scraped)
+        # The secret store's CA and certificates are cert-manager's resources.
+        store = secrets.install(ctx, spaces, after=[*scraped, *tls.ready])
         meshed = mesh.install(ctx, spaces, tls, after=placed)
         cilium = cilium_metrics.install(ctx, spaces, after=scraped)
         # Node autoscaling (docs/autoscaling.md): only where a pool autoscales and the provider creates machines.

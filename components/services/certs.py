@@ -46,6 +46,32 @@ class Certs:
     wildcard: bool = False  # a DNS-01 solver is configured: wildcard certificates can be issued
 
 
+# --- private CAs -----------------------------------------------------------------------------------
+# In-cluster TLS (Redpanda's listeners, OpenBao's API) is signed by a private CA per service: a self-signed
+# root Issuer signs the CA Certificate, and a ClusterIssuer signs with it. cert-manager's CA issuer writes
+# ca.crt into every Secret it issues, so a client in another namespace gets the CA by asking the same issuer
+# for a certificate of its own. A ClusterIssuer reads its CA Secret from cert-manager's namespace.
+# Replacing a CA means every client trusting old and new for a while (a manual runbook): never by surprise.
+CA_DURATION = "87600h0m0s"  # 10 years
+CA_RENEW_BEFORE = "8760h0m0s"
+
+
+def ca_manifests(root_issuer: str, ca_secret: str, cluster_issuer: str, common_name: str,
+                 secret_labels: dict[str, str] | None = None) -> list[tuple[str, str, str | None, dict[str, Any]]]:
+    """(kind, name, namespace, spec) in creation order: the self-signed root Issuer, the CA Certificate it signs
+    (`secret_labels` on its Secret), and the ClusterIssuer that signs with that CA."""
+    issuer = {"name": root_issuer, "kind": "Issuer", "group": "cert-manager.io"}
+    template = {"secretTemplate": {"labels": secret_labels}} if secret_labels else {}
+    return [
+        ("Issuer", root_issuer, NAMESPACE, {"selfSigned": {}}),
+        ("Certificate", ca_secret, NAMESPACE, {
+            "secretName": ca_secret, "isCA": True, "commonName": common_name,
+            "duration": CA_DURATION, "renewBefore": CA_RENEW_BEFORE, "issuerRef": issuer,
+            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"}, **template}),
+        ("ClusterIssuer", cluster_issuer, None, {"ca": {"secretName": ca_secret}}),
+    ]
+
+
 # --- namespace ------------------------------------------------------------------------------------
 
 def rfc2136_port(nameserver: str) -> int:
