@@ -151,7 +151,7 @@ def _host_names(cfg: StackConfig) -> list[Problem]:
     """Every name served under the domain (<label>.<domain>) must be a DNS name: at most 253 characters."""
     labels = {*PLATFORM_HOSTNAMES, *cfg.cluster_services.gateway.hostnames,
               *(s.host for s in cfg.ad_services.services.values() if s.host)}
-    longest = max(labels, key=len)
+    longest = max(sorted(labels), key=len)  # the first in order of the longest: the same message every run
     if len(longest) + 1 + len(cfg.domain) <= MAX_DNS_NAME:
         return []
     return [problem("domain", f"must leave room for the hosts served under it: {longest}.<domain> must be at most "

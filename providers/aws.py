@@ -204,6 +204,7 @@ class Aws:
     name = NAME
     server_types = SERVER_TYPES
     credentials = CREDENTIALS
+    zonal_node_groups = True  # one Auto Scaling group per zone (aws.py: AZRebalance would evict undrained)
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cluster = loaded.config.cluster

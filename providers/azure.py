@@ -247,6 +247,7 @@ class Azure:
     name = NAME
     server_types = SERVER_TYPES
     credentials = CREDENTIALS
+    zonal_node_groups = False  # one scale set over the zones
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cluster = loaded.config.cluster

@@ -51,6 +51,7 @@ class BareMetalProvider:
     name = NAME
     server_types = SERVER_TYPES
     credentials = ()  # the hosts are reached with adplatform:sshPrivateKey only
+    zonal_node_groups = False  # nothing autoscales on bare metal
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cfg = loaded.config

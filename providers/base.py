@@ -343,6 +343,9 @@ class Provider(Protocol):
     name: str
     server_types: dict[str, str]  # size class -> provider server type, one entry per SIZES key
     credentials: tuple[Credential, ...]  # the SDK config keys that hold credentials (check_credentials)
+    # An autoscaled pool with no location gets one node group per zone the provider spreads nodes over
+    # (Infrastructure.unpinned_group_locations), named `<pool>-<zone>`; False: one group named `<pool>`.
+    zonal_node_groups: bool
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         """Provider-specific config checks (locations, zones), run before any resource exists."""

@@ -201,6 +201,7 @@ class Gcp:
     name = NAME
     server_types = SERVER_TYPES
     credentials = CREDENTIALS
+    zonal_node_groups = True  # managed instance groups are zonal
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cluster = loaded.config.cluster

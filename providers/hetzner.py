@@ -72,6 +72,7 @@ class Hetzner:
     server_types = SERVER_TYPES
     catalog = CATALOG
     credentials = CREDENTIALS
+    zonal_node_groups = False  # a pool's locations are always known (its own or the cluster's)
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cluster = loaded.config.cluster

@@ -630,7 +630,7 @@ def test_every_config_string_is_bounded_and_the_error_does_not_echo_it_whole():
 
 @pytest.mark.parametrize(("domain", "accepted"), [
     ("a" * 64 + ".example.com", "must be a lower-case DNS name such as ads.example.com (labels of 1-63"),
-    (".".join(["a" * 60] * 4) + ".com", "must leave room for the hosts served under it: registry.<domain> must be"),
+    (".".join(["a" * 60] * 4) + ".com", "must leave room for the hosts served under it: kubeflow.<domain> must be"),
 ])
 def test_dns_names_over_the_label_and_name_limits_are_refused(domain, accepted):
     found = problems(base_raw(domain=domain))

@@ -333,8 +333,12 @@ def provider_group_names(stack: str) -> list[str]:
 def test_the_expected_node_groups_are_the_ones_the_program_gives_the_autoscaler(stack):
     groups = expected.node_groups(verify.stack_file_config(stack))
     names = provider_group_names(stack)
-    assert groups and len(names) == len(groups)
-    assert all(sum(checks.is_group(n, g) for n in names) == 1 for g in groups), (names, groups)
+    assert groups and names
+    # Every group the program made is expected exactly once, and every expectation finds a group: one per zone for
+    # an unpinned pool on AWS and GCP (`general-*`), else exactly one.
+    assert all(sum(checks.is_group(n, g) for g in groups) == 1 for n in names), (names, groups)
+    assert all(sum(checks.is_group(n, g) for n in names) == (3 if g.endswith("-*") else 1) for g in groups), \
+        (names, groups)
 
 
 def test_autoscaler_fails_when_not_available_or_a_node_group_is_not_registered():
@@ -397,7 +401,9 @@ def test_a_missing_drill_fails_and_drills_are_not_counted_as_backups():
     kube = Recorded("healthy")
     kube.answers["cronjobs"] = [c for c in kube.answers["cronjobs"] if c["metadata"]["namespace"] != "dr-drills"]
     failed, report = run("healthy", kube=kube)
-    assert failed == 1 and "x drill drill-postgres: no such CronJob" in report
+    # A failed check per drill the config has (PostgreSQL and Redpanda).
+    assert failed == 2 and "x drill drill-postgres: no such CronJob" in report
+    assert "x drill drill-redpanda: no such CronJob" in report
     failed, report = run("healthy")
     assert " ok  backups recent (4/4)" in report, "the two backup CronJobs, Velero and CNPG; not the drill"
     assert expected.drill_cronjobs(config()) == ["drill-postgres"]

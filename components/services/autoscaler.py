@@ -88,20 +88,27 @@ def group_locations(pool: Pool, cluster: Cluster, unpinned: Sequence[str | None]
     return list(unpinned) if locations == [None] else locations
 
 
-def requests(cluster: Cluster, join: JoinSettings, unpinned: Sequence[str | None] = (None,)) -> list[NodeGroupRequest]:
-    """One node group per (autoscaled pool, location with a share of its extra nodes)."""
+def placed_groups(cluster: Cluster, unpinned: Sequence[str | None] = (None,)) -> list[tuple[Pool, str | None, int]]:
+    """(pool, location, max size) of every node group: one per autoscaled pool and location with a share of
+    its extra nodes (make verify expects the same groups: tools/verify/expected.py)."""
     found = []
     for pool in cluster.autoscaled_pools:
         locations = group_locations(pool, cluster, unpinned)
-        for location, share in zip(locations, shares(pool.autoscaling.extra, len(locations))):
-            if share == 0:
-                continue  # fewer extra nodes than locations: the first locations take them
-            name = node_group_name(pool, location)
-            spec = group_spec(name, pool, location, join.provider)
-            found.append(NodeGroupRequest(
-                name=name, pool=pool, location=location, min_size=0, max_size=share, user_data=user_data(spec, join),
-                spec=spec,
-                node_labels=node_labels(spec, join.profile), node_taints=tuple(spec.taints)))
+        # Fewer extra nodes than locations: the first locations take them, the others get no group.
+        found += [(pool, location, share)
+                  for location, share in zip(locations, shares(pool.autoscaling.extra, len(locations))) if share]
+    return found
+
+
+def requests(cluster: Cluster, join: JoinSettings, unpinned: Sequence[str | None] = (None,)) -> list[NodeGroupRequest]:
+    """One node group request per placed group (placed_groups)."""
+    found = []
+    for pool, location, share in placed_groups(cluster, unpinned):
+        name = node_group_name(pool, location)
+        spec = group_spec(name, pool, location, join.provider)
+        found.append(NodeGroupRequest(
+            name=name, pool=pool, location=location, min_size=0, max_size=share, user_data=user_data(spec, join),
+            spec=spec, node_labels=node_labels(spec, join.profile), node_taints=tuple(spec.taints)))
     return found
 
 

@@ -243,6 +243,10 @@ def is_group(registered: str, expected: str) -> bool:
     """Whether the autoscaler's name of a node group is the program's group `expected` (NodeGroupRequest.name):
     each provider names the group after it, behind a stack prefix (Hetzner `adp-<stack>-`, AWS/Azure
     `<prefix>-`) or at the end of a URL (a GCE managed instance group)."""
+    if expected.endswith("-*"):  # an unpinned pool's groups, one per zone its provider chose: `<pool>-<zone>`
+        stem = expected[:-1]
+        tail = registered.rsplit("/", 1)[-1]
+        return tail.startswith(stem) or f"-{stem}" in tail
     return registered == expected or registered.endswith(("-" + expected, "/" + expected))
 
 

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from components.services.autoscaler import shares
-from config.model import StackConfig, pool_locations
+import providers
+from components.services.autoscaler import placed_groups
+from config.model import StackConfig
 from config.rules import drilled_stores
 from providers.base import node_group_name
 
 
 def node_groups(cfg: StackConfig) -> list[str]:
-    """The node groups the autoscaler must know (components/services/autoscaler.py `requests`: one per autoscaled
-    pool and location with a share of its extra nodes)."""
+    """The node groups the autoscaler must know, placed as the program places them (components/services/autoscaler.py
+    `placed_groups`). Where a provider gives an unpinned pool one group per zone it chose (zonal_node_groups), the
+    zones are not in the config: the pool's groups are expected as `<pool>-*` (checks.is_group)."""
     if not cfg.layers.cluster_services:
         return []
-    found = []
-    for pool in cfg.cluster.autoscaled_pools:
-        locations = pool_locations(pool, cfg.cluster)
-        found += [node_group_name(pool, location)
-                  for location, share in zip(locations, shares(pool.autoscaling.extra, len(locations))) if share]
+    zonal = providers.get(cfg.provider).zonal_node_groups
+    found: list[str] = []
+    for pool, location, _ in placed_groups(cfg.cluster):
+        name = f"{pool.name}-*" if location is None and zonal else node_group_name(pool, location)
+        if name not in found:
+            found.append(name)
     return found
 
 
