@@ -406,7 +406,7 @@ def test_a_missing_drill_fails_and_drills_are_not_counted_as_backups():
     assert "x drill drill-redpanda: no such CronJob" in report
     failed, report = run("healthy")
     assert " ok  backups recent (4/4)" in report, "the two backup CronJobs, Velero and CNPG; not the drill"
-    assert expected.drill_cronjobs(config()) == ["drill-postgres"]
+    assert expected.drill_cronjobs(config()) == ["drill-postgres", "drill-redpanda"]
 
 
 def test_the_probe_scripts_pass_shellcheck():
