@@ -28,8 +28,10 @@ DOMAIN = "ads.example.com"
 
 
 def of_services(run: Run, type_: str) -> list:
-    """This layer's cert-manager objects (the data plane's Redpanda CA and the ad services' copy of it are not)."""
-    return [r for r in run.of_type(type_) if "adplatform:services:ClusterServices$" in r.urn]
+    """This layer's public-TLS cert-manager objects: not the private CAs of the data plane (Redpanda's, and the ad
+    services' copy of it) nor of the secret store (OpenBao's CA, its certificate and the team namespaces' copies)."""
+    return [r for r in run.of_type(type_) if "adplatform:services:ClusterServices$" in r.urn
+            and not r.name.startswith("openbao-")]
 
 
 def deps(run: Run, name: str, type_: str | None = None) -> set[str]:
