@@ -362,40 +362,35 @@ class AzureInfrastructure(ProviderInfrastructure):
 
     def _identity(self) -> managedidentity.UserAssignedIdentity:
         """The VMs' identity, for the CCM and the disk driver: a custom role on the resource group only."""
-        identity = managedidentity.UserAssignedIdentity(
-            "cluster-identity", resource_name_=f"{self._prefix}-cluster", tags=self._tags, **self._rg(),
-            opts=self._opts())
-        role = authorization.RoleDefinition(
-            "cluster-role", scope=self.resource_group.id, assignable_scopes=[self.resource_group.id],
-            # Custom role names are unique per tenant: the subscription tells stacks of the same name apart.
-            role_name=self._client.subscription_id.apply(
-                lambda sub: f"adplatform {self._loaded.stack} cluster ({sub[:8]})"),
-            description="Cloud controller manager and Azure Disk CSI driver of an adplatform cluster",
-            permissions=[authorization.PermissionArgs(actions=cluster_actions(self._loaded.config.cluster))],
-            role_type="CustomRole",
-            opts=self._opts())
-        authorization.RoleAssignment(
-            "cluster-role-assignment", scope=self.resource_group.id, role_definition_id=role.id,
-            principal_id=identity.principal_id, principal_type="ServicePrincipal",
-            description="adplatform cluster identity (CCM, disk CSI)", opts=self._opts())
-        return identity
+        return self._scoped_identity("cluster", cluster_actions(self._loaded.config.cluster),
+                                     "Cloud controller manager and Azure Disk CSI driver of an adplatform cluster",
+                                     "adplatform cluster identity (CCM, disk CSI)")
 
     def _autoscaler_identity(self) -> managedidentity.UserAssignedIdentity:
         """The cluster autoscaler's identity: only the scale set rights, on the resource group only."""
+        return self._scoped_identity("autoscaler", AUTOSCALER_ACTIONS,
+                                     "Cluster autoscaler of an adplatform cluster: its VM scale sets",
+                                     "adplatform cluster autoscaler")
+
+    def _scoped_identity(self, name: str, actions: Sequence[str], role_description: str,
+                         assignment_description: str) -> managedidentity.UserAssignedIdentity:
+        """A user-assigned identity holding a custom role of `actions`, assignable and assigned on the stack's
+        resource group only (resources `<name>-identity`, `<name>-role`, `<name>-role-assignment`)."""
         identity = managedidentity.UserAssignedIdentity(
-            "autoscaler-identity", resource_name_=f"{self._prefix}-autoscaler", tags=self._tags, **self._rg(),
+            f"{name}-identity", resource_name_=f"{self._prefix}-{name}", tags=self._tags, **self._rg(),
             opts=self._opts())
         role = authorization.RoleDefinition(
-            "autoscaler-role", scope=self.resource_group.id, assignable_scopes=[self.resource_group.id],
+            f"{name}-role", scope=self.resource_group.id, assignable_scopes=[self.resource_group.id],
+            # Custom role names are unique per tenant: the subscription tells stacks of the same name apart.
             role_name=self._client.subscription_id.apply(
-                lambda sub: f"adplatform {self._loaded.stack} autoscaler ({sub[:8]})"),
-            description="Cluster autoscaler of an adplatform cluster: its VM scale sets",
-            permissions=[authorization.PermissionArgs(actions=AUTOSCALER_ACTIONS)], role_type="CustomRole",
+                lambda sub: f"adplatform {self._loaded.stack} {name} ({sub[:8]})"),
+            description=role_description,
+            permissions=[authorization.PermissionArgs(actions=list(actions))], role_type="CustomRole",
             opts=self._opts())
         authorization.RoleAssignment(
-            "autoscaler-role-assignment", scope=self.resource_group.id, role_definition_id=role.id,
+            f"{name}-role-assignment", scope=self.resource_group.id, role_definition_id=role.id,
             principal_id=identity.principal_id, principal_type="ServicePrincipal",
-            description="adplatform cluster autoscaler", opts=self._opts())
+            description=assignment_description, opts=self._opts())
         return identity
 
     # --- API load balancers ------------------------------------------------------------------------
