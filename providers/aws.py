@@ -18,6 +18,7 @@ control plane with the control-plane role's Auto Scaling rights, limited to this
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import ipaddress
 import json
@@ -446,8 +447,11 @@ class AwsInfrastructure(ProviderInfrastructure):
             f"group-{request.name}", name=f"{self._prefix}-{request.name}", image_id=self.image,
             instance_type=resolve_server_type(spec, SERVER_TYPES), key_name=self._key_pair.key_name,
             vpc_security_group_ids=[self.security_group.id],  # public IPs: the subnets map one on launch
-            # base64 of a secret stays secret: the join token never shows in plain text in state.
-            user_data=request.user_data.apply(lambda text: base64.b64encode(text.encode()).decode()),
+            # base64 of a secret stays secret: the join token never shows in plain text in state. Gzipped: EC2 takes
+            # 16 KB of user data before base64 and cloud-init reads gzip itself (its user data formats: compressed
+            # content); the document is about 16 KB uncompressed.
+            user_data=request.user_data.apply(
+                lambda text: base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()),
             metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(**metadata_options(server=False)),
             block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
                 device_name=root_device, ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 from collections import Counter
 from typing import Any
@@ -356,7 +357,7 @@ def test_launch_template_has_the_agents_settings_and_the_secret_user_data(groups
     assert [group_sg] == agent["vpcSecurityGroupIds"]
     user_data = template.inputs["userData"]
     assert isinstance(user_data, mockrun.Secret), "the join token stays secret in state"
-    assert base64.b64decode(user_data.value).decode() == FAKE_USER_DATA
+    assert gzip.decompress(base64.b64decode(user_data.value)).decode() == FAKE_USER_DATA
     tags = {t["resourceType"]: t["tags"] for t in template.inputs["tagSpecifications"]}
     assert tags["instance"]["adplatform.io/pool"] == "general" and tags["instance"]["adplatform.io/k3s"] == "agent"
     assert tags["instance"]["kubernetes.io/cluster/adp-staging-aws"] == "owned", "the CCM's ownership tag"

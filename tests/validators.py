@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import gzip
 import json
 import os
 import re
@@ -115,8 +116,10 @@ def _user_data(value: object) -> str | None:
         return None
     if not text.startswith("#"):
         try:
-            return base64.b64decode(text, validate=True).decode()
-        except (ValueError, UnicodeDecodeError):
+            data = base64.b64decode(text, validate=True)
+            # gzip, as cloud-init reads it (AWS launch templates: providers/aws.py)
+            return (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).decode()
+        except (ValueError, UnicodeDecodeError, OSError):
             return text
     return text
 
