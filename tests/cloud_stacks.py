@@ -16,6 +16,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 import providers
+from components.services.autoscaler import shares
 from config import ConfigError, load_from_pulumi
 from config.model import LOCATION_LABEL, Cluster, Pool
 from providers.base import FSTYPE_PARAMETER, ClusterProfile, NodeGroupRequest, NodeGroups, group_spec
@@ -83,6 +84,13 @@ def resolved(value: Any) -> Any:
 FAKE_USER_DATA = "#cloud-config\nruncmd:\n  - [sh, -c, 'echo join with the agent token']\n"
 
 
+def autoscaled_general(**fields: Any) -> dict[str, Any]:
+    """Stack overrides for the installers' fixtures: the general pool autoscaled 2..5 and tainted (to see the taint
+    in each provider's scale-from-zero template), with `fields` added."""
+    return {"adplatform:cluster": {"pools": [{"name": "general", "autoscaling": {"min": 2, "max": 5},
+                                              "taints": ["adplatform.io/burst=true:NoSchedule"], **fields}]}}
+
+
 def node_group_requests(cluster: Cluster, zones: Callable[[Pool], list[str | None]],
                         cluster_provider: str) -> list[NodeGroupRequest]:
     """What the autoscaler component would ask of a provider: a group per autoscaled pool and zone (`zones`), the
@@ -90,8 +98,7 @@ def node_group_requests(cluster: Cluster, zones: Callable[[Pool], list[str | Non
     requests = []
     for pool in cluster.autoscaled_pools:
         where = zones(pool)
-        for i, zone in enumerate(where):
-            share = pool.autoscaling.extra // len(where) + (i < pool.autoscaling.extra % len(where))
+        for zone, share in zip(where, shares(pool.autoscaling.extra, len(where))):
             # Labels and taints as the autoscaler component passes them (the K3s config's; location label included).
             name = f"{pool.name}-{zone}" if zone else pool.name
             requests.append(NodeGroupRequest(name=name, pool=pool,

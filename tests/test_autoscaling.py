@@ -42,7 +42,7 @@ def env_secret(run: Run) -> Secret:
 def files_secret(run: Run) -> dict[str, str]:
     data = run.named("cluster-autoscaler-files", SECRET).inputs["stringData"]
     assert isinstance(data, Secret), "the node groups' cloud-init carries the agent join token"
-    return {key: _unsecret(value) for key, value in data.value.items()}
+    return {key: validators.plain(value) for key, value in data.value.items()}
 
 
 def node_configs(run: Run) -> dict[str, dict]:
@@ -58,16 +58,6 @@ def setup_files(cloud_init: str) -> dict[str, str]:
 
 def setup_script(cloud_init: str, step: str) -> str:
     return setup_files(cloud_init)[f"{userdata.SETUP_DIR}/{step}"]
-
-
-@pytest.fixture(scope="module")
-def staging() -> Run:
-    return stack_run("staging")
-
-
-@pytest.fixture(scope="module")
-def production() -> Run:
-    return stack_run("production")
 
 
 @lru_cache(maxsize=None)
@@ -195,7 +185,7 @@ def test_many_node_groups_cloud_init_reaches_the_autoscaler_as_a_mounted_file():
     assert len(json.loads(files[CLUSTER_CONFIG_FILE])["nodeConfigs"]) == 12
     assert sum(len(v.encode()) for v in files.values()) <= MAX_SECRET_DATA
     env = env_secret(run).value
-    assert all(len(str(_unsecret(v)).encode()) < MAX_ENV_VALUE for v in env.values())
+    assert all(len(str(validators.plain(v)).encode()) < MAX_ENV_VALUE for v in env.values())
     assert not [k for k in env if k.startswith("HCLOUD_CLUSTER_CONFIG")], "no cloud-init in the environment"
     values = autoscaler_values(run)
     [mount] = values["extraVolumeSecrets"].values()
@@ -390,23 +380,16 @@ USER_DATA_LIMITS = {"staging-aws": 16 * 1024, "staging": 32 * 1024, "staging-gcp
                     "staging-azure": 48 * 1024}
 
 
-def _unsecret(value):
-    from tools.mockrun import Secret
-    while isinstance(value, Secret):
-        value = value.value
-    return value
-
-
 def _group_user_data(stack: str) -> list[bytes]:
     run = stack_run(stack)
     if stack == "staging-aws":
-        return [base64.b64decode(_unsecret(r.inputs["userData"]))
+        return [base64.b64decode(validators.plain(r.inputs["userData"]))
                 for r in run.of_type("aws:ec2/launchTemplate:LaunchTemplate")]
     if stack == "staging-gcp":
-        return [_unsecret(_unsecret(r.inputs["metadata"])["user-data"]).encode()
+        return [validators.plain(r.inputs["metadata"])["user-data"].encode()
                 for r in run.of_type("gcp:compute/instanceTemplate:InstanceTemplate")]
     if stack == "staging-azure":
-        return [base64.b64decode(_unsecret(_unsecret(r.inputs["virtualMachineProfile"])["osProfile"]["customData"]))
+        return [base64.b64decode(validators.plain(r.inputs["virtualMachineProfile"])["osProfile"]["customData"])
                 for r in run.of_type("azure-native:compute:VirtualMachineScaleSet")]
     return [node["cloudInit"].encode() for node in node_configs(run).values()]
 

@@ -16,8 +16,8 @@ from config.catalog import SIZES
 from config.model import Cluster
 from providers import aws, get
 from providers.base import PORTS
-from tests.cloud_stacks import (FAKE_USER_DATA, NodeGroupRun, assert_block_storage, config_problems,
-                                gateway_client_address, run_node_groups, stack_fixtures)
+from tests.cloud_stacks import (autoscaled_general, FAKE_USER_DATA, NodeGroupRun, assert_block_storage, config_problems, gateway_client_address,
+                                run_node_groups, stack_fixtures)
 from tests.conftest import base_raw, k3s_config
 from tools import mockrun
 from tools.mockrun import FAKE_UBUNTU_AMI
@@ -318,9 +318,7 @@ LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 def groups() -> NodeGroupRun:
     """staging-aws's installer asked for groups in zones b and c, as the autoscaler component would ask; the
     stack's general pool is tainted for this run, to see the taint tags."""
-    return run_node_groups("staging-aws", lambda pool: ["eu-central-1b", "eu-central-1c"], overrides={
-        "adplatform:cluster": {"pools": [{"name": "general", "autoscaling": {"min": 2, "max": 5},
-                                          "taints": ["adplatform.io/burst=true:NoSchedule"]}]}})
+    return run_node_groups("staging-aws", lambda pool: ["eu-central-1b", "eu-central-1c"], overrides=autoscaled_general())
 
 
 def test_one_auto_scaling_group_per_request_in_its_zones(groups):

@@ -13,7 +13,7 @@ import pytest
 from components.charts import AZURE_CCM, AZURE_DISK_CSI
 from config.catalog import SIZES
 from providers import azure, cloud
-from tests.cloud_stacks import (FAKE_USER_DATA, NodeGroupRun, assert_block_storage, assert_local_traffic_policy,
+from tests.cloud_stacks import (autoscaled_general, FAKE_USER_DATA, NodeGroupRun, assert_block_storage, assert_local_traffic_policy,
                                 config_problems, run_node_groups, stack_fixtures)
 from tests.conftest import base_raw, k3s_config
 from tools import mockrun
@@ -341,9 +341,7 @@ VMSS = "azure-native:compute:VirtualMachineScaleSet"
 def groups() -> NodeGroupRun:
     """staging-azure's installer asked for a group in zone 2 and one for the unpinned spread, as the autoscaler
     component would ask; the general pool is tainted for this run, to see the taint tags."""
-    return run_node_groups("staging-azure", lambda pool: ["2", None], overrides={
-        "adplatform:cluster": {"pools": [{"name": "general", "autoscaling": {"min": 2, "max": 5},
-                                          "taints": ["adplatform.io/burst=true:NoSchedule"]}]}})
+    return run_node_groups("staging-azure", lambda pool: ["2", None], overrides=autoscaled_general())
 
 
 def test_one_uniform_scale_set_per_request_from_zero(groups):

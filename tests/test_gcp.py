@@ -14,7 +14,7 @@ from config.catalog import SIZES
 from policy import rules as policy
 from providers import gcp, get
 from providers.base import PORTS
-from tests.cloud_stacks import (FAKE_USER_DATA, NodeGroupRun, assert_block_storage, assert_local_traffic_policy,
+from tests.cloud_stacks import (autoscaled_general, FAKE_USER_DATA, NodeGroupRun, assert_block_storage, assert_local_traffic_policy,
                                 config_problems, run_node_groups, stack_fixtures)
 from tests import validators
 from tests.conftest import ROOT, base_raw, k3s_config
@@ -299,10 +299,8 @@ TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
 def groups() -> NodeGroupRun:
     """staging-gcp's installer asked for groups in zones b and c, as the autoscaler component would ask; the
     general pool is tainted for this run, to see the taint in the template."""
-    return run_node_groups("staging-gcp", lambda pool: ["europe-west3-b", "europe-west3-c"], overrides={
-        "adplatform:cluster": {"pools": [{"name": "general", "autoscaling": {"min": 2, "max": 5},
-                                          "labels": {"svccontroller.k3s.cattle.io/enablelb": "true"},
-                                          "taints": ["adplatform.io/burst=true:NoSchedule"]}]}})
+    return run_node_groups("staging-gcp", lambda pool: ["europe-west3-b", "europe-west3-c"], overrides=autoscaled_general(
+        labels={"svccontroller.k3s.cattle.io/enablelb": "true"}))
 
 
 def test_one_zonal_managed_instance_group_per_request(groups):

@@ -178,13 +178,17 @@ def cloud_init_schema_missing() -> str | None:
     return None
 
 
-def require_cloud_init_schema() -> None:
-    """Skips the calling test, saying why, where the schema is not installed; fails instead where CI requires it."""
-    missing = cloud_init_schema_missing()
+def require_tool(missing: str | None, what: str) -> None:
+    """Skips the calling test saying why (`missing`: why a test tool cannot run here, None when it can); fails
+    instead where CI requires the tools (REQUIRE_NODE_TOOLS)."""
     if missing and os.environ.get(REQUIRE_NODE_TOOLS):
-        pytest.fail(f"{missing}; {REQUIRE_NODE_TOOLS} is set, so the schema check must run here")
+        pytest.fail(f"{missing}; {REQUIRE_NODE_TOOLS} is set, so {what} must run here")
     if missing:
         pytest.skip(missing)
+
+
+def require_cloud_init_schema() -> None:
+    require_tool(cloud_init_schema_missing(), "the schema check")
 
 
 @functools.lru_cache(maxsize=None)
@@ -242,12 +246,7 @@ def gitlab_ci_local_missing() -> str | None:
 
 
 def require_gitlab_ci_local() -> None:
-    """Skips the calling test, saying why, where the parser cannot run; fails instead where CI requires it."""
-    missing = gitlab_ci_local_missing()
-    if missing and os.environ.get(REQUIRE_NODE_TOOLS):
-        pytest.fail(f"{missing}; {REQUIRE_NODE_TOOLS} is set, so the parser must run here")
-    if missing:
-        pytest.skip(missing)
+    require_tool(gitlab_ci_local_missing(), "the parser")
 
 
 @dataclass
