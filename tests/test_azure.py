@@ -13,8 +13,8 @@ import pytest
 from components.charts import AZURE_CCM, AZURE_DISK_CSI
 from config.catalog import SIZES
 from providers import azure, cloud
-from tests.cloud_stacks import (autoscaled_general, FAKE_USER_DATA, NodeGroupRun, assert_block_storage, assert_local_traffic_policy,
-                                config_problems, run_node_groups, stack_fixtures)
+from tests.cloud_stacks import (autoscaled_general, FAKE_USER_DATA, NodeGroupRun, assert_block_storage,
+                                assert_local_traffic_policy, config_problems, run_node_groups, stack_fixtures)
 from tests.conftest import base_raw, k3s_config
 from tools import mockrun
 

@@ -14,8 +14,8 @@ from config.catalog import SIZES
 from policy import rules as policy
 from providers import gcp, get
 from providers.base import PORTS
-from tests.cloud_stacks import (autoscaled_general, FAKE_USER_DATA, NodeGroupRun, assert_block_storage, assert_local_traffic_policy,
-                                config_problems, run_node_groups, stack_fixtures)
+from tests.cloud_stacks import (autoscaled_general, FAKE_USER_DATA, NodeGroupRun, assert_block_storage,
+                                assert_local_traffic_policy, config_problems, run_node_groups, stack_fixtures)
 from tests import validators
 from tests.conftest import ROOT, base_raw, k3s_config
 from tools import mockrun
