@@ -338,10 +338,6 @@ def sasl_user_spec(secret: str, acls: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def user_spec(c: Consumer) -> dict[str, Any]:
-    return sasl_user_spec(user_secret(c.name), consumer_acls(c))
-
-
 def install_users(ctx: DataContext, cluster: pulumi.Resource, after: Sequence[pulumi.Resource]
                   ) -> tuple[dict[str, Credentials], list[pulumi.Resource]]:
     """One SASL user (a `User`: its name is the username) per consumer (config/consumers.py), each with its own
@@ -349,15 +345,29 @@ def install_users(ctx: DataContext, cluster: pulumi.Resource, after: Sequence[pu
     users: dict[str, Credentials] = {}
     created: list[pulumi.Resource] = []
     for c in ctx.consumers_of("redpanda"):
-        password = ctx.password(f"redpanda-{c.name}-password").result
-        users[c.name], secret = ctx.credentials(
-            user_secret(c.name), user_secret(c.name), NAMESPACE, {"username": c.name, "password": password}, after,
-            labels=ctx.labels("redpanda", "credentials"))
-        # The CRD refuses to change a User's cluster ("ClusterSource is immutable"): a change replaces the user.
-        created += [secret, ctx.custom_resource(
-            f"redpanda-user-{c.name}-acls", "cluster.redpanda.com/v1alpha2", "User", c.name, NAMESPACE,
-            user_spec(c), ctx.labels("redpanda", "user"), [cluster, secret], immutable=("cluster",))]
+        users[c.name], objects = sasl_user(
+            ctx, c.name, user_secret(c.name), consumer_acls(c), after, [cluster],
+            resources=(f"redpanda-{c.name}-password", user_secret(c.name), f"redpanda-user-{c.name}-acls"),
+            labels=(ctx.labels("redpanda", "credentials"), ctx.labels("redpanda", "user")))
+        created += objects
     return users, created
+
+
+def sasl_user(ctx: DataContext, username: str, secret: str, acls: list[dict[str, Any]],
+              after: Sequence[pulumi.Resource], user_after: Sequence[pulumi.Resource], *,
+              resources: tuple[str, str, str], labels: tuple[dict[str, str], dict[str, str]]
+              ) -> tuple[Credentials, list[pulumi.Resource]]:
+    """A SASL user: a generated password in Secret `secret` (this namespace) and a `User` (its name is the username)
+    with `acls`. `resources`: the Pulumi names of the password, the Secret and the User; `labels`: the Secret's
+    and the User's. The User waits for `user_after` and the Secret."""
+    password_name, secret_name, user_name = resources
+    password = ctx.password(password_name).result
+    credentials, obj = ctx.credentials(secret_name, secret, NAMESPACE, {"username": username, "password": password},
+                                       after, labels=labels[0])
+    # The CRD refuses to change a User's cluster ("ClusterSource is immutable"): a change replaces the user.
+    user = ctx.custom_resource(user_name, "cluster.redpanda.com/v1alpha2", "User", username, NAMESPACE,
+                               sasl_user_spec(secret, acls), labels[1], [*user_after, obj], immutable=("cluster",))
+    return credentials, [obj, user]
 
 
 # --- install --------------------------------------------------------------------------------------------

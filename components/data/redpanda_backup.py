@@ -176,13 +176,10 @@ def sasl_user(ctx: DataContext, name: str, secret: str, acls: list[dict[str, Any
               after: Sequence[pulumi.Resource], component: str = "backup") -> list[pulumi.Resource]:
     """A SASL user of a job (not a consumer): its generated password in `secret` (redpanda namespace), its `acls`."""
     labels = ctx.labels("redpanda", component)
-    password = ctx.password(f"{name}-password")
-    _, obj = ctx.credentials(f"{name}-credentials", secret, cluster.NAMESPACE, {"username": name, "password": password.result},
-                             after, labels=labels)
-    user = ctx.custom_resource(f"{name}-user", "cluster.redpanda.com/v1alpha2", "User", name, cluster.NAMESPACE,
-                               cluster.sasl_user_spec(secret, acls), labels, [*after, obj],
-                               immutable=("cluster",))  # the CRD refuses to change a User's cluster
-    return [obj, user]
+    _, objects = cluster.sasl_user(ctx, name, secret, acls, after, after,
+                                   resources=(f"{name}-password", f"{name}-credentials", f"{name}-user"),
+                                   labels=(labels, labels))
+    return objects
 
 
 def install(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
