@@ -101,15 +101,9 @@ PG_OBJECT_STORE = f"drill-{postgres.OBJECT_STORE}"
 def pg_object_store_spec(ctx: DataContext, location: S3Location) -> dict[str, Any]:
     """The production backups' path, read with the drills' keys; no retention (it never deletes) and no
     WAL/data settings (a scratch cluster restores, it never archives)."""
-    env = {**postgres.CHECKSUM_ENV, "AWS_DEFAULT_REGION": location.region}
     return {
-        "configuration": {
-            "destinationPath": location.url(),
-            "endpointURL": location.endpoint,
-            "s3Credentials": {"accessKeyId": {"name": S3_SECRET, "key": "ACCESS_KEY_ID"},
-                              "secretAccessKey": {"name": S3_SECRET, "key": "ACCESS_SECRET_KEY"}},
-        },
-        "instanceSidecarConfiguration": {"env": [{"name": k, "value": v} for k, v in env.items()],
+        "configuration": postgres.object_store_location(location, S3_SECRET),
+        "instanceSidecarConfiguration": {"env": postgres.sidecar_env(location),
                                          "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
                                                        "limits": {"cpu": "100m", "memory": "128Mi"}}},
     }
@@ -130,9 +124,7 @@ def pg_scratch(ctx: DataContext) -> dict[str, Any]:
             "enableSuperuserAccess": False,
             "enablePDB": False,  # one instance: a PDB would block draining its node
             "bootstrap": {"recovery": {"source": "origin"}},
-            "externalClusters": [{"name": "origin", "plugin": {
-                "name": postgres.PLUGIN,
-                "parameters": {"barmanObjectName": PG_OBJECT_STORE, "serverName": postgres.CLUSTER}}}],
+            "externalClusters": [postgres.recovery_source("origin", PG_OBJECT_STORE, postgres.CLUSTER)],
             "storage": {"size": _sum_gi(settings.storage_size, settings.wal_storage_size),
                         "storageClass": ctx.storage_class},
             "resources": {"requests": {"cpu": SCRATCH_CPU, "memory": SCRATCH_MEMORY},

@@ -156,8 +156,7 @@ def cluster_spec(ctx: DataContext, roles: Sequence[dict[str, Any]]) -> dict[str,
         spec["plugins"] = [{"name": PLUGIN, "isWALArchiver": True, "parameters": {
             "barmanObjectName": OBJECT_STORE, **server}}]
     if settings.restore is not None:
-        spec["externalClusters"] = [{"name": RESTORE_SOURCE, "plugin": {"name": PLUGIN, "parameters": {
-            "barmanObjectName": OBJECT_STORE, "serverName": settings.restore.from_server}}}]
+        spec["externalClusters"] = [recovery_source(RESTORE_SOURCE, OBJECT_STORE, settings.restore.from_server)]
     return spec
 
 
@@ -202,22 +201,36 @@ def database_spec(database: str) -> dict[str, Any]:
 
 
 # --- backups ----------------------------------------------------------------------------------------------
+def object_store_location(location: S3Location, secret: str) -> dict[str, Any]:
+    """An ObjectStore's `configuration` core: where the backups are and the Secret with the keys to them."""
+    return {"destinationPath": location.url(), "endpointURL": location.endpoint,
+            "s3Credentials": {"accessKeyId": {"name": secret, "key": "ACCESS_KEY_ID"},
+                              "secretAccessKey": {"name": secret, "key": "ACCESS_SECRET_KEY"}}}
+
+
+def sidecar_env(location: S3Location) -> list[dict[str, str]]:
+    """The barman-cloud sidecar's environment for `location`."""
+    return [{"name": k, "value": v} for k, v in {**CHECKSUM_ENV, "AWS_DEFAULT_REGION": location.region}.items()]
+
+
+def recovery_source(name: str, object_store: str, server: str) -> dict[str, Any]:
+    """An `externalClusters` entry a Cluster recovers from: `server`'s backups in ObjectStore `object_store`."""
+    return {"name": name, "plugin": {"name": PLUGIN, "parameters": {"barmanObjectName": object_store,
+                                                                      "serverName": server}}}
+
+
 def object_store_spec(ctx: DataContext, location: S3Location) -> dict[str, Any]:
     settings = ctx.settings.postgres
-    env = {**CHECKSUM_ENV, "AWS_DEFAULT_REGION": location.region}
     return {
         "retentionPolicy": settings.backup_retention,
         "configuration": {
-            "destinationPath": location.url(),
-            "endpointURL": location.endpoint,
-            "s3Credentials": {"accessKeyId": {"name": BACKUP_SECRET, "key": "ACCESS_KEY_ID"},
-                              "secretAccessKey": {"name": BACKUP_SECRET, "key": "ACCESS_SECRET_KEY"}},
+            **object_store_location(location, BACKUP_SECRET),
             # `encryption`: barman-cloud's --encryption (ObjectStore CRD of plugin-barman-cloud v0.13.0)
             "wal": {"compression": "zstd", "maxParallel": 4, **_sse(location)},
             "data": {"compression": "lz4", "jobs": 2, **_sse(location)},
         },
         "instanceSidecarConfiguration": {
-            "env": [{"name": k, "value": v} for k, v in env.items()],
+            "env": sidecar_env(location),
             "resources": sidecar_resources(ctx).spec(),
         },
     }
