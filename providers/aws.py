@@ -35,7 +35,7 @@ from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster, node_location
 from providers import cloud
-from providers.base import (ApiEndpoints, ClientAddress, ClusterProfile, Credential, Infrastructure, Node,
+from providers.base import (ApiEndpoints, ClientAddress, ClusterPort, ClusterProfile, PeerAddress, Credential, Infrastructure, Node,
                             NodeGroupRequest, NodeGroups, NodeSpec, ProviderInfrastructure, Storage, assemble,
                             check_locations, check_server_type_names, csi_storage, first_server_api, node_specs,
                             resolve_server_type, ssh_connection)
@@ -114,6 +114,14 @@ PROVIDER_ID_COMMAND = cloud.provider_id_command("aws", "aws:///%s/%s", [
     "$(cloud-init query v1.availability_zone)", "$(cloud-init query v1.instance_id)"])
 # What every node's cloud-init runs first at boot: the Pulumi-managed instances' and the autoscaled nodes'.
 BOOT_COMMANDS = (PROVIDER_ID_COMMAND,)
+# A node joining a cluster over the public internet registers with its public address (providers/hybrid.py), which
+# AWS translates at the internet gateway and never puts on the instance: the kubelet accepts a node IP only if it
+# is one of the host's, so the address goes on the loopback device (incoming packets arrive for the private
+# address; replies leave from it and are translated back). From instance metadata (IMDSv2: a session token first).
+PUBLIC_ADDRESS_COMMAND = (
+    'token="$(curl -sf -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" http://169.254.169.254/latest/api/token)" '
+    '&& address="$(curl -sf -H "X-aws-ec2-metadata-token: $token" '
+    'http://169.254.169.254/latest/meta-data/public-ipv4)" && ip address replace "$address/32" dev lo')
 # Auto-discovery (cluster-autoscaler 1.35 cloudprovider/aws/README.md "Auto-Discovery Setup"): the autoscaler
 # scales the groups carrying both tag keys (the chart's autoDiscovery.tags default); the second tells this
 # cluster's groups from another's in the same account, and the IAM condition below keys on it.
@@ -206,6 +214,7 @@ class Aws:
     server_types = SERVER_TYPES
     credentials = CREDENTIALS
     zonal_node_groups = True  # one Auto Scaling group per zone (aws.py: AZRebalance would evict undrained)
+    internet_peering = True  # PUBLIC_ADDRESS_COMMAND puts the public address where K3s can register with it
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cluster = loaded.config.cluster
@@ -231,16 +240,19 @@ class Aws:
                                          "an EC2 instance type such as m7i.xlarge or t3.medium")
         return found
 
-    def create(self, loaded: LoadedConfig) -> Infrastructure:
-        return AwsInfrastructure("aws", loaded).infrastructure
+    def create(self, loaded: LoadedConfig, over_internet: bool = False) -> Infrastructure:
+        """`over_internet`: the nodes join a cluster over the public internet (PUBLIC_ADDRESS_COMMAND)."""
+        return AwsInfrastructure("aws", loaded, over_internet=over_internet).infrastructure
 
 
 class AwsInfrastructure(ProviderInfrastructure):
     """Everything AWS-side for one stack."""
 
-    def __init__(self, name: str, loaded: LoadedConfig, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, loaded: LoadedConfig, opts: pulumi.ResourceOptions | None = None, *,
+                 over_internet: bool = False):
         super().__init__("AwsInfrastructure", name, loaded, opts)
         cfg = loaded.config
+        self._boot = (*BOOT_COMMANDS, *((PUBLIC_ADDRESS_COMMAND,) if over_internet else ()))
         self._cluster_tag = f"kubernetes.io/cluster/{self._prefix}"  # the CCM's cluster ownership tag
         self._tags = {"adplatform.io/stack": loaded.stack, self._cluster_tag: "owned"}
         self._region = aws_region() or ""
@@ -259,6 +271,7 @@ class AwsInfrastructure(ProviderInfrastructure):
         self.image = cfg.cluster.image or self._ubuntu_ami()
         profiles = self._instance_profiles()
         nodes = [self._instance(spec, self._key_pair, profiles) for spec in specs]
+        self._nodes = nodes
         self.infrastructure = assemble(
             nodes, self._api_endpoints([n for n in nodes if n.spec.k3s_role == "server"]),
             ClusterProfile(
@@ -286,6 +299,7 @@ class AwsInfrastructure(ProviderInfrastructure):
             # even out zones without draining them (cluster-autoscaler-1.36.1 cloudprovider/aws README "Common
             # Notes and Gotchas"), and a pending pod bound to a zonal EBS volume needs a group in that zone.
             unpinned_group_locations=self._spread,
+            admit_peers=self._admit_peers,
         )
         self.register_outputs({"vpc_id": self.vpc.id, "security_group_id": self.security_group.id})
 
@@ -352,6 +366,20 @@ class AwsInfrastructure(ProviderInfrastructure):
                                             description="outbound: packages, images, APIs", opts=self._opts())
         return group
 
+    def _admit_peers(self, rules: Sequence[tuple[ClusterPort, Sequence[PeerAddress]]]) -> list[pulumi.Resource]:
+        """One ingress rule of the nodes' group per cluster port and peer address (a cluster over the public
+        internet, providers/hybrid.py), named by port and peer node so adding a node adds its rules only. Each counts
+        against the group's rule quota (60 inbound by default: docs/providers.md)."""
+        found: list[pulumi.Resource] = []
+        for port, peers in rules:
+            low, high = cloud.port_range(port) or (-1, -1)
+            ports = "" if port.port is None else f"-{port.port}"
+            found += [aws.vpc.SecurityGroupIngressRule(
+                f"nodes-in-peer-{port.protocol}{ports}-{peer.name}", security_group_id=self.security_group.id,
+                ip_protocol=port.protocol, from_port=low, to_port=high, cidr_ipv4=peer.cidr,
+                description=port.description, opts=self._opts()) for peer in peers]
+        return found
+
     # --- instances ---------------------------------------------------------------------------------
 
     def _key_pairs(self, public_keys: Sequence[str]) -> aws.ec2.KeyPair:
@@ -401,7 +429,7 @@ class AwsInfrastructure(ProviderInfrastructure):
             associate_public_ip_address=True,
             key_name=key_pair.key_name,
             iam_instance_profile=profile.name if profile else None,
-            user_data=cloud.cloud_config(self._loaded.config.ssh_public_keys, boot_commands=BOOT_COMMANDS),
+            user_data=cloud.cloud_config(self._loaded.config.ssh_public_keys, boot_commands=self._boot),
             root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
                 volume_size=cloud.root_disk_gb(spec), volume_type=ROOT_VOLUME_TYPE, encrypted=True,
                 delete_on_termination=True, tags=self._named(f"{spec.name}-root")),

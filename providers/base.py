@@ -236,6 +236,20 @@ NodeGroupInstaller = Callable[[Sequence[NodeGroupRequest], k8s.Provider, Sequenc
 
 
 @dataclass(frozen=True)
+class PeerAddress:
+    """A cluster node as a firewall on the public internet sees it (providers/hybrid.py): its name, for stable
+    rule names, and its public address as a single-address CIDR."""
+
+    name: str
+    cidr: pulumi.Output[str]
+
+
+# Admits exactly the given peers on exactly the given cluster ports through the provider's firewall (a cluster
+# whose nodes reach each other over the public internet); returns the firewall resources it created.
+PeerAdmitter = Callable[[Sequence[tuple["ClusterPort", Sequence[PeerAddress]]]], list[pulumi.Resource]]
+
+
+@dataclass(frozen=True)
 class Infrastructure:
     nodes: list[Node]
     api_private_endpoint: pulumi.Output[str]  # nodes and Cilium reach the API here (LB or first server)
@@ -252,6 +266,9 @@ class Infrastructure:
     # A hybrid cluster (providers/hybrid.py): node name -> the profile of the provider the node runs on, where
     # that differs from `cluster` (the stack provider's). The K3s layer configures each node with its own.
     node_profiles: Mapping[str, ClusterProfile] = field(default_factory=dict)
+    # Providers whose nodes can join a cluster over the public internet (providers/hybrid.py INTERNET): opens the
+    # provider's firewall to the other nodes' public addresses on the cluster's ports. None: it cannot.
+    admit_peers: PeerAdmitter | None = None
 
     def profile_of(self, node_name: str) -> ClusterProfile:
         return self.node_profiles.get(node_name, self.cluster)
@@ -287,7 +304,8 @@ def assemble(nodes: list[Node], api: ApiEndpoints, cluster: ClusterProfile, *,
              install_addons: AddonInstaller | None = None,
              install_storage: StorageInstaller | None = None,
              install_node_groups: NodeGroupInstaller | None = None,
-             unpinned_group_locations: Sequence[str | None] = (None,)) -> Infrastructure:
+             unpinned_group_locations: Sequence[str | None] = (None,),
+             admit_peers: PeerAdmitter | None = None) -> Infrastructure:
     """The Infrastructure of `nodes`; the API certificate names every address the API is reached at:
     the load balancers and each server's public and private address."""
     servers = [n for n in nodes if n.spec.k3s_role == "server"]
@@ -296,7 +314,7 @@ def assemble(nodes: list[Node], api: ApiEndpoints, cluster: ClusterProfile, *,
     return Infrastructure(nodes=nodes, api_private_endpoint=api.private, api_public_endpoint=api.public,
                           tls_sans=sans, cluster=cluster, install_addons=install_addons,
                           install_storage=install_storage, install_node_groups=install_node_groups,
-                          unpinned_group_locations=tuple(unpinned_group_locations))
+                          unpinned_group_locations=tuple(unpinned_group_locations), admit_peers=admit_peers)
 
 
 class ProviderInfrastructure(pulumi.ComponentResource):
@@ -346,6 +364,9 @@ class Provider(Protocol):
     # An autoscaled pool with no location gets one node group per zone the provider spreads nodes over
     # (Infrastructure.unpinned_group_locations), named `<pool>-<zone>`; False: one group named `<pool>`.
     zonal_node_groups: bool
+    # Its nodes can join another provider's cluster over the public internet, or host such nodes: its
+    # Infrastructure has `admit_peers`, and `create` takes `over_internet` (providers/hybrid.py INTERNET).
+    internet_peering: bool
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         """Provider-specific config checks (locations, zones), run before any resource exists."""
@@ -535,7 +556,7 @@ def ssh_connection(host: pulumi.Input[str], user: str, private_key: pulumi.Input
 
 __all__ = ["AddonInstaller", "ApiEndpoints", "CLUSTER_PORTS", "ClusterPort", "ClusterProfile", "PROVIDER_LABEL",
            "Credential", "check_credentials", "FSTYPE_PARAMETER",
-           "Infrastructure", "Node", "NodeGroupInstaller", "NodeGroupRequest", "NodeGroups", "NodeSpec",
+           "Infrastructure", "Node", "NodeGroupInstaller", "PeerAddress", "PeerAdmitter", "NodeGroupRequest", "NodeGroups", "NodeSpec",
            "group_spec", "node_group_name", "pool_labels", "PORTS", "PortRule", "Provider", "ProviderInfrastructure",
            "ServerCatalog", "ServerType", "Storage", "StorageInstaller", "assemble", "check_locations",
            "check_server_type_names", "csi_storage", "first_server_api", "located_settings", "node_location",

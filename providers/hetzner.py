@@ -27,7 +27,7 @@ from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import pool_locations, taint_fields
 from providers import cloud
-from providers.base import (AUTOSCALER_FILES_DIR, PORTS, ApiEndpoints, ClientAddress, ClusterProfile, Credential, Infrastructure, Node,
+from providers.base import (AUTOSCALER_FILES_DIR, PORTS, ApiEndpoints, ClientAddress, ClusterPort, ClusterProfile, PeerAddress, PROVIDER_LABEL, Credential, Infrastructure, Node,
                             NodeGroupRequest, NodeGroups, NodeSpec, ProviderInfrastructure, ServerCatalog, Storage,
                             assemble, check_locations, csi_storage, first_server_api, located_settings,
                             node_group_name, node_specs, resolve_server_type, rule_sources, ssh_connection)
@@ -73,6 +73,7 @@ class Hetzner:
     catalog = CATALOG
     credentials = CREDENTIALS
     zonal_node_groups = False  # a pool's locations are always known (its own or the cluster's)
+    internet_peering = True  # the servers' public IPv4 is on their own interface: K3s can register with it
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cluster = loaded.config.cluster
@@ -88,7 +89,8 @@ class Hetzner:
                                  "network spans one zone)", sorted(zones)))
         return found + _node_group_names(loaded)
 
-    def create(self, loaded: LoadedConfig) -> Infrastructure:
+    def create(self, loaded: LoadedConfig, over_internet: bool = False) -> Infrastructure:
+        """`over_internet` changes nothing here: a Hetzner server's public address is on its own interface."""
         return HetznerInfrastructure("hetzner", loaded).infrastructure
 
 
@@ -115,6 +117,9 @@ class HetznerInfrastructure(ProviderInfrastructure):
         groups = self._placement_groups(specs)
         self._spread_groups = groups
         nodes = [self._server(spec, ssh_keys, groups) for spec in specs]
+        self._nodes = nodes
+        # Nodes of other providers join (a vSwitch, or the internet: _admit_peers); the CSI driver must know.
+        self._foreign_nodes = self.vswitch_subnet is not None
         self.infrastructure = assemble(
             nodes, self._api_endpoints([n for n in nodes if n.spec.k3s_role == "server"]),
             ClusterProfile(
@@ -140,6 +145,7 @@ class HetznerInfrastructure(ProviderInfrastructure):
             install_addons=self._install_ccm,
             install_storage=self._install_csi,
             install_node_groups=self._install_node_groups,
+            admit_peers=self._admit_peers,
         )
         self.register_outputs({"network_id": self.network.id, "firewall_id": self.firewall.id})
 
@@ -192,6 +198,20 @@ class HetznerInfrastructure(ProviderInfrastructure):
                                          source_ips=rule_sources(rule, admin_cidrs), description=rule.description)
                  for rule in PORTS]
         return hcloud.Firewall("firewall", name=self._prefix, rules=rules, labels=self._labels, opts=self._opts())
+
+    def _admit_peers(self, rules: Sequence[tuple[ClusterPort, Sequence[PeerAddress]]]) -> list[pulumi.Resource]:
+        """A second firewall on every server of the stack with `rules` (a cluster over the public internet,
+        providers/hybrid.py): a server takes several firewalls and Hetzner admits what any of them admits, so the
+        PORTS firewall stays as it is. Created after every provider's nodes, whose addresses it names."""
+        firewall = hcloud.Firewall("firewall-peers", name=f"{self._prefix}-peers", labels=self._labels, rules=[
+            hcloud.FirewallRuleArgs(direction="in", protocol=port.protocol, port=port.port,
+                                    source_ips=[peer.cidr for peer in peers], description=port.description)
+            for port, peers in rules], opts=self._opts())
+        self._foreign_nodes = True  # the cluster has nodes without Hetzner Cloud volumes (_install_csi)
+        attached = hcloud.FirewallAttachment("firewall-peers", firewall_id=firewall.id.apply(int),
+                                             server_ids=[n.server.id.apply(int) for n in self._nodes],
+                                             opts=self._opts())
+        return [firewall, attached]
 
     def _placement_groups(self, specs: list[NodeSpec]) -> dict[str, hcloud.PlacementGroup]:
         groups: dict[str, hcloud.PlacementGroup] = {}
@@ -351,7 +371,7 @@ class HetznerInfrastructure(ProviderInfrastructure):
                                                 labels=EXCLUDE_FROM_BACKUP),
             string_data={"encryption-passphrase": passphrase.result}, type="Opaque",
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=self._protect)))
-        hybrid = self.vswitch_subnet is not None  # nodes without Hetzner Cloud volumes are in the cluster
+        hybrid = self._foreign_nodes  # nodes without Hetzner Cloud volumes are in the cluster
         csi = release("hcloud-csi", HCLOUD_CSI, csi_values(self._location, self._loaded.profile.strict,
                                                            self._loaded.stack, provided_by_topology=hybrid), opts)
         # XFS: the driver formats LUKS-encrypted volumes with the requested fstype too (hetznercloud/csi-driver
@@ -472,6 +492,9 @@ def csi_values(location: str, ha: bool, stack: str, provided_by_topology: bool =
     }
     if provided_by_topology:
         values["global"] = {"enableProvidedByTopology": True}
+        # The node plugin only where Hetzner Cloud volumes can attach: our provider label is on every node from
+        # registration (the CCM's provided-by only on Hetzner's own), so other clouds' nodes never run it.
+        values["node"]["nodeSelector"] = {PROVIDER_LABEL: NAME}
     return values
 
 

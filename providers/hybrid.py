@@ -5,10 +5,12 @@ API endpoint and the cluster add-ons (CCM, CSI, load balancers). Each provider c
 firewall, servers or existing hosts) from the config cut down to its own pools (`part`), validates only those,
 and the parts' nodes become one Infrastructure: the layers above see pools and nodes, never providers.
 
-Providers couple in the ways COUPLINGS lists, each private or encrypted, never open. Today that is Hetzner Cloud
-with bare metal on Hetzner dedicated servers over a Robot vSwitch joined to the cloud network (a subnet of type
-vswitch, providers/hetzner.py). Other pairs would cross the public internet; they are refused until their nodes
-can reach each other on public addresses with per-provider firewalls (docs/providers.md says what is missing).
+Providers couple in the ways COUPLINGS lists, each private or encrypted, never open: Hetzner Cloud with bare
+metal on Hetzner dedicated servers over a Robot vSwitch joined to the cloud network (a subnet of type vswitch,
+providers/hetzner.py). Any other pair of providers that both peer over the internet (`internet_peering`: Hetzner,
+AWS) couples over the public internet (INTERNET): every node registers with its public address, Cilium tunnels and
+encrypts everything between nodes (WireGuard), and each provider's firewall admits exactly the cluster's node
+addresses on exactly CLUSTER_PORTS. No pair needs code of its own; other pairs are refused.
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Mapping, Sequence, TypeVar
 
 import providers
 from config import LoadedConfig, Problem
+from config.catalog import PROVIDERS
 from config.errors import problem
 from config.model import ApiLoadBalancer, StackConfig
-from providers.base import CLUSTER_PORTS, ClusterPort, Infrastructure, Node, check_credentials
+from providers.base import CLUSTER_PORTS, ClusterPort, Infrastructure, Node, PeerAddress, check_credentials
 from providers.hetzner import PROVIDED_BY_LABEL
+
+T = TypeVar("T")  # a peer: a CIDR (a private coupling) or a PeerAddress (over the internet)
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class Coupling:
     # The pool roles the secondary may run: the stack provider's volumes do not attach there (its StorageClasses
     # are limited to its own nodes), so only roles whose data needs no such volume.
     roles: tuple[str, ...]
+    over_internet: bool = False  # nodes reach each other on public addresses (INTERNET)
 
 
 # (stack provider, pool provider) -> coupling. Hetzner documents an MTU of 1400 for a vSwitch's VLAN interface on
@@ -51,6 +57,26 @@ COUPLINGS = {
         # general pools run stateless work (claims go to the cloud nodes by the classes' allowedTopologies).
         roles=("general", "scylladb")),
 }
+
+
+# Any pair of providers that both peer over the internet. 1500: what an internet path carries (Cilium subtracts the
+# VXLAN and WireGuard overheads). Stateless pools only: the other provider's volumes need its CSI controller with
+# that provider's credentials, which only its own control plane carries (providers/aws.py: the instance role), and
+# the stack provider's volumes do not attach there; so no pool with data runs there (docs/providers.md).
+INTERNET = Coupling("the public internet (both providers peer over it: the nodes register with their public "
+                    "addresses, WireGuard encrypts, each firewall admits exactly the cluster's nodes)",
+                    mtu=1500, node_labels={}, roles=("general",), over_internet=True)
+
+
+def coupling(stack_provider: str, pool_provider: str) -> Coupling | None:
+    """How a pool on `pool_provider` couples with the stack's provider; None if it cannot."""
+    if (stack_provider, pool_provider) in COUPLINGS:
+        return COUPLINGS[(stack_provider, pool_provider)]
+    return INTERNET if _peers_over_internet(stack_provider) and _peers_over_internet(pool_provider) else None
+
+
+def _peers_over_internet(name: str) -> bool:
+    return bool(getattr(providers.get(name), "internet_peering", False))
 
 
 def providers_used(cfg: StackConfig) -> list[str]:
@@ -93,18 +119,17 @@ def validate(loaded: LoadedConfig) -> list[Problem]:
     if len(used) == 1:
         return providers.get(cfg.provider).validate(loaded)
     found = [problem(f"cluster.pools[{pool.name}].provider",
-                     f"must be {cfg.provider!r} (the stack's provider) or a provider it couples with privately "
-                     f"({_couplings(cfg.provider)}): other pairs would cross the public internet, which hybrid "
-                     "clusters do not support yet", pool.provider)
+                     f"must be {cfg.provider!r} (the stack's provider) or a provider it couples with "
+                     f"({_couplings(cfg.provider)})", pool.provider)
              for pool in cfg.cluster.pools
-             if pool.provider not in (None, cfg.provider) and (cfg.provider, pool.provider) not in COUPLINGS]
+             if pool.provider not in (None, cfg.provider) and coupling(cfg.provider, pool.provider) is None]
     for pool in cfg.cluster.pools:
-        coupling = COUPLINGS.get((cfg.provider, pool.provider or cfg.provider))
-        if coupling is not None and pool.role not in coupling.roles:
-            found.append(problem(f"cluster.pools[{pool.name}].role", f"must be one of {', '.join(coupling.roles)} "
+        link = None if pool.provider in (None, cfg.provider) else coupling(cfg.provider, pool.provider)
+        if link is not None and pool.role not in link.roles:
+            found.append(problem(f"cluster.pools[{pool.name}].role", f"must be one of {', '.join(link.roles)} "
                                  f"on provider {pool.provider}: the {cfg.provider} volumes do not attach there",
                                  pool.role))
-        elif coupling is not None and pool.role == "scylladb" and cfg.data_plane.scylladb.storage != "auto":
+        elif link is not None and pool.role == "scylladb" and cfg.data_plane.scylladb.storage != "auto":
             found.append(problem("dataPlane.scylladb.storage", f"must be auto with the scylladb pool on provider "
                                  f"{pool.provider}: its data lives on the hosts' own disks",
                                  cfg.data_plane.scylladb.storage))
@@ -117,6 +142,10 @@ def validate(loaded: LoadedConfig) -> list[Problem]:
 
 def _couplings(stack_provider: str) -> str:
     pairs = [f"{pool}: {c.how}" for (stack, pool), c in COUPLINGS.items() if stack == stack_provider]
+    if _peers_over_internet(stack_provider):
+        peers = [name for name in PROVIDERS if name != stack_provider and _peers_over_internet(name)
+                 and (stack_provider, name) not in COUPLINGS]
+        pairs.append(f"{', '.join(peers)}: {INTERNET.how}")
     return "; ".join(pairs) or "none"
 
 
@@ -151,8 +180,8 @@ def _snake(key: str) -> str:
 
 # --- the cluster's peers and ports -----------------------------------------------------------------
 
-def peer_rules(has_servers: bool, node_sources: Sequence[str], server_sources: Sequence[str]
-               ) -> list[tuple[ClusterPort, tuple[str, ...]]]:
+def peer_rules(has_servers: bool, node_sources: Sequence[T], server_sources: Sequence[T]
+               ) -> list[tuple[ClusterPort, tuple[T, ...]]]:
     """What one provider's firewall admits from the other providers' nodes: CLUSTER_PORTS, each from exactly
     the peers it names (`node_sources`: every other node; `server_sources`: the other K3s servers), and ports
     only servers listen on only where this provider runs servers. A port without peers gets no rule."""
@@ -173,14 +202,40 @@ def create(loaded: LoadedConfig) -> Infrastructure:
     primary = providers.get(cfg.provider).create(part(loaded, cfg.provider))
     if len(used) == 1:
         return primary
-    # The secondaries run agents only; the stack provider's servers and agents all live in its subnet, the one
-    # network the coupling routes to them (COUPLINGS).
+    links = [coupling(cfg.provider, name) for name in used[1:]]
+    # The stack provider's servers and agents all live in its subnet, the one network a private coupling routes
+    # to the secondaries' agents (COUPLINGS).
     cloud = (cfg.cluster.subnet_cidr,)
-    secondaries = [providers.get(name).create(part(loaded, name), peers=peer_rules(False, cloud, cloud))
-                   for name in used[1:]]
-    mtu = min(COUPLINGS[(cfg.provider, name)].mtu for name in used[1:])
-    labels = [COUPLINGS[(cfg.provider, name)].node_labels for name in used[1:]]
-    return combine(primary, secondaries, mtu, labels)
+    secondaries = [providers.get(name).create(part(loaded, name), over_internet=True) if link.over_internet
+                   else providers.get(name).create(part(loaded, name), peers=peer_rules(False, cloud, cloud))
+                   for name, link in zip(used[1:], links)]
+    combined = combine(primary, secondaries, min(link.mtu for link in links), [link.node_labels for link in links])
+    if not any(link.over_internet for link in links):
+        return combined
+    return over_internet(combined, [primary, *(s for s, link in zip(secondaries, links) if link.over_internet)])
+
+
+def over_internet(infra: Infrastructure, parts: Sequence[Infrastructure]) -> Infrastructure:
+    """The cluster with nodes that reach each other over the public internet (INTERNET).
+
+    Every node registers with its public address (K3s node-ip and a server's advertise-address are the node's
+    cluster address, Node.private_ip), so Cilium's tunnel and WireGuard peers and the K3s supervisor reach it
+    from any provider; the nodes and Cilium reach the API at the first server's public address (the stack
+    provider's balancer is private to its network). Each part's firewall then admits exactly every node's public
+    address on exactly CLUSTER_PORTS (nodes of the same provider included: they talk over public addresses too).
+    """
+    nodes = [dataclasses.replace(n, private_ip=n.public_ip) for n in infra.nodes]
+    everyone = [PeerAddress(n.name, n.public_ip.apply(_single)) for n in nodes]
+    servers = [peer for peer, n in zip(everyone, nodes) if n.spec.k3s_role == "server"]
+    for each in parts:
+        has_servers = any(n.spec.k3s_role == "server" for n in each.nodes)
+        each.admit_peers(peer_rules(has_servers, everyone, servers))
+    first = next(n for n in nodes if n.spec.k3s_role == "server")
+    return dataclasses.replace(infra, nodes=nodes, api_private_endpoint=first.public_ip)
+
+
+def _single(address: str) -> str:
+    return f"{address}/{ipaddress.ip_address(address).max_prefixlen}"
 
 
 def combine(primary: Infrastructure, secondaries: Sequence[Infrastructure], mtu: int,
@@ -190,7 +245,10 @@ def combine(primary: Infrastructure, secondaries: Sequence[Infrastructure], mtu:
     `cloud-provider=external`)."""
     nodes = [*primary.nodes, *(_labelled(n, labels) for infra, labels in zip(secondaries, node_labels)
                                for n in infra.nodes)]
-    profiles = {n.name: infra.cluster for infra in secondaries for n in infra.nodes}
+    # Only the stack provider's add-ons run (its CCM among them): a secondary's kubelet waiting for its own
+    # provider's CCM would stay tainted uninitialised.
+    profiles = {n.name: dataclasses.replace(infra.cluster, external_cloud_provider=False)
+                for infra in secondaries for n in infra.nodes}
     profile = dataclasses.replace(
         primary.cluster, cilium_values=cilium_values(primary.cluster.cilium_values, mtu),
         local_nvme=primary.cluster.local_nvme and all(infra.cluster.local_nvme for infra in secondaries))
@@ -216,5 +274,5 @@ def cilium_values(stack_values: dict, link_mtu: int) -> dict:
             "encryption": {"enabled": True, "type": "wireguard", "nodeEncryption": True}}
 
 
-__all__ = ["COUPLINGS", "Coupling", "cilium_values", "combine", "create", "credential_problems", "part",
+__all__ = ["COUPLINGS", "INTERNET", "Coupling", "cilium_values", "combine", "coupling", "create", "over_internet", "credential_problems", "part",
            "peer_rules", "providers_used", "validate"]

@@ -51,12 +51,14 @@ def test_an_unknown_pool_provider_is_refused_naming_the_key():
                and "'ovh'" in p for p in found), found
 
 
-def test_a_pair_that_would_cross_the_internet_is_refused():
+def test_a_provider_that_cannot_couple_is_refused_naming_what_is_accepted():
+    # Azure cannot peer over the internet yet (no `internet_peering`): the error names the pairs that work.
     values = raw()
-    values["cluster"]["pools"].append({"name": "edge", "role": "general", "count": 2, "provider": "aws"})
+    values["cluster"]["pools"].append({"name": "edge", "role": "general", "count": 2, "provider": "azure"})
     found = problems(values)
     assert any(p.startswith("adplatform:cluster.pools[edge].provider must be 'hetzner' (the stack's provider) or a "
-                            "provider it couples with privately (baremetal: a Hetzner Robot vSwitch") for p in found), found
+                            "provider it couples with (baremetal: a Hetzner Robot vSwitch") and "; aws: the public "
+               "internet" in p and "'azure'" in p for p in found), found
 
 
 def test_the_credentials_of_every_pool_provider_are_checked(monkeypatch):
@@ -305,3 +307,132 @@ def test_the_walk_refuses_a_swap_in_one_step_and_a_replica_short_pool():
     assert walk_problems(swap) == ["swapped: scylladb gains and loses nodes in one step"]
     short = [("before", {cloud: 3}), ("added", {cloud: 3, metal: 2}), ("removed", {metal: 2})]
     assert walk_problems(short) == ["removed: scylladb has 2 nodes, below 3"]
+
+
+# --- a pool on another cloud, over the public internet (INTERNET) ----------------------------------
+
+AWS_SETTINGS = {"aws:region": "eu-central-1", "hcloud:token": "test-token"}
+
+
+def run_internet(values: dict[str, Any], stack: str = "test") -> mockrun.Run:
+    from tests.conftest import SECRET_KEYS, lower_layers
+    config = {**{f"adplatform:{k}": v for k, v in lower_layers(values).items()}, **AWS_SETTINGS}
+    return mockrun.run(config, {f"adplatform:{k}" for k in SECRET_KEYS} | {"hcloud:token"}, stack)
+EDGE = {"name": "edge", "role": "general", "count": 2, "provider": "aws", "locations": ["eu-central-1a", "eu-central-1b"]}
+SG_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+
+
+def internet_raw() -> dict[str, Any]:
+    """Production on Hetzner Cloud with a stateless pool on AWS (no bare metal)."""
+    return base_raw(cluster={"location": "fsn1", "pools": [dict(EDGE)]})
+
+
+@pytest.fixture(scope="module")
+def internet() -> mockrun.Run:
+    return run_internet(internet_raw(), stack="production-internet")
+
+
+def _addresses(run: mockrun.Run) -> dict[str, str]:
+    """node name (control-plane-1, edge-1, ...) -> its public address."""
+    prefix = "adp-production-internet-"
+    return {host.removeprefix(prefix): node["publicIp"] for host, node in run.outputs["nodes"].items()}
+
+
+def test_the_other_cloud_builds_its_own_part_and_its_nodes_join_one_cluster(internet):
+    assert {r.name for r in internet.resources if r.type == "aws:ec2/instance:Instance"} == {"edge-1", "edge-2"}
+    assert not any(r.name.startswith("edge") for r in internet.resources if r.type == "hcloud:index/server:Server")
+    first = _addresses(internet)["control-plane-1"]
+    # Everyone joins at the first server's public address: the Hetzner balancer is private to Hetzner's network.
+    assert k3s_config(internet, "edge-1")["server"] == f"https://{first}:6443"
+    assert k3s_config(internet, "general-1")["server"] == f"https://{first}:6443"
+
+
+def test_every_node_registers_with_its_public_address(internet):
+    addresses = _addresses(internet)
+    for node in ("control-plane-1", "general-1", "edge-1"):
+        config = k3s_config(internet, node)
+        assert config["node-ip"] == addresses[node] == config["node-external-ip"], node
+    assert k3s_config(internet, "control-plane-1")["advertise-address"] == addresses["control-plane-1"]
+    # AWS translates the public address at its gateway: the instances put it on loopback, where the kubelet finds it.
+    user_data = internet.named("edge-1", "aws:ec2/instance:Instance").inputs["userData"]
+    assert "meta-data/public-ipv4" in user_data and 'ip address replace "$address/32" dev lo' in user_data
+
+
+def test_cilium_tunnels_and_encrypts_over_the_internet(internet):
+    values = internet.named("cilium", "kubernetes:helm.sh/v3:Release").inputs["values"]
+    assert values["routingMode"] == "tunnel" and values["tunnelProtocol"] == "vxlan"
+    assert values["encryption"] == {"enabled": True, "type": "wireguard", "nodeEncryption": True}
+    assert values["MTU"] == 1450  # the Hetzner network's, below the internet's 1500
+    assert values["k8sServiceHost"] == _addresses(internet)["control-plane-1"]
+
+
+def test_the_hetzner_firewall_admits_exactly_the_cluster_nodes_on_exactly_the_cluster_ports(internet):
+    addresses = _addresses(internet)
+    everyone = sorted(f"{a}/32" for a in addresses.values())
+    servers = sorted(f"{a}/32" for n, a in addresses.items() if n.startswith("control-plane"))
+    firewall = internet.named("firewall-peers", "hcloud:index/firewall:Firewall").inputs
+    rules = {(r["protocol"], r.get("port")): sorted(r["sourceIps"]) for r in firewall["rules"]}
+    assert rules == {("tcp", "6443"): everyone, ("tcp", "10250"): everyone, ("tcp", "2379-2380"): servers,
+                     ("udp", "51871"): everyone, ("tcp", "4240"): everyone, ("icmp", None): everyone}
+    attached = internet.named("firewall-peers", "hcloud:index/firewallAttachment:FirewallAttachment").inputs
+    assert len(attached["serverIds"]) == len([r for r in internet.resources if r.type == "hcloud:index/server:Server"])
+    # The public firewall is unchanged: nothing new from 0.0.0.0/0.
+    public = internet.named("firewall", "hcloud:index/firewall:Firewall").inputs["rules"]
+    assert {r.get("port") for r in public if "0.0.0.0/0" in r["sourceIps"]} == {"80", "443"}
+
+
+def test_the_aws_security_group_admits_exactly_the_cluster_nodes_on_the_agents_ports(internet):
+    addresses = _addresses(internet)
+    peers = [r.inputs for r in internet.resources if r.type == SG_RULE and r.name.startswith("nodes-in-peer-")]
+    found = sorted((r["ipProtocol"], r["fromPort"], r["toPort"], r["cidrIpv4"]) for r in peers)
+    # AWS runs no K3s server here: no API or etcd rule; every node of both providers on the agents' ports.
+    expected = sorted((protocol, low, high, f"{a}/32") for protocol, low, high in
+                      (("tcp", 10250, 10250), ("udp", 51871, 51871), ("tcp", 4240, 4240), ("icmp", -1, -1))
+                      for a in addresses.values())
+    assert found == expected
+    assert not any(r.get("cidrIpv4") == "0.0.0.0/0" and r["fromPort"] not in (80, 443)
+                   for r in (x.inputs for x in internet.resources if x.type == SG_RULE))
+
+
+def test_the_aws_nodes_carry_provider_and_zone_labels_and_no_cloud_provider_flag(internet):
+    edge = k3s_config(internet, "edge-1")
+    assert f"{PROVIDER_LABEL}=aws" in edge["node-label"]
+    assert "topology.kubernetes.io/zone=eu-central-1a" in edge["node-label"]
+    # No AWS CCM runs (the stack's add-ons are Hetzner's): a kubelet waiting for one would stay tainted.
+    assert "cloud-provider=external" not in edge["kubelet-arg"]
+    assert "cloud-provider=external" in k3s_config(internet, "general-1")["kubelet-arg"]
+
+
+def test_hetzner_volumes_stay_on_hetzner_nodes_and_no_aws_add_on_is_installed(internet):
+    sc = internet.named("storage-class-hcloud-volumes", "kubernetes:storage.k8s.io/v1:StorageClass").inputs
+    assert sc["allowedTopologies"] == [{"matchLabelExpressions": [
+        {"key": "instance.hetzner.cloud/provided-by", "values": ["cloud"]}]}]
+    csi = internet.named("hcloud-csi", "kubernetes:helm.sh/v3:Release").inputs["values"]
+    assert csi["node"]["nodeSelector"] == {PROVIDER_LABEL: "hetzner"}
+    releases = {r.name for r in internet.resources if r.type == "kubernetes:helm.sh/v3:Release"}
+    assert not releases & {"aws-ccm", "aws-ebs-csi"}
+
+
+def _internet_problems(values: dict[str, Any]) -> list[str]:
+    from config import ConfigError
+    with pytest.raises(ConfigError) as err:
+        run_internet(values)
+    assert mockrun.last_monitor.recorded == [], "nothing is created before the config is valid"
+    return [str(p) for p in err.value.problems]
+
+
+def test_a_pool_with_data_on_the_other_cloud_is_refused_naming_the_role():
+    values = internet_raw()
+    values["cluster"]["pools"].append({"name": "redpanda", "provider": "aws"})
+    assert any(p.startswith("adplatform:cluster.pools[redpanda].role must be one of general on provider aws")
+               for p in _internet_problems(values))
+
+
+def test_an_autoscaled_pool_on_the_other_cloud_is_refused():
+    values = internet_raw()
+    values["cluster"]["pools"][0]["autoscaling"] = {"min": 2, "max": 4}
+    values["cluster"]["pools"][0].pop("count")
+    found = _internet_problems(values)
+    # (config/rules.py: only the stack's provider autoscales; the firewalls could not name such nodes either)
+    assert any(p.startswith("adplatform:cluster.pools[edge].autoscaling must not be set on a pool of provider 'aws'")
+               for p in found), found
