@@ -136,10 +136,10 @@ fi
 
 # psql (the CloudNativePG image) as the consumer's database owner, in its own database: a table of this run's own,
 # dropped at the end and on any failure. TLS without the CA, as the platform's components connect (the cluster's
-# CA Secret is not published outside `postgres`). MARKER is [a-z0-9-]: a quoted identifier and a literal.
+# CA Secret is not published outside `postgres`). MARKER is [a-z0-9-]: with `_` for `-` a plain identifier.
 POSTGRES = _PROLOGUE + r"""
 sql() { psql --no-psqlrc --quiet --tuples-only --no-align --set ON_ERROR_STOP=1 --command "$1"; }
-table="public.\"${MARKER}\""
+table="public.${MARKER//-/_}"
 trap 'sql "DROP TABLE IF EXISTS ${table}" > /dev/null 2>&1 || true' EXIT
 step "create table"; sql "CREATE TABLE ${table} (id text PRIMARY KEY)"
 step "write"; sql "INSERT INTO ${table} (id) VALUES ('${MARKER}')"
