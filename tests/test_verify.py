@@ -424,7 +424,8 @@ echo "$method $url" >> "$FAKE/log"
 case "$method" in
   PUT) if [ -n "${FAIL_WRITE:-}" ]; then echo "curl: (22) The requested URL returned error: 403" >&2; exit 22; fi
        cp "$upload" "$FAKE/object" ;;
-  GET) if [ -n "${LOSE_WRITE:-}" ]; then echo "<Error>NoSuchKey</Error>" > "$output"; else cp "$FAKE/object" "$output"; fi ;;
+  GET) if [ -n "${LOSE_WRITE:-}" ]; then echo "<Error>NoSuchKey</Error>" > "$output"
+       else cp "$FAKE/object" "$output"; fi ;;
   DELETE) rm -f "$FAKE/object" ;;
 esac
 """

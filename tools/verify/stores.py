@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Callable
 
 from components.ads.context import selector_labels
-from components.ads.stores import credential_secret
+from components.ads.stores import credential_secret, plain_env, secret_env
 from components.charts import DRAGONFLY_VERSION, POSTGRES_IMAGE, REDPANDA_VERSION, SCYLLADB_VERSION
 from components.data import objectstore, postgres
 from components.data.clickhouse.backup import IMAGE as CURL_IMAGE
@@ -230,12 +230,8 @@ def file_volumes(deployment: Obj) -> tuple[list[Obj], list[Obj]]:
     return volumes, mounts
 
 
-def secret_ref(name: str, secret: str, key: str) -> Obj:
-    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
-
-
 def plain(values: dict[str, str]) -> list[Obj]:
-    return [{"name": k, "value": v} for k, v in values.items()]
+    return [plain_env(k, v) for k, v in values.items()]
 
 
 # --- whose login: an ad service's, from its live Deployment ---------------------------------------------------
@@ -249,7 +245,8 @@ def ad_target(kube: Kubectl, cfg: StackConfig, store: str, service: str) -> Targ
     if not env:
         return f"Deployment {namespace}/{service} has no {probe.env_prefix}* settings"
     if foreign := foreign_secrets(env, service, store):
-        return f"its {store} login comes from {', '.join(foreign)}, not its own Secret {credential_secret(service, store)}"
+        return (f"its {store} login comes from {', '.join(foreign)}, "
+                f"not its own Secret {credential_secret(service, store)}")
     volumes, mounts = file_volumes(deployment)
     return Target(service, namespace, credential_secret(service, store), env, selector_labels(service), volumes,
                   mounts)
@@ -273,7 +270,7 @@ def postgres_target(cfg: StackConfig) -> Target | None:
         Login(postgres.NAMESPACE, postgres.role_secret(settings.databases[0])))
     env = [*plain({"PGHOST": postgres.RW_HOST, "PGPORT": str(postgres.PORT), "PGDATABASE": str(database),
                    "PGSSLMODE": "require", "PGCONNECT_TIMEOUT": "15"}),
-           secret_ref("PGUSER", login.secret, "username"), secret_ref("PGPASSWORD", login.secret, "password")]
+           secret_env("PGUSER", login.secret, "username"), secret_env("PGPASSWORD", login.secret, "password")]
     return Target(consumer, login.namespace, login.secret, env)
 
 
@@ -290,8 +287,8 @@ def objectstore_target(cfg: StackConfig) -> Target | None:
     url, region, buckets = objectstore.address(settings)
     env = [*plain({"S3_ENDPOINT": url, "S3_REGION": region, "S3_BUCKET": buckets[NEEDS[consumer].buckets[0]],
                    "S3_PREFIX": S3_PREFIX}),
-           secret_ref("S3_ACCESS_KEY", login.secret, "AWS_ACCESS_KEY_ID"),
-           secret_ref("S3_SECRET_KEY", login.secret, "AWS_SECRET_ACCESS_KEY")]
+           secret_env("S3_ACCESS_KEY", login.secret, "AWS_ACCESS_KEY_ID"),
+           secret_env("S3_SECRET_KEY", login.secret, "AWS_SECRET_ACCESS_KEY")]
     return Target(consumer, login.namespace, login.secret, env)
 
 
@@ -315,8 +312,8 @@ def pod_manifest(probe: Probe, target: Target, values: dict[str, str], name: str
                 "name": "probe", "image": probe.image, "imagePullPolicy": "IfNotPresent",
                 "command": ["/bin/bash", "-c", probe.script], "env": env, "resources": RESOURCES,
                 "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
-                # It carries the service's labels, so its Service would send it requests once Ready: a probe on
-                # a port nothing listens on keeps it out of the endpoints (and out of the budget's healthy pods).
+                # An ad service's probe carries its labels, so its Service would send it requests once Ready: a
+                # probe on a port nothing listens on keeps it out of the endpoints (and the budget's healthy pods).
                 "readinessProbe": {"tcpSocket": {"port": 1}, "periodSeconds": 60},
                 "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *target.mounts],
             }],
@@ -383,7 +380,8 @@ def store_roundtrips(kube: Kubectl, cfg: StackConfig, now: datetime,
                      sleep: Callable[[float], None] = time.sleep) -> list[Check]:
     found = []
     if cfg.layers.data_plane and cfg.layers.ad_services:
-        found += [roundtrip(kube, cfg, store, service, now, sleep) for store, service in first_ad_consumers(cfg).items()]
+        found += [roundtrip(kube, cfg, store, service, now, sleep)
+                  for store, service in first_ad_consumers(cfg).items()]
     found += [probe_store(kube, store, target, {"MARKER": marker(now)}, sleep)
               for store, target in platform_targets(cfg).items()]
     return found or [Check("store write/read", True, "no store has a consumer in this stack")]
