@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from components.data import drills
+from components import charts
+from components.data import drills, objectstore
 from tests import validators
+from config.data import BUCKET_PURPOSES
 from tests.conftest import stack_run
 from tools.verify import __main__ as verify
 from tools.verify import checks, expected, stores, tls
@@ -207,11 +209,11 @@ def test_each_store_is_written_and_read_by_a_pod_wearing_the_first_ad_services_i
     failed, report = run("healthy", kube=kube)
     assert failed == 0, report
     pods = probe_pods(kube)
-    assert set(pods) == {"scylladb", "redpanda", "clickhouse", "dragonfly"}
+    assert set(pods) == {"scylladb", "redpanda", "clickhouse", "dragonfly", "postgres", "objectstore"}
     owners = {"scylladb": "ad-serving", "redpanda": "ad-serving", "dragonfly": "ad-serving",
               "clickhouse": "analytics-ingestion"}  # the first ad service using each store (production config order)
-    for store, pod in pods.items():
-        service = owners[store]
+    for store, service in owners.items():
+        pod = pods[store]
         assert pod["metadata"]["namespace"] == "ads"
         # The service's selector labels: its NetworkPolicy's egress and the store's ingress apply to the probe.
         assert {"app.kubernetes.io/name": service, "app.kubernetes.io/part-of": "adplatform"}.items() <= \
@@ -223,7 +225,8 @@ def test_each_store_is_written_and_read_by_a_pod_wearing_the_first_ad_services_i
         assert pod["spec"]["securityContext"]["runAsNonRoot"] and container["securityContext"]["readOnlyRootFilesystem"]
         # Never Ready, so the service's Service never routes a request to it.
         assert container["readinessProbe"] == {"tcpSocket": {"port": 1}, "periodSeconds": 60}
-    assert sorted(kube.deleted) == sorted(f"pod/ads/{m['metadata']['name']}" for m in kube.created)
+    assert sorted(kube.deleted) == sorted(f"pod/{m['metadata']['namespace']}/{m['metadata']['name']}"
+                                          for m in kube.created)
     redpanda = pods["redpanda"]["spec"]
     ca = {"secretName": "redpanda-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
     assert {"name": "redpanda-ca", "secret": ca} in redpanda["volumes"], "rpk needs the CA the service trusts"
@@ -233,11 +236,11 @@ def test_a_failed_write_or_read_fails_with_the_pods_own_words_and_the_pod_is_rem
     kube = Recorded("healthy", phases={"scylladb": "Failed"}, log="create table\nwrite\nread")
     failed, report = run("healthy", kube=kube)
     assert failed == 1
-    assert "FAIL stores accept a consumer's write and read (3/4)" in report
+    assert "FAIL stores accept a consumer's write and read (5/6)" in report
     assert "x scylladb write/read as ad-serving: pod ads/adplatform-verify-scylladb-" in report
     detail = report.split("x scylladb write/read as ad-serving: ")[1].splitlines()[0]
     assert detail.endswith("Failed: create table | write | read")
-    assert len(kube.deleted) == 4
+    assert len(kube.deleted) == 6
 
 
 def test_a_probe_pod_the_namespace_refuses_fails_that_store_only():
@@ -247,7 +250,7 @@ def test_a_probe_pod_the_namespace_refuses_fails_that_store_only():
                 raise KubectlError('kubectl create -f -: Error from server (Forbidden): exceeded quota: ads-quota')
             super().create(manifest)
     failed, report = run("healthy", kube=Full("healthy"))
-    assert failed == 1 and "(3/4)" in report
+    assert failed == 1 and "(5/6)" in report
     assert ("x clickhouse write/read as analytics-ingestion: could not start the probe pod: kubectl create -f -: "
             "Error from server (Forbidden): exceeded quota: ads-quota") in report
 
@@ -277,7 +280,7 @@ def test_a_consumer_wired_to_another_login_or_missing_fails_without_a_pod():
 def test_no_credential_reaches_verifys_output_the_pod_spec_or_kubectls_arguments(monkeypatch):
     kube = Recorded("healthy", phases={store: "Failed" for store in stores.PROBES}, log="NOAUTH Authentication failed")
     failed, report = run("healthy", kube=kube)
-    assert failed == 4
+    assert failed == 6
     manifests = json.dumps(kube.created)
     for value in SECRET_VALUES:
         assert value not in report and value not in manifests
@@ -312,6 +315,164 @@ def test_the_probes_use_only_what_the_services_wiring_gives_them():
         used = set(re.findall(r"\$\{([A-Z_]+)", probe.script))
         given = wiring | {"MARKER", "HOME"} | set(probe.extra(service, config()))
         assert used and used - defined <= given, (store, used - defined - given)
+
+
+# --- PostgreSQL and the object store: a platform component's own login ------------------------------------------
+def container_of(pod: dict) -> dict:
+    [container] = pod["spec"]["containers"]
+    return container
+
+
+def env_of(pod: dict) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+    """(plain values, name -> (Secret, key))."""
+    env = container_of(pod)["env"]
+    refs = {e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+            for e in env if "valueFrom" in e}
+    return {e["name"]: e["value"] for e in env if "value" in e}, refs
+
+
+def program_secrets(stack: str) -> dict[tuple[str, str], set[str]]:
+    """(namespace, name) -> keys of every Secret the program creates."""
+    def keys(data) -> set[str]:
+        return set(getattr(data, "value", data) or {})  # the whole map may reach the engine marked secret
+    return {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]): keys(r.inputs.get("stringData"))
+            for r in stack_run(stack).of_type("kubernetes:core/v1:Secret")}
+
+
+def test_postgres_and_the_object_store_are_probed_with_a_platform_components_own_login():
+    kube = Recorded("healthy")
+    failed, report = run("healthy", kube=kube)
+    assert failed == 0, report
+    assert " ok  stores accept a consumer's write and read (6/6)" in report
+    pods = probe_pods(kube)
+    made = program_secrets("production")
+    # GitLab's copy of its database owner's login, in its own namespace (that namespace's egress applies), its own
+    # database (pg_hba admits the role nowhere else).
+    pg = pods["postgres"]
+    values, refs = env_of(pg)
+    assert pg["metadata"]["namespace"] == "gitlab" and container_of(pg)["image"] == charts.POSTGRES_IMAGE
+    assert refs == {"PGUSER": ("gitlab-postgres", "username"), "PGPASSWORD": ("gitlab-postgres", "password")}
+    assert {"username", "password"} <= made[("gitlab", "gitlab-postgres")]
+    assert values["PGHOST"] == "postgres-rw.postgres.svc" and values["PGDATABASE"] == "gitlab"
+    assert values["PGPORT"] == "5432" and values["PGSSLMODE"] == "require"
+    # MLflow's S3 keys, its own bucket, which its SeaweedFS identity may write and nothing else may.
+    s3 = pods["objectstore"]
+    values, refs = env_of(s3)
+    assert s3["metadata"]["namespace"] == "mlflow" and container_of(s3)["image"] == stores.CURL_IMAGE
+    assert refs == {"S3_ACCESS_KEY": ("mlflow-s3", "AWS_ACCESS_KEY_ID"),
+                    "S3_SECRET_KEY": ("mlflow-s3", "AWS_SECRET_ACCESS_KEY")}
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= made[("mlflow", "mlflow-s3")]
+    assert values["S3_ENDPOINT"] == "http://s3.seaweedfs.svc:8333" and values["S3_BUCKET"] == "mlflow-artifacts"
+    [identity] = json.loads(objectstore.s3_config({"mlflow": ("id", "key")}, {p: p for p in BUCKET_PURPOSES}))[
+        "identities"]
+    assert "Write:mlflow-artifacts" in identity["actions"]
+    assert "Write:mlflow-artifacts" not in {a for i in json.loads(objectstore.s3_config(
+        {"logs": ("id", "key")}, {p: p for p in BUCKET_PURPOSES}))["identities"] for a in i["actions"]}
+    assert values["S3_PREFIX"] == "adplatform-verify"
+    for pod in (pg, s3):
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] and container_of(pod)["readinessProbe"]
+
+
+def test_without_a_platform_consumer_postgres_is_probed_as_the_first_databases_owner():
+    """Staging runs PostgreSQL for no platform component: the owner role's own Secret in `postgres`; its object store
+    serves Loki."""
+    cfg = config("staging")
+    targets = stores.platform_targets(cfg)
+    pg = targets["postgres"]
+    assert (pg.consumer, pg.namespace, pg.secret) == ("gitlab", "postgres", "postgres-gitlab")
+    assert {"username", "password"} <= program_secrets("staging")[("postgres", "postgres-gitlab")]
+    s3 = targets["objectstore"]
+    assert (s3.consumer, s3.namespace, s3.secret) == ("logs", "logging", "loki-s3")
+    assert {"name": "S3_BUCKET", "value": "logs"} in s3.env
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= program_secrets("staging")[("logging", "loki-s3")]
+
+
+def test_a_failed_postgres_write_fails_verify_with_the_clients_words(monkeypatch):
+    kube = Recorded("healthy", phases={"postgres": "Failed"},
+                    log="create table\nwrite\nERROR:  permission denied for table adplatform-verify")
+    failed, report = run("healthy", kube=kube)
+    assert failed == 1 and "FAIL stores accept a consumer's write and read (5/6)" in report
+    detail = report.split("x postgres write/read as gitlab: ")[1].splitlines()[0]
+    assert detail.startswith("pod gitlab/adplatform-verify-postgres-")
+    assert detail.endswith("Failed: create table | write | ERROR:  permission denied for table adplatform-verify")
+    assert any(d.startswith("pod/gitlab/adplatform-verify-postgres-") for d in kube.deleted)
+    monkeypatch.setattr(verify, "Kubectl", lambda path: Recorded("healthy", phases={"objectstore": "Failed"}))
+    monkeypatch.setattr(verify, "stack_file_config", lambda stack: config())
+    monkeypatch.setattr(verify.tls, "hostname", good_probe)
+    assert verify.main(["production", "--kubeconfig", "/dev/null"]) == 1
+
+
+# The clients faked on PATH: the scripts' own logic (steps, read-back comparison, clean-up) runs for real.
+FAKE_PSQL = r"""#!/usr/bin/env bash
+while [ $# -gt 0 ]; do [ "$1" = --command ] && sql="$2"; shift; done
+echo "$sql" >> "$FAKE/log"
+case "$sql" in
+  INSERT*) if [ -n "${FAIL_WRITE:-}" ]; then echo "ERROR:  permission denied for schema public" >&2; exit 3; fi
+           touch "$FAKE/row" ;;
+  SELECT*) if [ -f "$FAKE/row" ] && [ -z "${LOSE_WRITE:-}" ]; then echo "$MARKER"; fi ;;
+esac
+"""
+FAKE_CURL = r"""#!/usr/bin/env bash
+cat > /dev/null  # the keys, on stdin
+method=GET
+while [ $# -gt 0 ]; do
+  case "$1" in -X) method="$2"; shift ;; --upload-file) upload="$2"; shift ;; --output) output="$2"; shift ;;
+    http*) url="$1" ;; esac
+  shift
+done
+echo "$method $url" >> "$FAKE/log"
+case "$method" in
+  PUT) if [ -n "${FAIL_WRITE:-}" ]; then echo "curl: (22) The requested URL returned error: 403" >&2; exit 22; fi
+       cp "$upload" "$FAKE/object" ;;
+  GET) if [ -n "${LOSE_WRITE:-}" ]; then echo "<Error>NoSuchKey</Error>" > "$output"
+       else cp "$FAKE/object" "$output"; fi ;;
+  DELETE) rm -f "$FAKE/object" ;;
+esac
+"""
+
+
+def run_script(tmp_path: Path, store: str, **flags: str) -> tuple[int, str, list[str]]:
+    """The probe's script with its client faked: (exit code, stderr, the requests it made)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, text in (("psql", FAKE_PSQL), ("curl", FAKE_CURL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE": str(tmp_path), "TMPDIR": str(tmp_path),
+           "MARKER": stores.marker(NOW), "S3_ENDPOINT": "http://s3.seaweedfs.svc:8333", "S3_REGION": "us-east-1",
+           "S3_BUCKET": "mlflow-artifacts", "S3_PREFIX": "adplatform-verify", "S3_ACCESS_KEY": "id",
+           "S3_SECRET_KEY": "key", **flags}
+    done = subprocess.run(["bash", "-c", stores.PROBES[store].script], env=env, capture_output=True, text=True,
+                          timeout=30, check=False)
+    log = (tmp_path / "log").read_text().splitlines() if (tmp_path / "log").exists() else []
+    return done.returncode, done.stderr, log
+
+
+@pytest.mark.parametrize("store", ["postgres", "objectstore"])
+def test_the_platform_probes_write_read_back_and_clean_up(tmp_path, store):
+    code, stderr, log = run_script(tmp_path, store)
+    assert code == 0, stderr
+    assert stderr.splitlines()[-1] == "clean up"
+    assert log[-1].startswith(("DROP TABLE public.", "DELETE http://s3.seaweedfs.svc:8333/mlflow-artifacts/"
+                                                      "adplatform-verify/adplatform-verify-"))
+    assert not (tmp_path / "object").exists()
+
+
+@pytest.mark.parametrize("store, last", [("postgres", "ERROR:  permission denied for schema public"),
+                                         ("objectstore", "curl: (22) The requested URL returned error: 403")])
+def test_a_refused_write_fails_the_probe_and_still_cleans_up(tmp_path, store, last):
+    code, stderr, log = run_script(tmp_path, store, FAIL_WRITE="1")
+    assert code != 0
+    assert stderr.splitlines()[-2:] == ["write", last]
+    assert log[-1].startswith(("DROP TABLE IF EXISTS public.", "DELETE ")), "the exit trap removes what was made"
+
+
+@pytest.mark.parametrize("store, last", [("postgres", "read"),
+                                         ("objectstore", "read back <Error>NoSuchKey</Error> instead of the marker")])
+def test_a_read_that_does_not_return_the_marker_fails_the_probe(tmp_path, store, last):
+    code, stderr, log = run_script(tmp_path, store, LOSE_WRITE="1")
+    assert code != 0 and stderr.splitlines()[-1] == last
+    assert log[-1].startswith(("DROP TABLE IF EXISTS public.", "DELETE "))
 
 
 # --- node autoscaler ----------------------------------------------------------------------------------------

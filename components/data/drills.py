@@ -170,7 +170,7 @@ DELETE FROM canary WHERE written_at < now() - interval '{CANARY_RETENTION_DAYS} 
 def pg_canary_spec(ctx: DataContext) -> dict[str, Any]:
     """psql as the canary role, over TLS checked against the cluster's CA (the Secret postgres-ca)."""
     secret = postgres.CANARY_SECRET
-    env = [{"name": "PGHOST", "value": f"{postgres.CLUSTER}-rw.{postgres.NAMESPACE}.svc"},
+    env = [{"name": "PGHOST", "value": postgres.RW_HOST},
            {"name": "PGPORT", "value": str(postgres.PORT)},
            {"name": "PGDATABASE", "value": postgres.CANARY},
            {"name": "PGSSLMODE", "value": "verify-full"},

@@ -47,7 +47,7 @@ from components.scheduling import pod_anti_affinity
 from components.services.namespaces import (LAYER_LABEL, RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY,
                                            Namespaces, NamespaceSpec, Peer)
 from config import StackSecrets
-from config.data import BUCKET_OWNERS, BUCKET_PURPOSES
+from config.data import BUCKET_OWNERS, BUCKET_PURPOSES, ObjectStorage
 from config.load import S3Keys
 
 NAMESPACE = OBJECT_STORE_NAMESPACE
@@ -93,24 +93,33 @@ def labels(component: str) -> dict[str, str]:
 
 
 # --- endpoint ---------------------------------------------------------------------------------------------
+def address(settings: ObjectStorage) -> tuple[str, str, dict[str, str]]:
+    """The S3 URL, the region to sign with and each purpose's bucket name (config/data.py BUCKET_PURPOSES), from
+    the config alone (make verify reads them too, tools/verify/stores.py)."""
+    if settings.backend == "external":
+        external = settings.external
+        if external is None:  # config/rules.py refuses this earlier
+            raise ValueError("dataPlane.objectStorage.backend 'external' needs dataPlane.objectStorage.external")
+        return (external.endpoint, external.region,
+                {p: f"{external.bucket_prefix}-{p}" for p in BUCKET_PURPOSES})
+    return f"http://{S3_SERVICE}.{NAMESPACE}.svc:{S3_PORT}", REGION, {p: p for p in BUCKET_PURPOSES}
+
+
 def endpoint(ctx: DataContext, secrets: StackSecrets) -> ObjectStoreEndpoint:
     """Credentials and where to reach the store; no Kubernetes object (namespaces do not exist yet)."""
     settings = ctx.settings.object_storage
+    url, region, buckets = address(settings)
     if settings.backend == "external":
-        external = settings.external
         key_id, secret_key = secrets.object_storage_access_key_id, secrets.object_storage_secret_access_key
-        if external is None or key_id is None or secret_key is None:  # config/rules.py refuses this earlier
-            raise ValueError("dataPlane.objectStorage.backend 'external' needs dataPlane.objectStorage.external "
-                             "and the secrets objectStorageAccessKeyId / objectStorageSecretAccessKey")
+        if key_id is None or secret_key is None:  # config/rules.py refuses this earlier
+            raise ValueError("dataPlane.objectStorage.backend 'external' needs the secrets objectStorageAccessKeyId "
+                             "/ objectStorageSecretAccessKey")
         shared = S3Keys(pulumi.Output.secret(key_id), pulumi.Output.secret(secret_key))
         return ObjectStoreEndpoint(
-            url=external.endpoint, region=external.region,
-            buckets={p: f"{external.bucket_prefix}-{p}" for p in BUCKET_PURPOSES},
-            identities={consumer: shared for consumer in BUCKET_OWNERS},
+            url=url, region=region, buckets=buckets, identities={consumer: shared for consumer in BUCKET_OWNERS},
             in_cluster=False, path_style=False)  # provider S3 serves virtual-hosted buckets
     return ObjectStoreEndpoint(
-        url=f"http://{S3_SERVICE}.{NAMESPACE}.svc:{S3_PORT}", region=REGION,
-        buckets={p: p for p in BUCKET_PURPOSES},
+        url=url, region=region, buckets=buckets,
         identities={consumer: S3Keys(
             pulumi.Output.secret(ctx.password(f"seaweedfs-{consumer}-access-key", length=32).result),
             pulumi.Output.secret(ctx.password(f"seaweedfs-{consumer}-secret-key", length=40).result))

@@ -38,6 +38,7 @@ NAMESPACE = "postgres"
 OPERATOR_NAMESPACE = charts.CLOUDNATIVE_PG.namespace
 CLUSTER = "postgres"
 PORT = 5432
+RW_HOST = f"{CLUSTER}-rw.{NAMESPACE}.svc"  # the operator's Service to the primary
 STATUS_PORT = 8000  # the instance manager's status endpoint, which the operator polls
 METRICS_PORT = 9187
 OPERATOR_METRICS_PORT = 8080
@@ -192,6 +193,11 @@ def role(database: str, secret: str) -> dict[str, Any]:
             "connectionLimit": -1, "passwordSecret": {"name": secret}}
 
 
+def role_secret(database: str) -> str:
+    """The basic-auth Secret in NAMESPACE with the password of `database`'s owner role."""
+    return f"{CLUSTER}-{database}".replace("_", "-")
+
+
 def database_spec(database: str) -> dict[str, Any]:
     spec: dict[str, Any] = {"name": database, "owner": database, "cluster": {"name": CLUSTER}, "ensure": "present",
                             "databaseReclaimPolicy": "retain"}  # deleting the resource keeps the data
@@ -315,7 +321,7 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
     roles = []
     owned = [*ctx.settings.postgres.databases, *([CANARY] if "postgres" in ctx.drills else [])]
     for name in owned:
-        secret_name = f"{CLUSTER}-{name}".replace("_", "-")
+        secret_name = role_secret(name)
         password = ctx.password(f"postgres-{name}-password")
         credentials, secret = ctx.credentials(
             f"postgres-{name}-credentials", secret_name, NAMESPACE, {"username": name, "password": password.result},
@@ -349,7 +355,7 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
                          api_version="monitoring.coreos.com/v1"))
 
     return PostgresEndpoint(
-        host=f"{CLUSTER}-rw.{NAMESPACE}.svc", read_host=f"{CLUSTER}-ro.{NAMESPACE}.svc", port=PORT,
+        host=RW_HOST, read_host=f"{CLUSTER}-ro.{NAMESPACE}.svc", port=PORT,
         databases=databases, ca_secret=f"{CLUSTER}-ca", namespace=NAMESPACE, pod_labels=dict(CLUSTER_SELECTOR),
         ready=ready)
 
