@@ -3,6 +3,8 @@ layer below it. Checked on the recorded production run: the waits removed stay r
 
 from __future__ import annotations
 
+import pytest
+
 from tools.mockrun import Run
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -48,7 +50,67 @@ def test_upper_layers_namespaces_wait_for_the_cluster_not_the_cluster_services(p
 
 def test_workloads_of_upper_layers_still_wait_for_the_cluster_services(production):
     # The stores and platform releases still need what they render: certificates, monitors, volumes.
-    for name in ("cloudnative-pg", "gitlab"):
-        assert {"cert-manager", "prometheus-operator-crds", "storage-class-hcloud-volumes",
-                "cluster-issuer-letsencrypt-production"} <= deps(production, name, RELEASE)
+    assert {"cert-manager", "prometheus-operator-crds", "storage-class-hcloud-volumes",
+            "cluster-issuer-letsencrypt-production"} <= deps(production, "gitlab", RELEASE)
+    # The backup plugin: cert-manager for its gRPC certificates, the operator for its CRDs (and the webhooks that
+    # validate the Cluster it serves).
     assert {"cloudnative-pg", "cert-manager"} <= deps(production, "plugin-barman-cloud", RELEASE)
+
+
+def reaches(run: Run, name: str, type_: str) -> set[str]:
+    """Names of everything the resource waits for, directly or through what it waits for."""
+    seen: set[str] = set()
+    todo = list(run.named(name, type_).dependencies)
+    while todo:
+        urn = todo.pop()
+        if urn not in seen:
+            seen.add(urn)
+            todo += run.by_urn(urn).dependencies
+    return {run.by_urn(u).name for u in seen}
+
+
+def test_cloudnative_pg_installs_alongside_cert_manager(production):
+    # Issue 22: the operator mounts no volume and makes its own webhook certificate (no cert-manager annotation in
+    # the chart's webhook configurations), so it waits for its namespaces' policies and its PodMonitor's CRD only.
+    got = deps(production, "cloudnative-pg", RELEASE)
+    assert {"ns-cnpg-system", "netpol-cnpg-system-default-deny", "netpol-cnpg-system-allow-api-server-webhooks",
+            "netpol-cnpg-system-allow-kubernetes-api", "netpol-postgres-default-deny",
+            "prometheus-operator-crds"} <= got
+    assert not got & {"cert-manager", "cluster-issuer-letsencrypt-production", *STORAGE}
+    assert "cilium" in reaches(production, "cloudnative-pg", RELEASE)  # its pods need the pod network
+
+
+def test_postgres_objects_still_wait_for_their_operator_plugin_and_storage(production):
+    # CRDs and webhooks before the CRs: the Cluster after the operator and the plugin (and the ObjectStore, the
+    # plugin's CR); its volumes still need the CSI driver and the storage classes, now through the plugin.
+    cluster = "kubernetes:postgresql.cnpg.io/v1:Cluster"
+    assert {"cloudnative-pg", "plugin-barman-cloud", "postgres-object-store"} <= deps(production, "postgres-cluster",
+                                                                                       cluster)
+    assert "plugin-barman-cloud" in deps(production, "postgres-object-store",
+                                         "kubernetes:barmancloud.cnpg.io/v1:ObjectStore")
+    assert STORAGE <= reaches(production, "postgres-cluster", cluster)
+    database = "kubernetes:postgresql.cnpg.io/v1:Database"
+    assert "postgres-cluster" in deps(production, "postgres-database-gitlab", database)
+    # GitLab migrates its database on install: it waits for the database, not only for the operator.
+    assert "postgres-database-gitlab" in deps(production, "gitlab", RELEASE)
+
+
+JOB = "kubernetes:batch/v1:Job"
+
+
+@pytest.mark.parametrize("job", ["oauth-bootstrap", "runner-bootstrap"])
+def test_toolbox_jobs_alone_wait_for_gitlab(production, job):
+    # Issue 22: a toolbox Job execs into GitLab's toolbox pod, so it waits for GitLab's release; its ServiceAccount,
+    # Roles, RoleBindings and scripts are plain objects in existing namespaces, created during GitLab's install.
+    assert "gitlab" in deps(production, job, JOB)
+    for type_ in ("kubernetes:core/v1:ServiceAccount", "kubernetes:core/v1:ConfigMap"):
+        assert "gitlab" not in reaches(production, job, type_)
+    binding = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
+    assert "gitlab" not in reaches(production, f"{job}-gitlab-binding", binding)
+    assert {f"{job}-gitlab-binding", job} <= deps(production, job, JOB)  # RBAC and scripts before the Job
+
+
+def test_runner_registers_after_gitlab_and_starts_after_its_token(production):
+    assert "gitlab" not in reaches(production, "gitlab-runner-token", "kubernetes:core/v1:Secret")
+    assert "gitlab-runner-token" in deps(production, "runner-bootstrap", JOB)
+    assert {"runner-bootstrap", "gitlab-runner-token", "gitlab"} <= deps(production, "gitlab-runner", RELEASE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -188,6 +189,30 @@ def test_helm_v4_charts_take_helm_time():
     chart = _r("c", "kubernetes:helm.sh/v4:Chart", custom=False)
     chart["inputs"] = {"chart": "cilium"}
     assert timing.duration(chart) == timing.CHARTS["cilium"]
+
+
+PROVENANCE = ("measured:", "documented:", "estimate:")
+
+
+def test_every_duration_figure_says_where_it_comes_from():
+    # Issue 22: each figure of the model is a published measurement, an upstream statement or a marked estimate,
+    # in a comment on its line or in the comment block right above it.
+    lines = (ROOT / "tools" / "plan" / "timing.py").read_text().splitlines()
+    entry = re.compile(r'^\s*(?:\("[^"]+", \d+\)|"[^"]+": \d+|DEFAULT_\w+ = \d+)')
+    figures = 0
+    for i, line in enumerate(lines):
+        if not entry.match(line):
+            continue
+        figures += 1
+        above = []
+        for previous in reversed(lines[:i]):
+            if not previous.strip().startswith("#"):
+                break
+            above.append(previous)
+        said = " ".join([line.partition("#")[2], *above])
+        assert any(word in said for word in PROVENANCE), f"timing.py line {i + 1} cites no source: {line.strip()}"
+    defaults = sum(1 for name in vars(timing) if name.startswith("DEFAULT_"))
+    assert figures == len(timing.DURATIONS) + len(timing.COMMANDS) + len(timing.CHARTS) + defaults
 
 
 def test_production_critical_path_names_the_bootstrap_chain(plan):

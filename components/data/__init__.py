@@ -106,7 +106,8 @@ class DataPlane(pulumi.ComponentResource):
             storage_class=services.storage_class, xfs_storage_class=services.xfs_storage_class,
             local_nvme=local_nvme, gateway=services.gateway, cluster_issuer=services.cluster_issuer,
             placements={store: placement(cfg, role) for store, role in STORE_ROLES.items()},
-            backup=None, drills=drilled_stores(cfg), consumers=store_consumers(cfg), velero=services.backups)
+            backup=None, drills=drilled_stores(cfg), consumers=store_consumers(cfg), velero=services.backups,
+            monitoring_crds=services.monitoring_crds)
         objects = objectstore.endpoint(ctx, loaded.secrets) if cfg.data_plane.object_storage.enabled else None
         ctx = dataclasses.replace(ctx, backup=self._backup_targets(loaded, objects))
 

@@ -79,6 +79,9 @@ class DataContext(LayerContext):
     # Store -> who gets a user of its own there (config/consumers.py store_consumers: the one list).
     consumers: Mapping[str, tuple[Consumer, ...]] = field(default_factory=dict)
     velero: Sequence[pulumi.Resource] = ()  # Velero installed (ClusterServices.backups): a store's Velero restore
+    # The Prometheus Operator CRDs (ClusterServices.monitoring_crds): all an operator without volumes or cert-manager
+    # certificates waits for besides its namespaces' policies, so it installs alongside cert-manager.
+    monitoring_crds: Sequence[pulumi.Resource] = ()
 
     def consumers_of(self, store: str, layer: str | None = None) -> tuple[Consumer, ...]:
         return tuple(c for c in self.consumers.get(store, ()) if layer is None or c.layer == layer)

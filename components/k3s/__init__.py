@@ -1,8 +1,9 @@
 """The K3s cluster: HA servers with embedded etcd, agent pools, Cilium, the kubeconfig and provider.
 
 Order: every node is tuned in parallel; the first server initialises etcd; the other servers join
-one at a time (etcd admits one learner at a time); agents join in parallel once the last server
-answers. Cilium and the provider's add-ons are installed through the kubeconfig of the first server.
+one at a time (etcd admits one learner at a time); agents join in parallel once the first server
+answers, alongside the other servers' joins. Cilium and the provider's add-ons are installed through
+the kubeconfig of the first server.
 """
 
 from __future__ import annotations
@@ -85,8 +86,13 @@ class K3sCluster(pulumi.ComponentResource):
         for node in others:
             previous = self.installs[node.name] = self._install(node, tuning, join=True, after=[previous])
         for node in infra.agents:
-            # After the last server: agents never run a newer K3s than any server, and join a full control plane.
-            self.installs[node.name] = self._install(node, tuning, join=True, after=[previous])
+            # After the first server only, in parallel with the other servers' etcd joins (issue 22): an agent
+            # registers through the fixed registration address (the API load balancer, whose health check sends it
+            # to the servers that answer), then its client-side load balancer learns every server from the
+            # `kubernetes` Service's endpoints as they join (docs.k3s.io/architecture, "How Agent Node
+            # Registration Works"). Agents hold no etcd member, so the one-learner-at-a-time rule is not theirs.
+            # Every install on a first deploy runs the configured version, so no agent is newer than a server.
+            self.installs[node.name] = self._install(node, tuning, join=True, after=[self.installs[first.name]])
 
         self.api_endpoint = pulumi.Output.concat("https://", infra.api_public_endpoint, f":{API_PORT}")
         self.kubeconfig = self._read_kubeconfig(first)

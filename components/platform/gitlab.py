@@ -342,7 +342,7 @@ def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Res
     routes = [ctx.route("gitlab-route", "gitlab", NAMESPACE, WEBSERVICE_SERVICE, WORKHORSE_PORT, [gitlab]),
               ctx.route("gitlab-registry-route", "registry", NAMESPACE, REGISTRY_SERVICE, REGISTRY_PORT, [gitlab])]
     # The OAuth applications of the single sign-on (sso.py), once GitLab runs.
-    applications = sso.bootstrap(ctx, NAMESPACE, RELEASE, [gitlab])
+    applications = sso.bootstrap(ctx, NAMESPACE, RELEASE, [gitlab], [spaces[NAMESPACE]])
     return Installed(urls={"gitlab": ctx.url("gitlab"), "registry": ctx.url("registry")},
                      ready=[*credentials, volume, gitlab, *routes, *applications])
 

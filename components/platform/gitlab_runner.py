@@ -246,12 +246,14 @@ def downstream_secrets(ctx: PlatformContext, after: Sequence[pulumi.Resource]) -
 
 def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> Installed:
     base = [*after, spaces[NAMESPACE], spaces[CI_NAMESPACE]]
-    token = [token_secret(ctx, base)]
+    # The token Secrets are plain objects the bootstrap Job fills later: they need the namespace, not GitLab, so they
+    # are created while GitLab installs (issue 22).
+    token = [token_secret(ctx, [spaces[NAMESPACE]])]
     outputs = {}
     if bootstraps(ctx):  # `after` holds GitLab's release (components/platform/__init__.py)
-        token += downstream_secrets(ctx, base)
+        token += downstream_secrets(ctx, [spaces[NAMESPACE]])
         job = runner_bootstrap.install(ctx, NAMESPACE, gitlab.NAMESPACE, gitlab.RELEASE, TOKEN_SECRET,
-                                       [*base, *token])
+                                       [*base, *token], [spaces[NAMESPACE], spaces[gitlab.NAMESPACE]])
         token.append(job)
         if ctx.settings.gitlab.runner.downstream:
             outputs["runnerTokens"] = runner_bootstrap.downstream_tokens(ctx, NAMESPACE, TOKEN_SECRET, job)

@@ -92,15 +92,16 @@ def job_spec(ctx: PlatformContext, namespace: str, gitlab_namespace: str, gitlab
 
 
 def install(ctx: PlatformContext, namespace: str, gitlab_namespace: str, gitlab_release: str, secret: str,
-            after: Sequence[pulumi.Resource]) -> k8s.batch.v1.Job:
-    """The Job, once GitLab (in `after`) and the runner's Secret (also in `after`) exist; done when it completed."""
+            after: Sequence[pulumi.Resource], spaces: Sequence[pulumi.Resource]) -> k8s.batch.v1.Job:
+    """The Job, once GitLab (in `after`) and the runner's Secret (also in `after`) exist; done when it completed.
+    Its RBAC and scripts need only the runner's and GitLab's namespaces (`spaces`)."""
     scripts = {SHELL_SCRIPT: shell_script(), **{script: ruby_script(ctx, env) for env, script, _ in runners(ctx, secret)}}
     rules = {gitlab_namespace: toolbox_job.gitlab_rules(),
              namespace: secret_rules([name for _, _, name in runners(ctx, secret)])}
-    rbac = toolbox_job.rbac(ctx, NAME, APP, namespace, rules, after)
+    rbac = toolbox_job.rbac(ctx, NAME, APP, namespace, rules, spaces)
     return toolbox_job.install(ctx, NAME, APP, namespace, scripts,
                                job_spec(ctx, namespace, gitlab_namespace, gitlab_release, secret, scripts),
-                               [*after, *rbac])
+                               [*after, *rbac], spaces)
 
 
 def downstream_tokens(ctx: PlatformContext, namespace: str, secret: str,

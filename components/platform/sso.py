@@ -128,12 +128,13 @@ def applications_json(ctx: PlatformContext) -> pulumi.Output[str]:
 
 
 def bootstrap(ctx: PlatformContext, gitlab_namespace: str, gitlab_release: str,
-              after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
-    """The Job creating the applications in GitLab (in `after`); nothing with SSO off."""
+              after: Sequence[pulumi.Resource], spaces: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    """The Job creating the applications in GitLab (in `after`); nothing with SSO off. Its Secret, RBAC and
+    scripts need only GitLab's namespace (`spaces`)."""
     if not ctx.sso:
         return []
     apps = applications_json(ctx)
-    _, data = ctx.credentials("sso-oauth-applications", APPS_SECRET, gitlab_namespace, {APPS_KEY: apps}, after,
+    _, data = ctx.credentials("sso-oauth-applications", APPS_SECRET, gitlab_namespace, {APPS_KEY: apps}, spaces,
                               labels=ctx.labels(APP, NAME))
     scripts = {SHELL_SCRIPT: toolbox_job.shell_script(SHELL_SCRIPT),
                RUBY_SCRIPT: (toolbox_job.SCRIPTS / RUBY_SCRIPT).read_text()}
@@ -146,8 +147,8 @@ def bootstrap(ctx: PlatformContext, gitlab_namespace: str, gitlab_release: str,
         gitlab_namespace, gitlab_release, annotations,
         volumes=[{"name": "applications", "secret": {"secretName": APPS_SECRET, "defaultMode": 0o440}}],
         mounts=[{"name": "applications", "mountPath": APPS_MOUNT, "readOnly": True}])
-    rbac = toolbox_job.rbac(ctx, NAME, APP, gitlab_namespace, {gitlab_namespace: toolbox_job.gitlab_rules()}, after)
-    job = toolbox_job.install(ctx, NAME, APP, gitlab_namespace, scripts, spec, [*after, *rbac, data])
+    rbac = toolbox_job.rbac(ctx, NAME, APP, gitlab_namespace, {gitlab_namespace: toolbox_job.gitlab_rules()}, spaces)
+    job = toolbox_job.install(ctx, NAME, APP, gitlab_namespace, scripts, spec, [*after, *rbac, data], spaces)
     return [data, *rbac, job]
 
 

@@ -9,6 +9,8 @@ nothing done by hand.
 - Least privilege (ServiceAccount `<name>`): in GitLab's namespace `get`/`list` pods (the toolbox pod's name is
   generated) and `create` on pods/exec (what an exec needs, also over WebSocket since Kubernetes 1.35); whatever
   else a Job needs, it names (`rules`).
+- Order: the ServiceAccount, Roles, RoleBindings and the scripts' ConfigMap need only their namespaces; the Job
+  alone waits for GitLab's release (its toolbox pod), so they are created during GitLab's long first install.
 - Re-run on change: the Job has no metadata.name, so a changed spec (the pod template carries the hash of the
   scripts and of any mounted input) replaces it, and the new Job runs.
 - Network: the Job talks to the Kubernetes API only (exec goes through the API server), which every namespace
@@ -63,7 +65,9 @@ def shell_script(part: str) -> str:
 
 def rbac(ctx: PlatformContext, name: str, app: str, namespace: str, rules: dict[str, list[dict]],
          after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
-    """ServiceAccount `name` in `namespace`, and a Role + RoleBinding named `name` per namespace of `rules`."""
+    """ServiceAccount `name` in `namespace`, and a Role + RoleBinding named `name` per namespace of `rules`.
+    `after`: those namespaces. Not GitLab: RBAC is plain API objects, so it is created while GitLab installs and
+    only the Job waits for GitLab (issue 22)."""
     labels = ctx.labels(app, name)
     account = k8s.core.v1.ServiceAccount(
         name, metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=labels),
@@ -119,12 +123,12 @@ def job_spec(ctx: PlatformContext, name: str, app: str, entry: str, env: dict[st
 
 
 def install(ctx: PlatformContext, name: str, app: str, namespace: str, scripts: dict[str, str], spec: Any,
-            after: Sequence[pulumi.Resource]) -> k8s.batch.v1.Job:
-    """The ConfigMap `name` holding `scripts` and the Job running `spec` once it exists (and `after`, which holds
-    GitLab and the Job's RBAC); done when the Job completed."""
+            after: Sequence[pulumi.Resource], spaces: Sequence[pulumi.Resource]) -> k8s.batch.v1.Job:
+    """The ConfigMap `name` holding `scripts` (once the namespaces in `spaces` exist) and the Job running `spec` once
+    it exists and `after` (GitLab and the Job's RBAC) is done; done when the Job completed."""
     config = k8s.core.v1.ConfigMap(
         name, metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=ctx.labels(app, name)),
-        data=scripts, opts=ctx.opts(after))
+        data=scripts, opts=ctx.opts(spaces))
     # No metadata.name: Pulumi names it, so a changed spec (the scripts' hash) replaces the Job, which re-runs.
     return k8s.batch.v1.Job(
         name, metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=ctx.labels(app, name)),

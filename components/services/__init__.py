@@ -30,6 +30,7 @@ class ClusterServices(pulumi.ComponentResource):
     secret_store: secrets.SecretStore
     namespaces: dict[str, str]
     foundations: list[pulumi.Resource]
+    monitoring_crds: list[pulumi.Resource]  # the Prometheus Operator CRDs alone (part of `foundations`)
     backups: list[pulumi.Resource]  # Velero and its Schedule (and Restore): what a store's Velero restore waits for
     ready: list[pulumi.Resource]
     autoscaling: autoscaler.NodeAutoscaling | None  # None: no pool autoscales (or the provider cannot)
@@ -86,6 +87,9 @@ class ClusterServices(pulumi.ComponentResource):
         # What a later layer's workloads need: volumes, certificates (cert-manager's webhook answers,
         # issuers exist) and the monitoring CRDs; each already waited for the cluster.
         self.foundations = [*storage.resources, *tls.ready, *monitors]
+        # What an operator with neither volumes nor cert-manager certificates waits for, beyond its namespaces'
+        # policies: the CRDs of the ServiceMonitor/PodMonitor its chart renders.
+        self.monitoring_crds = list(monitors)
         self.backups = list(saved.ready)
         self.ready = [*base, *spaces.ready, *tls.ready, *edge.ready, *records, *rolling, *rebooting, *saved.ready, *store.ready, *meshed, *monitors, *cilium,
                       *(self.autoscaling.ready if self.autoscaling else [])]

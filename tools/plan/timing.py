@@ -18,44 +18,63 @@ from __future__ import annotations
 
 from typing import Any
 
+# Where each figure comes from, one comment per figure: "measured" (a published measurement, cited), "documented"
+# (an upstream statement, cited) or "estimate" (our reasoning, to be replaced by a calibrated figure). None has been
+# calibrated against a `pulumi up` of this program yet (module docstring).
 # By resource type. Cloud API objects are quick; servers wait until they run; Helm waits for ready.
 DURATIONS: dict[str, int] = {
-    # Uncalibrated estimates (module docstring), each with its reasoning. Hetzner Cloud actions (create,
-    # attach) are polled by the provider until done; plain API objects are one synchronous call.
-    "hcloud:index/server:Server": 45,           # create action + boot to status "running" (the provider waits)
-    "hcloud:index/loadBalancer:LoadBalancer": 15,  # create action, polled to completion
-    "hcloud:index/loadBalancerNetwork:LoadBalancerNetwork": 10,  # attach_to_network action, polled
-    "hcloud:index/loadBalancerService:LoadBalancerService": 5,  # add_service action
-    "hcloud:index/loadBalancerTarget:LoadBalancerTarget": 5,  # add_target action
-    "hcloud:index/network:Network": 2,          # one synchronous call, no action
-    "hcloud:index/networkSubnet:NetworkSubnet": 3,  # add_subnet action on the network
-    "hcloud:index/firewall:Firewall": 3,        # create + apply_to_resources actions
-    "hcloud:index/placementGroup:PlacementGroup": 1,  # one synchronous call
-    "hcloud:index/sshKey:SshKey": 1,            # one synchronous call
-    "random:index/randomPassword:RandomPassword": 0,  # computed by the provider locally, no API
-    "kubernetes:helm.sh/v3:Release": 90,        # install + Helm's wait: image pulls + readiness of an operator
-    "kubernetes:yaml/v2:ConfigFile": 20,        # a release manifest: CRDs established, workloads ready
+    # Hetzner Cloud: an "action" (create, attach) is polled by the provider until done; a plain API object is one
+    # synchronous call (docs.hetzner.cloud, "Actions").
+    "hcloud:index/server:Server": 45,           # estimate: create action + boot to "running" (the provider waits);
+    #   a stock image boots "in a few seconds" (cgamesplay.com/post/2024/hetzner-ephemeral-devserver), plus the
+    #   create action's polling and the public IPv4/network attachment
+    "hcloud:index/loadBalancer:LoadBalancer": 15,  # estimate: one create action, polled to completion
+    "hcloud:index/loadBalancerNetwork:LoadBalancerNetwork": 10,  # estimate: attach_to_network action, polled
+    "hcloud:index/loadBalancerService:LoadBalancerService": 5,  # estimate: add_service action
+    "hcloud:index/loadBalancerTarget:LoadBalancerTarget": 5,  # estimate: add_target action
+    "hcloud:index/network:Network": 2,          # estimate: one synchronous call, no action
+    "hcloud:index/networkSubnet:NetworkSubnet": 3,  # estimate: add_subnet action on the network
+    "hcloud:index/firewall:Firewall": 3,        # estimate: create + apply_to_resources actions
+    "hcloud:index/placementGroup:PlacementGroup": 1,  # estimate: one synchronous call
+    "hcloud:index/sshKey:SshKey": 1,            # estimate: one synchronous call
+    "random:index/randomPassword:RandomPassword": 0,  # documented: computed by the provider locally, no API
+    # estimate: install + Helm's wait for an operator (image pull, leader election, webhook ready). cert-manager,
+    # the commonest, gives its own readiness check (startupapicheck) 1m by default (cert-manager chart values,
+    # startupapicheck.timeout), and users raise it to 5m on slow clusters (github.com/NVIDIA/aicr/pull/51).
+    "kubernetes:helm.sh/v3:Release": 90,
+    "kubernetes:yaml/v2:ConfigFile": 20,        # estimate: a release manifest: CRDs established, workloads ready
 }
 # Remote commands by name prefix (the scripts wait for very different things).
 COMMANDS: tuple[tuple[str, int], ...] = (
-    ("tune-", 40),        # cloud-init wait, apt lock wait, sysctl + systemd units
-    ("k3s-", 80),         # installer download, K3s start, /readyz wait
-    ("kubeconfig", 3),    # SSH connect + cat of one file
+    # estimate: components/host/scripts/tune.sh: cloud-init and apt-lock wait (wait_for_boot), sysctl + systemd
+    # units, and on a fresh image `apt-get install unattended-upgrades` (the longest part)
+    ("tune-", 40),
+    # estimate: components/k3s/scripts/install.sh: installer + binary download, K3s start, then (servers) the
+    # /readyz wait, which for a joining server includes its etcd learner's catch-up; a single server's node is
+    # Ready "maybe 30 seconds" after the install script (github.com/u1i/k3s-quickstart), without our downloads
+    ("k3s-", 80),
+    ("kubeconfig", 3),    # estimate: SSH connect + cat of one file
 )
 # Helm releases by chart, where a chart is far from the default.
 CHARTS: dict[str, int] = {
-    "cilium": 150,        # agents on every node + operator; nodes turn Ready only after it
-    "hcloud-cloud-controller-manager": 45,  # one small host-network Deployment: no CNI wait, one image
-    "openbao": 150,       # OrderedReady: three servers one after another, each joining raft and unsealing
-    "vault": 150,         # as openbao (its upstream): the same OrderedReady raft join
-    "gitlab": 600,        # database migrations on a first install, then webservice/Sidekiq start
-    "kube-prometheus-stack": 180,  # operator, then Prometheus x2 and Alertmanager x3 with volumes
-    "airflow": 300,       # the migration job, then scheduler/API server
+    # measured: `time cilium status --wait` took 1m42s on a 3-node K3s cluster (github.com/cilium/cilium/issues/
+    # 23978); agents on every node of ours pull the image too, and nodes turn Ready only after it
+    "cilium": 150,
+    "hcloud-cloud-controller-manager": 45,  # estimate: one small host-network Deployment: no CNI wait, one image
+    "openbao": 150,       # estimate: OrderedReady: three servers one after another, each joining raft and unsealing
+    "vault": 150,         # estimate: as openbao (its upstream): the same OrderedReady raft join
+    # measured: GitLab's migrations Job alone took 3m41s to 11m59s, 6m13s typical (gitlab.com/gitlab-org/
+    # gitlab-foss/-/issues/64998); GitLab's docs install with `--timeout 600s` (docs.gitlab.com/charts/installation/
+    # deployment) and Helm's 5m default is "insufficient" for a first install (gitlab.com/gitlab-org/
+    # gitlab-environment-toolkit/-/issues/445); then webservice/Sidekiq start
+    "gitlab": 600,
+    "kube-prometheus-stack": 180,  # estimate: operator, then Prometheus x2 and Alertmanager x3 with volumes
+    "airflow": 300,       # estimate: the migration job, then scheduler/API server (GitLab's pattern, a smaller schema)
 }
 HELM_CHARTS = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
-DEFAULT_COMMAND = 30      # another script of ours: SSH connect + a short idempotent script
-DEFAULT_KUBERNETES = 3    # a plain Kubernetes object: one API call, no readiness to wait for
-DEFAULT_CUSTOM = 10       # any other cloud resource: a create call plus a short action poll
+DEFAULT_COMMAND = 30      # estimate: another script of ours: SSH connect + a short idempotent script
+DEFAULT_KUBERNETES = 3    # estimate: a plain Kubernetes object: one API call, no readiness to wait for
+DEFAULT_CUSTOM = 10       # estimate: any other cloud resource: a create call plus a short action poll
 
 
 def duration(resource: dict[str, Any]) -> int:
