@@ -26,6 +26,7 @@ import jsonschema
 import kubernetes_validate
 import kubernetes_validate.utils
 import pytest
+import referencing
 import yaml
 
 from components.charts import K3S_VERSION
@@ -70,13 +71,43 @@ def validate_kubernetes(resource_type: str, inputs: dict[str, Any]) -> None:
     group, kind = kubernetes_kind(resource_type) or ("", "")
     manifest = plain(inputs)
     if group in BUILTIN_GROUPS:
-        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+        _builtin_validator(manifest["apiVersion"], manifest["kind"]).validate(manifest)
         return
     schema_file = CRD_SCHEMAS / f"{group}_{kind}.yaml"
     if not schema_file.exists():
         raise AssertionError(f"custom resource {group}/{kind} has no documented schema in "
                              f"{schema_file.relative_to(ROOT)}; write one from the operator's API reference")
-    jsonschema.validate(manifest, yaml.safe_load(schema_file.read_text()))
+    _crd_validator(schema_file).validate(manifest)
+
+
+# kubernetes_validate.validate builds a new $ref registry and validator for every object, and jsonschema.validate
+# checks the schema itself on every call: most of a stack's validation time. The same schema files and the same
+# drafts, each validator built once per kind (the library's own file selection: kubernetes_validate.utils.validate).
+@functools.lru_cache(maxsize=None)
+def _builtin_validator(api_version: str, kind: str) -> jsonschema.protocols.Validator:
+    utils = kubernetes_validate.utils
+    version = [v for v in utils.all_versions()
+               if utils.major_minor(v) <= utils.major_minor(KUBERNETES_VERSION)][-1]
+    schema_dir = f"v{version}-local-strict"
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    try:
+        schema = utils.schema_contents(f"kubernetes-json-schema/{schema_dir}/{kind.lower()}-{group_version}.json",
+                                       KUBERNETES_VERSION)
+    except FileNotFoundError:
+        raise utils.SchemaNotFoundError(version=utils.major_minor(KUBERNETES_VERSION), kind=kind,
+                                        api_version=api_version) from None
+    definitions = utils.schema_contents(f"kubernetes-json-schema/{schema_dir}/_definitions.json", KUBERNETES_VERSION)
+    registry = referencing.Resource.from_contents(definitions) @ (
+        referencing.Resource.from_contents(schema) @ referencing.Registry())
+    return jsonschema.validators.Draft202012Validator(schema, registry=registry)
+
+
+@functools.lru_cache(maxsize=None)
+def _crd_validator(schema_file: Path) -> jsonschema.protocols.Validator:
+    schema = yaml.safe_load(schema_file.read_text())
+    validator = jsonschema.validators.validator_for(schema)
+    validator.check_schema(schema)
+    return validator(schema)
 
 
 def scripts(run: Run) -> dict[str, str]:
