@@ -152,8 +152,9 @@ def test_scratch_namespace_has_a_quota_for_its_restores(production):
     quota = production.named("drill-quota", "kubernetes:core/v1:ResourceQuota").inputs
     hard = quota["metadata"]["namespace"] == NS and quota["spec"]["hard"]
     # PostgreSQL's data and WAL (120Gi); Redpanda's downloaded export and the broker replaying it (2 x 500Gi)
-    assert hard["requests.storage"] == "1120Gi" and hard["services.loadbalancers"] == "0"
-    assert hard["requests.cpu"] == "4" and hard["pods"] == "8" and hard["persistentvolumeclaims"] == "4"
+    # and one ClickHouse shard restored at a time (500Gi)
+    assert hard["requests.storage"] == "1620Gi" and hard["services.loadbalancers"] == "0"
+    assert hard["requests.cpu"] == "6" and hard["pods"] == "12" and hard["persistentvolumeclaims"] == "6"
 
 
 def test_no_drills_without_off_cluster_backups(staging):
@@ -175,8 +176,9 @@ def test_alerts_on_failed_and_stale_drills_and_stale_backups(production):
     failed = found[("RestoreDrillFailed", "")]
     assert "kube_cronjob_status_last_successful_time" in failed["expr"] and failed["labels"]["severity"] == "critical"
     assert f'namespace="{NS}"' in failed["expr"] and "kube_cronjob_status_active" in failed["expr"]
-    stale = found[("RestoreDrillStale", "")]
+    stale = found[("RestoreDrillStale", "postgres")]
     assert f"> {2 * WEEK}" in stale["expr"]  # two weekly periods
+    assert 'cronjob="drill-postgres"' in stale["expr"]  # each drill against its own schedule
     postgres_backup = found[("BackupStale", "postgres")]
     assert postgres_backup["expr"] == ('time() - max(barman_cloud_cloudnative_pg_io_last_available_backup_timestamp'
                                        f'{{namespace="postgres"}}) > {2 * DAY}')
@@ -190,9 +192,14 @@ def test_alerts_on_failed_and_stale_drills_and_stale_backups(production):
 
 
 def test_stale_thresholds_follow_the_configured_schedules():
-    raw = base_raw(dataPlane={"drills": {"schedule": "0 3 1 * *"}, "postgres": {"backupSchedule": "0 */6 * * *"}})
-    found = rules(run_raw(raw))
-    assert f"> {2 * 31 * DAY}" in found[("RestoreDrillStale", "")]["expr"]  # monthly: the longest month
+    raw = base_raw(dataPlane={"drills": {"schedule": "0 3 1 * *", "schedules": {"clickhouse": "0 5 * * *"}},
+                              "postgres": {"backupSchedule": "0 */6 * * *"}})
+    run = run_raw(raw)
+    found = rules(run)
+    assert f"> {2 * 31 * DAY}" in found[("RestoreDrillStale", "postgres")]["expr"]  # monthly: the longest month
+    assert f"> {2 * DAY} " in found[("RestoreDrillStale", "clickhouse")]["expr"]  # its own, daily
+    assert run.named("drill-clickhouse", CRONJOB).inputs["spec"]["schedule"] == "0 5 * * *"
+    assert run.named("drill-postgres", CRONJOB).inputs["spec"]["schedule"] == "0 3 1 * *"
     assert found[("BackupStale", "postgres")]["expr"].endswith(f"> {2 * 6 * 3600}")
 
 
@@ -213,7 +220,14 @@ def test_dashboard_shows_last_drill_duration_and_backup_age(production):
     ({"schedule": "0 25 * * 0"}, "adplatform:dataPlane.drills.schedule its hour field '25' is outside 0-23"),
     ({"schedule": "0 4 31 2 *"}, "adplatform:dataPlane.drills.schedule never runs"),
     ({"skip": ["mysql"]},
-     "adplatform:dataPlane.drills.skip 'mysql' is not a drilled store; accepted: postgres, redpanda"),
+     "adplatform:dataPlane.drills.skip 'mysql' is not a drilled store; accepted: postgres, redpanda, clickhouse"),
+    ({"schedules": {"clickhouse": "0 25 * * 1"}},
+     "adplatform:dataPlane.drills.schedules clickhouse: '0 25 * * 1' its hour field '25' is outside 0-23"),
+    ({"schedules": {"clickhouse": "weekly"}},
+     "adplatform:dataPlane.drills.schedules clickhouse: 'weekly' must be a 5-field cron expression"),
+    ({"schedules": {"scylladb": "0 4 * * 2"}},
+     "adplatform:dataPlane.drills.schedules 'scylladb' is not a drilled store; accepted: postgres, redpanda, "
+     "clickhouse"),
     ({"maxDataAgeHours": 0}, "adplatform:dataPlane.drills.maxDataAgeHours must be between 1 and 744"),
 ])
 def test_drill_settings_errors_name_key_value_and_accepted(drills_config, expected):
@@ -243,7 +257,7 @@ def test_a_store_can_opt_out():
     assert not [r for r in run.resources if r.name.startswith("drill-") and "postgres" in r.name]
     assert postgres.CANARY not in {r["name"] for r in run.named("postgres-cluster").inputs["spec"]["managed"]["roles"]}
     assert "postgres.yaml" not in run.named("drill-scripts", CONFIGMAP).inputs["data"]
-    run = run_raw(base_raw(dataPlane={"drills": {"skip": ["postgres", "redpanda"]}}))
+    run = run_raw(base_raw(dataPlane={"drills": {"skip": ["postgres", "redpanda", "clickhouse"]}}))
     assert not [r for r in run.resources if r.name.startswith("drill-")]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import pulumi
@@ -79,6 +79,12 @@ class DataContext(LayerContext):
     # Store -> who gets a user of its own there (config/consumers.py store_consumers: the one list).
     consumers: Mapping[str, tuple[Consumer, ...]] = field(default_factory=dict)
     velero: Sequence[pulumi.Resource] = ()  # Velero installed (ClusterServices.backups): a store's Velero restore
+
+    def scratch_volume(self, size: str) -> dict[str, Any]:
+        """A pod volume of `size` on the default StorageClass, gone with its pod (a scratch copy is no data)."""
+        return {"ephemeral": {"volumeClaimTemplate": {"spec": {
+            "accessModes": ["ReadWriteOnce"], "storageClassName": self.storage_class,
+            "resources": {"requests": {"storage": size}}}}}}
 
     def consumers_of(self, store: str, layer: str | None = None) -> tuple[Consumer, ...]:
         return tuple(c for c in self.consumers.get(store, ()) if layer is None or c.layer == layer)
