@@ -10,6 +10,7 @@ import os
 import stat
 import subprocess
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 import yaml
@@ -646,7 +647,8 @@ def test_clickhouse_drill_restores_every_shard_into_a_scratch_server_a_day_after
     server_xml = config["data"]["drill.xml"]
     assert "<listen_host>127.0.0.1</listen_host>" in server_xml and "<keeper_server>" in server_xml
     assert all(f"<{m}>" in server_xml for m in ("installation", "cluster", "shard", "replica", "all-sharded-shard"))
-    assert "<remote_servers><analytics>" in server_xml
+    assert "<remote_servers><analytics><shard><replica>" in server_xml
+    ElementTree.fromstring(server_xml), ElementTree.fromstring(config["data"]["users.xml"])  # well-formed
     assert '<networks replace="replace"><ip>::1</ip><ip>127.0.0.1</ip></networks>' in config["data"]["users.xml"]
     mounts = {m["mountPath"] for m in server["volumeMounts"]}
     assert {"/etc/clickhouse-server/config.d", "/etc/clickhouse-server/users.d", "/var/lib/clickhouse"} <= mounts

@@ -375,6 +375,7 @@ def ch_server_config() -> str:
     operator's (pkg/model/chi/config/generator.go getHostMacros), so the backups' Replicated engines resolve."""
     macros = {"installation": clickhouse_topology.INSTALLATION, "all-sharded-shard": "0",
               "cluster": clickhouse_topology.CLUSTER, "shard": "0", "replica": "drill"}
+    cluster, port = clickhouse_topology.CLUSTER, clickhouse_topology.NATIVE_PORT
     return f"""<clickhouse>
     <listen_host>{CH_LOOPBACK}</listen_host>
     <logger><level>information</level><console>1</console></logger>
@@ -389,7 +390,9 @@ def ch_server_config() -> str:
     </keeper_server>
     <zookeeper><node><host>{CH_LOOPBACK}</host><port>{CH_KEEPER_PORT}</port></node></zookeeper>
     <macros>{''.join(f'<{k}>{v}</{k}>' for k, v in macros.items())}</macros>
-    <remote_servers><{clickhouse_topology.CLUSTER}><shard><replica><host>{CH_LOOPBACK}</host><port>{clickhouse_topology.NATIVE_PORT}</port></replica></shard></{clickhouse_topology.CLUSTER}></remote_servers>
+    <remote_servers><{cluster}><shard><replica>
+        <host>{CH_LOOPBACK}</host><port>{port}</port>
+    </replica></shard></{cluster}></remote_servers>
 </clickhouse>
 """
 

@@ -74,7 +74,8 @@ def grants(c: Consumer) -> list[str]:
             *(f"GRANT {READ_PRIVILEGES} ON {database_of(other)}.*" for other in c.reads)]
 
 
-def users_section(pod_cidr: str, backup: bool, consumers: Sequence[Consumer] = (), canary: bool = False) -> dict[str, Any]:
+def users_section(pod_cidr: str, backup: bool, consumers: Sequence[Consumer] = (),
+                  canary: bool = False) -> dict[str, Any]:
     """`spec.configuration.users` of the CHI: every password a reference into AUTH_SECRET."""
     def hashed(user: str) -> dict[str, Any]:
         return {"valueFrom": {"secretKeyRef": {"name": AUTH_SECRET, "key": user}}}
