@@ -364,7 +364,10 @@ class ObjectStorage(Store):
 
 # Stores whose latest backup the restore drills restore and check (components/data/drills.py DRILLS; the rest
 # are listed with the reason in docs/restore-drills.md). A store added there is added here.
-DRILLED_STORES = ("postgres", "redpanda")
+DRILLED_STORES = ("postgres", "redpanda", "clickhouse")
+# Drills that run on their own day unless `schedules` says otherwise: a ClickHouse restore downloads every shard's
+# backup, so it does not share Sunday's S3 bandwidth and node room with the PostgreSQL and Redpanda drills.
+STAGGERED_SCHEDULES = {"clickhouse": "0 4 * * 1"}  # weekly, Monday 04:00 UTC
 
 
 class Drills(Model):
@@ -373,12 +376,30 @@ class Drills(Model):
 
     enabled: bool | None = None  # None: on wherever backups go off the cluster (clusterServices.backups.s3)
     schedule: str = "0 4 * * 0"  # weekly, Sunday 04:00 UTC: after every nightly backup, off business hours
+    # Per store, instead of `schedule` (STAGGERED_SCHEDULES: the defaults of stores that run on their own day).
+    schedules: dict[str, str] = {}
     skip: list[str] = []  # stores not drilled (per-store opt-out)
     # The newest canary in the restored copy may be this old: a backup cadence of a day plus the canary's hour.
     max_data_age_hours: int = 26
 
     _v_cron = field_validator("schedule")(check_cron)
     _v_ranges = field_validator("schedule")(check_ranges)
+
+    @field_validator("schedules")
+    @classmethod
+    def _schedules(cls, values: dict[str, str]) -> dict[str, str]:
+        for store, cron in values.items():
+            if store not in DRILLED_STORES:
+                raise ValueError(f"{store!r} is not a drilled store; accepted: {', '.join(DRILLED_STORES)}")
+            try:
+                check_ranges(check_cron(cron))
+            except ValueError as e:
+                raise ValueError(f"{store}: {cron!r} {e}") from None
+        return values
+
+    def schedule_of(self, store: str) -> str:
+        """The store's drill cron: its own, else its staggered default, else `schedule`."""
+        return self.schedules.get(store, STAGGERED_SCHEDULES.get(store, self.schedule))
 
     @field_validator("skip")
     @classmethod

@@ -275,8 +275,10 @@ def test_pods_meet_the_restricted_pod_security_level(run):
 def test_users_have_no_plaintext_password_in_the_installation(run):
     users = chi(run)["configuration"]["users"]
     passwords = {k: v for k, v in users.items() if "password" in k}
+    drilled = any(r.name == "drill-clickhouse" for r in run.resources)  # the restore drills' canary writer
     assert set(passwords) == {"default/password_sha256_hex", "admin/password_sha256_hex", "backup/password_sha256_hex",
-                              "analytics-ingestion/password_sha256_hex", "reporting/password_sha256_hex"}
+                              "analytics-ingestion/password_sha256_hex", "reporting/password_sha256_hex",
+                              *(["drill_canary/password_sha256_hex"] if drilled else [])}
     for key, value in passwords.items():
         user = key.split("/")[0]
         assert value == {"valueFrom": {"secretKeyRef": {"name": "clickhouse-server-auth", "key": user}}}
@@ -290,6 +292,9 @@ def test_users_have_no_plaintext_password_in_the_installation(run):
     assert auth["reporting"] == hashlib.sha256(
         secret_data(run, "clickhouse-user-reporting")["password"].encode()).hexdigest()
     assert auth["backup"] == hashlib.sha256(secret_data(run, "clickhouse-backup")["password"].encode()).hexdigest()
+    if drilled:
+        assert auth["drill_canary"] == hashlib.sha256(
+            secret_data(run, "clickhouse-drill-canary")["password"].encode()).hexdigest()
 
 
 def test_admin_and_services_only_from_the_pod_network_default_locked(run):

@@ -10,6 +10,7 @@ import os
 import stat
 import subprocess
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 import yaml
@@ -152,8 +153,9 @@ def test_scratch_namespace_has_a_quota_for_its_restores(production):
     quota = production.named("drill-quota", "kubernetes:core/v1:ResourceQuota").inputs
     hard = quota["metadata"]["namespace"] == NS and quota["spec"]["hard"]
     # PostgreSQL's data and WAL (120Gi); Redpanda's downloaded export and the broker replaying it (2 x 500Gi)
-    assert hard["requests.storage"] == "1120Gi" and hard["services.loadbalancers"] == "0"
-    assert hard["requests.cpu"] == "4" and hard["pods"] == "8" and hard["persistentvolumeclaims"] == "4"
+    # and one ClickHouse shard restored at a time (500Gi)
+    assert hard["requests.storage"] == "1620Gi" and hard["services.loadbalancers"] == "0"
+    assert hard["requests.cpu"] == "6" and hard["pods"] == "12" and hard["persistentvolumeclaims"] == "6"
 
 
 def test_no_drills_without_off_cluster_backups(staging):
@@ -175,8 +177,9 @@ def test_alerts_on_failed_and_stale_drills_and_stale_backups(production):
     failed = found[("RestoreDrillFailed", "")]
     assert "kube_cronjob_status_last_successful_time" in failed["expr"] and failed["labels"]["severity"] == "critical"
     assert f'namespace="{NS}"' in failed["expr"] and "kube_cronjob_status_active" in failed["expr"]
-    stale = found[("RestoreDrillStale", "")]
+    stale = found[("RestoreDrillStale", "postgres")]
     assert f"> {2 * WEEK}" in stale["expr"]  # two weekly periods
+    assert 'cronjob="drill-postgres"' in stale["expr"]  # each drill against its own schedule
     postgres_backup = found[("BackupStale", "postgres")]
     assert postgres_backup["expr"] == ('time() - max(barman_cloud_cloudnative_pg_io_last_available_backup_timestamp'
                                        f'{{namespace="postgres"}}) > {2 * DAY}')
@@ -190,9 +193,14 @@ def test_alerts_on_failed_and_stale_drills_and_stale_backups(production):
 
 
 def test_stale_thresholds_follow_the_configured_schedules():
-    raw = base_raw(dataPlane={"drills": {"schedule": "0 3 1 * *"}, "postgres": {"backupSchedule": "0 */6 * * *"}})
-    found = rules(run_raw(raw))
-    assert f"> {2 * 31 * DAY}" in found[("RestoreDrillStale", "")]["expr"]  # monthly: the longest month
+    raw = base_raw(dataPlane={"drills": {"schedule": "0 3 1 * *", "schedules": {"clickhouse": "0 5 * * *"}},
+                              "postgres": {"backupSchedule": "0 */6 * * *"}})
+    run = run_raw(raw)
+    found = rules(run)
+    assert f"> {2 * 31 * DAY}" in found[("RestoreDrillStale", "postgres")]["expr"]  # monthly: the longest month
+    assert f"> {2 * DAY} " in found[("RestoreDrillStale", "clickhouse")]["expr"]  # its own, daily
+    assert run.named("drill-clickhouse", CRONJOB).inputs["spec"]["schedule"] == "0 5 * * *"
+    assert run.named("drill-postgres", CRONJOB).inputs["spec"]["schedule"] == "0 3 1 * *"
     assert found[("BackupStale", "postgres")]["expr"].endswith(f"> {2 * 6 * 3600}")
 
 
@@ -213,7 +221,14 @@ def test_dashboard_shows_last_drill_duration_and_backup_age(production):
     ({"schedule": "0 25 * * 0"}, "adplatform:dataPlane.drills.schedule its hour field '25' is outside 0-23"),
     ({"schedule": "0 4 31 2 *"}, "adplatform:dataPlane.drills.schedule never runs"),
     ({"skip": ["mysql"]},
-     "adplatform:dataPlane.drills.skip 'mysql' is not a drilled store; accepted: postgres, redpanda"),
+     "adplatform:dataPlane.drills.skip 'mysql' is not a drilled store; accepted: postgres, redpanda, clickhouse"),
+    ({"schedules": {"clickhouse": "0 25 * * 1"}},
+     "adplatform:dataPlane.drills.schedules clickhouse: '0 25 * * 1' its hour field '25' is outside 0-23"),
+    ({"schedules": {"clickhouse": "weekly"}},
+     "adplatform:dataPlane.drills.schedules clickhouse: 'weekly' must be a 5-field cron expression"),
+    ({"schedules": {"scylladb": "0 4 * * 2"}},
+     "adplatform:dataPlane.drills.schedules 'scylladb' is not a drilled store; accepted: postgres, redpanda, "
+     "clickhouse"),
     ({"maxDataAgeHours": 0}, "adplatform:dataPlane.drills.maxDataAgeHours must be between 1 and 744"),
 ])
 def test_drill_settings_errors_name_key_value_and_accepted(drills_config, expected):
@@ -243,7 +258,7 @@ def test_a_store_can_opt_out():
     assert not [r for r in run.resources if r.name.startswith("drill-") and "postgres" in r.name]
     assert postgres.CANARY not in {r["name"] for r in run.named("postgres-cluster").inputs["spec"]["managed"]["roles"]}
     assert "postgres.yaml" not in run.named("drill-scripts", CONFIGMAP).inputs["data"]
-    run = run_raw(base_raw(dataPlane={"drills": {"skip": ["postgres", "redpanda"]}}))
+    run = run_raw(base_raw(dataPlane={"drills": {"skip": ["postgres", "redpanda", "clickhouse"]}}))
     assert not [r for r in run.resources if r.name.startswith("drill-")]
 
 
@@ -582,3 +597,181 @@ def test_drill_runs_the_redpanda_check_inside_the_scratch_broker(tmp_path):
     assert ("exec --namespace dr-drills drill-redpanda --container redpanda -- /bin/bash "
             "/scripts/redpanda-drill-check.sh") in lines
     assert lines[-1].startswith("delete --namespace dr-drills --filename /drill/redpanda.yaml")
+
+
+# --- the ClickHouse drill ------------------------------------------------------------------------------------
+def ch_sidecar_env(run: Run) -> dict:
+    chi = run.named("clickhouse-installation").inputs["spec"]
+    pod = chi["templates"]["podTemplates"][0]["spec"]
+    sidecar = next(c for c in pod["containers"] if c["name"] == "clickhouse-backup")
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in sidecar["env"]}
+
+
+def test_clickhouse_drill_restores_every_shard_into_a_scratch_server_a_day_after_the_others(production):
+    job = production.named("drill-clickhouse", CRONJOB).inputs
+    assert job["metadata"]["namespace"] == NS
+    assert job["spec"]["schedule"] == "0 4 * * 1"  # weekly, staggered: Monday, the others Sunday
+    assert production.named("drill-postgres", CRONJOB).inputs["spec"]["schedule"] == "0 4 * * 0"
+    variables = env(production.named("drill-clickhouse", CRONJOB))
+    shards = int(production.named("clickhouse-installation").inputs["spec"]["configuration"]["clusters"][0]["layout"][
+        "shardsCount"])
+    assert variables["SHARDS"] == " ".join(str(s) for s in range(shards))
+    assert variables["RESOURCE"] == "pod/drill-clickhouse" and variables["CANARY_DATABASE"] == "drill_canary"
+    # the path the sidecars upload to, {shard} filled in per shard by check_clickhouse
+    assert variables["BACKUP_PATH"] == ch_sidecar_env(production)["S3_PATH"] and "{shard}" in variables["BACKUP_PATH"]
+    deadline = job["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"]
+    assert deadline >= shards * drills.CH_SHARD_SECONDS  # every shard's restore fits
+
+    pod = scratch_manifest(production, "clickhouse")
+    validators.validate_kubernetes("kubernetes:core/v1:Pod", pod)
+    assert pod["metadata"]["namespace"] == NS and pod["spec"]["automountServiceAccountToken"] is False
+    server, reader = pod["spec"]["containers"]
+    assert server["image"] == f"docker.io/clickhouse/clickhouse-server:{charts.CLICKHOUSE_VERSION}"
+    assert server["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}  # its own small resources
+    assert reader["image"] == f"docker.io/altinity/clickhouse-backup:{charts.CLICKHOUSE_BACKUP_VERSION}"
+    reader_env = {e["name"]: e.get("value", e.get("valueFrom")) for e in reader["env"]}
+    # the drills' read-only pair, nothing of production; never deletes a remote backup
+    secrets = {v["secretKeyRef"]["name"] for c in pod["spec"]["containers"] for v in
+               (e.get("valueFrom") for e in c.get("env", [])) if v}
+    assert secrets == {drills.S3_SECRET}
+    assert reader_env["S3_ACCESS_KEY"] == {"secretKeyRef": {"name": drills.S3_SECRET, "key": "ACCESS_KEY_ID"}}
+    assert reader_env["S3_SECRET_KEY"] == {"secretKeyRef": {"name": drills.S3_SECRET, "key": "ACCESS_SECRET_KEY"}}
+    assert reader_env["BACKUPS_TO_KEEP_REMOTE"] == "0" and reader_env["API_ENABLE_METRICS"] == "false"
+    production_env = ch_sidecar_env(production)
+    assert all(reader_env[k] == production_env[k] for k in ("S3_ENDPOINT", "S3_REGION", "S3_BUCKET", "S3_PATH",
+                                                          "REMOTE_STORAGE", "S3_FORCE_PATH_STYLE"))
+    assert reader_env["API_LISTEN"].startswith("127.0.0.1:") and reader_env["CLICKHOUSE_HOST"] == "127.0.0.1"
+    # the scratch server: loopback only, one-node Keeper in-process, the operator's macros and cluster name
+    config = production.named("drill-clickhouse-config", CONFIGMAP).inputs
+    assert config["metadata"]["namespace"] == NS
+    server_xml = config["data"]["drill.xml"]
+    assert "<listen_host>127.0.0.1</listen_host>" in server_xml and "<keeper_server>" in server_xml
+    assert all(f"<{m}>" in server_xml for m in ("installation", "cluster", "shard", "replica", "all-sharded-shard"))
+    assert "<remote_servers><analytics><shard><replica>" in server_xml
+    ElementTree.fromstring(server_xml), ElementTree.fromstring(config["data"]["users.xml"])  # well-formed
+    assert '<networks replace="replace"><ip>::1</ip><ip>127.0.0.1</ip></networks>' in config["data"]["users.xml"]
+    mounts = {m["mountPath"] for m in server["volumeMounts"]}
+    assert {"/etc/clickhouse-server/config.d", "/etc/clickhouse-server/users.d", "/var/lib/clickhouse"} <= mounts
+    assert "/var/lib/clickhouse" in {m["mountPath"] for m in reader["volumeMounts"]}  # it reads the server's parts
+    data = next(v for v in pod["spec"]["volumes"] if v["name"] == "data")
+    assert "ephemeral" in data  # gone with the pod; no Velero backup of a scratch copy
+    assert pod["spec"]["securityContext"].items() >= RESTRICTED_POD_SECURITY.items()
+    assert all(c["securityContext"].items() >= RESTRICTED_CONTAINER_SECURITY.items() for c in (server, reader))
+    assert not in_namespace(production, NS, "kubernetes:core/v1:Service")
+
+
+def test_clickhouse_canary_user_may_only_create_and_insert_in_its_own_database(production):
+    chi = production.named("clickhouse-installation").inputs["spec"]["configuration"]["users"]
+    assert chi["drill_canary/grants/query"] == ["GRANT CREATE DATABASE, CREATE TABLE, INSERT ON drill_canary.*"]
+    assert chi["drill_canary/password_sha256_hex"] == {
+        "valueFrom": {"secretKeyRef": {"name": "clickhouse-server-auth", "key": "drill_canary"}}}
+    secret = string_data(production.named("clickhouse-drill-canary", SECRET))
+    assert secret["username"] == "drill_canary" and len(secret["password"]) >= 24
+    job = production.named("drill-canary-clickhouse", CRONJOB).inputs
+    assert job["metadata"]["namespace"] == "clickhouse" and job["spec"]["schedule"] == drills.CANARY_SCHEDULE
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    variables = env(production.named("drill-canary-clickhouse", CRONJOB))
+    assert variables["CLICKHOUSE_PASSWORD"] == {"secretKeyRef": {"name": "clickhouse-drill-canary", "key": "password"}}
+    assert variables["RETENTION_DAYS"] == str(drills.CANARY_RETENTION_DAYS)
+    script = production.named("drill-canary-clickhouse", CONFIGMAP).inputs["data"]["clickhouse-canary.sh"]
+    assert script == drills.CH_CANARY.read_text()
+    # the scratch namespace holds no ClickHouse login
+    assert [s.name for s in in_namespace(production, NS, SECRET)] == ["drill-backup-s3"]
+
+
+def test_staging_has_no_clickhouse_canary(staging):
+    assert "drill_canary/grants/query" not in staging.named("clickhouse-installation").inputs["spec"][
+        "configuration"]["users"]
+    assert not [r for r in staging.resources if r.name == "clickhouse-drill-canary"]
+
+
+FAKE_CH_CLIENT = r"""#!/usr/bin/env bash
+printf '%s\n' "$*" >>"$CALLS"
+host="$2"
+[[ " $DOWN " == *" ${host%%.*} "* ]] && exit 210
+exit 0
+"""
+
+
+def run_canary(tmp_path: Path, down: str = ""):
+    bin_dir = fake_bin(tmp_path, "clickhouse-client", FAKE_CH_CLIENT)
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    result = subprocess.run(["bash", str(drills.CH_CANARY)], capture_output=True, text=True, timeout=60, env={
+        **os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "DOWN": down,
+        "SHARDS": "s0r0,s0r1 s1r0,s1r1", "DOMAIN": "clickhouse.svc", "PORT": "9000",
+        "CANARY_DATABASE": "drill_canary", "RETENTION_DAYS": "45", "CLICKHOUSE_USER": "drill_canary",
+        "CLICKHOUSE_PASSWORD": "pw"})
+    return result, calls.read_text()
+
+
+def test_clickhouse_canary_creates_the_table_on_every_replica_and_writes_once_per_shard(tmp_path):
+    result, calls = run_canary(tmp_path, down="s0r0")
+    assert result.returncode == 0, result.stderr
+    inserts = [line for line in calls.splitlines() if "INSERT INTO drill_canary.canary" in line]
+    assert [line.split()[1] for line in inserts] == ["s0r1.clickhouse.svc", "s1r0.clickhouse.svc"]
+    # the Keeper path is the shard's, so the replicas of a shard are one table; no ON CLUSTER, the password not in args
+    assert "ReplicatedMergeTree('/clickhouse/tables/{shard}/drill_canary/canary', '{replica}')" in calls
+    assert "ON CLUSTER" not in calls and "pw" not in calls
+    assert calls.count("CREATE TABLE IF NOT EXISTS") == 3  # every replica that answers
+
+
+def test_clickhouse_canary_fails_when_a_shard_gets_none(tmp_path):
+    result, _ = run_canary(tmp_path, down="s1r0 s1r1")
+    assert result.returncode == 1 and "shard of s1r0: no canary written" in result.stderr
+
+
+def test_clickhouse_canary_script_passes_shellcheck():
+    assert validators.shellcheck({"canary": drills.CH_CANARY.read_text()}) == ""
+
+
+# The scratch pod, faked: clickhouse-backup's `list remote` and the server's answers.
+FAKE_CH_KUBECTL = r"""#!/usr/bin/env bash
+printf '%s\n' "$*" >>"$CALLS"
+case "$*" in
+  *"list remote"*)
+    printf 'full-20261130T010000Z   2026-11-30 01:20:00   remote      1.2GiB   tar, regular\n'
+    printf 'full-20261201T010000Z   2026-12-01 01:20:00   remote      1.3GiB   tar, regular\n'
+    printf 'full-20261202T010000Z   2026-12-02 01:00:00   remote      ???      broken (can not find metadata.json)\n' ;;
+  *"FROM system.tables"*) printf 'CHECK TABLE `ads_bidding`.`bids` SETTINGS x\nCHECK TABLE `drill_canary`.`canary`\n' ;;
+  *"CHECK TABLE"*bids*) printf '%s\n' "$BIDS_OK" ;;
+  *"CHECK TABLE"*) printf '1\n' ;;
+  *"FROM drill_canary.canary"*) printf '%s\n' "$CANARY" ;;
+esac
+exit 0
+"""
+
+
+def run_ch_drill(tmp_path: Path, canary: int, bids_ok: str = "1"):
+    bin_dir = fake_bin(tmp_path, "kubectl", FAKE_CH_KUBECTL)
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    result = subprocess.run(["bash", str(drills.SCRIPT)], capture_output=True, text=True, timeout=60, env={
+        **os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "CANARY": str(canary),
+        "BIDS_OK": bids_ok, "STORE": "clickhouse", "NAMESPACE": NS, "MANIFEST": "/drill/clickhouse.yaml",
+        "RESOURCE": "pod/drill-clickhouse", "READY": "condition=Ready", "TIMEOUT_SECONDS": "60",
+        "MAX_AGE_SECONDS": "3600", "SCRATCH_POD": "drill-clickhouse", "SHARDS": "0 1", "BACKUP_PATH": "p/shard-{shard}",
+        "CANARY_DATABASE": "drill_canary"})
+    return result, calls.read_text().splitlines()
+
+
+def test_clickhouse_drill_restores_each_shards_newest_complete_backup_and_checks_its_tables(tmp_path):
+    result, calls = run_ch_drill(tmp_path, now() - 600)
+    assert result.returncode == 0, result.stderr
+    prefix = "exec --namespace dr-drills drill-clickhouse --container clickhouse-backup -- env"
+    # the newest complete backup (not the broken one still uploading), shard by shard, over the previous one
+    assert f"{prefix} S3_PATH=p/shard-0 clickhouse-backup restore_remote --rm full-20261201T010000Z" in calls
+    assert f"{prefix} S3_PATH=p/shard-1 clickhouse-backup restore_remote --rm full-20261201T010000Z" in calls
+    assert f"{prefix} S3_PATH=p/shard-0 clickhouse-backup delete local full-20261201T010000Z" in calls
+    checks = [c for c in calls if "-- clickhouse-client --host 127.0.0.1 --query CHECK TABLE" in c]
+    assert len(checks) == 4  # every MergeTree table, every shard
+    assert calls[-1].startswith("delete --namespace dr-drills --filename /drill/clickhouse.yaml")
+
+
+def test_clickhouse_drill_fails_on_damaged_parts_or_an_old_canary(tmp_path):
+    result, calls = run_ch_drill(tmp_path, now() - 600, bids_ok="0")
+    assert result.returncode == 1 and "found damaged parts" in result.stderr
+    assert calls[-1].startswith("delete --namespace dr-drills --filename /drill/clickhouse.yaml")  # torn down
+    result, _ = run_ch_drill(tmp_path, now() - 7200)
+    assert result.returncode == 1 and "misses recent writes" in result.stderr

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import pulumi
@@ -82,6 +82,12 @@ class DataContext(LayerContext):
     # The Prometheus Operator CRDs (ClusterServices.monitoring_crds): all an operator without volumes or cert-manager
     # certificates waits for besides its namespaces' policies, so it installs alongside cert-manager.
     monitoring_crds: Sequence[pulumi.Resource] = ()
+
+    def scratch_volume(self, size: str) -> dict[str, Any]:
+        """A pod volume of `size` on the default StorageClass, gone with its pod (a scratch copy is no data)."""
+        return {"ephemeral": {"volumeClaimTemplate": {"spec": {
+            "accessModes": ["ReadWriteOnce"], "storageClassName": self.storage_class,
+            "resources": {"requests": {"storage": size}}}}}}
 
     def consumers_of(self, store: str, layer: str | None = None) -> tuple[Consumer, ...]:
         return tuple(c for c in self.consumers.get(store, ()) if layer is None or c.layer == layer)

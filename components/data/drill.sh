@@ -58,6 +58,70 @@ check_redpanda() {
   in_scratch "$SCRATCH_POD" redpanda /bin/bash /scripts/redpanda-drill-check.sh
 }
 
+# ClickHouse: SCRATCH_POD, SHARDS (shard numbers), BACKUP_PATH (the backups' S3 path with {shard}),
+# CANARY_DATABASE. Per shard, in turn: the newest complete backup (names full-<UTC time>: they sort by time; a
+# backup still uploading has no metadata.json yet and lists as broken) is downloaded and restored over the previous
+# shard's tables (`restore_remote --rm`), every MergeTree table's parts are checked against their checksums
+# (CHECK TABLE), the shard's newest canary is read, and the local copy is deleted. Prints the oldest shard's newest
+# canary: every shard must hold a recent one.
+ch_sql() {
+  in_scratch "$SCRATCH_POD" clickhouse clickhouse-client --host 127.0.0.1 --query "$1"
+}
+
+ch_backup() {
+  local path="$1"
+  shift
+  in_scratch "$SCRATCH_POD" clickhouse-backup env "S3_PATH=${path}" clickhouse-backup "$@"
+}
+
+check_clickhouse() {
+  : "${SCRATCH_POD:?}" "${SHARDS:?}" "${BACKUP_PATH:?}" "${CANARY_DATABASE:?}"
+  if [[ ! "$CANARY_DATABASE" =~ ^[a-z_][a-z0-9_]*$ ]]; then
+    log "CANARY_DATABASE must be an identifier, got '${CANARY_DATABASE}'"
+    return 2
+  fi
+  local shard path name statements statement bad newest oldest=""
+  for shard in $SHARDS; do
+    if [[ ! "$shard" =~ ^[0-9]+$ ]]; then
+      log "SHARDS must be shard numbers, got '${shard}'"
+      return 2
+    fi
+    path="${BACKUP_PATH//\{shard\}/$shard}"
+    name="$(ch_backup "$path" list remote | grep -v broken | grep -oE '^full-[0-9]{8}T[0-9]{6}Z' | sort | tail -n 1)" ||
+      true
+    if [[ -z "$name" ]]; then
+      log "shard ${shard}: no complete backup under ${path}"
+      return 1
+    fi
+    log "shard ${shard}: restoring ${name}"
+    ch_backup "$path" restore_remote --rm "$name" >&2
+    statements="$(ch_sql "SELECT concat('CHECK TABLE ', backQuote(database), '.', backQuote(name),
+      ' SETTINGS check_query_single_value_result = 1') FROM system.tables
+      WHERE engine LIKE '%MergeTree' AND database NOT IN ('system', 'INFORMATION_SCHEMA', 'information_schema')")"
+    bad=0
+    while IFS= read -r statement; do
+      if [[ -n "$statement" ]] && [[ "$(ch_sql "$statement")" != "1" ]]; then
+        log "shard ${shard}: ${statement} found damaged parts"
+        bad=1
+      fi
+    done <<<"$statements"
+    if ((bad)); then
+      return 1
+    fi
+    newest="$(ch_sql "SELECT toUnixTimestamp(max(written_at)) FROM ${CANARY_DATABASE}.canary")"
+    if [[ ! "$newest" =~ ^[0-9]+$ ]] || ((newest == 0)); then
+      log "shard ${shard}: no canary in the restored copy"
+      return 1
+    fi
+    log "shard ${shard}: newest canary ${newest}"
+    if [[ -z "$oldest" ]] || ((newest < oldest)); then
+      oldest="$newest"
+    fi
+    ch_backup "$path" delete local "$name" >&2
+  done
+  printf '%s\n' "$oldest"
+}
+
 main() {
   local started restored newest age
   if ! declare -F "check_${STORE}" >/dev/null; then

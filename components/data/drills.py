@@ -1,4 +1,5 @@
-"""Restore drills: on `dataPlane.drills.schedule` (default weekly), each drilled store's latest backup is restored
+"""Restore drills: on `dataPlane.drills.schedule` (default weekly; `schedules.<store>` per store, ClickHouse's by
+default a day later: config/data.py STAGGERED_SCHEDULES), each drilled store's latest backup is restored
 into a scratch instance in the namespace `dr-drills`, checked for a canary written before the backup, timed and
 torn down. A backup that has never been restored is a hope; this makes it a weekly fact, with alerts.
 
@@ -8,11 +9,14 @@ backs up adds its last-backup PromQL to BACKUP_AGE and its schedule to `backup_a
 
 - **Canary writer**: a CronJob in the store's own namespace (CANARY_SCHEDULE, hourly) that writes the current time
   into the store with a credential that reaches only the canary (PostgreSQL: the role and database
-  `drill_canary`, postgres.py; Redpanda: the SASL user `drill-canary`, Write on the topic `drill-canary` only).
+  `drill_canary`, postgres.py; Redpanda: the SASL user `drill-canary`, Write on the topic `drill-canary` only;
+  ClickHouse: the user `drill_canary`, create and insert in its own database only, clickhouse/users.py).
   It runs where the store's clients run: the scratch namespace never holds a production credential.
 - **Scratch instance**: the operator's own restore path, as a manifest (`Drill.scratch`) the drill Job applies in
   `dr-drills` and deletes afterwards, with its own small resources (a store restored by our own job, Redpanda: a
-  plain Pod of the store's image that downloads the backup itself, replayed by `check_<store>`). It reads the
+  plain Pod of the store's image that downloads the backup itself, replayed by `check_<store>`; ClickHouse, whose
+  operator watches only its own namespace: a plain Pod of one server with an embedded Keeper and a clickhouse-backup
+  container, restored by `check_clickhouse`). It reads the
   backup with the key pair `backupCredentials.drills` (read-only at the provider: docs/restore-drills.md), never
   a writer's keys.
 - **Drill Job** (CronJob `drill-<store>` in `dr-drills`, drill.sh): apply, wait for `Drill.ready`, run
@@ -42,6 +46,10 @@ import yaml
 
 from components import charts
 from components.data import postgres, redpanda, redpanda_backup
+from components.data.clickhouse import backup as clickhouse_backup
+from components.data.clickhouse import installation as clickhouse_installation
+from components.data.clickhouse import topology as clickhouse_topology
+from components.data.clickhouse import users as clickhouse_users
 from components.data.clickhouse.backup import IMAGE as CURL_IMAGE
 from components.data.context import DRILL_NAMESPACE, LAYER, DataContext
 from components.data.endpoints import DrillsEndpoint, S3Location
@@ -346,11 +354,174 @@ def _rp_canary(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulum
     return [topic, *user, script, job]
 
 
+# --- ClickHouse -------------------------------------------------------------------------------------------
+# The production tables are Replicated (Keeper, the operator's macros) and the operator watches only `clickhouse`:
+# the scratch instance is one server of the production image in a plain Pod, with an embedded single-node Keeper,
+# the operator's macros and the cluster's name (a one-host cluster), every port on loopback. Its clickhouse-backup
+# container reads the backups with the drills' key; check_clickhouse restores each shard's newest complete backup in
+# turn (`restore_remote --rm`), checks every MergeTree table's parts and reads the shard's canary.
+CH_SCRATCH = "drill-clickhouse"
+CH_CONFIG = "drill-clickhouse-config"  # ConfigMap in dr-drills: the scratch server's config.d and users.d
+CH_LOOPBACK = "127.0.0.1"
+CH_KEEPER_PORT, CH_RAFT_PORT = 9181, 9234  # the embedded Keeper's client and Raft ports (ClickHouse's defaults)
+CH_BACKUP_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+CH_SHARD_SECONDS = 4 * 3600  # one shard's download, restore and checks (modelled, docs/restore-drills.md)
+CH_CANARY_SCRIPT = "clickhouse-canary.sh"
+CH_CANARY = Path(__file__).parent / "clickhouse" / CH_CANARY_SCRIPT
+
+
+def ch_server_config() -> str:
+    """config.d of the scratch server (replaces the image's, which listens on every address). The macros are the
+    operator's (pkg/model/chi/config/generator.go getHostMacros), so the backups' Replicated engines resolve."""
+    macros = {"installation": clickhouse_topology.INSTALLATION, "all-sharded-shard": "0",
+              "cluster": clickhouse_topology.CLUSTER, "shard": "0", "replica": "drill"}
+    cluster, port = clickhouse_topology.CLUSTER, clickhouse_topology.NATIVE_PORT
+    return f"""<clickhouse>
+    <listen_host>{CH_LOOPBACK}</listen_host>
+    <logger><level>information</level><console>1</console></logger>
+    <keeper_server>
+        <tcp_port>{CH_KEEPER_PORT}</tcp_port>
+        <server_id>1</server_id>
+        <log_storage_path>/var/lib/clickhouse/coordination/log</log_storage_path>
+        <snapshot_storage_path>/var/lib/clickhouse/coordination/snapshots</snapshot_storage_path>
+        <raft_configuration>
+            <server><id>1</id><hostname>{CH_LOOPBACK}</hostname><port>{CH_RAFT_PORT}</port></server>
+        </raft_configuration>
+    </keeper_server>
+    <zookeeper><node><host>{CH_LOOPBACK}</host><port>{CH_KEEPER_PORT}</port></node></zookeeper>
+    <macros>{''.join(f'<{k}>{v}</{k}>' for k, v in macros.items())}</macros>
+    <remote_servers><{cluster}><shard><replica>
+        <host>{CH_LOOPBACK}</host><port>{port}</port>
+    </replica></shard></{cluster}></remote_servers>
+</clickhouse>
+"""
+
+
+# users.d: the built-in `default` user (no password; clickhouse-backup's and the checks' login) from loopback only.
+CH_USERS = """<clickhouse>
+    <users><default><networks replace="replace"><ip>::1</ip><ip>127.0.0.1</ip></networks></default></users>
+</clickhouse>
+"""
+
+
+def ch_scratch(ctx: DataContext) -> dict[str, Any]:
+    """One server and a clickhouse-backup container reading with the drills' key: no production credential, no
+    Service, nothing listening beyond loopback (the readiness probe runs the client inside the pod)."""
+    assert ctx.backup is not None  # config/rules.py: drills need off-cluster backups
+    location = ctx.backup.of("clickhouse")
+    data = {"name": "data", "mountPath": "/var/lib/clickhouse"}  # both containers: clickhouse-backup reads the parts
+    server = {
+        "name": "clickhouse", "image": clickhouse_installation.SERVER_IMAGE, "imagePullPolicy": "IfNotPresent",
+        # the server itself, not the image's entrypoint (which writes users and config under /etc)
+        "command": ["/usr/bin/clickhouse-server", "--config-file=/etc/clickhouse-server/config.xml"],
+        "readinessProbe": {"exec": {"command": ["clickhouse-client", "--host", CH_LOOPBACK, "--query", "SELECT 1"]},
+                           "periodSeconds": 10, "failureThreshold": 3},
+        "resources": {"requests": {"cpu": SCRATCH_CPU, "memory": SCRATCH_MEMORY},
+                      "limits": {"cpu": SCRATCH_CPU, "memory": SCRATCH_MEMORY}},
+        "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
+        "volumeMounts": [data,
+                         {"name": "config-d", "mountPath": "/etc/clickhouse-server/config.d", "readOnly": True},
+                         {"name": "users-d", "mountPath": "/etc/clickhouse-server/users.d", "readOnly": True},
+                         {"name": "logs", "mountPath": "/var/log/clickhouse-server"},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    reader = {
+        "name": "clickhouse-backup", "image": clickhouse_backup.IMAGE, "imagePullPolicy": "IfNotPresent",
+        "args": ["server"],  # idles until check_clickhouse execs the CLI; its API on loopback, no metrics
+        "env": [*({"name": k, "value": v} for k, v in {
+                    "LOG_LEVEL": "info", "API_LISTEN": f"{CH_LOOPBACK}:{clickhouse_topology.BACKUP_API_PORT}",
+                    "API_ENABLE_METRICS": "false", "CLICKHOUSE_HOST": CH_LOOPBACK,
+                    "BACKUPS_TO_KEEP_LOCAL": "0", "BACKUPS_TO_KEEP_REMOTE": "0",  # never deletes anything remote
+                    **clickhouse_backup.remote_env(location)}.items()),
+                {"name": "S3_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": "ACCESS_KEY_ID"}}},
+                {"name": "S3_SECRET_KEY",
+                 "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": "ACCESS_SECRET_KEY"}}}],
+        "resources": CH_BACKUP_RESOURCES,
+        "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
+        "volumeMounts": [data, {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": CH_SCRATCH, "namespace": NAMESPACE, "labels": scratch_labels(ctx, "clickhouse")},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,  # it talks to S3 and to itself
+            "enableServiceLinks": False,
+            "securityContext": clickhouse_installation.POD_SECURITY,
+            "containers": [server, reader],
+            "volumes": [{"name": "data", **ctx.scratch_volume(ctx.settings.clickhouse.storage_size)},
+                        {"name": "config-d", "configMap": {"name": CH_CONFIG, "items": [
+                            {"key": "drill.xml", "path": "drill.xml"}]}},
+                        {"name": "users-d", "configMap": {"name": CH_CONFIG, "items": [
+                            {"key": "users.xml", "path": "drill.xml"}]}},
+                        {"name": "logs", "emptyDir": {"sizeLimit": "1Gi"}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+        },
+    }
+
+
+def _ch_objects(ctx: DataContext, location: S3Location, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    return [k8s.core.v1.ConfigMap("drill-clickhouse-config", metadata=k8s.meta.v1.ObjectMetaArgs(
+        name=CH_CONFIG, namespace=NAMESPACE, labels=ctx.labels("restore-drill", "clickhouse")),
+        data={"drill.xml": ch_server_config(), "users.xml": CH_USERS}, opts=ctx.opts(after))]
+
+
+def clickhouse_drill(ctx: DataContext) -> Drill:
+    assert ctx.backup is not None
+    shards = ctx.settings.clickhouse.shards
+    return Drill(
+        store="clickhouse", scratch=ch_scratch(ctx), resource=f"pod/{CH_SCRATCH}", ready="condition=Ready",
+        timeout_seconds=1800,  # the volume and the server starting: the restore runs in check_clickhouse
+        check_seconds=shards * CH_SHARD_SECONDS,
+        env={"SCRATCH_POD": CH_SCRATCH, "SHARDS": " ".join(str(s) for s in range(shards)),
+             "BACKUP_PATH": clickhouse_backup.backup_path(ctx.backup.of("clickhouse")),
+             "CANARY_DATABASE": clickhouse_users.CANARY},
+        storage=_sum_gi(ctx.settings.clickhouse.storage_size),  # one shard at a time, its parts hard-linked
+        rbac=({"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "patch", "delete"]},),
+        objects=_ch_objects)
+
+
+def ch_canary_spec(ctx: DataContext) -> dict[str, Any]:
+    """clickhouse-client as the canary user: one replica per shard gets the canary row (replication copies it),
+    every replica the database and table (created without ON CLUSTER: the user has no CLUSTER privilege)."""
+    t = clickhouse_topology.of(ctx)
+    secret = clickhouse_users.CANARY_SECRET
+    env = [{"name": "SHARDS", "value": " ".join(",".join(replicas) for replicas in t.hosts())},
+           {"name": "DOMAIN", "value": f"{clickhouse_topology.NAMESPACE}.svc"},
+           {"name": "PORT", "value": str(clickhouse_topology.NATIVE_PORT)},
+           {"name": "CANARY_DATABASE", "value": clickhouse_users.CANARY},
+           {"name": "RETENTION_DAYS", "value": str(CANARY_RETENTION_DAYS)},
+           {"name": "HOME", "value": "/tmp"},
+           {"name": "CLICKHOUSE_USER", "valueFrom": {"secretKeyRef": {"name": secret, "key": "username"}}},
+           {"name": "CLICKHOUSE_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}}]
+    container = {"name": "canary", "image": clickhouse_installation.SERVER_IMAGE, "imagePullPolicy": "IfNotPresent",
+                 "command": ["/bin/bash", f"/canary/{CH_CANARY_SCRIPT}"], "env": env, "resources": CANARY_RESOURCES,
+                 "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
+                 "volumeMounts": [{"name": "canary", "mountPath": "/canary", "readOnly": True},
+                                  {"name": "tmp", "mountPath": "/tmp"}]}
+    volumes = [{"name": "canary", "configMap": {"name": "drill-canary"}},
+               {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}]
+    return _cronjob(CANARY_SCHEDULE, ctx.labels("restore-drill", "canary"), [container], volumes,
+                    service_account=None, deadline=600, run_as=clickhouse_installation.CLICKHOUSE_UID)
+
+
+def _ch_canary(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    labels = ctx.labels("restore-drill", "canary")
+    script = k8s.core.v1.ConfigMap("drill-canary-clickhouse", metadata=k8s.meta.v1.ObjectMetaArgs(
+        name="drill-canary", namespace=clickhouse_topology.NAMESPACE, labels=labels),
+        data={CH_CANARY_SCRIPT: CH_CANARY.read_text()}, opts=ctx.opts(after))
+    job = k8s.batch.v1.CronJob("drill-canary-clickhouse", metadata=k8s.meta.v1.ObjectMetaArgs(
+        name="drill-canary", namespace=clickhouse_topology.NAMESPACE, labels=labels), spec=ch_canary_spec(ctx),
+        opts=ctx.opts([*after, script]))
+    return [script, job]
+
+
 # store -> its drill; store -> its canary writer (in the store's namespace). config/data.py DRILLED_STORES lists
 # the same stores (the config cannot import components).
-DRILLS: dict[str, Callable[[DataContext], Drill]] = {"postgres": postgres_drill, "redpanda": redpanda_drill}
+DRILLS: dict[str, Callable[[DataContext], Drill]] = {"postgres": postgres_drill, "redpanda": redpanda_drill,
+                                                    "clickhouse": clickhouse_drill}
 CANARIES: dict[str, Callable[[DataContext, Sequence[pulumi.Resource]], list[pulumi.Resource]]] = {
-    "postgres": _pg_canary, "redpanda": _rp_canary}
+    "postgres": _pg_canary, "redpanda": _rp_canary, "clickhouse": _ch_canary}
 
 
 # --- the namespace ----------------------------------------------------------------------------------------
@@ -431,7 +602,8 @@ def drill_spec(ctx: DataContext, drill: Drill) -> dict[str, Any]:
     volumes = [{"name": "drill", "configMap": {"name": SCRIPTS, "defaultMode": 0o444}},
                {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
     # The deadline leaves the script time to report and tear down after its own wait gives up.
-    return _cronjob(ctx.settings.drills.schedule, ctx.labels("restore-drill", drill.store), [container], volumes,
+    return _cronjob(ctx.settings.drills.schedule_of(drill.store), ctx.labels("restore-drill", drill.store),
+                    [container], volumes,
                     SERVICE_ACCOUNT, drill.timeout_seconds + drill.check_seconds + 900, run_as=NOBODY)
 
 
@@ -482,10 +654,25 @@ def backup_ages(ctx: DataContext, velero_schedule: str | None) -> dict[str, tupl
     return ages
 
 
-def rule_spec(schedule: str, ages: dict[str, tuple[str, str]]) -> dict[str, Any]:
-    """Failed and stale drills from kube-state-metrics' CronJob series; stale backups from each store's own."""
+def _stale_drill_rule(store: str, cron: str) -> dict[str, Any]:
+    """No success of drill-<store> for two of its schedule's longest gaps (or never, that long after its creation)."""
+    job = f'namespace="{NAMESPACE}", cronjob="drill-{store}"'
+    stale = STALE_FACTOR * longest_gap_seconds(cron)
+    return {"alert": "RestoreDrillStale",
+            "expr": f"time() - kube_cronjob_status_last_successful_time{{{job}}} > {stale} or on (namespace, cronjob) "
+                    f"(time() - kube_cronjob_created{{{job}}} > {stale} unless on (namespace, cronjob) "
+                    f"kube_cronjob_status_last_successful_time{{{job}}})",
+            "for": "1h", "labels": {"severity": "warning", "store": store},
+            "annotations": {"summary": f"Restore drill drill-{store} has not passed for {_duration(stale)} "
+                                       "(two schedule periods)",
+                            "description": "Nobody knows whether this store's backups restore. "
+                                           "docs/restore-drills.md"}}
+
+
+def rule_spec(schedules: dict[str, str], ages: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """Failed drills from kube-state-metrics' CronJob series; stale drills per drilled store (its own schedule:
+    `schedules`, store -> cron); stale backups from each store's own series."""
     ns = f'namespace="{NAMESPACE}"'
-    stale = STALE_FACTOR * longest_gap_seconds(schedule)
     drill_rules = [
         {"alert": "RestoreDrillFailed",
          # The last run was scheduled after the last success and is no longer running: it failed.
@@ -498,14 +685,7 @@ def rule_spec(schedule: str, ages: dict[str, tuple[str, str]]) -> dict[str, Any]
          "annotations": {"summary": "Restore drill {{ $labels.cronjob }} failed",
                          "description": "The latest backup did not restore, or the restored copy failed its checks: "
                                         "kubectl -n dr-drills logs job/<the failed job>. docs/restore-drills.md"}},
-        {"alert": "RestoreDrillStale",
-         "expr": f"time() - kube_cronjob_status_last_successful_time{{{ns}}} > {stale} or on (namespace, cronjob) "
-                 f"(time() - kube_cronjob_created{{{ns}}} > {stale} unless on (namespace, cronjob) "
-                 f"kube_cronjob_status_last_successful_time{{{ns}}})",
-         "for": "1h", "labels": {"severity": "warning"},
-         "annotations": {"summary": "Restore drill {{ $labels.cronjob }} has not passed for "
-                                    f"{_duration(stale)} (two schedule periods)",
-                         "description": "Nobody knows whether this store's backups restore. docs/restore-drills.md"}},
+        *(_stale_drill_rule(store, cron) for store, cron in schedules.items()),
     ]
     backup_rules = [
         {"alert": "BackupStale",
@@ -574,7 +754,8 @@ def install(ctx: DataContext, spaces: Namespaces, keys: S3Keys | None, velero_sc
             name=f"drill-{drill.store}", namespace=NAMESPACE, labels=ctx.labels("restore-drill", drill.store)),
             spec=drill_spec(ctx, drill), opts=ctx.opts([*deps, binding, scripts, *objects])))
     ready.append(ctx.custom_resource("drill-alerts", "monitoring.coreos.com/v1", "PrometheusRule", RULE, NAMESPACE,
-                                     rule_spec(ctx.settings.drills.schedule, ages),
+                                     rule_spec({d.store: ctx.settings.drills.schedule_of(d.store) for d in drills},
+                                               ages),
                                      ctx.labels("restore-drill", "alerts"), deps))
     return DrillsEndpoint(namespace=NAMESPACE, stores=tuple(ctx.drills), ready=ready,
                           backup_age={store: age for store, (age, _) in ages.items()})

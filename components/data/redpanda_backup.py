@@ -114,9 +114,7 @@ def container(name: str, image: str, script: str, env: list[dict[str, Any]], ca:
 def broker_sized_volume(ctx: DataContext) -> dict[str, Any]:
     """A volume as large as one broker's, gone with its pod: an export holds every partition once (replicas are
     not copied)."""
-    return {"ephemeral": {"volumeClaimTemplate": {"spec": {
-        "accessModes": ["ReadWriteOnce"], "storageClassName": ctx.storage_class,
-        "resources": {"requests": {"storage": ctx.settings.redpanda.storage_size}}}}}}
+    return ctx.scratch_volume(ctx.settings.redpanda.storage_size)
 
 
 def pod_spec(ctx: DataContext, location: S3Location, restore: str | None = None) -> dict[str, Any]:

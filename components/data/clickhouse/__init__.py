@@ -73,7 +73,8 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
                      installation.installation_spec(
                          t, where, ctx.ha, ctx.storage_class, settings.storage_size, retain=ctx.protect,
                          users=users.users_section(ctx.cluster.pod_cidr, backup=location is not None,
-                                                   consumers=ctx.consumers_of("clickhouse")),
+                                                   consumers=ctx.consumers_of("clickhouse"),
+                                                   canary="clickhouse" in ctx.drills),
                          interserver=users.interserver_secret(), sidecars=sidecars,
                          labels=pod_labels(ctx, "clickhouse", "server")),
                      [*after, ns, *operator_ready, *logins.secrets, *s3, keeper])

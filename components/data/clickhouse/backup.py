@@ -45,6 +45,25 @@ def _from_secret(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
+def backup_path(location: S3Location) -> str:
+    """Where a shard's backups sit: clickhouse-backup fills in `{shard}` from the server's macros."""
+    return "/".join(p for p in (location.prefix, "shard-{shard}") if p)
+
+
+def remote_env(location: S3Location) -> dict[str, str]:
+    """The remote storage settings (keys aside), the same for the sidecars and the restore drill's reader."""
+    return {
+        "REMOTE_STORAGE": "s3",
+        "S3_ENDPOINT": location.endpoint,
+        "S3_REGION": location.region,
+        "S3_BUCKET": location.bucket,
+        "S3_PATH": backup_path(location),
+        "S3_FORCE_PATH_STYLE": "true" if location.in_cluster else "false",
+        "S3_ACL": "",
+        **({"S3_SSE": location.sse} if location.sse else {}),  # clickhouse-backup v2.8.0 pkg/config s3.sse
+    }
+
+
 def sidecar_env(location: S3Location, keep: int) -> list[dict[str, Any]]:
     """The sidecar's settings; `location` is the store's prefix (S3Location.under("clickhouse"))."""
     plain = {
@@ -52,18 +71,11 @@ def sidecar_env(location: S3Location, keep: int) -> list[dict[str, Any]]:
         "API_LISTEN": f"0.0.0.0:{BACKUP_API_PORT}",
         "API_ENABLE_METRICS": "true",
         "CLICKHOUSE_USERNAME": BACKUP,
-        "REMOTE_STORAGE": "s3",
         "BACKUPS_TO_KEEP_LOCAL": "-1",
         "BACKUPS_TO_KEEP_REMOTE": str(keep),
-        "S3_ENDPOINT": location.endpoint,
-        "S3_REGION": location.region,
-        "S3_BUCKET": location.bucket,
-        "S3_PATH": "/".join(p for p in (location.prefix, "shard-{shard}") if p),
-        "S3_FORCE_PATH_STYLE": "true" if location.in_cluster else "false",
-        "S3_ACL": "",
+        **remote_env(location),
         # A restore creates the schema ON CLUSTER (every replica gets the Replicated tables): create-remote.sh
         "RESTORE_SCHEMA_ON_CLUSTER": CLUSTER,
-        **({"S3_SSE": location.sse} if location.sse else {}),  # clickhouse-backup v2.8.0 pkg/config s3.sse
     }
     return [*({"name": k, "value": v} for k, v in plain.items()),
             _from_secret("CLICKHOUSE_PASSWORD", BACKUP_SECRET, "password"),

@@ -19,6 +19,9 @@ Secrets that clients read.
   a compromised service cannot destroy tables or create users; not the CLUSTER privilege either, so schema
   changes `ON CLUSTER` are made by `admin`.
 - `backup`: the clickhouse-backup sidecar, localhost only (the operator's default networks).
+- `drill_canary` (while ClickHouse's restore is drilled, components/data/drills.py): the canary writer, from the
+  pod network, allowed to create the database `drill_canary` and its table and to insert into it; nothing else,
+  not even to read back what it wrote.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ OWN_PRIVILEGES = "SELECT, INSERT, ALTER, CREATE DATABASE, CREATE TABLE, CREATE V
 READ_PRIVILEGES = "SELECT, SHOW"
 BACKUP_SECRET = "clickhouse-backup"  # the backup user's password and the sidecars' REST API login
 API_USERNAME = "backup-api"
+CANARY = "drill_canary"  # the restore drills' canary: its user, its database (components/data/drills.py)
+CANARY_SECRET = "clickhouse-drill-canary"  # its login (keys: username, password)
+CANARY_GRANTS = [f"GRANT CREATE DATABASE, CREATE TABLE, INSERT ON {CANARY}.*"]
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,8 @@ def grants(c: Consumer) -> list[str]:
             *(f"GRANT {READ_PRIVILEGES} ON {database_of(other)}.*" for other in c.reads)]
 
 
-def users_section(pod_cidr: str, backup: bool, consumers: Sequence[Consumer] = ()) -> dict[str, Any]:
+def users_section(pod_cidr: str, backup: bool, consumers: Sequence[Consumer] = (),
+                  canary: bool = False) -> dict[str, Any]:
     """`spec.configuration.users` of the CHI: every password a reference into AUTH_SECRET."""
     def hashed(user: str) -> dict[str, Any]:
         return {"valueFrom": {"secretKeyRef": {"name": AUTH_SECRET, "key": user}}}
@@ -84,6 +91,9 @@ def users_section(pod_cidr: str, backup: bool, consumers: Sequence[Consumer] = (
                       f"{c.name}/profile": "default", f"{c.name}/grants/query": grants(c)})
     if backup:
         users[f"{BACKUP}/password_sha256_hex"] = hashed(BACKUP)
+    if canary:
+        users.update({f"{CANARY}/password_sha256_hex": hashed(CANARY), f"{CANARY}/networks/ip": [pod_cidr],
+                      f"{CANARY}/profile": "default", f"{CANARY}/grants/query": CANARY_GRANTS})
     return users
 
 
@@ -94,8 +104,10 @@ def interserver_secret() -> dict[str, Any]:
 
 def install(ctx: DataContext, backup: bool, depends_on: Sequence[pulumi.Resource]) -> Users:
     consumers = [c.name for c in ctx.consumers_of("clickhouse")]
+    canary = "clickhouse" in ctx.drills
     passwords = {user: ctx.password(f"clickhouse-{user}-password").result
-                 for user in (ADMIN, DEFAULT, *([BACKUP] if backup else []), *consumers)}
+                 for user in (ADMIN, DEFAULT, *([BACKUP] if backup else []), *([CANARY] if canary else []),
+                              *consumers)}
     interserver = ctx.password("clickhouse-interserver-secret").result
     labels = ctx.labels("clickhouse", "credentials")
 
@@ -119,6 +131,11 @@ def install(ctx: DataContext, backup: bool, depends_on: Sequence[pulumi.Resource
             {"username": BACKUP, "password": passwords[BACKUP], "api-username": API_USERNAME,
              "api-password": api_password}, depends_on, labels=labels)
         secrets.append(backup_secret)
+    if canary:
+        _, canary_secret = ctx.credentials(CANARY_SECRET, CANARY_SECRET, NAMESPACE,
+                                           {"username": CANARY, "password": passwords[CANARY]}, depends_on,
+                                           labels=labels)
+        secrets.append(canary_secret)
     return Users(admin=admin, consumers=logins, backup=backup_credentials, secrets=secrets)
 
 
