@@ -16,7 +16,8 @@ operator/v26.2.2, operator/api/redpanda/v1alpha2/redpanda_clusterspec_types.go).
   on the Kafka API (basic auth on the schema registry and HTTP proxy): a superuser (the Secret of
   `auth.sasl.secretRef`), the operator's bootstrap user, and one user per consumer with ACLs on its own
   topics and groups (a `User` each, install_users);
-- Admin API authentication (`admin_api_require_auth`): every caller logs in as a superuser (see CLIENT_PORTS);
+- Admin API authentication (`admin_api_require_auth`): every caller logs in as a superuser (see above
+  SASL_MECHANISM);
 - default topic replication = brokers (3 in production), retention from `dataPlane.redpanda`;
 - metrics: the chart's ServiceMonitor on the admin API (/public_metrics, TLS verified against the CA);
 - Redpanda Console (when `dataPlane.redpanda.console`): our own `Console` resource (cluster.redpanda.com/
@@ -69,9 +70,9 @@ CLIENT_PORTS = (KAFKA_PORT, SCHEMA_REGISTRY_PORT, HTTP_PROXY_PORT)
 # to `superusers`: the operator itself (charts/redpanda/client AdminClient), the broker pods' sidecar and
 # redpanda-configurator (the chart's rpkEnvVars: RPK_USER/RPK_PASS), and the Console (the chart's
 # AsStaticConfigSource gives it AdminAuth). People use `admin` (SUPERUSERS_SECRET). Redpanda grants the Admin API to
-# superusers (every route a job could use, reads of users and cluster config included; the open ones are status and
-# metrics), and a superuser passes every Kafka ACL too, so no job of ours holds one: the backup export reads topics and ACLs
-# over Kafka only (redpanda_backup.py), and Prometheus scrapes /public_metrics, which asks no login.
+# superusers (every route a job could use, reads of users and cluster config included; the open ones are status
+# and metrics), and a superuser passes every Kafka ACL too, so no job of ours holds one: the backup export reads
+# topics and ACLs over Kafka only (redpanda_backup.py), and Prometheus scrapes /public_metrics, which asks no login.
 SASL_MECHANISM = "SCRAM-SHA-512"
 SUPERUSER = "admin"
 SUPERUSERS_SECRET = "redpanda-superusers"  # auth.sasl.secretRef: every key is a users file, every user a superuser
@@ -169,7 +170,7 @@ def cluster_config(brokers: int, retention_hours: int) -> dict[str, Any]:
         # /metrics and /v1/status/ready stay open (redpanda src/v/redpanda/admin: the prometheus routes carry no auth,
         # status/ready is `publik`). The chart's admin listener has no authentication method of its own
         # (charts/redpanda values.go: ListenerConfig[NoAuth]): this property is the switch, and the chart reads it here
-        # (render_state.go) to give the Console the bootstrap user. Who calls the Admin API: above CLIENT_PORTS.
+        # (render_state.go) to give the Console the bootstrap user. Who calls the Admin API: above SASL_MECHANISM.
         "admin_api_require_auth": True,
     }
 

@@ -17,9 +17,9 @@ log: schema ids stay what records reference) and then every partition's records 
 
 What an export does not carry, and so a restore loses (docs/disaster-recovery.md): records written after the
 last export (RPO = the schedule); record headers and the original timestamps and offsets (records are
-re-produced); consumer group offsets (consumers start at their reset policy); SASL users and passwords (Pulumi holds them
-and the `User` resources recreate users and their ACLs; acls.txt is for the record); the cluster properties
-(Pulumi declares them in the `Redpanda` resource). Both would need the Admin API, which serves superusers only.
+re-produced); consumer group offsets (consumers start at their reset policy); SASL users and passwords (Pulumi
+holds them and the `User` resources recreate users and their ACLs; acls.txt is for the record); the cluster
+properties (Pulumi declares them in the `Redpanda` resource). Both would need the Admin API: superusers only.
 
 The restore drill (drills.py) runs the same download (BACKUP=latest: the newest export that finished uploading)
 and import (REPLICAS=1) into a scratch broker in dr-drills, reading with the drills' read-only keys.

@@ -235,7 +235,8 @@ def consumer_requests(backend: Backend, consumers: Sequence[str]) -> list[Reques
 def oidc_requests(oidc: SecretsOidc) -> tuple[list[Request], list[Request]]:
     """(before the config, after it): the OIDC auth method's mount, then its one role (secrets_sso.py)."""
     return ([Request(f"auth-{OIDC_MOUNT}", f"sys/auth/{OIDC_MOUNT}", {"type": "oidc"}, create_once=True)],
-            [Request(f"role-{OIDC_ROLE}", f"auth/{OIDC_MOUNT}/role/{OIDC_ROLE}", oidc.role(ADMIN_ROLE, token_lifetime()))])
+            [Request(f"role-{OIDC_ROLE}", f"auth/{OIDC_MOUNT}/role/{OIDC_ROLE}",
+                     oidc.role(ADMIN_ROLE, token_lifetime()))])
 
 
 def unseal_key_path(backend: Backend) -> str:
@@ -329,7 +330,8 @@ def bootstrap_script(backend: Backend, consumers: Sequence[str]) -> str:
 def configure_script(backend: Backend, consumers: Sequence[str], oidc: SecretsOidc | None = None) -> str:
     """The configure Job's script: log in as the admin account (scripts/secrets-login.sh), then the consumers'
     policies and roles, then (with `oidc`) the UI's GitLab login."""
-    script = (SCRIPTS / "secrets-login.sh").read_text() + requests_script(backend, consumer_requests(backend, consumers))
+    script = ((SCRIPTS / "secrets-login.sh").read_text()
+              + requests_script(backend, consumer_requests(backend, consumers)))
     if oidc is None:
         return script
     mount, role = oidc_requests(oidc)
