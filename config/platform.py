@@ -288,7 +288,7 @@ class Kubeflow(Component):
 # Who logs in with GitLab: each web tool (native OIDC or behind oauth2-proxy) and kubectl (the API server's OIDC
 # flags). One OAuth application, client id and secret per consumer: no two tools share a credential.
 SSO_TOOLS = ("grafana", "airflow", "jupyterhub", "mlflow", "kubeflow")
-SSO_CONSUMERS = (*SSO_TOOLS, "kubectl")
+SSO_CONSUMERS = (*SSO_TOOLS, "kubectl", "openbao")  # openbao: its UI's login (components/services/secrets_sso.py)
 # A GitLab group's full path (`platform-admins`, `data/analysts`): path segments of letters, digits, `_`, `.` and
 # `-`, starting with a letter, digit or `_` (GitLab's namespace path rule), joined by `/`.
 _GROUP_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}){0,19}$")

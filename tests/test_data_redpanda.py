@@ -171,6 +171,59 @@ def test_every_listener_is_tls_and_clients_authenticate(production):
     assert sasl["bootstrapUser"]["secretKeyRef"] == {"name": "redpanda-bootstrap-user", "key": "password"}
 
 
+def containers(value):
+    """Every container (a dict with an image and a command or env) anywhere in rendered inputs."""
+    if isinstance(value, dict):
+        if "image" in value and ("env" in value or "command" in value):
+            yield value
+        for item in value.values():
+            yield from containers(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from containers(item)
+
+
+def admin_callers(run) -> dict[str, dict]:
+    """Containers of ours pointed at the cluster's Admin API (rpk's admin hosts or a URL on its port), by name."""
+    found = {}
+    for resource in run.resources:
+        if resource.type == CLUSTER:
+            continue  # the chart's own pods: test_the_admin_api_asks_a_superusers_login
+        for c in containers(resource.inputs):
+            env = {e["name"]: e.get("value", "") for e in c.get("env", [])}
+            text = json.dumps([env, c.get("command"), c.get("args")])
+            if f".{redpanda.NAMESPACE}.svc.cluster.local:{redpanda.ADMIN_PORT}" in text:
+                found[f"{resource.name}/{c['name']}"] = c
+    return found
+
+
+@pytest.mark.parametrize("stack", ["production", "staging"])
+def test_the_admin_api_asks_a_superusers_login(stack):
+    """Redpanda's Admin API serves superusers only once `admin_api_require_auth` is on; the operator, the chart's
+    sidecar and configurator and the Console then log in as the bootstrap user, from its own Secret (the chart and
+    operator read that property from `config.cluster`: charts/redpanda render_state.go at operator/v26.2.2)."""
+    cluster = spec(stack_run(stack))
+    assert cluster["config"]["cluster"]["admin_api_require_auth"] is True
+    sasl = cluster["auth"]["sasl"]
+    assert sasl["enabled"] is True  # the chart gives the pods RPK_USER/RPK_PASS only with SASL on
+    assert sasl["bootstrapUser"]["secretKeyRef"] == {"name": redpanda.BOOTSTRAP_SECRET, "key": "password"}
+    assert redpanda.BOOTSTRAP_SECRET != sasl["secretRef"]  # the operator's login is not the people's superuser
+    assert "basicAuth" not in json.dumps(cluster["monitoring"])  # /public_metrics asks no login
+
+
+def test_no_job_of_ours_calls_the_admin_api_as_it_holds_no_superuser(production):
+    """Every caller of the Admin API must log in as a superuser, and a superuser passes every Kafka ACL: so the
+    backup export, the import and the drill canary (read-only or write-only users, each from its own Secret) stay off
+    it, and their scripts make no Admin API call (users and cluster config are Pulumi's)."""
+    callers = admin_callers(production)
+    assert callers == {}, sorted(callers)
+    scripts = production.named("redpanda-backup-scripts", "kubernetes:core/v1:ConfigMap").inputs["data"]
+    for name, text in scripts.items():
+        for admin_command in ("rpk security user", "rpk cluster config", "rpk redpanda admin", "rpk cluster health",
+                              f":{redpanda.ADMIN_PORT}"):
+            assert admin_command not in text, (name, admin_command)
+
+
 CERT_MANAGER_API = "kubernetes:cert-manager.io/v1:"
 
 

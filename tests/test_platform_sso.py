@@ -106,7 +106,7 @@ def test_tool_users_get_the_ordinary_role():
 def test_each_consumer_has_its_own_client(production):
     apps = applications(production)
     by_uid = {app["uid"]: app for app in apps}
-    consumers = {"grafana", "airflow", "jupyterhub", "mlflow", "kubeflow", "kubectl"}
+    consumers = {"grafana", "airflow", "jupyterhub", "mlflow", "kubeflow", "kubectl", "openbao"}
     assert set(by_uid) == {oauth_client_id("production", c) for c in consumers}
     secrets = [app["secret"] for app in apps]
     assert len(set(secrets)) == len(secrets) and all(len(s) == sso.SECRET_LENGTH for s in secrets)

@@ -16,6 +16,8 @@ operator/v26.2.2, operator/api/redpanda/v1alpha2/redpanda_clusterspec_types.go).
   on the Kafka API (basic auth on the schema registry and HTTP proxy): a superuser (the Secret of
   `auth.sasl.secretRef`), the operator's bootstrap user, and one user per consumer with ACLs on its own
   topics and groups (a `User` each, install_users);
+- Admin API authentication (`admin_api_require_auth`): every caller logs in as a superuser (see above
+  SASL_MECHANISM);
 - default topic replication = brokers (3 in production), retention from `dataPlane.redpanda`;
 - metrics: the chart's ServiceMonitor on the admin API (/public_metrics, TLS verified against the CA);
 - Redpanda Console (when `dataPlane.redpanda.console`): our own `Console` resource (cluster.redpanda.com/
@@ -63,6 +65,14 @@ HTTP_PROXY_PORT = 8082
 ADMIN_PORT = 9644  # admin API, also /public_metrics
 RPC_PORT = 33145  # broker to broker, inside the namespace only
 CLIENT_PORTS = (KAFKA_PORT, SCHEMA_REGISTRY_PORT, HTTP_PROXY_PORT)
+# Who calls the Admin API once it asks a login (admin_api_require_auth; checked at operator/v26.2.2), all as the
+# operator's bootstrap user `kubernetes-controller` (Secret BOOTSTRAP_SECRET), which the operator's config sync adds
+# to `superusers`: the operator itself (charts/redpanda/client AdminClient), the broker pods' sidecar and
+# redpanda-configurator (the chart's rpkEnvVars: RPK_USER/RPK_PASS), and the Console (the chart's
+# AsStaticConfigSource gives it AdminAuth). People use `admin` (SUPERUSERS_SECRET). Redpanda grants the Admin API to
+# superusers (every route a job could use, reads of users and cluster config included; the open ones are status
+# and metrics), and a superuser passes every Kafka ACL too, so no job of ours holds one: the backup export reads
+# topics and ACLs over Kafka only (redpanda_backup.py), and Prometheus scrapes /public_metrics, which asks no login.
 SASL_MECHANISM = "SCRAM-SHA-512"
 SUPERUSER = "admin"
 SUPERUSERS_SECRET = "redpanda-superusers"  # auth.sasl.secretRef: every key is a users file, every user a superuser
@@ -156,6 +166,12 @@ def cluster_config(brokers: int, retention_hours: int) -> dict[str, Any]:
         # off unless `consumer_lag` is listed (since v25.1; the default lists group and partition). The ad services'
         # autoscalers read it through the metrics adapter (components/platform/metrics_adapter.py).
         "enable_consumer_group_metrics": ["group", "partition", "consumer_lag"],
+        # The Admin API (users, cluster config, decommissioning) asks HTTP basic auth of a superuser; /public_metrics,
+        # /metrics and /v1/status/ready stay open (redpanda src/v/redpanda/admin: the prometheus routes carry no auth,
+        # status/ready is `publik`). The chart's admin listener has no authentication method of its own
+        # (charts/redpanda values.go: ListenerConfig[NoAuth]): this property is the switch, and the chart reads it here
+        # (render_state.go) to give the Console the bootstrap user. Who calls the Admin API: above SASL_MECHANISM.
+        "admin_api_require_auth": True,
     }
 
 

@@ -5,7 +5,7 @@ with), needs an Enterprise licence at the pinned Redpanda 26.2 ("This feature re
 docs.redpanda.com manage/tiered-storage); the community edition has no other built-in backup. Kafka Connect S3
 sinks would add a Connect cluster (a JVM, its own state topics in this very cluster) for what a job does with
 the tool the image already ships: rpk reads every partition from its start to its current end, the topic
-configs, ACLs and user names (scripts/redpanda-export.sh), and curl uploads them with SigV4 signing
+configs and ACLs (scripts/redpanda-export.sh), and curl uploads them with SigV4 signing
 (scripts/redpanda-s3.sh), server-side encrypted when clusterServices.backups.s3.serverSideEncryption asks.
 
 The export runs in two containers of one pod, because the redpanda image has rpk but no curl, and the
@@ -17,15 +17,16 @@ log: schema ids stay what records reference) and then every partition's records 
 
 What an export does not carry, and so a restore loses (docs/disaster-recovery.md): records written after the
 last export (RPO = the schedule); record headers and the original timestamps and offsets (records are
-re-produced); consumer group offsets (consumers start at their reset policy); SASL passwords (Pulumi holds them
-and the `User` resources recreate users and their ACLs; acls.txt/users.txt are for the record).
+re-produced); consumer group offsets (consumers start at their reset policy); SASL users and passwords (Pulumi
+holds them and the `User` resources recreate users and their ACLs; acls.txt is for the record); the cluster
+properties (Pulumi declares them in the `Redpanda` resource). Both would need the Admin API: superusers only.
 
 The restore drill (drills.py) runs the same download (BACKUP=latest: the newest export that finished uploading)
 and import (REPLICAS=1) into a scratch broker in dr-drills, reading with the drills' read-only keys.
 
 Credentials: its own S3 keys (backupCredentials.redpanda, written to its own prefix), and two SASL users of its
 own: `redpanda-backup` may read and describe, nothing else; `redpanda-restore` (only while a restore is
-configured) may create topics and write. Neither is a superuser.
+configured) may create topics and write. Neither is a superuser, so neither reaches the Admin API.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory"
 
 def read_acls() -> list[dict[str, Any]]:
     """The export's rights: read every topic (with `_schemas`) and its configs, list ACLs (DescribeAcls needs
-    Describe on the cluster). Users and the cluster config come from the admin API, which asks no login."""
+    Describe on the cluster). Nothing from the Admin API: it serves superusers only (redpanda.py), and a superuser
+    would pass every ACL, so the export leaves out the user list and the cluster config, which Pulumi declares."""
     return [{"type": "allow", "resource": {"type": "topic", "name": "*"},
              "operations": ["Read", "Describe", "DescribeConfigs"]},
             {"type": "allow", "resource": {"type": "cluster", "name": ""}, "operations": ["Describe"]}]
@@ -74,12 +76,11 @@ def write_acls() -> list[dict[str, Any]]:
 
 
 def rpk_env(ctx: DataContext, secret: str) -> list[dict[str, Any]]:
-    """rpk's connection (each -X option as RPK_<OPTION>): TLS against the data plane's CA, SCRAM as `secret`'s user."""
+    """rpk's Kafka connection (each -X option as RPK_<OPTION>): TLS against the data plane's CA, SCRAM as `secret`'s
+    user. No Admin API address: none of our jobs is a superuser, which is all the Admin API serves (redpanda.py)."""
     hosts = cluster.broker_hosts(ctx)
-    ca = f"{CA_MOUNT}/ca.crt"
-    plain = {"RPK_BROKERS": ",".join(f"{h}:{cluster.KAFKA_PORT}" for h in hosts), "RPK_TLS_ENABLED": "true", "RPK_TLS_CA": ca,
-             "RPK_SASL_MECHANISM": cluster.SASL_MECHANISM, "RPK_ADMIN_HOSTS": ",".join(f"{h}:{cluster.ADMIN_PORT}" for h in hosts),
-             "RPK_ADMIN_TLS_ENABLED": "true", "RPK_ADMIN_TLS_CA": ca}
+    plain = {"RPK_BROKERS": ",".join(f"{h}:{cluster.KAFKA_PORT}" for h in hosts), "RPK_TLS_ENABLED": "true",
+             "RPK_TLS_CA": f"{CA_MOUNT}/ca.crt", "RPK_SASL_MECHANISM": cluster.SASL_MECHANISM}
     return [*({"name": k, "value": v} for k, v in plain.items()),
             _secret_env("RPK_USER", secret, "username"), _secret_env("RPK_PASS", secret, "password")]
 

@@ -52,7 +52,7 @@ class Platform(pulumi.ComponentResource):
             environment=loaded.profile.environment,
             teams=tuple(t.name for t in cfg.cluster_services.teams))
         # Every consumer's OAuth client, before any module: GitLab creates the applications, the tools use them.
-        ctx = dataclasses.replace(ctx, sso=sso.clients(ctx))
+        ctx = dataclasses.replace(ctx, sso=sso.clients(ctx, services.secret_store))
 
         enabled = {n: m for n, m in MODULES.items() if getattr(cfg.platform, n).enabled}
         if cfg.platform.gitlab.runner.enabled:

@@ -8,6 +8,8 @@ Who logs in where (docs/security.md "Single sign-on"):
   `platform.sso.admins` and `platform.sso.users.<tool>`; admins get the tool's admin role.
 - kubectl: the API server trusts GitLab's ID tokens (components/k3s/config.py oidc_apiserver_args); rights come
   only from `platform.sso.kubectl.bindings` (GitLab group -> ClusterRole, in a namespace or cluster-wide).
+- OpenBao's UI and CLI (through `kubectl port-forward`): its OIDC auth method, which the cluster-services layer
+  configures (components/services/secrets_sso.py: admins only); its client secret comes from that layer.
 
 What this module creates and why:
 
@@ -38,6 +40,8 @@ import pulumi_random as random
 from components.k3s.config import OIDC_PREFIX
 from components.platform import toolbox_job
 from components.platform.context import OAuthClient, PlatformContext
+from components.services.secrets import SecretStore
+from components.services.secrets_sso import CONSUMER as STORE_CONSUMER
 from config.platform import gitlab_issuer, oauth_client_id
 
 NAME = "oauth-bootstrap"  # ServiceAccount, Role, RoleBinding, ConfigMap of the Job (namespace gitlab)
@@ -76,8 +80,8 @@ def redirect_uris(ctx: PlatformContext, consumer: str) -> tuple[str, ...]:
     return (f"{ctx.url(label)}{path}",)
 
 
-def clients(ctx: PlatformContext) -> dict[str, OAuthClient]:
-    """Every consumer's OAuth client (none with SSO off)."""
+def clients(ctx: PlatformContext, store: SecretStore | None = None) -> dict[str, OAuthClient]:
+    """Every consumer's OAuth client (none with SSO off), and the secret store's when it logs in with GitLab."""
     sso = ctx.settings.sso
     if not sso.enabled:
         return {}
@@ -89,6 +93,12 @@ def clients(ctx: PlatformContext) -> dict[str, OAuthClient]:
             client_secret=pulumi.Output.secret(secret), redirect_uris=redirect_uris(ctx, consumer),
             confidential=consumer != "kubectl", issuer=gitlab_issuer(ctx.domain),
             groups=tuple(sso.allowed(consumer)) if consumer != "kubectl" else (), admins=tuple(sso.admins))
+    if store is not None and store.oidc is not None and store.oidc_client_secret is not None:
+        login = store.oidc
+        found[STORE_CONSUMER] = OAuthClient(
+            consumer=STORE_CONSUMER, client_id=login.client_id, client_secret=store.oidc_client_secret,
+            redirect_uris=login.redirect_uris, confidential=True, issuer=login.issuer, groups=login.admins,
+            admins=login.admins)
     return found
 
 

@@ -14,7 +14,7 @@ import pulumi
 
 from components.k3s import K3sCluster
 from components.services import (autoscaler, backups, certs, cilium_metrics, dns, gateway, mesh, monitoring_crds,
-                                 namespaces, reboots, secrets, upgrades)
+                                 namespaces, reboots, secrets, secrets_sso, upgrades)
 from components.services.context import ServicesContext
 from config import LoadedConfig
 from config.rules import schedulable_nodes
@@ -45,7 +45,8 @@ class ClusterServices(pulumi.ComponentResource):
             secrets=loaded.secrets, domain=cfg.domain, stack=loaded.stack, ha=loaded.profile.strict,
             protect=loaded.profile.protect, storage_class=storage.default_class,
             load_balancer_annotations=infra.cluster.gateway_annotations,
-            schedulable_nodes=schedulable_nodes(cfg))
+            schedulable_nodes=schedulable_nodes(cfg),
+            secrets_oidc=secrets_sso.SecretsOidc.from_config(cfg, loaded.stack, secrets.API_PORT))
         base = [*cluster.ready, *storage.resources]
 
         modules = (certs, gateway, dns, upgrades, reboots, backups, secrets, mesh, monitoring_crds, cilium_metrics)

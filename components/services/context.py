@@ -11,6 +11,7 @@ import pulumi_kubernetes as k8s
 from config import StackSecrets
 from config.model import Cluster
 from config.services import ClusterServices as Settings
+from components.services.secrets_sso import SecretsOidc
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class ServicesContext:
     storage_class: str  # the provider's default StorageClass
     load_balancer_annotations: dict[str, str]  # what a LoadBalancer Service needs on this provider
     schedulable_nodes: int  # nodes that run general workloads (caps replica spreading)
+    secrets_oidc: SecretsOidc | None = None  # the secret store's UI behind GitLab (platform.sso on, OpenBao)
 
     def opts(self, depends_on: Sequence[pulumi.Resource] = (), **kwargs) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self.parent, provider=self.k8s, depends_on=list(depends_on), **kwargs)

@@ -28,6 +28,9 @@ ca_manifests); the pods, the configure Job, Prometheus and every SecretStore ver
 consuming namespace gets the CA's ca.crt by a certificate of its own). The cluster port (8201: raft, request
 forwarding) is always mutual TLS with certificates the servers generate themselves.
 
+The UI and CLI log in with GitLab (secrets_sso.py) when platform.sso is on: the configure Job also writes an OIDC
+auth method whose one role lets the admins' GitLab groups in with the admin policy.
+
 Metrics: the charts' ServiceMonitors (the active server's /v1/sys/metrics on 8200; ESO's controller,
 webhook and cert-controller on 8080), installed after the Prometheus Operator CRDs (monitoring_crds.py).
 """
@@ -50,6 +53,8 @@ from components.helm import release
 from components.layer import EXCLUDE_FROM_BACKUP, wait_for
 from components.services import certs
 from components.services.context import ServicesContext
+from components.services.secrets_sso import CLIENT_SECRET, MOUNT as OIDC_MOUNT, ROLE as OIDC_ROLE, SECRET_LENGTH, \
+    SECRET_MOUNT, SecretsOidc
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
                                            NamespaceSpec, Peer, prometheus_peer)
 
@@ -107,6 +112,10 @@ class SecretStore:
     kv_mount: str = KV_MOUNT  # KV v2: an ExternalSecret in namespace <ns> reads `<ns>/<key>` (secret/data/<ns>/<key>)
     consumers: tuple[str, ...] = ()  # the namespaces with a SecretStore
     unseal_key: pulumi.Output[str] | None = None  # openbao: the recovery material
+    # The UI's OIDC login (secrets_sso.py) and its GitLab client secret: components/platform/sso.py registers the
+    # application with them.
+    oidc: SecretsOidc | None = None
+    oidc_client_secret: pulumi.Output[str] | None = None
     recovery: pulumi.Output[dict] | None = None  # the stack output secretsRecovery (openbao)
 
 
@@ -130,7 +139,9 @@ def namespaces(ctx: ServicesContext) -> list[NamespaceSpec]:
     return [
         NamespaceSpec(name=backend.name, pss="restricted",
                       why=f"{backend.name} servers run non-root with no extra capabilities",
-                      ingress_from=(Peer(ESO_NAMESPACE, (API_PORT,)), prometheus_peer((API_PORT,)))),
+                      ingress_from=(Peer(ESO_NAMESPACE, (API_PORT,)), prometheus_peer((API_PORT,))),
+                      # The OIDC login: GitLab's public address (discovery, keys, token, userinfo)
+                      egress_world=(443,) if ctx.secrets_oidc else ()),
         NamespaceSpec(name=ESO_NAMESPACE, pss="restricted", why="the ESO controllers run non-root, read-only root",
                       webhooks=(ESO_WEBHOOK_PORT,), egress_to=(Peer(backend.name, (API_PORT,)),),
                       ingress_from=(prometheus_peer((ESO_METRICS_PORT,)),)),
@@ -167,9 +178,14 @@ def _literal(value: Any, indent: int) -> str:
     return json.dumps(value)
 
 
+def token_lifetime() -> dict[str, str]:
+    """Every role's token lifetime (Kubernetes and OIDC logins alike)."""
+    return {"token_ttl": "1h", "token_max_ttl": "4h"}
+
+
 def login_settings(backend: Backend) -> dict[str, Any]:
-    """Every role's token lifetime, and the audience its ServiceAccount token must carry."""
-    return {"token_ttl": "1h", "token_max_ttl": "4h", "audience": backend.name}
+    """A Kubernetes role's token lifetime, and the audience its ServiceAccount token must carry."""
+    return {**token_lifetime(), "audience": backend.name}
 
 
 def bootstrap_requests(backend: Backend) -> list[Request]:
@@ -214,6 +230,13 @@ def consumer_requests(backend: Backend, consumers: Sequence[str]) -> list[Reques
                 "token_policies": [role], **login_settings(backend)}),
         ]
     return requests
+
+
+def oidc_requests(oidc: SecretsOidc) -> tuple[list[Request], list[Request]]:
+    """(before the config, after it): the OIDC auth method's mount, then its one role (secrets_sso.py)."""
+    return ([Request(f"auth-{OIDC_MOUNT}", f"sys/auth/{OIDC_MOUNT}", {"type": "oidc"}, create_once=True)],
+            [Request(f"role-{OIDC_ROLE}", f"auth/{OIDC_MOUNT}/role/{OIDC_ROLE}",
+                     oidc.role(ADMIN_ROLE, token_lifetime()))])
 
 
 def unseal_key_path(backend: Backend) -> str:
@@ -304,10 +327,15 @@ def bootstrap_script(backend: Backend, consumers: Sequence[str]) -> str:
         backend, [*bootstrap_requests(backend), *consumer_requests(backend, consumers)])
 
 
-def configure_script(backend: Backend, consumers: Sequence[str]) -> str:
+def configure_script(backend: Backend, consumers: Sequence[str], oidc: SecretsOidc | None = None) -> str:
     """The configure Job's script: log in as the admin account (scripts/secrets-login.sh), then the consumers'
-    policies and roles."""
-    return (SCRIPTS / "secrets-login.sh").read_text() + requests_script(backend, consumer_requests(backend, consumers))
+    policies and roles, then (with `oidc`) the UI's GitLab login."""
+    script = ((SCRIPTS / "secrets-login.sh").read_text()
+              + requests_script(backend, consumer_requests(backend, consumers)))
+    if oidc is None:
+        return script
+    mount, role = oidc_requests(oidc)
+    return script + requests_script(backend, mount) + oidc.config_command(backend.cli) + requests_script(backend, role)
 
 
 def affinity(backend: Backend, required: bool) -> dict[str, Any]:
@@ -596,9 +624,20 @@ def install_consumer(ctx: ServicesContext, spaces: Namespaces, backend: Backend,
 
 # --- the configure Job --------------------------------------------------------------------------------
 
-def configure_job_spec(ctx: ServicesContext, backend: Backend, script: str) -> dict[str, Any]:
+def configure_job_spec(ctx: ServicesContext, backend: Backend, script: str,
+                       client_secret: pulumi.Output[str] | None = None) -> dict[str, Any]:
     """Runs the configure script with the store's own image as its admin account: the account's token is a
-    projected file with the store's audience (10 minutes), the CA the certificate's ca.crt alone."""
+    projected file with the store's audience (10 minutes), the CA the certificate's ca.crt alone; with the OIDC
+    login, the GitLab application's client secret (its own Secret) as a file the CLI reads."""
+    oidc = client_secret is not None
+    annotations: dict[str, Any] = {"adplatform/script-sha256": hashlib.sha256(script.encode()).hexdigest()}
+    if client_secret is not None:  # a new secret replaces the Job, which writes it (64 random characters: safe)
+        annotations["adplatform/oidc-client-sha256"] = pulumi.Output.unsecret(client_secret.apply(
+            lambda value: hashlib.sha256(value.encode()).hexdigest()))
+    extra_mounts = [{"name": "oidc", "mountPath": SECRET_MOUNT, "readOnly": True}] if oidc else []
+    extra_volumes = [{"name": "oidc", "secret": {"secretName": CLIENT_SECRET, "defaultMode": 0o440,
+                                                 "items": [{"key": "client-secret", "path": "client-secret"}]}}
+                     ] if oidc else []
     name = f"{backend.name}-configure"
     image = "/".join(p for p in (backend.image.get("registry"), backend.image["repository"]) if p)
     env = {"CLI": backend.cli, "AUTH_MOUNT": AUTH_MOUNT, "ADMIN_ROLE": ADMIN_ROLE, "TOKEN_FILE": f"{TOKEN_MOUNT}/token",
@@ -607,8 +646,7 @@ def configure_job_spec(ctx: ServicesContext, backend: Backend, script: str) -> d
     return {
         "backoffLimit": 2,
         "template": {
-            "metadata": {"labels": ctx.labels(name),
-                         "annotations": {"adplatform/script-sha256": hashlib.sha256(script.encode()).hexdigest()}},
+            "metadata": {"labels": ctx.labels(name), "annotations": annotations},
             "spec": {
                 "serviceAccountName": f"{backend.name}-admin",
                 "automountServiceAccountToken": False,
@@ -623,7 +661,7 @@ def configure_job_spec(ctx: ServicesContext, backend: Backend, script: str) -> d
                     "volumeMounts": [{"name": "scripts", "mountPath": "/scripts", "readOnly": True},
                                      {"name": "token", "mountPath": TOKEN_MOUNT, "readOnly": True},
                                      {"name": "ca", "mountPath": "/ca", "readOnly": True},
-                                     {"name": "tmp", "mountPath": "/tmp"}],
+                                     {"name": "tmp", "mountPath": "/tmp"}, *extra_mounts],
                 }],
                 "volumes": [
                     {"name": "scripts", "configMap": {"name": name}},
@@ -632,6 +670,7 @@ def configure_job_spec(ctx: ServicesContext, backend: Backend, script: str) -> d
                     {"name": "ca", "secret": {"secretName": tls_secret(backend),
                                               "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
                     {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
+                    *extra_volumes,
                 ],
             },
         },
@@ -639,19 +678,37 @@ def configure_job_spec(ctx: ServicesContext, backend: Backend, script: str) -> d
 
 
 def install_configure_job(ctx: ServicesContext, backend: Backend, consumers: Sequence[str],
-                          after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
-    """The ConfigMap and the Job writing the consumers' policies and roles; a changed script replaces the Job
-    (no metadata.name: Pulumi names it), which runs again."""
+                          after: Sequence[pulumi.Resource]) -> tuple[list[pulumi.Resource], pulumi.Output[str] | None]:
+    """The ConfigMap and the Job writing the consumers' policies and roles (and the OIDC login); a changed script
+    replaces the Job (no metadata.name: Pulumi names it), which runs again. Also the OIDC client secret, if any."""
     name = f"{backend.name}-configure"
-    script = configure_script(backend, consumers)
+    script = configure_script(backend, consumers, ctx.secrets_oidc)
     config = k8s.core.v1.ConfigMap(
         name, metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=backend.name, labels=ctx.labels(name)),
         data={"configure.sh": script}, opts=ctx.opts(after))
+    client_secret, inputs = oidc_client_secret(ctx, backend, after)
     job = k8s.batch.v1.Job(
         name, metadata=k8s.meta.v1.ObjectMetaArgs(namespace=backend.name, labels=ctx.labels(name)),
-        spec=configure_job_spec(ctx, backend, script),
-        opts=ctx.opts([*after, config], custom_timeouts=pulumi.CustomTimeouts(create="15m", update="15m")))
-    return [config, job]
+        spec=configure_job_spec(ctx, backend, script, client_secret),
+        opts=ctx.opts([*after, config, *inputs], custom_timeouts=pulumi.CustomTimeouts(create="15m", update="15m")))
+    return [config, *inputs, job], client_secret
+
+
+def oidc_client_secret(ctx: ServicesContext, backend: Backend, after: Sequence[pulumi.Resource]
+                       ) -> tuple[pulumi.Output[str] | None, list[pulumi.Resource]]:
+    """The UI login's GitLab client secret (generated, in state) and the Secret the configure Job mounts it from;
+    nothing without the OIDC login. The Job's pod carries the secret's hash (configure_job_spec), so a new one
+    replaces the Job, which writes it."""
+    if ctx.secrets_oidc is None:
+        return None, []
+    generated = random.RandomPassword(f"sso-{backend.name}-client-secret", length=SECRET_LENGTH, special=False,
+                                      opts=pulumi.ResourceOptions(parent=ctx.parent))
+    value = pulumi.Output.secret(generated.result)
+    secret = k8s.core.v1.Secret(
+        CLIENT_SECRET, metadata=k8s.meta.v1.ObjectMetaArgs(name=CLIENT_SECRET, namespace=backend.name,
+                                                           labels=ctx.labels(backend.name)),
+        type="Opaque", string_data={"client-secret": value}, opts=ctx.opts(after))
+    return value, [secret]
 
 
 # --- recovery material --------------------------------------------------------------------------------
@@ -685,8 +742,10 @@ def install(ctx: ServicesContext, spaces: Namespaces, after: list[pulumi.Resourc
     operator = release(ESO_NAMESPACE, charts.EXTERNAL_SECRETS, eso_values(ctx),
                        ctx.opts([*after, spaces[ESO_NAMESPACE]]), namespace=ESO_NAMESPACE, create_namespace=False)
     # Vault's roles come from its bootstrap script, run by hand after its manual init: no Job to wait for.
-    configured = install_configure_job(ctx, backend, consumers, [server]) if backend.self_managed else []
+    configured, oidc_secret = install_configure_job(ctx, backend, consumers, [server]) if backend.self_managed \
+        else ([], None)
     stores = [r for ns in consumers for r in install_consumer(ctx, spaces, backend, ns, [operator, *ca, *configured])]
     return SecretStore(name=STORE_NAME, ready=[*ca, server, operator, *configured, *stores], backend=backend.name,
                        namespace=backend.name, address=api_address(backend), consumers=consumers, unseal_key=key,
-                       recovery=recovery(ctx, backend, key) if key is not None else None)
+                       recovery=recovery(ctx, backend, key) if key is not None else None,
+                       oidc=ctx.secrets_oidc if oidc_secret is not None else None, oidc_client_secret=oidc_secret)

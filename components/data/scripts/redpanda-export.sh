@@ -6,11 +6,12 @@
 #   records/<topic>/<partition>  every record of the partition from its start to the end seen at export time,
 #                                as length-prefixed key and value (rpk's %K{big32}%k%V{big32}%v)
 #   _schemas is exported like a topic: replaying it restores the Schema Registry with its schema ids
-#   acls.txt, users.txt          the ACLs and SASL user names, for the record (Pulumi declares both: `User`s)
-#   cluster-config.yaml          the cluster properties (rpk cluster config export)
+#   acls.txt                     the ACLs, for the record (Pulumi declares users and their ACLs: `User`s)
 #   files.txt                    every file of the export: the import and the retention read it, never a listing
 # The redpanda image has rpk, not curl: this runs as the pod's init container and leaves the export in WORK (its
-# name in WORK/name) for redpanda-upload.sh. rpk reads its connection from the RPK_* environment.
+# name in WORK/name) for redpanda-upload.sh. rpk reads its connection from the RPK_* environment: Kafka only. The
+# user list and the cluster properties are not exported: the Admin API serves them to superusers only, and this
+# job's user may only read (components/data/redpanda_backup.py); Pulumi declares both.
 #
 # Environment: WORK (an emptyDir shared with the upload container).
 set -euo pipefail
@@ -33,8 +34,6 @@ while IFS=$'\t' read -r topic partitions _; do
   done
 done <"${out}/topics.tsv"
 rpk security acl list >"${out}/acls.txt"
-rpk security user list >"${out}/users.txt"
-rpk cluster config export --filename "${out}/cluster-config.yaml"
 
 (cd "$out" && find . -type f | sed 's|^\./||' | sort) >"${WORK}/files.txt"
 mv "${WORK}/files.txt" "${out}/files.txt"
