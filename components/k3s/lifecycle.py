@@ -45,7 +45,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components.k3s.config import API_PORT
-from components.remote import run_script
+from components.remote import run_script, shell_command
 from components.shell import content_hash, render
 from providers.base import Node
 
@@ -174,12 +174,11 @@ class NodeLifecycle(pulumi.ComponentResource):
     def _drain(self, node: Node, endpoint: pulumi.Input[str], ca: pulumi.Output[str], token: pulumi.Output[str],
                after: list[pulumi.Resource]) -> command.remote.Command:
         script = pulumi.Output.all(endpoint, ca, token).apply(lambda v: drain_script(node, *v))
-        user = node.connection.user
         return command.remote.Command(
             f"drain-{node.name}",
             connection=node.connection,
             create=KEEP_SCRIPT,
-            delete="bash -s" if user in (None, "root") else "sudo -n bash -s",
+            delete=shell_command(node.connection.user),
             stdin=pulumi.Output.secret(script),  # the token
             triggers=[drain_trigger(node)],
             logging=command.remote.Logging.STDERR,
