@@ -32,6 +32,7 @@ import pulumi_kubernetes as k8s
 from components.charts import AWS_CCM, AWS_EBS_CSI
 from components.helm import release
 from components.k3s.resize import output_path
+from providers import power_off
 from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster, node_location
@@ -68,10 +69,7 @@ GATEWAY_CLIENT_ADDRESS = ClientAddress(
 # every dedicated class. Databases that want local NVMe (i4i, i7ie) are set per pool with serverType.
 # An EC2 instance type: family (generation, attributes) "." size, e.g. m7i.xlarge, c7gd.2xlarge, u-6tb1.metal.
 SERVER_TYPE_NAME = re.compile(r"[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9]+")
-# Instance inputs the provider changes by stopping the instance (pulumi_aws ec2.Instance: "Updates to
-# [instance_type] will trigger a stop/start of the EC2 instance"; userData, which would too, is in
-# ignore_changes): the resize hooks drain the node first (components/k3s/resize.py).
-POWER_OFF_INPUTS = (("instanceType",),)
+POWER_OFF_INPUTS = power_off.POWER_OFF_INPUTS["aws:ec2/instance:Instance"]
 SERVER_TYPES = {
     "small": "t3.medium",          # 2 vCPU, 4 GiB
     "medium": "t3.xlarge",         # 4 vCPU, 16 GiB (T3 has no 4 vCPU / 8 GiB size)

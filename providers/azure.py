@@ -44,6 +44,7 @@ from components.charts import AZURE_CCM, AZURE_DISK_CSI
 from components.helm import release
 from components.remote import run_script
 from components.shell import content_hash, render
+from providers import power_off
 from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster
@@ -74,9 +75,7 @@ API_PORT = 6443
 # every dedicated class. Databases wanting local NVMe (Lsv3) set serverType on their pool.
 # An Azure VM size: tier "_" family, vCPUs, features ["_" version], e.g. Standard_D8s_v5, Standard_B2ls_v2.
 SERVER_TYPE_NAME = re.compile(r"(Standard|Basic)_[A-Za-z0-9]+(_[A-Za-z0-9]+)*")
-# VM inputs Azure changes by restarting the VM (a size change, hardwareProfile.vmSize): the resize hooks
-# drain the node first (components/k3s/resize.py).
-POWER_OFF_INPUTS = (("hardwareProfile", "vmSize"),)
+POWER_OFF_INPUTS = power_off.POWER_OFF_INPUTS["azure-native:compute:VirtualMachine"]
 SERVER_TYPES = {
     "small": "Standard_B2ls_v2",        # 2 vCPU, 4 GiB
     "medium": "Standard_B4ls_v2",       # 4 vCPU, 8 GiB

@@ -33,6 +33,7 @@ import yaml
 
 from components.charts import GCP_PD_CSI
 from components.k3s.resize import output_path
+from providers import power_off
 from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster
@@ -68,10 +69,7 @@ PASSTHROUGH_HEALTH_CHECK_RANGES = ("35.191.0.0/16", "209.85.152.0/22", "209.85.2
 # and the PD CSI class here is pd-balanced.
 # A Compute Engine machine type: series-shape[-vCPUs[-memory]], e.g. n2-standard-8, e2-medium, n2-custom-4-8192.
 SERVER_TYPE_NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)+")
-# Instance inputs the provider changes by stopping the instance (pulumi_gcp compute.Instance: updating
-# machine_type, service_account and shielded_instance_config needs allow_stopping_for_update, which we
-# set): the resize hooks drain the node first (components/k3s/resize.py).
-POWER_OFF_INPUTS = (("machineType",), ("serviceAccount",), ("shieldedInstanceConfig",))
+POWER_OFF_INPUTS = power_off.POWER_OFF_INPUTS["gcp:compute/instance:Instance"]
 SERVER_TYPES = {
     "small": "e2-medium",           # 2 vCPU (shared core, burst), 4 GB
     "medium": "e2-standard-4",      # 4 vCPU, 16 GB

@@ -22,6 +22,7 @@ import pulumi_random as random
 
 from components.charts import HCLOUD_CCM, HCLOUD_CSI
 from components.k3s.resize import output_path
+from providers import power_off
 from components.helm import release
 from components.layer import EXCLUDE_FROM_BACKUP
 from config import LoadedConfig, Problem
@@ -61,10 +62,7 @@ NETWORK_ZONES = {"fsn1": "eu-central", "nbg1": "eu-central", "hel1": "eu-central
 # Server types as dated data: which exist, what they have, where Hetzner does not sell them, and the size
 # classes (config/catalog.py) mapped onto them.
 CATALOG = ServerCatalog.load(Path(__file__).with_name("hetzner_server_types.yaml"))
-# Server inputs the provider changes by powering the server off (terraform-provider-hcloud
-# internal/server/resource.go, resourceServerUpdate: server_type powers off and changes the type, public_net
-# powers off to swap primary IPs): the resize hooks drain the node first (components/k3s/resize.py).
-POWER_OFF_INPUTS = (("serverType",), ("publicNets",))
+POWER_OFF_INPUTS = power_off.POWER_OFF_INPUTS["hcloud:index/server:Server"]
 SERVER_TYPES = CATALOG.sizes
 
 
