@@ -315,7 +315,8 @@ class ProviderInfrastructure(pulumi.ComponentResource):
         return pulumi.ResourceOptions(parent=self, protect=protect and self._protect, **kwargs)
 
     def _resize_hooks(self, spec: NodeSpec, hostname: str, power_off_inputs: Sequence[Sequence[str]],
-                      own_address: Callable[[Mapping | None], pulumi.Input[str]], user: str) -> pulumi.ResourceHookBinding:
+                      own_address: Callable[[Mapping | None], pulumi.Input[str]],
+                      user: str) -> pulumi.ResourceHookBinding:
         """The hooks that drain a server's node before an in-place change powers it off and return it after
         (components/k3s/resize.py). `power_off_inputs`: the server resource's inputs (engine names, paths)
         the provider changes by stopping the machine; `own_address`: the node's SSH address from the

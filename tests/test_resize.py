@@ -156,7 +156,8 @@ def test_values_reaching_the_script_are_validated_and_quoted():
         resize_script(HETZNER, "drain", "x'; rm -rf / #")
     script = resize_script(HETZNER, "drain", TOKEN)
     assert f"readonly NODE_NAME={HETZNER.node}" in script and "readonly PHASE=drain" in script
-    assert validators.shellcheck({"resize-drain": script, "resize-return": resize_script(HETZNER, "return", TOKEN)}) == ""
+    back = resize_script(HETZNER, "return", TOKEN)
+    assert validators.shellcheck({"resize-drain": script, "resize-return": back}) == ""
 
 
 # --- the resize script, against a stub k3s ----------------------------------------------------------
