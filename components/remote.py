@@ -11,6 +11,11 @@ if TYPE_CHECKING:  # providers use run_script too (bare metal, Azure): no import
     from providers.base import Node
 
 
+def shell_command(user: str | None) -> str:
+    """The remote command that runs a script fed on stdin: as root directly, as another user through sudo."""
+    return "bash -s" if user in (None, "root") else "sudo -n bash -s"
+
+
 def run_script(name: str, node: Node, script: pulumi.Input[str], trigger: str, *,
                parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource] = (),
                secret: bool = False) -> command.remote.Command:
@@ -20,11 +25,10 @@ def run_script(name: str, node: Node, script: pulumi.Input[str], trigger: str, *
     the (idempotent) script again. A script carrying secrets is stored as a secret and its stdout
     is neither logged nor kept in plain text.
     """
-    user = node.connection.user
     return command.remote.Command(
         name,
         connection=node.connection,
-        create="bash -s" if user in (None, "root") else "sudo -n bash -s",
+        create=shell_command(node.connection.user),
         stdin=pulumi.Output.secret(script) if secret else script,
         triggers=[trigger],
         logging=command.remote.Logging.STDERR if secret else command.remote.Logging.STDOUT_AND_STDERR,

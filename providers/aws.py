@@ -31,6 +31,8 @@ import pulumi_kubernetes as k8s
 
 from components.charts import AWS_CCM, AWS_EBS_CSI
 from components.helm import release
+from components.k3s.resize import output_path
+from providers import power_off
 from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster, node_location
@@ -67,6 +69,7 @@ GATEWAY_CLIENT_ADDRESS = ClientAddress(
 # every dedicated class. Databases that want local NVMe (i4i, i7ie) are set per pool with serverType.
 # An EC2 instance type: family (generation, attributes) "." size, e.g. m7i.xlarge, c7gd.2xlarge, u-6tb1.metal.
 SERVER_TYPE_NAME = re.compile(r"[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9]+")
+POWER_OFF_INPUTS = power_off.POWER_OFF_INPUTS["aws:ec2/instance:Instance"]
 SERVER_TYPES = {
     "small": "t3.medium",          # 2 vCPU, 4 GiB
     "medium": "t3.xlarge",         # 4 vCPU, 16 GiB (T3 has no 4 vCPU / 8 GiB size)
@@ -438,6 +441,7 @@ class AwsInfrastructure(ProviderInfrastructure):
             tags=self._node_tags(spec),
             opts=self._opts(
                 protect=True,
+                hooks=self._resize_hooks(spec, hostname, POWER_OFF_INPUTS, output_path("publicIp"), cloud.SSH_USER),
                 depends_on=[self.subnets[zone]],
                 delete_before_replace=True,  # K3s node names are unique: the old node drains and goes first
                 # A new AMI or key list reaches new instances only: changing either would replace or

@@ -44,6 +44,7 @@ from components.charts import AZURE_CCM, AZURE_DISK_CSI
 from components.helm import release
 from components.remote import run_script
 from components.shell import content_hash, render
+from providers import power_off
 from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster
@@ -74,6 +75,7 @@ API_PORT = 6443
 # every dedicated class. Databases wanting local NVMe (Lsv3) set serverType on their pool.
 # An Azure VM size: tier "_" family, vCPUs, features ["_" version], e.g. Standard_D8s_v5, Standard_B2ls_v2.
 SERVER_TYPE_NAME = re.compile(r"(Standard|Basic)_[A-Za-z0-9]+(_[A-Za-z0-9]+)*")
+POWER_OFF_INPUTS = power_off.POWER_OFF_INPUTS["azure-native:compute:VirtualMachine"]
 SERVER_TYPES = {
     "small": "Standard_B2ls_v2",        # 2 vCPU, 4 GiB
     "medium": "Standard_B4ls_v2",       # 4 vCPU, 8 GiB
@@ -508,6 +510,9 @@ class AzureInfrastructure(ProviderInfrastructure):
             tags=tags, **self._rg(),
             opts=self._opts(
                 protect=True, depends_on=[self.subnet],
+                # The VM's outputs carry no address: its public IP resource's (resolved before the VM updates).
+                hooks=self._resize_hooks(spec, hostname, POWER_OFF_INPUTS, lambda _outputs: ip.ip_address,
+                                         cloud.SSH_USER),
                 delete_before_replace=True,  # K3s node names are unique: the old node drains and goes first
                 # Azure cannot change a VM's admin keys or image in place: new keys reach running VMs by
                 # remote command, image bumps (and `latest`) apply to new VMs only.

@@ -332,6 +332,27 @@ class ProviderInfrastructure(pulumi.ComponentResource):
         """Child options; `protect=True` marks stateful resources, protected in protected profiles only."""
         return pulumi.ResourceOptions(parent=self, protect=protect and self._protect, **kwargs)
 
+    def _resize_hooks(self, spec: NodeSpec, hostname: str, power_off_inputs: Sequence[Sequence[str]],
+                      own_address: Callable[[Mapping | None], pulumi.Input[str]],
+                      user: str) -> pulumi.ResourceHookBinding:
+        """The hooks that drain a server's node before an in-place change powers it off and return it after
+        (components/k3s/resize.py). `power_off_inputs`: the server resource's inputs (engine names, paths)
+        the provider changes by stopping the machine; `own_address`: the node's SSH address from the
+        server's outputs."""
+        from components.k3s.resize import ResizeTarget, resize_hooks  # the K3s layer imports this module
+
+        return resize_hooks(ResizeTarget(hostname, spec.pool, tuple(tuple(p) for p in power_off_inputs)),
+                            server=spec.k3s_role == "server", own_address=own_address,
+                            first_server=self._first_server_address, user=user,
+                            private_key=self._loaded.secrets.ssh_private_key)
+
+    def _first_server_address(self) -> pulumi.Input[str] | None:
+        """Where an agent's resize drain runs: this provider's first K3s server (read when a hook runs, after
+        the whole program, so `infrastructure` is set)."""
+        infrastructure = getattr(self, "infrastructure", None)
+        servers = infrastructure.servers if infrastructure else []
+        return servers[0].connection.host if servers else None
+
 
 @dataclass(frozen=True)
 class Credential:

@@ -32,6 +32,8 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components.charts import GCP_PD_CSI
+from components.k3s.resize import output_path
+from providers import power_off
 from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster
@@ -67,6 +69,7 @@ PASSTHROUGH_HEALTH_CHECK_RANGES = ("35.191.0.0/16", "209.85.152.0/22", "209.85.2
 # and the PD CSI class here is pd-balanced.
 # A Compute Engine machine type: series-shape[-vCPUs[-memory]], e.g. n2-standard-8, e2-medium, n2-custom-4-8192.
 SERVER_TYPE_NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)+")
+POWER_OFF_INPUTS = power_off.POWER_OFF_INPUTS["gcp:compute/instance:Instance"]
 SERVER_TYPES = {
     "small": "e2-medium",           # 2 vCPU (shared core, burst), 4 GB
     "medium": "e2-standard-4",      # 4 vCPU, 16 GB
@@ -382,6 +385,9 @@ class GcpInfrastructure(ProviderInfrastructure):
             allow_stopping_for_update=True,
             opts=self._opts(
                 protect=True,
+                hooks=self._resize_hooks(spec, hostname, POWER_OFF_INPUTS,
+                                         output_path("networkInterfaces", 0, "accessConfigs", 0, "natIp"),
+                                         cloud.SSH_USER),
                 depends_on=[self.subnet],
                 delete_before_replace=True,  # K3s node names are unique: the old node drains and goes first
                 # The image family moves on; a newer image reaches new instances only.

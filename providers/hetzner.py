@@ -21,6 +21,8 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components.charts import HCLOUD_CCM, HCLOUD_CSI
+from components.k3s.resize import output_path
+from providers import power_off
 from components.helm import release
 from components.layer import EXCLUDE_FROM_BACKUP
 from config import LoadedConfig, Problem
@@ -60,6 +62,7 @@ NETWORK_ZONES = {"fsn1": "eu-central", "nbg1": "eu-central", "hel1": "eu-central
 # Server types as dated data: which exist, what they have, where Hetzner does not sell them, and the size
 # classes (config/catalog.py) mapped onto them.
 CATALOG = ServerCatalog.load(Path(__file__).with_name("hetzner_server_types.yaml"))
+POWER_OFF_INPUTS = power_off.POWER_OFF_INPUTS["hcloud:index/server:Server"]
 SERVER_TYPES = CATALOG.sizes
 
 
@@ -255,6 +258,7 @@ class HetznerInfrastructure(ProviderInfrastructure):
             shutdown_before_deletion=True,
             opts=self._opts(
                 protect=True,
+                hooks=self._resize_hooks(spec, hostname, POWER_OFF_INPUTS, output_path("ipv4Address"), "root"),
                 depends_on=[self.subnet],  # a server can only join the network once the subnet exists
                 delete_before_replace=True,  # K3s node names are unique: the old node drains and goes first
                 # Hetzner replaces a server when its SSH keys or image change; new keys reach

@@ -1,4 +1,4 @@
-"""plan-diff's Nodes section: which nodes a change drains and removes, replaces, or resizes without a drain,
+"""plan-diff's Nodes section: which nodes a change drains and removes, replaces, or drains and resizes,
 in the order Pulumi takes them. Base and head are the recorded staging plan and an edited copy of it
 (the edits a config change makes to the servers), so no new whole-program run is needed."""
 
@@ -39,7 +39,7 @@ def test_a_location_change_replaces_and_an_ignored_image_change_does_not(base):
         "staging", "main", diff.diff_plans(base, head))
 
 
-def test_a_server_type_change_is_a_resize_warned_as_not_drained(base):
+def test_a_server_type_change_is_a_resize_drained_by_the_hooks(base):
     head = _copy(base)
     _server(head, "general-1")["inputs"]["serverType"] = "cpx42"
     _server(head, "general-1")["inputs"]["labels"]["extra"] = "x"  # an in-place change, nothing to say
@@ -47,8 +47,26 @@ def test_a_server_type_change_is_a_resize_warned_as_not_drained(base):
     assert diff.diff_plans(base, head)["nodes"] == [
         {"node": "general-1", "action": "resize", "inputs": ["serverType"]}]
     text = diff.render("staging", "main", diff.diff_plans(base, head))
+    assert "- `general-1`: drain (hook), resize in place, uncordon (`serverType`)" in text
+    assert "WITHOUT" not in text
+
+
+def test_any_input_that_powers_the_server_off_is_a_resize(base):
+    """Hetzner powers a server off to change its public networks too (providers/power_off.py)."""
+    head = _copy(base)
+    _server(head, "stateful-1")["inputs"]["publicNets"] = [{"ipv4Enabled": True, "ipv6Enabled": False}]
+    assert _nodes(base, head) == [("stateful-1", "resize")]
+
+
+def test_a_server_recorded_without_the_resize_hooks_is_warned_as_not_drained(base):
+    head = _copy(base)
+    server = _server(head, "general-1")
+    server["inputs"]["serverType"] = "cpx42"
+    server["options"].pop("hooks")
+    rows = diff.diff_plans(base, head)["nodes"]
+    assert rows == [{"node": "general-1", "action": "resize-undrained", "inputs": ["serverType"]}]
     assert ("- `general-1`: **warning**: resize in place WITHOUT automatic drain (see docs/lifecycle.md) "
-            "(`serverType`)") in text
+            "(`serverType`)") in diff.render("staging", "main", diff.diff_plans(base, head))
 
 
 def test_replace_wins_over_resize_and_no_node_change_means_no_section(base):

@@ -189,7 +189,7 @@ def test_diff_picture_lists_replaced_removed_and_resized_nodes_in_their_pools(pl
     legend = {(t.get("class"), t.text) for t in root.iter(f"{SVG}text") if (t.get("class") or "").startswith("node-")}
     assert {("node-remove", "remove: drain, then remove"),
             ("node-replace", "replace: drain, replace (delete before create)"),
-            ("node-resize", "resize: resize in place WITHOUT automatic drain (see docs/lifecycle.md)")} <= legend
+            ("node-resize", "resize: drain (hook), resize in place, uncordon")} <= legend
     style = root.find(f"{SVG}defs/{SVG}style").text
     fills = {kind: re.search(rf"\.node-{kind}{{[^}}]*fill:(#[0-9a-f]+)", style).group(1)
              for kind in ("remove", "replace", "resize")}

@@ -146,6 +146,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                          "additionalSecretOutputs": list(request.additionalSecretOutputs),
                          "deleteBeforeReplace": request.deleteBeforeReplace,
                          "replaceOnChanges": list(request.replaceOnChanges),
+                         # Resource hooks bound to it, by kind (before_update, ...): the hooks' names.
+                         "hooks": {kind.name: list(names) for kind, names in request.hooks.ListFields()},
                          # Earlier names the resource answers to (renames that keep the object).
                          "aliases": [a.spec.name for a in request.aliases if a.WhichOneof("alias") == "spec"]}))
         return response

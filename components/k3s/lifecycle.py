@@ -13,11 +13,11 @@ drain command down first: Pulumi deletes the dependents whose inputs would be re
 replaced resource (the engine's dependent replacements), and `replace_on_changes=["triggers"]` makes
 the whole trigger list count.
 
-Why not resource hooks (`pulumi.ResourceHook`, `ResourceHookBinding(before_delete=...)`): a hook runs
-in the deployer's Python process, so it would need kubectl and a route to the API on every deployer,
-it runs on `pulumi destroy` only with `--run-program`, and the offline tests cannot observe what it
-would do. A delete-time command is recorded with its script in state, runs on `pulumi destroy` as
-it is, and its inputs (script, ordering, trigger) are what the tests check.
+Why not resource hooks (`pulumi.ResourceHook`, `ResourceHookBinding(before_delete=...)`) for removal: a
+delete hook runs on `pulumi destroy` only with `--run-program`, while a delete-time command is recorded with
+its script in state, runs on `pulumi destroy` as it is, and its inputs (script, ordering, trigger) are what
+the tests check. An in-place resize has no such graph position (a command on the node runs after the
+server's update), so resize.py uses update hooks.
 
 Ordering inside a pool: each node's drain command depends on the previous node's, so a pool that
 shrinks drains its nodes one at a time, highest index first; for the control plane that removes one
@@ -45,7 +45,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components.k3s.config import API_PORT
-from components.remote import run_script
+from components.remote import run_script, shell_command
 from components.shell import content_hash, render
 from providers.base import Node
 
@@ -174,12 +174,11 @@ class NodeLifecycle(pulumi.ComponentResource):
     def _drain(self, node: Node, endpoint: pulumi.Input[str], ca: pulumi.Output[str], token: pulumi.Output[str],
                after: list[pulumi.Resource]) -> command.remote.Command:
         script = pulumi.Output.all(endpoint, ca, token).apply(lambda v: drain_script(node, *v))
-        user = node.connection.user
         return command.remote.Command(
             f"drain-{node.name}",
             connection=node.connection,
             create=KEEP_SCRIPT,
-            delete="bash -s" if user in (None, "root") else "sudo -n bash -s",
+            delete=shell_command(node.connection.user),
             stdin=pulumi.Output.secret(script),  # the token
             triggers=[drain_trigger(node)],
             logging=command.remote.Logging.STDERR,

@@ -43,7 +43,7 @@ STYLE = (".title{font-size:18px;font-weight:bold;fill:#202124}.sub{font-size:12p
          # The diff picture's node lines (tools/plan/diffpicture.py), one colour per kind; same size as .detail,
          # not bold, so the width model sizes their boxes as it does any detail line.
          ".node-remove{font-size:11px;fill:#c5221f}.node-replace{font-size:11px;fill:#8430ce}"
-         ".node-resize{font-size:11px;fill:#b06000}")
+         ".node-resize{font-size:11px;fill:#b06000}.node-resize-undrained{font-size:11px;fill:#c5221f}")
 
 
 # --- facts ------------------------------------------------------------------------------------------

@@ -69,9 +69,9 @@ def build(run: Run) -> dict[str, Any]:
         "urn": r.urn, "type": r.type, "name": r.name, "layer": layer_of[r.urn], "custom": r.custom,
         "parent": r.parent, "dependencies": sorted(set(r.dependencies)), "provider": r.provider, "protect": r.protect,
         "inputs": mask(r.inputs), "secretDigests": secret_digests(r.inputs),
-        # What decides replace or update (plan-diff's Nodes section reads them).
-        "options": {k: r.options[k] for k in ("ignoreChanges", "replaceOnChanges", "deleteBeforeReplace")
-                    if k in r.options},
+        # What decides replace or update, and the hooks that run around an update (plan-diff's Nodes section).
+        "options": {k: r.options[k] for k in ("ignoreChanges", "replaceOnChanges", "deleteBeforeReplace", "hooks")
+                    if r.options.get(k) not in (None, {})},
     } for r in sorted(run.resources, key=lambda r: r.urn)]  # registration order varies between runs
     settings = policy_settings(run)
     violations = rules.evaluate((rules.Subject(r.urn, r.type, r.name, r.inputs, r.protect) for r in run.resources),

@@ -1,5 +1,5 @@
 """What a change does to the cluster's nodes (plan-diff's "Nodes" section): which servers are drained and
-removed, drained and replaced, or resized in place without a drain, in the order Pulumi takes them.
+removed, drained and replaced, or drained, resized in place and uncordoned, in the order Pulumi takes them.
 
 The order is read from the plan, not re-derived: each node's `drain-<node>` command depends on the
 previous node's drain of its pool (components/k3s/lifecycle.py), and Pulumi deletes a resource only after
@@ -7,13 +7,16 @@ everything that depends on it, so a drain runs after the drains that depend on i
 
 Which input changes replace a server is the provider's knowledge (its schema's ForceNew / create-only
 properties); the pinned Python SDKs do not carry it, so REPLACED_BY keeps it, with the source. Inputs the
-program lists in `ignore_changes` (recorded in the plan) never replace.
+program lists in `ignore_changes` (recorded in the plan) never replace. Which inputs a provider changes in
+place by powering the server off is providers/power_off.py, the list the resize hooks act on
+(components/k3s/resize.py); a server recorded with those hooks is drained first and uncordoned after.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from providers.power_off import POWER_OFF_INPUTS
 from tools.plan import cost
 
 DRAIN_TYPE = "command:remote:Command"
@@ -46,8 +49,11 @@ REPLACED_BY: dict[str, tuple[str, ...]] = {
 ACTIONS = {
     "remove": "drain, then remove",
     "replace": "drain, replace (delete before create)",
-    "resize": "resize in place WITHOUT automatic drain (see docs/lifecycle.md)",
+    "resize": "drain (hook), resize in place, uncordon",
+    # A plan recorded before the resize hooks (or a server without them): nothing drains the node.
+    "resize-undrained": "resize in place WITHOUT automatic drain (see docs/lifecycle.md)",
 }
+RESIZE_HOOK = "before_update"
 
 
 def _covers(prefix: str, path: str) -> bool:
@@ -64,7 +70,7 @@ def _servers(plan: dict[str, Any] | None, resource_type: str | None) -> dict[str
     return {r["name"]: r for r in (plan or {}).get("resources", []) if r["type"] == resource_type}
 
 
-def _action(server: dict[str, Any], paths: list[str], size: str | None) -> tuple[str, list[str]] | None:
+def _action(server: dict[str, Any], paths: list[str]) -> tuple[str, list[str]] | None:
     """replace or resize (with the inputs that decide it) for a changed server, None for other changes."""
     ignored = (server.get("options") or {}).get("ignoreChanges") or []
     forced = [*REPLACED_BY.get(server["type"], ()), *((server.get("options") or {}).get("replaceOnChanges") or [])]
@@ -72,8 +78,12 @@ def _action(server: dict[str, Any], paths: list[str], size: str | None) -> tuple
     replacing = [p for p in live if any(_covers(f, p) for f in forced)]
     if replacing:
         return "replace", replacing
-    resizing = [p for p in live if size and _covers(size, p)]
-    return ("resize", resizing) if resizing else None
+    powering_off = [".".join(path) for path in POWER_OFF_INPUTS.get(server["type"], ())]
+    resizing = [p for p in live if any(_covers(i, p) for i in powering_off)]
+    if not resizing:
+        return None
+    hooked = ((server.get("options") or {}).get("hooks") or {}).get(RESIZE_HOOK)
+    return ("resize" if hooked else "resize-undrained"), resizing
 
 
 def changes(base: dict[str, Any] | None, head: dict[str, Any] | None, d: dict[str, Any]) -> list[dict[str, Any]]:
@@ -81,13 +91,12 @@ def changes(base: dict[str, Any] | None, head: dict[str, Any] | None, d: dict[st
     spec = _server_spec(head) or _server_spec(base)
     old, new = _servers(base, spec.get("resource")), _servers(head, spec.get("resource"))
     changed = {row["urn"]: row["inputs"] for row in d["changed"]}
-    size = ".".join(spec.get("size") or []) or None
     found: dict[str, dict[str, Any]] = {}
     for name, server in old.items():
         if name not in new:
             found[name] = {"node": name, "action": "remove", "inputs": []}
         elif server["urn"] in changed:
-            action = _action(new[name], changed[server["urn"]], size)
+            action = _action(new[name], changed[server["urn"]])
             if action:
                 found[name] = {"node": name, "action": action[0], "inputs": action[1]}
     return [found[name] for name in drain_order(base, head, list(found))]
@@ -131,6 +140,6 @@ def render(rows: list[dict[str, Any]]) -> list[str]:
     out = ["Nodes (in the order Pulumi drains them: one at a time within a pool, highest index first):"]
     for row in rows:
         why = f" ({', '.join(f'`{p}`' for p in row['inputs'])})" if row["inputs"] else ""
-        warn = "**warning**: " if row["action"] == "resize" else ""
+        warn = "**warning**: " if row["action"] == "resize-undrained" else ""
         out.append(f"- `{row['node']}`: {warn}{ACTIONS[row['action']]}{why}")
     return [*out, ""]

@@ -1,0 +1,258 @@
+"""Drain a node before its server is resized in place, and return it after.
+
+A server type change (Hetzner `serverType`, AWS `instanceType`, GCP `machineType`, Azure
+`hardwareProfile.vmSize`, and the few other inputs a provider changes by stopping the machine) is an
+in-place update: the provider powers the server off, changes it and powers it on. Nothing in the
+program's resource graph can run before that update (a command needs the server's address, so it
+depends on the server and runs after it; docs/lifecycle.md), so this uses the SDK's resource hooks,
+bound to every server resource (`ResourceOptions(hooks=resize_hooks(...))`):
+
+- `before_update`: when an input that powers the server off changes (the old and new inputs are the
+  hook's arguments; any other update does nothing), take the pool's turn, read the node-lifecycle
+  service account's token (scripts/lifecycle-token.sh) and cordon + drain the node with pod disruption
+  budgets honoured and a bounded timeout (scripts/resize.sh, PHASE=drain). The Node object and the
+  etcd member stay: the same machine comes back. A failed drain uncordons the node and fails the hook,
+  which aborts the server's update (the engine's rule for `before_*` hooks).
+- `after_update`: wait until the Node is Ready, uncordon it (PHASE=return), give up the pool's turn.
+
+Where: the scripts run over SSH (the deployer's OpenSSH client) on a K3s server, which has the API on
+127.0.0.1 and K3s' CA and admin kubeconfig: the node itself when it is a server, otherwise the
+cluster's first server. An agent has neither an API nor a credential that may evict other pods.
+
+One node at a time per pool: a hook holds its pool's lock from `before_update` to `after_update`
+(the hooks run on the program's event loop, in the deploying process). A node that waits longer than
+LOCK_TIMEOUT_SECONDS fails with a message naming the pool; an update that fails between the two hooks
+keeps the lock (its node stays cordoned), so the pool's other resizes stop with that message instead
+of taking a second node down.
+
+`pulumi destroy` runs no update hooks: nothing here affects it (the drain-on-delete commands of
+lifecycle.py handle removals, without `--run-program`).
+
+The hook body (`before_resize`, `after_resize`) is a plain coroutine of the old/new inputs and a
+runner, so tests drive it with a fake runner; `resize_hooks` binds it to a server with the SSH runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping, Sequence
+
+import pulumi
+
+from components.k3s.config import API_PORT
+from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, NAMESPACE, TOKEN_SECRET, TOKEN_TEMPLATE
+from components.remote import shell_command
+from components.shell import render
+
+RESIZE_TEMPLATE = Path(__file__).parent / "scripts" / "resize.sh"
+SERVER_CA = "/var/lib/rancher/k3s/server/tls/server-ca.crt"  # K3s' server CA, on every K3s server
+READY_TIMEOUT_SECONDS = 600  # how long a resized node may take to boot and report Ready
+# How long a node waits for the node of its pool being resized: that one's drain, resize and return.
+LOCK_TIMEOUT_SECONDS = DRAIN_TIMEOUT_SECONDS + READY_TIMEOUT_SECONDS + 1200
+SSH_TIMEOUT_SECONDS = DRAIN_TIMEOUT_SECONDS + READY_TIMEOUT_SECONDS  # one script, connection included
+
+NODE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a Kubernetes node name (RFC 1123 label)
+HOST = re.compile(r"[A-Za-z0-9][-A-Za-z0-9.:]*")  # an address or DNS name: never an ssh option
+TOKEN = re.compile(r"[A-Za-z0-9._-]+")  # a service account token (a JWT)
+
+InputPath = tuple[str, ...]
+# Runs a script with bash on the K3s server that acts for the node (see the module docstring); its stdout.
+Runner = Callable[[str], Awaitable[str]]
+
+
+class ResizeError(Exception):
+    """A resize hook failed: the engine aborts the server's update (before) or the deployment (after)."""
+
+
+@dataclass(frozen=True)
+class ResizeTarget:
+    """A server resource whose in-place changes the hooks guard."""
+
+    node: str  # the Kubernetes Node name (the server's hostname)
+    pool: str
+    power_off_inputs: tuple[InputPath, ...]  # the provider's inputs it changes by stopping the server
+
+    def __post_init__(self) -> None:
+        if not NODE_NAME.fullmatch(self.node):
+            raise ValueError(f"resize hooks: node name {self.node!r} is not a Kubernetes node name")
+        if not self.power_off_inputs:
+            raise ValueError(f"resize hooks: no input of {self.node} powers it off")
+
+
+@dataclass
+class PoolTurns:
+    """One resize at a time per pool, within the deploying process."""
+
+    timeout: float = LOCK_TIMEOUT_SECONDS
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    async def take(self, target: ResizeTarget) -> None:
+        lock = self._locks.setdefault(target.pool, asyncio.Lock())
+        try:
+            await asyncio.wait_for(lock.acquire(), self.timeout)
+        except asyncio.TimeoutError:
+            raise ResizeError(
+                f"{target.node} was not resized: another node of pool {target.pool} has been resizing for "
+                f"{self.timeout:.0f}s (or its update failed and left it cordoned). Resolve that node, then run "
+                f"pulumi up again.") from None
+
+    def give_back(self, target: ResizeTarget) -> None:
+        lock = self._locks.get(target.pool)
+        if lock is not None and lock.locked():
+            lock.release()
+
+
+def _at(values: Mapping[str, Any] | None, path: Sequence[str | int]) -> Any:
+    """The value at `path` (keys and list indexes) in a resource's inputs or outputs; None where absent."""
+    value: Any = values or {}
+    for step in path:
+        if isinstance(step, int):
+            value = value[step] if isinstance(value, list) and step < len(value) else None
+        else:
+            value = value.get(step) if isinstance(value, Mapping) else None
+    return value
+
+
+def power_off_changes(target: ResizeTarget, old: Mapping[str, Any] | None,
+                      new: Mapping[str, Any] | None) -> list[str]:
+    """The inputs (dotted) whose change makes the provider power the server off; [] for other updates."""
+    return [".".join(p) for p in target.power_off_inputs if _at(old, p) != _at(new, p)]
+
+
+def token_script() -> str:
+    return render(TOKEN_TEMPLATE, {"NAMESPACE": NAMESPACE, "SECRET_NAME": TOKEN_SECRET})
+
+
+def resize_script(target: ResizeTarget, phase: str, token: str) -> str:
+    if phase not in ("drain", "return"):
+        raise ValueError(f"resize phase must be drain or return, got {phase!r}")
+    if not TOKEN.fullmatch(token):
+        raise ResizeError(f"the node-lifecycle token read for {target.node} is not a service account token")
+    return render(RESIZE_TEMPLATE, {
+        "PHASE": phase, "NODE_NAME": target.node, "API_PORT": API_PORT, "SERVER_CA": SERVER_CA, "TOKEN": token,
+        "DRAIN_TIMEOUT": DRAIN_TIMEOUT_SECONDS, "READY_TIMEOUT": READY_TIMEOUT_SECONDS,
+    })
+
+
+@dataclass
+class ResizeHooks:
+    """The two hooks of one server; `tokens` carries the token from before_update to after_update."""
+
+    target: ResizeTarget
+    turns: PoolTurns
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    async def before(self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, run: Runner) -> None:
+        changed = power_off_changes(self.target, old, new)
+        if not changed:
+            return
+        what = f"{self.target.node} ({', '.join(changed)} changed: the provider powers it off)"
+        await self.turns.take(self.target)
+        try:
+            token = (await run(token_script())).strip()
+            await run(resize_script(self.target, "drain", token))
+        except Exception as e:
+            self.turns.give_back(self.target)
+            raise ResizeError(f"resize of {what} aborted: draining it first failed: {e}") from e
+        self.tokens[self.target.node] = token
+
+    async def after(self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, run: Runner) -> None:
+        if not power_off_changes(self.target, old, new):
+            return
+        try:
+            token = self.tokens.pop(self.target.node, None) or (await run(token_script())).strip()
+            await run(resize_script(self.target, "return", token))
+        except Exception as e:
+            raise ResizeError(f"{self.target.node} was resized but not returned to service: {e}") from e
+        finally:
+            self.turns.give_back(self.target)
+
+
+# --- binding to a server: the SSH runner ------------------------------------------------------------
+
+async def ssh_run(host: str, user: str, private_key: str, script: str, timeout: float = SSH_TIMEOUT_SECONDS) -> str:
+    """Run `script` with bash on `host` through the deployer's OpenSSH client, fed on stdin."""
+    if not HOST.fullmatch(host or ""):
+        raise ResizeError(f"no usable SSH address ({host!r}) to reach the node's K3s server")
+    with tempfile.TemporaryDirectory() as tmp:
+        key = Path(tmp) / "key"
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(private_key if private_key.endswith("\n") else private_key + "\n")
+        argv = ["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+                # Like the program's remote commands (pulumi-command checks no host key): a resized or
+                # replaced server keeps or changes its key without a known_hosts to maintain.
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                # A server coming back from its resize answers SSH a minute or two after power-on.
+                "-o", "ConnectTimeout=10", "-o", "ConnectionAttempts=30", "-l", user, "--", host, shell_command(user)]
+        try:
+            proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE,
+                                                        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        except FileNotFoundError:
+            raise ResizeError("the deployer has no OpenSSH client (ssh): install it to resize nodes in place") from None
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(script.encode()), timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            raise ResizeError(f"the script on {host} did not finish within {timeout:.0f}s") from None
+    if proc.returncode:
+        tail = "\n".join(err.decode(errors="replace").strip().splitlines()[-8:])
+        raise ResizeError(f"the script on {host} failed (exit {proc.returncode}):\n{tail}")
+    return out.decode()
+
+
+async def _resolve(value: pulumi.Input[str]) -> str:
+    return await value.future() if isinstance(value, pulumi.Output) else value  # type: ignore[return-value]
+
+
+def _run_on(host: Callable[[Mapping[str, Any] | None], pulumi.Input[str]], user: str,
+            private_key: pulumi.Input[str], outputs: Mapping[str, Any] | None) -> Runner:
+    async def run(script: str) -> str:
+        return await ssh_run(await _resolve(host(outputs)), user, await _resolve(private_key), script)
+    return run
+
+
+# Where the scripts of a node run, from the server's outputs before the update (a server's own address
+# is not awaitable while it updates: its outputs resolve after the update).
+HostOf = Callable[[Mapping[str, Any] | None], pulumi.Input[str]]
+
+
+def output_path(*path: str | int) -> HostOf:
+    """The address at `path` in the server's own outputs (e.g. Hetzner's `ipv4Address`)."""
+    return lambda outputs: _at(outputs, path) or ""
+
+
+def _first_server(first_server: Callable[[], pulumi.Input[str] | None], target: ResizeTarget) -> pulumi.Input[str]:
+    address = first_server()
+    if address is None:
+        raise ResizeError(f"no K3s server of {target.node}'s provider to drain it from (a hybrid pool's agents "
+                          "are drained from their own provider's servers): drain it by hand before resizing")
+    return address
+
+
+TURNS = PoolTurns()  # the deploying process's turns: one program run per process
+
+
+def resize_hooks(target: ResizeTarget, *, server: bool, own_address: HostOf,
+                 first_server: Callable[[], pulumi.Input[str] | None], user: str,
+                 private_key: pulumi.Input[str]) -> pulumi.ResourceHookBinding:
+    """The hooks of one server resource. `own_address`: the node's address from its outputs (used when the
+    node is a K3s server); `first_server`: the cluster's first server's address, called at hook time (the
+    whole program has run by then), for agents."""
+    hooks = ResizeHooks(target, TURNS)
+    where: HostOf = own_address if server else (lambda _outputs: _first_server(first_server, target))
+
+    async def before(args: pulumi.ResourceHookArgs) -> None:
+        await hooks.before(args.old_inputs, args.new_inputs, _run_on(where, user, private_key, args.old_outputs))
+
+    async def after(args: pulumi.ResourceHookArgs) -> None:
+        await hooks.after(args.old_inputs, args.new_inputs, _run_on(where, user, private_key, args.new_outputs))
+
+    return pulumi.ResourceHookBinding(
+        before_update=[pulumi.ResourceHook(f"resize-drain-{target.node}", before)],
+        after_update=[pulumi.ResourceHook(f"resize-return-{target.node}", after)])

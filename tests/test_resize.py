@@ -1,0 +1,265 @@
+"""Resize in place: the node is drained before a change that powers its server off, and uncordoned after.
+
+The hook body (components/k3s/resize.py) is driven directly with the old/new inputs and a fake runner;
+the resize script runs against a stub `k3s`; the SSH runner runs a fake `ssh`; the recorded programs
+show every server resource of every provider bound to the hooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS
+from components.k3s.resize import (READY_TIMEOUT_SECONDS, PoolTurns, ResizeError, ResizeHooks, ResizeTarget,
+                                   resize_script, ssh_run, token_script)
+from tests import validators
+from tests.conftest import script_param, stack_run
+from tools.plan import cost
+
+TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJub2RlLWxpZmVjeWNsZSJ9.c2lnbmF0dXJl"
+HETZNER = ResizeTarget("adp-production-scylladb-1", "scylladb", (("serverType",), ("publicNets",)))
+OLD = {"serverType": "ccx33", "publicNets": [{"ipv4Enabled": True}], "labels": {"a": "1"}}
+
+
+class FakeRunner:
+    """Records each script it is given; answers the token script with a token."""
+
+    def __init__(self, calls: list[tuple[str, str, str]], node: str = "n", fail_on: str | None = None,
+                 wait: asyncio.Event | None = None):
+        self.calls, self.node, self.fail_on, self.wait = calls, node, fail_on, wait
+
+    async def __call__(self, script: str) -> str:
+        step = "token" if script == token_script() else script_param(script, "PHASE")
+        self.calls.append((self.node, step, script))
+        if self.wait is not None and step == "drain":
+            await self.wait.wait()
+        if step == self.fail_on:
+            raise ResizeError("exit 1: draining did not finish within 600s")
+        return TOKEN + "\n" if step == "token" else ""
+
+
+def drive(coroutine):
+    """Run a coroutine on a loop of its own (asyncio.run would unset the loop the mock runs use)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
+
+
+def hooks(target: ResizeTarget = HETZNER, turns: PoolTurns | None = None) -> ResizeHooks:
+    return ResizeHooks(target, turns or PoolTurns())
+
+
+@pytest.mark.parametrize("new", [dict(OLD), {**OLD, "labels": {"a": "2"}, "firewallIds": [7]}])
+def test_an_update_that_does_not_power_the_server_off_runs_nothing(new):
+    calls: list = []
+    h = hooks()
+    drive(h.before(OLD, new, FakeRunner(calls)))
+    drive(h.after(OLD, new, FakeRunner(calls)))
+    assert calls == []
+
+
+@pytest.mark.parametrize("new", [{**OLD, "serverType": "ccx43"}, {**OLD, "publicNets": [{"ipv4Enabled": False}]}])
+def test_a_power_off_change_drains_first_and_uncordons_after(new):
+    calls: list = []
+    h = hooks()
+    run = FakeRunner(calls)
+    drive(h.before(OLD, new, run))
+    assert [c[1] for c in calls] == ["token", "drain"], "the token is read, then the node drained"
+    drain = calls[1][2]
+    assert script_param(drain, "NODE_NAME") == HETZNER.node
+    assert script_param(drain, "TOKEN") == TOKEN, "the token read on the server, stripped"
+    assert script_param(drain, "DRAIN_TIMEOUT") == str(DRAIN_TIMEOUT_SECONDS)
+    drive(h.after(OLD, new, run))
+    assert [c[1] for c in calls] == ["token", "drain", "return"], "the token is kept, not read again"
+    assert script_param(calls[2][2], "READY_TIMEOUT") == str(READY_TIMEOUT_SECONDS)
+
+
+def test_nested_inputs_count_azure_vm_size():
+    target = ResizeTarget("adp-staging-azure-general-1", "general", (("hardwareProfile", "vmSize"),))
+    calls: list = []
+    drive(hooks(target).before({"hardwareProfile": {"vmSize": "Standard_D4s_v5"}},
+                                     {"hardwareProfile": {"vmSize": "Standard_D8s_v5"}}, FakeRunner(calls)))
+    assert [c[1] for c in calls] == ["token", "drain"]
+
+
+@pytest.mark.parametrize("stack", ["staging", "staging-aws", "staging-gcp", "staging-azure"])
+def test_each_provider_binds_its_size_input_to_the_hooks(stack):
+    """The input plan-diff reads as a server's size (tools/plan/prices) is one the hooks act on."""
+    from importlib import import_module
+    spec = cost.table(stack_run(stack).config["adplatform:provider"])["servers"]
+    module = import_module(f"providers.{stack_run(stack).config['adplatform:provider']}")
+    assert tuple(spec["size"]) in module.POWER_OFF_INPUTS
+
+
+def test_one_node_at_a_time_per_pool():
+    async def scenario() -> list[tuple[str, str]]:
+        turns, calls = PoolTurns(), []
+        new = {**OLD, "serverType": "ccx43"}
+        first = ResizeHooks(HETZNER, turns)
+        second = ResizeHooks(ResizeTarget("adp-production-scylladb-2", "scylladb", HETZNER.power_off_inputs), turns)
+        other = ResizeHooks(ResizeTarget("adp-production-general-1", "general", HETZNER.power_off_inputs), turns)
+        await first.before(OLD, new, FakeRunner(calls, "scylladb-1"))
+        waiting = asyncio.create_task(second.before(OLD, new, FakeRunner(calls, "scylladb-2")))
+        await other.before(OLD, new, FakeRunner(calls, "general-1"))  # another pool does not wait
+        await asyncio.sleep(0.05)
+        assert not any(node == "scylladb-2" for node, *_ in calls), "scylladb-2 waits for scylladb-1's return"
+        await first.after(OLD, new, FakeRunner(calls, "scylladb-1"))
+        await waiting
+        return [(node, step) for node, step, _ in calls]
+
+    order = drive(scenario())
+    assert order.index(("scylladb-1", "return")) < order.index(("scylladb-2", "drain"))
+    assert order.index(("general-1", "drain")) < order.index(("scylladb-1", "return"))
+
+
+def test_a_node_waiting_too_long_for_its_pool_fails_clearly():
+    async def scenario() -> None:
+        turns = PoolTurns(timeout=0.05)
+        new = {**OLD, "serverType": "ccx43"}
+        await ResizeHooks(HETZNER, turns).before(OLD, new, FakeRunner([]))  # its update never returns
+        second = ResizeTarget("adp-production-scylladb-2", "scylladb", HETZNER.power_off_inputs)
+        await ResizeHooks(second, turns).before(OLD, new, FakeRunner([]))
+
+    with pytest.raises(ResizeError, match=r"adp-production-scylladb-2 was not resized: another node of pool "
+                                          r"scylladb"):
+        drive(scenario())
+
+
+def test_a_failed_drain_aborts_the_update_and_frees_the_pool():
+    async def scenario() -> list[str]:
+        turns, calls = PoolTurns(timeout=0.05), []
+        new = {**OLD, "serverType": "ccx43"}
+        with pytest.raises(ResizeError) as failed:
+            await ResizeHooks(HETZNER, turns).before(OLD, new, FakeRunner(calls, fail_on="drain"))
+        message = str(failed.value)
+        assert message.startswith("resize of adp-production-scylladb-1 (serverType changed")
+        assert "aborted: draining it first failed" in message and "within 600s" in message
+        second = ResizeTarget("adp-production-scylladb-2", "scylladb", HETZNER.power_off_inputs)
+        await ResizeHooks(second, turns).before(OLD, new, FakeRunner(calls, "scylladb-2"))  # not blocked
+        return [step for _, step, _ in calls]
+
+    assert drive(scenario()) == ["token", "drain", "token", "drain"]
+
+
+def test_values_reaching_the_script_are_validated_and_quoted():
+    with pytest.raises(ValueError, match="not a Kubernetes node name"):
+        ResizeTarget("adp;reboot", "p", (("serverType",),))
+    with pytest.raises(ResizeError, match="not a service account token"):
+        resize_script(HETZNER, "drain", "x'; rm -rf / #")
+    script = resize_script(HETZNER, "drain", TOKEN)
+    assert f"readonly NODE_NAME={HETZNER.node}" in script and "readonly PHASE=drain" in script
+    back = resize_script(HETZNER, "return", TOKEN)
+    assert validators.shellcheck({"resize-drain": script, "resize-return": back}) == ""
+
+
+# --- the resize script, against a stub k3s ----------------------------------------------------------
+
+STUB_K3S = r"""#!/usr/bin/env bash
+printf '%s\n' "$*" >>"$CALLS"
+case " $* " in
+  *" get node "*"--ignore-not-found -o name "*) [ "${NODE:-present}" = present ] && echo node/n; exit 0 ;;
+  *" get node "*"Ready"*) echo "${READY:-True}"; exit 0 ;;
+  *" drain "*) exit "${DRAIN_RC:-0}" ;;
+esac
+exit 0
+"""
+
+
+def run_resize(tmp_path: Path, phase: str, **env: str) -> tuple[int, list[str], str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stub = bin_dir / "k3s"
+    stub.write_text(STUB_K3S)
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    calls = tmp_path / "calls"
+    calls.touch()
+    script = resize_script(HETZNER, phase, TOKEN).replace(
+        f"readonly READY_TIMEOUT={READY_TIMEOUT_SECONDS}", "readonly READY_TIMEOUT=0")
+    result = subprocess.run(["bash", "-s"], input=script, capture_output=True, text=True, timeout=60,
+                            env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), **env})
+    return result.returncode, [c.split(" --request-timeout=20s ", 1)[-1] for c in calls.read_text().splitlines()], \
+        result.stderr
+
+
+def test_resize_drain_cordons_and_drains_keeping_the_node_and_its_etcd_member(tmp_path):
+    code, calls, err = run_resize(tmp_path, "drain")
+    assert code == 0, err
+    node = HETZNER.node
+    assert calls == [f"get node {node} --ignore-not-found -o name", f"cordon {node}",
+                     f"drain {node} --ignore-daemonsets --delete-emptydir-data --timeout={DRAIN_TIMEOUT_SECONDS}s"]
+    assert TOKEN not in err, "the token is never logged"
+
+
+def test_a_blocked_resize_drain_uncordons_and_fails(tmp_path):
+    code, calls, err = run_resize(tmp_path, "drain", DRAIN_RC="1")
+    assert code != 0 and "PodDisruptionBudget" in err and "aborted" in err
+    assert calls[-1] == f"uncordon {HETZNER.node}", "the server keeps running as it is: back in service"
+
+
+def test_return_waits_for_ready_then_uncordons(tmp_path):
+    code, calls, err = run_resize(tmp_path, "return")
+    assert code == 0, err
+    assert calls[-1] == f"uncordon {HETZNER.node}"
+
+
+def test_a_node_that_does_not_come_back_ready_stays_cordoned(tmp_path):
+    code, calls, err = run_resize(tmp_path, "return", READY="False")
+    assert code != 0 and "not Ready" in err
+    assert not any(c.startswith("uncordon") for c in calls)
+
+
+# --- the SSH runner, against a fake ssh -------------------------------------------------------------
+
+FAKE_SSH = r"""#!/usr/bin/env bash
+printf '%s\n' "$@" >"$OUT/argv"
+for ((i = 1; i <= $#; i++)); do if [ "${!i}" = -i ]; then j=$((i + 1)); stat -c %a "${!j}" >"$OUT/mode"; cp "${!j}" "$OUT/key"; fi; done
+cat >"$OUT/stdin"
+echo output
+"""
+
+
+def test_ssh_runner_feeds_the_script_on_stdin_with_a_private_key_file(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text(FAKE_SSH)
+    (bin_dir / "ssh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("OUT", str(tmp_path))
+    out = drive(ssh_run("198.51.100.7", "ubuntu", "KEY", "echo hi\n"))
+    assert out == "output\n"
+    argv = (tmp_path / "argv").read_text().splitlines()
+    assert argv[-4:] == ["ubuntu", "--", "198.51.100.7", "sudo -n bash -s"], "the host is never read as an option"
+    assert "BatchMode=yes" in argv
+    assert (tmp_path / "mode").read_text().strip() == "600" and (tmp_path / "key").read_text() == "KEY\n"
+    assert (tmp_path / "stdin").read_text() == "echo hi\n", "the script (and its token) never in argv"
+
+
+def test_ssh_runner_errors_are_clear(tmp_path, monkeypatch):
+    with pytest.raises(ResizeError, match="no usable SSH address"):
+        drive(ssh_run("-oProxyCommand=x", "root", "KEY", ""))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ssh
+    with pytest.raises(ResizeError, match=r"no OpenSSH client \(ssh\)"):
+        drive(ssh_run("198.51.100.7", "root", "KEY", ""))
+
+
+# --- the recorded programs --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stack", ["production", "staging-aws", "staging-gcp", "staging-azure"])
+def test_every_server_resource_is_bound_to_the_resize_hooks(stack):
+    run = stack_run(stack)
+    resource = cost.table(run.config["adplatform:provider"])["servers"]["resource"]
+    servers = run.of_type(resource)
+    assert servers
+    for server in servers:
+        hostname = next(v for k, v in server.inputs.items() if k in ("name", "vmName")) \
+            if resource != "aws:ec2/instance:Instance" else f"adp-{stack}-{server.name}"
+        assert server.options["hooks"] == {"before_update": [f"resize-drain-{hostname}"],
+                                           "after_update": [f"resize-return-{hostname}"]}, server.name
