@@ -4,6 +4,7 @@ once, held by OpenBao's own Secret and GitLab's application, and never written i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -75,14 +76,15 @@ def test_the_client_secret_is_openbaos_own_and_registered_in_gitlab(production):
                                     "http://localhost:8250/oidc/callback"]
     # Nowhere but in its own Secret and GitLab's input: not in the script, the Job or any ConfigMap.
     job = production.named("openbao-configure", JOB)
-    assert value not in json.dumps(job.inputs) and value not in configure_script(production)
+    assert value not in json.dumps(job.inputs, default=str) and value not in configure_script(production)
     pod = job.inputs["spec"]["template"]["spec"]
     assert {"name": "oidc", "secret": {"secretName": secrets_sso.CLIENT_SECRET, "defaultMode": 0o440, "items": [
         {"key": "client-secret", "path": "client-secret"}]}} in pod["volumes"]
     assert {"name": "oidc", "mountPath": "/oidc", "readOnly": True} in pod["containers"][0]["volumeMounts"]
-    # A new secret replaces the Job (its pod carries the secret's hash), which writes it.
-    assert re.fullmatch(r"[0-9a-f]{64}", job.inputs["spec"]["template"]["metadata"]["annotations"][
-        "adplatform/oidc-client-sha256"])
+    # A new secret replaces the Job (its pod carries a digest of the secret), which writes it. The digest is
+    # domain-separated: not the bare sha256 a store would accept as the password's hash.
+    digest = job.inputs["spec"]["template"]["metadata"]["annotations"]["adplatform/oidc-client-sha256"]
+    assert digest == secrets.change_marker(value) != hashlib.sha256(value.encode()).hexdigest()
     assert production.named(secrets_sso.CLIENT_SECRET, SECRET).urn in job.dependencies
 
 

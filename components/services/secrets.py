@@ -624,6 +624,13 @@ def install_consumer(ctx: ServicesContext, spaces: Namespaces, backend: Backend,
 
 # --- the configure Job --------------------------------------------------------------------------------
 
+def change_marker(value: str) -> str:
+    """A plain digest that changes with a generated secret: domain-separated, so it is not the bare sha256 that
+    some stores accept as a password's hash, and of 64 random characters, so it reveals nothing of the value.
+    (Left secret, it would make the Job's whole spec secret and hide every change of it from previews.)"""
+    return hashlib.sha256(b"adplatform/oidc-client-secret:" + value.encode()).hexdigest()
+
+
 def configure_job_spec(ctx: ServicesContext, backend: Backend, script: str,
                        client_secret: pulumi.Output[str] | None = None) -> dict[str, Any]:
     """Runs the configure script with the store's own image as its admin account: the account's token is a
@@ -631,9 +638,8 @@ def configure_job_spec(ctx: ServicesContext, backend: Backend, script: str,
     login, the GitLab application's client secret (its own Secret) as a file the CLI reads."""
     oidc = client_secret is not None
     annotations: dict[str, Any] = {"adplatform/script-sha256": hashlib.sha256(script.encode()).hexdigest()}
-    if client_secret is not None:  # a new secret replaces the Job, which writes it (64 random characters: safe)
-        annotations["adplatform/oidc-client-sha256"] = pulumi.Output.unsecret(client_secret.apply(
-            lambda value: hashlib.sha256(value.encode()).hexdigest()))
+    if client_secret is not None:  # a new secret replaces the Job, which writes it
+        annotations["adplatform/oidc-client-sha256"] = pulumi.Output.unsecret(client_secret.apply(change_marker))
     extra_mounts = [{"name": "oidc", "mountPath": SECRET_MOUNT, "readOnly": True}] if oidc else []
     extra_volumes = [{"name": "oidc", "secret": {"secretName": CLIENT_SECRET, "defaultMode": 0o440,
                                                  "items": [{"key": "client-secret", "path": "client-secret"}]}}
@@ -701,8 +707,9 @@ def oidc_client_secret(ctx: ServicesContext, backend: Backend, after: Sequence[p
     replaces the Job, which writes it."""
     if ctx.secrets_oidc is None:
         return None, []
+    # Protected in production like every generated credential: losing it logs every admin out of OpenBao.
     generated = random.RandomPassword(f"sso-{backend.name}-client-secret", length=SECRET_LENGTH, special=False,
-                                      opts=pulumi.ResourceOptions(parent=ctx.parent))
+                                      opts=pulumi.ResourceOptions(parent=ctx.parent, protect=ctx.protect))
     value = pulumi.Output.secret(generated.result)
     secret = k8s.core.v1.Secret(
         CLIENT_SECRET, metadata=k8s.meta.v1.ObjectMetaArgs(name=CLIENT_SECRET, namespace=backend.name,
