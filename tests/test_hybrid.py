@@ -561,7 +561,6 @@ def test_a_firewall_quota_for_a_provider_without_one_is_refused():
 
 
 def test_the_aws_count_is_the_groups_inbound_ipv4_rules():
-    from config.model import StackConfig  # noqa: F401  (type only)
     cfg = type("Cfg", (), {"admin_cidrs": ["203.0.113.0/24", "2001:db8::/32"]})()
     rules = hybrid.peer_rules(False, [f"n{i}" for i in range(10)], ["n0"])
     # PORTS from IPv4 sources (80, 443 from 0.0.0.0/0; SSH, 6443, ICMP from the IPv4 admin CIDR), the members
