@@ -86,6 +86,11 @@ def base_raw(**overrides: Any) -> dict[str, Any]:
 LOWER_LAYERS = {"platform": False, "adServices": False}
 
 
+# Layers off for a variant whose assertions concern only the providers, host tuning and K3s (`layers=UP_TO_K3S`):
+# the cluster services and data plane would cost most of its run and prove nothing more there.
+UP_TO_K3S = {"clusterServices": False, "dataPlane": False}
+
+
 def lower_layers(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "layers": {**LOWER_LAYERS, **(raw.get("layers") or {})}}
 
