@@ -23,7 +23,7 @@ SERVER = "hcloud:index/server:Server"
 
 
 @lru_cache(maxsize=None)
-def _variant() -> Run:
+def without_api_balancer() -> Run:
     """Production with the API load balancer off and a pool of 25 (one run for the tests that vary config), up to
     K3s: the tests read servers, placement groups and the K3s config."""
     return run_raw(base_raw(cluster={"apiLoadBalancer": {"enabled": False}, "pools": [{"name": "general", "count": 25}]},
@@ -133,7 +133,7 @@ def test_spread_placement_group_per_pool(production):
 
 
 def test_large_pool_splits_placement_groups_at_ten():
-    general = [g for g in _variant().of_type("hcloud:index/placementGroup:PlacementGroup")
+    general = [g for g in without_api_balancer().of_type("hcloud:index/placementGroup:PlacementGroup")
                if g.inputs["labels"]["adplatform.io/pool"] == "general"]
     assert len(general) == 3
 
@@ -217,7 +217,7 @@ def test_api_load_balancer_is_private_with_health_check(production):
 
 
 def test_api_load_balancer_can_be_turned_off():
-    run = _variant()
+    run = without_api_balancer()
     assert not run.of_type("hcloud:index/loadBalancer:LoadBalancer")
     assert k3s_config(run, "general-1")["server"] == f"https://{run.outputs['nodes']['adp-test-control-plane-1']['privateIp']}:6443"
 
