@@ -86,9 +86,10 @@ def base_raw(**overrides: Any) -> dict[str, Any]:
 LOWER_LAYERS = {"platform": False, "adServices": False}
 
 
-# Layers off for a variant whose assertions concern only the providers, host tuning and K3s (`layers=UP_TO_K3S`):
-# the cluster services and data plane would cost most of its run and prove nothing more there.
-UP_TO_K3S = {"clusterServices": False, "dataPlane": False}
+# Layers off for a variant whose assertions concern only the providers, host tuning and K3s (`layers=UP_TO_K3S`), or
+# those and the cluster services: the layers above would cost most of its run and prove nothing more there.
+UP_TO_SERVICES = {"dataPlane": False, "platform": False, "adServices": False}
+UP_TO_K3S = {"clusterServices": False, **UP_TO_SERVICES}
 
 
 def lower_layers(raw: dict[str, Any]) -> dict[str, Any]:

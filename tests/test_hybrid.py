@@ -15,7 +15,7 @@ import yaml
 from providers import hybrid
 from providers.base import CLUSTER_PORTS, PROVIDER_LABEL
 from tests.test_baremetal import problems  # the whole program, refused before any resource
-from tests.conftest import ROOT, base_raw, k3s_config, run_raw, script_param, stack_run
+from tests.conftest import ROOT, UP_TO_SERVICES, base_raw, k3s_config, run_raw, script_param, stack_run
 from tools import mockrun
 from tools.plan import model
 
@@ -329,7 +329,7 @@ def internet_raw() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def internet() -> mockrun.Run:
     """Without the data plane: the tests read nodes, K3s, Cilium, firewalls and the storage classes (cluster services)."""
-    return run_internet({**internet_raw(), "layers": {"dataPlane": False}}, stack="production-internet")
+    return run_internet({**internet_raw(), "layers": UP_TO_SERVICES}, stack="production-internet")
 
 
 def _addresses(run: mockrun.Run) -> dict[str, str]:

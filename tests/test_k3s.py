@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from components.charts import CILIUM, K3S_VERSION
-from tests.conftest import UP_TO_K3S, base_raw, k3s_config, run_raw, script_param
+from tests.conftest import UP_TO_K3S, UP_TO_SERVICES, base_raw, k3s_config, run_raw, script_param
 from tests.test_hetzner import without_api_balancer
 from tools.mockrun import Secret
 
@@ -75,12 +75,9 @@ def test_k3s_version_pinned_and_installer_from_the_same_tag(production):
 
 # The cluster services stay on: the etcd snapshot settings come with their backups (program.py); no test here
 # reads the data plane.
-NO_DATA_PLANE = {"dataPlane": False}
-
-
 def rotated(purpose: str, **overrides):
     """base_raw up to the cluster services, with `purpose`'s S3 secret key rotated."""
-    raw = base_raw(layers=NO_DATA_PLANE, **overrides)
+    raw = base_raw(layers=UP_TO_SERVICES, **overrides)
     raw["backupCredentials"][purpose]["secretAccessKey"] = f"rotated-{purpose}-key"
     return raw
 
@@ -89,7 +86,7 @@ def rotated(purpose: str, **overrides):
 def wired_runs():
     """The same stack with etcd snapshots to S3 configured (base_raw has backups), and again at another K3s
     version with Velero's S3 key rotated: two changes that each must leave the install alone (one run for both)."""
-    return (run_raw(base_raw(layers=NO_DATA_PLANE)),
+    return (run_raw(base_raw(layers=UP_TO_SERVICES)),
             run_raw(rotated("velero", cluster={"k3sVersion": "v1.35.6+k3s1"})))
 
 
