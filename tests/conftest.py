@@ -87,7 +87,9 @@ LOWER_LAYERS = {"platform": False, "adServices": False}
 
 
 # Layers off for a variant whose assertions concern only the providers, host tuning and K3s (`layers=UP_TO_K3S`), or
-# those and the cluster services: the layers above would cost most of its run and prove nothing more there.
+# the layers up to the cluster services or the platform: the layers above would cost much of its run and prove
+# nothing more there.
+UP_TO_PLATFORM = {"adServices": False}  # the ad services add their own objects only (ads-*, store users)
 UP_TO_SERVICES = {"dataPlane": False, "platform": False, "adServices": False}
 UP_TO_K3S = {"clusterServices": False, **UP_TO_SERVICES}
 
