@@ -86,6 +86,14 @@ def base_raw(**overrides: Any) -> dict[str, Any]:
 LOWER_LAYERS = {"platform": False, "adServices": False}
 
 
+# Layers off for a variant whose assertions concern only the providers, host tuning and K3s (`layers=UP_TO_K3S`), or
+# the layers up to the cluster services or the platform: the layers above would cost much of its run and prove
+# nothing more there.
+UP_TO_PLATFORM = {"adServices": False}  # the ad services add their own objects only (ads-*, store users)
+UP_TO_SERVICES = {"dataPlane": False, "platform": False, "adServices": False}
+UP_TO_K3S = {"clusterServices": False, **UP_TO_SERVICES}
+
+
 def lower_layers(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "layers": {**LOWER_LAYERS, **(raw.get("layers") or {})}}
 

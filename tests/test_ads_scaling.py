@@ -16,11 +16,11 @@ import pytest
 from components.platform import metrics_adapter
 from config.catalog import MONITORING_NAMESPACE
 from tests import validators
-from tests.conftest import stack_run
 from tests.netpol import PROMETHEUS_PODS, selects
 from tests.stores import NETPOL, RELEASE
 from tests.test_ads import HPA, obj
 from tests.test_ads_config import only, problems_of
+from tests.test_ads_variants import variant  # noqa: F401 (the fixture)
 from tests.test_data_redpanda import spec as redpanda_spec
 from tools import mockrun
 
@@ -31,11 +31,23 @@ OVERRIDES = {"adServices": {"services": {
 }}}
 
 
-@pytest.fixture(scope="module")
-def scaled():
+# test_plan_autoscaling's pool: the general pool autoscaling. The custom metrics change what the HPAs scale on, the
+# autoscaled pool only the nodes, so one run carries both and serves both modules (the run cache shares it).
+AUTOSCALED_BOUNDS = {"min": 5, "max": 10}
+
+
+def scaled_production() -> mockrun.Run:
+    """Production with OVERRIDES' custom metrics and the general pool autoscaling within AUTOSCALED_BOUNDS."""
     values, secret = mockrun.stack_config("production")
     values.update({f"adplatform:{k}": v for k, v in OVERRIDES.items()})
+    values["adplatform:cluster"] = {**values.get("adplatform:cluster", {}), "pools": [
+        {"name": "general", "role": "general", "autoscaling": AUTOSCALED_BOUNDS}]}
     return mockrun.run(values, secret, "production")
+
+
+@pytest.fixture(scope="module")
+def scaled():
+    return scaled_production()
 
 
 def adapter_values(run) -> dict:
@@ -112,15 +124,15 @@ def test_consumer_lag_reaches_the_hpa_as_redpandas_own_metric(scaled):
 
 
 # --- the adapter: HA, narrow, and only where monitoring is --------------------------------------------------
-def test_the_adapter_is_ha_in_production_and_single_in_staging(scaled):
+def test_the_adapter_is_ha_in_production_and_single_in_staging(scaled, staging):
     values = adapter_values(scaled)
     assert values["replicas"] == 2
     assert values["podDisruptionBudget"] == {"enabled": True, "maxUnavailable": 1}
     [spread] = values["topologySpreadConstraints"]
     assert spread["whenUnsatisfiable"] == "DoNotSchedule"
     assert spread["labelSelector"]["matchLabels"] == metrics_adapter.POD_LABELS
-    staging = adapter_values(stack_run("staging"))
-    assert staging["replicas"] == 1 and staging["podDisruptionBudget"]["enabled"] is False
+    single = adapter_values(staging)
+    assert single["replicas"] == 1 and single["podDisruptionBudget"]["enabled"] is False
 
 
 def test_the_adapter_serves_no_resource_metrics_and_verifies_its_certificate(scaled):
@@ -160,12 +172,11 @@ def test_the_adapters_network_reach(scaled):
     assert [p["port"] for p in rule["ports"]] == [9090]
 
 
-def test_no_adapter_where_monitoring_is_off():
-    from tests.test_ads_variants import OVERRIDES as VARIANT
-    assert VARIANT["platform"]["monitoring"]["enabled"] is False
-    values, secret = mockrun.stack_config("production")
-    values.update({f"adplatform:{k}": v for k, v in VARIANT.items() if k != "adServices"})
-    run = mockrun.run(values, secret, "production")
+def test_no_adapter_where_monitoring_is_off(variant):
+    """test_ads_variants' run (the run cache shares it): production with monitoring off, the ad services on."""
+    run = variant
+    assert run.config["adplatform:platform"]["monitoring"]["enabled"] is False
+    assert run.named("ad-services", "adplatform:ads:AdServices"), "the HPAs' layer is there, the adapter is not"
     assert not [r for r in run.of_type(RELEASE) if r.inputs["name"] == metrics_adapter.RELEASE]
     assert metrics_adapter.NAMESPACE not in {r.inputs["metadata"]["name"] for r in run.of_type(NS)}
 

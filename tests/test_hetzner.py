@@ -15,7 +15,7 @@ from providers import cloud, get
 from providers.hetzner import CATALOG, SERVER_TYPES, md5_fingerprint
 from providers.base import PORTS, csi_storage
 from tests.cloud_stacks import STORAGE_CLASS, assert_block_storage, run_alone
-from tests.conftest import VALID_KEY, base_raw, k3s_config, run_raw
+from tests.conftest import UP_TO_K3S, VALID_KEY, base_raw, k3s_config, run_raw
 from tools import mockrun
 from tools.mockrun import Resource, Run, Secret
 
@@ -23,9 +23,22 @@ SERVER = "hcloud:index/server:Server"
 
 
 @lru_cache(maxsize=None)
-def _variant() -> Run:
-    """Production with the API load balancer off and a pool of 25 (one run for the tests that vary config)."""
-    return run_raw(base_raw(cluster={"apiLoadBalancer": {"enabled": False}, "pools": [{"name": "general", "count": 25}]}))
+def without_api_balancer() -> Run:
+    """Production with the API load balancer off and a pool of 25 (one run for the tests that vary config), up to
+    K3s: the tests read servers, placement groups and the K3s config."""
+    return run_raw(base_raw(cluster={"apiLoadBalancer": {"enabled": False}, "pools": [{"name": "general", "count": 25}]},
+                            layers=UP_TO_K3S))
+
+
+REORDERED_POOLS = [{"name": "alpha", "role": "general", "count": 2}, {"name": "beta", "role": "general", "count": 2}]
+
+
+@lru_cache(maxsize=None)
+def _pools_in_order(reverse: bool) -> Run:
+    """Staging up to K3s with two extra pools, listed in one order or the other, and the general pool on a type the
+    catalog lists that no size class maps to (ccx13): one pair of runs for the naming and the server type tests."""
+    pools = [*REORDERED_POOLS, {"name": "general", "serverType": "ccx13"}]
+    return run_raw(base_raw(profile="staging", cluster={"pools": pools[::-1] if reverse else pools}, layers=UP_TO_K3S))
 
 
 def servers_by_pool(run):
@@ -80,7 +93,8 @@ def test_unknown_server_type_is_refused_before_any_resource():
 
 
 def test_a_known_type_the_catalog_lists_is_accepted():
-    run = run_raw(base_raw(profile="staging", cluster={"pools": [{"name": "general", "serverType": "ccx13"}]}))
+    run = _pools_in_order(reverse=False)
+    assert "ccx13" not in SERVER_TYPES.values(), "a type only the catalog lists, not one a size class maps to"
     assert {r.inputs["serverType"] for r in run.of_type(SERVER) if r.name.startswith("general-")} == {"ccx13"}
 
 
@@ -119,7 +133,7 @@ def test_spread_placement_group_per_pool(production):
 
 
 def test_large_pool_splits_placement_groups_at_ten():
-    general = [g for g in _variant().of_type("hcloud:index/placementGroup:PlacementGroup")
+    general = [g for g in without_api_balancer().of_type("hcloud:index/placementGroup:PlacementGroup")
                if g.inputs["labels"]["adplatform.io/pool"] == "general"]
     assert len(general) == 3
 
@@ -138,9 +152,7 @@ def test_ssh_key_or_image_changes_never_replace_servers(production):
 
 
 def test_server_names_are_stable_when_pools_are_reordered():
-    pools = [{"name": "alpha", "role": "general", "count": 2}, {"name": "beta", "role": "general", "count": 2}]
-    first = run_raw(base_raw(profile="staging", cluster={"pools": pools}))
-    second = run_raw(base_raw(profile="staging", cluster={"pools": list(reversed(pools))}))
+    first, second = _pools_in_order(reverse=False), _pools_in_order(reverse=True)
     urns = lambda run: {r.urn: r.inputs["name"] for r in run.of_type(SERVER)}  # noqa: E731
     assert urns(first) == urns(second)
     assert "adp-test-alpha-2" in urns(first).values()
@@ -172,14 +184,14 @@ def test_fingerprint_is_the_one_hetzner_keeps():
 
 def test_a_second_stack_in_the_project_uses_the_key_the_first_uploaded(monkeypatch):
     _project_holding(monkeypatch, VALID_KEY, stack="production")
-    staging = run_raw(base_raw(profile="staging"), stack="staging")
+    staging = run_raw(base_raw(profile="staging", layers=UP_TO_K3S), stack="staging")
     assert not staging.of_type("hcloud:index/sshKey:SshKey"), "a second key with that fingerprint is refused"
     assert {tuple(r.inputs["sshKeys"]) for r in staging.of_type(SERVER)} == {("4711",)}
 
 
 def test_a_key_uploaded_by_hand_is_used_not_duplicated(monkeypatch):
     _project_holding(monkeypatch, VALID_KEY, stack=None, key_id=99)
-    run = run_raw(base_raw(profile="staging"))
+    run = run_raw(base_raw(profile="staging", layers=UP_TO_K3S))
     assert not run.of_type("hcloud:index/sshKey:SshKey")
     assert {tuple(r.inputs["sshKeys"]) for r in run.of_type(SERVER)} == {("99",)}
 
@@ -188,7 +200,7 @@ def test_a_stack_keeps_declaring_the_key_it_created(monkeypatch):
     # The lookup finds this stack's own key on every later `up`: it must stay declared, or Pulumi deletes it.
     _project_holding(monkeypatch, VALID_KEY, stack="test")
     other = VALID_KEY.replace("r7H", "r8H")
-    run = run_raw(base_raw(profile="staging", sshPublicKeys=[VALID_KEY, other]))
+    run = run_raw(base_raw(profile="staging", sshPublicKeys=[VALID_KEY, other], layers=UP_TO_K3S))
     keys = run.of_type("hcloud:index/sshKey:SshKey")
     assert sorted(k.inputs["publicKey"] for k in keys) == sorted([VALID_KEY, other])
     assert all(len(r.inputs["sshKeys"]) == 2 for r in run.of_type(SERVER))
@@ -205,7 +217,7 @@ def test_api_load_balancer_is_private_with_health_check(production):
 
 
 def test_api_load_balancer_can_be_turned_off():
-    run = _variant()
+    run = without_api_balancer()
     assert not run.of_type("hcloud:index/loadBalancer:LoadBalancer")
     assert k3s_config(run, "general-1")["server"] == f"https://{run.outputs['nodes']['adp-test-control-plane-1']['privateIp']}:6443"
 

@@ -16,7 +16,7 @@ import yaml
 from providers import aws, azure, cloud, gcp, hybrid
 from providers.base import CLUSTER_PORTS, PROVIDER_LABEL
 from tests.test_baremetal import problems  # the whole program, refused before any resource
-from tests.conftest import ROOT, base_raw, k3s_config, run_raw, script_param, stack_run
+from tests.conftest import ROOT, UP_TO_SERVICES, base_raw, k3s_config, run_raw, script_param, stack_run
 from tools import mockrun
 from tools.plan import model
 
@@ -164,19 +164,18 @@ def test_each_node_carries_its_provider_and_its_own_kubelet_flags(run):
     assert not any(label.startswith("instance.hetzner.cloud/") for label in general["node-label"])
 
 
-def test_every_node_of_a_single_provider_stack_carries_the_provider_label():
-    run = stack_run("production")
-    assert f"{PROVIDER_LABEL}=hetzner" in k3s_config(run, "scylladb-1")["node-label"]
+def test_every_node_of_a_single_provider_stack_carries_the_provider_label(production):
+    assert f"{PROVIDER_LABEL}=hetzner" in k3s_config(production, "scylladb-1")["node-label"]
 
 
-def test_cilium_tunnels_and_encrypts_between_providers_at_the_vswitch_mtu(run):
+def test_cilium_tunnels_and_encrypts_between_providers_at_the_vswitch_mtu(run, production):
     values = run.named("cilium", "kubernetes:helm.sh/v3:Release").inputs["values"]
     assert values["routingMode"] == "tunnel" and values["tunnelProtocol"] == "vxlan"
     assert "ipv4NativeRoutingCIDR" not in values
     assert values["encryption"] == {"enabled": True, "type": "wireguard", "nodeEncryption": True}
     assert values["MTU"] == 1400  # the vSwitch's, below the cloud network's 1450
     # All-cloud production keeps Hetzner's native routing over its private network.
-    single = stack_run("production").named("cilium", "kubernetes:helm.sh/v3:Release").inputs["values"]
+    single = production.named("cilium", "kubernetes:helm.sh/v3:Release").inputs["values"]
     assert single["routingMode"] == "native" and single["MTU"] == 1450
 
 
@@ -213,14 +212,14 @@ def test_peer_rules_name_exactly_the_peers_each_port_needs():
 
 # --- storage --------------------------------------------------------------------------------------
 
-def test_cloud_volumes_are_only_scheduled_on_cloud_nodes(run):
+def test_cloud_volumes_are_only_scheduled_on_cloud_nodes(run, production):
     for name in ("storage-class-hcloud-volumes", "storage-class-hcloud-volumes-xfs"):
         sc = run.named(name, "kubernetes:storage.k8s.io/v1:StorageClass").inputs
         assert sc["allowedTopologies"] == [{"matchLabelExpressions": [
             {"key": "instance.hetzner.cloud/provided-by", "values": ["cloud"]}]}]
     csi = run.named("hcloud-csi", "kubernetes:helm.sh/v3:Release").inputs["values"]
     assert csi["global"] == {"enableProvidedByTopology": True}
-    single = stack_run("production")
+    single = production
     assert "allowedTopologies" not in single.named("storage-class-hcloud-volumes",
                                                    "kubernetes:storage.k8s.io/v1:StorageClass").inputs
     assert "global" not in single.named("hcloud-csi", "kubernetes:helm.sh/v3:Release").inputs["values"]
@@ -234,9 +233,9 @@ def test_scylladb_on_bare_metal_keeps_its_data_on_the_local_disks(run):
 
 # --- plan -----------------------------------------------------------------------------------------
 
-def test_the_plan_prices_the_dedicated_servers_next_to_all_cloud_production(run):
+def test_the_plan_prices_the_dedicated_servers_next_to_all_cloud_production(run, production):
     hybrid_cost = model.build(run)["cost"]
-    cloud_cost = model.build(stack_run("production"))["cost"]
+    cloud_cost = model.build(production)["cost"]
     assert hybrid_cost["unknown"] == [] and hybrid_cost["pools"]["scylladb"] == pytest.approx(3 * 104.0, abs=0.01)
     assert hybrid_cost["total"] < cloud_cost["total"]
     assert not any("host" in u["what"] for u in hybrid_cost["unpriced"])
@@ -332,7 +331,8 @@ def internet_raw() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def internet() -> mockrun.Run:
-    return run_internet(internet_raw(), stack="production-internet")
+    """Without the data plane: the tests read nodes, K3s, Cilium, firewalls and the storage classes (cluster services)."""
+    return run_internet({**internet_raw(), "layers": UP_TO_SERVICES}, stack="production-internet")
 
 
 def _addresses(run: mockrun.Run) -> dict[str, str]:

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from components.charts import CILIUM, K3S_VERSION
-from tests.conftest import base_raw, k3s_config, run_raw, script_param
+from tests.conftest import UP_TO_K3S, UP_TO_SERVICES, base_raw, k3s_config, run_raw, script_param
+from tests.test_hetzner import without_api_balancer
 from tools.mockrun import Secret
 
 CMD = "command:remote:Command"
@@ -72,10 +73,21 @@ def test_k3s_version_pinned_and_installer_from_the_same_tag(production):
         "https://raw.githubusercontent.com/k3s-io/k3s/v1.36.4%2Bk3s1/install.sh"
 
 
+# The cluster services stay on: the etcd snapshot settings come with their backups (program.py); no test here
+# reads the data plane.
+def rotated(purpose: str, **overrides):
+    """base_raw up to the cluster services, with `purpose`'s S3 secret key rotated."""
+    raw = base_raw(layers=UP_TO_SERVICES, **overrides)
+    raw["backupCredentials"][purpose]["secretAccessKey"] = f"rotated-{purpose}-key"
+    return raw
+
+
 @pytest.fixture(scope="module")
 def wired_runs():
-    """The same stack at two K3s versions, with etcd snapshots to S3 configured (base_raw has backups)."""
-    return run_raw(base_raw()), run_raw(base_raw(cluster={"k3sVersion": "v1.35.6+k3s1"}))
+    """The same stack with etcd snapshots to S3 configured (base_raw has backups), and again at another K3s
+    version with Velero's S3 key rotated: two changes that each must leave the install alone (one run for both)."""
+    return (run_raw(base_raw(layers=UP_TO_SERVICES)),
+            run_raw(rotated("velero", cluster={"k3sVersion": "v1.35.6+k3s1"})))
 
 
 def _trigger(run, node):
@@ -88,7 +100,7 @@ def test_version_from_config_is_used(wired_runs):
 
 
 def test_a_version_change_alone_does_not_rerun_the_install(wired_runs):
-    current, older = wired_runs
+    current, older = wired_runs  # (older: Velero's key rotated too, which must not rerun it either)
     for node in ("control-plane-1", "control-plane-2", "general-1", "scylladb-1"):
         assert _trigger(current, node) == _trigger(older, node), node
         assert not isinstance(_trigger(current, node)[0], Secret), "previews show which node is reconfigured"
@@ -226,13 +238,13 @@ def test_every_release_uses_the_cluster_provider(production):
 
 
 def test_without_load_balancer_nodes_join_the_first_server():
-    run = run_raw(base_raw(cluster={"apiLoadBalancer": {"enabled": False}}))
+    run = without_api_balancer()
     first_private = k3s_config(run, "control-plane-1")["node-ip"]
     assert k3s_config(run, "general-1")["server"] == f"https://{first_private}:6443"
 
 
 def test_compact_control_plane_runs_workloads_with_database_tuning():
-    run = run_raw(base_raw(profile="compact"))
+    run = run_raw(base_raw(profile="compact", layers=UP_TO_K3S))
     cfg = k3s_config(run, "control-plane-1")
     assert cfg["node-taint"] == [] and "cpu-manager-policy=static" in cfg["kubelet-arg"]
     assert len(run.of_type("hcloud:index/server:Server")) == 5
@@ -240,20 +252,19 @@ def test_compact_control_plane_runs_workloads_with_database_tuning():
 
 def test_rotating_only_the_s3_secret_key_reconfigures_the_servers(wired_runs):
     current, _ = wired_runs
-    raw = base_raw()
-    raw["backupCredentials"]["etcd"]["secretAccessKey"] = "rotated-secret-key"
-    rotated = run_raw(raw)
-    assert _trigger(rotated, "control-plane-1") != _trigger(current, "control-plane-1")
-    assert _trigger(rotated, "general-1") == _trigger(current, "general-1"), "agents carry no S3 keys"
-    assert "rotated-secret-key" not in str(_trigger(rotated, "control-plane-1"))
+    new = run_raw(rotated("etcd"))
+    assert _trigger(new, "control-plane-1") != _trigger(current, "control-plane-1")
+    assert _trigger(new, "general-1") == _trigger(current, "general-1"), "agents carry no S3 keys"
+    assert "rotated-etcd-key" not in str(_trigger(new, "control-plane-1"))
 
 
 def test_rotating_another_purposes_key_leaves_the_servers_alone(wired_runs):
     """The servers hold the etcd snapshot keys only: a new Velero key is no concern of theirs."""
-    current, _ = wired_runs
-    raw = base_raw()
-    raw["backupCredentials"]["velero"]["secretAccessKey"] = "rotated-velero-key"
-    assert _trigger(run_raw(raw), "control-plane-1") == _trigger(current, "control-plane-1")
+    current, rotated_velero = wired_runs
+    assert rotated_velero.config["adplatform:backupCredentials"].value["velero"]["secretAccessKey"] == \
+        "rotated-velero-key"
+    for node in ("control-plane-1", "control-plane-2", "control-plane-3"):
+        assert _trigger(rotated_velero, node) == _trigger(current, node), node
 
 
 def test_join_tokens_are_protected_in_production_only(production, staging):

@@ -2,8 +2,8 @@
 plan-diff's delta of the range, and the capacity warning (plan and policy pack) when the pools the ad services run
 on cannot hold them at maxReplicas, even with every autoscaled pool at its max.
 
-One whole-program run of production with the general pool autoscaling 5..10 (module-scoped); the other cases are
-edits of its plan (tests/plan_edits.py), which stand in for a config change without another run."""
+One whole-program run of production with the general pool autoscaling 5..10 (module-scoped; test_ads_scaling's run,
+whose custom metrics change no bound the plan reads); the other cases are edits of its plan (tests/plan_edits.py), which stand in for a config change without another run."""
 
 from __future__ import annotations
 
@@ -12,19 +12,15 @@ import pytest
 from policy import rules
 from tests import plan_edits
 from tests.conftest import stack_run
-from tools import mockrun
+from tests.test_ads_scaling import AUTOSCALED_BOUNDS as BOUNDS, scaled_production
 from tools.plan import capacity, diff, model, report
 
-BOUNDS = {"min": 5, "max": 10}
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 
 
 @pytest.fixture(scope="module")
 def scaled_plan() -> dict:
-    values, secret = mockrun.stack_config("production")
-    values["adplatform:cluster"] = {**values.get("adplatform:cluster", {}), "pools": [
-        {"name": "general", "role": "general", "autoscaling": BOUNDS}]}
-    return model.build(mockrun.run(values, secret, "production"))
+    return model.build(scaled_production())
 
 
 @pytest.fixture(scope="module")

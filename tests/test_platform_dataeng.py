@@ -12,7 +12,7 @@ import pytest
 from components import charts
 from components.platform import airflow, jupyterhub, spark
 from tests import validators
-from tests.conftest import base_raw
+from tests.conftest import UP_TO_PLATFORM, base_raw
 from tests.stores import PDB, RELEASE, SECRET, chart_of, config_problems, policy, ports, string_data
 from tools import mockrun
 from tools.mockrun import Run, Secret
@@ -35,13 +35,14 @@ DISABLE_ALL = {name: {"enabled": False} for name in ("airflow", "spark", "jupyte
 
 @pytest.fixture(scope="module")
 def staging_on() -> Run:
-    """Staging turns the data stack off (config/profiles.py); this run turns it on, with non-default settings."""
-    return mockrun.run_stack("staging", {"platform": ENABLE_ALL})
+    """Staging turns the data stack off (config/profiles.py); this run turns it on, with non-default settings. The
+    variants leave the ad services out (UP_TO_PLATFORM): they add only their own objects, which no test here reads."""
+    return mockrun.run_stack("staging", {"platform": ENABLE_ALL, "layers": UP_TO_PLATFORM})
 
 
 @pytest.fixture(scope="module")
 def disabled() -> Run:
-    return mockrun.run_stack("production", {"platform": DISABLE_ALL})
+    return mockrun.run_stack("production", {"platform": DISABLE_ALL, "layers": UP_TO_PLATFORM})
 
 
 def values(run: Run, release: str) -> dict:

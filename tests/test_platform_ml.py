@@ -16,7 +16,7 @@ from components.data import objectstore, postgres
 from components.platform import kubeflow, mlflow
 from config.platform import NEEDS
 from tests import validators
-from tests.conftest import ROOT, base_raw
+from tests.conftest import ROOT, UP_TO_PLATFORM, base_raw
 from tests.netpol import PROMETHEUS_PEER
 from tests.stores import PDB, RELEASE, SECRET, chart_of, config_problems, policy, ports, string_data
 from tools import mockrun
@@ -48,10 +48,11 @@ KFP_CONTAINERS = {
 }
 
 
+# The variants leave the ad services out (UP_TO_PLATFORM): they add only their own objects, which no test here reads.
 @pytest.fixture(scope="module")
 def disabled() -> Run:
     return mockrun.run_stack("production", {"platform": {"mlflow": {"enabled": False},
-                                                         "kubeflow": {"enabled": False}}})
+                                                         "kubeflow": {"enabled": False}}, "layers": UP_TO_PLATFORM})
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +66,7 @@ def staging_external() -> Run:
     values["adplatform:objectStorageAccessKeyId"] = "external-access-key"
     values["adplatform:objectStorageSecretAccessKey"] = "external-secret-key"
     secret |= {"adplatform:objectStorageAccessKeyId", "adplatform:objectStorageSecretAccessKey"}
+    values["adplatform:layers"] = UP_TO_PLATFORM
     return mockrun.run(values, secret, "staging")
 
 

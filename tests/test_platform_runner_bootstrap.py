@@ -17,7 +17,7 @@ from config import load
 from config.rules import RUNNER_TOKEN
 from tests import validators
 from tests.toolbox_fakes import run_toolbox_script
-from tests.conftest import SECRET_KEYS, base_raw
+from tests.conftest import SECRET_KEYS, UP_TO_PLATFORM, base_raw
 from tests.stores import RELEASE, SECRET, config_problems, stack_config, string_data
 from tools import mockrun
 from tools.mockrun import Run
@@ -137,6 +137,7 @@ def test_the_job_writes_the_secret_the_chart_reads(production):
 def test_a_token_in_the_stack_overrides_the_bootstrap():
     values, secret = mockrun.stack_config("production")
     values[f"adplatform:{RUNNER_TOKEN}"] = "glrt-manual-0123456789"
+    values["adplatform:layers"] = UP_TO_PLATFORM  # (the runner is the platform layer's)
     run = mockrun.run(values, secret | {f"adplatform:{RUNNER_TOKEN}"}, "production")
     assert not bootstrap_objects(run)
     assert string_data(run.named(gitlab_runner.TOKEN_SECRET, SECRET))["runner-token"] == "glrt-manual-0123456789"
@@ -226,6 +227,7 @@ def with_runner(stack: str, runner: dict) -> Run:
     gitlab_cfg = dict(platform.get("gitlab") or {})
     gitlab_cfg["runner"] = {**(gitlab_cfg.get("runner") or {}), **runner}
     values[RUNNER_KEY] = {**platform, "gitlab": gitlab_cfg}
+    values["adplatform:layers"] = UP_TO_PLATFORM  # (the runner is the platform layer's)
     return mockrun.run(values, secret, stack)
 
 

@@ -4,7 +4,6 @@ file-system backups on every node, the schedule from config and the restore path
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
@@ -23,12 +22,14 @@ RESTORE = "kubernetes:velero.io/v1:Restore"
 
 @pytest.fixture(scope="module")
 def restoring():
-    return run_raw(base_raw(clusterServices={
-        "tls": {"acmeEmail": "ops@example.com"},
-        "backups": {"s3": {"endpoint": "https://fsn1.your-objectstorage.com", "region": "fsn1",
-                           "bucket": "adp-test-backups"},
-                    "veleroSchedule": "30 1 * * *", "veleroTtl": "168h",
-                    "restore": {"backup": "cluster-20261120020012", "excludeNamespaces": ["velero"]}}}))
+    """A cluster being restored, on its own Velero schedule, with server-side encryption: the restore and schedule
+    reach Velero's objects, the encryption every writer's upload settings; independent, so one run for both."""
+    raw = base_raw()
+    backups = raw["clusterServices"]["backups"]
+    backups["s3"]["serverSideEncryption"] = "AES256"
+    backups.update(veleroSchedule="30 1 * * *", veleroTtl="168h",
+                   restore={"backup": "cluster-20261120020012", "excludeNamespaces": ["velero"]})
+    return run_raw(raw)
 
 
 def _deps(run, resource):
@@ -197,13 +198,6 @@ def test_a_purpose_may_have_its_own_bucket():
                for p in err.value.problems), err.value.problems
 
 
-@pytest.fixture(scope="module")
-def encrypted() -> Any:
-    raw = base_raw()
-    raw["clusterServices"]["backups"]["s3"]["serverSideEncryption"] = "AES256"
-    return run_raw(raw)
-
-
 def _env(run, name: str) -> list[dict]:
     """Every env entry `name` in the run's Kubernetes objects (the ClickHouse pod template's sidecar)."""
     found = []
@@ -222,9 +216,10 @@ def _env(run, name: str) -> list[dict]:
     return found
 
 
-def test_server_side_encryption_reaches_every_backup_writer(encrypted, production):
+def test_server_side_encryption_reaches_every_backup_writer(restoring, production):
     """serverSideEncryption asks the store to encrypt what Velero and each store's agent upload; unset (the
     default: not every S3-compatible store accepts the header), none of them sends it."""
+    encrypted = restoring
     bsl = encrypted.named("velero", RELEASE).inputs["values"]["configuration"]["backupStorageLocation"][0]
     assert bsl["config"]["serverSideEncryption"] == "AES256"
     barman = encrypted.named("postgres-object-store").inputs["spec"]["configuration"]

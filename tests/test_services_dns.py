@@ -9,7 +9,7 @@ import pytest
 from components.charts import EXTERNAL_DNS, HETZNER_DNS_WEBHOOK_IMAGE
 from components.services import dns
 from config import ConfigError, load
-from tests.conftest import SECRET_KEYS, base_raw, run_raw
+from tests.conftest import SECRET_KEYS, UP_TO_SERVICES, base_raw, run_raw
 from tools.mockrun import Run, Secret
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -25,17 +25,22 @@ def raw_with(**services) -> dict:
     return raw
 
 
+def up_to_services(raw: dict) -> Run:
+    """The run of `raw` without the layers above the cluster services (no test here reads them)."""
+    return run_raw({**raw, "layers": UP_TO_SERVICES})
+
+
 @lru_cache(maxsize=None)
 def cloudflare_dns01() -> Run:
-    """Only tls.dns01 configured: external-dns follows it."""
-    return run_raw(raw_with(tls={"acmeEmail": "ops@example.com",
-                                 "dns01": {"provider": "cloudflare", "zone": "example.com"}}))
+    """Only tls.dns01 configured: external-dns follows it (test_services_gateway's cloudflare run: the same config)."""
+    return up_to_services(raw_with(tls={"acmeEmail": "ops@example.com",
+                                        "dns01": {"provider": "cloudflare", "zone": "example.com"}}))
 
 
 @lru_cache(maxsize=None)
 def hetzner_records() -> Run:
     """Hetzner DNS for records (no DNS-01 solver for it): per-host certificates over HTTP-01."""
-    return run_raw(raw_with(dns={"provider": "hetzner", "zone": "example.com", "policy": "upsert-only"}))
+    return up_to_services(raw_with(dns={"provider": "hetzner", "zone": "example.com", "policy": "upsert-only"}))
 
 
 def release_values(run: Run) -> dict:

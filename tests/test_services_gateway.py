@@ -12,7 +12,7 @@ from components.services.namespaces import LAYER_LABEL
 from config import ConfigError, load
 from config.catalog import PLATFORM_HOSTNAMES
 from config.services import Dns01
-from tests.conftest import SECRET_KEYS, base_raw, run_raw
+from tests.conftest import SECRET_KEYS, UP_TO_SERVICES, base_raw, run_raw
 from tests.netpol import PROMETHEUS_PEER
 from tools.mockrun import Run, Secret
 from tools.plan import model
@@ -46,9 +46,10 @@ def services(**tls) -> dict:
 
 @lru_cache(maxsize=None)
 def cloudflare() -> Run:
+    """The same config as test_services_dns's cloudflare_dns01 (the run cache runs it once for both)."""
     raw = services(dns01={"provider": "cloudflare", "zone": "example.com"})
-    raw["dnsApiToken"] = "cf-test-token"
-    return run_raw(raw)
+    raw["dnsApiToken"] = "dns-test-token"
+    return run_raw({**raw, "layers": UP_TO_SERVICES})  # the tests of a variant read this layer only
 
 
 @lru_cache(maxsize=None)
@@ -56,7 +57,7 @@ def rfc2136_staging_issuer() -> Run:
     raw = services(issuer="letsencrypt-staging", dns01={
         "provider": "rfc2136", "zone": "example.com", "nameserver": "ns1.example.net:5353", "tsigKeyName": "acme"})
     raw["dnsApiToken"] = "tsig-test-secret"
-    return run_raw(raw)
+    return run_raw({**raw, "layers": UP_TO_SERVICES})
 
 
 # --- install order and pinned versions --------------------------------------------------------------
@@ -179,7 +180,7 @@ def test_dns01_cloudflare_issuer_reads_a_secret_token_and_self_checks_over_https
     run = cloudflare()
     (secret,) = [r for r in run.of_type("kubernetes:core/v1:Secret") if r.name == "cert-manager-dns01-credentials"]
     assert isinstance(secret.inputs["stringData"], Secret)
-    assert secret.inputs["stringData"].value == {"api-token": "cf-test-token"}
+    assert secret.inputs["stringData"].value == {"api-token": "dns-test-token"}
     assert secret.inputs["metadata"]["namespace"] == "cert-manager", "ClusterIssuers read secrets from there"
     for issuer in of_services(run, ISSUER):
         dns, http = issuer.inputs["spec"]["acme"]["solvers"]
@@ -310,4 +311,5 @@ def test_gateway_ref_tells_later_layers_where_to_attach():
 
 
 def test_a_dns01_stack_passes_the_policy_pack():
+    # (up to the cluster services, where DNS-01 changes anything: the wildcard listener and certificate, the issuers)
     assert model.build(cloudflare())["policy"]["violations"] == []

@@ -6,7 +6,7 @@ import pytest
 
 from config import ConfigError
 from providers.hetzner import md5_fingerprint
-from tests.conftest import base_raw, run_raw, stack_run
+from tests.conftest import UP_TO_K3S, base_raw, run_raw, stack_run
 from tools import mockrun
 from tools.plan import model, report
 
@@ -32,7 +32,7 @@ def test_production_and_staging_come_up_in_one_hetzner_project(production, monke
                  "fingerprint": md5_fingerprint(k.inputs["publicKey"]), "labels": k.inputs["labels"]}
                 for i, k in enumerate(keys)]
     monkeypatch.setitem(mockrun.CALL_RESULTS, "hcloud:index/getSshKeys:getSshKeys", lambda args: {"sshKeys": uploaded})
-    staging = mockrun.run_stack("staging")
+    staging = mockrun.run_stack("staging", {"layers": UP_TO_K3S})  # keys and servers: the provider layer's
     assert not staging.of_type("hcloud:index/sshKey:SshKey")
     for server in staging.of_type("hcloud:index/server:Server"):
         assert set(server.inputs["sshKeys"]) == {str(k["id"]) for k in uploaded}, server.name
