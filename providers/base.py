@@ -414,18 +414,18 @@ def check_seal(loaded: LoadedConfig, kms_seal: str | None) -> list[Problem]:
     if seal.type == "kms" and secrets.backend != "openbao":
         found.append(problem(f"{key}.type", "must be left unset with clusterServices.secrets.backend vault (unsealed "
                              "by hand with Shamir keys); kms needs backend openbao", "kms"))
-    if seal.migrate_from_static and seal_type(loaded, kms_seal) != "kms":
+    if seal.migrate_from_static and seal_type(loaded, kms_seal is not None) != "kms":
         found.append(problem(f"{key}.migrateFromStatic", "must be false unless the seal is kms (it keeps the static "
                              "seal beside the KMS seal while OpenBao migrates)", True))
     return found
 
 
-def seal_type(loaded: LoadedConfig, kms_seal: str | None) -> str:
+def seal_type(loaded: LoadedConfig, offers_kms: bool) -> str:
     """The seal in effect: the configured one, else the provider's KMS for OpenBao where there is one."""
     secrets = loaded.config.cluster_services.secrets
     if secrets.seal.type is not None:
         return secrets.seal.type
-    return "kms" if kms_seal is not None and secrets.backend == "openbao" else "static"
+    return "kms" if offers_kms and secrets.backend == "openbao" else "static"
 
 
 class Provider(Protocol):

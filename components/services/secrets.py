@@ -418,7 +418,7 @@ def server_values(ctx: ServicesContext, backend: Backend) -> dict[str, Any]:
         lambda seals: server_config(backend, replicas, seals))
     volumes = [{"type": "secret", "name": f"{backend.name}-unseal-key", "path": backend.userconfig,
                 "defaultMode": 0o440}] if static_key_kept(ctx, backend) else []
-    if seal is not None:
+    if seal is not None and seal.file_settings:  # credential files (GCP); AWS reads its key from the environment
         volumes.append({"type": "secret", "name": seal_secret(backend), "path": backend.userconfig,
                         "defaultMode": 0o440})
     if backend.self_managed:
