@@ -200,7 +200,8 @@ def _zone_pattern(region: str) -> re.Pattern[str]:
 
 
 def _aws_name(name: str, limit: int = 32) -> str:
-    """Load balancer and target group names: at most 32 characters; long ones keep a hash suffix."""
+    """Load balancer and target group names (at most 32 characters) and other limited names (`limit`): long ones
+    keep a hash suffix."""
     if len(name) <= limit:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:6]
@@ -209,6 +210,7 @@ def _aws_name(name: str, limit: int = 32) -> str:
 
 # What OpenBao's awskms seal does with its key (OpenBao docs, configuration/seal/awskms: "permissions on the KMS key").
 SEAL_ACTIONS = ("kms:Encrypt", "kms:Decrypt", "kms:DescribeKey")
+IAM_USER_NAME_LIMIT = 64
 
 
 def seal_policy(key_arn: str) -> str:
@@ -419,7 +421,8 @@ class AwsInfrastructure(ProviderInfrastructure):
         key = aws.kms.Key(f"{name}-seal", description=f"{self._prefix} {name} auto-unseal", key_usage="ENCRYPT_DECRYPT",
                           enable_key_rotation=True, deletion_window_in_days=30, tags=self._tags,
                           opts=self._opts(protect=True))
-        user = aws.iam.User(f"{name}-seal", name=f"{self._prefix}-{name}-seal", tags=self._tags, opts=self._opts())
+        user = aws.iam.User(f"{name}-seal", name=_aws_name(f"{self._prefix}-{name}-seal", IAM_USER_NAME_LIMIT),
+                            tags=self._tags, opts=self._opts())
         policy = aws.iam.UserPolicy(f"{name}-seal", user=user.name, policy=key.arn.apply(seal_policy),
                                     opts=self._opts())
         access = aws.iam.AccessKey(f"{name}-seal", user=user.name, opts=self._opts())
