@@ -23,7 +23,7 @@ from config import ConfigError, Problem, load_from_pulumi
 from config.catalog import PROVIDERS, SIZES, Size
 from config.errors import NAMESPACE
 from providers import hybrid
-from providers.base import check_credentials
+from providers.base import check_credentials, check_seal
 
 
 def _credential_problems() -> list[Problem]:
@@ -50,7 +50,7 @@ def main() -> None:
     provider = providers.get(loaded.config.provider)
     # Pools may run on other providers than the stack's (providers/hybrid.py): each checks its own.
     problems = [*credentials, *hybrid.credential_problems(loaded.config), *hybrid.validate(loaded),
-                *validate_data_plane(loaded.config, provider_sizes(provider))]
+                *validate_data_plane(loaded.config, provider_sizes(provider)), *check_seal(loaded, provider.kms_seal)]
     if problems:
         raise ConfigError(problems)
 

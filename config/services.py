@@ -33,6 +33,9 @@ _NAMESERVER = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[
 DNS_PROVIDERS = (*DNS01_PROVIDERS, "hetzner")
 DNS_POLICIES = ("sync", "upsert-only")
 SECRETS_BACKENDS = ("openbao", "vault")
+# How OpenBao unseals (components/services/secrets.py): `static`, a key in the cluster; `kms`, the cloud provider's
+# key management service (providers/*.py install_seal). Unset: `kms` where the stack's provider offers one.
+SEAL_TYPES = ("static", "kms")
 # Reboot window days, as kured's --reboot-days takes them (kubereboot/kured 1.23.0 pkg/timewindow/days.go).
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CLOCK = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
@@ -302,8 +305,20 @@ def check_pgp_public_key(value: str) -> str:
     return value.strip() + "\n"
 
 
+class Seal(Model):
+    """clusterServices.secrets.seal: where OpenBao's unseal key lives (docs/security.md, "Unsealing")."""
+
+    type: str | None = None  # None: `kms` on a provider with a KMS (AWS, GCP, Azure), else `static`
+    # Keep the earlier static seal (disabled) and its in-cluster key next to the KMS seal, for OpenBao's seal
+    # migration (`bao operator unseal -migrate`); turned off again once every server has migrated.
+    migrate_from_static: bool = False
+
+    _v_type = field_validator("type")(staticmethod(optional(one_of(SEAL_TYPES))))
+
+
 class Secrets(Model):
     backend: str = "openbao"  # OpenBao (MPL-2.0) or HashiCorp Vault (BSL): the same API
+    seal: Seal = Seal()
     replicas: int = 3
     # OpenBao's unseal key is exported encrypted to each of these (stack output secretsRecovery); without
     # them it is exported as a plain secret output (readable with `pulumi stack output --show-secrets`).

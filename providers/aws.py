@@ -41,7 +41,7 @@ from providers.base import (ApiEndpoints, ClientAddress, ClusterPort, ClusterPro
                             NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota, ProviderInfrastructure,
                             Storage, assemble,
                             check_locations, check_server_type_names, csi_storage, first_server_api, node_specs,
-                            resolve_server_type, ssh_connection)
+                            resolve_server_type, Seal, ssh_connection)
 
 NAME = "aws"
 REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION")  # what the AWS provider reads when aws:region is unset
@@ -212,11 +212,23 @@ def _zone_pattern(region: str) -> re.Pattern[str]:
 
 
 def _aws_name(name: str, limit: int = 32) -> str:
-    """Load balancer and target group names: at most 32 characters; long ones keep a hash suffix."""
+    """Load balancer and target group names (at most 32 characters) and other limited names (`limit`): long ones
+    keep a hash suffix."""
     if len(name) <= limit:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:6]
     return f"{name[:limit - 7].rstrip('-')}-{digest}"
+
+
+# What OpenBao's awskms seal does with its key (OpenBao docs, configuration/seal/awskms: "permissions on the KMS key").
+SEAL_ACTIONS = ("kms:Encrypt", "kms:Decrypt", "kms:DescribeKey")
+IAM_USER_NAME_LIMIT = 64
+
+
+def seal_policy(key_arn: str) -> str:
+    """The seal user's one policy: SEAL_ACTIONS on the seal key alone."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": list(SEAL_ACTIONS), "Resource": key_arn}]})
 
 
 # Keys of the AWS provider's config that hold credentials (pulumi_aws config: secretKey, token); the provider may
@@ -232,6 +244,7 @@ class Aws:
     internet_peering = True  # PUBLIC_ADDRESS_COMMAND puts the public address where K3s can register with it
     peer_quota = PeerQuota(INBOUND_RULES_PER_GROUP, "inbound IPv4 rules of the nodes' security group (the default "
                            "Amazon VPC quota 'Inbound or outbound rules per security group')", inbound_ipv4_rules)
+    kms_seal = "awskms"  # OpenBao unseals with a KMS key (AwsInfrastructure._install_seal)
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cluster = loaded.config.cluster
@@ -312,6 +325,7 @@ class AwsInfrastructure(ProviderInfrastructure):
             install_addons=self._install_ccm,
             install_storage=self._install_ebs_csi,
             install_node_groups=self._install_node_groups,
+            install_seal=self._install_seal,
             # One Auto Scaling group per zone, never one over several: its AZRebalance would terminate nodes to
             # even out zones without draining them (cluster-autoscaler-1.36.1 cloudprovider/aws README "Common
             # Notes and Gotchas"), and a pending pod bound to a zonal EBS volume needs a group in that zone.
@@ -413,6 +427,23 @@ class AwsInfrastructure(ProviderInfrastructure):
             aws.ec2.GetAmiFilterArgs(name="root-device-type", values=["ebs"]),
         ])
         return ami.id
+
+    def _install_seal(self, name: str) -> Seal:
+        """OpenBao's auto-unseal key (KMS, rotated yearly by AWS; protected in production: without it the store's
+        data is lost) and an IAM user whose access key may encrypt, decrypt and describe that key and nothing else.
+        A user, not the instance role: a role on the nodes would be every pod's there."""
+        key = aws.kms.Key(f"{name}-seal", description=f"{self._prefix} {name} auto-unseal", key_usage="ENCRYPT_DECRYPT",
+                          enable_key_rotation=True, deletion_window_in_days=30, tags=self._tags,
+                          opts=self._opts(protect=True))
+        user = aws.iam.User(f"{name}-seal", name=_aws_name(f"{self._prefix}-{name}-seal", IAM_USER_NAME_LIMIT),
+                            tags=self._tags, opts=self._opts())
+        policy = aws.iam.UserPolicy(f"{name}-seal", user=user.name, policy=key.arn.apply(seal_policy),
+                                    opts=self._opts())
+        access = aws.iam.AccessKey(f"{name}-seal", user=user.name, opts=self._opts())
+        return Seal("awskms", settings={"region": self._region, "kms_key_id": key.arn},
+                    credentials={"access-key-id": access.id, "secret-access-key": access.secret},
+                    env={"AWS_ACCESS_KEY_ID": "access-key-id", "AWS_SECRET_ACCESS_KEY": "secret-access-key"},
+                    resources=(key, user, policy, access))
 
     def _instance_profiles(self) -> dict[str, aws.iam.InstanceProfile | None]:
         """Control plane: the CCM's and the EBS CSI controller's permissions (both run only there).

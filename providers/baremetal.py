@@ -52,6 +52,7 @@ class BareMetalProvider:
     server_types = SERVER_TYPES
     credentials = ()  # the hosts are reached with adplatform:sshPrivateKey only
     zonal_node_groups = False  # nothing autoscales on bare metal
+    kms_seal = None  # no key management service: the unseal key stays in the cluster (docs/security.md)
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cfg = loaded.config

@@ -263,6 +263,26 @@ PeerAdmitter = Callable[[Sequence[tuple["ClusterPort", Sequence[PeerAddress]]]],
 
 
 @dataclass(frozen=True)
+class Seal:
+    """An auto-unseal key in the provider's key management service and the one credential allowed to use it: encrypt,
+    decrypt and describe on that key alone (docs/security.md, "Unsealing"). The secret store renders OpenBao's
+    `seal "<type>"` stanza from `settings`, plus `file_settings` (attribute -> key of `credentials`, given as the path
+    where that key is mounted), and puts `credentials` in a Secret of its own namespace only, excluded from backups;
+    `env` are environment variables of the servers read from that Secret (variable -> key of `credentials`)."""
+
+    type: str  # OpenBao's seal name (built into OpenBao 2.6; plugins from 2.7): awskms, gcpckms, azurekeyvault
+    settings: Mapping[str, pulumi.Input[str]]  # the stanza's attributes, nothing secret in them (a ConfigMap)
+    credentials: Mapping[str, pulumi.Input[str]]  # the credential's Secret: key -> value
+    env: Mapping[str, str] = field(default_factory=dict)
+    file_settings: Mapping[str, str] = field(default_factory=dict)
+    resources: tuple[pulumi.Resource, ...] = ()  # the key and the credential: the servers wait for them
+
+
+# Creates the stack's seal key and its credential (cluster-services layer), named after the secret store (`name`).
+SealInstaller = Callable[[str], Seal]
+
+
+@dataclass(frozen=True)
 class Infrastructure:
     nodes: list[Node]
     api_private_endpoint: pulumi.Output[str]  # nodes and Cilium reach the API here (LB or first server)
@@ -282,6 +302,8 @@ class Infrastructure:
     # Providers whose nodes can join a cluster over the public internet (providers/hybrid.py INTERNET): opens the
     # provider's firewall to the other nodes' public addresses on the cluster's ports. None: it cannot.
     admit_peers: PeerAdmitter | None = None
+    # The provider's key management service as OpenBao's auto-unseal (Provider.kms_seal); None: it has none.
+    install_seal: SealInstaller | None = None
 
     def profile_of(self, node_name: str) -> ClusterProfile:
         return self.node_profiles.get(node_name, self.cluster)
@@ -318,7 +340,8 @@ def assemble(nodes: list[Node], api: ApiEndpoints, cluster: ClusterProfile, *,
              install_storage: StorageInstaller | None = None,
              install_node_groups: NodeGroupInstaller | None = None,
              unpinned_group_locations: Sequence[str | None] = (None,),
-             admit_peers: PeerAdmitter | None = None) -> Infrastructure:
+             admit_peers: PeerAdmitter | None = None,
+             install_seal: SealInstaller | None = None) -> Infrastructure:
     """The Infrastructure of `nodes`; the API certificate names every address the API is reached at:
     the load balancers and each server's public and private address."""
     servers = [n for n in nodes if n.spec.k3s_role == "server"]
@@ -327,7 +350,8 @@ def assemble(nodes: list[Node], api: ApiEndpoints, cluster: ClusterProfile, *,
     return Infrastructure(nodes=nodes, api_private_endpoint=api.private, api_public_endpoint=api.public,
                           tls_sans=sans, cluster=cluster, install_addons=install_addons,
                           install_storage=install_storage, install_node_groups=install_node_groups,
-                          unpinned_group_locations=tuple(unpinned_group_locations), admit_peers=admit_peers)
+                          unpinned_group_locations=tuple(unpinned_group_locations), admit_peers=admit_peers,
+                          install_seal=install_seal)
 
 
 class ProviderInfrastructure(pulumi.ComponentResource):
@@ -391,6 +415,32 @@ def check_credentials(credentials: Sequence[Credential]) -> list[Problem]:
     return found
 
 
+def check_seal(loaded: LoadedConfig, kms_seal: str | None) -> list[Problem]:
+    """clusterServices.secrets.seal asks for what the stack's provider and secrets backend can do."""
+    secrets = loaded.config.cluster_services.secrets
+    seal = secrets.seal
+    key = "clusterServices.secrets.seal"
+    found: list[Problem] = []
+    if seal.type == "kms" and kms_seal is None:
+        found.append(problem(f"{key}.type", f"must be static on provider {loaded.config.provider}: it offers no key "
+                             "management service OpenBao can unseal with (kms: aws, gcp; docs/security.md)", "kms"))
+    if seal.type == "kms" and secrets.backend != "openbao":
+        found.append(problem(f"{key}.type", "must be left unset with clusterServices.secrets.backend vault (unsealed "
+                             "by hand with Shamir keys); kms needs backend openbao", "kms"))
+    if seal.migrate_from_static and seal_type(loaded, kms_seal is not None) != "kms":
+        found.append(problem(f"{key}.migrateFromStatic", "must be false unless the seal is kms (it keeps the static "
+                             "seal beside the KMS seal while OpenBao migrates)", True))
+    return found
+
+
+def seal_type(loaded: LoadedConfig, offers_kms: bool) -> str:
+    """The seal in effect: the configured one, else the provider's KMS for OpenBao where there is one."""
+    secrets = loaded.config.cluster_services.secrets
+    if secrets.seal.type is not None:
+        return secrets.seal.type
+    return "kms" if offers_kms and secrets.backend == "openbao" else "static"
+
+
 class Provider(Protocol):
     name: str
     server_types: dict[str, str]  # size class -> provider server type, one entry per SIZES key
@@ -403,6 +453,9 @@ class Provider(Protocol):
     internet_peering: bool
     # Where admitting peers counts against a documented limit of its firewall (absent: none checked).
     peer_quota: PeerQuota | None
+    # OpenBao's seal type for the provider's key management service (Infrastructure.install_seal); None: it has none,
+    # and the secret store keeps its unseal key in the cluster (clusterServices.secrets.seal).
+    kms_seal: str | None
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         """Provider-specific config checks (locations, zones), run before any resource exists."""
@@ -591,8 +644,9 @@ def ssh_connection(host: pulumi.Input[str], user: str, private_key: pulumi.Input
 
 
 __all__ = ["AddonInstaller", "ApiEndpoints", "CLUSTER_PORTS", "ClusterPort", "ClusterProfile", "PROVIDER_LABEL",
-           "Credential", "check_credentials", "FSTYPE_PARAMETER",
-           "Infrastructure", "Node", "NodeGroupInstaller", "PeerAddress", "PeerAdmitter", "PeerQuota", "NodeGroupRequest", "NodeGroups", "NodeSpec",
+           "Credential", "check_credentials", "check_seal", "seal_type", "Seal", "SealInstaller", "FSTYPE_PARAMETER",
+           "Infrastructure", "Node", "NodeGroupInstaller", "PeerAddress", "PeerAdmitter", "PeerQuota", "NodeGroupRequest",
+           "NodeGroups", "NodeSpec",
            "group_spec", "node_group_name", "pool_labels", "PORTS", "PortRule", "Provider", "ProviderInfrastructure",
            "ServerCatalog", "ServerType", "Storage", "StorageInstaller", "assemble", "check_locations",
            "check_server_type_names", "csi_storage", "first_server_api", "located_settings", "node_location",

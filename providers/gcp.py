@@ -21,6 +21,7 @@ node group request, from an instance template with the agents' settings.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 from itertools import groupby
@@ -42,7 +43,7 @@ from providers.base import (ApiEndpoints, ClusterPort, ClusterProfile, Credentia
                             NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota, ProviderInfrastructure,
                             Storage, assemble, check_locations,
                             check_server_type_names, csi_storage, first_server_api, node_specs, resolve_server_type,
-                            ssh_connection)
+                            Seal, ssh_connection)
 
 NAME = "gcp"
 # What the Google provider reads when gcp:project / gcp:region are unset (pulumi-gcp installation docs).
@@ -204,6 +205,11 @@ def proxy_subnet(cluster: Cluster) -> str:
     return str(ipaddress.ip_network((int(first.network_address) + first.num_addresses, first.prefixlen)))
 
 
+# What OpenBao's gcpckms seal needs on its key (OpenBao docs, configuration/seal/gcpckms: "minimum permissions").
+SEAL_PERMISSIONS = ("cloudkms.cryptoKeyVersions.useToEncrypt", "cloudkms.cryptoKeyVersions.useToDecrypt",
+                    "cloudkms.cryptoKeys.get")
+SEAL_ROTATION = "7776000s"  # 90 days; OpenBao decrypts with the version that encrypted (old ones stay enabled)
+
 # Keys of the Google provider's config that hold credentials (pulumi_gcp config: credentials, accessToken);
 # application-default credentials work without them.
 CREDENTIALS = (Credential("gcp:credentials"), Credential("gcp:accessToken"))
@@ -218,6 +224,7 @@ class Gcp:
     # Each peer rule names every node: the largest rule's source ranges.
     peer_quota = PeerQuota(SOURCE_RANGES_PER_RULE, "source IP ranges in one VPC firewall rule (GCP's limit)",
                            lambda _cfg, rules: max((len(peers) for _port, peers in rules), default=0))
+    kms_seal = "gcpckms"  # OpenBao unseals with a Cloud KMS key (GcpInfrastructure._install_seal)
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cluster = loaded.config.cluster
@@ -290,6 +297,7 @@ class GcpInfrastructure(ProviderInfrastructure):
             install_addons=None,
             install_storage=self._install_pd_csi,
             install_node_groups=self._install_node_groups,
+            install_seal=self._install_seal,
             # A managed instance group is zonal: an unpinned pool's groups, like its nodes, span the spread zones.
             unpinned_group_locations=self._spread,
             admit_peers=self._admit_peers,
@@ -369,6 +377,34 @@ class GcpInfrastructure(ProviderInfrastructure):
         gcp.serviceaccount.IAMMember("nodes-act-as-self", service_account_id=account.name,
                                      role="roles/iam.serviceAccountUser", member=member, opts=self._opts())
         return account
+
+    def _install_seal(self, name: str) -> Seal:
+        """OpenBao's auto-unseal key (Cloud KMS in the stack's region, a new version every SEAL_ROTATION; protected
+        in production: without it the store's data is lost) and a service account of its own whose key may use and
+        describe that crypto key and nothing else (a custom role bound on the key). Not the nodes' account: that one
+        is every pod's on the node."""
+        ring = gcp.kms.KeyRing(f"{name}-seal", name=gcp_name(self._prefix, name, "seal"), location=self._region,
+                               project=self._project, opts=self._opts(protect=True))
+        key = gcp.kms.CryptoKey(f"{name}-seal", name=gcp_name(name, "seal"), key_ring=ring.id,
+                                purpose="ENCRYPT_DECRYPT", rotation_period=SEAL_ROTATION,
+                                labels=self._labels, opts=self._opts(protect=True))
+        account = gcp.serviceaccount.Account(
+            f"{name}-seal", account_id=gcp_name(self._prefix, name, "seal", limit=30), project=self._project,
+            display_name=f"{self._prefix} {name} auto-unseal", opts=self._opts())
+        role = gcp.projects.IAMCustomRole(
+            f"{name}-seal", project=self._project, role_id=gcp_name(self._prefix, name, "seal").replace("-", "_"),
+            title=f"{self._prefix} {name} auto-unseal", permissions=list(SEAL_PERMISSIONS), opts=self._opts())
+        binding = gcp.kms.CryptoKeyIAMMember(
+            f"{name}-seal", crypto_key_id=key.id, role=role.name,
+            member=account.email.apply(lambda email: f"serviceAccount:{email}"), opts=self._opts())
+        credential = gcp.serviceaccount.Key(f"{name}-seal", service_account_id=account.name, opts=self._opts())
+        return Seal("gcpckms", settings={"project": self._project, "region": self._region, "key_ring": ring.name,
+                                         "crypto_key": key.name},
+                    # The key's private_key is the credentials JSON, base64-encoded.
+                    credentials={"credentials.json": credential.private_key.apply(
+                        lambda encoded: base64.b64decode(encoded).decode())},
+                    file_settings={"credentials": "credentials.json"},
+                    resources=(ring, key, account, role, binding, credential))
 
     def _service_account_settings(self) -> dict:
         return {"email": self.service_account.email, "scopes": ["cloud-platform"]}  # IAM decides

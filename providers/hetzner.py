@@ -77,6 +77,7 @@ class Hetzner:
     credentials = CREDENTIALS
     zonal_node_groups = False  # a pool's locations are always known (its own or the cluster's)
     internet_peering = True  # the servers' public IPv4 is on their own interface: K3s can register with it
+    kms_seal = None  # Hetzner Cloud has no key management service: the unseal key stays in the cluster
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cluster = loaded.config.cluster

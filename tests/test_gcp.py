@@ -140,7 +140,7 @@ def test_ssh_keys_for_the_default_user_only(staging):
 
 
 def test_nodes_service_account_has_only_the_disk_permissions(staging):
-    (account,) = staging.of_type("gcp:serviceaccount/account:Account")
+    account = staging.named("nodes", "gcp:serviceaccount/account:Account")  # OpenBao's seal has its own (seal tests)
     for r in staging.of_type(INSTANCE):
         assert r.inputs["serviceAccount"]["email"].startswith(account.inputs["accountId"] + "@")
     role = staging.named("pd-csi-attach", "gcp:projects/iAMCustomRole:IAMCustomRole").inputs

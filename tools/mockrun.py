@@ -455,6 +455,16 @@ def _gcp_role(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str, Any]
     return {"name": f"projects/{args.inputs.get('project') or 'offline'}/roles/{args.inputs['roleId']}"}
 
 
+def _aws_access_key(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str, Any]:
+    return {"secret": f"offline-secret-access-key-{rid}"}
+
+
+def _gcp_account_key(args: pulumi.runtime.MockResourceArgs, rid: str) -> dict[str, Any]:
+    """The credentials JSON of a service account key, base64-encoded as the API returns it."""
+    data = json.dumps({"type": "service_account", "private_key_id": rid, "private_key": "offline"})
+    return {"privateKey": base64.b64encode(data.encode()).decode()}
+
+
 CALL_RESULTS.update({
     "hcloud:index/getSshKeys:getSshKeys": lambda args: {"sshKeys": []},  # an empty Hetzner project
     "aws:index/getAvailabilityZones:getAvailabilityZones": _aws_zones,
@@ -468,6 +478,10 @@ RESOURCE_OUTPUTS.update({
     "aws:lb/targetGroup:TargetGroup": _aws_arn,
     "aws:iam/role:Role": _aws_arn,
     "aws:iam/instanceProfile:InstanceProfile": _aws_arn,
+    "aws:kms/key:Key": _aws_arn,
+    "aws:iam/user:User": _aws_arn,
+    "aws:iam/accessKey:AccessKey": _aws_access_key,
+    "gcp:serviceaccount/key:Key": _gcp_account_key,
     "gcp:compute/instance:Instance": _gcp_instance,
     "gcp:compute/instanceGroup:InstanceGroup": _gcp_self_link,
     "gcp:compute/instanceTemplate:InstanceTemplate": _gcp_self_link,

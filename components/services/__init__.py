@@ -46,7 +46,8 @@ class ClusterServices(pulumi.ComponentResource):
             protect=loaded.profile.protect, storage_class=storage.default_class,
             load_balancer_annotations=infra.cluster.gateway_annotations,
             schedulable_nodes=schedulable_nodes(cfg),
-            secrets_oidc=secrets_sso.SecretsOidc.from_config(cfg, loaded.stack, secrets.API_PORT))
+            secrets_oidc=secrets_sso.SecretsOidc.from_config(cfg, loaded.stack, secrets.API_PORT),
+            seal=secrets.provider_seal(loaded, infra))
         base = [*cluster.ready, *storage.resources]
 
         modules = (certs, gateway, dns, upgrades, reboots, backups, secrets, mesh, monitoring_crds, cilium_metrics)

@@ -12,6 +12,7 @@ from config import StackSecrets
 from config.model import Cluster
 from config.services import ClusterServices as Settings
 from components.services.secrets_sso import SecretsOidc
+from providers.base import Seal
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class ServicesContext:
     load_balancer_annotations: dict[str, str]  # what a LoadBalancer Service needs on this provider
     schedulable_nodes: int  # nodes that run general workloads (caps replica spreading)
     secrets_oidc: SecretsOidc | None = None  # the secret store's UI behind GitLab (platform.sso on, OpenBao)
+    seal: Seal | None = None  # OpenBao unseals with the provider's KMS (clusterServices.secrets.seal): key, credential
 
     def opts(self, depends_on: Sequence[pulumi.Resource] = (), **kwargs) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self.parent, provider=self.k8s, depends_on=list(depends_on), **kwargs)
