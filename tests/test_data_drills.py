@@ -5,6 +5,7 @@ on failed or stale drills and stale backups; the Grafana dashboard; the scratch 
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 import os
 import stat
@@ -17,6 +18,7 @@ import yaml
 
 from components import charts
 from components.data import drills, postgres, redpanda, redpanda_backup
+from components.data.scylladb import bootstrap as scylladb_bootstrap
 from components.services.namespaces import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY
 from config.cron import longest_gap_seconds
 from tests import validators
@@ -775,3 +777,156 @@ def test_clickhouse_drill_fails_on_damaged_parts_or_an_old_canary(tmp_path):
     assert calls[-1].startswith("delete --namespace dr-drills --filename /drill/clickhouse.yaml")  # torn down
     result, _ = run_ch_drill(tmp_path, now() - 7200)
     assert result.returncode == 1 and "misses recent writes" in result.stderr
+
+
+# --- ScyllaDB: the drill's download, read-only, from Scylla Manager's layout (not yet wired: docs/restore-drills.md)
+SCYLLA_DOWNLOAD = scylladb_bootstrap.SCRIPTS / "scylladb-drill-download.sh"
+# S3, faked: objects are files under $S3ROOT/<bucket>/<key>; ListObjectsV2 answers every key under the prefix
+# (in two pages when there are more than PAGE), GET copies the object to --output. Every request is logged.
+FAKE_S3_CURL = r"""#!/usr/bin/env bash
+cat >/dev/null
+url="${*: -1}"
+out=""
+while (($#)); do [[ "$1" == --output ]] && out="$2"; shift; done
+printf '%s\n' "$url" >>"$REQUESTS"
+path="${url#https://s3/}"
+case "$path" in
+  b\?list-type=2*)
+    prefix="$(sed -e 's/.*prefix=\([^&]*\).*/\1/' -e 's/%2F/\//g' <<<"$path")"
+    start=0
+    [[ "$path" == *continuation-token=* ]] && start="$PAGE"
+    printf '<ListBucketResult>'
+    (cd "$S3ROOT/b" && find . -type f | sed 's|^\./||' | sort | grep "^${prefix}" || true) |
+      tail -n +"$((start + 1))" | head -n "$PAGE" | sed 's|.*|<Key>&</Key>|' | tr -d '\n'
+    total="$(cd "$S3ROOT/b" && find . -type f | sed 's|^\./||' | grep -c "^${prefix}" || true)"
+    if ((start == 0 && total > PAGE)); then
+      printf '<IsTruncated>true</IsTruncated><NextContinuationToken>a+b/c=</NextContinuationToken>'
+    fi
+    printf '</ListBucketResult>' ;;
+  b/*)
+    [[ -f "$S3ROOT/$path" ]] || exit 22
+    cp "$S3ROOT/$path" "$out" ;;
+  *) exit 22 ;;
+esac
+"""
+CLUSTER_ID = "3e99d4a8-67d2-45fe-87fb-87b1b90ea2dc"
+TASK_ID = "f70117d8-c10e-4e90-9606-2587936b3757"
+NODES = {"01c9349e-89e6-4ceb-a727-4f27f9f2acce": "r1", "427be6b6-0773-465c-b1a6-4ed2265500fe": "r2"}
+VERSION = "f34b6ff0f8f711eb9fcf000000000000"
+
+
+def put(root: Path, key: str, data: bytes) -> None:
+    path = root / "b" / key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def manager_snapshot(root: Path, tag: str, files: dict[str, list[str]], tmp_nodes: tuple[str, ...] = ()) -> None:
+    """One Manager snapshot as v3.10.1 writes it: each node's gzipped manifest (Go's compact JSON, FilesMeta in
+    declaration order; `.tmp` while its node uploads) and the snapshot's schema file."""
+    for node, rack in NODES.items():
+        index = [{"keyspace": "other", "table": "t", "replication_type": "vnodes", "version": "0" * 32,
+                  "files": ["me-1-big-Data.db"], "size": 1, "scylla_manifests": []},
+                 {"keyspace": "drill_canary", "table": "canary", "replication_type": "tablets", "version": VERSION,
+                  "files": files[node], "size": 2, "scylla_manifests": []}]
+        manifest = {"version": "v2", "cluster_name": "scylla", "index": index, "rack": rack, "dc": "dc1",
+                    "cluster_id": CLUSTER_ID, "node_id": node, "task_id": TASK_ID, "snapshot_tag": tag}
+        suffix = ".tmp" if node in tmp_nodes else ""
+        put(root, f"backup/meta/cluster/{CLUSTER_ID}/dc/dc1/node/{node}/task_{TASK_ID}_tag_{tag}_manifest.json.gz"
+                  f"{suffix}", gzip.compress(json.dumps(manifest, separators=(",", ":")).encode()))
+    put(root, f"backup/schema/cluster/{CLUSTER_ID}/task_{TASK_ID}_tag_{tag}_schema_with_internals.json.gz",
+        gzip.compress(json.dumps([{"keyspace": "drill_canary", "type": "table", "name": "canary",
+                                   "cql_stmt": f"CREATE TABLE drill_canary.canary -- {tag}"}]).encode()))
+
+
+def sstable(root: Path, node: str, name: str) -> None:
+    put(root, f"backup/sst/cluster/{CLUSTER_ID}/dc/dc1/node/{node}/keyspace/drill_canary/table/canary/{VERSION}/{name}",
+        f"{node}/{name}".encode())
+
+
+def run_scylla_download(tmp_path: Path, page: int = 1000):
+    bin_dir = fake_bin(tmp_path, "curl", FAKE_S3_CURL)
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    requests = tmp_path / "requests"
+    requests.write_text("")
+    result = subprocess.run(["bash", str(SCYLLA_DOWNLOAD)], capture_output=True, text=True, timeout=60, env={
+        "PATH": f"{bin_dir}:/usr/bin:/bin", "WORK": str(work), "KEYSPACE": "drill_canary", "TABLE": "canary",
+        "S3ROOT": str(tmp_path / "s3"), "REQUESTS": str(requests), "PAGE": str(page),
+        "S3_ENDPOINT": "https://s3", "S3_REGION": "r", "S3_BUCKET": "b", "S3_ACCESS_KEY": "a", "S3_SECRET_KEY": "s"})
+    return result, work, requests.read_text().splitlines()
+
+
+def test_scylla_download_takes_the_newest_snapshot_every_node_finished(tmp_path):
+    root = tmp_path / "s3"
+    (first, second), old, new, uploading = NODES, "sm_20261130030000UTC", "sm_20261201030000UTC", "sm_20261202030000UTC"
+    manager_snapshot(root, old, {first: ["me-1-big-Data.db"], second: ["me-1-big-Data.db"]})
+    manager_snapshot(root, new, {first: ["me-2-big-Data.db", "me-2-big-TOC.txt"], second: ["me-3-big-Data.db"]})
+    # the newest: one node still uploading (its manifest is .tmp): not complete
+    manager_snapshot(root, uploading, {first: ["me-4-big-Data.db"], second: ["me-4-big-Data.db"]},
+                     tmp_nodes=(second,))
+    for node, name in [(first, "me-2-big-Data.db"), (first, "me-2-big-TOC.txt"), (second, "me-3-big-Data.db"),
+                       (first, "me-1-big-Data.db"), (first, "me-4-big-Data.db")]:
+        sstable(root, node, name)
+    result, work, _ = run_scylla_download(tmp_path, page=3)  # the listings span pages
+    assert result.returncode == 0, result.stderr
+    assert (work / "snapshot").read_text() == f"{new}\n"
+    assert new in gzip.decompress((work / "schema.json.gz").read_bytes()).decode()
+    assert sorted(p.name for p in (work / "nodes" / first).iterdir()) == ["me-2-big-Data.db", "me-2-big-TOC.txt"]
+    assert [p.name for p in (work / "nodes" / second).iterdir()] == ["me-3-big-Data.db"]
+    assert (work / "nodes" / second / "me-3-big-Data.db").read_text() == f"{second}/me-3-big-Data.db"
+
+
+def test_scylla_download_takes_an_sstable_as_its_snapshot_saw_it(tmp_path):
+    """A later snapshot that replaced an SSTable of the same name left the older copy as <name>.sm_<its tag>: the
+    snapshot restored takes the copy with the smallest tag after its own, not the newest."""
+    root = tmp_path / "s3"
+    first, second = NODES
+    tag = "sm_20261201030000UTC"
+    manager_snapshot(root, tag, {first: ["me-5-big-Data.db"], second: []})
+    sstable(root, first, "me-5-big-Data.db")  # the newest version
+    sstable(root, first, "me-5-big-Data.db.sm_20261130030000UTC")  # older than our snapshot: not ours
+    sstable(root, first, "me-5-big-Data.db.sm_20261203030000UTC")
+    sstable(root, first, "me-5-big-Data.db.sm_20261202030000UTC")  # ours: the first replacement after it
+    result, work, _ = run_scylla_download(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (work / "nodes" / first / "me-5-big-Data.db").read_text() == f"{first}/me-5-big-Data.db.sm_20261202030000UTC"
+
+
+def test_scylla_download_fails_without_a_complete_snapshot_or_the_table(tmp_path):
+    root = tmp_path / "s3"
+    first, second = NODES
+    manager_snapshot(root, "sm_20261201030000UTC", {first: ["me-1-big-Data.db"], second: []}, tmp_nodes=(first,))
+    result, work, _ = run_scylla_download(tmp_path)
+    assert result.returncode == 1
+    assert "no complete snapshot" in result.stderr
+    assert not (work / "nodes").exists()
+
+
+def test_scylla_download_only_lists_and_reads(tmp_path):
+    """Every request is a GET of the bucket's listing or of an object under backup/: the read-only key suffices."""
+    root = tmp_path / "s3"
+    first, second = NODES
+    manager_snapshot(root, "sm_20261201030000UTC", {first: ["me-1-big-Data.db"], second: ["me-1-big-Data.db"]})
+    sstable(root, first, "me-1-big-Data.db")
+    sstable(root, second, "me-1-big-Data.db")
+    result, _, requests = run_scylla_download(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert requests and all(r.startswith(("https://s3/b?list-type=2&prefix=backup%2F", "https://s3/b/backup/"))
+                            for r in requests)
+    script = SCYLLA_DOWNLOAD.read_text()
+    assert "-X" not in script and "--upload-file" not in script and "DELETE" not in script
+
+
+@pytest.mark.parametrize("keyspace", ["drill canary", "x;rm", "Canary"])
+def test_scylla_download_refuses_a_keyspace_that_is_no_identifier(tmp_path, keyspace):
+    bin_dir = fake_bin(tmp_path, "curl", FAKE_S3_CURL)
+    result = subprocess.run(["bash", str(SCYLLA_DOWNLOAD)], capture_output=True, text=True, timeout=60, env={
+        "PATH": f"{bin_dir}:/usr/bin:/bin", "WORK": str(tmp_path), "KEYSPACE": keyspace, "TABLE": "canary",
+        "S3_ENDPOINT": "https://s3", "S3_REGION": "r", "S3_BUCKET": "b", "S3_ACCESS_KEY": "a", "S3_SECRET_KEY": "s"})
+    assert result.returncode == 2
+    assert f"got '{keyspace}'" in result.stderr
+
+
+def test_scylla_download_passes_shellcheck():
+    assert validators.shellcheck({"scylladb-drill-download": SCYLLA_DOWNLOAD.read_text()}) == ""
