@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Downloads one table of the newest complete Scylla Manager snapshot, with a key that may only list and read the
-# backups (the ScyllaDB restore drill's first half: docs/restore-drills.md, "ScyllaDB"). Nothing here talks to
-# Scylla Manager or to the production cluster.
+# backups (the ScyllaDB restore drill's first half, not yet run by any Job: docs/restore-drills.md, "ScyllaDB: the
+# read-only drill"). Nothing here talks to Scylla Manager or to the production cluster.
 #
 # The layout is Scylla Manager's at the pinned v3.10.1 (backupspec/paths.go, docs/source/backup/specification.rst):
 #   backup/meta/cluster/<cluster>/dc/<dc>/node/<node>/task_<task>_tag_<tag>_manifest.json.gz[.tmp]
