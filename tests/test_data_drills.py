@@ -926,7 +926,3 @@ def test_scylla_download_refuses_a_keyspace_that_is_no_identifier(tmp_path, keys
         "S3_ENDPOINT": "https://s3", "S3_REGION": "r", "S3_BUCKET": "b", "S3_ACCESS_KEY": "a", "S3_SECRET_KEY": "s"})
     assert result.returncode == 2
     assert f"got '{keyspace}'" in result.stderr
-
-
-def test_scylla_download_passes_shellcheck():
-    assert validators.shellcheck({"scylladb-drill-download": SCYLLA_DOWNLOAD.read_text()}) == ""
