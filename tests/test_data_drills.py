@@ -155,9 +155,9 @@ def test_scratch_namespace_has_a_quota_for_its_restores(production):
     quota = production.named("drill-quota", "kubernetes:core/v1:ResourceQuota").inputs
     hard = quota["metadata"]["namespace"] == NS and quota["spec"]["hard"]
     # PostgreSQL's data and WAL (120Gi); Redpanda's downloaded export and the broker replaying it (2 x 500Gi)
-    # and one ClickHouse shard restored at a time (500Gi)
-    assert hard["requests.storage"] == "1620Gi" and hard["services.loadbalancers"] == "0"
-    assert hard["requests.cpu"] == "6" and hard["pods"] == "12" and hard["persistentvolumeclaims"] == "6"
+    # and one ClickHouse shard restored at a time (500Gi); the ScyllaDB node's data volume (10Gi: the canary table only)
+    assert hard["requests.storage"] == "1630Gi" and hard["services.loadbalancers"] == "0"
+    assert hard["requests.cpu"] == "8" and hard["pods"] == "16" and hard["persistentvolumeclaims"] == "8"
 
 
 def test_no_drills_without_off_cluster_backups(staging):
@@ -223,14 +223,15 @@ def test_dashboard_shows_last_drill_duration_and_backup_age(production):
     ({"schedule": "0 25 * * 0"}, "adplatform:dataPlane.drills.schedule its hour field '25' is outside 0-23"),
     ({"schedule": "0 4 31 2 *"}, "adplatform:dataPlane.drills.schedule never runs"),
     ({"skip": ["mysql"]},
-     "adplatform:dataPlane.drills.skip 'mysql' is not a drilled store; accepted: postgres, redpanda, clickhouse"),
+     "adplatform:dataPlane.drills.skip 'mysql' is not a drilled store; accepted: postgres, redpanda, clickhouse, "
+     "scylladb"),
     ({"schedules": {"clickhouse": "0 25 * * 1"}},
      "adplatform:dataPlane.drills.schedules clickhouse: '0 25 * * 1' its hour field '25' is outside 0-23"),
     ({"schedules": {"clickhouse": "weekly"}},
      "adplatform:dataPlane.drills.schedules clickhouse: 'weekly' must be a 5-field cron expression"),
-    ({"schedules": {"scylladb": "0 4 * * 2"}},
-     "adplatform:dataPlane.drills.schedules 'scylladb' is not a drilled store; accepted: postgres, redpanda, "
-     "clickhouse"),
+    ({"schedules": {"mysql": "0 4 * * 2"}},
+     "adplatform:dataPlane.drills.schedules 'mysql' is not a drilled store; accepted: postgres, redpanda, "
+     "clickhouse, scylladb"),
     ({"maxDataAgeHours": 0}, "adplatform:dataPlane.drills.maxDataAgeHours must be between 1 and 744"),
 ])
 def test_drill_settings_errors_name_key_value_and_accepted(drills_config, expected):
@@ -260,7 +261,7 @@ def test_a_store_can_opt_out():
     assert not [r for r in run.resources if r.name.startswith("drill-") and "postgres" in r.name]
     assert postgres.CANARY not in {r["name"] for r in run.named("postgres-cluster").inputs["spec"]["managed"]["roles"]}
     assert "postgres.yaml" not in run.named("drill-scripts", CONFIGMAP).inputs["data"]
-    run = run_raw(base_raw(dataPlane={"drills": {"skip": ["postgres", "redpanda", "clickhouse"]}}))
+    run = run_raw(base_raw(dataPlane={"drills": {"skip": ["postgres", "redpanda", "clickhouse", "scylladb"]}}))
     assert not [r for r in run.resources if r.name.startswith("drill-")]
 
 
@@ -779,7 +780,7 @@ def test_clickhouse_drill_fails_on_damaged_parts_or_an_old_canary(tmp_path):
     assert result.returncode == 1 and "misses recent writes" in result.stderr
 
 
-# --- ScyllaDB: the drill's download, read-only, from Scylla Manager's layout (not yet wired: docs/restore-drills.md)
+# --- ScyllaDB: the drill's download, read-only, from Scylla Manager's layout (docs/restore-drills.md)
 SCYLLA_DOWNLOAD = scylladb_bootstrap.SCRIPTS / "scylladb-drill-download.sh"
 # S3, faked: objects are files under $S3ROOT/<bucket>/<key>; ListObjectsV2 answers every key under the prefix
 # (in two pages when there are more than PAGE), GET copies the object to --output. Every request is logged.
@@ -926,3 +927,189 @@ def test_scylla_download_refuses_a_keyspace_that_is_no_identifier(tmp_path, keys
         "S3_ENDPOINT": "https://s3", "S3_REGION": "r", "S3_BUCKET": "b", "S3_ACCESS_KEY": "a", "S3_SECRET_KEY": "s"})
     assert result.returncode == 2
     assert f"got '{keyspace}'" in result.stderr
+
+
+# --- ScyllaDB: the canary writer, the scratch node, check_scylladb -------------------------------------------
+def scylla_bootstrap_files(run: Run) -> dict[str, str]:
+    return run.named("scylla-bootstrap-scripts", CONFIGMAP).inputs["data"]
+
+
+def test_scylladb_canary_role_may_only_modify_the_canary_table(production):
+    files = scylla_bootstrap_files(production)
+    cql = files["keyspaces.cql"]
+    # the keyspace replicated like the others, the table's rows expiring after the retention, one grant: MODIFY
+    assert ("CREATE KEYSPACE IF NOT EXISTS drill_canary WITH replication = "
+            "{'class': 'NetworkTopologyStrategy', 'dc1': 3};") in cql
+    ttl = drills.CANARY_RETENTION_DAYS * 86400
+    assert ("CREATE TABLE IF NOT EXISTS drill_canary.canary (written_at timestamp PRIMARY KEY) "
+            f"WITH default_time_to_live = {ttl};") in cql
+    assert f"ALTER TABLE drill_canary.canary WITH default_time_to_live = {ttl};" in cql
+    grants = [line for line in cql.splitlines() if '"drill_canary"' in line]
+    assert grants == ['GRANT MODIFY ON TABLE drill_canary.canary TO "drill_canary";']
+    # a login role of the bootstrap, its password from its own Secret, never from a consumer's
+    roles = files["roles.txt"].splitlines()
+    index = roles.index("drill_canary")
+    job_env = env_of(production.named("scylla-bootstrap", "kubernetes:batch/v1:Job").inputs["spec"]["template"])
+    assert job_env[f"ROLE_PASSWORD_{index}"] == {"secretKeyRef": {"name": "scylla-drill-canary", "key": "password"}}
+    secret = production.named("scylla-drill-canary", SECRET).inputs
+    assert secret["metadata"]["namespace"] == "scylla"
+    values = string_data(production.named("scylla-drill-canary", SECRET))
+    assert values["username"] == "drill_canary" and len(values["password"]) >= 24
+    assert production.named("scylla-drill-canary-password", "random:index/randomPassword:RandomPassword")
+
+
+def env_of(template: dict) -> dict:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in template["spec"]["containers"][0]["env"]}
+
+
+def test_scylladb_canary_is_written_hourly_in_the_scylla_namespace(production):
+    job = production.named("drill-canary-scylladb", CRONJOB).inputs
+    validators.validate_kubernetes(CRONJOB, job)
+    assert job["metadata"]["namespace"] == "scylla" and job["spec"]["schedule"] == drills.CANARY_SCHEDULE
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"].items() >= RESTRICTED_POD_SECURITY.items()
+    [container] = pod["containers"]
+    assert container["securityContext"].items() >= RESTRICTED_CONTAINER_SECURITY.items()
+    assert container["image"] == f"docker.io/scylladb/scylla:{charts.SCYLLADB_VERSION}"
+    assert container["command"] == ["/bin/bash", "/canary/scylladb-canary.sh"] and "args" not in container
+    variables = env(production.named("drill-canary-scylladb", CRONJOB))
+    # the password only from the Secret, through the environment (the script hands it to cqlsh in a file)
+    assert variables["CANARY_PASSWORD"] == {"secretKeyRef": {"name": "scylla-drill-canary", "key": "password"}}
+    assert variables["CQL_HOST"] == "scylla-client.scylla.svc" and variables["CANARY_KEYSPACE"] == "drill_canary"
+    script = production.named("drill-canary-scylladb", CONFIGMAP).inputs["data"]["scylladb-canary.sh"]
+    assert script == (scylladb_bootstrap.SCRIPTS / "scylladb-canary.sh").read_text()
+
+
+def test_staging_has_no_scylladb_canary(staging):
+    files = scylla_bootstrap_files(staging)
+    assert "drill_canary" not in files["keyspaces.cql"] and "drill_canary" not in files["roles.txt"]
+    assert not [r for r in staging.resources if "drill-canary" in r.name]
+
+
+def test_skipping_scylladb_leaves_no_canary_role():
+    run = run_raw(base_raw(dataPlane={"drills": {"skip": ["scylladb"]}}))
+    assert "drill_canary" not in scylla_bootstrap_files(run)["roles.txt"]
+    assert not [r for r in run.resources if "scylla" in r.name and "drill" in r.name]
+    assert "scylladb.yaml" not in run.named("drill-scripts", CONFIGMAP).inputs["data"]
+
+
+FAKE_CQLSH = r"""#!/usr/bin/env bash
+printf '%s\n' "$*" >>"$CALLS"
+while (($#)); do [[ "$1" == --credentials ]] && cat "$2" >>"$CREDENTIALS" && stat -c %a "$2" >>"$CREDENTIALS"; shift; done
+"""
+
+
+def test_scylladb_canary_inserts_one_row_with_the_password_in_a_file_only(tmp_path):
+    bin_dir = fake_bin(tmp_path, "cqlsh", FAKE_CQLSH)
+    calls, credentials = tmp_path / "calls", tmp_path / "credentials"
+    calls.write_text(""), credentials.write_text("")
+    result = subprocess.run(["bash", str(scylladb_bootstrap.SCRIPTS / "scylladb-canary.sh")], capture_output=True,
+                            text=True, timeout=60, env={
+        **os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "CREDENTIALS": str(credentials),
+        "CQL_HOST": "scylla-client.scylla.svc", "CQL_PORT": "9042", "CANARY_KEYSPACE": "drill_canary",
+        "CANARY_TABLE": "canary", "CANARY_USERNAME": "drill_canary", "CANARY_PASSWORD": "s3cret'pw"})
+    assert result.returncode == 0, result.stderr
+    [call] = calls.read_text().splitlines()
+    assert "INSERT INTO drill_canary.canary (written_at) VALUES (toTimestamp(now()))" in call
+    assert call.endswith("scylla-client.scylla.svc 9042") and "s3cret" not in call
+    assert credentials.read_text() == "[plain_text_auth]\nusername = drill_canary\npassword = s3cret'pw\n600\n"
+
+
+def test_scylladb_drill_loads_the_backup_into_a_small_loopback_node_on_tuesdays(production):
+    job = production.named("drill-scylladb", CRONJOB).inputs
+    assert job["metadata"]["namespace"] == NS and job["spec"]["schedule"] == "0 4 * * 2"  # its own day
+    variables = env(production.named("drill-scylladb", CRONJOB))
+    assert variables["RESOURCE"] == "pod/drill-scylladb" and variables["SCRATCH_POD"] == "drill-scylladb"
+    # our own definition, one replica in the scratch node's DC; the table exactly as the bootstrap creates it
+    assert variables["CANARY_SCHEMA"] == (
+        "CREATE KEYSPACE IF NOT EXISTS drill_canary WITH replication = "
+        "{'class': 'NetworkTopologyStrategy', 'datacenter1': 1}; "
+        + scylladb_bootstrap.canary_table_cql(drills.CANARY_RETENTION_DAYS * 86400))
+    assert scylladb_bootstrap.canary_table_cql(drills.CANARY_RETENTION_DAYS * 86400) in \
+        scylla_bootstrap_files(production)["keyspaces.cql"]
+    pod = scratch_manifest(production, "scylladb")
+    validators.validate_kubernetes("kubernetes:core/v1:Pod", pod)
+    spec = pod["spec"]
+    assert pod["metadata"]["namespace"] == NS and spec["automountServiceAccountToken"] is False
+    [server] = spec["containers"]
+    assert server["image"] == f"docker.io/scylladb/scylla:{charts.SCYLLADB_VERSION}"
+    args = server["command"]
+    assert args[0] == "/usr/bin/scylla" and "--developer-mode=1" in args and "--overprovisioned" in args
+    assert args[args.index("--smp") + 1] == "1"
+    for flag in ("--listen-address", "--rpc-address", "--api-address"):
+        assert args[args.index(flag) + 1] == "127.0.0.1"
+    assert server["resources"]["requests"] == server["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
+    # restricted, like every pod of dr-drills: non-root, no capabilities
+    assert spec["securityContext"].items() >= RESTRICTED_POD_SECURITY.items()
+    [download] = spec["initContainers"]
+    assert all(c["securityContext"].items() >= RESTRICTED_CONTAINER_SECURITY.items() for c in (server, download))
+    # the download: the read-only pair only, the canary table only
+    download_env = {e["name"]: e.get("value", e.get("valueFrom")) for e in download["env"]}
+    refs = [v["secretKeyRef"]["name"] for v in download_env.values() if isinstance(v, dict)]
+    assert refs == [drills.S3_SECRET, drills.S3_SECRET]
+    assert download_env["KEYSPACE"] == "drill_canary" and download_env["TABLE"] == "canary"
+    assert download["command"] == ["/bin/bash", "/scripts/scylladb-drill-download.sh"]
+    scripts = production.named("drill-scylladb-scripts", CONFIGMAP).inputs
+    assert scripts["metadata"]["namespace"] == NS
+    assert scripts["data"]["scylladb-drill-download.sh"] == SCYLLA_DOWNLOAD.read_text()
+    data = next(v for v in spec["volumes"] if v["name"] == "data")
+    assert "ephemeral" in data  # gone with the pod
+    assert not in_namespace(production, NS, "kubernetes:core/v1:Service")
+    assert [s.name for s in in_namespace(production, NS, SECRET)] == ["drill-backup-s3"]  # no ScyllaDB login
+
+
+# The scratch node, faked: its table directory, the downloaded node directories and the canary's answer.
+FAKE_SC_KUBECTL = r"""#!/usr/bin/env bash
+printf '%s\n' "$*" >>"$CALLS"
+case "$*" in
+  *" find /var/lib/scylla/data/drill_canary "*) printf '/var/lib/scylla/data/drill_canary/canary-%s\n' "$TABLE_ID" ;;
+  *" ls /work/nodes") printf '%s\n' $NODES ;;
+  *"max(written_at)"*)
+    printf '\n system.tounixtimestamp(system.max(written_at))\n-----------------\n %s\n\n(1 rows)\n' "$CANARY" ;;
+esac
+exit 0
+"""
+
+
+def run_sc_drill(tmp_path: Path, canary: str, nodes: str = " ".join(NODES), table_id: str = VERSION):
+    bin_dir = fake_bin(tmp_path, "kubectl", FAKE_SC_KUBECTL)
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    result = subprocess.run(["bash", str(drills.SCRIPT)], capture_output=True, text=True, timeout=60, env={
+        **os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "CANARY": canary,
+        "NODES": nodes, "TABLE_ID": table_id, "STORE": "scylladb", "NAMESPACE": NS,
+        "MANIFEST": "/drill/scylladb.yaml", "RESOURCE": "pod/drill-scylladb", "READY": "condition=Ready",
+        "TIMEOUT_SECONDS": "60", "MAX_AGE_SECONDS": "3600", "SCRATCH_POD": "drill-scylladb", "WORK": "/work",
+        "CANARY_KEYSPACE": "drill_canary", "CANARY_TABLE": "canary", "CANARY_SCHEMA": "CREATE KEYSPACE x; CREATE TABLE y;"})
+    return result, calls.read_text().splitlines()
+
+
+def test_scylladb_drill_loads_every_nodes_sstables_and_reads_the_canary(tmp_path):
+    result, calls = run_sc_drill(tmp_path, str((now() - 600) * 1000))
+    assert result.returncode == 0, result.stderr
+    prefix = "exec --namespace dr-drills drill-scylladb --container scylladb --"
+    table = f"/var/lib/scylla/data/drill_canary/canary-{VERSION}"
+    assert f"{prefix} cqlsh 127.0.0.1 --no-color -e CREATE KEYSPACE x; CREATE TABLE y;" in calls
+    loads = [c for c in calls if " cp " in c or " nodetool " in c]
+    first, second = NODES
+    # node by node: its files into the table's upload directory, then loaded and streamed
+    assert loads == [f"{prefix} cp -r /work/nodes/{first}/. {table}/upload/",
+                     f"{prefix} nodetool refresh drill_canary canary --load-and-stream",
+                     f"{prefix} cp -r /work/nodes/{second}/. {table}/upload/",
+                     f"{prefix} nodetool refresh drill_canary canary --load-and-stream"]
+    assert calls.index(loads[-1]) < next(i for i, c in enumerate(calls) if "max(written_at)" in c)
+    assert calls[-1].startswith("delete --namespace dr-drills --filename /drill/scylladb.yaml")
+
+
+@pytest.mark.parametrize(("canary", "nodes", "table_id", "message"), [
+    (str((now() - 7200) * 1000), " ".join(NODES), VERSION, "misses recent writes"),
+    ("null", " ".join(NODES), VERSION, "no canary in the restored copy"),
+    (str(now() * 1000), "", VERSION, "the download holds no node's SSTables"),
+    (str(now() * 1000), "../etc", VERSION, "refusing the node directory '../etc'"),
+    (str(now() * 1000), " ".join(NODES), "x y", "no single data directory"),
+])
+def test_scylladb_drill_fails_without_a_recent_canary_or_loaded_files(tmp_path, canary, nodes, table_id, message):
+    result, calls = run_sc_drill(tmp_path, canary, nodes, table_id)
+    assert result.returncode == 1 and message in result.stderr
+    assert calls[-1].startswith("delete --namespace dr-drills --filename /drill/scylladb.yaml")  # torn down

@@ -386,7 +386,7 @@ def test_bootstrap_job_name_changes_with_what_it_does(production, staging):
 
 def test_scripts_pass_shellcheck():
     scripts = {p.stem: p.read_text() for p in SCRIPTS.glob("*.sh")}
-    assert set(scripts) == {"bootstrap", "manager-credentials", "restore", "scylladb-drill-download"}
+    assert set(scripts) == {"bootstrap", "manager-credentials", "restore", "scylladb-drill-download", "scylladb-canary"}
     assert validators.shellcheck(scripts) == ""
 
 
