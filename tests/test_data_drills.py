@@ -1065,8 +1065,10 @@ printf '%s\n' "$*" >>"$CALLS"
 case "$*" in
   *" find /var/lib/scylla/data/drill_canary "*) printf '/var/lib/scylla/data/drill_canary/canary-%s\n' "$TABLE_ID" ;;
   *" ls /work/nodes") printf '%s\n' $NODES ;;
-  *"max(written_at)"*)
-    printf '\n system.tounixtimestamp(system.max(written_at))\n-----------------\n %s\n\n(1 rows)\n' "$CANARY" ;;
+  *"toUnixTimestamp(written_at)"*)  # cqlsh's table: the newest canary between older ones, or none
+    printf 'Disabled Query paging.\n\n system.tounixtimestamp(written_at)\n------------\n'
+    if [[ "$CANARY" == none ]]; then printf '\n(0 rows)\n'; exit 0; fi
+    printf ' 1700000000000\n %s\n 1700003600000\n\n(3 rows)\n' "$CANARY" ;;
 esac
 exit 0
 """
@@ -1098,13 +1100,13 @@ def test_scylladb_drill_loads_every_nodes_sstables_and_reads_the_canary(tmp_path
                      f"{prefix} nodetool refresh drill_canary canary --load-and-stream",
                      f"{prefix} cp -r /work/nodes/{second}/. {table}/upload/",
                      f"{prefix} nodetool refresh drill_canary canary --load-and-stream"]
-    assert calls.index(loads[-1]) < next(i for i, c in enumerate(calls) if "max(written_at)" in c)
+    assert calls.index(loads[-1]) < next(i for i, c in enumerate(calls) if "toUnixTimestamp(written_at)" in c)
     assert calls[-1].startswith("delete --namespace dr-drills --filename /drill/scylladb.yaml")
 
 
 @pytest.mark.parametrize(("canary", "nodes", "table_id", "message"), [
     (str((now() - 7200) * 1000), " ".join(NODES), VERSION, "misses recent writes"),
-    ("null", " ".join(NODES), VERSION, "no canary in the restored copy"),
+    ("none", " ".join(NODES), VERSION, "no canary in the restored copy"),
     (str(now() * 1000), "", VERSION, "the download holds no node's SSTables"),
     (str(now() * 1000), "../etc", VERSION, "refusing the node directory '../etc'"),
     (str(now() * 1000), " ".join(NODES), "x y", "no single data directory"),

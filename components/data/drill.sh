@@ -127,7 +127,8 @@ check_clickhouse() {
 # WORK/nodes/<node> (scylladb-drill-download.sh). The keyspace (one replica) and the table are created from our own
 # definition (CANARY_SCHEMA); each node's files are copied into the table's upload directory and loaded with
 # `nodetool refresh --load-and-stream`, node by node (their file names repeat across nodes; the refresh empties the
-# directory); then the newest canary is read (toUnixTimestamp gives milliseconds).
+# directory); then every canary's time is read (toUnixTimestamp of a column: no function over an aggregate; in
+# milliseconds; a few thousand rows at most, the table's TTL) and the newest printed.
 sc_cql() {
   in_scratch "$SCRATCH_POD" scylladb cqlsh 127.0.0.1 --no-color -e "$1"
 }
@@ -167,8 +168,8 @@ check_scylladb() {
     log "the download holds no node's SSTables"
     return 1
   fi
-  newest="$(sc_cql "SELECT toUnixTimestamp(max(written_at)) FROM ${CANARY_KEYSPACE}.${CANARY_TABLE}" |
-    grep -oE '^ *[0-9]+ *$' | tr -d ' ' || true)"
+  newest="$(sc_cql "PAGING OFF; SELECT toUnixTimestamp(written_at) FROM ${CANARY_KEYSPACE}.${CANARY_TABLE}" |
+    grep -oE '^ *[0-9]+ *$' | tr -d ' ' | sort -n | tail -n 1 || true)"
   if [[ ! "$newest" =~ ^[0-9]+$ ]]; then
     log "no canary in the restored copy"
     return 1

@@ -590,6 +590,8 @@ def sc_scratch(ctx: DataContext) -> dict[str, Any]:
             "restartPolicy": "Never",
             "automountServiceAccountToken": False,  # it talks to S3 (the download) and to itself
             "enableServiceLinks": False,
+            # One uid for the server and check_scylladb's copies (exec runs as it): a non-root ScyllaDB refuses
+            # data directories and SSTables another uid owns (utils/directories.cc verify_owner_and_mode).
             "securityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": NOBODY, "runAsGroup": NOBODY,
                                 "fsGroup": NOBODY},
             "initContainers": [download],
