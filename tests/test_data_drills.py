@@ -1037,7 +1037,7 @@ def test_scylladb_drill_loads_the_backup_into_a_small_loopback_node_on_tuesdays(
     args = server["command"]
     assert args[0] == "/usr/bin/scylla" and "--developer-mode=1" in args and "--overprovisioned" in args
     assert args[args.index("--smp") + 1] == "1"
-    for flag in ("--listen-address", "--rpc-address", "--api-address"):
+    for flag in ("--listen-address", "--rpc-address", "--api-address", "--prometheus-address"):
         assert args[args.index(flag) + 1] == "127.0.0.1"
     assert server["resources"]["requests"] == server["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
     # restricted, like every pod of dr-drills: non-root, no capabilities

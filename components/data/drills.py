@@ -545,7 +545,8 @@ def sc_server_args() -> list[str]:
     is whatever the storage class formats (ext4 on most CSI drivers)."""
     return ["--developer-mode=1", "--smp", "1", "--memory", SC_MEMORY, "--overprovisioned",
             "--workdir", "/var/lib/scylla", "--listen-address", SC_LOOPBACK, "--rpc-address", SC_LOOPBACK,
-            "--api-address", SC_LOOPBACK, "--seed-provider-parameters", f"seeds={SC_LOOPBACK}"]
+            "--api-address", SC_LOOPBACK, "--prometheus-address", SC_LOOPBACK,  # metrics default to every address
+            "--seed-provider-parameters", f"seeds={SC_LOOPBACK}"]
 
 
 def sc_scratch(ctx: DataContext) -> dict[str, Any]:
