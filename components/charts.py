@@ -15,6 +15,10 @@ K3S_VERSION = "v1.36.4+k3s1"
 # as k3s1 and k3s3, never k3s2). cluster.k3sVersion must be one of them: a version that was never released (a
 # typo, a guessed build number) would only fail when every node's installer tries to download it. Add a release
 # here once its release notes are published.
+# etcd for the etcd restore drill (components/data/drills.py): K3s v1.35 and v1.36 embed etcd v3.6 (v3.6.12-k3s1
+# since v1.35.6+k3s1 / v1.36.2+k3s1, release notes' "Embedded Component Versions"); etcdutl restores a snapshot of
+# its own minor. The upstream release image (distroless: etcd, etcdctl, etcdutl, no shell).
+ETCD_IMAGE = "gcr.io/etcd-development/etcd:v3.6.12"
 K3S_RELEASES = (
     "v1.35.0+k3s1", "v1.35.0+k3s3", "v1.35.1+k3s1", "v1.35.2+k3s1", "v1.35.3+k3s1", "v1.35.4+k3s1",
     "v1.35.5+k3s1", "v1.35.6+k3s1", "v1.35.7+k3s1", "v1.35.8+k3s1",

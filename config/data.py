@@ -370,11 +370,12 @@ class ObjectStorage(Store):
 
 # Stores whose latest backup the restore drills restore and check (components/data/drills.py DRILLS; the rest
 # are listed with the reason in docs/restore-drills.md). A store added there is added here.
-DRILLED_STORES = ("postgres", "redpanda", "clickhouse", "scylladb")
+DRILLED_STORES = ("postgres", "redpanda", "clickhouse", "etcd",  # etcd: K3s' snapshots (not a dataPlane store)
+                  "scylladb")
 # Drills that run on their own day unless `schedules` says otherwise: a ClickHouse restore downloads every shard's
 # backup, so it does not share Sunday's S3 bandwidth and node room with the PostgreSQL and Redpanda drills.
-STAGGERED_SCHEDULES = {"clickhouse": "0 4 * * 1",  # weekly, Monday 04:00 UTC
-                       "scylladb": "0 4 * * 2"}  # weekly, Tuesday 04:00 UTC: its own day as well
+STAGGERED_SCHEDULES = {"clickhouse": "0 4 * * 1", "etcd": "0 4 * * 2",  # weekly, Monday / Tuesday 04:00 UTC
+                       "scylladb": "0 4 * * 3"}  # weekly, Wednesday 04:00 UTC: its own day as well
 
 
 class Drills(Model):

@@ -267,6 +267,9 @@ class Cluster(_Model):
     control_plane: ControlPlane = ControlPlane()
     api_load_balancer: ApiLoadBalancer = ApiLoadBalancer()
     pools: list[Pool] = []
+    # A cluster over the public internet is checked against each provider's documented default firewall limit
+    # (providers/hybrid.py peer_quota_problems); where the account's quota was raised: provider name -> its limit.
+    firewall_quotas: dict[str, Annotated[int, Field(gt=0)]] = {}
 
     _v_cidrs = field_validator("network_cidr", "subnet_cidr", "pod_cidr", "service_cidr")(check_cidr)
     _v_location = field_validator("location")(optional(check_token))

@@ -346,7 +346,9 @@ def drilled_stores(cfg: StackConfig) -> tuple[str, ...]:
     off_cluster = backups.enabled and backups.s3 is not None
     if drills.enabled is False or not off_cluster or not cfg.layers.data_plane:
         return ()
-    return tuple(s for s in DRILLED_STORES if getattr(cfg.data_plane, s).enabled and s not in drills.skip)
+    # etcd is always there (K3s' embedded datastore) and snapshots to the same off-cluster S3 (components/k3s).
+    return tuple(s for s in DRILLED_STORES if (s == "etcd" or getattr(cfg.data_plane, s).enabled)
+                 and s not in drills.skip)
 
 
 def _drills(cfg: StackConfig, secrets: set[str]) -> list[Problem]:

@@ -35,10 +35,11 @@ from components.k3s.resize import output_path
 from providers import power_off
 from config import LoadedConfig, Problem
 from config.errors import problem
-from config.model import Cluster, node_location
+from config.model import Cluster, StackConfig, node_location
 from providers import cloud
-from providers.base import (ApiEndpoints, ClientAddress, ClusterPort, ClusterProfile, PeerAddress, Credential, Infrastructure, Node,
-                            NodeGroupRequest, NodeGroups, NodeSpec, ProviderInfrastructure, Storage, assemble,
+from providers.base import (ApiEndpoints, ClientAddress, ClusterPort, ClusterProfile, Credential, Infrastructure, Node,
+                            NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota, ProviderInfrastructure,
+                            Storage, assemble,
                             check_locations, check_server_type_names, csi_storage, first_server_api, node_specs,
                             resolve_server_type, ssh_connection)
 
@@ -117,14 +118,25 @@ PROVIDER_ID_COMMAND = cloud.provider_id_command("aws", "aws:///%s/%s", [
     "$(cloud-init query v1.availability_zone)", "$(cloud-init query v1.instance_id)"])
 # What every node's cloud-init runs first at boot: the Pulumi-managed instances' and the autoscaled nodes'.
 BOOT_COMMANDS = (PROVIDER_ID_COMMAND,)
-# A node joining a cluster over the public internet registers with its public address (providers/hybrid.py), which
-# AWS translates at the internet gateway and never puts on the instance: the kubelet accepts a node IP only if it
-# is one of the host's, so the address goes on the loopback device (incoming packets arrive for the private
-# address; replies leave from it and are translated back). From instance metadata (IMDSv2: a session token first).
-PUBLIC_ADDRESS_COMMAND = (
-    'token="$(curl -sf -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" http://169.254.169.254/latest/api/token)" '
-    '&& address="$(curl -sf -H "X-aws-ec2-metadata-token: $token" '
-    'http://169.254.169.254/latest/meta-data/public-ipv4)" && ip address replace "$address/32" dev lo')
+# A node joining a cluster over the public internet registers with its public address (cloud.public_address_command),
+# from instance metadata (IMDSv2: a session token first; `public-ipv4`, the address translated at the internet
+# gateway).
+_IMDS = "http://169.254.169.254/latest"
+PUBLIC_ADDRESS_COMMAND = cloud.public_address_command(
+    f'"$(curl -sf -H "X-aws-ec2-metadata-token: $(curl -sf -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" '
+    f'{_IMDS}/api/token)" {_IMDS}/meta-data/public-ipv4)"')
+# Amazon VPC quotas: 60 inbound rules per security group by default, counted separately for IPv4 and IPv6 rules; a
+# rule naming a security group counts for both. Peer rules (_admit_peers) are IPv4, one per port and peer.
+INBOUND_RULES_PER_GROUP = 60
+
+
+def inbound_ipv4_rules(cfg: StackConfig, peer_rules: Sequence[tuple[ClusterPort, Sequence[str]]]) -> int:
+    """The nodes' security group's inbound IPv4 rules: PORTS from IPv4 sources, the members rule, one per peer and
+    port. The CCM adds its load balancers' rules on top (a stack provider's part only)."""
+    own = sum(not rule.ipv6 for rule in cloud.ingress_rules(cfg.admin_cidrs))
+    return own + 1 + sum(len(peers) for _port, peers in peer_rules)
+
+
 # Auto-discovery (cluster-autoscaler 1.35 cloudprovider/aws/README.md "Auto-Discovery Setup"): the autoscaler
 # scales the groups carrying both tag keys (the chart's autoDiscovery.tags default); the second tells this
 # cluster's groups from another's in the same account, and the IAM condition below keys on it.
@@ -218,6 +230,8 @@ class Aws:
     credentials = CREDENTIALS
     zonal_node_groups = True  # one Auto Scaling group per zone (aws.py: AZRebalance would evict undrained)
     internet_peering = True  # PUBLIC_ADDRESS_COMMAND puts the public address where K3s can register with it
+    peer_quota = PeerQuota(INBOUND_RULES_PER_GROUP, "inbound IPv4 rules of the nodes' security group (the default "
+                           "Amazon VPC quota 'Inbound or outbound rules per security group')", inbound_ipv4_rules)
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cluster = loaded.config.cluster
@@ -372,7 +386,7 @@ class AwsInfrastructure(ProviderInfrastructure):
     def _admit_peers(self, rules: Sequence[tuple[ClusterPort, Sequence[PeerAddress]]]) -> list[pulumi.Resource]:
         """One ingress rule of the nodes' group per cluster port and peer address (a cluster over the public
         internet, providers/hybrid.py), named by port and peer node so adding a node adds its rules only. Each counts
-        against the group's rule quota (60 inbound by default: docs/providers.md)."""
+        against the group's rule quota (INBOUND_RULES_PER_GROUP, checked in config by providers/hybrid.py)."""
         found: list[pulumi.Resource] = []
         for port, peers in rules:
             low, high = cloud.port_range(port) or (-1, -1)

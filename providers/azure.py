@@ -47,11 +47,12 @@ from components.shell import content_hash, render
 from providers import power_off
 from config import LoadedConfig, Problem
 from config.errors import problem
-from config.model import Cluster
+from config.model import Cluster, StackConfig
 from providers import cloud
-from providers.base import (ApiEndpoints, ClusterProfile, Credential, Infrastructure, Node, NodeGroupRequest,
-                            NodeGroups, NodeSpec, ProviderInfrastructure, Storage, assemble, check_locations,
-                            check_server_type_names, csi_storage, node_specs, resolve_server_type, ssh_connection)
+from providers.base import (CLUSTER_PORTS, ApiEndpoints, ClusterPort, ClusterProfile, Credential, Infrastructure, Node,
+                            NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota, ProviderInfrastructure,
+                            Storage, assemble, check_locations, check_server_type_names, csi_storage, first_server_api,
+                            node_specs, resolve_server_type, ssh_connection)
 
 NAME = "azure"
 ZONES = ("1", "2", "3")  # Azure names a region's availability zones 1..3
@@ -145,6 +146,12 @@ AUTOSCALER_ACTIONS = sorted({
 NODE_TEMPLATE_LABEL_TAG = "k8s.io_cluster-autoscaler_node-template_label_"
 NODE_TEMPLATE_TAINT_TAG = "k8s.io_cluster-autoscaler_node-template_taint_"
 NSG_PRIORITY = 100  # our rules: 100..299; the CCM numbers its Service rules from 500 up
+# Peer rules (a cluster over the public internet, _admit_peers): one per cluster port, at this priority plus the
+# port's place in CLUSTER_PORTS (unique and stable), after the PORTS rules and the cluster network's (200).
+PEER_PRIORITY = NSG_PRIORITY + 110
+# Azure networking limits (Resource Manager): "IP addresses and ranges specified for source or destination in a
+# security group": 4,000, counted for sources and destinations separately (our NSG: sources only).
+NSG_SOURCE_PREFIXES = 4000
 API_ADDRESS_TEMPLATE = Path(__file__).parent / "scripts" / "api-address.sh"
 
 
@@ -201,6 +208,13 @@ def nsg_rules(admin_cidrs: Sequence[str]) -> list[dict]:
             for r in cloud.family_rules(admin_cidrs)]
 
 
+def nsg_source_prefixes(cfg: StackConfig, peer_rules: Sequence[tuple[ClusterPort, Sequence[str]]]) -> int:
+    """The source addresses and ranges the nodes' NSG names: its PORTS rules', the cluster network, every peer rule's
+    (the CCM adds its Services' on top, in a stack provider's part)."""
+    own = sum(len(rule["source_address_prefixes"]) for rule in nsg_rules(cfg.admin_cidrs)) + 1
+    return own + sum(len(peers) for _port, peers in peer_rules)
+
+
 def vm_type(cluster: Cluster) -> str:
     """cloud-provider-azure's vmType: `standard` for standalone VMs only; `vmss` once scale sets hold nodes (it
     serves standalone VMs too, and gives scale set instances their provider ID .../virtualMachineScaleSets/<name>/
@@ -250,6 +264,10 @@ class Azure:
     server_types = SERVER_TYPES
     credentials = CREDENTIALS
     zonal_node_groups = False  # one scale set over the zones
+    # The VMs' public IPs are known before the VMs: each puts its own on `lo` from custom data (_vm).
+    internet_peering = True
+    peer_quota = PeerQuota(NSG_SOURCE_PREFIXES, "source addresses and ranges in the nodes' network security group "
+                           "(Azure's networking limit)", nsg_source_prefixes)
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cluster = loaded.config.cluster
@@ -266,16 +284,19 @@ class Azure:
         found += check_server_type_names(cluster, SERVER_TYPE_NAME, "an Azure VM size such as Standard_D8s_v5")
         return found
 
-    def create(self, loaded: LoadedConfig) -> Infrastructure:
-        return AzureInfrastructure("azure", loaded).infrastructure
+    def create(self, loaded: LoadedConfig, over_internet: bool = False) -> Infrastructure:
+        """`over_internet`: the nodes join a cluster over the public internet (public_address_custom_data)."""
+        return AzureInfrastructure("azure", loaded, over_internet=over_internet).infrastructure
 
 
 class AzureInfrastructure(ProviderInfrastructure):
     """Everything Azure-side for one stack."""
 
-    def __init__(self, name: str, loaded: LoadedConfig, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, loaded: LoadedConfig, opts: pulumi.ResourceOptions | None = None, *,
+                 over_internet: bool = False):
         super().__init__("AzureInfrastructure", name, loaded, opts)
         cfg = loaded.config
+        self._over_internet = over_internet
         # Azure tag names cannot hold '/', hence not the Kubernetes-style label keys.
         self._tags = {"adplatform-stack": loaded.stack}
         self._location = azure_location() or ""
@@ -298,9 +319,9 @@ class AzureInfrastructure(ProviderInfrastructure):
         servers = [s for s in specs if s.k3s_role == "server"]
         api_pools, lb_endpoints = self._api_load_balancers(servers)
         nodes = [self._vm(spec, api_pools if spec.k3s_role == "server" else []) for spec in specs]
-        first = next(n for n in nodes if n.spec.k3s_role == "server")
-        api = ApiEndpoints(private=lb_endpoints.get("internal", first.private_ip),
-                           public=lb_endpoints.get("public", first.public_ip), balancers=tuple(lb_endpoints.values()))
+        first = first_server_api([n for n in nodes if n.spec.k3s_role == "server"])  # none in a hybrid's part
+        api = ApiEndpoints(private=lb_endpoints.get("internal", first.private),
+                           public=lb_endpoints.get("public", first.public), balancers=tuple(lb_endpoints.values()))
         self.infrastructure = assemble(
             nodes, api,
             ClusterProfile(
@@ -318,6 +339,7 @@ class AzureInfrastructure(ProviderInfrastructure):
             install_addons=self._install_ccm,
             install_storage=self._install_disk_csi,
             install_node_groups=self._install_node_groups,
+            admit_peers=self._admit_peers,
         )
         self.register_outputs({"resource_group": self.resource_group.name, "vnet_id": self.vnet.id})
 
@@ -346,6 +368,21 @@ class AzureInfrastructure(ProviderInfrastructure):
                 source_address_prefixes=rule["source_address_prefixes"], description=rule["description"],
                 opts=self._opts())
         return nsg
+
+    def _admit_peers(self, rules: Sequence[tuple[ClusterPort, Sequence[PeerAddress]]]) -> list[pulumi.Resource]:
+        """One NSG rule per cluster port from exactly its peers' addresses (a cluster over the public internet,
+        providers/hybrid.py), at a priority fixed by the port (PEER_PRIORITY); the NSG guards the nodes' subnet."""
+        found: list[pulumi.Resource] = []
+        for port, peers in rules:
+            name = f"peers-{port.protocol}-{port.port or 'any'}"
+            found.append(network.SecurityRule(
+                f"nsg-{name}", security_rule_name=name, network_security_group_name=self.nsg.name,
+                resource_group_name=self.resource_group.name, direction="Inbound", access="Allow",
+                priority=PEER_PRIORITY + CLUSTER_PORTS.index(port), protocol=port.protocol.capitalize(),
+                source_port_range="*", destination_address_prefix="*", destination_port_range=port.port or "*",
+                source_address_prefixes=[peer.cidr for peer in peers], description=port.description,
+                opts=self._opts()))
+        return found
 
     def _network(self, vnet: str, subnet: str) -> tuple[network.VirtualNetwork, network.Subnet]:
         # The subnet is its own resource (a VNet's inline subnets and separate ones do not mix).
@@ -500,7 +537,8 @@ class AzureInfrastructure(ProviderInfrastructure):
                     disk_size_gb=cloud.root_disk_gb(spec), delete_option="Delete",
                     managed_disk=compute.ManagedDiskParametersArgs(storage_account_type=OS_DISK_TYPE))),
             os_profile=compute.OSProfileArgs(computer_name=hostname, admin_username=cloud.SSH_USER,
-                                             linux_configuration=self._linux_configuration()),
+                                             linux_configuration=self._linux_configuration(),
+                                             custom_data=self._public_address_data(ip) if self._over_internet else None),
             network_profile=compute.NetworkProfileArgs(network_interfaces=[
                 compute.NetworkInterfaceReferenceArgs(id=nic.id, primary=True)]),
             security_profile=ENCRYPTION_AT_HOST,
@@ -529,6 +567,15 @@ class AzureInfrastructure(ProviderInfrastructure):
         address = run_script(f"api-address-{spec.name}", node, script, content_hash(script), parent=self)
         return Node(spec=spec, hostname=hostname, public_ip=public_ip, private_ip=private_ip,
                     connection=node.connection, server=address, machine=vm)
+
+    def _public_address_data(self, ip: network.PublicIPAddress) -> pulumi.Output[str]:
+        """Custom data (cloud-init) putting the VM's public address on `lo` at every boot, for K3s to register with
+        (cloud.public_address_command). From the static IP resource, not IMDS: the instance metadata leaves a
+        Standard SKU public IP out (Azure IMDS docs, "Retrieve public IP address"), and the address exists before
+        the VM. Set at creation only (osProfile is ignored afterwards); the address never changes."""
+        return ip.ip_address.apply(lambda address: base64.b64encode(cloud.cloud_config(
+            self._loaded.config.ssh_public_keys,
+            boot_commands=(cloud.public_address_command(cloud.literal_address(address or "")),)).encode()).decode())
 
     # --- autoscaled node groups ----------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from config import LoadedConfig, Problem
 from config.load import is_secret
 from config.catalog import SIZES
 from config.errors import problem
-from config.model import CONTROL_PLANE, Cluster, ControlPlane, Pool, node_location
+from config.model import CONTROL_PLANE, Cluster, ControlPlane, Pool, StackConfig, node_location
 
 K3sRole = Literal["server", "agent"]
 
@@ -244,6 +244,19 @@ class PeerAddress:
     cidr: pulumi.Output[str]
 
 
+@dataclass(frozen=True)
+class PeerQuota:
+    """A provider's documented default limit that admitting peers counts against (`admit_peers`): providers/hybrid.py
+    refuses a config whose peers would exceed it before any resource exists, instead of the cloud refusing rules in
+    the middle of an update."""
+
+    limit: int
+    counted: str  # what counts against it, for the error: "inbound IPv4 rules of one security group (...)"
+    # How many the provider's part would use: from its config (admin CIDRs: its own rules count too) and the peer
+    # rules (providers/hybrid.py peer_rules, the peers named by node).
+    used: Callable[[StackConfig, Sequence[tuple["ClusterPort", Sequence[str]]]], int]
+
+
 # Admits exactly the given peers on exactly the given cluster ports through the provider's firewall (a cluster
 # whose nodes reach each other over the public internet); returns the firewall resources it created.
 PeerAdmitter = Callable[[Sequence[tuple["ClusterPort", Sequence[PeerAddress]]]], list[pulumi.Resource]]
@@ -388,6 +401,8 @@ class Provider(Protocol):
     # Its nodes can join another provider's cluster over the public internet, or host such nodes: its
     # Infrastructure has `admit_peers`, and `create` takes `over_internet` (providers/hybrid.py INTERNET).
     internet_peering: bool
+    # Where admitting peers counts against a documented limit of its firewall (absent: none checked).
+    peer_quota: PeerQuota | None
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         """Provider-specific config checks (locations, zones), run before any resource exists."""
@@ -577,7 +592,7 @@ def ssh_connection(host: pulumi.Input[str], user: str, private_key: pulumi.Input
 
 __all__ = ["AddonInstaller", "ApiEndpoints", "CLUSTER_PORTS", "ClusterPort", "ClusterProfile", "PROVIDER_LABEL",
            "Credential", "check_credentials", "FSTYPE_PARAMETER",
-           "Infrastructure", "Node", "NodeGroupInstaller", "PeerAddress", "PeerAdmitter", "NodeGroupRequest", "NodeGroups", "NodeSpec",
+           "Infrastructure", "Node", "NodeGroupInstaller", "PeerAddress", "PeerAdmitter", "PeerQuota", "NodeGroupRequest", "NodeGroups", "NodeSpec",
            "group_spec", "node_group_name", "pool_labels", "PORTS", "PortRule", "Provider", "ProviderInfrastructure",
            "ServerCatalog", "ServerType", "Storage", "StorageInstaller", "assemble", "check_locations",
            "check_server_type_names", "csi_storage", "first_server_api", "located_settings", "node_location",

@@ -6,6 +6,7 @@ Everything here is provider-neutral and derived from the validated config and pr
 
 - SSH_USER, CloudFile, cloud_config(), key_digest()          who logs in, with which keys; first boot
 - provider_id_command()                                      the kubelet's provider ID from instance data
+- public_address_command(), literal_address()               a 1:1-NATed public address where the kubelet finds it
 - zone_of(), spread()                                        where unpinned nodes go on a zonal cloud
 - IngressRule, ingress_rules(), port_range(), cidr_slug()    the PORTS firewall, one rule per source
 - FamilyRule, family_rules()                                 the PORTS firewall, one rule per address family
@@ -22,6 +23,7 @@ import hashlib
 import ipaddress
 import os
 import re
+import shlex
 from dataclasses import dataclass
 from typing import Iterable, Literal, Sequence
 
@@ -87,6 +89,28 @@ def provider_id_command(provider: str, id_format: str, values: Sequence[str]) ->
     arguments = " ".join(f'"{value}"' for value in values)
     return (f"mkdir -p {dropin.rsplit('/', 1)[0]} && umask 077 && "
             f"printf 'kubelet-arg+:\\n  - provider-id={id_format}\\n' {arguments} > {dropin}")
+
+
+# A node of a cluster over the public internet (providers/hybrid.py) registers with its public address. AWS, GCP
+# and Azure translate that address 1:1 at their edge and never put it on the instance, while the kubelet accepts a
+# node IP only if it is one of the host's: so the address goes on the loopback device (incoming packets arrive for
+# the private address; replies leave from it and are translated back).
+LOOPBACK_ADDRESS = 'ip address replace "$address/32" dev lo'
+
+
+def public_address_command(address: str) -> str:
+    """A boot command (cloud_config's `boot_commands`) putting the public address on `lo` at every boot.
+
+    `address`: one shell word that expands to the address: a double-quoted command substitution querying the
+    instance metadata (which fails the command, through curl -f, when the metadata has none), or
+    literal_address()."""
+    return f"address={address} && {LOOPBACK_ADDRESS}"
+
+
+def literal_address(address: str) -> str:
+    """A known IPv4 address as public_address_command's shell word: parsed first (it reaches a shell), then
+    quoted."""
+    return shlex.quote(str(ipaddress.IPv4Address(address)))
 
 
 # --- location: a zone of the provider's region (checked by providers.base.check_locations) ----------
@@ -241,7 +265,8 @@ def autoscaling_groups(sizes: Sequence[tuple[str, int]]) -> list[dict]:
     return [{"name": name, "minSize": 0, "maxSize": max_size} for name, max_size in sizes]
 
 
-__all__ = ["SSH_USER", "CloudFile", "PROVIDER_ID_DROPIN", "provider_id_command",
+__all__ = ["SSH_USER", "CloudFile", "PROVIDER_ID_DROPIN", "provider_id_command", "LOOPBACK_ADDRESS",
+           "public_address_command", "literal_address",
            "FamilyRule", "IngressRule", "ROOT_DISK_GB", "check_network", "cidr_slug",
            "cloud_config", "family_rules", "ingress_rules", "key_digest", "port_range", "provider_setting",
            "root_disk_gb", "spread", "zone_of", "NodeTemplate", "node_template", "autoscaling_groups"]

@@ -38,8 +38,9 @@ from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster
 from providers import cloud
-from providers.base import (ApiEndpoints, ClusterProfile, Credential, Infrastructure, Node, NodeGroupRequest,
-                            NodeGroups, NodeSpec, ProviderInfrastructure, Storage, assemble, check_locations,
+from providers.base import (ApiEndpoints, ClusterPort, ClusterProfile, Credential, Infrastructure, Node,
+                            NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota, ProviderInfrastructure,
+                            Storage, assemble, check_locations,
                             check_server_type_names, csi_storage, first_server_api, node_specs, resolve_server_type,
                             ssh_connection)
 
@@ -99,6 +100,14 @@ PROVIDER_ID_COMMAND = cloud.provider_id_command("gce", "gce://%s/%s/%s", [
     f"$({_METADATA}/project/project-id)", "$(cloud-init query v1.availability_zone)",
     f"$({_METADATA}/instance/name)"])
 BOOT_COMMANDS = (PROVIDER_ID_COMMAND,)
+# A node joining a cluster over the public internet registers with its public address (cloud.public_address_command):
+# the external address of the first interface's first access config (Compute Engine "About VM metadata"), which
+# GCE translates at its edge.
+PUBLIC_ADDRESS_COMMAND = cloud.public_address_command(
+    f'"$({_METADATA}/instance/network-interfaces/0/access-configs/0/external-ip)"')
+# VPC quotas and limits ("Per firewall rule"): at most 5,000 source IP ranges in one VPC firewall rule. A peer rule
+# (_admit_peers) names every cluster node's address.
+SOURCE_RANGES_PER_RULE = 5000
 # What the cluster autoscaler's GCE cloud provider calls (cluster-autoscaler 1.35 autoscaling_gce_client.go),
 # as Compute Engine IAM permissions: the managed instance groups (get, list, listManagedInstances; resize,
 # createInstances and deleteInstances are `update`), their instance groups, instances and templates, the machine
@@ -205,6 +214,10 @@ class Gcp:
     server_types = SERVER_TYPES
     credentials = CREDENTIALS
     zonal_node_groups = True  # managed instance groups are zonal
+    internet_peering = True  # PUBLIC_ADDRESS_COMMAND puts the public address where K3s can register with it
+    # Each peer rule names every node: the largest rule's source ranges.
+    peer_quota = PeerQuota(SOURCE_RANGES_PER_RULE, "source IP ranges in one VPC firewall rule (GCP's limit)",
+                           lambda _cfg, rules: max((len(peers) for _port, peers in rules), default=0))
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cluster = loaded.config.cluster
@@ -232,16 +245,19 @@ class Gcp:
                                          "a Compute Engine machine type such as n2-standard-8 or e2-medium")
         return found
 
-    def create(self, loaded: LoadedConfig) -> Infrastructure:
-        return GcpInfrastructure("gcp", loaded).infrastructure
+    def create(self, loaded: LoadedConfig, over_internet: bool = False) -> Infrastructure:
+        """`over_internet`: the nodes join a cluster over the public internet (PUBLIC_ADDRESS_COMMAND)."""
+        return GcpInfrastructure("gcp", loaded, over_internet=over_internet).infrastructure
 
 
 class GcpInfrastructure(ProviderInfrastructure):
     """Everything GCP-side for one stack."""
 
-    def __init__(self, name: str, loaded: LoadedConfig, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, loaded: LoadedConfig, opts: pulumi.ResourceOptions | None = None, *,
+                 over_internet: bool = False):
         super().__init__("GcpInfrastructure", name, loaded, opts)
         cfg = loaded.config
+        self._boot = (*BOOT_COMMANDS, *((PUBLIC_ADDRESS_COMMAND,) if over_internet else ()))
         self._prefix = gcp_name("adp", loaded.stack)  # GCE names: lower case, digits and '-'
         self._labels = {"adplatform-stack": gcp_name(loaded.stack)}
         self._project = gcp_project() or ""
@@ -276,6 +292,7 @@ class GcpInfrastructure(ProviderInfrastructure):
             install_node_groups=self._install_node_groups,
             # A managed instance group is zonal: an unpinned pool's groups, like its nodes, span the spread zones.
             unpinned_group_locations=self._spread,
+            admit_peers=self._admit_peers,
         )
         self.register_outputs({"network_id": self.network.id, "subnetwork_id": self.subnet.id})
 
@@ -313,6 +330,20 @@ class GcpInfrastructure(ProviderInfrastructure):
             description="all traffic between cluster members", source_tags=[self.node_tag],
             target_tags=[self.node_tag], allows=[gcp.compute.FirewallAllowArgs(protocol="all")], opts=self._opts()))
         return rules
+
+    def _admit_peers(self, rules: Sequence[tuple[ClusterPort, Sequence[PeerAddress]]]) -> list[pulumi.Resource]:
+        """One ingress rule per cluster port from exactly its peers' addresses, to this stack's nodes (the node
+        tag; a cluster over the public internet, providers/hybrid.py). Peers are IPv4 (the public addresses)."""
+        found: list[pulumi.Resource] = []
+        for port, peers in rules:
+            name = gcp_name(self._prefix, "in-peers", port.protocol, port.port or "")
+            found.append(gcp.compute.Firewall(
+                name, name=name, project=self._project, network=self.network.id, direction="INGRESS",
+                description=port.description, source_ranges=[peer.cidr for peer in peers], target_tags=[self.node_tag],
+                allows=[gcp.compute.FirewallAllowArgs(protocol=port.protocol,
+                                                      ports=[port.port] if port.port else None)],
+                opts=self._opts()))
+        return found
 
     # --- identity and instances ----------------------------------------------------------------------
 
@@ -376,7 +407,7 @@ class GcpInfrastructure(ProviderInfrastructure):
                 access_configs=[gcp.compute.InstanceNetworkInterfaceAccessConfigArgs(network_tier="PREMIUM")])],
             # cloud-init (Ubuntu's GCE datasource reads `user-data`) writes the provider ID at boot, before K3s.
             metadata={**self._ssh_metadata(), "user-data": cloud.cloud_config(
-                self._loaded.config.ssh_public_keys, boot_commands=BOOT_COMMANDS)},
+                self._loaded.config.ssh_public_keys, boot_commands=self._boot)},
             tags=self._node_tags(spec),
             service_account=gcp.compute.InstanceServiceAccountArgs(**self._service_account_settings()),
             shielded_instance_config=gcp.compute.InstanceShieldedInstanceConfigArgs(**SHIELDED),

@@ -8,7 +8,7 @@ and the parts' nodes become one Infrastructure: the layers above see pools and n
 Providers couple in the ways COUPLINGS lists, each private or encrypted, never open: Hetzner Cloud with bare
 metal on Hetzner dedicated servers over a Robot vSwitch joined to the cloud network (a subnet of type vswitch,
 providers/hetzner.py). Any other pair of providers that both peer over the internet (`internet_peering`: Hetzner,
-AWS) couples over the public internet (INTERNET): every node registers with its public address, Cilium tunnels and
+AWS, GCP, Azure) couples over the public internet (INTERNET): every node registers with its public address, Cilium tunnels and
 encrypts everything between nodes (WireGuard), and each provider's firewall admits exactly the cluster's node
 addresses on exactly CLUSTER_PORTS. No pair needs code of its own; other pairs are refused.
 """
@@ -25,7 +25,8 @@ from config import LoadedConfig, Problem
 from config.catalog import PROVIDERS
 from config.errors import problem
 from config.model import ApiLoadBalancer, StackConfig
-from providers.base import CLUSTER_PORTS, ClusterPort, Infrastructure, Node, PeerAddress, check_credentials
+from providers.base import (CLUSTER_PORTS, ClusterPort, Infrastructure, Node, PeerAddress, check_credentials,
+                            node_specs)
 from providers.hetzner import PROVIDED_BY_LABEL
 
 T = TypeVar("T")  # a peer: a CIDR (a private coupling) or a PeerAddress (over the internet)
@@ -135,8 +136,39 @@ def validate(loaded: LoadedConfig) -> list[Problem]:
                                  cfg.data_plane.scylladb.storage))
     if any((cfg.provider, name) == ("hetzner", "baremetal") for name in used):
         found += _vswitch(cfg)
+    if not found:  # every pool couples: the peers are known
+        found += peer_quota_problems(loaded)
     for name in used:
         found += providers.get(name).validate(part(loaded, name))
+    return found
+
+
+def peer_quota_problems(loaded: LoadedConfig) -> list[Problem]:
+    """Over the public internet, each provider's firewall names every node per cluster port (over_internet): refused
+    where that would pass the provider's documented default limit (PeerQuota), before the cloud refuses the rules
+    in the middle of an update."""
+    cfg = loaded.config
+    used = providers_used(cfg)
+    limited = [name for name in PROVIDERS if getattr(providers.get(name), "peer_quota", None) is not None]
+    found = [problem(f"cluster.firewallQuotas.{name}", f"must name a provider whose firewall limit a cluster over the "
+                     f"public internet is checked against ({', '.join(limited)})", name)
+             for name in cfg.cluster.firewall_quotas if name not in limited]
+    if found or not any(coupling(cfg.provider, name).over_internet for name in used[1:]):
+        return found
+    specs = {name: node_specs(part(loaded, name)) for name in used}
+    everyone = [spec.name for each in specs.values() for spec in each]
+    servers = [spec.name for each in specs.values() for spec in each if spec.k3s_role == "server"]
+    for name in (n for n in used if n in limited):
+        quota = providers.get(name).peer_quota
+        limit = cfg.cluster.firewall_quotas.get(name, quota.limit)
+        rules = peer_rules(any(s.k3s_role == "server" for s in specs[name]), everyone, servers)
+        count = quota.used(part(loaded, name).config, rules)
+        if count > limit:
+            found.append(problem("cluster.pools", f"must hold fewer nodes in a cluster over the public internet: "
+                                 f"admitting all {len(everyone)} nodes ({len(servers)} K3s servers) on the cluster "
+                                 f"ports takes {count} {quota.counted} on provider {name}, above its limit of {limit} "
+                                 f"(the documented default {quota.limit}; where your quota is higher, set "
+                                 f"cluster.firewallQuotas.{name})", f"{len(everyone)} nodes"))
     return found
 
 
@@ -199,10 +231,13 @@ def create(loaded: LoadedConfig) -> Infrastructure:
     """Every provider's part, and one Infrastructure over all their nodes."""
     cfg = loaded.config
     used = providers_used(cfg)
-    primary = providers.get(cfg.provider).create(part(loaded, cfg.provider))
+    links = [coupling(cfg.provider, name) for name in used[1:]]
+    internet = any(link.over_internet for link in links)
+    # Over the internet the stack provider's nodes register with their public addresses too.
+    primary = (providers.get(cfg.provider).create(part(loaded, cfg.provider), over_internet=True) if internet
+               else providers.get(cfg.provider).create(part(loaded, cfg.provider)))
     if len(used) == 1:
         return primary
-    links = [coupling(cfg.provider, name) for name in used[1:]]
     # The stack provider's servers and agents all live in its subnet, the one network a private coupling routes
     # to the secondaries' agents (COUPLINGS).
     cloud = (cfg.cluster.subnet_cidr,)
@@ -210,7 +245,7 @@ def create(loaded: LoadedConfig) -> Infrastructure:
                    else providers.get(name).create(part(loaded, name), peers=peer_rules(False, cloud, cloud))
                    for name, link in zip(used[1:], links)]
     combined = combine(primary, secondaries, min(link.mtu for link in links), [link.node_labels for link in links])
-    if not any(link.over_internet for link in links):
+    if not internet:
         return combined
     return over_internet(combined, [primary, *(s for s, link in zip(secondaries, links) if link.over_internet)])
 
@@ -274,5 +309,6 @@ def cilium_values(stack_values: dict, link_mtu: int) -> dict:
             "encryption": {"enabled": True, "type": "wireguard", "nodeEncryption": True}}
 
 
-__all__ = ["COUPLINGS", "INTERNET", "Coupling", "cilium_values", "combine", "coupling", "create", "over_internet", "credential_problems", "part",
+__all__ = ["COUPLINGS", "INTERNET", "Coupling", "cilium_values", "combine", "coupling", "create", "over_internet",
+           "credential_problems", "part", "peer_quota_problems",
            "peer_rules", "providers_used", "validate"]

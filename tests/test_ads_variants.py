@@ -10,43 +10,22 @@ import json
 import pytest
 
 from components.ads import PULL_SECRET
-from config.ads import REGISTRY_TOKEN
 from tests.netpol import PROMETHEUS_PEER
 from tests.stores import NETPOL, SECRET, string_data
 from components.ads.context import MESH_INBOUND_PORT
 from tests.test_ads import (CNP, CONFIGMAP, DEPLOYMENT, MONITOR, ROUTE, SERVICE, ads_objects, app, env_of, obj,
                             pod, ports)
-from tools import mockrun
+from tests import variants
 
-TOKEN = "offline-registry-token-0123456789"
-TAINT = "adplatform.io/dedicated=hot-path:NoSchedule"
-OVERRIDES = {
-    "cluster": {"location": "fsn1", "pools": [{"name": "hot", "role": "general", "count": 2,
-                                               "size": "dedicated-large", "taints": [TAINT]}]},
-    "platform": {"monitoring": {"enabled": False}, "traces": {"enabled": False}},
-    "adServices": {
-        "registry": {"host": "registry.ads.example.com", "username": "ads-deploy"},
-        "services": {
-            "bidding": {"pool": "hot", "metricsPort": 9090,
-                        "image": {"repository": "registry.ads.example.com/ads/bidding", "tag": "1.4.2"}},
-            "ad-serving": {"image": {"repository": "registry.ads.example.com/ads/ad-serving",
-                                     "digest": "sha256:" + "ab" * 32}},
-            "reporting": {"enabled": False},
-            "analytics-ingestion": {"enabled": False},
-            "api-gateway": {"env": {"LOG_LEVEL": "debug"}},
-        },
-    },
-}
+TOKEN = variants.REGISTRY_TOKEN_VALUE
+TAINT = variants.HOT_PATH_TAINT
+OVERRIDES = variants.ADS_OVERRIDES
 
 
 @pytest.fixture(scope="module")
 def variant():
-    values, secret = mockrun.stack_config("production")
-    values.update({f"adplatform:{k}": v for k, v in OVERRIDES.items()})
-    values["adplatform:clusterServices"] = {**values.get("adplatform:clusterServices", {}),
-                                            "mesh": {"linkerd": True, "namespaces": ["ads"]}}
-    values[f"adplatform:{REGISTRY_TOKEN}"] = TOKEN
-    return mockrun.run(values, secret | {f"adplatform:{REGISTRY_TOKEN}"}, "production")
+    """Production with OVERRIDES, the registry token and Linkerd on `ads` (the shared production variant)."""
+    return variants.production_variant()
 
 
 def test_a_hot_path_service_runs_on_its_own_pool(variant):

@@ -155,9 +155,10 @@ def test_scratch_namespace_has_a_quota_for_its_restores(production):
     quota = production.named("drill-quota", "kubernetes:core/v1:ResourceQuota").inputs
     hard = quota["metadata"]["namespace"] == NS and quota["spec"]["hard"]
     # PostgreSQL's data and WAL (120Gi); Redpanda's downloaded export and the broker replaying it (2 x 500Gi)
-    # and one ClickHouse shard restored at a time (500Gi); the ScyllaDB node's data volume (10Gi: the canary table only)
-    assert hard["requests.storage"] == "1630Gi" and hard["services.loadbalancers"] == "0"
-    assert hard["requests.cpu"] == "8" and hard["pods"] == "16" and hard["persistentvolumeclaims"] == "8"
+    # one ClickHouse shard restored at a time (500Gi) and etcd's snapshot with its restored datastore (16Gi)
+    # and the ScyllaDB node's data volume (10Gi: the canary table only)
+    assert hard["requests.storage"] == "1646Gi" and hard["services.loadbalancers"] == "0"
+    assert hard["requests.cpu"] == "10" and hard["pods"] == "20" and hard["persistentvolumeclaims"] == "10"
 
 
 def test_no_drills_without_off_cluster_backups(staging):
@@ -223,15 +224,14 @@ def test_dashboard_shows_last_drill_duration_and_backup_age(production):
     ({"schedule": "0 25 * * 0"}, "adplatform:dataPlane.drills.schedule its hour field '25' is outside 0-23"),
     ({"schedule": "0 4 31 2 *"}, "adplatform:dataPlane.drills.schedule never runs"),
     ({"skip": ["mysql"]},
-     "adplatform:dataPlane.drills.skip 'mysql' is not a drilled store; accepted: postgres, redpanda, clickhouse, "
-     "scylladb"),
+     "adplatform:dataPlane.drills.skip 'mysql' is not a drilled store; accepted: postgres, redpanda, clickhouse"),
     ({"schedules": {"clickhouse": "0 25 * * 1"}},
      "adplatform:dataPlane.drills.schedules clickhouse: '0 25 * * 1' its hour field '25' is outside 0-23"),
     ({"schedules": {"clickhouse": "weekly"}},
      "adplatform:dataPlane.drills.schedules clickhouse: 'weekly' must be a 5-field cron expression"),
     ({"schedules": {"mysql": "0 4 * * 2"}},
      "adplatform:dataPlane.drills.schedules 'mysql' is not a drilled store; accepted: postgres, redpanda, "
-     "clickhouse, scylladb"),
+     "clickhouse"),
     ({"maxDataAgeHours": 0}, "adplatform:dataPlane.drills.maxDataAgeHours must be between 1 and 744"),
 ])
 def test_drill_settings_errors_name_key_value_and_accepted(drills_config, expected):
@@ -261,7 +261,7 @@ def test_a_store_can_opt_out():
     assert not [r for r in run.resources if r.name.startswith("drill-") and "postgres" in r.name]
     assert postgres.CANARY not in {r["name"] for r in run.named("postgres-cluster").inputs["spec"]["managed"]["roles"]}
     assert "postgres.yaml" not in run.named("drill-scripts", CONFIGMAP).inputs["data"]
-    run = run_raw(base_raw(dataPlane={"drills": {"skip": ["postgres", "redpanda", "clickhouse", "scylladb"]}}))
+    run = run_raw(base_raw(dataPlane={"drills": {"skip": ["postgres", "redpanda", "clickhouse", "etcd", "scylladb"]}}))
     assert not [r for r in run.resources if r.name.startswith("drill-")]
 
 
@@ -780,6 +780,143 @@ def test_clickhouse_drill_fails_on_damaged_parts_or_an_old_canary(tmp_path):
     assert result.returncode == 1 and "misses recent writes" in result.stderr
 
 
+# --- etcd (K3s' snapshots) ---------------------------------------------------------------------------------------
+def test_etcd_drill_restores_the_newest_snapshot_into_a_throwaway_etcd_on_tuesdays(production):
+    job = production.named("drill-etcd", CRONJOB).inputs
+    assert job["metadata"]["namespace"] == NS and job["spec"]["schedule"] == "0 4 * * 2"  # a day after ClickHouse
+    assert env(production.named("drill-etcd", CRONJOB))["CANARY_KEY"] == "/registry/configmaps/dr-drills/drill-canary"
+    pod = scratch_manifest(production, "etcd")
+    assert pod["kind"] == "Pod" and pod["metadata"]["namespace"] == NS
+    download, restore = pod["spec"]["initContainers"]
+    server = pod["spec"]["containers"][0]
+    s3 = {e["name"]: e.get("value", e.get("valueFrom")) for e in download["env"]}
+    # where K3s puts them (components/k3s/config.py: etcd-s3-bucket and etcd-s3-folder), read with the drills' key
+    assert s3["S3_BUCKET"] == "adp-production-backups" and s3["S3_PREFIX"] == "production/etcd"
+    assert s3["S3_SECRET_KEY"] == {"secretKeyRef": {"name": "drill-backup-s3", "key": "ACCESS_SECRET_KEY"}}
+    assert restore["image"] == server["image"] == charts.ETCD_IMAGE and charts.ETCD_IMAGE.endswith(":v3.6.12")
+    assert restore["command"][:4] == ["etcdutl", "snapshot", "restore", "/work/snapshot.db"]
+    # clients and peers on loopback only; the probe runs inside the pod
+    assert [a for a in server["command"] if "urls" in a] == [
+        "--listen-client-urls=http://127.0.0.1:2379", "--advertise-client-urls=http://127.0.0.1:2379",
+        "--listen-peer-urls=http://127.0.0.1:2380"]
+    assert server["readinessProbe"]["exec"]["command"][0] == "etcdctl"
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    validators.validate_kubernetes("kubernetes:core/v1:Pod", pod)
+
+
+def test_etcd_canary_is_patched_hourly_by_an_account_that_reaches_only_the_canary(production):
+    job = production.named("drill-canary-etcd", CRONJOB).inputs
+    assert job["metadata"]["namespace"] == NS and job["spec"]["schedule"] == drills.CANARY_SCHEDULE
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "drill-canary"
+    role = production.named("drill-canary-etcd", "kubernetes:rbac.authorization.k8s.io/v1:Role").inputs
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["drill-canary"],
+                              "verbs": ["get", "patch"]}]
+    canary = production.named("drill-canary-etcd", CONFIGMAP)
+    assert canary.inputs["metadata"]["namespace"] == NS and "data" not in canary.inputs
+
+
+def test_no_etcd_drill_when_skipped():
+    run = run_raw(base_raw(dataPlane={"drills": {"skip": ["etcd"]}}))
+    assert not [r for r in run.resources if r.name.startswith("drill-") and "etcd" in r.name]
+    assert "etcd.yaml" not in run.named("drill-scripts", CONFIGMAP).inputs["data"]
+
+
+FAKE_ETCD_CURL = r"""#!/usr/bin/env bash
+cat >/dev/null
+url="${*: -1}"
+out=""
+while (($#)); do [[ "$1" == --output ]] && out="$2"; shift; done
+case "$url" in
+  *list-type=2*)
+    printf '<Contents><Key>p/etcd-snapshot-server-1-1764590400.zip</Key></Contents>'
+    printf '<Contents><Key>p/etcd-snapshot-ctrl-a-2-1764633600.zip</Key></Contents>'
+    printf '<Contents><Key>p/on-demand-server-1-1764700000</Key></Contents>'
+    printf '<CommonPrefixes><Prefix>p/.metadata/</Prefix></CommonPrefixes>' ;;
+  *) cp "$SNAPSHOT_ZIP" "$out" ;;
+esac
+"""
+
+
+def test_etcd_download_takes_the_newest_scheduled_snapshot_of_any_server_and_unzips_it(tmp_path):
+    import zipfile
+    bin_dir = fake_bin(tmp_path, "curl", FAKE_ETCD_CURL)
+    archive = tmp_path / "snap.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("etcd-snapshot-ctrl-a-2-1764633600", b"bolt db")
+    work, log = tmp_path / "work", tmp_path / "termination-log"
+    work.mkdir()
+    result = subprocess.run(["bash", str(redpanda_backup.SCRIPTS / "etcd-download.sh")], capture_output=True,
+                            text=True, timeout=60, env={
+                                "PATH": f"{bin_dir}:/usr/bin:/bin", "WORK": str(work), "SNAPSHOT_ZIP": str(archive),
+                                "TERMINATION_LOG": str(log), "S3_ENDPOINT": "https://s3", "S3_REGION": "r",
+                                "S3_BUCKET": "b", "S3_PREFIX": "p", "S3_ACCESS_KEY": "a", "S3_SECRET_KEY": "s"})
+    assert result.returncode == 0, result.stderr
+    # the newest by its Unix time (not by node name), a scheduled one; unzipped for etcdutl
+    assert log.read_text() == "etcd-snapshot-ctrl-a-2-1764633600.zip"
+    assert (work / "snapshot.db").read_bytes() == b"bolt db"
+
+
+FAKE_ETCD_KUBECTL = r"""#!/usr/bin/env bash
+printf '%s\n' "$*" >>"$CALLS"
+case "$*" in
+  *jsonpath=*) printf '%s' "$SNAPSHOT" ;;
+  *"namespaces/kube-system --keys-only"*) [[ -n "$FOREIGN" ]] || printf '/registry/namespaces/kube-system\n' ;;
+  *"--print-value-only"*) [[ -z "$CANARY" ]] || printf 'k8s\0\n\x0cConfigMap\x12\x0awritten-at\x12\x1adrill-canary@%s\x1a\x00' "$CANARY" ;;
+esac
+exit 0
+"""
+
+
+def run_etcd_drill(tmp_path: Path, canary: str, snapshot: str = "etcd-snapshot-s-1-1764633600.zip", foreign=""):
+    bin_dir = fake_bin(tmp_path, "kubectl", FAKE_ETCD_KUBECTL)
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    result = subprocess.run(["bash", str(drills.SCRIPT)], capture_output=True, text=True, timeout=60, env={
+        **os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "CANARY": canary,
+        "SNAPSHOT": snapshot, "FOREIGN": foreign, "STORE": "etcd", "NAMESPACE": NS, "MANIFEST": "/drill/etcd.yaml",
+        "RESOURCE": "pod/drill-etcd", "READY": "condition=Ready", "TIMEOUT_SECONDS": "60", "MAX_AGE_SECONDS": "3600",
+        "SCRATCH_POD": "drill-etcd", "CANARY_KEY": drills.ETCD_CANARY_KEY, "CANARY_MARKER": drills.ETCD_CANARY_MARKER})
+    return result, calls.read_text().splitlines()
+
+
+def test_etcd_drill_finds_the_canary_in_the_restored_protobuf_and_tears_down(tmp_path):
+    result, calls = run_etcd_drill(tmp_path, str(now() - 600))
+    assert result.returncode == 0, result.stderr
+    assert "restored etcd-snapshot-s-1-1764633600.zip: taken" in result.stderr
+    assert ("exec --namespace dr-drills drill-etcd --container etcd -- etcdctl get "
+            "/registry/configmaps/dr-drills/drill-canary --print-value-only") in calls
+    assert calls[-1].startswith("delete --namespace dr-drills --filename /drill/etcd.yaml")
+
+
+@pytest.mark.parametrize("canary, snapshot, foreign, message", [
+    ("old", "etcd-snapshot-s-1-1764633600.zip", "", "misses recent writes"),
+    ("", "etcd-snapshot-s-1-1764633600.zip", "", "no canary in the restored copy"),
+    ("recent", "", "", "the download named no snapshot"),
+    ("recent", "etcd-snapshot-s-1-1764633600.zip", "yes", "no kube-system Namespace"),
+])
+def test_etcd_drill_fails_without_a_recent_canary_a_snapshot_or_the_cluster_s_objects(
+        tmp_path, canary, snapshot, foreign, message):
+    value = {"old": str(now() - 7200), "recent": str(now() - 600), "": ""}[canary]
+    result, calls = run_etcd_drill(tmp_path, value, snapshot, foreign)
+    assert result.returncode == 1 and message in result.stderr
+    assert calls[-1].startswith("delete --namespace dr-drills --filename /drill/etcd.yaml")
+
+
+def test_etcd_canary_patches_its_configmap_with_the_marker_and_time(tmp_path):
+    bin_dir = fake_bin(tmp_path, "kubectl", 'printf \'%s\\n\' "$*" >>"$CALLS"\n')
+    calls = tmp_path / "calls"
+    result = subprocess.run(["bash", str(redpanda_backup.SCRIPTS / "etcd-canary.sh")], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+                                             "CALLS": str(calls), "NAMESPACE": NS, "CANARY_CONFIGMAP": "drill-canary",
+                                             "CANARY_KEY": "written-at", "CANARY_MARKER": "drill-canary@"})
+    assert result.returncode == 0, result.stderr
+    call = calls.read_text().strip()
+    assert call.startswith("patch configmap drill-canary --namespace dr-drills --type merge --patch ")
+    written = json.loads(call.split("--patch ", 1)[1])["data"]["written-at"]
+    assert written.startswith("drill-canary@") and abs(int(written.split("@")[1]) - now()) < 60
+
+
 # --- ScyllaDB: the drill's download, read-only, from Scylla Manager's layout (docs/restore-drills.md)
 SCYLLA_DOWNLOAD = scylladb_bootstrap.SCRIPTS / "scylladb-drill-download.sh"
 # S3, faked: objects are files under $S3ROOT/<bucket>/<key>; ListObjectsV2 answers every key under the prefix
@@ -1016,9 +1153,9 @@ def test_scylladb_canary_inserts_one_row_with_the_password_in_a_file_only(tmp_pa
     assert credentials.read_text() == "[plain_text_auth]\nusername = drill_canary\npassword = s3cret'pw\n600\n"
 
 
-def test_scylladb_drill_loads_the_backup_into_a_small_loopback_node_on_tuesdays(production):
+def test_scylladb_drill_loads_the_backup_into_a_small_loopback_node_on_wednesdays(production):
     job = production.named("drill-scylladb", CRONJOB).inputs
-    assert job["metadata"]["namespace"] == NS and job["spec"]["schedule"] == "0 4 * * 2"  # its own day
+    assert job["metadata"]["namespace"] == NS and job["spec"]["schedule"] == "0 4 * * 3"  # its own day
     variables = env(production.named("drill-scylladb", CRONJOB))
     assert variables["RESOURCE"] == "pod/drill-scylladb" and variables["SCRATCH_POD"] == "drill-scylladb"
     # our own definition, one replica in the scratch node's DC; the table exactly as the bootstrap creates it

@@ -6,13 +6,14 @@ profiles, storage topology, and the plan's cost next to all-cloud production."""
 
 from __future__ import annotations
 
+import base64
 import copy
 from typing import Any
 
 import pytest
 import yaml
 
-from providers import hybrid
+from providers import aws, azure, cloud, gcp, hybrid
 from providers.base import CLUSTER_PORTS, PROVIDER_LABEL
 from tests.test_baremetal import problems  # the whole program, refused before any resource
 from tests.conftest import ROOT, base_raw, k3s_config, run_raw, script_param, stack_run
@@ -52,13 +53,13 @@ def test_an_unknown_pool_provider_is_refused_naming_the_key():
 
 
 def test_a_provider_that_cannot_couple_is_refused_naming_what_is_accepted():
-    # Azure cannot peer over the internet yet (no `internet_peering`): the error names the pairs that work.
-    values = raw()
-    values["cluster"]["pools"].append({"name": "edge", "role": "general", "count": 2, "provider": "azure"})
+    # Bare metal couples with Hetzner Cloud only (its vSwitch) and does not peer over the internet: on an AWS stack
+    # the error names the pairs that work.
+    values = raw(provider="aws")
     found = problems(values)
-    assert any(p.startswith("adplatform:cluster.pools[edge].provider must be 'hetzner' (the stack's provider) or a "
-                            "provider it couples with (baremetal: a Hetzner Robot vSwitch") and "; aws: the public "
-               "internet" in p and "'azure'" in p for p in found), found
+    assert any(p.startswith("adplatform:cluster.pools[scylladb].provider must be 'aws' (the stack's provider) or a "
+                            "provider it couples with (hetzner, gcp, azure: the public internet")
+               and "'baremetal'" in p for p in found), found
 
 
 def test_the_credentials_of_every_pool_provider_are_checked(monkeypatch):
@@ -314,17 +315,19 @@ def test_the_walk_refuses_a_swap_in_one_step_and_a_replica_short_pool():
 AWS_SETTINGS = {"aws:region": "eu-central-1", "hcloud:token": "test-token"}
 
 
-def run_internet(values: dict[str, Any], stack: str = "test") -> mockrun.Run:
+def run_internet(values: dict[str, Any], stack: str = "test", settings: dict[str, str] = AWS_SETTINGS) -> mockrun.Run:
     from tests.conftest import SECRET_KEYS, lower_layers
-    config = {**{f"adplatform:{k}": v for k, v in lower_layers(values).items()}, **AWS_SETTINGS}
+    config = {**{f"adplatform:{k}": v for k, v in lower_layers(values).items()}, **settings}
     return mockrun.run(config, {f"adplatform:{k}" for k in SECRET_KEYS} | {"hcloud:token"}, stack)
+
 EDGE = {"name": "edge", "role": "general", "count": 2, "provider": "aws", "locations": ["eu-central-1a", "eu-central-1b"]}
 SG_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 
 
 def internet_raw() -> dict[str, Any]:
-    """Production on Hetzner Cloud with a stateless pool on AWS (no bare metal)."""
-    return base_raw(cluster={"location": "fsn1", "pools": [dict(EDGE)]})
+    """Production on Hetzner Cloud with a stateless pool on AWS (no bare metal). Its 22 nodes take more security group
+    rules than AWS' default quota: the account's raised quota is stated."""
+    return base_raw(cluster={"location": "fsn1", "pools": [dict(EDGE)], "firewallQuotas": {"aws": 120}})
 
 
 @pytest.fixture(scope="module")
@@ -413,10 +416,10 @@ def test_hetzner_volumes_stay_on_hetzner_nodes_and_no_aws_add_on_is_installed(in
     assert not releases & {"aws-ccm", "aws-ebs-csi"}
 
 
-def _internet_problems(values: dict[str, Any]) -> list[str]:
+def _internet_problems(values: dict[str, Any], settings: dict[str, str] = AWS_SETTINGS) -> list[str]:
     from config import ConfigError
     with pytest.raises(ConfigError) as err:
-        run_internet(values)
+        run_internet(values, settings=settings)
     assert mockrun.last_monitor.recorded == [], "nothing is created before the config is valid"
     return [str(p) for p in err.value.problems]
 
@@ -436,3 +439,159 @@ def test_an_autoscaled_pool_on_the_other_cloud_is_refused():
     # (config/rules.py: only the stack's provider autoscales; the firewalls could not name such nodes either)
     assert any(p.startswith("adplatform:cluster.pools[edge].autoscaling must not be set on a pool of provider 'aws'")
                for p in found), found
+
+
+# --- pools on GCP and Azure, over the public internet (one run with both) ---------------------------
+
+CLOUDS_SETTINGS = {"hcloud:token": "test-token", "gcp:project": "adp-test", "gcp:region": "europe-west3",
+                   "azure-native:location": "westeurope"}
+GCE = {"name": "gce", "role": "general", "count": 2, "provider": "gcp", "locations": ["europe-west3-a", "europe-west3-b"]}
+AZ = {"name": "az", "role": "general", "count": 2, "provider": "azure", "locations": ["1", "2"]}
+GCP_FIREWALL = "gcp:compute/firewall:Firewall"
+NSG_RULE = "azure-native:network:SecurityRule"
+AGENT_PORTS = {("tcp", "10250"), ("udp", "51871"), ("tcp", "4240"), ("icmp", None)}  # no K3s server there
+
+
+def clouds_raw() -> dict[str, Any]:
+    """Production on Hetzner Cloud with a stateless pool on GCP and one on Azure."""
+    return base_raw(cluster={"location": "fsn1", "pools": [dict(GCE), dict(AZ)]})
+
+
+@pytest.fixture(scope="module")
+def clouds() -> mockrun.Run:
+    return run_internet(clouds_raw(), stack="production-internet", settings=CLOUDS_SETTINGS)
+
+
+def _everyone(run: mockrun.Run) -> list[str]:
+    return sorted(f"{a}/32" for a in _addresses(run).values())
+
+
+def test_gcp_and_azure_build_their_own_parts_and_their_nodes_register_with_public_addresses(clouds):
+    assert {r.name for r in clouds.of_type("gcp:compute/instance:Instance")} == {"gce-1", "gce-2"}
+    assert {r.name for r in clouds.of_type("azure-native:compute:VirtualMachine")} == {"az-1", "az-2"}
+    addresses = _addresses(clouds)
+    first = addresses["control-plane-1"]
+    for node in ("gce-1", "az-2", "general-1"):
+        config = k3s_config(clouds, node)
+        assert config["node-ip"] == addresses[node] == config["node-external-ip"], node
+        assert config["server"] == f"https://{first}:6443", node
+
+
+def test_gcp_nodes_put_their_public_address_on_loopback_from_the_metadata_server(clouds):
+    user_data = clouds.named("gce-1", "gcp:compute/instance:Instance").inputs["metadata"]["user-data"]
+    boot = [" ".join(c) for c in yaml.safe_load(user_data)["bootcmd"]]
+    assert any("Metadata-Flavor:Google http://metadata.google.internal/computeMetadata/v1/instance/network-interfaces/"
+               "0/access-configs/0/external-ip" in c and c.endswith(cloud.LOOPBACK_ADDRESS) for c in boot), boot
+    assert any("provider-id=gce://" in c for c in boot)  # still written
+
+
+def test_azure_nodes_put_their_static_public_address_on_loopback_from_custom_data(clouds):
+    # Not from IMDS: it leaves Standard SKU public IPs out. The address is the VM's own, quoted.
+    address = _addresses(clouds)["az-1"]
+    custom = clouds.named("az-1", "azure-native:compute:VirtualMachine").inputs["osProfile"]["customData"]
+    boot = yaml.safe_load(base64.b64decode(custom).decode())["bootcmd"]
+    assert boot == [["sh", "-c", f"address={address} && {cloud.LOOPBACK_ADDRESS}"]]
+
+
+def test_the_gcp_firewall_admits_exactly_the_cluster_nodes_on_the_agents_ports(clouds):
+    peers = [r.inputs for r in clouds.of_type(GCP_FIREWALL) if "-in-peers-" in r.inputs["name"]]
+    rules = {(r["allows"][0]["protocol"], (r["allows"][0].get("ports") or [None])[0]): sorted(r["sourceRanges"])
+             for r in peers}
+    assert rules == {port: _everyone(clouds) for port in AGENT_PORTS}
+    assert all(r["targetTags"] == ["adp-production-internet-node"] and r["direction"] == "INGRESS" for r in peers)
+
+
+def test_the_azure_nsg_admits_exactly_the_cluster_nodes_on_the_agents_ports_at_unique_priorities(clouds):
+    peers = [r.inputs for r in clouds.of_type(NSG_RULE) if r.name.startswith("nsg-peers-")]
+    rules = {(r["protocol"].lower(), None if r["destinationPortRange"] == "*" else r["destinationPortRange"]):
+             sorted(r["sourceAddressPrefixes"]) for r in peers}
+    assert rules == {port: _everyone(clouds) for port in AGENT_PORTS}
+    assert all(r["access"] == "Allow" and r["direction"] == "Inbound" for r in peers)
+    priorities = [r.inputs["priority"] for r in clouds.of_type(NSG_RULE)]
+    assert len(priorities) == len(set(priorities)) and max(priorities) < 300  # below the CCM's (500 up)
+
+
+def test_the_hetzner_firewall_admits_the_gcp_and_azure_nodes(clouds):
+    firewall = clouds.named("firewall-peers", "hcloud:index/firewall:Firewall").inputs
+    rules = {(r["protocol"], r.get("port")): sorted(r["sourceIps"]) for r in firewall["rules"]}
+    assert rules[("udp", "51871")] == rules[("tcp", "10250")] == _everyone(clouds)
+    addresses = _addresses(clouds)
+    assert {f"{addresses[n]}/32" for n in ("gce-1", "gce-2", "az-1", "az-2")} <= set(rules[("tcp", "6443")])
+
+
+def test_gcp_and_azure_nodes_carry_provider_and_zone_labels_and_no_cloud_provider_flag(clouds):
+    for node, provider, zone in (("gce-1", "gcp", "europe-west3-a"), ("az-2", "azure", "2")):
+        config = k3s_config(clouds, node)
+        assert f"{PROVIDER_LABEL}={provider}" in config["node-label"], node
+        assert f"topology.kubernetes.io/zone={zone}" in config["node-label"], node
+        assert "cloud-provider=external" not in config.get("kubelet-arg", []), node
+    releases = {r.name for r in clouds.of_type("kubernetes:helm.sh/v3:Release")}
+    assert not releases & {"azure-ccm", "azuredisk-csi"}
+    assert not clouds.of_type("kubernetes:kustomize/v2:Directory")  # no PD CSI driver
+
+
+@pytest.mark.parametrize("provider", ["gcp", "azure"])
+def test_a_pool_with_data_on_gcp_or_azure_is_refused_naming_the_role(provider):
+    values = clouds_raw()
+    values["cluster"]["pools"].append({"name": "redpanda", "provider": provider})
+    found = _internet_problems(values, CLOUDS_SETTINGS)
+    assert any(p.startswith(f"adplatform:cluster.pools[redpanda].role must be one of general on provider {provider}")
+               for p in found), found
+
+
+# --- the firewalls' documented limits ---------------------------------------------------------------
+
+def test_more_peers_than_the_aws_security_group_holds_are_refused_naming_the_numbers():
+    values = internet_raw()
+    del values["cluster"]["firewallQuotas"]  # production's 22 nodes: 4 agent ports x 22 peers + the group's own 6
+    found = _internet_problems(values)
+    assert any(p.startswith("adplatform:cluster.pools must hold fewer nodes in a cluster over the public internet: "
+                            "admitting all 22 nodes (3 K3s servers) on the cluster ports takes 94 inbound IPv4 rules "
+                            "of the nodes' security group") and "on provider aws, above its limit of 60 (the "
+               "documented default 60; where your quota is higher, set cluster.firewallQuotas.aws)" in p
+               and "'22 nodes'" in p for p in found), found
+
+
+def test_a_firewall_quota_for_a_provider_without_one_is_refused():
+    values = internet_raw()
+    values["cluster"]["firewallQuotas"] = {"hetzner": 100}
+    found = _internet_problems(values)
+    assert any(p.startswith("adplatform:cluster.firewallQuotas.hetzner must name a provider whose firewall limit a "
+                            "cluster over the public internet is checked against (aws, gcp, azure)") for p in found), found
+
+
+def test_the_aws_count_is_the_groups_inbound_ipv4_rules():
+    cfg = type("Cfg", (), {"admin_cidrs": ["203.0.113.0/24", "2001:db8::/32"]})()
+    rules = hybrid.peer_rules(False, [f"n{i}" for i in range(10)], ["n0"])
+    # PORTS from IPv4 sources (80, 443 from 0.0.0.0/0; SSH, 6443, ICMP from the IPv4 admin CIDR), the members
+    # rule, 4 agent ports x 10 peers.
+    own = sum(not r.ipv6 for r in cloud.ingress_rules(cfg.admin_cidrs))
+    assert aws.inbound_ipv4_rules(cfg, rules) == own + 1 + 40
+    assert aws.Aws.peer_quota.limit == 60
+
+
+def test_the_gcp_and_azure_limits_count_what_their_docs_limit():
+    rules = [(CLUSTER_PORTS[0], ["a", "b", "c"]), (CLUSTER_PORTS[2], ["a"])]
+    assert gcp.Gcp.peer_quota.used(None, rules) == 3 and gcp.Gcp.peer_quota.limit == 5000  # ranges in one rule
+    cfg = type("Cfg", (), {"admin_cidrs": ["203.0.113.0/24"]})()
+    own = sum(len(r["source_address_prefixes"]) for r in azure.nsg_rules(cfg.admin_cidrs)) + 1  # + the VNet
+    assert azure.Azure.peer_quota.used(cfg, rules) == own + 4 and azure.Azure.peer_quota.limit == 4000
+
+
+# --- GCP as the stack's provider, with a pool on AWS ------------------------------------------------
+
+def test_a_gcp_stack_with_an_aws_pool_admits_servers_ports_and_registers_its_own_nodes_publicly():
+    # The stack provider's nodes register with their public addresses too: GCE's K3s servers put theirs on lo.
+    values = base_raw(provider="gcp", profile="staging", cluster={"pools": [dict(EDGE, count=1, locations=None)]})
+    run = run_internet(values, stack="staging-internet", settings={**CLOUDS_SETTINGS, **AWS_SETTINGS})
+    user_data = run.named("control-plane-1", "gcp:compute/instance:Instance").inputs["metadata"]["user-data"]
+    assert any(" ".join(c).endswith(cloud.LOOPBACK_ADDRESS) for c in yaml.safe_load(user_data)["bootcmd"])
+    addresses = {host.removeprefix("adp-staging-internet-"): node["publicIp"]
+                 for host, node in run.outputs["nodes"].items()}
+    everyone = sorted(f"{a}/32" for a in addresses.values())
+    servers = sorted(f"{a}/32" for n, a in addresses.items() if n.startswith("control-plane"))
+    peers = [r.inputs for r in run.of_type(GCP_FIREWALL) if "-in-peers-" in r.inputs["name"]]
+    rules = {(r["allows"][0]["protocol"], (r["allows"][0].get("ports") or [None])[0]): sorted(r["sourceRanges"])
+             for r in peers}
+    assert rules == {**{port: everyone for port in AGENT_PORTS}, ("tcp", "6443"): everyone,
+                     ("tcp", "2379-2380"): servers}

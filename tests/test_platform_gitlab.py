@@ -20,7 +20,7 @@ from config.data import BUCKET_PURPOSES
 from config.platform import NEEDS
 from config.rules import RUNNER_TOKEN
 from policy.rules import Subject, no_plaintext_secrets, walk
-from tests import validators
+from tests import validators, variants
 from tests.conftest import SECRET_KEYS, base_raw, k3s_config, script_param
 from tests.stores import RELEASE, SECRET, chart_of, config_problems, policy, ports, stack_config, string_data
 from tools import mockrun
@@ -35,7 +35,7 @@ ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
 ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
 CLUSTER_RBAC = ("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole",
                 "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding")
-RUNNER_TOKEN_VALUE = "glrt-offline-runner-token-0123456789abcdef"
+RUNNER_TOKEN_VALUE = variants.RUNNER_TOKEN_VALUE
 EXTERNAL_S3 = {"endpoint": "https://nbg1.your-objectstorage.com", "region": "nbg1", "bucketPrefix": "adp-staging"}
 
 
@@ -53,11 +53,8 @@ def small() -> Run:
 
 @pytest.fixture(scope="module")
 def with_runner() -> Run:
-    """Production with the runner on and its token set as a secret."""
-    values, secret = mockrun.stack_config("production")
-    values["adplatform:platform"] = {"gitlab": {"runner": {"enabled": True}}}
-    values[f"adplatform:{RUNNER_TOKEN}"] = RUNNER_TOKEN_VALUE
-    return mockrun.run(values, secret | {f"adplatform:{RUNNER_TOKEN}"}, "production")
+    """Production with the runner on and its token set as a secret (the shared production variant)."""
+    return variants.production_variant()
 
 
 def gitlab_values(run: Run) -> dict:

@@ -20,8 +20,8 @@ from config.platform import Platform, oauth_client_id
 from tests import validators
 from tests.toolbox_fakes import run_toolbox_script
 from tests.conftest import base_raw, k3s_config
+from tests import variants
 from tests.stores import RELEASE, SECRET, config_problems, stack_config, string_data
-from tools import mockrun
 from tools.mockrun import Run, Secret
 
 ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
@@ -248,11 +248,8 @@ def test_agents_get_no_api_server_flags():
 
 
 def bindings_run() -> Run:
-    values_, secret = mockrun.stack_config("production")
-    values_["adplatform:platform"] = {"sso": {"kubectl": {"bindings": [
-        {"group": "teams/ads", "clusterRole": "edit", "namespace": "ads"},
-        {"group": "platform-admins", "clusterRole": "cluster-admin"}]}}}
-    return mockrun.run(values_, secret, "production")
+    """Production with `platform.sso.kubectl.bindings` (variants.KUBECTL_BINDINGS; the shared production variant)."""
+    return variants.production_variant()
 
 
 def test_kubectl_rights_are_exactly_the_configured_bindings(production):

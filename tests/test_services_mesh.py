@@ -11,6 +11,7 @@ from components import charts
 from components.services import mesh
 from policy import rules
 from tests import validators
+from tests import variants
 from tests.conftest import base_raw, run_raw, stack_run
 from tools import mockrun
 from tools.mockrun import Resource, Run
@@ -26,9 +27,8 @@ MESH_CHARTS = {charts.LINKERD_CRDS, charts.LINKERD_CONTROL_PLANE, charts.LINKERD
 
 @pytest.fixture(scope="module")
 def meshed() -> Run:
-    raw = base_raw()
-    raw["clusterServices"] = {**raw["clusterServices"], "mesh": {"linkerd": True, "namespaces": ["ads"]}}
-    return run_raw(raw, stack="production")
+    """Production with Linkerd on `ads` (the shared production variant, tests/variants.py)."""
+    return variants.production_variant()
 
 
 def release(run: Run, name: str) -> Resource:

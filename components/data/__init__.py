@@ -20,6 +20,7 @@ from components.data.context import LAYER, DataContext, pinned_shortfall
 from components.data.endpoints import BackupTargets, DataEndpoints, ObjectStoreEndpoint, S3Location
 from components.data.placement import node_allocatable, placement
 from components.k3s import K3sCluster
+from components.k3s.config import etcd_snapshot_folder
 from components.services import ClusterServices, namespaces
 from config import LoadedConfig, Problem
 from config.errors import problem
@@ -130,7 +131,7 @@ class DataPlane(pulumi.ComponentResource):
                   for store, module in enabled.items()}
         backups = cfg.cluster_services.backups
         drilled = drills.install(ctx, spaces, loaded.secrets.reader_keys("drills"), backups.velero_schedule,
-                                 [*services.foundations, *(r for s in ctx.drills for r in stores[s].ready)])
+                                 [*services.foundations, *(r for s in ctx.drills if s in stores for r in stores[s].ready)])
         self.endpoints = DataEndpoints(object_storage=objects, drills=drilled, **stores)
         self.backup = ctx.backup
         self.shape = {store: self._shape(ctx, store) for store in STORE_ROLES
@@ -149,10 +150,14 @@ class DataPlane(pulumi.ComponentResource):
                 if getattr(loaded.config.data_plane, store).enabled}
         if backups.enabled and backups.s3 and all(keys.values()):  # config/rules.py: all are set when enabled
             s3 = backups.s3
+            reader = loaded.secrets.reader_keys("drills")
+            etcd = None if reader is None else S3Location(
+                s3.endpoint, s3.region, s3.bucket_for("etcd"), etcd_snapshot_folder(loaded.stack),
+                reader.access_key_id, reader.secret_access_key, in_cluster=False)
             return BackupTargets(s3.endpoint, in_cluster=False, stores={store: S3Location(
                 s3.endpoint, s3.region, s3.bucket_for(store), f"{loaded.stack}/data/{store}", k.access_key_id,
                 k.secret_access_key, in_cluster=False, sse=s3.server_side_encryption)
-                for store, k in keys.items() if k is not None})
+                for store, k in keys.items() if k is not None}, etcd=etcd)
         if objects is not None:
             return BackupTargets(objects.url, in_cluster=objects.in_cluster, stores={
                 store: objects.bucket(bucket, store) for store, bucket in BACKUP_BUCKETS.items()})

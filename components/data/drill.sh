@@ -122,6 +122,30 @@ check_clickhouse() {
   printf '%s\n' "$oldest"
 }
 
+# etcd (K3s' snapshots): SCRATCH_POD, CANARY_KEY (the canary ConfigMap's etcd key), CANARY_MARKER. The scratch pod's
+# init containers downloaded the newest snapshot (its name is the download container's termination message) and
+# restored it with etcdutl, which verifies the snapshot's integrity hash; etcd serves it on loopback. Checks that it
+# is this cluster's datastore (the kube-system Namespace), logs the snapshot's age, prints the canary's time (values
+# are protobuf: the time follows CANARY_MARKER in the raw value).
+check_etcd() {
+  : "${SCRATCH_POD:?}" "${CANARY_KEY:?}" "${CANARY_MARKER:?}"
+  local name newest
+  name="$(kubectl get pod --namespace "$NAMESPACE" "$SCRATCH_POD" --output \
+    'jsonpath={.status.initContainerStatuses[?(@.name=="download")].state.terminated.message}')"
+  if [[ ! "$name" =~ -([0-9]+)(\.zip)?$ ]]; then
+    log "the download named no snapshot (got '${name}')"
+    return 1
+  fi
+  log "restored ${name}: taken $(($(date +%s) - BASH_REMATCH[1]))s ago"
+  if [[ -z "$(in_scratch "$SCRATCH_POD" etcd etcdctl get /registry/namespaces/kube-system --keys-only)" ]]; then
+    log "the restored etcd has no kube-system Namespace: not a Kubernetes datastore"
+    return 1
+  fi
+  newest="$(in_scratch "$SCRATCH_POD" etcd etcdctl get "$CANARY_KEY" --print-value-only |
+    grep -aoE "${CANARY_MARKER}[0-9]+" | tail -n 1)" || true
+  printf '%s\n' "${newest#"$CANARY_MARKER"}"
+}
+
 # ScyllaDB: SCRATCH_POD, WORK, CANARY_KEYSPACE, CANARY_TABLE, CANARY_SCHEMA. The scratch node's init container
 # downloaded every node's SSTables of the canary table from the newest complete Scylla Manager snapshot into
 # WORK/nodes/<node> (scylladb-drill-download.sh). The keyspace (one replica) and the table are created from our own

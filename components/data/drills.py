@@ -517,6 +517,119 @@ def _ch_canary(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulum
     return [script, job]
 
 
+# --- etcd (K3s' snapshots) --------------------------------------------------------------------------------
+# Restoring a snapshot into the cluster would replace its datastore: the drill restores it into a throwaway etcd of
+# the same minor in a plain Pod instead (etcdutl, then etcd on loopback), never a K3s server. The snapshot holds the
+# whole cluster state; Secrets in it stay encrypted with the servers' key (K3s secrets-encryption), which the scratch
+# pod never has. The canary is a ConfigMap in dr-drills whose time the canary CronJob there patches hourly.
+ETCD_SCRATCH = "drill-etcd"
+ETCD_SCRIPTS = "drill-etcd-scripts"  # ConfigMap in dr-drills: the download and the canary writer
+ETCD_SCRIPT_FILES = ("redpanda-s3.sh", "etcd-download.sh", "etcd-canary.sh")
+ETCD_CANARY = "drill-canary"  # the ConfigMap, and its writer's ServiceAccount and Role
+ETCD_CANARY_DATA_KEY = "written-at"
+ETCD_CANARY_MARKER = "drill-canary@"  # before the Unix time: found in the protobuf value as it is
+ETCD_CANARY_KEY = f"/registry/configmaps/{NAMESPACE}/{ETCD_CANARY}"  # K3s' etcd keys: the API server's /registry
+ETCD_DATA_DIR = f"{redpanda_backup.WORK}/etcd"
+ETCD_STORAGE = "16Gi"  # the snapshot and the restored datastore (etcd's backend is at most 8 GiB)
+ETCD_LOOPBACK = "http://127.0.0.1"
+
+
+def etcd_server_command() -> list[str]:
+    """One member serving the restored data directory, clients and peers on loopback only."""
+    return ["etcd", "--name=default", f"--data-dir={ETCD_DATA_DIR}",
+            f"--listen-client-urls={ETCD_LOOPBACK}:2379", f"--advertise-client-urls={ETCD_LOOPBACK}:2379",
+            f"--listen-peer-urls={ETCD_LOOPBACK}:2380"]
+
+
+def etcd_scratch(ctx: DataContext) -> dict[str, Any]:
+    """Download (the drills' read-only key), `etcdutl snapshot restore` (verifies the snapshot's hash), etcd."""
+    assert ctx.backup is not None and ctx.backup.etcd is not None  # config/rules.py: drills need the S3 and key
+    download = {**redpanda_backup.container("download", CURL_IMAGE, "etcd-download.sh", redpanda_backup.s3_env(
+        ctx.backup.etcd, S3_SECRET, secret_key="ACCESS_SECRET_KEY"), ca=False), "resources": RP_DOWNLOAD_RESOURCES}
+    work = {"name": "work", "mountPath": redpanda_backup.WORK}
+    restore = {"name": "restore", "image": charts.ETCD_IMAGE, "imagePullPolicy": "IfNotPresent",
+               "command": ["etcdutl", "snapshot", "restore", f"{redpanda_backup.WORK}/snapshot.db",
+                           f"--data-dir={ETCD_DATA_DIR}"],
+               "resources": RP_DOWNLOAD_RESOURCES, "volumeMounts": [work],
+               "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True}}
+    server = {"name": "etcd", "image": charts.ETCD_IMAGE, "imagePullPolicy": "IfNotPresent",
+              "command": etcd_server_command(),
+              "readinessProbe": {"exec": {"command": ["etcdctl", f"--endpoints={ETCD_LOOPBACK}:2379", "endpoint",
+                                                      "health"]}, "periodSeconds": 10, "failureThreshold": 3},
+              "resources": {"requests": {"cpu": SCRATCH_CPU, "memory": SCRATCH_MEMORY},
+                            "limits": {"cpu": SCRATCH_CPU, "memory": SCRATCH_MEMORY}},
+              "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
+              "volumeMounts": [work]}
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": ETCD_SCRATCH, "namespace": NAMESPACE, "labels": scratch_labels(ctx, "etcd")},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,  # it talks to S3 (the download) and to itself
+            "enableServiceLinks": False,
+            "securityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": NOBODY, "runAsGroup": NOBODY,
+                                "fsGroup": NOBODY},
+            "initContainers": [download, restore],
+            "containers": [server],
+            "volumes": [{"name": "scripts", "configMap": {"name": ETCD_SCRIPTS, "defaultMode": 0o555}},
+                        {"name": "work", **ctx.scratch_volume(ETCD_STORAGE)},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        },
+    }
+
+
+def _etcd_objects(ctx: DataContext, location: S3Location, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    return [k8s.core.v1.ConfigMap("drill-etcd-scripts", metadata=k8s.meta.v1.ObjectMetaArgs(
+        name=ETCD_SCRIPTS, namespace=NAMESPACE, labels=ctx.labels("restore-drill", "etcd")),
+        data={name: (redpanda_backup.SCRIPTS / name).read_text() for name in ETCD_SCRIPT_FILES}, opts=ctx.opts(after))]
+
+
+def etcd_drill(ctx: DataContext) -> Drill:
+    return Drill(
+        store="etcd", scratch=etcd_scratch(ctx), resource=f"pod/{ETCD_SCRATCH}", ready="condition=Ready",
+        timeout_seconds=3600,  # a few GiB downloaded, restored and served
+        env={"SCRATCH_POD": ETCD_SCRATCH, "CANARY_KEY": ETCD_CANARY_KEY, "CANARY_MARKER": ETCD_CANARY_MARKER},
+        storage=ETCD_STORAGE,
+        rbac=({"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "patch", "delete"]},),
+        objects=_etcd_objects)
+
+
+def etcd_canary_spec(ctx: DataContext) -> dict[str, Any]:
+    """kubectl as drill-canary, which may get and patch the canary ConfigMap only."""
+    env = {"NAMESPACE": NAMESPACE, "CANARY_CONFIGMAP": ETCD_CANARY, "CANARY_KEY": ETCD_CANARY_DATA_KEY,
+           "CANARY_MARKER": ETCD_CANARY_MARKER, "HOME": "/tmp"}
+    container = {"name": "canary", "image": DRIVER_IMAGE, "imagePullPolicy": "IfNotPresent",
+                 "command": ["/bin/bash", "/canary/etcd-canary.sh"],
+                 "env": [{"name": k, "value": v} for k, v in env.items()], "resources": CANARY_RESOURCES,
+                 "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
+                 "volumeMounts": [{"name": "canary", "mountPath": "/canary", "readOnly": True},
+                                  {"name": "tmp", "mountPath": "/tmp"}]}
+    volumes = [{"name": "canary", "configMap": {"name": ETCD_SCRIPTS, "items": [
+                   {"key": "etcd-canary.sh", "path": "etcd-canary.sh"}]}},
+               {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}]
+    return _cronjob(CANARY_SCHEDULE, ctx.labels("restore-drill", "canary"), [container], volumes,
+                    service_account=ETCD_CANARY, deadline=600, run_as=NOBODY)
+
+
+def _etcd_canary(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    labels = ctx.labels("restore-drill", "canary")
+    meta = k8s.meta.v1.ObjectMetaArgs(name=ETCD_CANARY, namespace=NAMESPACE, labels=labels)
+    # Created empty; its data is the CronJob's (ignore_changes: Pulumi never resets the time it wrote).
+    canary = k8s.core.v1.ConfigMap("drill-canary-etcd", metadata=meta, opts=pulumi.ResourceOptions.merge(
+        ctx.opts(after), pulumi.ResourceOptions(ignore_changes=["data"])))
+    account = k8s.core.v1.ServiceAccount("drill-canary-etcd", metadata=meta, opts=ctx.opts(after))
+    role = k8s.rbac.v1.Role("drill-canary-etcd", metadata=meta, rules=[
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [ETCD_CANARY], "verbs": ["get", "patch"]}],
+        opts=ctx.opts(after))
+    binding = k8s.rbac.v1.RoleBinding("drill-canary-etcd", metadata=meta,
+        role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ETCD_CANARY},
+        subjects=[{"kind": "ServiceAccount", "name": ETCD_CANARY, "namespace": NAMESPACE}],
+        opts=ctx.opts([*after, account, role]))
+    job = k8s.batch.v1.CronJob("drill-canary-etcd", metadata=meta, spec=etcd_canary_spec(ctx),
+                               opts=ctx.opts([*after, canary, binding]))
+    return [canary, account, role, binding, job]
+
+
 # --- ScyllaDB ---------------------------------------------------------------------------------------------
 # Scylla Manager's restore runs in the one Manager that also manages production (docs/restore-drills.md): the drill
 # never talks to it. The scratch instance is one ScyllaDB node of the production image in a plain Pod, every address
@@ -664,10 +777,10 @@ def _sc_canary(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulum
 # store -> its drill; store -> its canary writer (in the store's namespace). config/data.py DRILLED_STORES lists
 # the same stores (the config cannot import components).
 DRILLS: dict[str, Callable[[DataContext], Drill]] = {"postgres": postgres_drill, "redpanda": redpanda_drill,
-                                                    "clickhouse": clickhouse_drill,
+                                                    "clickhouse": clickhouse_drill, "etcd": etcd_drill,
                                                     "scylladb": scylladb_drill}
 CANARIES: dict[str, Callable[[DataContext, Sequence[pulumi.Resource]], list[pulumi.Resource]]] = {
-    "postgres": _pg_canary, "redpanda": _rp_canary, "clickhouse": _ch_canary,
+    "postgres": _pg_canary, "redpanda": _rp_canary, "clickhouse": _ch_canary, "etcd": _etcd_canary,
     "scylladb": _sc_canary}
 
 
@@ -859,6 +972,15 @@ def read_only_secret(ctx: DataContext, keys: S3Keys, ns: pulumi.Resource) -> k8s
         opts=ctx.opts([ns]))
 
 
+def location_of(ctx: DataContext, store: str) -> S3Location:
+    """Where a drilled store's backups are: etcd's are the K3s servers' snapshots, the rest the stores' own."""
+    assert ctx.backup is not None
+    if store == "etcd":
+        assert ctx.backup.etcd is not None  # config/rules.py: drills need their key pair
+        return ctx.backup.etcd
+    return ctx.backup.of(store)
+
+
 def install(ctx: DataContext, spaces: Namespaces, keys: S3Keys | None, velero_schedule: str | None,
             after: Sequence[pulumi.Resource]) -> DrillsEndpoint | None:
     """`keys`: backupCredentials.drills (config/rules.py requires them while a store is drilled); `after`: the
@@ -895,8 +1017,8 @@ def install(ctx: DataContext, spaces: Namespaces, keys: S3Keys | None, velero_sc
         opts=ctx.opts([ns]))
     ready += [account, role, binding, scripts]
     for drill in drills:
-        objects = drill.objects(ctx, ctx.backup.of(drill.store), [*deps, secret])
-        ready += [*objects, *CANARIES[drill.store](ctx, after)]
+        objects = drill.objects(ctx, location_of(ctx, drill.store), [*deps, secret])
+        ready += [*objects, *CANARIES[drill.store](ctx, [*after, *objects])]  # etcd's canary lives in dr-drills
         ready.append(k8s.batch.v1.CronJob(f"drill-{drill.store}", metadata=k8s.meta.v1.ObjectMetaArgs(
             name=f"drill-{drill.store}", namespace=NAMESPACE, labels=ctx.labels("restore-drill", drill.store)),
             spec=drill_spec(ctx, drill), opts=ctx.opts([*deps, binding, scripts, *objects])))

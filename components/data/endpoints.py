@@ -57,6 +57,9 @@ class BackupTargets:
     endpoint: str  # the S3 service's URL (S3Location.endpoint of every store)
     in_cluster: bool  # the in-cluster object store: a backup there does not survive the cluster
     stores: dict[str, S3Location]  # store (config/services.py BACKUP_PURPOSES) -> its location and keys
+    # K3s' etcd snapshots (components/k3s), with the drills' read-only keys: the data plane only ever reads them
+    # (the etcd restore drill). None: no off-cluster S3, or no drills key pair.
+    etcd: S3Location | None = None
 
     def of(self, store: str) -> S3Location:
         return self.stores[store]

@@ -244,6 +244,12 @@ def node_config(spec: NodeSpec, hostname: str | None, addrs: NodeAddresses | Non
     return cfg
 
 
+def etcd_snapshot_folder(stack: str) -> str:
+    """Where in clusterServices.backups.s3's etcd bucket the servers put their snapshots (the etcd restore drill,
+    components/data/drills.py, reads them there): stacks share a bucket without sharing snapshots."""
+    return f"{stack}/etcd"
+
+
 @dataclass(frozen=True)
 class EtcdBackup:
     """Where and how often the servers snapshot etcd: S3 outside the cluster, so it survives it."""
@@ -264,7 +270,7 @@ class EtcdBackup:
         if not backups.enabled or backups.s3 is None or keys is None:
             return None
         return cls(endpoint=urlparse(backups.s3.endpoint).netloc, region=backups.s3.region,
-                   bucket=backups.s3.bucket_for("etcd"), folder=f"{stack}/etcd", schedule=backups.etcd_schedule,
+                   bucket=backups.s3.bucket_for("etcd"), folder=etcd_snapshot_folder(stack), schedule=backups.etcd_schedule,
                    retention=backups.etcd_retention, access_key=keys.access_key_id, secret_key=keys.secret_access_key)
 
 

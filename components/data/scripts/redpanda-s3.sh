@@ -33,12 +33,23 @@ s3_get() {
   s3 GET "$1" --output "$2"
 }
 
-# s3_exports: the export names under S3_PREFIX, oldest first (ListObjectsV2 common prefixes; names sort by time).
-s3_exports() {
+# s3_list: one page (up to 1000 entries) of ListObjectsV2 directly under S3_PREFIX/ (delimiter /: deeper keys are
+# listed as common prefixes).
+s3_list() {
   printf 'user = "%s:%s"\n' "$S3_ACCESS_KEY" "$S3_SECRET_KEY" |
     curl --config - --silent --show-error --fail --retry 3 --max-time 60 \
       --aws-sigv4 "aws:amz:${S3_REGION}:s3" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
-      "${S3_ENDPOINT}/${S3_BUCKET}?list-type=2&delimiter=%2F&prefix=${S3_PREFIX}%2F" |
+      "${S3_ENDPOINT}/${S3_BUCKET}?list-type=2&delimiter=%2F&prefix=${S3_PREFIX}%2F"
+}
+
+# s3_objects: the names of the objects directly under S3_PREFIX/ (not those in deeper folders).
+s3_objects() {
+  s3_list | grep -o "<Key>${S3_PREFIX}/[^<]*</Key>" | sed -e "s|<Key>${S3_PREFIX}/||" -e 's|</Key>||'
+}
+
+# s3_exports: the export names under S3_PREFIX, oldest first (ListObjectsV2 common prefixes; names sort by time).
+s3_exports() {
+  s3_list |
     grep -o "<Prefix>${S3_PREFIX}/[0-9]\{8\}T[0-9]\{6\}Z/</Prefix>" |
     sed -e "s|<Prefix>${S3_PREFIX}/||" -e 's|/</Prefix>||' | sort
 }

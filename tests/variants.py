@@ -1,0 +1,58 @@
+"""Whole-program variants shared by several test files: one run carries every independent change they need.
+
+A production run costs seconds; tests that each need production with one switch flipped share ONE run with
+all those switches (each change is independent of the others: a test asserts only on what its own switch
+touches). Add a switch here rather than a new production variant when it does not contradict the others.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from config.ads import REGISTRY_TOKEN
+from config.rules import RUNNER_TOKEN
+from tools import mockrun
+from tools.mockrun import Run
+
+# tests/test_ads_variants.py: a dedicated pool, the team's own images from a private registry, a separate metrics
+# port, services disabled, monitoring and traces off, the ads namespace meshed by Linkerd.
+REGISTRY_TOKEN_VALUE = "offline-registry-token-0123456789"
+HOT_PATH_TAINT = "adplatform.io/dedicated=hot-path:NoSchedule"
+ADS_OVERRIDES: dict[str, Any] = {
+    "cluster": {"location": "fsn1", "pools": [{"name": "hot", "role": "general", "count": 2,
+                                               "size": "dedicated-large", "taints": [HOT_PATH_TAINT]}]},
+    "platform": {"monitoring": {"enabled": False}, "traces": {"enabled": False}},
+    "adServices": {
+        "registry": {"host": "registry.ads.example.com", "username": "ads-deploy"},
+        "services": {
+            "bidding": {"pool": "hot", "metricsPort": 9090,
+                        "image": {"repository": "registry.ads.example.com/ads/bidding", "tag": "1.4.2"}},
+            "ad-serving": {"image": {"repository": "registry.ads.example.com/ads/ad-serving",
+                                     "digest": "sha256:" + "ab" * 32}},
+            "reporting": {"enabled": False},
+            "analytics-ingestion": {"enabled": False},
+            "api-gateway": {"env": {"LOG_LEVEL": "debug"}},
+        },
+    },
+}
+MESH = {"linkerd": True, "namespaces": ["ads"]}
+# tests/test_platform_sso.py: kubectl rights from GitLab groups.
+KUBECTL_BINDINGS = [{"group": "teams/ads", "clusterRole": "edit", "namespace": "ads"},
+                    {"group": "platform-admins", "clusterRole": "cluster-admin"}]
+# tests/test_platform_gitlab.py: the runner with its token set in the stack (instead of the bootstrap's).
+RUNNER_TOKEN_VALUE = "glrt-offline-runner-token-0123456789abcdef"
+
+
+def production_variant() -> Run:
+    """Production with every switch above. Through the run cache: executed once a session, and each caller gets
+    its own copy (a test may not change another's run)."""
+    values, secret = mockrun.stack_config("production")
+    values.update({f"adplatform:{k}": copy.deepcopy(v) for k, v in ADS_OVERRIDES.items() if k != "platform"})
+    values["adplatform:platform"] = {**copy.deepcopy(ADS_OVERRIDES["platform"]),
+                                     "sso": {"kubectl": {"bindings": copy.deepcopy(KUBECTL_BINDINGS)}},
+                                     "gitlab": {"runner": {"enabled": True}}}
+    values["adplatform:clusterServices"] = {**values.get("adplatform:clusterServices", {}), "mesh": dict(MESH)}
+    values[f"adplatform:{REGISTRY_TOKEN}"] = REGISTRY_TOKEN_VALUE
+    values[f"adplatform:{RUNNER_TOKEN}"] = RUNNER_TOKEN_VALUE
+    return mockrun.run(values, secret | {f"adplatform:{REGISTRY_TOKEN}", f"adplatform:{RUNNER_TOKEN}"}, "production")
