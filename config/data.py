@@ -173,6 +173,10 @@ class RedpandaRestore(Model):
                                                    "an export name of the Redpanda backup CronJob (<UTC time>)"))
 
 
+# The restore drills' canary keyspace and role (components/data/scylladb/bootstrap.py CANARY): no configured keyspace.
+SCYLLA_CANARY_KEYSPACE = "drill_canary"
+
+
 class ScyllaDB(PinnedStore):
     # auto: local NVMe (an XFS volume the operator's NodeConfig prepares) where the provider's disks are
     # local NVMe, the CSI storage class otherwise.
@@ -206,6 +210,8 @@ class ScyllaDB(PinnedStore):
                 raise ValueError(f"keyspace {value!r} must be 1-48 characters of a-z, 0-9 and '_', starting with a letter")
             if value.startswith("system"):
                 raise ValueError(f"keyspace {value!r}: names starting with 'system' belong to ScyllaDB")
+            if value == SCYLLA_CANARY_KEYSPACE:
+                raise ValueError(f"keyspace {value!r} is the restore drills' canary (docs/restore-drills.md)")
         if len(set(values)) != len(values):
             raise ValueError("must not repeat a keyspace")
         return values
@@ -364,10 +370,12 @@ class ObjectStorage(Store):
 
 # Stores whose latest backup the restore drills restore and check (components/data/drills.py DRILLS; the rest
 # are listed with the reason in docs/restore-drills.md). A store added there is added here.
-DRILLED_STORES = ("postgres", "redpanda", "clickhouse", "etcd")  # etcd: K3s' snapshots (not a dataPlane store)
+DRILLED_STORES = ("postgres", "redpanda", "clickhouse", "etcd",  # etcd: K3s' snapshots (not a dataPlane store)
+                  "scylladb")
 # Drills that run on their own day unless `schedules` says otherwise: a ClickHouse restore downloads every shard's
 # backup, so it does not share Sunday's S3 bandwidth and node room with the PostgreSQL and Redpanda drills.
-STAGGERED_SCHEDULES = {"clickhouse": "0 4 * * 1", "etcd": "0 4 * * 2"}  # weekly, Monday / Tuesday 04:00 UTC
+STAGGERED_SCHEDULES = {"clickhouse": "0 4 * * 1", "etcd": "0 4 * * 2",  # weekly, Monday / Tuesday 04:00 UTC
+                       "scylladb": "0 4 * * 3"}  # weekly, Wednesday 04:00 UTC: its own day as well
 
 
 class Drills(Model):

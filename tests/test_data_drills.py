@@ -5,6 +5,7 @@ on failed or stale drills and stale backups; the Grafana dashboard; the scratch 
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 import os
 import stat
@@ -17,6 +18,7 @@ import yaml
 
 from components import charts
 from components.data import drills, postgres, redpanda, redpanda_backup
+from components.data.scylladb import bootstrap as scylladb_bootstrap
 from components.services.namespaces import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY
 from config.cron import longest_gap_seconds
 from tests import validators
@@ -154,8 +156,9 @@ def test_scratch_namespace_has_a_quota_for_its_restores(production):
     hard = quota["metadata"]["namespace"] == NS and quota["spec"]["hard"]
     # PostgreSQL's data and WAL (120Gi); Redpanda's downloaded export and the broker replaying it (2 x 500Gi)
     # one ClickHouse shard restored at a time (500Gi) and etcd's snapshot with its restored datastore (16Gi)
-    assert hard["requests.storage"] == "1636Gi" and hard["services.loadbalancers"] == "0"
-    assert hard["requests.cpu"] == "8" and hard["pods"] == "16" and hard["persistentvolumeclaims"] == "8"
+    # and the ScyllaDB node's data volume (10Gi: the canary table only)
+    assert hard["requests.storage"] == "1646Gi" and hard["services.loadbalancers"] == "0"
+    assert hard["requests.cpu"] == "10" and hard["pods"] == "20" and hard["persistentvolumeclaims"] == "10"
 
 
 def test_no_drills_without_off_cluster_backups(staging):
@@ -226,8 +229,8 @@ def test_dashboard_shows_last_drill_duration_and_backup_age(production):
      "adplatform:dataPlane.drills.schedules clickhouse: '0 25 * * 1' its hour field '25' is outside 0-23"),
     ({"schedules": {"clickhouse": "weekly"}},
      "adplatform:dataPlane.drills.schedules clickhouse: 'weekly' must be a 5-field cron expression"),
-    ({"schedules": {"scylladb": "0 4 * * 2"}},
-     "adplatform:dataPlane.drills.schedules 'scylladb' is not a drilled store; accepted: postgres, redpanda, "
+    ({"schedules": {"mysql": "0 4 * * 2"}},
+     "adplatform:dataPlane.drills.schedules 'mysql' is not a drilled store; accepted: postgres, redpanda, "
      "clickhouse"),
     ({"maxDataAgeHours": 0}, "adplatform:dataPlane.drills.maxDataAgeHours must be between 1 and 744"),
 ])
@@ -258,7 +261,7 @@ def test_a_store_can_opt_out():
     assert not [r for r in run.resources if r.name.startswith("drill-") and "postgres" in r.name]
     assert postgres.CANARY not in {r["name"] for r in run.named("postgres-cluster").inputs["spec"]["managed"]["roles"]}
     assert "postgres.yaml" not in run.named("drill-scripts", CONFIGMAP).inputs["data"]
-    run = run_raw(base_raw(dataPlane={"drills": {"skip": ["postgres", "redpanda", "clickhouse", "etcd"]}}))
+    run = run_raw(base_raw(dataPlane={"drills": {"skip": ["postgres", "redpanda", "clickhouse", "etcd", "scylladb"]}}))
     assert not [r for r in run.resources if r.name.startswith("drill-")]
 
 
@@ -912,3 +915,340 @@ def test_etcd_canary_patches_its_configmap_with_the_marker_and_time(tmp_path):
     assert call.startswith("patch configmap drill-canary --namespace dr-drills --type merge --patch ")
     written = json.loads(call.split("--patch ", 1)[1])["data"]["written-at"]
     assert written.startswith("drill-canary@") and abs(int(written.split("@")[1]) - now()) < 60
+
+
+# --- ScyllaDB: the drill's download, read-only, from Scylla Manager's layout (docs/restore-drills.md)
+SCYLLA_DOWNLOAD = scylladb_bootstrap.SCRIPTS / "scylladb-drill-download.sh"
+# S3, faked: objects are files under $S3ROOT/<bucket>/<key>; ListObjectsV2 answers every key under the prefix
+# (in two pages when there are more than PAGE), GET copies the object to --output. Every request is logged.
+FAKE_S3_CURL = r"""#!/usr/bin/env bash
+cat >/dev/null
+url="${*: -1}"
+out=""
+while (($#)); do [[ "$1" == --output ]] && out="$2"; shift; done
+printf '%s\n' "$url" >>"$REQUESTS"
+path="${url#https://s3/}"
+case "$path" in
+  b\?list-type=2*)
+    prefix="$(sed -e 's/.*prefix=\([^&]*\).*/\1/' -e 's/%2F/\//g' <<<"$path")"
+    start=0
+    [[ "$path" == *continuation-token=* ]] && start="$PAGE"
+    printf '<ListBucketResult>'
+    (cd "$S3ROOT/b" && find . -type f | sed 's|^\./||' | sort | grep "^${prefix}" || true) |
+      tail -n +"$((start + 1))" | head -n "$PAGE" | sed 's|.*|<Key>&</Key>|' | tr -d '\n'
+    total="$(cd "$S3ROOT/b" && find . -type f | sed 's|^\./||' | grep -c "^${prefix}" || true)"
+    if ((start == 0 && total > PAGE)); then
+      printf '<IsTruncated>true</IsTruncated><NextContinuationToken>a+b/c=</NextContinuationToken>'
+    fi
+    printf '</ListBucketResult>' ;;
+  b/*)
+    [[ -f "$S3ROOT/$path" ]] || exit 22
+    cp "$S3ROOT/$path" "$out" ;;
+  *) exit 22 ;;
+esac
+"""
+CLUSTER_ID = "3e99d4a8-67d2-45fe-87fb-87b1b90ea2dc"
+TASK_ID = "f70117d8-c10e-4e90-9606-2587936b3757"
+NODES = {"01c9349e-89e6-4ceb-a727-4f27f9f2acce": "r1", "427be6b6-0773-465c-b1a6-4ed2265500fe": "r2"}
+VERSION = "f34b6ff0f8f711eb9fcf000000000000"
+
+
+def put(root: Path, key: str, data: bytes) -> None:
+    path = root / "b" / key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def manager_snapshot(root: Path, tag: str, files: dict[str, list[str]], tmp_nodes: tuple[str, ...] = ()) -> None:
+    """One Manager snapshot as v3.10.1 writes it: each node's gzipped manifest (Go's compact JSON, FilesMeta in
+    declaration order; `.tmp` while its node uploads) and the snapshot's schema file."""
+    for node, rack in NODES.items():
+        index = [{"keyspace": "other", "table": "t", "replication_type": "vnodes", "version": "0" * 32,
+                  "files": ["me-1-big-Data.db"], "size": 1, "scylla_manifests": []},
+                 {"keyspace": "drill_canary", "table": "canary", "replication_type": "tablets", "version": VERSION,
+                  "files": files[node], "size": 2, "scylla_manifests": []}]
+        manifest = {"version": "v2", "cluster_name": "scylla", "index": index, "rack": rack, "dc": "dc1",
+                    "cluster_id": CLUSTER_ID, "node_id": node, "task_id": TASK_ID, "snapshot_tag": tag}
+        suffix = ".tmp" if node in tmp_nodes else ""
+        put(root, f"backup/meta/cluster/{CLUSTER_ID}/dc/dc1/node/{node}/task_{TASK_ID}_tag_{tag}_manifest.json.gz"
+                  f"{suffix}", gzip.compress(json.dumps(manifest, separators=(",", ":")).encode()))
+    put(root, f"backup/schema/cluster/{CLUSTER_ID}/task_{TASK_ID}_tag_{tag}_schema_with_internals.json.gz",
+        gzip.compress(json.dumps([{"keyspace": "drill_canary", "type": "table", "name": "canary",
+                                   "cql_stmt": f"CREATE TABLE drill_canary.canary -- {tag}"}]).encode()))
+
+
+def sstable(root: Path, node: str, name: str) -> None:
+    put(root, f"backup/sst/cluster/{CLUSTER_ID}/dc/dc1/node/{node}/keyspace/drill_canary/table/canary/{VERSION}/{name}",
+        f"{node}/{name}".encode())
+
+
+def run_scylla_download(tmp_path: Path, page: int = 1000):
+    bin_dir = fake_bin(tmp_path, "curl", FAKE_S3_CURL)
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    requests = tmp_path / "requests"
+    requests.write_text("")
+    result = subprocess.run(["bash", str(SCYLLA_DOWNLOAD)], capture_output=True, text=True, timeout=60, env={
+        "PATH": f"{bin_dir}:/usr/bin:/bin", "WORK": str(work), "KEYSPACE": "drill_canary", "TABLE": "canary",
+        "S3ROOT": str(tmp_path / "s3"), "REQUESTS": str(requests), "PAGE": str(page),
+        "S3_ENDPOINT": "https://s3", "S3_REGION": "r", "S3_BUCKET": "b", "S3_ACCESS_KEY": "a", "S3_SECRET_KEY": "s"})
+    return result, work, requests.read_text().splitlines()
+
+
+def test_scylla_download_takes_the_newest_snapshot_every_node_finished(tmp_path):
+    root = tmp_path / "s3"
+    (first, second), old, new, uploading = NODES, "sm_20261130030000UTC", "sm_20261201030000UTC", "sm_20261202030000UTC"
+    manager_snapshot(root, old, {first: ["me-1-big-Data.db"], second: ["me-1-big-Data.db"]})
+    manager_snapshot(root, new, {first: ["me-2-big-Data.db", "me-2-big-TOC.txt"], second: ["me-3-big-Data.db"]})
+    # the newest: one node still uploading (its manifest is .tmp): not complete
+    manager_snapshot(root, uploading, {first: ["me-4-big-Data.db"], second: ["me-4-big-Data.db"]},
+                     tmp_nodes=(second,))
+    for node, name in [(first, "me-2-big-Data.db"), (first, "me-2-big-TOC.txt"), (second, "me-3-big-Data.db"),
+                       (first, "me-1-big-Data.db"), (first, "me-4-big-Data.db")]:
+        sstable(root, node, name)
+    result, work, _ = run_scylla_download(tmp_path, page=3)  # the listings span pages
+    assert result.returncode == 0, result.stderr
+    assert (work / "snapshot").read_text() == f"{new}\n"
+    assert new in gzip.decompress((work / "schema.json.gz").read_bytes()).decode()
+    assert sorted(p.name for p in (work / "nodes" / first).iterdir()) == ["me-2-big-Data.db", "me-2-big-TOC.txt"]
+    assert [p.name for p in (work / "nodes" / second).iterdir()] == ["me-3-big-Data.db"]
+    assert (work / "nodes" / second / "me-3-big-Data.db").read_text() == f"{second}/me-3-big-Data.db"
+
+
+def test_scylla_download_takes_an_sstable_as_its_snapshot_saw_it(tmp_path):
+    """A later snapshot that replaced an SSTable of the same name left the older copy as <name>.sm_<its tag>: the
+    snapshot restored takes the copy with the smallest tag after its own, not the newest."""
+    root = tmp_path / "s3"
+    first, second = NODES
+    tag = "sm_20261201030000UTC"
+    manager_snapshot(root, tag, {first: ["me-5-big-Data.db"], second: []})
+    sstable(root, first, "me-5-big-Data.db")  # the newest version
+    sstable(root, first, "me-5-big-Data.db.sm_20261130030000UTC")  # older than our snapshot: not ours
+    sstable(root, first, "me-5-big-Data.db.sm_20261203030000UTC")
+    sstable(root, first, "me-5-big-Data.db.sm_20261202030000UTC")  # ours: the first replacement after it
+    result, work, _ = run_scylla_download(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (work / "nodes" / first / "me-5-big-Data.db").read_text() == f"{first}/me-5-big-Data.db.sm_20261202030000UTC"
+
+
+def test_scylla_download_fails_without_a_complete_snapshot_or_the_table(tmp_path):
+    root = tmp_path / "s3"
+    first, second = NODES
+    manager_snapshot(root, "sm_20261201030000UTC", {first: ["me-1-big-Data.db"], second: []}, tmp_nodes=(first,))
+    result, work, _ = run_scylla_download(tmp_path)
+    assert result.returncode == 1
+    assert "no complete snapshot" in result.stderr
+    assert not (work / "nodes").exists()
+
+
+def test_scylla_download_only_lists_and_reads(tmp_path):
+    """Every request is a GET of the bucket's listing or of an object under backup/: the read-only key suffices."""
+    root = tmp_path / "s3"
+    first, second = NODES
+    manager_snapshot(root, "sm_20261201030000UTC", {first: ["me-1-big-Data.db"], second: ["me-1-big-Data.db"]})
+    sstable(root, first, "me-1-big-Data.db")
+    sstable(root, second, "me-1-big-Data.db")
+    result, _, requests = run_scylla_download(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert requests and all(r.startswith(("https://s3/b?list-type=2&prefix=backup%2F", "https://s3/b/backup/"))
+                            for r in requests)
+    script = SCYLLA_DOWNLOAD.read_text()
+    assert "-X" not in script and "--upload-file" not in script and "DELETE" not in script
+
+
+@pytest.mark.parametrize("keyspace", ["drill canary", "x;rm", "Canary"])
+def test_scylla_download_refuses_a_keyspace_that_is_no_identifier(tmp_path, keyspace):
+    bin_dir = fake_bin(tmp_path, "curl", FAKE_S3_CURL)
+    result = subprocess.run(["bash", str(SCYLLA_DOWNLOAD)], capture_output=True, text=True, timeout=60, env={
+        "PATH": f"{bin_dir}:/usr/bin:/bin", "WORK": str(tmp_path), "KEYSPACE": keyspace, "TABLE": "canary",
+        "S3_ENDPOINT": "https://s3", "S3_REGION": "r", "S3_BUCKET": "b", "S3_ACCESS_KEY": "a", "S3_SECRET_KEY": "s"})
+    assert result.returncode == 2
+    assert f"got '{keyspace}'" in result.stderr
+
+
+# --- ScyllaDB: the canary writer, the scratch node, check_scylladb -------------------------------------------
+def scylla_bootstrap_files(run: Run) -> dict[str, str]:
+    return run.named("scylla-bootstrap-scripts", CONFIGMAP).inputs["data"]
+
+
+def test_scylladb_canary_role_may_only_modify_the_canary_table(production):
+    files = scylla_bootstrap_files(production)
+    cql = files["keyspaces.cql"]
+    # the keyspace replicated like the others, the table's rows expiring after the retention, one grant: MODIFY
+    assert ("CREATE KEYSPACE IF NOT EXISTS drill_canary WITH replication = "
+            "{'class': 'NetworkTopologyStrategy', 'dc1': 3};") in cql
+    ttl = drills.CANARY_RETENTION_DAYS * 86400
+    assert ("CREATE TABLE IF NOT EXISTS drill_canary.canary (written_at timestamp PRIMARY KEY) "
+            f"WITH default_time_to_live = {ttl};") in cql
+    assert f"ALTER TABLE drill_canary.canary WITH default_time_to_live = {ttl};" in cql
+    grants = [line for line in cql.splitlines() if '"drill_canary"' in line]
+    assert grants == ['GRANT MODIFY ON TABLE drill_canary.canary TO "drill_canary";']
+    # a login role of the bootstrap, its password from its own Secret, never from a consumer's
+    roles = files["roles.txt"].splitlines()
+    index = roles.index("drill_canary")
+    job_env = env_of(production.named("scylla-bootstrap", "kubernetes:batch/v1:Job").inputs["spec"]["template"])
+    assert job_env[f"ROLE_PASSWORD_{index}"] == {"secretKeyRef": {"name": "scylla-drill-canary", "key": "password"}}
+    secret = production.named("scylla-drill-canary", SECRET).inputs
+    assert secret["metadata"]["namespace"] == "scylla"
+    values = string_data(production.named("scylla-drill-canary", SECRET))
+    assert values["username"] == "drill_canary" and len(values["password"]) >= 24
+    assert production.named("scylla-drill-canary-password", "random:index/randomPassword:RandomPassword")
+
+
+def env_of(template: dict) -> dict:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in template["spec"]["containers"][0]["env"]}
+
+
+def test_scylladb_canary_is_written_hourly_in_the_scylla_namespace(production):
+    job = production.named("drill-canary-scylladb", CRONJOB).inputs
+    validators.validate_kubernetes(CRONJOB, job)
+    assert job["metadata"]["namespace"] == "scylla" and job["spec"]["schedule"] == drills.CANARY_SCHEDULE
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"].items() >= RESTRICTED_POD_SECURITY.items()
+    [container] = pod["containers"]
+    assert container["securityContext"].items() >= RESTRICTED_CONTAINER_SECURITY.items()
+    assert container["image"] == f"docker.io/scylladb/scylla:{charts.SCYLLADB_VERSION}"
+    assert container["command"] == ["/bin/bash", "/canary/scylladb-canary.sh"] and "args" not in container
+    variables = env(production.named("drill-canary-scylladb", CRONJOB))
+    # the password only from the Secret, through the environment (the script hands it to cqlsh in a file)
+    assert variables["CANARY_PASSWORD"] == {"secretKeyRef": {"name": "scylla-drill-canary", "key": "password"}}
+    assert variables["CQL_HOST"] == "scylla-client.scylla.svc" and variables["CANARY_KEYSPACE"] == "drill_canary"
+    script = production.named("drill-canary-scylladb", CONFIGMAP).inputs["data"]["scylladb-canary.sh"]
+    assert script == (scylladb_bootstrap.SCRIPTS / "scylladb-canary.sh").read_text()
+
+
+def test_staging_has_no_scylladb_canary(staging):
+    files = scylla_bootstrap_files(staging)
+    assert "drill_canary" not in files["keyspaces.cql"] and "drill_canary" not in files["roles.txt"]
+    assert not [r for r in staging.resources if "drill-canary" in r.name]
+
+
+def test_skipping_scylladb_leaves_no_canary_role():
+    run = run_raw(base_raw(dataPlane={"drills": {"skip": ["scylladb"]}}))
+    assert "drill_canary" not in scylla_bootstrap_files(run)["roles.txt"]
+    assert not [r for r in run.resources if "scylla" in r.name and "drill" in r.name]
+    assert "scylladb.yaml" not in run.named("drill-scripts", CONFIGMAP).inputs["data"]
+
+
+FAKE_CQLSH = r"""#!/usr/bin/env bash
+printf '%s\n' "$*" >>"$CALLS"
+while (($#)); do [[ "$1" == --credentials ]] && cat "$2" >>"$CREDENTIALS" && stat -c %a "$2" >>"$CREDENTIALS"; shift; done
+"""
+
+
+def test_scylladb_canary_inserts_one_row_with_the_password_in_a_file_only(tmp_path):
+    bin_dir = fake_bin(tmp_path, "cqlsh", FAKE_CQLSH)
+    calls, credentials = tmp_path / "calls", tmp_path / "credentials"
+    calls.write_text(""), credentials.write_text("")
+    result = subprocess.run(["bash", str(scylladb_bootstrap.SCRIPTS / "scylladb-canary.sh")], capture_output=True,
+                            text=True, timeout=60, env={
+        **os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "CREDENTIALS": str(credentials),
+        "CQL_HOST": "scylla-client.scylla.svc", "CQL_PORT": "9042", "CANARY_KEYSPACE": "drill_canary",
+        "CANARY_TABLE": "canary", "CANARY_USERNAME": "drill_canary", "CANARY_PASSWORD": "s3cret'pw"})
+    assert result.returncode == 0, result.stderr
+    [call] = calls.read_text().splitlines()
+    assert "INSERT INTO drill_canary.canary (written_at) VALUES (toTimestamp(now()))" in call
+    assert call.endswith("scylla-client.scylla.svc 9042") and "s3cret" not in call
+    assert credentials.read_text() == "[plain_text_auth]\nusername = drill_canary\npassword = s3cret'pw\n600\n"
+
+
+def test_scylladb_drill_loads_the_backup_into_a_small_loopback_node_on_wednesdays(production):
+    job = production.named("drill-scylladb", CRONJOB).inputs
+    assert job["metadata"]["namespace"] == NS and job["spec"]["schedule"] == "0 4 * * 3"  # its own day
+    variables = env(production.named("drill-scylladb", CRONJOB))
+    assert variables["RESOURCE"] == "pod/drill-scylladb" and variables["SCRATCH_POD"] == "drill-scylladb"
+    # our own definition, one replica in the scratch node's DC; the table exactly as the bootstrap creates it
+    assert variables["CANARY_SCHEMA"] == (
+        "CREATE KEYSPACE IF NOT EXISTS drill_canary WITH replication = "
+        "{'class': 'NetworkTopologyStrategy', 'datacenter1': 1}; "
+        + scylladb_bootstrap.canary_table_cql(drills.CANARY_RETENTION_DAYS * 86400))
+    assert scylladb_bootstrap.canary_table_cql(drills.CANARY_RETENTION_DAYS * 86400) in \
+        scylla_bootstrap_files(production)["keyspaces.cql"]
+    pod = scratch_manifest(production, "scylladb")
+    validators.validate_kubernetes("kubernetes:core/v1:Pod", pod)
+    spec = pod["spec"]
+    assert pod["metadata"]["namespace"] == NS and spec["automountServiceAccountToken"] is False
+    [server] = spec["containers"]
+    assert server["image"] == f"docker.io/scylladb/scylla:{charts.SCYLLADB_VERSION}"
+    args = server["command"]
+    assert args[0] == "/usr/bin/scylla" and "--developer-mode=1" in args and "--overprovisioned" in args
+    assert args[args.index("--smp") + 1] == "1"
+    for flag in ("--listen-address", "--rpc-address", "--api-address", "--prometheus-address"):
+        assert args[args.index(flag) + 1] == "127.0.0.1"
+    assert server["resources"]["requests"] == server["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
+    # restricted, like every pod of dr-drills: non-root, no capabilities
+    assert spec["securityContext"].items() >= RESTRICTED_POD_SECURITY.items()
+    [download] = spec["initContainers"]
+    assert all(c["securityContext"].items() >= RESTRICTED_CONTAINER_SECURITY.items() for c in (server, download))
+    # the download: the read-only pair only, the canary table only
+    download_env = {e["name"]: e.get("value", e.get("valueFrom")) for e in download["env"]}
+    refs = [v["secretKeyRef"]["name"] for v in download_env.values() if isinstance(v, dict)]
+    assert refs == [drills.S3_SECRET, drills.S3_SECRET]
+    assert download_env["KEYSPACE"] == "drill_canary" and download_env["TABLE"] == "canary"
+    assert download["command"] == ["/bin/bash", "/scripts/scylladb-drill-download.sh"]
+    scripts = production.named("drill-scylladb-scripts", CONFIGMAP).inputs
+    assert scripts["metadata"]["namespace"] == NS
+    assert scripts["data"]["scylladb-drill-download.sh"] == SCYLLA_DOWNLOAD.read_text()
+    data = next(v for v in spec["volumes"] if v["name"] == "data")
+    assert "ephemeral" in data  # gone with the pod
+    assert not in_namespace(production, NS, "kubernetes:core/v1:Service")
+    assert [s.name for s in in_namespace(production, NS, SECRET)] == ["drill-backup-s3"]  # no ScyllaDB login
+
+
+# The scratch node, faked: its table directory, the downloaded node directories and the canary's answer.
+FAKE_SC_KUBECTL = r"""#!/usr/bin/env bash
+printf '%s\n' "$*" >>"$CALLS"
+case "$*" in
+  *" find /var/lib/scylla/data/drill_canary "*) printf '/var/lib/scylla/data/drill_canary/canary-%s\n' "$TABLE_ID" ;;
+  *" ls /work/nodes") printf '%s\n' $NODES ;;
+  *"toUnixTimestamp(written_at)"*)  # cqlsh's table: the newest canary between older ones, or none
+    printf 'Disabled Query paging.\n\n system.tounixtimestamp(written_at)\n------------\n'
+    if [[ "$CANARY" == none ]]; then printf '\n(0 rows)\n'; exit 0; fi
+    printf ' 1700000000000\n %s\n 1700003600000\n\n(3 rows)\n' "$CANARY" ;;
+esac
+exit 0
+"""
+
+
+def run_sc_drill(tmp_path: Path, canary: str, nodes: str = " ".join(NODES), table_id: str = VERSION):
+    bin_dir = fake_bin(tmp_path, "kubectl", FAKE_SC_KUBECTL)
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    result = subprocess.run(["bash", str(drills.SCRIPT)], capture_output=True, text=True, timeout=60, env={
+        **os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "CANARY": canary,
+        "NODES": nodes, "TABLE_ID": table_id, "STORE": "scylladb", "NAMESPACE": NS,
+        "MANIFEST": "/drill/scylladb.yaml", "RESOURCE": "pod/drill-scylladb", "READY": "condition=Ready",
+        "TIMEOUT_SECONDS": "60", "MAX_AGE_SECONDS": "3600", "SCRATCH_POD": "drill-scylladb", "WORK": "/work",
+        "CANARY_KEYSPACE": "drill_canary", "CANARY_TABLE": "canary", "CANARY_SCHEMA": "CREATE KEYSPACE x; CREATE TABLE y;"})
+    return result, calls.read_text().splitlines()
+
+
+def test_scylladb_drill_loads_every_nodes_sstables_and_reads_the_canary(tmp_path):
+    result, calls = run_sc_drill(tmp_path, str((now() - 600) * 1000))
+    assert result.returncode == 0, result.stderr
+    prefix = "exec --namespace dr-drills drill-scylladb --container scylladb --"
+    table = f"/var/lib/scylla/data/drill_canary/canary-{VERSION}"
+    assert f"{prefix} cqlsh 127.0.0.1 --no-color -e CREATE KEYSPACE x; CREATE TABLE y;" in calls
+    loads = [c for c in calls if " cp " in c or " nodetool " in c]
+    first, second = NODES
+    # node by node: its files into the table's upload directory, then loaded and streamed
+    assert loads == [f"{prefix} cp -r /work/nodes/{first}/. {table}/upload/",
+                     f"{prefix} nodetool refresh drill_canary canary --load-and-stream",
+                     f"{prefix} cp -r /work/nodes/{second}/. {table}/upload/",
+                     f"{prefix} nodetool refresh drill_canary canary --load-and-stream"]
+    assert calls.index(loads[-1]) < next(i for i, c in enumerate(calls) if "toUnixTimestamp(written_at)" in c)
+    assert calls[-1].startswith("delete --namespace dr-drills --filename /drill/scylladb.yaml")
+
+
+@pytest.mark.parametrize(("canary", "nodes", "table_id", "message"), [
+    (str((now() - 7200) * 1000), " ".join(NODES), VERSION, "misses recent writes"),
+    ("none", " ".join(NODES), VERSION, "no canary in the restored copy"),
+    (str(now() * 1000), "", VERSION, "the download holds no node's SSTables"),
+    (str(now() * 1000), "../etc", VERSION, "refusing the node directory '../etc'"),
+    (str(now() * 1000), " ".join(NODES), "x y", "no single data directory"),
+])
+def test_scylladb_drill_fails_without_a_recent_canary_or_loaded_files(tmp_path, canary, nodes, table_id, message):
+    result, calls = run_sc_drill(tmp_path, canary, nodes, table_id)
+    assert result.returncode == 1 and message in result.stderr
+    assert calls[-1].startswith("delete --namespace dr-drills --filename /drill/scylladb.yaml")  # torn down

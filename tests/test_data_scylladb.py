@@ -386,7 +386,7 @@ def test_bootstrap_job_name_changes_with_what_it_does(production, staging):
 
 def test_scripts_pass_shellcheck():
     scripts = {p.stem: p.read_text() for p in SCRIPTS.glob("*.sh")}
-    assert set(scripts) == {"bootstrap", "manager-credentials", "restore"}
+    assert set(scripts) == {"bootstrap", "manager-credentials", "restore", "scylladb-drill-download", "scylladb-canary"}
     assert validators.shellcheck(scripts) == ""
 
 
@@ -540,6 +540,7 @@ def test_endpoint_in_the_stack_output_has_no_secret(stack, rf):
     ({"backupRetention": 0}, "dataPlane.scylladb.backupRetention", "between 1 and 1000"),
     ({"keyspaces": ["system_ads"]}, "dataPlane.scylladb.keyspaces", "belong to ScyllaDB"),
     ({"keyspaces": ["ads", "ads"]}, "dataPlane.scylladb.keyspaces", "must not repeat"),
+    ({"keyspaces": ["drill_canary"]}, "dataPlane.scylladb.keyspaces", "is the restore drills' canary"),
     ({"storage": "nvme"}, "dataPlane.scylladb.storage", "auto, network"),
     ({"repairSchedule": "weekly"}, "dataPlane.scylladb.repairSchedule", "cron"),
     # whole CPUs for the static CPU manager, and 1 GiB per shard plus the reserve (production mode)

@@ -27,6 +27,9 @@ LAYER = "data-plane"
 OBJECT_STORE_NAMESPACE = "seaweedfs"  # the in-cluster object store (objectstore.py)
 OBJECT_STORE_S3_PORT = 8333
 DRILL_NAMESPACE = "dr-drills"  # the restore drills' scratch namespace (drills.py)
+# Canaries kept in a store: a month of backups, each with recent ones (drills.py; ScyllaDB's canary table's TTL,
+# set by its bootstrap, scylladb/__init__.py).
+CANARY_RETENTION_DAYS = 45
 PLATFORM_LAYER = "platform"  # the label value the platform layer's namespaces carry (LAYER_LABEL)
 
 # Each workload's part of its nodes' budget (placement.node_budget); parts on one role sum to <= 1,

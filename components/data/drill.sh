@@ -146,6 +146,61 @@ check_etcd() {
   printf '%s\n' "${newest#"$CANARY_MARKER"}"
 }
 
+# ScyllaDB: SCRATCH_POD, WORK, CANARY_KEYSPACE, CANARY_TABLE, CANARY_SCHEMA. The scratch node's init container
+# downloaded every node's SSTables of the canary table from the newest complete Scylla Manager snapshot into
+# WORK/nodes/<node> (scylladb-drill-download.sh). The keyspace (one replica) and the table are created from our own
+# definition (CANARY_SCHEMA); each node's files are copied into the table's upload directory and loaded with
+# `nodetool refresh --load-and-stream`, node by node (their file names repeat across nodes; the refresh empties the
+# directory); then every canary's time is read (toUnixTimestamp of a column: no function over an aggregate; in
+# milliseconds; a few thousand rows at most, the table's TTL) and the newest printed.
+sc_cql() {
+  in_scratch "$SCRATCH_POD" scylladb cqlsh 127.0.0.1 --no-color -e "$1"
+}
+
+sc_node() {
+  in_scratch "$SCRATCH_POD" scylladb "$@"
+}
+
+check_scylladb() {
+  : "${SCRATCH_POD:?}" "${WORK:?}" "${CANARY_KEYSPACE:?}" "${CANARY_TABLE:?}" "${CANARY_SCHEMA:?}"
+  local name table_dir nodes node loaded=0 newest
+  for name in "$CANARY_KEYSPACE" "$CANARY_TABLE"; do
+    if [[ ! "$name" =~ ^[a-z_][a-z0-9_]*$ ]]; then
+      log "CANARY_KEYSPACE and CANARY_TABLE must be CQL identifiers, got '${name}'"
+      return 2
+    fi
+  done
+  sc_cql "$CANARY_SCHEMA" >&2
+  table_dir="$(sc_node find "/var/lib/scylla/data/${CANARY_KEYSPACE}" -mindepth 1 -maxdepth 1 -type d \
+    -name "${CANARY_TABLE}-*")"
+  if [[ ! "$table_dir" =~ ^/var/lib/scylla/data/${CANARY_KEYSPACE}/${CANARY_TABLE}-[0-9a-f]{32}$ ]]; then
+    log "no single data directory of ${CANARY_KEYSPACE}.${CANARY_TABLE} in the scratch node: '${table_dir}'"
+    return 1
+  fi
+  nodes="$(sc_node ls "${WORK}/nodes")"
+  for node in $nodes; do
+    if [[ ! "$node" =~ ^[0-9a-f-]{36}$ ]]; then
+      log "refusing the node directory '${node}'"
+      return 1
+    fi
+    sc_node cp -r "${WORK}/nodes/${node}/." "${table_dir}/upload/"
+    sc_node nodetool refresh "$CANARY_KEYSPACE" "$CANARY_TABLE" --load-and-stream >&2
+    loaded=$((loaded + 1))
+    log "loaded node ${node}'s SSTables"
+  done
+  if ((loaded == 0)); then
+    log "the download holds no node's SSTables"
+    return 1
+  fi
+  newest="$(sc_cql "PAGING OFF; SELECT toUnixTimestamp(written_at) FROM ${CANARY_KEYSPACE}.${CANARY_TABLE}" |
+    grep -oE '^ *[0-9]+ *$' | tr -d ' ' | sort -n | tail -n 1 || true)"
+  if [[ ! "$newest" =~ ^[0-9]+$ ]]; then
+    log "no canary in the restored copy"
+    return 1
+  fi
+  printf '%s\n' "$((newest / 1000))"
+}
+
 main() {
   local started restored newest age
   if ! declare -F "check_${STORE}" >/dev/null; then

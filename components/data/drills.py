@@ -51,8 +51,10 @@ from components.data.clickhouse import installation as clickhouse_installation
 from components.data.clickhouse import topology as clickhouse_topology
 from components.data.clickhouse import users as clickhouse_users
 from components.data.clickhouse.backup import IMAGE as CURL_IMAGE
-from components.data.context import DRILL_NAMESPACE, LAYER, DataContext
+from components.data.context import CANARY_RETENTION_DAYS, DRILL_NAMESPACE, LAYER, DataContext
 from components.data.endpoints import DrillsEndpoint, S3Location
+from components.data import scylladb
+from components.data.scylladb import bootstrap as scylladb_bootstrap
 from components.layer import EXCLUDE_FROM_BACKUP
 from components.services.namespaces import (NO_OWN_ENTRY_POINTS, RESTRICTED_CONTAINER_SECURITY,
                                            RESTRICTED_POD_SECURITY, Namespaces, NamespaceSpec, Peer)
@@ -68,7 +70,6 @@ SERVICE_ACCOUNT = "drill"
 S3_SECRET = "drill-backup-s3"  # the read-only keys (ACCESS_KEY_ID, ACCESS_SECRET_KEY)
 RULE = "restore-drills"
 CANARY_SCHEDULE = "30 * * * *"  # hourly: a backup of any cadence holds a canary at most an hour older than itself
-CANARY_RETENTION_DAYS = 45  # canaries kept in the store: a month of backups, each with recent ones
 # kubectl and bash, pinned (the GitLab chart's hook image; it runs as nobody).
 DRIVER_IMAGE = charts.GITLAB_KUBECTL_IMAGE
 NOBODY = 65534
@@ -629,12 +630,158 @@ def _etcd_canary(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pul
     return [canary, account, role, binding, job]
 
 
+# --- ScyllaDB ---------------------------------------------------------------------------------------------
+# Scylla Manager's restore runs in the one Manager that also manages production (docs/restore-drills.md): the drill
+# never talks to it. The scratch instance is one ScyllaDB node of the production image in a plain Pod, every address
+# on loopback; its init container downloads every node's SSTables of the canary table from the newest complete
+# Manager snapshot with the drills' key (scylladb-drill-download.sh); check_scylladb creates the table from our own
+# definition, loads each node's files with `nodetool refresh --load-and-stream` and reads the newest canary.
+SC_SCRATCH = "drill-scylladb"
+SC_SCRIPTS = "drill-scylladb-scripts"  # ConfigMap in dr-drills: the download
+SC_DOWNLOAD = "scylladb-drill-download.sh"
+SC_CANARY_SCRIPT = "scylladb-canary.sh"  # the canary writer, in the scylla namespace
+SC_SCRIPT_MOUNT = "/scripts"
+SC_WORK = "/work"  # the download's output: WORK/nodes/<node>/<SSTable files>
+SC_LOOPBACK = "127.0.0.1"
+# SimpleSnitch (ScyllaDB's default, nothing configures another here) puts the node in this data center.
+SC_DATACENTER = "datacenter1"
+SC_MEMORY = "1G"  # Seastar's share of SCRATCH_MEMORY: the rest is cqlsh's, nodetool's and the OS's
+SC_DATA_SIZE = "10Gi"  # the commit log's segments and the canary table: no production table is loaded
+SC_WORK_SIZE = "1Gi"  # every node's share of the canary table: hourly rows for CANARY_RETENTION_DAYS
+SC_DOWNLOAD_RESOURCES = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
+
+
+def sc_server_args() -> list[str]:
+    """`scylla` itself (not the image's entrypoint: its setup scripts write under /etc and refuse non-root): one
+    shard, overprovisioned (it shares the node), every address on loopback. Developer mode: ScyllaDB refuses a data
+    directory that is not XFS and wants iotune's measured I/O properties otherwise, and a scratch volume's file system
+    is whatever the storage class formats (ext4 on most CSI drivers)."""
+    return ["--developer-mode=1", "--smp", "1", "--memory", SC_MEMORY, "--overprovisioned",
+            "--workdir", "/var/lib/scylla", "--listen-address", SC_LOOPBACK, "--rpc-address", SC_LOOPBACK,
+            "--api-address", SC_LOOPBACK, "--prometheus-address", SC_LOOPBACK,  # metrics default to every address
+            "--seed-provider-parameters", f"seeds={SC_LOOPBACK}"]
+
+
+def sc_scratch(ctx: DataContext) -> dict[str, Any]:
+    """One ScyllaDB node, no authentication (nothing but the drill's exec reaches it), and an init container that
+    downloads the canary table's SSTables with the drills' read-only key: no production credential, no Service."""
+    assert ctx.backup is not None  # config/rules.py: drills need off-cluster backups
+    location = ctx.backup.of("scylladb")
+    work = {"name": "work", "mountPath": SC_WORK}
+    download = {
+        "name": "download", "image": CURL_IMAGE, "imagePullPolicy": "IfNotPresent",  # Alpine: bash, curl, gzip, awk
+        "command": ["/bin/bash", f"{SC_SCRIPT_MOUNT}/{SC_DOWNLOAD}"],
+        # Manager writes at the bucket's root (scylladb/cluster.py backup_location): no prefix
+        "env": [*({"name": k, "value": v} for k, v in {
+                    "WORK": SC_WORK, "KEYSPACE": scylladb_bootstrap.CANARY, "TABLE": scylladb_bootstrap.CANARY_TABLE,
+                    "S3_ENDPOINT": location.endpoint, "S3_REGION": location.region,
+                    "S3_BUCKET": location.bucket, "HOME": "/tmp"}.items()),
+                {"name": "S3_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": "ACCESS_KEY_ID"}}},
+                {"name": "S3_SECRET_KEY",
+                 "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": "ACCESS_SECRET_KEY"}}}],
+        "resources": SC_DOWNLOAD_RESOURCES,
+        "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
+        "volumeMounts": [{"name": "scripts", "mountPath": SC_SCRIPT_MOUNT, "readOnly": True}, work,
+                         {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    server = {
+        "name": "scylladb", "image": scylladb_bootstrap.cqlsh_image(), "imagePullPolicy": "IfNotPresent",
+        "command": ["/usr/bin/scylla", *sc_server_args()],
+        "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],  # cqlsh's
+        "readinessProbe": {"exec": {"command": ["cqlsh", SC_LOOPBACK, "-e", "SELECT release_version FROM system.local"]},
+                           "periodSeconds": 10, "failureThreshold": 3, "timeoutSeconds": 10},
+        "resources": {"requests": {"cpu": SCRATCH_CPU, "memory": SCRATCH_MEMORY},
+                      "limits": {"cpu": SCRATCH_CPU, "memory": SCRATCH_MEMORY}},
+        # restricted: Seastar runs without CAP_SYS_NICE (no SCHED_FIFO timer thread: a warning, not a failure)
+        "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
+        "volumeMounts": [{"name": "data", "mountPath": "/var/lib/scylla"}, {**work, "readOnly": True},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": SC_SCRATCH, "namespace": NAMESPACE, "labels": scratch_labels(ctx, "scylladb")},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,  # it talks to S3 (the download) and to itself
+            "enableServiceLinks": False,
+            # One uid for the server and check_scylladb's copies (exec runs as it): a non-root ScyllaDB refuses
+            # data directories and SSTables another uid owns (utils/directories.cc verify_owner_and_mode).
+            "securityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": NOBODY, "runAsGroup": NOBODY,
+                                "fsGroup": NOBODY},
+            "initContainers": [download],
+            "containers": [server],
+            "volumes": [{"name": "scripts", "configMap": {"name": SC_SCRIPTS, "defaultMode": 0o555}},
+                        {"name": "data", **ctx.scratch_volume(SC_DATA_SIZE)},
+                        {"name": "work", "emptyDir": {"sizeLimit": SC_WORK_SIZE}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        },
+    }
+
+
+def _sc_objects(ctx: DataContext, location: S3Location, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    return [k8s.core.v1.ConfigMap("drill-scylladb-scripts", metadata=k8s.meta.v1.ObjectMetaArgs(
+        name=SC_SCRIPTS, namespace=NAMESPACE, labels=ctx.labels("restore-drill", "scylladb")),
+        data={SC_DOWNLOAD: (scylladb_bootstrap.SCRIPTS / SC_DOWNLOAD).read_text()}, opts=ctx.opts(after))]
+
+
+def scylladb_drill(ctx: DataContext) -> Drill:
+    return Drill(
+        store="scylladb", scratch=sc_scratch(ctx), resource=f"pod/{SC_SCRATCH}", ready="condition=Ready",
+        timeout_seconds=1800,  # the download (one small table) and the node starting
+        check_seconds=1800,  # the table created and each node's files loaded
+        env={"SCRATCH_POD": SC_SCRATCH, "WORK": SC_WORK, "CANARY_KEYSPACE": scylladb_bootstrap.CANARY,
+             "CANARY_TABLE": scylladb_bootstrap.CANARY_TABLE,
+             # our own definition, one replica: the backup's schema names the production DC and replication
+             "CANARY_SCHEMA": f"CREATE KEYSPACE IF NOT EXISTS {scylladb_bootstrap.CANARY} WITH replication = "
+                              f"{scylladb_bootstrap.replication(SC_DATACENTER, 1)}; "
+                              f"{scylladb_bootstrap.canary_table_cql(CANARY_RETENTION_DAYS * 86400)}"},
+        storage=SC_DATA_SIZE,
+        rbac=({"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "patch", "delete"]},),
+        objects=_sc_objects)
+
+
+def sc_canary_spec(ctx: DataContext) -> dict[str, Any]:
+    """cqlsh of the pinned image as the canary role (MODIFY on the canary table only); its password reaches cqlsh in
+    a 0600 file (scylladb-canary.sh), never on the command line."""
+    secret = scylladb.CANARY_SECRET
+    env = [{"name": "CQL_HOST", "value": scylladb.client_host()}, {"name": "CQL_PORT", "value": str(scylladb.CQL_PORT)},
+           {"name": "CANARY_KEYSPACE", "value": scylladb_bootstrap.CANARY},
+           {"name": "CANARY_TABLE", "value": scylladb_bootstrap.CANARY_TABLE},
+           {"name": "HOME", "value": "/tmp"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+           {"name": "CANARY_USERNAME", "valueFrom": {"secretKeyRef": {"name": secret, "key": "username"}}},
+           {"name": "CANARY_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}}]
+    container = {"name": "canary", "image": scylladb_bootstrap.cqlsh_image(), "imagePullPolicy": "IfNotPresent",
+                 "command": ["/bin/bash", f"/canary/{SC_CANARY_SCRIPT}"], "env": env,
+                 "resources": {**CANARY_RESOURCES, "limits": {"memory": "256Mi"}},  # cqlsh is Python
+                 "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
+                 "volumeMounts": [{"name": "canary", "mountPath": "/canary", "readOnly": True},
+                                  {"name": "tmp", "mountPath": "/tmp"}]}
+    volumes = [{"name": "canary", "configMap": {"name": "drill-canary"}},
+               {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}]
+    return _cronjob(CANARY_SCHEDULE, ctx.labels("restore-drill", "canary"), [container], volumes,
+                    service_account=None, deadline=600, run_as=NOBODY)
+
+
+def _sc_canary(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    """The role and its Secret come with the cluster's bootstrap (scylladb/__init__.py, in `after`)."""
+    labels = ctx.labels("restore-drill", "canary")
+    script = k8s.core.v1.ConfigMap("drill-canary-scylladb", metadata=k8s.meta.v1.ObjectMetaArgs(
+        name="drill-canary", namespace=scylladb.NAMESPACE, labels=labels),
+        data={SC_CANARY_SCRIPT: (scylladb_bootstrap.SCRIPTS / SC_CANARY_SCRIPT).read_text()}, opts=ctx.opts(after))
+    job = k8s.batch.v1.CronJob("drill-canary-scylladb", metadata=k8s.meta.v1.ObjectMetaArgs(
+        name="drill-canary", namespace=scylladb.NAMESPACE, labels=labels), spec=sc_canary_spec(ctx),
+        opts=ctx.opts([*after, script]))
+    return [script, job]
+
+
 # store -> its drill; store -> its canary writer (in the store's namespace). config/data.py DRILLED_STORES lists
 # the same stores (the config cannot import components).
 DRILLS: dict[str, Callable[[DataContext], Drill]] = {"postgres": postgres_drill, "redpanda": redpanda_drill,
-                                                    "clickhouse": clickhouse_drill, "etcd": etcd_drill}
+                                                    "clickhouse": clickhouse_drill, "etcd": etcd_drill,
+                                                    "scylladb": scylladb_drill}
 CANARIES: dict[str, Callable[[DataContext, Sequence[pulumi.Resource]], list[pulumi.Resource]]] = {
-    "postgres": _pg_canary, "redpanda": _rp_canary, "clickhouse": _ch_canary, "etcd": _etcd_canary}
+    "postgres": _pg_canary, "redpanda": _rp_canary, "clickhouse": _ch_canary, "etcd": _etcd_canary,
+    "scylladb": _sc_canary}
 
 
 # --- the namespace ----------------------------------------------------------------------------------------

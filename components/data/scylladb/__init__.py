@@ -22,13 +22,14 @@ govern, and the namespace carries no Pod Security label, so the cluster default 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components import charts
-from components.data.context import LAYER, DataContext, operator_affinity, pinned_resources, wait_for
+from components.data.context import (CANARY_RETENTION_DAYS, LAYER, DataContext, operator_affinity, pinned_resources,
+                                     wait_for)
 from components.data.endpoints import ScyllaEndpoint
 from components.data.scylladb import bootstrap, cluster, manager, storage
 from components.helm import release
@@ -53,6 +54,7 @@ SHARED_ROLE = "adplatform"  # the one login every ad service shared before each 
 MANAGER_ROLE = "scylla_manager"  # login only: DESCRIBE SCHEMA WITH INTERNALS needs no data access
 ADMIN_SECRET = "scylla-admin-credentials"
 MANAGER_ROLE_SECRET = "scylla-manager-role-credentials"
+CANARY_SECRET = "scylla-drill-canary"  # the restore drills' canary role (bootstrap.CANARY), read by its CronJob
 
 
 def namespaces(ctx: DataContext) -> list[NamespaceSpec]:
@@ -156,6 +158,12 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
     _, admin_secret = _secret(ctx, ADMIN_SECRET, SUPERUSER, admin_password, in_namespace)
     logins = {name: _secret(ctx, user_secret(name), name, pw, in_namespace) for name, pw in passwords.items()}
     _, manager_role_secret = _secret(ctx, MANAGER_ROLE_SECRET, MANAGER_ROLE, manager_password, in_namespace)
+    roles = {name: user_secret(name) for name in passwords}
+    drilled = "scylladb" in ctx.drills
+    if drilled:  # the restore drills' canary writer (components/data/drills.py): its role, created with the others
+        passwords[bootstrap.CANARY] = ctx.password("scylla-drill-canary-password").result
+        _, canary_secret = _secret(ctx, CANARY_SECRET, bootstrap.CANARY, passwords[bootstrap.CANARY], in_namespace)
+        roles[bootstrap.CANARY] = CANARY_SECRET
 
     config = k8s.core.v1.ConfigMap(
         "scylla-config", metadata=k8s.meta.v1.ObjectMetaArgs(name=cluster.SCYLLA_CONFIG, namespace=NAMESPACE,
@@ -184,20 +192,23 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
     grants = {c.name: c.keyspace for c in consumers}
     keyspaces = bootstrap.keyspaces_cql(settings.keyspaces, cluster.DATACENTER, factor, grants, retired=[SHARED_ROLE])
     job_secrets = [admin_secret, *(secret for _, secret in logins.values()), manager_role_secret]
+    if drilled:
+        keyspaces += bootstrap.canary_cql(cluster.DATACENTER, factor, CANARY_RETENTION_DAYS * 86400)
+        job_secrets.append(canary_secret)
     job_passwords = [*passwords.values(), manager_password]
     # A restore brings the keyspaces with the snapshot's schema, and Manager's schema restore refuses a keyspace
     # that exists (scylla-manager v3.10.1 pkg/service/restore/schema_worker.go runs DESC SCHEMA's CREATE
     # statements as they are): the first run creates the roles only, a second one the keyspaces' replication
     # and grants once the restore is done.
     restoring = settings.restore is not None and ctx.backup is not None
-    schema_job = _schema_job(ctx, "scylla-bootstrap", "" if restoring else keyspaces, list(passwords), job_secrets,
+    schema_job = _schema_job(ctx, "scylla-bootstrap", "" if restoring else keyspaces, roles, job_secrets,
                              job_passwords, [*in_namespace, scylla])
     registration = manager.install_credentials(ctx, MANAGER_ROLE, manager_password,
                                                [*after, spaces[manager.NAMESPACE], manager_release, scylla, schema_job])
     restored: list[pulumi.Resource] = []
     if restoring:
         restored = manager.install_restore(ctx, cluster.backup_location(ctx.backup.of("scylladb")), registration)
-        restored.append(_schema_job(ctx, "scylla-keyspaces", keyspaces, list(passwords), job_secrets, job_passwords,
+        restored.append(_schema_job(ctx, "scylla-keyspaces", keyspaces, roles, job_secrets, job_passwords,
                                     [*in_namespace, scylla, *restored]))
 
     return ScyllaEndpoint(
@@ -206,11 +217,11 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
         pod_labels=dict(cluster.POD_LABELS), ready=[scylla, schema_job, monitor, *registration, *restored])
 
 
-def _schema_job(ctx: DataContext, name: str, keyspaces: str, roles: Sequence[str],
+def _schema_job(ctx: DataContext, name: str, keyspaces: str, roles: Mapping[str, str],
                 secrets: Sequence[k8s.core.v1.Secret], passwords: Sequence[pulumi.Output[str]],
                 after: Sequence[pulumi.Resource]) -> k8s.batch.v1.Job:
-    """bootstrap.sh as the superuser: the consumers' `roles` and the manager's, then `keyspaces` (CQL: the
-    keyspaces and each consumer's grants on its own)."""
+    """bootstrap.sh as the superuser: `roles` (role -> the Secret with its password: the consumers', the drills'
+    canary's) and the manager's, then `keyspaces` (CQL: the keyspaces and each role's grants)."""
     _, job = bootstrap.run_once(
         ctx, name, NAMESPACE, bootstrap.cqlsh_image(),
         {"bootstrap.sh": bootstrap.script("bootstrap.sh"), "roles.txt": bootstrap.roles_file(list(roles)),
@@ -219,8 +230,8 @@ def _schema_job(ctx: DataContext, name: str, keyspaces: str, roles: Sequence[str
             {"name": "CQL_HOST", "value": client_host()}, {"name": "CQL_PORT", "value": str(CQL_PORT)},
             bootstrap.secret_env("ADMIN_USERNAME", ADMIN_SECRET, "username"),
             bootstrap.secret_env("ADMIN_PASSWORD", ADMIN_SECRET, "password"),
-            *(bootstrap.secret_env(f"ROLE_PASSWORD_{i}", user_secret(name), "password")
-              for i, name in enumerate(roles)),
+            *(bootstrap.secret_env(f"ROLE_PASSWORD_{i}", secret, "password")
+              for i, secret in enumerate(roles.values())),
             bootstrap.secret_env("MANAGER_USERNAME", MANAGER_ROLE_SECRET, "username"),
             bootstrap.secret_env("MANAGER_PASSWORD", MANAGER_ROLE_SECRET, "password")],
         secrets=passwords, depends_on=[*after, *secrets], mount=bootstrap.BOOTSTRAP_MOUNT)

@@ -25,6 +25,7 @@ import pulumi_kubernetes as k8s
 from components import charts
 from components.data.context import DataContext
 from components.services.namespaces import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY
+from config.data import SCYLLA_CANARY_KEYSPACE
 
 SCRIPTS = Path(__file__).parent / "scripts"
 BOOTSTRAP_MOUNT = "/etc/scylla-bootstrap"
@@ -102,6 +103,30 @@ def keyspaces_cql(keyspaces: Sequence[str], datacenter: str, factor: int, grants
                 lines.append(f"REVOKE ALL PERMISSIONS ON KEYSPACE {keyspace} FROM {quoted(role)};")
     lines += [f"DROP ROLE IF EXISTS {quoted(role)};" for role in retired if role not in grants]
     return "\n".join(lines) + "\n"
+
+
+# The restore drills' canary (components/data/drills.py): a keyspace and table of write times, written hourly by a
+# role that may only insert there. The drill creates the same table from canary_table_cql in its scratch node.
+CANARY = SCYLLA_CANARY_KEYSPACE  # the role and the keyspace (config/data.py keeps it out of the configured keyspaces)
+CANARY_TABLE = "canary"
+
+
+def canary_table_cql(ttl_seconds: int) -> str:
+    """The canary table: one row per write, expiring after `ttl_seconds` (no job deletes old rows)."""
+    return (f"CREATE TABLE IF NOT EXISTS {CANARY}.{CANARY_TABLE} (written_at timestamp PRIMARY KEY) "
+            f"WITH default_time_to_live = {ttl_seconds};")
+
+
+def canary_cql(datacenter: str, factor: int, ttl_seconds: int) -> str:
+    """The canary's keyspace (replicated like the others), its table, and its role's one grant: MODIFY on that table.
+    No SELECT (the writer never reads), no CREATE or ALTER (the bootstrap owns the schema)."""
+    table = f"{CANARY}.{CANARY_TABLE}"
+    return "\n".join([
+        f"CREATE KEYSPACE IF NOT EXISTS {CANARY} WITH replication = {replication(datacenter, factor)};",
+        f"ALTER KEYSPACE {CANARY} WITH replication = {replication(datacenter, factor)};",
+        canary_table_cql(ttl_seconds),
+        f"ALTER TABLE {table} WITH default_time_to_live = {ttl_seconds};",
+        f"GRANT MODIFY ON TABLE {table} TO {quoted(CANARY)};"]) + "\n"
 
 
 def roles_file(roles: Sequence[str]) -> str:
