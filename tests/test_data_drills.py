@@ -1241,14 +1241,17 @@ def test_scylladb_drill_loads_every_nodes_sstables_and_reads_the_canary(tmp_path
     assert calls[-1].startswith("delete --namespace dr-drills --filename /drill/scylladb.yaml")
 
 
-@pytest.mark.parametrize(("canary", "nodes", "table_id", "message"), [
-    (str((now() - 7200) * 1000), " ".join(NODES), VERSION, "misses recent writes"),
-    ("none", " ".join(NODES), VERSION, "no canary in the restored copy"),
-    (str(now() * 1000), "", VERSION, "the download holds no node's SSTables"),
-    (str(now() * 1000), "../etc", VERSION, "refusing the node directory '../etc'"),
-    (str(now() * 1000), " ".join(NODES), "x y", "no single data directory"),
+# The canary's age in seconds when the drill runs (None: no canary row), not a timestamp: parameters are fixed at
+# collection, and each xdist worker collects at its own time (their test ids must match).
+@pytest.mark.parametrize(("canary_age", "nodes", "table_id", "message"), [
+    (7200, " ".join(NODES), VERSION, "misses recent writes"),
+    (None, " ".join(NODES), VERSION, "no canary in the restored copy"),
+    (0, "", VERSION, "the download holds no node's SSTables"),
+    (0, "../etc", VERSION, "refusing the node directory '../etc'"),
+    (0, " ".join(NODES), "x y", "no single data directory"),
 ])
-def test_scylladb_drill_fails_without_a_recent_canary_or_loaded_files(tmp_path, canary, nodes, table_id, message):
+def test_scylladb_drill_fails_without_a_recent_canary_or_loaded_files(tmp_path, canary_age, nodes, table_id, message):
+    canary = "none" if canary_age is None else str((now() - canary_age) * 1000)
     result, calls = run_sc_drill(tmp_path, canary, nodes, table_id)
     assert result.returncode == 1 and message in result.stderr
     assert calls[-1].startswith("delete --namespace dr-drills --filename /drill/scylladb.yaml")  # torn down
