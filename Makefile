@@ -12,6 +12,11 @@ POLICY = --policy-pack policy --policy-pack-config build/plan/$(STACK).policy.js
 
 NODE_TOOLS := tools/ci/node
 
+# Bytecode on even where the environment turns it off (PYTHONDONTWRITEBYTECODE): otherwise every `make plan`, test
+# worker and planner process a test starts compiles the program again, and each test worker rewrites the test
+# modules' asserts again (7 s a process); __pycache__ is git-ignored and the run cache ignores it.
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: plan plan-diff policy docs test preview up verify drift refresh destroy pulumi-cli venv node-tools cloud-init-schema clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt policy/requirements.txt
@@ -95,11 +100,8 @@ docs: venv
 	rm -f docs/plan/production.json docs/plan/production.policy.json docs/plan/production.timeline.svg docs/plan/production.html
 
 ## make test: the whole test suite, offline
-# Bytecode on even where the environment turns it off (PYTHONDONTWRITEBYTECODE): otherwise every test worker and
-# every planner process a test starts compiles the program and rewrites the test modules' asserts again (7 s a
-# process); __pycache__ is git-ignored and the run cache ignores it.
 test: venv node-tools cloud-init-schema
-	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q
 
 clean:
 	rm -rf $(VENV) build .pytest_cache $(NODE_TOOLS)/node_modules tools/ci/cloud-init
