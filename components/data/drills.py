@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -286,10 +286,16 @@ def rp_scratch(ctx: DataContext) -> dict[str, Any]:
     }
 
 
+def _scripts(ctx: DataContext, store: str, name: str, files: Mapping[str, Path],
+             after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    """A scratch copy's scripts (file name -> source), mounted from one ConfigMap `name` in the drills' namespace."""
+    return [k8s.core.v1.ConfigMap(f"drill-{store}-scripts", metadata=k8s.meta.v1.ObjectMetaArgs(
+        name=name, namespace=NAMESPACE, labels=ctx.labels("restore-drill", store)),
+        data={file: source.read_text() for file, source in files.items()}, opts=ctx.opts(after))]
+
+
 def _rp_objects(ctx: DataContext, location: S3Location, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
-    return [k8s.core.v1.ConfigMap("drill-redpanda-scripts", metadata=k8s.meta.v1.ObjectMetaArgs(
-        name=RP_SCRIPTS, namespace=NAMESPACE, labels=ctx.labels("restore-drill", "redpanda")),
-        data={name: (redpanda_backup.SCRIPTS / name).read_text() for name in RP_SCRIPT_FILES}, opts=ctx.opts(after))]
+    return _scripts(ctx, "redpanda", RP_SCRIPTS, {f: redpanda_backup.SCRIPTS / f for f in RP_SCRIPT_FILES}, after)
 
 
 def redpanda_drill(ctx: DataContext) -> Drill:
@@ -579,9 +585,7 @@ def etcd_scratch(ctx: DataContext) -> dict[str, Any]:
 
 
 def _etcd_objects(ctx: DataContext, location: S3Location, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
-    return [k8s.core.v1.ConfigMap("drill-etcd-scripts", metadata=k8s.meta.v1.ObjectMetaArgs(
-        name=ETCD_SCRIPTS, namespace=NAMESPACE, labels=ctx.labels("restore-drill", "etcd")),
-        data={name: (redpanda_backup.SCRIPTS / name).read_text() for name in ETCD_SCRIPT_FILES}, opts=ctx.opts(after))]
+    return _scripts(ctx, "etcd", ETCD_SCRIPTS, {f: redpanda_backup.SCRIPTS / f for f in ETCD_SCRIPT_FILES}, after)
 
 
 def etcd_drill(ctx: DataContext) -> Drill:
@@ -719,9 +723,7 @@ def sc_scratch(ctx: DataContext) -> dict[str, Any]:
 
 
 def _sc_objects(ctx: DataContext, location: S3Location, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
-    return [k8s.core.v1.ConfigMap("drill-scylladb-scripts", metadata=k8s.meta.v1.ObjectMetaArgs(
-        name=SC_SCRIPTS, namespace=NAMESPACE, labels=ctx.labels("restore-drill", "scylladb")),
-        data={SC_DOWNLOAD: (scylladb_bootstrap.SCRIPTS / SC_DOWNLOAD).read_text()}, opts=ctx.opts(after))]
+    return _scripts(ctx, "scylladb", SC_SCRIPTS, {SC_DOWNLOAD: scylladb_bootstrap.SCRIPTS / SC_DOWNLOAD}, after)
 
 
 def scylladb_drill(ctx: DataContext) -> Drill:
