@@ -267,23 +267,32 @@ def rp_scratch(ctx: DataContext) -> dict[str, Any]:
                          {"name": "tmp", "mountPath": "/tmp"}],
     }
     uid = redpanda_backup.REDPANDA_UID
-    return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": RP_SCRATCH, "namespace": NAMESPACE, "labels": scratch_labels(ctx, "redpanda")},
-        "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": False,  # it talks to S3 (the download) and to itself
-            "enableServiceLinks": False,
-            "securityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid},
-            "initContainers": [download],
-            "containers": [broker],
-            "volumes": [{"name": "scripts", "configMap": {"name": RP_SCRIPTS, "defaultMode": 0o555}},
-                        {"name": "work", **redpanda_backup.broker_sized_volume(ctx)},
-                        {"name": "data", **redpanda_backup.broker_sized_volume(ctx)},
-                        {"name": "config", "emptyDir": {"sizeLimit": "16Mi"}},
-                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-        },
-    }
+    return scratch_pod(
+        ctx, RP_SCRATCH, "redpanda", {**RESTRICTED_POD_SECURITY, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid},
+        [broker], [{"name": "scripts", "configMap": {"name": RP_SCRIPTS, "defaultMode": 0o555}},
+                   {"name": "work", **redpanda_backup.broker_sized_volume(ctx)},
+                   {"name": "data", **redpanda_backup.broker_sized_volume(ctx)},
+                   {"name": "config", "emptyDir": {"sizeLimit": "16Mi"}},
+                   {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        init=[download])
+
+
+def scratch_pod(ctx: DataContext, name: str, store: str, security: dict[str, Any], containers: list[dict[str, Any]],
+                volumes: list[dict[str, Any]], init: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """A scratch copy: a bare Pod in the drills' namespace that runs once, holds no API token (it talks to S3 and to
+    itself) and gets no Service links."""
+    spec: dict[str, Any] = {"restartPolicy": "Never", "automountServiceAccountToken": False,
+                            "enableServiceLinks": False, "securityContext": security}
+    if init:
+        spec["initContainers"] = list(init)
+    spec |= {"containers": containers, "volumes": volumes}
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": NAMESPACE, "labels": scratch_labels(ctx, store)}, "spec": spec}
+
+
+def nobody_security() -> dict[str, Any]:
+    """Restricted, as uid/gid 65534 owning its volumes."""
+    return {**RESTRICTED_POD_SECURITY, "runAsUser": NOBODY, "runAsGroup": NOBODY, "fsGroup": NOBODY}
 
 
 def _scripts(ctx: DataContext, store: str, name: str, files: Mapping[str, Path],
@@ -447,24 +456,13 @@ def ch_scratch(ctx: DataContext) -> dict[str, Any]:
         "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
         "volumeMounts": [data, {"name": "tmp", "mountPath": "/tmp"}],
     }
-    return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": CH_SCRATCH, "namespace": NAMESPACE, "labels": scratch_labels(ctx, "clickhouse")},
-        "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": False,  # it talks to S3 and to itself
-            "enableServiceLinks": False,
-            "securityContext": clickhouse_installation.POD_SECURITY,
-            "containers": [server, reader],
-            "volumes": [{"name": "data", **ctx.scratch_volume(ctx.settings.clickhouse.storage_size)},
-                        {"name": "config-d", "configMap": {"name": CH_CONFIG, "items": [
-                            {"key": "drill.xml", "path": "drill.xml"}]}},
-                        {"name": "users-d", "configMap": {"name": CH_CONFIG, "items": [
-                            {"key": "users.xml", "path": "drill.xml"}]}},
-                        {"name": "logs", "emptyDir": {"sizeLimit": "1Gi"}},
-                        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
-        },
-    }
+    return scratch_pod(
+        ctx, CH_SCRATCH, "clickhouse", clickhouse_installation.POD_SECURITY, [server, reader],
+        [{"name": "data", **ctx.scratch_volume(ctx.settings.clickhouse.storage_size)},
+         {"name": "config-d", "configMap": {"name": CH_CONFIG, "items": [{"key": "drill.xml", "path": "drill.xml"}]}},
+         {"name": "users-d", "configMap": {"name": CH_CONFIG, "items": [{"key": "users.xml", "path": "drill.xml"}]}},
+         {"name": "logs", "emptyDir": {"sizeLimit": "1Gi"}},
+         {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}])
 
 
 def _ch_objects(ctx: DataContext, location: S3Location, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
@@ -566,22 +564,12 @@ def etcd_scratch(ctx: DataContext) -> dict[str, Any]:
                             "limits": {"cpu": SCRATCH_CPU, "memory": SCRATCH_MEMORY}},
               "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
               "volumeMounts": [work]}
-    return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": ETCD_SCRATCH, "namespace": NAMESPACE, "labels": scratch_labels(ctx, "etcd")},
-        "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": False,  # it talks to S3 (the download) and to itself
-            "enableServiceLinks": False,
-            "securityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": NOBODY, "runAsGroup": NOBODY,
-                                "fsGroup": NOBODY},
-            "initContainers": [download, restore],
-            "containers": [server],
-            "volumes": [{"name": "scripts", "configMap": {"name": ETCD_SCRIPTS, "defaultMode": 0o555}},
-                        {"name": "work", **ctx.scratch_volume(ETCD_STORAGE)},
-                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-        },
-    }
+    return scratch_pod(
+        ctx, ETCD_SCRATCH, "etcd", nobody_security(), [server],
+        [{"name": "scripts", "configMap": {"name": ETCD_SCRIPTS, "defaultMode": 0o555}},
+         {"name": "work", **ctx.scratch_volume(ETCD_STORAGE)},
+         {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        init=[download, restore])
 
 
 def _etcd_objects(ctx: DataContext, location: S3Location, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
@@ -701,25 +689,15 @@ def sc_scratch(ctx: DataContext) -> dict[str, Any]:
         "volumeMounts": [{"name": "data", "mountPath": "/var/lib/scylla"}, {**work, "readOnly": True},
                          {"name": "tmp", "mountPath": "/tmp"}],
     }
-    return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": SC_SCRATCH, "namespace": NAMESPACE, "labels": scratch_labels(ctx, "scylladb")},
-        "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": False,  # it talks to S3 (the download) and to itself
-            "enableServiceLinks": False,
-            # One uid for the server and check_scylladb's copies (exec runs as it): a non-root ScyllaDB refuses
-            # data directories and SSTables another uid owns (utils/directories.cc verify_owner_and_mode).
-            "securityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": NOBODY, "runAsGroup": NOBODY,
-                                "fsGroup": NOBODY},
-            "initContainers": [download],
-            "containers": [server],
-            "volumes": [{"name": "scripts", "configMap": {"name": SC_SCRIPTS, "defaultMode": 0o555}},
-                        {"name": "data", **ctx.scratch_volume(SC_DATA_SIZE)},
-                        {"name": "work", "emptyDir": {"sizeLimit": SC_WORK_SIZE}},
-                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-        },
-    }
+    # One uid for the server and check_scylladb's copies (exec runs as it): a non-root ScyllaDB refuses data
+    # directories and SSTables another uid owns (utils/directories.cc verify_owner_and_mode).
+    return scratch_pod(
+        ctx, SC_SCRATCH, "scylladb", nobody_security(), [server],
+        [{"name": "scripts", "configMap": {"name": SC_SCRIPTS, "defaultMode": 0o555}},
+         {"name": "data", **ctx.scratch_volume(SC_DATA_SIZE)},
+         {"name": "work", "emptyDir": {"sizeLimit": SC_WORK_SIZE}},
+         {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        init=[download])
 
 
 def _sc_objects(ctx: DataContext, location: S3Location, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
