@@ -499,15 +499,23 @@ def ch_canary_spec(ctx: DataContext) -> dict[str, Any]:
            {"name": "HOME", "value": "/tmp"},
            {"name": "CLICKHOUSE_USER", "valueFrom": {"secretKeyRef": {"name": secret, "key": "username"}}},
            {"name": "CLICKHOUSE_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}}]
-    container = {"name": "canary", "image": clickhouse_installation.SERVER_IMAGE, "imagePullPolicy": "IfNotPresent",
-                 "command": ["/bin/bash", f"/canary/{CH_CANARY_SCRIPT}"], "env": env, "resources": CANARY_RESOURCES,
+    return _script_canary(ctx, clickhouse_installation.SERVER_IMAGE, CH_CANARY_SCRIPT, env, CANARY_RESOURCES,
+                          run_as=clickhouse_installation.CLICKHOUSE_UID)
+
+
+def _script_canary(ctx: DataContext, image: str, script: str, env: list[dict[str, Any]], resources: dict[str, Any],
+                   run_as: int) -> dict[str, Any]:
+    """The hourly canary writer that runs `script` (ConfigMap drill-canary in the store's namespace) with the
+    store's client `image`, its login in `env` by Secret reference; no API token."""
+    container = {"name": "canary", "image": image, "imagePullPolicy": "IfNotPresent",
+                 "command": ["/bin/bash", f"/canary/{script}"], "env": env, "resources": resources,
                  "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
                  "volumeMounts": [{"name": "canary", "mountPath": "/canary", "readOnly": True},
                                   {"name": "tmp", "mountPath": "/tmp"}]}
     volumes = [{"name": "canary", "configMap": {"name": "drill-canary"}},
                {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}]
     return _cronjob(CANARY_SCHEDULE, ctx.labels("restore-drill", "canary"), [container], volumes,
-                    service_account=None, deadline=600, run_as=clickhouse_installation.CLICKHOUSE_UID)
+                    service_account=None, deadline=600, run_as=run_as)
 
 
 def _ch_canary(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
@@ -730,16 +738,8 @@ def sc_canary_spec(ctx: DataContext) -> dict[str, Any]:
            {"name": "HOME", "value": "/tmp"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
            {"name": "CANARY_USERNAME", "valueFrom": {"secretKeyRef": {"name": secret, "key": "username"}}},
            {"name": "CANARY_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}}]
-    container = {"name": "canary", "image": scylladb_bootstrap.cqlsh_image(), "imagePullPolicy": "IfNotPresent",
-                 "command": ["/bin/bash", f"/canary/{SC_CANARY_SCRIPT}"], "env": env,
-                 "resources": {**CANARY_RESOURCES, "limits": {"memory": "256Mi"}},  # cqlsh is Python
-                 "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
-                 "volumeMounts": [{"name": "canary", "mountPath": "/canary", "readOnly": True},
-                                  {"name": "tmp", "mountPath": "/tmp"}]}
-    volumes = [{"name": "canary", "configMap": {"name": "drill-canary"}},
-               {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}]
-    return _cronjob(CANARY_SCHEDULE, ctx.labels("restore-drill", "canary"), [container], volumes,
-                    service_account=None, deadline=600, run_as=NOBODY)
+    return _script_canary(ctx, scylladb_bootstrap.cqlsh_image(), SC_CANARY_SCRIPT, env,
+                          {**CANARY_RESOURCES, "limits": {"memory": "256Mi"}}, run_as=NOBODY)  # cqlsh is Python
 
 
 def _sc_canary(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
