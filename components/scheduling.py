@@ -8,6 +8,7 @@ HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
 # Set by the cloud controller manager where there is one (Hetzner's: the datacenter, one per location), else by
 # the kubelet from the node's location (components/k3s/config.py topology_labels).
 ZONE_TOPOLOGY = "topology.kubernetes.io/zone"
+REGION_TOPOLOGY = "topology.kubernetes.io/region"
 
 
 def toleration(taint: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ from functools import lru_cache
 from components.k3s.config import topology_labels
 from components.scheduling import ZONE_TOPOLOGY
 from config.model import LOCATION_LABEL
-from tests.conftest import base_raw, k3s_config, run_raw
+from tests.conftest import base_raw, node_labels, run_raw
 from tests.test_data_clickhouse import chi
 from tests.test_data_postgres import cluster as pg_cluster
 from tests.test_data_redpanda import spec as redpanda_spec
@@ -27,10 +27,6 @@ def spanning():
 
 def spread(constraints: list[dict]) -> list[tuple[str, str]]:
     return [(c["topologyKey"], c["whenUnsatisfiable"]) for c in constraints]
-
-
-def node_labels(run, node: str) -> dict[str, str]:
-    return dict(label.split("=", 1) for label in k3s_config(run, node)["node-label"])
 
 
 def test_nodes_carry_their_location_and_the_ccm_is_left_the_zone_label():
