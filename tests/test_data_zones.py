@@ -40,12 +40,12 @@ def test_nodes_carry_their_location_and_the_ccm_is_left_the_zone_label():
 
 
 def test_without_a_ccm_the_kubelet_sets_the_zone_from_the_location():
-    spec = type("Spec", (), {"location": "rack-a"})()
+    spec = type("Spec", (), {"location": "rack-a", "region": None, "zone": None})()
     no_ccm = type("Profile", (), {"external_cloud_provider": False})()
     with_ccm = type("Profile", (), {"external_cloud_provider": True})()
     assert topology_labels(spec, no_ccm) == {LOCATION_LABEL: "rack-a", ZONE_TOPOLOGY: "rack-a"}
     assert topology_labels(spec, with_ccm) == {LOCATION_LABEL: "rack-a"}
-    assert topology_labels(type("Spec", (), {"location": None})(), no_ccm) == {}
+    assert topology_labels(type("Spec", (), {"location": None, "region": None, "zone": None})(), no_ccm) == {}
 
 
 def test_scylladb_gets_one_rack_per_location_pinned_there():

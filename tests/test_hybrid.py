@@ -266,8 +266,8 @@ def test_the_plan_prices_the_dedicated_servers_next_to_all_cloud_production(run,
 # --- provider migration (docs/providers.md "Moving pools to another provider") --------------------
 
 METAL_HOSTS = [{"publicAddress": f"198.51.100.{30 + i}", "privateAddress": f"10.0.2.{30 + i}", "pool": "scylladb-metal",
-                "monthlyPrice": 104.0} for i in range(3)]
-BARE_METAL = {"vswitch": {"id": 40000}, "subnetCidr": "10.0.2.0/24", "hosts": METAL_HOSTS}
+                "zone": f"fsn1-dc{14 + i}", "monthlyPrice": 104.0} for i in range(3)]
+BARE_METAL = {"vswitch": {"id": 40000}, "subnetCidr": "10.0.2.0/24", "region": "fsn1", "hosts": METAL_HOSTS}
 
 
 def migration() -> list[tuple[str, dict[str, Any]]]:
