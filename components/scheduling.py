@@ -6,8 +6,10 @@ from typing import Any
 
 HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
 # Set by the cloud controller manager where there is one (Hetzner's: the datacenter, one per location), else by
-# the kubelet from the node's location (components/k3s/config.py topology_labels).
+# the kubelet from where the node's provider placed it, in that provider's CCM's words (components/k3s/config.py
+# topology_labels).
 ZONE_TOPOLOGY = "topology.kubernetes.io/zone"
+REGION_TOPOLOGY = "topology.kubernetes.io/region"
 
 
 def toleration(taint: str) -> dict[str, str]:

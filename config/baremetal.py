@@ -16,7 +16,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, field_validator
 
-from config.model_base import Model
+from config.model_base import Model, check_label_value, optional
 
 _SSH_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
@@ -75,6 +75,12 @@ class Host(Model):
     # What the host costs per month (rent, colocation, power), in the currency of the bare-metal price
     # table (tools/plan/prices/baremetal.yaml): the offline plan's cost. Unset: the host is listed unpriced.
     monthly_price: float | None = None
+    # The host's failure domain (topology.kubernetes.io/zone: the stores spread replicas over zones): a rack, room
+    # or site; for a Hetzner dedicated server its Robot datacenter in lowercase (fsn1-dc14), as Hetzner's CCM names
+    # it. Required in production-grade profiles (providers/baremetal.py); elsewhere the region's name.
+    zone: str | None = None
+
+    _v_zone = field_validator("zone")(optional(check_label_value))
 
     @field_validator("monthly_price", mode="before")
     @classmethod
@@ -120,6 +126,10 @@ class BareMetal(Model):
     vswitch: VSwitch | None = None
     # Regular expressions (Go syntax) of the interfaces to announce on; empty: every interface Cilium uses.
     load_balancer_interfaces: list[str] = []
+    # Where the hosts are (topology.kubernetes.io/region): a site or city; for Hetzner dedicated servers the Robot
+    # location in lowercase (fsn1), as Hetzner's CCM names it. Required in production-grade profiles
+    # (providers/baremetal.py); elsewhere `baremetal` (providers/baremetal.py DEFAULT_REGION).
+    region: str | None = None
     # The hosts' disks are local NVMe/SSD: stores that want local storage (ScyllaDB) use it directly.
     local_nvme: bool = True
 
@@ -129,6 +139,8 @@ class BareMetal(Model):
         if not hosts:
             raise ValueError("must list the servers of the cluster (publicAddress, privateAddress, sshUser, pool)")
         return hosts
+
+    _v_region = field_validator("region")(optional(check_label_value))
 
     @field_validator("subnet_cidr")
     @classmethod

@@ -21,6 +21,7 @@ _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*")
 # A single word of a cloud's vocabulary (regions, zones, locations, ids): no spaces, quotes or shell syntax.
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_LABEL_VALUE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
 
 
 def check_hostname_label(value: str) -> str:
@@ -52,6 +53,14 @@ def check_token(value: str, max_length: int = 63) -> str:
     if len(value) > max_length or not _TOKEN.fullmatch(value):
         raise ValueError(f"must be a single word of 1-{max_length} characters of A-Z, a-z, 0-9, '.', '_' and '-', "
                          "starting with a letter or digit (no spaces, quotes or shell syntax)")
+    return value
+
+
+def check_label_value(value: str) -> str:
+    """A non-empty Kubernetes label value (a node's region or zone: it reaches the K3s config and the Node)."""
+    if not _LABEL_VALUE.fullmatch(value):
+        raise ValueError("must be a Kubernetes label value: 1-63 characters of A-Z, a-z, 0-9, '.', '_' and '-', "
+                         "starting and ending with a letter or digit")
     return value
 
 

@@ -18,6 +18,7 @@ control plane with the control-plane role's Auto Scaling rights, limited to this
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import hashlib
 import ipaddress
@@ -466,6 +467,7 @@ class AwsInfrastructure(ProviderInfrastructure):
                   profiles: dict[str, aws.iam.InstanceProfile | None]) -> Node:
         hostname = f"{self._prefix}-{spec.name}"
         zone = self.zones[spec.name]
+        spec = dataclasses.replace(spec, region=self._region, zone=zone)  # as the AWS CCM names them
         server = spec.k3s_role == "server"
         profile = profiles[spec.k3s_role]
         instance = aws.ec2.Instance(

@@ -26,6 +26,7 @@ on the control-plane VMs only, with a custom role on the stack's resource group.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import ipaddress
 import json
 import re
@@ -168,6 +169,13 @@ def api_address_script(address: str) -> str:
 
 def azure_location() -> str | None:
     return cloud.provider_setting("azure-native", "location")
+
+
+def azure_topology(location: str, zone: str) -> dict[str, str]:
+    """A VM's region and zone as cloud-provider-azure labels a zonal VM: the canonical (lowercase, no spaces)
+    location, and `<location>-<zone>` (docs/topics/availability-zones.md, "Node labels")."""
+    region = location.lower().replace(" ", "")
+    return {"region": region, "zone": f"{region}-{zone}"}
 
 
 def vnet_cidr(cluster: Cluster) -> str:
@@ -514,6 +522,7 @@ class AzureInfrastructure(ProviderInfrastructure):
     def _vm(self, spec: NodeSpec, lb_pools: list[pulumi.Output[str]]) -> Node:
         hostname = f"{self._prefix}-{spec.name}"
         zone = self.zones[spec.name]
+        spec = dataclasses.replace(spec, **azure_topology(self._location, zone))
         tags = self._node_tags(spec)
         ip = network.PublicIPAddress(
             f"{spec.name}-ip", public_ip_address_name=f"{hostname}-ip", public_ip_allocation_method="Static",

@@ -9,6 +9,7 @@ Cilium LB IPAM, announced on the LAN by Cilium's L2 announcements (ARP) from one
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections import Counter
 from pathlib import Path
@@ -45,6 +46,9 @@ ANNOUNCING_ROLES = ("general", "converged")
 # QPS ~ services / 5 s. 20/40 leaves room for ~100 announced Services next to the agents' other API
 # traffic (Cilium docs, network/l2-announcements.rst, "Sizing client rate limit"; default 10/20).
 CLIENT_RATE_LIMIT = {"qps": 20, "burst": 40}
+# The hosts' topology.kubernetes.io/region where bareMetal.region is unset (non-production profiles only), and
+# each host's zone where its `zone` is unset: one failure domain, named apart from every cloud's regions.
+DEFAULT_REGION = "baremetal"
 
 
 class BareMetalProvider:
@@ -59,7 +63,7 @@ class BareMetalProvider:
         if cfg.bare_metal is None:
             return [problem("bareMetal", "must be set for provider baremetal: hosts (publicAddress, privateAddress, "
                             "sshUser, pool) and loadBalancerAddresses")]
-        return [*_unused_keys(loaded), *_hosts_fill_pools(loaded, cfg.bare_metal),
+        return [*_unused_keys(loaded), *_hosts_fill_pools(loaded, cfg.bare_metal), *_topology(loaded, cfg.bare_metal),
                 *_unique_addresses(cfg.bare_metal), *_addresses_in_networks(loaded, cfg.bare_metal)]
 
     def create(self, loaded: LoadedConfig, peers: Sequence[tuple[ClusterPort, Sequence[str]]] = ()) -> Infrastructure:
@@ -104,6 +108,25 @@ def _hosts_fill_pools(loaded: LoadedConfig, bare: BareMetal) -> list[Problem]:
             found.append(problem("bareMetal.hosts", f"must list exactly {wanted} host(s) with pool {pool!r} "
                                  f"({key} is {wanted})", listed[pool]))
     return found
+
+
+def _topology(loaded: LoadedConfig, bare: BareMetal) -> list[Problem]:
+    """Production-grade profiles spread replicas over zones: where the hosts are only the operator knows (no CCM runs
+    for them, and a guess would let a store put every replica in one room)."""
+    if not loaded.profile.strict:
+        return []
+    why = f"in profile {loaded.profile.name}: the stores spread replicas over zones"
+    found = [] if bare.region else [problem("bareMetal.region", f"must be set {why} and regions "
+                                            "(topology.kubernetes.io/region: the hosts' site, e.g. fsn1)")]
+    return found + [problem(f"bareMetal.hosts[{i}].zone", f"must be set {why} (topology.kubernetes.io/zone: the "
+                            "host's failure domain, a rack, room or datacenter, e.g. fsn1-dc14)")
+                    for i, host in enumerate(bare.hosts) if not host.zone]
+
+
+def placed(spec: NodeSpec, bare: BareMetal, host: Host) -> NodeSpec:
+    """The host's node with its region and zone from config (defaults: DEFAULT_REGION, one zone)."""
+    region = bare.region or DEFAULT_REGION
+    return dataclasses.replace(spec, region=region, zone=host.zone or region)
 
 
 def _unique_addresses(bare: BareMetal) -> list[Problem]:
@@ -235,7 +258,8 @@ class BareMetalInfrastructure(ProviderInfrastructure):
         self.script = firewall_script(cfg.admin_cidrs, self._private_cidrs, peers)
 
         hosts = _hosts_by_slot(self._bare.hosts)
-        nodes = [self._node(spec, hosts[(spec.pool, spec.index)]) for spec in node_specs(loaded)]
+        nodes = [self._node(placed(spec, self._bare, host), host)
+                 for spec, host in ((s, hosts[(s.pool, s.index)]) for s in node_specs(loaded))]
         self.infrastructure = assemble(
             # No load balancer: the first server's addresses (validate() requires apiLoadBalancer off).
             nodes, first_server_api([n for n in nodes if n.spec.k3s_role == "server"]),

@@ -42,6 +42,12 @@ class NodeSpec:
     location: str | None
     labels: dict[str, str]
     taints: tuple[str, ...]
+    # Where the provider put the node, in the words its cloud controller manager would use for
+    # topology.kubernetes.io/region and /zone: the kubelet registers with them where no CCM initialises the node
+    # (components/k3s/config.py topology_labels). Set by the provider's Infrastructure; None: unknown (the zone is
+    # then the configured location, if any).
+    region: str | None = None
+    zone: str | None = None
 
 
 @dataclass(frozen=True)

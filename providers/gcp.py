@@ -22,6 +22,7 @@ node group request, from an instance template with the agents' settings.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import ipaddress
 import re
 from itertools import groupby
@@ -426,6 +427,7 @@ class GcpInfrastructure(ProviderInfrastructure):
 
     def _instance(self, spec: NodeSpec) -> Node:
         hostname = gcp_name(self._prefix, spec.name)
+        spec = dataclasses.replace(spec, region=self._region, zone=self.zones[spec.name])  # as the GCP CCM names them
         labels = self._node_labels(spec)
         instance = gcp.compute.Instance(
             spec.name,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence, TypeVar
 
@@ -27,7 +28,7 @@ from config.errors import problem
 from config.model import ApiLoadBalancer, StackConfig
 from providers.base import (CLUSTER_PORTS, ClusterPort, Infrastructure, Node, PeerAddress, check_credentials,
                             node_specs)
-from providers.hetzner import PROVIDED_BY_LABEL
+from providers.hetzner import DEFAULT_LOCATION, NETWORK_ZONES, PROVIDED_BY_LABEL
 
 T = TypeVar("T")  # a peer: a CIDR (a private coupling) or a PeerAddress (over the internet)
 
@@ -135,7 +136,7 @@ def validate(loaded: LoadedConfig) -> list[Problem]:
                                  f"{pool.provider}: its data lives on the hosts' own disks",
                                  cfg.data_plane.scylladb.storage))
     if any((cfg.provider, name) == ("hetzner", "baremetal") for name in used):
-        found += _vswitch(cfg)
+        found += _vswitch(cfg) + _robot_topology(cfg)
     if not found:  # every pool couples: the peers are known
         found += peer_quota_problems(loaded)
     for name in used:
@@ -203,6 +204,28 @@ def _vswitch(cfg: StackConfig) -> list[Problem]:
         other = ipaddress.ip_network(getattr(cfg.cluster, _snake(key)))
         if subnet.overlaps(other):
             found.append(problem("bareMetal.subnetCidr", f"must not overlap cluster.{key} ({other})", bare.subnet_cidr))
+    return found
+
+
+def _robot_topology(cfg: StackConfig) -> list[Problem]:
+    """Dedicated servers next to Hetzner Cloud: their region and zone in the words Hetzner's CCM uses for Robot
+    servers (the lowercase location, fsn1, and datacenter, fsn1-dc14), so the cloud nodes' and the hosts' labels
+    name the same places the same way (no CCM runs for the hosts: the kubelet sets what config says)."""
+    bare = cfg.bare_metal
+    if bare is None:
+        return []
+    # The vSwitch joins the cloud network, so the servers are in a location of its network zone.
+    network_zone = NETWORK_ZONES.get(cfg.cluster.location or DEFAULT_LOCATION)
+    locations = [name for name, zone in NETWORK_ZONES.items() if zone == network_zone]
+    found = []
+    if bare.region is not None and bare.region not in locations:
+        found.append(problem("bareMetal.region", f"must be the Hetzner location of the dedicated servers, in lowercase, "
+                             f"one of the cloud network's zone {network_zone} ({', '.join(locations)})", bare.region))
+    region = bare.region if bare.region in locations else "<location>"
+    found += [problem(f"bareMetal.hosts[{i}].zone", f"must be the server's Robot datacenter in lowercase, "
+                      f"{region}-dc<number> (e.g. fsn1-dc14), matching bareMetal.region", host.zone)
+              for i, host in enumerate(bare.hosts)
+              if host.zone is not None and not re.fullmatch(rf"{re.escape(bare.region or '')}-dc[0-9]+", host.zone)]
     return found
 
 

@@ -116,3 +116,26 @@ def k3s_config(run: Run, node: str) -> dict[str, Any]:
     stdin = run.named(f"k3s-{node}", "command:remote:Command").inputs["stdin"]
     assert isinstance(stdin, Secret), "the K3s install script carries the join token and must be secret"
     return yaml.safe_load(script_param(stdin.value, "K3S_CONFIG"))
+
+
+def node_labels(run: Run, node: str) -> dict[str, str]:
+    """The labels `node` registers with (its K3s node-label)."""
+    return dict(label.split("=", 1) for label in k3s_config(run, node)["node-label"])
+
+
+def nodes_without_topology(run: Run) -> dict[str, dict[str, str]]:
+    """Every node of the run that would end up without topology.kubernetes.io/region, /zone or
+    adplatform.io/provider (with the labels it registers with). A node a cloud controller manager initialises
+    (kubelet cloud-provider=external) gets region and zone from it, and the kubelet must not set them (the CCM's
+    word wins); every other node registers with both."""
+    from components.scheduling import REGION_TOPOLOGY, ZONE_TOPOLOGY
+    from providers.base import PROVIDER_LABEL
+    missing = {}
+    for name in (r.name.removeprefix("k3s-") for r in run.of_type("command:remote:Command")
+                 if r.name.startswith("k3s-")):
+        labels = node_labels(run, name)
+        by_ccm = "cloud-provider=external" in k3s_config(run, name)["kubelet-arg"]
+        topology = {REGION_TOPOLOGY, ZONE_TOPOLOGY} & set(labels)
+        if PROVIDER_LABEL not in labels or (topology if by_ccm else len(topology) != 2):
+            missing[name] = labels
+    return missing

@@ -16,7 +16,7 @@ from providers import baremetal
 from providers.base import PORTS
 from tests import validators
 from tests.cloud_stacks import assert_local_traffic_policy
-from tests.conftest import ROOT, base_raw, k3s_config, run_raw, script_param, stack_run
+from tests.conftest import ROOT, base_raw, k3s_config, node_labels, nodes_without_topology, run_raw, script_param, stack_run
 from tools import mockrun
 
 COMMAND = "command:remote:Command"
@@ -258,6 +258,41 @@ def test_production_volumes_are_kept_when_their_claim_goes(production):
 def test_kubeconfig_is_read_through_sudo_for_non_root_users(production):
     assert production.named("kubeconfig", COMMAND).inputs["create"] == "cat /etc/rancher/k3s/k3s.yaml"
     assert _staging().named("kubeconfig", COMMAND).inputs["create"] == "sudo -n cat /etc/rancher/k3s/k3s.yaml"
+
+
+# --- topology: no CCM runs for the hosts, the kubelet registers where config says they are ---------------
+
+def test_every_host_registers_with_its_region_zone_and_provider(production):
+    assert nodes_without_topology(production) == {}
+    names = ["control-plane-1", "control-plane-2", "control-plane-3", "workers-1", "workers-2"]  # in HOSTS order
+    for name, host in zip(names, HOSTS):
+        labels = node_labels(production, name)
+        assert (labels["topology.kubernetes.io/region"], labels["topology.kubernetes.io/zone"],
+                labels["adplatform.io/provider"]) == ("dc-berlin", host["zone"], "baremetal"), name
+
+
+def test_outside_production_grade_profiles_the_hosts_default_to_one_region_and_zone():
+    labels = node_labels(_staging(), "general-1")
+    assert labels["topology.kubernetes.io/region"] == labels["topology.kubernetes.io/zone"] == "baremetal"
+
+
+def test_production_grade_profiles_require_region_and_every_hosts_zone():
+    values = raw()
+    del values["bareMetal"]["region"]
+    del values["bareMetal"]["hosts"][3]["zone"]
+    found = problems(values)
+    assert any(p.startswith("adplatform:bareMetal.region must be set in profile compact: the stores spread replicas "
+                            "over zones") for p in found), found
+    assert [p.split(" ", 1)[0] for p in found if ".zone " in p] == ["adplatform:bareMetal.hosts[3].zone"]
+
+
+@pytest.mark.parametrize("key, value", [("region", "Berlin DC"), ("zone", "rack-"), ("zone", "r" * 64)])
+def test_region_and_zone_must_be_label_values(key, value):
+    values = raw()
+    (values["bareMetal"] if key == "region" else values["bareMetal"]["hosts"][1])[key] = value
+    path = "bareMetal.region" if key == "region" else "bareMetal.hosts[1].zone"
+    assert any(p.startswith(f"adplatform:{path} must be a Kubernetes label value: 1-63 characters") and repr(value) in p
+               for p in problems(values)), problems(values)
 
 
 def test_every_size_class_maps():

@@ -8,7 +8,7 @@ from functools import lru_cache
 from components.k3s.config import topology_labels
 from components.scheduling import ZONE_TOPOLOGY
 from config.model import LOCATION_LABEL
-from tests.conftest import base_raw, k3s_config, run_raw
+from tests.conftest import base_raw, node_labels, run_raw
 from tests.test_data_clickhouse import chi
 from tests.test_data_postgres import cluster as pg_cluster
 from tests.test_data_redpanda import spec as redpanda_spec
@@ -29,10 +29,6 @@ def spread(constraints: list[dict]) -> list[tuple[str, str]]:
     return [(c["topologyKey"], c["whenUnsatisfiable"]) for c in constraints]
 
 
-def node_labels(run, node: str) -> dict[str, str]:
-    return dict(label.split("=", 1) for label in k3s_config(run, node)["node-label"])
-
-
 def test_nodes_carry_their_location_and_the_ccm_is_left_the_zone_label():
     """Hetzner's CCM sets topology.kubernetes.io/zone (the datacenter) and would overwrite ours: the kubelet
     sets only our exact location label there."""
@@ -44,12 +40,12 @@ def test_nodes_carry_their_location_and_the_ccm_is_left_the_zone_label():
 
 
 def test_without_a_ccm_the_kubelet_sets_the_zone_from_the_location():
-    spec = type("Spec", (), {"location": "rack-a"})()
+    spec = type("Spec", (), {"location": "rack-a", "region": None, "zone": None})()
     no_ccm = type("Profile", (), {"external_cloud_provider": False})()
     with_ccm = type("Profile", (), {"external_cloud_provider": True})()
     assert topology_labels(spec, no_ccm) == {LOCATION_LABEL: "rack-a", ZONE_TOPOLOGY: "rack-a"}
     assert topology_labels(spec, with_ccm) == {LOCATION_LABEL: "rack-a"}
-    assert topology_labels(type("Spec", (), {"location": None})(), no_ccm) == {}
+    assert topology_labels(type("Spec", (), {"location": None, "region": None, "zone": None})(), no_ccm) == {}
 
 
 def test_scylladb_gets_one_rack_per_location_pinned_there():

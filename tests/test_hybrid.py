@@ -16,7 +16,8 @@ import yaml
 from providers import aws, azure, cloud, gcp, hybrid
 from providers.base import CLUSTER_PORTS, PROVIDER_LABEL
 from tests.test_baremetal import problems  # the whole program, refused before any resource
-from tests.conftest import ROOT, UP_TO_SERVICES, base_raw, k3s_config, run_raw, script_param, stack_run
+from tests.conftest import (ROOT, UP_TO_SERVICES, base_raw, k3s_config, node_labels, nodes_without_topology, run_raw,
+                            script_param, stack_run)
 from tools import mockrun
 from tools.plan import model
 
@@ -164,6 +165,27 @@ def test_each_node_carries_its_provider_and_its_own_kubelet_flags(run):
     assert not any(label.startswith("instance.hetzner.cloud/") for label in general["node-label"])
 
 
+def test_every_node_registers_its_region_zone_and_provider_the_dedicated_servers_from_config(run):
+    assert nodes_without_topology(run) == {}
+    zones = [h["zone"] for h in STACK["adplatform:bareMetal"]["hosts"]]
+    assert [(labels["topology.kubernetes.io/region"], labels["topology.kubernetes.io/zone"]) for labels in
+            (node_labels(run, f"scylladb-{i}") for i in (1, 2, 3))] == [("fsn1", zone) for zone in zones]
+
+
+@pytest.mark.parametrize("edit, key, message", [
+    (lambda b: b.update(region="ash"), "bareMetal.region",
+     "must be the Hetzner location of the dedicated servers, in lowercase, one of the cloud network's zone "
+     "eu-central (fsn1, nbg1, hel1), got 'ash'"),
+    (lambda b: b["hosts"][2].update(zone="rack-3"), "bareMetal.hosts[2].zone",
+     "must be the server's Robot datacenter in lowercase, fsn1-dc<number> (e.g. fsn1-dc14), matching bareMetal.region"),
+    (lambda b: b["hosts"][0].update(zone="nbg1-dc3"), "bareMetal.hosts[0].zone", "must be the server's Robot datacenter"),
+])
+def test_dedicated_servers_name_their_place_as_hetzners_ccm_would(edit, key, message):
+    values = raw()
+    edit(values["bareMetal"])
+    assert any(p.startswith(f"adplatform:{key} {message}") for p in problems(values)), problems(values)
+
+
 def test_every_node_of_a_single_provider_stack_carries_the_provider_label(production):
     assert f"{PROVIDER_LABEL}=hetzner" in k3s_config(production, "scylladb-1")["node-label"]
 
@@ -244,8 +266,8 @@ def test_the_plan_prices_the_dedicated_servers_next_to_all_cloud_production(run,
 # --- provider migration (docs/providers.md "Moving pools to another provider") --------------------
 
 METAL_HOSTS = [{"publicAddress": f"198.51.100.{30 + i}", "privateAddress": f"10.0.2.{30 + i}", "pool": "scylladb-metal",
-                "monthlyPrice": 104.0} for i in range(3)]
-BARE_METAL = {"vswitch": {"id": 40000}, "subnetCidr": "10.0.2.0/24", "hosts": METAL_HOSTS}
+                "zone": f"fsn1-dc{14 + i}", "monthlyPrice": 104.0} for i in range(3)]
+BARE_METAL = {"vswitch": {"id": 40000}, "subnetCidr": "10.0.2.0/24", "region": "fsn1", "hosts": METAL_HOSTS}
 
 
 def migration() -> list[tuple[str, dict[str, Any]]]:
@@ -401,6 +423,9 @@ def test_the_aws_nodes_carry_provider_and_zone_labels_and_no_cloud_provider_flag
     edge = k3s_config(internet, "edge-1")
     assert f"{PROVIDER_LABEL}=aws" in edge["node-label"]
     assert "topology.kubernetes.io/zone=eu-central-1a" in edge["node-label"]
+    # No AWS CCM names the region either: the kubelet sets it as that CCM would (the stack's aws:region).
+    assert "topology.kubernetes.io/region=eu-central-1" in edge["node-label"]
+    assert nodes_without_topology(internet) == {}
     # No AWS CCM runs (the stack's add-ons are Hetzner's): a kubelet waiting for one would stay tainted.
     assert "cloud-provider=external" not in edge["kubelet-arg"]
     assert "cloud-provider=external" in k3s_config(internet, "general-1")["kubelet-arg"]
@@ -477,6 +502,15 @@ def test_gcp_and_azure_build_their_own_parts_and_their_nodes_register_with_publi
         assert config["server"] == f"https://{first}:6443", node
 
 
+def test_gcp_and_azure_nodes_register_region_and_zone_as_their_ccms_name_them(clouds):
+    assert nodes_without_topology(clouds) == {}
+    topology = {node: (labels["topology.kubernetes.io/region"], labels["topology.kubernetes.io/zone"])
+                for node in ("gce-1", "gce-2", "az-1", "az-2") for labels in [node_labels(clouds, node)]}
+    # Azure's CCM names a zonal VM's zone <location>-<zone>, never the bare zone number.
+    assert topology == {"gce-1": ("europe-west3", "europe-west3-a"), "gce-2": ("europe-west3", "europe-west3-b"),
+                        "az-1": ("westeurope", "westeurope-1"), "az-2": ("westeurope", "westeurope-2")}
+
+
 def test_gcp_nodes_put_their_public_address_on_loopback_from_the_metadata_server(clouds):
     user_data = clouds.named("gce-1", "gcp:compute/instance:Instance").inputs["metadata"]["user-data"]
     boot = [" ".join(c) for c in yaml.safe_load(user_data)["bootcmd"]]
@@ -520,7 +554,7 @@ def test_the_hetzner_firewall_admits_the_gcp_and_azure_nodes(clouds):
 
 
 def test_gcp_and_azure_nodes_carry_provider_and_zone_labels_and_no_cloud_provider_flag(clouds):
-    for node, provider, zone in (("gce-1", "gcp", "europe-west3-a"), ("az-2", "azure", "2")):
+    for node, provider, zone in (("gce-1", "gcp", "europe-west3-a"), ("az-2", "azure", "westeurope-2")):
         config = k3s_config(clouds, node)
         assert f"{PROVIDER_LABEL}={provider}" in config["node-label"], node
         assert f"topology.kubernetes.io/zone={zone}" in config["node-label"], node

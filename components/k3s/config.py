@@ -11,7 +11,7 @@ import pulumi
 import yaml
 
 from config import StackConfig, StackSecrets
-from components.scheduling import ZONE_TOPOLOGY
+from components.scheduling import REGION_TOPOLOGY, ZONE_TOPOLOGY
 from config.catalog import ROLES
 from config.model import LOCATION_LABEL
 from config.platform import gitlab_issuer, oauth_client_id
@@ -169,13 +169,15 @@ def kubelet_args(spec: NodeSpec, profile: ClusterProfile) -> list[str]:
 def topology_labels(spec: NodeSpec, profile: ClusterProfile) -> dict[str, str]:
     """Where the node runs, for the stores' zone spread and racks (components/data/placement.py). Where a cloud
     controller manager initialises nodes it sets topology.kubernetes.io/zone and /region itself (and would
-    overwrite ours); elsewhere (bare metal, GCP without a CCM) the kubelet sets the zone from the location. The
-    kubelet may set both keys on its own Node (NodeRestriction)."""
-    if spec.location is None:
-        return {}
-    labels = {LOCATION_LABEL: spec.location}
+    overwrite ours); elsewhere (bare metal, a cloud's nodes joined to another provider's cluster, GCP without a
+    CCM) the kubelet registers with the region and zone its provider placed it in (NodeSpec.region/zone, in the
+    words that provider's CCM uses), else the zone from the location. The kubelet may set both keys on its own
+    Node (NodeRestriction)."""
+    labels = {LOCATION_LABEL: spec.location} if spec.location is not None else {}
     if not profile.external_cloud_provider:
-        labels[ZONE_TOPOLOGY] = spec.location
+        zone = spec.zone or spec.location
+        labels.update({key: value for key, value in ((REGION_TOPOLOGY, spec.region), (ZONE_TOPOLOGY, zone))
+                       if value is not None})
     return labels
 
 
