@@ -239,7 +239,8 @@ def test_without_gitlab_there_is_no_sso(staging):
 
 def test_agents_get_no_api_server_flags():
     oidc = ApiServerOidc("https://gitlab.example.com", "id")
-    spec = SimpleNamespace(labels={}, taints=(), k3s_role="agent", workload_role="general", location=None)
+    spec = SimpleNamespace(labels={}, taints=(), k3s_role="agent", workload_role="general", location=None,
+                           region=None, zone=None)
     profile = SimpleNamespace(external_cloud_provider=False, k3s_disable=())
     cfg = node_config(spec, "n", SimpleNamespace(private_ip="10.0.0.2", public_ip="1.2.3.4"), token_key="token",
                       token="t", join_endpoint="10.0.0.1", tls_sans=[], pod_cidr="", service_cidr="",

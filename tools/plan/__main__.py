@@ -44,8 +44,17 @@ def write(plan: dict[str, Any], out: Path) -> dict[str, Path]:
 
 def main(argv: list[str]) -> int:
     # One run and its report, then the process exits: the cyclic collector's passes over the run's objects (a
-    # second at the end of a production run) would free nothing the exit does not.
+    # second at the end of a production run) would free nothing the exit does not. Restored for in-process callers.
+    collecting = gc.isenabled()
     gc.disable()
+    try:
+        return _main(argv)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.plan", description=__doc__)
     parser.add_argument("stack", nargs="?", default="production")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write <stack>.json/.svg")
