@@ -7,12 +7,14 @@ order of calls and its skip/fail paths are observed, not read.
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, GUARD, drain_script
 from tests.conftest import base_raw, script_param, stack_run
@@ -98,6 +100,8 @@ def test_servers_remove_their_etcd_member_agents_do_not(production):
 def test_drain_reaches_the_api_privately_with_its_own_service_account(production):
     script = drains(production)["general-1"].inputs["stdin"].value
     assert script_param(script, "API_SERVER") == "https://10.0.1.254:6443", "the private API load balancer"
+    cluster = yaml.safe_load(script_param(script, "KUBECONFIG_YAML"))["clusters"][0]["cluster"]
+    assert cluster["server"] == "https://10.0.1.254:6443" and base64.b64decode(cluster["certificate-authority-data"])
     read = production.named("node-lifecycle-token", CMD)
     assert read.inputs["connection"].value == production.named("k3s-control-plane-1", CMD).inputs["connection"].value
     assert "stdout" in read.options["additionalSecretOutputs"]

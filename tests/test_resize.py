@@ -14,10 +14,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS
-from components.k3s.resize import (READY_TIMEOUT_SECONDS, PoolTurns, ResizeError, ResizeHooks, ResizeTarget,
-                                   resize_script, ssh_run, token_script)
+from components.k3s.resize import (READY_TIMEOUT_SECONDS, SERVER_CA, PoolTurns, ResizeError, ResizeHooks,
+                                   ResizeTarget, resize_script, ssh_run, token_script)
 from tests import validators
 from tests.conftest import script_param, stack_run
 from tools.plan import cost
@@ -75,7 +76,10 @@ def test_a_power_off_change_drains_first_and_uncordons_after(new):
     assert [c[1] for c in calls] == ["token", "drain"], "the token is read, then the node drained"
     drain = calls[1][2]
     assert script_param(drain, "NODE_NAME") == HETZNER.node
-    assert script_param(drain, "TOKEN") == TOKEN, "the token read on the server, stripped"
+    kubeconfig = yaml.safe_load(script_param(drain, "KUBECONFIG_YAML"))
+    assert kubeconfig["users"][0]["user"]["token"] == TOKEN, "the token read on the server, stripped"
+    assert kubeconfig["clusters"][0]["cluster"] == {"server": "https://127.0.0.1:6443",
+                                                    "certificate-authority": SERVER_CA}, "the server's own API"
     assert script_param(drain, "DRAIN_TIMEOUT") == str(DRAIN_TIMEOUT_SECONDS)
     drive(h.after(OLD, new, run))
     assert [c[1] for c in calls] == ["token", "drain", "return"], "the token is kept, not read again"

@@ -77,14 +77,25 @@ def k3s_service(node: Node) -> str:
     return "k3s" if node.spec.k3s_role == "server" else "k3s-agent"
 
 
+def lifecycle_kubeconfig(server: str, ca: Mapping[str, str], token: str) -> str:
+    """The node-lifecycle service account's kubeconfig, which drain.sh and resize.sh write to a 0600 file for their
+    run only. `ca`: {"certificate-authority-data": base64} or {"certificate-authority": a file on the node}."""
+    return yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "cluster", "cluster": {"server": server, **ca}}],
+        "users": [{"name": "node-lifecycle", "user": {"token": token}}],
+        "contexts": [{"name": "node-lifecycle", "context": {"cluster": "cluster", "user": "node-lifecycle"}}],
+        "current-context": "node-lifecycle"}, sort_keys=False)
+
+
 def drain_script(node: Node, api_endpoint: str, ca_data: str, token: str) -> str:
+    server = f"https://{api_endpoint}:{API_PORT}"
     return render(DRAIN_TEMPLATE, {
         "NODE_NAME": node.hostname,
         "ETCD_MEMBER": node.spec.k3s_role == "server",
         "K3S_SERVICE": k3s_service(node),
-        "API_SERVER": f"https://{api_endpoint}:{API_PORT}",
-        "CA_DATA": ca_data,
-        "TOKEN": token,
+        "API_SERVER": server,
+        "KUBECONFIG_YAML": lifecycle_kubeconfig(server, {"certificate-authority-data": ca_data}, token),
         "DRAIN_TIMEOUT": DRAIN_TIMEOUT_SECONDS,
         "ETCD_TIMEOUT": ETCD_TIMEOUT_SECONDS,
         "GUARD_NAMESPACE": NAMESPACE,

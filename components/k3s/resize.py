@@ -45,7 +45,8 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence
 import pulumi
 
 from components.k3s.config import API_PORT
-from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, NAMESPACE, TOKEN_SECRET, TOKEN_TEMPLATE
+from components.k3s.lifecycle import (DRAIN_TIMEOUT_SECONDS, NAMESPACE, TOKEN_SECRET, TOKEN_TEMPLATE,
+                                      lifecycle_kubeconfig)
 from components.remote import shell_command
 from components.shell import render
 
@@ -134,7 +135,9 @@ def resize_script(target: ResizeTarget, phase: str, token: str) -> str:
     if not TOKEN.fullmatch(token):
         raise ResizeError(f"the node-lifecycle token read for {target.node} is not a service account token")
     return render(RESIZE_TEMPLATE, {
-        "PHASE": phase, "NODE_NAME": target.node, "API_PORT": API_PORT, "SERVER_CA": SERVER_CA, "TOKEN": token,
+        "PHASE": phase, "NODE_NAME": target.node,
+        "KUBECONFIG_YAML": lifecycle_kubeconfig(f"https://127.0.0.1:{API_PORT}", {"certificate-authority": SERVER_CA},
+                                                token),
         "DRAIN_TIMEOUT": DRAIN_TIMEOUT_SECONDS, "READY_TIMEOUT": READY_TIMEOUT_SECONDS,
     })
 

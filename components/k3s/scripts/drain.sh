@@ -17,25 +17,7 @@ source lib.sh
 kubeconfig=$(mktemp)
 trap 'rm -f "$kubeconfig"' EXIT
 chmod 0600 "$kubeconfig"
-cat >"$kubeconfig" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: cluster
-  cluster:
-    server: $API_SERVER
-    certificate-authority-data: $CA_DATA
-users:
-- name: node-lifecycle
-  user:
-    token: $TOKEN
-contexts:
-- name: node-lifecycle
-  context:
-    cluster: cluster
-    user: node-lifecycle
-current-context: node-lifecycle
-EOF
+printf '%s\n' "$KUBECONFIG_YAML" >"$kubeconfig"  # components/k3s/lifecycle.py lifecycle_kubeconfig
 
 kube() { k3s kubectl --kubeconfig "$kubeconfig" --request-timeout=20s "$@"; }
 
