@@ -22,7 +22,8 @@ backs up adds its last-backup PromQL to BACKUP_AGE and its schedule to `backup_a
 - **Drill Job** (CronJob `drill-<store>` in `dr-drills`, drill.sh): apply, wait for `Drill.ready`, run
   `check_<store>` (the store's own consistency checks, then the newest canary's time), fail when the canary is
   older than `dataPlane.drills.maxDataAgeHours`, tear down. Its ServiceAccount may create and delete the scratch
-  kinds and exec into pods in `dr-drills` only.
+  kinds and exec into pods in `dr-drills` only (Velero's drill aside: its Restores in `velero`, under an admission
+  policy, section "Velero").
 - **Metrics** without new components: kube-state-metrics' CronJob and Job series (last success, start and
   completion times) and each store's own last-backup timestamp (BACKUP_AGE: every store that backs up, drilled or
   not, and Velero). The PrometheusRule here alerts on a failed drill, a drill older than two schedule periods and
@@ -56,6 +57,7 @@ from components.data.endpoints import DrillsEndpoint, S3Location
 from components.data import scylladb
 from components.data.scylladb import bootstrap as scylladb_bootstrap
 from components.layer import EXCLUDE_FROM_BACKUP
+from components.services import backups as velero_backups
 from components.services.namespaces import (NO_OWN_ENTRY_POINTS, RESTRICTED_CONTAINER_SECURITY,
                                            RESTRICTED_POD_SECURITY, Namespaces, NamespaceSpec, Peer)
 from config.cron import longest_gap_seconds
@@ -760,16 +762,21 @@ def _sc_canary(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulum
 # ValidatingAdmissionPolicy admits its Restores only when they restore the drills' canary ConfigMap (etcd's:
 # dr-drills/drill-canary, patched hourly, in every Velero backup) into the empty namespace dr-drills-velero and
 # nothing cluster-scoped. check_velero reads the restored canary; teardown deletes it and the Restore.
-VELERO_NAMESPACE = "velero"  # components/services/backups.py NAMESPACE (charts.VELERO.namespace)
-VELERO_SCHEDULE = "cluster"  # components/services/backups.py SCHEDULE: restore its newest successful backup
+VELERO_NAMESPACE = velero_backups.NAMESPACE
+VELERO_SCHEDULE = velero_backups.SCHEDULE  # the drill restores its newest successful backup
 VELERO_TARGET = f"{NAMESPACE}-velero"  # where the drill's Restore puts what it restores: nothing else lives there
 VELERO_RESTORE = "drill-velero"
 VELERO_SOURCES = (NAMESPACE,)  # the namespaces the drill may restore from (the canary's)
 VELERO_RESOURCES = ("configmaps",)  # the kinds it may restore: namespaced, no workload, no credential
 VELERO_POLICY = "restore-drill-velero"
 VELERO_USER = f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"
-# A CEL list literal of strings (the names above are fixed identifiers: no quoting needed beyond the quotes).
-_cel_list = lambda values: "[" + ", ".join(f"'{v}'" for v in values) + "]"  # noqa: E731
+
+
+def _cel_list(values: Sequence[str]) -> str:
+    """A CEL list literal of strings (the names above are fixed DNS labels: nothing to escape)."""
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
 # (expression, message): every one must hold for the drill's Restore. `resourceModifier` (JSON patches, which may
 # rewrite an object's namespace) and `hooks` (commands in restored pods, init containers) are refused outright.
 VELERO_VALIDATIONS = (
