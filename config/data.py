@@ -371,11 +371,12 @@ class ObjectStorage(Store):
 # Stores whose latest backup the restore drills restore and check (components/data/drills.py DRILLS; the rest
 # are listed with the reason in docs/restore-drills.md). A store added there is added here.
 DRILLED_STORES = ("postgres", "redpanda", "clickhouse", "etcd",  # etcd: K3s' snapshots (not a dataPlane store)
-                  "scylladb")
+                  "scylladb", "velero")  # velero: the cluster's objects (clusterServices.backups), etcd's canary
 # Drills that run on their own day unless `schedules` says otherwise: a ClickHouse restore downloads every shard's
 # backup, so it does not share Sunday's S3 bandwidth and node room with the PostgreSQL and Redpanda drills.
 STAGGERED_SCHEDULES = {"clickhouse": "0 4 * * 1", "etcd": "0 4 * * 2",  # weekly, Monday / Tuesday 04:00 UTC
-                       "scylladb": "0 4 * * 3"}  # weekly, Wednesday 04:00 UTC: its own day as well
+                       "scylladb": "0 4 * * 3",  # weekly, Wednesday 04:00 UTC: its own day as well
+                       "velero": "0 4 * * 4"}  # weekly, Thursday 04:00 UTC
 
 
 class Drills(Model):
@@ -415,6 +416,9 @@ class Drills(Model):
         unknown = [v for v in values if v not in DRILLED_STORES]
         if unknown:
             raise ValueError(f"{unknown[0]!r} is not a drilled store; accepted: {', '.join(DRILLED_STORES)}")
+        if "etcd" in values and "velero" not in values:
+            raise ValueError("'etcd' without 'velero': the Velero drill restores etcd's canary ConfigMap "
+                             "(dr-drills/drill-canary); skip both or neither")
         return values
 
     @field_validator("max_data_age_hours")

@@ -346,8 +346,9 @@ def drilled_stores(cfg: StackConfig) -> tuple[str, ...]:
     off_cluster = backups.enabled and backups.s3 is not None
     if drills.enabled is False or not off_cluster or not cfg.layers.data_plane:
         return ()
-    # etcd is always there (K3s' embedded datastore) and snapshots to the same off-cluster S3 (components/k3s).
-    return tuple(s for s in DRILLED_STORES if (s == "etcd" or getattr(cfg.data_plane, s).enabled)
+    # etcd is always there (K3s' embedded datastore) and snapshots to the same off-cluster S3 (components/k3s); so is
+    # Velero (backups.enabled, above).
+    return tuple(s for s in DRILLED_STORES if (s in ("etcd", "velero") or getattr(cfg.data_plane, s).enabled)
                  and s not in drills.skip)
 
 

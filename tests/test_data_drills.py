@@ -158,7 +158,8 @@ def test_scratch_namespace_has_a_quota_for_its_restores(production):
     # one ClickHouse shard restored at a time (500Gi) and etcd's snapshot with its restored datastore (16Gi)
     # and the ScyllaDB node's data volume (10Gi: the canary table only)
     assert hard["requests.storage"] == "1646Gi" and hard["services.loadbalancers"] == "0"
-    assert hard["requests.cpu"] == "10" and hard["pods"] == "20" and hard["persistentvolumeclaims"] == "10"
+    # five scratch instances with their drivers, and the Velero drill's driver (its Restore is in Velero's namespace)
+    assert hard["requests.cpu"] == "11" and hard["pods"] == "21" and hard["persistentvolumeclaims"] == "10"
 
 
 def test_no_drills_without_off_cluster_backups(staging):
@@ -256,9 +257,9 @@ def test_drills_enabled_without_off_cluster_backups_is_refused():
     assert any(p.startswith("adplatform:dataPlane.drills.enabled needs backups outside the cluster") for p in found)
 
 
-# One run serves every opt-out test: four stores skipped, ClickHouse's drill kept (it shows a skip removes only the
+# One run serves every opt-out test: five stores skipped, ClickHouse's drill kept (it shows a skip removes only the
 # skipped stores' drills). Each test asserts on its own store.
-SKIPPED = ["postgres", "redpanda", "etcd", "scylladb"]
+SKIPPED = ["postgres", "redpanda", "etcd", "scylladb", "velero"]
 
 
 def skipped_run():
@@ -271,7 +272,8 @@ def test_a_store_can_opt_out():
     assert not [r for r in run.resources if r.name.startswith("drill-") and "postgres" in r.name]
     assert postgres.CANARY not in {r["name"] for r in run.named("postgres-cluster").inputs["spec"]["managed"]["roles"]}
     assert "postgres.yaml" not in run.named("drill-scripts", CONFIGMAP).inputs["data"]
-    run = run_raw(base_raw(dataPlane={"drills": {"skip": ["postgres", "redpanda", "clickhouse", "etcd", "scylladb"]}}))
+    run = run_raw(base_raw(dataPlane={"drills": {"skip": ["postgres", "redpanda", "clickhouse", "etcd", "scylladb",
+                                                                     "velero"]}}))
     assert not [r for r in run.resources if r.name.startswith("drill-")]
 
 
@@ -1265,3 +1267,219 @@ def test_scylladb_drill_fails_without_a_recent_canary_or_loaded_files(tmp_path, 
     result, calls = run_sc_drill(tmp_path, canary, nodes, table_id)
     assert result.returncode == 1 and message in result.stderr
     assert calls[-1].startswith("delete --namespace dr-drills --filename /drill/scylladb.yaml")  # torn down
+
+
+# --- the Velero drill ---------------------------------------------------------------------------------------
+VAP = "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy"
+VAP_BINDING = "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicyBinding"
+ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
+ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
+DRILL_USER = "system:serviceaccount:dr-drills:drill"
+
+
+class _Obj(dict):
+    """A JSON object as CEL sees it: fields by attribute (a missing one is an evaluation error), maps by key."""
+
+    def __getattr__(self, key):
+        if key not in self:
+            raise KeyError(f"no such key: {key}")
+        return _wrap(self[key])
+
+
+def _wrap(value):
+    return _Obj(value) if isinstance(value, dict) else value
+
+
+def _has(obj, path: str) -> bool:
+    for key in path.split("."):
+        if not isinstance(obj, dict) or key not in obj:
+            return False
+        obj = obj[key]
+    return True
+
+
+def _cel_to_python(expr: str) -> str:
+    """The subset of CEL the policy uses (has, size, in, ==, &&, ||, !, list literals, x.all(v, p) without nesting),
+    translated to Python: no CEL library is installed, and every construct outside the subset is refused."""
+    import re
+    out = re.sub(r"\bhas\(([\w.]+)\)", lambda m: f"_has({m.group(1).split('.', 1)[0]}, '{m.group(1).split('.', 1)[1]}')",
+                 expr)
+    while ".all(" in out:
+        at = out.index(".all(")
+        start = at
+        while start > 0 and (out[start - 1].isalnum() or out[start - 1] in "._"):
+            start -= 1
+        receiver = out[start:at]
+        depth, i = 1, at + len(".all(")
+        while depth:
+            depth += {"(": 1, ")": -1}.get(out[i], 0)
+            i += 1
+        var, body = out[at + len(".all("):i - 1].split(", ", 1)
+        assert ".all(" not in body, "nested all() is outside the translated subset"
+        out = f"{out[:start]}all(({body}) for {var} in {receiver}){out[i:]}"
+    out = re.sub(r"\bsize\(", "len(", out)
+    out = out.replace("&&", " and ").replace("||", " or ").replace("false", "False").replace("true", "True")
+    out = re.sub(r"!(?!=)", " not ", out)
+    assert not re.search(r"[?:]|\bmatches\b|\bexists\b|\bfilter\b|\bmap\(", re.sub(r"'[^']*'", "''", out)), out
+    return out
+
+
+def cel(expr: str, obj: dict, username: str = DRILL_USER) -> bool:
+    """The expression's value for `object` (an evaluation error, as for the API server: not admitted)."""
+    # one namespace for everything: all()'s generator sees only globals
+    scope = {"__builtins__": {"all": all, "len": len}, "object": _wrap(obj),
+             "request": _wrap({"userInfo": {"username": username}}), "_has": _has}
+    try:
+        return bool(eval(_cel_to_python(expr), scope))  # noqa: S307
+    except (KeyError, TypeError):
+        return False
+
+
+def admitted(policy: dict, restore: dict, username: str = DRILL_USER) -> bool:
+    if not all(cel(c["expression"], restore, username) for c in policy["matchConditions"]):
+        return True  # not the drill's: this policy does not apply
+    return all(cel(v["expression"], restore, username) for v in policy["validations"])
+
+
+def test_velero_policy_admits_only_the_drills_confined_restore(production):
+    policy = production.named("drill-velero-policy", VAP).inputs
+    binding = production.named("drill-velero-policy", VAP_BINDING).inputs
+    validators.validate_kubernetes(VAP, policy)
+    validators.validate_kubernetes(VAP_BINDING, binding)
+    assert binding["spec"] == {"policyName": "restore-drill-velero", "validationActions": ["Deny"]}
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    assert spec["matchConstraints"]["resourceRules"] == [{"apiGroups": ["velero.io"], "apiVersions": ["*"],
+                                                          "operations": ["CREATE", "UPDATE"],
+                                                          "resources": ["restores"]}]
+    restore = scratch_manifest(production, "velero")
+    validators.validate_kubernetes("kubernetes:velero.io/v1:Restore", restore)
+    assert admitted(spec, restore)  # the drill's own
+    spec_of = restore["spec"]
+    denied = {
+        "no mapping": {k: v for k, v in spec_of.items() if k != "namespaceMapping"},
+        "mapped into production": {**spec_of, "namespaceMapping": {"dr-drills": "kube-system"}},
+        "an unmapped namespace": {**spec_of, "includedNamespaces": ["dr-drills", "postgres"]},
+        "another namespace, mapped": {**spec_of, "includedNamespaces": ["postgres"],
+                                      "namespaceMapping": {"postgres": "dr-drills-velero"}},
+        "every namespace": {k: v for k, v in spec_of.items() if k != "includedNamespaces"},
+        "every namespace by star": {**spec_of, "includedNamespaces": ["*"], "namespaceMapping": {"*": "dr-drills-velero"}},
+        "cluster resources": {**spec_of, "includeClusterResources": True},
+        "cluster resources by default": {k: v for k, v in spec_of.items() if k != "includeClusterResources"},
+        "every kind": {k: v for k, v in spec_of.items() if k != "includedResources"},
+        "secrets": {**spec_of, "includedResources": ["configmaps", "secrets"]},
+        "a resource modifier": {**spec_of, "resourceModifier": {"kind": "ConfigMap", "name": "rewrite"}},
+        "hooks": {**spec_of, "hooks": {"resources": [{"name": "x", "postHooks": [{"exec": {"command": ["sh"]}}]}]}},
+    }
+    for why, changed in denied.items():
+        assert not admitted(spec, {**restore, "spec": changed}), why
+    # anyone else's Restores are not this policy's (Velero's own restore-from-config among them)
+    assert admitted(spec, {**restore, "spec": denied["no mapping"]}, username="system:serviceaccount:velero:velero")
+
+
+def test_cel_translation_refuses_what_it_does_not_know():
+    with pytest.raises(AssertionError):
+        _cel_to_python("object.spec.x.exists(v, v == 'a')")
+    assert not cel("object.spec.missing == 1", {"spec": {}})  # an evaluation error is no admission
+
+
+def test_velero_drill_may_only_create_read_and_delete_its_restores(production):
+    roles = {r.inputs["metadata"]["namespace"]: r.inputs["rules"] for r in production.of_type(ROLE)
+             if r.inputs["metadata"]["name"] == "drill-velero"}
+    # kubectl wait lists and watches the one Restore it waits for; no Backups, Schedules or Secrets
+    assert roles == {"velero": [{"apiGroups": ["velero.io"], "resources": ["restores"],
+                                 "verbs": ["create", "get", "list", "watch", "delete"]}],
+                     "dr-drills-velero": [{"apiGroups": [""], "resources": ["configmaps"],
+                                           "verbs": ["get", "list", "delete"]}]}
+    bindings = [b.inputs for b in production.of_type(ROLE_BINDING) if b.inputs["metadata"]["name"] == "drill-velero"]
+    assert {b["metadata"]["namespace"] for b in bindings} == {"velero", "dr-drills-velero"}
+    assert all(b["subjects"] == [{"kind": "ServiceAccount", "name": "drill", "namespace": NS}] for b in bindings)
+    target, = [n.inputs for n in production.of_type("kubernetes:core/v1:Namespace")
+               if n.inputs["metadata"]["name"] == "dr-drills-velero"]
+    assert target["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_velero_drill_restores_the_canary_from_the_newest_scheduled_backup_on_thursdays(production):
+    job = production.named("drill-velero", CRONJOB).inputs
+    assert job["metadata"]["namespace"] == NS and job["spec"]["schedule"] == "0 4 * * 4"
+    variables = env(production.named("drill-velero", CRONJOB))
+    assert variables["NAMESPACE"] == "velero" and variables["TARGET"] == "dr-drills-velero"
+    assert variables["READY"] == "jsonpath={.status.phase}=Completed"
+    restore = scratch_manifest(production, "velero")
+    assert restore["metadata"] == {"name": "drill-velero", "namespace": "velero",
+                                   "labels": restore["metadata"]["labels"]}
+    assert restore["spec"]["scheduleName"] == "cluster"  # Velero takes the schedule's newest successful backup
+    assert restore["spec"]["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == "canary"
+    # the canary it restores: etcd's ConfigMap in dr-drills, patched hourly and in every Velero backup
+    assert production.named("drill-canary-etcd", CONFIGMAP).inputs["metadata"]["namespace"] == NS
+    assert "dr-drills" not in production.named("velero-schedule").inputs["spec"]["template"]["excludedNamespaces"]
+    assert f"> {2 * WEEK}" in rules(production)[("RestoreDrillStale", "velero")]["expr"]
+
+
+def test_no_velero_drill_when_skipped():
+    run = skipped_run()
+    assert not run.of_type(VAP) and not run.of_type(VAP_BINDING)
+    assert not [r for r in run.resources if "velero" in r.name and r.name.startswith(("drill-", "dr-drills"))]
+
+
+def test_skipping_etcd_keeps_velero_skipped_too():
+    found = config_problems(base_raw(dataPlane={"drills": {"skip": ["etcd"]}}))
+    assert any(p.startswith("adplatform:dataPlane.drills.skip 'etcd' without 'velero': the Velero drill restores "
+                            "etcd's canary") for p in found), found
+
+
+FAKE_VELERO_KUBECTL = """#!/usr/bin/env bash
+printf '%s\\n' "$*" >>"$CALLS"
+case "$*" in
+  "get restore"*) printf 'cluster-20261203040000' ;;
+  *restore-name}*) printf '%s' "$RESTORED_BY" ;;
+  *go-template*) printf '%s' "$CANARY" ;;
+  wait*) exit "${WAIT_RC:-0}" ;;
+esac
+"""
+
+
+def run_velero_drill(tmp_path: Path, canary: str, restored_by: str = "drill-velero", wait_rc: int = 0):
+    fake = tmp_path / "bin" / "kubectl"
+    fake.parent.mkdir(exist_ok=True)
+    fake.write_text(FAKE_VELERO_KUBECTL)
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    result = subprocess.run(["bash", str(drills.SCRIPT)], capture_output=True, text=True, timeout=60, env={
+        **os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "CALLS": str(calls), "CANARY": canary,
+        "RESTORED_BY": restored_by, "WAIT_RC": str(wait_rc), "STORE": "velero", "NAMESPACE": "velero",
+        "MANIFEST": "/drill/velero.yaml", "RESOURCE": "restores.velero.io/drill-velero",
+        "READY": "jsonpath={.status.phase}=Completed", "TIMEOUT_SECONDS": "60", "MAX_AGE_SECONDS": "3600",
+        "TARGET": "dr-drills-velero", "RESTORE": "drill-velero", "CANARY_CONFIGMAP": "drill-canary",
+        "CANARY_KEY": "written-at", "CANARY_MARKER": "drill-canary@"})
+    return result, calls.read_text().splitlines()
+
+
+CLEAN_RESTORED = "delete configmap --namespace dr-drills-velero --selector velero.io/restore-name=drill-velero"
+
+
+def test_velero_drill_reads_the_restored_canary_and_removes_it_and_the_restore(tmp_path):
+    result, calls = run_velero_drill(tmp_path, f"drill-canary@{now() - 600}")
+    assert result.returncode == 0, result.stderr
+    assert "restored from backup cluster-20261203040000" in result.stderr and "passed" in result.stderr
+    assert calls[0].startswith(CLEAN_RESTORED)  # a previous drill's leftovers, then its Restore
+    assert calls[1].startswith("delete --namespace velero --filename /drill/velero.yaml")
+    assert calls[2] == "apply --namespace velero --filename /drill/velero.yaml"
+    assert calls[3].startswith("wait --namespace velero --for=jsonpath={.status.phase}=Completed --timeout=60s "
+                               "restores.velero.io/drill-velero")
+    assert any(c.startswith("get configmap --namespace dr-drills-velero drill-canary") for c in calls)
+    assert calls[-2].startswith(CLEAN_RESTORED) and calls[-1].startswith("delete --namespace velero --filename")
+
+
+@pytest.mark.parametrize("canary_age, restored_by, wait_rc, message", [
+    (7200, "drill-velero", 0, "misses recent writes"),
+    (60, "", 0, "no canary ConfigMap restored by drill-velero"),  # nothing restored (or someone else's copy)
+    (None, "drill-velero", 0, "the restored canary holds no time"),
+    (60, "drill-velero", 1, ""),  # the Restore never completed
+])
+def test_velero_drill_fails_and_still_cleans_up(tmp_path, canary_age, restored_by, wait_rc, message):
+    canary = "" if canary_age is None else f"drill-canary@{now() - canary_age}"
+    result, calls = run_velero_drill(tmp_path, canary, restored_by, wait_rc)
+    assert result.returncode != 0 and message in result.stderr
+    assert calls[-2].startswith(CLEAN_RESTORED) and calls[-1].startswith("delete --namespace velero --filename")

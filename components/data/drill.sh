@@ -22,7 +22,11 @@ log() {
   printf '%s drill %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$STORE" "$*" >&2
 }
 
+# teardown WAIT: the scratch objects of MANIFEST, and what teardown_<STORE> (if any) says the restore left behind.
 teardown() {
+  if declare -F "teardown_${STORE}" >/dev/null; then
+    "teardown_${STORE}"
+  fi
   kubectl delete --namespace "$NAMESPACE" --filename "$MANIFEST" --ignore-not-found --wait="$1" >/dev/null
 }
 
@@ -199,6 +203,39 @@ check_scylladb() {
     return 1
   fi
   printf '%s\n' "$((newest / 1000))"
+}
+
+# Velero: NAMESPACE is Velero's (MANIFEST is the drill's Restore, of the newest successful scheduled backup),
+# TARGET, RESTORE, CANARY_CONFIGMAP, CANARY_KEY, CANARY_MARKER. The Restore (Completed: main waited for it) put the
+# canary ConfigMap of dr-drills into TARGET, an empty namespace (the admission policy admits no other mapping);
+# prints its time. teardown_velero deletes what the Restore restored (Velero labels it with the Restore's name).
+check_velero() {
+  : "${TARGET:?}" "${RESTORE:?}" "${CANARY_CONFIGMAP:?}" "${CANARY_KEY:?}" "${CANARY_MARKER:?}"
+  local backup restored_by value
+  if [[ ! "$CANARY_KEY" =~ ^[a-z][a-z-]*$ ]]; then
+    log "CANARY_KEY must be a lower-case key, got '${CANARY_KEY}'"
+    return 2
+  fi
+  backup="$(kubectl get restore --namespace "$NAMESPACE" "$RESTORE" --output 'jsonpath={.spec.backupName}')"
+  log "restored from backup ${backup}"
+  restored_by="$(kubectl get configmap --namespace "$TARGET" "$CANARY_CONFIGMAP" --output \
+    'jsonpath={.metadata.labels.velero\.io/restore-name}')" || true
+  if [[ "$restored_by" != "$RESTORE" ]]; then
+    log "no canary ConfigMap restored by ${RESTORE} in ${TARGET} (labelled '${restored_by}')"
+    return 1
+  fi
+  value="$(kubectl get configmap --namespace "$TARGET" "$CANARY_CONFIGMAP" --output \
+    "go-template={{index .data \"${CANARY_KEY}\"}}")"
+  if [[ ! "$value" =~ ^${CANARY_MARKER}([0-9]+)$ ]]; then
+    log "the restored canary holds no time: '${value}'"
+    return 1
+  fi
+  printf '%s\n' "${BASH_REMATCH[1]}"
+}
+
+teardown_velero() {
+  kubectl delete configmap --namespace "$TARGET" --selector "velero.io/restore-name=${RESTORE}" \
+    --ignore-not-found >/dev/null
 }
 
 main() {

@@ -22,7 +22,8 @@ backs up adds its last-backup PromQL to BACKUP_AGE and its schedule to `backup_a
 - **Drill Job** (CronJob `drill-<store>` in `dr-drills`, drill.sh): apply, wait for `Drill.ready`, run
   `check_<store>` (the store's own consistency checks, then the newest canary's time), fail when the canary is
   older than `dataPlane.drills.maxDataAgeHours`, tear down. Its ServiceAccount may create and delete the scratch
-  kinds and exec into pods in `dr-drills` only.
+  kinds and exec into pods in `dr-drills` only (Velero's drill aside: its Restores in `velero`, under an admission
+  policy, section "Velero").
 - **Metrics** without new components: kube-state-metrics' CronJob and Job series (last success, start and
   completion times) and each store's own last-backup timestamp (BACKUP_AGE: every store that backs up, drilled or
   not, and Velero). The PrometheusRule here alerts on a failed drill, a drill older than two schedule periods and
@@ -56,6 +57,7 @@ from components.data.endpoints import DrillsEndpoint, S3Location
 from components.data import scylladb
 from components.data.scylladb import bootstrap as scylladb_bootstrap
 from components.layer import EXCLUDE_FROM_BACKUP
+from components.services import backups as velero_backups
 from components.services.namespaces import (NO_OWN_ENTRY_POINTS, RESTRICTED_CONTAINER_SECURITY,
                                            RESTRICTED_POD_SECURITY, Namespaces, NamespaceSpec, Peer)
 from config.cron import longest_gap_seconds
@@ -89,11 +91,11 @@ class Drill:
     ready: str  # kubectl wait --for condition
     timeout_seconds: int  # restore budget (modelled, docs/restore-drills.md)
     env: dict[str, str]  # check_<store>'s parameters
-    storage: str  # the scratch instance's volumes, summed (the namespace's quota)
+    storage: str  # the scratch instance's volumes, summed (the namespace's quota); "" without any
     rbac: tuple[dict[str, Any], ...]  # Role rules for the scratch kinds
     ingress_from: tuple[Peer, ...] = ()  # the store's operator reaching the scratch pods
     check_seconds: int = 0  # what check_<store> may take on top (a replay that runs inside the check)
-    objects: Callable[[DataContext, S3Location, Sequence[pulumi.Resource]], list[pulumi.Resource]] = \
+    objects: Callable[[DataContext, Any, Sequence[pulumi.Resource]], list[pulumi.Resource]] = \
         field(default=lambda ctx, location, after: [])  # what the scratch instance needs before a drill runs
 
 
@@ -754,14 +756,119 @@ def _sc_canary(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulum
     return [script, job]
 
 
+# --- Velero -----------------------------------------------------------------------------------------------
+# Velero restores with its own, cluster-admin, ServiceAccount whatever a Restore asks for: creating one is in effect
+# cluster-admin. The drill's ServiceAccount may create, read and delete Restores in Velero's namespace only, and a
+# ValidatingAdmissionPolicy admits its Restores only when they restore the drills' canary ConfigMap (etcd's:
+# dr-drills/drill-canary, patched hourly, in every Velero backup) into the empty namespace dr-drills-velero and
+# nothing cluster-scoped. check_velero reads the restored canary; teardown deletes it and the Restore.
+VELERO_NAMESPACE = velero_backups.NAMESPACE
+VELERO_SCHEDULE = velero_backups.SCHEDULE  # the drill restores its newest successful backup
+VELERO_TARGET = f"{NAMESPACE}-velero"  # where the drill's Restore puts what it restores: nothing else lives there
+VELERO_RESTORE = "drill-velero"
+VELERO_SOURCES = (NAMESPACE,)  # the namespaces the drill may restore from (the canary's)
+VELERO_RESOURCES = ("configmaps",)  # the kinds it may restore: namespaced, no workload, no credential
+VELERO_POLICY = "restore-drill-velero"
+VELERO_USER = f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"
+
+
+def _cel_list(values: Sequence[str]) -> str:
+    """A CEL list literal of strings (the names above are fixed DNS labels: nothing to escape)."""
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
+# (expression, message): every one must hold for the drill's Restore. `resourceModifier` (JSON patches, which may
+# rewrite an object's namespace) and `hooks` (commands in restored pods, init containers) are refused outright.
+VELERO_VALIDATIONS = (
+    ("has(object.spec.includedNamespaces) && size(object.spec.includedNamespaces) > 0 && "
+     f"object.spec.includedNamespaces.all(ns, ns in {_cel_list(VELERO_SOURCES)})",
+     f"spec.includedNamespaces must list only {', '.join(VELERO_SOURCES)}"),
+    ("has(object.spec.namespaceMapping) && "
+     "object.spec.includedNamespaces.all(ns, ns in object.spec.namespaceMapping) && "
+     f"object.spec.namespaceMapping.all(ns, object.spec.namespaceMapping[ns] == '{VELERO_TARGET}')",
+     f"spec.namespaceMapping must map every included namespace to {VELERO_TARGET}"),
+    ("has(object.spec.includeClusterResources) && object.spec.includeClusterResources == false",
+     "spec.includeClusterResources must be false"),
+    ("has(object.spec.includedResources) && size(object.spec.includedResources) > 0 && "
+     f"object.spec.includedResources.all(r, r in {_cel_list(VELERO_RESOURCES)})",
+     f"spec.includedResources must list only {', '.join(VELERO_RESOURCES)}"),
+    ("!has(object.spec.resourceModifier) && "
+     "(!has(object.spec.hooks) || !has(object.spec.hooks.resources) || size(object.spec.hooks.resources) == 0)",
+     "spec.resourceModifier and spec.hooks are not allowed"),
+)
+
+
+def velero_restore(ctx: DataContext) -> dict[str, Any]:
+    """The drill's Restore: the newest successful backup of Velero's schedule (Velero picks it: `scheduleName`),
+    the canary ConfigMap only, into VELERO_TARGET; what VELERO_VALIDATIONS admit."""
+    return {"apiVersion": "velero.io/v1", "kind": "Restore",
+            "metadata": {"name": VELERO_RESTORE, "namespace": VELERO_NAMESPACE, "labels": scratch_labels(ctx, "velero")},
+            "spec": {"scheduleName": VELERO_SCHEDULE,
+                     "includedNamespaces": list(VELERO_SOURCES),
+                     "namespaceMapping": {ns: VELERO_TARGET for ns in VELERO_SOURCES},
+                     "includedResources": list(VELERO_RESOURCES),
+                     "includeClusterResources": False,
+                     "labelSelector": {"matchLabels": ctx.labels("restore-drill", "canary")},
+                     "existingResourcePolicy": "none"}}
+
+
+def velero_policy_spec() -> dict[str, Any]:
+    """Restores (create and update) by the drill's ServiceAccount only: anyone else's are not this policy's."""
+    return {"failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{"apiGroups": ["velero.io"], "apiVersions": ["*"],
+                                                    "operations": ["CREATE", "UPDATE"], "resources": ["restores"]}]},
+            "matchConditions": [{"name": "drill-service-account",
+                                 "expression": f"request.userInfo.username == '{VELERO_USER}'"}],
+            "validations": [{"expression": e, "message": m} for e, m in VELERO_VALIDATIONS]}
+
+
+def velero_rbac() -> dict[str, list[dict[str, Any]]]:
+    """namespace -> the drill's rules there: its Restores in Velero's (kubectl wait lists and watches the one it
+    waits for), the restored ConfigMaps in VELERO_TARGET (read, then deleted)."""
+    return {VELERO_NAMESPACE: [{"apiGroups": ["velero.io"], "resources": ["restores"],
+                                "verbs": ["create", "get", "list", "watch", "delete"]}],
+            VELERO_TARGET: [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "delete"]}]}
+
+
+def _velero_objects(ctx: DataContext, location: None, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    labels = ctx.labels("restore-drill", "velero")
+    policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
+        "drill-velero-policy", metadata=k8s.meta.v1.ObjectMetaArgs(name=VELERO_POLICY, labels=labels),
+        spec=velero_policy_spec(), opts=ctx.opts(after))
+    binding = k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
+        "drill-velero-policy", metadata=k8s.meta.v1.ObjectMetaArgs(name=VELERO_POLICY, labels=labels),
+        spec={"policyName": VELERO_POLICY, "validationActions": ["Deny"]}, opts=ctx.opts([*after, policy]))
+    objects: list[pulumi.Resource] = [policy, binding]
+    for namespace, rules in velero_rbac().items():
+        meta = k8s.meta.v1.ObjectMetaArgs(name=VELERO_RESTORE, namespace=namespace, labels=labels)
+        role = k8s.rbac.v1.Role(f"drill-velero-{namespace}", metadata=meta, rules=rules, opts=ctx.opts(after))
+        objects += [role, k8s.rbac.v1.RoleBinding(
+            f"drill-velero-{namespace}", metadata=meta,
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": VELERO_RESTORE},
+            subjects=[{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}],
+            opts=ctx.opts([*after, role]))]
+    return objects
+
+
+def velero_drill(ctx: DataContext) -> Drill:
+    return Drill(
+        store="velero", scratch=velero_restore(ctx), resource=f"restores.velero.io/{VELERO_RESTORE}",
+        ready="jsonpath={.status.phase}=Completed", timeout_seconds=1800,  # one small object from the newest backup
+        # drill.sh acts in Velero's namespace (the Restore); check_velero reads the restored canary in TARGET.
+        env={"NAMESPACE": VELERO_NAMESPACE, "TARGET": VELERO_TARGET, "RESTORE": VELERO_RESTORE,
+             "CANARY_CONFIGMAP": ETCD_CANARY, "CANARY_KEY": ETCD_CANARY_DATA_KEY, "CANARY_MARKER": ETCD_CANARY_MARKER},
+        storage="", rbac=(), objects=_velero_objects)  # no volume: what it restores is one ConfigMap
+
+
 # store -> its drill; store -> its canary writer (in the store's namespace). config/data.py DRILLED_STORES lists
 # the same stores (the config cannot import components).
 DRILLS: dict[str, Callable[[DataContext], Drill]] = {"postgres": postgres_drill, "redpanda": redpanda_drill,
                                                     "clickhouse": clickhouse_drill, "etcd": etcd_drill,
-                                                    "scylladb": scylladb_drill}
+                                                    "scylladb": scylladb_drill, "velero": velero_drill}
 CANARIES: dict[str, Callable[[DataContext, Sequence[pulumi.Resource]], list[pulumi.Resource]]] = {
     "postgres": _pg_canary, "redpanda": _rp_canary, "clickhouse": _ch_canary, "etcd": _etcd_canary,
-    "scylladb": _sc_canary}
+    "scylladb": _sc_canary,
+    "velero": lambda ctx, after: []}  # etcd's (dr-drills/drill-canary): config/data.py keeps etcd drilled with it
 
 
 # --- the namespace ----------------------------------------------------------------------------------------
@@ -773,18 +880,23 @@ def namespaces(ctx: DataContext) -> list[NamespaceSpec]:
         name=NAMESPACE, pss="restricted", layer=LAYER,
         why="scratch restores of the stores' backups: the operators' restricted pods and the drill Jobs",
         ingress_from=tuple(peer for d in drills for peer in d.ingress_from),
-        egress_to=ctx.object_storage_peer(), egress_world=ctx.backup_egress_world())]
+        egress_to=ctx.object_storage_peer(), egress_world=ctx.backup_egress_world()),
+        *([NamespaceSpec(name=VELERO_TARGET, pss="restricted", layer=LAYER,
+                         why="what the Velero drill's Restore restores (the canary ConfigMap): nothing runs here")]
+          if "velero" in ctx.drills else [])]
 
 
 def quota(drills: Sequence[Drill]) -> dict[str, Any]:
     """Room for every scratch instance at once (a drill tears its instance down; a hung one waits for its
     deadline), the drill Jobs and the operators' restore pods; no Service of its own reaches outside."""
-    count = len(drills)
-    storage = sum(memory_mib(d.storage) for d in drills) // 1024
-    cpu = count * (int(SCRATCH_CPU) + 1)  # the scratch instance, its restore pod's sidecars and the driver
-    memory = count * (memory_mib(SCRATCH_MEMORY) + 1024)
+    count = sum(1 for d in drills if d.scratch["metadata"]["namespace"] == NAMESPACE)  # Velero's restores elsewhere
+    drivers = len(drills) - count  # the drill Jobs of the rest
+    storage = sum(memory_mib(d.storage) for d in drills if d.storage) // 1024
+    # the scratch instance, its restore pod's sidecars and the driver; a core and a GiB for each other driver
+    cpu = count * (int(SCRATCH_CPU) + 1) + drivers
+    memory = count * (memory_mib(SCRATCH_MEMORY) + 1024) + drivers * 1024
     return {"hard": {"requests.cpu": str(cpu), "requests.memory": f"{memory}Mi", "limits.memory": f"{memory * 2}Mi",
-                     "pods": str(count * 4), "persistentvolumeclaims": str(count * 2),
+                     "pods": str(count * 4 + drivers), "persistentvolumeclaims": str(count * 2),
                      "requests.storage": f"{storage}Gi", **NO_OWN_ENTRY_POINTS}}
 
 
@@ -952,9 +1064,12 @@ def read_only_secret(ctx: DataContext, keys: S3Keys, ns: pulumi.Resource) -> k8s
         opts=ctx.opts([ns]))
 
 
-def location_of(ctx: DataContext, store: str) -> S3Location:
-    """Where a drilled store's backups are: etcd's are the K3s servers' snapshots, the rest the stores' own."""
+def location_of(ctx: DataContext, store: str) -> S3Location | None:
+    """Where a drilled store's backups are: etcd's are the K3s servers' snapshots, the rest the stores' own; Velero
+    reads its own (None: the drill only asks Velero)."""
     assert ctx.backup is not None
+    if store == "velero":
+        return None
     if store == "etcd":
         assert ctx.backup.etcd is not None  # config/rules.py: drills need their key pair
         return ctx.backup.etcd
@@ -971,7 +1086,7 @@ def install(ctx: DataContext, spaces: Namespaces, keys: S3Keys | None, velero_sc
     drills = [DRILLS[store](ctx) for store in ctx.drills]
     ages = backup_ages(ctx, velero_schedule)
     ns = spaces[NAMESPACE]
-    deps = [*after, *spaces.ready_for([NAMESPACE])]
+    deps = [*after, *spaces.ready_for([NAMESPACE, *([VELERO_TARGET] if "velero" in ctx.drills else [])])]
     labels = ctx.labels("restore-drill")
     secret = read_only_secret(ctx, keys, ns)
     ready: list[pulumi.Resource] = [
