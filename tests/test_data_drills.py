@@ -304,21 +304,23 @@ esac
 """
 
 
-def run_drill(tmp_path: Path, canary: str, checksum_failures: str = "0", wait_rc: int = 0):
-    fake = tmp_path / "bin" / "kubectl"
-    fake.parent.mkdir(exist_ok=True)
-    fake.write_text(FAKE_KUBECTL)
-    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+def drill_script(tmp_path: Path, fake_kubectl: str, **env: str):
+    """components/data/drill.sh run against a fake `kubectl` (every call appended to $CALLS), with the drill's
+    common settings and `env`: (the process result, the kubectl calls in order)."""
+    bin_dir = fake_bin(tmp_path, "kubectl", fake_kubectl)
     calls = tmp_path / "calls"
     calls.write_text("")
     result = subprocess.run(["bash", str(drills.SCRIPT)], capture_output=True, text=True, timeout=60, env={
-        **os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "CALLS": str(calls), "CANARY": canary,
-        "CHECKSUM_FAILURES": checksum_failures, "WAIT_RC": str(wait_rc),
-        "STORE": "postgres", "NAMESPACE": NS, "MANIFEST": "/drill/postgres.yaml",
-        "RESOURCE": "clusters.postgresql.cnpg.io/drill-postgres", "READY": "condition=Ready",
-        "TIMEOUT_SECONDS": "60", "MAX_AGE_SECONDS": "3600", "SCRATCH_POD": "drill-postgres-1",
-        "CANARY_DATABASE": "drill_canary"})
+        **os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "NAMESPACE": NS,
+        "READY": "condition=Ready", "TIMEOUT_SECONDS": "60", "MAX_AGE_SECONDS": "3600", **env})
     return result, calls.read_text().splitlines()
+
+
+def run_drill(tmp_path: Path, canary: str, checksum_failures: str = "0", wait_rc: int = 0):
+    return drill_script(tmp_path, FAKE_KUBECTL, CANARY=canary, CHECKSUM_FAILURES=checksum_failures,
+                        WAIT_RC=str(wait_rc), STORE="postgres", MANIFEST="/drill/postgres.yaml",
+                        RESOURCE="clusters.postgresql.cnpg.io/drill-postgres", SCRATCH_POD="drill-postgres-1",
+                        CANARY_DATABASE="drill_canary")
 
 
 def now() -> int:
@@ -599,16 +601,10 @@ def test_download_of_latest_takes_the_newest_finished_export(tmp_path):
 
 def test_drill_runs_the_redpanda_check_inside_the_scratch_broker(tmp_path):
     fake = FAKE_KUBECTL.replace('  wait*)', '  *redpanda-drill-check.sh*) printf \'%s\\n\' "$CANARY" ;;\n  wait*)')
-    bin_dir = fake_bin(tmp_path, "kubectl", fake)
-    calls = tmp_path / "calls"
-    calls.write_text("")
-    result = subprocess.run(["bash", str(drills.SCRIPT)], capture_output=True, text=True, timeout=60, env={
-        **os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "CANARY": str(now() - 600),
-        "STORE": "redpanda", "NAMESPACE": NS, "MANIFEST": "/drill/redpanda.yaml", "RESOURCE": "pod/drill-redpanda",
-        "READY": "condition=Ready", "TIMEOUT_SECONDS": "60", "MAX_AGE_SECONDS": "3600",
-        "SCRATCH_POD": "drill-redpanda"})
+    result, lines = drill_script(tmp_path, fake, CANARY=str(now() - 600), STORE="redpanda",
+                                 MANIFEST="/drill/redpanda.yaml", RESOURCE="pod/drill-redpanda",
+                                 SCRATCH_POD="drill-redpanda")
     assert result.returncode == 0, result.stderr
-    lines = calls.read_text().splitlines()
     assert ("exec --namespace dr-drills drill-redpanda --container redpanda -- /bin/bash "
             "/scripts/redpanda-drill-check.sh") in lines
     assert lines[-1].startswith("delete --namespace dr-drills --filename /drill/redpanda.yaml")
@@ -759,16 +755,10 @@ exit 0
 
 
 def run_ch_drill(tmp_path: Path, canary: int, bids_ok: str = "1"):
-    bin_dir = fake_bin(tmp_path, "kubectl", FAKE_CH_KUBECTL)
-    calls = tmp_path / "calls"
-    calls.write_text("")
-    result = subprocess.run(["bash", str(drills.SCRIPT)], capture_output=True, text=True, timeout=60, env={
-        **os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "CANARY": str(canary),
-        "BIDS_OK": bids_ok, "STORE": "clickhouse", "NAMESPACE": NS, "MANIFEST": "/drill/clickhouse.yaml",
-        "RESOURCE": "pod/drill-clickhouse", "READY": "condition=Ready", "TIMEOUT_SECONDS": "60",
-        "MAX_AGE_SECONDS": "3600", "SCRATCH_POD": "drill-clickhouse", "SHARDS": "0 1", "BACKUP_PATH": "p/shard-{shard}",
-        "CANARY_DATABASE": "drill_canary"})
-    return result, calls.read_text().splitlines()
+    return drill_script(tmp_path, FAKE_CH_KUBECTL, CANARY=str(canary), BIDS_OK=bids_ok, STORE="clickhouse",
+                        MANIFEST="/drill/clickhouse.yaml", RESOURCE="pod/drill-clickhouse",
+                        SCRATCH_POD="drill-clickhouse", SHARDS="0 1", BACKUP_PATH="p/shard-{shard}",
+                        CANARY_DATABASE="drill_canary")
 
 
 def test_clickhouse_drill_restores_each_shards_newest_complete_backup_and_checks_its_tables(tmp_path):
@@ -881,15 +871,9 @@ exit 0
 
 
 def run_etcd_drill(tmp_path: Path, canary: str, snapshot: str = "etcd-snapshot-s-1-1764633600.zip", foreign=""):
-    bin_dir = fake_bin(tmp_path, "kubectl", FAKE_ETCD_KUBECTL)
-    calls = tmp_path / "calls"
-    calls.write_text("")
-    result = subprocess.run(["bash", str(drills.SCRIPT)], capture_output=True, text=True, timeout=60, env={
-        **os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "CANARY": canary,
-        "SNAPSHOT": snapshot, "FOREIGN": foreign, "STORE": "etcd", "NAMESPACE": NS, "MANIFEST": "/drill/etcd.yaml",
-        "RESOURCE": "pod/drill-etcd", "READY": "condition=Ready", "TIMEOUT_SECONDS": "60", "MAX_AGE_SECONDS": "3600",
-        "SCRATCH_POD": "drill-etcd", "CANARY_KEY": drills.ETCD_CANARY_KEY, "CANARY_MARKER": drills.ETCD_CANARY_MARKER})
-    return result, calls.read_text().splitlines()
+    return drill_script(tmp_path, FAKE_ETCD_KUBECTL, CANARY=canary, SNAPSHOT=snapshot, FOREIGN=foreign, STORE="etcd",
+                        MANIFEST="/drill/etcd.yaml", RESOURCE="pod/drill-etcd", SCRATCH_POD="drill-etcd",
+                        CANARY_KEY=drills.ETCD_CANARY_KEY, CANARY_MARKER=drills.ETCD_CANARY_MARKER)
 
 
 def test_etcd_drill_finds_the_canary_in_the_restored_protobuf_and_tears_down(tmp_path):
@@ -1224,16 +1208,10 @@ exit 0
 
 
 def run_sc_drill(tmp_path: Path, canary: str, nodes: str = " ".join(NODES), table_id: str = VERSION):
-    bin_dir = fake_bin(tmp_path, "kubectl", FAKE_SC_KUBECTL)
-    calls = tmp_path / "calls"
-    calls.write_text("")
-    result = subprocess.run(["bash", str(drills.SCRIPT)], capture_output=True, text=True, timeout=60, env={
-        **os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "CANARY": canary,
-        "NODES": nodes, "TABLE_ID": table_id, "STORE": "scylladb", "NAMESPACE": NS,
-        "MANIFEST": "/drill/scylladb.yaml", "RESOURCE": "pod/drill-scylladb", "READY": "condition=Ready",
-        "TIMEOUT_SECONDS": "60", "MAX_AGE_SECONDS": "3600", "SCRATCH_POD": "drill-scylladb", "WORK": "/work",
-        "CANARY_KEYSPACE": "drill_canary", "CANARY_TABLE": "canary", "CANARY_SCHEMA": "CREATE KEYSPACE x; CREATE TABLE y;"})
-    return result, calls.read_text().splitlines()
+    return drill_script(tmp_path, FAKE_SC_KUBECTL, CANARY=canary, NODES=nodes, TABLE_ID=table_id, STORE="scylladb",
+                        MANIFEST="/drill/scylladb.yaml", RESOURCE="pod/drill-scylladb", SCRATCH_POD="drill-scylladb",
+                        WORK="/work", CANARY_KEYSPACE="drill_canary", CANARY_TABLE="canary",
+                        CANARY_SCHEMA="CREATE KEYSPACE x; CREATE TABLE y;")
 
 
 def test_scylladb_drill_loads_every_nodes_sstables_and_reads_the_canary(tmp_path):
@@ -1440,20 +1418,11 @@ esac
 
 
 def run_velero_drill(tmp_path: Path, canary: str, restored_by: str = "drill-velero", wait_rc: int = 0):
-    fake = tmp_path / "bin" / "kubectl"
-    fake.parent.mkdir(exist_ok=True)
-    fake.write_text(FAKE_VELERO_KUBECTL)
-    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    calls = tmp_path / "calls"
-    calls.write_text("")
-    result = subprocess.run(["bash", str(drills.SCRIPT)], capture_output=True, text=True, timeout=60, env={
-        **os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "CALLS": str(calls), "CANARY": canary,
-        "RESTORED_BY": restored_by, "WAIT_RC": str(wait_rc), "STORE": "velero", "NAMESPACE": "velero",
-        "MANIFEST": "/drill/velero.yaml", "RESOURCE": "restores.velero.io/drill-velero",
-        "READY": "jsonpath={.status.phase}=Completed", "TIMEOUT_SECONDS": "60", "MAX_AGE_SECONDS": "3600",
-        "TARGET": "dr-drills-velero", "RESTORE": "drill-velero", "CANARY_CONFIGMAP": "drill-canary",
-        "CANARY_KEY": "written-at", "CANARY_MARKER": "drill-canary@"})
-    return result, calls.read_text().splitlines()
+    return drill_script(tmp_path, FAKE_VELERO_KUBECTL, CANARY=canary, RESTORED_BY=restored_by, WAIT_RC=str(wait_rc),
+                        STORE="velero", NAMESPACE="velero", MANIFEST="/drill/velero.yaml",
+                        RESOURCE="restores.velero.io/drill-velero", READY="jsonpath={.status.phase}=Completed",
+                        TARGET="dr-drills-velero", RESTORE="drill-velero", CANARY_CONFIGMAP="drill-canary",
+                        CANARY_KEY="written-at", CANARY_MARKER="drill-canary@")
 
 
 CLEAN_RESTORED = "delete configmap --namespace dr-drills-velero --selector velero.io/restore-name=drill-velero"
