@@ -262,6 +262,43 @@ def test_a_probe_that_never_finishes_fails_and_is_removed():
     assert kube.deleted == [f"pod/ads/{kube.created[0]['metadata']['name']}"]
 
 
+@pytest.mark.parametrize("reason, message", [
+    ("CreateContainerConfigError", 'secret "ad-serving-redpanda" not found'),
+    ("ImagePullBackOff", 'Back-off pulling image "redpandadata/redpanda:v0"'),
+])
+def test_a_probe_that_cannot_start_fails_at_once_with_the_kubelets_reason(reason, message):
+    class Stuck(Recorded):
+        def get(self, kind, namespace, name):
+            if kind != "pod":
+                return super().get(kind, namespace, name)
+            return {"status": {"phase": "Pending", "containerStatuses": [
+                {"name": "probe", "state": {"waiting": {"reason": reason, "message": message}}}]}}
+
+    kube, naps = Stuck("healthy"), []
+    result = stores.roundtrip(kube, config(), "redpanda", "ad-serving", NOW, sleep=naps.append)
+    assert not result.ok and f"Pending ({reason}: {message})" in result.detail
+    assert naps == []  # no waiting out the deadline for a Secret or an image that will not come
+    assert kube.deleted == [f"pod/ads/{kube.created[0]['metadata']['name']}"]
+
+
+def test_a_probe_still_creating_its_container_is_waited_for():
+    class Creating(Recorded):
+        calls = 0
+
+        def get(self, kind, namespace, name):
+            if kind != "pod":
+                return super().get(kind, namespace, name)
+            Creating.calls += 1
+            if Creating.calls < 3:
+                return {"status": {"phase": "Pending", "containerStatuses": [
+                    {"name": "probe", "state": {"waiting": {"reason": "ContainerCreating"}}}]}}
+            return {"status": {"phase": "Succeeded"}}
+
+    naps: list = []
+    result = stores.roundtrip(Creating("healthy"), config(), "redpanda", "ad-serving", NOW, sleep=naps.append)
+    assert result.ok and len(naps) == 2
+
+
 def test_a_consumer_wired_to_another_login_or_missing_fails_without_a_pod():
     kube = Recorded("healthy")
     deployment = kube.answers["get:deployment/ads/ad-serving"]

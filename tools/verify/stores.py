@@ -322,13 +322,33 @@ def pod_manifest(probe: Probe, target: Target, values: dict[str, str], name: str
     }
 
 
+# Waiting reasons the kubelet does not recover from by itself within the probe's deadline: a Secret or key the pod
+# names is missing (CreateContainerConfigError), or its image cannot be pulled. Waiting the full deadline for them
+# only hides the cause; Kubernetes' own words in the status message name the Secret or the image.
+STUCK_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError", "ErrImagePull", "ImagePullBackOff",
+                           "InvalidImageName", "ErrImageNeverPull"})
+
+
+def _stuck(pod: dict) -> str:
+    """`<reason>: <message>` of a container that waits for something that will not come, else ''."""
+    for status in pod.get("status", {}).get("containerStatuses") or []:
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in STUCK_REASONS:
+            return f"{waiting['reason']}: {waiting.get('message', '')}".rstrip(": ")
+    return ""
+
+
 def _wait(kube: Kubectl, namespace: str, name: str, sleep: Callable[[float], None]) -> str:
-    """The pod's final phase (Succeeded/Failed), or the last seen one when it did not finish in time."""
+    """The pod's final phase (Succeeded/Failed), why it is stuck, or the last phase seen when it did not finish in
+    time."""
     phase = "Pending"
     for _ in range(DEADLINE_SECONDS // POLL_SECONDS + 10):
-        phase = (kube.get("pod", namespace, name) or {}).get("status", {}).get("phase", "Pending")
+        pod = kube.get("pod", namespace, name) or {}
+        phase = pod.get("status", {}).get("phase", "Pending")
         if phase in ("Succeeded", "Failed"):
             break
+        if stuck := _stuck(pod):
+            return f"{phase} ({stuck})"
         sleep(POLL_SECONDS)
     return phase
 
