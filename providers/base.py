@@ -385,16 +385,8 @@ class ProviderInfrastructure(pulumi.ComponentResource):
         from components.k3s.resize import ResizeTarget, resize_hooks  # the K3s layer imports this module
 
         return resize_hooks(ResizeTarget(hostname, spec.pool, tuple(tuple(p) for p in power_off_inputs)),
-                            server=spec.k3s_role == "server", own_address=own_address,
-                            first_server=self._first_server_address, user=user,
+                            server=spec.k3s_role == "server", own_address=own_address, user=user,
                             private_key=self._loaded.secrets.ssh_private_key)
-
-    def _first_server_address(self) -> pulumi.Input[str] | None:
-        """Where an agent's resize drain runs: this provider's first K3s server (read when a hook runs, after
-        the whole program, so `infrastructure` is set)."""
-        infrastructure = getattr(self, "infrastructure", None)
-        servers = infrastructure.servers if infrastructure else []
-        return servers[0].connection.host if servers else None
 
 
 @dataclass(frozen=True)

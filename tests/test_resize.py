@@ -17,8 +17,9 @@ import pytest
 import yaml
 
 from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS
-from components.k3s.resize import (READY_TIMEOUT_SECONDS, SERVER_CA, PoolTurns, ResizeError, ResizeHooks,
-                                   ResizeTarget, resize_script, ssh_run, token_script)
+from components.k3s.resize import (READY_TIMEOUT_SECONDS, SERVER_CA, DrainServer, PoolTurns, ResizeError,
+                                   ResizeHooks, ResizeTarget, _run_on, resize_script, ssh_run, token_script,
+                                   where_scripts_run)
 from tests import validators
 from tests.conftest import script_param, stack_run
 from tools.plan import cost
@@ -252,6 +253,35 @@ def test_ssh_runner_errors_are_clear(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no ssh
     with pytest.raises(ResizeError, match=r"no OpenSSH client \(ssh\)"):
         drive(ssh_run("198.51.100.7", "root", "KEY", ""))
+
+
+def test_an_agent_is_drained_from_the_clusters_first_server_as_that_servers_user(monkeypatch):
+    """A hybrid pool's agent (here on AWS, whose user is ubuntu) has no K3s server of its own provider: its
+    scripts run on the cluster's first server (Hetzner, root), not on a server of the agent's provider."""
+    agent = ResizeTarget("adp-production-aws-general-1", "aws-general", (("instanceType",),))
+    first = DrainServer()
+    first.use("203.0.113.10", "root")
+    calls = []
+
+    async def fake_ssh(host, user, key, script, timeout=0):
+        calls.append((host, user, key))
+        return ""
+    monkeypatch.setattr("components.k3s.resize.ssh_run", fake_ssh)
+    where = where_scripts_run(agent, server=False, own_address=lambda o: o["publicIp"], user="ubuntu",
+                              drain_server=first)
+    drive(_run_on(where, "KEY", {"publicIp": "198.51.100.7"})("true"))
+    assert calls == [("203.0.113.10", "root", "KEY")]
+    server = where_scripts_run(HETZNER, server=True, own_address=lambda o: o["ipv4Address"], user="root",
+                               drain_server=DrainServer())
+    drive(_run_on(server, "KEY", {"ipv4Address": "198.51.100.8"})("true"))
+    assert calls[-1] == ("198.51.100.8", "root", "KEY"), "a server drains itself"
+
+
+def test_an_agent_with_no_known_server_fails_its_hook_clearly():
+    agent = ResizeTarget("adp-production-general-1", "general", (("serverType",),))
+    where = where_scripts_run(agent, server=False, own_address=lambda o: "", user="root", drain_server=DrainServer())
+    with pytest.raises(ResizeError, match="no K3s server is known to drain adp-production-general-1 from"):
+        where(None)
 
 
 # --- the recorded programs --------------------------------------------------------------------------

@@ -17,7 +17,9 @@ bound to every server resource (`ResourceOptions(hooks=resize_hooks(...))`):
 
 Where: the scripts run over SSH (the deployer's OpenSSH client) on a K3s server, which has the API on
 127.0.0.1 and K3s' CA and admin kubeconfig: the node itself when it is a server, otherwise the
-cluster's first server. An agent has neither an API nor a credential that may evict other pods.
+cluster's first server (DRAIN_SERVER, named by the K3s layer), whatever provider the agent runs on: a
+hybrid pool's agents have no server of their own provider. An agent has neither an API nor a
+credential that may evict other pods.
 
 One node at a time per pool: a hook holds its pool's lock from `before_update` to `after_update`
 (the hooks run on the program's event loop, in the deploying process). A node that waits longer than
@@ -213,16 +215,17 @@ async def _resolve(value: pulumi.Input[str]) -> str:
     return await value.future() if isinstance(value, pulumi.Output) else value  # type: ignore[return-value]
 
 
-def _run_on(host: Callable[[Mapping[str, Any] | None], pulumi.Input[str]], user: str,
-            private_key: pulumi.Input[str], outputs: Mapping[str, Any] | None) -> Runner:
-    async def run(script: str) -> str:
-        return await ssh_run(await _resolve(host(outputs)), user, await _resolve(private_key), script)
-    return run
-
-
-# Where the scripts of a node run, from the server's outputs before the update (a server's own address
-# is not awaitable while it updates: its outputs resolve after the update).
+# Where the scripts of a node run, from the server's outputs before the update (a server's own address is not
+# awaitable while it updates: its outputs resolve after the update): the SSH address and user.
+Where = Callable[[Mapping[str, Any] | None], tuple[pulumi.Input[str], pulumi.Input[str]]]
 HostOf = Callable[[Mapping[str, Any] | None], pulumi.Input[str]]
+
+
+def _run_on(where: Where, private_key: pulumi.Input[str], outputs: Mapping[str, Any] | None) -> Runner:
+    async def run(script: str) -> str:
+        host, user = where(outputs)
+        return await ssh_run(await _resolve(host), await _resolve(user), await _resolve(private_key), script)
+    return run
 
 
 def output_path(*path: str | int) -> HostOf:
@@ -230,31 +233,50 @@ def output_path(*path: str | int) -> HostOf:
     return lambda outputs: _at(outputs, path) or ""
 
 
-def _first_server(first_server: Callable[[], pulumi.Input[str] | None], target: ResizeTarget) -> pulumi.Input[str]:
-    address = first_server()
-    if address is None:
-        raise ResizeError(f"no K3s server of {target.node}'s provider to drain it from (a hybrid pool's agents "
-                          "are drained from their own provider's servers): drain it by hand before resizing")
-    return address
+@dataclass
+class DrainServer:
+    """The K3s server an agent's scripts run on: the cluster's first server. The K3s layer names it (`use`) while
+    the program runs, after every provider has bound its hooks; the hooks read it when they fire, after the whole
+    program has run."""
+
+    host: pulumi.Input[str] | None = None
+    user: pulumi.Input[str] | None = None
+
+    def use(self, host: pulumi.Input[str], user: pulumi.Input[str]) -> None:
+        self.host, self.user = host, user
+
+    def of(self, target: ResizeTarget) -> tuple[pulumi.Input[str], pulumi.Input[str]]:
+        if self.host is None or self.user is None:
+            raise ResizeError(f"no K3s server is known to drain {target.node} from: the program did not reach its "
+                              "K3s layer; drain the node by hand before resizing")
+        return self.host, self.user
 
 
 TURNS = PoolTurns()  # the deploying process's turns: one program run per process
+DRAIN_SERVER = DrainServer()  # the deploying process's cluster: one program run per process
 
 
-def resize_hooks(target: ResizeTarget, *, server: bool, own_address: HostOf,
-                 first_server: Callable[[], pulumi.Input[str] | None], user: str,
+def where_scripts_run(target: ResizeTarget, *, server: bool, own_address: HostOf, user: str,
+                      drain_server: DrainServer = DRAIN_SERVER) -> Where:
+    """A K3s server runs its own scripts (with its provider's SSH user); an agent's run on the cluster's first
+    server (with that server's user)."""
+    if server:
+        return lambda outputs: (own_address(outputs), user)
+    return lambda _outputs: drain_server.of(target)
+
+
+def resize_hooks(target: ResizeTarget, *, server: bool, own_address: HostOf, user: str,
                  private_key: pulumi.Input[str]) -> pulumi.ResourceHookBinding:
     """The hooks of one server resource. `own_address`: the node's address from its outputs (used when the
-    node is a K3s server); `first_server`: the cluster's first server's address, called at hook time (the
-    whole program has run by then), for agents."""
+    node is a K3s server, with `user`); an agent's scripts run on DRAIN_SERVER."""
     hooks = ResizeHooks(target, TURNS)
-    where: HostOf = own_address if server else (lambda _outputs: _first_server(first_server, target))
+    where = where_scripts_run(target, server=server, own_address=own_address, user=user)
 
     async def before(args: pulumi.ResourceHookArgs) -> None:
-        await hooks.before(args.old_inputs, args.new_inputs, _run_on(where, user, private_key, args.old_outputs))
+        await hooks.before(args.old_inputs, args.new_inputs, _run_on(where, private_key, args.old_outputs))
 
     async def after(args: pulumi.ResourceHookArgs) -> None:
-        await hooks.after(args.old_inputs, args.new_inputs, _run_on(where, user, private_key, args.new_outputs))
+        await hooks.after(args.old_inputs, args.new_inputs, _run_on(where, private_key, args.new_outputs))
 
     return pulumi.ResourceHookBinding(
         before_update=[pulumi.ResourceHook(f"resize-drain-{target.node}", before)],
