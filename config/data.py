@@ -371,12 +371,14 @@ class ObjectStorage(Store):
 # Stores whose latest backup the restore drills restore and check (components/data/drills.py DRILLS; the rest
 # are listed with the reason in docs/restore-drills.md). A store added there is added here.
 DRILLED_STORES = ("postgres", "redpanda", "clickhouse", "etcd",  # etcd: K3s' snapshots (not a dataPlane store)
-                  "scylladb", "velero")  # velero: the cluster's objects (clusterServices.backups), etcd's canary
+                  "scylladb", "velero",  # velero: the cluster's objects (clusterServices.backups), etcd's canary
+                  "dragonfly")  # its snapshot volume, through Velero's file-system backup
 # Drills that run on their own day unless `schedules` says otherwise: a ClickHouse restore downloads every shard's
 # backup, so it does not share Sunday's S3 bandwidth and node room with the PostgreSQL and Redpanda drills.
 STAGGERED_SCHEDULES = {"clickhouse": "0 4 * * 1", "etcd": "0 4 * * 2",  # weekly, Monday / Tuesday 04:00 UTC
                        "scylladb": "0 4 * * 3",  # weekly, Wednesday 04:00 UTC: its own day as well
-                       "velero": "0 4 * * 4"}  # weekly, Thursday 04:00 UTC
+                       "velero": "0 4 * * 4",  # weekly, Thursday 04:00 UTC
+                       "dragonfly": "0 4 * * 5"}  # weekly, Friday 04:00 UTC
 
 
 class Drills(Model):

@@ -158,8 +158,8 @@ def test_scratch_namespace_has_a_quota_for_its_restores(production):
     # one ClickHouse shard restored at a time (500Gi) and etcd's snapshot with its restored datastore (16Gi)
     # and the ScyllaDB node's data volume (10Gi: the canary table only)
     assert hard["requests.storage"] == "1646Gi" and hard["services.loadbalancers"] == "0"
-    # five scratch instances with their drivers, and the Velero drill's driver (its Restore is in Velero's namespace)
-    assert hard["requests.cpu"] == "11" and hard["pods"] == "21" and hard["persistentvolumeclaims"] == "10"
+    # five scratch instances with their drivers, and the Velero and DragonflyDB drivers (their Restores are in Velero's)
+    assert hard["requests.cpu"] == "12" and hard["pods"] == "22" and hard["persistentvolumeclaims"] == "10"
 
 
 def test_no_drills_without_off_cluster_backups(staging):
@@ -259,7 +259,7 @@ def test_drills_enabled_without_off_cluster_backups_is_refused():
 
 # One run serves every opt-out test: five stores skipped, ClickHouse's drill kept (it shows a skip removes only the
 # skipped stores' drills). Each test asserts on its own store.
-SKIPPED = ["postgres", "redpanda", "etcd", "scylladb", "velero"]
+SKIPPED = ["postgres", "redpanda", "etcd", "scylladb", "velero", "dragonfly"]
 
 
 def skipped_run():
@@ -273,7 +273,7 @@ def test_a_store_can_opt_out():
     assert postgres.CANARY not in {r["name"] for r in run.named("postgres-cluster").inputs["spec"]["managed"]["roles"]}
     assert "postgres.yaml" not in run.named("drill-scripts", CONFIGMAP).inputs["data"]
     run = run_raw(base_raw(dataPlane={"drills": {"skip": ["postgres", "redpanda", "clickhouse", "etcd", "scylladb",
-                                                                     "velero"]}}))
+                                                                     "velero", "dragonfly"]}}))
     assert not [r for r in run.resources if r.name.startswith("drill-")]
 
 
@@ -1452,3 +1452,171 @@ def test_velero_drill_fails_and_still_cleans_up(tmp_path, canary_age, restored_b
     result, calls = run_velero_drill(tmp_path, canary, restored_by, wait_rc)
     assert result.returncode != 0 and message in result.stderr
     assert calls[-2].startswith(CLEAN_RESTORED) and calls[-1].startswith("delete --namespace velero --filename")
+
+
+# --- the DragonflyDB drill (Velero's file-system restore) -----------------------------------------------------
+def test_dragonfly_drill_restores_the_first_instances_pod_and_volume_on_fridays(production):
+    job = production.named("drill-dragonfly", CRONJOB).inputs
+    validators.validate_kubernetes(CRONJOB, job)
+    assert job["metadata"]["namespace"] == NS and job["spec"]["schedule"] == "0 4 * * 5"
+    variables = env(production.named("drill-dragonfly", CRONJOB))
+    assert variables["NAMESPACE"] == "velero" and variables["TARGET"] == "dr-drills-dragonfly"
+    assert variables["CANARY_KEY"] == "drill-canary:written-at"
+    restore = scratch_manifest(production, "dragonfly")
+    validators.validate_kubernetes("kubernetes:velero.io/v1:Restore", restore)
+    spec = restore["spec"]
+    assert spec["scheduleName"] == "cluster"  # dragonfly is not a live database's namespace: its volume is backed up
+    assert "dragonfly" not in production.named("velero-schedule").inputs["spec"]["template"]["excludedNamespaces"]
+    # a PodVolumeRestore needs claims and volumes included; false would skip the volume and keep production's name
+    assert spec["includedResources"] == ["persistentvolumeclaims", "persistentvolumes", "pods"]
+    assert "includeClusterResources" not in spec
+    assert spec["labelSelector"] == {"matchLabels": {"statefulset.kubernetes.io/pod-name": "dragonfly-0"}}
+    assert spec["resourceModifier"] == {"kind": "ConfigMap", "name": "drill-dragonfly-modifier"}
+    assert f"> {2 * WEEK}" in rules(production)[("RestoreDrillStale", "dragonfly")]["expr"]
+
+
+def test_dragonfly_modifier_replaces_every_production_reference_in_the_restored_pod(production):
+    modifier = production.named("drill-dragonfly-modifier", CONFIGMAP).inputs
+    assert modifier["metadata"]["namespace"] == "velero"  # the drill may not write there
+    [text] = modifier["data"].values()  # Velero reads a modifier ConfigMap's one key
+    config = yaml.safe_load(text)
+    assert config["version"] == "v1"
+    [rule] = config["resourceModifierRules"]
+    assert rule["conditions"] == {"groupResource": "pods", "namespaces": ["dragonfly"],
+                                  "resourceNameRegex": "^dragonfly-0$"}  # matched before the namespace mapping
+    [merge] = rule["mergePatches"]
+    patch = json.loads(merge["patchData"])
+    # what Velero restores (the operator's pod, after Velero put restore-wait first), merged as RFC 7386 says
+    pod = {"metadata": {"labels": {"app": "dragonfly", "role": "master", "statefulset.kubernetes.io/pod-name":
+                                   "dragonfly-0"}},
+           "spec": {"initContainers": [{"name": "restore-wait", "volumeMounts": [{"name": "df"}]}],
+                    "containers": [{"name": "dragonfly", "args": ["--aclfile=/var/lib/dragonfly/dragonfly.acl"],
+                                    "env": [{"name": "DFLY_requirepass", "valueFrom": {"secretKeyRef": {}}}]}],
+                    "volumes": [{"name": "df", "persistentVolumeClaim": {"claimName": "df-dragonfly-0"}},
+                                {"name": "dragonfly-acl", "secret": {"secretName": "dragonfly-acl"}},
+                                {"name": "liveness", "configMap": {"name": "dragonfly-liveness"}}],
+                    "readinessGates": [{"conditionType": "dragonflydb.io/replication-ready"}],
+                    "nodeSelector": {"x": "y"}}}
+    merged = merge_patch(pod, patch)
+    text = json.dumps(merged["spec"])
+    assert "secret" not in text.lower() and "acl" not in text and "configMap" not in text
+    assert merged["spec"]["initContainers"] == pod["spec"]["initContainers"]  # restore-wait still fills df
+    assert [v["name"] for v in merged["spec"]["volumes"]] == ["df"]
+    [container] = merged["spec"]["containers"]
+    assert "--bind=127.0.0.1" in container["args"] and "--dbfilename=dump" in container["args"]
+    assert container["volumeMounts"] == [{"name": "df", "mountPath": "/dragonfly/snapshots"}]
+    assert "readinessGates" not in merged["spec"] and "nodeSelector" not in merged["spec"]
+    assert merged["metadata"]["labels"] == {"statefulset.kubernetes.io/pod-name": "dragonfly-0"}
+    assert merged["spec"]["automountServiceAccountToken"] is False
+
+
+def merge_patch(target, patch):
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def test_policy_admits_exactly_the_dragonfly_drills_restore(production):
+    spec = production.named("drill-velero-policy", VAP).inputs["spec"]
+    restore = scratch_manifest(production, "dragonfly")
+    assert admitted(spec, restore)
+    assert admitted(spec, scratch_manifest(production, "velero"))  # the Velero drill's constraints are intact
+    s = restore["spec"]
+    denied = {
+        "another modifier": {**s, "resourceModifier": {"kind": "ConfigMap", "name": "rewrite"}},
+        "no modifier": {k: v for k, v in s.items() if k != "resourceModifier"},
+        "another namespace mapping": {**s, "namespaceMapping": {"dragonfly": "kube-system"}},
+        "a second mapping": {**s, "namespaceMapping": {"dragonfly": "dr-drills-dragonfly", "postgres": "x"}},
+        "another namespace": {**s, "includedNamespaces": ["dragonfly", "postgres"]},
+        "secrets": {**s, "includedResources": [*s["includedResources"], "secrets"]},
+        "every kind": {k: v for k, v in s.items() if k != "includedResources"},
+        "cluster resources": {**s, "includeClusterResources": True},
+        "every pod": {**s, "labelSelector": {"matchLabels": {"app": "dragonfly"}}},
+        "or selectors": {**s, "orLabelSelectors": [{"matchLabels": {"app": "x"}}]},
+        "hooks": {**s, "hooks": {"resources": [{"name": "x"}]}},
+    }
+    for why, changed in denied.items():
+        assert not admitted(spec, {**restore, "spec": changed}), why
+    assert not admitted(spec, {**restore, "metadata": {**restore["metadata"], "name": "other"}})  # only its names
+    # the Velero drill's Restore may not borrow the modifier
+    velero = scratch_manifest(production, "velero")
+    assert not admitted(spec, {**velero, "spec": {**velero["spec"], "resourceModifier": s["resourceModifier"]}})
+
+
+def test_dragonfly_drill_may_act_only_on_what_its_restore_created(production):
+    roles = {r.inputs["metadata"]["namespace"]: r.inputs["rules"] for r in production.of_type(ROLE)
+             if r.inputs["metadata"]["name"] == "drill-dragonfly"}
+    assert set(roles) == {"velero", "dr-drills-dragonfly"}
+    assert {r for rule in roles["dr-drills-dragonfly"] for r in rule["resources"]} == {
+        "pods", "pods/exec", "persistentvolumeclaims"}  # no Secrets, no ConfigMaps (the modifier is in velero)
+    assert roles["velero"] == [{"apiGroups": ["velero.io"], "resources": ["restores"],
+                                "verbs": ["create", "get", "list", "watch", "delete"]}]
+
+
+def test_dragonfly_canary_user_may_only_set_its_key(production):
+    acl = string_data(production.named("dragonfly-acl", SECRET))["dragonfly.acl"]
+    line = next(line for line in acl.splitlines() if line.startswith("user drill-canary "))
+    assert line.endswith("resetkeys ~drill-canary:written-at resetchannels -@all +set")
+    job = production.named("drill-canary-dragonfly", CRONJOB).inputs
+    assert job["metadata"]["namespace"] == "dragonfly" and job["spec"]["schedule"] == drills.CANARY_SCHEDULE
+    variables = env(production.named("drill-canary-dragonfly", CRONJOB))
+    assert variables["REDISCLI_AUTH"] == {"secretKeyRef": {"name": "dragonfly-drill-canary", "key": "password"}}
+    script = production.named("drill-canary-dragonfly", CONFIGMAP).inputs["data"]["dragonfly-canary.sh"]
+    assert validators.shellcheck({"canary": script}) == ""
+
+
+FAKE_DF_KUBECTL = """#!/usr/bin/env bash
+printf '%s\\n' "$*" >>"$CALLS"
+case "$*" in
+  *status.phase*) printf '%s' "$PHASE" ;;
+  *spec.backupName*) printf 'cluster-20261205040000' ;;
+  *DBSIZE*) printf '42\\n' ;;
+  *GET*) printf '%s\\n' "$CANARY" ;;
+  wait*) exit "${WAIT_RC:-0}" ;;
+esac
+"""
+DF_TEARDOWN = ("delete pods,persistentvolumeclaims --namespace dr-drills-dragonfly "
+               "--selector velero.io/restore-name=drill-dragonfly")
+
+
+def run_df_drill(tmp_path: Path, canary: str, phase: str = "Completed", wait_rc: int = 0):
+    return drill_script(tmp_path, FAKE_DF_KUBECTL, CANARY=canary, PHASE=phase, WAIT_RC=str(wait_rc),
+                        POLL_SECONDS="0", STORE="dragonfly", NAMESPACE="velero", MANIFEST="/drill/dragonfly.yaml",
+                        RESOURCE="restores.velero.io/drill-dragonfly", TIMEOUT_SECONDS="1",
+                        TARGET="dr-drills-dragonfly", RESTORE="drill-dragonfly", SCRATCH_POD="dragonfly-0",
+                        LOAD_TIMEOUT_SECONDS="60", CANARY_KEY="drill-canary:written-at")
+
+
+def test_dragonfly_drill_reads_the_canary_from_the_restored_snapshot_and_tears_down(tmp_path):
+    result, calls = run_df_drill(tmp_path, str(now() - 600))
+    assert result.returncode == 0, result.stderr
+    assert "restored from backup cluster-20261205040000: 42 keys loaded" in result.stderr
+    assert calls[0].startswith(DF_TEARDOWN) and calls[2] == "apply --namespace velero --filename /drill/dragonfly.yaml"
+    assert any(c.startswith("wait --namespace dr-drills-dragonfly --for=condition=Ready --timeout=60s "
+                            "pod/dragonfly-0") for c in calls)
+    assert ("exec --namespace dr-drills-dragonfly dragonfly-0 --container dragonfly -- redis-cli -h 127.0.0.1 --raw "
+            "GET drill-canary:written-at") in calls
+    assert calls[-2].startswith(DF_TEARDOWN) and calls[-1].startswith("delete --namespace velero --filename")
+
+
+@pytest.mark.parametrize("canary_age, phase, wait_rc, message", [
+    (60, "PartiallyFailed", 0, "the Restore ended PartiallyFailed"),
+    (60, "Failed", 0, "the Restore ended Failed"),
+    (60, "FailedValidation", 0, "the Restore ended FailedValidation"),  # e.g. no backup of the schedule yet
+    (60, "InProgress", 0, "the Restore is still 'InProgress'"),  # timed out
+    (60, "Completed", 1, ""),  # the snapshot never loaded
+    (None, "Completed", 0, "holds no canary time"),
+    (7200, "Completed", 0, "misses recent writes"),
+])
+def test_dragonfly_drill_fails_and_still_tears_down(tmp_path, canary_age, phase, wait_rc, message):
+    canary = "" if canary_age is None else str(now() - canary_age)
+    result, calls = run_df_drill(tmp_path, canary, phase, wait_rc)
+    assert result.returncode != 0 and message in result.stderr
+    assert calls[-2].startswith(DF_TEARDOWN) and calls[-1].startswith("delete --namespace velero --filename")

@@ -599,14 +599,15 @@ def test_a_missing_drill_fails_and_drills_are_not_counted_as_backups():
     kube = Recorded("healthy")
     kube.answers["cronjobs"] = [c for c in kube.answers["cronjobs"] if c["metadata"]["namespace"] != "dr-drills"]
     failed, report = run("healthy", kube=kube)
-    # A failed check per drill the config has (PostgreSQL, Redpanda, ClickHouse, etcd, ScyllaDB and Velero).
-    assert failed == 6 and "x drill drill-etcd: no such CronJob" in report and "x drill drill-postgres: no such CronJob" in report
+    # A failed check per drill the config has (PostgreSQL, Redpanda, ClickHouse, etcd, ScyllaDB, Velero, DragonflyDB).
+    assert failed == 7 and "x drill drill-dragonfly: no such CronJob" in report and "x drill drill-etcd: no such CronJob" in report and "x drill drill-postgres: no such CronJob" in report
     assert "x drill drill-redpanda: no such CronJob" in report and "x drill drill-clickhouse: no such CronJob" in report
     assert "x drill drill-scylladb: no such CronJob" in report and "x drill drill-velero: no such CronJob" in report
     failed, report = run("healthy")
     assert " ok  backups recent (4/4)" in report, "the two backup CronJobs, Velero and CNPG; not the drill"
     assert expected.drill_cronjobs(config()) == ["drill-postgres", "drill-redpanda", "drill-clickhouse",
-                                                     "drill-etcd", "drill-scylladb", "drill-velero"]
+                                                     "drill-etcd", "drill-scylladb", "drill-velero",
+                                                     "drill-dragonfly"]
 
 
 def test_the_probe_scripts_pass_shellcheck():

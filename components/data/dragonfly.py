@@ -164,13 +164,17 @@ def args(res: Resources) -> list[str]:
 
 # --- the instances ----------------------------------------------------------------------------------------
 
+def image() -> str:
+    return f"docker.dragonflydb.io/dragonflydb/dragonfly:{charts.DRAGONFLY_VERSION}"
+
+
 def dragonfly_spec(ctx: DataContext, res: Resources, acl: bool = True) -> dict[str, Any]:
     settings = ctx.settings.dragonfly
     where = ctx.placements["dragonfly"]
     replicas = where.replicas(3)
     spec: dict[str, Any] = {
         "replicas": replicas,
-        "image": f"docker.dragonflydb.io/dragonflydb/dragonfly:{charts.DRAGONFLY_VERSION}",
+        "image": image(),
         "imagePullPolicy": "IfNotPresent",
         "args": args(res),
         "resources": res.spec(),
@@ -247,10 +251,22 @@ def acl_line(c: Consumer, password_sha256: str) -> str:
         f"resetchannels &{key_prefix(c.name)}* +@all", *(f"-@{cat}" for cat in DENIED_CATEGORIES)]))
 
 
-def acl_file(users: dict[Consumer, str]) -> str:
-    """`default` off (no login without a user name); then each consumer with its password's SHA-256."""
+# The restore drills' canary writer (components/data/drills.py): SET on its one key, nothing else, not even GET.
+CANARY_USER = "drill-canary"
+CANARY_KEY = f"{CANARY_USER}:written-at"
+CANARY_SECRET = f"{NAME}-{CANARY_USER}"
+
+
+def canary_acl_line(password_sha256: str) -> str:
+    return f"user {CANARY_USER} on #{password_sha256} resetkeys ~{CANARY_KEY} resetchannels -@all +set"
+
+
+def acl_file(users: dict[Consumer, str], canary: str | None = None) -> str:
+    """`default` off (no login without a user name); then each consumer with its password's SHA-256; then the drills'
+    canary writer, when the instance is drilled."""
     lines = ["user default off resetpass resetkeys resetchannels -@all",
-             *(acl_line(c, hashlib.sha256(pw.encode()).hexdigest()) for c, pw in users.items())]
+             *(acl_line(c, hashlib.sha256(pw.encode()).hexdigest()) for c, pw in users.items()),
+             *([canary_acl_line(hashlib.sha256(canary.encode()).hexdigest())] if canary is not None else [])]
     return "\n".join(lines) + "\n"
 
 
@@ -268,7 +284,9 @@ def _logins(ctx: DataContext, i: Instance, after: Sequence[pulumi.Resource]
         secrets.append(secret)
     if i.acl:
         names = list(passwords)
-        text = pulumi.Output.all(*passwords.values()).apply(lambda pws: acl_file(dict(zip(names, pws))))
+        canary = _canary_password(ctx, i, after)
+        text = pulumi.Output.all(canary, *passwords.values()).apply(
+            lambda pws: acl_file(dict(zip(names, pws[1:])), pws[0]))
         secrets.append(ctx.credentials(f"{i.resource}-acl", ACL_SECRET, i.namespace, {ACL_KEY: text}, after,
                                        labels=labels)[1])
         # Published: a SHA-256 of a file of SHA-256s of random passwords says nothing about them.
@@ -277,6 +295,17 @@ def _logins(ctx: DataContext, i: Instance, after: Sequence[pulumi.Resource]
     secrets.append(ctx.credentials(f"{i.resource}-auth", PASSWORD_SECRET, i.namespace, {"password": password},
                                    after, labels=labels)[1])
     return users, secrets, None
+
+
+def _canary_password(ctx: DataContext, i: Instance, after: Sequence[pulumi.Resource]) -> pulumi.Output[str | None]:
+    """The drills' canary writer's password (Secret CANARY_SECRET), in the ad services' instance while it is drilled."""
+    if i.namespace != NAMESPACE or "dragonfly" not in ctx.drills:
+        return pulumi.Output.from_input(None)
+    password = ctx.password(f"{NAME}-{CANARY_USER}-password").result
+    ctx.credentials(f"{i.resource}-{CANARY_USER}", CANARY_SECRET, i.namespace,
+                    {"username": CANARY_USER, "password": password}, after,
+                    labels=ctx.labels("restore-drill", "canary"))
+    return password
 
 
 # --- the operator ---------------------------------------------------------------------------------------

@@ -238,6 +238,55 @@ teardown_velero() {
     --ignore-not-found >/dev/null
 }
 
+# DragonflyDB (Velero's file-system restore): NAMESPACE is Velero's (MANIFEST is the drill's Restore of the first
+# instance's pod and snapshot volume, rewritten by the resource modifier into a DragonflyDB on loopback), TARGET,
+# RESTORE, SCRATCH_POD, LOAD_TIMEOUT_SECONDS, CANARY_KEY. wait_dragonfly follows the Restore's phase (a failed one
+# fails the drill at once instead of at the timeout), then waits until the restored pod has loaded the snapshot;
+# check_dragonfly reads the canary. teardown_dragonfly deletes what the Restore created in TARGET.
+wait_dragonfly() {
+  : "${TARGET:?}" "${RESTORE:?}" "${SCRATCH_POD:?}" "${LOAD_TIMEOUT_SECONDS:?}"
+  local deadline phase
+  deadline=$(($(date +%s) + TIMEOUT_SECONDS))
+  while :; do
+    phase="$(kubectl get restore --namespace "$NAMESPACE" "$RESTORE" --output 'jsonpath={.status.phase}')"
+    case "$phase" in
+      Completed) break ;;
+      PartiallyFailed | Failed | FailedValidation)
+        log "the Restore ended ${phase}: kubectl -n ${NAMESPACE} describe restore ${RESTORE}"
+        return 1
+        ;;
+    esac
+    if (($(date +%s) >= deadline)); then
+      log "the Restore is still '${phase}' after ${TIMEOUT_SECONDS}s"
+      return 1
+    fi
+    sleep "${POLL_SECONDS:-10}"
+  done
+  kubectl wait --namespace "$TARGET" --for=condition=Ready --timeout="${LOAD_TIMEOUT_SECONDS}s" \
+    "pod/${SCRATCH_POD}" >/dev/null
+}
+
+check_dragonfly() {
+  : "${TARGET:?}" "${RESTORE:?}" "${SCRATCH_POD:?}" "${CANARY_KEY:?}"
+  local backup keys value
+  backup="$(kubectl get restore --namespace "$NAMESPACE" "$RESTORE" --output 'jsonpath={.spec.backupName}')"
+  keys="$(kubectl exec --namespace "$TARGET" "$SCRATCH_POD" --container dragonfly -- \
+    redis-cli -h 127.0.0.1 DBSIZE)"
+  log "restored from backup ${backup}: ${keys} keys loaded"
+  value="$(kubectl exec --namespace "$TARGET" "$SCRATCH_POD" --container dragonfly -- \
+    redis-cli -h 127.0.0.1 --raw GET "$CANARY_KEY")"
+  if [[ ! "$value" =~ ^[0-9]+$ ]]; then
+    log "the restored snapshot holds no canary time under ${CANARY_KEY}: '${value}'"
+    return 1
+  fi
+  printf '%s\n' "$value"
+}
+
+teardown_dragonfly() {
+  kubectl delete pods,persistentvolumeclaims --namespace "$TARGET" --selector "velero.io/restore-name=${RESTORE}" \
+    --ignore-not-found --wait=false >/dev/null
+}
+
 main() {
   local started restored newest age
   if ! declare -F "check_${STORE}" >/dev/null; then
@@ -249,7 +298,11 @@ main() {
   trap 'teardown false' EXIT
   kubectl apply --namespace "$NAMESPACE" --filename "$MANIFEST" >/dev/null
   log "restoring the latest backup into ${RESOURCE}"
-  kubectl wait --namespace "$NAMESPACE" --for="$READY" --timeout="${TIMEOUT_SECONDS}s" "$RESOURCE" >/dev/null
+  if declare -F "wait_${STORE}" >/dev/null; then
+    "wait_${STORE}"
+  else
+    kubectl wait --namespace "$NAMESPACE" --for="$READY" --timeout="${TIMEOUT_SECONDS}s" "$RESOURCE" >/dev/null
+  fi
   restored="$(date +%s)"
   log "restored in $((restored - started))s"
 

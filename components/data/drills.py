@@ -37,6 +37,7 @@ Stores not drilled, and why, are in docs/restore-drills.md.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -52,7 +53,8 @@ from components.data.clickhouse import installation as clickhouse_installation
 from components.data.clickhouse import topology as clickhouse_topology
 from components.data.clickhouse import users as clickhouse_users
 from components.data.clickhouse.backup import IMAGE as CURL_IMAGE
-from components.data.context import CANARY_RETENTION_DAYS, DRILL_NAMESPACE, LAYER, DataContext
+from components.data import dragonfly
+from components.data.context import CANARY_RETENTION_DAYS, DRILL_NAMESPACE, LAYER, DataContext, pinned_resources
 from components.data.endpoints import DrillsEndpoint, S3Location
 from components.data import scylladb
 from components.data.scylladb import bootstrap as scylladb_bootstrap
@@ -813,24 +815,36 @@ def velero_restore(ctx: DataContext) -> dict[str, Any]:
 
 
 def velero_policy_spec() -> dict[str, Any]:
-    """Restores (create and update) by the drill's ServiceAccount only: anyone else's are not this policy's."""
+    """Restores (create and update) by the drill's ServiceAccount only: anyone else's are not this policy's. Each drill
+    has its Restore name and that Restore's validations (VELERO_VALIDATIONS, DF_VALIDATIONS); any other name is
+    refused."""
+    shapes = {VELERO_RESTORE: VELERO_VALIDATIONS, DF_RESTORE: DF_VALIDATIONS}
+    validations = [{"expression": f"object.metadata.name in {_cel_list(list(shapes))}",
+                    "message": f"the drill creates only the Restores {', '.join(shapes)}"}]
+    validations += [{"expression": f"object.metadata.name != '{name}' || ({expression})",
+                     "message": f"{name}: {message}"}
+                    for name, checks in shapes.items() for expression, message in checks]
     return {"failurePolicy": "Fail",
             "matchConstraints": {"resourceRules": [{"apiGroups": ["velero.io"], "apiVersions": ["*"],
                                                     "operations": ["CREATE", "UPDATE"], "resources": ["restores"]}]},
             "matchConditions": [{"name": "drill-service-account",
                                  "expression": f"request.userInfo.username == '{VELERO_USER}'"}],
-            "validations": [{"expression": e, "message": m} for e, m in VELERO_VALIDATIONS]}
+            "validations": validations}
 
 
 def velero_rbac() -> dict[str, list[dict[str, Any]]]:
     """namespace -> the drill's rules there: its Restores in Velero's (kubectl wait lists and watches the one it
     waits for), the restored ConfigMaps in VELERO_TARGET (read, then deleted)."""
-    return {VELERO_NAMESPACE: [{"apiGroups": ["velero.io"], "resources": ["restores"],
-                                "verbs": ["create", "get", "list", "watch", "delete"]}],
+    return {VELERO_NAMESPACE: list(VELERO_RESTORE_RULES),
             VELERO_TARGET: [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "delete"]}]}
 
 
-def _velero_objects(ctx: DataContext, location: None, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+VELERO_RESTORE_RULES = ({"apiGroups": ["velero.io"], "resources": ["restores"],
+                         "verbs": ["create", "get", "list", "watch", "delete"]},)
+
+
+def _velero_policy(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    """The admission policy of the drills' Restores (the Velero and the DragonflyDB drill share it)."""
     labels = ctx.labels("restore-drill", "velero")
     policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
         "drill-velero-policy", metadata=k8s.meta.v1.ObjectMetaArgs(name=VELERO_POLICY, labels=labels),
@@ -838,16 +852,27 @@ def _velero_objects(ctx: DataContext, location: None, after: Sequence[pulumi.Res
     binding = k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
         "drill-velero-policy", metadata=k8s.meta.v1.ObjectMetaArgs(name=VELERO_POLICY, labels=labels),
         spec={"policyName": VELERO_POLICY, "validationActions": ["Deny"]}, opts=ctx.opts([*after, policy]))
-    objects: list[pulumi.Resource] = [policy, binding]
-    for namespace, rules in velero_rbac().items():
-        meta = k8s.meta.v1.ObjectMetaArgs(name=VELERO_RESTORE, namespace=namespace, labels=labels)
-        role = k8s.rbac.v1.Role(f"drill-velero-{namespace}", metadata=meta, rules=rules, opts=ctx.opts(after))
+    return [policy, binding]
+
+
+def _roles(ctx: DataContext, store: str, name: str, rbac: dict[str, list[dict[str, Any]]],
+           after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    """A Role `name` per namespace of `rbac` (namespace -> rules), bound to the drill's ServiceAccount."""
+    labels = ctx.labels("restore-drill", store)
+    objects: list[pulumi.Resource] = []
+    for namespace, rules in rbac.items():
+        meta = k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=labels)
+        role = k8s.rbac.v1.Role(f"{name}-{namespace}", metadata=meta, rules=rules, opts=ctx.opts(after))
         objects += [role, k8s.rbac.v1.RoleBinding(
-            f"drill-velero-{namespace}", metadata=meta,
-            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": VELERO_RESTORE},
+            f"{name}-{namespace}", metadata=meta,
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
             subjects=[{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}],
             opts=ctx.opts([*after, role]))]
     return objects
+
+
+def _velero_objects(ctx: DataContext, location: None, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    return [*_velero_policy(ctx, after), *_roles(ctx, "velero", VELERO_RESTORE, velero_rbac(), after)]
 
 
 def velero_drill(ctx: DataContext) -> Drill:
@@ -860,14 +885,168 @@ def velero_drill(ctx: DataContext) -> Drill:
         storage="", rbac=(), objects=_velero_objects)  # no volume: what it restores is one ConfigMap
 
 
+# --- DragonflyDB (Velero's file-system restore) -------------------------------------------------------------
+# DragonflyDB's snapshots leave the cluster only inside Velero's backups, as the file-system (kopia) backup of each
+# instance pod's volume `df`: the drill is also the drill of Velero's volume restores. Velero's node agent restores a
+# volume only through a pod that mounts it (an init container, restore-wait, holds the pod until the files are
+# back), so the drill's Restore brings back the first instance's pod and its claim into the empty namespace
+# dr-drills-dragonfly. That pod references production's ACL Secret and the operator's probe ConfigMaps: the resource
+# modifier DF_MODIFIER (a ConfigMap in Velero's namespace, which the drill cannot write) replaces its containers and
+# volumes by one DragonflyDB on loopback with no login, loading the restored `dump` from the volume, and drops the
+# operator's labels and readiness gate. The admission policy admits exactly this Restore (DF_VALIDATIONS).
+DF_TARGET = f"{NAMESPACE}-dragonfly"
+DF_RESTORE = "drill-dragonfly"
+DF_MODIFIER = "drill-dragonfly-modifier"
+DF_MODIFIER_KEY = "modifiers.yaml"  # Velero reads the ConfigMap's one key, whatever its name
+DF_POD = f"{dragonfly.NAME}-0"  # the StatefulSet's first instance: a replica or the primary, both snapshot
+DF_POD_LABEL = "statefulset.kubernetes.io/pod-name"  # the StatefulSet controller's label on each pod
+DF_VOLUME = "df"  # the operator's snapshot volume (dragonfly-operator v1.6.1 SnapshotsVolumeName)
+DF_SNAPSHOT_DIR = "/dragonfly/snapshots"  # where the operator mounts it (SnapshotsDir)
+DF_RESOURCES = dragonfly.RESTORED_KINDS  # a PodVolumeRestore needs claims and volumes included (restore.go v1.18.1)
+DF_PORT = 6379
+DF_RESTORE_SECONDS = 3600  # the snapshot volume downloaded by the node agent
+
+
+def df_container(ctx: DataContext) -> dict[str, Any]:
+    """The restored pod's only container: DragonflyDB of the production image on loopback, no password, loading
+    `dump` from the restored volume; memory as production's (a snapshot loads only into the room it was taken in)."""
+    res = pinned_resources(ctx, "dragonfly", "dragonfly", configured=True)
+    return {"name": "dragonfly", "image": dragonfly.image(), "imagePullPolicy": "IfNotPresent",
+            "args": ["--logtostderr", "--bind=127.0.0.1", f"--port={DF_PORT}", f"--dir={DF_SNAPSHOT_DIR}",
+                     f"--dbfilename={dragonfly.SNAPSHOT_FILE}", "--proactor_threads=1",
+                     f"--maxmemory={dragonfly.maxmemory_bytes(res)}"],
+            "readinessProbe": {"exec": {"command": ["/bin/sh", "-c",
+                                                    f"redis-cli -h 127.0.0.1 -p {DF_PORT} ping | grep -qx PONG"]},
+                               "periodSeconds": 10},
+            "resources": {"requests": {"cpu": SCRATCH_CPU, "memory": f"{res.memory_mib}Mi"},
+                          "limits": {"cpu": SCRATCH_CPU, "memory": f"{res.memory_mib}Mi"}},
+            "securityContext": RESTRICTED_CONTAINER_SECURITY,
+            "volumeMounts": [{"name": DF_VOLUME, "mountPath": DF_SNAPSHOT_DIR}]}
+
+
+def df_modifiers(ctx: DataContext) -> dict[str, Any]:
+    """Velero's resource modifiers (internal/resourcemodifiers, v1.18.1): one JSON merge patch (RFC 7386: a list is
+    replaced whole, null deletes) on the drill's pod, matched before the namespace mapping (the backup's namespace).
+    Applied after Velero's own pod actions: restore-wait, prepended to initContainers, stays."""
+    patch = {"metadata": {"labels": {k: None for k in (*dragonfly.POD_LABELS, "role")}},
+             "spec": {"containers": [df_container(ctx)],
+                      "volumes": [{"name": DF_VOLUME, "persistentVolumeClaim": {"claimName": f"{DF_VOLUME}-{DF_POD}"}}],
+                      "automountServiceAccountToken": False, "enableServiceLinks": False,
+                      "readinessGates": None, "affinity": None, "nodeSelector": None, "tolerations": None}}
+    return {"version": "v1", "resourceModifierRules": [{
+        "conditions": {"groupResource": "pods", "namespaces": [dragonfly.NAMESPACE],
+                       "resourceNameRegex": f"^{DF_POD}$"},
+        "mergePatches": [{"patchData": json.dumps(patch, sort_keys=True)}]}]}
+
+
+def df_restore(ctx: DataContext) -> dict[str, Any]:
+    """The newest successful backup of Velero's schedule (its snapshot volume included: the namespace is not a live
+    database's), the first instance's pod with its claim (Velero adds a pod's claims, and a claim's volume, as
+    additional items; the volume is re-provisioned, never restored: it has a pod volume backup).
+    `includeClusterResources` stays unset: false would skip that volume, and the claim would keep production's
+    volume name."""
+    return {"apiVersion": "velero.io/v1", "kind": "Restore",
+            "metadata": {"name": DF_RESTORE, "namespace": VELERO_NAMESPACE, "labels": scratch_labels(ctx, "dragonfly")},
+            "spec": {"scheduleName": VELERO_SCHEDULE,
+                     "includedNamespaces": [dragonfly.NAMESPACE],
+                     "namespaceMapping": {dragonfly.NAMESPACE: DF_TARGET},
+                     "includedResources": list(DF_RESOURCES),
+                     "labelSelector": {"matchLabels": {DF_POD_LABEL: DF_POD}},
+                     "resourceModifier": {"kind": "ConfigMap", "name": DF_MODIFIER},
+                     "existingResourcePolicy": "none"}}
+
+
+DF_VALIDATIONS = (
+    (f"has(object.spec.includedNamespaces) && object.spec.includedNamespaces == ['{dragonfly.NAMESPACE}']",
+     f"spec.includedNamespaces must be [{dragonfly.NAMESPACE}]"),
+    (f"has(object.spec.namespaceMapping) && size(object.spec.namespaceMapping) == 1 && "
+     f"'{dragonfly.NAMESPACE}' in object.spec.namespaceMapping && "
+     f"object.spec.namespaceMapping['{dragonfly.NAMESPACE}'] == '{DF_TARGET}'",
+     f"spec.namespaceMapping must map {dragonfly.NAMESPACE} to {DF_TARGET}"),
+    ("has(object.spec.includedResources) && size(object.spec.includedResources) > 0 && "
+     f"object.spec.includedResources.all(r, r in {_cel_list(DF_RESOURCES)})",
+     f"spec.includedResources must list only {', '.join(DF_RESOURCES)}"),
+    # unset, not true: cluster-scoped kinds beyond the volumes above are excluded by includedResources
+    ("!has(object.spec.includeClusterResources)", "spec.includeClusterResources must be unset"),
+    ("has(object.spec.labelSelector) && has(object.spec.labelSelector.matchLabels) && "
+     "!has(object.spec.labelSelector.matchExpressions) && size(object.spec.labelSelector.matchLabels) == 1 && "
+     f"'{DF_POD_LABEL}' in object.spec.labelSelector.matchLabels && "
+     f"object.spec.labelSelector.matchLabels['{DF_POD_LABEL}'] == '{DF_POD}' && !has(object.spec.orLabelSelectors)",
+     f"spec.labelSelector must select {DF_POD_LABEL}={DF_POD} only"),
+    ("has(object.spec.resourceModifier) && object.spec.resourceModifier.kind == 'ConfigMap' && "
+     f"object.spec.resourceModifier.name == '{DF_MODIFIER}' && "
+     "(!has(object.spec.resourceModifier.apiGroup) || object.spec.resourceModifier.apiGroup == '')",
+     f"spec.resourceModifier must be the ConfigMap {DF_MODIFIER}"),
+    ("!has(object.spec.hooks) || !has(object.spec.hooks.resources) || size(object.spec.hooks.resources) == 0",
+     "spec.hooks are not allowed"),
+)
+
+
+def df_rbac() -> dict[str, list[dict[str, Any]]]:
+    """Its Restore in Velero's namespace; in the restore's target: read the pod, exec into it (check_dragonfly), delete the pod and its claim."""
+    return {VELERO_NAMESPACE: list(VELERO_RESTORE_RULES),
+            DF_TARGET: [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "delete"]},
+                        {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["get", "create"]},
+                        {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "list", "delete"]}]}
+
+
+def _df_objects(ctx: DataContext, location: None, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    modifier = k8s.core.v1.ConfigMap("drill-dragonfly-modifier", metadata=k8s.meta.v1.ObjectMetaArgs(
+        name=DF_MODIFIER, namespace=VELERO_NAMESPACE, labels=ctx.labels("restore-drill", "dragonfly")),
+        data={DF_MODIFIER_KEY: yaml.safe_dump(df_modifiers(ctx), sort_keys=False)}, opts=ctx.opts(after))
+    objects: list[pulumi.Resource] = [modifier]
+    if "velero" not in ctx.drills:  # else the Velero drill's objects carry the shared policy
+        objects += _velero_policy(ctx, after)
+    objects += _roles(ctx, "dragonfly", DF_RESTORE, df_rbac(), after)
+    return objects
+
+
+def dragonfly_drill(ctx: DataContext) -> Drill:
+    return Drill(
+        store="dragonfly", scratch=df_restore(ctx), resource=f"restores.velero.io/{DF_RESTORE}",
+        ready="jsonpath={.status.phase}=Completed", timeout_seconds=DF_RESTORE_SECONDS,
+        check_seconds=dragonfly.READY_TIMEOUT_SECONDS,  # the restored pod loads the snapshot (wait_dragonfly)
+        env={"NAMESPACE": VELERO_NAMESPACE, "TARGET": DF_TARGET, "RESTORE": DF_RESTORE, "SCRATCH_POD": DF_POD,
+             "LOAD_TIMEOUT_SECONDS": str(dragonfly.READY_TIMEOUT_SECONDS), "CANARY_KEY": dragonfly.CANARY_KEY},
+        storage="", rbac=(), objects=_df_objects)  # its volume is in DF_TARGET (namespaces(): its own quota)
+
+
+def df_canary_spec(ctx: DataContext) -> dict[str, Any]:
+    """redis-cli of the production image as drill-canary, SET on its one key; the password in REDISCLI_AUTH (never
+    on the command line)."""
+    env = [{"name": "HOST", "value": f"{dragonfly.NAME}.{dragonfly.NAMESPACE}.svc.{dragonfly.CLUSTER_DOMAIN}"},
+           {"name": "CANARY_KEY", "value": dragonfly.CANARY_KEY},
+           {"name": "HOME", "value": "/tmp"},
+           {"name": "CANARY_USER", "valueFrom": {"secretKeyRef": {"name": dragonfly.CANARY_SECRET, "key": "username"}}},
+           {"name": "REDISCLI_AUTH",
+            "valueFrom": {"secretKeyRef": {"name": dragonfly.CANARY_SECRET, "key": "password"}}}]
+    return _script_canary(ctx, dragonfly.image(), DF_CANARY_SCRIPT, env, CANARY_RESOURCES, run_as=dragonfly.DFLY_UID)
+
+
+DF_CANARY_SCRIPT = "dragonfly-canary.sh"
+DF_CANARY = Path(__file__).with_name(DF_CANARY_SCRIPT)
+
+
+def _df_canary(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    labels = ctx.labels("restore-drill", "canary")
+    script = k8s.core.v1.ConfigMap("drill-canary-dragonfly", metadata=k8s.meta.v1.ObjectMetaArgs(
+        name="drill-canary", namespace=dragonfly.NAMESPACE, labels=labels),
+        data={DF_CANARY_SCRIPT: DF_CANARY.read_text()}, opts=ctx.opts(after))
+    job = k8s.batch.v1.CronJob("drill-canary-dragonfly", metadata=k8s.meta.v1.ObjectMetaArgs(
+        name="drill-canary", namespace=dragonfly.NAMESPACE, labels=labels), spec=df_canary_spec(ctx),
+        opts=ctx.opts([*after, script]))
+    return [script, job]
+
+
 # store -> its drill; store -> its canary writer (in the store's namespace). config/data.py DRILLED_STORES lists
 # the same stores (the config cannot import components).
 DRILLS: dict[str, Callable[[DataContext], Drill]] = {"postgres": postgres_drill, "redpanda": redpanda_drill,
                                                     "clickhouse": clickhouse_drill, "etcd": etcd_drill,
-                                                    "scylladb": scylladb_drill, "velero": velero_drill}
+                                                    "scylladb": scylladb_drill, "velero": velero_drill,
+                                                    "dragonfly": dragonfly_drill}
 CANARIES: dict[str, Callable[[DataContext, Sequence[pulumi.Resource]], list[pulumi.Resource]]] = {
     "postgres": _pg_canary, "redpanda": _rp_canary, "clickhouse": _ch_canary, "etcd": _etcd_canary,
-    "scylladb": _sc_canary,
+    "scylladb": _sc_canary, "dragonfly": _df_canary,
     "velero": lambda ctx, after: []}  # etcd's (dr-drills/drill-canary): config/data.py keeps etcd drilled with it
 
 
@@ -883,7 +1062,11 @@ def namespaces(ctx: DataContext) -> list[NamespaceSpec]:
         egress_to=ctx.object_storage_peer(), egress_world=ctx.backup_egress_world()),
         *([NamespaceSpec(name=VELERO_TARGET, pss="restricted", layer=LAYER,
                          why="what the Velero drill's Restore restores (the canary ConfigMap): nothing runs here")]
-          if "velero" in ctx.drills else [])]
+          if "velero" in ctx.drills else []),
+        *([NamespaceSpec(name=DF_TARGET, pss="restricted", layer=LAYER,
+                         why="the DragonflyDB drill's restored pod (a DragonflyDB on loopback) and its volume: "
+                             "default-deny, it reaches nothing and nothing reaches it")]
+          if "dragonfly" in ctx.drills else [])]
 
 
 def quota(drills: Sequence[Drill]) -> dict[str, Any]:
@@ -1066,9 +1249,9 @@ def read_only_secret(ctx: DataContext, keys: S3Keys, ns: pulumi.Resource) -> k8s
 
 def location_of(ctx: DataContext, store: str) -> S3Location | None:
     """Where a drilled store's backups are: etcd's are the K3s servers' snapshots, the rest the stores' own; Velero
-    reads its own (None: the drill only asks Velero)."""
+    reads its own (None: the drill only asks Velero; DragonflyDB's snapshots are inside Velero's backups)."""
     assert ctx.backup is not None
-    if store == "velero":
+    if store in ("velero", "dragonfly"):
         return None
     if store == "etcd":
         assert ctx.backup.etcd is not None  # config/rules.py: drills need their key pair
@@ -1086,7 +1269,8 @@ def install(ctx: DataContext, spaces: Namespaces, keys: S3Keys | None, velero_sc
     drills = [DRILLS[store](ctx) for store in ctx.drills]
     ages = backup_ages(ctx, velero_schedule)
     ns = spaces[NAMESPACE]
-    deps = [*after, *spaces.ready_for([NAMESPACE, *([VELERO_TARGET] if "velero" in ctx.drills else [])])]
+    targets = {"velero": VELERO_TARGET, "dragonfly": DF_TARGET}  # the namespaces Velero restores the drills into
+    deps = [*after, *spaces.ready_for([NAMESPACE, *(t for store, t in targets.items() if store in ctx.drills)])]
     labels = ctx.labels("restore-drill")
     secret = read_only_secret(ctx, keys, ns)
     ready: list[pulumi.Resource] = [
