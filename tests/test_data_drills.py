@@ -1409,16 +1409,17 @@ def test_skipping_etcd_keeps_velero_skipped_too():
 FAKE_VELERO_KUBECTL = """#!/usr/bin/env bash
 printf '%s\\n' "$*" >>"$CALLS"
 case "$*" in
+  *status.phase*) printf '%s' "$PHASE" ;;
   "get restore"*) printf 'cluster-20261203040000' ;;
   *restore-name}*) printf '%s' "$RESTORED_BY" ;;
   *go-template*) printf '%s' "$CANARY" ;;
-  wait*) exit "${WAIT_RC:-0}" ;;
 esac
 """
 
 
-def run_velero_drill(tmp_path: Path, canary: str, restored_by: str = "drill-velero", wait_rc: int = 0):
-    return drill_script(tmp_path, FAKE_VELERO_KUBECTL, CANARY=canary, RESTORED_BY=restored_by, WAIT_RC=str(wait_rc),
+def run_velero_drill(tmp_path: Path, canary: str, restored_by: str = "drill-velero", phase: str = "Completed"):
+    return drill_script(tmp_path, FAKE_VELERO_KUBECTL, CANARY=canary, RESTORED_BY=restored_by, PHASE=phase,
+                        POLL_SECONDS="0", TIMEOUT_SECONDS="1",
                         STORE="velero", NAMESPACE="velero", MANIFEST="/drill/velero.yaml",
                         RESOURCE="restores.velero.io/drill-velero", READY="jsonpath={.status.phase}=Completed",
                         TARGET="dr-drills-velero", RESTORE="drill-velero", CANARY_CONFIGMAP="drill-canary",
@@ -1435,22 +1436,25 @@ def test_velero_drill_reads_the_restored_canary_and_removes_it_and_the_restore(t
     assert calls[0].startswith(CLEAN_RESTORED)  # a previous drill's leftovers, then its Restore
     assert calls[1].startswith("delete --namespace velero --filename /drill/velero.yaml")
     assert calls[2] == "apply --namespace velero --filename /drill/velero.yaml"
-    assert calls[3].startswith("wait --namespace velero --for=jsonpath={.status.phase}=Completed --timeout=60s "
-                               "restores.velero.io/drill-velero")
+    assert calls[3] == "get restore --namespace velero drill-velero --output jsonpath={.status.phase}"
     assert any(c.startswith("get configmap --namespace dr-drills-velero drill-canary") for c in calls)
     assert calls[-2].startswith(CLEAN_RESTORED) and calls[-1].startswith("delete --namespace velero --filename")
 
 
-@pytest.mark.parametrize("canary_age, restored_by, wait_rc, message", [
-    (7200, "drill-velero", 0, "misses recent writes"),
-    (60, "", 0, "no canary ConfigMap restored by drill-velero"),  # nothing restored (or someone else's copy)
-    (None, "drill-velero", 0, "the restored canary holds no time"),
-    (60, "drill-velero", 1, ""),  # the Restore never completed
+@pytest.mark.parametrize("canary_age, restored_by, phase, message", [
+    (7200, "drill-velero", "Completed", "misses recent writes"),
+    (60, "", "Completed", "no canary ConfigMap restored by drill-velero"),  # nothing restored (or another's copy)
+    (None, "drill-velero", "Completed", "the restored canary holds no time"),
+    (60, "drill-velero", "InProgress", "the Restore is still 'InProgress' after 1s"),  # never completed
+    (60, "drill-velero", "FailedValidation", "the Restore ended FailedValidation"),  # at once: e.g. no backup yet
+    (60, "drill-velero", "PartiallyFailed", "the Restore ended PartiallyFailed"),
 ])
-def test_velero_drill_fails_and_still_cleans_up(tmp_path, canary_age, restored_by, wait_rc, message):
+def test_velero_drill_fails_and_still_cleans_up(tmp_path, canary_age, restored_by, phase, message):
     canary = "" if canary_age is None else f"drill-canary@{now() - canary_age}"
-    result, calls = run_velero_drill(tmp_path, canary, restored_by, wait_rc)
+    result, calls = run_velero_drill(tmp_path, canary, restored_by, phase)
     assert result.returncode != 0 and message in result.stderr
+    if phase not in ("Completed", "InProgress"):  # an ended Restore is read once, not polled to the timeout
+        assert sum(c.endswith("jsonpath={.status.phase}") for c in calls) == 1
     assert calls[-2].startswith(CLEAN_RESTORED) and calls[-1].startswith("delete --namespace velero --filename")
 
 

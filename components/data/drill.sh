@@ -205,8 +205,35 @@ check_scylladb() {
   printf '%s\n' "$((newest / 1000))"
 }
 
+# Velero's drills: follow RESTORE's phase until Completed. A Restore that ended otherwise (PartiallyFailed, Failed,
+# FailedValidation: e.g. no backup of the schedule yet) fails the drill at once, not at TIMEOUT_SECONDS.
+wait_restore() {
+  : "${RESTORE:?}"
+  local deadline phase
+  deadline=$(($(date +%s) + TIMEOUT_SECONDS))
+  while :; do
+    phase="$(kubectl get restore --namespace "$NAMESPACE" "$RESTORE" --output 'jsonpath={.status.phase}')"
+    case "$phase" in
+      Completed) return 0 ;;
+      PartiallyFailed | Failed | FailedValidation)
+        log "the Restore ended ${phase}: kubectl -n ${NAMESPACE} describe restore ${RESTORE}"
+        return 1
+        ;;
+    esac
+    if (($(date +%s) >= deadline)); then
+      log "the Restore is still '${phase}' after ${TIMEOUT_SECONDS}s"
+      return 1
+    fi
+    sleep "${POLL_SECONDS:-10}"
+  done
+}
+
+wait_velero() {
+  wait_restore
+}
+
 # Velero: NAMESPACE is Velero's (MANIFEST is the drill's Restore, of the newest successful scheduled backup),
-# TARGET, RESTORE, CANARY_CONFIGMAP, CANARY_KEY, CANARY_MARKER. The Restore (Completed: main waited for it) put the
+# TARGET, RESTORE, CANARY_CONFIGMAP, CANARY_KEY, CANARY_MARKER. The Restore (Completed: wait_restore) put the
 # canary ConfigMap of dr-drills into TARGET, an empty namespace (the admission policy admits no other mapping);
 # prints its time. teardown_velero deletes what the Restore restored (Velero labels it with the Restore's name).
 check_velero() {
@@ -240,28 +267,12 @@ teardown_velero() {
 
 # DragonflyDB (Velero's file-system restore): NAMESPACE is Velero's (MANIFEST is the drill's Restore of the first
 # instance's pod and snapshot volume, rewritten by the resource modifier into a DragonflyDB on loopback), TARGET,
-# RESTORE, SCRATCH_POD, LOAD_TIMEOUT_SECONDS, CANARY_KEY. wait_dragonfly follows the Restore's phase (a failed one
-# fails the drill at once instead of at the timeout), then waits until the restored pod has loaded the snapshot;
+# RESTORE, SCRATCH_POD, LOAD_TIMEOUT_SECONDS, CANARY_KEY. wait_dragonfly follows the Restore's phase (wait_restore),
+# then waits until the restored pod has loaded the snapshot;
 # check_dragonfly reads the canary. teardown_dragonfly deletes what the Restore created in TARGET.
 wait_dragonfly() {
-  : "${TARGET:?}" "${RESTORE:?}" "${SCRATCH_POD:?}" "${LOAD_TIMEOUT_SECONDS:?}"
-  local deadline phase
-  deadline=$(($(date +%s) + TIMEOUT_SECONDS))
-  while :; do
-    phase="$(kubectl get restore --namespace "$NAMESPACE" "$RESTORE" --output 'jsonpath={.status.phase}')"
-    case "$phase" in
-      Completed) break ;;
-      PartiallyFailed | Failed | FailedValidation)
-        log "the Restore ended ${phase}: kubectl -n ${NAMESPACE} describe restore ${RESTORE}"
-        return 1
-        ;;
-    esac
-    if (($(date +%s) >= deadline)); then
-      log "the Restore is still '${phase}' after ${TIMEOUT_SECONDS}s"
-      return 1
-    fi
-    sleep "${POLL_SECONDS:-10}"
-  done
+  : "${SCRATCH_POD:?}" "${LOAD_TIMEOUT_SECONDS:?}"
+  wait_restore
   kubectl wait --namespace "$TARGET" --for=condition=Ready --timeout="${LOAD_TIMEOUT_SECONDS}s" \
     "pod/${SCRATCH_POD}" >/dev/null
 }
