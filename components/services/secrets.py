@@ -44,7 +44,9 @@ webhook and cert-controller on 8080), installed after the Prometheus Operator CR
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
+import urllib.parse
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -61,9 +63,10 @@ from components.services import certs
 from components.services.context import ServicesContext
 from components.services.secrets_sso import CLIENT_SECRET, MOUNT as OIDC_MOUNT, ROLE as OIDC_ROLE, SECRET_LENGTH, \
     SECRET_MOUNT, SecretsOidc
-from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
-                                           NamespaceSpec, Peer, prometheus_peer)
+from components.services.namespaces import (PRIVATE_RANGES, RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY,
+                                           Namespaces, NamespaceSpec, Peer, prometheus_peer)
 from config import LoadedConfig
+from config.services import TransitSeal
 from providers.base import Infrastructure, Seal, seal_type
 
 API_PORT = 8200
@@ -78,6 +81,10 @@ READER_ACCOUNT = "secret-store-reader"  # in each consuming namespace: its Secre
 ESO_ACCOUNT = "external-secrets"  # the chart's controller ServiceAccount (release external-secrets)
 ADMIN_ROLE = "platform-admin"
 LEGACY_ROLE = "external-secrets"  # the cluster-wide reader of earlier versions: deleted by the configure Job
+# The transit seal's token variable: read by the seal alone (go-kms-wrapping wrappers/transit v2.8.0, OpenBao
+# 2.6.2's, transit_client.go), before the stanza's `token`. Not BAO_TOKEN/VAULT_TOKEN: the `bao` CLI in the pod reads
+# those too, and would send the external token to the in-cluster server.
+TRANSIT_TOKEN_ENV = "VAULT_TRANSIT_SEAL_TOKEN"
 SEAL_KEY_ID = "adplatform-1"  # bump (with previous_key_*) when the key is rotated
 ADMIN_POLICY = 'path "*" { capabilities = ["create", "read", "update", "patch", "delete", "list", "sudo"] }\n'
 # OpenBao reads its certificate at start (and on SIGHUP): a year's certificate renewed three months ahead is
@@ -144,13 +151,15 @@ def backend_of(ctx: ServicesContext) -> Backend:
 
 def namespaces(ctx: ServicesContext) -> list[NamespaceSpec]:
     backend = backend_of(ctx)
+    world, blocks = seal_egress(ctx)
     return [
         NamespaceSpec(name=backend.name, pss="restricted",
                       why=f"{backend.name} servers run non-root with no extra capabilities",
                       ingress_from=(Peer(ESO_NAMESPACE, (API_PORT,)), prometheus_peer((API_PORT,))),
-                      # The OIDC login: GitLab's public address (discovery, keys, token, userinfo); the KMS seal:
-                      # the provider's KMS API.
-                      egress_world=(443,) if ctx.secrets_oidc or ctx.seal else ()),
+                      # The OIDC login: GitLab's public address (discovery, keys, token, userinfo); the seal: the
+                      # provider's KMS API or the transit server.
+                      egress_world=tuple(sorted({*((443,) if ctx.secrets_oidc else ()), *world})),
+                      egress_blocks=blocks),
         NamespaceSpec(name=ESO_NAMESPACE, pss="restricted", why="the ESO controllers run non-root, read-only root",
                       webhooks=(ESO_WEBHOOK_PORT,), egress_to=(Peer(backend.name, (API_PORT,)),),
                       ingress_from=(prometheus_peer((ESO_METRICS_PORT,)),)),
@@ -302,13 +311,13 @@ def static_seal(backend: Backend, disabled: bool = False) -> dict[Any, Any]:
 
 
 def seal_secret(backend: Backend) -> str:
-    """The Secret holding the KMS seal's credential, in the store's namespace only."""
+    """The Secret holding the auto seal's credential (KMS or transit), in the store's namespace only."""
     return f"{backend.name}-seal"
 
 
 def seal_stanzas(backend: Backend, seal: Seal, migrate: bool) -> pulumi.Output[dict[Any, Any]]:
-    """The KMS seal's stanza: the provider's settings and the credential files' paths (its secrets come from the
-    environment or those files, never from this config); with `migrate`, the static seal beside it, disabled."""
+    """The auto seal's stanza (KMS or transit): its settings and the credential files' paths (its secrets come from
+    the environment or those files, never from this config); with `migrate`, the static seal beside it, disabled."""
     files = {attr: f"{backend.userconfig}/{seal_secret(backend)}/{key}" for attr, key in seal.file_settings.items()}
     previous = static_seal(backend, disabled=True) if migrate else {}
     return pulumi.Output.all(**seal.settings).apply(
@@ -316,10 +325,47 @@ def seal_stanzas(backend: Backend, seal: Seal, migrate: bool) -> pulumi.Output[d
 
 
 def provider_seal(loaded: LoadedConfig, infra: Infrastructure) -> Seal | None:
-    """The provider's KMS key and credential, where the seal in effect is kms (providers/base.py seal_type)."""
-    if infra.install_seal is None or seal_type(loaded, True) != "kms":
-        return None
-    return infra.install_seal(BACKENDS[loaded.config.cluster_services.secrets.backend].name)
+    """The seal keeping the unseal key outside the cluster, if the seal in effect is one (providers/base.py
+    seal_type): the provider's KMS key and credential, or the external transit engine and its token."""
+    secrets = loaded.config.cluster_services.secrets
+    kind = seal_type(loaded, infra.install_seal is not None)
+    if kind == "transit":
+        assert secrets.seal.transit is not None and loaded.secrets.seal_token is not None  # check_seal
+        return transit_seal(secrets.seal.transit, loaded.secrets.seal_token)
+    if kind == "kms" and infra.install_seal is not None:
+        return infra.install_seal(BACKENDS[secrets.backend].name)
+    return None
+
+
+def transit_seal(transit: TransitSeal, token: pulumi.Output[str]) -> Seal:
+    """OpenBao's `seal "transit"` (OpenBao 2.6 docs, configuration/seal/transit): the settings are the stanza; the
+    token and the pinned CA sit in the Secret `<backend>-seal`, which the servers mount (tls_ca_cert; the token is
+    a 0440 file there too, in the same container) and read the token from as TRANSIT_TOKEN_ENV. The stanza carries
+    no token: the Helm values and their ConfigMap hold none, and no command line does."""
+    settings = {"address": transit.address, "disable_renewal": "true" if transit.disable_renewal else "false",
+                "key_name": transit.key_name, "mount_path": transit.mount_path,
+                **({"namespace": transit.namespace} if transit.namespace else {})}
+    return Seal("transit", settings=settings, credentials={"token": token, "ca.crt": transit.tls_ca},
+                env={TRANSIT_TOKEN_ENV: "token"}, file_settings={"tls_ca_cert": "ca.crt"})
+
+
+def seal_egress(ctx: ServicesContext) -> tuple[tuple[int, ...], tuple[tuple[str, tuple[int, ...]], ...]]:
+    """(ports on the internet, (address, ports) of the user's network) OpenBao dials its seal on: a KMS API on 443;
+    the transit server on its own port, and, named by a private IP address, that address alone."""
+    if ctx.seal is None:
+        return (), ()
+    if ctx.seal.type != "transit":
+        return (443,), ()
+    transit = ctx.settings.secrets.seal.transit
+    assert transit is not None  # providers/base.py check_seal
+    host = urllib.parse.urlsplit(transit.address).hostname or ""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:  # a name: resolved to a public address (docs/security.md: a private one needs the IP)
+        return (transit.port,), ()
+    if any(ip in ipaddress.ip_network(block) for block in PRIVATE_RANGES if ip.version == 4):  # not in egress_world
+        return (), ((str(ipaddress.ip_network(ip)), (transit.port,)),)
+    return (transit.port,), ()
 
 
 def self_init_config(backend: Backend) -> str:
@@ -418,7 +464,7 @@ def server_values(ctx: ServicesContext, backend: Backend) -> dict[str, Any]:
         lambda seals: server_config(backend, replicas, seals))
     volumes = [{"type": "secret", "name": f"{backend.name}-unseal-key", "path": backend.userconfig,
                 "defaultMode": 0o440}] if static_key_kept(ctx, backend) else []
-    if seal is not None and seal.file_settings:  # credential files (GCP); AWS reads its key from the environment
+    if seal is not None and seal.file_settings:  # credential files (GCP, transit's CA); AWS reads the environment
         volumes.append({"type": "secret", "name": seal_secret(backend), "path": backend.userconfig,
                         "defaultMode": 0o440})
     if backend.self_managed:
@@ -481,7 +527,7 @@ def address_variable(backend: Backend) -> str:
 
 def install_seal_credential(ctx: ServicesContext, backend: Backend, seal: Seal,
                             ns: pulumi.Resource) -> list[pulumi.Resource]:
-    """The KMS seal's credential as the Secret `<backend>-seal`, in the store's namespace alone (no other reads it)
+    """The auto seal's credential as the Secret `<backend>-seal`, in the store's namespace alone (no other reads it)
     and excluded from Velero backups (a backup would carry the right to unseal the data it holds); after the
     provider's key and credential, which the servers need at their first start."""
     secret = k8s.core.v1.Secret(
