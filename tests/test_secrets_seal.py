@@ -338,13 +338,14 @@ def test_transit_seal_settings_follow_the_config():
     ({**TRANSIT, "address": "https://bao.example.net/v1/transit"}, "(no path), got 'https://bao.example.net/v1/"),
     ({**TRANSIT, "address": "https://169.254.169.254"}, "transit.address must be an https:// address"),
     ({**TRANSIT, "address": "https://bao.example.net;id"}, "transit.address must be an https:// address"),
-    ({**TRANSIT, "keyName": "key name"}, "adplatform:clusterServices.secrets.seal.transit.keyName must be a single word"),
+    ({**TRANSIT, "keyName": "key name"}, "seal.transit.keyName must be a single word"),
     ({**TRANSIT, "mountPath": "../sys"}, "adplatform:clusterServices.secrets.seal.transit.mountPath must be a path"),
     ({**TRANSIT, "namespace": "a b"}, "adplatform:clusterServices.secrets.seal.transit.namespace must be a path"),
-    ({**TRANSIT, "tlsCa": "not a certificate"}, "adplatform:clusterServices.secrets.seal.transit.tlsCa must be the PEM"),
+    ({**TRANSIT, "tlsCa": "not a certificate"}, "seal.transit.tlsCa must be the PEM certificate(s) of the CA"),
     ({**TRANSIT, "tlsCa": "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----"},
      "transit.tlsCa holds a PRIVATE key"),
-    ({k: v for k, v in TRANSIT.items() if k != "tlsCa"}, "adplatform:clusterServices.secrets.seal.transit.tlsCa must be set"),
+    ({k: v for k, v in TRANSIT.items() if k != "tlsCa"}, "adplatform:clusterServices.secrets.seal.transit.tlsCa must be "
+                                                           "set"),
     (None, "adplatform:clusterServices.secrets.seal.transit must be set with seal type transit"),
 ])
 def test_transit_config_errors_name_the_key_the_value_and_what_is_accepted(transit, expected):
