@@ -43,6 +43,8 @@ OPTIONAL_SECRETS = {
     "dnsApiToken": "the DNS provider credential of clusterServices.tls.dns01 and clusterServices.dns (Cloudflare "
                    "API token, Route53 secret access key, RFC2136 TSIG secret or Hetzner Cloud API token)",
     "adServicesRegistryToken": "the password or deploy token (read_registry) of adServices.registry",
+    "secretsSealToken": "the token OpenBao's transit seal authenticates with to clusterServices.secrets.seal.transit "
+                        "(allowed to encrypt and decrypt with that one key)",
 }
 
 
@@ -66,6 +68,7 @@ class StackSecrets:
     alerting: dict[str, pulumi.Output[str]] = field(default_factory=dict)  # receiver name -> URL or key
     ad_services_registry_token: pulumi.Output[str] | None = None
     backup_credentials: dict[str, S3Keys] = field(default_factory=dict)  # purpose (BACKUP_PURPOSES) -> keys
+    seal_token: pulumi.Output[str] | None = None  # the transit seal's token (clusterServices.secrets.seal.transit)
 
     def reader_keys(self, reader: str) -> S3Keys | None:
         """A reader's own read-only keys (BACKUP_READERS): never the shared pair, which can write."""
@@ -176,7 +179,7 @@ def load(stack: str, raw: dict[str, Any], secret_keys: set[str]) -> LoadedConfig
         object_storage_secret_access_key=extra.get("objectStorageSecretAccessKey"),
         gitlab_runner_token=extra.get("gitlabRunnerToken"),
         alerting={name: pulumi.Output.secret(str(value)) for name, value in alerting.items()},
-        ad_services_registry_token=extra.get("adServicesRegistryToken"),
+        ad_services_registry_token=extra.get("adServicesRegistryToken"), seal_token=extra.get("secretsSealToken"),
         backup_credentials={purpose: S3Keys(*(pulumi.Output.secret(str(keys[f])) for f in S3_KEY_FIELDS))
                             for purpose, keys in backup_keys.items()}))
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
+import urllib.parse
 import zoneinfo
 from typing import Annotated, ClassVar, Literal
 
@@ -34,8 +36,10 @@ DNS_PROVIDERS = (*DNS01_PROVIDERS, "hetzner")
 DNS_POLICIES = ("sync", "upsert-only")
 SECRETS_BACKENDS = ("openbao", "vault")
 # How OpenBao unseals (components/services/secrets.py): `static`, a key in the cluster; `kms`, the cloud provider's
-# key management service (providers/*.py install_seal). Unset: `kms` where the stack's provider offers one.
-SEAL_TYPES = ("static", "kms")
+# key management service (providers/*.py install_seal); `transit`, the transit engine of an OpenBao or Vault outside
+# the cluster (clusterServices.secrets.seal.transit, token adplatform:secretsSealToken). Unset: `kms` where the
+# stack's provider offers one, else `static`.
+SEAL_TYPES = ("static", "kms", "transit")
 # Reboot window days, as kured's --reboot-days takes them (kubereboot/kured 1.23.0 pkg/timewindow/days.go).
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CLOCK = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
@@ -305,13 +309,103 @@ def check_pgp_public_key(value: str) -> str:
     return value.strip() + "\n"
 
 
+_CERTIFICATE_PEM = re.compile(r"-----BEGIN CERTIFICATE-----\r?\n(?P<body>[A-Za-z0-9+/=\r\n]+?)\r?\n"
+                              r"-----END CERTIFICATE-----")
+CA_PEM_MAX_LENGTH = 16384  # a few CA certificates (a chain, or an old and a new root during a rotation)
+# A path of the transit server's API (a mount, a namespace): segments of letters, digits, '.', '_', '-'.
+_API_PATH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9][A-Za-z0-9._-]{0,127}){0,15}/?")
+
+
+def check_https_address(value: str) -> str:
+    """The base URL of an OpenBao/Vault API: https, a host name or IP address, an optional port, nothing else (no
+    user, path, query or fragment: OpenBao appends /v1/... itself)."""
+    how = "must be an https:// address of the transit server, e.g. https://bao.example.com:8200 (no path)"
+    try:
+        url = urllib.parse.urlsplit(value)
+        port = url.port
+    except ValueError:
+        raise ValueError(how) from None
+    host = url.hostname or ""
+    if (url.scheme != "https" or url.username is not None or url.path not in ("", "/") or url.query or url.fragment
+            or port == 0 or not host or not _is_host(host)):
+        raise ValueError(how)
+    return value.rstrip("/")
+
+
+def _is_host(host: str) -> bool:
+    """A DNS name (one label or more) or a unicast IPv4/IPv6 address another machine can have."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return len(host) <= 253 and re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}"
+                                                r"[a-z0-9])?)*", host) is not None
+    # Not the pod itself, nor link-local (where clouds serve instance metadata: no egress may open it).
+    return not (ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified)
+
+
+def check_api_path(value: str) -> str:
+    if not _API_PATH.fullmatch(value):
+        raise ValueError("must be a path of the transit server such as transit or team/transit/: segments of "
+                         "letters, digits, '.', '_' and '-' separated by '/'")
+    return value
+
+
+def check_certificate_pem(value: str) -> str:
+    """One or more PEM CERTIFICATE blocks and nothing else, each body base64 of a DER SEQUENCE (a certificate)."""
+    if "PRIVATE KEY" in value:
+        raise ValueError("holds a PRIVATE key: give the CA's certificate (-----BEGIN CERTIFICATE-----) only")
+    text = value.strip()
+    blocks = list(_CERTIFICATE_PEM.finditer(text))
+    rest = _CERTIFICATE_PEM.sub("", text)
+    if not blocks or rest.strip():
+        raise ValueError("must be the PEM certificate(s) of the CA that issued the transit server's certificate, "
+                         "from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----, nothing else")
+    for block in blocks:
+        try:
+            der = base64.b64decode("".join(block["body"].split()), validate=True)
+        except binascii.Error:
+            raise ValueError("has a certificate whose body is not base64: copy the whole PEM block") from None
+        if len(der) < 64 or der[0] != 0x30:  # an X.509 certificate is a DER SEQUENCE (RFC 5280 4.1)
+            raise ValueError("has a block that is not a DER certificate: give the CA's PEM certificate")
+    return text + "\n"
+
+
+class TransitSeal(Model):
+    """clusterServices.secrets.seal.transit: the transit engine of an OpenBao/Vault outside the cluster that wraps
+    OpenBao's root key (OpenBao 2.6 docs, configuration/seal/transit). Its token is adplatform:secretsSealToken (a
+    secret): it needs update on <mountPath>/encrypt/<keyName> and <mountPath>/decrypt/<keyName> and nothing else
+    (plus renewing itself, unless disableRenewal)."""
+
+    address: str
+    key_name: str
+    mount_path: str = "transit"
+    namespace: str | None = None  # an OpenBao/Vault Enterprise namespace holding the mount
+    # Pinned: the servers' environment names the in-cluster CA (BAO_CACERT), which the seal's client would
+    # otherwise trust alone; and a pinned issuer keeps any other CA from seeing the token.
+    tls_ca: Annotated[str, StringConstraints(max_length=CA_PEM_MAX_LENGTH)]
+    # The token's lifetime is managed elsewhere (not renewed by OpenBao): a non-periodic token then expires.
+    disable_renewal: bool = False
+    multiline_fields: ClassVar[frozenset[str]] = frozenset({"tls_ca"})
+
+    _v_address = field_validator("address")(check_https_address)
+    _v_key = field_validator("key_name")(lambda v: check_token(v, 128))
+    _v_paths = field_validator("mount_path")(check_api_path)
+    _v_namespace = field_validator("namespace")(optional(check_api_path))
+    _v_ca = field_validator("tls_ca")(check_certificate_pem)
+
+    @property
+    def port(self) -> int:
+        return urllib.parse.urlsplit(self.address).port or 443
+
+
 class Seal(Model):
     """clusterServices.secrets.seal: where OpenBao's unseal key lives (docs/security.md, "Unsealing")."""
 
-    type: str | None = None  # None: `kms` on a provider with a KMS (AWS, GCP, Azure), else `static`
-    # Keep the earlier static seal (disabled) and its in-cluster key next to the KMS seal, for OpenBao's seal
-    # migration (`bao operator unseal -migrate`); turned off again once every server has migrated.
+    type: str | None = None  # None: `kms` on a provider with a KMS (AWS, GCP), else `static`
+    # Keep the earlier static seal (disabled) and its in-cluster key next to the KMS or transit seal, for OpenBao's
+    # seal migration (`bao operator unseal -migrate`); turned off again once every server has migrated.
     migrate_from_static: bool = False
+    transit: TransitSeal | None = None  # with type transit
 
     _v_type = field_validator("type")(staticmethod(optional(one_of(SEAL_TYPES))))
 

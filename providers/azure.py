@@ -276,8 +276,9 @@ class Azure:
     internet_peering = True
     peer_quota = PeerQuota(NSG_SOURCE_PREFIXES, "source addresses and ranges in the nodes' network security group "
                            "(Azure's networking limit)", nsg_source_prefixes)
-    # No KMS seal yet: Key Vault needs an Entra ID application (no SDK for it here), and the VMs' managed identity is
-    # out of the pods' reach (instance metadata is not in their egress) and would carry the CCM's rights.
+    # No Key Vault seal (docs/security.md, "Azure: no Key Vault seal, and why"): a client secret needs an Entra ID
+    # application (no SDK for it here); a managed identity on the VMs would be every host-network pod's there (IMDS);
+    # workload identity needs a public service-account issuer K3s does not publish. Use `transit` or `static`.
     kms_seal = None
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:

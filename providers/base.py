@@ -270,13 +270,14 @@ PeerAdmitter = Callable[[Sequence[tuple["ClusterPort", Sequence[PeerAddress]]]],
 
 @dataclass(frozen=True)
 class Seal:
-    """An auto-unseal key in the provider's key management service and the one credential allowed to use it: encrypt,
-    decrypt and describe on that key alone (docs/security.md, "Unsealing"). The secret store renders OpenBao's
+    """An auto-unseal key outside the cluster (the provider's key management service, or an external transit engine)
+    and the one credential allowed to use it: encrypt and decrypt with that key alone (docs/security.md,
+    "Unsealing"). The secret store renders OpenBao's
     `seal "<type>"` stanza from `settings`, plus `file_settings` (attribute -> key of `credentials`, given as the path
     where that key is mounted), and puts `credentials` in a Secret of its own namespace only, excluded from backups;
     `env` are environment variables of the servers read from that Secret (variable -> key of `credentials`)."""
 
-    type: str  # OpenBao's seal name (built into OpenBao 2.6; plugins from 2.7): awskms, gcpckms, azurekeyvault
+    type: str  # OpenBao's seal name (built into OpenBao 2.6; cloud ones plugins from 2.7): awskms, gcpckms, transit
     settings: Mapping[str, pulumi.Input[str]]  # the stanza's attributes, nothing secret in them (a ConfigMap)
     credentials: Mapping[str, pulumi.Input[str]]  # the credential's Secret: key -> value
     env: Mapping[str, str] = field(default_factory=dict)
@@ -284,6 +285,8 @@ class Seal:
     resources: tuple[pulumi.Resource, ...] = ()  # the key and the credential: the servers wait for them
 
 
+# The seals that keep the unseal key outside the cluster (clusterServices.secrets.seal.type).
+AUTO_SEALS = ("kms", "transit")
 # Creates the stack's seal key and its credential (cluster-services layer), named after the secret store (`name`).
 SealInstaller = Callable[[str], Seal]
 
@@ -420,14 +423,26 @@ def check_seal(loaded: LoadedConfig, kms_seal: str | None) -> list[Problem]:
     key = "clusterServices.secrets.seal"
     found: list[Problem] = []
     if seal.type == "kms" and kms_seal is None:
-        found.append(problem(f"{key}.type", f"must be static on provider {loaded.config.provider}: it offers no key "
-                             "management service OpenBao can unseal with (kms: aws, gcp; docs/security.md)", "kms"))
-    if seal.type == "kms" and secrets.backend != "openbao":
+        found.append(problem(f"{key}.type", f"must be static or transit on provider {loaded.config.provider}: it "
+                             "offers no key management service OpenBao can unseal with (kms: aws, gcp; "
+                             "docs/security.md)", "kms"))
+    if seal.type in AUTO_SEALS and secrets.backend != "openbao":
         found.append(problem(f"{key}.type", "must be left unset with clusterServices.secrets.backend vault (unsealed "
-                             "by hand with Shamir keys); kms needs backend openbao", "kms"))
-    if seal.migrate_from_static and seal_type(loaded, kms_seal is not None) != "kms":
-        found.append(problem(f"{key}.migrateFromStatic", "must be false unless the seal is kms (it keeps the static "
-                             "seal beside the KMS seal while OpenBao migrates)", True))
+                             f"by hand with Shamir keys); {seal.type} needs backend openbao", seal.type))
+    if seal.type == "transit" and seal.transit is None:
+        found.append(problem(f"{key}.transit", "must be set with seal type transit: address, keyName and tlsCa of "
+                             "the external OpenBao/Vault transit engine (mountPath, namespace, disableRenewal "
+                             "optional; docs/security.md)"))
+    if seal.transit is not None and seal.type != "transit":
+        found.append(problem(f"{key}.transit", f"is only read with {key}.type transit (the type is "
+                             f"{seal_type(loaded, kms_seal is not None)}); set the type or remove it", "set"))
+    if seal.type == "transit" and loaded.secrets.seal_token is None:
+        found.append(problem("secretsSealToken", "must be set with seal type transit: pulumi config set --secret "
+                             "adplatform:secretsSealToken <token> (a periodic orphan token allowed to update "
+                             "<mountPath>/encrypt/<keyName> and <mountPath>/decrypt/<keyName>)"))
+    if seal.migrate_from_static and seal_type(loaded, kms_seal is not None) not in AUTO_SEALS:
+        found.append(problem(f"{key}.migrateFromStatic", "must be false unless the seal is kms or transit (it keeps "
+                             "the static seal beside the new seal while OpenBao migrates)", True))
     return found
 
 
@@ -642,7 +657,8 @@ def ssh_connection(host: pulumi.Input[str], user: str, private_key: pulumi.Input
 
 
 __all__ = ["AddonInstaller", "ApiEndpoints", "CLUSTER_PORTS", "ClusterPort", "ClusterProfile", "PROVIDER_LABEL",
-           "Credential", "check_credentials", "check_seal", "seal_type", "Seal", "SealInstaller", "FSTYPE_PARAMETER",
+           "Credential", "check_credentials", "check_seal", "seal_type", "AUTO_SEALS", "Seal", "SealInstaller",
+           "FSTYPE_PARAMETER",
            "Infrastructure", "Node", "NodeGroupInstaller", "PeerAddress", "PeerAdmitter", "PeerQuota", "NodeGroupRequest",
            "NodeGroups", "NodeSpec",
            "group_spec", "node_group_name", "pool_labels", "PORTS", "PortRule", "Provider", "ProviderInfrastructure",

@@ -1,12 +1,14 @@
-"""OpenBao's auto-unseal with the cloud provider's key management service (clusterServices.secrets.seal): the key
-outside the cluster, a credential that may use that key alone, delivered to OpenBao's namespace only and kept out of
-backups; Hetzner and bare metal keep the in-cluster static key; migration from it on request."""
+"""OpenBao's auto-unseal with a key outside the cluster (clusterServices.secrets.seal): the cloud provider's key
+management service, or the transit engine of an external OpenBao/Vault (any provider; the way out of the cluster on
+Hetzner and bare metal). A credential that may use that key alone, delivered to OpenBao's namespace only and kept out
+of backups and plaintext state; the in-cluster static key otherwise; migration from it on request."""
 
 from __future__ import annotations
 
 import base64
 import json
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -15,7 +17,8 @@ from config import ConfigError
 from providers import aws, gcp
 from providers.base import Seal, seal_type
 from tests.cloud_stacks import config_problems, run_cloud
-from tests.conftest import base_raw, run_raw, stack_run
+from tests.conftest import SECRET_KEYS, base_raw, lower_layers, run_raw, stack_run
+from tools import mockrun
 from tools.mockrun import OfflineMocks, Secret
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -198,7 +201,7 @@ def test_providers_name_their_seal():
 
 
 @pytest.mark.parametrize("seal, expected", [
-    ({"type": "kms"}, "adplatform:clusterServices.secrets.seal.type must be static on provider hetzner"),
+    ({"type": "kms"}, "adplatform:clusterServices.secrets.seal.type must be static or transit on provider hetzner"),
     ({"migrateFromStatic": True}, "adplatform:clusterServices.secrets.seal.migrateFromStatic must be false unless"),
     ({"type": "hsm"}, "adplatform:clusterServices.secrets.seal.type"),
 ])
@@ -209,7 +212,7 @@ def test_seal_config_errors_name_the_key(seal, expected):
     message = "\n".join(str(p) for p in err.value.problems)
     assert expected in message, message
     if seal.get("type") == "hsm":
-        assert "'hsm'" in message and "static" in message and "kms" in message
+        assert "'hsm'" in message and "static" in message and "kms" in message and "transit" in message
 
 
 def test_kms_seal_needs_the_openbao_backend():
@@ -217,3 +220,152 @@ def test_kms_seal_needs_the_openbao_backend():
         **base_raw()["clusterServices"], "secrets": {"backend": "vault", "seal": {"type": "kms"}}}), AWS_REGION)
     assert any(p.startswith("adplatform:clusterServices.secrets.seal.type must be left unset with "
                             "clusterServices.secrets.backend vault") for p in problems), problems
+
+
+# --- transit: an external OpenBao/Vault's transit engine -------------------------------------------------
+
+TRANSIT_TOKEN = "s.transit-seal-token-under-test"
+# A certificate-shaped PEM block (a DER SEQUENCE): what the config accepts as the transit server's CA.
+CA_PEM = ("-----BEGIN CERTIFICATE-----\n"
+          "MIIBAAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4fICEiIyQlJicoKSor\n"
+          "LC0uLzAxMjM0NTY3ODk6Ozw9Pj9AQUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVpb\n"
+          "XF1eX2BhYmNkZWZnaGlqa2xtbm9wcXJzdHV2dw==\n"
+          "-----END CERTIFICATE-----\n")
+TRANSIT = {"address": "https://bao.example.net:8200", "keyName": "adplatform-unseal", "mountPath": "transit/",
+           "tlsCa": CA_PEM}
+
+
+def transit_raw(transit: dict | None = None, token: str | None = TRANSIT_TOKEN, **seal: Any) -> dict:
+    """The production profile on Hetzner with the transit seal (and its token, unless None)."""
+    sealed = {"type": "transit", **({"transit": transit} if transit is not None else {}), **seal}
+    raw = base_raw(clusterServices={**base_raw()["clusterServices"], "secrets": {"seal": sealed}})
+    return {**raw, "secretsSealToken": token} if token is not None else raw
+
+
+def run_transit(raw: dict, token_secret: bool = True) -> mockrun.Run:
+    """The whole program with `raw`, adplatform:secretsSealToken set with --secret unless `token_secret` is False."""
+    values = {f"adplatform:{k}": v for k, v in lower_layers(raw).items()}
+    values["hcloud:token"] = "test-token"
+    secret = {f"adplatform:{k}" for k in SECRET_KEYS} | {"hcloud:token"}
+    return mockrun.run(values, secret | ({"adplatform:secretsSealToken"} if token_secret else set()))
+
+
+def transit_problems(raw: dict, token_secret: bool = True) -> str:
+    with pytest.raises(ConfigError) as err:
+        run_transit(raw, token_secret)
+    assert mockrun.last_monitor.recorded == [], "nothing is created before the config is valid"
+    return "\n".join(str(p) for p in err.value.problems)
+
+
+def plaintext_paths(value: Any, needle: str, path: str = "") -> list[str]:
+    """Where `needle` occurs in `value` outside an input marked secret (what Pulumi would store in plain text)."""
+    if isinstance(value, Secret):
+        return []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in plaintext_paths(v, needle, f"{path}.{k}")]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in plaintext_paths(v, needle, f"{path}[{i}]")]
+    return [path] if needle in str(value) else []
+
+
+@pytest.fixture(scope="module")
+def transit_run():
+    return run_transit(transit_raw(TRANSIT))
+
+
+def test_transit_seal_renders_openbaos_stanza_without_the_token(transit_run):
+    """The stanza carries the documented parameters (OpenBao 2.6 configuration/seal/transit); the token is not one of
+    them: OpenBao reads it from VAULT_TRANSIT_SEAL_TOKEN, the seal's own variable, not the CLI's BAO_TOKEN."""
+    assert seal_block(transit_run, "transit").splitlines() == [
+        '  address = "https://bao.example.net:8200"', '  disable_renewal = "false"',
+        '  key_name = "adplatform-unseal"', '  mount_path = "transit/"',
+        '  tls_ca_cert = "/openbao/userconfig/openbao-seal/ca.crt"']
+    assert server(transit_run)["extraSecretEnvironmentVars"] == [
+        {"envName": "VAULT_TRANSIT_SEAL_TOKEN", "secretName": "openbao-seal", "secretKey": "token"}]
+    assert {"type": "secret", "name": "openbao-seal", "path": "/openbao/userconfig", "defaultMode": 0o440} in \
+        server(transit_run)["extraVolumes"]
+    assert_no_in_cluster_key(transit_run)
+
+
+def test_transit_token_reaches_openbao_alone_and_never_plaintext_state_outputs_or_argv(transit_run):
+    assert_credential_secret(transit_run, "token", TRANSIT_TOKEN)  # its one Secret, openbao's, excluded from Velero
+    ca = transit_run.named("openbao-seal", SECRET).inputs["stringData"]
+    ca = ca.value if isinstance(ca, Secret) else ca
+    assert (ca["ca.crt"].value if isinstance(ca["ca.crt"], Secret) else ca["ca.crt"]) == CA_PEM
+    leaks = [f"{r.name} ({r.type}){p}" for r in transit_run.resources
+             for p in plaintext_paths(r.inputs, TRANSIT_TOKEN)]
+    assert leaks == [], "the token is in plain text in state (a command's argv or environment included)"
+    assert plaintext_paths(transit_run.outputs, TRANSIT_TOKEN) == []
+    assert isinstance(transit_run.config["adplatform:secretsSealToken"], Secret)
+
+
+def test_transit_opens_egress_to_the_transit_port_only(transit_run):
+    [policy] = [r for r in transit_run.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+                if r.inputs["metadata"]["namespace"] == "openbao"
+                and r.inputs["metadata"]["name"] == "allow-egress-internet"]
+    assert [p["port"] for rule in policy.inputs["spec"]["egress"] for p in rule["ports"]] == [8200]
+
+
+def test_migration_from_static_to_transit_keeps_the_old_seal_disabled():
+    run = run_transit(transit_raw({**TRANSIT, "address": "https://192.168.50.10"}, migrateFromStatic=True))
+    config = server(run)["ha"]["raft"]["config"]
+    assert 'disabled = "true"' in seal_block(run, "static") and "disabled" not in seal_block(run, "transit")
+    assert config.index('seal "static"') < config.index('seal "transit"')
+    assert run.named("openbao-unseal-key", SECRET).inputs["metadata"]["labels"] == {
+        **run.named("openbao-unseal-key", SECRET).inputs["metadata"]["labels"], **EXCLUDED}
+    assert "secretsRecovery" in run.secret_outputs, "the old key still unseals until the migration is done"
+    # A transit server of the user's own network, by its private address: that address and port alone.
+    policies = {r.inputs["metadata"]["name"]: r.inputs["spec"] for r in
+                run.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+                if r.inputs["metadata"]["namespace"] == "openbao"}
+    assert "allow-egress-internet" not in policies
+    assert policies["allow-egress-addresses"]["egress"] == [
+        {"to": [{"ipBlock": {"cidr": "192.168.50.10/32"}}], "ports": [{"protocol": "TCP", "port": 443}]}]
+
+
+def test_transit_seal_settings_follow_the_config():
+    seal = secrets.transit_seal(secrets.TransitSeal.model_validate(
+        {**TRANSIT, "namespace": "platform/", "disableRenewal": True}), token=None)
+    assert dict(seal.settings) == {"address": "https://bao.example.net:8200", "disable_renewal": "true",
+                                   "key_name": "adplatform-unseal", "mount_path": "transit/",
+                                   "namespace": "platform/"}
+    assert seal.type == "transit" and dict(seal.file_settings) == {"tls_ca_cert": "ca.crt"}
+
+
+@pytest.mark.parametrize("transit, expected", [
+    ({**TRANSIT, "address": "http://bao.example.net:8200"},
+     "adplatform:clusterServices.secrets.seal.transit.address must be an https:// address"),
+    ({**TRANSIT, "address": "https://bao.example.net/v1/transit"}, "(no path), got 'https://bao.example.net/v1/"),
+    ({**TRANSIT, "address": "https://169.254.169.254"}, "transit.address must be an https:// address"),
+    ({**TRANSIT, "address": "https://bao.example.net;id"}, "transit.address must be an https:// address"),
+    ({**TRANSIT, "keyName": "key name"}, "seal.transit.keyName must be a single word"),
+    ({**TRANSIT, "mountPath": "../sys"}, "adplatform:clusterServices.secrets.seal.transit.mountPath must be a path"),
+    ({**TRANSIT, "namespace": "a b"}, "adplatform:clusterServices.secrets.seal.transit.namespace must be a path"),
+    ({**TRANSIT, "tlsCa": "not a certificate"}, "seal.transit.tlsCa must be the PEM certificate(s) of the CA"),
+    ({**TRANSIT, "tlsCa": "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----"},
+     "transit.tlsCa holds a PRIVATE key"),
+    ({k: v for k, v in TRANSIT.items() if k != "tlsCa"}, "adplatform:clusterServices.secrets.seal.transit.tlsCa must be "
+                                                           "set"),
+    (None, "adplatform:clusterServices.secrets.seal.transit must be set with seal type transit"),
+])
+def test_transit_config_errors_name_the_key_the_value_and_what_is_accepted(transit, expected):
+    message = transit_problems(transit_raw(transit))
+    assert expected in message, message
+
+
+def test_transit_needs_its_token_as_a_secret():
+    assert "adplatform:secretsSealToken must be set with seal type transit: pulumi config set --secret" in \
+        transit_problems(transit_raw(TRANSIT, token=None))
+    message = transit_problems(transit_raw(TRANSIT), token_secret=False)
+    assert "adplatform:secretsSealToken must be stored as a secret" in message
+    assert TRANSIT_TOKEN not in message, "the error never repeats the secret"
+
+
+def test_transit_settings_need_the_transit_type_and_openbao():
+    raw = base_raw(clusterServices={**base_raw()["clusterServices"], "secrets": {"seal": {"transit": TRANSIT}}})
+    assert "adplatform:clusterServices.secrets.seal.transit is only read with clusterServices.secrets.seal.type " \
+           "transit (the type is static)" in transit_problems(raw)
+    vault = transit_raw(TRANSIT)
+    vault["clusterServices"]["secrets"]["backend"] = "vault"
+    assert "adplatform:clusterServices.secrets.seal.type must be left unset with clusterServices.secrets.backend " \
+           "vault (unsealed by hand with Shamir keys); transit needs backend openbao" in transit_problems(vault)

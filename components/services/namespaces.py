@@ -91,6 +91,9 @@ class NamespaceSpec:
     layer: str = "cluster-services"
     webhooks: tuple[int, ...] = ()  # pod ports the API server calls (admission/conversion webhooks)
     egress_world: tuple[int, ...] = ()  # TCP ports on addresses outside the cluster (ACME, S3, DNS APIs)
+    # TCP ports on given addresses, private ones included (which egress_world excludes): a server of the user's
+    # own network, named by its IP address (CIDR -> ports).
+    egress_blocks: tuple[tuple[str, tuple[int, ...]], ...] = ()
     ingress_from: tuple[Peer, ...] = ()
     egress_to: tuple[Peer, ...] = ()
     egress_nodes: tuple[int, ...] = ()  # TCP ports on the nodes' own addresses (kubelet, node exporter)
@@ -190,6 +193,10 @@ def policies(spec: NamespaceSpec, nodes_cidr: str) -> dict[str, dict[str, Any]]:
             "podSelector": everything, "policyTypes": ["Egress"],
             "egress": [_rule("to", [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(PRIVATE_RANGES)}}],
                              spec.egress_world)]}
+    if spec.egress_blocks:
+        specs["allow-egress-addresses"] = {
+            "podSelector": everything, "policyTypes": ["Egress"],
+            "egress": [_rule("to", [{"ipBlock": {"cidr": cidr}}], ports) for cidr, ports in spec.egress_blocks]}
     for direction, peers, key in (("from", spec.ingress_from, "ingress"), ("to", spec.egress_to, "egress")):
         for peer in peers:
             name = f"allow-{direction}-{peer.policy_suffix}"
