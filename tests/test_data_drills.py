@@ -162,6 +162,22 @@ def test_scratch_namespace_has_a_quota_for_its_restores(production):
     assert hard["requests.cpu"] == "12" and hard["pods"] == "22" and hard["persistentvolumeclaims"] == "10"
 
 
+def test_dragonflys_scratch_namespace_admits_exactly_one_restored_pod(production):
+    """The restored pod asks for production's Dragonfly memory; the quota admits that pod and its claim, nothing
+    more, and the namespace's defaults give Velero's restore-wait init container the requests the quota needs."""
+    quota = production.named("drill-dragonfly-quota", "kubernetes:core/v1:ResourceQuota").inputs
+    assert quota["metadata"]["namespace"] == "dr-drills-dragonfly"
+    dragonfly = production.named("dragonfly", "kubernetes:dragonflydb.io/v1alpha1:Dragonfly").inputs["spec"]
+    memory = dragonfly["resources"]["requests"]["memory"]
+    storage = dragonfly["snapshot"]["persistentVolumeClaimSpec"]["resources"]["requests"]["storage"]
+    assert quota["spec"]["hard"] == {"pods": "1", "persistentvolumeclaims": "1", "requests.cpu": "1",
+                                     "requests.memory": memory, "limits.memory": memory, "requests.storage": storage,
+                                     "services.loadbalancers": "0", "services.nodeports": "0"}
+    limits = production.named("drill-dragonfly-limits", "kubernetes:core/v1:LimitRange").inputs
+    assert limits["metadata"]["namespace"] == "dr-drills-dragonfly"
+    assert limits["spec"]["limits"][0]["defaultRequest"] == {"cpu": "100m", "memory": "128Mi"}
+
+
 def test_no_drills_without_off_cluster_backups(staging):
     """Staging backs up into the in-cluster object store only: nothing there would survive the cluster."""
     assert not in_namespace(staging, NS)

@@ -924,6 +924,17 @@ def df_container(ctx: DataContext) -> dict[str, Any]:
             "volumeMounts": [{"name": DF_VOLUME, "mountPath": DF_SNAPSHOT_DIR}]}
 
 
+def df_quota(ctx: DataContext) -> dict[str, Any]:
+    """Room in DF_TARGET for exactly the restored pod (production's memory: a snapshot loads only into the room it
+    was taken in; its restore-wait init container runs before it, so the larger of the two counts) and its claim of
+    production's snapshot size; nothing that reaches outside. A Restore that would bring more fails the drill. The
+    namespace's container defaults (LIMIT_RANGE) give Velero's restore-wait requests, which a quota requires."""
+    res = pinned_resources(ctx, "dragonfly", "dragonfly", configured=True)
+    return {"hard": {"pods": "1", "persistentvolumeclaims": "1", "requests.cpu": SCRATCH_CPU,
+                     "requests.memory": f"{res.memory_mib}Mi", "limits.memory": f"{res.memory_mib}Mi",
+                     "requests.storage": ctx.settings.dragonfly.storage_size, **NO_OWN_ENTRY_POINTS}}
+
+
 def df_modifiers(ctx: DataContext) -> dict[str, Any]:
     """Velero's resource modifiers (internal/resourcemodifiers, v1.18.1): one JSON merge patch (RFC 7386: a list is
     replaced whole, null deletes) on the drill's pod, matched before the namespace mapping (the backup's namespace).
@@ -1280,6 +1291,14 @@ def install(ctx: DataContext, spaces: Namespaces, keys: S3Keys | None, velero_sc
         k8s.core.v1.LimitRange("drill-limits", metadata=k8s.meta.v1.ObjectMetaArgs(
             name="container-defaults", namespace=NAMESPACE, labels=labels), spec=LIMIT_RANGE, opts=ctx.opts([ns])),
     ]
+    if "dragonfly" in ctx.drills:
+        df_ns = spaces[DF_TARGET]
+        ready += [
+            k8s.core.v1.ResourceQuota("drill-dragonfly-quota", metadata=k8s.meta.v1.ObjectMetaArgs(
+                name="drill-quota", namespace=DF_TARGET, labels=labels), spec=df_quota(ctx), opts=ctx.opts([df_ns])),
+            k8s.core.v1.LimitRange("drill-dragonfly-limits", metadata=k8s.meta.v1.ObjectMetaArgs(
+                name="container-defaults", namespace=DF_TARGET, labels=labels), spec=LIMIT_RANGE,
+                opts=ctx.opts([df_ns]))]
     account = k8s.core.v1.ServiceAccount("drill-service-account", metadata=k8s.meta.v1.ObjectMetaArgs(
         name=SERVICE_ACCOUNT, namespace=NAMESPACE, labels=labels), opts=ctx.opts([ns]))
     role = k8s.rbac.v1.Role("drill-role", metadata=k8s.meta.v1.ObjectMetaArgs(
