@@ -110,7 +110,9 @@ def test_a_version_change_alone_does_not_rerun_the_install(wired_runs):
 def test_running_nodes_keep_their_version_new_nodes_install_the_configured_one(production):
     script = production.named("k3s-general-1", CMD).inputs["stdin"].value
     install = script.index('if [ -z "$installed" ]; then')
-    assert 'INSTALL_K3S_VERSION="$K3S_VERSION"' in script[install:script.index("elif", install)]
+    assert "stage_k3s" in script[install:script.index("elif", install)]
+    stage = script.index("stage_k3s() {")
+    assert 'INSTALL_K3S_VERSION="$K3S_VERSION"' in script[stage:script.index("\n}", stage)]
     assert '[ "$installed" != "$K3S_VERSION" ]; then\n  installer' not in script
 
 
@@ -428,3 +430,21 @@ def test_servers_narrow_their_certificates_to_root(production):
     script = production.named("k3s-control-plane-1", CMD).inputs["stdin"].value
     assert script_param(script, "PKI_DIR") == "/var/lib/rancher/k3s/server/tls"
     assert "find \"$PKI_DIR\" -name '*.crt' -perm /0077 -exec chmod 0600 {} +" in script
+
+
+def test_every_node_stages_k3s_in_parallel_right_after_its_tuning(production):
+    """Issue 22: the downloads leave the serial etcd joins; each node's staging waits for its own tuning only."""
+    nodes = [r.name.removeprefix("tune-") for r in production.of_type(CMD) if r.name.startswith("tune-")]
+    assert len(nodes) > 3
+    for node in nodes:
+        stage_deps = _deps(production, f"stage-k3s-{node}")
+        assert f"tune-{node}" in stage_deps
+        assert not any(d.startswith(("k3s-", "stage-k3s-")) for d in stage_deps), "staging runs in parallel"
+        assert f"stage-k3s-{node}" in _deps(production, f"k3s-{node}"), "the join starts what staging downloaded"
+    for node in ("control-plane-1", "control-plane-2", "scylladb-1"):
+        join = production.named(f"k3s-{node}", CMD).inputs["stdin"].value
+        body = join[join.index("main() {"):]
+        install = body[body.index('if [ -z "$installed" ]; then'):body.index("elif", body.index('if [ -z "$installed"'))]
+        # The join downloads only where nothing staged K3s (stage_k3s), and otherwise re-runs the kept installer.
+        assert install.index("if ! k3s_staged; then") < install.index("stage_k3s") < install.index(
+            "INSTALL_K3S_SKIP_DOWNLOAD=true")

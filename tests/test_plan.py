@@ -319,8 +319,9 @@ def test_plan_diff_against_a_git_ref_shows_the_change(tmp_path):
     out = tmp_path / "diff.md"
     assert diff.main([base, "--stack", "staging", "--out", str(out)]) == 0
     text = out.read_text()
-    assert "0 to add" in text and "4 to remove" in text
+    assert "0 to add" in text and "5 to remove" in text  # the server, its tuning, K3s staging, join and drain
     assert "`general-3` (hcloud:index/server:Server)" in text and "`k3s-general-3`" in text
+    assert "`stage-k3s-general-3`" in text
     assert "`drain-general-3`" in text, "the removed node's drain (run before its server goes) is listed"
     assert "- `general-3`: drain, then remove" in text, "the Nodes section says what happens to the node"
     server = PRICES["servers"]["prices"]["eu"][SERVER_TYPES["medium"]] + PRICES["servers"]["extras"][0]["price"]["eu"]

@@ -1,8 +1,10 @@
 """The K3s cluster: HA servers with embedded etcd, agent pools, Cilium, the kubeconfig and provider.
 
-Order: every node is tuned in parallel; the first server initialises etcd; the other servers join
-one at a time (etcd admits one learner at a time); agents join in parallel once the first server
-answers, alongside the other servers' joins. Cilium and the provider's add-ons are installed through
+Order: every node is tuned, then stages K3s (downloads the installer and binary, starts nothing), in
+parallel; the first server initialises etcd; the other servers join one at a time (etcd admits one
+learner at a time); agents join in parallel once the first server answers, alongside the other
+servers' joins. A join only writes the node's configuration and starts K3s: the downloads stay out of
+the serial chain. Cilium and the provider's add-ons are installed through
 the kubeconfig of the first server.
 """
 
@@ -30,27 +32,40 @@ from components.shell import content_hash, render
 from config.model import Cluster
 from providers.base import Infrastructure, Node, NodeSpec
 
-TEMPLATE = Path(__file__).parent / "scripts" / "install.sh"
+SCRIPTS = Path(__file__).parent / "scripts"
+TEMPLATE = SCRIPTS / "install.sh"
+STAGE_TEMPLATE = SCRIPTS / "stage.sh"
+K3S_LIB = SCRIPTS / "k3s-lib.sh"  # the staging helpers both scripts share
+# Where staging keeps the pinned installer (root only): the join re-runs it without downloading.
+STAGED_INSTALLER = "/var/lib/adplatform/k3s/install.sh"
 REDACTED = "<redacted>"
 # Stands for the K3s version in the trigger: a version change alone must not re-run the script
 # (the system-upgrade-controller rolls running nodes; new nodes install the configured version).
 ANY_VERSION = "<configured-version>"
 
 
+def _staging(spec: NodeSpec, node_name: str, version: str) -> dict[str, str]:
+    """What staging needs (k3s-lib.sh): no secret."""
+    return {"K3S_VERSION": version, "K3S_ROLE": spec.k3s_role, "NODE_NAME": node_name,
+            "INSTALL_SCRIPT_URL": install_script_url(version), "STAGED_INSTALLER": STAGED_INSTALLER}
+
+
+def stage_script(spec: NodeSpec, node_name: str, version: str) -> str:
+    """The K3s staging of one node over SSH (K3sCluster): download, verify, write the unit, start nothing."""
+    return render(STAGE_TEMPLATE, _staging(spec, node_name, version), libs=[K3S_LIB])
+
+
 def install_script(spec: NodeSpec, node_name: str, version: str, config_yaml: str,
                    existing_cluster_probe: str = "") -> str:
-    """The K3s install of one node, over SSH (K3sCluster) or at first boot (userdata.py). `node_name` is only
-    logged (the node's name is in its config)."""
+    """The K3s install of one node, over SSH (K3sCluster) or at first boot (userdata.py), which stages K3s first
+    where stage_script did not. `node_name` is only logged (the node's name is in its config)."""
     return render(TEMPLATE, {
         "EXISTING_CLUSTER_PROBE": existing_cluster_probe,
-        "K3S_VERSION": version,
-        "K3S_ROLE": spec.k3s_role,
-        "NODE_NAME": node_name,
+        **_staging(spec, node_name, version),
         "CPU_MANAGER_POLICY": cpu_manager_policy(spec),
-        "INSTALL_SCRIPT_URL": install_script_url(version),
         "K3S_CONFIG": config_yaml,
         **server_files(spec.k3s_role),
-    })
+    }, libs=[K3S_LIB])
 
 
 class K3sCluster(pulumi.ComponentResource):
@@ -83,6 +98,8 @@ class K3sCluster(pulumi.ComponentResource):
         # What a node the cluster autoscaler creates joins with (components/k3s/userdata.py): agents only.
         self.agent_token: pulumi.Output[str] = pulumi.Output.secret(self._agent_token.result)
         self.installs: dict[str, command.remote.Command] = {}
+        # Every node downloads K3s right after its tuning, in parallel (issue 22): the serial joins below start it.
+        self.stages = {node.name: self._stage(node, tuning) for node in infra.nodes}
 
         first, *others = infra.servers
         self.installs[first.name] = self._install(first, tuning, join=False, after=[])
@@ -107,6 +124,14 @@ class K3sCluster(pulumi.ComponentResource):
         self.lifecycle = NodeLifecycle("node-lifecycle", infra.nodes, self.installs, infra.api_private_endpoint,
                                        self.kubeconfig, self.provider, pulumi.ResourceOptions(parent=self))
         self.register_outputs({"api_endpoint": self.api_endpoint, "kubeconfig": self.kubeconfig})
+
+    def _stage(self, node: Node, tuning: HostTuning) -> command.remote.Command:
+        # After tuning: the installer may install packages (SELinux policy) and must not race tuning's apt work.
+        # The trigger leaves the version out, as the install's does: a version change alone stages nothing.
+        script = stage_script(node.spec, node.hostname, self._cluster.k3s_version)
+        trigger = content_hash(stage_script(node.spec, node.hostname, ANY_VERSION))
+        return run_script(f"stage-k3s-{node.name}", node, script, trigger, parent=self,
+                          depends_on=[tuning.ready[node.name]])
 
     def _install(self, node: Node, tuning: HostTuning, *, join: bool,
                  after: Sequence[pulumi.Resource]) -> command.remote.Command:
@@ -150,7 +175,7 @@ class K3sCluster(pulumi.ComponentResource):
         trigger = pulumi.Output.unsecret(pulumi.Output.all(s3_access, s3_secret, *inputs).apply(
             lambda v: content_hash(script_of(ANY_VERSION, REDACTED, REDACTED, *v))))
         return run_script(f"k3s-{node.name}", node, script, trigger, parent=self, secret=True,
-                          depends_on=[tuning.ready[node.name], *after])
+                          depends_on=[tuning.ready[node.name], self.stages[node.name], *after])
 
     def _read_kubeconfig(self, first: Node) -> pulumi.Output[str]:
         read = command.remote.Command(

@@ -13,14 +13,15 @@ from __future__ import annotations
 import hashlib
 import shlex
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 LIB = Path(__file__).with_name("lib.sh")
 PARAMS_MARKER = "# @params"
 SOURCE_LIB = "source lib.sh"
 
 
-def render(template: Path, params: Mapping[str, str | int | bool]) -> str:
+def render(template: Path, params: Mapping[str, str | int | bool], libs: Sequence[Path] = ()) -> str:
+    """`libs`: further helper files (a layer's own, e.g. components/k3s/scripts/k3s-lib.sh), inlined after lib.sh."""
     text = template.read_text()
     if PARAMS_MARKER not in text or SOURCE_LIB not in text:
         raise ValueError(f"{template} must contain the lines {PARAMS_MARKER!r} and {SOURCE_LIB!r}")
@@ -33,8 +34,10 @@ def render(template: Path, params: Mapping[str, str | int | bool]) -> str:
         if "$" in str(value):  # single-quoted on purpose: a parameter is data, never expanded (e.g. apt's ${distro_id})
             lines.append("# shellcheck disable=SC2016")
         lines.append(f"readonly {name}={shlex.quote(str(value))}")
-    lib = "\n".join(line for line in LIB.read_text().splitlines()
-                    if not line.startswith("#!") and line not in ("set -euo pipefail", "shopt -s inherit_errexit"))
+    lib = "\n\n".join("\n".join(line for line in path.read_text().splitlines()
+                                 if not line.startswith("#!") and line not in ("set -euo pipefail",
+                                                                              "shopt -s inherit_errexit")).strip()
+                       for path in (LIB, *libs))
     head, body = text.replace(PARAMS_MARKER, "\n".join(lines), 1).split(SOURCE_LIB + "\n", 1)
     return f"{head}{lib.strip()}\n\nmain() {{\n{body.rstrip()}\n}}\n\nmain </dev/null\n"
 

@@ -2,8 +2,10 @@
 # Install, or reconfigure, K3s on one node. Settings live in /etc/rancher/k3s/config.yaml (a re-run
 # of the installer keeps it); the join token and S3 keys are only in that file (mode 0600), never on
 # a command line or in the environment of a logged process.
-# A new node installs the pinned version; a node that already runs K3s keeps its version: the
-# system-upgrade-controller's Plans upgrade running nodes (servers one at a time, agents drained).
+# A new node starts the pinned version, staged beforehand by stage.sh (in parallel on every node, so this serial
+# join downloads nothing) or, where nothing staged it (autoscaled nodes, a node staged at another version), staged
+# here first; a node that already runs K3s keeps its version: the system-upgrade-controller's Plans upgrade running
+# nodes (servers one at a time, agents drained).
 # Idempotent: with the same configuration a second run changes nothing.
 set -euo pipefail
 shopt -s inherit_errexit  # a failure inside $(...) stops the script too
@@ -35,10 +37,7 @@ if [ -n "$AUDIT_POLICY" ]; then
   config_changed+=$(write_file "$ADMISSION_CONFIG_PATH" 0600 "$ADMISSION_CONFIG")
 fi
 
-installed=""
-if command -v k3s >/dev/null 2>&1 && [ -f "/etc/systemd/system/$service.service" ]; then
-  installed=$(k3s --version | awk 'NR == 1 { print $3 }')
-fi
+installed=$(k3s_installed "$service")  # empty on a staged node: its unit is not enabled yet
 
 # A kubelet whose CPU manager checkpoint names another policy refuses to start; the checkpoint is
 # removed with the service stopped so the running kubelet cannot write it back.
@@ -51,10 +50,14 @@ if [ -f "$state" ] && ! grep -q "\"policyName\":\"$CPU_MANAGER_POLICY\"" "$state
 fi
 
 if [ -z "$installed" ]; then
-  installer=$(mktemp)
-  trap 'rm -f "$installer"' EXIT
-  curl -sfL --retry 5 --retry-delay 5 -o "$installer" "$INSTALL_SCRIPT_URL"
-  INSTALL_K3S_VERSION="$K3S_VERSION" INSTALL_K3S_EXEC="$K3S_ROLE" sh "$installer" >&2
+  if ! k3s_staged; then
+    stage_k3s
+  fi
+  # The staged installer again, without downloading: it rewrites the unit for this role, enables and starts it. The
+  # unit and binary are those staging wrote, so the installer would see "no change" and skip the start:
+  # INSTALL_K3S_FORCE_RESTART starts it regardless (k3s install.sh, service_enable_and_start).
+  INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_EXEC="$K3S_ROLE" INSTALL_K3S_FORCE_RESTART=true \
+    sh "$STAGED_INSTALLER" >&2
   log "k3s $K3S_VERSION installed as $K3S_ROLE"
 elif [ -n "$config_changed" ]; then
   systemctl restart "$service"

@@ -1,0 +1,156 @@
+"""K3s staging (issue 22): every node downloads K3s in parallel right after its tuning (stage.sh), so the serial
+etcd joins (install.sh) only configure and start it. The scripts run here against stub commands (systemctl, curl,
+the upstream installer) under a temporary root; the stub installer follows the upstream install.sh's documented
+switches (INSTALL_K3S_SKIP_DOWNLOAD/SKIP_ENABLE/SKIP_START/FORCE_RESTART, and its "no change, no start")."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components.k3s import STAGED_INSTALLER
+from tests.conftest import script_param
+
+CMD = "command:remote:Command"
+AGENT = "general-1"
+CONFIGURED = "v1.36.4+k3s1"
+
+# `systemctl`: unit state as files in $STATE (enabled-<unit>, active-<unit>); every call logged.
+SYSTEMCTL = """#!/bin/sh
+echo "systemctl $*" >>"$STATE/log"
+case "$1" in
+  is-enabled) [ -f "$STATE/enabled-$3" ] ;;
+  is-active) [ -f "$STATE/active-$3" ] ;;
+  start|restart) touch "$STATE/active-$2" ;;
+  stop) rm -f "$STATE/active-$2" ;;
+esac
+"""
+# `curl`: every download logged; the installer URL serves the stub installer.
+CURL = """#!/bin/sh
+echo "curl $*" >>"$STATE/log"
+while [ $# -gt 0 ]; do
+  if [ "$1" = -o ]; then out=$2; fi
+  shift
+done
+cp "$STATE/installer.sh" "$out"
+"""
+# The upstream installer's behaviour, as far as these scripts rely on it.
+INSTALLER = """#!/bin/sh
+set -e
+echo "installer VERSION=${INSTALL_K3S_VERSION:-} EXEC=$INSTALL_K3S_EXEC SKIP_DOWNLOAD=${INSTALL_K3S_SKIP_DOWNLOAD:-}\
+ SKIP_ENABLE=${INSTALL_K3S_SKIP_ENABLE:-} SKIP_START=${INSTALL_K3S_SKIP_START:-}\
+ FORCE_RESTART=${INSTALL_K3S_FORCE_RESTART:-}" >>"$STATE/log"
+name=k3s; [ "$INSTALL_K3S_EXEC" = agent ] && name=k3s-agent
+unit="$ROOT/etc/systemd/system/$name.service"
+before=$(cat "$BIN/k3s" "$unit" 2>/dev/null | cksum)
+if [ "${INSTALL_K3S_SKIP_DOWNLOAD:-}" != true ]; then
+  printf '#!/bin/sh\\necho "k3s version %s (0000000)"\\n' "$INSTALL_K3S_VERSION" >"$BIN/k3s"
+  chmod 755 "$BIN/k3s"
+fi
+[ -x "$BIN/k3s" ] || { echo "Executable k3s binary not found" >&2; exit 1; }
+rm -f "$STATE/enabled-$name"  # systemd_disable
+mkdir -p "$(dirname "$unit")"
+echo "ExecStart=$BIN/k3s $INSTALL_K3S_EXEC" >"$unit"
+[ "${INSTALL_K3S_SKIP_ENABLE:-}" = true ] && exit 0
+touch "$STATE/enabled-$name"
+[ "${INSTALL_K3S_SKIP_START:-}" = true ] && exit 0
+after=$(cat "$BIN/k3s" "$unit" | cksum)
+if [ "$before" = "$after" ] && [ "${INSTALL_K3S_FORCE_RESTART:-}" != true ]; then
+  echo "No change detected so skipping service start" >&2; exit 0
+fi
+touch "$STATE/active-$name"
+"""
+
+
+class Node:
+    """One agent node under a temporary root: run its rendered scripts, read back what they did."""
+
+    def __init__(self, tmp: Path, production):
+        self.root, self.bin, self.state = tmp / "root", tmp / "bin", tmp / "state"
+        for d in (self.root, self.bin, self.state):
+            d.mkdir()
+        for name, body in (("systemctl", SYSTEMCTL), ("curl", CURL), ("cloud-init", "#!/bin/sh\nexit 0\n"),
+                           ("pgrep", "#!/bin/sh\nexit 1\n")):
+            (self.bin / name).write_text(body)
+            (self.bin / name).chmod(0o755)
+        (self.state / "installer.sh").write_text(INSTALLER)
+        self.scripts = {"stage": production.named(f"stage-k3s-{AGENT}", CMD).inputs["stdin"],
+                        "install": production.named(f"k3s-{AGENT}", CMD).inputs["stdin"].value}
+
+    def run(self, script: str) -> str:
+        text = self.scripts[script].replace("/etc/", f"{self.root}/etc/").replace("/var/lib/", f"{self.root}/var/lib/")
+        env = {"PATH": f"{self.bin}:/usr/bin:/bin", "STATE": str(self.state), "ROOT": str(self.root),
+               "BIN": str(self.bin)}
+        (self.state / "log").write_text("")
+        done = subprocess.run(["bash", "-s"], input=text, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return (self.state / "log").read_text()
+
+    def running(self, version: str) -> None:
+        """K3s `version` installed and started the ordinary way (enabled unit, running service)."""
+        (self.bin / "k3s").write_text(f'#!/bin/sh\necho "k3s version {version} (0000000)"\n')
+        (self.bin / "k3s").chmod(0o755)
+        (self.root / "etc/systemd/system").mkdir(parents=True)
+        (self.root / "etc/systemd/system/k3s-agent.service").write_text("unit\n")
+        for state in ("enabled", "active"):
+            (self.state / f"{state}-k3s-agent").touch()
+
+    def version(self) -> str:
+        return subprocess.run([str(self.bin / "k3s"), "--version"], capture_output=True, text=True).stdout.split()[2]
+
+    def state_of(self, unit: str = "k3s-agent") -> tuple[bool, bool]:
+        return (self.state / f"enabled-{unit}").exists(), (self.state / f"active-{unit}").exists()
+
+
+@pytest.fixture
+def node(tmp_path, production):
+    return Node(tmp_path, production)
+
+
+def test_staging_downloads_the_pinned_version_and_starts_nothing(node):
+    log = node.run("stage")
+    assert log.count("curl ") == 1 and "/k3s-io/k3s/v1.36.4%2Bk3s1/install.sh" in log
+    assert f"installer VERSION={CONFIGURED} EXEC=agent SKIP_DOWNLOAD= SKIP_ENABLE=true SKIP_START=true" in log
+    assert node.version() == CONFIGURED and node.state_of() == (False, False), "staged: neither enabled nor started"
+    assert (node.root / STAGED_INSTALLER.lstrip("/")).exists(), "the join re-runs the kept installer"
+    again = node.run("stage")
+    assert "curl" not in again and "installer" not in again, "a staged node is not staged again"
+
+
+def test_the_join_starts_a_staged_node_without_downloading(node):
+    node.run("stage")
+    log = node.run("install")
+    assert "curl" not in log, "the serial join downloads nothing"
+    assert "installer VERSION= EXEC=agent SKIP_DOWNLOAD=true SKIP_ENABLE= SKIP_START= FORCE_RESTART=true" in log
+    # A staged node has the binary and the unit file: only the enabled unit tells it was never started.
+    assert node.state_of() == (True, True) and node.version() == CONFIGURED
+    assert node.run("install").count("installer") == 0, "idempotent: a second join changes nothing"
+
+
+def test_a_node_nothing_staged_stages_and_joins_in_one_go(node):
+    """Autoscaled nodes (cloud-init runs install.sh alone) and nodes whose staging predates a version change."""
+    log = node.run("install")
+    assert log.count("curl ") == 1 and "SKIP_ENABLE=true SKIP_START=true" in log and "FORCE_RESTART=true" in log
+    assert node.state_of() == (True, True) and node.version() == CONFIGURED
+
+
+def test_a_running_node_keeps_its_version(node):
+    node.running("v1.35.6+k3s1")
+    log = node.run("stage")
+    assert "curl" not in log and "installer" not in log, "staging leaves a running node alone"
+    node.run("install")  # writes its configuration: a restart, never an installer run
+    log = node.run("install")
+    assert "curl" not in log and "installer" not in log
+    assert "restart" not in log and " start " not in log, "same configuration: nothing changes"
+    assert node.version() == "v1.35.6+k3s1" and node.state_of() == (True, True)
+
+
+def test_staging_carries_no_secret_and_the_join_no_download(production):
+    stage = production.named(f"stage-k3s-{AGENT}", CMD)
+    assert isinstance(stage.inputs["stdin"], str), "no secret in the staging script: logged like tuning"
+    assert script_param(stage.inputs["stdin"], "K3S_VERSION") == CONFIGURED
+    join = production.named(f"k3s-{AGENT}", CMD).inputs["stdin"].value
+    body = join[join.index("main() {"):]
+    assert "INSTALL_K3S_SKIP_DOWNLOAD=true" in body and "stage_k3s" in body
