@@ -77,6 +77,9 @@ class Hetzner:
     credentials = CREDENTIALS
     zonal_node_groups = False  # a pool's locations are always known (its own or the cluster's)
     internet_peering = True  # the servers' public IPv4 is on their own interface: K3s can register with it
+    # Its public API balancer (cluster.apiLoadBalancer.public) admits every address: Hetzner load balancers cannot be
+    # firewalled. So nodes of other providers can join through it (providers/hybrid.py join_endpoint).
+    public_api_balancer_admits_peers = True
     kms_seal = None  # Hetzner Cloud has no key management service: the unseal key stays in the cluster
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
