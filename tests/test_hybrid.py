@@ -672,3 +672,19 @@ def test_a_gcp_stack_with_an_aws_pool_admits_servers_ports_and_registers_its_own
              for r in peers}
     assert rules == {**{port: everyone for port in AGENT_PORTS}, ("tcp", "6443"): everyone,
                      ("tcp", "2379-2380"): servers}
+
+
+# --- Hetzner Cloud as the other provider (an AWS stack with a pool on Hetzner) -----------------------
+
+def test_hetzner_nodes_of_another_providers_cluster_register_region_and_zone_as_hetzners_ccm_names_them():
+    # No Hetzner CCM initialises them (only the stack provider's add-ons run): the kubelet sets what it would.
+    hetzner_pool = {"name": "hz", "role": "general", "count": 2, "provider": "hetzner", "locations": ["fsn1", "nbg1"]}
+    values = base_raw(provider="aws", profile="staging", cluster={
+        "location": "eu-central-1a", "controlPlane": {"count": 1},
+        "pools": [{"name": "general", "autoscaling": None, "count": 1}, hetzner_pool]})
+    run = run_internet({**values, "layers": UP_TO_SERVICES}, stack="staging-internet")
+    assert nodes_without_topology(run) == {}
+    where = {n: (node_labels(run, n)["topology.kubernetes.io/region"], node_labels(run, n)["topology.kubernetes.io/zone"])
+             for n in ("hz-1", "hz-2")}
+    assert where == {"hz-1": ("fsn1", "fsn1-dc14"), "hz-2": ("nbg1", "nbg1-dc3")}
+    assert "cloud-provider=external" not in k3s_config(run, "hz-1")["kubelet-arg"]
