@@ -352,7 +352,7 @@ FIXED_GENERAL = {"name": "general", "autoscaling": None, "count": 5}
 
 
 def internet_raw() -> dict[str, Any]:
-    """Production on Hetzner Cloud with a stateless pool on AWS (no bare metal). Its nodes take more security group
+    """Production on Hetzner Cloud with a stateless pool on AWS (no bare metal). Its 22 nodes take more security group
     rules than AWS' default quota: the account's raised quota is stated."""
     return base_raw(cluster={**OVER_INTERNET, "pools": [dict(FIXED_GENERAL), dict(EDGE)], "firewallQuotas": {"aws": 120}})
 
