@@ -251,7 +251,8 @@ class HetznerInfrastructure(ProviderInfrastructure):
                 groups: dict[str, hcloud.PlacementGroup]) -> Node:
         hostname = f"{self._prefix}-{spec.name}"
         location = spec.location or self._location
-        spec = dataclasses.replace(spec, region=location, zone=CCM_ZONES.get(location, location))  # as the CCM names them
+        # As Hetzner's CCM names them (the kubelet registers with them where that CCM does not run).
+        spec = dataclasses.replace(spec, region=location, zone=CCM_ZONES.get(location, location))
         group = groups[self._group_suffix(spec)]
         server = hcloud.Server(
             spec.name,

@@ -354,7 +354,8 @@ FIXED_GENERAL = {"name": "general", "autoscaling": None, "count": 5}
 def internet_raw() -> dict[str, Any]:
     """Production on Hetzner Cloud with a stateless pool on AWS (no bare metal). Its 22 nodes take more security group
     rules than AWS' default quota: the account's raised quota is stated."""
-    return base_raw(cluster={**OVER_INTERNET, "pools": [dict(FIXED_GENERAL), dict(EDGE)], "firewallQuotas": {"aws": 120}})
+    return base_raw(cluster={**OVER_INTERNET, "pools": [dict(FIXED_GENERAL), dict(EDGE)],
+                             "firewallQuotas": {"aws": 120}})
 
 
 @pytest.fixture(scope="module")
@@ -684,7 +685,7 @@ def test_hetzner_nodes_of_another_providers_cluster_register_region_and_zone_as_
         "pools": [{"name": "general", "autoscaling": None, "count": 1}, hetzner_pool]})
     run = run_internet({**values, "layers": UP_TO_SERVICES}, stack="staging-internet")
     assert nodes_without_topology(run) == {}
-    where = {n: (node_labels(run, n)["topology.kubernetes.io/region"], node_labels(run, n)["topology.kubernetes.io/zone"])
-             for n in ("hz-1", "hz-2")}
+    labels = {n: node_labels(run, n) for n in ("hz-1", "hz-2")}
+    where = {n: (each["topology.kubernetes.io/region"], each["topology.kubernetes.io/zone"]) for n, each in labels.items()}
     assert where == {"hz-1": ("fsn1", "fsn1-dc14"), "hz-2": ("nbg1", "nbg1-dc3")}
     assert "cloud-provider=external" not in k3s_config(run, "hz-1")["kubelet-arg"]
