@@ -466,6 +466,9 @@ class Provider(Protocol):
     internet_peering: bool
     # Where admitting peers counts against a documented limit of its firewall (absent: none checked).
     peer_quota: PeerQuota | None
+    # Nodes of other providers can reach its public API balancer (cluster.apiLoadBalancer.public) and join through it
+    # (providers/hybrid.py); absent or False: that balancer admits only cluster.adminCidrs, or there is none.
+    public_api_balancer_admits_peers: bool
     # OpenBao's seal type for the provider's key management service (Infrastructure.install_seal); None: it has none,
     # and the secret store keeps its unseal key in the cluster (clusterServices.secrets.seal).
     kms_seal: str | None

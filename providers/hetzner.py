@@ -11,6 +11,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -59,6 +60,12 @@ CLOUD_VOLUMES_ONLY = ({"matchLabelExpressions": [{"key": PROVIDED_BY_LABEL, "val
 STACK_LABEL = "adplatform.io/stack"  # on everything a stack creates in the (possibly shared) project
 NETWORK_ZONES = {"fsn1": "eu-central", "nbg1": "eu-central", "hel1": "eu-central",
                  "ash": "us-east", "hil": "us-west", "sin": "ap-southeast"}
+# topology.kubernetes.io/zone of a cloud server as Hetzner's CCM names it: the API no longer reports datacenters
+# (changelog 2025-12-16, "Phasing out datacenters"), so the CCM maps each location that had one to that datacenter's
+# name and any newer location to its own name (hcloud-cloud-controller-manager PR 1159); region is the location.
+# Nodes the CCM does not initialise (Hetzner pools of another provider's stack) register with the same words.
+CCM_ZONES = {"fsn1": "fsn1-dc14", "nbg1": "nbg1-dc3", "hel1": "hel1-dc2", "ash": "ash-dc1", "hil": "hil-dc1",
+             "sin": "sin-dc1"}
 # Server types as dated data: which exist, what they have, where Hetzner does not sell them, and the size
 # classes (config/catalog.py) mapped onto them.
 CATALOG = ServerCatalog.load(Path(__file__).with_name("hetzner_server_types.yaml"))
@@ -77,6 +84,9 @@ class Hetzner:
     credentials = CREDENTIALS
     zonal_node_groups = False  # a pool's locations are always known (its own or the cluster's)
     internet_peering = True  # the servers' public IPv4 is on their own interface: K3s can register with it
+    # Its public API balancer (cluster.apiLoadBalancer.public) admits every address: Hetzner load balancers cannot be
+    # firewalled. So nodes of other providers can join through it (providers/hybrid.py join_endpoint).
+    public_api_balancer_admits_peers = True
     kms_seal = None  # Hetzner Cloud has no key management service: the unseal key stays in the cluster
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
@@ -240,13 +250,16 @@ class HetznerInfrastructure(ProviderInfrastructure):
     def _server(self, spec: NodeSpec, ssh_keys: list[pulumi.Input[str]],
                 groups: dict[str, hcloud.PlacementGroup]) -> Node:
         hostname = f"{self._prefix}-{spec.name}"
+        location = spec.location or self._location
+        # As Hetzner's CCM names them (the kubelet registers with them where that CCM does not run).
+        spec = dataclasses.replace(spec, region=location, zone=CCM_ZONES.get(location, location))
         group = groups[self._group_suffix(spec)]
         server = hcloud.Server(
             spec.name,
             name=hostname,
             server_type=resolve_server_type(spec, SERVER_TYPES),
             image=self._loaded.config.cluster.image or IMAGE,
-            location=spec.location or self._location,
+            location=location,
             ssh_keys=ssh_keys,
             placement_group_id=group.id.apply(int),
             firewall_ids=[self.firewall.id.apply(int)],

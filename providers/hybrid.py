@@ -11,6 +11,12 @@ providers/hetzner.py). Any other pair of providers that both peer over the inter
 AWS, GCP, Azure) couples over the public internet (INTERNET): every node registers with its public address, Cilium tunnels and
 encrypts everything between nodes (WireGuard), and each provider's firewall admits exactly the cluster's node
 addresses on exactly CLUSTER_PORTS. No pair needs code of its own; other pairs are refused.
+
+The API path over the internet survives losing any one server: Cilium uses each node's local API endpoint
+(components/k3s/cilium.py NODE_LOCAL_API), a joined node's K3s follows every server through its client-side load
+balancer, and with several servers nodes join at the stack provider's public API balancer (join_endpoint,
+internet_problems). Autoscaled pools are refused: the firewalls admit nodes by address, known only for the nodes
+Pulumi creates.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence, TypeVar
+
+import pulumi
 
 import providers
 from config import LoadedConfig, Problem
@@ -138,9 +146,48 @@ def validate(loaded: LoadedConfig) -> list[Problem]:
     if any((cfg.provider, name) == ("hetzner", "baremetal") for name in used):
         found += _vswitch(cfg) + _robot_topology(cfg)
     if not found:  # every pool couples: the peers are known
-        found += peer_quota_problems(loaded)
+        found += internet_problems(cfg) + peer_quota_problems(loaded)
     for name in used:
         found += providers.get(name).validate(part(loaded, name))
+    return found
+
+
+def _over_internet(cfg: StackConfig) -> bool:
+    return any(coupling(cfg.provider, name).over_internet for name in providers_used(cfg)[1:])
+
+
+def _joins_through_balancer(cfg: StackConfig) -> bool:
+    """Nodes on the internet can join at the stack provider's public API balancer (health-checked over every server)."""
+    balancer = cfg.cluster.api_load_balancer
+    return (balancer.enabled and balancer.public
+            and bool(getattr(providers.get(cfg.provider), "public_api_balancer_admits_peers", False)))
+
+
+def internet_problems(cfg: StackConfig) -> list[Problem]:
+    """A cluster over the public internet: an API path that survives losing any one server, and only nodes whose
+    addresses the firewalls can name."""
+    if not _over_internet(cfg):
+        return []
+    found = []
+    servers = cfg.cluster.control_plane.count
+    if servers > 1 and not _joins_through_balancer(cfg):
+        open_to_peers = [name for name in PROVIDERS
+                         if getattr(providers.get(name), "public_api_balancer_admits_peers", False)]
+        found.append(problem(
+            "cluster.apiLoadBalancer.public", f"must be true (with apiLoadBalancer.enabled) on a stack provider whose "
+            f"public API balancer the other providers' nodes reach ({', '.join(open_to_peers)}) when pools join over "
+            f"the public internet with {servers} K3s servers: those nodes join at the balancer, which answers while "
+            "any server does (the first server's address would not; the balancer admits every address, the API "
+            "still asks for credentials); or run one K3s server (cluster.controlPlane.count: 1)",
+            f"{cfg.cluster.api_load_balancer.public} on provider {cfg.provider}"))
+    # The firewalls admit each node by its address (over_internet); a node the cluster autoscaler creates has an
+    # address nobody knows beforehand, and the providers offer no fixed range for them (Hetzner assigns each server
+    # a public IPv4 of its own), so the other providers' firewalls would shut it out.
+    found += [problem(f"cluster.pools[{pool.name}].autoscaling", "must not be set while pools join over the public "
+                      "internet: each provider's firewall admits the cluster's nodes by their addresses, and the "
+                      "addresses of the servers the autoscaler would create are not known beforehand; give the pool "
+                      "a fixed count", f"min {pool.autoscaling.min}, max {pool.autoscaling.max}")
+              for pool in cfg.cluster.pools if pool.autoscaling is not None and pool.provider in (None, cfg.provider)]
     return found
 
 
@@ -154,7 +201,7 @@ def peer_quota_problems(loaded: LoadedConfig) -> list[Problem]:
     found = [problem(f"cluster.firewallQuotas.{name}", f"must name a provider whose firewall limit a cluster over the "
                      f"public internet is checked against ({', '.join(limited)})", name)
              for name in cfg.cluster.firewall_quotas if name not in limited]
-    if found or not any(coupling(cfg.provider, name).over_internet for name in used[1:]):
+    if found or not _over_internet(cfg):
         return found
     specs = {name: node_specs(part(loaded, name)) for name in used}
     everyone = [spec.name for each in specs.values() for spec in each]
@@ -270,17 +317,21 @@ def create(loaded: LoadedConfig) -> Infrastructure:
     combined = combine(primary, secondaries, min(link.mtu for link in links), [link.node_labels for link in links])
     if not internet:
         return combined
-    return over_internet(combined, [primary, *(s for s, link in zip(secondaries, links) if link.over_internet)])
+    return over_internet(combined, [primary, *(s for s, link in zip(secondaries, links) if link.over_internet)],
+                         balanced=_joins_through_balancer(cfg))
 
 
-def over_internet(infra: Infrastructure, parts: Sequence[Infrastructure]) -> Infrastructure:
+def over_internet(infra: Infrastructure, parts: Sequence[Infrastructure], balanced: bool) -> Infrastructure:
     """The cluster with nodes that reach each other over the public internet (INTERNET).
 
     Every node registers with its public address (K3s node-ip and a server's advertise-address are the node's
     cluster address, Node.private_ip), so Cilium's tunnel and WireGuard peers and the K3s supervisor reach it
-    from any provider; the nodes and Cilium reach the API at the first server's public address (the stack
-    provider's balancer is private to its network). Each part's firewall then admits exactly every node's public
-    address on exactly CLUSTER_PORTS (nodes of the same provider included: they talk over public addresses too).
+    from any provider. Each part's firewall then admits exactly every node's public address on exactly
+    CLUSTER_PORTS (nodes of the same provider included: they talk over public addresses too).
+
+    The nodes join at (and drains run against) `join_endpoint`. Once joined, a node's K3s reaches the API through
+    its client-side load balancer, which follows every server, and Cilium through the node-local endpoint
+    (components/k3s/cilium.py): neither depends on the join address.
     """
     nodes = [dataclasses.replace(n, private_ip=n.public_ip) for n in infra.nodes]
     everyone = [PeerAddress(n.name, n.public_ip.apply(_single)) for n in nodes]
@@ -288,8 +339,16 @@ def over_internet(infra: Infrastructure, parts: Sequence[Infrastructure]) -> Inf
     for each in parts:
         has_servers = any(n.spec.k3s_role == "server" for n in each.nodes)
         each.admit_peers(peer_rules(has_servers, everyone, servers))
-    first = next(n for n in nodes if n.spec.k3s_role == "server")
-    return dataclasses.replace(infra, nodes=nodes, api_private_endpoint=first.public_ip)
+    return dataclasses.replace(infra, nodes=nodes, api_private_endpoint=join_endpoint(infra, nodes, balanced))
+
+
+def join_endpoint(infra: Infrastructure, nodes: Sequence[Node], balanced: bool) -> pulumi.Output[str]:
+    """Where nodes on the internet join: the stack provider's public API balancer, which answers while any server
+    does (`balanced`: internet_problems requires it with several servers), else the one server's public address
+    (the stack provider's private balancer is out of the other providers' reach)."""
+    if balanced:
+        return infra.api_public_endpoint
+    return next(n for n in nodes if n.spec.k3s_role == "server").public_ip
 
 
 def _single(address: str) -> str:
@@ -333,5 +392,5 @@ def cilium_values(stack_values: dict, link_mtu: int) -> dict:
 
 
 __all__ = ["COUPLINGS", "INTERNET", "Coupling", "cilium_values", "combine", "coupling", "create", "over_internet",
-           "credential_problems", "part", "peer_quota_problems",
+           "credential_problems", "internet_problems", "join_endpoint", "part", "peer_quota_problems",
            "peer_rules", "providers_used", "validate"]

@@ -345,10 +345,17 @@ EDGE = {"name": "edge", "role": "general", "count": 2, "provider": "aws", "locat
 SG_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 
 
+# What a cluster over the internet with 3 K3s servers states (internet_problems): the nodes join at the public API
+# balancer, and the general pool has a fixed count (the firewalls name every node by its address).
+OVER_INTERNET = {"location": "fsn1", "apiLoadBalancer": {"enabled": True, "public": True}}
+FIXED_GENERAL = {"name": "general", "autoscaling": None, "count": 5}
+
+
 def internet_raw() -> dict[str, Any]:
     """Production on Hetzner Cloud with a stateless pool on AWS (no bare metal). Its 22 nodes take more security group
     rules than AWS' default quota: the account's raised quota is stated."""
-    return base_raw(cluster={"location": "fsn1", "pools": [dict(EDGE)], "firewallQuotas": {"aws": 120}})
+    return base_raw(cluster={**OVER_INTERNET, "pools": [dict(FIXED_GENERAL), dict(EDGE)],
+                             "firewallQuotas": {"aws": 120}})
 
 
 @pytest.fixture(scope="module")
@@ -366,10 +373,47 @@ def _addresses(run: mockrun.Run) -> dict[str, str]:
 def test_the_other_cloud_builds_its_own_part_and_its_nodes_join_one_cluster(internet):
     assert {r.name for r in internet.resources if r.type == "aws:ec2/instance:Instance"} == {"edge-1", "edge-2"}
     assert not any(r.name.startswith("edge") for r in internet.resources if r.type == "hcloud:index/server:Server")
-    first = _addresses(internet)["control-plane-1"]
-    # Everyone joins at the first server's public address: the Hetzner balancer is private to Hetzner's network.
-    assert k3s_config(internet, "edge-1")["server"] == f"https://{first}:6443"
-    assert k3s_config(internet, "general-1")["server"] == f"https://{first}:6443"
+
+
+def _balancer(run: mockrun.Run) -> str:
+    """The public API balancer's address (the deployer's endpoint, stack output apiEndpoint)."""
+    return run.outputs["apiEndpoint"].removeprefix("https://").removesuffix(":6443")
+
+
+def test_losing_the_first_server_leaves_every_node_an_api_path(internet):
+    """Nothing on the nodes names the first server alone: joins (and drains) go through the public balancer, which
+    answers while any server does, and Cilium through each node's local endpoint (the K3s server's own API server,
+    an agent's client-side load balancer over every server)."""
+    first, balancer = _addresses(internet)["control-plane-1"], _balancer(internet)
+    assert balancer != first
+    joined = ("control-plane-2", "control-plane-3", "general-1", "edge-1", "edge-2")
+    assert {k3s_config(internet, n)["server"] for n in joined} == {f"https://{balancer}:6443"}
+    assert balancer in k3s_config(internet, "control-plane-1")["tls-san"]  # the certificate names the balancer
+    values = internet.named("cilium", "kubernetes:helm.sh/v3:Release").inputs["values"]
+    assert (values["k8sServiceHost"], values["k8sServicePort"]) == ("127.0.0.1", 6444)
+    drains = [r.inputs["stdin"].value for r in internet.of_type(COMMAND) if r.name.startswith("drain-")]
+    assert drains and all(f"https://{balancer}:6443" in d and f"https://{first}:6443" not in d for d in drains)
+
+
+def test_several_servers_over_the_internet_need_a_public_balancer_every_node_reaches():
+    values = internet_raw()
+    values["cluster"]["apiLoadBalancer"] = {"enabled": True, "public": False}
+    found = _internet_problems(values)
+    assert any(p.startswith("adplatform:cluster.apiLoadBalancer.public must be true (with apiLoadBalancer.enabled) "
+                            "on a stack provider whose public API balancer the other providers' nodes reach (hetzner)")
+               and p.endswith("got 'False on provider hetzner'") for p in found), found
+    values["cluster"]["controlPlane"] = {"count": 1}  # one server: its address is the API's, with or without
+    assert not any("apiLoadBalancer" in p for p in _internet_problems(values))
+
+
+def test_an_autoscaled_pool_of_the_stack_provider_is_refused_over_the_internet():
+    values = internet_raw()
+    values["cluster"]["pools"][0] = {"name": "general", "autoscaling": {"min": 5, "max": 10}}
+    found = _internet_problems(values)
+    assert ("adplatform:cluster.pools[general].autoscaling must not be set while pools join over the public internet: "
+            "each provider's firewall admits the cluster's nodes by their addresses, and the addresses of the servers "
+            "the autoscaler would create are not known beforehand; give the pool a fixed count, got 'min 5, max 10'"
+            in found), found
 
 
 def test_every_node_registers_with_its_public_address(internet):
@@ -388,7 +432,6 @@ def test_cilium_tunnels_and_encrypts_over_the_internet(internet):
     assert values["routingMode"] == "tunnel" and values["tunnelProtocol"] == "vxlan"
     assert values["encryption"] == {"enabled": True, "type": "wireguard", "nodeEncryption": True}
     assert values["MTU"] == 1450  # the Hetzner network's, below the internet's 1500
-    assert values["k8sServiceHost"] == _addresses(internet)["control-plane-1"]
 
 
 def test_the_hetzner_firewall_admits_exactly_the_cluster_nodes_on_exactly_the_cluster_ports(internet):
@@ -458,8 +501,8 @@ def test_a_pool_with_data_on_the_other_cloud_is_refused_naming_the_role():
 
 def test_an_autoscaled_pool_on_the_other_cloud_is_refused():
     values = internet_raw()
-    values["cluster"]["pools"][0]["autoscaling"] = {"min": 2, "max": 4}
-    values["cluster"]["pools"][0].pop("count")
+    values["cluster"]["pools"][1]["autoscaling"] = {"min": 2, "max": 4}
+    values["cluster"]["pools"][1].pop("count")
     found = _internet_problems(values)
     # (config/rules.py: only the stack's provider autoscales; the firewalls could not name such nodes either)
     assert any(p.startswith("adplatform:cluster.pools[edge].autoscaling must not be set on a pool of provider 'aws'")
@@ -479,7 +522,7 @@ AGENT_PORTS = {("tcp", "10250"), ("udp", "51871"), ("tcp", "4240"), ("icmp", Non
 
 def clouds_raw() -> dict[str, Any]:
     """Production on Hetzner Cloud with a stateless pool on GCP and one on Azure."""
-    return base_raw(cluster={"location": "fsn1", "pools": [dict(GCE), dict(AZ)]})
+    return base_raw(cluster={**OVER_INTERNET, "pools": [dict(FIXED_GENERAL), dict(GCE), dict(AZ)]})
 
 
 @pytest.fixture(scope="module")
@@ -495,11 +538,10 @@ def test_gcp_and_azure_build_their_own_parts_and_their_nodes_register_with_publi
     assert {r.name for r in clouds.of_type("gcp:compute/instance:Instance")} == {"gce-1", "gce-2"}
     assert {r.name for r in clouds.of_type("azure-native:compute:VirtualMachine")} == {"az-1", "az-2"}
     addresses = _addresses(clouds)
-    first = addresses["control-plane-1"]
     for node in ("gce-1", "az-2", "general-1"):
         config = k3s_config(clouds, node)
         assert config["node-ip"] == addresses[node] == config["node-external-ip"], node
-        assert config["server"] == f"https://{first}:6443", node
+        assert config["server"] == f"https://{_balancer(clouds)}:6443", node  # the public balancer
 
 
 def test_gcp_and_azure_nodes_register_region_and_zone_as_their_ccms_name_them(clouds):
@@ -616,7 +658,9 @@ def test_the_gcp_and_azure_limits_count_what_their_docs_limit():
 
 def test_a_gcp_stack_with_an_aws_pool_admits_servers_ports_and_registers_its_own_nodes_publicly():
     # The stack provider's nodes register with their public addresses too: GCE's K3s servers put theirs on lo.
-    values = base_raw(provider="gcp", profile="staging", cluster={"pools": [dict(EDGE, count=1, locations=None)]})
+    # One K3s server: GCP's public balancer admits only the admin CIDRs (internet_problems).
+    values = base_raw(provider="gcp", profile="staging", cluster={"controlPlane": {"count": 1},
+                                                                  "pools": [dict(EDGE, count=1, locations=None)]})
     run = run_internet(values, stack="staging-internet", settings={**CLOUDS_SETTINGS, **AWS_SETTINGS})
     user_data = run.named("control-plane-1", "gcp:compute/instance:Instance").inputs["metadata"]["user-data"]
     assert any(" ".join(c).endswith(cloud.LOOPBACK_ADDRESS) for c in yaml.safe_load(user_data)["bootcmd"])
@@ -629,3 +673,19 @@ def test_a_gcp_stack_with_an_aws_pool_admits_servers_ports_and_registers_its_own
              for r in peers}
     assert rules == {**{port: everyone for port in AGENT_PORTS}, ("tcp", "6443"): everyone,
                      ("tcp", "2379-2380"): servers}
+
+
+# --- Hetzner Cloud as the other provider (an AWS stack with a pool on Hetzner) -----------------------
+
+def test_hetzner_nodes_of_another_providers_cluster_register_region_and_zone_as_hetzners_ccm_names_them():
+    # No Hetzner CCM initialises them (only the stack provider's add-ons run): the kubelet sets what it would.
+    hetzner_pool = {"name": "hz", "role": "general", "count": 2, "provider": "hetzner", "locations": ["fsn1", "nbg1"]}
+    values = base_raw(provider="aws", profile="staging", cluster={
+        "location": "eu-central-1a", "controlPlane": {"count": 1},
+        "pools": [{"name": "general", "autoscaling": None, "count": 1}, hetzner_pool]})
+    run = run_internet({**values, "layers": UP_TO_SERVICES}, stack="staging-internet")
+    assert nodes_without_topology(run) == {}
+    labels = {n: node_labels(run, n) for n in ("hz-1", "hz-2")}
+    where = {n: (each["topology.kubernetes.io/region"], each["topology.kubernetes.io/zone"]) for n, each in labels.items()}
+    assert where == {"hz-1": ("fsn1", "fsn1-dc14"), "hz-2": ("nbg1", "nbg1-dc3")}
+    assert "cloud-provider=external" not in k3s_config(run, "hz-1")["kubelet-arg"]

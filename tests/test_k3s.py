@@ -211,7 +211,9 @@ def test_cilium_release_pinned_with_kube_proxy_replacement(production):
     assert cilium.inputs["repositoryOpts"]["repo"] == "https://helm.cilium.io"
     values = cilium.inputs["values"]
     assert values["kubeProxyReplacement"] is True
-    assert values["k8sServiceHost"] == "10.0.1.254" and values["k8sServicePort"] == 6443
+    # The node-local API endpoint (the K3s server's own API server, an agent's client-side load balancer), not the
+    # balancer: losing it or a server never cuts a node's Cilium off the API.
+    assert values["k8sServiceHost"] == "127.0.0.1" and values["k8sServicePort"] == 6444
     assert values["ipam"]["mode"] == "kubernetes"
     assert values["routingMode"] == "native" and values["ipv4NativeRoutingCIDR"] == "10.0.0.0/8"
     assert values["MTU"] == 1450 and "tunnelProtocol" not in values

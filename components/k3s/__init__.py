@@ -192,8 +192,8 @@ class K3sCluster(pulumi.ComponentResource):
             lambda v: v[0].replace(f"https://127.0.0.1:{API_PORT}", v[1])))
 
     def _cluster_network(self, installs: list[pulumi.Resource]) -> list[pulumi.Resource]:
-        values = cilium_values(self._infra.api_private_endpoint, len(self._infra.nodes),
-                               self._infra.cluster.cilium_values, self._infra.cluster.client_address)
+        values = cilium_values(len(self._infra.nodes), self._infra.cluster.cilium_values,
+                               self._infra.cluster.client_address)
         # Before Cilium: its operator enables the Gateway API controller only if the CRDs exist at start.
         crds = gateway_api_crds(self.provider, installs[:1], self)
         cilium = release("cilium", CILIUM, values,

@@ -8,9 +8,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.charts import GATEWAY_API
-from components.k3s.config import API_PORT
 from providers.base import ClientAddress
 
+# Where every node reaches the Kubernetes API without depending on any one server or balancer: on a K3s server
+# its own kube-apiserver (bound to loopback on the supervisor port + 1, 6444), on an agent K3s' client-side load
+# balancer (--lb-server-port, default 6444), which follows every server in the `kubernetes` endpoints and keeps
+# the list across restarts (k3s pkg/daemons/control/server.go, pkg/agent/loadbalancer). Both serve the servers'
+# certificate, which names 127.0.0.1. Every Cilium pod that talks to the API runs in the host's network (agent,
+# operator, certgen jobs), where 127.0.0.1 is the node.
+NODE_LOCAL_API = ("127.0.0.1", 6444)
 HUBBLE_METRICS_PORT = 9965  # hubble.metrics.port (the chart's default): container port `hubble-metrics` of the agent
 # The chart's default certificate method (`helm`) issues Hubble's mTLS certificates once, valid 365 days, and
 # never again: relay then loses every agent. The CronJob method re-issues them on this schedule (the chart's
@@ -25,14 +31,15 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
-def cilium_values(api_host: pulumi.Input[str], node_count: int, provider_values: dict[str, Any],
+def cilium_values(node_count: int, provider_values: dict[str, Any],
                   client_address: ClientAddress) -> dict[str, Any]:
     """Provider-neutral values; the provider adds routing specifics (e.g. native routing)."""
     base: dict[str, Any] = {
         "kubeProxyReplacement": True,
-        # Without kube-proxy Cilium cannot reach the API through the service IP: give it the endpoint.
-        "k8sServiceHost": api_host,
-        "k8sServicePort": API_PORT,
+        # Without kube-proxy Cilium cannot reach the API through the service IP: the node-local endpoint, so losing
+        # a server (or the balancer) never cuts a node's datapath off the API.
+        "k8sServiceHost": NODE_LOCAL_API[0],
+        "k8sServicePort": NODE_LOCAL_API[1],
         # Pod CIDRs come from the nodes' spec.podCIDR, allocated by K3s from its cluster-cidr.
         "ipam": {"mode": "kubernetes"},
         "routingMode": "tunnel",
