@@ -191,6 +191,20 @@ def test_helm_v4_charts_take_helm_time():
     assert timing.duration(chart) == timing.CHARTS["cilium"]
 
 
+def test_an_operator_resource_pulumi_waits_for_takes_the_operators_rollout():
+    """A custom resource with `pulumi.com/waitFor` is done when its operator reports it ready, not after one API call;
+    a ScyllaCluster's nodes join one at a time."""
+    def cr(type_, annotations, spec=None):
+        return {**_r("x"), "type": f"kubernetes:{type_}",
+                "inputs": {"metadata": {"annotations": annotations}, "spec": spec or {}}}
+    waited = {"pulumi.com/waitFor": "condition=Ready"}
+    assert timing.duration(cr("cluster.redpanda.com/v1alpha2:Redpanda", waited)) == 240
+    assert timing.duration(cr("cluster.redpanda.com/v1alpha2:Redpanda", {})) == timing.DEFAULT_KUBERNETES
+    assert timing.duration(cr("example.com/v1:Other", waited)) == timing.DEFAULT_AWAITED
+    racks = {"datacenter": {"racks": [{"name": "a", "members": 1}, {"name": "b", "members": 2}]}}
+    assert timing.duration(cr("scylla.scylladb.com/v1:ScyllaCluster", waited, racks)) == 3 * 120
+
+
 PROVENANCE = ("measured:", "documented:", "estimate:")
 
 
@@ -212,7 +226,8 @@ def test_every_duration_figure_says_where_it_comes_from():
         said = " ".join([line.partition("#")[2], *above])
         assert any(word in said for word in PROVENANCE), f"timing.py line {i + 1} cites no source: {line.strip()}"
     defaults = sum(1 for name in vars(timing) if name.startswith("DEFAULT_"))
-    assert figures == len(timing.DURATIONS) + len(timing.COMMANDS) + len(timing.CHARTS) + defaults
+    assert figures == (len(timing.DURATIONS) + len(timing.COMMANDS) + len(timing.CHARTS) + len(timing.AWAITED)
+                       + defaults)
 
 
 def test_production_critical_path_names_the_bootstrap_chain(plan):

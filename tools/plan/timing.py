@@ -78,10 +78,27 @@ CHARTS: dict[str, int] = {
     "kube-prometheus-stack": 180,  # estimate: operator, then Prometheus x2 and Alertmanager x3 with volumes
     "airflow": 300,       # estimate: the migration job, then scheduler/API server (GitLab's pattern, a smaller schema)
 }
+# An operator's resource with a `pulumi.com/waitFor` annotation (components/layer.py wait_for): pulumi-kubernetes
+# waits until the operator reports it ready, so the operator's whole rollout is the resource's create time.
+AWAITED: dict[str, int] = {
+    "kubernetes:cert-manager.io/v1:Certificate": 10,  # estimate: a CA issuer signs at once; one controller reconcile
+    "kubernetes:cert-manager.io/v1:Issuer": 5,        # estimate: a CA issuer is Ready once its key pair Secret exists
+    "kubernetes:cert-manager.io/v1:ClusterIssuer": 5,  # estimate: as the Issuer
+    # estimate: the operator renders its chart, the brokers start with their volumes and form the controller raft
+    # group, then the operator's post-install configuration; a first Redpanda start on a fresh volume is seconds
+    "kubernetes:cluster.redpanda.com/v1alpha2:Redpanda": 240,
+    "kubernetes:dragonflydb.io/v1alpha1:Dragonfly": 60,  # estimate: pods start (one image), the operator picks a master
+    # estimate: per member (AWAITED_PER_MEMBER): ScyllaDB adds nodes to a ring one at a time (docs.scylladb.com,
+    # "Add a New Node": bootstrap one node at a time), each a pod start plus its join of a fresh, empty ring
+    "kubernetes:scylla.scylladb.com/v1:ScyllaCluster": 120,
+    "kubernetes:scylla.scylladb.com/v1alpha1:NodeConfig": 90,  # estimate: the operator's tuning pods, nodes in parallel
+}
+AWAITED_PER_MEMBER = {"kubernetes:scylla.scylladb.com/v1:ScyllaCluster"}
 HELM_CHARTS = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
 DEFAULT_COMMAND = 30      # estimate: another script of ours: SSH connect + a short idempotent script
 DEFAULT_KUBERNETES = 3    # estimate: a plain Kubernetes object: one API call, no readiness to wait for
 DEFAULT_CUSTOM = 10       # estimate: any other cloud resource: a create call plus a short action poll
+DEFAULT_AWAITED = 60      # estimate: another operator resource Pulumi waits on: its pods start and report ready
 
 
 def duration(resource: dict[str, Any]) -> int:
@@ -94,7 +111,21 @@ def duration(resource: dict[str, Any]) -> int:
         return next((s for prefix, s in COMMANDS if resource["name"].startswith(prefix)), DEFAULT_COMMAND)
     if type_ in DURATIONS:
         return DURATIONS[type_]
+    if type_.startswith("kubernetes:") and "pulumi.com/waitFor" in _annotations(resource):
+        seconds = AWAITED.get(type_, DEFAULT_AWAITED)
+        return seconds * _members(resource) if type_ in AWAITED_PER_MEMBER else seconds
     return DEFAULT_KUBERNETES if type_.startswith("kubernetes:") else DEFAULT_CUSTOM
+
+
+def _annotations(resource: dict[str, Any]) -> dict[str, Any]:
+    metadata = resource["inputs"].get("metadata")
+    return (metadata.get("annotations") or {}) if isinstance(metadata, dict) else {}
+
+
+def _members(resource: dict[str, Any]) -> int:
+    """A ScyllaCluster's nodes: the members of its datacenter's racks (at least one)."""
+    racks = ((resource["inputs"].get("spec") or {}).get("datacenter") or {}).get("racks") or []
+    return max(1, sum(int(rack.get("members") or 0) for rack in racks if isinstance(rack, dict)))
 
 
 def _provider_urn(reference: str) -> str:
