@@ -21,6 +21,7 @@ from components.data import drills, postgres, redpanda, redpanda_backup
 from components.data.scylladb import bootstrap as scylladb_bootstrap
 from components.services.namespaces import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY
 from config.cron import longest_gap_seconds
+from config.quantity import cpu_millis, memory_mib
 from tests import validators
 from tests.conftest import base_raw, run_raw
 from tests.netpol import selects
@@ -162,9 +163,44 @@ def test_scratch_namespace_has_a_quota_for_its_restores(production):
     assert hard["requests.cpu"] == "12" and hard["pods"] == "22" and hard["persistentvolumeclaims"] == "10"
 
 
+# What Velero v1.18.1 puts first in a pod it restores volumes into (pkg/restore/actions/pod_volume_restore_action.go,
+# no plugin ConfigMap): restore-wait with requests == limits of 100m CPU and 128Mi, and the securityContext of the
+# pod's first container as it was backed up (production's).
+VELERO_RESTORE_WAIT_RESOURCES = {"cpu": "100m", "memory": "128Mi"}
+
+
+def test_dragonflys_restored_pod_is_admitted_restricted_and_within_quota(production):
+    """The pod Velero creates in dr-drills-dragonfly (restore-wait, then the modifier's container) passes the
+    namespace's `restricted` Pod Security level and fits its quota: a pod's request is the larger of its init
+    containers' and the sum of its containers' (Kubernetes' quota and scheduler)."""
+    dragonfly = production.named("dragonfly", "kubernetes:dragonflydb.io/v1alpha1:Dragonfly").inputs["spec"]
+    restore_wait = {"name": "restore-wait", "securityContext": dragonfly["containerSecurityContext"],
+                    "resources": {"requests": VELERO_RESTORE_WAIT_RESOURCES, "limits": VELERO_RESTORE_WAIT_RESOURCES}}
+    [text] = production.named("drill-dragonfly-modifier", CONFIGMAP).inputs["data"].values()
+    patch = json.loads(yaml.safe_load(text)["resourceModifierRules"][0]["mergePatches"][0]["patchData"])
+    pod = merge_patch({"spec": {"securityContext": dragonfly["podSecurityContext"], "initContainers": [restore_wait],
+                                "containers": [{"name": "dragonfly"}]}}, patch)["spec"]
+    target, = [n.inputs for n in production.of_type("kubernetes:core/v1:Namespace")
+               if n.inputs["metadata"]["name"] == "dr-drills-dragonfly"]
+    assert target["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    for container in pod["initContainers"] + pod["containers"]:
+        context = {**pod["securityContext"], **container["securityContext"]}
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        assert context["runAsNonRoot"] is True and context["seccompProfile"] == {"type": "RuntimeDefault"}
+    hard = production.named("drill-dragonfly-quota", "kubernetes:core/v1:ResourceQuota").inputs["spec"]["hard"]
+    for kind in ("requests", "limits"):
+        for resource, unit in (("cpu", cpu_millis), ("memory", memory_mib)):
+            if f"{kind}.{resource}" not in hard:
+                continue
+            need = max(max(unit(c["resources"][kind][resource]) for c in pod["initContainers"]),
+                       sum(unit(c["resources"][kind][resource]) for c in pod["containers"]))
+            assert need <= unit(hard[f"{kind}.{resource}"]), (kind, resource)
+
+
 def test_dragonflys_scratch_namespace_admits_exactly_one_restored_pod(production):
     """The restored pod asks for production's Dragonfly memory; the quota admits that pod and its claim, nothing
-    more, and the namespace's defaults give Velero's restore-wait init container the requests the quota needs."""
+    more; anything else that declared nothing would get the namespace's container defaults."""
     quota = production.named("drill-dragonfly-quota", "kubernetes:core/v1:ResourceQuota").inputs
     assert quota["metadata"]["namespace"] == "dr-drills-dragonfly"
     dragonfly = production.named("dragonfly", "kubernetes:dragonflydb.io/v1alpha1:Dragonfly").inputs["spec"]

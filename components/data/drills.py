@@ -927,8 +927,10 @@ def df_container(ctx: DataContext) -> dict[str, Any]:
 def df_quota(ctx: DataContext) -> dict[str, Any]:
     """Room in DF_TARGET for exactly the restored pod (production's memory: a snapshot loads only into the room it
     was taken in; its restore-wait init container runs before it, so the larger of the two counts) and its claim of
-    production's snapshot size; nothing that reaches outside. A Restore that would bring more fails the drill. The
-    namespace's container defaults (LIMIT_RANGE) give Velero's restore-wait requests, which a quota requires."""
+    production's snapshot size; nothing that reaches outside. A Restore that would bring more fails the drill.
+    Velero gives restore-wait requests and limits of its own (100m CPU, 128Mi, pod_volume_restore_action.go v1.18.1,
+    no plugin ConfigMap here), within the container's; and the first container's securityContext (production's,
+    restricted), so the namespace stays `restricted`. LIMIT_RANGE is only the default for anything else."""
     res = pinned_resources(ctx, "dragonfly", "dragonfly", configured=True)
     return {"hard": {"pods": "1", "persistentvolumeclaims": "1", "requests.cpu": SCRATCH_CPU,
                      "requests.memory": f"{res.memory_mib}Mi", "limits.memory": f"{res.memory_mib}Mi",
