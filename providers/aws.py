@@ -60,8 +60,9 @@ EBS_PROVISIONER = "ebs.csi.aws.com"
 # The zone the EBS CSI node plugin reports as its volumes' topology (aws-ebs-csi-driver v1.64.0 pkg/driver/driver.go
 # ZoneTopologyKey, "topology." + driver name + "/zone"): only nodes running that plugin carry it.
 EBS_ZONE_KEY = "topology.ebs.csi.aws.com/zone"
-# The Secret the chart's controller reads static AWS credentials from (chart 2.64.0 values.yaml awsAccessSecret,
-# its defaults): the controller of a hybrid cluster's secondary AWS part, which has no instance role to use.
+# The Secret the chart's controller reads static AWS credentials from (chart 2.64.0 values.yaml awsAccessSecret: its
+# defaults, so the values leave it out; templates/controller.yaml, optional keys): the controller of a hybrid
+# cluster's secondary AWS part, which has no instance role to use.
 EBS_CSI_SECRET = {"name": "aws-secret", "keyId": "key_id", "accessKey": "access_key"}
 API_PORT = 6443
 # PROXY protocol v2 on the gateway NLB's target groups. The CCM (cloud-provider-aws v1.35) reads
@@ -250,6 +251,9 @@ class Aws:
     credentials = CREDENTIALS
     zonal_node_groups = True  # one Auto Scaling group per zone (aws.py: AZRebalance would evict undrained)
     internet_peering = True  # PUBLIC_ADDRESS_COMMAND puts the public address where K3s can register with it
+    # As a hybrid cluster's secondary (providers/hybrid.py pool_roles) it installs its own EBS CSI driver and classes
+    # on its own nodes, with a credential of its own (AwsInfrastructure._ebs_csi_credential): it may host stores.
+    secondary_storage = True
     peer_quota = PeerQuota(INBOUND_RULES_PER_GROUP, "inbound IPv4 rules of the nodes' security group (the default "
                            "Amazon VPC quota 'Inbound or outbound rules per security group')", inbound_ipv4_rules)
     kms_seal = "awskms"  # OpenBao unseals with a KMS key (AwsInfrastructure._install_seal)
@@ -729,9 +733,8 @@ def ebs_csi_values(region: str, cluster_id: str, stack: str, ha: bool, *, hybrid
     if secondary:
         values["controller"].update(
             # No K3s server runs on AWS here: the controller runs on the AWS agents (any of their pools) with its own
-            # key (EBS_CSI_SECRET), read from the Secret the chart's controller mounts as AWS_ACCESS_KEY_ID/...
+            # key, from the Secret EBS_CSI_SECRET names (the chart's default awsAccessSecret: AWS_ACCESS_KEY_ID/...)
             nodeSelector={PROVIDER_LABEL: NAME}, tolerations=[{"operator": "Exists", "effect": "NoSchedule"}])
-        values["awsAccessSecret"] = dict(EBS_CSI_SECRET)
         # No AWS CCM sets the node's providerID, which the `kubernetes` source parses for the instance id
         # (v1.64.0 pkg/cloud/metadata/k8s.go parseProviderID): the plugin asks IMDS for instance id and zone, from
         # the host's network (node.hostNetwork) so the agents' hop limit of 1 still keeps IMDS from pods.

@@ -227,6 +227,9 @@ class Gcp:
     credentials = CREDENTIALS
     zonal_node_groups = True  # managed instance groups are zonal
     internet_peering = True  # PUBLIC_ADDRESS_COMMAND puts the public address where K3s can register with it
+    # As a hybrid cluster's secondary (providers/hybrid.py pool_roles) it installs its own PD CSI driver and classes
+    # on its own nodes, which run as the nodes' service account with the driver's rights: it may host stores.
+    secondary_storage = True
     # Each peer rule names every node: the largest rule's source ranges.
     peer_quota = PeerQuota(SOURCE_RANGES_PER_RULE, "source IP ranges in one VPC firewall rule (GCP's limit)",
                            lambda _cfg, rules: max((len(peers) for _port, peers in rules), default=0))
