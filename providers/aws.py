@@ -32,6 +32,7 @@ import pulumi_kubernetes as k8s
 
 from components.charts import AWS_CCM, AWS_EBS_CSI
 from components.helm import release
+from components.layer import EXCLUDE_FROM_BACKUP
 from components.k3s.resize import output_path
 from providers import power_off
 from config import LoadedConfig, Problem
@@ -42,7 +43,7 @@ from providers.base import (ApiEndpoints, ClientAddress, ClusterPort, ClusterPro
                             NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota, ProviderInfrastructure,
                             Storage, assemble,
                             check_locations, check_server_type_names, csi_storage, first_server_api, node_specs,
-                            resolve_server_type, Seal, ssh_connection)
+                            resolve_server_type, PROVIDER_LABEL, Seal, ssh_connection, zone_topology)
 
 NAME = "aws"
 REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION")  # what the AWS provider reads when aws:region is unset
@@ -56,6 +57,13 @@ VPC_PREFIX = 16  # the largest VPC CIDR AWS accepts
 ROOT_VOLUME_TYPE = "gp3"
 STORAGE_CLASS = "ebs-gp3"
 EBS_PROVISIONER = "ebs.csi.aws.com"
+# The zone the EBS CSI node plugin reports as its volumes' topology (aws-ebs-csi-driver v1.64.0 pkg/driver/driver.go
+# ZoneTopologyKey, "topology." + driver name + "/zone"): only nodes running that plugin carry it.
+EBS_ZONE_KEY = "topology.ebs.csi.aws.com/zone"
+# The Secret the chart's controller reads static AWS credentials from (chart 2.64.0 values.yaml awsAccessSecret: its
+# defaults, so the values leave it out; templates/controller.yaml, optional keys): the controller of a hybrid
+# cluster's secondary AWS part, which has no instance role to use.
+EBS_CSI_SECRET = {"name": "aws-secret", "keyId": "key_id", "accessKey": "access_key"}
 API_PORT = 6443
 # PROXY protocol v2 on the gateway NLB's target groups. The CCM (cloud-provider-aws v1.35) reads
 # `aws-load-balancer-proxy-protocol` only for Classic ELBs; for an NLB it takes target group attributes.
@@ -243,6 +251,9 @@ class Aws:
     credentials = CREDENTIALS
     zonal_node_groups = True  # one Auto Scaling group per zone (aws.py: AZRebalance would evict undrained)
     internet_peering = True  # PUBLIC_ADDRESS_COMMAND puts the public address where K3s can register with it
+    # As a hybrid cluster's secondary (providers/hybrid.py pool_roles) it installs its own EBS CSI driver and classes
+    # on its own nodes, with a credential of its own (AwsInfrastructure._ebs_csi_credential): it may host stores.
+    secondary_storage = True
     peer_quota = PeerQuota(INBOUND_RULES_PER_GROUP, "inbound IPv4 rules of the nodes' security group (the default "
                            "Amazon VPC quota 'Inbound or outbound rules per security group')", inbound_ipv4_rules)
     kms_seal = "awskms"  # OpenBao unseals with a KMS key (AwsInfrastructure._install_seal)
@@ -290,6 +301,10 @@ class AwsInfrastructure(ProviderInfrastructure):
         self._vpc_cidr = vpc_cidr(cfg.cluster)
 
         specs = node_specs(loaded)
+        # A cluster over the internet spans providers: the EBS driver and classes stay on this provider's nodes.
+        # Without K3s servers here this is a secondary part: no CCM, no instance role, not the default class.
+        self._hybrid = over_internet
+        self._secondary = not any(spec.k3s_role == "server" for spec in specs)
         available = aws.get_availability_zones(
             state="available", filters=[aws.GetAvailabilityZonesFilterArgs(
                 name="opt-in-status", values=["opt-in-not-required"])]).names  # no Local/Wavelength zones
@@ -619,14 +634,40 @@ class AwsInfrastructure(ProviderInfrastructure):
     def _install_ebs_csi(self, provider: k8s.Provider, depends_on: Sequence[pulumi.Resource],
                          parent: pulumi.Resource) -> Storage:
         """EBS gp3 volumes through the CSI driver: encrypted (EBS encryption, the account's aws/ebs key),
-        expandable, the default class and its XFS twin; production keeps a volume when its claim is deleted."""
+        expandable, the default class and its XFS twin; production keeps a volume when its claim is deleted.
+
+        In a cluster spanning providers the driver runs on AWS nodes only and the classes name only their zones
+        (EBS_ZONE_KEY), so no pod with an EBS claim is scheduled where the volume cannot attach; a secondary part's
+        controller uses an access key of its own (_ebs_csi_credential) and its classes are not the default."""
         opts = pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on))
-        csi = release("aws-ebs-csi", AWS_EBS_CSI, ebs_csi_values(self._region, self._prefix, self._loaded.stack,
-                                                                  self._loaded.profile.strict), opts)
+        credential = self._ebs_csi_credential(opts) if self._secondary else []
+        csi = release("aws-ebs-csi", AWS_EBS_CSI, ebs_csi_values(
+            self._region, self._prefix, self._loaded.stack, self._loaded.profile.strict,
+            hybrid=self._hybrid, secondary=self._secondary),
+            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=credential)))
         # fstype ext4 or xfs (aws-ebs-csi-driver helm-chart-aws-ebs-csi-driver-2.64.0 docs/parameters.md).
         return csi_storage(STORAGE_CLASS, EBS_PROVISIONER,
                            {"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"},
-                           retain=self._protect, driver=[csi], opts=opts)
+                           retain=self._protect, driver=[*credential, csi], opts=opts,
+                           allowed_topologies=zone_topology(EBS_ZONE_KEY, list(self.zones.values()))
+                           if self._hybrid else None, default=not self._secondary)
+
+    def _ebs_csi_credential(self, opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+        """The EBS CSI controller's rights on a secondary part: exactly the control-plane role's (EBS_CSI_POLICY,
+        _instance_profiles), on an IAM user of its own whose key only the controller reads (EBS_CSI_SECRET). Not an
+        instance role on the agents: a role there would need IMDS hop limit 2 for the controller's pod network,
+        which would hand the role to every pod on them (metadata_options)."""
+        user = aws.iam.User("ebs-csi", name=_aws_name(f"{self._prefix}-ebs-csi", IAM_USER_NAME_LIMIT),
+                            tags=self._tags, opts=self._opts())
+        policy = aws.iam.UserPolicyAttachment("ebs-csi", user=user.name, policy_arn=EBS_CSI_POLICY, opts=self._opts())
+        access = aws.iam.AccessKey("ebs-csi", user=user.name, opts=self._opts())
+        secret = k8s.core.v1.Secret(
+            "aws-ebs-csi-credential",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=EBS_CSI_SECRET["name"], namespace=AWS_EBS_CSI.namespace,
+                                                labels=EXCLUDE_FROM_BACKUP),
+            string_data={EBS_CSI_SECRET["keyId"]: access.id, EBS_CSI_SECRET["accessKey"]: access.secret},
+            type="Opaque", opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[policy])))
+        return [user, policy, access, secret]
 
 
 _CONTROL_PLANE_SELECTOR = {"node-role.kubernetes.io/control-plane": "true"}  # K3s labels servers so
@@ -659,9 +700,11 @@ def ccm_values(cluster_name: str) -> dict:
     }
 
 
-def ebs_csi_values(region: str, cluster_id: str, stack: str, ha: bool) -> dict:
-    """aws-ebs-csi-driver chart values (chart 2.64.0 values.yaml)."""
-    return {
+def ebs_csi_values(region: str, cluster_id: str, stack: str, ha: bool, *, hybrid: bool = False,
+                   secondary: bool = False) -> dict:
+    """aws-ebs-csi-driver chart values (chart 2.64.0 values.yaml). `hybrid`: the cluster spans providers, so the
+    node plugin runs on AWS nodes only; `secondary`: AWS is not the stack's provider (no CCM, no K3s servers here)."""
+    values = {
         "controller": {
             "region": region,  # not looked up through IMDS
             "replicaCount": 2 if ha else 1,
@@ -685,3 +728,15 @@ def ebs_csi_values(region: str, cluster_id: str, stack: str, ha: bool) -> dict:
         "defaultStorageClass": {"enabled": False},
         "helmTester": {"enabled": False},
     }
+    if hybrid:
+        values["node"]["nodeSelector"] = {PROVIDER_LABEL: NAME}  # EBS volumes attach to EC2 instances only
+    if secondary:
+        values["controller"].update(
+            # No K3s server runs on AWS here: the controller runs on the AWS agents (any of their pools) with its own
+            # key, from the Secret EBS_CSI_SECRET names (the chart's default awsAccessSecret: AWS_ACCESS_KEY_ID/...)
+            nodeSelector={PROVIDER_LABEL: NAME}, tolerations=[{"operator": "Exists", "effect": "NoSchedule"}])
+        # No AWS CCM sets the node's providerID, which the `kubernetes` source parses for the instance id
+        # (v1.64.0 pkg/cloud/metadata/k8s.go parseProviderID): the plugin asks IMDS for instance id and zone, from
+        # the host's network (node.hostNetwork) so the agents' hop limit of 1 still keeps IMDS from pods.
+        values["node"].update(metadataSources="imds", hostNetwork=True)
+    return values

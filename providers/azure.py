@@ -274,6 +274,13 @@ class Azure:
     zonal_node_groups = False  # one scale set over the zones
     # The VMs' public IPs are known before the VMs: each puts its own on `lo` from custom data (_vm).
     internet_peering = True
+    # No storage as a hybrid cluster's secondary (providers/hybrid.py pool_roles): the Azure Disk CSI driver reads
+    # azure.json (credentials, resource group) from the cloud-config Secret that only the stack's Azure add-ons
+    # create with the CCM (_install_ccm, CLOUD_CONFIG_SECRET), and a secondary runs no Azure add-on: its nodes are
+    # never initialised by the Azure CCM (no Azure provider ID on the Node).
+    secondary_storage = False
+    secondary_storage_gap = (", and Azure Disk volumes need the Azure cloud controller manager (node provider IDs) "
+                             "and its cloud-config, which run only on an Azure stack")
     peer_quota = PeerQuota(NSG_SOURCE_PREFIXES, "source addresses and ranges in the nodes' network security group "
                            "(Azure's networking limit)", nsg_source_prefixes)
     # No Key Vault seal (docs/security.md, "Azure: no Key Vault seal, and why"): a client secret needs an Entra ID

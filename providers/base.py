@@ -128,6 +128,21 @@ class Storage:
     # The same block storage formatted XFS (csi.storage.k8s.io/fstype: xfs), for stores whose vendors
     # require it (ScyllaDB refuses ext4 outside developer mode); None where the provider has none.
     xfs_class: str | None = None
+    # A hybrid cluster (providers/hybrid.py): pool -> its nodes' own classes (default, xfs) where they are not the
+    # two above (another provider's block storage, attachable only on that provider's nodes).
+    pool_classes: Mapping[str, tuple[str, str | None]] = field(default_factory=dict)
+
+    def classes_of(self, pools: Sequence[str]) -> tuple[str, str | None]:
+        """The (default, xfs) classes a workload on `pools` claims: theirs when they share one provider's (a hybrid
+        cluster's validation refuses a store whose pools do not), else the stack provider's."""
+        own = {self.pool_classes.get(p, (self.default_class, self.xfs_class)) for p in pools}
+        return own.pop() if len(own) == 1 else (self.default_class, self.xfs_class)
+
+
+def zone_topology(key: str, zones: Sequence[str]) -> tuple[dict, ...]:
+    """StorageClass allowedTopologies: only nodes whose CSI node plugin reports one of `zones` under `key` (the
+    driver's own zone key: no other provider's node carries it)."""
+    return ({"matchLabelExpressions": [{"key": key, "values": sorted(set(zones))}]},)
 
 
 # Installs the provider's CSI driver and its StorageClasses (cluster-services layer).
@@ -142,7 +157,7 @@ FSTYPE_PARAMETER = "csi.storage.k8s.io/fstype"
 def csi_storage(name: str, provisioner: str, parameters: Mapping[str, pulumi.Input[str]], *, retain: bool,
                 driver: Sequence[pulumi.Resource], opts: pulumi.ResourceOptions,
                 default_aliases: Sequence[pulumi.Alias] = (),
-                allowed_topologies: Sequence[Mapping[str, object]] | None = None) -> Storage:
+                allowed_topologies: Sequence[Mapping[str, object]] | None = None, default: bool = True) -> Storage:
     """A CSI driver's block storage as two StorageClasses: `name`, the cluster default, and `<name>-xfs`,
     the same volumes formatted XFS (not default).
 
@@ -151,12 +166,14 @@ def csi_storage(name: str, provisioner: str, parameters: Mapping[str, pulumi.Inp
     volume when `retain` (production). They differ only in name, the default annotation and fstype.
     `driver` is what provisions them (the CSI release, its secrets): the classes wait for it, and a
     workload with a claim waits for all of it (Storage.resources). `allowed_topologies` (a hybrid cluster): the
-    nodes the volumes can attach to; the scheduler places a pod with such a claim only there.
+    nodes the volumes can attach to; the scheduler places a pod with such a claim only there. `default`: False for
+    a hybrid cluster's secondary provider (the stack provider's class is the cluster default; one default only).
     """
     xfs = f"{name}-xfs"
     after = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(driver)))
     classes = [
-        _storage_class(name, provisioner, dict(parameters), retain, default=True, allowed_topologies=allowed_topologies,
+        _storage_class(name, provisioner, dict(parameters), retain, default=default,
+                       allowed_topologies=allowed_topologies,
                        opts=pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(aliases=list(default_aliases)))),
         _storage_class(xfs, provisioner, {**parameters, FSTYPE_PARAMETER: "xfs"}, retain, default=False,
                        allowed_topologies=allowed_topologies, opts=after),
@@ -661,7 +678,7 @@ def ssh_connection(host: pulumi.Input[str], user: str, private_key: pulumi.Input
 
 __all__ = ["AddonInstaller", "ApiEndpoints", "CLUSTER_PORTS", "ClusterPort", "ClusterProfile", "PROVIDER_LABEL",
            "Credential", "check_credentials", "check_seal", "seal_type", "AUTO_SEALS", "Seal", "SealInstaller",
-           "FSTYPE_PARAMETER",
+           "FSTYPE_PARAMETER", "zone_topology",
            "Infrastructure", "Node", "NodeGroupInstaller", "PeerAddress", "PeerAdmitter", "PeerQuota", "NodeGroupRequest",
            "NodeGroups", "NodeSpec",
            "group_spec", "node_group_name", "pool_labels", "PORTS", "PortRule", "Provider", "ProviderInfrastructure",

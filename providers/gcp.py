@@ -44,7 +44,7 @@ from providers.base import (ApiEndpoints, ClusterPort, ClusterProfile, Credentia
                             NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota, ProviderInfrastructure,
                             Storage, assemble, check_locations,
                             check_server_type_names, csi_storage, first_server_api, node_specs, resolve_server_type,
-                            Seal, ssh_connection)
+                            Seal, ssh_connection, zone_topology)
 
 NAME = "gcp"
 # What the Google provider reads when gcp:project / gcp:region are unset (pulumi-gcp installation docs).
@@ -175,6 +175,11 @@ def autoscaler_values(groups: Sequence[tuple[str, int]]) -> dict:
 # of the program and of the Kubernetes provider that runs kustomize; an absolute path would differ per
 # checkout and show up as a change of the component's input.
 PD_CSI_KUSTOMIZATION = "providers/kustomize/gcp-pd-csi"
+# The same driver on GCP nodes only (PROVIDER_LABEL), for a cluster that spans providers.
+PD_CSI_HYBRID_KUSTOMIZATION = "providers/kustomize/gcp-pd-csi-hybrid"
+# The zone the PD CSI node plugin reports, from the metadata server (v1.26.4 pkg/constants/constants.go
+# TopologyKeyZone; node.go NodeGetInfo): only nodes running that plugin carry it.
+PD_ZONE_KEY = "topology.gke.io/zone"
 
 
 SHIELDED = {"enable_secure_boot": True, "enable_vtpm": True, "enable_integrity_monitoring": True}
@@ -222,6 +227,9 @@ class Gcp:
     credentials = CREDENTIALS
     zonal_node_groups = True  # managed instance groups are zonal
     internet_peering = True  # PUBLIC_ADDRESS_COMMAND puts the public address where K3s can register with it
+    # As a hybrid cluster's secondary (providers/hybrid.py pool_roles) it installs its own PD CSI driver and classes
+    # on its own nodes, which run as the nodes' service account with the driver's rights: it may host stores.
+    secondary_storage = True
     # Each peer rule names every node: the largest rule's source ranges.
     peer_quota = PeerQuota(SOURCE_RANGES_PER_RULE, "source IP ranges in one VPC firewall rule (GCP's limit)",
                            lambda _cfg, rules: max((len(peers) for _port, peers in rules), default=0))
@@ -274,6 +282,10 @@ class GcpInfrastructure(ProviderInfrastructure):
         self.server_tag = gcp_name(self._prefix, "server")
 
         specs = node_specs(loaded)
+        # A cluster over the internet spans providers: the PD driver and classes stay on this provider's nodes.
+        # Without K3s servers here this is a secondary part, whose classes are not the default.
+        self._hybrid = over_internet
+        self._secondary = not any(spec.k3s_role == "server" for spec in specs)
         available = gcp.compute.get_zones(region=self._region, status="UP").names
         self._spread = cloud.spread(available, SPREAD_ZONES)
         self.zones = {spec.name: cloud.zone_of(spec, self._spread) for spec in specs}
@@ -651,10 +663,15 @@ class GcpInfrastructure(ProviderInfrastructure):
             "gce-pd-csi-driver", metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=GCP_PD_CSI.namespace, labels={"pod-security.kubernetes.io/enforce": "privileged"}),
             opts=opts)
+        # Spanning providers: on GCP nodes only, which run as the nodes' service account with exactly the driver's
+        # rights (_service_account) on a secondary part too; the node plugin reads project, zone and instance from
+        # the metadata server, so it needs no GCP CCM (none runs on a secondary).
         driver = k8s.kustomize.v2.Directory(
-            "gcp-pd-csi", directory=PD_CSI_KUSTOMIZATION,
+            "gcp-pd-csi", directory=PD_CSI_HYBRID_KUSTOMIZATION if self._hybrid else PD_CSI_KUSTOMIZATION,
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[namespace])))
         # ext4 or xfs: the driver image ships both (gcp-compute-persistent-disk-csi-driver v1.26.4 Dockerfile,
         # docs/kubernetes/user-guides/basic.md); Google encrypts every disk at rest.
         return csi_storage(STORAGE_CLASS, PD_PROVISIONER, {"type": "pd-balanced", "csi.storage.k8s.io/fstype": "ext4"},
-                           retain=self._protect, driver=[namespace, driver], opts=opts)
+                           retain=self._protect, driver=[namespace, driver], opts=opts,
+                           allowed_topologies=zone_topology(PD_ZONE_KEY, list(self.zones.values()))
+                           if self._hybrid else None, default=not self._secondary)

@@ -31,11 +31,11 @@ import pulumi
 
 import providers
 from config import LoadedConfig, Problem
-from config.catalog import PROVIDERS
+from config.catalog import DATABASE_ROLES, PROVIDERS, STORE_ROLES
 from config.errors import problem
 from config.model import ApiLoadBalancer, StackConfig
-from providers.base import (CLUSTER_PORTS, ClusterPort, Infrastructure, Node, PeerAddress, check_credentials,
-                            node_specs)
+from providers.base import (CLUSTER_PORTS, ClusterPort, Infrastructure, Node, PeerAddress, Storage,
+                            check_credentials, node_specs)
 from providers.hetzner import DEFAULT_LOCATION, NETWORK_ZONES, PROVIDED_BY_LABEL
 
 T = TypeVar("T")  # a peer: a CIDR (a private coupling) or a PeerAddress (over the internet)
@@ -70,9 +70,8 @@ COUPLINGS = {
 
 
 # Any pair of providers that both peer over the internet. 1500: what an internet path carries (Cilium subtracts the
-# VXLAN and WireGuard overheads). Stateless pools only: the other provider's volumes need its CSI controller with
-# that provider's credentials, which only its own control plane carries (providers/aws.py: the instance role), and
-# the stack provider's volumes do not attach there; so no pool with data runs there (docs/providers.md).
+# VXLAN and WireGuard overheads). Stateless pools only, unless the pool's provider installs its own block storage as
+# a secondary (`secondary_storage`: AWS, GCP; pool_roles): the stack provider's volumes do not attach there.
 INTERNET = Coupling("the public internet (both providers peer over it: the nodes register with their public "
                     "addresses, WireGuard encrypts, each firewall admits exactly the cluster's nodes)",
                     mtu=1500, node_labels={}, roles=("general",), over_internet=True)
@@ -83,6 +82,16 @@ def coupling(stack_provider: str, pool_provider: str) -> Coupling | None:
     if (stack_provider, pool_provider) in COUPLINGS:
         return COUPLINGS[(stack_provider, pool_provider)]
     return INTERNET if _peers_over_internet(stack_provider) and _peers_over_internet(pool_provider) else None
+
+
+def pool_roles(stack_provider: str, pool_provider: str) -> tuple[str, ...]:
+    """The roles a pool on `pool_provider` may have in a stack on `stack_provider`: its coupling's, and the database
+    roles too over the internet where that provider installs its own CSI driver and classes on its own nodes as a
+    secondary part (combine: install_storage; docs/providers.md "Storage per provider")."""
+    link = coupling(stack_provider, pool_provider)
+    if link.over_internet and _secondary_storage(pool_provider):
+        return (*link.roles, *DATABASE_ROLES)
+    return link.roles
 
 
 def _peers_over_internet(name: str) -> bool:
@@ -135,21 +144,71 @@ def validate(loaded: LoadedConfig) -> list[Problem]:
              if pool.provider not in (None, cfg.provider) and coupling(cfg.provider, pool.provider) is None]
     for pool in cfg.cluster.pools:
         link = None if pool.provider in (None, cfg.provider) else coupling(cfg.provider, pool.provider)
-        if link is not None and pool.role not in link.roles:
-            found.append(problem(f"cluster.pools[{pool.name}].role", f"must be one of {', '.join(link.roles)} "
-                                 f"on provider {pool.provider}: the {cfg.provider} volumes do not attach there",
-                                 pool.role))
+        roles = () if link is None else pool_roles(cfg.provider, pool.provider)
+        if link is not None and pool.role not in roles:
+            gap = getattr(providers.get(pool.provider), "secondary_storage_gap", "")
+            found.append(problem(f"cluster.pools[{pool.name}].role", f"must be one of {', '.join(roles)} "
+                                 f"on provider {pool.provider}: the {cfg.provider} volumes do not attach there"
+                                 f"{gap}", pool.role))
         elif link is not None and pool.role == "scylladb" and cfg.data_plane.scylladb.storage != "auto":
             found.append(problem("dataPlane.scylladb.storage", f"must be auto with the scylladb pool on provider "
                                  f"{pool.provider}: its data lives on the hosts' own disks",
                                  cfg.data_plane.scylladb.storage))
     if any((cfg.provider, name) == ("hetzner", "baremetal") for name in used):
         found += _vswitch(cfg) + _robot_topology(cfg)
+    if not found:
+        found += store_storage_problems(cfg)
     if not found:  # every pool couples: the peers are known
         found += internet_problems(cfg) + peer_quota_problems(loaded)
     for name in used:
         found += providers.get(name).validate(part(loaded, name))
     return found
+
+
+def _secondary_storage(name: str) -> bool:
+    return bool(getattr(providers.get(name), "secondary_storage", False))
+
+
+def _block_storage(cfg: StackConfig, pool_provider: str | None) -> str:
+    """Whose volumes a pool's store claims: its provider's where that provider installs its own as a secondary,
+    else the stack provider's (bare metal next to Hetzner Cloud keeps ScyllaDB on its own disks)."""
+    name = pool_provider or cfg.provider
+    return name if _secondary_storage(name) else cfg.provider
+
+
+def store_storage_problems(cfg: StackConfig) -> list[Problem]:
+    """A store's pods share one StorageClass (one volume claim template), and a class is one provider's volumes:
+    a store's own pools must all claim the same provider's. Moving a store between such providers takes a second
+    store instance, not a pool of the same one (docs/providers.md, "Storage per provider")."""
+    found = []
+    for store, role in STORE_ROLES.items():
+        owners = {p.name: _block_storage(cfg, p.provider) for p in cfg.cluster.active_pools if p.role == role}
+        if getattr(cfg.data_plane, store).enabled and len(set(owners.values())) > 1:
+            found.append(problem("cluster.pools", f"must put the {role} pools, where {store} keeps its volumes, on "
+                                 f"providers whose volumes attach to all of them: one store claims one provider's "
+                                 f"StorageClass ({', '.join(sorted(set(owners.values())))} volumes attach only to "
+                                 "their own provider's nodes)",
+                                 ", ".join(f"{name}: {owner}" for name, owner in owners.items())))
+    return found
+
+
+def combined_storage(primary: Infrastructure, secondaries: Sequence[Infrastructure]):
+    """The cluster's storage over several providers: the stack provider's classes (the default), and those of each
+    secondary in `secondaries` (the ones whose provider has `secondary_storage`: AWS, GCP), each with its CSI driver
+    on its own nodes; the pools on that secondary claim its classes (Storage.pool_classes)."""
+    own = [(infra, infra.install_storage) for infra in secondaries if infra.install_storage is not None]
+    if primary.install_storage is None or not own:
+        return primary.install_storage
+
+    def install(provider, depends_on, parent) -> Storage:
+        stack = primary.install_storage(provider, depends_on, parent)
+        classes, resources = {}, list(stack.resources)
+        for infra, installer in own:
+            storage = installer(provider, depends_on, parent)
+            resources += storage.resources
+            classes.update({n.spec.pool: (storage.default_class, storage.xfs_class) for n in infra.nodes})
+        return dataclasses.replace(stack, resources=resources, pool_classes=classes)
+    return install
 
 
 def _over_internet(cfg: StackConfig) -> bool:
@@ -315,6 +374,12 @@ def create(loaded: LoadedConfig) -> Infrastructure:
                    else providers.get(name).create(part(loaded, name), peers=peer_rules(False, cloud, cloud))
                    for name, link in zip(used[1:], links)]
     combined = combine(primary, secondaries, min(link.mtu for link in links), [link.node_labels for link in links])
+    # Secondaries without their own storage here (Hetzner's CSI needs its CCM's token Secret; bare metal has none)
+    # leave their pools the stack provider's classes (pool_roles keeps data off them); one with stateless pools only
+    # needs none (no driver, no credential).
+    combined = dataclasses.replace(combined, install_storage=combined_storage(
+        primary, [infra for infra, name in zip(secondaries, used[1:]) if _secondary_storage(name)
+                  and any(n.spec.workload_role in DATABASE_ROLES for n in infra.nodes)]))
     if not internet:
         return combined
     return over_internet(combined, [primary, *(s for s, link in zip(secondaries, links) if link.over_internet)],
@@ -391,6 +456,6 @@ def cilium_values(stack_values: dict, link_mtu: int) -> dict:
             "encryption": {"enabled": True, "type": "wireguard", "nodeEncryption": True}}
 
 
-__all__ = ["COUPLINGS", "INTERNET", "Coupling", "cilium_values", "combine", "coupling", "create", "over_internet",
+__all__ = ["COUPLINGS", "INTERNET", "Coupling", "cilium_values", "combine", "coupling", "create", "over_internet", "combined_storage", "pool_roles", "store_storage_problems",
            "credential_problems", "internet_problems", "join_endpoint", "part", "peer_quota_problems",
            "peer_rules", "providers_used", "validate"]

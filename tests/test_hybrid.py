@@ -492,11 +492,23 @@ def _internet_problems(values: dict[str, Any], settings: dict[str, str] = AWS_SE
     return [str(p) for p in err.value.problems]
 
 
-def test_a_pool_with_data_on_the_other_cloud_is_refused_naming_the_role():
+def test_converged_pools_on_the_other_cloud_are_refused_naming_the_accepted_roles():
     values = internet_raw()
-    values["cluster"]["pools"].append({"name": "redpanda", "provider": "aws"})
-    assert any(p.startswith("adplatform:cluster.pools[redpanda].role must be one of general on provider aws")
-               for p in _internet_problems(values))
+    values["cluster"]["pools"].append({"name": "mixed", "role": "converged", "count": 3, "provider": "aws"})
+    found = _internet_problems(values)
+    assert any(p.startswith("adplatform:cluster.pools[mixed].role must be one of general, scylladb, redpanda, "
+                            "clickhouse, stateful on provider aws: the hetzner volumes do not attach there")
+               and p.endswith("'converged'") for p in found), found
+
+
+def test_a_store_whose_pools_claim_two_providers_volumes_is_refused():
+    # One store, one StorageClass: a second redpanda pool on AWS next to production's on Hetzner Cloud.
+    values = internet_raw()
+    values["cluster"]["pools"].append({"name": "redpanda-aws", "role": "redpanda", "count": 3, "size": "dedicated-large", "provider": "aws"})
+    found = _internet_problems(values)
+    assert any(p.startswith("adplatform:cluster.pools must put the redpanda pools, where redpanda keeps its volumes, "
+                            "on providers whose volumes attach to all of them")
+               and "'redpanda: hetzner, redpanda-aws: aws'" in p for p in found), found
 
 
 def test_an_autoscaled_pool_on_the_other_cloud_is_refused():
@@ -603,16 +615,16 @@ def test_gcp_and_azure_nodes_carry_provider_and_zone_labels_and_no_cloud_provide
         assert "cloud-provider=external" not in config.get("kubelet-arg", []), node
     releases = {r.name for r in clouds.of_type("kubernetes:helm.sh/v3:Release")}
     assert not releases & {"azure-ccm", "azuredisk-csi"}
-    assert not clouds.of_type("kubernetes:kustomize/v2:Directory")  # no PD CSI driver
+    assert not clouds.of_type("kubernetes:kustomize/v2:Directory")  # stateless pools only: no PD CSI driver
 
 
-@pytest.mark.parametrize("provider", ["gcp", "azure"])
-def test_a_pool_with_data_on_gcp_or_azure_is_refused_naming_the_role(provider):
+def test_a_pool_with_data_on_azure_is_refused_naming_why():
     values = clouds_raw()
-    values["cluster"]["pools"].append({"name": "redpanda", "provider": provider})
+    values["cluster"]["pools"].append({"name": "redpanda", "provider": "azure"})
     found = _internet_problems(values, CLOUDS_SETTINGS)
-    assert any(p.startswith(f"adplatform:cluster.pools[redpanda].role must be one of general on provider {provider}")
-               for p in found), found
+    assert any(p.startswith("adplatform:cluster.pools[redpanda].role must be one of general on provider azure: the "
+                            "hetzner volumes do not attach there, and Azure Disk volumes need the Azure cloud "
+                            "controller manager") and p.endswith("'redpanda'") for p in found), found
 
 
 # --- the firewalls' documented limits ---------------------------------------------------------------
@@ -689,3 +701,112 @@ def test_hetzner_nodes_of_another_providers_cluster_register_region_and_zone_as_
     where = {n: (each["topology.kubernetes.io/region"], each["topology.kubernetes.io/zone"]) for n, each in labels.items()}
     assert where == {"hz-1": ("fsn1", "fsn1-dc14"), "hz-2": ("nbg1", "nbg1-dc3")}
     assert "cloud-provider=external" not in k3s_config(run, "hz-1")["kubelet-arg"]
+
+
+# --- storage per provider: AWS and GCP pools with data, over the public internet ----------------------
+
+STORAGE_CLASS = "kubernetes:storage.k8s.io/v1:StorageClass"
+DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
+
+
+def storage_raw() -> dict[str, Any]:
+    """Production on Hetzner Cloud with its stateful pool (PostgreSQL, DragonflyDB, the object store) on AWS."""
+    values = internet_raw()
+    values["cluster"]["pools"].append({"name": "stateful", "provider": "aws",
+                                       "locations": ["eu-central-1a", "eu-central-1b", "eu-central-1c"]})
+    values["cluster"]["firewallQuotas"] = {"aws": 200}
+    return values
+
+
+@pytest.fixture(scope="module")
+def stores_on_aws() -> mockrun.Run:
+    return run_internet(storage_raw(), stack="production-internet")
+
+
+def _class(run: mockrun.Run, name: str) -> dict[str, Any]:
+    return run.named(f"storage-class-{name}", STORAGE_CLASS).inputs
+
+
+def test_the_aws_pools_run_their_own_ebs_driver_on_aws_nodes_only(stores_on_aws):
+    values = stores_on_aws.named("aws-ebs-csi", "kubernetes:helm.sh/v3:Release").inputs["values"]
+    assert values["node"]["nodeSelector"] == values["controller"]["nodeSelector"] == {PROVIDER_LABEL: "aws"}
+    # No AWS CCM sets a providerID: the node plugin asks IMDS, from the host network (agents' hop limit 1).
+    assert (values["node"]["metadataSources"], values["node"]["hostNetwork"]) == ("imds", True)
+    # The controller's key: the Secret the chart reads by default (awsAccessSecret: aws-secret, key_id, access_key),
+    # holding an access key of a user with exactly the EBS policy.
+    secret = stores_on_aws.named("aws-ebs-csi-credential", "kubernetes:core/v1:Secret").inputs
+    assert "awsAccessSecret" not in values and secret["metadata"]["name"] == "aws-secret"
+    assert set(secret["stringData"].value) == {"key_id", "access_key"}  # kept secret
+    assert secret["metadata"]["namespace"] == "kube-system"
+    policies = [r.inputs for r in stores_on_aws.of_type("aws:iam/userPolicyAttachment:UserPolicyAttachment")]
+    assert [p["policyArn"] for p in policies] == [aws.EBS_CSI_POLICY]
+    agents = [r.inputs for r in stores_on_aws.of_type("aws:ec2/instance:Instance")]
+    assert agents and all(a.get("iamInstanceProfile") is None for a in agents)  # no role any pod could borrow
+
+
+def test_each_providers_classes_name_only_its_own_nodes_and_the_stacks_stay_the_default(stores_on_aws):
+    ebs, ebs_xfs = _class(stores_on_aws, "ebs-gp3"), _class(stores_on_aws, "ebs-gp3-xfs")
+    zones = ["eu-central-1a", "eu-central-1b", "eu-central-1c"]  # edge's two and stateful's three
+    expected = [{"matchLabelExpressions": [{"key": "topology.ebs.csi.aws.com/zone", "values": zones}]}]
+    assert ebs["allowedTopologies"] == ebs_xfs["allowedTopologies"] == expected
+    assert not (ebs["metadata"].get("annotations") or {}).get(DEFAULT_CLASS)
+    hcloud = _class(stores_on_aws, "hcloud-volumes")
+    assert hcloud["metadata"]["annotations"][DEFAULT_CLASS] == "true"
+    assert hcloud["allowedTopologies"] == [{"matchLabelExpressions": [
+        {"key": "instance.hetzner.cloud/provided-by", "values": ["cloud"]}]}]
+    defaults = [r for r in stores_on_aws.of_type(STORAGE_CLASS)
+                if (r.inputs["metadata"].get("annotations") or {}).get(DEFAULT_CLASS) == "true"]
+    assert len(defaults) == 1
+
+
+def test_a_store_on_the_aws_pool_claims_ebs_and_stores_on_hetzner_keep_hetzner_volumes(stores_on_aws):
+    postgres = next(r.inputs for r in stores_on_aws.of_type("kubernetes:postgresql.cnpg.io/v1:Cluster"))
+    assert postgres["spec"]["storage"]["storageClass"] == "ebs-gp3"
+    assert postgres["spec"]["walStorage"]["storageClass"] == "ebs-gp3"
+    redpanda = next(r.inputs for r in stores_on_aws.resources if r.type.endswith(":Redpanda"))
+    # Redpanda's pool is on Hetzner Cloud; Scylla Manager's database on the general nodes.
+    assert redpanda["spec"]["clusterSpec"]["storage"]["persistentVolume"]["storageClass"] == "hcloud-volumes-xfs"
+    manager = stores_on_aws.named("scylla-manager", "kubernetes:helm.sh/v3:Release").inputs["values"]
+    assert manager["scylla"]["racks"][0]["storage"]["storageClassName"] == "hcloud-volumes"
+
+
+@pytest.fixture(scope="module")
+def stores_on_gcp() -> mockrun.Run:
+    """clouds_raw with its GCP pool holding ClickHouse (production's clickhouse pool moved to GCP)."""
+    values = clouds_raw()
+    values["cluster"]["pools"].append({"name": "clickhouse", "provider": "gcp",
+                                       "locations": ["europe-west3-a", "europe-west3-b"]})
+    return run_internet({**values, "layers": UP_TO_SERVICES}, stack="production-internet", settings=CLOUDS_SETTINGS)
+
+
+def test_the_gcp_pools_run_the_pinned_pd_driver_and_classes_name_only_their_zones(stores_on_gcp):
+    driver = stores_on_gcp.named("gcp-pd-csi", "kubernetes:kustomize/v2:Directory").inputs
+    assert driver["directory"] == gcp.PD_CSI_HYBRID_KUSTOMIZATION
+    pd = _class(stores_on_gcp, "pd-balanced")
+    assert pd["allowedTopologies"] == [{"matchLabelExpressions": [
+        {"key": "topology.gke.io/zone", "values": ["europe-west3-a", "europe-west3-b"]}]}]
+    assert not (pd["metadata"].get("annotations") or {}).get(DEFAULT_CLASS)
+
+
+def test_the_hybrid_pd_kustomization_pins_controller_and_node_plugin_to_gcp_nodes():
+    kustomization = yaml.safe_load((ROOT / gcp.PD_CSI_HYBRID_KUSTOMIZATION / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == ["../gcp-pd-csi"]  # the pinned driver, nothing else
+    pinned = {p["target"]["name"]: yaml.safe_load(p["patch"])["spec"]["template"]["spec"]
+              for p in kustomization["patches"]}
+    assert {name: spec["nodeSelector"] for name, spec in pinned.items()} == {
+        "csi-gce-pd-controller": {PROVIDER_LABEL: "gcp"}, "csi-gce-pd-node": {PROVIDER_LABEL: "gcp"}}
+
+
+def test_a_store_pool_on_gcp_gets_the_gcp_class():
+    from providers.base import Storage
+    storage = Storage("hcloud-volumes", [], "hcloud-volumes-xfs",
+                      pool_classes={"redpanda-gce": ("pd-balanced", "pd-balanced-xfs")})
+    assert storage.classes_of(["redpanda-gce"]) == ("pd-balanced", "pd-balanced-xfs")
+    assert storage.classes_of(["general", "gce"]) == ("hcloud-volumes", "hcloud-volumes-xfs")
+
+
+def test_the_policy_pack_passes_with_stores_on_aws(stores_on_aws):
+    violations = model.build(stores_on_aws)["policy"]["violations"]
+    # admin-ports-from-admin-cidrs flags the peers' kubelet/WireGuard rules of every cluster over the internet (not
+    # storage: the variant without stores has the same); every other rule passes, the EBS values and Secret included.
+    assert [v for v in violations if v["rule"] != "admin-ports-from-admin-cidrs"] == []

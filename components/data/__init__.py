@@ -105,6 +105,7 @@ class DataPlane(pulumi.ComponentResource):
             parent=self, k8s=cluster.provider, settings=cfg.data_plane, cluster=cfg.cluster, stack=loaded.stack,
             domain=cfg.domain, ha=loaded.profile.strict, protect=loaded.profile.protect,
             storage_class=services.storage_class, xfs_storage_class=services.xfs_storage_class,
+            general_storage_class=services.storage_class,
             local_nvme=local_nvme, gateway=services.gateway, cluster_issuer=services.cluster_issuer,
             placements={store: placement(cfg, role) for store, role in STORE_ROLES.items()},
             backup=None, drills=drilled_stores(cfg), consumers=store_consumers(cfg), velero=services.backups,
@@ -122,12 +123,13 @@ class DataPlane(pulumi.ComponentResource):
             """A store waits for the cluster services it needs and its own namespaces' policies."""
             return [*services.foundations, *spaces.ready_for([s.name for s in specs[module]])]
 
-        objects_ready = objectstore.install(ctx, spaces, objects, after=placed(objectstore)) if objects else []
+        objects_ready = (objectstore.install(self._placed(ctx, services, "object_storage"), spaces, objects,
+                                             after=placed(objectstore)) if objects else [])
         objects = dataclasses.replace(objects, ready=objects_ready) if objects else None
         # Stores that back up into the in-cluster object store wait for it (and its buckets).
         backup_ready = objects_ready if ctx.backup is not None and ctx.backup.in_cluster else []
 
-        stores = {store: module.install(ctx, spaces, [*placed(module), *backup_ready])
+        stores = {store: module.install(self._placed(ctx, services, store), spaces, [*placed(module), *backup_ready])
                   for store, module in enabled.items()}
         backups = cfg.cluster_services.backups
         drilled = drills.install(ctx, spaces, loaded.secrets.reader_keys("drills"), backups.velero_schedule,
@@ -162,6 +164,13 @@ class DataPlane(pulumi.ComponentResource):
             return BackupTargets(objects.url, in_cluster=objects.in_cluster, stores={
                 store: objects.bucket(bucket, store) for store, bucket in BACKUP_BUCKETS.items()})
         return None
+
+    @staticmethod
+    def _placed(ctx: DataContext, services: ClusterServices, store: str) -> DataContext:
+        """The store's context with the StorageClasses of its pools' nodes: a hybrid cluster's pools on another
+        provider claim that provider's volumes (providers/hybrid.py combined_storage)."""
+        default, xfs = services.storage.classes_of(ctx.placements[store].pools)
+        return dataclasses.replace(ctx, storage_class=default, xfs_storage_class=xfs)
 
     @staticmethod
     def _shape(ctx: DataContext, store: str) -> dict[str, object]:

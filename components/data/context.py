@@ -73,6 +73,9 @@ class DataContext(LayerContext):
     domain: str
     storage_class: str  # the provider's default StorageClass (network block storage)
     xfs_storage_class: str | None  # the same storage formatted XFS, where the provider offers it
+    # The classes above are the store's pools' (DataPlane._placed: a hybrid cluster's pool on another provider claims
+    # that provider's); what runs on the general nodes claims the stack provider's default class, this one.
+    general_storage_class: str
     local_nvme: bool  # the nodes' own disks are local NVMe (ScyllaDB may use them)
     gateway: GatewayRef
     cluster_issuer: str

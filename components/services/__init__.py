@@ -24,6 +24,7 @@ from providers.base import Infrastructure, Storage
 class ClusterServices(pulumi.ComponentResource):
     storage_class: str
     xfs_storage_class: str | None
+    storage: Storage  # all the cluster's classes; a hybrid cluster's pools may have their own (Storage.classes_of)
     gateway: gateway.GatewayRef
     cluster_issuer: str
     dns: dict  # the records of the gateway's hostnames and who writes them (dns.records)
@@ -79,6 +80,7 @@ class ClusterServices(pulumi.ComponentResource):
         self.autoscaling = autoscaler.install(ctx, spaces, infra, autoscaler.join_settings(cfg, infra, cluster),
                                               after=scraped) if scaling else None
 
+        self.storage = storage
         self.storage_class = storage.default_class
         self.xfs_storage_class = storage.xfs_class
         self.gateway = edge

@@ -58,7 +58,7 @@ def values(ctx: DataContext) -> dict[str, Any]:
             "datacenter": "manager-dc",
             "racks": [{
                 "name": "manager-rack", "members": 1,
-                "storage": {"capacity": DATABASE_STORAGE, "storageClassName": ctx.storage_class},
+                "storage": {"capacity": DATABASE_STORAGE, "storageClassName": ctx.general_storage_class},
                 "resources": DATABASE_RESOURCES,
                 "agentResources": DATABASE_AGENT_RESOURCES,
             }],
