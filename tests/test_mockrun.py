@@ -106,6 +106,18 @@ def test_unknown_check_leaves_no_garbage_for_the_cyclic_collector():
             gc.enable()
 
 
+def test_the_fixtures_and_the_helpers_share_each_stack_run(request, production):
+    """pytest loads tests/conftest.py as the module `conftest`; a test importing from `tests.conftest` loads it once
+    more. The runs live in tests/runs.py, loaded once, so the fixture and every helper hand out the same run
+    (a process holds, and reads from the run cache, each stack's run once)."""
+    import tests.conftest
+    import tests.runs
+    conftest_path = Path(tests.runs.__file__).with_name("conftest.py")
+    loaded = [p for p in request.config.pluginmanager.get_plugins() if getattr(p, "__file__", None) == str(conftest_path)]
+    assert loaded and all(module.stack_run is tests.runs.stack_run for module in [*loaded, tests.conftest])
+    assert tests.conftest.stack_run("production") is production
+
+
 # --- the run cache ----------------------------------------------------------------------------------
 
 def _sources(tmp_path: Path) -> Path:
