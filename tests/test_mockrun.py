@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import json
 import multiprocessing
 import pickle
 from pathlib import Path
@@ -16,7 +17,7 @@ from pulumi.runtime import resource_cycle_breaker, rpc
 from config import ConfigError
 from tests.conftest import base_raw, run_raw
 from tools import mockrun
-from tools.runcache import RunCache
+from tools.runcache import RunCache, config_key
 
 
 class Node:
@@ -116,6 +117,20 @@ def test_the_fixtures_and_the_helpers_share_each_stack_run(request, production):
     loaded = [p for p in request.config.pluginmanager.get_plugins() if getattr(p, "__file__", None) == str(conftest_path)]
     assert loaded and all(module.stack_run is tests.runs.stack_run for module in [*loaded, tests.conftest])
     assert tests.conftest.stack_run("production") is production
+
+
+def test_run_log_names_each_executed_config_by_its_cache_key(tmp_path, monkeypatch):
+    """The suite's cost is counted from $ADPLATFORM_RUN_LOG (issue 22): the same config executed twice shows as two
+    lines with one digest, another config with another."""
+    log = tmp_path / "runs.jsonl"
+    monkeypatch.setenv(mockrun.RUN_LOG, str(log))
+    for provider in ("nowhere", "nowhere", "elsewhere"):
+        with pytest.raises(ConfigError):
+            mockrun.execute({"adplatform:provider": provider}, set())
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [line["config"] for line in lines] == [config_key({"adplatform:provider": p}, set(), "test")[:16]
+                                                  for p in ("nowhere", "nowhere", "elsewhere")]
+    assert lines[0]["config"] != lines[2]["config"] and all(line["error"].startswith("ConfigError") for line in lines)
 
 
 # --- the run cache ----------------------------------------------------------------------------------

@@ -40,7 +40,8 @@ MESH = {"linkerd": True, "namespaces": ["ads"]}
 # tests/test_platform_sso.py: kubectl rights from GitLab groups.
 KUBECTL_BINDINGS = [{"group": "teams/ads", "clusterRole": "edit", "namespace": "ads"},
                     {"group": "platform-admins", "clusterRole": "cluster-admin"}]
-# tests/test_platform_gitlab.py: the runner with its token set in the stack (instead of the bootstrap's).
+# tests/test_platform_gitlab.py, tests/test_platform_runner_bootstrap.py: the runner with its token set in the stack
+# (instead of the bootstrap's).
 RUNNER_TOKEN_VALUE = "glrt-offline-runner-token-0123456789abcdef"
 
 

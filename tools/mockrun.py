@@ -28,7 +28,7 @@ from pulumi.runtime.proto import source_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from tools.runcache import RunCache
+from tools.runcache import RunCache, config_key
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "adplatform"
@@ -344,7 +344,8 @@ def run(values: dict[str, Any], secret_keys: set[str], stack: str = "test") -> R
 
 
 # Set to a file path to have every executed run (not one read from the cache) appended there as a JSON
-# line: stack, the test that asked (pytest's PYTEST_CURRENT_TEST), seconds, and the error it raised.
+# line: stack, the config's digest (the run cache's key: two lines with one digest ran the same config twice),
+# the test that asked (pytest's PYTEST_CURRENT_TEST), seconds, and the error it raised.
 # How the suite's cost is counted (issue 22); the variable is left out of the cache key.
 RUN_LOG = "ADPLATFORM_RUN_LOG"
 
@@ -360,7 +361,9 @@ def execute(values: dict[str, Any], secret_keys: set[str], stack: str = "test") 
     finally:
         if log:
             with open(log, "a") as out:  # one short write per line: appends from several processes stay whole
-                out.write(json.dumps({"stack": stack, "test": os.environ.get("PYTEST_CURRENT_TEST", ""),
+                key = config_key(values, secret_keys, stack)
+                out.write(json.dumps({"stack": stack, "config": key and key[:16],
+                                      "test": os.environ.get("PYTEST_CURRENT_TEST", ""),
                                       "seconds": round(time.monotonic() - started, 2), "error": error}) + "\n")
 
 
