@@ -43,6 +43,8 @@ KUBECTL_BINDINGS = [{"group": "teams/ads", "clusterRole": "edit", "namespace": "
 # tests/test_platform_gitlab.py, tests/test_platform_runner_bootstrap.py: the runner with its token set in the stack
 # (instead of the bootstrap's).
 RUNNER_TOKEN_VALUE = "glrt-offline-runner-token-0123456789abcdef"
+# tests/test_platform_ml.py: MLflow and Kubeflow off (JupyterHub and Airflow, their clients, stay on).
+ML_OFF = {"mlflow": {"enabled": False}, "kubeflow": {"enabled": False}}
 
 
 def production_variant() -> Run:
@@ -52,7 +54,7 @@ def production_variant() -> Run:
     values.update({f"adplatform:{k}": copy.deepcopy(v) for k, v in ADS_OVERRIDES.items() if k != "platform"})
     values["adplatform:platform"] = {**copy.deepcopy(ADS_OVERRIDES["platform"]),
                                      "sso": {"kubectl": {"bindings": copy.deepcopy(KUBECTL_BINDINGS)}},
-                                     "gitlab": {"runner": {"enabled": True}}}
+                                     "gitlab": {"runner": {"enabled": True}}, **copy.deepcopy(ML_OFF)}
     values["adplatform:clusterServices"] = {**values.get("adplatform:clusterServices", {}), "mesh": dict(MESH)}
     values[f"adplatform:{REGISTRY_TOKEN}"] = REGISTRY_TOKEN_VALUE
     values[f"adplatform:{RUNNER_TOKEN}"] = RUNNER_TOKEN_VALUE
