@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import json
 import multiprocessing
 import pickle
 from pathlib import Path
 
+import pulumi
 import pytest
-from pulumi.runtime import resource_cycle_breaker
+from pulumi.runtime import resource_cycle_breaker, rpc
 
 from config import ConfigError
 from tests.conftest import base_raw, run_raw
 from tools import mockrun
-from tools.runcache import RunCache
+from tools.runcache import RunCache, config_key
 
 
 class Node:
@@ -67,6 +69,68 @@ def test_garbage_collection_is_back_on_after_a_failed_run():
     with pytest.raises(ConfigError):
         mockrun.execute({"adplatform:provider": "nowhere"}, set())
     assert gc.isenabled()
+
+
+def _acyclic_samples() -> list:
+    unknown = pulumi.output.UNKNOWN
+    shared = [1, "x"]
+    return [unknown, None, 3, "text", [], {}, [1, [2, [3, unknown]]], {"a": {"b": [unknown]}},
+            {"a": [shared, shared], "b": {"c": shared}}, (unknown,), {"k": (unknown,)}]
+
+
+def _unknown_samples() -> list:
+    looped: dict = {"a": 1}
+    looped["self"] = looped  # a value that contains itself
+    return [*_acyclic_samples(), looped, [looped, {"d": pulumi.output.UNKNOWN}]]
+
+
+def test_unknown_check_answers_like_the_sdks():
+    for value in _unknown_samples():
+        assert mockrun._contains_unknowns(value) == mockrun._sdk_contains_unknowns(value), value
+
+
+def test_unknown_check_leaves_no_garbage_for_the_cyclic_collector():
+    """The SDK asks at every Output; its check left each call's closure for the collector (most of a run's
+    garbage, a fifth of a run's time)."""
+    assert rpc.contains_unknowns is mockrun._contains_unknowns, "the harness replaces the SDK's check"
+    gc.collect()
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(100):
+            for value in _acyclic_samples():
+                pulumi.Output.from_input(value)
+                rpc.contains_unknowns(value)
+        assert gc.collect() == 0
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def test_the_fixtures_and_the_helpers_share_each_stack_run(request, production):
+    """pytest loads tests/conftest.py as the module `conftest`; a test importing from `tests.conftest` loads it once
+    more. The runs live in tests/runs.py, loaded once, so the fixture and every helper hand out the same run
+    (a process holds, and reads from the run cache, each stack's run once)."""
+    import tests.conftest
+    import tests.runs
+    conftest_path = Path(tests.runs.__file__).with_name("conftest.py")
+    loaded = [p for p in request.config.pluginmanager.get_plugins() if getattr(p, "__file__", None) == str(conftest_path)]
+    assert loaded and all(module.stack_run is tests.runs.stack_run for module in [*loaded, tests.conftest])
+    assert tests.conftest.stack_run("production") is production
+
+
+def test_run_log_names_each_executed_config_by_its_cache_key(tmp_path, monkeypatch):
+    """The suite's cost is counted from $ADPLATFORM_RUN_LOG (issue 22): the same config executed twice shows as two
+    lines with one digest, another config with another."""
+    log = tmp_path / "runs.jsonl"
+    monkeypatch.setenv(mockrun.RUN_LOG, str(log))
+    for provider in ("nowhere", "nowhere", "elsewhere"):
+        with pytest.raises(ConfigError):
+            mockrun.execute({"adplatform:provider": provider}, set())
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [line["config"] for line in lines] == [config_key({"adplatform:provider": p}, set(), "test")[:16]
+                                                  for p in ("nowhere", "nowhere", "elsewhere")]
+    assert lines[0]["config"] != lines[2]["config"] and all(line["error"].startswith("ConfigError") for line in lines)
 
 
 # --- the run cache ----------------------------------------------------------------------------------

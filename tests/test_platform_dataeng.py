@@ -11,7 +11,7 @@ import pytest
 
 from components import charts
 from components.platform import airflow, jupyterhub, spark
-from tests import validators
+from tests import validators, variants
 from tests.conftest import UP_TO_PLATFORM, base_raw
 from tests.stores import PDB, RELEASE, SECRET, chart_of, config_problems, policy, ports, string_data
 from tools import mockrun
@@ -30,7 +30,6 @@ ENABLE_ALL = {"airflow": {"enabled": True, "dagsRepo": "https://gitlab.example.c
               "jupyterhub": {"enabled": True, "userCpuLimit": "4", "userMemoryLimit": "16Gi",
                              "userCpuGuarantee": "1", "userMemoryGuarantee": "4Gi", "userStorageSize": "20Gi",
                              "idleTimeoutMinutes": 30}}
-DISABLE_ALL = {name: {"enabled": False} for name in ("airflow", "spark", "jupyterhub")}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +41,8 @@ def staging_on() -> Run:
 
 @pytest.fixture(scope="module")
 def disabled() -> Run:
-    return mockrun.run_stack("production", {"platform": DISABLE_ALL, "layers": UP_TO_PLATFORM})
+    """Production with the three off (a variant shared with test_platform_monitoring, which turns more off)."""
+    return variants.production_quiet()
 
 
 def values(run: Run, release: str) -> dict:

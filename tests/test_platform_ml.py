@@ -15,7 +15,7 @@ from components import charts
 from components.data import objectstore, postgres
 from components.platform import kubeflow, mlflow
 from config.platform import NEEDS
-from tests import validators
+from tests import validators, variants
 from tests.conftest import ROOT, UP_TO_PLATFORM, base_raw
 from tests.netpol import PROMETHEUS_PEER
 from tests.stores import PDB, RELEASE, SECRET, chart_of, config_problems, policy, ports, string_data
@@ -48,11 +48,10 @@ KFP_CONTAINERS = {
 }
 
 
-# The variants leave the ad services out (UP_TO_PLATFORM): they add only their own objects, which no test here reads.
 @pytest.fixture(scope="module")
 def disabled() -> Run:
-    return mockrun.run_stack("production", {"platform": {"mlflow": {"enabled": False},
-                                                         "kubeflow": {"enabled": False}}, "layers": UP_TO_PLATFORM})
+    """Production with both off (the shared production variant, tests/variants.py)."""
+    return variants.production_variant()
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,12 @@ from components.platform.context import (ALERTMANAGER_URL, DASHBOARD_LABEL, LOKI
                                          TEMPO_URL)
 from config.model import CONTROL_PLANE_TAINT
 from config.platform import AlertReceiver, Alerting, Logs, Platform, Traces
-from tests import validators
+from tests import validators, variants
+from tests.variants import PAGER_KEY, SLACK_URL
 from tests.conftest import SECRET_KEYS, base_raw
 from tests.netpol import GRAFANA_PODS, PROMETHEUS_PODS, selects
 from tests.stores import (RELEASE, SECRET, chart_of, config_problems, policy, ports, stack_config, string_data,
                           tolerates)
-from tools import mockrun
 from tools.mockrun import Run
 
 NS = "kubernetes:core/v1:Namespace"
@@ -30,15 +30,6 @@ CONFIGMAP = "kubernetes:core/v1:ConfigMap"
 HTTPROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
 CNP = "kubernetes:cilium.io/v2:CiliumNetworkPolicy"
 PASSWORD = "random:index/randomPassword:RandomPassword"
-SLACK_URL = "https://hooks.slack.com/services/T0000/B0000/offline-receiver-secret"
-PAGER_KEY = "offline-pagerduty-routing-key-0123456789"
-ALERTING = {
-    "receivers": [{"name": "ops-slack", "type": "slack", "channel": "#alerts"},
-                  {"name": "oncall", "type": "pagerduty"}],
-    "routes": [{"receiver": "oncall", "matchers": ['severity="critical"', 'namespace=~"ads|postgres"'],
-                "continue": True}],
-    "defaultReceiver": "ops-slack",
-}
 STORE_KEYS = {"scylladb": "scylladb", "redpanda": "redpanda", "clickhouse": "clickhouse", "dragonfly": "dragonfly",
               "postgres": "postgres", "object_storage": "objectStorage"}
 
@@ -46,14 +37,8 @@ STORE_KEYS = {"scylladb": "scylladb", "redpanda": "redpanda", "clickhouse": "cli
 @pytest.fixture(scope="module")
 def quiet() -> Run:
     """Production without logs, traces, ScyllaDB and ClickHouse, with two alert receivers and their secrets
-    (the ad services, which use those stores, are off)."""
-    values, secret = mockrun.stack_config("production")
-    values["adplatform:layers"] = {"adServices": False}
-    values["adplatform:platform"] = {"logs": {"enabled": False}, "traces": {"enabled": False},
-                                     "monitoring": {"alerting": ALERTING}}
-    values["adplatform:dataPlane"] = {"scylladb": {"enabled": False}, "clickhouse": {"enabled": False}}
-    values["adplatform:alertingSecrets"] = {"ops-slack": SLACK_URL, "oncall": PAGER_KEY}
-    return mockrun.run(values, secret | {"adplatform:alertingSecrets"}, "production")
+    (the ad services, which use those stores, are off; a variant shared with test_platform_dataeng)."""
+    return variants.production_quiet()
 
 
 def values(run: Run) -> dict:

@@ -15,7 +15,7 @@ from components import charts
 from components.platform import gitlab, gitlab_runner, runner_bootstrap
 from config import load
 from config.rules import RUNNER_TOKEN
-from tests import validators
+from tests import validators, variants
 from tests.toolbox_fakes import run_toolbox_script
 from tests.conftest import SECRET_KEYS, UP_TO_PLATFORM, base_raw
 from tests.stores import RELEASE, SECRET, config_problems, stack_config, string_data
@@ -135,12 +135,9 @@ def test_the_job_writes_the_secret_the_chart_reads(production):
 
 
 def test_a_token_in_the_stack_overrides_the_bootstrap():
-    values, secret = mockrun.stack_config("production")
-    values[f"adplatform:{RUNNER_TOKEN}"] = "glrt-manual-0123456789"
-    values["adplatform:layers"] = UP_TO_PLATFORM  # (the runner is the platform layer's)
-    run = mockrun.run(values, secret | {f"adplatform:{RUNNER_TOKEN}"}, "production")
+    run = variants.production_variant()  # the runner with its token set in the stack (a run shared with other files)
     assert not bootstrap_objects(run)
-    assert string_data(run.named(gitlab_runner.TOKEN_SECRET, SECRET))["runner-token"] == "glrt-manual-0123456789"
+    assert string_data(run.named(gitlab_runner.TOKEN_SECRET, SECRET))["runner-token"] == variants.RUNNER_TOKEN_VALUE
 
 
 # --- the shell script: clean, idempotent, silent about the token --------------------------------------------

@@ -40,8 +40,11 @@ MESH = {"linkerd": True, "namespaces": ["ads"]}
 # tests/test_platform_sso.py: kubectl rights from GitLab groups.
 KUBECTL_BINDINGS = [{"group": "teams/ads", "clusterRole": "edit", "namespace": "ads"},
                     {"group": "platform-admins", "clusterRole": "cluster-admin"}]
-# tests/test_platform_gitlab.py: the runner with its token set in the stack (instead of the bootstrap's).
+# tests/test_platform_gitlab.py, tests/test_platform_runner_bootstrap.py: the runner with its token set in the stack
+# (instead of the bootstrap's).
 RUNNER_TOKEN_VALUE = "glrt-offline-runner-token-0123456789abcdef"
+# tests/test_platform_ml.py: MLflow and Kubeflow off (JupyterHub and Airflow, their clients, stay on).
+ML_OFF = {"mlflow": {"enabled": False}, "kubeflow": {"enabled": False}}
 
 
 def production_variant() -> Run:
@@ -51,8 +54,35 @@ def production_variant() -> Run:
     values.update({f"adplatform:{k}": copy.deepcopy(v) for k, v in ADS_OVERRIDES.items() if k != "platform"})
     values["adplatform:platform"] = {**copy.deepcopy(ADS_OVERRIDES["platform"]),
                                      "sso": {"kubectl": {"bindings": copy.deepcopy(KUBECTL_BINDINGS)}},
-                                     "gitlab": {"runner": {"enabled": True}}}
+                                     "gitlab": {"runner": {"enabled": True}}, **copy.deepcopy(ML_OFF)}
     values["adplatform:clusterServices"] = {**values.get("adplatform:clusterServices", {}), "mesh": dict(MESH)}
     values[f"adplatform:{REGISTRY_TOKEN}"] = REGISTRY_TOKEN_VALUE
     values[f"adplatform:{RUNNER_TOKEN}"] = RUNNER_TOKEN_VALUE
     return mockrun.run(values, secret | {f"adplatform:{REGISTRY_TOKEN}", f"adplatform:{RUNNER_TOKEN}"}, "production")
+
+
+# tests/test_platform_monitoring.py: two alert receivers with their secrets, no logs and traces, no ScyllaDB and
+# ClickHouse; tests/test_platform_dataeng.py: Airflow, Spark and JupyterHub off. The ad services (which use those
+# stores) are off.
+SLACK_URL = "https://hooks.slack.com/services/T0000/B0000/offline-receiver-secret"
+PAGER_KEY = "offline-pagerduty-routing-key-0123456789"
+ALERTING = {
+    "receivers": [{"name": "ops-slack", "type": "slack", "channel": "#alerts"},
+                  {"name": "oncall", "type": "pagerduty"}],
+    "routes": [{"receiver": "oncall", "matchers": ['severity="critical"', 'namespace=~"ads|postgres"'],
+                "continue": True}],
+    "defaultReceiver": "ops-slack",
+}
+DATA_ENGINEERING = ("airflow", "spark", "jupyterhub")
+
+
+def production_quiet() -> Run:
+    """Production with the switches above (through the run cache, like production_variant)."""
+    values, secret = mockrun.stack_config("production")
+    values["adplatform:layers"] = {"adServices": False}
+    values["adplatform:platform"] = {"logs": {"enabled": False}, "traces": {"enabled": False},
+                                     "monitoring": {"alerting": copy.deepcopy(ALERTING)},
+                                     **{name: {"enabled": False} for name in DATA_ENGINEERING}}
+    values["adplatform:dataPlane"] = {"scylladb": {"enabled": False}, "clickhouse": {"enabled": False}}
+    values["adplatform:alertingSecrets"] = {"ops-slack": SLACK_URL, "oncall": PAGER_KEY}
+    return mockrun.run(values, secret | {"adplatform:alertingSecrets"}, "production")

@@ -64,6 +64,15 @@ def runtime_digest() -> str:
     return hashlib.sha256(json.dumps([sys.version, sdks, env]).encode()).hexdigest()
 
 
+def config_key(values: dict[str, Any], secret_keys: set[str], stack: str) -> str | None:
+    """The config's digest; None when it is not plain data (then it is not cached)."""
+    try:
+        text = json.dumps([stack, sorted(secret_keys), values], sort_keys=True)
+    except (TypeError, ValueError):
+        return None
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 class RunCache:
     """Runs stored under `directory/<source digest>/<config digest>.pickle`."""
 
@@ -85,12 +94,7 @@ class RunCache:
                     shutil.rmtree(old, ignore_errors=True)
 
     def key(self, values: dict[str, Any], secret_keys: set[str], stack: str) -> str | None:
-        """The config's digest; None when it is not plain data (then it is not cached)."""
-        try:
-            text = json.dumps([stack, sorted(secret_keys), values], sort_keys=True)
-        except (TypeError, ValueError):
-            return None
-        return hashlib.sha256(text.encode()).hexdigest()
+        return config_key(values, secret_keys, stack)
 
     def recorded(self, values: dict[str, Any], secret_keys: set[str], stack: str,
                  execute: Callable[[dict[str, Any], set[str], str], Any]) -> Any:

@@ -1,0 +1,111 @@
+"""What the tests share: whole-program runs under Pulumi mocks (each stack's run held once per process) and the
+raw configs and readers they build them from.
+
+A plain module, imported as `tests.runs` only: pytest loads tests/conftest.py as the module `conftest`, and a test
+that imported helpers from `tests.conftest` loaded it a second time as another module, with caches of its own.
+tests/conftest.py re-exports these names for tests that still import them from there."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from functools import lru_cache
+from typing import Any
+
+import yaml
+
+from tools import mockrun
+from tools.mockrun import Run, Secret
+
+SECRET_KEYS = {"sshPrivateKey", "backupAccessKeyId", "backupSecretAccessKey", "backupCredentials", "dnsApiToken"}
+# One key pair per backup purpose (production requires them: config/rules.py), distinct values so tests can tell
+# which consumer holds which.
+BACKUP_CREDENTIALS = {purpose: {"accessKeyId": f"test-{purpose}-access-key",
+                                 "secretAccessKey": f"test-{purpose}-secret-key"}
+                      for purpose in ("etcd", "velero", "postgres", "clickhouse", "scylladb", "redpanda", "drills")}
+VALID_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGyQ5iLrXL0W1eJqkqG9y5WnA2s8pC3qvGfQe1cW9r7H test@example.com"
+
+
+@lru_cache(maxsize=None)
+def stack_run(stack: str) -> Run:
+    """The run of a stack file, executed (or read from the run cache) once per process."""
+    return mockrun.run_stack(stack)
+
+
+def base_raw(**overrides: Any) -> dict[str, Any]:
+    """A minimal valid raw config (keys without namespace), as the loader receives it."""
+    raw = {
+        "provider": "hetzner",
+        "profile": "production",
+        "domain": "ads.example.com",
+        "adminCidrs": ["203.0.113.0/24"],
+        "sshPublicKeys": [VALID_KEY],
+        "sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----",
+        "clusterServices": {"tls": {"acmeEmail": "ops@example.com"},
+                            "backups": {"s3": {"endpoint": "https://fsn1.your-objectstorage.com",
+                                               "region": "fsn1", "bucket": "adp-test-backups"}}},
+        "backupCredentials": {p: dict(keys) for p, keys in BACKUP_CREDENTIALS.items()},  # a copy: tests edit it
+    }
+    raw.update(overrides)
+    return raw
+
+
+# What a run from a raw config builds unless the raw config says otherwise: the layers up to the data plane.
+# The platform and the ad services are tested on the stack files' runs (and variants of them), which keeps
+# the lower layers' many variant runs fast.
+LOWER_LAYERS = {"platform": False, "adServices": False}
+
+
+# Layers off for a variant whose assertions concern only the providers, host tuning and K3s (`layers=UP_TO_K3S`), or
+# the layers up to the cluster services or the platform: the layers above would cost much of its run and prove
+# nothing more there.
+UP_TO_PLATFORM = {"adServices": False}  # the ad services add their own objects only (ads-*, store users)
+UP_TO_SERVICES = {"dataPlane": False, "platform": False, "adServices": False}
+UP_TO_K3S = {"clusterServices": False, **UP_TO_SERVICES}
+
+
+def lower_layers(raw: dict[str, Any]) -> dict[str, Any]:
+    return {**raw, "layers": {**LOWER_LAYERS, **(raw.get("layers") or {})}}
+
+
+def run_raw(raw: dict[str, Any], stack: str = "test") -> Run:
+    values = {f"adplatform:{k}": v for k, v in lower_layers(raw).items()}
+    values["hcloud:token"] = "test-token"
+    return mockrun.run(values, {f"adplatform:{k}" for k in SECRET_KEYS} | {"hcloud:token"}, stack)
+
+
+def script_param(script: str, name: str) -> str:
+    """The value the renderer gave a script parameter (`readonly NAME='...'`)."""
+    match = re.search(rf"^readonly {name}=('(?:[^']|'\"'\"')*'|\S*)$", script, re.M | re.S)
+    assert match, f"parameter {name} not in script"
+    return shlex.split(match.group(1))[0] if match.group(1) else ""
+
+
+def k3s_config(run: Run, node: str) -> dict[str, Any]:
+    """The /etc/rancher/k3s/config.yaml the install command writes on `node` (e.g. 'scylladb-1')."""
+    stdin = run.named(f"k3s-{node}", "command:remote:Command").inputs["stdin"]
+    assert isinstance(stdin, Secret), "the K3s install script carries the join token and must be secret"
+    return yaml.safe_load(script_param(stdin.value, "K3S_CONFIG"))
+
+
+def node_labels(run: Run, node: str) -> dict[str, str]:
+    """The labels `node` registers with (its K3s node-label)."""
+    return dict(label.split("=", 1) for label in k3s_config(run, node)["node-label"])
+
+
+def nodes_without_topology(run: Run) -> dict[str, dict[str, str]]:
+    """Every node of the run that would end up without topology.kubernetes.io/region, /zone or
+    adplatform.io/provider (with the labels it registers with). A node a cloud controller manager initialises
+    (kubelet cloud-provider=external) gets region and zone from it, and the kubelet must not set them (the CCM's
+    word wins); every other node registers with both."""
+    from components.scheduling import REGION_TOPOLOGY, ZONE_TOPOLOGY
+    from providers.base import PROVIDER_LABEL
+    missing = {}
+    for name in (r.name.removeprefix("k3s-") for r in run.of_type("command:remote:Command")
+                 if r.name.startswith("k3s-")):
+        labels = node_labels(run, name)
+        by_ccm = "cloud-provider=external" in k3s_config(run, name)["kubelet-arg"]
+        topology = {REGION_TOPOLOGY, ZONE_TOPOLOGY} & set(labels)
+        if PROVIDER_LABEL not in labels or (topology if by_ccm else len(topology) != 2):
+            missing[name] = labels
+    return missing
