@@ -233,6 +233,18 @@ class Ingress:
     ports: tuple[int, int] | None  # None: the protocol has no ports (icmp, ...)
     sources: tuple[str, ...]
     where: str
+    peers: bool = False  # the rule's description declares it a cluster-peers rule (PEER_MARK)
+
+
+# A hybrid cluster over the internet (providers/hybrid.py) admits every node's public address, one host each, on
+# the ports cluster members talk on: the providers write this at the start of those rules' descriptions, and
+# admin-ports-from-admin-cidrs admits single hosts (never a range, never SSH) in such rules.
+PEER_MARK = "cluster peers: "
+PEER_PORTS_NEVER = (22,)  # SSH is never a peer port: nodes do not log in to each other
+
+
+def _peers(rule: Mapping[str, Any]) -> bool:
+    return str(rule.get("description") or "").startswith(PEER_MARK)
 
 
 NO_PORT_PROTOCOLS = ("icmp", "icmpv6", "58", "1", "gre", "esp")
@@ -266,7 +278,7 @@ def _hcloud(props: Mapping[str, Any]) -> Iterator[Ingress]:
         if rule.get("direction", "in") == "in":
             proto = rule.get("protocol", "tcp")
             yield Ingress(proto, _port_range(rule.get("port"), proto), tuple(rule.get("sourceIps") or ()),
-                          f"rules[{i}]")
+                          f"rules[{i}]", _peers(rule))
 
 
 def _aws_group(props: Mapping[str, Any]) -> Iterator[Ingress]:
@@ -277,9 +289,10 @@ def _aws_group(props: Mapping[str, Any]) -> Iterator[Ingress]:
 
 def _aws_rule(rule: Mapping[str, Any], where: str, proto: str, sources: Sequence[str]) -> Iterator[Ingress]:
     if _all_protocols(proto):
-        yield Ingress("all", (0, 65535), tuple(sources), where)
+        yield Ingress("all", (0, 65535), tuple(sources), where, _peers(rule))
     else:
-        yield Ingress(proto, _number_range(rule.get("fromPort"), rule.get("toPort"), proto), tuple(sources), where)
+        yield Ingress(proto, _number_range(rule.get("fromPort"), rule.get("toPort"), proto), tuple(sources), where,
+                      _peers(rule))
 
 
 def _aws_ingress_rule(props: Mapping[str, Any]) -> Iterator[Ingress]:
@@ -301,7 +314,7 @@ def _gcp(props: Mapping[str, Any]) -> Iterator[Ingress]:
         proto = allow.get("protocol", "all")
         for spec in allow.get("ports") or ["any"]:
             ports = (0, 65535) if _all_protocols(proto) else _port_range(spec, proto)
-            yield Ingress(proto, ports, sources, f"allows[{i}]")
+            yield Ingress(proto, ports, sources, f"allows[{i}]", _peers(props))
 
 
 def _azure_rule(rule: Mapping[str, Any], where: str) -> Iterator[Ingress]:
@@ -311,7 +324,7 @@ def _azure_rule(rule: Mapping[str, Any], where: str) -> Iterator[Ingress]:
     proto = str(rule.get("protocol", "*"))  # "*" is any protocol; the port range still applies
     for spec in [rule.get("destinationPortRange"), *(rule.get("destinationPortRanges") or [])]:
         if spec is not None:
-            yield Ingress(proto, _port_range(spec, proto), sources, where)
+            yield Ingress(proto, _port_range(spec, proto), sources, where, _peers(rule))
 
 
 def _azure_group(props: Mapping[str, Any]) -> Iterator[Ingress]:
@@ -416,9 +429,17 @@ def admin_ports_from_admin_cidrs(subject: Subject, settings: Settings) -> Iterat
                 yield f"{rule.where}: admin source {source!r} is not a CIDR"
                 continue
             trusted = [*allowed, *INTERNAL_NETWORKS, *PROBER_NETWORKS.get(subject.type, ())]
-            if not any(net.version == a.version and net.subnet_of(a) for a in trusted):
-                yield (f"{rule.where} lets {source} reach {', '.join(_covered(rule.ports, ADMIN_PORTS))}; "
-                       f"admin sources must be {inside}")
+            if _a_peer(rule, net) or any(net.version == a.version and net.subnet_of(a) for a in trusted):
+                continue
+            yield (f"{rule.where} lets {source} reach {', '.join(_covered(rule.ports, ADMIN_PORTS))}; "
+                   f"admin sources must be {inside}, or single cluster nodes in a rule marked {PEER_MARK!r}")
+
+
+def _a_peer(rule: Ingress, source: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """One cluster node's address in a rule declared as the cluster peers' (PEER_MARK), on no SSH port."""
+    assert rule.ports is not None
+    return (rule.peers and source.num_addresses == 1
+            and not any(rule.ports[0] <= port <= rule.ports[1] for port in PEER_PORTS_NEVER))
 
 
 def helm_charts_pinned(subject: Subject, _settings: Settings) -> Iterator[str]:
@@ -679,7 +700,9 @@ RULES: tuple[Rule, ...] = (
     Rule("no-world-open-ports", "Only 80 and 443 may be open to the whole internet; never a database or "
          "admin port.", no_world_open_ports),
     Rule("admin-ports-from-admin-cidrs", "SSH, the Kubernetes API, etcd and the kubelet are reachable only from "
-         "the configured admin CIDRs or the private network.", admin_ports_from_admin_cidrs,
+         "the configured admin CIDRs or the private network (and, in a hybrid cluster over the internet, the API, "
+         "etcd and the kubelet from single cluster nodes in the rules marked as the cluster peers').",
+         admin_ports_from_admin_cidrs,
          {"adminCidrs": {"type": "array", "items": {"type": "string"}}}),
     Rule("helm-charts-pinned", "Every Helm chart is pinned to an exact version.", helm_charts_pinned),
     Rule("images-pinned", "No container image without a tag or with 'latest'.", images_pinned),

@@ -424,7 +424,7 @@ class AwsInfrastructure(ProviderInfrastructure):
             found += [aws.vpc.SecurityGroupIngressRule(
                 f"nodes-in-peer-{port.protocol}{ports}-{peer.name}", security_group_id=self.security_group.id,
                 ip_protocol=port.protocol, from_port=low, to_port=high, cidr_ipv4=peer.cidr,
-                description=port.description, opts=self._opts()) for peer in peers]
+                description=port.rule_description, opts=self._opts()) for peer in peers]
         return found
 
     # --- instances ---------------------------------------------------------------------------------

@@ -399,7 +399,7 @@ class AzureInfrastructure(ProviderInfrastructure):
                 resource_group_name=self.resource_group.name, direction="Inbound", access="Allow",
                 priority=PEER_PRIORITY + CLUSTER_PORTS.index(port), protocol=port.protocol.capitalize(),
                 source_port_range="*", destination_address_prefix="*", destination_port_range=port.port or "*",
-                source_address_prefixes=[peer.cidr for peer in peers], description=port.description,
+                source_address_prefixes=[peer.cidr for peer in peers], description=port.rule_description,
                 opts=self._opts()))
         return found
 

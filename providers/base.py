@@ -24,6 +24,7 @@ from config.load import is_secret
 from config.catalog import SIZES
 from config.errors import problem
 from config.model import CONTROL_PLANE, Cluster, ControlPlane, Pool, StackConfig, node_location
+from policy.rules import PEER_MARK
 
 K3sRole = Literal["server", "agent"]
 
@@ -649,6 +650,12 @@ class ClusterPort:
     to: Literal["nodes", "servers"]  # which of this provider's nodes listen (servers: K3s servers only)
     source: Literal["nodes", "servers"]  # whose addresses may send it (servers: the other providers' K3s servers)
     description: str
+
+    @property
+    def rule_description(self) -> str:
+        """The firewall rule's description: marked as the cluster peers' rule, which the policy pack admits only
+        with single-host sources (policy/rules.py PEER_MARK)."""
+        return f"{PEER_MARK}{self.description}"
 
 
 # From K3s' inbound rules (docs.k3s.io, "Inbound Rules for K3s Nodes") with Cilium in place of flannel, and

@@ -360,7 +360,7 @@ class GcpInfrastructure(ProviderInfrastructure):
             name = gcp_name(self._prefix, "in-peers", port.protocol, port.port or "")
             found.append(gcp.compute.Firewall(
                 name, name=name, project=self._project, network=self.network.id, direction="INGRESS",
-                description=port.description, source_ranges=[peer.cidr for peer in peers], target_tags=[self.node_tag],
+                description=port.rule_description, source_ranges=[peer.cidr for peer in peers], target_tags=[self.node_tag],
                 allows=[gcp.compute.FirewallAllowArgs(protocol=port.protocol,
                                                       ports=[port.port] if port.port else None)],
                 opts=self._opts()))

@@ -219,7 +219,7 @@ class HetznerInfrastructure(ProviderInfrastructure):
         PORTS firewall stays as it is. Created after every provider's nodes, whose addresses it names."""
         firewall = hcloud.Firewall("firewall-peers", name=f"{self._prefix}-peers", labels=self._labels, rules=[
             hcloud.FirewallRuleArgs(direction="in", protocol=port.protocol, port=port.port,
-                                    source_ips=[peer.cidr for peer in peers], description=port.description)
+                                    source_ips=[peer.cidr for peer in peers], description=port.rule_description)
             for port, peers in rules], opts=self._opts())
         self._foreign_nodes = True  # the cluster has nodes without Hetzner Cloud volumes (_install_csi)
         attached = hcloud.FirewallAttachment("firewall-peers", firewall_id=firewall.id.apply(int),

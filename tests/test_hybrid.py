@@ -806,7 +806,5 @@ def test_a_store_pool_on_gcp_gets_the_gcp_class():
 
 
 def test_the_policy_pack_passes_with_stores_on_aws(stores_on_aws):
-    violations = model.build(stores_on_aws)["policy"]["violations"]
-    # admin-ports-from-admin-cidrs flags the peers' kubelet/WireGuard rules of every cluster over the internet (not
-    # storage: the variant without stores has the same); every other rule passes, the EBS values and Secret included.
-    assert [v for v in violations if v["rule"] != "admin-ports-from-admin-cidrs"] == []
+    # Every rule, the peers' firewall rules (single nodes on the cluster ports) and the EBS values and Secret included.
+    assert model.build(stores_on_aws)["policy"]["violations"] == []

@@ -69,6 +69,41 @@ def test_admin_ports_only_from_admin_cidrs():
     assert messages("admin-ports-from-admin-cidrs", bad, Settings()) == [], "not configured: not applicable"
 
 
+PEER = "cluster peers: kubelet"
+
+
+@pytest.mark.parametrize("fw", [
+    subject("hcloud:index/firewall:Firewall", {"rules": [
+        {"direction": "in", "protocol": "tcp", "port": "10250", "sourceIps": ["198.51.100.7/32", "2001:db8::7/128"],
+         "description": PEER}]}),
+    subject("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", {
+        "ipProtocol": "tcp", "fromPort": 6443, "toPort": 6443, "cidrIpv4": "198.51.100.7/32", "description": PEER}),
+    subject("gcp:compute/firewall:Firewall", {"sourceRanges": ["198.51.100.7/32"], "description": PEER,
+                                              "allows": [{"protocol": "tcp", "ports": ["2379-2380"]}]}),
+    subject("azure-native:network:SecurityRule", {
+        "direction": "Inbound", "access": "Allow", "protocol": "Tcp", "sourceAddressPrefixes": ["198.51.100.7/32"],
+        "destinationPortRange": "10250", "description": PEER}),
+])
+def test_a_hybrid_clusters_peer_rules_admit_single_nodes_on_cluster_ports(fw):
+    """Over the internet every node's public address reaches the API, etcd and the kubelet of the others: in rules
+    marked as the cluster peers' (every provider's firewall kind), one host per source."""
+    assert messages("admin-ports-from-admin-cidrs", fw, Settings(admin_cidrs=("203.0.113.0/24",))) == []
+
+
+@pytest.mark.parametrize("rules, flagged", [
+    ([("tcp", "10250", ["198.51.100.0/24"], PEER)], "198.51.100.0/24"),  # a range is no node
+    ([("tcp", "22", ["198.51.100.7/32"], PEER)], "22 (SSH)"),  # nodes never log in to each other
+    ([("tcp", "10250", ["198.51.100.7/32"], "kubelet")], "198.51.100.7/32"),  # not marked
+    ([("tcp", "10250", ["198.51.100.7/32"], "kubelet, cluster peers: x")], "198.51.100.7/32"),  # mark not leading
+])
+def test_peer_rules_vouch_for_nothing_else(rules, flagged):
+    fw = subject("hcloud:index/firewall:Firewall", {"rules": [
+        {"direction": "in", "protocol": proto, "port": port, "sourceIps": sources, "description": description}
+        for proto, port, sources, description in rules]})
+    [message] = messages("admin-ports-from-admin-cidrs", fw, Settings(admin_cidrs=("203.0.113.0/24",)))
+    assert flagged in message and "cluster peers: " in message
+
+
 # --- charts and images ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("version, ok", [("1.20.0", True), ("v0.20.1", True), ("1.2.3-rc.1", True),
