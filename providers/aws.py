@@ -315,7 +315,8 @@ class AwsInfrastructure(ProviderInfrastructure):
         self.security_group = self._security_group(cfg.admin_cidrs)
         self._key_pair = self._key_pairs(cfg.ssh_public_keys)
         self.image = cfg.cluster.image or self._ubuntu_ami()
-        profiles = self._instance_profiles()
+        # A secondary part runs no CCM, no EBS controller on an instance role, no autoscaler: no role at all.
+        profiles = {"server": None, "agent": None} if self._secondary else self._instance_profiles()
         nodes = [self._instance(spec, self._key_pair, profiles) for spec in specs]
         self._nodes = nodes
         self.infrastructure = assemble(

@@ -742,6 +742,9 @@ def test_the_aws_pools_run_their_own_ebs_driver_on_aws_nodes_only(stores_on_aws)
     assert [p["policyArn"] for p in policies] == [aws.EBS_CSI_POLICY]
     agents = [r.inputs for r in stores_on_aws.of_type("aws:ec2/instance:Instance")]
     assert agents and all(a.get("iamInstanceProfile") is None for a in agents)  # no role any pod could borrow
+    # nor one for the CCM, the autoscaler or an EBS controller on an instance profile, none of which runs there
+    assert not stores_on_aws.of_type("aws:iam/role:Role") and not stores_on_aws.of_type(
+        "aws:iam/instanceProfile:InstanceProfile")
 
 
 def test_each_providers_classes_name_only_its_own_nodes_and_the_stacks_stay_the_default(stores_on_aws):
