@@ -650,8 +650,15 @@ def test_a_firewall_quota_for_a_provider_without_one_is_refused():
                             "cluster over the public internet is checked against (aws, gcp, azure)") for p in found), found
 
 
+def _aws_part(admin_cidrs: list[str], public_balancer: bool) -> Any:
+    """What the AWS quota reads of a part's config: adminCidrs and the API balancer."""
+    balancer = type("Balancer", (), {"enabled": True, "public": public_balancer})()
+    return type("Cfg", (), {"admin_cidrs": admin_cidrs,
+                            "cluster": type("Cluster", (), {"api_load_balancer": balancer})()})()
+
+
 def test_the_aws_count_is_the_groups_inbound_ipv4_rules():
-    cfg = type("Cfg", (), {"admin_cidrs": ["203.0.113.0/24", "2001:db8::/32"]})()
+    cfg = _aws_part(["203.0.113.0/24", "2001:db8::/32"], public_balancer=False)
     rules = hybrid.peer_rules(False, [f"n{i}" for i in range(10)], ["n0"])
     # PORTS from IPv4 sources (80, 443 from 0.0.0.0/0; SSH, 6443, ICMP from the IPv4 admin CIDR), the members
     # rule, 4 agent ports x 10 peers.
@@ -763,7 +770,7 @@ def test_the_azure_nsg_admits_exactly_the_admin_cidrs_and_every_node_on_6443(azu
     # ... and the VNet's private range (the cluster network's own rule), which no address on the internet has.
     vnet = azure_primary.named("vnet", "azure-native:network:VirtualNetwork").inputs["addressSpace"]["addressPrefixes"]
     assert sources == sorted(["203.0.113.0/24", *_everyone(azure_primary), *vnet])
-    peers = next(r for r in rules if r["name"] == "peers-tcp-6443")
+    peers = next(r for r in rules if r["securityRuleName"] == "peers-tcp-6443")
     assert peers["description"].startswith(PEER_MARK)
 
 
@@ -773,15 +780,12 @@ def test_the_policy_pack_passes_on_aws_and_azure_stacks_with_three_servers_over_
 
 
 def test_the_aws_balancers_security_group_counts_against_the_quota_too():
-    balancer = type("Balancer", (), {"enabled": True, "public": True})()
-    cfg = type("Cfg", (), {"admin_cidrs": ["203.0.113.0/24", "198.51.100.0/24", "2001:db8::/32"],
-                           "cluster": type("Cluster", (), {"api_load_balancer": balancer})()})()
+    cfg = _aws_part(["203.0.113.0/24", "198.51.100.0/24", "2001:db8::/32"], public_balancer=True)
     rules = hybrid.peer_rules(True, [f"n{i}" for i in range(10)], ["n0", "n1", "n2"])
     assert aws.api_balancer_ipv4_rules(cfg, rules) == 2 + 10  # the IPv4 admin CIDRs, every node on 6443
     nodes = sum(not r.ipv6 for r in cloud.ingress_rules(cfg.admin_cidrs)) + 1 + sum(len(p) for _port, p in rules)
     assert aws.inbound_ipv4_rules(cfg, rules) == max(nodes, 12) == nodes  # the nodes' group is the fuller one
-    balancer.public = False
-    assert aws.api_balancer_ipv4_rules(cfg, rules) == 0
+    assert aws.api_balancer_ipv4_rules(_aws_part(cfg.admin_cidrs, public_balancer=False), rules) == 0
 
 
 def test_a_gcp_stack_with_several_servers_over_the_internet_is_still_refused_naming_the_providers_that_can():
