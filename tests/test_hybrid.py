@@ -679,7 +679,7 @@ def test_the_gcp_and_azure_limits_count_what_their_docs_limit():
 
 def test_a_gcp_stack_with_an_aws_pool_admits_servers_ports_and_registers_its_own_nodes_publicly():
     # The stack provider's nodes register with their public addresses too: GCE's K3s servers put theirs on lo.
-    # One K3s server: GCP's public balancer admits only the admin CIDRs (internet_problems).
+    # One K3s server: GCP's passthrough public balancer is no place for a server to join at (internet_problems).
     values = base_raw(provider="gcp", profile="staging", cluster={"controlPlane": {"count": 1},
                                                                   "pools": [dict(EDGE, count=1, locations=None)]})
     run = run_internet(values, stack="staging-internet", settings={**CLOUDS_SETTINGS, **AWS_SETTINGS})
