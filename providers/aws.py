@@ -140,10 +140,26 @@ INBOUND_RULES_PER_GROUP = 60
 
 
 def inbound_ipv4_rules(cfg: StackConfig, peer_rules: Sequence[tuple[ClusterPort, Sequence[str]]]) -> int:
-    """The nodes' security group's inbound IPv4 rules: PORTS from IPv4 sources, the members rule, one per peer and
-    port. The CCM adds its load balancers' rules on top (a stack provider's part only)."""
+    """The most inbound IPv4 rules one of the part's security groups holds (the quota is per group): the nodes'
+    group's (PORTS from IPv4 sources, the members rule, one per peer and port; the CCM adds its load balancers' rules
+    on top, in a stack provider's part) or the public API balancer's (api_balancer_ipv4_rules)."""
     own = sum(not rule.ipv6 for rule in cloud.ingress_rules(cfg.admin_cidrs))
-    return own + 1 + sum(len(peers) for _port, peers in peer_rules)
+    nodes = own + 1 + sum(len(peers) for _port, peers in peer_rules)
+    return max(nodes, api_balancer_ipv4_rules(cfg, peer_rules))
+
+
+def api_balancer_ipv4_rules(cfg: StackConfig, peer_rules: Sequence[tuple[ClusterPort, Sequence[str]]]) -> int:
+    """The public API balancer's security group's inbound IPv4 rules: one per IPv4 admin CIDR and one per peer of the
+    API port (AwsInfrastructure._admit_balancer_peers); none without that balancer."""
+    balancer = cfg.cluster.api_load_balancer
+    if not (balancer.enabled and balancer.public):
+        return 0
+    admins = sum(ipaddress.ip_network(cidr).version == 4 for cidr in cfg.admin_cidrs)
+    return admins + sum(len(peers) for port, peers in peer_rules if _is_api_port(port))
+
+
+def _is_api_port(port: ClusterPort) -> bool:
+    return (port.protocol, port.port) == ("tcp", str(API_PORT))
 
 
 # Auto-discovery (cluster-autoscaler 1.35 cloudprovider/aws/README.md "Auto-Discovery Setup"): the autoscaler
@@ -251,11 +267,15 @@ class Aws:
     credentials = CREDENTIALS
     zonal_node_groups = True  # one Auto Scaling group per zone (aws.py: AZRebalance would evict undrained)
     internet_peering = True  # PUBLIC_ADDRESS_COMMAND puts the public address where K3s can register with it
+    # Its public API balancer's security group admits every cluster node's address on 6443 when pools join over the
+    # internet (AwsInfrastructure._admit_balancer_peers): nodes of other providers join through it.
+    public_api_balancer_admits_peers = True
     # As a hybrid cluster's secondary (providers/hybrid.py pool_roles) it installs its own EBS CSI driver and classes
     # on its own nodes, with a credential of its own (AwsInfrastructure._ebs_csi_credential): it may host stores.
     secondary_storage = True
     peer_quota = PeerQuota(INBOUND_RULES_PER_GROUP, "inbound IPv4 rules of the nodes' security group (the default "
-                           "Amazon VPC quota 'Inbound or outbound rules per security group')", inbound_ipv4_rules)
+                           "Amazon VPC quota 'Inbound or outbound rules per security group'; the public API "
+                           "balancer's group holds fewer)", inbound_ipv4_rules)
     kms_seal = "awskms"  # OpenBao unseals with a KMS key (AwsInfrastructure._install_seal)
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
@@ -299,6 +319,7 @@ class AwsInfrastructure(ProviderInfrastructure):
         self._tags = {"adplatform.io/stack": loaded.stack, self._cluster_tag: "owned"}
         self._region = aws_region() or ""
         self._vpc_cidr = vpc_cidr(cfg.cluster)
+        self._public_api_group: aws.ec2.SecurityGroup | None = None  # the public API balancer's (_api_endpoints)
 
         specs = node_specs(loaded)
         # A cluster over the internet spans providers: the EBS driver and classes stay on this provider's nodes.
@@ -417,7 +438,8 @@ class AwsInfrastructure(ProviderInfrastructure):
     def _admit_peers(self, rules: Sequence[tuple[ClusterPort, Sequence[PeerAddress]]]) -> list[pulumi.Resource]:
         """One ingress rule of the nodes' group per cluster port and peer address (a cluster over the public
         internet, providers/hybrid.py), named by port and peer node so adding a node adds its rules only. Each counts
-        against the group's rule quota (INBOUND_RULES_PER_GROUP, checked in config by providers/hybrid.py)."""
+        against the group's rule quota (INBOUND_RULES_PER_GROUP, checked in config by providers/hybrid.py).
+        The API port's peers are the public API balancer's too (_admit_balancer_peers)."""
         found: list[pulumi.Resource] = []
         for port, peers in rules:
             low, high = cloud.port_range(port) or (-1, -1)
@@ -426,7 +448,21 @@ class AwsInfrastructure(ProviderInfrastructure):
                 f"nodes-in-peer-{port.protocol}{ports}-{peer.name}", security_group_id=self.security_group.id,
                 ip_protocol=port.protocol, from_port=low, to_port=high, cidr_ipv4=peer.cidr,
                 description=port.rule_description, opts=self._opts()) for peer in peers]
+            if _is_api_port(port):
+                found += self._admit_balancer_peers(port, peers)
         return found
+
+    def _admit_balancer_peers(self, port: ClusterPort, peers: Sequence[PeerAddress]) -> list[pulumi.Resource]:
+        """The public API balancer admits each peer's address on 6443 besides the admin CIDRs, so every node may join
+        through it (providers/hybrid.py join_endpoint). An NLB's security group filters on the client's address; the
+        balancer then reaches the servers from its own (client IP preservation off), which the nodes' group admits
+        from the balancer's group (_nlb). No public balancer: nothing to admit."""
+        if self._public_api_group is None:
+            return []
+        return [aws.vpc.SecurityGroupIngressRule(
+            f"api-public-lb-in-peer-{peer.name}", security_group_id=self._public_api_group.id, ip_protocol="tcp",
+            from_port=API_PORT, to_port=API_PORT, cidr_ipv4=peer.cidr, description=port.rule_description,
+            opts=self._opts()) for peer in peers]
 
     # --- instances ---------------------------------------------------------------------------------
 
@@ -574,16 +610,19 @@ class AwsInfrastructure(ProviderInfrastructure):
         if not lb_cfg.enabled:
             return first_server_api(servers)
         # Internal: the nodes join and Cilium talks to the API through it, sources limited to the VPC.
-        internal = self._nlb("api", servers, internal=True, sources=[self._vpc_cidr])
+        internal, _group = self._nlb("api", servers, internal=True, sources=[self._vpc_cidr])
         if not lb_cfg.public:
             return ApiEndpoints(private=internal.dns_name, public=servers[0].public_ip, balancers=(internal.dns_name,))
-        # Public: a second NLB whose security group admits only the admin CIDRs.
-        public = self._nlb("api-public", servers, internal=False, sources=self._loaded.config.admin_cidrs)
+        # Public: a second NLB whose security group admits the admin CIDRs, and over the internet the cluster's nodes
+        # (_admit_balancer_peers).
+        public, self._public_api_group = self._nlb("api-public", servers, internal=False,
+                                                   sources=self._loaded.config.admin_cidrs)
         return ApiEndpoints(private=internal.dns_name, public=public.dns_name,
                             balancers=(internal.dns_name, public.dns_name))
 
-    def _nlb(self, name: str, servers: list[Node], *, internal: bool, sources: Sequence[str]) -> aws.lb.LoadBalancer:
-        """A TCP NLB for 6443 with its own security group; the nodes admit 6443 from that group only.
+    def _nlb(self, name: str, servers: list[Node], *, internal: bool, sources: Sequence[str]
+             ) -> tuple[aws.lb.LoadBalancer, aws.ec2.SecurityGroup]:
+        """A TCP NLB for 6443 with its own security group (returned too); the nodes admit 6443 from that group only.
 
         Client IPs are not preserved: a server that joins through the NLB may be routed to itself, which
         fails with client IP preservation (NLB hairpinning), and the NLB's group then stands for all clients.
@@ -622,7 +661,7 @@ class AwsInfrastructure(ProviderInfrastructure):
         for node in servers:
             aws.lb.TargetGroupAttachment(f"{name}-{node.name}", target_group_arn=targets.arn, target_id=node.server.id,
                                          port=API_PORT, opts=self._opts())
-        return lb
+        return lb, group
 
     # --- cluster add-ons -----------------------------------------------------------------------------
 

@@ -274,6 +274,10 @@ class Azure:
     zonal_node_groups = False  # one scale set over the zones
     # The VMs' public IPs are known before the VMs: each puts its own on `lo` from custom data (_vm).
     internet_peering = True
+    # Its public API balancer (a Standard load balancer, which passes the client's address through) reaches the
+    # servers through the nodes' NSG, whose peer rule on 6443 names every cluster node (_admit_peers): nodes of other
+    # providers join through it. A joining server is no target yet (its 6443 fails the health probe).
+    public_api_balancer_admits_peers = True
     # No storage as a hybrid cluster's secondary (providers/hybrid.py pool_roles): the Azure Disk CSI driver reads
     # azure.json (credentials, resource group) from the cloud-config Secret that only the stack's Azure add-ons
     # create with the CCM (_install_ccm, CLOUD_CONFIG_SECRET), and a secondary runs no Azure add-on: its nodes are
@@ -461,8 +465,9 @@ class AzureInfrastructure(ProviderInfrastructure):
 
     def _api_load_balancers(self, servers: Sequence[NodeSpec]) -> tuple[list[pulumi.Output[str]], dict]:
         """Standard load balancers for 6443: internal (the nodes join and Cilium reaches the API through it)
-        and, when `public`, a public one for the deployer. The NSG's admin rule still applies to it:
-        a Standard load balancer keeps the client address."""
+        and, when `public`, a public one for the deployer (and, over the internet, for every node to join at). The
+        NSG's rules still apply to it, as a Standard load balancer keeps the client address: 6443 from the admin
+        CIDRs, and over the internet from each cluster node (_admit_peers)."""
         lb_cfg = self._loaded.config.cluster.api_load_balancer
         if not lb_cfg.enabled or not servers:
             return [], {}

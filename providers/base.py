@@ -485,7 +485,9 @@ class Provider(Protocol):
     # Where admitting peers counts against a documented limit of its firewall (absent: none checked).
     peer_quota: PeerQuota | None
     # Nodes of other providers can reach its public API balancer (cluster.apiLoadBalancer.public) and join through it
-    # (providers/hybrid.py); absent or False: that balancer admits only cluster.adminCidrs, or there is none.
+    # (providers/hybrid.py): it admits every address (Hetzner), or its `admit_peers` admits every cluster node's on the
+    # API port (AWS: the balancer's security group; Azure: the nodes' NSG, which sees the client's address). Absent or
+    # False: other providers' nodes cannot join there (GCP: providers/gcp.py says why).
     public_api_balancer_admits_peers: bool
     # OpenBao's seal type for the provider's key management service (Infrastructure.install_seal); None: it has none,
     # and the secret store keeps its unseal key in the cluster (clusterServices.secrets.seal).

@@ -227,6 +227,11 @@ class Gcp:
     credentials = CREDENTIALS
     zonal_node_groups = True  # managed instance groups are zonal
     internet_peering = True  # PUBLIC_ADDRESS_COMMAND puts the public address where K3s can register with it
+    # Its public API balancer is not one other providers' nodes join at (providers/hybrid.py internet_problems), though
+    # the firewall's peer rule on 6443 admits them: it is passthrough, and the guest environment puts a passthrough
+    # forwarding rule's address on each of its backends as a local address, so a K3s server joining through it would
+    # reach its own API server, not yet running (why the internal balancer is a proxy: _internal_proxy_lb).
+    public_api_balancer_admits_peers = False
     # As a hybrid cluster's secondary (providers/hybrid.py pool_roles) it installs its own PD CSI driver and classes
     # on its own nodes, which run as the nodes' service account with the driver's rights: it may host stores.
     secondary_storage = True

@@ -216,7 +216,8 @@ def _over_internet(cfg: StackConfig) -> bool:
 
 
 def _joins_through_balancer(cfg: StackConfig) -> bool:
-    """Nodes on the internet can join at the stack provider's public API balancer (health-checked over every server)."""
+    """Nodes on the internet can join at the stack provider's public API balancer (health-checked over every server):
+    the provider's `admit_peers` lets every node through it (Provider.public_api_balancer_admits_peers)."""
     balancer = cfg.cluster.api_load_balancer
     return (balancer.enabled and balancer.public
             and bool(getattr(providers.get(cfg.provider), "public_api_balancer_admits_peers", False)))
@@ -236,8 +237,8 @@ def internet_problems(cfg: StackConfig) -> list[Problem]:
             "cluster.apiLoadBalancer.public", f"must be true (with apiLoadBalancer.enabled) on a stack provider whose "
             f"public API balancer the other providers' nodes reach ({', '.join(open_to_peers)}) when pools join over "
             f"the public internet with {servers} K3s servers: those nodes join at the balancer, which answers while "
-            "any server does (the first server's address would not; the balancer admits every address, the API "
-            "still asks for credentials); or run one K3s server (cluster.controlPlane.count: 1)",
+            "any server does (the first server's address would not; the balancer admits every cluster node on 6443, "
+            "the API still asks for credentials); or run one K3s server (cluster.controlPlane.count: 1)",
             f"{cfg.cluster.api_load_balancer.public} on provider {cfg.provider}"))
     # The firewalls admit each node by its address (over_internet); a node the cluster autoscaler creates has an
     # address nobody knows beforehand, and the providers offer no fixed range for them (Hetzner assigns each server

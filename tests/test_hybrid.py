@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from providers import aws, azure, cloud, gcp, hybrid
+from policy.rules import PEER_MARK
 from providers.base import CLUSTER_PORTS, PROVIDER_LABEL
 from tests.test_baremetal import problems  # the whole program, refused before any resource
 from tests.conftest import (ROOT, UP_TO_SERVICES, base_raw, k3s_config, node_labels, nodes_without_topology, run_raw,
@@ -366,7 +367,7 @@ def internet() -> mockrun.Run:
 
 def _addresses(run: mockrun.Run) -> dict[str, str]:
     """node name (control-plane-1, edge-1, ...) -> its public address."""
-    prefix = "adp-production-internet-"
+    prefix = f"adp-{run.stack}-"
     return {host.removeprefix(prefix): node["publicIp"] for host, node in run.outputs["nodes"].items()}
 
 
@@ -400,7 +401,8 @@ def test_several_servers_over_the_internet_need_a_public_balancer_every_node_rea
     values["cluster"]["apiLoadBalancer"] = {"enabled": True, "public": False}
     found = _internet_problems(values)
     assert any(p.startswith("adplatform:cluster.apiLoadBalancer.public must be true (with apiLoadBalancer.enabled) "
-                            "on a stack provider whose public API balancer the other providers' nodes reach (hetzner)")
+                            "on a stack provider whose public API balancer the other providers' nodes reach (hetzner, aws, "
+                            "azure)")
                and p.endswith("got 'False on provider hetzner'") for p in found), found
     values["cluster"]["controlPlane"] = {"count": 1}  # one server: its address is the API's, with or without
     assert not any("apiLoadBalancer" in p for p in _internet_problems(values))
@@ -648,8 +650,15 @@ def test_a_firewall_quota_for_a_provider_without_one_is_refused():
                             "cluster over the public internet is checked against (aws, gcp, azure)") for p in found), found
 
 
+def _aws_part(admin_cidrs: list[str], public_balancer: bool) -> Any:
+    """What the AWS quota reads of a part's config: adminCidrs and the API balancer."""
+    balancer = type("Balancer", (), {"enabled": True, "public": public_balancer})()
+    return type("Cfg", (), {"admin_cidrs": admin_cidrs,
+                            "cluster": type("Cluster", (), {"api_load_balancer": balancer})()})()
+
+
 def test_the_aws_count_is_the_groups_inbound_ipv4_rules():
-    cfg = type("Cfg", (), {"admin_cidrs": ["203.0.113.0/24", "2001:db8::/32"]})()
+    cfg = _aws_part(["203.0.113.0/24", "2001:db8::/32"], public_balancer=False)
     rules = hybrid.peer_rules(False, [f"n{i}" for i in range(10)], ["n0"])
     # PORTS from IPv4 sources (80, 443 from 0.0.0.0/0; SSH, 6443, ICMP from the IPv4 admin CIDR), the members
     # rule, 4 agent ports x 10 peers.
@@ -670,7 +679,7 @@ def test_the_gcp_and_azure_limits_count_what_their_docs_limit():
 
 def test_a_gcp_stack_with_an_aws_pool_admits_servers_ports_and_registers_its_own_nodes_publicly():
     # The stack provider's nodes register with their public addresses too: GCE's K3s servers put theirs on lo.
-    # One K3s server: GCP's public balancer admits only the admin CIDRs (internet_problems).
+    # One K3s server: GCP's passthrough public balancer is no place for a server to join at (internet_problems).
     values = base_raw(provider="gcp", profile="staging", cluster={"controlPlane": {"count": 1},
                                                                   "pools": [dict(EDGE, count=1, locations=None)]})
     run = run_internet(values, stack="staging-internet", settings={**CLOUDS_SETTINGS, **AWS_SETTINGS})
@@ -685,6 +694,107 @@ def test_a_gcp_stack_with_an_aws_pool_admits_servers_ports_and_registers_its_own
              for r in peers}
     assert rules == {**{port: everyone for port in AGENT_PORTS}, ("tcp", "6443"): everyone,
                      ("tcp", "2379-2380"): servers}
+
+
+# --- three K3s servers on an AWS or Azure stack, with a pool on Hetzner over the internet ------------------
+
+HZ = {"name": "hz", "role": "general", "count": 2, "provider": "hetzner", "locations": ["fsn1", "nbg1"]}
+PUBLIC_BALANCER = {"enabled": True, "public": True}
+SG_EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+
+
+def primary_raw(provider: str, **cluster: Any) -> dict[str, Any]:
+    """Staging (3 K3s servers, 6 agents) on `provider` with its public API balancer and 2 agents on Hetzner Cloud."""
+    return base_raw(provider=provider, profile="staging",
+                    cluster={"apiLoadBalancer": dict(PUBLIC_BALANCER), "pools": [dict(HZ)], **cluster})
+
+
+@pytest.fixture(scope="module")
+def aws_primary() -> mockrun.Run:
+    # 11 nodes take 64 rules in the nodes' security group: above the default 60, so the raised quota is stated.
+    values = primary_raw("aws", location="eu-central-1a", firewallQuotas={"aws": 100})
+    return run_internet({**values, "layers": UP_TO_SERVICES}, stack="staging-internet")
+
+
+@pytest.fixture(scope="module")
+def azure_primary() -> mockrun.Run:
+    return run_internet({**primary_raw("azure"), "layers": UP_TO_SERVICES}, stack="staging-internet",
+                        settings={"azure-native:location": "westeurope", "hcloud:token": "test-token"})
+
+
+def _joins_at_the_public_balancer(run: mockrun.Run) -> None:
+    addresses, balancer = _addresses(run), _balancer(run)
+    assert len([n for n in addresses if n.startswith("control-plane-")]) == 3
+    assert balancer and balancer != addresses["control-plane-1"]
+    joined = [n for n in addresses if n != "control-plane-1"]
+    assert {"control-plane-2", "control-plane-3", "general-1", "hz-1", "hz-2"} <= set(joined)
+    assert {n: k3s_config(run, n)["server"] for n in joined} == {n: f"https://{balancer}:6443" for n in joined}
+    assert balancer in k3s_config(run, "control-plane-1")["tls-san"]
+
+
+def test_an_aws_stack_over_the_internet_runs_three_servers_and_every_node_joins_at_its_public_nlb(aws_primary):
+    _joins_at_the_public_balancer(aws_primary)
+    nlb = aws_primary.named("api-public", "aws:lb/loadBalancer:LoadBalancer").inputs
+    assert nlb["internal"] is False and nlb["loadBalancerType"] == "network"
+
+
+def test_the_aws_public_nlb_admits_exactly_the_admin_cidrs_and_every_node_on_6443(aws_primary):
+    # The NLB's security group filters on the client's address; nothing else in it admits anyone.
+    group = aws_primary.named("api-public-lb-out", SG_EGRESS).inputs["securityGroupId"]
+    rules = [r for r in aws_primary.of_type(SG_RULE) if r.inputs["securityGroupId"] == group]
+    assert {(r.inputs["ipProtocol"], r.inputs["fromPort"], r.inputs["toPort"]) for r in rules} == {("tcp", 6443, 6443)}
+    assert sorted(r.inputs["cidrIpv4"] for r in rules) == sorted(["203.0.113.0/24", *_everyone(aws_primary)])
+    peers = [r.inputs for r in rules if r.name.startswith("api-public-lb-in-peer-")]
+    assert len(peers) == 11 and all(p["description"].startswith(PEER_MARK) for p in peers)
+    # The servers admit the balancer's group (client IP preservation off), the nodes' group every node on 6443.
+    from_nlb = aws_primary.named("nodes-in-api-public-lb", SG_RULE).inputs
+    assert from_nlb["referencedSecurityGroupId"] == group and from_nlb["fromPort"] == 6443
+
+
+def test_an_azure_stack_over_the_internet_runs_three_servers_and_every_node_joins_at_its_public_balancer(
+        azure_primary):
+    _joins_at_the_public_balancer(azure_primary)
+    address = azure_primary.named("api-public-ip", "azure-native:network:PublicIPAddress").inputs
+    assert address["publicIPAllocationMethod"] == "Static"
+
+
+def test_the_azure_nsg_admits_exactly_the_admin_cidrs_and_every_node_on_6443(azure_primary):
+    # A Standard load balancer passes the client's address: the NSG on the nodes' subnet decides who reaches 6443.
+    def covers_api(rule: dict) -> bool:
+        ports = rule["destinationPortRange"]
+        low, _, high = ports.partition("-")
+        return rule["protocol"] in ("Tcp", "*") and (ports == "*" or int(low) <= 6443 <= int(high or low))
+    rules = [r.inputs for r in azure_primary.of_type(NSG_RULE) if covers_api(r.inputs)]
+    assert all(r["access"] == "Allow" and r["direction"] == "Inbound" for r in rules)
+    sources = sorted(p for r in rules for p in r["sourceAddressPrefixes"])
+    # ... and the VNet's private range (the cluster network's own rule), which no address on the internet has.
+    vnet = azure_primary.named("vnet", "azure-native:network:VirtualNetwork").inputs["addressSpace"]["addressPrefixes"]
+    assert sources == sorted(["203.0.113.0/24", *_everyone(azure_primary), *vnet])
+    peers = next(r for r in rules if r["securityRuleName"] == "peers-tcp-6443")
+    assert peers["description"].startswith(PEER_MARK)
+
+
+@pytest.mark.parametrize("which", ["aws_primary", "azure_primary"])
+def test_the_policy_pack_passes_on_aws_and_azure_stacks_with_three_servers_over_the_internet(which, request):
+    assert model.build(request.getfixturevalue(which))["policy"]["violations"] == []
+
+
+def test_the_aws_balancers_security_group_counts_against_the_quota_too():
+    cfg = _aws_part(["203.0.113.0/24", "198.51.100.0/24", "2001:db8::/32"], public_balancer=True)
+    rules = hybrid.peer_rules(True, [f"n{i}" for i in range(10)], ["n0", "n1", "n2"])
+    assert aws.api_balancer_ipv4_rules(cfg, rules) == 2 + 10  # the IPv4 admin CIDRs, every node on 6443
+    nodes = sum(not r.ipv6 for r in cloud.ingress_rules(cfg.admin_cidrs)) + 1 + sum(len(p) for _port, p in rules)
+    assert aws.inbound_ipv4_rules(cfg, rules) == max(nodes, 12) == nodes  # the nodes' group is the fuller one
+    assert aws.api_balancer_ipv4_rules(_aws_part(cfg.admin_cidrs, public_balancer=False), rules) == 0
+
+
+def test_a_gcp_stack_with_several_servers_over_the_internet_is_still_refused_naming_the_providers_that_can():
+    # GCP's public balancer is passthrough: a joining server would reach itself (providers/gcp.py).
+    found = _internet_problems(primary_raw("gcp"), CLOUDS_SETTINGS)
+    assert any(p.startswith("adplatform:cluster.apiLoadBalancer.public must be true (with apiLoadBalancer.enabled) "
+                            "on a stack provider whose public API balancer the other providers' nodes reach (hetzner, "
+                            "aws, azure) when pools join over the public internet with 3 K3s servers")
+               and p.endswith("got 'True on provider gcp'") for p in found), found
 
 
 # --- Hetzner Cloud as the other provider (an AWS stack with a pool on Hetzner) -----------------------
