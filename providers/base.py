@@ -489,6 +489,10 @@ class Provider(Protocol):
     # API port (AWS: the balancer's security group; Azure: the nodes' NSG, which sees the client's address). Absent or
     # False: other providers' nodes cannot join there (GCP: providers/gcp.py says why).
     public_api_balancer_admits_peers: bool
+    # As a hybrid cluster's secondary (no K3s servers of its own) it installs its own CSI driver and classes on its own
+    # nodes, so its pools may host stores (providers/hybrid.py pool_roles; AWS, GCP). Absent or False: stateless pools
+    # only there; `secondary_storage_gap` (optional) ends the refusal's message with why.
+    secondary_storage: bool
     # OpenBao's seal type for the provider's key management service (Infrastructure.install_seal); None: it has none,
     # and the secret store keeps its unseal key in the cluster (clusterServices.secrets.seal).
     kms_seal: str | None

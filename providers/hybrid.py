@@ -219,8 +219,11 @@ def _joins_through_balancer(cfg: StackConfig) -> bool:
     """Nodes on the internet can join at the stack provider's public API balancer (health-checked over every server):
     the provider's `admit_peers` lets every node through it (Provider.public_api_balancer_admits_peers)."""
     balancer = cfg.cluster.api_load_balancer
-    return (balancer.enabled and balancer.public
-            and bool(getattr(providers.get(cfg.provider), "public_api_balancer_admits_peers", False)))
+    return balancer.enabled and balancer.public and _balancer_admits_peers(cfg.provider)
+
+
+def _balancer_admits_peers(name: str) -> bool:
+    return bool(getattr(providers.get(name), "public_api_balancer_admits_peers", False))
 
 
 def internet_problems(cfg: StackConfig) -> list[Problem]:
@@ -231,8 +234,7 @@ def internet_problems(cfg: StackConfig) -> list[Problem]:
     found = []
     servers = cfg.cluster.control_plane.count
     if servers > 1 and not _joins_through_balancer(cfg):
-        open_to_peers = [name for name in PROVIDERS
-                         if getattr(providers.get(name), "public_api_balancer_admits_peers", False)]
+        open_to_peers = [name for name in PROVIDERS if _balancer_admits_peers(name)]
         found.append(problem(
             "cluster.apiLoadBalancer.public", f"must be true (with apiLoadBalancer.enabled) on a stack provider whose "
             f"public API balancer the other providers' nodes reach ({', '.join(open_to_peers)}) when pools join over "

@@ -221,8 +221,26 @@ def test_pd_csi_kustomization_runs_the_pinned_release_driver():
     assert kustomization["images"] == [{"name": GCP_PD_CSI_IMAGE, "newTag": GCP_PD_CSI_VERSION}]
     assert GCP_PD_CSI_IMAGE == "registry.k8s.io/cloud-provider-gcp/gcp-compute-persistent-disk-csi-driver"
     assert GCP_PD_CSI_VERSION == GCP_PD_CSI.version
-    # Nothing else changed: the overlay's own namespace (gce-pd-csi-driver) is the one we create.
-    assert set(kustomization) == {"apiVersion", "kind", "resources", "images"}
+    # Nothing else changed but the controller's credentials (below): the overlay's own namespace
+    # (gce-pd-csi-driver) is the one we create.
+    assert set(kustomization) == {"apiVersion", "kind", "resources", "images", "patches"}
+
+
+def test_pd_csi_controller_has_no_key_file_left_in_any_container():
+    """At v1.26.4 upstream's noauth overlay deletes the `cloud-sa-volume` volume but strips its mount and the
+    GOOGLE_APPLICATION_CREDENTIALS variable from `gce-pd-driver` only; the base's `taint-controller` container
+    keeps both (deploy/kubernetes/base/controller/controller.yaml at the tag). A mount of a missing volume makes
+    the API server refuse the controller Deployment, so no volume would ever be provisioned: our patch strips the
+    same from `taint-controller`, which then uses the node's service account like the driver."""
+    kustomization = yaml.safe_load((ROOT / gcp.PD_CSI_KUSTOMIZATION / "kustomization.yaml").read_text())
+    [patch] = kustomization["patches"]
+    assert patch["target"] == {"kind": "Deployment", "name": "csi-gce-pd-controller"}
+    [container] = yaml.safe_load(patch["patch"])["spec"]["template"]["spec"]["containers"]
+    assert container == {
+        "name": "taint-controller",
+        "env": [{"name": "GOOGLE_APPLICATION_CREDENTIALS", "$patch": "delete"}],
+        # `mountPath` is the merge key of volumeMounts: the mount of the deleted volume.
+        "volumeMounts": [{"mountPath": "/etc/cloud-sa", "$patch": "delete"}]}
 
 
 # --- protection -----------------------------------------------------------------------------------------
