@@ -1,4 +1,4 @@
-"""`python -m tools.plan [STACK] [--out DIR] [--quiet]`: report, JSON and picture of a stack's plan."""
+"""`python -m tools.plan [STACK] [--out DIR] [--quiet] [--no-cache]`: report, JSON and picture of a stack's plan."""
 
 from __future__ import annotations
 
@@ -6,19 +6,38 @@ import argparse
 import gc
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from config import ConfigError
+from tools import mockrun
 from tools.mockrun import ROOT, run_stack, stacks
+from tools.runcache import RunCache
 from policy.rules import CAPACITY_RULE
 from tools.plan import architecture, html, model, report, timeline
 
 DEFAULT_OUT = ROOT / "build" / "plan"
+# Runs of this tree recorded by earlier plans (git-ignored, like all of build/). The mock run is most of a plan's
+# time; its entry is keyed by everything a run depends on (tools/runcache.py: the config, every file of the tree,
+# the installed packages, the environment), so an unchanged stack is planned from the record, identically.
+RUN_CACHE = ROOT / "build" / "run-cache"
 
 
 def plan_stack(stack: str) -> dict[str, Any]:
     return model.build(run_stack(stack))
+
+
+@contextmanager
+def recorded_runs(cache: RunCache | None) -> Iterator[RunCache | None]:
+    """Runs read from and stored in `cache` meanwhile (None: every run executes), unless a cache is set already
+    (the tests' shared one, $ADPLATFORM_RUN_CACHE); yields the cache in use."""
+    saved = mockrun.cache
+    mockrun.cache = saved if saved is not None and cache is not None else cache
+    try:
+        yield mockrun.cache
+    finally:
+        mockrun.cache = saved
 
 
 def write(plan: dict[str, Any], out: Path) -> dict[str, Path]:
@@ -60,15 +79,26 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write <stack>.json/.svg")
     parser.add_argument("--quiet", action="store_true", help="write the files, print only their paths")
     parser.add_argument("--check", action="store_true", help="exit 3 when the policy pack finds a violation")
+    parser.add_argument("--no-cache", action="store_true",
+                        help=f"run the program even when {RUN_CACHE.relative_to(ROOT)} holds this run")
     args = parser.parse_args(argv)
     if args.stack not in stacks():
         print(f"no stack file Pulumi.{args.stack}.yaml (stacks: {', '.join(stacks())})", file=sys.stderr)
         return 2
-    try:
-        plan = plan_stack(args.stack)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    own = None if args.no_cache else RunCache(RUN_CACHE, ROOT)
+    with recorded_runs(own) as cache:
+        if cache is own and own is not None:
+            own.prune()  # only this tree's runs are ever read again
+        executed = cache.executed if cache is not None else 0
+        try:
+            plan = plan_stack(args.stack)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        reused = cache is not None and cache.executed == executed
+    if reused and not args.quiet:
+        print("(the program's run recorded for this tree and config, read back; --no-cache runs it again)",
+              file=sys.stderr)
     paths = write(plan, args.out)
     if not args.quiet:
         print(report.render(plan))
