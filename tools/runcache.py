@@ -116,8 +116,13 @@ class RunCache:
                 return pickle.loads(entry.read_bytes())
             self.executed += 1
             result = execute(values, secret_keys, stack)
-            self._store(entry, result)
+            if self.storable(result):
+                self._store(entry, result)
             return result
+
+    def storable(self, result: Any) -> bool:
+        """Whether a run may be written to disk (a subclass may refuse some; they then run each time)."""
+        return True
 
     @staticmethod
     def _store(entry: Path, result: Any) -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
+import os
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,7 +15,7 @@ from typing import Any, Iterator
 
 from config import ConfigError
 from tools import mockrun
-from tools.mockrun import ROOT, run_stack, stacks
+from tools.mockrun import ROOT, Run, Secret, run_stack, stacks
 from tools.runcache import RunCache
 from policy.rules import CAPACITY_RULE
 from tools.plan import architecture, html, model, report, timeline
@@ -22,6 +25,38 @@ DEFAULT_OUT = ROOT / "build" / "plan"
 # time; its entry is keyed by everything a run depends on (tools/runcache.py: the config, every file of the tree,
 # the installed packages, the environment), so an unchanged stack is planned from the record, identically.
 RUN_CACHE = ROOT / "build" / "run-cache"
+
+
+# Environment variables named like a credential (HCLOUD_TOKEN, AWS_SECRET_ACCESS_KEY, ...).
+CREDENTIAL_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|(^|_)(API_?)?KEY(_|$)|AUTH", re.I)
+
+
+class PlanRuns(RunCache):
+    """The plan's recorded runs. A run whose secrets hold a credential from the environment is not written down:
+    offline every secret is a placeholder, except what the program takes from the environment (the Hetzner
+    provider's HCLOUD_TOKEN, in a stack without hcloud:token), which is a real one."""
+
+    def storable(self, result: Run) -> bool:
+        environment = {value for name, value in os.environ.items() if CREDENTIAL_NAME.search(name) and len(value) >= 8}
+        texts = _secret_texts([r.inputs for r in result.resources])
+        texts = itertools.chain(texts, _secret_texts([v for k, v in result.outputs.items() if k in result.secret_outputs],
+                                                     inside=True))
+        return not any(value in text for text in texts for value in environment)
+
+
+def _secret_texts(value: Any, inside: bool = False) -> Iterator[str]:
+    """The strings inside `value` that are secret (in a `Secret`, or all of them when `inside` one)."""
+    if isinstance(value, Secret):
+        yield from _secret_texts(value.value, True)
+    elif isinstance(value, str):
+        if inside:
+            yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _secret_texts(item, inside)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _secret_texts(item, inside)
 
 
 def plan_stack(stack: str) -> dict[str, Any]:
@@ -85,7 +120,7 @@ def _main(argv: list[str]) -> int:
     if args.stack not in stacks():
         print(f"no stack file Pulumi.{args.stack}.yaml (stacks: {', '.join(stacks())})", file=sys.stderr)
         return 2
-    own = None if args.no_cache else RunCache(RUN_CACHE, ROOT)
+    own = None if args.no_cache else PlanRuns(RUN_CACHE, ROOT)
     with recorded_runs(own) as cache:
         if cache is own and own is not None:
             own.prune()  # only this tree's runs are ever read again
