@@ -115,7 +115,7 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--quiet", action="store_true", help="write the files, print only their paths")
     parser.add_argument("--check", action="store_true", help="exit 3 when the policy pack finds a violation")
     parser.add_argument("--no-cache", action="store_true",
-                        help=f"run the program even when {RUN_CACHE.relative_to(ROOT)} holds this run")
+                        help="run the program even when build/run-cache holds its run of this tree and config")
     args = parser.parse_args(argv)
     if args.stack not in stacks():
         print(f"no stack file Pulumi.{args.stack}.yaml (stacks: {', '.join(stacks())})", file=sys.stderr)
