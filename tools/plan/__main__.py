@@ -25,8 +25,6 @@ DEFAULT_OUT = ROOT / "build" / "plan"
 # time; its entry is keyed by everything a run depends on (tools/runcache.py: the config, every file of the tree,
 # the installed packages, the environment), so an unchanged stack is planned from the record, identically.
 RUN_CACHE = ROOT / "build" / "run-cache"
-
-
 # Environment variables named like a credential (HCLOUD_TOKEN, AWS_SECRET_ACCESS_KEY, ...).
 CREDENTIAL_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|(^|_)(API_?)?KEY(_|$)|AUTH", re.I)
 
@@ -37,11 +35,11 @@ class PlanRuns(RunCache):
     provider's HCLOUD_TOKEN, in a stack without hcloud:token), which is a real one."""
 
     def storable(self, result: Run) -> bool:
-        environment = {value for name, value in os.environ.items() if CREDENTIAL_NAME.search(name) and len(value) >= 8}
-        texts = _secret_texts([r.inputs for r in result.resources])
-        texts = itertools.chain(texts, _secret_texts([v for k, v in result.outputs.items() if k in result.secret_outputs],
-                                                     inside=True))
-        return not any(value in text for text in texts for value in environment)
+        credentials = {value for name, value in os.environ.items() if CREDENTIAL_NAME.search(name) and len(value) >= 8}
+        secret_outputs = [value for key, value in result.outputs.items() if key in result.secret_outputs]
+        texts = itertools.chain(_secret_texts([r.inputs for r in result.resources]),
+                                _secret_texts(secret_outputs, inside=True))
+        return not any(credential in text for text in texts for credential in credentials)
 
 
 def _secret_texts(value: Any, inside: bool = False) -> Iterator[str]:
