@@ -42,10 +42,11 @@ node-tools:
 cloud-init-schema: venv
 	$(BIN)/python -m tools.ci.cloud_init_schema
 
-## make plan [STACK=production]: what the stack would create, cost and take, offline (no credentials,
-## no Pulumi CLI); writes build/plan/<stack>.json and .svg
+## make plan [STACK=production] [PLAN_ARGS=--no-cache]: what the stack would create, cost and take, offline (no
+## credentials, no Pulumi CLI); writes build/plan/<stack>.json and .svg. An unchanged tree and config read back the
+## program's run recorded in build/run-cache (the same plan, faster); --no-cache runs the program again
 plan: venv
-	$(BIN)/python -m tools.plan $(STACK)
+	$(BIN)/python -m tools.plan $(STACK) $(PLAN_ARGS)
 
 ## make plan-diff [BASE=main] [STACKS="staging production"]: the plan of this tree against the plan at a git ref
 plan-diff: venv

@@ -3,7 +3,7 @@
 Many tests need the same whole-program run (the production stack, a variant of it) and the suite's
 worker processes cannot share memory. `RunCache` stores each successful run, pickled, under a key made
 of everything a run depends on: the exact config (values, which keys are secret, the stack name), the
-content of every source file the program could read, the installed Pulumi SDKs, the Python version and
+content of every source file the program could read, the installed packages, the Python version and
 the environment (providers read AWS_REGION and the like). Change any of them and the key changes: an
 entry is never stale, only unused. A per-key file lock makes a second process wait for the first one's
 run instead of repeating it; entries are written to a temporary file and renamed, so a reader never
@@ -56,9 +56,9 @@ def make_variables() -> set[str]:
 
 
 def runtime_digest() -> str:
-    """Digest of what runs the program besides our tree: Python, the Pulumi SDKs, the environment."""
-    sdks = sorted((d.metadata["Name"], d.version) for d in metadata.distributions()
-                  if (d.metadata["Name"] or "").lower().startswith("pulumi"))
+    """Digest of what runs the program besides our tree: Python, the installed packages (the Pulumi SDKs, and the
+    unpinned ones the program also calls, such as PyYAML, whose output reaches resources), the environment."""
+    sdks = sorted((d.metadata["Name"] or "", d.version) for d in metadata.distributions())
     skipped = SKIPPED_ENV | make_variables()
     env = sorted((k, v) for k, v in os.environ.items() if not k.startswith(SKIPPED_ENV_PREFIXES) and k not in skipped)
     return hashlib.sha256(json.dumps([sys.version, sdks, env]).encode()).hexdigest()
@@ -116,8 +116,13 @@ class RunCache:
                 return pickle.loads(entry.read_bytes())
             self.executed += 1
             result = execute(values, secret_keys, stack)
-            self._store(entry, result)
+            if self.storable(result):
+                self._store(entry, result)
             return result
+
+    def storable(self, result: Any) -> bool:
+        """Whether a run may be written to disk (a subclass may refuse some; they then run each time)."""
+        return True
 
     @staticmethod
     def _store(entry: Path, result: Any) -> None:

@@ -1,24 +1,76 @@
-"""`python -m tools.plan [STACK] [--out DIR] [--quiet]`: report, JSON and picture of a stack's plan."""
+"""`python -m tools.plan [STACK] [--out DIR] [--quiet] [--no-cache]`: report, JSON and picture of a stack's plan."""
 
 from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
+import os
+import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, NoReturn
 
 from config import ConfigError
-from tools.mockrun import ROOT, run_stack, stacks
+from tools import mockrun
+from tools.mockrun import ROOT, Run, Secret, run_stack, stacks
+from tools.runcache import RunCache
 from policy.rules import CAPACITY_RULE
 from tools.plan import architecture, html, model, report, timeline
 
 DEFAULT_OUT = ROOT / "build" / "plan"
+# Runs of this tree recorded by earlier plans (git-ignored, like all of build/). The mock run is most of a plan's
+# time; its entry is keyed by everything a run depends on (tools/runcache.py: the config, every file of the tree,
+# the installed packages, the environment), so an unchanged stack is planned from the record, identically.
+RUN_CACHE = ROOT / "build" / "run-cache"
+# Environment variables named like a credential (HCLOUD_TOKEN, AWS_SECRET_ACCESS_KEY, ...).
+CREDENTIAL_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|(^|_)(API_?)?KEY(_|$)|AUTH", re.I)
+
+
+class PlanRuns(RunCache):
+    """The plan's recorded runs. A run whose secrets hold a credential from the environment is not written down:
+    offline every secret is a placeholder, except what the program takes from the environment (the Hetzner
+    provider's HCLOUD_TOKEN, in a stack without hcloud:token), which is a real one."""
+
+    def storable(self, result: Run) -> bool:
+        credentials = {value for name, value in os.environ.items() if CREDENTIAL_NAME.search(name) and len(value) >= 8}
+        secret_outputs = [value for key, value in result.outputs.items() if key in result.secret_outputs]
+        texts = itertools.chain(_secret_texts([r.inputs for r in result.resources]),
+                                _secret_texts(secret_outputs, inside=True))
+        return not any(credential in text for text in texts for credential in credentials)
+
+
+def _secret_texts(value: Any, inside: bool = False) -> Iterator[str]:
+    """The strings inside `value` that are secret (in a `Secret`, or all of them when `inside` one)."""
+    if isinstance(value, Secret):
+        yield from _secret_texts(value.value, True)
+    elif isinstance(value, str):
+        if inside:
+            yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _secret_texts(item, inside)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _secret_texts(item, inside)
 
 
 def plan_stack(stack: str) -> dict[str, Any]:
     return model.build(run_stack(stack))
+
+
+@contextmanager
+def recorded_runs(cache: RunCache | None) -> Iterator[RunCache | None]:
+    """Runs read from and stored in `cache` meanwhile (None: every run executes), unless a cache is set already
+    (the tests' shared one, $ADPLATFORM_RUN_CACHE); yields the cache in use."""
+    saved = mockrun.cache
+    mockrun.cache = saved if saved is not None and cache is not None else cache
+    try:
+        yield mockrun.cache
+    finally:
+        mockrun.cache = saved
 
 
 def write(plan: dict[str, Any], out: Path) -> dict[str, Path]:
@@ -60,15 +112,26 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write <stack>.json/.svg")
     parser.add_argument("--quiet", action="store_true", help="write the files, print only their paths")
     parser.add_argument("--check", action="store_true", help="exit 3 when the policy pack finds a violation")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="run the program even when build/run-cache holds its run of this tree and config")
     args = parser.parse_args(argv)
     if args.stack not in stacks():
         print(f"no stack file Pulumi.{args.stack}.yaml (stacks: {', '.join(stacks())})", file=sys.stderr)
         return 2
-    try:
-        plan = plan_stack(args.stack)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    own = None if args.no_cache else PlanRuns(RUN_CACHE, ROOT)
+    with recorded_runs(own) as cache:
+        if cache is own and own is not None:
+            own.prune()  # only this tree's runs are ever read again
+        executed = cache.executed if cache is not None else 0
+        try:
+            plan = plan_stack(args.stack)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        reused = cache is not None and cache.executed == executed
+    if reused and not args.quiet:
+        print("(the program's run recorded for this tree and config, read back; --no-cache runs it again)",
+              file=sys.stderr)
     paths = write(plan, args.out)
     if not args.quiet:
         print(report.render(plan))
@@ -82,5 +145,14 @@ def _main(argv: list[str]) -> int:
     return 0
 
 
+def exit_process(code: int) -> NoReturn:
+    """Exit without the interpreter's last cyclic collection. Python runs one at exit even with the collector off,
+    and after a run it walks and frees hundreds of thousands of the SDK's objects (1 to 1.5 s of a production
+    plan) that the process's end releases anyway; frozen objects are left out of it. atexit handlers and the
+    flushing of open files still happen."""
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_process(main(sys.argv[1:]))

@@ -19,7 +19,7 @@ from typing import Any
 
 from config import ConfigError
 from tools.mockrun import ROOT, stacks
-from tools.plan.__main__ import DEFAULT_OUT, plan_stack, write
+from tools.plan.__main__ import DEFAULT_OUT, exit_process, plan_stack, write
 from tools.plan import diffpicture, nodes
 from tools.plan.timing import minutes
 
@@ -239,5 +239,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_process(main(sys.argv[1:]))
 
