@@ -32,6 +32,20 @@ def stack_run(stack: str) -> Run:
     return mockrun.run_stack(stack)
 
 
+def stack_plan(stack: str) -> dict[str, Any]:
+    """tools.plan.model.build of a stack file's run: built once per session and kept in the run cache beside the
+    run (a build costs up to a second, most of it the policy pack, and a dozen tests in several files read each
+    stack's plan). Each call returns a fresh copy, as build() does."""
+    from tools.plan import model  # the planner, only for the tests that read plans
+
+    def build(values: dict[str, Any], secret_keys: set[str], name: str) -> dict[str, Any]:
+        return model.build(stack_run(name))  # the same config: stack_config(name)
+
+    if mockrun.cache is None or mockrun._fakes_replaced():
+        return model.build(stack_run(stack))
+    return mockrun.cache.recorded(*mockrun.stack_config(stack), stack, build, kind="plan")
+
+
 def base_raw(**overrides: Any) -> dict[str, Any]:
     """A minimal valid raw config (keys without namespace), as the loader receives it."""
     raw = {
