@@ -19,6 +19,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Bytecode on even where the environment turns it off (PYTHONDONTWRITEBYTECODE), as `make test` has it: pytest keeps
+# each test module with its asserts rewritten in tests/__pycache__ only when it may write bytecode, and otherwise
+# every worker rewrites all of them again at collection (6 s a process); the program's modules likewise.
+sys.dont_write_bytecode = False
 
 from tools import mockrun  # noqa: E402
 from tools.mockrun import Run  # noqa: E402

@@ -8,6 +8,7 @@ import gc
 import json
 import multiprocessing
 import pickle
+import sys
 from pathlib import Path
 
 import pulumi
@@ -237,6 +238,14 @@ def test_stack_plan_equals_the_plan_built_from_the_run():
     from tests.runs import stack_plan, stack_run
     from tools.plan import model
     assert stack_plan("staging") == model.build(stack_run("staging"))
+
+
+def test_the_session_keeps_rewritten_test_modules(request):
+    """conftest turns bytecode on, so pytest stores the test modules it rewrote and the next worker or session
+    loads them instead of rewriting every assert again (PYTHONDONTWRITEBYTECODE is set in some shells and CI)."""
+    assert not sys.dont_write_bytecode
+    stored = Path(request.module.__file__).parent / "__pycache__"
+    assert any(stored.glob("test_mockrun.*-pytest-*.pyc")), "pytest's rewritten copy of this module"
 
 
 def test_cache_never_stores_a_failed_run(tmp_path):
