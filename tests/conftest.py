@@ -4,10 +4,8 @@ Every run goes through tools/runcache.py: a config the session (or an earlier se
 sources) already ran is read back from .pytest_cache instead of run again, also across xdist workers.
 `pytest --cache-clear` starts from nothing.
 
-The helpers live in tests/runs.py (import them from `tests.runs`): pytest loads this file as the module
-`conftest`, and `from tests.conftest import ...` loads it once more as another module. Whatever holds state
-(the per-process runs) must be in a module that is loaded once; the names below are re-exported for tests that
-still import them from here."""
+The helpers live in tests/runs.py (import them from `tests.runs`); the names below are re-exported for tests
+that still import them from here (tests/ is a package: this file is loaded once, as `tests.conftest`)."""
 
 from __future__ import annotations
 

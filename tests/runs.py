@@ -1,8 +1,6 @@
 """What the tests share: whole-program runs under Pulumi mocks (each stack's run held once per process) and the
 raw configs and readers they build them from.
 
-A plain module, imported as `tests.runs` only: pytest loads tests/conftest.py as the module `conftest`, and a test
-that imported helpers from `tests.conftest` loaded it a second time as another module, with caches of its own.
 tests/conftest.py re-exports these names for tests that still import them from there."""
 
 from __future__ import annotations

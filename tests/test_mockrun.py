@@ -248,6 +248,18 @@ def test_the_session_keeps_rewritten_test_modules(request):
     assert any(stored.glob("test_mockrun.*-pytest-*.pyc")), "pytest's rewritten copy of this module"
 
 
+def test_each_test_module_is_loaded_once():
+    """Tests import helpers from other test modules (`from tests.test_ads import obj`) and from conftest; under one
+    module name each (tests/__init__.py), a module's state and caches are not built twice in a process."""
+    names: dict[str, list[str]] = {}
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if file and Path(file).parent == Path(__file__).parent:
+            names.setdefault(Path(file).name, []).append(name)
+    assert "conftest.py" in names and "test_mockrun.py" in names
+    assert {file: loaded for file, loaded in names.items() if len(loaded) > 1} == {}
+
+
 def test_cache_never_stores_a_failed_run(tmp_path):
     cache = RunCache(tmp_path / "cache", _sources(tmp_path))
     calls = []
