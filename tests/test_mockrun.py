@@ -222,16 +222,17 @@ def test_cache_keeps_what_is_made_from_a_run_beside_it(tmp_path):
 
 def test_stack_plans_are_built_once_and_handed_out_as_copies(tmp_path, monkeypatch):
     """tests.runs.stack_plan: model.build of the stack file's run, built once for every process of the session."""
-    from tests.runs import stack_plan, stack_run
+    from tests import runs
     from tools.plan import model
-    monkeypatch.setattr(mockrun, "cache", RunCache(tmp_path / "cache", mockrun.ROOT))
+    monkeypatch.setattr(mockrun, "cache", RunCache(tmp_path / "cache", _sources(tmp_path)))
+    monkeypatch.setattr(runs, "stack_run", lambda stack: mockrun.Run(stack, [], {}, set()))
     builds = []
     monkeypatch.setattr(model, "build", lambda run: builds.append(run.stack) or {"stack": run.stack, "changed": []})
-    first = stack_plan("staging")
+    first = runs.stack_plan("staging")
     first["changed"].append("by a test")
-    assert stack_plan("staging") == {"stack": "staging", "changed": []}, "a fresh copy"
-    assert builds == ["staging"]
-    assert stack_run("staging").stack == "staging"
+    assert runs.stack_plan("staging") == {"stack": "staging", "changed": []}, "a fresh copy"
+    assert runs.stack_plan("production") == {"stack": "production", "changed": []}
+    assert builds == ["staging", "production"]
 
 
 def test_stack_plan_equals_the_plan_built_from_the_run():
