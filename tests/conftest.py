@@ -25,6 +25,7 @@ sys.dont_write_bytecode = False
 from tools import mockrun  # noqa: E402
 from tools.mockrun import Run  # noqa: E402
 from tools.runcache import RunCache  # noqa: E402
+from tests import validators  # noqa: E402
 from tests.runs import (  # noqa: E402,F401 (re-exported)
     BACKUP_CREDENTIALS, LOWER_LAYERS, SECRET_KEYS, UP_TO_K3S, UP_TO_PLATFORM, UP_TO_SERVICES, VALID_KEY, base_raw,
     k3s_config, lower_layers, node_labels, nodes_without_topology, run_raw, script_param, stack_run)
@@ -34,6 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
     cache = getattr(config, "cache", None)  # None with -p no:cacheprovider: every run executes
     if cache is None:
         return
+    validators.shellcheck_clean = cache.mkdir("adplatform-shellcheck-clean")
     mockrun.cache = RunCache(cache.mkdir("adplatform-runs"), ROOT)
     os.environ[mockrun.RUN_CACHE] = str(mockrun.cache.directory)  # for the planner processes tests start
     if not hasattr(config, "workerinput"):  # the main process, before any xdist worker starts

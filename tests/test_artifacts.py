@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -61,6 +63,24 @@ def test_every_remote_script_passes_shellcheck(stack):
 def test_shellcheck_catches_a_bad_script():
     report = validators.shellcheck({"bad": "#!/usr/bin/env bash\nrm -rf $DIR/*\n"})
     assert "SC2115" in report or "SC2086" in report
+
+
+def test_shellcheck_skips_only_scripts_it_found_clean(tmp_path, monkeypatch):
+    """A script found clean is not checked again (this session or the next); a bad one is, with the same report
+    as without the record."""
+    good, bad = "#!/usr/bin/env bash\necho ok\n", "#!/usr/bin/env bash\nrm -rf $DIR/*\n"
+    unrecorded = validators.shellcheck({"good": good, "bad": bad})
+    monkeypatch.setattr(validators, "shellcheck_clean", tmp_path)
+    checked, run = [], subprocess.run
+    monkeypatch.setattr(subprocess, "run", lambda args, **kw: checked.append(sorted(Path(a).name for a in args[3:]))
+                        or run(args, **kw))
+    assert validators.shellcheck({"good": good}) == validators.shellcheck({"same text": good}) == ""
+    reports = [validators.shellcheck({"good": good, "bad": bad}) for _ in range(2)]
+    assert checked == [["good.sh"], ["bad.sh"], ["bad.sh"]]
+    assert {re.sub(r"\S*/bad\.sh", "bad.sh", r) for r in reports} == {re.sub(r"\S*/bad\.sh", "bad.sh", unrecorded)}
+    monkeypatch.setattr(validators, "shellcheck_clean", tmp_path / "other")  # another shellcheck or record: checked
+    (tmp_path / "other").mkdir()
+    assert validators.shellcheck({"good": good}) == "" and checked[-1] == ["good.sh"]
 
 
 @pytest.mark.parametrize("stack", STACKS)
