@@ -25,13 +25,14 @@ sys.dont_write_bytecode = False
 from tools import mockrun  # noqa: E402
 from tools.mockrun import Run  # noqa: E402
 from tools.runcache import RunCache  # noqa: E402
-from tests import validators  # noqa: E402
+from tests import balance, validators  # noqa: E402
 from tests.runs import (  # noqa: E402,F401 (re-exported)
     BACKUP_CREDENTIALS, LOWER_LAYERS, SECRET_KEYS, UP_TO_K3S, UP_TO_PLATFORM, UP_TO_SERVICES, VALID_KEY, base_raw,
     k3s_config, lower_layers, node_labels, nodes_without_topology, run_raw, script_param, stack_run)
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    global timings
     cache = getattr(config, "cache", None)  # None with -p no:cacheprovider: every run executes
     if cache is None:
         return
@@ -40,6 +41,35 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ[mockrun.RUN_CACHE] = str(mockrun.cache.directory)  # for the planner processes tests start
     if not hasattr(config, "workerinput"):  # the main process, before any xdist worker starts
         mockrun.cache.prune()
+        timings = balance.Timings()
+
+
+# --- both workers busy to the end (tests/balance.py) ----------------------------------------------------------
+
+timings: balance.Timings | None = None  # the main process's (None in the workers and without pytest's cache)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """loadfile, the longest files (by the last sessions' record) first."""
+    if config.getoption("dist") == "loadfile" and timings is not None:
+        return balance.make_scheduler(config, log)
+    return None
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if timings is not None:
+        timings.add(report)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if timings is not None and timings.seconds:
+        session.config.cache.set(balance.RECORD, timings.merged(session.config.cache.get(balance.RECORD, {})))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if timings is not None and timings.busy:
+        terminalreporter.write_line("xdist workers: " + "; ".join(timings.summary()))
 
 
 @pytest.fixture(scope="session")
