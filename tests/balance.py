@@ -33,7 +33,8 @@ def longest_first(workqueue: dict[str, Any], recorded: Mapping[str, float]) -> l
     return sorted(workqueue, key=lambda file: -file_seconds(workqueue[file], recorded))
 
 
-def make_scheduler(config: pytest.Config, log: Any) -> Any:
+def make_scheduler(config: pytest.Config, log: Any, recorded: Mapping[str, float]) -> Any:
+    """xdist's loadfile scheduler, handing out the files in longest_first() order."""
     from xdist.scheduler import LoadFileScheduling
 
     class LongestFirst(LoadFileScheduling):
@@ -42,7 +43,6 @@ def make_scheduler(config: pytest.Config, log: Any) -> Any:
         def _assign_work_unit(self, node: Any) -> None:
             if not self.ordered:  # the first assignment: the work queue is complete
                 self.ordered = True
-                recorded = config.cache.get(RECORD, {}) if config.cache else {}
                 units = dict(self.workqueue)
                 self.workqueue.clear()
                 self.workqueue.update((file, units[file]) for file in longest_first(units, recorded))

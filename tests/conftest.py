@@ -53,7 +53,7 @@ timings: balance.Timings | None = None  # the main process's (None in the worker
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     """loadfile, the longest files (by the last sessions' record) first."""
     if config.getoption("dist") == "loadfile" and timings is not None:
-        return balance.make_scheduler(config, log)
+        return balance.make_scheduler(config, log, config.cache.get(balance.RECORD, {}))
     return None
 
 

@@ -34,9 +34,8 @@ class Worker:
 def test_xdist_hands_out_the_longest_file_first(request, monkeypatch):
     collection = ["a.py::1", "a.py::2", "a.py::3", "b.py::1", "c.py::1", "c.py::2", "d.py::1", "e.py::1"]
     recorded = {**dict.fromkeys(collection, 0.5), "e.py::1": 60.0, "b.py::1": 30.0}
-    monkeypatch.setattr(request.config.cache, "get", lambda key, default: recorded if key == balance.RECORD else default)
     monkeypatch.setattr(request.config.option, "tx", ["2*popen"])  # two workers, whatever this session runs with
-    scheduler = balance.make_scheduler(request.config, None)
+    scheduler = balance.make_scheduler(request.config, None, recorded)
     workers = [Worker("gw0"), Worker("gw1")]
     for worker in workers:
         scheduler.add_node(worker)
