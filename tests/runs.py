@@ -1,8 +1,6 @@
 """What the tests share: whole-program runs under Pulumi mocks (each stack's run held once per process) and the
 raw configs and readers they build them from.
 
-A plain module, imported as `tests.runs` only: pytest loads tests/conftest.py as the module `conftest`, and a test
-that imported helpers from `tests.conftest` loaded it a second time as another module, with caches of its own.
 tests/conftest.py re-exports these names for tests that still import them from there."""
 
 from __future__ import annotations
@@ -30,6 +28,20 @@ VALID_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGyQ5iLrXL0W1eJqkqG9y5WnA2s8pC3
 def stack_run(stack: str) -> Run:
     """The run of a stack file, executed (or read from the run cache) once per process."""
     return mockrun.run_stack(stack)
+
+
+def stack_plan(stack: str) -> dict[str, Any]:
+    """tools.plan.model.build of a stack file's run: built once per session and kept in the run cache beside the
+    run (a build costs up to a second, most of it the policy pack, and a dozen tests in several files read each
+    stack's plan). Each call returns a fresh copy, as build() does."""
+    from tools.plan import model  # the planner, only for the tests that read plans
+
+    def build(values: dict[str, Any], secret_keys: set[str], name: str) -> dict[str, Any]:
+        return model.build(stack_run(name))  # the same config: stack_config(name)
+
+    if mockrun.cache is None or mockrun._fakes_replaced():
+        return model.build(stack_run(stack))
+    return mockrun.cache.recorded(*mockrun.stack_config(stack), stack, build, kind="plan")
 
 
 def base_raw(**overrides: Any) -> dict[str, Any]:

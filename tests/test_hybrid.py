@@ -19,6 +19,7 @@ from providers.base import CLUSTER_PORTS, PROVIDER_LABEL
 from tests.test_baremetal import problems  # the whole program, refused before any resource
 from tests.conftest import (ROOT, UP_TO_SERVICES, base_raw, k3s_config, node_labels, nodes_without_topology, run_raw,
                             script_param, stack_run)
+from tests.runs import stack_plan
 from tools import mockrun
 from tools.plan import model
 
@@ -258,7 +259,7 @@ def test_scylladb_on_bare_metal_keeps_its_data_on_the_local_disks(run):
 
 def test_the_plan_prices_the_dedicated_servers_next_to_all_cloud_production(run, production):
     hybrid_cost = model.build(run)["cost"]
-    cloud_cost = model.build(production)["cost"]
+    cloud_cost = stack_plan("production")["cost"]
     assert hybrid_cost["unknown"] == [] and hybrid_cost["pools"]["scylladb"] == pytest.approx(3 * 104.0, abs=0.01)
     assert hybrid_cost["total"] < cloud_cost["total"]
     assert not any("host" in u["what"] for u in hybrid_cost["unpriced"])

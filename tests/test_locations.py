@@ -8,6 +8,7 @@ import pytest
 from config import ConfigError, load
 from providers.base import node_specs
 from tests.conftest import SECRET_KEYS, base_raw, run_raw
+from tests.runs import stack_plan
 from tools import mockrun
 
 SERVER = "hcloud:index/server:Server"
@@ -91,7 +92,7 @@ def test_production_refuses_a_location_holding_a_majority_of_servers():
 
 def test_plan_shows_each_pools_locations(production):
     from tools.plan import model, report
-    lines = report.render(model.build(production)).splitlines()
+    lines = report.render(stack_plan("production")).splitlines()
     control_plane = next(line for line in lines if line.strip().startswith("control-plane "))
     assert "fsn1,nbg1,hel1" in control_plane
     general = next(line for line in lines if line.strip().startswith("general "))

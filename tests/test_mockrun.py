@@ -8,6 +8,7 @@ import gc
 import json
 import multiprocessing
 import pickle
+import sys
 from pathlib import Path
 
 import pulumi
@@ -194,7 +195,12 @@ def test_cache_key_includes_the_environment(tmp_path, monkeypatch):
 def test_cache_key_ignores_what_make_adds(tmp_path, monkeypatch):
     """`make drift STACK=staging`, run by a test, plans from the session's records (tools.mockrun.RUN_CACHE)."""
     root = _sources(tmp_path)
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")  # the Makefile unexports it for the processes it starts
+    monkeypatch.setenv("COLUMNS", "80")  # pytest sets the terminal's size
+    monkeypatch.setenv("LINES", "24")
     plain = RunCache(tmp_path / "cache", root).generation
+    for name in ("PYTHONDONTWRITEBYTECODE", "COLUMNS", "LINES"):
+        monkeypatch.delenv(name)
     for name, value in {"MAKEFLAGS": "s -- PULUMI=echo STACK=staging", "MAKELEVEL": "1", "MFLAGS": "-s",
                         "MAKEOVERRIDES": "${-*-command-variables-*-}", "STACK": "staging", "PULUMI": "echo",
                         "OLDPWD": "/elsewhere", "SHLVL": "3"}.items():
@@ -202,6 +208,57 @@ def test_cache_key_ignores_what_make_adds(tmp_path, monkeypatch):
     assert RunCache(tmp_path / "cache", root).generation == plain
     monkeypatch.setenv("AWS_PROFILE", "other")
     assert RunCache(tmp_path / "cache", root).generation != plain
+
+
+def test_cache_keeps_what_is_made_from_a_run_beside_it(tmp_path):
+    """A plan of a config is stored under the config's key too, apart from its run."""
+    cache, (calls, execute) = RunCache(tmp_path / "cache", _sources(tmp_path)), _counting()
+    run = cache.recorded({"adplatform:a": 1}, set(), "test", execute)
+    plan = cache.recorded({"adplatform:a": 1}, set(), "test", lambda *config: {"plan of": execute(*config)}, kind="plan")
+    assert plan == {"plan of": {**run, "created": ["r2"]}} and len(calls) == 2
+    assert cache.recorded({"adplatform:a": 1}, set(), "test", execute, kind="plan") == plan, "read back, not made"
+    assert cache.recorded({"adplatform:a": 1}, set(), "test", execute) == run and len(calls) == 2
+
+
+def test_stack_plans_are_built_once_and_handed_out_as_copies(tmp_path, monkeypatch):
+    """tests.runs.stack_plan: model.build of the stack file's run, built once for every process of the session."""
+    from tests import runs
+    from tools.plan import model
+    monkeypatch.setattr(mockrun, "cache", RunCache(tmp_path / "cache", _sources(tmp_path)))
+    monkeypatch.setattr(runs, "stack_run", lambda stack: mockrun.Run(stack, [], {}, set()))
+    builds = []
+    monkeypatch.setattr(model, "build", lambda run: builds.append(run.stack) or {"stack": run.stack, "changed": []})
+    first = runs.stack_plan("staging")
+    first["changed"].append("by a test")
+    assert runs.stack_plan("staging") == {"stack": "staging", "changed": []}, "a fresh copy"
+    assert runs.stack_plan("production") == {"stack": "production", "changed": []}
+    assert builds == ["staging", "production"]
+
+
+def test_stack_plan_equals_the_plan_built_from_the_run():
+    from tests.runs import stack_plan, stack_run
+    from tools.plan import model
+    assert stack_plan("staging") == model.build(stack_run("staging"))
+
+
+def test_the_session_keeps_rewritten_test_modules(request):
+    """conftest turns bytecode on, so pytest stores the test modules it rewrote and the next worker or session
+    loads them instead of rewriting every assert again (PYTHONDONTWRITEBYTECODE is set in some shells and CI)."""
+    assert not sys.dont_write_bytecode
+    stored = Path(request.module.__file__).parent / "__pycache__"
+    assert any(stored.glob("test_mockrun.*-pytest-*.pyc")), "pytest's rewritten copy of this module"
+
+
+def test_each_test_module_is_loaded_once():
+    """Tests import helpers from other test modules (`from tests.test_ads import obj`) and from conftest; under one
+    module name each (tests/__init__.py), a module's state and caches are not built twice in a process."""
+    names: dict[str, list[str]] = {}
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if file and Path(file).parent == Path(__file__).parent:
+            names.setdefault(Path(file).name, []).append(name)
+    assert "conftest.py" in names and "test_mockrun.py" in names
+    assert {file: loaded for file, loaded in names.items() if len(loaded) > 1} == {}
 
 
 def test_cache_never_stores_a_failed_run(tmp_path):

@@ -14,6 +14,7 @@ import pytest
 from policy import rules
 from providers.hetzner import CATALOG, SERVER_TYPES
 from tests.conftest import ROOT, base_raw, run_raw
+from tests.runs import stack_plan
 from tools.mockrun import Resource, Run
 from tools.mockrun import Secret as mockrun_secret
 from tools.plan import architecture, cost, diff, limits, model, placement, report, timeline, timing
@@ -23,13 +24,13 @@ PRICES = cost.table("hetzner")
 
 
 @pytest.fixture(scope="module")
-def plan(production):
-    return model.build(production)
+def plan():
+    return stack_plan("production")
 
 
 @pytest.fixture(scope="module")
-def staging_plan(staging):
-    return model.build(staging)
+def staging_plan():
+    return stack_plan("staging")
 
 
 # --- JSON -----------------------------------------------------------------------------------------
@@ -474,7 +475,7 @@ def test_layers_of_a_deep_tree_without_recursion_limits():
 
 def test_servers_without_a_price_table_come_from_the_nodes_output():
     from tests.conftest import stack_run
-    plan = model.build(stack_run("production-baremetal"))  # existing hosts: no server resources at all
+    plan = stack_plan("production-baremetal")  # existing hosts: no server resources at all
     pools = {}
     for server in plan["servers"]:
         pools[server["pool"]] = pools.get(server["pool"], 0) + 1

@@ -11,8 +11,8 @@ import pytest
 
 from policy import rules
 from tests import plan_edits
-from tests.conftest import stack_run
 from tests.test_ads_scaling import AUTOSCALED_BOUNDS as BOUNDS, scaled_production
+from tests.runs import stack_plan
 from tools.plan import capacity, diff, model, report
 
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
@@ -25,7 +25,7 @@ def scaled_plan() -> dict:
 
 @pytest.fixture(scope="module")
 def fixed_plan() -> dict:
-    return model.build(stack_run("production-baremetal"))  # bare metal never autoscales
+    return stack_plan("production-baremetal")  # bare metal never autoscales
 
 
 def general_server_monthly(plan: dict) -> float:

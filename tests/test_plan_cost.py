@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from tests.conftest import stack_run
 from tests.test_baremetal import problems, raw
+from tests.runs import stack_plan
 from tools.mockrun import stacks
 from tools.plan import cost, diff, model, report, storage
 
@@ -18,7 +18,7 @@ MONTH = cost.HOURS_PER_MONTH
 
 @pytest.fixture(scope="module")
 def plans() -> dict[str, dict]:
-    return {stack: model.build(stack_run(stack)) for stack in stacks()}
+    return {stack: stack_plan(stack) for stack in stacks()}
 
 
 def _item(plan: dict, resource: str, what: str) -> float:

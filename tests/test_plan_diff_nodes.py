@@ -7,12 +7,13 @@ from __future__ import annotations
 import pytest
 
 from tests.plan_edits import copy as _copy, drop as _drop, server as _server
-from tools.plan import diff, model, nodes
+from tests.runs import stack_plan
+from tools.plan import diff, nodes
 
 
 @pytest.fixture(scope="module")
-def base(staging):
-    return model.build(staging)
+def base():
+    return stack_plan("staging")
 
 
 def _nodes(base, head):

@@ -16,7 +16,8 @@ from urllib.parse import urlparse
 import pytest
 
 from tests import plan_edits
-from tests.conftest import ROOT, base_raw, run_raw, stack_run
+from tests.conftest import ROOT, base_raw, run_raw
+from tests.runs import stack_plan
 from tools.mockrun import stacks
 from tools.plan import architecture, diff, diffpicture, html, model, timeline
 from tools.plan.svgtext import PAD, width
@@ -27,8 +28,8 @@ BOXES = ("box", "pool", "store", "ext")
 
 
 @pytest.fixture(scope="module")
-def plan(production):
-    return model.build(production)
+def plan():
+    return stack_plan("production")
 
 
 def _texts(picture: str) -> list[str]:
@@ -55,7 +56,7 @@ def test_pictures_and_report_are_byte_identical_between_runs(plan, tmp_path):
 
 @pytest.mark.parametrize("stack", stacks())
 def test_every_pool_store_service_and_hostname_is_in_the_picture(stack):
-    built = model.build(stack_run(stack))
+    built = stack_plan(stack)
     texts = _texts(architecture.svg(built))
     joined = "\n".join(texts)
     outputs = built["outputs"]

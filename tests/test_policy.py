@@ -7,7 +7,8 @@ import yaml
 
 from policy import rules
 from policy.rules import Secret, Settings, Subject
-from tests.conftest import ROOT, stack_run
+from tests.conftest import ROOT
+from tests.runs import stack_plan
 from tools import mockrun
 from tools.plan import model
 
@@ -261,7 +262,7 @@ def test_pack_files_are_runnable_by_the_cli():
 
 @pytest.mark.parametrize("stack", mockrun.stacks())
 def test_every_stack_passes_the_policy_pack(stack):
-    plan = model.build(stack_run(stack))
+    plan = stack_plan(stack)
     assert plan["policy"]["violations"] == []
     assert plan["policy"]["settings"]["adminCidrs"], "the admin CIDR rule ran with the stack's CIDRs"
 

@@ -7,8 +7,9 @@ import pytest
 from config import ConfigError
 from providers.hetzner import md5_fingerprint
 from tests.conftest import UP_TO_K3S, base_raw, run_raw, stack_run
+from tests.runs import stack_plan
 from tools import mockrun
-from tools.plan import model, report
+from tools.plan import report
 
 
 @pytest.mark.parametrize("stack", mockrun.stacks())
@@ -16,7 +17,7 @@ def test_every_stack_file_synthesizes(stack):
     run = stack_run(stack)
     assert run.outputs["nodes"], "a stack without servers is not a platform"
     assert "kubeconfig" in run.secret_outputs
-    assert model.build(run)["policy"]["violations"] == []
+    assert stack_plan(stack)["policy"]["violations"] == []
 
 
 def test_repository_has_the_promised_stacks():
@@ -66,7 +67,7 @@ def test_hetzner_pod_cidr_must_be_routable_in_the_private_network():
 
 
 def test_plan_report_lists_layers_pools_and_pinned_charts(production):
-    text = report.render(model.build(production))
+    text = report.render(stack_plan("production"))
     assert "Servers by pool:" in text and "scylladb" in text and "ccx43" in text
     assert "cilium" in text and "1.20.0" in text
     assert "kubeconfig: [secret]" in text

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import functools
 import gzip
+import hashlib
 import json
 import os
 import re
@@ -115,9 +116,30 @@ def scripts(run: Run) -> dict[str, str]:
     return {r.name: plain(r.inputs["stdin"]) for r in run.of_type("command:remote:Command") if r.inputs.get("stdin")}
 
 
+SHELLCHECK_ARGS = ("--shell=bash", "--severity=style")
+# Where shellcheck() marks the scripts it found clean (tests/conftest.py sets a directory in pytest's cache; None:
+# every script is checked every time). A stack's scripts take seconds to check and rarely change between sessions.
+shellcheck_clean: Path | None = None
+
+
+@functools.lru_cache(maxsize=None)
+def _shellcheck_digest() -> str:
+    """What else decides shellcheck's word on a script: its binary and arguments."""
+    return hashlib.sha256((BIN / "shellcheck").read_bytes() + "\0".join(SHELLCHECK_ARGS).encode()).hexdigest()
+
+
+def _clean_mark(text: str) -> Path | None:
+    if shellcheck_clean is None:
+        return None
+    return shellcheck_clean / hashlib.sha256(f"{_shellcheck_digest()}\0{text}".encode()).hexdigest()
+
+
 def shellcheck(named_scripts: dict[str, str]) -> str:
-    """shellcheck output for all scripts at once (empty when clean); unique contents checked once."""
-    unique = {text: name for name, text in named_scripts.items()}
+    """shellcheck output for all scripts at once (empty when clean); unique contents checked once, and a content
+    this shellcheck found clean before (in this session or an earlier one) not again: shellcheck checks each file on
+    its own (no sourcing), so leaving out a clean one leaves the report as it was."""
+    unique = {text: name for name, text in named_scripts.items()
+              if not ((mark := _clean_mark(text)) and mark.exists())}
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
         for text, name in unique.items():
@@ -126,9 +148,14 @@ def shellcheck(named_scripts: dict[str, str]) -> str:
             paths.append(str(path))
         if not paths:
             return ""
-        result = subprocess.run([str(BIN / "shellcheck"), "--shell=bash", "--severity=style", *paths],
+        result = subprocess.run([str(BIN / "shellcheck"), *SHELLCHECK_ARGS, *paths],
                                 capture_output=True, text=True, check=False)
-        return result.stdout + result.stderr
+    report = result.stdout + result.stderr
+    if result.returncode == 0 and not report:
+        for text in unique:
+            if mark := _clean_mark(text):
+                mark.touch()
+    return report
 
 
 CLOUD_INIT_KEYS = ("userData", "user_data", "customData")
@@ -252,7 +279,20 @@ def pipeline_files() -> dict[Path, str]:
 
 
 def check_pipeline(path: Path, schema: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", schema, str(path)],
+    return _check_jsonschema(schema, [path])
+
+
+def check_pipelines(files: dict[Path, str]) -> list[subprocess.CompletedProcess]:
+    """check_pipeline over many files (file -> schema): one check-jsonschema per schema (its start-up is most of
+    its time); each result fails when any of its files does, and names that file."""
+    by_schema: dict[str, list[Path]] = {}
+    for path, schema in files.items():
+        by_schema.setdefault(schema, []).append(path)
+    return [_check_jsonschema(schema, paths) for schema, paths in by_schema.items()]
+
+
+def _check_jsonschema(schema: str, paths: list[Path]) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", schema, *map(str, paths)],
                           capture_output=True, text=True, check=False)
 
 

@@ -33,7 +33,9 @@ SKIPPED_DIRS = frozenset({".git", ".venv", "build", ".pytest_cache", "__pycache_
 # (make's command-line variables, such as `make drift STACK=staging`, are skipped too: see make_variables).
 SKIPPED_ENV_PREFIXES = ("PYTEST_", "ADPLATFORM_RUN_LOG", "ADPLATFORM_RUN_CACHE", "MAKEFLAGS", "MAKELEVEL", "MFLAGS",
                         "MAKEOVERRIDES", "MAKE_TERMINAL")
-SKIPPED_ENV = frozenset({"_", "PWD", "OLDPWD", "SHLVL"})  # the shell's bookkeeping (the program reads no environment)
+# The shell's bookkeeping, the terminal size pytest sets, and PYTHONDONTWRITEBYTECODE, which the Makefile unexports
+# for the planner processes it starts (`make drift` from a test): none reaches a run (the program reads no environment).
+SKIPPED_ENV = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "COLUMNS", "LINES", "PYTHONDONTWRITEBYTECODE"})
 
 
 def tree_digest(root: Path) -> str:
@@ -79,7 +81,7 @@ class RunCache:
     def __init__(self, directory: Path, root: Path):
         self.directory = directory
         self.root = root
-        self.executed = 0  # runs this process really executed (the rest came from disk)
+        self.executed = 0  # entries this process really made, runs or plans (the rest came from disk)
 
     @cached_property
     def generation(self) -> Path:
@@ -97,12 +99,15 @@ class RunCache:
         return config_key(values, secret_keys, stack)
 
     def recorded(self, values: dict[str, Any], secret_keys: set[str], stack: str,
-                 execute: Callable[[dict[str, Any], set[str], str], Any]) -> Any:
-        """The stored run of this config, or `execute`'s run of it, stored for the next caller."""
+                 execute: Callable[[dict[str, Any], set[str], str], Any], kind: str = "") -> Any:
+        """The stored run of this config, or `execute`'s run of it, stored for the next caller. `kind` names
+        something else made from the config's run alone (the tests' "plan": tools.plan.model.build of it), stored
+        beside the run under the same key."""
         key = self.key(values, secret_keys, stack)
         if key is None:
             self.executed += 1
             return execute(values, secret_keys, stack)
+        key += f".{kind}" if kind else ""
         entry = self.generation / f"{key}.pickle"
         try:
             self.generation.mkdir(parents=True, exist_ok=True)
