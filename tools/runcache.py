@@ -29,10 +29,10 @@ from typing import Any, Callable
 # Not read by the program: the tests themselves, caches, build output, the virtualenv.
 SKIPPED_DIRS = frozenset({".git", ".venv", "build", ".pytest_cache", "__pycache__", "tests", "node_modules"})
 # Environment variables that differ between the processes of one test session but never reach a run: pytest's,
-# where tools/mockrun.py logs and caches runs, and what make adds for the planner processes it starts.
+# where tools/mockrun.py logs and caches runs, CI's switch for the node tools' tests (.ci/run), and what make adds for the planner processes it starts.
 # (make's command-line variables, such as `make drift STACK=staging`, are skipped too: see make_variables).
-SKIPPED_ENV_PREFIXES = ("PYTEST_", "ADPLATFORM_RUN_LOG", "ADPLATFORM_RUN_CACHE", "MAKEFLAGS", "MAKELEVEL", "MFLAGS",
-                        "MAKEOVERRIDES", "MAKE_TERMINAL")
+SKIPPED_ENV_PREFIXES = ("PYTEST_", "ADPLATFORM_RUN_LOG", "ADPLATFORM_RUN_CACHE", "ADPLATFORM_REQUIRE_NODE_TOOLS",
+                        "MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES", "MAKE_TERMINAL")
 # The shell's bookkeeping, the terminal size pytest sets, and PYTHONDONTWRITEBYTECODE, which the Makefile unexports
 # for the planner processes it starts (`make drift` from a test): none reaches a run (the program reads no environment).
 SKIPPED_ENV = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "COLUMNS", "LINES", "PYTHONDONTWRITEBYTECODE"})
