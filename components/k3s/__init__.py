@@ -44,24 +44,25 @@ REDACTED = "<redacted>"
 ANY_VERSION = "<configured-version>"
 
 
-def _staging(spec: NodeSpec, node_name: str, version: str) -> dict[str, str]:
-    """What staging needs (k3s-lib.sh): no secret."""
+def _staging(spec: NodeSpec, node_name: str, version: str, installer_sha256: str | None) -> dict[str, str]:
+    """What staging needs (k3s-lib.sh): no secret. `installer_sha256`: cluster.k3sInstallerSha256 ("": unchecked)."""
     return {"K3S_VERSION": version, "K3S_ROLE": spec.k3s_role, "NODE_NAME": node_name,
-            "INSTALL_SCRIPT_URL": install_script_url(version), "STAGED_INSTALLER": STAGED_INSTALLER}
+            "INSTALL_SCRIPT_URL": install_script_url(version), "STAGED_INSTALLER": STAGED_INSTALLER,
+            "INSTALLER_SHA256": installer_sha256 or ""}
 
 
-def stage_script(spec: NodeSpec, node_name: str, version: str) -> str:
+def stage_script(spec: NodeSpec, node_name: str, version: str, installer_sha256: str | None = None) -> str:
     """The K3s staging of one node over SSH (K3sCluster): download, verify, write the unit, start nothing."""
-    return render(STAGE_TEMPLATE, _staging(spec, node_name, version), libs=[K3S_LIB])
+    return render(STAGE_TEMPLATE, _staging(spec, node_name, version, installer_sha256), libs=[K3S_LIB])
 
 
 def install_script(spec: NodeSpec, node_name: str, version: str, config_yaml: str,
-                   existing_cluster_probe: str = "") -> str:
+                   existing_cluster_probe: str = "", installer_sha256: str | None = None) -> str:
     """The K3s install of one node, over SSH (K3sCluster) or at first boot (userdata.py), which stages K3s first
     where stage_script did not. `node_name` is only logged (the node's name is in its config)."""
     return render(TEMPLATE, {
         "EXISTING_CLUSTER_PROBE": existing_cluster_probe,
-        **_staging(spec, node_name, version),
+        **_staging(spec, node_name, version, installer_sha256),
         "CPU_MANAGER_POLICY": cpu_manager_policy(spec),
         "K3S_CONFIG": config_yaml,
         **server_files(spec.k3s_role),
@@ -127,8 +128,10 @@ class K3sCluster(pulumi.ComponentResource):
 
     def _stage(self, node: Node, tuning: HostTuning) -> command.remote.Command:
         # After tuning: the installer may install packages (SELinux policy) and must not race tuning's apt work.
-        # The trigger leaves the version out, as the install's does: a version change alone stages nothing.
-        script = stage_script(node.spec, node.hostname, self._cluster.k3s_version)
+        # The trigger leaves the version (and its installer's pin) out, as the install's does: a version change alone
+        # stages nothing.
+        script = stage_script(node.spec, node.hostname, self._cluster.k3s_version,
+                              self._cluster.k3s_installer_sha256)
         trigger = content_hash(stage_script(node.spec, node.hostname, ANY_VERSION))
         return run_script(f"stage-k3s-{node.name}", node, script, trigger, parent=self,
                           depends_on=[tuning.ready[node.name]])
@@ -160,7 +163,8 @@ class K3sCluster(pulumi.ComponentResource):
             return install_script(node.spec, node.hostname, version,
                                   config_yaml(token, agent_token, s3_access, s3_secret, private_ip, public_ip,
                                               endpoint, sans),
-                                  probe(endpoint, private_ip))
+                                  probe(endpoint, private_ip),
+                                  cluster.k3s_installer_sha256 if version != ANY_VERSION else None)
 
         s3_access = snapshots.access_key if snapshots else ""
         s3_secret = snapshots.secret_key if snapshots else ""

@@ -53,6 +53,7 @@ class JoinSettings:
     service_cidr: str
     admin_keys: tuple[str, ...]  # SSH public keys of the image's default user
     provider: str  # the stack's provider (the node's adplatform.io/provider label): autoscaled pools run only there
+    k3s_installer_sha256: str | None = None  # cluster.k3sInstallerSha256: checked before the installer runs
 
 
 def agent_config(spec: NodeSpec, join: JoinSettings, token: str, endpoint: str) -> dict:
@@ -70,7 +71,8 @@ def setup_scripts(spec: NodeSpec, join: JoinSettings, token: str, endpoint: str)
     config_yaml = dump(agent_config(spec, join, token, endpoint))
     return {"node-facts.sh": facts_script(endpoint),
             "tune.sh": tuning_script(spec.pool, spec.workload_role),
-            "k3s-install.sh": install_script(spec, f"{spec.name} (autoscaled)", join.k3s_version, config_yaml)}
+            "k3s-install.sh": install_script(spec, f"{spec.name} (autoscaled)", join.k3s_version, config_yaml,
+                                             installer_sha256=join.k3s_installer_sha256)}
 
 
 def setup_unit() -> str:

@@ -70,7 +70,8 @@ def namespaces(ctx: ServicesContext, on: bool) -> list[NamespaceSpec]:
 
 
 def join_settings(cfg: StackConfig, infra: Infrastructure, cluster: K3sCluster) -> JoinSettings:
-    return JoinSettings(k3s_version=cfg.cluster.k3s_version, api_endpoint=infra.api_private_endpoint,
+    return JoinSettings(k3s_version=cfg.cluster.k3s_version,
+                        k3s_installer_sha256=cfg.cluster.k3s_installer_sha256, api_endpoint=infra.api_private_endpoint,
                         agent_token=cluster.agent_token, profile=infra.cluster, pod_cidr=cfg.cluster.pod_cidr,
                         service_cidr=cfg.cluster.service_cidr, admin_keys=tuple(cfg.ssh_public_keys),
                         provider=cfg.provider)

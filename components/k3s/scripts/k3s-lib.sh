@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # K3s helpers shared by stage.sh and install.sh (inlined by components/shell after lib.sh). They read the scripts'
-# parameters K3S_VERSION, K3S_ROLE, INSTALL_SCRIPT_URL and STAGED_INSTALLER.
+# parameters K3S_VERSION, K3S_ROLE, INSTALL_SCRIPT_URL, INSTALLER_SHA256 and STAGED_INSTALLER.
 #
 # A node goes through three states: bare; staged (stage.sh: the pinned installer kept in STAGED_INSTALLER, the binary
 # and the unit written by it, the unit neither enabled nor started); installed (install.sh: the unit enabled and
@@ -33,6 +33,13 @@ stage_k3s() {
   install -d -m 0700 "$(dirname "$STAGED_INSTALLER")"
   installer=$(mktemp "$STAGED_INSTALLER.XXXXXX")
   curl -sfL --retry 5 --retry-delay 5 -o "$installer" "$INSTALL_SCRIPT_URL"
+  # cluster.k3sInstallerSha256: a moved tag or a replaced file is refused before it runs as root.
+  if [ -n "$INSTALLER_SHA256" ] && ! printf '%s  %s\n' "$INSTALLER_SHA256" "$installer" | sha256sum -c --status; then
+    rm -f "$installer"
+    log "$INSTALL_SCRIPT_URL does not have the sha256 of adplatform:cluster.k3sInstallerSha256 ($INSTALLER_SHA256):"
+    log "refusing to run it. Pin the sha256 of install.sh at the tag of cluster.k3sVersion ($K3S_VERSION)."
+    return 1
+  fi
   INSTALL_K3S_VERSION="$K3S_VERSION" INSTALL_K3S_EXEC="$K3S_ROLE" INSTALL_K3S_SKIP_ENABLE=true \
     INSTALL_K3S_SKIP_START=true sh "$installer" >&2
   mv -f "$installer" "$STAGED_INSTALLER"  # last: a kept installer means its binary is in place
