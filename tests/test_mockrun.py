@@ -214,6 +214,18 @@ def test_cache_key_ignores_what_make_adds(tmp_path, monkeypatch):
     assert RunCache(tmp_path / "cache", root).generation != plain
 
 
+def test_cache_key_keeps_other_variables_given_on_make_s_command_line(tmp_path, monkeypatch):
+    """`make plan STACK=staging-aws AWS_REGION=us-east-1` plans another region than `... AWS_REGION=eu-west-1`:
+    only the Makefile's own variables are make's; the providers read AWS_REGION (providers/cloud.py)."""
+    root = _sources(tmp_path)
+    generations = set()
+    for region in ("us-east-1", "eu-west-1"):
+        monkeypatch.setenv("MAKEFLAGS", f"s -- AWS_REGION={region} STACK=staging-aws")
+        monkeypatch.setenv("AWS_REGION", region)
+        generations.add(RunCache(tmp_path / "cache", root).generation)
+    assert len(generations) == 2
+
+
 def test_cache_keeps_what_is_made_from_a_run_beside_it(tmp_path):
     """A plan of a config is stored under the config's key too, apart from its run."""
     cache, (calls, execute) = RunCache(tmp_path / "cache", _sources(tmp_path)), _counting()

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import shutil
 import sys
 from functools import cached_property
@@ -30,11 +31,12 @@ from typing import Any, Callable
 SKIPPED_DIRS = frozenset({".git", ".venv", "build", ".pytest_cache", "__pycache__", "tests", "node_modules"})
 # Environment variables that differ between the processes of one test session but never reach a run: pytest's,
 # where tools/mockrun.py logs and caches runs, CI's switch for the node tools' tests (.ci/run), and what make adds for the planner processes it starts.
-# (make's command-line variables, such as `make drift STACK=staging`, are skipped too: see make_variables).
+# (the Makefile's variables given on make's command line, such as `make drift STACK=staging`, are skipped too: see
+# make_variables).
 SKIPPED_ENV_PREFIXES = ("PYTEST_", "ADPLATFORM_RUN_LOG", "ADPLATFORM_RUN_CACHE", "ADPLATFORM_REQUIRE_NODE_TOOLS",
                         "MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES", "MAKE_TERMINAL")
 # The shell's bookkeeping, the terminal size pytest sets, and PYTHONDONTWRITEBYTECODE, which the Makefile unexports
-# for the planner processes it starts (`make drift` from a test): none reaches a run (the program reads no environment).
+# for the planner processes it starts (`make drift` from a test): none reaches a run.
 SKIPPED_ENV = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "COLUMNS", "LINES", "PYTHONDONTWRITEBYTECODE"})
 
 
@@ -49,12 +51,27 @@ def tree_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
+# The Makefile's own variables (STACK, PULUMI, ...): given on make's command line, they shape make's commands, never
+# a run (the stack name is part of the config's key). Any other variable given there (`make plan AWS_REGION=...`)
+# reaches the program's environment like an exported one, and the providers read some (providers/cloud.py).
+MAKEFILE = Path(__file__).resolve().parent.parent / "Makefile"
+MAKEFILE_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*[?:+!]?=", re.M)
+
+
+def makefile_variables(makefile: Path = MAKEFILE) -> set[str]:
+    """The variables the Makefile assigns."""
+    try:
+        return set(MAKEFILE_ASSIGNMENT.findall(makefile.read_text()))
+    except OSError:
+        return set()
+
+
 def make_variables() -> set[str]:
-    """Variables given on the command line of the make that started this process (make exports them, and
-    lists them after `--` in MAKEFLAGS): they are the Makefile's (STACK, PULUMI), the program reads no
-    environment of its own."""
-    return {word.split("=", 1)[0] for word in os.environ.get("MAKEFLAGS", "").partition(" -- ")[2].split()
-            if "=" in word}
+    """The Makefile's variables given on the command line of the make that started this process (make exports
+    them, and lists them after `--` in MAKEFLAGS)."""
+    given = {word.split("=", 1)[0] for word in os.environ.get("MAKEFLAGS", "").partition(" -- ")[2].split()
+             if "=" in word}
+    return given & makefile_variables()
 
 
 def runtime_digest() -> str:
