@@ -17,7 +17,7 @@ from pulumi.runtime import resource_cycle_breaker, rpc
 
 from config import ConfigError
 from tests.conftest import base_raw, run_raw
-from tools import mockrun
+from tools import mockrun, runcache
 from tools.runcache import RunCache, config_key
 
 
@@ -212,6 +212,21 @@ def test_cache_key_ignores_what_make_adds(tmp_path, monkeypatch):
     assert RunCache(tmp_path / "cache", root).generation == plain
     monkeypatch.setenv("AWS_PROFILE", "other")
     assert RunCache(tmp_path / "cache", root).generation != plain
+
+
+def test_cache_key_covers_a_component_s_own_build_or_tests_folder(tmp_path):
+    """Only the top's tests/ and build/ are not the program's: a file under components/x/build/ is."""
+    root = _sources(tmp_path)
+    (root / "components" / "x" / "build").mkdir(parents=True)
+    (root / "components" / "x" / "build" / "script.sh").write_text("echo 1\n")
+    before = runcache.tree_digest(root)
+    (root / "components" / "x" / "build" / "script.sh").write_text("echo 2\n")
+    changed = runcache.tree_digest(root)
+    assert changed != before
+    (root / "tests" / "test_x.py").write_text("changed\n")
+    (root / "build").mkdir()
+    (root / "build" / "plan.json").write_text("{}\n")
+    assert runcache.tree_digest(root) == changed, "the top's tests/ and build/ are not the program's"
 
 
 def test_cache_key_keeps_other_variables_given_on_make_s_command_line(tmp_path, monkeypatch):

@@ -27,8 +27,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-# Not read by the program: the tests themselves, caches, build output, the virtualenv.
-SKIPPED_DIRS = frozenset({".git", ".venv", "build", ".pytest_cache", "__pycache__", "tests", "node_modules"})
+# Not read by the program: git's store and caches wherever they are; the tests themselves, build output and the
+# virtualenv at the top only (a `build` or `tests` folder of a component would be the program's own files).
+SKIPPED_DIRS = frozenset({".git", ".pytest_cache", "__pycache__", "node_modules"})
+SKIPPED_TOP_DIRS = frozenset({".venv", "build", "tests"})
 # Environment variables that differ between the processes of one test session but never reach a run: pytest's,
 # where tools/mockrun.py logs and caches runs, CI's switch for the node tools' tests (.ci/run), and what make adds for the planner processes it starts.
 # (the Makefile's variables given on make's command line, such as `make drift STACK=staging`, are skipped too: see
@@ -44,7 +46,8 @@ def tree_digest(root: Path) -> str:
     """Digest of every file under `root` the program could read (paths and contents)."""
     digest = hashlib.sha256()
     for directory, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
+        skipped = SKIPPED_DIRS | (SKIPPED_TOP_DIRS if directory == str(root) else set())
+        dirs[:] = sorted(d for d in dirs if d not in skipped)
         for name in sorted(files):
             path = Path(directory, name)
             digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
