@@ -32,9 +32,14 @@ stage_k3s() {
   local installer
   install -d -m 0700 "$(dirname "$STAGED_INSTALLER")"
   installer=$(mktemp "$STAGED_INSTALLER.XXXXXX")
-  curl -sfL --retry 5 --retry-delay 5 -o "$installer" "$INSTALL_SCRIPT_URL"
-  INSTALL_K3S_VERSION="$K3S_VERSION" INSTALL_K3S_EXEC="$K3S_ROLE" INSTALL_K3S_SKIP_ENABLE=true \
-    INSTALL_K3S_SKIP_START=true sh "$installer" >&2
+  # A failed download or install removes its copy: retries would otherwise pile up partial installers.
+  if ! curl -sSfL --retry 5 --retry-delay 5 -o "$installer" "$INSTALL_SCRIPT_URL" ||
+    ! INSTALL_K3S_VERSION="$K3S_VERSION" INSTALL_K3S_EXEC="$K3S_ROLE" INSTALL_K3S_SKIP_ENABLE=true \
+      INSTALL_K3S_SKIP_START=true sh "$installer" >&2; then
+    rm -f "$installer"
+    log "staging k3s $K3S_VERSION from $INSTALL_SCRIPT_URL failed"
+    return 1
+  fi
   mv -f "$installer" "$STAGED_INSTALLER"  # last: a kept installer means its binary is in place
   log "k3s $K3S_VERSION staged as $K3S_ROLE (not started)"
 }
