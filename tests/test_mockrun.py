@@ -204,8 +204,9 @@ def test_cache_key_ignores_what_make_adds(tmp_path, monkeypatch):
     plain = RunCache(tmp_path / "cache", root).generation
     for name in ("PYTHONDONTWRITEBYTECODE", "COLUMNS", "LINES"):
         monkeypatch.delenv(name)
-    for name, value in {"MAKEFLAGS": "s -- PULUMI=echo STACK=staging", "MAKELEVEL": "1", "MFLAGS": "-s",
-                        "MAKEOVERRIDES": "${-*-command-variables-*-}", "STACK": "staging", "PULUMI": "echo",
+    for name, value in {"MAKEFLAGS": "s -- PLAN_ARGS=--quiet PULUMI=echo STACK=staging", "MAKELEVEL": "1",
+                        "MFLAGS": "-s", "MAKEOVERRIDES": "${-*-command-variables-*-}", "STACK": "staging",
+                        "PULUMI": "echo", "PLAN_ARGS": "--quiet",  # used by the Makefile, assigned nowhere
                         "OLDPWD": "/elsewhere", "SHLVL": "3",
                         "ADPLATFORM_REQUIRE_NODE_TOOLS": "1"}.items():  # .ci/run's; a later make test reuses CI's runs
         monkeypatch.setenv(name, value)

@@ -54,17 +54,18 @@ def tree_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-# The Makefile's own variables (STACK, PULUMI, ...): given on make's command line, they shape make's commands, never
-# a run (the stack name is part of the config's key). Any other variable given there (`make plan AWS_REGION=...`)
-# reaches the program's environment like an exported one, and the providers read some (providers/cloud.py).
+# The Makefile's own variables (STACK, PULUMI, PLAN_ARGS, ...): given on make's command line, they shape make's
+# commands, never a run (the stack name is part of the config's key). Any other variable given there (`make plan
+# AWS_REGION=...`) reaches the program's environment like an exported one, and the providers read some
+# (providers/cloud.py).
 MAKEFILE = Path(__file__).resolve().parent.parent / "Makefile"
-MAKEFILE_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*[?:+!]?=", re.M)
+MAKEFILE_VARIABLE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*[?:+!]?=|\$[({]([A-Za-z_][A-Za-z0-9_]*)[)}]", re.M)
 
 
 def makefile_variables(makefile: Path = MAKEFILE) -> set[str]:
-    """The variables the Makefile assigns."""
+    """The variables the Makefile assigns or uses."""
     try:
-        return set(MAKEFILE_ASSIGNMENT.findall(makefile.read_text()))
+        return {name for pair in MAKEFILE_VARIABLE.findall(makefile.read_text()) for name in pair if name}
     except OSError:
         return set()
 
