@@ -609,7 +609,7 @@ class AwsInfrastructure(ProviderInfrastructure):
         lb_cfg = self._loaded.config.cluster.api_load_balancer
         if not lb_cfg.enabled:
             return first_server_api(servers)
-        # Internal: the nodes join and Cilium talks to the API through it, sources limited to the VPC.
+        # Internal: the nodes join through it (Cilium uses each node's local endpoint), sources limited to the VPC.
         internal, _group = self._nlb("api", servers, internal=True, sources=[self._vpc_cidr])
         if not lb_cfg.public:
             return ApiEndpoints(private=internal.dns_name, public=servers[0].public_ip, balancers=(internal.dns_name,))

@@ -464,7 +464,7 @@ class AzureInfrastructure(ProviderInfrastructure):
                                     lb_name, f"/{kind}/{child}")
 
     def _api_load_balancers(self, servers: Sequence[NodeSpec]) -> tuple[list[pulumi.Output[str]], dict]:
-        """Standard load balancers for 6443: internal (the nodes join and Cilium reaches the API through it)
+        """Standard load balancers for 6443: internal (the nodes join through it; Cilium uses the node-local API)
         and, when `public`, a public one for the deployer (and, over the internet, for every node to join at). The
         NSG's rules still apply to it, as a Standard load balancer keeps the client address: 6443 from the admin
         CIDRs, and over the internet from each cluster node (_admit_peers)."""

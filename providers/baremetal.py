@@ -79,8 +79,8 @@ def _unused_keys(loaded: LoadedConfig) -> list[Problem]:
     found = []
     if cluster.api_load_balancer.enabled:
         found.append(problem("cluster.apiLoadBalancer.enabled", "must be false for provider baremetal: no load "
-                             "balancer is provisioned; nodes and Cilium reach the API on the first control-plane "
-                             "host's private address", True))
+                             "balancer is provisioned; nodes join at the first control-plane host's private "
+                             "address", True))
     if cluster.image is not None:
         found.append(problem("cluster.image", "is not used by provider baremetal (the hosts are installed "
                              "already: Ubuntu 24.04 LTS); remove it", cluster.image))

@@ -312,7 +312,7 @@ SealInstaller = Callable[[str], Seal]
 @dataclass(frozen=True)
 class Infrastructure:
     nodes: list[Node]
-    api_private_endpoint: pulumi.Output[str]  # nodes and Cilium reach the API here (LB or first server)
+    api_private_endpoint: pulumi.Output[str]  # nodes join here (LB or first server); Cilium uses NODE_LOCAL_API
     api_public_endpoint: pulumi.Output[str]  # the deployer (pulumi, kubectl) reaches the API here
     tls_sans: pulumi.Output[list[str]]
     cluster: ClusterProfile

@@ -624,7 +624,7 @@ class GcpInfrastructure(ProviderInfrastructure):
         proxy = gcp.compute.RegionTargetTcpProxy("api-internal", name=gcp_name(self._prefix, "api-internal"),
                                                  project=self._project, region=self._region,
                                                  backend_service=backend.id, opts=self._opts())
-        # Every node's K3s and Cilium reach the API at this address: production never loses it.
+        # Every node's K3s joins at this address: production never loses it.
         address = gcp.compute.Address("api-internal", name=gcp_name(self._prefix, "api-internal"),
                                       project=self._project, region=self._region, address_type="INTERNAL",
                                       subnetwork=self.subnet.id, opts=self._opts(protect=True))

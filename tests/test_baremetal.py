@@ -352,6 +352,8 @@ def test_keys_that_do_nothing_on_existing_hosts_are_refused():
     found = problems(raw(cluster={"apiLoadBalancer": {"enabled": True}, "image": "ubuntu-24.04",
                                   "subnetCidr": "10.0.1.0/24", "pools": [{"name": "workers", "location": "fsn1"}]}))
     assert found[0].startswith("adplatform:cluster.apiLoadBalancer.enabled must be false for provider baremetal")
+    assert "nodes join at the first control-plane host's private address" in found[0]
+    assert "Cilium" not in found[0], "Cilium reaches the API on each node (components/k3s/cilium.py NODE_LOCAL_API)"
     assert any(p.startswith("adplatform:cluster.image is not used by provider baremetal") for p in found)
     assert "adplatform:cluster.pools[workers].location is not used by provider baremetal (the hosts exist " \
            "already); remove it, got 'fsn1'" in found

@@ -126,6 +126,20 @@ def test_staging_downloads_the_pinned_version_and_starts_nothing(node):
     assert "curl" not in again and "installer" not in again, "a staged node is not staged again"
 
 
+def test_a_failed_download_leaves_no_partial_installer_and_the_next_run_stages(node):
+    good = (node.bin / "curl").read_text()
+    (node.bin / "curl").write_text("#!/bin/sh\necho 'curl: (22) 503' >&2\nexit 22\n")
+    done = subprocess.run(["bash", "-s"], input=node.scripts["stage"].replace("/var/lib/", f"{node.root}/var/lib/"),
+                          env={"PATH": f"{node.bin}:/usr/bin:/bin", "STATE": str(node.state)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "downloading the k3s v1.36.4+k3s1 installer from " in done.stderr
+    assert "curl: (22) 503" in done.stderr, "curl says why"
+    assert not list((node.root / STAGED_INSTALLER.lstrip("/")).parent.iterdir()), "no partial installer left"
+    (node.bin / "curl").write_text(good)
+    node.run("stage")
+    assert node.version() == CONFIGURED
+
+
 def test_the_join_starts_a_staged_node_without_downloading(node):
     node.run("stage")
     log = node.run("install")

@@ -17,7 +17,7 @@ from pulumi.runtime import resource_cycle_breaker, rpc
 
 from config import ConfigError
 from tests.conftest import base_raw, run_raw
-from tools import mockrun
+from tools import mockrun, runcache
 from tools.runcache import RunCache, config_key
 
 
@@ -204,14 +204,42 @@ def test_cache_key_ignores_what_make_adds(tmp_path, monkeypatch):
     plain = RunCache(tmp_path / "cache", root).generation
     for name in ("PYTHONDONTWRITEBYTECODE", "COLUMNS", "LINES"):
         monkeypatch.delenv(name)
-    for name, value in {"MAKEFLAGS": "s -- PULUMI=echo STACK=staging", "MAKELEVEL": "1", "MFLAGS": "-s",
-                        "MAKEOVERRIDES": "${-*-command-variables-*-}", "STACK": "staging", "PULUMI": "echo",
+    for name, value in {"MAKEFLAGS": "s -- PLAN_ARGS=--quiet PULUMI=echo STACK=staging", "MAKELEVEL": "1",
+                        "MFLAGS": "-s", "MAKEOVERRIDES": "${-*-command-variables-*-}", "STACK": "staging",
+                        "PULUMI": "echo", "PLAN_ARGS": "--quiet",  # used by the Makefile, assigned nowhere
                         "OLDPWD": "/elsewhere", "SHLVL": "3",
                         "ADPLATFORM_REQUIRE_NODE_TOOLS": "1"}.items():  # .ci/run's; a later make test reuses CI's runs
         monkeypatch.setenv(name, value)
     assert RunCache(tmp_path / "cache", root).generation == plain
     monkeypatch.setenv("AWS_PROFILE", "other")
     assert RunCache(tmp_path / "cache", root).generation != plain
+
+
+def test_cache_key_covers_a_component_s_own_build_or_tests_folder(tmp_path):
+    """Only the top's tests/ and build/ are not the program's: a file under components/x/build/ is."""
+    root = _sources(tmp_path)
+    (root / "components" / "x" / "build").mkdir(parents=True)
+    (root / "components" / "x" / "build" / "script.sh").write_text("echo 1\n")
+    before = runcache.tree_digest(root)
+    (root / "components" / "x" / "build" / "script.sh").write_text("echo 2\n")
+    changed = runcache.tree_digest(root)
+    assert changed != before
+    (root / "tests" / "test_x.py").write_text("changed\n")
+    (root / "build").mkdir()
+    (root / "build" / "plan.json").write_text("{}\n")
+    assert runcache.tree_digest(root) == changed, "the top's tests/ and build/ are not the program's"
+
+
+def test_cache_key_keeps_other_variables_given_on_make_s_command_line(tmp_path, monkeypatch):
+    """`make plan STACK=staging-aws AWS_REGION=us-east-1` plans another region than `... AWS_REGION=eu-west-1`:
+    only the Makefile's own variables are make's; the providers read AWS_REGION (providers/cloud.py)."""
+    root = _sources(tmp_path)
+    generations = set()
+    for region in ("us-east-1", "eu-west-1"):
+        monkeypatch.setenv("MAKEFLAGS", f"s -- AWS_REGION={region} STACK=staging-aws")
+        monkeypatch.setenv("AWS_REGION", region)
+        generations.add(RunCache(tmp_path / "cache", root).generation)
+    assert len(generations) == 2
 
 
 def test_cache_keeps_what_is_made_from_a_run_beside_it(tmp_path):

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import shutil
 import sys
 from functools import cached_property
@@ -26,15 +27,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-# Not read by the program: the tests themselves, caches, build output, the virtualenv.
-SKIPPED_DIRS = frozenset({".git", ".venv", "build", ".pytest_cache", "__pycache__", "tests", "node_modules"})
+# Not read by the program: git's store and caches wherever they are; the tests themselves, build output and the
+# virtualenv at the top only (a `build` or `tests` folder of a component would be the program's own files).
+SKIPPED_DIRS = frozenset({".git", ".pytest_cache", "__pycache__", "node_modules"})
+SKIPPED_TOP_DIRS = frozenset({".venv", "build", "tests"})
 # Environment variables that differ between the processes of one test session but never reach a run: pytest's,
 # where tools/mockrun.py logs and caches runs, CI's switch for the node tools' tests (.ci/run), and what make adds for the planner processes it starts.
-# (make's command-line variables, such as `make drift STACK=staging`, are skipped too: see make_variables).
+# (the Makefile's variables given on make's command line, such as `make drift STACK=staging`, are skipped too: see
+# make_variables).
 SKIPPED_ENV_PREFIXES = ("PYTEST_", "ADPLATFORM_RUN_LOG", "ADPLATFORM_RUN_CACHE", "ADPLATFORM_REQUIRE_NODE_TOOLS",
                         "MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES", "MAKE_TERMINAL")
 # The shell's bookkeeping, the terminal size pytest sets, and PYTHONDONTWRITEBYTECODE, which the Makefile unexports
-# for the planner processes it starts (`make drift` from a test): none reaches a run (the program reads no environment).
+# for the planner processes it starts (`make drift` from a test): none reaches a run.
 SKIPPED_ENV = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "COLUMNS", "LINES", "PYTHONDONTWRITEBYTECODE"})
 
 
@@ -42,19 +46,36 @@ def tree_digest(root: Path) -> str:
     """Digest of every file under `root` the program could read (paths and contents)."""
     digest = hashlib.sha256()
     for directory, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
+        skipped = SKIPPED_DIRS | (SKIPPED_TOP_DIRS if directory == str(root) else set())
+        dirs[:] = sorted(d for d in dirs if d not in skipped)
         for name in sorted(files):
             path = Path(directory, name)
             digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
+# The Makefile's own variables (STACK, PULUMI, PLAN_ARGS, ...): given on make's command line, they shape make's
+# commands, never a run (the stack name is part of the config's key). Any other variable given there (`make plan
+# AWS_REGION=...`) reaches the program's environment like an exported one, and the providers read some
+# (providers/cloud.py).
+MAKEFILE = Path(__file__).resolve().parent.parent / "Makefile"
+MAKEFILE_VARIABLE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*[?:+!]?=|\$[({]([A-Za-z_][A-Za-z0-9_]*)[)}]", re.M)
+
+
+def makefile_variables(makefile: Path = MAKEFILE) -> set[str]:
+    """The variables the Makefile assigns or uses."""
+    try:
+        return {name for pair in MAKEFILE_VARIABLE.findall(makefile.read_text()) for name in pair if name}
+    except OSError:
+        return set()
+
+
 def make_variables() -> set[str]:
-    """Variables given on the command line of the make that started this process (make exports them, and
-    lists them after `--` in MAKEFLAGS): they are the Makefile's (STACK, PULUMI), the program reads no
-    environment of its own."""
-    return {word.split("=", 1)[0] for word in os.environ.get("MAKEFLAGS", "").partition(" -- ")[2].split()
-            if "=" in word}
+    """The Makefile's variables given on the command line of the make that started this process (make exports
+    them, and lists them after `--` in MAKEFLAGS)."""
+    given = {word.split("=", 1)[0] for word in os.environ.get("MAKEFLAGS", "").partition(" -- ")[2].split()
+             if "=" in word}
+    return given & makefile_variables()
 
 
 def runtime_digest() -> str:

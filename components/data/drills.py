@@ -365,13 +365,9 @@ def _rp_canary(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulum
                                 redpanda.NAMESPACE, rp_canary_topic_spec(), labels, after,
                                 immutable=("cluster",))  # a Topic's cluster cannot change either
     user = redpanda_backup.sasl_user(ctx, RP_CANARY, RP_CANARY_SECRET, rp_canary_acls(), after, component="canary")
-    script = k8s.core.v1.ConfigMap("drill-canary-redpanda", metadata=k8s.meta.v1.ObjectMetaArgs(
-        name="drill-canary", namespace=redpanda.NAMESPACE, labels=labels),
-        data={RP_CANARY_SCRIPT: (redpanda_backup.SCRIPTS / RP_CANARY_SCRIPT).read_text()}, opts=ctx.opts(after))
-    job = k8s.batch.v1.CronJob("drill-canary-redpanda", metadata=k8s.meta.v1.ObjectMetaArgs(
-        name="drill-canary", namespace=redpanda.NAMESPACE, labels=labels), spec=rp_canary_spec(ctx),
-        opts=ctx.opts([*after, topic, *user, script]))
-    return [topic, *user, script, job]
+    return [topic, *user, *_canary_script_job(ctx, "redpanda", redpanda.NAMESPACE,
+                                              redpanda_backup.SCRIPTS / RP_CANARY_SCRIPT, rp_canary_spec(ctx),
+                                              after, job_after=[topic, *user])]
 
 
 # --- ClickHouse -------------------------------------------------------------------------------------------
@@ -522,15 +518,22 @@ def _script_canary(ctx: DataContext, image: str, script: str, env: list[dict[str
                     service_account=None, deadline=600, run_as=run_as)
 
 
+def _canary_script_job(ctx: DataContext, store: str, namespace: str, script: Path, spec: Any,
+                       after: Sequence[pulumi.Resource],
+                       job_after: Sequence[pulumi.Resource] = ()) -> list[pulumi.Resource]:
+    """A store's canary writer: its script as the ConfigMap `drill-canary` and the CronJob `drill-canary` that runs
+    it (`spec`), both in the store's namespace; the CronJob also waits for `job_after` (what its credential needs)."""
+    metadata = k8s.meta.v1.ObjectMetaArgs(name="drill-canary", namespace=namespace,
+                                          labels=ctx.labels("restore-drill", "canary"))
+    config = k8s.core.v1.ConfigMap(f"drill-canary-{store}", metadata=metadata,
+                                   data={script.name: script.read_text()}, opts=ctx.opts(after))
+    job = k8s.batch.v1.CronJob(f"drill-canary-{store}", metadata=metadata, spec=spec,
+                               opts=ctx.opts([*after, *job_after, config]))
+    return [config, job]
+
+
 def _ch_canary(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
-    labels = ctx.labels("restore-drill", "canary")
-    script = k8s.core.v1.ConfigMap("drill-canary-clickhouse", metadata=k8s.meta.v1.ObjectMetaArgs(
-        name="drill-canary", namespace=clickhouse_topology.NAMESPACE, labels=labels),
-        data={CH_CANARY_SCRIPT: CH_CANARY.read_text()}, opts=ctx.opts(after))
-    job = k8s.batch.v1.CronJob("drill-canary-clickhouse", metadata=k8s.meta.v1.ObjectMetaArgs(
-        name="drill-canary", namespace=clickhouse_topology.NAMESPACE, labels=labels), spec=ch_canary_spec(ctx),
-        opts=ctx.opts([*after, script]))
-    return [script, job]
+    return _canary_script_job(ctx, "clickhouse", clickhouse_topology.NAMESPACE, CH_CANARY, ch_canary_spec(ctx), after)
 
 
 # --- etcd (K3s' snapshots) --------------------------------------------------------------------------------
@@ -748,14 +751,8 @@ def sc_canary_spec(ctx: DataContext) -> dict[str, Any]:
 
 def _sc_canary(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
     """The role and its Secret come with the cluster's bootstrap (scylladb/__init__.py, in `after`)."""
-    labels = ctx.labels("restore-drill", "canary")
-    script = k8s.core.v1.ConfigMap("drill-canary-scylladb", metadata=k8s.meta.v1.ObjectMetaArgs(
-        name="drill-canary", namespace=scylladb.NAMESPACE, labels=labels),
-        data={SC_CANARY_SCRIPT: (scylladb_bootstrap.SCRIPTS / SC_CANARY_SCRIPT).read_text()}, opts=ctx.opts(after))
-    job = k8s.batch.v1.CronJob("drill-canary-scylladb", metadata=k8s.meta.v1.ObjectMetaArgs(
-        name="drill-canary", namespace=scylladb.NAMESPACE, labels=labels), spec=sc_canary_spec(ctx),
-        opts=ctx.opts([*after, script]))
-    return [script, job]
+    return _canary_script_job(ctx, "scylladb", scylladb.NAMESPACE, scylladb_bootstrap.SCRIPTS / SC_CANARY_SCRIPT,
+                              sc_canary_spec(ctx), after)
 
 
 # --- Velero -----------------------------------------------------------------------------------------------
@@ -1041,14 +1038,7 @@ DF_CANARY = Path(__file__).with_name(DF_CANARY_SCRIPT)
 
 
 def _df_canary(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
-    labels = ctx.labels("restore-drill", "canary")
-    script = k8s.core.v1.ConfigMap("drill-canary-dragonfly", metadata=k8s.meta.v1.ObjectMetaArgs(
-        name="drill-canary", namespace=dragonfly.NAMESPACE, labels=labels),
-        data={DF_CANARY_SCRIPT: DF_CANARY.read_text()}, opts=ctx.opts(after))
-    job = k8s.batch.v1.CronJob("drill-canary-dragonfly", metadata=k8s.meta.v1.ObjectMetaArgs(
-        name="drill-canary", namespace=dragonfly.NAMESPACE, labels=labels), spec=df_canary_spec(ctx),
-        opts=ctx.opts([*after, script]))
-    return [script, job]
+    return _canary_script_job(ctx, "dragonfly", dragonfly.NAMESPACE, DF_CANARY, df_canary_spec(ctx), after)
 
 
 # store -> its drill; store -> its canary writer (in the store's namespace). config/data.py DRILLED_STORES lists

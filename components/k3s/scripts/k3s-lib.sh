@@ -32,7 +32,12 @@ stage_k3s() {
   local installer
   install -d -m 0700 "$(dirname "$STAGED_INSTALLER")"
   installer=$(mktemp "$STAGED_INSTALLER.XXXXXX")
-  curl -sfL --retry 5 --retry-delay 5 -o "$installer" "$INSTALL_SCRIPT_URL"
+  # A failed download or install removes its copy: retries would otherwise pile up partial installers.
+  if ! curl -sSfL --retry 5 --retry-delay 5 -o "$installer" "$INSTALL_SCRIPT_URL"; then
+    rm -f "$installer"
+    log "downloading the k3s $K3S_VERSION installer from $INSTALL_SCRIPT_URL failed"
+    return 1
+  fi
   # cluster.k3sInstallerSha256: a moved tag or a replaced file is refused before it runs as root.
   if [ -n "$INSTALLER_SHA256" ] && ! printf '%s  %s\n' "$INSTALLER_SHA256" "$installer" | sha256sum -c --status; then
     rm -f "$installer"
@@ -40,8 +45,12 @@ stage_k3s() {
     log "refusing to run it. Pin the sha256 of install.sh at the tag of cluster.k3sVersion ($K3S_VERSION)."
     return 1
   fi
-  INSTALL_K3S_VERSION="$K3S_VERSION" INSTALL_K3S_EXEC="$K3S_ROLE" INSTALL_K3S_SKIP_ENABLE=true \
-    INSTALL_K3S_SKIP_START=true sh "$installer" >&2
+  if ! INSTALL_K3S_VERSION="$K3S_VERSION" INSTALL_K3S_EXEC="$K3S_ROLE" INSTALL_K3S_SKIP_ENABLE=true \
+    INSTALL_K3S_SKIP_START=true sh "$installer" >&2; then
+    rm -f "$installer"
+    log "staging k3s $K3S_VERSION from $INSTALL_SCRIPT_URL failed"
+    return 1
+  fi
   mv -f "$installer" "$STAGED_INSTALLER"  # last: a kept installer means its binary is in place
   log "k3s $K3S_VERSION staged as $K3S_ROLE (not started)"
 }
