@@ -320,7 +320,9 @@ class BareMetalInfrastructure(ProviderInfrastructure):
             volume_binding_mode="WaitForFirstConsumer",  # the volume lives on the node the pod lands on
             reclaim_policy="Retain",
             opts=pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on)))
-        return Storage(default_class=LOCAL_PATH_RETAIN, resources=[storage_class])
+        # Scratch volumes (backup downloads, drill copies) on K3s' own class, whose directories go with their claim.
+        return Storage(default_class=LOCAL_PATH_RETAIN, resources=[storage_class],
+                       scratch_classes={LOCAL_PATH_RETAIN: LOCAL_PATH})
 
 
 def _hosts_by_slot(hosts: Sequence[Host]) -> dict[tuple[str, int], Host]:

@@ -132,6 +132,14 @@ class Storage:
     # A hybrid cluster (providers/hybrid.py): pool -> its nodes' own classes (default, xfs) where they are not the
     # two above (another provider's block storage, attachable only on that provider's nodes).
     pool_classes: Mapping[str, tuple[str, str | None]] = field(default_factory=dict)
+    # Class -> the same volumes deleted with their claim, where that class keeps released volumes (production): a
+    # scratch volume (a backup job's download, a restore drill's copy) claimed from a Retain class would leave a
+    # paid volume behind every run.
+    scratch_classes: Mapping[str, str] = field(default_factory=dict)
+
+    def scratch_of(self, storage_class: str) -> str:
+        """The class for volumes gone with their pod, of the same provider and topology as `storage_class`."""
+        return self.scratch_classes.get(storage_class, storage_class)
 
     def classes_of(self, pools: Sequence[str]) -> tuple[str, str | None]:
         """The (default, xfs) classes a workload on `pools` claims: theirs when they share one provider's (a hybrid
@@ -179,7 +187,12 @@ def csi_storage(name: str, provisioner: str, parameters: Mapping[str, pulumi.Inp
         _storage_class(xfs, provisioner, {**parameters, FSTYPE_PARAMETER: "xfs"}, retain, default=False,
                        allowed_topologies=allowed_topologies, opts=after),
     ]
-    return Storage(default_class=name, resources=[*driver, *classes], xfs_class=xfs)
+    scratch = {}
+    if retain:  # `<name>-scratch`: the same volumes, deleted with their claim (Storage.scratch_classes)
+        scratch = {name: f"{name}-scratch"}
+        classes.append(_storage_class(scratch[name], provisioner, dict(parameters), False, default=False,
+                                      allowed_topologies=allowed_topologies, opts=after))
+    return Storage(default_class=name, resources=[*driver, *classes], xfs_class=xfs, scratch_classes=scratch)
 
 
 def _storage_class(name: str, provisioner: str, parameters: dict[str, pulumi.Input[str]], retain: bool, *,

@@ -202,12 +202,13 @@ def combined_storage(primary: Infrastructure, secondaries: Sequence[Infrastructu
 
     def install(provider, depends_on, parent) -> Storage:
         stack = primary.install_storage(provider, depends_on, parent)
-        classes, resources = {}, list(stack.resources)
+        classes, resources, scratch = {}, list(stack.resources), dict(stack.scratch_classes)
         for infra, installer in own:
             storage = installer(provider, depends_on, parent)
             resources += storage.resources
+            scratch.update(storage.scratch_classes)
             classes.update({n.spec.pool: (storage.default_class, storage.xfs_class) for n in infra.nodes})
-        return dataclasses.replace(stack, resources=resources, pool_classes=classes)
+        return dataclasses.replace(stack, resources=resources, pool_classes=classes, scratch_classes=scratch)
     return install
 
 

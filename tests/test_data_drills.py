@@ -23,7 +23,7 @@ from components.services.namespaces import RESTRICTED_CONTAINER_SECURITY, RESTRI
 from config.cron import longest_gap_seconds
 from config.quantity import cpu_millis, memory_mib
 from tests import validators
-from tests.conftest import base_raw, run_raw
+from tests.conftest import base_raw, run_raw, stack_run
 from tests.netpol import selects
 from tests.stores import NETPOL, SECRET, config_problems, string_data
 from tools.mockrun import Run
@@ -167,6 +167,61 @@ def test_scratch_namespace_has_a_quota_for_its_restores(production):
 # no plugin ConfigMap): restore-wait with requests == limits of 100m CPU and 128Mi, and the securityContext of the
 # pod's first container as it was backed up (production's).
 VELERO_RESTORE_WAIT_RESOURCES = {"cpu": "100m", "memory": "128Mi"}
+
+
+def reclaim_policies(run: Run) -> dict[str, str]:
+    return {c.inputs["metadata"]["name"]: c.inputs.get("reclaimPolicy", "Delete")
+            for c in run.of_type("kubernetes:storage.k8s.io/v1:StorageClass")}
+
+
+def _claimed_classes(value, found: list[str]) -> list[str]:
+    """Every storage class a scratch volume (an ephemeral volume's claim template) or a drill's CNPG Cluster names."""
+    if isinstance(value, dict):
+        if "ephemeral" in value:
+            found.append(value["ephemeral"]["volumeClaimTemplate"]["spec"]["storageClassName"])
+        for item in value.values():
+            _claimed_classes(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _claimed_classes(item, found)
+    return found
+
+
+@pytest.mark.parametrize("stack", ["production", "production-baremetal"])
+def test_scratch_volumes_are_deleted_with_their_claim(stack):
+    """Production's classes keep released volumes; a scratch volume (a drill's copy, a backup job's download), made
+    every week or every few hours, must not: each would stay behind as a paid volume."""
+    run = stack_run(stack)
+    policies = reclaim_policies(run)
+    found = []
+    for r in run.resources:
+        if r.type in ("kubernetes:batch/v1:CronJob", "kubernetes:batch/v1:Job", "kubernetes:core/v1:ConfigMap"):
+            _claimed_classes(r.inputs, found)
+            data = r.inputs.get("data") if r.type.endswith("ConfigMap") else None
+            for text in data.values() if isinstance(data, dict) else ():
+                for doc in yaml.safe_load_all(text) if isinstance(text, str) and "ephemeral" in text else ():
+                    _claimed_classes(doc, found)
+    scratch = [n for n in found if n]
+    assert len(scratch) >= 4, scratch  # the drills' copies and Redpanda's export download
+    # local-path (bare metal) is K3s' own class, created by K3s with Delete
+    assert all(policies.get(n, "Delete" if n == "local-path" else "missing") == "Delete" for n in scratch), (
+        scratch, policies)
+    pg = yaml.safe_load(run.named("drill-scripts", CONFIGMAP).inputs["data"]["postgres.yaml"])
+    assert policies.get(pg["spec"]["storage"]["storageClass"], "Delete") == "Delete"
+    defaults = [n for n, c in policies.items() if c == "Retain"]
+    assert defaults, "production keeps released volumes of its stores"
+
+
+def test_a_retaining_class_gets_a_scratch_twin_and_a_deleting_one_needs_none(production, staging):
+    classes = {c.inputs["metadata"]["name"]: c.inputs for c in
+               production.of_type("kubernetes:storage.k8s.io/v1:StorageClass")}
+    default, scratch = classes["hcloud-volumes"], classes["hcloud-volumes-scratch"]
+    assert (default["reclaimPolicy"], scratch["reclaimPolicy"]) == ("Retain", "Delete")
+    assert not (scratch["metadata"].get("annotations") or {}), "never the default class"
+    for key in ("provisioner", "parameters", "volumeBindingMode", "allowedTopologies"):
+        assert scratch.get(key) == default.get(key), key
+    assert not [c for c in staging.of_type("kubernetes:storage.k8s.io/v1:StorageClass")
+                if c.inputs["metadata"]["name"].endswith("-scratch")]
 
 
 def test_dragonflys_restored_pod_is_admitted_restricted_and_within_quota(production):
@@ -1537,9 +1592,15 @@ def test_dragonfly_modifier_replaces_every_production_reference_in_the_restored_
     [text] = modifier["data"].values()  # Velero reads a modifier ConfigMap's one key
     config = yaml.safe_load(text)
     assert config["version"] == "v1"
-    [rule] = config["resourceModifierRules"]
+    rule, claim_rule = config["resourceModifierRules"]
     assert rule["conditions"] == {"groupResource": "pods", "namespaces": ["dragonfly"],
                                   "resourceNameRegex": "^dragonfly-0$"}  # matched before the namespace mapping
+    # The restored claim is provisioned on the class that deletes its volume with it (production's keeps them).
+    assert claim_rule["conditions"] == {"groupResource": "persistentvolumeclaims", "namespaces": ["dragonfly"],
+                                        "resourceNameRegex": "^df-dragonfly-0$"}
+    [claim_patch] = claim_rule["mergePatches"]
+    scratch = json.loads(claim_patch["patchData"])["spec"]["storageClassName"]
+    assert reclaim_policies(production)[scratch] == "Delete"
     [merge] = rule["mergePatches"]
     patch = json.loads(merge["patchData"])
     # what Velero restores (the operator's pod, after Velero put restore-wait first), merged as RFC 7386 says

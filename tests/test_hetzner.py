@@ -288,8 +288,10 @@ def test_csi_storage_returns_the_default_class_and_its_xfs_twin():
                                    retain=True, driver=[driver], opts=pulumi.ResourceOptions())
     (driver, storage), recorded = run_alone(build)
     assert (storage.default_class, storage.xfs_class) == ("fast", "fast-xfs")
-    assert storage.resources[0] is driver and len(storage.resources) == 3, "a claim waits for driver and classes"
+    assert storage.resources[0] is driver and len(storage.resources) == 4, "a claim waits for driver and classes"
     classes: dict[str, Resource] = {r.inputs["metadata"]["name"]: r for r in recorded if r.type == STORAGE_CLASS}
     assert classes["fast"].inputs["parameters"] == {"type": "ssd", "csi.storage.k8s.io/fstype": "ext4"}
     assert classes["fast-xfs"].inputs["parameters"] == {"type": "ssd", "csi.storage.k8s.io/fstype": "xfs"}
-    assert {r.inputs["reclaimPolicy"] for r in classes.values()} == {"Retain"}
+    assert {n: r.inputs["reclaimPolicy"] for n, r in classes.items()} == {
+        "fast": "Retain", "fast-xfs": "Retain", "fast-scratch": "Delete"}  # scratch volumes go with their claim
+    assert storage.scratch_of("fast") == "fast-scratch" and storage.scratch_of("other") == "other"

@@ -82,6 +82,8 @@ class DataContext(LayerContext):
     placements: dict[str, Placement]  # store (STORE_ROLES key) -> where it runs
     backup: BackupTargets | None  # where stores back up to (None: backups off), see DataPlane._backup_targets
     drills: tuple[str, ...] = ()  # stores whose restore is drilled (config/rules.py drilled_stores)
+    # storage_class -> its volumes deleted with their claim (providers/base.py Storage.scratch_classes)
+    scratch_classes: Mapping[str, str] = field(default_factory=dict)
     # Store -> who gets a user of its own there (config/consumers.py store_consumers: the one list).
     consumers: Mapping[str, tuple[Consumer, ...]] = field(default_factory=dict)
     velero: Sequence[pulumi.Resource] = ()  # Velero installed (ClusterServices.backups): a store's Velero restore
@@ -89,10 +91,16 @@ class DataContext(LayerContext):
     # certificates waits for besides its namespaces' policies, so it installs alongside cert-manager.
     monitoring_crds: Sequence[pulumi.Resource] = ()
 
+    @property
+    def scratch_storage_class(self) -> str:
+        """The store's class, deleting a volume with its claim: a scratch copy is no data, and a Retain class would
+        keep (and bill) every run's volume."""
+        return self.scratch_classes.get(self.storage_class, self.storage_class)
+
     def scratch_volume(self, size: str) -> dict[str, Any]:
-        """A pod volume of `size` on the default StorageClass, gone with its pod (a scratch copy is no data)."""
+        """A pod volume of `size`, gone with its pod, claim and cloud volume (scratch_storage_class)."""
         return {"ephemeral": {"volumeClaimTemplate": {"spec": {
-            "accessModes": ["ReadWriteOnce"], "storageClassName": self.storage_class,
+            "accessModes": ["ReadWriteOnce"], "storageClassName": self.scratch_storage_class,
             "resources": {"requests": {"storage": size}}}}}}
 
     def consumers_of(self, store: str, layer: str | None = None) -> tuple[Consumer, ...]:

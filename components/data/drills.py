@@ -139,7 +139,7 @@ def pg_scratch(ctx: DataContext) -> dict[str, Any]:
             "bootstrap": {"recovery": {"source": "origin"}},
             "externalClusters": [postgres.recovery_source("origin", PG_OBJECT_STORE, postgres.CLUSTER)],
             "storage": {"size": _sum_gi(settings.storage_size, settings.wal_storage_size),
-                        "storageClass": ctx.storage_class},
+                        "storageClass": ctx.scratch_storage_class},  # deleted with the drill's Cluster
             "resources": {"requests": {"cpu": SCRATCH_CPU, "memory": SCRATCH_MEMORY},
                           "limits": {"cpu": SCRATCH_CPU, "memory": SCRATCH_MEMORY}},
             # A scratch copy is no backup: Velero never copies its volume (as for the production cluster).
@@ -943,10 +943,16 @@ def df_modifiers(ctx: DataContext) -> dict[str, Any]:
                       "volumes": [{"name": DF_VOLUME, "persistentVolumeClaim": {"claimName": f"{DF_VOLUME}-{DF_POD}"}}],
                       "automountServiceAccountToken": False, "enableServiceLinks": False,
                       "readinessGates": None, "affinity": None, "nodeSelector": None, "tolerations": None}}
+    # The claim is re-provisioned (its volume has a pod volume backup) on the class's scratch twin: production's class
+    # keeps released volumes, and a weekly drill would leave one behind each time (Storage.scratch_classes).
+    claim = {"spec": {"storageClassName": ctx.scratch_storage_class}}
     return {"version": "v1", "resourceModifierRules": [{
         "conditions": {"groupResource": "pods", "namespaces": [dragonfly.NAMESPACE],
                        "resourceNameRegex": f"^{DF_POD}$"},
-        "mergePatches": [{"patchData": json.dumps(patch, sort_keys=True)}]}]}
+        "mergePatches": [{"patchData": json.dumps(patch, sort_keys=True)}]}, {
+        "conditions": {"groupResource": "persistentvolumeclaims", "namespaces": [dragonfly.NAMESPACE],
+                       "resourceNameRegex": f"^{DF_VOLUME}-{DF_POD}$"},
+        "mergePatches": [{"patchData": json.dumps(claim, sort_keys=True)}]}]}
 
 
 def df_restore(ctx: DataContext) -> dict[str, Any]:
