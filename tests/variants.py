@@ -12,6 +12,7 @@ from typing import Any
 
 from config.ads import REGISTRY_TOKEN
 from config.rules import RUNNER_TOKEN
+from tests.runs import UP_TO_PLATFORM
 from tools import mockrun
 from tools.mockrun import Run
 
@@ -86,3 +87,23 @@ def production_quiet() -> Run:
     values["adplatform:dataPlane"] = {"scylladb": {"enabled": False}, "clickhouse": {"enabled": False}}
     values["adplatform:alertingSecrets"] = {"ops-slack": SLACK_URL, "oncall": PAGER_KEY}
     return mockrun.run(values, secret | {"adplatform:alertingSecrets"}, "production")
+
+
+# tests/test_data_objectstore.py, tests/test_platform_observability.py, tests/test_platform_ml.py: the provider's S3
+# (backend external) instead of the in-cluster store, with MLflow and Kubeflow on in staging (one replica of
+# everything). Each file asserts on its own consumers of the store. GitLab stays off (test_platform_ml asserts that
+# without single sign-on the Kubeflow UI is not published).
+EXTERNAL_S3 = {"endpoint": "https://fsn1.your-objectstorage.com", "region": "fsn1", "bucketPrefix": "adp-stage"}
+OBJECT_KEYS = {"objectStorageAccessKeyId": "stage-object-key", "objectStorageSecretAccessKey": "stage-object-secret"}
+
+
+def staging_external() -> Run:
+    """Staging with the switches above, without the ad services (UP_TO_PLATFORM: they add only their own objects,
+    which none of those files reads); through the run cache, like production_variant."""
+    values, secret = mockrun.stack_config("staging")
+    values["adplatform:platform"] = {"mlflow": {"enabled": True},
+                                     "kubeflow": {"enabled": True, "databaseStorageSize": "50Gi"}}
+    values["adplatform:dataPlane"] = {"objectStorage": {"backend": "external", "external": dict(EXTERNAL_S3)}}
+    values["adplatform:layers"] = dict(UP_TO_PLATFORM)
+    values.update({f"adplatform:{k}": v for k, v in OBJECT_KEYS.items()})
+    return mockrun.run(values, secret | {f"adplatform:{k}" for k in OBJECT_KEYS}, "staging")
