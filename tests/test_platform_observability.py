@@ -33,8 +33,8 @@ def run(request) -> Run:
 
 @pytest.fixture(scope="module")
 def switched_off() -> Run:
-    """Staging with both switched off (one whole-program run)."""
-    return mockrun.run_stack("staging", {"platform": {"logs": {"enabled": False}, "traces": {"enabled": False}}})
+    """Staging with both switched off (a run shared with test_platform_dataeng: tests/variants.py)."""
+    return variants.staging_data_on()
 
 
 @pytest.fixture(scope="module")

@@ -107,3 +107,20 @@ def staging_external() -> Run:
     values["adplatform:layers"] = dict(UP_TO_PLATFORM)
     values.update({f"adplatform:{k}": v for k, v in OBJECT_KEYS.items()})
     return mockrun.run(values, secret | {f"adplatform:{k}" for k in OBJECT_KEYS}, "staging")
+
+
+# tests/test_platform_dataeng.py: Airflow, Spark and JupyterHub on in staging (its profile turns them off), with
+# non-default settings; tests/test_platform_observability.py: logs and traces off.
+DATA_ENGINEERING_ON = {
+    "airflow": {"enabled": True, "dagsRepo": "https://gitlab.example.com/data/dags.git", "dagsPath": "dags"},
+    "spark": {"enabled": True, "requestsCpu": "8", "requestsMemory": "32Gi", "limitsMemory": "48Gi", "pods": 50},
+    "jupyterhub": {"enabled": True, "userCpuLimit": "4", "userMemoryLimit": "16Gi", "userCpuGuarantee": "1",
+                   "userMemoryGuarantee": "4Gi", "userStorageSize": "20Gi", "idleTimeoutMinutes": 30}}
+OBSERVABILITY_OFF = {"logs": {"enabled": False}, "traces": {"enabled": False}}
+
+
+def staging_data_on() -> Run:
+    """Staging with the switches above, without the ad services (UP_TO_PLATFORM: they add only their own objects,
+    which neither file reads); through the run cache, like production_variant."""
+    platform = {**copy.deepcopy(DATA_ENGINEERING_ON), **OBSERVABILITY_OFF}
+    return mockrun.run_stack("staging", {"platform": platform, "layers": dict(UP_TO_PLATFORM)})
