@@ -8,11 +8,12 @@ touches). Add a switch here rather than a new production variant when it does no
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 from config.ads import REGISTRY_TOKEN
 from config.rules import RUNNER_TOKEN
-from tests.runs import UP_TO_PLATFORM
+from tests.runs import UP_TO_PLATFORM, base_raw, run_raw
 from tools import mockrun
 from tools.mockrun import Run
 
@@ -124,3 +125,19 @@ def staging_data_on() -> Run:
     which neither file reads); through the run cache, like production_variant."""
     platform = {**copy.deepcopy(DATA_ENGINEERING_ON), **OBSERVABILITY_OFF}
     return mockrun.run_stack("staging", {"platform": platform, "layers": dict(UP_TO_PLATFORM)})
+
+
+# tests/test_services_secrets.py: two team namespaces consume the secrets store, the unseal key goes to one PGP
+# recipient; tests/test_services_secrets_sso.py: no platform layer (run_raw's default), so no GitLab to log in with;
+# tests/test_services_reboots.py: kured off.
+TEAMS = [{"name": "bidding"}, {"name": "analytics"}]
+RECIPIENT = (Path(__file__).parent / "fixtures" / "recovery-recipient.asc").read_text()  # a throwaway test key
+
+
+def services_variant() -> Run:
+    """A raw config's run (up to the data plane) with the switches above; through the run cache, like
+    production_variant."""
+    raw = base_raw()
+    raw["clusterServices"] = {**raw["clusterServices"], "teams": copy.deepcopy(TEAMS),
+                              "secrets": {"recoveryPgpKeys": [RECIPIENT]}, "reboots": {"enabled": False}}
+    return run_raw(raw)
