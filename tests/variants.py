@@ -141,3 +141,17 @@ def services_variant() -> Run:
     raw["clusterServices"] = {**raw["clusterServices"], "teams": copy.deepcopy(TEAMS),
                               "secrets": {"recoveryPgpKeys": [RECIPIENT]}, "reboots": {"enabled": False}}
     return run_raw(raw)
+
+
+# tests/test_data_redpanda.py: the console off, 24 h retention; tests/test_data_dragonfly.py: 2 CPUs, 6Gi and hourly
+# snapshots; tests/test_data_drills.py: drills monthly but ClickHouse's daily, PostgreSQL backing up every 6 h.
+DATA_PLANE = {"redpanda": {"console": False, "retentionHours": 24},
+              "dragonfly": {"cpu": "2", "memory": "6Gi", "snapshotSchedule": "0 * * * *"},
+              "drills": {"schedule": "0 3 1 * *", "schedules": {"clickhouse": "0 5 * * *"}},
+              "postgres": {"backupSchedule": "0 */6 * * *"}}
+
+
+def data_variant() -> Run:
+    """A raw config's run (up to the data plane) with the stores' settings above; through the run cache, like
+    production_variant."""
+    return run_raw(base_raw(dataPlane=copy.deepcopy(DATA_PLANE)))
