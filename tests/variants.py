@@ -155,3 +155,22 @@ def data_variant() -> Run:
     """A raw config's run (up to the data plane) with the stores' settings above; through the run cache, like
     production_variant."""
     return run_raw(base_raw(dataPlane=copy.deepcopy(DATA_PLANE)))
+
+
+# tests/test_platform_gitlab.py: GitLab on in staging, its objects in the provider's S3 (backend external);
+# tests/test_ads.py: bidding on an io_uring runtime (its own seccomp profile, installed on every node).
+GITLAB_S3 = {"endpoint": "https://nbg1.your-objectstorage.com", "region": "nbg1", "bucketPrefix": "adp-staging"}
+GITLAB_S3_KEY_ID = "offline-provider-key-id"
+
+
+def staging_gitlab() -> Run:
+    """Staging (one of everything, every layer) with the switches above; through the run cache, like
+    production_variant."""
+    values, secret = mockrun.stack_config("staging")
+    values["adplatform:platform"] = {"gitlab": {"enabled": True}}
+    values["adplatform:dataPlane"] = {"objectStorage": {"backend": "external", "external": dict(GITLAB_S3)}}
+    values["adplatform:adServices"] = {"services": {"bidding": {"ioUring": True}}}
+    values["adplatform:objectStorageAccessKeyId"] = GITLAB_S3_KEY_ID
+    values["adplatform:objectStorageSecretAccessKey"] = "offline-provider-secret-key"
+    secret |= {"adplatform:objectStorageAccessKeyId", "adplatform:objectStorageSecretAccessKey"}
+    return mockrun.run(values, secret, "staging")
