@@ -35,6 +35,18 @@ def run_cloud(raw: dict[str, Any], settings: dict[str, str], stack: str = "test"
     return mockrun.run(values, {f"adplatform:{k}" for k in SECRET_KEYS}, stack)
 
 
+def cloud_production(provider: str, settings: dict[str, str], cluster: dict[str, Any]) -> mockrun.Run:
+    """The production profile on `provider` with `cluster` overrides (a provider test file's `production`)."""
+    return run_cloud(base_raw(provider=provider, cluster=cluster), settings, stack=f"production-{provider}")
+
+
+# tests/test_aws.py's production: a pinned AMI, a public API NLB and one pool pinned to a zone. Other files that need
+# production on AWS (tests/test_secrets_seal.py) use this run too rather than one of their own.
+AWS_REGION = {"aws:region": "eu-central-1"}
+AWS_PRODUCTION_CLUSTER = {"image": "ami-0123456789abcdef0", "apiLoadBalancer": {"public": True},
+                          "pools": [{"name": "stateful", "location": "eu-central-1b"}]}
+
+
 def stack_fixtures(stack: str, provider: str, settings: dict[str, str], production_cluster: dict[str, Any]):
     """Module fixtures `staging` (the repository's stack file) and `production` (the production profile on
     `provider` with `production_cluster` overrides): one whole-program run each per test module."""
@@ -45,8 +57,7 @@ def stack_fixtures(stack: str, provider: str, settings: dict[str, str], producti
 
     @pytest.fixture(scope="module", name="production")
     def production() -> mockrun.Run:
-        return run_cloud(base_raw(provider=provider, cluster=production_cluster), settings,
-                         stack=f"production-{provider}")
+        return cloud_production(provider, settings, production_cluster)
 
     return staging, production
 

@@ -13,11 +13,11 @@ from components.data import clickhouse, dragonfly, redpanda, scylladb
 from components.data.scylladb import cluster as scylla_cluster
 from components.services import gateway
 from config.catalog import SERVICE_CONTAINER
-from tests import validators
+from tests import validators, variants
 from tests.conftest import script_param, stack_run
 from tests.netpol import PROMETHEUS_PEER
 from tests.stores import NETPOL, PDB, SECRET, stack_config, string_data
-from tools.mockrun import Run, run_stack
+from tools.mockrun import Run
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 SERVICE = "kubernetes:core/v1:Service"
@@ -477,8 +477,8 @@ IO_URING_PROFILE = {"type": "Localhost", "localhostProfile": "profiles/adplatfor
 
 @pytest.fixture(scope="module")
 def io_uring_run() -> Run:
-    """Staging with bidding on an io_uring runtime (one extra whole-program run for this file)."""
-    return run_stack("staging", {"adServices": {"services": {"bidding": {"ioUring": True}}}})
+    """Staging with bidding on an io_uring runtime (a run shared with test_platform_gitlab: tests/variants.py)."""
+    return variants.staging_gitlab()
 
 
 @pytest.mark.parametrize("stack", STACKS)

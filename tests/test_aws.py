@@ -16,8 +16,8 @@ from config.catalog import SIZES
 from config.model import Cluster
 from providers import aws, get
 from providers.base import PORTS
-from tests.cloud_stacks import (autoscaled_general, FAKE_USER_DATA, NodeGroupRun, assert_block_storage,
-                                config_problems, gateway_client_address, run_node_groups, stack_fixtures)
+from tests.cloud_stacks import (AWS_PRODUCTION_CLUSTER, AWS_REGION, autoscaled_general, FAKE_USER_DATA, NodeGroupRun,
+                                assert_block_storage, config_problems, gateway_client_address, run_node_groups, stack_fixtures)
 from tests.conftest import base_raw, k3s_config
 from tools import mockrun
 from tools.mockrun import FAKE_UBUNTU_AMI
@@ -25,15 +25,13 @@ from tools.mockrun import FAKE_UBUNTU_AMI
 INSTANCE = "aws:ec2/instance:Instance"
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 RELEASE = "kubernetes:helm.sh/v3:Release"
-REGION = {"aws:region": "eu-central-1"}
-PINNED_IMAGE = "ami-0123456789abcdef0"
+REGION = AWS_REGION
+PINNED_IMAGE = AWS_PRODUCTION_CLUSTER["image"]
 
 
 # The staging stack file, and the production profile with a pinned AMI, a public API NLB and one pool
 # pinned to a zone.
-staging, production = stack_fixtures("staging-aws", "aws", REGION, {
-    "image": PINNED_IMAGE, "apiLoadBalancer": {"public": True},
-    "pools": [{"name": "stateful", "location": "eu-central-1b"}]})
+staging, production = stack_fixtures("staging-aws", "aws", REGION, AWS_PRODUCTION_CLUSTER)
 
 
 def by_pool(run: mockrun.Run) -> Counter:

@@ -14,7 +14,8 @@ from components.data.placement import Resources
 from config import ConfigError, load
 from config.catalog import SIZES
 from config.model import ROLE_LABEL
-from tests.conftest import SECRET_KEYS, base_raw, run_raw, stack_run
+from tests import variants
+from tests.conftest import SECRET_KEYS, base_raw, stack_run
 from tests.stores import (RELEASE, SECRET, assert_operator_ha, assert_spread_over_nodes, chart_of,
                           expected_tolerations, policy, pools, ports, refused_memory, stack_config, string_data)
 
@@ -197,8 +198,8 @@ def test_endpoint_points_writes_at_the_primary_and_reads_at_every_instance(produ
 # --- config ----------------------------------------------------------------------------------------------
 @lru_cache(maxsize=None)
 def _variant():
-    return run_raw(base_raw(dataPlane={"dragonfly": {"cpu": "2", "memory": "6Gi",
-                                                     "snapshotSchedule": "0 * * * *"}}))
+    """2 CPUs, 6Gi and hourly snapshots (a run shared with other files: tests/variants.py)."""
+    return variants.data_variant()
 
 
 def test_configured_resources_and_schedule_drive_threads_maxmemory_and_snapshots():

@@ -22,7 +22,7 @@ from components.data.scylladb import bootstrap as scylladb_bootstrap
 from components.services.namespaces import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY
 from config.cron import longest_gap_seconds
 from config.quantity import cpu_millis, memory_mib
-from tests import validators
+from tests import validators, variants
 from tests.conftest import base_raw, run_raw, stack_run
 from tests.netpol import selects
 from tests.stores import NETPOL, SECRET, config_problems, string_data
@@ -304,9 +304,7 @@ def test_alerts_on_failed_and_stale_drills_and_stale_backups(production):
 
 
 def test_stale_thresholds_follow_the_configured_schedules():
-    raw = base_raw(dataPlane={"drills": {"schedule": "0 3 1 * *", "schedules": {"clickhouse": "0 5 * * *"}},
-                              "postgres": {"backupSchedule": "0 */6 * * *"}})
-    run = run_raw(raw)
+    run = variants.data_variant()  # drills monthly, ClickHouse's daily, PostgreSQL backed up every 6 h
     found = rules(run)
     assert f"> {2 * 31 * DAY}" in found[("RestoreDrillStale", "postgres")]["expr"]  # monthly: the longest month
     assert f"> {2 * DAY} " in found[("RestoreDrillStale", "clickhouse")]["expr"]  # its own, daily

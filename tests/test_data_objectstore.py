@@ -13,15 +13,14 @@ from components.data.placement import placement, sized
 from config import load
 from config.data import BUCKET_OWNERS, BUCKET_PURPOSES
 from config.platform import NEEDS
+from tests import variants
 from tests.conftest import SECRET_KEYS, base_raw
 from tests.stores import SECRET, config_problems, policy, ports, stack_config, string_data
-from tools import mockrun
 from tools.mockrun import Run
 
 STACKS = ("production", "staging")
 TAINT = {"key": "adplatform.io/dedicated", "operator": "Equal", "value": "stateful", "effect": "NoSchedule"}
-EXTERNAL = {"endpoint": "https://fsn1.your-objectstorage.com", "region": "fsn1", "bucketPrefix": "adp-stage"}
-OBJECT_KEYS = {"objectStorageAccessKeyId": "stage-object-key", "objectStorageSecretAccessKey": "stage-object-secret"}
+EXTERNAL, OBJECT_KEYS = variants.EXTERNAL_S3, variants.OBJECT_KEYS
 
 
 @pytest.fixture(params=STACKS)
@@ -31,15 +30,9 @@ def run(request) -> Run:
 
 @pytest.fixture(scope="module")
 def external() -> Run:
-    """Staging with provider S3 and no off-cluster backup location: each store backs up to
-    `<prefix>-<store>-backups`."""
-    raw = base_raw(profile="staging", clusterServices={"tls": {"acmeEmail": "ops@example.com"}},
-                   dataPlane={"objectStorage": {"backend": "external", "external": EXTERNAL}}, **OBJECT_KEYS)
-    raw.pop("backupCredentials")
-    values = {f"adplatform:{k}": v for k, v in raw.items()}
-    values["hcloud:token"] = "test-token"
-    secret = {f"adplatform:{k}" for k in (*SECRET_KEYS, *OBJECT_KEYS)} | {"hcloud:token"}
-    return mockrun.run(values, secret, "staging-external")
+    """Staging on the provider's S3 with no off-cluster backup location: each store backs up to
+    `<prefix>-<store>-backups` (a variant shared with other files: tests/variants.py)."""
+    return variants.staging_external()
 
 
 def seaweed(run: Run) -> dict:

@@ -15,8 +15,8 @@ from config import ConfigError, load
 from config.catalog import SIZES
 from config.consumers import store_consumers
 from config.model import ROLE_LABEL
-from tests import validators
-from tests.conftest import SECRET_KEYS, base_raw, run_raw, stack_run
+from tests import validators, variants
+from tests.conftest import SECRET_KEYS, base_raw, stack_run
 from tests.stores import (NETPOL, RELEASE, SECRET, assert_operator_ha, assert_spread_over_nodes, chart_of,
                           expected_tolerations, policy, pools, ports, refused_memory, stack_config, string_data)
 
@@ -245,7 +245,7 @@ def test_the_listeners_ca_is_the_data_planes_and_the_cluster_waits_for_it(stack)
     assert issuer.inputs["spec"] == {"ca": {"secretName": ca.inputs["spec"]["secretName"]}}
     assert issuer.urn in run.named("redpanda-cluster").dependencies  # no broker certificate without its issuer
     assert run.outputs["dataPlane"]["redpanda"]["endpoint"]["caIssuer"] == redpanda.CA_ISSUER
-    from tests import validators
+    from tests import validators, variants
     for r in (run.named("redpanda-ca-issuer"), ca, issuer):
         validators.validate_kubernetes(r.type, r.inputs)
 
@@ -366,7 +366,8 @@ def test_endpoint_names_brokers_registry_and_secrets_without_values(production, 
 # --- config ----------------------------------------------------------------------------------------------
 @lru_cache(maxsize=None)
 def _variant():
-    return run_raw(base_raw(dataPlane={"redpanda": {"console": False, "retentionHours": 24}}))
+    """The console off and 24 h retention (a run shared with other files: tests/variants.py)."""
+    return variants.data_variant()
 
 
 def test_console_can_be_turned_off_and_retention_follows_config():

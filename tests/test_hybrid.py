@@ -542,7 +542,9 @@ def clouds_raw() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def clouds() -> mockrun.Run:
-    return run_internet(clouds_raw(), stack="production-internet", settings=CLOUDS_SETTINGS)
+    """Without the data plane: the tests read nodes, K3s, firewalls and the cluster services' releases."""
+    return run_internet({**clouds_raw(), "layers": UP_TO_SERVICES}, stack="production-internet",
+                        settings=CLOUDS_SETTINGS)
 
 
 def _everyone(run: mockrun.Run) -> list[str]:
@@ -683,7 +685,8 @@ def test_a_gcp_stack_with_an_aws_pool_admits_servers_ports_and_registers_its_own
     # One K3s server: GCP's passthrough public balancer is no place for a server to join at (internet_problems).
     values = base_raw(provider="gcp", profile="staging", cluster={"controlPlane": {"count": 1},
                                                                   "pools": [dict(EDGE, count=1, locations=None)]})
-    run = run_internet(values, stack="staging-internet", settings={**CLOUDS_SETTINGS, **AWS_SETTINGS})
+    run = run_internet({**values, "layers": UP_TO_SERVICES}, stack="staging-internet",  # nodes and firewalls only
+                       settings={**CLOUDS_SETTINGS, **AWS_SETTINGS})
     user_data = run.named("control-plane-1", "gcp:compute/instance:Instance").inputs["metadata"]["user-data"]
     assert any(" ".join(c).endswith(cloud.LOOPBACK_ADDRESS) for c in yaml.safe_load(user_data)["bootcmd"])
     addresses = {host.removeprefix("adp-staging-internet-"): node["publicIp"]

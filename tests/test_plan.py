@@ -13,7 +13,7 @@ import pytest
 
 from policy import rules
 from providers.hetzner import CATALOG, SERVER_TYPES
-from tests.conftest import ROOT, base_raw, run_raw
+from tests.conftest import ROOT, UP_TO_K3S, base_raw, run_raw
 from tests.runs import stack_plan
 from tools.mockrun import Resource, Run
 from tools.mockrun import Secret as mockrun_secret
@@ -90,7 +90,7 @@ def test_price_table_is_dated_sourced_and_covers_every_server_type_we_know():
 def test_plan_warns_of_a_server_type_hetzner_does_not_sell_where_it_is_placed(staging_plan):
     assert not [w for w in staging_plan["warnings"] if "orderable" in w], "the stack files order what Hetzner sells"
     run = run_raw(base_raw(profile="staging", cluster={"location": "nbg1", "pools": [
-        {"name": "general", "serverType": "cx33"}]}))
+        {"name": "general", "serverType": "cx33"}]}, layers=UP_TO_K3S))  # the servers are the providers' layer
     (warning,) = [w for w in model.build(run)["warnings"] if "orderable" in w]
     assert warning.startswith("hetzner server type cx33 is known not to be orderable anywhere")
     assert "hetzner_server_types.yaml" in warning

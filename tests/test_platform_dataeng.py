@@ -12,9 +12,8 @@ import pytest
 from components import charts
 from components.platform import airflow, jupyterhub, spark
 from tests import validators, variants
-from tests.conftest import UP_TO_PLATFORM, base_raw
+from tests.conftest import base_raw
 from tests.stores import PDB, RELEASE, SECRET, chart_of, config_problems, policy, ports, string_data
-from tools import mockrun
 from tools.mockrun import Run, Secret
 
 HTTPROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
@@ -23,20 +22,15 @@ POD_MONITOR = "kubernetes:monitoring.coreos.com/v1:PodMonitor"
 NAMESPACE = "kubernetes:core/v1:Namespace"
 CONFIG_FILE = "kubernetes:yaml/v2:ConfigFile"
 OURS = ("airflow", "spark-operator", "spark-jobs", "jupyterhub")
-ENABLE_ALL = {"airflow": {"enabled": True, "dagsRepo": "https://gitlab.example.com/data/dags.git",
-                          "dagsPath": "dags"},
-              "spark": {"enabled": True, "requestsCpu": "8", "requestsMemory": "32Gi", "limitsMemory": "48Gi",
-                        "pods": 50},
-              "jupyterhub": {"enabled": True, "userCpuLimit": "4", "userMemoryLimit": "16Gi",
-                             "userCpuGuarantee": "1", "userMemoryGuarantee": "4Gi", "userStorageSize": "20Gi",
-                             "idleTimeoutMinutes": 30}}
+ENABLE_ALL = variants.DATA_ENGINEERING_ON
 
 
 @pytest.fixture(scope="module")
 def staging_on() -> Run:
     """Staging turns the data stack off (config/profiles.py); this run turns it on, with non-default settings. The
-    variants leave the ad services out (UP_TO_PLATFORM): they add only their own objects, which no test here reads."""
-    return mockrun.run_stack("staging", {"platform": ENABLE_ALL, "layers": UP_TO_PLATFORM})
+    run (shared with test_platform_observability, which turns logs and traces off: tests/variants.py) leaves the ad
+    services out."""
+    return variants.staging_data_on()
 
 
 @pytest.fixture(scope="module")

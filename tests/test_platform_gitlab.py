@@ -23,7 +23,6 @@ from policy.rules import Subject, no_plaintext_secrets, walk
 from tests import validators, variants
 from tests.conftest import SECRET_KEYS, base_raw, k3s_config, script_param
 from tests.stores import RELEASE, SECRET, chart_of, config_problems, policy, ports, stack_config, string_data
-from tools import mockrun
 from tools.mockrun import Run
 
 NS = "kubernetes:core/v1:Namespace"
@@ -36,19 +35,14 @@ ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
 CLUSTER_RBAC = ("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole",
                 "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding")
 RUNNER_TOKEN_VALUE = variants.RUNNER_TOKEN_VALUE
-EXTERNAL_S3 = {"endpoint": "https://nbg1.your-objectstorage.com", "region": "nbg1", "bucketPrefix": "adp-staging"}
+EXTERNAL_S3 = variants.GITLAB_S3
 
 
 @pytest.fixture(scope="module")
 def small() -> Run:
-    """Staging (one of everything) with GitLab on, its objects in the provider's S3 (backend external)."""
-    values, secret = mockrun.stack_config("staging")
-    values["adplatform:platform"] = {"gitlab": {"enabled": True}}
-    values["adplatform:dataPlane"] = {"objectStorage": {"backend": "external", "external": EXTERNAL_S3}}
-    values["adplatform:objectStorageAccessKeyId"] = "offline-provider-key-id"
-    values["adplatform:objectStorageSecretAccessKey"] = "offline-provider-secret-key"
-    secret |= {"adplatform:objectStorageAccessKeyId", "adplatform:objectStorageSecretAccessKey"}
-    return mockrun.run(values, secret, "staging")
+    """Staging (one of everything) with GitLab on, its objects in the provider's S3 (backend external): a variant
+    shared with test_ads (tests/variants.py)."""
+    return variants.staging_gitlab()
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +178,7 @@ def test_external_object_storage_uses_the_providers_endpoint_and_bucket_names(sm
     connection = yaml.safe_load(secret_data(small, "gitlab-object-storage")["connection"])
     assert connection["endpoint"] == EXTERNAL_S3["endpoint"] and connection["region"] == "nbg1"
     assert connection["path_style"] is False
-    assert connection["aws_access_key_id"] == "offline-provider-key-id"
+    assert connection["aws_access_key_id"] == variants.GITLAB_S3_KEY_ID
     storage = yaml.safe_load(secret_data(small, "gitlab-registry-storage")["config"])["s3"]
     assert storage["bucket"] == "adp-staging-registry" and storage["regionendpoint"] == EXTERNAL_S3["endpoint"]
     assert gitlab_values(small)["registry"]["storage"]["redirect"] == {"disable": False}

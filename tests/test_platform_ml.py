@@ -16,7 +16,7 @@ from components.data import objectstore, postgres
 from components.platform import kubeflow, mlflow
 from config.platform import NEEDS
 from tests import validators, variants
-from tests.conftest import ROOT, UP_TO_PLATFORM, base_raw
+from tests.conftest import ROOT, base_raw
 from tests.netpol import PROMETHEUS_PEER
 from tests.stores import PDB, RELEASE, SECRET, chart_of, config_problems, policy, ports, string_data
 from tools import mockrun
@@ -33,7 +33,7 @@ NAMESPACE = "kubernetes:core/v1:Namespace"
 PASSWORD = "random:index/randomPassword:RandomPassword"
 OURS = (mlflow.NAMESPACE, kubeflow.NAMESPACE)
 IN_CLUSTER_S3 = f"http://{objectstore.S3_SERVICE}.{objectstore.NAMESPACE}.svc:{objectstore.S3_PORT}"
-EXTERNAL_S3 = "https://fsn1.your-objectstorage.com"
+EXTERNAL_S3 = variants.EXTERNAL_S3["endpoint"]
 OVERLAY = ROOT / kubeflow.KUSTOMIZATION
 CLUSTER_OVERLAY = ROOT / kubeflow.CLUSTER_KUSTOMIZATION
 # Every Deployment of upstream's env/platform-agnostic at 2.17.0 but the removed SeaweedFS, with its container.
@@ -56,17 +56,9 @@ def disabled() -> Run:
 
 @pytest.fixture(scope="module")
 def staging_external() -> Run:
-    """Staging (one replica) with both on and the provider's S3 instead of the in-cluster store."""
-    values, secret = mockrun.stack_config("staging")
-    values["adplatform:platform"] = {"mlflow": {"enabled": True},
-                                     "kubeflow": {"enabled": True, "databaseStorageSize": "50Gi"}}
-    values["adplatform:dataPlane"] = {"objectStorage": {
-        "backend": "external", "external": {"endpoint": EXTERNAL_S3, "region": "fsn1", "bucketPrefix": "adp-stg"}}}
-    values["adplatform:objectStorageAccessKeyId"] = "external-access-key"
-    values["adplatform:objectStorageSecretAccessKey"] = "external-secret-key"
-    secret |= {"adplatform:objectStorageAccessKeyId", "adplatform:objectStorageSecretAccessKey"}
-    values["adplatform:layers"] = UP_TO_PLATFORM
-    return mockrun.run(values, secret, "staging")
+    """Staging (one replica) with both on and the provider's S3 instead of the in-cluster store (a variant shared
+    with other files: tests/variants.py)."""
+    return variants.staging_external()
 
 
 def values(run: Run) -> dict:
@@ -438,18 +430,18 @@ def test_kfp_metrics_are_scraped(production):
 def test_provider_s3_is_used_over_https_by_both(staging_external):
     store = config_map(staging_external, "kubeflow-object-store")
     assert store == {"endpoint": EXTERNAL_S3, "host": "fsn1.your-objectstorage.com", "port": "443",
-                     "secure": "true", "bucket": "adp-stg-ml-artifacts", "region": "fsn1"}
+                     "secure": "true", "bucket": "adp-stage-ml-artifacts", "region": "fsn1"}
     launcher = config_map(staging_external, "kubeflow-launcher")
-    assert launcher["defaultPipelineRoot"] == "s3://adp-stg-ml-artifacts/v2/artifacts"
+    assert launcher["defaultPipelineRoot"] == "s3://adp-stage-ml-artifacts/v2/artifacts"
     provider = yaml.safe_load(launcher["providers"])["s3"]["default"]
     assert provider["disableSSL"] is False and provider["forcePathStyle"] is False
     argo = yaml.safe_load(config_map(staging_external, "kubeflow-workflow-controller")["artifactRepository"])["s3"]
     assert argo["endpoint"] == "fsn1.your-objectstorage.com" and argo["insecure"] is False
     keys = string_data(staging_external.named("kubeflow-artifact-credentials", SECRET))
-    assert keys == {"accesskey": "external-access-key", "secretkey": "external-secret-key"}
+    assert keys == {"accesskey": "stage-object-key", "secretkey": "stage-object-secret"}
     env = values(staging_external)["extraEnvVars"]
     assert env["MLFLOW_S3_ENDPOINT_URL"] == EXTERNAL_S3 and env["MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE"] == "auto"
-    assert values(staging_external)["artifactRoot"]["s3"]["bucket"] == "adp-stg-mlflow-artifacts"
+    assert values(staging_external)["artifactRoot"]["s3"]["bucket"] == "adp-stage-mlflow-artifacts"
 
 
 # --- switches, config errors, schemas ---------------------------------------------------------------------------

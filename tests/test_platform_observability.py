@@ -12,8 +12,8 @@ from components import charts
 from components.platform import logs, traces
 from components.platform.context import LOKI_URL, OTLP_GATEWAY_HOST, TEMPO_URL
 from config.platform import retention_hours
-from tests import validators
-from tests.conftest import SECRET_KEYS, base_raw
+from tests import validators, variants
+from tests.conftest import base_raw
 from tests.stores import (PDB, RELEASE, SECRET, chart_of, config_problems, policy, ports, stack_config, stack_taints,
                           string_data, tolerates)
 from tools import mockrun
@@ -23,8 +23,6 @@ NS = "kubernetes:core/v1:Namespace"
 SERVICE = "kubernetes:core/v1:Service"
 GRAFANA_COMMUNITY = "https://grafana-community.github.io/helm-charts"
 OTEL_CHARTS = "https://open-telemetry.github.io/opentelemetry-helm-charts"
-EXTERNAL = {"endpoint": "https://fsn1.your-objectstorage.com", "region": "fsn1", "bucketPrefix": "adp-stage"}
-OBJECT_KEYS = {"objectStorageAccessKeyId": "stage-object-key", "objectStorageSecretAccessKey": "stage-object-secret"}
 STACKS = ("production", "staging")
 
 
@@ -35,19 +33,14 @@ def run(request) -> Run:
 
 @pytest.fixture(scope="module")
 def switched_off() -> Run:
-    """Staging with both switched off (one whole-program run)."""
-    return mockrun.run_stack("staging", {"platform": {"logs": {"enabled": False}, "traces": {"enabled": False}}})
+    """Staging with both switched off (a run shared with test_platform_dataeng: tests/variants.py)."""
+    return variants.staging_data_on()
 
 
 @pytest.fixture(scope="module")
 def external() -> Run:
-    """Staging on the provider's S3 (HTTPS, virtual-hosted buckets `<prefix>-<purpose>`)."""
-    raw = base_raw(profile="staging", clusterServices={"tls": {"acmeEmail": "ops@example.com"}},
-                   dataPlane={"objectStorage": {"backend": "external", "external": EXTERNAL}}, **OBJECT_KEYS)
-    values = {f"adplatform:{k}": v for k, v in raw.items()}
-    values["hcloud:token"] = "test-token"
-    secret = {f"adplatform:{k}" for k in (*SECRET_KEYS, *OBJECT_KEYS)} | {"hcloud:token"}
-    return mockrun.run(values, secret, "staging-external")
+    """Staging on the provider's S3 (HTTPS, virtual-hosted buckets `<prefix>-<purpose>`; shared: tests/variants.py)."""
+    return variants.staging_external()
 
 
 def values(run: Run, release: str) -> dict:

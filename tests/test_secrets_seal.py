@@ -16,15 +16,14 @@ from components.services import secrets
 from config import ConfigError
 from providers import aws, gcp
 from providers.base import Seal, seal_type
-from tests.cloud_stacks import config_problems, run_cloud
-from tests.conftest import SECRET_KEYS, base_raw, lower_layers, run_raw, stack_run
+from tests.cloud_stacks import AWS_PRODUCTION_CLUSTER, AWS_REGION, cloud_production, config_problems, run_cloud
+from tests.conftest import UP_TO_SERVICES, SECRET_KEYS, base_raw, lower_layers, run_raw, stack_run
 from tools import mockrun
 from tools.mockrun import OfflineMocks, Secret
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 SECRET = "kubernetes:core/v1:Secret"
 PASSWORD = "random:index/randomPassword:RandomPassword"
-AWS_REGION = {"aws:region": "eu-central-1"}
 EXCLUDED = {"velero.io/exclude-from-backup": "true"}
 
 
@@ -114,7 +113,7 @@ def test_aws_seal_user_may_only_encrypt_decrypt_and_describe_that_key(aws_run):
 
 
 def test_the_seal_key_is_protected_in_production():
-    run = run_cloud(base_raw(provider="aws"), AWS_REGION, stack="production-aws")
+    run = cloud_production("aws", AWS_REGION, AWS_PRODUCTION_CLUSTER)  # tests/test_aws.py's run
     assert run.named("openbao-seal", "aws:kms/key:Key").protect
     assert_no_in_cluster_key(run)
 
@@ -166,8 +165,8 @@ def test_hetzner_keeps_the_static_in_cluster_key(production):
 
 def test_migration_keeps_the_static_seal_disabled_beside_the_kms_seal():
     run = run_cloud(base_raw(provider="aws", profile="staging", clusterServices={
-        **base_raw()["clusterServices"], "secrets": {"seal": {"type": "kms", "migrateFromStatic": True}}}),
-        AWS_REGION, stack="staging-aws")
+        **base_raw()["clusterServices"], "secrets": {"seal": {"type": "kms", "migrateFromStatic": True}}},
+        layers=UP_TO_SERVICES), AWS_REGION, stack="staging-aws")  # OpenBao is a cluster service
     config = server(run)["ha"]["raft"]["config"]
     static = seal_block(run, "static")
     assert 'disabled = "true"' in static and "openbao-unseal-key/key" in static
@@ -307,7 +306,8 @@ def test_transit_opens_egress_to_the_transit_port_only(transit_run):
 
 
 def test_migration_from_static_to_transit_keeps_the_old_seal_disabled():
-    run = run_transit(transit_raw({**TRANSIT, "address": "https://192.168.50.10"}, migrateFromStatic=True))
+    raw = transit_raw({**TRANSIT, "address": "https://192.168.50.10"}, migrateFromStatic=True)
+    run = run_transit({**raw, "layers": UP_TO_SERVICES})  # OpenBao is a cluster service
     config = server(run)["ha"]["raft"]["config"]
     assert 'disabled = "true"' in seal_block(run, "static") and "disabled" not in seal_block(run, "transit")
     assert config.index('seal "static"') < config.index('seal "transit"')

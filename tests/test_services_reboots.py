@@ -11,7 +11,8 @@ from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS
 from components.services import reboots
 from config import ConfigError, load
 from config.services import Reboots
-from tests.conftest import SECRET_KEYS, base_raw, k3s_config, run_raw
+from tests import variants
+from tests.conftest import SECRET_KEYS, base_raw, k3s_config
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 NAMESPACE = "kubernetes:core/v1:Namespace"
@@ -100,9 +101,7 @@ def test_metrics_scraped_after_the_monitoring_crds(production):
 
 
 def test_disabled_installs_nothing():
-    raw = base_raw()
-    raw["clusterServices"] = {**raw["clusterServices"], "reboots": {"enabled": False}}
-    run = run_raw(raw)
+    run = variants.services_variant()  # kured off (a run shared with other files)
     assert not [r for r in run.resources if r.name in ("kured", "ns-kured")]
 
 

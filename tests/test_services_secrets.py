@@ -14,7 +14,7 @@ from components import charts
 from components.services import secrets
 from config import ConfigError, load
 from providers.hetzner import STORAGE_CLASS
-from tests import validators
+from tests import validators, variants
 from components.layer import EXCLUDE_FROM_BACKUP
 from tests.conftest import SECRET_KEYS, base_raw, run_raw
 from tests.netpol import PROMETHEUS_PEER
@@ -24,8 +24,7 @@ RELEASE = "kubernetes:helm.sh/v3:Release"
 STORE = "kubernetes:external-secrets.io/v1:SecretStore"
 CERT = "kubernetes:cert-manager.io/v1:Certificate"
 JOB = "kubernetes:batch/v1:Job"
-TEAMS = [{"name": "bidding"}, {"name": "analytics"}]
-RECIPIENT = (Path(__file__).parent / "fixtures" / "recovery-recipient.asc").read_text()  # a throwaway test key
+TEAMS, RECIPIENT = variants.TEAMS, variants.RECIPIENT
 SERVICES = {"tls": {"acmeEmail": "ops@example.com"},
             "backups": {"s3": {"endpoint": "https://fsn1.your-objectstorage.com", "region": "fsn1",
                                "bucket": "adp-test-backups"}}}
@@ -42,9 +41,9 @@ def vault_run():
 
 @pytest.fixture(scope="module")
 def teams_run():
-    """Two team namespaces consume the store; the unseal key goes to one PGP recipient."""
-    return run_raw(base_raw(clusterServices={**SERVICES, "teams": TEAMS,
-                                             "secrets": {"recoveryPgpKeys": [RECIPIENT]}}))
+    """Two team namespaces consume the store; the unseal key goes to one PGP recipient (a run shared with other
+    files: tests/variants.py)."""
+    return variants.services_variant()
 
 
 def test_openbao_runs_three_raft_voters_one_per_node_with_a_budget(production):

@@ -14,8 +14,7 @@ import pytest
 
 from components.services import secrets, secrets_sso
 from config.platform import oauth_client_id
-from tests import validators
-from tests.conftest import base_raw, run_raw
+from tests import validators, variants
 from tests.stores import SECRET, string_data
 
 JOB = "kubernetes:batch/v1:Job"
@@ -41,8 +40,9 @@ def role_body(script: str) -> dict:
 
 @pytest.fixture(scope="module")
 def no_sso():
-    """No platform layer (run_raw's default): no GitLab to log in with."""
-    return run_raw(base_raw())
+    """No platform layer (run_raw's default): no GitLab to log in with (a run shared with other files:
+    tests/variants.py)."""
+    return variants.services_variant()
 
 
 def test_the_ui_logs_in_with_gitlab_and_only_the_admins_groups_get_in(production):

@@ -8,10 +8,12 @@ touches). Add a switch here rather than a new production variant when it does no
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 from config.ads import REGISTRY_TOKEN
 from config.rules import RUNNER_TOKEN
+from tests.runs import UP_TO_PLATFORM, base_raw, run_raw
 from tools import mockrun
 from tools.mockrun import Run
 
@@ -86,3 +88,89 @@ def production_quiet() -> Run:
     values["adplatform:dataPlane"] = {"scylladb": {"enabled": False}, "clickhouse": {"enabled": False}}
     values["adplatform:alertingSecrets"] = {"ops-slack": SLACK_URL, "oncall": PAGER_KEY}
     return mockrun.run(values, secret | {"adplatform:alertingSecrets"}, "production")
+
+
+# tests/test_data_objectstore.py, tests/test_platform_observability.py, tests/test_platform_ml.py: the provider's S3
+# (backend external) instead of the in-cluster store, with MLflow and Kubeflow on in staging (one replica of
+# everything). Each file asserts on its own consumers of the store. GitLab stays off (test_platform_ml asserts that
+# without single sign-on the Kubeflow UI is not published).
+EXTERNAL_S3 = {"endpoint": "https://fsn1.your-objectstorage.com", "region": "fsn1", "bucketPrefix": "adp-stage"}
+OBJECT_KEYS = {"objectStorageAccessKeyId": "stage-object-key", "objectStorageSecretAccessKey": "stage-object-secret"}
+
+
+def staging_external() -> Run:
+    """Staging with the switches above, without the ad services (UP_TO_PLATFORM: they add only their own objects,
+    which none of those files reads); through the run cache, like production_variant."""
+    values, secret = mockrun.stack_config("staging")
+    values["adplatform:platform"] = {"mlflow": {"enabled": True},
+                                     "kubeflow": {"enabled": True, "databaseStorageSize": "50Gi"}}
+    values["adplatform:dataPlane"] = {"objectStorage": {"backend": "external", "external": dict(EXTERNAL_S3)}}
+    values["adplatform:layers"] = dict(UP_TO_PLATFORM)
+    values.update({f"adplatform:{k}": v for k, v in OBJECT_KEYS.items()})
+    return mockrun.run(values, secret | {f"adplatform:{k}" for k in OBJECT_KEYS}, "staging")
+
+
+# tests/test_platform_dataeng.py: Airflow, Spark and JupyterHub on in staging (its profile turns them off), with
+# non-default settings; tests/test_platform_observability.py: logs and traces off.
+DATA_ENGINEERING_ON = {
+    "airflow": {"enabled": True, "dagsRepo": "https://gitlab.example.com/data/dags.git", "dagsPath": "dags"},
+    "spark": {"enabled": True, "requestsCpu": "8", "requestsMemory": "32Gi", "limitsMemory": "48Gi", "pods": 50},
+    "jupyterhub": {"enabled": True, "userCpuLimit": "4", "userMemoryLimit": "16Gi", "userCpuGuarantee": "1",
+                   "userMemoryGuarantee": "4Gi", "userStorageSize": "20Gi", "idleTimeoutMinutes": 30}}
+OBSERVABILITY_OFF = {"logs": {"enabled": False}, "traces": {"enabled": False}}
+
+
+def staging_data_on() -> Run:
+    """Staging with the switches above, without the ad services (UP_TO_PLATFORM: they add only their own objects,
+    which neither file reads); through the run cache, like production_variant."""
+    platform = {**copy.deepcopy(DATA_ENGINEERING_ON), **OBSERVABILITY_OFF}
+    return mockrun.run_stack("staging", {"platform": platform, "layers": dict(UP_TO_PLATFORM)})
+
+
+# tests/test_services_secrets.py: two team namespaces consume the secrets store, the unseal key goes to one PGP
+# recipient; tests/test_services_secrets_sso.py: no platform layer (run_raw's default), so no GitLab to log in with;
+# tests/test_services_reboots.py: kured off.
+TEAMS = [{"name": "bidding"}, {"name": "analytics"}]
+RECIPIENT = (Path(__file__).parent / "fixtures" / "recovery-recipient.asc").read_text()  # a throwaway test key
+
+
+def services_variant() -> Run:
+    """A raw config's run (up to the data plane) with the switches above; through the run cache, like
+    production_variant."""
+    raw = base_raw()
+    raw["clusterServices"] = {**raw["clusterServices"], "teams": copy.deepcopy(TEAMS),
+                              "secrets": {"recoveryPgpKeys": [RECIPIENT]}, "reboots": {"enabled": False}}
+    return run_raw(raw)
+
+
+# tests/test_data_redpanda.py: the console off, 24 h retention; tests/test_data_dragonfly.py: 2 CPUs, 6Gi and hourly
+# snapshots; tests/test_data_drills.py: drills monthly but ClickHouse's daily, PostgreSQL backing up every 6 h.
+DATA_PLANE = {"redpanda": {"console": False, "retentionHours": 24},
+              "dragonfly": {"cpu": "2", "memory": "6Gi", "snapshotSchedule": "0 * * * *"},
+              "drills": {"schedule": "0 3 1 * *", "schedules": {"clickhouse": "0 5 * * *"}},
+              "postgres": {"backupSchedule": "0 */6 * * *"}}
+
+
+def data_variant() -> Run:
+    """A raw config's run (up to the data plane) with the stores' settings above; through the run cache, like
+    production_variant."""
+    return run_raw(base_raw(dataPlane=copy.deepcopy(DATA_PLANE)))
+
+
+# tests/test_platform_gitlab.py: GitLab on in staging, its objects in the provider's S3 (backend external);
+# tests/test_ads.py: bidding on an io_uring runtime (its own seccomp profile, installed on every node).
+GITLAB_S3 = {"endpoint": "https://nbg1.your-objectstorage.com", "region": "nbg1", "bucketPrefix": "adp-staging"}
+GITLAB_S3_KEY_ID = "offline-provider-key-id"
+
+
+def staging_gitlab() -> Run:
+    """Staging (one of everything, every layer) with the switches above; through the run cache, like
+    production_variant."""
+    values, secret = mockrun.stack_config("staging")
+    values["adplatform:platform"] = {"gitlab": {"enabled": True}}
+    values["adplatform:dataPlane"] = {"objectStorage": {"backend": "external", "external": dict(GITLAB_S3)}}
+    values["adplatform:adServices"] = {"services": {"bidding": {"ioUring": True}}}
+    values["adplatform:objectStorageAccessKeyId"] = GITLAB_S3_KEY_ID
+    values["adplatform:objectStorageSecretAccessKey"] = "offline-provider-secret-key"
+    secret |= {"adplatform:objectStorageAccessKeyId", "adplatform:objectStorageSecretAccessKey"}
+    return mockrun.run(values, secret, "staging")
