@@ -105,7 +105,7 @@ class DataPlane(pulumi.ComponentResource):
             parent=self, k8s=cluster.provider, settings=cfg.data_plane, cluster=cfg.cluster, stack=loaded.stack,
             domain=cfg.domain, ha=loaded.profile.strict, protect=loaded.profile.protect,
             storage_class=services.storage_class, xfs_storage_class=services.xfs_storage_class,
-            general_storage_class=services.storage_class, scratch_classes=services.storage.scratch_classes,
+            general_storage_class=services.storage_class, scratch_of=services.storage.scratch_of,
             local_nvme=local_nvme, gateway=services.gateway, cluster_issuer=services.cluster_issuer,
             placements={store: placement(cfg, role) for store, role in STORE_ROLES.items()},
             backup=None, drills=drilled_stores(cfg), consumers=store_consumers(cfg), velero=services.backups,

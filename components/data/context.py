@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import pulumi
@@ -82,8 +82,9 @@ class DataContext(LayerContext):
     placements: dict[str, Placement]  # store (STORE_ROLES key) -> where it runs
     backup: BackupTargets | None  # where stores back up to (None: backups off), see DataPlane._backup_targets
     drills: tuple[str, ...] = ()  # stores whose restore is drilled (config/rules.py drilled_stores)
-    # storage_class -> its volumes deleted with their claim (providers/base.py Storage.scratch_classes)
-    scratch_classes: Mapping[str, str] = field(default_factory=dict)
+    # A class -> the same volumes deleted with their claim (providers/base.py Storage.scratch_of); by default the
+    # class itself (no class keeps released volumes)
+    scratch_of: Callable[[str], str] = lambda storage_class: storage_class
     # Store -> who gets a user of its own there (config/consumers.py store_consumers: the one list).
     consumers: Mapping[str, tuple[Consumer, ...]] = field(default_factory=dict)
     velero: Sequence[pulumi.Resource] = ()  # Velero installed (ClusterServices.backups): a store's Velero restore
@@ -95,7 +96,7 @@ class DataContext(LayerContext):
     def scratch_storage_class(self) -> str:
         """The store's class, deleting a volume with its claim: a scratch copy is no data, and a Retain class would
         keep (and bill) every run's volume."""
-        return self.scratch_classes.get(self.storage_class, self.storage_class)
+        return self.scratch_of(self.storage_class)
 
     def scratch_volume(self, size: str) -> dict[str, Any]:
         """A pod volume of `size`, gone with its pod, claim and cloud volume (scratch_storage_class)."""

@@ -51,6 +51,7 @@ from providers.base import Node
 
 SCRIPTS = Path(__file__).parent / "scripts"
 DRAIN_TEMPLATE = SCRIPTS / "drain.sh"
+KUBE_LIB = SCRIPTS / "kube-lib.sh"  # drain.sh's and resize.sh's kubectl as the lifecycle account
 TOKEN_TEMPLATE = SCRIPTS / "lifecycle-token.sh"
 NAMESPACE = "kube-system"
 ACCOUNT = "adplatform-node-lifecycle"
@@ -100,7 +101,7 @@ def drain_script(node: Node, api_endpoint: str, ca_data: str, token: str) -> str
         "ETCD_TIMEOUT": ETCD_TIMEOUT_SECONDS,
         "GUARD_NAMESPACE": NAMESPACE,
         "GUARD_NAME": GUARD,
-    })
+    }, libs=[KUBE_LIB])
 
 
 def cluster_ca(kubeconfig: str) -> str:

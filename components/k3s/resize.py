@@ -47,7 +47,7 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence
 import pulumi
 
 from components.k3s.config import API_PORT
-from components.k3s.lifecycle import (DRAIN_TIMEOUT_SECONDS, NAMESPACE, TOKEN_SECRET, TOKEN_TEMPLATE,
+from components.k3s.lifecycle import (DRAIN_TIMEOUT_SECONDS, KUBE_LIB, NAMESPACE, TOKEN_SECRET, TOKEN_TEMPLATE,
                                       lifecycle_kubeconfig)
 from components.remote import shell_command
 from components.shell import render
@@ -141,7 +141,7 @@ def resize_script(target: ResizeTarget, phase: str, token: str) -> str:
         "KUBECONFIG_YAML": lifecycle_kubeconfig(f"https://127.0.0.1:{API_PORT}", {"certificate-authority": SERVER_CA},
                                                 token),
         "DRAIN_TIMEOUT": DRAIN_TIMEOUT_SECONDS, "READY_TIMEOUT": READY_TIMEOUT_SECONDS,
-    })
+    }, libs=[KUBE_LIB])
 
 
 @dataclass

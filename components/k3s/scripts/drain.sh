@@ -14,12 +14,7 @@ shopt -s inherit_errexit  # a failure inside $(...) stops the script too
 # @params
 source lib.sh
 
-kubeconfig=$(mktemp)
-trap 'rm -f "$kubeconfig"' EXIT
-chmod 0600 "$kubeconfig"
-printf '%s\n' "$KUBECONFIG_YAML" >"$kubeconfig"  # components/k3s/lifecycle.py lifecycle_kubeconfig
-
-kube() { k3s kubectl --kubeconfig "$kubeconfig" --request-timeout=20s "$@"; }
+open_kubeconfig  # kube-lib.sh
 
 if ! guard=$(kube -n "$GUARD_NAMESPACE" get configmap "$GUARD_NAME" --ignore-not-found -o name); then
   log "the Kubernetes API at $API_SERVER does not answer: nothing to drain $NODE_NAME to; not draining it"

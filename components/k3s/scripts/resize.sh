@@ -13,12 +13,7 @@ shopt -s inherit_errexit  # a failure inside $(...) stops the script too
 # @params
 source lib.sh
 
-kubeconfig=$(mktemp)
-trap 'rm -f "$kubeconfig"' EXIT
-chmod 0600 "$kubeconfig"
-printf '%s\n' "$KUBECONFIG_YAML" >"$kubeconfig"  # components/k3s/lifecycle.py lifecycle_kubeconfig
-
-kube() { k3s kubectl --kubeconfig "$kubeconfig" --request-timeout=20s "$@"; }
+open_kubeconfig  # kube-lib.sh
 
 if [ "$PHASE" = drain ]; then
   # An assignment, so an API error here stops the script (and the resize) instead of reading as "no such node".
