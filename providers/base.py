@@ -346,7 +346,7 @@ class Infrastructure:
     install_seal: SealInstaller | None = None
     # Node name -> where that node joins (and its drain reaches the API), where that differs from
     # `api_private_endpoint`: over the internet, the servers of a provider whose public balancer does not serve its
-    # own backends join at its private one (Provider.servers_join_privately, providers/hybrid.py join_endpoints).
+    # own backends join at its private one (Provider.servers_join_privately, providers/hybrid.py server_join_endpoints).
     join_endpoints: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
 
     def profile_of(self, node_name: str) -> ClusterProfile:

@@ -16,8 +16,8 @@ The API path over the internet survives losing any one server: Cilium uses each 
 (components/k3s/cilium.py NODE_LOCAL_API), a joined node's K3s follows every server through its client-side load
 balancer, and with several servers nodes join at the stack provider's public API balancer (join_endpoint,
 internet_problems), except that provider's own servers where its public balancer does not serve its own backends
-(GCP: server_join_endpoints). Autoscaled pools are refused: the firewalls admit nodes by address, known only for the nodes
-Pulumi creates.
+(GCP: server_join_endpoints). Autoscaled pools are refused: the firewalls admit nodes by address, known only for the
+nodes Pulumi creates.
 """
 
 from __future__ import annotations
@@ -405,9 +405,9 @@ def over_internet(infra: Infrastructure, parts: Sequence[Infrastructure], balanc
     CLUSTER_PORTS (nodes of the same provider included: they talk over public addresses too).
 
     The nodes join at (and drains run against) `join_endpoint`, the stack provider's servers at
-    `server_join_endpoints` where `servers_private` (Provider.servers_join_privately). Once joined, a node's K3s reaches the API through
-    its client-side load balancer, which follows every server, and Cilium through the node-local endpoint
-    (components/k3s/cilium.py): neither depends on the join address.
+    `server_join_endpoints` where `servers_private` (Provider.servers_join_privately). Once joined, a node's K3s
+    reaches the API through its client-side load balancer, which follows every server, and Cilium through the
+    node-local endpoint (components/k3s/cilium.py): neither depends on the join address.
     """
     nodes = [dataclasses.replace(n, private_ip=n.public_ip) for n in infra.nodes]
     everyone = [PeerAddress(n.name, n.public_ip.apply(_single)) for n in nodes]
@@ -477,5 +477,5 @@ def cilium_values(stack_values: dict, link_mtu: int) -> dict:
 
 
 __all__ = ["COUPLINGS", "INTERNET", "Coupling", "cilium_values", "combine", "coupling", "create", "over_internet", "combined_storage", "pool_roles", "store_storage_problems",
-           "credential_problems", "internet_problems", "join_endpoint", "part", "server_join_endpoints", "peer_quota_problems",
-           "peer_rules", "providers_used", "validate"]
+           "credential_problems", "internet_problems", "join_endpoint", "part", "peer_quota_problems",
+           "peer_rules", "providers_used", "server_join_endpoints", "validate"]
