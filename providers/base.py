@@ -344,9 +344,16 @@ class Infrastructure:
     admit_peers: PeerAdmitter | None = None
     # The provider's key management service as OpenBao's auto-unseal (Provider.kms_seal); None: it has none.
     install_seal: SealInstaller | None = None
+    # Node name -> where that node joins (and its drain reaches the API), where that differs from
+    # `api_private_endpoint`: over the internet, the servers of a provider whose public balancer does not serve its
+    # own backends join at its private one (Provider.servers_join_privately, providers/hybrid.py server_join_endpoints).
+    join_endpoints: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
 
     def profile_of(self, node_name: str) -> ClusterProfile:
         return self.node_profiles.get(node_name, self.cluster)
+
+    def join_endpoint_of(self, node_name: str) -> pulumi.Output[str]:
+        return self.join_endpoints.get(node_name, self.api_private_endpoint)
 
     @property
     def servers(self) -> list[Node]:
@@ -499,9 +506,13 @@ class Provider(Protocol):
     peer_quota: PeerQuota | None
     # Nodes of other providers can reach its public API balancer (cluster.apiLoadBalancer.public) and join through it
     # (providers/hybrid.py): it admits every address (Hetzner), or its `admit_peers` admits every cluster node's on the
-    # API port (AWS: the balancer's security group; Azure: the nodes' NSG, which sees the client's address). Absent or
-    # False: other providers' nodes cannot join there (GCP: providers/gcp.py says why).
+    # API port (AWS: the balancer's security group; Azure and GCP: the nodes' NSG or VPC firewall, which see the
+    # client's address). Absent or False: other providers' nodes cannot join there.
     public_api_balancer_admits_peers: bool
+    # Its own K3s servers cannot join at its public API balancer, so over the internet they join at its private one
+    # (Infrastructure.api_private_endpoint, reachable inside its network) while every other node joins at the public
+    # one (GCP: providers/gcp.py says why). Absent or False: every node joins at the public balancer.
+    servers_join_privately: bool
     # As a hybrid cluster's secondary (no K3s servers of its own) it installs its own CSI driver and classes on its own
     # nodes, so its pools may host stores (providers/hybrid.py pool_roles; AWS, GCP). Absent or False: stateless pools
     # only there; `secondary_storage_gap` (optional) ends the refusal's message with why.

@@ -227,11 +227,13 @@ class Gcp:
     credentials = CREDENTIALS
     zonal_node_groups = True  # managed instance groups are zonal
     internet_peering = True  # PUBLIC_ADDRESS_COMMAND puts the public address where K3s can register with it
-    # Its public API balancer is not one other providers' nodes join at (providers/hybrid.py internet_problems), though
-    # the firewall's peer rule on 6443 admits them: it is passthrough, and the guest environment puts a passthrough
-    # forwarding rule's address on each of its backends as a local address, so a K3s server joining through it would
-    # reach its own API server, not yet running (why the internal balancer is a proxy: _internal_proxy_lb).
-    public_api_balancer_admits_peers = False
+    # Other providers' nodes join at its public API balancer: it is passthrough, so the servers see each client's own
+    # address, and the VPC firewall's peer rule on 6443 (_admit_peers) names every cluster node's.
+    public_api_balancer_admits_peers = True
+    # Its servers do not: the guest environment puts a passthrough forwarding rule's address on each of its backends
+    # as a local address, so a K3s server joining through it would reach its own API server, not yet running. They
+    # join at the internal proxy balancer inside the VPC instead (_internal_proxy_lb), as on a GCP-only stack.
+    servers_join_privately = True
     # As a hybrid cluster's secondary (providers/hybrid.py pool_roles) it installs its own PD CSI driver and classes
     # on its own nodes, which run as the nodes' service account with the driver's rights: it may host stores.
     secondary_storage = True
@@ -624,7 +626,8 @@ class GcpInfrastructure(ProviderInfrastructure):
         proxy = gcp.compute.RegionTargetTcpProxy("api-internal", name=gcp_name(self._prefix, "api-internal"),
                                                  project=self._project, region=self._region,
                                                  backend_service=backend.id, opts=self._opts())
-        # Every node's K3s joins at this address: production never loses it.
+        # The nodes' K3s join at this address (over the internet, the GCP servers: Gcp.servers_join_privately):
+        # production never loses it.
         address = gcp.compute.Address("api-internal", name=gcp_name(self._prefix, "api-internal"),
                                       project=self._project, region=self._region, address_type="INTERNAL",
                                       subnetwork=self.subnet.id, opts=self._opts(protect=True))
@@ -637,8 +640,9 @@ class GcpInfrastructure(ProviderInfrastructure):
 
     def _external_passthrough_lb(self, groups: list[gcp.compute.InstanceGroup],
                                  health: gcp.compute.RegionHealthCheck) -> pulumi.Output[str]:
-        """Regional external passthrough NLB on 6443 for the deployer: client addresses reach the servers,
-        so the admin-only firewall rule on 6443 still decides who gets in."""
+        """Regional external passthrough NLB on 6443 for the deployer, and over the internet for the other providers'
+        nodes to join at: client addresses reach the servers, so the firewall rules on 6443 (the admin CIDRs', and
+        over the internet the cluster nodes', _admit_peers) still decide who gets in."""
         backend = gcp.compute.RegionBackendService(
             "api-public", name=gcp_name(self._prefix, "api-public"), project=self._project, region=self._region,
             load_balancing_scheme="EXTERNAL", protocol="TCP", health_checks=health.id,

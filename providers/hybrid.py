@@ -15,8 +15,9 @@ addresses on exactly CLUSTER_PORTS. No pair needs code of its own; other pairs a
 The API path over the internet survives losing any one server: Cilium uses each node's local API endpoint
 (components/k3s/cilium.py NODE_LOCAL_API), a joined node's K3s follows every server through its client-side load
 balancer, and with several servers nodes join at the stack provider's public API balancer (join_endpoint,
-internet_problems). Autoscaled pools are refused: the firewalls admit nodes by address, known only for the nodes
-Pulumi creates.
+internet_problems), except that provider's own servers where its public balancer does not serve its own backends
+(GCP: server_join_endpoints). Autoscaled pools are refused: the firewalls admit nodes by address, known only for the
+nodes Pulumi creates.
 """
 
 from __future__ import annotations
@@ -227,6 +228,10 @@ def _balancer_admits_peers(name: str) -> bool:
     return bool(getattr(providers.get(name), "public_api_balancer_admits_peers", False))
 
 
+def _servers_join_privately(name: str) -> bool:
+    return bool(getattr(providers.get(name), "servers_join_privately", False))
+
+
 def internet_problems(cfg: StackConfig) -> list[Problem]:
     """A cluster over the public internet: an API path that survives losing any one server, and only nodes whose
     addresses the firewalls can name."""
@@ -387,10 +392,11 @@ def create(loaded: LoadedConfig) -> Infrastructure:
     if not internet:
         return combined
     return over_internet(combined, [primary, *(s for s, link in zip(secondaries, links) if link.over_internet)],
-                         balanced=_joins_through_balancer(cfg))
+                         balanced=_joins_through_balancer(cfg), servers_private=_servers_join_privately(cfg.provider))
 
 
-def over_internet(infra: Infrastructure, parts: Sequence[Infrastructure], balanced: bool) -> Infrastructure:
+def over_internet(infra: Infrastructure, parts: Sequence[Infrastructure], balanced: bool,
+                  servers_private: bool = False) -> Infrastructure:
     """The cluster with nodes that reach each other over the public internet (INTERNET).
 
     Every node registers with its public address (K3s node-ip and a server's advertise-address are the node's
@@ -398,9 +404,10 @@ def over_internet(infra: Infrastructure, parts: Sequence[Infrastructure], balanc
     from any provider. Each part's firewall then admits exactly every node's public address on exactly
     CLUSTER_PORTS (nodes of the same provider included: they talk over public addresses too).
 
-    The nodes join at (and drains run against) `join_endpoint`. Once joined, a node's K3s reaches the API through
-    its client-side load balancer, which follows every server, and Cilium through the node-local endpoint
-    (components/k3s/cilium.py): neither depends on the join address.
+    The nodes join at (and drains run against) `join_endpoint`, the stack provider's servers at
+    `server_join_endpoints` where `servers_private` (Provider.servers_join_privately). Once joined, a node's K3s
+    reaches the API through its client-side load balancer, which follows every server, and Cilium through the
+    node-local endpoint (components/k3s/cilium.py): neither depends on the join address.
     """
     nodes = [dataclasses.replace(n, private_ip=n.public_ip) for n in infra.nodes]
     everyone = [PeerAddress(n.name, n.public_ip.apply(_single)) for n in nodes]
@@ -408,7 +415,8 @@ def over_internet(infra: Infrastructure, parts: Sequence[Infrastructure], balanc
     for each in parts:
         has_servers = any(n.spec.k3s_role == "server" for n in each.nodes)
         each.admit_peers(peer_rules(has_servers, everyone, servers))
-    return dataclasses.replace(infra, nodes=nodes, api_private_endpoint=join_endpoint(infra, nodes, balanced))
+    return dataclasses.replace(infra, nodes=nodes, api_private_endpoint=join_endpoint(infra, nodes, balanced),
+                               join_endpoints=server_join_endpoints(infra, balanced and servers_private))
 
 
 def join_endpoint(infra: Infrastructure, nodes: Sequence[Node], balanced: bool) -> pulumi.Output[str]:
@@ -418,6 +426,14 @@ def join_endpoint(infra: Infrastructure, nodes: Sequence[Node], balanced: bool) 
     if balanced:
         return infra.api_public_endpoint
     return next(n for n in nodes if n.spec.k3s_role == "server").public_ip
+
+
+def server_join_endpoints(infra: Infrastructure, private: bool) -> dict[str, pulumi.Output[str]]:
+    """Where the stack provider's servers join instead (Infrastructure.join_endpoints), when `private`: its private
+    API balancer (`infra` as the provider built it, before over_internet), which its servers reach inside its network,
+    while the public one does not serve its own backends (GCP's passthrough: providers/gcp.py). The other providers'
+    nodes have no servers here, and join at the public balancer."""
+    return {n.name: infra.api_private_endpoint for n in infra.servers} if private else {}
 
 
 def _single(address: str) -> str:
@@ -462,4 +478,4 @@ def cilium_values(stack_values: dict, link_mtu: int) -> dict:
 
 __all__ = ["COUPLINGS", "INTERNET", "Coupling", "cilium_values", "combine", "coupling", "create", "over_internet", "combined_storage", "pool_roles", "store_storage_problems",
            "credential_problems", "internet_problems", "join_endpoint", "part", "peer_quota_problems",
-           "peer_rules", "providers_used", "validate"]
+           "peer_rules", "providers_used", "server_join_endpoints", "validate"]

@@ -403,7 +403,7 @@ def test_several_servers_over_the_internet_need_a_public_balancer_every_node_rea
     found = _internet_problems(values)
     assert any(p.startswith("adplatform:cluster.apiLoadBalancer.public must be true (with apiLoadBalancer.enabled) "
                             "on a stack provider whose public API balancer the other providers' nodes reach (hetzner, aws, "
-                            "azure)")
+                            "gcp, azure)")
                and p.endswith("got 'False on provider hetzner'") for p in found), found
     values["cluster"]["controlPlane"] = {"count": 1}  # one server: its address is the API's, with or without
     assert not any("apiLoadBalancer" in p for p in _internet_problems(values))
@@ -682,7 +682,7 @@ def test_the_gcp_and_azure_limits_count_what_their_docs_limit():
 
 def test_a_gcp_stack_with_an_aws_pool_admits_servers_ports_and_registers_its_own_nodes_publicly():
     # The stack provider's nodes register with their public addresses too: GCE's K3s servers put theirs on lo.
-    # One K3s server: GCP's passthrough public balancer is no place for a server to join at (internet_problems).
+    # One K3s server and no public balancer (staging's): every node joins at the server's public address.
     values = base_raw(provider="gcp", profile="staging", cluster={"controlPlane": {"count": 1},
                                                                   "pools": [dict(EDGE, count=1, locations=None)]})
     run = run_internet({**values, "layers": UP_TO_SERVICES}, stack="staging-internet",  # nodes and firewalls only
@@ -778,8 +778,8 @@ def test_the_azure_nsg_admits_exactly_the_admin_cidrs_and_every_node_on_6443(azu
     assert peers["description"].startswith(PEER_MARK)
 
 
-@pytest.mark.parametrize("which", ["aws_primary", "azure_primary"])
-def test_the_policy_pack_passes_on_aws_and_azure_stacks_with_three_servers_over_the_internet(which, request):
+@pytest.mark.parametrize("which", ["aws_primary", "azure_primary", "gcp_primary"])
+def test_the_policy_pack_passes_on_stacks_with_three_servers_over_the_internet(which, request):
     assert model.build(request.getfixturevalue(which))["policy"]["violations"] == []
 
 
@@ -792,13 +792,77 @@ def test_the_aws_balancers_security_group_counts_against_the_quota_too():
     assert aws.api_balancer_ipv4_rules(_aws_part(cfg.admin_cidrs, public_balancer=False), rules) == 0
 
 
-def test_a_gcp_stack_with_several_servers_over_the_internet_is_still_refused_naming_the_providers_that_can():
-    # GCP's public balancer is passthrough: a joining server would reach itself (providers/gcp.py).
-    found = _internet_problems(primary_raw("gcp"), CLOUDS_SETTINGS)
+# --- three K3s servers on a GCP stack, with a pool on Hetzner over the internet -----------------------------
+# GCP's public balancer is passthrough and does not serve its own backends (providers/gcp.py): the GCP servers join at
+# the internal proxy balancer, as on a GCP-only stack; every other node at the public balancer.
+
+GCP_FORWARDING_RULE = "gcp:compute/forwardingRule:ForwardingRule"
+
+
+@pytest.fixture(scope="module")
+def gcp_primary() -> mockrun.Run:
+    return run_internet({**primary_raw("gcp"), "layers": UP_TO_SERVICES}, stack="staging-internet",
+                        settings=CLOUDS_SETTINGS)
+
+
+def _gcp_balancers(run: mockrun.Run) -> tuple[str, str]:
+    """(internal, public): the addresses of GCP's API forwarding rules."""
+    internal, public = (run.named(name, GCP_FORWARDING_RULE).inputs for name in ("api-internal", "api-public"))
+    assert (internal["loadBalancingScheme"], public["loadBalancingScheme"]) == ("INTERNAL_MANAGED", "EXTERNAL")
+    return internal["ipAddress"], public["ipAddress"]
+
+
+def test_a_gcp_stack_over_the_internet_joins_its_servers_at_the_internal_balancer_and_other_nodes_at_the_public(
+        gcp_primary):
+    internal, public = _gcp_balancers(gcp_primary)
+    assert internal and public and internal != public and public == _balancer(gcp_primary)
+    servers = {n: k3s_config(gcp_primary, n) for n in ("control-plane-1", "control-plane-2", "control-plane-3")}
+    first = servers.pop("control-plane-1")
+    assert first.get("cluster-init") is True and "server" not in first  # the first server still starts the cluster
+    assert {n: c["server"] for n, c in servers.items()} == {n: f"https://{internal}:6443" for n in servers}
+    agents = [n for n in _addresses(gcp_primary) if not n.startswith("control-plane-")]
+    assert {"general-1", "hz-1", "hz-2"} <= set(agents)  # GCP's own agents and Hetzner's
+    assert {n: k3s_config(gcp_primary, n)["server"] for n in agents} == {n: f"https://{public}:6443" for n in agents}
+    assert {internal, public} <= set(first["tls-san"])  # the certificate names both
+    # The first server probes the internal balancer before it would start a second cluster.
+    script = gcp_primary.named("k3s-control-plane-1", COMMAND).inputs["stdin"].value
+    assert script_param(script, "EXISTING_CLUSTER_PROBE") == f"https://{internal}:6443/cacerts"
+
+
+def test_gcp_drains_reach_the_api_where_each_node_joined(gcp_primary):
+    internal, public = _gcp_balancers(gcp_primary)
+    drains = {r.name.removeprefix("drain-"): r.inputs["stdin"].value
+              for r in gcp_primary.of_type(COMMAND) if r.name.startswith("drain-")}
+    for node, script in drains.items():
+        joined, other = (internal, public) if node.startswith("control-plane-") else (public, internal)
+        assert f"https://{joined}:6443" in script and f"https://{other}:6443" not in script, node
+    assert {"control-plane-1", "hz-1"} <= set(drains)
+
+
+def test_the_gcp_firewall_admits_every_node_on_6443_and_the_servers_on_etcd(gcp_primary):
+    # The public balancer is passthrough: its backends see each joining node's own address, which the peer rule on
+    # 6443 names, Hetzner's nodes included.
+    addresses = _addresses(gcp_primary)
+    servers = sorted(f"{a}/32" for n, a in addresses.items() if n.startswith("control-plane-"))
+    peers = [r.inputs for r in gcp_primary.of_type(GCP_FIREWALL) if "-in-peers-" in r.inputs["name"]]
+    rules = {(r["allows"][0]["protocol"], (r["allows"][0].get("ports") or [None])[0]): sorted(r["sourceRanges"])
+             for r in peers}
+    assert rules == {**{port: _everyone(gcp_primary) for port in AGENT_PORTS}, ("tcp", "6443"): _everyone(gcp_primary),
+                     ("tcp", "2379-2380"): servers}
+    assert {f"{addresses[n]}/32" for n in ("hz-1", "hz-2")} <= set(rules[("tcp", "6443")])
+    assert all(r["targetTags"] == ["adp-staging-internet-node"] for r in peers)
+    # ... and the servers, the balancers' backends, carry that tag.
+    tags = gcp_primary.named("control-plane-2", "gcp:compute/instance:Instance").inputs["tags"]
+    assert "adp-staging-internet-node" in tags
+
+
+def test_a_gcp_stack_with_several_servers_over_the_internet_needs_its_public_balancer():
+    values = primary_raw("gcp", apiLoadBalancer={"enabled": True, "public": False})
+    found = _internet_problems(values, CLOUDS_SETTINGS)
     assert any(p.startswith("adplatform:cluster.apiLoadBalancer.public must be true (with apiLoadBalancer.enabled) "
                             "on a stack provider whose public API balancer the other providers' nodes reach (hetzner, "
-                            "aws, azure) when pools join over the public internet with 3 K3s servers")
-               and p.endswith("got 'True on provider gcp'") for p in found), found
+                            "aws, gcp, azure) when pools join over the public internet with 3 K3s servers")
+               and p.endswith("got 'False on provider gcp'") for p in found), found
 
 
 # --- Hetzner Cloud as the other provider (an AWS stack with a pool on Hetzner) -----------------------

@@ -122,7 +122,8 @@ class K3sCluster(pulumi.ComponentResource):
                                      opts=pulumi.ResourceOptions(parent=self))
         self.ready = self._cluster_network(list(self.installs.values()))
         # Drain before delete: every node leaves the cluster before its machine goes (lifecycle.py).
-        self.lifecycle = NodeLifecycle("node-lifecycle", infra.nodes, self.installs, infra.api_private_endpoint,
+        self.lifecycle = NodeLifecycle("node-lifecycle", infra.nodes, self.installs,
+                                       {n.name: infra.join_endpoint_of(n.name) for n in infra.nodes},
                                        self.kubeconfig, self.provider, pulumi.ResourceOptions(parent=self))
         self.register_outputs({"api_endpoint": self.api_endpoint, "kubeconfig": self.kubeconfig})
 
@@ -168,7 +169,7 @@ class K3sCluster(pulumi.ComponentResource):
 
         s3_access = snapshots.access_key if snapshots else ""
         s3_secret = snapshots.secret_key if snapshots else ""
-        inputs = (node.private_ip, node.public_ip, infra.api_private_endpoint, infra.tls_sans)
+        inputs = (node.private_ip, node.public_ip, infra.join_endpoint_of(node.name), infra.tls_sans)
         script = pulumi.Output.all(self._token.result, self._agent_token.result, s3_access, s3_secret,
                                    *inputs).apply(lambda v: script_of(cluster.k3s_version, *v))
         # The trigger hashes the same script with the join tokens redacted (generated once, never

@@ -127,9 +127,10 @@ class NodeLifecycle(pulumi.ComponentResource):
     drains: dict[str, command.remote.Command]
 
     def __init__(self, name: str, nodes: list[Node], joined: Mapping[str, pulumi.Resource],
-                 api_private_endpoint: pulumi.Input[str], kubeconfig: pulumi.Output[str],
+                 join_endpoints: Mapping[str, pulumi.Input[str]], kubeconfig: pulumi.Output[str],
                  provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None):
-        """`joined`: each node's K3s install (the drain command exists once the node is in the cluster)."""
+        """`joined`: each node's K3s install (the drain command exists once the node is in the cluster);
+        `join_endpoints`: where each node joined (Infrastructure.join_endpoint_of), the API its drain reaches."""
         super().__init__("adplatform:k3s:NodeLifecycle", name, None, opts)
         first = next(n for n in nodes if n.spec.k3s_role == "server")
         token = self._token(first, joined[first.name], provider)
@@ -138,7 +139,7 @@ class NodeLifecycle(pulumi.ComponentResource):
         for _, pool in groupby(nodes, key=lambda n: n.spec.pool):
             previous: list[pulumi.Resource] = []
             for node in pool:
-                drain = self._drain(node, api_private_endpoint, ca, token, [joined[node.name], *previous])
+                drain = self._drain(node, join_endpoints[node.name], ca, token, [joined[node.name], *previous])
                 self.drains[node.name] = drain
                 previous = [drain]
         self.guard = k8s.core.v1.ConfigMap(
