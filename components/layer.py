@@ -5,7 +5,7 @@ and the ad services' context build on it)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Literal, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -22,6 +22,26 @@ def wait_for(condition: str, seconds: int) -> dict[str, str]:
     """pulumi-kubernetes await annotations for an operator's resource: `pulumi up`, and every consumer that
     depends on it, waits until the operator reports `condition` (condition=Ready, jsonpath=...)."""
     return {"pulumi.com/waitFor": condition, "pulumi.com/timeoutSeconds": str(seconds)}
+
+
+# What a workload of a layer above the cluster services can render that needs one of those services first.
+Need = Literal["volumes", "certificates", "monitors"]
+
+
+@dataclass(frozen=True)
+class Prerequisites:
+    """The cluster services a later layer's workloads wait for, by what they render (issue 22): a workload waits for
+    those it needs, not for the whole layer below."""
+
+    volumes: tuple[pulumi.Resource, ...]  # CSI driver + StorageClasses: PersistentVolumeClaims bind
+    certificates: tuple[pulumi.Resource, ...]  # cert-manager (CRDs, webhook) + ClusterIssuers: Certificates, Issuers
+    monitors: tuple[pulumi.Resource, ...]  # the Prometheus Operator CRDs: ServiceMonitor, PodMonitor
+
+    def of(self, needs: Iterable[Need]) -> list[pulumi.Resource]:
+        return [r for need in dict.fromkeys(needs) for r in getattr(self, need)]
+
+    def all(self) -> list[pulumi.Resource]:
+        return self.of(("volumes", "certificates", "monitors"))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ after)` returning its typed endpoint (components/data/endpoints.py).
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, Mapping, Sequence
 
@@ -21,6 +22,7 @@ from components.data.endpoints import BackupTargets, DataEndpoints, ObjectStoreE
 from components.data.placement import node_allocatable, placement
 from components.k3s import K3sCluster
 from components.k3s.config import etcd_snapshot_folder
+from components.layer import Need
 from components.services import ClusterServices, namespaces
 from config import LoadedConfig, Problem
 from config.errors import problem
@@ -43,6 +45,38 @@ BACKUP_URLS: dict[str, Callable[[S3Location], str]] = {
     "clickhouse": lambda backup: backup.url(),
     "postgres": lambda backup: backup.url(),
     "redpanda": lambda backup: backup.url(),
+}
+
+
+@dataclass(frozen=True)
+class StoreNeeds:
+    """What of the cluster services a store's resources wait for: what they render, nothing else (issue 22)."""
+
+    store: tuple[Need, ...]  # its custom resources, volumes, jobs, monitors (and an operator not split off)
+    operator: tuple[Need, ...] = ()  # its operator's release where the module installs it on `ctx.operator_after`
+
+
+# One place for every store. volumes: PersistentVolumeClaims (the CSI driver and StorageClasses); certificates:
+# cert-manager Certificates/Issuers (cert-manager's CRDs and webhook, the ClusterIssuers); monitors: ServiceMonitor/
+# PodMonitor (the Prometheus Operator CRDs).
+NEEDS: dict[str, StoreNeeds] = {
+    # SeaweedFS' chart renders cert-manager Certificates only with global.seaweedfs.enableSecurity, off here
+    # (templates/cert/ at 4.44); its volumes and ServiceMonitors need the rest.
+    "object_storage": StoreNeeds(store=("volumes", "monitors")),
+    # The operator's webhook certificate comes from cert-manager (scylladb/__init__.py); ServiceMonitor, volumes.
+    "scylladb": StoreNeeds(store=("volumes", "certificates", "monitors")),
+    # The brokers' TLS from the data plane's own cert-manager CA (redpanda.py); the chart's ServiceMonitor, volumes.
+    "redpanda": StoreNeeds(store=("volumes", "certificates", "monitors")),
+    # No cert-manager resource (components/data/clickhouse/); the chart's ServiceMonitor, our PodMonitors, volumes.
+    "clickhouse": StoreNeeds(store=("volumes", "monitors")),
+    # The operator's chart has no webhook, no Certificate and (serviceMonitor.enabled false by default) no monitor
+    # (charts/dragonfly-operator/templates at v1.6.1): it needs its namespace only. The instances: snapshot volumes
+    # and our PodMonitor; no TLS.
+    "dragonfly": StoreNeeds(store=("volumes", "monitors"), operator=()),
+    # CloudNativePG makes and rotates its own webhook certificate (no cert-manager annotation in the chart's webhook
+    # configurations, templates/ at cloudnative-pg-v0.29.0) and mounts no volume: its PodMonitor's CRD only. The
+    # Barman Cloud plugin's gRPC certificates are cert-manager's; the Cluster's volumes; our PodMonitor.
+    "postgres": StoreNeeds(store=("volumes", "certificates", "monitors"), operator=("monitors",)),
 }
 
 
@@ -108,8 +142,7 @@ class DataPlane(pulumi.ComponentResource):
             general_storage_class=services.storage_class, scratch_of=services.storage.scratch_of,
             local_nvme=local_nvme, gateway=services.gateway, cluster_issuer=services.cluster_issuer,
             placements={store: placement(cfg, role) for store, role in STORE_ROLES.items()},
-            backup=None, drills=drilled_stores(cfg), consumers=store_consumers(cfg), velero=services.backups,
-            monitoring_crds=services.monitoring_crds)
+            backup=None, drills=drilled_stores(cfg), consumers=store_consumers(cfg), velero=services.backups)
         objects = objectstore.endpoint(ctx, loaded.secrets) if cfg.data_plane.object_storage.enabled else None
         ctx = dataclasses.replace(ctx, backup=self._backup_targets(loaded, objects))
 
@@ -119,17 +152,25 @@ class DataPlane(pulumi.ComponentResource):
         spaces = namespaces.install(ctx, [*(spec for m in modules for spec in specs[m]), *drills.namespaces(ctx)],
                                     after=cluster.ready)
 
-        def placed(module) -> list[pulumi.Resource]:
-            """A store waits for the cluster services it needs and its own namespaces' policies."""
-            return [*services.foundations, *spaces.ready_for([s.name for s in specs[module]])]
+        def own(module) -> list[pulumi.Resource]:
+            return spaces.ready_for([s.name for s in specs[module]])
 
-        objects_ready = (objectstore.install(self._placed(ctx, services, "object_storage"), spaces, objects,
-                                             after=placed(objectstore)) if objects else [])
+        def placed(store: str, module) -> list[pulumi.Resource]:
+            """A store waits for the cluster services it renders for (NEEDS) and its own namespaces' policies."""
+            return [*services.prerequisites.of(NEEDS[store].store), *own(module)]
+
+        def context(store: str, module) -> DataContext:
+            """The store's context: its pools' storage classes, and what its operator release waits for."""
+            operator = [*services.prerequisites.of(NEEDS[store].operator), *own(module)]
+            return dataclasses.replace(self._placed(ctx, services, store), operator_after=operator)
+
+        objects_ready = (objectstore.install(context("object_storage", objectstore), spaces, objects,
+                                             after=placed("object_storage", objectstore)) if objects else [])
         objects = dataclasses.replace(objects, ready=objects_ready) if objects else None
         # Stores that back up into the in-cluster object store wait for it (and its buckets).
         backup_ready = objects_ready if ctx.backup is not None and ctx.backup.in_cluster else []
 
-        stores = {store: module.install(self._placed(ctx, services, store), spaces, [*placed(module), *backup_ready])
+        stores = {store: module.install(context(store, module), spaces, [*placed(store, module), *backup_ready])
                   for store, module in enabled.items()}
         backups = cfg.cluster_services.backups
         drilled = drills.install(ctx, spaces, loaded.secrets.reader_keys("drills"), backups.velero_schedule,

@@ -88,9 +88,9 @@ class DataContext(LayerContext):
     # Store -> who gets a user of its own there (config/consumers.py store_consumers: the one list).
     consumers: Mapping[str, tuple[Consumer, ...]] = field(default_factory=dict)
     velero: Sequence[pulumi.Resource] = ()  # Velero installed (ClusterServices.backups): a store's Velero restore
-    # The Prometheus Operator CRDs (ClusterServices.monitoring_crds): all an operator without volumes or cert-manager
-    # certificates waits for besides its namespaces' policies, so it installs alongside cert-manager.
-    monitoring_crds: Sequence[pulumi.Resource] = ()
+    # What the store's operator release waits for (DataPlane decides, from NEEDS in components/data/__init__.py): its
+    # namespaces' policies and the cluster services its chart renders for, not the store's volumes (issue 22).
+    operator_after: Sequence[pulumi.Resource] = ()
 
     @property
     def scratch_storage_class(self) -> str:

@@ -328,10 +328,13 @@ def operator_values(ctx: DataContext) -> dict[str, Any]:
 # --- install --------------------------------------------------------------------------------------------
 
 def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> DragonflyEndpoint:
-    operator = release(OPERATOR_RELEASE, charts.DRAGONFLY_OPERATOR, operator_values(ctx), ctx.opts(after),
+    # The operator waits for `ctx.operator_after` only (NEEDS in components/data/__init__.py): it installs alongside
+    # cert-manager; the instances (volumes, PodMonitor) wait for `after`.
+    operator = release(OPERATOR_RELEASE, charts.DRAGONFLY_OPERATOR, operator_values(ctx), ctx.opts(ctx.operator_after),
                        create_namespace=False)
     # The chart ships no PodDisruptionBudget (charts/dragonfly-operator/templates at v1.6.1).
-    ready = [operator, *ctx.operator_budget(OPERATOR_RELEASE, OPERATOR_NAMESPACE, OPERATOR_LABELS, after)]
+    ready = [operator, *ctx.operator_budget(OPERATOR_RELEASE, OPERATOR_NAMESPACE, OPERATOR_LABELS,
+                                            ctx.operator_after)]
     found = instances(ctx)
     restored = restore(ctx, [i.namespace for i in found], after)
     ready += restored

@@ -307,14 +307,12 @@ def _custom(ctx: DataContext, resource_name: str, kind: str, name: str, spec: di
 
 def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> PostgresEndpoint:
     operator_ns, ns = spaces[OPERATOR_NAMESPACE], spaces[NAMESPACE]
-    # The operator waits for its namespaces' policies and its PodMonitor's CRD only, not for the rest of `after`
-    # (issue 22): it mounts no volume, and it generates and rotates its own webhook certificate (the chart's
-    # webhook configurations carry no cert-manager annotation, templates/ at cloudnative-pg-v0.29.0), so it
-    # installs alongside cert-manager. What needs storage (the Cluster's volumes) waits for `after` via the plugin.
+    # The operator waits for `ctx.operator_after` only (NEEDS in components/data/__init__.py), not for the rest of
+    # `after`: it installs alongside cert-manager. What needs storage (the Cluster's volumes) waits for `after` via
+    # the plugin.
     operator = release(OPERATOR_RELEASE, charts.CLOUDNATIVE_PG, operator_values(ctx),
-                       ctx.opts([*spaces.ready_for([OPERATOR_NAMESPACE, NAMESPACE]), *ctx.monitoring_crds,
-                                 operator_ns]),
-                       namespace=OPERATOR_NAMESPACE, create_namespace=False)
+                       ctx.opts([*ctx.operator_after, operator_ns]), namespace=OPERATOR_NAMESPACE,
+                       create_namespace=False)
     # The plugin needs cert-manager (in `after`) for its gRPC certificates, and the operator's CRDs.
     plugin = release(PLUGIN_RELEASE, charts.BARMAN_CLOUD, plugin_values(), ctx.opts([*after, operator_ns, operator]),
                      namespace=OPERATOR_NAMESPACE, create_namespace=False)

@@ -14,6 +14,7 @@ from types import ModuleType
 import pulumi
 
 from components.data import DataPlane
+from components.data.endpoints import DragonflyEndpoint
 from components.k3s import K3sCluster
 from components.platform import (airflow, gitlab, gitlab_runner, jupyterhub, kubeflow, logs, mlflow, monitoring,
                                  spark, sso, traces)
@@ -65,7 +66,8 @@ class Platform(pulumi.ComponentResource):
             after = [*services.foundations, *spaces.ready_for([s.name for s in specs[name]]),
                      *self._stores_ready(data, name)]
             if name == "runner" and "gitlab" in installed:
-                after += installed["gitlab"].ready
+                # The runner registers with GitLab's URL (its release and routes), not after the SSO applications.
+                after += installed["gitlab"].serving
             installed[name] = module.install(ctx, spaces, after)
 
         bindings = sso.kubectl_bindings(ctx, [*services.foundations, *cluster.ready])
@@ -81,11 +83,13 @@ class Platform(pulumi.ComponentResource):
 
     @staticmethod
     def _stores_ready(data: DataPlane, name: str) -> list[pulumi.Resource]:
-        """A component starts once the stores it uses are up (their operators report ready)."""
+        """A component starts once the stores it uses are up (their operators report ready): of DragonflyDB, the
+        instance it connects to (its own, DragonflyEndpoint.serving), not the ad services' one and its users."""
         needs = NEEDS.get(name)
         stores = needs.stores if needs else ()
-        return [r for store in stores if getattr(data.endpoints, store) is not None
-                for r in getattr(data.endpoints, store).ready]
+        endpoints = [getattr(data.endpoints, store) for store in stores]
+        return [r for e in endpoints if e is not None
+                for r in (e.serving(name) if isinstance(e, DragonflyEndpoint) else e).ready]
 
 
 __all__ = ["LAYER", "MODULES", "Platform"]

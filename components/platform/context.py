@@ -66,6 +66,12 @@ class Installed:
     urls: dict[str, str] = field(default_factory=dict)
     ready: list[pulumi.Resource] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)  # stack outputs (name -> value), e.g. runnerTokens
+    # What a client of it waits for (its workloads and routes), without its own follow-up jobs; default: `ready`
+    serves: list[pulumi.Resource] | None = None
+
+    @property
+    def serving(self) -> list[pulumi.Resource]:
+        return self.ready if self.serves is None else self.serves
 
 
 @dataclass(frozen=True)

@@ -343,8 +343,9 @@ def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Res
               ctx.route("gitlab-registry-route", "registry", NAMESPACE, REGISTRY_SERVICE, REGISTRY_PORT, [gitlab])]
     # The OAuth applications of the single sign-on (sso.py), once GitLab runs.
     applications = sso.bootstrap(ctx, NAMESPACE, RELEASE, [gitlab], [spaces[NAMESPACE]])
+    serves = [*credentials, volume, gitlab, *routes]
     return Installed(urls={"gitlab": ctx.url("gitlab"), "registry": ctx.url("registry")},
-                     ready=[*credentials, volume, gitlab, *routes, *applications])
+                     ready=[*serves, *applications], serves=serves)
 
 
 __all__ = ["install", "namespaces"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import pulumi
 
 from components.k3s import K3sCluster
+from components.layer import Prerequisites
 from components.services import (autoscaler, backups, certs, cilium_metrics, dns, gateway, mesh, monitoring_crds,
                                  namespaces, reboots, secrets, secrets_sso, upgrades)
 from components.services.context import ServicesContext
@@ -30,8 +31,8 @@ class ClusterServices(pulumi.ComponentResource):
     dns: dict  # the records of the gateway's hostnames and who writes them (dns.records)
     secret_store: secrets.SecretStore
     namespaces: dict[str, str]
-    foundations: list[pulumi.Resource]
-    monitoring_crds: list[pulumi.Resource]  # the Prometheus Operator CRDs alone (part of `foundations`)
+    prerequisites: Prerequisites  # what a later layer's workload waits for, by what it renders
+    foundations: list[pulumi.Resource]  # all of `prerequisites`
     backups: list[pulumi.Resource]  # Velero and its Schedule (and Restore): what a store's Velero restore waits for
     ready: list[pulumi.Resource]
     autoscaling: autoscaler.NodeAutoscaling | None  # None: no pool autoscales (or the provider cannot)
@@ -53,32 +54,40 @@ class ClusterServices(pulumi.ComponentResource):
 
         modules = (certs, gateway, dns, upgrades, reboots, backups, secrets, mesh, monitoring_crds, cilium_metrics)
         scaling = autoscaler.enabled(cfg.cluster, infra)
-        spaces = namespaces.install(ctx, [*(spec for m in modules for spec in m.namespaces(ctx)),
+        specs = {m: m.namespaces(ctx) for m in modules}
+        spaces = namespaces.install(ctx, [*(spec for m in modules for spec in specs[m]),
                                           *autoscaler.namespaces(ctx, scaling)],
                                     after=cluster.ready, mesh_peers=mesh.meshed_namespace_peers(ctx),
                                     teams=cfg.cluster_services.teams)
-        # Workloads start once their namespace's policies exist (allows included), not in a race with them.
-        networked = [*cluster.ready, *spaces.ready]
-        placed = [*base, *spaces.ready]
+
+        def placed(module) -> list[pulumi.Resource]:
+            """The cluster, the provider's storage and the module's own namespaces with their policies (allows
+            included): its workloads start once those exist, not in a race with them. Not every namespace's
+            policies (issue 22): nothing of one module's runs in another's namespace."""
+            return [*base, *spaces.ready_for([s.name for s in specs[module]])]
+
         # CRDs only, no pods and no volumes: the API server is all they need (the provider waits for it).
         monitors = monitoring_crds.install(ctx, spaces, after=[])
-        # Releases that render a ServiceMonitor wait for its CRD (Helm refuses unknown kinds).
-        scraped = [*placed, *monitors]
-        # cert-manager has no volumes: it waits for the pod network, its policies and its ServiceMonitor's CRD,
-        # not for the CSI driver and storage classes.
-        tls = certs.install(ctx, spaces, after=[*networked, *monitors])
-        edge = gateway.install(ctx, spaces, tls, after=placed)
-        records = dns.install(ctx, spaces, after=[*scraped, *edge.ready])
-        rolling = upgrades.install(ctx, spaces, after=placed)
-        rebooting = reboots.install(ctx, spaces, after=scraped)
-        saved = backups.install(ctx, spaces, after=scraped)
+
+        def scraped(module) -> list[pulumi.Resource]:
+            """Releases that render a ServiceMonitor wait for its CRD (Helm refuses unknown kinds)."""
+            return [*placed(module), *monitors]
+
+        # cert-manager has no volumes: it waits for the pod network, its own namespace's policies (certs.install)
+        # and its ServiceMonitor's CRD, not for the CSI driver and storage classes.
+        tls = certs.install(ctx, spaces, after=[*cluster.ready, *monitors])
+        edge = gateway.install(ctx, spaces, tls, after=placed(gateway))
+        records = dns.install(ctx, spaces, after=[*scraped(dns), *edge.ready])
+        rolling = upgrades.install(ctx, spaces, after=placed(upgrades))
+        rebooting = reboots.install(ctx, spaces, after=scraped(reboots))
+        saved = backups.install(ctx, spaces, after=scraped(backups))
         # The secret store's CA and certificates are cert-manager's resources.
-        store = secrets.install(ctx, spaces, after=[*scraped, *tls.ready])
-        meshed = mesh.install(ctx, spaces, tls, after=placed)
-        cilium = cilium_metrics.install(ctx, spaces, after=scraped)
+        store = secrets.install(ctx, spaces, after=[*scraped(secrets), *tls.ready])
+        meshed = mesh.install(ctx, spaces, tls, after=placed(mesh))
+        cilium = cilium_metrics.install(ctx, spaces, after=scraped(cilium_metrics))
         # Node autoscaling (docs/autoscaling.md): only where a pool autoscales and the provider creates machines.
         self.autoscaling = autoscaler.install(ctx, spaces, infra, autoscaler.join_settings(cfg, infra, cluster),
-                                              after=scraped) if scaling else None
+                                              after=[*base, *monitors]) if scaling else None
 
         self.storage = storage
         self.storage_class = storage.default_class
@@ -88,12 +97,10 @@ class ClusterServices(pulumi.ComponentResource):
         self.cluster_issuer = tls.issuer
         self.secret_store = store
         self.namespaces = spaces.names
-        # What a later layer's workloads need: volumes, certificates (cert-manager's webhook answers,
-        # issuers exist) and the monitoring CRDs; each already waited for the cluster.
-        self.foundations = [*storage.resources, *tls.ready, *monitors]
-        # What an operator with neither volumes nor cert-manager certificates waits for, beyond its namespaces'
-        # policies: the CRDs of the ServiceMonitor/PodMonitor its chart renders.
-        self.monitoring_crds = list(monitors)
+        # What a later layer's workloads wait for, by what they render (each already waited for the cluster).
+        self.prerequisites = Prerequisites(volumes=tuple(storage.resources), certificates=tuple(tls.ready),
+                                           monitors=tuple(monitors))
+        self.foundations = self.prerequisites.all()
         self.backups = list(saved.ready)
         self.ready = [*base, *spaces.ready, *tls.ready, *edge.ready, *records, *rolling, *rebooting, *saved.ready, *store.ready, *meshed, *monitors, *cilium,
                       *(self.autoscaling.ready if self.autoscaling else [])]

@@ -215,7 +215,7 @@ def dns01_credentials(ctx: ServicesContext, dns01: Dns01) -> dict[str, pulumi.In
 def install(ctx: ServicesContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> Certs:
     tls = ctx.settings.tls
     chart = release("cert-manager", CERT_MANAGER, chart_values(ctx),
-                    ctx.opts([*after, spaces[NAMESPACE], *spaces.ready]), namespace=NAMESPACE,
+                    ctx.opts([*after, *spaces.ready_for([NAMESPACE])]), namespace=NAMESPACE,
                     create_namespace=False)
     ready: list[pulumi.Resource] = [chart]
     issuer_deps: list[pulumi.Resource] = [chart]
