@@ -188,10 +188,15 @@ def azure_location() -> str | None:
     return cloud.provider_setting("azure-native", "location")
 
 
+def azure_region(location: str) -> str:
+    """The canonical (lowercase, no spaces) location, as instance metadata and cloud-provider-azure's zones name it."""
+    return location.lower().replace(" ", "")
+
+
 def azure_topology(location: str, zone: str) -> dict[str, str]:
-    """A VM's region and zone as cloud-provider-azure labels a zonal VM: the canonical (lowercase, no spaces)
-    location, and `<location>-<zone>` (docs/topics/availability-zones.md, "Node labels")."""
-    region = location.lower().replace(" ", "")
+    """A VM's region and zone as cloud-provider-azure labels a zonal VM: the canonical location, and
+    `<location>-<zone>` (docs/topics/availability-zones.md, "Node labels")."""
+    region = azure_region(location)
     return {"region": region, "zone": f"{region}-{zone}"}
 
 
@@ -707,12 +712,15 @@ class AzureInfrastructure(ProviderInfrastructure):
 
     def _cloud_config(self) -> pulumi.Output[str]:
         """azure.json: the CCM's and the disk driver's on a stack's part; the disk driver's keys alone on a secondary
-        part (no CCM runs there), always for standalone VMs (only the stack provider's pools autoscale)."""
+        part (no CCM runs there; standalone VMs, as only the stack provider's pools autoscale)."""
         ids = pulumi.Output.all(self._client.tenant_id, self._client.subscription_id, self.resource_group.name,
                                 self.identity.client_id, self.vnet.name, self.subnet.name, self.nsg.name)
 
         def render(v: list) -> str:
-            driver = dict(tenant_id=v[0], subscription_id=v[1], resource_group=v[2], location=self._location,
+            # Canonical: the disk node plugin reports a zone only if it starts with `<location>-` (pkg/azureutils
+            # IsValidAvailabilityZone), and instance metadata names it `westeurope-1`, never `West Europe-1`.
+            driver = dict(tenant_id=v[0], subscription_id=v[1], resource_group=v[2],
+                          location=azure_region(self._location),
                           identity_client_id=v[3], vm_type=vm_type(self._loaded.config.cluster))
             if self._secondary:
                 return json.dumps(disk_driver_config(**driver), indent=2, sort_keys=True)

@@ -912,13 +912,14 @@ def test_a_store_on_the_aws_pool_claims_ebs_and_stores_on_hetzner_keep_hetzner_v
 @pytest.fixture(scope="module")
 def stores_on_clouds() -> mockrun.Run:
     """clouds_raw with ClickHouse on GCP and Redpanda on Azure (production's pools moved there), up to the data plane.
-    The Azure nodes stay in zones 1 and 2, so a class naming every zone of the region would show."""
+    The Azure nodes stay in zones 1 and 2, so a class naming every zone of the region would show; the region is given
+    by its display name, which the driver's azure.json and zones must not repeat."""
     values = clouds_raw()
     values["cluster"]["pools"] += [
         {"name": "clickhouse", "provider": "gcp", "locations": ["europe-west3-a", "europe-west3-b"]},
         {"name": "redpanda", "provider": "azure", "locations": ["1", "2"]}]
     return run_internet({**values, "layers": {"platform": False, "adServices": False}}, stack="production-internet",
-                        settings=CLOUDS_SETTINGS)
+                        settings={**CLOUDS_SETTINGS, "azure-native:location": "West Europe"})
 
 
 def test_the_gcp_pools_run_the_pinned_pd_driver_and_classes_name_only_their_zones(stores_on_clouds):
@@ -956,6 +957,7 @@ def test_the_azure_cloud_config_holds_no_secret_and_only_the_driver_reads_it(sto
                            "useManagedIdentityExtension", "userAssignedIdentityID", "useInstanceMetadata",
                            "cloudProviderBackoff"}  # no aadClientSecret, no CCM network settings
     assert config["useManagedIdentityExtension"] is True and config["userAssignedIdentityID"]
+    # The canonical location: the node plugin reports a zone only if it starts with `<location>-` (westeurope-1).
     assert (config["resourceGroup"], config["location"], config["vmType"]) == (
         "adp-production-internet", "westeurope", "standard")
     values = _disk_driver(stores_on_clouds)["values"]
