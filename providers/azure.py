@@ -52,8 +52,9 @@ from config.model import Cluster, StackConfig
 from providers import cloud
 from providers.base import (CLUSTER_PORTS, ApiEndpoints, ClusterPort, ClusterProfile, Credential, Infrastructure, Node,
                             NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota, ProviderInfrastructure,
-                            Storage, assemble, check_locations, check_server_type_names, csi_storage, first_server_api,
-                            node_specs, resolve_server_type, ssh_connection)
+                            PROVIDER_LABEL, Storage, assemble, check_locations, check_server_type_names, csi_storage,
+                            first_server_api, holds_data, node_specs, resolve_server_type, ssh_connection,
+                            zone_topology)
 
 NAME = "azure"
 ZONES = ("1", "2", "3")  # Azure names a region's availability zones 1..3
@@ -70,6 +71,10 @@ OS_DISK_TYPE = "Premium_LRS"  # zonal SSD; every size below supports premium sto
 DATA_DISK_TYPE = "Premium_LRS"  # zonal: WaitForFirstConsumer creates a volume in its pod's zone
 STORAGE_CLASS = "azure-disk-premium"
 DISK_PROVISIONER = "disk.csi.azure.com"
+# The zone key the disk driver's node plugin reports (pkg/azuredisk/azuredisk.go: topology.<driver name>/zone), with
+# the value <location>-<zone> (cloud-provider-azure azure_zones.go GetZone/makeZone, from instance metadata), as
+# azure_topology names it; no other provider's node carries this key.
+DISK_ZONE_KEY = "topology.disk.csi.azure.com/zone"
 CLOUD_CONFIG_SECRET = "azure-cloud-provider"  # the name both the CCM and the disk driver read by default
 API_PORT = 6443
 # Size classes -> VM sizes (x64, Gen2 like the image). Burstable Bsv2 for the shared classes (the
@@ -86,12 +91,28 @@ SERVER_TYPES = {
     "dedicated-xlarge": "Standard_D16s_v5",   # 16 vCPU, 64 GiB
     "dedicated-2xlarge": "Standard_D32s_v5",  # 32 vCPU, 128 GiB
 }
+# The Azure Disk CSI controller's actions on standalone VMs (azuredisk-csi-driver v1.34.5 docs/driver-parameters.md,
+# "required permissions for CSI driver controller"): create, resize and delete disks (polling DiskOperations), attach
+# and detach them by updating the VM (pkg/provider azure_controller_standard.go: a PUT of the data disk list only, so
+# none of the "additional resources" rows), polling that update (locations/operations), the resource group. Not its
+# scale set rows (SCALE_SET_NODE_ACTIONS), nor snapshots and disk encryption sets, which only a cluster identity
+# keeps (DISK_EXTRA_ACTIONS). A hybrid cluster's secondary Azure part gets exactly these (_disk_identity).
+DISK_CSI_ACTIONS = sorted({
+    "Microsoft.Compute/disks/read", "Microsoft.Compute/disks/write", "Microsoft.Compute/disks/delete",
+    "Microsoft.Compute/locations/DiskOperations/read",
+    "Microsoft.Compute/virtualMachines/read", "Microsoft.Compute/virtualMachines/write",
+    "Microsoft.Compute/locations/operations/read",
+    "Microsoft.Resources/subscriptions/resourceGroups/read",
+})
+# The rest of the disk driver's list an Azure stack's cluster identity holds: snapshots, encryption sets.
+DISK_EXTRA_ACTIONS = ("Microsoft.Compute/diskEncryptionSets/read", "Microsoft.Compute/snapshots/read",
+                      "Microsoft.Compute/snapshots/write", "Microsoft.Compute/snapshots/delete")
 # The custom role of the cluster identity, assignable only in the stack's resource group. From
 # cloud-provider-azure's "Azure Permissions" (documentation branch, content/en/topics/azure-permissions.md)
 # less what this cluster never asks of it: route tables (Cilium tunnels), storage accounts (no Azure
 # Files), VM scale sets (SCALE_SET_NODE_ACTIONS below, only with autoscaled pools) and private link
-# services; plus the disk driver's list (azuredisk-csi-driver v1.34.5 docs/driver-parameters.md) and the
-# VNet join that IP-based LB backend pools need.
+# services; plus the disk driver's list (DISK_CSI_ACTIONS, DISK_EXTRA_ACTIONS) and the VNet join that IP-based LB
+# backend pools need.
 CLUSTER_ACTIONS = sorted({
     # LoadBalancer Services: load balancers, their public IPs, NSG rules for their ports
     "Microsoft.Network/loadBalancers/read", "Microsoft.Network/loadBalancers/write",
@@ -106,14 +127,10 @@ CLUSTER_ACTIONS = sorted({
     "Microsoft.Network/virtualNetworks/read", "Microsoft.Network/virtualNetworks/subnets/read",
     "Microsoft.Network/virtualNetworks/subnets/join/action",
     "Microsoft.Network/virtualNetworks/joinLoadBalancer/action",
-    # Nodes (zones, sizes, addresses) and disk attach/detach
-    "Microsoft.Compute/virtualMachines/read", "Microsoft.Compute/virtualMachines/write",
-    "Microsoft.Compute/locations/vmSizes/read", "Microsoft.Compute/locations/operations/read",
-    # Volumes and their snapshots
-    "Microsoft.Compute/disks/read", "Microsoft.Compute/disks/write", "Microsoft.Compute/disks/delete",
-    "Microsoft.Compute/locations/DiskOperations/read", "Microsoft.Compute/diskEncryptionSets/read",
-    "Microsoft.Compute/snapshots/read", "Microsoft.Compute/snapshots/write", "Microsoft.Compute/snapshots/delete",
-    "Microsoft.Resources/subscriptions/resourceGroups/read",
+    # Nodes (zones, sizes, addresses)
+    "Microsoft.Compute/virtualMachines/read", "Microsoft.Compute/locations/vmSizes/read",
+    # Volumes, their snapshots, attach/detach
+    *DISK_CSI_ACTIONS, *DISK_EXTRA_ACTIONS,
 })
 # With scale set nodes (vm_type "vmss"), the CCM and the disk driver also read scale sets, their instances and
 # those instances' addresses, and attach disks to instances (virtualmachines/write): the scale set rows of the
@@ -171,10 +188,15 @@ def azure_location() -> str | None:
     return cloud.provider_setting("azure-native", "location")
 
 
+def azure_region(location: str) -> str:
+    """The canonical (lowercase, no spaces) location, as instance metadata and cloud-provider-azure's zones name it."""
+    return location.lower().replace(" ", "")
+
+
 def azure_topology(location: str, zone: str) -> dict[str, str]:
-    """A VM's region and zone as cloud-provider-azure labels a zonal VM: the canonical (lowercase, no spaces)
-    location, and `<location>-<zone>` (docs/topics/availability-zones.md, "Node labels")."""
-    region = location.lower().replace(" ", "")
+    """A VM's region and zone as cloud-provider-azure labels a zonal VM: the canonical location, and
+    `<location>-<zone>` (docs/topics/availability-zones.md, "Node labels")."""
+    region = azure_region(location)
     return {"region": region, "zone": f"{region}-{zone}"}
 
 
@@ -235,17 +257,33 @@ def cluster_actions(cluster: Cluster) -> list[str]:
     return sorted({*CLUSTER_ACTIONS, *(SCALE_SET_NODE_ACTIONS if vm_type(cluster) == "vmss" else ())})
 
 
-def cloud_provider_config(*, tenant_id: str, subscription_id: str, resource_group: str, location: str, vnet: str,
-                          subnet: str, security_group: str, identity_client_id: str, vm_type: str) -> str:
-    """azure.json for the CCM and the disk driver (cloud-provider-azure pkg/provider/config/azure.go,
-    pkg/azclient/auth_conf.go): VMs (and scale sets, see vm_type), Standard SKU, managed identity, no route table."""
-    return json.dumps({
+def disk_driver_config(*, tenant_id: str, subscription_id: str, resource_group: str, location: str,
+                       identity_client_id: str, vm_type: str) -> dict:
+    """The azure.json keys the disk driver reads (cloud-provider-azure pkg/provider/config/azure.go,
+    pkg/azclient/auth_conf.go, arm_conf.go, as vendored by azuredisk-csi-driver v1.34.5): where its disks live, how it
+    finds VMs (vm_type; an unset vmType means `vmss`), and a user-assigned managed identity, so no client secret.
+    With useInstanceMetadata the node plugin reads its zone and VM size from the instance metadata service."""
+    return {
         "cloud": "AzurePublicCloud",
         "tenantId": tenant_id,
         "subscriptionId": subscription_id,
         "resourceGroup": resource_group,
         "location": location,
         "vmType": vm_type,
+        "useManagedIdentityExtension": True,
+        "userAssignedIdentityID": identity_client_id,
+        "useInstanceMetadata": True,
+        "cloudProviderBackoff": True,
+    }
+
+
+def cloud_provider_config(*, tenant_id: str, subscription_id: str, resource_group: str, location: str, vnet: str,
+                          subnet: str, security_group: str, identity_client_id: str, vm_type: str) -> str:
+    """azure.json for the CCM and the disk driver: the driver's keys, and the CCM's network: VMs (and scale sets, see
+    vm_type), Standard SKU, no route table."""
+    return json.dumps({
+        **disk_driver_config(tenant_id=tenant_id, subscription_id=subscription_id, resource_group=resource_group,
+                             location=location, identity_client_id=identity_client_id, vm_type=vm_type),
         "vnetName": vnet,
         "vnetResourceGroup": resource_group,
         "subnetName": subnet,
@@ -254,10 +292,6 @@ def cloud_provider_config(*, tenant_id: str, subscription_id: str, resource_grou
         "loadBalancerSku": "standard",
         # Node IPs join the Service load balancers' pools: the CCM never writes the NICs Pulumi owns.
         "loadBalancerBackendPoolConfigurationType": "nodeIP",
-        "useManagedIdentityExtension": True,
-        "userAssignedIdentityID": identity_client_id,
-        "useInstanceMetadata": True,
-        "cloudProviderBackoff": True,
     }, indent=2, sort_keys=True)
 
 
@@ -278,13 +312,10 @@ class Azure:
     # servers through the nodes' NSG, whose peer rule on 6443 names every cluster node (_admit_peers): nodes of other
     # providers join through it. A joining server is no target yet (its 6443 fails the health probe).
     public_api_balancer_admits_peers = True
-    # No storage as a hybrid cluster's secondary (providers/hybrid.py pool_roles): the Azure Disk CSI driver reads
-    # azure.json (credentials, resource group) from the cloud-config Secret that only the stack's Azure add-ons
-    # create with the CCM (_install_ccm, CLOUD_CONFIG_SECRET), and a secondary runs no Azure add-on: its nodes are
-    # never initialised by the Azure CCM (no Azure provider ID on the Node).
-    secondary_storage = False
-    secondary_storage_gap = (", and Azure Disk volumes need the Azure cloud controller manager (node provider IDs) "
-                             "and its cloud-config, which run only on an Azure stack")
+    # As a hybrid cluster's secondary (providers/hybrid.py pool_roles) it installs its own disk driver, cloud-config and
+    # classes on its own nodes, with an identity holding only the driver's rights (_install_disk_csi, _disk_identity):
+    # it may host stores. No Azure CCM is needed: the driver finds a standalone VM by the node's name (= the VM name).
+    secondary_storage = True
     peer_quota = PeerQuota(NSG_SOURCE_PREFIXES, "source addresses and ranges in the nodes' network security group "
                            "(Azure's networking limit)", nsg_source_prefixes)
     # No Key Vault seal (docs/security.md, "Azure: no Key Vault seal, and why"): a client secret needs an Entra ID
@@ -329,6 +360,10 @@ class AzureInfrastructure(ProviderInfrastructure):
         spread = cloud.spread(ZONES)
         self.zones = {spec.name: cloud.zone_of(spec, spread) for spec in specs}
         self.image = image_reference(cfg.cluster.image)
+        # A cluster over the internet spans providers: the disk driver and classes stay on this provider's nodes.
+        # Without K3s servers here this is a secondary part: no CCM, and an identity only where the disk driver runs.
+        self._hybrid = over_internet
+        self._secondary = not any(spec.k3s_role == "server" for spec in specs)
 
         self.resource_group = resources.ResourceGroup(
             "resource-group", resource_group_name=self._prefix, location=self._location, tags=self._tags,
@@ -336,7 +371,7 @@ class AzureInfrastructure(ProviderInfrastructure):
         vnet = vnet_cidr(cfg.cluster)
         self.nsg = self._security_group(cfg.admin_cidrs, vnet)
         self.vnet, self.subnet = self._network(vnet, cfg.cluster.subnet_cidr)
-        self.identity = self._identity()
+        self.identity = self._disk_identity() if self._secondary else self._identity()
         # The autoscaler's own identity exists with autoscaled pools; only the control-plane VMs carry it.
         self.autoscaler_identity = self._autoscaler_identity() if cfg.cluster.autoscaled_pools else None
         servers = [s for s in specs if s.k3s_role == "server"]
@@ -427,6 +462,15 @@ class AzureInfrastructure(ProviderInfrastructure):
         return self._scoped_identity("cluster", cluster_actions(self._loaded.config.cluster),
                                      "Cloud controller manager and Azure Disk CSI driver of an adplatform cluster",
                                      "adplatform cluster identity (CCM, disk CSI)")
+
+    def _disk_identity(self) -> managedidentity.UserAssignedIdentity | None:
+        """A secondary part's identity, for the disk driver alone (DISK_CSI_ACTIONS, no CCM rights), where its pools
+        hold data (the driver runs only then: providers/hybrid.py combine); stateless pools get none."""
+        if not holds_data(node_specs(self._loaded)):
+            return None
+        return self._scoped_identity("disk-csi", DISK_CSI_ACTIONS,
+                                     "Azure Disk CSI driver of an adplatform cluster's Azure pools",
+                                     "adplatform Azure Disk CSI driver")
 
     def _autoscaler_identity(self) -> managedidentity.UserAssignedIdentity:
         """The cluster autoscaler's identity: only the scale set rights, on the resource group only."""
@@ -527,10 +571,13 @@ class AzureInfrastructure(ProviderInfrastructure):
                 compute.SshPublicKeyArgs(key_data=key, path=f"/home/{cloud.SSH_USER}/.ssh/authorized_keys")
                 for key in self._loaded.config.ssh_public_keys]))
 
-    def _identities(self, spec: NodeSpec) -> list[pulumi.Output[str]]:
-        """The cluster identity everywhere; the autoscaler's on the control plane, where it runs."""
+    def _identity_args(self, spec: NodeSpec) -> compute.VirtualMachineIdentityArgs | None:
+        """The cluster (or a secondary's disk driver) identity everywhere; the autoscaler's on the control plane,
+        where it runs. None: a secondary part with stateless pools only, where nothing uses Azure's API."""
         extra = [self.autoscaler_identity.id] if self.autoscaler_identity and spec.k3s_role == "server" else []
-        return [self.identity.id, *extra]
+        ids = [*([self.identity.id] if self.identity else []), *extra]
+        return compute.VirtualMachineIdentityArgs(type=compute.ResourceIdentityType.USER_ASSIGNED,
+                                                  user_assigned_identities=ids) if ids else None
 
     def _vm(self, spec: NodeSpec, lb_pools: list[pulumi.Output[str]]) -> Node:
         hostname = f"{self._prefix}-{spec.name}"
@@ -567,8 +614,7 @@ class AzureInfrastructure(ProviderInfrastructure):
             network_profile=compute.NetworkProfileArgs(network_interfaces=[
                 compute.NetworkInterfaceReferenceArgs(id=nic.id, primary=True)]),
             security_profile=ENCRYPTION_AT_HOST,
-            identity=compute.VirtualMachineIdentityArgs(type=compute.ResourceIdentityType.USER_ASSIGNED,
-                                                        user_assigned_identities=self._identities(spec)),
+            identity=self._identity_args(spec),
             diagnostics_profile=BOOT_DIAGNOSTICS,
             tags=tags, **self._rg(),
             opts=self._opts(
@@ -665,21 +711,36 @@ class AzureInfrastructure(ProviderInfrastructure):
     # --- cluster layer -----------------------------------------------------------------------------
 
     def _cloud_config(self) -> pulumi.Output[str]:
-        return pulumi.Output.secret(pulumi.Output.all(
-            self._client.tenant_id, self._client.subscription_id, self.resource_group.name, self.vnet.name,
-            self.subnet.name, self.nsg.name, self.identity.client_id).apply(lambda v: cloud_provider_config(
-                tenant_id=v[0], subscription_id=v[1], resource_group=v[2], location=self._location, vnet=v[3],
-                subnet=v[4] or "nodes", security_group=v[5], identity_client_id=v[6],
-                vm_type=vm_type(self._loaded.config.cluster))))
+        """azure.json: the CCM's and the disk driver's on a stack's part; the disk driver's keys alone on a secondary
+        part (no CCM runs there; standalone VMs, as only the stack provider's pools autoscale)."""
+        ids = pulumi.Output.all(self._client.tenant_id, self._client.subscription_id, self.resource_group.name,
+                                self.identity.client_id, self.vnet.name, self.subnet.name, self.nsg.name)
+
+        def render(v: list) -> str:
+            # Canonical: the disk node plugin reports a zone only if it starts with `<location>-` (pkg/azureutils
+            # IsValidAvailabilityZone), and instance metadata names it `westeurope-1`, never `West Europe-1`.
+            driver = dict(tenant_id=v[0], subscription_id=v[1], resource_group=v[2],
+                          location=azure_region(self._location),
+                          identity_client_id=v[3], vm_type=vm_type(self._loaded.config.cluster))
+            if self._secondary:
+                return json.dumps(disk_driver_config(**driver), indent=2, sort_keys=True)
+            return cloud_provider_config(**driver, vnet=v[4], subnet=v[5] or "nodes", security_group=v[6])
+        return pulumi.Output.secret(ids.apply(render))
+
+    def _cloud_config_secret(self, opts: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
+        """kube-system/azure-cloud-provider (CLOUD_CONFIG_SECRET): azure.json, holding no credential (a managed
+        identity). Only the disk driver's service accounts and the CCM's (on a stack's part) are granted to read it,
+        by their charts' RBAC."""
+        return k8s.core.v1.Secret(
+            CLOUD_CONFIG_SECRET, metadata=k8s.meta.v1.ObjectMetaArgs(name=CLOUD_CONFIG_SECRET,
+                                                                     namespace=AZURE_DISK_CSI.namespace),
+            string_data={"cloud-config": self._cloud_config()}, type="Opaque", opts=opts)
 
     def _install_ccm(self, provider: k8s.Provider, depends_on: Sequence[pulumi.Resource],
                      parent: pulumi.Resource) -> list[pulumi.Resource]:
         """cloud-provider-azure: the node manager initialises nodes, the CCM serves LoadBalancer Services."""
         opts = pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on))
-        secret = k8s.core.v1.Secret(
-            CLOUD_CONFIG_SECRET, metadata=k8s.meta.v1.ObjectMetaArgs(name=CLOUD_CONFIG_SECRET,
-                                                                     namespace=AZURE_CCM.namespace),
-            string_data={"cloud-config": self._cloud_config()}, type="Opaque", opts=opts)
+        secret = self._cloud_config_secret(opts)
         ccm = release("azure-ccm", AZURE_CCM, ccm_values(self._prefix, self._loaded.config.cluster.pod_cidr,
                                                          self._loaded.profile.strict),
                       pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[secret])))
@@ -688,18 +749,26 @@ class AzureInfrastructure(ProviderInfrastructure):
     def _install_disk_csi(self, provider: k8s.Provider, depends_on: Sequence[pulumi.Resource],
                           parent: pulumi.Resource) -> Storage:
         """Azure managed disks through the CSI driver: encrypted at rest, expandable, the default class and
-        its XFS twin.
+        its XFS twin. Production keeps a disk when its claim is deleted (reclaim Retain).
 
-        Reads the azure-cloud-provider Secret the CCM add-on created. Production keeps a disk when its
-        claim is deleted (reclaim Retain).
+        Reads the azure-cloud-provider Secret the CCM add-on created, or on a secondary part (no CCM) its own. In a
+        cluster spanning providers the driver runs on Azure nodes only and the classes name only their zones
+        (DISK_ZONE_KEY), so no pod with an Azure Disk claim is scheduled where the disk cannot attach; a secondary
+        part's classes are not the default.
         """
         opts = pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on))
+        config = [self._cloud_config_secret(opts)] if self._secondary else []
         csi = release("azuredisk-csi", AZURE_DISK_CSI,
-                      disk_csi_values(self._loaded.profile.strict, vm_type(self._loaded.config.cluster)), opts)
+                      disk_csi_values(self._loaded.profile.strict, vm_type(self._loaded.config.cluster),
+                                      hybrid=self._hybrid, secondary=self._secondary),
+                      pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=config)))
+        zones = [azure_topology(self._location, zone)["zone"] for zone in self.zones.values()]
         # The class's first resource name was storage-class-azure-disk: the alias keeps that object.
         return csi_storage(STORAGE_CLASS, DISK_PROVISIONER, storage_class_parameters(self._loaded.stack),
-                           retain=self._protect, driver=[csi], opts=opts,
-                           default_aliases=[pulumi.Alias(name="storage-class-azure-disk")])
+                           retain=self._protect, driver=[*config, csi], opts=opts,
+                           default_aliases=[pulumi.Alias(name="storage-class-azure-disk")],
+                           allowed_topologies=zone_topology(DISK_ZONE_KEY, zones) if self._hybrid else None,
+                           default=not self._secondary)
 
 
 # Disk encryption beyond Azure's always-on platform-managed keys: the host caches too (module doc).
@@ -782,9 +851,12 @@ def ccm_values(cluster_name: str, pod_cidr: str, ha: bool) -> dict:
 _CSI_SIDECAR = {"requests": {"cpu": "10m", "memory": "20Mi"}, "limits": {"memory": "128Mi"}}
 
 
-def disk_csi_values(ha: bool, vm_type: str = "standard") -> dict:
-    """azuredisk-csi-driver chart 1.34.5 values (charts/v1.34.5/azuredisk-csi-driver/values.yaml)."""
-    return {
+def disk_csi_values(ha: bool, vm_type: str = "standard", *, hybrid: bool = False, secondary: bool = False) -> dict:
+    """azuredisk-csi-driver chart 1.34.5 values (charts/v1.34.5/azuredisk-csi-driver/values.yaml). `hybrid`: the
+    cluster spans providers, so controller and node plugin run on Azure nodes only (the controller authenticates with
+    the VMs' managed identity, the node plugin reads zone and VM size from their instance metadata: both on the host
+    network, the chart's default); `secondary`: Azure is not the stack's provider (no K3s servers here)."""
+    values = {
         "controller": {
             "replicas": 2 if ha else 1,
             "cloudConfigSecretName": CLOUD_CONFIG_SECRET,
@@ -799,3 +871,11 @@ def disk_csi_values(ha: bool, vm_type: str = "standard") -> dict:
         "windows": {"enabled": False},
         "snapshot": {"enabled": False},
     }
+    if hybrid:
+        on_azure = {PROVIDER_LABEL: NAME}  # Azure disks attach to Azure VMs only
+        values["controller"]["nodeSelector"] = on_azure
+        values["linux"]["nodeSelector"] = on_azure
+    if secondary:
+        # No K3s server runs on Azure here: the controller runs on the Azure agents, database pools' taints included.
+        values["controller"]["tolerations"] = [{"operator": "Exists", "effect": "NoSchedule"}]
+    return values

@@ -21,7 +21,7 @@ import yaml
 
 from config import LoadedConfig, Problem
 from config.load import is_secret
-from config.catalog import SIZES
+from config.catalog import DATABASE_ROLES, SIZES
 from config.errors import problem
 from config.model import CONTROL_PLANE, Cluster, ControlPlane, Pool, StackConfig, node_location
 from policy.rules import PEER_MARK
@@ -146,6 +146,11 @@ class Storage:
         cluster's validation refuses a store whose pools do not), else the stack provider's."""
         own = {self.pool_classes.get(p, (self.default_class, self.xfs_class)) for p in pools}
         return own.pop() if len(own) == 1 else (self.default_class, self.xfs_class)
+
+
+def holds_data(specs: Sequence[NodeSpec]) -> bool:
+    """Whether any of these nodes runs a database role (a hybrid cluster's secondary installs its storage only then)."""
+    return any(spec.workload_role in DATABASE_ROLES for spec in specs)
 
 
 def zone_topology(key: str, zones: Sequence[str]) -> tuple[dict, ...]:
@@ -514,8 +519,8 @@ class Provider(Protocol):
     # one (GCP: providers/gcp.py says why). Absent or False: every node joins at the public balancer.
     servers_join_privately: bool
     # As a hybrid cluster's secondary (no K3s servers of its own) it installs its own CSI driver and classes on its own
-    # nodes, so its pools may host stores (providers/hybrid.py pool_roles; AWS, GCP). Absent or False: stateless pools
-    # only there; `secondary_storage_gap` (optional) ends the refusal's message with why.
+    # nodes, so its pools may host stores (providers/hybrid.py pool_roles; AWS, GCP, Azure). Absent or False: stateless
+    # pools only there.
     secondary_storage: bool
     # OpenBao's seal type for the provider's key management service (Infrastructure.install_seal); None: it has none,
     # and the secret store keeps its unseal key in the cluster (clusterServices.secrets.seal).

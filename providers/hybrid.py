@@ -36,7 +36,7 @@ from config.catalog import DATABASE_ROLES, PROVIDERS, STORE_ROLES
 from config.errors import problem
 from config.model import ApiLoadBalancer, StackConfig
 from providers.base import (CLUSTER_PORTS, ClusterPort, Infrastructure, Node, PeerAddress, Storage,
-                            check_credentials, node_specs)
+                            check_credentials, holds_data, node_specs)
 from providers.hetzner import DEFAULT_LOCATION, NETWORK_ZONES, PROVIDED_BY_LABEL
 
 T = TypeVar("T")  # a peer: a CIDR (a private coupling) or a PeerAddress (over the internet)
@@ -72,7 +72,7 @@ COUPLINGS = {
 
 # Any pair of providers that both peer over the internet. 1500: what an internet path carries (Cilium subtracts the
 # VXLAN and WireGuard overheads). Stateless pools only, unless the pool's provider installs its own block storage as
-# a secondary (`secondary_storage`: AWS, GCP; pool_roles): the stack provider's volumes do not attach there.
+# a secondary (`secondary_storage`: AWS, GCP, Azure; pool_roles): the stack provider's volumes do not attach there.
 INTERNET = Coupling("the public internet (both providers peer over it: the nodes register with their public "
                     "addresses, WireGuard encrypts, each firewall admits exactly the cluster's nodes)",
                     mtu=1500, node_labels={}, roles=("general",), over_internet=True)
@@ -147,10 +147,9 @@ def validate(loaded: LoadedConfig) -> list[Problem]:
         link = None if pool.provider in (None, cfg.provider) else coupling(cfg.provider, pool.provider)
         roles = () if link is None else pool_roles(cfg.provider, pool.provider)
         if link is not None and pool.role not in roles:
-            gap = getattr(providers.get(pool.provider), "secondary_storage_gap", "")
             found.append(problem(f"cluster.pools[{pool.name}].role", f"must be one of {', '.join(roles)} "
-                                 f"on provider {pool.provider}: the {cfg.provider} volumes do not attach there"
-                                 f"{gap}", pool.role))
+                                 f"on provider {pool.provider}: the {cfg.provider} volumes do not attach there",
+                                 pool.role))
         elif link is not None and pool.role == "scylladb" and cfg.data_plane.scylladb.storage != "auto":
             found.append(problem("dataPlane.scylladb.storage", f"must be auto with the scylladb pool on provider "
                                  f"{pool.provider}: its data lives on the hosts' own disks",
@@ -195,7 +194,7 @@ def store_storage_problems(cfg: StackConfig) -> list[Problem]:
 
 def combined_storage(primary: Infrastructure, secondaries: Sequence[Infrastructure]):
     """The cluster's storage over several providers: the stack provider's classes (the default), and those of each
-    secondary in `secondaries` (the ones whose provider has `secondary_storage`: AWS, GCP), each with its CSI driver
+    secondary in `secondaries` (the ones whose provider has `secondary_storage`: AWS, GCP, Azure), each with its CSI driver
     on its own nodes; the pools on that secondary claim its classes (Storage.pool_classes)."""
     own = [(infra, infra.install_storage) for infra in secondaries if infra.install_storage is not None]
     if primary.install_storage is None or not own:
@@ -388,7 +387,7 @@ def create(loaded: LoadedConfig) -> Infrastructure:
     # needs none (no driver, no credential).
     combined = dataclasses.replace(combined, install_storage=combined_storage(
         primary, [infra for infra, name in zip(secondaries, used[1:]) if _secondary_storage(name)
-                  and any(n.spec.workload_role in DATABASE_ROLES for n in infra.nodes)]))
+                  and holds_data([n.spec for n in infra.nodes])]))
     if not internet:
         return combined
     return over_internet(combined, [primary, *(s for s, link in zip(secondaries, links) if link.over_internet)],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -623,13 +624,21 @@ def test_gcp_and_azure_nodes_carry_provider_and_zone_labels_and_no_cloud_provide
     assert not clouds.of_type("kubernetes:kustomize/v2:Directory")  # stateless pools only: no PD CSI driver
 
 
-def test_a_pool_with_data_on_azure_is_refused_naming_why():
+def test_a_stateless_azure_part_gets_no_identity_and_no_cloud_rights(clouds):
+    # No disk driver runs for stateless pools, and no CCM for a secondary: nothing there uses Azure's API.
+    vms = [r.inputs for r in clouds.of_type("azure-native:compute:VirtualMachine")]
+    assert vms and all(vm.get("identity") is None for vm in vms)
+    assert not clouds.of_type("azure-native:authorization:RoleDefinition")
+    assert not clouds.of_type("azure-native:managedidentity:UserAssignedIdentity")
+
+
+def test_a_converged_pool_on_azure_is_refused_naming_the_accepted_roles():
     values = clouds_raw()
-    values["cluster"]["pools"].append({"name": "redpanda", "provider": "azure"})
+    values["cluster"]["pools"].append({"name": "mixed", "role": "converged", "count": 3, "provider": "azure"})
     found = _internet_problems(values, CLOUDS_SETTINGS)
-    assert any(p.startswith("adplatform:cluster.pools[redpanda].role must be one of general on provider azure: the "
-                            "hetzner volumes do not attach there, and Azure Disk volumes need the Azure cloud "
-                            "controller manager") and p.endswith("'redpanda'") for p in found), found
+    assert any(p.startswith("adplatform:cluster.pools[mixed].role must be one of general, scylladb, redpanda, "
+                            "clickhouse, stateful on provider azure: the hetzner volumes do not attach there")
+               and p.endswith("'converged'") for p in found), found
 
 
 # --- the firewalls' documented limits ---------------------------------------------------------------
@@ -776,6 +785,19 @@ def test_the_azure_nsg_admits_exactly_the_admin_cidrs_and_every_node_on_6443(azu
     assert sources == sorted(["203.0.113.0/24", *_everyone(azure_primary), *vnet])
     peers = next(r for r in rules if r["securityRuleName"] == "peers-tcp-6443")
     assert peers["description"].startswith(PEER_MARK)
+
+
+def test_an_azure_stacks_disk_driver_and_classes_stay_on_its_own_nodes_and_its_class_is_the_default(azure_primary):
+    # The Hetzner nodes have no Azure VM to attach to and no managed identity for the controller to use.
+    values = _disk_driver(azure_primary)["values"]
+    assert values["controller"]["nodeSelector"] == values["linux"]["nodeSelector"] == {PROVIDER_LABEL: "azure"}
+    assert "tolerations" not in values["controller"]  # the chart's: the control plane, where the servers run
+    premium = _class(azure_primary, "azure-disk-premium")
+    assert premium["allowedTopologies"] == [{"matchLabelExpressions": [{
+        "key": "topology.disk.csi.azure.com/zone", "values": ["westeurope-1", "westeurope-2", "westeurope-3"]}]}]
+    assert premium["metadata"]["annotations"][DEFAULT_CLASS] == "true"
+    assert json.loads(azure_primary.named(azure.CLOUD_CONFIG_SECRET, "kubernetes:core/v1:Secret").inputs[
+        "stringData"].value["cloud-config"])["securityGroupName"]  # the CCM's azure.json, as before
 
 
 @pytest.mark.parametrize("which", ["aws_primary", "azure_primary", "gcp_primary"])
@@ -952,21 +974,108 @@ def test_a_store_on_the_aws_pool_claims_ebs_and_stores_on_hetzner_keep_hetzner_v
 
 
 @pytest.fixture(scope="module")
-def stores_on_gcp() -> mockrun.Run:
-    """clouds_raw with its GCP pool holding ClickHouse (production's clickhouse pool moved to GCP)."""
+def stores_on_clouds() -> mockrun.Run:
+    """clouds_raw with ClickHouse on GCP and Redpanda on Azure (production's pools moved there), up to the data plane.
+    The Azure nodes stay in zones 1 and 2, so a class naming every zone of the region would show; the region is given
+    by its display name, which the driver's azure.json and zones must not repeat."""
     values = clouds_raw()
-    values["cluster"]["pools"].append({"name": "clickhouse", "provider": "gcp",
-                                       "locations": ["europe-west3-a", "europe-west3-b"]})
-    return run_internet({**values, "layers": UP_TO_SERVICES}, stack="production-internet", settings=CLOUDS_SETTINGS)
+    values["cluster"]["pools"] += [
+        {"name": "clickhouse", "provider": "gcp", "locations": ["europe-west3-a", "europe-west3-b"]},
+        {"name": "redpanda", "provider": "azure", "locations": ["1", "2"]}]
+    return run_internet({**values, "layers": {"platform": False, "adServices": False}}, stack="production-internet",
+                        settings={**CLOUDS_SETTINGS, "azure-native:location": "West Europe"})
 
 
-def test_the_gcp_pools_run_the_pinned_pd_driver_and_classes_name_only_their_zones(stores_on_gcp):
-    driver = stores_on_gcp.named("gcp-pd-csi", "kubernetes:kustomize/v2:Directory").inputs
+def test_the_gcp_pools_run_the_pinned_pd_driver_and_classes_name_only_their_zones(stores_on_clouds):
+    driver = stores_on_clouds.named("gcp-pd-csi", "kubernetes:kustomize/v2:Directory").inputs
     assert driver["directory"] == gcp.PD_CSI_HYBRID_KUSTOMIZATION
-    pd = _class(stores_on_gcp, "pd-balanced")
+    pd = _class(stores_on_clouds, "pd-balanced")
     assert pd["allowedTopologies"] == [{"matchLabelExpressions": [
         {"key": "topology.gke.io/zone", "values": ["europe-west3-a", "europe-west3-b"]}]}]
     assert not (pd["metadata"].get("annotations") or {}).get(DEFAULT_CLASS)
+
+
+def _disk_driver(run: mockrun.Run) -> dict[str, Any]:
+    return run.named("azuredisk-csi", "kubernetes:helm.sh/v3:Release").inputs
+
+
+def test_the_azure_pools_run_their_own_disk_driver_on_azure_nodes_only(stores_on_clouds):
+    release = _disk_driver(stores_on_clouds)
+    values = release["values"]
+    assert values["controller"]["nodeSelector"] == values["linux"]["nodeSelector"] == {PROVIDER_LABEL: "azure"}
+    # No K3s server on Azure: the controller runs on the (tainted) Azure database pool, not the control plane.
+    assert values["controller"]["tolerations"] == [{"operator": "Exists", "effect": "NoSchedule"}]
+    assert values["controller"]["vmType"] == "standard"  # a VM found by its node's name; no scale sets here
+    assert release["namespace"] == "kube-system" and values["windows"] == {"enabled": False}
+    releases = {r.name for r in stores_on_clouds.of_type("kubernetes:helm.sh/v3:Release")}
+    assert "azure-ccm" not in releases  # no Azure CCM runs, and the driver needs none
+    # The VM name is the Kubernetes node name, which the controller attaches by (vmType standard).
+    vm = stores_on_clouds.named("redpanda-1", "azure-native:compute:VirtualMachine").inputs
+    assert vm["vmName"] == k3s_config(stores_on_clouds, "redpanda-1")["node-name"]
+
+
+def test_the_azure_cloud_config_holds_no_secret_and_only_the_driver_reads_it(stores_on_clouds):
+    secret = stores_on_clouds.named(azure.CLOUD_CONFIG_SECRET, "kubernetes:core/v1:Secret").inputs
+    config = json.loads(secret["stringData"].value["cloud-config"])  # kept secret all the same
+    assert set(config) == {"cloud", "tenantId", "subscriptionId", "resourceGroup", "location", "vmType",
+                           "useManagedIdentityExtension", "userAssignedIdentityID", "useInstanceMetadata",
+                           "cloudProviderBackoff"}  # no aadClientSecret, no CCM network settings
+    assert config["useManagedIdentityExtension"] is True and config["userAssignedIdentityID"]
+    # The canonical location: the node plugin reports a zone only if it starts with `<location>-` (westeurope-1).
+    assert (config["resourceGroup"], config["location"], config["vmType"]) == (
+        "adp-production-internet", "westeurope", "standard")
+    values = _disk_driver(stores_on_clouds)["values"]
+    assert secret["metadata"] == {"name": "azure-cloud-provider", "namespace": "kube-system"}
+    for part in ("controller", "node"):
+        assert (values[part]["cloudConfigSecretName"], values[part]["cloudConfigSecretNamespace"]) == (
+            "azure-cloud-provider", "kube-system")
+    # Nothing else in the program names it: only the driver's service accounts (its chart's RBAC) read it.
+    naming = {r.name for r in stores_on_clouds.resources if r.type.startswith("kubernetes:")
+              and "azure-cloud-provider" in json.dumps(r.inputs, default=str)}
+    assert naming == {"azure-cloud-provider", "azuredisk-csi"}
+
+
+DISK_DRIVER_ACTIONS = {
+    "Microsoft.Compute/disks/read", "Microsoft.Compute/disks/write", "Microsoft.Compute/disks/delete",
+    "Microsoft.Compute/locations/DiskOperations/read", "Microsoft.Compute/virtualMachines/read",
+    "Microsoft.Compute/virtualMachines/write", "Microsoft.Compute/locations/operations/read",
+    "Microsoft.Resources/subscriptions/resourceGroups/read"}
+
+
+def test_the_azure_identity_holds_exactly_the_disk_drivers_actions_on_its_resource_group(stores_on_clouds):
+    roles = [r.inputs for r in stores_on_clouds.of_type("azure-native:authorization:RoleDefinition")]
+    assert len(roles) == 1  # no CCM identity, no autoscaler's
+    assert [set(p["actions"]) for p in roles[0]["permissions"]] == [DISK_DRIVER_ACTIONS]
+    role = stores_on_clouds.named("disk-csi-role", "azure-native:authorization:RoleDefinition")
+    group = stores_on_clouds.named("resource-group", "azure-native:resources:ResourceGroup")
+    assignment = stores_on_clouds.named("disk-csi-role-assignment", "azure-native:authorization:RoleAssignment")
+    assert role.inputs["assignableScopes"] == [role.inputs["scope"]] == [assignment.inputs["scope"]]
+    assert group.urn in role.dependencies and group.urn in assignment.dependencies  # the Azure part's group only
+    # Every Azure VM carries it (the controller runs on any of them, with the host network's IMDS), and nothing else.
+    vms = [r.inputs for r in stores_on_clouds.of_type("azure-native:compute:VirtualMachine")]
+    assert vms and all(vm["identity"]["userAssignedIdentities"] == [mockrun._fake_id("disk-csi-identity")]
+                       for vm in vms)
+
+
+def test_the_azure_classes_name_only_the_azure_zones_and_are_not_default(stores_on_clouds):
+    expected = [{"matchLabelExpressions": [{"key": "topology.disk.csi.azure.com/zone",
+                                            "values": ["westeurope-1", "westeurope-2"]}]}]
+    classes = {n: _class(stores_on_clouds, n) for n in ("azure-disk-premium", "azure-disk-premium-xfs",
+                                                         "azure-disk-premium-scratch")}
+    for name, each in classes.items():
+        assert each["provisioner"] == "disk.csi.azure.com", name
+        assert each["allowedTopologies"] == expected, name
+        assert not (each["metadata"].get("annotations") or {}).get(DEFAULT_CLASS), name
+    assert classes["azure-disk-premium-scratch"]["reclaimPolicy"] == "Delete"  # production's twin of a Retain class
+    assert classes["azure-disk-premium"]["reclaimPolicy"] == "Retain"
+    defaults = [r.name for r in stores_on_clouds.of_type(STORAGE_CLASS)
+                if (r.inputs["metadata"].get("annotations") or {}).get(DEFAULT_CLASS) == "true"]
+    assert defaults == ["storage-class-hcloud-volumes"]
+
+
+def test_a_store_on_the_azure_pool_claims_the_azure_class(stores_on_clouds):
+    redpanda = next(r.inputs for r in stores_on_clouds.resources if r.type.endswith(":Redpanda"))
+    assert redpanda["spec"]["clusterSpec"]["storage"]["persistentVolume"]["storageClass"] == "azure-disk-premium-xfs"
 
 
 def test_the_hybrid_pd_kustomization_pins_controller_and_node_plugin_to_gcp_nodes():
@@ -986,6 +1095,8 @@ def test_a_store_pool_on_gcp_gets_the_gcp_class():
     assert storage.classes_of(["general", "gce"]) == ("hcloud-volumes", "hcloud-volumes-xfs")
 
 
-def test_the_policy_pack_passes_with_stores_on_aws(stores_on_aws):
-    # Every rule, the peers' firewall rules (single nodes on the cluster ports) and the EBS values and Secret included.
-    assert model.build(stores_on_aws)["policy"]["violations"] == []
+@pytest.mark.parametrize("which", ["stores_on_aws", "stores_on_clouds"])
+def test_the_policy_pack_passes_with_stores_on_other_clouds(which, request):
+    # Every rule, the peers' firewall rules (single nodes on the cluster ports), the EBS and Azure Disk values and
+    # Secrets included.
+    assert model.build(request.getfixturevalue(which))["policy"]["violations"] == []
