@@ -337,8 +337,11 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
     operator = release(OPERATOR_RELEASE, charts.CLOUDNATIVE_PG, operator_values(ctx),
                        ctx.opts([*ctx.operator_after, operator_ns]), namespace=OPERATOR_NAMESPACE,
                        create_namespace=False)
-    # The plugin needs cert-manager (in `after`) for its gRPC certificates, and the operator's CRDs.
-    plugin = release(PLUGIN_RELEASE, charts.BARMAN_CLOUD, plugin_values(), ctx.opts([*after, operator_ns, operator]),
+    # The plugin needs cert-manager (in `after`) for its gRPC certificates, not the operator: its chart renders no
+    # CloudNativePG resource (templates/ at plugin-barman-cloud-v0.7.0), its controller watches only its own
+    # ObjectStore (internal/cnpgi/operator/manager.go at v0.13.0), and the operator finds it whenever its Service
+    # appears (standalone plugins are "discovered dynamically": docs/src/cnpg_i.md at v1.30.0). Both install at once.
+    plugin = release(PLUGIN_RELEASE, charts.BARMAN_CLOUD, plugin_values(), ctx.opts([*after, operator_ns]),
                      namespace=OPERATOR_NAMESPACE, create_namespace=False)
     ready: list[pulumi.Resource] = [operator, plugin]
     # The chart ships no PodDisruptionBudget (templates/ at cloudnative-pg-v0.29.0).
