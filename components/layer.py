@@ -34,7 +34,9 @@ class Prerequisites:
     those it needs, not for the whole layer below."""
 
     volumes: tuple[pulumi.Resource, ...]  # CSI driver + StorageClasses: PersistentVolumeClaims bind
-    certificates: tuple[pulumi.Resource, ...]  # cert-manager (CRDs, webhook) + ClusterIssuers: Certificates, Issuers
+    # cert-manager (CRDs, webhook): a workload's Certificates and its own Issuers. Not the Let's Encrypt ClusterIssuers:
+    # they sign the shared gateway's certificates (services layer), and no workload of a later layer names them.
+    certificates: tuple[pulumi.Resource, ...]
     monitors: tuple[pulumi.Resource, ...]  # the Prometheus Operator CRDs: ServiceMonitor, PodMonitor
 
     def of(self, needs: Iterable[Need]) -> list[pulumi.Resource]:

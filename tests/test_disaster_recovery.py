@@ -126,6 +126,14 @@ def test_postgres_bootstraps_from_the_barman_archive_and_archives_under_a_new_na
     assert spec["plugins"][0]["parameters"] == {"barmanObjectName": "postgres-backups", "serverName": "postgres-2"}
 
 
+def test_pulumi_waits_for_the_recovery_as_long_as_a_restore_takes(restoring, production):
+    # A recovery replays the base backup and the WAL since: an hour before `pulumi up` gives up; a new cluster 15 min.
+    def awaited(run):
+        return run.named("postgres-cluster", PG_CLUSTER).inputs["metadata"]["annotations"]
+    assert awaited(restoring) == {"pulumi.com/waitFor": "condition=Ready", "pulumi.com/timeoutSeconds": "3600"}
+    assert awaited(production)["pulumi.com/timeoutSeconds"] == "900"
+
+
 def test_clickhouse_restores_the_named_backup_once(restoring):
     job = restoring.named("clickhouse-restore", JOB)
     assert job.inputs["metadata"]["name"] == "clickhouse-restore-full-20261120t010000z"

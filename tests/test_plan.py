@@ -206,6 +206,16 @@ def test_an_operator_resource_pulumi_waits_for_takes_the_operators_rollout():
     assert timing.duration(cr("scylla.scylladb.com/v1:ScyllaCluster", waited, racks)) == 3 * 120
 
 
+def test_a_postgres_cluster_pulumi_waits_for_takes_one_bootstrap_per_instance():
+    """CloudNativePG creates each instance once the ones before it are ready: the Cluster's time grows with them."""
+    def cluster(spec):
+        return {**_r("postgres-cluster"), "type": "kubernetes:postgresql.cnpg.io/v1:Cluster",
+                "inputs": {"metadata": {"annotations": {"pulumi.com/waitFor": "condition=Ready"}}, "spec": spec}}
+    per_instance = timing.AWAITED["kubernetes:postgresql.cnpg.io/v1:Cluster"]
+    assert timing.duration(cluster({"instances": 3})) == 3 * per_instance
+    assert timing.duration(cluster({"instances": 1})) == timing.duration(cluster({})) == per_instance
+
+
 PROVENANCE = ("measured:", "documented:", "estimate:")
 
 

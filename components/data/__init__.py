@@ -57,7 +57,7 @@ class StoreNeeds:
 
 
 # One place for every store. volumes: PersistentVolumeClaims (the CSI driver and StorageClasses); certificates:
-# cert-manager Certificates/Issuers (cert-manager's CRDs and webhook, the ClusterIssuers); monitors: ServiceMonitor/
+# cert-manager Certificates/Issuers of the store's own (cert-manager's CRDs and webhook); monitors: ServiceMonitor/
 # PodMonitor (the Prometheus Operator CRDs).
 NEEDS: dict[str, StoreNeeds] = {
     # SeaweedFS' chart renders cert-manager Certificates only with global.seaweedfs.enableSecurity, off here
@@ -75,7 +75,8 @@ NEEDS: dict[str, StoreNeeds] = {
     "dragonfly": StoreNeeds(store=("volumes", "monitors"), operator=()),
     # CloudNativePG makes and rotates its own webhook certificate (no cert-manager annotation in the chart's webhook
     # configurations, templates/ at cloudnative-pg-v0.29.0) and mounts no volume: its PodMonitor's CRD only. The
-    # Barman Cloud plugin's gRPC certificates are cert-manager's; the Cluster's volumes; our PodMonitor.
+    # Barman Cloud plugin's gRPC certificates are cert-manager's, from the chart's own self-signed Issuer
+    # (templates/certificate-issuer.yaml at plugin-barman-cloud-v0.7.0); the Cluster's volumes; our PodMonitor.
     "postgres": StoreNeeds(store=("volumes", "certificates", "monitors"), operator=("monitors",)),
 }
 

@@ -31,6 +31,7 @@ from components.data.context import DRILL_NAMESPACE, LAYER, SHARES, DataContext,
 from components.data.endpoints import Database, PostgresEndpoint, S3Location
 from components.data.placement import Resources, helper_share
 from components.helm import release
+from components.layer import wait_for
 from components.scheduling import HOSTNAME_TOPOLOGY, zone_spread
 from components.services.namespaces import Namespaces, NamespaceSpec, Peer
 
@@ -291,6 +292,29 @@ def plugin_values() -> dict[str, Any]:
     }
 
 
+# --- readiness --------------------------------------------------------------------------------------------
+# Consumers (GitLab's and Airflow's migrations) connect as they install: Pulumi waits until the operator reports the
+# Cluster `Ready`, a condition it sets True only in the phase "Cluster in healthy state" (SetClusterReadyCondition,
+# pkg/resources/status/transactions.go at v1.30.0), reached once every instance runs and is ready. It creates the
+# instances one after another, each by a Job (initdb, then pg_basebackup for each replica) and only once every
+# instance before it is ready (reconcileMissingInstance, internal/controller/cluster_create.go), each with its own
+# two new volumes. CloudNativePG's own end-to-end suite gives a new cluster 600 s to turn ready and a restored one
+# 800 s (tests/utils/timeouts/timeouts.go at v1.30.0, ClusterIsReady/ClusterIsReadySlow); ours provisions cloud
+# volumes, so half as much again for a new cluster. A recovery replays the base backup and the WAL since: its time
+# grows with the data, so an hour, after which `pulumi up` fails with the operator's last status.
+READY_TIMEOUT_SECONDS = 900
+RECOVERY_TIMEOUT_SECONDS = 3600
+# A Database has no conditions: the primary's instance manager sets `status.applied` true once the database exists
+# as declared (DatabaseStatus, api/v1/database_types.go at v1.30.0); false with `status.message` when it failed.
+DATABASE_APPLIED = "jsonpath={.status.applied}=true"
+DATABASE_TIMEOUT_SECONDS = 300  # the Cluster is ready first: one CREATE DATABASE and its extensions
+
+
+def cluster_ready(ctx: DataContext) -> dict[str, str]:
+    recovering = ctx.settings.postgres.restore is not None
+    return wait_for("condition=Ready", RECOVERY_TIMEOUT_SECONDS if recovering else READY_TIMEOUT_SECONDS)
+
+
 # --- install ----------------------------------------------------------------------------------------------
 # Spec fields CloudNativePG 1.30's CRDs make immutable among those we set (config/crd/bases at v1.30.0: "name is
 # immutable", "cluster reference is immutable after creation"); the operator cannot move a Database or a
@@ -300,9 +324,9 @@ IMMUTABLE = {"Database": ("name", "cluster"), "ScheduledBackup": ("cluster",)}
 
 def _custom(ctx: DataContext, resource_name: str, kind: str, name: str, spec: dict[str, Any],
             depends_on: Sequence[pulumi.Resource], api_version: str = API_VERSION,
-            protect: bool = False) -> k8s.apiextensions.CustomResource:
+            protect: bool = False, annotations: dict[str, str] | None = None) -> k8s.apiextensions.CustomResource:
     return ctx.custom_resource(resource_name, api_version, kind, name, NAMESPACE, spec, ctx.labels("postgres"),
-                               depends_on, protect=protect, immutable=IMMUTABLE.get(kind, ()))
+                               depends_on, protect=protect, annotations=annotations, immutable=IMMUTABLE.get(kind, ()))
 
 
 def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> PostgresEndpoint:
@@ -313,8 +337,11 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
     operator = release(OPERATOR_RELEASE, charts.CLOUDNATIVE_PG, operator_values(ctx),
                        ctx.opts([*ctx.operator_after, operator_ns]), namespace=OPERATOR_NAMESPACE,
                        create_namespace=False)
-    # The plugin needs cert-manager (in `after`) for its gRPC certificates, and the operator's CRDs.
-    plugin = release(PLUGIN_RELEASE, charts.BARMAN_CLOUD, plugin_values(), ctx.opts([*after, operator_ns, operator]),
+    # The plugin needs cert-manager (in `after`) for its gRPC certificates, not the operator: its chart renders no
+    # CloudNativePG resource (templates/ at plugin-barman-cloud-v0.7.0), its controller watches only its own
+    # ObjectStore (internal/cnpgi/operator/manager.go at v0.13.0), and the operator finds it whenever its Service
+    # appears (standalone plugins are "discovered dynamically": docs/src/cnpg_i.md at v1.30.0). Both install at once.
+    plugin = release(PLUGIN_RELEASE, charts.BARMAN_CLOUD, plugin_values(), ctx.opts([*after, operator_ns]),
                      namespace=OPERATOR_NAMESPACE, create_namespace=False)
     ready: list[pulumi.Resource] = [operator, plugin]
     # The chart ships no PodDisruptionBudget (templates/ at cloudnative-pg-v0.29.0).
@@ -347,11 +374,12 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
         ready += [backup_secret, store]
 
     cluster = _custom(ctx, "postgres-cluster", "Cluster", CLUSTER, cluster_spec(ctx, roles), before_cluster,
-                      protect=True)
+                      protect=True, annotations=cluster_ready(ctx))
     ready += [*secrets, cluster]
     for name in owned:
         ready.append(_custom(ctx, f"postgres-database-{name}", "Database", f"{CLUSTER}-{name}".replace("_", "-"),
-                             database_spec(name), [cluster], protect=True))
+                             database_spec(name), [cluster], protect=True,
+                             annotations=wait_for(DATABASE_APPLIED, DATABASE_TIMEOUT_SECONDS)))
     if ctx.backup is not None:
         ready.append(_custom(ctx, "postgres-scheduled-backup", "ScheduledBackup", f"{CLUSTER}-base-backup",
                              scheduled_backup_spec(ctx), [cluster]))

@@ -47,6 +47,7 @@ class Platform(pulumi.ComponentResource):
             parent=self, k8s=cluster.provider, ha=loaded.profile.strict, protect=loaded.profile.protect,
             settings=cfg.platform, cluster=cfg.cluster, secrets=loaded.secrets, stack=loaded.stack,
             domain=cfg.domain, admin_cidrs=tuple(cfg.admin_cidrs), storage_class=services.storage_class,
+            prerequisites=services.prerequisites,
             gateway=services.gateway, cluster_issuer=services.cluster_issuer, data=data.endpoints,
             backup=data.backup,
             general_nodes=schedulable_nodes(cfg),

@@ -15,7 +15,7 @@ import pulumi_kubernetes as k8s
 
 from components.data.context import OBJECT_STORE_NAMESPACE, OBJECT_STORE_S3_PORT
 from components.data.endpoints import BackupTargets, DataEndpoints, ObjectStoreEndpoint, S3Location
-from components.layer import LayerContext
+from components.layer import LayerContext, Prerequisites
 from components.services.gateway import GatewayRef
 from components.services.namespaces import Peer, prometheus_peer
 from config import StackSecrets
@@ -85,6 +85,7 @@ class PlatformContext(LayerContext):
     domain: str
     admin_cidrs: tuple[str, ...]
     storage_class: str
+    prerequisites: Prerequisites  # the cluster services by what a workload renders (a claim: the storage alone)
     gateway: GatewayRef
     cluster_issuer: str
     data: DataEndpoints  # the data plane's stores (None where disabled)

@@ -333,8 +333,10 @@ def secrets(ctx: PlatformContext, after: Sequence[pulumi.Resource]) -> list[pulu
 
 def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> Installed:
     ns = [spaces[NAMESPACE]]
-    credentials = secrets(ctx, [*after, *ns])
-    volume = gitaly_volume(ctx, [*after, *ns])
+    # Plain objects GitLab reads once it installs: the Secrets need the namespace (their values are Pulumi's, not the
+    # stores'), the claim the storage too; both are made while the stores come up (issue 22).
+    credentials = secrets(ctx, ns)
+    volume = gitaly_volume(ctx, [*ns, *ctx.prerequisites.of(("volumes",))])
     # Not atomic: a first install runs the database migrations for many minutes, and rolling back an install
     # mid-migration would leave the database half-migrated; a re-run of `pulumi up` picks up where it stopped.
     gitlab = release(RELEASE, charts.GITLAB, values(ctx), ctx.opts([*after, *ns, *credentials, volume]),

@@ -81,8 +81,8 @@ class ClusterServices(pulumi.ComponentResource):
         rolling = upgrades.install(ctx, spaces, after=placed(upgrades))
         rebooting = reboots.install(ctx, spaces, after=scraped(reboots))
         saved = backups.install(ctx, spaces, after=scraped(backups))
-        # The secret store's CA and certificates are cert-manager's resources.
-        store = secrets.install(ctx, spaces, after=[*scraped(secrets), *tls.ready])
+        # The secret store's CA and certificates are cert-manager's resources, signed by its own CA (not Let's Encrypt).
+        store = secrets.install(ctx, spaces, after=[*scraped(secrets), *tls.manager])
         meshed = mesh.install(ctx, spaces, tls, after=placed(mesh))
         cilium = cilium_metrics.install(ctx, spaces, after=scraped(cilium_metrics))
         # Node autoscaling (docs/autoscaling.md): only where a pool autoscales and the provider creates machines.
@@ -98,7 +98,7 @@ class ClusterServices(pulumi.ComponentResource):
         self.secret_store = store
         self.namespaces = spaces.names
         # What a later layer's workloads wait for, by what they render (each already waited for the cluster).
-        self.prerequisites = Prerequisites(volumes=tuple(storage.resources), certificates=tuple(tls.ready),
+        self.prerequisites = Prerequisites(volumes=tuple(storage.resources), certificates=tuple(tls.manager),
                                            monitors=tuple(monitors))
         self.foundations = self.prerequisites.all()
         self.backups = list(saved.ready)

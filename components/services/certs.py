@@ -42,6 +42,9 @@ RFC2136_DEFAULT_PORT = 53
 class Certs:
     issuer: str  # the ClusterIssuer the shared gateway's certificates use
     ready: list[pulumi.Resource] = field(default_factory=list)
+    # cert-manager itself (CRDs, webhook): what a workload's own Issuers and Certificates wait for. The ACME
+    # ClusterIssuers in `ready` sign the gateway's certificates only (gateway.py); no later layer names them.
+    manager: list[pulumi.Resource] = field(default_factory=list)
     issuers: tuple[str, ...] = ()  # every ClusterIssuer created
     wildcard: bool = False  # a DNS-01 solver is configured: wildcard certificates can be issued
 
@@ -232,4 +235,5 @@ def install(ctx: ServicesContext, spaces: Namespaces, after: Sequence[pulumi.Res
             f"cluster-issuer-{name}", api_version="cert-manager.io/v1", kind="ClusterIssuer",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=name, labels=ctx.labels("cert-manager")),
             spec=issuer_spec(name, tls.acme_email or "", tls.dns01), opts=ctx.opts(issuer_deps)))
-    return Certs(issuer=tls.issuer, ready=ready, issuers=tuple(ACME_SERVERS), wildcard=tls.dns01 is not None)
+    return Certs(issuer=tls.issuer, ready=ready, manager=[chart], issuers=tuple(ACME_SERVERS),
+                 wildcard=tls.dns01 is not None)

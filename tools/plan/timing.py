@@ -16,7 +16,7 @@ timings and adjust the numbers here (the plan-diff then shows every stack's new 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 # Where each figure comes from, one comment per figure: "measured" (a published measurement, cited), "documented"
 # (an upstream statement, cited) or "estimate" (our reasoning, to be replaced by a calibrated figure). None has been
@@ -92,8 +92,30 @@ AWAITED: dict[str, int] = {
     # "Add a New Node": bootstrap one node at a time), each a pod start plus its join of a fresh, empty ring
     "kubernetes:scylla.scylladb.com/v1:ScyllaCluster": 120,
     "kubernetes:scylla.scylladb.com/v1alpha1:NodeConfig": 90,  # estimate: the operator's tuning pods, nodes in parallel
+    # estimate: per instance (AWAITED_PER_MEMBER): CloudNativePG creates the next instance only once every one before
+    # it is ready (reconcileMissingInstance, internal/controller/cluster_create.go at v1.30.0), each as a Job (initdb,
+    # or pg_basebackup of a still-empty primary: seconds) then the instance pod. Per instance: two new cloud volumes
+    # (data, WAL) created and attached (~20 s: two Hetzner actions each), the PostgreSQL image pulled on a node without
+    # it (~20 s), the Job's pod and the instance's start to its readiness probe (~10 s each). CloudNativePG's e2e suite
+    # allows a whole new cluster 600 s (tests/utils/timeouts/timeouts.go at v1.30.0): an upper bound, not a figure
+    "kubernetes:postgresql.cnpg.io/v1:Cluster": 60,
+    # estimate: the cluster is ready first; one reconcile of the primary's instance manager (CREATE DATABASE and its
+    # extensions), which sets status.applied
+    "kubernetes:postgresql.cnpg.io/v1:Database": 5,
 }
-AWAITED_PER_MEMBER = {"kubernetes:scylla.scylladb.com/v1:ScyllaCluster"}
+
+
+def _scylla_members(spec: dict[str, Any]) -> int:
+    """A ScyllaCluster's nodes: the members of its datacenter's racks."""
+    racks = (spec.get("datacenter") or {}).get("racks") or []
+    return sum(int(rack.get("members") or 0) for rack in racks if isinstance(rack, dict))
+
+
+# Operator resources whose members start one after another: the figure above is per member.
+AWAITED_PER_MEMBER: dict[str, Callable[[dict[str, Any]], int]] = {
+    "kubernetes:scylla.scylladb.com/v1:ScyllaCluster": _scylla_members,
+    "kubernetes:postgresql.cnpg.io/v1:Cluster": lambda spec: int(spec.get("instances") or 0),  # CloudNativePG
+}
 HELM_CHARTS = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
 DEFAULT_COMMAND = 30      # estimate: another script of ours: SSH connect + a short idempotent script
 DEFAULT_KUBERNETES = 3    # estimate: a plain Kubernetes object: one API call, no readiness to wait for
@@ -123,9 +145,9 @@ def _annotations(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def _members(resource: dict[str, Any]) -> int:
-    """A ScyllaCluster's nodes: the members of its datacenter's racks (at least one)."""
-    racks = ((resource["inputs"].get("spec") or {}).get("datacenter") or {}).get("racks") or []
-    return max(1, sum(int(rack.get("members") or 0) for rack in racks if isinstance(rack, dict)))
+    """The members of an AWAITED_PER_MEMBER resource (at least one)."""
+    spec = resource["inputs"].get("spec")
+    return max(1, AWAITED_PER_MEMBER[resource["type"]](spec if isinstance(spec, dict) else {}))
 
 
 def _provider_urn(reference: str) -> str:
