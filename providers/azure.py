@@ -875,6 +875,10 @@ def disk_csi_values(ha: bool, vm_type: str = "standard", *, hybrid: bool = False
         on_azure = {PROVIDER_LABEL: NAME}  # Azure disks attach to Azure VMs only
         values["controller"]["nodeSelector"] = on_azure
         values["linux"]["nodeSelector"] = on_azure
+        # Pinned to Azure, the controller may find no untainted Azure agent (the general pool on another provider):
+        # the servers then, dedicated ones included (K3s' CriticalAddonsOnly is NoExecute, which the chart's
+        # default tolerations, NoSchedule only, miss).
+        values["controller"]["tolerations"] = list(_ON_CONTROL_PLANE)
     if secondary:
         # No K3s server runs on Azure here: the controller runs on the Azure agents, database pools' taints included.
         values["controller"]["tolerations"] = [{"operator": "Exists", "effect": "NoSchedule"}]
