@@ -571,13 +571,17 @@ class AzureInfrastructure(ProviderInfrastructure):
                 compute.SshPublicKeyArgs(key_data=key, path=f"/home/{cloud.SSH_USER}/.ssh/authorized_keys")
                 for key in self._loaded.config.ssh_public_keys]))
 
-    def _identity_args(self, spec: NodeSpec) -> compute.VirtualMachineIdentityArgs | None:
+    def _identity_args(self, spec: NodeSpec) -> compute.VirtualMachineIdentityArgs:
         """The cluster (or a secondary's disk driver) identity everywhere; the autoscaler's on the control plane,
-        where it runs. None: a secondary part with stateless pools only, where nothing uses Azure's API."""
+        where it runs. Type None on a secondary part with stateless pools only, where nothing uses Azure's API: said
+        explicitly, so a VM that held an identity before (such parts had the cluster identity) has it removed on
+        update rather than left referencing a deleted identity ("The type 'None' will remove any identities")."""
         extra = [self.autoscaler_identity.id] if self.autoscaler_identity and spec.k3s_role == "server" else []
         ids = [*([self.identity.id] if self.identity else []), *extra]
+        if not ids:
+            return compute.VirtualMachineIdentityArgs(type=compute.ResourceIdentityType.NONE)
         return compute.VirtualMachineIdentityArgs(type=compute.ResourceIdentityType.USER_ASSIGNED,
-                                                  user_assigned_identities=ids) if ids else None
+                                                  user_assigned_identities=ids)
 
     def _vm(self, spec: NodeSpec, lb_pools: list[pulumi.Output[str]]) -> Node:
         hostname = f"{self._prefix}-{spec.name}"
