@@ -78,17 +78,6 @@ CHARTS: dict[str, int] = {
     "kube-prometheus-stack": 180,  # estimate: operator, then Prometheus x2 and Alertmanager x3 with volumes
     "airflow": 300,       # estimate: the migration job, then scheduler/API server (GitLab's pattern, a smaller schema)
 }
-# estimate: one CloudNativePG instance's bootstrap (the Cluster is priced per instance, AWAITED_PER_MEMBER): it
-# creates the next instance only once every one before it is ready (reconcileMissingInstance,
-# internal/controller/cluster_create.go at v1.30.0), each as a Job (initdb, or pg_basebackup of a still-empty
-# primary: seconds) then the instance pod. Per instance: two new cloud volumes (data, WAL) created and attached
-# (~20 s: two Hetzner actions each), the PostgreSQL image pulled on a node without it (~20 s), the Job's pod and the
-# instance's start to its readiness probe (~10 s each). CloudNativePG's e2e suite allows a whole new cluster 600 s
-# (tests/utils/timeouts/timeouts.go at v1.30.0): an upper bound, not a figure
-CNPG_INSTANCE_SECONDS = 60
-# databaseReconciliationInterval (internal/management/controller/database_controller.go at v1.30.0): how long the
-# primary's instance manager waits before it tries a Database again
-CNPG_DATABASE_RETRY_SECONDS = 30
 # An operator's resource with a `pulumi.com/waitFor` annotation (components/layer.py wait_for): pulumi-kubernetes
 # waits until the operator reports it ready, so the operator's whole rollout is the resource's create time.
 AWAITED: dict[str, int] = {
@@ -103,13 +92,20 @@ AWAITED: dict[str, int] = {
     # "Add a New Node": bootstrap one node at a time), each a pod start plus its join of a fresh, empty ring
     "kubernetes:scylla.scylladb.com/v1:ScyllaCluster": 120,
     "kubernetes:scylla.scylladb.com/v1alpha1:NodeConfig": 90,  # estimate: the operator's tuning pods, nodes in parallel
-    "kubernetes:postgresql.cnpg.io/v1:Cluster": CNPG_INSTANCE_SECONDS,
-    # estimate: applied with the Cluster, awaited until the primary applied it (components/data/postgres.py): the
-    # primary's bootstrap (the Cluster's first instance), then up to one retry interval of the primary's instance
-    # manager (its first pass may find the primary not yet recorded or the owner role not yet created), then one
+    # estimate: per instance (AWAITED_PER_MEMBER): CloudNativePG creates the next instance only once every one before
+    # it is ready (reconcileMissingInstance, internal/controller/cluster_create.go at v1.30.0), each as a Job (initdb,
+    # or pg_basebackup of a still-empty primary: seconds) then the instance pod. Per instance: two new cloud volumes
+    # (data, WAL) created and attached (~20 s: two Hetzner actions each), the PostgreSQL image pulled on a node without
+    # it (~20 s), the Job's pod and the instance's start to its readiness probe (~10 s each). CloudNativePG's e2e suite
+    # allows a whole new cluster 600 s (tests/utils/timeouts/timeouts.go at v1.30.0): an upper bound, not a figure
+    "kubernetes:postgresql.cnpg.io/v1:Cluster": 60,
+    # estimate: applied with the Cluster, awaited until the primary applied it (components/data/postgres.py): 60 + 30 +
+    # 5. The primary's bootstrap (the Cluster's first instance, above); up to one retry interval of the primary's
+    # instance manager (databaseReconciliationInterval, 30 s, internal/management/controller/database_controller.go
+    # at v1.30.0: its first pass may find the primary not yet recorded or the owner role not yet created); one
     # reconcile (CREATE DATABASE and its extensions), which sets status.applied. Not after the replicas: they join
     # while the consumers install, and the Cluster, still priced per instance, ends the deploy no earlier.
-    "kubernetes:postgresql.cnpg.io/v1:Database": CNPG_INSTANCE_SECONDS + CNPG_DATABASE_RETRY_SECONDS + 5,
+    "kubernetes:postgresql.cnpg.io/v1:Database": 95,
 }
 
 
