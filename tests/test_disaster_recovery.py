@@ -134,6 +134,13 @@ def test_pulumi_waits_for_the_recovery_as_long_as_a_restore_takes(restoring, pro
     assert awaited(production)["pulumi.com/timeoutSeconds"] == "900"
 
 
+def test_each_postgres_database_waits_as_long_as_its_primarys_recovery(restoring, production):
+    # A Database is awaited from the Cluster's creation until the primary applied it: the primary's recovery first.
+    for run, seconds in ((restoring, "3600"), (production, "900")):
+        for database in (r for r in run.resources if r.type == "kubernetes:postgresql.cnpg.io/v1:Database"):
+            assert database.inputs["metadata"]["annotations"]["pulumi.com/timeoutSeconds"] == seconds, database.name
+
+
 def test_clickhouse_restores_the_named_backup_once(restoring):
     job = restoring.named("clickhouse-restore", JOB)
     assert job.inputs["metadata"]["name"] == "clickhouse-restore-full-20261120t010000z"

@@ -154,6 +154,7 @@ class Database:
     name: str
     owner: str
     credentials: Credentials  # keys: username, password (CNPG basic-auth Secret)
+    ready: Sequence[pulumi.Resource] = ()  # it is applied on the running primary (components/data/postgres.py)
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,13 @@ class PostgresEndpoint:
     ca_secret: str  # Secret in `namespace` with the server CA (ca.crt): clients verify TLS
     namespace: str
     pod_labels: dict[str, str]
-    ready: Sequence[pulumi.Resource] = ()
+    ready: Sequence[pulumi.Resource] = ()  # the whole cluster: every instance ready, every database applied
+
+    def serving(self, consumer: str) -> "PostgresEndpoint":
+        """What `consumer` waits for: its own database on the primary, not the replicas still joining, nor the other
+        consumers' databases. The Cluster's readiness (HA) stays in `ready`, which `pulumi up` still awaits."""
+        database = self.databases.get(consumer)
+        return dataclasses.replace(self, ready=database.ready) if database is not None else self
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from components.data.context import DRILL_NAMESPACE, LAYER, SHARES, DataContext,
 from components.data.endpoints import Database, PostgresEndpoint, S3Location
 from components.data.placement import Resources, helper_share
 from components.helm import release
-from components.layer import wait_for
+from components.layer import Credentials, wait_for
 from components.scheduling import HOSTNAME_TOPOLOGY, zone_spread
 from components.services.namespaces import Namespaces, NamespaceSpec, Peer
 
@@ -304,15 +304,32 @@ def plugin_values() -> dict[str, Any]:
 # grows with the data, so an hour, after which `pulumi up` fails with the operator's last status.
 READY_TIMEOUT_SECONDS = 900
 RECOVERY_TIMEOUT_SECONDS = 3600
-# A Database has no conditions: the primary's instance manager sets `status.applied` true once the database exists
-# as declared (DatabaseStatus, api/v1/database_types.go at v1.30.0); false with `status.message` when it failed.
+#
+# A consumer needs the primary and its own database, not the replicas: each Database is applied alongside the Cluster
+# (not after its Ready) and Pulumi awaits it, and the consumers await their Database, while the replicas join in
+# parallel; `pulumi up` still ends only once the Cluster is Ready. A Database has no conditions: the instance manager
+# of the current primary, and only it (`CurrentPrimary != pod`: requeue, Reconcile in
+# internal/management/controller/database_controller.go at v1.30.0; the operator has no Database controller),
+# runs CREATE DATABASE ... OWNER and the extensions over SQL and only then sets `status.applied` true (SetAsReady,
+# api/v1/database_funcs.go); false with `status.message` when that failed, retried every 30 s. Applied thus means
+# the database exists on the running primary, owned by its role, which the same instance manager creates from
+# `spec.managed.roles` with its password in one statement (roles.Create, internal/management/controller/roles/
+# postgres.go). A Database applied before its Cluster exists is admitted (the webhook checks its own spec only,
+# internal/webhook/v1/database_webhook.go) and waits: nobody reconciles it until the primary's instance manager
+# starts and lists it. So its await covers the primary's bootstrap (or recovery): the Cluster's timeout.
 DATABASE_APPLIED = "jsonpath={.status.applied}=true"
-DATABASE_TIMEOUT_SECONDS = 300  # the Cluster is ready first: one CREATE DATABASE and its extensions
+
+
+def _bootstrap_timeout(ctx: DataContext) -> int:
+    return RECOVERY_TIMEOUT_SECONDS if ctx.settings.postgres.restore is not None else READY_TIMEOUT_SECONDS
 
 
 def cluster_ready(ctx: DataContext) -> dict[str, str]:
-    recovering = ctx.settings.postgres.restore is not None
-    return wait_for("condition=Ready", RECOVERY_TIMEOUT_SECONDS if recovering else READY_TIMEOUT_SECONDS)
+    return wait_for("condition=Ready", _bootstrap_timeout(ctx))
+
+
+def database_applied(ctx: DataContext) -> dict[str, str]:
+    return wait_for(DATABASE_APPLIED, _bootstrap_timeout(ctx))
 
 
 # --- install ----------------------------------------------------------------------------------------------
@@ -347,7 +364,7 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
     # The chart ships no PodDisruptionBudget (templates/ at cloudnative-pg-v0.29.0).
     ready += ctx.operator_budget(OPERATOR_RELEASE, OPERATOR_NAMESPACE, OPERATOR_SELECTOR, [operator_ns])
 
-    databases: dict[str, Database] = {}
+    credentials_of: dict[str, Credentials] = {}
     secrets: list[pulumi.Resource] = []
     roles = []
     owned = [*ctx.settings.postgres.databases, *([CANARY] if "postgres" in ctx.drills else [])]
@@ -359,7 +376,7 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
             depends_on=[ns], secret_type="kubernetes.io/basic-auth",
             labels={**ctx.labels("postgres", name), "cnpg.io/reload": "true"})  # password changes apply at once
         if name != CANARY:  # the canary is the drills' own, no consumer's
-            databases[name] = Database(name=name, owner=name, credentials=credentials)
+            credentials_of[name] = credentials
         secrets.append(secret)
         roles.append(role(name, secret_name))
 
@@ -376,10 +393,19 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
     cluster = _custom(ctx, "postgres-cluster", "Cluster", CLUSTER, cluster_spec(ctx, roles), before_cluster,
                       protect=True, annotations=cluster_ready(ctx))
     ready += [*secrets, cluster]
+    applied: dict[str, pulumi.Resource] = {}
     for name in owned:
-        ready.append(_custom(ctx, f"postgres-database-{name}", "Database", f"{CLUSTER}-{name}".replace("_", "-"),
-                             database_spec(name), [cluster], protect=True,
-                             annotations=wait_for(DATABASE_APPLIED, DATABASE_TIMEOUT_SECONDS)))
+        # Created with the Cluster, on what it waits for (so the await's clock starts with the bootstrap), not after
+        # its Ready. Destroy stays safe without that edge: the Database depends on the operator, so `pulumi destroy`
+        # removes the operator only after every Database is gone, and its finalizer (cnpg.io/deleteDatabase) is
+        # released either by the primary (the Database deleted first; `retain` drops nothing) or, when the Cluster
+        # goes first, by the operator, which strips it from every Database of a deleted Cluster
+        # (notifyDeletionToOwnedResources, internal/controller/finalizers_delete.go at v1.30.0).
+        applied[name] = _custom(ctx, f"postgres-database-{name}", "Database", f"{CLUSTER}-{name}".replace("_", "-"),
+                                database_spec(name), before_cluster, protect=True, annotations=database_applied(ctx))
+    ready += applied.values()
+    databases = {name: Database(name=name, owner=name, credentials=credentials, ready=[applied[name]])
+                 for name, credentials in credentials_of.items()}
     if ctx.backup is not None:
         ready.append(_custom(ctx, "postgres-scheduled-backup", "ScheduledBackup", f"{CLUSTER}-base-backup",
                              scheduled_backup_spec(ctx), [cluster]))

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 from types import ModuleType
+from typing import Any
 
 import pulumi
 
 from components.data import DataPlane
-from components.data.endpoints import DragonflyEndpoint
+from components.data.endpoints import DragonflyEndpoint, PostgresEndpoint
 from components.k3s import K3sCluster
 from components.platform import (airflow, gitlab, gitlab_runner, jupyterhub, kubeflow, logs, mlflow, monitoring,
                                  spark, sso, traces)
 from components.platform.context import (LAYER, OTLP_GATEWAY_HOST, OTLP_GRPC_PORT, Installed, PlatformContext)
 from components.services import ClusterServices, namespaces
 from config import LoadedConfig
-from config.platform import NEEDS
+from config.platform import NEEDS, Needs
 from config.rules import schedulable_nodes
 
 # platform.<name> -> the module installing it, in the order they are declared (no dependencies between them
@@ -85,12 +86,22 @@ class Platform(pulumi.ComponentResource):
     @staticmethod
     def _stores_ready(data: DataPlane, name: str) -> list[pulumi.Resource]:
         """A component starts once the stores it uses are up (their operators report ready): of DragonflyDB, the
-        instance it connects to (its own, DragonflyEndpoint.serving), not the ad services' one and its users."""
+        instance it connects to (its own, DragonflyEndpoint.serving), not the ad services' one and its users; of
+        PostgreSQL, its database on the primary (PostgresEndpoint.serving), not the replicas still joining."""
         needs = NEEDS.get(name)
-        stores = needs.stores if needs else ()
-        endpoints = [getattr(data.endpoints, store) for store in stores]
-        return [r for e in endpoints if e is not None
-                for r in (e.serving(name) if isinstance(e, DragonflyEndpoint) else e).ready]
+        if needs is None:
+            return []
+        endpoints = [getattr(data.endpoints, store) for store in needs.stores]
+        return [r for e in endpoints if e is not None for r in _serving(e, name, needs).ready]
+
+
+def _serving(endpoint: Any, name: str, needs: Needs) -> Any:
+    """The part of a store's endpoint component `name` uses."""
+    if isinstance(endpoint, DragonflyEndpoint):
+        return endpoint.serving(name)
+    if isinstance(endpoint, PostgresEndpoint) and needs.database is not None:
+        return endpoint.serving(needs.database)
+    return endpoint
 
 
 __all__ = ["LAYER", "MODULES", "Platform"]

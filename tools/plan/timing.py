@@ -99,9 +99,13 @@ AWAITED: dict[str, int] = {
     # it (~20 s), the Job's pod and the instance's start to its readiness probe (~10 s each). CloudNativePG's e2e suite
     # allows a whole new cluster 600 s (tests/utils/timeouts/timeouts.go at v1.30.0): an upper bound, not a figure
     "kubernetes:postgresql.cnpg.io/v1:Cluster": 60,
-    # estimate: the cluster is ready first; one reconcile of the primary's instance manager (CREATE DATABASE and its
-    # extensions), which sets status.applied
-    "kubernetes:postgresql.cnpg.io/v1:Database": 5,
+    # estimate: applied with the Cluster, awaited until the primary applied it (components/data/postgres.py): 60 + 30 +
+    # 5. The primary's bootstrap (the Cluster's first instance, above); up to one retry interval of the primary's
+    # instance manager (databaseReconciliationInterval, 30 s, internal/management/controller/database_controller.go
+    # at v1.30.0: its first pass may find the primary not yet recorded or the owner role not yet created); one
+    # reconcile (CREATE DATABASE and its extensions), which sets status.applied. Not after the replicas: they join
+    # while the consumers install, and the Cluster, still priced per instance, ends the deploy no earlier.
+    "kubernetes:postgresql.cnpg.io/v1:Database": 95,
 }
 
 
