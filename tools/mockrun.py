@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import gc
 import hashlib
+import inspect
 import ipaddress
 import json
 import os
@@ -23,6 +24,9 @@ import yaml
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import resource as runtime_resource
+from pulumi import _types
+from pulumi import output as pulumi_output
+from pulumi.runtime import _depends_on, invoke as runtime_invoke
 from pulumi.runtime import known_types, resource_cycle_breaker, rpc, settings
 from pulumi.runtime.proto import source_pb2
 from pulumi.runtime.stack import run_pulumi_func
@@ -200,10 +204,14 @@ _sdk_contains_unknowns = rpc.contains_unknowns
 
 def _contains_unknowns(val: Any) -> bool:
     """Whether `val` is unknown or a dict value / list item reachable from it is (each visited once)."""
+    # Nearly every value asked about is a string or a Resource (depends_on, urns, ids): the SDK's walk looks
+    # at anything but a dict or a list alone, so its answer is whether it is an Unknown.
+    if not isinstance(val, (dict, list)):
+        return isinstance(val, pulumi_output.Unknown)
     pending, seen = [val], set()
     while pending:
         value = pending.pop()
-        if known_types.is_unknown(value):
+        if isinstance(value, pulumi_output.Unknown):  # known_types.is_unknown, without its call
             return True
         if id(value) in seen:
             continue
@@ -216,6 +224,69 @@ def _contains_unknowns(val: Any) -> bool:
 
 
 rpc.contains_unknowns = _contains_unknowns
+# Output's own module-level helper only forwards to rpc.contains_unknowns; calling ours directly saves a call
+# per Output (pulumi.contains_unknowns, the exported name, stays the SDK's forwarder).
+pulumi_output.contains_unknowns = _contains_unknowns
+
+# Resolving `depends_on` turns every listed Resource into an Output only to read back an empty set of resources
+# and the Resource itself (Output.from_input's last case: no Output, input type, container or awaitable; and
+# a Resource holds no Unknown), which was a tenth of a run: 22,000 Outputs in production, each with its
+# future, tracking and done callback. For such an item the same answer is taken directly; every other item,
+# and the sets built, go exactly the SDK's way (runtime/_depends_on.py: `all_deps | more_deps` each time).
+_sdk_resolve_depends_on = _depends_on._resolve_depends_on
+_NO_RESOURCES: frozenset = frozenset()
+
+
+def _plain_resource(item: Any) -> bool:
+    """Whether Output.from_input(item) is a known, non-secret Output of `item` itself, with no resources."""
+    return isinstance(item, pulumi.Resource) and not isinstance(item, pulumi.Output) \
+        and not _types.is_input_type(type(item)) and not inspect.isawaitable(item)
+
+
+async def _resolve_depends_on(depends_on: Any) -> set[Any]:
+    """The SDK's _resolve_depends_on, with a plain Resource listed taken as it is."""
+    if not depends_on:
+        return set()
+
+    outer = pulumi.Output._from_input_shallow(depends_on)
+    all_deps = await outer.resources()
+    inner_list = await outer.future() or []
+
+    for i in inner_list:
+        if _plain_resource(i):
+            all_deps = all_deps | _NO_RESOURCES
+            all_deps.add(i)
+            continue
+        inner = pulumi.Output.from_input(i)
+        more_deps = await inner.resources()
+        all_deps = all_deps | more_deps
+        direct_dep = await inner.future()
+        if direct_dep is not None:
+            all_deps.add(direct_dep)
+
+    return all_deps
+
+
+_depends_on._resolve_depends_on = _resolve_depends_on
+runtime_invoke._resolve_depends_on = _resolve_depends_on  # imported there by name
+
+# Serializing each input property unwraps its declared type (Output[T], Input[T], Optional[...]) with a dozen
+# typing calls, 21,000 times a run over a few hundred distinct types. The answer depends only on the type
+# (is_input_type reads a class attribute the decorator set at class creation), so it is remembered per type.
+_sdk_unwrap_type = _types.unwrap_type
+# Keyed by identity, not equality: Union[a, b] == Union[b, a], yet unwrap_type answers with the first argument.
+# The type is kept with its answer, so its id is not reused while remembered.
+_unwrapped_types: dict[int, tuple[Any, Any]] = {}
+
+
+def _unwrap_type(val: Any) -> Any:
+    known = _unwrapped_types.get(id(val))
+    if known is None or known[0] is not val:
+        known = _unwrapped_types[id(val)] = (val, _sdk_unwrap_type(val))
+    return known[1]
+
+
+_types.unwrap_type = _unwrap_type
 
 # The SDK walks and converts the whole Python stack at every resource, to tell the engine which line
 # created it; the mock monitor ignores that (and so do our records), and it cost a tenth of a run.
