@@ -28,7 +28,7 @@ from pulumi import _types
 from pulumi import output as pulumi_output
 from pulumi.runtime import _depends_on, invoke as runtime_invoke
 from pulumi.runtime import known_types, resource_cycle_breaker, rpc, settings
-from pulumi.runtime.proto import source_pb2
+from pulumi.runtime.proto import resource_pb2, source_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -139,21 +139,36 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.recorded: list[Resource] = []
 
     def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
-        response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
-            pulumi_mocks._ensure_event_loop()
-            self.recorded.append(Resource(
-                urn=response.urn, type=request.type, name=request.name, custom=request.custom,
-                parent=request.parent, dependencies=list(request.dependencies), provider=request.provider,
-                protect=bool(request.protect), inputs=_unwrap(rpc.deserialize_properties(request.object)),
-                options={"ignoreChanges": list(request.ignoreChanges),
-                         "additionalSecretOutputs": list(request.additionalSecretOutputs),
-                         "deleteBeforeReplace": request.deleteBeforeReplace,
-                         "replaceOnChanges": list(request.replaceOnChanges),
-                         # Resource hooks bound to it, by kind (before_update, ...): the hooks' names.
-                         "hooks": {kind.name: list(names) for kind, names in request.hooks.ListFields()},
-                         # Earlier names the resource answers to (renames that keep the object).
-                         "aliases": [a.spec.name for a in request.aliases if a.WhichOneof("alias") == "spec"]}))
+        """MockMonitor.RegisterResource (pulumi/runtime/mocks.py, line for line), recording the request: its inputs
+        are deserialized once for both (recording them was a second deserialization of every request, in the
+        monitor thread). They are recorded before the mocks see them: `_unwrap` copies every dict and list, so
+        what a mock does to its arguments cannot reach the record."""
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if request.type == "pulumi:pulumi:Stack":
+            return resource_pb2.RegisterResourceResponse(urn=urn)
+        pulumi_mocks._ensure_event_loop()  # deserializing resource references needs a loop on this thread
+        inputs = rpc.deserialize_properties(request.object)
+        recorded = _unwrap(inputs)
+        resource_args = pulumi_mocks.MockResourceArgs(
+            typ=request.type, name=request.name, inputs=inputs, provider=request.provider,
+            resource_id=request.importId, custom=request.custom or False,
+            transforms=pulumi_mocks._resolve_callbacks(request.transforms))
+        id_, state = self.mocks.new_resource(resource_args)
+        obj_proto = _sync_await(rpc.serialize_properties(state, {}))
+        self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, id_, state)
+        response = resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj_proto)
+        self.recorded.append(Resource(
+            urn=response.urn, type=request.type, name=request.name, custom=request.custom,
+            parent=request.parent, dependencies=list(request.dependencies), provider=request.provider,
+            protect=bool(request.protect), inputs=recorded,
+            options={"ignoreChanges": list(request.ignoreChanges),
+                     "additionalSecretOutputs": list(request.additionalSecretOutputs),
+                     "deleteBeforeReplace": request.deleteBeforeReplace,
+                     "replaceOnChanges": list(request.replaceOnChanges),
+                     # Resource hooks bound to it, by kind (before_update, ...): the hooks' names.
+                     "hooks": {kind.name: list(names) for kind, names in request.hooks.ListFields()},
+                     # Earlier names the resource answers to (renames that keep the object).
+                     "aliases": [a.spec.name for a in request.aliases if a.WhichOneof("alias") == "spec"]}))
         return response
 
 
@@ -164,16 +179,27 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 # resources that depend on it, gives the same answer and visits almost nothing: a resource being
 # registered has few dependents yet. The SDK's own edge store is kept as it is; we only add the reverse.
 _DEPENDENTS = "_adplatform_dependents"
-_sdk_add_dep = resource_cycle_breaker._add_dep
+_SDK_DEPENDENCIES = resource_cycle_breaker._DEPENDENCIES_PROPERTY  # what its _deps reads
 
 
 def _dependents(resource: Any) -> set[Any]:
     return getattr(resource, _DEPENDENTS, set())
 
 
+def _edges(resource: Any, name: str) -> set[Any]:
+    """The set stored on `resource` under `name`, created empty the first time."""
+    edges = getattr(resource, name, None)
+    if edges is None:
+        edges = set()
+        setattr(resource, name, edges)
+    return edges
+
+
 def _add_dep(from_resource: Any, to_resource: Any) -> None:
-    _sdk_add_dep(from_resource, to_resource)
-    setattr(to_resource, _DEPENDENTS, _dependents(to_resource) | {from_resource})
+    # The SDK's _add_dep stores a new set `deps | {to}` at every edge (quadratic in a resource's edges); adding
+    # to the stored set gives the same set. Only the cycle breaker reads it, and never while adding.
+    _edges(from_resource, _SDK_DEPENDENCIES).add(to_resource)
+    _edges(to_resource, _DEPENDENTS).add(from_resource)
 
 
 def _reachable(from_resource: Any, to_resource: Any) -> bool:
