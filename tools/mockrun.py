@@ -8,6 +8,7 @@ inputs kept as `Secret` so tests can assert that they stayed secret).
 from __future__ import annotations
 
 import base64
+import collections
 import gc
 import hashlib
 import inspect
@@ -304,6 +305,44 @@ async def _resolve_depends_on(depends_on: Any) -> set[Any]:
 
 _depends_on._resolve_depends_on = _resolve_depends_on
 runtime_invoke._resolve_depends_on = _resolve_depends_on  # imported there by name
+
+# rpc._add_dependency (expanding each dependency, a component to its children) imports Resource and
+# ComponentResource inside the function, once per call and once per resource it visits: 50,000 imports a run.
+# This is its body with those two names bound once (the same classes); the walk, its order, the cycle check
+# and the awaits are the SDK's.
+_sdk_add_dependency = rpc._add_dependency
+
+
+async def _add_dependency(deps: dict[str, Any], res: Any, from_resource: Any) -> None:
+    res_list = collections.deque([(res, from_resource)])  # popleft: the SDK's pop(0), without the shifting
+    awaitable: list[Any] = []
+    while len(res_list) > 0:
+        res, from_resource = res_list.popleft()
+        if not isinstance(res, pulumi.Resource):
+            raise TypeError(f"'depends_on' was passed a value {res} that was not a Resource.")
+        no_cycles = rpc.declare_dependency(from_resource, res) if from_resource else True
+        if not no_cycles:
+            error_on_cycles = os.getenv(rpc.ERROR_ON_DEPENDENCY_CYCLES_VAR, "true").lower() == "true"
+            if not error_on_cycles:
+                continue
+            raise RuntimeError(
+                "We have detected a circular dependency involving a resource of type"
+                + f" {res._type} named {res._name}.\n"
+                + "Please review any `depends_on`, `parent` or other dependency relationships between your resources to ensure "
+                + "no cycles have been introduced in your program.")
+        if isinstance(res, pulumi.ComponentResource) and not res._remote:
+            for child in res._childResources.copy():
+                res_list.append((child, from_resource))
+        else:
+            awaitable.append(res)
+
+    for res in awaitable:
+        urn = await res.urn.future()
+        if urn:
+            deps[urn] = res
+
+
+rpc._add_dependency = _add_dependency
 
 # Serializing each input property unwraps its declared type (Output[T], Input[T], Optional[...]) with a dozen
 # typing calls, 21,000 times a run over a few hundred distinct types. The answer depends only on the type
