@@ -80,7 +80,8 @@ def _acyclic_samples() -> list:
     unknown = pulumi.output.UNKNOWN
     shared = [1, "x"]
     return [unknown, None, 3, "text", [], {}, [1, [2, [3, unknown]]], {"a": {"b": [unknown]}},
-            {"a": [shared, shared], "b": {"c": shared}}, (unknown,), {"k": (unknown,)}, Node(), [Node(), unknown]]
+            {"a": [shared, shared], "b": {"c": shared}}, (unknown,), {"k": (unknown,)}, Node(), [Node(), unknown],
+            {"a": "x", "b": [1, 2.0, True, None, {"c": unknown}]}, {"a": "x", "b": [1, 2.0, True, None, {"c": "y"}]}]
 
 
 def _unknown_samples() -> list:

@@ -229,24 +229,29 @@ resource_cycle_breaker._reachable = _reachable
 _sdk_contains_unknowns = rpc.contains_unknowns
 
 
+# Exact types that are never an Unknown nor a container: skipped inside a walk without further checks.
+_PLAIN_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
 def _contains_unknowns(val: Any) -> bool:
-    """Whether `val` is unknown or a dict value / list item reachable from it is (each visited once)."""
+    """Whether `val` is unknown or a dict value / list item reachable from it is (each container visited once)."""
     # Nearly every value asked about is a string or a Resource (depends_on, urns, ids): the SDK's walk looks
     # at anything but a dict or a list alone, so its answer is whether it is an Unknown.
     if not isinstance(val, (dict, list)):
         return isinstance(val, pulumi_output.Unknown)
-    pending, seen = [val], set()
+    # A walk over the containers: a leaf is an Unknown or not wherever it is met, so only containers need
+    # remembering (the SDK remembers every value; a value met again adds nothing to the answer).
+    pending, seen = [val], {id(val)}
     while pending:
-        value = pending.pop()
-        if isinstance(value, pulumi_output.Unknown):  # known_types.is_unknown, without its call
-            return True
-        if id(value) in seen:
-            continue
-        seen.add(id(value))
-        if isinstance(value, dict):
-            pending.extend(value[k] for k in value)
-        elif isinstance(value, list):
-            pending.extend(value)
+        container = pending.pop()
+        for item in (container[k] for k in container) if isinstance(container, dict) else container:
+            if type(item) in _PLAIN_LEAVES:
+                continue
+            if isinstance(item, pulumi_output.Unknown):  # known_types.is_unknown, without its call
+                return True
+            if isinstance(item, (dict, list)) and id(item) not in seen:
+                seen.add(id(item))
+                pending.append(item)
     return False
 
 
