@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
+import inspect
 import json
 import multiprocessing
 import pickle
@@ -235,6 +236,22 @@ def test_type_unwrapping_answers_like_the_sdks():
     for _ in range(2):  # the second time from what was remembered
         for sample in samples:
             assert mockrun._unwrap_type(sample) == mockrun._sdk_unwrap_type(sample), sample
+
+
+def test_awaitable_check_answers_like_inspects():
+    async def coroutine():
+        return None
+
+    async def cases():
+        running = coroutine()
+        samples = ["text", 3, 2.5, True, None, [], {}, Node(), running, asyncio.get_running_loop().create_future(),
+                   pulumi.Output.from_input("x")]
+        answers = [(mockrun._isawaitable(v), inspect.isawaitable(v)) for v in samples]
+        await running
+        return answers
+
+    assert all(ours == sdk for ours, sdk in _awaited(cases()))
+    assert pulumi.output.isawaitable is mockrun._isawaitable
 
 
 def test_outputs_are_tracked_until_done_as_the_sdk_tracks_them():
