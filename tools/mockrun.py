@@ -22,13 +22,14 @@ from typing import Any, Callable
 
 import pulumi
 import yaml
-from pulumi.runtime import config as runtime_config
-from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import resource as runtime_resource
 from pulumi import _types
 from pulumi import output as pulumi_output
-from pulumi.runtime import _depends_on, invoke as runtime_invoke
-from pulumi.runtime import known_types, resource_cycle_breaker, rpc, settings
+from pulumi.runtime import _depends_on
+from pulumi.runtime import config as runtime_config
+from pulumi.runtime import invoke as runtime_invoke
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import resource as runtime_resource
+from pulumi.runtime import resource_cycle_breaker, rpc, settings
 from pulumi.runtime.proto import resource_pb2, source_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
@@ -178,7 +179,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 # `dep` transitively depends on, which for a late layer is most of the program, for every one of the
 # ~12,000 edges (component dependencies expand to each child). Searching the other way, from `new` over the
 # resources that depend on it, gives the same answer and visits almost nothing: a resource being
-# registered has few dependents yet. The SDK's own edge store is kept as it is; we only add the reverse.
+# registered has few dependents yet. The SDK's own edge store keeps the same sets; we only add the reverse.
 _DEPENDENTS = "_adplatform_dependents"
 _SDK_DEPENDENCIES = resource_cycle_breaker._DEPENDENCIES_PROPERTY  # what its _deps reads
 
