@@ -72,6 +72,8 @@ SECRET_VALUE_PATTERNS = {
     "a GitHub token": re.compile(r"\b(?:ghp|gho|ghs|github_pat)_[0-9A-Za-z_]{20,}"),
     "a Slack token": re.compile(r"\bxox[abprs]-[0-9A-Za-z-]{10,}"),
 }
+# Any of them at all, in one pass over the text (most strings hold none; then the patterns are tried in order).
+_ANY_SECRET_VALUE = re.compile("|".join(f"(?:{p.pattern})" for p in SECRET_VALUE_PATTERNS.values()))
 # Keys whose value is a credential: the last word of the key (camelCase, snake_case or kebab-case).
 SECRET_KEY_WORDS = frozenset({"password", "passwd", "secret", "token", "apikey", "privatekey", "accesskey",
                               "secretkey", "credentials", "passphrase"})
@@ -470,6 +472,8 @@ def _images(subject: Subject) -> Iterator[tuple[str, str]]:
     if subject.type not in HELM_TYPES and kubernetes_kind(subject.type) is None:
         return
     for path, value, _ in walk(subject.props):
+        if not path.endswith("image"):  # its last key is not `image` (split only the few that may be)
+            continue
         key = re.split(r"[.\[]", path)[-1]
         if key == "image" and isinstance(value, str) and value:
             yield path, value
@@ -565,6 +569,13 @@ def _named_values(value: Any, path: str = "") -> Iterator[tuple[str, str, Any]]:
             yield from _named_values(item, f"{path}[{index}]")
 
 
+def _secret_value(value: str) -> str | None:
+    """What the first of SECRET_VALUE_PATTERNS that `value` holds finds, if any."""
+    if not _ANY_SECRET_VALUE.search(value):
+        return None
+    return next(what for what, pattern in SECRET_VALUE_PATTERNS.items() if pattern.search(value))
+
+
 def no_plaintext_secrets(subject: Subject, _settings: Settings) -> Iterator[str]:
     kind = kubernetes_kind(subject.type)
     secret_object = kind == ("core", "Secret")
@@ -574,16 +585,13 @@ def no_plaintext_secrets(subject: Subject, _settings: Settings) -> Iterator[str]
         if secret_object and path.startswith(("data.", "stringData.")):
             yield f"{path} of a Kubernetes Secret is not marked secret (use pulumi.Output.secret)"
             continue
-        for what, pattern in SECRET_VALUE_PATTERNS.items():
-            if pattern.search(value):
-                yield f"{path} holds {what} in plain text"
-                break
-        else:
-            if _credential_key(_key_words(path), value):
-                yield f"{path} looks like a credential and is not marked secret"
+        what = _secret_value(value)
+        if what:
+            yield f"{path} holds {what} in plain text"
+        elif len(value) >= 8 and _credential_key(_key_words(path), value):  # shorter: never a credential
+            yield f"{path} looks like a credential and is not marked secret"
     for path, name, value in _named_values(subject.props):
-        if isinstance(value, str) and not any(p.search(value) for p in SECRET_VALUE_PATTERNS.values()) \
-                and _credential_key(name, value):
+        if isinstance(value, str) and not _secret_value(value) and _credential_key(name, value):
             yield f"{path} ({name}) looks like a credential and is not marked secret"
 
 

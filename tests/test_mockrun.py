@@ -3,17 +3,22 @@ a run that the same config and sources would not produce."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import gc
+import inspect
 import json
 import multiprocessing
 import pickle
 import sys
+import typing
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pytest
-from pulumi.runtime import resource_cycle_breaker, rpc
+from pulumi.runtime import _depends_on, resource_cycle_breaker, rpc
+from pulumi.runtime.proto import resource_pb2
 
 from config import ConfigError
 from tests.conftest import base_raw, run_raw
@@ -76,7 +81,8 @@ def _acyclic_samples() -> list:
     unknown = pulumi.output.UNKNOWN
     shared = [1, "x"]
     return [unknown, None, 3, "text", [], {}, [1, [2, [3, unknown]]], {"a": {"b": [unknown]}},
-            {"a": [shared, shared], "b": {"c": shared}}, (unknown,), {"k": (unknown,)}]
+            {"a": [shared, shared], "b": {"c": shared}}, (unknown,), {"k": (unknown,)}, Node(), [Node(), unknown],
+            {"a": "x", "b": [1, 2.0, True, None, {"c": unknown}]}, {"a": "x", "b": [1, 2.0, True, None, {"c": "y"}]}]
 
 
 def _unknown_samples() -> list:
@@ -109,6 +115,172 @@ def test_unknown_check_leaves_no_garbage_for_the_cyclic_collector():
     finally:
         if collecting:
             gc.enable()
+
+
+def _resource(cls: type = pulumi.CustomResource, urn: str | None = None, children: tuple = ()) -> Any:
+    """A Resource as the dependency code sees it (its urn, a component's children), never registered."""
+    res = object.__new__(cls)
+    res._type, res._name, res._remote = "test:index:Thing", urn or "unnamed", False
+    res.__dict__["urn"] = pulumi.Output.from_input(f"urn:test::{urn}" if urn else "")  # where Resource keeps it
+    res._childResources = set(children)
+    return res
+
+
+def _awaited(awaitable: Any) -> Any:
+    """Run on a loop of its own; the Outputs made meanwhile are forgotten (a later program run waits for
+    every Output left in SETTINGS.outputs)."""
+    from pulumi.runtime.settings import SETTINGS
+    before = set(SETTINGS.outputs)
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(awaitable)
+    finally:
+        loop.close()
+        SETTINGS.outputs.intersection_update(before)
+
+
+def test_depends_on_resolves_like_the_sdks():
+    """Plain Resources are taken without an Output each; anything else (an Output of a Resource and its own
+    resources, None, an Output of the whole list) goes the SDK's way, to the same set in the same order."""
+    async def both(make):
+        return (await mockrun._sdk_resolve_depends_on(make()), await mockrun._resolve_depends_on(make()))
+
+    async def cases():
+        a, b, c, d = (_resource(urn=n) for n in "abcd")
+        through = pulumi.Output(resources={d}, future=_value(c), is_known=_value(True))
+        results = []
+        for make in (lambda: [a, b, a], lambda: [a, through, None, b], lambda: pulumi.Output.from_input([b, a]),
+                     lambda: [], lambda: None):
+            results.append(await both(make))
+        return results
+
+    for sdk, ours in _awaited(cases()):
+        assert ours == sdk and list(ours) == list(sdk)
+
+
+async def _value(value: Any) -> Any:
+    return value
+
+
+def test_depends_on_makes_no_output_per_listed_resource(monkeypatch):
+    """22,000 Resources are listed in depends_on in a production run; an Output for each was a tenth of it."""
+    made = []
+    monkeypatch.setattr(pulumi.Output, "_track", lambda self: made.append(self))
+
+    async def resolve():
+        return await _depends_on._resolve_depends_on([_resource(urn=str(n)) for n in range(50)])
+
+    assert len(_awaited(resolve())) == 50
+    assert len(made) < 50 + 5, f"{len(made)} Outputs for 50 listed resources (50 of them their urns)"
+
+
+def test_the_monitor_records_the_inputs_it_deserialized_once(monkeypatch):
+    """One deserialization per registered resource serves the mocks and the record; a mock changing its
+    arguments does not change the record."""
+    class Mutating(mockrun.OfflineMocks):
+        def new_resource(self, args):
+            args.inputs["tags"].append("changed by the mock")
+            return super().new_resource(args)
+
+    calls = []
+    deserialize = rpc.deserialize_properties
+    monkeypatch.setattr(rpc, "deserialize_properties", lambda *a, **k: calls.append(a) or deserialize(*a, **k))
+    monitor = mockrun.RecordingMonitor(Mutating())
+    async def serialized():
+        return await rpc.serialize_properties({"tags": ["a"], "size": 3, "labels": {"app": "x"}}, {})
+
+    inputs = _awaited(serialized())
+    calls.clear()
+    monitor.RegisterResource(resource_pb2.RegisterResourceRequest(type="test:index:Thing", name="thing", object=inputs))
+    assert [args[0] for args in calls].count(inputs) == 1, "the request's inputs deserialized more than once"
+    assert monitor.recorded[0].inputs == {"tags": ["a"], "size": 3, "labels": {"app": "x"}}
+
+
+def test_dependency_expansion_answers_like_the_sdks():
+    """A component stands for its children (recursively); the same URNs in the same order, and a cycle is
+    refused by both."""
+    async def expand(add, chain):
+        deps: dict = {}
+        for dep in chain:
+            await add(deps, dep, _resource(urn="new"))
+        return list(deps.items())
+
+    async def cases():
+        leaf, other = _resource(urn="leaf"), _resource(urn="other")
+        inner = _resource(pulumi.ComponentResource, "inner", (leaf,))
+        outer = _resource(pulumi.ComponentResource, "outer", (inner, other))
+        unregistered = _resource()  # no urn yet: left out
+        chain = [outer, leaf, unregistered]
+        return await expand(rpc._add_dependency, chain), await expand(mockrun._sdk_add_dependency, chain)
+
+    ours, sdk = _awaited(cases())
+    assert rpc._add_dependency is mockrun._add_dependency
+    assert [urn for urn, _ in ours] == [urn for urn, _ in sdk]
+    assert sorted(urn for urn, _ in ours) == ["urn:test::leaf", "urn:test::other"]
+
+    async def cycle(add):
+        first, second = _resource(urn="first"), _resource(urn="second")
+        await add({}, second, first)
+        await add({}, first, second)
+
+    for add in (rpc._add_dependency, mockrun._sdk_add_dependency):
+        with pytest.raises(RuntimeError, match="circular dependency"):
+            _awaited(cycle(add))
+
+
+def test_type_unwrapping_answers_like_the_sdks():
+    """Remembered per type object: Union[a, b] equals Union[b, a], yet the SDK answers with the first."""
+    samples = [str, pulumi.Input[str], typing.Optional[pulumi.Input[str]], pulumi.Output[int],
+               pulumi.Input[typing.Sequence[pulumi.Input[str]]], typing.Union[int, str], typing.Union[str, int],
+               typing.Optional[pulumi.Input[typing.Mapping[str, pulumi.Input[str]]]], dict[str, typing.Any]]
+    for _ in range(2):  # the second time from what was remembered
+        for sample in samples:
+            assert mockrun._unwrap_type(sample) == mockrun._sdk_unwrap_type(sample), sample
+
+
+def test_awaitable_check_answers_like_inspects():
+    async def coroutine():
+        return None
+
+    async def cases():
+        running = coroutine()
+        samples = ["text", 3, 2.5, True, None, [], {}, Node(), running, asyncio.get_running_loop().create_future(),
+                   pulumi.Output.from_input("x")]
+        answers = [(mockrun._isawaitable(v), inspect.isawaitable(v)) for v in samples]
+        await running
+        return answers
+
+    assert all(ours == sdk for ours, sdk in _awaited(cases()))
+    assert pulumi.output.isawaitable is mockrun._isawaitable
+
+
+def test_outputs_are_tracked_until_done_as_the_sdk_tracks_them():
+    """A finished Output leaves SETTINGS.outputs; a failed one stays for the end of the program to raise."""
+    from pulumi.runtime.settings import SETTINGS
+
+    async def tracked() -> tuple[bool, bool, bool]:
+        fine = pulumi.Output.from_input("fine")
+        pending = pulumi.Output(resources=set(), future=asyncio.get_running_loop().create_future(), is_known=_done(True))
+        failed = pulumi.Output(resources=set(), future=_fail(), is_known=_done(True))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        state = fine._data in SETTINGS.outputs, pending._data in SETTINGS.outputs, failed._data in SETTINGS.outputs
+        pending._data.cancel()
+        await asyncio.sleep(0)
+        return state
+
+    assert pulumi.Output._track is mockrun._track
+    assert _awaited(tracked()) == (False, True, True)
+
+
+def _done(value: Any) -> asyncio.Future:
+    future = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future
+
+
+async def _fail() -> None:
+    raise ValueError("failed")
 
 
 def test_the_fixtures_and_the_helpers_share_each_stack_run(request, production):

@@ -8,8 +8,10 @@ inputs kept as `Secret` so tests can assert that they stayed secret).
 from __future__ import annotations
 
 import base64
+import collections
 import gc
 import hashlib
+import inspect
 import ipaddress
 import json
 import os
@@ -20,11 +22,15 @@ from typing import Any, Callable
 
 import pulumi
 import yaml
+from pulumi import _types
+from pulumi import output as pulumi_output
+from pulumi.runtime import _depends_on
 from pulumi.runtime import config as runtime_config
+from pulumi.runtime import invoke as runtime_invoke
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import resource as runtime_resource
-from pulumi.runtime import known_types, resource_cycle_breaker, rpc, settings
-from pulumi.runtime.proto import source_pb2
+from pulumi.runtime import resource_cycle_breaker, rpc, settings
+from pulumi.runtime.proto import resource_pb2, source_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -135,21 +141,36 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.recorded: list[Resource] = []
 
     def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
-        response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
-            pulumi_mocks._ensure_event_loop()
-            self.recorded.append(Resource(
-                urn=response.urn, type=request.type, name=request.name, custom=request.custom,
-                parent=request.parent, dependencies=list(request.dependencies), provider=request.provider,
-                protect=bool(request.protect), inputs=_unwrap(rpc.deserialize_properties(request.object)),
-                options={"ignoreChanges": list(request.ignoreChanges),
-                         "additionalSecretOutputs": list(request.additionalSecretOutputs),
-                         "deleteBeforeReplace": request.deleteBeforeReplace,
-                         "replaceOnChanges": list(request.replaceOnChanges),
-                         # Resource hooks bound to it, by kind (before_update, ...): the hooks' names.
-                         "hooks": {kind.name: list(names) for kind, names in request.hooks.ListFields()},
-                         # Earlier names the resource answers to (renames that keep the object).
-                         "aliases": [a.spec.name for a in request.aliases if a.WhichOneof("alias") == "spec"]}))
+        """MockMonitor.RegisterResource (pulumi/runtime/mocks.py, line for line), recording the request: its inputs
+        are deserialized once for both (recording them was a second deserialization of every request, in the
+        monitor thread). They are recorded before the mocks see them: `_unwrap` copies every dict and list, so
+        what a mock does to its arguments cannot reach the record."""
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if request.type == "pulumi:pulumi:Stack":
+            return resource_pb2.RegisterResourceResponse(urn=urn)
+        pulumi_mocks._ensure_event_loop()  # deserializing resource references needs a loop on this thread
+        inputs = rpc.deserialize_properties(request.object)
+        recorded = _unwrap(inputs)
+        resource_args = pulumi_mocks.MockResourceArgs(
+            typ=request.type, name=request.name, inputs=inputs, provider=request.provider,
+            resource_id=request.importId, custom=request.custom or False,
+            transforms=pulumi_mocks._resolve_callbacks(request.transforms))
+        id_, state = self.mocks.new_resource(resource_args)
+        obj_proto = _sync_await(rpc.serialize_properties(state, {}))
+        self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, id_, state)
+        response = resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj_proto)
+        self.recorded.append(Resource(
+            urn=response.urn, type=request.type, name=request.name, custom=request.custom,
+            parent=request.parent, dependencies=list(request.dependencies), provider=request.provider,
+            protect=bool(request.protect), inputs=recorded,
+            options={"ignoreChanges": list(request.ignoreChanges),
+                     "additionalSecretOutputs": list(request.additionalSecretOutputs),
+                     "deleteBeforeReplace": request.deleteBeforeReplace,
+                     "replaceOnChanges": list(request.replaceOnChanges),
+                     # Resource hooks bound to it, by kind (before_update, ...): the hooks' names.
+                     "hooks": {kind.name: list(names) for kind, names in request.hooks.ListFields()},
+                     # Earlier names the resource answers to (renames that keep the object).
+                     "aliases": [a.spec.name for a in request.aliases if a.WhichOneof("alias") == "spec"]}))
         return response
 
 
@@ -158,18 +179,29 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 # `dep` transitively depends on, which for a late layer is most of the program, for every one of the
 # ~12,000 edges (component dependencies expand to each child). Searching the other way, from `new` over the
 # resources that depend on it, gives the same answer and visits almost nothing: a resource being
-# registered has few dependents yet. The SDK's own edge store is kept as it is; we only add the reverse.
+# registered has few dependents yet. The SDK's own edge store keeps the same sets; we only add the reverse.
 _DEPENDENTS = "_adplatform_dependents"
-_sdk_add_dep = resource_cycle_breaker._add_dep
+_SDK_DEPENDENCIES = resource_cycle_breaker._DEPENDENCIES_PROPERTY  # what its _deps reads
 
 
 def _dependents(resource: Any) -> set[Any]:
     return getattr(resource, _DEPENDENTS, set())
 
 
+def _edges(resource: Any, name: str) -> set[Any]:
+    """The set stored on `resource` under `name`, created empty the first time."""
+    edges = getattr(resource, name, None)
+    if edges is None:
+        edges = set()
+        setattr(resource, name, edges)
+    return edges
+
+
 def _add_dep(from_resource: Any, to_resource: Any) -> None:
-    _sdk_add_dep(from_resource, to_resource)
-    setattr(to_resource, _DEPENDENTS, _dependents(to_resource) | {from_resource})
+    # The SDK's _add_dep stores a new set `deps | {to}` at every edge (quadratic in a resource's edges); adding
+    # to the stored set gives the same set. Only the cycle breaker reads it, and never while adding.
+    _edges(from_resource, _SDK_DEPENDENCIES).add(to_resource)
+    _edges(to_resource, _DEPENDENTS).add(from_resource)
 
 
 def _reachable(from_resource: Any, to_resource: Any) -> bool:
@@ -198,24 +230,185 @@ resource_cycle_breaker._reachable = _reachable
 _sdk_contains_unknowns = rpc.contains_unknowns
 
 
+# Exact types that are never an Unknown nor a container: skipped inside a walk without further checks.
+_PLAIN_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
 def _contains_unknowns(val: Any) -> bool:
-    """Whether `val` is unknown or a dict value / list item reachable from it is (each visited once)."""
-    pending, seen = [val], set()
+    """Whether `val` is unknown or a dict value / list item reachable from it is (each container visited once)."""
+    # Nearly every value asked about is a string or a Resource (depends_on, urns, ids): the SDK's walk looks
+    # at anything but a dict or a list alone, so its answer is whether it is an Unknown.
+    if not isinstance(val, (dict, list)):
+        return isinstance(val, pulumi_output.Unknown)
+    # A walk over the containers: a leaf is an Unknown or not wherever it is met, so only containers need
+    # remembering (the SDK remembers every value; a value met again adds nothing to the answer).
+    pending, seen = [val], {id(val)}
     while pending:
-        value = pending.pop()
-        if known_types.is_unknown(value):
-            return True
-        if id(value) in seen:
-            continue
-        seen.add(id(value))
-        if isinstance(value, dict):
-            pending.extend(value[k] for k in value)
-        elif isinstance(value, list):
-            pending.extend(value)
+        container = pending.pop()
+        for item in (container[k] for k in container) if isinstance(container, dict) else container:
+            if type(item) in _PLAIN_LEAVES:
+                continue
+            if isinstance(item, pulumi_output.Unknown):  # known_types.is_unknown, without its call
+                return True
+            if isinstance(item, (dict, list)) and id(item) not in seen:
+                seen.add(id(item))
+                pending.append(item)
     return False
 
 
 rpc.contains_unknowns = _contains_unknowns
+# Output's own module-level helper only forwards to rpc.contains_unknowns; calling ours directly saves a call
+# per Output (pulumi.contains_unknowns, the exported name, stays the SDK's forwarder).
+pulumi_output.contains_unknowns = _contains_unknowns
+
+# Output asks inspect.isawaitable of every value it lifts or an apply returns (67,000 times a run, three
+# isinstance checks each, one through the Awaitable ABC). A str, number, bool or None is never awaitable
+# (no coroutine, no generator, no __await__), so for those exact types the answer is False without asking.
+def _isawaitable(value: Any) -> bool:
+    return type(value) not in _PLAIN_LEAVES and inspect.isawaitable(value)
+
+
+pulumi_output.isawaitable = _isawaitable  # output.py imported the name from inspect; rpc.py asks inspect itself
+
+# Resolving `depends_on` turns every listed Resource into an Output only to read back an empty set of resources
+# and the Resource itself (Output.from_input's last case: no Output, input type, container or awaitable; and
+# a Resource holds no Unknown), which was a tenth of a run: 22,000 Outputs in production, each with its
+# future, tracking and done callback. For such an item the same answer is taken directly; every other item,
+# and the sets built, go exactly the SDK's way (runtime/_depends_on.py: `all_deps | more_deps` each time).
+_sdk_resolve_depends_on = _depends_on._resolve_depends_on
+_NO_RESOURCES: frozenset = frozenset()
+
+
+# Per class: whether Output.from_input(item) is a known, non-secret Output of `item` itself, with no resources.
+# It depends only on the class: inspect.isawaitable of an object that is no coroutine or generator is
+# isinstance(item, Awaitable), which looks at the class (its __await__), as does is_input_type.
+_plain_resource_types: dict[type, bool] = {}
+
+
+def _plain_resource(item: Any) -> bool:
+    cls = type(item)
+    plain = _plain_resource_types.get(cls)
+    if plain is None:
+        plain = _plain_resource_types[cls] = isinstance(item, pulumi.Resource) and not isinstance(item, pulumi.Output) \
+            and not _types.is_input_type(cls) and not inspect.isawaitable(item)
+    return plain
+
+
+async def _resolve_depends_on(depends_on: Any) -> set[Any]:
+    """The SDK's _resolve_depends_on, with a plain Resource listed taken as it is."""
+    if not depends_on:
+        return set()
+
+    outer = pulumi.Output._from_input_shallow(depends_on)
+    all_deps = await outer.resources()
+    inner_list = await outer.future() or []
+
+    for i in inner_list:
+        if _plain_resource(i):
+            all_deps = all_deps | _NO_RESOURCES
+            all_deps.add(i)
+            continue
+        inner = pulumi.Output.from_input(i)
+        more_deps = await inner.resources()
+        all_deps = all_deps | more_deps
+        direct_dep = await inner.future()
+        if direct_dep is not None:
+            all_deps.add(direct_dep)
+
+    return all_deps
+
+
+_depends_on._resolve_depends_on = _resolve_depends_on
+runtime_invoke._resolve_depends_on = _resolve_depends_on  # imported there by name
+
+# rpc._add_dependency (expanding each dependency, a component to its children) imports Resource and
+# ComponentResource inside the function, once per call and once per resource it visits: 50,000 imports a run.
+# This is its body with those two names bound once (the same classes); the walk, its order, the cycle check
+# and the awaits are the SDK's.
+_sdk_add_dependency = rpc._add_dependency
+
+
+async def _add_dependency(deps: dict[str, Any], res: Any, from_resource: Any) -> None:
+    res_list = collections.deque([(res, from_resource)])  # popleft: the SDK's pop(0), without the shifting
+    awaitable: list[Any] = []
+    while len(res_list) > 0:
+        res, from_resource = res_list.popleft()
+        if not isinstance(res, pulumi.Resource):
+            raise TypeError(f"'depends_on' was passed a value {res} that was not a Resource.")
+        no_cycles = rpc.declare_dependency(from_resource, res) if from_resource else True
+        if not no_cycles:
+            error_on_cycles = os.getenv(rpc.ERROR_ON_DEPENDENCY_CYCLES_VAR, "true").lower() == "true"
+            if not error_on_cycles:
+                continue
+            raise RuntimeError(
+                "We have detected a circular dependency involving a resource of type"
+                + f" {res._type} named {res._name}.\n"
+                + "Please review any `depends_on`, `parent` or other dependency relationships between your resources to ensure "
+                + "no cycles have been introduced in your program.")
+        if isinstance(res, pulumi.ComponentResource) and not res._remote:
+            for child in res._childResources.copy():
+                res_list.append((child, from_resource))
+        else:
+            awaitable.append(res)
+
+    for res in awaitable:
+        urn = await res.urn.future()
+        if urn:
+            deps[urn] = res
+
+
+rpc._add_dependency = _add_dependency
+
+# Serializing each input property unwraps its declared type (Output[T], Input[T], Optional[...]) with a dozen
+# typing calls, 21,000 times a run over a few hundred distinct types. The answer depends only on the type
+# (is_input_type reads a class attribute the decorator set at class creation), so it is remembered per type.
+_sdk_unwrap_type = _types.unwrap_type
+# Keyed by identity, not equality: Union[a, b] == Union[b, a], yet unwrap_type answers with the first argument.
+# The type is kept with its answer, so its id is not reused while remembered.
+_unwrapped_types: dict[int, tuple[Any, Any]] = {}
+
+
+def _unwrap_type(val: Any) -> Any:
+    known = _unwrapped_types.get(id(val))
+    if known is None or known[0] is not val:
+        known = _unwrapped_types[id(val)] = (val, _sdk_unwrap_type(val))
+    return known[1]
+
+
+_types.unwrap_type = _unwrap_type
+
+# Every Output registers its future in SETTINGS.outputs (so the run waits for it) and removes it when it is done
+# (Output._track, 30,000 times a production run). Each SETTINGS.lock / SETTINGS.outputs goes through a context
+# property whose __get__ reads the context variable twice (to see whether it holds a dict, which the lock and the
+# set never are). Reading each once through the same property, in the same context (the callback's, as in the
+# SDK), gives the same lock and set; the bookkeeping is the SDK's, line for line.
+_SETTINGS_LOCK = vars(type(settings.SETTINGS))["lock"]
+_SETTINGS_OUTPUTS = vars(type(settings.SETTINGS))["outputs"]
+
+
+def _setting(prop: Any) -> Any:
+    """What SETTINGS.<prop> answers (ContextProperty.__get__, with the context variable read once)."""
+    value = prop.fget()
+    return prop if isinstance(value, dict) else value
+
+
+def _untrack_done(fut: Any) -> None:
+    if fut.cancelled() or (fut.exception() is not None):
+        return  # left in the set for the end of the program to pick up, as the SDK does
+    with _setting(_SETTINGS_LOCK):
+        try:
+            _setting(_SETTINGS_OUTPUTS).remove(fut)
+        except KeyError:
+            pass  # already taken out by wait_for_rpcs
+
+
+def _track(self: Any) -> None:
+    with _setting(_SETTINGS_LOCK):
+        _setting(_SETTINGS_OUTPUTS).add(self._data)
+    self._data.add_done_callback(_untrack_done)
+
+
+pulumi.Output._track = _track
 
 # The SDK walks and converts the whole Python stack at every resource, to tell the engine which line
 # created it; the mock monitor ignores that (and so do our records), and it cost a tenth of a run.
