@@ -238,7 +238,7 @@ def test_every_duration_figure_says_where_it_comes_from():
         assert any(word in said for word in PROVENANCE), f"timing.py line {i + 1} cites no source: {line.strip()}"
     defaults = sum(1 for name in vars(timing) if name.startswith("DEFAULT_"))
     assert figures == (len(timing.DURATIONS) + len(timing.COMMANDS) + len(timing.CHARTS) + len(timing.AWAITED)
-                       + defaults)
+                       + len(timing.JOBS) + defaults)
 
 
 def test_production_critical_path_names_the_bootstrap_chain(plan):

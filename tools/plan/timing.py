@@ -120,7 +120,16 @@ AWAITED_PER_MEMBER: dict[str, Callable[[dict[str, Any]], int]] = {
     "kubernetes:scylla.scylladb.com/v1:ScyllaCluster": _scylla_members,
     "kubernetes:postgresql.cnpg.io/v1:Cluster": lambda spec: int(spec.get("instances") or 0),  # CloudNativePG
 }
+# Jobs by name prefix: pulumi-kubernetes waits for a Job to complete, so a Job takes its pod's whole run.
+JOBS: tuple[tuple[str, int], ...] = (
+    # measured: GitLab's Rails "takes nearly 1 minute to start", "roughly 50 seconds" for one component
+    # (gitlab.com/gitlab-org/gitlab/-/issues/213992); these toolbox Jobs (components/platform/toolbox_job.py) exec
+    # `gitlab-rails runner` in the toolbox pod, which boots Rails once, after their own pod started
+    ("oauth-bootstrap", 60),
+    ("runner-bootstrap", 60),  # measured: as oauth-bootstrap, the same toolbox `gitlab-rails runner`
+)
 HELM_CHARTS = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
+DEFAULT_JOB = 20          # estimate: another Job of ours: its pod starts (one small image) and runs a short script
 DEFAULT_COMMAND = 30      # estimate: another script of ours: SSH connect + a short idempotent script
 DEFAULT_KUBERNETES = 3    # estimate: a plain Kubernetes object: one API call, no readiness to wait for
 DEFAULT_CUSTOM = 10       # estimate: any other cloud resource: a create call plus a short action poll
@@ -135,6 +144,8 @@ def duration(resource: dict[str, Any]) -> int:
         return 0
     if type_ == "command:remote:Command":
         return next((s for prefix, s in COMMANDS if resource["name"].startswith(prefix)), DEFAULT_COMMAND)
+    if type_ == "kubernetes:batch/v1:Job":
+        return next((s for prefix, s in JOBS if resource["name"].startswith(prefix)), DEFAULT_JOB)
     if type_ in DURATIONS:
         return DURATIONS[type_]
     if type_.startswith("kubernetes:") and "pulumi.com/waitFor" in _annotations(resource):
