@@ -12,6 +12,7 @@ from typing import Callable
 
 from pydantic import field_validator, model_validator
 
+from config.catalog import PROVIDERS
 from config.model_base import Model, check_dns_subdomain, check_token, one_of, optional
 from config.platform import NEEDS
 from config.quantity import Cpu, Memory, memory_mib, whole_cores
@@ -302,11 +303,16 @@ class Postgres(Store):
     # under a new one: CloudNativePG refuses to archive into a non-empty archive (its WAL archive check).
     backup_server_name: str = "postgres"
     restore: PostgresRestore | None = None
+    # While PostgreSQL moves between providers (docs/providers.md, "Moving pools to another provider"): the provider
+    # whose volumes new instances claim, one of its pools' (providers/hybrid.py postgres_storage_problems). Existing
+    # instances keep the volumes they have until each is replaced.
+    storage_provider: str | None = None
 
     _v_server = field_validator("backup_server_name")(_grammar(_SERVER_NAME, "postgres-2",
                                                                "a barman server name (a DNS label)"))
     _v_wal = field_validator("wal_storage_size")(_check_gibibytes)
     _v_cron = field_validator("backup_schedule")(check_cron)
+    _v_provider = field_validator("storage_provider")(optional(one_of(PROVIDERS, what="the providers")))
 
     @field_validator("backup_retention")
     @classmethod

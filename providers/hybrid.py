@@ -34,7 +34,8 @@ import providers
 from config import LoadedConfig, Problem
 from config.catalog import DATABASE_ROLES, PROVIDERS, STORE_ROLES
 from config.errors import problem
-from config.model import ApiLoadBalancer, StackConfig
+from config.model import ApiLoadBalancer, Pool, StackConfig
+from config.rules import role_pools
 from providers.base import (CLUSTER_PORTS, ClusterPort, Infrastructure, Node, PeerAddress, Storage,
                             check_credentials, holds_data, node_specs)
 from providers.hetzner import DEFAULT_LOCATION, NETWORK_ZONES, PROVIDED_BY_LABEL
@@ -137,7 +138,7 @@ def validate(loaded: LoadedConfig) -> list[Problem]:
     cfg = loaded.config
     used = providers_used(cfg)
     if len(used) == 1:
-        return providers.get(cfg.provider).validate(loaded)
+        return [*postgres_storage_problems(cfg), *providers.get(cfg.provider).validate(loaded)]
     found = [problem(f"cluster.pools[{pool.name}].provider",
                      f"must be {cfg.provider!r} (the stack's provider) or a provider it couples with "
                      f"({_couplings(cfg.provider)})", pool.provider)
@@ -157,7 +158,7 @@ def validate(loaded: LoadedConfig) -> list[Problem]:
     if any((cfg.provider, name) == ("hetzner", "baremetal") for name in used):
         found += _vswitch(cfg) + _robot_topology(cfg)
     if not found:
-        found += store_storage_problems(cfg)
+        found += store_storage_problems(cfg) + postgres_storage_problems(cfg)
     if not found:  # every pool couples: the peers are known
         found += internet_problems(cfg) + peer_quota_problems(loaded)
     for name in used:
@@ -178,18 +179,42 @@ def _block_storage(cfg: StackConfig, pool_provider: str | None) -> str:
 
 def store_storage_problems(cfg: StackConfig) -> list[Problem]:
     """A store's pods share one StorageClass (one volume claim template), and a class is one provider's volumes:
-    a store's own pools must all claim the same provider's. Moving a store between such providers takes a second
-    store instance, not a pool of the same one (docs/providers.md, "Storage per provider")."""
+    a store's own pools must all claim the same provider's (docs/providers.md, "Storage per provider").
+
+    Except PostgreSQL while it moves between providers: CloudNativePG's webhook lets the class change on a running
+    Cluster (it checks only that sizes do not shrink: validateStorageConfigurationChange,
+    internal/webhook/v1/cluster_webhook.go at v1.30.0), existing instances keep their claims (the operator reconciles
+    only their size and attributes class: reconcileExistingPVCs, pkg/reconciler/persistentvolumeclaim/existing.go)
+    and a new instance's claims take the spec's class (Build, .../build.go), so instances replaced one at a time
+    move to `dataPlane.postgres.storageProvider` (postgres_storage_problems; components/data/placement.py
+    volume_pools)."""
     found = []
+    moving = cfg.data_plane.postgres.storage_provider is not None
     for store, role in STORE_ROLES.items():
         owners = {p.name: _block_storage(cfg, p.provider) for p in cfg.cluster.active_pools if p.role == role}
-        if getattr(cfg.data_plane, store).enabled and len(set(owners.values())) > 1:
-            found.append(problem("cluster.pools", f"must put the {role} pools, where {store} keeps its volumes, on "
-                                 f"providers whose volumes attach to all of them: one store claims one provider's "
-                                 f"StorageClass ({', '.join(sorted(set(owners.values())))} volumes attach only to "
-                                 "their own provider's nodes)",
-                                 ", ".join(f"{name}: {owner}" for name, owner in owners.items())))
+        if not getattr(cfg.data_plane, store).enabled or len(set(owners.values())) < 2 or (store == "postgres" and moving):
+            continue
+        how = ("; while PostgreSQL moves between providers set dataPlane.postgres.storageProvider to the provider its "
+               "new instances claim volumes on" if store == "postgres" else "")
+        found.append(problem("cluster.pools", f"must put the {role} pools, where {store} keeps its volumes, on "
+                             f"providers whose volumes attach to all of them: one store claims one provider's "
+                             f"StorageClass ({', '.join(sorted(set(owners.values())))} volumes attach only to "
+                             f"their own provider's nodes){how} (docs/providers.md, \"Moving pools to another "
+                             "provider\")", ", ".join(f"{name}: {owner}" for name, owner in owners.items())))
     return found
+
+
+def postgres_storage_problems(cfg: StackConfig) -> list[Problem]:
+    """`dataPlane.postgres.storageProvider` names a provider whose volumes PostgreSQL's pools claim: new instances
+    get that provider's classes, which attach only to its own nodes (components/data/placement.py volume_pools)."""
+    chosen = cfg.data_plane.postgres.storage_provider
+    offered = sorted({_block_storage(cfg, p.provider if isinstance(p, Pool) else None)
+                      for p in role_pools(cfg, STORE_ROLES["postgres"])})
+    if chosen is None or chosen in offered:
+        return []
+    return [problem("dataPlane.postgres.storageProvider", f"must be one of the providers whose volumes PostgreSQL's "
+                    f"pools claim ({', '.join(offered)}): new instances claim that provider's volumes, which attach "
+                    "only to its nodes", chosen)]
 
 
 def combined_storage(primary: Infrastructure, secondaries: Sequence[Infrastructure]):
@@ -475,6 +500,7 @@ def cilium_values(stack_values: dict, link_mtu: int) -> dict:
             "encryption": {"enabled": True, "type": "wireguard", "nodeEncryption": True}}
 
 
-__all__ = ["COUPLINGS", "INTERNET", "Coupling", "cilium_values", "combine", "coupling", "create", "over_internet", "combined_storage", "pool_roles", "store_storage_problems",
+__all__ = ["COUPLINGS", "INTERNET", "Coupling", "cilium_values", "combine", "coupling", "create", "over_internet", "combined_storage", "pool_roles", "postgres_storage_problems",
+           "store_storage_problems",
            "credential_problems", "internet_problems", "join_endpoint", "part", "peer_quota_problems",
            "peer_rules", "providers_used", "server_join_endpoints", "validate"]

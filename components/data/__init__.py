@@ -19,7 +19,7 @@ import pulumi
 from components.data import clickhouse, dragonfly, drills, objectstore, postgres, redpanda, scylladb
 from components.data.context import LAYER, DataContext, pinned_shortfall
 from components.data.endpoints import BackupTargets, DataEndpoints, ObjectStoreEndpoint, S3Location
-from components.data.placement import node_allocatable, placement
+from components.data.placement import node_allocatable, placement, volume_pools
 from components.k3s import K3sCluster
 from components.k3s.config import etcd_snapshot_folder
 from components.layer import Need
@@ -163,7 +163,7 @@ class DataPlane(pulumi.ComponentResource):
         def context(store: str, module) -> DataContext:
             """The store's context: its pools' storage classes, and what its operator release waits for."""
             operator = [*services.prerequisites.of(NEEDS[store].operator), *own(module)]
-            return dataclasses.replace(self._placed(ctx, services, store), operator_after=operator)
+            return dataclasses.replace(self._placed(ctx, services, volume_pools(cfg, store)), operator_after=operator)
 
         objects_ready = (objectstore.install(context("object_storage", objectstore), spaces, objects,
                                              after=placed("object_storage", objectstore)) if objects else [])
@@ -208,10 +208,10 @@ class DataPlane(pulumi.ComponentResource):
         return None
 
     @staticmethod
-    def _placed(ctx: DataContext, services: ClusterServices, store: str) -> DataContext:
-        """The store's context with the StorageClasses of its pools' nodes: a hybrid cluster's pools on another
-        provider claim that provider's volumes (providers/hybrid.py combined_storage)."""
-        default, xfs = services.storage.classes_of(ctx.placements[store].pools)
+    def _placed(ctx: DataContext, services: ClusterServices, pools: Sequence[str]) -> DataContext:
+        """The store's context with the StorageClasses of `pools` (placement.volume_pools): a hybrid cluster's pools
+        on another provider claim that provider's volumes (providers/hybrid.py combined_storage)."""
+        default, xfs = services.storage.classes_of(pools)
         return dataclasses.replace(ctx, storage_class=default, xfs_storage_class=xfs)
 
     @staticmethod

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.scheduling import toleration
-from config.catalog import DATABASE_ROLES, SIZES, Size
+from config.catalog import DATABASE_ROLES, SIZES, STORE_ROLES, Size
 from config.quantity import memory_mib
 from config.model import CONTROL_PLANE, ROLE_LABEL, Cluster, ControlPlane, Pool, StackConfig, node_location
 from config.rules import role_pools
@@ -70,7 +70,7 @@ def placement(cfg: StackConfig, role: str) -> Placement:
 
 
 def _of(role: str, pools: list[Pool | ControlPlane], cluster: Cluster, shared_by: int = 1) -> Placement:
-    names = tuple(CONTROL_PLANE if isinstance(p, ControlPlane) else p.name for p in pools)
+    names = _names(pools)
     taints = tuple(dict.fromkeys(t for p in pools for t in (p.taints if isinstance(p, ControlPlane) else p.node_taints)))
     sizes = [SIZES[p.size] for p in pools if p.size]
     smallest = min(sizes, key=lambda s: (s.vcpus, s.memory_gb)) if len(sizes) == len(pools) and sizes else None
@@ -78,6 +78,28 @@ def _of(role: str, pools: list[Pool | ControlPlane], cluster: Cluster, shared_by
     locations = tuple((where, n) for where, n in located.items() if where is not None)
     return Placement(role=role, pools=names, nodes=sum(p.count for p in pools), size=smallest, taints=taints,
                      shared_by=shared_by, locations=locations)
+
+
+def volume_pools(cfg: StackConfig, store: str) -> tuple[str, ...]:
+    """The pools whose StorageClasses the store's new volumes claim (Storage.classes_of): all of the store's, which
+    share one provider's volumes (providers/hybrid.py store_storage_problems), except while PostgreSQL moves between
+    providers: then those on `dataPlane.postgres.storageProvider`. Its pods still run on all of its pools (the role's
+    node selector), and a claim of that provider's class binds only where its volumes attach (WaitForFirstConsumer
+    and the class's allowedTopologies), so each replaced instance lands on the new provider's nodes."""
+    pools = role_pools(cfg, STORE_ROLES[store])
+    chosen = cfg.data_plane.postgres.storage_provider if store == "postgres" else None
+    if chosen is not None:
+        pools = [p for p in pools if _provider(cfg, p) == chosen]
+    return _names(pools)
+
+
+def _provider(cfg: StackConfig, pool: Pool | ControlPlane) -> str:
+    """The provider of a pool's nodes (the control plane is always on the stack's)."""
+    return (pool.provider if isinstance(pool, Pool) else None) or cfg.provider
+
+
+def _names(pools: list[Pool | ControlPlane]) -> tuple[str, ...]:
+    return tuple(CONTROL_PLANE if isinstance(p, ControlPlane) else p.name for p in pools)
 
 
 @dataclass(frozen=True)
