@@ -129,16 +129,19 @@ def staging_data_on() -> Run:
 
 # tests/test_services_secrets.py: two team namespaces consume the secrets store, the unseal key goes to one PGP
 # recipient; tests/test_services_secrets_sso.py: no platform layer (run_raw's default), so no GitLab to log in with;
-# tests/test_services_reboots.py: kured off.
+# tests/test_services_reboots.py: kured off; tests/test_services_namespaces.py: the teams replace the profile's
+# (`ads`, `ci`), one with its own quota, and the ad services' namespace is a team's (their layer stays off).
 TEAMS = [{"name": "bidding"}, {"name": "analytics"}]
+TEAM_QUOTA = {"requestsCpu": "64", "requestsMemory": "128Gi", "limitsMemory": "160Gi"}  # bidding's
 RECIPIENT = (Path(__file__).parent / "fixtures" / "recovery-recipient.asc").read_text()  # a throwaway test key
 
 
 def services_variant() -> Run:
     """A raw config's run (up to the data plane) with the switches above; through the run cache, like
     production_variant."""
-    raw = base_raw()
-    raw["clusterServices"] = {**raw["clusterServices"], "teams": copy.deepcopy(TEAMS),
+    raw = base_raw(adServices={"namespace": "bidding"})
+    teams = [{**team, **TEAM_QUOTA} if team["name"] == "bidding" else dict(team) for team in TEAMS]
+    raw["clusterServices"] = {**raw["clusterServices"], "teams": teams,
                               "secrets": {"recoveryPgpKeys": [RECIPIENT]}, "reboots": {"enabled": False}}
     return run_raw(raw)
 
