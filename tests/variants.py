@@ -147,11 +147,22 @@ def services_variant() -> Run:
 
 
 # tests/test_data_redpanda.py: the console off, 24 h retention; tests/test_data_dragonfly.py: 2 CPUs, 6Gi and hourly
-# snapshots; tests/test_data_drills.py: drills monthly but ClickHouse's daily, PostgreSQL backing up every 6 h.
-DATA_PLANE = {"redpanda": {"console": False, "retentionHours": 24},
-              "dragonfly": {"cpu": "2", "memory": "6Gi", "snapshotSchedule": "0 * * * *"},
+# snapshots; tests/test_data_drills.py: drills monthly but ClickHouse's daily, PostgreSQL backing up every 6 h;
+# tests/test_disaster_recovery.py: every store restored from its own backup (PostgreSQL under a new server name).
+STORE_RESTORES = {
+    "postgres": {"backupServerName": "postgres-2",
+                 "restore": {"fromServer": "postgres", "backupId": "20261120T020012",
+                             "targetTime": "2026-11-20T14:30:00Z"}},
+    "clickhouse": {"restore": {"backup": "full-20261120T010000Z"}},
+    "scylladb": {"restore": {"snapshotTag": "sm_20261120030000UTC"}},
+    "dragonfly": {"restore": {"backup": "cluster-20261120020012"}},
+    "redpanda": {"restore": {"backup": "20261120T030000Z"}},
+}
+DATA_PLANE = {"redpanda": {"console": False, "retentionHours": 24, **STORE_RESTORES["redpanda"]},
+              "dragonfly": {"cpu": "2", "memory": "6Gi", "snapshotSchedule": "0 * * * *", **STORE_RESTORES["dragonfly"]},
               "drills": {"schedule": "0 3 1 * *", "schedules": {"clickhouse": "0 5 * * *"}},
-              "postgres": {"backupSchedule": "0 */6 * * *"}}
+              "postgres": {"backupSchedule": "0 */6 * * *", **STORE_RESTORES["postgres"]},
+              "clickhouse": STORE_RESTORES["clickhouse"], "scylladb": STORE_RESTORES["scylladb"]}
 
 
 def data_variant() -> Run:
