@@ -130,16 +130,20 @@ def staging_data_on() -> Run:
 # tests/test_services_secrets.py: two team namespaces consume the secrets store, the unseal key goes to one PGP
 # recipient; tests/test_services_secrets_sso.py: no platform layer (run_raw's default), so no GitLab to log in with;
 # tests/test_services_reboots.py: kured off; tests/test_services_namespaces.py: the teams replace the profile's
-# (`ads`, `ci`), one with its own quota, and the ad services' namespace is a team's (their layer stays off).
+# (`ads`, `ci`), one with its own quota; tests/test_store_users.py: the ad services on (in a team's namespace, without
+# the platform), three of them reading other services' data.
 TEAMS = [{"name": "bidding"}, {"name": "analytics"}]
 TEAM_QUOTA = {"requestsCpu": "64", "requestsMemory": "128Gi", "limitsMemory": "160Gi"}  # bidding's
+READS_FROM = {"analytics-ingestion": {"readsFrom": ["ad-serving", "bidding"]},
+              "reporting": {"readsFrom": ["analytics-ingestion"]}, "ml-inference": {"readsFrom": ["bidding"]}}
 RECIPIENT = (Path(__file__).parent / "fixtures" / "recovery-recipient.asc").read_text()  # a throwaway test key
 
 
 def services_variant() -> Run:
-    """A raw config's run (up to the data plane) with the switches above; through the run cache, like
-    production_variant."""
-    raw = base_raw(adServices={"namespace": "bidding"})
+    """A raw config's run (up to the data plane, and the ad services) with the switches above; through the run
+    cache, like production_variant."""
+    raw = base_raw(layers={"adServices": True},
+                   adServices={"namespace": "bidding", "services": copy.deepcopy(READS_FROM)})
     teams = [{**team, **TEAM_QUOTA} if team["name"] == "bidding" else dict(team) for team in TEAMS]
     raw["clusterServices"] = {**raw["clusterServices"], "teams": teams,
                               "secrets": {"recoveryPgpKeys": [RECIPIENT]}, "reboots": {"enabled": False}}
