@@ -192,3 +192,19 @@ def staging_gitlab() -> Run:
     values["adplatform:objectStorageSecretAccessKey"] = "offline-provider-secret-key"
     secret |= {"adplatform:objectStorageAccessKeyId", "adplatform:objectStorageSecretAccessKey"}
     return mockrun.run(values, secret, "staging")
+
+
+# tests/test_data_zones.py: every database pool over the three locations of eu-central, as the control plane;
+# tests/test_data_scylladb.py: ScyllaDB on the provider's volumes (`storage: network`) with its own keyspaces and
+# backup retention. Each file asserts on its own settings (placement per location; storage, mode, the bootstrap).
+LOCATIONS = ["fsn1", "nbg1", "hel1"]
+SPANNING_POOLS = ("scylladb", "redpanda", "clickhouse", "stateful")
+NETWORK_SCYLLADB = {"storage": "network", "keyspaces": ["ads", "bidding"], "backupRetention": 14}
+
+
+def spanning_variant() -> Run:
+    """A raw config's run (up to the data plane) with the switches above; through the run cache, like
+    production_variant."""
+    return run_raw(base_raw(cluster={"location": "fsn1", "controlPlane": {"locations": list(LOCATIONS)},
+                                     "pools": [{"name": p, "locations": list(LOCATIONS)} for p in SPANNING_POOLS]},
+                            dataPlane={"scylladb": copy.deepcopy(NETWORK_SCYLLADB)}))
