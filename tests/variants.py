@@ -169,10 +169,24 @@ DATA_PLANE = {"redpanda": {"console": False, "retentionHours": 24, **STORE_RESTO
               "clickhouse": STORE_RESTORES["clickhouse"], "scylladb": STORE_RESTORES["scylladb"]}
 
 
+# tests/test_secrets_seal.py: OpenBao unsealed by a transit engine elsewhere, its token given as a secret.
+TRANSIT_TOKEN = "s.transit-seal-token-under-test"
+# A certificate-shaped PEM block (a DER SEQUENCE): what the config accepts as the transit server's CA.
+CA_PEM = ("-----BEGIN CERTIFICATE-----\n"
+          "MIIBAAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4fICEiIyQlJicoKSor\n"
+          "LC0uLzAxMjM0NTY3ODk6Ozw9Pj9AQUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVpb\n"
+          "XF1eX2BhYmNkZWZnaGlqa2xtbm9wcXJzdHV2dw==\n"
+          "-----END CERTIFICATE-----\n")
+TRANSIT = {"address": "https://bao.example.net:8200", "keyName": "adplatform-unseal", "mountPath": "transit/",
+           "tlsCa": CA_PEM}
+
+
 def data_variant() -> Run:
-    """A raw config's run (up to the data plane) with the stores' settings above; through the run cache, like
-    production_variant."""
-    return run_raw(base_raw(dataPlane=copy.deepcopy(DATA_PLANE)))
+    """A raw config's run (up to the data plane) with the stores' settings and the transit seal above; through the
+    run cache, like production_variant."""
+    raw = base_raw(dataPlane=copy.deepcopy(DATA_PLANE), secretsSealToken=TRANSIT_TOKEN)
+    raw["clusterServices"] = {**raw["clusterServices"], "secrets": {"seal": {"type": "transit", "transit": dict(TRANSIT)}}}
+    return run_raw(raw, secret={"secretsSealToken"})
 
 
 # tests/test_platform_gitlab.py: GitLab on in staging, its objects in the provider's S3 (backend external);
