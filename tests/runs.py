@@ -80,10 +80,11 @@ def lower_layers(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "layers": {**LOWER_LAYERS, **(raw.get("layers") or {})}}
 
 
-def run_raw(raw: dict[str, Any], stack: str = "test") -> Run:
+def run_raw(raw: dict[str, Any], stack: str = "test", secret: set[str] = frozenset()) -> Run:
+    """The run of a raw config; SECRET_KEYS and the keys in `secret` given as secrets (`pulumi config set --secret`)."""
     values = {f"adplatform:{k}": v for k, v in lower_layers(raw).items()}
     values["hcloud:token"] = "test-token"
-    return mockrun.run(values, {f"adplatform:{k}" for k in SECRET_KEYS} | {"hcloud:token"}, stack)
+    return mockrun.run(values, {f"adplatform:{k}" for k in SECRET_KEYS | secret} | {"hcloud:token"}, stack)
 
 
 def script_param(script: str, name: str) -> str:

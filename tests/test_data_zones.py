@@ -3,26 +3,24 @@ location, Redpanda, PostgreSQL and ClickHouse spread their pods evenly over zone
 spans several locations; single-location pools keep a soft preference and keep scheduling)."""
 from __future__ import annotations
 
-from functools import lru_cache
 
 from components.k3s.config import topology_labels
 from components.scheduling import ZONE_TOPOLOGY
 from config.model import LOCATION_LABEL
-from tests.conftest import base_raw, node_labels, run_raw
+from tests import variants
+from tests.conftest import node_labels
 from tests.test_data_clickhouse import chi
 from tests.test_data_postgres import cluster as pg_cluster
 from tests.test_data_redpanda import spec as redpanda_spec
 from tests.test_data_scylladb import spec as scylla_spec
 
-LOCATIONS = ["fsn1", "nbg1", "hel1"]
-STORES = ("scylladb", "redpanda", "clickhouse", "stateful")
+LOCATIONS = variants.LOCATIONS
 
 
-@lru_cache(maxsize=None)
 def spanning():
-    """Production with every database pool over the three locations of eu-central, as its control plane."""
-    return run_raw(base_raw(cluster={"location": "fsn1", "controlPlane": {"locations": LOCATIONS},
-                                     "pools": [{"name": p, "locations": LOCATIONS} for p in STORES]}))
+    """Production with every database pool over the three locations of eu-central, as its control plane (and
+    ScyllaDB on network volumes: a run shared with other files)."""
+    return variants.spanning_variant()
 
 
 def spread(constraints: list[dict]) -> list[tuple[str, str]]:

@@ -13,7 +13,7 @@ from components.data import redpanda_backup
 from components.recovery import STORES
 from config import ConfigError, load
 from config.data import DataPlane
-from tests import validators
+from tests import validators, variants
 from tests.conftest import SECRET_KEYS, base_raw, run_raw
 from tests.stores import SECRET, string_data
 
@@ -24,20 +24,10 @@ RESTORE = "kubernetes:velero.io/v1:Restore"
 PG_CLUSTER = "kubernetes:postgresql.cnpg.io/v1:Cluster"
 DRAGONFLY = "kubernetes:dragonflydb.io/v1alpha1:Dragonfly"
 
-RESTORES = {
-    "postgres": {"backupServerName": "postgres-2",
-                 "restore": {"fromServer": "postgres", "backupId": "20261120T020012",
-                             "targetTime": "2026-11-20T14:30:00Z"}},
-    "clickhouse": {"restore": {"backup": "full-20261120T010000Z"}},
-    "scylladb": {"restore": {"snapshotTag": "sm_20261120030000UTC"}},
-    "dragonfly": {"restore": {"backup": "cluster-20261120020012"}},
-    "redpanda": {"restore": {"backup": "20261120T030000Z"}},
-}
-
-
 @pytest.fixture(scope="module")
 def restoring():
-    return run_raw(base_raw(dataPlane=RESTORES))
+    """Every store restored from its own backup (variants.STORE_RESTORES; a run shared with other files)."""
+    return variants.data_variant()
 
 
 def _env(container: dict) -> dict:

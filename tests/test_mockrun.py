@@ -17,6 +17,7 @@ from typing import Any
 
 import pulumi
 import pytest
+import yaml
 from pulumi.runtime import _depends_on, resource_cycle_breaker, rpc
 from pulumi.runtime.proto import resource_pb2
 
@@ -528,3 +529,39 @@ def test_runs_from_the_cache_equal_executed_runs(monkeypatch):
     cached = [run_raw(raw), run_raw(raw)]
     monkeypatch.setattr(mockrun, "cache", None)
     assert by_urn(cached[0]) == by_urn(cached[1]) == by_urn(run_raw(raw))
+
+
+# --- YAML text (components/yamltext.py) ------------------------------------------------------------------------------
+# Documents with what makes emitters differ: long values past the line width, multi-line and indented text, quoting
+# (values YAML would read as another type, leading/trailing spaces, `: ` and `#`), non-ASCII, empty containers.
+TRICKY_YAML = [
+    {"long": "word " * 40, "url": "https://example.com/" + "a" * 120, "lines": "one\ntwo\n  three\n", "empty": ""},
+    {"quoted": ["yes", "no", "on", "1.0", "0o17", "null", "~", " lead", "trail ", "a: b", "# x", "@at", "*x", "-"]},
+    {"unicode": "grüße ✓ 日本", "nested": [{"a": [], "b": {}}, [1, 2.5, True, None]], "z": 0, "A": -1},
+    {"node-label": ["topology.kubernetes.io/zone=fsn1-dc14"], "kubelet-arg": ["max-pods=110"], "tls-san": []},
+]
+# The option sets the program dumps with (k3s/config.py; k3s/lifecycle.py and drills.py; providers/cloud.py; default).
+YAML_OPTIONS = [{"sort_keys": True, "default_flow_style": False}, {"sort_keys": False},
+                {"sort_keys": False, "default_flow_style": False, "width": 1000}, {}]
+
+
+@pytest.mark.parametrize("options", YAML_OPTIONS)
+def test_yaml_text_is_what_yaml_safe_dump_writes(options, production):
+    """yamltext.safe_dump (libyaml's emitter) writes exactly yaml.safe_dump's text: on documents that stress the
+    emitter, and on the production run's own K3s configs and drill documents, whose text is the one written."""
+    from components import yamltext
+    from tests.runs import k3s_config, script_param
+    for document in TRICKY_YAML:
+        assert yamltext.safe_dump(document, **options) == yaml.safe_dump(document, **options)
+    nodes = [r.name.removeprefix("k3s-") for r in production.of_type("command:remote:Command")
+             if r.name.startswith("k3s-")]
+    written = {node: script_param(production.named(f"k3s-{node}").inputs["stdin"].value, "K3S_CONFIG")
+               for node in nodes}
+    written |= {name: text for name, text in production.named("drill-scripts").inputs["data"].items()
+                if name.endswith(".yaml")}
+    assert len(written) > 20
+    for name, text in written.items():
+        document = yaml.safe_load(text)
+        assert yamltext.safe_dump(document, **options) == yaml.safe_dump(document, **options), name
+        if name in nodes and options == YAML_OPTIONS[0] or name not in nodes and options == YAML_OPTIONS[1]:
+            assert yamltext.safe_dump(document, **options) == text, name  # the options it was written with

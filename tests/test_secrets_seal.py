@@ -16,6 +16,7 @@ from components.services import secrets
 from config import ConfigError
 from providers import aws, gcp
 from providers.base import Seal, seal_type
+from tests import variants
 from tests.cloud_stacks import AWS_PRODUCTION_CLUSTER, AWS_REGION, cloud_production, config_problems, run_cloud
 from tests.conftest import UP_TO_SERVICES, SECRET_KEYS, base_raw, lower_layers, run_raw, stack_run
 from tools import mockrun
@@ -223,15 +224,7 @@ def test_kms_seal_needs_the_openbao_backend():
 
 # --- transit: an external OpenBao/Vault's transit engine -------------------------------------------------
 
-TRANSIT_TOKEN = "s.transit-seal-token-under-test"
-# A certificate-shaped PEM block (a DER SEQUENCE): what the config accepts as the transit server's CA.
-CA_PEM = ("-----BEGIN CERTIFICATE-----\n"
-          "MIIBAAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4fICEiIyQlJicoKSor\n"
-          "LC0uLzAxMjM0NTY3ODk6Ozw9Pj9AQUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVpb\n"
-          "XF1eX2BhYmNkZWZnaGlqa2xtbm9wcXJzdHV2dw==\n"
-          "-----END CERTIFICATE-----\n")
-TRANSIT = {"address": "https://bao.example.net:8200", "keyName": "adplatform-unseal", "mountPath": "transit/",
-           "tlsCa": CA_PEM}
+TRANSIT_TOKEN, CA_PEM, TRANSIT = variants.TRANSIT_TOKEN, variants.CA_PEM, variants.TRANSIT
 
 
 def transit_raw(transit: dict | None = None, token: str | None = TRANSIT_TOKEN, **seal: Any) -> dict:
@@ -269,7 +262,8 @@ def plaintext_paths(value: Any, needle: str, path: str = "") -> list[str]:
 
 @pytest.fixture(scope="module")
 def transit_run():
-    return run_transit(transit_raw(TRANSIT))
+    """transit_raw(TRANSIT) with the stores' settings of variants.DATA_PLANE (a run shared with other files)."""
+    return variants.data_variant()
 
 
 def test_transit_seal_renders_openbaos_stanza_without_the_token(transit_run):

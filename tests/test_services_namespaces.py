@@ -7,7 +7,8 @@ import pytest
 from components.services import namespaces
 from components.services.namespaces import NamespaceSpec, Peer
 from config.services import Team
-from tests.conftest import base_raw, run_raw, stack_run
+from tests import variants
+from tests.conftest import stack_run
 
 NS = "kubernetes:core/v1:Namespace"
 NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
@@ -119,10 +120,7 @@ def test_namespace_objects_wait_for_the_cluster_and_policies_for_their_namespace
 
 
 def test_teams_from_config_replace_the_profile_teams():
-    raw = base_raw(adServices={"namespace": "bidding"})
-    raw["clusterServices"] = {**raw["clusterServices"], "teams": [{"name": "bidding", "requestsCpu": "64",
-                                                                    "requestsMemory": "128Gi", "limitsMemory": "160Gi"}]}
-    run = run_raw(raw)
+    run = variants.services_variant()  # teams bidding (requests 64 CPUs) and analytics; a run shared with other files
     spaces = _namespaces(run)
     assert "bidding" in spaces and "ads" not in spaces and "ci" not in spaces
     quota = next(r for r in run.of_type(QUOTA) if r.inputs["metadata"]["namespace"] == "bidding")

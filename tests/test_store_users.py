@@ -8,7 +8,6 @@ import hashlib
 import json
 import re
 import subprocess
-from functools import lru_cache
 
 import pytest
 
@@ -16,7 +15,8 @@ from components.data import dragonfly
 from components.data.clickhouse import users as clickhouse_users
 from components.data.scylladb import bootstrap
 from config.consumers import ADS, USER_STORES, store_consumers
-from tests.conftest import base_raw, run_raw, stack_run
+from tests import variants
+from tests.conftest import base_raw, stack_run
 from tests.stores import NETPOL, SECRET, config_problems, policy, stack_config, string_data
 from tests.test_credential_scope import holders
 from tests.test_data_secrets import _generated
@@ -210,12 +210,9 @@ def test_each_clickhouse_user_changes_only_its_own_database(stack):
 
 
 # --- readsFrom: read-only access to another service's data ------------------------------------------------------------
-@lru_cache(maxsize=None)
 def reads_run() -> Run:
-    return run_raw(base_raw(layers={"adServices": True}, adServices={"services": {
-        "analytics-ingestion": {"readsFrom": ["ad-serving", "bidding"]},
-        "reporting": {"readsFrom": ["analytics-ingestion"]},
-        "ml-inference": {"readsFrom": ["bidding"]}}}))
+    """Three services reading others' data (variants.READS_FROM; a run shared with other files)."""
+    return variants.services_variant()
 
 
 def test_reads_from_grants_read_only_access_in_each_shared_store():

@@ -129,32 +129,64 @@ def staging_data_on() -> Run:
 
 # tests/test_services_secrets.py: two team namespaces consume the secrets store, the unseal key goes to one PGP
 # recipient; tests/test_services_secrets_sso.py: no platform layer (run_raw's default), so no GitLab to log in with;
-# tests/test_services_reboots.py: kured off.
+# tests/test_services_reboots.py: kured off; tests/test_services_namespaces.py: the teams replace the profile's
+# (`ads`, `ci`), one with its own quota; tests/test_store_users.py: the ad services on (in a team's namespace, without
+# the platform), three of them reading other services' data.
 TEAMS = [{"name": "bidding"}, {"name": "analytics"}]
+TEAM_QUOTA = {"requestsCpu": "64", "requestsMemory": "128Gi", "limitsMemory": "160Gi"}  # bidding's
+READS_FROM = {"analytics-ingestion": {"readsFrom": ["ad-serving", "bidding"]},
+              "reporting": {"readsFrom": ["analytics-ingestion"]}, "ml-inference": {"readsFrom": ["bidding"]}}
 RECIPIENT = (Path(__file__).parent / "fixtures" / "recovery-recipient.asc").read_text()  # a throwaway test key
 
 
 def services_variant() -> Run:
-    """A raw config's run (up to the data plane) with the switches above; through the run cache, like
-    production_variant."""
-    raw = base_raw()
-    raw["clusterServices"] = {**raw["clusterServices"], "teams": copy.deepcopy(TEAMS),
+    """A raw config's run (up to the data plane, and the ad services) with the switches above; through the run
+    cache, like production_variant."""
+    raw = base_raw(layers={"adServices": True},
+                   adServices={"namespace": "bidding", "services": copy.deepcopy(READS_FROM)})
+    teams = [{**team, **TEAM_QUOTA} if team["name"] == "bidding" else dict(team) for team in TEAMS]
+    raw["clusterServices"] = {**raw["clusterServices"], "teams": teams,
                               "secrets": {"recoveryPgpKeys": [RECIPIENT]}, "reboots": {"enabled": False}}
     return run_raw(raw)
 
 
 # tests/test_data_redpanda.py: the console off, 24 h retention; tests/test_data_dragonfly.py: 2 CPUs, 6Gi and hourly
-# snapshots; tests/test_data_drills.py: drills monthly but ClickHouse's daily, PostgreSQL backing up every 6 h.
-DATA_PLANE = {"redpanda": {"console": False, "retentionHours": 24},
-              "dragonfly": {"cpu": "2", "memory": "6Gi", "snapshotSchedule": "0 * * * *"},
+# snapshots; tests/test_data_drills.py: drills monthly but ClickHouse's daily, PostgreSQL backing up every 6 h;
+# tests/test_disaster_recovery.py: every store restored from its own backup (PostgreSQL under a new server name).
+STORE_RESTORES = {
+    "postgres": {"backupServerName": "postgres-2",
+                 "restore": {"fromServer": "postgres", "backupId": "20261120T020012",
+                             "targetTime": "2026-11-20T14:30:00Z"}},
+    "clickhouse": {"restore": {"backup": "full-20261120T010000Z"}},
+    "scylladb": {"restore": {"snapshotTag": "sm_20261120030000UTC"}},
+    "dragonfly": {"restore": {"backup": "cluster-20261120020012"}},
+    "redpanda": {"restore": {"backup": "20261120T030000Z"}},
+}
+DATA_PLANE = {"redpanda": {"console": False, "retentionHours": 24, **STORE_RESTORES["redpanda"]},
+              "dragonfly": {"cpu": "2", "memory": "6Gi", "snapshotSchedule": "0 * * * *", **STORE_RESTORES["dragonfly"]},
               "drills": {"schedule": "0 3 1 * *", "schedules": {"clickhouse": "0 5 * * *"}},
-              "postgres": {"backupSchedule": "0 */6 * * *"}}
+              "postgres": {"backupSchedule": "0 */6 * * *", **STORE_RESTORES["postgres"]},
+              "clickhouse": STORE_RESTORES["clickhouse"], "scylladb": STORE_RESTORES["scylladb"]}
+
+
+# tests/test_secrets_seal.py: OpenBao unsealed by a transit engine elsewhere, its token given as a secret.
+TRANSIT_TOKEN = "s.transit-seal-token-under-test"
+# A certificate-shaped PEM block (a DER SEQUENCE): what the config accepts as the transit server's CA.
+CA_PEM = ("-----BEGIN CERTIFICATE-----\n"
+          "MIIBAAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4fICEiIyQlJicoKSor\n"
+          "LC0uLzAxMjM0NTY3ODk6Ozw9Pj9AQUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVpb\n"
+          "XF1eX2BhYmNkZWZnaGlqa2xtbm9wcXJzdHV2dw==\n"
+          "-----END CERTIFICATE-----\n")
+TRANSIT = {"address": "https://bao.example.net:8200", "keyName": "adplatform-unseal", "mountPath": "transit/",
+           "tlsCa": CA_PEM}
 
 
 def data_variant() -> Run:
-    """A raw config's run (up to the data plane) with the stores' settings above; through the run cache, like
-    production_variant."""
-    return run_raw(base_raw(dataPlane=copy.deepcopy(DATA_PLANE)))
+    """A raw config's run (up to the data plane) with the stores' settings and the transit seal above; through the
+    run cache, like production_variant."""
+    raw = base_raw(dataPlane=copy.deepcopy(DATA_PLANE), secretsSealToken=TRANSIT_TOKEN)
+    raw["clusterServices"] = {**raw["clusterServices"], "secrets": {"seal": {"type": "transit", "transit": dict(TRANSIT)}}}
+    return run_raw(raw, secret={"secretsSealToken"})
 
 
 # tests/test_platform_gitlab.py: GitLab on in staging, its objects in the provider's S3 (backend external);
@@ -174,3 +206,19 @@ def staging_gitlab() -> Run:
     values["adplatform:objectStorageSecretAccessKey"] = "offline-provider-secret-key"
     secret |= {"adplatform:objectStorageAccessKeyId", "adplatform:objectStorageSecretAccessKey"}
     return mockrun.run(values, secret, "staging")
+
+
+# tests/test_data_zones.py: every database pool over the three locations of eu-central, as the control plane;
+# tests/test_data_scylladb.py: ScyllaDB on the provider's volumes (`storage: network`) with its own keyspaces and
+# backup retention. Each file asserts on its own settings (placement per location; storage, mode, the bootstrap).
+LOCATIONS = ["fsn1", "nbg1", "hel1"]
+SPANNING_POOLS = ("scylladb", "redpanda", "clickhouse", "stateful")
+NETWORK_SCYLLADB = {"storage": "network", "keyspaces": ["ads", "bidding"], "backupRetention": 14}
+
+
+def spanning_variant() -> Run:
+    """A raw config's run (up to the data plane) with the switches above; through the run cache, like
+    production_variant."""
+    return run_raw(base_raw(cluster={"location": "fsn1", "controlPlane": {"locations": list(LOCATIONS)},
+                                     "pools": [{"name": p, "locations": list(LOCATIONS)} for p in SPANNING_POOLS]},
+                            dataPlane={"scylladb": copy.deepcopy(NETWORK_SCYLLADB)}))

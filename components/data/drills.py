@@ -44,9 +44,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
-import yaml
 
-from components import charts
+from components import charts, yamltext
 from components.data import postgres, redpanda, redpanda_backup
 from components.data.clickhouse import backup as clickhouse_backup
 from components.data.clickhouse import installation as clickhouse_installation
@@ -1009,7 +1008,7 @@ def df_rbac() -> dict[str, list[dict[str, Any]]]:
 def _df_objects(ctx: DataContext, location: None, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
     modifier = k8s.core.v1.ConfigMap("drill-dragonfly-modifier", metadata=k8s.meta.v1.ObjectMetaArgs(
         name=DF_MODIFIER, namespace=VELERO_NAMESPACE, labels=ctx.labels("restore-drill", "dragonfly")),
-        data={DF_MODIFIER_KEY: yaml.safe_dump(df_modifiers(ctx), sort_keys=False)}, opts=ctx.opts(after))
+        data={DF_MODIFIER_KEY: yamltext.safe_dump(df_modifiers(ctx), sort_keys=False)}, opts=ctx.opts(after))
     objects: list[pulumi.Resource] = [modifier]
     if "velero" not in ctx.drills:  # else the Velero drill's objects carry the shared policy
         objects += _velero_policy(ctx, after)
@@ -1309,7 +1308,7 @@ def install(ctx: DataContext, spaces: Namespaces, keys: S3Keys | None, velero_sc
     scripts = k8s.core.v1.ConfigMap("drill-scripts", metadata=k8s.meta.v1.ObjectMetaArgs(
         name=SCRIPTS, namespace=NAMESPACE, labels=labels),
         data={SCRIPT.name: SCRIPT.read_text(),
-              **{f"{d.store}.yaml": yaml.safe_dump(d.scratch, sort_keys=False) for d in drills}},
+              **{f"{d.store}.yaml": yamltext.safe_dump(d.scratch, sort_keys=False) for d in drills}},
         opts=ctx.opts([ns]))
     ready += [account, role, binding, scripts]
     for drill in drills:

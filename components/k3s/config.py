@@ -8,9 +8,9 @@ from typing import Any
 from urllib.parse import quote, urlparse
 
 import pulumi
-import yaml
 
 from config import StackConfig, StackSecrets
+from components import yamltext
 from components.scheduling import REGION_TOPOLOGY, ZONE_TOPOLOGY
 from config.catalog import ROLES
 from config.model import LOCATION_LABEL
@@ -315,4 +315,4 @@ def etcd_restore_commands(backup: EtcdBackup, first_server: str, other_servers: 
 
 
 def dump(cfg: dict[str, Any]) -> str:
-    return yaml.safe_dump(cfg, sort_keys=True, default_flow_style=False)
+    return yamltext.safe_dump(cfg, sort_keys=True, default_flow_style=False)

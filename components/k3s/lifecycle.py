@@ -44,6 +44,7 @@ import pulumi_command as command
 import pulumi_kubernetes as k8s
 import yaml
 
+from components import yamltext
 from components.k3s.config import API_PORT
 from components.remote import run_script, shell_command
 from components.shell import content_hash, render
@@ -81,7 +82,7 @@ def k3s_service(node: Node) -> str:
 def lifecycle_kubeconfig(server: str, ca: Mapping[str, str], token: str) -> str:
     """The node-lifecycle service account's kubeconfig, which drain.sh and resize.sh write to a 0600 file for their
     run only. `ca`: {"certificate-authority-data": base64} or {"certificate-authority": a file on the node}."""
-    return yaml.safe_dump({
+    return yamltext.safe_dump({
         "apiVersion": "v1", "kind": "Config",
         "clusters": [{"name": "cluster", "cluster": {"server": server, **ca}}],
         "users": [{"name": "node-lifecycle", "user": {"token": token}}],

@@ -33,9 +33,8 @@ from typing import Any, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
-import yaml
 
-from components import charts
+from components import charts, yamltext
 from components.data.endpoints import ObjectStoreEndpoint
 from components.helm import release
 from components.platform import sso
@@ -108,7 +107,7 @@ def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
 # --- connection files (secret: they embed the object store's keys) -----------------------------------------
 def rails_connection(objects: ObjectStoreEndpoint, key_id: str, secret_key: str) -> str:
     """The fog connection of the consolidated object storage (chart examples/objectstorage/rails.minio.yaml)."""
-    return yaml.safe_dump({
+    return yamltext.safe_dump({
         "provider": "AWS", "region": objects.region, "aws_access_key_id": key_id,
         "aws_secret_access_key": secret_key, "aws_signature_version": 4, "endpoint": objects.url,
         "path_style": objects.path_style}, sort_keys=False)
@@ -117,7 +116,7 @@ def rails_connection(objects: ObjectStoreEndpoint, key_id: str, secret_key: str)
 def registry_storage(objects: ObjectStoreEndpoint, key_id: str, secret_key: str) -> str:
     """The registry's `storage` block (chart examples/objectstorage/registry.minio.yaml); the chart indents it
     under `storage:` and adds `delete: enabled: true`."""
-    return yaml.safe_dump({"s3": {
+    return yamltext.safe_dump({"s3": {
         "bucket": objects.buckets[REGISTRY_BUCKET], "accesskey": key_id, "secretkey": secret_key,
         "region": objects.region, "regionendpoint": objects.url, "pathstyle": objects.path_style,
         "v4auth": True}}, sort_keys=False)

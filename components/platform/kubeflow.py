@@ -43,9 +43,8 @@ from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_kubernetes as k8s
-import yaml
 
-from components import charts
+from components import charts, yamltext
 from components.data.endpoints import S3Location
 from components.platform import auth_proxy, mlflow
 from components.platform.context import LAYER, SCRAPE_INTERVAL, Installed, PlatformContext
@@ -136,7 +135,7 @@ def launcher_config(location: S3Location, path_style: bool) -> dict[str, str]:
                                                         "accessKeyKey": ARTIFACT_KEYS[0],
                                                         "secretKeyKey": ARTIFACT_KEYS[1]}},
     }}
-    return {"defaultPipelineRoot": location.url(PIPELINE_ROOT), "providers": yaml.safe_dump({"s3": provider})}
+    return {"defaultPipelineRoot": location.url(PIPELINE_ROOT), "providers": yamltext.safe_dump({"s3": provider})}
 
 
 def workflow_config(location: S3Location) -> dict[str, str]:
@@ -148,8 +147,8 @@ def workflow_config(location: S3Location) -> dict[str, str]:
         "accessKeySecret": {"name": ARTIFACT_SECRET, "key": ARTIFACT_KEYS[0]},
         "secretKeySecret": {"name": ARTIFACT_SECRET, "key": ARTIFACT_KEYS[1]},
     }}
-    return {"artifactRepository": yaml.safe_dump(repository), "executor": yaml.safe_dump(EXECUTOR),
-            "workflowDefaults": yaml.safe_dump(WORKFLOW_DEFAULTS)}
+    return {"artifactRepository": yamltext.safe_dump(repository), "executor": yamltext.safe_dump(EXECUTOR),
+            "workflowDefaults": yamltext.safe_dump(WORKFLOW_DEFAULTS)}
 
 
 def _config_map(ctx: PlatformContext, resource_name: str, name: str, data: dict[str, str],

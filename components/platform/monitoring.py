@@ -64,9 +64,8 @@ from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_kubernetes as k8s
-import yaml
 
-from components import charts
+from components import charts, yamltext
 from components.data.context import OBJECT_STORE_NAMESPACE
 from components.helm import release
 from components.platform import dashboards, metrics_adapter, sso
@@ -268,7 +267,7 @@ def alertmanager_config_text(ctx: PlatformContext) -> pulumi.Output[str]:
     if missing:  # config/rules.py refuses this first; kept so a direct caller fails with the key, not a KeyError
         raise ValueError(f"alertingSecrets.{missing[0]} is not set")
     values = pulumi.Output.all(*(ctx.secrets.alerting[n] for n in names))
-    text = values.apply(lambda got: yaml.safe_dump(alertmanager_config(alerting, dict(zip(names, got))),
+    text = values.apply(lambda got: yamltext.safe_dump(alertmanager_config(alerting, dict(zip(names, got))),
                                                    sort_keys=False))
     return pulumi.Output.secret(text)
 

@@ -47,9 +47,8 @@ from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_kubernetes as k8s
-import yaml
 
-from components import charts
+from components import charts, yamltext
 from components.data.endpoints import ObjectStoreEndpoint, S3Location
 from components.helm import release
 from components.platform.context import (CLUSTER_DOMAIN, LAYER, OTLP_GATEWAY_HOST, OTLP_GRPC_PORT, OTLP_HTTP_PORT,
@@ -164,7 +163,7 @@ def tempo_values(ctx: PlatformContext, store: ObjectStoreEndpoint, location: S3L
     resources = TEMPO_RESOURCES[ctx.ha]
     return {
         "replicas": replicas,
-        "config": yaml.safe_dump(tempo_config(ctx, store, location, replicas), sort_keys=False),
+        "config": yamltext.safe_dump(tempo_config(ctx, store, location, replicas), sort_keys=False),
         "tempo": {
             "tag": charts.TEMPO_VERSION,
             "memBallastSizeMbs": 0,  # GOMEMLIMIT instead
