@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import Iterable, Literal, Sequence
 
 import pulumi
-import yaml
 
+from components import yamltext
 from config.errors import Problem, problem
 from config.model import LOCATION_LABEL, Cluster, taint_parts
 from providers.base import PORTS, NodeGroupRequest, NodeSpec, PortRule, rule_sources
@@ -74,7 +74,7 @@ def cloud_config(public_keys: Sequence[str], files: Sequence[CloudFile] = (),
                               for f in files]
     if run_commands:
         doc["runcmd"] = [list(argv) for argv in run_commands]
-    return "#cloud-config\n" + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1000)
+    return "#cloud-config\n" + yamltext.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1000)
 
 
 # K3s merges drop-ins from config.yaml.d after config.yaml; `kubelet-arg+` appends to the list the install script

@@ -31,8 +31,8 @@ from typing import Sequence
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
-import yaml
 
+from components import yamltext
 from components.charts import GCP_PD_CSI
 from components.k3s.resize import output_path
 from providers import power_off
@@ -160,7 +160,7 @@ def kube_env(template: cloud.NodeTemplate) -> str:
     node_taints as `,`-separated key=value[:effect] lists; label and taint syntax admits neither separator)."""
     labels = ",".join(f"{k}={v}" for k, v in template.labels.items())
     taints = ",".join(f"{k}={v}:{effect}" for k, v, effect in template.taints)
-    return yaml.safe_dump({"AUTOSCALER_ENV_VARS": f"node_labels={labels};node_taints={taints};os=linux"})
+    return yamltext.safe_dump({"AUTOSCALER_ENV_VARS": f"node_labels={labels};node_taints={taints};os=linux"})
 
 
 def autoscaler_values(groups: Sequence[tuple[str, int]]) -> dict:
