@@ -520,15 +520,31 @@ def test_a_recorded_run_survives_the_round_trip(production):
     assert pickle.loads(pickle.dumps(production)) == production
 
 
-def test_runs_from_the_cache_equal_executed_runs(monkeypatch):
-    def by_urn(run):  # registration order, and the order of dependencies, vary between runs
-        resources = [dataclasses.replace(r, dependencies=sorted(r.dependencies)) for r in run.resources]
-        return sorted(resources, key=lambda r: r.urn), run.outputs, run.secret_outputs, run.config
+def _by_urn(run):  # registration order, and the order of dependencies, vary between runs
+    resources = [dataclasses.replace(r, dependencies=sorted(r.dependencies)) for r in run.resources]
+    return sorted(resources, key=lambda r: r.urn), run.outputs, run.secret_outputs, run.config
 
+
+def test_runs_from_the_cache_equal_executed_runs(monkeypatch):
     raw = base_raw(profile="staging")
     cached = [run_raw(raw), run_raw(raw)]
     monkeypatch.setattr(mockrun, "cache", None)
-    assert by_urn(cached[0]) == by_urn(cached[1]) == by_urn(run_raw(raw))
+    assert _by_urn(cached[0]) == _by_urn(cached[1]) == _by_urn(run_raw(raw))
+
+
+def test_a_run_with_the_sdks_own_internals_records_the_same(monkeypatch):
+    # The whole-run guard of the harness' SDK replacements (mockrun.SDK_PATCHES): every record and output the same
+    # as the SDK's own functions give, so an SDK upgrade that changes an internal we replace fails here.
+    raw = base_raw(profile="staging")
+    ours = run_raw(raw)  # the test above's run (recorded)
+    assert {name for _owner, name, _sdk, _ours in mockrun.SDK_PATCHES} >= {
+        "contains_unknowns", "_resolve_depends_on", "_add_dependency", "unwrap_type", "_track", "isawaitable"}
+    monkeypatch.setattr(mockrun, "cache", None)
+    with mockrun.sdk_originals():
+        assert all(getattr(owner, name) is sdk for owner, name, sdk, _ours in mockrun.SDK_PATCHES)
+        sdks = run_raw(raw)
+    assert all(getattr(owner, name) is patched for owner, name, _sdk, patched in mockrun.SDK_PATCHES)
+    assert len(ours.resources) > 300 and _by_urn(ours) == _by_urn(sdks)
 
 
 # --- YAML text (components/yamltext.py) ------------------------------------------------------------------------------

@@ -11,14 +11,16 @@ import base64
 import collections
 import gc
 import hashlib
+import importlib
 import inspect
 import ipaddress
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pulumi
 import yaml
@@ -26,7 +28,6 @@ from pulumi import _types
 from pulumi import output as pulumi_output
 from pulumi.runtime import _depends_on
 from pulumi.runtime import config as runtime_config
-from pulumi.runtime import invoke as runtime_invoke
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import resource as runtime_resource
 from pulumi.runtime import resource_cycle_breaker, rpc, settings
@@ -174,6 +175,30 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
 
+# Every SDK internal the harness replaces, with the SDK's own: (owner, attribute, SDK's value, ours). Each replacement
+# gives the SDK's answers faster (the comment at each says why); tests/test_mockrun.py compares each with the SDK's
+# function, and a whole run made with the SDK's own against one made with ours (sdk_originals), so an SDK upgrade
+# that changes an internal fails there. Only this harness imports the module: a real `pulumi up` runs the SDK as is.
+SDK_PATCHES: list[tuple[Any, str, Any, Any]] = []
+
+
+def _patch(owner: Any, name: str, replacement: Any) -> None:
+    SDK_PATCHES.append((owner, name, getattr(owner, name), replacement))
+    setattr(owner, name, replacement)
+
+
+@contextmanager
+def sdk_originals() -> Iterator[None]:
+    """The SDK's own internals while inside (a run made here is the SDK's answer, slower)."""
+    for owner, name, original, _ours in SDK_PATCHES:
+        setattr(owner, name, original)
+    try:
+        yield
+    finally:
+        for owner, name, _original, ours in SDK_PATCHES:
+            setattr(owner, name, ours)
+
+
 # Pulumi's cycle check, made cheap. Before each dependency edge `new -> dep` the SDK asks whether `new` is
 # already reachable from `dep` (resource_cycle_breaker._reachable): a depth-first search over everything
 # `dep` transitively depends on, which for a late layer is most of the program, for every one of the
@@ -219,8 +244,8 @@ def _reachable(from_resource: Any, to_resource: Any) -> bool:
     return False
 
 
-resource_cycle_breaker._add_dep = _add_dep
-resource_cycle_breaker._reachable = _reachable
+_patch(resource_cycle_breaker, "_add_dep", _add_dep)
+_patch(resource_cycle_breaker, "_reachable", _reachable)
 
 # The SDK asks whether a value holds an unknown at every Output it creates and every `.future()` (about 95,000
 # times in a production run). Its check defines a self-referencing inner function per call (a closure cell that
@@ -256,10 +281,10 @@ def _contains_unknowns(val: Any) -> bool:
     return False
 
 
-rpc.contains_unknowns = _contains_unknowns
+_patch(rpc, "contains_unknowns", _contains_unknowns)
 # Output's own module-level helper only forwards to rpc.contains_unknowns; calling ours directly saves a call
 # per Output (pulumi.contains_unknowns, the exported name, stays the SDK's forwarder).
-pulumi_output.contains_unknowns = _contains_unknowns
+_patch(pulumi_output, "contains_unknowns", _contains_unknowns)
 
 # Output asks inspect.isawaitable of every value it lifts or an apply returns (67,000 times a run, three
 # isinstance checks each, one through the Awaitable ABC). A str, number, bool or None is never awaitable
@@ -268,7 +293,7 @@ def _isawaitable(value: Any) -> bool:
     return type(value) not in _PLAIN_LEAVES and inspect.isawaitable(value)
 
 
-pulumi_output.isawaitable = _isawaitable  # output.py imported the name from inspect; rpc.py asks inspect itself
+_patch(pulumi_output, "isawaitable", _isawaitable)  # output.py imported the name from inspect; rpc.py asks inspect itself
 
 # Resolving `depends_on` turns every listed Resource into an Output only to read back an empty set of resources
 # and the Resource itself (Output.from_input's last case: no Output, input type, container or awaitable; and
@@ -318,8 +343,10 @@ async def _resolve_depends_on(depends_on: Any) -> set[Any]:
     return all_deps
 
 
-_depends_on._resolve_depends_on = _resolve_depends_on
-runtime_invoke._resolve_depends_on = _resolve_depends_on  # imported there by name
+_patch(_depends_on, "_resolve_depends_on", _resolve_depends_on)
+# runtime/invoke.py imported the name; `from pulumi.runtime import invoke` would be the function of that name
+# (pulumi.runtime re-exports it), whose attribute nothing reads.
+_patch(importlib.import_module("pulumi.runtime.invoke"), "_resolve_depends_on", _resolve_depends_on)
 
 # rpc._add_dependency (expanding each dependency, a component to its children) imports Resource and
 # ComponentResource inside the function, once per call and once per resource it visits: 50,000 imports a run.
@@ -357,7 +384,7 @@ async def _add_dependency(deps: dict[str, Any], res: Any, from_resource: Any) ->
             deps[urn] = res
 
 
-rpc._add_dependency = _add_dependency
+_patch(rpc, "_add_dependency", _add_dependency)
 
 # Serializing each input property unwraps its declared type (Output[T], Input[T], Optional[...]) with a dozen
 # typing calls, 21,000 times a run over a few hundred distinct types. The answer depends only on the type
@@ -375,7 +402,7 @@ def _unwrap_type(val: Any) -> Any:
     return known[1]
 
 
-_types.unwrap_type = _unwrap_type
+_patch(_types, "unwrap_type", _unwrap_type)
 
 # Every Output registers its future in SETTINGS.outputs (so the run waits for it) and removes it when it is done
 # (Output._track, 30,000 times a production run). Each SETTINGS.lock / SETTINGS.outputs goes through a context
@@ -408,11 +435,11 @@ def _track(self: Any) -> None:
     self._data.add_done_callback(_untrack_done)
 
 
-pulumi.Output._track = _track
+_patch(pulumi.Output, "_track", _track)
 
 # The SDK walks and converts the whole Python stack at every resource, to tell the engine which line
 # created it; the mock monitor ignores that (and so do our records), and it cost a tenth of a run.
-runtime_resource._get_stack_trace = source_pb2.StackTrace
+_patch(runtime_resource, "_get_stack_trace", source_pb2.StackTrace)
 
 
 def _fake_id(name: str) -> str:
