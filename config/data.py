@@ -8,7 +8,7 @@ and retention are here; the profiles (config/profiles.py) give production and st
 from __future__ import annotations
 
 import re
-from typing import Callable
+from typing import Callable, ClassVar
 
 from pydantic import field_validator, model_validator
 
@@ -79,6 +79,19 @@ class Store(Model):
     storage_size: str = "100Gi"
 
     _v_size = field_validator("storage_size")(_check_gibibytes)
+
+
+class Movable(Model):
+    """A store whose instances can move one at a time onto another provider's volumes (docs/providers.md, "Moving
+    pools to another provider"): while its pools span two providers with their own volumes, `storageProvider` says
+    whose volumes new instances claim, one of its pools' (providers/hybrid.py storage_provider_problems). Existing
+    instances keep the volumes they have until each is replaced. Only stores whose operator gives a replaced instance
+    a claim of the spec's class, and copies the data into it from the others, are Movable."""
+
+    title: ClassVar[str]  # the store's name in errors
+    storage_provider: str | None = None
+
+    _v_provider = field_validator("storage_provider")(optional(one_of(PROVIDERS, what="the providers")))
 
 
 class PinnedStore(Store):
@@ -274,7 +287,8 @@ class ClickHouse(Store):
         return value
 
 
-class Dragonfly(PinnedStore):
+class Dragonfly(PinnedStore, Movable):
+    title: ClassVar[str] = "DragonflyDB"
     snapshot_schedule: str = "*/15 * * * *"  # snapshots to each instance's volume (a rolling, single file set)
     restore: DragonflyRestore | None = None
     _v_cron = field_validator("snapshot_schedule")(check_cron)
@@ -293,7 +307,8 @@ POSTGRES_RESERVED = frozenset({"postgres", "template0", "template1", "streaming_
                                "server", "replication", "drill_canary"})  # the last: the drills' canary (drills.py)
 
 
-class Postgres(Store):
+class Postgres(Store, Movable):
+    title: ClassVar[str] = "PostgreSQL"
     wal_storage_size: str = "20Gi"
     backup_schedule: str = "0 2 * * *"
     backup_retention: str = "30d"  # barman retention policy: <n>d, <n>w or <n>m
@@ -303,16 +318,11 @@ class Postgres(Store):
     # under a new one: CloudNativePG refuses to archive into a non-empty archive (its WAL archive check).
     backup_server_name: str = "postgres"
     restore: PostgresRestore | None = None
-    # While PostgreSQL moves between providers (docs/providers.md, "Moving pools to another provider"): the provider
-    # whose volumes new instances claim, one of its pools' (providers/hybrid.py postgres_storage_problems). Existing
-    # instances keep the volumes they have until each is replaced.
-    storage_provider: str | None = None
 
     _v_server = field_validator("backup_server_name")(_grammar(_SERVER_NAME, "postgres-2",
                                                                "a barman server name (a DNS label)"))
     _v_wal = field_validator("wal_storage_size")(_check_gibibytes)
     _v_cron = field_validator("backup_schedule")(check_cron)
-    _v_provider = field_validator("storage_provider")(optional(one_of(PROVIDERS, what="the providers")))
 
     @field_validator("backup_retention")
     @classmethod
@@ -446,9 +456,15 @@ class DataPlane(Model):
     object_storage: ObjectStorage = ObjectStorage()
     drills: Drills = Drills()
 
+    def storage_provider(self, store: str) -> str | None:
+        """Whose volumes a moving store's new instances claim (Movable.storage_provider); None when it is not moving
+        or cannot move."""
+        settings = getattr(self, store)
+        return settings.storage_provider if isinstance(settings, Movable) else None
+
 
 __all__ = ["BACKUP_BUCKETS", "BUCKET_OWNERS", "DRILLED_STORES", "Drills", "BUCKET_PURPOSES", "ClickHouse",
-           "ClickHouseRestore", "DataPlane", "Dragonfly", "DragonflyRestore", "PostgresRestore", "RedpandaRestore",
+           "ClickHouseRestore", "DataPlane", "Dragonfly", "DragonflyRestore", "Movable", "PostgresRestore", "RedpandaRestore",
            "ScyllaRestore",
            "ExternalObjectStorage", "ObjectStorage",
            "PinnedStore", "Postgres", "Redpanda", "ScyllaDB", "Store"]

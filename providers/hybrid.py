@@ -29,10 +29,12 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence, TypeVar
 
 import pulumi
+from pydantic.alias_generators import to_camel
 
 import providers
 from config import LoadedConfig, Problem
 from config.catalog import DATABASE_ROLES, PROVIDERS, STORE_ROLES
+from config.data import Movable
 from config.errors import problem
 from config.model import ApiLoadBalancer, Pool, StackConfig
 from config.rules import role_pools
@@ -138,7 +140,7 @@ def validate(loaded: LoadedConfig) -> list[Problem]:
     cfg = loaded.config
     used = providers_used(cfg)
     if len(used) == 1:
-        return [*postgres_storage_problems(cfg), *providers.get(cfg.provider).validate(loaded)]
+        return [*storage_provider_problems(cfg), *providers.get(cfg.provider).validate(loaded)]
     found = [problem(f"cluster.pools[{pool.name}].provider",
                      f"must be {cfg.provider!r} (the stack's provider) or a provider it couples with "
                      f"({_couplings(cfg.provider)})", pool.provider)
@@ -158,7 +160,7 @@ def validate(loaded: LoadedConfig) -> list[Problem]:
     if any((cfg.provider, name) == ("hetzner", "baremetal") for name in used):
         found += _vswitch(cfg) + _robot_topology(cfg)
     if not found:
-        found += store_storage_problems(cfg) + postgres_storage_problems(cfg)
+        found += store_storage_problems(cfg) + storage_provider_problems(cfg)
     if not found:  # every pool couples: the peers are known
         found += internet_problems(cfg) + peer_quota_problems(loaded)
     for name in used:
@@ -181,21 +183,28 @@ def store_storage_problems(cfg: StackConfig) -> list[Problem]:
     """A store's pods share one StorageClass (one volume claim template), and a class is one provider's volumes:
     a store's own pools must all claim the same provider's (docs/providers.md, "Storage per provider").
 
-    Except PostgreSQL while it moves between providers: CloudNativePG's webhook lets the class change on a running
-    Cluster (it checks only that sizes do not shrink: validateStorageConfigurationChange,
-    internal/webhook/v1/cluster_webhook.go at v1.30.0), existing instances keep their claims (the operator reconciles
-    only their size and attributes class: reconcileExistingPVCs, pkg/reconciler/persistentvolumeclaim/existing.go)
-    and a new instance's claims take the spec's class (Build, .../build.go), so instances replaced one at a time
-    move to `dataPlane.postgres.storageProvider` (postgres_storage_problems; components/data/placement.py
-    volume_pools)."""
+    Except a Movable store (config/data.py) while it moves between providers: `dataPlane.<store>.storageProvider`
+    names whose volumes its new instances claim (storage_provider_problems; components/data/placement.py
+    volume_pools), and its instances, replaced one at a time, each get a claim of that class and copy the data from
+    the others:
+    - PostgreSQL: CloudNativePG's webhook lets the class change on a running Cluster (it checks only that sizes do not
+      shrink: validateStorageConfigurationChange, internal/webhook/v1/cluster_webhook.go at v1.30.0), existing
+      instances keep their claims (the operator reconciles only their size and attributes class: reconcileExistingPVCs,
+      pkg/reconciler/persistentvolumeclaim/existing.go) and a new instance's claims take the spec's class (Build,
+      .../build.go); it is recreated by pg_basebackup from the primary.
+    - DragonflyDB: the operator keeps an existing StatefulSet's volumeClaimTemplates (it copies them from the live one
+      and only warns, ImmutableField: reconcileResources, internal/controller/dragonfly_instance.go at v1.6.1) but
+      creates a missing StatefulSet from the spec, so one deleted with --cascade=orphan comes back with the new class
+      over the running pods; a pod deleted with its claim returns with a claim of the new class and, having no role,
+      is made a replica that full-syncs from the primary (dragonfly_pod_lifecycle_controller.go)."""
     found = []
-    moving = cfg.data_plane.postgres.storage_provider is not None
     for store, role in STORE_ROLES.items():
         owners = {p.name: _block_storage(cfg, p.provider) for p in cfg.cluster.active_pools if p.role == role}
-        if not getattr(cfg.data_plane, store).enabled or len(set(owners.values())) < 2 or (store == "postgres" and moving):
+        settings = getattr(cfg.data_plane, store)
+        if not settings.enabled or len(set(owners.values())) < 2 or cfg.data_plane.storage_provider(store):
             continue
-        how = ("; while PostgreSQL moves between providers set dataPlane.postgres.storageProvider to the provider its "
-               "new instances claim volumes on" if store == "postgres" else "")
+        how = (f"; while {settings.title} moves between providers set {_storage_provider_key(store)} to the provider "
+               "its new instances claim volumes on" if isinstance(settings, Movable) else "")
         found.append(problem("cluster.pools", f"must put the {role} pools, where {store} keeps its volumes, on "
                              f"providers whose volumes attach to all of them: one store claims one provider's "
                              f"StorageClass ({', '.join(sorted(set(owners.values())))} volumes attach only to "
@@ -204,17 +213,25 @@ def store_storage_problems(cfg: StackConfig) -> list[Problem]:
     return found
 
 
-def postgres_storage_problems(cfg: StackConfig) -> list[Problem]:
-    """`dataPlane.postgres.storageProvider` names a provider whose volumes PostgreSQL's pools claim: new instances
-    get that provider's classes, which attach only to its own nodes (components/data/placement.py volume_pools)."""
-    chosen = cfg.data_plane.postgres.storage_provider
-    offered = sorted({_block_storage(cfg, p.provider if isinstance(p, Pool) else None)
-                      for p in role_pools(cfg, STORE_ROLES["postgres"])})
-    if chosen is None or chosen in offered:
-        return []
-    return [problem("dataPlane.postgres.storageProvider", f"must be one of the providers whose volumes PostgreSQL's "
-                    f"pools claim ({', '.join(offered)}): new instances claim that provider's volumes, which attach "
-                    "only to its nodes", chosen)]
+def storage_provider_problems(cfg: StackConfig) -> list[Problem]:
+    """A moving store's `storageProvider` names a provider whose volumes the store's pools claim: new instances get
+    that provider's classes, which attach only to its own nodes (components/data/placement.py volume_pools)."""
+    found = []
+    for store, role in STORE_ROLES.items():
+        chosen = cfg.data_plane.storage_provider(store)
+        if chosen is None:
+            continue
+        offered = sorted({_block_storage(cfg, p.provider if isinstance(p, Pool) else None)
+                          for p in role_pools(cfg, role)})
+        if chosen not in offered:
+            found.append(problem(_storage_provider_key(store), f"must be one of the providers whose volumes "
+                                 f"{getattr(cfg.data_plane, store).title}'s pools claim ({', '.join(offered)}): new "
+                                 "instances claim that provider's volumes, which attach only to its nodes", chosen))
+    return found
+
+
+def _storage_provider_key(store: str) -> str:
+    return f"dataPlane.{to_camel(store)}.storageProvider"
 
 
 def combined_storage(primary: Infrastructure, secondaries: Sequence[Infrastructure]):
@@ -500,7 +517,7 @@ def cilium_values(stack_values: dict, link_mtu: int) -> dict:
             "encryption": {"enabled": True, "type": "wireguard", "nodeEncryption": True}}
 
 
-__all__ = ["COUPLINGS", "INTERNET", "Coupling", "cilium_values", "combine", "coupling", "create", "over_internet", "combined_storage", "pool_roles", "postgres_storage_problems",
+__all__ = ["COUPLINGS", "INTERNET", "Coupling", "cilium_values", "combine", "coupling", "create", "over_internet", "combined_storage", "pool_roles", "storage_provider_problems",
            "store_storage_problems",
            "credential_problems", "internet_problems", "join_endpoint", "part", "peer_quota_problems",
            "peer_rules", "providers_used", "server_join_endpoints", "validate"]

@@ -432,6 +432,13 @@ def test_a_bare_metal_block_under_another_provider_is_refused():
     ("redpanda", {"memory": "lots"}, "dataPlane.redpanda.memory must be a memory quantity of at least 1Mi "
                                      "with a unit, such as 512Mi"),
     ("objectStorage", {"storageSize": "1Pi"}, "dataPlane.objectStorage.storageSize must be a volume size in Gi or Ti"),
+    # The stores that can move between providers' volumes (config/data.py Movable) take a provider name; others
+    # have no such key.
+    ("dragonfly", {"storageProvider": "ovh"}, "adplatform:dataPlane.dragonfly.storageProvider must be one of the "
+                                              "providers hetzner, aws, gcp, azure, baremetal, got 'ovh'"),
+    ("postgres", {"storageProvider": "ovh"}, "adplatform:dataPlane.postgres.storageProvider must be one of the "
+                                             "providers hetzner, aws, gcp, azure, baremetal, got 'ovh'"),
+    ("objectStorage", {"storageProvider": "aws"}, "dataPlane.objectStorage has unknown key(s) 'storageProvider'"),
 ])
 def test_data_plane_settings_errors_name_key_value_and_accepted(store, settings, expected):
     assert expected in one_problem(base_raw(dataPlane={store: settings}))

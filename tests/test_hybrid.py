@@ -1108,88 +1108,136 @@ def test_the_policy_pack_passes_with_stores_on_other_clouds(which, request):
     assert model.build(request.getfixturevalue(which))["policy"]["violations"] == []
 
 
-# --- PostgreSQL moved between providers with network volumes (dataPlane.postgres.storageProvider) -------------------
+# --- PostgreSQL and DragonflyDB moved between providers with network volumes (dataPlane.<store>.storageProvider) ------
 
 STATEFUL_AWS = {"name": "stateful-aws", "role": "stateful", "count": 3, "size": "dedicated-large", "provider": "aws",
                 "locations": ["eu-central-1a", "eu-central-1b", "eu-central-1c"]}
-# The stateful pools hold DragonflyDB and the in-cluster object store too, which cannot span two providers' volumes
-# (one StorageClass each): a stack moving PostgreSQL this way runs without them.
-POSTGRES_ONLY = {"dragonfly": {"enabled": False}, "objectStorage": {"enabled": False}}
+# The stateful pools hold the in-cluster object store too, which cannot span two providers' volumes (one StorageClass,
+# no storageProvider): a stack moving its stateful pools this way runs without it.
+NO_OBJECT_STORE = {"objectStorage": {"enabled": False}}
+MOVING = {"storageProvider": "aws"}
+DRAGONFLY = "kubernetes:dragonflydb.io/v1alpha1:Dragonfly"
 
 
-def postgres_migration() -> list[tuple[str, dict[str, Any]]]:
-    """PostgreSQL from the Hetzner Cloud stateful pool to one on AWS, as the stack-file edits the docs show: the
-    instances are replaced one at a time between the second and the third (kubectl cnpg destroy/promote)."""
-    start = base_raw(cluster={**OVER_INTERNET, "pools": [dict(FIXED_GENERAL)]}, dataPlane=copy.deepcopy(POSTGRES_ONLY))
+def stateful_migration() -> list[tuple[str, dict[str, Any]]]:
+    """PostgreSQL and DragonflyDB from the Hetzner Cloud stateful pool to one on AWS, as the stack-file edits the docs
+    show: the instances are replaced one at a time between the second and the third (kubectl cnpg destroy/promote;
+    DragonflyDB's StatefulSet orphan-deleted, then each pod deleted with its claim)."""
+    start = base_raw(cluster={**OVER_INTERNET, "pools": [dict(FIXED_GENERAL)]}, dataPlane=copy.deepcopy(NO_OBJECT_STORE))
     added = copy.deepcopy(start)
     added["cluster"]["pools"].append(dict(STATEFUL_AWS))
     added["cluster"]["firewallQuotas"] = {"aws": 200}
-    added["dataPlane"]["postgres"] = {"storageProvider": "aws"}
+    added["dataPlane"].update(postgres=dict(MOVING), dragonfly=dict(MOVING))
     removed = copy.deepcopy(added)
     removed["cluster"]["pools"].append({"name": "stateful", "count": 0})
     return [("all on hetzner", start), ("aws pool added, new instances on aws", added), ("old pool removed", removed)]
 
 
 @pytest.fixture(scope="module")
-def postgres_moves() -> list[tuple[str, mockrun.Run]]:
-    return [(step, run_internet(values, stack="production-internet")) for step, values in postgres_migration()]
+def stateful_moves() -> list[tuple[str, mockrun.Run]]:
+    return [(step, run_internet(values, stack="production-internet")) for step, values in stateful_migration()]
 
 
 def _postgres(run: mockrun.Run) -> dict[str, Any]:
     return run.named("postgres-cluster", "kubernetes:postgresql.cnpg.io/v1:Cluster").inputs["spec"]
 
 
-def test_a_postgres_move_stack_claims_the_chosen_providers_volumes_and_runs_on_both_pools(postgres_moves):
-    _, moving = postgres_moves[1]
+def _dragonfly(run: mockrun.Run) -> dict[str, Any]:
+    return run.named("dragonfly", DRAGONFLY).inputs["spec"]
+
+
+def _admitted(run: mockrun.Run, selector: dict[str, str]) -> set[str]:
+    """The nodes (pool-ordinal) whose labels a node selector admits."""
+    prefix = f"adp-{run.stack}-"
+    labels = {host.removeprefix(prefix): node_labels(run, host.removeprefix(prefix)) for host in run.outputs["nodes"]}
+    return {name for name, node in labels.items() if selector.items() <= node.items()}
+
+
+BOTH_STATEFUL_POOLS = {f"stateful-{i}" for i in (1, 2, 3)} | {f"stateful-aws-{i}" for i in (1, 2, 3)}
+
+
+def test_a_postgres_move_stack_claims_the_chosen_providers_volumes_and_runs_on_both_pools(stateful_moves):
+    _, moving = stateful_moves[1]
     spec = _postgres(moving)
     assert (spec["storage"]["storageClass"], spec["walStorage"]["storageClass"]) == ("ebs-gp3", "ebs-gp3")
     assert spec["instances"] == 3
     # The instances select the role, which both pools' nodes carry: a replaced instance may land on either, and its
     # new EBS claim binds only on an AWS node (the class's allowedTopologies, WaitForFirstConsumer).
-    selector = spec["affinity"]["nodeSelector"]
-    prefix = f"adp-{moving.stack}-"
-    labels = {host.removeprefix(prefix): node_labels(moving, host.removeprefix(prefix)) for host in moving.outputs["nodes"]}
-    admitted = {name for name, node in labels.items() if selector.items() <= node.items()}
-    assert admitted == {f"stateful-{i}" for i in (1, 2, 3)} | {f"stateful-aws-{i}" for i in (1, 2, 3)}
+    assert _admitted(moving, spec["affinity"]["nodeSelector"]) == BOTH_STATEFUL_POOLS
     ebs = _class(moving, "ebs-gp3")
     assert ebs["volumeBindingMode"] == "WaitForFirstConsumer"
     assert ebs["allowedTopologies"][0]["matchLabelExpressions"][0]["key"] == "topology.ebs.csi.aws.com/zone"
 
 
-def test_the_postgres_move_walks_through_valid_stacks_and_never_drops_below_replication(postgres_moves):
+def test_a_dragonfly_move_stack_claims_the_chosen_providers_volumes_and_runs_on_both_pools(stateful_moves):
+    # The operator builds the StatefulSet's claim template from this spec once the old StatefulSet is orphan-deleted
+    # (docs/providers.md "DragonflyDB to another provider"): every pod deleted with its claim comes back on EBS.
+    _, moving = stateful_moves[1]
+    spec = _dragonfly(moving)
+    claim = spec["snapshot"]["persistentVolumeClaimSpec"]
+    assert (claim["storageClassName"], claim["accessModes"]) == ("ebs-gp3", ["ReadWriteOnce"])
+    assert _admitted(moving, spec["nodeSelector"]) == BOTH_STATEFUL_POOLS
+
+
+def test_the_stateful_move_walks_through_valid_stacks_and_never_drops_below_replication(stateful_moves):
     # Every stack synthesizes (a ConfigError otherwise); the stateful role never below 3 nodes nor swapped in one step.
-    assert walk_problems([(step, _pools(run)) for step, run in postgres_moves]) == []
-    classes = [(_postgres(run)["instances"], _postgres(run)["storage"]["storageClass"]) for _, run in postgres_moves]
+    assert walk_problems([(step, _pools(run)) for step, run in stateful_moves]) == []
+    classes = [(_postgres(run)["instances"], _postgres(run)["storage"]["storageClass"]) for _, run in stateful_moves]
     assert classes == [(3, "hcloud-volumes"), (3, "ebs-gp3"), (3, "ebs-gp3")]
     # Its PodDisruptionBudgets stay on (the operator's: the primary's and the replicas' at instances - 2).
-    assert all(_postgres(run)["enablePDB"] for _, run in postgres_moves)
+    assert all(_postgres(run)["enablePDB"] for _, run in stateful_moves)
+    # DragonflyDB: a primary and two replicas throughout, so deleting one pod at a time leaves the primary and a
+    # synced replica; a replaced replica counts as ready only once it has synced (the readiness gate the docs' `kubectl
+    # wait` waits for), and a drain never takes more than one.
+    dragonfly = [_dragonfly(run) for _, run in stateful_moves]
+    assert [(d["replicas"], d["snapshot"]["persistentVolumeClaimSpec"]["storageClassName"]) for d in dragonfly] == [
+        (3, "hcloud-volumes"), (3, "ebs-gp3"), (3, "ebs-gp3")]
+    assert all(d["enableReplicationReadinessGate"] and d["pdb"] == {"minAvailable": 2} for d in dragonfly)
 
 
 def test_the_postgres_storage_provider_must_name_a_provider_of_its_pools():
-    _, moving = postgres_migration()[1]
+    _, moving = stateful_migration()[1]
     moving["dataPlane"]["postgres"]["storageProvider"] = "gcp"
     found = _internet_problems(moving)
     assert ("adplatform:dataPlane.postgres.storageProvider must be one of the providers whose volumes PostgreSQL's "
             "pools claim (aws, hetzner): new instances claim that provider's volumes, which attach only to its nodes"
             ", got 'gcp'") in found, found
-    start = postgres_migration()[0][1]
-    start["dataPlane"]["postgres"] = {"storageProvider": "aws"}  # a single-provider stack too
+    start = stateful_migration()[0][1]
+    start["dataPlane"]["postgres"] = dict(MOVING)  # a single-provider stack too
     assert any(p.startswith("adplatform:dataPlane.postgres.storageProvider must be one of the providers whose volumes "
                             "PostgreSQL's pools claim (hetzner): ") and p.endswith(", got 'aws'")
                for p in _internet_problems(start)), start
 
 
-def test_postgres_split_without_the_key_and_every_other_store_split_are_still_refused():
-    _, moving = postgres_migration()[1]
-    unset = copy.deepcopy(moving)
-    unset["dataPlane"]["postgres"] = {}
-    found = _internet_problems(unset)
-    assert any(p.startswith("adplatform:cluster.pools must put the stateful pools, where postgres keeps its volumes")
-               and "set dataPlane.postgres.storageProvider" in p and "Moving pools to another provider" in p
-               for p in found), found
-    # DragonflyDB and the object store share the stateful pools: the key moves PostgreSQL only.
-    moving["dataPlane"] = {"postgres": {"storageProvider": "aws"}}
+def test_the_dragonfly_storage_provider_must_name_a_provider_of_its_pools():
+    _, moving = stateful_migration()[1]
+    moving["dataPlane"]["dragonfly"]["storageProvider"] = "azure"
+    found = _internet_problems(moving)
+    assert ("adplatform:dataPlane.dragonfly.storageProvider must be one of the providers whose volumes DragonflyDB's "
+            "pools claim (aws, hetzner): new instances claim that provider's volumes, which attach only to its nodes"
+            ", got 'azure'") in found, found
+    assert not any("dataPlane.postgres" in p for p in found), found
+    start = stateful_migration()[0][1]
+    start["dataPlane"]["dragonfly"] = dict(MOVING)  # a single-provider stack too
+    assert any(p.startswith("adplatform:dataPlane.dragonfly.storageProvider must be one of the providers whose volumes "
+                            "DragonflyDB's pools claim (hetzner): ") and p.endswith(", got 'aws'")
+               for p in _internet_problems(start)), start
+
+
+def test_a_stateful_split_without_each_stores_key_and_the_object_store_split_are_still_refused():
+    _, moving = stateful_migration()[1]
+    for store, title in (("postgres", "PostgreSQL"), ("dragonfly", "DragonflyDB")):
+        unset = copy.deepcopy(moving)
+        unset["dataPlane"][store] = {}
+        found = _internet_problems(unset)
+        assert [p for p in found if p.startswith(f"adplatform:cluster.pools must put the stateful pools, where {store} "
+                                                 "keeps its volumes")
+                and f"while {title} moves between providers set dataPlane.{store}.storageProvider" in p
+                and "Moving pools to another provider" in p] and len(found) == 1, found
+    # The object store shares the stateful pools and cannot move (no storageProvider): refused, naming no key.
+    moving["dataPlane"].pop("objectStorage")
     found = _internet_problems(moving)
     refused = {store for store in ("dragonfly", "object_storage", "postgres")
                if any(f"where {store} keeps its volumes" in p for p in found)}
-    assert refused == {"dragonfly", "object_storage"}, found
+    assert refused == {"object_storage"}, found
+    assert "storageProvider" not in " ".join(found), found

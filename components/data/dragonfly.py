@@ -185,6 +185,9 @@ def dragonfly_spec(ctx: DataContext, res: Resources, acl: bool = True) -> dict[s
         "snapshot": {
             "cron": settings.snapshot_schedule,
             "persistentVolumeClaimSpec": {
+                # Its pools' class; while DragonflyDB moves between providers, `dataPlane.dragonfly.storageProvider`'s
+                # (placement.volume_pools): the operator puts it only into a StatefulSet it creates (docs/providers.md
+                # "DragonflyDB to another provider").
                 "accessModes": ["ReadWriteOnce"], "storageClassName": ctx.storage_class,
                 "resources": {"requests": {"storage": settings.storage_size}}},
         },

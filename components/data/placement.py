@@ -82,12 +82,13 @@ def _of(role: str, pools: list[Pool | ControlPlane], cluster: Cluster, shared_by
 
 def volume_pools(cfg: StackConfig, store: str) -> tuple[str, ...]:
     """The pools whose StorageClasses the store's new volumes claim (Storage.classes_of): all of the store's, which
-    share one provider's volumes (providers/hybrid.py store_storage_problems), except while PostgreSQL moves between
-    providers: then those on `dataPlane.postgres.storageProvider`. Its pods still run on all of its pools (the role's
-    node selector), and a claim of that provider's class binds only where its volumes attach (WaitForFirstConsumer
-    and the class's allowedTopologies), so each replaced instance lands on the new provider's nodes."""
+    share one provider's volumes (providers/hybrid.py store_storage_problems), except while a store moves between
+    providers (PostgreSQL, DragonflyDB: config/data.py Movable): then those on its `storageProvider`. Its pods still run
+    on all of its pools (the role's node selector), and a claim of that provider's class binds only where its volumes
+    attach (WaitForFirstConsumer and the class's allowedTopologies), so each replaced instance lands on the new
+    provider's nodes."""
     pools = role_pools(cfg, STORE_ROLES[store])
-    chosen = cfg.data_plane.postgres.storage_provider if store == "postgres" else None
+    chosen = cfg.data_plane.storage_provider(store)
     if chosen is not None:
         pools = [p for p in pools if _provider(cfg, p) == chosen]
     return _names(pools)
