@@ -1195,32 +1195,20 @@ def test_the_stateful_move_walks_through_valid_stacks_and_never_drops_below_repl
     assert all(d["enableReplicationReadinessGate"] and d["pdb"] == {"minAvailable": 2} for d in dragonfly)
 
 
-def test_the_postgres_storage_provider_must_name_a_provider_of_its_pools():
+@pytest.mark.parametrize("store, title, other, wrong", [("postgres", "PostgreSQL", "dragonfly", "gcp"),
+                                                        ("dragonfly", "DragonflyDB", "postgres", "azure")])
+def test_a_storage_provider_must_name_a_provider_of_its_stores_pools(store, title, other, wrong):
     _, moving = stateful_migration()[1]
-    moving["dataPlane"]["postgres"]["storageProvider"] = "gcp"
+    moving["dataPlane"][store]["storageProvider"] = wrong
     found = _internet_problems(moving)
-    assert ("adplatform:dataPlane.postgres.storageProvider must be one of the providers whose volumes PostgreSQL's "
+    assert (f"adplatform:dataPlane.{store}.storageProvider must be one of the providers whose volumes {title}'s "
             "pools claim (aws, hetzner): new instances claim that provider's volumes, which attach only to its nodes"
-            ", got 'gcp'") in found, found
+            f", got '{wrong}'") in found, found
+    assert not any(f"dataPlane.{other}" in p for p in found), found
     start = stateful_migration()[0][1]
-    start["dataPlane"]["postgres"] = dict(MOVING)  # a single-provider stack too
-    assert any(p.startswith("adplatform:dataPlane.postgres.storageProvider must be one of the providers whose volumes "
-                            "PostgreSQL's pools claim (hetzner): ") and p.endswith(", got 'aws'")
-               for p in _internet_problems(start)), start
-
-
-def test_the_dragonfly_storage_provider_must_name_a_provider_of_its_pools():
-    _, moving = stateful_migration()[1]
-    moving["dataPlane"]["dragonfly"]["storageProvider"] = "azure"
-    found = _internet_problems(moving)
-    assert ("adplatform:dataPlane.dragonfly.storageProvider must be one of the providers whose volumes DragonflyDB's "
-            "pools claim (aws, hetzner): new instances claim that provider's volumes, which attach only to its nodes"
-            ", got 'azure'") in found, found
-    assert not any("dataPlane.postgres" in p for p in found), found
-    start = stateful_migration()[0][1]
-    start["dataPlane"]["dragonfly"] = dict(MOVING)  # a single-provider stack too
-    assert any(p.startswith("adplatform:dataPlane.dragonfly.storageProvider must be one of the providers whose volumes "
-                            "DragonflyDB's pools claim (hetzner): ") and p.endswith(", got 'aws'")
+    start["dataPlane"][store] = dict(MOVING)  # a single-provider stack too
+    assert any(p.startswith(f"adplatform:dataPlane.{store}.storageProvider must be one of the providers whose volumes "
+                            f"{title}'s pools claim (hetzner): ") and p.endswith(", got 'aws'")
                for p in _internet_problems(start)), start
 
 
