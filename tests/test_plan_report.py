@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 import pytest
 
 from tests import plan_edits
+from tests.conftest import ROOT
 from tests.runs import HUNDRED_NODES, raw_plan, stack_plan, staging_with_nodes
 from tools.mockrun import stacks
 from tools.plan import architecture, diff, diffpicture, html, timeline
