@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import shlex
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -34,14 +34,16 @@ def stack_plan(stack: str) -> dict[str, Any]:
     """tools.plan.model.build of a stack file's run: built once per session and kept in the run cache beside the
     run (a build costs up to a second, most of it the policy pack, and a dozen tests in several files read each
     stack's plan). Each call returns a fresh copy, as build() does."""
+    return _recorded_plan(*mockrun.stack_config(stack), stack, lambda: stack_run(stack))
+
+
+def _recorded_plan(values: dict[str, Any], secret_keys: set[str], stack: str, run: Callable[[], Run]) -> dict[str, Any]:
+    """model.build of `run()`, the run of this config, through the run cache (kind "plan") when there is one."""
     from tools.plan import model  # the planner, only for the tests that read plans
 
-    def build(values: dict[str, Any], secret_keys: set[str], name: str) -> dict[str, Any]:
-        return model.build(stack_run(name))  # the same config: stack_config(name)
-
     if mockrun.cache is None or mockrun._fakes_replaced():
-        return model.build(stack_run(stack))
-    return mockrun.cache.recorded(*mockrun.stack_config(stack), stack, build, kind="plan")
+        return model.build(run())
+    return mockrun.cache.recorded(values, secret_keys, stack, lambda *config: model.build(run()), kind="plan")
 
 
 def base_raw(**overrides: Any) -> dict[str, Any]:
@@ -80,11 +82,32 @@ def lower_layers(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "layers": {**LOWER_LAYERS, **(raw.get("layers") or {})}}
 
 
-def run_raw(raw: dict[str, Any], stack: str = "test", secret: set[str] = frozenset()) -> Run:
-    """The run of a raw config; SECRET_KEYS and the keys in `secret` given as secrets (`pulumi config set --secret`)."""
+def raw_config(raw: dict[str, Any], secret: set[str] = frozenset()) -> tuple[dict[str, Any], set[str]]:
+    """The config values and secret keys run_raw runs a raw config with."""
     values = {f"adplatform:{k}": v for k, v in lower_layers(raw).items()}
     values["hcloud:token"] = "test-token"
-    return mockrun.run(values, {f"adplatform:{k}" for k in SECRET_KEYS | secret} | {"hcloud:token"}, stack)
+    return values, {f"adplatform:{k}" for k in SECRET_KEYS | secret} | {"hcloud:token"}
+
+
+def run_raw(raw: dict[str, Any], stack: str = "test", secret: set[str] = frozenset()) -> Run:
+    """The run of a raw config; SECRET_KEYS and the keys in `secret` given as secrets (`pulumi config set --secret`)."""
+    return mockrun.run(*raw_config(raw, secret), stack)
+
+
+def raw_plan(raw: dict[str, Any], stack: str = "test") -> dict[str, Any]:
+    """tools.plan.model.build of run_raw(raw, stack), built once per session like stack_plan (a fresh copy each
+    call)."""
+    return _recorded_plan(*raw_config(raw), stack, lambda: run_raw(raw, stack))
+
+
+def staging_with_nodes(nodes: int) -> dict[str, Any]:
+    """The staging profile grown to `nodes` servers (3 control plane, 4 database pools, the rest general)."""
+    return base_raw(profile="staging", cluster={"pools": [{"name": "general", "count": nodes - 7}]})
+
+
+# The planner at scale (tests/test_plan.py, tests/test_plan_report.py): one stack of a hundred servers whose run and
+# plan every scale test reads (a run of that size costs seconds).
+HUNDRED_NODES = 100
 
 
 def script_param(script: str, name: str) -> str:

@@ -14,8 +14,8 @@ import pytest
 from policy import rules
 from providers.hetzner import CATALOG, SERVER_TYPES
 from tests.conftest import ROOT, UP_TO_K3S, base_raw, run_raw
-from tests.runs import stack_plan
-from tools.mockrun import Resource, Run
+from tests.runs import HUNDRED_NODES, raw_plan, stack_plan, staging_with_nodes
+from tools.mockrun import Resource
 from tools.mockrun import Secret as mockrun_secret
 from tools.plan import architecture, cost, diff, limits, model, placement, report, timeline, timing
 from tools.plan.__main__ import main as plan_main
@@ -415,21 +415,17 @@ def test_every_configurable_provider_is_registered_and_maps_every_size():
         providers.get("digitalocean")
 
 
-def _staging_with_nodes(nodes: int) -> Run:
-    """The staging profile grown to `nodes` servers (3 control plane, 4 database pools, the rest general)."""
-    return run_raw(base_raw(profile="staging", cluster={"pools": [{"name": "general", "count": nodes - 7}]}))
-
-
-def test_fifty_node_stack_plans():
-    built = model.build(_staging_with_nodes(50))
-    assert len(built["servers"]) == 50
+def test_a_hundred_node_stack_plans():
+    built = raw_plan(staging_with_nodes(HUNDRED_NODES))  # the scale tests' shared stack (tests/runs.py)
+    assert len(built["servers"]) == HUNDRED_NODES
 
 
 def test_planner_work_grows_linearly_with_the_graph():
-    """The planner itself (build, report, picture) on recorded runs of 13 and 50 nodes (the run above): the
-    resources and dependencies the 37 extra nodes add cost no more than the average one (a quadratic step
-    costs more)."""
-    runs = {nodes: _staging_with_nodes(nodes) for nodes in (13, 50)}
+    """The planner itself (build, report, picture) on recorded runs of the staging profile's 9 nodes (the run
+    tests/test_mockrun.py reads) and of the scale tests' 100: the resources and dependencies the 91 extra nodes add
+    cost no more than the average one (a quadratic step costs more)."""
+    runs = {9: run_raw(base_raw(profile="staging")), HUNDRED_NODES: run_raw(staging_with_nodes(HUNDRED_NODES))}
+    assert {n: len(run.outputs["nodes"]) for n, run in runs.items()} == {n: n for n in runs}
 
     def plan_and_render(run):
         built = model.build(run)
@@ -442,8 +438,9 @@ def test_planner_work_grows_linearly_with_the_graph():
 
     work = {n: _lines_run((model, report, architecture, placement, timeline, timing, cost, rules), lambda r=run: plan_and_render(r))
             for n, run in runs.items()}
-    average = work[13] / size(runs[13])
-    marginal = (work[50] - work[13]) / (size(runs[50]) - size(runs[13]))  # what each added resource/edge costs
+    small, large = sorted(runs)
+    average = work[small] / size(runs[small])
+    marginal = (work[large] - work[small]) / (size(runs[large]) - size(runs[small]))  # what each added resource/edge costs
     assert marginal < 1.25 * average, f"{marginal:.0f} lines per added resource or edge, {average:.0f} on average"
 
 

@@ -16,10 +16,10 @@ from urllib.parse import urlparse
 import pytest
 
 from tests import plan_edits
-from tests.conftest import ROOT, base_raw, run_raw
-from tests.runs import stack_plan
+from tests.conftest import ROOT
+from tests.runs import HUNDRED_NODES, raw_plan, stack_plan, staging_with_nodes
 from tools.mockrun import stacks
-from tools.plan import architecture, diff, diffpicture, html, model, timeline
+from tools.plan import architecture, diff, diffpicture, html, timeline
 from tools.plan.svgtext import PAD, width
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -122,11 +122,11 @@ def test_no_label_is_wider_than_its_box(plan):
 
 
 def test_a_hundred_node_stack_is_aggregated_per_pool():
-    built = model.build(run_raw(base_raw(profile="staging", cluster={"pools": [{"name": "general", "count": 93}]})))
+    built = raw_plan(staging_with_nodes(HUNDRED_NODES))  # the scale tests' shared stack (tests/runs.py)
     picture = architecture.svg(built)
     root = ET.fromstring(picture)
-    assert len(built["servers"]) == 100
-    assert any(t.startswith("93 x ") for t in _texts(picture))
+    assert len(built["servers"]) == HUNDRED_NODES == 100
+    assert any(t.startswith("93 x ") for t in _texts(picture)), "the 93 general servers in one line"
     assert int(root.get("width")) <= 2000 and int(root.get("height")) <= 2600
     pool_boxes = [r for r in root.iter(f"{SVG}rect") if (r.get("class") or "").startswith("pool")]
     assert len(pool_boxes) == len({s["pool"] for s in built["servers"]}) < 10, "one box per pool, not per server"
