@@ -185,8 +185,8 @@ def store_storage_problems(cfg: StackConfig) -> list[Problem]:
 
     Except a Movable store (config/data.py) while it moves between providers: `dataPlane.<store>.storageProvider`
     names whose volumes its new instances claim (storage_provider_problems; components/data/placement.py
-    volume_pools), and its instances, replaced one at a time, each get a claim of that class and copy the data from
-    the others:
+    volume_pools), its pools may then claim two providers' volumes (the old and the new, no third), and its instances,
+    replaced one at a time, each get a claim of that class and copy the data from the others:
     - PostgreSQL: CloudNativePG's webhook lets the class change on a running Cluster (it checks only that sizes do not
       shrink: validateStorageConfigurationChange, internal/webhook/v1/cluster_webhook.go at v1.30.0), existing
       instances keep their claims (the operator reconciles only their size and attributes class: reconcileExistingPVCs,
@@ -200,16 +200,21 @@ def store_storage_problems(cfg: StackConfig) -> list[Problem]:
     found = []
     for store, role in STORE_ROLES.items():
         owners = {p.name: _block_storage(cfg, p.provider) for p in cfg.cluster.active_pools if p.role == role}
-        settings = getattr(cfg.data_plane, store)
-        if not settings.enabled or len(set(owners.values())) < 2 or cfg.data_plane.storage_provider(store):
+        settings, kinds = getattr(cfg.data_plane, store), ", ".join(sorted(set(owners.values())))
+        moving = cfg.data_plane.storage_provider(store)
+        if not settings.enabled or len(set(owners.values())) < (3 if moving else 2):
             continue
-        how = (f"; while {settings.title} moves between providers set {_storage_provider_key(store)} to the provider "
-               "its new instances claim volumes on" if isinstance(settings, Movable) else "")
-        found.append(problem("cluster.pools", f"must put the {role} pools, where {store} keeps its volumes, on "
-                             f"providers whose volumes attach to all of them: one store claims one provider's "
-                             f"StorageClass ({', '.join(sorted(set(owners.values())))} volumes attach only to "
-                             f"their own provider's nodes){how} (docs/providers.md, \"Moving pools to another "
-                             "provider\")", ", ".join(f"{name}: {owner}" for name, owner in owners.items())))
+        if moving:  # a move is from one provider's volumes to another's: a third provider's pool would hold none
+            why = (f"on at most two providers' volumes while it moves ({_storage_provider_key(store)}: the old and the "
+                   f"new; {kinds} given)")
+        else:
+            how = (f"; while {settings.title} moves between providers set {_storage_provider_key(store)} to the "
+                   "provider its new instances claim volumes on" if isinstance(settings, Movable) else "")
+            why = (f"on providers whose volumes attach to all of them: one store claims one provider's StorageClass "
+                   f"({kinds} volumes attach only to their own provider's nodes){how} (docs/providers.md, \"Moving "
+                   "pools to another provider\")")
+        found.append(problem("cluster.pools", f"must put the {role} pools, where {store} keeps its volumes, {why}",
+                             ", ".join(f"{name}: {owner}" for name, owner in owners.items())))
     return found
 
 

@@ -1229,3 +1229,18 @@ def test_a_stateful_split_without_each_stores_key_and_the_object_store_split_are
                if any(f"where {store} keeps its volumes" in p for p in found)}
     assert refused == {"object_storage"}, found
     assert "storageProvider" not in " ".join(found), found
+
+
+def test_a_moving_store_on_a_third_providers_volumes_is_refused():
+    # storageProvider lifts the one-class rule for a move between two providers (the old volumes and the new): a third
+    # provider's pool under the same store is still refused, naming the pools, for each moving store.
+    _, moving = stateful_migration()[1]
+    moving["cluster"]["pools"].append({"name": "stateful-gcp", "role": "stateful", "count": 3, "size": "dedicated-large",
+                                       "provider": "gcp",
+                                       "locations": ["europe-west3-a", "europe-west3-b", "europe-west3-c"]})
+    moving["cluster"]["firewallQuotas"]["gcp"] = 200
+    found = _internet_problems(moving, settings={**AWS_SETTINGS, **CLOUDS_SETTINGS})
+    for store in ("postgres", "dragonfly"):
+        assert [p for p in found if p.startswith(f"adplatform:cluster.pools must put the stateful pools, where {store} "
+                                                 "keeps its volumes, on at most two providers' volumes while it moves")
+                and "aws, gcp, hetzner" in p and "stateful-gcp: gcp" in p], found
