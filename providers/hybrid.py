@@ -42,6 +42,7 @@ from providers.base import (CLUSTER_PORTS, ClusterPort, Infrastructure, Node, Pe
                             check_credentials, holds_data, node_specs)
 from providers.hetzner import DEFAULT_LOCATION, NETWORK_ZONES, PROVIDED_BY_LABEL
 
+SCYLLADB_NODE_ROLES = (STORE_ROLES["scylladb"], "converged")  # the nodes ScyllaDB runs on (components/data/placement.py)
 T = TypeVar("T")  # a peer: a CIDR (a private coupling) or a PeerAddress (over the internet)
 
 
@@ -499,8 +500,17 @@ def combine(primary: Infrastructure, secondaries: Sequence[Infrastructure], mtu:
                 for infra in secondaries for n in infra.nodes}
     profile = dataclasses.replace(
         primary.cluster, cilium_values=cilium_values(primary.cluster.cilium_values, mtu),
-        local_nvme=primary.cluster.local_nvme and all(infra.cluster.local_nvme for infra in secondaries))
+        local_nvme=_scylladb_disks_local([primary, *secondaries]))
     return dataclasses.replace(primary, nodes=nodes, cluster=profile, node_profiles=profiles)
+
+
+def _scylladb_disks_local(parts: Sequence[Infrastructure]) -> bool:
+    """ClusterProfile.local_nvme of the whole cluster: whether the disks of the nodes ScyllaDB runs on (its own role,
+    or converged nodes) are local NVMe, the only store that uses them. The parts running those nodes decide: a pool
+    on another provider that runs no ScyllaDB (stateless work, a stateful pool moving over) must not turn ScyllaDB's
+    local volumes into network ones, which would delete its local CSI driver and class under the running cluster."""
+    hosting = [infra for infra in parts if any(n.spec.workload_role in SCYLLADB_NODE_ROLES for n in infra.nodes)]
+    return all(infra.cluster.local_nvme for infra in hosting or parts)
 
 
 def _labelled(node: Node, labels: Mapping[str, str]) -> Node:

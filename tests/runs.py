@@ -94,6 +94,11 @@ def run_raw(raw: dict[str, Any], stack: str = "test", secret: set[str] = frozens
     return mockrun.run(*raw_config(raw, secret), stack)
 
 
+def config_plan(values: dict[str, Any], secret_keys: set[str], stack: str) -> dict[str, Any]:
+    """tools.plan.model.build of the run of exactly this config, built once per session like stack_plan."""
+    return _recorded_plan(values, secret_keys, stack, lambda: mockrun.run(values, secret_keys, stack))
+
+
 def raw_plan(raw: dict[str, Any], stack: str = "test") -> dict[str, Any]:
     """tools.plan.model.build of run_raw(raw, stack), built once per session like stack_plan (a fresh copy each
     call)."""

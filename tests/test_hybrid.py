@@ -340,10 +340,15 @@ def test_the_walk_refuses_a_swap_in_one_step_and_a_replica_short_pool():
 AWS_SETTINGS = {"aws:region": "eu-central-1", "hcloud:token": "test-token"}
 
 
-def run_internet(values: dict[str, Any], stack: str = "test", settings: dict[str, str] = AWS_SETTINGS) -> mockrun.Run:
+def internet_config(values: dict[str, Any], settings: dict[str, str] = AWS_SETTINGS) -> tuple[dict[str, Any], set[str]]:
+    """The config values and secret keys a cluster over the internet runs with (the other providers' settings)."""
     from tests.conftest import SECRET_KEYS, lower_layers
     config = {**{f"adplatform:{k}": v for k, v in lower_layers(values).items()}, **settings}
-    return mockrun.run(config, {f"adplatform:{k}" for k in SECRET_KEYS} | {"hcloud:token"}, stack)
+    return config, {f"adplatform:{k}" for k in SECRET_KEYS} | {"hcloud:token"}
+
+
+def run_internet(values: dict[str, Any], stack: str = "test", settings: dict[str, str] = AWS_SETTINGS) -> mockrun.Run:
+    return mockrun.run(*internet_config(values, settings), stack)
 
 EDGE = {"name": "edge", "role": "general", "count": 2, "provider": "aws", "locations": ["eu-central-1a", "eu-central-1b"]}
 SG_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
@@ -1119,6 +1124,9 @@ MOVING = {"storageProvider": "aws"}
 DRAGONFLY = "kubernetes:dragonflydb.io/v1alpha1:Dragonfly"
 
 
+STATEFUL_STACK = "production-internet"  # the stack name the stateful move's steps run under (docs: their plan-diffs)
+
+
 def stateful_migration() -> list[tuple[str, dict[str, Any]]]:
     """PostgreSQL and DragonflyDB from the Hetzner Cloud stateful pool to one on AWS, as the stack-file edits the docs
     show: the instances are replaced one at a time between the second and the third (kubectl cnpg destroy/promote;
@@ -1135,7 +1143,7 @@ def stateful_migration() -> list[tuple[str, dict[str, Any]]]:
 
 @pytest.fixture(scope="module")
 def stateful_moves() -> list[tuple[str, mockrun.Run]]:
-    return [(step, run_internet(values, stack="production-internet")) for step, values in stateful_migration()]
+    return [(step, run_internet(values, stack=STATEFUL_STACK)) for step, values in stateful_migration()]
 
 
 def _postgres(run: mockrun.Run) -> dict[str, Any]:
@@ -1151,6 +1159,19 @@ def _admitted(run: mockrun.Run, selector: dict[str, str]) -> set[str]:
     prefix = f"adp-{run.stack}-"
     labels = {host.removeprefix(prefix): node_labels(run, host.removeprefix(prefix)) for host in run.outputs["nodes"]}
     return {name for name, node in labels.items() if selector.items() <= node.items()}
+
+
+def test_a_pool_on_another_provider_without_scylladb_keeps_scylladb_on_its_local_nvme(stateful_moves):
+    # The cluster's local NVMe is decided by the providers ScyllaDB runs on: an AWS pool of other work must not turn its
+    # local volumes into EBS ones, which would delete the local CSI driver and class under the running cluster.
+    def scylla_storage(run: mockrun.Run) -> tuple[set[str], set[str]]:
+        racks = run.named("scylla-cluster", "kubernetes:scylla.scylladb.com/v1:ScyllaCluster").inputs["spec"][
+            "datacenter"]["racks"]
+        classes = {r.inputs["metadata"]["name"] for r in run.of_type("kubernetes:storage.k8s.io/v1:StorageClass")}
+        return {rack["storage"]["storageClassName"] for rack in racks}, classes
+    (before, classes_before), (after, classes_after) = (scylla_storage(run) for _, run in stateful_moves[:2])
+    assert before == after == {"scylladb-local-xfs"}
+    assert "scylladb-local-xfs" in classes_before & classes_after
 
 
 BOTH_STATEFUL_POOLS = {f"stateful-{i}" for i in (1, 2, 3)} | {f"stateful-aws-{i}" for i in (1, 2, 3)}
