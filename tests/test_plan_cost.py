@@ -192,3 +192,17 @@ def test_diff_shows_the_cost_delta_per_layer_and_pool(plans):
     assert set(d["costBy"]["pools"]) == {"redpanda"}
     text = diff.render("production", "main", d)
     assert "  - layer data: " in text and "  - pool redpanda: " in text
+
+
+def test_a_hybrid_clusters_pools_on_another_provider_are_named_not_left_out():
+    # Their machines are billed by their own provider in its currency: never summed into the stack's total, and never
+    # silently missing from it either (the plan warns about each).
+    from tests.runs import config_plan
+    from tests.test_hybrid import STATEFUL_STACK, internet_config, stateful_migration
+    plan = config_plan(*internet_config(stateful_migration()[1][1]), STATEFUL_STACK)
+    instances = [r["name"] for r in plan["resources"] if r["type"] == "aws:ec2/instance:Instance"]
+    assert instances and plan["cost"]["currency"] == "EUR"
+    for name in instances:
+        assert (f"aws:ec2/instance:Instance {name}: billed by aws in USD, not summed into this stack's EUR total"
+                in plan["cost"]["unknown"]), plan["cost"]["unknown"]
+    assert all(item["resource"] not in instances for item in plan["cost"]["items"])

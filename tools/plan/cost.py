@@ -168,7 +168,14 @@ def _resources(plan: dict[str, Any], prices: dict[str, Any], items: list[dict[st
     """The provider resources the program creates (servers, their disks and addresses, load balancers)."""
     provider = plan["provider"]
     pool_of = {s["urn"]: s["pool"] for s in plan.get("servers") or servers(plan)}
+    others = _other_tables(provider)
     for r in plan["resources"]:
+        other = next((t for t in others if r["custom"] and r["type"].startswith(t["namespace"])), None)
+        if other is not None and r["type"] not in other.get("free", []) and _spec_for(other, r["type"]) is not None:
+            # A hybrid cluster's pool on another provider: billed by that provider, in its currency (never summed
+            # into this stack's total), so named here rather than left out.
+            unknown.append(f"{r['type']} {r['name']}: billed by {other['provider']} in {other['currency']}, not "
+                           f"summed into this stack's {prices['currency']} total")
         if not r["custom"] or not r["type"].startswith(prices["namespace"]):
             continue
         spec = _spec_for(prices, r["type"])
@@ -184,6 +191,13 @@ def _resources(plan: dict[str, Any], prices: dict[str, Any], items: list[dict[st
         for label, monthly in _charges(spec, r["inputs"], region, unknown, r["name"], prices):
             items.append({"resource": r["name"], "what": label, "pool": pool_of.get(r["urn"], SHARED),
                           "layer": r["layer"], "monthly": monthly})
+
+
+@cache
+def _other_tables(provider: str) -> tuple[dict[str, Any], ...]:
+    """The price tables of the providers other than `provider` (a hybrid cluster's pools), each with its name."""
+    return tuple({**found, "provider": path.stem} for path in sorted(PRICES.glob("*.yaml"))
+                 if path.stem != provider and (found := table(path.stem)) is not None)
 
 
 def _storage_classes(plan: dict[str, Any], prices: dict[str, Any]) -> dict[str | None, dict[str, Any]]:
