@@ -383,6 +383,12 @@ class StackConfig(_Model):
         return keys
 
 
+def pool_provider(pool: ControlPlane | Pool, cfg: StackConfig) -> str:
+    """The provider of a pool's nodes: its own `provider`, else the stack's (the control plane is always the
+    stack's: providers/hybrid.py)."""
+    return (pool.provider if isinstance(pool, Pool) else None) or cfg.provider
+
+
 def pool_locations(pool: Pool, cluster: Cluster) -> list[str | None]:
     """The locations a pool's nodes run in, in config order: its `locations`, else its or the cluster's one
     (None: the provider's default)."""

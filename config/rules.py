@@ -9,7 +9,7 @@ from config.catalog import DATABASE_ROLES, PLATFORM_HOSTNAMES, PROVIDERS, ROLES,
 from config.data import DRILLED_STORES
 from config.errors import Problem, problem
 from config.ads import problems as ad_services_problems
-from config.model import ControlPlane, Layers, Pool, StackConfig
+from config.model import ControlPlane, Layers, Pool, StackConfig, pool_provider
 from config.platform import NEEDS
 from config.profiles import Profile
 from config.services import BACKUP_PURPOSES
@@ -252,7 +252,7 @@ def _autoscaling(cfg: StackConfig) -> list[Problem]:
             found.append(problem(key, f"must not be set on a pool of the database role {pool.role!r}: its data is "
                                  "tied to its nodes, which the autoscaler would remove; give the pool a fixed count "
                                  f"(autoscaling is accepted for roles {stateless})", given))
-        elif (pool.provider or cfg.provider) == "baremetal":
+        elif pool_provider(pool, cfg) == "baremetal":
             clouds = ", ".join(p for p in PROVIDERS if p != "baremetal")
             found.append(problem(key, "must not be set with provider: baremetal (no API creates a host); give the "
                                  f"pool a fixed count (autoscaling is accepted on {clouds})", given))

@@ -36,7 +36,7 @@ from config import LoadedConfig, Problem
 from config.catalog import DATABASE_ROLES, PROVIDERS, STORE_ROLES
 from config.data import Movable
 from config.errors import problem
-from config.model import ApiLoadBalancer, Pool, StackConfig
+from config.model import ApiLoadBalancer, StackConfig, pool_provider
 from config.rules import role_pools
 from providers.base import (CLUSTER_PORTS, ClusterPort, Infrastructure, Node, PeerAddress, Storage,
                             check_credentials, holds_data, node_specs)
@@ -107,7 +107,7 @@ def providers_used(cfg: StackConfig) -> list[str]:
     """The stack's provider first, then every other pool provider in config order."""
     used = [cfg.provider]
     for pool in cfg.cluster.pools:
-        if (pool.provider or cfg.provider) not in used:
+        if pool_provider(pool, cfg) not in used:
             used.append(pool.provider)
     return used
 
@@ -118,7 +118,7 @@ def part(loaded: LoadedConfig, name: str) -> LoadedConfig:
     live in bareMetal.subnetCidr."""
     cfg = loaded.config
     cluster = cfg.cluster
-    update: dict = {"pools": [p for p in cluster.pools if (p.provider or cfg.provider) == name]}
+    update: dict = {"pools": [p for p in cluster.pools if pool_provider(p, cfg) == name]}
     if name != cfg.provider:
         update.update(control_plane=cluster.control_plane.model_copy(
                           update={"count": 0, "location": None, "locations": None, "server_type": None}),
@@ -227,7 +227,7 @@ def storage_provider_problems(cfg: StackConfig) -> list[Problem]:
         chosen = cfg.data_plane.storage_provider(store)
         if chosen is None:
             continue
-        offered = sorted({_block_storage(cfg, p.provider if isinstance(p, Pool) else None)
+        offered = sorted({_block_storage(cfg, pool_provider(p, cfg))
                           for p in role_pools(cfg, role)})
         if chosen not in offered:
             found.append(problem(_storage_provider_key(store), f"must be one of the providers whose volumes "

@@ -14,7 +14,7 @@ from typing import Any
 from components.scheduling import toleration
 from config.catalog import DATABASE_ROLES, SIZES, STORE_ROLES, Size
 from config.quantity import memory_mib
-from config.model import CONTROL_PLANE, ROLE_LABEL, Cluster, ControlPlane, Pool, StackConfig, node_location
+from config.model import CONTROL_PLANE, ROLE_LABEL, Cluster, ControlPlane, Pool, StackConfig, node_location, pool_provider
 from config.rules import role_pools
 
 # What a database node keeps from its stores: the kubelet's reservations there (components/k3s/config.py
@@ -90,13 +90,8 @@ def volume_pools(cfg: StackConfig, store: str) -> tuple[str, ...]:
     pools = role_pools(cfg, STORE_ROLES[store])
     chosen = cfg.data_plane.storage_provider(store)
     if chosen is not None:
-        pools = [p for p in pools if _provider(cfg, p) == chosen]
+        pools = [p for p in pools if pool_provider(p, cfg) == chosen]
     return _names(pools)
-
-
-def _provider(cfg: StackConfig, pool: Pool | ControlPlane) -> str:
-    """The provider of a pool's nodes (the control plane is always on the stack's)."""
-    return (pool.provider if isinstance(pool, Pool) else None) or cfg.provider
 
 
 def _names(pools: list[Pool | ControlPlane]) -> tuple[str, ...]:
