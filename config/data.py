@@ -85,8 +85,10 @@ class Movable(Model):
     """A store whose instances can move one at a time onto another provider's volumes (docs/providers.md, "Moving
     pools to another provider"): while its pools span two providers with their own volumes, `storageProvider` says
     whose volumes new instances claim, one of its pools' (providers/hybrid.py storage_provider_problems). Existing
-    instances keep the volumes they have until each is replaced. Only stores whose operator gives a replaced instance
-    a claim of the spec's class, and copies the data into it from the others, are Movable."""
+    instances keep the volumes they have until each is replaced. Only stores where a replaced instance gets a claim of
+    the spec's class and the data is copied into it from the others are Movable: by their operators (PostgreSQL,
+    DragonflyDB), or by SeaweedFS's own shell and filers (the object store: docs/providers.md, "The object store to
+    another provider")."""
 
     title: ClassVar[str]  # the store's name in errors
     storage_provider: str | None = None
@@ -375,13 +377,21 @@ class ExternalObjectStorage(Model):
         return value
 
 
-class ObjectStorage(Store):
+class ObjectStorage(Store, Movable):
+    title: ClassVar[str] = "SeaweedFS"
     backend: str = "seaweedfs"
     external: ExternalObjectStorage | None = None
     storage_size: str = "500Gi"  # per volume server
 
     _v_backend = field_validator("backend")(staticmethod(one_of(OBJECT_STORAGE_BACKENDS, why="(MinIO is not offered: "
                                                                    "its community edition is unmaintained)")))
+
+    @model_validator(mode="after")
+    def _moves_in_cluster(self) -> "ObjectStorage":
+        if self.storage_provider is not None and self.backend != "seaweedfs":
+            raise ValueError(f"storageProvider {self.storage_provider!r} is only read with backend: seaweedfs (it moves "
+                             f"the in-cluster store's volumes; backend {self.backend!r} runs nothing in the cluster)")
+        return self
 
 
 # Stores whose latest backup the restore drills restore and check (components/data/drills.py DRILLS; the rest
