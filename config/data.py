@@ -386,13 +386,6 @@ class ObjectStorage(Store, Movable):
     _v_backend = field_validator("backend")(staticmethod(one_of(OBJECT_STORAGE_BACKENDS, why="(MinIO is not offered: "
                                                                    "its community edition is unmaintained)")))
 
-    @model_validator(mode="after")
-    def _moves_in_cluster(self) -> "ObjectStorage":
-        if self.storage_provider is not None and self.backend != "seaweedfs":
-            raise ValueError(f"storageProvider {self.storage_provider!r} is only read with backend: seaweedfs (it moves "
-                             f"the in-cluster store's volumes; backend {self.backend!r} runs nothing in the cluster)")
-        return self
-
 
 # Stores whose latest backup the restore drills restore and check (components/data/drills.py DRILLS; the rest
 # are listed with the reason in docs/restore-drills.md). A store added there is added here.

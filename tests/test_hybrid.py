@@ -1300,16 +1300,6 @@ def test_a_storage_provider_is_refused_where_its_pools_there_hold_fewer_than_thr
         for key, title in STATEFUL_STORES.values()), found
 
 
-def test_an_external_object_store_takes_no_storage_provider():
-    values = base_raw(dataPlane={"objectStorage": {
-        "backend": "external", "storageProvider": "aws",
-        "external": {"endpoint": "https://fsn1.your-objectstorage.com", "region": "fsn1", "bucketPrefix": "adp"}}})
-    with pytest.raises(Exception) as err:
-        run_internet(values)
-    assert ("storageProvider 'aws' is only read with backend: seaweedfs" in str(err.value)
-            and "dataPlane.objectStorage" in str(err.value)), err.value
-
-
 def test_a_moving_store_on_a_third_providers_volumes_is_refused():
     # storageProvider lifts the one-class rule for a move between two providers (the old volumes and the new): a third
     # provider's pool under the same store is still refused, naming the pools, for each moving store.
