@@ -85,8 +85,10 @@ class Movable(Model):
     """A store whose instances can move one at a time onto another provider's volumes (docs/providers.md, "Moving
     pools to another provider"): while its pools span two providers with their own volumes, `storageProvider` says
     whose volumes new instances claim, one of its pools' (providers/hybrid.py storage_provider_problems). Existing
-    instances keep the volumes they have until each is replaced. Only stores whose operator gives a replaced instance
-    a claim of the spec's class, and copies the data into it from the others, are Movable."""
+    instances keep the volumes they have until each is replaced. Only stores where a replaced instance gets a claim of
+    the spec's class and the data is copied into it from the others are Movable: by their operators (PostgreSQL,
+    DragonflyDB), or by SeaweedFS's own shell and filers (the object store: docs/providers.md, "The object store to
+    another provider")."""
 
     title: ClassVar[str]  # the store's name in errors
     storage_provider: str | None = None
@@ -375,7 +377,8 @@ class ExternalObjectStorage(Model):
         return value
 
 
-class ObjectStorage(Store):
+class ObjectStorage(Store, Movable):
+    title: ClassVar[str] = "SeaweedFS"
     backend: str = "seaweedfs"
     external: ExternalObjectStorage | None = None
     storage_size: str = "500Gi"  # per volume server

@@ -116,6 +116,10 @@ def _data_plane(cfg: StackConfig, profile: Profile, secrets: set[str]) -> list[P
             if key not in secrets:
                 found.append(problem(key, "must be set with --secret when dataPlane.objectStorage.backend is "
                                      f"'external' (pulumi config set --secret adplatform:{key} ...)"))
+        if storage.storage_provider is not None:  # nothing of ours holds its data in the cluster: nothing moves
+            found.append(problem("dataPlane.objectStorage.storageProvider", "is only read with backend: seaweedfs (it "
+                                 "moves the in-cluster store's volumes; backend 'external' runs nothing in the "
+                                 "cluster): remove it", storage.storage_provider))
     elif storage.external is not None:
         found.append(problem("dataPlane.objectStorage.external", "is only read with backend: external; "
                              f"remove it or set the backend (now {storage.backend!r})"))

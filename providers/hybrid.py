@@ -197,7 +197,13 @@ def store_storage_problems(cfg: StackConfig) -> list[Problem]:
       and only warns, ImmutableField: reconcileResources, internal/controller/dragonfly_instance.go at v1.6.1) but
       creates a missing StatefulSet from the spec, so one deleted with --cascade=orphan comes back with the new class
       over the running pods; a pod deleted with its claim returns with a claim of the new class and, having no role,
-      is made a replica that full-syncs from the primary (dragonfly_pod_lifecycle_controller.go)."""
+      is made a replica that full-syncs from the primary (dragonfly_pod_lifecycle_controller.go).
+    - The object store (SeaweedFS chart 4.44.0): its masters, volume servers and filers are chart StatefulSets whose
+      claim templates take the values' class (templates/{master,volume,filer}/*-statefulset.yaml); one deleted with
+      --cascade=orphan is recreated by the next release upgrade over the running pods. A volume server is emptied
+      first (`weed shell` volumeServer.evacuate, the other servers keep both copies), a filer with an empty store
+      copies the whole namespace from a peer (weed/filer/meta_aggregator.go "starting full metadata sync"), and a
+      master discards its raft state at every start (weed/server/raft_server.go, resumeState off)."""
     found = []
     for store, role in STORE_ROLES.items():
         owners = {p.name: _block_storage(cfg, p.provider) for p in cfg.cluster.active_pools if p.role == role}
@@ -219,20 +225,35 @@ def store_storage_problems(cfg: StackConfig) -> list[Problem]:
     return found
 
 
+# The fewest instances a store moves with: each is replaced in turn while the others hold the data, and with fewer a
+# replacement would leave one copy (PostgreSQL's primary alone, DragonflyDB's master alone, an object whose second copy
+# is on the server being emptied with nowhere else to go).
+MOVING_INSTANCES = 3
+
+
 def storage_provider_problems(cfg: StackConfig) -> list[Problem]:
     """A moving store's `storageProvider` names a provider whose volumes the store's pools claim: new instances get
-    that provider's classes, which attach only to its own nodes (components/data/placement.py volume_pools)."""
+    that provider's classes, which attach only to its own nodes (components/data/placement.py volume_pools); and
+    those pools hold a node for each of at least MOVING_INSTANCES instances (one instance per node), which is where
+    the moved instances run."""
     found = []
     for store, role in STORE_ROLES.items():
         chosen = cfg.data_plane.storage_provider(store)
         if chosen is None:
             continue
-        offered = sorted({_block_storage(cfg, pool_provider(p, cfg))
-                          for p in role_pools(cfg, role)})
+        title, key = getattr(cfg.data_plane, store).title, _storage_provider_key(store)
+        owners = [(p.count, _block_storage(cfg, pool_provider(p, cfg))) for p in role_pools(cfg, role)]
+        offered = sorted({owner for _, owner in owners})
+        there = sum(count for count, owner in owners if owner == chosen)
         if chosen not in offered:
-            found.append(problem(_storage_provider_key(store), f"must be one of the providers whose volumes "
-                                 f"{getattr(cfg.data_plane, store).title}'s pools claim ({', '.join(offered)}): new "
-                                 "instances claim that provider's volumes, which attach only to its nodes", chosen))
+            found.append(problem(key, f"must be one of the providers whose volumes {title}'s pools claim "
+                                 f"({', '.join(offered)}): new instances claim that provider's volumes, which attach "
+                                 "only to its nodes", chosen))
+        elif there < MOVING_INSTANCES:
+            found.append(problem(key, f"needs {title}'s pools on {chosen} to hold at least {MOVING_INSTANCES} nodes, "
+                                 f"one per instance, {there} given: its instances move one at a time onto them while "
+                                 f"the others keep the data, and with fewer than {MOVING_INSTANCES} each replacement "
+                                 "leaves a single copy (add nodes to those pools before the move)", chosen))
     return found
 
 

@@ -438,10 +438,20 @@ def test_a_bare_metal_block_under_another_provider_is_refused():
                                               "providers hetzner, aws, gcp, azure, baremetal, got 'ovh'"),
     ("postgres", {"storageProvider": "ovh"}, "adplatform:dataPlane.postgres.storageProvider must be one of the "
                                              "providers hetzner, aws, gcp, azure, baremetal, got 'ovh'"),
-    ("objectStorage", {"storageProvider": "aws"}, "dataPlane.objectStorage has unknown key(s) 'storageProvider'"),
+    ("objectStorage", {"storageProvider": "ovh"}, "adplatform:dataPlane.objectStorage.storageProvider must be one of "
+                                                  "the providers hetzner, aws, gcp, azure, baremetal, got 'ovh'"),
 ])
 def test_data_plane_settings_errors_name_key_value_and_accepted(store, settings, expected):
     assert expected in one_problem(base_raw(dataPlane={store: settings}))
+
+
+def test_an_external_object_store_takes_no_storage_provider():
+    # Only the in-cluster store moves between providers' volumes: an external one holds nothing in the cluster.
+    external = {"backend": "external", "storageProvider": "aws", "external": {
+        "endpoint": "https://fsn1.your-objectstorage.com", "region": "fsn1", "bucketPrefix": "adp"}}
+    assert ("adplatform:dataPlane.objectStorage.storageProvider is only read with backend: seaweedfs (it moves the "
+            "in-cluster store's volumes; backend 'external' runs nothing in the cluster): remove it, got 'aws'"
+            ) in problems(base_raw(dataPlane={"objectStorage": external}))
 
 
 def test_database_names_with_underscores_stay_accepted():

@@ -1113,14 +1113,15 @@ def test_the_policy_pack_passes_with_stores_on_other_clouds(which, request):
     assert model.build(request.getfixturevalue(which))["policy"]["violations"] == []
 
 
-# --- PostgreSQL and DragonflyDB moved between providers with network volumes (dataPlane.<store>.storageProvider) ------
+# --- PostgreSQL, DragonflyDB and the object store moved between providers with network volumes --------------------
+# (dataPlane.<store>.storageProvider)
 
 STATEFUL_AWS = {"name": "stateful-aws", "role": "stateful", "count": 3, "size": "dedicated-large", "provider": "aws",
                 "locations": ["eu-central-1a", "eu-central-1b", "eu-central-1c"]}
-# The stateful pools hold the in-cluster object store too, which cannot span two providers' volumes (one StorageClass,
-# no storageProvider): a stack moving its stateful pools this way runs without it.
-NO_OBJECT_STORE = {"objectStorage": {"enabled": False}}
 MOVING = {"storageProvider": "aws"}
+# The stores on the stateful pools, each moving with its own key (config/data.py Movable): store -> (key, title).
+STATEFUL_STORES = {"postgres": ("postgres", "PostgreSQL"), "dragonfly": ("dragonfly", "DragonflyDB"),
+                   "object_storage": ("objectStorage", "SeaweedFS")}
 DRAGONFLY = "kubernetes:dragonflydb.io/v1alpha1:Dragonfly"
 
 
@@ -1128,14 +1129,16 @@ STATEFUL_STACK = "production-internet"  # the stack name the stateful move's ste
 
 
 def stateful_migration() -> list[tuple[str, dict[str, Any]]]:
-    """PostgreSQL and DragonflyDB from the Hetzner Cloud stateful pool to one on AWS, as the stack-file edits the docs
-    show: the instances are replaced one at a time between the second and the third (kubectl cnpg destroy/promote;
-    DragonflyDB's StatefulSet orphan-deleted, then each pod deleted with its claim)."""
-    start = base_raw(cluster={**OVER_INTERNET, "pools": [dict(FIXED_GENERAL)]}, dataPlane=copy.deepcopy(NO_OBJECT_STORE))
+    """PostgreSQL, DragonflyDB and the in-cluster object store from the Hetzner Cloud stateful pool to one on AWS, as
+    the stack-file edits the docs show: the instances are replaced one at a time between the second and the third
+    (kubectl cnpg destroy/promote; DragonflyDB's StatefulSet orphan-deleted, then each pod deleted with its claim;
+    SeaweedFS's StatefulSets orphan-deleted before the second, then each volume server evacuated and replaced with its
+    claim, each filer and master replaced with its claim)."""
+    start = base_raw(cluster={**OVER_INTERNET, "pools": [dict(FIXED_GENERAL)]})
     added = copy.deepcopy(start)
     added["cluster"]["pools"].append(dict(STATEFUL_AWS))
     added["cluster"]["firewallQuotas"] = {"aws": 200}
-    added["dataPlane"].update(postgres=dict(MOVING), dragonfly=dict(MOVING))
+    added["dataPlane"] = {key: dict(MOVING) for key, _ in STATEFUL_STORES.values()}
     removed = copy.deepcopy(added)
     removed["cluster"]["pools"].append({"name": "stateful", "count": 0})
     return [("all on hetzner", start), ("aws pool added, new instances on aws", added), ("old pool removed", removed)]
@@ -1214,42 +1217,87 @@ def test_the_stateful_move_walks_through_valid_stacks_and_never_drops_below_repl
     assert [(d["replicas"], d["snapshot"]["persistentVolumeClaimSpec"]["storageClassName"]) for d in dragonfly] == [
         (3, "hcloud-volumes"), (3, "ebs-gp3"), (3, "ebs-gp3")]
     assert all(d["enableReplicationReadinessGate"] and d["pdb"] == {"minAvailable": 2} for d in dragonfly)
+    # The object store: 3 volume servers keeping 2 copies of every file (001), 3 masters and 3 filers throughout, each
+    # component's claims of one class per step; its disruption budgets stay (a raft majority, one server at a time).
+    seaweed = [_seaweedfs(run) for _, run in stateful_moves]
+    assert [(v["volume"]["replicas"], v["master"]["replicas"], v["filer"]["replicas"],
+             v["global"]["seaweedfs"]["replicationPlacement"]) for v in seaweed] == [(3, 3, 3, "001")] * 3
+    assert [_seaweedfs_classes(v) for v in seaweed] == [{"hcloud-volumes"}, {"ebs-gp3"}, {"ebs-gp3"}]
+    assert all(_seaweedfs_budgets(run) == {"master": {"minAvailable": 2}, "volume": {"maxUnavailable": 1},
+                                           "filer": {"maxUnavailable": 1}} for _, run in stateful_moves)
 
 
-@pytest.mark.parametrize("store, title, other, wrong", [("postgres", "PostgreSQL", "dragonfly", "gcp"),
-                                                        ("dragonfly", "DragonflyDB", "postgres", "azure")])
-def test_a_storage_provider_must_name_a_provider_of_its_stores_pools(store, title, other, wrong):
+def _seaweedfs(run: mockrun.Run) -> dict[str, Any]:
+    return run.named("seaweedfs", "kubernetes:helm.sh/v3:Release").inputs["values"]
+
+
+def _seaweedfs_classes(values: dict[str, Any]) -> set[str]:
+    """The classes of the claims in the masters', volume servers' and filers' claim templates."""
+    return {values["master"]["data"]["storageClass"], values["filer"]["data"]["storageClass"],
+            *(d["storageClass"] for d in values["volume"]["dataDirs"])}
+
+
+def _seaweedfs_budgets(run: mockrun.Run) -> dict[str, dict[str, int]]:
+    return {component: {k: v for k, v in run.named(f"seaweedfs-{component}-pdb",
+                                                     "kubernetes:policy/v1:PodDisruptionBudget").inputs["spec"].items()
+                        if k != "selector"} for component in ("master", "volume", "filer")}
+
+
+def test_an_object_store_move_claims_the_chosen_providers_volumes_with_one_server_per_node_there(stateful_moves):
+    # Six stateful nodes while both pools run, but 3 volume servers: one per AWS node, where each emptied old server
+    # returns with its new EBS claim (one server per node); 6 would leave it no node, and the StatefulSet would lose
+    # 3 servers at once (their copies with them) when the old pool goes.
+    _, moving = stateful_moves[1]
+    values = _seaweedfs(moving)
+    assert _seaweedfs_classes(values) == {"ebs-gp3"}
+    assert values["volume"]["replicas"] == 3
+    for component in ("master", "volume", "filer"):
+        assert _admitted(moving, json.loads(values[component]["nodeSelector"])) == BOTH_STATEFUL_POOLS, component
+        assert json.loads(values[component]["affinity"])["podAntiAffinity"][
+            "requiredDuringSchedulingIgnoredDuringExecution"], component  # one pod of each per node
+
+
+@pytest.mark.parametrize("store, wrong", [("postgres", "gcp"), ("dragonfly", "azure"), ("object_storage", "gcp")])
+def test_a_storage_provider_must_name_a_provider_of_its_stores_pools(store, wrong):
+    key, title = STATEFUL_STORES[store]
     _, moving = stateful_migration()[1]
-    moving["dataPlane"][store]["storageProvider"] = wrong
+    moving["dataPlane"][key]["storageProvider"] = wrong
     found = _internet_problems(moving)
-    assert (f"adplatform:dataPlane.{store}.storageProvider must be one of the providers whose volumes {title}'s "
+    assert (f"adplatform:dataPlane.{key}.storageProvider must be one of the providers whose volumes {title}'s "
             "pools claim (aws, hetzner): new instances claim that provider's volumes, which attach only to its nodes"
             f", got '{wrong}'") in found, found
-    assert not any(f"dataPlane.{other}" in p for p in found), found
+    assert len(found) == 1, found  # the other stores' keys stand
     start = stateful_migration()[0][1]
-    start["dataPlane"][store] = dict(MOVING)  # a single-provider stack too
-    assert any(p.startswith(f"adplatform:dataPlane.{store}.storageProvider must be one of the providers whose volumes "
+    start["dataPlane"] = {key: dict(MOVING)}  # a single-provider stack too
+    assert any(p.startswith(f"adplatform:dataPlane.{key}.storageProvider must be one of the providers whose volumes "
                             f"{title}'s pools claim (hetzner): ") and p.endswith(", got 'aws'")
                for p in _internet_problems(start)), start
 
 
-def test_a_stateful_split_without_each_stores_key_and_the_object_store_split_are_still_refused():
+def test_a_stateful_split_without_each_stores_key_is_still_refused_naming_it():
     _, moving = stateful_migration()[1]
-    for store, title in (("postgres", "PostgreSQL"), ("dragonfly", "DragonflyDB")):
+    for store, (key, title) in STATEFUL_STORES.items():
         unset = copy.deepcopy(moving)
-        unset["dataPlane"][store] = {}
+        unset["dataPlane"][key] = {}
         found = _internet_problems(unset)
         assert [p for p in found if p.startswith(f"adplatform:cluster.pools must put the stateful pools, where {store} "
                                                  "keeps its volumes")
-                and f"while {title} moves between providers set dataPlane.{store}.storageProvider" in p
+                and f"while {title} moves between providers set dataPlane.{key}.storageProvider" in p
                 and "Moving pools to another provider" in p] and len(found) == 1, found
-    # The object store shares the stateful pools and cannot move (no storageProvider): refused, naming no key.
-    moving["dataPlane"].pop("objectStorage")
+
+
+def test_a_storage_provider_is_refused_where_its_pools_there_hold_fewer_than_three_nodes():
+    # One instance per node: with 2 nodes on AWS the move would end on 2 instances, each replacement leaving one copy.
+    # (Production refuses such pools anyway: a staging-sized stack, whose stateful pool is 1 node.)
+    _, moving = stateful_migration()[1]
+    moving["profile"] = "staging"
+    moving["cluster"]["pools"][-1].update(count=2, locations=["eu-central-1a", "eu-central-1b"])
     found = _internet_problems(moving)
-    refused = {store for store in ("dragonfly", "object_storage", "postgres")
-               if any(f"where {store} keeps its volumes" in p for p in found)}
-    assert refused == {"object_storage"}, found
-    assert "storageProvider" not in " ".join(found), found
+    assert sorted(found) == sorted(
+        f"adplatform:dataPlane.{key}.storageProvider needs {title}'s pools on aws to hold at least 3 nodes, one per "
+        "instance, 2 given: its instances move one at a time onto them while the others keep the data, and with fewer "
+        "than 3 each replacement leaves a single copy (add nodes to those pools before the move), got 'aws'"
+        for key, title in STATEFUL_STORES.values()), found
 
 
 def test_a_moving_store_on_a_third_providers_volumes_is_refused():
@@ -1261,7 +1309,7 @@ def test_a_moving_store_on_a_third_providers_volumes_is_refused():
                                        "locations": ["europe-west3-a", "europe-west3-b", "europe-west3-c"]})
     moving["cluster"]["firewallQuotas"]["gcp"] = 200
     found = _internet_problems(moving, settings={**AWS_SETTINGS, **CLOUDS_SETTINGS})
-    for store in ("postgres", "dragonfly"):
+    for store in STATEFUL_STORES:
         assert [p for p in found if p.startswith(f"adplatform:cluster.pools must put the stateful pools, where {store} "
                                                  "keeps its volumes, on at most two providers' volumes while it moves")
                 and "aws, gcp, hetzner" in p and "stateful-gcp: gcp" in p], found

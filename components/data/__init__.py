@@ -19,7 +19,7 @@ import pulumi
 from components.data import clickhouse, dragonfly, drills, objectstore, postgres, redpanda, scylladb
 from components.data.context import LAYER, DataContext, pinned_shortfall
 from components.data.endpoints import BackupTargets, DataEndpoints, ObjectStoreEndpoint, S3Location
-from components.data.placement import node_allocatable, placement, volume_pools
+from components.data.placement import node_allocatable, store_placement, volume_pools
 from components.k3s import K3sCluster
 from components.k3s.config import etcd_snapshot_folder
 from components.layer import Need
@@ -90,7 +90,7 @@ def validate(cfg: StackConfig, server_sizes: Mapping[str, Size] = MappingProxyTy
     sets one of them as serverType is checked like a pool of that size class)."""
     if not (cfg.layers.cluster_services and cfg.layers.data_plane):
         return []
-    placements = {store: placement(cfg, role) for store, role in STORE_ROLES.items()}
+    placements = {store: store_placement(cfg, store) for store in STORE_ROLES}
     found = []
     for store, role in STORE_ROLES.items():
         if getattr(cfg.data_plane, store).enabled:
@@ -142,7 +142,7 @@ class DataPlane(pulumi.ComponentResource):
             storage_class=services.storage_class, xfs_storage_class=services.xfs_storage_class,
             general_storage_class=services.storage_class, scratch_of=services.storage.scratch_of,
             local_nvme=local_nvme, gateway=services.gateway, cluster_issuer=services.cluster_issuer,
-            placements={store: placement(cfg, role) for store, role in STORE_ROLES.items()},
+            placements={store: store_placement(cfg, store) for store in STORE_ROLES},
             backup=None, drills=drilled_stores(cfg), consumers=store_consumers(cfg), velero=services.backups)
         objects = objectstore.endpoint(ctx, loaded.secrets) if cfg.data_plane.object_storage.enabled else None
         ctx = dataclasses.replace(ctx, backup=self._backup_targets(loaded, objects))

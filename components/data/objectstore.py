@@ -24,6 +24,12 @@ Every pod runs under Pod Security `restricted`: as the image's non-root `seaweed
 (the chart's default hostPath logs are off). The chart's volume resize hook is off because its Job runs
 without a security context; growing `storageSize` later needs the manual steps in docs/data-plane.md.
 
+Moving to another provider's volumes (`dataPlane.objectStorage.storageProvider`, config/data.py Movable): masters,
+volume servers and filers all claim that provider's class (placement.volume_pools); each is then replaced one at a time
+by the steps in docs/providers.md ("The object store to another provider"): a volume server after `weed shell`
+evacuated its volumes to the others, a filer that then copies the whole namespace from a peer, a master whose raft
+state the chart's masters discard at every start anyway (`resumeState` off).
+
 With `backend: external` nothing runs here: the endpoint names the provider's endpoint, region and the
 buckets `<bucketPrefix>-<purpose>` (which must exist), with the stack secrets as keys: one pair for every
 consumer there (a shared credential, documented in docs/security.md).
@@ -81,7 +87,11 @@ def shape(placement: Placement) -> Shape:
     masters = placement.replicas(3)
     if masters % 2 == 0:
         masters -= 1  # a raft group of 2 tolerates no more failures than 1 and needs both to elect
-    volumes = placement.nodes
+    # One volume server per node its volume binds on: while the store moves to another provider's volumes, the
+    # nodes there, so that each old server, emptied and replaced with a claim of the new class, has a free node
+    # to land on (one per node), and the StatefulSet keeps its size when the old pools go (a scale-down would
+    # delete several servers at once, each with its copies: docs/providers.md "The object store to another provider").
+    volumes = placement.volume_nodes
     return Shape(masters=masters, volumes=volumes, filers=placement.replicas(3),
                  replication="001" if volumes >= 2 else "000")
 

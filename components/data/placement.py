@@ -7,6 +7,7 @@ plain Kubernetes fragments; each store module puts them where its operator's CR 
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,14 @@ class Placement:
     shared_by: int  # roles sharing these nodes (converged nodes host every store): divides the budget
     # Nodes per configured location, in first-use order (empty: the provider picks, e.g. a cloud's zone spread).
     locations: tuple[tuple[str, int], ...] = ()
+    # While the store moves to another provider's volumes (volume_pools): the nodes of its pools there, where its new
+    # volumes bind. None: it is not moving (they bind on any of `nodes`).
+    moving_nodes: int | None = None
+
+    @property
+    def volume_nodes(self) -> int:
+        """The nodes the store's new volumes can bind on: all of its nodes, or while it moves, those it moves to."""
+        return self.nodes if self.moving_nodes is None else self.moving_nodes
 
     @property
     def spans_locations(self) -> bool:
@@ -80,18 +89,28 @@ def _of(role: str, pools: list[Pool | ControlPlane], cluster: Cluster, shared_by
                      shared_by=shared_by, locations=locations)
 
 
+def store_placement(cfg: StackConfig, store: str) -> Placement:
+    """Where a store runs: its role's placement, with the nodes its new volumes bind on while it moves."""
+    where = placement(cfg, STORE_ROLES[store])
+    if cfg.data_plane.storage_provider(store) is None:
+        return where
+    return dataclasses.replace(where, moving_nodes=sum(p.count for p in _volume_pools(cfg, store)))
+
+
 def volume_pools(cfg: StackConfig, store: str) -> tuple[str, ...]:
     """The pools whose StorageClasses the store's new volumes claim (Storage.classes_of): all of the store's, which
     share one provider's volumes (providers/hybrid.py store_storage_problems), except while a store moves between
-    providers (PostgreSQL, DragonflyDB: config/data.py Movable): then those on its `storageProvider`. Its pods still run
-    on all of its pools (the role's node selector), and a claim of that provider's class binds only where its volumes
-    attach (WaitForFirstConsumer and the class's allowedTopologies), so each replaced instance lands on the new
-    provider's nodes."""
+    providers (PostgreSQL, DragonflyDB, the object store: config/data.py Movable): then those on its `storageProvider`.
+    Its pods still run on all of its pools (the role's node selector), and a claim of that provider's class binds only
+    where its volumes attach (WaitForFirstConsumer and the class's allowedTopologies), so each replaced instance lands
+    on the new provider's nodes."""
+    return _names(_volume_pools(cfg, store))
+
+
+def _volume_pools(cfg: StackConfig, store: str) -> list[Pool | ControlPlane]:
     pools = role_pools(cfg, STORE_ROLES[store])
     chosen = cfg.data_plane.storage_provider(store)
-    if chosen is not None:
-        pools = [p for p in pools if pool_provider(p, cfg) == chosen]
-    return _names(pools)
+    return pools if chosen is None else [p for p in pools if pool_provider(p, cfg) == chosen]
 
 
 def _names(pools: list[Pool | ControlPlane]) -> tuple[str, ...]:
