@@ -227,7 +227,7 @@ class Pool(_Model):
     taints: list[Taint] | None = None  # None: the role's default taint
     autoscaling: Autoscaling | None = None  # None: exactly `count` nodes, all Pulumi-managed
     # The provider of this pool's servers (a hybrid cluster, providers/hybrid.py); None: the stack's `provider`.
-    # The control plane always runs on the stack's provider.
+    # The control plane runs on the stack's provider (but members moving away: ControlPlane.move).
     provider: str | None = None
 
     _v_size = field_validator("size")(_check_size)
@@ -414,8 +414,8 @@ class StackConfig(_Model):
 
 
 def pool_provider(pool: ControlPlane | Pool, cfg: StackConfig) -> str:
-    """The provider of a pool's nodes: its own `provider`, else the stack's (the control plane is always the
-    stack's: providers/hybrid.py)."""
+    """The provider of a pool's nodes: its own `provider`, else the stack's (the control plane's is the stack's, but
+    for members moving away: ControlPlane.members, providers/hybrid.py)."""
     return (pool.provider if isinstance(pool, Pool) else None) or cfg.provider
 
 

@@ -1,7 +1,8 @@
 """Hybrid clusters: pools on several providers, one K3s cluster (docs/providers.md, "Hybrid clusters").
 
 A pool may name its own `provider`; the stack's `provider` is the default and always runs the control plane, the
-API endpoint and the cluster add-ons (CCM, CSI, load balancers). Each provider creates its part (network,
+API endpoint and the cluster add-ons (CCM, CSI, load balancers), except control-plane members moving to another
+provider over the internet (cluster.controlPlane.move: that provider's part runs them, control_plane_move_problems). Each provider creates its part (network,
 firewall, servers or existing hosts) from the config cut down to its own pools (`part`), validates only those,
 and the parts' nodes become one Infrastructure: the layers above see pools and nodes, never providers.
 

@@ -1333,8 +1333,11 @@ def test_the_control_plane_move_walks_valid_stacks_one_member_at_a_time(control_
         {"control-plane-1": "hetzner", "control-plane-2": "hetzner", "control-plane-4": "aws"},
         {"control-plane-1": "hetzner", "control-plane-2": "hetzner", "control-plane-4": "aws", "control-plane-5": "aws"},
         {"control-plane-1": "hetzner", "control-plane-4": "aws", "control-plane-5": "aws"}]
-    for step, run in control_plane_moves:
-        assert model.build(run)["policy"]["violations"] == [], step
+    for (step, run), (_, each) in zip(control_plane_moves, members):
+        plan = model.build(run)
+        assert plan["policy"]["violations"] == [], step
+        control_plane = next(p for p in plan["pools"] if p["name"] == "control-plane")
+        assert control_plane["nodes"] == len(each), step  # the plan counts the members on both providers
     # The pools never change while the members move.
     pools = [{k: n for k, n in _pools(run).items() if k[1] != "control-plane"} for _, run in control_plane_moves]
     assert all(each == pools[0] for each in pools)
@@ -1433,3 +1436,16 @@ def test_an_unsafe_control_plane_move_is_refused_naming_the_key(move, count, key
         values["profile"] = "staging"  # production refuses one server by itself (config/rules.py)
     found = _internet_problems(values)
     assert any(p.startswith(f"adplatform:{key} {message}") for p in found), found
+
+
+def test_a_member_moving_off_gcp_joins_at_the_public_balancer_its_servers_stay_on_the_internal():
+    # GCP's servers join at its internal balancer (servers_join_privately), out of another provider's reach: a member on
+    # Hetzner joins, and its drain reaches the API, at the public one.
+    values = primary_raw("gcp", controlPlane={"move": {"provider": "hetzner", "locations": ["fsn1"], "added": 1}})
+    run = run_internet({**values, "layers": UP_TO_SERVICES}, stack="staging-internet", settings=CLOUDS_SETTINGS)
+    internal, public = _gcp_balancers(run)
+    assert k3s_config(run, "control-plane-2")["server"] == f"https://{internal}:6443"
+    assert k3s_config(run, "control-plane-4")["server"] == f"https://{public}:6443"
+    assert node_labels(run, "control-plane-4")[PROVIDER_LABEL] == "hetzner"
+    drain = run.named("drain-control-plane-4", COMMAND).inputs["stdin"].value
+    assert f"https://{public}:6443" in drain and f"https://{internal}:6443" not in drain
