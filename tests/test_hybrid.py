@@ -1449,3 +1449,24 @@ def test_a_member_moving_off_gcp_joins_at_the_public_balancer_its_servers_stay_o
     assert node_labels(run, "control-plane-4")[PROVIDER_LABEL] == "hetzner"
     drain = run.named("drain-control-plane-4", COMMAND).inputs["stdin"].value
     assert f"https://{public}:6443" in drain and f"https://{internal}:6443" not in drain
+
+
+@pytest.mark.parametrize("provider, zones, machine", [
+    ("gcp", ["europe-west3-a", "europe-west3-b", "europe-west3-c"], "gcp:compute/instance:Instance"),
+    ("azure", ["1", "2", "3"], "azure-native:compute:VirtualMachine")])
+def test_members_move_to_gcp_and_azure_too_and_their_firewalls_admit_etcd_from_every_server(provider, zones, machine):
+    values = copy.deepcopy(control_plane_migration()[0][1])
+    values["cluster"]["controlPlane"] = {"move": {"provider": provider, "locations": zones, "added": 1}}
+    values["cluster"]["firewallQuotas"] = {"aws": 200, provider: 400}
+    run = run_internet(values, stack=CP_MOVE_STACK, settings={**AWS_SETTINGS, **CLOUDS_SETTINGS})
+    assert "control-plane-4" in {r.name for r in run.of_type(machine)}
+    assert k3s_config(run, "control-plane-4")["server"] == f"https://{_balancer(run)}:6443"
+    servers = sorted(f"{a}/32" for n, a in _addresses(run).items() if n.startswith("control-plane-"))
+    if provider == "gcp":
+        etcd = [r.inputs for r in run.of_type(GCP_FIREWALL) if "-in-peers-" in r.inputs["name"]
+                and r.inputs["allows"][0].get("ports") == ["2379-2380"]]
+        assert [sorted(r["sourceRanges"]) for r in etcd] == [servers]
+    else:
+        etcd = [r.inputs for r in run.of_type(NSG_RULE) if r.inputs.get("destinationPortRange") == "2379-2380"]
+        assert [sorted(r["sourceAddressPrefixes"]) for r in etcd] == [servers]
+    assert model.build(run)["policy"]["violations"] == []
