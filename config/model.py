@@ -119,6 +119,22 @@ def _check_locations(locations: list[str] | None) -> list[str] | None:
     return locations
 
 
+class ControlPlaneMove(_Model):
+    """Control-plane members moving to another provider, one per `pulumi up` (docs/providers.md, "Moving the control
+    plane to another provider"). Members keep their names: the `count` original ones, control-plane-1..count, run on
+    the stack's provider, the last `removed` of them drained and gone (highest first, as a shrinking pool); `added`
+    new ones, control-plane-<count+1>.., run on `provider`, joined over the public internet. Between steps the cluster
+    has `count` or `count + 1` etcd members (providers/hybrid.py control_plane_move_problems)."""
+
+    provider: str
+    locations: list[str] | None = None  # the new members' locations on `provider`, round-robin (as ControlPlane's)
+    added: Annotated[int, Field(ge=1)] = 1
+    removed: Annotated[int, Field(ge=0)] = 0
+
+    _v_provider = field_validator("provider")(one_of(PROVIDERS, what="the providers"))
+    _v_locations = field_validator("locations")(_check_locations)
+
+
 class ControlPlane(_Model):
     count: int = 3
     size: str | None = None
@@ -130,12 +146,26 @@ class ControlPlane(_Model):
     dedicated: bool = True  # tainted so only cluster-critical add-ons run on the servers
     role: str = "general"  # tuning and placement role when the servers also run workloads
     labels: dict[str, str] = {}
+    move: ControlPlaneMove | None = None  # members on another provider while the control plane moves there
 
     _v_size = field_validator("size")(_check_size)
     _v_type = field_validator("server_type")(_check_server_type)
     _v_labels = field_validator("labels")(check_labels)
     _v_location = field_validator("location")(optional(check_token))
     _v_locations = field_validator("locations")(_check_locations)
+
+    def members(self, provider: str) -> range:
+        """The indices of the members running on `provider` (the stack's, or a part's: providers/hybrid.py part):
+        the new ones on the move's provider, else the original ones still there (ControlPlaneMove)."""
+        move = self.move
+        if move is not None and provider == move.provider:
+            return range(self.count, self.count + move.added)
+        return range(self.count - (move.removed if move else 0))
+
+    @property
+    def servers(self) -> int:
+        """How many K3s servers (etcd members) the cluster has: `count`, one more while a member moves."""
+        return self.count + (self.move.added - self.move.removed if self.move else 0)
 
     @field_validator("count")
     @classmethod
@@ -197,7 +227,7 @@ class Pool(_Model):
     taints: list[Taint] | None = None  # None: the role's default taint
     autoscaling: Autoscaling | None = None  # None: exactly `count` nodes, all Pulumi-managed
     # The provider of this pool's servers (a hybrid cluster, providers/hybrid.py); None: the stack's `provider`.
-    # The control plane always runs on the stack's provider.
+    # The control plane runs on the stack's provider (but members moving away: ControlPlane.move).
     provider: str | None = None
 
     _v_size = field_validator("size")(_check_size)
@@ -384,8 +414,8 @@ class StackConfig(_Model):
 
 
 def pool_provider(pool: ControlPlane | Pool, cfg: StackConfig) -> str:
-    """The provider of a pool's nodes: its own `provider`, else the stack's (the control plane is always the
-    stack's: providers/hybrid.py)."""
+    """The provider of a pool's nodes: its own `provider`, else the stack's (the control plane's is the stack's, but
+    for members moving away: ControlPlane.members, providers/hybrid.py)."""
     return (pool.provider if isinstance(pool, Pool) else None) or cfg.provider
 
 

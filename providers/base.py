@@ -548,9 +548,11 @@ def node_specs(loaded: LoadedConfig) -> list[NodeSpec]:
     cfg = loaded.config
     cluster = cfg.cluster
     cp = cluster.control_plane
+    members = cp.members(cfg.provider)  # a part's own: a moving control plane's are on two providers
     specs = [NodeSpec(f"{CONTROL_PLANE}-{i + 1}", CONTROL_PLANE, i, "server", cp.role, cp.size, cp.server_type,
-                      node_location(cp, i, cluster), {**cp.node_labels, PROVIDER_LABEL: cfg.provider}, cp.taints)
-             for i in range(cp.count)]
+                      node_location(cp, i - members.start, cluster), {**cp.node_labels, PROVIDER_LABEL: cfg.provider},
+                      cp.taints)
+             for i in members]
     for pool in cluster.active_pools:
         labels = pool_labels(pool, cfg.provider)
         specs += [NodeSpec(f"{pool.name}-{i + 1}", pool.name, i, "agent", pool.role, pool.size, pool.server_type,

@@ -1,7 +1,8 @@
 """Hybrid clusters: pools on several providers, one K3s cluster (docs/providers.md, "Hybrid clusters").
 
 A pool may name its own `provider`; the stack's `provider` is the default and always runs the control plane, the
-API endpoint and the cluster add-ons (CCM, CSI, load balancers). Each provider creates its part (network,
+API endpoint and the cluster add-ons (CCM, CSI, load balancers), except control-plane members moving to another
+provider over the internet (cluster.controlPlane.move: that provider's part runs them, control_plane_move_problems). Each provider creates its part (network,
 firewall, servers or existing hosts) from the config cut down to its own pools (`part`), validates only those,
 and the parts' nodes become one Infrastructure: the layers above see pools and nodes, never providers.
 
@@ -36,7 +37,7 @@ from config import LoadedConfig, Problem
 from config.catalog import DATABASE_ROLES, PROVIDERS, STORE_ROLES
 from config.data import Movable
 from config.errors import problem
-from config.model import ApiLoadBalancer, StackConfig, pool_provider
+from config.model import ApiLoadBalancer, ControlPlane, StackConfig, pool_provider
 from config.rules import role_pools
 from providers.base import (CLUSTER_PORTS, ClusterPort, Infrastructure, Node, PeerAddress, Storage,
                             check_credentials, holds_data, node_specs)
@@ -104,11 +105,15 @@ def _peers_over_internet(name: str) -> bool:
 
 
 def providers_used(cfg: StackConfig) -> list[str]:
-    """The stack's provider first, then every other pool provider in config order."""
+    """The stack's provider first, then every other pool provider in config order, then the provider control-plane
+    members move to (cluster.controlPlane.move)."""
     used = [cfg.provider]
     for pool in cfg.cluster.pools:
         if pool_provider(pool, cfg) not in used:
             used.append(pool.provider)
+    move = cfg.cluster.control_plane.move
+    if move is not None and move.provider not in used:
+        used.append(move.provider)
     return used
 
 
@@ -120,13 +125,22 @@ def part(loaded: LoadedConfig, name: str) -> LoadedConfig:
     cluster = cfg.cluster
     update: dict = {"pools": [p for p in cluster.pools if pool_provider(p, cfg) == name]}
     if name != cfg.provider:
-        update.update(control_plane=cluster.control_plane.model_copy(
-                          update={"count": 0, "location": None, "locations": None, "server_type": None}),
+        update.update(control_plane=_moved_members(cluster.control_plane, name),
                       location=None, image=None, api_load_balancer=ApiLoadBalancer(enabled=False))
         if name == "baremetal" and cfg.bare_metal is not None and cfg.bare_metal.subnet_cidr:
             update["subnet_cidr"] = cfg.bare_metal.subnet_cidr
     scoped = cfg.model_copy(update={"provider": name, "cluster": cluster.model_copy(update=update)})
     return dataclasses.replace(loaded, config=scoped)
+
+
+def _moved_members(control_plane: ControlPlane, name: str) -> ControlPlane:
+    """The control plane as secondary provider `name` sees it: none, or the members moving to it
+    (ControlPlane.members), in the move's locations, of the size class (a server type names the stack provider's)."""
+    move = control_plane.move
+    if move is not None and move.provider == name:
+        return control_plane.model_copy(update={"location": None, "locations": move.locations, "server_type": None})
+    return control_plane.model_copy(
+        update={"count": 0, "location": None, "locations": None, "server_type": None, "move": None})
 
 
 # --- validation ------------------------------------------------------------------------------------
@@ -139,6 +153,9 @@ def credential_problems(cfg: StackConfig) -> list[Problem]:
 def validate(loaded: LoadedConfig) -> list[Problem]:
     """Each provider checks its own pools; a hybrid cluster's providers must couple privately."""
     cfg = loaded.config
+    moving = control_plane_move_problems(cfg)
+    if moving:
+        return moving
     used = providers_used(cfg)
     if len(used) == 1:
         return [*storage_provider_problems(cfg), *providers.get(cfg.provider).validate(loaded)]
@@ -165,7 +182,57 @@ def validate(loaded: LoadedConfig) -> list[Problem]:
     if not found:  # every pool couples: the peers are known
         found += internet_problems(cfg) + peer_quota_problems(loaded)
     for name in used:
-        found += providers.get(name).validate(part(loaded, name))
+        found += _move_keys(cfg, name, providers.get(name).validate(part(loaded, name)))
+    return found
+
+
+def _move_keys(cfg: StackConfig, name: str, found: list[Problem]) -> list[Problem]:
+    """The problems of a part's config in the stack file's keys: the control plane's locations on the provider its
+    members move to are cluster.controlPlane.move.locations (part: _moved_members)."""
+    move = cfg.cluster.control_plane.move
+    if move is None or move.provider != name:
+        return found
+    old, new = "cluster.controlPlane.locations", "cluster.controlPlane.move.locations"
+    return [dataclasses.replace(p, path=new + p.path.removeprefix(old)) if p.path.startswith(old) else p
+            for p in found]
+
+
+def control_plane_move_problems(cfg: StackConfig) -> list[Problem]:
+    """Control-plane members moving to another provider (cluster.controlPlane.move), one per `pulumi up`: the
+    cluster keeps `count` or `count + 1` etcd members throughout (never below `count`: a member is added before one
+    is removed), on a provider whose members reach each other over the public internet, and the stack provider keeps
+    a server behind its API balancer, which fronts only its own (hcloud LoadBalancerTarget type server; AWS NLB targets
+    are instances or addresses in reach of its VPC), so the last original member stays: making the new provider the
+    stack's (its balancer and add-ons) is not supported yet."""
+    cp = cfg.cluster.control_plane
+    move, key = cp.move, "cluster.controlPlane.move"
+    if move is None:
+        return []
+    if move.provider == cfg.provider:
+        return [problem(f"{key}.provider", f"must name another provider than the stack's ({cfg.provider}): the members "
+                        "move there one at a time while the stack's provider keeps the API balancer; making the new "
+                        "provider the stack's (the last step of a move) is not supported yet (docs/providers.md, "
+                        "\"Moving the control plane to another provider\")", move.provider)]
+    link = coupling(cfg.provider, move.provider)
+    if link is None or not link.over_internet:
+        peers = [name for name in PROVIDERS if name != cfg.provider and coupling(cfg.provider, name) is INTERNET]
+        return [problem(f"{key}.provider", f"must be a provider {cfg.provider} couples with over the public internet "
+                        f"({', '.join(peers) or 'none'}): K3s servers on two providers talk etcd to each other, which "
+                        "only that coupling's firewalls admit", move.provider)]
+    found = []
+    if cp.count < 3:
+        found.append(problem("cluster.controlPlane.count", "must be at least 3 while members move "
+                             f"({key}): one server would become two etcd members, and losing either stops the cluster",
+                             cp.count))
+    if move.removed > cp.count - 1:
+        found.append(problem(f"{key}.removed", f"must be at most {cp.count - 1} (cluster.controlPlane.count - 1): "
+                             f"{cfg.provider}'s API balancer fronts only {cfg.provider}'s servers, so the last original "
+                             f"member stays until the stack's provider becomes {move.provider}, which is not supported "
+                             "yet", move.removed))
+    if move.added - move.removed not in (0, 1):
+        found.append(problem(f"{key}.added", f"must be {key}.removed ({move.removed}) or one more: each `pulumi up` "
+                             f"adds one member on {move.provider} or then removes one original, so the cluster keeps "
+                             f"{cp.count} or {cp.count + 1} etcd members", move.added))
     return found
 
 
@@ -306,7 +373,7 @@ def internet_problems(cfg: StackConfig) -> list[Problem]:
     if not _over_internet(cfg):
         return []
     found = []
-    servers = cfg.cluster.control_plane.count
+    servers = cfg.cluster.control_plane.servers
     if servers > 1 and not _joins_through_balancer(cfg):
         open_to_peers = [name for name in PROVIDERS if _balancer_admits_peers(name)]
         found.append(problem(
@@ -483,8 +550,10 @@ def over_internet(infra: Infrastructure, parts: Sequence[Infrastructure], balanc
     for each in parts:
         has_servers = any(n.spec.k3s_role == "server" for n in each.nodes)
         each.admit_peers(peer_rules(has_servers, everyone, servers))
+    # parts[0], the stack provider's: its servers alone sit behind its private balancer (members moving to another
+    # provider join at the public one).
     return dataclasses.replace(infra, nodes=nodes, api_private_endpoint=join_endpoint(infra, nodes, balanced),
-                               join_endpoints=server_join_endpoints(infra, balanced and servers_private))
+                               join_endpoints=server_join_endpoints(parts[0], balanced and servers_private))
 
 
 def join_endpoint(infra: Infrastructure, nodes: Sequence[Node], balanced: bool) -> pulumi.Output[str]:
@@ -522,7 +591,17 @@ def combine(primary: Infrastructure, secondaries: Sequence[Infrastructure], mtu:
     profile = dataclasses.replace(
         primary.cluster, cilium_values=cilium_values(primary.cluster.cilium_values, mtu),
         local_nvme=_scylladb_disks_local([primary, *secondaries]))
-    return dataclasses.replace(primary, nodes=nodes, cluster=profile, node_profiles=profiles)
+    return dataclasses.replace(primary, nodes=nodes, cluster=profile, node_profiles=profiles,
+                               tls_sans=_all_sans([primary, *secondaries]))
+
+
+def _all_sans(parts: Sequence[Infrastructure]) -> pulumi.Output[list[str]]:
+    """The API certificate's names: the stack provider's, and the addresses of servers on other providers (control-plane
+    members moving there, ControlPlaneMove), which agents' client-side load balancers reach directly."""
+    if not any(infra.servers for infra in parts[1:]):
+        return parts[0].tls_sans
+    return pulumi.Output.all(*(infra.tls_sans for infra in parts)).apply(
+        lambda names: sorted({name for each in names for name in each}))
 
 
 def _scylladb_disks_local(parts: Sequence[Infrastructure]) -> bool:
@@ -553,7 +632,7 @@ def cilium_values(stack_values: dict, link_mtu: int) -> dict:
             "encryption": {"enabled": True, "type": "wireguard", "nodeEncryption": True}}
 
 
-__all__ = ["COUPLINGS", "INTERNET", "Coupling", "cilium_values", "combine", "coupling", "create", "over_internet", "combined_storage", "pool_roles", "storage_provider_problems",
+__all__ = ["COUPLINGS", "INTERNET", "Coupling", "cilium_values", "combine", "coupling", "create", "over_internet", "combined_storage", "control_plane_move_problems", "pool_roles", "storage_provider_problems",
            "store_storage_problems",
            "credential_problems", "internet_problems", "join_endpoint", "part", "peer_quota_problems",
            "peer_rules", "providers_used", "server_join_endpoints", "validate"]

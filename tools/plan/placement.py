@@ -57,7 +57,7 @@ def pools_of(cfg: Any) -> list[dict[str, Any]]:
     cp = cfg.cluster.control_plane
     found = [{"name": "control-plane", "role": cp.role, "server": True,
               "labels": {**cp.node_labels, CONTROL_PLANE_ROLE_LABEL: "true"},
-              "taints": [_taint(t) for t in cp.taints], "nodes": cp.count, "maxNodes": cp.count, "autoscaling": None,
+              "taints": [_taint(t) for t in cp.taints], "nodes": cp.servers, "maxNodes": cp.servers, "autoscaling": None,
               "size": node_size(cp, cfg.provider)}]
     autoscaled = {p.name for p in cfg.cluster.autoscaled_pools}
     for p in cfg.cluster.pools:
