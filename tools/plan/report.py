@@ -105,6 +105,7 @@ def _cost(plan: dict[str, Any]) -> list[str]:
     if cost.get("totalMax") is not None:  # autoscaled pools: from every pool at its floor to every one at its max
         total = f"{cost['total']:,.2f} .. {money(cost['totalMax'], cost['currency'])}"
     out = [f"Estimated cost: {total} per month (prices of {cost['priceDate']}, {cost['note']})"]
+    out += _providers(cost)
     if cost.get("autoscaling"):
         out.append("  autoscaled pools (nodes min..max, one node, month min..max):")
         out += [f"    {name:<14} {p['min']:>3}..{p['max']:<3} {money(p['nodeMonthly'], cost['currency']):>14}/node "
@@ -113,7 +114,7 @@ def _cost(plan: dict[str, Any]) -> list[str]:
     for title, key in (("by pool (at the floor)" if cost.get("autoscaling") else "by pool", "pools"),
                        ("by layer", "layers")):
         out.append(f"  {title}:")
-        out += [f"    {name:<14} {money(amount, cost['currency']):>14}"
+        out += [f"    {name:<14} {money(amount, cost['currency']):>14}" + (_billed(cost, name) if key == "pools" else "")
                 for name, amount in sorted(cost.get(key, {}).items(), key=lambda kv: (-kv[1], kv[0]))]
     if cost.get("unpriced"):
         out.append(f"  not priced ({len(cost['unpriced'])}):")
@@ -121,6 +122,29 @@ def _cost(plan: dict[str, Any]) -> list[str]:
     if cost["unknown"]:
         out.append(f"  not included ({len(cost['unknown'])}): see warnings")
     return out
+
+
+def _providers(cost: dict[str, Any]) -> list[str]:
+    """A hybrid cluster: what each provider bills in its own currency, and the rate that converts it."""
+    if not cost.get("providers"):
+        return []
+    exchange = cost.get("exchange")
+    rates = (f"; converted at the {exchange['base']} reference rate of {exchange['date']}: " + ", ".join(
+        f"1 {exchange['base']} = {per:.4f} {code}" for code, per in exchange["perBase"].items())) if exchange else ""
+    out = [f"  by provider (each in the currency it bills{rates}):"]
+    for name, row in cost["providers"].items():
+        line = f"    {name:<14} {money(row['billed'], row['currency']):>14}"
+        if row["currency"] != cost["currency"]:
+            line += f" = {money(row['monthly'], cost['currency'])}"
+        out.append(f"{line}  ({row['basis']})")
+    return out
+
+
+def _billed(cost: dict[str, Any], pool: str) -> str:
+    """`  (x USD billed by aws)` for a hybrid cluster's pool another provider bills in another currency."""
+    return "".join(f"  ({money(row['pools'][pool], row['currency'])} billed by {name})"
+                   for name, row in (cost.get("providers") or {}).items()
+                   if row["currency"] != cost["currency"] and pool in row["pools"])
 
 
 def _time(plan: dict[str, Any]) -> list[str]:
