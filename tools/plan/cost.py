@@ -160,6 +160,12 @@ def _converted(items: list[dict[str, Any]], currency: str, unknown: list[str]) -
     return kept
 
 
+def exchange_text(exchange: dict[str, Any]) -> str:
+    """`the EUR reference rate of 2025-12-31: 1 EUR = 1.1750 USD`: the rate a plan converted at, and its date."""
+    return (f"the {exchange['base']} reference rate of {exchange['date']}: "
+            + ", ".join(f"1 {exchange['base']} = {per:.4f} {code}" for code, per in exchange["perBase"].items()))
+
+
 def _basis(prices: dict[str, Any]) -> str:
     """Where a provider's figures come from: its dated table, or the config for existing hosts."""
     return (f"as {prices['hostPrices']}.hosts[].monthlyPrice states" if prices.get("hostPrices")

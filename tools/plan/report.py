@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
+from tools.plan import cost as cost_model
 from tools.plan import model
 from tools.plan.timing import minutes
 
@@ -129,8 +130,7 @@ def _providers(cost: dict[str, Any]) -> list[str]:
     if not cost.get("providers"):
         return []
     exchange = cost.get("exchange")
-    rates = (f"; converted at the {exchange['base']} reference rate of {exchange['date']}: " + ", ".join(
-        f"1 {exchange['base']} = {per:.4f} {code}" for code, per in exchange["perBase"].items())) if exchange else ""
+    rates = f"; converted at {cost_model.exchange_text(exchange)}" if exchange else ""
     out = [f"  by provider (each in the currency it bills{rates}):"]
     for name, row in cost["providers"].items():
         line = f"    {name:<14} {money(row['billed'], row['currency']):>14}"
