@@ -151,7 +151,8 @@ def _time(plan: dict[str, Any]) -> list[str]:
     t = plan["deployTime"]
     out = [f"Estimated first deploy: {minutes(t['criticalPathSeconds'])} on the critical path "
            f"(serial {minutes(t['serialSeconds'])}, parallelism x{t['parallelism']})", "  critical path:"]
-    out += [f"    {step['seconds']:>4}s  {step['name']}  ({step['type']})" for step in t["criticalPath"]]
+    out += [f"    {step['seconds']:>4}s  {step['name']}  ({step['type']})"
+            + (f"  its part after {step['after']}" if "after" in step else "") for step in t["criticalPath"]]
     return out
 
 
