@@ -293,6 +293,9 @@ def test_the_model_ends_gitlab_no_earlier_than_its_database_plus_the_migrations(
     path = timing.estimate(plan)["criticalPath"]
     assert {"name": "gitlab", "type": RELEASE, "seconds": 433, "after": "postgres-database-gitlab"} in path
     assert [s["name"] for s in path].index("postgres-database-gitlab") < [s["name"] for s in path].index("gitlab")
+    from tools.plan import timeline  # the timeline draws the same step
+    row = next(r for r in timeline.rows(plan)["critical"] if r["name"] == "gitlab")
+    assert row["seconds"] == 433 == row["end"] - row["start"]
 
 
 def test_the_backup_plugin_waits_for_cert_manager_not_lets_encrypt_nor_the_operator(production):

@@ -229,13 +229,13 @@ def estimate(plan: dict[str, Any]) -> dict[str, Any]:
     serial = sum(duration(r) for r in resources.values())
     if not finish:
         return {"criticalPathSeconds": 0, "serialSeconds": 0, "parallelism": 1.0, "criticalPath": []}
-    chain = [_step(resources, finish, via, urn) for urn in critical_chain(resources, finish, via)]
+    chain = [step(resources, finish, via, urn) for urn in critical_chain(resources, finish, via)]
     critical = max(finish.values())
     return {"criticalPathSeconds": critical, "serialSeconds": serial,
             "parallelism": round(serial / critical, 1) if critical else 1.0, "criticalPath": chain}
 
 
-def _step(resources: dict[str, dict[str, Any]], finish: dict[str, int], via: dict[str, str | None],
+def step(resources: dict[str, dict[str, Any]], finish: dict[str, int], via: dict[str, str | None],
           urn: str) -> dict[str, Any]:
     """One step of the critical path: its own duration, or, for a release that waited on its database at the end
     (AFTER_DATABASE), the part after the database and the database it waited on."""
