@@ -90,8 +90,6 @@ def test_postgres_objects_still_wait_for_their_operator_plugin_and_storage(produ
     assert STORAGE <= reaches(production, "postgres-cluster", cluster)
     database = "kubernetes:postgresql.cnpg.io/v1:Database"
     assert {"cloudnative-pg", "ns-postgres"} <= deps(production, "postgres-database-gitlab", database)
-    # GitLab migrates its database on install: it waits for the database, not only for the operator.
-    assert "postgres-database-gitlab" in deps(production, "gitlab", RELEASE)
 
 
 JOB = "kubernetes:batch/v1:Job"
@@ -172,8 +170,8 @@ def test_cluster_services_releases_wait_for_their_own_namespaces_policies_not_ev
 
 def test_gitlab_waits_for_its_own_stores_not_the_ad_services_cache(production):
     got = deps(production, "gitlab", RELEASE)
-    # Its PostgreSQL database, its own DragonflyDB instance and login, the object store.
-    assert {"postgres-database-gitlab", "dragonfly-gitlab", "dragonfly-gitlab-user-gitlab", "seaweedfs"} <= got
+    # Its own DragonflyDB instance and login, the object store, its database's credentials (not the database: below).
+    assert {"gitlab-postgres", "dragonfly-gitlab", "dragonfly-gitlab-user-gitlab", "seaweedfs"} <= got
     # Not the ad services' instance, its ACL users, nor the operator's disruption budget.
     assert not got & {"dragonfly", "dragonfly-acl", "dragonfly-user-ad-serving", "dragonfly-operator-pdb"}
 
@@ -211,13 +209,25 @@ def test_pulumi_waits_until_postgres_is_ready_before_the_deploy_ends(production)
 
 
 def test_postgres_consumers_wait_for_their_database_on_the_primary_not_the_replicas(production):
-    # GitLab's and Airflow's migrations need the primary and their own database, applied (awaited): not the Cluster's
-    # Ready (the replicas join meanwhile), nor another consumer's database.
-    for consumer, other in (("gitlab", "airflow"), ("airflow", "gitlab")):
-        got = deps(production, consumer, RELEASE)
-        assert f"postgres-database-{consumer}" in got
-        assert not reaches(production, consumer, RELEASE) & {"postgres-cluster", f"postgres-database-{other}",
-                                                             "postgres-scheduled-backup"}, consumer
+    # Airflow's migrations need the primary and its own database, applied (awaited): not the Cluster's Ready (the
+    # replicas join meanwhile), nor another consumer's database.
+    got = deps(production, "airflow", RELEASE)
+    assert "postgres-database-airflow" in got
+    assert not reaches(production, "airflow", RELEASE) & {"postgres-cluster", "postgres-database-gitlab",
+                                                          "postgres-scheduled-backup"}
+
+
+def test_gitlab_installs_while_postgres_bootstraps_its_chart_waiting_for_the_database(production):
+    # GitLab's chart waits for its database itself (its migrations Job and pods run wait-for-deps; components/platform/
+    # gitlab.py WAITS_FOR_ITS_DATABASE): the release no longer waits for the Database, the Cluster, nor what they wait
+    # for (the backup plugin and its object store), so it installs while CloudNativePG bootstraps.
+    reached = reaches(production, "gitlab", RELEASE)
+    assert not reached & {"postgres-database-gitlab", "postgres-cluster", "postgres-object-store",
+                          "plugin-barman-cloud"}, reached & {"postgres-database-gitlab", "postgres-cluster"}
+    # What its pods read before the database exists stays a dependency: the owner's password Secret, Redis, the
+    # object store; the toolbox Jobs and the runner still follow the release.
+    assert {"gitlab-postgres", "dragonfly-gitlab", "seaweedfs", "ns-gitlab"} <= deps(production, "gitlab", RELEASE)
+    assert "gitlab" in deps(production, "runner-bootstrap", JOB) and "gitlab" in deps(production, "oauth-bootstrap", JOB)
 
 
 def test_a_postgres_database_is_applied_with_its_cluster_not_after_its_readiness(production):
@@ -260,9 +270,32 @@ def test_the_model_prices_a_database_as_the_primarys_bootstrap_and_starts_gitlab
         [found] = [u for u, r in resources.items() if r["name"] == name and r["type"] == type_]
         return found
     gitlab = urn("gitlab", RELEASE)
-    # GitLab's install (600 s) starts while the two replicas still join: before the Cluster is Ready.
+    # GitLab's install (600 s) starts before its database is applied; it is ready no earlier than the database plus
+    # its migrations and a Rails boot (timing.AFTER_DATABASE), and before the Cluster's replicas are all ready.
     gitlab_start = finish[gitlab] - timing.duration(resources[gitlab])
-    assert finish[urn("postgres-database-gitlab", DATABASE)] <= gitlab_start < finish[urn("postgres-cluster", CLUSTER)]
+    database_done = finish[urn("postgres-database-gitlab", DATABASE)]
+    assert gitlab_start < database_done and finish[gitlab] >= database_done + 373 + 60
+    assert timing.AFTER_DATABASE["gitlab"] == (("global", "psql", "database"), 373 + 60)
+
+
+def test_the_model_ends_gitlab_no_earlier_than_its_database_plus_the_migrations(monkeypatch):
+    # The release starts without its database, but its migrations cannot finish before the database exists: GitLab is
+    # ready at max(its start + 600 s, the database applied + 433 s). With a database slow enough, the second wins and
+    # the critical path names it.
+    from tests.runs import stack_plan
+    from tools.plan import timing
+    plan = stack_plan("production")
+    monkeypatch.setitem(timing.AWAITED, DATABASE, 900)
+    resources, finish, via = timing.schedule(plan)
+    [gitlab] = [u for u, r in resources.items() if r["name"] == "gitlab" and r["type"] == RELEASE]
+    [database] = [u for u, r in resources.items() if r["name"] == "postgres-database-gitlab"]
+    assert finish[gitlab] == finish[database] + 433 and via[gitlab] == database
+    path = timing.estimate(plan)["criticalPath"]
+    assert {"name": "gitlab", "type": RELEASE, "seconds": 433, "after": "postgres-database-gitlab"} in path
+    assert [s["name"] for s in path].index("postgres-database-gitlab") < [s["name"] for s in path].index("gitlab")
+    from tools.plan import timeline  # the timeline draws the same step
+    row = next(r for r in timeline.rows(plan)["critical"] if r["name"] == "gitlab")
+    assert row["seconds"] == 433 == row["end"] - row["start"]
 
 
 def test_the_backup_plugin_waits_for_cert_manager_not_lets_encrypt_nor_the_operator(production):
@@ -295,15 +328,16 @@ def test_gitlabs_secrets_and_repository_claim_do_not_wait_for_its_stores(product
     for name, type_ in (("gitlab-gitaly-repositories", "kubernetes:core/v1:PersistentVolumeClaim"),
                         ("gitlab-postgres", secret), ("gitlab-object-storage", secret)):
         assert not reaches(production, name, type_) & stores, name
-    # GitLab itself still waits for them all.
-    assert {*stores, "gitlab-gitaly-repositories", "gitlab-postgres"} <= deps(production, "gitlab", RELEASE)
+    # GitLab itself still waits for them all but its database, which its chart waits for itself (test above).
+    assert {*stores - {"postgres-database-gitlab"}, "gitlab-gitaly-repositories", "gitlab-postgres"} <= deps(
+        production, "gitlab", RELEASE)
 
 
-# The modelled first deploy (tools/plan/timing.py) of production, measured after the cuts above: 22m40s, K3s Ready at
-# 4m50s (20m20s before PostgreSQL's bootstrap was awaited and priced, 23m13s while GitLab waited for every replica,
-# 21m43s before the Jobs Pulumi waits for were priced at their run).
+# The modelled first deploy (tools/plan/timing.py) of production, measured after the cuts above: 20m59s, K3s Ready at
+# 4m50s (22m40s while GitLab waited for its database, 20m20s before PostgreSQL's bootstrap was awaited and priced,
+# 23m13s while GitLab waited for every replica, 21m43s before the Jobs Pulumi waits for were priced at their run).
 # Deterministic (a model, not a clock): a change that brings a removed wait back fails here.
-CRITICAL_PATH_SECONDS = 22 * 60 + 40
+CRITICAL_PATH_SECONDS = 20 * 60 + 59
 
 
 def test_every_job_is_priced_at_its_run_and_the_toolbox_jobs_at_a_rails_boot():
@@ -322,7 +356,14 @@ def test_modelled_first_deploy_of_production_stays_within_its_measured_bound():
     from tests.runs import stack_plan
     from tools.plan import timing
     plan = stack_plan("production")
-    assert timing.estimate(plan)["criticalPathSeconds"] <= CRITICAL_PATH_SECONDS
+    estimate = timing.estimate(plan)
+    assert estimate["criticalPathSeconds"] <= CRITICAL_PATH_SECONDS
+    # Its shape: the cluster, its CNI, the volumes and object store GitLab's release waits for, GitLab, the runner's
+    # token, the runner; no PostgreSQL step (GitLab's database is applied meanwhile).
+    assert [s["name"] for s in estimate["criticalPath"]][-8:] == [
+        "cilium", "hcloud-csi", "storage-class-hcloud-volumes", "seaweedfs", "gitlab", "gitlab-registry-route",
+        "runner-bootstrap", "gitlab-runner"]
+    assert not [s for s in estimate["criticalPath"] if s["name"].startswith(("postgres-", "plugin-barman"))]
     resources, finish, _ = timing.schedule(plan)
     k3s = max(f for urn, f in finish.items() if resources[urn]["type"] == "command:remote:Command"
               and resources[urn]["name"].startswith("k3s-"))

@@ -194,15 +194,77 @@ def test_diff_shows_the_cost_delta_per_layer_and_pool(plans):
     assert "  - layer data: " in text and "  - pool redpanda: " in text
 
 
-def test_a_hybrid_clusters_pools_on_another_provider_are_named_not_left_out():
-    # Their machines are billed by their own provider in its currency: never summed into the stack's total, and never
-    # silently missing from it either (the plan warns about each).
+# --- a hybrid cluster billed in two currencies ------------------------------------------------------
+
+def _stateful_move() -> tuple[dict, dict]:
+    """The stateful move's plans before and after adding the AWS pool (tests/test_hybrid.py): Hetzner in EUR, AWS in
+    USD."""
     from tests.runs import config_plan
     from tests.test_hybrid import STATEFUL_STACK, internet_config, stateful_migration
-    plan = config_plan(*internet_config(stateful_migration()[1][1]), STATEFUL_STACK)
-    instances = [r["name"] for r in plan["resources"] if r["type"] == "aws:ec2/instance:Instance"]
-    assert instances and plan["cost"]["currency"] == "EUR"
-    for name in instances:
-        assert (f"aws:ec2/instance:Instance {name}: billed by aws in USD, not summed into this stack's EUR total"
-                in plan["cost"]["unknown"]), plan["cost"]["unknown"]
-    assert all(item["resource"] not in instances for item in plan["cost"]["items"])
+    steps = stateful_migration()
+    return tuple(config_plan(*internet_config(values), STATEFUL_STACK) for _, values in steps[:2])
+
+
+# What the AWS pool costs in USD, from tools/plan/prices/aws.yaml: three m7i.2xlarge at 0.483 an hour with a 100 GB gp3
+# root volume (0.0952 a GB-month) and a public IPv4 (0.005 an hour), and the EBS gp3 volumes of DragonflyDB's
+# snapshots (3 x 50 GiB) and PostgreSQL's data (3 x 100) and WAL (3 x 20) on the AWS pool.
+AWS_POOL_USD = 3 * (0.483 * MONTH + 100 * 0.0952 + 0.005 * MONTH) + (3 * 50 + 3 * 100 + 3 * 20) * 0.0952
+USD_PER_EUR = 1.1750  # the ECB reference rate of 2025-12-31 (tools/plan/prices/exchange-rates.yaml)
+
+
+def test_a_hybrid_clusters_pool_on_another_provider_is_priced_in_its_currency_and_converted_into_the_total():
+    _, plan = _stateful_move()
+    c = plan["cost"]
+    assert AWS_POOL_USD == pytest.approx(1145.832)
+    assert c["unknown"] == [] and c["currency"] == "EUR"
+    assert c["exchange"]["perBase"] == {"USD": USD_PER_EUR} and c["exchange"]["date"] == "2025-12-31"
+    assert c["providers"]["aws"] == {"currency": "USD", "basis": "prices of 2026-12-07", "billed": 1145.83,
+                                     "monthly": round(AWS_POOL_USD / USD_PER_EUR, 2), "pools": {"stateful-aws": 1145.83}}
+    assert c["pools"]["stateful-aws"] == 975.18 == round(AWS_POOL_USD / USD_PER_EUR, 2)
+    # The Hetzner part (PostgreSQL's volumes now on EBS) plus the AWS part converted.
+    assert c["providers"]["hetzner"]["billed"] == 3227.10
+    assert c["total"] == round(3227.10 + AWS_POOL_USD / USD_PER_EUR, 2) == 4202.28
+    text = report.render(plan)
+    assert ("  by provider (each in the currency it bills; converted at the EUR reference rate of 2025-12-31: "
+            "1 EUR = 1.1750 USD):") in text
+    assert "    hetzner          3,227.10 EUR  (prices of 2026-09-04)" in text
+    assert "    aws              1,145.83 USD = 975.18 EUR  (prices of 2026-12-07)" in text
+    assert "    stateful-aws       975.18 EUR  (1,145.83 USD billed by aws)" in text
+    assert "  stateful-aws    3 x m7i.2xlarge eu-central-1 role=stateful" in text  # servers by pool, with its cost
+    assert "billed by aws in USD" not in text and not [w for w in plan["warnings"] if w.startswith("cost:")]
+
+
+def test_plan_diff_shows_the_other_providers_pool_converted():
+    before, after = _stateful_move()
+    d = diff.diff_plans(before, after)
+    assert before["cost"]["total"] == 3256.27 and "providers" not in before["cost"]  # all on Hetzner
+    assert d["cost"]["delta"] == round(4202.28 - 3256.27, 2)
+    assert d["costBy"]["pools"]["stateful-aws"] == {"base": 0, "head": 975.18, "delta": 975.18}
+    text = diff.render("production-internet", "main", d)
+    assert ("- estimated cost: 3,256.27 -> 4,202.28 EUR/month (+946.01), converted at the EUR reference rate of "
+            "2025-12-31: 1 EUR = 1.1750 USD") in text
+    assert "  - pool stateful-aws: 0.00 -> 975.18 EUR/month (+975.18)" in text
+
+
+def test_a_currency_without_an_exchange_rate_is_named_never_summed_unconverted(monkeypatch):
+    _, plan = _stateful_move()
+    monkeypatch.setattr(cost, "exchange_rates", lambda: {"base": "EUR", "date": "2025-12-31", "source": "test",
+                                                          "perBase": {"GBP": 0.87}})
+    c = cost.estimate(json.loads(json.dumps(plan)))
+    assert c["total"] == 3227.10 and "stateful-aws" not in c["pools"]
+    assert ("stateful-aws-1: instance m7i.2xlarge is billed by aws in USD, and tools/plan/prices/exchange-rates.yaml "
+            "has no USD to EUR rate") in c["unknown"]
+    assert len(c["unknown"]) == 12  # 3 x (instance, root volume, IPv4) and the 3 EBS claims
+
+
+def test_the_exchange_rate_is_dated_sourced_and_converts_both_ways():
+    rates = cost.exchange_rates()
+    assert rates["base"] == "EUR" and str(rates["date"]) == "2025-12-31" and rates["source"].startswith("https://www.ecb")
+    assert cost.rate("USD", "EUR") == pytest.approx(1 / USD_PER_EUR)
+    assert cost.rate("EUR", "USD") == pytest.approx(USD_PER_EUR)
+    assert cost.rate("EUR", "EUR") == 1.0 and cost.rate("USD", "JPY") is None
+
+
+def test_a_single_provider_plan_has_no_provider_breakdown(plans):
+    for stack in ("production", "staging-aws", "staging-gcp", "staging-azure", "production-baremetal"):
+        assert "providers" not in plans[stack]["cost"] and "by provider" not in report.render(plans[stack]), stack

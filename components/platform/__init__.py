@@ -66,7 +66,7 @@ class Platform(pulumi.ComponentResource):
         installed: dict[str, Installed] = {}
         for name, module in enabled.items():
             after = [*services.foundations, *spaces.ready_for([s.name for s in specs[name]]),
-                     *self._stores_ready(data, name)]
+                     *self._stores_ready(data, name, module)]
             if name == "runner" and "gitlab" in installed:
                 # The runner registers with GitLab's URL (its release and routes), not after the SSO applications.
                 after += installed["gitlab"].serving
@@ -84,14 +84,17 @@ class Platform(pulumi.ComponentResource):
         self.register_outputs({"enabled": self.enabled, "urls": self.urls})
 
     @staticmethod
-    def _stores_ready(data: DataPlane, name: str) -> list[pulumi.Resource]:
+    def _stores_ready(data: DataPlane, name: str, module: ModuleType) -> list[pulumi.Resource]:
         """A component starts once the stores it uses are up (their operators report ready): of DragonflyDB, the
         instance it connects to (its own, DragonflyEndpoint.serving), not the ad services' one and its users; of
-        PostgreSQL, its database on the primary (PostgresEndpoint.serving), not the replicas still joining."""
+        PostgreSQL, its database on the primary (PostgresEndpoint.serving), not the replicas still joining, and not
+        even that for a chart that waits for its database itself (`WAITS_FOR_ITS_DATABASE`: GitLab's)."""
         needs = NEEDS.get(name)
         if needs is None:
             return []
-        endpoints = [getattr(data.endpoints, store) for store in needs.stores]
+        stores = [store for store in needs.stores
+                  if not (store == "postgres" and getattr(module, "WAITS_FOR_ITS_DATABASE", False))]
+        endpoints = [getattr(data.endpoints, store) for store in stores]
         return [r for e in endpoints if e is not None for r in _serving(e, name, needs).ready]
 
 

@@ -56,6 +56,18 @@ METRICS_PORTS = {"webservice": 8083, "workhorse": 9229, "sidekiq": 3807, "gitaly
                  "registry": 5001}
 HTTPS = 443  # webhooks, repository mirroring and imports reach other servers over HTTPS
 
+# The release does not wait for its PostgreSQL database (components/platform/__init__.py _stores_ready): the chart
+# waits for it itself. Its migrations Job runs `/scripts/wait-for-deps` before `/scripts/db-migrate`, with
+# restartPolicy OnFailure, backoffLimit 6 and activeDeadlineSeconds 3600 (charts/gitlab/charts/migrations values.yaml
+# scriptTpl, templates/_jobspec.yaml; read at chart 9.9.1), and webservice and Sidekiq start only after their
+# `dependencies` init container's `/scripts/wait-for-deps` (webservice templates/deployment.yaml). The CNG script
+# retries `rake db:version` (a Rails boot each) WAIT_FOR_TIMEOUT times before it fails; with BYPASS_SCHEMA_VERSION
+# (the migrations Job) it only needs the database to answer, else the migrated schema. So the release installs while
+# CloudNativePG bootstraps and applies the database (about two minutes), its pods go on once the database answers,
+# and the release's 900 s timeout (components/helm.py) covers both (tools/plan/timing.py AFTER_DATABASE: GitLab is
+# not ready before its database plus the migrations). What the pods read first is known before the database: the
+# owner's password Secret (Pulumi's) and the read-write Service's name. PGSSLMODE=require mounts no CA.
+WAITS_FOR_ITS_DATABASE = True
 EDITION = "ce"  # global.edition (chart values.yaml: ee by default; doc "Deploy the Community Edition")
 ROOT_PASSWORD_SECRET = "gitlab-initial-root-password"
 POSTGRES_SECRET = "gitlab-postgres"

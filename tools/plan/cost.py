@@ -8,6 +8,11 @@ controller makes for LoadBalancer Services (the gateway), and on bare metal each
 price. Nothing is guessed: a type, region or billable resource the table does not know is listed under
 `unknown` and left out of the total; what is deliberately not priced (usage-based charges, volumes that
 exist only while a job runs, hosts without a price) is listed under `unpriced` with the reason.
+
+A hybrid cluster's pools on another provider (and the volumes of that provider's CSI driver) are priced from
+that provider's table in its currency, then converted into the stack's currency at the dated, sourced exchange
+rate of prices/exchange-rates.yaml: the plan shows each provider's subtotal in its own currency, the rate and
+its date, and one total.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import yaml
 from tools.plan import storage
 
 PRICES = Path(__file__).resolve().parent / "prices"
+EXCHANGE_RATES = PRICES / "exchange-rates.yaml"
 SHARED = "(shared)"
 HOURS_PER_MONTH = 730  # what AWS, GCP and Azure use to turn hourly prices into monthly ones
 GATEWAY = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
@@ -47,19 +53,36 @@ def _at(inputs: Any, path: list[Any]) -> Any:
     return inputs
 
 
+@cache
+def exchange_rates() -> dict[str, Any]:
+    return yaml.safe_load(EXCHANGE_RATES.read_text())
+
+
+def rate(source: str, target: str) -> float | None:
+    """What one unit of `source` is in `target` at the table's reference rates (quoted per one unit of its base
+    currency, as the ECB quotes per euro), or None when the table has no rate for either."""
+    if source == target:
+        return 1.0
+    rates = exchange_rates()
+    per_base = {rates["base"]: 1.0, **{code: float(value) for code, value in rates["perBase"].items()}}
+    if source not in per_base or target not in per_base:
+        return None
+    return per_base[target] / per_base[source]
+
+
 def servers(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    """The plan's servers with pool, role, type and location, read the way the price table says."""
-    prices = table(plan.get("provider") or "") or {}
-    spec = prices.get("servers")
-    if not spec:
-        return []
+    """The plan's servers with pool, role, type and location, read the way each provider's price table says: the
+    stack provider's, then a hybrid cluster's pools on other providers."""
     rows = []
-    for r in plan["resources"]:
-        if r["type"] == spec["resource"]:
-            rows.append({"name": _at(r["inputs"], spec["name"]) or r["name"], "urn": r["urn"],
-                         "pool": _at(r["inputs"], spec["pool"]) or "(no pool)", "role": _at(r["inputs"], spec["role"]),
-                         "k3s": _at(r["inputs"], spec["k3s"]), "type": _at(r["inputs"], spec["size"]),
-                         "location": _location(prices, plan, spec, r["inputs"]), "protect": r["protect"]})
+    for prices in _tables(plan.get("provider") or ""):
+        spec = prices.get("servers")
+        for r in plan["resources"] if spec else []:
+            if r["type"] == spec["resource"]:
+                rows.append({"name": _at(r["inputs"], spec["name"]) or r["name"], "urn": r["urn"],
+                             "pool": _at(r["inputs"], spec["pool"]) or "(no pool)",
+                             "role": _at(r["inputs"], spec["role"]), "k3s": _at(r["inputs"], spec["k3s"]),
+                             "type": _at(r["inputs"], spec["size"]),
+                             "location": _location(prices, plan, spec, r["inputs"]), "protect": r["protect"]})
     return rows
 
 
@@ -97,18 +120,78 @@ def estimate(plan: dict[str, Any]) -> dict[str, Any]:
     _volumes(plan, prices, region, items, unpriced, unknown)
     _service_load_balancers(plan, prices, region, items, unpriced, unknown)
     # A hybrid stack's pools on existing hosts (providers/hybrid.py) are priced as bare metal is: by their config.
-    _hosts(plan, prices if prices.get("hostPrices") else (table("baremetal") or {}), items, unpriced)
+    if prices.get("hostPrices"):
+        _hosts(plan, prices, items, unpriced)
+    else:
+        _hosts(plan, table("baremetal") or {}, items, unpriced, billed_by="baremetal")
     unpriced += [{"what": what, "reason": reason} for what, reason in (prices.get("unpriced") or {}).items()]
+    items = _converted(items, prices["currency"], unknown)
     pools = _sum(items, "pool")
     total = round(sum(item["monthly"] for item in items), 2)
     scaling = autoscaling(plan, prices, items, pools, unknown)
-    return {"currency": prices["currency"], "source": prices["source"], "priceDate": str(prices["date"]),
-            "note": prices.get("note", ""), "items": items, "unpriced": unpriced, "unknown": unknown,
-            "pools": pools, "layers": _sum(items, "layer"), "total": total,
-            "autoscaling": scaling,
-            # With autoscaled pools the month costs between `total` (every pool at its floor, what Pulumi creates)
-            # and this (every autoscaled pool at its max).
-            "totalMax": round(total + sum(p["addedMonthly"] for p in scaling.values()), 2) if scaling else None}
+    found = {"currency": prices["currency"], "source": prices["source"], "priceDate": str(prices["date"]),
+             "note": prices.get("note", ""), "items": items, "unpriced": unpriced, "unknown": unknown,
+             "pools": pools, "layers": _sum(items, "layer"), "total": total,
+             "autoscaling": scaling,
+             # With autoscaled pools the month costs between `total` (every pool at its floor, what Pulumi creates)
+             # and this (every autoscaled pool at its max).
+             "totalMax": round(total + sum(p["addedMonthly"] for p in scaling.values()), 2) if scaling else None}
+    if any("billedBy" in item for item in items):  # a hybrid cluster: a single provider's plan stays as it was
+        found.update(_by_provider(provider, prices, items))
+    return found
+
+
+def _converted(items: list[dict[str, Any]], currency: str, unknown: list[str]) -> list[dict[str, Any]]:
+    """Every item in the stack's currency. An item another provider bills (`billedBy`) keeps what it costs in that
+    provider's currency (`billed`, `currency`) and its `monthly` becomes the stack currency at the exchange rate;
+    one with no rate is named under `unknown`, never summed unconverted."""
+    kept = []
+    for item in items:
+        if "billedBy" not in item:
+            kept.append(item)
+            continue
+        source = table(item["billedBy"])["currency"]
+        factor = rate(source, currency)
+        if factor is None:
+            unknown.append(f"{item['resource']}: {item['what']} is billed by {item['billedBy']} in {source}, and "
+                           f"tools/plan/prices/exchange-rates.yaml has no {source} to {currency} rate")
+            continue
+        kept.append({**item, "currency": source, "billed": item["monthly"], "monthly": item["monthly"] * factor})
+    return kept
+
+
+def exchange_text(exchange: dict[str, Any]) -> str:
+    """`the EUR reference rate of 2025-12-31: 1 EUR = 1.1750 USD`: the rate a plan converted at, and its date."""
+    return (f"the {exchange['base']} reference rate of {exchange['date']}: "
+            + ", ".join(f"1 {exchange['base']} = {per:.4f} {code}" for code, per in exchange["perBase"].items()))
+
+
+def _basis(prices: dict[str, Any]) -> str:
+    """Where a provider's figures come from: its dated table, or the config for existing hosts."""
+    return (f"as {prices['hostPrices']}.hosts[].monthlyPrice states" if prices.get("hostPrices")
+            else f"prices of {prices['date']}")
+
+
+def _by_provider(provider: str, prices: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per provider: what it bills a month in its own currency, per pool too; and the exchange rates used."""
+    providers: dict[str, dict[str, Any]] = {}
+    for item in sorted(items, key=lambda item: (item.get("billedBy", provider) != provider, item.get("billedBy", ""))):
+        name = item.get("billedBy", provider)
+        row = providers.setdefault(name, {"currency": item.get("currency", prices["currency"]),
+                                          "basis": _basis(table(name)), "billed": 0.0, "monthly": 0.0,
+                                          "pools": defaultdict(float)})
+        row["billed"] += item.get("billed", item["monthly"])
+        row["monthly"] += item["monthly"]
+        row["pools"][item["pool"]] += item.get("billed", item["monthly"])
+    for row in providers.values():
+        row.update(billed=round(row["billed"], 2), monthly=round(row["monthly"], 2),
+                   pools={pool: round(amount, 2) for pool, amount in row["pools"].items()})
+    currencies = sorted({row["currency"] for row in providers.values()} - {prices["currency"]})
+    rates = exchange_rates()
+    return {"providers": providers,
+            "exchange": {"base": rates["base"], "date": str(rates["date"]), "source": rates["source"],
+                         "perBase": {code: float(rates["perBase"][code]) for code in currencies
+                                     if code in rates["perBase"]}} if currencies else None}
 
 
 def autoscaling(plan: dict[str, Any], prices: dict[str, Any], items: list[dict[str, Any]], pools: dict[str, float],
@@ -165,39 +248,47 @@ def _sum(items: list[dict[str, Any]], key: str) -> dict[str, float]:
 
 
 def _resources(plan: dict[str, Any], prices: dict[str, Any], items: list[dict[str, Any]], unknown: list[str]) -> None:
-    """The provider resources the program creates (servers, their disks and addresses, load balancers)."""
+    """The provider resources the program creates (servers, their disks and addresses, load balancers): each priced
+    from the table of the provider that bills it, in that provider's currency (a hybrid cluster's pools on another
+    provider are marked `billedBy` it, and converted later)."""
     provider = plan["provider"]
     pool_of = {s["urn"]: s["pool"] for s in plan.get("servers") or servers(plan)}
-    others = _other_tables(provider)
     for r in plan["resources"]:
-        other = next((t for t in others if r["custom"] and r["type"].startswith(t["namespace"])), None)
-        if other is not None and r["type"] not in other.get("free", []) and _spec_for(other, r["type"]) is not None:
-            # A hybrid cluster's pool on another provider: billed by that provider, in its currency (never summed
-            # into this stack's total), so named here rather than left out.
-            unknown.append(f"{r['type']} {r['name']}: billed by {other['provider']} in {other['currency']}, not "
-                           f"summed into this stack's {prices['currency']} total")
-        if not r["custom"] or not r["type"].startswith(prices["namespace"]):
+        owner = next((t for t in _tables(provider) if r["custom"] and r["type"].startswith(t["namespace"])), None)
+        if owner is None:
             continue
-        spec = _spec_for(prices, r["type"])
+        spec = _spec_for(owner, r["type"])
         if spec is None:
-            if r["type"] not in prices.get("free", []) and not r["type"].startswith("pulumi:providers:"):
-                unknown.append(f"{r['type']} {r['name']} is billable but not in the {provider} price table")
+            if r["type"] not in owner.get("free", []) and not r["type"].startswith("pulumi:providers:"):
+                unknown.append(f"{r['type']} {r['name']} is billable but not in the {owner['provider']} price table")
             continue
-        location = _location(prices, plan, spec, r["inputs"])
-        region = _region(prices, location)
+        location = _location(owner, plan, spec, r["inputs"])
+        region = _region(owner, location)
         if region is None:
-            unknown.append(f"{r['name']}: no {provider} prices for location {location!r}")
+            unknown.append(f"{r['name']}: no {owner['provider']} prices for location {location!r}")
             continue
-        for label, monthly in _charges(spec, r["inputs"], region, unknown, r["name"], prices):
-            items.append({"resource": r["name"], "what": label, "pool": pool_of.get(r["urn"], SHARED),
-                          "layer": r["layer"], "monthly": monthly})
+        for label, monthly in _charges(spec, r["inputs"], region, unknown, r["name"], owner):
+            items.append(_billed({"resource": r["name"], "what": label, "pool": pool_of.get(r["urn"], SHARED),
+                                  "layer": r["layer"], "monthly": monthly}, owner, provider))
+
+
+def _billed(item: dict[str, Any], owner: dict[str, Any], provider: str) -> dict[str, Any]:
+    """The item, marked as billed by `owner` when that is not the stack's provider."""
+    return item if owner["provider"] == provider else {**item, "billedBy": owner["provider"]}
+
+
+def _tables(provider: str) -> tuple[dict[str, Any], ...]:
+    """The stack provider's price table first, then the other providers' (a hybrid cluster's pools)."""
+    own = table(provider)
+    return ((own,) if own is not None else ()) + _other_tables(provider)
 
 
 @cache
 def _other_tables(provider: str) -> tuple[dict[str, Any], ...]:
-    """The price tables of the providers other than `provider` (a hybrid cluster's pools), each with its name."""
+    """The price tables of the providers other than `provider` (a hybrid cluster's pools), each with its name. A
+    provider's table has a resource `namespace`; the exchange rates next to them have none."""
     return tuple({**found, "provider": path.stem} for path in sorted(PRICES.glob("*.yaml"))
-                 if path.stem != provider and (found := table(path.stem)) is not None)
+                 if path.stem != provider and "namespace" in (found := table(path.stem) or {}))
 
 
 def _storage_classes(plan: dict[str, Any], prices: dict[str, Any]) -> dict[str | None, dict[str, Any]]:
@@ -236,15 +327,35 @@ def _volumes(plan: dict[str, Any], prices: dict[str, Any], region: str | None, i
         elif storage_class["provisioner"] in (spec.get("local") or {}):
             unpriced.append({"what": where, "reason": f"{claim['class']}: {spec['local'][storage_class['provisioner']]}"})
         else:
-            monthly = _volume_price(spec, storage_class, region, claim["gb"])
+            # A hybrid cluster's class of another provider's CSI driver: its disks, in that provider's region.
+            owner = _disk_owner(prices, storage_class["provisioner"])
+            where_region = region if owner is prices else _stack_region(owner, plan)
+            monthly = _volume_price(owner.get("storage") or {}, storage_class, where_region, claim["gb"])
             if monthly is None:
-                unknown.append(f"{where}: no {region} price for {storage_class['provisioner']} "
+                unknown.append(f"{where}: no {where_region} price for {storage_class['provisioner']} "
                                f"{storage_class['parameters']} volumes")
                 continue
-            pools = pools_of_role.get(claim["role"]) or set()
-            items.append({"resource": claim["resource"], "what": f"volumes {label} ({claim['class'] or 'default'})",
-                          "pool": next(iter(pools)) if len(pools) == 1 else SHARED, "layer": claim["layer"],
-                          "monthly": claim["count"] * monthly})
+            pools = _pools_of(plan, owner, claim["role"]) if owner is not prices else pools_of_role.get(claim["role"])
+            pools = pools or set()
+            items.append(_billed({"resource": claim["resource"],
+                                  "what": f"volumes {label} ({claim['class'] or 'default'})",
+                                  "pool": next(iter(pools)) if len(pools) == 1 else SHARED, "layer": claim["layer"],
+                                  "monthly": claim["count"] * monthly}, owner, plan["provider"]))
+
+
+def _pools_of(plan: dict[str, Any], owner: dict[str, Any], role: str) -> set[str]:
+    """The pools of `role` whose servers `owner`'s provider bills: where its CSI driver's volumes attach."""
+    theirs = {r["urn"] for r in plan["resources"] if r["type"] == (owner.get("servers") or {}).get("resource")}
+    return {s["pool"] for s in plan.get("servers") or [] if s["role"] == role and s["urn"] in theirs}
+
+
+def _disk_owner(prices: dict[str, Any], provisioner: str) -> dict[str, Any]:
+    """The price table of the provider whose CSI driver `provisioner` is: the stack's own, else another provider's
+    that prices it, else the stack's (which then names it unknown)."""
+    if provisioner in ((prices.get("storage") or {}).get("provisioners") or {}):
+        return prices
+    return next((other for other in _other_tables(prices["provider"])
+                 if provisioner in ((other.get("storage") or {}).get("provisioners") or {})), prices)
 
 
 def _volume_price(spec: dict[str, Any], storage_class: dict[str, Any], region: str | None, gb: float) -> float | None:
@@ -282,8 +393,9 @@ def _service_load_balancers(plan: dict[str, Any], prices: dict[str, Any], region
 
 
 def _hosts(plan: dict[str, Any], prices: dict[str, Any], items: list[dict[str, Any]],
-           unpriced: list[dict[str, str]]) -> None:
-    """Existing servers: the monthly price each host's config states (bareMetal.hosts[].monthlyPrice)."""
+           unpriced: list[dict[str, str]], billed_by: str | None = None) -> None:
+    """Existing servers: the monthly price each host's config states (bareMetal.hosts[].monthlyPrice); in a hybrid
+    cluster of another stack provider they are `billed_by` bare metal, in its table's currency."""
     key = prices.get("hostPrices")
     if not key:
         return
@@ -293,8 +405,9 @@ def _hosts(plan: dict[str, Any], prices: dict[str, Any], items: list[dict[str, A
         if host.get("monthlyPrice") is None:
             unpriced.append({"what": what, "reason": f"no {key}.hosts[{index}].monthlyPrice in the stack config"})
         else:
-            items.append({"resource": host.get("publicAddress"), "what": "host", "pool": host.get("pool"),
-                          "layer": "providers", "monthly": float(host["monthlyPrice"])})
+            item = {"resource": host.get("publicAddress"), "what": "host", "pool": host.get("pool"),
+                    "layer": "providers", "monthly": float(host["monthlyPrice"])}
+            items.append({**item, "billedBy": billed_by} if billed_by else item)
 
 
 def _spec_for(prices: dict[str, Any], type_: str) -> dict[str, Any] | None:

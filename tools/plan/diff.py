@@ -21,6 +21,7 @@ from config import ConfigError
 from tools.mockrun import ROOT, stacks
 from tools.plan.__main__ import DEFAULT_OUT, exit_process, plan_stack, write
 from tools.plan import diffpicture, nodes
+from tools.plan.cost import exchange_text
 from tools.plan.timing import minutes
 
 MAX_PATHS = 8  # changed input paths listed per resource
@@ -70,6 +71,9 @@ def diff_plans(base: dict[str, Any] | None, head: dict[str, Any] | None) -> dict
         "autoscaling": _bounds(base, head),
         "costBy": {key: _breakdown(base, head, key) for key in ("layers", "pools")},
         "currency": ((head or base or {}).get("cost") or {}).get("currency"),
+        # A hybrid cluster's other currencies: the rate either side converted at.
+        "exchange": (((head or {}).get("cost") or {}).get("exchange")
+                     or ((base or {}).get("cost") or {}).get("exchange")),
         "deployTime": _delta(base, head, lambda p: p["deployTime"]["criticalPathSeconds"]),
         "warnings": {"new": sorted(set((head or {}).get("warnings", [])) - set((base or {}).get("warnings", []))),
                      "gone": sorted(set((base or {}).get("warnings", [])) - set((head or {}).get("warnings", [])))},
@@ -143,6 +147,8 @@ def render(stack: str, base_ref: str, d: dict[str, Any]) -> str:
         return f"### Stack `{stack}`: no change against `{base_ref}`\n"
     money = ("unknown" if cost["delta"] is None else
              f"{cost['base']:,.2f} -> {cost['head']:,.2f} {cur}/month ({cost['delta']:+,.2f})")
+    if d.get("exchange") and cost["delta"] is not None:
+        money += f", converted at {exchange_text(d['exchange'])}"
     out = [f"### Stack `{stack}` against `{base_ref}`", "",
            f"- resources: **{len(d['added'])} to add, {len(d['changed'])} to change, {len(d['removed'])} to remove**",
            f"- estimated cost: {money}",

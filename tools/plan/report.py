@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
+from tools.plan import cost as cost_model
 from tools.plan import model
 from tools.plan.timing import minutes
 
@@ -105,6 +106,7 @@ def _cost(plan: dict[str, Any]) -> list[str]:
     if cost.get("totalMax") is not None:  # autoscaled pools: from every pool at its floor to every one at its max
         total = f"{cost['total']:,.2f} .. {money(cost['totalMax'], cost['currency'])}"
     out = [f"Estimated cost: {total} per month (prices of {cost['priceDate']}, {cost['note']})"]
+    out += _providers(cost)
     if cost.get("autoscaling"):
         out.append("  autoscaled pools (nodes min..max, one node, month min..max):")
         out += [f"    {name:<14} {p['min']:>3}..{p['max']:<3} {money(p['nodeMonthly'], cost['currency']):>14}/node "
@@ -113,7 +115,7 @@ def _cost(plan: dict[str, Any]) -> list[str]:
     for title, key in (("by pool (at the floor)" if cost.get("autoscaling") else "by pool", "pools"),
                        ("by layer", "layers")):
         out.append(f"  {title}:")
-        out += [f"    {name:<14} {money(amount, cost['currency']):>14}"
+        out += [f"    {name:<14} {money(amount, cost['currency']):>14}" + (_billed(cost, name) if key == "pools" else "")
                 for name, amount in sorted(cost.get(key, {}).items(), key=lambda kv: (-kv[1], kv[0]))]
     if cost.get("unpriced"):
         out.append(f"  not priced ({len(cost['unpriced'])}):")
@@ -123,11 +125,34 @@ def _cost(plan: dict[str, Any]) -> list[str]:
     return out
 
 
+def _providers(cost: dict[str, Any]) -> list[str]:
+    """A hybrid cluster: what each provider bills in its own currency, and the rate that converts it."""
+    if not cost.get("providers"):
+        return []
+    exchange = cost.get("exchange")
+    rates = f"; converted at {cost_model.exchange_text(exchange)}" if exchange else ""
+    out = [f"  by provider (each in the currency it bills{rates}):"]
+    for name, row in cost["providers"].items():
+        line = f"    {name:<14} {money(row['billed'], row['currency']):>14}"
+        if row["currency"] != cost["currency"]:
+            line += f" = {money(row['monthly'], cost['currency'])}"
+        out.append(f"{line}  ({row['basis']})")
+    return out
+
+
+def _billed(cost: dict[str, Any], pool: str) -> str:
+    """`  (x USD billed by aws)` for a hybrid cluster's pool another provider bills in another currency."""
+    return "".join(f"  ({money(row['pools'][pool], row['currency'])} billed by {name})"
+                   for name, row in (cost.get("providers") or {}).items()
+                   if row["currency"] != cost["currency"] and pool in row["pools"])
+
+
 def _time(plan: dict[str, Any]) -> list[str]:
     t = plan["deployTime"]
     out = [f"Estimated first deploy: {minutes(t['criticalPathSeconds'])} on the critical path "
            f"(serial {minutes(t['serialSeconds'])}, parallelism x{t['parallelism']})", "  critical path:"]
-    out += [f"    {step['seconds']:>4}s  {step['name']}  ({step['type']})" for step in t["criticalPath"]]
+    out += [f"    {step['seconds']:>4}s  {step['name']}  ({step['type']})"
+            + (f"  its part after {step['after']}" if "after" in step else "") for step in t["criticalPath"]]
     return out
 
 

@@ -30,9 +30,12 @@ def rows(plan: dict[str, Any]) -> dict[str, Any]:
             chain = [u for u in _chain(last, via) if timing.duration(resources[u])]
             layers.append({"layer": layer, "start": min(start[u] for u in timed), "end": finish[last],
                            "resources": len(timed), "chain": [resources[u]["name"] for u in chain]})
+    # A step's seconds as the plan's critical path counts them (a release that waited on its database at the end
+    # counts its part after it: timing.step).
     critical = [{"name": resources[u]["name"], "type": resources[u]["type"], "layer": resources[u]["layer"],
-                 "start": start[u], "end": finish[u], "seconds": timing.duration(resources[u])}
-                for u in timing.critical_chain(resources, finish, via)]
+                 "start": finish[u] - seconds, "end": finish[u], "seconds": seconds}
+                for u in timing.critical_chain(resources, finish, via)
+                for seconds in [timing.step(resources, finish, via, u)["seconds"]]]
     return {"layers": layers, "critical": critical, "total": max(finish.values(), default=0)}
 
 

@@ -129,6 +129,16 @@ JOBS: tuple[tuple[str, int], ...] = (
     ("runner-bootstrap", 60),  # measured: as oauth-bootstrap, the same toolbox `gitlab-rails runner`
 )
 HELM_CHARTS = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
+DATABASE = "kubernetes:postgresql.cnpg.io/v1:Database"
+# Charts that install before their CloudNativePG database is applied and wait for it themselves (components/platform/
+# gitlab.py WAITS_FOR_ITS_DATABASE): (where the release's values name the database, the seconds of the chart's work
+# that can only start once the database exists). Such a release is ready no earlier than its start plus its figure
+# above, and no earlier than its database applied plus this part.
+AFTER_DATABASE: dict[str, tuple[tuple[str, ...], int]] = {
+    # measured: the migrations Job, 6m13s typical (373 s, gitlab.com/gitlab-org/gitlab-foss/-/issues/64998, as in
+    # CHARTS), then webservice's Rails boot, "nearly 1 minute" (60 s, gitlab.com/gitlab-org/gitlab/-/issues/213992)
+    "gitlab": (("global", "psql", "database"), 373 + 60),
+}
 DEFAULT_JOB = 20          # estimate: another Job of ours: its pod starts (one small image) and runs a short script
 DEFAULT_COMMAND = 30      # estimate: another script of ours: SSH connect + a short idempotent script
 DEFAULT_KUBERNETES = 3    # estimate: a plain Kubernetes object: one API call, no readiness to wait for
@@ -169,6 +179,24 @@ def _provider_urn(reference: str) -> str:
     return reference.rsplit("::", 1)[0] if reference else ""
 
 
+def _after_database(resources: dict[str, dict[str, Any]]) -> dict[str, tuple[str, int]]:
+    """Release urn -> (its database's urn, the seconds after it: AFTER_DATABASE) for the charts that wait for theirs."""
+    databases = {(r["inputs"].get("spec") or {}).get("name"): urn for urn, r in resources.items() if r["type"] == DATABASE}
+    found = {}
+    for urn, r in resources.items():
+        rule = AFTER_DATABASE.get(str(r["inputs"].get("chart"))) if r["type"] in HELM_CHARTS else None
+        database = databases.get(_at(r["inputs"].get("values") or {}, rule[0])) if rule else None
+        if database is not None:
+            found[urn] = (database, rule[1])
+    return found
+
+
+def _at(values: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for key in path:
+        values = values.get(key) if isinstance(values, dict) else None
+    return values
+
+
 def schedule(plan: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, int], dict[str, str | None]]:
     """(resources by urn, finish second of each, the predecessor it waited on last) of a first deploy."""
     resources = {r["urn"]: r for r in plan["resources"]}
@@ -178,13 +206,21 @@ def schedule(plan: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str,
         waits_for[r["urn"]] += [p for p in preds if p in resources]
         if r["parent"] in resources and not resources[r["parent"]]["custom"]:
             waits_for[r["parent"]].append(r["urn"])  # a component is done when its children are
+    # Not a dependency (the release starts without it) but an end it cannot beat: ordered after it all the same.
+    after_database = _after_database(resources)
 
     finish: dict[str, int] = {}
     via: dict[str, str | None] = {}
-    for urn in _topological(waits_for):
+    order = {urn: [*preds, *([after_database[urn][0]] if urn in after_database else [])]
+             for urn, preds in waits_for.items()}
+    for urn in _topological(order):
         before = max(waits_for[urn], key=lambda p: finish[p], default=None)
         via[urn] = before
         finish[urn] = (finish[before] if before else 0) + duration(resources[urn])
+        if urn in after_database:
+            database, seconds = after_database[urn]
+            if finish[database] + seconds > finish[urn]:
+                via[urn], finish[urn] = database, finish[database] + seconds
     return resources, finish, via
 
 
@@ -193,11 +229,26 @@ def estimate(plan: dict[str, Any]) -> dict[str, Any]:
     serial = sum(duration(r) for r in resources.values())
     if not finish:
         return {"criticalPathSeconds": 0, "serialSeconds": 0, "parallelism": 1.0, "criticalPath": []}
-    chain = [{"name": resources[urn]["name"], "type": resources[urn]["type"], "seconds": duration(resources[urn])}
-             for urn in critical_chain(resources, finish, via)]
+    chain = [step(resources, finish, via, urn) for urn in critical_chain(resources, finish, via)]
     critical = max(finish.values())
     return {"criticalPathSeconds": critical, "serialSeconds": serial,
             "parallelism": round(serial / critical, 1) if critical else 1.0, "criticalPath": chain}
+
+
+def step(resources: dict[str, dict[str, Any]], finish: dict[str, int], via: dict[str, str | None],
+          urn: str) -> dict[str, Any]:
+    """One step of the critical path: its own duration, or, for a release that waited on its database at the end
+    (AFTER_DATABASE), the part after the database and the database it waited on."""
+    r = resources[urn]
+    before = via[urn]
+    if before is not None and resources[before]["type"] == DATABASE and before not in _dependencies(r):
+        return {"name": r["name"], "type": r["type"], "seconds": finish[urn] - finish[before],
+                "after": resources[before]["name"]}
+    return {"name": r["name"], "type": r["type"], "seconds": duration(r)}
+
+
+def _dependencies(resource: dict[str, Any]) -> set[str]:
+    return {*resource["dependencies"], _provider_urn(resource["provider"])}
 
 
 def critical_chain(resources: dict[str, dict[str, Any]], finish: dict[str, int],
