@@ -209,6 +209,9 @@ def _stateful_move() -> tuple[dict, dict]:
 # root volume (0.0952 a GB-month) and a public IPv4 (0.005 an hour), and the EBS gp3 volumes of DragonflyDB's
 # snapshots (3 x 50 GiB) and PostgreSQL's data (3 x 100) and WAL (3 x 20) on the AWS pool.
 AWS_POOL_USD = 3 * (0.483 * MONTH + 100 * 0.0952 + 0.005 * MONTH) + (3 * 50 + 3 * 100 + 3 * 20) * 0.0952
+# The object store moves with them (its volumes on the AWS pool, priced under "(shared)" as every store's that is not one
+# pool's): 3 masters x 10 GiB, 3 filers x 20 GiB, 3 volume servers x 500 GiB of gp3.
+AWS_SHARED_USD = (3 * 10 + 3 * 20 + 3 * 500) * 0.0952
 USD_PER_EUR = 1.1750  # the ECB reference rate of 2025-12-31 (tools/plan/prices/exchange-rates.yaml)
 
 
@@ -218,17 +221,19 @@ def test_a_hybrid_clusters_pool_on_another_provider_is_priced_in_its_currency_an
     assert AWS_POOL_USD == pytest.approx(1145.832)
     assert c["unknown"] == [] and c["currency"] == "EUR"
     assert c["exchange"]["perBase"] == {"USD": USD_PER_EUR} and c["exchange"]["date"] == "2025-12-31"
-    assert c["providers"]["aws"] == {"currency": "USD", "basis": "prices of 2026-12-07", "billed": 1145.83,
-                                     "monthly": round(AWS_POOL_USD / USD_PER_EUR, 2), "pools": {"stateful-aws": 1145.83}}
+    aws_usd = AWS_POOL_USD + AWS_SHARED_USD
+    assert c["providers"]["aws"] == {"currency": "USD", "basis": "prices of 2026-12-07", "billed": round(aws_usd, 2),
+                                     "monthly": round(aws_usd / USD_PER_EUR, 2),
+                                     "pools": {"stateful-aws": 1145.83, "(shared)": round(AWS_SHARED_USD, 2)}}
     assert c["pools"]["stateful-aws"] == 975.18 == round(AWS_POOL_USD / USD_PER_EUR, 2)
-    # The Hetzner part (PostgreSQL's volumes now on EBS) plus the AWS part converted.
+    # The Hetzner part (the stores' volumes now on EBS) plus the AWS part converted.
     assert c["providers"]["hetzner"]["billed"] == 3227.10
-    assert c["total"] == round(3227.10 + AWS_POOL_USD / USD_PER_EUR, 2) == 4202.28
+    assert c["total"] == round(3227.10 + aws_usd / USD_PER_EUR, 2) == 4331.10
     text = report.render(plan)
     assert ("  by provider (each in the currency it bills; converted at the EUR reference rate of 2025-12-31: "
             "1 EUR = 1.1750 USD):") in text
     assert "    hetzner          3,227.10 EUR  (prices of 2026-09-04)" in text
-    assert "    aws              1,145.83 USD = 975.18 EUR  (prices of 2026-12-07)" in text
+    assert "    aws              1,297.20 USD = 1,104.00 EUR  (prices of 2026-12-07)" in text
     assert "    stateful-aws       975.18 EUR  (1,145.83 USD billed by aws)" in text
     assert "  stateful-aws    3 x m7i.2xlarge eu-central-1 role=stateful" in text  # servers by pool, with its cost
     assert "billed by aws in USD" not in text and not [w for w in plan["warnings"] if w.startswith("cost:")]
@@ -237,11 +242,11 @@ def test_a_hybrid_clusters_pool_on_another_provider_is_priced_in_its_currency_an
 def test_plan_diff_shows_the_other_providers_pool_converted():
     before, after = _stateful_move()
     d = diff.diff_plans(before, after)
-    assert before["cost"]["total"] == 3256.27 and "providers" not in before["cost"]  # all on Hetzner
-    assert d["cost"]["delta"] == round(4202.28 - 3256.27, 2)
+    assert before["cost"]["total"] == 3347.22 and "providers" not in before["cost"]  # all on Hetzner
+    assert d["cost"]["delta"] == round(4331.10 - 3347.22, 2)
     assert d["costBy"]["pools"]["stateful-aws"] == {"base": 0, "head": 975.18, "delta": 975.18}
     text = diff.render("production-internet", "main", d)
-    assert ("- estimated cost: 3,256.27 -> 4,202.28 EUR/month (+946.01), converted at the EUR reference rate of "
+    assert ("- estimated cost: 3,347.22 -> 4,331.10 EUR/month (+983.88), converted at the EUR reference rate of "
             "2025-12-31: 1 EUR = 1.1750 USD") in text
     assert "  - pool stateful-aws: 0.00 -> 975.18 EUR/month (+975.18)" in text
 
@@ -254,7 +259,7 @@ def test_a_currency_without_an_exchange_rate_is_named_never_summed_unconverted(m
     assert c["total"] == 3227.10 and "stateful-aws" not in c["pools"]
     assert ("stateful-aws-1: instance m7i.2xlarge is billed by aws in USD, and tools/plan/prices/exchange-rates.yaml "
             "has no USD to EUR rate") in c["unknown"]
-    assert len(c["unknown"]) == 12  # 3 x (instance, root volume, IPv4) and the 3 EBS claims
+    assert len(c["unknown"]) == 15  # 3 x (instance, root volume, IPv4), PostgreSQL's 2 and DragonflyDB's EBS claims, the object store's 3
 
 
 def test_the_exchange_rate_is_dated_sourced_and_converts_both_ways():
