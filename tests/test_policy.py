@@ -370,6 +370,18 @@ def test_admin_cidrs_that_span_the_internet_vouch_for_no_one():
     assert "together cover the whole IPv4 internet" in message
 
 
+def test_each_secret_pattern_s_needles_are_its_literal_start():
+    """The substring prefilter passes over a string only when no pattern can match it: every needle is text its
+    pattern's matches begin with (after a word boundary), so each pattern has needles, in its own text."""
+    from policy.rules import SECRET_VALUE_NEEDLES, SECRET_VALUE_PATTERNS
+    assert SECRET_VALUE_NEEDLES.keys() == SECRET_VALUE_PATTERNS.keys()
+    for what, pattern in SECRET_VALUE_PATTERNS.items():
+        start = pattern.pattern.removeprefix(r"\b").removeprefix("-----BEGIN [A-Z ]*")
+        # each alternative of a leading group (?:a|b), or the one literal start
+        alternatives = start[3:].split(")")[0].split("|") if start.startswith("(?:") else [start]
+        assert all(any(a.startswith(n) for n in SECRET_VALUE_NEEDLES[what]) for a in alternatives), what
+
+
 def test_secret_value_prefilter_answers_like_each_pattern_in_turn():
     """The one-pass check names the same finding as trying SECRET_VALUE_PATTERNS in order (the first that
     matches), and none where none does."""
