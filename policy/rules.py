@@ -77,7 +77,7 @@ _ANY_SECRET_VALUE = re.compile("|".join(f"(?:{p.pattern})" for p in SECRET_VALUE
 # Text every match of each pattern holds (its literal start): a string holding none of them holds no finding, which a
 # substring search tells far faster than the regex (the plan checks every input string: scripts, configs, dashboards).
 SECRET_VALUE_NEEDLES = {"a private key": ("PRIVATE KEY-----",), "an AWS access key id": ("AKIA", "ASIA"),
-                        "a GitLab token": ("gl",), "a GitHub token": ("gh",), "a Slack token": ("xox",)}
+                        "a GitLab token": ("gl",), "a GitHub token": ("gh", "github_pat"), "a Slack token": ("xox",)}
 _NEEDLES = tuple(needle for needles in SECRET_VALUE_NEEDLES.values() for needle in needles)
 # Keys whose value is a credential: the last word of the key (camelCase, snake_case or kebab-case).
 SECRET_KEY_WORDS = frozenset({"password", "passwd", "secret", "token", "apikey", "privatekey", "accesskey",

@@ -386,7 +386,7 @@ def test_secret_value_prefilter_answers_like_each_pattern_in_turn():
     """The one-pass check names the same finding as trying SECRET_VALUE_PATTERNS in order (the first that
     matches), and none where none does."""
     from policy.rules import SECRET_VALUE_PATTERNS, _secret_value
-    samples = ["", "plain text", "AKIA" + "A" * 16, "x glpat-" + "a" * 20, "ghp_" + "a" * 20 + " AKIA" + "B" * 16,
+    samples = ["", "plain text", "AKIA" + "A" * 16, "github_pat_" + "a" * 22, "x glpat-" + "a" * 20, "ghp_" + "a" * 20 + " AKIA" + "B" * 16,
                "-----BEGIN OPENSSH PRIVATE KEY-----\nglrt-" + "b" * 24, "xoxb-0123456789", "AKIA" + "a" * 16]
     for value in samples:
         first = next((what for what, pattern in SECRET_VALUE_PATTERNS.items() if pattern.search(value)), None)
