@@ -538,7 +538,8 @@ def test_a_run_with_the_sdks_own_internals_records_the_same(monkeypatch):
     raw = base_raw(profile="staging")
     ours = run_raw(raw)  # the test above's run (recorded)
     assert {name for _owner, name, _sdk, _ours in mockrun.SDK_PATCHES} >= {
-        "contains_unknowns", "_resolve_depends_on", "_add_dependency", "unwrap_type", "_track", "isawaitable"}
+        "contains_unknowns", "_resolve_depends_on", "_add_dependency", "unwrap_type", "_track", "isawaitable",
+        "monitor_executor", "_sync_await"}
     monkeypatch.setattr(mockrun, "cache", None)
     with mockrun.sdk_originals():
         assert all(getattr(owner, name) is sdk for owner, name, sdk, _ours in mockrun.SDK_PATCHES)
@@ -581,3 +582,35 @@ def test_yaml_text_is_what_yaml_safe_dump_writes(options, production):
         assert yamltext.safe_dump(document, **options) == yaml.safe_dump(document, **options), name
         if name in nodes and options == YAML_OPTIONS[0] or name not in nodes and options == YAML_OPTIONS[1]:
             assert yamltext.safe_dump(document, **options) == text, name  # the options it was written with
+
+
+def test_yaml_files_read_as_yaml_safe_load_reads_them():
+    """yamltext.safe_load (libyaml's parser) gives yaml.safe_load's data for every file the plan reads that way: the
+    stack files and the price tables, and for the documents that stress a parser (the same text may be written)."""
+    from components import yamltext
+    files = [*mockrun.ROOT.glob("Pulumi.*.yaml"), *(mockrun.ROOT / "tools" / "plan" / "prices").glob("*.yaml")]
+    assert len(files) > 7
+    for path in files:
+        assert yamltext.safe_load(path.read_text()) == yaml.safe_load(path.read_text()), path
+    for document in TRICKY_YAML:
+        text = yaml.safe_dump(document)
+        assert yamltext.safe_load(text) == yaml.safe_load(text) == document
+    tricky = "a: 1_000\nb: 0o17\nc: 1e3\nd: .inf\ne: 2026-12-07\nf: yes\ng: !!str 12\nh: 0x1F\n"
+    assert yamltext.safe_load(tricky) == yaml.safe_load(tricky)
+
+
+def test_the_monitor_answers_on_the_loop_s_thread(monkeypatch):
+    """Under the harness every monitor call runs in the program's own thread (mockrun._InlineExecutor): no thread
+    pool hand-off per resource. The answers are the SDK's (the whole-run comparison above)."""
+    import threading
+    threads = set()
+    register = mockrun.RecordingMonitor.RegisterResource
+
+    def recording_thread(self, request):
+        threads.add(threading.current_thread())
+        return register(self, request)
+
+    monkeypatch.setattr(mockrun.RecordingMonitor, "RegisterResource", recording_thread)
+    monkeypatch.setattr(mockrun, "cache", None)
+    assert len(run_raw(base_raw(profile="staging")).resources) > 300
+    assert threads == {threading.main_thread()}
