@@ -586,9 +586,10 @@ def test_yaml_text_is_what_yaml_safe_dump_writes(options, production):
 
 def test_yaml_files_read_as_yaml_safe_load_reads_them():
     """yamltext.safe_load (libyaml's parser) gives yaml.safe_load's data for every file the plan reads that way: the
-    stack files and the price tables, and for the documents that stress a parser (the same text may be written)."""
+    stack files, the price tables and the providers' server catalogs, and for the documents that stress a parser (the same text may be written)."""
     from components import yamltext
-    files = [*mockrun.ROOT.glob("Pulumi.*.yaml"), *(mockrun.ROOT / "tools" / "plan" / "prices").glob("*.yaml")]
+    files = [*mockrun.ROOT.glob("Pulumi.*.yaml"), *(mockrun.ROOT / "tools" / "plan" / "prices").glob("*.yaml"),
+             *(mockrun.ROOT / "providers").glob("*.yaml")]
     assert len(files) > 7
     for path in files:
         assert yamltext.safe_load(path.read_text()) == yaml.safe_load(path.read_text()), path
