@@ -539,7 +539,7 @@ def test_a_run_with_the_sdks_own_internals_records_the_same(monkeypatch):
     ours = run_raw(raw)  # the test above's run (recorded)
     assert {name for _owner, name, _sdk, _ours in mockrun.SDK_PATCHES} >= {
         "contains_unknowns", "_resolve_depends_on", "_add_dependency", "unwrap_type", "_track", "isawaitable",
-        "monitor_executor", "_sync_await"}
+        "monitor_executor", "_sync_await", "state_struct"}
     monkeypatch.setattr(mockrun, "cache", None)
     with mockrun.sdk_originals():
         assert all(getattr(owner, name) is sdk for owner, name, sdk, _ours in mockrun.SDK_PATCHES)
@@ -615,3 +615,15 @@ def test_the_monitor_answers_on_the_loop_s_thread(monkeypatch):
     monkeypatch.setattr(mockrun, "cache", None)
     assert len(run_raw(base_raw(profile="staging")).resources) > 300
     assert threads == {threading.main_thread()}
+
+
+def test_a_plain_state_is_answered_as_the_sdk_serializes_it():
+    """The monitor's answer built directly from plain data is the struct serialize_properties makes (None left out
+    at the top only, numbers, bools, secrets' signature dicts, nesting); anything else goes the SDK's way."""
+    secret = {rpc._special_sig_key: rpc._special_secret_sig, "value": "s3cret"}
+    states = [{}, {"a": None, "b": "", "c": 0, "d": 1.5, "e": True, "f": False, "g": [None, 1, "x", [], {}]},
+              {"nested": {"x": None, "y": [{"z": None}], "secret": secret}, "top": secret, "ü": "grüße"},
+              {"tuple": (1, 2)}, {"set": [("a", 1)]}]
+    for state in states:
+        assert mockrun._plain_state_struct(state) == mockrun._serialized_state(state), state
+    assert [mockrun._plain_data(state) for state in states] == [True, True, True, False, False]
