@@ -466,9 +466,9 @@ class _InlineExecutor(ThreadPoolExecutor):
 
 
 # Which executor a run hands to its loop: None is the loop's own default (a thread pool, the SDK's way).
-this_module = sys.modules[__name__]
+_this_module = sys.modules[__name__]  # the owner of the harness' own switches below
 monitor_executor: ThreadPoolExecutor | None = None
-_patch(this_module, "monitor_executor", _InlineExecutor())
+_patch(_this_module, "monitor_executor", _InlineExecutor())
 
 _sdk_sync_await = pulumi_mocks._sync_await
 
@@ -477,7 +477,11 @@ def _sync_await_inline(awaitable: Any) -> Any:
     """The mock monitor's `_sync_await` of its answer (serialize_properties of plain data, which never waits), run
     to its end at once when the monitor runs on the loop's own thread. The SDK's would pump that running loop,
     letting other tasks run inside the monitor's call; in a pool thread it is the SDK's own."""
-    if asyncio._get_running_loop() is None or not inspect.iscoroutine(awaitable):
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # a pool thread's call (sdk_originals): no loop runs here
+        return _sdk_sync_await(awaitable)
+    if not inspect.iscoroutine(awaitable):
         return _sdk_sync_await(awaitable)
     try:
         awaitable.send(None)
@@ -509,7 +513,7 @@ def _plain_state_struct(state: dict[str, Any]) -> Any:
     """_serialized_state, for a state of plain data (every state our mocks answer: the deserialized inputs and what
     the fakes add) built directly. serialize_property hands plain data back as it is (a dict or list item by item,
     a scalar itself, after a dozen type checks each), and serialize_properties leaves out the top-level keys whose
-    value is None: a tenth of a run went into those checks. Anything else goes the SDK's way."""
+    value is None: about 7 % of a profiled run went into those checks. Anything else goes the SDK's way."""
     if type(state) is not dict or not _plain_data(state):
         return _serialized_state(state)
     struct = struct_pb2.Struct()
@@ -520,7 +524,7 @@ def _plain_state_struct(state: dict[str, Any]) -> Any:
 
 
 state_struct: Callable[[dict[str, Any]], Any] = _serialized_state
-_patch(this_module, "state_struct", _plain_state_struct)
+_patch(_this_module, "state_struct", _plain_state_struct)
 
 
 def _fake_id(name: str) -> str:
