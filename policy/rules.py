@@ -74,6 +74,11 @@ SECRET_VALUE_PATTERNS = {
 }
 # Any of them at all, in one pass over the text (most strings hold none; then the patterns are tried in order).
 _ANY_SECRET_VALUE = re.compile("|".join(f"(?:{p.pattern})" for p in SECRET_VALUE_PATTERNS.values()))
+# Text every match of each pattern holds (its literal start): a string holding none of them holds no finding, which a
+# substring search tells far faster than the regex (the plan checks every input string: scripts, configs, dashboards).
+SECRET_VALUE_NEEDLES = {"a private key": ("PRIVATE KEY-----",), "an AWS access key id": ("AKIA", "ASIA"),
+                        "a GitLab token": ("gl",), "a GitHub token": ("gh", "github_pat"), "a Slack token": ("xox",)}
+_NEEDLES = tuple(needle for needles in SECRET_VALUE_NEEDLES.values() for needle in needles)
 # Keys whose value is a credential: the last word of the key (camelCase, snake_case or kebab-case).
 SECRET_KEY_WORDS = frozenset({"password", "passwd", "secret", "token", "apikey", "privatekey", "accesskey",
                               "secretkey", "credentials", "passphrase"})
@@ -166,26 +171,37 @@ def name_of(urn: str) -> str:
 
 def walk(value: Any, path: str = "") -> Iterator[tuple[str, Any, bool]]:
     """Every leaf as (path, value, inside_a_secret)."""
-    yield from _walk(value, path, False)
+    leaves: list[tuple[str, Any, bool]] = []
+    _walk(value, path, False, leaves)
+    return iter(leaves)
 
 
 # Leaves by far the most values are: answered before the (slower) secret and abstract-collection checks.
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def _walk(value: Any, path: str, secret: bool) -> Iterator[tuple[str, Any, bool]]:
-    if type(value) in _SCALARS:
-        yield path, value, secret
+def _walk(value: Any, path: str, secret: bool, leaves: list[tuple[str, Any, bool]]) -> None:
+    """Appends the leaves under `value` to `leaves` (one list for the whole walk: the offline plan walks every input
+    of every resource three times, and nested generators cost a frame per level and leaf)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        leaves.append((path, value, secret))
+    elif kind is dict:  # a plain dict's items, as _items gives them (no value in it is unknown)
+        for key, item in value.items():
+            _walk(item, f"{path}.{key}" if path else str(key), secret, leaves)
+    elif kind is list:
+        for index, item in enumerate(value):
+            _walk(item, f"{path}[{index}]", secret, leaves)
     elif is_secret(value):
-        yield from _walk(value.value, path, True)
+        _walk(value.value, path, True, leaves)
     elif isinstance(value, Mapping):
         for key, item in _items(value):
-            yield from _walk(item, f"{path}.{key}" if path else str(key), secret)
+            _walk(item, f"{path}.{key}" if path else str(key), secret, leaves)
     elif _is_list(value):
         for index, item in _items(value):
-            yield from _walk(item, f"{path}[{index}]", secret)
+            _walk(item, f"{path}[{index}]", secret, leaves)
     else:
-        yield path, value, secret
+        leaves.append((path, value, secret))
 
 
 def _items(container: Any) -> Iterator[tuple[Any, Any]]:
@@ -412,6 +428,9 @@ def _sources_reaching(rule: Ingress, rules: Sequence[Ingress]) -> list[str]:
 def admin_ports_from_admin_cidrs(subject: Subject, settings: Settings) -> Iterator[str]:
     if not settings.admin_cidrs:
         return
+    admin_rules = [rule for rule in ingress_rules(subject) if rule.ports is not None and _covered(rule.ports, ADMIN_PORTS)]
+    if not admin_rules:  # most resources: no need to read the admin CIDRs (world_covered is costly per resource)
+        return
     allowed = [ipaddress.ip_network(c, strict=False) for c in settings.admin_cidrs]
     inside = f"inside adminCidrs ({', '.join(settings.admin_cidrs)}) or the private network"
     spanned = world_covered(settings.admin_cidrs)
@@ -419,9 +438,8 @@ def admin_ports_from_admin_cidrs(subject: Subject, settings: Settings) -> Iterat
         allowed = []
         inside = (f"in the private network (adminCidrs {', '.join(settings.admin_cidrs)} together cover the whole "
                   f"{' and '.join(spanned)} internet)")
-    for rule in ingress_rules(subject):
-        if rule.ports is None or not _covered(rule.ports, ADMIN_PORTS):
-            continue
+    for rule in admin_rules:
+        assert rule.ports is not None
         for source in rule.sources:
             if _is_world(source) or str(source).lower() in INTERNAL_TAGS:
                 continue  # world: reported by no-world-open-ports; tags: the virtual network itself
@@ -556,22 +574,31 @@ def _credential_key(key: str, value: str) -> bool:
 
 def _named_values(value: Any, path: str = "") -> Iterator[tuple[str, str, Any]]:
     """Every {name: ..., value: ...} pair (container env, Helm extraEnv) as (path, name, value)."""
-    if is_secret(value):
+    pairs: list[tuple[str, str, Any]] = []
+    _collect_named_values(value, path, pairs)
+    return iter(pairs)
+
+
+def _collect_named_values(value: Any, path: str, pairs: list[tuple[str, str, Any]]) -> None:
+    kind = type(value)
+    if kind in _SCALARS or is_secret(value):  # a scalar holds no pair (the checks below, answered at once)
         return
     if isinstance(value, Mapping):
-        entries = dict(_items(value))
+        entries = value if kind is dict else dict(_items(value))
         if isinstance(entries.get("name"), str) and "value" in entries:
-            yield f"{path}.value", entries["name"], entries["value"]
+            pairs.append((f"{path}.value", entries["name"], entries["value"]))
         for key, item in entries.items():
-            yield from _named_values(item, f"{path}.{key}" if path else str(key))
+            if type(item) not in _SCALARS:
+                _collect_named_values(item, f"{path}.{key}" if path else str(key), pairs)
     elif _is_list(value):
-        for index, item in _items(value):
-            yield from _named_values(item, f"{path}[{index}]")
+        for index, item in (enumerate(value) if kind is list else _items(value)):
+            if type(item) not in _SCALARS:
+                _collect_named_values(item, f"{path}[{index}]", pairs)
 
 
 def _secret_value(value: str) -> str | None:
     """What the first of SECRET_VALUE_PATTERNS that `value` holds finds, if any."""
-    if not _ANY_SECRET_VALUE.search(value):
+    if not any(needle in value for needle in _NEEDLES) or not _ANY_SECRET_VALUE.search(value):
         return None
     return next(what for what, pattern in SECRET_VALUE_PATTERNS.items() if pattern.search(value))
 

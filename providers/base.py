@@ -17,8 +17,8 @@ import pulumi
 import pulumi_command as command
 from pulumi.runtime import config as runtime_config
 import pulumi_kubernetes as k8s
-import yaml
 
+from components import yamltext
 from config import LoadedConfig, Problem
 from config.load import is_secret
 from config.catalog import DATABASE_ROLES, SIZES
@@ -617,7 +617,7 @@ class ServerCatalog:
 
     @classmethod
     def load(cls, path: Path) -> ServerCatalog:
-        data = yaml.safe_load(path.read_text())
+        data = yamltext.safe_load(path.read_text())  # read at import by each planner process
         types = {name: ServerType(t["cores"], t["memoryGb"], t["diskGb"], t["dedicatedCpu"],
                                   None if t["unorderableAt"] == "all" else frozenset(t["unorderableAt"]))
                  for name, t in data["types"].items()}

@@ -538,7 +538,8 @@ def test_a_run_with_the_sdks_own_internals_records_the_same(monkeypatch):
     raw = base_raw(profile="staging")
     ours = run_raw(raw)  # the test above's run (recorded)
     assert {name for _owner, name, _sdk, _ours in mockrun.SDK_PATCHES} >= {
-        "contains_unknowns", "_resolve_depends_on", "_add_dependency", "unwrap_type", "_track", "isawaitable"}
+        "contains_unknowns", "_resolve_depends_on", "_add_dependency", "unwrap_type", "_track", "isawaitable",
+        "monitor_executor", "_sync_await", "state_struct"}
     monkeypatch.setattr(mockrun, "cache", None)
     with mockrun.sdk_originals():
         assert all(getattr(owner, name) is sdk for owner, name, sdk, _ours in mockrun.SDK_PATCHES)
@@ -581,3 +582,48 @@ def test_yaml_text_is_what_yaml_safe_dump_writes(options, production):
         assert yamltext.safe_dump(document, **options) == yaml.safe_dump(document, **options), name
         if name in nodes and options == YAML_OPTIONS[0] or name not in nodes and options == YAML_OPTIONS[1]:
             assert yamltext.safe_dump(document, **options) == text, name  # the options it was written with
+
+
+def test_yaml_files_read_as_yaml_safe_load_reads_them():
+    """yamltext.safe_load (libyaml's parser) gives yaml.safe_load's data for every file the plan reads that way: the
+    stack files, the price tables and the providers' server catalogs, and for the documents that stress a parser (the same text may be written)."""
+    from components import yamltext
+    files = [*mockrun.ROOT.glob("Pulumi.*.yaml"), *(mockrun.ROOT / "tools" / "plan" / "prices").glob("*.yaml"),
+             *(mockrun.ROOT / "providers").glob("*.yaml")]
+    assert len(files) > 7
+    for path in files:
+        assert yamltext.safe_load(path.read_text()) == yaml.safe_load(path.read_text()), path
+    for document in TRICKY_YAML:
+        text = yaml.safe_dump(document)
+        assert yamltext.safe_load(text) == yaml.safe_load(text) == document
+    tricky = "a: 1_000\nb: 0o17\nc: 1e3\nd: .inf\ne: 2026-12-07\nf: yes\ng: !!str 12\nh: 0x1F\n"
+    assert yamltext.safe_load(tricky) == yaml.safe_load(tricky)
+
+
+def test_the_monitor_answers_on_the_loop_s_thread(monkeypatch):
+    """Under the harness every monitor call runs in the program's own thread (mockrun._InlineExecutor): no thread
+    pool hand-off per resource. The answers are the SDK's (the whole-run comparison above)."""
+    import threading
+    threads = set()
+    register = mockrun.RecordingMonitor.RegisterResource
+
+    def recording_thread(self, request):
+        threads.add(threading.current_thread())
+        return register(self, request)
+
+    monkeypatch.setattr(mockrun.RecordingMonitor, "RegisterResource", recording_thread)
+    monkeypatch.setattr(mockrun, "cache", None)
+    assert len(run_raw(base_raw(profile="staging")).resources) > 300
+    assert threads == {threading.main_thread()}
+
+
+def test_a_plain_state_is_answered_as_the_sdk_serializes_it():
+    """The monitor's answer built directly from plain data is the struct serialize_properties makes (None left out
+    at the top only, numbers, bools, secrets' signature dicts, nesting); anything else goes the SDK's way."""
+    secret = {rpc._special_sig_key: rpc._special_secret_sig, "value": "s3cret"}
+    states = [{}, {"a": None, "b": "", "c": 0, "d": 1.5, "e": True, "f": False, "g": [None, 1, "x", [], {}]},
+              {"nested": {"x": None, "y": [{"z": None}], "secret": secret}, "top": secret, "ü": "grüße"},
+              {"tuple": (1, 2)}, {"set": [("a", 1)]}]
+    for state in states:
+        assert mockrun._plain_state_struct(state) == mockrun._serialized_state(state), state
+    assert [mockrun._plain_data(state) for state in states] == [True, True, True, False, False]

@@ -47,6 +47,24 @@ def test_a_repeated_plan_reads_the_recorded_run_and_writes_the_same(plan_runs, t
     assert mockrun.cache is None, "the plan's cache is not left behind for in-process callers"
 
 
+def test_a_repeated_plan_reads_back_the_plan_without_building_it(plan_runs, tmp_path, monkeypatch):
+    """The plan is kept beside the run: the second plan neither runs the program nor builds (policy, cost, limits)."""
+    built = []
+    build = plan_cli.model.build
+    monkeypatch.setattr(plan_cli.model, "build", lambda run: built.append(run.stack) or build(run))
+    for out in ("first", "second"):
+        assert plan_cli.main(["production", "--out", str(tmp_path / out), "--quiet"]) == 0
+    assert plan_runs == built == ["production"]
+    assert _files(tmp_path / "first") == _files(tmp_path / "second")
+
+
+def test_a_plan_holding_a_credential_from_the_environment_is_not_written_down(monkeypatch, tmp_path):
+    runs = plan_cli.PlanRuns(tmp_path, ROOT)
+    monkeypatch.setenv("HCLOUD_TOKEN", "real-token-0123456789")
+    assert not runs.storable({"resources": [{"inputs": {"note": "prefix real-token-0123456789"}}]})
+    assert runs.storable({"resources": [{"inputs": {"note": "offline-placeholder"}}]})
+
+
 def test_no_cache_runs_the_program(plan_runs, tmp_path):
     assert plan_cli.main(["production", "--out", str(tmp_path), "--quiet"]) == 0
     assert plan_cli.main(["production", "--out", str(tmp_path), "--quiet", "--no-cache"]) == 0

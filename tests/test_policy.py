@@ -370,11 +370,23 @@ def test_admin_cidrs_that_span_the_internet_vouch_for_no_one():
     assert "together cover the whole IPv4 internet" in message
 
 
+def test_each_secret_pattern_s_needles_are_its_literal_start():
+    """The substring prefilter passes over a string only when no pattern can match it: every needle is text its
+    pattern's matches begin with (after a word boundary), so each pattern has needles, in its own text."""
+    from policy.rules import SECRET_VALUE_NEEDLES, SECRET_VALUE_PATTERNS
+    assert SECRET_VALUE_NEEDLES.keys() == SECRET_VALUE_PATTERNS.keys()
+    for what, pattern in SECRET_VALUE_PATTERNS.items():
+        start = pattern.pattern.removeprefix(r"\b").removeprefix("-----BEGIN [A-Z ]*")
+        # each alternative of a leading group (?:a|b), or the one literal start
+        alternatives = start[3:].split(")")[0].split("|") if start.startswith("(?:") else [start]
+        assert all(any(a.startswith(n) for n in SECRET_VALUE_NEEDLES[what]) for a in alternatives), what
+
+
 def test_secret_value_prefilter_answers_like_each_pattern_in_turn():
     """The one-pass check names the same finding as trying SECRET_VALUE_PATTERNS in order (the first that
     matches), and none where none does."""
     from policy.rules import SECRET_VALUE_PATTERNS, _secret_value
-    samples = ["", "plain text", "AKIA" + "A" * 16, "x glpat-" + "a" * 20, "ghp_" + "a" * 20 + " AKIA" + "B" * 16,
+    samples = ["", "plain text", "AKIA" + "A" * 16, "github_pat_" + "a" * 22, "x glpat-" + "a" * 20, "ghp_" + "a" * 20 + " AKIA" + "B" * 16,
                "-----BEGIN OPENSSH PRIVATE KEY-----\nglrt-" + "b" * 24, "xoxb-0123456789", "AKIA" + "a" * 16]
     for value in samples:
         first = next((what for what, pattern in SECRET_VALUE_PATTERNS.items() if pattern.search(value)), None)

@@ -7,6 +7,7 @@ inputs kept as `Secret` so tests can assert that they stayed secret).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import collections
 import gc
@@ -16,14 +17,16 @@ import inspect
 import ipaddress
 import json
 import os
+import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from google.protobuf import struct_pb2
 import pulumi
-import yaml
 from pulumi import _types
 from pulumi import output as pulumi_output
 from pulumi.runtime import _depends_on
@@ -35,6 +38,7 @@ from pulumi.runtime.proto import resource_pb2, source_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from components import yamltext
 from tools.runcache import RunCache, config_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,7 +161,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             resource_id=request.importId, custom=request.custom or False,
             transforms=pulumi_mocks._resolve_callbacks(request.transforms))
         id_, state = self.mocks.new_resource(resource_args)
-        obj_proto = _sync_await(rpc.serialize_properties(state, {}))
+        obj_proto = state_struct(state)
         self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, id_, state)
         response = resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj_proto)
         self.recorded.append(Resource(
@@ -442,6 +446,87 @@ _patch(pulumi.Output, "_track", _track)
 _patch(runtime_resource, "_get_stack_trace", source_pb2.StackTrace)
 
 
+# The SDK hands every call to the monitor (registering a resource, an invoke, reading one) to a thread pool
+# (`run_in_executor`), and the mock monitor then runs an event loop of its own in that thread to serialize its answer
+# (`_sync_await`). Under mocks nothing there blocks: the monitor is this process's Python, so each of the ~1,000
+# calls of a production run paid thread hand-offs (and the GIL's) for nothing. Ours runs the call at once on the
+# loop's thread and hands back a finished future; the awaiting task resumes as it would have (through the loop,
+# `wrap_future`'s callback), with the monitor's answer. Registration order was already free to vary between runs
+# (several threads answered at once); every record and answer is the same (tests/test_mockrun.py).
+class _InlineExecutor(ThreadPoolExecutor):
+    """Runs each submitted call in the caller's thread; no thread is ever started."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as raised:  # noqa: BLE001 (handed to the awaiting task, as a pool thread would)
+            future.set_exception(raised)
+        return future
+
+
+# Which executor a run hands to its loop: None is the loop's own default (a thread pool, the SDK's way).
+_this_module = sys.modules[__name__]  # the owner of the harness' own switches below
+monitor_executor: ThreadPoolExecutor | None = None
+_patch(_this_module, "monitor_executor", _InlineExecutor())
+
+_sdk_sync_await = pulumi_mocks._sync_await
+
+
+def _sync_await_inline(awaitable: Any) -> Any:
+    """The mock monitor's `_sync_await` of its answer (serialize_properties of plain data, which never waits), run
+    to its end at once when the monitor runs on the loop's own thread. The SDK's would pump that running loop,
+    letting other tasks run inside the monitor's call; in a pool thread it is the SDK's own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # a pool thread's call (sdk_originals): no loop runs here
+        return _sdk_sync_await(awaitable)
+    if not inspect.iscoroutine(awaitable):
+        return _sdk_sync_await(awaitable)
+    try:
+        awaitable.send(None)
+    except StopIteration as done:
+        return done.value
+    awaitable.close()
+    raise RuntimeError("the mock monitor's answer waited on a value (only plain data is expected)")
+
+
+_patch(pulumi_mocks, "_sync_await", _sync_await_inline)
+
+
+def _serialized_state(state: dict[str, Any]) -> Any:
+    """The mock monitor's answer to a registration: serialize_properties of the mock's state (MockMonitor's call)."""
+    return pulumi_mocks._sync_await(rpc.serialize_properties(state, {}))
+
+
+def _plain_data(value: Any) -> bool:
+    """Whether `value` is JSON-like data only: str, number, bool, None, and dicts (str keys) and lists of them."""
+    kind = type(value)
+    if kind in _PLAIN_LEAVES:
+        return True
+    if kind is dict:
+        return all(type(key) is str and _plain_data(item) for key, item in value.items())
+    return kind is list and all(_plain_data(item) for item in value)
+
+
+def _plain_state_struct(state: dict[str, Any]) -> Any:
+    """_serialized_state, for a state of plain data (every state our mocks answer: the deserialized inputs and what
+    the fakes add) built directly. serialize_property hands plain data back as it is (a dict or list item by item,
+    a scalar itself, after a dozen type checks each), and serialize_properties leaves out the top-level keys whose
+    value is None: about 7 % of a profiled run went into those checks. Anything else goes the SDK's way."""
+    if type(state) is not dict or not _plain_data(state):
+        return _serialized_state(state)
+    struct = struct_pb2.Struct()
+    for key, value in state.items():
+        if value is not None:
+            struct[key] = value
+    return struct
+
+
+state_struct: Callable[[dict[str, Any]], Any] = _serialized_state
+_patch(_this_module, "state_struct", _plain_state_struct)
+
+
 def _fake_id(name: str) -> str:
     return str(int(hashlib.sha256(name.encode()).hexdigest()[:7], 16))
 
@@ -500,7 +585,7 @@ CALL_RESULTS: dict[str, CallResult] = {}
 def stack_config(stack: str) -> tuple[dict[str, Any], set[str]]:
     """Config of a stack file, with secure values and missing secrets replaced by placeholders."""
     path = ROOT / f"Pulumi.{stack}.yaml"
-    data = yaml.safe_load(path.read_text()) or {}
+    data = yamltext.safe_load(path.read_text()) or {}  # read by every plan for each stack file (tools/plan/limits.py)
     values: dict[str, Any] = {}
     secret: set[str] = set()
     for key, value in (data.get("config") or {}).items():
@@ -602,9 +687,12 @@ def _execute(values: dict[str, Any], secret_keys: set[str], stack: str) -> Run:
     # frees almost all of it anyway, and the collector runs again once the run is over.
     collecting = gc.isenabled()
     gc.disable()
+    loop = pulumi_mocks._ensure_event_loop()  # the one _sync_await runs the program on
+    default_executor, loop._default_executor = loop._default_executor, monitor_executor  # type: ignore[attr-defined]
     try:
         _sync_await(run_pulumi_func(program.main))
     finally:
+        loop._default_executor = default_executor  # type: ignore[attr-defined]
         if collecting:
             gc.enable()
 

@@ -119,6 +119,11 @@ class RunCache:
     def key(self, values: dict[str, Any], secret_keys: set[str], stack: str) -> str | None:
         return config_key(values, secret_keys, stack)
 
+    def holds(self, values: dict[str, Any], secret_keys: set[str], stack: str, kind: str = "") -> bool:
+        """Whether an entry of this config (and kind) is stored: recorded() would read it back."""
+        key = self.key(values, secret_keys, stack)
+        return key is not None and (self.generation / f"{key}{f'.{kind}' if kind else ''}.pickle").exists()
+
     def recorded(self, values: dict[str, Any], secret_keys: set[str], stack: str,
                  execute: Callable[[dict[str, Any], set[str], str], Any], kind: str = "") -> Any:
         """The stored run of this config, or `execute`'s run of it, stored for the next caller. `kind` names

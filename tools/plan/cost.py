@@ -22,8 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from components import yamltext
 from tools.plan import storage
 
 PRICES = Path(__file__).resolve().parent / "prices"
@@ -39,7 +38,7 @@ DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
 @cache
 def table(provider: str) -> dict[str, Any] | None:
     path = PRICES / f"{provider}.yaml"
-    return yaml.safe_load(path.read_text()) if path.exists() else None
+    return yamltext.safe_load(path.read_text()) if path.exists() else None
 
 
 def _at(inputs: Any, path: list[Any]) -> Any:
