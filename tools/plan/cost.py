@@ -54,7 +54,7 @@ def _at(inputs: Any, path: list[Any]) -> Any:
 
 @cache
 def exchange_rates() -> dict[str, Any]:
-    return yaml.safe_load(EXCHANGE_RATES.read_text())
+    return yamltext.safe_load(EXCHANGE_RATES.read_text())
 
 
 def rate(source: str, target: str) -> float | None:
