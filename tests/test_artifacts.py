@@ -138,21 +138,22 @@ def test_ci_entry_script_passes_shellcheck():
 
 
 def test_pipeline_validator_works_offline_and_rejects_bad_files(tmp_path):
-    good = tmp_path / ".gitlab-ci.yml"
-    good.write_text("test:\n  image: python:3.12\n  script: [make test]\n")
-    assert validators.check_pipeline(good, "vendor.gitlab-ci").returncode == 0
-    bad = tmp_path / "bad.gitlab-ci.yml"
-    bad.write_text("test:\n  script: 42\n  when: sometimes\n")
-    assert validators.check_pipeline(bad, "vendor.gitlab-ci").returncode != 0
-    workflow = tmp_path / "wf.yml"
-    workflow.write_text("on: push\njobs:\n  t:\n    runs-on: ubuntu-latest\n    steps: [{run: make test}]\n")
-    assert validators.check_pipeline(workflow, "vendor.github-workflows").returncode == 0
-    workflow.write_text("on: push\njobs:\n  t:\n    steps: 3\n")
-    assert validators.check_pipeline(workflow, "vendor.github-workflows").returncode != 0
-    [gitlab, github] = validators.check_pipelines({good: "vendor.gitlab-ci", bad: "vendor.gitlab-ci",
-                                                   workflow: "vendor.github-workflows"})
-    assert gitlab.returncode != 0 and "bad.gitlab-ci.yml" in gitlab.stdout + gitlab.stderr, "one bad file fails its batch"
-    assert github.returncode != 0
+    """Several files to one check (a process per schema) and each file's own word back."""
+    gitlab, github = validators.PIPELINE_SCHEMAS[".gitlab-ci.yml"], validators.PIPELINE_SCHEMAS[".github/workflows"]
+    files = {".gitlab-ci.yml": ("test:\n  image: python:3.12\n  script: [make test]\n", gitlab),
+             "bad.gitlab-ci.yml": ("test:\n  script: 42\n  when: sometimes\n", gitlab),
+             "unparsable.gitlab-ci.yml": ("test: [\n", gitlab),
+             "wf.yml": ("on: push\njobs:\n  t:\n    runs-on: ubuntu-latest\n    steps: [{run: make test}]\n", github),
+             "bad-wf.yml": ("on: push\njobs:\n  t:\n    steps: 3\n", github)}
+    for name, (text, _schema) in files.items():
+        (tmp_path / name).write_text(text)
+    problems = {path.name: found for path, found in
+                validators.pipeline_problems({tmp_path / name: schema for name, (_text, schema) in files.items()}).items()}
+    assert problems[".gitlab-ci.yml"] == problems["wf.yml"] == [], "a good file in a batch with bad ones stays good"
+    assert [p.split(":")[0] for p in problems["bad.gitlab-ci.yml"]] == ["$.test.script", "$.test.when"]
+    assert problems["unparsable.gitlab-ci.yml"][0].startswith("not parsed") and problems["bad-wf.yml"]
+    with pytest.raises(AssertionError, match="check-jsonschema failed"):  # a file it cannot read is no pass
+        validators.pipeline_problems({tmp_path / "absent.yml": gitlab})
 
 
 # A secret expanded into a command line (`--password "$X"`, `--password=$(X)`) is readable in /proc by anything

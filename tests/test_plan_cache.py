@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import gc
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.runs import stack_plan
 from tools import mockrun, runcache
 from tools.mockrun import ROOT, Run, Secret
 from tools.plan import __main__ as plan_cli
@@ -29,6 +31,23 @@ def plan_runs(production, tmp_path, monkeypatch) -> list[str]:
     monkeypatch.setattr(mockrun, "execute", execute)
     monkeypatch.setattr(plan_cli, "RUN_CACHE", tmp_path / "runs")
     return executed
+
+
+@pytest.fixture(scope="module")
+def production_plan() -> dict:
+    return stack_plan("production")  # module-scoped: read before plan_runs turns the tests' run cache off
+
+
+@pytest.fixture
+def plans_recorded(production, production_plan, monkeypatch) -> None:
+    """The plan of the session's production run read back from the run cache (tests/runs.py stack_plan, equal to
+    model.build of that run: tests/test_mockrun.py) instead of built again: for the tests that count the program's
+    runs and look for the files written, not at how a plan is made (the repeated-plan test builds both of its own)."""
+    def build(run: Run) -> dict:
+        assert run is production, "only the session's production run is planned here"
+        return copy.deepcopy(production_plan)  # a fresh copy, as build() returns
+
+    monkeypatch.setattr(plan_cli.model, "build", build)
 
 
 def _files(out: Path) -> dict[str, bytes]:
@@ -65,13 +84,13 @@ def test_a_plan_holding_a_credential_from_the_environment_is_not_written_down(mo
     assert runs.storable({"resources": [{"inputs": {"note": "offline-placeholder"}}]})
 
 
-def test_no_cache_runs_the_program(plan_runs, tmp_path):
+def test_no_cache_runs_the_program(plan_runs, plans_recorded, tmp_path):
     assert plan_cli.main(["production", "--out", str(tmp_path), "--quiet"]) == 0
     assert plan_cli.main(["production", "--out", str(tmp_path), "--quiet", "--no-cache"]) == 0
     assert plan_runs == ["production", "production"]
 
 
-def test_a_plan_without_a_cache_directory_still_plans(plan_runs, tmp_path):
+def test_a_plan_without_a_cache_directory_still_plans(plan_runs, plans_recorded, tmp_path):
     (tmp_path / "runs").write_text("not a directory")  # e.g. unwritable: the plan runs uncached
     assert plan_cli.main(["production", "--out", str(tmp_path / "out"), "--quiet"]) == 0
     assert plan_cli.main(["production", "--out", str(tmp_path / "out"), "--quiet"]) == 0
