@@ -12,8 +12,11 @@ from components.charts import Chart
 
 def release(name: str, chart: Chart, values: dict[str, Any], opts: pulumi.ResourceOptions,
             namespace: str | None = None, atomic: bool = True,
-            create_namespace: bool | None = None) -> k8s.helm.v3.Release:
+            create_namespace: bool | None = None, timeout: int = 900) -> k8s.helm.v3.Release:
     """`atomic` rolls a failed install back; off for releases whose rollback would do more harm (the CNI).
+
+    `timeout`: seconds Helm waits for the release's workloads to be ready (Pulumi's `timeout`); longer only for
+    a release that also waits on something it does not create (GitLab: its database).
 
     `create_namespace` False when the namespace is our own object (labels, policies): see
     components/services/namespaces.py. By default Helm creates any namespace but kube-system.
@@ -34,6 +37,6 @@ def release(name: str, chart: Chart, values: dict[str, Any], opts: pulumi.Resour
         atomic=atomic,
         cleanup_on_fail=True,
         max_history=10,
-        timeout=900,
+        timeout=timeout,
         opts=opts,
     )

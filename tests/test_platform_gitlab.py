@@ -80,6 +80,17 @@ def test_gitlab_is_the_pinned_chart_in_its_own_namespace(production):
     assert production.named("gitlab", RELEASE).inputs["atomic"] is False
 
 
+def test_gitlabs_release_waits_past_its_databases_own_wait_and_the_migrations(production):
+    """The release installs while PostgreSQL bootstraps (it does not depend on its Database): Helm's wait must outlast
+    the database's own readiness timeout plus the migrations and a Rails boot after it, or a slow bootstrap fails
+    `pulumi up` though GitLab would have come up. Other releases keep Helm's 900 s."""
+    from components.data.postgres import READY_TIMEOUT_SECONDS
+    from tools.plan.timing import AFTER_DATABASE
+    timeout = production.named("gitlab", RELEASE).inputs["timeout"]
+    assert timeout >= READY_TIMEOUT_SECONDS + AFTER_DATABASE["gitlab"][1]
+    assert production.named("gitlab-runner", RELEASE).inputs["timeout"] == 900
+
+
 def test_gitlab_is_the_community_edition(production):
     # The platform promises GitLab CE (the chart's default would be EE).
     assert gitlab_values(production)["global"]["edition"] == "ce"

@@ -53,7 +53,8 @@ OPERATOR_RELEASE = "cloudnative-pg"  # contains the chart name: the objects are 
 PLUGIN_RELEASE = "plugin-barman-cloud"
 OPERATOR_SELECTOR = {"app.kubernetes.io/name": "cloudnative-pg", "app.kubernetes.io/instance": OPERATOR_RELEASE}
 CLUSTER_SELECTOR = {"cnpg.io/cluster": CLUSTER}  # the label CloudNativePG puts on every instance pod
-# Extensions a consumer needs but cannot create as a non-superuser owner (GitLab: "PostgreSQL requirements").
+# Extensions a consumer needs (GitLab: "PostgreSQL requirements"), created with its database so that its first
+# migration finds them whatever role it runs as (both are trusted since PostgreSQL 13: an owner could create them too).
 EXTENSIONS = {"gitlab": ("pg_trgm", "btree_gist")}
 VELERO_EXCLUDE = "backup.velero.io/backup-volumes-excludes"
 # The restore drills' canary (drills.py): a database of its own, owned by a role that can do nothing else, so the

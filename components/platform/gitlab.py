@@ -64,10 +64,15 @@ HTTPS = 443  # webhooks, repository mirroring and imports reach other servers ov
 # retries `rake db:version` (a Rails boot each) WAIT_FOR_TIMEOUT times before it fails; with BYPASS_SCHEMA_VERSION
 # (the migrations Job) it only needs the database to answer, else the migrated schema. So the release installs while
 # CloudNativePG bootstraps and applies the database (about two minutes), its pods go on once the database answers,
-# and the release's 900 s timeout (components/helm.py) covers both (tools/plan/timing.py AFTER_DATABASE: GitLab is
-# not ready before its database plus the migrations). What the pods read first is known before the database: the
+# and the release waits RELEASE_TIMEOUT_SECONDS for both (tools/plan/timing.py AFTER_DATABASE: GitLab is not ready
+# before its database plus the migrations). The same Job and settings are in the 10.x chart sources (read for 10.2.3). What the pods read first is known before the database: the
 # owner's password Secret (Pulumi's) and the read-write Service's name. PGSSLMODE=require mounts no CA.
 WAITS_FOR_ITS_DATABASE = True
+# Long enough for the database at the end of its own wait (components/data/postgres.py READY_TIMEOUT_SECONDS) plus the
+# chart's retry of wait-for-deps (a failed Job run is a few Rails boots, then the Job's back-off), the migrations and a
+# Rails boot: the default 900 s would leave under 2 minutes once the database takes 5 (a failed wait fails `pulumi up`;
+# a re-run continues, the release is not atomic).
+RELEASE_TIMEOUT_SECONDS = 1800
 EDITION = "ce"  # global.edition (chart values.yaml: ee by default; doc "Deploy the Community Edition")
 ROOT_PASSWORD_SECRET = "gitlab-initial-root-password"
 POSTGRES_SECRET = "gitlab-postgres"
@@ -351,7 +356,7 @@ def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Res
     # Not atomic: a first install runs the database migrations for many minutes, and rolling back an install
     # mid-migration would leave the database half-migrated; a re-run of `pulumi up` picks up where it stopped.
     gitlab = release(RELEASE, charts.GITLAB, values(ctx), ctx.opts([*after, *ns, *credentials, volume]),
-                     namespace=NAMESPACE, atomic=False, create_namespace=False)
+                     namespace=NAMESPACE, atomic=False, create_namespace=False, timeout=RELEASE_TIMEOUT_SECONDS)
     routes = [ctx.route("gitlab-route", "gitlab", NAMESPACE, WEBSERVICE_SERVICE, WORKHORSE_PORT, [gitlab]),
               ctx.route("gitlab-registry-route", "registry", NAMESPACE, REGISTRY_SERVICE, REGISTRY_PORT, [gitlab])]
     # The OAuth applications of the single sign-on (sso.py), once GitLab runs.
