@@ -1555,3 +1555,12 @@ def test_members_moving_to_a_cloud_get_a_secondary_parts_rights_and_its_classes_
     else:
         roles = [r.inputs["permissions"] for r in run.of_type("gcp:projects/iAMCustomRole:IAMCustomRole")]
         assert roles == [list(gcp.PD_CSI_PERMISSIONS)]
+
+
+def test_the_kubernetes_provider_names_its_cluster_from_the_first_member_move_on(control_plane_moves):
+    # pulumi-kubernetes replaces its provider, and with it every Kubernetes resource of the stack, when the kubeconfig's
+    # server changes, unless a clusterIdentifier is set and unchanged (components/k3s MOVING_CLUSTER_IDENTIFIER): set
+    # from the first move step on (adding it is an update), never on stacks without a move (their inputs unchanged).
+    identifiers = [run.of_type("pulumi:providers:kubernetes")[0].inputs.get("clusterIdentifier")
+                   for _, run in control_plane_moves]
+    assert identifiers == [None] + ["adplatform-k3s"] * (len(control_plane_moves) - 1)
