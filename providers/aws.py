@@ -43,7 +43,7 @@ from providers.base import (ApiEndpoints, ClientAddress, ClusterPort, ClusterPro
                             NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota, ProviderInfrastructure,
                             Storage, assemble,
                             check_locations, check_server_type_names, csi_storage, first_server_api, node_specs,
-                            resolve_server_type, PROVIDER_LABEL, Seal, ssh_connection, zone_topology)
+                            resolve_server_type, PROVIDER_LABEL, Seal, secondary_part, ssh_connection, zone_topology)
 
 NAME = "aws"
 REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION")  # what the AWS provider reads when aws:region is unset
@@ -323,9 +323,10 @@ class AwsInfrastructure(ProviderInfrastructure):
 
         specs = node_specs(loaded)
         # A cluster over the internet spans providers: the EBS driver and classes stay on this provider's nodes.
-        # Without K3s servers here this is a secondary part: no CCM, no instance role, not the default class.
+        # A secondary part (no K3s servers here, or only control-plane members moving here: secondary_part): no CCM,
+        # no instance role, not the default class.
         self._hybrid = over_internet
-        self._secondary = not any(spec.k3s_role == "server" for spec in specs)
+        self._secondary = secondary_part(loaded)
         available = aws.get_availability_zones(
             state="available", filters=[aws.GetAvailabilityZonesFilterArgs(
                 name="opt-in-status", values=["opt-in-not-required"])]).names  # no Local/Wavelength zones
@@ -535,7 +536,7 @@ class AwsInfrastructure(ProviderInfrastructure):
             root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
                 volume_size=cloud.root_disk_gb(spec), volume_type=ROOT_VOLUME_TYPE, encrypted=True,
                 delete_on_termination=True, tags=self._named(f"{spec.name}-root")),
-            metadata_options=aws.ec2.InstanceMetadataOptionsArgs(**metadata_options(server)),
+            metadata_options=aws.ec2.InstanceMetadataOptionsArgs(**metadata_options(profile is not None)),
             disable_api_termination=self._protect,
             tags=self._node_tags(spec),
             opts=self._opts(
@@ -583,7 +584,7 @@ class AwsInfrastructure(ProviderInfrastructure):
             # content); the document is about 16 KB uncompressed.
             user_data=request.user_data.apply(
                 lambda text: base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()),
-            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(**metadata_options(server=False)),
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(**metadata_options(role=False)),
             block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
                 device_name=root_device, ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
                     volume_size=cloud.root_disk_gb(spec), volume_type=ROOT_VOLUME_TYPE, encrypted="true",
@@ -717,10 +718,11 @@ _CONTROL_PLANE_TOLERATIONS = [
 ]
 
 
-def metadata_options(server: bool) -> dict:
+def metadata_options(role: bool) -> dict:
     """IMDSv2 only. A hop limit of 2 lets pods on the control plane (the EBS CSI controller, the autoscaler) reach
-    the instance role; agents keep 1, so no pod there can read instance data (user data included)."""
-    return {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 2 if server else 1}
+    the instance `role`; nodes without one (agents, a secondary part's servers) keep 1, so no pod there can read
+    instance data (user data included)."""
+    return {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 2 if role else 1}
 
 
 def ccm_values(cluster_name: str) -> dict:

@@ -53,8 +53,8 @@ from providers import cloud
 from providers.base import (CLUSTER_PORTS, ApiEndpoints, ClusterPort, ClusterProfile, Credential, Infrastructure, Node,
                             NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota, ProviderInfrastructure,
                             PROVIDER_LABEL, Storage, assemble, check_locations, check_server_type_names, csi_storage,
-                            first_server_api, holds_data, node_specs, resolve_server_type, ssh_connection,
-                            zone_topology)
+                            first_server_api, holds_data, node_specs, resolve_server_type, secondary_part,
+                            ssh_connection, zone_topology)
 
 NAME = "azure"
 ZONES = ("1", "2", "3")  # Azure names a region's availability zones 1..3
@@ -361,9 +361,10 @@ class AzureInfrastructure(ProviderInfrastructure):
         self.zones = {spec.name: cloud.zone_of(spec, spread) for spec in specs}
         self.image = image_reference(cfg.cluster.image)
         # A cluster over the internet spans providers: the disk driver and classes stay on this provider's nodes.
-        # Without K3s servers here this is a secondary part: no CCM, and an identity only where the disk driver runs.
+        # A secondary part (no K3s servers here, or only control-plane members moving here: secondary_part): no CCM,
+        # and an identity only where the disk driver runs.
         self._hybrid = over_internet
-        self._secondary = not any(spec.k3s_role == "server" for spec in specs)
+        self._secondary = secondary_part(loaded)
 
         self.resource_group = resources.ResourceGroup(
             "resource-group", resource_group_name=self._prefix, location=self._location, tags=self._tags,

@@ -543,6 +543,16 @@ def pool_labels(pool: Pool, stack_provider: str) -> dict[str, str]:
     return {**pool.node_labels, PROVIDER_LABEL: pool.provider or stack_provider}
 
 
+def secondary_part(loaded: LoadedConfig) -> bool:
+    """Whether `loaded` is a hybrid cluster's secondary part (providers/hybrid.py part): no K3s server of its own, or
+    only control-plane members moving to it (ControlPlane.move). Either way the stack provider runs the cluster's API
+    balancer and add-ons, so this part runs no CCM and its machines get no CCM rights: its nodes, servers included,
+    are given what the secondary's own CSI driver needs and nothing more."""
+    cfg = loaded.config
+    move = cfg.cluster.control_plane.move
+    return (move is not None and move.provider == cfg.provider) or not cfg.cluster.control_plane.members(cfg.provider)
+
+
 def node_specs(loaded: LoadedConfig) -> list[NodeSpec]:
     """Every server the config asks for: control plane first, then pools in config order."""
     cfg = loaded.config

@@ -44,6 +44,7 @@ from providers.base import (ApiEndpoints, ClusterPort, ClusterProfile, Credentia
                             NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota, ProviderInfrastructure,
                             Storage, assemble, check_locations,
                             check_server_type_names, csi_storage, first_server_api, node_specs, resolve_server_type,
+                            secondary_part,
                             Seal, ssh_connection, zone_topology)
 
 NAME = "gcp"
@@ -290,9 +291,10 @@ class GcpInfrastructure(ProviderInfrastructure):
 
         specs = node_specs(loaded)
         # A cluster over the internet spans providers: the PD driver and classes stay on this provider's nodes.
-        # Without K3s servers here this is a secondary part, whose classes are not the default.
+        # A secondary part (no K3s servers here, or only control-plane members moving here: secondary_part), whose
+        # classes are not the default.
         self._hybrid = over_internet
-        self._secondary = not any(spec.k3s_role == "server" for spec in specs)
+        self._secondary = secondary_part(loaded)
         available = gcp.compute.get_zones(region=self._region, status="UP").names
         self._spread = cloud.spread(available, SPREAD_ZONES)
         self.zones = {spec.name: cloud.zone_of(spec, self._spread) for spec in specs}

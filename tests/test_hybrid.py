@@ -1518,3 +1518,49 @@ def test_members_move_to_gcp_and_azure_too_and_their_firewalls_admit_etcd_from_e
         etcd = [r.inputs for r in run.of_type(NSG_RULE) if r.inputs.get("destinationPortRange") == "2379-2380"]
         assert [sorted(r["sourceAddressPrefixes"]) for r in etcd] == [servers]
     assert model.build(run)["policy"]["violations"] == []
+
+
+MOVE_ZONES = {"aws": AWS_ZONES, "gcp": ["europe-west3-a", "europe-west3-b", "europe-west3-c"], "azure": ["1", "2", "3"]}
+
+
+def _move_with_stores(provider: str) -> mockrun.Run:
+    """control-plane-4 added on `provider`, where a stateful pool runs too (its CSI driver and classes installed)."""
+    values = copy.deepcopy(control_plane_migration()[0][1])
+    values["cluster"]["controlPlane"] = {"move": {"provider": provider, "locations": MOVE_ZONES[provider], "added": 1}}
+    values["cluster"]["pools"].append({"name": "stateful", "provider": provider, "locations": MOVE_ZONES[provider]})
+    values["cluster"]["firewallQuotas"] = {"aws": 200, provider: 400}
+    return run_internet(values, stack=CP_MOVE_STACK, settings={**AWS_SETTINGS, **CLOUDS_SETTINGS})
+
+
+@pytest.mark.parametrize("provider", ["aws", "gcp", "azure"])
+def test_members_moving_to_a_cloud_get_a_secondary_parts_rights_and_its_classes_are_not_the_default(provider):
+    # No CCM runs for the move's provider (the stack provider's add-ons run the cluster), so its servers get what that
+    # provider's secondary nodes get: the CSI driver's rights (its own credential) and nothing for a CCM.
+    run = _move_with_stores(provider)
+    defaults = [r.name for r in run.of_type(STORAGE_CLASS)
+                if (r.inputs["metadata"].get("annotations") or {}).get(DEFAULT_CLASS) == "true"]
+    assert defaults == ["storage-class-hcloud-volumes"]  # one default: the stack provider's
+    if provider == "aws":
+        member = run.named("control-plane-4", "aws:ec2/instance:Instance").inputs
+        assert member.get("iamInstanceProfile") is None and member["metadataOptions"]["httpPutResponseHopLimit"] == 1
+        assert not run.of_type("aws:iam/role:Role") and not run.of_type("aws:iam/rolePolicy:RolePolicy")
+        values = run.named("aws-ebs-csi", "kubernetes:helm.sh/v3:Release").inputs["values"]
+        assert values["controller"]["nodeSelector"] == {PROVIDER_LABEL: "aws"}  # with its own key, not on Hetzner
+        assert run.named("aws-ebs-csi-credential", "kubernetes:core/v1:Secret")
+    elif provider == "azure":
+        roles = [r.inputs for r in run.of_type("azure-native:authorization:RoleDefinition")]
+        assert [set(p["actions"]) for role in roles for p in role["permissions"]] == [DISK_DRIVER_ACTIONS]
+        secret = run.named(azure.CLOUD_CONFIG_SECRET, "kubernetes:core/v1:Secret").inputs
+        assert "vnetName" not in json.loads(secret["stringData"].value["cloud-config"])  # the disk driver's alone
+    else:
+        roles = [r.inputs["permissions"] for r in run.of_type("gcp:projects/iAMCustomRole:IAMCustomRole")]
+        assert roles == [list(gcp.PD_CSI_PERMISSIONS)]
+
+
+def test_the_kubernetes_provider_names_its_cluster_from_the_first_member_move_on(control_plane_moves):
+    # pulumi-kubernetes replaces its provider, and with it every Kubernetes resource of the stack, when the kubeconfig's
+    # server changes, unless a clusterIdentifier is set and unchanged (components/k3s MOVING_CLUSTER_IDENTIFIER): set
+    # from the first move step on (adding it is an update), never on stacks without a move (their inputs unchanged).
+    identifiers = [run.of_type("pulumi:providers:kubernetes")[0].inputs.get("clusterIdentifier")
+                   for _, run in control_plane_moves]
+    assert identifiers == [None] + ["adplatform-k3s"] * (len(control_plane_moves) - 1)

@@ -89,7 +89,7 @@ def test_each_control_plane_step_adds_or_drains_one_member_and_replaces_nothing(
         assert {(n["node"], n["action"]) for n in changes["nodes"]} == (
             set() if "added" in step else {(member, "remove")}), step  # the nodes removed, replaced or resized
         # The machines and the commands on them are the member's (the first member on AWS also opens its security
-        # group's server ports, the API and etcd, and brings the servers' instance role).
+        # group's server ports, the API and etcd; no instance role: no AWS CCM runs there, secondary_part).
         machines = [r["name"] for r in changes["added"] + changes["removed"] if r["type"] in MACHINES_AND_COMMANDS]
         assert machines and all(member in name for name in machines), step
         # An agent's K3s command gains or loses a dependency (on the member's machine) and nothing else: not re-run.

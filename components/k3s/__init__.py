@@ -69,6 +69,22 @@ def install_script(spec: NodeSpec, node_name: str, version: str, config_yaml: st
     }, libs=[K3S_LIB])
 
 
+# The Kubernetes provider's cluster identity while the control plane moves between providers (ControlPlane.move).
+# pulumi-kubernetes otherwise plans a replacement of the provider, and so of every Kubernetes resource of the stack
+# (each deleted before it is created again under its fixed name), whenever the kubeconfig's active cluster changes,
+# its server address included, and whenever the kubeconfig is unknown in a preview (DiffConfig,
+# provider/pkg/provider/provider.go); with `clusterIdentifier` set and unchanged it replaces nothing, and adding it is
+# an update. Set from the first move step on, so a later change of the API endpoint to the new provider's balancer
+# (docs/providers.md, "the provider flip") finds it in place. Constant: the stack's cluster stays one cluster through
+# every step (its etcd members are replaced one at a time, never the cluster); stacks without a move keep their
+# provider inputs unchanged.
+MOVING_CLUSTER_IDENTIFIER = "adplatform-k3s"
+
+
+def cluster_identifier(cluster: Cluster) -> str | None:
+    return MOVING_CLUSTER_IDENTIFIER if cluster.control_plane.move is not None else None
+
+
 class K3sCluster(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
     agent_token: pulumi.Output[str]  # secret
@@ -118,7 +134,7 @@ class K3sCluster(pulumi.ComponentResource):
 
         self.api_endpoint = pulumi.Output.concat("https://", infra.api_public_endpoint, f":{API_PORT}")
         self.kubeconfig = self._read_kubeconfig(first)
-        self.provider = k8s.Provider("k8s", kubeconfig=self.kubeconfig,
+        self.provider = k8s.Provider("k8s", kubeconfig=self.kubeconfig, cluster_identifier=cluster_identifier(cluster),
                                      opts=pulumi.ResourceOptions(parent=self))
         self.ready = self._cluster_network(list(self.installs.values()))
         # Drain before delete: every node leaves the cluster before its machine goes (lifecycle.py).
