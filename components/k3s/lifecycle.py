@@ -37,7 +37,7 @@ from __future__ import annotations
 import base64
 from itertools import groupby
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import pulumi
 import pulumi_command as command
@@ -129,9 +129,12 @@ class NodeLifecycle(pulumi.ComponentResource):
 
     def __init__(self, name: str, nodes: list[Node], joined: Mapping[str, pulumi.Resource],
                  join_endpoints: Mapping[str, pulumi.Input[str]], kubeconfig: pulumi.Output[str],
-                 provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None):
+                 provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None,
+                 admitted_by: Mapping[str, Sequence[pulumi.Resource]] | None = None):
         """`joined`: each node's K3s install (the drain command exists once the node is in the cluster);
-        `join_endpoints`: where each node joined (Infrastructure.join_endpoint_of), the API its drain reaches."""
+        `join_endpoints`: where each node joined (Infrastructure.join_endpoint_of), the API its drain reaches;
+        `admitted_by`: the firewall rules that admit a node alone (Infrastructure.admitted_by), which its drain
+        depends on so that Pulumi deletes (runs) the drain before them (components/k3s/depart.py)."""
         super().__init__("adplatform:k3s:NodeLifecycle", name, None, opts)
         first = next(n for n in nodes if n.spec.k3s_role == "server")
         token = self._token(first, joined[first.name], provider)
@@ -140,7 +143,8 @@ class NodeLifecycle(pulumi.ComponentResource):
         for _, pool in groupby(nodes, key=lambda n: n.spec.pool):
             previous: list[pulumi.Resource] = []
             for node in pool:
-                drain = self._drain(node, join_endpoints[node.name], ca, token, [joined[node.name], *previous])
+                drain = self._drain(node, join_endpoints[node.name], ca, token,
+                                    [joined[node.name], *previous, *(admitted_by or {}).get(node.name, ())])
                 self.drains[node.name] = drain
                 previous = [drain]
         self.guard = k8s.core.v1.ConfigMap(
