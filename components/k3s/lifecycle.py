@@ -19,6 +19,10 @@ its script in state, runs on `pulumi destroy` as it is, and its inputs (script, 
 the tests check. An in-place resize has no such graph position (a command on the node runs after the
 server's update), so resize.py uses update hooks.
 
+Over the public internet (providers/hybrid.py) a drain also depends on the firewall rules that admit its node
+alone (`admitted_by`: AWS's), so they are deleted after it; rules naming several nodes are updated earlier, in the
+forward pass, and drain leaving nodes with their own hooks first (components/k3s/depart.py).
+
 Ordering inside a pool: each node's drain command depends on the previous node's, so a pool that
 shrinks drains its nodes one at a time, highest index first; for the control plane that removes one
 etcd member at a time, so etcd keeps its quorum through a shrink.
