@@ -532,7 +532,7 @@ def create(loaded: LoadedConfig) -> Infrastructure:
 
 
 def over_internet(infra: Infrastructure, parts: Sequence[Infrastructure], balanced: bool,
-                  servers_private: bool = False, private_key: pulumi.Input[str] = "") -> Infrastructure:
+                  servers_private: bool = False, *, private_key: pulumi.Input[str]) -> Infrastructure:
     """The cluster with nodes that reach each other over the public internet (INTERNET).
 
     Every node registers with its public address (K3s node-ip and a server's advertise-address are the node's
