@@ -166,7 +166,7 @@ class K3sCluster(pulumi.ComponentResource):
                 token_key="token", token=token if is_server else agent_token,
                 agent_token=agent_token if is_server else None,
                 join_endpoint=endpoint if join else None, tls_sans=sans, pod_cidr=cluster.pod_cidr,
-                service_cidr=cluster.service_cidr, profile=infra.profile_of(node.name),
+                service_cidr=cluster.service_cidr, profile=infra.profile_of(node.name), cluster_profile=infra.cluster,
                 etcd_snapshots=etcd_snapshot_config(snapshots, s3_access, s3_secret) if snapshots else None,
                 oidc=self._oidc if is_server else None))
 
