@@ -98,6 +98,13 @@ def test_each_control_plane_step_adds_or_drains_one_member_and_replaces_nothing(
         assert agents and all(p.startswith("(dependencies ") for r in agents for p in r["inputs"]), step
 
 
+
+def test_the_member_list_command_runs_the_pinned_etcd_image():
+    """The control-plane move's member check runs etcdctl from the etcd image the restore drill pins (K3s ships none):
+    the docs name that very image, so a new pin cannot leave them on an etcdctl of another minor."""
+    from components import charts
+    assert f"IMAGE={charts.ETCD_IMAGE}   # components/charts.py ETCD_IMAGE" in DOCS.read_text()
+
 if __name__ == "__main__":
     text = DOCS.read_text()
     for (begin, end), render in BLOCKS.items():
