@@ -1575,7 +1575,8 @@ def test_members_moving_to_a_cloud_get_a_secondary_parts_rights_and_its_classes_
 def test_the_kubernetes_provider_names_its_cluster_from_the_first_member_move_on(control_plane_moves):
     # pulumi-kubernetes replaces its provider, and with it every Kubernetes resource of the stack, when the kubeconfig's
     # server changes, unless a clusterIdentifier is set and unchanged (components/k3s MOVING_CLUSTER_IDENTIFIER): set
-    # from the first move step on (adding it is an update), never on stacks without a move (their inputs unchanged).
+    # from the first move step on (that step, `added: 0`, adds it alone: tests/test_hybrid_docs.py), never on stacks
+    # without a move (their inputs unchanged).
     identifiers = [run.of_type("pulumi:providers:kubernetes")[0].inputs.get("clusterIdentifier")
                    for _, run in control_plane_moves]
     assert identifiers == [None] + ["adplatform-k3s"] * (len(control_plane_moves) - 1)
