@@ -124,11 +124,13 @@ class ControlPlaneMove(_Model):
     plane to another provider"). Members keep their names: the `count` original ones, control-plane-1..count, run on
     the stack's provider, the last `removed` of them drained and gone (highest first, as a shrinking pool); `added`
     new ones, control-plane-<count+1>.., run on `provider`, joined over the public internet. Between steps the cluster
-    has `count` or `count + 1` etcd members (providers/hybrid.py control_plane_move_problems)."""
+    has `count` or `count + 1` etcd members (providers/hybrid.py control_plane_move_problems). The first step is
+    `added: 0`: it only names the cluster to the Kubernetes provider (components/k3s MOVING_CLUSTER_IDENTIFIER), before
+    the step that reconfigures the first server."""
 
     provider: str
     locations: list[str] | None = None  # the new members' locations on `provider`, round-robin (as ControlPlane's)
-    added: Annotated[int, Field(ge=1)] = 1
+    added: Annotated[int, Field(ge=0)] = 1  # 0: the first step, the cluster identifier alone
     removed: Annotated[int, Field(ge=0)] = 0
 
     _v_provider = field_validator("provider")(one_of(PROVIDERS, what="the providers"))

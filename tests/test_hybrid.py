@@ -1403,6 +1403,19 @@ def test_the_member_walk_refuses_two_changes_in_one_step_and_too_few_members():
         "moved: changes ['control-plane-3'] at once"]
 
 
+# What each K3s server sets for itself; everything else in a server's config is the cluster's, the same on every server.
+NODE_OWN_KEYS = ("node-name", "node-ip", "node-external-ip", "advertise-address", "node-label", "kubelet-arg")
+
+
+def assert_same_server_flags(run: mockrun.Run, moved: str, original: str) -> None:
+    """A member on another provider runs the cluster's server flags (bundled components disabled, no K3s cloud
+    controller beside the stack's CCM, secrets encryption, etcd snapshots to S3, API server hardening): only its own
+    name, addresses, labels and kubelet flags differ (components/k3s/config.py node_config `cluster_profile`)."""
+    def cluster_wide(name: str) -> dict[str, Any]:
+        return {k: v for k, v in k3s_config(run, name).items() if k not in NODE_OWN_KEYS}
+    assert cluster_wide(moved) == cluster_wide(original)
+
+
 def test_a_moved_member_runs_on_aws_joins_at_the_public_balancer_and_the_certificate_names_it(control_plane_moves):
     _, run = control_plane_moves[1]
     instances = {r.name for r in run.resources if r.type == "aws:ec2/instance:Instance"}
@@ -1415,6 +1428,7 @@ def test_a_moved_member_runs_on_aws_joins_at_the_public_balancer_and_the_certifi
     assert config["node-taint"] == [CONTROL_PLANE_TAINT]
     assert "cloud-provider=external" not in " ".join(config.get("kubelet-arg", []))  # no AWS CCM initialises it
     assert node_labels(run, "control-plane-4")["topology.kubernetes.io/zone"] == "eu-central-1a"
+    assert_same_server_flags(run, "control-plane-4", "control-plane-2")
     # Every server's certificate names every server's address, the new member's among them.
     for name in ("control-plane-1", "control-plane-2", "control-plane-4"):
         assert addresses["control-plane-4"] in k3s_config(run, name)["tls-san"], name
@@ -1509,6 +1523,7 @@ def test_members_move_to_gcp_and_azure_too_and_their_firewalls_admit_etcd_from_e
     run = run_internet(values, stack=CP_MOVE_STACK, settings={**AWS_SETTINGS, **CLOUDS_SETTINGS})
     assert "control-plane-4" in {r.name for r in run.of_type(machine)}
     assert k3s_config(run, "control-plane-4")["server"] == f"https://{_balancer(run)}:6443"
+    assert_same_server_flags(run, "control-plane-4", "control-plane-2")  # GCP's own would leave ServiceLB on
     servers = sorted(f"{a}/32" for n, a in _addresses(run).items() if n.startswith("control-plane-"))
     if provider == "gcp":
         etcd = [r.inputs for r in run.of_type(GCP_FIREWALL) if "-in-peers-" in r.inputs["name"]
@@ -1560,7 +1575,8 @@ def test_members_moving_to_a_cloud_get_a_secondary_parts_rights_and_its_classes_
 def test_the_kubernetes_provider_names_its_cluster_from_the_first_member_move_on(control_plane_moves):
     # pulumi-kubernetes replaces its provider, and with it every Kubernetes resource of the stack, when the kubeconfig's
     # server changes, unless a clusterIdentifier is set and unchanged (components/k3s MOVING_CLUSTER_IDENTIFIER): set
-    # from the first move step on (adding it is an update), never on stacks without a move (their inputs unchanged).
+    # from the first move step on (that step, `added: 0`, adds it alone: tests/test_hybrid_docs.py), never on stacks
+    # without a move (their inputs unchanged).
     identifiers = [run.of_type("pulumi:providers:kubernetes")[0].inputs.get("clusterIdentifier")
                    for _, run in control_plane_moves]
     assert identifiers == [None] + ["adplatform-k3s"] * (len(control_plane_moves) - 1)

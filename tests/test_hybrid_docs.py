@@ -5,11 +5,12 @@ After a change that moves the text: `.venv/bin/python -m tests.test_hybrid_docs`
 
 from __future__ import annotations
 
+import copy
 import sys
 from pathlib import Path
 
 from tests.runs import config_plan, raw_plan
-from tests.test_hybrid import (CP_MOVE_STACK, STATEFUL_STACK, control_plane_migration, internet_config, migration,
+from tests.test_hybrid import (CP_MOVE_STACK, _moved, STATEFUL_STACK, control_plane_migration, internet_config, migration,
                                stateful_migration)
 from tools.plan import diff
 
@@ -97,6 +98,30 @@ def test_each_control_plane_step_adds_or_drains_one_member_and_replaces_nothing(
                   and not r["name"].startswith("k3s-control-plane-")]
         assert agents and all(p.startswith("(dependencies ") for r in agents for p in r["inputs"]), step
 
+
+
+def test_a_move_first_names_the_cluster_alone_so_no_member_step_replaces_the_kubernetes_provider():
+    """pulumi-kubernetes plans to replace its provider (and every Kubernetes resource) when the kubeconfig is unknown
+    in a preview, unless clusterIdentifier is set and unchanged; added in the same update it does not hold (DiffConfig).
+    Every member step re-runs the first server's install (the kubeconfig is read after it), so the move's first step,
+    `added: 0`, adds the identifier with nothing else, and the next step finds it unchanged."""
+    start, first_member = control_plane_migration()[0][1], control_plane_migration()[1][1]
+    named = copy.deepcopy(start)
+    named["cluster"]["controlPlane"] = {"move": _moved(0, 0)}
+    start_plan, named_plan, member_plan = (config_plan(*internet_config(values), CP_MOVE_STACK)
+                                           for values in (start, named, first_member))
+    first = diff.diff_plans(start_plan, named_plan)
+    assert first["added"] == first["removed"] == [] and first["nodes"] == []
+    assert [(r["name"], r["inputs"]) for r in first["changed"]] == [("k8s", ["clusterIdentifier"])]
+    then = {r["name"]: r["inputs"] for r in diff.diff_plans(named_plan, member_plan)["changed"]}
+    assert "triggers[0]" in then["k3s-control-plane-1"] and "k8s" not in then
+
+
+def test_the_member_list_command_runs_the_pinned_etcd_image():
+    """The control-plane move's member check runs etcdctl from the etcd image the restore drill pins (K3s ships none):
+    the docs name that very image, so a new pin cannot leave them on an etcdctl of another minor."""
+    from components import charts
+    assert f"IMAGE={charts.ETCD_IMAGE}   # components/charts.py ETCD_IMAGE" in DOCS.read_text()
 
 if __name__ == "__main__":
     text = DOCS.read_text()

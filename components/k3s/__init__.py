@@ -73,9 +73,12 @@ def install_script(spec: NodeSpec, node_name: str, version: str, config_yaml: st
 # pulumi-kubernetes otherwise plans a replacement of the provider, and so of every Kubernetes resource of the stack
 # (each deleted before it is created again under its fixed name), whenever the kubeconfig's active cluster changes,
 # its server address included, and whenever the kubeconfig is unknown in a preview (DiffConfig,
-# provider/pkg/provider/provider.go); with `clusterIdentifier` set and unchanged it replaces nothing, and adding it is
-# an update. Set from the first move step on, so a later change of the API endpoint to the new provider's balancer
-# (docs/providers.md, "the provider flip") finds it in place. Constant: the stack's cluster stays one cluster through
+# provider/pkg/provider/provider.go); with `clusterIdentifier` set and unchanged it replaces nothing. Adding or
+# removing it leaves those rules in force for that update, and every step that adds or removes a member reconfigures
+# the first server (its certificate names every server), whose new install id leaves the kubeconfig unknown in the
+# preview: so the move's first step, `added: 0`, adds the identifier alone (the kubeconfig known and unchanged: an
+# update), and the later steps find it in place, as would a change of the API endpoint to the new provider's balancer
+# (docs/providers.md, "the provider flip"). Constant: the stack's cluster stays one cluster through
 # every step (its etcd members are replaced one at a time, never the cluster); stacks without a move keep their
 # provider inputs unchanged.
 MOVING_CLUSTER_IDENTIFIER = "adplatform-k3s"
@@ -167,7 +170,7 @@ class K3sCluster(pulumi.ComponentResource):
                 token_key="token", token=token if is_server else agent_token,
                 agent_token=agent_token if is_server else None,
                 join_endpoint=endpoint if join else None, tls_sans=sans, pod_cidr=cluster.pod_cidr,
-                service_cidr=cluster.service_cidr, profile=infra.profile_of(node.name),
+                service_cidr=cluster.service_cidr, profile=infra.profile_of(node.name), cluster_profile=infra.cluster,
                 etcd_snapshots=etcd_snapshot_config(snapshots, s3_access, s3_secret) if snapshots else None,
                 oidc=self._oidc if is_server else None))
 

@@ -200,8 +200,14 @@ NODE_FACT_KEYS = ("node-name", "node-ip", "node-external-ip")
 def node_config(spec: NodeSpec, hostname: str | None, addrs: NodeAddresses | None, *, token_key: str, token: str,
                 join_endpoint: str | None, tls_sans: list[str], pod_cidr: str, service_cidr: str,
                 profile: ClusterProfile, agent_token: str | None = None,
-                etcd_snapshots: dict[str, Any] | None = None, oidc: ApiServerOidc | None = None) -> dict[str, Any]:
+                etcd_snapshots: dict[str, Any] | None = None, oidc: ApiServerOidc | None = None,
+                cluster_profile: ClusterProfile | None = None) -> dict[str, Any]:
     """The config of one node. `join_endpoint` None means: this server initialises the cluster.
+
+    `profile` is the node's own (its kubelet flags and labels); `cluster_profile` (default `profile`) the stack
+    provider's, whose cluster-wide server flags every server carries, a member on another provider
+    (ControlPlane.move) included: K3s' bundled components and its own cloud controller are the cluster's, so a server
+    that ran K3s' cloud-node controllers or ServiceLB beside the stack's CCM would contend with it.
 
     `hostname` and `addrs` None: a node the cluster autoscaler creates, which writes NODE_FACT_KEYS at boot.
     `etcd_snapshots` (servers only): the etcd-s3 flags of `etcd_snapshot_config`. `oidc` (servers only): kubectl
@@ -221,6 +227,7 @@ def node_config(spec: NodeSpec, hostname: str | None, addrs: NodeAddresses | Non
     if join_endpoint is not None:
         cfg["server"] = f"https://{join_endpoint}:{API_PORT}"
     if spec.k3s_role == "server":
+        servers = cluster_profile or profile
         if join_endpoint is None:
             cfg["cluster-init"] = True
         if agent_token is not None:
@@ -234,13 +241,13 @@ def node_config(spec: NodeSpec, hostname: str | None, addrs: NodeAddresses | Non
             "flannel-backend": "none",
             "disable-network-policy": True,
             "disable-kube-proxy": True,
-            "disable": list(profile.k3s_disable),
+            "disable": list(servers.k3s_disable),
             "secrets-encryption": True,
             "write-kubeconfig-mode": "0600",
             "kube-apiserver-arg": [*APISERVER_HARDENING, *(oidc.args() if oidc else [])],
             "kube-controller-manager-arg": list(CONTROLLER_MANAGER_HARDENING),
         })
-        if profile.external_cloud_provider:
+        if servers.external_cloud_provider:
             cfg["disable-cloud-controller"] = True
         cfg.update(etcd_snapshots or {})
     return cfg
