@@ -150,7 +150,7 @@ def inbound_ipv4_rules(cfg: StackConfig, peer_rules: Sequence[tuple[ClusterPort,
 
 def api_balancer_ipv4_rules(cfg: StackConfig, peer_rules: Sequence[tuple[ClusterPort, Sequence[str]]]) -> int:
     """The public API balancer's security group's inbound IPv4 rules: one per IPv4 admin CIDR and one per peer of the
-    API port (AwsInfrastructure._admit_balancer_peers); none without that balancer."""
+    API port (AwsInfrastructure._admit_balancer_peer); none without that balancer."""
     balancer = cfg.cluster.api_load_balancer
     if not (balancer.enabled and balancer.public):
         return 0
@@ -268,7 +268,7 @@ class Aws:
     zonal_node_groups = True  # one Auto Scaling group per zone (aws.py: AZRebalance would evict undrained)
     internet_peering = True  # PUBLIC_ADDRESS_COMMAND puts the public address where K3s can register with it
     # Its public API balancer's security group admits every cluster node's address on 6443 when pools join over the
-    # internet (AwsInfrastructure._admit_balancer_peers): nodes of other providers join through it.
+    # internet (AwsInfrastructure._admit_balancer_peer): nodes of other providers join through it.
     public_api_balancer_admits_peers = True
     # As a hybrid cluster's secondary (providers/hybrid.py pool_roles) it installs its own EBS CSI driver and classes
     # on its own nodes, with a credential of its own (AwsInfrastructure._ebs_csi_credential): it may host stores.
@@ -436,24 +436,28 @@ class AwsInfrastructure(ProviderInfrastructure):
                                             description="outbound: packages, images, APIs", opts=self._opts())
         return group
 
-    def _admit_peers(self, rules: Sequence[tuple[ClusterPort, Sequence[PeerAddress]]]) -> list[pulumi.Resource]:
+    def _admit_peers(self, rules: Sequence[tuple[ClusterPort, Sequence[PeerAddress]]],
+                     hooks: pulumi.ResourceHookBinding) -> dict[str, list[pulumi.Resource]]:
         """One ingress rule of the nodes' group per cluster port and peer address (a cluster over the public
         internet, providers/hybrid.py), named by port and peer node so adding a node adds its rules only. Each counts
         against the group's rule quota (INBOUND_RULES_PER_GROUP, checked in config by providers/hybrid.py).
-        The API port's peers are the public API balancer's too (_admit_balancer_peers)."""
-        found: list[pulumi.Resource] = []
+        The API port's peers are the public API balancer's too (_admit_balancer_peer).
+        Every rule admits one node alone and is deleted with it, after its drain (returned by node name): no rule is
+        updated when a node leaves, so `hooks` bind to none."""
+        found: dict[str, list[pulumi.Resource]] = {}
         for port, peers in rules:
             low, high = cloud.port_range(port) or (-1, -1)
             ports = "" if port.port is None else f"-{port.port}"
-            found += [aws.vpc.SecurityGroupIngressRule(
-                f"nodes-in-peer-{port.protocol}{ports}-{peer.name}", security_group_id=self.security_group.id,
-                ip_protocol=port.protocol, from_port=low, to_port=high, cidr_ipv4=peer.cidr,
-                description=port.rule_description, opts=self._opts()) for peer in peers]
-            if _is_api_port(port):
-                found += self._admit_balancer_peers(port, peers)
+            for peer in peers:
+                found.setdefault(peer.name, []).append(aws.vpc.SecurityGroupIngressRule(
+                    f"nodes-in-peer-{port.protocol}{ports}-{peer.name}", security_group_id=self.security_group.id,
+                    ip_protocol=port.protocol, from_port=low, to_port=high, cidr_ipv4=peer.cidr,
+                    description=port.rule_description, opts=self._opts()))
+            for peer in peers if _is_api_port(port) else ():
+                found[peer.name] += self._admit_balancer_peer(port, peer)
         return found
 
-    def _admit_balancer_peers(self, port: ClusterPort, peers: Sequence[PeerAddress]) -> list[pulumi.Resource]:
+    def _admit_balancer_peer(self, port: ClusterPort, peer: PeerAddress) -> list[pulumi.Resource]:
         """The public API balancer admits each peer's address on 6443 besides the admin CIDRs, so every node may join
         through it (providers/hybrid.py join_endpoint). An NLB's security group filters on the client's address; the
         balancer then reaches the servers from its own (client IP preservation off), which the nodes' group admits
@@ -463,7 +467,7 @@ class AwsInfrastructure(ProviderInfrastructure):
         return [aws.vpc.SecurityGroupIngressRule(
             f"api-public-lb-in-peer-{peer.name}", security_group_id=self._public_api_group.id, ip_protocol="tcp",
             from_port=API_PORT, to_port=API_PORT, cidr_ipv4=peer.cidr, description=port.rule_description,
-            opts=self._opts()) for peer in peers]
+            opts=self._opts())]
 
     # --- instances ---------------------------------------------------------------------------------
 
@@ -615,7 +619,7 @@ class AwsInfrastructure(ProviderInfrastructure):
         if not lb_cfg.public:
             return ApiEndpoints(private=internal.dns_name, public=servers[0].public_ip, balancers=(internal.dns_name,))
         # Public: a second NLB whose security group admits the admin CIDRs, and over the internet the cluster's nodes
-        # (_admit_balancer_peers).
+        # (_admit_balancer_peer).
         public, self._public_api_group = self._nlb("api-public", servers, internal=False,
                                                    sources=self._loaded.config.admin_cidrs)
         return ApiEndpoints(private=internal.dns_name, public=public.dns_name,

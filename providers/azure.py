@@ -428,20 +428,22 @@ class AzureInfrastructure(ProviderInfrastructure):
                 opts=self._opts())
         return nsg
 
-    def _admit_peers(self, rules: Sequence[tuple[ClusterPort, Sequence[PeerAddress]]]) -> list[pulumi.Resource]:
+    def _admit_peers(self, rules: Sequence[tuple[ClusterPort, Sequence[PeerAddress]]],
+                     hooks: pulumi.ResourceHookBinding) -> dict[str, list[pulumi.Resource]]:
         """One NSG rule per cluster port from exactly its peers' addresses (a cluster over the public internet,
-        providers/hybrid.py), at a priority fixed by the port (PEER_PRIORITY); the NSG guards the nodes' subnet."""
-        found: list[pulumi.Resource] = []
+        providers/hybrid.py), at a priority fixed by the port (PEER_PRIORITY); the NSG guards the nodes' subnet.
+        A rule names every peer of its port: `hooks` drain a leaving node before an update drops it; no rule admits
+        one node alone."""
         for port, peers in rules:
             name = f"peers-{port.protocol}-{port.port or 'any'}"
-            found.append(network.SecurityRule(
+            network.SecurityRule(
                 f"nsg-{name}", security_rule_name=name, network_security_group_name=self.nsg.name,
                 resource_group_name=self.resource_group.name, direction="Inbound", access="Allow",
                 priority=PEER_PRIORITY + CLUSTER_PORTS.index(port), protocol=port.protocol.capitalize(),
                 source_port_range="*", destination_address_prefix="*", destination_port_range=port.port or "*",
                 source_address_prefixes=[peer.cidr for peer in peers], description=port.rule_description,
-                opts=self._opts()))
-        return found
+                opts=self._opts(hooks=hooks))
+        return {}
 
     def _network(self, vnet: str, subnet: str) -> tuple[network.VirtualNetwork, network.Subnet]:
         # The subnet is its own resource (a VNet's inline subnets and separate ones do not mix).

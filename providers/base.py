@@ -303,8 +303,13 @@ class PeerQuota:
 
 
 # Admits exactly the given peers on exactly the given cluster ports through the provider's firewall (a cluster
-# whose nodes reach each other over the public internet); returns the firewall resources it created.
-PeerAdmitter = Callable[[Sequence[tuple["ClusterPort", Sequence[PeerAddress]]]], list[pulumi.Resource]]
+# whose nodes reach each other over the public internet). A rule resource that names several peers is updated when
+# one of them leaves, in Pulumi's forward pass, before that node's drain (a delete, at the end): it takes the hooks
+# given (components/k3s/depart.py), which drain the leaving nodes first. Returns, by node name, the resources that
+# admit that node alone: they are deleted with it, and its drain command depends on them, so Pulumi deletes the
+# drain (runs it) first (providers/hybrid.py over_internet, components/k3s/lifecycle.py).
+PeerAdmitter = Callable[[Sequence[tuple["ClusterPort", Sequence[PeerAddress]]], pulumi.ResourceHookBinding],
+                        dict[str, list[pulumi.Resource]]]
 
 
 @dataclass(frozen=True)
@@ -356,6 +361,9 @@ class Infrastructure:
     # `api_private_endpoint`: over the internet, the servers of a provider whose public balancer does not serve its
     # own backends join at its private one (Provider.servers_join_privately, providers/hybrid.py server_join_endpoints).
     join_endpoints: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
+    # Node name -> the firewall resources that admit that node alone (over the internet, PeerAdmitter): its drain
+    # depends on them, so it runs before they go.
+    admitted_by: Mapping[str, Sequence[pulumi.Resource]] = field(default_factory=dict)
 
     def profile_of(self, node_name: str) -> ClusterProfile:
         return self.node_profiles.get(node_name, self.cluster)

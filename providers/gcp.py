@@ -361,19 +361,21 @@ class GcpInfrastructure(ProviderInfrastructure):
             target_tags=[self.node_tag], allows=[gcp.compute.FirewallAllowArgs(protocol="all")], opts=self._opts()))
         return rules
 
-    def _admit_peers(self, rules: Sequence[tuple[ClusterPort, Sequence[PeerAddress]]]) -> list[pulumi.Resource]:
+    def _admit_peers(self, rules: Sequence[tuple[ClusterPort, Sequence[PeerAddress]]],
+                     hooks: pulumi.ResourceHookBinding) -> dict[str, list[pulumi.Resource]]:
         """One ingress rule per cluster port from exactly its peers' addresses, to this stack's nodes (the node
-        tag; a cluster over the public internet, providers/hybrid.py). Peers are IPv4 (the public addresses)."""
-        found: list[pulumi.Resource] = []
+        tag; a cluster over the public internet, providers/hybrid.py). Peers are IPv4 (the public addresses).
+        A rule names every peer of its port: `hooks` drain a leaving node before an update drops it; no rule admits
+        one node alone."""
         for port, peers in rules:
             name = gcp_name(self._prefix, "in-peers", port.protocol, port.port or "")
-            found.append(gcp.compute.Firewall(
+            gcp.compute.Firewall(
                 name, name=name, project=self._project, network=self.network.id, direction="INGRESS",
                 description=port.rule_description, source_ranges=[peer.cidr for peer in peers], target_tags=[self.node_tag],
                 allows=[gcp.compute.FirewallAllowArgs(protocol=port.protocol,
                                                       ports=[port.port] if port.port else None)],
-                opts=self._opts()))
-        return found
+                opts=self._opts(hooks=hooks))
+        return {}
 
     # --- identity and instances ----------------------------------------------------------------------
 

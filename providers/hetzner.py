@@ -222,19 +222,23 @@ class HetznerInfrastructure(ProviderInfrastructure):
                  for rule in PORTS]
         return hcloud.Firewall("firewall", name=self._prefix, rules=rules, labels=self._labels, opts=self._opts())
 
-    def _admit_peers(self, rules: Sequence[tuple[ClusterPort, Sequence[PeerAddress]]]) -> list[pulumi.Resource]:
+    def _admit_peers(self, rules: Sequence[tuple[ClusterPort, Sequence[PeerAddress]]],
+                     hooks: pulumi.ResourceHookBinding) -> dict[str, list[pulumi.Resource]]:
         """A second firewall on every server of the stack with `rules` (a cluster over the public internet,
         providers/hybrid.py): a server takes several firewalls and Hetzner admits what any of them admits, so the
-        PORTS firewall stays as it is. Created after every provider's nodes, whose addresses it names."""
+        PORTS firewall stays as it is. Created after every provider's nodes, whose addresses it names.
+        One firewall names every peer (a server takes at most a few firewalls): `hooks` drain a leaving node before
+        its update drops it. The attachment, which a leaving Hetzner server leaves, is updated after the firewall
+        (it waits for the firewall's id, known once the firewall's update is done). No resource admits one node
+        alone."""
         firewall = hcloud.Firewall("firewall-peers", name=f"{self._prefix}-peers", labels=self._labels, rules=[
             hcloud.FirewallRuleArgs(direction="in", protocol=port.protocol, port=port.port,
                                     source_ips=[peer.cidr for peer in peers], description=port.rule_description)
-            for port, peers in rules], opts=self._opts())
+            for port, peers in rules], opts=self._opts(hooks=hooks))
         self._foreign_nodes = True  # the cluster has nodes without Hetzner Cloud volumes (_install_csi)
-        attached = hcloud.FirewallAttachment("firewall-peers", firewall_id=firewall.id.apply(int),
-                                             server_ids=[n.server.id.apply(int) for n in self._nodes],
-                                             opts=self._opts())
-        return [firewall, attached]
+        hcloud.FirewallAttachment("firewall-peers", firewall_id=firewall.id.apply(int),
+                                  server_ids=[n.server.id.apply(int) for n in self._nodes], opts=self._opts())
+        return {}
 
     def _placement_groups(self, specs: list[NodeSpec]) -> dict[str, hcloud.PlacementGroup]:
         groups: dict[str, hcloud.PlacementGroup] = {}

@@ -527,11 +527,12 @@ def create(loaded: LoadedConfig) -> Infrastructure:
     if not internet:
         return combined
     return over_internet(combined, [primary, *(s for s, link in zip(secondaries, links) if link.over_internet)],
-                         balanced=_joins_through_balancer(cfg), servers_private=_servers_join_privately(cfg.provider))
+                         balanced=_joins_through_balancer(cfg), servers_private=_servers_join_privately(cfg.provider),
+                         private_key=loaded.secrets.ssh_private_key)
 
 
 def over_internet(infra: Infrastructure, parts: Sequence[Infrastructure], balanced: bool,
-                  servers_private: bool = False) -> Infrastructure:
+                  servers_private: bool = False, *, private_key: pulumi.Input[str]) -> Infrastructure:
     """The cluster with nodes that reach each other over the public internet (INTERNET).
 
     Every node registers with its public address (K3s node-ip and a server's advertise-address are the node's
@@ -543,17 +544,33 @@ def over_internet(infra: Infrastructure, parts: Sequence[Infrastructure], balanc
     `server_join_endpoints` where `servers_private` (Provider.servers_join_privately). Once joined, a node's K3s
     reaches the API through its client-side load balancer, which follows every server, and Cilium through the
     node-local endpoint (components/k3s/cilium.py): neither depends on the join address.
+
+    A node that leaves is drained before any rule stops admitting it (admit_everyone).
     """
     nodes = [dataclasses.replace(n, private_ip=n.public_ip) for n in infra.nodes]
-    everyone = [PeerAddress(n.name, n.public_ip.apply(_single)) for n in nodes]
-    servers = [peer for peer, n in zip(everyone, nodes) if n.spec.k3s_role == "server"]
-    for each in parts:
-        has_servers = any(n.spec.k3s_role == "server" for n in each.nodes)
-        each.admit_peers(peer_rules(has_servers, everyone, servers))
     # parts[0], the stack provider's: its servers alone sit behind its private balancer (members moving to another
     # provider join at the public one).
     return dataclasses.replace(infra, nodes=nodes, api_private_endpoint=join_endpoint(infra, nodes, balanced),
-                               join_endpoints=server_join_endpoints(parts[0], balanced and servers_private))
+                               join_endpoints=server_join_endpoints(parts[0], balanced and servers_private),
+                               admitted_by=admit_everyone(nodes, parts, private_key))
+
+
+def admit_everyone(nodes: Sequence[Node], parts: Sequence[Infrastructure], private_key: pulumi.Input[str]
+                   ) -> dict[str, list[pulumi.Resource]]:
+    """Each part's firewall admits every node (peer_rules); returns, by node name, the rules that admit that node
+    alone, which its drain command depends on (Infrastructure.admitted_by). Rules that name several nodes are updated
+    when one leaves, before its drain command runs: they take the departure hooks (components/k3s/depart.py), which
+    take the nodes the update stops admitting out of the cluster first."""
+    from components.k3s.depart import departure_hooks  # the K3s layer imports the providers
+    hooks = departure_hooks([n.hostname for n in nodes], private_key)
+    everyone = [PeerAddress(n.name, n.public_ip.apply(_single)) for n in nodes]
+    servers = [peer for peer, n in zip(everyone, nodes) if n.spec.k3s_role == "server"]
+    admitted_by: dict[str, list[pulumi.Resource]] = {}
+    for each in parts:
+        has_servers = any(n.spec.k3s_role == "server" for n in each.nodes)
+        for name, rules in each.admit_peers(peer_rules(has_servers, everyone, servers), hooks).items():
+            admitted_by.setdefault(name, []).extend(rules)
+    return admitted_by
 
 
 def join_endpoint(infra: Infrastructure, nodes: Sequence[Node], balanced: bool) -> pulumi.Output[str]:
@@ -634,5 +651,5 @@ def cilium_values(stack_values: dict, link_mtu: int) -> dict:
 
 __all__ = ["COUPLINGS", "INTERNET", "Coupling", "cilium_values", "combine", "coupling", "create", "over_internet", "combined_storage", "control_plane_move_problems", "pool_roles", "storage_provider_problems",
            "store_storage_problems",
-           "credential_problems", "internet_problems", "join_endpoint", "part", "peer_quota_problems",
+           "credential_problems", "admit_everyone", "internet_problems", "join_endpoint", "part", "peer_quota_problems",
            "peer_rules", "providers_used", "server_join_endpoints", "validate"]

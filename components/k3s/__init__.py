@@ -140,7 +140,8 @@ class K3sCluster(pulumi.ComponentResource):
         # Drain before delete: every node leaves the cluster before its machine goes (lifecycle.py).
         self.lifecycle = NodeLifecycle("node-lifecycle", infra.nodes, self.installs,
                                        {n.name: infra.join_endpoint_of(n.name) for n in infra.nodes},
-                                       self.kubeconfig, self.provider, pulumi.ResourceOptions(parent=self))
+                                       self.kubeconfig, self.provider, pulumi.ResourceOptions(parent=self),
+                                       admitted_by=infra.admitted_by)
         self.register_outputs({"api_endpoint": self.api_endpoint, "kubeconfig": self.kubeconfig})
 
     def _stage(self, node: Node, tuning: HostTuning) -> command.remote.Command:

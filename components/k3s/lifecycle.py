@@ -19,6 +19,10 @@ its script in state, runs on `pulumi destroy` as it is, and its inputs (script, 
 the tests check. An in-place resize has no such graph position (a command on the node runs after the
 server's update), so resize.py uses update hooks.
 
+Over the public internet (providers/hybrid.py) a drain also depends on the firewall rules that admit its node
+alone (`admitted_by`: AWS's), so they are deleted after it; rules naming several nodes are updated earlier, in the
+forward pass, and drain leaving nodes with their own hooks first (components/k3s/depart.py).
+
 Ordering inside a pool: each node's drain command depends on the previous node's, so a pool that
 shrinks drains its nodes one at a time, highest index first; for the control plane that removes one
 etcd member at a time, so etcd keeps its quorum through a shrink.
@@ -37,7 +41,7 @@ from __future__ import annotations
 import base64
 from itertools import groupby
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import pulumi
 import pulumi_command as command
@@ -129,9 +133,12 @@ class NodeLifecycle(pulumi.ComponentResource):
 
     def __init__(self, name: str, nodes: list[Node], joined: Mapping[str, pulumi.Resource],
                  join_endpoints: Mapping[str, pulumi.Input[str]], kubeconfig: pulumi.Output[str],
-                 provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None):
+                 provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None,
+                 admitted_by: Mapping[str, Sequence[pulumi.Resource]] | None = None):
         """`joined`: each node's K3s install (the drain command exists once the node is in the cluster);
-        `join_endpoints`: where each node joined (Infrastructure.join_endpoint_of), the API its drain reaches."""
+        `join_endpoints`: where each node joined (Infrastructure.join_endpoint_of), the API its drain reaches;
+        `admitted_by`: the firewall rules that admit a node alone (Infrastructure.admitted_by), which its drain
+        depends on so that Pulumi deletes (runs) the drain before them (components/k3s/depart.py)."""
         super().__init__("adplatform:k3s:NodeLifecycle", name, None, opts)
         first = next(n for n in nodes if n.spec.k3s_role == "server")
         token = self._token(first, joined[first.name], provider)
@@ -140,7 +147,8 @@ class NodeLifecycle(pulumi.ComponentResource):
         for _, pool in groupby(nodes, key=lambda n: n.spec.pool):
             previous: list[pulumi.Resource] = []
             for node in pool:
-                drain = self._drain(node, join_endpoints[node.name], ca, token, [joined[node.name], *previous])
+                drain = self._drain(node, join_endpoints[node.name], ca, token,
+                                    [joined[node.name], *previous, *(admitted_by or {}).get(node.name, ())])
                 self.drains[node.name] = drain
                 previous = [drain]
         self.guard = k8s.core.v1.ConfigMap(

@@ -246,9 +246,13 @@ class DrainServer:
         self.host, self.user = host, user
 
     def of(self, target: ResizeTarget) -> tuple[pulumi.Input[str], pulumi.Input[str]]:
+        return self.reach(f"drain {target.node} from", "before resizing")
+
+    def reach(self, purpose: str, when: str) -> tuple[pulumi.Input[str], pulumi.Input[str]]:
+        """The server's SSH address and user; `purpose` and `when` word the error where none is known."""
         if self.host is None or self.user is None:
-            raise ResizeError(f"no K3s server is known to drain {target.node} from: the program did not reach its "
-                              "K3s layer; drain the node by hand before resizing")
+            raise ResizeError(f"no K3s server is known to {purpose}: the program did not reach its K3s layer; "
+                              f"drain the node by hand {when}")
         return self.host, self.user
 
 

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2329  # lib.sh's boot and file helpers are inlined but not needed here
+# Take the nodes a cluster over the public internet loses out of it before a firewall stops admitting them
+# (components/k3s/depart.py: the before_update hook of a peer rule that names several nodes). It runs on the
+# cluster's first K3s server as the node-lifecycle service account against that server's own API; the token is
+# written to a 0600 file only for the run and never logged.
+# A node leaves when its InternalIP (over the internet: its public address) is among ADDRESSES, the addresses the
+# rule's update drops, and its name is not among KEEP, the nodes the program keeps (a node replaced under its own
+# name was drained by its own drain command already). Each leaves as drain.sh takes a node out, one at a time:
+# cordon, drain (pod disruption budgets honoured, bounded), for an etcd member the removal of its member, the
+# deletion of its Node. Its drain command, deleted at the end of the update, then finds it gone and stops K3s.
+# A drain that does not finish in time fails the hook, so the rule keeps admitting the node: fix, re-run.
+set -euo pipefail
+shopt -s inherit_errexit  # a failure inside $(...) stops the script too
+# @params
+source lib.sh
+
+open_kubeconfig  # kube-lib.sh
+
+read -ra dropped <<<"$ADDRESSES"
+read -ra kept <<<"$KEEP"
+# An assignment, so an API error stops the script (and the rule's update) instead of reading as "no nodes".
+listing=$(kube get nodes -o 'jsonpath={range .items[*]}{.metadata.name}{"\t"}{.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}')
+leaving=()
+while IFS=$'\t' read -r name address; do
+  [ -n "$name" ] || continue
+  case " ${kept[*]} " in *" $name "*) continue ;; esac
+  case " ${dropped[*]} " in *" $address "*) leaving+=("$name") ;; esac
+done <<<"$listing"
+if [ "${#leaving[@]}" -eq 0 ]; then
+  log "no node of the cluster has a dropped address (${ADDRESSES}): nothing leaves"
+  exit 0
+fi
+
+for name in "${leaving[@]}"; do
+  log "$name leaves the cluster: cordoning and draining it while the firewalls still admit it (at most ${DRAIN_TIMEOUT}s)"
+  kube cordon "$name"
+  # Evictions only (never --disable-eviction): a PodDisruptionBudget that allows no disruption holds the drain.
+  if ! kube drain "$name" --ignore-daemonsets --delete-emptydir-data --timeout="${DRAIN_TIMEOUT}s"; then
+    log "draining $name did not finish within ${DRAIN_TIMEOUT}s: a PodDisruptionBudget (kubectl get pdb -A)"
+    log "or a pod without a controller holds it. The firewall update is aborted, so every rule still admits it"
+    log "and its machine is kept; fix the cause, then run pulumi up again."
+    exit 1
+  fi
+  etcd=$(kube get node "$name" -o 'jsonpath={.metadata.labels.node-role\.kubernetes\.io/etcd}')
+  members=$(kube get nodes -l node-role.kubernetes.io/etcd=true -o name | wc -l)
+  if [ "$etcd" = true ] && [ "$members" -gt 1 ]; then
+    # K3s' etcd member controller removes the member of a node annotated so, and records it in
+    # etcd.k3s.cattle.io/removed-node-name (k3s pkg/etcd/member_controller.go).
+    log "removing the etcd member of $name while its peers still reach it"
+    kube annotate node "$name" --overwrite etcd.k3s.cattle.io/remove=true
+    waited=0
+    until [ -n "$(kube get node "$name" -o 'jsonpath={.metadata.annotations.etcd\.k3s\.cattle\.io/removed-node-name}' 2>/dev/null || true)" ]; do
+      if [ "$waited" -ge "$ETCD_TIMEOUT" ]; then
+        log "the etcd member of $name was not removed within ${ETCD_TIMEOUT}s; the firewall update is aborted"
+        exit 1
+      fi
+      sleep 5
+      waited=$((waited + 5))
+    done
+  fi
+  kube delete node "$name" --ignore-not-found
+  log "$name drained and removed from the cluster; its firewall rules may go"
+done

@@ -1,0 +1,240 @@
+"""Over the public internet a leaving node is drained before any firewall rule stops admitting it (issue 19).
+
+Pulumi updates resources in its forward pass and deletes the ones the program no longer has at the end, a resource
+before the ones it depends on. A rule admitting one node alone (AWS) is deleted at the end: the node's drain command
+depends on it, so the drain runs first. A rule naming several nodes (Hetzner, GCP, Azure) is updated in the forward
+pass, before every delete: its before_update hook takes the nodes it stops admitting out of the cluster first
+(components/k3s/depart.py). The recorded programs show both; the hook body runs with a fake runner and its script
+against a stub `k3s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components.k3s.depart import Departures, DepartError, depart_script, dropped_addresses
+from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, ETCD_TIMEOUT_SECONDS
+from components.k3s.resize import SERVER_CA, token_script
+from tests import validators
+from tests.conftest import script_param
+from tests.test_hybrid import (AWS_SETTINGS, CLOUDS_SETTINGS, GCP_FIREWALL, NSG_RULE, SG_RULE, UP_TO_SERVICES,
+                               clouds_raw, internet_raw, run_internet)
+from tools import mockrun
+
+COMMAND = "command:remote:Command"
+HCLOUD_FIREWALL = "hcloud:index/firewall:Firewall"
+DEPART_HOOKS = {"before_update": ["depart-leaving-nodes"]}
+TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJub2RlLWxpZmVjeWNsZSJ9.c2lnbmF0dXJl"
+KEEP = ("adp-production-internet-control-plane-1", "adp-production-internet-general-1")
+
+
+@pytest.fixture(scope="module")
+def internet() -> mockrun.Run:
+    """Hetzner Cloud with a stateless pool on AWS (tests/test_hybrid.py's, cached)."""
+    return run_internet({**internet_raw(), "layers": UP_TO_SERVICES}, stack="production-internet")
+
+
+@pytest.fixture(scope="module")
+def clouds() -> mockrun.Run:
+    """Hetzner Cloud with a pool on GCP and one on Azure (tests/test_hybrid.py's, cached)."""
+    return run_internet({**clouds_raw(), "layers": UP_TO_SERVICES}, stack="production-internet",
+                        settings=CLOUDS_SETTINGS)
+
+
+def _nodes(run: mockrun.Run) -> list[str]:
+    prefix = f"adp-{run.stack}-"
+    return [host.removeprefix(prefix) for host in run.outputs["nodes"]]
+
+
+# --- the recorded programs ---------------------------------------------------------------------------
+
+def test_a_leaving_node_is_drained_before_the_rules_that_admit_it_alone_are_deleted(internet):
+    """AWS names each peer in rules of its own (the nodes' group, and the public API balancer's on 6443): deleted
+    with the node at the end of the update. Its drain command depends on every one of them, so Pulumi deletes the
+    drain (runs drain.sh, while the node still reaches its peers and the API) before any of them."""
+    rules = internet.of_type(SG_RULE)
+    for node in _nodes(internet):
+        own = {r.urn for r in rules if r.name.startswith(("nodes-in-peer-", "api-public-lb-in-peer-"))
+               and r.name.endswith(f"-{node}")}
+        assert len(own) >= 4, f"{node}: the AWS rules naming it (one per cluster port its agents listen on)"
+        drain = internet.named(f"drain-{node}", COMMAND)
+        assert own <= set(drain.dependencies), f"{node}'s drain runs before its rules go"
+
+
+def test_rules_naming_several_nodes_take_the_leaving_nodes_out_before_their_update(internet, clouds):
+    """Hetzner's peer firewall, GCP's peer firewalls and Azure's peer NSG rules name every peer in one list, which
+    an update shortens in Pulumi's forward pass, before any delete: each carries the departure hook."""
+    shared = [internet.named("firewall-peers", HCLOUD_FIREWALL), clouds.named("firewall-peers", HCLOUD_FIREWALL),
+              *(r for r in clouds.of_type(GCP_FIREWALL) if "in-peers" in r.name),
+              *(r for r in clouds.of_type(NSG_RULE) if r.name.startswith("nsg-peers-"))]
+    assert len(shared) >= 2 + 2 * 4
+    assert all(r.options.get("hooks") == DEPART_HOOKS for r in shared), [r.name for r in shared]
+    # A rule admitting one node alone is never updated when a node leaves: ordered by the drain's dependencies.
+    assert not any(r.options.get("hooks") for r in internet.of_type(SG_RULE))
+
+
+# --- the hook body -----------------------------------------------------------------------------------
+
+class FakeRunner:
+    def __init__(self, calls: list[str], fail: bool = False, wait: asyncio.Event | None = None):
+        self.calls, self.fail, self.wait = calls, fail, wait
+
+    async def __call__(self, script: str) -> str:
+        if script == token_script():
+            self.calls.append("token")
+            return TOKEN + "\n"
+        self.calls.append(script)
+        if self.wait is not None:
+            await self.wait.wait()
+        if self.fail:
+            raise RuntimeError("exit 1: draining did not finish within 600s")
+        return ""
+
+
+def drive(coroutine):
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
+
+
+HCLOUD_OLD = {"rules": [{"port": "6443", "sourceIps": ["198.51.100.1/32", "198.51.100.2/32", "198.51.100.3/32"]},
+                        {"port": "2379-2380", "sourceIps": ["198.51.100.1/32", "198.51.100.3/32"]}]}
+HCLOUD_NEW = {"rules": [{"port": "6443", "sourceIps": ["198.51.100.1/32", "198.51.100.2/32"]},
+                        {"port": "2379-2380", "sourceIps": ["198.51.100.1/32"]}]}
+
+
+@pytest.mark.parametrize("old,new", [
+    (HCLOUD_OLD, HCLOUD_NEW),
+    ({"sourceRanges": ["198.51.100.1/32", "198.51.100.3/32"], "targetTags": ["n"]},
+     {"sourceRanges": ["198.51.100.1/32"], "targetTags": ["n"]}),
+    ({"sourceAddressPrefixes": ["198.51.100.3/32", "198.51.100.1/32"], "priority": 210},
+     {"sourceAddressPrefixes": ["198.51.100.1/32"], "priority": 210}),
+])
+def test_the_addresses_an_update_drops_whatever_the_provider_calls_its_list(old, new):
+    assert dropped_addresses(old, new) == ["198.51.100.3"]
+
+
+def test_an_update_that_drops_an_address_takes_that_node_out_first():
+    calls: list[str] = []
+    drive(Departures(KEEP).before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls)))
+    assert calls[0] == "token" and len(calls) == 2
+    script = calls[1]
+    assert script_param(script, "ADDRESSES") == "198.51.100.3"
+    assert script_param(script, "KEEP").split() == list(KEEP), "a node the program keeps never leaves"
+    assert "https://127.0.0.1:6443" in script_param(script, "KUBECONFIG_YAML")
+    assert SERVER_CA in script_param(script, "KUBECONFIG_YAML")
+
+
+@pytest.mark.parametrize("new", [HCLOUD_OLD, {"rules": [*HCLOUD_OLD["rules"], {"sourceIps": ["198.51.100.9/32"]}]}])
+def test_an_update_that_drops_nobody_runs_nothing(new):
+    calls: list[str] = []
+    drive(Departures(KEEP).before(HCLOUD_OLD, new, FakeRunner(calls)))
+    assert calls == []
+
+
+def test_several_rules_dropping_the_same_node_take_it_out_once():
+    """One rule per port and per provider drop the same node, their hooks at once: one departure."""
+    calls: list[str] = []
+    departures = Departures(KEEP)
+
+    async def both():
+        gate = asyncio.Event()
+        first = asyncio.ensure_future(departures.before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls, wait=gate)))
+        second = asyncio.ensure_future(departures.before({"sourceRanges": ["198.51.100.3/32"]}, {"sourceRanges": []},
+                                                         FakeRunner(calls)))
+        await asyncio.sleep(0)
+        gate.set()
+        await asyncio.gather(first, second)
+    drive(both())
+    assert [c for c in calls if c != "token"] and len([c for c in calls if c != "token"]) == 1
+
+
+def test_a_failed_departure_aborts_the_rules_update_and_is_tried_again():
+    calls: list[str] = []
+    departures = Departures(KEEP)
+    with pytest.raises(DepartError, match="stops admitting 198.51.100.3 is aborted"):
+        drive(departures.before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls, fail=True)))
+    drive(departures.before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls)))
+    assert len([c for c in calls if c != "token"]) == 2, "the node was not out: the next rule's hook tries again"
+
+
+def test_only_addresses_and_node_names_reach_the_script():
+    with pytest.raises(ValueError):
+        depart_script(["198.51.100.3; reboot"], KEEP, TOKEN)
+    with pytest.raises(ValueError):
+        depart_script(["198.51.100.3"], ["x $(reboot)"], TOKEN)
+    with pytest.raises(DepartError):
+        depart_script(["198.51.100.3"], KEEP, "not a token\n")
+
+
+# --- the script, against a stub k3s --------------------------------------------------------------------
+
+STUB_K3S = r"""#!/usr/bin/env bash
+printf '%s\n' "$*" >>"$CALLS"
+case " $* " in
+  *" get nodes -o jsonpath="*) printf '%s\n' "${LISTING:-}"; exit 0 ;;
+  *" get nodes -l node-role.kubernetes.io/etcd=true -o name "*) printf 'node/a\nnode/b\nnode/c\nnode/d\n'; exit 0 ;;
+  *" get node "*"labels.node-role"*) echo "${ETCD:-}"; exit 0 ;;
+  *" get node "*"removed-node-name"*) echo removed; exit 0 ;;
+  *" drain "*) exit "${DRAIN_RC:-0}" ;;
+esac
+exit 0
+"""
+LISTING = ("adp-production-internet-control-plane-1\t198.51.100.1\n"
+           "adp-production-internet-control-plane-4\t198.51.100.3\n"
+           "adp-production-internet-general-1\t198.51.100.2")
+LEAVING = "adp-production-internet-control-plane-4"
+
+
+def run_depart(tmp_path: Path, addresses: list[str], **env: str) -> tuple[int, list[str], str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stub = bin_dir / "k3s"
+    stub.write_text(STUB_K3S)
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    calls = tmp_path / "calls"
+    calls.touch()
+    result = subprocess.run(["bash", "-s"], input=depart_script(addresses, KEEP, TOKEN), capture_output=True,
+                            text=True, timeout=60, env={"PATH": f"{bin_dir}:{os.environ['PATH']}",
+                                                        "CALLS": str(calls), "LISTING": LISTING, **env})
+    return result.returncode, [c.split(" --request-timeout=20s ", 1)[-1] for c in calls.read_text().splitlines()], \
+        result.stderr
+
+
+def test_a_leaving_etcd_member_is_drained_its_member_removed_and_its_node_deleted(tmp_path):
+    code, calls, err = run_depart(tmp_path, ["198.51.100.3"], ETCD="true")
+    assert code == 0, err
+    assert calls[1:3] == [f"cordon {LEAVING}",
+                          f"drain {LEAVING} --ignore-daemonsets --delete-emptydir-data --timeout={DRAIN_TIMEOUT_SECONDS}s"]
+    assert f"annotate node {LEAVING} --overwrite etcd.k3s.cattle.io/remove=true" in calls
+    assert calls[-1] == f"delete node {LEAVING} --ignore-not-found"
+    assert not any("control-plane-1" in c or "general-1" in c for c in calls), "nobody else is touched"
+    assert TOKEN not in err
+
+
+def test_a_node_the_program_keeps_never_leaves_even_if_its_address_goes(tmp_path):
+    """A node replaced under its own name (a new address) was drained by its own drain command already."""
+    code, calls, err = run_depart(tmp_path, ["198.51.100.1", "198.51.100.2"])
+    assert code == 0, err
+    assert calls == ["get nodes -o jsonpath={range .items[*]}{.metadata.name}{\"\\t\"}"
+                     "{.status.addresses[?(@.type==\"InternalIP\")].address}{\"\\n\"}{end}"]
+
+
+def test_a_blocked_departure_fails_before_the_member_or_the_node_goes(tmp_path):
+    code, calls, err = run_depart(tmp_path, ["198.51.100.3"], ETCD="true", DRAIN_RC="1")
+    assert code != 0 and "PodDisruptionBudget" in err and "still admits it" in err
+    assert not any(c.startswith(("annotate", "delete")) for c in calls)
+
+
+def test_the_departure_script_lints():
+    script = depart_script(["198.51.100.3"], KEEP, TOKEN)
+    assert script_param(script, "ETCD_TIMEOUT") == str(ETCD_TIMEOUT_SECONDS)
+    assert validators.shellcheck({"depart": script}) == ""
