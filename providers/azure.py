@@ -53,7 +53,7 @@ from providers import cloud
 from providers.base import (CLUSTER_PORTS, ApiEndpoints, ClusterPort, ClusterProfile, Credential, Infrastructure, Node,
                             NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota, ProviderInfrastructure,
                             PROVIDER_LABEL, Storage, assemble, check_locations, check_server_type_names, csi_storage,
-                            first_server_api, holds_data, node_specs, resolve_server_type, secondary_part,
+                            first_server_api, holds_data, node_specs, provider_id, resolve_server_type, secondary_part,
                             ssh_connection, zone_topology)
 
 NAME = "azure"
@@ -637,14 +637,23 @@ class AzureInfrastructure(ProviderInfrastructure):
         private_ip = nic.ip_configurations.apply(lambda c: (c[0].private_ip_address or "") if c else "")
         node = Node(spec=spec, hostname=hostname, public_ip=public_ip, private_ip=private_ip,
                     connection=ssh_connection(public_ip, cloud.SSH_USER, self._loaded.secrets.ssh_private_key),
-                    server=vm, machine=vm)
+                    server=vm, machine=vm,
+                    # On the stack's part the cloud node manager sets it from instance metadata.
+                    provider_id=self._vm_provider_id(hostname) if self._secondary else None)
         if not lb_pools:
             return node
         # A backend of the internal API load balancer: its address on lo before K3s starts (floating IP).
         script = api_address_script(api_address(self._loaded.config.cluster.subnet_cidr))
         address = run_script(f"api-address-{spec.name}", node, script, content_hash(script), parent=self)
-        return Node(spec=spec, hostname=hostname, public_ip=public_ip, private_ip=private_ip,
-                    connection=node.connection, server=address, machine=vm)
+        return dataclasses.replace(node, server=address)
+
+    def _vm_provider_id(self, vm_name: str) -> pulumi.Output[str]:
+        """A standalone VM's provider ID as cloud-provider-azure v1.36.0 writes it: `azure://` and the VM's resource
+        id with the resource group in lowercase (azure_standard.go GetInstanceIDByNodeName,
+        ConvertResourceGroupNameToLower), built from its parts: the VM resource's own `id` is the API's spelling."""
+        return pulumi.Output.all(self._client.subscription_id, self.resource_group.name).apply(
+            lambda v: provider_id("azure", f"/subscriptions/{v[0]}/resourceGroups/{v[1].lower()}"
+                                           f"/providers/Microsoft.Compute/virtualMachines/{vm_name}"))
 
     def _public_address_data(self, ip: network.PublicIPAddress) -> pulumi.Output[str]:
         """Custom data (cloud-init) putting the VM's public address on `lo` at every boot, for K3s to register with

@@ -27,7 +27,7 @@ from config.errors import problem
 from config.model import CONTROL_PLANE, ROLE_LABEL
 from providers.base import (PORTS, WORLD_CIDRS, ClusterPort, ClusterProfile, Infrastructure, Node, NodeSpec, PortRule,
                             ProviderInfrastructure, Storage, assemble, first_server_api, located_settings, node_specs,
-                            rule_sources, server_type_settings, ssh_connection)
+                            provider_id, rule_sources, secondary_part, server_type_settings, ssh_connection)
 
 NAME = "baremetal"
 FIREWALL_TEMPLATE = Path(__file__).parent / "scripts" / "firewall.sh"
@@ -241,6 +241,17 @@ def firewall_command(user: str | None) -> str:
     return f"{env} bash -s" if user in (None, "root") else f"sudo -n env {env} bash -s"
 
 
+# A host's provider ID in another provider's cluster: a scheme no cloud controller manager claims, so the stack
+# provider's fails to resolve it and skips the node (never deletes or taints it), whatever it is configured with.
+# Not `hrobot://<server number>`: Hetzner's CCM refuses that only while its Robot support is off (lookupServer:
+# errMissingRobotClient); turned on, it would look the number up in Robot and delete the node if it is not found.
+HOST_SCHEME = "baremetal"
+
+
+def host_provider_id(hostname: str) -> str:
+    return provider_id(HOST_SCHEME, hostname)
+
+
 # --- the infrastructure ----------------------------------------------------------------------------
 
 class BareMetalInfrastructure(ProviderInfrastructure):
@@ -257,6 +268,8 @@ class BareMetalInfrastructure(ProviderInfrastructure):
         self._private_cidrs = [cluster.subnet_cidr, cluster.pod_cidr]
         self.script = firewall_script(cfg.admin_cidrs, self._private_cidrs, peers)
 
+        # Another provider's CCM runs for the cluster (a hybrid's secondary part): the hosts name themselves.
+        self._secondary = secondary_part(loaded)
         hosts = _hosts_by_slot(self._bare.hosts)
         nodes = [self._node(placed(spec, self._bare, host), host)
                  for spec, host in ((s, hosts[(s.pool, s.index)]) for s in node_specs(loaded))]
@@ -292,7 +305,9 @@ class BareMetalInfrastructure(ProviderInfrastructure):
             opts=self._opts())
         return Node(spec=spec, hostname=hostname, public_ip=pulumi.Output.from_input(host.public_address),
                     private_ip=pulumi.Output.from_input(host.private_address), connection=connection,
-                    server=firewall)
+                    server=firewall,
+                    # On a bare-metal stack K3s' own cloud controller sets k3s://<node name>.
+                    provider_id=pulumi.Output.from_input(host_provider_id(hostname)) if self._secondary else None)
 
     def _install_lb_ipam(self, provider: k8s.Provider, depends_on: Sequence[pulumi.Resource],
                          parent: pulumi.Resource) -> list[pulumi.Resource]:

@@ -62,6 +62,9 @@ class Node:
     # The cloud machine itself (its id changes only when it is replaced); None for an existing host that
     # Pulumi never replaces (bare metal). components/k3s/lifecycle.py drains the node when it changes.
     machine: pulumi.Resource | None = None
+    # The provider ID the kubelet registers with (kubelet-arg provider-id, components/k3s/config.py), where neither a
+    # cloud controller manager nor a boot command sets one: a hybrid cluster's secondary parts (PROVIDER_ID below).
+    provider_id: pulumi.Output[str] | None = None
 
     @property
     def name(self) -> str:
@@ -561,6 +564,24 @@ def secondary_part(loaded: LoadedConfig) -> bool:
     return (move is not None and move.provider == cfg.provider) or not cfg.cluster.control_plane.members(cfg.provider)
 
 
+# A Node's spec.providerID, set only when it registers (the API server then refuses any change but from ""). The stack
+# provider's CCM runs for the whole cluster, and its node lifecycle controller (k8s.io/cloud-provider
+# controllers/nodelifecycle MonitorNodes) DELETES a NotReady Node whose instance its cloud reports missing and skips
+# one its lookup fails for. A Node without provider ID is looked up by name: hcloud CCM 1.35 lookupServer finds no
+# cloud server and cloud-provider-azure 1.36 InstanceExists no VM of that name, so both report "missing" and delete
+# another provider's node whenever it goes NotReady (a reboot). Every secondary part's node therefore registers with
+# its own provider's ID, which each primary CCM fails to resolve or leaves alone (docs/providers.md "Provider IDs").
+PROVIDER_ID = re.compile(r"[a-z][a-z0-9+.-]*://[A-Za-z0-9._~/()-]+")
+
+
+def provider_id(scheme: str, path: str) -> str:
+    """`<scheme>://<path>` checked for grammar: it reaches the K3s config and the kubelet's command line."""
+    value = f"{scheme}://{path}"
+    if not PROVIDER_ID.fullmatch(value):
+        raise ValueError(f"not a provider ID ({PROVIDER_ID.pattern}): {value!r}")
+    return value
+
+
 def node_specs(loaded: LoadedConfig) -> list[NodeSpec]:
     """Every server the config asks for: control plane first, then pools in config order."""
     cfg = loaded.config
@@ -742,7 +763,7 @@ __all__ = ["AddonInstaller", "ApiEndpoints", "CLUSTER_PORTS", "ClusterPort", "Cl
            "Credential", "check_credentials", "check_seal", "seal_type", "AUTO_SEALS", "Seal", "SealInstaller",
            "FSTYPE_PARAMETER", "zone_topology",
            "Infrastructure", "Node", "NodeGroupInstaller", "PeerAddress", "PeerAdmitter", "PeerQuota", "NodeGroupRequest",
-           "NodeGroups", "NodeSpec",
+           "NodeGroups", "NodeSpec", "PROVIDER_ID", "provider_id",
            "group_spec", "node_group_name", "pool_labels", "PORTS", "PortRule", "Provider", "ProviderInfrastructure",
            "ServerCatalog", "ServerType", "Storage", "StorageInstaller", "assemble", "check_locations",
            "check_server_type_names", "csi_storage", "first_server_api", "located_settings", "node_location",

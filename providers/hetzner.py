@@ -33,7 +33,8 @@ from providers import cloud
 from providers.base import (AUTOSCALER_FILES_DIR, PORTS, ApiEndpoints, ClientAddress, ClusterPort, ClusterProfile, PeerAddress, PROVIDER_LABEL, Credential, Infrastructure, Node,
                             NodeGroupRequest, NodeGroups, NodeSpec, ProviderInfrastructure, ServerCatalog, Storage,
                             assemble, check_locations, csi_storage, first_server_api, located_settings,
-                            node_group_name, node_specs, resolve_server_type, rule_sources, ssh_connection)
+                            node_group_name, node_specs, provider_id, resolve_server_type, rule_sources,
+                            secondary_part, ssh_connection)
 
 NAME = "hetzner"
 DEFAULT_LOCATION = "fsn1"
@@ -75,6 +76,12 @@ SERVER_TYPES = CATALOG.sizes
 
 # The API token the hcloud provider and the cloud controller manager use (_hcloud_token).
 CREDENTIALS = (Credential("hcloud:token", env=("HCLOUD_TOKEN",), required=True),)
+
+
+def cloud_provider_id(server_id: str) -> str:
+    """hcloud://<server id>, as Hetzner's CCM writes a cloud server's (hcloud-cloud-controller-manager v1.35.0
+    internal/providerid FromCloudServerID)."""
+    return provider_id("hcloud", str(int(server_id)))
 
 
 class Hetzner:
@@ -125,6 +132,8 @@ class HetznerInfrastructure(ProviderInfrastructure):
         self.firewall = self._firewall(cfg.admin_cidrs)
         specs = node_specs(loaded)
         self._specs = specs
+        # Another provider's CCM runs for the cluster (a hybrid's secondary part): the servers name themselves.
+        self._secondary = secondary_part(loaded)
         # How many locations each pool spans (its `locations`) and its first: one spread group per location.
         self._spans = {pool: len({s.location for s in specs if s.pool == pool}) for pool in {s.pool for s in specs}}
         self._first = {s.pool: s.location for s in specs if s.index == 0}
@@ -287,7 +296,9 @@ class HetznerInfrastructure(ProviderInfrastructure):
         private_ip = server.networks.apply(lambda nets: nets[0].ip if nets and nets[0].ip else "")
         return Node(spec=spec, hostname=hostname, public_ip=server.ipv4_address, private_ip=private_ip,
                     connection=ssh_connection(server.ipv4_address, "root", self._loaded.secrets.ssh_private_key),
-                    server=server, machine=server)
+                    server=server, machine=server,
+                    # On the stack's part Hetzner's CCM sets it when it initialises the node.
+                    provider_id=server.id.apply(cloud_provider_id) if self._secondary else None)
 
     def _api_endpoints(self, servers: list[Node]) -> ApiEndpoints:
         lb_cfg = self._loaded.config.cluster.api_load_balancer

@@ -164,7 +164,7 @@ class K3sCluster(pulumi.ComponentResource):
         snapshots = backup if is_server else None
 
         def config_yaml(token: str, agent_token: str, s3_access: str, s3_secret: str, private_ip: str,
-                        public_ip: str, endpoint: str, sans: list[str]) -> str:
+                        public_ip: str, endpoint: str, sans: list[str], provider_id: str) -> str:
             return dump(node_config(
                 node.spec, node.hostname, NodeAddresses(private_ip, public_ip),
                 token_key="token", token=token if is_server else agent_token,
@@ -172,7 +172,7 @@ class K3sCluster(pulumi.ComponentResource):
                 join_endpoint=endpoint if join else None, tls_sans=sans, pod_cidr=cluster.pod_cidr,
                 service_cidr=cluster.service_cidr, profile=infra.profile_of(node.name), cluster_profile=infra.cluster,
                 etcd_snapshots=etcd_snapshot_config(snapshots, s3_access, s3_secret) if snapshots else None,
-                oidc=self._oidc if is_server else None))
+                oidc=self._oidc if is_server else None, provider_id=provider_id or None))
 
         def probe(endpoint: str, private_ip: str) -> str:
             # The initialising server must not start a second cluster if it is ever rebuilt empty
@@ -180,16 +180,17 @@ class K3sCluster(pulumi.ComponentResource):
             return f"https://{endpoint}:{API_PORT}/cacerts" if not join and endpoint != private_ip else ""
 
         def script_of(version: str, token: str, agent_token: str, s3_access: str, s3_secret: str,
-                      private_ip: str, public_ip: str, endpoint: str, sans: list[str]) -> str:
+                      private_ip: str, public_ip: str, endpoint: str, sans: list[str], provider_id: str) -> str:
             return install_script(node.spec, node.hostname, version,
                                   config_yaml(token, agent_token, s3_access, s3_secret, private_ip, public_ip,
-                                              endpoint, sans),
+                                              endpoint, sans, provider_id),
                                   probe(endpoint, private_ip),
                                   cluster.k3s_installer_sha256 if version != ANY_VERSION else None)
 
         s3_access = snapshots.access_key if snapshots else ""
         s3_secret = snapshots.secret_key if snapshots else ""
-        inputs = (node.private_ip, node.public_ip, infra.join_endpoint_of(node.name), infra.tls_sans)
+        inputs = (node.private_ip, node.public_ip, infra.join_endpoint_of(node.name), infra.tls_sans,
+                  node.provider_id or "")
         script = pulumi.Output.all(self._token.result, self._agent_token.result, s3_access, s3_secret,
                                    *inputs).apply(lambda v: script_of(cluster.k3s_version, *v))
         # The trigger hashes the same script with the join tokens redacted (generated once, never

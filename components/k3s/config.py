@@ -201,8 +201,11 @@ def node_config(spec: NodeSpec, hostname: str | None, addrs: NodeAddresses | Non
                 join_endpoint: str | None, tls_sans: list[str], pod_cidr: str, service_cidr: str,
                 profile: ClusterProfile, agent_token: str | None = None,
                 etcd_snapshots: dict[str, Any] | None = None, oidc: ApiServerOidc | None = None,
-                cluster_profile: ClusterProfile | None = None) -> dict[str, Any]:
+                cluster_profile: ClusterProfile | None = None,
+                provider_id: str | None = None) -> dict[str, Any]:
     """The config of one node. `join_endpoint` None means: this server initialises the cluster.
+    `provider_id`: the Node's spec.providerID where no cloud controller manager or boot command sets it
+    (providers/base.py Node.provider_id, checked by providers.base.provider_id).
 
     `profile` is the node's own (its kubelet flags and labels); `cluster_profile` (default `profile`) the stack
     provider's, whose cluster-wide server flags every server carries, a member on another provider
@@ -220,7 +223,7 @@ def node_config(spec: NodeSpec, hostname: str | None, addrs: NodeAddresses | Non
         **facts,
         "node-label": [f"{k}={v}" for k, v in sorted(node_labels(spec, profile).items())],
         "node-taint": list(spec.taints),
-        "kubelet-arg": kubelet_args(spec, profile),
+        "kubelet-arg": [*kubelet_args(spec, profile), *([f"provider-id={provider_id}"] if provider_id else [])],
         # The CIS sysctls are in place before K3s starts (host tuning runs first).
         "protect-kernel-defaults": True,
     }
