@@ -11,9 +11,6 @@ against a stub `k3s`.
 from __future__ import annotations
 
 import asyncio
-import os
-import stat
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,6 +22,8 @@ from tests import validators
 from tests.conftest import script_param
 from tests.test_hybrid import (AWS_SETTINGS, CLOUDS_SETTINGS, GCP_FIREWALL, NSG_RULE, SG_RULE, UP_TO_SERVICES,
                                clouds_raw, internet_raw, run_internet)
+from tests.test_resize import drive
+from tests.stubs import kubectl_calls, run_with_stubs
 from tools import mockrun
 
 COMMAND = "command:remote:Command"
@@ -95,14 +94,6 @@ class FakeRunner:
         if self.fail:
             raise RuntimeError("exit 1: draining did not finish within 600s")
         return ""
-
-
-def drive(coroutine):
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coroutine)
-    finally:
-        loop.close()
 
 
 HCLOUD_OLD = {"rules": [{"port": "6443", "sourceIps": ["198.51.100.1/32", "198.51.100.2/32", "198.51.100.3/32"]},
@@ -195,18 +186,9 @@ LEAVING = "adp-production-internet-control-plane-4"
 
 
 def run_depart(tmp_path: Path, addresses: list[str], **env: str) -> tuple[int, list[str], str]:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    stub = bin_dir / "k3s"
-    stub.write_text(STUB_K3S)
-    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
-    calls = tmp_path / "calls"
-    calls.touch()
-    result = subprocess.run(["bash", "-s"], input=depart_script(addresses, KEEP, TOKEN), capture_output=True,
-                            text=True, timeout=60, env={"PATH": f"{bin_dir}:{os.environ['PATH']}",
-                                                        "CALLS": str(calls), "LISTING": LISTING, **env})
-    return result.returncode, [c.split(" --request-timeout=20s ", 1)[-1] for c in calls.read_text().splitlines()], \
-        result.stderr
+    code, calls, err = run_with_stubs(tmp_path, depart_script(addresses, KEEP, TOKEN), {"k3s": STUB_K3S},
+                                      LISTING=LISTING, **env)
+    return code, kubectl_calls(calls), err
 
 
 def test_a_leaving_etcd_member_is_drained_its_member_removed_and_its_node_deleted(tmp_path):

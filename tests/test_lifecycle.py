@@ -8,9 +8,6 @@ order of calls and its skip/fail paths are observed, not read.
 from __future__ import annotations
 
 import base64
-import os
-import stat
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ import yaml
 
 from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, GUARD, drain_script
 from tests.conftest import base_raw, script_param, stack_run
+from tests.stubs import run_with_stubs
 from tools import mockrun
 from tools.mockrun import Run, Secret
 
@@ -149,18 +147,9 @@ class FakeNode:
 
 
 def run_drain(tmp_path: Path, role: str = "agent", **env: str) -> tuple[int, list[str], str]:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, body in (("k3s", STUB_K3S), ("systemctl", 'printf "systemctl %s\\n" "$*" >>"$CALLS"\n')):
-        path = bin_dir / name
-        path.write_text(body if body.startswith("#!") else "#!/usr/bin/env bash\n" + body)
-        path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    calls = tmp_path / "calls"
-    calls.touch()
     script = drain_script(FakeNode(role), "10.0.1.254", "b2ZmbGluZQ==", "secret-token-value")
-    result = subprocess.run(["bash", "-s"], input=script, capture_output=True, text=True, timeout=60,
-                            env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), **env})
-    return result.returncode, calls.read_text().splitlines(), result.stderr
+    return run_with_stubs(tmp_path, script, {"k3s": STUB_K3S, "systemctl": 'printf "systemctl %s\\n" "$*" >>"$CALLS"\n'},
+                          **env)
 
 
 def test_drain_script_order_for_a_server(tmp_path):

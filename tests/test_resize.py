@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import stat
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from components.k3s.resize import (READY_TIMEOUT_SECONDS, SERVER_CA, DrainServer
                                    where_scripts_run)
 from tests import validators
 from tests.conftest import script_param, stack_run
+from tests.stubs import kubectl_calls, run_with_stubs
 from tools.plan import cost
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJub2RlLWxpZmVjeWNsZSJ9.c2lnbmF0dXJl"
@@ -179,19 +178,10 @@ exit 0
 
 
 def run_resize(tmp_path: Path, phase: str, **env: str) -> tuple[int, list[str], str]:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    stub = bin_dir / "k3s"
-    stub.write_text(STUB_K3S)
-    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
-    calls = tmp_path / "calls"
-    calls.touch()
     script = resize_script(HETZNER, phase, TOKEN).replace(
         f"readonly READY_TIMEOUT={READY_TIMEOUT_SECONDS}", "readonly READY_TIMEOUT=0")
-    result = subprocess.run(["bash", "-s"], input=script, capture_output=True, text=True, timeout=60,
-                            env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), **env})
-    return result.returncode, [c.split(" --request-timeout=20s ", 1)[-1] for c in calls.read_text().splitlines()], \
-        result.stderr
+    code, calls, err = run_with_stubs(tmp_path, script, {"k3s": STUB_K3S}, **env)
+    return code, kubectl_calls(calls), err
 
 
 def test_resize_drain_cordons_and_drains_keeping_the_node_and_its_etcd_member(tmp_path):
