@@ -225,7 +225,20 @@ def test_a_node_the_program_keeps_never_leaves_even_if_its_address_goes(tmp_path
     code, calls, err = run_depart(tmp_path, ["198.51.100.1", "198.51.100.2"])
     assert code == 0, err
     assert calls == ["get nodes -o jsonpath={range .items[*]}{.metadata.name}{\"\\t\"}"
-                     "{.status.addresses[?(@.type==\"InternalIP\")].address}{\"\\n\"}{end}"]
+                     "{.status.addresses[*].address}{\"\\n\"}{end}"]
+
+
+def test_a_node_whose_ccm_keeps_its_private_address_as_internal_ip_leaves_by_its_public_one(tmp_path):
+    """The stack provider's CCM initialises its own nodes: their public node-ip is one of the cloud's ExternalIPs, so
+    the Node keeps the cloud's private InternalIP (k8s.io/cloud-provider GetNodeAddressesFromNodeIP). The rules name
+    the public address: the node still leaves, and a node whose address merely begins with the dropped one stays."""
+    kept, other = "adp-production-internet-control-plane-1", "adp-production-internet-general-9"
+    listing = (f"{kept}\t10.0.1.2 198.51.100.1 {kept}\n{LEAVING}\t10.0.1.4 198.51.100.3 {LEAVING}\n"
+               f"{other}\t10.0.1.9 198.51.100.30 {other}")
+    code, calls, err = run_depart(tmp_path, ["198.51.100.3"], LISTING=listing)
+    assert code == 0, err
+    assert f"cordon {LEAVING}" in calls and calls[-1] == f"delete node {LEAVING} --ignore-not-found"
+    assert not any("general-9" in c or "control-plane-1" in c for c in calls), "nobody else is touched"
 
 
 def test_a_blocked_departure_fails_before_the_member_or_the_node_goes(tmp_path):
