@@ -157,13 +157,18 @@ def test_several_rules_dropping_the_same_node_take_it_out_once():
     assert [c for c in calls if c != "token"] and len([c for c in calls if c != "token"]) == 1
 
 
-def test_a_failed_departure_aborts_the_rules_update_and_is_tried_again():
+def test_a_failed_departure_aborts_every_rules_update_of_the_run_and_the_next_run_tries_again():
+    """The first failure aborts the update already; the other rules dropping the node (one per port and provider)
+    fail at once instead of each waiting out the blocked drain again. The next `pulumi up` is a new run."""
     calls: list[str] = []
     departures = Departures(KEEP)
     with pytest.raises(DepartError, match="stops admitting 198.51.100.3 is aborted"):
         drive(departures.before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls, fail=True)))
-    drive(departures.before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls)))
-    assert len([c for c in calls if c != "token"]) == 2, "the node was not out: the next rule's hook tries again"
+    with pytest.raises(DepartError, match="stops admitting 198.51.100.3 is aborted.*did not finish"):
+        drive(departures.before({"sourceRanges": ["198.51.100.3/32"]}, {"sourceRanges": []}, FakeRunner(calls)))
+    assert len([c for c in calls if c != "token"]) == 1, "the other rule's hook does not drain again"
+    drive(Departures(KEEP).before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls)))
+    assert len([c for c in calls if c != "token"]) == 2, "the node was not out: the next run tries again"
 
 
 def test_only_addresses_and_node_names_reach_the_script():
