@@ -20,7 +20,7 @@ import pytest
 
 from components.k3s.depart import Departures, DepartError, depart_script, dropped_addresses
 from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, ETCD_TIMEOUT_SECONDS
-from components.k3s.resize import SERVER_CA, token_script
+from components.k3s.resize import SERVER_CA, SSH_TIMEOUT_SECONDS, token_script
 from tests import validators
 from tests.conftest import script_param
 from tests.test_hybrid import (AWS_SETTINGS, CLOUDS_SETTINGS, GCP_FIREWALL, NSG_RULE, SG_RULE, UP_TO_SERVICES,
@@ -131,6 +131,17 @@ def test_an_update_that_drops_an_address_takes_that_node_out_first():
     assert script_param(script, "KEEP").split() == list(KEEP), "a node the program keeps never leaves"
     assert "https://127.0.0.1:6443" in script_param(script, "KUBECONFIG_YAML")
     assert SERVER_CA in script_param(script, "KUBECONFIG_YAML")
+
+
+def test_each_dropped_address_departs_in_a_script_run_of_its_own():
+    """Each SSH run is bounded (resize.SSH_TIMEOUT_SECONDS): it fits one node's drain and etcd member removal, not
+    several nodes' in a row, so a rule dropping several nodes takes them out one run each."""
+    calls: list[str] = []
+    new = {"rules": [{"port": "6443", "sourceIps": ["198.51.100.1/32"]}]}
+    drive(Departures(KEEP).before(HCLOUD_OLD, new, FakeRunner(calls)))
+    scripts = [c for c in calls if c != "token"]
+    assert [script_param(c, "ADDRESSES") for c in scripts] == ["198.51.100.2", "198.51.100.3"]
+    assert SSH_TIMEOUT_SECONDS >= DRAIN_TIMEOUT_SECONDS + ETCD_TIMEOUT_SECONDS + 60
 
 
 @pytest.mark.parametrize("new", [HCLOUD_OLD, {"rules": [*HCLOUD_OLD["rules"], {"sourceIps": ["198.51.100.9/32"]}]}])

@@ -121,13 +121,17 @@ class Departures:
                     raise DepartError(self.failed[address])
             try:
                 token = (await run(token_script())).strip()
-                await run(depart_script(todo, self.keep, token))
+                # One script per address: each run is bounded by the SSH timeout, which fits one node's drain and
+                # etcd member removal (SSH_TIMEOUT_SECONDS), not several nodes' in a row.
+                for address in todo:
+                    await run(depart_script([address], self.keep, token))
+                    self.done.add(address)
             except Exception as e:
+                left = [a for a in todo if a not in self.done]
                 message = (f"the firewall update that stops admitting {', '.join(todo)} is aborted: taking the "
                            f"leaving nodes out of the cluster first failed: {e}")
-                self.failed.update(dict.fromkeys(todo, message))
+                self.failed.update(dict.fromkeys(left, message))
                 raise DepartError(message) from e
-            self.done.update(todo)
 
 
 def departure_hooks(keep: Sequence[str], private_key: pulumi.Input[str],
