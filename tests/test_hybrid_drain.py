@@ -16,9 +16,10 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pulumi.resource_hooks
 import pytest
 
-from components.k3s.depart import Departures, DepartError, depart_script, dropped_addresses
+from components.k3s.depart import Departures, DepartError, depart_script, departure_hooks, dropped_addresses
 from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, ETCD_TIMEOUT_SECONDS
 from components.k3s.resize import SERVER_CA, SSH_TIMEOUT_SECONDS, token_script
 from tests import validators
@@ -180,6 +181,15 @@ def test_a_failed_departure_aborts_every_rules_update_of_the_run_and_the_next_ru
     assert len([c for c in calls if c != "token"]) == 1, "the other rule's hook does not drain again"
     drive(Departures(KEEP).before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls)))
     assert len([c for c in calls if c != "token"]) == 2, "the node was not out: the next run tries again"
+
+
+def test_the_hook_never_runs_in_a_preview(monkeypatch):
+    """The engine runs a hook in a dry run (`pulumi preview`, the preview of `pulumi up`) only when it was registered
+    with on_dry_run (pulumi ResourceHookOptions, default False): a preview never drains anything."""
+    monkeypatch.setattr(pulumi.resource_hooks, "register_resource_hook", lambda hook: None)
+    [hook] = departure_hooks(KEEP, "key").before_update
+    assert hook.name == "depart-leaving-nodes" and not (hook.opts and hook.opts.on_dry_run)
+    assert pulumi.resource_hooks.ResourceHookOptions().on_dry_run is False
 
 
 def test_only_addresses_and_node_names_reach_the_script():
