@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pulumi.resource_hooks
 import pytest
 
-from components.k3s.depart import Departures, DepartError, depart_script, dropped_addresses
+from components.k3s.depart import Departures, DepartError, depart_script, departure_hooks, dropped_addresses
 from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, ETCD_TIMEOUT_SECONDS
-from components.k3s.resize import SERVER_CA, token_script
+from components.k3s.resize import SERVER_CA, SSH_TIMEOUT_SECONDS, token_script
 from tests import validators
 from tests.conftest import script_param
 from tests.test_hybrid import (AWS_SETTINGS, CLOUDS_SETTINGS, GCP_FIREWALL, NSG_RULE, SG_RULE, UP_TO_SERVICES,
@@ -124,6 +125,17 @@ def test_an_update_that_drops_an_address_takes_that_node_out_first():
     assert SERVER_CA in script_param(script, "KUBECONFIG_YAML")
 
 
+def test_each_dropped_address_departs_in_a_script_run_of_its_own():
+    """Each SSH run is bounded (resize.SSH_TIMEOUT_SECONDS): it fits one node's drain and etcd member removal, not
+    several nodes' in a row, so a rule dropping several nodes takes them out one run each."""
+    calls: list[str] = []
+    new = {"rules": [{"port": "6443", "sourceIps": ["198.51.100.1/32"]}]}
+    drive(Departures(KEEP).before(HCLOUD_OLD, new, FakeRunner(calls)))
+    scripts = [c for c in calls if c != "token"]
+    assert [script_param(c, "ADDRESSES") for c in scripts] == ["198.51.100.2", "198.51.100.3"]
+    assert SSH_TIMEOUT_SECONDS >= DRAIN_TIMEOUT_SECONDS + ETCD_TIMEOUT_SECONDS + 60
+
+
 @pytest.mark.parametrize("new", [HCLOUD_OLD, {"rules": [*HCLOUD_OLD["rules"], {"sourceIps": ["198.51.100.9/32"]}]}])
 def test_an_update_that_drops_nobody_runs_nothing(new):
     calls: list[str] = []
@@ -148,13 +160,27 @@ def test_several_rules_dropping_the_same_node_take_it_out_once():
     assert [c for c in calls if c != "token"] and len([c for c in calls if c != "token"]) == 1
 
 
-def test_a_failed_departure_aborts_the_rules_update_and_is_tried_again():
+def test_a_failed_departure_aborts_every_rules_update_of_the_run_and_the_next_run_tries_again():
+    """The first failure aborts the update already; the other rules dropping the node (one per port and provider)
+    fail at once instead of each waiting out the blocked drain again. The next `pulumi up` is a new run."""
     calls: list[str] = []
     departures = Departures(KEEP)
     with pytest.raises(DepartError, match="stops admitting 198.51.100.3 is aborted"):
         drive(departures.before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls, fail=True)))
-    drive(departures.before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls)))
-    assert len([c for c in calls if c != "token"]) == 2, "the node was not out: the next rule's hook tries again"
+    with pytest.raises(DepartError, match="stops admitting 198.51.100.3 is aborted.*did not finish"):
+        drive(departures.before({"sourceRanges": ["198.51.100.3/32"]}, {"sourceRanges": []}, FakeRunner(calls)))
+    assert len([c for c in calls if c != "token"]) == 1, "the other rule's hook does not drain again"
+    drive(Departures(KEEP).before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls)))
+    assert len([c for c in calls if c != "token"]) == 2, "the node was not out: the next run tries again"
+
+
+def test_the_hook_never_runs_in_a_preview(monkeypatch):
+    """The engine runs a hook in a dry run (`pulumi preview`, the preview of `pulumi up`) only when it was registered
+    with on_dry_run (pulumi ResourceHookOptions, default False): a preview never drains anything."""
+    monkeypatch.setattr(pulumi.resource_hooks, "register_resource_hook", lambda hook: None)
+    [hook] = departure_hooks(KEEP, "key").before_update
+    assert hook.name == "depart-leaving-nodes" and not (hook.opts and hook.opts.on_dry_run)
+    assert pulumi.resource_hooks.ResourceHookOptions().on_dry_run is False
 
 
 def test_only_addresses_and_node_names_reach_the_script():
@@ -207,7 +233,20 @@ def test_a_node_the_program_keeps_never_leaves_even_if_its_address_goes(tmp_path
     code, calls, err = run_depart(tmp_path, ["198.51.100.1", "198.51.100.2"])
     assert code == 0, err
     assert calls == ["get nodes -o jsonpath={range .items[*]}{.metadata.name}{\"\\t\"}"
-                     "{.status.addresses[?(@.type==\"InternalIP\")].address}{\"\\n\"}{end}"]
+                     "{.status.addresses[*].address}{\"\\n\"}{end}"]
+
+
+def test_a_node_whose_ccm_keeps_its_private_address_as_internal_ip_leaves_by_its_public_one(tmp_path):
+    """The stack provider's CCM initialises its own nodes: their public node-ip is one of the cloud's ExternalIPs, so
+    the Node keeps the cloud's private InternalIP (k8s.io/cloud-provider GetNodeAddressesFromNodeIP). The rules name
+    the public address: the node still leaves, and a node whose address merely begins with the dropped one stays."""
+    kept, other = "adp-production-internet-control-plane-1", "adp-production-internet-general-9"
+    listing = (f"{kept}\t10.0.1.2 198.51.100.1 {kept}\n{LEAVING}\t10.0.1.4 198.51.100.3 {LEAVING}\n"
+               f"{other}\t10.0.1.9 198.51.100.30 {other}")
+    code, calls, err = run_depart(tmp_path, ["198.51.100.3"], LISTING=listing)
+    assert code == 0, err
+    assert f"cordon {LEAVING}" in calls and calls[-1] == f"delete node {LEAVING} --ignore-not-found"
+    assert not any("general-9" in c or "control-plane-1" in c for c in calls), "nobody else is touched"
 
 
 def test_a_blocked_departure_fails_before_the_member_or_the_node_goes(tmp_path):

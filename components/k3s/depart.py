@@ -98,10 +98,13 @@ def depart_script(addresses: Sequence[str], keep: Sequence[str], token: str) -> 
 @dataclass
 class Departures:
     """The leaving nodes of one program run: `keep`, the node names the program has; each dropped address is taken
-    out once (`done`), one departure at a time."""
+    out once (`done`), one departure at a time. An address whose departure failed (`failed`: why) fails every other
+    rule's hook of the run at once: the first failure already aborts the update, and each retry would wait out a
+    blocked drain again (DRAIN_TIMEOUT_SECONDS per rule: a rule per port and provider); the next run tries again."""
 
     keep: tuple[str, ...]
     done: set[str] = field(default_factory=set)
+    failed: dict[str, str] = field(default_factory=dict)
     _lock: asyncio.Lock | None = None
 
     async def before(self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, run: Runner) -> None:
@@ -113,13 +116,22 @@ class Departures:
             todo = [a for a in dropped_addresses(old, new) if a not in self.done]
             if not todo:
                 return
+            for address in todo:
+                if address in self.failed:
+                    raise DepartError(self.failed[address])
             try:
                 token = (await run(token_script())).strip()
-                await run(depart_script(todo, self.keep, token))
+                # One script per address: each run is bounded by the SSH timeout, which fits one node's drain and
+                # etcd member removal (SSH_TIMEOUT_SECONDS), not several nodes' in a row.
+                for address in todo:
+                    await run(depart_script([address], self.keep, token))
+                    self.done.add(address)
             except Exception as e:
-                raise DepartError(f"the firewall update that stops admitting {', '.join(todo)} is aborted: taking "
-                                  f"the leaving nodes out of the cluster first failed: {e}") from e
-            self.done.update(todo)
+                left = [a for a in todo if a not in self.done]
+                message = (f"the firewall update that stops admitting {', '.join(todo)} is aborted: taking the "
+                           f"leaving nodes out of the cluster first failed: {e}")
+                self.failed.update(dict.fromkeys(left, message))
+                raise DepartError(message) from e
 
 
 def departure_hooks(keep: Sequence[str], private_key: pulumi.Input[str],

@@ -4,11 +4,15 @@
 # (components/k3s/depart.py: the before_update hook of a peer rule that names several nodes). It runs on the
 # cluster's first K3s server as the node-lifecycle service account against that server's own API; the token is
 # written to a 0600 file only for the run and never logged.
-# A node leaves when its InternalIP (over the internet: its public address) is among ADDRESSES, the addresses the
-# rule's update drops, and its name is not among KEEP, the nodes the program keeps (a node replaced under its own
-# name was drained by its own drain command already). Each leaves as drain.sh takes a node out, one at a time:
-# cordon, drain (pod disruption budgets honoured, bounded), for an etcd member the removal of its member, the
-# deletion of its Node. Its drain command, deleted at the end of the update, then finds it gone and stops K3s.
+# A node leaves when one of its addresses is among ADDRESSES, the addresses the rule's update drops (its public
+# address, K3s' node-ip over the internet), and its name is not among KEEP, the nodes the program keeps (a node
+# replaced under its own name was drained by its own drain command already). Any of its addresses, not its
+# InternalIP alone: where the stack provider's CCM initialises a node, the public node-ip is among the cloud's
+# ExternalIPs, so the CCM keeps it as the ExternalIP and its private address as the InternalIP (k8s.io/cloud-provider
+# node/helpers GetNodeAddressesFromNodeIP: the node IP replaces the cloud's addresses of its own type only).
+# Each leaves as drain.sh takes a node out, one at a time: cordon, drain (pod disruption budgets honoured, bounded),
+# for an etcd member the removal of its member, the deletion of its Node. Its drain command, deleted at the end of
+# the update, then finds it gone and stops K3s.
 # A drain that does not finish in time fails the hook, so the rule keeps admitting the node: fix, re-run.
 set -euo pipefail
 shopt -s inherit_errexit  # a failure inside $(...) stops the script too
@@ -20,12 +24,15 @@ open_kubeconfig  # kube-lib.sh
 read -ra dropped <<<"$ADDRESSES"
 read -ra kept <<<"$KEEP"
 # An assignment, so an API error stops the script (and the rule's update) instead of reading as "no nodes".
-listing=$(kube get nodes -o 'jsonpath={range .items[*]}{.metadata.name}{"\t"}{.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}')
+listing=$(kube get nodes -o 'jsonpath={range .items[*]}{.metadata.name}{"\t"}{.status.addresses[*].address}{"\n"}{end}')
 leaving=()
-while IFS=$'\t' read -r name address; do
+while IFS=$'\t' read -r name addresses; do
   [ -n "$name" ] || continue
   case " ${kept[*]} " in *" $name "*) continue ;; esac
-  case " ${dropped[*]} " in *" $address "*) leaving+=("$name") ;; esac
+  read -ra own <<<"$addresses"
+  for address in "${own[@]}"; do
+    case " ${dropped[*]} " in *" $address "*) leaving+=("$name"); break ;; esac
+  done
 done <<<"$listing"
 if [ "${#leaving[@]}" -eq 0 ]; then
   log "no node of the cluster has a dropped address (${ADDRESSES}): nothing leaves"
