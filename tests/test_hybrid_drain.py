@@ -213,7 +213,7 @@ LEAVING = "adp-production-internet-control-plane-4"
 
 def run_depart(tmp_path: Path, addresses: list[str], **env: str) -> tuple[int, list[str], str]:
     code, calls, err = run_with_stubs(tmp_path, depart_script(addresses, KEEP, TOKEN), {"k3s": STUB_K3S},
-                                      LISTING=LISTING, **env)
+                                      **{"LISTING": LISTING, **env})
     return code, kubectl_calls(calls), err
 
 

@@ -26,10 +26,10 @@ read -ra kept <<<"$KEEP"
 # An assignment, so an API error stops the script (and the rule's update) instead of reading as "no nodes".
 listing=$(kube get nodes -o 'jsonpath={range .items[*]}{.metadata.name}{"\t"}{.status.addresses[*].address}{"\n"}{end}')
 leaving=()
-while IFS=$'\t' read -r name addresses; do
+while IFS=$'\t' read -r name node_addresses; do
   [ -n "$name" ] || continue
   case " ${kept[*]} " in *" $name "*) continue ;; esac
-  read -ra own <<<"$addresses"
+  read -ra own <<<"$node_addresses"
   for address in "${own[@]}"; do
     case " ${dropped[*]} " in *" $address "*) leaving+=("$name"); break ;; esac
   done
