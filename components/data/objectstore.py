@@ -288,4 +288,4 @@ def install(ctx: DataContext, spaces: Namespaces, endpoint: ObjectStoreEndpoint,
     budgets = [ctx.disruption_budget(f"seaweedfs-{component}-pdb", f"seaweedfs-{component}", NAMESPACE,
                                      labels(component), ctx.labels("seaweedfs", component), [ns], **limit)
                for component, limit in disruption_budgets(ctx).items()]
-    return [config, *evacuate, seaweed, service, *budgets]
+    return [config, seaweed, service, *budgets]
