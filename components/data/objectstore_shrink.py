@@ -126,7 +126,8 @@ def evacuation_hooks(private_key: pulumi.Input[str], namespace: str, release: st
 def exec_role(namespace: str, release: str, masters: int,
               opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
     """`pods/exec` on the master pods of `namespace` for the node-lifecycle account, which the hook's script uses:
-    `create`, and `get` for kubectl's WebSocket exec (an HTTP GET, authorized as `get` before Kubernetes 1.35)."""
+    kubectl's exec is a WebSocket upgrade (an HTTP GET) authorized as `get`, and from Kubernetes 1.35 also as `create`
+    (KEP-4006, AuthorizePodWebsocketUpgradeCreatePermission); SPDY exec as `create`."""
     role = k8s.rbac.v1.Role(
         "seaweedfs-evacuate",
         metadata=k8s.meta.v1.ObjectMetaArgs(name=ACCOUNT, namespace=namespace),
