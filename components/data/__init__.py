@@ -166,7 +166,8 @@ class DataPlane(pulumi.ComponentResource):
             return dataclasses.replace(self._placed(ctx, services, volume_pools(cfg, store)), operator_after=operator)
 
         objects_ready = (objectstore.install(context("object_storage", objectstore), spaces, objects,
-                                             after=placed("object_storage", objectstore)) if objects else [])
+                                             after=placed("object_storage", objectstore),
+                                             private_key=loaded.secrets.ssh_private_key) if objects else [])
         objects = dataclasses.replace(objects, ready=objects_ready) if objects else None
         # Stores that back up into the in-cluster object store wait for it (and its buckets).
         backup_ready = objects_ready if ctx.backup is not None and ctx.backup.in_cluster else []

@@ -24,6 +24,11 @@ Every pod runs under Pod Security `restricted`: as the image's non-root `seaweed
 (the chart's default hostPath logs are off). The chart's volume resize hook is off because its Job runs
 without a security context; growing `storageSize` later needs the manual steps in docs/data-plane.md.
 
+Fewer volume servers (the pools' node count lowered): the release's update first empties each server it removes, one at
+a time, highest ordinal first (objectstore_shrink.py: a `before_update` hook running `weed shell`
+volumeServer.evacuate), or fails and keeps them all; the StatefulSet (`podManagementPolicy: Parallel`) would
+otherwise delete them at once, a file's two copies possibly with them.
+
 Moving to another provider's volumes (`dataPlane.objectStorage.storageProvider`, config/data.py Movable): masters,
 volume servers and filers all claim that provider's class (placement.volume_pools); each is then replaced one at a time
 by the steps in docs/providers.md ("The object store to another provider"): a volume server after `weed shell`
@@ -47,6 +52,7 @@ import pulumi_kubernetes as k8s
 from components import charts
 from components.data.context import LAYER, OBJECT_STORE_NAMESPACE, OBJECT_STORE_S3_PORT, SHARES, DataContext
 from components.data.endpoints import ObjectStoreEndpoint
+from components.data.objectstore_shrink import evacuation_hooks, exec_role
 from components.data.placement import Placement, Resources, helper_share
 from components.helm import release
 from components.scheduling import pod_anti_affinity
@@ -253,7 +259,9 @@ def _identities_file(endpoint: ObjectStoreEndpoint) -> pulumi.Output[str]:
 
 # --- install ----------------------------------------------------------------------------------------------
 def install(ctx: DataContext, spaces: Namespaces, endpoint: ObjectStoreEndpoint,
-            after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+            after: Sequence[pulumi.Resource], private_key: pulumi.Input[str]) -> list[pulumi.Resource]:
+    """`private_key`: the stack's SSH key, with which the release's hook empties the volume servers a shrink removes
+    (objectstore_shrink.py)."""
     if not endpoint.in_cluster:
         return []  # provider S3: nothing runs in the cluster
     ns = spaces[NAMESPACE]
@@ -265,7 +273,11 @@ def install(ctx: DataContext, spaces: Namespaces, endpoint: ObjectStoreEndpoint,
         string_data={CONFIG_KEY: _identities_file(endpoint)},
         opts=ctx.opts([ns]))
     buckets = sorted(set(endpoint.buckets.values()))
-    seaweed = release(RELEASE, charts.SEAWEEDFS, values(ctx, buckets), ctx.opts([*after, ns, config], protect=True),
+    # The hook's script execs into a master pod as the node-lifecycle account: allowed before the release updates.
+    evacuate = exec_role(NAMESPACE, RELEASE, shape(ctx.placements["object_storage"]).masters, ctx.opts([ns]))
+    seaweed = release(RELEASE, charts.SEAWEEDFS, values(ctx, buckets),
+                      ctx.opts([*after, ns, config, *evacuate], protect=True,
+                               hooks=evacuation_hooks(private_key, NAMESPACE, RELEASE)),
                       namespace=NAMESPACE, create_namespace=False)
     service = k8s.core.v1.Service(
         "seaweedfs-s3-service",

@@ -221,10 +221,11 @@ Where = Callable[[Mapping[str, Any] | None], tuple[pulumi.Input[str], pulumi.Inp
 HostOf = Callable[[Mapping[str, Any] | None], pulumi.Input[str]]
 
 
-def _run_on(where: Where, private_key: pulumi.Input[str], outputs: Mapping[str, Any] | None) -> Runner:
+def _run_on(where: Where, private_key: pulumi.Input[str], outputs: Mapping[str, Any] | None,
+            timeout: float = SSH_TIMEOUT_SECONDS) -> Runner:
     async def run(script: str) -> str:
         host, user = where(outputs)
-        return await ssh_run(await _resolve(host), await _resolve(user), await _resolve(private_key), script)
+        return await ssh_run(await _resolve(host), await _resolve(user), await _resolve(private_key), script, timeout)
     return run
 
 

@@ -1,0 +1,143 @@
+"""Volume servers leave the in-cluster object store emptied, one at a time, before their StatefulSet shrinks.
+
+SeaweedFS runs one volume server per node of its pools (objectstore.py `shape`), in the chart's StatefulSet
+`seaweedfs-volume` with `podManagementPolicy: Parallel` (chart 4.44.0 values.yaml). Lowering those pools' node count
+lowers `volume.replicas`, and the release's update makes Kubernetes delete the highest ordinals all at once: with
+replication `001` a file's two copies may both sit on servers that go, and the file with them (the claims stay, but
+nothing serves them).
+
+So the release carries a `before_update` hook (evacuation_hooks): when the update lowers `volume.replicas` (old and
+new inputs are the hook's arguments; any other update does nothing), it empties each server that goes, highest
+ordinal first, one at a time: `weed shell` in a Ready master pod runs `volumeServer.evacuate -apply` (which moves
+each volume to a server that has no copy of it yet, weed/shell/command_volume_server_evacuate.go at 4.44), checks
+with `volume.list` that the server holds no volume any more (retrying when one grew on it meanwhile), and then
+`volumeServer.leave` so that nothing grows on it before it goes (scripts/seaweedfs-evacuate.sh). A failure fails the
+hook, which aborts the release's update (the engine's rule for `before_*` hooks): every server stays, and the next
+`pulumi up` tries again. A server already emptied stays out of the cluster until its pod restarts (`leave` holds until
+then) but holds nothing. `pulumi preview` runs no hooks.
+
+Where and as whom: like the node hooks (components/k3s/resize.py, depart.py), over SSH on the cluster's first K3s
+server (resize.py DRAIN_SERVER) as the node-lifecycle service account, to which `exec_role` grants `pods/exec` on the
+master pods of this namespace only (its ClusterRole already reads pods). Each server gets a script run of its own,
+bounded by EVACUATE_TIMEOUT_SECONDS: moving a full server's volumes takes a while.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.k3s.config import API_PORT
+from components.k3s.lifecycle import ACCOUNT, KUBE_LIB, NAMESPACE as LIFECYCLE_NAMESPACE, lifecycle_kubeconfig
+from components.k3s.resize import (DRAIN_SERVER, NODE_NAME, SERVER_CA, TOKEN, DrainServer, Runner, _at, _run_on,
+                                   token_script)
+from components.shell import render
+
+EVACUATE_TEMPLATE = Path(__file__).parent / "scripts" / "seaweedfs-evacuate.sh"
+VOLUME_PORT = 8080  # the chart's volume.port (values.yaml at 4.44.0): part of the address a server registers with
+# How long emptying one server may take: moving up to its whole `storageSize` to the others.
+EVACUATE_TIMEOUT_SECONDS = 4 * 3600
+SSH_TIMEOUT_SECONDS = EVACUATE_TIMEOUT_SECONDS + 300  # one script: the evacuation, the checks, the connection
+HOOK = "seaweedfs-evacuate-volume-servers"
+
+
+class EvacuateError(Exception):
+    """Emptying a leaving volume server failed: the engine aborts the release's update, which keeps every server."""
+
+
+def _count(inputs: Mapping[str, Any] | None, component: str) -> int | None:
+    """`<component>.replicas` of the release's values (None where absent); the engine may hand numbers as floats."""
+    value = _at(inputs, ("values", component, "replicas"))
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 0:
+        raise EvacuateError(f"the seaweedfs release's {component}.replicas is {value!r}, not a count")
+    return int(value)
+
+
+def leaving_servers(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, release: str) -> list[str]:
+    """The volume server pods an update of the release removes, in the order they are emptied: highest first."""
+    before, after = _count(old, "volume"), _count(new, "volume")
+    if before is None or after is None or after >= before:
+        return []
+    return [f"{release}-volume-{i}" for i in range(before - 1, after - 1, -1)]
+
+
+def master_pods(release: str, count: int) -> list[str]:
+    return [f"{release}-master-{i}" for i in range(count)]
+
+
+def evacuate_script(server: str, masters: Sequence[str], namespace: str, release: str, token: str) -> str:
+    bad = [name for name in (server, *masters, namespace, release) if not NODE_NAME.fullmatch(name)]
+    if bad or not masters:
+        raise ValueError(f"volume server evacuation: {bad or 'no master'} are not pod or namespace names")
+    if not TOKEN.fullmatch(token):
+        raise EvacuateError("the node-lifecycle token read to empty the leaving volume servers is not a service "
+                            "account token")
+    return render(EVACUATE_TEMPLATE, {
+        "NAMESPACE": namespace, "SERVER": server, "MASTERS": " ".join(masters),
+        # The address the server registers with: the chart starts it with -ip=<pod>.<release>-volume.<namespace>
+        # (templates/volume/volume-statefulset.yaml) and -port=volume.port; `weed shell` names servers so.
+        "ADDRESS": f"{server}.{release}-volume.{namespace}:{VOLUME_PORT}",
+        "KUBECONFIG_YAML": lifecycle_kubeconfig(f"https://127.0.0.1:{API_PORT}", {"certificate-authority": SERVER_CA},
+                                                token),
+        "EVACUATE_TIMEOUT": EVACUATE_TIMEOUT_SECONDS,
+    }, libs=[KUBE_LIB])
+
+
+async def evacuate_leaving(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, run: Runner,
+                           namespace: str, release: str) -> list[str]:
+    """The hook body: empty each server the update removes, one script run each; the servers emptied."""
+    leaving = leaving_servers(old, new, release)
+    if not leaving:
+        return []
+    masters = master_pods(release, _count(old, "master") or 1)
+    done: list[str] = []
+    try:
+        token = (await run(token_script())).strip()
+        for server in leaving:
+            await run(evacuate_script(server, masters, namespace, release, token))
+            done.append(server)
+    except Exception as e:
+        left = [s for s in leaving if s not in done]
+        raise EvacuateError(
+            f"the object store's update that removes the volume servers {', '.join(leaving)} is aborted, so every "
+            f"server is kept: emptying {left[0]} first failed: {e}") from e
+    return done
+
+
+def evacuation_hooks(private_key: pulumi.Input[str], namespace: str, release: str,
+                     drain_server: DrainServer = DRAIN_SERVER) -> pulumi.ResourceHookBinding:
+    """The hook of the SeaweedFS release (see the module docstring); its scripts run on `drain_server`."""
+    def where(_outputs: Mapping[str, Any] | None) -> tuple[pulumi.Input[str], pulumi.Input[str]]:
+        return drain_server.reach("empty the leaving SeaweedFS volume servers from",
+                                  "and empty them (weed shell volumeServer.evacuate) before lowering their count")
+
+    async def before(args: pulumi.ResourceHookArgs) -> None:
+        await evacuate_leaving(args.old_inputs, args.new_inputs,
+                               _run_on(where, private_key, args.old_outputs, SSH_TIMEOUT_SECONDS), namespace, release)
+
+    return pulumi.ResourceHookBinding(before_update=[pulumi.ResourceHook(HOOK, before)])
+
+
+def exec_role(namespace: str, release: str, masters: int,
+              opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+    """`pods/exec` on the master pods of `namespace` for the node-lifecycle account, which the hook's script uses:
+    kubectl's exec is a WebSocket upgrade (an HTTP GET) authorized as `get`, and from Kubernetes 1.35 also as `create`
+    (KEP-4006, AuthorizePodWebsocketUpgradeCreatePermission); SPDY exec as `create`."""
+    role = k8s.rbac.v1.Role(
+        "seaweedfs-evacuate",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=ACCOUNT, namespace=namespace),
+        rules=[k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods/exec"],
+                                          resource_names=master_pods(release, masters), verbs=["get", "create"])],
+        opts=opts)
+    binding = k8s.rbac.v1.RoleBinding(
+        "seaweedfs-evacuate",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=ACCOUNT, namespace=namespace),
+        role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name=ACCOUNT),
+        subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=ACCOUNT, namespace=LIFECYCLE_NAMESPACE)],
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[role])))
+    return [role, binding]

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2329  # lib.sh's boot and file helpers are inlined but not needed here
+# Empty one SeaweedFS volume server that a release update is about to remove (components/data/objectstore_shrink.py:
+# the before_update hook of the seaweedfs release), so its StatefulSet can shrink without losing a file's copies.
+# It runs on the cluster's first K3s server as the node-lifecycle service account (the token is written to a 0600
+# file only for the run and never logged) and drives `weed shell` in a Ready master pod (SeaweedFS 4.44):
+#   volumeServer.evacuate -apply  moves each of SERVER's volumes to a server without a copy of it yet
+#   volume.list -dataNode         shows what SERVER still holds (a volume may grow on it meanwhile: evacuate again)
+#   volumeServer.leave -apply     stops its heartbeats, so nothing new grows on it before it goes
+# `weed shell` exits 0 whatever a command does and reports a failed one as "error: ..." or "unknown command: ..."
+# (weed/shell/shell_liner.go processEachCmd): those lines fail this script, and the update with it.
+set -euo pipefail
+shopt -s inherit_errexit  # a failure inside $(...) stops the script too
+# @params
+source lib.sh
+
+open_kubeconfig  # kube-lib.sh
+
+# A server without a pod serves nothing now; its claim stays when the StatefulSet shrinks (the chart keeps claims).
+if [ -z "$(kube get pod -n "$NAMESPACE" "$SERVER" --ignore-not-found -o name)" ]; then
+  log "volume server $SERVER has no pod: nothing to empty"
+  exit 0
+fi
+
+read -ra masters <<<"$MASTERS"
+master=""
+for candidate in "${masters[@]}"; do
+  ready=$(kube get pod -n "$NAMESPACE" "$candidate" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' \
+    2>/dev/null || true)
+  if [ "$ready" = True ]; then
+    master=$candidate
+    break
+  fi
+done
+if [ -z "$master" ]; then
+  log "no SeaweedFS master is Ready (${MASTERS}): $SERVER cannot be emptied; the update is aborted, every volume"
+  log "server is kept. Bring the masters back (kubectl -n $NAMESPACE get pods), then run pulumi up again."
+  exit 1
+fi
+
+# The commands on stdin, in the master's `weed shell` (it reaches its master at localhost:9333); prints the output,
+# fails on any command's error. Not `kube`: its request timeout would cut the exec's stream; `timeout` bounds it.
+weed_shell() {
+  local out
+  if ! out=$(timeout "$EVACUATE_TIMEOUT" k3s kubectl --kubeconfig "$kubeconfig" exec -i -n "$NAMESPACE" "$master" \
+    -c seaweedfs -- weed shell 2>&1); then
+    printf '%s\n' "$out" >&2
+    return 1
+  fi
+  if grep -qE '^(error: |unknown command: )' <<<"$out"; then
+    printf '%s\n' "$out" >&2
+    return 1
+  fi
+  printf '%s\n' "$out"
+}
+
+emptied=false
+for attempt in 1 2 3; do
+  log "emptying volume server $SERVER ($ADDRESS) into the others, through $master (attempt $attempt)"
+  if ! weed_shell <<<"lock; volumeServer.evacuate -node $ADDRESS -apply; unlock" >&2; then
+    log "weed shell volumeServer.evacuate failed for $ADDRESS (above): the update is aborted, every volume server"
+    log "is kept. A volume with no other place for its copy (too few servers, or too little room on them: see"
+    log "docs/data-plane.md) holds it; fix that, then run pulumi up again."
+    exit 1
+  fi
+  listing=$(weed_shell <<<"volume.list -dataNode $ADDRESS")
+  # One line per volume and per erasure-coded volume the server holds (weed/shell/command_volume_list.go, -v 5).
+  held=$(grep -cE '^[[:space:]]+(ec )?volume ' <<<"$listing" || true)
+  if [ "$held" -eq 0 ]; then
+    emptied=true
+    break
+  fi
+  log "$SERVER still holds $held volumes"
+done
+if [ "$emptied" != true ]; then
+  log "$SERVER still holds volumes after 3 evacuations: the update is aborted, every volume server is kept"
+  exit 1
+fi
+if ! weed_shell <<<"lock; volumeServer.leave -node $ADDRESS -apply; unlock" >&2; then
+  log "$SERVER holds no volume, but volumeServer.leave failed (above): the update is aborted; run pulumi up again"
+  exit 1
+fi
+log "volume server $SERVER holds no volume and left the cluster: its pod may go"

@@ -1,0 +1,216 @@
+"""A shrinking object store empties each volume server it removes first, one at a time (components/data/
+objectstore_shrink.py): the chart's StatefulSet (`podManagementPolicy: Parallel`) would delete them all at once, a
+file's two copies (replication 001) possibly with them. The release carries the before_update hook; its body runs
+with a fake runner, its script against a stub `k3s` whose `weed shell` answers like SeaweedFS 4.44's."""
+
+from __future__ import annotations
+
+import pulumi.resource_hooks
+import pytest
+
+from components.data.objectstore_shrink import (EVACUATE_TIMEOUT_SECONDS, HOOK, SSH_TIMEOUT_SECONDS, EvacuateError,
+                                                evacuate_leaving, evacuate_script, evacuation_hooks, leaving_servers)
+from components.k3s.lifecycle import ACCOUNT
+from components.k3s.resize import SERVER_CA, token_script
+from tests import validators
+from tests.conftest import script_param
+from tests.stubs import run_with_stubs
+from tests.test_resize import drive
+from tools.mockrun import Run
+
+RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
+TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJub2RlLWxpZmVjeWNsZSJ9.c2lnbmF0dXJl"
+MASTERS = ["seaweedfs-master-0", "seaweedfs-master-1", "seaweedfs-master-2"]
+
+
+def inputs(volumes: int | float, masters: int = 3) -> dict:
+    return {"chart": "seaweedfs", "values": {"master": {"replicas": masters}, "volume": {"replicas": volumes}}}
+
+
+# --- the recorded program -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stack", ["production", "staging"])
+def test_the_release_carries_the_evacuation_hook(stack, request):
+    run: Run = request.getfixturevalue(stack)
+    release = run.named("seaweedfs", RELEASE_TYPE)
+    assert release.options.get("hooks") == {"before_update": [HOOK]}
+
+
+def test_the_lifecycle_account_may_exec_into_the_masters_only(production):
+    """The hook's script runs as the node-lifecycle account, whose ClusterRole reads pods but execs nowhere: a Role
+    in the store's namespace adds `pods/exec` on its master pods alone, and the release waits for it."""
+    role = production.named("seaweedfs-evacuate", "kubernetes:rbac.authorization.k8s.io/v1:Role").inputs
+    assert role["metadata"] == {"name": ACCOUNT, "namespace": "seaweedfs"}
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods/exec"], "resourceNames": MASTERS,
+                              "verbs": ["get", "create"]}]
+    binding = production.named("seaweedfs-evacuate", "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
+    assert binding.inputs["roleRef"]["name"] == ACCOUNT and binding.inputs["roleRef"]["kind"] == "Role"
+    assert binding.inputs["subjects"] == [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": "kube-system"}]
+    release = production.named("seaweedfs", RELEASE_TYPE)
+    assert binding.urn in release.dependencies
+
+
+# --- the hook body ---------------------------------------------------------------------------------------
+
+class FakeRunner:
+    def __init__(self, fail_on: str | None = None):
+        self.scripts: list[str] = []
+        self.fail_on = fail_on
+
+    async def __call__(self, script: str) -> str:
+        if script == token_script():
+            self.scripts.append("token")
+            return TOKEN + "\n"
+        self.scripts.append(script)
+        if self.fail_on and script_param(script, "SERVER") == self.fail_on:
+            raise RuntimeError("exit 1: weed shell volumeServer.evacuate failed")
+        return ""
+
+    def servers(self) -> list[str]:
+        return [script_param(s, "SERVER") for s in self.scripts if s != "token"]
+
+
+def test_a_shrink_from_six_to_three_empties_servers_five_four_three_in_that_order():
+    run = FakeRunner()
+    assert leaving_servers(inputs(6), inputs(3), "seaweedfs") == \
+        ["seaweedfs-volume-5", "seaweedfs-volume-4", "seaweedfs-volume-3"]
+    drive(evacuate_leaving(inputs(6), inputs(3), run, "seaweedfs", "seaweedfs"))
+    assert run.scripts[0] == "token"
+    assert run.servers() == ["seaweedfs-volume-5", "seaweedfs-volume-4", "seaweedfs-volume-3"], \
+        "one script run each, highest ordinal first"
+    script = run.scripts[1]
+    assert script_param(script, "ADDRESS") == "seaweedfs-volume-5.seaweedfs-volume.seaweedfs:8080"
+    assert script_param(script, "MASTERS").split() == MASTERS
+    assert SERVER_CA in script_param(script, "KUBECONFIG_YAML")
+
+
+def test_the_engine_may_hand_the_counts_as_floats():
+    assert leaving_servers(inputs(4.0), inputs(3.0), "seaweedfs") == ["seaweedfs-volume-3"]
+
+
+@pytest.mark.parametrize("old,new", [(inputs(3), inputs(3)), (inputs(3), inputs(6)), (None, inputs(3)),
+                                     ({"values": {}}, inputs(3)), (inputs(3, masters=3), inputs(3, masters=1))])
+def test_an_update_that_does_not_lower_the_count_runs_nothing(old, new):
+    run = FakeRunner()
+    assert drive(evacuate_leaving(old, new, run, "seaweedfs", "seaweedfs")) == []
+    assert run.scripts == []
+
+
+def test_a_failed_evacuation_fails_the_update_and_empties_no_further_server():
+    """A before_update hook that raises aborts the release's update: the StatefulSet keeps every server."""
+    run = FakeRunner(fail_on="seaweedfs-volume-4")
+    with pytest.raises(EvacuateError, match="every server is kept: emptying seaweedfs-volume-4 first failed"):
+        drive(evacuate_leaving(inputs(6), inputs(3), run, "seaweedfs", "seaweedfs"))
+    assert run.servers() == ["seaweedfs-volume-5", "seaweedfs-volume-4"]
+
+
+def test_the_hook_never_runs_in_a_preview_and_each_run_may_take_a_servers_evacuation(monkeypatch):
+    monkeypatch.setattr(pulumi.resource_hooks, "register_resource_hook", lambda hook: None)
+    [hook] = evacuation_hooks("key", "seaweedfs", "seaweedfs").before_update
+    assert hook.name == HOOK and not (hook.opts and hook.opts.on_dry_run)
+    assert SSH_TIMEOUT_SECONDS > EVACUATE_TIMEOUT_SECONDS
+
+
+@pytest.mark.parametrize("count", ["3; reboot", -1, True, 2.5])
+def test_only_counts_are_read_from_the_inputs(count):
+    with pytest.raises(EvacuateError, match="volume.replicas"):
+        leaving_servers(inputs(6), {"values": {"volume": {"replicas": count}}}, "seaweedfs")
+
+
+def test_only_pod_names_and_a_token_reach_the_script():
+    with pytest.raises(ValueError):
+        evacuate_script("seaweedfs-volume-5; reboot", MASTERS, "seaweedfs", "seaweedfs", TOKEN)
+    with pytest.raises(ValueError):
+        evacuate_script("seaweedfs-volume-5", ["$(reboot)"], "seaweedfs", "seaweedfs", TOKEN)
+    with pytest.raises(ValueError):
+        evacuate_script("seaweedfs-volume-5", MASTERS, "seaweedfs x", "seaweedfs", TOKEN)
+    with pytest.raises(EvacuateError):
+        evacuate_script("seaweedfs-volume-5", MASTERS, "seaweedfs", "seaweedfs", "not a token\n")
+
+
+# --- the script, against a stub k3s ------------------------------------------------------------------------
+
+ADDRESS = "seaweedfs-volume-5.seaweedfs-volume.seaweedfs:8080"
+# `k3s kubectl ...`: records each call (and what a weed shell reads); answers like the API and SeaweedFS 4.44 would.
+# HELD: how many volume.list calls still show a volume on the server; EVACUATE_ERROR: evacuate's error line.
+STUB_K3S = r"""#!/usr/bin/env bash
+args=" $* "
+args=${args/ --kubeconfig * --request-timeout=20s / }
+args=${args/ --kubeconfig * exec / exec }
+call=${args# kubectl }
+printf '%s\n' "${call% }" >>"$CALLS"
+case "$args" in
+  *" get pod -n seaweedfs seaweedfs-volume-"*) [ -n "${NO_POD:-}" ] || echo "pod/seaweedfs-volume-5"; exit 0 ;;
+  *" get pod -n seaweedfs seaweedfs-master-0 "*) echo "${MASTER0_READY:-True}"; exit 0 ;;
+  *" get pod -n seaweedfs seaweedfs-master-"*) echo True; exit 0 ;;
+  *" exec "*" -- weed shell "*)
+    commands=$(cat)
+    printf 'shell: %s\n' "$commands" >>"$CALLS"
+    case "$commands" in
+      *volumeServer.evacuate*)
+        echo "moving volume 7 from $ADDRESS"
+        [ -z "${EVACUATE_ERROR:-}" ] || echo "error: $EVACUATE_ERROR" ;;
+      *volume.list*)
+        echo "Topology volumeSizeLimit:1024 MB hdd(volume:9/0 active:9 free:0 remote:0)"
+        n=$(cat "$CALLS.held" 2>/dev/null || echo "${HELD:-0}")
+        if [ "$n" -gt 0 ]; then
+          echo "      DataNode $ADDRESS hdd(volume:1/0 active:1 free:0 remote:0)"
+          echo "          volume id:7 size:1024 collection:\"\" file_count:3 replica_placement:1"
+        fi
+        echo $((n > 0 ? n - 1 : 0)) >"$CALLS.held" ;;
+    esac
+    exit 0 ;;
+esac
+exit 0
+"""
+
+
+def run_evacuate(tmp_path, **env: str) -> tuple[int, list[str], str]:
+    script = evacuate_script("seaweedfs-volume-5", MASTERS, "seaweedfs", "seaweedfs", TOKEN)
+    return run_with_stubs(tmp_path, script, {"k3s": STUB_K3S}, ADDRESS=ADDRESS, **env)
+
+
+def shell_commands(calls: list[str]) -> list[str]:
+    return [c.removeprefix("shell: ") for c in calls if c.startswith("shell: ")]
+
+
+def test_the_server_is_emptied_checked_and_leaves(tmp_path):
+    code, calls, err = run_evacuate(tmp_path, MASTER0_READY="False")
+    assert code == 0, err
+    assert shell_commands(calls) == [f"lock; volumeServer.evacuate -node {ADDRESS} -apply; unlock",
+                                     f"volume.list -dataNode {ADDRESS}",
+                                     f"lock; volumeServer.leave -node {ADDRESS} -apply; unlock"]
+    assert "exec -i -n seaweedfs seaweedfs-master-1 -c seaweedfs -- weed shell" in calls, "a Ready master"
+    assert TOKEN not in err
+
+
+def test_a_volume_that_grew_meanwhile_is_evacuated_again(tmp_path):
+    code, calls, err = run_evacuate(tmp_path, HELD="1")
+    assert code == 0, err
+    assert [c.split()[1] for c in shell_commands(calls)] == \
+        ["volumeServer.evacuate", "-dataNode", "volumeServer.evacuate", "-dataNode", "volumeServer.leave"]
+
+
+def test_a_failed_evacuation_fails_the_script_and_the_server_does_not_leave(tmp_path):
+    """weed shell exits 0 whatever its commands do: the script reads the error line."""
+    code, calls, err = run_evacuate(tmp_path, EVACUATE_ERROR="failed to move volume 7 from " + ADDRESS)
+    assert code != 0 and "every volume server" in err and "failed to move volume 7" in err
+    assert not any("volumeServer.leave" in c for c in shell_commands(calls))
+
+
+def test_a_server_that_keeps_volumes_fails_the_script(tmp_path):
+    code, calls, err = run_evacuate(tmp_path, HELD="9")
+    assert code != 0 and "still holds volumes after 3 evacuations" in err
+    assert not any("volumeServer.leave" in c for c in shell_commands(calls))
+
+
+def test_a_server_without_a_pod_has_nothing_to_empty(tmp_path):
+    code, calls, err = run_evacuate(tmp_path, NO_POD="1")
+    assert code == 0, err
+    assert shell_commands(calls) == []
+
+
+def test_the_evacuation_script_lints():
+    script = evacuate_script("seaweedfs-volume-5", MASTERS, "seaweedfs", "seaweedfs", TOKEN)
+    assert script_param(script, "EVACUATE_TIMEOUT") == str(EVACUATE_TIMEOUT_SECONDS)
+    assert validators.shellcheck({"seaweedfs-evacuate": script}) == ""
