@@ -76,11 +76,13 @@ def install_script(spec: NodeSpec, node_name: str, version: str, config_yaml: st
 # etcd S3 keys, the OIDC flags, the tls-san of every server), as the kubeconfig is read after it; and whenever the
 # kubeconfig's active cluster changes, its server address included (DiffConfig, provider/pkg/provider/provider.go).
 # With the identifier set and unchanged it replaces nothing, only a changed identifier replaces; adding it is an
-# update only where the kubeconfig is known and unchanged (docs/lifecycle.md, "The Kubernetes provider").
+# update only where the kubeconfig is known and unchanged (docs/lifecycle.md, "The Kubernetes provider keeps
+# its cluster").
 # A constant, not the stack's name: the identifier is only ever compared with this provider's previous value in the
 # same stack's state, so a name adds nothing, and `pulumi stack rename` would then replace every Kubernetes resource.
 # Nothing the control plane's config holds may enter it (unknown in a preview, a change replaces everything).
 # Its value is the one control-plane moves have set since `move` came (stacks mid-move keep it unchanged).
+# The price: a cluster created anew under the same state (every server lost) is not detected (docs say so).
 CLUSTER_IDENTIFIER = "adplatform-k3s"
 
 
