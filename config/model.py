@@ -125,12 +125,11 @@ class ControlPlaneMove(_Model):
     the stack's provider, the last `removed` of them drained and gone (highest first, as a shrinking pool); `added`
     new ones, control-plane-<count+1>.., run on `provider`, joined over the public internet. Between steps the cluster
     has `count` or `count + 1` etcd members (providers/hybrid.py control_plane_move_problems). The first step is
-    `added: 0`: it only names the cluster to the Kubernetes provider (components/k3s MOVING_CLUSTER_IDENTIFIER), before
-    the step that reconfigures the first server."""
+    `added: 1`; `added: 0` (no new member) is where an abandoned move goes back to before `move` is dropped."""
 
     provider: str
     locations: list[str] | None = None  # the new members' locations on `provider`, round-robin (as ControlPlane's)
-    added: Annotated[int, Field(ge=0)] = 1  # 0: the first step, the cluster identifier alone
+    added: Annotated[int, Field(ge=0)] = 1  # 0: no new member (an abandoned move's last step before dropping it)
     removed: Annotated[int, Field(ge=0)] = 0
 
     _v_provider = field_validator("provider")(one_of(PROVIDERS, what="the providers"))

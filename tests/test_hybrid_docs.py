@@ -100,21 +100,22 @@ def test_each_control_plane_step_adds_or_drains_one_member_and_replaces_nothing(
 
 
 
-def test_a_move_first_names_the_cluster_alone_so_no_member_step_replaces_the_kubernetes_provider():
+def test_no_move_step_changes_the_kubernetes_provider_though_each_reconfigures_the_first_server():
     """pulumi-kubernetes plans to replace its provider (and every Kubernetes resource) when the kubeconfig is unknown
     in a preview, unless clusterIdentifier is set and unchanged; added in the same update it does not hold (DiffConfig).
-    Every member step re-runs the first server's install (the kubeconfig is read after it), so the move's first step,
-    `added: 0`, adds the identifier with nothing else, and the next step finds it unchanged."""
-    start, first_member = control_plane_migration()[0][1], control_plane_migration()[1][1]
-    named = copy.deepcopy(start)
-    named["cluster"]["controlPlane"] = {"move": _moved(0, 0)}
-    start_plan, named_plan, member_plan = (config_plan(*internet_config(values), CP_MOVE_STACK)
-                                           for values in (start, named, first_member))
-    first = diff.diff_plans(start_plan, named_plan)
-    assert first["added"] == first["removed"] == [] and first["nodes"] == []
-    assert [(r["name"], r["inputs"]) for r in first["changed"]] == [("k8s", ["clusterIdentifier"])]
-    then = {r["name"]: r["inputs"] for r in diff.diff_plans(named_plan, member_plan)["changed"]}
-    assert "triggers[0]" in then["k3s-control-plane-1"] and "k8s" not in then
+    Every member step re-runs the first server's install (the kubeconfig is read after it), from the first, `added: 1`,
+    on: the identifier must already be there, unchanged, before the move starts (every stack has it)."""
+    steps = control_plane_plans()
+    for (_, before), (step, after) in zip(steps, steps[1:]):
+        changed = {r["name"]: r["inputs"] for r in diff.diff_plans(before, after)["changed"]}
+        assert "triggers[0]" in changed["k3s-control-plane-1"] and "k8s" not in changed, step
+    assert all(plan_provider_identifier(plan) == "adplatform-k3s" for _, plan in steps)
+
+
+def plan_provider_identifier(plan: dict) -> str | None:
+    """The clusterIdentifier of the plan's Kubernetes provider."""
+    (provider,) = [r for r in plan["resources"] if r["type"] == "pulumi:providers:kubernetes"]
+    return provider["inputs"].get("clusterIdentifier")
 
 
 def test_the_member_list_command_runs_the_pinned_etcd_image():

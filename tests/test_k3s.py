@@ -8,9 +8,11 @@ import pytest
 import yaml
 
 from components.charts import CILIUM, K3S_VERSION
+from components.k3s import CLUSTER_IDENTIFIER
 from tests.conftest import UP_TO_K3S, UP_TO_SERVICES, base_raw, k3s_config, run_raw, script_param
+from tests.runs import stack_run
 from tests.test_hetzner import without_api_balancer
-from tools.mockrun import Secret
+from tools.mockrun import ROOT, Secret
 
 CMD = "command:remote:Command"
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -260,6 +262,29 @@ def test_rotating_only_the_s3_secret_key_reconfigures_the_servers(wired_runs):
     assert _trigger(new, "control-plane-1") != _trigger(current, "control-plane-1")
     assert _trigger(new, "general-1") == _trigger(current, "general-1"), "agents carry no S3 keys"
     assert "rotated-etcd-key" not in str(_trigger(new, "control-plane-1"))
+
+
+def _cluster_identifier(run):
+    return run.named("k8s", "pulumi:providers:kubernetes").inputs.get("clusterIdentifier")
+
+
+@pytest.mark.parametrize("stack", sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml")))
+def test_every_stack_names_its_cluster_to_the_kubernetes_provider(stack):
+    """Without a clusterIdentifier pulumi-kubernetes plans to replace its provider, and every Kubernetes resource with
+    it, whenever the kubeconfig is unknown in a preview (any change to control-plane-1's K3s config): every stack has
+    one from its first `pulumi up` (docs/lifecycle.md, "The Kubernetes provider keeps its cluster")."""
+    assert _cluster_identifier(stack_run(stack)) == CLUSTER_IDENTIFIER == "adplatform-k3s"
+
+
+def test_the_cluster_identifier_does_not_follow_the_first_servers_config(wired_runs):
+    """What re-runs control-plane-1's install (and so leaves the kubeconfig unknown in a preview) must not reach the
+    identifier: a change there would replace every Kubernetes resource. Rotated etcd S3 keys, two more servers (every
+    server's certificate names them): the first server's trigger changes, the identifier does not."""
+    current, _ = wired_runs
+    for changed in (run_raw(rotated("etcd")),
+                    run_raw(base_raw(layers=UP_TO_SERVICES, cluster={"controlPlane": {"count": 5}}))):
+        assert _trigger(changed, "control-plane-1") != _trigger(current, "control-plane-1")
+        assert _cluster_identifier(changed) == _cluster_identifier(current) == CLUSTER_IDENTIFIER
 
 
 def test_rotating_another_purposes_key_leaves_the_servers_alone(wired_runs):

@@ -69,23 +69,21 @@ def install_script(spec: NodeSpec, node_name: str, version: str, config_yaml: st
     }, libs=[K3S_LIB])
 
 
-# The Kubernetes provider's cluster identity while the control plane moves between providers (ControlPlane.move).
+# The Kubernetes provider's cluster identity (its `clusterIdentifier`), the same in every stack and every config.
 # pulumi-kubernetes otherwise plans a replacement of the provider, and so of every Kubernetes resource of the stack
-# (each deleted before it is created again under its fixed name), whenever the kubeconfig's active cluster changes,
-# its server address included, and whenever the kubeconfig is unknown in a preview (DiffConfig,
-# provider/pkg/provider/provider.go); with `clusterIdentifier` set and unchanged it replaces nothing. Adding or
-# removing it leaves those rules in force for that update, and every step that adds or removes a member reconfigures
-# the first server (its certificate names every server), whose new install id leaves the kubeconfig unknown in the
-# preview: so the move's first step, `added: 0`, adds the identifier alone (the kubeconfig known and unchanged: an
-# update), and the later steps find it in place, as would a change of the API endpoint to the new provider's balancer
-# (docs/providers.md, "the provider flip"). Constant: the stack's cluster stays one cluster through
-# every step (its etcd members are replaced one at a time, never the cluster); stacks without a move keep their
-# provider inputs unchanged.
-MOVING_CLUSTER_IDENTIFIER = "adplatform-k3s"
-
-
-def cluster_identifier(cluster: Cluster) -> str | None:
-    return MOVING_CLUSTER_IDENTIFIER if cluster.control_plane.move is not None else None
+# (each deleted before it is created again under its fixed name; a protected one fails the preview), whenever the
+# kubeconfig is unknown in a preview: here whenever control-plane-1's K3s install is re-run (its trigger holds the
+# etcd S3 keys, the OIDC flags, the tls-san of every server), as the kubeconfig is read after it; and whenever the
+# kubeconfig's active cluster changes, its server address included (DiffConfig, provider/pkg/provider/provider.go).
+# With the identifier set and unchanged it replaces nothing, only a changed identifier replaces; adding it is an
+# update only where the kubeconfig is known and unchanged (docs/lifecycle.md, "The Kubernetes provider keeps
+# its cluster").
+# A constant, not the stack's name: the identifier is only ever compared with this provider's previous value in the
+# same stack's state, so a name adds nothing, and `pulumi stack rename` would then replace every Kubernetes resource.
+# Nothing the control plane's config holds may enter it (unknown in a preview, a change replaces everything).
+# Its value is the one control-plane moves have set since `move` came (stacks mid-move keep it unchanged).
+# The price: a cluster created anew under the same state (every server lost) is not detected (docs say so).
+CLUSTER_IDENTIFIER = "adplatform-k3s"
 
 
 class K3sCluster(pulumi.ComponentResource):
@@ -137,7 +135,7 @@ class K3sCluster(pulumi.ComponentResource):
 
         self.api_endpoint = pulumi.Output.concat("https://", infra.api_public_endpoint, f":{API_PORT}")
         self.kubeconfig = self._read_kubeconfig(first)
-        self.provider = k8s.Provider("k8s", kubeconfig=self.kubeconfig, cluster_identifier=cluster_identifier(cluster),
+        self.provider = k8s.Provider("k8s", kubeconfig=self.kubeconfig, cluster_identifier=CLUSTER_IDENTIFIER,
                                      opts=pulumi.ResourceOptions(parent=self))
         self.ready = self._cluster_network(list(self.installs.values()))
         # Drain before delete: every node leaves the cluster before its machine goes (lifecycle.py).
