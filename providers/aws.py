@@ -43,7 +43,8 @@ from providers.base import (ApiEndpoints, ClientAddress, ClusterPort, ClusterPro
                             NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota, ProviderInfrastructure,
                             Storage, assemble,
                             check_locations, check_server_type_names, csi_storage, first_server_api, node_specs,
-                            resolve_server_type, PROVIDER_LABEL, Seal, secondary_part, ssh_connection, zone_topology)
+                            resolve_server_type, PROVIDER_LABEL, Seal, secondary_controller_placement, secondary_part,
+                            ssh_connection, zone_topology)
 
 NAME = "aws"
 REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION")  # what the AWS provider reads when aws:region is unset
@@ -777,10 +778,9 @@ def ebs_csi_values(region: str, cluster_id: str, stack: str, ha: bool, *, hybrid
     if hybrid:
         values["node"]["nodeSelector"] = {PROVIDER_LABEL: NAME}  # EBS volumes attach to EC2 instances only
     if secondary:
-        values["controller"].update(
-            # No K3s server runs on AWS here: the controller runs on the AWS agents (any of their pools) with its own
-            # key, from the Secret EBS_CSI_SECRET names (the chart's default awsAccessSecret: AWS_ACCESS_KEY_ID/...)
-            nodeSelector={PROVIDER_LABEL: NAME}, tolerations=[{"operator": "Exists", "effect": "NoSchedule"}])
+        # No K3s server runs on AWS here: the controller runs on the AWS agents (any of their pools) with its own
+        # key, from the Secret EBS_CSI_SECRET names (the chart's default awsAccessSecret: AWS_ACCESS_KEY_ID/...)
+        values["controller"].update(secondary_controller_placement(NAME))
         # No AWS CCM sets the node's providerID, which the `kubernetes` source parses for the instance id
         # (v1.64.0 pkg/cloud/metadata/k8s.go parseProviderID): the plugin asks IMDS for instance id and zone, from
         # the host's network (node.hostNetwork) so the agents' hop limit of 1 still keeps IMDS from pods.

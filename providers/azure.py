@@ -53,8 +53,8 @@ from providers import cloud
 from providers.base import (CLUSTER_PORTS, ApiEndpoints, ClusterPort, ClusterProfile, Credential, Infrastructure, Node,
                             NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota, ProviderInfrastructure,
                             PROVIDER_LABEL, Storage, assemble, check_locations, check_server_type_names, csi_storage,
-                            first_server_api, holds_data, node_specs, provider_id, resolve_server_type, secondary_part,
-                            ssh_connection, zone_topology)
+                            first_server_api, holds_data, node_specs, provider_id, resolve_server_type,
+                            secondary_controller_placement, secondary_part, ssh_connection, zone_topology)
 
 NAME = "azure"
 ZONES = ("1", "2", "3")  # Azure names a region's availability zones 1..3
@@ -897,5 +897,5 @@ def disk_csi_values(ha: bool, vm_type: str = "standard", *, hybrid: bool = False
         values["controller"]["tolerations"] = list(_ON_CONTROL_PLANE)
     if secondary:
         # No K3s server runs on Azure here: the controller runs on the Azure agents, database pools' taints included.
-        values["controller"]["tolerations"] = [{"operator": "Exists", "effect": "NoSchedule"}]
+        values["controller"].update(secondary_controller_placement(NAME))
     return values

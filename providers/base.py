@@ -530,8 +530,8 @@ class Provider(Protocol):
     # one (GCP: providers/gcp.py says why). Absent or False: every node joins at the public balancer.
     servers_join_privately: bool
     # As a hybrid cluster's secondary (no K3s servers of its own) it installs its own CSI driver and classes on its own
-    # nodes, so its pools may host stores (providers/hybrid.py pool_roles; AWS, GCP, Azure). Absent or False: stateless
-    # pools only there.
+    # nodes, so its pools may host stores (providers/hybrid.py pool_roles; Hetzner, AWS, GCP, Azure). Absent or False:
+    # stateless pools only there.
     secondary_storage: bool
     # OpenBao's seal type for the provider's key management service (Infrastructure.install_seal); None: it has none,
     # and the secret store keeps its unseal key in the cluster (clusterServices.secrets.seal).
@@ -547,6 +547,13 @@ class Provider(Protocol):
 # Every node says which provider runs it (the stack's, or its pool's `provider`): stores and services spread
 # over or prefer providers by it, and StorageClasses of one provider's volumes are limited to its nodes.
 PROVIDER_LABEL = "adplatform.io/provider"
+
+
+def secondary_controller_placement(provider: str) -> dict:
+    """Where a hybrid cluster's secondary part runs its CSI controller (the chart's controller nodeSelector and
+    tolerations): on that provider's own nodes, whose API the controller calls for its volumes, since no K3s server
+    runs there; any of its pools, the database pools' NoSchedule taints included."""
+    return {"nodeSelector": {PROVIDER_LABEL: provider}, "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}]}
 
 
 def pool_labels(pool: Pool, stack_provider: str) -> dict[str, str]:

@@ -34,7 +34,7 @@ from providers.base import (AUTOSCALER_FILES_DIR, PORTS, ApiEndpoints, ClientAdd
                             NodeGroupRequest, NodeGroups, NodeSpec, ProviderInfrastructure, ServerCatalog, Storage,
                             assemble, check_locations, csi_storage, first_server_api, located_settings,
                             node_group_name, node_specs, provider_id, resolve_server_type, rule_sources,
-                            secondary_part, ssh_connection)
+                            secondary_controller_placement, secondary_part, ssh_connection, zone_topology)
 
 NAME = "hetzner"
 DEFAULT_LOCATION = "fsn1"
@@ -58,6 +58,13 @@ GATEWAY_CLIENT_ADDRESS = ClientAddress(
 # key as volume topology (hetznercloud/csi-driver docs/kubernetes/README.md "Integration with Root Servers").
 PROVIDED_BY_LABEL = "instance.hetzner.cloud/provided-by"
 CLOUD_VOLUMES_ONLY = ({"matchLabelExpressions": [{"key": PROVIDED_BY_LABEL, "values": ["cloud"]}]},)
+# The topology every node plugin reports (its server's location, from the metadata service) and every volume gets
+# (its location): hetznercloud/csi-driver v2.22.1 internal/driver/driver.go TopologySegmentLocation, node.go
+# NodeGetInfo. Only nodes running the node plugin carry it, so a secondary part's classes name it (_install_csi).
+LOCATION_TOPOLOGY_KEY = "csi.hetzner.cloud/location"
+# A secondary part's driver token (no Hetzner CCM runs there to create `hcloud`): a Secret of its own, named only by
+# the chart's controller.hcloudToken.existingSecret (the controller's HCLOUD_TOKEN; the node plugin reads no token).
+CSI_TOKEN_SECRET = {"name": "hcloud-csi-token", "key": "token"}
 STACK_LABEL = "adplatform.io/stack"  # on everything a stack creates in the (possibly shared) project
 NETWORK_ZONES = {"fsn1": "eu-central", "nbg1": "eu-central", "hel1": "eu-central",
                  "ash": "us-east", "hil": "us-west", "sin": "ap-southeast"}
@@ -95,6 +102,9 @@ class Hetzner:
     # firewalled. So nodes of other providers can join through it (providers/hybrid.py join_endpoint).
     public_api_balancer_admits_peers = True
     kms_seal = None  # Hetzner Cloud has no key management service: the unseal key stays in the cluster
+    # As a hybrid cluster's secondary (providers/hybrid.py pool_roles) it installs its own CSI driver and classes on
+    # its own nodes, with the token in a Secret of its own (HetznerInfrastructure._install_csi): it may host stores.
+    secondary_storage = True
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cluster = loaded.config.cluster
@@ -394,6 +404,10 @@ class HetznerInfrastructure(ProviderInfrastructure):
         The driver reads the `hcloud` secret the CCM add-on created. Production keeps a volume when its
         claim is deleted (reclaim Retain); the encryption passphrase is protected with it: losing it
         loses every volume's data.
+
+        A secondary part (another provider's stack, no Hetzner CCM): the driver runs on Hetzner nodes only, reads the
+        stack's token from a Secret of its own (_csi_token), and its classes, not the default, name only the Hetzner
+        nodes' locations (LOCATION_TOPOLOGY_KEY), so no pod with a Hetzner claim is scheduled where it cannot attach.
         """
         opts = pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on))
         passphrase = random.RandomPassword("volume-encryption-passphrase", length=64, special=False,
@@ -404,16 +418,40 @@ class HetznerInfrastructure(ProviderInfrastructure):
                                                 labels=EXCLUDE_FROM_BACKUP),
             string_data={"encryption-passphrase": passphrase.result}, type="Opaque",
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=self._protect)))
-        hybrid = self._foreign_nodes  # nodes without Hetzner Cloud volumes are in the cluster
-        csi = release("hcloud-csi", HCLOUD_CSI, csi_values(self._location, self._loaded.profile.strict,
-                                                           self._loaded.stack, provided_by_topology=hybrid), opts)
+        # Nodes without Hetzner Cloud volumes are in the cluster (a secondary part: the stack provider's).
+        hybrid = self._foreign_nodes and not self._secondary
+        token = [self._csi_token(opts)] if self._secondary else []
+        # A volume's location comes from its claim's topology (WaitForFirstConsumer); the default applies to none, and
+        # on a secondary part is one of its nodes' (the part has no cluster.location of its own).
+        location = self._nodes[0].spec.region if self._secondary else self._location
+        csi = release("hcloud-csi", HCLOUD_CSI, csi_values(location, self._loaded.profile.strict,
+                                                           self._loaded.stack, provided_by_topology=hybrid,
+                                                           secondary=self._secondary),
+                      pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=token)))
         # XFS: the driver formats LUKS-encrypted volumes with the requested fstype too (hetznercloud/csi-driver
         # v2.22.1 docs/kubernetes/explanation/filesystems.md, internal/volumes/mount.go Publish).
         return csi_storage(STORAGE_CLASS, PROVISIONER, {
             "csi.storage.k8s.io/node-publish-secret-name": ENCRYPTION_SECRET,
             "csi.storage.k8s.io/node-publish-secret-namespace": HCLOUD_CSI.namespace,
-        }, retain=self._protect, driver=[secret, csi], opts=opts,
-            allowed_topologies=CLOUD_VOLUMES_ONLY if hybrid else None)
+        }, retain=self._protect, driver=[*token, secret, csi], opts=opts,
+            allowed_topologies=self._volume_topology(hybrid), default=not self._secondary)
+
+    def _volume_topology(self, hybrid: bool) -> Sequence[dict] | None:
+        """The classes' allowedTopologies: none on a Hetzner-only cluster; cloud servers (not the vSwitch's Robot
+        servers, nor other providers' nodes) where the stack is Hetzner's; the Hetzner nodes' locations where
+        Hetzner is a secondary (no Robot server is there: the vSwitch couples to a Hetzner stack only)."""
+        if self._secondary:
+            return zone_topology(LOCATION_TOPOLOGY_KEY, [node.spec.region for node in self._nodes])
+        return CLOUD_VOLUMES_ONLY if hybrid else None
+
+    def _csi_token(self, opts: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
+        """The driver's token on a secondary part: the stack's hcloud token (the one the hcloud provider uses; Hetzner
+        API tokens reach their whole project, docs/providers.md), in a Secret only the chart's controller names."""
+        return k8s.core.v1.Secret(
+            "hcloud-csi-token",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=CSI_TOKEN_SECRET["name"], namespace=HCLOUD_CSI.namespace,
+                                                labels=EXCLUDE_FROM_BACKUP),
+            string_data={CSI_TOKEN_SECRET["key"]: _hcloud_token()}, type="Opaque", opts=opts)
 
 
 @dataclass(frozen=True)
@@ -495,9 +533,12 @@ _CSI_SIDECAR = {"requests": {"cpu": "10m", "memory": "20Mi"}, "limits": {"memory
 _CSI_DRIVER = {"requests": {"cpu": "10m", "memory": "40Mi"}, "limits": {"memory": "128Mi"}}
 
 
-def csi_values(location: str, ha: bool, stack: str, provided_by_topology: bool = False) -> dict:
-    """`provided_by_topology` (a hybrid cluster): the driver reports PROVIDED_BY_LABEL as topology and pins each
-    new volume to cloud nodes (chart 2.11+ `global.enableProvidedByTopology`; once on, it stays on)."""
+def csi_values(location: str, ha: bool, stack: str, provided_by_topology: bool = False, *,
+               secondary: bool = False) -> dict:
+    """hcloud-csi chart 2.22.1 values (chart/values.yaml). `provided_by_topology` (a hybrid cluster on a Hetzner
+    stack): the driver reports PROVIDED_BY_LABEL as topology and pins each new volume to cloud nodes (chart 2.11+
+    `global.enableProvidedByTopology`; once on, it stays on). `secondary`: Hetzner is not the stack's provider (no
+    Hetzner CCM, no K3s server here); the location topology alone keeps volumes on Hetzner nodes (_volume_topology)."""
     controller_containers = ("csiAttacher", "csiResizer", "csiProvisioner", "livenessProbe")
     values = {
         "controller": {
@@ -525,9 +566,16 @@ def csi_values(location: str, ha: bool, stack: str, provided_by_topology: bool =
     }
     if provided_by_topology:
         values["global"] = {"enableProvidedByTopology": True}
+    if provided_by_topology or secondary:
         # The node plugin only where Hetzner Cloud volumes can attach: our provider label is on every node from
         # registration (the CCM's provided-by only on Hetzner's own), so other clouds' nodes never run it.
         values["node"]["nodeSelector"] = {PROVIDER_LABEL: NAME}
+    if secondary:
+        # The controller on Hetzner nodes too: the machines that hold the Hetzner token are Hetzner's (a node of
+        # another provider, or the stack's servers, never run a pod with it); its token from CSI_TOKEN_SECRET (the
+        # chart's default, `hcloud`, is the CCM's, which no secondary has).
+        values["controller"].update(secondary_controller_placement(NAME),
+                                    hcloudToken={"existingSecret": dict(CSI_TOKEN_SECRET)})
     return values
 
 

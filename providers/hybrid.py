@@ -77,7 +77,8 @@ COUPLINGS = {
 
 # Any pair of providers that both peer over the internet. 1500: what an internet path carries (Cilium subtracts the
 # VXLAN and WireGuard overheads). Stateless pools only, unless the pool's provider installs its own block storage as
-# a secondary (`secondary_storage`: AWS, GCP, Azure; pool_roles): the stack provider's volumes do not attach there.
+# a secondary (`secondary_storage`: Hetzner, AWS, GCP, Azure; pool_roles): the stack provider's volumes do not attach
+# there.
 INTERNET = Coupling("the public internet (both providers peer over it: the nodes register with their public "
                     "addresses, WireGuard encrypts, each firewall admits exactly the cluster's nodes)",
                     mtu=1500, node_labels={}, roles=("general",), over_internet=True)
@@ -330,8 +331,8 @@ def _storage_provider_key(store: str) -> str:
 
 def combined_storage(primary: Infrastructure, secondaries: Sequence[Infrastructure]):
     """The cluster's storage over several providers: the stack provider's classes (the default), and those of each
-    secondary in `secondaries` (the ones whose provider has `secondary_storage`: AWS, GCP, Azure), each with its CSI driver
-    on its own nodes; the pools on that secondary claim its classes (Storage.pool_classes)."""
+    secondary in `secondaries` (the ones whose provider has `secondary_storage`: Hetzner, AWS, GCP, Azure), each with its
+    CSI driver on its own nodes; the pools on that secondary claim its classes (Storage.pool_classes)."""
     own = [(infra, infra.install_storage) for infra in secondaries if infra.install_storage is not None]
     if primary.install_storage is None or not own:
         return primary.install_storage
@@ -518,9 +519,8 @@ def create(loaded: LoadedConfig) -> Infrastructure:
                    else providers.get(name).create(part(loaded, name), peers=peer_rules(False, cloud, cloud))
                    for name, link in zip(used[1:], links)]
     combined = combine(primary, secondaries, min(link.mtu for link in links), [link.node_labels for link in links])
-    # Secondaries without their own storage here (Hetzner's CSI needs its CCM's token Secret; bare metal has none)
-    # leave their pools the stack provider's classes (pool_roles keeps data off them); one with stateless pools only
-    # needs none (no driver, no credential).
+    # Secondaries without storage of their own (bare metal) leave their pools the stack provider's classes (pool_roles
+    # keeps data off them); one with stateless pools only needs none (no driver, no credential).
     combined = dataclasses.replace(combined, install_storage=combined_storage(
         primary, [infra for infra, name in zip(secondaries, used[1:]) if _secondary_storage(name)
                   and holds_data([n.spec for n in infra.nodes])]))
