@@ -22,9 +22,9 @@ if [ -z "$(kube get pod -n "$NAMESPACE" "$SERVER" --ignore-not-found -o name)" ]
   exit 0
 fi
 
-read -ra masters <<<"$MASTERS"
+read -ra master_pods <<<"$MASTERS"
 master=""
-for candidate in "${masters[@]}"; do
+for candidate in "${master_pods[@]}"; do
   ready=$(kube get pod -n "$NAMESPACE" "$candidate" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' \
     2>/dev/null || true)
   if [ "$ready" = True ]; then
@@ -42,6 +42,7 @@ fi
 # fails on any command's error. Not `kube`: its request timeout would cut the exec's stream; `timeout` bounds it.
 weed_shell() {
   local out
+  # shellcheck disable=SC2154  # kubeconfig: the file open_kubeconfig (kube-lib.sh) wrote
   if ! out=$(timeout "$EVACUATE_TIMEOUT" k3s kubectl --kubeconfig "$kubeconfig" exec -i -n "$NAMESPACE" "$master" \
     -c seaweedfs -- weed shell 2>&1); then
     printf '%s\n' "$out" >&2
