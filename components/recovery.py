@@ -66,7 +66,10 @@ def runbook(cfg: StackConfig, stack: str) -> list[dict[str, Any]]:
         {"step": "cluster", "set": {
             f"{layers}.dataPlane": False, f"{layers}.platform": False, f"{layers}.adServices": False,
             f"{NAMESPACE}:clusterServices.backups.restore": {"backup": VELERO_BACKUP, "excludeNamespaces": ["dragonfly"]}},
-         "run": f"pulumi up --stack {stack}",
+         # The first up makes the new cluster and points the Kubernetes provider at it, whose constant
+         # clusterIdentifier keeps it (and the state's objects) in place; the refresh drops the objects the new
+         # cluster lacks, and the second up creates them (docs/lifecycle.md, "A new cluster under the same stack").
+         "run": f"pulumi up --stack {stack} && pulumi refresh --stack {stack} && pulumi up --stack {stack}",
          "checks": ["kubectl get nodes  # every node Ready",
                     "kubectl -n velero get backupstoragelocations  # PHASE Available: the old backups are listed",
                     "kubectl -n velero get restores  # PHASE Completed"]},

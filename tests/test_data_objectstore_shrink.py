@@ -148,6 +148,7 @@ case "$args" in
     printf 'shell: %s\n' "$commands" >>"$CALLS"
     case "$commands" in
       *volumeServer.evacuate*)
+        if [ -n "${UNKNOWN:-}" ]; then echo "error: $ADDRESS is not found in this cluster" >&2; exit 0; fi
         echo "moving volume 7 from $ADDRESS"
         [ -z "${EVACUATE_ERROR:-}" ] || echo "error: $EVACUATE_ERROR" ;;
       *volume.list*)
@@ -157,6 +158,11 @@ case "$args" in
           echo "      DataNode $ADDRESS hdd(volume:1/0 active:1 free:0 remote:0)"
           echo "          volume id:7 size:1024 collection:\"\" file_count:3 replica_placement:1"
         fi
+        echo "{Size:9 FileCount:3 DeletedFileCount:0 DeletedBytes:0} "
+        if [ -n "${DUPLICATE:-}" ]; then
+          echo "WARNING: 1 volume id(s) exist in more than one collection. Verify before any destructive operation:"
+          echo "  volume 3 in collections: \"\" (default), logs"
+        fi
         echo $((n > 0 ? n - 1 : 0)) >"$CALLS.held" ;;
     esac
     exit 0 ;;
@@ -165,9 +171,12 @@ exit 0
 """
 
 
+STUB_SLEEP = 'printf "sleep %s\\n" "$*" >>"$CALLS"\n'
+
+
 def run_evacuate(tmp_path, **env: str) -> tuple[int, list[str], str]:
     script = evacuate_script("seaweedfs-volume-5", MASTERS, "seaweedfs", "seaweedfs", TOKEN)
-    return run_with_stubs(tmp_path, script, {"k3s": STUB_K3S}, ADDRESS=ADDRESS, **env)
+    return run_with_stubs(tmp_path, script, {"k3s": STUB_K3S, "sleep": STUB_SLEEP}, ADDRESS=ADDRESS, **env)
 
 
 def shell_commands(calls: list[str]) -> list[str]:
@@ -214,3 +223,22 @@ def test_the_evacuation_script_lints():
     script = evacuate_script("seaweedfs-volume-5", MASTERS, "seaweedfs", "seaweedfs", TOKEN)
     assert script_param(script, "EVACUATE_TIMEOUT") == str(EVACUATE_TIMEOUT_SECONDS)
     assert validators.shellcheck({"seaweedfs-evacuate": script}) == ""
+
+
+def test_a_server_that_left_in_an_earlier_aborted_run_does_not_block_the_next(tmp_path):
+    """An update stopped at a later server after this one was emptied and left: its pod still runs, but the master no
+    longer knows it (`leave` stops its heartbeats until a restart), and evacuate answers "not found". The next run
+    waits a few heartbeats (a pod only starting would register) and then finds nothing to empty, instead of failing
+    every `pulumi up` until someone restarts the pod."""
+    code, calls, err = run_evacuate(tmp_path, UNKNOWN="1")
+    assert code == 0, err
+    assert [c.split()[1] for c in shell_commands(calls)] == ["volumeServer.evacuate", "volumeServer.evacuate"]
+    assert "sleep 15" in calls and "nothing to empty" in err
+
+
+def test_the_duplicate_volume_id_warning_is_not_a_volume_the_server_holds(tmp_path):
+    """volume.list ends with a cluster-wide warning listing duplicated ids ("  volume 3 in collections: ..."),
+    whichever server holds them: an emptied server still leaves."""
+    code, calls, err = run_evacuate(tmp_path, DUPLICATE="1")
+    assert code == 0, err
+    assert shell_commands(calls)[-1] == f"lock; volumeServer.leave -node {ADDRESS} -apply; unlock"

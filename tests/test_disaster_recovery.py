@@ -249,6 +249,14 @@ def test_runbook_brings_back_cluster_then_stores_then_platform_then_ads(producti
     assert "disasterRecovery" not in production.secret_outputs
 
 
+def test_the_new_cluster_step_refreshes_between_two_ups(production):
+    """The Kubernetes provider keeps its constant clusterIdentifier, so the up that makes the new cluster under the
+    old state creates no Kubernetes object: the state still lists them. A refresh after it (the provider now reads the
+    new cluster) drops them, and a second up creates them, Velero and its restore included."""
+    assert production.outputs["disasterRecovery"][0]["run"] == \
+        "pulumi up --stack production && pulumi refresh --stack production && pulumi up --stack production"
+
+
 def test_runbook_names_every_store_object_storage_first(production):
     stores = production.outputs["disasterRecovery"][1]["stores"]
     assert [s["store"] for s in stores] == [store for store, *_ in STORES] == [

@@ -287,6 +287,26 @@ def test_the_cluster_identifier_does_not_follow_the_first_servers_config(wired_r
         assert _cluster_identifier(changed) == _cluster_identifier(current) == CLUSTER_IDENTIFIER
 
 
+def _section(doc: str, heading: str) -> str:
+    """The text of a docs/ file from `heading` (a line's start) to the next heading of any level."""
+    text = (ROOT / "docs" / doc).read_text()
+    start = text.index(heading)
+    end = re.search(r"^#", text[start + len(heading):], re.M)
+    return text[start:start + len(heading) + end.start()] if end else text[start:]
+
+
+def test_a_cluster_created_anew_is_recovered_by_a_refresh_between_two_ups():
+    """The constant identifier keeps the provider (an update) when a stack's cluster is created anew (staging's one
+    server replaced, a whole-cluster loss), and `pulumi up` then creates no Kubernetes object: the docs say so where
+    that happens and give the commands, in the order that works (the refresh after the up that updated `k8s`)."""
+    lifecycle = _section("lifecycle.md", "**A new cluster under the same stack.**")
+    commands = [line.split("#")[0].strip() for line in lifecycle.splitlines() if line.startswith("pulumi ")]
+    assert commands == ["pulumi up", "pulumi refresh", "pulumi up"]
+    recovery = _section("disaster-recovery.md", "## Whole-cluster loss")
+    new_cluster = recovery[recovery.index("1. **New cluster.**"):recovery.index("2. **Stores.**")]
+    assert "`pulumi refresh`, then `pulumi up` again" in new_cluster
+
+
 def test_rotating_another_purposes_key_leaves_the_servers_alone(wired_runs):
     """The servers hold the etcd snapshot keys only: a new Velero key is no concern of theirs."""
     current, rotated_velero = wired_runs

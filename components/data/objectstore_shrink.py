@@ -14,7 +14,8 @@ with `volume.list` that the server holds no volume any more (retrying when one g
 `volumeServer.leave` so that nothing grows on it before it goes (scripts/seaweedfs-evacuate.sh). A failure fails the
 hook, which aborts the release's update (the engine's rule for `before_*` hooks): every server stays, and the next
 `pulumi up` tries again. A server already emptied stays out of the cluster until its pod restarts (`leave` holds until
-then) but holds nothing. `pulumi preview` runs no hooks.
+then) but holds nothing: the master no longer knows it, and the next run finds nothing to empty there (the script
+waits a few heartbeats first, for a pod that is only starting). `pulumi preview` runs no hooks.
 
 Where and as whom: like the node hooks (components/k3s/resize.py, depart.py), over SSH on the cluster's first K3s
 server (resize.py DRAIN_SERVER) as the node-lifecycle service account, to which `exec_role` grants `pods/exec` on the

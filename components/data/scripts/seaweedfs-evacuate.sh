@@ -56,17 +56,34 @@ weed_shell() {
 }
 
 emptied=false
+waited=false
 for attempt in 1 2 3; do
   log "emptying volume server $SERVER ($ADDRESS) into the others, through $master (attempt $attempt)"
-  if ! weed_shell <<<"lock; volumeServer.evacuate -node $ADDRESS -apply; unlock" >&2; then
+  if ! out=$(weed_shell <<<"lock; volumeServer.evacuate -node $ADDRESS -apply; unlock" 2>&1); then
+    printf '%s\n' "$out" >&2
+    # The master does not know a server that sends no heartbeat (evacuate's error, command_volume_server_evacuate.go):
+    # one an earlier run emptied and made leave, when the update then stopped at a later server (leave lasts until its
+    # pod restarts), so the next run must not fail on it; or one whose pod is only starting: wait for its heartbeat.
+    if grep -qxF "error: $ADDRESS is not found in this cluster" <<<"$out"; then
+      if [ "$waited" = true ]; then
+        log "the master does not know $ADDRESS (it left in an earlier run, or does not heartbeat): nothing is placed"
+        log "on it, so there is nothing to empty"
+        exit 0
+      fi
+      waited=true
+      sleep 15  # three heartbeats (weed volume -pulseSeconds 5)
+      continue
+    fi
     log "weed shell volumeServer.evacuate failed for $ADDRESS (above): the update is aborted, every volume server"
     log "is kept. A volume with no other place for its copy (too few servers, or too little room on them: see"
     log "docs/data-plane.md) holds it; fix that, then run pulumi up again."
     exit 1
   fi
+  printf '%s\n' "$out" >&2
   listing=$(weed_shell <<<"volume.list -dataNode $ADDRESS")
-  # One line per volume and per erasure-coded volume the server holds (weed/shell/command_volume_list.go, -v 5).
-  held=$(grep -cE '^[[:space:]]+(ec )?volume ' <<<"$listing" || true)
+  # One line per volume and per erasure-coded volume the server holds, indented 10 spaces (weed/shell/
+  # command_volume_list.go, -v 5); not the cluster-wide duplicate-id warning after them ("  volume <id> in ...").
+  held=$(grep -cE '^ {10}(ec )?volume ' <<<"$listing" || true)
   if [ "$held" -eq 0 ]; then
     emptied=true
     break
