@@ -1125,6 +1125,15 @@ STATEFUL_STORES = {"postgres": ("postgres", "PostgreSQL"), "dragonfly": ("dragon
 DRAGONFLY = "kubernetes:dragonflydb.io/v1alpha1:Dragonfly"
 
 
+def too_few_to_move(provider: str, given: int) -> list[str]:
+    """The refusal of each stateful store's move onto `provider` whose pools there hold `given` < 3 nodes."""
+    return sorted(
+        f"adplatform:dataPlane.{key}.storageProvider needs {title}'s pools on {provider} to hold at least 3 nodes, one "
+        f"per instance, {given} given: its instances move one at a time onto them while the others keep the data, and "
+        "with fewer than 3 each replacement leaves a single copy (add nodes to those pools before the move), "
+        f"got '{provider}'" for key, title in STATEFUL_STORES.values())
+
+
 STATEFUL_STACK = "production-internet"  # the stack name the stateful move's steps run under (docs: their plan-diffs)
 
 
@@ -1293,11 +1302,7 @@ def test_a_storage_provider_is_refused_where_its_pools_there_hold_fewer_than_thr
     moving["profile"] = "staging"
     moving["cluster"]["pools"][-1].update(count=2, locations=["eu-central-1a", "eu-central-1b"])
     found = _internet_problems(moving)
-    assert sorted(found) == sorted(
-        f"adplatform:dataPlane.{key}.storageProvider needs {title}'s pools on aws to hold at least 3 nodes, one per "
-        "instance, 2 given: its instances move one at a time onto them while the others keep the data, and with fewer "
-        "than 3 each replacement leaves a single copy (add nodes to those pools before the move), got 'aws'"
-        for key, title in STATEFUL_STORES.values()), found
+    assert sorted(found) == too_few_to_move("aws", 2), found
 
 
 def test_a_moving_store_on_a_third_providers_volumes_is_refused():

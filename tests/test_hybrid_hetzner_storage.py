@@ -13,7 +13,7 @@ import pytest
 from providers import hetzner
 from providers.base import PROVIDER_LABEL
 from tests.test_hybrid import (DEFAULT_CLASS, HZ, STATEFUL_STORES, STORAGE_CLASS, _class, _internet_problems,
-                               primary_raw, run_internet)
+                               primary_raw, run_internet, too_few_to_move)
 from tools import mockrun
 from tools.plan import model
 
@@ -101,8 +101,4 @@ def test_a_store_may_move_onto_hetzner_volumes():
     values = stateful_on_hetzner(name="stateful-hz", role="stateful", size="medium")
     values["dataPlane"] = {key: {"storageProvider": "hetzner"} for key, _ in STATEFUL_STORES.values()}
     found = _internet_problems(values)
-    assert sorted(found) == sorted(
-        f"adplatform:dataPlane.{key}.storageProvider needs {title}'s pools on hetzner to hold at least 3 nodes, one "
-        "per instance, 2 given: its instances move one at a time onto them while the others keep the data, and with "
-        "fewer than 3 each replacement leaves a single copy (add nodes to those pools before the move), got 'hetzner'"
-        for key, title in STATEFUL_STORES.values()), found
+    assert sorted(found) == too_few_to_move("hetzner", 2), found
