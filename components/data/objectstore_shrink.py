@@ -31,10 +31,9 @@ from typing import Any, Mapping, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.k3s.config import API_PORT
-from components.k3s.lifecycle import ACCOUNT, KUBE_LIB, NAMESPACE as LIFECYCLE_NAMESPACE, lifecycle_kubeconfig
-from components.k3s.resize import (DRAIN_SERVER, NODE_NAME, SERVER_CA, TOKEN, DrainServer, Runner, _at, _run_on,
-                                   token_script)
+from components.k3s.lifecycle import ACCOUNT, KUBE_LIB, NAMESPACE as LIFECYCLE_NAMESPACE
+from components.k3s.resize import (DRAIN_SERVER, NODE_NAME, TOKEN, DrainServer, Runner, _at, _run_on,
+                                   on_server_kubeconfig, token_script)
 from components.shell import render
 
 EVACUATE_TEMPLATE = Path(__file__).parent / "scripts" / "seaweedfs-evacuate.sh"
@@ -83,8 +82,7 @@ def evacuate_script(server: str, masters: Sequence[str], namespace: str, release
         # The address the server registers with: the chart starts it with -ip=<pod>.<release>-volume.<namespace>
         # (templates/volume/volume-statefulset.yaml) and -port=volume.port; `weed shell` names servers so.
         "ADDRESS": f"{server}.{release}-volume.{namespace}:{VOLUME_PORT}",
-        "KUBECONFIG_YAML": lifecycle_kubeconfig(f"https://127.0.0.1:{API_PORT}", {"certificate-authority": SERVER_CA},
-                                                token),
+        "KUBECONFIG_YAML": on_server_kubeconfig(token),
         "EVACUATE_TIMEOUT": EVACUATE_TIMEOUT_SECONDS,
     }, libs=[KUBE_LIB])
 

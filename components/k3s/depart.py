@@ -36,9 +36,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import pulumi
 
-from components.k3s.config import API_PORT
-from components.k3s.lifecycle import (DRAIN_TIMEOUT_SECONDS, ETCD_TIMEOUT_SECONDS, KUBE_LIB, lifecycle_kubeconfig)
-from components.k3s.resize import (DRAIN_SERVER, NODE_NAME, SERVER_CA, TOKEN, DrainServer, Runner, _run_on,
+from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, ETCD_TIMEOUT_SECONDS, KUBE_LIB
+from components.k3s.resize import (DRAIN_SERVER, NODE_NAME, TOKEN, DrainServer, Runner, _run_on, on_server_kubeconfig,
                                    token_script)
 from components.shell import render
 
@@ -89,8 +88,7 @@ def depart_script(addresses: Sequence[str], keep: Sequence[str], token: str) -> 
         raise DepartError("the node-lifecycle token read to drain leaving nodes is not a service account token")
     return render(DEPART_TEMPLATE, {
         "ADDRESSES": " ".join(addresses), "KEEP": " ".join(keep),
-        "KUBECONFIG_YAML": lifecycle_kubeconfig(f"https://127.0.0.1:{API_PORT}", {"certificate-authority": SERVER_CA},
-                                                token),
+        "KUBECONFIG_YAML": on_server_kubeconfig(token),
         "DRAIN_TIMEOUT": DRAIN_TIMEOUT_SECONDS, "ETCD_TIMEOUT": ETCD_TIMEOUT_SECONDS,
     }, libs=[KUBE_LIB])
 

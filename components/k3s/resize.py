@@ -54,6 +54,11 @@ from components.shell import render
 
 RESIZE_TEMPLATE = Path(__file__).parent / "scripts" / "resize.sh"
 SERVER_CA = "/var/lib/rancher/k3s/server/tls/server-ca.crt"  # K3s' server CA, on every K3s server
+
+
+def on_server_kubeconfig(token: str) -> str:
+    """The node-lifecycle account's kubeconfig for a hook's script run on a K3s server: that server's own API."""
+    return lifecycle_kubeconfig(f"https://127.0.0.1:{API_PORT}", {"certificate-authority": SERVER_CA}, token)
 READY_TIMEOUT_SECONDS = 600  # how long a resized node may take to boot and report Ready
 # How long a node waits for the node of its pool being resized: that one's drain, resize and return.
 LOCK_TIMEOUT_SECONDS = DRAIN_TIMEOUT_SECONDS + READY_TIMEOUT_SECONDS + 1200
@@ -138,8 +143,7 @@ def resize_script(target: ResizeTarget, phase: str, token: str) -> str:
         raise ResizeError(f"the node-lifecycle token read for {target.node} is not a service account token")
     return render(RESIZE_TEMPLATE, {
         "PHASE": phase, "NODE_NAME": target.node,
-        "KUBECONFIG_YAML": lifecycle_kubeconfig(f"https://127.0.0.1:{API_PORT}", {"certificate-authority": SERVER_CA},
-                                                token),
+        "KUBECONFIG_YAML": on_server_kubeconfig(token),
         "DRAIN_TIMEOUT": DRAIN_TIMEOUT_SECONDS, "READY_TIMEOUT": READY_TIMEOUT_SECONDS,
     }, libs=[KUBE_LIB])
 
