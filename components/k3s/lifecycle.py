@@ -56,7 +56,7 @@ from providers.base import Node
 
 SCRIPTS = Path(__file__).parent / "scripts"
 DRAIN_TEMPLATE = SCRIPTS / "drain.sh"
-KUBE_LIB = SCRIPTS / "kube-lib.sh"  # drain.sh's and resize.sh's kubectl as the lifecycle account
+KUBE_LIB = SCRIPTS / "kube-lib.sh"  # the lifecycle account's kubectl and etcd member removal (drain, resize, depart)
 TOKEN_TEMPLATE = SCRIPTS / "lifecycle-token.sh"
 NAMESPACE = "kube-system"
 ACCOUNT = "adplatform-node-lifecycle"

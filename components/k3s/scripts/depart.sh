@@ -52,19 +52,8 @@ for name in "${leaving[@]}"; do
   etcd=$(kube get node "$name" -o 'jsonpath={.metadata.labels.node-role\.kubernetes\.io/etcd}')
   members=$(kube get nodes -l node-role.kubernetes.io/etcd=true -o name | wc -l)
   if [ "$etcd" = true ] && [ "$members" -gt 1 ]; then
-    # K3s' etcd member controller removes the member of a node annotated so, and records it in
-    # etcd.k3s.cattle.io/removed-node-name (k3s pkg/etcd/member_controller.go).
     log "removing the etcd member of $name while its peers still reach it"
-    kube annotate node "$name" --overwrite etcd.k3s.cattle.io/remove=true
-    waited=0
-    until [ -n "$(kube get node "$name" -o 'jsonpath={.metadata.annotations.etcd\.k3s\.cattle\.io/removed-node-name}' 2>/dev/null || true)" ]; do
-      if [ "$waited" -ge "$ETCD_TIMEOUT" ]; then
-        log "the etcd member of $name was not removed within ${ETCD_TIMEOUT}s; the firewall update is aborted"
-        exit 1
-      fi
-      sleep 5
-      waited=$((waited + 5))
-    done
+    remove_etcd_member "$name" "the firewall update is aborted"
   fi
   kube delete node "$name" --ignore-not-found
   log "$name drained and removed from the cluster; its firewall rules may go"

@@ -51,19 +51,8 @@ if [ "$ETCD_MEMBER" = true ]; then
   fi
 fi
 if [ "$members" -gt 1 ]; then
-  # K3s' etcd member controller removes the member of a node annotated so, and records it in
-  # etcd.k3s.cattle.io/removed-node-name (k3s pkg/etcd/member_controller.go).
   log "removing the etcd member of $NODE_NAME"
-  kube annotate node "$NODE_NAME" --overwrite etcd.k3s.cattle.io/remove=true
-  waited=0
-  until [ -n "$(kube get node "$NODE_NAME" -o 'jsonpath={.metadata.annotations.etcd\.k3s\.cattle\.io/removed-node-name}' 2>/dev/null || true)" ]; do
-    if [ "$waited" -ge "$ETCD_TIMEOUT" ]; then
-      log "the etcd member of $NODE_NAME was not removed within ${ETCD_TIMEOUT}s; its machine is kept"
-      exit 1
-    fi
-    sleep 5
-    waited=$((waited + 5))
-  done
+  remove_etcd_member "$NODE_NAME" "its machine is kept"
 fi
 
 kube delete node "$NODE_NAME" --ignore-not-found
