@@ -28,7 +28,7 @@ from components.helm import release
 from components.layer import EXCLUDE_FROM_BACKUP
 from config import LoadedConfig, Problem
 from config.errors import problem
-from config.model import pool_locations, taint_fields
+from config.model import Cluster, pool_locations, taint_fields
 from providers import cloud
 from providers.base import (AUTOSCALER_FILES_DIR, PORTS, ApiEndpoints, ClientAddress, ClusterPort, ClusterProfile, PeerAddress, PROVIDER_LABEL, Credential, Infrastructure, Node,
                             NodeGroupRequest, NodeGroups, NodeSpec, ProviderInfrastructure, ServerCatalog, Storage,
@@ -110,15 +110,11 @@ class Hetzner:
         cluster = loaded.config.cluster
         found = check_locations(cluster, NETWORK_ZONES.__contains__, f"a Hetzner location ({', '.join(NETWORK_ZONES)})")
         found += CATALOG.check(cluster)
-        zones = {NETWORK_ZONES[location] for _, location in located_settings(cluster) if location in NETWORK_ZONES}
         pods, network = ipaddress.ip_network(cluster.pod_cidr), ipaddress.ip_network(cluster.network_cidr)
         if pods.version != network.version or not pods.subnet_of(network):
             found.append(problem("cluster.podCidr", f"must lie inside cluster.networkCidr ({cluster.network_cidr}): "
                                  "Hetzner routes pod traffic through the private network", cluster.pod_cidr))
-        if len(zones) > 1:
-            found.append(problem("cluster", "must place every server in one Hetzner network zone (a private "
-                                 "network spans one zone)", sorted(zones)))
-        return found + _node_group_names(loaded)
+        return found + _zone_problems(cluster) + _node_group_names(loaded)
 
     def create(self, loaded: LoadedConfig, over_internet: bool = False) -> Infrastructure:
         """`over_internet` changes nothing here: a Hetzner server's public address is on its own interface."""
@@ -132,7 +128,7 @@ class HetznerInfrastructure(ProviderInfrastructure):
         super().__init__("HetznerInfrastructure", name, loaded, opts)
         cfg = loaded.config
         self._labels = {STACK_LABEL: loaded.stack}
-        location = cfg.cluster.location or DEFAULT_LOCATION
+        location = network_location(cfg.cluster)
         self._location = location
 
         ssh_keys = self._ssh_keys(cfg.ssh_public_keys)
@@ -479,6 +475,33 @@ MAX_GROUP_NAME = 63 - 17
 def group_name(stack: str, request_name: str) -> str:
     """The autoscaler's node group of a request: stacks sharing a project never take each other's servers."""
     return f"adp-{stack}-{request_name}"
+
+
+def network_location(cluster: Cluster) -> str:
+    """The location that gives the private network its zone and the API and gateway balancers and unlocated servers
+    their place: cluster.location, else DEFAULT_LOCATION, unless the locations the config names are in another
+    network zone (a hybrid's secondary part, whose config has no cluster.location: Hetzner pools of an AWS stack in
+    ash), then the first of them. A server attaches only to a subnet of its location's network zone."""
+    if cluster.location:
+        return cluster.location
+    named = [location for _, location in located_settings(cluster) if location in NETWORK_ZONES]
+    if named and NETWORK_ZONES[named[0]] != NETWORK_ZONES[DEFAULT_LOCATION]:
+        return named[0]
+    return DEFAULT_LOCATION
+
+
+def _zone_problems(cluster: Cluster) -> list[Problem]:
+    """A private network spans one network zone: every location named must be in the first one's zone."""
+    named = [(key, location) for key, location in located_settings(cluster) if location in NETWORK_ZONES]
+    if not named:
+        return []
+    first_key, first = named[0]
+    zone = NETWORK_ZONES[first]
+    same = ", ".join(name for name, other in NETWORK_ZONES.items() if other == zone)
+    return [problem(key, f"must be a location of network zone {zone} ({same}), the zone of {first_key} ({first}): "
+                    "the cluster's private network spans one Hetzner network zone, and a server attaches only to a "
+                    "subnet of its location's zone", location)
+            for key, location in named if NETWORK_ZONES[location] != zone]
 
 
 def _node_group_names(loaded: LoadedConfig) -> list[Problem]:

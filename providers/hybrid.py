@@ -41,7 +41,7 @@ from config.model import ApiLoadBalancer, ControlPlane, StackConfig, pool_provid
 from config.rules import role_pools
 from providers.base import (CLUSTER_PORTS, ClusterPort, Infrastructure, Node, PeerAddress, Storage,
                             check_credentials, holds_data, node_specs)
-from providers.hetzner import DEFAULT_LOCATION, NETWORK_ZONES, PROVIDED_BY_LABEL
+from providers.hetzner import NETWORK_ZONES, PROVIDED_BY_LABEL, network_location
 
 SCYLLADB_NODE_ROLES = (STORE_ROLES["scylladb"], "converged")  # the nodes ScyllaDB runs on (components/data/placement.py)
 T = TypeVar("T")  # a peer: a CIDR (a private coupling) or a PeerAddress (over the internet)
@@ -466,7 +466,7 @@ def _robot_topology(cfg: StackConfig) -> list[Problem]:
     if bare is None:
         return []
     # The vSwitch joins the cloud network, so the servers are in a location of its network zone.
-    network_zone = NETWORK_ZONES.get(cfg.cluster.location or DEFAULT_LOCATION)
+    network_zone = NETWORK_ZONES.get(network_location(cfg.cluster))
     locations = [name for name, zone in NETWORK_ZONES.items() if zone == network_zone]
     found = []
     if bare.region is not None and bare.region not in locations:

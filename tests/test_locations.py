@@ -62,7 +62,8 @@ def test_swapping_one_location_moves_only_its_nodes():
 
 def test_locations_must_share_a_network_zone():
     found = problems(controlPlane={"locations": ["fsn1", "nbg1", "ash"]})
-    assert any(p.startswith("adplatform:cluster must place every server in one Hetzner network zone") for p in found)
+    assert any(p.startswith("adplatform:cluster.controlPlane.locations[2] must be a location of network zone "
+                            "eu-central (fsn1, nbg1, hel1)") for p in found), found
 
 
 def test_unknown_location_names_its_entry():

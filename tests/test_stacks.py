@@ -49,7 +49,7 @@ def test_invalid_config_creates_nothing():
 def test_provider_specific_validation_runs_before_resources():
     with pytest.raises(ConfigError) as err:
         run_raw(base_raw(cluster={"location": "fsn1", "pools": [{"name": "general", "location": "ash"}]}))
-    assert "must place every server in one Hetzner network zone" in str(err.value)
+    assert "cluster.pools[general].location must be a location of network zone eu-central" in str(err.value)
     assert mockrun.last_monitor.recorded == []
 
 
