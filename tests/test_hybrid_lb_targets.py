@@ -49,14 +49,17 @@ def kubelet_may_set(key: str) -> bool:
              "failure-domain.beta.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/region",
              "beta.kubernetes.io/instance-type", "node.kubernetes.io/instance-type", "kubernetes.io/os",
              "kubernetes.io/arch", "beta.kubernetes.io/os", "beta.kubernetes.io/arch"}
-    domain = key.split("/", 1)[0] if "/" in key else ""
-    namespaced = any(domain == ns or domain.endswith("." + ns) for ns in ("kubelet.kubernetes.io", "node.kubernetes.io"))
-    return key in fixed or namespaced
+    return key in fixed or _in_domains(key, ("kubelet.kubernetes.io", "node.kubernetes.io"))
+
+
+def _in_domains(key: str, domains: tuple[str, ...]) -> bool:
+    """Whether the label key's prefix is one of `domains` or a subdomain of one."""
+    prefix = key.split("/", 1)[0] if "/" in key else ""
+    return any(prefix == d or prefix.endswith("." + d) for d in domains)
 
 
 def _restricted(key: str) -> bool:
-    domain = key.split("/", 1)[0] if "/" in key else ""
-    return any(domain == d or domain.endswith("." + d) for d in ("kubernetes.io", "k8s.io"))
+    return _in_domains(key, ("kubernetes.io", "k8s.io"))
 
 
 def nodes(run: mockrun.Run) -> dict[str, dict[str, str]]:
