@@ -594,13 +594,24 @@ def _single(address: str) -> str:
     return f"{address}/{ipaddress.ip_address(address).max_prefixlen}"
 
 
+# Labels every secondary part's node registers with (control-plane members moving there included): the stack
+# provider's CCM builds the Service load balancers (the shared gateway's) over the cluster's nodes, and another
+# provider's machine can never be its target. The well-known label makes k8s.io/cloud-provider's service controller
+# (v0.35/v0.36 controllers/service nodeIncludedPredicate) leave the node out before any CCM sees it. Without it,
+# hcloud CCM 1.35 skips the node with an UnknownProviderIDPrefix warning event on every sync, the AWS CCM 1.35 skips
+# it only if its provider ID fails to parse as an instance id, and the Azure CCM 1.36's node-IP backend pools add
+# its address (docs/providers.md "Load balancer targets"). The kubelet may set it on itself: node.kubernetes.io/
+# is a kubelet label namespace (k8s.io/kubelet well-known labels; NodeRestriction admits it).
+SECONDARY_NODE_LABELS = {"node.kubernetes.io/exclude-from-external-load-balancers": "true"}
+
+
 def combine(primary: Infrastructure, secondaries: Sequence[Infrastructure], mtu: int,
             node_labels: Sequence[Mapping[str, str]]) -> Infrastructure:
-    """The stack provider's Infrastructure with the secondaries' nodes (each with its coupling's `node_labels`):
-    each node keeps its own provider's profile (kubelet flags: only nodes a cloud controller initialises are
-    `cloud-provider=external`)."""
-    nodes = [*primary.nodes, *(_labelled(n, labels) for infra, labels in zip(secondaries, node_labels)
-                               for n in infra.nodes)]
+    """The stack provider's Infrastructure with the secondaries' nodes (each with its coupling's `node_labels` and
+    SECONDARY_NODE_LABELS): each node keeps its own provider's profile (kubelet flags: only nodes a cloud controller
+    initialises are `cloud-provider=external`)."""
+    nodes = [*primary.nodes, *(_labelled(n, {**labels, **SECONDARY_NODE_LABELS})
+                               for infra, labels in zip(secondaries, node_labels) for n in infra.nodes)]
     # Only the stack provider's add-ons run (its CCM among them): a secondary's kubelet waiting for its own
     # provider's CCM would stay tainted uninitialised.
     profiles = {n.name: dataclasses.replace(infra.cluster, external_cloud_provider=False)
@@ -649,7 +660,7 @@ def cilium_values(stack_values: dict, link_mtu: int) -> dict:
             "encryption": {"enabled": True, "type": "wireguard", "nodeEncryption": True}}
 
 
-__all__ = ["COUPLINGS", "INTERNET", "Coupling", "cilium_values", "combine", "coupling", "create", "over_internet", "combined_storage", "control_plane_move_problems", "pool_roles", "storage_provider_problems",
+__all__ = ["COUPLINGS", "INTERNET", "SECONDARY_NODE_LABELS", "Coupling", "cilium_values", "combine", "coupling", "create", "over_internet", "combined_storage", "control_plane_move_problems", "pool_roles", "storage_provider_problems",
            "store_storage_problems",
            "credential_problems", "admit_everyone", "internet_problems", "join_endpoint", "part", "peer_quota_problems",
            "peer_rules", "providers_used", "server_join_endpoints", "validate"]
