@@ -38,7 +38,7 @@ from pulumi.runtime.proto import resource_pb2, source_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from components import yamltext
+from tools import yamlread
 from tools.runcache import RunCache, config_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -585,7 +585,7 @@ CALL_RESULTS: dict[str, CallResult] = {}
 def stack_config(stack: str) -> tuple[dict[str, Any], set[str]]:
     """Config of a stack file, with secure values and missing secrets replaced by placeholders."""
     path = ROOT / f"Pulumi.{stack}.yaml"
-    data = yamltext.safe_load(path.read_text()) or {}  # read by every plan for each stack file (tools/plan/limits.py)
+    data = yamlread.safe_load(path.read_text()) or {}  # read by every plan for each stack file (tools/plan/limits.py)
     values: dict[str, Any] = {}
     secret: set[str] = set()
     for key, value in (data.get("config") or {}).items():

@@ -22,7 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from components import yamltext
+from tools import yamlread
 from tools.plan import storage
 
 PRICES = Path(__file__).resolve().parent / "prices"
@@ -38,7 +38,7 @@ DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
 @cache
 def table(provider: str) -> dict[str, Any] | None:
     path = PRICES / f"{provider}.yaml"
-    return yamltext.safe_load(path.read_text()) if path.exists() else None
+    return yamlread.safe_load(path.read_text()) if path.exists() else None
 
 
 def _at(inputs: Any, path: list[Any]) -> Any:
@@ -54,7 +54,7 @@ def _at(inputs: Any, path: list[Any]) -> Any:
 
 @cache
 def exchange_rates() -> dict[str, Any]:
-    return yamltext.safe_load(EXCHANGE_RATES.read_text())
+    return yamlread.safe_load(EXCHANGE_RATES.read_text())
 
 
 def rate(source: str, target: str) -> float | None:

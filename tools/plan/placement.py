@@ -55,9 +55,12 @@ def pools_of(cfg: Any) -> list[dict[str, Any]]:
     size, and how many nodes: `nodes` Pulumi keeps, `maxNodes` with what the cluster autoscaler may add
     (`autoscaling`: {min, max} of an autoscaled pool, which is listed even while it has no node)."""
     cp = cfg.cluster.control_plane
+    # Every member, a move's included (ControlPlane.servers); `count` where the config model predates moves: `make
+    # plan-diff` runs this planner over older trees' programs (tools/plan/diff.py export_tree).
+    servers = getattr(cp, "servers", cp.count)
     found = [{"name": "control-plane", "role": cp.role, "server": True,
               "labels": {**cp.node_labels, CONTROL_PLANE_ROLE_LABEL: "true"},
-              "taints": [_taint(t) for t in cp.taints], "nodes": cp.servers, "maxNodes": cp.servers, "autoscaling": None,
+              "taints": [_taint(t) for t in cp.taints], "nodes": servers, "maxNodes": servers, "autoscaling": None,
               "size": node_size(cp, cfg.provider)}]
     autoscaled = {p.name for p in cfg.cluster.autoscaled_pools}
     for p in cfg.cluster.pools:
