@@ -571,3 +571,20 @@ def test_scylladb_warning_only_over_the_free_tier(monkeypatch):
     [storage] = limits.summary(_facts("b", issuer="letsencrypt-staging", scylla_vcpus=0,
                                       scylla_storage_gib=9400))["warnings"]
     assert "GiB" in storage
+
+
+def test_the_plans_pools_read_a_config_model_from_before_control_plane_moves(production):
+    """`make plan-diff` runs this planner over older trees' programs (tools/plan/diff.py export_tree), whose control
+    plane has no `servers` (every member, a move's included): the planner counts it by `count`, as those trees did,
+    instead of losing every pool of the base plan (it did: the base then showed autoscaled pools as new)."""
+    from types import SimpleNamespace
+    from tests.stores import stack_config
+    cfg = stack_config(production)
+    cp = cfg.cluster.control_plane
+    old_cp = SimpleNamespace(**{name: getattr(cp, name)
+                                for name in ("role", "node_labels", "taints", "count", "size", "server_type")})
+    old_cluster = SimpleNamespace(control_plane=old_cp, pools=cfg.cluster.pools,
+                                  autoscaled_pools=cfg.cluster.autoscaled_pools, location=cfg.cluster.location)
+    pools = placement.pools_of(SimpleNamespace(provider=cfg.provider, cluster=old_cluster))
+    assert pools[0]["name"] == "control-plane" and pools[0]["nodes"] == pools[0]["maxNodes"] == cp.count == 3
+    assert pools[1:] == placement.pools_of(cfg)[1:]
