@@ -3,8 +3,8 @@
 yaml.safe_dump emits through PyYAML's pure-Python emitter: a production run dumps about 90 documents, which was
 about a twentieth of the run. libyaml's emitter (PyYAML's C extension, CSafeDumper) writes the same text from the
 same representer, several times faster; tests/test_mockrun.py checks that both give the same text for every
-document a run dumps. Without the extension PyYAML's own emitter is used. Reading goes the same way (safe_load:
-libyaml's parser, PyYAML's own constructor), for the offline plan's reads of the stack files and price tables."""
+document a run dumps. Without the extension PyYAML's own emitter is used. The planner reads YAML the same way
+(tools/yamlread.py)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,9 @@ from typing import Any
 import yaml
 
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def safe_dump(data: Any, **options: Any) -> str:
     """yaml.safe_dump(data, **options) as text (the same options, the same output)."""
     return yaml.dump(data, Dumper=_DUMPER, **options)
 
-
-def safe_load(text: str) -> Any:
-    """yaml.safe_load(text): the same data (SafeLoader's constructor and resolver), parsed by libyaml."""
-    return yaml.load(text, Loader=_LOADER)

@@ -18,7 +18,7 @@ import pulumi_command as command
 from pulumi.runtime import config as runtime_config
 import pulumi_kubernetes as k8s
 
-from components import yamltext
+import yaml
 from config import LoadedConfig, Problem
 from config.load import is_secret
 from config.catalog import DATABASE_ROLES, SIZES
@@ -663,7 +663,7 @@ class ServerCatalog:
 
     @classmethod
     def load(cls, path: Path) -> ServerCatalog:
-        data = yamltext.safe_load(path.read_text())  # read at import by each planner process
+        data = yaml.safe_load(path.read_text())
         types = {name: ServerType(t["cores"], t["memoryGb"], t["diskGb"], t["dedicatedCpu"],
                                   None if t["unorderableAt"] == "all" else frozenset(t["unorderableAt"]))
                  for name, t in data["types"].items()}

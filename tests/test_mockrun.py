@@ -589,28 +589,27 @@ def test_yaml_text_is_what_yaml_safe_dump_writes(options, production):
 
 
 def test_yaml_files_read_as_yaml_safe_load_reads_them():
-    """Both libyaml readers (components/yamltext.py for the program, tools/yamlread.py for the planner) give
-    yaml.safe_load's data for every file the plan reads that way: the stack files, the price tables and the providers'
-    server catalogs, and for the documents that stress a parser (the same text may be written)."""
-    from components import yamltext
+    """The planner's libyaml reader (tools/yamlread.py) gives yaml.safe_load's data for every file the plan reads that
+    way: the stack files, the price tables and the providers' server catalogs, and for the documents that stress a
+    parser (the same text may be written)."""
     from tools import yamlread
     files = [*mockrun.ROOT.glob("Pulumi.*.yaml"), *(mockrun.ROOT / "tools" / "plan" / "prices").glob("*.yaml"),
              *(mockrun.ROOT / "providers").glob("*.yaml")]
     assert len(files) > 7
     tricky = "a: 1_000\nb: 0o17\nc: 1e3\nd: .inf\ne: 2026-12-07\nf: yes\ng: !!str 12\nh: 0x1F\n"
-    for safe_load in (yamltext.safe_load, yamlread.safe_load):
-        for path in files:
-            assert safe_load(path.read_text()) == yaml.safe_load(path.read_text()), path
-        for document in TRICKY_YAML:
-            text = yaml.safe_dump(document)
-            assert safe_load(text) == yaml.safe_load(text) == document
-        assert safe_load(tricky) == yaml.safe_load(tricky)
+    safe_load = yamlread.safe_load
+    for path in files:
+        assert safe_load(path.read_text()) == yaml.safe_load(path.read_text()), path
+    for document in TRICKY_YAML:
+        text = yaml.safe_dump(document)
+        assert safe_load(text) == yaml.safe_load(text) == document
+    assert safe_load(tricky) == yaml.safe_load(tricky)
 
 
 def test_the_planner_reads_yaml_without_the_programs_new_helpers():
     """`make plan-diff` runs this tree's planner (tools/, policy/) over an older tree's program (tools/plan/diff.py
-    export_tree): the planner's stack-file and price reads must not need components/yamltext.py's safe_load, which
-    trees before this stop lack (plan-diff against them failed with AttributeError)."""
+    export_tree): the planner's stack-file and price reads must not need a YAML reader of the program's (a
+    `yamltext.safe_load` for a while this stop, which older trees lack: plan-diff against them failed)."""
     for path in (mockrun.ROOT / "tools").rglob("*.py"):
         if "node_modules" not in path.parts:
             assert "yamltext.safe_load" not in path.read_text(), path

@@ -1,7 +1,7 @@
 """The planner's YAML reads (stack files, price tables): yaml.safe_load's data, parsed by libyaml when PyYAML has it.
 
-The planner's own, not components/yamltext.py's twin: `make plan-diff` runs this planner against older trees
-(tools/plan/diff.py export_tree copies tools/ and policy/ over them), whose components may not have it."""
+The planner's own (components/ has none): `make plan-diff` runs this planner against older trees (tools/plan/diff.py
+export_tree copies tools/ and policy/ over them), so it needs nothing of the program that those trees may lack."""
 
 from __future__ import annotations
 
