@@ -190,14 +190,15 @@ def validate(loaded: LoadedConfig) -> list[Problem]:
 
 
 def _move_keys(cfg: StackConfig, name: str, found: list[Problem]) -> list[Problem]:
-    """The problems of a part's config in the stack file's keys: the control plane's locations on the provider its
-    members move to are cluster.controlPlane.move.locations (part: _moved_members)."""
+    """The problems of a part's config in the stack file's keys, in their key and their message: the control plane's
+    locations on the provider its members move to are cluster.controlPlane.move.locations (part: _moved_members)."""
     move = cfg.cluster.control_plane.move
     if move is None or move.provider != name:
         return found
     old, new = "cluster.controlPlane.locations", "cluster.controlPlane.move.locations"
-    return [dataclasses.replace(p, path=new + p.path.removeprefix(old)) if p.path.startswith(old) else p
-            for p in found]
+    # The message too: a problem may name another of the part's keys (Hetzner's zone check names the first location).
+    return [dataclasses.replace(p, path=new + p.path.removeprefix(old), message=p.message.replace(old, new))
+            if p.path.startswith(old) else p for p in found]
 
 
 def control_plane_move_problems(cfg: StackConfig) -> list[Problem]:
