@@ -34,6 +34,7 @@ from pydantic.alias_generators import to_camel
 
 import providers
 from config import LoadedConfig, Problem
+from config.baremetal import Host
 from config.catalog import DATABASE_ROLES, PROVIDERS, STORE_ROLES
 from config.data import Movable
 from config.errors import problem
@@ -41,7 +42,6 @@ from config.model import ApiLoadBalancer, ControlPlane, StackConfig, pool_provid
 from config.rules import role_pools
 from providers.base import (CLUSTER_PORTS, ClusterPort, Infrastructure, Node, PeerAddress, Storage,
                             check_credentials, holds_data, node_specs)
-from config.baremetal import Host
 from providers import cloud, hetzner
 from providers.hetzner import NETWORK_ZONES, PROVIDED_BY_LABEL, network_location
 
