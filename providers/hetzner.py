@@ -39,6 +39,7 @@ from providers.base import (AUTOSCALER_FILES_DIR, PORTS, ApiEndpoints, ClientAdd
 NAME = "hetzner"
 DEFAULT_LOCATION = "fsn1"
 IMAGE = "ubuntu-24.04"
+SSH_USER = "root"  # Hetzner's images log in as root with the server's SSH keys
 API_LB_TYPE = "lb11"
 PRIVATE_NETWORK_MTU = 1450
 SPREAD_GROUP_MAX = 10  # Hetzner limit of servers per spread placement group
@@ -301,7 +302,7 @@ class HetznerInfrastructure(ProviderInfrastructure):
         )
         private_ip = server.networks.apply(lambda nets: nets[0].ip if nets and nets[0].ip else "")
         return Node(spec=spec, hostname=hostname, public_ip=server.ipv4_address, private_ip=private_ip,
-                    connection=ssh_connection(server.ipv4_address, "root", self._loaded.secrets.ssh_private_key),
+                    connection=ssh_connection(server.ipv4_address, SSH_USER, self._loaded.secrets.ssh_private_key),
                     server=server, machine=server,
                     # On the stack's part Hetzner's CCM sets it when it initialises the node.
                     provider_id=server.id.apply(cloud_provider_id) if self._secondary else None)

@@ -34,6 +34,7 @@ from pydantic.alias_generators import to_camel
 
 import providers
 from config import LoadedConfig, Problem
+from config.baremetal import Host
 from config.catalog import DATABASE_ROLES, PROVIDERS, STORE_ROLES
 from config.data import Movable
 from config.errors import problem
@@ -41,6 +42,7 @@ from config.model import ApiLoadBalancer, ControlPlane, StackConfig, pool_provid
 from config.rules import role_pools
 from providers.base import (CLUSTER_PORTS, ClusterPort, Infrastructure, Node, PeerAddress, Storage,
                             check_credentials, holds_data, node_specs)
+from providers import cloud, hetzner
 from providers.hetzner import NETWORK_ZONES, PROVIDED_BY_LABEL, network_location
 
 SCYLLADB_NODE_ROLES = (STORE_ROLES["scylladb"], "converged")  # the nodes ScyllaDB runs on (components/data/placement.py)
@@ -188,14 +190,15 @@ def validate(loaded: LoadedConfig) -> list[Problem]:
 
 
 def _move_keys(cfg: StackConfig, name: str, found: list[Problem]) -> list[Problem]:
-    """The problems of a part's config in the stack file's keys: the control plane's locations on the provider its
-    members move to are cluster.controlPlane.move.locations (part: _moved_members)."""
+    """The problems of a part's config in the stack file's keys, in their key and their message: the control plane's
+    locations on the provider its members move to are cluster.controlPlane.move.locations (part: _moved_members)."""
     move = cfg.cluster.control_plane.move
     if move is None or move.provider != name:
         return found
     old, new = "cluster.controlPlane.locations", "cluster.controlPlane.move.locations"
-    return [dataclasses.replace(p, path=new + p.path.removeprefix(old)) if p.path.startswith(old) else p
-            for p in found]
+    # The message too: a problem may name another of the part's keys (Hetzner's zone check names the first location).
+    return [dataclasses.replace(p, path=new + p.path.removeprefix(old), message=p.message.replace(old, new))
+            if p.path.startswith(old) else p for p in found]
 
 
 def control_plane_move_problems(cfg: StackConfig) -> list[Problem]:
@@ -528,11 +531,25 @@ def create(loaded: LoadedConfig) -> Infrastructure:
         return combined
     return over_internet(combined, [primary, *(s for s, link in zip(secondaries, links) if link.over_internet)],
                          balanced=_joins_through_balancer(cfg), servers_private=_servers_join_privately(cfg.provider),
-                         private_key=loaded.secrets.ssh_private_key)
+                         private_key=loaded.secrets.ssh_private_key, logins=ssh_logins(cfg))
+
+
+def ssh_logins(cfg: StackConfig) -> dict[str, str]:
+    """Who logs in over SSH on each provider's machines, by provider name (a Node's adplatform.io/provider label): a
+    node that leaves over the internet has its K3s stopped on it (components/k3s/depart.py), when the program no
+    longer has its connection. The clouds' images have one login each; existing hosts have their own
+    (bareMetal.hosts[].sshUser): a leaving host, no longer listed, is reached as the one login the listed hosts
+    share, else as the default (root)."""
+    logins = {name: cloud.SSH_USER for name in PROVIDERS}
+    logins[hetzner.NAME] = hetzner.SSH_USER
+    users = {host.ssh_user for host in cfg.bare_metal.hosts} if cfg.bare_metal is not None else set()
+    logins["baremetal"] = users.pop() if len(users) == 1 else Host.model_fields["ssh_user"].default
+    return logins
 
 
 def over_internet(infra: Infrastructure, parts: Sequence[Infrastructure], balanced: bool,
-                  servers_private: bool = False, *, private_key: pulumi.Input[str]) -> Infrastructure:
+                  servers_private: bool = False, *, private_key: pulumi.Input[str],
+                  logins: Mapping[str, str]) -> Infrastructure:
     """The cluster with nodes that reach each other over the public internet (INTERNET).
 
     Every node registers with its public address (K3s node-ip and a server's advertise-address are the node's
@@ -552,17 +569,17 @@ def over_internet(infra: Infrastructure, parts: Sequence[Infrastructure], balanc
     # provider join at the public one).
     return dataclasses.replace(infra, nodes=nodes, api_private_endpoint=join_endpoint(infra, nodes, balanced),
                                join_endpoints=server_join_endpoints(parts[0], balanced and servers_private),
-                               admitted_by=admit_everyone(nodes, parts, private_key))
+                               admitted_by=admit_everyone(nodes, parts, private_key, logins))
 
 
-def admit_everyone(nodes: Sequence[Node], parts: Sequence[Infrastructure], private_key: pulumi.Input[str]
-                   ) -> dict[str, list[pulumi.Resource]]:
+def admit_everyone(nodes: Sequence[Node], parts: Sequence[Infrastructure], private_key: pulumi.Input[str],
+                   logins: Mapping[str, str]) -> dict[str, list[pulumi.Resource]]:
     """Each part's firewall admits every node (peer_rules); returns, by node name, the rules that admit that node
     alone, which its drain command depends on (Infrastructure.admitted_by). Rules that name several nodes are updated
     when one leaves, before its drain command runs: they take the departure hooks (components/k3s/depart.py), which
     take the nodes the update stops admitting out of the cluster first."""
     from components.k3s.depart import departure_hooks  # the K3s layer imports the providers
-    hooks = departure_hooks([n.hostname for n in nodes], private_key)
+    hooks = departure_hooks([n.hostname for n in nodes], private_key, logins)
     everyone = [PeerAddress(n.name, n.public_ip.apply(_single)) for n in nodes]
     servers = [peer for peer, n in zip(everyone, nodes) if n.spec.k3s_role == "server"]
     admitted_by: dict[str, list[pulumi.Resource]] = {}

@@ -9,9 +9,11 @@ import subprocess
 from pathlib import Path
 
 
-def run_with_stubs(tmp_path: Path, script: str, stubs: dict[str, str], **env: str) -> tuple[int, list[str], str]:
+def run_with_stubs(tmp_path: Path, script: str, stubs: dict[str, str], stdout: list[str] | None = None,
+                   **env: str) -> tuple[int, list[str], str]:
     """Run `script` with each stub (name -> body; a body without a shebang gets bash's) first on PATH and $CALLS
-    naming the file the stubs append their calls to; returns the exit code, the recorded calls and stderr."""
+    naming the file the stubs append their calls to; returns the exit code, the recorded calls and stderr (and
+    appends the script's stdout lines to `stdout`, where given)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name, body in stubs.items():
@@ -22,6 +24,8 @@ def run_with_stubs(tmp_path: Path, script: str, stubs: dict[str, str], **env: st
     calls.touch()
     result = subprocess.run(["bash", "-s"], input=script, capture_output=True, text=True, timeout=60,
                             env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), **env})
+    if stdout is not None:
+        stdout.extend(result.stdout.splitlines())
     return result.returncode, calls.read_text().splitlines(), result.stderr
 
 

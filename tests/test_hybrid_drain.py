@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 
 import pulumi.resource_hooks
 import pytest
 
-from components.k3s.depart import Departures, DepartError, depart_script, departure_hooks, dropped_addresses
+from components.k3s import resize
+from components.k3s.depart import (STOP_SSH_TIMEOUT_SECONDS, Departures, DepartError, Leaving, depart_script,
+                                   departure_hooks, dropped_addresses, stop_script)
 from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, ETCD_TIMEOUT_SECONDS
-from components.k3s.resize import SERVER_CA, SSH_TIMEOUT_SECONDS, token_script
+from components.k3s.resize import SERVER_CA, SSH_TIMEOUT_SECONDS, DrainServer, token_script
+from providers.hybrid import ssh_logins
+from providers.base import PROVIDER_LABEL
 from tests import validators
-from tests.conftest import script_param
+from tests.conftest import node_labels, script_param
 from tests.test_hybrid import (AWS_SETTINGS, CLOUDS_SETTINGS, GCP_FIREWALL, NSG_RULE, SG_RULE, UP_TO_SERVICES,
                                clouds_raw, internet_raw, run_internet)
 from tests.test_resize import drive
@@ -32,6 +37,8 @@ HCLOUD_FIREWALL = "hcloud:index/firewall:Firewall"
 DEPART_HOOKS = {"before_update": ["depart-leaving-nodes"]}
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJub2RlLWxpZmVjeWNsZSJ9.c2lnbmF0dXJl"
 KEEP = ("adp-production-internet-control-plane-1", "adp-production-internet-general-1")
+LOGINS = {"hetzner": "root", "aws": "ubuntu"}
+LEAVING = "adp-production-internet-control-plane-4"
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +89,10 @@ def test_rules_naming_several_nodes_take_the_leaving_nodes_out_before_their_upda
 # --- the hook body -----------------------------------------------------------------------------------
 
 class FakeRunner:
-    def __init__(self, calls: list[str], fail: bool = False, wait: asyncio.Event | None = None):
-        self.calls, self.fail, self.wait = calls, fail, wait
+    """The first K3s server: `out` is what depart.sh PHASE=out prints (the nodes it took out)."""
+
+    def __init__(self, calls: list[str], fail: bool = False, wait: asyncio.Event | None = None, out: str = ""):
+        self.calls, self.fail, self.wait, self.out = calls, fail, wait, out
 
     async def __call__(self, script: str) -> str:
         if script == token_script():
@@ -94,7 +103,11 @@ class FakeRunner:
             await self.wait.wait()
         if self.fail:
             raise RuntimeError("exit 1: draining did not finish within 600s")
-        return ""
+        return self.out if script_param(script, "PHASE") == "out" else ""
+
+
+def on_no_node(address: str, user: str):
+    raise AssertionError(f"no leaving node is reached over SSH ({user}@{address})")
 
 
 HCLOUD_OLD = {"rules": [{"port": "6443", "sourceIps": ["198.51.100.1/32", "198.51.100.2/32", "198.51.100.3/32"]},
@@ -116,7 +129,7 @@ def test_the_addresses_an_update_drops_whatever_the_provider_calls_its_list(old,
 
 def test_an_update_that_drops_an_address_takes_that_node_out_first():
     calls: list[str] = []
-    drive(Departures(KEEP).before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls)))
+    drive(Departures(KEEP).before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls), on_no_node))
     assert calls[0] == "token" and len(calls) == 2
     script = calls[1]
     assert script_param(script, "ADDRESSES") == "198.51.100.3"
@@ -130,7 +143,7 @@ def test_each_dropped_address_departs_in_a_script_run_of_its_own():
     several nodes' in a row, so a rule dropping several nodes takes them out one run each."""
     calls: list[str] = []
     new = {"rules": [{"port": "6443", "sourceIps": ["198.51.100.1/32"]}]}
-    drive(Departures(KEEP).before(HCLOUD_OLD, new, FakeRunner(calls)))
+    drive(Departures(KEEP).before(HCLOUD_OLD, new, FakeRunner(calls), on_no_node))
     scripts = [c for c in calls if c != "token"]
     assert [script_param(c, "ADDRESSES") for c in scripts] == ["198.51.100.2", "198.51.100.3"]
     assert SSH_TIMEOUT_SECONDS >= DRAIN_TIMEOUT_SECONDS + ETCD_TIMEOUT_SECONDS + 60
@@ -139,7 +152,7 @@ def test_each_dropped_address_departs_in_a_script_run_of_its_own():
 @pytest.mark.parametrize("new", [HCLOUD_OLD, {"rules": [*HCLOUD_OLD["rules"], {"sourceIps": ["198.51.100.9/32"]}]}])
 def test_an_update_that_drops_nobody_runs_nothing(new):
     calls: list[str] = []
-    drive(Departures(KEEP).before(HCLOUD_OLD, new, FakeRunner(calls)))
+    drive(Departures(KEEP).before(HCLOUD_OLD, new, FakeRunner(calls), on_no_node))
     assert calls == []
 
 
@@ -150,9 +163,10 @@ def test_several_rules_dropping_the_same_node_take_it_out_once():
 
     async def both():
         gate = asyncio.Event()
-        first = asyncio.ensure_future(departures.before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls, wait=gate)))
+        first = asyncio.ensure_future(departures.before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls, wait=gate),
+                                                        on_no_node))
         second = asyncio.ensure_future(departures.before({"sourceRanges": ["198.51.100.3/32"]}, {"sourceRanges": []},
-                                                         FakeRunner(calls)))
+                                                         FakeRunner(calls), on_no_node))
         await asyncio.sleep(0)
         gate.set()
         await asyncio.gather(first, second)
@@ -166,19 +180,104 @@ def test_a_failed_departure_aborts_every_rules_update_of_the_run_and_the_next_ru
     calls: list[str] = []
     departures = Departures(KEEP)
     with pytest.raises(DepartError, match="stops admitting 198.51.100.3 is aborted"):
-        drive(departures.before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls, fail=True)))
+        drive(departures.before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls, fail=True), on_no_node))
     with pytest.raises(DepartError, match="stops admitting 198.51.100.3 is aborted.*did not finish"):
-        drive(departures.before({"sourceRanges": ["198.51.100.3/32"]}, {"sourceRanges": []}, FakeRunner(calls)))
+        drive(departures.before({"sourceRanges": ["198.51.100.3/32"]}, {"sourceRanges": []}, FakeRunner(calls),
+                                on_no_node))
     assert len([c for c in calls if c != "token"]) == 1, "the other rule's hook does not drain again"
-    drive(Departures(KEEP).before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls)))
+    drive(Departures(KEEP).before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls), on_no_node))
     assert len([c for c in calls if c != "token"]) == 2, "the node was not out: the next run tries again"
+
+
+class FakeNodes:
+    """The leaving nodes' SSH: records (address, user, script) in the shared call list."""
+
+    def __init__(self, calls: list, fail: bool = False):
+        self.calls, self.fail = calls, fail
+
+    def __call__(self, address: str, user: str):
+        async def run(script: str) -> str:
+            self.calls.append((address, user, script))
+            if self.fail:
+                raise RuntimeError("ssh: connect to host 198.51.100.3 port 22: Connection timed out")
+            return ""
+        return run
+
+
+def _steps(calls: list) -> list[str]:
+    return ["token" if c == "token" else f"stop on {c[1]}@{c[0]}" if isinstance(c, tuple)
+            else f"{script_param(c, 'PHASE')} {script_param(c, 'ADDRESSES') or script_param(c, 'NODES')}"
+            for c in calls]
+
+
+def test_a_leaving_nodes_k3s_is_stopped_on_the_node_itself_before_its_node_is_deleted():
+    """After its drain and etcd member removal (PHASE=out, on the first server), K3s is stopped and disabled on the
+    leaving node, over SSH at the address the rule drops, as its provider's login; only then is its Node deleted
+    (PHASE=forget): a removed server's K3s that starts again joins etcd anew (its tombstone), a starting kubelet
+    registers the deleted Node again, and the machine goes only at the end of the update."""
+    calls: list = []
+    out = f"{LEAVING}\thetzner\tTrue\n"
+    drive(Departures(KEEP, LOGINS).before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls, out=out), FakeNodes(calls)))
+    assert _steps(calls) == ["token", "out 198.51.100.3", "stop on root@198.51.100.3", f"forget {LEAVING}"]
+    assert calls[2][2] == stop_script(LEAVING)
+    assert script_param(calls[2][2], "NODE_NAME") == LEAVING
+
+
+def test_a_leaving_node_on_another_provider_is_reached_as_that_providers_login():
+    calls: list = []
+    out = f"{LEAVING}\taws\tTrue\n"
+    drive(Departures(KEEP, LOGINS).before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls, out=out), FakeNodes(calls)))
+    assert "stop on ubuntu@198.51.100.3" in _steps(calls)
+
+
+def test_a_node_whose_kubelet_is_not_ready_is_not_reached_but_still_removed():
+    """Not Ready after its drain: no kubelet runs there (K3s stopped by hand, the machine down); reaching it would
+    fail the hook for ever. Its Node is deleted all the same."""
+    calls: list = []
+    out = f"{LEAVING}\thetzner\tUnknown\n"
+    drive(Departures(KEEP, LOGINS).before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls, out=out), on_no_node))
+    assert _steps(calls) == ["token", "out 198.51.100.3", f"forget {LEAVING}"]
+
+
+@pytest.mark.parametrize("out, nodes, why", [
+    (f"{LEAVING}\thetzner\tTrue\n", "fail", "stopping K3s on .* as root.*failed.*Connection timed out.*by hand"),
+    (f"{LEAVING}\tgcp\tTrue\n", "ok", "provider label 'gcp', whose SSH login is unknown"),
+])
+def test_a_node_whose_k3s_cannot_be_stopped_keeps_its_node_and_the_rule_keeps_admitting_it(out, nodes, why):
+    calls: list = []
+    with pytest.raises(DepartError, match=f"stops admitting 198.51.100.3 is aborted.*{why}"):
+        drive(Departures(KEEP, LOGINS).before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls, out=out),
+                                              FakeNodes(calls, fail=nodes == "fail")))
+    assert not any(step.startswith("forget") for step in _steps(calls)), "its Node is not deleted"
+
+
+def test_the_hook_stops_k3s_on_the_leaving_node_with_the_stacks_key(monkeypatch):
+    """The bound hook: depart.sh on the first K3s server, stop-k3s.sh on the leaving node at the dropped address as
+    its provider's login, each with the stack's SSH key (the one every node's connection carries), bounded."""
+    monkeypatch.setattr(pulumi.resource_hooks, "register_resource_hook", lambda hook: None)
+    runs = []
+
+    async def ssh_run(host, user, key, script, timeout=SSH_TIMEOUT_SECONDS):
+        runs.append((host, user, key, timeout, "stop" if script.startswith(stop_script(LEAVING)[:40])
+                     and "STOP_TIMEOUT" in script else script))
+        if script == token_script():
+            return TOKEN
+        return f"{LEAVING}\taws\tTrue\n" if "readonly PHASE=out" in script else ""
+    monkeypatch.setattr(resize, "ssh_run", ssh_run)
+    [hook] = departure_hooks(KEEP, "the-stack-key", LOGINS, DrainServer("203.0.113.1", "root")).before_update
+    drive(hook.callback(pulumi.resource_hooks.ResourceHookArgs("urn", "id", "firewall-peers", HCLOUD_FIREWALL,
+                                                               new_inputs=HCLOUD_NEW, old_inputs=HCLOUD_OLD)))
+    where = [(host, user, key) for host, user, key, *_ in runs]
+    assert where == [("203.0.113.1", "root", "the-stack-key")] * 2 + [("198.51.100.3", "ubuntu", "the-stack-key")] + [
+        ("203.0.113.1", "root", "the-stack-key")]
+    assert runs[2][3:] == (STOP_SSH_TIMEOUT_SECONDS, "stop")
 
 
 def test_the_hook_never_runs_in_a_preview(monkeypatch):
     """The engine runs a hook in a dry run (`pulumi preview`, the preview of `pulumi up`) only when it was registered
     with on_dry_run (pulumi ResourceHookOptions, default False): a preview never drains anything."""
     monkeypatch.setattr(pulumi.resource_hooks, "register_resource_hook", lambda hook: None)
-    [hook] = departure_hooks(KEEP, "key").before_update
+    [hook] = departure_hooks(KEEP, "key", LOGINS).before_update
     assert hook.name == "depart-leaving-nodes" and not (hook.opts and hook.opts.on_dry_run)
     assert pulumi.resource_hooks.ResourceHookOptions().on_dry_run is False
 
@@ -190,16 +289,41 @@ def test_only_addresses_and_node_names_reach_the_script():
         depart_script(["198.51.100.3"], ["x $(reboot)"], TOKEN)
     with pytest.raises(DepartError):
         depart_script(["198.51.100.3"], KEEP, "not a token\n")
+    with pytest.raises(ValueError):
+        depart_script([], KEEP, TOKEN, phase="forget", nodes=["x $(reboot)"])
+    with pytest.raises(ValueError):
+        stop_script("x; reboot")
+    with pytest.raises(ValueError):  # what the first server prints names a node before it reaches a script
+        Leaving.parse("x $(reboot)\thetzner\tTrue\n")
 
 
-# --- the script, against a stub k3s --------------------------------------------------------------------
+def test_each_provider_s_nodes_are_reached_as_the_login_their_connection_uses(internet):
+    """The leaving node is no longer in the program: it is reached as its provider's login, the user the program's
+    connections to that provider's nodes use (recorded: every drain command's connection)."""
+    logins = ssh_logins(SimpleNamespace(bare_metal=None))
+    users = {r.name.removeprefix("drain-"): r.inputs["connection"].value["user"]
+             for r in internet.of_type(COMMAND)
+             if r.name.startswith("drain-")}
+    providers = {node: node_labels(internet, node)[PROVIDER_LABEL] for node in users}
+    assert set(providers.values()) == {"hetzner", "aws"}
+    assert all(user == logins[providers[node]] for node, user in users.items()), users
+
+
+@pytest.mark.parametrize("users, login", [(["admin", "admin"], "admin"), (["admin", "root"], "root"), ([], "root")])
+def test_a_leaving_bare_metal_host_is_reached_as_the_login_the_listed_hosts_share(users, login):
+    """Its bareMetal.hosts entry is gone with it: the one login the listed hosts share, else the default."""
+    hosts = [SimpleNamespace(ssh_user=user) for user in users]
+    assert ssh_logins(SimpleNamespace(bare_metal=SimpleNamespace(hosts=hosts)))["baremetal"] == login
+
+
+# --- the scripts, against a stub k3s and systemctl ---------------------------------------------------
 
 STUB_K3S = r"""#!/usr/bin/env bash
 printf '%s\n' "$*" >>"$CALLS"
 case " $* " in
   *" get nodes -o jsonpath="*) printf '%s\n' "${LISTING:-}"; exit 0 ;;
   *" get nodes -l node-role.kubernetes.io/etcd=true -o name "*) printf 'node/a\nnode/b\nnode/c\nnode/d\n'; exit 0 ;;
-  *" get node "*"labels.node-role"*) echo "${ETCD:-}"; exit 0 ;;
+  *" get node "*"adplatform"*) printf '%s\t%s\t%s\n' "${PROVIDER:-hetzner}" "${READY:-True}" "${ETCD:-}"; exit 0 ;;
   *" get node "*"removed-node-name"*) echo removed; exit 0 ;;
   *" drain "*) exit "${DRAIN_RC:-0}" ;;
 esac
@@ -208,32 +332,44 @@ exit 0
 LISTING = ("adp-production-internet-control-plane-1\t198.51.100.1\n"
            "adp-production-internet-control-plane-4\t198.51.100.3\n"
            "adp-production-internet-general-1\t198.51.100.2")
-LEAVING = "adp-production-internet-control-plane-4"
 
 
-def run_depart(tmp_path: Path, addresses: list[str], **env: str) -> tuple[int, list[str], str]:
-    code, calls, err = run_with_stubs(tmp_path, depart_script(addresses, KEEP, TOKEN), {"k3s": STUB_K3S},
-                                      **{"LISTING": LISTING, **env})
+def run_depart(tmp_path: Path, addresses: list[str], out: list[str] | None = None, phase: str = "out",
+               nodes: tuple[str, ...] = (), **env: str) -> tuple[int, list[str], str]:
+    code, calls, err = run_with_stubs(tmp_path, depart_script(addresses, KEEP, TOKEN, phase=phase, nodes=nodes),
+                                      {"k3s": STUB_K3S}, stdout=out, **{"LISTING": LISTING, **env})
     return code, kubectl_calls(calls), err
 
 
-def test_a_leaving_etcd_member_is_drained_its_member_removed_and_its_node_deleted(tmp_path):
-    code, calls, err = run_depart(tmp_path, ["198.51.100.3"], ETCD="true")
+def test_a_leaving_etcd_member_is_drained_and_its_member_removed_but_its_node_kept_until_k3s_stops(tmp_path):
+    """PHASE=out: cordon, drain, the member's removal while it still runs (a two-member etcd keeps its quorum only
+    so); the Node stays until its K3s is stopped (PHASE=forget). It reports the node's provider and readiness."""
+    out: list[str] = []
+    code, calls, err = run_depart(tmp_path, ["198.51.100.3"], out, ETCD="true", PROVIDER="aws")
     assert code == 0, err
     assert calls[1:3] == [f"cordon {LEAVING}",
                           f"drain {LEAVING} --ignore-daemonsets --delete-emptydir-data --timeout={DRAIN_TIMEOUT_SECONDS}s"]
     assert f"annotate node {LEAVING} --overwrite etcd.k3s.cattle.io/remove=true" in calls
-    assert calls[-1] == f"delete node {LEAVING} --ignore-not-found"
+    assert not any(c.startswith("delete") for c in calls), "the Node outlives the departure's first phase"
+    assert out == [f"{LEAVING}\taws\tTrue"]
     assert not any("control-plane-1" in c or "general-1" in c for c in calls), "nobody else is touched"
     assert TOKEN not in err
 
 
+def test_the_second_phase_deletes_the_nodes_it_is_given_and_nothing_else(tmp_path):
+    code, calls, err = run_depart(tmp_path, [], phase="forget", nodes=(LEAVING,))
+    assert code == 0, err
+    assert calls == [f"delete node {LEAVING} --ignore-not-found"]
+
+
 def test_a_node_the_program_keeps_never_leaves_even_if_its_address_goes(tmp_path):
     """A node replaced under its own name (a new address) was drained by its own drain command already."""
-    code, calls, err = run_depart(tmp_path, ["198.51.100.1", "198.51.100.2"])
+    out: list[str] = []
+    code, calls, err = run_depart(tmp_path, ["198.51.100.1", "198.51.100.2"], out)
     assert code == 0, err
     assert calls == ["get nodes -o jsonpath={range .items[*]}{.metadata.name}{\"\\t\"}"
                      "{.status.addresses[*].address}{\"\\n\"}{end}"]
+    assert out == []
 
 
 def test_a_node_whose_ccm_keeps_its_private_address_as_internal_ip_leaves_by_its_public_one(tmp_path):
@@ -243,19 +379,50 @@ def test_a_node_whose_ccm_keeps_its_private_address_as_internal_ip_leaves_by_its
     kept, other = "adp-production-internet-control-plane-1", "adp-production-internet-general-9"
     listing = (f"{kept}\t10.0.1.2 198.51.100.1 {kept}\n{LEAVING}\t10.0.1.4 198.51.100.3 {LEAVING}\n"
                f"{other}\t10.0.1.9 198.51.100.30 {other}")
-    code, calls, err = run_depart(tmp_path, ["198.51.100.3"], LISTING=listing)
+    out: list[str] = []
+    code, calls, err = run_depart(tmp_path, ["198.51.100.3"], out, LISTING=listing)
     assert code == 0, err
-    assert f"cordon {LEAVING}" in calls and calls[-1] == f"delete node {LEAVING} --ignore-not-found"
+    assert f"cordon {LEAVING}" in calls and [line.split("\t")[0] for line in out] == [LEAVING]
     assert not any("general-9" in c or "control-plane-1" in c for c in calls), "nobody else is touched"
 
 
 def test_a_blocked_departure_fails_before_the_member_or_the_node_goes(tmp_path):
-    code, calls, err = run_depart(tmp_path, ["198.51.100.3"], ETCD="true", DRAIN_RC="1")
+    out: list[str] = []
+    code, calls, err = run_depart(tmp_path, ["198.51.100.3"], out, ETCD="true", DRAIN_RC="1")
     assert code != 0 and "PodDisruptionBudget" in err and "still admits it" in err
     assert not any(c.startswith(("annotate", "delete")) for c in calls)
+    assert out == [], "nothing is reported taken out: K3s is not stopped"
 
 
-def test_the_departure_script_lints():
+STUB_SYSTEMCTL = r"""#!/usr/bin/env bash
+printf 'systemctl %s\n' "$*" >>"$CALLS"
+case "$1" in
+  list-unit-files) [ "$3" = "${INSTALLED:-k3s-agent.service}" ] && echo "$3 enabled enabled"; exit 0 ;;
+  is-active) [ -n "${STILL_ACTIVE:-}" ]; exit $? ;;
+esac
+exit 0
+"""
+
+
+@pytest.mark.parametrize("installed", ["k3s.service", "k3s-agent.service"])
+def test_k3s_is_stopped_and_disabled_whichever_unit_the_node_has(tmp_path, installed):
+    """A server's k3s or an agent's k3s-agent: disabled with --now, so neither runs nor starts on a reboot; running
+    it again (a retried departure) does the same, which systemd accepts for a unit already stopped and disabled."""
+    code, calls, err = run_with_stubs(tmp_path, stop_script(LEAVING), {"systemctl": STUB_SYSTEMCTL},
+                                      INSTALLED=installed)
+    assert code == 0, err
+    assert [c for c in calls if "disable" in c] == [f"systemctl disable --now {installed}"]
+    assert "stopped and disabled" in err
+
+
+def test_k3s_still_running_fails_the_stop(tmp_path):
+    code, _, err = run_with_stubs(tmp_path, stop_script(LEAVING), {"systemctl": STUB_SYSTEMCTL}, STILL_ACTIVE="1")
+    assert code != 0 and "still runs" in err
+
+
+def test_the_departure_scripts_lint():
     script = depart_script(["198.51.100.3"], KEEP, TOKEN)
     assert script_param(script, "ETCD_TIMEOUT") == str(ETCD_TIMEOUT_SECONDS)
-    assert validators.shellcheck({"depart": script}) == ""
+    assert validators.shellcheck({"depart": script, "depart-forget": depart_script([], KEEP, TOKEN, phase="forget",
+                                                                                   nodes=[LEAVING]),
+                                  "stop-k3s": stop_script(LEAVING)}) == ""

@@ -32,3 +32,16 @@ def test_a_hetzner_pool_spanning_two_network_zones_is_refused_naming_the_locatio
     assert any(p.startswith("adplatform:cluster.pools[hz].locations[1] must be a location of network zone us-east "
                             "(ash), the zone of cluster.pools[hz].locations[0] (ash)") and "fsn1" in p
                for p in found), found
+
+
+def test_a_control_plane_move_into_hetzner_across_two_network_zones_names_the_move_keys_only():
+    """The moving members' locations are cluster.controlPlane.move.locations in the stack file (the Hetzner part sees
+    them as its control plane's `locations`): the message names that key for the location refused and for the one
+    whose zone it must share, with the value given and the zone's locations accepted."""
+    values = primary_raw("gcp", controlPlane={"move": {"provider": "hetzner", "locations": ["fsn1", "ash"],
+                                                       "added": 1}})
+    [found] = [p for p in _internet_problems(values) if "network zone" in p]
+    assert found.startswith("adplatform:cluster.controlPlane.move.locations[1] must be a location of network zone "
+                            "eu-central (")
+    assert "the zone of cluster.controlPlane.move.locations[0] (fsn1)" in found and found.endswith("got 'ash'")
+    assert "cluster.controlPlane.locations" not in found

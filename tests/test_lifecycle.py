@@ -163,7 +163,7 @@ def test_drain_script_order_for_a_server(tmp_path):
     assert f"--timeout={DRAIN_TIMEOUT_SECONDS}s" in drain
     assert "--disable-eviction" not in drain and "--force" not in drain
     assert any("etcd.k3s.cattle.io/remove=true" in c for c in calls)
-    assert calls[-1] == "systemctl stop k3s"
+    assert calls[-1] == "systemctl disable --now k3s"
     assert "secret-token-value" not in err, "the token is never logged"
 
 
@@ -172,7 +172,7 @@ def test_drain_script_for_an_agent_skips_etcd(tmp_path):
     assert code == 0
     assert not any("annotate" in c for c in calls)
     assert any(c.startswith("delete node") or " delete node " in f" {c} " for c in calls)
-    assert calls[-1] == "systemctl stop k3s-agent"
+    assert calls[-1] == "systemctl disable --now k3s-agent"
 
 
 @pytest.mark.parametrize("env, why", [({"GUARD": "absent"}, "destroy"), ({"API": "down"}, "does not answer")])
@@ -187,13 +187,23 @@ def test_the_last_etcd_member_is_not_removed(tmp_path):
     code, calls, err = run_drain(tmp_path, role="server", MEMBERS="1")
     assert code == 0 and "only etcd member" in err
     assert not any("annotate" in c for c in calls)
-    assert calls[-1] == "systemctl stop k3s"
+    assert calls[-1] == "systemctl disable --now k3s"
 
 
 def test_drain_script_is_idempotent_when_the_node_is_gone(tmp_path):
     code, calls, _ = run_drain(tmp_path, NODE="absent")
     assert code == 0
     assert not any("cordon" in c or " drain " in f" {c} " for c in calls)
+    assert calls[-1] == "systemctl disable --now k3s-agent", "a reboot of a host that stays starts no K3s"
+
+
+def test_the_drain_succeeds_when_its_departure_stopped_k3s_and_deleted_the_node_already(tmp_path):
+    """Over the internet the departure hook (depart.py) stopped and disabled K3s and deleted the Node before the
+    drain command runs at the end: systemctl then has nothing to do (or fails on a unit gone); the drain succeeds."""
+    script = drain_script(FakeNode("server"), "10.0.1.254", "b2ZmbGluZQ==", "secret-token-value")
+    code, calls, err = run_with_stubs(tmp_path, script, {"k3s": STUB_K3S, "systemctl": "exit 5\n"}, NODE="absent")
+    assert code == 0, err
+    assert "not in the cluster" in err
 
 
 def test_a_blocked_drain_keeps_the_machine(tmp_path):

@@ -15,11 +15,28 @@ removed), Pulumi changes two kinds of rule resources, at different times:
   no API behind GCP's and Azure's balancers (which keep the client address, so their rule on 6443 applies) and
   then skips (drain.sh: "the API does not answer"), leaving the pods unevicted and the etcd member in place.
   Such a rule therefore carries `before_update` hooks (departure_hooks): when its update drops addresses, the hook
-  takes the nodes with those addresses that the program no longer has out of the cluster first (scripts/depart.sh:
-  cordon, drain, etcd member removal, Node deletion), one at a time, from the cluster's first K3s server
-  (resize.py DRAIN_SERVER) as the node-lifecycle account. A failed drain fails the hook, which aborts the rule's
-  update (the engine's rule for `before_*` hooks): the rule keeps admitting the node, and the next `pulumi up`
-  tries again. The node's drain command still runs at the end and finds the Node gone.
+  takes the nodes with those addresses that the program no longer has out of the cluster first, one at a time, as
+  the node-lifecycle account on the cluster's first K3s server (resize.py DRAIN_SERVER): scripts/depart.sh PHASE=out
+  cordons and drains the node and removes its etcd member (a server); scripts/stop-k3s.sh then stops and disables
+  K3s on the leaving node itself; depart.sh PHASE=forget deletes its Node. A failed step fails the hook, which aborts
+  the rule's update (the engine's rule for `before_*` hooks): the rule keeps admitting the node, and the next
+  `pulumi up` tries again (each step finds what is done done). The node's drain command still runs at the end and
+  finds the Node gone.
+
+Why K3s is stopped in between: the leaving node's machine goes only at the end of the update, and its K3s must not
+start again before. At the pinned K3s (components/charts.py K3S_VERSION), a server whose etcd member was removed
+closes its etcd and writes a tombstone (pkg/daemons/executor embed.go, on rafthttp.ErrMemberRemoved) but keeps
+running; on its next start (a crash restarted by systemd, a reboot) it backs its database up and joins the cluster
+again as a new member (pkg/etcd Register: the tombstone). A running kubelet never registers its Node again
+(pkg/kubelet registerWithAPIServer returns once registrationCompleted), a starting one does. So K3s is stopped
+after the member removal (stopping a member first would take a two-member etcd, a single server moving to another
+provider, below its quorum, and no member could be removed any more) and before the Node is deleted, and disabled
+so a reboot does not start it. The stop runs over SSH on the node at the address the rule drops (every provider's
+connection host is the node's public address, its node-ip over the internet), as its provider's login user
+(`logins`: the adplatform.io/provider label of its Node picks it) with the stack's SSH key, as the program's
+remote commands on that node did. A node whose kubelet was not Ready after its drain is not reached: it runs no
+kubelet that could report (stopped by hand, or the machine is down), and one that cannot be reached would fail the
+hook for ever.
 
 Several rules drop the same node (one per port, one per provider): the hooks share one Departures per program run,
 which takes each address out once, one departure at a time (an etcd member at a time). `pulumi preview` runs no
@@ -32,7 +49,7 @@ import asyncio
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import pulumi
 
@@ -42,6 +59,14 @@ from components.k3s.resize import (DRAIN_SERVER, NODE_NAME, TOKEN, DrainServer, 
 from components.shell import render
 
 DEPART_TEMPLATE = Path(__file__).parent / "scripts" / "depart.sh"
+STOP_TEMPLATE = Path(__file__).parent / "scripts" / "stop-k3s.sh"
+STOP_TIMEOUT_SECONDS = 180  # systemctl disable --now of K3s: its pods' containers stop with it
+# One SSH run of stop-k3s.sh, connection included (ssh_run tries to connect for up to 300 s).
+STOP_SSH_TIMEOUT_SECONDS = 2 * STOP_TIMEOUT_SECONDS + 300
+
+
+# Runs scripts on the leaving node at `address` as `user` (its provider's login), with the stack's SSH key.
+NodeRunner = Callable[[str, str], Runner]
 
 
 class DepartError(Exception):
@@ -78,19 +103,51 @@ def dropped_addresses(old: Mapping[str, Any] | None, new: Mapping[str, Any] | No
     return sorted(_single_addresses(old) - _single_addresses(new))
 
 
-def depart_script(addresses: Sequence[str], keep: Sequence[str], token: str) -> str:
-    for address in addresses:
-        ipaddress.ip_address(address)  # only addresses reach the script
-    bad = [name for name in keep if not NODE_NAME.fullmatch(name)]
+def _node_names(names: Sequence[str]) -> str:
+    bad = [name for name in names if not NODE_NAME.fullmatch(name)]
     if bad:
         raise ValueError(f"departure hooks: {bad} are not Kubernetes node names")
+    return " ".join(names)
+
+
+def depart_script(addresses: Sequence[str], keep: Sequence[str], token: str, *, phase: str = "out",
+                  nodes: Sequence[str] = ()) -> str:
+    """depart.sh: PHASE=out takes the nodes with `addresses` (but `keep`) out; PHASE=forget deletes `nodes`."""
+    if phase not in ("out", "forget"):
+        raise ValueError(f"departure phase must be out or forget, got {phase!r}")
+    for address in addresses:
+        ipaddress.ip_address(address)  # only addresses reach the script
     if not TOKEN.fullmatch(token):
         raise DepartError("the node-lifecycle token read to drain leaving nodes is not a service account token")
     return render(DEPART_TEMPLATE, {
-        "ADDRESSES": " ".join(addresses), "KEEP": " ".join(keep),
+        "PHASE": phase, "ADDRESSES": " ".join(addresses), "KEEP": _node_names(keep), "NODES": _node_names(nodes),
         "KUBECONFIG_YAML": on_server_kubeconfig(token),
         "DRAIN_TIMEOUT": DRAIN_TIMEOUT_SECONDS, "ETCD_TIMEOUT": ETCD_TIMEOUT_SECONDS,
     }, libs=[KUBE_LIB])
+
+
+def stop_script(node: str) -> str:
+    return render(STOP_TEMPLATE, {"NODE_NAME": _node_names([node]), "STOP_TIMEOUT": STOP_TIMEOUT_SECONDS})
+
+
+@dataclass(frozen=True)
+class Leaving:
+    """A node depart.sh PHASE=out took out (one line of its stdout): name, provider label, kubelet Ready."""
+
+    name: str
+    provider: str
+    ready: bool
+
+    @classmethod
+    def parse(cls, stdout: str) -> list["Leaving"]:
+        found = []
+        for line in stdout.splitlines():
+            if not line.strip():
+                continue
+            name, provider, ready = (line.split("\t") + ["", ""])[:3]
+            _node_names([name])
+            found.append(cls(name, provider, ready == "True"))
+        return found
 
 
 @dataclass
@@ -101,11 +158,15 @@ class Departures:
     blocked drain again (DRAIN_TIMEOUT_SECONDS per rule: a rule per port and provider); the next run tries again."""
 
     keep: tuple[str, ...]
+    # The SSH login of each provider's nodes (the adplatform.io/provider label's value -> user), for stop-k3s.sh.
+    logins: Mapping[str, str] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
     failed: dict[str, str] = field(default_factory=dict)
     _lock: asyncio.Lock | None = None
 
-    async def before(self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, run: Runner) -> None:
+    async def before(self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, run: Runner,
+                     run_on_node: NodeRunner) -> None:
+        """`run`: a script on the cluster's first K3s server; `run_on_node(address, user)`: on a leaving node."""
         if not dropped_addresses(old, new):
             return
         if self._lock is None:  # created on the loop the hooks run on
@@ -122,7 +183,7 @@ class Departures:
                 # One script per address: each run is bounded by the SSH timeout, which fits one node's drain and
                 # etcd member removal (SSH_TIMEOUT_SECONDS), not several nodes' in a row.
                 for address in todo:
-                    await run(depart_script([address], self.keep, token))
+                    await self._depart(address, token, run, run_on_node)
                     self.done.add(address)
             except Exception as e:
                 left = [a for a in todo if a not in self.done]
@@ -131,18 +192,45 @@ class Departures:
                 self.failed.update(dict.fromkeys(left, message))
                 raise DepartError(message) from e
 
+    async def _depart(self, address: str, token: str, run: Runner, run_on_node: NodeRunner) -> None:
+        leaving = Leaving.parse(await run(depart_script([address], self.keep, token)))
+        for node in leaving:
+            if not node.ready:
+                pulumi.log.info(f"{node.name} ({address}) was not Ready after its drain: no kubelet runs there to "
+                                f"stop (K3s stopped, or the machine is down); it is not reached over SSH")
+                continue
+            user = self.logins.get(node.provider)
+            if user is None:
+                raise DepartError(f"{node.name} ({address}) has provider label {node.provider!r}, whose SSH login is "
+                                  f"unknown (known: {', '.join(sorted(self.logins))}): stop and disable K3s on it by "
+                                  f"hand (systemctl disable --now k3s k3s-agent), then run pulumi up again")
+            try:
+                await run_on_node(address, user)(stop_script(node.name))
+            except Exception as e:
+                raise DepartError(f"stopping K3s on {node.name} ({address}, as {user}) failed: {e}. If the machine "
+                                  f"is gone or cannot be reached, stop and disable K3s on it by hand (systemctl "
+                                  f"disable --now k3s k3s-agent) or power it off; its Node then turns NotReady and "
+                                  f"the next pulumi up takes it out without reaching it") from e
+        if leaving:
+            await run(depart_script([], self.keep, token, phase="forget", nodes=[n.name for n in leaving]))
 
-def departure_hooks(keep: Sequence[str], private_key: pulumi.Input[str],
+
+def departure_hooks(keep: Sequence[str], private_key: pulumi.Input[str], logins: Mapping[str, str],
                     drain_server: DrainServer = DRAIN_SERVER) -> pulumi.ResourceHookBinding:
     """The hooks of every peer rule that names several nodes, for one program run whose nodes are `keep` (their
-    hostnames, the Kubernetes Node names); the scripts run on `drain_server`."""
-    departures = Departures(tuple(keep))
+    hostnames, the Kubernetes Node names); the scripts run on `drain_server`, but stop-k3s.sh, which runs on the
+    leaving node as `logins[<its provider>]`."""
+    departures = Departures(tuple(keep), dict(logins))
+
+    def on_node(address: str, user: str) -> Runner:
+        return _run_on(lambda _outputs: (address, user), private_key, None, STOP_SSH_TIMEOUT_SECONDS)
 
     def where(_outputs: Mapping[str, Any] | None) -> tuple[pulumi.Input[str], pulumi.Input[str]]:
         return drain_server.reach("take leaving nodes out of the cluster from",
                                   "(kubectl drain) before lowering a count over the public internet")
 
     async def before(args: pulumi.ResourceHookArgs) -> None:
-        await departures.before(args.old_inputs, args.new_inputs, _run_on(where, private_key, args.old_outputs))
+        await departures.before(args.old_inputs, args.new_inputs, _run_on(where, private_key, args.old_outputs),
+                                on_node)
 
     return pulumi.ResourceHookBinding(before_update=[pulumi.ResourceHook("depart-leaving-nodes", before)])

@@ -3,16 +3,21 @@
 # Take the nodes a cluster over the public internet loses out of it before a firewall stops admitting them
 # (components/k3s/depart.py: the before_update hook of a peer rule that names several nodes). It runs on the
 # cluster's first K3s server as the node-lifecycle service account against that server's own API; the token is
-# written to a 0600 file only for the run and never logged.
+# written to a 0600 file only for the run and never logged. Two phases, with the leaving node's K3s stopped and
+# disabled between them (scripts/stop-k3s.sh, run on that node itself):
+# PHASE=out: find the leaving nodes, and take each out as drain.sh does, one at a time: cordon, drain (pod
+#   disruption budgets honoured, bounded), for an etcd member the removal of its member. It prints one line per
+#   leaving node on stdout: its name, its adplatform.io/provider label (which login reaches it) and whether its
+#   kubelet was Ready after the drain (a node that is not runs no K3s the hook could stop, or cannot be reached).
+# PHASE=forget: delete the Node objects NODES, once their K3s no longer runs: a running kubelet registers its
+#   Node again when K3s restarts.
 # A node leaves when one of its addresses is among ADDRESSES, the addresses the rule's update drops (its public
 # address, K3s' node-ip over the internet), and its name is not among KEEP, the nodes the program keeps (a node
 # replaced under its own name was drained by its own drain command already). Any of its addresses, not its
 # InternalIP alone: where the stack provider's CCM initialises a node, the public node-ip is among the cloud's
 # ExternalIPs, so the CCM keeps it as the ExternalIP and its private address as the InternalIP (k8s.io/cloud-provider
 # node/helpers GetNodeAddressesFromNodeIP: the node IP replaces the cloud's addresses of its own type only).
-# Each leaves as drain.sh takes a node out, one at a time: cordon, drain (pod disruption budgets honoured, bounded),
-# for an etcd member the removal of its member, the deletion of its Node. Its drain command, deleted at the end of
-# the update, then finds it gone and stops K3s.
+# Its drain command, deleted at the end of the update, then finds it gone.
 # A drain that does not finish in time fails the hook, so the rule keeps admitting the node: fix, re-run.
 set -euo pipefail
 shopt -s inherit_errexit  # a failure inside $(...) stops the script too
@@ -20,6 +25,15 @@ shopt -s inherit_errexit  # a failure inside $(...) stops the script too
 source lib.sh
 
 open_kubeconfig  # kube-lib.sh
+
+if [ "$PHASE" = forget ]; then
+  read -ra forget <<<"$NODES"
+  for name in "${forget[@]}"; do
+    kube delete node "$name" --ignore-not-found
+    log "$name drained, its K3s stopped, and removed from the cluster; its firewall rules may go"
+  done
+  exit 0
+fi
 
 read -ra dropped <<<"$ADDRESSES"
 read -ra kept <<<"$KEEP"
@@ -49,12 +63,15 @@ for name in "${leaving[@]}"; do
     log "and its machine is kept; fix the cause, then run pulumi up again."
     exit 1
   fi
-  etcd=$(kube get node "$name" -o 'jsonpath={.metadata.labels.node-role\.kubernetes\.io/etcd}')
+  # Read before the etcd member goes: a removed server's kubelet soon stops reporting (its API server lost etcd).
+  facts=$(kube get node "$name" -o 'jsonpath={.metadata.labels.adplatform\.io/provider}{"\t"}{.status.conditions[?(@.type=="Ready")].status}{"\t"}{.metadata.labels.node-role\.kubernetes\.io/etcd}')
+  IFS=$'\t' read -r provider ready etcd <<<"$facts"
   members=$(kube get nodes -l node-role.kubernetes.io/etcd=true -o name | wc -l)
+  # While it still runs: stopping a member first would leave a two-member etcd (a control plane of one moving to
+  # another provider) without its quorum, and no member could be removed any more.
   if [ "$etcd" = true ] && [ "$members" -gt 1 ]; then
     log "removing the etcd member of $name while its peers still reach it"
     remove_etcd_member "$name" "the firewall update is aborted"
   fi
-  kube delete node "$name" --ignore-not-found
-  log "$name drained and removed from the cluster; its firewall rules may go"
+  printf '%s\t%s\t%s\n' "$name" "$provider" "${ready:-Unknown}"
 done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2329  # lib.sh's boot and file helpers are inlined but not needed here
 # Take one node out of the cluster before its machine is deleted or replaced: cordon, drain (pod
-# disruption budgets honoured, bounded), for a server remove its etcd member, delete the Node, stop K3s.
+# disruption budgets honoured, bounded), for a server remove its etcd member, delete the Node, stop and disable K3s.
 # This is the `delete` of the node's drain-<node> command (components/k3s/lifecycle.py); it runs on the
 # node itself and reaches the API at the private endpoint with the node-lifecycle service account's
 # token, which is written to a 0600 file only for the run and never logged.
@@ -28,7 +28,8 @@ fi
 node=$(kube get node "$NODE_NAME" --ignore-not-found -o name)
 if [ -z "$node" ]; then
   log "node $NODE_NAME is not in the cluster (already removed)"
-  systemctl stop "$K3S_SERVICE" 2>/dev/null || true
+  # Over the internet its departure stopped and disabled K3s already (depart.py): nothing to do then.
+  systemctl disable --now "$K3S_SERVICE" 2>/dev/null || true
   exit 0
 fi
 
@@ -56,6 +57,7 @@ if [ "$members" -gt 1 ]; then
 fi
 
 kube delete node "$NODE_NAME" --ignore-not-found
-# Stopped so the kubelet cannot register the Node again before the machine is gone.
-systemctl stop "$K3S_SERVICE" 2>/dev/null || true
+# Stopped so the kubelet cannot register the Node again before the machine is gone, and disabled so a reboot does
+# not start it: an existing host (bare metal) stays, and a removed server's K3s would join again (depart.py).
+systemctl disable --now "$K3S_SERVICE" 2>/dev/null || true
 log "$NODE_NAME drained and removed from the cluster"
