@@ -216,7 +216,7 @@ def test_a_leaving_nodes_k3s_is_stopped_on_the_node_itself_before_its_node_is_de
     (PHASE=forget): a removed server's K3s that starts again joins etcd anew (its tombstone), a starting kubelet
     registers the deleted Node again, and the machine goes only at the end of the update."""
     calls: list = []
-    out = f"{LEAVING}\thetzner\tTrue\n"
+    out = f"node/{LEAVING} cordoned\ndeparted\t{LEAVING}\thetzner\tTrue\n"
     drive(Departures(KEEP, LOGINS).before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls, out=out), FakeNodes(calls)))
     assert _steps(calls) == ["token", "out 198.51.100.3", "stop on root@198.51.100.3", f"forget {LEAVING}"]
     assert calls[2][2] == stop_script(LEAVING)
@@ -225,7 +225,7 @@ def test_a_leaving_nodes_k3s_is_stopped_on_the_node_itself_before_its_node_is_de
 
 def test_a_leaving_node_on_another_provider_is_reached_as_that_providers_login():
     calls: list = []
-    out = f"{LEAVING}\taws\tTrue\n"
+    out = f"departed\t{LEAVING}\taws\tTrue\n"
     drive(Departures(KEEP, LOGINS).before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls, out=out), FakeNodes(calls)))
     assert "stop on ubuntu@198.51.100.3" in _steps(calls)
 
@@ -234,14 +234,14 @@ def test_a_node_whose_kubelet_is_not_ready_is_not_reached_but_still_removed():
     """Not Ready after its drain: no kubelet runs there (K3s stopped by hand, the machine down); reaching it would
     fail the hook for ever. Its Node is deleted all the same."""
     calls: list = []
-    out = f"{LEAVING}\thetzner\tUnknown\n"
+    out = f"departed\t{LEAVING}\thetzner\tUnknown\n"
     drive(Departures(KEEP, LOGINS).before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls, out=out), on_no_node))
     assert _steps(calls) == ["token", "out 198.51.100.3", f"forget {LEAVING}"]
 
 
 @pytest.mark.parametrize("out, nodes, why", [
-    (f"{LEAVING}\thetzner\tTrue\n", "fail", "stopping K3s on .* as root.*failed.*Connection timed out.*by hand"),
-    (f"{LEAVING}\tgcp\tTrue\n", "ok", "provider label 'gcp', whose SSH login is unknown"),
+    (f"departed\t{LEAVING}\thetzner\tTrue\n", "fail", "stopping K3s on .* as root.*failed.*Connection timed out.*by hand"),
+    (f"departed\t{LEAVING}\tgcp\tTrue\n", "ok", "provider label 'gcp', whose SSH login is unknown"),
 ])
 def test_a_node_whose_k3s_cannot_be_stopped_keeps_its_node_and_the_rule_keeps_admitting_it(out, nodes, why):
     calls: list = []
@@ -262,7 +262,7 @@ def test_the_hook_stops_k3s_on_the_leaving_node_with_the_stacks_key(monkeypatch)
                      and "STOP_TIMEOUT" in script else script))
         if script == token_script():
             return TOKEN
-        return f"{LEAVING}\taws\tTrue\n" if "readonly PHASE=out" in script else ""
+        return f"departed\t{LEAVING}\taws\tTrue\n" if "readonly PHASE=out" in script else ""
     monkeypatch.setattr(resize, "ssh_run", ssh_run)
     [hook] = departure_hooks(KEEP, "the-stack-key", LOGINS, DrainServer("203.0.113.1", "root")).before_update
     drive(hook.callback(pulumi.resource_hooks.ResourceHookArgs("urn", "id", "firewall-peers", HCLOUD_FIREWALL,
@@ -294,7 +294,7 @@ def test_only_addresses_and_node_names_reach_the_script():
     with pytest.raises(ValueError):
         stop_script("x; reboot")
     with pytest.raises(ValueError):  # what the first server prints names a node before it reaches a script
-        Leaving.parse("x $(reboot)\thetzner\tTrue\n")
+        Leaving.parse("departed\tx $(reboot)\thetzner\tTrue\n")
 
 
 def test_each_provider_s_nodes_are_reached_as_the_login_their_connection_uses(internet):
@@ -325,7 +325,10 @@ case " $* " in
   *" get nodes -l node-role.kubernetes.io/etcd=true -o name "*) printf 'node/a\nnode/b\nnode/c\nnode/d\n'; exit 0 ;;
   *" get node "*"adplatform"*) printf '%s\t%s\t%s\n' "${PROVIDER:-hetzner}" "${READY:-True}" "${ETCD:-}"; exit 0 ;;
   *" get node "*"removed-node-name"*) echo removed; exit 0 ;;
-  *" drain "*) exit "${DRAIN_RC:-0}" ;;
+  # kubectl prints its progress on stdout, as the real one does
+  *" cordon "*) printf 'node/%s cordoned\n' "${*: -1}"; exit 0 ;;
+  *" drain "*) printf 'evicting pod default/app-1\n'; exit "${DRAIN_RC:-0}" ;;
+  *" annotate node "*) echo "node/x annotated"; exit 0 ;;
 esac
 exit 0
 """
@@ -351,7 +354,7 @@ def test_a_leaving_etcd_member_is_drained_and_its_member_removed_but_its_node_ke
                           f"drain {LEAVING} --ignore-daemonsets --delete-emptydir-data --timeout={DRAIN_TIMEOUT_SECONDS}s"]
     assert f"annotate node {LEAVING} --overwrite etcd.k3s.cattle.io/remove=true" in calls
     assert not any(c.startswith("delete") for c in calls), "the Node outlives the departure's first phase"
-    assert out == [f"{LEAVING}\taws\tTrue"]
+    assert out == [f"departed\t{LEAVING}\taws\tTrue"], "kubectl's own lines go to stderr"
     assert not any("control-plane-1" in c or "general-1" in c for c in calls), "nobody else is touched"
     assert TOKEN not in err
 
@@ -382,7 +385,7 @@ def test_a_node_whose_ccm_keeps_its_private_address_as_internal_ip_leaves_by_its
     out: list[str] = []
     code, calls, err = run_depart(tmp_path, ["198.51.100.3"], out, LISTING=listing)
     assert code == 0, err
-    assert f"cordon {LEAVING}" in calls and [line.split("\t")[0] for line in out] == [LEAVING]
+    assert f"cordon {LEAVING}" in calls and [line.split("\t")[1] for line in out] == [LEAVING]
     assert not any("general-9" in c or "control-plane-1" in c for c in calls), "nobody else is touched"
 
 

@@ -130,6 +130,9 @@ def stop_script(node: str) -> str:
     return render(STOP_TEMPLATE, {"NODE_NAME": _node_names([node]), "STOP_TIMEOUT": STOP_TIMEOUT_SECONDS})
 
 
+REPORT = "departed"  # the first field of depart.sh's report lines
+
+
 @dataclass(frozen=True)
 class Leaving:
     """A node depart.sh PHASE=out took out (one line of its stdout): name, provider label, kubelet Ready."""
@@ -140,11 +143,13 @@ class Leaving:
 
     @classmethod
     def parse(cls, stdout: str) -> list["Leaving"]:
+        """The report lines (`departed<TAB>name<TAB>provider<TAB>ready`) among whatever else reached stdout."""
         found = []
         for line in stdout.splitlines():
-            if not line.strip():
+            mark, _, rest = line.partition("\t")
+            if mark != REPORT:
                 continue
-            name, provider, ready = (line.split("\t") + ["", ""])[:3]
+            name, provider, ready = (rest.split("\t") + ["", ""])[:3]
             _node_names([name])
             found.append(cls(name, provider, ready == "True"))
         return found

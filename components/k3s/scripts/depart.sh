@@ -7,8 +7,9 @@
 # disabled between them (scripts/stop-k3s.sh, run on that node itself):
 # PHASE=out: find the leaving nodes, and take each out as drain.sh does, one at a time: cordon, drain (pod
 #   disruption budgets honoured, bounded), for an etcd member the removal of its member. It prints one line per
-#   leaving node on stdout: its name, its adplatform.io/provider label (which login reaches it) and whether its
-#   kubelet was Ready after the drain (a node that is not runs no K3s the hook could stop, or cannot be reached).
+#   leaving node on stdout (`departed`, its name, its adplatform.io/provider label, which login reaches it, and
+#   whether its kubelet was Ready after the drain: a node that is not runs no K3s the hook could stop, or cannot be
+#   reached); everything else it and kubectl print goes to stderr.
 # PHASE=forget: delete the Node objects NODES, once their K3s no longer runs: a running kubelet registers its
 #   Node again when K3s restarts.
 # A node leaves when one of its addresses is among ADDRESSES, the addresses the rule's update drops (its public
@@ -55,9 +56,10 @@ fi
 
 for name in "${leaving[@]}"; do
   log "$name leaves the cluster: cordoning and draining it while the firewalls still admit it (at most ${DRAIN_TIMEOUT}s)"
-  kube cordon "$name"
+  # kubectl's own lines go to stderr: stdout carries only the report below, which the hook parses.
+  kube cordon "$name" >&2
   # Evictions only (never --disable-eviction): a PodDisruptionBudget that allows no disruption holds the drain.
-  if ! kube drain "$name" --ignore-daemonsets --delete-emptydir-data --timeout="${DRAIN_TIMEOUT}s"; then
+  if ! kube drain "$name" --ignore-daemonsets --delete-emptydir-data --timeout="${DRAIN_TIMEOUT}s" >&2; then
     log "draining $name did not finish within ${DRAIN_TIMEOUT}s: a PodDisruptionBudget (kubectl get pdb -A)"
     log "or a pod without a controller holds it. The firewall update is aborted, so every rule still admits it"
     log "and its machine is kept; fix the cause, then run pulumi up again."
@@ -71,7 +73,7 @@ for name in "${leaving[@]}"; do
   # another provider) without its quorum, and no member could be removed any more.
   if [ "$etcd" = true ] && [ "$members" -gt 1 ]; then
     log "removing the etcd member of $name while its peers still reach it"
-    remove_etcd_member "$name" "the firewall update is aborted"
+    remove_etcd_member "$name" "the firewall update is aborted" >&2
   fi
-  printf '%s\t%s\t%s\n' "$name" "$provider" "${ready:-Unknown}"
+  printf 'departed\t%s\t%s\t%s\n' "$name" "$provider" "${ready:-Unknown}"
 done
