@@ -11,6 +11,7 @@ import json
 import multiprocessing
 import pickle
 import sys
+import time
 import typing
 from pathlib import Path
 from typing import Any
@@ -312,6 +313,23 @@ def test_run_log_names_each_executed_config_by_its_cache_key(tmp_path, monkeypat
     assert [line["config"] for line in lines] == [config_key({"adplatform:provider": p}, set(), "test")[:16]
                                                   for p in ("nowhere", "nowhere", "elsewhere")]
     assert lines[0]["config"] != lines[2]["config"] and all(line["error"].startswith("ConfigError") for line in lines)
+
+
+def test_run_log_counts_each_runs_cpu_seconds(tmp_path, monkeypatch):
+    """Each logged run carries the CPU seconds this process spent on it ("cpu"), which compare across machine loads
+    where wall seconds do not: a run that burns 0.2 s of CPU logs at least that, and not a whole second more."""
+    log = tmp_path / "runs.jsonl"
+    monkeypatch.setenv(mockrun.RUN_LOG, str(log))
+
+    def busy(values, secret_keys, stack):
+        start = time.process_time()
+        while time.process_time() - start < 0.2:
+            pass
+        return "run"
+    monkeypatch.setattr(mockrun, "_execute", busy)
+    assert mockrun.execute({"adplatform:provider": "busy"}, set()) == "run"
+    (line,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert 0.2 <= line["cpu"] < 1.2 and line["error"] is None
 
 
 # --- the run cache ----------------------------------------------------------------------------------

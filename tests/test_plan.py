@@ -74,7 +74,7 @@ def test_policy_config_for_the_pack_comes_from_the_stack(tmp_path):
 
 
 def test_a_production_named_stack_on_a_lax_profile_is_held_to_protection():
-    plan = model.build(run_raw(base_raw(profile="staging"), stack="production-eu"))
+    plan = raw_plan(base_raw(profile="staging"), stack="production-eu")
     assert {v["rule"] for v in plan["policy"]["violations"]} == {"production-stateful-protected"}
     assert any("production-stateful-protected" in w for w in plan["warnings"])
 
@@ -89,9 +89,9 @@ def test_price_table_is_dated_sourced_and_covers_every_server_type_we_know():
 
 def test_plan_warns_of_a_server_type_hetzner_does_not_sell_where_it_is_placed(staging_plan):
     assert not [w for w in staging_plan["warnings"] if "orderable" in w], "the stack files order what Hetzner sells"
-    run = run_raw(base_raw(profile="staging", cluster={"location": "nbg1", "pools": [
+    plan = raw_plan(base_raw(profile="staging", cluster={"location": "nbg1", "pools": [
         {"name": "general", "serverType": "cx33"}]}, layers=UP_TO_K3S))  # the servers are the providers' layer
-    (warning,) = [w for w in model.build(run)["warnings"] if "orderable" in w]
+    (warning,) = [w for w in plan["warnings"] if "orderable" in w]
     assert warning.startswith("hetzner server type cx33 is known not to be orderable anywhere")
     assert "hetzner_server_types.yaml" in warning
     assert warning.endswith("servers: adp-test-general-1, adp-test-general-2")
@@ -110,11 +110,11 @@ def test_cost_sums_servers_ipv4_and_load_balancer_per_pool(plan):
 
 
 def test_unpriced_location_is_reported_not_guessed():
-    run = run_raw(base_raw(profile="staging", cluster={"location": "ash"}))
-    c = model.build(run)["cost"]
+    plan = raw_plan(base_raw(profile="staging", cluster={"location": "ash"}))  # built once, read twice
+    c = plan["cost"]
     assert any("no hetzner prices for location 'ash'" in u for u in c["unknown"])
     assert c["total"] == pytest.approx(0.0)
-    assert any(w.startswith("cost: ") for w in model.build(run)["warnings"])
+    assert any(w.startswith("cost: ") for w in plan["warnings"])
 
 
 def test_unknown_server_type_and_billable_type_are_reported(plan):

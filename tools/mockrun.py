@@ -656,8 +656,9 @@ RUN_LOG = "ADPLATFORM_RUN_LOG"
 
 
 def execute(values: dict[str, Any], secret_keys: set[str], stack: str = "test") -> Run:
-    """run() without the cache; logged to $ADPLATFORM_RUN_LOG when that is set."""
-    log, started, error = os.environ.get(RUN_LOG), time.monotonic(), None
+    """run() without the cache; logged to $ADPLATFORM_RUN_LOG when that is set, with its wall seconds and this
+    process's CPU seconds (which, unlike wall time, compare across machine loads)."""
+    log, started, cpu, error = os.environ.get(RUN_LOG), time.monotonic(), time.process_time(), None
     try:
         return _execute(values, secret_keys, stack)
     except BaseException as raised:
@@ -669,7 +670,8 @@ def execute(values: dict[str, Any], secret_keys: set[str], stack: str = "test") 
                 key = config_key(values, secret_keys, stack)
                 out.write(json.dumps({"stack": stack, "config": key and key[:16],
                                       "test": os.environ.get("PYTEST_CURRENT_TEST", ""),
-                                      "seconds": round(time.monotonic() - started, 2), "error": error}) + "\n")
+                                      "seconds": round(time.monotonic() - started, 2),
+                                      "cpu": round(time.process_time() - cpu, 2), "error": error}) + "\n")
 
 
 def _execute(values: dict[str, Any], secret_keys: set[str], stack: str) -> Run:
