@@ -398,8 +398,7 @@ def _hosts(plan: dict[str, Any], prices: dict[str, Any], items: list[dict[str, A
     key = prices.get("hostPrices")
     if not key:
         return
-    hosts = ((plan.get("config") or {}).get(key) or {}).get("hosts") or []
-    for index, host in enumerate(hosts):
+    for index, host in enumerate(_configured_hosts(plan, key)):
         what = f"host {host.get('publicAddress')} ({host.get('pool')})"
         if host.get("monthlyPrice") is None:
             unpriced.append({"what": what, "reason": f"no {key}.hosts[{index}].monthlyPrice in the stack config"})
@@ -407,6 +406,34 @@ def _hosts(plan: dict[str, Any], prices: dict[str, Any], items: list[dict[str, A
             item = {"resource": host.get("publicAddress"), "what": "host", "pool": host.get("pool"),
                     "layer": "providers", "monthly": float(host["monthlyPrice"])}
             items.append({**item, "billedBy": billed_by} if billed_by else item)
+
+
+def _configured_hosts(plan: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    return ((plan.get("config") or {}).get(key) or {}).get("hosts") or []
+
+
+def hosts(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """The existing hosts (bareMetal.hosts, a bare-metal stack's or a hybrid cluster's pools on dedicated servers) as
+    rows like `servers`': pool, role and K3s role of their nodes, their pool's size as the config gives it (the hosts
+    have no type), zone or the site's region, and `monthly`, the price their config states (None without one). The
+    i-th host of a pool is its node i (the program fills each pool in the order the hosts are listed)."""
+    key = (table("baremetal") or {}).get("hostPrices")
+    config = (plan.get("config") or {}).get(key) or {} if key else {}
+    nodes: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for name, node in (plan["outputs"].get("nodes") or {}).items():
+        nodes[node.get("pool")].append((name, node))
+    sizes = {pool["name"]: pool.get("size") for pool in plan.get("pools") or []}
+    rows, seen = [], defaultdict(int)
+    for host in _configured_hosts(plan, key) if key else []:
+        pool = host.get("pool")
+        ordinal, seen[pool] = seen[pool], seen[pool] + 1
+        name, node = nodes[pool][ordinal] if ordinal < len(nodes[pool]) else (host.get("publicAddress"), {})
+        size = sizes.get(pool)
+        rows.append({"name": name, "urn": None, "pool": pool, "role": node.get("role"), "k3s": node.get("k3s"),
+                     "type": f"host {size['vcpus']}vCPU/{size['memoryGiB']}GiB" if size else "host",
+                     "location": host.get("zone") or config.get("region") or "-", "protect": "-",
+                     "monthly": None if host.get("monthlyPrice") is None else float(host["monthlyPrice"])})
+    return rows
 
 
 def _spec_for(prices: dict[str, Any], type_: str) -> dict[str, Any] | None:
