@@ -133,6 +133,7 @@ def _cost(plan: dict[str, Any]) -> list[str]:
         total = f"{cost['total']:,.2f} .. {money(cost['totalMax'], cost['currency'])}"
     out = [f"Estimated cost: {total} per month (prices of {cost['priceDate']}, {cost['note']})"]
     out += _providers(cost)
+    out += _moving(cost)
     if cost.get("autoscaling"):
         out.append("  autoscaled pools (nodes min..max, one node, month min..max):")
         out += [f"    {name:<14} {p['min']:>3}..{p['max']:<3} {money(p['nodeMonthly'], cost['currency']):>14}/node "
@@ -164,6 +165,26 @@ def _providers(cost: dict[str, Any]) -> list[str]:
             line += f" = {money(row['monthly'], cost['currency'])}"
         out.append(f"{line}  ({row['basis']})")
     return out
+
+
+def _moving(cost: dict[str, Any]) -> list[str]:
+    """A step of a store's move to another provider: its volumes where they are, and once every instance moved."""
+    if not cost.get("moving"):
+        return []
+    out = ["  volumes of stores moving to another provider (dataPlane.<store>.storageProvider), priced where they are "
+           "as this step is applied: the program replaces no instance, each keeps its volumes until it is replaced "
+           "(docs/providers.md \"Moving pools to another provider\"):"]
+    for move in cost["moving"]:
+        now, moved = move["now"], move["moved"]
+        out.append(f"    {move['resource']}: {move['what']}: {_side(now)}" + (
+            f"; {_side(moved)} once every instance is replaced" if "reason" not in move else f" ({move['reason']})"))
+    if cost.get("movedTotal") is not None:
+        out.append(f"  once every moving instance is replaced: {money(cost['movedTotal'], cost['currency'])} per month")
+    return out
+
+
+def _side(side: dict[str, Any]) -> str:
+    return f"{money(side['billed'], side['currency'])} on {side['provider']} ({side['class']})"
 
 
 def _billed(cost: dict[str, Any], pool: str) -> str:
