@@ -442,8 +442,7 @@ def _priced_class(plan: dict[str, Any], prices: dict[str, Any], claim: dict[str,
                   name: str | None, storage_class: dict[str, Any]) -> dict[str, Any]:
     """The claim's volumes in class `name` of `provider`: what that provider bills a month, in its currency."""
     owner = _disk_owner(prices, storage_class["provisioner"])
-    where = _stack_region(prices, plan) if owner is prices else _stack_region(owner, plan)
-    one = _volume_price(owner.get("storage") or {}, storage_class, where, claim["gb"])
+    one = _volume_price(owner.get("storage") or {}, storage_class, _stack_region(owner, plan), claim["gb"])
     return {"provider": provider, "class": name, "currency": owner["currency"],
             "billed": None if one is None else round(claim["count"] * one, 2)}
 
@@ -519,25 +518,23 @@ def _configured_hosts(plan: dict[str, Any], key: str) -> list[dict[str, Any]]:
 
 
 def hosts(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    """The existing hosts (bareMetal.hosts, a bare-metal stack's or a hybrid cluster's pools on dedicated servers) as
-    rows like `servers`': pool, role and K3s role of their nodes, their pool's size as the config gives it (the hosts
-    have no type), zone or the site's region, and `monthly`, the price their config states (None without one). The
-    i-th host of a pool is its node i (the program fills each pool in the order the hosts are listed)."""
+    """The existing hosts (bareMetal.hosts: a bare-metal stack's, or a hybrid cluster's pools on dedicated servers) as
+    rows like `servers`': pool, role and K3s role of their pool's nodes, the pool's size as the config gives it (a host
+    has no type), zone or else the site's region, and `monthly`, the price the config states (None without one)."""
     key = (table("baremetal") or {}).get("hostPrices")
-    config = (plan.get("config") or {}).get(key) or {} if key else {}
-    nodes: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
-    for name, node in (plan["outputs"].get("nodes") or {}).items():
-        nodes[node.get("pool")].append((name, node))
+    if not key:
+        return []
+    region = ((plan.get("config") or {}).get(key) or {}).get("region")
+    node_of = {node.get("pool"): node for node in (plan["outputs"].get("nodes") or {}).values()}  # one role per pool
     sizes = {pool["name"]: pool.get("size") for pool in plan.get("pools") or []}
-    rows, seen = [], defaultdict(int)
-    for host in _configured_hosts(plan, key) if key else []:
-        pool = host.get("pool")
-        ordinal, seen[pool] = seen[pool], seen[pool] + 1
-        name, node = nodes[pool][ordinal] if ordinal < len(nodes[pool]) else (host.get("publicAddress"), {})
+    rows = []
+    for host in _configured_hosts(plan, key):
+        pool, node = host.get("pool"), node_of.get(host.get("pool")) or {}
         size = sizes.get(pool)
-        rows.append({"name": name, "urn": None, "pool": pool, "role": node.get("role"), "k3s": node.get("k3s"),
+        rows.append({"name": host.get("publicAddress"), "urn": None, "pool": pool, "role": node.get("role"),
+                     "k3s": node.get("k3s"),
                      "type": f"host {size['vcpus']}vCPU/{size['memoryGiB']}GiB" if size else "host",
-                     "location": host.get("zone") or config.get("region") or "-", "protect": "-",
+                     "location": host.get("zone") or region or "-", "protect": "-",
                      "monthly": None if host.get("monthlyPrice") is None else float(host["monthlyPrice"])})
     return rows
 
