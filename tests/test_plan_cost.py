@@ -167,6 +167,30 @@ def test_bare_metal_hosts_cost_what_their_config_says():
     assert any(u["reason"] == "no adplatform:bareMetal.hosts[4].monthlyPrice in the stack config"
                for u in c["unpriced"])
     assert any("local-path" in u["what"] or "host's own disk" in u["reason"] for u in c["unpriced"])
+    # Servers by pool: a pool's hosts with their price, and how many of them the config gives none.
+    servers = report.render(plan).split("Servers by pool:\n")[1].split("\n\n")[0].splitlines()
+    assert servers == [
+        "  control-plane   3 x host 32vCPU/128GiB rack-a,rack-b,rack-c role=converged  k3s=server protect=-     "
+        "    303.00 EUR/month",
+        "  workers         2 x host 32vCPU/128GiB rack-a,rack-b role=converged  k3s=agent  protect=-     "
+        "    103.00 EUR/month (+ 1 host(s) unpriced: no monthly price in config)"]
+
+
+def test_bare_metal_hosts_are_listed_under_servers_by_pool(plans):
+    # They were only in the cost per pool: the hybrid stack's ScyllaDB hosts were missing from the list, and a bare-metal
+    # stack's showed neither size nor price.
+    def servers(stack: str) -> list[str]:
+        return report.render(plans[stack]).split("Servers by pool:\n")[1].split("\n\n")[0].splitlines()
+    hybrid = servers("production-hybrid")
+    assert [line.split()[0] for line in hybrid] == ["control-plane", "general", "scylladb", "redpanda", "clickhouse",
+                                                     "stateful"]  # config order
+    assert hybrid[2] == ("  scylladb        3 x host 16vCPU/64GiB fsn1-dc14,fsn1-dc15,fsn1-dc16 role=scylladb   "
+                         "k3s=agent  protect=-         312.00 EUR/month")
+    assert servers("production-baremetal") == [
+        "  control-plane   3 x host 32vCPU/128GiB rack-a,rack-b,rack-c role=converged  k3s=server protect=-     "
+        "unpriced: no monthly price in config",
+        "  workers         2 x host 32vCPU/128GiB rack-a,rack-b role=converged  k3s=agent  protect=-     "
+        "unpriced: no monthly price in config"]
 
 
 @pytest.mark.parametrize("price", [-1, "cheap", True])
@@ -196,67 +220,131 @@ def test_diff_shows_the_cost_delta_per_layer_and_pool(plans):
 
 # --- a hybrid cluster billed in two currencies ------------------------------------------------------
 
-def _stateful_move() -> tuple[dict, dict]:
-    """The stateful move's plans before and after adding the AWS pool (tests/test_hybrid.py): Hetzner in EUR, AWS in
-    USD."""
+def _stateful_move() -> tuple[dict, dict, dict]:
+    """The stateful move's plans (tests/test_hybrid.py stateful_migration): all on Hetzner; the AWS pool added and
+    storageProvider aws (the instances still on their Hetzner volumes until each is replaced); the old pool removed.
+    Hetzner bills in EUR, AWS in USD."""
     from tests.runs import config_plan
     from tests.test_hybrid import STATEFUL_STACK, internet_config, stateful_migration
-    steps = stateful_migration()
-    return tuple(config_plan(*internet_config(values), STATEFUL_STACK) for _, values in steps[:2])
+    return tuple(config_plan(*internet_config(values), STATEFUL_STACK) for _, values in stateful_migration())
 
 
 # What the AWS pool costs in USD, from tools/plan/prices/aws.yaml: three m7i.2xlarge at 0.483 an hour with a 100 GB gp3
-# root volume (0.0952 a GB-month) and a public IPv4 (0.005 an hour), and the EBS gp3 volumes of DragonflyDB's
-# snapshots (3 x 50 GiB) and PostgreSQL's data (3 x 100) and WAL (3 x 20) on the AWS pool.
-AWS_POOL_USD = 3 * (0.483 * MONTH + 100 * 0.0952 + 0.005 * MONTH) + (3 * 50 + 3 * 100 + 3 * 20) * 0.0952
+# root volume (0.0952 a GB-month) and a public IPv4 (0.005 an hour), and once the stores have moved, the EBS gp3
+# volumes of DragonflyDB's snapshots (3 x 50 GiB) and PostgreSQL's data (3 x 100) and WAL (3 x 20) on the AWS pool.
+AWS_SERVERS_USD = 3 * (0.483 * MONTH + 100 * 0.0952 + 0.005 * MONTH)
+AWS_POOL_USD = AWS_SERVERS_USD + (3 * 50 + 3 * 100 + 3 * 20) * 0.0952
 # The object store moves with them (its volumes on the AWS pool, priced under "(shared)" as every store's that is not one
 # pool's): 3 masters x 10 GiB, 3 filers x 20 GiB, 3 volume servers x 500 GiB of gp3.
 AWS_SHARED_USD = (3 * 10 + 3 * 20 + 3 * 500) * 0.0952
 USD_PER_EUR = 1.1750  # the ECB reference rate of 2025-12-31 (tools/plan/prices/exchange-rates.yaml)
+# The moving stores' volumes, GiB each: (resource, what) -> size x count.
+MOVING_GIB = {("dragonfly", "3 x 50 GiB snapshots"): 150, ("seaweedfs", "3 x 10 GiB master"): 30,
+              ("seaweedfs", "3 x 20 GiB filer"): 60, ("seaweedfs", "3 x 500 GiB volume server data"): 1500,
+              ("postgres-cluster", "3 x 100 GiB storage"): 300, ("postgres-cluster", "3 x 20 GiB walStorage"): 60}
+
+
+def _hetzner_gib() -> float:
+    return cost.table("hetzner")["storage"]["provisioners"]["csi.hetzner.cloud"]["prices"]["eu"]
 
 
 def test_a_hybrid_clusters_pool_on_another_provider_is_priced_in_its_currency_and_converted_into_the_total():
-    _, plan = _stateful_move()
+    *_, plan = _stateful_move()  # moved: the stores' volumes on EBS, the Hetzner stateful pool gone
     c = plan["cost"]
     assert AWS_POOL_USD == pytest.approx(1145.832)
-    assert c["unknown"] == [] and c["currency"] == "EUR"
+    assert c["unknown"] == [] and c["currency"] == "EUR" and "moving" not in c
     assert c["exchange"]["perBase"] == {"USD": USD_PER_EUR} and c["exchange"]["date"] == "2025-12-31"
     aws_usd = AWS_POOL_USD + AWS_SHARED_USD
     assert c["providers"]["aws"] == {"currency": "USD", "basis": "prices of 2026-12-07", "billed": round(aws_usd, 2),
                                      "monthly": round(aws_usd / USD_PER_EUR, 2),
                                      "pools": {"stateful-aws": 1145.83, "(shared)": round(AWS_SHARED_USD, 2)}}
     assert c["pools"]["stateful-aws"] == 975.18 == round(AWS_POOL_USD / USD_PER_EUR, 2)
-    # The Hetzner part (the stores' volumes now on EBS) plus the AWS part converted.
-    assert c["providers"]["hetzner"]["billed"] == 3227.10
-    assert c["total"] == round(3227.10 + aws_usd / USD_PER_EUR, 2) == 4331.10
+    # The Hetzner part plus the AWS part converted.
+    assert c["providers"]["hetzner"]["billed"] == 2810.13
+    assert c["total"] == round(2810.13 + aws_usd / USD_PER_EUR, 2) == 3914.13
     text = report.render(plan)
     assert ("  by provider (each in the currency it bills; converted at the EUR reference rate of 2025-12-31: "
             "1 EUR = 1.1750 USD):") in text
-    assert "    hetzner          3,227.10 EUR  (prices of 2026-09-04)" in text
+    assert "    hetzner          2,810.13 EUR  (prices of 2026-09-04)" in text
     assert "    aws              1,297.20 USD = 1,104.00 EUR  (prices of 2026-12-07)" in text
     assert "    stateful-aws       975.18 EUR  (1,145.83 USD billed by aws)" in text
     assert "  stateful-aws    3 x m7i.2xlarge eu-central-1 role=stateful" in text  # servers by pool, with its cost
     assert "billed by aws in USD" not in text and not [w for w in plan["warnings"] if w.startswith("cost:")]
 
 
-def test_plan_diff_shows_the_other_providers_pool_converted():
-    before, after = _stateful_move()
-    d = diff.diff_plans(before, after)
+def test_a_moving_stores_volumes_stay_priced_on_the_old_provider_until_its_instances_are_replaced():
+    # The move step's specs claim ebs-gp3, but `pulumi up` replaces no instance: each keeps its Hetzner volumes until
+    # it is replaced by hand (docs/providers.md), so the step costs the AWS servers and no EBS volume yet.
+    start, moving, moved = (plan["cost"] for plan in _stateful_move())
+    volumes = {(i["resource"], i["what"]): i for i in moving["items"] if "until replaced" in i["what"]}
+    assert len(volumes) == len(MOVING_GIB) and all("billedBy" not in i for i in volumes.values())
+    for (resource, what), gib in MOVING_GIB.items():
+        item = volumes[(resource, f"volumes {what}, on hetzner until replaced (hcloud-volumes)")]
+        assert item["monthly"] == pytest.approx(gib * _hetzner_gib())
+        assert item["pool"] == {"seaweedfs": "(shared)"}.get(resource, "stateful")  # where they were, not stateful-aws
+    assert moving["providers"]["aws"]["billed"] == round(AWS_SERVERS_USD, 2)
+    assert moving["providers"]["hetzner"]["billed"] == start["total"] == 3347.22  # every Hetzner volume still there
+    assert moving["total"] == round(3347.22 + AWS_SERVERS_USD / USD_PER_EUR, 2) == 4281.08
+    # Each moving claim, where it is and where it goes; the month once every instance is replaced.
+    assert [(m["resource"], m["what"], m["now"]["provider"], m["now"]["class"], m["now"]["currency"],
+             m["moved"]["provider"], m["moved"]["class"], m["moved"]["currency"]) for m in moving["moving"]] == [
+        (resource, what, "hetzner", "hcloud-volumes", "EUR", "aws", "ebs-gp3", "USD") for resource, what in MOVING_GIB]
+    assert [m["moved"]["billed"] for m in moving["moving"]] == [round(gib * 0.0952, 2) for gib in MOVING_GIB.values()]
+    ebs_usd = sum(MOVING_GIB.values()) * 0.0952
+    assert moving["movedTotal"] == pytest.approx(4281.08 - sum(MOVING_GIB.values()) * _hetzner_gib()
+                                                 + ebs_usd / USD_PER_EUR, abs=0.02)
+    text = report.render(_stateful_move()[1])
+    assert ("    postgres-cluster: 3 x 100 GiB storage: 17.16 EUR on hetzner (hcloud-volumes); 28.56 USD on aws "
+            "(ebs-gp3) once every instance is replaced") in text
+    assert f"  once every moving instance is replaced: {moving['movedTotal']:,.2f} EUR per month" in text
+
+
+def test_plan_diff_shows_the_other_providers_pool_converted_and_the_volumes_moving_when_they_do():
+    before, moving, moved = _stateful_move()
+    d = diff.diff_plans(before, moving)
     assert before["cost"]["total"] == 3347.22 and "providers" not in before["cost"]  # all on Hetzner
-    assert d["cost"]["delta"] == round(4331.10 - 3347.22, 2)
-    assert d["costBy"]["pools"]["stateful-aws"] == {"base": 0, "head": 975.18, "delta": 975.18}
+    # Adding the pool costs its servers; the volumes have not moved yet.
+    assert d["cost"]["delta"] == round(AWS_SERVERS_USD / USD_PER_EUR, 2) == 933.86
+    assert set(d["costBy"]["layers"]) == {"providers"}
+    assert d["costBy"]["pools"] == {"stateful-aws": {"base": 0, "head": 933.86, "delta": 933.86}}
     text = diff.render("production-internet", "main", d)
-    assert ("- estimated cost: 3,347.22 -> 4,331.10 EUR/month (+983.88), converted at the EUR reference rate of "
+    assert ("- estimated cost: 3,347.22 -> 4,281.08 EUR/month (+933.86), converted at the EUR reference rate of "
             "2025-12-31: 1 EUR = 1.1750 USD") in text
-    assert "  - pool stateful-aws: 0.00 -> 975.18 EUR/month (+975.18)" in text
+    assert "  - pool stateful-aws: 0.00 -> 933.86 EUR/month (+933.86)" in text
+    assert ("- volumes of moving stores (`dragonfly`, `seaweedfs`, `postgres-cluster`) priced on hetzner until each "
+            f"instance is replaced onto aws; once all are replaced: {moving['cost']['movedTotal']:,.2f} EUR/month") in text
+    # Removing the old pool (its instances all replaced by then): its servers go and the volumes are on EBS.
+    d = diff.diff_plans(moving, moved)
+    ebs_eur = sum(MOVING_GIB.values()) * 0.0952 / USD_PER_EUR
+    assert d["costBy"]["layers"]["data"]["delta"] == pytest.approx(
+        ebs_eur - sum(MOVING_GIB.values()) * _hetzner_gib(), abs=0.02)
+    assert d["costBy"]["pools"]["stateful"]["head"] == 0 and "moving" not in d
+
+
+def test_a_moving_claim_whose_old_class_the_plan_cannot_tell_is_priced_as_specified_and_says_why(monkeypatch):
+    # The plan of a program whose Hetzner class is named otherwise (plan-diff reads older trees' plans): no Hetzner
+    # class to price the old volumes by, so they stay at the spec's EBS class, and the plan says so.
+    import providers.hetzner
+    monkeypatch.setattr(providers.hetzner, "STORAGE_CLASS", "hcloud-renamed")
+    plan = json.loads(json.dumps(_stateful_move()[1]))
+    plan["cost"] = cost.estimate(plan)
+    c = plan["cost"]
+    assert not [i for i in c["items"] if "until replaced" in i["what"]]
+    assert _item(plan, "postgres-cluster", "3 x 100 GiB storage (ebs-gp3)") == pytest.approx(300 * 0.0952 / USD_PER_EUR)
+    assert {m["reason"] for m in c["moving"]} == {
+        "priced at ebs-gp3 on aws: the plan cannot tell where its instances' volumes are (the plan has no hetzner "
+        "class matching ebs-gp3)"}
+    assert ("    postgres-cluster: 3 x 100 GiB storage: 28.56 USD on aws (ebs-gp3) (priced at ebs-gp3 on aws: the plan "
+            "cannot tell where its instances' volumes are (the plan has no hetzner class matching ebs-gp3))"
+            ) in report.render(plan)
 
 
 def test_a_currency_without_an_exchange_rate_is_named_never_summed_unconverted(monkeypatch):
-    _, plan = _stateful_move()
+    *_, plan = _stateful_move()
     monkeypatch.setattr(cost, "exchange_rates", lambda: {"base": "EUR", "date": "2025-12-31", "source": "test",
                                                           "perBase": {"GBP": 0.87}})
     c = cost.estimate(json.loads(json.dumps(plan)))
-    assert c["total"] == 3227.10 and "stateful-aws" not in c["pools"]
+    assert c["total"] == 2810.13 and "stateful-aws" not in c["pools"]
     assert ("stateful-aws-1: instance m7i.2xlarge is billed by aws in USD, and tools/plan/prices/exchange-rates.yaml "
             "has no USD to EUR rate") in c["unknown"]
     assert len(c["unknown"]) == 15  # 3 x (instance, root volume, IPv4), PostgreSQL's 2 and DragonflyDB's EBS claims, the object store's 3

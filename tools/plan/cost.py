@@ -13,17 +13,26 @@ A hybrid cluster's pools on another provider (and the volumes of that provider's
 that provider's table in its currency, then converted into the stack's currency at the dated, sourced exchange
 rate of prices/exchange-rates.yaml: the plan shows each provider's subtotal in its own currency, the rate and
 its date, and one total.
+
+While a store moves onto another provider's volumes (`dataPlane.<store>.storageProvider`, config/data.py Movable) its
+spec names the new provider's class, but the program replaces no instance: each keeps its volumes on the old provider
+until it is replaced by hand (docs/providers.md "Moving pools to another provider"). Such a step's volumes are priced
+there, and the estimate lists them under `moving` with what they cost once every instance is replaced (`movedTotal`).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections import defaultdict
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from pydantic.alias_generators import to_camel
+
+from config.catalog import STORE_ROLES
 from tools import yamlread
-from tools.plan import storage
+from tools.plan import placement, storage
 
 PRICES = Path(__file__).resolve().parent / "prices"
 EXCHANGE_RATES = PRICES / "exchange-rates.yaml"
@@ -116,7 +125,8 @@ def estimate(plan: dict[str, Any]) -> dict[str, Any]:
     unknown: list[str] = []
     _resources(plan, prices, items, unknown)
     region = _stack_region(prices, plan)
-    _volumes(plan, prices, region, items, unpriced, unknown)
+    moving: list[dict[str, Any]] = []
+    _volumes(plan, prices, region, items, unpriced, unknown, moving)
     _service_load_balancers(plan, prices, region, items, unpriced, unknown)
     # A hybrid stack's pools on existing hosts (providers/hybrid.py) are priced as bare metal is: by their config.
     if prices.get("hostPrices"):
@@ -137,7 +147,20 @@ def estimate(plan: dict[str, Any]) -> dict[str, Any]:
              "totalMax": round(total + sum(p["addedMonthly"] for p in scaling.values()), 2) if scaling else None}
     if any("billedBy" in item for item in items):  # a hybrid cluster: a single provider's plan stays as it was
         found.update(_by_provider(provider, prices, items))
+    if moving:  # only a step of a move: every other plan stays as it was
+        found.update(_moved(moving, prices["currency"], total))
     return found
+
+
+def _moved(moving: list[dict[str, Any]], currency: str, total: float) -> dict[str, Any]:
+    """The moving stores' volumes, and the total once each of their instances is replaced (None without a rate)."""
+    def converted(side: dict[str, Any]) -> float | None:
+        factor = rate(side["currency"], currency) if side.get("billed") is not None else None
+        return None if factor is None else side["billed"] * factor
+    changes = [(converted(move["now"]), converted(move["moved"])) for move in moving]
+    known = all(now is not None and moved is not None for now, moved in changes)
+    return {"moving": moving,
+            "movedTotal": round(total + sum(moved - now for now, moved in changes), 2) if known else None}
 
 
 def _converted(items: list[dict[str, Any]], currency: str, unknown: list[str]) -> list[dict[str, Any]]:
@@ -306,14 +329,18 @@ def _storage_classes(plan: dict[str, Any], prices: dict[str, Any]) -> dict[str |
 
 
 def _volumes(plan: dict[str, Any], prices: dict[str, Any], region: str | None, items: list[dict[str, Any]],
-             unpriced: list[dict[str, str]], unknown: list[str]) -> None:
-    """Block storage the cluster claims, per GB-month of the class's backing disk; replicas multiply."""
+             unpriced: list[dict[str, str]], unknown: list[str], moving: list[dict[str, Any]]) -> None:
+    """Block storage the cluster claims, per GB-month of the class's backing disk; replicas multiply. A moving
+    store's claims are priced where its instances' volumes are (_located)."""
     spec = prices.get("storage") or {}
     classes = _storage_classes(plan, prices)
     pools_of_role = defaultdict(set)
     for s in plan.get("servers") or []:
         pools_of_role[s["role"]].add(s["pool"])
+    moves = _moves(plan)
     for claim in storage.claims(plan):
+        if moves:
+            claim = _located(plan, claim, classes, prices, moves, moving)
         label = f"{claim['count']} x {claim['gb']:g} GiB {claim['what']}" if claim["gb"] is not None else claim["what"]
         where = f"{claim['resource']}: {label}"
         storage_class = classes.get(claim["class"])
@@ -334,12 +361,90 @@ def _volumes(plan: dict[str, Any], prices: dict[str, Any], region: str | None, i
                 unknown.append(f"{where}: no {where_region} price for {storage_class['provisioner']} "
                                f"{storage_class['parameters']} volumes")
                 continue
-            pools = _pools_of(plan, owner, claim["role"]) if owner is not prices else pools_of_role.get(claim["role"])
+            # A moving store's old volumes: on the role's pools of the provider holding them.
+            mine = owner is not prices or "movingFrom" in claim
+            pools = _pools_of(plan, owner, claim["role"]) if mine else pools_of_role.get(claim["role"])
             pools = pools or set()
             items.append(_billed({"resource": claim["resource"],
                                   "what": f"volumes {label} ({claim['class'] or 'default'})",
                                   "pool": next(iter(pools)) if len(pools) == 1 else SHARED, "layer": claim["layer"],
                                   "monthly": claim["count"] * monthly}, owner, plan["provider"]))
+
+
+def _moves(plan: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    """(role, provider) -> the other providers still holding nodes of the role, for each store moving onto that
+    provider's volumes (dataPlane.<store>.storageProvider) while its role's pools keep nodes elsewhere: where its
+    instances' old volumes are. Once the old pools are gone (count 0) the store has moved, and this is empty."""
+    data_plane = (plan.get("config") or {}).get("adplatform:dataPlane")
+    if not isinstance(data_plane, dict):
+        return {}
+    provider_of = _pool_providers(plan)
+    found: dict[tuple[str, str], set[str]] = {}
+    for store, role in STORE_ROLES.items():
+        settings = data_plane.get(to_camel(store))
+        chosen = settings.get("storageProvider") if isinstance(settings, dict) else None
+        held = {provider_of.get(p["name"]) for p in plan.get("pools") or [] if p["role"] == role and p["nodes"]}
+        if chosen and held - {chosen, None}:
+            found[(role, chosen)] = held - {chosen, None}
+    return found
+
+
+def _pool_providers(plan: dict[str, Any]) -> dict[str, str]:
+    """Pool -> the provider whose servers it is (the price table whose server resource they are)."""
+    type_of = {r["urn"]: r["type"] for r in plan["resources"]}
+    provider_of_type = {t["servers"]["resource"]: t["provider"] for t in _tables(plan.get("provider") or "")
+                        if t.get("servers")}
+    return {s["pool"]: provider_of_type[type_of[s["urn"]]] for s in plan.get("servers") or []
+            if type_of.get(s["urn"]) in provider_of_type}
+
+
+def _located(plan: dict[str, Any], claim: dict[str, Any], classes: dict[str | None, dict[str, Any]],
+             prices: dict[str, Any], moves: dict[tuple[str, str], set[str]],
+             moving: list[dict[str, Any]]) -> dict[str, Any]:
+    """The claim as priced: a moving store's (its pods on the pools of a role whose store moves onto the provider of
+    the claim's class) with the class its instances' volumes have until each is replaced, the old provider's
+    counterpart of the spec's (same name pattern: providers' STORAGE_CLASS, `-xfs`). The move is recorded in
+    `moving`, with why the claim stays priced at the spec's class where the plan cannot tell the old one."""
+    storage_class = classes.get(claim["class"])
+    if storage_class is None or claim["gb"] is None or claim.get("transient"):
+        return claim
+    new = _disk_owner(prices, storage_class["provisioner"])["provider"]
+    inputs = next(r["inputs"] for r in plan["resources"] if r["urn"] == claim["urn"])
+    role_of = {p["name"]: p["role"] for p in plan.get("pools") or []}
+    roles = {role_of[name] for name in placement.placement(inputs, plan.get("pools") or [])[0]}
+    old = moves.get((roles.pop(), new)) if len(roles) == 1 else None
+    if not old:
+        return claim
+    move = {"resource": claim["resource"], "what": f"{claim['count']} x {claim['gb']:g} GiB {claim['what']}",
+            "moved": _priced_class(plan, prices, claim, new, claim["class"], storage_class)}
+    former = _former_class(claim["class"], new, next(iter(old))) if len(old) == 1 else None
+    if former is None or former not in classes:
+        why = (f"its pods run on pools of {len(old) + 1} providers" if len(old) > 1
+               else f"the plan has no {next(iter(old))} class matching {claim['class']}")
+        moving.append({**move, "now": move["moved"], "reason": f"priced at {claim['class']} on {new}: the plan "
+                       f"cannot tell where its instances' volumes are ({why})"})
+        return claim
+    moving.append({**move, "now": _priced_class(plan, prices, claim, next(iter(old)), former, classes[former])})
+    return {**claim, "class": former, "what": f"{claim['what']}, on {next(iter(old))} until replaced",
+            "movingFrom": next(iter(old))}
+
+
+def _former_class(name: str | None, new: str, old: str) -> str | None:
+    """The old provider's class the store claimed before its move: the counterpart of `name`, new's class (the
+    providers' STORAGE_CLASS, or its `-xfs` variant: providers/base.py csi_storage)."""
+    bases = [getattr(importlib.import_module(f"providers.{provider}"), "STORAGE_CLASS", None) for provider in (new, old)]
+    if name is None or None in bases or not name.startswith(bases[0]):
+        return None
+    return bases[1] + name[len(bases[0]):]
+
+
+def _priced_class(plan: dict[str, Any], prices: dict[str, Any], claim: dict[str, Any], provider: str,
+                  name: str | None, storage_class: dict[str, Any]) -> dict[str, Any]:
+    """The claim's volumes in class `name` of `provider`: what that provider bills a month, in its currency."""
+    owner = _disk_owner(prices, storage_class["provisioner"])
+    one = _volume_price(owner.get("storage") or {}, storage_class, _stack_region(owner, plan), claim["gb"])
+    return {"provider": provider, "class": name, "currency": owner["currency"],
+            "billed": None if one is None else round(claim["count"] * one, 2)}
 
 
 def _pools_of(plan: dict[str, Any], owner: dict[str, Any], role: str) -> set[str]:
@@ -398,8 +503,7 @@ def _hosts(plan: dict[str, Any], prices: dict[str, Any], items: list[dict[str, A
     key = prices.get("hostPrices")
     if not key:
         return
-    hosts = ((plan.get("config") or {}).get(key) or {}).get("hosts") or []
-    for index, host in enumerate(hosts):
+    for index, host in enumerate(_configured_hosts(plan, key)):
         what = f"host {host.get('publicAddress')} ({host.get('pool')})"
         if host.get("monthlyPrice") is None:
             unpriced.append({"what": what, "reason": f"no {key}.hosts[{index}].monthlyPrice in the stack config"})
@@ -407,6 +511,32 @@ def _hosts(plan: dict[str, Any], prices: dict[str, Any], items: list[dict[str, A
             item = {"resource": host.get("publicAddress"), "what": "host", "pool": host.get("pool"),
                     "layer": "providers", "monthly": float(host["monthlyPrice"])}
             items.append({**item, "billedBy": billed_by} if billed_by else item)
+
+
+def _configured_hosts(plan: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    return ((plan.get("config") or {}).get(key) or {}).get("hosts") or []
+
+
+def hosts(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """The existing hosts (bareMetal.hosts: a bare-metal stack's, or a hybrid cluster's pools on dedicated servers) as
+    rows like `servers`': pool, role and K3s role of their pool's nodes, the pool's size as the config gives it (a host
+    has no type), zone or else the site's region, and `monthly`, the price the config states (None without one)."""
+    key = (table("baremetal") or {}).get("hostPrices")
+    if not key:
+        return []
+    region = ((plan.get("config") or {}).get(key) or {}).get("region")
+    node_of = {node.get("pool"): node for node in (plan["outputs"].get("nodes") or {}).values()}  # one role per pool
+    sizes = {pool["name"]: pool.get("size") for pool in plan.get("pools") or []}
+    rows = []
+    for host in _configured_hosts(plan, key):
+        pool, node = host.get("pool"), node_of.get(host.get("pool")) or {}
+        size = sizes.get(pool)
+        rows.append({"name": host.get("publicAddress"), "urn": None, "pool": pool, "role": node.get("role"),
+                     "k3s": node.get("k3s"),
+                     "type": f"host {size['vcpus']}vCPU/{size['memoryGiB']}GiB" if size else "host",
+                     "location": host.get("zone") or region or "-", "protect": "-",
+                     "monthly": None if host.get("monthlyPrice") is None else float(host["monthlyPrice"])})
+    return rows
 
 
 def _spec_for(prices: dict[str, Any], type_: str) -> dict[str, Any] | None:

@@ -79,6 +79,9 @@ def diff_plans(base: dict[str, Any] | None, head: dict[str, Any] | None) -> dict
                      "gone": sorted(set((base or {}).get("warnings", [])) - set((head or {}).get("warnings", [])))},
     }
     found["nodes"] = nodes.changes(base, head, found)
+    moving = ((head or {}).get("cost") or {})
+    if moving.get("moving"):  # the head is a step of a store's move (cost.py `moving`)
+        found["moving"] = {"moving": moving["moving"], "movedTotal": moving.get("movedTotal")}
     return found
 
 
@@ -138,6 +141,19 @@ def _breakdown(base: dict[str, Any] | None, head: dict[str, Any] | None, key: st
             for name in sorted(old.keys() | new.keys()) if old.get(name, 0) != new.get(name, 0)}
 
 
+def _moving(moving: dict[str, Any] | None, cur: str) -> list[str]:
+    """The head is a step of a store's move: whose volumes are priced on the old provider, and the total once moved."""
+    if not moving:
+        return []
+    held = {(move["now"]["provider"], move["moved"]["provider"]) for move in moving["moving"] if "reason" not in move}
+    names = ", ".join(f"`{name}`" for name in dict.fromkeys(move["resource"] for move in moving["moving"]))
+    where = "; ".join(f"on {old} until each instance is replaced onto {new}" for old, new in sorted(held))
+    line = f"- volumes of moving stores ({names}) priced {where or 'as the plan states'}"
+    if moving.get("movedTotal") is not None:
+        line += f"; once all are replaced: {moving['movedTotal']:,.2f} {cur}/month"
+    return [line]
+
+
 def render(stack: str, base_ref: str, d: dict[str, Any]) -> str:
     cur = d["currency"] or ""
     cost, time = d["cost"], d["deployTime"]
@@ -163,6 +179,7 @@ def render(stack: str, base_ref: str, d: dict[str, Any]) -> str:
                 for name, row in d.get("costBy", {}).get(key, {}).items()]
     out += [f"  - autoscaled pool {name}: {_range(row['base'], cur)} -> {_range(row['head'], cur)}"
             for name, row in (d.get("autoscaling") or {}).items()]
+    out += _moving(d.get("moving"), cur)
     out.append("")
     out += nodes.render(d.get("nodes") or [])
     for title, rows in (("Added", d["added"]), ("Removed", d["removed"])):

@@ -46,19 +46,45 @@ def _resources(plan: dict[str, Any]) -> list[str]:
 
 
 def _servers(plan: dict[str, Any]) -> list[str]:
-    pools: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for s in plan["servers"]:
-        pools[s["pool"]].append(s)
     costs = plan["cost"].get("pools", {})
     out = ["Servers by pool:"]
-    for pool, rows in pools.items():
+    for pool, rows in _pools(plan).items():
         first = rows[0]
         types = ",".join(sorted({str(r["type"]) for r in rows}))
         locations = ",".join(dict.fromkeys(str(r["location"]) for r in rows))  # a pool may span several, in order
         out.append(f"  {pool:<14} {len(rows):>2} x {types:<8} {locations:<5} role={first['role']!s:<10} "
                    f"k3s={first['k3s']!s:<6} protect={first['protect']!s:<5} "
-                   f"{money(costs.get(pool), plan['cost'].get('currency')):>14}/month")
+                   + _pool_price(rows, costs.get(pool), plan["cost"].get("currency")))
     return out
+
+
+def _pools(plan: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Pool -> its servers in plan order, and the existing hosts (cost.hosts) of the pools on them: in place of their
+    rows from the nodes output (a bare-metal stack), or next to the pool before them in config order (a hybrid
+    cluster, whose plan lists its cloud servers only)."""
+    hosts = cost_model.hosts(plan)
+    held = {host["pool"]: [h for h in hosts if h["pool"] == host["pool"]] for host in hosts}
+    pools: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for s in plan["servers"]:
+        pools[s["pool"]] = held.get(s["pool"]) or pools[s["pool"]] + [s]
+    names = list(pools)
+    config_order = [p["name"] for p in plan.get("pools") or []]
+    for pool, rows in held.items():
+        if pool not in pools:
+            before = config_order[:config_order.index(pool)] if pool in config_order else config_order
+            at = max((names.index(p) + 1 for p in before if p in names), default=len(names))
+            names.insert(at, pool)
+            pools[pool] = rows
+    return {name: pools[name] for name in names}
+
+
+def _pool_price(rows: list[dict[str, Any]], amount: float | None, currency: str | None) -> str:
+    """What the pool costs a month; for existing hosts, those whose config states no price named as such."""
+    unpriced = sum(1 for row in rows if "monthly" in row and row["monthly"] is None)
+    if unpriced == len(rows):
+        return "unpriced: no monthly price in config"
+    text = f"{money(amount, currency):>14}/month"
+    return text + (f" (+ {unpriced} host(s) unpriced: no monthly price in config)" if unpriced else "")
 
 
 def _data_plane(plan: dict[str, Any]) -> list[str]:
@@ -107,6 +133,7 @@ def _cost(plan: dict[str, Any]) -> list[str]:
         total = f"{cost['total']:,.2f} .. {money(cost['totalMax'], cost['currency'])}"
     out = [f"Estimated cost: {total} per month (prices of {cost['priceDate']}, {cost['note']})"]
     out += _providers(cost)
+    out += _moving(cost)
     if cost.get("autoscaling"):
         out.append("  autoscaled pools (nodes min..max, one node, month min..max):")
         out += [f"    {name:<14} {p['min']:>3}..{p['max']:<3} {money(p['nodeMonthly'], cost['currency']):>14}/node "
@@ -138,6 +165,26 @@ def _providers(cost: dict[str, Any]) -> list[str]:
             line += f" = {money(row['monthly'], cost['currency'])}"
         out.append(f"{line}  ({row['basis']})")
     return out
+
+
+def _moving(cost: dict[str, Any]) -> list[str]:
+    """A step of a store's move to another provider: its volumes where they are, and once every instance moved."""
+    if not cost.get("moving"):
+        return []
+    out = ["  volumes of stores moving to another provider (dataPlane.<store>.storageProvider), priced where they are "
+           "as this step is applied: the program replaces no instance, each keeps its volumes until it is replaced "
+           "(docs/providers.md \"Moving pools to another provider\"):"]
+    for move in cost["moving"]:
+        now, moved = move["now"], move["moved"]
+        out.append(f"    {move['resource']}: {move['what']}: {_side(now)}" + (
+            f"; {_side(moved)} once every instance is replaced" if "reason" not in move else f" ({move['reason']})"))
+    if cost.get("movedTotal") is not None:
+        out.append(f"  once every moving instance is replaced: {money(cost['movedTotal'], cost['currency'])} per month")
+    return out
+
+
+def _side(side: dict[str, Any]) -> str:
+    return f"{money(side['billed'], side['currency'])} on {side['provider']} ({side['class']})"
 
 
 def _billed(cost: dict[str, Any], pool: str) -> str:

@@ -189,7 +189,8 @@ def _chart(values: dict[str, Any], chart: str) -> Iterator[dict[str, Any]]:
 
 
 def claims(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every volume claim of the plan: resource, layer, role its pods are pinned to, what, gb, class, count."""
+    """Every volume claim of the plan: resource (name, urn), layer, role its pods are pinned to, what, gb, class,
+    count."""
     found = []
     for r in plan["resources"]:
         inputs = r["inputs"]
@@ -201,5 +202,5 @@ def claims(plan: dict[str, Any]) -> list[dict[str, Any]]:
         else:
             continue
         role = _role(inputs.get("spec") if r["type"] != HELM_RELEASE else None)
-        found += [{"resource": r["name"], "layer": r["layer"], "role": role, **row} for row in rows]
+        found += [{"resource": r["name"], "urn": r["urn"], "layer": r["layer"], "role": role, **row} for row in rows]
     return found
