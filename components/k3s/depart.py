@@ -49,7 +49,7 @@ import asyncio
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Iterator, Mapping, Sequence
 
 import pulumi
 
@@ -67,6 +67,32 @@ STOP_SSH_TIMEOUT_SECONDS = 2 * STOP_TIMEOUT_SECONDS + 300
 
 # Runs scripts on the leaving node at `address` as `user` (its provider's login), with the stack's SSH key.
 NodeRunner = Callable[[str, str], Runner]
+# A step a higher layer needs done before nodes depart: (the addresses that leave, the node names the program keeps,
+# the node-lifecycle token, a runner on the cluster's first K3s server). It raises to keep every node.
+DepartureStep = Callable[[Sequence[str], Sequence[str], str, Runner], Awaitable[None]]
+
+
+@dataclass
+class BeforeDeparture:
+    """The steps that run before any node of a program run departs, in the order they were added. The K3s layer
+    knows nothing of what runs on the nodes: a store whose servers must be emptied before their nodes are drained
+    (components/data/objectstore_shrink.py) adds its step while the program runs; the hooks read them when they fire,
+    after the whole program has run."""
+
+    steps: dict[str, DepartureStep] = field(default_factory=dict)
+
+    def add(self, name: str, step: DepartureStep) -> None:
+        self.steps[name] = step
+
+    async def run(self, addresses: Sequence[str], keep: Sequence[str], token: str, run: Runner) -> None:
+        for name, step in self.steps.items():
+            try:
+                await step(addresses, keep, token, run)
+            except Exception as e:
+                raise DepartError(f"{name} before the nodes leave failed: {e}") from e
+
+
+BEFORE_DEPARTURE = BeforeDeparture()  # the deploying process's steps: one program run per process
 
 
 class DepartError(Exception):
@@ -165,6 +191,7 @@ class Departures:
     keep: tuple[str, ...]
     # The SSH login of each provider's nodes (the adplatform.io/provider label's value -> user), for stop-k3s.sh.
     logins: Mapping[str, str] = field(default_factory=dict)
+    steps: BeforeDeparture = field(default_factory=BeforeDeparture)
     done: set[str] = field(default_factory=set)
     failed: dict[str, str] = field(default_factory=dict)
     _lock: asyncio.Lock | None = None
@@ -185,6 +212,7 @@ class Departures:
                     raise DepartError(self.failed[address])
             try:
                 token = (await run(token_script())).strip()
+                await self.steps.run(todo, self.keep, token, run)
                 # One script per address: each run is bounded by the SSH timeout, which fits one node's drain and
                 # etcd member removal (SSH_TIMEOUT_SECONDS), not several nodes' in a row.
                 for address in todo:
@@ -221,11 +249,12 @@ class Departures:
 
 
 def departure_hooks(keep: Sequence[str], private_key: pulumi.Input[str], logins: Mapping[str, str],
-                    drain_server: DrainServer = DRAIN_SERVER) -> pulumi.ResourceHookBinding:
+                    drain_server: DrainServer = DRAIN_SERVER,
+                    steps: BeforeDeparture = BEFORE_DEPARTURE) -> pulumi.ResourceHookBinding:
     """The hooks of every peer rule that names several nodes, for one program run whose nodes are `keep` (their
     hostnames, the Kubernetes Node names); the scripts run on `drain_server`, but stop-k3s.sh, which runs on the
-    leaving node as `logins[<its provider>]`."""
-    departures = Departures(tuple(keep), dict(logins))
+    leaving node as `logins[<its provider>]`; `steps` run before the first node departs."""
+    departures = Departures(tuple(keep), dict(logins), steps)
 
     def on_node(address: str, user: str) -> Runner:
         return _run_on(lambda _outputs: (address, user), private_key, None, STOP_SSH_TIMEOUT_SECONDS)
