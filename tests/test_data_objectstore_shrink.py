@@ -169,6 +169,9 @@ case "$args" in
           echo "  volume 3 in collections: \"\" (default), logs"
         fi
         echo $((n > 0 ? n - 1 : 0)) >"$CALLS.held" ;;
+      *volume.fix.replication*)
+        echo 'Running in simulation mode. Use "-apply" option to apply the changes.'
+        [ -z "${UNDER:-}" ] || echo "volume 7 replication 001, but under replicated +1" ;;
     esac
     exit 0 ;;
 esac
@@ -237,8 +240,24 @@ def test_a_server_that_left_in_an_earlier_aborted_run_does_not_block_the_next(tm
     every `pulumi up` until someone restarts the pod."""
     code, calls, err = run_evacuate(tmp_path, UNKNOWN="1")
     assert code == 0, err
-    assert [c.split()[1] for c in shell_commands(calls)] == ["volumeServer.evacuate", "volumeServer.evacuate"]
+    assert [c.split()[1] for c in shell_commands(calls)[:2]] == ["volumeServer.evacuate", "volumeServer.evacuate"]
+    assert shell_commands(calls)[2:] == ["volume.fix.replication"], "no volume lacks a copy"
     assert "sleep 15" in calls and "nothing to empty" in err
+
+
+def test_a_server_emptied_before_its_node_left_passes_whatever_its_pods_phase(tmp_path):
+    """Emptied before its node left (departure_step), then evicted by the drain: its pod is Pending, the master no
+    longer knows it, and no volume lacks a copy: the release's hook goes on to the next server."""
+    code, calls, err = run_evacuate(tmp_path, UNKNOWN="1", MASTER0_READY="True")
+    assert code == 0, err
+    assert "volume.fix.replication" in shell_commands(calls)
+
+
+def test_a_server_gone_with_copies_on_its_disk_fails_the_update(tmp_path):
+    """Unknown to the master because its pod went down unemptied (evicted, its node lost): volumes lack their copy,
+    which may be on its disk; the StatefulSet must not delete it."""
+    code, calls, err = run_evacuate(tmp_path, UNKNOWN="1", UNDER="1")
+    assert code != 0 and "1 volumes lack a copy" in err and "every volume server is kept" in err
 
 
 def test_the_duplicate_volume_id_warning_is_not_a_volume_the_server_holds(tmp_path):
