@@ -15,7 +15,16 @@ with `volume.list` that the server holds no volume any more (retrying when one g
 hook, which aborts the release's update (the engine's rule for `before_*` hooks): every server stays, and the next
 `pulumi up` tries again. A server already emptied stays out of the cluster until its pod restarts (`leave` holds until
 then) but holds nothing: the master no longer knows it, and the next run finds nothing to empty there (the script
-waits a few heartbeats first, for a pod that is only starting). `pulumi preview` runs no hooks.
+waits a few heartbeats first, for a pod that is only starting), provided no volume of the cluster lacks a copy (a
+`volume.fix.replication` report): a server unknown because it went down unemptied may hold the other copy, and the
+update is aborted instead. `pulumi preview` runs no hooks.
+
+Over the public internet, the nodes a shrink removes leave before the release updates (the peer rules' departure
+hooks, components/k3s/depart.py, drain them in Pulumi's forward pass, before the release): their servers would be
+evicted unemptied. So the object store registers a step those hooks run before any drain (departure_step, in
+depart.py's BEFORE_DEPARTURE): it reads the live StatefulSet's count and the servers on the leaving nodes
+(scripts/seaweedfs-departing.sh) and empties the servers that go, then the others on leaving nodes, as above; the
+release's hook then finds them emptied (docs/providers.md).
 
 Where and as whom: like the node hooks (components/k3s/resize.py, depart.py), over SSH on the cluster's first K3s
 server (resize.py DRAIN_SERVER) as the node-lifecycle service account, to which `exec_role` grants `pods/exec` on the

@@ -38,6 +38,10 @@ remote commands on that node did. A node whose kubelet was not Ready after its d
 kubelet that could report (stopped by hand, or the machine is down), and one that cannot be reached would fail the
 hook for ever.
 
+Before the first departure of a run the hook runs the steps other layers registered (BEFORE_DEPARTURE): a store
+whose servers must be emptied before their nodes are drained (the object store's volume servers,
+components/data/objectstore_shrink.py) adds one; a failed step drains nothing and aborts the rule's update.
+
 Several rules drop the same node (one per port, one per provider): the hooks share one Departures per program run,
 which takes each address out once, one departure at a time (an etcd member at a time). `pulumi preview` runs no
 hooks. The hooks are bound only over the internet: no other stack has peer rules.
