@@ -195,7 +195,7 @@ def departure_step(namespace: str, release: str, wanted: int, masters: int) -> D
 def empty_before_departure(namespace: str, release: str, wanted: int, masters: int,
                            steps: BeforeDeparture = BEFORE_DEPARTURE) -> None:
     """Register departure_step for this program run (only clusters over the internet have departure hooks)."""
-    steps.add(STEP, departure_step(namespace, release, wanted, masters))
+    steps.add(STEP, departure_step(namespace, release, wanted, masters), SSH_TIMEOUT_SECONDS)
 
 
 def exec_role(namespace: str, release: str, masters: int,

@@ -81,17 +81,19 @@ class BeforeDeparture:
     """The steps that run before any node of a program run departs, in the order they were added. The K3s layer
     knows nothing of what runs on the nodes: a store whose servers must be emptied before their nodes are drained
     (components/data/objectstore_shrink.py) adds its step while the program runs; the hooks read them when they fire,
-    after the whole program has run."""
+    after the whole program has run. Each step names how long one of its script runs may take over SSH."""
 
-    steps: dict[str, DepartureStep] = field(default_factory=dict)
+    steps: dict[str, tuple[DepartureStep, float]] = field(default_factory=dict)
 
-    def add(self, name: str, step: DepartureStep) -> None:
-        self.steps[name] = step
+    def add(self, name: str, step: DepartureStep, ssh_timeout: float) -> None:
+        self.steps[name] = (step, ssh_timeout)
 
-    async def run(self, addresses: Sequence[str], keep: Sequence[str], token: str, run: Runner) -> None:
-        for name, step in self.steps.items():
+    async def run(self, addresses: Sequence[str], keep: Sequence[str], token: str,
+                  runner: Callable[[float], Runner]) -> None:
+        """`runner(timeout)`: scripts on the cluster's first K3s server, each bounded by `timeout`."""
+        for name, (step, timeout) in self.steps.items():
             try:
-                await step(addresses, keep, token, run)
+                await step(addresses, keep, token, runner(timeout))
             except Exception as e:
                 raise DepartError(f"{name} before the nodes leave failed: {e}") from e
 
@@ -201,8 +203,9 @@ class Departures:
     _lock: asyncio.Lock | None = None
 
     async def before(self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, run: Runner,
-                     run_on_node: NodeRunner) -> None:
-        """`run`: a script on the cluster's first K3s server; `run_on_node(address, user)`: on a leaving node."""
+                     run_on_node: NodeRunner, run_for: Callable[[float], Runner] | None = None) -> None:
+        """`run`: a script on the cluster's first K3s server; `run_on_node(address, user)`: on a leaving node;
+        `run_for(timeout)`: on the first server with another bound, for the steps (default: `run`)."""
         if not dropped_addresses(old, new):
             return
         if self._lock is None:  # created on the loop the hooks run on
@@ -216,7 +219,7 @@ class Departures:
                     raise DepartError(self.failed[address])
             try:
                 token = (await run(token_script())).strip()
-                await self.steps.run(todo, self.keep, token, run)
+                await self.steps.run(todo, self.keep, token, run_for or (lambda _timeout: run))
                 # One script per address: each run is bounded by the SSH timeout, which fits one node's drain and
                 # etcd member removal (SSH_TIMEOUT_SECONDS), not several nodes' in a row.
                 for address in todo:
@@ -269,6 +272,6 @@ def departure_hooks(keep: Sequence[str], private_key: pulumi.Input[str], logins:
 
     async def before(args: pulumi.ResourceHookArgs) -> None:
         await departures.before(args.old_inputs, args.new_inputs, _run_on(where, private_key, args.old_outputs),
-                                on_node)
+                                on_node, lambda timeout: _run_on(where, private_key, args.old_outputs, timeout))
 
     return pulumi.ResourceHookBinding(before_update=[pulumi.ResourceHook("depart-leaving-nodes", before)])
