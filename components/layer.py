@@ -122,8 +122,8 @@ class LayerContext:
 
     def disruption_budget(self, resource_name: str, name: str, namespace: str, selector: dict[str, str],
                           labels: dict[str, str], depends_on: Sequence[pulumi.Resource] = (),
-                          min_available: int | None = None, max_unavailable: int | None = None
-                          ) -> k8s.policy.v1.PodDisruptionBudget:
+                          min_available: int | None = None, max_unavailable: int | None = None,
+                          unhealthy_pod_eviction_policy: str | None = None) -> k8s.policy.v1.PodDisruptionBudget:
         """Our PodDisruptionBudget, for workloads whose chart or operator ships none."""
         if (min_available is None) == (max_unavailable is None):
             raise ValueError(f"{resource_name}: set exactly one of min_available and max_unavailable")
@@ -131,5 +131,6 @@ class LayerContext:
             resource_name, metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=labels),
             spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
                 min_available=min_available, max_unavailable=max_unavailable,
+                unhealthy_pod_eviction_policy=unhealthy_pod_eviction_policy,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(selector))),
             opts=self.opts(depends_on))

@@ -8,8 +8,11 @@ from __future__ import annotations
 import pulumi.resource_hooks
 import pytest
 
-from components.data.objectstore_shrink import (EVACUATE_TIMEOUT_SECONDS, HOOK, SSH_TIMEOUT_SECONDS, EvacuateError,
-                                                evacuate_leaving, evacuate_script, evacuation_hooks, leaving_servers)
+from components.data.objectstore_shrink import (EVACUATE_TIMEOUT_SECONDS, HOOK, SSH_TIMEOUT_SECONDS, STEP,
+                                                EvacuateError, departing_script, departing_servers, departure_step,
+                                                empty_before_departure, evacuate_leaving, evacuate_script,
+                                                evacuation_hooks, leaving_servers)
+from components.k3s.depart import BeforeDeparture
 from components.k3s.lifecycle import ACCOUNT
 from components.k3s.resize import SERVER_CA, token_script
 from tests import validators
@@ -42,7 +45,9 @@ def test_the_lifecycle_account_may_exec_into_the_masters_only(production):
     role = production.named("seaweedfs-evacuate", "kubernetes:rbac.authorization.k8s.io/v1:Role").inputs
     assert role["metadata"] == {"name": ACCOUNT, "namespace": "seaweedfs"}
     assert role["rules"] == [{"apiGroups": [""], "resources": ["pods/exec"], "resourceNames": MASTERS,
-                              "verbs": ["get", "create"]}]
+                              "verbs": ["get", "create"]},
+                             {"apiGroups": ["apps"], "resources": ["statefulsets"],
+                              "resourceNames": ["seaweedfs-volume"], "verbs": ["get"]}]
     binding = production.named("seaweedfs-evacuate", "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
     assert binding.inputs["roleRef"]["name"] == ACCOUNT and binding.inputs["roleRef"]["kind"] == "Role"
     assert binding.inputs["subjects"] == [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": "kube-system"}]
@@ -67,7 +72,7 @@ class FakeRunner:
         return ""
 
     def servers(self) -> list[str]:
-        return [script_param(s, "SERVER") for s in self.scripts if s != "token"]
+        return [script_param(s, "SERVER") for s in self.scripts if s not in ("token", "departing")]
 
 
 def test_a_shrink_from_six_to_three_empties_servers_five_four_three_in_that_order():
@@ -164,6 +169,9 @@ case "$args" in
           echo "  volume 3 in collections: \"\" (default), logs"
         fi
         echo $((n > 0 ? n - 1 : 0)) >"$CALLS.held" ;;
+      *volume.fix.replication*)
+        echo 'Running in simulation mode. Use "-apply" option to apply the changes.'
+        [ -z "${UNDER:-}" ] || echo "volume 7 replication 001, but under replicated +1" ;;
     esac
     exit 0 ;;
 esac
@@ -232,8 +240,24 @@ def test_a_server_that_left_in_an_earlier_aborted_run_does_not_block_the_next(tm
     every `pulumi up` until someone restarts the pod."""
     code, calls, err = run_evacuate(tmp_path, UNKNOWN="1")
     assert code == 0, err
-    assert [c.split()[1] for c in shell_commands(calls)] == ["volumeServer.evacuate", "volumeServer.evacuate"]
+    assert [c.split()[1] for c in shell_commands(calls)[:2]] == ["volumeServer.evacuate", "volumeServer.evacuate"]
+    assert shell_commands(calls)[2:] == ["volume.fix.replication"], "no volume lacks a copy"
     assert "sleep 15" in calls and "nothing to empty" in err
+
+
+def test_a_server_emptied_before_its_node_left_passes_whatever_its_pods_phase(tmp_path):
+    """Emptied before its node left (departure_step), then evicted by the drain: its pod is Pending, the master no
+    longer knows it, and no volume lacks a copy: the release's hook goes on to the next server."""
+    code, calls, err = run_evacuate(tmp_path, UNKNOWN="1", MASTER0_READY="True")
+    assert code == 0, err
+    assert "volume.fix.replication" in shell_commands(calls)
+
+
+def test_a_server_gone_with_copies_on_its_disk_fails_the_update(tmp_path):
+    """Unknown to the master because its pod went down unemptied (evicted, its node lost): volumes lack their copy,
+    which may be on its disk; the StatefulSet must not delete it."""
+    code, calls, err = run_evacuate(tmp_path, UNKNOWN="1", UNDER="1")
+    assert code != 0 and "1 volumes lack a copy" in err and "every volume server is kept" in err
 
 
 def test_the_duplicate_volume_id_warning_is_not_a_volume_the_server_holds(tmp_path):
@@ -242,3 +266,86 @@ def test_the_duplicate_volume_id_warning_is_not_a_volume_the_server_holds(tmp_pa
     code, calls, err = run_evacuate(tmp_path, DUPLICATE="1")
     assert code == 0, err
     assert shell_commands(calls)[-1] == f"lock; volumeServer.leave -node {ADDRESS} -apply; unlock"
+
+
+# --- before nodes leave a cluster over the internet -----------------------------------------------------------
+
+class DepartingRunner(FakeRunner):
+    """The first K3s server: seaweedfs-departing.sh reports `report`; evacuations are recorded."""
+
+    def __init__(self, report: str, fail_on: str | None = None):
+        super().__init__(fail_on)
+        self.report = report
+
+    async def __call__(self, script: str) -> str:
+        if "readonly STATEFULSET=" in script:
+            self.scripts.append("departing")
+            return self.report
+        return await super().__call__(script)
+
+
+def test_before_nodes_leave_the_servers_that_go_and_those_on_leaving_nodes_are_emptied_first():
+    """6 servers shrink to 4 while the nodes of servers 1 and 4 leave: 5 and 4 go (highest first, as the release's
+    hook would), then 1, which stays but whose node leaves: its drain would otherwise take its copies out of reach.
+    Each leaves the master's topology once empty, so no copy moves onto a server that goes or whose node leaves."""
+    run = DepartingRunner("replicas\t6\non\tseaweedfs-volume-1\non\tseaweedfs-volume-4\n")
+    steps = BeforeDeparture()
+    empty_before_departure("seaweedfs", "seaweedfs", 4, 3, steps)
+    drive(steps.run(["198.51.100.3"], ["node-a"], TOKEN, lambda timeout: run))
+    assert steps.steps[STEP][1] == SSH_TIMEOUT_SECONDS, "each script may take a server's evacuation"
+    assert run.scripts[0] == "departing"
+    assert run.servers() == ["seaweedfs-volume-5", "seaweedfs-volume-4", "seaweedfs-volume-1"]
+    assert list(steps.steps) == [STEP]
+
+
+def test_the_live_count_is_read_so_a_retry_after_the_release_shrank_empties_no_server_twice():
+    assert departing_servers("replicas\t4\n", 4, "seaweedfs") == []
+    assert departing_servers("", 4, "seaweedfs") == [], "no StatefulSet yet: nothing runs"
+    assert departing_servers("replicas\t3\non\tseaweedfs-volume-10\non\tseaweedfs-volume-2\n", 4, "seaweedfs") \
+        == ["seaweedfs-volume-10", "seaweedfs-volume-2"], "by ordinal, not by name"
+
+
+@pytest.mark.parametrize("report", ["replicas\t6; reboot\n", "on\t$(reboot)\n"])
+def test_only_a_count_and_pod_names_are_read_from_the_report(report):
+    with pytest.raises(EvacuateError):
+        departing_servers(report, 4, "seaweedfs")
+
+
+def test_a_failed_evacuation_before_departure_empties_no_further_server():
+    run = DepartingRunner("replicas\t6\n", fail_on="seaweedfs-volume-5")
+    with pytest.raises(RuntimeError):
+        drive(departure_step("seaweedfs", "seaweedfs", 4, 3)(["198.51.100.3"], [], TOKEN, run))
+    assert run.servers() == ["seaweedfs-volume-5"]
+
+
+def test_the_departing_script_reads_the_live_count_and_the_servers_on_leaving_nodes(tmp_path):
+    stub = r"""#!/usr/bin/env bash
+args=" $* "
+printf '%s\n' "${args#* --request-timeout=20s }" >>"$CALLS"
+case "$args" in
+  *" get statefulset "*) printf 6 ;;
+  *" get nodes "*) printf 'node-a\t10.0.0.1 198.51.100.1\nnode-b\t10.0.0.2 198.51.100.2\nnode-c\t198.51.100.3\n' ;;
+  *" get pods "*) printf 'seaweedfs-volume-0\tnode-a\nseaweedfs-volume-1\tnode-b\nseaweedfs-volume-2\tnode-c\n' ;;
+esac
+"""
+    out: list[str] = []
+    script = departing_script("seaweedfs", "seaweedfs", ["198.51.100.2", "198.51.100.3"], ["node-c"], TOKEN)
+    code, calls, err = run_with_stubs(tmp_path, script, {"k3s": stub}, stdout=out)
+    assert code == 0, err
+    assert out == ["replicas\t6", "on\tseaweedfs-volume-1"], "node-c is kept, node-a keeps its address"
+    assert "get statefulset -n seaweedfs seaweedfs-volume --ignore-not-found -o jsonpath={.spec.replicas} " in calls
+    assert validators.shellcheck({"seaweedfs-departing": script}) == ""
+    with pytest.raises(ValueError):
+        departing_script("seaweedfs", "seaweedfs", ["198.51.100.2; reboot"], [], TOKEN)
+    with pytest.raises(ValueError):
+        departing_script("seaweedfs", "seaweedfs", [], ["$(reboot)"], TOKEN)
+
+
+def test_the_program_registers_the_step_before_nodes_depart(monkeypatch):
+    """The registry lives in the deploying process: the program, run here (not from the run cache), fills it."""
+    from components.k3s import depart
+    from tools import mockrun
+    monkeypatch.setattr(mockrun, "cache", None)
+    monkeypatch.setattr(depart.BEFORE_DEPARTURE, "steps", {})
+    mockrun.run(*mockrun.stack_config("staging"), "staging")
+    assert list(depart.BEFORE_DEPARTURE.steps) == [STEP]

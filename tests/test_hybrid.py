@@ -1232,7 +1232,8 @@ def test_the_stateful_move_walks_through_valid_stacks_and_never_drops_below_repl
     assert [(v["volume"]["replicas"], v["master"]["replicas"], v["filer"]["replicas"],
              v["global"]["seaweedfs"]["replicationPlacement"]) for v in seaweed] == [(3, 3, 3, "001")] * 3
     assert [_seaweedfs_classes(v) for v in seaweed] == [{"hcloud-volumes"}, {"ebs-gp3"}, {"ebs-gp3"}]
-    assert all(_seaweedfs_budgets(run) == {"master": {"minAvailable": 2}, "volume": {"maxUnavailable": 1},
+    assert all(_seaweedfs_budgets(run) == {"master": {"minAvailable": 2},
+                                           "volume": {"maxUnavailable": 1, "unhealthyPodEvictionPolicy": "AlwaysAllow"},
                                            "filer": {"maxUnavailable": 1}} for _, run in stateful_moves)
 
 

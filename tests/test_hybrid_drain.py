@@ -18,8 +18,8 @@ import pulumi.resource_hooks
 import pytest
 
 from components.k3s import resize
-from components.k3s.depart import (STOP_SSH_TIMEOUT_SECONDS, Departures, DepartError, Leaving, depart_script,
-                                   departure_hooks, dropped_addresses, stop_script)
+from components.k3s.depart import (STOP_SSH_TIMEOUT_SECONDS, BeforeDeparture, Departures, DepartError, Leaving,
+                                   depart_script, departure_hooks, dropped_addresses, stop_script)
 from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, ETCD_TIMEOUT_SECONDS
 from components.k3s.resize import SERVER_CA, SSH_TIMEOUT_SECONDS, DrainServer, token_script
 from providers.hybrid import ssh_logins
@@ -189,6 +189,34 @@ def test_a_failed_departure_aborts_every_rules_update_of_the_run_and_the_next_ru
     assert len([c for c in calls if c != "token"]) == 2, "the node was not out: the next run tries again"
 
 
+def test_the_steps_registered_before_departure_run_before_any_node_is_drained():
+    """A store whose servers must be emptied before their nodes go (the object store) registers a step; it runs once,
+    with the leaving addresses and the kept nodes, after the token is read and before the first drain."""
+    calls: list = []
+    steps = BeforeDeparture()
+
+    async def step(addresses, keep, token, run):
+        calls.append(("step", tuple(addresses), tuple(keep), token))
+    steps.add("emptying the store", step, 100)
+    new = {"rules": [{"port": "6443", "sourceIps": ["198.51.100.1/32"]}]}
+    drive(Departures(KEEP, steps=steps).before(HCLOUD_OLD, new, FakeRunner(calls), on_no_node))
+    assert calls[0] == "token"
+    assert calls[1] == ("step", ("198.51.100.2", "198.51.100.3"), KEEP, TOKEN)
+    assert [script_param(c, "ADDRESSES") for c in calls[2:]] == ["198.51.100.2", "198.51.100.3"]
+
+
+def test_a_failed_step_before_departure_drains_no_node_and_aborts_the_rules_update():
+    calls: list = []
+    steps = BeforeDeparture()
+
+    async def step(addresses, keep, token, run):
+        raise RuntimeError("volumeServer.evacuate failed")
+    steps.add("emptying the store", step, 100)
+    with pytest.raises(DepartError, match="emptying the store before the nodes leave failed: volumeServer.evacuate"):
+        drive(Departures(KEEP, steps=steps).before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls), on_no_node))
+    assert calls == ["token"], "no node drained"
+
+
 class FakeNodes:
     """The leaving nodes' SSH: records (address, user, script) in the shared call list."""
 
@@ -264,13 +292,21 @@ def test_the_hook_stops_k3s_on_the_leaving_node_with_the_stacks_key(monkeypatch)
             return TOKEN
         return f"departed\t{LEAVING}\taws\tTrue\n" if "readonly PHASE=out" in script else ""
     monkeypatch.setattr(resize, "ssh_run", ssh_run)
-    [hook] = departure_hooks(KEEP, "the-stack-key", LOGINS, DrainServer("203.0.113.1", "root")).before_update
+    # Its own steps: a program run in this process fills the global registry (BEFORE_DEPARTURE).
+    steps = BeforeDeparture()
+
+    async def step(addresses, keep, token, run):
+        await run("the step's script")
+    steps.add("emptying the store", step, 4 * 3600)
+    [hook] = departure_hooks(KEEP, "the-stack-key", LOGINS, DrainServer("203.0.113.1", "root"), steps).before_update
     drive(hook.callback(pulumi.resource_hooks.ResourceHookArgs("urn", "id", "firewall-peers", HCLOUD_FIREWALL,
                                                                new_inputs=HCLOUD_NEW, old_inputs=HCLOUD_OLD)))
     where = [(host, user, key) for host, user, key, *_ in runs]
-    assert where == [("203.0.113.1", "root", "the-stack-key")] * 2 + [("198.51.100.3", "ubuntu", "the-stack-key")] + [
+    assert where == [("203.0.113.1", "root", "the-stack-key")] * 3 + [("198.51.100.3", "ubuntu", "the-stack-key")] + [
         ("203.0.113.1", "root", "the-stack-key")]
-    assert runs[2][3:] == (STOP_SSH_TIMEOUT_SECONDS, "stop")
+    assert runs[1][3:] == (4 * 3600, "the step's script"), "a step's scripts run with the bound it names"
+    assert runs[2][3] == SSH_TIMEOUT_SECONDS
+    assert runs[3][3:] == (STOP_SSH_TIMEOUT_SECONDS, "stop")
 
 
 def test_the_hook_never_runs_in_a_preview(monkeypatch):

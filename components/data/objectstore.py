@@ -52,7 +52,7 @@ import pulumi_kubernetes as k8s
 from components import charts
 from components.data.context import LAYER, OBJECT_STORE_NAMESPACE, OBJECT_STORE_S3_PORT, SHARES, DataContext
 from components.data.endpoints import ObjectStoreEndpoint
-from components.data.objectstore_shrink import evacuation_hooks, exec_role
+from components.data.objectstore_shrink import empty_before_departure, evacuation_hooks, exec_role
 from components.data.placement import Placement, Resources, helper_share
 from components.helm import release
 from components.scheduling import pod_anti_affinity
@@ -236,7 +236,12 @@ def disruption_budgets(ctx: DataContext) -> dict[str, dict[str, int]]:
     copy). A single replica gets none: a budget of 1 would block draining staging's only node forever."""
     size = shape(ctx.placements["object_storage"])
     replicas = {"master": size.masters, "volume": size.volumes, "filer": size.filers}
-    return {component: {"min_available": count // 2 + 1} if component == "master" else {"max_unavailable": 1}
+    return {component: {"min_available": count // 2 + 1} if component == "master" else
+            # A volume server that is not Ready serves nothing: one emptied and made to leave before its node leaves
+            # (objectstore_shrink.py departure_step; its /healthz answers 503 once it stops heartbeating) must not
+            # hold the drain of its node, as the default policy would while another server is down.
+            {"max_unavailable": 1, "unhealthy_pod_eviction_policy": "AlwaysAllow"} if component == "volume" else
+            {"max_unavailable": 1}
             for component, count in ((c, replicas[c]) for c in COMPONENTS) if count >= 2}
 
 
@@ -274,7 +279,11 @@ def install(ctx: DataContext, spaces: Namespaces, endpoint: ObjectStoreEndpoint,
         opts=ctx.opts([ns]))
     buckets = sorted(set(endpoint.buckets.values()))
     # The hook's script execs into a master pod as the node-lifecycle account: allowed before the release updates.
-    evacuate = exec_role(NAMESPACE, RELEASE, shape(ctx.placements["object_storage"]).masters, ctx.opts([ns]))
+    size = shape(ctx.placements["object_storage"])
+    evacuate = exec_role(NAMESPACE, RELEASE, size.masters, ctx.opts([ns]))
+    # Over the internet, nodes leave (drained by the peer rules' hooks) before the release updates: the servers that
+    # go and those on leaving nodes are emptied first (objectstore_shrink.py departure_step).
+    empty_before_departure(NAMESPACE, RELEASE, size.volumes, size.masters)
     seaweed = release(RELEASE, charts.SEAWEEDFS, values(ctx, buckets),
                       ctx.opts([*after, ns, config, *evacuate], protect=True,
                                hooks=evacuation_hooks(private_key, NAMESPACE, RELEASE)),

@@ -15,7 +15,16 @@ with `volume.list` that the server holds no volume any more (retrying when one g
 hook, which aborts the release's update (the engine's rule for `before_*` hooks): every server stays, and the next
 `pulumi up` tries again. A server already emptied stays out of the cluster until its pod restarts (`leave` holds until
 then) but holds nothing: the master no longer knows it, and the next run finds nothing to empty there (the script
-waits a few heartbeats first, for a pod that is only starting). `pulumi preview` runs no hooks.
+waits a few heartbeats first, for a pod that is only starting), provided no volume of the cluster lacks a copy (a
+`volume.fix.replication` report): a server unknown because it went down unemptied may hold the other copy, and the
+update is aborted instead. `pulumi preview` runs no hooks.
+
+Over the public internet, the nodes a shrink removes leave before the release updates (the peer rules' departure
+hooks, components/k3s/depart.py, drain them in Pulumi's forward pass, before the release): their servers would be
+evicted unemptied. So the object store registers a step those hooks run before any drain (departure_step, in
+depart.py's BEFORE_DEPARTURE): it reads the live StatefulSet's count and the servers on the leaving nodes
+(scripts/seaweedfs-departing.sh) and empties the servers that go, then the others on leaving nodes, as above; the
+release's hook then finds them emptied (docs/providers.md).
 
 Where and as whom: like the node hooks (components/k3s/resize.py, depart.py), over SSH on the cluster's first K3s
 server (resize.py DRAIN_SERVER) as the node-lifecycle service account, to which `exec_role` grants `pods/exec` on the
@@ -25,18 +34,22 @@ bounded by EVACUATE_TIMEOUT_SECONDS: moving a full server's volumes takes a whil
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.k3s.depart import BEFORE_DEPARTURE, BeforeDeparture, DepartureStep
 from components.k3s.lifecycle import ACCOUNT, KUBE_LIB, NAMESPACE as LIFECYCLE_NAMESPACE
 from components.k3s.resize import (DRAIN_SERVER, NODE_NAME, TOKEN, DrainServer, Runner, _at, _run_on,
                                    on_server_kubeconfig, token_script)
 from components.shell import render
 
 EVACUATE_TEMPLATE = Path(__file__).parent / "scripts" / "seaweedfs-evacuate.sh"
+DEPARTING_TEMPLATE = Path(__file__).parent / "scripts" / "seaweedfs-departing.sh"
+STEP = "emptying the SeaweedFS volume servers that go or whose nodes leave"
 VOLUME_PORT = 8080  # the chart's volume.port (values.yaml at 4.44.0): part of the address a server registers with
 # How long emptying one server may take: moving up to its whole `storageSize` to the others.
 EVACUATE_TIMEOUT_SECONDS = 4 * 3600
@@ -122,16 +135,83 @@ def evacuation_hooks(private_key: pulumi.Input[str], namespace: str, release: st
     return pulumi.ResourceHookBinding(before_update=[pulumi.ResourceHook(HOOK, before)])
 
 
+# --- before nodes leave a cluster over the internet ---------------------------------------------------------
+
+def departing_script(namespace: str, release: str, addresses: Sequence[str], keep: Sequence[str], token: str) -> str:
+    """seaweedfs-departing.sh: the live volume server count and the servers on the nodes with `addresses`."""
+    for address in addresses:
+        ipaddress.ip_address(address)  # only addresses reach the script
+    bad = [name for name in (namespace, release, *keep) if not NODE_NAME.fullmatch(name)]
+    if bad:
+        raise ValueError(f"volume server departure: {bad} are not namespace, release or node names")
+    if not TOKEN.fullmatch(token):
+        raise EvacuateError("the node-lifecycle token read to empty the departing volume servers is not a service "
+                            "account token")
+    return render(DEPARTING_TEMPLATE, {
+        "NAMESPACE": namespace, "STATEFULSET": f"{release}-volume",
+        "SELECTOR": f"app.kubernetes.io/instance={release},app.kubernetes.io/component=volume",
+        "ADDRESSES": " ".join(addresses), "KEEP": " ".join(keep), "KUBECONFIG_YAML": on_server_kubeconfig(token),
+    }, libs=[KUBE_LIB])
+
+
+def departing_servers(report: str, wanted: int, release: str) -> list[str]:
+    """The servers to empty before nodes leave, in order: those the shrink deletes (the live count down to `wanted`,
+    highest first, as the release's hook would), then the others on leaving nodes, highest first. All of them leave
+    the master's topology one after the other, so each evacuation moves copies only onto servers that stay on nodes
+    that stay (a left server is no target: the master forgot it)."""
+    live, on_leaving = None, set()
+    for line in report.splitlines():
+        mark, _, value = line.partition("\t")
+        if mark == "replicas":
+            if not value.isdigit():
+                raise EvacuateError(f"the live {release}-volume StatefulSet has replicas {value!r}, not a count")
+            live = int(value)
+        elif mark == "on":
+            if not NODE_NAME.fullmatch(value):
+                raise EvacuateError(f"{value!r} is not a volume server pod name")
+            on_leaving.add(value)
+    going = [f"{release}-volume-{i}" for i in range((live or 0) - 1, wanted - 1, -1)]
+
+    def ordinal(pod: str) -> int:
+        tail = pod.rsplit("-", 1)[-1]
+        return int(tail) if tail.isdigit() else -1
+    return going + sorted(on_leaving - set(going), key=ordinal, reverse=True)
+
+
+def departure_step(namespace: str, release: str, wanted: int, masters: int) -> DepartureStep:
+    """The step the departure hooks run before draining any node (components/k3s/depart.py BeforeDeparture): empty,
+    one script run each, the servers departing_servers names. Draining first would evict the servers of leaving nodes
+    (their pods then stay Pending: every other node hosts one) before anything moved their copies, and the release's
+    hook could no longer reach them."""
+    async def step(addresses: Sequence[str], keep: Sequence[str], token: str, run: Runner) -> None:
+        servers = departing_servers(await run(departing_script(namespace, release, addresses, keep, token)),
+                                    wanted, release)
+        for server in servers:
+            pulumi.log.info(f"emptying SeaweedFS volume server {server} before nodes leave")
+            await run(evacuate_script(server, master_pods(release, masters), namespace, release, token))
+    return step
+
+
+def empty_before_departure(namespace: str, release: str, wanted: int, masters: int,
+                           steps: BeforeDeparture = BEFORE_DEPARTURE) -> None:
+    """Register departure_step for this program run (only clusters over the internet have departure hooks)."""
+    steps.add(STEP, departure_step(namespace, release, wanted, masters), SSH_TIMEOUT_SECONDS)
+
+
 def exec_role(namespace: str, release: str, masters: int,
               opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
-    """`pods/exec` on the master pods of `namespace` for the node-lifecycle account, which the hook's script uses:
+    """`pods/exec` on the master pods of `namespace` for the node-lifecycle account, which the hook's script uses
+    (and `get` on the volume StatefulSet, which departing_script reads):
     kubectl's exec is a WebSocket upgrade (an HTTP GET) authorized as `get`, and from Kubernetes 1.35 also as `create`
     (KEP-4006, AuthorizePodWebsocketUpgradeCreatePermission); SPDY exec as `create`."""
     role = k8s.rbac.v1.Role(
         "seaweedfs-evacuate",
         metadata=k8s.meta.v1.ObjectMetaArgs(name=ACCOUNT, namespace=namespace),
         rules=[k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods/exec"],
-                                          resource_names=master_pods(release, masters), verbs=["get", "create"])],
+                                          resource_names=master_pods(release, masters), verbs=["get", "create"]),
+               # departing_script reads the live volume server count before nodes leave.
+               k8s.rbac.v1.PolicyRuleArgs(api_groups=["apps"], resources=["statefulsets"],
+                                          resource_names=[f"{release}-volume"], verbs=["get"])],
         opts=opts)
     binding = k8s.rbac.v1.RoleBinding(
         "seaweedfs-evacuate",

@@ -38,6 +38,10 @@ remote commands on that node did. A node whose kubelet was not Ready after its d
 kubelet that could report (stopped by hand, or the machine is down), and one that cannot be reached would fail the
 hook for ever.
 
+Before the first departure of a run the hook runs the steps other layers registered (BEFORE_DEPARTURE): a store
+whose servers must be emptied before their nodes are drained (the object store's volume servers,
+components/data/objectstore_shrink.py) adds one; a failed step drains nothing and aborts the rule's update.
+
 Several rules drop the same node (one per port, one per provider): the hooks share one Departures per program run,
 which takes each address out once, one departure at a time (an etcd member at a time). `pulumi preview` runs no
 hooks. The hooks are bound only over the internet: no other stack has peer rules.
@@ -49,7 +53,7 @@ import asyncio
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Iterator, Mapping, Sequence
 
 import pulumi
 
@@ -67,6 +71,34 @@ STOP_SSH_TIMEOUT_SECONDS = 2 * STOP_TIMEOUT_SECONDS + 300
 
 # Runs scripts on the leaving node at `address` as `user` (its provider's login), with the stack's SSH key.
 NodeRunner = Callable[[str, str], Runner]
+# A step a higher layer needs done before nodes depart: (the addresses that leave, the node names the program keeps,
+# the node-lifecycle token, a runner on the cluster's first K3s server). It raises to keep every node.
+DepartureStep = Callable[[Sequence[str], Sequence[str], str, Runner], Awaitable[None]]
+
+
+@dataclass
+class BeforeDeparture:
+    """The steps that run before any node of a program run departs, in the order they were added. The K3s layer
+    knows nothing of what runs on the nodes: a store whose servers must be emptied before their nodes are drained
+    (components/data/objectstore_shrink.py) adds its step while the program runs; the hooks read them when they fire,
+    after the whole program has run. Each step names how long one of its script runs may take over SSH."""
+
+    steps: dict[str, tuple[DepartureStep, float]] = field(default_factory=dict)
+
+    def add(self, name: str, step: DepartureStep, ssh_timeout: float) -> None:
+        self.steps[name] = (step, ssh_timeout)
+
+    async def run(self, addresses: Sequence[str], keep: Sequence[str], token: str,
+                  runner: Callable[[float], Runner]) -> None:
+        """`runner(timeout)`: scripts on the cluster's first K3s server, each bounded by `timeout`."""
+        for name, (step, timeout) in self.steps.items():
+            try:
+                await step(addresses, keep, token, runner(timeout))
+            except Exception as e:
+                raise DepartError(f"{name} before the nodes leave failed: {e}") from e
+
+
+BEFORE_DEPARTURE = BeforeDeparture()  # the deploying process's steps: one program run per process
 
 
 class DepartError(Exception):
@@ -165,13 +197,15 @@ class Departures:
     keep: tuple[str, ...]
     # The SSH login of each provider's nodes (the adplatform.io/provider label's value -> user), for stop-k3s.sh.
     logins: Mapping[str, str] = field(default_factory=dict)
+    steps: BeforeDeparture = field(default_factory=BeforeDeparture)
     done: set[str] = field(default_factory=set)
     failed: dict[str, str] = field(default_factory=dict)
     _lock: asyncio.Lock | None = None
 
     async def before(self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, run: Runner,
-                     run_on_node: NodeRunner) -> None:
-        """`run`: a script on the cluster's first K3s server; `run_on_node(address, user)`: on a leaving node."""
+                     run_on_node: NodeRunner, run_for: Callable[[float], Runner] | None = None) -> None:
+        """`run`: a script on the cluster's first K3s server; `run_on_node(address, user)`: on a leaving node;
+        `run_for(timeout)`: on the first server with another bound, for the steps (default: `run`)."""
         if not dropped_addresses(old, new):
             return
         if self._lock is None:  # created on the loop the hooks run on
@@ -185,6 +219,7 @@ class Departures:
                     raise DepartError(self.failed[address])
             try:
                 token = (await run(token_script())).strip()
+                await self.steps.run(todo, self.keep, token, run_for or (lambda _timeout: run))
                 # One script per address: each run is bounded by the SSH timeout, which fits one node's drain and
                 # etcd member removal (SSH_TIMEOUT_SECONDS), not several nodes' in a row.
                 for address in todo:
@@ -221,11 +256,12 @@ class Departures:
 
 
 def departure_hooks(keep: Sequence[str], private_key: pulumi.Input[str], logins: Mapping[str, str],
-                    drain_server: DrainServer = DRAIN_SERVER) -> pulumi.ResourceHookBinding:
+                    drain_server: DrainServer = DRAIN_SERVER,
+                    steps: BeforeDeparture = BEFORE_DEPARTURE) -> pulumi.ResourceHookBinding:
     """The hooks of every peer rule that names several nodes, for one program run whose nodes are `keep` (their
     hostnames, the Kubernetes Node names); the scripts run on `drain_server`, but stop-k3s.sh, which runs on the
-    leaving node as `logins[<its provider>]`."""
-    departures = Departures(tuple(keep), dict(logins))
+    leaving node as `logins[<its provider>]`; `steps` run before the first node departs."""
+    departures = Departures(tuple(keep), dict(logins), steps)
 
     def on_node(address: str, user: str) -> Runner:
         return _run_on(lambda _outputs: (address, user), private_key, None, STOP_SSH_TIMEOUT_SECONDS)
@@ -236,6 +272,6 @@ def departure_hooks(keep: Sequence[str], private_key: pulumi.Input[str], logins:
 
     async def before(args: pulumi.ResourceHookArgs) -> None:
         await departures.before(args.old_inputs, args.new_inputs, _run_on(where, private_key, args.old_outputs),
-                                on_node)
+                                on_node, lambda timeout: _run_on(where, private_key, args.old_outputs, timeout))
 
     return pulumi.ResourceHookBinding(before_update=[pulumi.ResourceHook("depart-leaving-nodes", before)])

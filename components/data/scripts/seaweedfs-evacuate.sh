@@ -7,6 +7,7 @@
 #   volumeServer.evacuate -apply  moves each of SERVER's volumes to a server without a copy of it yet
 #   volume.list -dataNode         shows what SERVER still holds (a volume may grow on it meanwhile: evacuate again)
 #   volumeServer.leave -apply     stops its heartbeats, so nothing new grows on it before it goes
+#   volume.fix.replication        (a report: no -apply) for a server the master no longer knows: no copy may be lost
 # `weed shell` exits 0 whatever a command does and reports a failed one as "error: ..." or "unknown command: ..."
 # (weed/shell/shell_liner.go processEachCmd): those lines fail this script, and the update with it.
 set -euo pipefail
@@ -62,12 +63,23 @@ for attempt in 1 2 3; do
   if ! out=$(weed_shell <<<"lock; volumeServer.evacuate -node $ADDRESS -apply; unlock" 2>&1); then
     printf '%s\n' "$out" >&2
     # The master does not know a server that sends no heartbeat (evacuate's error, command_volume_server_evacuate.go):
-    # one an earlier run emptied and made leave, when the update then stopped at a later server (leave lasts until its
-    # pod restarts), so the next run must not fail on it; or one whose pod is only starting: wait for its heartbeat.
+    # one emptied and made leave earlier (by a run the update then stopped at a later server, or before its node left a
+    # cluster over the internet: its pod may be Pending since), so the next step must not fail on it; or one whose pod
+    # is only starting: wait for its heartbeat. Whatever its pod's phase, it is emptied when no volume of the cluster
+    # lacks a copy (volume.fix.replication without -apply only reports, command_volume_fix_replication.go): a server
+    # that went down with copies on its disk leaves their volumes under-replicated, and those copies must not go.
     if grep -qxF "error: $ADDRESS is not found in this cluster" <<<"$out"; then
       if [ "$waited" = true ]; then
-        log "the master does not know $ADDRESS (it left in an earlier run, or does not heartbeat): nothing is placed"
-        log "on it, so there is nothing to empty"
+        report=$(weed_shell <<<"volume.fix.replication")
+        missing=$(grep -cE '^volume [0-9]+ replication [0-9]+, but under replicated' <<<"$report" || true)
+        if [ "$missing" -gt 0 ]; then
+          printf '%s\n' "$report" >&2
+          log "the master does not know $ADDRESS, and $missing volumes lack a copy (above): it may hold their other"
+          log "copy. The update is aborted, every volume server is kept. Bring $SERVER back (kubectl -n $NAMESPACE"
+          log "get pod $SERVER), or restore the copies (weed shell: volume.fix.replication -apply), then run pulumi up."
+          exit 1
+        fi
+        log "the master does not know $ADDRESS (emptied and left earlier) and no volume lacks a copy: nothing to empty"
         exit 0
       fi
       waited=true

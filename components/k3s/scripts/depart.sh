@@ -14,10 +14,7 @@
 #   Node again when K3s restarts.
 # A node leaves when one of its addresses is among ADDRESSES, the addresses the rule's update drops (its public
 # address, K3s' node-ip over the internet), and its name is not among KEEP, the nodes the program keeps (a node
-# replaced under its own name was drained by its own drain command already). Any of its addresses, not its
-# InternalIP alone: where the stack provider's CCM initialises a node, the public node-ip is among the cloud's
-# ExternalIPs, so the CCM keeps it as the ExternalIP and its private address as the InternalIP (k8s.io/cloud-provider
-# node/helpers GetNodeAddressesFromNodeIP: the node IP replaces the cloud's addresses of its own type only).
+# replaced under its own name was drained by its own drain command already): kube-lib.sh find_leaving_nodes.
 # Its drain command, deleted at the end of the update, then finds it gone.
 # A drain that does not finish in time fails the hook, so the rule keeps admitting the node: fix, re-run.
 set -euo pipefail
@@ -36,19 +33,8 @@ if [ "$PHASE" = forget ]; then
   exit 0
 fi
 
-read -ra dropped <<<"$ADDRESSES"
-read -ra kept <<<"$KEEP"
-# An assignment, so an API error stops the script (and the rule's update) instead of reading as "no nodes".
-listing=$(kube get nodes -o 'jsonpath={range .items[*]}{.metadata.name}{"\t"}{.status.addresses[*].address}{"\n"}{end}')
-leaving=()
-while IFS=$'\t' read -r name node_addresses; do
-  [ -n "$name" ] || continue
-  case " ${kept[*]} " in *" $name "*) continue ;; esac
-  read -ra own <<<"$node_addresses"
-  for address in "${own[@]}"; do
-    case " ${dropped[*]} " in *" $address "*) leaving+=("$name"); break ;; esac
-  done
-done <<<"$listing"
+find_leaving_nodes  # kube-lib.sh: sets `leaving`
+# shellcheck disable=SC2154  # leaving: set by find_leaving_nodes
 if [ "${#leaving[@]}" -eq 0 ]; then
   log "no node of the cluster has a dropped address (${ADDRESSES}): nothing leaves"
   exit 0

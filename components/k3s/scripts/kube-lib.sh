@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The node-lifecycle account's kubectl, shared by drain.sh, resize.sh and depart.sh (inlined by components/shell after
-# lib.sh).
+# The node-lifecycle account's kubectl, shared by drain.sh, resize.sh, depart.sh and the object store's scripts
+# (inlined by components/shell after lib.sh).
 # open_kubeconfig writes KUBECONFIG_YAML (components/k3s/lifecycle.py lifecycle_kubeconfig, which carries the
 # account's token) to a 0600 file removed when the script exits; kube runs k3s' kubectl with it, bounded.
 set -euo pipefail
@@ -28,4 +28,29 @@ remove_etcd_member() {
     sleep 5
     waited=$((waited + 5))
   done
+}
+
+# Set the array `leaving` to the nodes that leave the cluster: one of their addresses is among ADDRESSES (the
+# addresses a peer rule's update drops: the public address, K3s' node-ip over the internet) and their name is not
+# among KEEP (the nodes the program keeps: a node replaced under its own name is drained by its own drain command).
+# Any of its addresses, not its InternalIP alone: where the stack provider's CCM initialises a node, the public
+# node-ip is among the cloud's ExternalIPs, so the CCM keeps it as the ExternalIP and its private address as the
+# InternalIP (k8s.io/cloud-provider node/helpers GetNodeAddressesFromNodeIP: the node IP replaces the cloud's
+# addresses of its own type only).
+find_leaving_nodes() {
+  local listing name node_addresses address
+  local -a dropped kept own
+  read -ra dropped <<<"$ADDRESSES"
+  read -ra kept <<<"$KEEP"
+  # An assignment, so an API error stops the script instead of reading as "no nodes".
+  listing=$(kube get nodes -o 'jsonpath={range .items[*]}{.metadata.name}{"\t"}{.status.addresses[*].address}{"\n"}{end}')
+  leaving=()
+  while IFS=$'\t' read -r name node_addresses; do
+    [ -n "$name" ] || continue
+    case " ${kept[*]} " in *" $name "*) continue ;; esac
+    read -ra own <<<"$node_addresses"
+    for address in "${own[@]}"; do
+      case " ${dropped[*]} " in *" $address "*) leaving+=("$name"); break ;; esac
+    done
+  done <<<"$listing"
 }
