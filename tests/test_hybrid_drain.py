@@ -447,7 +447,8 @@ def test_a_blocked_departure_fails_before_the_member_or_the_node_goes(tmp_path):
 STUB_SYSTEMCTL = r"""#!/usr/bin/env bash
 printf 'systemctl %s\n' "$*" >>"$CALLS"
 case "$1" in
-  list-unit-files) [ "$3" = "${INSTALLED:-k3s-agent.service}" ] && echo "$3 enabled enabled"; exit 0 ;;
+  # No unit file matched: nothing printed with --no-legend, and exit 1 (systemd since 246, systemd PR 15191).
+  list-unit-files) [ "$3" = "${INSTALLED:-k3s-agent.service}" ] || exit 1; echo "$3 enabled enabled"; exit 0 ;;
   is-active) [ -n "${STILL_ACTIVE:-}" ]; exit $? ;;
 esac
 exit 0
