@@ -55,6 +55,17 @@ def test_the_lifecycle_account_may_exec_into_the_masters_only(production):
     assert binding.urn in release.dependencies
 
 
+def test_a_server_that_left_is_not_restarted_back_into_the_cluster_by_its_liveness_probe(production):
+    """`volumeServer.leave` holds until the server restarts. The chart's liveness probe asks /healthz, which answers
+    503 once the server stops heartbeating (SeaweedFS 4.44 volume_server_handlers_admin.go): 4 failures (6 min) would
+    restart it, and it would join the master again, empty, the first target of the next server's evacuation, whose
+    copies the StatefulSet's shrink then deletes with it. Liveness asks /status, which answers while the HTTP server
+    runs; readiness keeps /healthz, so a server that left is not Ready."""
+    volume = production.named("seaweedfs", RELEASE_TYPE).inputs["values"]["volume"]
+    assert volume["livenessProbe"] == {"httpGet": {"path": "/status"}}
+    assert "readinessProbe" not in volume, "the chart's /healthz readiness"
+
+
 # --- the hook body ---------------------------------------------------------------------------------------
 
 class FakeRunner:

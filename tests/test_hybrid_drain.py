@@ -359,7 +359,7 @@ printf '%s\n' "$*" >>"$CALLS"
 case " $* " in
   *" get nodes -o jsonpath="*) printf '%s\n' "${LISTING:-}"; exit 0 ;;
   *" get nodes -l node-role.kubernetes.io/etcd=true -o name "*) printf 'node/a\nnode/b\nnode/c\nnode/d\n'; exit 0 ;;
-  *" get node "*"adplatform"*) printf '%s\t%s\t%s\n' "${PROVIDER:-hetzner}" "${READY:-True}" "${ETCD:-}"; exit 0 ;;
+  *" get node "*"adplatform"*) printf '%s\t%s\t%s\n' "${PROVIDER-hetzner}" "${READY:-True}" "${ETCD:-}"; exit 0 ;;
   *" get node "*"removed-node-name"*) echo removed; exit 0 ;;
   # kubectl prints its progress on stdout, as the real one does
   *" cordon "*) printf 'node/%s cordoned\n' "${*: -1}"; exit 0 ;;
@@ -393,6 +393,17 @@ def test_a_leaving_etcd_member_is_drained_and_its_member_removed_but_its_node_ke
     assert out == [f"departed\t{LEAVING}\taws\tTrue"], "kubectl's own lines go to stderr"
     assert not any("control-plane-1" in c or "general-1" in c for c in calls), "nobody else is touched"
     assert TOKEN not in err
+
+
+def test_a_server_without_the_provider_label_still_has_its_etcd_member_removed(tmp_path):
+    """kubectl prints an absent label as an empty field between two tabs: its member is removed all the same, and the
+    report names no provider (the hook then knows no login: it keeps the Node and says to stop K3s by hand)."""
+    out: list[str] = []
+    code, calls, err = run_depart(tmp_path, ["198.51.100.3"], out, PROVIDER="", ETCD="true")
+    assert code == 0, err
+    assert f"annotate node {LEAVING} --overwrite etcd.k3s.cattle.io/remove=true" in calls
+    assert out == [f"departed\t{LEAVING}\t\tTrue"]
+    assert Leaving.parse(out[0]) == [Leaving(LEAVING, "", True)]
 
 
 def test_the_second_phase_deletes_the_nodes_it_is_given_and_nothing_else(tmp_path):
@@ -436,7 +447,8 @@ def test_a_blocked_departure_fails_before_the_member_or_the_node_goes(tmp_path):
 STUB_SYSTEMCTL = r"""#!/usr/bin/env bash
 printf 'systemctl %s\n' "$*" >>"$CALLS"
 case "$1" in
-  list-unit-files) [ "$3" = "${INSTALLED:-k3s-agent.service}" ] && echo "$3 enabled enabled"; exit 0 ;;
+  # No unit file matched: nothing printed with --no-legend, and exit 1 (systemd since 246, systemd PR 15191).
+  list-unit-files) [ "$3" = "${INSTALLED:-k3s-agent.service}" ] || exit 1; echo "$3 enabled enabled"; exit 0 ;;
   is-active) [ -n "${STILL_ACTIVE:-}" ]; exit $? ;;
 esac
 exit 0

@@ -211,6 +211,12 @@ def values(ctx: DataContext, buckets: Sequence[str]) -> dict[str, Any]:
             "dataDirs": [{"name": "data", "type": "persistentVolumeClaim", "storageClass": storage_class,
                           "size": ctx.settings.object_storage.storage_size, "maxVolumes": 0}],
             "resizeHook": {"enabled": False},  # see the module docstring
+            # Alive while its HTTP server answers (/status), not the chart's /healthz, which answers 503 once the
+            # server stops heartbeating (volume_server_handlers_admin.go at 4.44): a server emptied and made to leave
+            # (objectstore_shrink.py) would be restarted after 4 failed probes (6 min), join the master again empty,
+            # and take the copies of the servers emptied after it, which its StatefulSet's shrink then deletes.
+            # Readiness stays /healthz: a server that left is not Ready, and its eviction is allowed.
+            "livenessProbe": {"httpGet": {"path": "/status"}},
             "resources": sizes["volume"].spec(),
             **_placed(ctx, "volume"),
         },

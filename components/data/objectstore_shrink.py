@@ -14,10 +14,11 @@ with `volume.list` that the server holds no volume any more (retrying when one g
 `volumeServer.leave` so that nothing grows on it before it goes (scripts/seaweedfs-evacuate.sh). A failure fails the
 hook, which aborts the release's update (the engine's rule for `before_*` hooks): every server stays, and the next
 `pulumi up` tries again. A server already emptied stays out of the cluster until its pod restarts (`leave` holds until
-then) but holds nothing: the master no longer knows it, and the next run finds nothing to empty there (the script
-waits a few heartbeats first, for a pod that is only starting), provided no volume of the cluster lacks a copy (a
-`volume.fix.replication` report): a server unknown because it went down unemptied may hold the other copy, and the
-update is aborted instead. `pulumi preview` runs no hooks.
+then; its liveness probe does not restart it: objectstore.py values) but holds nothing: the master no longer knows it,
+and the next run finds nothing to empty there (the script waits a few heartbeats first, for a pod that is only
+starting), provided no volume of the cluster lacks a copy (a `volume.fix.replication` report): a server unknown
+because it went down unemptied may hold the other copy, and the update is aborted instead. `pulumi preview` runs no
+hooks.
 
 Over the public internet, the nodes a shrink removes leave before the release updates (the peer rules' departure
 hooks, components/k3s/depart.py, drain them in Pulumi's forward pass, before the release): their servers would be
@@ -157,8 +158,9 @@ def departing_script(namespace: str, release: str, addresses: Sequence[str], kee
 def departing_servers(report: str, wanted: int, release: str) -> list[str]:
     """The servers to empty before nodes leave, in order: those the shrink deletes (the live count down to `wanted`,
     highest first, as the release's hook would), then the others on leaving nodes, highest first. All of them leave
-    the master's topology one after the other, so each evacuation moves copies only onto servers that stay on nodes
-    that stay (a left server is no target: the master forgot it)."""
+    the master's topology one after the other (a left server is no target: the master forgot it), so a copy moved
+    onto one still to be emptied moves on with it, and the last ones move only onto servers that stay on nodes that
+    stay."""
     live, on_leaving = None, set()
     for line in report.splitlines():
         mark, _, value = line.partition("\t")

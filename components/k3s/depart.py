@@ -64,7 +64,7 @@ from components.shell import render
 
 DEPART_TEMPLATE = Path(__file__).parent / "scripts" / "depart.sh"
 STOP_TEMPLATE = Path(__file__).parent / "scripts" / "stop-k3s.sh"
-STOP_TIMEOUT_SECONDS = 180  # systemctl disable --now of K3s: its pods' containers stop with it
+STOP_TIMEOUT_SECONDS = 180  # systemctl disable --now of K3s (its unit stops K3s alone; pod containers keep running)
 # One SSH run of stop-k3s.sh, connection included (ssh_run tries to connect for up to 300 s).
 STOP_SSH_TIMEOUT_SECONDS = 2 * STOP_TIMEOUT_SECONDS + 300
 

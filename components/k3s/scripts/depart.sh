@@ -53,7 +53,12 @@ for name in "${leaving[@]}"; do
   fi
   # Read before the etcd member goes: a removed server's kubelet soon stops reporting (its API server lost etcd).
   facts=$(kube get node "$name" -o 'jsonpath={.metadata.labels.adplatform\.io/provider}{"\t"}{.status.conditions[?(@.type=="Ready")].status}{"\t"}{.metadata.labels.node-role\.kubernetes\.io/etcd}')
-  IFS=$'\t' read -r provider ready etcd <<<"$facts"
+  # Split at each tab, not with `IFS=$'\t' read`: a tab is IFS whitespace, so read merges the two tabs around an
+  # empty field (a node without the provider label) and shifts the next ones: etcd would read empty, its member stay.
+  provider=${facts%%$'\t'*}
+  rest=${facts#*$'\t'}
+  ready=${rest%%$'\t'*}
+  etcd=${rest#*$'\t'}
   members=$(kube get nodes -l node-role.kubernetes.io/etcd=true -o name | wc -l)
   # While it still runs: stopping a member first would leave a two-member etcd (a control plane of one moving to
   # another provider) without its quorum, and no member could be removed any more.
