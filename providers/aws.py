@@ -39,7 +39,7 @@ from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster, StackConfig, node_location
 from providers import cloud
-from providers.base import (ApiEndpoints, ClientAddress, ClusterPort, ClusterProfile, Credential, Infrastructure, Node,
+from providers.base import (AdmittedPeers, ApiEndpoints, ClientAddress, ClusterPort, ClusterProfile, Credential, Infrastructure, Node,
                             NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota, ProviderInfrastructure,
                             Storage, assemble,
                             check_locations, check_server_type_names, csi_storage, first_server_api, node_specs,
@@ -438,7 +438,7 @@ class AwsInfrastructure(ProviderInfrastructure):
         return group
 
     def _admit_peers(self, rules: Sequence[tuple[ClusterPort, Sequence[PeerAddress]]],
-                     hooks: pulumi.ResourceHookBinding) -> dict[str, list[pulumi.Resource]]:
+                     hooks: pulumi.ResourceHookBinding) -> AdmittedPeers:
         """One ingress rule of the nodes' group per cluster port and peer address (a cluster over the public
         internet, providers/hybrid.py), named by port and peer node so adding a node adds its rules only. Each counts
         against the group's rule quota (INBOUND_RULES_PER_GROUP, checked in config by providers/hybrid.py).
@@ -456,7 +456,7 @@ class AwsInfrastructure(ProviderInfrastructure):
                     description=port.rule_description, opts=self._opts()))
             for peer in peers if _is_api_port(port) else ():
                 found[peer.name] += self._admit_balancer_peer(port, peer)
-        return found
+        return AdmittedPeers(rules=tuple(r for each in found.values() for r in each), alone=found)
 
     def _admit_balancer_peer(self, port: ClusterPort, peer: PeerAddress) -> list[pulumi.Resource]:
         """The public API balancer admits each peer's address on 6443 besides the admin CIDRs, so every node may join

@@ -50,7 +50,7 @@ from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster, StackConfig
 from providers import cloud
-from providers.base import (CLUSTER_PORTS, ApiEndpoints, ClusterPort, ClusterProfile, Credential, Infrastructure, Node,
+from providers.base import (AdmittedPeers, CLUSTER_PORTS, ApiEndpoints, ClusterPort, ClusterProfile, Credential, Infrastructure, Node,
                             NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota, ProviderInfrastructure,
                             PROVIDER_LABEL, Storage, assemble, check_locations, check_server_type_names, csi_storage,
                             first_server_api, holds_data, node_specs, provider_id, resolve_server_type,
@@ -429,21 +429,22 @@ class AzureInfrastructure(ProviderInfrastructure):
         return nsg
 
     def _admit_peers(self, rules: Sequence[tuple[ClusterPort, Sequence[PeerAddress]]],
-                     hooks: pulumi.ResourceHookBinding) -> dict[str, list[pulumi.Resource]]:
+                     hooks: pulumi.ResourceHookBinding) -> AdmittedPeers:
         """One NSG rule per cluster port from exactly its peers' addresses (a cluster over the public internet,
         providers/hybrid.py), at a priority fixed by the port (PEER_PRIORITY); the NSG guards the nodes' subnet.
         A rule names every peer of its port: `hooks` drain a leaving node before an update drops it; no rule admits
         one node alone."""
+        created = []
         for port, peers in rules:
             name = f"peers-{port.protocol}-{port.port or 'any'}"
-            network.SecurityRule(
+            created.append(network.SecurityRule(
                 f"nsg-{name}", security_rule_name=name, network_security_group_name=self.nsg.name,
                 resource_group_name=self.resource_group.name, direction="Inbound", access="Allow",
                 priority=PEER_PRIORITY + CLUSTER_PORTS.index(port), protocol=port.protocol.capitalize(),
                 source_port_range="*", destination_address_prefix="*", destination_port_range=port.port or "*",
                 source_address_prefixes=[peer.cidr for peer in peers], description=port.rule_description,
-                opts=self._opts(hooks=hooks))
-        return {}
+                opts=self._opts(hooks=hooks)))
+        return AdmittedPeers(rules=tuple(created))
 
     def _network(self, vnet: str, subnet: str) -> tuple[network.VirtualNetwork, network.Subnet]:
         # The subnet is its own resource (a VNet's inline subnets and separate ones do not mix).

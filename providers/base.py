@@ -308,8 +308,18 @@ class PeerQuota:
 # given (components/k3s/depart.py), which drain the leaving nodes first. Returns, by node name, the resources that
 # admit that node alone: they are deleted with it, and its drain command depends on them, so Pulumi deletes the
 # drain (runs it) first (providers/hybrid.py over_internet, components/k3s/lifecycle.py).
+@dataclass(frozen=True)
+class AdmittedPeers:
+    """What a provider's PeerAdmitter created: every rule admitting peers (each node's K3s install waits for all of
+    them: over the internet a node reaches its peers only through them) and, by node name, the rules that admit that
+    node alone (its drain command depends on them, so it runs before they go)."""
+
+    rules: tuple[pulumi.Resource, ...] = ()
+    alone: Mapping[str, Sequence[pulumi.Resource]] = field(default_factory=dict)
+
+
 PeerAdmitter = Callable[[Sequence[tuple["ClusterPort", Sequence[PeerAddress]]], pulumi.ResourceHookBinding],
-                        dict[str, list[pulumi.Resource]]]
+                        AdmittedPeers]
 
 
 @dataclass(frozen=True)
@@ -364,6 +374,10 @@ class Infrastructure:
     # Node name -> the firewall resources that admit that node alone (over the internet, PeerAdmitter): its drain
     # depends on them, so it runs before they go.
     admitted_by: Mapping[str, Sequence[pulumi.Resource]] = field(default_factory=dict)
+    # Every firewall resource admitting the cluster's peers over the internet (PeerAdmitter): every K3s install waits
+    # for them, so a node joins only once every provider admits it, and a peer rule's update (with its departure
+    # hook, components/k3s/depart.py) is done before anything that depends on the cluster updates.
+    peer_rules: Sequence[pulumi.Resource] = ()
 
     def profile_of(self, node_name: str) -> ClusterProfile:
         return self.node_profiles.get(node_name, self.cluster)

@@ -40,7 +40,7 @@ from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster
 from providers import cloud
-from providers.base import (ApiEndpoints, ClusterPort, ClusterProfile, Credential, Infrastructure, Node,
+from providers.base import (AdmittedPeers, ApiEndpoints, ClusterPort, ClusterProfile, Credential, Infrastructure, Node,
                             NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota, ProviderInfrastructure,
                             Storage, assemble, check_locations,
                             check_server_type_names, csi_storage, first_server_api, node_specs, resolve_server_type,
@@ -362,20 +362,21 @@ class GcpInfrastructure(ProviderInfrastructure):
         return rules
 
     def _admit_peers(self, rules: Sequence[tuple[ClusterPort, Sequence[PeerAddress]]],
-                     hooks: pulumi.ResourceHookBinding) -> dict[str, list[pulumi.Resource]]:
+                     hooks: pulumi.ResourceHookBinding) -> AdmittedPeers:
         """One ingress rule per cluster port from exactly its peers' addresses, to this stack's nodes (the node
         tag; a cluster over the public internet, providers/hybrid.py). Peers are IPv4 (the public addresses).
         A rule names every peer of its port: `hooks` drain a leaving node before an update drops it; no rule admits
         one node alone."""
+        created = []
         for port, peers in rules:
             name = gcp_name(self._prefix, "in-peers", port.protocol, port.port or "")
-            gcp.compute.Firewall(
+            created.append(gcp.compute.Firewall(
                 name, name=name, project=self._project, network=self.network.id, direction="INGRESS",
                 description=port.rule_description, source_ranges=[peer.cidr for peer in peers], target_tags=[self.node_tag],
                 allows=[gcp.compute.FirewallAllowArgs(protocol=port.protocol,
                                                       ports=[port.port] if port.port else None)],
-                opts=self._opts(hooks=hooks))
-        return {}
+                opts=self._opts(hooks=hooks)))
+        return AdmittedPeers(rules=tuple(created))
 
     # --- identity and instances ----------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster, pool_locations, taint_fields
 from providers import cloud
-from providers.base import (AUTOSCALER_FILES_DIR, PORTS, ApiEndpoints, ClientAddress, ClusterPort, ClusterProfile, PeerAddress, PROVIDER_LABEL, Credential, Infrastructure, Node,
+from providers.base import (AdmittedPeers, AUTOSCALER_FILES_DIR, PORTS, ApiEndpoints, ClientAddress, ClusterPort, ClusterProfile, PeerAddress, PROVIDER_LABEL, Credential, Infrastructure, Node,
                             NodeGroupRequest, NodeGroups, NodeSpec, ProviderInfrastructure, ServerCatalog, Storage,
                             assemble, check_locations, csi_storage, first_server_api, located_settings,
                             node_group_name, node_specs, provider_id, resolve_server_type, rule_sources,
@@ -230,7 +230,7 @@ class HetznerInfrastructure(ProviderInfrastructure):
         return hcloud.Firewall("firewall", name=self._prefix, rules=rules, labels=self._labels, opts=self._opts())
 
     def _admit_peers(self, rules: Sequence[tuple[ClusterPort, Sequence[PeerAddress]]],
-                     hooks: pulumi.ResourceHookBinding) -> dict[str, list[pulumi.Resource]]:
+                     hooks: pulumi.ResourceHookBinding) -> AdmittedPeers:
         """A second firewall on every server of the stack with `rules` (a cluster over the public internet,
         providers/hybrid.py): a server takes several firewalls and Hetzner admits what any of them admits, so the
         PORTS firewall stays as it is. Created after every provider's nodes, whose addresses it names.
@@ -243,9 +243,10 @@ class HetznerInfrastructure(ProviderInfrastructure):
                                     source_ips=[peer.cidr for peer in peers], description=port.rule_description)
             for port, peers in rules], opts=self._opts(hooks=hooks))
         self._foreign_nodes = True  # the cluster has nodes without Hetzner Cloud volumes (_install_csi)
-        hcloud.FirewallAttachment("firewall-peers", firewall_id=firewall.id.apply(int),
-                                  server_ids=[n.server.id.apply(int) for n in self._nodes], opts=self._opts())
-        return {}
+        attachment = hcloud.FirewallAttachment("firewall-peers", firewall_id=firewall.id.apply(int),
+                                               server_ids=[n.server.id.apply(int) for n in self._nodes],
+                                               opts=self._opts())
+        return AdmittedPeers(rules=(firewall, attachment))
 
     def _placement_groups(self, specs: list[NodeSpec]) -> dict[str, hcloud.PlacementGroup]:
         groups: dict[str, hcloud.PlacementGroup] = {}

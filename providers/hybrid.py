@@ -40,7 +40,7 @@ from config.data import Movable
 from config.errors import problem
 from config.model import ApiLoadBalancer, ControlPlane, StackConfig, pool_provider
 from config.rules import role_pools
-from providers.base import (CLUSTER_PORTS, ClusterPort, Infrastructure, Node, PeerAddress, Storage,
+from providers.base import (CLUSTER_PORTS, AdmittedPeers, ClusterPort, Infrastructure, Node, PeerAddress, Storage,
                             check_credentials, holds_data, node_specs)
 from providers import cloud, hetzner
 from providers.hetzner import NETWORK_ZONES, PROVIDED_BY_LABEL, network_location
@@ -565,29 +565,34 @@ def over_internet(infra: Infrastructure, parts: Sequence[Infrastructure], balanc
     A node that leaves is drained before any rule stops admitting it (admit_everyone).
     """
     nodes = [dataclasses.replace(n, private_ip=n.public_ip) for n in infra.nodes]
+    admitted = admit_everyone(nodes, parts, private_key, logins)
     # parts[0], the stack provider's: its servers alone sit behind its private balancer (members moving to another
     # provider join at the public one).
     return dataclasses.replace(infra, nodes=nodes, api_private_endpoint=join_endpoint(infra, nodes, balanced),
                                join_endpoints=server_join_endpoints(parts[0], balanced and servers_private),
-                               admitted_by=admit_everyone(nodes, parts, private_key, logins))
+                               admitted_by=admitted.alone, peer_rules=admitted.rules)
 
 
 def admit_everyone(nodes: Sequence[Node], parts: Sequence[Infrastructure], private_key: pulumi.Input[str],
-                   logins: Mapping[str, str]) -> dict[str, list[pulumi.Resource]]:
-    """Each part's firewall admits every node (peer_rules); returns, by node name, the rules that admit that node
-    alone, which its drain command depends on (Infrastructure.admitted_by). Rules that name several nodes are updated
-    when one leaves, before its drain command runs: they take the departure hooks (components/k3s/depart.py), which
-    take the nodes the update stops admitting out of the cluster first."""
+                   logins: Mapping[str, str]) -> AdmittedPeers:
+    """Each part's firewall admits every node (peer_rules); returns every rule (each K3s install waits for them:
+    Infrastructure.peer_rules) and, by node name, the rules that admit that node alone, which its drain command
+    depends on (Infrastructure.admitted_by). Rules that name several nodes are updated when one leaves, before its
+    drain command runs: they take the departure hooks (components/k3s/depart.py), which take the nodes the update
+    stops admitting out of the cluster first."""
     from components.k3s.depart import departure_hooks  # the K3s layer imports the providers
     hooks = departure_hooks([n.hostname for n in nodes], private_key, logins)
     everyone = [PeerAddress(n.name, n.public_ip.apply(_single)) for n in nodes]
     servers = [peer for peer, n in zip(everyone, nodes) if n.spec.k3s_role == "server"]
-    admitted_by: dict[str, list[pulumi.Resource]] = {}
+    every: list[pulumi.Resource] = []
+    alone: dict[str, list[pulumi.Resource]] = {}
     for each in parts:
         has_servers = any(n.spec.k3s_role == "server" for n in each.nodes)
-        for name, rules in each.admit_peers(peer_rules(has_servers, everyone, servers), hooks).items():
-            admitted_by.setdefault(name, []).extend(rules)
-    return admitted_by
+        admitted = each.admit_peers(peer_rules(has_servers, everyone, servers), hooks)
+        every += admitted.rules
+        for name, rules in admitted.alone.items():
+            alone.setdefault(name, []).extend(rules)
+    return AdmittedPeers(rules=tuple(every), alone=alone)
 
 
 def join_endpoint(infra: Infrastructure, nodes: Sequence[Node], balanced: bool) -> pulumi.Output[str]:

@@ -86,6 +86,30 @@ def test_rules_naming_several_nodes_take_the_leaving_nodes_out_before_their_upda
     assert not any(r.options.get("hooks") for r in internet.of_type(SG_RULE))
 
 
+def _peer_rules(run: mockrun.Run) -> set[str]:
+    """Every firewall resource admitting the cluster's peers: Hetzner's peer firewall and its attachment, AWS's rules
+    per peer, GCP's and Azure's rules per port."""
+    return {r.urn for r in run.resources
+            if r.name in ("firewall-peers",) or r.name.startswith(("nodes-in-peer-", "api-public-lb-in-peer-"))
+            or (r.type == GCP_FIREWALL and "in-peers" in r.name) or (r.type == NSG_RULE and r.name.startswith("nsg-peers-"))}
+
+
+@pytest.mark.parametrize("fixture", ["internet", "clouds"])
+def test_every_k3s_install_waits_for_every_peer_rule(fixture, request):
+    """A node joins over the internet only once every provider's firewall admits it, and a peer rule's update (its
+    departure hook drains the nodes it drops) is done before any node is reconfigured and before anything installed
+    on the cluster updates (it all depends on the first server's install): e.g. the object store's release, whose own
+    shrink hook must not race the departures."""
+    run: mockrun.Run = request.getfixturevalue(fixture)
+    rules = _peer_rules(run)
+    assert len(rules) >= (4 if fixture == "clouds" else 20), sorted(rules)
+    installs = [r for r in run.of_type(COMMAND) if r.name.startswith("k3s-")]
+    assert len(installs) == len(_nodes(run))
+    for install in installs:
+        missing = rules - set(install.dependencies)
+        assert not missing, f"{install.name} may start before {sorted(missing)[:3]}"
+
+
 # --- the hook body -----------------------------------------------------------------------------------
 
 class FakeRunner:

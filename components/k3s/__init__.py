@@ -198,8 +198,11 @@ class K3sCluster(pulumi.ComponentResource):
         # the whole file, it cannot be reversed into the (high-entropy) S3 keys it covers.
         trigger = pulumi.Output.unsecret(pulumi.Output.all(s3_access, s3_secret, *inputs).apply(
             lambda v: content_hash(script_of(ANY_VERSION, REDACTED, REDACTED, *v))))
+        # Over the internet every peer rule first (infra.peer_rules): a node reaches the others only through them, and
+        # a rule's update drains the nodes it drops (components/k3s/depart.py) before the cluster's nodes and
+        # everything installed on the cluster update.
         return run_script(f"k3s-{node.name}", node, script, trigger, parent=self, secret=True,
-                          depends_on=[tuning.ready[node.name], self.stages[node.name], *after])
+                          depends_on=[tuning.ready[node.name], self.stages[node.name], *after, *infra.peer_rules])
 
     def _read_kubeconfig(self, first: Node) -> pulumi.Output[str]:
         read = command.remote.Command(

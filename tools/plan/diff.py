@@ -85,14 +85,25 @@ def diff_plans(base: dict[str, Any] | None, head: dict[str, Any] | None) -> dict
     return found
 
 
+# A resource gaining or losing more dependencies than this is described by the first few and a count: over the
+# internet every K3s install depends on every peer rule, a hundred AWS rules per node in production-sized clusters.
+DEPENDENCIES_NAMED = 8
+
+
+def _names(urns: set[str]) -> str:
+    names = sorted(u.rsplit("::", 1)[-1] for u in urns)
+    if len(names) <= DEPENDENCIES_NAMED:
+        return ", ".join(names)
+    return f"{', '.join(names[:DEPENDENCIES_NAMED])} and {len(names) - DEPENDENCIES_NAMED} more"
+
+
 def _edges(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Dependency and provider changes: they reorder or replace a resource without touching inputs."""
     found = []
     before, after = set(old["dependencies"]), set(new["dependencies"])
     if before != after:
-        short = lambda urns: ", ".join(sorted(u.rsplit("::", 1)[-1] for u in urns))  # noqa: E731
-        found.append("(dependencies" + (f" +{short(after - before)}" if after - before else "")
-                     + (f" -{short(before - after)}" if before - after else "") + ")")
+        found.append("(dependencies" + (f" +{_names(after - before)}" if after - before else "")
+                     + (f" -{_names(before - after)}" if before - after else "") + ")")
     old_provider, new_provider = old["provider"].rsplit("::", 1)[0], new["provider"].rsplit("::", 1)[0]
     if old_provider != new_provider:
         found.append(f"(provider {old_provider.rsplit('::', 1)[-1] or 'default'} -> "
