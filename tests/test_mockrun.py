@@ -234,6 +234,81 @@ def test_dependency_expansion_answers_like_the_sdks():
             _awaited(cycle(add))
 
 
+def test_dependency_expansion_of_a_list_answers_like_the_sdks():
+    """_expand_dependencies in one coroutine: each dependency walked and its URNs awaited before the next, so the
+    same URNs in the same order; an unknown URN left out; a cycle and a non-Resource refused by both."""
+    async def expand(function, make):
+        try:
+            return list((await function(*make())).items())
+        except Exception as error:  # noqa: BLE001 (the same error is the answer to compare)
+            return type(error).__name__, str(error)
+
+    def cases():
+        leaf, other, third = _resource(urn="leaf"), _resource(urn="other"), _resource(urn="third")
+        unknown = _resource(urn="unknown")
+        unknown.__dict__["urn"] = pulumi.Output(set(), _value(pulumi.output.UNKNOWN), _value(True))
+        inner = _resource(pulumi.ComponentResource, "inner", (leaf,))
+        outer = _resource(pulumi.ComponentResource, "outer", (inner, other))
+        new = _resource(urn="new")
+        cyclic = _resource(urn="cyclic")
+        return [lambda: ([outer, third, leaf, unknown], new), lambda: ([], new), lambda: ({third, other}, None),
+                lambda: ([third, "not a resource"], new),
+                lambda: (rpc.declare_dependency(cyclic, new) and [cyclic], new)]
+
+    async def both():
+        answers = []
+        for make in cases():
+            answers.append((await expand(mockrun._sdk_expand_dependencies, make), await expand(rpc._expand_dependencies, make)))
+        return answers
+
+    assert rpc._expand_dependencies is mockrun._expand_dependencies
+    answers = _awaited(both())
+    for sdk, ours in answers:
+        assert ours == sdk
+    assert sorted(urn for urn, _ in answers[0][1]) == ["urn:test::leaf", "urn:test::other", "urn:test::third"]
+    assert answers[3][1][0] == "TypeError" and answers[4][1][0] == "RuntimeError"
+
+
+def test_resource_outputs_resolve_like_the_sdks():
+    """A registered resource's properties (one future each instead of four and a Task): the same properties get
+    Outputs (urn always, id for a custom resource set elsewhere), and each resolves to the same value, known and
+    secret flags and dependencies (the resource added), an unknown value made unknown, a failure raised."""
+    dep = _resource(urn="dep")
+    error = RuntimeError("the registration failed")
+    resolutions = [("value", True, False, {dep}, None), ({"a": [1, None]}, True, True, None, None),
+                   (None, False, False, set(), None), ([pulumi.output.UNKNOWN], True, False, None, None),
+                   (None, False, False, None, error)]
+
+    async def outcome(transfer, custom, resolution):
+        res = _resource(urn="res")
+        resolvers = transfer(res, {"urn": 1, "id": 2, "size": 3, "labels": 4}, custom)
+        names = sorted(resolvers)
+        assert sorted(name for name in names if isinstance(res.__dict__.get(name), pulumi.Output)) == names
+        for name in names:
+            resolvers[name](*resolution)
+        answers = []
+        for name in names:
+            try:
+                data = await res.__dict__[name]._data
+                answers.append((data.value, data.is_known, data.is_secret, data.resources == {res} | (resolution[3] or set())))
+            except RuntimeError as raised:
+                answers.append(str(raised))
+        return names, answers
+
+    async def both():
+        return [(await outcome(mockrun._sdk_transfer_properties, custom, resolution),
+                 await outcome(rpc.transfer_properties, custom, resolution))
+                for custom in (True, False) for resolution in resolutions]
+
+    assert rpc.transfer_properties is mockrun._transfer_properties
+    answers = _awaited(both())
+    for sdk, ours in answers:
+        assert ours == sdk
+    assert answers[0][1][0] == ["labels", "size"] and answers[len(resolutions)][1][0] == ["id", "labels", "size"]
+    assert answers[3][1][1][0][1] is False, "a value holding an unknown is not known"
+    assert answers[4][1][1][0] == "the registration failed"
+
+
 def test_type_unwrapping_answers_like_the_sdks():
     """Remembered per type object: Union[a, b] equals Union[b, a], yet the SDK answers with the first."""
     samples = [str, pulumi.Input[str], typing.Optional[pulumi.Input[str]], pulumi.Output[int],
@@ -561,7 +636,9 @@ def test_a_run_with_the_sdks_own_internals_records_the_same(monkeypatch):
     ours = run_raw(raw)  # the test above's run (recorded)
     assert {name for _owner, name, _sdk, _ours in mockrun.SDK_PATCHES} >= {
         "contains_unknowns", "_resolve_depends_on", "_add_dependency", "unwrap_type", "_track", "isawaitable",
-        "monitor_executor", "_sync_await", "state_struct"}
+        "monitor_executor", "_sync_await", "state_struct", "serialize_property", "deserialize_properties",
+        "deserialize_property", "translate_output_properties", "_expand_dependencies",
+        "transfer_properties"}  # tools/mockrpc.py; tests/test_mockrpc.py too
     monkeypatch.setattr(mockrun, "cache", None)
     with mockrun.sdk_originals():
         assert all(getattr(owner, name) is sdk for owner, name, sdk, _ours in mockrun.SDK_PATCHES)

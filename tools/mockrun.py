@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import functools
 import gc
 import hashlib
 import importlib
@@ -38,7 +39,7 @@ from pulumi.runtime.proto import resource_pb2, source_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from tools import yamlread
+from tools import mockrpc, yamlread
 from tools.runcache import RunCache, config_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -359,7 +360,9 @@ _patch(importlib.import_module("pulumi.runtime.invoke"), "_resolve_depends_on", 
 _sdk_add_dependency = rpc._add_dependency
 
 
-async def _add_dependency(deps: dict[str, Any], res: Any, from_resource: Any) -> None:
+def _dependency_leaves(res: Any, from_resource: Any) -> list[Any]:
+    """The first half of the SDK's _add_dependency: the walk from `res` (a component stands for its children),
+    declaring each edge from `from_resource`, refusing a cycle; the resources whose URNs it then awaits."""
     res_list = collections.deque([(res, from_resource)])  # popleft: the SDK's pop(0), without the shifting
     awaitable: list[Any] = []
     while len(res_list) > 0:
@@ -381,14 +384,60 @@ async def _add_dependency(deps: dict[str, Any], res: Any, from_resource: Any) ->
                 res_list.append((child, from_resource))
         else:
             awaitable.append(res)
+    return awaitable
 
-    for res in awaitable:
-        urn = await res.urn.future()
-        if urn:
-            deps[urn] = res
+
+async def _urn(res: Any) -> Any:
+    """`await res.urn.future()`: Output.future's body (its data awaited, None if it holds an unknown) without the
+    coroutine of its own, for an Output of the SDK's own class."""
+    urn = res.urn
+    if type(urn) is not pulumi.Output:
+        return await urn.future()
+    data = await urn._data
+    return None if _contains_unknowns(data.value) else data.value
+
+
+async def _add_dependencies(deps: dict[str, Any], resources: Any, from_resource: Any) -> None:
+    """_add_dependency of each resource in turn (its walk, then its URNs awaited, then the next), in one coroutine."""
+    for each in resources:
+        for res in _dependency_leaves(each, from_resource):
+            urn = await _urn(res)
+            if urn:
+                deps[urn] = res
+
+
+async def _add_dependency(deps: dict[str, Any], res: Any, from_resource: Any) -> None:
+    await _add_dependencies(deps, (res,), from_resource)
 
 
 _patch(rpc, "_add_dependency", _add_dependency)
+
+# rpc._expand_dependencies awaits _add_dependency once per dependency (a coroutine each, and one more per URN in
+# Output.future: 21,000 of each a production run, most for a single resource). Ours runs the same body for each
+# dependency in the same order (walk and cycle check, then its URNs awaited, then the next dependency) in one
+# coroutine. resource.py and _depends_on.py imported the name.
+_sdk_expand_dependencies = rpc._expand_dependencies
+
+
+async def _expand_dependencies(deps: Any, from_resource: Any) -> dict[str, Any]:
+    expanded_deps: dict[str, Any] = {}
+    await _add_dependencies(expanded_deps, deps, from_resource)
+    return expanded_deps
+
+
+for _owner in (rpc, runtime_resource, _depends_on):
+    _patch(_owner, "_expand_dependencies", _expand_dependencies)
+
+# Inputs are serialized one coroutine per nested value, deserialized by the mock monitor and again as the outputs the
+# mock answers with (its inputs), then translated to typed outputs with a `_Path` per value: about a fifth of a run,
+# nearly all of it plain dicts, lists and strings. tools/mockrpc.py answers plain data in one synchronous pass, branch
+# for branch as the SDK's functions do, and hands anything else (Outputs, Resources, secrets, assets, unknowns, and
+# whatever the SDK would refuse) to the SDK's own function; the SDK's recursion calls these names, so it comes back
+# to ours for each nested value.
+_patch(rpc, "serialize_property", mockrpc.serialize_property)
+_patch(rpc, "deserialize_properties", mockrpc.deserialize_properties)
+_patch(rpc, "deserialize_property", mockrpc.deserialize_property)
+_patch(rpc, "translate_output_properties", mockrpc.translate_output_properties)
 
 # Serializing each input property unwraps its declared type (Output[T], Input[T], Optional[...]) with a dozen
 # typing calls, 21,000 times a run over a few hundred distinct types. The answer depends only on the type
@@ -440,6 +489,39 @@ def _track(self: Any) -> None:
 
 
 _patch(pulumi.Output, "_track", _track)
+
+# rpc.transfer_properties gives each property of a resource being registered an Output over four futures (value,
+# known, secret, dependencies) that its resolver sets at once, and a Task per Output that awaits the four and builds
+# the Output's data (~8,000 a production run, three loop callbacks each). Ours gives each property one future of
+# that data, set by the resolver: the same _OutputData (the dependencies given, plus the resource; the value, known
+# and secret flags as resolved) or the same exception when the registration failed, as soon as it is resolved.
+_sdk_transfer_properties = rpc.transfer_properties
+
+
+def _resolve_data(res: Any, data: asyncio.Future, value: Any, is_known: bool, is_secret: bool, deps: Any,
+                  failed: Exception | None) -> None:
+    """The SDK's do_resolve, setting the Output's data directly."""
+    deps_union = set(deps) if deps else set()
+    deps_union.add(res)
+    if failed is not None:
+        data.set_exception(failed)
+    else:
+        data.set_result(pulumi_output._OutputData(resources=deps_union, value=value, is_known=is_known,
+                                                  is_secret=is_secret))
+
+
+def _transfer_properties(res: Any, props: Any, custom: bool) -> dict[str, Callable[..., None]]:
+    resolvers: dict[str, Callable[..., None]] = {}
+    for name in props:
+        if name == "urn" or (name == "id" and custom):
+            continue  # set elsewhere, as in the SDK
+        data: asyncio.Future = asyncio.Future()
+        resolvers[name] = functools.partial(_resolve_data, res, data)
+        res.__dict__[name] = pulumi.Output._from_data(data)
+    return resolvers
+
+
+_patch(rpc, "transfer_properties", _transfer_properties)
 
 # The SDK walks and converts the whole Python stack at every resource, to tell the engine which line
 # created it; the mock monitor ignores that (and so do our records), and it cost a tenth of a run.
