@@ -232,10 +232,18 @@ def test_a_server_that_keeps_volumes_fails_the_script(tmp_path):
     assert not any("volumeServer.leave" in c for c in shell_commands(calls))
 
 
-def test_a_server_without_a_pod_has_nothing_to_empty(tmp_path):
+def test_a_server_without_a_pod_has_nothing_to_empty_when_no_volume_lacks_a_copy(tmp_path):
     code, calls, err = run_evacuate(tmp_path, NO_POD="1")
     assert code == 0, err
-    assert shell_commands(calls) == []
+    assert shell_commands(calls) == ["volume.fix.replication"]
+
+
+def test_a_server_without_a_pod_whose_volumes_lack_a_copy_fails_the_update(tmp_path):
+    """Its pod gone (deleted, not yet recreated), its disk may hold the only other copy of a volume: the StatefulSet
+    must not delete it, as for a server the master does not know."""
+    code, calls, err = run_evacuate(tmp_path, NO_POD="1", UNDER="1")
+    assert code != 0 and "has no pod, and 1 volumes lack a copy" in err and "every" in err
+    assert not any("volumeServer" in c for c in shell_commands(calls))
 
 
 def test_the_evacuation_script_lints():

@@ -17,12 +17,6 @@ source lib.sh
 
 open_kubeconfig  # kube-lib.sh
 
-# A server without a pod serves nothing now; its claim stays when the StatefulSet shrinks (the chart keeps claims).
-if [ -z "$(kube get pod -n "$NAMESPACE" "$SERVER" --ignore-not-found -o name)" ]; then
-  log "volume server $SERVER has no pod: nothing to empty"
-  exit 0
-fi
-
 read -ra master_pods <<<"$MASTERS"
 master=""
 for candidate in "${master_pods[@]}"; do
@@ -56,6 +50,30 @@ weed_shell() {
   printf '%s\n' "$out"
 }
 
+# Fails the script (and the update) when a volume of the cluster lacks a copy: the server $1 describes, which serves
+# nothing now, may hold the other one on its disk, and its StatefulSet must not delete it. volume.fix.replication
+# without -apply only reports, one line per such volume (command_volume_fix_replication.go at 4.44).
+no_copy_missing() {
+  local report missing
+  report=$(weed_shell <<<"volume.fix.replication")
+  missing=$(grep -cE '^volume [0-9]+ replication [0-9]+, but under replicated' <<<"$report" || true)
+  if [ "$missing" -gt 0 ]; then
+    printf '%s\n' "$report" >&2
+    log "$1, and $missing volumes lack a copy (above): it may hold their other copy."
+    log "The update is aborted, every volume server is kept. Bring $SERVER back (kubectl -n $NAMESPACE get pod"
+    log "$SERVER), or restore the copies (weed shell: volume.fix.replication -apply), then run pulumi up again."
+    exit 1
+  fi
+}
+
+# A server without a pod serves nothing now; its claim stays when the StatefulSet shrinks (the chart keeps claims),
+# and nothing is lost when every volume still has its copies elsewhere.
+if [ -z "$(kube get pod -n "$NAMESPACE" "$SERVER" --ignore-not-found -o name)" ]; then
+  no_copy_missing "volume server $SERVER has no pod"
+  log "volume server $SERVER has no pod and no volume lacks a copy: nothing to empty"
+  exit 0
+fi
+
 emptied=false
 waited=false
 for attempt in 1 2 3; do
@@ -70,15 +88,7 @@ for attempt in 1 2 3; do
     # that went down with copies on its disk leaves their volumes under-replicated, and those copies must not go.
     if grep -qxF "error: $ADDRESS is not found in this cluster" <<<"$out"; then
       if [ "$waited" = true ]; then
-        report=$(weed_shell <<<"volume.fix.replication")
-        missing=$(grep -cE '^volume [0-9]+ replication [0-9]+, but under replicated' <<<"$report" || true)
-        if [ "$missing" -gt 0 ]; then
-          printf '%s\n' "$report" >&2
-          log "the master does not know $ADDRESS, and $missing volumes lack a copy (above): it may hold their other"
-          log "copy. The update is aborted, every volume server is kept. Bring $SERVER back (kubectl -n $NAMESPACE"
-          log "get pod $SERVER), or restore the copies (weed shell: volume.fix.replication -apply), then run pulumi up."
-          exit 1
-        fi
+        no_copy_missing "the master does not know $ADDRESS"
         log "the master does not know $ADDRESS (emptied and left earlier) and no volume lacks a copy: nothing to empty"
         exit 0
       fi
