@@ -18,7 +18,7 @@ import pulumi.resource_hooks
 import pytest
 
 from components.k3s import resize
-from components.k3s.depart import (STOP_SSH_TIMEOUT_SECONDS, BeforeDeparture, Departures, DepartError, Leaving,
+from components.k3s.depart import (STOP_SSH_TIMEOUT_SECONDS, UNREPORTED_POD_SKIP_SECONDS, BeforeDeparture, Departures, DepartError, Leaving,
                                    depart_script, departure_hooks, dropped_addresses, stop_script)
 from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, ETCD_TIMEOUT_SECONDS
 from components.k3s.resize import SERVER_CA, SSH_TIMEOUT_SECONDS, DrainServer, token_script
@@ -385,6 +385,7 @@ case " $* " in
   *" get nodes -l node-role.kubernetes.io/etcd=true -o name "*) printf 'node/a\nnode/b\nnode/c\nnode/d\n'; exit 0 ;;
   *" get node "*"adplatform"*) printf '%s\t%s\t%s\n' "${PROVIDER-hetzner}" "${READY:-True}" "${ETCD:-}"; exit 0 ;;
   *" get node "*"removed-node-name"*) echo removed; exit 0 ;;
+  *" get node "*"-o jsonpath={.status.conditions"*) echo "${READY_BEFORE-True}"; exit 0 ;;
   # kubectl prints its progress on stdout, as the real one does
   *" cordon "*) printf 'node/%s cordoned\n' "${*: -1}"; exit 0 ;;
   *" drain "*) printf 'evicting pod default/app-1\n'; exit "${DRAIN_RC:-0}" ;;
@@ -410,7 +411,7 @@ def test_a_leaving_etcd_member_is_drained_and_its_member_removed_but_its_node_ke
     out: list[str] = []
     code, calls, err = run_depart(tmp_path, ["198.51.100.3"], out, ETCD="true", PROVIDER="aws")
     assert code == 0, err
-    assert calls[1:3] == [f"cordon {LEAVING}",
+    assert [c for c in calls if c.startswith(("cordon", "drain"))] == [f"cordon {LEAVING}",
                           f"drain {LEAVING} --ignore-daemonsets --delete-emptydir-data --timeout={DRAIN_TIMEOUT_SECONDS}s"]
     assert f"annotate node {LEAVING} --overwrite etcd.k3s.cattle.io/remove=true" in calls
     assert not any(c.startswith("delete") for c in calls), "the Node outlives the departure's first phase"
@@ -428,6 +429,20 @@ def test_a_server_without_the_provider_label_still_has_its_etcd_member_removed(t
     assert f"annotate node {LEAVING} --overwrite etcd.k3s.cattle.io/remove=true" in calls
     assert out == [f"departed\t{LEAVING}\t\tTrue"]
     assert Leaving.parse(out[0]) == [Leaving(LEAVING, "", True)]
+
+
+@pytest.mark.parametrize("ready, skipped", [("True", False), ("False", True), ("Unknown", True), ("", True)])
+def test_a_node_that_does_not_report_has_its_unconfirmed_pods_skipped_after_their_deletion_time(tmp_path, ready,
+                                                                                                  skipped):
+    """A leaving node whose machine is down never confirms its pods' deletion: without the skip its drain would wait out
+    DRAIN_TIMEOUT_SECONDS and fail the rule's update on every run (lowering the count could never remove it). A Ready
+    node's drain waits for every pod's graceful end (a long termination grace period must not be cut short)."""
+    code, calls, err = run_depart(tmp_path, ["198.51.100.3"], READY_BEFORE=ready, READY=ready or "Unknown")
+    assert code == 0, err
+    drain = next(c for c in calls if c.startswith("drain "))
+    flag = f"--skip-wait-for-delete-timeout={UNREPORTED_POD_SKIP_SECONDS}"
+    assert (flag in drain.split()) == skipped, drain
+    assert drain.startswith(f"drain {LEAVING} --ignore-daemonsets --delete-emptydir-data"), "evictions, never forced"
 
 
 def test_the_second_phase_deletes_the_nodes_it_is_given_and_nothing_else(tmp_path):

@@ -64,6 +64,10 @@ from components.shell import render
 
 DEPART_TEMPLATE = Path(__file__).parent / "scripts" / "depart.sh"
 STOP_TEMPLATE = Path(__file__).parent / "scripts" / "stop-k3s.sh"
+# A leaving node that is not Ready (machine down, or cut off) never confirms its pods' deletion: its drain skips an
+# evicted pod once the pod's deletion time is this far past (kubectl drain --skip-wait-for-delete-timeout), instead
+# of waiting out DRAIN_TIMEOUT_SECONDS on every run. A Ready node's drain waits for every pod's graceful end.
+UNREPORTED_POD_SKIP_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 180  # systemctl disable --now of K3s (its unit stops K3s alone; pod containers keep running)
 # One SSH run of stop-k3s.sh, connection included (ssh_run tries to connect for up to 300 s).
 STOP_SSH_TIMEOUT_SECONDS = 2 * STOP_TIMEOUT_SECONDS + 300
@@ -155,6 +159,7 @@ def depart_script(addresses: Sequence[str], keep: Sequence[str], token: str, *, 
         "PHASE": phase, "ADDRESSES": " ".join(addresses), "KEEP": _node_names(keep), "NODES": _node_names(nodes),
         "KUBECONFIG_YAML": on_server_kubeconfig(token),
         "DRAIN_TIMEOUT": DRAIN_TIMEOUT_SECONDS, "ETCD_TIMEOUT": ETCD_TIMEOUT_SECONDS,
+        "SKIP_WAIT": UNREPORTED_POD_SKIP_SECONDS,
     }, libs=[KUBE_LIB])
 
 
