@@ -18,7 +18,8 @@ import pulumi.resource_hooks
 import pytest
 
 from components.k3s import resize
-from components.k3s.depart import (STOP_SSH_TIMEOUT_SECONDS, UNREPORTED_POD_SKIP_SECONDS, BeforeDeparture, Departures, DepartError, Leaving,
+from components.k3s.depart import (PROBE_ATTEMPTS, PROBE_SSH_TIMEOUT_SECONDS, STOP_SSH_TIMEOUT_SECONDS,
+                                   UNREPORTED_POD_SKIP_SECONDS, BeforeDeparture, Departures, DepartError, Leaving,
                                    depart_script, departure_hooks, dropped_addresses, stop_script)
 from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, ETCD_TIMEOUT_SECONDS
 from components.k3s.resize import SERVER_CA, SSH_TIMEOUT_SECONDS, DrainServer, token_script
@@ -130,7 +131,7 @@ class FakeRunner:
         return self.out if script_param(script, "PHASE") == "out" else ""
 
 
-def on_no_node(address: str, user: str):
+def on_no_node(address: str, user: str, patient: bool):
     raise AssertionError(f"no leaving node is reached over SSH ({user}@{address})")
 
 
@@ -247,9 +248,9 @@ class FakeNodes:
     def __init__(self, calls: list, fail: bool = False):
         self.calls, self.fail = calls, fail
 
-    def __call__(self, address: str, user: str):
+    def __call__(self, address: str, user: str, patient: bool = True):
         async def run(script: str) -> str:
-            self.calls.append((address, user, script))
+            self.calls.append((address, user, script, patient))
             if self.fail:
                 raise RuntimeError("ssh: connect to host 198.51.100.3 port 22: Connection timed out")
             return ""
@@ -282,13 +283,24 @@ def test_a_leaving_node_on_another_provider_is_reached_as_that_providers_login()
     assert "stop on ubuntu@198.51.100.3" in _steps(calls)
 
 
-def test_a_node_whose_kubelet_is_not_ready_is_not_reached_but_still_removed():
-    """Not Ready after its drain: no kubelet runs there (K3s stopped by hand, the machine down); reaching it would
-    fail the hook for ever. Its Node is deleted all the same."""
+@pytest.mark.parametrize("answers", [False, True])
+def test_a_node_whose_kubelet_is_not_ready_gets_one_short_try_and_is_removed_either_way(answers):
+    """Not Ready after its drain: its machine down or cut off, or K3s stopped by hand. One short try (not the patient
+    connection a Ready node gets): a kubelet that only stopped reporting has K3s stopped, so it cannot register the
+    Node again; a dead machine does not fail the hook (it would on every run). Its Node is deleted either way."""
     calls: list = []
     out = f"departed\t{LEAVING}\thetzner\tUnknown\n"
-    drive(Departures(KEEP, LOGINS).before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls, out=out), on_no_node))
-    assert _steps(calls) == ["token", "out 198.51.100.3", f"forget {LEAVING}"]
+    drive(Departures(KEEP, LOGINS).before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls, out=out),
+                                          FakeNodes(calls, fail=not answers)))
+    assert _steps(calls) == ["token", "out 198.51.100.3", "stop on root@198.51.100.3", f"forget {LEAVING}"]
+    assert calls[2][3] is False, "one short try"
+
+
+def test_a_ready_node_is_reached_patiently():
+    calls: list = []
+    out = f"departed\t{LEAVING}\thetzner\tTrue\n"
+    drive(Departures(KEEP, LOGINS).before(HCLOUD_OLD, HCLOUD_NEW, FakeRunner(calls, out=out), FakeNodes(calls)))
+    assert calls[2][3] is True
 
 
 @pytest.mark.parametrize("out, nodes, why", [
@@ -303,18 +315,20 @@ def test_a_node_whose_k3s_cannot_be_stopped_keeps_its_node_and_the_rule_keeps_ad
     assert not any(step.startswith("forget") for step in _steps(calls)), "its Node is not deleted"
 
 
-def test_the_hook_stops_k3s_on_the_leaving_node_with_the_stacks_key(monkeypatch):
+@pytest.mark.parametrize("ready, bound", [("True", (STOP_SSH_TIMEOUT_SECONDS, "stop", 30)),
+                                          ("Unknown", (PROBE_SSH_TIMEOUT_SECONDS, "stop", PROBE_ATTEMPTS))])
+def test_the_hook_stops_k3s_on_the_leaving_node_with_the_stacks_key(monkeypatch, ready, bound):
     """The bound hook: depart.sh on the first K3s server, stop-k3s.sh on the leaving node at the dropped address as
     its provider's login, each with the stack's SSH key (the one every node's connection carries), bounded."""
     monkeypatch.setattr(pulumi.resource_hooks, "register_resource_hook", lambda hook: None)
     runs = []
 
-    async def ssh_run(host, user, key, script, timeout=SSH_TIMEOUT_SECONDS):
+    async def ssh_run(host, user, key, script, timeout=SSH_TIMEOUT_SECONDS, attempts=30):
         runs.append((host, user, key, timeout, "stop" if script.startswith(stop_script(LEAVING)[:40])
-                     and "STOP_TIMEOUT" in script else script))
+                     and "STOP_TIMEOUT" in script else script, attempts))
         if script == token_script():
             return TOKEN
-        return f"departed\t{LEAVING}\taws\tTrue\n" if "readonly PHASE=out" in script else ""
+        return f"departed\t{LEAVING}\taws\t{ready}\n" if "readonly PHASE=out" in script else ""
     monkeypatch.setattr(resize, "ssh_run", ssh_run)
     # Its own steps: a program run in this process fills the global registry (BEFORE_DEPARTURE).
     steps = BeforeDeparture()
@@ -328,9 +342,9 @@ def test_the_hook_stops_k3s_on_the_leaving_node_with_the_stacks_key(monkeypatch)
     where = [(host, user, key) for host, user, key, *_ in runs]
     assert where == [("203.0.113.1", "root", "the-stack-key")] * 3 + [("198.51.100.3", "ubuntu", "the-stack-key")] + [
         ("203.0.113.1", "root", "the-stack-key")]
-    assert runs[1][3:] == (4 * 3600, "the step's script"), "a step's scripts run with the bound it names"
+    assert runs[1][3:] == (4 * 3600, "the step's script", 30), "a step's scripts run with the bound it names"
     assert runs[2][3] == SSH_TIMEOUT_SECONDS
-    assert runs[3][3:] == (STOP_SSH_TIMEOUT_SECONDS, "stop")
+    assert runs[3][3:] == bound, "a Ready node patiently, one that is not with one short try"
 
 
 def test_the_hook_never_runs_in_a_preview(monkeypatch):

@@ -232,8 +232,10 @@ def test_ssh_runner_feeds_the_script_on_stdin_with_a_private_key_file(tmp_path, 
     assert out == "output\n"
     argv = (tmp_path / "argv").read_text().splitlines()
     assert argv[-4:] == ["ubuntu", "--", "198.51.100.7", "sudo -n bash -s"], "the host is never read as an option"
-    assert "BatchMode=yes" in argv
+    assert "BatchMode=yes" in argv and "ConnectionAttempts=30" in argv, "patient by default (a resized machine)"
     assert (tmp_path / "mode").read_text().strip() == "600" and (tmp_path / "key").read_text() == "KEY\n"
+    drive(ssh_run("198.51.100.7", "ubuntu", "KEY", "echo hi\n", 60, attempts=2))
+    assert "ConnectionAttempts=2" in (tmp_path / "argv").read_text().splitlines(), "a short try where asked"
     assert (tmp_path / "stdin").read_text() == "echo hi\n", "the script (and its token) never in argv"
 
 
@@ -253,7 +255,7 @@ def test_an_agent_is_drained_from_the_clusters_first_server_as_that_servers_user
     first.use("203.0.113.10", "root")
     calls = []
 
-    async def fake_ssh(host, user, key, script, timeout=0):
+    async def fake_ssh(host, user, key, script, timeout=0, attempts=30):
         calls.append((host, user, key))
         return ""
     monkeypatch.setattr("components.k3s.resize.ssh_run", fake_ssh)

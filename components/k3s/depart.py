@@ -34,9 +34,9 @@ provider, below its quorum, and no member could be removed any more) and before 
 so a reboot does not start it. The stop runs over SSH on the node at the address the rule drops (every provider's
 connection host is the node's public address, its node-ip over the internet), as its provider's login user
 (`logins`: the adplatform.io/provider label of its Node picks it) with the stack's SSH key, as the program's
-remote commands on that node did. A node whose kubelet was not Ready after its drain is not reached: it runs no
-kubelet that could report (stopped by hand, or the machine is down), and one that cannot be reached would fail the
-hook for ever.
+remote commands on that node did. A node whose kubelet was not Ready after its drain (the machine down or cut off,
+or K3s stopped by hand) gets one short try (PROBE_ATTEMPTS connections): stopped if it answers, left as it is if not,
+since a machine that cannot be reached would fail the hook for ever.
 
 Before the first departure of a run the hook runs the steps other layers registered (BEFORE_DEPARTURE): a store
 whose servers must be emptied before their nodes are drained (the object store's volume servers,
@@ -71,10 +71,15 @@ UNREPORTED_POD_SKIP_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 180  # systemctl disable --now of K3s (its unit stops K3s alone; pod containers keep running)
 # One SSH run of stop-k3s.sh, connection included (ssh_run tries to connect for up to 300 s).
 STOP_SSH_TIMEOUT_SECONDS = 2 * STOP_TIMEOUT_SECONDS + 300
+# A leaving node that was not Ready after its drain (its machine down, cut off, or K3s stopped by hand) gets one short
+# try: two connection attempts of 10 s, then the stop itself.
+PROBE_ATTEMPTS = 2
+PROBE_SSH_TIMEOUT_SECONDS = STOP_TIMEOUT_SECONDS + 10 * PROBE_ATTEMPTS + 10
 
 
-# Runs scripts on the leaving node at `address` as `user` (its provider's login), with the stack's SSH key.
-NodeRunner = Callable[[str, str], Runner]
+# Runs scripts on the leaving node at `address` as `user` (its provider's login), with the stack's SSH key; `patient`
+# False: one short try (PROBE_ATTEMPTS) for a node that may well be down.
+NodeRunner = Callable[[str, str, bool], Runner]
 # A step a higher layer needs done before nodes depart: (the addresses that leave, the node names the program keeps,
 # the node-lifecycle token, a runner on the cluster's first K3s server). It raises to keep every node.
 DepartureStep = Callable[[Sequence[str], Sequence[str], str, Runner], Awaitable[None]]
@@ -241,8 +246,7 @@ class Departures:
         leaving = Leaving.parse(await run(depart_script([address], self.keep, token)))
         for node in leaving:
             if not node.ready:
-                pulumi.log.info(f"{node.name} ({address}) was not Ready after its drain: no kubelet runs there to "
-                                f"stop (K3s stopped, or the machine is down); it is not reached over SSH")
+                await self._stop_if_it_answers(node, address, run_on_node)
                 continue
             user = self.logins.get(node.provider)
             if user is None:
@@ -250,7 +254,7 @@ class Departures:
                                   f"unknown (known: {', '.join(sorted(self.logins))}): stop and disable K3s on it by "
                                   f"hand (systemctl disable --now k3s k3s-agent), then run pulumi up again")
             try:
-                await run_on_node(address, user)(stop_script(node.name))
+                await run_on_node(address, user, True)(stop_script(node.name))
             except Exception as e:
                 raise DepartError(f"stopping K3s on {node.name} ({address}, as {user}) failed: {e}. If the machine "
                                   f"is gone or cannot be reached, stop and disable K3s on it by hand (systemctl "
@@ -258,6 +262,23 @@ class Departures:
                                   f"the next pulumi up takes it out without reaching it") from e
         if leaving:
             await run(depart_script([], self.keep, token, phase="forget", nodes=[n.name for n in leaving]))
+
+    async def _stop_if_it_answers(self, node: Leaving, address: str, run_on_node: NodeRunner) -> None:
+        """A node not Ready after its drain: its machine down or cut off, or K3s stopped by hand. If it answers after
+        all (a kubelet that only stopped reporting), its K3s is stopped and disabled as for a Ready node, so it cannot
+        register its Node again before the machine goes; if not, it is left as it is: waiting for a dead machine would
+        fail the hook on every run."""
+        user = self.logins.get(node.provider)
+        if user is None:
+            pulumi.log.info(f"{node.name} ({address}) was not Ready after its drain and its provider label "
+                            f"{node.provider!r} names no known SSH login: it is not reached")
+            return
+        try:
+            await run_on_node(address, user, False)(stop_script(node.name))
+        except Exception as e:  # down or unreachable: nothing runs there to stop, or nothing we can reach
+            pulumi.log.info(f"{node.name} ({address}) was not Ready after its drain and does not answer ({e}): its "
+                            f"Node is deleted; if the machine comes back before it is deleted, stop K3s on it "
+                            f"(systemctl disable --now k3s k3s-agent)")
 
 
 def departure_hooks(keep: Sequence[str], private_key: pulumi.Input[str], logins: Mapping[str, str],
@@ -268,8 +289,10 @@ def departure_hooks(keep: Sequence[str], private_key: pulumi.Input[str], logins:
     leaving node as `logins[<its provider>]`; `steps` run before the first node departs."""
     departures = Departures(tuple(keep), dict(logins), steps)
 
-    def on_node(address: str, user: str) -> Runner:
-        return _run_on(lambda _outputs: (address, user), private_key, None, STOP_SSH_TIMEOUT_SECONDS)
+    def on_node(address: str, user: str, patient: bool) -> Runner:
+        if patient:
+            return _run_on(lambda _outputs: (address, user), private_key, None, STOP_SSH_TIMEOUT_SECONDS)
+        return _run_on(lambda _outputs: (address, user), private_key, None, PROBE_SSH_TIMEOUT_SECONDS, PROBE_ATTEMPTS)
 
     def where(_outputs: Mapping[str, Any] | None) -> tuple[pulumi.Input[str], pulumi.Input[str]]:
         return drain_server.reach("take leaving nodes out of the cluster from",

@@ -184,8 +184,10 @@ class ResizeHooks:
 
 # --- binding to a server: the SSH runner ------------------------------------------------------------
 
-async def ssh_run(host: str, user: str, private_key: str, script: str, timeout: float = SSH_TIMEOUT_SECONDS) -> str:
-    """Run `script` with bash on `host` through the deployer's OpenSSH client, fed on stdin."""
+async def ssh_run(host: str, user: str, private_key: str, script: str, timeout: float = SSH_TIMEOUT_SECONDS,
+                  attempts: int = 30) -> str:
+    """Run `script` with bash on `host` through the deployer's OpenSSH client, fed on stdin; `attempts` connections
+    of 10 s at most (a machine coming back from a resize answers within minutes)."""
     if not HOST.fullmatch(host or ""):
         raise ResizeError(f"no usable SSH address ({host!r}) to reach the node's K3s server")
     with tempfile.TemporaryDirectory() as tmp:
@@ -198,7 +200,7 @@ async def ssh_run(host: str, user: str, private_key: str, script: str, timeout: 
                 # replaced server keeps or changes its key without a known_hosts to maintain.
                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
                 # A server coming back from its resize answers SSH a minute or two after power-on.
-                "-o", "ConnectTimeout=10", "-o", "ConnectionAttempts=30", "-l", user, "--", host, shell_command(user)]
+                "-o", "ConnectTimeout=10", "-o", f"ConnectionAttempts={int(attempts)}", "-l", user, "--", host, shell_command(user)]
         try:
             proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE,
                                                         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -226,10 +228,11 @@ HostOf = Callable[[Mapping[str, Any] | None], pulumi.Input[str]]
 
 
 def _run_on(where: Where, private_key: pulumi.Input[str], outputs: Mapping[str, Any] | None,
-            timeout: float = SSH_TIMEOUT_SECONDS) -> Runner:
+            timeout: float = SSH_TIMEOUT_SECONDS, attempts: int = 30) -> Runner:
     async def run(script: str) -> str:
         host, user = where(outputs)
-        return await ssh_run(await _resolve(host), await _resolve(user), await _resolve(private_key), script, timeout)
+        return await ssh_run(await _resolve(host), await _resolve(user), await _resolve(private_key), script, timeout,
+                             attempts)
     return run
 
 
