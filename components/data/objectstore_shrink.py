@@ -75,9 +75,24 @@ def _count(inputs: Mapping[str, Any] | None, component: str) -> int | None:
 def leaving_servers(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, release: str) -> list[str]:
     """The volume server pods an update of the release removes, in the order they are emptied: highest first."""
     before, after = _count(old, "volume"), _count(new, "volume")
-    if before is None or after is None or after >= before:
+    if before is None or after is None:
         return []
+    return _removed(release, before, after)
+
+
+def _removed(release: str, before: int, after: int) -> list[str]:
+    """The volume server pods a StatefulSet going from `before` to `after` replicas deletes: highest first."""
     return [f"{release}-volume-{i}" for i in range(before - 1, after - 1, -1)]
+
+
+def _check(names: Sequence[str], token: str, what: str, kinds: str, servers: str) -> None:
+    """What a script of ours embeds: Kubernetes names (`kinds` says which) and the node-lifecycle token."""
+    bad = [name for name in names if not NODE_NAME.fullmatch(name)]
+    if bad:
+        raise ValueError(f"volume server {what}: {bad} are not {kinds}")
+    if not TOKEN.fullmatch(token):
+        raise EvacuateError(f"the node-lifecycle token read to empty the {servers} volume servers is not a service "
+                            "account token")
 
 
 def master_pods(release: str, count: int) -> list[str]:
@@ -85,12 +100,9 @@ def master_pods(release: str, count: int) -> list[str]:
 
 
 def evacuate_script(server: str, masters: Sequence[str], namespace: str, release: str, token: str) -> str:
-    bad = [name for name in (server, *masters, namespace, release) if not NODE_NAME.fullmatch(name)]
-    if bad or not masters:
-        raise ValueError(f"volume server evacuation: {bad or 'no master'} are not pod or namespace names")
-    if not TOKEN.fullmatch(token):
-        raise EvacuateError("the node-lifecycle token read to empty the leaving volume servers is not a service "
-                            "account token")
+    if not masters:
+        raise ValueError("volume server evacuation: no master")
+    _check((server, *masters, namespace, release), token, "evacuation", "pod or namespace names", "leaving")
     return render(EVACUATE_TEMPLATE, {
         "NAMESPACE": namespace, "SERVER": server, "MASTERS": " ".join(masters),
         # The address the server registers with: the chart starts it with -ip=<pod>.<release>-volume.<namespace>
@@ -142,12 +154,7 @@ def departing_script(namespace: str, release: str, addresses: Sequence[str], kee
     """seaweedfs-departing.sh: the live volume server count and the servers on the nodes with `addresses`."""
     for address in addresses:
         ipaddress.ip_address(address)  # only addresses reach the script
-    bad = [name for name in (namespace, release, *keep) if not NODE_NAME.fullmatch(name)]
-    if bad:
-        raise ValueError(f"volume server departure: {bad} are not namespace, release or node names")
-    if not TOKEN.fullmatch(token):
-        raise EvacuateError("the node-lifecycle token read to empty the departing volume servers is not a service "
-                            "account token")
+    _check((namespace, release, *keep), token, "departure", "namespace, release or node names", "departing")
     return render(DEPARTING_TEMPLATE, {
         "NAMESPACE": namespace, "STATEFULSET": f"{release}-volume",
         "SELECTOR": f"app.kubernetes.io/instance={release},app.kubernetes.io/component=volume",
@@ -172,7 +179,7 @@ def departing_servers(report: str, wanted: int, release: str) -> list[str]:
             if not NODE_NAME.fullmatch(value):
                 raise EvacuateError(f"{value!r} is not a volume server pod name")
             on_leaving.add(value)
-    going = [f"{release}-volume-{i}" for i in range((live or 0) - 1, wanted - 1, -1)]
+    going = _removed(release, live or 0, wanted)
 
     def ordinal(pod: str) -> int:
         tail = pod.rsplit("-", 1)[-1]
