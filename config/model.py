@@ -194,6 +194,12 @@ class ControlPlane(_Model):
 MAX_POOL_NODES = 100
 
 
+def node_name(pool: str, index: int) -> str:
+    """A Pulumi-managed node's name: its pool's and its 1-based position (the machine's and the K3s node's name
+    carry it, with the stack's prefix)."""
+    return f"{pool}-{index + 1}"
+
+
 class Autoscaling(_Model):
     """Node autoscaling of a pool (docs/autoscaling.md). Pulumi creates and keeps `min` nodes, the pool's floor
     (tuned and joined over SSH like every node; the pool's `count` is `min`); the cluster autoscaler adds up to
@@ -306,6 +312,9 @@ class Cluster(_Model):
     # A cluster over the public internet is checked against each provider's documented default firewall limit
     # (providers/hybrid.py peer_quota_problems); where the account's quota was raised: provider name -> its limit.
     firewall_quotas: dict[str, Annotated[int, Field(gt=0)]] = {}
+    # Nodes whose machine no longer answers SSH (a dead machine): their drain runs from the first K3s server that is
+    # not listed, so `pulumi up --replace` (or a lower count) takes them out (components/k3s/lifecycle.py).
+    unreachable_nodes: list[str] = []
 
     _v_cidrs = field_validator("network_cidr", "subnet_cidr", "pod_cidr", "service_cidr")(check_cidr)
     _v_location = field_validator("location")(optional(check_token))
@@ -337,6 +346,17 @@ class Cluster(_Model):
             raise ValueError(f"must be a K3s release that exists (known: {', '.join(K3S_RELEASES)}; a newer one is "
                              "added to components/charts.py K3S_RELEASES once its release notes are published)")
         return version
+
+    def server_names(self, provider: str) -> list[str]:
+        """The K3s servers' names (`provider`: the stack's): the control-plane members on every provider."""
+        cp = self.control_plane
+        members = [*cp.members(provider), *(cp.members(cp.move.provider) if cp.move else ())]
+        return [node_name(CONTROL_PLANE, i) for i in sorted(members)]
+
+    def node_names(self, provider: str) -> list[str]:
+        """Every Pulumi-managed node's name (providers/base.py node_specs names them so): servers, then pools'."""
+        return [*self.server_names(provider),
+                *(node_name(pool.name, i) for pool in self.active_pools for i in range(pool.count))]
 
     @property
     def active_pools(self) -> list[Pool]:

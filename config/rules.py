@@ -20,7 +20,7 @@ def check(cfg: StackConfig, profile: Profile, secrets: set[str] = frozenset()) -
     """`secrets`: the optional secret keys (config/load.py OPTIONAL_SECRETS) the stack sets."""
     found = [*_pool_names(cfg), *_networks(cfg), *_admin_cidrs(cfg, profile), *_replication(cfg, profile),
              *_host_names(cfg), *_layers(cfg), *_quorum(cfg, profile), *_locations(cfg, profile),
-             *_autoscaling(cfg)]
+             *_autoscaling(cfg), *_unreachable(cfg)]
     if cfg.bare_metal is not None and "baremetal" not in {cfg.provider, *(p.provider for p in cfg.cluster.pools)}:
         found.append(problem("bareMetal", f"is only read with provider: baremetal (the stack's provider is "
                              f"{cfg.provider!r}) or on pools with provider: baremetal (none here); remove it", "set"))
@@ -264,6 +264,27 @@ def _autoscaling(cfg: StackConfig) -> list[Problem]:
             # The autoscaler's node groups are the stack provider's (components/services/autoscaler.py).
             found.append(problem(key, f"must not be set on a pool of provider {pool.provider!r}: only pools on the "
                                  f"stack's provider ({cfg.provider}) autoscale", given))
+    return found
+
+
+def _unreachable(cfg: StackConfig) -> list[Problem]:
+    """`cluster.unreachableNodes` names Pulumi-managed nodes, each once, and leaves a K3s server to drain them from
+    (components/k3s/lifecycle.py)."""
+    listed = cfg.cluster.unreachable_nodes
+    names = cfg.cluster.node_names(cfg.provider)
+    found = []
+    for i, name in enumerate(listed):
+        if name not in names:
+            found.append(problem(f"cluster.unreachableNodes[{i}]", "must name a Pulumi-managed node of this stack "
+                                 f"({', '.join(names)}); a node the autoscaler added is removed by the autoscaler",
+                                 name))
+        elif name in listed[:i]:
+            found.append(problem(f"cluster.unreachableNodes[{i}]", f"must not repeat [{listed.index(name)}]", name))
+    servers = cfg.cluster.server_names(cfg.provider)
+    if servers and set(servers) <= set(listed):
+        found.append(problem("cluster.unreachableNodes", "must leave at least one K3s server out: the drains of the "
+                             f"listed nodes run on the first server not listed (servers: {', '.join(servers)}); with "
+                             "every server lost, restore the cluster instead (docs/disaster-recovery.md)", listed))
     return found
 
 

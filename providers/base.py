@@ -23,7 +23,7 @@ from config import LoadedConfig, Problem
 from config.load import is_secret
 from config.catalog import DATABASE_ROLES, SIZES
 from config.errors import problem
-from config.model import CONTROL_PLANE, Cluster, ControlPlane, Pool, StackConfig, node_location
+from config.model import CONTROL_PLANE, Cluster, ControlPlane, Pool, StackConfig, node_location, node_name
 from policy.rules import PEER_MARK
 
 K3sRole = Literal["server", "agent"]
@@ -609,13 +609,13 @@ def node_specs(loaded: LoadedConfig) -> list[NodeSpec]:
     cluster = cfg.cluster
     cp = cluster.control_plane
     members = cp.members(cfg.provider)  # a part's own: a moving control plane's are on two providers
-    specs = [NodeSpec(f"{CONTROL_PLANE}-{i + 1}", CONTROL_PLANE, i, "server", cp.role, cp.size, cp.server_type,
+    specs = [NodeSpec(node_name(CONTROL_PLANE, i), CONTROL_PLANE, i, "server", cp.role, cp.size, cp.server_type,
                       node_location(cp, i - members.start, cluster), {**cp.node_labels, PROVIDER_LABEL: cfg.provider},
                       cp.taints)
              for i in members]
     for pool in cluster.active_pools:
         labels = pool_labels(pool, cfg.provider)
-        specs += [NodeSpec(f"{pool.name}-{i + 1}", pool.name, i, "agent", pool.role, pool.size, pool.server_type,
+        specs += [NodeSpec(node_name(pool.name, i), pool.name, i, "agent", pool.role, pool.size, pool.server_type,
                            node_location(pool, i, cluster), labels, pool.node_taints)
                   for i in range(pool.count)]
     return specs

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, GUARD, drain_script
+from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, GUARD, UNREPORTED_POD_SKIP_SECONDS, drain_script
 from tests.conftest import base_raw, script_param, stack_run
+from tests.runs import UP_TO_K3S, run_raw
 from tests.stubs import run_with_stubs
 from tools import mockrun
 from tools.mockrun import Run, Secret
@@ -87,6 +88,47 @@ def test_pools_drain_one_node_at_a_time_highest_index_first(production):
     assert found["general-1"].urn not in found["scylladb-2"].dependencies, "pools drain independently"
 
 
+@pytest.fixture(scope="module")
+def unreachable() -> Run:
+    """Production up to K3s with control-plane-1 (the first server) and general-2 dead: cluster.unreachableNodes."""
+    return run_raw(base_raw(layers=UP_TO_K3S, cluster={"unreachableNodes": ["control-plane-1", "general-2"]}))
+
+
+def test_an_unreachable_nodes_drain_runs_on_the_first_server_not_listed(unreachable, production):
+    """A dead machine cannot run its own drain: the drain command moves to a live server (an update: its trigger is
+    still the machine's id, so nothing is drained by the move), and `pulumi up --replace` then takes the node out
+    from there instead of failing on the dead machine's SSH."""
+    found, before = drains(unreachable), drains(production)
+    runner = unreachable.named("k3s-control-plane-2", CMD)
+    for name in ("control-plane-1", "general-2"):
+        drain = found[name]
+        assert drain.inputs["connection"] == runner.inputs["connection"]
+        assert drain.inputs["triggers"] == before[name].inputs["triggers"], "moved in place, not replaced"
+        assert {runner.urn, unreachable.named("control-plane-2", SERVER).urn} <= set(drain.dependencies)
+        assert unreachable.named(name, SERVER).urn in drain.dependencies, "still deleted before its own machine"
+        script = drain.inputs["stdin"].value
+        assert script_param(script, "ON_NODE") == "false"
+        assert script_param(script, "NODE_NAME") == f"adp-test-{name}"
+        assert script_param(script, "API_SERVER") == "https://10.0.1.254:6443"
+    for name in set(found) - {"control-plane-1", "general-2"}:
+        assert found[name].inputs["connection"] == unreachable.named(f"k3s-{name}", CMD).inputs["connection"]
+        assert script_param(found[name].inputs["stdin"].value, "ON_NODE") == "true"
+
+
+@pytest.mark.parametrize("listed, key, says", [
+    (["general-9"], "cluster.unreachableNodes[0]", "must name a Pulumi-managed node of this stack"),
+    (["general-2", "general-2"], "cluster.unreachableNodes[1]", "must not repeat [0]"),
+    (["control-plane-1", "control-plane-2", "control-plane-3"], "cluster.unreachableNodes",
+     "must leave at least one K3s server out"),
+])
+def test_unreachable_nodes_must_be_nodes_of_the_stack_and_leave_a_server(listed, key, says):
+    from tests.test_config import one_problem
+    msg = one_problem(base_raw(cluster={"unreachableNodes": listed}))
+    assert msg.startswith(f"adplatform:{key} {says}")
+    given = listed[-1] if key.endswith("]") else listed
+    assert msg.endswith(f"got {given!r}")
+
+
 def test_servers_remove_their_etcd_member_agents_do_not(production):
     found = drains(production)
     assert script_param(found["control-plane-2"].inputs["stdin"].value, "ETCD_MEMBER") == "true"
@@ -129,6 +171,7 @@ case "$args" in
   *" get node "*"--ignore-not-found -o name "*)
     [ "${NODE:-present}" = present ] && echo node/n
     exit 0 ;;
+  *" get node "*'jsonpath={.status.conditions[?(@.type=="Ready")].status}'*) echo "${READY-True}"; exit 0 ;;
   *" get node "*"jsonpath="*) echo removed-member; exit 0 ;;
   *" get nodes -l node-role.kubernetes.io/etcd=true "*)
     for i in $(seq 1 "${MEMBERS:-3}"); do echo "node/server-$i"; done
@@ -146,8 +189,8 @@ class FakeNode:
         self.hostname = "adp-test-n"
 
 
-def run_drain(tmp_path: Path, role: str = "agent", **env: str) -> tuple[int, list[str], str]:
-    script = drain_script(FakeNode(role), "10.0.1.254", "b2ZmbGluZQ==", "secret-token-value")
+def run_drain(tmp_path: Path, role: str = "agent", on_node: bool = True, **env: str) -> tuple[int, list[str], str]:
+    script = drain_script(FakeNode(role), "10.0.1.254", "b2ZmbGluZQ==", "secret-token-value", on_node=on_node)
     return run_with_stubs(tmp_path, script, {"k3s": STUB_K3S, "systemctl": 'printf "systemctl %s\\n" "$*" >>"$CALLS"\n'},
                           **env)
 
@@ -157,10 +200,11 @@ def test_drain_script_order_for_a_server(tmp_path):
     assert code == 0, err
     steps = [c.split()[0] if c.startswith("systemctl") else next(
         w for w in c.split() if w in ("get", "cordon", "drain", "annotate", "delete")) for c in calls]
-    assert steps == ["get", "get", "cordon", "drain", "get", "annotate", "get", "delete", "systemctl"]
+    assert steps == ["get", "get", "cordon", "get", "drain", "get", "annotate", "get", "delete", "systemctl"]
     drain = next(c for c in calls if " drain " in f" {c} ")
     assert "--ignore-daemonsets" in drain and "--delete-emptydir-data" in drain
     assert f"--timeout={DRAIN_TIMEOUT_SECONDS}s" in drain
+    assert "--skip-wait-for-delete-timeout" not in drain, "a Ready node's pods end gracefully"
     assert "--disable-eviction" not in drain and "--force" not in drain
     assert any("etcd.k3s.cattle.io/remove=true" in c for c in calls)
     assert calls[-1] == "systemctl disable --now k3s"
@@ -204,6 +248,31 @@ def test_the_drain_succeeds_when_its_departure_stopped_k3s_and_deleted_the_node_
     code, calls, err = run_with_stubs(tmp_path, script, {"k3s": STUB_K3S, "systemctl": "exit 5\n"}, NODE="absent")
     assert code == 0, err
     assert "not in the cluster" in err
+
+
+@pytest.mark.parametrize("ready", ["False", "Unknown", ""])
+def test_a_node_that_does_not_report_has_its_unconfirmed_pods_skipped(tmp_path, ready):
+    """A dead machine's kubelet never confirms a pod's deletion: without the skip the drain waits out its timeout and
+    fails on every run, and the machine is never replaced."""
+    code, calls, err = run_drain(tmp_path, role="server", READY=ready)
+    assert code == 0, err
+    drain = next(c for c in calls if " drain " in f" {c} ")
+    assert f"--skip-wait-for-delete-timeout={UNREPORTED_POD_SKIP_SECONDS}" in drain
+    assert "--disable-eviction" not in drain and "--force" not in drain, "still evictions: budgets apply"
+
+
+@pytest.mark.parametrize("role, service", [("server", "k3s"), ("agent", "k3s-agent")])
+def test_a_drain_run_from_another_server_never_stops_k3s_there(tmp_path, role, service):
+    """An unreachable node's drain runs on a server (cluster.unreachableNodes): stopping K3s there would take that
+    server out instead; the node is taken out through the API only, and the log says K3s on it still runs."""
+    for node in ("present", "absent"):
+        (tmp_path / node).mkdir()
+        code, calls, err = run_drain(tmp_path / node, role=role, on_node=False, NODE=node, READY="Unknown")
+        assert code == 0, err
+        assert not any(c.startswith("systemctl") for c in calls)
+        assert "its K3s is not stopped on it" in err and f"systemctl disable --now {service}" in err
+        taken_out = any(" drain " in f" {c} " for c in calls) and any(" delete node " in f" {c} " for c in calls)
+        assert taken_out is (node == "present")
 
 
 def test_a_blocked_drain_keeps_the_machine(tmp_path):

@@ -142,7 +142,7 @@ class K3sCluster(pulumi.ComponentResource):
         self.lifecycle = NodeLifecycle("node-lifecycle", infra.nodes, self.installs,
                                        {n.name: infra.join_endpoint_of(n.name) for n in infra.nodes},
                                        self.kubeconfig, self.provider, pulumi.ResourceOptions(parent=self),
-                                       admitted_by=infra.admitted_by)
+                                       admitted_by=infra.admitted_by, unreachable=cluster.unreachable_nodes)
         self.register_outputs({"api_endpoint": self.api_endpoint, "kubeconfig": self.kubeconfig})
 
     def _stage(self, node: Node, tuning: HostTuning) -> command.remote.Command:

@@ -57,17 +57,13 @@ from typing import Any, Awaitable, Callable, Iterator, Mapping, Sequence
 
 import pulumi
 
-from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, ETCD_TIMEOUT_SECONDS, KUBE_LIB
+from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, ETCD_TIMEOUT_SECONDS, KUBE_LIB, UNREPORTED_POD_SKIP_SECONDS
 from components.k3s.resize import (DRAIN_SERVER, NODE_NAME, TOKEN, DrainServer, Runner, _run_on, on_server_kubeconfig,
                                    token_script)
 from components.shell import render
 
 DEPART_TEMPLATE = Path(__file__).parent / "scripts" / "depart.sh"
 STOP_TEMPLATE = Path(__file__).parent / "scripts" / "stop-k3s.sh"
-# A leaving node that is not Ready (machine down, or cut off) never confirms its pods' deletion: its drain skips an
-# evicted pod once the pod's deletion time is this far past (kubectl drain --skip-wait-for-delete-timeout), instead
-# of waiting out DRAIN_TIMEOUT_SECONDS on every run. A Ready node's drain waits for every pod's graceful end.
-UNREPORTED_POD_SKIP_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 180  # systemctl disable --now of K3s (its unit stops K3s alone; pod containers keep running)
 # One SSH run of stop-k3s.sh, connection included (ssh_run tries to connect for up to 300 s).
 STOP_SSH_TIMEOUT_SECONDS = 2 * STOP_TIMEOUT_SECONDS + 300

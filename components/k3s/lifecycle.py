@@ -6,7 +6,8 @@ pod disruption budgets honoured and a bounded timeout, for a server the removal 
 the deletion of its Node object; only then is the machine deleted (components/k3s/scripts/drain.sh).
 
 How: one `command.remote.Command` per node, `drain-<node>`, whose `create` does nothing and whose
-`delete` is the drain script, run on the node itself. It depends on the node's server, so Pulumi
+`delete` is the drain script, run on the node itself (on the first K3s server not listed, for a node listed in
+`cluster.unreachableNodes`: its machine is dead, docs/lifecycle.md). It depends on the node's server, so Pulumi
 deletes it (runs the drain) before the server, and its trigger is the machine's id, so a server that is
 replaced delete-before-replace (the providers' servers are, a node name cannot exist twice) takes its
 drain command down first: Pulumi deletes the dependents whose inputs would be replaced before the
@@ -64,6 +65,10 @@ TOKEN_SECRET = f"{ACCOUNT}-token"
 GUARD = "adplatform-node-lifecycle-guard"  # ConfigMap: present while the stack exists
 DRAIN_TIMEOUT_SECONDS = 600  # kubectl drain --timeout: how long disruption budgets may hold a drain
 ETCD_TIMEOUT_SECONDS = 120  # how long K3s may take to remove a server's etcd member
+# A node that is not Ready (machine down, or cut off) never confirms its pods' deletion: its drain skips an evicted pod
+# once the pod's deletion time is this far past (kubectl drain --skip-wait-for-delete-timeout, kube-lib.sh drain_node),
+# instead of waiting out DRAIN_TIMEOUT_SECONDS on every run. A Ready node's drain waits for every pod's graceful end.
+UNREPORTED_POD_SKIP_SECONDS = 60
 # Pulumi's own deadline for a drain command's delete: the drain, the etcd removal and the API calls.
 DELETE_TIMEOUT = f"{(DRAIN_TIMEOUT_SECONDS + ETCD_TIMEOUT_SECONDS) // 60 + 5}m"
 # The create (and update) of a drain command: read the script from stdin and do nothing with it.
@@ -94,15 +99,18 @@ def lifecycle_kubeconfig(server: str, ca: Mapping[str, str], token: str) -> str:
         "current-context": "node-lifecycle"}, sort_keys=False)
 
 
-def drain_script(node: Node, api_endpoint: str, ca_data: str, token: str) -> str:
+def drain_script(node: Node, api_endpoint: str, ca_data: str, token: str, *, on_node: bool = True) -> str:
+    """drain.sh for `node`, run on the node itself, or (`on_node` False: the node is unreachable) on another server."""
     server = f"https://{api_endpoint}:{API_PORT}"
     return render(DRAIN_TEMPLATE, {
         "NODE_NAME": node.hostname,
+        "ON_NODE": on_node,
         "ETCD_MEMBER": node.spec.k3s_role == "server",
         "K3S_SERVICE": k3s_service(node),
         "API_SERVER": server,
         "KUBECONFIG_YAML": lifecycle_kubeconfig(server, {"certificate-authority-data": ca_data}, token),
         "DRAIN_TIMEOUT": DRAIN_TIMEOUT_SECONDS,
+        "SKIP_WAIT": UNREPORTED_POD_SKIP_SECONDS,
         "ETCD_TIMEOUT": ETCD_TIMEOUT_SECONDS,
         "GUARD_NAMESPACE": NAMESPACE,
         "GUARD_NAME": GUARD,
@@ -134,23 +142,32 @@ class NodeLifecycle(pulumi.ComponentResource):
     def __init__(self, name: str, nodes: list[Node], joined: Mapping[str, pulumi.Resource],
                  join_endpoints: Mapping[str, pulumi.Input[str]], kubeconfig: pulumi.Output[str],
                  provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None,
-                 admitted_by: Mapping[str, Sequence[pulumi.Resource]] | None = None):
+                 admitted_by: Mapping[str, Sequence[pulumi.Resource]] | None = None,
+                 unreachable: Sequence[str] = ()):
         """`joined`: each node's K3s install (the drain command exists once the node is in the cluster);
         `join_endpoints`: where each node joined (Infrastructure.join_endpoint_of), the API its drain reaches;
         `admitted_by`: the firewall rules that admit a node alone (Infrastructure.admitted_by), which its drain
-        depends on so that Pulumi deletes (runs) the drain before them (components/k3s/depart.py)."""
+        depends on so that Pulumi deletes (runs) the drain before them (components/k3s/depart.py);
+        `unreachable`: the nodes whose drain runs on the first server not among them (cluster.unreachableNodes)."""
         super().__init__("adplatform:k3s:NodeLifecycle", name, None, opts)
         first = next(n for n in nodes if n.spec.k3s_role == "server")
         token = self._token(first, joined[first.name], provider)
         ca = kubeconfig.apply(cluster_ca)
+        # config/rules.py leaves a server out of the list.
+        runner = next(n for n in nodes if n.spec.k3s_role == "server" and n.name not in unreachable)
         self.drains = {}
         for _, pool in groupby(nodes, key=lambda n: n.spec.pool):
             previous: list[pulumi.Resource] = []
             for node in pool:
-                drain = self._drain(node, join_endpoints[node.name], ca, token,
-                                    [joined[node.name], *previous, *(admitted_by or {}).get(node.name, ())])
+                on = runner if node.name in unreachable else node
+                drain = self._drain(node, on, join_endpoints[on.name], ca, token,
+                                    [joined[node.name], *previous, *(admitted_by or {}).get(node.name, ()),
+                                     *((on.server, joined[on.name]) if on is not node else ())])
                 self.drains[node.name] = drain
                 previous = [drain]
+        for name in unreachable:
+            pulumi.log.warn(f"cluster.unreachableNodes: the drain of {name} runs on {runner.name}, and K3s is not "
+                            f"stopped on {name}; remove it from the list once its machine is replaced or removed")
         self.guard = k8s.core.v1.ConfigMap(
             "node-lifecycle-guard",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=GUARD, namespace=NAMESPACE),
@@ -193,14 +210,16 @@ class NodeLifecycle(pulumi.ComponentResource):
                           depends_on=[secret, role, binding, guard_role, guard_binding])
         return pulumi.Output.secret(read.stdout)
 
-    def _drain(self, node: Node, endpoint: pulumi.Input[str], ca: pulumi.Output[str], token: pulumi.Output[str],
-               after: list[pulumi.Resource]) -> command.remote.Command:
-        script = pulumi.Output.all(endpoint, ca, token).apply(lambda v: drain_script(node, *v))
+    def _drain(self, node: Node, on: Node, endpoint: pulumi.Input[str], ca: pulumi.Output[str],
+               token: pulumi.Output[str], after: list[pulumi.Resource]) -> command.remote.Command:
+        """`node`'s drain command, run `on` the node itself or (an unreachable node) on a server. Moving it between
+        the two is an update (create's KEEP_SCRIPT runs again), so the next delete runs where it now says."""
+        script = pulumi.Output.all(endpoint, ca, token).apply(lambda v: drain_script(node, *v, on_node=on is node))
         return command.remote.Command(
             f"drain-{node.name}",
-            connection=node.connection,
+            connection=on.connection,
             create=KEEP_SCRIPT,
-            delete=shell_command(node.connection.user),
+            delete=shell_command(on.connection.user),
             stdin=pulumi.Output.secret(script),  # the token
             triggers=[drain_trigger(node)],
             logging=command.remote.Logging.STDERR,

@@ -42,18 +42,7 @@ fi
 
 for name in "${leaving[@]}"; do
   log "$name leaves the cluster: cordoning and draining it while the firewalls still admit it (at most ${DRAIN_TIMEOUT}s)"
-  # kubectl's own lines go to stderr: stdout carries only the report below, which the hook parses.
-  kube cordon "$name" >&2
-  # A node whose kubelet does not report (its machine down, or cut off) never confirms a pod's deletion: its evicted
-  # pods are skipped once their deletion time is SKIP_WAIT seconds past, or the drain would wait out DRAIN_TIMEOUT on
-  # every run. A Ready node's drain waits for every pod's graceful end.
-  skip=()
-  if [ "$(kube get node "$name" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" != True ]; then
-    log "$name is not Ready: pods it does not confirm gone are skipped ${SKIP_WAIT}s after their deletion time"
-    skip=(--skip-wait-for-delete-timeout="$SKIP_WAIT")
-  fi
-  # Evictions only (never --disable-eviction): a PodDisruptionBudget that allows no disruption holds the drain.
-  if ! kube drain "$name" --ignore-daemonsets --delete-emptydir-data --timeout="${DRAIN_TIMEOUT}s" "${skip[@]}" >&2; then
+  if ! drain_node "$name"; then  # kube-lib.sh
     log "draining $name did not finish within ${DRAIN_TIMEOUT}s: a PodDisruptionBudget (kubectl get pdb -A)"
     log "or a pod without a controller holds it. The firewall update is aborted, so every rule still admits it"
     log "and its machine is kept; fix the cause, then run pulumi up again."

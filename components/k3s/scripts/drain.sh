@@ -3,8 +3,9 @@
 # Take one node out of the cluster before its machine is deleted or replaced: cordon, drain (pod
 # disruption budgets honoured, bounded), for a server remove its etcd member, delete the Node, stop and disable K3s.
 # This is the `delete` of the node's drain-<node> command (components/k3s/lifecycle.py); it runs on the
-# node itself and reaches the API at the private endpoint with the node-lifecycle service account's
-# token, which is written to a 0600 file only for the run and never logged.
+# node itself (ON_NODE=true), or, for a node listed in cluster.unreachableNodes (its machine is dead), on the first
+# K3s server not listed (ON_NODE=false: nothing on the node is touched), and reaches the API at the private endpoint
+# with the node-lifecycle service account's token, which is written to a 0600 file only for the run and never logged.
 # It changes nothing and succeeds when there is nothing to do: the Node is already gone, the API does
 # not answer (a dead cluster has nothing to drain to), or the stack's lifecycle guard ConfigMap is gone
 # (`pulumi destroy` deletes it first: the whole cluster goes, draining it would only wait).
@@ -13,6 +14,18 @@ set -euo pipefail
 shopt -s inherit_errexit  # a failure inside $(...) stops the script too
 # @params
 source lib.sh
+
+# Stopped so the kubelet cannot register the Node again before the machine is gone, and disabled so a reboot does
+# not start it: an existing host (bare metal) stays, and a removed server's K3s would join again (depart.py). Only on
+# the node itself: run from another server, this would stop that server's K3s.
+stop_k3s() {
+  if [ "$ON_NODE" = true ]; then
+    systemctl disable --now "$K3S_SERVICE" 2>/dev/null || true
+  else
+    log "$NODE_NAME is listed unreachable: its K3s is not stopped on it. A cloud machine is deleted next; an existing"
+    log "host that comes back must have it disabled by hand first (systemctl disable --now $K3S_SERVICE)"
+  fi
+}
 
 open_kubeconfig  # kube-lib.sh
 
@@ -29,14 +42,12 @@ node=$(kube get node "$NODE_NAME" --ignore-not-found -o name)
 if [ -z "$node" ]; then
   log "node $NODE_NAME is not in the cluster (already removed)"
   # Over the internet its departure stopped and disabled K3s already (depart.py): nothing to do then.
-  systemctl disable --now "$K3S_SERVICE" 2>/dev/null || true
+  stop_k3s
   exit 0
 fi
 
 log "cordoning and draining $NODE_NAME (at most ${DRAIN_TIMEOUT}s)"
-kube cordon "$NODE_NAME"
-# Evictions only (never --disable-eviction): a PodDisruptionBudget that allows no disruption holds the drain.
-if ! kube drain "$NODE_NAME" --ignore-daemonsets --delete-emptydir-data --timeout="${DRAIN_TIMEOUT}s"; then
+if ! drain_node "$NODE_NAME"; then  # kube-lib.sh
   log "draining $NODE_NAME did not finish within ${DRAIN_TIMEOUT}s: a PodDisruptionBudget (kubectl get pdb -A)"
   log "or a pod without a controller holds it. The node stays cordoned and its machine is kept;"
   log "fix the cause, then run pulumi up again (or kubectl uncordon $NODE_NAME to keep it)."
@@ -57,7 +68,5 @@ if [ "$members" -gt 1 ]; then
 fi
 
 kube delete node "$NODE_NAME" --ignore-not-found
-# Stopped so the kubelet cannot register the Node again before the machine is gone, and disabled so a reboot does
-# not start it: an existing host (bare metal) stays, and a removed server's K3s would join again (depart.py).
-systemctl disable --now "$K3S_SERVICE" 2>/dev/null || true
+stop_k3s
 log "$NODE_NAME drained and removed from the cluster"

@@ -14,6 +14,24 @@ open_kubeconfig() {
 
 kube() { k3s kubectl --kubeconfig "$kubeconfig" --request-timeout=20s "$@"; }
 
+# Cordon node $1 and drain it (evictions only, never --disable-eviction: a PodDisruptionBudget that allows no
+# disruption holds the drain), at most DRAIN_TIMEOUT seconds; fails when the drain does not finish. kubectl's lines go
+# to stderr (depart.sh's stdout is its report). A node whose kubelet does not report (its machine down, or cut off)
+# never confirms a pod's deletion: its evicted pods are skipped once their deletion time is SKIP_WAIT seconds past, or
+# the drain would wait out DRAIN_TIMEOUT on every run. A Ready node's drain waits for every pod's graceful end.
+# Explicit returns: callers test it (`if ! drain_node`), which turns errexit off inside.
+drain_node() {
+  local name=$1 ready
+  local -a skip=()
+  kube cordon "$name" >&2 || return 1
+  ready=$(kube get node "$name" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}') || return 1
+  if [ "$ready" != True ]; then
+    log "$name is not Ready: pods it does not confirm gone are skipped ${SKIP_WAIT}s after their deletion time"
+    skip=(--skip-wait-for-delete-timeout="$SKIP_WAIT")
+  fi
+  kube drain "$name" --ignore-daemonsets --delete-emptydir-data --timeout="${DRAIN_TIMEOUT}s" "${skip[@]}" >&2
+}
+
 # Remove the etcd member of node $1 and wait up to ETCD_TIMEOUT seconds for it to go; on timeout log "$2" (what
 # stays as it was) and fail. K3s' etcd member controller removes the member of a node annotated so, and records it
 # in etcd.k3s.cattle.io/removed-node-name (k3s pkg/etcd/member_controller.go).
