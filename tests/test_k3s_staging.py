@@ -86,10 +86,10 @@ class Node:
             assert "readonly INSTALLER_SHA256=''" in text
             self.scripts[name] = text.replace("readonly INSTALLER_SHA256=''", f"readonly INSTALLER_SHA256={digest}")
 
-    def run(self, script: str, ok: bool = True) -> str:
+    def run(self, script: str, ok: bool = True, **stub_env: str) -> str:
         text = self.scripts[script].replace("/etc/", f"{self.root}/etc/").replace("/var/lib/", f"{self.root}/var/lib/")
         env = {"PATH": f"{self.bin}:/usr/bin:/bin", "STATE": str(self.state), "ROOT": str(self.root),
-               "BIN": str(self.bin)}
+               "BIN": str(self.bin), **stub_env}
         (self.state / "log").write_text("")
         done = subprocess.run(["bash", "-s"], input=text, env=env, capture_output=True, text=True, timeout=60)
         assert (done.returncode == 0) == ok, done.stderr

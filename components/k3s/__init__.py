@@ -57,11 +57,19 @@ def stage_script(spec: NodeSpec, node_name: str, version: str, installer_sha256:
 
 
 def install_script(spec: NodeSpec, node_name: str, version: str, config_yaml: str,
-                   existing_cluster_probe: str = "", installer_sha256: str | None = None) -> str:
+                   existing_cluster_probe: str = "", installer_sha256: str | None = None,
+                   join_config_yaml: str = "") -> str:
     """The K3s install of one node, over SSH (K3sCluster) or at first boot (userdata.py), which stages K3s first
-    where stage_script did not. `node_name` is only logged (the node's name is in its config)."""
+    where stage_script did not. `node_name` is only logged (the node's name is in its config).
+    The initialising server's (`existing_cluster_probe` set): `join_config_yaml` is its config as a joining server,
+    which it takes when it has no etcd data while the cluster already answers at the probe (its machine replaced)."""
+    if bool(existing_cluster_probe) != bool(join_config_yaml):
+        raise ValueError("the initialising server's install needs both the cluster probe and its join config")
     return render(TEMPLATE, {
         "EXISTING_CLUSTER_PROBE": existing_cluster_probe,
+        # Only the initialising server's script carries it (read only after its probe): every other node's script,
+        # and so its K3s install's trigger, stays as it was.
+        **({"K3S_JOIN_CONFIG": join_config_yaml} if existing_cluster_probe else {}),
         **_staging(spec, node_name, version, installer_sha256),
         "CPU_MANAGER_POLICY": cpu_manager_policy(spec),
         "K3S_CONFIG": config_yaml,
@@ -162,12 +170,12 @@ class K3sCluster(pulumi.ComponentResource):
         snapshots = backup if is_server else None
 
         def config_yaml(token: str, agent_token: str, s3_access: str, s3_secret: str, private_ip: str,
-                        public_ip: str, endpoint: str, sans: list[str], provider_id: str) -> str:
+                        public_ip: str, endpoint: str, sans: list[str], provider_id: str, joins: bool = join) -> str:
             return dump(node_config(
                 node.spec, node.hostname, NodeAddresses(private_ip, public_ip),
                 token_key="token", token=token if is_server else agent_token,
                 agent_token=agent_token if is_server else None,
-                join_endpoint=endpoint if join else None, tls_sans=sans, pod_cidr=cluster.pod_cidr,
+                join_endpoint=endpoint if joins else None, tls_sans=sans, pod_cidr=cluster.pod_cidr,
                 service_cidr=cluster.service_cidr, profile=infra.profile_of(node.name), cluster_profile=infra.cluster,
                 etcd_snapshots=etcd_snapshot_config(snapshots, s3_access, s3_secret) if snapshots else None,
                 oidc=self._oidc if is_server else None, provider_id=provider_id or None))
@@ -179,11 +187,12 @@ class K3sCluster(pulumi.ComponentResource):
 
         def script_of(version: str, token: str, agent_token: str, s3_access: str, s3_secret: str,
                       private_ip: str, public_ip: str, endpoint: str, sans: list[str], provider_id: str) -> str:
-            return install_script(node.spec, node.hostname, version,
-                                  config_yaml(token, agent_token, s3_access, s3_secret, private_ip, public_ip,
-                                              endpoint, sans, provider_id),
-                                  probe(endpoint, private_ip),
-                                  cluster.k3s_installer_sha256 if version != ANY_VERSION else None)
+            settings = (token, agent_token, s3_access, s3_secret, private_ip, public_ip, endpoint, sans, provider_id)
+            guard = probe(endpoint, private_ip)
+            # Rebuilt empty while the others serve, it joins them at the endpoint it probed, as the other servers do.
+            rejoin = config_yaml(*settings, joins=True) if guard else ""
+            return install_script(node.spec, node.hostname, version, config_yaml(*settings), guard,
+                                  cluster.k3s_installer_sha256 if version != ANY_VERSION else None, rejoin)
 
         s3_access = snapshots.access_key if snapshots else ""
         s3_secret = snapshots.secret_key if snapshots else ""

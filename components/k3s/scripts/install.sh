@@ -19,16 +19,20 @@ if [ "$K3S_ROLE" = agent ]; then
   service=k3s-agent
 fi
 
-# A server that initialises the cluster but has no etcd data while the API endpoint already answers
-# was rebuilt empty: starting it would create a second cluster. Stop and say how to recover.
+# A server that initialises the cluster but has no etcd data while the API endpoint already answers was rebuilt
+# empty (its machine replaced; its drain removed its old etcd member): cluster-init would start a second cluster, so
+# it joins the running one at that endpoint instead, as the other servers do (K3S_JOIN_CONFIG: the same settings with
+# `server:` in place of `cluster-init`). Holding etcd data from then on, its own config applies on its next run.
+config=$K3S_CONFIG
+rejoins=
 if [ -n "$EXISTING_CLUSTER_PROBE" ] && [ ! -d /var/lib/rancher/k3s/server/db/etcd ] &&
   curl -skf --max-time 5 -o /dev/null "$EXISTING_CLUSTER_PROBE"; then
-  log "the cluster already runs behind $EXISTING_CLUSTER_PROBE but $NODE_NAME has no etcd data;"
-  log "refusing cluster-init. Re-join this server to the running cluster instead (see README)."
-  exit 1
+  log "the cluster already runs behind $EXISTING_CLUSTER_PROBE and $NODE_NAME has no etcd data: joining it"
+  config=$K3S_JOIN_CONFIG
+  rejoins=true
 fi
 
-config_changed=$(write_file /etc/rancher/k3s/config.yaml 0600 "$K3S_CONFIG")
+config_changed=$(write_file /etc/rancher/k3s/config.yaml 0600 "$config")
 # Servers: the audit policy and admission configuration the API server flags name. They must exist before
 # K3s starts (the API server refuses to start without them) and a change needs a restart to apply.
 if [ -n "$AUDIT_POLICY" ]; then
@@ -85,6 +89,11 @@ if [ "$K3S_ROLE" = server ]; then
     sleep 5
   done
   log "API server on $NODE_NAME not ready after 600s"
+  if [ -n "$rejoins" ]; then
+    # K3s refuses to join while a member of the same node name remains (a machine rebuilt outside Pulumi's drain).
+    log "if journalctl -u k3s names a duplicate node name, its old etcd member remains: from a machine with the"
+    log "kubeconfig, kubectl delete node $NODE_NAME (K3s then removes the member), and run pulumi up again"
+  fi
   exit 1
 fi
 systemctl is-active --quiet "$service"
