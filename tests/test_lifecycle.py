@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, GUARD, UNREPORTED_POD_SKIP_SECONDS, drain_script
+from components.k3s.lifecycle import (DRAIN_TIMEOUT_SECONDS, GUARD, UNREPORTED_POD_SKIP_SECONDS, drain_script,
+                                      reachable_server)
 from tests.conftest import base_raw, script_param, stack_run
 from tests.runs import UP_TO_K3S, run_raw
 from tests.stubs import run_with_stubs
@@ -115,6 +116,16 @@ def test_an_unreachable_nodes_drain_runs_on_the_first_server_not_listed(unreacha
         assert script_param(found[name].inputs["stdin"].value, "ON_NODE") == "true"
 
 
+def test_resize_and_departure_scripts_run_on_the_first_server_not_listed():
+    """The agents' resize drains and the departures over the internet run on one server (resize.py DRAIN_SERVER): the
+    first one that answers SSH, like the unreachable nodes' drains."""
+    servers = [FakeNode("server", name) for name in ("control-plane-1", "control-plane-2", "control-plane-3")]
+    agents = [FakeNode("agent", "general-1")]
+    assert reachable_server([*agents, *servers], []) is servers[0]
+    assert reachable_server([*agents, *servers], ["control-plane-1", "general-1"]) is servers[1]
+    assert reachable_server(servers, ["control-plane-2"]) is servers[0]
+
+
 @pytest.mark.parametrize("listed, key, says", [
     (["general-9"], "cluster.unreachableNodes[0]", "must name a Pulumi-managed node of this stack"),
     (["general-2", "general-2"], "cluster.unreachableNodes[1]", "must not repeat [0]"),
@@ -183,10 +194,14 @@ exit 0
 
 
 class FakeNode:
-    def __init__(self, role: str):
+    def __init__(self, role: str, name: str = "n"):
         from providers.base import NodeSpec
-        self.spec = NodeSpec("n", "p", 0, role, "general", None, None, None, {}, ())
-        self.hostname = "adp-test-n"
+        self.spec = NodeSpec(name, "p", 0, role, "general", None, None, None, {}, ())
+        self.hostname = f"adp-test-{name}"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
 
 def run_drain(tmp_path: Path, role: str = "agent", on_node: bool = True, **env: str) -> tuple[int, list[str], str]:

@@ -25,7 +25,7 @@ from components.k3s.cilium import cilium_values, gateway_api_crds
 from components.k3s.config import (API_PORT, ApiServerOidc, EtcdBackup, NodeAddresses, cpu_manager_policy, dump,
                                    etcd_restore_commands, etcd_snapshot_config, install_script_url, node_config,
                                    server_files)
-from components.k3s.lifecycle import NodeLifecycle
+from components.k3s.lifecycle import NodeLifecycle, reachable_server
 from components.k3s.resize import DRAIN_SERVER
 from components.remote import run_script
 from components.shell import content_hash, render
@@ -112,9 +112,11 @@ class K3sCluster(pulumi.ComponentResource):
         self._infra = infra
         self._etcd_backup = etcd_backup
         self._oidc = oidc  # kubectl logs in with GitLab (platform.sso): the API server flags
-        # Agents are drained for an in-place resize from here, whichever provider they run on (resize.py).
-        first = infra.servers[0].connection
-        DRAIN_SERVER.use(first.host, first.user)
+        # Agents are drained for an in-place resize, and nodes leaving over the internet depart, from here, whichever
+        # provider they run on (resize.py, depart.py): the first server, or the first that answers SSH
+        # (cluster.unreachableNodes).
+        runner = reachable_server(infra.servers, cluster.unreachable_nodes).connection
+        DRAIN_SERVER.use(runner.host, runner.user)
         self.etcd_restore = None if etcd_backup is None else etcd_restore_commands(
             etcd_backup, infra.servers[0].hostname, [n.hostname for n in infra.servers[1:]])
         self._token = random.RandomPassword("server-token", length=48, special=False,

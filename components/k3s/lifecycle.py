@@ -84,6 +84,12 @@ def drain_trigger(node: Node) -> pulumi.Output[str]:
     return pulumi.Output.from_input(node.private_ip)
 
 
+def reachable_server(nodes: Sequence[Node], unreachable: Sequence[str]) -> Node:
+    """The first K3s server not listed in cluster.unreachableNodes (config/rules.py keeps one out of the list): where
+    the drains of unreachable nodes, and the agents' resize and departure scripts, run."""
+    return next(n for n in nodes if n.spec.k3s_role == "server" and n.name not in unreachable)
+
+
 def k3s_service(node: Node) -> str:
     return "k3s" if node.spec.k3s_role == "server" else "k3s-agent"
 
@@ -153,8 +159,7 @@ class NodeLifecycle(pulumi.ComponentResource):
         first = next(n for n in nodes if n.spec.k3s_role == "server")
         token = self._token(first, joined[first.name], provider)
         ca = kubeconfig.apply(cluster_ca)
-        # config/rules.py leaves a server out of the list.
-        runner = next(n for n in nodes if n.spec.k3s_role == "server" and n.name not in unreachable)
+        runner = reachable_server(nodes, unreachable)
         self.drains = {}
         for _, pool in groupby(nodes, key=lambda n: n.spec.pool):
             previous: list[pulumi.Resource] = []
