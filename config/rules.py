@@ -276,8 +276,8 @@ def _unreachable(cfg: StackConfig) -> list[Problem]:
     for i, name in enumerate(listed):
         if name not in names:
             found.append(problem(f"cluster.unreachableNodes[{i}]", "must name a Pulumi-managed node of this stack "
-                                 f"({', '.join(names)}); a node the autoscaler added is removed by the autoscaler",
-                                 name))
+                                 f"({', '.join(names)}); a node the autoscaler added is removed by the autoscaler, and a node a "
+                                 "lower count removes leaves the list in the same change", name))
         elif name in listed[:i]:
             found.append(problem(f"cluster.unreachableNodes[{i}]", f"must not repeat [{listed.index(name)}]", name))
     servers = cfg.cluster.server_names(cfg.provider)

@@ -9,7 +9,8 @@ import yaml
 
 from tests.test_k3s_staging import CMD, Node
 
-ETCD_DATA = "var/lib/rancher/k3s/server/db/etcd"
+ETCD_DIR = "var/lib/rancher/k3s/server/db/etcd"
+ETCD_DATA = f"{ETCD_DIR}/member/wal"  # K3s' own test of a member's data (pkg/etcd/etcd.go IsInitialized)
 # The probe of the API endpoint (curl -skf ... /cacerts) answers unless PROBE=down; other downloads as the stub's.
 CURL = """#!/bin/sh
 echo "curl $*" >>"$STATE/log"
@@ -57,6 +58,18 @@ def test_a_first_deploy_and_a_server_with_etcd_data_keep_their_own_config(first)
     member = first.run("install")
     assert "/cacerts" not in member, "a server holding etcd data is a member: nothing to probe"
     assert first.config()["cluster-init"] is True and "server" not in first.config()
+
+
+def test_a_first_server_whose_join_failed_joins_again_instead_of_starting_a_second_cluster(first):
+    """K3s writes its etcd member name (db/etcd/name) before it joins (pkg/etcd/etcd.go Register, setName); a join
+    that fails (an old member of the same name left: 'duplicate node name found') leaves that directory with no WAL.
+    The next run, the one its message asks for, must join again: cluster-init there starts an empty second cluster
+    (K3s' Start: not initialised, no server) behind the same balancer."""
+    (first.root / ETCD_DIR).mkdir(parents=True)
+    (first.root / ETCD_DIR / "name").write_text("adp-production-control-plane-1-0123abcd")
+    log = first.run("install")
+    assert "no etcd data: joining it" in log
+    assert first.config()["server"] == "https://10.0.1.254:6443" and "cluster-init" not in first.config()
 
 
 def test_only_the_initialising_servers_script_carries_a_join_config(production):

@@ -140,6 +140,15 @@ def test_unreachable_nodes_must_be_nodes_of_the_stack_and_leave_a_server(listed,
     assert msg.endswith(f"got {given!r}")
 
 
+def test_a_node_a_lower_count_removes_is_taken_off_the_list_in_the_same_change():
+    """Removing a dead node (docs/lifecycle.md "A dead machine") lowers its pool's count: the error says to drop its
+    entry with it (its drain is deleted from the server recorded by the previous run)."""
+    from tests.test_config import one_problem
+    msg = one_problem(base_raw(cluster={"unreachableNodes": ["general-5"], "pools": [{"name": "general", "count": 4}]}))
+    assert msg.startswith("adplatform:cluster.unreachableNodes[0] must name a Pulumi-managed node of this stack")
+    assert "a node a lower count removes leaves the list in the same change" in msg and msg.endswith("got 'general-5'")
+
+
 def test_servers_remove_their_etcd_member_agents_do_not(production):
     found = drains(production)
     assert script_param(found["control-plane-2"].inputs["stdin"].value, "ETCD_MEMBER") == "true"

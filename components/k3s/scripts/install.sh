@@ -23,9 +23,12 @@ fi
 # empty (its machine replaced; its drain removed its old etcd member): cluster-init would start a second cluster, so
 # it joins the running one at that endpoint instead, as the other servers do (K3S_JOIN_CONFIG: the same settings with
 # `server:` in place of `cluster-init`). Holding etcd data from then on, its own config applies on its next run.
+# Etcd data is its write-ahead log, K3s' own test (pkg/etcd/etcd.go IsInitialized), not db/etcd: K3s creates that
+# directory (the member's name file) before it joins, so a join that failed would otherwise start a second cluster
+# on the next run.
 config=$K3S_CONFIG
 rejoins=
-if [ -n "$EXISTING_CLUSTER_PROBE" ] && [ ! -d /var/lib/rancher/k3s/server/db/etcd ] &&
+if [ -n "$EXISTING_CLUSTER_PROBE" ] && [ ! -d /var/lib/rancher/k3s/server/db/etcd/member/wal ] &&
   curl -skf --max-time 5 -o /dev/null "$EXISTING_CLUSTER_PROBE"; then
   log "the cluster already runs behind $EXISTING_CLUSTER_PROBE and $NODE_NAME has no etcd data: joining it"
   config=$K3S_JOIN_CONFIG
