@@ -11,10 +11,16 @@ from tests.test_k3s_staging import CMD, Node
 
 ETCD_DIR = "var/lib/rancher/k3s/server/db/etcd"
 ETCD_DATA = f"{ETCD_DIR}/member/wal"  # K3s' own test of a member's data (pkg/etcd/etcd.go IsInitialized)
-# The probe of the API endpoint (curl -skf ... /cacerts) answers unless PROBE=down; other downloads as the stub's.
+# The probe of the API endpoint (curl -skf ... /cacerts) answers unless PROBE=down, or from its try number
+# PROBE_FROM on (a lost request first: PROBE=down PROBE_FROM=2); other downloads as the stub's.
 CURL = """#!/bin/sh
 echo "curl $*" >>"$STATE/log"
-case "$*" in *"/cacerts"*) [ "${PROBE:-up}" = up ] && exit 0; exit 7 ;; esac
+case "$*" in *"/cacerts"*)
+  echo x >>"$STATE/probes"
+  [ "${PROBE:-up}" = up ] && exit 0
+  [ -n "${PROBE_FROM:-}" ] && [ "$(wc -l <"$STATE/probes")" -ge "$PROBE_FROM" ] && exit 0
+  exit 7 ;;
+esac
 while [ $# -gt 0 ]; do
   if [ "$1" = -o ]; then out=$2; fi
   shift
@@ -27,6 +33,8 @@ class FirstServer(Node):
     def __init__(self, tmp, production):
         super().__init__(tmp, production)
         (self.bin / "curl").write_text(CURL)
+        (self.bin / "sleep").write_text('#!/bin/sh\necho "sleep $*" >>"$STATE/log"\n')  # the probe's pauses
+        (self.bin / "sleep").chmod(0o755)
         self.scripts = {"stage": production.named("stage-k3s-control-plane-1", CMD).inputs["stdin"],
                         "install": production.named("k3s-control-plane-1", CMD).inputs["stdin"].value}
         (self.root / "var/lib/rancher/k3s/server/tls").mkdir(parents=True)  # the PKI the install narrows
@@ -69,6 +77,22 @@ def test_a_first_server_whose_join_failed_joins_again_instead_of_starting_a_seco
     (first.root / ETCD_DIR / "name").write_text("adp-production-control-plane-1-0123abcd")
     log = first.run("install")
     assert "no etcd data: joining it" in log
+    assert first.config()["server"] == "https://10.0.1.254:6443" and "cluster-init" not in first.config()
+
+
+def test_one_lost_probe_of_a_running_cluster_does_not_start_a_second_one(first):
+    log = first.run("install", PROBE="down", PROBE_FROM="2")
+    assert log.count("curl -skf") == 2 and "sleep 2" in log and "joining it" in log
+    assert first.config()["server"] == "https://10.0.1.254:6443" and "cluster-init" not in first.config()
+
+
+def test_a_server_that_was_joining_never_initialises_when_the_probe_fails(first):
+    """An earlier run found the cluster and wrote the join config; the join has not completed (no WAL) and now the
+    probe fails three times: it joins again (K3s retries the endpoint) rather than start a cluster beside it."""
+    first.run("install")
+    log = first.run("install", PROBE="down")
+    assert log.count("curl -skf") == 3, "three tries before the probe counts as unanswered"
+    assert "was joining the running cluster: joining it again" in log
     assert first.config()["server"] == "https://10.0.1.254:6443" and "cluster-init" not in first.config()
 
 

@@ -26,13 +26,34 @@ fi
 # Etcd data is its write-ahead log, K3s' own test (pkg/etcd/etcd.go IsInitialized), not db/etcd: K3s creates that
 # directory (the member's name file) before it joins, so a join that failed would otherwise start a second cluster
 # on the next run.
+# Whether the cluster answers at the probe: three tries 2 s apart, so that one lost request to a running cluster does
+# not read as "no cluster" (a second one would follow). On a first deploy the balancer has no target to send it to.
+cluster_answers() {
+  local try
+  for try in 1 2 3; do
+    if curl -skf --max-time 5 -o /dev/null "$EXISTING_CLUSTER_PROBE"; then
+      return 0
+    fi
+    if [ "$try" -lt 3 ]; then
+      sleep 2
+    fi
+  done
+  return 1
+}
 config=$K3S_CONFIG
 rejoins=
-if [ -n "$EXISTING_CLUSTER_PROBE" ] && [ ! -d /var/lib/rancher/k3s/server/db/etcd/member/wal ] &&
-  curl -skf --max-time 5 -o /dev/null "$EXISTING_CLUSTER_PROBE"; then
-  log "the cluster already runs behind $EXISTING_CLUSTER_PROBE and $NODE_NAME has no etcd data: joining it"
+if [ -n "$EXISTING_CLUSTER_PROBE" ] && [ ! -d /var/lib/rancher/k3s/server/db/etcd/member/wal ]; then
+  if cluster_answers; then
+    log "the cluster already runs behind $EXISTING_CLUSTER_PROBE and $NODE_NAME has no etcd data: joining it"
+    rejoins=true
+  elif grep -qs '^server:' /etc/rancher/k3s/config.yaml; then
+    # An earlier run found the cluster and this server has not joined yet: never initialise beside it.
+    log "$EXISTING_CLUSTER_PROBE does not answer, but $NODE_NAME was joining the running cluster: joining it again"
+    rejoins=true
+  fi
+fi
+if [ -n "$rejoins" ]; then
   config=$K3S_JOIN_CONFIG
-  rejoins=true
 fi
 
 config_changed=$(write_file /etc/rancher/k3s/config.yaml 0600 "$config")
