@@ -484,9 +484,9 @@ def _untrack_done(fut: Any) -> None:
 
 def _track(self: Any) -> None:
     data = self._data
-    # A third of a run's Outputs are made of a value already there (a prompt value, a property of a registered
-    # resource): the SDK adds their finished future to the set and schedules its removal on the loop, a round trip
-    # that leaves the set as it was. A failed one stays for the end of the program to raise, as in the SDK.
+    # A third of a run's Outputs (11,000 of 30,000 in production) are made finished (a prompt value from_input lifts,
+    # a URN of plain strings): the SDK adds their future to the set and schedules its removal on the loop, a round
+    # trip that leaves the set as it was. A failed one stays for the end of the program to raise, as in the SDK.
     if data.done() and not data.cancelled() and data.exception() is None:
         return
     with _setting(_SETTINGS_LOCK):
@@ -530,10 +530,10 @@ def _transfer_properties(res: Any, props: Any, custom: bool) -> dict[str, Callab
 _patch(rpc, "transfer_properties", _transfer_properties)
 
 # Every registration computes its own URN with create_urn (do_register: `mock_urn`, what a run without a monitor
-# answers; ours has one, which names the resource itself), and each alias has one too: the SDK's makes five Outputs
-# and two applies of strings each time, and the run awaits them (1,400 a production run). Given plain strings,
-# the same Output is made finished at once: the same URN, known, not secret, of no resources. Anything else (an
-# Output or a Resource as parent, an alias' Output name) goes the SDK's way.
+# answers; ours has one, which names the resource itself), and each alias has one too: the SDK's makes half a dozen
+# Outputs and three tasks over strings each time, and the run awaits them (1,400 a production run, about 5 % of
+# its time). Given plain strings, the same Output is made finished at once: the same URN, known, not secret, of no
+# resources. Anything else (an Output or a Resource as parent, an alias' Output name) goes the SDK's way.
 _sdk_create_urn = runtime_resource.create_urn
 
 
