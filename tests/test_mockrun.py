@@ -354,6 +354,55 @@ def test_outputs_are_tracked_until_done_as_the_sdk_tracks_them():
     assert _awaited(tracked()) == (False, True, True)
 
 
+def test_a_finished_output_is_never_tracked():
+    """An Output made of a value already there is not added to SETTINGS.outputs (the SDK adds it and removes it on the
+    loop's next turn: nothing for the end of the program to wait for); a failed one is, so its error is raised."""
+    from pulumi.runtime.settings import SETTINGS
+
+    async def tracked() -> tuple[bool, bool]:
+        fine = pulumi.Output.from_input("fine")
+        failed_data = asyncio.get_running_loop().create_future()
+        failed_data.set_exception(ValueError("failed"))
+        failed = pulumi.Output._from_data(failed_data)
+        return fine._data in SETTINGS.outputs, failed._data in SETTINGS.outputs  # before the loop's next turn
+
+    assert _awaited(tracked()) == (False, True)
+
+
+# (name, type, parent, project, stack): a child's URN, a root one's (the stack's and project's, or those given), and the
+# parent prefix's edge cases (an empty parent URN, one without "::").
+URN_SAMPLES = [("web", "kubernetes:apps/v1:Deployment", "urn:pulumi:prod::adplatform::adplatform:ads:Ads::ads", None,
+                None), ("ads", "adplatform:ads:Ads", None, None, None), ("ads", "adplatform:ads:Ads", None, "p", "s"),
+               ("x", "t:m:T", "", None, None), ("x", "t:m:T", "no-separator", None, None)]
+
+
+@pytest.mark.parametrize("args", URN_SAMPLES)
+def test_plain_urns_are_made_like_the_sdks(args):
+    # Every registration computes its own URN (do_register's mock_urn) and each alias one: given plain strings, ours is
+    # the same Output, finished at once.
+    from pulumi.runtime import resource as runtime_resource
+    pulumi.runtime.set_mocks(mockrun.OfflineMocks(), project="adplatform", stack="prod", preview=False)
+
+    async def made(create_urn: Any) -> tuple[Any, ...]:
+        urn = create_urn(*args)
+        return urn._data.done(), await urn.future(), await urn.is_known(), await urn.is_secret(), await urn.resources()
+
+    assert runtime_resource.create_urn is mockrun._create_urn
+    ours, sdks = _awaited(made(mockrun._create_urn)), _awaited(made(mockrun._sdk_create_urn))
+    assert ours[0] and ours[1:] == sdks[1:]
+
+
+def test_an_urn_from_an_output_is_made_the_sdks_way():
+    pulumi.runtime.set_mocks(mockrun.OfflineMocks(), project="adplatform", stack="prod", preview=False)
+
+    async def made() -> Any:
+        parent = pulumi.Output.secret("urn:pulumi:prod::adplatform::adplatform:ads:Ads::ads")
+        urn = mockrun._create_urn(pulumi.Output.from_input("web"), "kubernetes:apps/v1:Deployment", parent)
+        return await urn.future(), await urn.is_secret()
+
+    assert _awaited(made()) == ("urn:pulumi:prod::adplatform::adplatform:ads:Ads$kubernetes:apps/v1:Deployment::web", True)
+
+
 def _done(value: Any) -> asyncio.Future:
     future = asyncio.get_running_loop().create_future()
     future.set_result(value)
@@ -638,7 +687,7 @@ def test_a_run_with_the_sdks_own_internals_records_the_same(monkeypatch):
         "contains_unknowns", "_resolve_depends_on", "_add_dependency", "unwrap_type", "_track", "isawaitable",
         "monitor_executor", "_sync_await", "state_struct", "serialize_property", "deserialize_properties",
         "deserialize_property", "translate_output_properties", "_expand_dependencies",
-        "transfer_properties"}  # tools/mockrpc.py; tests/test_mockrpc.py too
+        "transfer_properties", "create_urn"}  # tools/mockrpc.py; tests/test_mockrpc.py too
     monkeypatch.setattr(mockrun, "cache", None)
     with mockrun.sdk_originals():
         assert all(getattr(owner, name) is sdk for owner, name, sdk, _ours in mockrun.SDK_PATCHES)
