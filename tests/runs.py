@@ -11,9 +11,8 @@ import shlex
 from functools import lru_cache
 from typing import Any, Callable
 
-import yaml
 
-from tools import mockrun
+from tools import mockrun, yamlread
 from tools.mockrun import Run, Secret
 
 SECRET_KEYS = {"sshPrivateKey", "backupAccessKeyId", "backupSecretAccessKey", "backupCredentials", "dnsApiToken"}
@@ -145,7 +144,7 @@ def _param(script: str, name: str) -> str | None:
 
 @lru_cache(maxsize=4096)
 def _k3s_document(text: str) -> Any:
-    return yaml.safe_load(text)
+    return yamlread.safe_load(text)
 
 
 def k3s_config(run: Run, node: str) -> dict[str, Any]:
