@@ -49,8 +49,8 @@ def pytest_configure(config: pytest.Config) -> None:
 # After collection a worker holds what it keeps to its end (modules, the SDKs, the collected tests): frozen, the
 # collector's passes leave them out. A test then allocates millions of short-lived objects (runs read back from the
 # cache, parsed YAML, plans), and at the default threshold (700) the collector walks the young generation thousands of
-# times a session. Measured cold on test_k3s.py and test_data_drills.py: 4.2 s of collector CPU -> 1.7 s. Only when the collector
-# runs changes, never what it frees (a run turns it off itself: tools/mockrun.py).
+# times a session. Measured cold on test_k3s.py and test_data_drills.py: 4.2 s of collector CPU -> 1.7 s. Only when
+# the collector runs changes, never what it frees (a run turns it off itself: tools/mockrun.py).
 YOUNG_THRESHOLD = (50_000, 20, 10)
 
 
