@@ -5,14 +5,14 @@ tests/conftest.py re-exports these names for tests that still import them from t
 
 from __future__ import annotations
 
+import copy
 import re
 import shlex
 from functools import lru_cache
 from typing import Any, Callable
 
-import yaml
 
-from tools import mockrun
+from tools import mockrun, yamlread
 from tools.mockrun import Run, Secret
 
 SECRET_KEYS = {"sshPrivateKey", "backupAccessKeyId", "backupSecretAccessKey", "backupCredentials", "dnsApiToken"}
@@ -115,18 +115,44 @@ def staging_with_nodes(nodes: int) -> dict[str, Any]:
 HUNDRED_NODES = 100
 
 
+# A quoted parameter: '...' with each ' inside written '"'"' (the renderer's quoting).
+QUOTED_ESCAPE = "'\"'\"'"
+
+
 def script_param(script: str, name: str) -> str:
     """The value the renderer gave a script parameter (`readonly NAME='...'`)."""
-    match = re.search(rf"^readonly {name}=('(?:[^']|'\"'\"')*'|\S*)$", script, re.M | re.S)
-    assert match, f"parameter {name} not in script"
-    return shlex.split(match.group(1))[0] if match.group(1) else ""
+    value = _param(script, name)
+    assert value is not None, f"parameter {name} not in script"
+    return value
+
+
+# Scripts and the K3s config in them are read back hundreds of times a session (k3s_config for every node of a run,
+# in test after test on the same fixture's run): each distinct text is searched and parsed once per process (issue
+# 22); the texts are the key, so a changed script is read afresh.
+@lru_cache(maxsize=4096)
+def _param(script: str, name: str) -> str | None:
+    match = re.search(rf"^readonly {name}=('(?:[^']|{QUOTED_ESCAPE})*'|\S*)$", script, re.M | re.S)
+    if not match:
+        return None
+    value = match.group(1)
+    if value.startswith("'"):
+        # What shlex.split reads back from this form (its pure-Python tokenizer costs milliseconds on a long value):
+        # the only quotes inside are the escapes' (the pattern above).
+        return value[1:-1].replace(QUOTED_ESCAPE, "'")
+    return shlex.split(value)[0] if value else ""
+
+
+@lru_cache(maxsize=4096)
+def _k3s_document(text: str) -> Any:
+    return yamlread.safe_load(text)
 
 
 def k3s_config(run: Run, node: str) -> dict[str, Any]:
-    """The /etc/rancher/k3s/config.yaml the install command writes on `node` (e.g. 'scylladb-1')."""
+    """The /etc/rancher/k3s/config.yaml the install command writes on `node` (e.g. 'scylladb-1'): a fresh copy each
+    call (a test may edit it)."""
     stdin = run.named(f"k3s-{node}", "command:remote:Command").inputs["stdin"]
     assert isinstance(stdin, Secret), "the K3s install script carries the join token and must be secret"
-    return yaml.safe_load(script_param(stdin.value, "K3S_CONFIG"))
+    return copy.deepcopy(_k3s_document(script_param(stdin.value, "K3S_CONFIG")))
 
 
 def node_labels(run: Run, node: str) -> dict[str, str]:

@@ -671,11 +671,29 @@ def _by_urn(run):  # registration order, and the order of dependencies, vary bet
     return sorted(resources, key=lambda r: r.urn), run.outputs, run.secret_outputs, run.config
 
 
-def test_runs_from_the_cache_equal_executed_runs(monkeypatch):
+@pytest.fixture(scope="module")
+def executed() -> tuple[mockrun.Run, set[Any]]:
+    """The staging profile's run executed here, not read from the run cache, and the threads its monitor calls ran on.
+    One execution for the two tests that need one (issue 22): the thread recorder only watches the calls, and hands
+    each on to the monitor unchanged."""
+    import threading
+    threads = set()
+    register = mockrun.RecordingMonitor.RegisterResource
+
+    def recording_thread(self, request):
+        threads.add(threading.current_thread())
+        return register(self, request)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mockrun.RecordingMonitor, "RegisterResource", recording_thread)
+        patch.setattr(mockrun, "cache", None)
+        return run_raw(base_raw(profile="staging")), threads
+
+
+def test_runs_from_the_cache_equal_executed_runs(executed):
     raw = base_raw(profile="staging")
     cached = [run_raw(raw), run_raw(raw)]
-    monkeypatch.setattr(mockrun, "cache", None)
-    assert _by_urn(cached[0]) == _by_urn(cached[1]) == _by_urn(run_raw(raw))
+    assert _by_urn(cached[0]) == _by_urn(cached[1]) == _by_urn(executed[0])
 
 
 def test_a_run_with_the_sdks_own_internals_records_the_same(monkeypatch):
@@ -759,20 +777,12 @@ def test_the_planner_reads_yaml_without_the_programs_new_helpers():
             assert "yamltext.safe_load" not in path.read_text(), path
 
 
-def test_the_monitor_answers_on_the_loop_s_thread(monkeypatch):
+def test_the_monitor_answers_on_the_loop_s_thread(executed):
     """Under the harness every monitor call runs in the program's own thread (mockrun._InlineExecutor): no thread
     pool hand-off per resource. The answers are the SDK's (the whole-run comparison above)."""
     import threading
-    threads = set()
-    register = mockrun.RecordingMonitor.RegisterResource
-
-    def recording_thread(self, request):
-        threads.add(threading.current_thread())
-        return register(self, request)
-
-    monkeypatch.setattr(mockrun.RecordingMonitor, "RegisterResource", recording_thread)
-    monkeypatch.setattr(mockrun, "cache", None)
-    assert len(run_raw(base_raw(profile="staging")).resources) > 300
+    run, threads = executed
+    assert len(run.resources) > 300
     assert threads == {threading.main_thread()}
 
 

@@ -33,6 +33,7 @@ import yaml
 from components.charts import K3S_VERSION
 from policy.rules import is_secret, kubernetes_kind
 from providers import hetzner
+from tools import yamlread
 from tools.ci import cloud_init_schema
 from tools.mockrun import Resource, Run
 
@@ -105,7 +106,7 @@ def _builtin_validator(api_version: str, kind: str) -> jsonschema.protocols.Vali
 
 @functools.lru_cache(maxsize=None)
 def _crd_validator(schema_file: Path) -> jsonschema.protocols.Validator:
-    schema = yaml.safe_load(schema_file.read_text())
+    schema = yamlread.safe_load(schema_file.read_text())  # libyaml: the pure-Python parser took a second a session
     validator = jsonschema.validators.validator_for(schema)
     validator.check_schema(schema)
     return validator(schema)
@@ -183,9 +184,12 @@ def _user_data(value: object) -> str | None:
 
 
 def _nested(inputs: dict, path: tuple[str, ...]) -> object:
+    """The value at `path`, through secrets on the way (unwrapped one level at a time: plain() of the whole inputs
+    at each step cost seconds a session, for the same value)."""
     node: object = inputs
     for key in path:
-        node = plain(node)
+        while is_secret(node):
+            node = node.value
         if not isinstance(node, dict):
             return None
         node = node.get(key)
