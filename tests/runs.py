@@ -11,7 +11,6 @@ import shlex
 from functools import lru_cache
 from typing import Any, Callable
 
-
 from tools import mockrun, yamlread
 from tools.mockrun import Run, Secret
 
