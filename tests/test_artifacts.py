@@ -60,6 +60,27 @@ def test_every_remote_script_passes_shellcheck(stack):
     assert validators.shellcheck(scripts) == ""
 
 
+def test_shellcheck_sees_every_script_body_whatever_its_parameter_values(tmp_path):
+    """Scripts are checked with their parameters' values replaced (validators.without_values): the renders of one
+    template for different nodes are then one text, checked once. The values are the renderer's shlex-quoted data;
+    everything else of the script, and so any problem shellcheck finds there, stays."""
+    from components.shell import render
+    template = tmp_path / "t.sh"
+    template.write_text("#!/usr/bin/env bash\nset -euo pipefail\n# @params\nsource lib.sh\necho \"$NAME $CONFIG\"\n")
+    texts = [render(template, {"NAME": name, "CONFIG": config, "COUNT": count})
+             for name, config, count in (("n-1", "a: 1\nb: 'x'\n", 3), ("n 2", "zq's\n\nc: [\"y\"]", 10),
+                                         ("", "", 0))]
+    assert len(set(texts)) == 3 and len({validators.without_values(t) for t in texts}) == 1
+    normalised = validators.without_values(texts[1])
+    assert "n 2" not in normalised and "zq" not in normalised and 'echo "$NAME $CONFIG"' in normalised
+    dollar = validators.without_values(render(template, {"NAME": "n", "CONFIG": "$HOME", "COUNT": 1}))
+    assert "HOME" not in dollar and "# shellcheck disable=SC2016" in dollar, "the renderer's own lines stay"
+    assert [line for line in normalised.splitlines() if line.startswith("readonly ")] == [
+        "readonly NAME='value'", "readonly CONFIG='value'", "readonly COUNT='value'"]
+    template.write_text(template.read_text().replace('echo "$NAME $CONFIG"', "rm -rf $NAME/*"))
+    assert "SC2115" in validators.shellcheck({"bad": render(template, {"NAME": "n-1"})})
+
+
 def test_shellcheck_catches_a_bad_script():
     report = validators.shellcheck({"bad": "#!/usr/bin/env bash\nrm -rf $DIR/*\n"})
     assert "SC2115" in report or "SC2086" in report

@@ -135,11 +135,25 @@ def _clean_mark(text: str) -> Path | None:
     return shellcheck_clean / hashlib.sha256(f"{_shellcheck_digest()}\0{text}".encode()).hexdigest()
 
 
+# A rendered script's parameter lines (components/shell render: `readonly NAME=<shlex.quote(value)>`, one line, or
+# several for a quoted value with newlines). Their values are data shellcheck never looks into (single-quoted, or
+# shlex's unquoted safe characters), and they are all that differs between the scripts of one role's nodes (a node's
+# name, addresses, K3s config): checked with every value replaced by one placeholder, those scripts are one text,
+# checked once (a production run's 255 distinct scripts are some 30 bodies; issue 22).
+PARAM_LINE = re.compile(r"^(readonly [A-Z][A-Z0-9_]*=)(?:'(?:[^']|'\"'\"')*'|[^\s']*)$", re.M)
+
+
+def without_values(text: str) -> str:
+    """`text` with every parameter's value replaced by the same placeholder: what shellcheck is given."""
+    return PARAM_LINE.sub(r"\1'value'", text)
+
+
 def shellcheck(named_scripts: dict[str, str]) -> str:
-    """shellcheck output for all scripts at once (empty when clean); unique contents checked once, and a content
-    this shellcheck found clean before (in this session or an earlier one) not again: shellcheck checks each file on
-    its own (no sourcing), so leaving out a clean one leaves the report as it was."""
-    unique = {text: name for name, text in named_scripts.items()
+    """shellcheck output for all scripts at once (empty when clean); unique contents checked once (parameter values
+    aside: without_values), and a content this shellcheck found clean before (in this session or an earlier one) not
+    again: shellcheck checks each file on its own (no sourcing), so leaving out a clean one leaves the report as it
+    was."""
+    unique = {text: name for name, text in ((n, without_values(t)) for n, t in named_scripts.items())
               if not ((mark := _clean_mark(text)) and mark.exists())}
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
