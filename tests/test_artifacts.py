@@ -77,6 +77,8 @@ def test_shellcheck_sees_every_script_body_whatever_its_parameter_values(tmp_pat
     assert "HOME" not in dollar and "# shellcheck disable=SC2016" in dollar, "the renderer's own lines stay"
     assert [line for line in normalised.splitlines() if line.startswith("readonly ")] == [
         "readonly NAME='value'", "readonly CONFIG='value'", "readonly COUNT='value'"]
+    body = 'readonly WHEN=$(date)\nreadonly ARG="$1"\necho "$WHEN $ARG"'
+    assert body in validators.without_values(f"readonly X='v'\n{body}\n"), "a body's own readonly lines are judged"
     template.write_text(template.read_text().replace('echo "$NAME $CONFIG"', "rm -rf $NAME/*"))
     assert "SC2115" in validators.shellcheck({"bad": render(template, {"NAME": "n-1"})})
 

@@ -140,7 +140,9 @@ def _clean_mark(text: str) -> Path | None:
 # shlex's unquoted safe characters), and they are all that differs between the scripts of one role's nodes (a node's
 # name, addresses, K3s config): checked with every value replaced by one placeholder, those scripts are one text,
 # checked once (a production run's 255 distinct scripts are some 30 bodies; issue 22).
-PARAM_LINE = re.compile(r"^(readonly [A-Z][A-Z0-9_]*=)(?:'(?:[^']|'\"'\"')*'|[^\s']*)$", re.M)
+# Only values in the forms shlex.quote writes: single-quoted, or its safe characters bare (a body's own
+# `readonly X=$(cmd)` or `readonly X="$1"` stays as it is, for shellcheck to judge).
+PARAM_LINE = re.compile(r"^(readonly [A-Z][A-Z0-9_]*=)(?:'(?:[^']|'\"'\"')*'|[\w@%+=:,./-]*)$", re.M | re.A)
 
 
 def without_values(text: str) -> str:
