@@ -23,7 +23,7 @@ from config import ConfigError, Problem, load_from_pulumi
 from config.catalog import PROVIDERS, SIZES, Size
 from config.errors import NAMESPACE
 from providers import hybrid
-from providers.base import check_credentials, check_seal
+from providers.base import PROVIDER_LABEL, check_credentials, check_seal
 
 
 def _credential_problems() -> list[Problem]:
@@ -92,7 +92,10 @@ def main() -> None:
     pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig))
     pulumi.export("nodes", {
         node.hostname: {"pool": node.spec.pool, "role": node.spec.workload_role, "k3s": node.spec.k3s_role,
-                        "publicIp": node.public_ip, "privateIp": node.private_ip}
+                        "publicIp": node.public_ip, "privateIp": node.private_ip,
+                        "provider": node.spec.labels.get(PROVIDER_LABEL),
+                        # Whether the gateway's cloud load balancer (the stack provider's) reaches it.
+                        "loadBalancerTarget": hybrid.load_balancer_target(node)}
         for node in infra.nodes
     })
     pulumi.export("layers", loaded.config.layers.model_dump(by_alias=True))

@@ -627,6 +627,12 @@ def _single(address: str) -> str:
 SECONDARY_NODE_LABELS = {"node.kubernetes.io/exclude-from-external-load-balancers": "true"}
 
 
+def load_balancer_target(node: Node) -> bool:
+    """Whether the stack provider's cloud load balancers (the gateway's) may send traffic to `node`: every node but a
+    secondary part's (SECONDARY_NODE_LABELS)."""
+    return not SECONDARY_NODE_LABELS.items() <= node.spec.labels.items()
+
+
 def combine(primary: Infrastructure, secondaries: Sequence[Infrastructure], mtu: int,
             node_labels: Sequence[Mapping[str, str]]) -> Infrastructure:
     """The stack provider's Infrastructure with the secondaries' nodes (each with its coupling's `node_labels` and
@@ -682,7 +688,8 @@ def cilium_values(stack_values: dict, link_mtu: int) -> dict:
             "encryption": {"enabled": True, "type": "wireguard", "nodeEncryption": True}}
 
 
-__all__ = ["COUPLINGS", "INTERNET", "SECONDARY_NODE_LABELS", "Coupling", "cilium_values", "combine", "coupling", "create", "over_internet", "combined_storage", "control_plane_move_problems", "pool_roles", "storage_provider_problems",
+__all__ = ["COUPLINGS", "INTERNET", "SECONDARY_NODE_LABELS", "Coupling", "cilium_values", "combine", "coupling", "create",
+           "load_balancer_target", "over_internet", "combined_storage", "control_plane_move_problems", "pool_roles", "storage_provider_problems",
            "store_storage_problems",
            "credential_problems", "admit_everyone", "internet_problems", "join_endpoint", "part", "peer_quota_problems",
            "peer_rules", "providers_used", "server_join_endpoints", "validate"]

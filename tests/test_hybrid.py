@@ -139,6 +139,10 @@ def test_one_cluster_over_both_providers(run):
     hosts = [h for h in STACK["adplatform:bareMetal"]["hosts"]]
     assert sorted(n["privateIp"] for n in scylla.values()) == sorted(h["privateAddress"] for h in hosts)
     assert all(n["k3s"] == "agent" for n in scylla.values())
+    # The gateway's balancer (Hetzner's CCM) reaches the cloud servers, never the dedicated hosts.
+    assert {(n["provider"], n["loadBalancerTarget"]) for n in nodes.values()} == {("hetzner", True),
+                                                                                   ("baremetal", False)}
+    assert all(n["provider"] == "baremetal" for n in scylla.values())
     # One cluster: only the first Hetzner server initialises it; the hosts join through the private API balancer.
     installs = [r.name.removeprefix("k3s-") for r in run.resources if r.type == COMMAND and r.name.startswith("k3s-")
                 and r.name.removeprefix("k3s-") in {h.removeprefix("adp-production-hybrid-") for h in nodes}]

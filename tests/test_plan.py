@@ -309,6 +309,25 @@ def test_secret_digests_change_with_the_secret_and_never_show_it(production):
     assert model.secret_digests({"a": mockrun_secret("x")}) != model.secret_digests({"a": mockrun_secret("y")})
 
 
+def _nodes(*targets: bool | None) -> dict:
+    """A plan's `nodes` output: one node per entry, a load-balancer target or not (None: a run of older code)."""
+    return {"provider": "hetzner", "outputs": {"nodes": {
+        f"n{i}": {} if target is None else {"loadBalancerTarget": target} for i, target in enumerate(targets)}}}
+
+
+@pytest.mark.parametrize("targets, warned", [
+    ((True, True, False), False),   # two Hetzner nodes behind the gateway's balancer
+    ((True, False, False), True),   # pools moved off Hetzner: control-plane-1 alone carries the ingress
+    ((True,), False),               # one provider: every node is a target (a one-node stack is small, not hybrid)
+    ((None, None), False),          # a run of older program code names no targets
+])
+def test_a_hybrid_cluster_whose_gateway_balancer_reaches_one_node_is_warned(targets, warned):
+    ingress = model._ingress_targets(_nodes(*targets))  # one of model.warnings' sources
+    assert bool(ingress) is warned
+    if warned:
+        assert "reaches only n0, of 3 nodes" in ingress[0] and "keep a pool on hetzner" in ingress[0]
+
+
 def test_warning_changes_alone_are_reported(plan):
     head = json.loads(json.dumps(plan))
     head["warnings"] = ["role scylladb has 1 node(s) but needs 3: ..."]

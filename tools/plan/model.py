@@ -154,6 +154,7 @@ def warnings(plan: dict[str, Any]) -> list[str]:
     found = [f"policy {v['rule']}: {rules.name_of(v['urn'])}: {v['message']}"
              for v in plan["policy"]["violations"]]
     found += _small_roles(plan)
+    found += _ingress_targets(plan)
     found += _unorderable(plan)
     found += [f"cost: {item}" for item in plan["cost"]["unknown"]]
     found += [f"capacity: {item}" for item in capacity.problems(plan) + capacity.unknown(plan)]
@@ -174,6 +175,27 @@ def _unorderable(plan: dict[str, Any]) -> list[str]:
         if reason:
             servers[reason].append(server["name"])
     return [f"{reason}; servers: {', '.join(names)}" for reason, names in servers.items()]
+
+
+# Fewer nodes than this behind the gateway's balancer: every request of the platform passes one machine.
+MIN_BALANCER_TARGETS = 2
+
+
+def _ingress_targets(plan: dict[str, Any]) -> list[str]:
+    """A cluster over several providers whose gateway balancer (the stack provider's cloud controller's) reaches fewer
+    than MIN_BALANCER_TARGETS nodes: pools moved off the stack provider leave it its control plane alone
+    (docs/providers.md "Load balancer targets"). Runs of older program code (plan-diff against a git ref) name no
+    targets: nothing to say."""
+    nodes = plan["outputs"].get("nodes")
+    if not isinstance(nodes, dict) or all(n.get("loadBalancerTarget", True) for n in nodes.values()):
+        return []
+    targets = sorted(name for name, n in nodes.items() if n.get("loadBalancerTarget"))
+    if len(targets) >= MIN_BALANCER_TARGETS:
+        return []
+    provider = plan.get("provider")
+    return [f"ingress: the gateway's load balancer ({provider}'s) reaches only {', '.join(targets) or 'no node'}, of "
+            f"{len(nodes)} nodes (the others are another provider's): keep a pool on {provider} until the control "
+            "plane's provider can change (docs/providers.md, \"Load balancer targets\")"]
 
 
 def _small_roles(plan: dict[str, Any]) -> list[str]:
