@@ -7,6 +7,7 @@ order of calls and its skip/fail paths are observed, not read.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
 
@@ -15,8 +16,9 @@ import yaml
 
 from components.k3s.lifecycle import (DRAIN_TIMEOUT_SECONDS, GUARD, UNREPORTED_POD_SKIP_SECONDS, drain_script,
                                       reachable_server)
+from components.k3s.resize import DRAIN_SERVER
 from tests.conftest import base_raw, script_param, stack_run
-from tests.runs import UP_TO_K3S, run_raw
+from tests.runs import UP_TO_K3S, raw_config
 from tests.stubs import run_with_stubs
 from tools import mockrun
 from tools.mockrun import Run, Secret
@@ -90,17 +92,33 @@ def test_pools_drain_one_node_at_a_time_highest_index_first(production):
 
 
 @pytest.fixture(scope="module")
-def unreachable() -> Run:
-    """Production up to K3s with control-plane-1 (the first server) and general-2 dead: cluster.unreachableNodes."""
-    return run_raw(base_raw(layers=UP_TO_K3S, cluster={"unreachableNodes": ["control-plane-1", "general-2"]}))
+def unreachable_run() -> tuple[Run, str]:
+    """Production up to K3s with control-plane-1 (the first server) and general-2 dead (cluster.unreachableNodes), and
+    the address the resize and departure hooks reach their server at (resize.py DRAIN_SERVER). Executed here, not
+    read from the run cache: the K3s layer names that server while the program runs."""
+    raw = base_raw(layers=UP_TO_K3S, cluster={"unreachableNodes": ["control-plane-1", "general-2"]})
+    run = mockrun.execute(*raw_config(raw), "test")
+    loop = asyncio.new_event_loop()
+    try:
+        return run, loop.run_until_complete(DRAIN_SERVER.host.future())
+    finally:
+        loop.close()
 
 
-def test_an_unreachable_nodes_drain_runs_on_the_first_server_not_listed(unreachable, production):
+@pytest.fixture(scope="module")
+def unreachable(unreachable_run) -> Run:
+    return unreachable_run[0]
+
+
+def test_an_unreachable_nodes_drain_runs_on_the_first_server_not_listed(unreachable_run, production):
     """A dead machine cannot run its own drain: the drain command moves to a live server (an update: its trigger is
     still the machine's id, so nothing is drained by the move), and `pulumi up --replace` then takes the node out
-    from there instead of failing on the dead machine's SSH."""
+    from there instead of failing on the dead machine's SSH. The agents' resize drains and the departures over the
+    internet run on that server too."""
+    unreachable, hooks_host = unreachable_run
     found, before = drains(unreachable), drains(production)
     runner = unreachable.named("k3s-control-plane-2", CMD)
+    assert hooks_host == runner.inputs["connection"].value["host"]
     for name in ("control-plane-1", "general-2"):
         drain = found[name]
         assert drain.inputs["connection"] == runner.inputs["connection"]
