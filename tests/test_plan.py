@@ -241,6 +241,26 @@ def test_every_duration_figure_says_where_it_comes_from():
                        + len(timing.JOBS) + defaults)
 
 
+def test_k3s_is_running_once_the_last_nodes_install_has_finished():
+    """Servers to K3s Ready on every node: the end of the last `k3s-<node>` install, wherever the critical path goes."""
+    command = "command:remote:Command"
+    plan = {"resources": [
+        _r("cp1"), _r("k3s-cp1", command, deps=["cp1"]), _r("k3s-cp2", command, deps=["k3s-cp1"]),
+        _r("k3s-agent", command, deps=["k3s-cp1"]), _r("later", command, deps=["k3s-cp2"], name="drain-cp1"),
+    ]}
+    t = timing.estimate(plan)
+    install = next(s for prefix, s in timing.COMMANDS if prefix == "k3s-")
+    assert t["k3sReadySeconds"] == timing.DURATIONS["hcloud:index/server:Server"] + 2 * install
+    assert t["criticalPathSeconds"] > t["k3sReadySeconds"], "a later step is not K3s"
+    assert timing.estimate({"resources": [_r("cp1")]})["k3sReadySeconds"] is None
+
+
+def test_production_reaches_k3s_on_every_node_within_five_minutes(plan):
+    """Issue 22's target for the modelled first deploy: servers to K3s Ready in 5 minutes or less (peers: 2-5)."""
+    t = plan["deployTime"]
+    assert t["k3sReadySeconds"] <= 300 and "K3s running on every node after" in report.render(plan)
+
+
 def test_production_critical_path_names_the_bootstrap_chain(plan):
     t = plan["deployTime"]
     names = [step["name"] for step in t["criticalPath"]]

@@ -197,7 +197,10 @@ def _billed(cost: dict[str, Any], pool: str) -> str:
 def _time(plan: dict[str, Any]) -> list[str]:
     t = plan["deployTime"]
     out = [f"Estimated first deploy: {minutes(t['criticalPathSeconds'])} on the critical path "
-           f"(serial {minutes(t['serialSeconds'])}, parallelism x{t['parallelism']})", "  critical path:"]
+           f"(serial {minutes(t['serialSeconds'])}, parallelism x{t['parallelism']})"]
+    if t.get("k3sReadySeconds") is not None:  # (a plan of older program code has no such figure)
+        out.append(f"  K3s running on every node after {minutes(t['k3sReadySeconds'])} (the last node's K3s install)")
+    out.append("  critical path:")
     out += [f"    {step['seconds']:>4}s  {step['name']}  ({step['type']})"
             + (f"  its part after {step['after']}" if "after" in step else "") for step in t["criticalPath"]]
     return out

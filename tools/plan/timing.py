@@ -224,15 +224,29 @@ def schedule(plan: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str,
     return resources, finish, via
 
 
+# The K3s install of each node (components/k3s: `k3s-<node>`, the remote command that starts K3s and, on a server,
+# waits for its API server's /readyz): once the last has finished, every server and agent has joined.
+K3S_INSTALL = ("command:remote:Command", "k3s-")
+
+
+def k3s_ready(resources: dict[str, dict[str, Any]], finish: dict[str, int]) -> int | None:
+    """When the last node's K3s install finishes: servers to K3s Ready on every node (issue 22's second figure)."""
+    type_, prefix = K3S_INSTALL
+    ends = [finish[urn] for urn, r in resources.items() if r["type"] == type_ and r["name"].startswith(prefix)]
+    return max(ends) if ends else None
+
+
 def estimate(plan: dict[str, Any]) -> dict[str, Any]:
     resources, finish, via = schedule(plan)
     serial = sum(duration(r) for r in resources.values())
     if not finish:
-        return {"criticalPathSeconds": 0, "serialSeconds": 0, "parallelism": 1.0, "criticalPath": []}
+        return {"criticalPathSeconds": 0, "serialSeconds": 0, "parallelism": 1.0, "criticalPath": [],
+                "k3sReadySeconds": None}
     chain = [step(resources, finish, via, urn) for urn in critical_chain(resources, finish, via)]
     critical = max(finish.values())
     return {"criticalPathSeconds": critical, "serialSeconds": serial,
-            "parallelism": round(serial / critical, 1) if critical else 1.0, "criticalPath": chain}
+            "parallelism": round(serial / critical, 1) if critical else 1.0, "criticalPath": chain,
+            "k3sReadySeconds": k3s_ready(resources, finish)}
 
 
 def step(resources: dict[str, dict[str, Any]], finish: dict[str, int], via: dict[str, str | None],
