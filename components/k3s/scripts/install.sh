@@ -26,6 +26,7 @@ fi
 # Etcd data is its write-ahead log, K3s' own test (pkg/etcd/etcd.go IsInitialized), not db/etcd: K3s creates that
 # directory (the member's name file) before it joins, so a join that failed would otherwise start a second cluster
 # on the next run.
+
 # Whether the cluster answers at the probe: three tries 2 s apart, so that one lost request to a running cluster does
 # not read as "no cluster" (a second one would follow). On a first deploy the balancer has no target to send it to.
 cluster_answers() {
