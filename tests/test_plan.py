@@ -355,6 +355,17 @@ def test_warning_changes_alone_are_reported(plan):
     assert "no change" not in text and "New warnings" in text
 
 
+def test_plan_diff_shows_when_k3s_runs_on_every_node_only_where_it_moved(plan):
+    head = json.loads(json.dumps(plan))
+    head["deployTime"]["k3sReadySeconds"] += 60  # a fourth server joining after the others
+    text = diff.render("production", "main", diff.diff_plans(plan, head))
+    assert "- K3s running on every node: 4m50s -> 5m50s (+1m00s)" in text
+    older = json.loads(json.dumps(plan))
+    del older["deployTime"]["k3sReadySeconds"]  # a plan of older program code (plan-diff against a git ref)
+    assert "K3s running" not in diff.render("production", "main", diff.diff_plans(older, head))
+    assert "K3s running" not in diff.render("production", "main", diff.diff_plans(plan, plan))
+
+
 def test_diff_of_a_new_stack_and_of_no_change(plan):
     assert len(diff.diff_plans(None, plan)["added"]) == len(plan["resources"])
     assert "no change" in diff.render("production", "main", diff.diff_plans(plan, plan))

@@ -75,6 +75,8 @@ def diff_plans(base: dict[str, Any] | None, head: dict[str, Any] | None) -> dict
         "exchange": (((head or {}).get("cost") or {}).get("exchange")
                      or ((base or {}).get("cost") or {}).get("exchange")),
         "deployTime": _delta(base, head, lambda p: p["deployTime"]["criticalPathSeconds"]),
+        # None on a side whose plan has no such figure (older program code).
+        "k3sReady": _delta(base, head, lambda p: p["deployTime"].get("k3sReadySeconds")),
         "warnings": {"new": sorted(set((head or {}).get("warnings", [])) - set((base or {}).get("warnings", []))),
                      "gone": sorted(set((base or {}).get("warnings", [])) - set((head or {}).get("warnings", [])))},
     }
@@ -169,8 +171,9 @@ def render(stack: str, base_ref: str, d: dict[str, Any]) -> str:
     cur = d["currency"] or ""
     cost, time = d["cost"], d["deployTime"]
     at_max = d.get("costMax") or cost
+    k3s = d.get("k3sReady") or {}
     if not (d["added"] or d["removed"] or d["changed"] or cost["delta"] or time["delta"] or at_max["delta"]
-            or d.get("autoscaling") or d["warnings"]["new"] or d["warnings"]["gone"]):
+            or k3s.get("delta") or d.get("autoscaling") or d["warnings"]["new"] or d["warnings"]["gone"]):
         return f"### Stack `{stack}`: no change against `{base_ref}`\n"
     money = ("unknown" if cost["delta"] is None else
              f"{cost['base']:,.2f} -> {cost['head']:,.2f} {cur}/month ({cost['delta']:+,.2f})")
@@ -191,6 +194,9 @@ def render(stack: str, base_ref: str, d: dict[str, Any]) -> str:
     out += [f"  - autoscaled pool {name}: {_range(row['base'], cur)} -> {_range(row['head'], cur)}"
             for name, row in (d.get("autoscaling") or {}).items()]
     out += _moving(d.get("moving"), cur)
+    if k3s.get("delta"):  # only where it moved: the servers' joins, the nodes' tuning or staging changed
+        out.append(f"- K3s running on every node: {minutes(k3s['base'])} -> {minutes(k3s['head'])} "
+                   f"({'+' if k3s['delta'] >= 0 else '-'}{minutes(abs(k3s['delta']))})")
     out.append("")
     out += nodes.render(d.get("nodes") or [])
     for title, rows in (("Added", d["added"]), ("Removed", d["removed"])):
