@@ -81,6 +81,9 @@ def test_shellcheck_sees_every_script_body_whatever_its_parameter_values(tmp_pat
     assert body in validators.without_values(f"readonly X='v'\n{body}\n"), "a body's own readonly lines are judged"
     template.write_text(template.read_text().replace('echo "$NAME $CONFIG"', "rm -rf $NAME/*"))
     assert "SC2115" in validators.shellcheck({"bad": render(template, {"NAME": "n-1"})})
+    # A body's own single-quoted constant is the body's: shellcheck still reads it (a tilde that never expands).
+    template.write_text(template.read_text().replace("rm -rf $NAME/*", "readonly KUBE='~/.kube'\nls \"$KUBE\""))
+    assert "SC2088" in validators.shellcheck({"tilde": render(template, {"NAME": "n-1"})})
 
 
 def test_shellcheck_catches_a_bad_script():

@@ -119,6 +119,7 @@ def test_unknown_check_leaves_no_garbage_for_the_cyclic_collector():
         assert gc.collect() == 0
     finally:
         gc.unfreeze()
+        gc.freeze()  # as tests/conftest.py left the worker: what it holds set aside
         if collecting:
             gc.enable()
 

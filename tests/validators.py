@@ -142,12 +142,19 @@ def _clean_mark(text: str) -> Path | None:
 # checked once (a production run's 255 distinct scripts are some 30 bodies; issue 22).
 # Only values in the forms shlex.quote writes: single-quoted, or its safe characters bare (a body's own
 # `readonly X=$(cmd)` or `readonly X="$1"` stays as it is, for shellcheck to judge).
+# Only before the body the renderer wraps in main(): a template body's own `readonly X='~/x'` or `readonly X='$Y'`
+# keeps its value (shellcheck does read single-quoted words: SC2088, SC2016). A script not rendered (no main) keeps
+# all of its text; a value holding the marker cuts the head short, leaving that value as it is, never the reverse.
 PARAM_LINE = re.compile(r"^(readonly [A-Z][A-Z0-9_]*=)(?:'(?:[^']|'\"'\"')*'|[\w@%+=:,./-]*)$", re.M | re.A)
+RENDERED_BODY = "\nmain() {\n"  # components/shell render
 
 
 def without_values(text: str) -> str:
     """`text` with every parameter's value replaced by the same placeholder: what shellcheck is given."""
-    return PARAM_LINE.sub(r"\1'value'", text)
+    head, body_start, body = text.partition(RENDERED_BODY)
+    if not body_start:
+        return text
+    return PARAM_LINE.sub(r"\1'value'", head) + body_start + body
 
 
 def shellcheck(named_scripts: dict[str, str]) -> str:
