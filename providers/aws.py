@@ -39,12 +39,11 @@ from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster, StackConfig, node_location
 from providers import cloud
-from providers.base import (AdmittedPeers, ApiEndpoints, ClientAddress, ClusterPort, ClusterProfile, Credential, Infrastructure, Node,
-                            NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota, ProviderInfrastructure,
-                            Storage, assemble,
-                            check_locations, check_server_type_names, csi_storage, first_server_api, node_specs,
-                            resolve_server_type, PROVIDER_LABEL, Seal, secondary_controller_placement, secondary_part,
-                            ssh_connection, zone_topology)
+from providers.base import (AdmittedPeers, ApiEndpoints, ClientAddress, ClusterPort, ClusterProfile, Credential,
+                            Infrastructure, Node, NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota,
+                            ProviderInfrastructure, Storage, assemble, check_locations, check_server_type_names,
+                            csi_storage, first_server_api, node_specs, resolve_server_type, PROVIDER_LABEL, Seal,
+                            secondary_controller_placement, secondary_part, ssh_connection, zone_topology)
 
 NAME = "aws"
 REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION")  # what the AWS provider reads when aws:region is unset

@@ -50,11 +50,12 @@ from config import LoadedConfig, Problem
 from config.errors import problem
 from config.model import Cluster, StackConfig
 from providers import cloud
-from providers.base import (AdmittedPeers, CLUSTER_PORTS, ApiEndpoints, ClusterPort, ClusterProfile, Credential, Infrastructure, Node,
-                            NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota, ProviderInfrastructure,
-                            PROVIDER_LABEL, Storage, assemble, check_locations, check_server_type_names, csi_storage,
-                            first_server_api, holds_data, node_specs, provider_id, resolve_server_type,
-                            secondary_controller_placement, secondary_part, ssh_connection, zone_topology)
+from providers.base import (AdmittedPeers, CLUSTER_PORTS, ApiEndpoints, ClusterPort, ClusterProfile, Credential,
+                            Infrastructure, Node, NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota,
+                            ProviderInfrastructure, PROVIDER_LABEL, Storage, assemble, check_locations,
+                            check_server_type_names, csi_storage, first_server_api, holds_data, node_specs,
+                            provider_id, resolve_server_type, secondary_controller_placement, secondary_part,
+                            ssh_connection, zone_topology)
 
 NAME = "azure"
 ZONES = ("1", "2", "3")  # Azure names a region's availability zones 1..3

@@ -293,7 +293,7 @@ class HetznerInfrastructure(ProviderInfrastructure):
             shutdown_before_deletion=True,
             opts=self._opts(
                 protect=True,
-                hooks=self._resize_hooks(spec, hostname, POWER_OFF_INPUTS, output_path("ipv4Address"), "root"),
+                hooks=self._resize_hooks(spec, hostname, POWER_OFF_INPUTS, output_path("ipv4Address"), SSH_USER),
                 depends_on=[self.subnet],  # a server can only join the network once the subnet exists
                 delete_before_replace=True,  # K3s node names are unique: the old node drains and goes first
                 # Hetzner replaces a server when its SSH keys or image change; new keys reach

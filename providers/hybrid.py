@@ -40,9 +40,9 @@ from config.data import Movable
 from config.errors import problem
 from config.model import ApiLoadBalancer, ControlPlane, StackConfig, pool_provider
 from config.rules import role_pools
+from providers import cloud, hetzner
 from providers.base import (CLUSTER_PORTS, AdmittedPeers, ClusterPort, Infrastructure, Node, PeerAddress, Storage,
                             check_credentials, holds_data, node_specs)
-from providers import cloud, hetzner
 from providers.hetzner import NETWORK_ZONES, PROVIDED_BY_LABEL, network_location
 
 SCYLLADB_NODE_ROLES = (STORE_ROLES["scylladb"], "converged")  # the nodes ScyllaDB runs on (components/data/placement.py)

@@ -58,8 +58,8 @@ from typing import Any, Awaitable, Callable, Iterator, Mapping, Sequence
 import pulumi
 
 from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, ETCD_TIMEOUT_SECONDS, KUBE_LIB, UNREPORTED_POD_SKIP_SECONDS
-from components.k3s.resize import (DRAIN_SERVER, NODE_NAME, TOKEN, DrainServer, Runner, _run_on, on_server_kubeconfig,
-                                   token_script)
+from components.k3s.resize import (DRAIN_SERVER, NODE_NAME, SSH_ATTEMPTS, TOKEN, DrainServer, Runner, _run_on,
+                                   on_server_kubeconfig, token_script)
 from components.shell import render
 
 DEPART_TEMPLATE = Path(__file__).parent / "scripts" / "depart.sh"
@@ -71,6 +71,7 @@ STOP_SSH_TIMEOUT_SECONDS = 2 * STOP_TIMEOUT_SECONDS + 300
 # try: two connection attempts of 10 s, then the stop itself.
 PROBE_ATTEMPTS = 2
 PROBE_SSH_TIMEOUT_SECONDS = STOP_TIMEOUT_SECONDS + 10 * PROBE_ATTEMPTS + 10
+STOP_BY_HAND = "systemctl disable --now k3s k3s-agent"  # what the messages tell an operator to run on a leaving node
 
 
 # Runs scripts on the leaving node at `address` as `user` (its provider's login), with the stack's SSH key; `patient`
@@ -248,13 +249,13 @@ class Departures:
             if user is None:
                 raise DepartError(f"{node.name} ({address}) has provider label {node.provider!r}, whose SSH login is "
                                   f"unknown (known: {', '.join(sorted(self.logins))}): stop and disable K3s on it by "
-                                  f"hand (systemctl disable --now k3s k3s-agent), then run pulumi up again")
+                                  f"hand ({STOP_BY_HAND}), then run pulumi up again")
             try:
                 await run_on_node(address, user, True)(stop_script(node.name))
             except Exception as e:
                 raise DepartError(f"stopping K3s on {node.name} ({address}, as {user}) failed: {e}. If the machine "
-                                  f"is gone or cannot be reached, stop and disable K3s on it by hand (systemctl "
-                                  f"disable --now k3s k3s-agent) or power it off; its Node then turns NotReady and "
+                                  f"is gone or cannot be reached, stop and disable K3s on it by hand ({STOP_BY_HAND}) "
+                                  f"or power it off; its Node then turns NotReady and "
                                   f"the next pulumi up takes it out without reaching it") from e
         if leaving:
             await run(depart_script([], self.keep, token, phase="forget", nodes=[n.name for n in leaving]))
@@ -274,7 +275,7 @@ class Departures:
         except Exception as e:  # down or unreachable: nothing runs there to stop, or nothing we can reach
             pulumi.log.info(f"{node.name} ({address}) was not Ready after its drain and does not answer ({e}): its "
                             f"Node is deleted; if the machine comes back before it is deleted, stop K3s on it "
-                            f"(systemctl disable --now k3s k3s-agent)")
+                            f"({STOP_BY_HAND})")
 
 
 def departure_hooks(keep: Sequence[str], private_key: pulumi.Input[str], logins: Mapping[str, str],
@@ -286,9 +287,9 @@ def departure_hooks(keep: Sequence[str], private_key: pulumi.Input[str], logins:
     departures = Departures(tuple(keep), dict(logins), steps)
 
     def on_node(address: str, user: str, patient: bool) -> Runner:
-        if patient:
-            return _run_on(lambda _outputs: (address, user), private_key, None, STOP_SSH_TIMEOUT_SECONDS)
-        return _run_on(lambda _outputs: (address, user), private_key, None, PROBE_SSH_TIMEOUT_SECONDS, PROBE_ATTEMPTS)
+        timeout, attempts = (STOP_SSH_TIMEOUT_SECONDS, SSH_ATTEMPTS) if patient else (PROBE_SSH_TIMEOUT_SECONDS,
+                                                                                      PROBE_ATTEMPTS)
+        return _run_on(lambda _outputs: (address, user), private_key, None, timeout, attempts)
 
     def where(_outputs: Mapping[str, Any] | None) -> tuple[pulumi.Input[str], pulumi.Input[str]]:
         return drain_server.reach("take leaving nodes out of the cluster from",

@@ -63,6 +63,7 @@ READY_TIMEOUT_SECONDS = 600  # how long a resized node may take to boot and repo
 # How long a node waits for the node of its pool being resized: that one's drain, resize and return.
 LOCK_TIMEOUT_SECONDS = DRAIN_TIMEOUT_SECONDS + READY_TIMEOUT_SECONDS + 1200
 SSH_TIMEOUT_SECONDS = DRAIN_TIMEOUT_SECONDS + READY_TIMEOUT_SECONDS  # one script, connection included
+SSH_ATTEMPTS = 30  # connections of 10 s: a server coming back from its resize answers within minutes
 
 NODE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a Kubernetes node name (RFC 1123 label)
 HOST = re.compile(r"[A-Za-z0-9][-A-Za-z0-9.:]*")  # an address or DNS name: never an ssh option
@@ -185,7 +186,7 @@ class ResizeHooks:
 # --- binding to a server: the SSH runner ------------------------------------------------------------
 
 async def ssh_run(host: str, user: str, private_key: str, script: str, timeout: float = SSH_TIMEOUT_SECONDS,
-                  attempts: int = 30) -> str:
+                  attempts: int = SSH_ATTEMPTS) -> str:
     """Run `script` with bash on `host` through the deployer's OpenSSH client, fed on stdin; `attempts` connections
     of 10 s at most (a machine coming back from a resize answers within minutes)."""
     if not HOST.fullmatch(host or ""):
@@ -200,7 +201,8 @@ async def ssh_run(host: str, user: str, private_key: str, script: str, timeout: 
                 # replaced server keeps or changes its key without a known_hosts to maintain.
                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
                 # A server coming back from its resize answers SSH a minute or two after power-on.
-                "-o", "ConnectTimeout=10", "-o", f"ConnectionAttempts={int(attempts)}", "-l", user, "--", host, shell_command(user)]
+                "-o", "ConnectTimeout=10", "-o", f"ConnectionAttempts={int(attempts)}", "-l", user, "--", host,
+                shell_command(user)]
         try:
             proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE,
                                                         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -228,7 +230,7 @@ HostOf = Callable[[Mapping[str, Any] | None], pulumi.Input[str]]
 
 
 def _run_on(where: Where, private_key: pulumi.Input[str], outputs: Mapping[str, Any] | None,
-            timeout: float = SSH_TIMEOUT_SECONDS, attempts: int = 30) -> Runner:
+            timeout: float = SSH_TIMEOUT_SECONDS, attempts: int = SSH_ATTEMPTS) -> Runner:
     async def run(script: str) -> str:
         host, user = where(outputs)
         return await ssh_run(await _resolve(host), await _resolve(user), await _resolve(private_key), script, timeout,
