@@ -7,7 +7,6 @@ order of calls and its skip/fail paths are observed, not read.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from components.k3s.resize import DRAIN_SERVER
 from tests.conftest import base_raw, script_param, stack_run
 from tests.runs import UP_TO_K3S, raw_config
 from tests.stubs import run_with_stubs
+from tests.test_resize import drive
 from tools import mockrun
 from tools.mockrun import Run, Secret
 
@@ -97,12 +97,7 @@ def unreachable_run() -> tuple[Run, str]:
     the address the resize and departure hooks reach their server at (resize.py DRAIN_SERVER). Executed here, not
     read from the run cache: the K3s layer names that server while the program runs."""
     raw = base_raw(layers=UP_TO_K3S, cluster={"unreachableNodes": ["control-plane-1", "general-2"]})
-    run = mockrun.execute(*raw_config(raw), "test")
-    loop = asyncio.new_event_loop()
-    try:
-        return run, loop.run_until_complete(DRAIN_SERVER.host.future())
-    finally:
-        loop.close()
+    return mockrun.execute(*raw_config(raw), "test"), drive(DRAIN_SERVER.host.future())
 
 
 @pytest.fixture(scope="module")

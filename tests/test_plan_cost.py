@@ -21,6 +21,11 @@ def plans() -> dict[str, dict]:
     return {stack: stack_plan(stack) for stack in stacks()}
 
 
+def _servers_by_pool(plan: dict) -> list[str]:
+    """The report's "Servers by pool" lines."""
+    return report.render(plan).split("Servers by pool:\n")[1].split("\n\n")[0].splitlines()
+
+
 def _item(plan: dict, resource: str, what: str) -> float:
     return sum(i["monthly"] for i in plan["cost"]["items"] if i["resource"] == resource and what in i["what"])
 
@@ -168,8 +173,7 @@ def test_bare_metal_hosts_cost_what_their_config_says():
                for u in c["unpriced"])
     assert any("local-path" in u["what"] or "host's own disk" in u["reason"] for u in c["unpriced"])
     # Servers by pool: a pool's hosts with their price, and how many of them the config gives none.
-    servers = report.render(plan).split("Servers by pool:\n")[1].split("\n\n")[0].splitlines()
-    assert servers == [
+    assert _servers_by_pool(plan) == [
         "  control-plane   3 x host 32vCPU/128GiB rack-a,rack-b,rack-c role=converged  k3s=server protect=-     "
         "    303.00 EUR/month",
         "  workers         2 x host 32vCPU/128GiB rack-a,rack-b role=converged  k3s=agent  protect=-     "
@@ -179,14 +183,12 @@ def test_bare_metal_hosts_cost_what_their_config_says():
 def test_bare_metal_hosts_are_listed_under_servers_by_pool(plans):
     # They were only in the cost per pool: the hybrid stack's ScyllaDB hosts were missing from the list, and a bare-metal
     # stack's showed neither size nor price.
-    def servers(stack: str) -> list[str]:
-        return report.render(plans[stack]).split("Servers by pool:\n")[1].split("\n\n")[0].splitlines()
-    hybrid = servers("production-hybrid")
+    hybrid = _servers_by_pool(plans["production-hybrid"])
     assert [line.split()[0] for line in hybrid] == ["control-plane", "general", "scylladb", "redpanda", "clickhouse",
                                                      "stateful"]  # config order
     assert hybrid[2] == ("  scylladb        3 x host 16vCPU/64GiB fsn1-dc14,fsn1-dc15,fsn1-dc16 role=scylladb   "
                          "k3s=agent  protect=-         312.00 EUR/month")
-    assert servers("production-baremetal") == [
+    assert _servers_by_pool(plans["production-baremetal"]) == [
         "  control-plane   3 x host 32vCPU/128GiB rack-a,rack-b,rack-c role=converged  k3s=server protect=-     "
         "unpriced: no monthly price in config",
         "  workers         2 x host 32vCPU/128GiB rack-a,rack-b role=converged  k3s=agent  protect=-     "

@@ -33,6 +33,7 @@ import yaml
 from components.charts import K3S_VERSION
 from policy.rules import is_secret, kubernetes_kind
 from providers import hetzner
+from tests.runs import QUOTED_ESCAPE
 from tools import yamlread
 from tools.ci import cloud_init_schema
 from tools.mockrun import Resource, Run
@@ -145,7 +146,7 @@ def _clean_mark(text: str) -> Path | None:
 # Only before the body the renderer wraps in main(): a template body's own `readonly X='~/x'` or `readonly X='$Y'`
 # keeps its value (shellcheck does read single-quoted words: SC2088, SC2016). A script not rendered (no main) keeps
 # all of its text; a value holding the marker cuts the head short, leaving that value as it is, never the reverse.
-PARAM_LINE = re.compile(r"^(readonly [A-Z][A-Z0-9_]*=)(?:'(?:[^']|'\"'\"')*'|[\w@%+=:,./-]*)$", re.M | re.A)
+PARAM_LINE = re.compile(rf"^(readonly [A-Z][A-Z0-9_]*=)(?:'(?:[^']|{QUOTED_ESCAPE})*'|[\w@%+=:,./-]*)$", re.M | re.A)
 RENDERED_BODY = "\nmain() {\n"  # components/shell render
 
 

@@ -59,17 +59,11 @@ def _const(typ: Any) -> Callable[[str], Any]:
 
 # --- serialize_property ------------------------------------------------------------------------------------------
 
-# Per declared type (by identity: see mockrun._unwrap_type): the type serialize_property goes on with (its
-# `unwrap_type`, Any as None).
-_serialize_types: dict[int, tuple[Any, Any]] = {}
-
-
 def _unwrapped(typ: Any) -> Any:
-    known = _serialize_types.get(id(typ))
-    if known is None or known[0] is not typ:
-        unwrapped = _types.unwrap_type(typ) if typ else typ
-        known = _serialize_types[id(typ)] = (typ, None if unwrapped is Any else unwrapped)
-    return known[1]
+    """The type serialize_property goes on with: its `unwrap_type` (remembered per type under the harness:
+    mockrun._unwrap_type), Any as None."""
+    unwrapped = _types.unwrap_type(typ)
+    return None if unwrapped is Any else unwrapped
 
 
 # Per declared mapping type (by identity): its key translator and per-key type (None for the input transformer and

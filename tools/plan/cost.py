@@ -384,8 +384,9 @@ def _moves(plan: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
         settings = data_plane.get(to_camel(store))
         chosen = settings.get("storageProvider") if isinstance(settings, dict) else None
         held = {provider_of.get(p["name"]) for p in plan.get("pools") or [] if p["role"] == role and p["nodes"]}
-        if chosen and held - {chosen, None}:
-            found[(role, chosen)] = held - {chosen, None}
+        elsewhere = held - {chosen, None}
+        if chosen and elsewhere:
+            found[(role, chosen)] = elsewhere
     return found
 
 
@@ -417,16 +418,17 @@ def _located(plan: dict[str, Any], claim: dict[str, Any], classes: dict[str | No
         return claim
     move = {"resource": claim["resource"], "what": f"{claim['count']} x {claim['gb']:g} GiB {claim['what']}",
             "moved": _priced_class(plan, prices, claim, new, claim["class"], storage_class)}
-    former = _former_class(claim["class"], new, next(iter(old))) if len(old) == 1 else None
+    old_provider = next(iter(old))  # the provider holding them, where only one does
+    former = _former_class(claim["class"], new, old_provider) if len(old) == 1 else None
     if former is None or former not in classes:
         why = (f"its pods run on pools of {len(old) + 1} providers" if len(old) > 1
-               else f"the plan has no {next(iter(old))} class matching {claim['class']}")
+               else f"the plan has no {old_provider} class matching {claim['class']}")
         moving.append({**move, "now": move["moved"], "reason": f"priced at {claim['class']} on {new}: the plan "
                        f"cannot tell where its instances' volumes are ({why})"})
         return claim
-    moving.append({**move, "now": _priced_class(plan, prices, claim, next(iter(old)), former, classes[former])})
-    return {**claim, "class": former, "what": f"{claim['what']}, on {next(iter(old))} until replaced",
-            "movingFrom": next(iter(old))}
+    moving.append({**move, "now": _priced_class(plan, prices, claim, old_provider, former, classes[former])})
+    return {**claim, "class": former, "what": f"{claim['what']}, on {old_provider} until replaced",
+            "movingFrom": old_provider}
 
 
 def _former_class(name: str | None, new: str, old: str) -> str | None:

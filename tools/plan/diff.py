@@ -81,9 +81,9 @@ def diff_plans(base: dict[str, Any] | None, head: dict[str, Any] | None) -> dict
                      "gone": sorted(set((base or {}).get("warnings", [])) - set((head or {}).get("warnings", [])))},
     }
     found["nodes"] = nodes.changes(base, head, found)
-    moving = ((head or {}).get("cost") or {})
-    if moving.get("moving"):  # the head is a step of a store's move (cost.py `moving`)
-        found["moving"] = {"moving": moving["moving"], "movedTotal": moving.get("movedTotal")}
+    head_cost = (head or {}).get("cost") or {}
+    if head_cost.get("moving"):  # the head is a step of a store's move (cost.py `moving`)
+        found["moving"] = {"moving": head_cost["moving"], "movedTotal": head_cost.get("movedTotal")}
     return found
 
 

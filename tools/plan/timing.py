@@ -44,6 +44,7 @@ DURATIONS: dict[str, int] = {
     "kubernetes:helm.sh/v3:Release": 90,
     "kubernetes:yaml/v2:ConfigFile": 20,        # estimate: a release manifest: CRDs established, workloads ready
 }
+COMMAND = "command:remote:Command"
 # Remote commands by name prefix (the scripts wait for very different things).
 COMMANDS: tuple[tuple[str, int], ...] = (
     # estimate: components/host/scripts/tune.sh: cloud-init and apt-lock wait (wait_for_boot), sysctl + systemd
@@ -152,7 +153,7 @@ def duration(resource: dict[str, Any]) -> int:
         return CHARTS.get(str(resource["inputs"].get("chart")), DURATIONS["kubernetes:helm.sh/v3:Release"])
     if not resource["custom"] or type_.startswith("pulumi:providers:"):
         return 0
-    if type_ == "command:remote:Command":
+    if type_ == COMMAND:
         return next((s for prefix, s in COMMANDS if resource["name"].startswith(prefix)), DEFAULT_COMMAND)
     if type_ == "kubernetes:batch/v1:Job":
         return next((s for prefix, s in JOBS if resource["name"].startswith(prefix)), DEFAULT_JOB)
@@ -226,13 +227,13 @@ def schedule(plan: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str,
 
 # The K3s install of each node (components/k3s: `k3s-<node>`, the remote command that starts K3s and, on a server,
 # waits for its API server's /readyz): once the last has finished, every server and agent has joined.
-K3S_INSTALL = ("command:remote:Command", "k3s-")
+K3S_INSTALL_PREFIX = "k3s-"
 
 
 def k3s_ready(resources: dict[str, dict[str, Any]], finish: dict[str, int]) -> int | None:
     """When the last node's K3s install finishes: servers to K3s Ready on every node (issue 22's second figure)."""
-    type_, prefix = K3S_INSTALL
-    ends = [finish[urn] for urn, r in resources.items() if r["type"] == type_ and r["name"].startswith(prefix)]
+    ends = [finish[urn] for urn, r in resources.items()
+            if r["type"] == COMMAND and r["name"].startswith(K3S_INSTALL_PREFIX)]
     return max(ends) if ends else None
 
 
