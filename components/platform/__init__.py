@@ -87,13 +87,13 @@ class Platform(pulumi.ComponentResource):
     def _stores_ready(data: DataPlane, name: str, module: ModuleType) -> list[pulumi.Resource]:
         """A component starts once the stores it uses are up (their operators report ready): of DragonflyDB, the
         instance it connects to (its own, DragonflyEndpoint.serving), not the ad services' one and its users; of
-        PostgreSQL, its database on the primary (PostgresEndpoint.serving), not the replicas still joining, and not
-        even that for a chart that waits for its database itself (`WAITS_FOR_ITS_DATABASE`: GitLab's)."""
+        PostgreSQL, its database on the primary (PostgresEndpoint.serving), not the replicas still joining; none of the
+        stores a module's release installs before (its `INSTALLS_BEFORE`: GitLab's chart waits for its database itself
+        and reads no object while it installs)."""
         needs = NEEDS.get(name)
         if needs is None:
             return []
-        stores = [store for store in needs.stores
-                  if not (store == "postgres" and getattr(module, "WAITS_FOR_ITS_DATABASE", False))]
+        stores = [store for store in needs.stores if store not in getattr(module, "INSTALLS_BEFORE", ())]
         endpoints = [getattr(data.endpoints, store) for store in stores]
         return [r for e in endpoints if e is not None for r in _serving(e, name, needs).ready]
 

@@ -132,7 +132,7 @@ JOBS: tuple[tuple[str, int], ...] = (
 HELM_CHARTS = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
 DATABASE = "kubernetes:postgresql.cnpg.io/v1:Database"
 # Charts that install before their CloudNativePG database is applied and wait for it themselves (components/platform/
-# gitlab.py WAITS_FOR_ITS_DATABASE): (where the release's values name the database, the seconds of the chart's work
+# gitlab.py INSTALLS_BEFORE): (where the release's values name the database, the seconds of the chart's work
 # that can only start once the database exists). Such a release is ready no earlier than its start plus its figure
 # above, and no earlier than its database applied plus this part.
 AFTER_DATABASE: dict[str, tuple[tuple[str, ...], int]] = {
