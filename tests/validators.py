@@ -7,6 +7,7 @@ every stack and over the repository's pipeline files, and proves each one reject
 
 from __future__ import annotations
 
+import atexit
 import base64
 import functools
 import gzip
@@ -376,17 +377,50 @@ def parse_gitlab_pipeline(project: Path, variables: Mapping[str, str | None]) ->
     for command in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "pipeline under test"]):
         subprocess.run([*git, *command], check=True, capture_output=True)
     # The schema is pipeline_problems' job (check-jsonschema); skipping gitlab-ci-local's copy saves seconds a run.
-    args = ["node", str(GITLAB_CI_LOCAL), "--list-json", "--no-evaluate-rule-changes", "--no-json-schema-validation",
+    args = ["--list-json", "--no-evaluate-rule-changes", "--no-json-schema-validation",
             "--home", str(project / ".gitlab-ci-local-home"), "--no-color"]
     for name, value in variables.items():
         args += ["--unset-variable", name] if value is None else ["--variable", f"{name}={value}"]
     if variables:  # overriding GitLab's predefined variables is the point here: no warning for it
         args += ["--ignore-predefined-vars", ",".join(variables)]
     # It takes only a relative --cwd: it runs in the project instead.
-    result = subprocess.run(args, cwd=project, capture_output=True, text=True, check=False, timeout=300)
-    if result.returncode != 0:
-        return ParsedPipeline(False, result.stdout + result.stderr, {})
-    return ParsedPipeline(True, result.stderr, {job["name"]: job for job in json.loads(result.stdout)})
+    code, stdout, stderr = _gitlab_ci_local().parse(project, args)
+    if code != 0:
+        return ParsedPipeline(False, stdout + stderr, {})
+    return ParsedPipeline(True, stderr, {job["name"]: job for job in json.loads(stdout)})
+
+
+class GitlabCiLocal:
+    """One Node process running gitlab-ci-local's command line per request (tools/ci/node/parse-many.mjs): what
+    `node src/index.js <args>` in the project exits with and writes, without a Node start and gitlab-ci-local's
+    module loading per pipeline (about 0.8 s of CPU each, issue 22). Started at the first parse of a process."""
+
+    DRIVER = NODE_TOOLS / "parse-many.mjs"
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(["node", str(self.DRIVER), str(GITLAB_CI_LOCAL)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """End of input: the driver exits; waited for, so its CPU counts as this process's children's."""
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+    def parse(self, project: Path, args: list[str]) -> tuple[int, str, str]:
+        assert self.process.stdin and self.process.stdout
+        self.process.stdin.write(json.dumps({"cwd": str(project), "args": args}) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:  # the driver died: say why
+            raise AssertionError(f"gitlab-ci-local's driver exited {self.process.wait()}: {self.process.stderr.read()}")
+        answer = json.loads(line)
+        return answer["code"], answer["stdout"], answer["stderr"]
+
+
+@functools.lru_cache(maxsize=None)
+def _gitlab_ci_local() -> GitlabCiLocal:
+    return GitlabCiLocal()
 
 
 def gitlab_variables(*scopes: dict[str, Any]) -> dict[str, str]:
