@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import select
 import shutil
 import subprocess
 import sys
@@ -390,6 +391,9 @@ def parse_gitlab_pipeline(project: Path, variables: Mapping[str, str | None]) ->
     return ParsedPipeline(True, stderr, {job["name"]: job for job in json.loads(stdout)})
 
 
+PARSE_TIMEOUT_SECONDS = 300
+
+
 class GitlabCiLocal:
     """One Node process running gitlab-ci-local's command line per request (tools/ci/node/parse-many.mjs): what
     `node src/index.js <args>` in the project exits with and writes, without a Node start and gitlab-ci-local's
@@ -411,6 +415,11 @@ class GitlabCiLocal:
         assert self.process.stdin and self.process.stdout
         self.process.stdin.write(json.dumps({"cwd": str(project), "args": args}) + "\n")
         self.process.stdin.flush()
+        # One answer line per request, read whole: nothing is left in the pipe's buffer between requests, so the pipe
+        # itself says when the next answer is there (a parse that never answers fails its test, as the CLI's timeout did).
+        if not select.select([self.process.stdout], [], [], PARSE_TIMEOUT_SECONDS)[0]:
+            self.process.kill()
+            raise AssertionError(f"gitlab-ci-local gave no answer within {PARSE_TIMEOUT_SECONDS} s for {project}")
         line = self.process.stdout.readline()
         if not line:  # the driver died: say why
             raise AssertionError(f"gitlab-ci-local's driver exited {self.process.wait()}: {self.process.stderr.read()}")
