@@ -43,6 +43,21 @@ SEAL_TYPES = ("static", "kms", "transit")
 # Reboot window days, as kured's --reboot-days takes them (kubereboot/kured 1.23.0 pkg/timewindow/days.go).
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CLOCK = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+DAY_MINUTES = 24 * 60
+UPGRADE_AFTER_REBOOTS_MINUTES = 60  # Reboots.upgrade_window
+UPGRADE_BEFORE_REBOOTS_MINUTES = 120
+
+
+def _minutes(clock: str) -> int:
+    """HH:MM -> minutes after midnight."""
+    hours, minutes = clock.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def _clock(minutes: int) -> str:
+    """Minutes after midnight (any integer: taken modulo a day) -> HH:MM."""
+    minutes %= DAY_MINUTES
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
 # What writes backups to clusterServices.backups.s3, each with its own key pair (adplatform:backupCredentials):
 # the K3s servers (etcd snapshots), Velero, and each store's backup agent (Redpanda's: its export CronJob).
 BACKUP_PURPOSES = ("etcd", "velero", "postgres", "clickhouse", "scylladb", "redpanda")
@@ -191,7 +206,27 @@ class Reboots(Model):
         if self.start == self.end:
             raise ValueError(f"start and end are both {self.start!r}: the window would be one minute long; "
                              "give end after start (or before it, for a window over midnight)")
+        outside = (_minutes(self.start) - _minutes(self.end)) % DAY_MINUTES
+        if self.enabled and outside < UPGRADE_AFTER_REBOOTS_MINUTES + UPGRADE_BEFORE_REBOOTS_MINUTES + 60:
+            raise ValueError(
+                f"must leave K3s upgrades of the servers at least an hour a day: they start only from "
+                f"{UPGRADE_AFTER_REBOOTS_MINUTES // 60} h after the window ends until "
+                f"{UPGRADE_BEFORE_REBOOTS_MINUTES // 60} h before it starts (never a reboot and an upgrade together), "
+                f"so the window may last at most {(DAY_MINUTES - 240) // 60} hours ({self.start}-{self.end} is longer)")
         return self
+
+    @property
+    def upgrade_window(self) -> tuple[str, str]:
+        """(start, end), HH:MM in `time_zone`, of the daily window in which K3s upgrades of the servers start: a
+        server upgraded while kured reboots another would take two etcd members down at once (kured's lock is
+        kured's alone; the system-upgrade-controller never looks at it). From UPGRADE_AFTER_REBOOTS_MINUTES after
+        the reboot window ends (a reboot begun in its last minute has its node back) until
+        UPGRADE_BEFORE_REBOOTS_MINUTES before it starts: the controller checks its window only while no node is
+        applying (v0.20.1 pkg/upgrade/handle_upgrade.go), so a started plan runs through every server, each Job
+        ending within the controller's SYSTEM_UPGRADE_JOB_ACTIVE_DEADLINE_SECONDS (900 s): seven servers, the most a
+        cluster has, within 105 minutes."""
+        return (_clock(_minutes(self.end) + UPGRADE_AFTER_REBOOTS_MINUTES),
+                _clock(_minutes(self.start) - UPGRADE_BEFORE_REBOOTS_MINUTES))
 
 
 class S3Target(Model):

@@ -360,6 +360,7 @@ class AwsInfrastructure(ProviderInfrastructure):
                 local_nvme=False,  # EBS root volumes; instance-store types are opt-in per pool
                 client_address=GATEWAY_CLIENT_ADDRESS,
                 node_boot_commands=BOOT_COMMANDS,
+                credentials_from_instance_metadata=True,  # the autoscaler: the control plane's instance role
             ),
             install_addons=self._install_ccm,
             install_storage=self._install_ebs_csi,

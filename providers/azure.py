@@ -395,6 +395,7 @@ class AzureInfrastructure(ProviderInfrastructure):
                 local_nvme=False,  # managed (network) disks; Lsv3 local NVMe is opt-in per pool
                 # None: the cloud node manager sets every node's provider ID from instance metadata (vm_type).
                 node_boot_commands=(),
+                credentials_from_instance_metadata=True,  # the autoscaler: its user-assigned managed identity
             ),
             install_addons=self._install_ccm,
             install_storage=self._install_disk_csi,

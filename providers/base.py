@@ -92,6 +92,10 @@ class ClientAddress:
 LOCAL_TRAFFIC = ClientAddress(proxy_protocol=False, why="externalTrafficPolicy Local keeps the source address")
 
 
+# The instance metadata service of AWS, GCP and Azure (one address, plain HTTP), as a NetworkPolicy egress block.
+INSTANCE_METADATA: tuple[str, tuple[int, ...]] = ("169.254.169.254/32", (80,))
+
+
 @dataclass(frozen=True)
 class ClusterProfile:
     """Provider facts the K3s/Cilium layer needs."""
@@ -112,6 +116,10 @@ class ClusterProfile:
     # machine knows: e.g. AWS writes the kubelet's provider ID from instance data (aws.py PROVIDER_ID_COMMAND).
     # Where a cloud controller sets the provider ID itself (Hetzner), none.
     node_boot_commands: tuple[str, ...] = ()
+    # The provider's add-ons that call its API from a pod (the cluster autoscaler) take the credentials of the node
+    # they run on from the instance metadata service (AWS instance role, GCP service account, Azure managed identity):
+    # their namespace must reach INSTANCE_METADATA, which every other namespace's egress excludes.
+    credentials_from_instance_metadata: bool = False
 
     @property
     def gateway_annotations(self) -> dict[str, str]:

@@ -315,6 +315,7 @@ class GcpInfrastructure(ProviderInfrastructure):
                 load_balancer_annotations={},
                 local_nvme=False,  # persistent-disk boot disks; local SSD is not attached
                 node_boot_commands=BOOT_COMMANDS,
+                credentials_from_instance_metadata=True,  # the autoscaler: the nodes' service account
             ),
             install_addons=None,
             install_storage=self._install_pd_csi,

@@ -63,6 +63,9 @@ CLOUD_VOLUMES_ONLY = ({"matchLabelExpressions": [{"key": PROVIDED_BY_LABEL, "val
 # (its location): hetznercloud/csi-driver v2.22.1 internal/driver/driver.go TopologySegmentLocation, node.go
 # NodeGetInfo. Only nodes running the node plugin carry it, so a secondary part's classes name it (_install_csi).
 LOCATION_TOPOLOGY_KEY = "csi.hetzner.cloud/location"
+# Labels the cluster autoscaler's Hetzner provider puts on a node group's template node that differ per group
+# (hetzner_cloud_provider.go nodeGroupLabel, hetzner_node_group.go buildNodeGroupLabels at 1.36.1).
+AUTOSCALER_GROUP_LABELS = ("hcloud/node-group", LOCATION_TOPOLOGY_KEY)
 # A secondary part's driver token (no Hetzner CCM runs there to create `hcloud`): a Secret of its own, named only by
 # the chart's controller.hcloudToken.existingSecret (the controller's HCLOUD_TOKEN; the node plugin reads no token).
 CSI_TOKEN_SECRET = {"name": "hcloud-csi-token", "key": "token"}
@@ -364,6 +367,13 @@ class HetznerInfrastructure(ProviderInfrastructure):
         return NodeGroups(
             resources=[],
             autoscaler_values={"cloudProvider": "hetzner", "autoscalingGroups": [g.chart_group for g in groups],
+                               # A pool's groups in several locations are balanced only if "similar": their
+                               # template nodes also differ in the group's id and the CSI location
+                               # (cluster-autoscaler 1.36.1 hetzner_node_group.go buildNodeGroupLabels), and by
+                               # default only the standard zone labels are ignored. The chart repeats a flag for keys
+                               # that differ after a `_` (chart 9.59.0 deployment.yaml: `mustRegexFind "^[^_]+"`).
+                               "extraArgs": {f"balancing-ignore-label_{i}": label
+                                             for i, label in enumerate(AUTOSCALER_GROUP_LABELS)},
                                # A file, not HCLOUD_CLUSTER_CONFIG: every group's cloud-init in one environment
                                # variable passes Linux's 128 KiB cap at about five groups (the pod fails to start).
                                "extraEnv": {"HCLOUD_CLUSTER_CONFIG_FILE": CLUSTER_CONFIG_PATH}},

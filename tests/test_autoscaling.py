@@ -61,12 +61,12 @@ def setup_script(cloud_init: str, step: str) -> str:
 
 
 @lru_cache(maxsize=None)
-def spread() -> Run:
+def spread(**cluster) -> Run:
     """An autoscaled general pool over three locations, plus a tainted autoscaled pool of another server type."""
     return run_raw(base_raw(profile="staging", layers={"dataPlane": False}, cluster={"location": "fsn1", "pools": [
         {"name": "general", "locations": ["fsn1", "nbg1", "hel1"], "autoscaling": {"min": 3, "max": 8}},
         {"name": "batch", "role": "general", "serverType": "ccx33", "taints": ["adplatform.io/batch=true:NoSchedule"],
-         "labels": {"adplatform.io/workload": "batch"}, "autoscaling": {"min": 0, "max": 3}}]}))
+         "labels": {"adplatform.io/workload": "batch"}, "autoscaling": {"min": 0, "max": 3}}], **cluster}))
 
 
 # --- the node groups follow the pools ---------------------------------------------------------------
@@ -365,6 +365,53 @@ def test_scale_down_is_conservative_and_configurable(production):
     assert args["expander"] == "least-waste" and args["balance-similar-node-groups"] is True
     assert (args["scale-down-delay-after-add"], args["scale-down-unneeded-time"],
             args["scale-down-utilization-threshold"]) == ("10m", "10m", 0.5)
+
+
+NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+
+
+def _egress_addresses(run: Run) -> list[dict]:
+    """The autoscaler namespace's egress rules to given addresses (none: no such policy)."""
+    found = [r for r in run.of_type(NETPOL) if r.name == "netpol-cluster-autoscaler-allow-egress-addresses"]
+    return validators.plain(found[0].inputs["spec"])["egress"] if found else []
+
+
+@pytest.mark.parametrize("stack", ["staging-aws", "staging-gcp", "staging-azure"])
+def test_on_the_clouds_the_autoscaler_reaches_the_instance_metadata_service_and_nothing_else_does(stack):
+    """Its credentials are the control plane's (AWS instance role, GCP service account, Azure managed identity),
+    fetched from 169.254.169.254 on port 80, which every namespace's internet egress excludes: without this rule it
+    cannot authenticate and exits at start."""
+    run = stack_run(stack)
+    assert _egress_addresses(run) == [{"to": [{"ipBlock": {"cidr": "169.254.169.254/32"}}],
+                                       "ports": [{"protocol": "TCP", "port": 80}]}]
+    others = [r.inputs["metadata"]["namespace"] for r in run.of_type(NETPOL)
+              if "169.254.169.254" in json.dumps(validators.plain(r.inputs["spec"]))
+              and r.inputs["metadata"]["namespace"] != "cluster-autoscaler"]
+    assert not others, f"only the autoscaler may reach the node's credentials: {others}"
+
+
+def test_on_hetzner_the_autoscaler_needs_no_instance_metadata(production):
+    """Its credentials are the token in its Secret."""
+    assert _egress_addresses(production) == []
+
+
+def test_a_new_node_group_config_restarts_the_autoscaler():
+    """The Hetzner provider reads its cluster config (every group's cloud-init) and environment once, at start: the
+    pods carry a digest of both, so a new K3s version, tuning or token reaches the nodes it creates next."""
+    def digest(run: Run) -> str:
+        return autoscaler_values(run)["podAnnotations"]["adplatform.io/config-sha256"]
+
+    assert isinstance(digest(spread()), str) and len(digest(spread())) == 64, \
+        "a plain digest: a secret one would hide every change of the release's values from previews"
+    assert digest(spread(k3sVersion="v1.36.3+k3s1")) != digest(spread())
+
+
+def test_a_hetzner_pools_groups_in_several_locations_are_similar_despite_the_providers_group_labels():
+    """The Hetzner template node carries hcloud/node-group and csi.hetzner.cloud/location, different per group
+    (cluster-autoscaler 1.36.1 hetzner_node_group.go): both are ignored when balancing, each its own flag."""
+    args = autoscaler_values(spread())["extraArgs"]
+    ignored = {value for key, value in args.items() if key.split("_", 1)[0] == "balancing-ignore-label"}
+    assert ignored == {LOCATION_LABEL, "hcloud/node-group", "csi.hetzner.cloud/location"}
 
 
 def test_no_autoscaler_where_no_pool_autoscales():

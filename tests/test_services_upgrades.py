@@ -4,6 +4,11 @@ servers one at a time, then agents (drained, bounded concurrency), at the stack'
 from __future__ import annotations
 
 import pulumi
+import pytest
+
+from config import ConfigError, load
+from config.services import Reboots
+from tests.conftest import SECRET_KEYS, base_raw
 
 from components.charts import K3S_VERSION, SYSTEM_UPGRADE_CONTROLLER
 from components.services import upgrades
@@ -93,3 +98,42 @@ def test_controller_container_gets_requests_and_a_memory_limit():
 def test_toleration_of_a_taint_without_value():
     assert upgrades.toleration("example.com/gpu:NoSchedule") == {
         "key": "example.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def test_servers_upgrade_only_outside_the_reboot_window_with_margins(production):
+    """kured's lock is kured's alone: a server upgraded while kured reboots another would take two etcd members
+    down. Default reboots mon-thu 02:00-05:00 UTC: server upgrades start from 06:00 until 00:00, every day."""
+    window = production.named("upgrade-plan-server-plan", PLAN).inputs["spec"]["window"]
+    assert window == {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "startTime": "06:00",
+                      "endTime": "00:00", "timeZone": "UTC"}
+    assert "window" not in production.named("upgrade-plan-agent-plan", PLAN).inputs["spec"], \
+        "agents are drained by eviction: budgets hold whatever kured does"
+
+
+@pytest.mark.parametrize("start, end, zone, expected", [
+    ("22:00", "01:30", "Europe/Berlin", ("02:30", "20:00")),  # a reboot window over midnight
+    ("01:00", "03:00", "UTC", ("04:00", "23:00")),
+    ("09:00", "05:00", "UTC", ("06:00", "07:00")),  # the longest: 20 hours of reboots leave an hour
+])
+def test_the_server_window_never_meets_the_reboot_window(start, end, zone, expected):
+    reboots = Reboots(start=start, end=end, time_zone=zone)
+    window = upgrades.server_window(reboots)
+    assert (window["startTime"], window["endTime"], window["timeZone"]) == (*expected, zone)
+    minutes = lambda clock: int(clock[:2]) * 60 + int(clock[3:])  # noqa: E731
+    reboot = {m % 1440 for m in range(minutes(start), minutes(start) + (minutes(end) - minutes(start)) % 1440)}
+    upgrade = {m % 1440 for m in range(minutes(expected[0]) - 60,
+                                       minutes(expected[0]) + (minutes(expected[1]) - minutes(expected[0])) % 1440
+                                       + 120)}
+    assert not reboot & upgrade, "an hour after reboots end, two hours before they start"
+
+
+def test_without_reboots_servers_upgrade_at_any_time():
+    assert upgrades.server_window(Reboots(enabled=False)) is None
+    assert "window" not in upgrades.server_plan("v1.36.4+k3s1", Reboots(enabled=False))
+
+
+def test_a_reboot_window_that_leaves_upgrades_no_hour_is_refused_naming_the_key():
+    with pytest.raises(ConfigError) as err:
+        load("test", {**base_raw(), "clusterServices": {"reboots": {"start": "08:00", "end": "05:00"}}}, SECRET_KEYS)
+    assert "adplatform:clusterServices.reboots" in str(err.value) and "08:00-05:00" in str(err.value)
+    assert "at most 20 hours" in str(err.value)

@@ -56,7 +56,7 @@ class ClusterServices(pulumi.ComponentResource):
         scaling = autoscaler.enabled(cfg.cluster, infra)
         specs = {m: m.namespaces(ctx) for m in modules}
         spaces = namespaces.install(ctx, [*(spec for m in modules for spec in specs[m]),
-                                          *autoscaler.namespaces(ctx, scaling)],
+                                          *autoscaler.namespaces(ctx, scaling, infra.cluster)],
                                     after=cluster.ready, mesh_peers=mesh.meshed_namespace_peers(ctx),
                                     teams=cfg.cluster_services.teams)
 

@@ -12,7 +12,9 @@ same scripts as the SSH path (components/k3s/userdata.py).
   autoscaler reads its environment from (`envFromSecret`) or the Secret mounted as its files (what outgrows an
   environment variable, e.g. Hetzner's cluster config), never in the chart's values.
 - **Scale-down is safe**: the autoscaler drains a node by eviction (PodDisruptionBudgets hold), never removes a
-  node running kube-system pods or pods with local storage, waits `clusterServices.autoscaler` delays, and
+  node running pods with local storage, removes one running kube-system pods without a disruption budget only
+  after an hour (cluster-autoscaler 1.36.1 `blocking-system-pod-distruption-timeout`), waits
+  `clusterServices.autoscaler` delays, and
   only touches node groups: the Pulumi-managed floor and the database pools (never autoscaled: config/rules.py)
   are not its to remove.
 - **Placement**: on the control-plane nodes (tolerating their taint), which it never scales away; 2 replicas
@@ -22,6 +24,8 @@ same scripts as the SSH path (components/k3s/userdata.py).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -41,7 +45,8 @@ from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTR
 from components.services.upgrades import CONTROL_PLANE_LABEL
 from config.model import LOCATION_LABEL, Cluster, Pool, StackConfig, pool_locations
 from config.services import Autoscaler
-from providers.base import AUTOSCALER_FILES_DIR, Infrastructure, NodeGroupRequest, NodeGroups, group_spec, node_group_name
+from providers.base import (AUTOSCALER_FILES_DIR, INSTANCE_METADATA, ClusterProfile, Infrastructure, NodeGroupRequest,
+                            NodeGroups, group_spec, node_group_name)
 
 NAMESPACE = CLUSTER_AUTOSCALER.namespace
 NAME = "cluster-autoscaler"  # the chart's fullnameOverride and nameOverride: provider-neutral object names
@@ -53,6 +58,7 @@ HTTPS = 443  # the cloud provider's API
 NONROOT = 65532  # the image is distroless/static:nonroot (cluster-autoscaler/Dockerfile)
 EXPANDER = "least-waste"  # of the groups that fit the pending pods, the one leaving the least idle CPU/memory
 RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+CONFIG_ANNOTATION = "adplatform.io/config-sha256"  # the chart's podAnnotations: restarts the pods on a new config
 
 
 def enabled(cluster: Cluster, infra: Infrastructure) -> bool:
@@ -60,12 +66,17 @@ def enabled(cluster: Cluster, infra: Infrastructure) -> bool:
     return bool(cluster.autoscaled_pools) and infra.install_node_groups is not None
 
 
-def namespaces(ctx: ServicesContext, on: bool) -> list[NamespaceSpec]:
+def namespaces(ctx: ServicesContext, on: bool, profile: ClusterProfile) -> list[NamespaceSpec]:
+    """`profile`: the stack provider's, whose API the autoscaler calls from the control plane."""
     if not on:
         return []
     return [NamespaceSpec(
         name=NAMESPACE, pss="restricted", why="the cluster autoscaler only calls APIs",
         egress_world=(HTTPS,),  # the provider's API (e.g. api.hetzner.cloud) creates and deletes servers
+        # Where its credentials are the node's, from the instance metadata service (AWS, GCP, Azure): without it the
+        # autoscaler cannot authenticate and exits at start (cluster-autoscaler 1.36.1 aws_cloud_provider.go
+        # BuildAWS, gce_cloud_provider.go BuildGCE: Fatalf when the manager cannot be created).
+        egress_blocks=(INSTANCE_METADATA,) if profile.credentials_from_instance_metadata else (),
         ingress_from=(prometheus_peer((METRICS_PORT,)),))]
 
 
@@ -179,10 +190,23 @@ def install(ctx: ServicesContext, spaces: Namespaces, infra: Infrastructure, joi
         # A Secret of its own: envFromSecret would also turn a file's key into an environment variable.
         secrets.append(_secret(FILES_SECRET, made.secret_files, opts))
         values = merged(values, files_values())
+    values = merged(values, {"podAnnotations": {CONFIG_ANNOTATION: config_digest(made)}})
     chart = release("cluster-autoscaler", CLUSTER_AUTOSCALER, values,
                     pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[*secrets, *made.resources])),
                     namespace=NAMESPACE, create_namespace=False)
     return NodeAutoscaling(groups=groups, node_groups=made, ready=[*made.resources, *secrets, chart])
+
+
+def config_digest(made: NodeGroups) -> pulumi.Output[str]:
+    """A plain digest of the autoscaler's environment and files: it reads both only when it starts (Hetzner's
+    cluster config, cluster-autoscaler 1.36.1 hetzner_manager.go newManager), so a change of them (a new K3s version,
+    tuning or join token in the node groups' cloud-init, a rotated cloud token) must restart its pods, or nodes it
+    creates later would boot the old config. Domain-separated and over 64-character random tokens: it reveals
+    nothing of them (left secret, it would hide every change of the release's values from previews)."""
+    contents = pulumi.Output.from_input({"env": dict(made.secret_env), "files": dict(made.secret_files)})
+    return pulumi.Output.unsecret(contents.apply(
+        lambda plain: hashlib.sha256(b"adplatform/autoscaler-config:" + json.dumps(plain, sort_keys=True).encode())
+        .hexdigest()))
 
 
 def files_values() -> dict[str, Any]:

@@ -22,7 +22,8 @@ PodSecurity = Literal["restricted", "baseline", "privileged"]
 API_PORT = 6443
 # Addresses outside the cluster: the internet minus private ranges (nodes, pods and services are in them)
 # and link-local, where clouds serve instance metadata (169.254.169.254): the node's cloud credentials
-# (AWS instance role, Azure managed identity, GCP service account) stay out of reach of pods.
+# (AWS instance role, Azure managed identity, GCP service account) stay out of reach of pods, but for the cluster
+# autoscaler's, which runs on the control plane as those credentials (ClusterProfile.credentials_from_instance_metadata).
 PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16")
 LAYER_LABEL = "adplatform.io/layer"
 # What the `restricted` Pod Security level demands of a pod and its containers, for charts whose

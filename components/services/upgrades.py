@@ -25,9 +25,12 @@ from components.scheduling import toleration
 from components.services.context import ServicesContext
 from components.services.namespaces import NamespaceSpec, Namespaces, policies
 from config.model import CONTROL_PLANE_TAINT
+from config.services import WEEKDAYS, Reboots
 
 NAMESPACE = "system-upgrade"
-SERVICE_ACCOUNT = "system-upgrade"  # created by the release manifest, bound to cluster-admin there
+# Created by the release manifest, bound there to its ClusterRoles system-upgrade-controller and
+# system-upgrade-controller-drainer (v0.20.1 manifests/clusterrolebinding.yaml).
+SERVICE_ACCOUNT = "system-upgrade"
 SERVER_PLAN = "server-plan"
 AGENT_PLAN = "agent-plan"
 UPGRADE_IMAGE = "rancher/k3s-upgrade"
@@ -36,6 +39,17 @@ CONTROLLER_RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": 
 # Agents: how long eviction may wait on PodDisruptionBudgets before the drain gives up (and the job
 # retries): long enough for a database replica to hand over, short of the job's 900 s deadline.
 DRAIN_TIMEOUT = "600s"
+
+
+def server_window(reboots: Reboots) -> dict[str, Any] | None:
+    """The server plan's window (Plan spec.window): outside the reboot window (config/services.py
+    Reboots.upgrade_window says why and how far), every day, in its time zone; None (any time) without reboots. The
+    controller reads it with kured's own timewindow package (v0.20.1 TimeWindowSpec.Contains), so both agree on what
+    a window over midnight is."""
+    if not reboots.enabled:
+        return None
+    start, end = reboots.upgrade_window
+    return {"days": list(WEEKDAYS), "startTime": start, "endTime": end, "timeZone": reboots.time_zone}
 
 
 def namespaces(ctx: ServicesContext) -> list[NamespaceSpec]:
@@ -59,8 +73,10 @@ def agent_taints(ctx: ServicesContext) -> list[str]:
     return sorted({t for pool in ctx.cluster.node_pools for t in pool.node_taints})
 
 
-def server_plan(version: str) -> dict[str, Any]:
+def server_plan(version: str, reboots: Reboots) -> dict[str, Any]:
+    window = server_window(reboots)
     return {
+        **({"window": window} if window else {}),
         "concurrency": 1,  # one etcd member down at a time keeps the quorum
         "cordon": True,
         "nodeSelector": {"matchExpressions": [{"key": CONTROL_PLANE_LABEL, "operator": "In", "values": ["true"]}]},
@@ -112,7 +128,7 @@ def install(ctx: ServicesContext, spaces: Namespaces, after: Sequence[pulumi.Res
         for name, spec in policies(policy_spec(), ctx.cluster.subnet_cidr).items()]
 
     version = ctx.cluster.k3s_version
-    plans = [_plan(ctx, SERVER_PLAN, server_plan(version), [crds, controller])]
+    plans = [_plan(ctx, SERVER_PLAN, server_plan(version, ctx.settings.reboots), [crds, controller])]
     plans.append(_plan(ctx, AGENT_PLAN, agent_plan(version, ctx.settings.upgrades.agent_concurrency,
                                                    agent_taints(ctx)), [crds, controller, plans[0]]))
     return [crds, controller, *netpols, *plans]
