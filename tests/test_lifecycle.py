@@ -196,6 +196,11 @@ def test_destroy_deletes_the_guard_before_any_drain(production):
 STUB_K3S = r"""#!/usr/bin/env bash
 printf '%s\n' "$*" >>"$CALLS"
 args=" $* "
+# FAIL_FIRST=<pattern>: the first call matching it fails (one lost request through the API balancer).
+if [ -n "${FAIL_FIRST:-}" ] && [[ "$args" == *" $FAIL_FIRST "* ]] && [ ! -e "$CALLS.failed" ]; then
+  touch "$CALLS.failed"
+  exit 1
+fi
 case "$args" in
   *" get configmap "*)
     [ "${API:-up}" = down ] && exit 1
@@ -226,10 +231,14 @@ class FakeNode:
         return self.spec.name
 
 
+# The script's retries wait with sleep: recorded, not slept.
+STUB_SLEEP = 'printf "sleep %s\\n" "$*" >>"$CALLS"\n'
+
+
 def run_drain(tmp_path: Path, role: str = "agent", on_node: bool = True, **env: str) -> tuple[int, list[str], str]:
     script = drain_script(FakeNode(role), "10.0.1.254", "b2ZmbGluZQ==", "secret-token-value", on_node=on_node)
-    return run_with_stubs(tmp_path, script, {"k3s": STUB_K3S, "systemctl": 'printf "systemctl %s\\n" "$*" >>"$CALLS"\n'},
-                          **env)
+    return run_with_stubs(tmp_path, script, {"k3s": STUB_K3S, "systemctl": 'printf "systemctl %s\\n" "$*" >>"$CALLS"\n',
+                                             "sleep": STUB_SLEEP}, **env)
 
 
 def test_drain_script_order_for_a_server(tmp_path):
@@ -261,6 +270,19 @@ def test_drain_script_skips_on_destroy_and_without_an_api(tmp_path, env, why):
     code, calls, err = run_drain(tmp_path, role="server", **env)
     assert code == 0 and why in err
     assert not any(w in c for c in calls for w in (" drain ", "cordon", "annotate", "delete"))
+    if env.get("API") == "down":
+        assert sum(" get configmap " in f" {c} " for c in calls) == 3, "three tries before the API counts as gone"
+
+
+@pytest.mark.parametrize("lost", ["get configmap", "delete node"])
+def test_one_lost_api_request_neither_skips_nor_fails_a_servers_drain(tmp_path, lost):
+    """Through the balancer one request may land on a server restarting, or on the departing server once its etcd
+    member is gone (its port still takes TCP checks): the guard read and the Node's deletion are tried again."""
+    code, calls, err = run_drain(tmp_path, role="server", FAIL_FIRST=lost)
+    assert code == 0, err
+    assert any(" drain " in f" {c} " for c in calls), "drained, not skipped"
+    assert sum(f" {lost} " in f" {c} " for c in calls) == 2 and "sleep 10" in calls
+    assert calls[-1] == "systemctl disable --now k3s"
 
 
 def test_the_last_etcd_member_is_not_removed(tmp_path):

@@ -7,7 +7,7 @@
 # K3s server not listed (ON_NODE=false: nothing on the node is touched), and reaches the API at the private endpoint
 # with the node-lifecycle service account's token, which is written to a 0600 file only for the run and never logged.
 # It changes nothing and succeeds when there is nothing to do: the Node is already gone, the API does
-# not answer (a dead cluster has nothing to drain to), or the stack's lifecycle guard ConfigMap is gone
+# not answer three tries (a dead cluster has nothing to drain to), or the stack's lifecycle guard ConfigMap is gone
 # (`pulumi destroy` deletes it first: the whole cluster goes, draining it would only wait).
 # A drain that does not finish in time fails, so Pulumi keeps the machine: fix what blocks and re-run.
 set -euo pipefail
@@ -27,9 +27,24 @@ stop_k3s() {
   fi
 }
 
+# A request through the API balancer may fail once without the API being gone: a server restarting, or, once a
+# departing server's etcd member is removed, that server, whose API port still takes the balancer's TCP checks.
+# So the guard read and the Node's deletion are tried API_TRIES times, API_RETRY_SECONDS apart: one failed request
+# must neither skip a drain (the machine deleted undrained) nor fail it after its etcd member is gone.
+readonly API_TRIES=3 API_RETRY_SECONDS=10
+kube_retry() {
+  local try=1
+  until kube "$@"; do
+    [ "$try" -lt "$API_TRIES" ] || return 1
+    log "the API at $API_SERVER did not answer (try $try of $API_TRIES); trying again in ${API_RETRY_SECONDS}s"
+    try=$((try + 1))
+    sleep "$API_RETRY_SECONDS"
+  done
+}
+
 open_kubeconfig  # kube-lib.sh
 
-if ! guard=$(kube -n "$GUARD_NAMESPACE" get configmap "$GUARD_NAME" --ignore-not-found -o name); then
+if ! guard=$(kube_retry -n "$GUARD_NAMESPACE" get configmap "$GUARD_NAME" --ignore-not-found -o name); then
   log "the Kubernetes API at $API_SERVER does not answer: nothing to drain $NODE_NAME to; not draining it"
   exit 0
 fi
@@ -67,6 +82,6 @@ if [ "$members" -gt 1 ]; then
   remove_etcd_member "$NODE_NAME" "its machine is kept"
 fi
 
-kube delete node "$NODE_NAME" --ignore-not-found
+kube_retry delete node "$NODE_NAME" --ignore-not-found
 stop_k3s
 log "$NODE_NAME drained and removed from the cluster"
