@@ -11,6 +11,7 @@ from components.charts import VELERO
 from components.k3s.config import EtcdBackup
 from components.services.backups import storage_location
 from config import ConfigError, load
+from tests.test_deploy_order import reaches
 from tests.conftest import SECRET_KEYS, base_raw, run_raw
 from tests.netpol import PROMETHEUS_PEER
 from tools.mockrun import Secret
@@ -125,8 +126,9 @@ def test_restore_path_renders_from_config(restoring):
     restore = restoring.named("velero-restore", RESTORE)
     assert restore.inputs["metadata"]["name"] == "restore-cluster-20261120020012"
     assert restore.inputs["spec"] == {"backupName": "cluster-20261120020012", "includedNamespaces": ["*"],
-                                      "excludedNamespaces": ["velero"], "restorePVs": True,
-                                      "existingResourcePolicy": "none"}
+                                      "excludedNamespaces": ["velero", "openbao"], "restorePVs": True,
+                                      "existingResourcePolicy": "none", "labelSelector": {"matchExpressions": [
+                                          {"key": "owner", "operator": "NotIn", "values": ["helm"]}]}}
     assert "velero" in _deps(restoring, restore)
     spec = restoring.named("velero-schedule", SCHEDULE).inputs["spec"]
     assert spec["schedule"] == "30 1 * * *" and spec["template"]["ttl"] == "168h"
@@ -243,3 +245,53 @@ def test_server_side_encryption_accepts_only_what_every_writer_supports():
         load("production", raw, SECRET_KEYS)
     assert any(str(p).startswith("adplatform:clusterServices.backups.s3.serverSideEncryption must be one of AES256")
                for p in err.value.problems), err.value.problems
+
+
+def _selects(selector: dict, labels: dict[str, str]) -> bool:
+    """A LabelSelector's matchExpressions as Kubernetes applies them (NotIn also selects objects without the key)."""
+    for expression in selector["matchExpressions"]:
+        value = labels.get(expression["key"])
+        if expression["operator"] == "NotIn" and value in expression["values"]:
+            return False
+        if expression["operator"] == "In" and value not in expression["values"]:
+            return False
+    return True
+
+
+def test_a_restore_leaves_helms_release_records_out_and_everything_else_in(restoring):
+    """A restored Helm release record (a Secret labelled owner=helm) makes Pulumi's Release for that chart fail
+    ("cannot re-use a name that is still in use"): the platform's in its later step, the cluster services' when the
+    restore races their install. Helm's install adopts the restored objects instead (its ownership annotations)."""
+    selector = restoring.named("velero-restore", RESTORE).inputs["spec"]["labelSelector"]
+    record = {"owner": "helm", "name": "gitlab", "status": "deployed", "version": "1"}
+    assert not _selects(selector, record)
+    assert _selects(selector, {}), "objects without labels (claims, most Secrets) are restored"
+    assert _selects(selector, {"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/instance": "gitlab"}), \
+        "the charts' own objects are restored (and adopted)"
+    assert _selects(selector, {"owner": "platform-team"})
+
+
+def test_the_secrets_store_starts_on_its_restored_volumes(restoring):
+    """Installed beside Velero, OpenBao's release would race the cluster restore for its claims, and started on empty
+    volumes it initialises itself anew (every secret written by hand lost): its namespace is restored on its own,
+    waited for until complete, before its release; the cluster restore leaves it out."""
+    own = restoring.named("velero-restore-openbao", RESTORE)
+    assert own.inputs["metadata"]["name"] == "restore-cluster-20261120020012-openbao"
+    assert own.inputs["spec"]["includedNamespaces"] == ["openbao"] and own.inputs["spec"]["restorePVs"] is True
+    assert own.inputs["metadata"]["annotations"]["pulumi.com/waitFor"] == "jsonpath={.status.phase}=Completed"
+    assert "velero" in _deps(restoring, own)
+    assert "velero-restore-openbao" in reaches(restoring, "openbao", RELEASE)
+    assert "openbao" in restoring.named("velero-restore", RESTORE).inputs["spec"]["excludedNamespaces"]
+
+
+def test_a_restore_that_leaves_the_secrets_store_out_restores_nothing_of_it_first():
+    raw = base_raw()
+    raw["clusterServices"]["backups"]["restore"] = {"backup": "cluster-20261120020012", "excludeNamespaces": ["openbao"]}
+    run = run_raw(raw)
+    assert not [r for r in run.of_type(RESTORE) if r.name == "velero-restore-openbao"]
+    assert "velero-restore" not in reaches(run, "openbao", RELEASE)
+
+
+def test_without_a_restore_the_secrets_store_waits_for_no_restore(production):
+    assert not production.of_type(RESTORE)
+    assert not {n for n in reaches(production, "openbao", RELEASE) if n.startswith("velero")}

@@ -27,12 +27,13 @@ import pulumi_random as random
 
 from components.charts import VELERO
 from components.helm import release
-from components.layer import EXCLUDE_FROM_BACKUP
+from components.layer import EXCLUDE_FROM_BACKUP, wait_for
 from components.services.context import ServicesContext
 from components.services.namespaces import NamespaceSpec, Namespaces, prometheus_peer
 from config.catalog import LIVE_DATABASE_NAMESPACES
 from config.model import DEDICATED_TAINT_KEY
 from config.services import Backups as Settings
+from config.services import VeleroRestore
 
 NAMESPACE = VELERO.namespace
 VELERO_IMAGE = ("docker.io/velero/velero", "v1.18.1")  # the chart's appVersion
@@ -40,6 +41,9 @@ AWS_PLUGIN_IMAGE = "docker.io/velero/velero-plugin-for-aws:v1.14.2"  # the plugi
 CREDENTIALS_SECRET = "velero-s3"
 REPOSITORY_SECRET = ("velero-repo-credentials", "repository-password")  # fixed names Velero reads (pkg/repository/keys)
 LOCATION = "default"
+HELM_RECORD_LABEL = ("owner", "helm")  # what Helm 3 labels its release records (Secrets) with
+# A namespace restored first (the secrets store's: a few small raft volumes) that has not completed by then has failed.
+FIRST_RESTORE_TIMEOUT_SECONDS = 1800
 SCHEDULE = "cluster"  # backups are named cluster-<timestamp>
 HTTPS = 443
 METRICS_PORT = 8085  # server and node-agent `http-monitoring` (chart velero-12.1.0 templates/deployment.yaml)
@@ -57,6 +61,9 @@ RESTRICTED = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"
 @dataclass
 class Backups:
     ready: list[pulumi.Resource] = field(default_factory=list)
+    # The Restores of the namespaces restored first (install's `first`), each waited for until complete: what runs
+    # there installs after them.
+    restored_first: list[pulumi.Resource] = field(default_factory=list)
 
 
 def namespaces(ctx: ServicesContext) -> list[NamespaceSpec]:
@@ -169,13 +176,25 @@ def velero_restore_spec(backup: str, include: Sequence[str], exclude: Sequence[s
         "excludedNamespaces": list(exclude),
         "restorePVs": True,
         "existingResourcePolicy": "none",
+        # Everything but Helm's release records (Secrets labelled owner=helm, helm pkg/storage/driver/secrets.go): a
+        # restored record makes the Release Pulumi creates for that chart fail ("cannot re-use a name that is still in
+        # use"), whether it is restored before Pulumi installs it (the platform's, a later step) or while it does (the
+        # cluster services', installed beside Velero). Without it, Helm's install adopts the restored objects, which
+        # carry its ownership annotations. NotIn also selects every object without the label.
+        "labelSelector": {"matchExpressions": [{"key": HELM_RECORD_LABEL[0], "operator": "NotIn",
+                                                "values": [HELM_RECORD_LABEL[1]]}]},
     }
     if resources:
         spec["includedResources"] = list(resources)
     return spec
 
 
-def install(ctx: ServicesContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> Backups:
+def install(ctx: ServicesContext, spaces: Namespaces, after: Sequence[pulumi.Resource],
+            first: Sequence[str] = ()) -> Backups:
+    """`first`: namespaces of this layer whose workloads must start on their restored volumes (the secrets store's):
+    with a restore set, each is restored on its own, waited for (Backups.restored_first), and left out of the
+    cluster-wide Restore. Otherwise its release, installed beside Velero, would race the restore: whichever makes
+    the claims first wins, and a store that starts on empty volumes initialises itself anew."""
     settings = ctx.settings.backups
     if not settings.enabled:
         return Backups()
@@ -187,10 +206,24 @@ def install(ctx: ServicesContext, spaces: Namespaces, after: Sequence[pulumi.Res
     schedule = _custom(ctx, "velero-schedule", "Schedule", SCHEDULE, schedule_spec(settings), [velero])
     ready: list[pulumi.Resource] = [secret, repository, velero, schedule]
     spec = restore_spec(settings)
-    if spec is not None:
-        # Named after the backup: a new backup name is a new restore, the same one never runs twice.
-        ready.append(_custom(ctx, "velero-restore", "Restore", f"restore-{spec['backupName']}", spec, [velero]))
-    return Backups(ready=ready)
+    if spec is None:
+        return Backups(ready=ready)
+    own = [namespace for namespace in first if restores(settings.restore, namespace)]
+    spec["excludedNamespaces"] += own
+    # Named after the backup: a new backup name is a new restore, the same one never runs twice.
+    ready.append(_custom(ctx, "velero-restore", "Restore", f"restore-{spec['backupName']}", spec, [velero]))
+    restored = [_custom(ctx, f"velero-restore-{namespace}", "Restore",
+                        f"restore-{spec['backupName']}-{namespace}"[:63].rstrip("-."),
+                        velero_restore_spec(spec["backupName"], [namespace]), [velero],
+                        annotations=wait_for("jsonpath={.status.phase}=Completed", FIRST_RESTORE_TIMEOUT_SECONDS))
+                for namespace in own]
+    return Backups(ready=[*ready, *restored], restored_first=restored)
+
+
+def restores(restore: VeleroRestore, namespace: str) -> bool:
+    """Whether the cluster restore asked for includes `namespace`."""
+    return (("*" in restore.include_namespaces or namespace in restore.include_namespaces)
+            and namespace not in restore.exclude_namespaces)
 
 
 def _credentials(ctx: ServicesContext, ns: pulumi.Resource) -> k8s.core.v1.Secret:
@@ -221,8 +254,10 @@ def _excluded_secret(ctx: ServicesContext, resource_name: str, name: str, data: 
 
 
 def _custom(ctx: ServicesContext, resource_name: str, kind: str, name: str, spec: dict[str, Any],
-            depends_on: Sequence[pulumi.Resource]) -> k8s.apiextensions.CustomResource:
+            depends_on: Sequence[pulumi.Resource],
+            annotations: dict[str, str] | None = None) -> k8s.apiextensions.CustomResource:
     return k8s.apiextensions.CustomResource(
         resource_name, api_version="velero.io/v1", kind=kind,
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=NAMESPACE, labels=ctx.labels("velero")),
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=NAMESPACE, labels=ctx.labels("velero"),
+                                            annotations=annotations),
         spec=spec, opts=ctx.opts(depends_on))
