@@ -48,7 +48,7 @@ def values(ctx: PlatformContext, consumer: str, label: str, namespace: str, serv
         "extraArgs": {
             "provider": "gitlab",
             "oidc-issuer-url": client.issuer,
-            "gitlab-group": ",".join(client.groups),
+            "gitlab-group": ",".join(client.allowed_groups()),
             "scope": sso.SCOPES,
             "redirect-url": f"{ctx.url(label)}{CALLBACK}",
             "cookie-secure": "true",

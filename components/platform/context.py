@@ -58,6 +58,13 @@ class OAuthClient:
     groups: tuple[str, ...]  # GitLab groups (full paths) whose members may log in; the admins' first
     admins: tuple[str, ...]  # GitLab groups whose members get the tool's admin role
 
+    def allowed_groups(self) -> tuple[str, ...]:
+        """`groups` for a tool's login setting; never empty: oauth2-proxy and Grafana let every GitLab account in
+        when no group is set (config/rules.py refuses such a config first; this stops a renderer regardless)."""
+        if not self.groups:
+            raise ValueError(f"{self.consumer}: no GitLab group is allowed in, which would let every account in")
+        return self.groups
+
 
 @dataclass(frozen=True)
 class Installed:
