@@ -287,7 +287,9 @@ class Kubeflow(Component):
 # --- single sign-on (components/platform/sso.py): GitLab is the platform's OIDC identity provider ----------
 # Who logs in with GitLab: each web tool (native OIDC or behind oauth2-proxy) and kubectl (the API server's OIDC
 # flags). One OAuth application, client id and secret per consumer: no two tools share a credential.
-SSO_TOOLS = ("grafana", "airflow", "jupyterhub", "mlflow", "kubeflow")
+# tool -> the platform.<component> that serves it (the tool logs in only while its component is enabled).
+SSO_TOOLS: dict[str, str] = {"grafana": "monitoring", "airflow": "airflow", "jupyterhub": "jupyterhub",
+                             "mlflow": "mlflow", "kubeflow": "kubeflow"}
 SSO_CONSUMERS = (*SSO_TOOLS, "kubectl", "openbao")  # openbao: its UI's login (components/services/secrets_sso.py)
 # A GitLab group's full path (`platform-admins`, `data/analysts`): path segments of letters, digits, `_`, `.` and
 # `-`, starting with a letter, digit or `_` (GitLab's namespace path rule), joined by `/`.
@@ -350,8 +352,11 @@ class Kubectl(Model):
 
 class Sso(Model):
     """GitLab groups (full paths) allowed into each tool. `admins` log in everywhere with the tool's admin role;
-    `users.<tool>` log in to that tool with its ordinary role (Grafana Viewer, Airflow Viewer, JupyterHub user,
-    MLflow through its proxy). Nobody else gets in. kubectl rights come only from `kubectl.bindings`."""
+    `users.<tool>` log in to that tool with its ordinary role (Grafana Viewer, Airflow User: runs and clears DAGs,
+    no connections or roles; JupyterHub user; MLflow and Kubeflow Pipelines through their proxy, which has no
+    roles). Nobody else gets in, so every enabled tool needs at least one group (config/rules.py refuses none:
+    oauth2-proxy and Grafana let every GitLab account in when no group is set). kubectl rights come only from
+    `kubectl.bindings`."""
 
     enabled: bool | None = None  # unset: on exactly when this stack runs its own GitLab (the identity provider)
     admins: list[str] = ["platform-admins"]

@@ -10,7 +10,7 @@ from config.data import DRILLED_STORES
 from config.errors import Problem, problem
 from config.ads import problems as ad_services_problems
 from config.model import ControlPlane, Layers, Pool, StackConfig, pool_provider
-from config.platform import NEEDS
+from config.platform import NEEDS, SSO_TOOLS
 from config.profiles import Profile
 from config.services import BACKUP_PURPOSES
 from policy.rules import world_covered
@@ -425,6 +425,8 @@ def _platform(cfg: StackConfig, profile: Profile, secrets: set[str]) -> list[Pro
         found.append(problem("platform.sso.enabled", "needs platform.gitlab.enabled: this stack's GitLab is the identity "
                              "provider every tool and kubectl log in with (set platform.sso.enabled: false to keep "
                              "each tool's own login)", True))
+    if platform.sso.enabled:
+        found += _sso_groups(cfg)
     teams = [t.name for t in cfg.cluster_services.teams]
     for i, binding in enumerate(platform.sso.kubectl.bindings):
         if binding.namespace is not None and binding.namespace not in teams:
@@ -436,6 +438,25 @@ def _platform(cfg: StackConfig, profile: Profile, secrets: set[str]) -> list[Pro
         found += _runner(runner, platform.gitlab.enabled, profile.environment, secrets)
     if platform.monitoring.enabled:
         found += _alerting(platform.monitoring.alerting, secrets)
+    return found
+
+
+def _sso_groups(cfg: StackConfig) -> list[Problem]:
+    """Every tool that logs in with GitLab names at least one group: with none, oauth2-proxy (MLflow, Kubeflow
+    Pipelines) and Grafana let every GitLab account in (oauth2-proxy v7.15.3 Authorize and Grafana's
+    isGroupMember allow all when no group is set); no tool is meant to be open. OpenBao's login (the openbao
+    secrets backend) binds the admins' groups only."""
+    sso, found = cfg.platform.sso, []
+    for tool, component in SSO_TOOLS.items():
+        if getattr(cfg.platform, component).enabled and not sso.allowed(tool):
+            found.append(problem("platform.sso.admins", f"and platform.sso.users.{tool} name no GitLab group, so "
+                                 f"{tool} (platform.{component}) would let every GitLab account in: list at least "
+                                 f"one group path (such as platform-admins) in either, or set "
+                                 f"platform.{component}.enabled: false", sso.admins))
+    if not sso.admins and cfg.cluster_services.secrets.backend == "openbao":
+        found.append(problem("platform.sso.admins", "must list at least one GitLab group path (such as "
+                             "platform-admins): OpenBao's GitLab login (clusterServices.secrets.backend: openbao) "
+                             "lets in only these groups' members", sso.admins))
     return found
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 
 from components import charts
+from components.digest import marker
 from components.data import objectstore
 from components.data.context import SHARES, DataContext
 from components.data.placement import placement, sized
@@ -172,6 +174,23 @@ def test_s3_auth_uses_generated_keys_kept_secret(run):
 
 def identities_file(run: Run) -> list[dict]:
     return json.loads(string_data(run.named("seaweedfs-s3-config", SECRET))["seaweedfs_s3_config"])["identities"]
+
+
+def test_a_replaced_key_rolls_the_filers_that_serve_s3(run):
+    """The filers read the identities file only when they start and the chart's checksum/s3config is a Helm
+    lookup (evaluated only on an upgrade): the filer pods carry a plain digest of the file in the release's
+    values, so a replaced key (pulumi up --replace of seaweedfs-<consumer>-secret-key) changes the values and the
+    filers restart with it. The digest is domain-separated and reveals no key."""
+    text = string_data(run.named("seaweedfs-s3-config", SECRET))["seaweedfs_s3_config"]
+    annotations = seaweed(run)["filer"]["podAnnotations"]
+    digest = annotations[objectstore.IDENTITIES_ANNOTATION]
+    assert isinstance(digest, str) and digest == marker("seaweedfs-s3-identities", text)  # plain, not a Secret
+    assert digest != hashlib.sha256(text.encode()).hexdigest()
+    keys = {i["name"]: (c["accessKey"], c["secretKey"]) for i in identities_file(run) for c in i["credentials"]}
+    buckets = {p: p for p in BUCKET_PURPOSES}
+    assert objectstore.s3_config(keys, buckets) == text  # the digest covers exactly what the filers read
+    replaced = {**keys, "logs": (keys["logs"][0], "a-new-secret-key-of-forty-characters-xxx")}
+    assert marker("seaweedfs-s3-identities", objectstore.s3_config(replaced, buckets)) != digest
 
 
 def test_each_consumer_may_touch_only_its_own_buckets(run):

@@ -184,6 +184,23 @@ def test_runner_waits_for_gitlab_and_its_token_not_the_sso_applications(producti
     assert "oauth-bootstrap" not in reaches(production, "runner-bootstrap", JOB)
 
 
+@pytest.mark.parametrize("tool", ["mlflow", "kubeflow"])
+def test_sso_proxies_start_after_gitlab_serves(production, tool):
+    # oauth2-proxy v7.15.3 reads GitLab's OIDC discovery document when it starts and exits without it: its atomic
+    # release (900 s) must not start before GitLab's (up to 1800 s) answers. The GitLab applications are not needed
+    # for that (they are for the first login), so the proxy does not wait for the Job creating them.
+    proxy = f"{tool}-oauth2-proxy"
+    assert {"gitlab", "gitlab-route"} <= deps(production, proxy, RELEASE)
+    assert "oauth-bootstrap" not in reaches(production, proxy, RELEASE)
+
+
+@pytest.mark.parametrize("release", ["mlflow", "kube-prometheus-stack", "jupyterhub", "airflow"])
+def test_tools_that_discover_gitlab_at_first_login_do_not_wait_for_it(production, release):
+    # MLflow itself sits behind its proxy; Grafana and JupyterHub are given GitLab's endpoints and Airflow's OAuth
+    # client loads the discovery document at the first sign-in: none of them needs GitLab to install.
+    assert "gitlab" not in reaches(production, release, RELEASE)
+
+
 # --- issue 22, third pass: PostgreSQL is awaited; what needs neither it nor Let's Encrypt stops waiting for them -----
 
 CLUSTER = "kubernetes:postgresql.cnpg.io/v1:Cluster"

@@ -289,6 +289,45 @@ def test_bad_sso_settings_are_named(sso, message):
     assert "adplatform:platform.sso" in problems and message in problems
 
 
+def test_no_tool_is_open_to_every_gitlab_account():
+    """With no group, oauth2-proxy and Grafana let every GitLab account in: such a config is refused, naming the
+    keys, the tool and the value."""
+    problems = config_problems(base_raw(platform={"sso": {"admins": []}}))
+    for tool, component in (("grafana", "monitoring"), ("airflow", "airflow"), ("jupyterhub", "jupyterhub"),
+                            ("mlflow", "mlflow"), ("kubeflow", "kubeflow")):
+        assert any(p.startswith(f"adplatform:platform.sso.admins and platform.sso.users.{tool} name no GitLab group")
+                   and f"platform.{component}.enabled: false" in p and p.endswith("got []") for p in problems), tool
+    assert any("OpenBao's GitLab login" in p for p in problems)
+
+
+def test_a_tool_with_its_own_users_needs_no_admins_but_openbao_does():
+    users = {tool: ["data/analysts"] for tool in ("grafana", "airflow", "jupyterhub", "mlflow", "kubeflow")}
+    [problem] = config_problems(base_raw(platform={"sso": {"admins": [], "users": users}}))
+    assert problem.startswith("adplatform:platform.sso.admins must list at least one GitLab group path")
+
+
+def test_a_disabled_tool_needs_no_group():
+    users = {tool: ["data/analysts"] for tool in ("grafana", "airflow", "jupyterhub", "kubeflow")}
+    problems = config_problems(base_raw(platform={"sso": {"admins": [], "users": users}, "mlflow": {"enabled": False}}))
+    assert not any("mlflow" in p for p in problems)
+
+
+def test_the_login_settings_refuse_an_empty_group_list():
+    """The second line of defence: no renderer writes an empty group list (an open door) even if config let it."""
+    client = sso.OAuthClient("mlflow", "id", "s", ("https://mlflow.example.com/oauth2/callback",), True,
+                             "https://gitlab.example.com", (), ())
+    ctx = SimpleNamespace(sso={"mlflow": client, "grafana": client, "jupyterhub": client, "airflow": client},
+                          replicas=lambda n: n, url=lambda label: f"https://{label}.example.com")
+    with pytest.raises(ValueError, match="no GitLab group is allowed in"):
+        auth_proxy.values(ctx, "mlflow", "mlflow", "mlflow", "mlflow", 5000)
+    with pytest.raises(ValueError, match="no GitLab group is allowed in"):
+        monitoring.gitlab_login(ctx)
+    with pytest.raises(ValueError, match="no GitLab group is allowed in"):
+        airflow.gitlab_login(ctx)
+    with pytest.raises(ValueError, match="no GitLab group is allowed in"):
+        jupyterhub.gitlab_login(ctx)
+
+
 def test_bindings_only_into_team_namespaces():
     raw = base_raw(platform={"sso": {"kubectl": {"bindings": [{"group": "a", "clusterRole": "edit",
                                                                 "namespace": "kube-system"}]}}})

@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 
+from components.digest import marker
 from components.services import secrets, secrets_sso
 from config.platform import oauth_client_id
 from tests import validators, variants
@@ -84,7 +85,8 @@ def test_the_client_secret_is_openbaos_own_and_registered_in_gitlab(production):
     # A new secret replaces the Job (its pod carries a digest of the secret), which writes it. The digest is
     # domain-separated: not the bare sha256 a store would accept as the password's hash.
     digest = job.inputs["spec"]["template"]["metadata"]["annotations"]["adplatform/oidc-client-sha256"]
-    assert digest == secrets.change_marker(value) != hashlib.sha256(value.encode()).hexdigest()
+    assert digest == marker("oidc-client-secret", value) != hashlib.sha256(value.encode()).hexdigest()
+    assert digest == hashlib.sha256(b"adplatform/oidc-client-secret:" + value.encode()).hexdigest()  # as before
     assert production.named(secrets_sso.CLIENT_SECRET, SECRET).urn in job.dependencies
 
 

@@ -50,6 +50,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import charts
+from components.digest import plain_marker
 from components.data.context import LAYER, OBJECT_STORE_NAMESPACE, OBJECT_STORE_S3_PORT, SHARES, DataContext
 from components.data.endpoints import ObjectStoreEndpoint
 from components.data.objectstore_shrink import empty_before_departure, evacuation_hooks, exec_role
@@ -70,8 +71,14 @@ METRICS_PORT = 9327  # every component's -metricsPort (chart values.yaml)
 REGION = "us-east-1"  # SeaweedFS ignores the region; S3 clients need one to sign requests
 CONFIG_SECRET = "seaweedfs-s3-config"
 CONFIG_KEY = "seaweedfs_s3_config"  # the file the chart mounts under /etc/sw and passes as -s3.config
-# What a consumer may do in its own buckets (SeaweedFS s3_constants at 4.44: Write covers put, delete and multipart
-# uploads; Read covers get, head and bucket location); never Admin, DeleteBucket or the ACL/policy actions.
+# On the filer pods: a digest of the identities file. The filers read it once, at start (auth_credentials.go at 4.44,
+# no watch), and the chart's own checksum/s3config is a Helm `lookup`, re-evaluated only when the release upgrades:
+# a replaced consumer key alone would leave the filers on the old one. Ours changes the values, so the release
+# upgrades and the filers roll.
+IDENTITIES_ANNOTATION = "adplatform/s3-identities-sha256"
+# What a consumer may do in its own buckets (SeaweedFS s3_constants and s3api_server.go at 4.44: Write covers put,
+# delete and multipart uploads, and also the PUTs of its bucket's lifecycle, versioning, CORS and object-lock
+# settings; Read covers get, head and bucket location); never Admin, DeleteBucket or the ACL/policy actions.
 BUCKET_ACTIONS = ("Read", "Write", "List", "Tagging")
 IMAGE = {"registry": "docker.io", "repository": "chrislusf/seaweedfs", "tag": charts.SEAWEEDFS_VERSION}
 SEAWEED_UID = 1000  # the image's `seaweed` user (seaweedfs tag 4.44, docker/Dockerfile.go_build)
@@ -186,7 +193,8 @@ def _placed(ctx: DataContext, component: str) -> dict[str, Any]:
     }
 
 
-def values(ctx: DataContext, buckets: Sequence[str]) -> dict[str, Any]:
+def values(ctx: DataContext, buckets: Sequence[str], identities: pulumi.Input[str]) -> dict[str, Any]:
+    """`identities`: the S3 gateway's identities file (secret), whose digest rolls the filers that serve S3."""
     where = ctx.placements["object_storage"]
     size = shape(where)
     sizes = resources(ctx)
@@ -226,6 +234,7 @@ def values(ctx: DataContext, buckets: Sequence[str]) -> dict[str, Any]:
             "logs": {"type": ""},
             "resources": sizes["filer"].spec(),
             **_placed(ctx, "filer"),
+            "podAnnotations": {IDENTITIES_ANNOTATION: plain_marker("seaweedfs-s3-identities", identities)},
             "s3": {
                 "enabled": True, "port": S3_PORT, "enableAuth": True, "existingConfigSecret": CONFIG_SECRET,
                 "createBuckets": [{"name": b} for b in buckets],
@@ -276,12 +285,13 @@ def install(ctx: DataContext, spaces: Namespaces, endpoint: ObjectStoreEndpoint,
     if not endpoint.in_cluster:
         return []  # provider S3: nothing runs in the cluster
     ns = spaces[NAMESPACE]
+    identities = _identities_file(endpoint)
     config = k8s.core.v1.Secret(
         "seaweedfs-s3-config",
         metadata=k8s.meta.v1.ObjectMetaArgs(name=CONFIG_SECRET, namespace=NAMESPACE,
                                             labels=ctx.labels("seaweedfs", "s3")),
         type="Opaque",
-        string_data={CONFIG_KEY: _identities_file(endpoint)},
+        string_data={CONFIG_KEY: identities},
         opts=ctx.opts([ns]))
     buckets = sorted(set(endpoint.buckets.values()))
     # The hook's script execs into a master pod as the node-lifecycle account: allowed before the release updates.
@@ -290,7 +300,7 @@ def install(ctx: DataContext, spaces: Namespaces, endpoint: ObjectStoreEndpoint,
     # Over the internet, nodes leave (drained by the peer rules' hooks) before the release updates: the servers that
     # go and those on leaving nodes are emptied first (objectstore_shrink.py departure_step).
     empty_before_departure(NAMESPACE, RELEASE, size.volumes, size.masters)
-    seaweed = release(RELEASE, charts.SEAWEEDFS, values(ctx, buckets),
+    seaweed = release(RELEASE, charts.SEAWEEDFS, values(ctx, buckets, identities),
                       ctx.opts([*after, ns, config, *evacuate], protect=True,
                                hooks=evacuation_hooks(private_key, NAMESPACE, RELEASE)),
                       namespace=NAMESPACE, create_namespace=False)

@@ -26,7 +26,7 @@ from config.platform import NEEDS, Needs
 from config.rules import schedulable_nodes
 
 # platform.<name> -> the module installing it, in the order they are declared (no dependencies between them
-# but the runner's on GitLab).
+# but the runner's on GitLab and the SSO proxies' on GitLab serving: GitLab comes before every tool that logs in).
 MODULES: dict[str, ModuleType] = {
     "monitoring": monitoring, "logs": logs, "traces": traces, "gitlab": gitlab, "airflow": airflow,
     "spark": spark, "jupyterhub": jupyterhub, "mlflow": mlflow, "kubeflow": kubeflow,
@@ -71,6 +71,8 @@ class Platform(pulumi.ComponentResource):
                 # The runner registers with GitLab's URL (its release and routes), not after the SSO applications.
                 after += installed["gitlab"].serving
             installed[name] = module.install(ctx, spaces, after)
+            if name == "gitlab":  # declared before every tool that logs in with it (MODULES order)
+                ctx = dataclasses.replace(ctx, identity_provider=tuple(installed[name].serving))
 
         bindings = sso.kubectl_bindings(ctx, [*services.foundations, *cluster.ready])
 

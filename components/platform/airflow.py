@@ -335,7 +335,7 @@ def gitlab_login(ctx: PlatformContext) -> str:
     platform.sso.users.airflow Airflow Users (run and clear DAGs, no connections or roles). Values are Python
     literals of validated text (group paths, URLs, the client id)."""
     client = ctx.sso[SSO_CLIENT]
-    roles: dict[str, list[str]] = {group: ["User"] for group in client.groups}
+    roles: dict[str, list[str]] = {group: ["User"] for group in client.allowed_groups()}
     roles.update({group: ["Admin"] for group in client.admins})
     text = Template(GITLAB_LOGIN).substitute(
         roles=repr(roles), client_id=repr(client.client_id), secret_env=SSO_SECRET_ENV,

@@ -12,6 +12,10 @@ What the values set and why (keys of helm/oauth2-proxy/values.yaml at tag oauth2
 - Cookies: secure (the gateway serves HTTPS only), sessions in the cookie (no Redis).
 - `--reverse-proxy`: behind the gateway, the client address comes from X-Forwarded-For.
 - Upstream: the tool's in-cluster Service (`config.upstreams`, the legacy config the chart generates).
+- Start order: oauth2-proxy reads GitLab's /.well-known/openid-configuration when it starts and exits if it cannot
+  (v7.15.3 providers.NewProvider -> NewOAuthProxy -> main's Fatalf), so a proxy that started before GitLab
+  answers would crash-loop until its atomic release times out (900 s; GitLab may take 1800 s). The release waits
+  for GitLab serving (ctx.identity_provider); nothing else of the tool does.
 - Replicas and budget follow the profile; the PodDisruptionBudget only where there are two replicas (one pod
   with minAvailable 1 would block every node drain).
 """
@@ -48,7 +52,7 @@ def values(ctx: PlatformContext, consumer: str, label: str, namespace: str, serv
         "extraArgs": {
             "provider": "gitlab",
             "oidc-issuer-url": client.issuer,
-            "gitlab-group": ",".join(client.groups),
+            "gitlab-group": ",".join(client.allowed_groups()),
             "scope": sso.SCOPES,
             "redirect-url": f"{ctx.url(label)}{CALLBACK}",
             "cookie-secure": "true",
@@ -67,7 +71,7 @@ def install(ctx: PlatformContext, consumer: str, label: str, namespace: str, ser
     cookie = ctx.password(f"{consumer}-oauth2-proxy-cookie-secret", COOKIE_SECRET_LENGTH).result
     secret = sso.client_secret(ctx, consumer, name(consumer), namespace, after, extra={"cookie-secret": cookie})
     proxy = release(name(consumer), charts.OAUTH2_PROXY, values(ctx, consumer, label, namespace, service, port),
-                    ctx.opts([*after, secret]), namespace=namespace, create_namespace=False)
+                    ctx.opts([*after, secret, *ctx.identity_provider]), namespace=namespace, create_namespace=False)
     route = ctx.route(f"{consumer}-route", label, namespace, name(consumer), PORT, depends_on=[proxy])
     return [secret, proxy, route]
 

@@ -58,6 +58,13 @@ class OAuthClient:
     groups: tuple[str, ...]  # GitLab groups (full paths) whose members may log in; the admins' first
     admins: tuple[str, ...]  # GitLab groups whose members get the tool's admin role
 
+    def allowed_groups(self) -> tuple[str, ...]:
+        """`groups` for a tool's login setting; never empty: oauth2-proxy and Grafana let every GitLab account in
+        when no group is set (config/rules.py refuses such a config first; this stops a renderer regardless)."""
+        if not self.groups:
+            raise ValueError(f"{self.consumer}: no GitLab group is allowed in, which would let every account in")
+        return self.groups
+
 
 @dataclass(frozen=True)
 class Installed:
@@ -94,6 +101,9 @@ class PlatformContext(LayerContext):
     environment: str  # config/catalog.py ENVIRONMENTS: the runner's tag, deploy jobs pick the cluster by it
     teams: tuple[str, ...]  # team namespaces (clusterServices.teams): where deploy jobs may roll Deployments
     sso: dict[str, OAuthClient] = field(default_factory=dict)  # consumer -> its OAuth client; empty: SSO off
+    # What serves GitLab's OIDC discovery document (its release and routes), for the modules after it: a login that
+    # reads it when it starts (oauth2-proxy) waits on these; logins that read it at the first sign-in do not.
+    identity_provider: tuple[pulumi.Resource, ...] = ()
 
     # --- sizing ----------------------------------------------------------------------------------------
     def replicas(self, ha_count: int = 2) -> int:

@@ -149,7 +149,7 @@ def gitlab_login(ctx: PlatformContext) -> tuple[dict[str, Any], dict[str, Any], 
             "login_service": "GitLab",
             "manage_groups": True,  # groups from the login decide who gets in and who is admin
             "auth_state_groups_key": "oauth_user.groups",
-            "allowed_groups": list(client.groups),
+            "allowed_groups": list(client.allowed_groups()),
             "admin_groups": list(client.admins),
         },
     }

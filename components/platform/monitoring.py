@@ -390,7 +390,7 @@ def gitlab_login(ctx: PlatformContext) -> dict[str, Any]:
             "scopes": "openid email profile",
             "auth_url": f"{client.issuer}/oauth/authorize", "token_url": f"{client.issuer}/oauth/token",
             "api_url": f"{client.issuer}/api/v4",
-            "allowed_groups": " ".join(client.groups),  # nobody outside these groups gets in
+            "allowed_groups": " ".join(client.allowed_groups()),  # nobody outside these groups gets in
             "role_attribute_path": role_attribute_path(client.admins),
         },
     }

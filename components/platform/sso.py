@@ -42,7 +42,7 @@ from components.platform import toolbox_job
 from components.platform.context import OAuthClient, PlatformContext
 from components.services.secrets import SecretStore
 from components.services.secrets_sso import CONSUMER as STORE_CONSUMER
-from config.platform import gitlab_issuer, oauth_client_id
+from config.platform import SSO_TOOLS, gitlab_issuer, oauth_client_id
 
 NAME = "oauth-bootstrap"  # ServiceAccount, Role, RoleBinding, ConfigMap of the Job (namespace gitlab)
 APP = "gitlab"
@@ -55,13 +55,13 @@ SCOPES = "openid profile email"  # ID token + profile + primary email; groups co
 SECRET_LENGTH = 64
 # kubectl's OIDC plugin (int128/kubelogin) listens on these for the authorization code (its default ports).
 KUBECTL_REDIRECTS = ("http://localhost:8000", "http://localhost:18000")
-# consumer -> (the platform.<component> it belongs to, its host label, its OAuth callback path)
-CALLBACKS: dict[str, tuple[str, str, str]] = {
-    "grafana": ("monitoring", "grafana", "/login/gitlab"),  # Grafana's [auth.gitlab] callback
-    "airflow": ("airflow", "airflow", "/auth/oauth-authorized/gitlab"),  # FAB's OAuth callback, provider "gitlab"
-    "jupyterhub": ("jupyterhub", "jupyter", "/hub/oauth_callback"),  # OAuthenticator's callback
-    "mlflow": ("mlflow", "mlflow", "/oauth2/callback"),  # oauth2-proxy's callback
-    "kubeflow": ("kubeflow", "kubeflow", "/oauth2/callback"),  # oauth2-proxy's callback (the Pipelines UI)
+# consumer -> (its host label, its OAuth callback path); the platform.<component> it belongs to is SSO_TOOLS'
+CALLBACKS: dict[str, tuple[str, str]] = {
+    "grafana": ("grafana", "/login/gitlab"),  # Grafana's [auth.gitlab] callback
+    "airflow": ("airflow", "/auth/oauth-authorized/gitlab"),  # FAB's OAuth callback, provider "gitlab"
+    "jupyterhub": ("jupyter", "/hub/oauth_callback"),  # OAuthenticator's callback
+    "mlflow": ("mlflow", "/oauth2/callback"),  # oauth2-proxy's callback
+    "kubeflow": ("kubeflow", "/oauth2/callback"),  # oauth2-proxy's callback (the Pipelines UI)
 }
 _NAME = re.compile(r"^[A-Za-z0-9 ._()-]+$")
 _ID = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -70,13 +70,13 @@ _REDIRECT = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d+)?(/[A-Za-z0-9._~/-]*)?$")
 
 def consumers(ctx: PlatformContext) -> list[str]:
     """The enabled consumers: each web tool whose component is on, and kubectl."""
-    return [c for c, (component, _, _) in CALLBACKS.items() if getattr(ctx.settings, component).enabled] + ["kubectl"]
+    return [c for c in CALLBACKS if getattr(ctx.settings, SSO_TOOLS[c]).enabled] + ["kubectl"]
 
 
 def redirect_uris(ctx: PlatformContext, consumer: str) -> tuple[str, ...]:
     if consumer == "kubectl":
         return KUBECTL_REDIRECTS
-    _, label, path = CALLBACKS[consumer]
+    label, path = CALLBACKS[consumer]
     return (f"{ctx.url(label)}{path}",)
 
 

@@ -60,6 +60,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import charts
+from components.digest import plain_marker
 from components.helm import release
 from components.layer import EXCLUDE_FROM_BACKUP, wait_for
 from components.services import certs
@@ -742,13 +743,6 @@ def install_consumer(ctx: ServicesContext, spaces: Namespaces, backend: Backend,
 
 # --- the configure Job --------------------------------------------------------------------------------
 
-def change_marker(value: str) -> str:
-    """A plain digest that changes with a generated secret: domain-separated, so it is not the bare sha256 that
-    some stores accept as a password's hash, and of 64 random characters, so it reveals nothing of the value.
-    (Left secret, it would make the Job's whole spec secret and hide every change of it from previews.)"""
-    return hashlib.sha256(b"adplatform/oidc-client-secret:" + value.encode()).hexdigest()
-
-
 def configure_job_spec(ctx: ServicesContext, backend: Backend, script: str,
                        client_secret: pulumi.Output[str] | None = None) -> dict[str, Any]:
     """Runs the configure script with the store's own image as its admin account: the account's token is a
@@ -757,7 +751,7 @@ def configure_job_spec(ctx: ServicesContext, backend: Backend, script: str,
     oidc = client_secret is not None
     annotations: dict[str, Any] = {"adplatform/script-sha256": hashlib.sha256(script.encode()).hexdigest()}
     if client_secret is not None:  # a new secret replaces the Job, which writes it
-        annotations["adplatform/oidc-client-sha256"] = pulumi.Output.unsecret(client_secret.apply(change_marker))
+        annotations["adplatform/oidc-client-sha256"] = plain_marker("oidc-client-secret", client_secret)
     extra_mounts = [{"name": "oidc", "mountPath": SECRET_MOUNT, "readOnly": True}] if oidc else []
     extra_volumes = [{"name": "oidc", "secret": {"secretName": CLIENT_SECRET, "defaultMode": 0o440,
                                                  "items": [{"key": "client-secret", "path": "client-secret"}]}}
