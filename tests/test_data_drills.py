@@ -397,6 +397,33 @@ def test_drills_enabled_without_off_cluster_backups_is_refused():
     assert any(p.startswith("adplatform:dataPlane.drills.enabled needs backups outside the cluster") for p in found)
 
 
+def test_a_backup_schedule_the_drills_data_age_cannot_meet_is_refused():
+    """A weekly backup makes every drill of that store fail (its newest canary can be 169 h old, maxDataAgeHours is
+    26): refused before anything exists, naming both keys, their values and what would be accepted."""
+    found = config_problems(base_raw(dataPlane={"redpanda": {"backupSchedule": "0 4 * * 0"}}))
+    assert any("adplatform:dataPlane has adplatform:dataPlane.drills.maxDataAgeHours 26, less than a restored canary of "
+               "adplatform:dataPlane.redpanda.backupSchedule '0 4 * * 0' can be old: up to 168 h between its backups "
+               "plus the canary's 1 h, 169 h, so that drill would fail every run; accepted: maxDataAgeHours of at "
+               "least 169, a backupSchedule at most 25 h apart" in p for p in found), found
+    # irregular schedules by their longest gap: 1st and 15th of the month is 17 days at the end of a 31-day month
+    found = config_problems(base_raw(dataPlane={"clickhouse": {"backupSchedule": "0 2 1,15 * *"}}))
+    assert any("adplatform:dataPlane.clickhouse.backupSchedule '0 2 1,15 * *' can be old: up to 408 h" in p
+               for p in found), found
+
+
+@pytest.mark.parametrize("data_plane", [
+    {"redpanda": {"backupSchedule": "0 4 * * 0"}, "drills": {"maxDataAgeHours": 169}},  # the age allows it
+    {"redpanda": {"backupSchedule": "0 4 * * 0"}, "drills": {"skip": ["redpanda"]}},  # not drilled
+    {"redpanda": {"backupSchedule": "0 4 * * 0"}, "drills": {"enabled": False}},
+    {"scylladb": {"backupSchedule": "0 3 * * *"}, "drills": {"maxDataAgeHours": 25}},  # daily + the canary's hour
+    {"postgres": {"backupSchedule": "0 2 * * 0"}},  # weekly base backups: PostgreSQL's drill replays the WAL past its base backup
+])
+def test_backup_schedules_the_drills_can_meet_are_accepted(data_plane):
+    from config import load
+    from tests.conftest import SECRET_KEYS
+    load("test", base_raw(dataPlane=data_plane), SECRET_KEYS)
+
+
 # One run serves every opt-out test: five stores skipped, ClickHouse's drill kept (it shows a skip removes only the
 # skipped stores' drills). Each test asserts on its own store.
 SKIPPED = ["postgres", "redpanda", "etcd", "scylladb", "velero", "dragonfly"]
