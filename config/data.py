@@ -16,7 +16,7 @@ from config.catalog import PROVIDERS
 from config.model_base import Model, check_dns_subdomain, check_token, one_of, optional
 from config.platform import NEEDS
 from config.quantity import Cpu, Memory, memory_mib, whole_cores
-from config.cron import check_ranges
+from config.cron import check_ranges, longest_gap_seconds
 from config.services import check_cron, check_s3_endpoint
 
 OBJECT_STORAGE_BACKENDS = ("seaweedfs", "external")
@@ -450,6 +450,33 @@ class Drills(Model):
         return value
 
 
+# The drills' canary writers run hourly (components/data/drills.py CANARY_SCHEDULE): the newest canary in a backup
+# is at most this much older than the backup itself.
+CANARY_PERIOD_HOURS = 1
+# Drilled dataPlane stores whose restored copy is as old as their newest backup (`backupSchedule`). PostgreSQL's
+# drill replays the WAL archive up to its newest segment, so its base-backup schedule does not bound the canary's age.
+SNAPSHOT_STORES = ("clickhouse", "scylladb", "redpanda")
+
+
+def data_age_problem(max_age_hours: int, key: str, cron: str) -> str | None:
+    """Why a drill restoring backups taken on `cron` (the config key `key`) would fail on every run with
+    maxDataAgeHours `max_age_hours`: just before the next backup, the newest one is the schedule's longest gap old
+    (over two years of its runs: months and weekdays included) and its newest canary up to the canary's period older.
+    Whole hours, rounded up. None when the schedule keeps within it."""
+    try:
+        gap_hours = -(-longest_gap_seconds(cron) // 3600)
+    except ValueError as e:
+        return f"adplatform:{key} {cron!r} {e}"
+    need = gap_hours + CANARY_PERIOD_HOURS
+    if need <= max_age_hours:
+        return None
+    return (f"has adplatform:dataPlane.drills.maxDataAgeHours {max_age_hours}, less than a restored canary of "
+            f"adplatform:{key} {cron!r} can be old: up to {gap_hours} h between its backups plus the canary's "
+            f"{CANARY_PERIOD_HOURS} h, {need} h, so that drill would fail every run; accepted: maxDataAgeHours of at "
+            f"least {need}, a backupSchedule at most {max_age_hours - CANARY_PERIOD_HOURS} h apart, the store in "
+            "dataPlane.drills.skip, or dataPlane.drills.enabled: false")
+
+
 class DataPlane(Model):
     scylladb: ScyllaDB = ScyllaDB()
     redpanda: Redpanda = Redpanda()
@@ -458,6 +485,21 @@ class DataPlane(Model):
     postgres: Postgres = Postgres()
     object_storage: ObjectStorage = ObjectStorage()
     drills: Drills = Drills()
+
+    @model_validator(mode="after")
+    def _drilled_backups_fresh_enough(self) -> "DataPlane":
+        """The drills fail when the newest canary is older than maxDataAgeHours: a store backed up less often could
+        never pass. Checked wherever drills may run (enabled, or unset: on with off-cluster backups)."""
+        drills = self.drills
+        if drills.enabled is False:
+            return self
+        problems = [data_age_problem(drills.max_data_age_hours, f"dataPlane.{store}.backupSchedule",
+                                     getattr(self, store).backup_schedule)
+                    for store in SNAPSHOT_STORES if getattr(self, store).enabled and store not in drills.skip]
+        found = [p for p in problems if p]
+        if found:
+            raise ValueError("; ".join(found))
+        return self
 
     def storage_provider(self, store: str) -> str | None:
         """Whose volumes a moving store's new instances claim (Movable.storage_provider); None when it is not moving

@@ -294,7 +294,9 @@ class Backups(Model):
     enabled: bool = True
     s3: S3Target | None = None
     etcd_schedule: str = "0 */6 * * *"
-    etcd_retention: int = 28  # snapshots kept (per server, locally and in S3)
+    # Snapshots kept: on each server's disk, and in S3 (K3s' etcd-s3-retention) over the folder's snapshots of all
+    # servers together (K3s prunes S3 by count whatever node uploaded: k3s-io/k3s#8099)
+    etcd_retention: int = 28
     velero_schedule: str = "0 2 * * *"
     velero_ttl: str = "720h"  # how long Velero keeps each backup
     restore: VeleroRestore | None = None

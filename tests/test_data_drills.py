@@ -8,6 +8,7 @@ import datetime as dt
 import gzip
 import json
 import os
+import re
 import stat
 import subprocess
 from pathlib import Path
@@ -18,6 +19,7 @@ import yaml
 
 from components import charts
 from components.data import drills, postgres, redpanda, redpanda_backup
+from components.data.clickhouse import backup as clickhouse_backup
 from components.data.scylladb import bootstrap as scylladb_bootstrap
 from components.services.namespaces import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY
 from config.cron import longest_gap_seconds
@@ -292,15 +294,48 @@ def test_alerts_on_failed_and_stale_drills_and_stale_backups(production):
     assert f"> {2 * WEEK}" in stale["expr"]  # two weekly periods
     assert 'cronjob="drill-postgres"' in stale["expr"]  # each drill against its own schedule
     postgres_backup = found[("BackupStale", "postgres")]
-    assert postgres_backup["expr"] == ('time() - max(barman_cloud_cloudnative_pg_io_last_available_backup_timestamp'
-                                       f'{{namespace="postgres"}}) > {2 * DAY}')
+    barman = 'barman_cloud_cloudnative_pg_io_last_available_backup_timestamp{namespace="postgres"}'
+    assert postgres_backup["expr"] == (f'time() - max({barman}) > {2 * DAY} or (absent_over_time({barman}[{2 * DAY}s]) '
+                                       f'and on () (time() - kube_namespace_created{{namespace="postgres"}} > {2 * DAY}))')
     velero = found[("BackupStale", "velero")]
-    assert velero["expr"] == f'time() - velero_backup_last_successful_timestamp{{schedule="cluster"}} > {2 * DAY}'
+    assert velero["expr"].startswith(
+        f'time() - max(velero_backup_last_successful_timestamp{{schedule="cluster"}}) > {2 * DAY} or (')
     # every store that backs up, drilled or not
-    assert found[("BackupStale", "scylladb")]["expr"] == \
-        f'time() - max(scylla_manager_scheduler_last_success{{type="backup"}}) > {2 * DAY}'
-    clickhouse = found[("BackupStale", "clickhouse")]["expr"]
-    assert "clickhouse_backup_last_create_remote_status == 1" in clickhouse  # a failed upload is no backup
+    assert found[("BackupStale", "scylladb")]["expr"].startswith(
+        f'time() - max(scylla_manager_scheduler_last_success{{type="backup"}}) > {2 * DAY} or (')
+
+
+def test_clickhouse_backup_age_is_its_cronjobs_last_success(production):
+    """clickhouse-backup's own last_create_remote_status is 0 after a failure and 2 after a restart (v2.8.0
+    pkg/server/metrics/metrics.go): an age counted only where it is 1 went quiet exactly when backups failed. The
+    CronJob fails when any shard was not backed up (create-remote.sh), so its last success is the backup's."""
+    expr = rules(production)[("BackupStale", "clickhouse")]["expr"]
+    job = 'namespace="clickhouse", cronjob="clickhouse-backup"'
+    assert expr.startswith(f"time() - kube_cronjob_status_last_successful_time{{{job}}} > {2 * DAY} or (")
+    assert "clickhouse_backup_last_create_remote" not in expr
+    assert f"time() - kube_cronjob_created{{{job}}} > {2 * DAY} unless on (namespace, cronjob) " \
+           f"kube_cronjob_status_last_successful_time{{{job}}}" in expr  # never succeeded, two periods after creation
+    assert clickhouse_backup.CRONJOB == "clickhouse-backup"
+    assert "exit \"$failed\"" in clickhouse_backup.SCRIPT.read_text()
+
+
+@pytest.mark.parametrize("store", ["postgres", "scylladb", "clickhouse", "redpanda", "velero"])
+def test_a_stale_backup_alert_fires_when_its_series_is_missing(production, store):
+    """A store that never backed up, or an exporter restarted since its last success (Scylla Manager and Velero keep
+    the time in memory only), has no series: `time() - x > s` alone is empty, the alert silent."""
+    found = rules(production)[("BackupStale", store)]
+    stale = int(found["expr"].split(" > ", 1)[1].split(" ")[0])
+    age, missing = found["expr"].split(f" > {stale} or (", 1)
+    assert missing.endswith(")") and " or " not in missing
+    selector = re.search(r"(\w+\{[^}]*\})", age).group(1)
+    if "kube_cronjob" in selector:  # the CronJob never succeeded, yet exists longer than the threshold
+        job = selector[selector.index("{"):]
+        assert missing == (f"time() - kube_cronjob_created{job} > {stale} unless on (namespace, cronjob) "
+                           f"kube_cronjob_status_last_successful_time{job})")
+    else:  # the series absent for the whole threshold, in a namespace older than that (a new stack is not stale)
+        assert missing.startswith(f"absent_over_time({selector}[{stale}s]) and on () "
+                                  f"(time() - kube_namespace_created{{namespace=")
+        assert missing.endswith(f"}} > {stale}))")
 
 
 def test_stale_thresholds_follow_the_configured_schedules():
@@ -310,7 +345,7 @@ def test_stale_thresholds_follow_the_configured_schedules():
     assert f"> {2 * DAY} " in found[("RestoreDrillStale", "clickhouse")]["expr"]  # its own, daily
     assert run.named("drill-clickhouse", CRONJOB).inputs["spec"]["schedule"] == "0 5 * * *"
     assert run.named("drill-postgres", CRONJOB).inputs["spec"]["schedule"] == "0 3 1 * *"
-    assert found[("BackupStale", "postgres")]["expr"].endswith(f"> {2 * 6 * 3600}")
+    assert f" > {2 * 6 * 3600} or (absent_over_time(" in found[("BackupStale", "postgres")]["expr"]
 
 
 def test_dashboard_shows_last_drill_duration_and_backup_age(production):
@@ -360,6 +395,33 @@ def test_drills_enabled_without_off_cluster_backups_is_refused():
     raw["clusterServices"] = {"tls": {"acmeEmail": "ops@example.com"}, "backups": {"enabled": False}}
     found = config_problems(raw)
     assert any(p.startswith("adplatform:dataPlane.drills.enabled needs backups outside the cluster") for p in found)
+
+
+def test_a_backup_schedule_the_drills_data_age_cannot_meet_is_refused():
+    """A weekly backup makes every drill of that store fail (its newest canary can be 169 h old, maxDataAgeHours is
+    26): refused before anything exists, naming both keys, their values and what would be accepted."""
+    found = config_problems(base_raw(dataPlane={"redpanda": {"backupSchedule": "0 4 * * 0"}}))
+    assert any("adplatform:dataPlane has adplatform:dataPlane.drills.maxDataAgeHours 26, less than a restored canary of "
+               "adplatform:dataPlane.redpanda.backupSchedule '0 4 * * 0' can be old: up to 168 h between its backups "
+               "plus the canary's 1 h, 169 h, so that drill would fail every run; accepted: maxDataAgeHours of at "
+               "least 169, a backupSchedule at most 25 h apart" in p for p in found), found
+    # irregular schedules by their longest gap: 1st and 15th of the month is 17 days at the end of a 31-day month
+    found = config_problems(base_raw(dataPlane={"clickhouse": {"backupSchedule": "0 2 1,15 * *"}}))
+    assert any("adplatform:dataPlane.clickhouse.backupSchedule '0 2 1,15 * *' can be old: up to 408 h" in p
+               for p in found), found
+
+
+@pytest.mark.parametrize("data_plane", [
+    {"redpanda": {"backupSchedule": "0 4 * * 0"}, "drills": {"maxDataAgeHours": 169}},  # the age allows it
+    {"redpanda": {"backupSchedule": "0 4 * * 0"}, "drills": {"skip": ["redpanda"]}},  # not drilled
+    {"redpanda": {"backupSchedule": "0 4 * * 0"}, "drills": {"enabled": False}},
+    {"scylladb": {"backupSchedule": "0 3 * * *"}, "drills": {"maxDataAgeHours": 25}},  # daily + the canary's hour
+    {"postgres": {"backupSchedule": "0 2 * * 0"}},  # weekly base backups: PostgreSQL's drill replays the WAL past its base backup
+])
+def test_backup_schedules_the_drills_can_meet_are_accepted(data_plane):
+    from config import load
+    from tests.conftest import SECRET_KEYS
+    load("test", base_raw(dataPlane=data_plane), SECRET_KEYS)
 
 
 # One run serves every opt-out test: five stores skipped, ClickHouse's drill kept (it shows a skip removes only the
@@ -561,8 +623,8 @@ def test_redpanda_backup_age_alerts_and_shows_on_the_dashboard(production):
     found = rules(production)
     stale = found[("BackupStale", "redpanda")]["expr"]
     # the export CronJob's last success (kube-state-metrics), two six-hourly periods
-    assert stale == ('time() - kube_cronjob_status_last_successful_time{namespace="redpanda", '
-                     f'cronjob="redpanda-backup"}} > {2 * 6 * 3600}')
+    assert stale.startswith('time() - kube_cronjob_status_last_successful_time{namespace="redpanda", '
+                            f'cronjob="redpanda-backup"}} > {2 * 6 * 3600} or (')
     board = json.loads(production.named("dashboard-restore-drills", CONFIGMAP).inputs["data"]["restore-drills.json"])
     ages = {t["legendFormat"]: t["expr"] for p in board["panels"] if p["title"] == "Backup age" for t in p["targets"]}
     assert ages["redpanda"] in stale

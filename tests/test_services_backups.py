@@ -12,8 +12,9 @@ from components.k3s.config import EtcdBackup
 from components.services.backups import storage_location
 from config import ConfigError, load
 from tests.test_deploy_order import reaches
-from tests.conftest import SECRET_KEYS, base_raw, run_raw
+from tests.conftest import ROOT, SECRET_KEYS, base_raw, run_raw
 from tests.netpol import PROMETHEUS_PEER
+from tests.runs import k3s_config
 from tools.mockrun import Secret
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -236,6 +237,28 @@ def test_server_side_encryption_reaches_every_backup_writer(restoring, productio
     plain = production.named("velero", RELEASE).inputs["values"]["configuration"]["backupStorageLocation"][0]
     assert "serverSideEncryption" not in plain["config"] and not _env(production, "S3_SSE")
     assert "encryption" not in production.named("postgres-object-store").inputs["spec"]["configuration"]["data"]
+
+
+def _security_encryption_section() -> str:
+    text = (ROOT / "docs" / "security.md").read_text()
+    start = text.index("## What is encrypted, with what key, and where the key lives")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def test_security_doc_says_what_server_side_encryption_reaches(restoring):
+    """docs/security.md's encryption table matches what the writers send: Velero's serverSideEncryption reaches only
+    its AWS plugin's uploads (Velero v1.18's unified repository passes kopia no encryption option), the Redpanda
+    export sends the header too, and K3s' etcd snapshots never do (no such flag): the bucket's default encryption."""
+    section = _security_encryption_section()
+    rows = {line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("| ")}
+    assert "does not reach kopia" in rows["Velero volume backups (kopia)"]
+    assert "Redpanda exports" in rows["PostgreSQL, ClickHouse, ScyllaDB backups, Redpanda exports"]
+    assert "only by the bucket's default encryption" in rows["etcd snapshots"]
+    server = k3s_config(restoring, "control-plane-1")
+    s3_flags = [k for k in server if k.startswith("etcd-s3")]
+    assert "etcd-s3-bucket" in s3_flags and not [k for k in s3_flags if "sse" in k or "encrypt" in k]
+    assert "scripts/redpanda-s3.sh" in section and "none of the four" in section and "none of the three" not in section
+    assert "x-amz-server-side-encryption" in (ROOT / "components/data/scripts/redpanda-s3.sh").read_text()
 
 
 def test_server_side_encryption_accepts_only_what_every_writer_supports():

@@ -5,7 +5,7 @@ torn down. A backup that has never been restored is a hope; this makes it a week
 
 How a drill is built (the convention every store follows; a new store adds a `Drill` to DRILLS, its canary writer
 to CANARIES, a `check_<store>` function to drill.sh and its name to config/data.py DRILLED_STORES; a store that
-backs up adds its last-backup PromQL to BACKUP_AGE and its schedule to `backup_ages`, drilled or not):
+backs up adds where its last backup shows to BACKUP_SERIES and its schedule to `backup_ages`, drilled or not):
 
 - **Canary writer**: a CronJob in the store's own namespace (CANARY_SCHEDULE, hourly) that writes the current time
   into the store with a credential that reaches only the canary (PostgreSQL: the role and database
@@ -25,7 +25,7 @@ backs up adds its last-backup PromQL to BACKUP_AGE and its schedule to `backup_a
   kinds and exec into pods in `dr-drills` only (Velero's drill aside: its Restores in `velero`, under an admission
   policy, section "Velero").
 - **Metrics** without new components: kube-state-metrics' CronJob and Job series (last success, start and
-  completion times) and each store's own last-backup timestamp (BACKUP_AGE: every store that backs up, drilled or
+  completion times) and each store's last-backup timestamp (BACKUP_SERIES: every store that backs up, drilled or
   not, and Velero). The PrometheusRule here alerts on a failed drill, a drill older than two schedule periods and
   a backup older than two backup periods (it ships with the drills: `drills.enabled: false` drops it too); the
   Grafana dashboard "Restore drills" (components/platform/dashboards) shows the same series.
@@ -57,6 +57,7 @@ from components.data.context import CANARY_RETENTION_DAYS, DRILL_NAMESPACE, LAYE
 from components.data.endpoints import DrillsEndpoint, S3Location
 from components.data import scylladb
 from components.data.scylladb import bootstrap as scylladb_bootstrap
+from components.data.scylladb import manager as scylladb_manager
 from components.layer import EXCLUDE_FROM_BACKUP
 from components.services import backups as velero_backups
 from components.services.namespaces import (NO_OWN_ENTRY_POINTS, RESTRICTED_CONTAINER_SECURITY,
@@ -1164,36 +1165,63 @@ def _duration(seconds: int) -> str:
     return f"{seconds // 3600}h" if seconds % 3600 == 0 else f"{seconds}s"
 
 
-# Seconds since each store's last successful backup, from the store's own metrics (names at the pinned versions):
+# Where each store's last successful backup shows in Prometheus (names at the pinned versions):
 # - PostgreSQL: the barman-cloud plugin's timestamp of the newest available backup (its docs, "Observability");
-# - ScyllaDB: Scylla Manager's start time of the last successful run per task (pkg/metrics/scheduler.go);
-# - ClickHouse: clickhouse-backup's finish time of the last create_remote (pkg/server/metrics/metrics.go), counted
-#   only where that run's status is 1 (success): the finish time is set after failures too, and 0 after a restart.
-BACKUP_AGE = {
-    "postgres": f'time() - max(barman_cloud_cloudnative_pg_io_last_available_backup_timestamp'
-                f'{{namespace="{postgres.NAMESPACE}"}})',
-    "scylladb": 'time() - max(scylla_manager_scheduler_last_success{type="backup"})',
-    "clickhouse": 'time() - max(clickhouse_backup_last_create_remote_finish > 0 and on (namespace, pod) '
-                  'clickhouse_backup_last_create_remote_status == 1)',
-    # Redpanda's export is our own CronJob (redpanda_backup.py): kube-state-metrics' last success of it (a Job that
-    # fails after uploading part of an export is no success).
-    "redpanda": f'time() - kube_cronjob_status_last_successful_time{{namespace="{redpanda.NAMESPACE}", '
-                f'cronjob="{redpanda_backup.CRONJOB}"}}',
+# - ScyllaDB: Scylla Manager's start time of the last successful run per task (pkg/metrics/scheduler.go; held in
+#   memory only, set on a run's DONE: gone after a Manager restart until the next success);
+# - ClickHouse: the CronJob whose create-remote.sh asks every shard for create_remote and exits non-zero when any
+#   shard was not backed up (clickhouse-backup's own last_create_remote_status is 0 after a failure and 2 after a
+#   restart, its finish time is set after failures too: no success to read there);
+# - Redpanda: our own export CronJob (redpanda_backup.py; a Job that fails after uploading part of an export is no
+#   success);
+# - Velero: its own metric (pkg/metrics/metrics.go, label `schedule`): components/services/backups.py's Schedule.
+@dataclass(frozen=True)
+class BackupSeries:
+    age: str  # PromQL: seconds since the last successful backup (the dashboard's "Backup age", the alert's first half)
+    missing: Callable[[int], str]  # PromQL with a result once that series has been missing for the given seconds
+
+
+def _never_succeeded(job: str, seconds: int) -> str:
+    """A CronJob (kube-state-metrics selector `job`) older than `seconds` that never succeeded (or whose last success
+    left with its Jobs' history): kube_cronjob_status_last_successful_time is then absent, not old."""
+    return (f"time() - kube_cronjob_created{{{job}}} > {seconds} unless on (namespace, cronjob) "
+            f"kube_cronjob_status_last_successful_time{{{job}}}")
+
+
+def _cronjob_series(namespace: str, cronjob: str) -> BackupSeries:
+    job = f'namespace="{namespace}", cronjob="{cronjob}"'
+    return BackupSeries(age=f"time() - kube_cronjob_status_last_successful_time{{{job}}}",
+                        missing=lambda seconds: _never_succeeded(job, seconds))
+
+
+def _store_series(selector: str, namespace: str) -> BackupSeries:
+    """A store's own timestamp series. Missing for `seconds` (never a success, an exporter restarted and no success
+    since) counts only once the store's namespace is that old: a new stack is not stale before its first backup."""
+    return BackupSeries(age=f"time() - max({selector})",
+                        missing=lambda seconds: f"absent_over_time({selector}[{seconds}s]) and on () "
+                                                f'(time() - kube_namespace_created{{namespace="{namespace}"}} > {seconds})')
+
+
+BACKUP_SERIES = {
+    "postgres": _store_series(f'barman_cloud_cloudnative_pg_io_last_available_backup_timestamp'
+                              f'{{namespace="{postgres.NAMESPACE}"}}', postgres.NAMESPACE),
+    "scylladb": _store_series('scylla_manager_scheduler_last_success{type="backup"}', scylladb_manager.NAMESPACE),
+    "clickhouse": _cronjob_series(clickhouse_topology.NAMESPACE, clickhouse_backup.CRONJOB),
+    "redpanda": _cronjob_series(redpanda.NAMESPACE, redpanda_backup.CRONJOB),
 }
-# Velero's own metric (pkg/metrics/metrics.go, label `schedule`): components/services/backups.py's Schedule.
-VELERO_BACKUP_AGE = 'time() - velero_backup_last_successful_timestamp{schedule="cluster"}'
+VELERO_SERIES = _store_series('velero_backup_last_successful_timestamp{schedule="cluster"}', velero_backups.NAMESPACE)
 
 
-def backup_ages(ctx: DataContext, velero_schedule: str | None) -> dict[str, tuple[str, str]]:
-    """Every enabled store that backs up (and Velero) -> (PromQL of the seconds since its last successful backup,
-    its backup cron), drilled or not: a stale backup matters before any drill notices."""
+def backup_ages(ctx: DataContext, velero_schedule: str | None) -> dict[str, tuple[BackupSeries, str]]:
+    """Every enabled store that backs up (and Velero) -> (where its last successful backup shows, its backup cron),
+    drilled or not: a stale backup matters before any drill notices."""
     settings = ctx.settings
     schedules = {"postgres": settings.postgres.backup_schedule, "scylladb": settings.scylladb.backup_schedule,
                  "clickhouse": settings.clickhouse.backup_schedule, "redpanda": settings.redpanda.backup_schedule}
-    ages = {store: (BACKUP_AGE[store], cron) for store, cron in schedules.items()
+    ages = {store: (BACKUP_SERIES[store], cron) for store, cron in schedules.items()
             if getattr(settings, store).enabled and ctx.backup is not None}
     if velero_schedule is not None:
-        ages["velero"] = (VELERO_BACKUP_AGE, velero_schedule)
+        ages["velero"] = (VELERO_SERIES, velero_schedule)
     return ages
 
 
@@ -1203,8 +1231,7 @@ def _stale_drill_rule(store: str, cron: str) -> dict[str, Any]:
     stale = STALE_FACTOR * longest_gap_seconds(cron)
     return {"alert": "RestoreDrillStale",
             "expr": f"time() - kube_cronjob_status_last_successful_time{{{job}}} > {stale} or on (namespace, cronjob) "
-                    f"(time() - kube_cronjob_created{{{job}}} > {stale} unless on (namespace, cronjob) "
-                    f"kube_cronjob_status_last_successful_time{{{job}}})",
+                    f"({_never_succeeded(job, stale)})",
             "for": "1h", "labels": {"severity": "warning", "store": store},
             "annotations": {"summary": f"Restore drill drill-{store} has not passed for {_duration(stale)} "
                                        "(two schedule periods)",
@@ -1212,9 +1239,21 @@ def _stale_drill_rule(store: str, cron: str) -> dict[str, Any]:
                                            "docs/restore-drills.md"}}
 
 
-def rule_spec(schedules: dict[str, str], ages: dict[str, tuple[str, str]]) -> dict[str, Any]:
+def _stale_backup_rule(store: str, series: BackupSeries, cron: str) -> dict[str, Any]:
+    """The last success older than two of the backup schedule's longest gaps, or its series missing that long."""
+    stale = STALE_FACTOR * longest_gap_seconds(cron)
+    return {"alert": "BackupStale",
+            "expr": f"{series.age} > {stale} or ({series.missing(stale)})",
+            "for": "1h", "labels": {"severity": "critical", "store": store},
+            "annotations": {"summary": f"No successful {store} backup in the last {_duration(stale)} "
+                                       "(two backup periods)",
+                            "description": "Backups are failing: the recovery point grows with every hour. "
+                                           "docs/restore-drills.md"}}
+
+
+def rule_spec(schedules: dict[str, str], ages: dict[str, tuple[BackupSeries, str]]) -> dict[str, Any]:
     """Failed drills from kube-state-metrics' CronJob series; stale drills per drilled store (its own schedule:
-    `schedules`, store -> cron); stale backups from each store's own series."""
+    `schedules`, store -> cron); stale backups from where each store's last success shows (BACKUP_SERIES)."""
     ns = f'namespace="{NAMESPACE}"'
     drill_rules = [
         {"alert": "RestoreDrillFailed",
@@ -1230,15 +1269,7 @@ def rule_spec(schedules: dict[str, str], ages: dict[str, tuple[str, str]]) -> di
                                         "kubectl -n dr-drills logs job/<the failed job>. docs/restore-drills.md"}},
         *(_stale_drill_rule(store, cron) for store, cron in schedules.items()),
     ]
-    backup_rules = [
-        {"alert": "BackupStale",
-         "expr": f"{age} > {STALE_FACTOR * longest_gap_seconds(cron)}",
-         "for": "1h", "labels": {"severity": "critical", "store": store},
-         "annotations": {"summary": f"The last {store} backup is older than "
-                                    f"{_duration(STALE_FACTOR * longest_gap_seconds(cron))} (two backup periods)",
-                         "description": "Backups are failing: the recovery point grows with every hour. "
-                                        "docs/restore-drills.md"}}
-        for store, (age, cron) in ages.items()]
+    backup_rules = [_stale_backup_rule(store, series, cron) for store, (series, cron) in ages.items()]
     return {"groups": [{"name": "restore-drills", "rules": drill_rules},
                        {"name": "backups", "rules": backup_rules}]}
 
@@ -1322,7 +1353,7 @@ def install(ctx: DataContext, spaces: Namespaces, keys: S3Keys | None, velero_sc
                                                ages),
                                      ctx.labels("restore-drill", "alerts"), deps))
     return DrillsEndpoint(namespace=NAMESPACE, stores=tuple(ctx.drills), ready=ready,
-                          backup_age={store: age for store, (age, _) in ages.items()})
+                          backup_age={store: series.age for store, (series, _) in ages.items()})
 
 
 __all__ = ["DRILLS", "Drill", "install", "namespaces"]
