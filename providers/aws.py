@@ -91,7 +91,10 @@ SERVER_TYPES = {
 # The CCM's permissions: the control-plane policy of cloud-provider-aws v1.35.0 docs/prerequisites.md,
 # less what this cluster never asks of it: routes (Cilium tunnels, --configure-cloud-routes=false),
 # volumes (the EBS CSI driver has its own AWS-managed policy) and Auto Scaling (the cluster autoscaler's
-# policy below holds those rights; the CCM's NLB targets are instances, not groups).
+# policy below holds those rights; the CCM's NLB targets are instances, not groups); plus what that list misses:
+# elasticloadbalancing:DescribeTargetGroupAttributes, which the CCM calls before it sets the gateway's
+# target-group attributes (pkg/providers/v1/aws_loadbalancer.go reconcileTargetGroupsAttributes): without it every
+# sync of the gateway's Service fails, and its NLB never sends the PROXY headers the gateway's listeners require.
 CCM_ACTIONS = sorted({
     "ec2:DescribeInstances", "ec2:DescribeRegions", "ec2:DescribeRouteTables", "ec2:DescribeSecurityGroups",
     "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeAvailabilityZones", "ec2:DescribeInstanceTopology",
@@ -111,6 +114,7 @@ CCM_ACTIONS = sorted({
     "elasticloadbalancing:DescribeLoadBalancerPolicies", "elasticloadbalancing:DescribeTargetGroups",
     "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:ModifyListener",
     "elasticloadbalancing:ModifyTargetGroup", "elasticloadbalancing:ModifyTargetGroupAttributes",
+    "elasticloadbalancing:DescribeTargetGroupAttributes",
     "elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets",
     "elasticloadbalancing:SetLoadBalancerPoliciesOfListener", "iam:CreateServiceLinkedRole", "kms:DescribeKey",
 })

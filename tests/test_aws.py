@@ -160,6 +160,24 @@ def test_imds_v2_and_instance_roles(staging):
     assert ebs.inputs["policyArn"] == aws.EBS_CSI_POLICY
 
 
+# Every Network Load Balancer call cloud-provider-aws v1.35.0 makes (pkg/providers/v1/aws_loadbalancer.go and aws.go:
+# `c.elbv2.<Call>`), read at the tag: the gateway's Service is an NLB with target-group attributes, which takes the
+# Describe before the Modify (reconcileTargetGroupsAttributes); a call missing from the policy fails every sync.
+CCM_NLB_CALLS = ("CreateListener", "CreateLoadBalancer", "CreateTargetGroup", "DeleteListener", "DeleteLoadBalancer",
+                 "DeleteTargetGroup", "DeregisterTargets", "DescribeListeners", "DescribeLoadBalancerAttributes",
+                 "DescribeLoadBalancers", "DescribeTargetGroupAttributes", "DescribeTargetGroups",
+                 "DescribeTargetHealth", "ModifyListener", "ModifyLoadBalancerAttributes", "ModifyTargetGroup",
+                 "ModifyTargetGroupAttributes", "RegisterTargets")
+
+
+def test_the_ccm_may_make_every_load_balancer_call_it_makes_for_the_gateway(staging):
+    policy = json.loads(staging.named("control-plane-ccm", "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    actions = set(policy["Statement"][0]["Action"])
+    assert "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes" in \
+        aws.GATEWAY_CLIENT_ADDRESS.annotations, "the calls below include the attributes' reconciliation"
+    assert {f"elasticloadbalancing:{call}" for call in CCM_NLB_CALLS} <= actions
+
+
 def test_ebs_csi_policy_is_the_arn_aws_publishes(staging):
     # AWS Managed Policy reference, AmazonEBSCSIDriverPolicyV2 (read 2026-11): type "AWS managed policy",
     # ARN at the root path. Only V1 (a service-role policy) lives under `service-role/`; attaching V2 by
