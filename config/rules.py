@@ -16,6 +16,9 @@ from config.services import BACKUP_PURPOSES
 from policy.rules import world_covered
 
 
+MAX_ETCD_SNAPSHOTS_IN_S3 = 1000  # one ListObjectsV2 page
+
+
 def check(cfg: StackConfig, profile: Profile, secrets: set[str] = frozenset()) -> list[Problem]:
     """`secrets`: the optional secret keys (config/load.py OPTIONAL_SECRETS) the stack sets."""
     found = [*_pool_names(cfg), *_networks(cfg), *_admin_cidrs(cfg, profile), *_replication(cfg, profile),
@@ -314,6 +317,14 @@ def _cluster_services(cfg: StackConfig, profile: Profile, secrets: set[str]) -> 
             found.append(problem("clusterServices.backups.s3", "must be set when backups are enabled: endpoint, "
                                  "region and bucket of S3-compatible storage outside the cluster"))
         found += _backup_credentials(cfg, profile, secrets)
+        # S3 keeps etcdRetention per server (components/k3s/config.py etcd_snapshot_config), and the etcd drill finds
+        # the newest snapshot in one listing of at most 1000 objects (components/data/drills.py etcd-download.sh).
+        servers = cfg.cluster.control_plane.count
+        if backups.etcd_retention * servers > MAX_ETCD_SNAPSHOTS_IN_S3:
+            found.append(problem("clusterServices.backups.etcdRetention", f"must be at most "
+                                 f"{MAX_ETCD_SNAPSHOTS_IN_S3 // servers} with {servers} servers: S3 keeps that many "
+                                 f"snapshots per server, at most {MAX_ETCD_SNAPSHOTS_IN_S3} in all (one S3 listing)",
+                                 backups.etcd_retention))
     if profile.strict and svc.secrets.replicas < 3:
         found.append(problem("clusterServices.secrets.replicas", f"must be at least 3 in the {profile.name} "
                              "profile (raft keeps a quorum when one node is lost)", svc.secrets.replicas))

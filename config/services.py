@@ -294,8 +294,8 @@ class Backups(Model):
     enabled: bool = True
     s3: S3Target | None = None
     etcd_schedule: str = "0 */6 * * *"
-    # Snapshots kept: on each server's disk, and in S3 (K3s' etcd-s3-retention) over the folder's snapshots of all
-    # servers together (K3s prunes S3 by count whatever node uploaded: k3s-io/k3s#8099)
+    # Snapshots kept per server: on its disk, and as many in S3 (K3s counts S3's over all servers together, so its
+    # etcd-s3-retention is this times the servers: components/k3s/config.py etcd_snapshot_config)
     etcd_retention: int = 28
     velero_schedule: str = "0 2 * * *"
     velero_ttl: str = "720h"  # how long Velero keeps each backup

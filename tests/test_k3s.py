@@ -127,8 +127,9 @@ def test_servers_snapshot_etcd_to_s3_on_the_configured_schedule(wired_runs):
         assert cfg["etcd-s3-bucket"] == "adp-test-backups" and cfg["etcd-s3-region"] == "fsn1"
         assert cfg["etcd-s3-folder"] == "test/etcd"
         assert cfg["etcd-snapshot-schedule-cron"] == "0 */6 * * *" and cfg["etcd-snapshot-retention"] == 28
-        # S3 has its own retention flag (K3s >= v1.34.0+k3s1, default 5): etcdRetention holds there too
-        assert cfg["etcd-s3-retention"] == 28
+        # S3 has its own retention flag (K3s >= v1.34.0+k3s1, default 5), counted over all servers' snapshots
+        # together: etcdRetention per server holds there too (3 servers)
+        assert cfg["etcd-s3-retention"] == 28 * 3
         # the servers' own pair (backupCredentials.etcd), no other purpose's
         assert cfg["etcd-s3-access-key"] == "test-etcd-access-key"
         assert cfg["etcd-s3-secret-key"] == "test-etcd-secret-key"

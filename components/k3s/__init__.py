@@ -179,7 +179,8 @@ class K3sCluster(pulumi.ComponentResource):
                 agent_token=agent_token if is_server else None,
                 join_endpoint=endpoint if joins else None, tls_sans=sans, pod_cidr=cluster.pod_cidr,
                 service_cidr=cluster.service_cidr, profile=infra.profile_of(node.name), cluster_profile=infra.cluster,
-                etcd_snapshots=etcd_snapshot_config(snapshots, s3_access, s3_secret) if snapshots else None,
+                etcd_snapshots=etcd_snapshot_config(snapshots, s3_access, s3_secret, cluster.control_plane.count)
+                if snapshots else None,
                 oidc=self._oidc if is_server else None, provider_id=provider_id or None))
 
         def probe(endpoint: str, private_ip: str) -> str:

@@ -271,7 +271,7 @@ class EtcdBackup:
     bucket: str
     folder: str  # <stack>/etcd: stacks share a bucket without sharing snapshots
     schedule: str  # cron
-    retention: int  # snapshots kept on each server and in S3 (all servers' together): two K3s flags
+    retention: int  # snapshots kept per server, on its disk and in S3 (etcd_snapshot_config)
     access_key: pulumi.Output[str]
     secret_key: pulumi.Output[str]
 
@@ -292,16 +292,18 @@ def etcd_location_flags(backup: EtcdBackup) -> dict[str, Any]:
             "etcd-s3-bucket": backup.bucket, "etcd-s3-folder": backup.folder}
 
 
-def etcd_snapshot_config(backup: EtcdBackup, access_key: str, secret_key: str) -> dict[str, Any]:
+def etcd_snapshot_config(backup: EtcdBackup, access_key: str, secret_key: str, servers: int) -> dict[str, Any]:
     """Server flags: scheduled, compressed snapshots kept locally and uploaded to S3.
 
     S3 has its own retention flag since K3s v1.34.0+k3s1 (k3s-io/k3s#12669, docs.k3s.io cli/etcd-snapshot "S3
     Retention"), default 5; without it S3 would keep 5 snapshots whatever `etcd-snapshot-retention` says (later
     releases fall back to the local value, k3s-io/k3s#13770: set explicitly, it holds on every release). K3s counts
-    the S3 retention over the folder's snapshots of all servers together (k3s-io/k3s#8099), the local one per server."""
+    the S3 retention over the folder's snapshots of all servers together (k3s-io/k3s#8099), the local one per server:
+    so S3 keeps `retention` times `servers` (cluster.controlPlane.count, the steady number: not the one extra member
+    of a control-plane move, which would reconfigure every server twice per move), as many per server as each disk."""
     return {**etcd_location_flags(backup), "etcd-s3-access-key": access_key, "etcd-s3-secret-key": secret_key,
             "etcd-snapshot-schedule-cron": backup.schedule, "etcd-snapshot-retention": backup.retention,
-            "etcd-s3-retention": backup.retention, "etcd-snapshot-compress": True}
+            "etcd-s3-retention": backup.retention * servers, "etcd-snapshot-compress": True}
 
 
 def etcd_restore_commands(backup: EtcdBackup, first_server: str, other_servers: list[str]) -> list[str]:
