@@ -38,6 +38,12 @@ def test_every_role_has_a_tuning_profile():
     assert set(PROFILES) == set(ROLES)
 
 
+def test_the_baseline_never_lowers_what_ubuntu_24_04_sets():
+    """procps on 24.04 ships vm.max_map_count=1048576 (/etc/sysctl.d/10-map-count.conf), read before our file."""
+    from components.host.profiles import BASELINE_SYSCTLS
+    assert int(BASELINE_SYSCTLS["vm.max_map_count"]) >= 1048576
+
+
 def test_each_setting_has_one_owner():
     for role, profile in PROFILES.items():
         assert not set(profile.sysctls) & set(BASELINE_SYSCTLS), role
@@ -307,6 +313,9 @@ def test_every_node_gets_the_ssh_drop_in_checked_before_sshd_reloads(production)
     assert script_param(script, "SSHD_CONFIG") == sshd_drop_in()
     checked, reloaded = script.index('if ! "$sshd" -t; then'), script.index('systemctl reload "$unit.service"')
     assert checked < reloaded, "a drop-in sshd refuses never reaches a reload"
+    # Ubuntu 24.04's socket-activated sshd has not created its privilege separation directory before the first
+    # connection (never, on a node configured from cloud-init): sshd -t and -T refuse to run without it.
+    assert script.index("install -d -m 0755 -o root -g root /run/sshd") < script.index('"$sshd" -t')
     assert "grep -qx 'passwordauthentication no'" in script, "the effective configuration is verified"
 
 
@@ -324,7 +333,11 @@ def test_unattended_upgrades_take_security_updates_only_and_never_reboot(tmp_pat
     dump = subprocess.run(["apt-config", "-c", str(stock), "-c", str(ours), "dump"], capture_output=True, text=True,
                           check=True).stdout
     origins = re.findall(r'^Unattended-Upgrade::Origins-Pattern:: "(.*)";$', dump, re.M)
-    assert origins and all("-security" in o for o in origins), origins
+    # Security updates, and the release pocket they may pull new dependencies from (it never changes after the
+    # release: Ubuntu's own default keeps it for that reason); never -updates, -proposed or -backports.
+    assert origins and all("-security" in o or o == "origin=${distro_id},archive=${distro_codename}"
+                           for o in origins), origins
+    assert "origin=${distro_id},archive=${distro_codename}" in origins
     assert not re.search(r'^Unattended-Upgrade::Allowed-Origins::', dump, re.M), "the stock -updates origin is gone"
     assert 'Unattended-Upgrade::Automatic-Reboot "false";' in dump
     assert APT_UNATTENDED_DROP_IN.rsplit("/", 1)[1] > "50unattended-upgrades", "read after the stock policy"

@@ -124,6 +124,10 @@ fi
 # running daemon to reload: each new connection reads the files anew.
 sshd=$(command -v sshd || echo /usr/sbin/sshd)
 if [ -x "$sshd" ]; then
+  # sshd -t and -T stop at a missing privilege separation directory ("Missing privilege separation directory:
+  # /run/sshd"), which only ssh.service creates (RuntimeDirectory=sshd): socket-activated sshd on Ubuntu 24.04 has
+  # not run before the first connection, so on a node configured from cloud-init it never has. Created as the unit would.
+  install -d -m 0755 -o root -g root /run/sshd
   if ! grep -Eqi '^[[:space:]]*Include[[:space:]]+/etc/ssh/sshd_config\.d/' /etc/ssh/sshd_config; then
     log "warning: /etc/ssh/sshd_config does not include /etc/ssh/sshd_config.d: $SSHD_DROP_IN has no effect"
   fi
