@@ -183,6 +183,7 @@ def test_dragonfly_volumes_come_back_before_the_instances_start(restoring):
     assert restore.inputs["spec"] == {
         "backupName": "cluster-20261120020012", "includedNamespaces": ["dragonfly"], "excludedNamespaces": [],
         "restorePVs": True, "existingResourcePolicy": "none",
+        "labelSelector": {"matchExpressions": [{"key": "owner", "operator": "NotIn", "values": ["helm"]}]},
         "includedResources": ["persistentvolumeclaims", "persistentvolumes", "pods"]}
     assert restore.inputs["metadata"]["namespace"] == "velero"
     assert "velero" in _deps(restoring, restore)
