@@ -126,8 +126,10 @@ def test_storage_is_a_persistent_volume_of_the_configured_size(stack):
     assert volume == {"enabled": True, "size": stack_config(run).data_plane.redpanda.storage_size,
                       "storageClass": run.outputs["storageClass"] + "-xfs"}, "Redpanda wants XFS data directories"
     assert volume["size"] == {"production": "500Gi", "staging": "50Gi"}[stack]
+    # Deleting the cluster keeps the data; a broker the operator decommissioned on a scale-down leaves no volume
+    # behind, or a later scale-up would hand it to a new broker that crashloops on the old identity (K8S-843).
     assert spec(run)["statefulset"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain",
-                                                                                "whenScaled": "Retain"}
+                                                                                "whenScaled": "Delete"}
 
 
 def test_the_chart_budget_keeps_a_broker_quorum(production, staging):

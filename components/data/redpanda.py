@@ -225,7 +225,12 @@ def cluster_spec(ctx: DataContext, res: Resources) -> dict[str, Any]:
             # sets each constraint's selector to the brokers' labels (charts/redpanda statefulSetTopologySpreadConstraints).
             "topologySpreadConstraints": [{key: c[key] for key in ("maxSkew", "topologyKey", "whenUnsatisfiable")}
                                           for c in zone_spread(BROKER_LABELS, ctx.placements["redpanda"].spans_locations)],
-            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+            # whenScaled Delete: the operator shrinks the StatefulSet only after decommissioning the last broker
+            # (redpanda_controller.go scaleDown), so that broker's volume holds nothing the cluster needs; kept, it
+            # would be handed to the next broker of that ordinal on a scale-up, which then crashloops on the
+            # decommissioned identity (K8S-843; the operator's --wipe-stale-disk-after recovery is off by default).
+            # whenDeleted Retain: deleting the cluster keeps every broker's data (charts/redpanda values.yaml).
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Delete"},
             "additionalRedpandaCmdFlags": start_flags(res),
             "sideCars": {"image": {"repository": "docker.redpanda.com/redpandadata/redpanda-operator",
                                    "tag": charts.REDPANDA_OPERATOR_VERSION}},

@@ -1,9 +1,11 @@
 """The ScyllaCluster (scylla.scylladb.com/v1) and what it reads: scylla.yaml, the Manager agent's config.
 
-Racks: min(3, nodes) of them, of equal size (3 nodes: 3 racks of 1; 6 nodes: 3 of 2; 4 nodes: 3 of 1 and a
-spare node; staging's single node: 1 rack of 1); a pool spanning several locations gets one rack per location
-instead, pinned there, of the fewest nodes any location has (so losing a location loses one replica). Keyspaces replicate once per rack (NetworkTopologyStrategy with
-RF = racks), so every rack holds a full copy and losing a node loses one replica. Every member selects
+Racks: always 3, of equal size once the pool has 3 nodes (3 nodes: 3 racks of 1; 6 nodes: 3 of 2; 4 nodes: 3 of 1
+and a spare node); below that, one member in each of the first racks and none in the rest (staging's single node:
+1, 0, 0). A pool spanning several locations gets one rack per location instead, pinned there, of the fewest nodes
+any location has (so losing a location loses one replica). Keyspaces replicate once per rack with members
+(NetworkTopologyStrategy with RF = those racks), so every such rack holds a full copy and losing a node loses one
+replica. Every member selects
 the ScyllaDB role's nodes, tolerates exactly their taints and refuses to share a node with another
 member (required anti-affinity in production-grade profiles).
 
@@ -33,7 +35,7 @@ from config.model import LOCATION_LABEL
 
 CLUSTER = "scylla"
 DATACENTER = "dc1"  # immutable once created (the operator's webhook refuses a rename)
-MAX_RACKS = 3
+RACKS = 3  # every single-location cluster has rack1..rack3, some perhaps at 0 members (racks())
 SCYLLA_CONFIG = "scylla-config"  # ConfigMap with scylla.yaml (rack.scyllaConfig)
 AGENT_CONFIG = "scylla-agent-config"  # Secret with scylla-manager-agent.yaml (rack.scyllaAgentConfig)
 # What the operator labels ScyllaDB pods and Services with (pkg/naming/labels.go ClusterLabels).
@@ -46,15 +48,22 @@ READY_TIMEOUT_SECONDS = 3600  # members join one at a time, each running iotune 
 
 
 def racks(where: Placement) -> list[int]:
-    """Members per rack: min(3, nodes) racks of equal size, at most one member per node.
+    """Members per rack: RACKS racks, at most one member per node; min(3, nodes) of them hold members.
 
-    Equal racks because each rack holds a full replica (RF = racks): a rack of one node beside racks of two
-    would store twice as much per node. Nodes beyond a multiple of the rack count stay free, the place a
-    lost member's replacement starts while its own node is gone (with local storage it cannot wait)."""
+    Always the same racks, whatever the node count: the operator's webhook refuses to remove a rack that still
+    has members (scylla-operator v1.21.1 cluster_validation.go ValidateScyllaClusterSpecUpdate), and this program
+    sees only the current config, not what the cluster had. With a fixed set of racks, going from 3 nodes to 2
+    sets rack3 to 0 members (the operator decommissions that member) instead of dropping rack3; going back up
+    fills it again. Equal racks because each rack with members holds a full replica (RF = those racks): a rack
+    of one node beside racks of two would store twice as much per node. Nodes beyond a multiple of the rack
+    count stay free, the place a lost member's replacement starts while its own node is gone (with local
+    storage it cannot wait). Spanning locations, the racks are the locations (changing them: docs/data-plane.md)."""
     if where.spans_locations:
         return [min(n for _, n in where.locations)] * len(where.locations)
-    count = min(MAX_RACKS, max(1, where.nodes))
-    return [max(1, where.nodes) // count] * count
+    nodes = max(1, where.nodes)
+    if nodes < RACKS:
+        return [1] * nodes + [0] * (RACKS - nodes)
+    return [nodes // RACKS] * RACKS
 
 
 def rack_affinity(where: Placement, index: int) -> dict[str, Any]:
@@ -70,7 +79,8 @@ def rack_affinity(where: Placement, index: int) -> dict[str, Any]:
 
 
 def replication_factor(where: Placement) -> int:
-    return len(racks(where))
+    """One replica per rack that has members (a rack at 0 members holds none)."""
+    return sum(1 for members in racks(where) if members)
 
 
 def agent_resources(ctx: DataContext) -> Resources:
