@@ -148,12 +148,31 @@ def test_nodes_service_account_has_only_the_disk_permissions(staging):
     members = staging.of_type("gcp:projects/iAMMember:IAMMember")
     project_roles = {r.inputs["role"] for r in members}
     # The autoscaler's role too (staging autoscales its general pool): every grant holds under a condition.
-    assert project_roles == {"roles/compute.storageAdmin", "projects/adplatform-staging/roles/adp_staging_gcp_pd_csi",
+    assert project_roles == {"projects/adplatform-staging/roles/adp_staging_gcp_pd_csi_volumes",
+                             "projects/adplatform-staging/roles/adp_staging_gcp_pd_csi",
                              "projects/adplatform-staging/roles/adp_staging_gcp_autoscaler"}
     assert all(r.inputs.get("condition") for r in members)
     assert "roles/editor" not in project_roles
     (act_as,) = staging.of_type("gcp:serviceaccount/iAMMember:IAMMember")
     assert act_as.inputs["role"] == "roles/iam.serviceAccountUser"
+
+
+def test_nodes_volume_rights_are_the_drivers_calls_and_no_image_or_storage_pool_right(staging):
+    """No predefined role (compute.storageAdmin also creates, deletes and shares every image of the project): a custom
+    role with what the PD CSI driver calls for volumes, expansion, attach and snapshots, and nothing on images,
+    storage pools, resource policies or IAM policies."""
+    members = staging.of_type("gcp:projects/iAMMember:IAMMember")
+    assert not [r.inputs["role"] for r in members if r.inputs["role"].startswith("roles/")]
+    role = staging.named("pd-csi-volumes", "gcp:projects/iAMCustomRole:IAMCustomRole").inputs
+    granted = {p for r in staging.of_type("gcp:projects/iAMCustomRole:IAMCustomRole") for p in r.inputs["permissions"]}
+    assert not {p for p in granted if p.split(".")[1] in ("images", "storagePools", "resourcePolicies")}
+    assert not {p for p in granted if p.endswith(".setIamPolicy")}
+    assert {"compute.disks.create", "compute.disks.delete", "compute.disks.resize", "compute.disks.use",
+            "compute.disks.createSnapshot", "compute.snapshots.create", "compute.snapshots.useReadOnly",
+            "compute.zoneOperations.get", "compute.globalOperations.get"} <= set(role["permissions"])
+    binding = {r.name: r.inputs for r in members}["nodes-pd-csi-volumes"]
+    assert binding["role"] == "projects/adplatform-staging/roles/adp_staging_gcp_pd_csi_volumes"
+    assert binding["condition"]["expression"] == gcp.csi_disks_condition()
 
 
 def test_k3s_keeps_its_cloud_controller_and_servicelb(staging):
@@ -288,7 +307,7 @@ def test_gateway_keeps_client_addresses_with_local_traffic_policy(staging):
 
 def test_node_disk_rights_reach_only_the_drivers_volumes_and_this_stacks_instances(staging):
     members = {r.name: r.inputs for r in staging.of_type("gcp:projects/iAMMember:IAMMember")}
-    storage = members["nodes-storage-admin"]["condition"]["expression"]
+    storage = members["nodes-pd-csi-volumes"]["condition"]["expression"]
     assert storage == gcp.csi_disks_condition()
     assert 'resource.name.extract("/disks/{name}").startsWith("pvc-")' in storage
     assert 'resource.name.extract("/snapshots/{name}").startsWith("snapshot-")' in storage
