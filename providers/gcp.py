@@ -38,7 +38,7 @@ from components.k3s.resize import output_path
 from providers import power_off
 from config import LoadedConfig, Problem
 from config.errors import problem
-from config.model import Cluster
+from config.model import CONTROL_PLANE, Cluster
 from providers import cloud
 from providers.base import (AdmittedPeers, ApiEndpoints, ClusterPort, ClusterProfile, Credential, Infrastructure, Node,
                             NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota, ProviderInfrastructure,
@@ -151,20 +151,32 @@ def csi_disks_condition() -> str:
             f' || resource.name.extract("/snapshots/{{name}}").startsWith("{CSI_SNAPSHOT_PREFIX}")')
 
 
-def _named_condition(kind: str, collection: str, prefix: str) -> str:
-    """CEL: a permission on resources of `kind` named <prefix>-..., and on every other kind (lists, reads)."""
-    return (f'resource.type != "compute.googleapis.com/{kind}"'
-            f' || resource.name.extract("/{collection}/{{name}}").startsWith("{prefix}-")')
+def _named_condition(kind: str, collection: str, prefixes: Sequence[str]) -> str:
+    """CEL: a permission on resources of `kind` whose name begins with one of `prefixes`, and on every other kind
+    (lists, reads)."""
+    name = f'resource.name.extract("/{collection}/{{name}}")'
+    return " || ".join([f'resource.type != "compute.googleapis.com/{kind}"',
+                        *(f'{name}.startsWith("{prefix}")' for prefix in prefixes)])
 
 
-def stack_instances_condition(instance_prefix: str) -> str:
-    """CEL: attach/detach on this stack's instances only (named <prefix>-<node>)."""
-    return _named_condition("Instance", "instances", instance_prefix)
+def pool_prefixes(stack_prefix: str, pools: Sequence[str]) -> list[str]:
+    """Where this stack's names of `pools`' machines and groups begin: `<stack prefix>-<pool>-` (Pulumi-managed nodes
+    <pool>-<n>, groups <pool>-<zone>, their instances <group>-<4 characters>). Not `<stack prefix>-`: a stack name
+    may contain '-' (and gcp_name turns '_' and '.' into '-'; GCE names have no other separator), so stack
+    `staging`'s `adp-staging-` would also match every name of stack `staging-gcp`. IAM conditions on names offer
+    startsWith, endsWith, extract and ==, so autoscaled instances' random suffixes leave a prefix: one that only a
+    sibling stack named `<stack>-<pool>...` shares."""
+    return sorted({gcp_name(stack_prefix, pool) + "-" for pool in pools})
 
 
-def stack_groups_condition(prefix: str) -> str:
-    """CEL: the autoscaler's rights on this stack's managed instance groups only (named <prefix>-<group>)."""
-    return _named_condition("InstanceGroupManager", "instanceGroupManagers", prefix)
+def stack_instances_condition(prefixes: Sequence[str]) -> str:
+    """CEL: attach/detach on this stack's instances only (pool_prefixes)."""
+    return _named_condition("Instance", "instances", prefixes)
+
+
+def stack_groups_condition(prefixes: Sequence[str]) -> str:
+    """CEL: the autoscaler's rights on this stack's managed instance groups only (pool_prefixes)."""
+    return _named_condition("InstanceGroupManager", "instanceGroupManagers", prefixes)
 
 
 def mig_url(project: str, zone: str, name: str) -> str:
@@ -410,8 +422,8 @@ class GcpInfrastructure(ProviderInfrastructure):
             title=f"{self._prefix} PD CSI attach/detach", permissions=list(PD_CSI_PERMISSIONS), opts=self._opts())
         gcp.projects.IAMMember("nodes-pd-csi-attach", project=self._project, role=role.name, member=member,
                                condition=gcp.projects.IAMMemberConditionArgs(
-                                   title="this stack's instances", expression=stack_instances_condition(
-                                       gcp_name(self._prefix))),
+                                   title="this stack's instances",
+                                   expression=stack_instances_condition(self._instance_prefixes())),
                                opts=self._opts())
         volumes = gcp.projects.IAMCustomRole(
             "pd-csi-volumes", project=self._project,
@@ -426,6 +438,12 @@ class GcpInfrastructure(ProviderInfrastructure):
         gcp.serviceaccount.IAMMember("nodes-act-as-self", service_account_id=account.name,
                                      role="roles/iam.serviceAccountUser", member=member, opts=self._opts())
         return account
+
+    def _instance_prefixes(self) -> list[str]:
+        """Where the names of every machine of this stack begin: the control plane's and each pool's, autoscaled
+        pools' groups included (their floor may be zero)."""
+        cluster = self._loaded.config.cluster
+        return pool_prefixes(self._prefix, [CONTROL_PLANE, *(pool.name for pool in cluster.pools)])
 
     def _install_seal(self, name: str) -> Seal:
         """OpenBao's auto-unseal key (Cloud KMS in the stack's region, a new version every SEAL_ROTATION; protected
@@ -544,7 +562,8 @@ class GcpInfrastructure(ProviderInfrastructure):
         grant = gcp.projects.IAMMember(
             "nodes-autoscaler", project=self._project, role=role.name, member=member,
             condition=gcp.projects.IAMMemberConditionArgs(title="this stack's instance groups",
-                                                          expression=stack_groups_condition(gcp_name(self._prefix))),
+                                                          expression=stack_groups_condition(pool_prefixes(
+                                                              self._prefix, [r.pool.name for r in requests]))),
             opts=opts)
         resources: list[pulumi.Resource] = [role, grant]
         groups = []
