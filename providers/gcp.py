@@ -38,7 +38,7 @@ from components.k3s.resize import output_path
 from providers import power_off
 from config import LoadedConfig, Problem
 from config.errors import problem
-from config.model import Cluster
+from config.model import CONTROL_PLANE, Cluster
 from providers import cloud
 from providers.base import (AdmittedPeers, ApiEndpoints, ClusterPort, ClusterProfile, Credential, Infrastructure, Node,
                             NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota, ProviderInfrastructure,
@@ -82,12 +82,30 @@ SERVER_TYPES = {
     "dedicated-xlarge": "n2-standard-16",  # 16 vCPU, 64 GB
     "dedicated-2xlarge": "n2-standard-32",  # 32 vCPU, 128 GB
 }
-# The PD CSI driver runs as the nodes' service account (the `noauth` overlay). Its documented needs
-# (gcp-compute-persistent-disk-csi-driver v1.26.4 deploy/setup-project.sh and the custom role file),
-# without the roles/editor that script also grants: disks via compute.storageAdmin, attach/detach via
-# this custom role, and acting as the instance's own service account when attaching.
+# The PD CSI driver runs as the nodes' service account (the `noauth` overlay). Upstream's setup
+# (gcp-compute-persistent-disk-csi-driver v1.26.4 deploy/setup-project.sh, deploy/common.sh get_needed_roles)
+# grants roles/editor, roles/compute.storageAdmin and its custom role (this tuple, the file
+# deploy/gcp-compute-persistent-disk-csi-driver-custom-role.yaml): attach/detach on instances, bound to this
+# stack's instances below.
 PD_CSI_PERMISSIONS = ("compute.instances.get", "compute.instances.attachDisk", "compute.instances.detachDisk",
                       "compute.disks.get")
+# Instead of editor and storageAdmin (which also creates, deletes and shares every image of the project, and its
+# storage pools and resource policies), what the v1.26.4 controller calls (pkg/gce-cloud-provider/compute/
+# gce-compute.go) for zonal pd-balanced volumes with labels, expansion and VolumeSnapshots of the default
+# `snapshots` type: disks get/insert/delete/resize/update/setLabels and list (ListVolumes, the label cleanup),
+# attach needs `use` on the disk (`useReadOnly` for read-only attach and clones), a snapshot needs
+# `createSnapshot` on its disk and the snapshot rights (restore: `useReadOnly`), the zones and disk types it
+# picks a zone from, and the zone and global operations it waits on. Left out: images (snapshot-type `images`,
+# and ListSnapshots, which lists images too: pre-provisioned VolumeSnapshotContents fail), regional disks
+# (replication-type regional-pd: regionDisks, regionOperations), storage pools, resource policies and tags.
+PD_CSI_VOLUME_PERMISSIONS = sorted({
+    "compute.disks.get", "compute.disks.list", "compute.disks.create", "compute.disks.delete", "compute.disks.resize",
+    "compute.disks.update", "compute.disks.setLabels", "compute.disks.use", "compute.disks.useReadOnly",
+    "compute.disks.createSnapshot",
+    "compute.snapshots.get", "compute.snapshots.list", "compute.snapshots.create", "compute.snapshots.delete",
+    "compute.snapshots.setLabels", "compute.snapshots.useReadOnly",
+    "compute.zones.list", "compute.diskTypes.list", "compute.zoneOperations.get", "compute.globalOperations.get",
+})
 # The driver's disks and snapshots carry the external-provisioner's and -snapshotter's names (pvc-<uid>,
 # snapshot-<uid>). The nodes' disk rights are narrowed to them by an IAM condition on resource names (IAM
 # Conditions support compute.googleapis.com/Disk, Snapshot and Instance): the account can no longer delete
@@ -126,27 +144,39 @@ COMPUTE_API = "https://www.googleapis.com/compute/v1"
 
 
 def csi_disks_condition() -> str:
-    """CEL: compute.storageAdmin's disk and snapshot rights on the driver's own only; its reads of zones,
-    disk types and operations stay (they name no disk)."""
+    """CEL: PD_CSI_VOLUME_PERMISSIONS' disk and snapshot rights on the driver's own only; its lists and its reads
+    of zones, disk types and operations stay (they name no disk or snapshot)."""
     return ('(resource.type != "compute.googleapis.com/Disk" && resource.type != "compute.googleapis.com/Snapshot")'
             f' || resource.name.extract("/disks/{{name}}").startsWith("{CSI_DISK_PREFIX}")'
             f' || resource.name.extract("/snapshots/{{name}}").startsWith("{CSI_SNAPSHOT_PREFIX}")')
 
 
-def _named_condition(kind: str, collection: str, prefix: str) -> str:
-    """CEL: a permission on resources of `kind` named <prefix>-..., and on every other kind (lists, reads)."""
-    return (f'resource.type != "compute.googleapis.com/{kind}"'
-            f' || resource.name.extract("/{collection}/{{name}}").startsWith("{prefix}-")')
+def _named_condition(kind: str, collection: str, prefixes: Sequence[str]) -> str:
+    """CEL: a permission on resources of `kind` whose name begins with one of `prefixes`, and on every other kind
+    (lists, reads)."""
+    name = f'resource.name.extract("/{collection}/{{name}}")'
+    return " || ".join([f'resource.type != "compute.googleapis.com/{kind}"',
+                        *(f'{name}.startsWith("{prefix}")' for prefix in prefixes)])
 
 
-def stack_instances_condition(instance_prefix: str) -> str:
-    """CEL: attach/detach on this stack's instances only (named <prefix>-<node>)."""
-    return _named_condition("Instance", "instances", instance_prefix)
+def pool_prefixes(stack_prefix: str, pools: Sequence[str]) -> list[str]:
+    """Where this stack's names of `pools`' machines and groups begin: `<stack prefix>-<pool>-` (Pulumi-managed nodes
+    <pool>-<n>, groups <pool>-<zone>, their instances <group>-<4 characters>). Not `<stack prefix>-`: a stack name
+    may contain '-' (and gcp_name turns '_' and '.' into '-'; GCE names have no other separator), so stack
+    `staging`'s `adp-staging-` would also match every name of stack `staging-gcp`. IAM conditions on names offer
+    startsWith, endsWith, extract and ==, so autoscaled instances' random suffixes leave a prefix: one that only a
+    sibling stack named `<stack>-<pool>...` shares."""
+    return sorted({gcp_name(stack_prefix, pool) + "-" for pool in pools})
 
 
-def stack_groups_condition(prefix: str) -> str:
-    """CEL: the autoscaler's rights on this stack's managed instance groups only (named <prefix>-<group>)."""
-    return _named_condition("InstanceGroupManager", "instanceGroupManagers", prefix)
+def stack_instances_condition(prefixes: Sequence[str]) -> str:
+    """CEL: attach/detach on this stack's instances only (pool_prefixes)."""
+    return _named_condition("Instance", "instances", prefixes)
+
+
+def stack_groups_condition(prefixes: Sequence[str]) -> str:
+    """CEL: the autoscaler's rights on this stack's managed instance groups only (pool_prefixes)."""
+    return _named_condition("InstanceGroupManager", "instanceGroupManagers", prefixes)
 
 
 def mig_url(project: str, zone: str, name: str) -> str:
@@ -392,17 +422,28 @@ class GcpInfrastructure(ProviderInfrastructure):
             title=f"{self._prefix} PD CSI attach/detach", permissions=list(PD_CSI_PERMISSIONS), opts=self._opts())
         gcp.projects.IAMMember("nodes-pd-csi-attach", project=self._project, role=role.name, member=member,
                                condition=gcp.projects.IAMMemberConditionArgs(
-                                   title="this stack's instances", expression=stack_instances_condition(
-                                       gcp_name(self._prefix))),
+                                   title="this stack's instances",
+                                   expression=stack_instances_condition(self._instance_prefixes())),
                                opts=self._opts())
-        gcp.projects.IAMMember("nodes-storage-admin", project=self._project, role="roles/compute.storageAdmin",
-                               member=member, condition=gcp.projects.IAMMemberConditionArgs(
+        volumes = gcp.projects.IAMCustomRole(
+            "pd-csi-volumes", project=self._project,
+            role_id=gcp_name(self._prefix, "pd-csi-volumes").replace("-", "_"),
+            title=f"{self._prefix} PD CSI volumes and snapshots", permissions=PD_CSI_VOLUME_PERMISSIONS,
+            opts=self._opts())
+        gcp.projects.IAMMember("nodes-pd-csi-volumes", project=self._project, role=volumes.name, member=member,
+                               condition=gcp.projects.IAMMemberConditionArgs(
                                    title="PD CSI volumes only", expression=csi_disks_condition()),
                                opts=self._opts())
         # Attaching a disk to an instance acts as the instance's service account: this one only.
         gcp.serviceaccount.IAMMember("nodes-act-as-self", service_account_id=account.name,
                                      role="roles/iam.serviceAccountUser", member=member, opts=self._opts())
         return account
+
+    def _instance_prefixes(self) -> list[str]:
+        """Where the names of every machine of this stack begin: the control plane's and each pool's, autoscaled
+        pools' groups included (their floor may be zero)."""
+        cluster = self._loaded.config.cluster
+        return pool_prefixes(self._prefix, [CONTROL_PLANE, *(pool.name for pool in cluster.pools)])
 
     def _install_seal(self, name: str) -> Seal:
         """OpenBao's auto-unseal key (Cloud KMS in the stack's region, a new version every SEAL_ROTATION; protected
@@ -521,7 +562,8 @@ class GcpInfrastructure(ProviderInfrastructure):
         grant = gcp.projects.IAMMember(
             "nodes-autoscaler", project=self._project, role=role.name, member=member,
             condition=gcp.projects.IAMMemberConditionArgs(title="this stack's instance groups",
-                                                          expression=stack_groups_condition(gcp_name(self._prefix))),
+                                                          expression=stack_groups_condition(pool_prefixes(
+                                                              self._prefix, [r.pool.name for r in requests]))),
             opts=opts)
         resources: list[pulumi.Resource] = [role, grant]
         groups = []

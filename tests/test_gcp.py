@@ -148,12 +148,31 @@ def test_nodes_service_account_has_only_the_disk_permissions(staging):
     members = staging.of_type("gcp:projects/iAMMember:IAMMember")
     project_roles = {r.inputs["role"] for r in members}
     # The autoscaler's role too (staging autoscales its general pool): every grant holds under a condition.
-    assert project_roles == {"roles/compute.storageAdmin", "projects/adplatform-staging/roles/adp_staging_gcp_pd_csi",
+    assert project_roles == {"projects/adplatform-staging/roles/adp_staging_gcp_pd_csi_volumes",
+                             "projects/adplatform-staging/roles/adp_staging_gcp_pd_csi",
                              "projects/adplatform-staging/roles/adp_staging_gcp_autoscaler"}
     assert all(r.inputs.get("condition") for r in members)
     assert "roles/editor" not in project_roles
     (act_as,) = staging.of_type("gcp:serviceaccount/iAMMember:IAMMember")
     assert act_as.inputs["role"] == "roles/iam.serviceAccountUser"
+
+
+def test_nodes_volume_rights_are_the_drivers_calls_and_no_image_or_storage_pool_right(staging):
+    """No predefined role (compute.storageAdmin also creates, deletes and shares every image of the project): a custom
+    role with what the PD CSI driver calls for volumes, expansion, attach and snapshots, and nothing on images,
+    storage pools, resource policies or IAM policies."""
+    members = staging.of_type("gcp:projects/iAMMember:IAMMember")
+    assert not [r.inputs["role"] for r in members if r.inputs["role"].startswith("roles/")]
+    role = staging.named("pd-csi-volumes", "gcp:projects/iAMCustomRole:IAMCustomRole").inputs
+    granted = {p for r in staging.of_type("gcp:projects/iAMCustomRole:IAMCustomRole") for p in r.inputs["permissions"]}
+    assert not {p for p in granted if p.split(".")[1] in ("images", "storagePools", "resourcePolicies")}
+    assert not {p for p in granted if p.endswith(".setIamPolicy")}
+    assert {"compute.disks.create", "compute.disks.delete", "compute.disks.resize", "compute.disks.use",
+            "compute.disks.createSnapshot", "compute.snapshots.create", "compute.snapshots.useReadOnly",
+            "compute.zoneOperations.get", "compute.globalOperations.get"} <= set(role["permissions"])
+    binding = {r.name: r.inputs for r in members}["nodes-pd-csi-volumes"]
+    assert binding["role"] == "projects/adplatform-staging/roles/adp_staging_gcp_pd_csi_volumes"
+    assert binding["condition"]["expression"] == gcp.csi_disks_condition()
 
 
 def test_k3s_keeps_its_cloud_controller_and_servicelb(staging):
@@ -288,16 +307,61 @@ def test_gateway_keeps_client_addresses_with_local_traffic_policy(staging):
 
 def test_node_disk_rights_reach_only_the_drivers_volumes_and_this_stacks_instances(staging):
     members = {r.name: r.inputs for r in staging.of_type("gcp:projects/iAMMember:IAMMember")}
-    storage = members["nodes-storage-admin"]["condition"]["expression"]
+    storage = members["nodes-pd-csi-volumes"]["condition"]["expression"]
     assert storage == gcp.csi_disks_condition()
     assert 'resource.name.extract("/disks/{name}").startsWith("pvc-")' in storage
     assert 'resource.name.extract("/snapshots/{name}").startsWith("snapshot-")' in storage
     attach = members["nodes-pd-csi-attach"]["condition"]["expression"]
-    (instance, *_) = staging.of_type(INSTANCE)
-    prefix = attach.split('startsWith("')[1].rstrip('")')
-    assert all(r.inputs["name"].startswith(prefix) for r in staging.of_type(INSTANCE)), instance.inputs["name"]
+    assert all(admits(attach, "Instance", r.inputs["name"]) for r in staging.of_type(INSTANCE))
     for r in staging.of_type(INSTANCE):
         assert not r.inputs["name"].startswith(gcp.CSI_DISK_PREFIX), "boot disks (named after instances) are out"
+
+
+# The CEL the conditions are written in (providers/gcp.py _named_condition): `||` of a resource type test and
+# name prefixes.
+_TERM = re.compile(r'resource\.type != "compute\.googleapis\.com/(?P<kind>\w+)"'
+                   r'|resource\.name\.extract\("/(?P<collection>\w+)/\{name\}"\)\.startsWith\("(?P<prefix>[^"]+)"\)')
+_COLLECTIONS = {"Instance": "instances", "InstanceGroupManager": "instanceGroupManagers"}
+
+
+def admits(expression: str, kind: str, name: str) -> bool:
+    """Whether an IAM condition of that grammar holds for the Compute resource `kind` named `name`."""
+    held = []
+    for term in expression.split(" || "):
+        match = _TERM.fullmatch(term)
+        assert match, f"not the conditions' grammar: {term}"
+        held.append(match["kind"] != kind if match["kind"] else
+                    match["collection"] == _COLLECTIONS[kind] and name.startswith(match["prefix"]))
+    return any(held)
+
+
+def machine_names(run: mockrun.Run) -> dict[str, list[str]]:
+    """The Instance and InstanceGroupManager names of a run: its nodes, its groups and an instance each group
+    creates (<group>-<4 characters>, GCE's managed instance names)."""
+    migs = [r.inputs["name"] for r in run.of_type(MIG)]
+    return {"Instance": [r.inputs["name"] for r in run.of_type(INSTANCE)] + [f"{mig}-x7k2" for mig in migs],
+            "InstanceGroupManager": migs}
+
+
+def conditions(run: mockrun.Run) -> dict[str, str]:
+    members = {r.name: r.inputs for r in run.of_type("gcp:projects/iAMMember:IAMMember")}
+    return {"Instance": members["nodes-pd-csi-attach"]["condition"]["expression"],
+            "InstanceGroupManager": members["nodes-autoscaler"]["condition"]["expression"]}
+
+
+def test_name_conditions_leave_out_a_stack_whose_name_extends_this_ones(staging):
+    """Stack `staging` run on GCP (stack file `staging` is Hetzner; the same config as staging-gcp here) names its
+    machines adp-staging-...; every name of stack `staging-gcp` (adp-staging-gcp-...) begins so too. Its nodes'
+    attach and autoscaler rights hold for its own instances and groups, and for none of staging-gcp's."""
+    sibling = mockrun.run(*mockrun.stack_config("staging-gcp"), stack="staging")
+    own, theirs = machine_names(sibling), machine_names(staging)
+    assert own["InstanceGroupManager"] and theirs["InstanceGroupManager"], "both autoscale a pool"
+    for kind, condition in conditions(sibling).items():
+        assert all(admits(condition, kind, name) for name in own[kind]), (condition, own[kind])
+        assert not [name for name in theirs[kind] if admits(condition, kind, name)], condition
+    for kind, condition in conditions(staging).items():
+        assert all(admits(condition, kind, name) for name in theirs[kind])
+        assert not [name for name in own[kind] if admits(condition, kind, name)]
 
 
 def test_server_type_of_another_providers_shape_is_refused_before_any_resource():
@@ -391,8 +455,9 @@ def test_autoscaler_rights_are_a_custom_role_on_this_stacks_groups(groups):
     assert grant["role"] == "projects/adplatform-staging/roles/adp_staging_gcp_autoscaler"
     assert grant["condition"]["expression"] == (
         'resource.type != "compute.googleapis.com/InstanceGroupManager"'
-        ' || resource.name.extract("/instanceGroupManagers/{name}").startsWith("adp-staging-gcp-")')
-    assert all(r.inputs["name"].startswith("adp-staging-gcp-") for r in groups.of_type(MIG))
+        ' || resource.name.extract("/instanceGroupManagers/{name}").startsWith("adp-staging-gcp-general-")')
+    assert all(admits(grant["condition"]["expression"], "InstanceGroupManager", r.inputs["name"])
+               for r in groups.of_type(MIG))
 
 
 def test_every_node_registers_with_the_gce_provider_id(staging, groups):

@@ -1579,7 +1579,7 @@ def test_members_moving_to_a_cloud_get_a_secondary_parts_rights_and_its_classes_
         assert "vnetName" not in json.loads(secret["stringData"].value["cloud-config"])  # the disk driver's alone
     else:
         roles = [r.inputs["permissions"] for r in run.of_type("gcp:projects/iAMCustomRole:IAMCustomRole")]
-        assert roles == [list(gcp.PD_CSI_PERMISSIONS)]
+        assert roles == [list(gcp.PD_CSI_PERMISSIONS), gcp.PD_CSI_VOLUME_PERMISSIONS]  # attach, volumes: no CCM's
 
 
 def test_the_kubernetes_provider_names_one_cluster_before_and_through_the_move(control_plane_moves):
