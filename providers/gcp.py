@@ -159,6 +159,10 @@ def _named_condition(kind: str, collection: str, prefixes: Sequence[str]) -> str
                         *(f'{name}.startsWith("{prefix}")' for prefix in prefixes)])
 
 
+# IAM Conditions' limit on logical operators (&&, ||) in one condition expression (Google Cloud, IAM quotas and limits).
+MAX_CONDITION_OPERATORS = 12
+
+
 def pool_prefixes(stack_prefix: str, pools: Sequence[str]) -> list[str]:
     """Where this stack's names of `pools`' machines and groups begin: `<stack prefix>-<pool>-` (Pulumi-managed nodes
     <pool>-<n>, groups <pool>-<zone>, their instances <group>-<4 characters>). Not `<stack prefix>-`: a stack name
@@ -297,6 +301,12 @@ class Gcp:
                 found += cloud.check_network(cluster, proxy_subnet(cluster), "GCP proxy-only subnet")
         found += check_server_type_names(cluster, SERVER_TYPE_NAME,
                                          "a Compute Engine machine type such as n2-standard-8 or e2-medium")
+        # The nodes' attach right names one prefix per pool (pool_prefixes), `||`-joined with the resource-type test:
+        # IAM refuses a condition of more than MAX_CONDITION_OPERATORS logical operators when the binding is applied.
+        if len(cluster.pools) + 1 > MAX_CONDITION_OPERATORS:
+            found.append(problem("cluster.pools", f"must be at most {MAX_CONDITION_OPERATORS - 1} pools on GCP: the "
+                                 "nodes' disk-attach right names each pool's machines in one IAM condition, which "
+                                 f"takes at most {MAX_CONDITION_OPERATORS} logical operators", len(cluster.pools)))
         return found
 
     def create(self, loaded: LoadedConfig, over_internet: bool = False) -> Infrastructure:

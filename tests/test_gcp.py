@@ -14,7 +14,9 @@ from config.catalog import SIZES
 from policy import rules as policy
 from providers import gcp, get
 from providers.base import PORTS
-from tests.cloud_stacks import (autoscaled_general, FAKE_USER_DATA, NodeGroupRun, assert_block_storage,
+from config import ConfigError, load
+from tests.runs import SECRET_KEYS, UP_TO_K3S
+from tests.cloud_stacks import (run_cloud, autoscaled_general, FAKE_USER_DATA, NodeGroupRun, assert_block_storage,
                                 assert_local_traffic_policy, config_problems, run_node_groups, stack_fixtures)
 from tests import validators
 from tests.conftest import ROOT, base_raw, k3s_config
@@ -282,6 +284,15 @@ def _problems(raw: dict[str, Any], settings: dict[str, str] = PROVIDER) -> list[
     return config_problems(raw, settings)
 
 
+def _problems_or_none(raw: dict[str, Any]) -> list[str]:
+    """The config errors, or none when the config is valid (the run then completes)."""
+    try:
+        run_cloud(raw, PROVIDER)
+    except ConfigError as err:
+        return [str(p) for p in err.problems]
+    return []
+
+
 def test_project_and_region_must_be_set():
     msgs = _problems(base_raw(provider="gcp"), settings={})
     assert [m.split(" (")[0] for m in msgs] == ["gcp:project must be set to the stack's Google Cloud project id",
@@ -298,6 +309,20 @@ def test_subnet_must_leave_room_for_the_proxy_only_subnet():
     (msg,) = _problems(base_raw(provider="gcp", cluster={"subnetCidr": "10.0.1.0/27"}))
     assert msg.startswith("adplatform:cluster.subnetCidr must be at most /26 on GCP with "
                           "cluster.apiLoadBalancer.enabled")
+
+
+def test_more_pools_than_one_iam_condition_names_are_refused():
+    """The nodes' attach right names each pool's machines in one condition (gcp.pool_prefixes), and IAM takes at most
+    12 logical operators in one: a twelfth pool would fail when the binding is applied, after servers exist."""
+    base = len(load("test", base_raw(provider="gcp"), SECRET_KEYS).config.cluster.pools)  # the profile's; ours add
+    eleven = [{"name": f"pool{i}", "role": "general", "count": 2} for i in range(11 - base)]
+    lower = UP_TO_K3S  # the provider's check alone matters here
+    assert not [p for p in _problems_or_none(base_raw(provider="gcp", layers=lower, cluster={"pools": eleven}))
+                if "pools must" in p]
+    twelve = [*eleven, {"name": "pool-twelve", "role": "general", "count": 2}]
+    problems = _problems(base_raw(provider="gcp", layers=lower, cluster={"pools": twelve}))
+    assert any(p.startswith("adplatform:cluster.pools must be at most 11 pools on GCP") and p.endswith("got 12")
+               for p in problems), problems
 
 
 def test_gateway_keeps_client_addresses_with_local_traffic_policy(staging):

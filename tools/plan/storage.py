@@ -71,7 +71,10 @@ def _statefulset(inputs: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def _scylla(inputs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A rack's members each claim its storage; a rack at 0 members (a small pool's spare racks) claims nothing."""
     for rack in _at(inputs, "spec.datacenter.racks") or []:
+        if not _count(rack.get("members")):
+            continue
         yield _claim(f"rack {rack.get('name')}", _at(rack, "storage.capacity"), _at(rack, "storage.storageClassName"),
                      _count(rack.get("members")))
 
