@@ -317,6 +317,37 @@ def test_before_nodes_leave_the_servers_that_go_and_those_on_leaving_nodes_are_e
     assert list(steps.steps) == [STEP]
 
 
+def test_a_shrink_within_one_provider_also_empties_the_server_on_the_leaving_node():
+    """4 servers shrink to 3 with their pool's node 2 of 4 leaving (its drain comes after the release's update): the
+    hook empties server 3, which the StatefulSet deletes, and server 1, which runs on the leaving node. On storage
+    bound to that node (bare metal's local-path) server 1 could not start elsewhere, and its copies would go with
+    the node."""
+    run = DepartingRunner("replicas\t4\non\tseaweedfs-volume-1\n")
+    keep = ["adp-p-stateful-1", "adp-p-stateful-3", "adp-p-stateful-4"]
+    drive(evacuate_leaving(inputs(4), inputs(3), run, "seaweedfs", "seaweedfs", keep))
+    assert run.scripts[:2] == ["token", "departing"]
+    assert run.servers() == ["seaweedfs-volume-3", "seaweedfs-volume-1"]
+
+
+def test_the_hook_asks_for_the_nodes_this_run_does_not_keep(tmp_path):
+    """The release's hook has no addresses: every Node not among this run's nodes is leaving."""
+    stub = r"""#!/usr/bin/env bash
+args=" $* "
+case "$args" in
+  *" get statefulset "*) printf 4 ;;
+  *" get nodes "*) printf 'adp-p-stateful-1\nadp-p-stateful-2\nadp-p-stateful-3\nadp-p-stateful-4\n' ;;
+  *" get pods "*) printf 'seaweedfs-volume-0\tadp-p-stateful-1\nseaweedfs-volume-1\tadp-p-stateful-2\n' ;;
+esac
+"""
+    out: list[str] = []
+    script = departing_script("seaweedfs", "seaweedfs", None, ["adp-p-stateful-1", "adp-p-stateful-3",
+                                                                "adp-p-stateful-4"], TOKEN)
+    code, _, err = run_with_stubs(tmp_path, script, {"k3s": stub}, stdout=out)
+    assert code == 0, err
+    assert out == ["replicas\t4", "on\tseaweedfs-volume-1"]
+    assert validators.shellcheck({"seaweedfs-departing": script}) == ""
+
+
 def test_the_live_count_is_read_so_a_retry_after_the_release_shrank_empties_no_server_twice():
     assert departing_servers("replicas\t4\n", 4, "seaweedfs") == []
     assert departing_servers("", 4, "seaweedfs") == [], "no StatefulSet yet: nothing runs"
@@ -360,11 +391,22 @@ esac
         departing_script("seaweedfs", "seaweedfs", [], ["$(reboot)"], TOKEN)
 
 
-def test_the_program_registers_the_step_before_nodes_depart(monkeypatch):
-    """The registry lives in the deploying process: the program, run here (not from the run cache), fills it."""
+def test_the_program_registers_the_step_before_nodes_depart_and_gives_the_hook_every_node_it_keeps(monkeypatch):
+    """The registry lives in the deploying process: the program, run here (not from the run cache), fills it. The
+    release's hook gets the Node names of the run's nodes (K3sCluster.node_names): the hostnames K3s registers."""
+    from components.data import objectstore
     from components.k3s import depart
     from tools import mockrun
     monkeypatch.setattr(mockrun, "cache", None)
     monkeypatch.setattr(depart.BEFORE_DEPARTURE, "steps", {})
-    mockrun.run(*mockrun.stack_config("staging"), "staging")
+    kept: list[tuple[str, ...]] = []
+
+    def hooks(private_key, namespace, release, keep=()):
+        kept.append(tuple(keep))
+        return evacuation_hooks(private_key, namespace, release, keep)
+    monkeypatch.setattr(objectstore, "evacuation_hooks", hooks)
+    run = mockrun.run(*mockrun.stack_config("staging"), "staging")
     assert list(depart.BEFORE_DEPARTURE.steps) == [STEP]
+    names = {script_param(validators.plain(r.inputs["stdin"]), "NODE_NAME")
+             for r in run.of_type("command:remote:Command") if r.name.startswith("k3s-")}
+    assert len(kept) == 1 and set(kept[0]) == names and len(names) == len(run.outputs["nodes"])

@@ -143,7 +143,8 @@ class DataPlane(pulumi.ComponentResource):
             general_storage_class=services.storage_class, scratch_of=services.storage.scratch_of,
             local_nvme=local_nvme, gateway=services.gateway, cluster_issuer=services.cluster_issuer,
             placements={store: store_placement(cfg, store) for store in STORE_ROLES},
-            backup=None, drills=drilled_stores(cfg), consumers=store_consumers(cfg), velero=services.backups)
+            backup=None, drills=drilled_stores(cfg), consumers=store_consumers(cfg), velero=services.backups,
+            node_names=cluster.node_names)
         objects = objectstore.endpoint(ctx, loaded.secrets) if cfg.data_plane.object_storage.enabled else None
         ctx = dataclasses.replace(ctx, backup=self._backup_targets(loaded, objects))
 

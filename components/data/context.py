@@ -91,6 +91,8 @@ class DataContext(LayerContext):
     # What the store's operator release waits for (DataPlane decides, from NEEDS in components/data/__init__.py): its
     # namespaces' policies and the cluster services its chart renders for, not the store's volumes (issue 22).
     operator_after: Sequence[pulumi.Resource] = ()
+    # The Kubernetes Node names of this program run's nodes (K3sCluster.node_names): a node not among them is leaving.
+    node_names: tuple[str, ...] = ()
 
     @property
     def scratch_storage_class(self) -> str:

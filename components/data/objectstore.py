@@ -302,7 +302,7 @@ def install(ctx: DataContext, spaces: Namespaces, endpoint: ObjectStoreEndpoint,
     empty_before_departure(NAMESPACE, RELEASE, size.volumes, size.masters)
     seaweed = release(RELEASE, charts.SEAWEEDFS, values(ctx, buckets, identities),
                       ctx.opts([*after, ns, config, *evacuate], protect=True,
-                               hooks=evacuation_hooks(private_key, NAMESPACE, RELEASE)),
+                               hooks=evacuation_hooks(private_key, NAMESPACE, RELEASE, ctx.node_names)),
                       namespace=NAMESPACE, create_namespace=False)
     service = k8s.core.v1.Service(
         "seaweedfs-s3-service",

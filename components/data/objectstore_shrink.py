@@ -20,6 +20,10 @@ starting), provided no volume of the cluster lacks a copy (a `volume.fix.replica
 because it went down unemptied may hold the other copy, and the update is aborted instead. `pulumi preview` runs no
 hooks.
 
+The node a shrink removes (drained after the release's update) need not host one of the highest ordinals: the hook
+also empties every other server on a node this program run no longer has (evacuate_leaving's `keep`), which on
+storage bound to that node could not start elsewhere and would take its copies with it.
+
 Over the public internet, the nodes a shrink removes leave before the release updates (the peer rules' departure
 hooks, components/k3s/depart.py, drain them in Pulumi's forward pass, before the release): their servers would be
 evicted unemptied. So the object store registers a step those hooks run before any drain (departure_step, in
@@ -114,8 +118,14 @@ def evacuate_script(server: str, masters: Sequence[str], namespace: str, release
 
 
 async def evacuate_leaving(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, run: Runner,
-                           namespace: str, release: str) -> list[str]:
-    """The hook body: empty each server the update removes, one script run each; the servers emptied."""
+                           namespace: str, release: str, keep: Sequence[str] = ()) -> list[str]:
+    """The hook body: empty each server the update removes, then (with `keep`, the Node names this program run has)
+    each other server on a node that is not among them, one script run each; the servers emptied.
+
+    A lower count comes with fewer nodes, and the node that goes (its drain runs after this update) need not host
+    one of the highest ordinals: its server's pod is evicted, and on storage bound to its node (bare metal's
+    local-path, a pool over several locations' zonal volumes) it cannot start elsewhere, its copies gone with the
+    node. Emptied first, it holds nothing when its node goes (docs/data-plane.md says how it starts again)."""
     leaving = leaving_servers(old, new, release)
     if not leaving:
         return []
@@ -123,6 +133,9 @@ async def evacuate_leaving(old: Mapping[str, Any] | None, new: Mapping[str, Any]
     done: list[str] = []
     try:
         token = (await run(token_script())).strip()
+        if keep:
+            report = await run(departing_script(namespace, release, None, keep, token))
+            leaving = departing_servers(report, _count(new, "volume") or 0, release) or leaving
         for server in leaving:
             await run(evacuate_script(server, masters, namespace, release, token))
             done.append(server)
@@ -134,31 +147,36 @@ async def evacuate_leaving(old: Mapping[str, Any] | None, new: Mapping[str, Any]
     return done
 
 
-def evacuation_hooks(private_key: pulumi.Input[str], namespace: str, release: str,
+def evacuation_hooks(private_key: pulumi.Input[str], namespace: str, release: str, keep: Sequence[str] = (),
                      drain_server: DrainServer = DRAIN_SERVER) -> pulumi.ResourceHookBinding:
-    """The hook of the SeaweedFS release (see the module docstring); its scripts run on `drain_server`."""
+    """The hook of the SeaweedFS release (see the module docstring); its scripts run on `drain_server`. `keep`: the
+    Node names of this program run's nodes (evacuate_leaving)."""
     def where(_outputs: Mapping[str, Any] | None) -> tuple[pulumi.Input[str], pulumi.Input[str]]:
         return drain_server.reach("empty the leaving SeaweedFS volume servers from",
                                   "and empty them (weed shell volumeServer.evacuate) before lowering their count")
 
     async def before(args: pulumi.ResourceHookArgs) -> None:
         await evacuate_leaving(args.old_inputs, args.new_inputs,
-                               _run_on(where, private_key, args.old_outputs, SSH_TIMEOUT_SECONDS), namespace, release)
+                               _run_on(where, private_key, args.old_outputs, SSH_TIMEOUT_SECONDS), namespace, release,
+                               keep)
 
     return pulumi.ResourceHookBinding(before_update=[pulumi.ResourceHook(HOOK, before)])
 
 
 # --- before nodes leave a cluster over the internet ---------------------------------------------------------
 
-def departing_script(namespace: str, release: str, addresses: Sequence[str], keep: Sequence[str], token: str) -> str:
-    """seaweedfs-departing.sh: the live volume server count and the servers on the nodes with `addresses`."""
-    for address in addresses:
+def departing_script(namespace: str, release: str, addresses: Sequence[str] | None, keep: Sequence[str],
+                     token: str) -> str:
+    """seaweedfs-departing.sh: the live volume server count and the servers on leaving nodes: those with `addresses`
+    (not in `keep`), or, with `addresses` None, every node not in `keep`."""
+    for address in addresses or ():
         ipaddress.ip_address(address)  # only addresses reach the script
     _check((namespace, release, *keep), token, "departure", "namespace, release or node names", "departing")
     return render(DEPARTING_TEMPLATE, {
         "NAMESPACE": namespace, "STATEFULSET": f"{release}-volume",
         "SELECTOR": f"app.kubernetes.io/instance={release},app.kubernetes.io/component=volume",
-        "ADDRESSES": " ".join(addresses), "KEEP": " ".join(keep), "KUBECONFIG_YAML": on_server_kubeconfig(token),
+        "LEAVING_BY": "absence" if addresses is None else "addresses", "ADDRESSES": " ".join(addresses or ()),
+        "KEEP": " ".join(keep), "KUBECONFIG_YAML": on_server_kubeconfig(token),
     }, libs=[KUBE_LIB])
 
 

@@ -127,6 +127,8 @@ class K3sCluster(pulumi.ComponentResource):
         self.agent_token: pulumi.Output[str] = pulumi.Output.secret(self._agent_token.result)
         self.installs: dict[str, command.remote.Command] = {}
         # Every node downloads K3s right after its tuning, in parallel (issue 22): the serial joins below start it.
+        # The Kubernetes Node names of the nodes this program run has (their hostnames: node_config's node-name).
+        self.node_names = tuple(node.hostname for node in infra.nodes)
         self.stages = {node.name: self._stage(node, tuning) for node in infra.nodes}
 
         first, *others = infra.servers

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2329  # lib.sh's boot and file helpers are inlined but not needed here
-# Which SeaweedFS volume servers must be emptied before nodes leave a cluster over the public internet
-# (components/data/objectstore_shrink.py departure_step, run by the departure hooks of components/k3s/depart.py before
-# any node is drained). It runs on the cluster's first K3s server as the node-lifecycle service account and prints
+# Which SeaweedFS volume servers must be emptied before nodes leave the cluster (components/data/objectstore_shrink.py:
+# over the public internet departure_step, run by the departure hooks of components/k3s/depart.py before any node is
+# drained; otherwise the release's before_update hook, before the leaving nodes' drains). It runs on the cluster's first K3s server as the node-lifecycle service account and prints
 # on stdout:
 #   replicas<TAB>N   the live StatefulSet's replica count (nothing when it does not exist yet)
-#   on<TAB>POD       each volume server pod that runs on a leaving node (ADDRESSES, KEEP: kube-lib.sh)
+#   on<TAB>POD       each volume server pod that runs on a leaving node: LEAVING_BY=addresses, one with an address
+#                    among ADDRESSES but not in KEEP (kube-lib.sh find_leaving_nodes); LEAVING_BY=absence, any node
+#                    not in KEEP (a shrink within one provider: the release's hook, before the node's drain)
 set -euo pipefail
 shopt -s inherit_errexit  # a failure inside $(...) stops the script too
 # @params
@@ -18,7 +20,19 @@ if [ -n "$replicas" ]; then
   printf 'replicas\t%s\n' "$replicas"
 fi
 pods=$(kube get pods -n "$NAMESPACE" -l "$SELECTOR" -o 'jsonpath={range .items[*]}{.metadata.name}{"\t"}{.spec.nodeName}{"\n"}{end}')
-find_leaving_nodes  # kube-lib.sh: sets `leaving`
+if [ "$LEAVING_BY" = addresses ]; then
+  find_leaving_nodes  # kube-lib.sh: sets `leaving`
+else
+  # absence: every node the program no longer has (KEEP lists those it keeps). An assignment, so an API error stops
+  # the script instead of reading as "no nodes".
+  names=$(kube get nodes -o 'jsonpath={range .items[*]}{.metadata.name}{"\n"}{end}')
+  read -ra kept <<<"$KEEP"
+  leaving=()
+  while read -r name; do
+    [ -n "$name" ] || continue
+    case " ${kept[*]} " in *" $name "*) ;; *) leaving+=("$name") ;; esac
+  done <<<"$names"
+fi
 # shellcheck disable=SC2154  # leaving: set by find_leaving_nodes
 while IFS=$'\t' read -r pod node; do
   [ -n "$pod" ] && [ -n "$node" ] || continue
