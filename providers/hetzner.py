@@ -171,6 +171,11 @@ class HetznerInfrastructure(ProviderInfrastructure):
                     "load-balancer.hetzner.cloud/location": location,
                     "load-balancer.hetzner.cloud/type": GATEWAY_LB_TYPE,
                     "load-balancer.hetzner.cloud/use-private-ip": "true",
+                    # Attached to the private network (HCLOUD_NETWORK), the balancer's private address would be
+                    # listed in the Service's status too (hcloud CCM v1.35.0 hcloud/load_balancers.go: private
+                    # ingress on by default), and from there in the Gateway's addresses, which external-dns publishes:
+                    # public names resolving, some of the time, to an address nobody outside can reach.
+                    "load-balancer.hetzner.cloud/disable-private-ingress": "true",
                 },
                 local_nvme=True,  # every Hetzner Cloud server's disk is local NVMe (volumes are network)
                 client_address=GATEWAY_CLIENT_ADDRESS,

@@ -291,6 +291,9 @@ def test_gateway_asks_the_cloud_for_its_load_balancer(production):
     annotations = spec["infrastructure"]["annotations"]
     assert annotations["load-balancer.hetzner.cloud/location"] == "fsn1"
     assert annotations["load-balancer.hetzner.cloud/use-private-ip"] == "true"
+    # Its private address stays out of the Service's status, and so out of the Gateway's addresses external-dns
+    # publishes (the hcloud CCM lists it there by default).
+    assert annotations["load-balancer.hetzner.cloud/disable-private-ingress"] == "true"
     # Switched on together with the listeners' PROXY protocol (above): one without the other breaks every request.
     assert annotations["load-balancer.hetzner.cloud/uses-proxyprotocol"] == "true"
     assert production.outputs["gateway"] == {"name": "shared", "namespace": "gateway"}
