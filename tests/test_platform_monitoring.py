@@ -14,13 +14,15 @@ import yaml
 from components import charts
 from components.platform import dashboards, monitoring
 from components.platform.context import (ALERTMANAGER_URL, DASHBOARD_LABEL, LOKI_URL, PROMETHEUS_URL,
-                                         TEMPO_URL)
+                                         TEMPO_URL, PlatformContext)
+from components.services import namespaces
+from components.services.namespaces import prometheus_peer
 from config.model import CONTROL_PLANE_TAINT
 from config.platform import AlertReceiver, Alerting, Logs, Platform, Traces
 from tests import validators, variants
 from tests.variants import PAGER_KEY, SLACK_URL
 from tests.conftest import SECRET_KEYS, base_raw
-from tests.netpol import GRAFANA_PODS, PROMETHEUS_PODS, selects
+from tests.netpol import ALERTMANAGER_PODS, GRAFANA_PODS, OPERATOR_PODS, PROMETHEUS_PODS, internet_ports, selects
 from tests.stores import (RELEASE, SECRET, chart_of, config_problems, policy, ports, stack_config, string_data,
                           tolerates)
 from tools.mockrun import Run
@@ -163,13 +165,45 @@ def test_alerting_is_built_from_config_with_the_receivers_secrets_kept_secret(qu
     assert SLACK_URL not in json.dumps(values(quiet))
 
 
+def monitoring_policies(run: Run) -> list[dict]:
+    return [r.inputs["spec"] for r in run.of_type(NETPOL) if r.inputs["metadata"]["namespace"] == "monitoring"]
+
+
 def test_receivers_reach_https_outside_the_cluster_only_when_configured(production, staging, quiet):
-    world = policy(quiet, "monitoring", "allow-egress-internet")["egress"][0]
-    assert ports(world) == [443]
-    # Production has no receivers, but Grafana logs people in with GitLab (platform.sso) at its public address.
-    assert ports(policy(production, "monitoring", "allow-egress-internet")["egress"][0]) == [443]
+    # Production has receivers here and, like its profile, logs people in to Grafana with GitLab (platform.sso).
+    assert stack_config(quiet).platform.sso.enabled is True
+    policies = monitoring_policies(quiet)
+    assert internet_ports(policies, ALERTMANAGER_PODS) == {443}
+    assert internet_ports(policies, GRAFANA_PODS) == {443}
+    assert internet_ports(policies, PROMETHEUS_PODS) == set()
+    assert internet_ports(policies, OPERATOR_PODS) == set()
+    # Without receivers, Alertmanager stays inside; Grafana still reaches GitLab's public address.
+    assert internet_ports(monitoring_policies(production), ALERTMANAGER_PODS) == set()
+    assert internet_ports(monitoring_policies(production), GRAFANA_PODS) == {443}
     assert stack_config(staging).platform.sso.enabled is False
-    assert not [r for r in staging.resources if r.name == "netpol-monitoring-allow-egress-internet"]
+    assert not [r for r in staging.resources if r.name.startswith("netpol-monitoring-allow-egress-internet")]
+
+
+def _namespace_policies(receivers: bool, sso: bool) -> list[dict]:
+    """The monitoring namespace's policies for a context with or without alert receivers and Grafana's SSO client."""
+    alerting = Alerting(receivers=[AlertReceiver(name="oncall", type="pagerduty")] if receivers else [])
+    ctx = SimpleNamespace(settings=SimpleNamespace(monitoring=SimpleNamespace(alerting=alerting)),
+                          sso={"grafana": object()} if sso else {}, monitoring=prometheus_peer)
+    ctx.sso_egress_world = lambda consumer: PlatformContext.sso_egress_world(ctx, consumer)
+    [spec] = [s for s in monitoring.namespaces(ctx) if s.name == "monitoring"]
+    return list(namespaces.policies(spec, "10.0.0.0/16").values())
+
+
+@pytest.mark.parametrize("receivers", [True, False])
+@pytest.mark.parametrize("sso", [True, False])
+def test_only_alertmanager_and_grafana_with_sso_reach_the_internet(receivers, sso):
+    """Grafana is internet-facing: it may open connections out only for the GitLab login, and Prometheus, the
+    operator and kube-state-metrics never; Alertmanager reaches its receivers whether or not Grafana logs in."""
+    policies = _namespace_policies(receivers, sso)
+    assert internet_ports(policies, ALERTMANAGER_PODS) == ({443} if receivers else set())
+    assert internet_ports(policies, GRAFANA_PODS) == ({443} if sso else set())
+    for pods in (PROMETHEUS_PODS, OPERATOR_PODS, {"app.kubernetes.io/name": "kube-state-metrics"}):
+        assert internet_ports(policies, pods) == set(), pods
 
 
 @pytest.mark.parametrize("url", ["http://hooks.example.com/alerts", "https://hooks.example.com:8443/alerts",

@@ -9,6 +9,7 @@ from components.services.namespaces import NamespaceSpec, Peer
 from config.services import Team
 from tests import variants
 from tests.conftest import stack_run
+from tests.netpol import internet_ports
 
 NS = "kubernetes:core/v1:Namespace"
 NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
@@ -85,6 +86,32 @@ def test_policies_follow_the_spec():
     assert scraper["allow-egress-nodes"]["egress"] == [{"to": [{"ipBlock": {"cidr": "10.0.1.0/24"}}],
                                                         "ports": [{"protocol": "TCP", "port": 10250}]}]
     assert scraper["allow-to-all"]["egress"][0]["to"] == [{"namespaceSelector": {}}], "every namespace"
+
+
+def test_internet_egress_can_be_given_to_some_pods_only():
+    """One workload's way out does not open it to its neighbours: each entry is its own policy over its pods."""
+    spec = NamespaceSpec("demo", "restricted", "test", egress_world_pods=(
+        namespaces.PodsEgress("sender", {"app": "sender"}, (443,)),
+        namespaces.PodsEgress("mailer", {"app": "mailer"}, (587, 465))))
+    policies = namespaces.policies(spec, "10.0.1.0/24")
+    assert "allow-egress-internet" not in policies, "no namespace-wide way out"
+    assert internet_ports(policies.values(), {"app": "sender"}) == {443}
+    assert internet_ports(policies.values(), {"app": "mailer"}) == {465, 587}
+    assert internet_ports(policies.values(), {"app": "web"}) == set()
+    assert policies["allow-egress-internet-sender"]["egress"][0]["to"] == [
+        {"ipBlock": {"cidr": "0.0.0.0/0", "except": list(namespaces.PRIVATE_RANGES)}}]
+
+
+@pytest.mark.parametrize(("labels", "ports"), [({}, (443,)), ({"app": "sender"}, ())])
+def test_pod_scoped_internet_egress_names_its_pods_and_ports(labels, ports):
+    with pytest.raises(ValueError, match="internet egress 'sender'"):
+        namespaces.PodsEgress("sender", labels, ports)
+
+
+def test_two_pod_scoped_internet_egresses_may_not_share_a_name():
+    twice = (namespaces.PodsEgress("x", {"app": "a"}, (443,)), namespaces.PodsEgress("x", {"app": "b"}, (443,)))
+    with pytest.raises(ValueError, match="namespace demo: two internet egresses make the policy allow-egress-internet-x"):
+        namespaces.policies(NamespaceSpec("demo", "restricted", "test", egress_world_pods=twice), "10.0.1.0/24")
 
 
 def test_team_namespaces_are_restricted_with_quota_and_defaults(production, staging):

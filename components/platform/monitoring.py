@@ -33,7 +33,7 @@ What this module sets, and why:
   per enabled data store (components/platform/dashboards), and every ConfigMap labelled DASHBOARD_LABEL in
   any namespace (the ad services ship theirs). The dashboard sidecars read ConfigMaps only, through our own
   ClusterRole: the chart's would let Grafana read every Secret of the cluster. Grafana reaches no internet
-  (no update checks, no grafana.com dashboards).
+  (no update checks, no grafana.com dashboards) but, with platform.sso, GitLab's public address for the login.
 - prometheus-adapter (metrics_adapter.py), in its own namespace: the HPAs' custom and external metrics from
   Prometheus (the ad services' request rate, Redpanda's consumer lag).
 - node-exporter on every node, control plane and tainted database pools included (tolerates every taint).
@@ -51,9 +51,10 @@ What this module sets, and why:
   Tempo) (services/namespaces.py prometheus_peer, grafana_peer); the platform layer's client admissions leave
   `monitoring` out. It reaches the nodes on the kubelet (10250), node-exporter (9100) and Cilium (9962, 9963) ports, is
   reached by the gateway (Grafana), by the metrics adapter's pods on Prometheus' 9090 and by the API server on the
-  operator's admission webhook port, and
-  reaches the internet on 443 only when alert receivers are configured (Slack, PagerDuty, webhooks); a Slack
-  or webhook URL that is not https on 443 is refused when the configuration is built (it could never be sent).
+  operator's admission webhook port. Only two of its workloads reach the internet, each by its own pod-scoped
+  policy (internet_egress): Alertmanager's pods on 443 when alert receivers are configured (Slack, PagerDuty,
+  webhooks), Grafana's on 443 with platform.sso (GitLab's public address); a Slack or webhook URL that is not
+  https on 443 is refused when the configuration is built (it could never be sent).
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ from components.platform import dashboards, metrics_adapter, sso
 from components.platform.context import (ALERTMANAGER_URL, DASHBOARD_LABEL, LAYER, LOKI_URL,
                                          PROMETHEUS_URL, SCRAPE_INTERVAL, TEMPO_URL, Installed, PlatformContext)
 from components.services import cilium_metrics
-from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
-                                           NamespaceSpec, Peer)
+from components.services.namespaces import (ALERTMANAGER_POD_LABELS, GRAFANA_POD_LABELS, RESTRICTED_CONTAINER_SECURITY,
+                                           RESTRICTED_POD_SECURITY, Namespaces, NamespaceSpec, Peer, PodsEgress)
 from config.catalog import MONITORING_NAMESPACE
 from config.platform import AlertReceiver, Alerting
 
@@ -129,8 +130,17 @@ def size(ctx: PlatformContext, container: str) -> dict[str, Any]:
 
 # --- namespaces -----------------------------------------------------------------------------------------
 
-def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
+def internet_egress(ctx: PlatformContext) -> tuple[PodsEgress, ...]:
+    """Only the pods that must leave the cluster may: Alertmanager to its receivers (Slack, PagerDuty, webhooks), and
+    with platform.sso Grafana to GitLab's public address (its server exchanges the login's code for a token and
+    reads the user there: [auth.gitlab] token_url, api_url). Prometheus, the operator and kube-state-metrics never."""
     receivers = ctx.settings.monitoring.alerting.receivers
+    sso = ctx.sso_egress_world("grafana")
+    return (*((PodsEgress("alertmanager", dict(ALERTMANAGER_POD_LABELS), (RECEIVER_PORT,)),) if receivers else ()),
+            *((PodsEgress("grafana", dict(GRAFANA_POD_LABELS), sso),) if sso else ()))
+
+
+def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
     return [
         NamespaceSpec(
             name=NAMESPACE, pss="restricted", layer=LAYER, gateway=True,
@@ -143,8 +153,7 @@ def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
             egress_to=(Peer("all-namespaces", all_namespaces=True),),
             # Cilium's agents (Hubble too) and operator serve metrics on the hosts (services/cilium_metrics.py).
             egress_nodes=(KUBELET_PORT, NODE_EXPORTER_PORT, *cilium_metrics.PORTS),
-            # Alert receivers; GitLab's public address for Grafana's login (token exchange, userinfo).
-            egress_world=tuple(sorted({*((RECEIVER_PORT,) if receivers else ()), *ctx.sso_egress_world("grafana")}))),
+            egress_world_pods=internet_egress(ctx)),
         NamespaceSpec(
             name=NODE_EXPORTER_NAMESPACE, pss="privileged", layer=LAYER,
             why="node-exporter only: it reads the node's own /proc, /sys and root filesystem through hostPath "

@@ -136,6 +136,7 @@ def tempo_config(ctx: PlatformContext, store: ObjectStoreEndpoint, location: S3L
         "target": "scalable-single-binary",
         "multitenancy_enabled": False,
         "stream_over_http_enabled": False,
+        # No phoning home. Here, not as the chart's `tempo.reportingEnabled`: only its default `config` reads that.
         "usage_report": {"reporting_enabled": False},
         "server": {"http_listen_port": TEMPO_HTTP_PORT, "grpc_listen_port": TEMPO_GRPC_PORT, "log_level": "info",
                    "grpc_server_max_recv_msg_size": MAX_MESSAGE_BYTES,
@@ -153,8 +154,6 @@ def tempo_config(ctx: PlatformContext, store: ObjectStoreEndpoint, location: S3L
         "storage": {"trace": {"backend": "s3", "s3": s3_config(store, location),
                               "wal": {"path": "/var/tempo/wal"}}},
         "overrides": {"defaults": {}, "per_tenant_override_config": "/conf/overrides.yaml"},
-        # No phoning home. Here, not as the chart's `tempo.reportingEnabled`: only its default `config` reads that.
-        "usage_report": {"reporting_enabled": False},
     }
 
 

@@ -39,6 +39,9 @@ TEAM_LAYER = "teams"
 # admin or application API (OpenBao, Kubeflow Pipelines, Redpanda Admin) from Grafana.
 PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus"}
 GRAFANA_POD_LABELS = {"app.kubernetes.io/name": "grafana"}
+# Alertmanager's pods: the operator's selector labels, which a CR's podMetadata cannot override (prometheus-operator
+# v0.93 pkg/alertmanager/operator.go makeSelectorLabels). The only pods of `monitoring` that send alerts out.
+ALERTMANAGER_POD_LABELS = {"app.kubernetes.io/name": "alertmanager"}
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,22 @@ def grafana_peer(ports: Sequence[int]) -> Peer:
 
 
 @dataclass(frozen=True)
+class PodsEgress:
+    """Some pods of a namespace (by their labels) reach addresses outside the cluster on these TCP ports: the one
+    workload that needs the internet gets it, not every pod beside it (policy allow-egress-internet-<name>)."""
+
+    name: str
+    pod_labels: dict[str, str]
+    ports: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        # Either would open more than this workload's ports: every pod of the namespace, or every port.
+        if not self.pod_labels or not self.ports:
+            raise ValueError(f"internet egress {self.name!r} names its pods' labels and ports, got "
+                             f"{self.pod_labels} and {self.ports} (the whole namespace: use egress_world)")
+
+
+@dataclass(frozen=True)
 class NamespaceSpec:
     name: str
     pss: PodSecurity
@@ -92,6 +111,7 @@ class NamespaceSpec:
     layer: str = "cluster-services"
     webhooks: tuple[int, ...] = ()  # pod ports the API server calls (admission/conversion webhooks)
     egress_world: tuple[int, ...] = ()  # TCP ports on addresses outside the cluster (ACME, S3, DNS APIs)
+    egress_world_pods: tuple[PodsEgress, ...] = ()  # the same, for some pods of the namespace only
     # TCP ports on given addresses, private ones included (which egress_world excludes): a server of the user's
     # own network, named by its IP address (CIDR -> ports).
     egress_blocks: tuple[tuple[str, tuple[int, ...]], ...] = ()
@@ -160,6 +180,12 @@ def _rule(peer_key: str, peers: list[dict[str, Any]], ports: Sequence[int]) -> d
     return rule
 
 
+def _internet_policy(pod_selector: dict[str, Any], ports: Sequence[int]) -> dict[str, Any]:
+    """The selected pods reach addresses outside the cluster (not PRIVATE_RANGES) on these TCP ports."""
+    return {"podSelector": pod_selector, "policyTypes": ["Egress"],
+            "egress": [_rule("to", [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(PRIVATE_RANGES)}}], ports)]}
+
+
 def policies(spec: NamespaceSpec, nodes_cidr: str) -> dict[str, dict[str, Any]]:
     """NetworkPolicy specs by name. `nodes_cidr` holds every node's private address (the API servers').
 
@@ -190,10 +216,12 @@ def policies(spec: NamespaceSpec, nodes_cidr: str) -> dict[str, dict[str, Any]]:
             "podSelector": everything, "policyTypes": ["Ingress"],
             "ingress": [_rule("from", [{"ipBlock": {"cidr": nodes_cidr}}], spec.webhooks)]}
     if spec.egress_world:
-        specs["allow-egress-internet"] = {
-            "podSelector": everything, "policyTypes": ["Egress"],
-            "egress": [_rule("to", [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(PRIVATE_RANGES)}}],
-                             spec.egress_world)]}
+        specs["allow-egress-internet"] = _internet_policy(everything, spec.egress_world)
+    for pods in spec.egress_world_pods:
+        name = f"allow-egress-internet-{pods.name}"
+        if name in specs:
+            raise ValueError(f"namespace {spec.name}: two internet egresses make the policy {name}")
+        specs[name] = _internet_policy({"matchLabels": dict(pods.pod_labels)}, pods.ports)
     if spec.egress_blocks:
         specs["allow-egress-addresses"] = {
             "podSelector": everything, "policyTypes": ["Egress"],
