@@ -70,23 +70,43 @@ class RunnerRegistration(Model):
         return value
 
 
+class RunnerFlags(Model):
+    """How GitLab hands jobs to a runner the program creates (GitLab's RunnerMatcher: a `protected` runner takes
+    only jobs of protected refs; one without `runUntagged` only jobs with tags, all of which it carries)."""
+
+    run_untagged: bool
+    protected: bool
+
+
+# The templates' model (templates/gitlab-ci/README.md): staging's runner runs the untagged build, test and image jobs,
+# merge requests' too (their refs are not protected); production's takes only the tagged deploy-production and
+# rollback jobs of protected branches, so no merge request code runs in the production cluster.
+RUNNER_FLAGS = {
+    "production": RunnerFlags(run_untagged=False, protected=True),
+    "staging": RunnerFlags(run_untagged=True, protected=False),
+}
+assert set(RUNNER_FLAGS) == set(ENVIRONMENTS)
+
+
 class GitLabRunner(Model):
     """A runner with the Kubernetes executor. With this stack's own GitLab the program creates the runner there
     (components/platform/runner_bootstrap.py); registering with another GitLab (`url`), or overriding that, takes
     its token (glrt-..., Admin > CI/CD > Runners) as the secret `gitlabRunnerToken`."""
 
     enabled: bool | None = None  # unset: on exactly when this stack runs its own GitLab (GitLab._runner_default)
-    # How the program creates the runner (with a token from the secret, these are set in GitLab's UI instead):
-    # production's runner takes only jobs of protected branches and tagged jobs, so no merge request code runs
-    # in the production cluster; a stack whose runner should also build and test sets runUntagged.
-    run_untagged: bool = False
-    protected: bool = True
+    # How the program creates this stack's runner (with a token from the secret, these are set in GitLab's UI
+    # instead); unset: its environment's RUNNER_FLAGS.
+    run_untagged: bool | None = None
+    protected: bool | None = None
     # The GitLab it registers with: this stack's own (https://gitlab.<domain>) unless set, e.g. staging's
     # runner registers with production's GitLab and deploys to the staging cluster.
     url: str | None = None
     # Environments whose stacks register with this stack's GitLab: the program creates a runner there for each
     # (tagged with that environment) and exports its token as the secret stack output `runnerTokens`.
     downstream: tuple[str, ...] = ()
+    # The flags of a downstream environment's runner, where its RUNNER_FLAGS do not fit,
+    # e.g. {staging: {runUntagged: true, protected: true}} (both flags).
+    downstream_runners: dict[str, RunnerFlags] = {}
     # On such a stack: read the token from that stack's `runnerTokens` instead of the secret gitlabRunnerToken.
     registration: RunnerRegistration | None = None
     concurrent: int = 10  # jobs at once
@@ -111,6 +131,24 @@ class GitLabRunner(Model):
         if len(set(value)) != len(value):
             raise ValueError(f"lists an environment twice: {list(value)}")
         return value
+
+    @field_validator("downstream_runners")
+    @classmethod
+    def _downstream_runners(cls, value: dict[str, RunnerFlags]) -> dict[str, RunnerFlags]:
+        check = one_of(ENVIRONMENTS, "runner environments")
+        for env in value:
+            check(env)
+        return value
+
+    def flags(self, environment: str, own_environment: str) -> RunnerFlags:
+        """The flags of the runner created for `environment`: this stack's own (`runUntagged`, `protected`) or a
+        downstream one's (`downstreamRunners`), each unset flag from that environment's RUNNER_FLAGS."""
+        default = RUNNER_FLAGS[environment]
+        if environment != own_environment:
+            return self.downstream_runners.get(environment, default)
+        return RunnerFlags(
+            run_untagged=default.run_untagged if self.run_untagged is None else self.run_untagged,
+            protected=default.protected if self.protected is None else self.protected)
 
     @field_validator("concurrent")
     @classmethod

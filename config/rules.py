@@ -500,6 +500,11 @@ def _runner(runner, own_gitlab: bool, environment: str, secrets: set[str]) -> li
     if runner.downstream and RUNNER_TOKEN in secrets:
         found.append(problem("platform.gitlab.runner.downstream", f"needs the runner bootstrap, which the secret "
                              f"{RUNNER_TOKEN} turns off: remove the secret or the list", list(runner.downstream)))
+    for env in runner.downstream_runners:
+        if env not in runner.downstream:
+            found.append(problem(f"platform.gitlab.runner.downstreamRunners.{env}", "sets the flags of a runner "
+                                 "this stack does not create: list the environment in platform.gitlab.runner."
+                                 "downstream too, or remove the entry", list(runner.downstream)))
     if environment in runner.downstream:
         found.append(problem("platform.gitlab.runner.downstream", f"must not list this stack's own environment "
                              f"{environment!r} (its runner is created anyway)", list(runner.downstream)))

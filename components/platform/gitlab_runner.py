@@ -17,8 +17,10 @@ What this module sets and why:
   permissions the runner documents for its Kubernetes executor, docs/executors/kubernetes at v19.3.0).
 - Deploy identity: ServiceAccount `deployer` in `ci`, bound in every team namespace to exactly what the
   templates' deploy script runs (templates/gitlab-ci/scripts/deploy.sh: kubectl get, set image, rollout status,
-  annotate, all on the Deployment). Jobs run as the namespace's default ServiceAccount (no rights) unless they ask
-  for `deployer` (KUBERNETES_SERVICE_ACCOUNT_OVERWRITE, the only name `service_account_overwrite_allowed` accepts).
+  annotate, all on the Deployment), and narrowed by the ValidatingAdmissionPolicy `deployer-image-only` to the
+  image of the service container and the previous-image annotation (RBAC cannot limit a patch's fields). Jobs run
+  as the namespace's default ServiceAccount (no rights) unless they ask for `deployer`
+  (KUBERNETES_SERVICE_ACCOUNT_OVERWRITE, the only name `service_account_overwrite_allowed` accepts).
 - Image builds: each job's build container runs under the AppArmor profile host tuning loads on every node
   (components/host/apparmor.d/adplatform-ci-build: containerd's default profile plus mounts), because Buildah
   mounts inside a user namespace of its own and containerd's default profile denies every mount.
@@ -31,6 +33,7 @@ What this module sets and why:
 
 from __future__ import annotations
 
+import json
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
@@ -44,7 +47,7 @@ from components.platform import gitlab, runner_bootstrap
 from components.platform.context import Installed, PlatformContext
 from components.services.namespaces import (NO_OWN_ENTRY_POINTS, RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY,
                                            Namespaces, NamespaceSpec)
-from config.catalog import CI_NAMESPACE, DEPLOYER_SERVICE_ACCOUNT
+from config.catalog import CI_NAMESPACE, DEPLOYER_SERVICE_ACCOUNT, SERVICE_CONTAINER
 
 NAMESPACE = charts.GITLAB_RUNNER.namespace
 RELEASE = "gitlab-runner"  # contains the chart name: the Deployment, ServiceAccount and Role are gitlab-runner
@@ -91,6 +94,26 @@ MANAGER_RULES = [
 DEPLOYER_RULES = [
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "patch"]},
 ]
+# RBAC cannot narrow `patch` to one field, and a patched pod template (serviceAccountName, volumes of the
+# namespace's Secrets, command) would run anything as any ServiceAccount of the namespace. This admission policy
+# lets the deployer change exactly what deploy.sh changes: the image of the service container and the
+# previous-image annotation. Everything else must equal the stored object: at each level below, every key but the
+# ones named (which the next level or the API server's own bookkeeping covers) is compared whole, so a field
+# Kubernetes adds later is covered too. object/oldObject are dynamic maps in admission CEL (apiserver
+# admission/plugin/cel compile.go declares them DynType), so `all` iterates their keys.
+DEPLOYER_POLICY = "deployer-image-only"
+DEPLOYER_USER = f"system:serviceaccount:{CI_NAMESPACE}:{DEPLOYER_SERVICE_ACCOUNT}"
+PREVIOUS_IMAGE_ANNOTATION = "adplatform.io/previous-image"  # templates/gitlab-ci/scripts/deploy.sh
+# What the API server itself changes on every update before validating admission runs.
+SERVER_METADATA = ("managedFields", "resourceVersion", "generation")
+# (path, the keys not compared at that level)
+DEPLOYER_UNCHANGED = (
+    ("metadata", ("annotations", *SERVER_METADATA)),
+    ("spec", ("template",)),  # replicas, selector, strategy, paused, ...
+    ("spec.template", ("spec",)),  # the pod template's labels and annotations
+    ("spec.template.spec", ("containers",)),  # serviceAccountName, volumes, initContainers, securityContext, host*,
+                                              # nodeSelector, affinity, tolerations, ephemeralContainers, ...
+)
 
 
 def gitlab_url(ctx: PlatformContext) -> str:
@@ -178,14 +201,72 @@ def job_namespace_limits(ctx: PlatformContext, after: Sequence[pulumi.Resource])
     ]
 
 
-def deployer(ctx: PlatformContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
-    """The deploy jobs' ServiceAccount and its rights in each team namespace (and nowhere else)."""
+def _same_except(new: str, old: str, allowed: Sequence[str]) -> str:
+    """CEL: the maps `new` and `old` hold the same keys with equal values, the keys in `allowed` aside."""
+    keys = json.dumps(list(allowed))
+    return f"{new}.all(k, k in {keys} || (k in {old} && {new}[k] == {old}[k])) && {old}.all(k, k in {keys} || k in {new})"
+
+
+# VAP variables (`variables.<name>`): the annotations (absent on a Deployment without any) and the containers.
+DEPLOYER_VARIABLES = {
+    "newAnnotations": "has(object.metadata.annotations) ? object.metadata.annotations : {}",
+    "oldAnnotations": "has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {}",
+    "newContainers": "object.spec.template.spec.containers",
+    "oldContainers": "oldObject.spec.template.spec.containers",
+}
+
+
+def deployer_validations() -> list[dict[str, str]]:
+    """What an update by the deployer must keep (see DEPLOYER_POLICY)."""
+    checks = [{"expression": _same_except(f"object.{path}", f"oldObject.{path}", allowed),
+               "message": f"the deployer may not change {path} (only the image of container {SERVICE_CONTAINER})"}
+              for path, allowed in DEPLOYER_UNCHANGED]
+    checks.append({"expression": _same_except("variables.newAnnotations", "variables.oldAnnotations",
+                                              [PREVIOUS_IMAGE_ANNOTATION]),
+                   "message": f"the deployer may change no annotation but {PREVIOUS_IMAGE_ANNOTATION}"})
+    # Container names are unique in a pod: same count, every old name kept, each container unchanged but the
+    # service container's image.
+    new, old, service = "variables.newContainers", "variables.oldContainers", json.dumps(SERVICE_CONTAINER)
+    checks.append({"expression": (
+        f"{new}.size() == {old}.size() && {old}.all(o, {new}.exists(c, c.name == o.name)) && "
+        f"{new}.all(c, c.name == {service} ? {old}.exists(o, o.name == c.name && {_same_except('c', 'o', ['image'])})"
+        f" : c in {old})"),
+        "message": f"the deployer may change only the image of container {SERVICE_CONTAINER}"})
+    return checks
+
+
+def deployer_policy_spec() -> dict[str, Any]:
+    """Updates of Deployments by the deployer (no other user's); it may not create or delete any (RBAC)."""
+    return {"failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["*"],
+                                                    "operations": ["UPDATE"], "resources": ["deployments"]}]},
+            "matchConditions": [{"name": "deployer", "expression": f"request.userInfo.username == '{DEPLOYER_USER}'"}],
+            "variables": [{"name": name, "expression": expression} for name, expression in DEPLOYER_VARIABLES.items()],
+            "validations": deployer_validations()}
+
+
+def deployer_policy(ctx: PlatformContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
     labels = ctx.labels("gitlab-runner", "deployer")
+    policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
+        "deployer-policy", metadata=k8s.meta.v1.ObjectMetaArgs(name=DEPLOYER_POLICY, labels=labels),
+        spec=deployer_policy_spec(), opts=ctx.opts(after))
+    binding = k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
+        "deployer-policy", metadata=k8s.meta.v1.ObjectMetaArgs(name=DEPLOYER_POLICY, labels=labels),
+        spec={"policyName": DEPLOYER_POLICY, "validationActions": ["Deny"]}, opts=ctx.opts([*after, policy]))
+    return [policy, binding]
+
+
+def deployer(ctx: PlatformContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    """The deploy jobs' ServiceAccount and its rights in each team namespace (and nowhere else), which its
+    admission policy narrows to the service container's image. The ServiceAccount waits for the policy: no
+    deploy job can use it before the policy holds."""
+    labels = ctx.labels("gitlab-runner", "deployer")
+    policy = deployer_policy(ctx, after)
     account = k8s.core.v1.ServiceAccount(
         "ci-deployer", metadata=k8s.meta.v1.ObjectMetaArgs(name=DEPLOYER_SERVICE_ACCOUNT, namespace=CI_NAMESPACE,
                                                            labels=labels),
-        opts=ctx.opts(after))
-    objects: list[pulumi.Resource] = [account]
+        opts=ctx.opts([*after, *policy]))
+    objects: list[pulumi.Resource] = [*policy, account]
     for team in ctx.teams:
         role = k8s.rbac.v1.Role(
             f"deployer-{team}", metadata=k8s.meta.v1.ObjectMetaArgs(name=DEPLOYER_SERVICE_ACCOUNT, namespace=team,

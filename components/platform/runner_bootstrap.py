@@ -69,14 +69,14 @@ def runners(ctx: PlatformContext, secret: str) -> list[tuple[str, str, str]]:
 
 
 def ruby_script(ctx: PlatformContext, environment: str | None = None) -> str:
-    """The Ruby script for the runner tagged `environment` (default: this stack's). A downstream runner takes
-    this stack's runUntagged and protected settings: the downstream stack's own are not visible here."""
-    runner = ctx.settings.gitlab.runner
+    """The Ruby script for the runner tagged `environment` (default: this stack's), with that environment's flags
+    (config/platform.py GitLabRunner.flags: a downstream staging runner builds and tests, production's does not)."""
     environment = environment or ctx.environment
+    flags = ctx.settings.gitlab.runner.flags(environment, ctx.environment)
     return Template((SCRIPTS / RUBY_SCRIPT).read_text()).substitute(
         description=ruby_literal(description(ctx, environment)), tag=ruby_literal(environment),
-        run_untagged=ruby_literal(runner.run_untagged),
-        access_level=ruby_literal("ref_protected" if runner.protected else "not_protected"))
+        run_untagged=ruby_literal(flags.run_untagged),
+        access_level=ruby_literal("ref_protected" if flags.protected else "not_protected"))
 
 
 def shell_script() -> str:
