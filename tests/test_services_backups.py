@@ -11,6 +11,7 @@ from components.charts import VELERO
 from components.k3s.config import EtcdBackup
 from components.services.backups import storage_location
 from config import ConfigError, load
+from tests import validators
 from tests.test_deploy_order import reaches
 from tests.conftest import ROOT, SECRET_KEYS, base_raw, run_raw
 from tests.netpol import PROMETHEUS_PEER
@@ -307,6 +308,17 @@ def test_the_secrets_store_starts_on_its_restored_volumes(restoring):
     assert "velero" in _deps(restoring, own)
     assert "velero-restore-openbao" in reaches(restoring, "openbao", RELEASE)
     assert "openbao" in restoring.named("velero-restore", RESTORE).inputs["spec"]["excludedNamespaces"]
+    # What the restored pods mount and no backup holds exists first: without it they never start, Velero (which
+    # fills a volume through the pod's init container) never completes, and the wait fails `pulumi up`.
+    server = validators.plain(restoring.named("openbao", RELEASE).inputs["values"])["server"]
+    mounted = {v["name"] for v in server["extraVolumes"] if v["type"] == "secret"} | \
+        {e["secretName"] for e in server.get("extraSecretEnvironmentVars", [])}
+    assert "openbao-tls" in mounted and "openbao-unseal-key" in mounted
+    created = {r.inputs["metadata"]["name"]: r.name for r in restoring.resources
+               if r.type in ("kubernetes:core/v1:Secret", "kubernetes:cert-manager.io/v1:Certificate")
+               and r.inputs.get("metadata", {}).get("namespace") == "openbao"}
+    assert mounted <= set(created), "every Secret the pods mount is the program's"
+    assert {created[name] for name in mounted} <= reaches(restoring, "velero-restore-openbao", RESTORE)
 
 
 def test_a_restore_that_leaves_the_secrets_store_out_restores_nothing_of_it_first():

@@ -83,7 +83,7 @@ class ClusterServices(pulumi.ComponentResource):
         # In a disaster recovery the secrets store starts on its restored raft volumes: restored on its own first.
         saved = backups.install(ctx, spaces, after=scraped(backups), first=[secrets.backend_of(ctx).name])
         # The secret store's CA and certificates are cert-manager's resources, signed by its own CA (not Let's Encrypt).
-        store = secrets.install(ctx, spaces, after=[*scraped(secrets), *tls.manager, *saved.restored_first])
+        store = secrets.install(ctx, spaces, after=[*scraped(secrets), *tls.manager], restore_first=saved.restore_first)
         meshed = mesh.install(ctx, spaces, tls, after=placed(mesh))
         cilium = cilium_metrics.install(ctx, spaces, after=scraped(cilium_metrics))
         # Node autoscaling (docs/autoscaling.md): only where a pool autoscales and the provider creates machines.

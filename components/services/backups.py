@@ -19,7 +19,7 @@ exists first. The S3 keys are Velero's own (backupCredentials.velero), held by n
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -58,12 +58,19 @@ RESOURCES = {
 RESTRICTED = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": True}
 
 
+# Makes the Restore of a namespace restored on its own (install's `first`) once its prerequisites exist, waited for
+# until complete; none where no restore asks for that namespace.
+FirstRestore = Callable[[str, Sequence[pulumi.Resource]], list[pulumi.Resource]]
+
+
+def no_restore(_namespace: str, _prerequisites: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    return []
+
+
 @dataclass
 class Backups:
     ready: list[pulumi.Resource] = field(default_factory=list)
-    # The Restores of the namespaces restored first (install's `first`), each waited for until complete: what runs
-    # there installs after them.
-    restored_first: list[pulumi.Resource] = field(default_factory=list)
+    restore_first: FirstRestore = no_restore
 
 
 def namespaces(ctx: ServicesContext) -> list[NamespaceSpec]:
@@ -192,9 +199,12 @@ def velero_restore_spec(backup: str, include: Sequence[str], exclude: Sequence[s
 def install(ctx: ServicesContext, spaces: Namespaces, after: Sequence[pulumi.Resource],
             first: Sequence[str] = ()) -> Backups:
     """`first`: namespaces of this layer whose workloads must start on their restored volumes (the secrets store's):
-    with a restore set, each is restored on its own, waited for (Backups.restored_first), and left out of the
-    cluster-wide Restore. Otherwise its release, installed beside Velero, would race the restore: whichever makes
-    the claims first wins, and a store that starts on empty volumes initialises itself anew."""
+    with a restore set, each is left out of the cluster-wide Restore and restored on its own by
+    Backups.restore_first, which its module calls once the restored pods' prerequisites exist (what no backup holds:
+    Secrets excluded from backups, certificates), and its release waits for. Otherwise its release, installed beside
+    Velero, would race the restore: whichever makes the claims first wins, and a store that starts on empty volumes
+    initialises itself anew. Created before the prerequisites, the Restore could never complete: Velero fills a
+    volume through the restored pod's init container, which starts only once every volume of the pod mounts."""
     settings = ctx.settings.backups
     if not settings.enabled:
         return Backups()
@@ -212,12 +222,15 @@ def install(ctx: ServicesContext, spaces: Namespaces, after: Sequence[pulumi.Res
     spec["excludedNamespaces"] += own
     # Named after the backup: a new backup name is a new restore, the same one never runs twice.
     ready.append(_custom(ctx, "velero-restore", "Restore", f"restore-{spec['backupName']}", spec, [velero]))
-    restored = [_custom(ctx, f"velero-restore-{namespace}", "Restore",
-                        f"restore-{spec['backupName']}-{namespace}"[:63].rstrip("-."),
-                        velero_restore_spec(spec["backupName"], [namespace]), [velero],
-                        annotations=wait_for("jsonpath={.status.phase}=Completed", FIRST_RESTORE_TIMEOUT_SECONDS))
-                for namespace in own]
-    return Backups(ready=[*ready, *restored], restored_first=restored)
+    backup = spec["backupName"]
+
+    def restore_first(namespace: str, prerequisites: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+        if namespace not in own:
+            return []
+        return [_custom(ctx, f"velero-restore-{namespace}", "Restore", f"restore-{backup}-{namespace}"[:63].rstrip("-."),
+                        velero_restore_spec(backup, [namespace]), [velero, *prerequisites],
+                        annotations=wait_for("jsonpath={.status.phase}=Completed", FIRST_RESTORE_TIMEOUT_SECONDS))]
+    return Backups(ready=ready, restore_first=restore_first)
 
 
 def restores(restore: VeleroRestore, namespace: str) -> bool:

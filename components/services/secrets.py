@@ -64,6 +64,7 @@ from components.digest import plain_marker
 from components.helm import release
 from components.layer import EXCLUDE_FROM_BACKUP, wait_for
 from components.services import certs
+from components.services.backups import FirstRestore, no_restore
 from components.services.context import ServicesContext
 from components.services.secrets_sso import CLIENT_SECRET, MOUNT as OIDC_MOUNT, ROLE as OIDC_ROLE, SECRET_LENGTH, \
     SECRET_MOUNT, SecretsOidc
@@ -544,7 +545,10 @@ def install_seal_credential(ctx: ServicesContext, backend: Backend, seal: Seal,
 
 
 def install_server(ctx: ServicesContext, spaces: Namespaces, backend: Backend, after: list[pulumi.Resource],
-                   consumers: Sequence[str]) -> tuple[k8s.helm.v3.Release, pulumi.Output[str] | None]:
+                   consumers: Sequence[str], restore_first: FirstRestore = no_restore,
+                   ) -> tuple[k8s.helm.v3.Release, pulumi.Output[str] | None]:
+    """`restore_first` (a disaster recovery, backups.py): the store's namespace restored once what its pods mount
+    and no backup holds exists (seal credential, unseal key, TLS certificate), before the release."""
     ns = spaces[backend.name]
     before: list[pulumi.Resource] = [*after, ns]
     key: pulumi.Output[str] | None = None
@@ -582,7 +586,8 @@ def install_server(ctx: ServicesContext, spaces: Namespaces, backend: Backend, a
         metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{backend.name}-admin", namespace=backend.name,
                                             labels=ctx.labels(backend.name)),
         automount_service_account_token=False, opts=ctx.opts([ns])))
-    server = release(backend.name, backend.chart, server_values(ctx, backend), ctx.opts(before),
+    restored = restore_first(backend.name, before)
+    server = release(backend.name, backend.chart, server_values(ctx, backend), ctx.opts([*before, *restored]),
                      namespace=backend.name, create_namespace=False)
     return server, key
 
@@ -852,12 +857,13 @@ def recovery(ctx: ServicesContext, backend: Backend, key: pulumi.Output[str]) ->
     return pulumi.Output.secret({**how, "recipients": len(keys), "unsealKeyPgp": encrypted.stdout})
 
 
-def install(ctx: ServicesContext, spaces: Namespaces, after: list[pulumi.Resource]) -> SecretStore:
-    """`after` holds cert-manager (the CA and certificates are its resources)."""
+def install(ctx: ServicesContext, spaces: Namespaces, after: list[pulumi.Resource],
+            restore_first: FirstRestore = no_restore) -> SecretStore:
+    """`after` holds cert-manager (the CA and certificates are its resources); `restore_first`: install_server."""
     backend = backend_of(ctx)
     consumers = consumer_namespaces(ctx)
     ca = install_ca(ctx, backend, after)
-    server, key = install_server(ctx, spaces, backend, [*after, *ca], consumers)
+    server, key = install_server(ctx, spaces, backend, [*after, *ca], consumers, restore_first)
     operator = release(ESO_NAMESPACE, charts.EXTERNAL_SECRETS, eso_values(ctx),
                        ctx.opts([*after, spaces[ESO_NAMESPACE]]), namespace=ESO_NAMESPACE, create_namespace=False)
     # Vault's roles come from its bootstrap script, run by hand after its manual init: no Job to wait for.
