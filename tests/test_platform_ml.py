@@ -17,8 +17,8 @@ from components.platform import kubeflow, mlflow
 from config.platform import NEEDS
 from tests import validators, variants
 from tests.conftest import ROOT, base_raw
-from tests.netpol import PROMETHEUS_PEER, internet_ports
-from tests.stores import NETPOL, PDB, RELEASE, SECRET, chart_of, config_problems, policy, ports, string_data
+from tests.netpol import PROMETHEUS_PEER, internet_ports, namespace_policies
+from tests.stores import PDB, RELEASE, SECRET, chart_of, config_problems, policy, ports, string_data
 from tools import mockrun
 from tools.mockrun import Run
 from tools.plan import model
@@ -270,10 +270,6 @@ def test_mlflow_namespace_is_restricted_and_reaches_only_its_stores(production, 
 MLFLOW_SERVER_PODS = {"app": "mlflow", "app.kubernetes.io/name": "mlflow", "app.kubernetes.io/instance": "mlflow"}
 MLFLOW_PROXY_PODS = {"app.kubernetes.io/name": "oauth2-proxy", "app.kubernetes.io/instance": "mlflow-oauth2-proxy",
                      "app.kubernetes.io/component": "authentication-proxy", "app.kubernetes.io/part-of": "oauth2-proxy"}
-
-
-def namespace_policies(run: Run, namespace: str) -> list[dict]:
-    return [r.inputs["spec"] for r in run.of_type(NETPOL) if r.inputs["metadata"]["namespace"] == namespace]
 
 
 def test_mlflow_reaches_the_internet_only_from_the_pod_that_needs_it(production, staging_external):
