@@ -250,10 +250,26 @@ def test_airflow_pods_get_restricted_security_contexts_and_resources(production)
 def test_airflow_network_reaches_postgres_and_the_object_store_only(production, staging_on):
     assert ports(policy(production, "airflow", "allow-to-postgres")["egress"][0]) == [5432]
     assert ports(policy(production, "airflow", "allow-to-seaweedfs")["egress"][0]) == [8333]
-    # No git-sync and the in-cluster object store: HTTPS out only for the login (GitLab's public address, SSO).
-    assert ports(policy(production, "airflow", "allow-egress-internet")["egress"][0]) == [443]
     # With a DAG repository, git-sync runs and the namespace may reach git servers over HTTPS.
     assert ports(policy(staging_on, "airflow", "allow-egress-internet")["egress"][0]) == [443]
+
+
+# Airflow's pods as chart 1.22.0 labels them (each Deployment's selector: tier, component, release).
+AIRFLOW_PODS = {component: {"tier": "airflow", "component": component, "release": "airflow"}
+                for component in ("api-server", "scheduler", "triggerer", "dag-processor", "worker", "statsd",
+                                  "pgbouncer")}
+
+
+def test_airflow_reaches_gitlab_from_the_api_server_alone(production, staging_on):
+    """No git-sync and the in-cluster object store (production): HTTPS out only for the GitLab login, which the API
+    server makes; the scheduler, task pods, StatsD and PgBouncer stay inside. With git-sync (staging_on, no SSO)
+    every component may reach git servers."""
+    with_sso = namespace_policies(production, "airflow")
+    assert {name: internet_ports(with_sso, pods) for name, pods in AIRFLOW_PODS.items()} == {
+        name: {443} if name == "api-server" else set() for name in AIRFLOW_PODS}
+    with_git = namespace_policies(staging_on, "airflow")
+    assert {name: internet_ports(with_git, pods) for name, pods in AIRFLOW_PODS.items()} == {
+        name: {443} for name in AIRFLOW_PODS}
 
 
 def test_dags_come_from_git_only_when_a_repository_is_configured(production, staging_on):
