@@ -52,3 +52,9 @@ def internet_ports(specs: Iterable[dict[str, Any]], pods: dict[str, str]) -> set
                 continue
             found |= {p["port"] for p in rule["ports"]} if rule.get("ports") else {"any"}
     return found
+
+
+def namespace_policies(run: Any, namespace: str) -> list[dict[str, Any]]:
+    """The specs of every NetworkPolicy a run renders in `namespace`."""
+    return [r.inputs["spec"] for r in run.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+            if r.inputs["metadata"]["namespace"] == namespace]

@@ -13,6 +13,7 @@ from components import charts
 from components.platform import airflow, jupyterhub, spark
 from tests import validators, variants
 from tests.conftest import base_raw
+from tests.netpol import internet_ports, namespace_policies
 from tests.stores import PDB, RELEASE, SECRET, chart_of, config_problems, policy, ports, string_data
 from tools.mockrun import Run, Secret
 
@@ -249,10 +250,26 @@ def test_airflow_pods_get_restricted_security_contexts_and_resources(production)
 def test_airflow_network_reaches_postgres_and_the_object_store_only(production, staging_on):
     assert ports(policy(production, "airflow", "allow-to-postgres")["egress"][0]) == [5432]
     assert ports(policy(production, "airflow", "allow-to-seaweedfs")["egress"][0]) == [8333]
-    # No git-sync and the in-cluster object store: HTTPS out only for the login (GitLab's public address, SSO).
-    assert ports(policy(production, "airflow", "allow-egress-internet")["egress"][0]) == [443]
     # With a DAG repository, git-sync runs and the namespace may reach git servers over HTTPS.
     assert ports(policy(staging_on, "airflow", "allow-egress-internet")["egress"][0]) == [443]
+
+
+# Airflow's pods as chart 1.22.0 labels them (each Deployment's selector: tier, component, release).
+AIRFLOW_PODS = {component: {"tier": "airflow", "component": component, "release": "airflow"}
+                for component in ("api-server", "scheduler", "triggerer", "dag-processor", "worker", "statsd",
+                                  "pgbouncer")}
+
+
+def test_airflow_reaches_gitlab_from_the_api_server_alone(production, staging_on):
+    """No git-sync and the in-cluster object store (production): HTTPS out only for the GitLab login, which the API
+    server makes; the scheduler, task pods, StatsD and PgBouncer stay inside. With git-sync (staging_on, no SSO)
+    every component may reach git servers."""
+    with_sso = namespace_policies(production, "airflow")
+    assert {name: internet_ports(with_sso, pods) for name, pods in AIRFLOW_PODS.items()} == {
+        name: {443} if name == "api-server" else set() for name in AIRFLOW_PODS}
+    with_git = namespace_policies(staging_on, "airflow")
+    assert {name: internet_ports(with_git, pods) for name, pods in AIRFLOW_PODS.items()} == {
+        name: {443} for name in AIRFLOW_PODS}
 
 
 def test_dags_come_from_git_only_when_a_repository_is_configured(production, staging_on):
@@ -407,6 +424,30 @@ def test_jupyterhub_fits_a_small_cluster_and_relies_on_our_network_policies(prod
     assert monitor["endpoints"][0] == {"port": "hub", "path": "/hub/metrics", "interval": "30s"}
     assert jh["hub"]["authenticatePrometheus"] is False
     assert ports(policy(production, "jupyterhub", "allow-from-monitoring")["ingress"][0]) == [8081]
+
+
+# JupyterHub's pods as chart 4.4.0 and its KubeSpawner label them (matchLabelsLegacyAndModern; the hub's
+# jupyterhub_config.py common_labels and KubeSpawner's component label for user servers).
+_JUPYTERHUB = {"app": "jupyterhub", "release": "jupyterhub", "app.kubernetes.io/name": "jupyterhub",
+               "app.kubernetes.io/instance": "jupyterhub"}
+JUPYTERHUB_PODS = {
+    "hub": {**_JUPYTERHUB, "component": "hub", "app.kubernetes.io/component": "hub"},
+    "proxy": {**_JUPYTERHUB, "component": "proxy", "app.kubernetes.io/component": "proxy"},
+    "image-puller": {**_JUPYTERHUB, "component": "continuous-image-puller"},
+    "user-server": {**_JUPYTERHUB, "component": "singleuser-server", "app.kubernetes.io/managed-by": "kubespawner",
+                    "hub.jupyter.org/username": "ada", "hub.jupyter.org/servername": ""},
+}
+
+
+def test_jupyterhub_reaches_the_internet_from_user_servers_and_the_logging_in_hub_only(production, staging_on):
+    """User servers install packages over HTTPS; with platform.sso the hub calls GitLab; the proxy (internet-facing)
+    and the image puller get no way out."""
+    with_sso = namespace_policies(production, "jupyterhub")
+    assert {pods: internet_ports(with_sso, labels) for pods, labels in JUPYTERHUB_PODS.items()} == {
+        "hub": {443}, "proxy": set(), "image-puller": set(), "user-server": {443}}
+    without = namespace_policies(staging_on, "jupyterhub")
+    assert {pods: internet_ports(without, labels) for pods, labels in JUPYTERHUB_PODS.items()} == {
+        "hub": set(), "proxy": set(), "image-puller": set(), "user-server": {443}}
 
 
 # --- namespaces, schemas, switches -------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from components.platform import kubeflow, mlflow
 from config.platform import NEEDS
 from tests import validators, variants
 from tests.conftest import ROOT, base_raw
-from tests.netpol import PROMETHEUS_PEER
+from tests.netpol import PROMETHEUS_PEER, internet_ports, namespace_policies
 from tests.stores import PDB, RELEASE, SECRET, chart_of, config_problems, policy, ports, string_data
 from tools import mockrun
 from tools.mockrun import Run
@@ -263,9 +263,25 @@ def test_mlflow_namespace_is_restricted_and_reaches_only_its_stores(production, 
     assert v["resources"]["limits"]["memory"] and v["resources"]["requests"]["cpu"]
     assert ports(policy(production, "mlflow", "allow-to-postgres")["egress"][0]) == [5432]
     assert ports(policy(production, "mlflow", "allow-to-seaweedfs")["egress"][0]) == [8333]
-    # In-cluster object store: HTTPS out only for oauth2-proxy's GitLab login (SSO); provider S3: HTTPS out too.
-    assert ports(policy(production, "mlflow", "allow-egress-internet")["egress"][0]) == [443]
-    assert ports(policy(staging_external, "mlflow", "allow-egress-internet")["egress"][0]) == [443]
+
+
+# The pods' labels as the charts render them (mlflow 1.11.5 mlflow.selectorLabels; oauth2-proxy 10.7.0
+# oauth2-proxy.labels), so a selector that drifts from them fails.
+MLFLOW_SERVER_PODS = {"app": "mlflow", "app.kubernetes.io/name": "mlflow", "app.kubernetes.io/instance": "mlflow"}
+MLFLOW_PROXY_PODS = {"app.kubernetes.io/name": "oauth2-proxy", "app.kubernetes.io/instance": "mlflow-oauth2-proxy",
+                     "app.kubernetes.io/component": "authentication-proxy", "app.kubernetes.io/part-of": "oauth2-proxy"}
+
+
+def test_mlflow_reaches_the_internet_only_from_the_pod_that_needs_it(production, staging_external):
+    # Production (in-cluster store, SSO): HTTPS out for oauth2-proxy's GitLab login only; the server stays inside.
+    assert internet_ports(namespace_policies(production, "mlflow"), MLFLOW_PROXY_PODS) == {443}
+    assert internet_ports(namespace_policies(production, "mlflow"), MLFLOW_SERVER_PODS) == set()
+    # Provider S3 without SSO: the server (it proxies the artifacts) on HTTPS; no proxy runs.
+    assert internet_ports(namespace_policies(staging_external, "mlflow"), MLFLOW_SERVER_PODS) == {443}
+    assert internet_ports(namespace_policies(staging_external, "mlflow"), MLFLOW_PROXY_PODS) == set()
+    # No policy opens the internet to every pod of the namespace.
+    for run in (production, staging_external):
+        assert internet_ports(namespace_policies(run, "mlflow"), {"app": "other"}) == set()
 
 
 # --- Kubeflow Pipelines -----------------------------------------------------------------------------------------

@@ -182,9 +182,13 @@ def test_migration_keeps_the_static_seal_disabled_beside_the_kms_seal():
 def test_the_seal_opens_the_kms_api_to_openbao_only_when_on():
     ctx = SimpleNamespace(settings=SimpleNamespace(secrets=SimpleNamespace(backend="openbao")), secrets_oidc=None,
                           seal=None)
-    assert secrets.namespaces(ctx)[0].egress_world == ()
+    assert secrets.namespaces(ctx)[0].egress_world_pods == ()
     ctx.seal = Seal("awskms", settings={}, credentials={})
-    assert secrets.namespaces(ctx)[0].egress_world == (443,)
+    # The servers' pods alone: they unseal; nothing else of the namespace reaches the internet.
+    spec = secrets.namespaces(ctx)[0]
+    assert spec.egress_world == ()
+    assert [(p.pod_labels, p.ports) for p in spec.egress_world_pods] == [
+        ({"app.kubernetes.io/name": "openbao", "app.kubernetes.io/instance": "openbao", "component": "server"}, (443,))]
 
 
 @pytest.mark.parametrize("configured, offers_kms, backend, expected", [
@@ -295,7 +299,8 @@ def test_transit_token_reaches_openbao_alone_and_never_plaintext_state_outputs_o
 def test_transit_opens_egress_to_the_transit_port_only(transit_run):
     [policy] = [r for r in transit_run.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
                 if r.inputs["metadata"]["namespace"] == "openbao"
-                and r.inputs["metadata"]["name"] == "allow-egress-internet"]
+                and r.inputs["metadata"]["name"] == "allow-egress-internet-server"]
+    assert policy.inputs["spec"]["podSelector"]["matchLabels"]["component"] == "server"  # the servers unseal
     assert [p["port"] for rule in policy.inputs["spec"]["egress"] for p in rule["ports"]] == [8200]
 
 
@@ -312,7 +317,7 @@ def test_migration_from_static_to_transit_keeps_the_old_seal_disabled():
     policies = {r.inputs["metadata"]["name"]: r.inputs["spec"] for r in
                 run.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
                 if r.inputs["metadata"]["namespace"] == "openbao"}
-    assert "allow-egress-internet" not in policies
+    assert not [name for name in policies if name.startswith("allow-egress-internet")]
     assert policies["allow-egress-addresses"]["egress"] == [
         {"to": [{"ipBlock": {"cidr": "192.168.50.10/32"}}], "ports": [{"protocol": "TCP", "port": 443}]}]
 

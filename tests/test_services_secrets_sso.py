@@ -16,6 +16,7 @@ from components.digest import marker
 from components.services import secrets, secrets_sso
 from config.platform import oauth_client_id
 from tests import validators, variants
+from tests.netpol import internet_ports
 from tests.stores import SECRET, string_data
 
 JOB = "kubernetes:batch/v1:Job"
@@ -90,10 +91,20 @@ def test_the_client_secret_is_openbaos_own_and_registered_in_gitlab(production):
     assert production.named(secrets_sso.CLIENT_SECRET, SECRET).urn in job.dependencies
 
 
-def test_openbao_reaches_gitlab_over_https_only(production, no_sso):
-    [rule] = production.named("netpol-openbao-allow-egress-internet", NETPOL).inputs["spec"]["egress"]
-    assert rule["ports"] == [{"protocol": "TCP", "port": 443}]
-    assert not [r for r in no_sso.of_type(NETPOL) if r.name == "netpol-openbao-allow-egress-internet"]
+# The servers' pods as openbao chart 0.29.2 labels them (server-statefulset.yaml).
+SERVER_PODS = {"helm.sh/chart": "openbao-0.29.2", "app.kubernetes.io/name": "openbao",
+               "app.kubernetes.io/instance": "openbao", "component": "server"}
+
+
+def test_openbao_servers_alone_reach_gitlab_over_https_only(production, no_sso):
+    """The servers fetch GitLab's OIDC documents and exchange the login's code; the configure Job talks to the
+    servers only, so it gets no way out."""
+    policies = [r.inputs["spec"] for r in production.of_type(NETPOL) if r.inputs["metadata"]["namespace"] == "openbao"]
+    job_pods = {**production.named("openbao-configure", JOB).inputs["spec"]["template"]["metadata"]["labels"],
+                "job-name": "openbao-configure"}
+    assert internet_ports(policies, SERVER_PODS) == {443}
+    assert internet_ports(policies, job_pods) == set()
+    assert not [r for r in no_sso.of_type(NETPOL) if r.name.startswith("netpol-openbao-allow-egress-internet")]
 
 
 def test_without_the_single_login_nothing_of_it_is_rendered(no_sso):

@@ -27,7 +27,8 @@ What this module sets and why:
 - Availability: scheduler, API server, triggerer and PgBouncer run 2 replicas in production with disruption
   budgets; the DAG processor runs one (an outage there delays DAG changes, running DAGs go on).
 - DAGs: git-sync is off unless `platform.airflow.dagsRepo` is set (then every component and task pod syncs it;
-  the namespace may then reach git servers on 443).
+  the namespace may then reach git servers on 443). With platform.sso only the API server reaches GitLab's
+  public address (443); nothing else leaves the cluster unless git-sync or the provider's S3 needs it.
 - Metrics: the chart's StatsD exporter and the PgBouncer exporter, scraped by our ServiceMonitors.
 - Pod Security: restricted. The chart takes pod and container security contexts (global `securityContexts`;
   StatsD and PgBouncer have their own), so every pod runs non-root, without capabilities, RuntimeDefault seccomp.
@@ -52,7 +53,7 @@ from components.helm import release
 from components.platform import mlflow, sso
 from components.platform.context import CLUSTER_DOMAIN, LAYER, Installed, PlatformContext
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
-                                           NamespaceSpec)
+                                           NamespaceSpec, PodsEgress)
 
 NAMESPACE = charts.AIRFLOW.namespace
 RELEASE = "airflow"  # contains the chart name: objects are named airflow-<component> (airflow.fullname)
@@ -110,6 +111,7 @@ MAX_CLIENT_CONNECTIONS = 500
 
 def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
     git = (443,) if ctx.settings.airflow.dags_repo else ()
+    sso = ctx.sso_egress_world(SSO_CLIENT)
     return [NamespaceSpec(
         name=NAMESPACE, pss="restricted", layer=LAYER, gateway=True,
         why="every Airflow pod (scheduler, API server, triggerer, DAG processor, task pods, jobs, StatsD, PgBouncer) "
@@ -117,7 +119,11 @@ def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
         ingress_from=(ctx.monitoring((STATSD_METRICS_PORT, PGBOUNCER_METRICS_PORT)),),
         # Tasks may log runs to MLflow (its namespace admits the platform layer).
         egress_to=(*ctx.store_peers("postgres", "object_storage"), *mlflow.client_egress(ctx)),
-        egress_world=tuple(sorted({*ctx.object_storage_egress_world(), *git, *ctx.sso_egress_world(SSO_CLIENT)})))]
+        # Remote task logs (the provider's S3) and git-sync are nearly every component's and every task pod's, so
+        # the namespace's; the GitLab login is the API server's alone (FAB's OAuth runs there). Its labels are the
+        # Deployment's selector (chart templates/api-server/api-server-deployment.yaml), which an upgrade keeps.
+        egress_world=tuple(sorted({*ctx.object_storage_egress_world(), *git})),
+        egress_world_pods=(PodsEgress("api-server", component_labels("api-server"), sso),) if sso else ())]
 
 
 # --- Secrets the chart references by name --------------------------------------------------------------

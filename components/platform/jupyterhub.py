@@ -21,7 +21,8 @@ What this module sets and why:
 - Network: the chart's NetworkPolicies are off. They only add allows (policies are a union), e.g. egress from
   user servers to every public address; the namespace's own default-deny policies already let the hub, proxy
   and user servers talk inside the namespace and list exactly what leaves it: PostgreSQL, the object store,
-  MLflow (when enabled) and HTTPS (package installs). Cloud metadata stays blocked by those policies
+  MLflow (when enabled) and HTTPS: the user servers' (package installs), the hub's with SSO (GitLab), nothing
+  from the proxy or the image puller. Cloud metadata stays blocked by those policies
   (link-local is excluded), so the chart's privileged iptables init container is off.
 - Small cluster: no user-scheduler or placeholders (their packing pays off only with a node autoscaler), no
   pre-install image-puller hook (it delays every upgrade); the continuous puller keeps the user image on the
@@ -43,7 +44,7 @@ from components.helm import release
 from components.platform import mlflow, sso
 from components.platform.context import LAYER, Installed, PlatformContext
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
-                                           NamespaceSpec)
+                                           NamespaceSpec, PodsEgress)
 from config.quantity import cpu_millis, memory_bytes
 
 NAMESPACE = charts.JUPYTERHUB.namespace
@@ -60,6 +61,9 @@ SSO_SECRET = "jupyterhub-sso"
 ADMIN_USER = "admin"
 ADMIN_PASSWORD_ENV = "JUPYTERHUB_ADMIN_PASSWORD"
 HUB_LABELS = {"component": "hub", "app": "jupyterhub", "release": RELEASE}  # jupyterhub.matchLabels
+# User servers: KubeSpawner's component label and the chart's common labels (hub jupyterhub_config.py), which the
+# chart's own singleuser NetworkPolicy selects them by (chart 4.4.0 templates/singleuser/netpol.yaml).
+USER_SERVER_LABELS = {"component": "singleuser-server", "app": "jupyterhub", "release": RELEASE}
 USER_UID, USER_GID = 1000, 100  # the singleuser image's jovyan user and users group (chart singleuser.uid/fsGid)
 
 HUB_RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
@@ -108,8 +112,16 @@ def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
         ingress_from=(ctx.monitoring((HUB_PORT,)),),
         # Notebooks log runs to MLflow (its namespace admits the platform layer) when it is on.
         egress_to=(*ctx.store_peers("postgres", "object_storage"), *mlflow.client_egress(ctx)),
-        # User servers install packages (PyPI, conda, git over HTTPS); the external object store is HTTPS too.
-        egress_world=(443,))]
+        egress_world_pods=internet_egress(ctx))]
+
+
+def internet_egress(ctx: PlatformContext) -> tuple[PodsEgress, ...]:
+    """User servers install packages (PyPI, conda, git over HTTPS) and read the provider's S3 (HTTPS too); with
+    platform.sso the hub exchanges the login's code at GitLab's public address. The proxy and the image puller
+    never leave the cluster (the kubelet, not the puller's pod, pulls the image)."""
+    sso = ctx.sso_egress_world(SSO_CLIENT)
+    return (PodsEgress("user-servers", dict(USER_SERVER_LABELS), (443,)),
+            *((PodsEgress("hub", dict(HUB_LABELS), sso),) if sso else ()))
 
 
 def db_url(ctx: PlatformContext) -> str:

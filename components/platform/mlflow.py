@@ -34,7 +34,9 @@ What this module sets and why (values keys from charts/mlflow/values.yaml at tag
   service account token (MLflow never calls the Kubernetes API); containers the chart gives no resources
   (its busybox init containers) get the namespace's LimitRange defaults.
 - Network: PostgreSQL and the object store out; in, the gateway, Prometheus and platform namespaces (Kubeflow
-  Pipelines steps, notebooks, Airflow tasks log to http://mlflow.mlflow.svc.cluster.local).
+  Pipelines steps, notebooks, Airflow tasks log to http://mlflow.mlflow.svc.cluster.local). HTTPS to the internet
+  per pod (internet_egress): the server's to the provider's S3, oauth2-proxy's to GitLab; nothing else of the
+  namespace leaves the cluster.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from components.platform import auth_proxy
 from components.platform.context import CLUSTER_DOMAIN, LAYER, SCRAPE_INTERVAL, Installed, PlatformContext
 from components.scheduling import pod_anti_affinity
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
-                                           NamespaceSpec, Peer, platform_peer)
+                                           NamespaceSpec, Peer, PodsEgress, platform_peer)
 
 NAMESPACE = charts.MLFLOW.namespace
 RELEASE = "mlflow"  # contains the chart name: the chart's objects are named `mlflow` (mlflow.fullname)
@@ -71,6 +73,9 @@ ADMIN_USER = "admin"
 AUTH_SCHEMA = "mlflow_auth"
 METRICS_DIR = "/mlflow/metrics"
 SELECTOR = {"app.kubernetes.io/name": "mlflow", "app.kubernetes.io/instance": RELEASE}  # mlflow.selectorLabels
+# The oauth2-proxy pods (oauth2-proxy chart 10.7.0 oauth2-proxy.selectorLabels: the chart's name, the release's).
+PROXY_SELECTOR = {"app.kubernetes.io/name": "oauth2-proxy",
+                  "app.kubernetes.io/instance": auth_proxy.name(SSO_CLIENT)}
 UID = 1001  # the chart's securityContext.runAsUser/fsGroup
 IMAGE = "burakince/mlflow"
 WORKERS = 2  # uvicorn workers per replica: each holds a SQLAlchemy pool against the shared PostgreSQL
@@ -101,7 +106,16 @@ def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
         ingress_from=(ctx.monitoring((SERVER_PORT,)),
                       platform_peer((SERVER_PORT,), LAYER)),
         egress_to=ctx.store_peers("postgres", "object_storage"),
-        egress_world=tuple(sorted({*ctx.object_storage_egress_world(), *ctx.sso_egress_world(SSO_CLIENT)})))]
+        egress_world_pods=internet_egress(ctx))]
+
+
+def internet_egress(ctx: PlatformContext) -> tuple[PodsEgress, ...]:
+    """The MLflow server reaches the provider's S3 (external object storage: it proxies the artifacts); oauth2-proxy
+    reaches GitLab's public address (OIDC discovery at start, token, keys). MLflow's own login is basic-auth, so the
+    server never calls GitLab, and the proxy never calls S3."""
+    storage, sso = ctx.object_storage_egress_world(), ctx.sso_egress_world(SSO_CLIENT)
+    return (*((PodsEgress("server", dict(SELECTOR), storage),) if storage else ()),
+            *((PodsEgress("oauth2-proxy", dict(PROXY_SELECTOR), sso),) if sso else ()))
 
 
 # --- values -------------------------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ from components.services.context import ServicesContext
 from components.services.secrets_sso import CLIENT_SECRET, MOUNT as OIDC_MOUNT, ROLE as OIDC_ROLE, SECRET_LENGTH, \
     SECRET_MOUNT, SecretsOidc
 from components.services.namespaces import (PRIVATE_RANGES, RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY,
-                                           Namespaces, NamespaceSpec, Peer, prometheus_peer)
+                                           Namespaces, NamespaceSpec, Peer, PodsEgress, prometheus_peer)
 from config import LoadedConfig
 from config.services import TransitSeal
 from providers.base import Infrastructure, Seal, seal_type
@@ -154,16 +154,24 @@ def backend_of(ctx: ServicesContext) -> Backend:
     return BACKENDS[ctx.settings.secrets.backend]
 
 
+def server_pods(backend: Backend) -> dict[str, str]:
+    """The servers' pods (openbao 0.29.2 and vault 0.34.1 server-statefulset.yaml selector: the chart's name,
+    which is the backend's, the release's and component=server), not the configure Job's."""
+    return {"app.kubernetes.io/name": backend.name, "app.kubernetes.io/instance": backend.name, "component": "server"}
+
+
 def namespaces(ctx: ServicesContext) -> list[NamespaceSpec]:
     backend = backend_of(ctx)
     world, blocks = seal_egress(ctx)
+    # The OIDC login: GitLab's public address (discovery, keys, token, userinfo); the seal: the provider's KMS API
+    # or the transit server. Both are the servers' calls: the configure Job only writes to the server's API (the
+    # server fetches the discovery document when auth/oidc/config is written).
+    internet = tuple(sorted({*((443,) if ctx.secrets_oidc else ()), *world}))
     return [
         NamespaceSpec(name=backend.name, pss="restricted",
                       why=f"{backend.name} servers run non-root with no extra capabilities",
                       ingress_from=(Peer(ESO_NAMESPACE, (API_PORT,)), prometheus_peer((API_PORT,))),
-                      # The OIDC login: GitLab's public address (discovery, keys, token, userinfo); the seal: the
-                      # provider's KMS API or the transit server.
-                      egress_world=tuple(sorted({*((443,) if ctx.secrets_oidc else ()), *world})),
+                      egress_world_pods=(PodsEgress("server", server_pods(backend), internet),) if internet else (),
                       egress_blocks=blocks),
         NamespaceSpec(name=ESO_NAMESPACE, pss="restricted", why="the ESO controllers run non-root, read-only root",
                       webhooks=(ESO_WEBHOOK_PORT,), egress_to=(Peer(backend.name, (API_PORT,)),),
