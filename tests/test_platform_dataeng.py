@@ -145,6 +145,14 @@ def test_airflow_keys_are_generated_secrets_referenced_by_name(production):
     assert all(r.protect for r in seeds)
 
 
+def test_airflow_migrations_and_admin_user_are_jobs_of_the_release_not_hooks(production):
+    """The release waits for its pods, whose init containers wait for the migration; Helm runs post-install hooks
+    only after that wait: as hooks the migration would never run and the first install would roll back."""
+    chart = values(production, "airflow")
+    for job in ("migrateDatabaseJob", "createUserJob"):
+        assert chart[job]["useHelmHooks"] is False and chart[job]["applyCustomEnv"] is False, job
+
+
 def test_airflow_admin_password_comes_from_a_secret_not_the_values(production):
     job = values(production, "airflow")["createUserJob"]
     assert job["env"] == [{"name": "AIRFLOW_ADMIN_PASSWORD",

@@ -232,6 +232,9 @@ def _groomer() -> dict[str, Any]:
     return {"logGroomerSidecar": {"resources": RESOURCES["logGroomer"]}}
 
 
+NOT_HOOKS = {"useHelmHooks": False, "applyCustomEnv": False}  # values() says why
+
+
 def create_user_job(ctx: PlatformContext) -> dict[str, Any]:
     """The chart's job, with the password from our Secret through the environment instead of its default
     arguments (which would take `createUserJob.defaultUser.password` from the values).
@@ -408,8 +411,14 @@ def values(ctx: PlatformContext) -> dict[str, Any]:
                       "persistence": {"enabled": False}},  # its logs go to the object store
         "dagProcessor": {"enabled": True, **_component("dagProcessor", 1), **_groomer()},
         "workers": {"resources": RESOURCES["workers"]},
-        "migrateDatabaseJob": {"resources": RESOURCES["jobs"]},
-        "createUserJob": create_user_job(ctx),
+        # Plain Jobs of the release, not Helm hooks: the release waits for its pods (pulumi-kubernetes runs Helm with
+        # wait unless skipAwait), and Helm runs post-install hooks only after that wait, while every Airflow pod's
+        # wait-for-airflow-migrations init container waits for the migration: a first install would time out and
+        # roll back. The chart's docs ask exactly these four values of tools that install with wait (Terraform, Argo
+        # CD, Flux). Each Job is deleted 5 minutes after it finishes (the chart's ttlSecondsAfterFinished), so the
+        # next update creates it anew instead of changing an immutable Job.
+        "migrateDatabaseJob": {"resources": RESOURCES["jobs"], **NOT_HOOKS},
+        "createUserJob": {**create_user_job(ctx), **NOT_HOOKS},
         "statsd": {"enabled": True, "resources": RESOURCES["statsd"],
                    "securityContexts": {"pod": nobody_pod, "container": RESTRICTED_CONTAINER_SECURITY}},
         "logs": {"persistence": {"enabled": False}},
