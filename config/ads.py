@@ -280,7 +280,7 @@ def problems(cfg: "StackConfig", secrets: set[str]) -> list[Problem]:
         found += _host(cfg, key, svc)
         found += _pool(cfg, key, svc)
         found += _env(key, svc)
-        found += _scaling(cfg, key, svc)
+        found += _scaling(cfg, key, name, svc)
         if svc.metrics_port == svc.port:
             found.append(problem(f"{key}.metricsPort", "must differ from port, or be left out when /metrics is "
                                  "served on the HTTP port", svc.metrics_port))
@@ -417,7 +417,7 @@ def _pool(cfg: "StackConfig", key: str, svc: Service) -> list[Problem]:
     return []
 
 
-def _scaling(cfg: "StackConfig", key: str, svc: Service) -> list[Problem]:
+def _scaling(cfg: "StackConfig", key: str, name: str, svc: Service) -> list[Problem]:
     """Custom metrics come from the metrics adapter, which the platform installs with monitoring, and the lag
     from Redpanda: without them the HPA would find no metric and never scale down (Kubernetes scales on the
     largest proposal and skips scale-down while a metric is missing)."""
@@ -431,6 +431,12 @@ def _scaling(cfg: "StackConfig", key: str, svc: Service) -> list[Problem]:
     if svc.consumer_lag is not None and "redpanda" not in svc.stores:
         found.append(problem(f"{key}.consumerLag", "needs 'redpanda' in the service's stores: the lag is that of a "
                              "Redpanda consumer group the service reads", svc.consumer_lag.group))
+    # The service's Redpanda user may join only groups named `<service>.<anything>` (components/data/redpanda.py
+    # consumer_acls): another group would be refused to it, or be another service's lag.
+    if svc.consumer_lag is not None and not svc.consumer_lag.group.startswith(f"{name}."):
+        found.append(problem(f"{key}.consumerLag.group", f"must start with '{name}.' (the service's own consumer "
+                             f"groups, the only ones its Redpanda user may join), e.g. {name}.events",
+                             svc.consumer_lag.group))
     return found
 
 

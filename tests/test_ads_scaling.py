@@ -27,7 +27,7 @@ from tools import mockrun
 NS = "kubernetes:core/v1:Namespace"
 OVERRIDES = {"adServices": {"services": {
     "bidding": {"requestsPerSecond": "200"},
-    "analytics-ingestion": {"consumerLag": {"group": "analytics-ingestion", "averageValue": "1000"}},
+    "analytics-ingestion": {"consumerLag": {"group": "analytics-ingestion.events", "averageValue": "1000"}},
 }}}
 
 
@@ -113,7 +113,7 @@ def test_consumer_lag_reaches_the_hpa_as_redpandas_own_metric(scaled):
     assert [m["type"] for m in metrics] == ["Resource", "External"]
     external = metrics[1]["external"]
     assert external["target"] == {"type": "AverageValue", "averageValue": "1000"}
-    assert external["metric"]["selector"] == {"matchLabels": {"redpanda_group": "analytics-ingestion"}}
+    assert external["metric"]["selector"] == {"matchLabels": {"redpanda_group": "analytics-ingestion.events"}}
     assert serves_external_metric(adapter_values(scaled), external["metric"]["name"],
                                   external["metric"]["selector"]["matchLabels"])
     [rule] = adapter_values(scaled)["rules"]["external"]
@@ -199,6 +199,12 @@ def test_consumer_lag_needs_redpanda_and_a_label_safe_group():
         "consumerLag": {"group": "bad group!", "averageValue": "10"}}}})
     key = "adServices.services.analytics-ingestion.consumerLag.group"
     assert "usable as a Kubernetes label value" in only(found, key)
+    # Its Redpanda user may join only the service's own groups (`<service>.`): another name is refused to it, or is
+    # another service's lag.
+    for group in ("analytics-ingestion", "bidding.events", "analytics-ingestion-v2.events"):
+        found = problems_of(adServices={"services": {"analytics-ingestion": {
+            "consumerLag": {"group": group, "averageValue": "10"}}}})
+        assert "must start with 'analytics-ingestion.'" in only(found, key), group
     found = problems_of(adServices={"services": {"bidding": {"podsMetric": {"name": "x", "averageValue": "1"}}}})
     assert "requestsPerSecond" in only(found, "adServices.services.bidding")  # the old key names its successors
 
