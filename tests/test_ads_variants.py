@@ -115,3 +115,14 @@ def test_meshed_calls_pass_the_policies_on_linkerds_inbound_port(variant):
     assert 4143 in ports(to_callee)
     gateway = [r.inputs["spec"] for r in ads_objects(variant, CNP) if r.inputs["metadata"]["name"] == "bidding-from-gateway"]
     assert [p["port"] for p in gateway[0]["ingress"][0]["toPorts"][0]["ports"]] == ["9898"]
+
+
+def test_meshed_pods_proxies_outlast_the_apps_prestop(variant, production):
+    """Linkerd's proxy refuses new requests once it gets SIGTERM, when the app's preStop starts: in a meshed namespace
+    it waits past the app's preStop and shutdown (within the grace period), so a rollout drops no request."""
+    from components.ads import service
+    template = obj(variant, DEPLOYMENT, "bidding")["spec"]["template"]
+    wait = int(template["metadata"]["annotations"]["config.alpha.linkerd.io/proxy-wait-before-exit-seconds"])
+    assert service.PRE_STOP_SECONDS < wait < template["spec"]["terminationGracePeriodSeconds"]
+    unmeshed = obj(production, DEPLOYMENT, "bidding")["spec"]["template"]
+    assert "annotations" not in unmeshed["metadata"], "no Linkerd settings where no proxy runs"

@@ -51,6 +51,11 @@ IGNORED_BY_PULUMI = ["spec.template.spec.containers[0].image", "spec.replicas"]
 TMP_SIZE = "256Mi"  # the writable /tmp of a read-only root filesystem
 PRE_STOP_SECONDS = 5  # endpoints leave the gateway's and Cilium's tables before the process gets SIGTERM
 TERMINATION_GRACE_SECONDS = 30
+# In a meshed namespace every request reaches the app through its Linkerd proxy, which refuses new requests as soon as
+# it gets SIGTERM (linkerd.io/2 "Graceful shutdown"), at the same moment as the app's preStop starts: it waits this
+# long first (its own preStop), past the app's preStop and shutdown, within the grace period.
+PROXY_WAIT_BEFORE_EXIT_SECONDS = 20
+PROXY_WAIT_ANNOTATION = "config.alpha.linkerd.io/proxy-wait-before-exit-seconds"
 SCALE_DOWN_WINDOW_SECONDS = 300  # the autoscaler keeps the peak of the last 5 minutes: no flapping
 # What the placeholder image answers publicly: its info document. Everything else it serves (/env, /panic,
 # POST /readyz/disable, ...) is a test server's, not for the internet.
@@ -162,7 +167,9 @@ def deployment_spec(plan: ServicePlan, ctx: AdsContext) -> dict[str, Any]:
         "revisionHistoryLimit": 10,  # `kubectl rollout undo` and CI's rollback job go back this far
         "selector": {"matchLabels": plan.labels},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
-        "template": {"metadata": {"labels": plan.labels}, "spec": pod_spec(plan, ctx)},
+        "template": {"metadata": {"labels": plan.labels, **({"annotations": {
+            PROXY_WAIT_ANNOTATION: str(PROXY_WAIT_BEFORE_EXIT_SECONDS)}} if ctx.meshed else {})},
+                     "spec": pod_spec(plan, ctx)},
     }
 
 
