@@ -15,7 +15,7 @@ from pydantic import field_validator, model_validator
 from config.catalog import PROVIDERS
 from config.model_base import Model, check_dns_subdomain, check_token, one_of, optional
 from config.platform import NEEDS
-from config.quantity import Cpu, Memory, memory_mib, whole_cores
+from config.quantity import Cpu, Memory, check_volume_size, memory_mib, whole_cores
 from config.cron import check_ranges, longest_gap_seconds
 from config.services import check_cron, check_s3_endpoint
 
@@ -64,11 +64,6 @@ def _whole_cpus(value: str | None) -> str | None:
     return value
 
 
-def _check_gibibytes(value: str) -> str:
-    if not re.match(r"^\d+(Gi|Ti)$", str(value)):
-        raise ValueError("must be a volume size in Gi or Ti, such as 100Gi")
-    return value
-
 
 class Store(Model):
     enabled: bool = True
@@ -78,7 +73,7 @@ class Store(Model):
     memory: Memory | None = None
     storage_size: str = "100Gi"
 
-    _v_size = field_validator("storage_size")(_check_gibibytes)
+    _v_size = field_validator("storage_size")(check_volume_size)
 
 
 class Movable(Model):
@@ -271,7 +266,7 @@ class ClickHouse(Store):
     backup_retention: int = 7  # remote backups kept
     restore: ClickHouseRestore | None = None
 
-    _v_keeper = field_validator("keeper_storage_size")(_check_gibibytes)
+    _v_keeper = field_validator("keeper_storage_size")(check_volume_size)
     _v_cron = field_validator("backup_schedule")(check_cron)
 
     @field_validator("shards")
@@ -323,7 +318,7 @@ class Postgres(Store, Movable):
 
     _v_server = field_validator("backup_server_name")(_grammar(_SERVER_NAME, "postgres-2",
                                                                "a barman server name (a DNS label)"))
-    _v_wal = field_validator("wal_storage_size")(_check_gibibytes)
+    _v_wal = field_validator("wal_storage_size")(check_volume_size)
     _v_cron = field_validator("backup_schedule")(check_cron)
 
     @field_validator("backup_retention")

@@ -432,6 +432,15 @@ def test_a_bare_metal_block_under_another_provider_is_refused():
     ("redpanda", {"memory": "lots"}, "dataPlane.redpanda.memory must be a memory quantity of at least 1Mi "
                                      "with a unit, such as 512Mi"),
     ("objectStorage", {"storageSize": "1Pi"}, "dataPlane.objectStorage.storageSize must be a volume size in Gi or Ti"),
+    # A zero size is no volume: refused by name before anything exists (it used to pass, then fail mid-run in the
+    # drills' scratch sizing with a bare ValueError).
+    ("postgres", {"storageSize": "0Gi"}, "adplatform:dataPlane.postgres.storageSize must be a volume size in Gi or Ti "
+                                         "of at least 1Gi, such as 100Gi or 2Ti, got '0Gi'"),
+    ("postgres", {"walStorageSize": "00Ti"}, "adplatform:dataPlane.postgres.walStorageSize must be a volume size"),
+    ("clickhouse", {"keeperStorageSize": "0Gi"}, "adplatform:dataPlane.clickhouse.keeperStorageSize must be a volume "
+                                                 "size in Gi or Ti of at least 1Gi"),
+    ("scylladb", {"storageSize": "0Ti"}, "adplatform:dataPlane.scylladb.storageSize must be a volume size"),
+    ("objectStorage", {"storageSize": "0Gi"}, "adplatform:dataPlane.objectStorage.storageSize must be a volume size"),
     # The stores that can move between providers' volumes (config/data.py Movable) take a provider name; others
     # have no such key.
     ("dragonfly", {"storageProvider": "ovh"}, "adplatform:dataPlane.dragonfly.storageProvider must be one of the "
