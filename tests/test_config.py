@@ -727,3 +727,29 @@ def test_k3s_versions_that_were_never_released_are_refused(version):
 def test_values_handed_to_tools_as_arguments_must_fit_their_grammar(raw, key, accepted):
     found = problems(base_raw(**raw))
     assert any(p.startswith(f"adplatform:{key} {accepted}") for p in found), found
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"dataPlane": {"scylladb": {"repairSchedule": "0 25 * * 0"}}},
+     "adplatform:dataPlane.scylladb.repairSchedule its hour field '25' is outside 0-23, got '0 25 * * 0'"),
+    ({"dataPlane": {"postgres": {"backupSchedule": "0 99 * * *"}}},
+     "adplatform:dataPlane.postgres.backupSchedule its hour field '99' is outside 0-23, got '0 99 * * *'"),
+    ({"dataPlane": {"dragonfly": {"snapshotSchedule": "0 1 * 13 *"}}},
+     "adplatform:dataPlane.dragonfly.snapshotSchedule its month field '13' is outside 1-12, got '0 1 * 13 *'"),
+    ({"clusterServices": {"backups": {"etcdSchedule": "0 1 30 2 *"}}},
+     "adplatform:clusterServices.backups.etcdSchedule never runs (no month has the days its day-of-month field "
+     "names), got '0 1 30 2 *'"),
+    ({"platform": {"gitlab": {"backupSchedule": "0 2 * * 8"}}},
+     "adplatform:platform.gitlab.backupSchedule its day of week field '8' is outside 0-7, got '0 2 * * 8'"),
+])
+def test_cron_fields_out_of_range_or_never_matching_are_refused(settings, expected):
+    # The API server takes these CronJobs, which then never run: a backup that silently never happens.
+    assert expected in problems(base_raw(**settings))
+
+
+@pytest.mark.parametrize("cron", ["0 1 29 2 *", "0 1 30 2 1", "*/15 0-23/2 1,15 * 7", "59 23 31 1-12 *"])
+def test_cron_expressions_that_run_are_accepted(cron):
+    # February 29 happens; with a day-of-week as well cron runs on either day.
+    raw = base_raw()
+    raw["clusterServices"]["backups"]["etcdSchedule"] = cron
+    assert load("test", raw, SECRET).config.cluster_services.backups.etcd_schedule == cron
