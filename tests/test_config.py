@@ -88,6 +88,20 @@ def test_invalid_admin_cidr(cidr):
     assert msg.endswith(f"got {cidr!r}")
 
 
+@pytest.mark.parametrize(("key", "value", "fix"), [
+    ("adminCidrs", ["203.0.113.5"], "203.0.113.5/32"),
+    ("adminCidrs", ["2001:db8::1"], "2001:db8::1/128"),
+    ("cluster", {"podCidr": "10.244.0.0"}, "10.244.0.0/32"),
+])
+def test_a_bare_address_where_a_cidr_belongs_is_refused_showing_the_fix(key, value, fix):
+    # ip_network reads 203.0.113.5 as a /32, but Hetzner's firewall source_ips and AWS's cidr_ipv4 take CIDR blocks only.
+    msg = one_problem(base_raw(**{key: value}))
+    path = "adminCidrs[0]" if key == "adminCidrs" else "cluster.podCidr"
+    given = value[0] if key == "adminCidrs" else value["podCidr"]
+    assert msg == (f"adplatform:{path} must be a network in CIDR notation with its prefix length, e.g. {fix} for "
+                   f"this one address, got {given!r}")
+
+
 def test_world_open_admin_cidr_refused_in_production_allowed_in_staging():
     msg = one_problem(base_raw(adminCidrs=["0.0.0.0/0"]))
     assert msg.startswith("adplatform:adminCidrs must not open SSH and the Kubernetes API to the whole internet")
