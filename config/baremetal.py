@@ -16,7 +16,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, field_validator
 
-from config.model_base import Model, check_label_value, optional
+from config.model_base import Model, check_cidr, check_label_value, optional
 
 _SSH_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
@@ -42,12 +42,13 @@ def check_address_block(value: str) -> str:
                 raise ValueError
             if int(stop) < int(start):
                 raise ValueError
-        else:
-            if ipaddress.ip_network(text, strict=True).version != 4:
-                raise ValueError
+        elif ipaddress.ip_network(text, strict=True).version != 4:
+            raise ValueError
     except ValueError:
         raise ValueError("must be an IPv4 CIDR (192.0.2.240/28) or range (192.0.2.240-192.0.2.250), start <= stop: "
                          "L2 announcements answer ARP only, there is no IPv6 (NDP) support") from None
+    if "-" not in text and "/" not in text:  # Cilium's IP pool takes a block's `cidr` with its prefix length only
+        raise ValueError(f"must be an IPv4 CIDR with its prefix length or a range, e.g. {text}/32 for this one address")
     return text
 
 
@@ -142,15 +143,7 @@ class BareMetal(Model):
 
     _v_region = field_validator("region")(optional(check_label_value))
 
-    @field_validator("subnet_cidr")
-    @classmethod
-    def _subnet(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ipaddress.ip_network(value, strict=True)
-            except ValueError as exc:
-                raise ValueError(f"must be a network in CIDR notation, e.g. 10.0.2.0/24 ({exc})") from None
-        return value
+    _v_subnet = field_validator("subnet_cidr")(optional(check_cidr))
 
     @field_validator("load_balancer_addresses")
     @classmethod

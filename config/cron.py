@@ -28,7 +28,7 @@ def _values(text: str, name: str, low: int, high: int) -> set[int]:
 
 def parse(expr: str) -> list[set[int]]:
     """The five fields' value sets (day of week 7 is Sunday, as 0). The grammar is checked by
-    config/services.py check_cron first; this adds the ranges."""
+    config/services.py check_cron first, which then calls check_ranges."""
     fields = expr.split()
     if len(fields) != len(FIELDS):
         raise ValueError("must have 5 fields: minute hour day-of-month month day-of-week")

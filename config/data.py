@@ -15,8 +15,9 @@ from pydantic import field_validator, model_validator
 from config.catalog import PROVIDERS
 from config.model_base import Model, check_dns_subdomain, check_token, one_of, optional
 from config.platform import NEEDS
-from config.quantity import Cpu, Memory, memory_mib, whole_cores
-from config.cron import check_ranges, longest_gap_seconds
+from config.quantity import Cpu, Memory, check_volume_size, memory_mib, whole_cores
+from config.cron import longest_gap_seconds
+from config.errors import Problem, problem
 from config.services import check_cron, check_s3_endpoint
 
 OBJECT_STORAGE_BACKENDS = ("seaweedfs", "external")
@@ -64,11 +65,6 @@ def _whole_cpus(value: str | None) -> str | None:
     return value
 
 
-def _check_gibibytes(value: str) -> str:
-    if not re.match(r"^\d+(Gi|Ti)$", str(value)):
-        raise ValueError("must be a volume size in Gi or Ti, such as 100Gi")
-    return value
-
 
 class Store(Model):
     enabled: bool = True
@@ -78,7 +74,7 @@ class Store(Model):
     memory: Memory | None = None
     storage_size: str = "100Gi"
 
-    _v_size = field_validator("storage_size")(_check_gibibytes)
+    _v_size = field_validator("storage_size")(check_volume_size)
 
 
 class Movable(Model):
@@ -271,7 +267,7 @@ class ClickHouse(Store):
     backup_retention: int = 7  # remote backups kept
     restore: ClickHouseRestore | None = None
 
-    _v_keeper = field_validator("keeper_storage_size")(_check_gibibytes)
+    _v_keeper = field_validator("keeper_storage_size")(check_volume_size)
     _v_cron = field_validator("backup_schedule")(check_cron)
 
     @field_validator("shards")
@@ -323,7 +319,7 @@ class Postgres(Store, Movable):
 
     _v_server = field_validator("backup_server_name")(_grammar(_SERVER_NAME, "postgres-2",
                                                                "a barman server name (a DNS label)"))
-    _v_wal = field_validator("wal_storage_size")(_check_gibibytes)
+    _v_wal = field_validator("wal_storage_size")(check_volume_size)
     _v_cron = field_validator("backup_schedule")(check_cron)
 
     @field_validator("backup_retention")
@@ -413,7 +409,6 @@ class Drills(Model):
     max_data_age_hours: int = 26
 
     _v_cron = field_validator("schedule")(check_cron)
-    _v_ranges = field_validator("schedule")(check_ranges)
 
     @field_validator("schedules")
     @classmethod
@@ -422,7 +417,7 @@ class Drills(Model):
             if store not in DRILLED_STORES:
                 raise ValueError(f"{store!r} is not a drilled store; accepted: {', '.join(DRILLED_STORES)}")
             try:
-                check_ranges(check_cron(cron))
+                check_cron(cron)
             except ValueError as e:
                 raise ValueError(f"{store}: {cron!r} {e}") from None
         return values
@@ -458,23 +453,23 @@ CANARY_PERIOD_HOURS = 1
 SNAPSHOT_STORES = ("clickhouse", "scylladb", "redpanda")
 
 
-def data_age_problem(max_age_hours: int, key: str, cron: str) -> str | None:
+def data_age_problem(max_age_hours: int, key: str, cron: str) -> Problem | None:
     """Why a drill restoring backups taken on `cron` (the config key `key`) would fail on every run with
     maxDataAgeHours `max_age_hours`: just before the next backup, the newest one is the schedule's longest gap old
     (over two years of its runs: months and weekdays included) and its newest canary up to the canary's period older.
     Whole hours, rounded up. None when the schedule keeps within it."""
     try:
         gap_hours = -(-longest_gap_seconds(cron) // 3600)
-    except ValueError as e:
-        return f"adplatform:{key} {cron!r} {e}"
+    except ValueError as e:  # check_cron refuses schedules that never run; kept so this never escapes unnamed
+        return problem(key, str(e), cron)
     need = gap_hours + CANARY_PERIOD_HOURS
     if need <= max_age_hours:
         return None
-    return (f"has adplatform:dataPlane.drills.maxDataAgeHours {max_age_hours}, less than a restored canary of "
-            f"adplatform:{key} {cron!r} can be old: up to {gap_hours} h between its backups plus the canary's "
-            f"{CANARY_PERIOD_HOURS} h, {need} h, so that drill would fail every run; accepted: maxDataAgeHours of at "
-            f"least {need}, a backupSchedule at most {max_age_hours - CANARY_PERIOD_HOURS} h apart, the store in "
-            "dataPlane.drills.skip, or dataPlane.drills.enabled: false")
+    return problem(key, f"leaves a restored canary up to {need} h old ({gap_hours} h between its backups plus the "
+                   f"canary's {CANARY_PERIOD_HOURS} h), more than dataPlane.drills.maxDataAgeHours ({max_age_hours}), "
+                   f"so that drill would fail every run; accepted: a backupSchedule at most "
+                   f"{max_age_hours - CANARY_PERIOD_HOURS} h apart, maxDataAgeHours of at least {need}, the store in "
+                   "dataPlane.drills.skip, or dataPlane.drills.enabled: false", cron)
 
 
 class DataPlane(Model):
@@ -486,20 +481,17 @@ class DataPlane(Model):
     object_storage: ObjectStorage = ObjectStorage()
     drills: Drills = Drills()
 
-    @model_validator(mode="after")
-    def _drilled_backups_fresh_enough(self) -> "DataPlane":
+    def backup_age_problems(self) -> list[Problem]:
         """The drills fail when the newest canary is older than maxDataAgeHours: a store backed up less often could
-        never pass. Checked wherever drills may run (enabled, or unset: on with off-cluster backups)."""
+        never pass. Checked wherever drills may run (enabled, or unset: on with off-cluster backups); by
+        config/rules.py, so each problem names its store's backupSchedule rather than the whole dataPlane."""
         drills = self.drills
         if drills.enabled is False:
-            return self
-        problems = [data_age_problem(drills.max_data_age_hours, f"dataPlane.{store}.backupSchedule",
-                                     getattr(self, store).backup_schedule)
-                    for store in SNAPSHOT_STORES if getattr(self, store).enabled and store not in drills.skip]
-        found = [p for p in problems if p]
-        if found:
-            raise ValueError("; ".join(found))
-        return self
+            return []
+        found = [data_age_problem(drills.max_data_age_hours, f"dataPlane.{store}.backupSchedule",
+                                  getattr(self, store).backup_schedule)
+                 for store in SNAPSHOT_STORES if getattr(self, store).enabled and store not in drills.skip]
+        return [p for p in found if p]
 
     def storage_provider(self, store: str) -> str | None:
         """Whose volumes a moving store's new instances claim (Movable.storage_provider); None when it is not moving

@@ -6,7 +6,6 @@ the stack files (pydantic aliases) and snake_case in Python.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Annotated, Any, ClassVar
 
@@ -15,7 +14,7 @@ from pydantic import AfterValidator, Field, StringConstraints, field_validator, 
 from components.charts import K3S_RELEASES, K3S_VERSION
 from config.catalog import PROVIDERS, ROLES, SIZES
 from config.ssh import MAX_PUBLIC_KEY, check_public_key
-from config.model_base import UNKNOWN_KEYS, Model as _Model, check_dns_name, check_token, one_of, optional
+from config.model_base import UNKNOWN_KEYS, Model as _Model, check_cidr, check_dns_name, check_token, one_of, optional
 from config.baremetal import BareMetal
 from config.ads import AdServices
 from config.data import DataPlane
@@ -85,14 +84,6 @@ def check_labels(labels: dict[str, str]) -> dict[str, str]:
             raise ValueError(f"label {key!r} is in a kubernetes.io/k8s.io namespace the kubelet may not set "
                              f"on itself (allowed: {', '.join(_KUBELET_LABEL_PREFIXES + _KUBELET_LABEL_KEYS)})")
     return labels
-
-
-def check_cidr(value: str) -> str:
-    try:
-        ipaddress.ip_network(value, strict=True)
-    except ValueError as exc:
-        raise ValueError(f"must be a network in CIDR notation with no host bits set, e.g. 203.0.113.0/24 ({exc})") from None
-    return value
 
 
 Cidr = Annotated[str, AfterValidator(check_cidr)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Callable, ClassVar, Iterable
 
@@ -61,6 +62,19 @@ def check_label_value(value: str) -> str:
     if not _LABEL_VALUE.fullmatch(value):
         raise ValueError("must be a Kubernetes label value: 1-63 characters of A-Z, a-z, 0-9, '.', '_' and '-', "
                          "starting and ending with a letter or digit")
+    return value
+
+
+def check_cidr(value: str) -> str:
+    """A network in CIDR notation, prefix length written: ip_network reads a bare address as its /32 (or /128), but
+    the firewalls it reaches (Hetzner's source_ips, AWS's cidr_ipv4, Cilium's IP pools) take only CIDR blocks."""
+    try:
+        network = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"must be a network in CIDR notation with no host bits set, e.g. 203.0.113.0/24 ({exc})") from None
+    if "/" not in str(value):
+        raise ValueError(f"must be a network in CIDR notation with its prefix length, e.g. {network} for this one "
+                         "address")
     return value
 
 

@@ -14,7 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from config.catalog import ENVIRONMENTS
 from config.model_base import Model, check_hostname_label, one_of
-from config.quantity import Cpu, Memory, cpu_millis, memory_bytes
+from config.quantity import Cpu, Memory, check_volume_size, cpu_millis, memory_bytes
 from config.services import check_cron
 
 _RETENTION = re.compile(r"^[1-9]\d*[hdw]$")
@@ -32,11 +32,6 @@ def _check_retention(value: str) -> str:
         raise ValueError("must be a duration in hours, days or weeks such as 72h, 15d or 4w")
     return value
 
-
-def _check_gibibytes(value: str) -> str:
-    if not re.match(r"^\d+(Gi|Ti)$", str(value)):
-        raise ValueError("must be a volume size in Gi or Ti, such as 100Gi")
-    return value
 
 
 def retention_hours(value: str) -> int:
@@ -164,7 +159,7 @@ class GitLab(Component):
     runner: GitLabRunner = GitLabRunner()
 
     _v_cron = field_validator("backup_schedule")(check_cron)
-    _v_size = field_validator("repository_storage_size")(_check_gibibytes)
+    _v_size = field_validator("repository_storage_size")(check_volume_size)
 
     @model_validator(mode="after")
     def _runner_default(self) -> "GitLab":
@@ -216,7 +211,7 @@ class Monitoring(Component):
     alerting: Alerting = Alerting()
 
     _v_retention = field_validator("retention")(_check_retention)
-    _v_size = field_validator("storage_size")(_check_gibibytes)
+    _v_size = field_validator("storage_size")(check_volume_size)
 
 
 class Logs(Component):
@@ -246,7 +241,7 @@ class JupyterHub(Component):
     user_cpu_guarantee: Cpu = "500m"
     user_memory_guarantee: Memory = "2Gi"
     idle_timeout_minutes: int = 60  # jupyterhub-idle-culler stops servers idle this long (their volumes stay)
-    _v_size = field_validator("user_storage_size")(_check_gibibytes)
+    _v_size = field_validator("user_storage_size")(check_volume_size)
 
     @field_validator("idle_timeout_minutes")
     @classmethod
@@ -319,7 +314,7 @@ class Kubeflow(Component):
     """Kubeflow Pipelines keeps runs, pipelines and ML metadata in the MySQL of its manifests, on this volume."""
 
     database_storage_size: str = "20Gi"
-    _v_size = field_validator("database_storage_size")(_check_gibibytes)
+    _v_size = field_validator("database_storage_size")(check_volume_size)
 
 
 # --- single sign-on (components/platform/sso.py): GitLab is the platform's OIDC identity provider ----------

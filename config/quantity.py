@@ -36,6 +36,17 @@ def quantity(value: Any) -> Decimal:
         raise ValueError("must be a Kubernetes quantity such as 500m, 4 or 8Gi") from None
 
 
+_VOLUME_SIZE = re.compile(r"^[1-9]\d*(Gi|Ti)$")
+
+
+def check_volume_size(value: Any) -> str:
+    """A PersistentVolumeClaim size as the config writes it: whole Gi or Ti, at least 1Gi (a 0Gi claim is refused
+    by the provisioners and the stores' sizing divides by it)."""
+    if not _VOLUME_SIZE.match(str(value)):
+        raise ValueError("must be a volume size in Gi or Ti of at least 1Gi, such as 100Gi or 2Ti")
+    return value
+
+
 def cpu_millis(value: Any) -> int:
     """A CPU quantity in millicores; whole millicores of at least 1m (Kubernetes' CPU resolution)."""
     try:
@@ -88,4 +99,4 @@ Cpu = Annotated[str, BeforeValidator(_text), AfterValidator(_checked(cpu_millis)
 Memory = Annotated[str, BeforeValidator(_text), AfterValidator(_checked(memory_bytes))]
 Quantity = Annotated[str, BeforeValidator(_text), AfterValidator(_checked(quantity))]
 
-__all__ = ["Cpu", "MIB", "Memory", "Quantity", "cpu_millis", "memory_bytes", "memory_mib", "quantity", "whole_cores"]
+__all__ = ["Cpu", "MIB", "Memory", "Quantity", "check_volume_size", "cpu_millis", "memory_bytes", "memory_mib", "quantity", "whole_cores"]

@@ -23,7 +23,7 @@ def check(cfg: StackConfig, profile: Profile, secrets: set[str] = frozenset()) -
     """`secrets`: the optional secret keys (config/load.py OPTIONAL_SECRETS) the stack sets."""
     found = [*_pool_names(cfg), *_networks(cfg), *_admin_cidrs(cfg, profile), *_replication(cfg, profile),
              *_host_names(cfg), *_layers(cfg), *_quorum(cfg, profile), *_locations(cfg, profile),
-             *_autoscaling(cfg), *_unreachable(cfg)]
+             *_autoscaling(cfg), *_unreachable(cfg), *cfg.data_plane.backup_age_problems()]
     if cfg.bare_metal is not None and "baremetal" not in {cfg.provider, *(p.provider for p in cfg.cluster.pools)}:
         found.append(problem("bareMetal", f"is only read with provider: baremetal (the stack's provider is "
                              f"{cfg.provider!r}) or on pools with provider: baremetal (none here); remove it", "set"))

@@ -16,6 +16,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import StringConstraints, field_validator, model_validator
 
+from config.cron import check_ranges
 from config.model_base import (Model, check_dns_name, check_dns_subdomain, check_hostname_label, check_token, one_of,
                                optional)
 from config.quantity import Cpu, Memory
@@ -69,9 +70,11 @@ SSE_MODES = ("AES256",)  # clusterServices.backups.s3.serverSideEncryption
 
 
 def check_cron(value: str) -> str:
+    """The grammar here, then each field's range and that some day matches (config/cron.py check_ranges): a
+    CronJob with hour 25 or a February 30 is accepted by the API server and never runs."""
     if not _CRON.match(value):
         raise ValueError("must be a 5-field cron expression such as '0 */6 * * *'")
-    return value
+    return check_ranges(value)
 
 
 def check_s3_endpoint(value: str) -> str:

@@ -340,6 +340,8 @@ def test_addresses_must_be_unique_valid_and_private_inside_the_subnet():
 @pytest.mark.parametrize("block, message", [
     ("2001:db8::/64", "must be an IPv4 CIDR"),
     ("198.51.100.250-198.51.100.240", "start <= stop"),
+    # Cilium's pool block takes a `cidr` with its prefix length: a bare address is refused showing the fix
+    ("198.51.100.240", "must be an IPv4 CIDR with its prefix length or a range, e.g. 198.51.100.240/32"),
     ("198.51.100.8/29", "must hold only free addresses; hosts use 198.51.100.11, 198.51.100.12"),
     ("10.244.9.0/24", "must not overlap cluster.podCidr (10.244.0.0/16)"),
 ])
@@ -368,3 +370,9 @@ def test_gateway_keeps_client_addresses_with_local_traffic_policy(production):
 def test_dhcp_replies_are_accepted_only_from_the_link(production):
     dhcp = [l for l in ruleset(production) if "dport 68" in l or "dport 546" in l]
     assert dhcp == ['ip6 saddr fe80::/10 udp sport 547 udp dport 546 accept comment "DHCPv6 replies from the link"']
+
+
+def test_a_bare_address_as_the_hosts_subnet_is_refused_showing_the_fix():
+    found = problems(raw(bareMetal=dict(STACK["adplatform:bareMetal"], subnetCidr="10.0.1.0")))
+    assert "adplatform:bareMetal.subnetCidr must be a network in CIDR notation with its prefix length, e.g. " \
+           "10.0.1.0/32 for this one address, got '10.0.1.0'" in found, found

@@ -88,6 +88,20 @@ def test_invalid_admin_cidr(cidr):
     assert msg.endswith(f"got {cidr!r}")
 
 
+@pytest.mark.parametrize(("key", "value", "fix"), [
+    ("adminCidrs", ["203.0.113.5"], "203.0.113.5/32"),
+    ("adminCidrs", ["2001:db8::1"], "2001:db8::1/128"),
+    ("cluster", {"podCidr": "10.244.0.0"}, "10.244.0.0/32"),
+])
+def test_a_bare_address_where_a_cidr_belongs_is_refused_showing_the_fix(key, value, fix):
+    # ip_network reads 203.0.113.5 as a /32, but Hetzner's firewall source_ips and AWS's cidr_ipv4 take CIDR blocks only.
+    msg = one_problem(base_raw(**{key: value}))
+    path = "adminCidrs[0]" if key == "adminCidrs" else "cluster.podCidr"
+    given = value[0] if key == "adminCidrs" else value["podCidr"]
+    assert msg == (f"adplatform:{path} must be a network in CIDR notation with its prefix length, e.g. {fix} for "
+                   f"this one address, got {given!r}")
+
+
 def test_world_open_admin_cidr_refused_in_production_allowed_in_staging():
     msg = one_problem(base_raw(adminCidrs=["0.0.0.0/0"]))
     assert msg.startswith("adplatform:adminCidrs must not open SSH and the Kubernetes API to the whole internet")
@@ -432,6 +446,15 @@ def test_a_bare_metal_block_under_another_provider_is_refused():
     ("redpanda", {"memory": "lots"}, "dataPlane.redpanda.memory must be a memory quantity of at least 1Mi "
                                      "with a unit, such as 512Mi"),
     ("objectStorage", {"storageSize": "1Pi"}, "dataPlane.objectStorage.storageSize must be a volume size in Gi or Ti"),
+    # A zero size is no volume: refused by name before anything exists (it used to pass, then fail mid-run in the
+    # drills' scratch sizing with a bare ValueError).
+    ("postgres", {"storageSize": "0Gi"}, "adplatform:dataPlane.postgres.storageSize must be a volume size in Gi or Ti "
+                                         "of at least 1Gi, such as 100Gi or 2Ti, got '0Gi'"),
+    ("postgres", {"walStorageSize": "00Ti"}, "adplatform:dataPlane.postgres.walStorageSize must be a volume size"),
+    ("clickhouse", {"keeperStorageSize": "0Gi"}, "adplatform:dataPlane.clickhouse.keeperStorageSize must be a volume "
+                                                 "size in Gi or Ti of at least 1Gi"),
+    ("scylladb", {"storageSize": "0Ti"}, "adplatform:dataPlane.scylladb.storageSize must be a volume size"),
+    ("objectStorage", {"storageSize": "0Gi"}, "adplatform:dataPlane.objectStorage.storageSize must be a volume size"),
     # The stores that can move between providers' volumes (config/data.py Movable) take a provider name; others
     # have no such key.
     ("dragonfly", {"storageProvider": "ovh"}, "adplatform:dataPlane.dragonfly.storageProvider must be one of the "
@@ -718,3 +741,29 @@ def test_k3s_versions_that_were_never_released_are_refused(version):
 def test_values_handed_to_tools_as_arguments_must_fit_their_grammar(raw, key, accepted):
     found = problems(base_raw(**raw))
     assert any(p.startswith(f"adplatform:{key} {accepted}") for p in found), found
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"dataPlane": {"scylladb": {"repairSchedule": "0 25 * * 0"}}},
+     "adplatform:dataPlane.scylladb.repairSchedule its hour field '25' is outside 0-23, got '0 25 * * 0'"),
+    ({"dataPlane": {"postgres": {"backupSchedule": "0 99 * * *"}}},
+     "adplatform:dataPlane.postgres.backupSchedule its hour field '99' is outside 0-23, got '0 99 * * *'"),
+    ({"dataPlane": {"dragonfly": {"snapshotSchedule": "0 1 * 13 *"}}},
+     "adplatform:dataPlane.dragonfly.snapshotSchedule its month field '13' is outside 1-12, got '0 1 * 13 *'"),
+    ({"clusterServices": {"backups": {"etcdSchedule": "0 1 30 2 *"}}},
+     "adplatform:clusterServices.backups.etcdSchedule never runs (no month has the days its day-of-month field "
+     "names), got '0 1 30 2 *'"),
+    ({"platform": {"gitlab": {"backupSchedule": "0 2 * * 8"}}},
+     "adplatform:platform.gitlab.backupSchedule its day of week field '8' is outside 0-7, got '0 2 * * 8'"),
+])
+def test_cron_fields_out_of_range_or_never_matching_are_refused(settings, expected):
+    # The API server takes these CronJobs, which then never run: a backup that silently never happens.
+    assert expected in problems(base_raw(**settings))
+
+
+@pytest.mark.parametrize("cron", ["0 1 29 2 *", "0 1 30 2 1", "*/15 0-23/2 1,15 * 7", "59 23 31 1-12 *"])
+def test_cron_expressions_that_run_are_accepted(cron):
+    # February 29 happens; with a day-of-week as well cron runs on either day.
+    raw = base_raw()
+    raw["clusterServices"]["backups"]["etcdSchedule"] = cron
+    assert load("test", raw, SECRET).config.cluster_services.backups.etcd_schedule == cron

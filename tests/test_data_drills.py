@@ -399,16 +399,25 @@ def test_drills_enabled_without_off_cluster_backups_is_refused():
 
 def test_a_backup_schedule_the_drills_data_age_cannot_meet_is_refused():
     """A weekly backup makes every drill of that store fail (its newest canary can be 169 h old, maxDataAgeHours is
-    26): refused before anything exists, naming both keys, their values and what would be accepted."""
+    26): refused before anything exists, naming the schedule's key once, its value and what would be accepted."""
     found = config_problems(base_raw(dataPlane={"redpanda": {"backupSchedule": "0 4 * * 0"}}))
-    assert any("adplatform:dataPlane has adplatform:dataPlane.drills.maxDataAgeHours 26, less than a restored canary of "
-               "adplatform:dataPlane.redpanda.backupSchedule '0 4 * * 0' can be old: up to 168 h between its backups "
-               "plus the canary's 1 h, 169 h, so that drill would fail every run; accepted: maxDataAgeHours of at "
-               "least 169, a backupSchedule at most 25 h apart" in p for p in found), found
+    assert found == ["adplatform:dataPlane.redpanda.backupSchedule leaves a restored canary up to 169 h old (168 h "
+                     "between its backups plus the canary's 1 h), more than dataPlane.drills.maxDataAgeHours (26), so "
+                     "that drill would fail every run; accepted: a backupSchedule at most 25 h apart, maxDataAgeHours "
+                     "of at least 169, the store in dataPlane.drills.skip, or dataPlane.drills.enabled: false, "
+                     "got '0 4 * * 0'"], found
     # irregular schedules by their longest gap: 1st and 15th of the month is 17 days at the end of a 31-day month
     found = config_problems(base_raw(dataPlane={"clickhouse": {"backupSchedule": "0 2 1,15 * *"}}))
-    assert any("adplatform:dataPlane.clickhouse.backupSchedule '0 2 1,15 * *' can be old: up to 408 h" in p
-               for p in found), found
+    assert any(p.startswith("adplatform:dataPlane.clickhouse.backupSchedule leaves a restored canary up to 409 h old "
+                            "(408 h") and p.endswith("got '0 2 1,15 * *'") for p in found), found
+
+
+def test_an_out_of_range_backup_schedule_is_one_problem_naming_one_key():
+    """The reviewer's '61 3 * * *' came out as 'adplatform:dataPlane adplatform:dataPlane.scylladb.backupSchedule
+    ..., got {<the whole dataPlane>}': now the schedule's own key, its value, once."""
+    found = config_problems(base_raw(dataPlane={"scylladb": {"backupSchedule": "61 3 * * *"}}))
+    assert found == ["adplatform:dataPlane.scylladb.backupSchedule its minute field '61' is outside 0-59, "
+                     "got '61 3 * * *'"], found
 
 
 @pytest.mark.parametrize("data_plane", [

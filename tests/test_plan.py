@@ -64,6 +64,27 @@ def test_cli_reports_config_errors_without_traceback(tmp_path, capsys, monkeypat
     assert "adplatform:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    # a syntax error: the file, the line and the column, not a parser traceback naming "<unicode string>"
+    ("config:\n  adplatform:provider: hetzner\n  adplatform:domain: [ads.example.com\n",
+     "Pulumi.broken.yaml line 4, column 1: not valid YAML: "),
+    ("config:\n  adplatform:provider: hetzner\n   adplatform:profile: staging\n",
+     "Pulumi.broken.yaml line 3, column 22: not valid YAML: mapping values are not allowed"),
+    ("- adplatform:provider: hetzner\n",
+     "Pulumi.broken.yaml line 1, column 1: must be a mapping with a config: mapping of keys to values, got a list"),
+    ("config:\n  - adplatform:provider: hetzner\n",
+     "Pulumi.broken.yaml line 2, column 3: config: must be a mapping of keys (adplatform:provider: hetzner, ...), "
+     "got a list"),
+])
+def test_cli_reports_a_malformed_stack_file_by_file_line_and_column(tmp_path, capsys, monkeypatch, text, expected):
+    (tmp_path / "Pulumi.broken.yaml").write_text(text)
+    monkeypatch.setattr("tools.mockrun.ROOT", tmp_path)
+    monkeypatch.setattr("tools.plan.__main__.stacks", lambda: ["broken"])
+    assert plan_main(["broken", "--out", str(tmp_path), "--no-cache"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(expected) and "Traceback" not in err, err
+
+
 def test_policy_config_for_the_pack_comes_from_the_stack(tmp_path):
     plan_main(["production", "--out", str(tmp_path), "--quiet"])
     config = json.loads((tmp_path / "production.policy.json").read_text())

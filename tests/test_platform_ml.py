@@ -520,3 +520,12 @@ def _fake_ctx(mlflow_enabled: bool = True) -> SimpleNamespace:
         monitoring=lambda p: Peer("monitoring", tuple(p)),
         store_peers=lambda *stores: PlatformContext.store_peers(SimpleNamespace(data=SimpleNamespace(
             object_storage=store)), *stores))
+
+
+@pytest.mark.parametrize("component, key", [("gitlab", "repositoryStorageSize"), ("monitoring", "storageSize"),
+                                            ("jupyterhub", "userStorageSize"), ("kubeflow", "databaseStorageSize")])
+def test_platform_volume_sizes_of_zero_are_refused(component, key):
+    # A 0Gi claim is no volume: refused by name, before anything exists.
+    [message] = config_problems(base_raw(platform={component: {key: "0Gi"}}))
+    assert message == (f"adplatform:platform.{component}.{key} must be a volume size in Gi or Ti of at least 1Gi, "
+                       "such as 100Gi or 2Ti, got '0Gi'")

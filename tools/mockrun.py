@@ -697,13 +697,37 @@ RESOURCE_OUTPUTS: dict[str, ResourceOutputs] = {}
 CALL_RESULTS: dict[str, CallResult] = {}
 
 
+class StackFileError(ValueError):
+    """A stack file that is not YAML or not shaped as Pulumi's (a mapping with a `config:` mapping); the message
+    names the file, and the line and column where there is one."""
+
+
+def _stack_file(path: Path) -> dict[str, Any]:
+    """The `config:` mapping of a stack file (empty when there is none)."""
+    text = path.read_text()
+    try:
+        data = yamlread.safe_load(text) or {}  # read by every plan for each stack file (tools/plan/limits.py)
+    except yamlread.yaml.MarkedYAMLError as exc:  # libyaml's messages name "<unicode string>", not the file
+        mark = exc.problem_mark or exc.context_mark
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise StackFileError(f"{path.name}{where}: not valid YAML: {exc.problem or exc.context}") from None
+    if not isinstance(data, dict):
+        raise StackFileError(f"{path.name} line 1, column 1: must be a mapping with a config: mapping of keys "
+                             f"to values, got a {type(data).__name__}")
+    config = data.get("config") or {}
+    if not isinstance(config, dict):
+        mark = next(node.start_mark for key, node in yamlread.yaml.compose(text).value if key.value == "config")
+        raise StackFileError(f"{path.name} line {mark.line + 1}, column {mark.column + 1}: config: must be a "
+                             f"mapping of keys (adplatform:provider: hetzner, ...), got a {type(config).__name__}")
+    return config
+
+
 def stack_config(stack: str) -> tuple[dict[str, Any], set[str]]:
-    """Config of a stack file, with secure values and missing secrets replaced by placeholders."""
-    path = ROOT / f"Pulumi.{stack}.yaml"
-    data = yamlread.safe_load(path.read_text()) or {}  # read by every plan for each stack file (tools/plan/limits.py)
+    """Config of a stack file, with secure values and missing secrets replaced by placeholders; StackFileError
+    when the file is not a stack file."""
     values: dict[str, Any] = {}
     secret: set[str] = set()
-    for key, value in (data.get("config") or {}).items():
+    for key, value in _stack_file(ROOT / f"Pulumi.{stack}.yaml").items():
         if isinstance(value, dict) and set(value) == {"secure"}:
             values[key] = OFFLINE_SECRETS.get(key, "offline-placeholder")  # feature secrets: any placeholder
             secret.add(key)

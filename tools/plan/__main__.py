@@ -22,7 +22,7 @@ from typing import Any, Iterator, NoReturn
 
 from config import ConfigError
 from tools import mockrun
-from tools.mockrun import ROOT, Run, Secret, run_stack, stacks
+from tools.mockrun import ROOT, Run, Secret, StackFileError, run_stack, stacks
 from tools.runcache import RunCache
 from policy.rules import CAPACITY_RULE
 from tools.plan import architecture, html, model, report, timeline
@@ -140,12 +140,12 @@ def _main(argv: list[str]) -> int:
     with recorded_runs(own) as cache:
         if cache is own and own is not None:
             own.prune()  # only this tree's runs are ever read again
-        # Whether the program's run is read back (the plan made from it, or the run itself, recorded before).
-        config = mockrun.stack_config(args.stack)
-        reused = cache is not None and any(cache.holds(*config, args.stack, kind) for kind in ("plan", ""))
         try:
+            # Whether the program's run is read back (the plan made from it, or the run itself, recorded before).
+            config = mockrun.stack_config(args.stack)
+            reused = cache is not None and any(cache.holds(*config, args.stack, kind) for kind in ("plan", ""))
             plan = plan_stack(args.stack)
-        except ConfigError as exc:
+        except (ConfigError, StackFileError) as exc:
             print(exc, file=sys.stderr)
             return 1
     if reused and not args.quiet:
