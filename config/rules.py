@@ -148,6 +148,37 @@ def _networks(cfg: StackConfig) -> list[Problem]:
     subnet, network = nets["cluster.subnetCidr"], ipaddress.ip_network(c.network_cidr)
     if subnet.version != network.version or not subnet.subnet_of(network):
         found.append(problem("cluster.subnetCidr", f"must lie inside cluster.networkCidr ({c.network_cidr})", c.subnet_cidr))
+    return found + _network_room(cfg, nets["cluster.podCidr"], subnet)
+
+
+# K3s' controller manager gives each node a block of this prefix from the pod CIDR (kube-controller-manager's
+# node-cidr-mask-size-ipv4/-ipv6 defaults; components/k3s/config.py sets neither). A node without one gets no pods.
+NODE_CIDR_MASK = {4: 24, 6: 64}
+SUBNET_RESERVED = 5  # addresses a provider keeps in each subnet: AWS and Azure five (network, gateway, DNS, ...)
+LOAD_BALANCER_ADDRESSES = 8  # room in cluster.subnetCidr for the load balancers' private addresses
+
+
+def most_nodes(cfg: StackConfig) -> int:
+    """Every node the cluster may have at once: the Pulumi-managed ones (both sides of a move) and what the
+    autoscaler may add."""
+    c = cfg.cluster
+    return len(c.node_names(cfg.provider)) + sum(p.autoscaling.extra for p in c.autoscaled_pools)
+
+
+def _network_room(cfg: StackConfig, pods: ipaddress.IPv4Network | ipaddress.IPv6Network,
+                  subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -> list[Problem]:
+    nodes, c, found = most_nodes(cfg), cfg.cluster, []
+    widest = NODE_CIDR_MASK[pods.version] - (nodes - 1).bit_length()  # a /24 per node: 2^bits of them fit
+    if pods.prefixlen > widest:
+        found.append(problem("cluster.podCidr", f"must hold a /{NODE_CIDR_MASK[pods.version]} for each of the "
+                             f"{nodes} nodes the cluster may have (autoscaled pools at their max): a /{widest} or "
+                             f"wider, e.g. {pods.supernet(new_prefix=widest)}", c.pod_cidr))
+    need = nodes + LOAD_BALANCER_ADDRESSES
+    if subnet.num_addresses - SUBNET_RESERVED < need:
+        found.append(problem("cluster.subnetCidr", f"must hold an address for each of the {nodes} nodes the cluster "
+                             f"may have (autoscaled pools at their max) and {LOAD_BALANCER_ADDRESSES} for load "
+                             f"balancers, {need}, besides the {SUBNET_RESERVED} a provider may keep: a /{subnet.prefixlen}"
+                             f" has {subnet.num_addresses}", c.subnet_cidr))
     return found
 
 

@@ -172,6 +172,27 @@ def test_unknown_key_is_named_with_accepted_keys():
     assert msg.startswith("adplatform:cluster has unknown key(s) 'contolPlane' (accepted: apiLoadBalancer, controlPlane")
 
 
+def test_a_pod_cidr_without_a_block_for_every_node_is_refused():
+    # K3s hands each node a /24 of the pod CIDR: base_raw's production cluster may have 25 nodes (3 servers, 17 pool
+    # nodes, the general pool's autoscaling up to 5 more), so 32 blocks, a /19. A /24 left 24 nodes without pods.
+    assert one_problem(base_raw(cluster={"podCidr": "10.244.0.0/24"})) == (
+        "adplatform:cluster.podCidr must hold a /24 for each of the 25 nodes the cluster may have (autoscaled pools at "
+        "their max): a /19 or wider, e.g. 10.244.0.0/19, got '10.244.0.0/24'")
+    load("test", base_raw(cluster={"podCidr": "10.244.0.0/19"}), SECRET)
+    # the autoscaler's nodes count: up to 100 in the general pool is 115 nodes, 128 blocks
+    raw = base_raw(cluster={"podCidr": "10.244.0.0/19", "pools": [{"name": "general", "autoscaling": {"min": 5, "max": 100}}]})
+    assert one_problem(raw).startswith("adplatform:cluster.podCidr must hold a /24 for each of the 115 nodes the "
+                                       "cluster may have (autoscaled pools at their max): a /17 or wider")
+
+
+def test_a_subnet_too_small_for_the_nodes_and_load_balancers_is_refused():
+    found = problems(base_raw(cluster={"subnetCidr": "10.0.1.0/28"}))
+    assert ("adplatform:cluster.subnetCidr must hold an address for each of the 25 nodes the cluster may have "
+            "(autoscaled pools at their max) and 8 for load balancers, 33, besides the 5 a provider may keep: a /28 "
+            "has 16, got '10.0.1.0/28'") in found, found
+    load("test", base_raw(cluster={"subnetCidr": "10.0.1.0/26"}), SECRET)  # 64 - 5 >= 33
+
+
 def test_overlapping_networks():
     msg = one_problem(base_raw(cluster={"podCidr": "10.0.0.0/16"}))
     assert msg == "adplatform:cluster.podCidr must not overlap cluster.subnetCidr (10.0.1.0/24), got '10.0.0.0/16'"
