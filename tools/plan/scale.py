@@ -39,7 +39,9 @@ def grown(servers: int) -> tuple[dict[str, Any], set[str]]:
     own = cluster.control_plane.count + sum(pool.count for pool in cluster.pools)
     extra = bulk_pools(max(servers - own, 0))
     stated = values["adplatform:cluster"]
-    return {**values, "adplatform:cluster": {**stated, "pools": [*stated.get("pools", []), *extra]}}, secret
+    # Room for every node (config/rules.py): a /24 of pods each (a /14 holds 1024), an address each in the subnet.
+    room = {"podCidr": "10.240.0.0/14", "subnetCidr": "10.0.0.0/22"} if extra else {}
+    return {**values, "adplatform:cluster": {**stated, **room, "pools": [*stated.get("pools", []), *extra]}}, secret
 
 
 def measure(servers: int) -> str:
