@@ -5,7 +5,7 @@ and the ad services' context build on it)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Literal, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -87,6 +87,17 @@ class LayerContext:
         if component:
             labels["app.kubernetes.io/component"] = component
         return labels
+
+    def admission_policy(self, resource_name: str, name: str, spec: dict[str, Any], labels: dict[str, str],
+                         after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+        """A ValidatingAdmissionPolicy `name` and the binding that denies what it refuses (everywhere it matches)."""
+        policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
+            resource_name, metadata=k8s.meta.v1.ObjectMetaArgs(name=name, labels=labels), spec=spec,
+            opts=self.opts(after))
+        binding = k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
+            resource_name, metadata=k8s.meta.v1.ObjectMetaArgs(name=name, labels=labels),
+            spec={"policyName": name, "validationActions": ["Deny"]}, opts=self.opts([*after, policy]))
+        return [policy, binding]
 
     def password(self, name: str, length: int = 32) -> random.RandomPassword:
         """A generated credential: alphanumeric (safe in URLs, DSNs and config files), protected in production."""

@@ -842,14 +842,8 @@ VELERO_RESTORE_RULES = ({"apiGroups": ["velero.io"], "resources": ["restores"],
 
 def _velero_policy(ctx: DataContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
     """The admission policy of the drills' Restores (the Velero and the DragonflyDB drill share it)."""
-    labels = ctx.labels("restore-drill", "velero")
-    policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
-        "drill-velero-policy", metadata=k8s.meta.v1.ObjectMetaArgs(name=VELERO_POLICY, labels=labels),
-        spec=velero_policy_spec(), opts=ctx.opts(after))
-    binding = k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
-        "drill-velero-policy", metadata=k8s.meta.v1.ObjectMetaArgs(name=VELERO_POLICY, labels=labels),
-        spec={"policyName": VELERO_POLICY, "validationActions": ["Deny"]}, opts=ctx.opts([*after, policy]))
-    return [policy, binding]
+    return ctx.admission_policy("drill-velero-policy", VELERO_POLICY, velero_policy_spec(),
+                                ctx.labels("restore-drill", "velero"), after)
 
 
 def _roles(ctx: DataContext, store: str, name: str, rbac: dict[str, list[dict[str, Any]]],

@@ -246,14 +246,8 @@ def deployer_policy_spec() -> dict[str, Any]:
 
 
 def deployer_policy(ctx: PlatformContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
-    labels = ctx.labels("gitlab-runner", "deployer")
-    policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
-        "deployer-policy", metadata=k8s.meta.v1.ObjectMetaArgs(name=DEPLOYER_POLICY, labels=labels),
-        spec=deployer_policy_spec(), opts=ctx.opts(after))
-    binding = k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
-        "deployer-policy", metadata=k8s.meta.v1.ObjectMetaArgs(name=DEPLOYER_POLICY, labels=labels),
-        spec={"policyName": DEPLOYER_POLICY, "validationActions": ["Deny"]}, opts=ctx.opts([*after, policy]))
-    return [policy, binding]
+    return ctx.admission_policy("deployer-policy", DEPLOYER_POLICY, deployer_policy_spec(),
+                                ctx.labels("gitlab-runner", "deployer"), after)
 
 
 def deployer(ctx: PlatformContext, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
