@@ -120,6 +120,8 @@ def test_proxies_are_set_up_by_the_cni_plugin_and_fit_restricted_namespaces(mesh
     v = values(meshed, "linkerd-control-plane")
     assert v["cniEnabled"] is True
     assert v["proxy"]["capabilities"] == {"drop": ["ALL"]}
+    # A regular sidecar: the ad services' proxies wait before they exit, which the chart refuses with a native one.
+    assert v["proxy"]["nativeSidecar"] is False
     assert v["proxy"]["resources"]["memory"]["limit"] and v["proxy"]["resources"]["cpu"]["request"]
     assert v["disableHeartBeat"] is True, "no egress to versioncheck.linkerd.io"
 

@@ -122,6 +122,9 @@ def control_plane_values(ctx: ServicesContext) -> dict[str, Any]:
             "resources": _res("100m", "20Mi", "250Mi"),
             # `restricted` requires dropping all capabilities; the chart sets none by default.
             "capabilities": {"drop": ["ALL"]},
+            # A regular sidecar, which waits before it exits where a pod asks (components/ads/service.py
+            # PROXY_WAIT_ANNOTATION): the chart refuses a wait together with a native sidecar (partials/proxy).
+            "nativeSidecar": False,
         },
     }
     if ctx.ha:
