@@ -329,6 +329,17 @@ def test_database_resources_protected_in_production(production, staging):
         assert staging.named(name, type_).protect is False
 
 
+def test_pulumi_waits_until_the_operator_has_reconciled_keeper_and_the_servers(production, two_shards):
+    """`pulumi up`, the restore Job and the consumers start only once every pod of both installations serves: the
+    operator reports status.status Completed; allowed up to its own 300 s per host, hosts one after another."""
+    for run, servers in ((production, 3), (two_shards, 6)):
+        for name, type_, hosts in (("clickhouse-keeper", CHK, 3), ("clickhouse-installation", CHI, servers)):
+            annotations = run.named(name, type_).inputs["metadata"]["annotations"]
+            assert annotations == {"pulumi.com/waitFor": "jsonpath={.status.status}=Completed",
+                                   "pulumi.com/timeoutSeconds": str(hosts * 300 + 300)}
+    assert "clickhouse-installation" in deps(production, "clickhouse-backup", CRONJOB)
+
+
 # --- backups --------------------------------------------------------------------------------------------
 def test_backup_target_schedule_and_retention(run):
     sidecar = env(containers(server_pod(run))["clickhouse-backup"])
