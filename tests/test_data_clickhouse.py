@@ -15,10 +15,11 @@ from typing import Any, Iterator
 import pytest
 
 from components import charts
-from components.data.clickhouse import backup, installation, topology
+from components.data.clickhouse import backup, installation, topology, users
 from components.data.context import SHARES
 from components.data.endpoints import S3Location
 from components.data.placement import placement, sized
+from components.digest import marker
 from config import ConfigError, load
 from providers import hetzner
 from tests import validators
@@ -295,6 +296,20 @@ def test_users_have_no_plaintext_password_in_the_installation(run):
     if drilled:
         assert auth["drill_canary"] == hashlib.sha256(
             secret_data(run, "clickhouse-drill-canary")["password"].encode()).hexdigest()
+
+
+def test_a_replaced_password_rolls_the_servers(run):
+    """The servers read the hashes from environment variables, at start only: the pod template carries a plain digest
+    of the auth Secret, so replacing one consumer's password changes the template and the operator rolls the
+    servers; the digest is domain-separated, never a hash ClickHouse would take as a password's."""
+    auth = secret_data(run, "clickhouse-server-auth")
+    annotations = server_pod(run)["metadata"]["annotations"]
+    expected = marker("clickhouse-server-auth", users.auth_text(auth))
+    assert annotations == {"adplatform.io/auth-digest": expected}
+    replaced = {**auth, "reporting": hashlib.sha256(b"a new password").hexdigest()}
+    assert marker("clickhouse-server-auth", users.auth_text(replaced)) != expected
+    assert users.auth_text(dict(reversed(auth.items()))) == users.auth_text(auth)  # the order of the keys is no change
+    assert expected not in auth.values() and expected not in {hashlib.sha256(v.encode()).hexdigest() for v in auth.values()}
 
 
 def test_admin_and_services_only_from_the_pod_network_default_locked(run):

@@ -91,7 +91,8 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
                                                    consumers=ctx.consumers_of("clickhouse"),
                                                    canary="clickhouse" in ctx.drills),
                          interserver=users.interserver_secret(), sidecars=sidecars,
-                         labels=pod_labels(ctx, "clickhouse", "server")),
+                         labels=pod_labels(ctx, "clickhouse", "server"),
+                         pod_annotations={users.AUTH_DIGEST_ANNOTATION: logins.auth_digest}),
                      [*after, ns, *operator_ready, *logins.secrets, *s3, keeper], hosts=t.shards * t.replicas)
     scheduled = backup.install_schedule(ctx, t, [server]) if location is not None else []
     monitors = monitoring.install(ctx, backup=location is not None, depends_on=[*after, ns])
