@@ -18,7 +18,9 @@ Secrets that clients read.
   SELECT on the databases of the services it names in `readsFrom`. Not DROP, TRUNCATE or access management:
   a compromised service cannot destroy tables or create users; not the CLUSTER privilege either, so schema
   changes `ON CLUSTER` are made by `admin`.
-- `backup`: the clickhouse-backup sidecar, localhost only (the operator's default networks).
+- `backup`: the clickhouse-backup sidecar, with the operator's default networks: localhost and, through the
+  `networks/host_regexp` the operator gives every user but `default` (hostRegexpTemplate, pkg/model/chi/normalizer/
+  normalizer-configuration-user.go at 0.26.0), the installation's own server pods; not the rest of the pod network.
 - `drill_canary` (while ClickHouse's restore is drilled, components/data/drills.py): the canary writer, from the
   pod network, allowed to create the database `drill_canary` and its table and to insert into it; nothing else,
   not even to read back what it wrote.
