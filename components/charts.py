@@ -156,6 +156,9 @@ BARMAN_CLOUD_VERSION = "v0.13.0"
 BARMAN_CLOUD = Chart("https://cloudnative-pg.github.io/charts", "plugin-barman-cloud", "0.7.0", "cnpg-system")
 # PostgreSQL 18.6 from CloudNativePG's image catalog (cloudnative-pg/artifacts
 # image-catalogs/catalog-standard-trixie.yaml, images.cnpg.io/date 20260817): tag and digest as published.
+# Bump it in a `pulumi up` of its own: with primaryUpdateMethod switchover (production), CloudNativePG's webhook
+# refuses a Cluster update that changes imageName and PostgreSQL parameters together (validateConfigurationChange,
+# internal/webhook/v1/cluster_webhook.go at v1.30.0), e.g. with a memory change that moves shared_buffers.
 POSTGRES_IMAGE = ("ghcr.io/cloudnative-pg/postgresql:18.6-202608170814-standard-trixie"
                   "@sha256:771f9eab5225587af259d84680cc69a5b6e374ac32bb24effafde1f3368a1241")
 # SeaweedFS: chart 4.44.0 runs SeaweedFS 4.44 (seaweedfs/seaweedfs tag 4.44, k8s/charts/seaweedfs/Chart.yaml,

@@ -15,10 +15,11 @@ from typing import Any, Iterator
 import pytest
 
 from components import charts
-from components.data.clickhouse import backup, installation, topology
+from components.data.clickhouse import backup, installation, topology, users
 from components.data.context import SHARES
 from components.data.endpoints import S3Location
 from components.data.placement import placement, sized
+from components.digest import marker
 from config import ConfigError, load
 from providers import hetzner
 from tests import validators
@@ -297,6 +298,20 @@ def test_users_have_no_plaintext_password_in_the_installation(run):
             secret_data(run, "clickhouse-drill-canary")["password"].encode()).hexdigest()
 
 
+def test_a_replaced_password_rolls_the_servers(run):
+    """The servers read the hashes from environment variables, at start only: the pod template carries a plain digest
+    of the auth Secret, so replacing one consumer's password changes the template and the operator rolls the
+    servers; the digest is domain-separated, never a hash ClickHouse would take as a password's."""
+    auth = secret_data(run, "clickhouse-server-auth")
+    annotations = server_pod(run)["metadata"]["annotations"]
+    expected = marker("clickhouse-server-auth", users.auth_text(auth))
+    assert annotations == {"adplatform.io/auth-digest": expected}
+    replaced = {**auth, "reporting": hashlib.sha256(b"a new password").hexdigest()}
+    assert marker("clickhouse-server-auth", users.auth_text(replaced)) != expected
+    assert users.auth_text(dict(reversed(auth.items()))) == users.auth_text(auth)  # the order of the keys is no change
+    assert expected not in auth.values() and expected not in {hashlib.sha256(v.encode()).hexdigest() for v in auth.values()}
+
+
 def test_admin_and_services_only_from_the_pod_network_default_locked(run):
     users = chi(run)["configuration"]["users"]
     pod_cidr = stack_config(run).cluster.pod_cidr
@@ -327,6 +342,17 @@ def test_database_resources_protected_in_production(production, staging):
     for name, type_ in (("clickhouse-installation", CHI), ("clickhouse-keeper", CHK)):
         assert production.named(name, type_).protect is True
         assert staging.named(name, type_).protect is False
+
+
+def test_pulumi_waits_until_the_operator_has_reconciled_keeper_and_the_servers(production, two_shards):
+    """`pulumi up`, the restore Job and the consumers start only once every pod of both installations serves: the
+    operator reports status.status Completed; allowed up to its own 300 s per host, hosts one after another."""
+    for run, servers in ((production, 3), (two_shards, 6)):
+        for name, type_, hosts in (("clickhouse-keeper", CHK, 3), ("clickhouse-installation", CHI, servers)):
+            annotations = run.named(name, type_).inputs["metadata"]["annotations"]
+            assert annotations == {"pulumi.com/waitFor": "jsonpath={.status.status}=Completed",
+                                   "pulumi.com/timeoutSeconds": str(hosts * 300 + 300)}
+    assert "clickhouse-installation" in deps(production, "clickhouse-backup", CRONJOB)
 
 
 # --- backups --------------------------------------------------------------------------------------------

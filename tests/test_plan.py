@@ -237,6 +237,21 @@ def test_a_postgres_cluster_pulumi_waits_for_takes_one_bootstrap_per_instance():
     assert timing.duration(cluster({"instances": 1})) == timing.duration(cluster({})) == per_instance
 
 
+def test_a_clickhouse_installation_pulumi_waits_for_takes_one_host_start_per_replica():
+    """The Altinity operator starts a new installation's shards together but a shard's replicas one after another."""
+    def installation(type_, clusters):
+        return {**_r("chi"), "type": f"kubernetes:{type_}",
+                "inputs": {"metadata": {"annotations": {"pulumi.com/waitFor": "jsonpath={.status.status}=Completed"}},
+                           "spec": {"configuration": {"clusters": clusters}}}}
+    chi = "clickhouse.altinity.com/v1:ClickHouseInstallation"
+    per_host = timing.AWAITED[f"kubernetes:{chi}"]
+    two_shards = [{"name": "analytics", "layout": {"shardsCount": 2, "replicasCount": 3}}]
+    assert timing.duration(installation(chi, two_shards)) == 3 * per_host
+    assert timing.duration(installation(chi, [{"name": "analytics"}])) == per_host
+    keeper = "clickhouse-keeper.altinity.com/v1:ClickHouseKeeperInstallation"
+    assert timing.duration(installation(keeper, [{"name": "keeper", "layout": {"replicasCount": 3}}])) == 3 * 60
+
+
 PROVENANCE = ("measured:", "documented:", "estimate:")
 
 

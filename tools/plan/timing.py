@@ -107,6 +107,13 @@ AWAITED: dict[str, int] = {
     # reconcile (CREATE DATABASE and its extensions), which sets status.applied. Not after the replicas: they join
     # while the consumers install, and the Cluster, still priced per instance, ends the deploy no earlier.
     "kubernetes:postgresql.cnpg.io/v1:Database": 95,
+    # estimate: per replica of a shard (AWAITED_PER_MEMBER): on a new installation the Altinity operator reconciles
+    # all shards at once ("full fan-out") but a shard's hosts one after another, each host's StatefulSet awaited
+    # until Ready (reconcileShardWithHosts, pkg/controller/chi/worker-reconciler-chi.go and .../chk/ at 0.26.0). Per
+    # host: its cloud volume created and attached (~20 s), the image pulled on a node without it (~20 s), the pod's
+    # start to its readiness probe (~20 s)
+    "kubernetes:clickhouse.altinity.com/v1:ClickHouseInstallation": 60,
+    "kubernetes:clickhouse-keeper.altinity.com/v1:ClickHouseKeeperInstallation": 60,  # estimate: as a server host
 }
 
 
@@ -116,10 +123,20 @@ def _scylla_members(spec: dict[str, Any]) -> int:
     return sum(int(rack.get("members") or 0) for rack in racks if isinstance(rack, dict))
 
 
+def _clickhouse_replicas(spec: dict[str, Any]) -> int:
+    """The most replicas of a shard among a ClickHouse (or Keeper) installation's clusters: the hosts reconciled one
+    after another."""
+    clusters = (spec.get("configuration") or {}).get("clusters") or []
+    return max((int((c.get("layout") or {}).get("replicasCount") or 1) for c in clusters if isinstance(c, dict)),
+               default=1)
+
+
 # Operator resources whose members start one after another: the figure above is per member.
 AWAITED_PER_MEMBER: dict[str, Callable[[dict[str, Any]], int]] = {
     "kubernetes:scylla.scylladb.com/v1:ScyllaCluster": _scylla_members,
     "kubernetes:postgresql.cnpg.io/v1:Cluster": lambda spec: int(spec.get("instances") or 0),  # CloudNativePG
+    "kubernetes:clickhouse.altinity.com/v1:ClickHouseInstallation": _clickhouse_replicas,
+    "kubernetes:clickhouse-keeper.altinity.com/v1:ClickHouseKeeperInstallation": _clickhouse_replicas,
 }
 # Jobs by name prefix: pulumi-kubernetes waits for a Job to complete, so a Job takes its pod's whole run.
 JOBS: tuple[tuple[str, int], ...] = (

@@ -24,6 +24,7 @@ from components.data.clickhouse.topology import (BACKUP_API_PORT, CLUSTER, HTTP_
                                                  SERVER_POD_LABELS, cluster_service, pod_labels)
 from components.data.context import LAYER, DataContext
 from components.data.endpoints import ClickHouseEndpoint
+from components.layer import wait_for
 from components.services.namespaces import Namespaces, NamespaceSpec, Peer
 
 CHI_API = "clickhouse.altinity.com/v1"
@@ -32,6 +33,20 @@ CHK_API = "clickhouse-keeper.altinity.com/v1"
 # reconcile of a cluster with a ZooKeeper section, creates its root path in Keeper over the ZooKeeper
 # protocol (pkg/controller/chi/worker-zk-integration.go ensureZkPath, since release-0.25.0).
 OPERATOR_TO_INSTALLATIONS = (HTTP_PORT, KEEPER_PORT)
+# `status.status` once a reconcile has finished (StatusCompleted, pkg/apis/clickhouse.altinity.com/v1/type_status.go
+# and its clickhouse-keeper twin, at 0.26.0, the newest tag in our mirror; the chart is 0.27.3). Awaited, `pulumi up`
+# and every consumer (the restore Job, the services reading their users) start only once the pods serve.
+COMPLETED = "jsonpath={.status.status}=Completed"
+# The operator waits up to `reconcile.statefulSet.update.timeout` (300 s, its config.yaml at 0.26.0; our values keep
+# it) for each host's StatefulSet to be Ready, and reconciles the hosts of a shard one after another: every host in
+# turn is the longest it takes before it reports Completed (plus a margin for its Services and ConfigMaps).
+HOST_TIMEOUT_SECONDS = 300
+RECONCILE_MARGIN_SECONDS = 300
+
+
+def reconcile_timeout(hosts: int) -> int:
+    """Seconds `pulumi up` waits for an installation of `hosts` pods to report Completed."""
+    return hosts * HOST_TIMEOUT_SECONDS + RECONCILE_MARGIN_SECONDS
 
 
 def namespaces(ctx: DataContext) -> list[NamespaceSpec]:
@@ -67,7 +82,7 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
     keeper_spec = installation.keeper_spec(t, where, ctx.ha, ctx.storage_class, settings.keeper_storage_size,
                                            retain=ctx.protect, labels=pod_labels(ctx, "clickhouse-keeper", "keeper"))
     keeper = _custom(ctx, "clickhouse-keeper", CHK_API, "ClickHouseKeeperInstallation", KEEPER, "keeper", keeper_spec,
-                     [*after, ns, *operator_ready])
+                     [*after, ns, *operator_ready], hosts=t.keepers)
     sidecars = [backup.sidecar(t, location, settings.backup_retention)] if location is not None else []
     server = _custom(ctx, "clickhouse-installation", CHI_API, "ClickHouseInstallation", INSTALLATION, "server",
                      installation.installation_spec(
@@ -76,8 +91,9 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
                                                    consumers=ctx.consumers_of("clickhouse"),
                                                    canary="clickhouse" in ctx.drills),
                          interserver=users.interserver_secret(), sidecars=sidecars,
-                         labels=pod_labels(ctx, "clickhouse", "server")),
-                     [*after, ns, *operator_ready, *logins.secrets, *s3, keeper])
+                         labels=pod_labels(ctx, "clickhouse", "server"),
+                         pod_annotations={users.AUTH_DIGEST_ANNOTATION: logins.auth_digest}),
+                     [*after, ns, *operator_ready, *logins.secrets, *s3, keeper], hosts=t.shards * t.replicas)
     scheduled = backup.install_schedule(ctx, t, [server]) if location is not None else []
     monitors = monitoring.install(ctx, backup=location is not None, depends_on=[*after, ns])
 
@@ -88,10 +104,12 @@ def install(ctx: DataContext, spaces: Namespaces, after: Sequence[pulumi.Resourc
 
 
 def _custom(ctx: DataContext, resource_name: str, api_version: str, kind: str, name: str, component: str,
-            spec: dict, depends_on: Sequence[pulumi.Resource]) -> k8s.apiextensions.CustomResource:
-    """A database CR: protected in production (deleting it deletes the database's pods)."""
+            spec: dict, depends_on: Sequence[pulumi.Resource], hosts: int) -> k8s.apiextensions.CustomResource:
+    """A database CR: protected in production (deleting it deletes the database's pods), awaited until the operator
+    has reconciled its `hosts` pods."""
     return ctx.custom_resource(resource_name, api_version, kind, name, NAMESPACE, spec,
-                               ctx.labels("clickhouse", component), depends_on, protect=True)
+                               ctx.labels("clickhouse", component), depends_on, protect=True,
+                               annotations=wait_for(COMPLETED, reconcile_timeout(hosts)))
 
 
 __all__ = ["install", "namespaces"]

@@ -121,8 +121,11 @@ def keeper_nodes() -> list[dict[str, Any]]:
 
 
 def server_pod_template(t: Topology, where: Placement, ha: bool, sidecars: list[dict[str, Any]],
-                        labels: dict[str, str]) -> dict[str, Any]:
-    template: dict[str, Any] = {"name": SERVER_TEMPLATE, "metadata": {"labels": dict(labels)}}
+                        labels: dict[str, str], annotations: dict[str, Any]) -> dict[str, Any]:
+    """`annotations`: on every server pod (the operator copies the template's metadata, pkg/model/common/creator/
+    stateful-set.go createPodTemplateSpec): a changed one rolls the servers."""
+    template: dict[str, Any] = {"name": SERVER_TEMPLATE,
+                                "metadata": {"labels": dict(labels), "annotations": dict(annotations)}}
     if ha:
         # Scope: the term also matches the installation's labels, not only the shard's name (pkg/model/
         # common/affinity/labels.go newMatchLabels), so another installation's shard 0 never counts.
@@ -145,7 +148,8 @@ def cluster_service_template() -> dict[str, Any]:
 
 def installation_spec(t: Topology, where: Placement, ha: bool, storage_class: str, storage_size: str,
                       retain: bool, users: dict[str, Any], interserver: dict[str, Any],
-                      sidecars: list[dict[str, Any]], labels: dict[str, str]) -> dict[str, Any]:
+                      sidecars: list[dict[str, Any]], labels: dict[str, str],
+                      pod_annotations: dict[str, Any]) -> dict[str, Any]:
     return {
         "configuration": {
             "zookeeper": {"nodes": keeper_nodes()},
@@ -161,7 +165,7 @@ def installation_spec(t: Topology, where: Placement, ha: bool, storage_class: st
             }],
         },
         "templates": {
-            "podTemplates": [server_pod_template(t, where, ha, sidecars, labels)],
+            "podTemplates": [server_pod_template(t, where, ha, sidecars, labels, pod_annotations)],
             "volumeClaimTemplates": [volume_claim(DATA_TEMPLATE, storage_class, storage_size, retain)],
             "serviceTemplates": [cluster_service_template()],
         },

@@ -18,7 +18,9 @@ Secrets that clients read.
   SELECT on the databases of the services it names in `readsFrom`. Not DROP, TRUNCATE or access management:
   a compromised service cannot destroy tables or create users; not the CLUSTER privilege either, so schema
   changes `ON CLUSTER` are made by `admin`.
-- `backup`: the clickhouse-backup sidecar, localhost only (the operator's default networks).
+- `backup`: the clickhouse-backup sidecar, with the operator's default networks: localhost and, through the
+  `networks/host_regexp` the operator gives every user but `default` (hostRegexpTemplate, pkg/model/chi/normalizer/
+  normalizer-configuration-user.go at 0.26.0), the installation's own server pods; not the rest of the pod network.
 - `drill_canary` (while ClickHouse's restore is drilled, components/data/drills.py): the canary writer, from the
   pod network, allowed to create the database `drill_canary` and its table and to insert into it; nothing else,
   not even to read back what it wrote.
@@ -27,6 +29,7 @@ Secrets that clients read.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -36,9 +39,14 @@ import pulumi_kubernetes as k8s
 from components.data.clickhouse.topology import NAMESPACE
 from components.data.context import DataContext
 from components.data.endpoints import Credentials
+from components.digest import plain_marker
 from config.consumers import Consumer
 
 AUTH_SECRET = "clickhouse-server-auth"  # password hashes + the interserver secret, read by the servers
+# The servers read AUTH_SECRET through environment variables (the operator's secretKeyRef env vars,
+# pkg/model/common/normalizer/subst/settings.go at 0.26.0): only at start. A digest of its contents on the pod
+# template rolls the servers when it changes, one per shard at a time (the operator's host-by-host reconcile).
+AUTH_DIGEST_ANNOTATION = "adplatform.io/auth-digest"
 INTERSERVER_KEY = "interserver"
 ADMIN, BACKUP, DEFAULT = "admin", "backup", "default"
 # What a consumer may do in its own database (the first creates it), and in the databases it reads.
@@ -57,6 +65,12 @@ class Users:
     consumers: dict[str, Credentials]  # consumer -> its own user (keys: username, password)
     backup: Credentials | None  # keys: username, password, api-username, api-password
     secrets: list[k8s.core.v1.Secret]
+    auth_digest: pulumi.Output[str]  # plain: changes with any of AUTH_SECRET's values (auth_text)
+
+
+def auth_text(values: dict[str, str]) -> str:
+    """AUTH_SECRET's contents as one text, the same for the same contents whatever their order."""
+    return json.dumps(values, sort_keys=True)
 
 
 def sha256_hex(password: str) -> str:
@@ -112,8 +126,9 @@ def install(ctx: DataContext, backup: bool, depends_on: Sequence[pulumi.Resource
     labels = ctx.labels("clickhouse", "credentials")
 
     hashes: dict[str, pulumi.Input[str]] = {user: pw.apply(sha256_hex) for user, pw in passwords.items()}
-    _, auth = ctx.credentials("clickhouse-server-auth", AUTH_SECRET, NAMESPACE,
-                              {**hashes, INTERSERVER_KEY: interserver}, depends_on, labels=labels)
+    auth_values = {**hashes, INTERSERVER_KEY: interserver}
+    _, auth = ctx.credentials("clickhouse-server-auth", AUTH_SECRET, NAMESPACE, auth_values, depends_on, labels=labels)
+    digest = plain_marker("clickhouse-server-auth", pulumi.Output.all(**auth_values).apply(auth_text))
     admin, admin_secret = ctx.credentials("clickhouse-admin", "clickhouse-admin", NAMESPACE,
                                           {"username": ADMIN, "password": passwords[ADMIN]}, depends_on, labels=labels)
     secrets = [auth, admin_secret]
@@ -136,7 +151,7 @@ def install(ctx: DataContext, backup: bool, depends_on: Sequence[pulumi.Resource
                                            {"username": CANARY, "password": passwords[CANARY]}, depends_on,
                                            labels=labels)
         secrets.append(canary_secret)
-    return Users(admin=admin, consumers=logins, backup=backup_credentials, secrets=secrets)
+    return Users(admin=admin, consumers=logins, backup=backup_credentials, secrets=secrets, auth_digest=digest)
 
 
 def user_secret(consumer: str) -> str:
