@@ -57,13 +57,16 @@ if [ -n "$rejoins" ]; then
   config=$K3S_JOIN_CONFIG
 fi
 
-config_changed=$(write_file /etc/rancher/k3s/config.yaml 0600 "$config")
+# A changed file applies when K3s restarts: the marker keeps that restart pending until it succeeded, so a run that
+# stops in between (an SSH drop, a failed restart) restarts on its retry, which finds the files unchanged.
+restart_pending=/var/lib/adplatform/k3s/restart-pending
+config_changed=$(write_pending "$restart_pending" /etc/rancher/k3s/config.yaml 0600 "$config")
 # Servers: the audit policy and admission configuration the API server flags name. They must exist before
 # K3s starts (the API server refuses to start without them) and a change needs a restart to apply.
 if [ -n "$AUDIT_POLICY" ]; then
   install -d -m 0700 "$AUDIT_LOG_DIR"  # the audit log names users and objects: root only
-  config_changed+=$(write_file "$AUDIT_POLICY_PATH" 0600 "$AUDIT_POLICY")
-  config_changed+=$(write_file "$ADMISSION_CONFIG_PATH" 0600 "$ADMISSION_CONFIG")
+  config_changed+=$(write_pending "$restart_pending" "$AUDIT_POLICY_PATH" 0600 "$AUDIT_POLICY")
+  config_changed+=$(write_pending "$restart_pending" "$ADMISSION_CONFIG_PATH" 0600 "$ADMISSION_CONFIG")
 fi
 
 installed=$(k3s_installed "$service")  # empty on a staged node: its unit is not enabled yet
@@ -97,6 +100,7 @@ elif ! systemctl is-active --quiet "$service"; then
 else
   log "k3s $installed already installed and configured"
 fi
+rm -f "$restart_pending"  # K3s (re)started with the files as written
 if [ -n "$installed" ] && [ "$installed" != "$K3S_VERSION" ]; then
   log "k3s $installed runs here, $K3S_VERSION is configured: the system-upgrade-controller upgrades it"
 fi
