@@ -203,7 +203,13 @@ if [ -n "${FAIL_FIRST:-}" ] && [[ "$args" == *" $FAIL_FIRST "* ]] && [ ! -e "$CA
 fi
 case "$args" in
   *" get configmap "*)
-    [ "${API:-up}" = down ] && exit 1
+    # API=down: nothing answers; API=<kubectl's error>: that error, from an API server that answered.
+    case "${API:-up}" in
+      up) ;;
+      down) echo "The connection to the server 10.0.1.254:6443 was refused - did you specify the right host or port?" >&2
+        exit 1 ;;
+      *) printf '%s\n' "$API" >&2; exit 1 ;;
+    esac
     [ "${GUARD:-present}" = present ] && echo configmap/guard
     exit 0 ;;
   *" get node "*"--ignore-not-found -o name "*)
@@ -272,6 +278,37 @@ def test_drain_script_skips_on_destroy_and_without_an_api(tmp_path, env, why):
     assert not any(w in c for c in calls for w in (" drain ", "cordon", "annotate", "delete"))
     if env.get("API") == "down":
         assert sum(" get configmap " in f" {c} " for c in calls) == 3, "three tries before the API counts as gone"
+
+
+@pytest.mark.parametrize("error", [
+    "Unable to connect to the server: dial tcp 10.0.1.254:6443: i/o timeout",
+    "Unable to connect to the server: net/http: TLS handshake timeout",
+])
+def test_an_api_that_never_answers_skips_the_drain(tmp_path, error):
+    code, calls, err = run_drain(tmp_path, role="server", API=error)
+    assert code == 0 and "does not answer" in err and error in err
+    assert not any(" drain " in f" {c} " for c in calls)
+
+
+@pytest.mark.parametrize("error, advice", [
+    ("error: You must be logged in to the server (Unauthorized)", "Secret kube-system/adplatform-node-lifecycle-token"),
+    ('Error from server (Forbidden): configmaps "adplatform-node-lifecycle-guard" is forbidden: User '
+     '"system:serviceaccount:kube-system:adplatform-node-lifecycle" cannot get resource "configmaps"',
+     "ClusterRole adplatform-node-lifecycle"),
+    ("Unable to connect to the server: tls: failed to verify certificate: x509: certificate signed by unknown "
+     "authority", "x509/certificate"),
+    ('Error from server (InternalError): an error on the server ("") has prevented the request from succeeding',
+     "pulumi up again"),
+])
+def test_an_api_that_answers_with_an_error_fails_the_drain_and_keeps_the_machine(tmp_path, error, advice):
+    """A revoked token, missing RBAC or another CA is no dead cluster: skipping would delete the machine undrained."""
+    code, calls, err = run_drain(tmp_path, role="server", API=error)
+    assert code == 1, err
+    assert "does not answer" not in err and "refused the node-lifecycle account" in err
+    assert error in err and advice in err, "kubectl's error and what to fix"
+    assert sum(" get configmap " in f" {c} " for c in calls) == 3, "an answer may be passing (a server restarting)"
+    assert not any(w in c for c in calls for w in (" drain ", "cordon", "annotate", "delete"))
+    assert not any(c.startswith("systemctl") for c in calls)
 
 
 @pytest.mark.parametrize("lost", ["get configmap", "delete node"])

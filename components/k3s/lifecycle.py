@@ -120,6 +120,8 @@ def drain_script(node: Node, api_endpoint: str, ca_data: str, token: str, *, on_
         "ETCD_TIMEOUT": ETCD_TIMEOUT_SECONDS,
         "GUARD_NAMESPACE": NAMESPACE,
         "GUARD_NAME": GUARD,
+        "ACCOUNT": ACCOUNT,  # named in its advice when the API refuses the account
+        "TOKEN_SECRET": TOKEN_SECRET,
     }, libs=[KUBE_LIB])
 
 
