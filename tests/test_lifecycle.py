@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.k3s.lifecycle import (DRAIN_TIMEOUT_SECONDS, GUARD, UNREPORTED_POD_SKIP_SECONDS, drain_script,
-                                      reachable_server)
+from components.k3s.lifecycle import (DRAIN_TIMEOUT_SECONDS, ETCD_TIMEOUT_SECONDS, GUARD, UNREPORTED_POD_SKIP_SECONDS,
+                                      drain_script, reachable_server)
 from components.k3s.resize import DRAIN_SERVER
 from tests.conftest import base_raw, script_param, stack_run
 from tests.runs import UP_TO_K3S, raw_config
-from tests.stubs import run_with_stubs
+from tests.stubs import run_with_stubs, with_fake_clock
 from tests.test_resize import drive
 from tools import mockrun
 from tools.mockrun import Run, Secret
@@ -216,7 +216,7 @@ case "$args" in
     [ "${NODE:-present}" = present ] && echo node/n
     exit 0 ;;
   *" get node "*'jsonpath={.status.conditions[?(@.type=="Ready")].status}'*) echo "${READY-True}"; exit 0 ;;
-  *" get node "*"jsonpath="*) echo removed-member; exit 0 ;;
+  *" get node "*"jsonpath="*) echo "${REMOVED-removed-member}"; exit 0 ;;
   *" get nodes -l node-role.kubernetes.io/etcd=true "*)
     for i in $(seq 1 "${MEMBERS:-3}"); do echo "node/server-$i"; done
     exit 0 ;;
@@ -328,6 +328,24 @@ def test_the_last_etcd_member_is_not_removed(tmp_path):
     assert code == 0 and "only etcd member" in err
     assert not any("annotate" in c for c in calls)
     assert calls[-1] == "systemctl disable --now k3s"
+
+
+def test_the_etcd_wait_ends_at_its_timeout_in_wall_clock_time(tmp_path):
+    """Each read of the removal may take its 20 s request timeout: counting only the 5 s pauses made ETCD_TIMEOUT=120
+    last ~600 s, past Pulumi's DELETE_TIMEOUT budget. Here each pass costs 25 s on a fake clock."""
+    script = with_fake_clock(drain_script(FakeNode("server"), "10.0.1.254", "b2ZmbGluZQ==", "secret-token-value"), 25)
+    code, calls, err = run_with_stubs(tmp_path, script, {"k3s": STUB_K3S, "systemctl": "exit 0\n"}, REMOVED="")
+    assert code == 1 and f"not removed within {ETCD_TIMEOUT_SECONDS}s" in err
+    reads = sum("removed-node-name" in c for c in calls)
+    assert reads <= ETCD_TIMEOUT_SECONDS // 25 + 2, f"{reads} reads of 25 s each"
+    assert not any(" delete node " in f" {c} " for c in calls), "the machine is kept"
+
+
+def test_the_delete_timeout_counts_the_scripts_own_request_timeout():
+    """DELETE_TIMEOUT adds up drain.sh's worst case from kube-lib.sh's per-request bound: they must agree."""
+    from components.k3s.lifecycle import DELETE_TIMEOUT, KUBE_LIB, REQUEST_TIMEOUT_SECONDS
+    assert f"--request-timeout={REQUEST_TIMEOUT_SECONDS}s" in KUBE_LIB.read_text()
+    assert int(DELETE_TIMEOUT.rstrip("m")) * 60 > DRAIN_TIMEOUT_SECONDS + ETCD_TIMEOUT_SECONDS + 14 * REQUEST_TIMEOUT_SECONDS
 
 
 def test_drain_script_is_idempotent_when_the_node_is_gone(tmp_path):
