@@ -9,7 +9,8 @@
 # It changes nothing and succeeds when there is nothing to do: the Node is already gone, the API does
 # not answer three tries (a dead cluster has nothing to drain to), or the stack's lifecycle guard ConfigMap is gone
 # (`pulumi destroy` deletes it first: the whole cluster goes, draining it would only wait).
-# A drain that does not finish in time fails, so Pulumi keeps the machine: fix what blocks and re-run.
+# A drain that does not finish in time fails, so Pulumi keeps the machine: fix what blocks and re-run. So does an API
+# that answers with an error (a revoked token, missing RBAC, another CA): that is no dead cluster.
 set -euo pipefail
 shopt -s inherit_errexit  # a failure inside $(...) stops the script too
 # @params
@@ -67,9 +68,10 @@ if [ "$guard_read" = 1 ]; then
   exit 0
 elif [ "$guard_read" != 0 ]; then
   log "the Kubernetes API at $API_SERVER answered but refused the node-lifecycle account (kubectl's error above):"
-  log "$NODE_NAME is not drained and its machine is kept. Unauthorized: its token (Secret $GUARD_NAMESPACE/$TOKEN_SECRET)"
-  log "is gone or revoked; Forbidden: its RBAC (ClusterRole $ACCOUNT); x509/certificate: the API's certificate is not"
-  log "the cluster CA's this stack recorded. Fix it, then run pulumi up again."
+  log "$NODE_NAME is not drained and its machine is kept. Unauthorized: its token"
+  log "(Secret $GUARD_NAMESPACE/$TOKEN_SECRET) is gone or revoked; Forbidden: its RBAC (ClusterRole $ACCOUNT);"
+  log "x509/certificate: the API's certificate is not the cluster CA's this stack recorded."
+  log "Fix it, then run pulumi up again."
   exit 1
 fi
 if [ -z "$guard" ]; then
