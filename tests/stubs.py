@@ -32,3 +32,10 @@ def run_with_stubs(tmp_path: Path, script: str, stubs: dict[str, str], stdout: l
 def kubectl_calls(calls: list[str]) -> list[str]:
     """The recorded `k3s kubectl` calls without the flags every call carries."""
     return [c.split(" --request-timeout=20s ", 1)[-1] for c in calls]
+
+
+# A fake clock for a script's waits: its `sleep` (a function, so it runs in the script's own shell) moves bash's
+# SECONDS on by `seconds`, what one pass of a wait loop costs: its pause and a read that took its request timeout.
+def with_fake_clock(script: str, seconds: int) -> str:
+    shebang, rest = script.split("\n", 1)
+    return f"{shebang}\nsleep() {{ SECONDS=$((SECONDS + {seconds})); }}\n{rest}"

@@ -319,6 +319,33 @@ def test_every_node_gets_the_ssh_drop_in_checked_before_sshd_reloads(production)
     assert "grep -qx 'passwordauthentication no'" in script, "the effective configuration is verified"
 
 
+def test_a_drop_in_whose_sshd_reload_failed_reloads_on_the_next_run(tmp_path, production):
+    """The first run writes the drop-in and stops before sshd reloaded (an SSH drop, a failed reload): the retry finds
+    the file unchanged and must still reload, or a running sshd keeps accepting passwords. The tuning script's SSH
+    section runs here against stub sshd, systemctl and install under a temporary root."""
+    from tests.stubs import run_with_stubs
+    script = production.named("tune-general-1", "command:remote:Command").inputs["stdin"]
+    head = script.split("main() {", 1)[0]
+    section = script.split("# --- SSH", 1)[1].split("# --- unattended", 1)[0]
+    root = tmp_path / "root"
+    (root / "etc/ssh").mkdir(parents=True)
+    (root / "etc/ssh/sshd_config").write_text("Include /etc/ssh/sshd_config.d/*.conf\n")
+    text = (head + "main() {\n" + section + "}\nmain\n").replace("/etc/", f"{root}/etc/").replace(
+        "/var/lib/", f"{root}/var/lib/")
+    stubs = {"sshd": 'printf "sshd %s\\n" "$*" >>"$CALLS"; [ "$1" = -T ] && echo "passwordauthentication no"; exit 0\n',
+             "systemctl": 'printf "systemctl %s\\n" "$*" >>"$CALLS"\n'
+                          '[ "$1" = reload ] && [ -n "${FAIL_RELOAD:-}" ] && exit 1; exit 0\n',
+             "install": 'mkdir -p "${!#}"\n'}
+    runs = []
+    for n, env in enumerate(({"FAIL_RELOAD": "1"}, {}, {})):
+        (tmp_path / str(n)).mkdir()
+        runs.append(run_with_stubs(tmp_path / str(n), text, stubs, **env))
+    (failed, _, _), (code, calls, err), (_, settled, _) = runs
+    assert failed != 0 and code == 0, err
+    assert "systemctl reload ssh.service" in calls, "the retry reloads"
+    assert not any(c.startswith("systemctl reload") for c in settled), "reloaded once, then idempotent"
+
+
 def test_unattended_upgrades_take_security_updates_only_and_never_reboot(tmp_path):
     """apt-config reads the stock policy and ours in apt.conf.d order: only the security origins remain."""
     from components.host.profiles import APT_PERIODIC_DROP_IN, APT_UNATTENDED_DROP_IN, apt_drop_ins

@@ -396,9 +396,10 @@ def test_the_files_the_api_server_flags_name_are_written_by_the_install_script(p
         args["admission-control-config-file"]
     assert _server_file(production, "control-plane-2", "AUDIT_LOG_DIR") == args["audit-log-path"].rsplit("/", 1)[0]
     script = production.named("k3s-control-plane-2", CMD).inputs["stdin"].value
-    written = script.index('write_file "$ADMISSION_CONFIG_PATH"')
+    written = script.index('"$ADMISSION_CONFIG_PATH" 0600 "$ADMISSION_CONFIG"')
     assert written < script.index('if [ -z "$installed" ]; then'), "the files exist before K3s first starts"
-    assert 'config_changed+=$(write_file "$AUDIT_POLICY_PATH"' in script, "a changed policy restarts K3s"
+    assert 'config_changed+=$(write_pending "$restart_pending" "$AUDIT_POLICY_PATH"' in script, \
+        "a changed policy restarts K3s"
     assert 'install -d -m 0700 "$AUDIT_LOG_DIR"' in script, "the audit log is root's only"
     assert _server_file(production, "general-1", "AUDIT_POLICY") == "", "agents run no API server"
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.k3s.lifecycle import (DRAIN_TIMEOUT_SECONDS, GUARD, UNREPORTED_POD_SKIP_SECONDS, drain_script,
-                                      reachable_server)
+from components.k3s.lifecycle import (DRAIN_TIMEOUT_SECONDS, ETCD_TIMEOUT_SECONDS, GUARD, UNREPORTED_POD_SKIP_SECONDS,
+                                      drain_script, reachable_server)
 from components.k3s.resize import DRAIN_SERVER
 from tests.conftest import base_raw, script_param, stack_run
 from tests.runs import UP_TO_K3S, raw_config
-from tests.stubs import run_with_stubs
+from tests.stubs import run_with_stubs, with_fake_clock
 from tests.test_resize import drive
 from tools import mockrun
 from tools.mockrun import Run, Secret
@@ -203,14 +203,19 @@ if [ -n "${FAIL_FIRST:-}" ] && [[ "$args" == *" $FAIL_FIRST "* ]] && [ ! -e "$CA
 fi
 case "$args" in
   *" get configmap "*)
-    [ "${API:-up}" = down ] && exit 1
+    # API=down: nothing answers; API=<kubectl's error>: that error, from an API server that answered.
+    case "${API:-up}" in
+      up) ;;
+      down) echo "The connection to the server 10.0.1.254:6443 was refused" >&2; exit 1 ;;
+      *) printf '%s\n' "$API" >&2; exit 1 ;;
+    esac
     [ "${GUARD:-present}" = present ] && echo configmap/guard
     exit 0 ;;
   *" get node "*"--ignore-not-found -o name "*)
     [ "${NODE:-present}" = present ] && echo node/n
     exit 0 ;;
   *" get node "*'jsonpath={.status.conditions[?(@.type=="Ready")].status}'*) echo "${READY-True}"; exit 0 ;;
-  *" get node "*"jsonpath="*) echo removed-member; exit 0 ;;
+  *" get node "*"jsonpath="*) echo "${REMOVED-removed-member}"; exit 0 ;;
   *" get nodes -l node-role.kubernetes.io/etcd=true "*)
     for i in $(seq 1 "${MEMBERS:-3}"); do echo "node/server-$i"; done
     exit 0 ;;
@@ -274,6 +279,37 @@ def test_drain_script_skips_on_destroy_and_without_an_api(tmp_path, env, why):
         assert sum(" get configmap " in f" {c} " for c in calls) == 3, "three tries before the API counts as gone"
 
 
+@pytest.mark.parametrize("error", [
+    "Unable to connect to the server: dial tcp 10.0.1.254:6443: i/o timeout",
+    "Unable to connect to the server: net/http: TLS handshake timeout",
+])
+def test_an_api_that_never_answers_skips_the_drain(tmp_path, error):
+    code, calls, err = run_drain(tmp_path, role="server", API=error)
+    assert code == 0 and "does not answer" in err and error in err
+    assert not any(" drain " in f" {c} " for c in calls)
+
+
+@pytest.mark.parametrize("error, advice", [
+    ("error: You must be logged in to the server (Unauthorized)", "Secret kube-system/adplatform-node-lifecycle-token"),
+    ('Error from server (Forbidden): configmaps "adplatform-node-lifecycle-guard" is forbidden: User '
+     '"system:serviceaccount:kube-system:adplatform-node-lifecycle" cannot get resource "configmaps"',
+     "ClusterRole adplatform-node-lifecycle"),
+    ("Unable to connect to the server: tls: failed to verify certificate: x509: certificate signed by unknown "
+     "authority", "x509/certificate"),
+    ('Error from server (InternalError): an error on the server ("") has prevented the request from succeeding',
+     "pulumi up again"),
+])
+def test_an_api_that_answers_with_an_error_fails_the_drain_and_keeps_the_machine(tmp_path, error, advice):
+    """A revoked token, missing RBAC or another CA is no dead cluster: skipping would delete the machine undrained."""
+    code, calls, err = run_drain(tmp_path, role="server", API=error)
+    assert code == 1, err
+    assert "does not answer" not in err and "refused the node-lifecycle account" in err
+    assert error in err and advice in err, "kubectl's error and what to fix"
+    assert sum(" get configmap " in f" {c} " for c in calls) == 3, "an answer may be passing (a server restarting)"
+    assert not any(w in c for c in calls for w in (" drain ", "cordon", "annotate", "delete"))
+    assert not any(c.startswith("systemctl") for c in calls)
+
+
 @pytest.mark.parametrize("lost", ["get configmap", "delete node"])
 def test_one_lost_api_request_neither_skips_nor_fails_a_servers_drain(tmp_path, lost):
     """Through the balancer one request may land on a server restarting, or on the departing server once its etcd
@@ -291,6 +327,26 @@ def test_the_last_etcd_member_is_not_removed(tmp_path):
     assert code == 0 and "only etcd member" in err
     assert not any("annotate" in c for c in calls)
     assert calls[-1] == "systemctl disable --now k3s"
+
+
+def test_the_etcd_wait_ends_at_its_timeout_in_wall_clock_time(tmp_path):
+    """Each read of the removal may take its 20 s request timeout: counting only the 5 s pauses made ETCD_TIMEOUT=120
+    last ~600 s, past Pulumi's DELETE_TIMEOUT budget. Here each pass costs 25 s on a fake clock."""
+    script = with_fake_clock(drain_script(FakeNode("server"), "10.0.1.254", "b2ZmbGluZQ==", "secret-token-value"), 25)
+    code, calls, err = run_with_stubs(tmp_path, script, {"k3s": STUB_K3S, "systemctl": "exit 0\n"}, REMOVED="")
+    assert code == 1 and f"not removed within {ETCD_TIMEOUT_SECONDS}s" in err
+    reads = sum("removed-node-name" in c for c in calls)
+    assert reads <= ETCD_TIMEOUT_SECONDS // 25 + 2, f"{reads} reads of 25 s each"
+    assert not any(" delete node " in f" {c} " for c in calls), "the machine is kept"
+
+
+def test_the_delete_timeout_counts_the_scripts_own_request_timeout():
+    """DELETE_TIMEOUT adds up drain.sh's worst case from kube-lib.sh's per-request bound: they must agree."""
+    from components.k3s.lifecycle import DELETE_TIMEOUT, KUBE_LIB, REQUEST_TIMEOUT_SECONDS
+    assert f"--request-timeout={REQUEST_TIMEOUT_SECONDS}s" in KUBE_LIB.read_text()
+    # 12 requests, four 10 s pauses between tries, the etcd wait's last 5 s pause.
+    worst = DRAIN_TIMEOUT_SECONDS + ETCD_TIMEOUT_SECONDS + 12 * REQUEST_TIMEOUT_SECONDS + 4 * 10 + 5
+    assert int(DELETE_TIMEOUT.rstrip("m")) * 60 > worst
 
 
 def test_drain_script_is_idempotent_when_the_node_is_gone(tmp_path):

@@ -20,7 +20,7 @@ from components.k3s.resize import (READY_TIMEOUT_SECONDS, SERVER_CA, DrainServer
                                    where_scripts_run)
 from tests import validators
 from tests.conftest import script_param, stack_run
-from tests.stubs import kubectl_calls, run_with_stubs
+from tests.stubs import kubectl_calls, run_with_stubs, with_fake_clock
 from tools.plan import cost
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJub2RlLWxpZmVjeWNsZSJ9.c2lnbmF0dXJl"
@@ -209,6 +209,16 @@ def test_a_node_that_does_not_come_back_ready_stays_cordoned(tmp_path):
     code, calls, err = run_resize(tmp_path, "return", READY="False")
     assert code != 0 and "not Ready" in err
     assert not any(c.startswith("uncordon") for c in calls)
+
+
+def test_the_ready_wait_ends_at_its_timeout_in_wall_clock_time(tmp_path):
+    """Each read may take its 20 s request timeout: counting only the 5 s pauses made READY_TIMEOUT last five times
+    as long, past the resize's SSH budget. Here each pass costs 25 s on a fake clock."""
+    script = with_fake_clock(resize_script(HETZNER, "return", TOKEN), 25)
+    code, calls, err = run_with_stubs(tmp_path, script, {"k3s": STUB_K3S}, READY="False")
+    assert code == 1 and f"not Ready {READY_TIMEOUT_SECONDS}s after its resize" in err
+    reads = sum("Ready" in c for c in calls)
+    assert reads <= READY_TIMEOUT_SECONDS // 25 + 2, f"{reads} reads of 25 s each"
 
 
 # --- the SSH runner, against a fake ssh -------------------------------------------------------------

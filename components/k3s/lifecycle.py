@@ -69,8 +69,15 @@ ETCD_TIMEOUT_SECONDS = 120  # how long K3s may take to remove a server's etcd me
 # once the pod's deletion time is this far past (kubectl drain --skip-wait-for-delete-timeout, kube-lib.sh drain_node),
 # instead of waiting out DRAIN_TIMEOUT_SECONDS on every run. A Ready node's drain waits for every pod's graceful end.
 UNREPORTED_POD_SKIP_SECONDS = 60
-# Pulumi's own deadline for a drain command's delete: the drain, the etcd removal and the API calls.
-DELETE_TIMEOUT = f"{(DRAIN_TIMEOUT_SECONDS + ETCD_TIMEOUT_SECONDS) // 60 + 5}m"
+# Pulumi's own deadline for a drain command's delete: drain.sh's worst case, each wait on the wall clock. Its API
+# calls take at most REQUEST_TIMEOUT_SECONDS each (kube-lib.sh kube): the guard read and the Node's deletion 3 tries
+# 10 s apart (drain.sh API_TRIES, API_RETRY_SECONDS: 80 s each), the node read, cordon, Ready read, member count and
+# annotation (100 s), and the etcd wait's last pass past its deadline (a read and a 5 s pause). With the drain and the
+# etcd wait: 600 + 120 + 285 s = 16.75 min, within the 21 min below (the SSH connection and K3s' stop take the rest).
+REQUEST_TIMEOUT_SECONDS = 20
+GUARD_OR_DELETE_SECONDS = 3 * REQUEST_TIMEOUT_SECONDS + 2 * 10
+API_CALLS_SECONDS = 2 * GUARD_OR_DELETE_SECONDS + 5 * REQUEST_TIMEOUT_SECONDS + REQUEST_TIMEOUT_SECONDS + 5
+DELETE_TIMEOUT = f"{(DRAIN_TIMEOUT_SECONDS + ETCD_TIMEOUT_SECONDS + API_CALLS_SECONDS) // 60 + 5}m"
 # The create (and update) of a drain command: read the script from stdin and do nothing with it.
 KEEP_SCRIPT = "cat >/dev/null"
 
@@ -120,6 +127,8 @@ def drain_script(node: Node, api_endpoint: str, ca_data: str, token: str, *, on_
         "ETCD_TIMEOUT": ETCD_TIMEOUT_SECONDS,
         "GUARD_NAMESPACE": NAMESPACE,
         "GUARD_NAME": GUARD,
+        "ACCOUNT": ACCOUNT,  # named in its advice when the API refuses the account
+        "TOKEN_SECRET": TOKEN_SECRET,
     }, libs=[KUBE_LIB])
 
 

@@ -62,7 +62,10 @@ def on_server_kubeconfig(token: str) -> str:
 READY_TIMEOUT_SECONDS = 600  # how long a resized node may take to boot and report Ready
 # How long a node waits for the node of its pool being resized: that one's drain, resize and return.
 LOCK_TIMEOUT_SECONDS = DRAIN_TIMEOUT_SECONDS + READY_TIMEOUT_SECONDS + 1200
-SSH_TIMEOUT_SECONDS = DRAIN_TIMEOUT_SECONDS + READY_TIMEOUT_SECONDS  # one script, connection included
+# One script, connection included. resize.sh's phases wait on the wall clock: the drain at most DRAIN_TIMEOUT_SECONDS
+# plus three 20 s API calls, the return at most READY_TIMEOUT_SECONDS plus its last pass (a 20 s read, a 5 s pause)
+# and the uncordon: each well within.
+SSH_TIMEOUT_SECONDS = DRAIN_TIMEOUT_SECONDS + READY_TIMEOUT_SECONDS
 SSH_ATTEMPTS = 30  # connections of 10 s: a server coming back from its resize answers within minutes
 
 NODE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a Kubernetes node name (RFC 1123 label)

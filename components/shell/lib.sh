@@ -40,6 +40,26 @@ write_file() {
   echo changed
 }
 
+# write_pending MARKER PATH MODE CONTENT: write_file for a file whose change takes a restart (or reload) to apply.
+# MARKER is created before PATH changes and removed by the caller once the restart succeeded, so a run that dies in
+# between (an SSH drop, a later step failing) leaves it, and the retry, which finds PATH unchanged, restarts anyway.
+# Prints "changed" if PATH changed or MARKER was left by an earlier run.
+write_pending() {
+  local marker=$1 pending=
+  shift
+  if [ -e "$marker" ]; then
+    pending=changed
+  fi
+  install -d -m 0700 "$(dirname "$marker")"
+  touch "$marker"
+  pending+=$(write_file "$@")
+  if [ -z "$pending" ]; then
+    rm -f "$marker"  # nothing to apply: no restart pending
+  else
+    echo changed
+  fi
+}
+
 # remove_file PATH: delete PATH if present; prints "changed" if it did.
 remove_file() {
   if [ -e "$1" ]; then

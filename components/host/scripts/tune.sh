@@ -131,7 +131,9 @@ if [ -x "$sshd" ]; then
   if ! grep -Eqi '^[[:space:]]*Include[[:space:]]+/etc/ssh/sshd_config\.d/' /etc/ssh/sshd_config; then
     log "warning: /etc/ssh/sshd_config does not include /etc/ssh/sshd_config.d: $SSHD_DROP_IN has no effect"
   fi
-  if [ -n "$(write_file "$SSHD_DROP_IN" 0644 "$SSHD_CONFIG")" ]; then
+  # The marker keeps the reload pending until it happened: a run that stops in between reloads on its retry.
+  sshd_pending=/var/lib/adplatform/sshd-reload-pending
+  if [ -n "$(write_pending "$sshd_pending" "$SSHD_DROP_IN" 0644 "$SSHD_CONFIG")" ]; then
     if ! "$sshd" -t; then
       rm -f "$SSHD_DROP_IN"
       log "sshd refused $SSHD_DROP_IN; removed it, SSH left as it was"
@@ -142,6 +144,7 @@ if [ -x "$sshd" ]; then
         systemctl reload "$unit.service"
       fi
     done
+    rm -f "$sshd_pending"
     log "sshd: password login off, root by key only"
   fi
   if ! "$sshd" -T 2>/dev/null | grep -qx 'passwordauthentication no'; then

@@ -9,7 +9,8 @@
 # It changes nothing and succeeds when there is nothing to do: the Node is already gone, the API does
 # not answer three tries (a dead cluster has nothing to drain to), or the stack's lifecycle guard ConfigMap is gone
 # (`pulumi destroy` deletes it first: the whole cluster goes, draining it would only wait).
-# A drain that does not finish in time fails, so Pulumi keeps the machine: fix what blocks and re-run.
+# A drain that does not finish in time fails, so Pulumi keeps the machine: fix what blocks and re-run. So does an API
+# that answers with an error (a revoked token, missing RBAC, another CA): that is no dead cluster.
 set -euo pipefail
 shopt -s inherit_errexit  # a failure inside $(...) stops the script too
 # @params
@@ -31,22 +32,47 @@ stop_k3s() {
 # departing server's etcd member is removed, that server, whose API port still takes the balancer's TCP checks.
 # So the guard read and the Node's deletion are tried API_TRIES times, API_RETRY_SECONDS apart: one failed request
 # must neither skip a drain (the machine deleted undrained) nor fail it after its etcd member is gone.
+# Returns 1 when no try got an HTTP answer (nothing listens), 2 when one did and refused (a revoked token, missing
+# RBAC, another cluster's CA): only the first may read as "no cluster", or a machine is deleted undrained.
 readonly API_TRIES=3 API_RETRY_SECONDS=10
 kube_retry() {
-  local try=1
-  until kube "$@"; do
-    [ "$try" -lt "$API_TRIES" ] || return 1
-    log "the API at $API_SERVER did not answer (try $try of $API_TRIES); trying again in ${API_RETRY_SECONDS}s"
+  local try=1 err answered=
+  # kubectl's stdout stays the caller's (fd 3); its stderr is kept to tell an answer from silence, then logged.
+  until { err=$(kube "$@" 2>&1 1>&3 3>&-); } 3>&1; do
+    printf '%s\n' "$err" >&2
+    if api_answered "$err"; then
+      answered=true
+    fi
+    if [ "$try" -ge "$API_TRIES" ]; then
+      [ -z "$answered" ] || return 2
+      return 1
+    fi
+    log "the request to the API at $API_SERVER failed (try $try of $API_TRIES); trying again in ${API_RETRY_SECONDS}s"
     try=$((try + 1))
     sleep "$API_RETRY_SECONDS"
   done
 }
 
+# Whether kubectl's error $1 came with an answer from an API server (or its TLS handshake): an HTTP status, or a
+# certificate the kubeconfig's CA does not trust. Connection refused, timeouts and DNS errors are silence.
+api_answered() {
+  grep -Eq 'Unauthorized|Forbidden|x509|certificate|Error from server' <<<"$1"
+}
+
 open_kubeconfig  # kube-lib.sh
 
-if ! guard=$(kube_retry -n "$GUARD_NAMESPACE" get configmap "$GUARD_NAME" --ignore-not-found -o name); then
+guard_read=0
+guard=$(kube_retry -n "$GUARD_NAMESPACE" get configmap "$GUARD_NAME" --ignore-not-found -o name) || guard_read=$?
+if [ "$guard_read" = 1 ]; then
   log "the Kubernetes API at $API_SERVER does not answer: nothing to drain $NODE_NAME to; not draining it"
   exit 0
+elif [ "$guard_read" != 0 ]; then
+  log "the Kubernetes API at $API_SERVER answered but refused the node-lifecycle account (kubectl's error above):"
+  log "$NODE_NAME is not drained and its machine is kept. Unauthorized: its token"
+  log "(Secret $GUARD_NAMESPACE/$TOKEN_SECRET) is gone or revoked; Forbidden: its RBAC (ClusterRole $ACCOUNT);"
+  log "x509/certificate: the API's certificate is not the cluster CA's this stack recorded."
+  log "Fix it, then run pulumi up again."
+  exit 1
 fi
 if [ -z "$guard" ]; then
   log "ConfigMap $GUARD_NAMESPACE/$GUARD_NAME is gone (the whole stack is being destroyed): not draining $NODE_NAME"

@@ -41,6 +41,17 @@ cluster_answers() {
   done
   return 1
 }
+# K3s that exits at start fails its unit, and so the start: a server joining while an etcd member of its node name
+# remains (a machine rebuilt outside Pulumi's drain) exits with "duplicate node name found". Say how to clear it.
+start_failed() {
+  log "$service on $NODE_NAME did not come up: journalctl -u $service says why"
+  if [ "$K3S_ROLE" = server ]; then
+    log "if it names a duplicate node name, its old etcd member remains: from a machine with the"
+    log "kubeconfig, kubectl delete node $NODE_NAME (K3s then removes the member), and run pulumi up again"
+  fi
+  exit 1
+}
+
 config=$K3S_CONFIG
 rejoins=
 if [ -n "$EXISTING_CLUSTER_PROBE" ] && [ ! -d /var/lib/rancher/k3s/server/db/etcd/member/wal ]; then
@@ -57,13 +68,16 @@ if [ -n "$rejoins" ]; then
   config=$K3S_JOIN_CONFIG
 fi
 
-config_changed=$(write_file /etc/rancher/k3s/config.yaml 0600 "$config")
+# A changed file applies when K3s restarts: the marker keeps that restart pending until it succeeded, so a run that
+# stops in between (an SSH drop, a failed restart) restarts on its retry, which finds the files unchanged.
+restart_pending=/var/lib/adplatform/k3s/restart-pending
+config_changed=$(write_pending "$restart_pending" /etc/rancher/k3s/config.yaml 0600 "$config")
 # Servers: the audit policy and admission configuration the API server flags name. They must exist before
 # K3s starts (the API server refuses to start without them) and a change needs a restart to apply.
 if [ -n "$AUDIT_POLICY" ]; then
   install -d -m 0700 "$AUDIT_LOG_DIR"  # the audit log names users and objects: root only
-  config_changed+=$(write_file "$AUDIT_POLICY_PATH" 0600 "$AUDIT_POLICY")
-  config_changed+=$(write_file "$ADMISSION_CONFIG_PATH" 0600 "$ADMISSION_CONFIG")
+  config_changed+=$(write_pending "$restart_pending" "$AUDIT_POLICY_PATH" 0600 "$AUDIT_POLICY")
+  config_changed+=$(write_pending "$restart_pending" "$ADMISSION_CONFIG_PATH" 0600 "$ADMISSION_CONFIG")
 fi
 
 installed=$(k3s_installed "$service")  # empty on a staged node: its unit is not enabled yet
@@ -85,26 +99,31 @@ if [ -z "$installed" ]; then
   # The staged installer again, without downloading: it rewrites the unit for this role, enables and starts it. The
   # unit and binary are those staging wrote, so the installer would see "no change" and skip the start:
   # INSTALL_K3S_FORCE_RESTART starts it regardless (k3s install.sh, service_enable_and_start).
-  INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_EXEC="$K3S_ROLE" INSTALL_K3S_FORCE_RESTART=true \
-    sh "$STAGED_INSTALLER" >&2
+  if ! INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_EXEC="$K3S_ROLE" INSTALL_K3S_FORCE_RESTART=true \
+    sh "$STAGED_INSTALLER" >&2; then
+    start_failed
+  fi
   log "k3s $K3S_VERSION installed as $K3S_ROLE"
 elif [ -n "$config_changed" ]; then
-  systemctl restart "$service"
+  systemctl restart "$service" || start_failed
   log "k3s configuration changed; $service restarted"
 elif ! systemctl is-active --quiet "$service"; then
-  systemctl start "$service"
+  systemctl start "$service" || start_failed
   log "$service started"
 else
   log "k3s $installed already installed and configured"
 fi
+rm -f "$restart_pending"  # K3s (re)started with the files as written
 if [ -n "$installed" ] && [ "$installed" != "$K3S_VERSION" ]; then
   log "k3s $installed runs here, $K3S_VERSION is configured: the system-upgrade-controller upgrades it"
 fi
 
 # Servers: wait until this API server answers /readyz, so the next server joins a healthy etcd.
+# A wall-clock deadline (bash's SECONDS): each request may itself take its timeout.
 if [ "$K3S_ROLE" = server ]; then
-  for _ in $(seq 1 120); do
-    if k3s kubectl get --raw=/readyz >/dev/null 2>&1; then
+  deadline=$((SECONDS + 600))
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    if k3s kubectl get --raw=/readyz --request-timeout=5s >/dev/null 2>&1; then
       log "API server on $NODE_NAME is ready"
       # CIS 1.1.20: K3s writes its PKI certificates world-readable; only K3s (root) reads them. Certificates
       # K3s renews later are narrowed again on the next run.
@@ -114,11 +133,6 @@ if [ "$K3S_ROLE" = server ]; then
     sleep 5
   done
   log "API server on $NODE_NAME not ready after 600s"
-  if [ -n "$rejoins" ]; then
-    # K3s refuses to join while a member of the same node name remains (a machine rebuilt outside Pulumi's drain).
-    log "if journalctl -u k3s names a duplicate node name, its old etcd member remains: from a machine with the"
-    log "kubeconfig, kubectl delete node $NODE_NAME (K3s then removes the member), and run pulumi up again"
-  fi
-  exit 1
+  start_failed
 fi
 systemctl is-active --quiet "$service"

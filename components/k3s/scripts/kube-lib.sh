@@ -35,16 +35,17 @@ drain_node() {
 # Remove the etcd member of node $1 and wait up to ETCD_TIMEOUT seconds for it to go; on timeout log "$2" (what
 # stays as it was) and fail. K3s' etcd member controller removes the member of a node annotated so, and records it
 # in etcd.k3s.cattle.io/removed-node-name (k3s pkg/etcd/member_controller.go).
+# The deadline is wall-clock time (bash's SECONDS): each read may itself take its request timeout, which a count of
+# the pauses alone would not see (the wait could last five times as long and outlive the command's own timeout).
 remove_etcd_member() {
-  local name=$1 kept=$2 waited=0
+  local name=$1 kept=$2 deadline=$((SECONDS + ETCD_TIMEOUT))
   kube annotate node "$name" --overwrite etcd.k3s.cattle.io/remove=true
   until [ -n "$(kube get node "$name" -o 'jsonpath={.metadata.annotations.etcd\.k3s\.cattle\.io/removed-node-name}' 2>/dev/null || true)" ]; do
-    if [ "$waited" -ge "$ETCD_TIMEOUT" ]; then
+    if [ "$SECONDS" -ge "$deadline" ]; then
       log "the etcd member of $name was not removed within ${ETCD_TIMEOUT}s; $kept"
       return 1
     fi
     sleep 5
-    waited=$((waited + 5))
   done
 }
 

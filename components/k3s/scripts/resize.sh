@@ -38,15 +38,15 @@ if [ "$PHASE" = drain ]; then
 fi
 
 log "waiting for $NODE_NAME to be Ready after its resize (at most ${READY_TIMEOUT}s)"
-waited=0
+# A wall-clock deadline (bash's SECONDS): each read may itself take its request timeout.
+deadline=$((SECONDS + READY_TIMEOUT))
 until [ "$(kube get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)" = True ]; do
-  if [ "$waited" -ge "$READY_TIMEOUT" ]; then
+  if [ "$SECONDS" -ge "$deadline" ]; then
     log "$NODE_NAME is not Ready ${READY_TIMEOUT}s after its resize; it stays cordoned."
     log "Check the node (journalctl -u k3s or k3s-agent), then kubectl uncordon $NODE_NAME."
     exit 1
   fi
   sleep 5
-  waited=$((waited + 5))
 done
 kube uncordon "$NODE_NAME"
 log "$NODE_NAME is Ready and uncordoned"
