@@ -109,7 +109,7 @@ AWAITED: dict[str, int] = {
     "kubernetes:postgresql.cnpg.io/v1:Database": 95,
     # estimate: per replica of a shard (AWAITED_PER_MEMBER): on a new installation the Altinity operator reconciles
     # all shards at once ("full fan-out") but a shard's hosts one after another, each host's StatefulSet awaited
-    # until Ready (reconcileShardWithHosts, pkg/controller/chi/worker-reconciler-chi.go and .../chk/ at 0.26.0). Per
+    # until Ready (reconcileShardWithHosts, pkg/controller/chi/worker-reconciler-chi.go and .../chk/, branch 0.26.0). Per
     # host: its cloud volume created and attached (~20 s), the image pulled on a node without it (~20 s), the pod's
     # start to its readiness probe (~20 s)
     "kubernetes:clickhouse.altinity.com/v1:ClickHouseInstallation": 60,

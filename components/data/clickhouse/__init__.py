@@ -34,11 +34,13 @@ CHK_API = "clickhouse-keeper.altinity.com/v1"
 # protocol (pkg/controller/chi/worker-zk-integration.go ensureZkPath, since release-0.25.0).
 OPERATOR_TO_INSTALLATIONS = (HTTP_PORT, KEEPER_PORT)
 # `status.status` once a reconcile has finished (StatusCompleted, pkg/apis/clickhouse.altinity.com/v1/type_status.go
-# and its clickhouse-keeper twin, at 0.26.0, the newest tag in our mirror; the chart is 0.27.3). Awaited, `pulumi up`
-# and every consumer (the restore Job, the services reading their users) start only once the pods serve.
+# and its clickhouse-keeper twin, read on the mirror's branch 0.26.0, its newest line (newest tag release-0.25.6);
+# the chart is 0.27.3). Awaited, `pulumi up` and every consumer (the restore Job, the services reading their users)
+# start only once the pods serve. Only a creation is awaited for sure: after a spec change the previous run's
+# `Completed` may still stand (the operator reports no observedGeneration).
 COMPLETED = "jsonpath={.status.status}=Completed"
-# The operator waits up to `reconcile.statefulSet.update.timeout` (300 s, its config.yaml at 0.26.0; our values keep
-# it) for each host's StatefulSet to be Ready, and reconciles the hosts of a shard one after another: every host in
+# The operator waits up to `reconcile.statefulSet.update.timeout` (300 s, its config.yaml on branch 0.26.0; our values
+# keep it) for each host's StatefulSet to be Ready, and reconciles the hosts of a shard one after another: every host in
 # turn is the longest it takes before it reports Completed (plus a margin for its Services and ConfigMaps).
 HOST_TIMEOUT_SECONDS = 300
 RECONCILE_MARGIN_SECONDS = 300

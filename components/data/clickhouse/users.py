@@ -20,7 +20,8 @@ Secrets that clients read.
   changes `ON CLUSTER` are made by `admin`.
 - `backup`: the clickhouse-backup sidecar, with the operator's default networks: localhost and, through the
   `networks/host_regexp` the operator gives every user but `default` (hostRegexpTemplate, pkg/model/chi/normalizer/
-  normalizer-configuration-user.go at 0.26.0), the installation's own server pods; not the rest of the pod network.
+  normalizer-configuration-user.go on branch 0.26.0), the installation's own server pods; not the rest of the pod
+  network.
 - `drill_canary` (while ClickHouse's restore is drilled, components/data/drills.py): the canary writer, from the
   pod network, allowed to create the database `drill_canary` and its table and to insert into it; nothing else,
   not even to read back what it wrote.
@@ -44,7 +45,7 @@ from config.consumers import Consumer
 
 AUTH_SECRET = "clickhouse-server-auth"  # password hashes + the interserver secret, read by the servers
 # The servers read AUTH_SECRET through environment variables (the operator's secretKeyRef env vars,
-# pkg/model/common/normalizer/subst/settings.go at 0.26.0): only at start. A digest of its contents on the pod
+# pkg/model/common/normalizer/subst/settings.go on branch 0.26.0): only at start. A digest of its contents on the pod
 # template rolls the servers when it changes, one per shard at a time (the operator's host-by-host reconcile).
 AUTH_DIGEST_ANNOTATION = "adplatform.io/auth-digest"
 INTERSERVER_KEY = "interserver"

@@ -32,12 +32,13 @@ stop_k3s() {
 # departing server's etcd member is removed, that server, whose API port still takes the balancer's TCP checks.
 # So the guard read and the Node's deletion are tried API_TRIES times, API_RETRY_SECONDS apart: one failed request
 # must neither skip a drain (the machine deleted undrained) nor fail it after its etcd member is gone.
-# Returns 1 when no try got an HTTP answer (nothing listens), 2 when one did and refused (a revoked token, missing
-# RBAC, another cluster's CA): only the first may read as "no cluster", or a machine is deleted undrained.
+# Returns 1 when no try got an answer (nothing listens, or the API fails on its own side), 2 when one refused this
+# account (a revoked token, missing RBAC, another cluster's CA): only the first may read as "no cluster", or a machine
+# is deleted undrained.
 readonly API_TRIES=3 API_RETRY_SECONDS=10
 kube_retry() {
   local try=1 err answered=
-  # kubectl's stdout stays the caller's (fd 3); its stderr is kept to tell an answer from silence, then logged.
+  # kubectl's stdout stays the caller's (fd 3); a failed try's stderr is logged and tells a refusal from silence.
   until { err=$(kube "$@" 2>&1 1>&3 3>&-); } 3>&1; do
     printf '%s\n' "$err" >&2
     if api_answered "$err"; then
@@ -53,10 +54,11 @@ kube_retry() {
   done
 }
 
-# Whether kubectl's error $1 came with an answer from an API server (or its TLS handshake): an HTTP status, or a
-# certificate the kubeconfig's CA does not trust. Connection refused, timeouts and DNS errors are silence.
+# Whether kubectl's error $1 is an API server refusing this account: Unauthorized, Forbidden, or a certificate the
+# kubeconfig's CA does not trust. Connection refused, timeouts, DNS errors and the server's own errors (InternalError,
+# ServiceUnavailable, Timeout: etcd without a quorum while a destroy takes the servers away) count as silence.
 api_answered() {
-  grep -Eq 'Unauthorized|Forbidden|x509|certificate|Error from server' <<<"$1"
+  grep -Eq '\(Unauthorized\)|\(Forbidden\)|x509|certificate' <<<"$1"
 }
 
 open_kubeconfig  # kube-lib.sh
