@@ -540,6 +540,9 @@ class Provider(Protocol):
     # Its nodes can join another provider's cluster over the public internet, or host such nodes: its
     # Infrastructure has `admit_peers`, and `create` takes `over_internet` (providers/hybrid.py INTERNET).
     internet_peering: bool
+    # The MTU of its nodes' network interface toward other providers' nodes over the internet (absent: 1500, what an
+    # internet path carries; providers/hybrid.py takes the smallest of a cluster's providers for Cilium's MTU).
+    internet_mtu: int
     # Where admitting peers counts against a documented limit of its firewall (absent: none checked).
     peer_quota: PeerQuota | None
     # Nodes of other providers can reach its public API balancer (cluster.apiLoadBalancer.public) and join through it

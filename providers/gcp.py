@@ -262,6 +262,10 @@ class Gcp:
     credentials = CREDENTIALS
     zonal_node_groups = True  # managed instance groups are zonal
     internet_peering = True  # PUBLIC_ADDRESS_COMMAND puts the public address where K3s can register with it
+    # The VPC's MTU (_network sets none: pulumi_gcp 10.2.0 compute.Network `mtu`, "The default value is 1460 bytes"),
+    # its instances' interface MTU: in a cluster over the internet Cilium's MTU must not exceed it, or full-size
+    # WireGuard packets leave the GCP nodes above what their interface carries.
+    internet_mtu = 1460
     # Other providers' nodes join at its public API balancer: it is passthrough, so the servers see each client's own
     # address, and the VPC firewall's peer rule on 6443 (_admit_peers) names every cluster node's.
     public_api_balancer_admits_peers = True

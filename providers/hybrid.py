@@ -9,8 +9,9 @@ and the parts' nodes become one Infrastructure: the layers above see pools and n
 Providers couple in the ways COUPLINGS lists, each private or encrypted, never open: Hetzner Cloud with bare
 metal on Hetzner dedicated servers over a Robot vSwitch joined to the cloud network (a subnet of type vswitch,
 providers/hetzner.py). Any other pair of providers that both peer over the internet (`internet_peering`: Hetzner,
-AWS, GCP, Azure) couples over the public internet (INTERNET): every node registers with its public address, Cilium tunnels and
-encrypts everything between nodes (WireGuard), and each provider's firewall admits exactly the cluster's node
+AWS, GCP, Azure) couples over the public internet (INTERNET): every node registers with its public address, Cilium tunnels
+pod traffic and encrypts it and the agents' node traffic (WireGuard; the control plane's own traffic, K3s and etcd, is
+TLS: Cilium leaves control-plane nodes out of node encryption), and each provider's firewall admits exactly the cluster's node
 addresses on exactly CLUSTER_PORTS. No pair needs code of its own; other pairs are refused.
 
 The API path over the internet survives losing any one server: Cilium uses each node's local API endpoint
@@ -521,7 +522,7 @@ def create(loaded: LoadedConfig) -> Infrastructure:
     secondaries = [providers.get(name).create(part(loaded, name), over_internet=True) if link.over_internet
                    else providers.get(name).create(part(loaded, name), peers=peer_rules(False, cloud, cloud))
                    for name, link in zip(used[1:], links)]
-    combined = combine(primary, secondaries, min(link.mtu for link in links), [link.node_labels for link in links])
+    combined = combine(primary, secondaries, link_mtu(used, links), [link.node_labels for link in links])
     # Secondaries without storage of their own (bare metal) leave their pools the stack provider's classes (pool_roles
     # keeps data off them); one with stateless pools only needs none (no driver, no credential).
     combined = dataclasses.replace(combined, install_storage=combined_storage(
@@ -671,6 +672,15 @@ def _scylladb_disks_local(parts: Sequence[Infrastructure]) -> bool:
 
 def _labelled(node: Node, labels: Mapping[str, str]) -> Node:
     return dataclasses.replace(node, spec=dataclasses.replace(node.spec, labels={**node.spec.labels, **labels}))
+
+
+def link_mtu(used: Sequence[str], links: Sequence[Coupling]) -> int:
+    """The smallest MTU any node's path to another provider's nodes has: each coupling's, and over the internet each
+    provider's interface MTU there (Provider.internet_mtu: GCP's VPC carries 1460)."""
+    mtus = [link.mtu for link in links]
+    if any(link.over_internet for link in links):
+        mtus += [getattr(providers.get(name), "internet_mtu", INTERNET.mtu) for name in used]
+    return min(mtus)
 
 
 def cilium_values(stack_values: dict, link_mtu: int) -> dict:

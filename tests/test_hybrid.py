@@ -21,7 +21,7 @@ from providers.base import CLUSTER_PORTS, PROVIDER_LABEL
 from tests.test_baremetal import problems  # the whole program, refused before any resource
 from tests.conftest import (ROOT, UP_TO_SERVICES, base_raw, k3s_config, node_labels, nodes_without_topology, run_raw,
                             script_param, stack_run)
-from tests.runs import stack_plan
+from tests.runs import UP_TO_K3S, stack_plan
 from tools import mockrun
 from tools.plan import model
 
@@ -1590,3 +1590,21 @@ def test_the_kubernetes_provider_names_one_cluster_before_and_through_the_move(c
     identifiers = [run.of_type("pulumi:providers:kubernetes")[0].inputs.get("clusterIdentifier")
                    for _, run in control_plane_moves]
     assert identifiers == ["adplatform-k3s"] * len(control_plane_moves)
+
+
+# --- the MTU over the internet: the smallest interface of any provider ---------------------------------------------
+
+def test_a_gcp_part_lowers_the_clusters_mtu_to_its_vpcs():
+    """Cilium's MTU is the link's (it subtracts the VXLAN and WireGuard overheads): set, it replaces Cilium's own
+    detection, so over the internet it must not exceed any provider's interface. GCP's VPC carries 1460."""
+    assert hybrid.link_mtu(["aws", "gcp"], [hybrid.INTERNET]) == 1460
+    assert hybrid.link_mtu(["aws", "azure"], [hybrid.INTERNET]) == 1500
+    vswitch = hybrid.COUPLINGS[("hetzner", "baremetal")]
+    assert hybrid.link_mtu(["hetzner", "baremetal"], [vswitch]) == 1400, "a private coupling: its own MTU"
+    gce = {"name": "gce", "role": "general", "count": 1, "provider": "gcp", "location": "europe-west3-a"}
+    values = base_raw(provider="aws", profile="staging", cluster={
+        "location": "eu-central-1a", "controlPlane": {"count": 1},
+        "pools": [{"name": "general", "autoscaling": None, "count": 1}, gce]})
+    run = run_internet({**values, "layers": UP_TO_K3S}, stack="staging-internet",
+                       settings={**AWS_SETTINGS, **CLOUDS_SETTINGS})
+    assert run.named("cilium", "kubernetes:helm.sh/v3:Release").inputs["values"]["MTU"] == 1460
