@@ -161,6 +161,18 @@ def test_the_newest_helm_revision_decides():
     assert release == Check("helm release cert-manager/cert-manager", True, "revision 2 is deployed")
 
 
+DRAGONFLY = next(k for k in checks.OPERATOR_KINDS if k.kind == "Dragonfly")
+
+
+@pytest.mark.parametrize("phase, ok", [("Ready", True), ("ready", True), ("ResourcesCreated", False),
+                                       ("RollingUpdate", False), (None, False)])
+def test_dragonfly_is_ready_in_the_operators_current_and_older_phase_spelling(phase, ok):
+    """The pinned operator (v1.6.1) writes PhaseReady `Ready`; `ready` is what earlier releases wrote."""
+    dragonfly = {"metadata": {"name": "dragonfly", "namespace": "dragonfly"}, "status": {"phase": phase}}
+    (check,) = checks.operator_resources(DRAGONFLY, [dragonfly])
+    assert check.ok is ok, check.detail
+
+
 def test_tls_probe_reports_resolution_failures(monkeypatch):
     def fail(*args, **kwargs):
         raise tls.socket.gaierror(-2, "Name or service not known")

@@ -88,10 +88,10 @@ def _ready_condition(obj: Obj) -> tuple[bool, str]:
     return ready.get("status") == "True", ready.get("message") or ready.get("reason") or "no Ready condition"
 
 
-def _status_field(field: str, good: str) -> Callable[[Obj], tuple[bool, str]]:
+def _status_field(field: str, *good: str) -> Callable[[Obj], tuple[bool, str]]:
     def check(obj: Obj) -> tuple[bool, str]:
         value = obj.get("status", {}).get(field)
-        return value == good, f"status.{field} is {value!r}, expected {good!r}"
+        return value in good, f"status.{field} is {value!r}, expected {' or '.join(map(repr, good))}"
     return check
 
 
@@ -104,7 +104,9 @@ class Kind:
 
 # What each operator reports when its resource serves: ScyllaDB Operator's Available/Progressing/Degraded
 # conditions, the Redpanda Operator's Ready condition, the Altinity operator's status.status (Completed after
-# reconciling), the Dragonfly operator's status.phase (`ready`), CloudNativePG's Ready condition.
+# reconciling), the Dragonfly operator's status.phase, CloudNativePG's Ready condition. The Dragonfly operator
+# (v1.6.1, internal/controller/util.go) writes PhaseReady `Ready`; older releases wrote `ready` (PhaseReadyOld),
+# which a resource not reconciled since an upgrade may still show.
 OPERATOR_KINDS = (
     Kind("scyllaclusters.scylla.scylladb.com", "ScyllaCluster", _scylla),
     Kind("redpandas.cluster.redpanda.com", "Redpanda", _ready_condition),
@@ -112,7 +114,7 @@ OPERATOR_KINDS = (
          _status_field("status", "Completed")),
     Kind("clickhousekeeperinstallations.clickhouse-keeper.altinity.com", "ClickHouseKeeperInstallation",
          _status_field("status", "Completed")),
-    Kind("dragonflies.dragonflydb.io", "Dragonfly", _status_field("phase", "ready")),
+    Kind("dragonflies.dragonflydb.io", "Dragonfly", _status_field("phase", "Ready", "ready")),
     Kind("clusters.postgresql.cnpg.io", "CNPG Cluster", _ready_condition),
 )
 
