@@ -161,6 +161,19 @@ def test_the_newest_helm_revision_decides():
     assert release == Check("helm release cert-manager/cert-manager", True, "revision 2 is deployed")
 
 
+def test_a_kubectl_that_does_not_answer_fails_its_section_and_the_rest_still_run(monkeypatch):
+    def hang(args, timeout, **kwargs):
+        raise subprocess.TimeoutExpired(args, timeout)
+    monkeypatch.setattr(kube_module.subprocess, "run", hang)
+    with pytest.raises(KubectlError, match=r"kubectl get nodes --all-namespaces -o json: no answer within 60s"):
+        Kubectl("unused").list("nodes")
+    out = io.StringIO()
+    failed = verify.run(Kubectl("unused"), NOW, config(), out=out, probe=good_probe)
+    report = out.getvalue()
+    assert "FAIL nodes Ready (0/1)" in report and "FAIL backups recent" in report, report
+    assert report.rstrip().endswith(f"FAILED: {failed} check(s)")
+
+
 DRAGONFLY = next(k for k in checks.OPERATOR_KINDS if k.kind == "Dragonfly")
 
 

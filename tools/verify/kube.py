@@ -20,8 +20,11 @@ class Kubectl:
     timeout: int = 60
 
     def _run(self, *args: str, stdin: str | None = None) -> str:
-        done = subprocess.run([self.binary, "--kubeconfig", self.kubeconfig, *args], capture_output=True,
-                              text=True, timeout=self.timeout, check=False, input=stdin)
+        try:
+            done = subprocess.run([self.binary, "--kubeconfig", self.kubeconfig, *args], capture_output=True,
+                                  text=True, timeout=self.timeout, check=False, input=stdin)
+        except subprocess.TimeoutExpired:  # a KubectlError fails this section only; the other sections still run
+            raise KubectlError(f"kubectl {' '.join(args)}: no answer within {self.timeout}s") from None
         if done.returncode != 0:
             raise KubectlError(f"kubectl {' '.join(args)}: {done.stderr.strip() or done.returncode}")
         return done.stdout
