@@ -146,13 +146,49 @@ def test_alertmanager_not_answering_fails():
 
 
 def test_backups_pending_until_their_first_schedule():
-    schedule = {"metadata": {"name": "daily", "creationTimestamp": "2026-12-07T08:00:00Z"}}
+    schedule = {"metadata": {"name": "daily", "creationTimestamp": "2026-12-07T08:00:00Z"},
+                "spec": {"schedule": "0 2 * * *"}}
     assert checks.velero_backups([schedule], [], NOW)[0].ok, "created an hour ago: no backup due yet"
     assert not checks.velero_backups([schedule], [], NOW + timedelta(days=2))[0].ok
     assert checks.cronjob_backups([{"metadata": {"name": "b", "namespace": "x"}, "status": {}}])[0].ok
     running = {"metadata": {"name": "b", "namespace": "x"},
                "status": {"lastScheduleTime": "2026-12-07T04:00:00Z", "active": [{"name": "b-1"}]}}
     assert checks.cronjob_backups([running])[0].ok
+
+
+def weekly_backups(completed: str) -> tuple[list[Check], list[Check]]:
+    """The healthy fixture's Velero and CloudNativePG backups on Sunday schedules, their newest finished on
+    `completed` (a date); NOW is the Monday after 2026-12-06."""
+    velero = fixture("healthy", "schedules.velero.io")
+    velero[0]["spec"]["schedule"] = "0 2 * * 0"
+    velero_done = fixture("healthy", "backups.velero.io")
+    velero_done[0]["status"]["completionTimestamp"] = f"{completed}T02:14:09Z"
+    cnpg = fixture("healthy", "scheduledbackups.postgresql.cnpg.io")
+    cnpg[0]["spec"]["schedule"] = "0 0 3 * * 0"  # CloudNativePG's leading seconds field
+    cnpg_done = fixture("healthy", "backups.postgresql.cnpg.io")
+    cnpg_done[0]["status"]["stoppedAt"] = f"{completed}T03:05:40Z"
+    return checks.velero_backups(velero, velero_done, NOW), checks.cnpg_backups(cnpg, cnpg_done, NOW)
+
+
+def test_a_weekly_backup_schedule_allows_a_week_and_no_more():
+    velero, cnpg = weekly_backups("2026-12-06")  # yesterday's run: 31 hours old, within the week
+    assert velero[0].ok and cnpg[0].ok, (velero, cnpg)
+    velero, cnpg = weekly_backups("2026-11-29")  # last Sunday's run missed: 8 days old
+    assert not velero[0].ok and not cnpg[0].ok, (velero, cnpg)
+    assert cnpg[0].detail == "newest completed backup 2026-11-29 03:05:40+00:00"
+
+
+def test_a_daily_backup_schedule_allows_a_day_and_its_grace():
+    assert checks.backup_max_age("0 2 * * *") == timedelta(hours=26)
+    assert checks.backup_max_age("0 */6 * * *") == timedelta(hours=8)
+
+
+def test_a_backup_schedule_that_is_not_a_five_field_cron_fails_its_check_only():
+    velero = [{"metadata": {"name": "hourly", "creationTimestamp": "2026-12-01T00:00:00Z"},
+               "spec": {"schedule": "@every 1h"}}]
+    (check,) = checks.velero_backups(velero, [], NOW)
+    assert check == Check("Velero schedule hourly", False,
+                          "schedule '@every 1h' is not a five-field cron, so its backups' age limit is unknown")
 
 
 def test_the_newest_helm_revision_decides():

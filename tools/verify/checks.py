@@ -176,12 +176,33 @@ def cronjob_backups(cronjobs: list[Obj]) -> list[Check]:
     return found
 
 
-def velero_backups(schedules: list[Obj], backups: list[Obj], now: datetime,
-                   max_age: timedelta = timedelta(hours=26)) -> list[Check]:
-    """Each Velero Schedule's newest Backup completed within `max_age`, once its first run is due."""
+# A backup may take this long after its scheduled time and still be on time (a large volume's upload).
+BACKUP_GRACE = timedelta(hours=2)
+
+
+def backup_max_age(cron: str) -> timedelta | None:
+    """How old a schedule's newest backup may be: its longest gap between two runs (the schedule is the stack's
+    config, daily or weekly), plus BACKUP_GRACE for the run due last to finish; None for a schedule that is not
+    a five-field cron (not one the program wrote: `@every 6h`), which fails its check rather than the run."""
+    try:
+        return timedelta(seconds=longest_gap_seconds(cron)) + BACKUP_GRACE
+    except ValueError:
+        return None
+
+
+def _unreadable(name: str, cron: str) -> Check:
+    return Check(name, False, f"schedule {cron!r} is not a five-field cron, so its backups' age limit is unknown")
+
+
+def velero_backups(schedules: list[Obj], backups: list[Obj], now: datetime) -> list[Check]:
+    """Each Velero Schedule's newest Backup completed within its schedule's `backup_max_age`, once its first run
+    is due."""
     found = []
     for schedule in schedules:
         name = schedule["metadata"]["name"]
+        if (max_age := backup_max_age(schedule["spec"]["schedule"])) is None:
+            found.append(_unreadable(f"Velero schedule {name}", schedule["spec"]["schedule"]))
+            continue
         own = [b for b in backups if b["metadata"].get("labels", {}).get("velero.io/schedule-name") == name]
         created = parse_time(schedule["metadata"]["creationTimestamp"])
         if not own:
@@ -197,13 +218,16 @@ def velero_backups(schedules: list[Obj], backups: list[Obj], now: datetime,
     return found
 
 
-def cnpg_backups(scheduled: list[Obj], backups: list[Obj], now: datetime,
-                 max_age: timedelta = timedelta(hours=26)) -> list[Check]:
-    """Each CloudNativePG ScheduledBackup's cluster has a completed Backup within `max_age` once it ran."""
+def cnpg_backups(scheduled: list[Obj], backups: list[Obj], now: datetime) -> list[Check]:
+    """Each CloudNativePG ScheduledBackup's cluster has a completed Backup within its schedule's `backup_max_age`
+    once it ran. Its schedule has a leading seconds field (components/data/postgres.py cron), dropped here."""
     found = []
     for item in scheduled:
         cluster = item["spec"]["cluster"]["name"]
         ref = _ref(item)
+        if (max_age := backup_max_age(" ".join(item["spec"]["schedule"].split()[1:]))) is None:
+            found.append(_unreadable(f"ScheduledBackup {ref}", item["spec"]["schedule"]))
+            continue
         if not item.get("status", {}).get("lastScheduleTime"):
             found.append(Check(f"ScheduledBackup {ref}", True, "not scheduled yet"))
             continue
