@@ -51,6 +51,9 @@ class Recorded(Kubectl):
     def list(self, resource):
         return self.answers.get(resource)  # absent: the CRD is not installed
 
+    def helm_releases(self):
+        return [s for s in self.answers.get("secrets", []) if s["metadata"].get("labels", {}).get("owner") == "helm"]
+
     def raw(self, path):
         if f"raw:{path}" not in self.answers:
             raise KubectlError(f"kubectl get --raw {path}: Error from server (ServiceUnavailable)")
@@ -154,6 +157,23 @@ def test_backups_pending_until_their_first_schedule():
     running = {"metadata": {"name": "b", "namespace": "x"},
                "status": {"lastScheduleTime": "2026-12-07T04:00:00Z", "active": [{"name": "b-1"}]}}
     assert checks.cronjob_backups([running])[0].ok
+
+
+def test_helm_releases_are_read_from_their_secrets_labels_never_their_data(monkeypatch):
+    calls = []
+
+    def fake(args, **kwargs):
+        calls.append(args)
+        out = ("helm.sh/release.v1\tgitlab\tsh.helm.release.v1.gitlab.v2\tgitlab\tdeployed\t2\n"
+               "helm.sh/release.v1\tgitlab\tsh.helm.release.v1.gitlab.v3\tgitlab\tfailed\t3\n")
+        return subprocess.CompletedProcess(args, 0, stdout=out, stderr="")
+    monkeypatch.setattr(kube_module.subprocess, "run", fake)
+    helm = dict(verify.sections(Kubectl("/tmp/kubeconfig"), NOW, config(), good_probe))["Helm releases deployed"]
+    assert helm() == [Check("helm release gitlab/gitlab", False, "revision 3 is failed")]
+    [args] = calls
+    assert args[3:8] == ["get", "secrets", "--all-namespaces", "--selector", "owner=helm"]
+    output = args[args.index("-o") + 1]
+    assert output.startswith("jsonpath=") and ".data" not in output, output
 
 
 def weekly_backups(completed: str) -> tuple[list[Check], list[Check]]:
