@@ -51,6 +51,9 @@ class Recorded(Kubectl):
     def list(self, resource):
         return self.answers.get(resource)  # absent: the CRD is not installed
 
+    def helm_releases(self):
+        return [s for s in self.answers.get("secrets", []) if s["metadata"].get("labels", {}).get("owner") == "helm"]
+
     def raw(self, path):
         if f"raw:{path}" not in self.answers:
             raise KubectlError(f"kubectl get --raw {path}: Error from server (ServiceUnavailable)")
@@ -146,7 +149,8 @@ def test_alertmanager_not_answering_fails():
 
 
 def test_backups_pending_until_their_first_schedule():
-    schedule = {"metadata": {"name": "daily", "creationTimestamp": "2026-12-07T08:00:00Z"}}
+    schedule = {"metadata": {"name": "daily", "creationTimestamp": "2026-12-07T08:00:00Z"},
+                "spec": {"schedule": "0 2 * * *"}}
     assert checks.velero_backups([schedule], [], NOW)[0].ok, "created an hour ago: no backup due yet"
     assert not checks.velero_backups([schedule], [], NOW + timedelta(days=2))[0].ok
     assert checks.cronjob_backups([{"metadata": {"name": "b", "namespace": "x"}, "status": {}}])[0].ok
@@ -155,10 +159,87 @@ def test_backups_pending_until_their_first_schedule():
     assert checks.cronjob_backups([running])[0].ok
 
 
+def test_helm_releases_are_read_from_their_secrets_labels_never_their_data(monkeypatch):
+    calls = []
+
+    def fake(args, **kwargs):
+        calls.append(args)
+        out = ("helm.sh/release.v1\tgitlab\tsh.helm.release.v1.gitlab.v2\tgitlab\tdeployed\t2\n"
+               "helm.sh/release.v1\tgitlab\tsh.helm.release.v1.gitlab.v3\tgitlab\tfailed\t3\n")
+        return subprocess.CompletedProcess(args, 0, stdout=out, stderr="")
+    monkeypatch.setattr(kube_module.subprocess, "run", fake)
+    helm = dict(verify.sections(Kubectl("/tmp/kubeconfig"), NOW, config(), good_probe))["Helm releases deployed"]
+    assert helm() == [Check("helm release gitlab/gitlab", False, "revision 3 is failed")]
+    [args] = calls
+    assert args[3:8] == ["get", "secrets", "--all-namespaces", "--selector", "owner=helm"]
+    output = args[args.index("-o") + 1]
+    assert output.startswith("jsonpath=") and ".data" not in output, output
+
+
+def weekly_backups(completed: str) -> tuple[list[Check], list[Check]]:
+    """The healthy fixture's Velero and CloudNativePG backups on Sunday schedules, their newest finished on
+    `completed` (a date); NOW is the Monday after 2026-12-06."""
+    velero = fixture("healthy", "schedules.velero.io")
+    velero[0]["spec"]["schedule"] = "0 2 * * 0"
+    velero_done = fixture("healthy", "backups.velero.io")
+    velero_done[0]["status"]["completionTimestamp"] = f"{completed}T02:14:09Z"
+    cnpg = fixture("healthy", "scheduledbackups.postgresql.cnpg.io")
+    cnpg[0]["spec"]["schedule"] = "0 0 3 * * 0"  # CloudNativePG's leading seconds field
+    cnpg_done = fixture("healthy", "backups.postgresql.cnpg.io")
+    cnpg_done[0]["status"]["stoppedAt"] = f"{completed}T03:05:40Z"
+    return checks.velero_backups(velero, velero_done, NOW), checks.cnpg_backups(cnpg, cnpg_done, NOW)
+
+
+def test_a_weekly_backup_schedule_allows_a_week_and_no_more():
+    velero, cnpg = weekly_backups("2026-12-06")  # yesterday's run: 31 hours old, within the week
+    assert velero[0].ok and cnpg[0].ok, (velero, cnpg)
+    velero, cnpg = weekly_backups("2026-11-29")  # last Sunday's run missed: 8 days old
+    assert not velero[0].ok and not cnpg[0].ok, (velero, cnpg)
+    assert cnpg[0].detail == "newest completed backup 2026-11-29 03:05:40+00:00"
+
+
+def test_a_daily_backup_schedule_allows_a_day_and_its_grace():
+    assert checks.backup_max_age("0 2 * * *") == timedelta(hours=26)
+    assert checks.backup_max_age("0 */6 * * *") == timedelta(hours=8)
+
+
+def test_a_backup_schedule_that_is_not_a_five_field_cron_fails_its_check_only():
+    velero = [{"metadata": {"name": "hourly", "creationTimestamp": "2026-12-01T00:00:00Z"},
+               "spec": {"schedule": "@every 1h"}}]
+    (check,) = checks.velero_backups(velero, [], NOW)
+    assert check == Check("Velero schedule hourly", False,
+                          "schedule '@every 1h' is not a five-field cron, so its backups' age limit is unknown")
+
+
 def test_the_newest_helm_revision_decides():
     secrets = fixture("healthy", "secrets")
     (release,) = checks.helm_releases(secrets)
     assert release == Check("helm release cert-manager/cert-manager", True, "revision 2 is deployed")
+
+
+def test_a_kubectl_that_does_not_answer_fails_its_section_and_the_rest_still_run(monkeypatch):
+    def hang(args, timeout, **kwargs):
+        raise subprocess.TimeoutExpired(args, timeout)
+    monkeypatch.setattr(kube_module.subprocess, "run", hang)
+    with pytest.raises(KubectlError, match=r"kubectl get nodes --all-namespaces -o json: no answer within 60s"):
+        Kubectl("unused").list("nodes")
+    out = io.StringIO()
+    failed = verify.run(Kubectl("unused"), NOW, config(), out=out, probe=good_probe)
+    report = out.getvalue()
+    assert "FAIL nodes Ready (0/1)" in report and "FAIL backups recent" in report, report
+    assert report.rstrip().endswith(f"FAILED: {failed} check(s)")
+
+
+DRAGONFLY = next(k for k in checks.OPERATOR_KINDS if k.kind == "Dragonfly")
+
+
+@pytest.mark.parametrize("phase, ok", [("Ready", True), ("ready", True), ("ResourcesCreated", False),
+                                       ("RollingUpdate", False), (None, False)])
+def test_dragonfly_is_ready_in_the_operators_current_and_older_phase_spelling(phase, ok):
+    """The pinned operator (v1.6.1) writes PhaseReady `Ready`; `ready` is what earlier releases wrote."""
+    dragonfly = {"metadata": {"name": "dragonfly", "namespace": "dragonfly"}, "status": {"phase": phase}}
+    (check,) = checks.operator_resources(DRAGONFLY, [dragonfly])
+    assert check.ok is ok, check.detail
 
 
 def test_tls_probe_reports_resolution_failures(monkeypatch):

@@ -37,7 +37,7 @@ def sections(kube: Kubectl, now: datetime, cfg: StackConfig,
         return [c for c in listed("cronjobs") if (c["metadata"]["namespace"] == DRILL_NAMESPACE) == drills]
 
     yield "nodes Ready", lambda: checks.nodes_ready(listed("nodes"))
-    yield "Helm releases deployed", lambda: checks.helm_releases(listed("secrets"))
+    yield "Helm releases deployed", lambda: checks.helm_releases(kube.helm_releases())
     for kind in checks.OPERATOR_KINDS:
         yield f"{kind.kind} Ready", lambda kind=kind: checks.operator_resources(kind, listed(kind.resource))
     yield "SeaweedFS ready", lambda: checks.workloads_ready(

@@ -88,10 +88,10 @@ def _ready_condition(obj: Obj) -> tuple[bool, str]:
     return ready.get("status") == "True", ready.get("message") or ready.get("reason") or "no Ready condition"
 
 
-def _status_field(field: str, good: str) -> Callable[[Obj], tuple[bool, str]]:
+def _status_field(field: str, *good: str) -> Callable[[Obj], tuple[bool, str]]:
     def check(obj: Obj) -> tuple[bool, str]:
         value = obj.get("status", {}).get(field)
-        return value == good, f"status.{field} is {value!r}, expected {good!r}"
+        return value in good, f"status.{field} is {value!r}, expected {' or '.join(map(repr, good))}"
     return check
 
 
@@ -104,7 +104,9 @@ class Kind:
 
 # What each operator reports when its resource serves: ScyllaDB Operator's Available/Progressing/Degraded
 # conditions, the Redpanda Operator's Ready condition, the Altinity operator's status.status (Completed after
-# reconciling), the Dragonfly operator's status.phase (`ready`), CloudNativePG's Ready condition.
+# reconciling), the Dragonfly operator's status.phase, CloudNativePG's Ready condition. The Dragonfly operator
+# (v1.6.1, internal/controller/util.go) writes PhaseReady `Ready`; older releases wrote `ready` (PhaseReadyOld),
+# which a resource not reconciled since an upgrade may still show.
 OPERATOR_KINDS = (
     Kind("scyllaclusters.scylla.scylladb.com", "ScyllaCluster", _scylla),
     Kind("redpandas.cluster.redpanda.com", "Redpanda", _ready_condition),
@@ -112,7 +114,7 @@ OPERATOR_KINDS = (
          _status_field("status", "Completed")),
     Kind("clickhousekeeperinstallations.clickhouse-keeper.altinity.com", "ClickHouseKeeperInstallation",
          _status_field("status", "Completed")),
-    Kind("dragonflies.dragonflydb.io", "Dragonfly", _status_field("phase", "ready")),
+    Kind("dragonflies.dragonflydb.io", "Dragonfly", _status_field("phase", "Ready", "ready")),
     Kind("clusters.postgresql.cnpg.io", "CNPG Cluster", _ready_condition),
 )
 
@@ -174,12 +176,33 @@ def cronjob_backups(cronjobs: list[Obj]) -> list[Check]:
     return found
 
 
-def velero_backups(schedules: list[Obj], backups: list[Obj], now: datetime,
-                   max_age: timedelta = timedelta(hours=26)) -> list[Check]:
-    """Each Velero Schedule's newest Backup completed within `max_age`, once its first run is due."""
+# A backup may take this long after its scheduled time and still be on time (a large volume's upload).
+BACKUP_GRACE = timedelta(hours=2)
+
+
+def backup_max_age(cron: str) -> timedelta | None:
+    """How old a schedule's newest backup may be: its longest gap between two runs (the schedule is the stack's
+    config, daily or weekly), plus BACKUP_GRACE for the run due last to finish; None for a schedule that is not
+    a five-field cron (not one the program wrote: `@every 6h`), which fails its check rather than the run."""
+    try:
+        return timedelta(seconds=longest_gap_seconds(cron)) + BACKUP_GRACE
+    except ValueError:
+        return None
+
+
+def _unreadable(name: str, cron: str) -> Check:
+    return Check(name, False, f"schedule {cron!r} is not a five-field cron, so its backups' age limit is unknown")
+
+
+def velero_backups(schedules: list[Obj], backups: list[Obj], now: datetime) -> list[Check]:
+    """Each Velero Schedule's newest Backup completed within its schedule's `backup_max_age`, once its first run
+    is due."""
     found = []
     for schedule in schedules:
         name = schedule["metadata"]["name"]
+        if (max_age := backup_max_age(schedule["spec"]["schedule"])) is None:
+            found.append(_unreadable(f"Velero schedule {name}", schedule["spec"]["schedule"]))
+            continue
         own = [b for b in backups if b["metadata"].get("labels", {}).get("velero.io/schedule-name") == name]
         created = parse_time(schedule["metadata"]["creationTimestamp"])
         if not own:
@@ -195,13 +218,16 @@ def velero_backups(schedules: list[Obj], backups: list[Obj], now: datetime,
     return found
 
 
-def cnpg_backups(scheduled: list[Obj], backups: list[Obj], now: datetime,
-                 max_age: timedelta = timedelta(hours=26)) -> list[Check]:
-    """Each CloudNativePG ScheduledBackup's cluster has a completed Backup within `max_age` once it ran."""
+def cnpg_backups(scheduled: list[Obj], backups: list[Obj], now: datetime) -> list[Check]:
+    """Each CloudNativePG ScheduledBackup's cluster has a completed Backup within its schedule's `backup_max_age`
+    once it ran. Its schedule has a leading seconds field (components/data/postgres.py cron), dropped here."""
     found = []
     for item in scheduled:
         cluster = item["spec"]["cluster"]["name"]
         ref = _ref(item)
+        if (max_age := backup_max_age(" ".join(item["spec"]["schedule"].split()[1:]))) is None:
+            found.append(_unreadable(f"ScheduledBackup {ref}", item["spec"]["schedule"]))
+            continue
         if not item.get("status", {}).get("lastScheduleTime"):
             found.append(Check(f"ScheduledBackup {ref}", True, "not scheduled yet"))
             continue

@@ -20,8 +20,11 @@ class Kubectl:
     timeout: int = 60
 
     def _run(self, *args: str, stdin: str | None = None) -> str:
-        done = subprocess.run([self.binary, "--kubeconfig", self.kubeconfig, *args], capture_output=True,
-                              text=True, timeout=self.timeout, check=False, input=stdin)
+        try:
+            done = subprocess.run([self.binary, "--kubeconfig", self.kubeconfig, *args], capture_output=True,
+                                  text=True, timeout=self.timeout, check=False, input=stdin)
+        except subprocess.TimeoutExpired:  # a KubectlError fails this section only; the other sections still run
+            raise KubectlError(f"kubectl {' '.join(args)}: no answer within {self.timeout}s") from None
         if done.returncode != 0:
             raise KubectlError(f"kubectl {' '.join(args)}: {done.stderr.strip() or done.returncode}")
         return done.stdout
@@ -34,6 +37,20 @@ class Kubectl:
             if "the server doesn't have a resource type" in str(err):
                 return None
             raise
+
+    def helm_releases(self) -> list[dict[str, Any]]:
+        """Helm's release Secrets (label owner=helm), only their type, namespace, name and the name/status/version
+        labels: a release's data is its rendered values, credentials included, which verify never reads."""
+        fields = ("type", "metadata.namespace", "metadata.name", "metadata.labels.name", "metadata.labels.status",
+                  "metadata.labels.version")
+        template = "{range .items[*]}" + '{"\\t"}'.join(f"{{.{f}}}" for f in fields) + '{"\\n"}{end}'
+        found = []
+        for line in self._run("get", "secrets", "--all-namespaces", "--selector", "owner=helm",
+                              "-o", f"jsonpath={template}").splitlines():
+            kind, namespace, name, release, status, version = (line.split("\t") + [""] * 6)[:6]
+            found.append({"type": kind, "metadata": {"namespace": namespace, "name": name, "labels": {
+                "name": release, "status": status, "version": version or "0"}}})
+        return found
 
     def raw(self, path: str) -> Any:
         """GET an API path (e.g. a Service proxy: the Alertmanager API without a port-forward)."""
