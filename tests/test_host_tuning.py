@@ -346,6 +346,31 @@ def test_a_drop_in_whose_sshd_reload_failed_reloads_on_the_next_run(tmp_path, pr
     assert not any(c.startswith("systemctl reload") for c in settled), "reloaded once, then idempotent"
 
 
+@pytest.mark.parametrize("pool", ["general-1", "scylladb-1"])
+def test_sysctl_files_whose_apply_failed_are_applied_on_the_next_run(tmp_path, production, pool):
+    """The first run writes the drop-ins and stops before `sysctl --system` ran: the retry finds the files unchanged
+    and must still apply them, or the node runs without its tuning until it reboots. The tuning script's sysctl
+    section runs here against a stub sysctl under a temporary root (a pool with and one without its own file)."""
+    from tests.stubs import run_with_stubs
+    script = production.named(f"tune-{pool}", "command:remote:Command").inputs["stdin"]
+    head = script.split("main() {", 1)[0]
+    section = script.split("# --- sysctl drop-ins", 1)[1].split("\n", 1)[1].split("# --- THP", 1)[0]
+    root = tmp_path / "root"
+    (root / "etc/sysctl.d").mkdir(parents=True)
+    text = (head + "main() {\n" + section + "}\nmain\n").replace("/etc/", f"{root}/etc/").replace(
+        "/var/lib/", f"{root}/var/lib/")
+    stubs = {"sysctl": 'printf "sysctl %s\\n" "$*" >>"$CALLS"; [ -n "${FAIL_SYSCTL:-}" ] && exit 1; exit 0\n',
+             "install": 'mkdir -p "${!#}"\n'}
+    runs = []
+    for n, env in enumerate(({"FAIL_SYSCTL": "1"}, {}, {})):
+        (tmp_path / str(n)).mkdir()
+        runs.append(run_with_stubs(tmp_path / str(n), text, stubs, **env))
+    (failed, _, _), (code, calls, err), (_, settled, _) = runs
+    assert failed != 0 and code == 0, err
+    assert "sysctl --system" in calls, "the retry applies"
+    assert not any(c.startswith("sysctl") for c in settled), "applied once, then idempotent"
+
+
 def test_unattended_upgrades_take_security_updates_only_and_never_reboot(tmp_path):
     """apt-config reads the stock policy and ours in apt.conf.d order: only the security origins remain."""
     from components.host.profiles import APT_PERIODIC_DROP_IN, APT_UNATTENDED_DROP_IN, apt_drop_ins

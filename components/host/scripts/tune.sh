@@ -12,16 +12,20 @@ source lib.sh
 wait_for_boot
 
 # --- sysctl drop-ins (applied live, no reboot) -------------------------------------------------
+# The marker keeps the apply pending until `sysctl --system` ran: a run that stops in between applies on its retry.
+sysctl_pending=/var/lib/adplatform/sysctl-pending
 sysctl_changed=""
-sysctl_changed+=$(write_file /etc/sysctl.d/60-adplatform-baseline.conf 0644 "$SYSCTL_BASELINE")
-sysctl_changed+=$(write_file /etc/sysctl.d/61-adplatform-k3s-cis.conf 0644 "$SYSCTL_CIS")
+sysctl_changed+=$(write_pending "$sysctl_pending" /etc/sysctl.d/60-adplatform-baseline.conf 0644 "$SYSCTL_BASELINE")
+sysctl_changed+=$(write_pending "$sysctl_pending" /etc/sysctl.d/61-adplatform-k3s-cis.conf 0644 "$SYSCTL_CIS")
 if [ -n "$SYSCTL_POOL" ]; then
-  sysctl_changed+=$(write_file /etc/sysctl.d/62-adplatform-pool.conf 0644 "$SYSCTL_POOL")
-else
-  sysctl_changed+=$(remove_file /etc/sysctl.d/62-adplatform-pool.conf)
+  sysctl_changed+=$(write_pending "$sysctl_pending" /etc/sysctl.d/62-adplatform-pool.conf 0644 "$SYSCTL_POOL")
+elif [ -n "$(remove_file /etc/sysctl.d/62-adplatform-pool.conf)" ]; then
+  touch "$sysctl_pending"
+  sysctl_changed+=changed
 fi
 if [ -n "$sysctl_changed" ]; then
   sysctl --system >/dev/null
+  rm -f "$sysctl_pending"
   log "sysctl drop-ins applied"
 fi
 
@@ -60,13 +64,16 @@ ExecStart=/usr/local/sbin/adplatform-tuning
 WantedBy=multi-user.target
 UNIT
 )
+# As the sysctl files: the restart stays pending until it happened.
+unit_pending=/var/lib/adplatform/tuning-unit-pending
 unit_changed=""
-unit_changed+=$(write_file /usr/local/sbin/adplatform-tuning 0755 "$runtime_script")
-unit_changed+=$(write_file /etc/systemd/system/adplatform-tuning.service 0644 "$unit")
+unit_changed+=$(write_pending "$unit_pending" /usr/local/sbin/adplatform-tuning 0755 "$runtime_script")
+unit_changed+=$(write_pending "$unit_pending" /etc/systemd/system/adplatform-tuning.service 0644 "$unit")
 if [ -n "$unit_changed" ]; then
   systemctl daemon-reload
   systemctl enable adplatform-tuning.service >/dev/null 2>&1
   systemctl restart adplatform-tuning.service
+  rm -f "$unit_pending"
   log "runtime tuning unit installed and applied"
 elif ! systemctl is-active --quiet adplatform-tuning.service; then
   systemctl start adplatform-tuning.service
