@@ -319,29 +319,42 @@ def test_every_node_gets_the_ssh_drop_in_checked_before_sshd_reloads(production)
     assert "grep -qx 'passwordauthentication no'" in script, "the effective configuration is verified"
 
 
+def _failed_then_retried(tmp_path, script: str, section: str, stubs: dict[str, str], fail: str,
+                         root_dirs: dict[str, str]) -> tuple[list[str], str, list[str]]:
+    """One section of a tuning script (from its `# --- <section>` header to the next) under a temporary root with stub
+    commands, run three times: the first with `fail` set (the stubs fail then), the retry, and one more. Returns the
+    retry's calls and stderr and the third run's calls; the first must have failed and the retry succeeded."""
+    from tests.stubs import run_with_stubs
+    head = script.split("main() {", 1)[0]
+    body = script.split(f"# --- {section}", 1)[1].split("\n", 1)[1].split("\n# --- ", 1)[0]
+    root = tmp_path / "root"
+    for path, text in root_dirs.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        if text:
+            (root / path).write_text(text)
+        else:
+            (root / path).mkdir(exist_ok=True)
+    text = (head + "main() {\n" + body + "}\nmain\n").replace("/etc/", f"{root}/etc/").replace(
+        "/var/lib/", f"{root}/var/lib/")
+    runs = []
+    for n, env in enumerate(({fail: "1"}, {}, {})):
+        (tmp_path / str(n)).mkdir()
+        runs.append(run_with_stubs(tmp_path / str(n), text, {**stubs, "install": 'mkdir -p "${!#}"\n'}, **env))
+    (failed, _, _), (code, calls, err), (_, settled, _) = runs
+    assert failed != 0 and code == 0, err
+    return calls, err, settled
+
+
 def test_a_drop_in_whose_sshd_reload_failed_reloads_on_the_next_run(tmp_path, production):
     """The first run writes the drop-in and stops before sshd reloaded (an SSH drop, a failed reload): the retry finds
     the file unchanged and must still reload, or a running sshd keeps accepting passwords. The tuning script's SSH
     section runs here against stub sshd, systemctl and install under a temporary root."""
-    from tests.stubs import run_with_stubs
     script = production.named("tune-general-1", "command:remote:Command").inputs["stdin"]
-    head = script.split("main() {", 1)[0]
-    section = script.split("# --- SSH", 1)[1].split("# --- unattended", 1)[0]
-    root = tmp_path / "root"
-    (root / "etc/ssh").mkdir(parents=True)
-    (root / "etc/ssh/sshd_config").write_text("Include /etc/ssh/sshd_config.d/*.conf\n")
-    text = (head + "main() {\n" + section + "}\nmain\n").replace("/etc/", f"{root}/etc/").replace(
-        "/var/lib/", f"{root}/var/lib/")
     stubs = {"sshd": 'printf "sshd %s\\n" "$*" >>"$CALLS"; [ "$1" = -T ] && echo "passwordauthentication no"; exit 0\n',
              "systemctl": 'printf "systemctl %s\\n" "$*" >>"$CALLS"\n'
-                          '[ "$1" = reload ] && [ -n "${FAIL_RELOAD:-}" ] && exit 1; exit 0\n',
-             "install": 'mkdir -p "${!#}"\n'}
-    runs = []
-    for n, env in enumerate(({"FAIL_RELOAD": "1"}, {}, {})):
-        (tmp_path / str(n)).mkdir()
-        runs.append(run_with_stubs(tmp_path / str(n), text, stubs, **env))
-    (failed, _, _), (code, calls, err), (_, settled, _) = runs
-    assert failed != 0 and code == 0, err
+                          '[ "$1" = reload ] && [ -n "${FAIL_RELOAD:-}" ] && exit 1; exit 0\n'}
+    calls, _, settled = _failed_then_retried(tmp_path, script, "SSH", stubs, "FAIL_RELOAD", {
+        "etc/ssh/sshd_config": "Include /etc/ssh/sshd_config.d/*.conf\n"})
     assert "systemctl reload ssh.service" in calls, "the retry reloads"
     assert not any(c.startswith("systemctl reload") for c in settled), "reloaded once, then idempotent"
 
@@ -351,22 +364,10 @@ def test_sysctl_files_whose_apply_failed_are_applied_on_the_next_run(tmp_path, p
     """The first run writes the drop-ins and stops before `sysctl --system` ran: the retry finds the files unchanged
     and must still apply them, or the node runs without its tuning until it reboots. The tuning script's sysctl
     section runs here against a stub sysctl under a temporary root (a pool with and one without its own file)."""
-    from tests.stubs import run_with_stubs
     script = production.named(f"tune-{pool}", "command:remote:Command").inputs["stdin"]
-    head = script.split("main() {", 1)[0]
-    section = script.split("# --- sysctl drop-ins", 1)[1].split("\n", 1)[1].split("# --- THP", 1)[0]
-    root = tmp_path / "root"
-    (root / "etc/sysctl.d").mkdir(parents=True)
-    text = (head + "main() {\n" + section + "}\nmain\n").replace("/etc/", f"{root}/etc/").replace(
-        "/var/lib/", f"{root}/var/lib/")
-    stubs = {"sysctl": 'printf "sysctl %s\\n" "$*" >>"$CALLS"; [ -n "${FAIL_SYSCTL:-}" ] && exit 1; exit 0\n',
-             "install": 'mkdir -p "${!#}"\n'}
-    runs = []
-    for n, env in enumerate(({"FAIL_SYSCTL": "1"}, {}, {})):
-        (tmp_path / str(n)).mkdir()
-        runs.append(run_with_stubs(tmp_path / str(n), text, stubs, **env))
-    (failed, _, _), (code, calls, err), (_, settled, _) = runs
-    assert failed != 0 and code == 0, err
+    stubs = {"sysctl": 'printf "sysctl %s\\n" "$*" >>"$CALLS"; [ -n "${FAIL_SYSCTL:-}" ] && exit 1; exit 0\n'}
+    calls, _, settled = _failed_then_retried(tmp_path, script, "sysctl drop-ins", stubs, "FAIL_SYSCTL",
+                                             {"etc/sysctl.d": ""})
     assert "sysctl --system" in calls, "the retry applies"
     assert not any(c.startswith("sysctl") for c in settled), "applied once, then idempotent"
 
