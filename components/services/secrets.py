@@ -435,9 +435,7 @@ def configure_script(backend: Backend, consumers: Sequence[str], oidc: SecretsOi
 
 
 def affinity(backend: Backend, required: bool) -> dict[str, Any]:
-    term = {"labelSelector": {"matchLabels": {"app.kubernetes.io/name": backend.name,
-                                              "app.kubernetes.io/instance": backend.name, "component": "server"}},
-            "topologyKey": "kubernetes.io/hostname"}
+    term = {"labelSelector": {"matchLabels": server_pods(backend)}, "topologyKey": "kubernetes.io/hostname"}
     if required:
         return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
     return {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
