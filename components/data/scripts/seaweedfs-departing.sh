@@ -20,19 +20,7 @@ if [ -n "$replicas" ]; then
   printf 'replicas\t%s\n' "$replicas"
 fi
 pods=$(kube get pods -n "$NAMESPACE" -l "$SELECTOR" -o 'jsonpath={range .items[*]}{.metadata.name}{"\t"}{.spec.nodeName}{"\n"}{end}')
-if [ "$LEAVING_BY" = addresses ]; then
-  find_leaving_nodes  # kube-lib.sh: sets `leaving`
-else
-  # absence: every node the program no longer has (KEEP lists those it keeps). An assignment, so an API error stops
-  # the script instead of reading as "no nodes".
-  names=$(kube get nodes -o 'jsonpath={range .items[*]}{.metadata.name}{"\n"}{end}')
-  read -ra kept <<<"$KEEP"
-  leaving=()
-  while read -r name; do
-    [ -n "$name" ] || continue
-    case " ${kept[*]} " in *" $name "*) ;; *) leaving+=("$name") ;; esac
-  done <<<"$names"
-fi
+find_leaving_nodes "$LEAVING_BY"  # kube-lib.sh: sets `leaving`
 # shellcheck disable=SC2154  # leaving: set by find_leaving_nodes
 while IFS=$'\t' read -r pod node; do
   [ -n "$pod" ] && [ -n "$node" ] || continue

@@ -56,8 +56,10 @@ remove_etcd_member() {
 # node-ip is among the cloud's ExternalIPs, so the CCM keeps it as the ExternalIP and its private address as the
 # InternalIP (k8s.io/cloud-provider node/helpers GetNodeAddressesFromNodeIP: the node IP replaces the cloud's
 # addresses of its own type only).
+# With the argument `absence`, every node not among KEEP leaves, whatever its addresses (a shrink within one provider:
+# components/data/objectstore_shrink.py).
 find_leaving_nodes() {
-  local listing name node_addresses address
+  local by=${1:-addresses} listing name node_addresses address
   local -a dropped kept own
   read -ra dropped <<<"$ADDRESSES"
   read -ra kept <<<"$KEEP"
@@ -67,6 +69,10 @@ find_leaving_nodes() {
   while IFS=$'\t' read -r name node_addresses; do
     [ -n "$name" ] || continue
     case " ${kept[*]} " in *" $name "*) continue ;; esac
+    if [ "$by" = absence ]; then
+      leaving+=("$name")
+      continue
+    fi
     read -ra own <<<"$node_addresses"
     for address in "${own[@]}"; do
       case " ${dropped[*]} " in *" $address "*) leaving+=("$name"); break ;; esac
