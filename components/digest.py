@@ -10,8 +10,14 @@ hash) and taken over text holding generated secrets of 32 or more random charact
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pulumi
+
+
+def mapping_text(values: dict) -> str:
+    """A mapping as one text, the same for the same contents whatever their order (what a marker is taken over)."""
+    return json.dumps(values, sort_keys=True)
 
 
 def marker(purpose: str, text: str) -> str:
@@ -24,4 +30,4 @@ def plain_marker(purpose: str, text: pulumi.Input[str]) -> pulumi.Output[str]:
     return pulumi.Output.unsecret(pulumi.Output.from_input(text).apply(lambda value: marker(purpose, value)))
 
 
-__all__ = ["marker", "plain_marker"]
+__all__ = ["mapping_text", "marker", "plain_marker"]

@@ -65,6 +65,13 @@ class RunnerRegistration(Model):
         return value
 
 
+def _check_environments(environments) -> None:
+    """Each of `environments` (names or mapping keys) is a runner environment."""
+    check = one_of(ENVIRONMENTS, "runner environments")
+    for env in environments:
+        check(env)
+
+
 class RunnerFlags(Model):
     """How GitLab hands jobs to a runner the program creates (GitLab's RunnerMatcher: a `protected` runner takes
     only jobs of protected refs; one without `runUntagged` only jobs with tags, all of which it carries)."""
@@ -120,9 +127,7 @@ class GitLabRunner(Model):
     @field_validator("downstream")
     @classmethod
     def _downstream(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        check = one_of(ENVIRONMENTS, "runner environments")
-        for env in value:
-            check(env)
+        _check_environments(value)
         if len(set(value)) != len(value):
             raise ValueError(f"lists an environment twice: {list(value)}")
         return value
@@ -130,9 +135,7 @@ class GitLabRunner(Model):
     @field_validator("downstream_runners")
     @classmethod
     def _downstream_runners(cls, value: dict[str, RunnerFlags]) -> dict[str, RunnerFlags]:
-        check = one_of(ENVIRONMENTS, "runner environments")
-        for env in value:
-            check(env)
+        _check_environments(value)
         return value
 
     def flags(self, environment: str, own_environment: str) -> RunnerFlags:

@@ -12,7 +12,7 @@ from config.ads import problems as ad_services_problems
 from config.model import ControlPlane, Layers, Pool, StackConfig, pool_provider
 from config.platform import NEEDS, SSO_TOOLS
 from config.profiles import Profile
-from config.services import BACKUP_PURPOSES
+from config.services import BACKUP_PURPOSES, etcd_s3_retention
 from policy.rules import world_covered
 
 
@@ -351,7 +351,7 @@ def _cluster_services(cfg: StackConfig, profile: Profile, secrets: set[str]) -> 
         # S3 keeps etcdRetention per server (components/k3s/config.py etcd_snapshot_config), and the etcd drill finds
         # the newest snapshot in one listing of at most 1000 objects (components/data/drills.py etcd-download.sh).
         servers = cfg.cluster.control_plane.count
-        if backups.etcd_retention * servers > MAX_ETCD_SNAPSHOTS_IN_S3:
+        if etcd_s3_retention(backups.etcd_retention, servers) > MAX_ETCD_SNAPSHOTS_IN_S3:
             found.append(problem("clusterServices.backups.etcdRetention", f"must be at most "
                                  f"{MAX_ETCD_SNAPSHOTS_IN_S3 // servers} with {servers} servers: S3 keeps that many "
                                  f"snapshots per server, at most {MAX_ETCD_SNAPSHOTS_IN_S3} in all (one S3 listing)",

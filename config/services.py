@@ -47,6 +47,13 @@ _CLOCK = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 DAY_MINUTES = 24 * 60
 UPGRADE_AFTER_REBOOTS_MINUTES = 60  # Reboots.upgrade_window
 UPGRADE_BEFORE_REBOOTS_MINUTES = 120
+MIN_UPGRADE_MINUTES = 60  # the least a day's upgrade window may last
+
+
+def etcd_s3_retention(retention: int, servers: int) -> int:
+    """K3s' etcd-s3-retention for `retention` snapshots per server: K3s counts the S3 folder's snapshots of all servers
+    together (k3s-io/k3s#8099), its local retention per server."""
+    return retention * servers
 
 
 def _minutes(clock: str) -> int:
@@ -210,12 +217,13 @@ class Reboots(Model):
             raise ValueError(f"start and end are both {self.start!r}: the window would be one minute long; "
                              "give end after start (or before it, for a window over midnight)")
         outside = (_minutes(self.start) - _minutes(self.end)) % DAY_MINUTES
-        if self.enabled and outside < UPGRADE_AFTER_REBOOTS_MINUTES + UPGRADE_BEFORE_REBOOTS_MINUTES + 60:
+        needed = UPGRADE_AFTER_REBOOTS_MINUTES + UPGRADE_BEFORE_REBOOTS_MINUTES + MIN_UPGRADE_MINUTES
+        if self.enabled and outside < needed:
             raise ValueError(
                 f"must leave K3s upgrades of the servers at least an hour a day: they start only from "
                 f"{UPGRADE_AFTER_REBOOTS_MINUTES // 60} h after the window ends until "
                 f"{UPGRADE_BEFORE_REBOOTS_MINUTES // 60} h before it starts (never a reboot and an upgrade together), "
-                f"so the window may last at most {(DAY_MINUTES - 240) // 60} hours ({self.start}-{self.end} is longer)")
+                f"so the window may last at most {(DAY_MINUTES - needed) // 60} hours ({self.start}-{self.end} is longer)")
         return self
 
     @property

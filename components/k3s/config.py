@@ -15,7 +15,7 @@ from components.scheduling import REGION_TOPOLOGY, ZONE_TOPOLOGY
 from config.catalog import ROLES
 from config.model import LOCATION_LABEL
 from config.platform import gitlab_issuer, oauth_client_id
-from config.services import Backups
+from config.services import Backups, etcd_s3_retention
 from providers.base import ClusterProfile, NodeSpec
 
 API_PORT = 6443
@@ -303,7 +303,7 @@ def etcd_snapshot_config(backup: EtcdBackup, access_key: str, secret_key: str, s
     of a control-plane move, which would reconfigure every server twice per move), as many per server as each disk."""
     return {**etcd_location_flags(backup), "etcd-s3-access-key": access_key, "etcd-s3-secret-key": secret_key,
             "etcd-snapshot-schedule-cron": backup.schedule, "etcd-snapshot-retention": backup.retention,
-            "etcd-s3-retention": backup.retention * servers, "etcd-snapshot-compress": True}
+            "etcd-s3-retention": etcd_s3_retention(backup.retention, servers), "etcd-snapshot-compress": True}
 
 
 def etcd_restore_commands(backup: EtcdBackup, first_server: str, other_servers: list[str]) -> list[str]:

@@ -24,7 +24,6 @@ same scripts as the SSH path (components/k3s/userdata.py).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -32,7 +31,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.charts import CLUSTER_AUTOSCALER, CLUSTER_AUTOSCALER_IMAGE
-from components.digest import plain_marker
+from components.digest import mapping_text, plain_marker
 from components.helm import release
 from components.k3s import K3sCluster
 from components.k3s.config import node_labels
@@ -204,7 +203,7 @@ def config_digest(made: NodeGroups) -> pulumi.Output[str]:
     creates later would boot the old config. Domain-separated and over 64-character random tokens: it reveals
     nothing of them (left secret, it would hide every change of the release's values from previews)."""
     contents = pulumi.Output.from_input({"env": dict(made.secret_env), "files": dict(made.secret_files)})
-    return plain_marker("autoscaler-config", contents.apply(lambda plain: json.dumps(plain, sort_keys=True)))
+    return plain_marker("autoscaler-config", contents.apply(mapping_text))
 
 
 def files_values() -> dict[str, Any]:

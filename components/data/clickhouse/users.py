@@ -30,7 +30,6 @@ Secrets that clients read.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -40,7 +39,7 @@ import pulumi_kubernetes as k8s
 from components.data.clickhouse.topology import NAMESPACE
 from components.data.context import DataContext
 from components.data.endpoints import Credentials
-from components.digest import plain_marker
+from components.digest import mapping_text, plain_marker
 from config.consumers import Consumer
 
 AUTH_SECRET = "clickhouse-server-auth"  # password hashes + the interserver secret, read by the servers
@@ -71,7 +70,7 @@ class Users:
 
 def auth_text(values: dict[str, str]) -> str:
     """AUTH_SECRET's contents as one text, the same for the same contents whatever their order."""
-    return json.dumps(values, sort_keys=True)
+    return mapping_text(values)
 
 
 def sha256_hex(password: str) -> str:
