@@ -21,6 +21,7 @@ from pydantic import StrictBool, field_validator
 
 from components.charts import PODINFO_IMAGE, PODINFO_VERSION
 from config.catalog import ROLES
+from config.consumers import redpanda_prefix
 from config.errors import Problem, problem
 from config.model_base import Model, check_hostname_label
 from config.platform import NEEDS
@@ -433,9 +434,10 @@ def _scaling(cfg: "StackConfig", key: str, name: str, svc: Service) -> list[Prob
                              "Redpanda consumer group the service reads", svc.consumer_lag.group))
     # The service's Redpanda user may join only groups named `<service>.<anything>` (components/data/redpanda.py
     # consumer_acls): another group would be refused to it, or be another service's lag.
-    if svc.consumer_lag is not None and not svc.consumer_lag.group.startswith(f"{name}."):
-        found.append(problem(f"{key}.consumerLag.group", f"must start with '{name}.' (the service's own consumer "
-                             f"groups, the only ones its Redpanda user may join), e.g. {name}.events",
+    own = redpanda_prefix(name)
+    if svc.consumer_lag is not None and not svc.consumer_lag.group.startswith(own):
+        found.append(problem(f"{key}.consumerLag.group", f"must start with '{own}' (the service's own consumer "
+                             f"groups, the only ones its Redpanda user may join), e.g. {own}events",
                              svc.consumer_lag.group))
     return found
 

@@ -17,6 +17,12 @@ from config.platform import NEEDS
 if TYPE_CHECKING:
     from config.model import StackConfig
 
+def redpanda_prefix(consumer: str) -> str:
+    """What a consumer's Redpanda topics, consumer groups and transactional ids are named: `<consumer>.<anything>`
+    (the dot ends the prefix, so `bidding.` never matches `bidding-v2.`; components/data/redpanda.py ACLs)."""
+    return f"{consumer}."
+
+
 # Stores that give each consumer a user of its own (the rest: see the module's docstring).
 USER_STORES = ("scylladb", "redpanda", "clickhouse", "dragonfly")
 ADS, PLATFORM = "ads", "platform"  # the layer a consumer belongs to

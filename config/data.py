@@ -445,9 +445,10 @@ class Drills(Model):
         return value
 
 
-# The drills' canary writers run hourly (components/data/drills.py CANARY_SCHEDULE): the newest canary in a backup
-# is at most this much older than the backup itself.
-CANARY_PERIOD_HOURS = 1
+# The drills' canary writers' schedule (components/data/drills.py): hourly, so the newest canary in a backup is at
+# most CANARY_PERIOD_HOURS older than the backup itself.
+CANARY_SCHEDULE = "30 * * * *"
+CANARY_PERIOD_HOURS = longest_gap_seconds(CANARY_SCHEDULE) // 3600
 # Drilled dataPlane stores whose restored copy is as old as their newest backup (`backupSchedule`). PostgreSQL's
 # drill replays the WAL archive up to its newest segment, so its base-backup schedule does not bound the canary's age.
 SNAPSHOT_STORES = ("clickhouse", "scylladb", "redpanda")

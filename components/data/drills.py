@@ -63,6 +63,7 @@ from components.services import backups as velero_backups
 from components.services.namespaces import (NO_OWN_ENTRY_POINTS, RESTRICTED_CONTAINER_SECURITY,
                                            RESTRICTED_POD_SECURITY, Namespaces, NamespaceSpec, Peer)
 from config.cron import longest_gap_seconds
+from config.data import CANARY_SCHEDULE
 from config.load import S3Keys
 from config.quantity import memory_mib
 
@@ -73,7 +74,6 @@ MOUNT = "/drill"
 SERVICE_ACCOUNT = "drill"
 S3_SECRET = "drill-backup-s3"  # the read-only keys (ACCESS_KEY_ID, ACCESS_SECRET_KEY)
 RULE = "restore-drills"
-CANARY_SCHEDULE = "30 * * * *"  # hourly: a backup of any cadence holds a canary at most an hour older than itself
 # kubectl and bash, pinned (the GitLab chart's hook image; it runs as nobody).
 DRIVER_IMAGE = charts.GITLAB_KUBECTL_IMAGE
 NOBODY = 65534

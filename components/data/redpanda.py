@@ -48,7 +48,7 @@ from components.scheduling import ZONE_TOPOLOGY, pod_anti_affinity, zone_spread
 from components.services import certs
 from components.services.namespaces import (RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Namespaces,
                                            NamespaceSpec, Peer)
-from config.consumers import Consumer
+from config.consumers import Consumer, redpanda_prefix as prefix
 from config.data import REDPANDA_MEMORY_FRACTION
 from config.quantity import whole_cores
 
@@ -302,12 +302,6 @@ def operator_values(ctx: DataContext) -> dict[str, Any]:
 
 
 # --- users ----------------------------------------------------------------------------------------------
-
-def prefix(consumer: str) -> str:
-    """What a consumer's topics, consumer groups and transactional ids are named: `<consumer>.<anything>` (the
-    dot ends the prefix, so `bidding.` never matches `bidding-v2.`)."""
-    return f"{consumer}."
-
 
 def consumer_acls(c: Consumer) -> list[dict[str, Any]]:
     """A consumer produces and consumes its own topics (prefix), commits offsets of its own groups, and reads
