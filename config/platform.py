@@ -82,7 +82,9 @@ class RunnerFlags(Model):
 
 # The templates' model (templates/gitlab-ci/README.md): staging's runner runs the untagged build, test and image jobs,
 # merge requests' too (their refs are not protected); production's takes only the tagged deploy-production and
-# rollback jobs of protected branches, so no merge request code runs in the production cluster.
+# rollback jobs of protected branches, so no merge request code runs in the production cluster. Staging's stays
+# unprotected on purpose: it is the only runner the program creates that merge-request pipelines can use (a
+# protected one would leave their build, test and image jobs pending); both are runners of `group` only.
 RUNNER_FLAGS = {
     "production": RunnerFlags(run_untagged=False, protected=True),
     "staging": RunnerFlags(run_untagged=True, protected=False),
@@ -111,6 +113,10 @@ class GitLabRunner(Model):
     downstream_runners: dict[str, RunnerFlags] = {}
     # On such a stack: read the token from that stack's `runnerTokens` instead of the secret gitlabRunnerToken.
     registration: RunnerRegistration | None = None
+    # The GitLab group (full path) whose projects may use the runners the program creates: they are that group's
+    # runners, not instance runners, so no project outside it can run a job with the deployer's rights. The runner
+    # bootstrap creates the group when it is missing (owned by the first administrator).
+    group: str = "ad-services"
     concurrent: int = 10  # jobs at once
     # Jobs run in their own namespace under this quota.
     requests_cpu: Cpu = "16"
@@ -147,6 +153,8 @@ class GitLabRunner(Model):
         return RunnerFlags(
             run_untagged=default.run_untagged if self.run_untagged is None else self.run_untagged,
             protected=default.protected if self.protected is None else self.protected)
+
+    _v_group = field_validator("group")(staticmethod(lambda value: check_group_path(value)))
 
     @field_validator("concurrent")
     @classmethod

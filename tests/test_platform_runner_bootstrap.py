@@ -74,6 +74,49 @@ def test_the_runner_settings_reach_the_ruby_script():
     assert "description = 'adplatform staging-x (staging)'" in ruby
 
 
+# --- group runners: only the configured group's projects reach the deployer -----------------------------------
+def test_the_runners_are_created_as_runners_of_the_configured_group(production_with_staging):
+    for script in ("create-runner.rb", "create-runner-staging.rb"):
+        ruby = production_with_staging.named(runner_bootstrap.NAME, CONFIG_MAP).inputs["data"][script]
+        assert "group_path = 'ad-services'" in ruby  # the default group
+        assert "runner_type: 'group_type', scope: group" in ruby and "instance_type" not in ruby
+        assert "group.runners.find_by(description: description)" in ruby  # found again there: idempotent
+    raw = base_raw(platform={"gitlab": {"runner": {"enabled": True, "group": "teams/deploy"}}})
+    settings = load("test", raw, SECRET_KEYS).config.platform
+    ruby = runner_bootstrap.ruby_script(SimpleNamespace(stack="p", environment="production", settings=settings))
+    assert "group_path = 'teams/deploy'" in ruby
+
+
+def test_the_group_is_created_when_missing_and_old_instance_runners_are_deleted(production):
+    ruby = production.named(runner_bootstrap.NAME, CONFIG_MAP).inputs["data"][runner_bootstrap.RUBY_SCRIPT]
+    # Each missing segment, top down, by the administrator (who becomes its Owner and may create group runners).
+    assert "Group.find_by_full_path(full_path)" in ruby and "Groups::CreateService.new(admin, params)" in ruby
+    # An existing stack's instance runner (same description) is deleted: no manual step, no project outside the
+    # group keeps it.
+    assert "Ci::Runner.where(description: description)" in ruby
+    assert "next if other.group_type? && other.groups.include?(group)" in ruby and "other.destroy!" in ruby
+
+
+def test_the_production_runner_is_protected_and_staging_builds_merge_requests(production_with_staging):
+    runners = created_runners(production_with_staging)
+    assert runners["production"]["protected"] and not runners["production"]["run_untagged"]
+    # Documented (config/platform.py RUNNER_FLAGS): staging's runner is the one merge-request pipelines use.
+    assert not runners["staging"]["protected"] and runners["staging"]["run_untagged"]
+
+
+def test_the_manager_restarts_when_the_runners_scope_changes(production):
+    from tests.test_platform_gitlab import runner_values
+    annotations = runner_values(production)["podAnnotations"]
+    assert annotations == {gitlab_runner.RUNNER_SCOPE_ANNOTATION: "group ad-services"}
+
+
+@pytest.mark.parametrize("group", ["bad group", "a/../b", "-lead", "a//b", "x'y"])
+def test_a_bad_runner_group_is_refused_naming_the_key(group):
+    problems = config_problems(base_raw(platform={"gitlab": {"runner": {"enabled": True, "group": group}}}))
+    assert any("adplatform:platform.gitlab.runner.group" in p and "must be a GitLab group path" in p
+               and repr(group) in p for p in problems), problems
+
+
 @pytest.mark.parametrize("value", ["it's", "a#{b}", "x\ny", "\\"])
 def test_ruby_literals_refuse_what_could_escape_the_quotes(value):
     with pytest.raises(ValueError, match="has characters outside"):

@@ -24,6 +24,8 @@ What this module sets and why:
 - Image builds: each job's build container runs under the AppArmor profile host tuning loads on every node
   (components/host/apparmor.d/adplatform-ci-build: containerd's default profile plus mounts), because Buildah
   mounts inside a user namespace of its own and containerd's default profile denies every mount.
+- Scope: the runners the program creates are group runners of `platform.gitlab.runner.group`, so only that
+  group's projects reach the `deployer` (runner_bootstrap.py).
 - Runner tags: a glrt- token carries no tags; the runner is created in GitLab with the stack's environment as
   its tag (`production` / `staging`, config.catalog.ENVIRONMENTS), which the templates' deploy jobs name.
 - One manager replica: a second one would double `concurrent` (each manager keeps its own limit) and the jobs
@@ -54,6 +56,11 @@ RELEASE = "gitlab-runner"  # contains the chart name: the Deployment, ServiceAcc
 CI_LAYER = "ci"  # neither namespace is a data-store client (LAYER_LABEL "platform" would admit them)
 TOKEN_SECRET = "gitlab-runner-token"
 METRICS_PORT = 9252  # the chart's metrics.port
+# The manager reads its token only when it starts, and the Secret is not the chart's (no checksum rolls the pod).
+# When the runners moved from instance to group runners the bootstrap replaced the token: this annotation (the
+# chart's podAnnotations) changes with the runners' scope, so the manager restarts, after the token was written,
+# in the same `pulumi up`.
+RUNNER_SCOPE_ANNOTATION = "adplatform.io/runner-scope"
 HTTP, HTTPS = 80, 443
 RUNNER_UID, RUNNER_GID = 100, 65533  # the alpine image's gitlab-runner user (chart podSecurityContext)
 MANAGER_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
@@ -177,6 +184,7 @@ def values(ctx: PlatformContext) -> dict[str, Any]:
         "runners": {"jobNamespace": CI_NAMESPACE, "secret": TOKEN_SECRET, "config": runner_config(ctx)},
         "metrics": {"enabled": True, "port": METRICS_PORT, "podMonitor": {"enabled": True}},
         "resources": MANAGER_RESOURCES,
+        "podAnnotations": {RUNNER_SCOPE_ANNOTATION: f"group {ctx.settings.gitlab.runner.group}"},
         "podSecurityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": RUNNER_UID, "fsGroup": RUNNER_GID},
         "securityContext": {**RESTRICTED_CONTAINER_SECURITY, "privileged": False, "readOnlyRootFilesystem": False},
     }

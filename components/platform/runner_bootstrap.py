@@ -1,4 +1,5 @@
-"""The runner bootstrap: a Job that creates this stack's instance runner in its own GitLab and puts the runner's
+"""The runner bootstrap: a Job that creates this stack's runner in its own GitLab, as a runner of the group
+`platform.gitlab.runner.group` (only that group's projects can use it, and with it the `deployer`), and puts the runner's
 authentication token (glrt-...) into the Secret the runner chart reads, so one `pulumi up` brings up GitLab and a
 registered runner with no token copied by hand. Used when the stack runs GitLab and the runner registers with it
 and no `gitlabRunnerToken` is set (that secret overrides the bootstrap: config/rules.py, gitlab_runner.py).
@@ -7,7 +8,11 @@ What this module sets and why:
 
 - How: a toolbox Job (toolbox_job.py: GitLab's toolbox pod, `gitlab-rails runner -`, the script on stdin) runs
   scripts/create-runner.rb through scripts/runner-bootstrap.sh. The runner is created as the first administrator
-  by the same service the UI uses.
+  by the same service the UI and `POST /api/v4/user/runners` (runner_type=group_type) use; the administrator, in
+  admin mode, has Owner rights on the group (GroupPolicy :create_runners), and creates the group when missing.
+- Existing stacks: a runner of the same description outside the group (the instance runner earlier versions
+  created) is deleted and a group runner created; the new token reaches the Secret, and the manager restarts on
+  it (gitlab_runner.py pod annotation RUNNER_SCOPE_ANNOTATION). Nothing is done by hand.
 - Idempotent: the Ruby script finds the runner by its description (one per stack) and prints the same token;
   the shell script patches the Secret only when it holds another value. A changed script replaces the Job
   (its pod template carries the scripts' hash), so it runs again.
@@ -22,7 +27,7 @@ What this module sets and why:
 - Order: GitLab's release -> this Job (Pulumi waits for its completion, pulumi-kubernetes batch/v1 Job await)
   -> the runner's release, whose pods mount the token.
 - Downstream environments (`platform.gitlab.runner.downstream`, e.g. staging, which runs no GitLab): the Job
-  also creates one instance runner per environment (tagged with it, described `adplatform <stack> (<env>)`) and
+  also creates one group runner per environment (tagged with it, described `adplatform <stack> (<env>)`) and
   writes its token into Secret `gitlab-runner-token-<env>`; the program reads that Secret back once the Job has
   completed and exports the tokens as the secret stack output `runnerTokens` ({env: token}), which the
   downstream stack reads through a StackReference (`platform.gitlab.runner.registration.stack`).
@@ -75,6 +80,7 @@ def ruby_script(ctx: PlatformContext, environment: str | None = None) -> str:
     flags = ctx.settings.gitlab.runner.flags(environment, ctx.environment)
     return Template((SCRIPTS / RUBY_SCRIPT).read_text()).substitute(
         description=ruby_literal(description(ctx, environment)), tag=ruby_literal(environment),
+        group=ruby_literal(ctx.settings.gitlab.runner.group),
         run_untagged=ruby_literal(flags.run_untagged),
         access_level=ruby_literal("ref_protected" if flags.protected else "not_protected"))
 
