@@ -13,14 +13,17 @@ It needs the subscription feature once: `az feature register --namespace Microso
 EncryptionAtHost` (then `az provider register -n Microsoft.Compute`). Customer-managed keys (a disk
 encryption set in Key Vault) are not used.
 
-Credentials in the cluster: one user-assigned managed identity on every VM, holding a custom role
-limited to the stack's resource group and to the actions the CCM and the disk driver document. Both
-read the rendered `azure.json` from the Secret kube-system/azure-cloud-provider.
+Credentials in the cluster: one user-assigned managed identity on the K3s server VMs only, holding a custom role
+limited to the stack's resource group and to the actions the CCM and the disk driver's controller document. Both run
+on the control plane only and read the rendered `azure.json` from the Secret kube-system/azure-cloud-provider. Agents
+(VMs and scale set instances) carry no identity: instance metadata has no hop limit, so whatever identity a VM
+carries is every host-network pod's there, and nothing on an agent calls Azure's API (the cloud node manager and the
+disk node plugin read instance metadata, which needs no identity; the kubelet runs with cloud-provider=external).
 
 Autoscaled pools (docs/autoscaling.md): a Uniform VM scale set per node group request, with the VMs' settings.
 The CCM and the disk driver then run with vmType `vmss` (scale set instances and standalone VMs); the cloud node
 manager gives scale set instances the provider ID the autoscaler expects. The autoscaler has its own identity,
-on the control-plane VMs only, with a custom role on the stack's resource group.
+on the control-plane VMs only, with a custom role on the stack's resource group; the scale sets carry none.
 """
 
 from __future__ import annotations
@@ -148,8 +151,8 @@ SCALE_SET_NODE_ACTIONS = sorted({
 # The cluster autoscaler's custom role, assignable only in the stack's resource group: what its VMSS cloud
 # provider calls (cluster-autoscaler 1.35 cloudprovider/azure: scale sets list/get/createOrUpdate of the
 # capacity, deleteInstances, their VMs with instance views, standalone VMs listed to tell them apart, the
-# operations it polls), the subnet join a scale-out's new NICs need, and assigning the cluster identity the
-# scale set's model carries. Its README grants Contributor on the subscription instead.
+# operations it polls) and the subnet join a scale-out's new NICs need. No identity assignment: the scale sets carry
+# no identity (_scale_set). Its README grants Contributor on the subscription instead.
 AUTOSCALER_ACTIONS = sorted({
     "Microsoft.Compute/virtualMachineScaleSets/read", "Microsoft.Compute/virtualMachineScaleSets/write",
     "Microsoft.Compute/virtualMachineScaleSets/delete/action",
@@ -157,7 +160,6 @@ AUTOSCALER_ACTIONS = sorted({
     "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/instanceView/read",
     "Microsoft.Compute/virtualMachines/read", "Microsoft.Compute/locations/operations/read",
     "Microsoft.Network/virtualNetworks/subnets/join/action",
-    "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action",
 })
 # Scale from zero: a scale set's future nodes' labels and taints as tags (cluster-autoscaler 1.35
 # cloudprovider/azure/README.md "Scaling a VMSS node group to and from 0"): Azure tag names hold no '/', so
@@ -373,6 +375,7 @@ class AzureInfrastructure(ProviderInfrastructure):
         vnet = vnet_cidr(cfg.cluster)
         self.nsg = self._security_group(cfg.admin_cidrs, vnet)
         self.vnet, self.subnet = self._network(vnet, cfg.cluster.subnet_cidr)
+        # The CCM's and disk controller's identity; on a stack's part only the servers carry it (_vm_identities).
         self.identity = self._disk_identity() if self._secondary else self._identity()
         # The autoscaler's own identity exists with autoscaled pools; only the control-plane VMs carry it.
         self.autoscaler_identity = self._autoscaler_identity() if cfg.cluster.autoscaled_pools else None
@@ -577,13 +580,21 @@ class AzureInfrastructure(ProviderInfrastructure):
                 compute.SshPublicKeyArgs(key_data=key, path=f"/home/{cloud.SSH_USER}/.ssh/authorized_keys")
                 for key in self._loaded.config.ssh_public_keys]))
 
+    def _vm_identities(self, spec: NodeSpec) -> list[pulumi.Output[str]]:
+        """The identities a VM carries: only what runs there uses. On a stack's part the CCM and the disk controller
+        (the cluster identity) and the autoscaler run on the servers only (ccm_values, disk_csi_values,
+        autoscaler_values), and no agent calls Azure's API, so agents get none: instance metadata has no hop limit,
+        and a VM's identity would be every host-network pod's on it. A secondary part's disk controller runs on its
+        agents (secondary_controller_placement): there every VM carries the disk driver's identity."""
+        server = spec.k3s_role == "server"
+        ids = [self.identity.id] if self.identity and (server or self._secondary) else []
+        return [*ids, *([self.autoscaler_identity.id] if self.autoscaler_identity and server else [])]
+
     def _identity_args(self, spec: NodeSpec) -> compute.VirtualMachineIdentityArgs:
-        """The cluster (or a secondary's disk driver) identity everywhere; the autoscaler's on the control plane,
-        where it runs. Type None on a secondary part with stateless pools only, where nothing uses Azure's API: said
-        explicitly, so a VM that held an identity before (such parts had the cluster identity) has it removed on
-        update rather than left referencing a deleted identity ("The type 'None' will remove any identities")."""
-        extra = [self.autoscaler_identity.id] if self.autoscaler_identity and spec.k3s_role == "server" else []
-        ids = [*([self.identity.id] if self.identity else []), *extra]
+        """_vm_identities, or type None where a VM carries none: said explicitly, so a VM that held an identity before
+        (every VM had the cluster identity) has it removed on update rather than kept or left referencing a deleted
+        identity ("The type 'None' will remove any identities")."""
+        ids = self._vm_identities(spec)
         if not ids:
             return compute.VirtualMachineIdentityArgs(type=compute.ResourceIdentityType.NONE)
         return compute.VirtualMachineIdentityArgs(type=compute.ResourceIdentityType.USER_ASSIGNED,
@@ -684,8 +695,9 @@ class AzureInfrastructure(ProviderInfrastructure):
 
     def _scale_set(self, request: NodeGroupRequest, opts: pulumi.ResourceOptions) -> compute.VirtualMachineScaleSet:
         """A Uniform scale set with the VMs' settings (image, size, OS disk, SSH keys, subnet with the NSG, a
-        Standard public IP per instance for outbound, encryption at host, the cluster identity) and the request's
-        user data as custom data. The autoscaler owns its capacity; Pulumi its model."""
+        Standard public IP per instance for outbound, encryption at host; no identity, like the agent VMs:
+        _vm_identities) and the request's user data as custom data. The autoscaler owns its capacity; Pulumi its
+        model."""
         spec = request.spec
         name = f"{self._prefix}-{request.name}"
         return compute.VirtualMachineScaleSet(
@@ -700,8 +712,8 @@ class AzureInfrastructure(ProviderInfrastructure):
             # Manual: a model change reaches new instances only; running nodes are the autoscaler's to remove.
             upgrade_policy=compute.UpgradePolicyArgs(mode=compute.UpgradeMode.MANUAL),
             overprovision=False,  # extra instances would boot, join K3s and be deleted again
-            identity=compute.VirtualMachineScaleSetIdentityArgs(type=compute.ResourceIdentityType.USER_ASSIGNED,
-                                                                user_assigned_identities=[self.identity.id]),
+            # None, said explicitly: scale sets created before carried the cluster identity, which an update removes.
+            identity=compute.VirtualMachineScaleSetIdentityArgs(type=compute.ResourceIdentityType.NONE),
             virtual_machine_profile=compute.VirtualMachineScaleSetVMProfileArgs(
                 os_profile=compute.VirtualMachineScaleSetOSProfileArgs(
                     computer_name_prefix=f"{name[:57]}-", admin_username=cloud.SSH_USER,
@@ -820,7 +832,7 @@ def autoscaler_values(*, groups: Sequence[tuple[str, int]], resource_group: pulu
         "azureUserAssignedIdentityID": identity_client_id,
         "autoscalingGroups": cloud.autoscaling_groups(groups),
         # Only the control-plane VMs carry the autoscaler's identity.
-        "nodeSelector": {"node-role.kubernetes.io/control-plane": "true"},
+        "nodeSelector": CONTROL_PLANE_SELECTOR,
         "tolerations": _ON_CONTROL_PLANE,
     }
 
@@ -833,6 +845,8 @@ def storage_class_parameters(stack: str) -> dict[str, str]:
             "tags": f"adplatform-stack={stack}"}
 
 
+# K3s labels its servers control-plane=true (the charts' default selectors expect "").
+CONTROL_PLANE_SELECTOR = {"node-role.kubernetes.io/control-plane": "true"}
 _ON_CONTROL_PLANE = [
     {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"},
     {"key": "CriticalAddonsOnly", "operator": "Exists"},  # K3s' taint on dedicated servers
@@ -859,8 +873,7 @@ def ccm_values(cluster_name: str, pod_cidr: str, ha: bool) -> dict:
             "configureCloudRoutes": "false",  # Cilium tunnels: no route table
             "clusterCIDR": pod_cidr,
             "replicas": 2 if ha else 1,
-            # K3s labels its servers control-plane=true (the chart's default selector expects "").
-            "nodeSelector": {"node-role.kubernetes.io/control-plane": "true"},
+            "nodeSelector": CONTROL_PLANE_SELECTOR,
             "tolerations": _CONTROL_PLANE_TOLERATIONS,
         },
         "cloudNodeManager": {"enabled": True},
@@ -871,16 +884,23 @@ _CSI_SIDECAR = {"requests": {"cpu": "10m", "memory": "20Mi"}, "limits": {"memory
 
 
 def disk_csi_values(ha: bool, vm_type: str = "standard", *, hybrid: bool = False, secondary: bool = False) -> dict:
-    """azuredisk-csi-driver chart 1.34.5 values (charts/v1.34.5/azuredisk-csi-driver/values.yaml). `hybrid`: the
-    cluster spans providers, so controller and node plugin run on Azure nodes only (the controller authenticates with
-    the VMs' managed identity, the node plugin reads zone and VM size from their instance metadata: both on the host
-    network, the chart's default); `secondary`: Azure is not the stack's provider (no K3s servers here)."""
+    """azuredisk-csi-driver chart 1.34.5 values (charts/v1.34.5/azuredisk-csi-driver/values.yaml). The controller
+    authenticates with the managed identity in azure.json, which only the servers carry (_vm_identities): it runs on
+    them (the chart's default nodeSelector is empty, so it would land on any agent). The node plugin calls no Azure
+    API: NodeGetInfo reads zone and VM size from instance metadata (useInstanceMetadata; v1.34.5 pkg/azuredisk/
+    nodeserver.go, cloud-provider-azure GetZone and InstanceType for the local VM), falling back to node labels, and
+    staging and mounting take the LUN from the attach. `hybrid`: the cluster spans providers, so controller and node
+    plugin run on Azure nodes only (both on the host network, the chart's default, for instance metadata);
+    `secondary`: Azure is not the stack's provider (no K3s servers here)."""
     values = {
         "controller": {
             "replicas": 2 if ha else 1,
             "cloudConfigSecretName": CLOUD_CONFIG_SECRET,
             "cloudConfigSecretNamespace": "kube-system",
             "vmType": vm_type,  # as azure.json's
+            "nodeSelector": CONTROL_PLANE_SELECTOR,
+            # Dedicated servers' CriticalAddonsOnly is NoExecute: the chart's default tolerations (NoSchedule) miss it.
+            "tolerations": list(_ON_CONTROL_PLANE),
             "resources": {c: _CSI_SIDECAR for c in ("csiProvisioner", "csiAttacher", "csiResizer", "livenessProbe")}
             | {"azuredisk": {"requests": {"cpu": "10m", "memory": "40Mi"}, "limits": {"memory": "500Mi"}}},
         },
@@ -892,12 +912,9 @@ def disk_csi_values(ha: bool, vm_type: str = "standard", *, hybrid: bool = False
     }
     if hybrid:
         on_azure = {PROVIDER_LABEL: NAME}  # Azure disks attach to Azure VMs only
-        values["controller"]["nodeSelector"] = on_azure
+        # The controller on Azure's servers (a stack's part holds at least one: secondary_part).
+        values["controller"]["nodeSelector"] = {**CONTROL_PLANE_SELECTOR, **on_azure}
         values["linux"]["nodeSelector"] = on_azure
-        # Pinned to Azure, the controller may find no untainted Azure agent (the general pool on another provider):
-        # the servers then, dedicated ones included (K3s' CriticalAddonsOnly is NoExecute, which the chart's
-        # default tolerations, NoSchedule only, miss).
-        values["controller"]["tolerations"] = list(_ON_CONTROL_PLANE)
     if secondary:
         # No K3s server runs on Azure here: the controller runs on the Azure agents, database pools' taints included.
         values["controller"].update(secondary_controller_placement(NAME))

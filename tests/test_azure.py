@@ -185,13 +185,35 @@ def test_cluster_identity_has_a_custom_role_on_the_resource_group_only(staging):
     assert "Microsoft.Compute/virtualMachineScaleSets/write" not in actions, "scaling is the autoscaler's alone"
     assignment = staging.named("cluster-role-assignment")
     assert assignment.inputs["principalType"] == "ServicePrincipal" and identity.urn in assignment.dependencies
-    for vm in staging.of_type(VM):  # staging-azure autoscales its general pool
-        server = vm.inputs["tags"]["adplatform-k3s"] == "server"
-        ids = vm.inputs["identity"]["userAssignedIdentities"]  # resource ids (the mocks': digests of the names)
-        assert vm.inputs["identity"]["type"] == "UserAssigned"
-        names = ["cluster-identity", "autoscaler-identity"] if server else ["cluster-identity"]
-        assert ids == [mockrun._fake_id(name) for name in names], \
-            "the autoscaler's identity is on the control plane only"
+
+
+
+def test_only_the_servers_carry_identities_agents_none(staging, production):
+    # Instance metadata has no hop limit: a VM's identity is every host-network pod's on it. The CCM, the disk
+    # controller and the autoscaler run on the servers; nothing on an agent calls Azure's API.
+    for run in (staging, production):  # both autoscale their general pool
+        vms = run.of_type(VM)
+        assert {vm.inputs["tags"]["adplatform-k3s"] for vm in vms} == {"server", "agent"}
+        for vm in vms:
+            if vm.inputs["tags"]["adplatform-k3s"] == "agent":
+                # Said explicitly: an update removes the cluster identity earlier versions put on every VM.
+                assert vm.inputs["identity"] == {"type": "None"}, vm.name
+                continue
+            names = ["cluster-identity", "autoscaler-identity"]
+            assert vm.inputs["identity"] == {"type": "UserAssigned", "userAssignedIdentities": [
+                mockrun._fake_id(name) for name in names]}, vm.name  # resource ids: the mocks' digests of the names
+
+
+def test_the_controllers_using_the_cluster_identity_run_on_the_servers_only(staging, production):
+    for run in (staging, production):
+        disk = run.named("azuredisk-csi", RELEASE).inputs["values"]
+        ccm = run.named("azure-ccm", RELEASE).inputs["values"]
+        for controller in (disk["controller"], ccm["cloudControllerManager"]):
+            assert controller["nodeSelector"] == {"node-role.kubernetes.io/control-plane": "true"}, "K3s' server label"
+            # Dedicated servers carry K3s' CriticalAddonsOnly (NoExecute): tolerated whatever its effect.
+            assert {"key": "CriticalAddonsOnly", "operator": "Exists"} in controller["tolerations"]
+        # The node plugin and the node manager run everywhere with no identity: they read instance metadata only.
+        assert "nodeSelector" not in disk["linux"] and ccm["cloudNodeManager"] == {"enabled": True}
 
 
 # --- API load balancers --------------------------------------------------------------------------------
@@ -370,8 +392,7 @@ def test_scale_sets_have_the_vms_settings_and_the_secret_custom_data(groups, sta
     assert profile["securityProfile"] == vm["securityProfile"] == {"encryptionAtHost": True}
     assert profile["osProfile"]["linuxConfiguration"] == vm["osProfile"]["linuxConfiguration"]
     assert profile["osProfile"]["adminUsername"] == "ubuntu"
-    assert vmss["identity"]["userAssignedIdentities"] == [mockrun._fake_id("cluster-identity")], \
-        "the nodes' identity, not the autoscaler's"
+    assert vmss["identity"] == {"type": "None"}, "agents carry no identity (and an update removes the old one)"
     (nic,) = profile["networkProfile"]["networkInterfaceConfigurations"]
     (ip,) = nic["ipConfigurations"]
     assert ip["subnet"]["id"] == vm_subnet(staging), "the VMs' subnet, with the nodes' NSG"
@@ -406,6 +427,7 @@ def test_autoscaler_role_is_scale_sets_only_on_the_resource_group(groups):
     actions = role["permissions"][0]["actions"]
     assert actions == azure.AUTOSCALER_ACTIONS
     assert "Microsoft.Compute/virtualMachineScaleSets/write" in actions
+    assert not any(a.startswith("Microsoft.ManagedIdentity") for a in actions), "the scale sets carry no identity"
     assert not any(a.endswith("*") or a.startswith("Microsoft.Authorization") for a in actions)
     assert not [a for a in actions if a.startswith("Microsoft.Compute/virtualMachines/") and not a.endswith("/read")], \
         "standalone VMs (the Pulumi-managed floor) are only read"

@@ -801,8 +801,10 @@ def test_the_azure_nsg_admits_exactly_the_admin_cidrs_and_every_node_on_6443(azu
 def test_an_azure_stacks_disk_driver_and_classes_stay_on_its_own_nodes_and_its_class_is_the_default(azure_primary):
     # The Hetzner nodes have no Azure VM to attach to and no managed identity for the controller to use.
     values = _disk_driver(azure_primary)["values"]
-    assert values["controller"]["nodeSelector"] == values["linux"]["nodeSelector"] == {PROVIDER_LABEL: "azure"}
-    # It may have to run on the Azure servers (the general pool elsewhere), dedicated ones included.
+    assert values["linux"]["nodeSelector"] == {PROVIDER_LABEL: "azure"}
+    # The controller on the Azure servers, the only VMs carrying its identity, dedicated ones included.
+    assert values["controller"]["nodeSelector"] == {PROVIDER_LABEL: "azure",
+                                                    "node-role.kubernetes.io/control-plane": "true"}
     key, rest = CONTROL_PLANE_TAINT.split("=")
     value, effect = rest.split(":")
     assert any(t.get("key") == key and t.get("operator") == "Exists" and t.get("effect", effect) == effect
