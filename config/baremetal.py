@@ -16,7 +16,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, field_validator
 
-from config.model_base import Model, check_cidr, check_label_value, optional
+from config.model_base import Model, check_cidr, check_host_key, check_label_value, optional
 
 _SSH_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
@@ -80,8 +80,12 @@ class Host(Model):
     # or site; for a Hetzner dedicated server its Robot datacenter in lowercase (fsn1-dc14), as Hetzner's CCM names
     # it. Required in production-grade profiles (providers/baremetal.py); elsewhere the region's name.
     zone: str | None = None
+    # The host's ed25519 SSH host key (`ssh-ed25519 AAAA...`, e.g. from `ssh-keyscan -t ed25519 <address>` checked
+    # out of band): verified from the first connection. Unset: trusted on first use (providers/base.py ssh_connection).
+    host_key: str | None = None
 
     _v_zone = field_validator("zone")(optional(check_label_value))
+    _v_host_key = field_validator("host_key")(optional(check_host_key))
 
     @field_validator("monthly_price", mode="before")
     @classmethod

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
+import struct
 from typing import Any, Callable, ClassVar, Iterable
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
@@ -76,6 +78,32 @@ def check_cidr(value: str) -> str:
         raise ValueError(f"must be a network in CIDR notation with its prefix length, e.g. {network} for this one "
                          "address")
     return value
+
+
+# An SSH host key as pulumi-command's connection.hostKey takes it: one authorized_keys line, parsed by
+# ssh.ParseAuthorizedKey (pulumi-command provider/pkg/provider/remote/connection.go, v1.2.1). We pin ed25519 only:
+# every supported image generates one, and its wire form is fixed (type string, then a 32-byte key).
+HOST_KEY_TYPE = "ssh-ed25519"
+_HOST_KEY = re.compile(r"(ssh-ed25519) ([A-Za-z0-9+/]{68})(?: [^\x00-\x1f\x7f]*)?")
+
+
+def check_host_key(value: str) -> str:
+    """`ssh-ed25519 <base64>` (a trailing comment is dropped): the key type, then the base64 of the key in SSH
+    wire form, whose embedded type must be the same ed25519 (what `ssh-keyscan -t ed25519 <host>` prints)."""
+    match = _HOST_KEY.fullmatch(str(value).strip())
+    blob = b""
+    if match:
+        try:
+            blob = base64.b64decode(match.group(2), validate=True)
+        except ValueError:
+            blob = b""
+    kind = HOST_KEY_TYPE.encode()
+    wire = struct.pack(">I", len(kind)) + kind + struct.pack(">I", 32)
+    if len(blob) != len(wire) + 32 or not blob.startswith(wire):
+        raise ValueError(f"must be the host's ed25519 public key, '{HOST_KEY_TYPE} AAAAC3NzaC1lZDI1NTE5AAAAI...' "
+                         "(the first two fields of /etc/ssh/ssh_host_ed25519_key.pub, or of "
+                         "`ssh-keyscan -t ed25519 <host>` after the host name)")
+    return f"{HOST_KEY_TYPE} {match.group(2)}"
 
 
 def optional(check: Callable[[str], str]) -> Callable[[str | None], str | None]:

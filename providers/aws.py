@@ -559,7 +559,8 @@ class AwsInfrastructure(ProviderInfrastructure):
             ),
         )
         return Node(spec=spec, hostname=hostname, public_ip=instance.public_ip, private_ip=instance.private_ip,
-                    connection=ssh_connection(instance.public_ip, cloud.SSH_USER, self._loaded.secrets.ssh_private_key),
+                    connection=ssh_connection(spec.name, instance.public_ip, cloud.SSH_USER,
+                                              self._loaded.secrets.ssh_private_key, parent=self, machine=instance),
                     server=instance, machine=instance)
 
     # --- autoscaled node groups ----------------------------------------------------------------------

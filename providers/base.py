@@ -23,6 +23,7 @@ from config import LoadedConfig, Problem
 from config.load import is_secret
 from config.catalog import DATABASE_ROLES, SIZES
 from config.errors import problem
+from config.model_base import check_host_key
 from config.model import CONTROL_PLANE, Cluster, ControlPlane, Pool, StackConfig, node_location, node_name
 from policy.rules import PEER_MARK
 
@@ -785,10 +786,42 @@ def rule_sources(rule: PortRule, admin_cidrs: Sequence[str]) -> list[str]:
     return list(WORLD_CIDRS) if rule.source == "world" else list(admin_cidrs)
 
 
-def ssh_connection(host: pulumi.Input[str], user: str, private_key: pulumi.Input[str]) -> command.remote.ConnectionArgs:
+# What the host-key step runs on a node's first contact: its ed25519 host public key (generated on first boot,
+# before sshd answers).
+READ_HOST_KEY = "cat /etc/ssh/ssh_host_ed25519_key.pub"
+
+
+def _connection(host: pulumi.Input[str], user: str, private_key: pulumi.Input[str],
+                host_key: pulumi.Input[str] | None) -> command.remote.ConnectionArgs:
     # dial_error_limit: fresh servers take a minute before sshd answers.
-    return command.remote.ConnectionArgs(host=host, user=user, private_key=private_key,
+    return command.remote.ConnectionArgs(host=host, user=user, private_key=private_key, host_key=host_key,
                                          dial_error_limit=60, per_dial_timeout=10)
+
+
+def _pinned_key(name: str, stdout: str) -> str:
+    try:
+        return check_host_key(stdout)
+    except ValueError as e:
+        raise ValueError(f"host key of node {name}: {READ_HOST_KEY!r} printed {stdout.strip()[:120]!r}: {e}") from None
+
+
+def ssh_connection(name: str, host: pulumi.Input[str], user: str, private_key: pulumi.Input[str], *,
+                   parent: pulumi.Resource, machine: pulumi.Resource | None = None,
+                   host_key: str | None = None) -> command.remote.ConnectionArgs:
+    """The one SSH connection of node `name`, pinned to its host key: every remote command on the node uses it.
+
+    `host_key` (validated config, bare metal): verified from the first connection. Otherwise trust on first use:
+    the `host-key-<name>` command reads the key once, right after the machine is created (or on the first
+    `pulumi up` after this step was added), and every later connection must present that key. It is re-read
+    only when `machine` is replaced (its id is the trigger): a host rebuilt outside Pulumi then fails to connect
+    (docs/security.md, "SSH host keys", says how to re-pin)."""
+    if host_key is None:
+        read = command.remote.Command(
+            f"host-key-{name}", connection=_connection(host, user, private_key, None), create=READ_HOST_KEY,
+            triggers=[machine.id] if isinstance(machine, pulumi.CustomResource) else None,
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=[machine] if machine is not None else None))
+        host_key = read.stdout.apply(lambda out: _pinned_key(name, out))
+    return _connection(host, user, private_key, host_key)
 
 
 __all__ = ["AddonInstaller", "ApiEndpoints", "CLUSTER_PORTS", "ClusterPort", "ClusterProfile", "PROVIDER_LABEL",
@@ -799,4 +832,4 @@ __all__ = ["AddonInstaller", "ApiEndpoints", "CLUSTER_PORTS", "ClusterPort", "Cl
            "group_spec", "node_group_name", "pool_labels", "PORTS", "PortRule", "Provider", "ProviderInfrastructure",
            "ServerCatalog", "ServerType", "Storage", "StorageInstaller", "assemble", "check_locations",
            "check_server_type_names", "csi_storage", "first_server_api", "located_settings", "node_location",
-           "node_specs", "resolve_server_type", "rule_sources", "server_type_settings", "ssh_connection"]
+           "node_specs", "resolve_server_type", "rule_sources", "server_type_settings", "ssh_connection", "READ_HOST_KEY"]

@@ -395,7 +395,7 @@ def test_plan_diff_shows_when_k3s_runs_on_every_node_only_where_it_moved(plan):
     head = json.loads(json.dumps(plan))
     head["deployTime"]["k3sReadySeconds"] += 60  # a fourth server joining after the others
     text = diff.render("production", "main", diff.diff_plans(plan, head))
-    assert "- K3s running on every node: 4m50s -> 5m50s (+1m00s)" in text
+    assert "- K3s running on every node: 4m53s -> 5m53s (+1m00s)" in text
     older = json.loads(json.dumps(plan))
     del older["deployTime"]["k3sReadySeconds"]  # a plan of older program code (plan-diff against a git ref)
     assert "K3s running" not in diff.render("production", "main", diff.diff_plans(older, head))
@@ -431,7 +431,7 @@ def test_plan_diff_against_a_git_ref_shows_the_change(tmp_path):
     out = tmp_path / "diff.md"
     assert diff.main([base, "--stack", "staging", "--out", str(out)]) == 0
     text = out.read_text()
-    assert "0 to add" in text and "5 to remove" in text  # the server, its tuning, K3s staging, join and drain
+    assert "0 to add" in text and "6 to remove" in text  # the server, its host key, tuning, K3s staging, join, drain
     assert "`general-3` (hcloud:index/server:Server)" in text and "`k3s-general-3`" in text
     assert "`stage-k3s-general-3`" in text
     assert "`drain-general-3`" in text, "the removed node's drain (run before its server goes) is listed"

@@ -646,6 +646,14 @@ def _fake_id(name: str) -> str:
     return str(int(hashlib.sha256(name.encode()).hexdigest()[:7], 16))
 
 
+def fake_host_key(name: str) -> str:
+    """What a node's /etc/ssh/ssh_host_ed25519_key.pub holds: an ed25519 key in SSH wire form (type, then 32
+    bytes, here derived from the resource name), and sshd's comment."""
+    kind = b"ssh-ed25519"
+    blob = len(kind).to_bytes(4, "big") + kind + (32).to_bytes(4, "big") + hashlib.sha256(name.encode()).digest()
+    return f"ssh-ed25519 {base64.b64encode(blob).decode()} root@{name}\n"
+
+
 def _fake_ip(name: str, network: str) -> str:
     net = ipaddress.ip_network(network)
     offset = int(hashlib.sha256(name.encode()).hexdigest()[:6], 16) % (net.num_addresses - 4) + 2
@@ -672,7 +680,8 @@ class OfflineMocks(pulumi.runtime.Mocks):
             outputs["result"] = (seed + "x" * 64)[:int(args.inputs.get("length", 16))]
         elif args.typ == "command:remote:Command":
             create = args.inputs.get("create", "")
-            outputs["stdout"] = FAKE_KUBECONFIG if "k3s.yaml" in str(create) else ""
+            outputs["stdout"] = (FAKE_KUBECONFIG if "k3s.yaml" in str(create)
+                                 else fake_host_key(args.name) if "ssh_host_ed25519_key.pub" in str(create) else "")
             outputs["stderr"] = ""
         elif args.typ == "pulumi:pulumi:StackReference":  # another stack's outputs, as the engine reads them
             outputs["outputs"] = {"runnerTokens": dict(OFFLINE_RUNNER_TOKENS)}

@@ -47,6 +47,9 @@ DURATIONS: dict[str, int] = {
 COMMAND = "command:remote:Command"
 # Remote commands by name prefix (the scripts wait for very different things).
 COMMANDS: tuple[tuple[str, int], ...] = (
+    # estimate: providers/base.py ssh_connection's first contact, SSH connect + cat of one file (as kubeconfig). The
+    # wait for a fresh machine's sshd stays priced with the machine, as it was when tuning made the first contact.
+    ("host-key-", 3),
     # estimate: components/host/scripts/tune.sh: cloud-init and apt-lock wait (wait_for_boot), sysctl + systemd
     # units, and on a fresh image `apt-get install unattended-upgrades` (the longest part)
     ("tune-", 40),
