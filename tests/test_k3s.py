@@ -411,13 +411,13 @@ def test_changing_the_audit_policy_or_admission_config_reconfigures_the_servers(
     from components.k3s import config, install_script
     from components.shell import content_hash
     server = SimpleNamespace(k3s_role="server", workload_role="general")
-    before = content_hash(install_script(server, "cp-1", "v", "cfg"))
+    before = content_hash(install_script(server, "cp-1", "v", "cfg", join_url="", agent_token=""))
     monkeypatch.setattr(config, "AUDIT_POLICY", {**config.AUDIT_POLICY, "rules": [{"level": "Request"}]})
-    assert content_hash(install_script(server, "cp-1", "v", "cfg")) != before
+    assert content_hash(install_script(server, "cp-1", "v", "cfg", join_url="", agent_token="")) != before
     monkeypatch.undo()
     monkeypatch.setattr(config, "ADMISSION_PLUGINS", ("NodeRestriction",))
     monkeypatch.setattr(config, "admission_config", lambda: {"kind": "AdmissionConfiguration", "plugins": []})
-    assert content_hash(install_script(server, "cp-1", "v", "cfg")) != before
+    assert content_hash(install_script(server, "cp-1", "v", "cfg", join_url="", agent_token="")) != before
 
 
 def _audit_level(policy, *, group, resource, verb, user_groups=()):
