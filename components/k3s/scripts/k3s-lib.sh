@@ -58,16 +58,10 @@ stage_k3s() {
   log "k3s $version staged as $K3S_ROLE (not started)"
 }
 
-# A K3s release name (v1.36.4+k3s1): what a version read from the cluster must be before it reaches the installer.
 K3S_VERSION_GRAMMAR='^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$'
 
-# servers_version URL: the oldest K3s version the cluster's servers run, read at URL (https://<endpoint>:6443) with the agent token alone, as a
-# K3s agent joins: the CA from /cacerts (trusted on first use, as K3s does with a token that carries no CA hash), a
-# kube-proxy client certificate for a key made here (the supervisor's /v1-k3s/client-kube-proxy.crt, open to the
-# k3s:agent role of `node:<agent token>`), then the control-plane Nodes' kubeletVersion (a K3s server's kubelet and
-# API server are one binary; system:kube-proxy may list Nodes, ClusterRole system:node-proxier). The API server
-# itself refuses anonymous requests (K3s sets --anonymous-auth=false), so /version alone would not do. The token
-# reaches curl on stdin (-K -), never on a command line. Fails, saying why, unless every version read is well formed.
+# servers_version URL: the oldest K3s version of the servers at URL, read with the agent token alone (docs/lifecycle.md
+# "Version skew": the API refuses anonymous requests, so a kube-proxy client certificate lists the control-plane Nodes).
 servers_version() (
   local url=$1 dir versions version
   dir=$(mktemp -d)
@@ -83,7 +77,7 @@ servers_version() (
   fi
   if ! printf 'user = "node:%s"\n' "$AGENT_TOKEN" | curl -sf --max-time 10 --cacert "$dir/ca.crt" -K - \
     --data-binary "@$dir/client.csr" -o "$dir/client.crt" "$url/v1-k3s/client-kube-proxy.crt"; then
-    log "the K3s servers at $url refused the agent token (or did not answer) for a client certificate"
+    log "the K3s servers at $url gave no client certificate for the agent token"
     return 1
   fi
   if ! curl -sf --max-time 10 --cacert "$dir/ca.crt" --cert "$dir/client.crt" --key "$dir/client.key" \
@@ -96,27 +90,23 @@ servers_version() (
     log "the Kubernetes API at $url lists no control-plane Node with a kubeletVersion"
     return 1
   fi
-  for version in $versions; do
+  while IFS= read -r version; do
     if ! [[ "$version" =~ $K3S_VERSION_GRAMMAR ]]; then
       log "a K3s server reports the version '$version', not a K3s release (vX.Y.Z+k3sN)"
       return 1
     fi
-  done
+  done <<<"$versions"
   printf '%s\n' "$versions" | sort -V | head -n 1
 )
 
-# join_version URL: the K3s version a node joining the running cluster installs: the configured one, or the servers' when
-# they run an older one (a kubelet must never be newer than an API server: Kubernetes' version-skew policy), so a node
-# added while the system-upgrade-controller has not yet upgraded the servers (cluster.k3sVersion raised in the same
-# `pulumi up`, or before the server plan's window) joins at their version and is upgraded by the Plans like every
-# other node. Three tries 5 s apart; a version it cannot read fails the join rather than risk a newer kubelet.
+# join_version URL: the configured version, or the servers' when older: a kubelet is never newer than an API server.
+# A version it cannot read fails the join rather than risk a newer kubelet.
 join_version() {
   local url=$1 try servers
   for try in 1 2 3; do
     if servers=$(servers_version "$url"); then
       if [ "$(printf '%s\n%s\n' "$servers" "$K3S_VERSION" | sort -V | head -n 1)" != "$K3S_VERSION" ]; then
-        log "the servers run k3s $servers, older than the configured $K3S_VERSION: joining at $servers;" \
-          "the system-upgrade-controller upgrades this node after the servers"
+        log "the servers run k3s $servers, older than the configured $K3S_VERSION: joining at $servers (the Plans upgrade it)"
         printf '%s\n' "$servers"
       else
         printf '%s\n' "$K3S_VERSION"
@@ -128,7 +118,6 @@ join_version() {
     fi
   done
   log "cannot read the K3s version of the servers at $url: not installing k3s $K3S_VERSION, which may be newer"
-  log "than their API servers (unsupported). Check that the API endpoint answers and the agent token is the"
-  log "cluster's, then run pulumi up again (an autoscaled node: the autoscaler replaces it)"
+  log "than their API servers. Check the API endpoint and agent token, then run pulumi up again"
   return 1
 }
