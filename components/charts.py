@@ -120,6 +120,11 @@ SYSTEM_UPGRADE_CONTROLLER_VERSION = "v0.20.1"
 SYSTEM_UPGRADE_CONTROLLER = Manifests("system-upgrade-controller", SYSTEM_UPGRADE_CONTROLLER_VERSION, tuple(
     f"https://github.com/rancher/system-upgrade-controller/releases/download/{SYSTEM_UPGRADE_CONTROLLER_VERSION}/{f}"
     for f in ("crd.yaml", "system-upgrade-controller.yaml")))
+# The kubectl its upgrade jobs cordon and drain with (SYSTEM_UPGRADE_JOB_KUBECTL_IMAGE; v0.20.1 ships
+# rancher/kubectl:v1.30.3, six minors behind K3s 1.36 and outside kubectl's skew policy of one minor either way of
+# the API server). v1.36 is within one minor of every release in K3S_RELEASES (1.35-1.37; tests check it): move it
+# with them.
+SYSTEM_UPGRADE_JOB_KUBECTL_IMAGE = "rancher/kubectl:v1.36.0"
 
 
 @dataclass(frozen=True)

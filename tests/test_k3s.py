@@ -112,9 +112,9 @@ def test_a_version_change_alone_does_not_rerun_the_install(wired_runs):
 def test_running_nodes_keep_their_version_new_nodes_install_the_configured_one(production):
     script = production.named("k3s-general-1", CMD).inputs["stdin"].value
     install = script.index('if [ -z "$installed" ]; then')
-    assert "stage_k3s" in script[install:script.index("elif", install)]
+    assert 'stage_k3s "$version"' in script[install:script.index("elif", install)]  # never newer than the servers
     stage = script.index("stage_k3s() {")
-    assert 'INSTALL_K3S_VERSION="$K3S_VERSION"' in script[stage:script.index("\n}", stage)]
+    assert 'INSTALL_K3S_VERSION="$version"' in script[stage:script.index("\n}", stage)]
     assert '[ "$installed" != "$K3S_VERSION" ]; then\n  installer' not in script
 
 
@@ -411,13 +411,13 @@ def test_changing_the_audit_policy_or_admission_config_reconfigures_the_servers(
     from components.k3s import config, install_script
     from components.shell import content_hash
     server = SimpleNamespace(k3s_role="server", workload_role="general")
-    before = content_hash(install_script(server, "cp-1", "v", "cfg"))
+    before = content_hash(install_script(server, "cp-1", "v", "cfg", join_url="", agent_token=""))
     monkeypatch.setattr(config, "AUDIT_POLICY", {**config.AUDIT_POLICY, "rules": [{"level": "Request"}]})
-    assert content_hash(install_script(server, "cp-1", "v", "cfg")) != before
+    assert content_hash(install_script(server, "cp-1", "v", "cfg", join_url="", agent_token="")) != before
     monkeypatch.undo()
     monkeypatch.setattr(config, "ADMISSION_PLUGINS", ("NodeRestriction",))
     monkeypatch.setattr(config, "admission_config", lambda: {"kind": "AdmissionConfiguration", "plugins": []})
-    assert content_hash(install_script(server, "cp-1", "v", "cfg")) != before
+    assert content_hash(install_script(server, "cp-1", "v", "cfg", join_url="", agent_token="")) != before
 
 
 def _audit_level(policy, *, group, resource, verb, user_groups=()):
@@ -497,5 +497,5 @@ def test_every_node_stages_k3s_in_parallel_right_after_its_tuning(production):
         body = join[join.index("main() {"):]
         install = body[body.index('if [ -z "$installed" ]; then'):body.index("elif", body.index('if [ -z "$installed"'))]
         # The join downloads only where nothing staged K3s (stage_k3s), and otherwise re-runs the kept installer.
-        assert install.index("if ! k3s_staged; then") < install.index("stage_k3s") < install.index(
+        assert install.index('if ! k3s_staged "$version"; then') < install.index('stage_k3s "$version"') < install.index(
             "INSTALL_K3S_SKIP_DOWNLOAD=true")

@@ -28,14 +28,35 @@ case "$1" in
   stop) rm -f "$STATE/active-$2" ;;
 esac
 """
-# `curl`: every download logged; the installer URL serves the stub installer.
-CURL = """#!/bin/sh
-echo "curl $*" >>"$STATE/log"
+# `curl`: every request logged (a config read on stdin, -K -, kept in $STATE/curl-config); the K3s servers answer
+# join_version's requests (the control-plane Nodes run the versions in $STATE/servers, default CONFIGURED; none
+# with $STATE/api-down); any other URL serves the stub installer.
+API_CURL = """
+case "$*" in *"-K -"*) cat >"$STATE/curl-config" ;; esac
 while [ $# -gt 0 ]; do
   if [ "$1" = -o ]; then out=$2; fi
+  url=$1
   shift
 done
+case "$url" in
+  */cacerts) echo ca >"$out"; exit 0 ;;
+  */v1-k3s/client-kube-proxy.crt) echo cert >"$out"; exit 0 ;;
+  */api/v1/nodes*)
+    [ -f "$STATE/api-down" ] && exit 22
+    for v in $(cat "$STATE/servers" 2>/dev/null || echo v1.36.4+k3s1); do
+      printf '{"nodeInfo": {"kubeletVersion": "%s"}}\n' "$v"
+    done >"$out"
+    exit 0 ;;
+esac
 cp "$STATE/installer.sh" "$out"
+"""
+CURL = '#!/bin/sh\necho "curl $*" >>"$STATE/log"\n' + API_CURL
+# `openssl req`: the key and signing request files it was asked for.
+OPENSSL = """#!/bin/sh
+while [ $# -gt 0 ]; do
+  case "$1" in -keyout|-out) echo x >"$2" ;; esac
+  shift
+done
 """
 # The upstream installer's behaviour, as far as these scripts rely on it.
 INSTALLER = """#!/bin/sh
@@ -73,7 +94,8 @@ class Node:
         for d in (self.root, self.bin, self.state):
             d.mkdir()
         for name, body in (("systemctl", SYSTEMCTL), ("curl", CURL), ("cloud-init", "#!/bin/sh\nexit 0\n"),
-                           ("pgrep", "#!/bin/sh\nexit 1\n")):
+                           ("pgrep", "#!/bin/sh\nexit 1\n"), ("openssl", OPENSSL),
+                           ("sleep", '#!/bin/sh\necho "sleep $*" >>"$STATE/log"\n')):
             (self.bin / name).write_text(body)
             (self.bin / name).chmod(0o755)
         (self.state / "installer.sh").write_text(INSTALLER)
@@ -143,7 +165,7 @@ def test_a_failed_download_leaves_no_partial_installer_and_the_next_run_stages(n
 def test_the_join_starts_a_staged_node_without_downloading(node):
     node.run("stage")
     log = node.run("install")
-    assert "curl" not in log, "the serial join downloads nothing"
+    assert "install.sh" not in log and "installer VERSION=v" not in log, "the serial join downloads nothing"
     assert "installer VERSION= EXEC=agent SKIP_DOWNLOAD=true SKIP_ENABLE= SKIP_START= FORCE_RESTART=true" in log
     # A staged node has the binary and the unit file: only the enabled unit tells it was never started.
     assert node.state_of() == (True, True) and node.version() == CONFIGURED
@@ -153,7 +175,7 @@ def test_the_join_starts_a_staged_node_without_downloading(node):
 def test_a_node_nothing_staged_stages_and_joins_in_one_go(node):
     """Autoscaled nodes (cloud-init runs install.sh alone) and nodes whose staging predates a version change."""
     log = node.run("install")
-    assert log.count("curl ") == 1 and "SKIP_ENABLE=true SKIP_START=true" in log and "FORCE_RESTART=true" in log
+    assert log.count("curl -sSfL") == 1 and "SKIP_ENABLE=true SKIP_START=true" in log and "FORCE_RESTART=true" in log
     assert node.state_of() == (True, True) and node.version() == CONFIGURED
 
 
@@ -205,7 +227,7 @@ def test_the_pin_reaches_every_nodes_scripts_and_autoscaled_nodes():
                         k3s_installer_sha256=digest)
     spec = group_spec("general", Pool(name="general", role="general", autoscaling={"min": 0, "max": 2}), None,
                       "hetzner")
-    for script in (stage_script(spec, "n", CONFIGURED, digest), install_script(spec, "n", CONFIGURED, "", "", digest),
+    for script in (stage_script(spec, "n", CONFIGURED, digest), install_script(spec, "n", CONFIGURED, "", "", digest, join_url="", agent_token=""),
                    setup_scripts(spec, join, "token", "10.0.1.2")["k3s-install.sh"]):
         assert script_param(script, "INSTALLER_SHA256") == digest
 

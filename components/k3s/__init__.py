@@ -24,7 +24,7 @@ from components.host import HostTuning
 from components.k3s.cilium import cilium_values, gateway_api_crds
 from components.k3s.config import (API_PORT, ApiServerOidc, EtcdBackup, NodeAddresses, cpu_manager_policy, dump,
                                    etcd_restore_commands, etcd_snapshot_config, install_script_url, node_config,
-                                   server_files)
+                                   server_files, server_url)
 from components.k3s.lifecycle import NodeLifecycle, reachable_server
 from components.k3s.resize import DRAIN_SERVER
 from components.remote import run_script
@@ -58,15 +58,19 @@ def stage_script(spec: NodeSpec, node_name: str, version: str, installer_sha256:
 
 def install_script(spec: NodeSpec, node_name: str, version: str, config_yaml: str,
                    existing_cluster_probe: str = "", installer_sha256: str | None = None,
-                   join_config_yaml: str = "") -> str:
+                   join_config_yaml: str = "", *, join_url: str, agent_token: str) -> str:
     """The K3s install of one node, over SSH (K3sCluster) or at first boot (userdata.py), which stages K3s first
     where stage_script did not. `node_name` is only logged (the node's name is in its config).
     The initialising server's (`existing_cluster_probe` set): `join_config_yaml` is its config as a joining server,
-    which it takes when it has no etcd data while the cluster already answers at the probe (its machine replaced)."""
+    which it takes when it has no etcd data while the cluster already answers at the probe (its machine replaced).
+    `join_url`: where a joining node joins (server_url; "" for the initialising server), and where it reads the
+    servers' version with `agent_token` (k3s-lib.sh join_version): it never starts a kubelet newer than them."""
     if bool(existing_cluster_probe) != bool(join_config_yaml):
         raise ValueError("the initialising server's install needs both the cluster probe and its join config")
     return render(TEMPLATE, {
         "EXISTING_CLUSTER_PROBE": existing_cluster_probe,
+        "JOIN_URL": join_url,
+        "AGENT_TOKEN": agent_token,
         # Only the initialising server's script carries it (read only after its probe): every other node's script,
         # and so its K3s install's trigger, stays as it was.
         **({"K3S_JOIN_CONFIG": join_config_yaml} if existing_cluster_probe else {}),
@@ -188,7 +192,7 @@ class K3sCluster(pulumi.ComponentResource):
         def probe(endpoint: str, private_ip: str) -> str:
             # The initialising server must not start a second cluster if it is ever rebuilt empty
             # while the others still serve: it checks the API endpoint first (when that is not itself).
-            return f"https://{endpoint}:{API_PORT}/cacerts" if not join and endpoint != private_ip else ""
+            return f"{server_url(endpoint)}/cacerts" if not join and endpoint != private_ip else ""
 
         def script_of(version: str, token: str, agent_token: str, s3_access: str, s3_secret: str,
                       private_ip: str, public_ip: str, endpoint: str, sans: list[str], provider_id: str) -> str:
@@ -197,7 +201,8 @@ class K3sCluster(pulumi.ComponentResource):
             # Rebuilt empty while the others serve, it joins them at the endpoint it probed, as the other servers do.
             rejoin = config_yaml(*settings, joins=True) if guard else ""
             return install_script(node.spec, node.hostname, version, config_yaml(*settings), guard,
-                                  cluster.k3s_installer_sha256 if version != ANY_VERSION else None, rejoin)
+                                  cluster.k3s_installer_sha256 if version != ANY_VERSION else None, rejoin,
+                                  join_url=server_url(endpoint) if join else "", agent_token=agent_token)
 
         s3_access = snapshots.access_key if snapshots else ""
         s3_secret = snapshots.secret_key if snapshots else ""

@@ -150,6 +150,11 @@ def server_files(k3s_role: str) -> dict[str, str]:
             "ADMISSION_CONFIG": dump(admission_config()) if server else ""}
 
 
+def server_url(endpoint: str) -> str:
+    """Where a node joins the cluster: K3s' supervisor and the Kubernetes API, one port."""
+    return f"https://{endpoint}:{API_PORT}"
+
+
 def install_script_url(version: str) -> str:
     """The installer from the same K3s tag as the pinned release, not the moving get.k3s.io."""
     return f"https://raw.githubusercontent.com/k3s-io/k3s/{quote(version, safe='')}/install.sh"
@@ -228,7 +233,7 @@ def node_config(spec: NodeSpec, hostname: str | None, addrs: NodeAddresses | Non
         "protect-kernel-defaults": True,
     }
     if join_endpoint is not None:
-        cfg["server"] = f"https://{join_endpoint}:{API_PORT}"
+        cfg["server"] = server_url(join_endpoint)
     if spec.k3s_role == "server":
         servers = cluster_profile or profile
         if join_endpoint is None:

@@ -24,7 +24,7 @@ import pulumi
 
 from components.host import tuning_script
 from components.k3s import install_script
-from components.k3s.config import API_PORT, dump, node_config
+from components.k3s.config import API_PORT, dump, node_config, server_url
 from components.shell import render
 from config.model import Pool
 from providers.base import ClusterProfile, NodeSpec, group_spec
@@ -72,7 +72,8 @@ def setup_scripts(spec: NodeSpec, join: JoinSettings, token: str, endpoint: str)
     return {"node-facts.sh": facts_script(endpoint),
             "tune.sh": tuning_script(spec.pool, spec.workload_role),
             "k3s-install.sh": install_script(spec, f"{spec.name} (autoscaled)", join.k3s_version, config_yaml,
-                                             installer_sha256=join.k3s_installer_sha256)}
+                                             installer_sha256=join.k3s_installer_sha256, join_url=server_url(endpoint),
+                                             agent_token=token)}
 
 
 def setup_unit() -> str:

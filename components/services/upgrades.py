@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.charts import SYSTEM_UPGRADE_CONTROLLER
+from components.charts import SYSTEM_UPGRADE_CONTROLLER, SYSTEM_UPGRADE_JOB_KUBECTL_IMAGE
 from components.scheduling import toleration
 from components.services.context import ServicesContext
 from components.services.namespaces import NamespaceSpec, Namespaces, policies
@@ -35,6 +35,10 @@ SERVER_PLAN = "server-plan"
 AGENT_PLAN = "agent-plan"
 UPGRADE_IMAGE = "rancher/k3s-upgrade"
 CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
+# The manifest's ConfigMap the controller reads its environment from (envFrom), once, when it starts (v0.20.1
+# manifests/system-upgrade-controller.yaml default-controller-env; pkg/upgrade/job/job.go KubectlImage).
+CONTROLLER_ENV = "default-controller-env"
+KUBECTL_IMAGE_ANNOTATION = "adplatform.io/job-kubectl-image"  # on the pod template: a new image restarts the controller
 CONTROLLER_RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
 # Agents: how long eviction may wait on PodDisruptionBudgets before the drain gives up (and the job
 # retries): long enough for a database replica to hand over, short of the job's 900 s deadline.
@@ -116,12 +120,30 @@ def resource_limits(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransf
                                           opts=args.opts)
 
 
+def job_kubectl_image(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
+    """The upgrade jobs' kubectl (charts.SYSTEM_UPGRADE_JOB_KUBECTL_IMAGE) in the controller's environment, and on
+    its pod template, since the controller reads that environment only when it starts."""
+    props = args.props
+    name = (props.get("metadata") or {}).get("name")
+    if args.type_ == "kubernetes:core/v1:ConfigMap" and name == CONTROLLER_ENV:
+        data = {**(props.get("data") or {}), "SYSTEM_UPGRADE_JOB_KUBECTL_IMAGE": SYSTEM_UPGRADE_JOB_KUBECTL_IMAGE}
+        return pulumi.ResourceTransformResult(props={**props, "data": data}, opts=args.opts)
+    if args.type_ == "kubernetes:apps/v1:Deployment" and name == "system-upgrade-controller":
+        template = props["spec"]["template"]
+        metadata = template.get("metadata") or {}
+        annotations = {**(metadata.get("annotations") or {}), KUBECTL_IMAGE_ANNOTATION: SYSTEM_UPGRADE_JOB_KUBECTL_IMAGE}
+        template = {**template, "metadata": {**metadata, "annotations": annotations}}
+        return pulumi.ResourceTransformResult(props={**props, "spec": {**props["spec"], "template": template}},
+                                              opts=args.opts)
+    return None
+
+
 def install(ctx: ServicesContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
     crds_url, controller_url = SYSTEM_UPGRADE_CONTROLLER.urls
     crds = k8s.yaml.v2.ConfigFile("system-upgrade-controller-crds", file=crds_url, opts=ctx.opts(after))
     controller = k8s.yaml.v2.ConfigFile(
         "system-upgrade-controller", file=controller_url,
-        opts=ctx.opts([*after, crds], transforms=[resource_limits]))
+        opts=ctx.opts([*after, crds], transforms=[resource_limits, job_kubectl_image]))
     netpols = [k8s.networking.v1.NetworkPolicy(
         f"netpol-{NAMESPACE}-{name}", metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=NAMESPACE),
         spec=spec, opts=ctx.opts([controller]))

@@ -5,7 +5,8 @@
 # A new node starts the pinned version, staged beforehand by stage.sh (in parallel on every node, so this serial
 # join downloads nothing) or, where nothing staged it (autoscaled nodes, a node staged at another version), staged
 # here first; a node that already runs K3s keeps its version: the system-upgrade-controller's Plans upgrade running
-# nodes (servers one at a time, agents drained).
+# nodes (servers one at a time, agents drained). A node joining a running cluster whose servers run an older version
+# starts theirs instead (k3s-lib.sh join_version): a kubelet is never newer than an API server.
 # Idempotent: with the same configuration a second run changes nothing.
 set -euo pipefail
 shopt -s inherit_errexit  # a failure inside $(...) stops the script too
@@ -93,8 +94,17 @@ if [ -f "$state" ] && ! grep -q "\"policyName\":\"$CPU_MANAGER_POLICY\"" "$state
 fi
 
 if [ -z "$installed" ]; then
-  if ! k3s_staged; then
-    stage_k3s
+  version=$K3S_VERSION
+  # Every node but the one initialising a new cluster joins a running one: JOIN_URL, or the endpoint it probed.
+  join_url=$JOIN_URL
+  if [ -n "$rejoins" ]; then
+    join_url=${EXISTING_CLUSTER_PROBE%/cacerts}
+  fi
+  if [ -n "$join_url" ]; then
+    version=$(join_version "$join_url")
+  fi
+  if ! k3s_staged "$version"; then
+    stage_k3s "$version"
   fi
   # The staged installer again, without downloading: it rewrites the unit for this role, enables and starts it. The
   # unit and binary are those staging wrote, so the installer would see "no change" and skip the start:
@@ -103,7 +113,7 @@ if [ -z "$installed" ]; then
     sh "$STAGED_INSTALLER" >&2; then
     start_failed
   fi
-  log "k3s $K3S_VERSION installed as $K3S_ROLE"
+  log "k3s $version installed as $K3S_ROLE"
 elif [ -n "$config_changed" ]; then
   systemctl restart "$service" || start_failed
   log "k3s configuration changed; $service restarted"
