@@ -10,7 +10,9 @@ import dataclasses
 import pytest
 
 from providers import hybrid
-from tests.conftest import k3s_config
+from config import load
+from tests.conftest import SECRET_KEYS, k3s_config, lower_layers
+from tests.runs import script_param
 from tests.test_hybrid import (CP_MOVE_STACK, _internet_problems, _moved, aws_primary, control_plane_migration,  # noqa: F401
                                internet, internet_config)
 from tools import mockrun
@@ -43,7 +45,8 @@ def _servers(run: mockrun.Run) -> list[str]:
 
 
 def _probe(run: mockrun.Run, node: str) -> bool:
-    return "EXISTING_CLUSTER_PROBE='https://" in run.named(f"k3s-{node}", COMMAND).inputs["create"].value
+    """Whether `node`'s install checks for a running cluster before starting one (only the initialiser's does)."""
+    return script_param(run.named(f"k3s-{node}", COMMAND).inputs["stdin"].value, "EXISTING_CLUSTER_PROBE") != ""
 
 
 def test_control_plane_1_initialises_the_cluster_whichever_part_comes_first(monkeypatch):
@@ -53,8 +56,8 @@ def test_control_plane_1_initialises_the_cluster_whichever_part_comes_first(monk
     assert [n for n in _servers(run) if "server" not in k3s_config(run, n)] == ["control-plane-1"]
     assert _probe(run, "control-plane-1") and not _probe(run, "control-plane-4")
     # The kubeconfig is read where the cluster was initialised, after its install.
-    host = run.named("kubeconfig", COMMAND).inputs["connection"]["host"]
-    assert host == run.named("k3s-control-plane-1", COMMAND).inputs["connection"]["host"]
+    host = run.named("kubeconfig", COMMAND).inputs["connection"].value["host"]
+    assert host == run.named("k3s-control-plane-1", COMMAND).inputs["connection"].value["host"]
 
 
 def test_once_control_plane_1_is_gone_every_server_joins(monkeypatch):
@@ -85,8 +88,10 @@ def test_a_move_states_the_seal_where_the_providers_defaults_differ(provider, zo
     values = copy.deepcopy(control_plane_migration()[0][1])
     values["cluster"]["controlPlane"] = {"move": {"provider": provider, "locations": zones, "added": 1}}
     values["clusterServices"]["secrets"] = {"seal": {"type": seal}} if seal else {}
-    found = [p for p in _internet_problems(values) if p.startswith("adplatform:clusterServices.secrets.seal.type")]
+    found = [str(p) for p in hybrid.move_seal_problems(load("test", lower_layers(values), SECRET_KEYS).config)]
     assert bool(found) == refused, found
-    if refused:
-        assert f"must be set while the control plane moves to {provider}" in found[0]
+    if refused:  # through the whole program too: refused before any resource
+        assert any(p.startswith(found[0]) for p in _internet_problems(values))
+        assert found[0].startswith("adplatform:clusterServices.secrets.seal.type must be set while the control plane "
+                                   f"moves to {provider}")
         assert "set the seal in effect, static" in found[0]
