@@ -528,7 +528,12 @@ def seal_type(loaded: LoadedConfig, offers_kms: bool) -> str:
     secrets = loaded.config.cluster_services.secrets
     if secrets.seal.type is not None:
         return secrets.seal.type
-    return "kms" if offers_kms and secrets.backend == "openbao" else "static"
+    return default_seal(secrets.backend, offers_kms)
+
+
+def default_seal(backend: str, offers_kms: bool) -> str:
+    """The seal of a stack that sets no clusterServices.secrets.seal.type: it follows the stack provider (its KMS)."""
+    return "kms" if offers_kms and backend == "openbao" else "static"
 
 
 class Provider(Protocol):
@@ -825,7 +830,7 @@ def ssh_connection(name: str, host: pulumi.Input[str], user: str, private_key: p
 
 
 __all__ = ["AddonInstaller", "ApiEndpoints", "CLUSTER_PORTS", "ClusterPort", "ClusterProfile", "PROVIDER_LABEL",
-           "Credential", "check_credentials", "check_seal", "seal_type", "AUTO_SEALS", "Seal", "SealInstaller",
+           "Credential", "check_credentials", "check_seal", "default_seal", "seal_type", "AUTO_SEALS", "Seal", "SealInstaller",
            "FSTYPE_PARAMETER", "zone_topology",
            "Infrastructure", "Node", "NodeGroupInstaller", "PeerAddress", "PeerAdmitter", "PeerQuota", "NodeGroupRequest",
            "NodeGroups", "NodeSpec", "PROVIDER_ID", "provider_id",

@@ -43,7 +43,7 @@ from config.model import ApiLoadBalancer, ControlPlane, StackConfig, pool_provid
 from config.rules import role_pools
 from providers import cloud, hetzner
 from providers.base import (CLUSTER_PORTS, AdmittedPeers, ClusterPort, Infrastructure, Node, PeerAddress, Storage,
-                            check_credentials, holds_data, node_specs)
+                            check_credentials, default_seal, holds_data, node_specs)
 from providers.hetzner import NETWORK_ZONES, PROVIDED_BY_LABEL, network_location
 
 SCYLLADB_NODE_ROLES = (STORE_ROLES["scylladb"], "converged")  # the nodes ScyllaDB runs on (components/data/placement.py)
@@ -185,6 +185,7 @@ def validate(loaded: LoadedConfig) -> list[Problem]:
         found += store_storage_problems(cfg) + storage_provider_problems(cfg)
     if not found:  # every pool couples: the peers are known
         found += internet_problems(cfg) + peer_quota_problems(loaded)
+    found += move_seal_problems(cfg)
     for name in used:
         found += _move_keys(cfg, name, providers.get(name).validate(part(loaded, name)))
     return found
@@ -239,6 +240,26 @@ def control_plane_move_problems(cfg: StackConfig) -> list[Problem]:
                              f"adds one member on {move.provider} or then removes one original, so the cluster keeps "
                              f"{cp.count} or {cp.count + 1} etcd members", move.added))
     return found
+
+
+def move_seal_problems(cfg: StackConfig) -> list[Problem]:
+    """OpenBao's seal must not depend on which provider is the stack's while the control plane moves: unset, it is
+    the stack provider's key service (default_seal), and making the move's provider the stack's (the move's last
+    step) would change the running OpenBao's seal, which is a migration (docs/security.md), not a config change. Where
+    the two providers' defaults differ, the seal in effect must be stated (the same seal: nothing changes)."""
+    secrets, move = cfg.cluster_services.secrets, cfg.cluster.control_plane.move
+    if move is None or secrets.seal.type is not None or secrets.backend != "openbao":
+        return []
+    here, there = (providers.get(name).kms_seal or "static" for name in (cfg.provider, move.provider))
+    if here == there:
+        return []
+    in_effect = default_seal(secrets.backend, here != "static")
+    return [problem("clusterServices.secrets.seal.type",
+                    f"must be set while the control plane moves to {move.provider} (cluster.controlPlane.move): unset, "
+                    f"OpenBao's seal follows the stack's provider ({here} on {cfg.provider}, {there} on "
+                    f"{move.provider}), and making {move.provider} the stack's provider would change the running "
+                    f"OpenBao's seal, a migration; set the seal in effect, {in_effect} (nothing changes; "
+                    "docs/security.md)")]
 
 
 def _secondary_storage(name: str) -> bool:
@@ -646,7 +667,8 @@ def combine(primary: Infrastructure, secondaries: Sequence[Infrastructure], mtu:
     profiles = {n.name: dataclasses.replace(infra.cluster, external_cloud_provider=False)
                 for infra in secondaries for n in infra.nodes}
     profile = dataclasses.replace(
-        primary.cluster, cilium_values=cilium_values(primary.cluster.cilium_values, mtu),
+        primary.cluster, cilium_values=cilium_values(primary.cluster.cilium_values, parts_mtu([primary, *secondaries],
+                                                                                            mtu)),
         local_nvme=_scylladb_disks_local([primary, *secondaries]))
     return dataclasses.replace(primary, nodes=nodes, cluster=profile, node_profiles=profiles,
                                tls_sans=_all_sans([primary, *secondaries]))
@@ -681,6 +703,16 @@ def link_mtu(used: Sequence[str], links: Sequence[Coupling]) -> int:
     if any(link.over_internet for link in links):
         mtus += [getattr(providers.get(name), "internet_mtu", INTERNET.mtu) for name in used]
     return min(mtus)
+
+
+def parts_mtu(parts: Sequence[Infrastructure], link_mtu: int) -> int:
+    """Cilium's MTU for the whole cluster: the smallest of the links' and of every part's own network's (its Cilium
+    `MTU`: Hetzner's private network carries 1450), whichever provider is the stack's. Not the stack provider's alone:
+    making another provider the stack's (a control-plane move's last step) would then change it on every node (an
+    AWS stack's is the internet's 1500, a Hetzner stack's 1450), and Hetzner's nodes still reach each other on its
+    network. The smallest is safe on every path; no single-provider stack comes here."""
+    own = [infra.cluster.cilium_values["MTU"] for infra in parts if "MTU" in infra.cluster.cilium_values]
+    return min([link_mtu, *own])
 
 
 def cilium_values(stack_values: dict, link_mtu: int) -> dict:

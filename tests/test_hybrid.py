@@ -1344,6 +1344,7 @@ def control_plane_migration() -> list[tuple[str, dict[str, Any]]]:
     Hetzner balancer fronts only Hetzner servers: control_plane_move_problems)."""
     start = base_raw(cluster={**OVER_INTERNET, "pools": [dict(FIXED_GENERAL), dict(EDGE)],
                               "firewallQuotas": {"aws": 200}}, layers=dict(UP_TO_SERVICES))
+    start["clusterServices"]["secrets"] = {"seal": {"type": "static"}}  # stated while moving: move_seal_problems
     steps = [("control plane on hetzner", start)]
     for step, (added, removed) in (("control-plane-4 added on aws", (1, 0)), ("control-plane-3 removed", (1, 1)),
                                    ("control-plane-5 added on aws", (2, 1)), ("control-plane-2 removed", (2, 2))):
@@ -1516,6 +1517,7 @@ def test_a_member_moving_off_gcp_joins_at_the_public_balancer_its_servers_stay_o
     # GCP's servers join at its internal balancer (servers_join_privately), out of another provider's reach: a member on
     # Hetzner joins, and its drain reaches the API, at the public one.
     values = primary_raw("gcp", controlPlane={"move": {"provider": "hetzner", "locations": ["fsn1"], "added": 1}})
+    values["clusterServices"]["secrets"] = {"seal": {"type": "kms"}}  # stated while moving: move_seal_problems
     run = run_internet({**values, "layers": UP_TO_SERVICES}, stack="staging-internet", settings=CLOUDS_SETTINGS)
     internal, public = _gcp_balancers(run)
     assert k3s_config(run, "control-plane-2")["server"] == f"https://{internal}:6443"

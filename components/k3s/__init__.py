@@ -1,11 +1,12 @@
 """The K3s cluster: HA servers with embedded etcd, agent pools, Cilium, the kubeconfig and provider.
 
 Order: every node is tuned, then stages K3s (downloads the installer and binary, starts nothing), in
-parallel; the first server initialises etcd; the other servers join one at a time (etcd admits one
-learner at a time); agents join in parallel once the first server answers, alongside the other
-servers' joins. A join only writes the node's configuration and starts K3s: the downloads stay out of
+parallel; the initialising server (control-plane-1, lifecycle.py initialiser) initialises etcd; the other servers
+join one at a time (etcd admits one learner at a time); agents join in parallel once the first server answers,
+alongside the other servers' joins. Once control-plane-1 is gone (a control-plane move removed it) every server
+joins. A join only writes the node's configuration and starts K3s: the downloads stay out of
 the serial chain. Cilium and the provider's add-ons are installed through
-the kubeconfig of the first server.
+the kubeconfig of the first server (lifecycle.py servers_in_order).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from components.k3s.cilium import cilium_values, gateway_api_crds
 from components.k3s.config import (API_PORT, ApiServerOidc, EtcdBackup, NodeAddresses, cpu_manager_policy, dump,
                                    etcd_restore_commands, etcd_snapshot_config, install_script_url, node_config,
                                    server_files, server_url)
-from components.k3s.lifecycle import NodeLifecycle, reachable_server
+from components.k3s.lifecycle import NodeLifecycle, initialiser, reachable_server, servers_in_order
 from components.k3s.resize import DRAIN_SERVER
 from components.remote import run_script
 from components.shell import content_hash, render
@@ -121,8 +122,9 @@ class K3sCluster(pulumi.ComponentResource):
         # (cluster.unreachableNodes).
         runner = reachable_server(infra.servers, cluster.unreachable_nodes).connection
         DRAIN_SERVER.use(runner.host, runner.user)
+        first, *others = servers_in_order(infra.servers)
         self.etcd_restore = None if etcd_backup is None else etcd_restore_commands(
-            etcd_backup, infra.servers[0].hostname, [n.hostname for n in infra.servers[1:]])
+            etcd_backup, first.hostname, [n.hostname for n in others])
         self._token = random.RandomPassword("server-token", length=48, special=False,
                                             opts=pulumi.ResourceOptions(parent=self, protect=protect))
         self._agent_token = random.RandomPassword("agent-token", length=48, special=False,
@@ -135,8 +137,9 @@ class K3sCluster(pulumi.ComponentResource):
         self.node_names = tuple(node.hostname for node in infra.nodes)
         self.stages = {node.name: self._stage(node, tuning) for node in infra.nodes}
 
-        first, *others = infra.servers
-        self.installs[first.name] = self._install(first, tuning, join=False, after=[])
+        # Only the server that initialised the cluster is rendered without `server:`; once it is gone, all join.
+        self.installs[first.name] = self._install(first, tuning, join=first is not initialiser(infra.servers),
+                                                  after=[])
         previous = self.installs[first.name]
         for node in others:
             previous = self.installs[node.name] = self._install(node, tuning, join=True, after=[previous])

@@ -53,6 +53,7 @@ from components import yamltext
 from components.k3s.config import API_PORT
 from components.remote import run_script, shell_command
 from components.shell import content_hash, render
+from config.model import CONTROL_PLANE
 from providers.base import Node
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -91,10 +92,30 @@ def drain_trigger(node: Node) -> pulumi.Output[str]:
     return pulumi.Output.from_input(node.private_ip)
 
 
+def initialiser(nodes: Sequence[Node]) -> Node | None:
+    """The K3s server that initialised the cluster, if it is still among `nodes`: control-plane-1, by identity, not by
+    its place in the Infrastructure (a hybrid cluster's parts may come in another order). It is the only server K3s
+    ever started without `server:` (a first deploy creates it first: node_specs puts the control plane first, index 0
+    first, and the stack provider's part first), and the last original member a control-plane move removes
+    (ControlPlaneMove.removed takes the highest first). Once it is gone no server initialises: a server started
+    without `server:` would start a second cluster, so every remaining and new server joins. Members a move adds are
+    numbered after `count` (control-plane-<count+1>..), so none of them is ever taken for it."""
+    return next((n for n in nodes if n.spec.k3s_role == "server" and n.spec.pool == CONTROL_PLANE
+                 and n.spec.index == 0), None)
+
+
+def servers_in_order(nodes: Sequence[Node]) -> list[Node]:
+    """The K3s servers among `nodes`, the initialiser first (where it still exists), the others in their order: the
+    order they join in, and the first one is where the kubeconfig is read and cluster-wide scripts run."""
+    servers = [n for n in nodes if n.spec.k3s_role == "server"]
+    first = initialiser(servers)
+    return servers if first is None else [first, *(n for n in servers if n is not first)]
+
+
 def reachable_server(nodes: Sequence[Node], unreachable: Sequence[str]) -> Node:
-    """The first K3s server not listed in cluster.unreachableNodes (config/rules.py keeps one out of the list): where
-    the drains of unreachable nodes, and the agents' resize and departure scripts, run."""
-    return next(n for n in nodes if n.spec.k3s_role == "server" and n.name not in unreachable)
+    """The first K3s server (servers_in_order) not listed in cluster.unreachableNodes (config/rules.py keeps one out of
+    the list): where the drains of unreachable nodes, and the agents' resize and departure scripts, run."""
+    return next(n for n in servers_in_order(nodes) if n.name not in unreachable)
 
 
 def k3s_service(node: Node) -> str:
@@ -165,7 +186,7 @@ class NodeLifecycle(pulumi.ComponentResource):
         depends on so that Pulumi deletes (runs) the drain before them (components/k3s/depart.py);
         `unreachable`: the nodes whose drain runs on the first server not among them (cluster.unreachableNodes)."""
         super().__init__("adplatform:k3s:NodeLifecycle", name, None, opts)
-        first = next(n for n in nodes if n.spec.k3s_role == "server")
+        first = servers_in_order(nodes)[0]
         token = self._token(first, joined[first.name], provider)
         ca = kubeconfig.apply(cluster_ca)
         runner = reachable_server(nodes, unreachable)

@@ -1,0 +1,97 @@
+"""What must hold before a control-plane move may make its provider the stack's (the "flip", docs/providers.md "Not
+supported yet: the last original member and the provider flip", items 2 and 7): the K3s layer names the initialising
+server by identity, and Cilium's MTU and OpenBao's seal do not follow whichever provider's part comes first."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pytest
+
+from providers import hybrid
+from config import load
+from tests.conftest import SECRET_KEYS, k3s_config, lower_layers
+from tests.runs import script_param
+from tests.test_hybrid import (CP_MOVE_STACK, _internet_problems, _moved, aws_primary, control_plane_migration,  # noqa: F401
+                               internet, internet_config)
+from tools import mockrun
+
+COMMAND = "command:remote:Command"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+def _secondaries_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The combined Infrastructure with the other provider's nodes before the stack provider's, as a flip would put
+    them (the new stack provider's part first)."""
+    combine = hybrid.combine
+
+    def reordered(primary, secondaries, *args):
+        infra = combine(primary, secondaries, *args)
+        ours = {n.name for n in primary.nodes}
+        return dataclasses.replace(infra, nodes=[*(n for n in infra.nodes if n.name not in ours),
+                                                 *(n for n in infra.nodes if n.name in ours)])
+    monkeypatch.setattr(hybrid, "combine", reordered)
+
+
+def _uncached(values: dict) -> mockrun.Run:
+    # Never through the run cache: a monkeypatched program must not be recorded under the config's key.
+    return mockrun.execute(*internet_config(values), CP_MOVE_STACK)
+
+
+def _servers(run: mockrun.Run) -> list[str]:
+    return sorted(r.name.removeprefix("k3s-") for r in run.of_type(COMMAND)
+                  if r.name.startswith("k3s-control-plane-"))
+
+
+def _probe(run: mockrun.Run, node: str) -> bool:
+    """Whether `node`'s install checks for a running cluster before starting one (only the initialiser's does)."""
+    return script_param(run.named(f"k3s-{node}", COMMAND).inputs["stdin"].value, "EXISTING_CLUSTER_PROBE") != ""
+
+
+def test_control_plane_1_initialises_the_cluster_whichever_part_comes_first(monkeypatch):
+    _secondaries_first(monkeypatch)
+    [(_, values)] = [s for s in control_plane_migration() if s[0] == "control-plane-4 added on aws"]
+    run = _uncached(values)
+    assert [n for n in _servers(run) if "server" not in k3s_config(run, n)] == ["control-plane-1"]
+    assert _probe(run, "control-plane-1") and not _probe(run, "control-plane-4")
+    # The kubeconfig is read where the cluster was initialised, after its install.
+    host = run.named("kubeconfig", COMMAND).inputs["connection"].value["host"]
+    assert host == run.named("k3s-control-plane-1", COMMAND).inputs["connection"].value["host"]
+
+
+def test_once_control_plane_1_is_gone_every_server_joins(monkeypatch):
+    # Every original member removed (refused today: the stack's balancer fronts only its own servers; the flip lifts
+    # that): no remaining server may be rendered as one that starts a cluster.
+    _secondaries_first(monkeypatch)
+    monkeypatch.setattr(hybrid, "control_plane_move_problems", lambda cfg: [])
+    values = copy.deepcopy(control_plane_migration()[0][1])
+    values["cluster"]["controlPlane"] = {"move": _moved(3, 3)}
+    run = _uncached(values)
+    assert _servers(run) == ["control-plane-4", "control-plane-5", "control-plane-6"]
+    assert all("server" in k3s_config(run, n) and not _probe(run, n) for n in _servers(run))
+
+
+def test_cilium_has_one_mtu_whichever_provider_is_the_stacks(internet, aws_primary):
+    # Hetzner with an AWS pool, and AWS with a Hetzner pool: the smallest of every part's network and link
+    # (hybrid.parts_mtu), not the stack provider's (AWS alone would be the internet's 1500).
+    mtus = {run.named("cilium", RELEASE).inputs["values"]["MTU"] for run in (internet, aws_primary)}
+    assert mtus == {1450}
+
+
+@pytest.mark.parametrize("provider, zones, seal, refused", [
+    ("aws", ["eu-central-1a"], None, True),  # static on hetzner, awskms on aws
+    ("gcp", ["europe-west3-a"], None, True),
+    ("aws", ["eu-central-1a"], "static", False),  # stated: the flip keeps it
+    ("azure", ["1"], None, False)])  # no key service on either: static both ways
+def test_a_move_states_the_seal_where_the_providers_defaults_differ(provider, zones, seal, refused):
+    values = copy.deepcopy(control_plane_migration()[0][1])
+    values["cluster"]["controlPlane"] = {"move": {"provider": provider, "locations": zones, "added": 1}}
+    values["clusterServices"]["secrets"] = {"seal": {"type": seal}} if seal else {}
+    found = [str(p) for p in hybrid.move_seal_problems(load("test", lower_layers(values), SECRET_KEYS).config)]
+    assert bool(found) == refused, found
+    if refused:  # through the whole program too: refused before any resource
+        assert any(p.startswith(found[0]) for p in _internet_problems(values))
+        assert found[0].startswith("adplatform:clusterServices.secrets.seal.type must be set while the control plane "
+                                   f"moves to {provider}")
+        assert "set the seal in effect, static" in found[0]
