@@ -96,12 +96,12 @@ fi
 if [ -z "$installed" ]; then
   version=$K3S_VERSION
   # Every node but the one initialising a new cluster joins a running one: JOIN_URL, or the endpoint it probed.
-  join_url=$JOIN_URL
+  servers_at=$JOIN_URL
   if [ -n "$rejoins" ]; then
-    join_url=${EXISTING_CLUSTER_PROBE%/cacerts}
+    servers_at=${EXISTING_CLUSTER_PROBE%/cacerts}
   fi
-  if [ -n "$join_url" ]; then
-    version=$(join_version "$join_url")
+  if [ -n "$servers_at" ]; then
+    version=$(join_version "$servers_at")
   fi
   if ! k3s_staged "$version"; then
     stage_k3s "$version"
