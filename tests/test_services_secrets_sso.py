@@ -123,7 +123,7 @@ def test_the_script_reads_the_client_secret_from_its_file_only(production, tmp_p
     stub.chmod(0o755)
     script = tmp_path / "configure.sh"
     script.write_text(configure_script(production))
-    env = {"CLI": "bao", "AUTH_MOUNT": "kubernetes", "ADMIN_ROLE": "platform-admin", "TOKEN_FILE": "/t",
+    env = {"CLI": "bao", "AUTH_MOUNT": "kubernetes", "LOGIN_ROLE": "platform-admin", "TOKEN_FILE": "/t",
            "WAIT_SECONDS": "5", "BAO_ADDR": "https://x", "PATH": f"{tmp_path}:{os.environ['PATH']}",
            "CALLS": str(calls)}
     result = subprocess.run(["sh", str(script)], capture_output=True, text=True, env=env)
