@@ -5,7 +5,7 @@
 #
 # Environment: WORK, KEEP, and redpanda-s3.sh's (the platform's S3 helpers, shipped beside this script).
 set -euo pipefail
-# shellcheck source=SCRIPTDIR/../../data/scripts/redpanda-s3.sh
+# shellcheck source=SCRIPTDIR/redpanda-s3.sh
 source "$(dirname "$0")/redpanda-s3.sh"
 : "${WORK:?}" "${KEEP:?}"
 
