@@ -211,6 +211,9 @@ CLICKHOUSE_VERSION = "26.3.21.7"
 # Altinity Backup for ClickHouse (Altinity/clickhouse-backup tag v2.8.0, 2026-07-16; Docker tag without "v",
 # .github/workflows/release.yaml).
 CLICKHOUSE_BACKUP_VERSION = "2.8.0"
+# Its image (Alpine: bash, curl, gzip, awk) also runs the backup jobs' S3 uploads and downloads (Redpanda, the secret
+# store's snapshots, the drills): one pinned image with curl's SigV4 signing.
+CLICKHOUSE_BACKUP_IMAGE = f"docker.io/altinity/clickhouse-backup:{CLICKHOUSE_BACKUP_VERSION}"
 
 # --- data plane: ScyllaDB -------------------------------------------------------------------------------
 # ScyllaDB Operator v1.21.1 (scylladb/scylla-operator tag v1.21.1, 2026-08-11). Its charts are published with

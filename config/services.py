@@ -67,13 +67,15 @@ def _clock(minutes: int) -> str:
     minutes %= DAY_MINUTES
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 # What writes backups to clusterServices.backups.s3, each with its own key pair (adplatform:backupCredentials):
-# the K3s servers (etcd snapshots), Velero, and each store's backup agent (Redpanda's: its export CronJob).
-BACKUP_PURPOSES = ("etcd", "velero", "postgres", "clickhouse", "scylladb", "redpanda")
+# the K3s servers (etcd snapshots), Velero, the secret store's raft snapshots (components/services/secrets_backup.py)
+# and each store's backup agent (Redpanda's: its export CronJob).
+BACKUP_PURPOSES = ("etcd", "velero", "secrets", "postgres", "clickhouse", "scylladb", "redpanda")
 # What only reads those backups, with a key pair that may list and get objects and nothing else
 # (adplatform:backupCredentials.drills): the restore drills (components/data/drills.py). Never falls back to a
 # writer's pair or the shared pair: a drill must not be able to change the backups it checks.
 BACKUP_READERS = ("drills",)
-SSE_MODES = ("AES256",)  # clusterServices.backups.s3.serverSideEncryption
+SSE_MODES = ("AES256",)
+MAX_LISTED_SNAPSHOTS = 1000  # keys one S3 ListObjectsV2 page returns  # clusterServices.backups.s3.serverSideEncryption
 
 
 def check_cron(value: str) -> str:
@@ -310,9 +312,21 @@ class Backups(Model):
     etcd_retention: int = 28
     velero_schedule: str = "0 2 * * *"
     velero_ttl: str = "720h"  # how long Velero keeps each backup
+    # The secret store's raft snapshots (components/services/secrets_backup.py): consistent, unlike Velero's file copy
+    # of its live raft volumes. Every 6 hours by default, a quarter hour after etcd's, and this many kept in S3.
+    secrets_schedule: str = "15 */6 * * *"
+    secrets_retention: int = 28
     restore: VeleroRestore | None = None
 
-    _v_cron = field_validator("etcd_schedule", "velero_schedule")(check_cron)
+    _v_cron = field_validator("etcd_schedule", "velero_schedule", "secrets_schedule")(check_cron)
+
+    @field_validator("secrets_retention")
+    @classmethod
+    def _secrets_retention(cls, value: int) -> int:
+        # The upload prunes from one S3 listing page (1000 keys): the kept snapshots and the new one must fit in it.
+        if not 1 <= value <= MAX_LISTED_SNAPSHOTS - 1:
+            raise ValueError(f"must be between 1 and {MAX_LISTED_SNAPSHOTS - 1} snapshots")
+        return value
 
     @field_validator("etcd_retention")
     @classmethod

@@ -19,7 +19,7 @@ SECRET_KEYS = {"sshPrivateKey", "backupAccessKeyId", "backupSecretAccessKey", "b
 # which consumer holds which.
 BACKUP_CREDENTIALS = {purpose: {"accessKeyId": f"test-{purpose}-access-key",
                                  "secretAccessKey": f"test-{purpose}-secret-key"}
-                      for purpose in ("etcd", "velero", "postgres", "clickhouse", "scylladb", "redpanda", "drills")}
+                      for purpose in ("etcd", "velero", "secrets", "postgres", "clickhouse", "scylladb", "redpanda", "drills")}
 VALID_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGyQ5iLrXL0W1eJqkqG9y5WnA2s8pC3qvGfQe1cW9r7H test@example.com"
 
 

@@ -329,12 +329,12 @@ def test_staging_falls_back_to_the_shared_backup_pair():
     del raw["backupAccessKeyId"], raw["backupSecretAccessKey"]
     found = problems(raw)
     assert any(p.startswith("adplatform:backupAccessKeyId must be set with --secret when clusterServices.backups."
-                            "enabled is true and backupCredentials has no pair for velero, postgres") for p in found)
+                            "enabled is true and backupCredentials has no pair for velero, secrets, postgres") for p in found)
 
 
 @pytest.mark.parametrize("credentials, expected", [
     ({"etcdd": {"accessKeyId": "a", "secretAccessKey": "b"}},
-     "adplatform:backupCredentials.etcdd is not a backup purpose; accepted: etcd, velero, postgres, clickhouse, "
+     "adplatform:backupCredentials.etcdd is not a backup purpose; accepted: etcd, velero, secrets, postgres, clickhouse, "
      "scylladb"),
     ({"etcd": {"accessKeyId": "a"}}, "adplatform:backupCredentials.etcd must set secretAccessKey (set with --secret"),
     ("one-key", "adplatform:backupCredentials must be an object of purpose -> key pair"),

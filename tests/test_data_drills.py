@@ -355,7 +355,7 @@ def test_dashboard_shows_last_drill_duration_and_backup_age(production):
     assert any("kube_job_status_completion_time" in e and "kube_job_status_start_time" in e
                for e in panels["Restore drill duration"])
     ages = {t["legendFormat"]: t["expr"] for p in board["panels"] if p["title"] == "Backup age" for t in p["targets"]}
-    assert set(ages) == {"postgres", "scylladb", "clickhouse", "redpanda", "velero"}
+    assert set(ages) == {"postgres", "scylladb", "clickhouse", "redpanda", "velero", "secrets"}
     assert ages["postgres"] in rules(production)[("BackupStale", "postgres")]["expr"]  # the alert's own series
 
 

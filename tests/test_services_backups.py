@@ -200,7 +200,7 @@ def test_a_purpose_may_have_its_own_bucket():
     with pytest.raises(ConfigError) as err:
         load("production", raw, SECRET_KEYS)
     assert any(str(p).startswith("adplatform:clusterServices.backups.s3.buckets must map backup purposes (etcd, "
-                                 "velero, postgres, clickhouse, scylladb, redpanda) to buckets, got 'etc'")
+                                 "velero, secrets, postgres, clickhouse, scylladb, redpanda) to buckets, got 'etc'")
                for p in err.value.problems), err.value.problems
 
 
@@ -230,8 +230,10 @@ def test_server_side_encryption_reaches_every_backup_writer(restoring, productio
     assert bsl["config"]["serverSideEncryption"] == "AES256"
     barman = encrypted.named("postgres-object-store").inputs["spec"]["configuration"]
     assert barman["data"]["encryption"] == barman["wal"]["encryption"] == "AES256"
-    # clickhouse-backup's sidecar and the Redpanda export's upload container
-    assert [e["value"] for e in _env(encrypted, "S3_SSE")] == ["AES256", "AES256"]
+    # the secret store's snapshot upload, clickhouse-backup's sidecar and the Redpanda export's upload container
+    assert [e["value"] for e in _env(encrypted, "S3_SSE")] == ["AES256", "AES256", "AES256"]
+    snapshot = encrypted.named("openbao-snapshot", "kubernetes:batch/v1:CronJob").inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert {"name": "S3_SSE", "value": "AES256"} in snapshot["containers"][0]["env"]
     upload = encrypted.named("redpanda-backup").inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     assert {"name": "S3_SSE", "value": "AES256"} in upload[0]["env"]
     agent = encrypted.named("scylla-agent-config", "kubernetes:core/v1:Secret").inputs["stringData"]

@@ -104,7 +104,9 @@ def test_openbao_servers_alone_reach_gitlab_over_https_only(production, no_sso):
                 "job-name": "openbao-configure"}
     assert internet_ports(policies, SERVER_PODS) == {443}
     assert internet_ports(policies, job_pods) == set()
-    assert not [r for r in no_sso.of_type(NETPOL) if r.name.startswith("netpol-openbao-allow-egress-internet")]
+    # Without the login the servers get no way out (the snapshot CronJob's pods keep theirs to S3).
+    assert [r.name for r in no_sso.of_type(NETPOL) if r.name.startswith("netpol-openbao-allow-egress-internet")] == [
+        "netpol-openbao-allow-egress-internet-snapshot"]
 
 
 def test_without_the_single_login_nothing_of_it_is_rendered(no_sso):
@@ -123,7 +125,7 @@ def test_the_script_reads_the_client_secret_from_its_file_only(production, tmp_p
     stub.chmod(0o755)
     script = tmp_path / "configure.sh"
     script.write_text(configure_script(production))
-    env = {"CLI": "bao", "AUTH_MOUNT": "kubernetes", "ADMIN_ROLE": "platform-admin", "TOKEN_FILE": "/t",
+    env = {"CLI": "bao", "AUTH_MOUNT": "kubernetes", "LOGIN_ROLE": "platform-admin", "TOKEN_FILE": "/t",
            "WAIT_SECONDS": "5", "BAO_ADDR": "https://x", "PATH": f"{tmp_path}:{os.environ['PATH']}",
            "CALLS": str(calls)}
     result = subprocess.run(["sh", str(script)], capture_output=True, text=True, env=env)

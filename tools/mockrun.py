@@ -60,7 +60,7 @@ FEATURE_SECRETS = {
         # one pair per purpose (config/services.py BACKUP_PURPOSES): production refuses the shared pair alone
         "adplatform:backupCredentials": {purpose: {"accessKeyId": f"offline-placeholder-{purpose}-access-key",
                                                    "secretAccessKey": f"offline-placeholder-{purpose}-secret-key"}
-                                         for purpose in ("etcd", "velero", "postgres", "clickhouse", "scylladb", "redpanda", "drills")},
+                                         for purpose in ("etcd", "velero", "secrets", "postgres", "clickhouse", "scylladb", "redpanda", "drills")},
     },
     ("adplatform:clusterServices", "tls", "dns01"): {"adplatform:dnsApiToken": "offline-placeholder-dns-token"},
     ("adplatform:platform", "gitlab", "runner"): {"adplatform:gitlabRunnerToken": "glrt-offline-placeholder"},

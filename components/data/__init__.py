@@ -177,7 +177,7 @@ class DataPlane(pulumi.ComponentResource):
                   for store, module in enabled.items()}
         backups = cfg.cluster_services.backups
         drilled = drills.install(ctx, spaces, loaded.secrets.reader_keys("drills"), backups.velero_schedule,
-                                 [*services.foundations, *(r for s in ctx.drills if s in stores for r in stores[s].ready)])
+                                 services.secrets_backup, [*services.foundations, *(r for s in ctx.drills if s in stores for r in stores[s].ready)])
         self.endpoints = DataEndpoints(object_storage=objects, drills=drilled, **stores)
         self.backup = ctx.backup
         self.shape = {store: self._shape(ctx, store) for store in STORE_ROLES

@@ -60,6 +60,7 @@ from components.data.scylladb import bootstrap as scylladb_bootstrap
 from components.data.scylladb import manager as scylladb_manager
 from components.layer import EXCLUDE_FROM_BACKUP
 from components.services import backups as velero_backups
+from components.services.secrets_backup import SnapshotBackup
 from components.services.namespaces import (NO_OWN_ENTRY_POINTS, RESTRICTED_CONTAINER_SECURITY,
                                            RESTRICTED_POD_SECURITY, Namespaces, NamespaceSpec, Peer)
 from config.cron import longest_gap_seconds
@@ -1168,7 +1169,9 @@ def _duration(seconds: int) -> str:
 #   restart, its finish time is set after failures too: no success to read there);
 # - Redpanda: our own export CronJob (redpanda_backup.py; a Job that fails after uploading part of an export is no
 #   success);
-# - Velero: its own metric (pkg/metrics/metrics.go, label `schedule`): components/services/backups.py's Schedule.
+# - Velero: its own metric (pkg/metrics/metrics.go, label `schedule`): components/services/backups.py's Schedule;
+# - the secret store: its snapshot CronJob (components/services/secrets_backup.py; the snapshot is taken and then
+#   uploaded in one Job: a success is an uploaded snapshot).
 @dataclass(frozen=True)
 class BackupSeries:
     age: str  # PromQL: seconds since the last successful backup (the dashboard's "Backup age", the alert's first half)
@@ -1206,9 +1209,10 @@ BACKUP_SERIES = {
 VELERO_SERIES = _store_series('velero_backup_last_successful_timestamp{schedule="cluster"}', velero_backups.NAMESPACE)
 
 
-def backup_ages(ctx: DataContext, velero_schedule: str | None) -> dict[str, tuple[BackupSeries, str]]:
-    """Every enabled store that backs up (and Velero) -> (where its last successful backup shows, its backup cron),
-    drilled or not: a stale backup matters before any drill notices."""
+def backup_ages(ctx: DataContext, velero_schedule: str | None,
+                secrets_backup: SnapshotBackup | None = None) -> dict[str, tuple[BackupSeries, str]]:
+    """Every enabled store that backs up (and Velero, and the secret store's snapshots) -> (where its last successful
+    backup shows, its backup cron), drilled or not: a stale backup matters before any drill notices."""
     settings = ctx.settings
     schedules = {"postgres": settings.postgres.backup_schedule, "scylladb": settings.scylladb.backup_schedule,
                  "clickhouse": settings.clickhouse.backup_schedule, "redpanda": settings.redpanda.backup_schedule}
@@ -1216,6 +1220,8 @@ def backup_ages(ctx: DataContext, velero_schedule: str | None) -> dict[str, tupl
             if getattr(settings, store).enabled and ctx.backup is not None}
     if velero_schedule is not None:
         ages["velero"] = (VELERO_SERIES, velero_schedule)
+    if secrets_backup is not None:
+        ages["secrets"] = (_cronjob_series(secrets_backup.namespace, secrets_backup.cronjob), secrets_backup.schedule)
     return ages
 
 
@@ -1293,14 +1299,15 @@ def location_of(ctx: DataContext, store: str) -> S3Location | None:
 
 
 def install(ctx: DataContext, spaces: Namespaces, keys: S3Keys | None, velero_schedule: str | None,
-            after: Sequence[pulumi.Resource]) -> DrillsEndpoint | None:
-    """`keys`: backupCredentials.drills (config/rules.py requires them while a store is drilled); `after`: the
-    drilled stores' own resources (their operators, CRDs and canary credentials)."""
+            secrets_backup: SnapshotBackup | None, after: Sequence[pulumi.Resource]) -> DrillsEndpoint | None:
+    """`keys`: backupCredentials.drills (config/rules.py requires them while a store is drilled); `secrets_backup`:
+    the secret store's snapshot CronJob (its BackupStale alert); `after`: the drilled stores' own resources (their
+    operators, CRDs and canary credentials)."""
     if not ctx.drills:
         return None
     assert ctx.backup is not None and keys is not None  # config/rules.py: drills need off-cluster backups and keys
     drills = [DRILLS[store](ctx) for store in ctx.drills]
-    ages = backup_ages(ctx, velero_schedule)
+    ages = backup_ages(ctx, velero_schedule, secrets_backup)
     ns = spaces[NAMESPACE]
     targets = {"velero": VELERO_TARGET, "dragonfly": DF_TARGET}  # the namespaces Velero restores the drills into
     deps = [*after, *spaces.ready_for([NAMESPACE, *(t for store, t in targets.items() if store in ctx.drills)])]

@@ -15,7 +15,7 @@ import pulumi
 from components.k3s import K3sCluster
 from components.layer import Prerequisites
 from components.services import (autoscaler, backups, certs, cilium_metrics, dns, gateway, mesh, monitoring_crds,
-                                 namespaces, reboots, secrets, secrets_sso, upgrades)
+                                 namespaces, reboots, secrets, secrets_backup, secrets_sso, upgrades)
 from components.services.context import ServicesContext
 from config import LoadedConfig
 from config.rules import schedulable_nodes
@@ -30,6 +30,7 @@ class ClusterServices(pulumi.ComponentResource):
     cluster_issuer: str
     dns: dict  # the records of the gateway's hostnames and who writes them (dns.records)
     secret_store: secrets.SecretStore
+    secrets_backup: secrets_backup.SnapshotBackup | None  # the store's snapshot CronJob: the data plane's BackupStale
     namespaces: dict[str, str]
     prerequisites: Prerequisites  # what a later layer's workload waits for, by what it renders
     foundations: list[pulumi.Resource]  # all of `prerequisites`
@@ -84,6 +85,8 @@ class ClusterServices(pulumi.ComponentResource):
         saved = backups.install(ctx, spaces, after=scraped(backups), first=[secrets.backend_of(ctx).name])
         # The secret store's CA and certificates are cert-manager's resources, signed by its own CA (not Let's Encrypt).
         store = secrets.install(ctx, spaces, after=[*scraped(secrets), *tls.manager], restore_first=saved.restore_first)
+        # Consistent raft snapshots of the store to S3 (Velero's copy of its live volumes need not be).
+        snapshots, self.secrets_backup = secrets_backup.install(ctx, spaces, after=[*placed(secrets), *store.ready])
         meshed = mesh.install(ctx, spaces, tls, after=placed(mesh))
         cilium = cilium_metrics.install(ctx, spaces, after=scraped(cilium_metrics))
         # Node autoscaling (docs/autoscaling.md): only where a pool autoscales and the provider creates machines.
@@ -103,7 +106,7 @@ class ClusterServices(pulumi.ComponentResource):
                                            monitors=tuple(monitors))
         self.foundations = self.prerequisites.all()
         self.backups = list(saved.ready)
-        self.ready = [*base, *spaces.ready, *tls.ready, *edge.ready, *records, *rolling, *rebooting, *saved.ready, *store.ready, *meshed, *monitors, *cilium,
+        self.ready = [*base, *spaces.ready, *tls.ready, *edge.ready, *records, *rolling, *rebooting, *saved.ready, *store.ready, *snapshots, *meshed, *monitors, *cilium,
                       *(self.autoscaling.ready if self.autoscaling else [])]
         self.register_outputs({"storage_class": self.storage_class, "cluster_issuer": self.cluster_issuer,
                                "gateway": f"{edge.namespace}/{edge.name}"})

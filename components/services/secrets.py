@@ -91,6 +91,11 @@ LEGACY_ROLE = "external-secrets"  # the cluster-wide reader of earlier versions:
 # those too, and would send the external token to the in-cluster server.
 TRANSIT_TOKEN_ENV = "VAULT_TRANSIT_SEAL_TOKEN"
 SEAL_KEY_ID = "adplatform-1"  # bump (with previous_key_*) when the key is rotated
+# The snapshot CronJob's role and policy (secrets_backup.py): GET sys/storage/raft/snapshot (OpenBao 2.6.2
+# vault/logical_raft.go: ReadOperation) and nothing else; restoring (its UpdateOperation) stays the admin's.
+SNAPSHOT_ROLE = "raft-snapshot"
+SNAPSHOT_PATH = "sys/storage/raft/snapshot"
+SNAPSHOT_POLICY = f'path "{SNAPSHOT_PATH}" {{ capabilities = ["read"] }}\n'
 ADMIN_POLICY = 'path "*" { capabilities = ["create", "read", "update", "patch", "delete", "list", "sudo"] }\n'
 # OpenBao reads its certificate at start (and on SIGHUP): a year's certificate renewed three months ahead is
 # picked up by the restarts that happen anyway (kured reboots, upgrades) long before the old one expires.
@@ -99,6 +104,7 @@ SERVER_CERT_RENEW_BEFORE = "2160h0m0s"
 LOGIN_WAIT_SECONDS = 600  # the configure Job waits this long for the first server to initialise and answer
 TOKEN_MOUNT = "/var/run/secrets/openbao"
 SCRIPTS = Path(__file__).parent / "scripts"
+DATA_SIZE = "10Gi"  # each server's raft volume (and so the most a snapshot of it holds)
 JOB_RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}
 
 
@@ -171,7 +177,8 @@ def namespaces(ctx: ServicesContext) -> list[NamespaceSpec]:
         NamespaceSpec(name=backend.name, pss="restricted",
                       why=f"{backend.name} servers run non-root with no extra capabilities",
                       ingress_from=(Peer(ESO_NAMESPACE, (API_PORT,)), prometheus_peer((API_PORT,))),
-                      egress_world_pods=(PodsEgress("server", server_pods(backend), internet),) if internet else (),
+                      egress_world_pods=(*((PodsEgress("server", server_pods(backend), internet),) if internet else ()),
+                                         *snapshot_egress(ctx, backend)),
                       egress_blocks=blocks),
         NamespaceSpec(name=ESO_NAMESPACE, pss="restricted", why="the ESO controllers run non-root, read-only root",
                       webhooks=(ESO_WEBHOOK_PORT,), egress_to=(Peer(backend.name, (API_PORT,)),),
@@ -261,6 +268,41 @@ def consumer_requests(backend: Backend, consumers: Sequence[str]) -> list[Reques
                 "token_policies": [role], **login_settings(backend)}),
         ]
     return requests
+
+
+def snapshot_account(backend: Backend) -> str:
+    """The ServiceAccount the snapshot CronJob (secrets_backup.py) logs in as, in the store's namespace."""
+    return f"{backend.name}-snapshot"
+
+
+def snapshot_requests(backend: Backend, enabled: bool) -> list[Request]:
+    """The snapshot role, bound to the snapshot account alone, with the policy reading the raft snapshot alone; both
+    removed while no snapshots are taken (clusterServices.backups off or without S3), so no unused right lingers."""
+    policy = Request("policy-snapshot", f"sys/policies/acl/{SNAPSHOT_ROLE}", {"policy": SNAPSHOT_POLICY},
+                     delete=not enabled)
+    role = Request("role-snapshot", f"auth/{AUTH_MOUNT}/role/{SNAPSHOT_ROLE}", {
+        "bound_service_account_names": [snapshot_account(backend)], "bound_service_account_namespaces": [backend.name],
+        "token_policies": [SNAPSHOT_ROLE], **login_settings(backend)}, delete=not enabled)
+    return [role, policy] if not enabled else [policy, role]
+
+
+def snapshot_pods(backend: Backend) -> dict[str, str]:
+    """The snapshot CronJob's pods (labels of pods a controller creates: no managed-by)."""
+    return {"app.kubernetes.io/name": snapshot_account(backend), "app.kubernetes.io/part-of": "adplatform"}
+
+
+def snapshot_egress(ctx: ServicesContext, backend: Backend) -> tuple[PodsEgress, ...]:
+    """The snapshot pods' way to the backups' S3 endpoint, on its port; nothing without snapshots."""
+    s3 = ctx.settings.backups.s3
+    if not snapshots_enabled(ctx) or s3 is None:
+        return ()
+    port = urllib.parse.urlsplit(s3.endpoint).port or 443
+    return (PodsEgress("snapshot", snapshot_pods(backend), (port,)),)
+
+
+def snapshots_enabled(ctx: ServicesContext) -> bool:
+    """Raft snapshots go to the backups' off-cluster S3 (secrets_backup.py): only where there is one."""
+    return ctx.settings.backups.enabled and ctx.settings.backups.s3 is not None
 
 
 def oidc_requests(oidc: SecretsOidc) -> tuple[list[Request], list[Request]]:
@@ -412,7 +454,7 @@ def requests_script(backend: Backend, requests: Sequence[Request]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def bootstrap_script(backend: Backend, consumers: Sequence[str]) -> str:
+def bootstrap_script(backend: Backend, consumers: Sequence[str], snapshots: bool = False) -> str:
     """The requests for a Shamir-sealed server, run as root after init + unseal (and again when consumers change)."""
     head = ["#!/bin/sh",
             f"# Run after `{backend.cli} operator init` and unsealing, with the root token:",
@@ -420,14 +462,18 @@ def bootstrap_script(backend: Backend, consumers: Sequence[str]) -> str:
             "# Idempotent: mounts are created only when missing; policies and roles are upserts.",
             "set -eu"]
     return "\n".join(head) + "\n" + requests_script(
-        backend, [*bootstrap_requests(backend), *consumer_requests(backend, consumers)])
+        backend, [*bootstrap_requests(backend), *consumer_requests(backend, consumers),
+                  *snapshot_requests(backend, snapshots)])
 
 
-def configure_script(backend: Backend, consumers: Sequence[str], oidc: SecretsOidc | None = None) -> str:
+def configure_script(backend: Backend, consumers: Sequence[str], oidc: SecretsOidc | None = None,
+                     snapshots: bool = False) -> str:
     """The configure Job's script: log in as the admin account (scripts/secrets-login.sh), then the consumers'
-    policies and roles, then (with `oidc`) the UI's GitLab login."""
+    policies and roles and the snapshot role (`snapshots`: written, else removed), then (with `oidc`) the UI's
+    GitLab login."""
     script = ((SCRIPTS / "secrets-login.sh").read_text()
-              + requests_script(backend, consumer_requests(backend, consumers)))
+              + requests_script(backend, [*consumer_requests(backend, consumers),
+                                          *snapshot_requests(backend, snapshots)]))
     if oidc is None:
         return script
     mount, role = oidc_requests(oidc)
@@ -494,7 +540,7 @@ def server_values(ctx: ServicesContext, backend: Backend) -> dict[str, Any]:
             "image": backend.image,
             "resources": server_resources(ctx),
             "affinity": affinity(backend, required),
-            "dataStorage": {"enabled": True, "size": "10Gi", "storageClass": ctx.storage_class},
+            "dataStorage": {"enabled": True, "size": DATA_SIZE, "storageClass": ctx.storage_class},
             "auditStorage": {"enabled": False},  # audit goes to the pod log (collected with the logs)
             "extraVolumes": volumes,
             "extraEnvironmentVars": {ca_variable(backend): tls_path(backend, "ca.crt")},
@@ -584,7 +630,7 @@ def install_server(ctx: ServicesContext, spaces: Namespaces, backend: Backend, a
             f"{backend.name}-bootstrap",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{backend.name}-bootstrap", namespace=backend.name,
                                                 labels=ctx.labels(backend.name)),
-            data={"bootstrap.sh": bootstrap_script(backend, consumers)}, opts=ctx.opts([ns])))
+            data={"bootstrap.sh": bootstrap_script(backend, consumers, snapshots_enabled(ctx))}, opts=ctx.opts([ns])))
     before.append(certificate(ctx, f"{backend.name}-tls", backend.name, server_certificate(backend),
                               [*after, ns]))
     before.append(k8s.core.v1.ServiceAccount(
@@ -754,6 +800,30 @@ def install_consumer(ctx: ServicesContext, spaces: Namespaces, backend: Backend,
 
 # --- the configure Job --------------------------------------------------------------------------------
 
+def image_ref(backend: Backend) -> str:
+    """The store's own image (it carries the CLI) as a pod's image reference."""
+    image = "/".join(p for p in (backend.image.get("registry"), backend.image["repository"]) if p)
+    return f"{image}:{backend.image['tag']}"
+
+
+def login_env(backend: Backend, role: str) -> dict[str, str]:
+    """scripts/secrets-login.sh's environment (bar WAIT_SECONDS): log in as `role` with the projected token at
+    TOKEN_MOUNT, to the active server, verified against the CA mounted at /ca."""
+    return {"CLI": backend.cli, "AUTH_MOUNT": AUTH_MOUNT, "LOGIN_ROLE": role, "TOKEN_FILE": f"{TOKEN_MOUNT}/token",
+            address_variable(backend): api_address(backend), ca_variable(backend): "/ca/ca.crt"}
+
+
+def token_volume(backend: Backend) -> dict[str, Any]:
+    """The pod's ServiceAccount token with the store's audience, 10 minutes: what Kubernetes auth reviews."""
+    return {"name": "token", "projected": {"sources": [{"serviceAccountToken": {
+        "audience": backend.name, "expirationSeconds": 600, "path": "token"}}]}}
+
+
+def ca_volume(backend: Backend) -> dict[str, Any]:
+    """The API certificate's CA alone (ca.crt of the server's TLS Secret), to verify the API with."""
+    return {"name": "ca", "secret": {"secretName": tls_secret(backend), "items": [{"key": "ca.crt", "path": "ca.crt"}]}}
+
+
 def configure_job_spec(ctx: ServicesContext, backend: Backend, script: str,
                        client_secret: pulumi.Output[str] | None = None) -> dict[str, Any]:
     """Runs the configure script with the store's own image as its admin account: the account's token is a
@@ -768,10 +838,7 @@ def configure_job_spec(ctx: ServicesContext, backend: Backend, script: str,
                                                  "items": [{"key": "client-secret", "path": "client-secret"}]}}
                      ] if oidc else []
     name = f"{backend.name}-configure"
-    image = "/".join(p for p in (backend.image.get("registry"), backend.image["repository"]) if p)
-    env = {"CLI": backend.cli, "AUTH_MOUNT": AUTH_MOUNT, "ADMIN_ROLE": ADMIN_ROLE, "TOKEN_FILE": f"{TOKEN_MOUNT}/token",
-           "WAIT_SECONDS": str(LOGIN_WAIT_SECONDS), address_variable(backend): api_address(backend),
-           ca_variable(backend): "/ca/ca.crt", "HOME": "/tmp"}
+    env = {**login_env(backend, ADMIN_ROLE), "WAIT_SECONDS": str(LOGIN_WAIT_SECONDS), "HOME": "/tmp"}
     return {
         "backoffLimit": 2,
         "template": {
@@ -782,7 +849,7 @@ def configure_job_spec(ctx: ServicesContext, backend: Backend, script: str,
                 "restartPolicy": "Never",
                 "securityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": 100, "runAsGroup": 1000},
                 "containers": [{
-                    "name": "configure", "image": f"{image}:{backend.image['tag']}",
+                    "name": "configure", "image": image_ref(backend),
                     "command": ["/bin/sh", "/scripts/configure.sh"],
                     "env": [{"name": k, "value": v} for k, v in env.items()],
                     "resources": JOB_RESOURCES,
@@ -794,10 +861,8 @@ def configure_job_spec(ctx: ServicesContext, backend: Backend, script: str,
                 }],
                 "volumes": [
                     {"name": "scripts", "configMap": {"name": name}},
-                    {"name": "token", "projected": {"sources": [{"serviceAccountToken": {
-                        "audience": backend.name, "expirationSeconds": 600, "path": "token"}}]}},
-                    {"name": "ca", "secret": {"secretName": tls_secret(backend),
-                                              "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                    token_volume(backend),
+                    ca_volume(backend),
                     {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
                     *extra_volumes,
                 ],
@@ -811,7 +876,7 @@ def install_configure_job(ctx: ServicesContext, backend: Backend, consumers: Seq
     """The ConfigMap and the Job writing the consumers' policies and roles (and the OIDC login); a changed script
     replaces the Job (no metadata.name: Pulumi names it), which runs again. Also the OIDC client secret, if any."""
     name = f"{backend.name}-configure"
-    script = configure_script(backend, consumers, ctx.secrets_oidc)
+    script = configure_script(backend, consumers, ctx.secrets_oidc, snapshots_enabled(ctx))
     config = k8s.core.v1.ConfigMap(
         name, metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=backend.name, labels=ctx.labels(name)),
         data={"configure.sh": script}, opts=ctx.opts(after))

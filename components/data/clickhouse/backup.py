@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.charts import CLICKHOUSE_BACKUP_VERSION
+from components.charts import CLICKHOUSE_BACKUP_IMAGE
 from components.data.clickhouse.installation import POD_SECURITY
 from components.data.clickhouse.topology import BACKUP_API_PORT, CLUSTER, NAMESPACE, Topology, pod_labels
 from components.data.clickhouse.users import BACKUP, BACKUP_SECRET
@@ -32,7 +32,7 @@ from components.data.context import DataContext
 from components.data.endpoints import S3Location
 from components.services.namespaces import RESTRICTED_CONTAINER_SECURITY
 
-IMAGE = f"docker.io/altinity/clickhouse-backup:{CLICKHOUSE_BACKUP_VERSION}"
+IMAGE = CLICKHOUSE_BACKUP_IMAGE
 S3_SECRET = "clickhouse-backup-s3"
 SCRIPT = Path(__file__).with_name("create-remote.sh")
 SCRIPT_CONFIGMAP = "clickhouse-backup-script"
