@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,6 +16,7 @@ import pytest
 from components import charts
 from components.platform import gitlab, gitlab_runner, runner_bootstrap
 from config import load
+from config.catalog import CI_NAMESPACE
 from config.rules import RUNNER_TOKEN
 from tests import test_ci_templates as ci_templates, validators, variants
 from tests.toolbox_fakes import run_toolbox_script
@@ -405,8 +407,60 @@ def test_production_without_downstream_exports_no_tokens(production):
     assert "runnerTokens" not in production.outputs
 
 
-def test_staging_takes_its_token_from_productions_output():
-    run = with_runner("staging", {"enabled": True, "registration": {"stack": "acme/adplatform/production"}})
+@pytest.fixture(scope="module")
+def staging_registered() -> Run:
+    return with_runner("staging", {"enabled": True, "registration": {"stack": "acme/adplatform/production"}})
+
+
+def runner_config(run: Run, release: str) -> dict:
+    [kube] = [r["kubernetes"] for r in tomllib.loads(run.named(release, RELEASE).inputs["values"]["runners"]["config"])[
+        "runners"]]
+    return kube
+
+
+def test_staging_runs_its_deploy_runner_and_a_build_runner_without_kubernetes_rights(staging_registered):
+    run = staging_registered
+    build_secret = f"{gitlab_runner.TOKEN_SECRET}-build"
+    build = run.named("gitlab-runner-build", RELEASE).inputs["values"]
+    assert build["runners"]["secret"] == build_secret and build["runners"]["jobNamespace"] == CI_NAMESPACE
+    assert string_data(run.named(build_secret, SECRET))["runner-token"] == mockrun.OFFLINE_RUNNER_TOKENS["staging-build"]
+    # Its jobs: ServiceAccount ci-build, no token mounted, no way to ask for the deployer; resource limits as any job.
+    kube = runner_config(run, "gitlab-runner-build")
+    assert kube["service_account"] == gitlab_runner.BUILD_SERVICE_ACCOUNT
+    assert kube["automount_service_account_token"] is False
+    assert "service_account_overwrite_allowed" not in kube and "bearer_token_overwrite_allowed" not in kube
+    assert kube["memory_limit"] == gitlab_runner.JOB_DEFAULTS["memory_limit"]
+    account = run.named("ci-build", "kubernetes:core/v1:ServiceAccount").inputs
+    assert account["metadata"] == {**account["metadata"], "name": "ci-build", "namespace": CI_NAMESPACE}
+    assert account["automountServiceAccountToken"] is False
+    subjects = [s for b in run.of_type(ROLE_BINDING) + run.of_type("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding")
+                for s in b.inputs.get("subjects") or []]
+    assert not [s for s in subjects if s.get("name") == gitlab_runner.BUILD_SERVICE_ACCOUNT]
+    assert run.named("ci-build", "kubernetes:core/v1:ServiceAccount").urn in run.named(
+        "gitlab-runner-build", RELEASE).dependencies  # the runner checks the account exists before a job
+    # The deploy runner keeps the deployer overwrite and its Secret.
+    deploy = run.named("gitlab-runner", RELEASE).inputs["values"]
+    assert deploy["runners"]["secret"] == gitlab_runner.TOKEN_SECRET
+    assert runner_config(run, "gitlab-runner")["service_account_overwrite_allowed"] == "^deployer$"
+
+
+def test_production_runs_no_build_runner(production):
+    assert not [r for r in production.of_type(RELEASE) if r.name == "gitlab-runner-build"]
+    assert not [r for r in production.resources if r.name == "ci-build"]
+
+
+def test_a_hand_made_token_is_one_runner_and_keeps_a_single_release():
+    settings = load("test", base_raw(platform={"gitlab": {"runner": {"enabled": True}}}), SECRET_KEYS).config.platform
+    ctx = SimpleNamespace(environment="staging", settings=settings, secrets=SimpleNamespace(gitlab_runner_token=None))
+    assert [spec.key for spec in gitlab_runner.own_runners(ctx)] == ["staging", "staging-build"]
+    ctx.secrets.gitlab_runner_token = "glrt-by-hand"
+    assert [spec.key for spec in gitlab_runner.own_runners(ctx)] == ["staging"]
+    run = variants.production_variant()
+    assert [r.name for r in run.of_type(RELEASE) if r.name.startswith("gitlab-runner")] == ["gitlab-runner"]
+
+
+def test_staging_takes_its_token_from_productions_output(staging_registered):
+    run = staging_registered
     # The StackReference is a read, which the mock monitor does not record: its output is what proves it.
     assert not bootstrap_objects(run)
     data = run.named(gitlab_runner.TOKEN_SECRET, SECRET).inputs["stringData"]
