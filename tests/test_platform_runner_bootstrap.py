@@ -423,7 +423,8 @@ def test_staging_runs_its_deploy_runner_and_a_build_runner_without_kubernetes_ri
     build_secret = f"{gitlab_runner.TOKEN_SECRET}-build"
     build = run.named("gitlab-runner-build", RELEASE).inputs["values"]
     assert build["runners"]["secret"] == build_secret and build["runners"]["jobNamespace"] == CI_NAMESPACE
-    assert string_data(run.named(build_secret, SECRET))["runner-token"] == mockrun.OFFLINE_RUNNER_TOKENS["staging-build"]
+    token = string_data(run.named(build_secret, SECRET))["runner-token"]
+    assert token == mockrun.OFFLINE_RUNNER_TOKENS["staging-build"]
     # Its jobs: ServiceAccount ci-build, no token mounted, no way to ask for the deployer; resource limits as any job.
     kube = runner_config(run, "gitlab-runner-build")
     assert kube["service_account"] == gitlab_runner.BUILD_SERVICE_ACCOUNT
@@ -433,8 +434,8 @@ def test_staging_runs_its_deploy_runner_and_a_build_runner_without_kubernetes_ri
     account = run.named("ci-build", "kubernetes:core/v1:ServiceAccount").inputs
     assert account["metadata"] == {**account["metadata"], "name": "ci-build", "namespace": CI_NAMESPACE}
     assert account["automountServiceAccountToken"] is False
-    subjects = [s for b in run.of_type(ROLE_BINDING) + run.of_type("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding")
-                for s in b.inputs.get("subjects") or []]
+    bindings = run.of_type(ROLE_BINDING) + run.of_type("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding")
+    subjects = [s for b in bindings for s in b.inputs.get("subjects") or []]
     assert not [s for s in subjects if s.get("name") == gitlab_runner.BUILD_SERVICE_ACCOUNT]
     assert run.named("ci-build", "kubernetes:core/v1:ServiceAccount").urn in run.named(
         "gitlab-runner-build", RELEASE).dependencies  # the runner checks the account exists before a job

@@ -28,6 +28,12 @@ What this module sets and why:
   group's projects reach the `deployer` (runner_bootstrap.py).
 - Runner tags: a glrt- token carries no tags; the runner is created in GitLab with the stack's environment as
   its tag (`production` / `staging`, config.catalog.ENVIRONMENTS), which the templates' deploy jobs name.
+- Runners (config/platform.py GitLabRunner.specs, one release of the chart each, the chart's own structure: one
+  manager, one token): the environment's deploy runner (release `gitlab-runner`: protected, its tag only) and,
+  in the cluster that builds (staging), the build runner (release `gitlab-runner-build`: no tags, untagged jobs
+  of any ref, merge requests' too). The build runner's jobs run as ServiceAccount `ci-build`, bound to nothing,
+  token not mounted, and may not switch to the `deployer`: merge-request code gets no Kubernetes rights, and
+  the deploy runners, which hand out the `deployer`, take nothing but protected refs' deploy jobs.
 - One manager replica: a second one would double `concurrent` (each manager keeps its own limit) and the jobs
   a lost manager was running die with it either way; the Deployment is rescheduled within minutes.
 - Metrics: the chart's PodMonitor on the manager's metrics port.

@@ -1,4 +1,4 @@
-"""The runner bootstrap: a Job that creates this stack's runner in its own GitLab, as a runner of the group
+"""The runner bootstrap: a Job that creates this stack's runners in its own GitLab, as a runner of the group
 `platform.gitlab.runner.group` (only that group's projects can use it, and with it the `deployer`), and puts the runner's
 authentication token (glrt-...) into the Secret the runner chart reads, so one `pulumi up` brings up GitLab and a
 registered runner with no token copied by hand. Used when the stack runs GitLab and the runner registers with it
@@ -26,11 +26,15 @@ What this module sets and why:
   an environment variable or a log line. Nothing secret is in the Job or the ConfigMap.
 - Order: GitLab's release -> this Job (Pulumi waits for its completion, pulumi-kubernetes batch/v1 Job await)
   -> the runner's release, whose pods mount the token.
+- Which runners: this stack's environment's (config/platform.py GitLabRunner.specs: its deploy runner, tagged
+  with the environment, into Secret `gitlab-runner-token`; where the environment builds, the untagged build
+  runner, into `gitlab-runner-token-build`), each described `adplatform <stack> (<key>)` (key: `staging`,
+  `staging-build`, ...).
 - Downstream environments (`platform.gitlab.runner.downstream`, e.g. staging, which runs no GitLab): the Job
-  also creates one group runner per environment (tagged with it, described `adplatform <stack> (<env>)`) and
-  writes its token into Secret `gitlab-runner-token-<env>`; the program reads that Secret back once the Job has
-  completed and exports the tokens as the secret stack output `runnerTokens` ({env: token}), which the
-  downstream stack reads through a StackReference (`platform.gitlab.runner.registration.stack`).
+  also creates each such environment's runners and writes each token into Secret `gitlab-runner-token-<key>`;
+  the program reads those Secrets back once the Job has completed and exports the tokens as the secret stack
+  output `runnerTokens` ({key: token}), which the downstream stack reads through a StackReference
+  (`platform.gitlab.runner.registration.stack`).
 """
 
 from __future__ import annotations
@@ -115,7 +119,8 @@ def install(ctx: PlatformContext, namespace: str, gitlab_namespace: str, gitlab_
             after: Sequence[pulumi.Resource], spaces: Sequence[pulumi.Resource]) -> k8s.batch.v1.Job:
     """The Job, once GitLab (in `after`) and the runner's Secret (also in `after`) exist; done when it completed.
     Its RBAC and scripts need only the runner's and GitLab's namespaces (`spaces`)."""
-    scripts = {SHELL_SCRIPT: shell_script(), **{script: ruby_script(ctx, spec) for spec, script, _ in runners(ctx, secret)}}
+    scripts = {SHELL_SCRIPT: shell_script(),
+               **{script: ruby_script(ctx, spec) for spec, script, _ in runners(ctx, secret)}}
     rules = {gitlab_namespace: toolbox_job.gitlab_rules(),
              namespace: secret_rules([name for _, _, name in runners(ctx, secret)])}
     rbac = toolbox_job.rbac(ctx, NAME, APP, namespace, rules, spaces)
