@@ -434,6 +434,7 @@ def test_staging_runs_its_deploy_runner_and_a_build_runner_without_kubernetes_ri
     account = run.named("ci-build", "kubernetes:core/v1:ServiceAccount").inputs
     assert account["metadata"] == {**account["metadata"], "name": "ci-build", "namespace": CI_NAMESPACE}
     assert account["automountServiceAccountToken"] is False
+    validators.validate_kubernetes("kubernetes:core/v1:ServiceAccount", account)
     bindings = run.of_type(ROLE_BINDING) + run.of_type("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding")
     subjects = [s for b in bindings for s in b.inputs.get("subjects") or []]
     assert not [s for s in subjects if s.get("name") == gitlab_runner.BUILD_SERVICE_ACCOUNT]
