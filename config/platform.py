@@ -80,16 +80,37 @@ class RunnerFlags(Model):
     protected: bool
 
 
-# The templates' model (templates/gitlab-ci/README.md): staging's runner runs the untagged build, test and image jobs,
-# merge requests' too (their refs are not protected); production's takes only the tagged deploy-production and
-# rollback jobs of protected branches, so no merge request code runs in the production cluster. Staging's stays
-# unprotected on purpose: it is the only runner the program creates that merge-request pipelines can use (a
-# protected one would leave their build, test and image jobs pending); both are runners of `group` only.
+# The templates' model (templates/gitlab-ci/README.md): each environment's deploy runner takes only the jobs tagged
+# with it (deploy-<environment>, rollback) of protected branches and tags, so no merge request's or unprotected
+# branch's code runs with the `deployer`'s rights; the untagged build, test and image jobs, merge requests'
+# too (their refs are not protected), go to a separate build runner whose jobs have no Kubernetes rights.
 RUNNER_FLAGS = {
     "production": RunnerFlags(run_untagged=False, protected=True),
-    "staging": RunnerFlags(run_untagged=True, protected=False),
+    "staging": RunnerFlags(run_untagged=False, protected=True),
 }
-assert set(RUNNER_FLAGS) == set(ENVIRONMENTS)
+BUILD_RUNNER_FLAGS = RunnerFlags(run_untagged=True, protected=False)
+# The environment whose cluster runs the build runner (merge requests' code): staging, never production.
+RUNNER_BUILDS = {"production": False, "staging": True}
+assert set(RUNNER_FLAGS) == set(ENVIRONMENTS) == set(RUNNER_BUILDS)
+
+
+@dataclass(frozen=True)
+class RunnerSpec:
+    """A runner the program creates in GitLab for `environment`: its deploy runner (tagged with the environment)
+    or its build runner (`builds`: no tags, takes the untagged jobs, its jobs get no Kubernetes rights)."""
+
+    environment: str
+    builds: bool
+    flags: RunnerFlags
+
+    @property
+    def key(self) -> str:
+        """Names its token: the key in the stack output runnerTokens and the suffix of its Secret."""
+        return f"{self.environment}-build" if self.builds else self.environment
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return () if self.builds else (self.environment,)
 
 
 class GitLabRunner(Model):
@@ -153,6 +174,13 @@ class GitLabRunner(Model):
         return RunnerFlags(
             run_untagged=default.run_untagged if self.run_untagged is None else self.run_untagged,
             protected=default.protected if self.protected is None else self.protected)
+
+    def specs(self, environment: str, own_environment: str) -> list[RunnerSpec]:
+        """The runners the program creates for `environment`: its deploy runner, then its build runner if that
+        environment's cluster builds (RUNNER_BUILDS)."""
+        deploy = RunnerSpec(environment, builds=False, flags=self.flags(environment, own_environment))
+        return [deploy] + ([RunnerSpec(environment, builds=True, flags=BUILD_RUNNER_FLAGS)]
+                           if RUNNER_BUILDS[environment] else [])
 
     _v_group = field_validator("group")(staticmethod(lambda value: check_group_path(value)))
 

@@ -265,14 +265,17 @@ def test_deploy_jobs_run_on_their_environments_runner_as_the_deployer(resolved):
 
 
 def test_the_readme_says_how_to_create_each_environments_runner():
-    """A glrt- token carries the runner's tags from GitLab: the README is where they are set, one row per stack."""
+    """A glrt- token carries the runner's tags from GitLab: the README is where they are set, one row per runner.
+    Deploy runners are protected and take only their tag; the build runner takes the untagged jobs."""
     text = (TEMPLATES / "README.md").read_text()
-    rows = {m.group(1): m.group(0) for m in re.finditer(r"^  \| `(\w+)` \| `(\w+)` \|.*$", text, re.M)}
-    assert set(rows) == set(ENVIRONMENTS)
-    for environment, row in rows.items():
-        assert f"| `{environment}` | `{environment}` |" in row, "each stack's runner carries its environment's tag"
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^  \| `(\w+)` \(.*$", text, re.M)}
+    assert set(rows) == {*ENVIRONMENTS, "build"}
+    for environment in ENVIRONMENTS:
+        row = rows[environment]
+        assert f"| `{environment}` (deploy) | `{environment}` | no:" in row, "only its environment's tagged jobs"
+        assert row.endswith("| yes (protected branches only) |"), "no merge request code reaches the deployer"
     assert "| no: only `deploy-production` and `rollback`" in rows["production"], "no merge request code in production"
-    assert "| yes" in rows["staging"]
+    assert "| none | yes: build, test and image jobs" in rows["build"] and rows["build"].endswith("| no |")
 
 
 def test_deploys_roll_out_this_commits_image_and_rollback_the_recorded_one(resolved):

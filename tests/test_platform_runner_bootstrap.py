@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,6 +16,7 @@ import pytest
 from components import charts
 from components.platform import gitlab, gitlab_runner, runner_bootstrap
 from config import load
+from config.catalog import CI_NAMESPACE
 from config.rules import RUNNER_TOKEN
 from tests import test_ci_templates as ci_templates, validators, variants
 from tests.toolbox_fakes import run_toolbox_script
@@ -70,7 +72,7 @@ def test_the_runner_settings_reach_the_ruby_script():
     raw = base_raw(platform={"gitlab": {"runner": {"enabled": True, "runUntagged": True, "protected": False}}})
     settings = load("test", raw, SECRET_KEYS).config.platform
     ruby = runner_bootstrap.ruby_script(SimpleNamespace(stack="staging-x", environment="staging", settings=settings))
-    assert "tag_list: ['staging'], run_untagged: true, access_level: 'not_protected'" in ruby
+    assert "tag_list: ['staging'], run_untagged: true, access_level: 'not_protected'" in ruby  # as configured
     assert "description = 'adplatform staging-x (staging)'" in ruby
 
 
@@ -97,11 +99,17 @@ def test_the_group_is_created_when_missing_and_old_instance_runners_are_deleted(
     assert "next if other.group_type? && other.groups.include?(group)" in ruby and "other.destroy!" in ruby
 
 
-def test_the_production_runner_is_protected_and_staging_builds_merge_requests(production_with_staging):
+def test_both_deploy_runners_are_protected_and_a_build_runner_takes_the_untagged_jobs(production_with_staging):
+    """No unprotected ref reaches a runner whose jobs may become the `deployer`: each deploy runner is protected
+    and takes only its environment's tag; merge requests build on the untagged, unprotected build runner."""
     runners = created_runners(production_with_staging)
-    assert runners["production"]["protected"] and not runners["production"]["run_untagged"]
-    # Documented (config/platform.py RUNNER_FLAGS): staging's runner is the one merge-request pipelines use.
-    assert not runners["staging"]["protected"] and runners["staging"]["run_untagged"]
+    assert runners == {
+        "production": {"tags": {"production"}, "run_untagged": False, "protected": True},
+        "staging": {"tags": {"staging"}, "run_untagged": False, "protected": True},
+        "staging-build": {"tags": set(), "run_untagged": True, "protected": False},
+    }
+    data = production_with_staging.named(runner_bootstrap.NAME, CONFIG_MAP).inputs["data"]
+    assert "description = 'adplatform production (staging-build)'" in data["create-runner-staging-build.rb"]
 
 
 def test_the_manager_restarts_when_the_runners_scope_changes(production):
@@ -284,24 +292,31 @@ def test_production_creates_stagings_runner_and_exports_its_token_as_a_secret(pr
     ruby = data["create-runner-staging.rb"]
     assert "description = 'adplatform production (staging)'" in ruby and "tag_list: ['staging']" in ruby
     env = {e["name"]: e["value"] for e in job(run).inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
+    build_secret = f"{staging_secret}-build"
     assert env["RUNNERS"].split() == [f"/bootstrap/create-runner.rb={gitlab_runner.TOKEN_SECRET}",
-                                      f"/bootstrap/create-runner-staging.rb={staging_secret}"]
+                                      f"/bootstrap/create-runner-staging.rb={staging_secret}",
+                                      f"/bootstrap/create-runner-staging-build.rb={build_secret}"]
     roles = [r.inputs for r in run.of_type(ROLE) if r.inputs["metadata"]["namespace"] == RUNNER_NS
              and r.inputs["metadata"]["name"] == runner_bootstrap.NAME]
-    assert roles[0]["rules"][0]["resourceNames"] == [gitlab_runner.TOKEN_SECRET, staging_secret]
-    assert run.named(f"{staging_secret}-secret", SECRET).urn in job(run).dependencies  # the Job may only patch it
+    assert roles[0]["rules"][0]["resourceNames"] == [gitlab_runner.TOKEN_SECRET, staging_secret, build_secret]
+    for name in (staging_secret, build_secret):  # the Job may only patch them
+        assert run.named(f"{name}-secret", SECRET).urn in job(run).dependencies
     assert "runnerTokens" in run.secret_outputs
-    assert run.outputs["runnerTokens"] == {"staging": "glrt-offline-placeholder-written"}
+    assert run.outputs["runnerTokens"] == {"staging": "glrt-offline-placeholder-written",
+                                           "staging-build": "glrt-offline-placeholder-written"}
 
 
 def created_runners(run: Run) -> dict[str, dict]:
-    """environment -> the tags and flags the bootstrap's Ruby scripts give its runner, read from the ConfigMap."""
+    """runner key (`adplatform <stack> (<key>)`) -> the tags and flags the bootstrap's Ruby scripts give it, read
+    from the ConfigMap."""
     found = {}
     for script in run.named(runner_bootstrap.NAME, CONFIG_MAP).inputs["data"].values():
-        match = re.search(r"tag_list: \['(\w+)'\], run_untagged: (true|false), access_level: '(\w+)'", script)
-        if match:
-            found[match.group(1)] = {"tags": {match.group(1)}, "run_untagged": match.group(2) == "true",
-                                     "protected": match.group(3) == "ref_protected"}
+        key = re.search(r"^description = 'adplatform [\w-]+ \(([\w-]+)\)'$", script, re.M)
+        match = re.search(r"tag_list: \[([^]]*)\], run_untagged: (true|false), access_level: '(\w+)'", script)
+        if key and match:
+            found[key.group(1)] = {"tags": set(re.findall(r"'(\w+)'", match.group(1))),
+                                   "run_untagged": match.group(2) == "true",
+                                   "protected": match.group(3) == "ref_protected"}
     return found
 
 
@@ -314,22 +329,41 @@ def gitlab_matches(runner: dict, job_tags: set[str], ref_protected: bool) -> boo
     return (runner["run_untagged"] or bool(job_tags)) and job_tags <= runner["tags"]
 
 
+def intended_runner(name: str, tags: set[str]) -> str:
+    """Where the templates mean a job to run: deploys on their environment's deploy runner, all else (build,
+    test, container-image) on the build runner."""
+    if name in ci_templates.DEPLOY_JOBS:
+        [environment] = tags
+        return environment
+    return "staging-build"
+
+
 @pytest.mark.parametrize("language", ci_templates.LANGUAGES)
 def test_every_template_job_finds_a_runner_the_program_created(production_with_staging, language):
-    """With the defaults (production lists staging downstream), each job of the templates has a runner: builds,
-    tests and images of merge requests (unprotected refs) and of the default branch, and each deploy on its
-    environment's runner; production's runner takes only tagged jobs of protected refs."""
+    """With the defaults (production lists staging downstream), each job of the templates has exactly its runner:
+    builds, tests and images of merge requests (unprotected refs) and of the default branch on the build runner,
+    each deploy on its environment's deploy runner."""
     runners = created_runners(production_with_staging)
-    assert set(runners) == {"production", "staging"}
-    assert runners["production"] == {"tags": {"production"}, "run_untagged": False, "protected": True}
     found = ci_templates.jobs(ci_templates.pipeline(language))
     for name, job in found.items():
         tags = set(job.get("tags", []))
         refs = [True] if name in ci_templates.DEPLOY_JOBS else [True, False]  # default branch, merge request
         for protected_ref in refs:
-            takers = {env for env, runner in runners.items() if gitlab_matches(runner, tags, protected_ref)}
-            assert takers, f"{language} {name} (protected ref: {protected_ref}) would stay pending"
-            assert "production" not in takers or tags == {"production"}, f"{name} must not run in production"
+            takers = {key for key, runner in runners.items() if gitlab_matches(runner, tags, protected_ref)}
+            assert takers == {intended_runner(name, tags)}, f"{language} {name} (protected ref: {protected_ref})"
+
+
+@pytest.mark.parametrize("tags", [set(), {"staging"}, {"production"}, {"staging", "production"}])
+def test_no_job_of_an_unprotected_ref_and_no_untagged_job_reaches_a_deploy_runner(production_with_staging, tags):
+    """What a Developer's pushed branch could write into its .gitlab-ci.yml: untagged or tagged with an
+    environment, none of it runs on a deploy runner (whose jobs may run as the deployer); an untagged job of a
+    protected ref neither."""
+    runners = created_runners(production_with_staging)
+    deploy = {key for key in runners if key in ("production", "staging")}
+    for protected_ref in (True, False):
+        takers = {key for key in deploy if gitlab_matches(runners[key], tags, protected_ref)}
+        if not tags or not protected_ref:
+            assert not takers, (tags, protected_ref)
 
 
 def test_a_downstream_runners_flags_can_be_set_per_environment():
@@ -338,15 +372,21 @@ def test_a_downstream_runners_flags_can_be_set_per_environment():
         "downstreamRunners": {"staging": {"runUntagged": True, "protected": True}}}}})
     settings = load("test", raw, SECRET_KEYS).config.platform
     ctx = SimpleNamespace(stack="production", environment="production", settings=settings)
-    assert "run_untagged: true, access_level: 'ref_protected'" in runner_bootstrap.ruby_script(ctx, "staging")
+    staging = settings.gitlab.runner.specs("staging", "production")[0]
+    assert "run_untagged: true, access_level: 'ref_protected'" in runner_bootstrap.ruby_script(ctx, staging)
     assert "run_untagged: false, access_level: 'ref_protected'" in runner_bootstrap.ruby_script(ctx)
 
 
-def test_a_stack_whose_own_runner_is_stagings_builds_and_tests_by_default():
+def test_a_staging_stack_with_its_own_gitlab_creates_its_deploy_and_build_runners():
     raw = base_raw(platform={"gitlab": {"runner": {"enabled": True}}})
     settings = load("test", raw, SECRET_KEYS).config.platform
-    ruby = runner_bootstrap.ruby_script(SimpleNamespace(stack="s", environment="staging", settings=settings))
-    assert "tag_list: ['staging'], run_untagged: true, access_level: 'not_protected'" in ruby
+    ctx = SimpleNamespace(stack="s", environment="staging", settings=settings)
+    found = {script: (spec.key, secret) for spec, script, secret in runner_bootstrap.runners(ctx, "tok")}
+    assert found == {"create-runner.rb": ("staging", "tok"), "create-runner-build.rb": ("staging-build", "tok-build")}
+    deploy, build = settings.gitlab.runner.specs("staging", "staging")
+    assert "tag_list: ['staging'], run_untagged: false, access_level: 'ref_protected'" in runner_bootstrap.ruby_script(
+        ctx, deploy)
+    assert "tag_list: [], run_untagged: true, access_level: 'not_protected'" in runner_bootstrap.ruby_script(ctx, build)
 
 
 @pytest.mark.parametrize("runner, key, message", [
@@ -367,8 +407,62 @@ def test_production_without_downstream_exports_no_tokens(production):
     assert "runnerTokens" not in production.outputs
 
 
-def test_staging_takes_its_token_from_productions_output():
-    run = with_runner("staging", {"enabled": True, "registration": {"stack": "acme/adplatform/production"}})
+@pytest.fixture(scope="module")
+def staging_registered() -> Run:
+    return with_runner("staging", {"enabled": True, "registration": {"stack": "acme/adplatform/production"}})
+
+
+def runner_config(run: Run, release: str) -> dict:
+    [kube] = [r["kubernetes"] for r in tomllib.loads(run.named(release, RELEASE).inputs["values"]["runners"]["config"])[
+        "runners"]]
+    return kube
+
+
+def test_staging_runs_its_deploy_runner_and_a_build_runner_without_kubernetes_rights(staging_registered):
+    run = staging_registered
+    build_secret = f"{gitlab_runner.TOKEN_SECRET}-build"
+    build = run.named("gitlab-runner-build", RELEASE).inputs["values"]
+    assert build["runners"]["secret"] == build_secret and build["runners"]["jobNamespace"] == CI_NAMESPACE
+    token = string_data(run.named(build_secret, SECRET))["runner-token"]
+    assert token == mockrun.OFFLINE_RUNNER_TOKENS["staging-build"]
+    # Its jobs: ServiceAccount ci-build, no token mounted, no way to ask for the deployer; resource limits as any job.
+    kube = runner_config(run, "gitlab-runner-build")
+    assert kube["service_account"] == gitlab_runner.BUILD_SERVICE_ACCOUNT
+    assert kube["automount_service_account_token"] is False
+    assert "service_account_overwrite_allowed" not in kube and "bearer_token_overwrite_allowed" not in kube
+    assert kube["memory_limit"] == gitlab_runner.JOB_DEFAULTS["memory_limit"]
+    account = run.named("ci-build", "kubernetes:core/v1:ServiceAccount").inputs
+    assert account["metadata"] == {**account["metadata"], "name": "ci-build", "namespace": CI_NAMESPACE}
+    assert account["automountServiceAccountToken"] is False
+    validators.validate_kubernetes("kubernetes:core/v1:ServiceAccount", account)
+    bindings = run.of_type(ROLE_BINDING) + run.of_type("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding")
+    subjects = [s for b in bindings for s in b.inputs.get("subjects") or []]
+    assert not [s for s in subjects if s.get("name") == gitlab_runner.BUILD_SERVICE_ACCOUNT]
+    assert run.named("ci-build", "kubernetes:core/v1:ServiceAccount").urn in run.named(
+        "gitlab-runner-build", RELEASE).dependencies  # the runner checks the account exists before a job
+    # The deploy runner keeps the deployer overwrite and its Secret.
+    deploy = run.named("gitlab-runner", RELEASE).inputs["values"]
+    assert deploy["runners"]["secret"] == gitlab_runner.TOKEN_SECRET
+    assert runner_config(run, "gitlab-runner")["service_account_overwrite_allowed"] == "^deployer$"
+
+
+def test_production_runs_no_build_runner(production):
+    assert not [r for r in production.of_type(RELEASE) if r.name == "gitlab-runner-build"]
+    assert not [r for r in production.resources if r.name == "ci-build"]
+
+
+def test_a_hand_made_token_is_one_runner_and_keeps_a_single_release():
+    settings = load("test", base_raw(platform={"gitlab": {"runner": {"enabled": True}}}), SECRET_KEYS).config.platform
+    ctx = SimpleNamespace(environment="staging", settings=settings, secrets=SimpleNamespace(gitlab_runner_token=None))
+    assert [spec.key for spec in gitlab_runner.own_runners(ctx)] == ["staging", "staging-build"]
+    ctx.secrets.gitlab_runner_token = "glrt-by-hand"
+    assert [spec.key for spec in gitlab_runner.own_runners(ctx)] == ["staging"]
+    run = variants.production_variant()
+    assert [r.name for r in run.of_type(RELEASE) if r.name.startswith("gitlab-runner")] == ["gitlab-runner"]
+
+
+def test_staging_takes_its_token_from_productions_output(staging_registered):
+    run = staging_registered
     # The StackReference is a read, which the mock monitor does not record: its output is what proves it.
     assert not bootstrap_objects(run)
     data = run.named(gitlab_runner.TOKEN_SECRET, SECRET).inputs["stringData"]

@@ -45,7 +45,9 @@ from tools.runcache import RunCache, config_key
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "adplatform"
 # What a stack named in platform.gitlab.runner.registration exports as runnerTokens (secret), offline.
-OFFLINE_RUNNER_TOKENS = {"staging": "glrt-offline-placeholder-staging", "production": "glrt-offline-placeholder-production"}
+OFFLINE_RUNNER_TOKENS = {"staging": "glrt-offline-placeholder-staging",
+                         "staging-build": "glrt-offline-placeholder-staging-build",
+                         "production": "glrt-offline-placeholder-production"}
 # Secrets a stack needs but a repository never holds; offline they are placeholders, shown as [secret].
 OFFLINE_SECRETS = {
     "adplatform:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\noffline-placeholder\n-----END OPENSSH PRIVATE KEY-----",

@@ -28,6 +28,12 @@ What this module sets and why:
   group's projects reach the `deployer` (runner_bootstrap.py).
 - Runner tags: a glrt- token carries no tags; the runner is created in GitLab with the stack's environment as
   its tag (`production` / `staging`, config.catalog.ENVIRONMENTS), which the templates' deploy jobs name.
+- Runners (config/platform.py GitLabRunner.specs, one release of the chart each, the chart's own structure: one
+  manager, one token): the environment's deploy runner (release `gitlab-runner`: protected, its tag only) and,
+  in the cluster that builds (staging), the build runner (release `gitlab-runner-build`: no tags, untagged jobs
+  of any ref, merge requests' too). The build runner's jobs run as ServiceAccount `ci-build`, bound to nothing,
+  token not mounted, and may not switch to the `deployer`: merge-request code gets no Kubernetes rights, and
+  the deploy runners, which hand out the `deployer`, take nothing but protected refs' deploy jobs.
 - One manager replica: a second one would double `concurrent` (each manager keeps its own limit) and the jobs
   a lost manager was running die with it either way; the Deployment is rescheduled within minutes.
 - Metrics: the chart's PodMonitor on the manager's metrics port.
@@ -50,11 +56,14 @@ from components.platform.context import Installed, PlatformContext
 from components.services.namespaces import (NO_OWN_ENTRY_POINTS, RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY,
                                            Namespaces, NamespaceSpec)
 from config.catalog import CI_NAMESPACE, DEPLOYER_SERVICE_ACCOUNT, SERVICE_CONTAINER
+from config.platform import RunnerSpec
 
 NAMESPACE = charts.GITLAB_RUNNER.namespace
 RELEASE = "gitlab-runner"  # contains the chart name: the Deployment, ServiceAccount and Role are gitlab-runner
 CI_LAYER = "ci"  # neither namespace is a data-store client (LAYER_LABEL "platform" would admit them)
 TOKEN_SECRET = "gitlab-runner-token"
+# The build runner's job pods' ServiceAccount in `ci`: no RoleBinding anywhere, no token mounted.
+BUILD_SERVICE_ACCOUNT = "ci-build"
 METRICS_PORT = 9252  # the chart's metrics.port
 # The manager reads its token only when it starts, and the Secret is not the chart's (no checksum rolls the pod).
 # When the runners moved from instance to group runners the bootstrap replaced the token: this annotation (the
@@ -145,7 +154,18 @@ def namespaces(ctx: PlatformContext) -> list[NamespaceSpec]:
 
 
 # --- values ------------------------------------------------------------------------------------------------
-def runner_config(ctx: PlatformContext) -> str:
+def job_identity(spec: RunnerSpec) -> dict[str, Any]:
+    """Who a runner's job pods are in Kubernetes. Build runner: ServiceAccount `ci-build` (no Role, no token
+    mounted, runner common/config.go KubernetesConfig.ServiceAccount / AutomountServiceAccountToken) and no
+    service_account_overwrite_allowed, so no job can ask for the `deployer` (the runner ignores
+    KUBERNETES_SERVICE_ACCOUNT_OVERWRITE while that pattern is empty). Deploy runners: the namespace's default
+    ServiceAccount unless a job asks for `deployer`."""
+    if spec.builds:
+        return {"service_account": BUILD_SERVICE_ACCOUNT, "automount_service_account_token": False}
+    return {"service_account_overwrite_allowed": f"^{DEPLOYER_SERVICE_ACCOUNT}$"}
+
+
+def runner_config(spec: RunnerSpec) -> str:
     """The [[runners]] template of config.toml (the chart renders it with `tpl`: no braces here)."""
     settings = {
         "namespace": CI_NAMESPACE,
@@ -153,7 +173,7 @@ def runner_config(ctx: PlatformContext) -> str:
         "privileged": False,
         "poll_timeout": 600,  # large build images take minutes to pull
         **JOB_DEFAULTS,
-        "service_account_overwrite_allowed": f"^{DEPLOYER_SERVICE_ACCOUNT}$",
+        **job_identity(spec),
     }
     lines = ["[[runners]]", "  [runners.kubernetes]"]
     lines += [f"    {key} = {_toml(value)}" for key, value in settings.items()]
@@ -173,7 +193,13 @@ def _toml(value: Any) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def values(ctx: PlatformContext) -> dict[str, Any]:
+def release_name(spec: RunnerSpec) -> str:
+    """`gitlab-runner` (the deploy runner, as before) and `gitlab-runner-build`: both start with the chart's name,
+    so the chart names their objects after the release (templates/_helpers.tpl gitlab-runner.fullname)."""
+    return f"{RELEASE}-build" if spec.builds else RELEASE
+
+
+def values(ctx: PlatformContext, spec: RunnerSpec) -> dict[str, Any]:
     return {
         "gitlabUrl": gitlab_url(ctx),
         "concurrent": ctx.settings.gitlab.runner.concurrent,
@@ -181,7 +207,8 @@ def values(ctx: PlatformContext) -> dict[str, Any]:
         "unregisterRunners": True,  # with a glrt- token this removes only this manager's entry in GitLab
         "rbac": {"create": True, "clusterWideAccess": False, "rules": MANAGER_RULES},
         "serviceAccount": {"create": True},
-        "runners": {"jobNamespace": CI_NAMESPACE, "secret": TOKEN_SECRET, "config": runner_config(ctx)},
+        "runners": {"jobNamespace": CI_NAMESPACE, "secret": runner_bootstrap.own_secret(TOKEN_SECRET, spec),
+                    "config": runner_config(spec)},
         "metrics": {"enabled": True, "port": METRICS_PORT, "podMonitor": {"enabled": True}},
         "resources": MANAGER_RESOURCES,
         "podAnnotations": {RUNNER_SCOPE_ANNOTATION: f"group {ctx.settings.gitlab.runner.group}"},
@@ -292,30 +319,41 @@ def bootstraps(ctx: PlatformContext) -> bool:
     return ctx.secrets.gitlab_runner_token is None and ctx.settings.gitlab.runner.registration is None
 
 
-def registered_token(ctx: PlatformContext) -> pulumi.Output[str] | None:
-    """This environment's token from the stack in platform.gitlab.runner.registration (its `runnerTokens`)."""
+def own_runners(ctx: PlatformContext) -> list[RunnerSpec]:
+    """The runners this stack runs: its environment's deploy runner and, where that environment builds, its build
+    runner. A token set by hand (gitlabRunnerToken) is one runner's, configured in GitLab's UI: that one only."""
+    specs = ctx.settings.gitlab.runner.specs(ctx.environment, ctx.environment)
+    return specs[:1] if ctx.secrets.gitlab_runner_token is not None else specs
+
+
+def registered_tokens(ctx: PlatformContext) -> dict[str, pulumi.Output[str]]:
+    """This environment's tokens from the stack in platform.gitlab.runner.registration (its `runnerTokens`), by
+    runner key (`staging`, `staging-build`)."""
     registration = ctx.settings.gitlab.runner.registration
     if registration is None:
-        return None
+        return {}
     reference = pulumi.StackReference("runner-registration", stack_name=registration.stack,
                                       opts=pulumi.ResourceOptions(parent=ctx.parent))
 
-    def pick(tokens: dict[str, str] | None) -> str:
-        if not tokens or ctx.environment not in tokens:
+    def pick(tokens: dict[str, str] | None, key: str) -> str:
+        if not tokens or key not in tokens:
             raise ValueError(f"adplatform:platform.gitlab.runner.registration.stack: stack {registration.stack!r} "
-                             f"exports no runnerTokens[{ctx.environment!r}]; set platform.gitlab.runner.downstream: "
+                             f"exports no runnerTokens[{key!r}]; set platform.gitlab.runner.downstream: "
                              f"[{ctx.environment}] on that stack and run pulumi up there first")
-        return tokens[ctx.environment]
-    return pulumi.Output.secret(reference.get_output("runnerTokens").apply(pick))
+        return tokens[key]
+    exported = reference.get_output("runnerTokens")
+    return {spec.key: pulumi.Output.secret(exported.apply(lambda tokens, key=spec.key: pick(tokens, key)))
+            for spec in own_runners(ctx)}
 
 
-def token_secret(ctx: PlatformContext, after: Sequence[pulumi.Resource]) -> k8s.core.v1.Secret:
+def token_secret(ctx: PlatformContext, spec: RunnerSpec, registered: dict[str, pulumi.Output[str]],
+                 after: Sequence[pulumi.Resource]) -> k8s.core.v1.Secret:
     # The chart mounts both keys (templates/deployment.yaml); the registration token is deprecated, left empty.
     # With the bootstrap, `runner-token` is the Job's to write (runner_bootstrap.py), not Pulumi's.
-    token = ctx.secrets.gitlab_runner_token or registered_token(ctx)
+    token = ctx.secrets.gitlab_runner_token or registered.get(spec.key)
     values = {"runner-registration-token": "", **({"runner-token": token} if token is not None else {})}
-    _, secret = ctx.credentials("gitlab-runner-token", TOKEN_SECRET, NAMESPACE, values, after,
-                                labels=ctx.labels("gitlab-runner", "token"))
+    name = runner_bootstrap.own_secret(TOKEN_SECRET, spec)
+    _, secret = ctx.credentials(name, name, NAMESPACE, values, after, labels=ctx.labels("gitlab-runner", "token"))
     return secret
 
 
@@ -323,15 +361,24 @@ def downstream_secrets(ctx: PlatformContext, after: Sequence[pulumi.Resource]) -
     """The Secrets the bootstrap Job writes the downstream runners' tokens into (Pulumi creates them, the Job
     may only patch them; no key is Pulumi's, so the Job's `runner-token` survives a refresh)."""
     return [ctx.credentials(f"{name}-secret", name, NAMESPACE, {}, after, labels=ctx.labels("gitlab-runner", "token"))[1]
-            for name in (runner_bootstrap.downstream_secret(TOKEN_SECRET, env)
-                         for env in ctx.settings.gitlab.runner.downstream)]
+            for spec, _, name in runner_bootstrap.runners(ctx, TOKEN_SECRET) if spec.environment != ctx.environment]
+
+
+def build_identity(ctx: PlatformContext, after: Sequence[pulumi.Resource]) -> k8s.core.v1.ServiceAccount:
+    """The build runner's job pods' ServiceAccount: bound to nothing, its token never mounted."""
+    return k8s.core.v1.ServiceAccount(
+        "ci-build", metadata=k8s.meta.v1.ObjectMetaArgs(name=BUILD_SERVICE_ACCOUNT, namespace=CI_NAMESPACE,
+                                                        labels=ctx.labels("gitlab-runner", "build")),
+        automount_service_account_token=False, opts=ctx.opts(after))
 
 
 def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Resource]) -> Installed:
     base = [*after, spaces[NAMESPACE], spaces[CI_NAMESPACE]]
+    runners = own_runners(ctx)
     # The token Secrets are plain objects the bootstrap Job fills later: they need the namespace, not GitLab, so they
     # are created while GitLab installs (issue 22).
-    token = [token_secret(ctx, [spaces[NAMESPACE]])]
+    registered = registered_tokens(ctx)
+    token: list[pulumi.Resource] = [token_secret(ctx, spec, registered, [spaces[NAMESPACE]]) for spec in runners]
     outputs = {}
     if bootstraps(ctx):  # `after` holds GitLab's release (components/platform/__init__.py)
         token += downstream_secrets(ctx, [spaces[NAMESPACE]])
@@ -342,9 +389,11 @@ def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Res
             outputs["runnerTokens"] = runner_bootstrap.downstream_tokens(ctx, NAMESPACE, TOKEN_SECRET, job)
     limits = job_namespace_limits(ctx, base)
     deploy = deployer(ctx, base)
-    runner = release(RELEASE, charts.GITLAB_RUNNER, values(ctx), ctx.opts([*base, *token, *limits]),
-                     namespace=NAMESPACE, create_namespace=False)
-    return Installed(ready=[*token, *limits, *deploy, runner], outputs=outputs)
+    identity = [build_identity(ctx, base)] if any(spec.builds for spec in runners) else []
+    releases = [release(release_name(spec), charts.GITLAB_RUNNER, values(ctx, spec),
+                        ctx.opts([*base, *token, *limits, *identity]), namespace=NAMESPACE, create_namespace=False)
+                for spec in runners]
+    return Installed(ready=[*token, *limits, *deploy, *identity, *releases], outputs=outputs)
 
 
 __all__ = ["install", "namespaces"]

@@ -1,4 +1,4 @@
-"""The runner bootstrap: a Job that creates this stack's runner in its own GitLab, as a runner of the group
+"""The runner bootstrap: a Job that creates this stack's runners in its own GitLab, as a runner of the group
 `platform.gitlab.runner.group` (only that group's projects can use it, and with it the `deployer`), and puts the runner's
 authentication token (glrt-...) into the Secret the runner chart reads, so one `pulumi up` brings up GitLab and a
 registered runner with no token copied by hand. Used when the stack runs GitLab and the runner registers with it
@@ -26,11 +26,15 @@ What this module sets and why:
   an environment variable or a log line. Nothing secret is in the Job or the ConfigMap.
 - Order: GitLab's release -> this Job (Pulumi waits for its completion, pulumi-kubernetes batch/v1 Job await)
   -> the runner's release, whose pods mount the token.
+- Which runners: this stack's environment's (config/platform.py GitLabRunner.specs: its deploy runner, tagged
+  with the environment, into Secret `gitlab-runner-token`; where the environment builds, the untagged build
+  runner, into `gitlab-runner-token-build`), each described `adplatform <stack> (<key>)` (key: `staging`,
+  `staging-build`, ...).
 - Downstream environments (`platform.gitlab.runner.downstream`, e.g. staging, which runs no GitLab): the Job
-  also creates one group runner per environment (tagged with it, described `adplatform <stack> (<env>)`) and
-  writes its token into Secret `gitlab-runner-token-<env>`; the program reads that Secret back once the Job has
-  completed and exports the tokens as the secret stack output `runnerTokens` ({env: token}), which the
-  downstream stack reads through a StackReference (`platform.gitlab.runner.registration.stack`).
+  also creates each such environment's runners and writes each token into Secret `gitlab-runner-token-<key>`;
+  the program reads those Secrets back once the Job has completed and exports the tokens as the secret stack
+  output `runnerTokens` ({key: token}), which the downstream stack reads through a StackReference
+  (`platform.gitlab.runner.registration.stack`).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import pulumi_kubernetes as k8s
 from components.platform import toolbox_job
 from components.platform.context import PlatformContext
 from components.platform.toolbox_job import MOUNT, SCRIPTS, ruby_literal
+from config.platform import RunnerSpec
 
 SHELL_SCRIPT = "runner-bootstrap.sh"
 RUBY_SCRIPT = "create-runner.rb"
@@ -57,32 +62,45 @@ def secret_rules(secrets: Sequence[str]) -> list[dict]:
     return [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": list(secrets), "verbs": ["get", "patch"]}]
 
 
-def description(ctx: PlatformContext, environment: str) -> str:
-    """How the script finds a runner again (one per stack and environment in a GitLab)."""
-    return f"adplatform {ctx.stack} ({environment})"
+def description(ctx: PlatformContext, spec: RunnerSpec) -> str:
+    """How the script finds a runner again (one per stack and key in a GitLab): `adplatform <stack> (<key>)`."""
+    return f"adplatform {ctx.stack} ({spec.key})"
 
 
-def downstream_secret(secret: str, environment: str) -> str:
-    return f"{secret}-{environment}"
+def downstream_secret(secret: str, key: str) -> str:
+    return f"{secret}-{key}"
 
 
-def runners(ctx: PlatformContext, secret: str) -> list[tuple[str, str, str]]:
-    """(environment, Ruby script file, Secret) per runner: this stack's own first, then each downstream one."""
-    own = [(ctx.environment, RUBY_SCRIPT, secret)]
-    return own + [(env, f"create-runner-{env}.rb", downstream_secret(secret, env))
-                  for env in ctx.settings.gitlab.runner.downstream]
+def own_secret(secret: str, spec: RunnerSpec) -> str:
+    """This stack's runners' Secrets: `secret` (its deploy runner, as before the build runner existed) and
+    `<secret>-build`."""
+    return downstream_secret(secret, "build") if spec.builds else secret
 
 
-def ruby_script(ctx: PlatformContext, environment: str | None = None) -> str:
-    """The Ruby script for the runner tagged `environment` (default: this stack's), with that environment's flags
-    (config/platform.py GitLabRunner.flags: a downstream staging runner builds and tests, production's does not)."""
-    environment = environment or ctx.environment
-    flags = ctx.settings.gitlab.runner.flags(environment, ctx.environment)
+def script_name(spec: RunnerSpec, own: bool) -> str:
+    if own:
+        return "create-runner-build.rb" if spec.builds else RUBY_SCRIPT
+    return f"create-runner-{spec.key}.rb"
+
+
+def runners(ctx: PlatformContext, secret: str) -> list[tuple[RunnerSpec, str, str]]:
+    """(runner, Ruby script file, Secret) per runner: this stack's own first, then each downstream environment's."""
+    settings = ctx.settings.gitlab.runner
+    own = [(spec, script_name(spec, True), own_secret(secret, spec))
+           for spec in settings.specs(ctx.environment, ctx.environment)]
+    return own + [(spec, script_name(spec, False), downstream_secret(secret, spec.key))
+                  for env in settings.downstream for spec in settings.specs(env, ctx.environment)]
+
+
+def ruby_script(ctx: PlatformContext, spec: RunnerSpec | None = None) -> str:
+    """The Ruby script for one runner (default: this stack's deploy runner), with its tags and flags
+    (config/platform.py GitLabRunner.specs)."""
+    spec = spec or ctx.settings.gitlab.runner.specs(ctx.environment, ctx.environment)[0]
     return Template((SCRIPTS / RUBY_SCRIPT).read_text()).substitute(
-        description=ruby_literal(description(ctx, environment)), tag=ruby_literal(environment),
+        description=ruby_literal(description(ctx, spec)), tags=", ".join(ruby_literal(t) for t in spec.tags),
         group=ruby_literal(ctx.settings.gitlab.runner.group),
-        run_untagged=ruby_literal(flags.run_untagged),
-        access_level=ruby_literal("ref_protected" if flags.protected else "not_protected"))
+        run_untagged=ruby_literal(spec.flags.run_untagged),
+        access_level=ruby_literal("ref_protected" if spec.flags.protected else "not_protected"))
 
 
 def shell_script() -> str:
@@ -101,7 +119,8 @@ def install(ctx: PlatformContext, namespace: str, gitlab_namespace: str, gitlab_
             after: Sequence[pulumi.Resource], spaces: Sequence[pulumi.Resource]) -> k8s.batch.v1.Job:
     """The Job, once GitLab (in `after`) and the runner's Secret (also in `after`) exist; done when it completed.
     Its RBAC and scripts need only the runner's and GitLab's namespaces (`spaces`)."""
-    scripts = {SHELL_SCRIPT: shell_script(), **{script: ruby_script(ctx, env) for env, script, _ in runners(ctx, secret)}}
+    scripts = {SHELL_SCRIPT: shell_script(),
+               **{script: ruby_script(ctx, spec) for spec, script, _ in runners(ctx, secret)}}
     rules = {gitlab_namespace: toolbox_job.gitlab_rules(),
              namespace: secret_rules([name for _, _, name in runners(ctx, secret)])}
     rbac = toolbox_job.rbac(ctx, NAME, APP, namespace, rules, spaces)
@@ -112,12 +131,14 @@ def install(ctx: PlatformContext, namespace: str, gitlab_namespace: str, gitlab_
 
 def downstream_tokens(ctx: PlatformContext, namespace: str, secret: str,
                       job: k8s.batch.v1.Job) -> dict[str, pulumi.Output[str]]:
-    """Each downstream runner's token, read back from the Secret the Job wrote (after the Job completed)."""
+    """Each downstream runner's token by its key (`staging`, `staging-build`), read back from the Secret the Job
+    wrote (after the Job completed)."""
     tokens = {}
-    for env in ctx.settings.gitlab.runner.downstream:
-        name = downstream_secret(secret, env)
+    for spec, _, name in runners(ctx, secret):
+        if spec.environment == ctx.environment:
+            continue
         written = k8s.core.v1.Secret.get(f"{name}-written", f"{namespace}/{name}", opts=ctx.opts([job]))
-        tokens[env] = pulumi.Output.secret(written.data.apply(lambda data, name=name: _token(data, name)))
+        tokens[spec.key] = pulumi.Output.secret(written.data.apply(lambda data, name=name: _token(data, name)))
     return tokens
 
 

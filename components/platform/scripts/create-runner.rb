@@ -1,5 +1,6 @@
 # Runs inside GitLab's toolbox pod as `gitlab-rails runner -` (this file arrives on stdin, never on a command
-# line). Finds this stack's runner by its description among the runners of the deploy group (created, owned by the
+# line). Finds one of this stack's runners (a deploy runner tagged with its environment, or the build runner, untagged)
+# by its description among the runners of the deploy group (created, owned by the
 # first active administrator, when missing), or creates it there as a group runner (the service behind
 # POST /api/v4/user/runners with runner_type=group_type and group_id), keeps its tags and flags as configured, and
 # prints its authentication token (glrt-...) on one marked line for runner-bootstrap.sh. Re-running finds the same
@@ -9,7 +10,7 @@
 # The dollar-brace parameters are rendered in by components/platform/runner_bootstrap.py as checked Ruby literals.
 description = ${description}
 group_path = ${group}
-settings = { tag_list: [${tag}], run_untagged: ${run_untagged}, access_level: ${access_level} }
+settings = { tag_list: [${tags}], run_untagged: ${run_untagged}, access_level: ${access_level} }
 
 admin = User.admins.active.order(:id).first
 abort('no active GitLab administrator to create the runner as') if admin.nil?
