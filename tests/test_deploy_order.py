@@ -242,9 +242,9 @@ def test_gitlab_installs_while_postgres_bootstraps_its_chart_waiting_for_the_dat
     reached = reaches(production, "gitlab", RELEASE)
     assert not reached & {"postgres-database-gitlab", "postgres-cluster", "postgres-object-store",
                           "plugin-barman-cloud"}, reached & {"postgres-database-gitlab", "postgres-cluster"}
-    # What its pods read before the database exists stays a dependency: the owner's password Secret, Redis; the
-    # toolbox Jobs and the runner still follow the release.
-    assert {"gitlab-postgres", "dragonfly-gitlab", "ns-gitlab"} <= deps(production, "gitlab", RELEASE)
+    # What its pods read before the database exists stays a dependency: the owner's password Secret, Redis's password
+    # Secret; the toolbox Jobs and the runner still follow the release.
+    assert {"gitlab-postgres", "gitlab-redis", "ns-gitlab"} <= deps(production, "gitlab", RELEASE)
     assert "gitlab" in deps(production, "runner-bootstrap", JOB) and "gitlab" in deps(production, "oauth-bootstrap", JOB)
 
 
@@ -289,11 +289,11 @@ def test_the_model_prices_a_database_as_the_primarys_bootstrap_and_starts_gitlab
         return found
     gitlab = urn("gitlab", RELEASE)
     # GitLab's install (600 s) starts before its database is applied; it is ready no earlier than the database plus
-    # its migrations and a Rails boot (timing.AFTER_DATABASE), and before the Cluster's replicas are all ready.
+    # its migrations and a Rails boot (timing.AFTER_STORES), and before the Cluster's replicas are all ready.
     gitlab_start = finish[gitlab] - timing.duration(resources[gitlab])
     database_done = finish[urn("postgres-database-gitlab", DATABASE)]
     assert gitlab_start < database_done and finish[gitlab] >= database_done + 373 + 60
-    assert timing.AFTER_DATABASE["gitlab"] == (("global", "psql", "database"), 373 + 60)
+    assert (DATABASE, ("global", "psql", "database"), 373 + 60) in timing.AFTER_STORES["gitlab"]
 
 
 def test_the_model_ends_gitlab_no_earlier_than_its_database_plus_the_migrations(monkeypatch):
@@ -343,12 +343,13 @@ def test_gitlabs_secrets_and_repository_claim_do_not_wait_for_its_stores(product
     for name in ("gitlab-initial-root-password", "gitlab-postgres", "gitlab-redis", "gitlab-object-storage"):
         assert "ns-gitlab" in deps(production, name, secret)
     stores = {"postgres-database-gitlab", "dragonfly-gitlab", "seaweedfs", "cert-manager"}
+    waited_for_by_its_chart = {"postgres-database-gitlab", "seaweedfs", "dragonfly-gitlab"}
     for name, type_ in (("gitlab-gitaly-repositories", "kubernetes:core/v1:PersistentVolumeClaim"),
                         ("gitlab-postgres", secret), ("gitlab-object-storage", secret)):
         assert not reaches(production, name, type_) & stores, name
-    # GitLab itself still waits for them all but its database, which its chart waits for itself, and the object store,
-    # which nothing of its install reads (tests below).
-    assert {*stores - {"postgres-database-gitlab", "seaweedfs"}, "gitlab-gitaly-repositories",
+    # GitLab itself still waits for cert-manager, not its database nor its Redis, which its pods wait for themselves,
+    # nor the object store, which nothing of its install reads (tests below).
+    assert {*stores - waited_for_by_its_chart, "gitlab-gitaly-repositories",
             "gitlab-postgres"} <= deps(production, "gitlab", RELEASE)
 
 
