@@ -170,11 +170,12 @@ def test_cluster_services_releases_wait_for_their_own_namespaces_policies_not_ev
 
 def test_gitlab_waits_for_its_own_stores_not_the_ad_services_cache(production):
     got = deps(production, "gitlab", RELEASE)
-    # Its own DragonflyDB instance and login, its database's credentials (not the database: below), the object
-    # store's connection Secrets (not the store: below).
-    assert {"gitlab-postgres", "dragonfly-gitlab", "dragonfly-gitlab-user-gitlab", "gitlab-object-storage"} <= got
+    # The password Secrets of its own DragonflyDB login and of its database, the object store's connection Secrets
+    # (none of the stores themselves: below).
+    assert {"gitlab-postgres", "gitlab-redis", "gitlab-object-storage"} <= got
     # Not the ad services' instance, its ACL users, nor the operator's disruption budget.
-    assert not got & {"dragonfly", "dragonfly-acl", "dragonfly-user-ad-serving", "dragonfly-operator-pdb"}
+    assert not reaches(production, "gitlab", RELEASE) & {"dragonfly", "dragonfly-acl", "dragonfly-user-ad-serving",
+                                                         "dragonfly-operator-pdb"}
 
 
 def test_runner_waits_for_gitlab_and_its_token_not_the_sso_applications(production):
@@ -242,9 +243,9 @@ def test_gitlab_installs_while_postgres_bootstraps_its_chart_waiting_for_the_dat
     reached = reaches(production, "gitlab", RELEASE)
     assert not reached & {"postgres-database-gitlab", "postgres-cluster", "postgres-object-store",
                           "plugin-barman-cloud"}, reached & {"postgres-database-gitlab", "postgres-cluster"}
-    # What its pods read before the database exists stays a dependency: the owner's password Secret, Redis; the
-    # toolbox Jobs and the runner still follow the release.
-    assert {"gitlab-postgres", "dragonfly-gitlab", "ns-gitlab"} <= deps(production, "gitlab", RELEASE)
+    # What its pods read before the database exists stays a dependency: the owner's password Secret, Redis's password
+    # Secret; the toolbox Jobs and the runner still follow the release.
+    assert {"gitlab-postgres", "gitlab-redis", "ns-gitlab"} <= deps(production, "gitlab", RELEASE)
     assert "gitlab" in deps(production, "runner-bootstrap", JOB) and "gitlab" in deps(production, "oauth-bootstrap", JOB)
 
 
@@ -289,11 +290,11 @@ def test_the_model_prices_a_database_as_the_primarys_bootstrap_and_starts_gitlab
         return found
     gitlab = urn("gitlab", RELEASE)
     # GitLab's install (600 s) starts before its database is applied; it is ready no earlier than the database plus
-    # its migrations and a Rails boot (timing.AFTER_DATABASE), and before the Cluster's replicas are all ready.
+    # its migrations and a Rails boot (timing.AFTER_STORES), and before the Cluster's replicas are all ready.
     gitlab_start = finish[gitlab] - timing.duration(resources[gitlab])
     database_done = finish[urn("postgres-database-gitlab", DATABASE)]
     assert gitlab_start < database_done and finish[gitlab] >= database_done + 373 + 60
-    assert timing.AFTER_DATABASE["gitlab"] == (("global", "psql", "database"), 373 + 60)
+    assert (DATABASE, ("global", "psql", "database"), 373 + 60) in timing.AFTER_STORES["gitlab"]
 
 
 def test_the_model_ends_gitlab_no_earlier_than_its_database_plus_the_migrations(monkeypatch):
@@ -343,12 +344,13 @@ def test_gitlabs_secrets_and_repository_claim_do_not_wait_for_its_stores(product
     for name in ("gitlab-initial-root-password", "gitlab-postgres", "gitlab-redis", "gitlab-object-storage"):
         assert "ns-gitlab" in deps(production, name, secret)
     stores = {"postgres-database-gitlab", "dragonfly-gitlab", "seaweedfs", "cert-manager"}
+    waited_for_by_its_chart = {"postgres-database-gitlab", "seaweedfs", "dragonfly-gitlab"}
     for name, type_ in (("gitlab-gitaly-repositories", "kubernetes:core/v1:PersistentVolumeClaim"),
                         ("gitlab-postgres", secret), ("gitlab-object-storage", secret)):
         assert not reaches(production, name, type_) & stores, name
-    # GitLab itself still waits for them all but its database, which its chart waits for itself, and the object store,
-    # which nothing of its install reads (tests below).
-    assert {*stores - {"postgres-database-gitlab", "seaweedfs"}, "gitlab-gitaly-repositories",
+    # GitLab itself still waits for cert-manager, not its database nor its Redis, which its pods wait for themselves,
+    # nor the object store, which nothing of its install reads (tests below).
+    assert {*stores - waited_for_by_its_chart, "gitlab-gitaly-repositories",
             "gitlab-postgres"} <= deps(production, "gitlab", RELEASE)
 
 
@@ -375,12 +377,59 @@ def test_other_object_store_consumers_still_wait_for_the_object_store(production
     assert "seaweedfs" in deps(production, name, RELEASE)
 
 
-# The modelled first deploy (tools/plan/timing.py) of production, measured after the cuts above: 20m32s, K3s Ready at
-# 4m50s (20m59s while GitLab waited for the object store, 22m40s while it waited for its database, 20m20s before
-# PostgreSQL's bootstrap was awaited and priced, 23m13s while GitLab waited for every replica, 21m43s before the Jobs
-# Pulumi waits for were priced at their run). Deterministic (a model, not a clock): a change that brings a removed
-# wait back fails here.
-CRITICAL_PATH_SECONDS = 20 * 60 + 32
+# --- issue 22, fifth pass: GitLab installs while its Redis (its DragonflyDB instance) starts ----------------------------
+
+def test_gitlab_installs_without_waiting_for_its_redis_but_with_its_password_secret(production):
+    # Nothing of GitLab's chart waits for Redis before it starts, and its pods read Pulumi's password copy
+    # (components/platform/gitlab.py INSTALLS_BEFORE): the release waits for that Secret, not for the instance, its
+    # operator, or the instance's own Secrets and monitors.
+    got = deps(production, "gitlab", RELEASE)
+    assert "gitlab-redis" in got
+    assert not reaches(production, "gitlab", RELEASE) & {
+        "dragonfly-gitlab", "dragonfly-operator", "dragonfly-gitlab-auth", "dragonfly-gitlab-read",
+        "dragonfly-gitlab-metrics"}
+    assert "dragonfly-gitlab" not in reaches(production, "gitlab-redis", "kubernetes:core/v1:Secret")
+    # GitLab's values still name that instance, and the instance still waits for what it needs itself.
+    redis = production.named("gitlab", RELEASE).inputs["values"]["global"]["redis"]
+    assert redis["host"].startswith("dragonfly.dragonfly-gitlab.") and redis["auth"]["secret"] == "gitlab-redis"
+    dragonfly = "kubernetes:dragonflydb.io/v1alpha1:Dragonfly"
+    assert {"dragonfly-operator", "dragonfly-gitlab-auth", "storage-class-hcloud-volumes"} <= deps(
+        production, "dragonfly-gitlab", dragonfly)
+
+
+def test_gitlab_still_waits_for_the_ad_services_redis_consumers_do():
+    # The exception is GitLab's (its module's INSTALLS_BEFORE), not every DragonflyDB consumer's.
+    from components.platform import MODULES
+    others = [name for name, module in MODULES.items() if name != "gitlab"
+              and "dragonfly" in getattr(module, "INSTALLS_BEFORE", ())]
+    assert others == []
+
+
+def test_the_model_ends_gitlab_no_earlier_than_its_redis_plus_the_migrations(monkeypatch):
+    # Installed before its Redis serves, GitLab is still not ready before it: max(its start + 600 s, the instance
+    # Ready + the migrations and a Rails boot). With an instance slow enough, the second wins and the path names it.
+    from tests.runs import stack_plan
+    from tools.plan import timing
+    plan = stack_plan("production")
+    monkeypatch.setitem(timing.AWAITED, timing.DRAGONFLY, 1500)
+    resources, finish, via = timing.schedule(plan)
+    [gitlab] = [u for u, r in resources.items() if r["name"] == "gitlab" and r["type"] == RELEASE]
+    [redis] = [u for u, r in resources.items() if r["name"] == "dragonfly-gitlab" and r["type"] == timing.DRAGONFLY]
+    assert finish[gitlab] == finish[redis] + 433 and via[gitlab] == redis
+    path = timing.estimate(plan)["criticalPath"]
+    assert {"name": "gitlab", "type": RELEASE, "seconds": 433, "after": "dragonfly-gitlab"} in path
+    # The ad services' shared instance is not GitLab's: it never holds GitLab back.
+    assert (timing.DRAGONFLY, ("global", "redis", "host"), 433) in timing.AFTER_STORES["gitlab"]
+    [shared] = [u for u, r in resources.items() if r["name"] == "dragonfly" and r["type"] == timing.DRAGONFLY]
+    assert shared not in {store for store, _ in timing._after_stores(resources)[gitlab]}
+
+
+# The modelled first deploy (tools/plan/timing.py) of production, measured after the cuts above: 19m53s, K3s Ready at
+# 4m50s (20m32s while GitLab waited for its Redis, 20m59s while it waited for the object store, 22m40s while it waited
+# for its database, 20m20s before PostgreSQL's bootstrap was awaited and priced, 23m13s while GitLab waited for every
+# replica, 21m43s before the Jobs Pulumi waits for were priced at their run). Deterministic (a model, not a clock): a
+# change that brings a removed wait back fails here.
+CRITICAL_PATH_SECONDS = 19 * 60 + 53
 
 
 def test_every_job_is_priced_at_its_run_and_the_toolbox_jobs_at_a_rails_boot():
@@ -401,13 +450,17 @@ def test_modelled_first_deploy_of_production_stays_within_its_measured_bound():
     plan = stack_plan("production")
     estimate = timing.estimate(plan)
     assert estimate["criticalPathSeconds"] <= CRITICAL_PATH_SECONDS
-    # Its shape: the cluster, its CNI, the volumes and its Redis GitLab's release waits for, GitLab, the runner's
-    # token, the runner; no PostgreSQL step (GitLab's database is applied meanwhile), no object store (installed
-    # meanwhile too).
-    assert [s["name"] for s in estimate["criticalPath"]][-9:] == [
-        "cilium", "hcloud-csi", "storage-class-hcloud-volumes", "dragonfly-gitlab-auth", "dragonfly-gitlab", "gitlab",
-        "gitlab-registry-route", "runner-bootstrap", "gitlab-runner"]
-    assert not [s for s in estimate["criticalPath"] if s["name"].startswith(("postgres-", "plugin-barman", "seaweedfs"))]
+    # Its shape: the cluster, its CNI, cert-manager, the backup plugin PostgreSQL archives through, GitLab's database
+    # applied on the primary, GitLab's migrations and Rails boot after it (the part of GitLab's install that waits for
+    # the database: the release itself started long before), the runner's token, the runner. No volume or Redis step
+    # (GitLab's release no longer waits for its DragonflyDB instance), no object store (installed meanwhile).
+    assert [(s["name"], s.get("after")) for s in estimate["criticalPath"]][-11:] == [
+        ("cilium", None), ("ns-cert-manager", None), ("netpol-cert-manager-allow-api-server-webhooks", None),
+        ("cert-manager", None), ("plugin-barman-cloud", None), ("postgres-object-store", None),
+        ("postgres-database-gitlab", None), ("gitlab", "postgres-database-gitlab"), ("gitlab-registry-route", None),
+        ("runner-bootstrap", None), ("gitlab-runner", None)]
+    assert not [s for s in estimate["criticalPath"]
+                if s["name"].startswith(("dragonfly-", "hcloud-csi", "storage-class-", "seaweedfs"))]
     resources, finish, _ = timing.schedule(plan)
     k3s = max(f for urn, f in finish.items() if resources[urn]["type"] == "command:remote:Command"
               and resources[urn]["name"].startswith("k3s-"))

@@ -83,12 +83,16 @@ def test_gitlab_is_the_pinned_chart_in_its_own_namespace(production):
 
 def test_gitlabs_release_waits_past_its_databases_own_wait_and_the_migrations(production):
     """The release installs while PostgreSQL bootstraps (it does not depend on its Database): Helm's wait must outlast
-    the database's own readiness timeout plus the migrations and a Rails boot after it, or a slow bootstrap fails
-    `pulumi up` though GitLab would have come up. Other releases keep Helm's 900 s."""
+    the database's own readiness timeout plus the migrations and a Rails boot after it (as for its Redis), or a slow
+    bootstrap fails `pulumi up` though GitLab would have come up. Other releases keep Helm's 900 s."""
     from components.data.postgres import READY_TIMEOUT_SECONDS
-    from tools.plan.timing import AFTER_DATABASE
+    from components.data import dragonfly
+    from tools.plan.timing import AFTER_STORES, DATABASE, DRAGONFLY
     timeout = production.named("gitlab", RELEASE).inputs["timeout"]
-    assert timeout >= READY_TIMEOUT_SECONDS + AFTER_DATABASE["gitlab"][1]
+    after = {type_: seconds for type_, _, seconds in AFTER_STORES["gitlab"]}
+    assert timeout >= READY_TIMEOUT_SECONDS + after[DATABASE]
+    # Nor for its Redis (the DragonflyDB instance's own wait, then the migrations and a Rails boot).
+    assert timeout >= dragonfly.READY_TIMEOUT_SECONDS + after[DRAGONFLY]
     assert production.named("gitlab-runner", RELEASE).inputs["timeout"] == 900
 
 

@@ -151,14 +151,41 @@ JOBS: tuple[tuple[str, int], ...] = (
 )
 HELM_CHARTS = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
 DATABASE = "kubernetes:postgresql.cnpg.io/v1:Database"
-# Charts that install before their CloudNativePG database is applied and wait for it themselves (components/platform/
-# gitlab.py INSTALLS_BEFORE): (where the release's values name the database, the seconds of the chart's work
-# that can only start once the database exists). Such a release is ready no earlier than its start plus its figure
-# above, and no earlier than its database applied plus this part.
-AFTER_DATABASE: dict[str, tuple[tuple[str, ...], int]] = {
-    # measured: the migrations Job, 6m13s typical (373 s, gitlab.com/gitlab-org/gitlab-foss/-/issues/64998, as in
-    # CHARTS), then webservice's Rails boot, "nearly 1 minute" (60 s, gitlab.com/gitlab-org/gitlab/-/issues/213992)
-    "gitlab": (("global", "psql", "database"), 373 + 60),
+DRAGONFLY = "kubernetes:dragonflydb.io/v1alpha1:Dragonfly"
+
+
+def _database_key(resource: dict[str, Any]) -> Any:
+    """A CloudNativePG Database by the database it makes (what a release's values name)."""
+    return (resource["inputs"].get("spec") or {}).get("name")
+
+
+def _dragonfly_key(resource: dict[str, Any]) -> Any:
+    """A Dragonfly instance by its Service's host, <name>.<namespace> (the operator names the Service after it)."""
+    metadata = resource["inputs"].get("metadata") or {}
+    return f"{metadata.get('name')}.{metadata.get('namespace')}"
+
+
+# Stores a release may install before: type -> (the key a store is found by, the key of a value naming one).
+STORES: dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[[Any], Any]]] = {
+    DATABASE: (_database_key, lambda value: value),
+    DRAGONFLY: (_dragonfly_key, lambda host: ".".join(str(host).split(".")[:2])),
+}
+# Charts that install before stores they use are ready and wait for them themselves (components/platform/gitlab.py
+# INSTALLS_BEFORE): per store, (its type, where the release's values name it, the seconds of the chart's work that can
+# only start once it serves). Such a release is ready no earlier than its start plus its figure above, and no earlier
+# than each of those stores ready plus its part.
+# measured: the migrations Job, 6m13s typical (373 s, gitlab.com/gitlab-org/gitlab-foss/-/issues/64998, as in CHARTS),
+# then webservice's Rails boot, "nearly 1 minute" (60 s, gitlab.com/gitlab-org/gitlab/-/issues/213992)
+GITLAB_AFTER_STORE = 373 + 60
+AFTER_STORES: dict[str, tuple[tuple[str, tuple[str, ...], int], ...]] = {
+    "gitlab": (
+        # The migrations Job and the pods wait for the database themselves (wait-for-deps)
+        (DATABASE, ("global", "psql", "database"), GITLAB_AFTER_STORE),
+        # Redis: nothing of the chart waits for it, and the migrations' seeding may use it (a failed run is retried:
+        # the Job's backoffLimit); counted as the whole migrations plus a Rails boot after Redis serves, the most it
+        # can hold GitLab back
+        (DRAGONFLY, ("global", "redis", "host"), GITLAB_AFTER_STORE),
+    ),
 }
 DEFAULT_JOB = 20          # estimate: another Job of ours: its pod starts (one small image) and runs a short script
 DEFAULT_COMMAND = 30      # estimate: another script of ours: SSH connect + a short idempotent script
@@ -200,15 +227,16 @@ def _provider_urn(reference: str) -> str:
     return reference.rsplit("::", 1)[0] if reference else ""
 
 
-def _after_database(resources: dict[str, dict[str, Any]]) -> dict[str, tuple[str, int]]:
-    """Release urn -> (its database's urn, the seconds after it: AFTER_DATABASE) for the charts that wait for theirs."""
-    databases = {(r["inputs"].get("spec") or {}).get("name"): urn for urn, r in resources.items() if r["type"] == DATABASE}
-    found = {}
+def _after_stores(resources: dict[str, dict[str, Any]]) -> dict[str, list[tuple[str, int]]]:
+    """Release urn -> [(a store's urn, the seconds after it: AFTER_STORES)] for the charts that wait for theirs."""
+    stores = {(r["type"], STORES[r["type"]][0](r)): urn for urn, r in resources.items() if r["type"] in STORES}
+    found: dict[str, list[tuple[str, int]]] = {}
     for urn, r in resources.items():
-        rule = AFTER_DATABASE.get(str(r["inputs"].get("chart"))) if r["type"] in HELM_CHARTS else None
-        database = databases.get(_at(r["inputs"].get("values") or {}, rule[0])) if rule else None
-        if database is not None:
-            found[urn] = (database, rule[1])
+        rules = AFTER_STORES.get(str(r["inputs"].get("chart")), ()) if r["type"] in HELM_CHARTS else ()
+        for type_, path, seconds in rules:
+            store = stores.get((type_, STORES[type_][1](_at(r["inputs"].get("values") or {}, path))))
+            if store is not None:
+                found.setdefault(urn, []).append((store, seconds))
     return found
 
 
@@ -228,20 +256,18 @@ def schedule(plan: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str,
         if r["parent"] in resources and not resources[r["parent"]]["custom"]:
             waits_for[r["parent"]].append(r["urn"])  # a component is done when its children are
     # Not a dependency (the release starts without it) but an end it cannot beat: ordered after it all the same.
-    after_database = _after_database(resources)
+    after_stores = _after_stores(resources)
 
     finish: dict[str, int] = {}
     via: dict[str, str | None] = {}
-    order = {urn: [*preds, *([after_database[urn][0]] if urn in after_database else [])]
-             for urn, preds in waits_for.items()}
+    order = {urn: [*preds, *(store for store, _ in after_stores.get(urn, ()))] for urn, preds in waits_for.items()}
     for urn in _topological(order):
         before = max(waits_for[urn], key=lambda p: finish[p], default=None)
         via[urn] = before
         finish[urn] = (finish[before] if before else 0) + duration(resources[urn])
-        if urn in after_database:
-            database, seconds = after_database[urn]
-            if finish[database] + seconds > finish[urn]:
-                via[urn], finish[urn] = database, finish[database] + seconds
+        for store, seconds in after_stores.get(urn, ()):
+            if finish[store] + seconds > finish[urn]:
+                via[urn], finish[urn] = store, finish[store] + seconds
     return resources, finish, via
 
 
@@ -272,11 +298,11 @@ def estimate(plan: dict[str, Any]) -> dict[str, Any]:
 
 def step(resources: dict[str, dict[str, Any]], finish: dict[str, int], via: dict[str, str | None],
           urn: str) -> dict[str, Any]:
-    """One step of the critical path: its own duration, or, for a release that waited on its database at the end
-    (AFTER_DATABASE), the part after the database and the database it waited on."""
+    """One step of the critical path: its own duration, or, for a release that waited on a store at the end
+    (AFTER_STORES), the part after the store and the store it waited on."""
     r = resources[urn]
     before = via[urn]
-    if before is not None and resources[before]["type"] == DATABASE and before not in _dependencies(r):
+    if before is not None and resources[before]["type"] in STORES and before not in _dependencies(r):
         return {"name": r["name"], "type": r["type"], "seconds": finish[urn] - finish[before],
                 "after": resources[before]["name"]}
     return {"name": r["name"], "type": r["type"], "seconds": duration(r)}
