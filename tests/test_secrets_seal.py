@@ -180,8 +180,10 @@ def test_migration_keeps_the_static_seal_disabled_beside_the_kms_seal():
 
 
 def test_the_seal_opens_the_kms_api_to_openbao_only_when_on():
-    ctx = SimpleNamespace(settings=SimpleNamespace(secrets=SimpleNamespace(backend="openbao")), secrets_oidc=None,
-                          seal=None)
+    # No backups here: no snapshot pods either (their S3 egress is tested in test_services_secrets_backup.py).
+    ctx = SimpleNamespace(settings=SimpleNamespace(secrets=SimpleNamespace(backend="openbao"),
+                                                   backups=SimpleNamespace(enabled=False, s3=None)),
+                          secrets_oidc=None, seal=None)
     assert secrets.namespaces(ctx)[0].egress_world_pods == ()
     ctx.seal = Seal("awskms", settings={}, credentials={})
     # The servers' pods alone: they unseal; nothing else of the namespace reaches the internet.
@@ -317,7 +319,11 @@ def test_migration_from_static_to_transit_keeps_the_old_seal_disabled():
     policies = {r.inputs["metadata"]["name"]: r.inputs["spec"] for r in
                 run.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
                 if r.inputs["metadata"]["namespace"] == "openbao"}
-    assert not [name for name in policies if name.startswith("allow-egress-internet")]
+    # The servers reach no internet; only the raft-snapshot pods reach the backups' S3 (443), selected by their labels.
+    assert [name for name in policies if name.startswith("allow-egress-internet")] == ["allow-egress-internet-snapshot"]
+    snapshot = policies["allow-egress-internet-snapshot"]
+    assert snapshot["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "openbao-snapshot"
+    assert [p["port"] for rule in snapshot["egress"] for p in rule["ports"]] == [443]
     assert policies["allow-egress-addresses"]["egress"] == [
         {"to": [{"ipBlock": {"cidr": "192.168.50.10/32"}}], "ports": [{"protocol": "TCP", "port": 443}]}]
 
