@@ -22,7 +22,8 @@ from components.k3s.depart import (PROBE_ATTEMPTS, PROBE_SSH_TIMEOUT_SECONDS, ST
                                    UNREPORTED_POD_SKIP_SECONDS, BeforeDeparture, Departures, DepartError, Leaving,
                                    depart_script, departure_hooks, dropped_addresses, stop_script)
 from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, ETCD_TIMEOUT_SECONDS
-from components.k3s.resize import SERVER_CA, SSH_TIMEOUT_SECONDS, DrainServer, token_script
+from components.k3s.resize import SERVER_CA, SSH_TIMEOUT_SECONDS, UNPINNED, DrainServer, token_script
+from tests.test_resize import HOST_KEY as FIRST_KEY
 from providers.hybrid import ssh_logins
 from providers.base import PROVIDER_LABEL
 from tests import validators
@@ -321,9 +322,10 @@ def test_the_hook_stops_k3s_on_the_leaving_node_with_the_stacks_key(monkeypatch,
     """The bound hook: depart.sh on the first K3s server, stop-k3s.sh on the leaving node at the dropped address as
     its provider's login, each with the stack's SSH key (the one every node's connection carries), bounded."""
     monkeypatch.setattr(pulumi.resource_hooks, "register_resource_hook", lambda hook: None)
-    runs = []
+    runs, keys = [], []
 
-    async def ssh_run(host, user, key, script, timeout=SSH_TIMEOUT_SECONDS, attempts=30):
+    async def ssh_run(host, user, key, script, timeout=SSH_TIMEOUT_SECONDS, attempts=30, *, host_key):
+        keys.append(host_key)
         runs.append((host, user, key, timeout, "stop" if script.startswith(stop_script(LEAVING)[:40])
                      and "STOP_TIMEOUT" in script else script, attempts))
         if script == token_script():
@@ -336,7 +338,8 @@ def test_the_hook_stops_k3s_on_the_leaving_node_with_the_stacks_key(monkeypatch,
     async def step(addresses, keep, token, run):
         await run("the step's script")
     steps.add("emptying the store", step, 4 * 3600)
-    [hook] = departure_hooks(KEEP, "the-stack-key", LOGINS, DrainServer("203.0.113.1", "root"), steps).before_update
+    [hook] = departure_hooks(KEEP, "the-stack-key", LOGINS, DrainServer("203.0.113.1", "root", FIRST_KEY),
+                              steps).before_update
     drive(hook.callback(pulumi.resource_hooks.ResourceHookArgs("urn", "id", "firewall-peers", HCLOUD_FIREWALL,
                                                                new_inputs=HCLOUD_NEW, old_inputs=HCLOUD_OLD)))
     where = [(host, user, key) for host, user, key, *_ in runs]
@@ -345,6 +348,7 @@ def test_the_hook_stops_k3s_on_the_leaving_node_with_the_stacks_key(monkeypatch,
     assert runs[1][3:] == (4 * 3600, "the step's script", 30), "a step's scripts run with the bound it names"
     assert runs[2][3] == SSH_TIMEOUT_SECONDS
     assert runs[3][3:] == bound, "a Ready node patiently, one that is not with one short try"
+    assert keys == [FIRST_KEY] * 3 + [UNPINNED, FIRST_KEY], "the first server's pinned key; the leaving node's: none"
 
 
 def test_the_hook_never_runs_in_a_preview(monkeypatch):

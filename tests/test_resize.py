@@ -16,7 +16,7 @@ import yaml
 
 from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS
 from components.k3s.resize import (READY_TIMEOUT_SECONDS, SERVER_CA, DrainServer, PoolTurns, ResizeError,
-                                   ResizeHooks, ResizeTarget, _run_on, resize_script, ssh_run, token_script,
+                                   UNPINNED, ResizeHooks, ResizeTarget, _run_on, resize_script, ssh_run, token_script,
                                    where_scripts_run)
 from tests import validators
 from tests.conftest import script_param, stack_run
@@ -25,6 +25,8 @@ from tools.plan import cost
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJub2RlLWxpZmVjeWNsZSJ9.c2lnbmF0dXJl"
 HETZNER = ResizeTarget("adp-production-scylladb-1", "scylladb", (("serverType",), ("publicNets",)))
+# An ed25519 host key (the wire form check_host_key requires), as a host-key step reads it.
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGyQ5iLrXL0W1eJqkqG9y5WnA2s8pC3qvGfQe1cW9r7H"
 OLD = {"serverType": "ccx33", "publicNets": [{"ipv4Enabled": True}], "labels": {"a": "1"}}
 
 
@@ -226,6 +228,8 @@ def test_the_ready_wait_ends_at_its_timeout_in_wall_clock_time(tmp_path):
 FAKE_SSH = r"""#!/usr/bin/env bash
 printf '%s\n' "$@" >"$OUT/argv"
 for ((i = 1; i <= $#; i++)); do if [ "${!i}" = -i ]; then j=$((i + 1)); stat -c %a "${!j}" >"$OUT/mode"; cp "${!j}" "$OUT/key"; fi; done
+for a in "$@"; do case "$a" in UserKnownHostsFile=/*) f=${a#*=}; stat -c %a "$f" >"$OUT/kh-mode"; cp "$f" "$OUT/known_hosts"; echo "${f%/*}" >"$OUT/kh-dir";; esac; done
+[ -z "${MISMATCH:-}" ] || { echo "Host key verification failed." >&2; exit 255; }
 cat >"$OUT/stdin"
 echo output
 """
@@ -238,23 +242,64 @@ def test_ssh_runner_feeds_the_script_on_stdin_with_a_private_key_file(tmp_path, 
     (bin_dir / "ssh").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     monkeypatch.setenv("OUT", str(tmp_path))
-    out = drive(ssh_run("198.51.100.7", "ubuntu", "KEY", "echo hi\n"))
+    out = drive(ssh_run("198.51.100.7", "ubuntu", "KEY", "echo hi\n", host_key=HOST_KEY))
     assert out == "output\n"
     argv = (tmp_path / "argv").read_text().splitlines()
     assert argv[-4:] == ["ubuntu", "--", "198.51.100.7", "sudo -n bash -s"], "the host is never read as an option"
     assert "BatchMode=yes" in argv and "ConnectionAttempts=30" in argv, "patient by default (a resized machine)"
     assert (tmp_path / "mode").read_text().strip() == "600" and (tmp_path / "key").read_text() == "KEY\n"
-    drive(ssh_run("198.51.100.7", "ubuntu", "KEY", "echo hi\n", 60, attempts=2))
+    drive(ssh_run("198.51.100.7", "ubuntu", "KEY", "echo hi\n", 60, attempts=2, host_key=HOST_KEY))
     assert "ConnectionAttempts=2" in (tmp_path / "argv").read_text().splitlines(), "a short try where asked"
     assert (tmp_path / "stdin").read_text() == "echo hi\n", "the script (and its token) never in argv"
 
 
+def fake_ssh_on_path(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text(FAKE_SSH)
+    (bin_dir / "ssh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("OUT", str(tmp_path))
+
+
+def test_ssh_runner_accepts_only_the_pinned_host_key(tmp_path, monkeypatch):
+    """The hooks' ssh checks the host key like the program's remote commands: a private known_hosts of exactly the
+    pinned key for that address (OpenSSH's [host]:port form off port 22), removed after the run."""
+    fake_ssh_on_path(tmp_path, monkeypatch)
+    drive(ssh_run("198.51.100.7", "root", "KEY", "true", host_key=HOST_KEY + " root@old-name"))
+    argv = (tmp_path / "argv").read_text().splitlines()
+    assert "StrictHostKeyChecking=yes" in argv and "StrictHostKeyChecking=no" not in argv
+    assert "UserKnownHostsFile=/dev/null" not in argv and "GlobalKnownHostsFile=/dev/null" in argv
+    assert "HostKeyAlgorithms=ssh-ed25519" in argv
+    assert (tmp_path / "known_hosts").read_text() == f"198.51.100.7 {HOST_KEY}\n"
+    assert (tmp_path / "kh-mode").read_text().strip() == "600"
+    assert not os.path.exists((tmp_path / "kh-dir").read_text().strip()), "the temporary directory is removed"
+    drive(ssh_run("198.51.100.7", "root", "KEY", "true", host_key=HOST_KEY, port=2222))
+    assert (tmp_path / "known_hosts").read_text() == f"[198.51.100.7]:2222 {HOST_KEY}\n"
+    assert "-p" in (argv := (tmp_path / "argv").read_text().splitlines()) and argv[argv.index("-p") + 1] == "2222"
+
+
+def test_a_host_key_mismatch_or_a_missing_key_fails_clearly(tmp_path, monkeypatch):
+    fake_ssh_on_path(tmp_path, monkeypatch)
+    monkeypatch.setenv("MISMATCH", "1")
+    with pytest.raises(ResizeError, match=r"did not present its pinned SSH host key.*re-pin it \(docs/security.md"):
+        drive(ssh_run("198.51.100.7", "root", "KEY", "true", host_key=HOST_KEY))
+    monkeypatch.delenv("MISMATCH")
+    (tmp_path / "argv").unlink()
+    for missing in (None, ""):
+        with pytest.raises(ResizeError, match="no pinned SSH host key is known for 198.51.100.7"):
+            drive(ssh_run("198.51.100.7", "root", "KEY", "true", host_key=missing))
+    with pytest.raises(ResizeError, match="pinned SSH host key of 198.51.100.7 is unusable"):
+        drive(ssh_run("198.51.100.7", "root", "KEY", "true", host_key="ssh-rsa AAAA"))
+    assert not (tmp_path / "argv").exists(), "nothing connects without a usable key"
+
+
 def test_ssh_runner_errors_are_clear(tmp_path, monkeypatch):
     with pytest.raises(ResizeError, match="no usable SSH address"):
-        drive(ssh_run("-oProxyCommand=x", "root", "KEY", ""))
+        drive(ssh_run("-oProxyCommand=x", "root", "KEY", "", host_key=HOST_KEY))
     monkeypatch.setenv("PATH", str(tmp_path))  # no ssh
     with pytest.raises(ResizeError, match=r"no OpenSSH client \(ssh\)"):
-        drive(ssh_run("198.51.100.7", "root", "KEY", ""))
+        drive(ssh_run("198.51.100.7", "root", "KEY", "", host_key=HOST_KEY))
 
 
 def test_an_agent_is_drained_from_the_clusters_first_server_as_that_servers_user(monkeypatch):
@@ -262,21 +307,21 @@ def test_an_agent_is_drained_from_the_clusters_first_server_as_that_servers_user
     scripts run on the cluster's first server (Hetzner, root), not on a server of the agent's provider."""
     agent = ResizeTarget("adp-production-aws-general-1", "aws-general", (("instanceType",),))
     first = DrainServer()
-    first.use("203.0.113.10", "root")
+    first.use("203.0.113.10", "root", HOST_KEY)
     calls = []
 
-    async def fake_ssh(host, user, key, script, timeout=0, attempts=30):
-        calls.append((host, user, key))
+    async def fake_ssh(host, user, key, script, timeout=0, attempts=30, *, host_key):
+        calls.append((host, user, key, host_key))
         return ""
     monkeypatch.setattr("components.k3s.resize.ssh_run", fake_ssh)
     where = where_scripts_run(agent, server=False, own_address=lambda o: o["publicIp"], user="ubuntu",
                               drain_server=first)
     drive(_run_on(where, "KEY", {"publicIp": "198.51.100.7"})("true"))
-    assert calls == [("203.0.113.10", "root", "KEY")]
+    assert calls == [("203.0.113.10", "root", "KEY", HOST_KEY)], "with the first server's pinned key"
     server = where_scripts_run(HETZNER, server=True, own_address=lambda o: o["ipv4Address"], user="root",
                                drain_server=DrainServer())
     drive(_run_on(server, "KEY", {"ipv4Address": "198.51.100.8"})("true"))
-    assert calls[-1] == ("198.51.100.8", "root", "KEY"), "a server drains itself"
+    assert calls[-1] == ("198.51.100.8", "root", "KEY", UNPINNED), "a server drains itself (not yet pinned)"
 
 
 def test_an_agent_with_no_known_server_fails_its_hook_clearly():

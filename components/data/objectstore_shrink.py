@@ -48,7 +48,7 @@ import pulumi_kubernetes as k8s
 
 from components.k3s.depart import BEFORE_DEPARTURE, BeforeDeparture, DepartureStep
 from components.k3s.lifecycle import ACCOUNT, KUBE_LIB, NAMESPACE as LIFECYCLE_NAMESPACE
-from components.k3s.resize import (DRAIN_SERVER, NODE_NAME, TOKEN, DrainServer, Runner, _at, _run_on,
+from components.k3s.resize import (DRAIN_SERVER, NODE_NAME, TOKEN, DrainServer, Reach, Runner, _at, _run_on,
                                    on_server_kubeconfig, token_script)
 from components.shell import render
 
@@ -151,7 +151,7 @@ def evacuation_hooks(private_key: pulumi.Input[str], namespace: str, release: st
                      drain_server: DrainServer = DRAIN_SERVER) -> pulumi.ResourceHookBinding:
     """The hook of the SeaweedFS release (see the module docstring); its scripts run on `drain_server`. `keep`: the
     Node names of this program run's nodes (evacuate_leaving)."""
-    def where(_outputs: Mapping[str, Any] | None) -> tuple[pulumi.Input[str], pulumi.Input[str]]:
+    def where(_outputs: Mapping[str, Any] | None) -> Reach:
         return drain_server.reach("empty the leaving SeaweedFS volume servers from",
                                   "and empty them (weed shell volumeServer.evacuate) before lowering their count")
 

@@ -121,7 +121,7 @@ class K3sCluster(pulumi.ComponentResource):
         # provider they run on (resize.py, depart.py): the first server, or the first that answers SSH
         # (cluster.unreachableNodes).
         runner = reachable_server(infra.servers, cluster.unreachable_nodes).connection
-        DRAIN_SERVER.use(runner.host, runner.user)
+        DRAIN_SERVER.use(runner.host, runner.user, runner.host_key)  # its pinned key (docs/security.md)
         first, *others = servers_in_order(infra.servers)
         self.etcd_restore = None if etcd_backup is None else etcd_restore_commands(
             etcd_backup, first.hostname, [n.hostname for n in others])

@@ -51,6 +51,7 @@ from components.k3s.lifecycle import (DRAIN_TIMEOUT_SECONDS, KUBE_LIB, NAMESPACE
                                       lifecycle_kubeconfig)
 from components.remote import shell_command
 from components.shell import render
+from config.model_base import check_host_key
 
 RESIZE_TEMPLATE = Path(__file__).parent / "scripts" / "resize.sh"
 SERVER_CA = "/var/lib/rancher/k3s/server/tls/server-ca.crt"  # K3s' server CA, on every K3s server
@@ -188,23 +189,64 @@ class ResizeHooks:
 
 # --- binding to a server: the SSH runner ------------------------------------------------------------
 
+# Passed as `host_key` where no pinned key can be had without a deadlock or from a program that no longer has the
+# node (see _UNPINNED_WHY): ssh_run then checks no host key, and says so in the deployment's log. Never a default.
+UNPINNED = "unpinned"
+_UNPINNED_WHY = ("a K3s server's own resize (its key-read step waits for the very update the hook precedes) and the "
+                 "stop of a node leaving over the internet (its key-read step is no longer in the program)")
+SSH_PORT = 22
+KEY_MISMATCH = "Host key verification failed"  # what OpenSSH prints when the host's key is not the pinned one
+
+
+def known_hosts_line(host: str, host_key: str, port: int = SSH_PORT) -> str:
+    """The known_hosts entry pinning `host` (at `port`: OpenSSH's `[host]:port` form off 22) to `host_key`."""
+    try:
+        key = check_host_key(host_key)
+    except ValueError as e:
+        raise ResizeError(f"the pinned SSH host key of {host} is unusable: {e}") from None
+    return f"{host if port == SSH_PORT else f'[{host}]:{port}'} {key}\n"
+
+
+def _private_file(path: Path, text: str) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text if text.endswith("\n") else text + "\n")
+    return path
+
+
+def host_key_options(host: str, host_key: str | None, port: int, tmp: Path) -> list[str]:
+    """ssh options that accept only the host's pinned key (a 0600 known_hosts of that one entry in `tmp`, which the
+    caller removes), or, for UNPINNED, none checked. No key at all is an error: a hook never connects unverified
+    by accident."""
+    if host_key == UNPINNED:
+        pulumi.log.warn(f"SSH to {host} without a host-key check: {_UNPINNED_WHY} is not yet pinned "
+                        "(docs/security.md, \"SSH host keys\")")
+        return ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+    if not host_key:
+        raise ResizeError(f"no pinned SSH host key is known for {host}: the hook does not connect unverified. "
+                          "Run pulumi up once without changing this node (its host-key step reads the key), or set "
+                          "its hostKey (bare metal); docs/security.md, \"SSH host keys\"")
+    known = _private_file(tmp / "known_hosts", known_hosts_line(host, host_key, port))
+    return ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}",
+            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "HostKeyAlgorithms=ssh-ed25519",
+            "-o", "UpdateHostKeys=no", "-o", "CheckHostIP=no"]
+
+
 async def ssh_run(host: str, user: str, private_key: str, script: str, timeout: float = SSH_TIMEOUT_SECONDS,
-                  attempts: int = SSH_ATTEMPTS) -> str:
+                  attempts: int = SSH_ATTEMPTS, *, host_key: str | None, port: int = SSH_PORT) -> str:
     """Run `script` with bash on `host` through the deployer's OpenSSH client, fed on stdin; `attempts` connections
-    of 10 s at most (a machine coming back from a resize answers within minutes)."""
+    of 10 s at most (a machine coming back from a resize answers within minutes). `host_key`: the host's pinned
+    ed25519 key, the same the program's remote commands connect with (providers/base.py ssh_connection): any
+    other key fails the run (the private key and known_hosts live in a 0600 temporary directory for the run only)."""
     if not HOST.fullmatch(host or ""):
         raise ResizeError(f"no usable SSH address ({host!r}) to reach the node's K3s server")
     with tempfile.TemporaryDirectory() as tmp:
-        key = Path(tmp) / "key"
-        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(private_key if private_key.endswith("\n") else private_key + "\n")
+        key = _private_file(Path(tmp) / "key", private_key)
         argv = ["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-                # Like the program's remote commands (pulumi-command checks no host key): a resized or
-                # replaced server keeps or changes its key without a known_hosts to maintain.
-                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                *host_key_options(host, host_key, port, Path(tmp)), "-o", "LogLevel=ERROR",
                 # A server coming back from its resize answers SSH a minute or two after power-on.
-                "-o", "ConnectTimeout=10", "-o", f"ConnectionAttempts={int(attempts)}", "-l", user, "--", host,
+                "-o", "ConnectTimeout=10", "-o", f"ConnectionAttempts={int(attempts)}",
+                *(["-p", str(int(port))] if port != SSH_PORT else []), "-l", user, "--", host,
                 shell_command(user)]
         try:
             proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE,
@@ -217,7 +259,14 @@ async def ssh_run(host: str, user: str, private_key: str, script: str, timeout: 
             proc.kill()
             raise ResizeError(f"the script on {host} did not finish within {timeout:.0f}s") from None
     if proc.returncode:
-        tail = "\n".join(err.decode(errors="replace").strip().splitlines()[-8:])
+        text = err.decode(errors="replace")
+        if KEY_MISMATCH in text:
+            raise ResizeError(
+                f"{host} did not present its pinned SSH host key ({host_key}): nothing was run there. If the host "
+                "was rebuilt or its address moved on purpose, re-pin it (docs/security.md, \"SSH host keys\": a new "
+                "hostKey for bare metal, else pulumi up --replace the node's host-key-<node> command); if not, stop: "
+                "something else answers at that address")
+        tail = "\n".join(text.strip().splitlines()[-8:])
         raise ResizeError(f"the script on {host} failed (exit {proc.returncode}):\n{tail}")
     return out.decode()
 
@@ -226,18 +275,29 @@ async def _resolve(value: pulumi.Input[str]) -> str:
     return await value.future() if isinstance(value, pulumi.Output) else value  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class Reach:
+    """Where a hook's scripts run: the SSH address and user, and the host key pinned for that address (UNPINNED:
+    none can be had, see ssh_run)."""
+
+    host: pulumi.Input[str]
+    user: pulumi.Input[str]
+    host_key: pulumi.Input[str] | None
+
+
 # Where the scripts of a node run, from the server's outputs before the update (a server's own address is not
-# awaitable while it updates: its outputs resolve after the update): the SSH address and user.
-Where = Callable[[Mapping[str, Any] | None], tuple[pulumi.Input[str], pulumi.Input[str]]]
+# awaitable while it updates: its outputs resolve after the update).
+Where = Callable[[Mapping[str, Any] | None], Reach]
 HostOf = Callable[[Mapping[str, Any] | None], pulumi.Input[str]]
 
 
 def _run_on(where: Where, private_key: pulumi.Input[str], outputs: Mapping[str, Any] | None,
             timeout: float = SSH_TIMEOUT_SECONDS, attempts: int = SSH_ATTEMPTS) -> Runner:
     async def run(script: str) -> str:
-        host, user = where(outputs)
-        return await ssh_run(await _resolve(host), await _resolve(user), await _resolve(private_key), script, timeout,
-                             attempts)
+        reach = where(outputs)
+        host_key = None if reach.host_key is None else await _resolve(reach.host_key)
+        return await ssh_run(await _resolve(reach.host), await _resolve(reach.user), await _resolve(private_key),
+                             script, timeout, attempts, host_key=host_key)
     return run
 
 
@@ -250,23 +310,26 @@ def output_path(*path: str | int) -> HostOf:
 class DrainServer:
     """The K3s server an agent's scripts run on: the cluster's first server. The K3s layer names it (`use`) while
     the program runs, after every provider has bound its hooks; the hooks read it when they fire, after the whole
-    program has run."""
+    program has run. `host_key`: that server's pinned key, its connection's (providers/base.py ssh_connection: the
+    output of its host-key step, or its configured hostKey): an agent's hook waits for it, never on its own machine,
+    and the first server's own step waits for nothing of an agent or a firewall rule's update."""
 
     host: pulumi.Input[str] | None = None
     user: pulumi.Input[str] | None = None
+    host_key: pulumi.Input[str] | None = None
 
-    def use(self, host: pulumi.Input[str], user: pulumi.Input[str]) -> None:
-        self.host, self.user = host, user
+    def use(self, host: pulumi.Input[str], user: pulumi.Input[str], host_key: pulumi.Input[str] | None) -> None:
+        self.host, self.user, self.host_key = host, user, host_key
 
-    def of(self, target: ResizeTarget) -> tuple[pulumi.Input[str], pulumi.Input[str]]:
+    def of(self, target: ResizeTarget) -> Reach:
         return self.reach(f"drain {target.node} from", "before resizing")
 
-    def reach(self, purpose: str, when: str) -> tuple[pulumi.Input[str], pulumi.Input[str]]:
-        """The server's SSH address and user; `purpose` and `when` word the error where none is known."""
+    def reach(self, purpose: str, when: str) -> Reach:
+        """The server's SSH address, user and pinned key; `purpose` and `when` word the error where none is known."""
         if self.host is None or self.user is None:
             raise ResizeError(f"no K3s server is known to {purpose}: the program did not reach its K3s layer; "
                               f"drain the node by hand {when}")
-        return self.host, self.user
+        return Reach(self.host, self.user, self.host_key)
 
 
 TURNS = PoolTurns()  # the deploying process's turns: one program run per process
@@ -278,7 +341,9 @@ def where_scripts_run(target: ResizeTarget, *, server: bool, own_address: HostOf
     """A K3s server runs its own scripts (with its provider's SSH user); an agent's run on the cluster's first
     server (with that server's user)."""
     if server:
-        return lambda outputs: (own_address(outputs), user)
+        # Its own pinned key would come from its host-key step, whose output resolves only after this very update
+        # (it depends on the machine): waiting for it would deadlock the hook. Not yet pinned (docs/security.md).
+        return lambda outputs: Reach(own_address(outputs), user, UNPINNED)
     return lambda _outputs: drain_server.of(target)
 
 
