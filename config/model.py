@@ -122,6 +122,10 @@ class ControlPlaneMove(_Model):
     locations: list[str] | None = None  # the new members' locations on `provider`, round-robin (as ControlPlane's)
     added: Annotated[int, Field(ge=0)] = 1  # 0: no new member (an abandoned move's last step before dropping it)
     removed: Annotated[int, Field(ge=0)] = 0
+    # The flip's preparing step (docs/providers.md, "Not supported yet", item 3): `provider`'s own API balancer
+    # over the members there, named in every server's certificate beside the stack provider's, before any node's
+    # join address changes (providers/hybrid.py part). No join address changes with it.
+    prepare_flip: bool = False
 
     _v_provider = field_validator("provider")(one_of(PROVIDERS, what="the providers"))
     _v_locations = field_validator("locations")(_check_locations)

@@ -130,11 +130,23 @@ def part(loaded: LoadedConfig, name: str) -> LoadedConfig:
     update: dict = {"pools": [p for p in cluster.pools if pool_provider(p, cfg) == name]}
     if name != cfg.provider:
         update.update(control_plane=_moved_members(cluster.control_plane, name),
-                      location=None, image=None, api_load_balancer=ApiLoadBalancer(enabled=False))
+                      location=None, image=None, api_load_balancer=_part_balancer(cfg, name))
         if name == "baremetal" and cfg.bare_metal is not None and cfg.bare_metal.subnet_cidr:
             update["subnet_cidr"] = cfg.bare_metal.subnet_cidr
     scoped = cfg.model_copy(update={"provider": name, "cluster": cluster.model_copy(update=update)})
     return dataclasses.replace(loaded, config=scoped)
+
+
+def _part_balancer(cfg: StackConfig, name: str) -> ApiLoadBalancer:
+    """A secondary part's API balancer: none (the stack provider's fronts the cluster), but on the provider the control
+    plane moves to once its flip is prepared (ControlPlaneMove.prepare_flip): the balancer the stack's config asks for,
+    built by that provider as if it were the stack's (its `_api_endpoints`) over the members there. Its addresses join
+    the part's certificate names, and so every server's (_all_sans); no node joins at it (over_internet: the stack
+    provider's balancer stays the join address)."""
+    move = cfg.cluster.control_plane.move
+    if move is not None and move.provider == name and move.prepare_flip:
+        return cfg.cluster.api_load_balancer
+    return ApiLoadBalancer(enabled=False)
 
 
 def _moved_members(control_plane: ControlPlane, name: str) -> ControlPlane:
@@ -235,6 +247,10 @@ def control_plane_move_problems(cfg: StackConfig) -> list[Problem]:
                              f"{cfg.provider}'s API balancer fronts only {cfg.provider}'s servers, so the last original "
                              f"member stays until the stack's provider becomes {move.provider}, which is not supported "
                              "yet", move.removed))
+    if move.prepare_flip and not move.added:
+        found.append(problem(f"{key}.prepareFlip", f"must be false while no member runs on {move.provider} "
+                             f"({key}.added is 0): {move.provider}'s API balancer is built over the members there",
+                             move.prepare_flip))
     if move.added - move.removed not in (0, 1):
         found.append(problem(f"{key}.added", f"must be {key}.removed ({move.removed}) or one more: each `pulumi up` "
                              f"adds one member on {move.provider} or then removes one original, so the cluster keeps "

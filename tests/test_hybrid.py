@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -1351,7 +1351,21 @@ def control_plane_migration() -> list[tuple[str, dict[str, Any]]]:
         values = copy.deepcopy(start)
         values["cluster"]["controlPlane"] = {"move": _moved(added, removed)}
         steps.append((step, values))
+    # The flip's preparing step (docs/providers.md "Not supported yet", item 3): AWS's API balancer, in every
+    # server's certificate, before any join address changes.
+    prepared = copy.deepcopy(steps[-1][1])
+    prepared["cluster"]["controlPlane"]["move"]["prepareFlip"] = True
+    steps.append((PREPARED, prepared))
     return steps
+
+
+T = TypeVar("T")  # a step's stack values, run or plan
+PREPARED = "aws API balancer in every certificate"  # control_plane_migration's last step
+
+
+def _member_steps(steps: list[tuple[str, T]]) -> list[tuple[str, T]]:
+    """The steps of control_plane_migration that add or remove a member (all but the flip's preparing one)."""
+    return [(step, each) for step, each in steps if step != PREPARED]
 
 
 @pytest.fixture(scope="module")
@@ -1393,7 +1407,8 @@ def test_the_control_plane_move_walks_valid_stacks_one_member_at_a_time(control_
          "control-plane-4": "aws"},
         {"control-plane-1": "hetzner", "control-plane-2": "hetzner", "control-plane-4": "aws"},
         {"control-plane-1": "hetzner", "control-plane-2": "hetzner", "control-plane-4": "aws", "control-plane-5": "aws"},
-        {"control-plane-1": "hetzner", "control-plane-4": "aws", "control-plane-5": "aws"}]
+        {"control-plane-1": "hetzner", "control-plane-4": "aws", "control-plane-5": "aws"},
+        {"control-plane-1": "hetzner", "control-plane-4": "aws", "control-plane-5": "aws"}]  # the flip prepared
     for (step, run), (_, each) in zip(control_plane_moves, members):
         plan = model.build(run)
         assert plan["policy"]["violations"] == [], step
@@ -1487,7 +1502,63 @@ def test_a_member_move_changes_no_agent_and_only_the_servers_certificate_names(c
             assert old.pop("tls-san") != new.pop("tls-san") and old == new, (step, name)
 
 
+AWS_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
+
+
+def _server_installs_chain(run: mockrun.Run) -> list[str]:
+    """The K3s servers' installs in the order their dependencies chain them (each after exactly the one before);
+    fails where two would run at once."""
+    installs = {r.urn: r for r in run.of_type(COMMAND) if r.name.startswith("k3s-control-plane-")}
+    after = {r.name: [installs[d].name for d in r.dependencies if d in installs] for r in installs.values()}
+    first = [name for name, before in after.items() if not before]
+    assert len(first) == 1 and all(len(before) <= 1 for before in after.values()), after
+    chain = first
+    while follower := [name for name, before in after.items() if before == [chain[-1]]]:
+        chain += follower
+    assert sorted(chain) == sorted(after), after  # one chain through every server
+    return chain
+
+
+def test_preparing_the_flip_builds_the_new_providers_balancer_into_every_certificate_and_moves_no_join(
+        control_plane_moves):
+    # docs/providers.md "Not supported yet", item 3: the new provider's API balancer, over its members, named (beside
+    # the old one) in every server's certificate before any node's join address changes.
+    (_, before), (step, prepared) = control_plane_moves[-2:]
+    assert step == PREPARED and not before.of_type(AWS_BALANCER)
+    balancers = {r.name: r for r in prepared.of_type(AWS_BALANCER)}
+    assert set(balancers) == {"api", "api-public"}  # AWS's own, as the stack's config asks (apiLoadBalancer.public)
+    targets = [r.inputs for r in prepared.of_type("aws:lb/targetGroupAttachment:TargetGroupAttachment")]
+    instances = {r.urn: r.name for r in prepared.of_type("aws:ec2/instance:Instance")}
+    assert sorted(instances[next(d for d in r.dependencies if d in instances)] for r in prepared.of_type(
+        "aws:lb/targetGroupAttachment:TargetGroupAttachment")) == sorted(["control-plane-4", "control-plane-5"] * 2)
+    assert len(targets) == 4  # both balancers over the members on AWS alone
+    # An NLB's DNS name (the mocks' as AWS's: [internal-]<name>-<id>.elb.<region>.amazonaws.com).
+    new = [f"{'internal-' if r.inputs['internal'] else ''}{r.inputs['name']}-" for r in balancers.values()]
+    old = _balancer(prepared)
+    assert old == _balancer(before) and old in k3s_config(before, "control-plane-1")["tls-san"]
+    servers = list(_members(prepared))
+    for name in servers:
+        sans = k3s_config(prepared, name)["tls-san"]
+        assert old in sans and all(any(s.startswith(n) and s.endswith(".amazonaws.com") for s in sans)
+                                   for n in new), (name, sans)
+    # No join address changes: agents keep their whole configuration (their K3s is not restarted), servers their
+    # `server:` (only the certificate names change), and the deployer's endpoint stays the old balancer.
+    for name in _addresses(prepared):
+        old_config, new_config = k3s_config(before, name), k3s_config(prepared, name)
+        assert old_config.get("server") == new_config.get("server"), name
+        if name not in servers:
+            assert old_config == new_config, name
+        else:
+            assert old_config.pop("tls-san") != new_config.pop("tls-san") and old_config == new_config, name
+    # The servers restart with their new certificate one at a time: their installs are chained.
+    assert _server_installs_chain(prepared) == ["k3s-control-plane-1", "k3s-control-plane-4", "k3s-control-plane-5"]
+    assert model.build(prepared)["policy"]["violations"] == []
+
+
 @pytest.mark.parametrize("move, count, key, message", [
+    ({**_moved(0, 0), "prepareFlip": True}, 3, "cluster.controlPlane.move.prepareFlip",
+     "must be false while no member runs on aws (cluster.controlPlane.move.added is 0): aws's API balancer is built "
+     "over the members there, got True"),
     (_moved(2, 0), 3, "cluster.controlPlane.move.added",
      "must be cluster.controlPlane.move.removed (0) or one more: each `pulumi up` adds one member on aws or then "
      "removes one original, so the cluster keeps 3 or 4 etcd members, got 2"),

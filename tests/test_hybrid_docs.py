@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from tests.runs import config_plan, raw_plan
-from tests.test_hybrid import (CP_MOVE_STACK, _moved, STATEFUL_STACK, control_plane_migration, internet_config, migration,
+from tests.test_hybrid import (CP_MOVE_STACK, _member_steps, _moved, STATEFUL_STACK, control_plane_migration, internet_config, migration,
                                stateful_migration)
 from tools.plan import diff
 
@@ -83,7 +83,7 @@ def test_each_control_plane_step_adds_or_drains_one_member_and_replaces_nothing(
     """What the docs promise of the control plane's steps: an adding step only adds (the new member's machine, its
     commands, its firewall rules), a removing step drains and removes the one member and nothing else; no step
     replaces a node or touches an agent's K3s configuration."""
-    plans = control_plane_plans()
+    plans = _member_steps(control_plane_plans())
     for (_, base), (step, head) in zip(plans, plans[1:]):
         changes = diff.diff_plans(base, head)
         member = step.split(" ")[0]  # control-plane-<n>
