@@ -515,10 +515,15 @@ def peer_rules(has_servers: bool, node_sources: Sequence[T], server_sources: Seq
                ) -> list[tuple[ClusterPort, tuple[T, ...]]]:
     """What one provider's firewall admits from the other providers' nodes: CLUSTER_PORTS, each from exactly
     the peers it names (`node_sources`: every other node; `server_sources`: the other K3s servers), and ports
-    only servers listen on only where this provider runs servers. A port without peers gets no rule."""
+    only servers listen on only where this provider runs servers. A port without peers gets no rule.
+
+    The host metrics ports (source "unencrypted", providers/base.py) carry plain TCP only to or from a K3s server
+    (Cilium leaves control-plane nodes out of node encryption): every node sends it to a server, a server (where the
+    control plane is not dedicated, Prometheus may run there) to any node; between two agents it is inside WireGuard."""
     rules = []
     for port in CLUSTER_PORTS:
-        sources = tuple(node_sources if port.source == "nodes" else server_sources)
+        sources = tuple(node_sources if port.source == "nodes" or (port.source == "unencrypted" and has_servers)
+                        else server_sources)
         if sources and (port.to == "nodes" or has_servers):
             rules.append((port, sources))
     return rules
