@@ -11,8 +11,8 @@ metal on Hetzner dedicated servers over a Robot vSwitch joined to the cloud netw
 providers/hetzner.py). Any other pair of providers that both peer over the internet (`internet_peering`: Hetzner,
 AWS, GCP, Azure) couples over the public internet (INTERNET): every node registers with its public address, Cilium tunnels
 pod traffic and encrypts it and the agents' node traffic (WireGuard; the control plane's own traffic, K3s and etcd, is
-TLS: Cilium leaves control-plane nodes out of node encryption), and each provider's firewall admits exactly the cluster's node
-addresses on exactly CLUSTER_PORTS. No pair needs code of its own; other pairs are refused.
+TLS: Cilium leaves control-plane nodes out of node encryption, so the host metrics scrapes to and from them are plain TCP),
+and each provider's firewall admits exactly the cluster's node addresses on exactly CLUSTER_PORTS. No pair needs code of its own; other pairs are refused.
 
 The API path over the internet survives losing any one server: Cilium uses each node's local API endpoint
 (components/k3s/cilium.py NODE_LOCAL_API), a joined node's K3s follows every server through its client-side load
