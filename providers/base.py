@@ -19,6 +19,7 @@ from pulumi.runtime import config as runtime_config
 import pulumi_kubernetes as k8s
 
 import yaml
+from components.host_metrics import CILIUM_AGENT_PORT, CILIUM_OPERATOR_PORT, HUBBLE_METRICS_PORT, NODE_EXPORTER_PORT
 from config import LoadedConfig, Problem
 from config.load import is_secret
 from config.catalog import DATABASE_ROLES, SIZES
@@ -762,7 +763,10 @@ class ClusterPort:
     protocol: Literal["tcp", "udp", "icmp"]
     port: str | None
     to: Literal["nodes", "servers"]  # which of this provider's nodes listen (servers: K3s servers only)
-    source: Literal["nodes", "servers"]  # whose addresses may send it (servers: the other providers' K3s servers)
+    # Whose addresses may send it (servers: the other providers' K3s servers). "unencrypted": traffic that reaches
+    # the port itself only to or from a K3s server, elsewhere inside WireGuard (the metrics ports below): every node
+    # where this provider runs servers, else the servers alone (providers/hybrid.py peer_rules).
+    source: Literal["nodes", "servers", "unencrypted"]
     description: str
 
     @property
@@ -772,6 +776,15 @@ class ClusterPort:
         return f"{PEER_MARK}{self.description}"
 
 
+# Prometheus' scrapes of the processes in the hosts' network (components/host_metrics.py) from its pods: Cilium
+# sends a pod's packets to another node's address unencapsulated and masqueraded to its node's address (tunnel mode:
+# snat_v4_needs_masquerade, bpf/lib/nat.h), WireGuard-encrypted only with node encryption on both ends, which Cilium
+# turns off from and to control-plane nodes (the node-role.kubernetes.io/control-plane label K3s servers carry; its
+# node-encryption-opt-out-labels default, Documentation/security/network/encryption-wireguard.rst, "Node-to-Node
+# Encryption"), so that a worker whose WireGuard key changed still reaches the API to publish its new key. Such
+# scrapes to and from the servers arrive in plain TCP on the port itself, from the scraping pod's node: these ports
+# are admitted from exactly the peers that can send them (source "unencrypted"; docs/providers.md, "Metrics of
+# the K3s servers over the internet").
 # From K3s' inbound rules (docs.k3s.io, "Inbound Rules for K3s Nodes") with Cilium in place of flannel, and
 # Cilium's (docs.cilium.io, "Firewall Rules"). Cilium encapsulates pod traffic (VXLAN) before WireGuard encrypts
 # it (cilium/cilium#29000), so the tunnel port never leaves WireGuard and is not listed; traffic from pods
@@ -784,6 +797,11 @@ CLUSTER_PORTS: tuple[ClusterPort, ...] = (
     ClusterPort("udp", WIREGUARD_PORT, "nodes", "nodes", "Cilium WireGuard (pod and node traffic, encrypted)"),
     ClusterPort("tcp", "4240", "nodes", "nodes", "Cilium health checks"),
     ClusterPort("icmp", None, "nodes", "nodes", "Cilium health pings"),
+    *(ClusterPort("tcp", port, "nodes", "unencrypted", what) for port, what in (
+        (str(NODE_EXPORTER_PORT), "node-exporter metrics (Prometheus, to and from K3s servers)"),
+        (f"{CILIUM_AGENT_PORT}-{CILIUM_OPERATOR_PORT}", "Cilium agent and operator metrics (Prometheus, to and from "
+                                                        "K3s servers)"),
+        (str(HUBBLE_METRICS_PORT), "Hubble metrics (Prometheus, to and from K3s servers)"))),
 )
 
 

@@ -11,8 +11,8 @@ metal on Hetzner dedicated servers over a Robot vSwitch joined to the cloud netw
 providers/hetzner.py). Any other pair of providers that both peer over the internet (`internet_peering`: Hetzner,
 AWS, GCP, Azure) couples over the public internet (INTERNET): every node registers with its public address, Cilium tunnels
 pod traffic and encrypts it and the agents' node traffic (WireGuard; the control plane's own traffic, K3s and etcd, is
-TLS: Cilium leaves control-plane nodes out of node encryption), and each provider's firewall admits exactly the cluster's node
-addresses on exactly CLUSTER_PORTS. No pair needs code of its own; other pairs are refused.
+TLS: Cilium leaves control-plane nodes out of node encryption, so the host metrics scrapes to and from them are plain TCP),
+and each provider's firewall admits exactly the cluster's node addresses on exactly CLUSTER_PORTS. No pair needs code of its own; other pairs are refused.
 
 The API path over the internet survives losing any one server: Cilium uses each node's local API endpoint
 (components/k3s/cilium.py NODE_LOCAL_API), a joined node's K3s follows every server through its client-side load
@@ -531,10 +531,15 @@ def peer_rules(has_servers: bool, node_sources: Sequence[T], server_sources: Seq
                ) -> list[tuple[ClusterPort, tuple[T, ...]]]:
     """What one provider's firewall admits from the other providers' nodes: CLUSTER_PORTS, each from exactly
     the peers it names (`node_sources`: every other node; `server_sources`: the other K3s servers), and ports
-    only servers listen on only where this provider runs servers. A port without peers gets no rule."""
+    only servers listen on only where this provider runs servers. A port without peers gets no rule.
+
+    The host metrics ports (source "unencrypted", providers/base.py) carry plain TCP only to or from a K3s server
+    (Cilium leaves control-plane nodes out of node encryption): every node sends it to a server, a server (where the
+    control plane is not dedicated, Prometheus may run there) to any node; between two agents it is inside WireGuard."""
     rules = []
     for port in CLUSTER_PORTS:
-        sources = tuple(node_sources if port.source == "nodes" else server_sources)
+        sources = tuple(node_sources if port.source == "nodes" or (port.source == "unencrypted" and has_servers)
+                        else server_sources)
         if sources and (port.to == "nodes" or has_servers):
             rules.append((port, sources))
     return rules

@@ -18,6 +18,13 @@ from providers import aws, azure, cloud, gcp, hybrid
 from config.model import CONTROL_PLANE_TAINT
 from policy.rules import PEER_MARK
 from providers.base import CLUSTER_PORTS, PROVIDER_LABEL
+
+# The host ports Prometheus scrapes (components/host_metrics.py), which reach a K3s server, or leave one, outside
+# WireGuard (Cilium opts control-plane nodes out of node encryption): the peer rules' ports and descriptions.
+METRICS_RULES = (("9100", "node-exporter metrics (Prometheus, to and from K3s servers)"),
+                 ("9962-9963", "Cilium agent and operator metrics (Prometheus, to and from K3s servers)"),
+                 ("9965", "Hubble metrics (Prometheus, to and from K3s servers)"))
+METRICS_PORTS = {("tcp", port) for port, _ in METRICS_RULES}
 from tests.test_baremetal import problems  # the whole program, refused before any resource
 from tests.conftest import (ROOT, UP_TO_SERVICES, base_raw, k3s_config, node_labels, nodes_without_topology, run_raw,
                             script_param, stack_run)
@@ -223,6 +230,7 @@ def test_bare_metal_admits_exactly_the_cloud_nodes_on_exactly_the_cluster_ports(
         f"ip saddr {{ {CLOUD_SUBNET} }} udp dport 51871 accept comment \"Cilium WireGuard (pod and node traffic, encrypted)\"",
         f"ip saddr {{ {CLOUD_SUBNET} }} tcp dport 4240 accept comment \"Cilium health checks\"",
         f"ip saddr {{ {CLOUD_SUBNET} }} meta l4proto icmp accept comment \"Cilium health pings\"",
+        *(f"ip saddr {{ {CLOUD_SUBNET} }} tcp dport {port} accept comment \"{what}\"" for port, what in METRICS_RULES),
     ]
     # The hosts' own network and the pods stay trusted as on any bare-metal stack; VXLAN never leaves WireGuard.
     assert 'ip saddr { 10.0.2.0/24, 10.244.0.0/16 } accept comment "the private network and pods: everything ' \
@@ -234,9 +242,14 @@ def test_peer_rules_name_exactly_the_peers_each_port_needs():
     rules = {(p.protocol, p.port): sources for p, sources in hybrid.peer_rules(True, ("192.0.2.0/28",), ("192.0.2.1/32",))}
     assert rules == {("tcp", "6443"): ("192.0.2.0/28",), ("tcp", "10250"): ("192.0.2.0/28",),
                      ("tcp", "2379-2380"): ("192.0.2.1/32",), ("udp", "51871"): ("192.0.2.0/28",),
-                     ("tcp", "4240"): ("192.0.2.0/28",), ("icmp", None): ("192.0.2.0/28",)}
-    agents_only = {(p.protocol, p.port) for p, _ in hybrid.peer_rules(False, ("192.0.2.0/28",), ("192.0.2.1/32",))}
-    assert agents_only == {(p.protocol, p.port) for p in CLUSTER_PORTS if p.to == "nodes"}
+                     ("tcp", "4240"): ("192.0.2.0/28",), ("icmp", None): ("192.0.2.0/28",),
+                     # Where servers run, every node scrapes their host metrics in plain TCP.
+                     **{port: ("192.0.2.0/28",) for port in METRICS_PORTS}}
+    agents_only = {(p.protocol, p.port): sources
+                   for p, sources in hybrid.peer_rules(False, ("192.0.2.0/28",), ("192.0.2.1/32",))}
+    assert agents_only.keys() == {(p.protocol, p.port) for p in CLUSTER_PORTS if p.to == "nodes"}
+    # Elsewhere only a server sends it (Prometheus there); between two agents it is inside WireGuard.
+    assert {port: agents_only[port] for port in METRICS_PORTS} == {port: ("192.0.2.1/32",) for port in METRICS_PORTS}
     assert hybrid.peer_rules(True, (), ()) == []  # no peers, no rule
 
 
@@ -455,7 +468,8 @@ def test_the_hetzner_firewall_admits_exactly_the_cluster_nodes_on_exactly_the_cl
     firewall = internet.named("firewall-peers", "hcloud:index/firewall:Firewall").inputs
     rules = {(r["protocol"], r.get("port")): sorted(r["sourceIps"]) for r in firewall["rules"]}
     assert rules == {("tcp", "6443"): everyone, ("tcp", "10250"): everyone, ("tcp", "2379-2380"): servers,
-                     ("udp", "51871"): everyone, ("tcp", "4240"): everyone, ("icmp", None): everyone}
+                     ("udp", "51871"): everyone, ("tcp", "4240"): everyone, ("icmp", None): everyone,
+                     **{port: everyone for port in METRICS_PORTS}}
     attached = internet.named("firewall-peers", "hcloud:index/firewallAttachment:FirewallAttachment").inputs
     assert len(attached["serverIds"]) == len([r for r in internet.resources if r.type == "hcloud:index/server:Server"])
     # The public firewall is unchanged: nothing new from 0.0.0.0/0.
@@ -467,10 +481,13 @@ def test_the_aws_security_group_admits_exactly_the_cluster_nodes_on_the_agents_p
     addresses = _addresses(internet)
     peers = [r.inputs for r in internet.resources if r.type == SG_RULE and r.name.startswith("nodes-in-peer-")]
     found = sorted((r["ipProtocol"], r["fromPort"], r["toPort"], r["cidrIpv4"]) for r in peers)
-    # AWS runs no K3s server here: no API or etcd rule; every node of both providers on the agents' ports.
-    expected = sorted((protocol, low, high, f"{a}/32") for protocol, low, high in
-                      (("tcp", 10250, 10250), ("udp", 51871, 51871), ("tcp", 4240, 4240), ("icmp", -1, -1))
-                      for a in addresses.values())
+    # AWS runs no K3s server here: no API or etcd rule; every node of both providers on the agents' ports, the
+    # servers alone on the host metrics ports.
+    expected = sorted([*((protocol, low, high, f"{a}/32") for protocol, low, high in
+                         (("tcp", 10250, 10250), ("udp", 51871, 51871), ("tcp", 4240, 4240), ("icmp", -1, -1))
+                         for a in addresses.values()),
+                       *(("tcp", low, high, f"{a}/32") for low, high in ((9100, 9100), (9962, 9963), (9965, 9965))
+                         for n, a in addresses.items() if n.startswith("control-plane"))])
     assert found == expected
     assert not any(r.get("cidrIpv4") == "0.0.0.0/0" and r["fromPort"] not in (80, 443)
                    for r in (x.inputs for x in internet.resources if x.type == SG_RULE))
@@ -562,6 +579,10 @@ def _everyone(run: mockrun.Run) -> list[str]:
     return sorted(f"{a}/32" for a in _addresses(run).values())
 
 
+def _servers(run: mockrun.Run) -> list[str]:
+    return sorted(f"{a}/32" for n, a in _addresses(run).items() if n.startswith("control-plane"))
+
+
 def test_gcp_and_azure_build_their_own_parts_and_their_nodes_register_with_public_addresses(clouds):
     assert {r.name for r in clouds.of_type("gcp:compute/instance:Instance")} == {"gce-1", "gce-2"}
     assert {r.name for r in clouds.of_type("azure-native:compute:VirtualMachine")} == {"az-1", "az-2"}
@@ -601,7 +622,8 @@ def test_the_gcp_firewall_admits_exactly_the_cluster_nodes_on_the_agents_ports(c
     peers = [r.inputs for r in clouds.of_type(GCP_FIREWALL) if "-in-peers-" in r.inputs["name"]]
     rules = {(r["allows"][0]["protocol"], (r["allows"][0].get("ports") or [None])[0]): sorted(r["sourceRanges"])
              for r in peers}
-    assert rules == {port: _everyone(clouds) for port in AGENT_PORTS}
+    assert rules == {**{port: _everyone(clouds) for port in AGENT_PORTS},
+                     **{port: _servers(clouds) for port in METRICS_PORTS}}  # no server here: they alone
     assert all(r["targetTags"] == ["adp-production-internet-node"] and r["direction"] == "INGRESS" for r in peers)
 
 
@@ -609,7 +631,8 @@ def test_the_azure_nsg_admits_exactly_the_cluster_nodes_on_the_agents_ports_at_u
     peers = [r.inputs for r in clouds.of_type(NSG_RULE) if r.name.startswith("nsg-peers-")]
     rules = {(r["protocol"].lower(), None if r["destinationPortRange"] == "*" else r["destinationPortRange"]):
              sorted(r["sourceAddressPrefixes"]) for r in peers}
-    assert rules == {port: _everyone(clouds) for port in AGENT_PORTS}
+    assert rules == {**{port: _everyone(clouds) for port in AGENT_PORTS},
+                     **{port: _servers(clouds) for port in METRICS_PORTS}}  # no server here: they alone
     assert all(r["access"] == "Allow" and r["direction"] == "Inbound" for r in peers)
     priorities = [r.inputs["priority"] for r in clouds.of_type(NSG_RULE)]
     assert len(priorities) == len(set(priorities)) and max(priorities) < 300  # below the CCM's (500 up)
@@ -656,10 +679,11 @@ def test_a_converged_pool_on_azure_is_refused_naming_the_accepted_roles():
 
 def test_more_peers_than_the_aws_security_group_holds_are_refused_naming_the_numbers():
     values = internet_raw()
-    del values["cluster"]["firewallQuotas"]  # production's 22 nodes: 4 agent ports x 22 peers + the group's own 6
+    # production's 22 nodes: 4 agent ports x 22 peers + 3 host metrics ports x 3 servers + the group's own 6
+    del values["cluster"]["firewallQuotas"]
     found = _internet_problems(values)
     assert any(p.startswith("adplatform:cluster.pools must hold fewer nodes in a cluster over the public internet: "
-                            "admitting all 22 nodes (3 K3s servers) on the cluster ports takes 94 inbound IPv4 rules "
+                            "admitting all 22 nodes (3 K3s servers) on the cluster ports takes 103 inbound IPv4 rules "
                             "of the nodes' security group") and "on provider aws, above its limit of 60 (the "
                "documented default 60; where your quota is higher, set cluster.firewallQuotas.aws)" in p
                and "'22 nodes'" in p for p in found), found
@@ -684,9 +708,9 @@ def test_the_aws_count_is_the_groups_inbound_ipv4_rules():
     cfg = _aws_part(["203.0.113.0/24", "2001:db8::/32"], public_balancer=False)
     rules = hybrid.peer_rules(False, [f"n{i}" for i in range(10)], ["n0"])
     # PORTS from IPv4 sources (80, 443 from 0.0.0.0/0; SSH, 6443, ICMP from the IPv4 admin CIDR), the members
-    # rule, 4 agent ports x 10 peers.
+    # rule, 4 agent ports x 10 peers, 3 host metrics ports x the 1 server.
     own = sum(not r.ipv6 for r in cloud.ingress_rules(cfg.admin_cidrs))
-    assert aws.inbound_ipv4_rules(cfg, rules) == own + 1 + 40
+    assert aws.inbound_ipv4_rules(cfg, rules) == own + 1 + 40 + 3
     assert aws.Aws.peer_quota.limit == 60
 
 
@@ -716,7 +740,7 @@ def test_a_gcp_stack_with_an_aws_pool_admits_servers_ports_and_registers_its_own
     peers = [r.inputs for r in run.of_type(GCP_FIREWALL) if "-in-peers-" in r.inputs["name"]]
     rules = {(r["allows"][0]["protocol"], (r["allows"][0].get("ports") or [None])[0]): sorted(r["sourceRanges"])
              for r in peers}
-    assert rules == {**{port: everyone for port in AGENT_PORTS}, ("tcp", "6443"): everyone,
+    assert rules == {**{port: everyone for port in AGENT_PORTS | METRICS_PORTS}, ("tcp", "6443"): everyone,
                      ("tcp", "2379-2380"): servers}
 
 
@@ -886,7 +910,8 @@ def test_the_gcp_firewall_admits_every_node_on_6443_and_the_servers_on_etcd(gcp_
     peers = [r.inputs for r in gcp_primary.of_type(GCP_FIREWALL) if "-in-peers-" in r.inputs["name"]]
     rules = {(r["allows"][0]["protocol"], (r["allows"][0].get("ports") or [None])[0]): sorted(r["sourceRanges"])
              for r in peers}
-    assert rules == {**{port: _everyone(gcp_primary) for port in AGENT_PORTS}, ("tcp", "6443"): _everyone(gcp_primary),
+    assert rules == {**{port: _everyone(gcp_primary) for port in AGENT_PORTS | METRICS_PORTS},
+                     ("tcp", "6443"): _everyone(gcp_primary),
                      ("tcp", "2379-2380"): servers}
     assert {f"{addresses[n]}/32" for n in ("hz-1", "hz-2")} <= set(rules[("tcp", "6443")])
     assert all(r["targetTags"] == ["adp-staging-internet-node"] for r in peers)
@@ -909,8 +934,9 @@ def test_a_gcp_stack_with_several_servers_over_the_internet_needs_its_public_bal
 def test_hetzner_nodes_of_another_providers_cluster_register_region_and_zone_as_hetzners_ccm_names_them():
     # No Hetzner CCM initialises them (only the stack provider's add-ons run): the kubelet sets what it would.
     hetzner_pool = {"name": "hz", "role": "general", "count": 2, "provider": "hetzner", "locations": ["fsn1", "nbg1"]}
+    # The server's part admits every node on the host metrics ports too: above AWS' default 60 rules.
     values = base_raw(provider="aws", profile="staging", cluster={
-        "location": "eu-central-1a", "controlPlane": {"count": 1},
+        "location": "eu-central-1a", "controlPlane": {"count": 1}, "firewallQuotas": {"aws": 100},
         "pools": [{"name": "general", "autoscaling": None, "count": 1}, hetzner_pool]})
     run = run_internet({**values, "layers": UP_TO_SERVICES}, stack="staging-internet")
     assert nodes_without_topology(run) == {}
@@ -1678,7 +1704,7 @@ def test_a_gcp_part_lowers_the_clusters_mtu_to_its_vpcs():
     assert hybrid.link_mtu(["hetzner", "baremetal"], [vswitch]) == 1400, "a private coupling: its own MTU"
     gce = {"name": "gce", "role": "general", "count": 1, "provider": "gcp", "location": "europe-west3-a"}
     values = base_raw(provider="aws", profile="staging", cluster={
-        "location": "eu-central-1a", "controlPlane": {"count": 1},
+        "location": "eu-central-1a", "controlPlane": {"count": 1}, "firewallQuotas": {"aws": 100},
         "pools": [{"name": "general", "autoscaling": None, "count": 1}, gce]})
     run = run_internet({**values, "layers": UP_TO_K3S}, stack="staging-internet",
                        settings={**AWS_SETTINGS, **CLOUDS_SETTINGS})

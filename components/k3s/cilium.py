@@ -8,6 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.charts import GATEWAY_API
+from components.host_metrics import HUBBLE_METRICS_PORT
 from providers.base import ClientAddress
 
 # Where every node reaches the Kubernetes API without depending on any one server or balancer: on a K3s server
@@ -17,7 +18,6 @@ from providers.base import ClientAddress
 # certificate, which names 127.0.0.1. Every Cilium pod that talks to the API runs in the host's network (agent,
 # operator, certgen jobs), where 127.0.0.1 is the node.
 NODE_LOCAL_API = ("127.0.0.1", 6444)
-HUBBLE_METRICS_PORT = 9965  # hubble.metrics.port (the chart's default): container port `hubble-metrics` of the agent
 # The chart's default certificate method (`helm`) issues Hubble's mTLS certificates once, valid 365 days, and
 # never again: relay then loses every agent. The CronJob method re-issues them on this schedule (the chart's
 # default for that method: midnight on the first day of every fourth month), well inside their validity.

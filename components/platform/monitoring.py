@@ -69,6 +69,7 @@ import pulumi_kubernetes as k8s
 from components import charts, yamltext
 from components.data.context import OBJECT_STORE_NAMESPACE
 from components.helm import release
+from components.host_metrics import NODE_EXPORTER_PORT
 from components.platform import dashboards, metrics_adapter, sso
 from components.platform.context import (ALERTMANAGER_URL, DASHBOARD_LABEL, LAYER, LOKI_URL,
                                          PROMETHEUS_URL, SCRAPE_INTERVAL, TEMPO_URL, Installed, PlatformContext)
@@ -93,7 +94,6 @@ ALERTMANAGER_CONFIG_KEY = "alertmanager.yaml"  # the key the operator reads from
 ALERTMANAGER_STORAGE = "1Gi"  # silences and notification log; providers with a larger minimum round it up
 NULL_RECEIVER = "null"  # drops what it gets: Watchdog, InfoInhibitor, everything without a default receiver
 KUBELET_PORT = 10250
-NODE_EXPORTER_PORT = 9100
 WEBHOOK_PORT = 10250  # prometheusOperator.tls.internalPort: the operator serves its admission webhook there
 RECEIVER_PORT = 443  # Slack, PagerDuty and webhook receivers outside the cluster
 RETENTION_SIZE_SHARE = 0.85

@@ -19,14 +19,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.charts import CILIUM
-from components.k3s.cilium import HUBBLE_METRICS_PORT
+from components.host_metrics import CILIUM_AGENT_PORT, CILIUM_OPERATOR_PORT, HUBBLE_METRICS_PORT
 from components.services.context import ServicesContext
 from components.services.namespaces import NamespaceSpec, Namespaces
 
 NAMESPACE = CILIUM.namespace
-AGENT_PORT = 9962  # the chart's prometheus.port, container port `prometheus` of the cilium DaemonSet
-OPERATOR_PORT = 9963  # operator.prometheus.port, container port `prometheus` of cilium-operator
-PORTS = (AGENT_PORT, OPERATOR_PORT, HUBBLE_METRICS_PORT)
+PORTS = (CILIUM_AGENT_PORT, CILIUM_OPERATOR_PORT, HUBBLE_METRICS_PORT)  # host ports: components/host_metrics.py
 # Pod labels the chart sets (templates/cilium-agent/daemonset.yaml, cilium-operator/deployment.yaml).
 AGENT = {"k8s-app": "cilium"}
 OPERATOR = {"io.cilium/app": "operator", "name": "cilium-operator"}
