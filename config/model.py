@@ -395,6 +395,15 @@ class Layers(_Model):
         return [below for below in needed if not getattr(self, below)]
 
 
+class Gcp(_Model):
+    """GCP-only settings (`adplatform:gcp`), read with provider gcp or GCP pools (providers/gcp.py)."""
+    # Which PD CSI disks and snapshots the nodes may use: false, only those named with the stack's prefix
+    # (providers/gcp.py volume_name_prefix); true, also the sidecars' default `pvc-`/`snapshot-` names that volumes
+    # of a stack made before per-stack names carry, which every such stack's nodes in the project may then reach.
+    # Secure by default for a new stack; an existing one sets it before upgrading (docs/security.md).
+    legacy_volume_names: bool = False
+
+
 class StackConfig(_Model):
     provider: str
     profile: str
@@ -408,6 +417,7 @@ class StackConfig(_Model):
     platform: Platform = Platform()
     ad_services: AdServices = AdServices()
     bare_metal: BareMetal | None = None  # provider baremetal: the existing hosts (config/baremetal.py)
+    gcp: Gcp = Gcp()
 
     @field_validator("domain")
     @classmethod

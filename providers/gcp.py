@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import ipaddress
 import re
 from itertools import groupby
@@ -106,13 +107,24 @@ PD_CSI_VOLUME_PERMISSIONS = sorted({
     "compute.snapshots.setLabels", "compute.snapshots.useReadOnly",
     "compute.zones.list", "compute.diskTypes.list", "compute.zoneOperations.get", "compute.globalOperations.get",
 })
-# The driver's disks and snapshots carry the external-provisioner's and -snapshotter's names (pvc-<uid>,
-# snapshot-<uid>). The nodes' disk rights are narrowed to them by an IAM condition on resource names (IAM
-# Conditions support compute.googleapis.com/Disk, Snapshot and Instance): the account can no longer delete
-# or snapshot the boot disks (named after their instances) or any other disk of the project, and attaches
-# only to this stack's instances.
-CSI_DISK_PREFIX = "pvc-"
-CSI_SNAPSHOT_PREFIX = "snapshot-"
+# The driver names a disk or snapshot as the CSI request does (v1.26.4 pkg/gce-pd-csi-driver/controller.go: req.Name),
+# and the sidecars name them `<prefix>-<UID of the claim or VolumeSnapshot>`, the UID untruncated (external-provisioner
+# v6.0.0 --volume-name-prefix, default `pvc`, pkg/controller/controller.go makeVolumeName; external-snapshotter v8.2.1
+# --snapshot-name-prefix, default `snapshot`, pkg/sidecar-controller/csi_handler.go makeSnapshotName; the overlay's
+# sidecar tags). Those defaults are every stack's: a stack's nodes, granted `pvc-`, could attach, snapshot or delete
+# another stack's volumes in the same project. So both sidecars take the stack's prefix (volume_name_prefix) and the
+# nodes' disk rights are narrowed to it by an IAM condition on resource names (IAM Conditions support
+# compute.googleapis.com/Disk, Snapshot and Instance): the account can no longer delete or snapshot the boot disks
+# (named after their instances), another stack's volumes or any other disk of the project, and attaches only to this
+# stack's instances. `adplatform:gcp.legacyVolumeNames` also admits the defaults, for volumes made before.
+LEGACY_DISK_PREFIX = "pvc"
+LEGACY_SNAPSHOT_PREFIX = "snapshot"
+# GCE names take at most 63 characters and a Kubernetes UID has 36, after `<prefix>-`.
+VOLUME_PREFIX_MAX = 63 - 1 - 36
+_VOLUME_PREFIX_HASH = 8  # hex digits of the stack name's SHA-256 ending every prefix
+PD_CSI_CONTROLLER = "csi-gce-pd-controller"  # the overlay's controller Deployment (v1.26.4 base/controller)
+# Its sidecar containers (the same file) and the flag each takes the name prefix in.
+PD_CSI_NAME_FLAGS = {"csi-provisioner": "--volume-name-prefix", "csi-snapshotter": "--snapshot-name-prefix"}
 # The metadata server (Compute Engine "About VM metadata"): the instance's name and its project's id; the zone
 # from cloud-init's instance data. cluster-autoscaler 1.35 gce_cloud_provider.go GceRefFromProviderId reads
 # gce://<project-id>/<zone>/<name> and errors on any other provider ID (K3s' k3s://<node>).
@@ -143,12 +155,49 @@ AUTOSCALER_PERMISSIONS = sorted({
 COMPUTE_API = "https://www.googleapis.com/compute/v1"
 
 
-def csi_disks_condition() -> str:
-    """CEL: PD_CSI_VOLUME_PERMISSIONS' disk and snapshot rights on the driver's own only; its lists and its reads
-    of zones, disk types and operations stay (they name no disk or snapshot)."""
-    return ('(resource.type != "compute.googleapis.com/Disk" && resource.type != "compute.googleapis.com/Snapshot")'
-            f' || resource.name.extract("/disks/{{name}}").startsWith("{CSI_DISK_PREFIX}")'
-            f' || resource.name.extract("/snapshots/{{name}}").startsWith("{CSI_SNAPSHOT_PREFIX}")')
+def volume_name_prefix(stack: str) -> str:
+    """The name prefix of this stack's PD CSI disks and snapshots: `adp-<stack>` cut to fit, then `-` and 8 hex digits
+    of the stack name's hash, at most VOLUME_PREFIX_MAX characters, an RFC 1035 label. The hash keeps stacks apart
+    whose names gcp_name folds or cuts alike, and makes a prefix end where no other stack's continues: stack
+    `staging`'s `adp-staging-<hash>-` does not begin `adp-staging-gcp-<hash>-...` (hex digits, then `-`, where the
+    other name has `gcp-`)."""
+    digest = hashlib.sha256(stack.encode()).hexdigest()[:_VOLUME_PREFIX_HASH]
+    return f"{gcp_name('adp', stack, limit=VOLUME_PREFIX_MAX - 1 - _VOLUME_PREFIX_HASH)}-{digest}"
+
+
+def csi_disks_condition(prefix: str, legacy: bool = False) -> str:
+    """CEL: PD_CSI_VOLUME_PERMISSIONS' disk and snapshot rights on this stack's volumes and snapshots only (`prefix`,
+    and with `legacy` the sidecars' default names too); its lists and its reads of zones, disk types and operations
+    stay (they name no disk or snapshot). 3 logical operators, 5 with `legacy` (MAX_CONDITION_OPERATORS)."""
+    disks = [prefix, *((LEGACY_DISK_PREFIX,) if legacy else ())]
+    snapshots = [prefix, *((LEGACY_SNAPSHOT_PREFIX,) if legacy else ())]
+    return " || ".join([
+        '(resource.type != "compute.googleapis.com/Disk" && resource.type != "compute.googleapis.com/Snapshot")',
+        *(f'resource.name.extract("/disks/{{name}}").startsWith("{p}-")' for p in disks),
+        *(f'resource.name.extract("/snapshots/{{name}}").startsWith("{p}-")' for p in snapshots)])
+
+
+def volume_name_args(prefix: str) -> pulumi.ResourceTransform:
+    """A transform of the PD CSI overlay: its controller's provisioner and snapshotter name volumes and snapshots
+    with `prefix` (volume_name_prefix). Fails when the Deployment lacks either sidecar (an upstream rename): the
+    driver would then make default names, which the nodes' grant refuses."""
+    def transform(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
+        props = args.props
+        if args.type_ != "kubernetes:apps/v1:Deployment" or (props.get("metadata") or {}).get("name") != \
+                PD_CSI_CONTROLLER:
+            return None
+        spec = props["spec"]["template"]["spec"]
+        missing = set(PD_CSI_NAME_FLAGS) - {c["name"] for c in spec["containers"]}
+        if missing:
+            raise ValueError(f"{PD_CSI_CONTROLLER} has no container {', '.join(sorted(missing))} to name volumes "
+                             f"with {prefix}: check the pinned overlay ({GCP_PD_CSI.directory})")
+        containers = [{**c, "args": [*c.get("args", []), f"{PD_CSI_NAME_FLAGS[c['name']]}={prefix}"]}
+                      if c["name"] in PD_CSI_NAME_FLAGS else c for c in spec["containers"]]
+        template = {**props["spec"]["template"], "spec": {**spec, "containers": containers}}
+        return pulumi.ResourceTransformResult(props={**props, "spec": {**props["spec"], "template": template}},
+                                              opts=args.opts)
+
+    return transform
 
 
 def _named_condition(kind: str, collection: str, prefixes: Sequence[str]) -> str:
@@ -328,6 +377,7 @@ class GcpInfrastructure(ProviderInfrastructure):
         self._boot = (*BOOT_COMMANDS, *((PUBLIC_ADDRESS_COMMAND,) if over_internet else ()))
         self._prefix = gcp_name("adp", loaded.stack)  # GCE names: lower case, digits and '-'
         self._labels = {"adplatform-stack": gcp_name(loaded.stack)}
+        self._volume_prefix = volume_name_prefix(loaded.stack)
         self._project = gcp_project() or ""
         self._region = gcp_region() or ""
         self.node_tag = gcp_name(self._prefix, "node")
@@ -446,7 +496,9 @@ class GcpInfrastructure(ProviderInfrastructure):
             opts=self._opts())
         gcp.projects.IAMMember("nodes-pd-csi-volumes", project=self._project, role=volumes.name, member=member,
                                condition=gcp.projects.IAMMemberConditionArgs(
-                                   title="PD CSI volumes only", expression=csi_disks_condition()),
+                                   title="this stack's PD CSI volumes",
+                                   expression=csi_disks_condition(
+                                       self._volume_prefix, self._loaded.config.gcp.legacy_volume_names)),
                                opts=self._opts())
         # Attaching a disk to an instance acts as the instance's service account: this one only.
         gcp.serviceaccount.IAMMember("nodes-act-as-self", service_account_id=account.name,
@@ -740,7 +792,8 @@ class GcpInfrastructure(ProviderInfrastructure):
         # the metadata server, so it needs no GCP CCM (none runs on a secondary).
         driver = k8s.kustomize.v2.Directory(
             "gcp-pd-csi", directory=PD_CSI_HYBRID_KUSTOMIZATION if self._hybrid else PD_CSI_KUSTOMIZATION,
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[namespace])))
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+                depends_on=[namespace], transforms=[volume_name_args(self._volume_prefix)])))
         # ext4 or xfs: the driver image ships both (gcp-compute-persistent-disk-csi-driver v1.26.4 Dockerfile,
         # docs/kubernetes/user-guides/basic.md); Google encrypts every disk at rest.
         return csi_storage(STORAGE_CLASS, PD_PROVISIONER, {"type": "pd-balanced", "csi.storage.k8s.io/fstype": "ext4"},

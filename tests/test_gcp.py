@@ -6,6 +6,7 @@ import re
 from collections import Counter
 from typing import Any
 
+import pulumi
 import pytest
 import yaml
 
@@ -174,7 +175,7 @@ def test_nodes_volume_rights_are_the_drivers_calls_and_no_image_or_storage_pool_
             "compute.zoneOperations.get", "compute.globalOperations.get"} <= set(role["permissions"])
     binding = {r.name: r.inputs for r in members}["nodes-pd-csi-volumes"]
     assert binding["role"] == "projects/adplatform-staging/roles/adp_staging_gcp_pd_csi_volumes"
-    assert binding["condition"]["expression"] == gcp.csi_disks_condition()
+    assert binding["condition"]["expression"] == gcp.csi_disks_condition(gcp.volume_name_prefix("staging-gcp"))
 
 
 def test_k3s_keeps_its_cloud_controller_and_servicelb(staging):
@@ -334,13 +335,15 @@ def test_gateway_keeps_client_addresses_with_local_traffic_policy(staging):
 def test_node_disk_rights_reach_only_the_drivers_volumes_and_this_stacks_instances(staging):
     members = {r.name: r.inputs for r in staging.of_type("gcp:projects/iAMMember:IAMMember")}
     storage = members["nodes-pd-csi-volumes"]["condition"]["expression"]
-    assert storage == gcp.csi_disks_condition()
-    assert 'resource.name.extract("/disks/{name}").startsWith("pvc-")' in storage
-    assert 'resource.name.extract("/snapshots/{name}").startsWith("snapshot-")' in storage
+    prefix = gcp.volume_name_prefix("staging-gcp")
+    assert storage == gcp.csi_disks_condition(prefix)
+    assert f'resource.name.extract("/disks/{{name}}").startsWith("{prefix}-")' in storage
+    assert f'resource.name.extract("/snapshots/{{name}}").startsWith("{prefix}-")' in storage
+    assert '"pvc-"' not in storage and '"snapshot-"' not in storage, "another stack's default-named volumes are out"
     attach = members["nodes-pd-csi-attach"]["condition"]["expression"]
     assert all(admits(attach, "Instance", r.inputs["name"]) for r in staging.of_type(INSTANCE))
     for r in staging.of_type(INSTANCE):
-        assert not r.inputs["name"].startswith(gcp.CSI_DISK_PREFIX), "boot disks (named after instances) are out"
+        assert not r.inputs["name"].startswith(prefix), "boot disks (named after instances) are out"
 
 
 # The CEL the conditions are written in (providers/gcp.py _named_condition): `||` of a resource type test and
@@ -504,3 +507,101 @@ def test_node_boot_commands_pass_shellcheck():
     scripts = {name: f"#!/bin/sh\n{command}\n" for name, command in
                (("aws-provider-id", aws.PROVIDER_ID_COMMAND), ("gce-provider-id", gcp.PROVIDER_ID_COMMAND))}
     assert validators.shellcheck(scripts) == ""
+
+
+# --- PD CSI volume names per stack -----------------------------------------------------------------------
+
+_VOLUME_TERM = re.compile(r'resource\.name\.extract\("/(?P<collection>disks|snapshots)/\{name\}"\)'
+                          r'\.startsWith\("(?P<prefix>[^"]+)"\)')
+UID = "0b5f3c9e-7d1a-4e2b-9c8f-1a2b3c4d5e6f"  # a Kubernetes UID: 36 characters
+
+
+def volume_admits(expression: str, collection: str, name: str) -> bool:
+    """Whether the volume grant (gcp.csi_disks_condition) holds for the disk or snapshot `name`."""
+    return any(m["collection"] == collection and name.startswith(m["prefix"])
+               for m in _VOLUME_TERM.finditer(expression))
+
+
+def controller(args_by_container: dict[str, list[str]]) -> dict:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "csi-gce-pd-controller"},
+            "spec": {"template": {"spec": {"containers": [
+                {"name": name, "args": args} for name, args in args_by_container.items()]}}}}
+
+
+def transformed(prefix: str, props: dict, type_: str = "kubernetes:apps/v1:Deployment") -> dict | None:
+    result = gcp.volume_name_args(prefix)(pulumi.ResourceTransformArgs(True, type_, "x", props,
+                                                                        pulumi.ResourceOptions()))
+    return result.props if result else None
+
+
+def test_the_sidecars_name_volumes_and_snapshots_with_the_stacks_prefix():
+    """The overlay's controller (v1.26.4 base/controller/controller.yaml: containers csi-provisioner, csi-attacher,
+    csi-snapshotter, gce-pd-driver) names what it makes with the stack's prefix, not `pvc`/`snapshot`."""
+    prefix = gcp.volume_name_prefix("staging-gcp")
+    props = transformed(prefix, controller({"csi-provisioner": ["--v=5"], "csi-attacher": ["--v=5"],
+                                            "csi-snapshotter": ["--v=5"], "gce-pd-driver": ["--v=5"]}))
+    args = {c["name"]: c["args"] for c in props["spec"]["template"]["spec"]["containers"]}
+    assert args == {"csi-provisioner": ["--v=5", f"--volume-name-prefix={prefix}"], "csi-attacher": ["--v=5"],
+                    "csi-snapshotter": ["--v=5", f"--snapshot-name-prefix={prefix}"], "gce-pd-driver": ["--v=5"]}
+    assert transformed(prefix, {"metadata": {"name": "csi-gce-pd-node"}}, "kubernetes:apps/v1:DaemonSet") is None
+
+
+def test_a_controller_without_its_sidecars_fails_rather_than_making_default_names():
+    with pytest.raises(ValueError, match="csi-snapshotter"):
+        transformed("adp-x-00000000", controller({"csi-provisioner": []}))
+
+
+def test_the_driver_and_the_grant_take_the_same_prefix(staging):
+    """One prefix (gcp.volume_name_prefix) in the sidecars' args and the nodes' grant: what the driver makes, the
+    nodes may use."""
+    prefix = gcp.volume_name_prefix("staging-gcp")
+    assert re.fullmatch(r"adp-staging-gcp-[0-9a-f]{8}", prefix)
+    grant = {r.name: r.inputs for r in staging.of_type("gcp:projects/iAMMember:IAMMember")}["nodes-pd-csi-volumes"]
+    props = transformed(prefix, controller({"csi-provisioner": [], "csi-snapshotter": []}))
+    disk = f"{props['spec']['template']['spec']['containers'][0]['args'][0].split('=')[1]}-{UID}"
+    snapshot = f"{props['spec']['template']['spec']['containers'][1]['args'][0].split('=')[1]}-{UID}"
+    assert volume_admits(grant["condition"]["expression"], "disks", disk)
+    assert volume_admits(grant["condition"]["expression"], "snapshots", snapshot)
+    assert len(disk) <= 63
+
+
+@pytest.mark.parametrize(("ours", "theirs"), [("staging", "staging-gcp"), ("production", "production-gcp"),
+                                              ("a" * 40, "a" * 40 + "-b"), ("team_x", "team-x")])
+def test_two_stacks_grants_admit_none_of_each_others_volumes(ours, theirs):
+    """Stacks in one project: neither's grant holds for the other's disks or snapshots, also where one stack's name
+    extends the other's, both are cut to the same length, or fold to the same GCE name."""
+    for a, b in ((ours, theirs), (theirs, ours)):
+        condition = gcp.csi_disks_condition(gcp.volume_name_prefix(a))
+        for collection in ("disks", "snapshots"):
+            assert volume_admits(condition, collection, f"{gcp.volume_name_prefix(a)}-{UID}")
+            assert not volume_admits(condition, collection, f"{gcp.volume_name_prefix(b)}-{UID}"), (a, b)
+            assert not volume_admits(condition, collection, f"pvc-{UID}")
+            assert not volume_admits(condition, collection, f"snapshot-{UID}")
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging-gcp", "x" * 200, "Prod_EU.West-3", "9-lives", "a-" * 30])
+def test_every_stack_name_gives_a_valid_bounded_prefix(stack):
+    """GCE names (RFC 1035, at most 63 characters) of `<prefix>-<36-character UID>`: the prefix at most 26."""
+    prefix = gcp.volume_name_prefix(stack)
+    assert len(prefix) <= gcp.VOLUME_PREFIX_MAX == 26
+    assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", f"{prefix}-{UID}") and len(f"{prefix}-{UID}") <= 63
+
+
+def test_legacy_volume_names_admit_the_default_names_too():
+    """A stack made before per-stack names keeps its pvc-/snapshot- volumes usable while the flag is set."""
+    raw = base_raw(provider="gcp", layers=UP_TO_K3S, gcp={"legacyVolumeNames": True})
+    assert load("test", raw, SECRET_KEYS).config.gcp.legacy_volume_names is True
+    assert load("test", base_raw(provider="gcp"), SECRET_KEYS).config.gcp.legacy_volume_names is False
+    prefix = gcp.volume_name_prefix("old")
+    legacy = gcp.csi_disks_condition(prefix, legacy=True)
+    for collection, default in (("disks", "pvc"), ("snapshots", "snapshot")):
+        assert volume_admits(legacy, collection, f"{default}-{UID}")
+        assert volume_admits(legacy, collection, f"{prefix}-{UID}")
+    assert not volume_admits(legacy, "disks", f"snapshot-{UID}")
+
+
+def test_the_volume_grant_stays_within_the_operator_limit():
+    """IAM takes at most 12 logical operators in one condition, the legacy names included."""
+    for legacy in (False, True):
+        expression = gcp.csi_disks_condition(gcp.volume_name_prefix("x" * 80), legacy)
+        assert expression.count("&&") + expression.count("||") <= gcp.MAX_CONDITION_OPERATORS
