@@ -825,7 +825,9 @@ def _pinned_key(name: str, stdout: str) -> str:
     try:
         return check_host_key(stdout)
     except ValueError as e:
-        raise ValueError(f"host key of node {name}: {READ_HOST_KEY!r} printed {stdout.strip()[:120]!r}: {e}") from None
+        # RunError: Pulumi reports it as a message, without a Python traceback.
+        raise pulumi.RunError(f"host key of node {name}: {READ_HOST_KEY!r} printed {stdout.strip()[:120]!r}: {e}; "
+                              "see docs/security.md, \"SSH host keys\"") from None
 
 
 def ssh_connection(name: str, host: pulumi.Input[str], user: str, private_key: pulumi.Input[str], *,

@@ -91,3 +91,14 @@ def test_the_pinned_form_is_what_openssh_writes_and_reads(tmp_path):
     fingerprint = subprocess.run(["ssh-keygen", "-l", "-f", str(tmp_path / "p.pub")], capture_output=True,
                                  text=True, check=True).stdout
     assert "(ED25519)" in fingerprint
+
+
+@pytest.mark.parametrize("printed", ["", "cat: /etc/ssh/ssh_host_ed25519_key.pub: No such file or directory",
+                                     "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7"])
+def test_a_first_contact_that_reads_no_ed25519_key_stops_with_a_message_not_a_traceback(printed):
+    # pulumi.RunError: the engine prints its message alone; a plain exception would print the program's traceback.
+    import pulumi
+    from providers.base import _pinned_key
+    with pytest.raises(pulumi.RunError) as e:
+        _pinned_key("control-plane-1", printed)
+    assert "host key of node control-plane-1" in str(e.value) and "SSH host keys" in str(e.value)
