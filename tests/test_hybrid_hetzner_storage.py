@@ -25,7 +25,7 @@ HETZNER_LOCATIONS = ["fsn1", "hel1", "nbg1"]
 
 def stateful_on_hetzner(**pool: Any) -> dict[str, Any]:
     """Staging on AWS (three K3s servers behind its public NLB) with a general pool and the stateful pool on Hetzner."""
-    values = primary_raw("aws", location="eu-central-1a", firewallQuotas={"aws": 100})
+    values = primary_raw("aws", location="eu-central-1a", firewallQuotas={"aws": 120})
     values["cluster"]["pools"] = [dict(HZ), {"name": "stateful", "provider": "hetzner", "count": 2,
                                              "locations": ["nbg1", "hel1"], **pool}]
     return values
