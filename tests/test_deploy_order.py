@@ -321,32 +321,42 @@ def test_the_model_ends_gitlab_no_earlier_than_its_database_plus_the_migrations(
 
 
 @pytest.mark.parametrize("job", ["oauth-bootstrap", "runner-bootstrap"])
-@pytest.mark.parametrize("store_seconds", [None, 1])
-def test_the_model_ends_a_toolbox_job_no_earlier_than_gitlabs_migrations_plus_a_rails_boot(monkeypatch, job,
-                                                                                           store_seconds):
+def test_the_model_ends_a_toolbox_job_no_earlier_than_gitlabs_migrations_plus_a_rails_boot(job):
     # The Job no longer follows GitLab's release, but its script waits for the migrations Job, then boots Rails in the
-    # toolbox: it ends no earlier than the migrations (from the release's start or its stores ready, whichever is
-    # later: timing.AFTER_RELEASE) plus its own run, whether the database (production) or the start (stores made
-    # instant here) is what the migrations waited for. The critical path names what it waited on.
+    # toolbox: in production the migrations wait for the database (timing.AFTER_RELEASE), and the path says so.
     from tests.runs import stack_plan
     from tools.plan import timing
-    if store_seconds is not None:
-        for type_ in (DATABASE, timing.DRAGONFLY):
-            monkeypatch.setitem(timing.AWAITED, type_, store_seconds)
-    plan = stack_plan("production")
-    resources, finish, via = timing.schedule(plan)
-    [gitlab] = [u for u, r in resources.items() if r["name"] == "gitlab" and r["type"] == RELEASE]
+    resources, finish, via = timing.schedule(stack_plan("production"))
     [database] = [u for u, r in resources.items() if r["name"] == "postgres-database-gitlab"]
     [the_job] = [u for u, r in resources.items() if r["name"] == job and r["type"] == JOB]
-    start = max(finish[d] for d in timing._dependencies(resources[gitlab]) if d in finish)
-    migrated = max(start, finish[database]) + timing.GITLAB_MIGRATIONS
-    assert finish[the_job] >= migrated + timing.GITLAB_RAILS_BOOT == migrated + timing.duration(resources[the_job])
-    if store_seconds is None:  # production: the database is the later one; the step says so
-        assert finish[the_job] == finish[database] + 373 + 60 and via[the_job] == database
-        assert timing.step(resources, finish, via, the_job) == {
-            "name": job, "type": JOB, "seconds": 433, "after": "postgres-database-gitlab"}
-    else:
-        assert finish[the_job] == start + 373 + 60 and finish[database] < start
+    assert finish[the_job] == finish[database] + 373 + 60 and via[the_job] == database
+    assert timing.step(resources, finish, via, the_job) == {
+        "name": job, "type": JOB, "seconds": 433, "after": "postgres-database-gitlab"}
+
+
+def _resource(name: str, type_: str, inputs: dict, dependencies: tuple[str, ...] = ()) -> dict:
+    return {"urn": name, "type": type_, "name": name, "custom": True, "inputs": inputs,
+            "dependencies": list(dependencies), "provider": "", "parent": ""}
+
+
+def _toolbox_job(name: str, namespace: str) -> dict:
+    env = [{"name": "GITLAB_NAMESPACE", "value": namespace}, {"name": "MIGRATIONS_JOB", "value": "gitlab-migrations-0a"}]
+    return _resource(name, JOB, {"spec": {"template": {"spec": {"containers": [{"env": env}]}}}})
+
+
+def test_the_model_ends_a_toolbox_job_no_earlier_than_the_migrations_from_gitlabs_start():
+    # Without a store to wait for, the migrations start with the release: a Job started earlier still ends no earlier
+    # than the release's start plus the migrations plus its own run; a Job naming another GitLab is not held by it.
+    from tools.plan import timing
+    plan = {"resources": [
+        _resource("tune-slow", "command:remote:Command", {}),
+        _resource("gitlab", RELEASE, {"chart": "gitlab", "name": "gitlab", "namespace": "gitlab", "values": {}},
+                  ("tune-slow",)),
+        _toolbox_job("runner-bootstrap", "gitlab"), _toolbox_job("oauth-bootstrap", "elsewhere")]}
+    resources, finish, via = timing.schedule(plan)
+    assert finish["gitlab"] == 40 + 600
+    assert finish["runner-bootstrap"] == 40 + 373 + 60 and via["runner-bootstrap"] == "tune-slow"
+    assert finish["oauth-bootstrap"] == 60 and via["oauth-bootstrap"] is None
 
 
 def test_the_backup_plugin_waits_for_cert_manager_not_lets_encrypt_nor_the_operator(production):

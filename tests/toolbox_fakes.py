@@ -20,9 +20,9 @@ if [ "$1 $2" = "get job" ]; then
   echo "$*" >> "$STATE/calls"
   [ "$5" = "$MIGRATIONS_JOB" ] || exit 0
   if [ ! -f "$STATE/migrations" ]; then printf 'SuccessCriteriaMet Complete'; exit 0; fi
-  n=$(( $(grep -c '^get job' "$STATE/calls") ))
-  line=$(sed -n "${n}p" "$STATE/migrations"); [ -n "$line" ] || line=$(tail -n 1 "$STATE/migrations")
-  printf '%s' "$line"; exit 0
+  n=$(grep -c '^get job' "$STATE/calls"); last=$(wc -l < "$STATE/migrations")
+  [ "$n" -le "$last" ] || n=$last
+  sed -n "${n}p" "$STATE/migrations" | tr -d '\n'; exit 0
 fi
 """
 

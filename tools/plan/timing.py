@@ -148,10 +148,10 @@ GITLAB_MIGRATIONS = 373
 GITLAB_RAILS_BOOT = 60
 # Jobs by name prefix: pulumi-kubernetes waits for a Job to complete, so a Job takes its pod's whole run.
 JOBS: tuple[tuple[str, int], ...] = (
-    # measured (GITLAB_RAILS_BOOT): these toolbox Jobs (components/platform/toolbox_job.py) exec `gitlab-rails runner`
+    # measured: GITLAB_RAILS_BOOT; these toolbox Jobs (components/platform/toolbox_job.py) exec `gitlab-rails runner`
     # in the toolbox pod, which boots Rails once, after their own pod started
     ("oauth-bootstrap", GITLAB_RAILS_BOOT),
-    ("runner-bootstrap", GITLAB_RAILS_BOOT),  # as oauth-bootstrap, the same toolbox `gitlab-rails runner`
+    ("runner-bootstrap", GITLAB_RAILS_BOOT),  # measured: as oauth-bootstrap, the same toolbox `gitlab-rails runner`
 )
 JOB = "kubernetes:batch/v1:Job"
 HELM_CHARTS = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
