@@ -249,7 +249,8 @@ def test_gitlab_installs_while_postgres_bootstraps_its_chart_waiting_for_the_dat
     # Secret; the toolbox Jobs and the runner still follow the release.
     assert {"gitlab-postgres", "gitlab-redis", "ns-gitlab"} <= deps(production, "gitlab", RELEASE)
     # The toolbox Jobs start with the release (on what it starts on), the runner's release still follows it.
-    assert "ns-gitlab" in deps(production, "oauth-bootstrap", JOB) and "gitlab" in deps(production, "gitlab-runner", RELEASE)
+    assert "ns-gitlab" in deps(production, "oauth-bootstrap", JOB)
+    assert "gitlab" in deps(production, "gitlab-runner", RELEASE)
 
 
 def test_a_postgres_database_is_applied_with_its_cluster_not_after_its_readiness(production):
@@ -340,7 +341,8 @@ def _resource(name: str, type_: str, inputs: dict, dependencies: tuple[str, ...]
 
 
 def _toolbox_job(name: str, namespace: str) -> dict:
-    env = [{"name": "GITLAB_NAMESPACE", "value": namespace}, {"name": "MIGRATIONS_JOB", "value": "gitlab-migrations-0a"}]
+    env = [{"name": "GITLAB_NAMESPACE", "value": namespace},
+           {"name": "MIGRATIONS_JOB", "value": "gitlab-migrations-0a"}]
     return _resource(name, JOB, {"spec": {"template": {"spec": {"containers": [{"env": env}]}}}})
 
 
@@ -467,10 +469,11 @@ def test_the_model_ends_gitlab_no_earlier_than_its_redis_plus_the_migrations(mon
 
 
 # The modelled first deploy (tools/plan/timing.py) of production, measured after the cuts above: 18m59s, K3s Ready at
-# 4m53s (19m56s while the toolbox Jobs waited for GitLab's whole release; 3 s of it the SSH host-key read before a node's first command; 20m32s while GitLab waited for its Redis, 20m59s while it waited for the object store, 22m40s while it waited
-# for its database, 20m20s before PostgreSQL's bootstrap was awaited and priced, 23m13s while GitLab waited for every
-# replica, 21m43s before the Jobs Pulumi waits for were priced at their run). Deterministic (a model, not a clock): a
-# change that brings a removed wait back fails here.
+# 4m53s (19m56s while the toolbox Jobs waited for GitLab's whole release; 3 s of it the SSH host-key read before a
+# node's first command; 20m32s while GitLab waited for its Redis, 20m59s while it waited for the object store, 22m40s
+# while it waited for its database, 20m20s before PostgreSQL's bootstrap was awaited and priced, 23m13s while GitLab
+# waited for every replica, 21m43s before the Jobs Pulumi waits for were priced at their run). Deterministic (a model,
+# not a clock): a change that brings a removed wait back fails here.
 CRITICAL_PATH_SECONDS = 18 * 60 + 59
 
 

@@ -132,7 +132,8 @@ def test_the_applications_job_runs_during_gitlabs_install_with_least_privilege(p
     [role] = [r for r in production.of_type(ROLE) if r.name.startswith(sso.NAME)]
     env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
     # Read the one migrations Job, find and exec into the toolbox: nothing else.
-    assert role.inputs["rules"] == toolbox_job.gitlab_rules(toolbox_job.Toolbox("gitlab", "gitlab", env["MIGRATIONS_JOB"]))
+    toolbox = toolbox_job.Toolbox("gitlab", "gitlab", env["MIGRATIONS_JOB"])
+    assert role.inputs["rules"] == toolbox_job.gitlab_rules(toolbox)
     suffix = production.named("gitlab", RELEASE).inputs["values"]["global"]["job"]["nameSuffixOverride"]
     assert env["MIGRATIONS_JOB"] == f"gitlab-migrations-{suffix}"  # the release's current migrations Job
     assert set(env) == {"GITLAB_NAMESPACE", "MIGRATIONS_JOB", "MIGRATIONS_WAIT_SECONDS", "TOOLBOX_SELECTOR",

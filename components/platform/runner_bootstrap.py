@@ -18,10 +18,10 @@ What this module sets and why:
   (its pod template carries the scripts' hash), so it runs again.
 - Least privilege (ServiceAccount `runner-bootstrap` in the runner's namespace): in namespace `gitlab`, `get` on the
   current migrations Job (by name), `get` and `list` pods (to find the toolbox pod: its name is generated) and
-  `create` on pods/exec (what an exec needs, also over WebSocket since Kubernetes 1.35); in its own namespace `get` and `patch` on the one Secret, by
-  resourceNames. Pulumi creates that Secret (RBAC cannot limit `create` to a name), with the deprecated
-  registration-token key only; the Job owns `runner-token` (server-side apply: Pulumi changes only the fields it
-  set, so a refresh leaves the token in place).
+  `create` on pods/exec (what an exec needs, also over WebSocket since Kubernetes 1.35); in its own namespace `get`
+  and `patch` on the one Secret, by resourceNames. Pulumi creates that Secret (RBAC cannot limit `create` to a
+  name), with the deprecated registration-token key only; the Job owns `runner-token` (server-side apply: Pulumi
+  changes only the fields it set, so a refresh leaves the token in place).
 - Secrets: the token goes from the exec's stdout through a variable into kubectl's stdin: never a command line,
   an environment variable or a log line. Nothing secret is in the Job or the ConfigMap.
 - Order: this Job starts while GitLab's release installs and waits for GitLab's migrations Job itself
