@@ -256,16 +256,14 @@ def _after_releases(resources: dict[str, dict[str, Any]], waits_for: dict[str, l
                     stores: dict[str, list[tuple[str, int]]]) -> dict[str, list[tuple[str, int]]]:
     """Job urn -> [(a urn, the seconds after it)] for the Jobs that wait for part of a release themselves
     (AFTER_RELEASE): after what the release waits for (its start) and after its stores (AFTER_STORES)."""
+    releases = [(r, AFTER_RELEASE[str(r["inputs"].get("chart"))]) for r in resources.values()
+                if r["type"] in HELM_CHARTS and str(r["inputs"].get("chart")) in AFTER_RELEASE]
     found: dict[str, list[tuple[str, int]]] = {}
     for urn, r in resources.items():
-        if r["type"] != JOB:
+        if r["type"] != JOB or not releases:
             continue
         env = _env(r)
-        for release in resources.values():
-            rule = AFTER_RELEASE.get(str(release["inputs"].get("chart"))) if release["type"] in HELM_CHARTS else None
-            if rule is None:
-                continue
-            job_key, namespace_key, seconds = rule
+        for release, (job_key, namespace_key, seconds) in releases:
             name, namespace = release["inputs"].get("name"), release["inputs"].get("namespace")
             if env.get(namespace_key) == namespace and str(env.get(job_key, "")).startswith(f"{name}-"):
                 part = seconds + duration(r)
