@@ -96,10 +96,12 @@ JOB = "kubernetes:batch/v1:Job"
 
 
 @pytest.mark.parametrize("job", ["oauth-bootstrap", "runner-bootstrap"])
-def test_toolbox_jobs_alone_wait_for_gitlab(production, job):
-    # Issue 22: a toolbox Job execs into GitLab's toolbox pod, so it waits for GitLab's release; its ServiceAccount,
-    # Roles, RoleBindings and scripts are plain objects in existing namespaces, created during GitLab's install.
-    assert "gitlab" in deps(production, job, JOB)
+def test_toolbox_jobs_run_during_gitlabs_install(production, job):
+    # Issue 22: a toolbox Job execs into GitLab's toolbox pod, which runs early in the install (no init container of
+    # it waits for the migrations); the Job waits for the migrations Job itself (toolbox.sh), so nothing of it waits
+    # for GitLab's release: its Rails boot overlaps webservice's. Its ServiceAccount, Roles, RoleBindings and scripts
+    # are plain objects in existing namespaces.
+    assert "gitlab" not in reaches(production, job, JOB)
     for type_ in ("kubernetes:core/v1:ServiceAccount", "kubernetes:core/v1:ConfigMap"):
         assert "gitlab" not in reaches(production, job, type_)
     binding = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
@@ -246,7 +248,9 @@ def test_gitlab_installs_while_postgres_bootstraps_its_chart_waiting_for_the_dat
     # What its pods read before the database exists stays a dependency: the owner's password Secret, Redis's password
     # Secret; the toolbox Jobs and the runner still follow the release.
     assert {"gitlab-postgres", "gitlab-redis", "ns-gitlab"} <= deps(production, "gitlab", RELEASE)
-    assert "gitlab" in deps(production, "runner-bootstrap", JOB) and "gitlab" in deps(production, "oauth-bootstrap", JOB)
+    # The toolbox Jobs start with the release (on what it starts on), the runner's release still follows it.
+    assert "ns-gitlab" in deps(production, "oauth-bootstrap", JOB)
+    assert "gitlab" in deps(production, "gitlab-runner", RELEASE)
 
 
 def test_a_postgres_database_is_applied_with_its_cluster_not_after_its_readiness(production):
@@ -315,6 +319,46 @@ def test_the_model_ends_gitlab_no_earlier_than_its_database_plus_the_migrations(
     from tools.plan import timeline  # the timeline draws the same step
     row = next(r for r in timeline.rows(plan)["critical"] if r["name"] == "gitlab")
     assert row["seconds"] == 433 == row["end"] - row["start"]
+
+
+@pytest.mark.parametrize("job", ["oauth-bootstrap", "runner-bootstrap"])
+def test_the_model_ends_a_toolbox_job_no_earlier_than_gitlabs_migrations_plus_a_rails_boot(job):
+    # The Job no longer follows GitLab's release, but its script waits for the migrations Job, then boots Rails in the
+    # toolbox: in production the migrations wait for the database (timing.AFTER_RELEASE), and the path says so.
+    from tests.runs import stack_plan
+    from tools.plan import timing
+    resources, finish, via = timing.schedule(stack_plan("production"))
+    [database] = [u for u, r in resources.items() if r["name"] == "postgres-database-gitlab"]
+    [the_job] = [u for u, r in resources.items() if r["name"] == job and r["type"] == JOB]
+    assert finish[the_job] == finish[database] + 373 + 60 and via[the_job] == database
+    assert timing.step(resources, finish, via, the_job) == {
+        "name": job, "type": JOB, "seconds": 433, "after": "postgres-database-gitlab"}
+
+
+def _resource(name: str, type_: str, inputs: dict, dependencies: tuple[str, ...] = ()) -> dict:
+    return {"urn": name, "type": type_, "name": name, "custom": True, "inputs": inputs,
+            "dependencies": list(dependencies), "provider": "", "parent": ""}
+
+
+def _toolbox_job(name: str, namespace: str) -> dict:
+    env = [{"name": "GITLAB_NAMESPACE", "value": namespace},
+           {"name": "MIGRATIONS_JOB", "value": "gitlab-migrations-0a"}]
+    return _resource(name, JOB, {"spec": {"template": {"spec": {"containers": [{"env": env}]}}}})
+
+
+def test_the_model_ends_a_toolbox_job_no_earlier_than_the_migrations_from_gitlabs_start():
+    # Without a store to wait for, the migrations start with the release: a Job started earlier still ends no earlier
+    # than the release's start plus the migrations plus its own run; a Job naming another GitLab is not held by it.
+    from tools.plan import timing
+    plan = {"resources": [
+        _resource("tune-slow", "command:remote:Command", {}),
+        _resource("gitlab", RELEASE, {"chart": "gitlab", "name": "gitlab", "namespace": "gitlab", "values": {}},
+                  ("tune-slow",)),
+        _toolbox_job("runner-bootstrap", "gitlab"), _toolbox_job("oauth-bootstrap", "elsewhere")]}
+    resources, finish, via = timing.schedule(plan)
+    assert finish["gitlab"] == 40 + 600
+    assert finish["runner-bootstrap"] == 40 + 373 + 60 and via["runner-bootstrap"] == "tune-slow"
+    assert finish["oauth-bootstrap"] == 60 and via["oauth-bootstrap"] is None
 
 
 def test_the_backup_plugin_waits_for_cert_manager_not_lets_encrypt_nor_the_operator(production):
@@ -424,12 +468,13 @@ def test_the_model_ends_gitlab_no_earlier_than_its_redis_plus_the_migrations(mon
     assert shared not in {store for store, _ in timing._after_stores(resources)[gitlab]}
 
 
-# The modelled first deploy (tools/plan/timing.py) of production, measured after the cuts above: 19m56s, K3s Ready at
-# 4m53s (3 s of it the SSH host-key read before a node's first command; 20m32s while GitLab waited for its Redis, 20m59s while it waited for the object store, 22m40s while it waited
-# for its database, 20m20s before PostgreSQL's bootstrap was awaited and priced, 23m13s while GitLab waited for every
-# replica, 21m43s before the Jobs Pulumi waits for were priced at their run). Deterministic (a model, not a clock): a
-# change that brings a removed wait back fails here.
-CRITICAL_PATH_SECONDS = 19 * 60 + 56
+# The modelled first deploy (tools/plan/timing.py) of production, measured after the cuts above: 18m59s, K3s Ready at
+# 4m53s (19m56s while the toolbox Jobs waited for GitLab's whole release; 3 s of it the SSH host-key read before a
+# node's first command; 20m32s while GitLab waited for its Redis, 20m59s while it waited for the object store, 22m40s
+# while it waited for its database, 20m20s before PostgreSQL's bootstrap was awaited and priced, 23m13s while GitLab
+# waited for every replica, 21m43s before the Jobs Pulumi waits for were priced at their run). Deterministic (a model,
+# not a clock): a change that brings a removed wait back fails here.
+CRITICAL_PATH_SECONDS = 18 * 60 + 59
 
 
 def test_every_job_is_priced_at_its_run_and_the_toolbox_jobs_at_a_rails_boot():
@@ -452,13 +497,14 @@ def test_modelled_first_deploy_of_production_stays_within_its_measured_bound():
     assert estimate["criticalPathSeconds"] <= CRITICAL_PATH_SECONDS
     # Its shape: the cluster, its CNI, cert-manager, the backup plugin PostgreSQL archives through, GitLab's database
     # applied on the primary, GitLab's migrations and Rails boot after it (the part of GitLab's install that waits for
-    # the database: the release itself started long before), the runner's token, the runner. No volume or Redis step
-    # (GitLab's release no longer waits for its DragonflyDB instance), no object store (installed meanwhile).
+    # the database: the release itself started long before), its routes, then a login proxy that reads GitLab's OIDC
+    # discovery when it starts. No runner bootstrap: it ran during GitLab's install. No volume or Redis step (GitLab's
+    # release no longer waits for its DragonflyDB instance), no object store (installed meanwhile).
     assert [(s["name"], s.get("after")) for s in estimate["criticalPath"]][-11:] == [
         ("cilium", None), ("ns-cert-manager", None), ("netpol-cert-manager-allow-api-server-webhooks", None),
         ("cert-manager", None), ("plugin-barman-cloud", None), ("postgres-object-store", None),
         ("postgres-database-gitlab", None), ("gitlab", "postgres-database-gitlab"), ("gitlab-registry-route", None),
-        ("runner-bootstrap", None), ("gitlab-runner", None)]
+        ("mlflow-oauth2-proxy", None), ("mlflow-route", None)]
     assert not [s for s in estimate["criticalPath"]
                 if s["name"].startswith(("dragonfly-", "hcloud-csi", "storage-class-", "seaweedfs"))]
     resources, finish, _ = timing.schedule(plan)

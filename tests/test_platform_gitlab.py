@@ -5,6 +5,7 @@ job namespace, RBAC and deploy identity; the config errors that guard them; swit
 from __future__ import annotations
 
 import copy
+import dataclasses
 import tomllib
 from types import SimpleNamespace
 
@@ -54,6 +55,21 @@ def with_runner() -> Run:
 
 def gitlab_values(run: Run) -> dict:
     return run.named("gitlab", RELEASE).inputs["values"]
+
+
+def test_the_charts_jobs_are_named_by_a_hash_of_the_chart_version_and_our_values(production, small, monkeypatch):
+    # The toolbox Jobs wait for the current migrations Job by its name (`gitlab-migrations-<suffix>`, toolbox_job.py):
+    # the chart's own suffix hashes its merged values, which we cannot know, so the suffix is ours, by the same rule: a
+    # changed value or chart version names a new Job (the chart's Jobs are immutable), an unchanged one keeps it.
+    suffix = gitlab_values(production)["global"]["job"]["nameSuffixOverride"]
+    assert len(suffix) == gitlab.JOB_SUFFIX_LENGTH and int(suffix, 16) >= 0
+    assert gitlab_values(small)["global"]["job"]["nameSuffixOverride"] != suffix
+    chosen = {"global": {"edition": "ce"}, "gitlab": {"webservice": {"workerProcesses": 2}}}
+    same = gitlab.job_suffix(chosen)
+    assert gitlab.job_suffix(copy.deepcopy(chosen)) == same
+    assert gitlab.job_suffix({**chosen, "gitlab": {"webservice": {"workerProcesses": 3}}}) != same
+    monkeypatch.setattr(charts, "GITLAB", dataclasses.replace(charts.GITLAB, version="99.0.0"))
+    assert gitlab.job_suffix(chosen) != same
 
 
 def runner_values(run: Run) -> dict:

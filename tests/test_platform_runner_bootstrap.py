@@ -14,11 +14,12 @@ from types import SimpleNamespace
 import pytest
 
 from components import charts
-from components.platform import gitlab, gitlab_runner, runner_bootstrap
+from components.platform import gitlab, gitlab_runner, runner_bootstrap, toolbox_job
 from config import load
 from config.catalog import CI_NAMESPACE
 from config.rules import RUNNER_TOKEN
 from tests import test_ci_templates as ci_templates, validators, variants
+from tests import toolbox_fakes
 from tests.toolbox_fakes import run_toolbox_script
 from tests.conftest import SECRET_KEYS, UP_TO_PLATFORM, base_raw
 from tests.stores import RELEASE, SECRET, config_problems, stack_config, string_data
@@ -136,7 +137,10 @@ def test_the_job_may_exec_into_gitlab_and_patch_one_secret_only(production):
     roles = {r.inputs["metadata"]["namespace"]: r.inputs for r in production.of_type(ROLE)
              if r.inputs["metadata"]["name"] == runner_bootstrap.NAME}
     assert set(roles) == {gitlab.NAMESPACE, RUNNER_NS}
+    migrations = job(production).inputs["spec"]["template"]["spec"]["containers"][0]["env"]
+    [migrations_job] = [e["value"] for e in migrations if e["name"] == "MIGRATIONS_JOB"]
     assert roles[gitlab.NAMESPACE]["rules"] == [
+        {"apiGroups": ["batch"], "resources": ["jobs"], "resourceNames": [migrations_job], "verbs": ["get"]},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
         {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}]
     assert roles[RUNNER_NS]["rules"] == [
@@ -170,12 +174,13 @@ def test_bootstrap_objects_match_their_schemas(production):
 
 
 # --- order and the Secret the chart reads ------------------------------------------------------------------
-def test_gitlab_then_the_job_then_the_runner(production):
+def test_the_job_runs_during_gitlabs_install_then_the_runner_follows_both(production):
+    # The Job waits for GitLab's migrations in its script (toolbox.sh), not for the release in Pulumi.
     gitlab_release = production.named("gitlab", RELEASE)
     token = production.named(gitlab_runner.TOKEN_SECRET, SECRET)
     the_job = job(production)
-    assert gitlab_release.urn in the_job.dependencies and token.urn in the_job.dependencies
-    assert the_job.urn in production.named("gitlab-runner", RELEASE).dependencies
+    assert gitlab_release.urn not in the_job.dependencies and token.urn in the_job.dependencies
+    assert {the_job.urn, gitlab_release.urn} <= set(production.named("gitlab-runner", RELEASE).dependencies)
 
 
 def test_the_job_writes_the_secret_the_chart_reads(production):
@@ -244,6 +249,63 @@ def test_the_script_fails_without_a_token_line(tmp_path):
     result = run_script(tmp_path, "not-a-runner-token")
     assert result.returncode != 0 and "printed no runner authentication token" in result.stderr
     assert not (tmp_path / "secret").exists()
+
+
+# --- toolbox.sh: the wait for GitLab's migrations (the Job starts while GitLab installs) ---------------------
+def run_with_migrations(tmp_path: Path, states: list[str], wait: int = 60) -> subprocess.CompletedProcess:
+    """The script with the migrations Job answering `states` (its true conditions), one per poll, and a `sleep`
+    that returns at once (the script polls every 10 s)."""
+    (tmp_path / "migrations").write_text("\n".join(states) + "\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "sleep").write_text("#!/bin/sh\necho \"sleep $*\" >> \"$STATE/calls\"\n")
+    (bin_dir / "sleep").chmod(0o755)
+    ruby = tmp_path / "create-runner.rb"
+    ruby.write_text("puts 'the rendered script'\n")
+    return run_toolbox_script(tmp_path, FAKE_KUBECTL, runner_bootstrap.shell_script(),
+                              {"TOKEN": "glrt-t1_abc", "RUNNER_NAMESPACE": "gitlab-runner",
+                               "RUNNERS": f"{ruby}=gitlab-runner-token", "MIGRATIONS_WAIT_SECONDS": str(wait)})
+
+
+def calls(tmp_path: Path) -> list[str]:
+    return (tmp_path / "calls").read_text().splitlines()
+
+
+def test_the_script_runs_rails_only_once_gitlabs_migrations_completed(tmp_path):
+    # Not created yet (the release is still in its pre-install hooks), then running, then complete.
+    result = run_with_migrations(tmp_path, ["", "", "SuccessCriteriaMet Complete"])
+    assert result.returncode == 0, result.stderr
+    made = calls(tmp_path)
+    polls = [i for i, c in enumerate(made) if c.startswith("get job")]
+    assert len(polls) == 3 and made[polls[0]].split()[:5] == [
+        "get", "job", "--namespace", "gitlab", toolbox_fakes.MIGRATIONS_JOB]  # the current revision's, by name
+    first_exec = next(i for i, c in enumerate(made) if c.startswith("exec"))
+    assert first_exec > polls[-1]  # no Rails before the schema is there
+    # The toolbox pod: the newest running one not being deleted (an upgrade may be rolling the Deployment).
+    [pods] = [c for c in made if c.startswith("get pods")]
+    assert "--sort-by .metadata.creationTimestamp" in pods and "if not .metadata.deletionTimestamp" in pods
+
+
+def test_the_script_stops_at_once_when_the_migrations_failed(tmp_path):
+    result = run_with_migrations(tmp_path, ["", "FailureTarget Failed"])
+    assert result.returncode != 0
+    assert f"GitLab's migrations Job {toolbox_fakes.MIGRATIONS_JOB} in namespace gitlab failed" in result.stderr
+    assert not [c for c in calls(tmp_path) if c.startswith(("exec", "patch"))]
+
+
+def test_the_script_gives_up_when_the_migrations_never_complete(tmp_path):
+    # E.g. only an older revision's Job exists (another name): this revision's never appears.
+    result = run_with_migrations(tmp_path, [""], wait=30)
+    assert result.returncode != 0 and "not complete after 30s" in result.stderr
+    assert sum(c.startswith("get job") for c in calls(tmp_path)) == 4  # at 0, 10, 20 and 30 s
+    assert not [c for c in calls(tmp_path) if c.startswith(("exec", "patch"))]
+
+
+def test_the_jobs_wait_outlasts_gitlabs_install_and_pulumis_wait_outlasts_the_job():
+    # The Job starts no later than GitLab's release, whose Helm wait covers the database's wait and the migrations.
+    assert toolbox_job.MIGRATIONS_WAIT_SECONDS >= gitlab.RELEASE_TIMEOUT_SECONDS
+    minutes = int(toolbox_job.TIMEOUT.removesuffix("m"))
+    assert minutes * 60 > toolbox_job.MIGRATIONS_WAIT_SECONDS + toolbox_job.WAIT_SECONDS + 2 * 60
 
 
 # --- config -----------------------------------------------------------------------------------------------

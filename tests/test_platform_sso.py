@@ -123,17 +123,21 @@ def test_each_consumer_has_its_own_client(production):
         ["https://grafana.ads.example.com/login/gitlab"]
 
 
-def test_the_applications_job_runs_after_gitlab_with_least_privilege(production):
+def test_the_applications_job_runs_during_gitlabs_install_with_least_privilege(production):
     job = production.named(sso.NAME, JOB)
-    assert production.named("gitlab", RELEASE).urn in job.dependencies
+    assert production.named("gitlab", RELEASE).urn not in job.dependencies  # its script waits for the migrations
     pod = job.inputs["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == sso.NAME
     assert {"name": "applications", "secret": {"secretName": sso.APPS_SECRET, "defaultMode": 0o440}} in pod["volumes"]
     [role] = [r for r in production.of_type(ROLE) if r.name.startswith(sso.NAME)]
-    assert role.inputs["rules"] == toolbox_job.gitlab_rules()  # find and exec into the toolbox: nothing else
     env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
-    assert set(env) == {"GITLAB_NAMESPACE", "TOOLBOX_SELECTOR", "TOOLBOX_CONTAINER", "WAIT_SECONDS", "HOME",
-                        "APPS_FILE", "RUBY_SCRIPT"}
+    # Read the one migrations Job, find and exec into the toolbox: nothing else.
+    toolbox = toolbox_job.Toolbox("gitlab", "gitlab", env["MIGRATIONS_JOB"])
+    assert role.inputs["rules"] == toolbox_job.gitlab_rules(toolbox)
+    suffix = production.named("gitlab", RELEASE).inputs["values"]["global"]["job"]["nameSuffixOverride"]
+    assert env["MIGRATIONS_JOB"] == f"gitlab-migrations-{suffix}"  # the release's current migrations Job
+    assert set(env) == {"GITLAB_NAMESPACE", "MIGRATIONS_JOB", "MIGRATIONS_WAIT_SECONDS", "TOOLBOX_SELECTOR",
+                        "TOOLBOX_CONTAINER", "WAIT_SECONDS", "HOME", "APPS_FILE", "RUBY_SCRIPT"}
     annotations = job.inputs["spec"]["template"]["metadata"]["annotations"]
     assert len(annotations["adplatform.io/applications-sha256"]) == 64  # a changed application re-runs the Job
 

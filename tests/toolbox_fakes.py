@@ -8,9 +8,23 @@ import stat
 import subprocess
 from pathlib import Path
 
-# What toolbox.sh reads to find GitLab's toolbox pod (the fakes answer for this namespace and selector).
-TOOLBOX_ENV = {"GITLAB_NAMESPACE": "gitlab", "TOOLBOX_SELECTOR": "app=toolbox,release=gitlab",
-               "TOOLBOX_CONTAINER": "toolbox", "WAIT_SECONDS": "0"}
+# What toolbox.sh reads to find GitLab's migrations Job and toolbox pod (the fakes answer for these names).
+MIGRATIONS_JOB = "gitlab-migrations-0123456789"
+TOOLBOX_ENV = {"GITLAB_NAMESPACE": "gitlab", "MIGRATIONS_JOB": MIGRATIONS_JOB, "MIGRATIONS_WAIT_SECONDS": "0",
+               "TOOLBOX_SELECTOR": "app=toolbox,release=gitlab", "TOOLBOX_CONTAINER": "toolbox", "WAIT_SECONDS": "0"}
+# Put before a fake kubectl's own answers: `get job <MIGRATIONS_JOB>` prints the Job's true conditions, read from
+# $STATE/migrations (one line per call, the last line repeating; a complete Job when the file is missing), and
+# nothing for another Job (as --ignore-not-found does). Every call is logged to $STATE/calls by the fake itself.
+MIGRATIONS_FAKE = r"""
+if [ "$1 $2" = "get job" ]; then
+  echo "$*" >> "$STATE/calls"
+  [ "$5" = "$MIGRATIONS_JOB" ] || exit 0
+  if [ ! -f "$STATE/migrations" ]; then printf 'SuccessCriteriaMet Complete'; exit 0; fi
+  n=$(grep -c '^get job' "$STATE/calls"); last=$(wc -l < "$STATE/migrations")
+  [ "$n" -le "$last" ] || n=$last
+  sed -n "${n}p" "$STATE/migrations" | tr -d '\n'; exit 0
+fi
+"""
 
 
 def run_toolbox_script(tmp_path: Path, fake_kubectl: str, script: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -18,7 +32,8 @@ def run_toolbox_script(tmp_path: Path, fake_kubectl: str, script: str, env: dict
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     kubectl = bin_dir / "kubectl"
-    kubectl.write_text(fake_kubectl)
+    shebang, _, answers = fake_kubectl.partition("\n")
+    kubectl.write_text(f"{shebang}\n{MIGRATIONS_FAKE}{answers}")
     kubectl.chmod(kubectl.stat().st_mode | stat.S_IEXEC)
     path = tmp_path / "job.sh"
     path.write_text(script)

@@ -67,12 +67,11 @@ class Platform(pulumi.ComponentResource):
         for name, module in enabled.items():
             after = [*services.foundations, *spaces.ready_for([s.name for s in specs[name]]),
                      *self._stores_ready(data, name, module)]
-            if name == "runner" and "gitlab" in installed:
-                # The runner registers with GitLab's URL (its release and routes), not after the SSO applications.
-                after += installed["gitlab"].serving
             installed[name] = module.install(ctx, spaces, after)
-            if name == "gitlab":  # declared before every tool that logs in with it (MODULES order)
-                ctx = dataclasses.replace(ctx, identity_provider=tuple(installed[name].serving))
+            # Declared before every tool that logs in with it and the runner (MODULES order), which wait on what of it
+            # they need (ctx.gitlab_serving): not the SSO applications; the runner's bootstrap Job not even that.
+            if name == "gitlab":
+                ctx = dataclasses.replace(ctx, gitlab_serving=tuple(installed[name].serving))
 
         bindings = sso.kubectl_bindings(ctx, [*services.foundations, *cluster.ready])
 

@@ -15,7 +15,7 @@ What the values set and why (keys of helm/oauth2-proxy/values.yaml at tag oauth2
 - Start order: oauth2-proxy reads GitLab's /.well-known/openid-configuration when it starts and exits if it cannot
   (v7.15.3 providers.NewProvider -> NewOAuthProxy -> main's Fatalf), so a proxy that started before GitLab
   answers would crash-loop until its atomic release times out (900 s; GitLab may take 1800 s). The release waits
-  for GitLab serving (ctx.identity_provider); nothing else of the tool does.
+  for GitLab serving (ctx.gitlab_serving); nothing else of the tool does.
 - Replicas and budget follow the profile; the PodDisruptionBudget only where there are two replicas (one pod
   with minAvailable 1 would block every node drain).
 """
@@ -71,7 +71,7 @@ def install(ctx: PlatformContext, consumer: str, label: str, namespace: str, ser
     cookie = ctx.password(f"{consumer}-oauth2-proxy-cookie-secret", COOKIE_SECRET_LENGTH).result
     secret = sso.client_secret(ctx, consumer, name(consumer), namespace, after, extra={"cookie-secret": cookie})
     proxy = release(name(consumer), charts.OAUTH2_PROXY, values(ctx, consumer, label, namespace, service, port),
-                    ctx.opts([*after, secret, *ctx.identity_provider]), namespace=namespace, create_namespace=False)
+                    ctx.opts([*after, secret, *ctx.gitlab_serving]), namespace=namespace, create_namespace=False)
     route = ctx.route(f"{consumer}-route", label, namespace, name(consumer), PORT, depends_on=[proxy])
     return [secret, proxy, route]
 

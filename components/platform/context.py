@@ -101,9 +101,10 @@ class PlatformContext(LayerContext):
     environment: str  # config/catalog.py ENVIRONMENTS: the runner's tag, deploy jobs pick the cluster by it
     teams: tuple[str, ...]  # team namespaces (clusterServices.teams): where deploy jobs may roll Deployments
     sso: dict[str, OAuthClient] = field(default_factory=dict)  # consumer -> its OAuth client; empty: SSO off
-    # What serves GitLab's OIDC discovery document (its release and routes), for the modules after it: a login that
-    # reads it when it starts (oauth2-proxy) waits on these; logins that read it at the first sign-in do not.
-    identity_provider: tuple[pulumi.Resource, ...] = ()
+    # What serves GitLab (its release and routes), for the modules after it: a login that reads GitLab's OIDC
+    # discovery document when it starts (oauth2-proxy) and the runner's releases (they register at GitLab's URL) wait
+    # on these; logins that read it at the first sign-in do not, nor do the toolbox Jobs (toolbox_job.py).
+    gitlab_serving: tuple[pulumi.Resource, ...] = ()
 
     # --- sizing ----------------------------------------------------------------------------------------
     def replicas(self, ha_count: int = 2) -> int:

@@ -29,6 +29,8 @@ What this module sets and why:
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any, Sequence
 
 import pulumi
@@ -39,6 +41,7 @@ from components.data.endpoints import ObjectStoreEndpoint
 from components.helm import release
 from components.platform import sso
 from components.platform.context import LAYER, Installed, PlatformContext
+from components.platform.toolbox_job import Toolbox
 from components.scheduling import topology_spread
 from components.services.namespaces import Namespaces, NamespaceSpec
 
@@ -95,6 +98,12 @@ INSTALLS_BEFORE = frozenset({"postgres", "object_storage", "dragonfly"})  # stor
 # Rails boot: the default 900 s would leave under 2 minutes once the database takes 5 (a failed wait fails `pulumi up`;
 # a re-run continues, the release is not atomic).
 RELEASE_TIMEOUT_SECONDS = 1800
+# The chart names its Jobs `<release>-<subchart>-<suffix>`, the suffix by default a hash of the chart version and of all
+# its values (templates/_helpers.tpl gitlab.jobNameSuffix, read at chart 9.9.1): a new Job whenever either changes. The
+# toolbox Jobs (toolbox_job.py) wait for the current migrations Job by name while the release installs, so we set the
+# suffix (`global.job.nameSuffixOverride`, doc/charts/globals.md "Jobs") by the same rule (job_suffix); an older Job,
+# failed or a previous revision's, has another name. Well within a Job name's 63 characters.
+JOB_SUFFIX_LENGTH = 10
 EDITION = "ce"  # global.edition (chart values.yaml: ee by default; doc "Deploy the Community Edition")
 ROOT_PASSWORD_SECRET = "gitlab-initial-root-password"
 POSTGRES_SECRET = "gitlab-postgres"
@@ -256,6 +265,26 @@ def _metrics(service_monitor: bool = True) -> dict[str, Any]:
 
 
 def values(ctx: PlatformContext) -> dict[str, Any]:
+    """The chart's values, with the suffix of its Jobs' names (job_suffix) derived from the rest."""
+    chosen = chart_values(ctx)
+    chosen["global"]["job"] = {"nameSuffixOverride": job_suffix(chosen)}
+    return chosen
+
+
+def job_suffix(chosen: dict[str, Any]) -> str:
+    """What the chart would do (a hash of its version and values: a new name whenever either changes), but known
+    here: a hash of the pinned version and our values. Plain hex, so the chart's `tpl` leaves it as it is."""
+    text = json.dumps([charts.GITLAB.version, chosen], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:JOB_SUFFIX_LENGTH]
+
+
+def toolbox(ctx: PlatformContext) -> Toolbox:
+    """Where the toolbox Jobs find this GitLab, with the name of the current release revision's migrations Job
+    (charts/gitlab/charts/migrations/templates/_helpers.tpl migrations.jobname: `<release>-migrations-<suffix>`)."""
+    return Toolbox(NAMESPACE, RELEASE, f"{RELEASE}-migrations-{values(ctx)['global']['job']['nameSuffixOverride']}")
+
+
+def chart_values(ctx: PlatformContext) -> dict[str, Any]:
     settings = ctx.settings.gitlab
     proxies = [ctx.cluster.pod_cidr, ctx.cluster.subnet_cidr]  # the gateway's Envoy reaches pods from these
     backup_volume = {"enabled": True, "useGenericEphemeralVolume": True, "storageClass": ctx.storage_class,
@@ -384,8 +413,8 @@ def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Res
                      namespace=NAMESPACE, atomic=False, create_namespace=False, timeout=RELEASE_TIMEOUT_SECONDS)
     routes = [ctx.route("gitlab-route", "gitlab", NAMESPACE, WEBSERVICE_SERVICE, WORKHORSE_PORT, [gitlab]),
               ctx.route("gitlab-registry-route", "registry", NAMESPACE, REGISTRY_SERVICE, REGISTRY_PORT, [gitlab])]
-    # The OAuth applications of the single sign-on (sso.py), once GitLab runs.
-    applications = sso.bootstrap(ctx, NAMESPACE, RELEASE, [gitlab], [spaces[NAMESPACE]])
+    # The OAuth applications of the single sign-on (sso.py): started with the release, they wait for its migrations.
+    applications = sso.bootstrap(ctx, toolbox(ctx), [*after, *ns], [spaces[NAMESPACE]])
     serves = [*credentials, volume, gitlab, *routes]
     return Installed(urls={"gitlab": ctx.url("gitlab"), "registry": ctx.url("registry")},
                      ready=[*serves, *applications], serves=serves)

@@ -380,9 +380,10 @@ def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Res
     registered = registered_tokens(ctx)
     token: list[pulumi.Resource] = [token_secret(ctx, spec, registered, [spaces[NAMESPACE]]) for spec in runners]
     outputs = {}
-    if bootstraps(ctx):  # `after` holds GitLab's release (components/platform/__init__.py)
+    if bootstraps(ctx):
         token += downstream_secrets(ctx, [spaces[NAMESPACE]])
-        job = runner_bootstrap.install(ctx, NAMESPACE, gitlab.NAMESPACE, gitlab.RELEASE, TOKEN_SECRET,
+        # Not after GitLab's release: the Job waits for its migrations itself and runs while webservice starts.
+        job = runner_bootstrap.install(ctx, NAMESPACE, gitlab.toolbox(ctx), TOKEN_SECRET,
                                        [*base, *token], [spaces[NAMESPACE], spaces[gitlab.NAMESPACE]])
         token.append(job)
         if ctx.settings.gitlab.runner.downstream:
@@ -391,7 +392,8 @@ def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Res
     deploy = deployer(ctx, base)
     identity = [build_identity(ctx, base)] if any(spec.builds for spec in runners) else []
     releases = [release(release_name(spec), charts.GITLAB_RUNNER, values(ctx, spec),
-                        ctx.opts([*base, *token, *limits, *identity]), namespace=NAMESPACE, create_namespace=False)
+                        ctx.opts([*base, *ctx.gitlab_serving, *token, *limits, *identity]), namespace=NAMESPACE,
+                        create_namespace=False)
                 for spec in runners]
     return Installed(ready=[*token, *limits, *deploy, *identity, *releases], outputs=outputs)
 

@@ -16,16 +16,17 @@ What this module sets and why:
 - Idempotent: the Ruby script finds the runner by its description (one per stack) and prints the same token;
   the shell script patches the Secret only when it holds another value. A changed script replaces the Job
   (its pod template carries the scripts' hash), so it runs again.
-- Least privilege (ServiceAccount `runner-bootstrap` in the runner's namespace): in namespace `gitlab`, `get` and
-  `list` pods (to find the toolbox pod: its name is generated) and `create` on pods/exec (what an exec needs,
-  also over WebSocket since Kubernetes 1.35); in its own namespace `get` and `patch` on the one Secret, by
-  resourceNames. Pulumi creates that Secret (RBAC cannot limit `create` to a name), with the deprecated
-  registration-token key only; the Job owns `runner-token` (server-side apply: Pulumi changes only the fields it
-  set, so a refresh leaves the token in place).
+- Least privilege (ServiceAccount `runner-bootstrap` in the runner's namespace): in namespace `gitlab`, `get` on the
+  current migrations Job (by name), `get` and `list` pods (to find the toolbox pod: its name is generated) and
+  `create` on pods/exec (what an exec needs, also over WebSocket since Kubernetes 1.35); in its own namespace `get`
+  and `patch` on the one Secret, by resourceNames. Pulumi creates that Secret (RBAC cannot limit `create` to a
+  name), with the deprecated registration-token key only; the Job owns `runner-token` (server-side apply: Pulumi
+  changes only the fields it set, so a refresh leaves the token in place).
 - Secrets: the token goes from the exec's stdout through a variable into kubectl's stdin: never a command line,
   an environment variable or a log line. Nothing secret is in the Job or the ConfigMap.
-- Order: GitLab's release -> this Job (Pulumi waits for its completion, pulumi-kubernetes batch/v1 Job await)
-  -> the runner's release, whose pods mount the token.
+- Order: this Job starts while GitLab's release installs and waits for GitLab's migrations Job itself
+  (toolbox_job.py), so its Rails boot overlaps webservice's; Pulumi waits for its completion (pulumi-kubernetes
+  batch/v1 Job await); then the runner's release (after GitLab's too), whose pods mount the token.
 - Which runners: this stack's environment's (config/platform.py GitLabRunner.specs: its deploy runner, tagged
   with the environment, into Secret `gitlab-runner-token`; where the environment builds, the untagged build
   runner, into `gitlab-runner-token-build`), each described `adplatform <stack> (<key>)` (key: `staging`,
@@ -48,7 +49,7 @@ import pulumi_kubernetes as k8s
 
 from components.platform import toolbox_job
 from components.platform.context import PlatformContext
-from components.platform.toolbox_job import MOUNT, SCRIPTS, ruby_literal
+from components.platform.toolbox_job import MOUNT, SCRIPTS, Toolbox, ruby_literal
 from config.platform import RunnerSpec
 
 SHELL_SCRIPT = "runner-bootstrap.sh"
@@ -107,25 +108,24 @@ def shell_script() -> str:
     return toolbox_job.shell_script(SHELL_SCRIPT)
 
 
-def job_spec(ctx: PlatformContext, namespace: str, gitlab_namespace: str, gitlab_release: str,
-             secret: str, scripts: dict[str, str]) -> dict:
+def job_spec(ctx: PlatformContext, namespace: str, toolbox: Toolbox, secret: str, scripts: dict[str, str]) -> dict:
     pairs = " ".join(f"{MOUNT}/{script}={name}" for _, script, name in runners(ctx, secret))
     return toolbox_job.job_spec(
-        ctx, NAME, APP, SHELL_SCRIPT, {"RUNNER_NAMESPACE": namespace, "RUNNERS": pairs}, gitlab_namespace,
-        gitlab_release, {"adplatform.io/scripts-sha256": toolbox_job.scripts_digest(scripts)})
+        ctx, NAME, APP, SHELL_SCRIPT, {"RUNNER_NAMESPACE": namespace, "RUNNERS": pairs}, toolbox,
+        {"adplatform.io/scripts-sha256": toolbox_job.scripts_digest(scripts)})
 
 
-def install(ctx: PlatformContext, namespace: str, gitlab_namespace: str, gitlab_release: str, secret: str,
+def install(ctx: PlatformContext, namespace: str, toolbox: Toolbox, secret: str,
             after: Sequence[pulumi.Resource], spaces: Sequence[pulumi.Resource]) -> k8s.batch.v1.Job:
-    """The Job, once GitLab (in `after`) and the runner's Secret (also in `after`) exist; done when it completed.
-    Its RBAC and scripts need only the runner's and GitLab's namespaces (`spaces`)."""
+    """The Job, once the runner's Secret (in `after`) exists, while GitLab installs (the script waits for its
+    migrations); done when it completed. Its RBAC and scripts need only the runner's and GitLab's namespaces
+    (`spaces`)."""
     scripts = {SHELL_SCRIPT: shell_script(),
                **{script: ruby_script(ctx, spec) for spec, script, _ in runners(ctx, secret)}}
-    rules = {gitlab_namespace: toolbox_job.gitlab_rules(),
+    rules = {toolbox.namespace: toolbox_job.gitlab_rules(toolbox),
              namespace: secret_rules([name for _, _, name in runners(ctx, secret)])}
     rbac = toolbox_job.rbac(ctx, NAME, APP, namespace, rules, spaces)
-    return toolbox_job.install(ctx, NAME, APP, namespace, scripts,
-                               job_spec(ctx, namespace, gitlab_namespace, gitlab_release, secret, scripts),
+    return toolbox_job.install(ctx, NAME, APP, namespace, scripts, job_spec(ctx, namespace, toolbox, secret, scripts),
                                [*after, *rbac], spaces)
 
 

@@ -137,14 +137,14 @@ def applications_json(ctx: PlatformContext) -> pulumi.Output[str]:
                                    separators=(",", ":"))))
 
 
-def bootstrap(ctx: PlatformContext, gitlab_namespace: str, gitlab_release: str,
-              after: Sequence[pulumi.Resource], spaces: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
-    """The Job creating the applications in GitLab (in `after`); nothing with SSO off. Its Secret, RBAC and
-    scripts need only GitLab's namespace (`spaces`)."""
+def bootstrap(ctx: PlatformContext, toolbox: toolbox_job.Toolbox, after: Sequence[pulumi.Resource],
+              spaces: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    """The Job creating the applications in GitLab, once `after` is done, while GitLab installs (the script waits
+    for its migrations); nothing with SSO off. Its Secret, RBAC and scripts need only GitLab's namespace (`spaces`)."""
     if not ctx.sso:
         return []
     apps = applications_json(ctx)
-    _, data = ctx.credentials("sso-oauth-applications", APPS_SECRET, gitlab_namespace, {APPS_KEY: apps}, spaces,
+    _, data = ctx.credentials("sso-oauth-applications", APPS_SECRET, toolbox.namespace, {APPS_KEY: apps}, spaces,
                               labels=ctx.labels(APP, NAME))
     scripts = {SHELL_SCRIPT: toolbox_job.shell_script(SHELL_SCRIPT),
                RUBY_SCRIPT: (toolbox_job.SCRIPTS / RUBY_SCRIPT).read_text()}
@@ -154,11 +154,12 @@ def bootstrap(ctx: PlatformContext, gitlab_namespace: str, gitlab_release: str,
     spec = toolbox_job.job_spec(
         ctx, NAME, APP, SHELL_SCRIPT,
         {"APPS_FILE": f"{APPS_MOUNT}/{APPS_KEY}", "RUBY_SCRIPT": f"{toolbox_job.MOUNT}/{RUBY_SCRIPT}"},
-        gitlab_namespace, gitlab_release, annotations,
+        toolbox, annotations,
         volumes=[{"name": "applications", "secret": {"secretName": APPS_SECRET, "defaultMode": 0o440}}],
         mounts=[{"name": "applications", "mountPath": APPS_MOUNT, "readOnly": True}])
-    rbac = toolbox_job.rbac(ctx, NAME, APP, gitlab_namespace, {gitlab_namespace: toolbox_job.gitlab_rules()}, spaces)
-    job = toolbox_job.install(ctx, NAME, APP, gitlab_namespace, scripts, spec, [*after, *rbac, data], spaces)
+    rbac = toolbox_job.rbac(ctx, NAME, APP, toolbox.namespace, {toolbox.namespace: toolbox_job.gitlab_rules(toolbox)},
+                            spaces)
+    job = toolbox_job.install(ctx, NAME, APP, toolbox.namespace, scripts, spec, [*after, *rbac, data], spaces)
     return [data, *rbac, job]
 
 

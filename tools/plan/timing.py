@@ -141,14 +141,19 @@ AWAITED_PER_MEMBER: dict[str, Callable[[dict[str, Any]], int]] = {
     "kubernetes:clickhouse.altinity.com/v1:ClickHouseInstallation": _clickhouse_replicas,
     "kubernetes:clickhouse-keeper.altinity.com/v1:ClickHouseKeeperInstallation": _clickhouse_replicas,
 }
+# measured: GitLab's migrations Job, 6m13s typical (gitlab.com/gitlab-org/gitlab-foss/-/issues/64998, as in CHARTS)
+GITLAB_MIGRATIONS = 373
+# measured: GitLab's Rails "takes nearly 1 minute to start", "roughly 50 seconds" for one component
+# (gitlab.com/gitlab-org/gitlab/-/issues/213992)
+GITLAB_RAILS_BOOT = 60
 # Jobs by name prefix: pulumi-kubernetes waits for a Job to complete, so a Job takes its pod's whole run.
 JOBS: tuple[tuple[str, int], ...] = (
-    # measured: GitLab's Rails "takes nearly 1 minute to start", "roughly 50 seconds" for one component
-    # (gitlab.com/gitlab-org/gitlab/-/issues/213992); these toolbox Jobs (components/platform/toolbox_job.py) exec
-    # `gitlab-rails runner` in the toolbox pod, which boots Rails once, after their own pod started
-    ("oauth-bootstrap", 60),
-    ("runner-bootstrap", 60),  # measured: as oauth-bootstrap, the same toolbox `gitlab-rails runner`
+    # measured: GITLAB_RAILS_BOOT; these toolbox Jobs (components/platform/toolbox_job.py) exec `gitlab-rails runner`
+    # in the toolbox pod, which boots Rails once, after their own pod started
+    ("oauth-bootstrap", GITLAB_RAILS_BOOT),
+    ("runner-bootstrap", GITLAB_RAILS_BOOT),  # measured: as oauth-bootstrap, the same toolbox `gitlab-rails runner`
 )
+JOB = "kubernetes:batch/v1:Job"
 HELM_CHARTS = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
 DATABASE = "kubernetes:postgresql.cnpg.io/v1:Database"
 DRAGONFLY = "kubernetes:dragonflydb.io/v1alpha1:Dragonfly"
@@ -174,9 +179,8 @@ STORES: dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[[Any], Any]]] 
 # INSTALLS_BEFORE): per store, (its type, where the release's values name it, the seconds of the chart's work that can
 # only start once it serves). Such a release is ready no earlier than its start plus its figure above, and no earlier
 # than each of those stores ready plus its part.
-# measured: the migrations Job, 6m13s typical (373 s, gitlab.com/gitlab-org/gitlab-foss/-/issues/64998, as in CHARTS),
-# then webservice's Rails boot, "nearly 1 minute" (60 s, gitlab.com/gitlab-org/gitlab/-/issues/213992)
-GITLAB_AFTER_STORE = 373 + 60
+# The migrations Job, then webservice's Rails boot.
+GITLAB_AFTER_STORE = GITLAB_MIGRATIONS + GITLAB_RAILS_BOOT
 AFTER_STORES: dict[str, tuple[tuple[str, tuple[str, ...], int], ...]] = {
     "gitlab": (
         # The migrations Job and the pods wait for the database themselves (wait-for-deps)
@@ -186,6 +190,14 @@ AFTER_STORES: dict[str, tuple[tuple[str, tuple[str, ...], int], ...]] = {
         # can hold GitLab back
         (DRAGONFLY, ("global", "redis", "host"), GITLAB_AFTER_STORE),
     ),
+}
+# Jobs that start with a release and wait for part of it themselves (components/platform/toolbox_job.py: the toolbox
+# Jobs wait for GitLab's migrations Job, named in their env): per chart, (the env key naming the Job awaited,
+# `<release>-...`; the env key naming the release's namespace; the seconds of the release's work it waits for, from
+# the release's start or, for a release in AFTER_STORES, from its stores ready). Such a Job ends no earlier than that
+# plus its own run (JOBS).
+AFTER_RELEASE: dict[str, tuple[str, str, int]] = {
+    "gitlab": ("MIGRATIONS_JOB", "GITLAB_NAMESPACE", GITLAB_MIGRATIONS),
 }
 DEFAULT_JOB = 20          # estimate: another Job of ours: its pod starts (one small image) and runs a short script
 DEFAULT_COMMAND = 30      # estimate: another script of ours: SSH connect + a short idempotent script
@@ -202,7 +214,7 @@ def duration(resource: dict[str, Any]) -> int:
         return 0
     if type_ == COMMAND:
         return next((s for prefix, s in COMMANDS if resource["name"].startswith(prefix)), DEFAULT_COMMAND)
-    if type_ == "kubernetes:batch/v1:Job":
+    if type_ == JOB:
         return next((s for prefix, s in JOBS if resource["name"].startswith(prefix)), DEFAULT_JOB)
     if type_ in DURATIONS:
         return DURATIONS[type_]
@@ -240,6 +252,34 @@ def _after_stores(resources: dict[str, dict[str, Any]]) -> dict[str, list[tuple[
     return found
 
 
+def _after_releases(resources: dict[str, dict[str, Any]], waits_for: dict[str, list[str]],
+                    stores: dict[str, list[tuple[str, int]]]) -> dict[str, list[tuple[str, int]]]:
+    """Job urn -> [(a urn, the seconds after it)] for the Jobs that wait for part of a release themselves
+    (AFTER_RELEASE): after what the release waits for (its start) and after its stores (AFTER_STORES)."""
+    releases = [(r, AFTER_RELEASE[str(r["inputs"].get("chart"))]) for r in resources.values()
+                if r["type"] in HELM_CHARTS and str(r["inputs"].get("chart")) in AFTER_RELEASE]
+    found: dict[str, list[tuple[str, int]]] = {}
+    for urn, r in resources.items():
+        if r["type"] != JOB or not releases:
+            continue
+        env = _env(r)
+        for release, (job_key, namespace_key, seconds) in releases:
+            name, namespace = release["inputs"].get("name"), release["inputs"].get("namespace")
+            if env.get(namespace_key) == namespace and str(env.get(job_key, "")).startswith(f"{name}-"):
+                part = seconds + duration(r)
+                found.setdefault(urn, []).extend(
+                    [(p, part) for p in waits_for[release["urn"]]] +
+                    [(store, part) for store, _ in stores.get(release["urn"], ())])
+    return found
+
+
+def _env(resource: dict[str, Any]) -> dict[str, Any]:
+    """A Job's first container's environment, by name."""
+    template = ((resource["inputs"].get("spec") or {}).get("template") or {}).get("spec") or {}
+    containers = template.get("containers") or [{}]
+    return {e.get("name"): e.get("value") for e in containers[0].get("env") or [] if isinstance(e, dict)}
+
+
 def _at(values: dict[str, Any], path: tuple[str, ...]) -> Any:
     for key in path:
         values = values.get(key) if isinstance(values, dict) else None
@@ -257,6 +297,7 @@ def schedule(plan: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str,
             waits_for[r["parent"]].append(r["urn"])  # a component is done when its children are
     # Not a dependency (the release starts without it) but an end it cannot beat: ordered after it all the same.
     after_stores = _after_stores(resources)
+    after_stores.update(_after_releases(resources, waits_for, after_stores))
 
     finish: dict[str, int] = {}
     via: dict[str, str | None] = {}
@@ -299,10 +340,10 @@ def estimate(plan: dict[str, Any]) -> dict[str, Any]:
 def step(resources: dict[str, dict[str, Any]], finish: dict[str, int], via: dict[str, str | None],
           urn: str) -> dict[str, Any]:
     """One step of the critical path: its own duration, or, for a release that waited on a store at the end
-    (AFTER_STORES), the part after the store and the store it waited on."""
+    (AFTER_STORES) or a Job on part of a release (AFTER_RELEASE), the part after what it waited on and that."""
     r = resources[urn]
     before = via[urn]
-    if before is not None and resources[before]["type"] in STORES and before not in _dependencies(r):
+    if before is not None and before not in _dependencies(r):
         return {"name": r["name"], "type": r["type"], "seconds": finish[urn] - finish[before],
                 "after": resources[before]["name"]}
     return {"name": r["name"], "type": r["type"], "seconds": duration(r)}
