@@ -180,8 +180,10 @@ def test_migration_keeps_the_static_seal_disabled_beside_the_kms_seal():
 
 
 def test_the_seal_opens_the_kms_api_to_openbao_only_when_on():
-    ctx = SimpleNamespace(settings=SimpleNamespace(secrets=SimpleNamespace(backend="openbao")), secrets_oidc=None,
-                          seal=None)
+    # No backups: no snapshot pods reaching S3 (secrets_backup.py), only what the seal needs.
+    ctx = SimpleNamespace(settings=SimpleNamespace(secrets=SimpleNamespace(backend="openbao", restore=None),
+                                                   backups=SimpleNamespace(enabled=False, s3=None)),
+                          secrets_oidc=None, seal=None)
     assert secrets.namespaces(ctx)[0].egress_world_pods == ()
     ctx.seal = Seal("awskms", settings={}, credentials={})
     # The servers' pods alone: they unseal; nothing else of the namespace reaches the internet.
@@ -317,7 +319,9 @@ def test_migration_from_static_to_transit_keeps_the_old_seal_disabled():
     policies = {r.inputs["metadata"]["name"]: r.inputs["spec"] for r in
                 run.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
                 if r.inputs["metadata"]["namespace"] == "openbao"}
-    assert not [name for name in policies if name.startswith("allow-egress-internet")]
+    # The servers reach no internet address (the snapshot pods reach the backups' S3: secrets_backup.py).
+    assert not [name for name in policies if name.startswith("allow-egress-internet")
+                and name != "allow-egress-internet-snapshot"]
     assert policies["allow-egress-addresses"]["egress"] == [
         {"to": [{"ipBlock": {"cidr": "192.168.50.10/32"}}], "ports": [{"protocol": "TCP", "port": 443}]}]
 
