@@ -4,6 +4,9 @@ path; the configure Job then runs again; Velero's restore of the same namespace 
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
 
 from components import charts
@@ -109,11 +112,32 @@ def test_the_scripts_pass_shellcheck(restoring):
     assert validators.shellcheck({name.removesuffix(".sh"): text for name, text in data.items()}) == ""
 
 
-def test_the_restore_waits_until_the_snapshot_is_in():
-    """OpenBao answers before it has installed the snapshot: the Job waits until its own token is unknown."""
-    script = (secrets.SCRIPTS / "secrets-restore.sh").read_text()
-    assert 'operator raft snapshot restore -force "${WORK}/snapshot.snap"' in script
-    assert "token lookup" in script and "Code: 403" in script
+@pytest.mark.parametrize("force, restore_call", [("false", "operator raft snapshot restore {snap}"),
+                                                 ("true", "operator raft snapshot restore -force {snap}")])
+def test_the_restore_installs_the_snapshot_then_waits_until_it_is_in(tmp_path, force, restore_call):
+    """OpenBao answers before it has installed the snapshot (in the background): the Job succeeds only once its own
+    token is unknown to the store (403), which the restored state, older than the token, makes it."""
+    calls, scripts, work = tmp_path / "calls", tmp_path / "scripts", tmp_path / "work"
+    scripts.mkdir()
+    work.mkdir()
+    for name in ("secrets-login.sh", "secrets-restore.sh"):
+        (scripts / name).write_text((secrets.SCRIPTS / name).read_text())
+    (work / "name").write_text("20261120T061500Z\n")
+    stub = tmp_path / "bao"
+    # the second lookup finds the token gone
+    stub.write_text('#!/bin/sh\necho "$*" >> "$CALLS"\n'
+                    'case "$*" in *login*) echo s.stub ;; "token lookup") '
+                    'if [ "$(grep -c "token lookup" "$CALLS")" -ge 2 ]; then echo "Code: 403. Errors:" >&2; exit 2; fi'
+                    ' ;; esac\n')
+    stub.chmod(0o755)
+    result = subprocess.run(["sh", str(scripts / "secrets-restore.sh")], capture_output=True, text=True, env={
+        "PATH": f"{tmp_path}:{os.environ['PATH']}", "CALLS": str(calls), "CLI": "bao", "AUTH_MOUNT": "kubernetes",
+        "LOGIN_ROLE": "raft-restore", "TOKEN_FILE": "/token", "WAIT_SECONDS": "30", "WORK": str(work), "FORCE": force})
+    assert result.returncode == 0, result.stderr
+    lines = calls.read_text().splitlines()
+    assert lines[1] == restore_call.format(snap=work / "snapshot.snap")
+    assert lines[2:] == ["token lookup", "token lookup"]
+    assert "restored snapshot 20261120T061500Z.snap" in result.stdout
 
 
 def _problems(raw) -> list[str]:
