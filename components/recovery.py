@@ -5,7 +5,8 @@ Order, and why:
 1. a new cluster with the cluster services only, and Velero restoring the namespaces it backs up (platform,
    ads, the in-cluster object store) before anything of Pulumi's exists in them: Velero fills the volumes through
    the pods it restores, and the releases later adopt the objects (`existingResourcePolicy: none` leaves them);
-   Dragonfly's namespace waits for its own restore, which the Dragonfly resource waits for;
+   Dragonfly's namespace waits for its own restore, which the Dragonfly resource waits for; OpenBao comes back from
+   its newest raft snapshot (clusterServices.secrets.restore), its namespace left out of Velero's restore;
 2. the data plane, every store restoring from its own backup (Velero's schedule leaves the live databases out:
    a file copy of a running database is no backup). The object store comes first (the stores wait for it when
    it holds their backups); then the stores, which depend on nothing but it;
@@ -58,21 +59,40 @@ def store_steps(cfg: StackConfig) -> list[dict[str, Any]]:
     return steps
 
 
+def secrets_from_snapshot(cfg: StackConfig) -> bool:
+    """The secret store comes back from its newest raft snapshot (consistent, at most secretsSchedule old) rather than
+    Velero's file copy of its live raft volumes (a day old, and not necessarily consistent): OpenBao with snapshots
+    in S3 (config/rules.py _secrets_restore: Vault has no restore Job)."""
+    backups = cfg.cluster_services.backups
+    return cfg.cluster_services.secrets.backend == "openbao" and backups.enabled and backups.s3 is not None
+
+
+def cluster_set(cfg: StackConfig) -> dict[str, Any]:
+    """The first step's restores: Velero's of the namespaces it backs up but Dragonfly's (the stores step restores
+    it) and, when it comes from its snapshot, the secret store's (one source per restore)."""
+    from_snapshot = secrets_from_snapshot(cfg)
+    excluded = ["dragonfly", *([cfg.cluster_services.secrets.backend] if from_snapshot else [])]
+    return {f"{NAMESPACE}:clusterServices.backups.restore": {"backup": VELERO_BACKUP, "excludeNamespaces": excluded},
+            **({f"{NAMESPACE}:clusterServices.secrets.restore": {"snapshot": "latest"}} if from_snapshot else {})}
+
+
 def runbook(cfg: StackConfig, stack: str) -> list[dict[str, Any]]:
     """The steps, in order: what to set (config keys as `pulumi config set --path` takes them), what to run, and
     what must hold before the next."""
     layers = f"{NAMESPACE}:layers"
+    secrets_check = ["kubectl -n openbao wait job/openbao-restore-latest --for=condition=complete --timeout=70m  "
+                     "# the secret store's snapshot restored"] if secrets_from_snapshot(cfg) else []
     return [
         {"step": "cluster", "set": {
             f"{layers}.dataPlane": False, f"{layers}.platform": False, f"{layers}.adServices": False,
-            f"{NAMESPACE}:clusterServices.backups.restore": {"backup": VELERO_BACKUP, "excludeNamespaces": ["dragonfly"]}},
+            **cluster_set(cfg)},
          # The first up makes the new cluster and points the Kubernetes provider at it, whose constant
          # clusterIdentifier keeps it (and the state's objects) in place; the refresh drops the objects the new
          # cluster lacks, and the second up creates them (docs/lifecycle.md, "A new cluster under the same stack").
          "run": f"pulumi up --stack {stack} && pulumi refresh --stack {stack} && pulumi up --stack {stack}",
          "checks": ["kubectl get nodes  # every node Ready",
                     "kubectl -n velero get backupstoragelocations  # PHASE Available: the old backups are listed",
-                    "kubectl -n velero get restores  # PHASE Completed"]},
+                    "kubectl -n velero get restores  # PHASE Completed", *secrets_check]},
         {"step": "stores", "set": {f"{layers}.dataPlane": True}, "stores": store_steps(cfg),
          "run": f"pulumi up --stack {stack}",
          "checks": ["each store's check, in this order"]},

@@ -356,6 +356,7 @@ def _cluster_services(cfg: StackConfig, profile: Profile, secrets: set[str]) -> 
                                  f"{MAX_ETCD_SNAPSHOTS_IN_S3 // servers} with {servers} servers: S3 keeps that many "
                                  f"snapshots per server, at most {MAX_ETCD_SNAPSHOTS_IN_S3} in all (one S3 listing)",
                                  backups.etcd_retention))
+    found += _secrets_restore(cfg)
     if profile.strict and svc.secrets.replicas < 3:
         found.append(problem("clusterServices.secrets.replicas", f"must be at least 3 in the {profile.name} "
                              "profile (raft keeps a quorum when one node is lost)", svc.secrets.replicas))
@@ -375,6 +376,32 @@ def _cluster_services(cfg: StackConfig, profile: Profile, secrets: set[str]) -> 
     found += [problem("clusterServices.teams", f"must have unique names; {name!r} appears {n} times", name)
               for name, n in teams.items() if n > 1]
     return found
+
+
+def _secrets_restore(cfg: StackConfig) -> list[Problem]:
+    """clusterServices.secrets.restore installs a raft snapshot from the backups' S3 through OpenBao's own API, as a
+    Job logged in through Kubernetes auth (components/services/secrets_restore.py). One source of truth per restore:
+    Velero's restore of the same namespace would start the store on its (older, file-copied) raft volumes, which
+    the snapshot then overwrites, so both at once are refused."""
+    svc = cfg.cluster_services
+    restore = svc.secrets.restore
+    if restore is None:
+        return []
+    key, given = "clusterServices.secrets.restore", restore.model_dump(by_alias=True)
+    if svc.secrets.backend != "openbao":
+        return [problem(key, f"needs clusterServices.secrets.backend openbao, got {svc.secrets.backend!r}: Vault "
+                        "starts sealed and without the Kubernetes login the restore Job uses; restore Vault by hand "
+                        "(docs/disaster-recovery.md, secret store)", given)]
+    if not (svc.backups.enabled and svc.backups.s3 is not None):
+        return [problem(key, "has no snapshots to read: needs clusterServices.backups.enabled and "
+                        "clusterServices.backups.s3 (where the snapshot CronJob uploads them)", given)]
+    velero = svc.backups.restore
+    if velero is not None and velero.restores(svc.secrets.backend):
+        return [problem(key, f"must not be set while clusterServices.backups.restore also restores the namespace "
+                        f"{svc.secrets.backend!r} (one source per restore: add {svc.secrets.backend!r} to "
+                        "clusterServices.backups.restore.excludeNamespaces to restore the store from its snapshot, "
+                        "or unset clusterServices.secrets.restore to keep Velero's copy)", given)]
+    return []
 
 
 def backup_purposes(cfg: StackConfig) -> list[str]:

@@ -302,6 +302,11 @@ class VeleroRestore(Model):
                 check_hostname_label(value)
         return values
 
+    def restores(self, namespace: str) -> bool:
+        """Whether this restore includes `namespace`."""
+        return ("*" in self.include_namespaces or namespace in self.include_namespaces) \
+            and namespace not in self.exclude_namespaces
+
 
 class Backups(Model):
     enabled: bool = True
@@ -472,6 +477,29 @@ class Seal(Model):
     _v_type = field_validator("type")(staticmethod(optional(one_of(SEAL_TYPES))))
 
 
+# components/services/scripts/secrets-snapshot.sh names every snapshot by its UTC time (<name>.snap in S3)
+_SNAPSHOT_NAME = re.compile(r"\d{8}T\d{6}Z")
+LATEST_SNAPSHOT = "latest"
+
+
+class SecretsRestore(Model):
+    """clusterServices.secrets.restore: install the raft snapshot `snapshot` (a name of the snapshot CronJob's, or
+    `latest`: the newest in S3) into the running, unsealed OpenBao (components/services/secrets_restore.py). `force`
+    skips OpenBao's check that the snapshot was sealed by the running seal (docs/disaster-recovery.md: only while a
+    seal migration keeps the snapshot's seal configured)."""
+
+    snapshot: str
+    force: bool = False
+
+    @field_validator("snapshot")
+    @classmethod
+    def _snapshot(cls, value: str) -> str:
+        if value != LATEST_SNAPSHOT and not _SNAPSHOT_NAME.fullmatch(value):
+            raise ValueError(f"must be {LATEST_SNAPSHOT!r} or a snapshot name of the secret store's snapshot CronJob "
+                             "(<yyyymmddThhmmss>Z, such as 20261120T061500Z)")
+        return value
+
+
 class Secrets(Model):
     backend: str = "openbao"  # OpenBao (MPL-2.0) or HashiCorp Vault (BSL): the same API
     seal: Seal = Seal()
@@ -479,6 +507,7 @@ class Secrets(Model):
     # OpenBao's unseal key is exported encrypted to each of these (stack output secretsRecovery); without
     # them it is exported as a plain secret output (readable with `pulumi stack output --show-secrets`).
     recovery_pgp_keys: list[Annotated[str, StringConstraints(max_length=PGP_KEY_MAX_LENGTH)]] = []
+    restore: SecretsRestore | None = None  # disaster recovery from a raft snapshot (docs/disaster-recovery.md)
     multiline_fields: ClassVar[frozenset[str]] = frozenset({"recovery_pgp_keys"})
 
     @field_validator("recovery_pgp_keys")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from components.data import redpanda_backup
-from components.recovery import STORES
+from components.recovery import STORES, cluster_set
 from config import ConfigError, load
 from config.data import DataPlane
 from tests import validators, variants
@@ -244,7 +244,10 @@ def test_runbook_brings_back_cluster_then_stores_then_platform_then_ads(producti
     assert [s["step"] for s in steps] == ["cluster", "stores", "platform", "adServices"]
     first = steps[0]["set"]
     assert first["adplatform:layers.dataPlane"] is False and first["adplatform:layers.platform"] is False
-    assert first["adplatform:clusterServices.backups.restore"]["excludeNamespaces"] == ["dragonfly"]
+    # The secret store from its consistent raft snapshot, so Velero leaves its namespace out (one source per restore).
+    assert first["adplatform:clusterServices.backups.restore"]["excludeNamespaces"] == ["dragonfly", "openbao"]
+    assert first["adplatform:clusterServices.secrets.restore"] == {"snapshot": "latest"}
+    assert any("job/openbao-restore-latest" in check for check in steps[0]["checks"])
     assert steps[1]["set"] == {"adplatform:layers.dataPlane": True}
     assert steps[2]["set"] == {"adplatform:layers.platform": True}
     assert "disasterRecovery" not in production.secret_outputs
@@ -276,6 +279,19 @@ def test_runbook_follows_the_stores_a_stack_runs():
     run = run_raw(base_raw(dataPlane={"redpanda": {"enabled": False}, "dragonfly": {"enabled": False}}))
     stores = [s["store"] for s in run.outputs["disasterRecovery"][1]["stores"]]
     assert "redpanda" not in stores and "dragonfly" not in stores and stores[0] == "objectStorage"
+
+
+def test_the_runbooks_first_step_is_a_valid_config():
+    """Set as the runbook says, the first step passes config validation (no Velero and snapshot restore of one store)."""
+    raw = base_raw()
+    for key, value in cluster_set(load("production", raw, SECRET_KEYS).config).items():
+        *path, leaf = key.removeprefix("adplatform:").split(".")
+        node = raw
+        for part in path:
+            node = node.setdefault(part, {})
+        node[leaf] = dict(value)
+    raw["clusterServices"]["backups"]["restore"]["backup"] = "cluster-20261120020012"
+    assert load("production", raw, SECRET_KEYS).config.cluster_services.secrets.restore is not None
 
 
 def test_no_runbook_without_backups(staging):

@@ -249,8 +249,9 @@ def test_configure_job_logs_in_as_the_admin_account_without_a_token_on_any_comma
     lines = calls.read_text().splitlines()
     assert lines[0] == ("write -field=token auth/kubernetes/login role=platform-admin "
                         "jwt=@/var/run/secrets/openbao/token token=")
-    # login, the two legacy deletions, a policy and a role per team, the snapshot policy and role
-    assert all(line.endswith("token=s.stub-token") for line in lines[1:]) and len(lines) == 1 + 2 + 2 * 2 + 2
+    # login, the two legacy deletions, a policy and a role per team, the snapshot policy and role, the restore role
+    # and policy's deletions (no restore set)
+    assert all(line.endswith("token=s.stub-token") for line in lines[1:]) and len(lines) == 1 + 2 + 2 * 2 + 2 + 2
     assert not any("s.stub-token" in line.split(" token=")[0] for line in lines)
     assert "s.stub-token" not in result.stdout + result.stderr
 

@@ -165,8 +165,12 @@ def shellcheck(named_scripts: dict[str, str]) -> str:
     aside: without_values), and a content this shellcheck found clean before (in this session or an earlier one) not
     again: shellcheck checks each file on its own (no sourcing), so leaving out a clean one leaves the report as it
     was."""
-    unique = {text: name for name, text in ((n, without_values(t)) for n, t in named_scripts.items())
-              if not ((mark := _clean_mark(text)) and mark.exists())}
+    texts = {n: without_values(t) for n, t in named_scripts.items()}
+    unique = {text: name for name, text in texts.items() if not ((mark := _clean_mark(text)) and mark.exists())}
+    # A clean helper another script names in its `# shellcheck source=SCRIPTDIR/<name>.sh` is given again: missing
+    # from the input, shellcheck reports the directive (SC1091) in the script that sources it.
+    sourced = {name for name in texts for text in unique if f"source=SCRIPTDIR/{name}.sh" in text}
+    unique.update({texts[name]: name for name in sourced if unique and texts[name] not in unique})
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
         for text, name in unique.items():

@@ -15,7 +15,8 @@ import pulumi
 from components.k3s import K3sCluster
 from components.layer import Prerequisites
 from components.services import (autoscaler, backups, certs, cilium_metrics, dns, gateway, mesh, monitoring_crds,
-                                 namespaces, reboots, secrets, secrets_backup, secrets_sso, upgrades)
+                                 namespaces, reboots, secrets, secrets_backup, secrets_restore, secrets_sso,
+                                 upgrades)
 from components.services.context import ServicesContext
 from config import LoadedConfig
 from config.rules import schedulable_nodes
@@ -87,6 +88,8 @@ class ClusterServices(pulumi.ComponentResource):
         store = secrets.install(ctx, spaces, after=[*scraped(secrets), *tls.manager], restore_first=saved.restore_first)
         # Consistent raft snapshots of the store to S3 (Velero's copy of its live volumes need not be).
         snapshots, self.secrets_backup = secrets_backup.install(ctx, spaces, after=[*placed(secrets), *store.ready])
+        # A restore from a raft snapshot (clusterServices.secrets.restore) once the store and its snapshots' keys exist.
+        restored = secrets_restore.install(ctx, spaces, store, after=[*placed(secrets), *store.ready, *snapshots])
         meshed = mesh.install(ctx, spaces, tls, after=placed(mesh))
         cilium = cilium_metrics.install(ctx, spaces, after=scraped(cilium_metrics))
         # Node autoscaling (docs/autoscaling.md): only where a pool autoscales and the provider creates machines.
@@ -106,7 +109,7 @@ class ClusterServices(pulumi.ComponentResource):
                                            monitors=tuple(monitors))
         self.foundations = self.prerequisites.all()
         self.backups = list(saved.ready)
-        self.ready = [*base, *spaces.ready, *tls.ready, *edge.ready, *records, *rolling, *rebooting, *saved.ready, *store.ready, *snapshots, *meshed, *monitors, *cilium,
+        self.ready = [*base, *spaces.ready, *tls.ready, *edge.ready, *records, *rolling, *rebooting, *saved.ready, *store.ready, *snapshots, *restored, *meshed, *monitors, *cilium,
                       *(self.autoscaling.ready if self.autoscaling else [])]
         self.register_outputs({"storage_class": self.storage_class, "cluster_issuer": self.cluster_issuer,
                                "gateway": f"{edge.namespace}/{edge.name}"})

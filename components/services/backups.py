@@ -33,7 +33,6 @@ from components.services.namespaces import NamespaceSpec, Namespaces, prometheus
 from config.catalog import LIVE_DATABASE_NAMESPACES
 from config.model import DEDICATED_TAINT_KEY
 from config.services import Backups as Settings
-from config.services import VeleroRestore
 
 NAMESPACE = VELERO.namespace
 VELERO_IMAGE = ("docker.io/velero/velero", "v1.18.1")  # the chart's appVersion
@@ -218,7 +217,8 @@ def install(ctx: ServicesContext, spaces: Namespaces, after: Sequence[pulumi.Res
     spec = restore_spec(settings)
     if spec is None:
         return Backups(ready=ready)
-    own = [namespace for namespace in first if restores(settings.restore, namespace)]
+    assert settings.restore is not None  # restore_spec
+    own = [namespace for namespace in first if settings.restore.restores(namespace)]
     spec["excludedNamespaces"] += own
     # Named after the backup: a new backup name is a new restore, the same one never runs twice.
     ready.append(_custom(ctx, "velero-restore", "Restore", f"restore-{spec['backupName']}", spec, [velero]))
@@ -231,12 +231,6 @@ def install(ctx: ServicesContext, spaces: Namespaces, after: Sequence[pulumi.Res
                         velero_restore_spec(backup, [namespace]), [velero, *prerequisites],
                         annotations=wait_for("jsonpath={.status.phase}=Completed", FIRST_RESTORE_TIMEOUT_SECONDS))]
     return Backups(ready=ready, restore_first=restore_first)
-
-
-def restores(restore: VeleroRestore, namespace: str) -> bool:
-    """Whether the cluster restore asked for includes `namespace`."""
-    return (("*" in restore.include_namespaces or namespace in restore.include_namespaces)
-            and namespace not in restore.exclude_namespaces)
 
 
 def _credentials(ctx: ServicesContext, ns: pulumi.Resource) -> k8s.core.v1.Secret:

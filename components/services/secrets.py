@@ -71,7 +71,7 @@ from components.services.secrets_sso import CLIENT_SECRET, MOUNT as OIDC_MOUNT, 
 from components.services.namespaces import (PRIVATE_RANGES, RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY,
                                            Namespaces, NamespaceSpec, Peer, PodsEgress, prometheus_peer)
 from config import LoadedConfig
-from config.services import TransitSeal
+from config.services import SecretsRestore, TransitSeal
 from providers.base import Infrastructure, Seal, seal_type
 
 API_PORT = 8200
@@ -96,6 +96,11 @@ SEAL_KEY_ID = "adplatform-1"  # bump (with previous_key_*) when the key is rotat
 SNAPSHOT_ROLE = "raft-snapshot"
 SNAPSHOT_PATH = "sys/storage/raft/snapshot"
 SNAPSHOT_POLICY = f'path "{SNAPSHOT_PATH}" {{ capabilities = ["read"] }}\n'
+# The restore Job's role (secrets_restore.py), only while clusterServices.secrets.restore is set: update on the one
+# restore path it uses (OpenBao 2.6.2 vault/logical_system_raft.go: sys/storage/raft/snapshot's UpdateOperation, or
+# snapshot-force's; neither is a root/sudo path), nothing else.
+RESTORE_ROLE = "raft-restore"
+RESTORE_FORCE_PATH = f"{SNAPSHOT_PATH}-force"
 ADMIN_POLICY = 'path "*" { capabilities = ["create", "read", "update", "patch", "delete", "list", "sudo"] }\n'
 # OpenBao reads its certificate at start (and on SIGHUP): a year's certificate renewed three months ahead is
 # picked up by the restarts that happen anyway (kured reboots, upgrades) long before the old one expires.
@@ -143,6 +148,7 @@ class SecretStore:
     oidc: SecretsOidc | None = None
     oidc_client_secret: pulumi.Output[str] | None = None
     recovery: pulumi.Output[dict] | None = None  # the stack output secretsRecovery (openbao)
+    configure_spec: dict[str, Any] | None = None  # the configure Job's spec (openbao): run again after a restore
 
 
 @dataclass(frozen=True)
@@ -275,15 +281,42 @@ def snapshot_account(backend: Backend) -> str:
     return f"{backend.name}-snapshot"
 
 
+def job_role_requests(backend: Backend, label: str, role: str, account: str, policy: str,
+                      enabled: bool) -> list[Request]:
+    """A Job's role, bound to its ServiceAccount in the store's namespace alone, with its one policy; both removed
+    while the Job does not exist, so no unused right lingers."""
+    policy_request = Request(f"policy-{label}", f"sys/policies/acl/{role}", {"policy": policy}, delete=not enabled)
+    role_request = Request(f"role-{label}", f"auth/{AUTH_MOUNT}/role/{role}", {
+        "bound_service_account_names": [account], "bound_service_account_namespaces": [backend.name],
+        "token_policies": [role], **login_settings(backend)}, delete=not enabled)
+    return [role_request, policy_request] if not enabled else [policy_request, role_request]
+
+
 def snapshot_requests(backend: Backend, enabled: bool) -> list[Request]:
-    """The snapshot role, bound to the snapshot account alone, with the policy reading the raft snapshot alone; both
-    removed while no snapshots are taken (clusterServices.backups off or without S3), so no unused right lingers."""
-    policy = Request("policy-snapshot", f"sys/policies/acl/{SNAPSHOT_ROLE}", {"policy": SNAPSHOT_POLICY},
-                     delete=not enabled)
-    role = Request("role-snapshot", f"auth/{AUTH_MOUNT}/role/{SNAPSHOT_ROLE}", {
-        "bound_service_account_names": [snapshot_account(backend)], "bound_service_account_namespaces": [backend.name],
-        "token_policies": [SNAPSHOT_ROLE], **login_settings(backend)}, delete=not enabled)
-    return [role, policy] if not enabled else [policy, role]
+    """The snapshot role and its policy reading the raft snapshot alone; removed while no snapshots are taken
+    (clusterServices.backups off or without S3)."""
+    return job_role_requests(backend, "snapshot", SNAPSHOT_ROLE, snapshot_account(backend), SNAPSHOT_POLICY, enabled)
+
+
+def restore_account(backend: Backend) -> str:
+    """The ServiceAccount the restore Job (secrets_restore.py) logs in as, in the store's namespace."""
+    return f"{backend.name}-restore"
+
+
+def restore_policy(force: bool) -> str:
+    """Update on the restore path the Job calls (`-force`: snapshot-force), nothing else."""
+    return f'path "{RESTORE_FORCE_PATH if force else SNAPSHOT_PATH}" {{ capabilities = ["update"] }}\n'
+
+
+def restore_requests(backend: Backend, restore: SecretsRestore | None) -> list[Request]:
+    """The restore role and its policy while clusterServices.secrets.restore is set; removed otherwise."""
+    return job_role_requests(backend, "restore", RESTORE_ROLE, restore_account(backend),
+                             restore_policy(restore.force if restore else False), restore is not None)
+
+
+def restore_pods(backend: Backend) -> dict[str, str]:
+    """The restore Job's pods (labels of pods a controller creates: no managed-by)."""
+    return {"app.kubernetes.io/name": restore_account(backend), "app.kubernetes.io/part-of": "adplatform"}
 
 
 def snapshot_pods(backend: Backend) -> dict[str, str]:
@@ -292,12 +325,14 @@ def snapshot_pods(backend: Backend) -> dict[str, str]:
 
 
 def snapshot_egress(ctx: ServicesContext, backend: Backend) -> tuple[PodsEgress, ...]:
-    """The snapshot pods' way to the backups' S3 endpoint, on its port; nothing without snapshots."""
+    """The snapshot pods' (and, while a restore is set, the restore pods') way to the backups' S3 endpoint, on its
+    port; nothing without snapshots."""
     s3 = ctx.settings.backups.s3
     if not snapshots_enabled(ctx) or s3 is None:
         return ()
     port = urllib.parse.urlsplit(s3.endpoint).port or 443
-    return (PodsEgress("snapshot", snapshot_pods(backend), (port,)),)
+    restoring = (PodsEgress("restore", restore_pods(backend), (port,)),) if ctx.settings.secrets.restore else ()
+    return (PodsEgress("snapshot", snapshot_pods(backend), (port,)), *restoring)
 
 
 def snapshots_enabled(ctx: ServicesContext) -> bool:
@@ -467,13 +502,13 @@ def bootstrap_script(backend: Backend, consumers: Sequence[str], snapshots: bool
 
 
 def configure_script(backend: Backend, consumers: Sequence[str], oidc: SecretsOidc | None = None,
-                     snapshots: bool = False) -> str:
+                     snapshots: bool = False, restore: SecretsRestore | None = None) -> str:
     """The configure Job's script: log in as the admin account (scripts/secrets-login.sh), then the consumers'
-    policies and roles and the snapshot role (`snapshots`: written, else removed), then (with `oidc`) the UI's
-    GitLab login."""
+    policies and roles, the snapshot role (`snapshots`: written, else removed) and the restore role (`restore`: the
+    same), then (with `oidc`) the UI's GitLab login."""
     script = ((SCRIPTS / "secrets-login.sh").read_text()
               + requests_script(backend, [*consumer_requests(backend, consumers),
-                                          *snapshot_requests(backend, snapshots)]))
+                                          *snapshot_requests(backend, snapshots), *restore_requests(backend, restore)]))
     if oidc is None:
         return script
     mount, role = oidc_requests(oidc)
@@ -872,20 +907,29 @@ def configure_job_spec(ctx: ServicesContext, backend: Backend, script: str,
 
 
 def install_configure_job(ctx: ServicesContext, backend: Backend, consumers: Sequence[str],
-                          after: Sequence[pulumi.Resource]) -> tuple[list[pulumi.Resource], pulumi.Output[str] | None]:
+                          after: Sequence[pulumi.Resource]
+                          ) -> tuple[list[pulumi.Resource], pulumi.Output[str] | None, dict[str, Any]]:
     """The ConfigMap and the Job writing the consumers' policies and roles (and the OIDC login); a changed script
-    replaces the Job (no metadata.name: Pulumi names it), which runs again. Also the OIDC client secret, if any."""
+    replaces the Job (no metadata.name: Pulumi names it), which runs again. Also the OIDC client secret, if any, and
+    the Job's spec (a restore runs it again after the snapshot is in: secrets_restore.py)."""
     name = f"{backend.name}-configure"
-    script = configure_script(backend, consumers, ctx.secrets_oidc, snapshots_enabled(ctx))
+    script = configure_script(backend, consumers, ctx.secrets_oidc, snapshots_enabled(ctx), ctx.settings.secrets.restore)
     config = k8s.core.v1.ConfigMap(
         name, metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=backend.name, labels=ctx.labels(name)),
         data={"configure.sh": script}, opts=ctx.opts(after))
     client_secret, inputs = oidc_client_secret(ctx, backend, after)
-    job = k8s.batch.v1.Job(
-        name, metadata=k8s.meta.v1.ObjectMetaArgs(namespace=backend.name, labels=ctx.labels(name)),
-        spec=configure_job_spec(ctx, backend, script, client_secret),
-        opts=ctx.opts([*after, config, *inputs], custom_timeouts=pulumi.CustomTimeouts(create="15m", update="15m")))
-    return [config, *inputs, job], client_secret
+    spec = configure_job_spec(ctx, backend, script, client_secret)
+    job = configure_job(ctx, backend, name, spec, [*after, config, *inputs])
+    return [config, *inputs, job], client_secret, spec
+
+
+def configure_job(ctx: ServicesContext, backend: Backend, resource_name: str, spec: dict[str, Any],
+                  after: Sequence[pulumi.Resource]) -> k8s.batch.v1.Job:
+    """A run of the configure script (configure_job_spec), named by Pulumi; `pulumi up` waits for it to complete."""
+    name = f"{backend.name}-configure"
+    return k8s.batch.v1.Job(
+        resource_name, metadata=k8s.meta.v1.ObjectMetaArgs(namespace=backend.name, labels=ctx.labels(name)),
+        spec=spec, opts=ctx.opts(after, custom_timeouts=pulumi.CustomTimeouts(create="15m", update="15m")))
 
 
 def oidc_client_secret(ctx: ServicesContext, backend: Backend, after: Sequence[pulumi.Resource]
@@ -938,10 +982,11 @@ def install(ctx: ServicesContext, spaces: Namespaces, after: list[pulumi.Resourc
     operator = release(ESO_NAMESPACE, charts.EXTERNAL_SECRETS, eso_values(ctx),
                        ctx.opts([*after, spaces[ESO_NAMESPACE]]), namespace=ESO_NAMESPACE, create_namespace=False)
     # Vault's roles come from its bootstrap script, run by hand after its manual init: no Job to wait for.
-    configured, oidc_secret = install_configure_job(ctx, backend, consumers, [server]) if backend.self_managed \
-        else ([], None)
+    configured, oidc_secret, configure_spec = install_configure_job(ctx, backend, consumers, [server]) \
+        if backend.self_managed else ([], None, None)
     stores = [r for ns in consumers for r in install_consumer(ctx, spaces, backend, ns, [operator, *ca, *configured])]
     return SecretStore(name=STORE_NAME, ready=[*ca, server, operator, *configured, *stores], backend=backend.name,
                        namespace=backend.name, address=api_address(backend), consumers=consumers, unseal_key=key,
                        recovery=recovery(ctx, backend, key) if key is not None else None,
-                       oidc=ctx.secrets_oidc if oidc_secret is not None else None, oidc_client_secret=oidc_secret)
+                       oidc=ctx.secrets_oidc if oidc_secret is not None else None, oidc_client_secret=oidc_secret,
+                       configure_spec=configure_spec)

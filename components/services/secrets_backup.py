@@ -20,9 +20,9 @@ Least privilege:
 
 Encryption: a snapshot holds the store's data as stored, encrypted by its barrier (the keyring sealed by the seal:
 static key, KMS or transit), none of which is in the snapshot; S3 encrypts it again at rest when
-clusterServices.backups.s3.serverSideEncryption asks (as for the other stores). The restore is manual and
-documented (docs/disaster-recovery.md, "Secret store"): it needs the admin and, for a restore into a cluster with
-another seal, `-force`.
+clusterServices.backups.s3.serverSideEncryption asks (as for the other stores). The restore is
+a switch (clusterServices.secrets.restore, secrets_restore.py), documented in docs/disaster-recovery.md ("Secret
+store").
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def s3_env(ctx: ServicesContext, backend: secrets.Backend) -> list[dict[str, Any
               for k, key in keys.items())]
 
 
-def _container(name: str, image: str, command: list[str], env: dict[str, str], extra_env: list[dict[str, Any]],
+def container(name: str, image: str, command: list[str], env: dict[str, str], extra_env: list[dict[str, Any]],
                mounts: list[dict[str, Any]]) -> dict[str, Any]:
     return {"name": name, "image": image, "imagePullPolicy": "IfNotPresent", "command": command,
             "env": [*({"name": k, "value": v} for k, v in {**env, "WORK": WORK, "HOME": "/tmp"}.items()), *extra_env],
@@ -94,12 +94,12 @@ def _container(name: str, image: str, command: list[str], env: dict[str, str], e
 def pod_spec(ctx: ServicesContext, backend: secrets.Backend) -> dict[str, Any]:
     """Snapshot (the store's image, logged in as the snapshot role) then upload (curl, the S3 keys): neither
     container holds the other's credential."""
-    snapshot = _container(
+    snapshot = container(
         "snapshot", secrets.image_ref(backend), ["/bin/sh", f"{SCRIPT_MOUNT}/secrets-snapshot.sh"],
         {**secrets.login_env(backend, secrets.SNAPSHOT_ROLE), "WAIT_SECONDS": str(LOGIN_WAIT_SECONDS)}, [],
         [{"name": "token", "mountPath": secrets.TOKEN_MOUNT, "readOnly": True},
          {"name": "ca", "mountPath": "/ca", "readOnly": True}])
-    upload = _container("upload", charts.CLICKHOUSE_BACKUP_IMAGE, ["/bin/bash", f"{SCRIPT_MOUNT}/secrets-upload.sh"],
+    upload = container("upload", charts.CLICKHOUSE_BACKUP_IMAGE, ["/bin/bash", f"{SCRIPT_MOUNT}/secrets-upload.sh"],
                         {"KEEP": str(ctx.settings.backups.secrets_retention)}, s3_env(ctx, backend), [])
     return {
         "serviceAccountName": secrets.snapshot_account(backend),
@@ -109,15 +109,21 @@ def pod_spec(ctx: ServicesContext, backend: secrets.Backend) -> dict[str, Any]:
         "securityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": 100, "runAsGroup": 1000, "fsGroup": 1000},
         "initContainers": [snapshot],
         "containers": [upload],
-        "volumes": [
-            {"name": "scripts", "configMap": {"name": cronjob_name(backend)}},
-            # As large as the raft volume: a snapshot holds at most what it does.
-            {"name": "work", "emptyDir": {"sizeLimit": secrets.DATA_SIZE}},
-            {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
-            secrets.token_volume(backend),
-            secrets.ca_volume(backend),
-        ],
+        "volumes": volumes(backend, cronjob_name(backend)),
     }
+
+
+def volumes(backend: secrets.Backend, scripts: str) -> list[dict[str, Any]]:
+    """A snapshot pod's (or restore pod's) volumes: its scripts' ConfigMap, the scratch space, the projected token
+    with the store's audience and the store's CA."""
+    return [
+        {"name": "scripts", "configMap": {"name": scripts}},
+        # As large as the raft volume: a snapshot holds at most what it does.
+        {"name": "work", "emptyDir": {"sizeLimit": secrets.DATA_SIZE}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
+        secrets.token_volume(backend),
+        secrets.ca_volume(backend),
+    ]
 
 
 def cronjob_spec(ctx: ServicesContext, backend: secrets.Backend) -> dict[str, Any]:
