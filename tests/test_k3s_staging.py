@@ -13,6 +13,7 @@ import pytest
 
 from components.k3s import STAGED_INSTALLER
 from tests.conftest import script_param
+from tests import stubs
 
 CMD = "command:remote:Command"
 AGENT = "general-1"
@@ -108,8 +109,11 @@ class Node:
             assert "readonly INSTALLER_SHA256=''" in text
             self.scripts[name] = text.replace("readonly INSTALLER_SHA256=''", f"readonly INSTALLER_SHA256={digest}")
 
-    def run(self, script: str, ok: bool = True, **stub_env: str) -> str:
+    def run(self, script: str, ok: bool = True, clock: int | None = None, **stub_env: str) -> str:
+        """`clock`: run under tests/stubs.py's fake clock, each pause moving SECONDS on by that many seconds."""
         text = self.scripts[script].replace("/etc/", f"{self.root}/etc/").replace("/var/lib/", f"{self.root}/var/lib/")
+        if clock is not None:
+            text = stubs.with_fake_clock(text, clock)
         env = {"PATH": f"{self.bin}:/usr/bin:/bin", "STATE": str(self.state), "ROOT": str(self.root),
                "BIN": str(self.bin), **stub_env}
         (self.state / "log").write_text("")

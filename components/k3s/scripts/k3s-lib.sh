@@ -93,18 +93,27 @@ servers_version() (
   while IFS= read -r version; do
     if ! [[ "$version" =~ $K3S_VERSION_GRAMMAR ]]; then
       log "a K3s server reports the version '$version', not a K3s release (vX.Y.Z+k3sN)"
-      return 1
+      return 2  # an answer, not a failure to ask: asking again would not change it
     fi
   done <<<"$versions"
   printf '%s\n' "$versions" | sort -V | head -n 1
 )
 
 # join_version URL: the configured version, or the servers' when older: a kubelet is never newer than an API server.
-# A version it cannot read fails the join rather than risk a newer kubelet.
+# A version it cannot read fails the join rather than risk a newer kubelet. It reads until a wall-clock deadline
+# (bash's SECONDS, as the /readyz wait; each pass may take its requests' timeouts): on a first deploy a node asks right
+# after the first server answers /readyz, while the API balancer's health check may not route to it yet and K3s labels
+# the server's Node only once its kubelet has registered it (k3s pkg/server/server.go setNodeLabelsAndAnnotations).
 join_version() {
-  local url=$1 try servers
-  for try in 1 2 3; do
-    if servers=$(servers_version "$url"); then
+  local url=$1 servers status wait=600 pause=10 deadline
+  deadline=$((SECONDS + wait))
+  while :; do
+    servers=$(servers_version "$url") && status=0 || status=$?
+    if [ "$status" -eq 2 ]; then
+      log "not installing k3s $K3S_VERSION beside a server whose version cannot be compared with it"
+      return 1
+    fi
+    if [ "$status" -eq 0 ]; then
       if [ "$(printf '%s\n%s\n' "$servers" "$K3S_VERSION" | sort -V | head -n 1)" != "$K3S_VERSION" ]; then
         log "the servers run k3s $servers, older than the configured $K3S_VERSION: joining at $servers (the Plans upgrade it)"
         printf '%s\n' "$servers"
@@ -113,11 +122,12 @@ join_version() {
       fi
       return 0
     fi
-    if [ "$try" -lt 3 ]; then
-      sleep 5
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      break
     fi
+    sleep "$pause"
   done
-  log "cannot read the K3s version of the servers at $url: not installing k3s $K3S_VERSION, which may be newer"
+  log "cannot read the K3s version of the servers at $url for ${wait}s: not installing k3s $K3S_VERSION, which may be newer"
   log "than their API servers. Check the API endpoint and agent token, then run pulumi up again"
   return 1
 }
