@@ -285,6 +285,27 @@ class ApiLoadBalancer(_Model):
     public: bool = False
 
 
+def _check_image(image: str | None) -> str | None:
+    if image is not None and not _IMAGE.fullmatch(image):
+        raise ValueError("must be the provider's image name, id, path or URN (e.g. ubuntu-24.04, ami-0abc..., "
+                         "projects/ubuntu-os-cloud/global/images/family/ubuntu-2404-lts-amd64, "
+                         "Canonical:ubuntu-24_04-lts:server:latest): 1-255 characters, no spaces")
+    return image
+
+
+class ProviderDefaults(_Model):
+    """One provider's own default location and image in a stack (`cluster.providers.<name>`): its nodes' where
+    neither the pool nor the control plane names a location. `cluster.location` and `cluster.image` are the stack
+    provider's only; another provider's part never sees them (providers/hybrid.py part), so a provider's entry here
+    holds whichever provider is the stack's: a flip (docs/providers.md "Not supported yet", item 7) moves no node."""
+
+    location: str | None = None
+    image: str | None = None
+
+    _v_location = field_validator("location")(optional(check_token))
+    _v_image = field_validator("image")(_check_image)
+
+
 class Cluster(_Model):
     k3s_version: str = Field(K3S_VERSION, alias="k3sVersion")
     # The sha256 of install.sh at k3sVersion's tag, which every node checks before it runs the installer (the
@@ -295,6 +316,9 @@ class Cluster(_Model):
     # The server image, overriding the provider's own resolution of Ubuntu 24.04 LTS (a Hetzner image
     # name, an AMI id, a GCP image or family path, an Azure image URN): pin it for reproducible nodes.
     image: str | None = None
+    # Each provider's own default location and image, whether it is the stack's or a pool's (providers/hybrid.py
+    # placement_problems checks the names).
+    providers: dict[str, ProviderDefaults] = {}
     # The private network spans the pod CIDR so that providers with native routing (Hetzner: the
     # CCM programs one route per node podCIDR) carry pod traffic over the private network.
     network_cidr: str = "10.0.0.0/8"
@@ -314,14 +338,7 @@ class Cluster(_Model):
     _v_cidrs = field_validator("network_cidr", "subnet_cidr", "pod_cidr", "service_cidr")(check_cidr)
     _v_location = field_validator("location")(optional(check_token))
 
-    @field_validator("image")
-    @classmethod
-    def _image(cls, image: str | None) -> str | None:
-        if image is not None and not _IMAGE.fullmatch(image):
-            raise ValueError("must be the provider's image name, id, path or URN (e.g. ubuntu-24.04, ami-0abc..., "
-                             "projects/ubuntu-os-cloud/global/images/family/ubuntu-2404-lts-amd64, "
-                             "Canonical:ubuntu-24_04-lts:server:latest): 1-255 characters, no spaces")
-        return image
+    _v_image = field_validator("image")(_check_image)
 
     @field_validator("k3s_installer_sha256")
     @classmethod

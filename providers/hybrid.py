@@ -122,19 +122,32 @@ def providers_used(cfg: StackConfig) -> list[str]:
 
 
 def part(loaded: LoadedConfig, name: str) -> LoadedConfig:
-    """The config as provider `name` sees it: its own pools only. A secondary provider has no control plane, no
-    API load balancer and none of the stack provider's locations or image; bare-metal hosts of a hybrid cluster
-    live in bareMetal.subnetCidr."""
+    """The config as provider `name` sees it: its own pools only, and its own default location and image
+    (`own_defaults`). A secondary provider has no control plane, no API load balancer and none of the stack
+    provider's location or image; bare-metal hosts of a hybrid cluster live in bareMetal.subnetCidr."""
     cfg = loaded.config
     cluster = cfg.cluster
-    update: dict = {"pools": [p for p in cluster.pools if pool_provider(p, cfg) == name]}
+    update: dict = {"pools": [p for p in cluster.pools if pool_provider(p, cfg) == name], **own_defaults(cfg, name)}
     if name != cfg.provider:
         update.update(control_plane=_moved_members(cluster.control_plane, name),
-                      location=None, image=None, api_load_balancer=_part_balancer(cfg, name))
+                      api_load_balancer=_part_balancer(cfg, name))
         if name == "baremetal" and cfg.bare_metal is not None and cfg.bare_metal.subnet_cidr:
             update["subnet_cidr"] = cfg.bare_metal.subnet_cidr
     scoped = cfg.model_copy(update={"provider": name, "cluster": cluster.model_copy(update=update)})
     return dataclasses.replace(loaded, config=scoped)
+
+
+def own_defaults(cfg: StackConfig, name: str) -> dict[str, str | None]:
+    """Provider `name`'s default location and image: its `cluster.providers` entry's, else for the stack's provider
+    `cluster.location` and `cluster.image`, else none (the provider's own default). Each key on its own: an entry
+    stating only an image leaves the stack provider `cluster.location`."""
+    own = cfg.cluster.providers.get(name)
+    stack = cfg.provider == name
+    return {key: (getattr(own, key) if own is not None else None) or (getattr(cfg.cluster, key) if stack else None)
+            for key in DEFAULTED}
+
+
+DEFAULTED = ("location", "image")  # the Cluster keys a `cluster.providers` entry states per provider
 
 
 def _part_balancer(cfg: StackConfig, name: str) -> ApiLoadBalancer:
@@ -168,13 +181,17 @@ def credential_problems(cfg: StackConfig) -> list[Problem]:
 
 def validate(loaded: LoadedConfig) -> list[Problem]:
     """Each provider checks its own pools; a hybrid cluster's providers must couple privately."""
+    return [*defaults_problems(loaded.config), *_checked(loaded)]
+
+
+def _checked(loaded: LoadedConfig) -> list[Problem]:
     cfg = loaded.config
     moving = control_plane_move_problems(cfg)
     if moving:
         return moving
     used = providers_used(cfg)
     if len(used) == 1:
-        return [*storage_provider_problems(cfg), *providers.get(cfg.provider).validate(loaded)]
+        return [*storage_provider_problems(cfg), *_part_problems(loaded, cfg.provider)]
     found = [problem(f"cluster.pools[{pool.name}].provider",
                      f"must be {cfg.provider!r} (the stack's provider) or a provider it couples with "
                      f"({_couplings(cfg.provider)})", pool.provider)
@@ -199,20 +216,55 @@ def validate(loaded: LoadedConfig) -> list[Problem]:
         found += internet_problems(cfg) + peer_quota_problems(loaded)
     found += move_seal_problems(cfg)
     for name in used:
-        found += _move_keys(cfg, name, providers.get(name).validate(part(loaded, name)))
+        found += _part_problems(loaded, name)
     return found
 
 
-def _move_keys(cfg: StackConfig, name: str, found: list[Problem]) -> list[Problem]:
-    """The problems of a part's config in the stack file's keys, in their key and their message: the control plane's
-    locations on the provider its members move to are cluster.controlPlane.move.locations (part: _moved_members)."""
+def _part_problems(loaded: LoadedConfig, name: str) -> list[Problem]:
+    """Provider `name`'s problems with its part (`part`), in the stack file's keys, in their key and their message
+    (a problem may name another of the part's keys: Hetzner's zone check names the first location): the control
+    plane's locations on the provider its members move to are cluster.controlPlane.move.locations (_moved_members),
+    and a location or image a `cluster.providers` entry states is that entry's (own_defaults)."""
+    cfg = loaded.config
+    renamed = []
     move = cfg.cluster.control_plane.move
-    if move is None or move.provider != name:
-        return found
-    old, new = "cluster.controlPlane.locations", "cluster.controlPlane.move.locations"
-    # The message too: a problem may name another of the part's keys (Hetzner's zone check names the first location).
-    return [dataclasses.replace(p, path=new + p.path.removeprefix(old), message=p.message.replace(old, new))
-            if p.path.startswith(old) else p for p in found]
+    if move is not None and move.provider == name:
+        renamed.append(("cluster.controlPlane.locations", "cluster.controlPlane.move.locations"))
+    own = cfg.cluster.providers.get(name)
+    renamed += [(f"cluster.{key}", f"cluster.providers.{name}.{key}") for key in DEFAULTED
+                if own is not None and getattr(own, key) is not None]
+    found = providers.get(name).validate(part(loaded, name))
+    for old, new in renamed:
+        found = [dataclasses.replace(p, path=new + p.path.removeprefix(old), message=p.message.replace(old, new))
+                 if p.path == old or p.path.startswith(old + "[") else p for p in found]
+    return found
+
+
+def defaults_problems(cfg: StackConfig) -> list[Problem]:
+    """The `cluster.providers` entries (own_defaults): each names a provider the stack's nodes run on, the stack
+    provider's does not state what `cluster.location`/`cluster.image` state too, and while a flip is prepared
+    (ControlPlaneMove.prepare_flip) these two are unset: they are the stack provider's alone, so the flip would hand
+    them to the new provider and re-create the old one's unlocated servers in its default location or image."""
+    used = providers_used(cfg)
+    entries = cfg.cluster.providers
+    found = [problem(f"cluster.providers.{name}", f"must name a provider this stack's nodes run on "
+                     f"({', '.join(used)}): an entry for another would do nothing", name)
+             for name in entries if name not in used]
+    stack = entries.get(cfg.provider)
+    found += [problem(f"cluster.providers.{cfg.provider}.{key}", f"must not be set together with cluster.{key}: both "
+                      f"state the default {key} of the stack's provider ({cfg.provider}); keep one",
+                      getattr(stack, key))
+              for key in DEFAULTED if stack is not None and getattr(stack, key) and getattr(cfg.cluster, key)]
+    move = cfg.cluster.control_plane.move
+    if move is not None and move.prepare_flip:
+        found += [problem(f"cluster.{key}", f"must not be set while cluster.controlPlane.move.prepareFlip is set: it "
+                          f"is the default {key} of the stack's provider ({cfg.provider}) alone, so making "
+                          f"{move.provider} the stack's would re-create {cfg.provider}'s servers that name no location "
+                          f"of their own with another {key}; state it as cluster.providers.{cfg.provider}.{key} "
+                          f"(and cluster.providers.{move.provider}.{key} if its servers need one)",
+                          getattr(cfg.cluster, key))
+                  for key in DEFAULTED if getattr(cfg.cluster, key)]
+    return found
 
 
 def control_plane_move_problems(cfg: StackConfig) -> list[Problem]:
@@ -755,4 +807,4 @@ __all__ = ["COUPLINGS", "INTERNET", "SECONDARY_NODE_LABELS", "Coupling", "cilium
            "load_balancer_target", "over_internet", "combined_storage", "control_plane_move_problems", "pool_roles", "storage_provider_problems",
            "store_storage_problems",
            "credential_problems", "admit_everyone", "internet_problems", "join_endpoint", "part", "peer_quota_problems",
-           "peer_rules", "providers_used", "server_join_endpoints", "validate"]
+           "peer_rules", "providers_used", "server_join_endpoints", "validate", "defaults_problems", "own_defaults"]

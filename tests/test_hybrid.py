@@ -1379,8 +1379,11 @@ def control_plane_migration() -> list[tuple[str, dict[str, Any]]]:
         steps.append((step, values))
     # The flip's preparing step (docs/providers.md "Not supported yet", item 3): AWS's API balancer, in every
     # server's certificate, before any join address changes.
+    # cluster.location is the stack provider's alone: stated as Hetzner's own while the flip is prepared
+    # (hybrid.defaults_problems), so that the flip keeps it; the same location, nothing changes.
     prepared = copy.deepcopy(steps[-1][1])
     prepared["cluster"]["controlPlane"]["move"]["prepareFlip"] = True
+    prepared["cluster"]["providers"] = {"hetzner": {"location": prepared["cluster"].pop("location")}}
     steps.append((PREPARED, prepared))
     return steps
 

@@ -11,7 +11,9 @@ import pytest
 
 from providers import hybrid
 from config import load
-from tests.conftest import SECRET_KEYS, k3s_config, lower_layers
+from config.errors import ConfigError
+from config.model import LOCATION_LABEL
+from tests.conftest import SECRET_KEYS, k3s_config, lower_layers, node_labels
 from tests.runs import script_param
 from tests.test_hybrid import (CP_MOVE_STACK, _internet_problems, _moved, aws_primary, control_plane_migration,  # noqa: F401
                                internet, internet_config)
@@ -95,3 +97,82 @@ def test_a_move_states_the_seal_where_the_providers_defaults_differ(provider, zo
         assert found[0].startswith("adplatform:clusterServices.secrets.seal.type must be set while the control plane "
                                    f"moves to {provider}")
         assert "set the seal in effect, static" in found[0]
+
+
+# Each provider's own default location and image (cluster.providers): the Hetzner pool and the AWS pool and members
+# name no location of their own, so every server is placed by its provider's entry.
+OWN_DEFAULTS = {"hetzner": {"location": "nbg1", "image": "ubuntu-22.04"},
+                "aws": {"location": "eu-central-1b", "image": "ami-0123456789abcdef0"}}
+
+
+def _flip(provider: str) -> dict:
+    """The flip's last member step, with `provider` the stack's: every original member gone, three on AWS (refused
+    today: control_plane_move_problems), the edge pool on AWS and every other pool on Hetzner whichever is the stack's,
+    none with locations of its own."""
+    values = copy.deepcopy(control_plane_migration()[-1][1])  # prepared: no cluster.location (defaults_problems)
+    cluster = values["cluster"]
+    cluster.update(providers=copy.deepcopy(OWN_DEFAULTS), controlPlane={"move": {
+        "provider": "aws", "added": 3, "removed": 3, "prepareFlip": True}})
+    # Every pool, the profile's too (merged by name), named with its provider and no locations of its own.
+    given = {pool["name"]: pool for pool in cluster["pools"]}
+    pools = load("test", lower_layers(values), SECRET_KEYS).config.cluster.pools
+    cluster["pools"] = [{**{k: v for k, v in given.get(pool.name, {}).items() if k != "locations"}, "name": pool.name,
+                         "provider": "aws" if pool.name == "edge" else "hetzner"} for pool in pools]
+    values["provider"] = provider
+    return values
+
+
+def _placed(run: mockrun.Run) -> dict[str, tuple]:
+    """server -> where and from what it runs: a Hetzner server's location and image, an AWS instance's subnet (one
+    per zone) and AMI."""
+    hetzner = {r.name: (r.inputs["location"], r.inputs["image"]) for r in run.of_type("hcloud:index/server:Server")}
+    aws = {r.name: (r.inputs["subnetId"], r.inputs["ami"]) for r in run.of_type("aws:ec2/instance:Instance")}
+    return {**hetzner, **aws}
+
+
+def test_a_flip_keeps_every_servers_location_and_image(monkeypatch):
+    monkeypatch.setattr(hybrid, "control_plane_move_problems", lambda cfg: [])
+    runs = {provider: _uncached(_flip(provider)) for provider in ("hetzner", "aws")}
+    before, after = (_placed(run) for run in runs.values())
+    assert before == after
+    assert {"control-plane-4", "control-plane-5", "control-plane-6", "edge-1", "general-1"} <= before.keys()
+    # Each in its provider's own default location, from its own image.
+    located = {node: node_labels(runs["aws"], node)[LOCATION_LABEL] for node in before}
+    assert located == {node: OWN_DEFAULTS["hetzner" if image.startswith("ubuntu") else "aws"]["location"]
+                       for node, (_, image) in before.items()}
+    assert {image for _, image in before.values()} == {"ubuntu-22.04", "ami-0123456789abcdef0"}
+
+
+def _defaults_problems(values: dict) -> list[str]:
+    try:
+        loaded = load("test", lower_layers(values), SECRET_KEYS)
+    except ConfigError as refused:
+        return [str(p) for p in refused.problems]
+    return [str(p) for p in hybrid.validate(loaded)]
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda c: c.update(providers={"gcp": {"location": "europe-west3-a"}}),
+     "adplatform:cluster.providers.gcp must name a provider this stack's nodes run on (hetzner, aws)"),
+    (lambda c: c.update(location="fsn1"),  # beside the prepared step's cluster.providers.hetzner.location
+     "adplatform:cluster.providers.hetzner.location must not be set together with cluster.location"),
+    (lambda c: c.update(providers={}, location="fsn1"),
+     "adplatform:cluster.location must not be set while cluster.controlPlane.move.prepareFlip is set"),
+    (lambda c: c.update(providers={"aws": {"image": "ami 1"}}),
+     "adplatform:cluster.providers.aws.image must be the provider's image name"),
+    # The part's own check (Hetzner's locations), under the entry's key.
+    (lambda c: c.update(providers={"hetzner": {"location": "xyz9"}}), "adplatform:cluster.providers.hetzner.location "
+     "must be"),
+])
+def test_each_providers_own_defaults_are_checked_naming_the_key(edit, expected):
+    values = copy.deepcopy(control_plane_migration()[-1][1])  # the flip prepared
+    edit(values["cluster"])
+    found = _defaults_problems(values)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_the_prepared_flips_own_location_renders_as_cluster_location_did():
+    # The prepared step states Hetzner's location as its own; the step before it as cluster.location: the same place.
+    *_, (_, before), (_, prepared) = control_plane_migration()
+    assert prepared["cluster"]["providers"] == {"hetzner": {"location": before["cluster"]["location"]}}
+    assert "location" not in prepared["cluster"] and not _defaults_problems(prepared)
