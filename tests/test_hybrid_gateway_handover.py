@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import UP_TO_SERVICES
 from tests.runs import node_labels
 from tests.test_hybrid import _internet_problems, control_plane_migration, primary_raw, run_internet
+from tools.plan import model
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 GATEWAY = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
@@ -63,7 +64,8 @@ def test_new_turns_the_old_ccms_service_controller_off_and_the_new_one_serves_on
     assert releases["aws-ccm"]["args"][-1] == "--controllers=*,-service"
     hcloud = releases["hcloud-ccm"]
     # The hcloud CCM runs the service controller alone, under a lease the AWS CCM does not hold, on Hetzner nodes.
-    assert hcloud["args"] == {"controllers": "service", "leader-elect-resource-name": "hcloud-gateway-controller-manager"}
+    assert hcloud["args"] == {"controllers": "service",
+                              "leader-elect-resource-name": "hcloud-gateway-controller-manager"}
     assert hcloud["nodeSelector"] == {"adplatform.io/provider": "hetzner"}
     # Its token and the Hetzner part's network (the balancer reaches the servers' private addresses).
     secret = new.named("hcloud", "kubernetes:core/v1:Secret")
@@ -86,6 +88,7 @@ def test_new_makes_the_new_providers_nodes_the_balancer_targets(new):
     prefix = f"adp-{new.stack}-"
     targets = {name.removeprefix(prefix) for name, node in new.outputs["nodes"].items() if node["loadBalancerTarget"]}
     assert targets == {"hz-1", "hz-2", "control-plane-4"}
+    assert model.build(new)["policy"]["violations"] == []
 
 
 @pytest.mark.parametrize("change, message", [
