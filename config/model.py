@@ -110,6 +110,9 @@ def _check_locations(locations: list[str] | None) -> list[str] | None:
     return locations
 
 
+GATEWAY_BALANCERS = ("old", "new")  # ControlPlaneMove.gateway_balancer
+
+
 class ControlPlaneMove(_Model):
     """Control-plane members moving to another provider, one per `pulumi up` (docs/providers.md, "Moving the control
     plane to another provider"). Members keep their names: the `count` original ones, control-plane-1..count, run on
@@ -126,8 +129,15 @@ class ControlPlaneMove(_Model):
     # over the members there, named in every server's certificate beside the stack provider's, before any node's
     # join address changes (providers/hybrid.py part). No join address changes with it.
     prepare_flip: bool = False
+    # Which cloud controller serves the gateway's LoadBalancer Service (docs/providers.md, "Not supported yet", item
+    # 5): `old`, the stack provider's, as without a move; `new`, `provider`'s, from its part, while the stack
+    # provider's stops serving balancers and leaves its own in place, forwarding (providers/hybrid.py
+    # gateway_handover). Only one CCM may serve the Service: each would build a balancer of its own for it.
+    gateway_balancer: str = "old"
 
     _v_provider = field_validator("provider")(one_of(PROVIDERS, what="the providers"))
+    _v_gateway_balancer = field_validator("gateway_balancer")(one_of(
+        GATEWAY_BALANCERS, why="(whose cloud controller serves the gateway's load balancer)"))
     _v_locations = field_validator("locations")(_check_locations)
 
 

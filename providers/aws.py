@@ -277,6 +277,10 @@ class Aws:
     # As a hybrid cluster's secondary (providers/hybrid.py pool_roles) it installs its own EBS CSI driver and classes
     # on its own nodes, with a credential of its own (AwsInfrastructure._ebs_csi_credential): it may host stores.
     secondary_storage = True
+    # Its CCM can stop serving LoadBalancer Services and leave the balancers it built in place, forwarding, while a
+    # control plane moving away hands the gateway's Service to the new provider's (ControlPlaneMove.gateway_balancer,
+    # providers/hybrid.py gateway_handover): without its `service` controller (ccm_values).
+    gateway_handover_from = True
     peer_quota = PeerQuota(INBOUND_RULES_PER_GROUP, "inbound IPv4 rules of the nodes' security group (the default "
                            "Amazon VPC quota 'Inbound or outbound rules per security group'; the public API "
                            "balancer's group holds fewer)", inbound_ipv4_rules)
@@ -678,9 +682,12 @@ class AwsInfrastructure(ProviderInfrastructure):
 
     def _install_ccm(self, provider: k8s.Provider, depends_on: Sequence[pulumi.Resource],
                      parent: pulumi.Resource) -> list[pulumi.Resource]:
-        """The AWS cloud controller manager: node initialisation (provider ID, zones, addresses), NLBs."""
+        """The AWS cloud controller manager: node initialisation (provider ID, zones, addresses), NLBs (unless the
+        gateway's Service is handed to the provider the control plane moves to: ControlPlaneMove.gateway_balancer)."""
         opts = pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on))
-        return [release("aws-ccm", AWS_CCM, ccm_values(self._prefix), opts)]
+        move = self._loaded.config.cluster.control_plane.move
+        serves = move is None or move.gateway_balancer == "old"
+        return [release("aws-ccm", AWS_CCM, ccm_values(self._prefix, serve_balancers=serves), opts)]
 
     def _install_ebs_csi(self, provider: k8s.Provider, depends_on: Sequence[pulumi.Resource],
                          parent: pulumi.Resource) -> Storage:
@@ -735,12 +742,16 @@ def metadata_options(role: bool) -> dict:
     return {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 2 if role else 1}
 
 
-def ccm_values(cluster_name: str) -> dict:
-    """aws-cloud-controller-manager chart values (chart 0.0.11 values.yaml): one replica per server."""
+def ccm_values(cluster_name: str, *, serve_balancers: bool = True) -> dict:
+    """aws-cloud-controller-manager chart values (chart 0.0.11 values.yaml): one replica per server.
+    `serve_balancers` False: without the service controller (k8s.io/cloud-provider v0.35 names.ServiceLBController,
+    alias `service`; `*` is every controller on by default): no Service's balancer is built, changed or deleted, so
+    the NLBs it built stay as they are, forwarding to the instances they target."""
+    controllers = [] if serve_balancers else ["--controllers=*,-service"]
     return {
         "args": ["--v=2", "--cloud-provider=aws", f"--cluster-name={cluster_name}",
                  # Pod CIDRs come from K3s and ride Cilium's tunnel: no VPC routes to manage.
-                 "--configure-cloud-routes=false"],
+                 "--configure-cloud-routes=false", *controllers],
         # The chart's default selector value "" misses K3s' "true"; its tolerations miss CriticalAddonsOnly.
         "nodeSelector": _CONTROL_PLANE_SELECTOR,
         "tolerations": [{"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true",

@@ -109,6 +109,10 @@ class Hetzner:
     # As a hybrid cluster's secondary (providers/hybrid.py pool_roles) it installs its own CSI driver and classes on
     # its own nodes, with the token in a Secret of its own (HetznerInfrastructure._install_csi): it may host stores.
     secondary_storage = True
+    # As the provider a control plane moves to, its CCM can serve the gateway's LoadBalancer Service from its part
+    # (ControlPlaneMove.gateway_balancer, providers/hybrid.py gateway_handover): the service controller alone, under a
+    # lease of its own (HetznerInfrastructure._install_ccm).
+    gateway_handover_to = True
 
     def validate(self, loaded: LoadedConfig) -> list[Problem]:
         cluster = loaded.config.cluster
@@ -343,18 +347,25 @@ class HetznerInfrastructure(ProviderInfrastructure):
 
     def _install_ccm(self, provider: k8s.Provider, depends_on: Sequence[pulumi.Resource],
                      parent: pulumi.Resource) -> list[pulumi.Resource]:
-        """The hcloud cloud controller manager: initialises nodes (external cloud provider), routes pod CIDRs."""
+        """The hcloud cloud controller manager: initialises nodes (external cloud provider), routes pod CIDRs. On a
+        secondary part (installed only where the gateway's Service is handed to it: providers/hybrid.py
+        gateway_handover) it serves that Service's balancer and nothing else (gateway_ccm_values)."""
         token = _hcloud_token()
         opts = pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on))
+        # The chart's env reads `hcloud` (token; network with `networking`): one hcloud CCM runs in a cluster at most.
         secret = k8s.core.v1.Secret(
             "hcloud", metadata=k8s.meta.v1.ObjectMetaArgs(name="hcloud", namespace=HCLOUD_CCM.namespace,
                                                           labels=EXCLUDE_FROM_BACKUP),
             string_data={"token": token, "network": self.network.id}, type="Opaque", opts=opts)
         ha = 2 if self._loaded.profile.strict else 1
-        ccm = release("hcloud-ccm", HCLOUD_CCM, {
+        values = {
             "replicaCount": ha,
+            # On a secondary part the network is its own: the balancer reaches its servers' private addresses.
             "networking": {"enabled": True, "clusterCIDR": self._loaded.config.cluster.pod_cidr},
-        }, pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[secret])))
+            **(gateway_ccm_values() if self._secondary else {}),
+        }
+        ccm = release("hcloud-ccm", HCLOUD_CCM, values,
+                      pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[secret])))
         return [secret, ccm]
 
 
@@ -466,6 +477,29 @@ class HetznerInfrastructure(ProviderInfrastructure):
             metadata=k8s.meta.v1.ObjectMetaArgs(name=CSI_TOKEN_SECRET["name"], namespace=HCLOUD_CSI.namespace,
                                                 labels=EXCLUDE_FROM_BACKUP),
             string_data={CSI_TOKEN_SECRET["key"]: _hcloud_token()}, type="Opaque", opts=opts)
+
+
+# The lease the gateway's hcloud CCM elects its leader with, beside the stack provider's CCM (gateway_ccm_values).
+GATEWAY_CCM_LEASE = "hcloud-gateway-controller-manager"
+
+
+def gateway_ccm_values() -> dict:
+    """hcloud CCM chart 1.35.0 values for the CCM of a secondary part that serves the gateway's Service while the
+    stack provider's CCM runs too (ControlPlaneMove.gateway_balancer `new`).
+
+    - `--controllers=service` (k8s.io/cloud-provider v0.36 alias of the service-lb controller): the stack provider's
+      CCM keeps initialising nodes and watching their instances; this one neither initialises nor deletes any node,
+      nor programs routes. Its balancer targets the nodes the service controller hands it: this part's, labelled
+      `exclude-from-external-load-balancers=false` during the handover (providers/hybrid.py gateway_handover).
+    - A lease of its own: every CCM built on k8s.io/cloud-provider elects its leader on the Lease
+      kube-system/cloud-controller-manager by default (options.go ResourceName), and the stack provider's holds it
+      (the AWS chart's DaemonSet elects; the hcloud chart passes --leader-elect=false only with one replica), so this
+      one would wait for it forever.
+    - On this provider's own nodes (the chart's nodeSelector and additionalTolerations), as the part's CSI
+      controller: no server of the stack's runs here, and the pod calls only the Hetzner API."""
+    placement = secondary_controller_placement(NAME)
+    return {"args": {"controllers": "service", "leader-elect-resource-name": GATEWAY_CCM_LEASE},
+            "nodeSelector": placement["nodeSelector"], "additionalTolerations": placement["tolerations"]}
 
 
 @dataclass(frozen=True)

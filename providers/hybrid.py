@@ -42,8 +42,8 @@ from config.errors import problem
 from config.model import ApiLoadBalancer, ControlPlane, StackConfig, pool_provider
 from config.rules import role_pools
 from providers import cloud, hetzner
-from providers.base import (CLUSTER_PORTS, AdmittedPeers, ClusterPort, Infrastructure, Node, PeerAddress, Storage,
-                            check_credentials, default_seal, holds_data, node_specs)
+from providers.base import (CLUSTER_PORTS, AddonInstaller, AdmittedPeers, ClusterPort, Infrastructure, Node,
+                            PeerAddress, Storage, check_credentials, default_seal, holds_data, node_specs)
 from providers.hetzner import NETWORK_ZONES, PROVIDED_BY_LABEL, network_location
 
 SCYLLADB_NODE_ROLES = (STORE_ROLES["scylladb"], "converged")  # the nodes ScyllaDB runs on (components/data/placement.py)
@@ -105,7 +105,7 @@ def pool_roles(stack_provider: str, pool_provider: str) -> tuple[str, ...]:
 
 
 def _peers_over_internet(name: str) -> bool:
-    return bool(getattr(providers.get(name), "internet_peering", False))
+    return _provider_flag(name, "internet_peering")
 
 
 def providers_used(cfg: StackConfig) -> list[str]:
@@ -303,11 +303,39 @@ def control_plane_move_problems(cfg: StackConfig) -> list[Problem]:
         found.append(problem(f"{key}.prepareFlip", f"must be false while no member runs on {move.provider} "
                              f"({key}.added is 0): {move.provider}'s API balancer is built over the members there",
                              move.prepare_flip))
+    if move.gateway_balancer == "new":
+        found += gateway_handover_problems(cfg)
     if move.added - move.removed not in (0, 1):
         found.append(problem(f"{key}.added", f"must be {key}.removed ({move.removed}) or one more: each `pulumi up` "
                              f"adds one member on {move.provider} or then removes one original, so the cluster keeps "
                              f"{cp.count} or {cp.count + 1} etcd members", move.added))
     return found
+
+
+def gateway_handover_problems(cfg: StackConfig) -> list[Problem]:
+    """`cluster.controlPlane.move.gatewayBalancer: new` (gateway_handover) needs a stack provider whose CCM can stop
+    serving balancers and keep the one it built (`gateway_handover_from`; Azure's chart 1.36.0 fixes its
+    --controllers and takes no extra argument; GCP and bare metal have no CCM: K3s' ServiceLB serves there), a new
+    provider whose CCM can serve the gateway from a secondary part (`gateway_handover_to`), and nodes there to
+    target."""
+    move, key = cfg.cluster.control_plane.move, "cluster.controlPlane.move.gatewayBalancer"
+    pairs = [f"{a} to {b}" for a in PROVIDERS for b in PROVIDERS if a != b
+             and _provider_flag(a, "gateway_handover_from") and _provider_flag(b, "gateway_handover_to")]
+    if not (_provider_flag(cfg.provider, "gateway_handover_from")
+            and _provider_flag(move.provider, "gateway_handover_to")):
+        return [problem(key, f"must be old moving from {cfg.provider} to {move.provider}: handing the gateway's "
+                        f"balancer over needs {cfg.provider}'s cloud controller to stop serving balancers while "
+                        f"{move.provider}'s serves the gateway from its part, built for {', '.join(pairs)} only "
+                        "(docs/providers.md, \"Not supported yet\", item 5)", move.gateway_balancer)]
+    if not (cfg.cluster.control_plane.members(move.provider)
+            or any(pool_provider(pool, cfg) == move.provider and pool.count for pool in cfg.cluster.active_pools)):
+        return [problem(key, f"must be old while no node runs on {move.provider}: its balancer targets the nodes "
+                        "there", move.gateway_balancer)]
+    return []
+
+
+def _provider_flag(name: str, flag: str) -> bool:
+    return bool(getattr(providers.get(name), flag, False))
 
 
 def move_seal_problems(cfg: StackConfig) -> list[Problem]:
@@ -331,7 +359,7 @@ def move_seal_problems(cfg: StackConfig) -> list[Problem]:
 
 
 def _secondary_storage(name: str) -> bool:
-    return bool(getattr(providers.get(name), "secondary_storage", False))
+    return _provider_flag(name, "secondary_storage")
 
 
 def _block_storage(cfg: StackConfig, pool_provider: str | None) -> str:
@@ -617,6 +645,9 @@ def create(loaded: LoadedConfig) -> Infrastructure:
                    else providers.get(name).create(part(loaded, name), peers=peer_rules(False, cloud, cloud))
                    for name, link in zip(used[1:], links)]
     combined = combine(primary, secondaries, link_mtu(used, links), [link.node_labels for link in links])
+    move = cfg.cluster.control_plane.move
+    if move is not None and move.gateway_balancer == "new":
+        combined = gateway_handover(combined, primary, secondaries[used.index(move.provider) - 1])
     # Secondaries without storage of their own (bare metal) leave their pools the stack provider's classes (pool_roles
     # keeps data off them); one with stateless pools only needs none (no driver, no credential).
     combined = dataclasses.replace(combined, install_storage=combined_storage(
@@ -763,6 +794,41 @@ def _scylladb_disks_local(parts: Sequence[Infrastructure]) -> bool:
     local volumes into network ones, which would delete its local CSI driver and class under the running cluster."""
     hosting = [infra for infra in parts if any(n.spec.workload_role in SCYLLADB_NODE_ROLES for n in infra.nodes)]
     return all(infra.cluster.local_nvme for infra in hosting or parts)
+
+
+def gateway_handover(infra: Infrastructure, primary: Infrastructure, new: Infrastructure) -> Infrastructure:
+    """The gateway's LoadBalancer Service served by the CCM of `new`, the part the control plane moves to
+    (ControlPlaneMove.gateway_balancer `new`; docs/providers.md "Not supported yet", item 5), while the stack
+    provider's CCM runs without its service controller (its `gateway_handover_from` switch), so its balancer stays,
+    forwarding to the nodes it targets, until it is deleted by hand:
+    - `new`'s add-ons are installed after the stack provider's: its CCM, serving Services alone (its
+      `gateway_handover_to`).
+    - The Service carries `new`'s annotations (Cilium copies the Gateway's onto it): its balancer's place and type.
+      Cilium's listeners accept PROXY headers or none, for every balancer at once (ClientAddress), so both providers'
+      balancers must agree while both forward.
+    - The service controller (k8s.io/cloud-provider >= v0.34 nodeIncludedPredicate) hands a CCM the nodes whose
+      `exclude-from-external-load-balancers` is absent or false: `new`'s nodes get false (their K3s node-label, which
+      K3s applies over the Node's labels when it restarts: a changed value replaces the old), the stack provider's
+      get true (another provider's CCM fails their provider IDs or, Azure's, would add their addresses)."""
+    if new.cluster.client_address.proxy_protocol != primary.cluster.client_address.proxy_protocol:
+        raise ValueError("the gateway's two balancers must agree on PROXY protocol while both forward")
+    key = next(iter(SECONDARY_NODE_LABELS))
+    ours = {n.name for n in new.nodes}
+    nodes = [_labelled(n, {key: "false" if n.name in ours else "true"}) for n in infra.nodes]
+    cluster = dataclasses.replace(infra.cluster, load_balancer_annotations=new.cluster.load_balancer_annotations,
+                                  client_address=new.cluster.client_address)
+    return dataclasses.replace(infra, nodes=nodes, cluster=cluster,
+                               install_addons=_installed_after(infra.install_addons, new.install_addons))
+
+
+def _installed_after(first: AddonInstaller | None, then: AddonInstaller | None) -> AddonInstaller | None:
+    """Both parts' add-on installers, as one (the K3s layer calls one)."""
+    if first is None or then is None:
+        return first or then
+
+    def install(provider, depends_on, parent):
+        return [*first(provider, depends_on, parent), *then(provider, depends_on, parent)]
+    return install
 
 
 def _labelled(node: Node, labels: Mapping[str, str]) -> Node:
