@@ -809,9 +809,11 @@ def rule_sources(rule: PortRule, admin_cidrs: Sequence[str]) -> list[str]:
     return list(WORLD_CIDRS) if rule.source == "world" else list(admin_cidrs)
 
 
-# What the host-key step runs on a node's first contact: its ed25519 host public key (generated on first boot,
-# before sshd answers).
-READ_HOST_KEY = "cat /etc/ssh/ssh_host_ed25519_key.pub"
+# What the host-key step runs on a node's first contact: its ed25519 host public key, read once first boot is over
+# (cloud-init done, where it runs): sshd answers before then, and an image's own first-boot agent may still replace
+# the keys (Google's guest agent `set_host_keys`), which would leave the read key stale for every later command.
+READ_HOST_KEY = ("if command -v cloud-init >/dev/null 2>&1; then timeout 900 cloud-init status --wait >/dev/null 2>&1; fi; "
+                 "cat /etc/ssh/ssh_host_ed25519_key.pub")
 
 
 def _connection(host: pulumi.Input[str], user: str, private_key: pulumi.Input[str],

@@ -101,8 +101,9 @@ RELEASE_TIMEOUT_SECONDS = 1800
 # The chart names its Jobs `<release>-<subchart>-<suffix>`, the suffix by default a hash of the chart version and of all
 # its values (templates/_helpers.tpl gitlab.jobNameSuffix, read at chart 9.9.1): a new Job whenever either changes. The
 # toolbox Jobs (toolbox_job.py) wait for the current migrations Job by name while the release installs, so we set the
-# suffix (`global.job.nameSuffixOverride`, doc/charts/globals.md "Jobs") by the same rule (job_suffix); an older Job,
-# failed or a previous revision's, has another name. Well within a Job name's 63 characters.
+# suffix (`global.job.nameSuffixOverride`, doc/charts/globals.md "Jobs") by the same rule (job_suffix): a previous
+# revision's Job has another name. A Job that failed under the same values keeps its name (so with the chart's own
+# suffix: Helm leaves an unchanged Job as it is); toolbox.sh then says to delete it. Well within 63 characters.
 JOB_SUFFIX_LENGTH = 10
 EDITION = "ce"  # global.edition (chart values.yaml: ee by default; doc "Deploy the Community Edition")
 ROOT_PASSWORD_SECRET = "gitlab-initial-root-password"

@@ -92,7 +92,7 @@ LEGACY_ROLE = "external-secrets"  # the cluster-wide reader of earlier versions:
 TRANSIT_TOKEN_ENV = "VAULT_TRANSIT_SEAL_TOKEN"
 SEAL_KEY_ID = "adplatform-1"  # bump (with previous_key_*) when the key is rotated
 # The snapshot CronJob's role and policy (secrets_backup.py): GET sys/storage/raft/snapshot (OpenBao 2.6.2
-# vault/logical_raft.go: ReadOperation) and nothing else; restoring (its UpdateOperation) stays the admin's.
+# vault/logical_system_raft.go: ReadOperation) and nothing else; restoring (its UpdateOperation) stays the admin's.
 SNAPSHOT_ROLE = "raft-snapshot"
 SNAPSHOT_PATH = "sys/storage/raft/snapshot"
 SNAPSHOT_POLICY = f'path "{SNAPSHOT_PATH}" {{ capabilities = ["read"] }}\n'

@@ -15,8 +15,9 @@ settings = { tag_list: [${tags}], run_untagged: ${run_untagged}, access_level: $
 admin = User.admins.active.order(:id).first
 abort('no active GitLab administrator to create the runner as') if admin.nil?
 
-# Admin mode (if an administrator switched it on) asks for a session; a console has none. With it, the
-# administrator holds Owner rights on every group (what creating a group runner needs: :create_runners).
+# With admin mode on, an administrator holds Owner rights on every group (what creating a group runner needs:
+# :create_runners). `gitlab-rails runner` already counts as privileged (Gitlab::Auth::CurrentUserMode
+# privileged_runtime?); the bypass keeps that true should a later version stop doing so.
 Gitlab::Auth::CurrentUserMode.bypass_session!(admin.id) do
   # The group and each missing parent, top down (Groups::CreateService makes its creator the Owner).
   group = nil
@@ -27,7 +28,10 @@ Gitlab::Auth::CurrentUserMode.bypass_session!(admin.id) do
       params = { name: segment, path: segment, visibility_level: Gitlab::VisibilityLevel::PRIVATE }
       params[:parent_id] = group.id if group
       response = Groups::CreateService.new(admin, params).execute
-      abort("creating group #{full_path} failed: #{response.message}") unless response.success?
+      unless response.success?
+        reasons = response.payload[:group]&.errors&.full_messages || []
+        abort("creating group #{full_path} failed: #{[response.message, *reasons].join('; ')}")
+      end
       found = response.payload[:group]
     end
     group = found

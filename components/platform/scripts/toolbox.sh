@@ -10,7 +10,8 @@ set -euo pipefail
 
 # The Job starts while GitLab's release installs (issue 22), so it waits for the release's migrations Job itself:
 # MIGRATIONS_JOB is the current revision's (components/platform/gitlab.py fixes the chart's Job name suffix to a hash
-# of the chart version and values, so an older Job, failed or not, has another name). Its true conditions, e.g.
+# of the chart version and values, so a previous revision's Job has another name; a Job that failed under the same
+# values keeps its name, as with the chart's own suffix, and Helm leaves it as it is). Its true conditions, e.g.
 # "SuccessCriteriaMet Complete"; nothing while it does not exist yet or still runs.
 migrations_state() {
   kubectl get job --namespace "$GITLAB_NAMESPACE" "$MIGRATIONS_JOB" --ignore-not-found \
@@ -23,7 +24,9 @@ while true; do
   case "$state" in
     *" Complete "*) break ;;
     *" Failed "*)
-      echo "GitLab's migrations Job $MIGRATIONS_JOB in namespace $GITLAB_NAMESPACE failed" >&2
+      echo "GitLab's migrations Job $MIGRATIONS_JOB in namespace $GITLAB_NAMESPACE failed: read its log" >&2
+      echo "(kubectl -n $GITLAB_NAMESPACE logs job/$MIGRATIONS_JOB), fix the cause, delete the Job" >&2
+      echo "(kubectl -n $GITLAB_NAMESPACE delete job $MIGRATIONS_JOB) and run pulumi up again" >&2
       exit 1 ;;
   esac
   if [ "$waited" -ge "$MIGRATIONS_WAIT_SECONDS" ]; then
