@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 import pytest
 import yaml
@@ -1534,15 +1534,52 @@ AWS_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
 def _server_installs_chain(run: mockrun.Run) -> list[str]:
     """The K3s servers' installs in the order their dependencies chain them (each after exactly the one before);
     fails where two would run at once."""
-    installs = {r.urn: r for r in run.of_type(COMMAND) if r.name.startswith("k3s-control-plane-")}
+    return _installs_chain(run, lambda name: name.startswith("k3s-control-plane-"))
+
+
+def _agent_installs_chain(run: mockrun.Run) -> list[str]:
+    """The K3s agents' installs in the order their dependencies chain them; fails where two would run at once."""
+    return _installs_chain(run, lambda name: name.startswith("k3s-") and not name.startswith("k3s-control-plane-"))
+
+
+def _installs_chain(run: mockrun.Run, chosen: Callable[[str], bool]) -> list[str]:
+    """The `chosen` K3s installs in the order their dependencies chain them (each after exactly the one before of
+    them); fails where two would run at once."""
+    installs = {r.urn: r for r in run.of_type(COMMAND) if chosen(r.name)}
     after = {r.name: [installs[d].name for d in r.dependencies if d in installs] for r in installs.values()}
     first = [name for name, before in after.items() if not before]
     assert len(first) == 1 and all(len(before) <= 1 for before in after.values()), after
     chain = first
     while follower := [name for name, before in after.items() if before == [chain[-1]]]:
         chain += follower
-    assert sorted(chain) == sorted(after), after  # one chain through every server
+    assert sorted(chain) == sorted(after), after  # one chain through every chosen install
     return chain
+
+
+def _agents_in_config_order() -> list[str]:
+    """control_plane_migration's agents' installs, pool by pool as its cluster.pools lists them (the profile's, then
+    edge on AWS), each pool's by index."""
+    pools = {"general": 5, "scylladb": 3, "redpanda": 3, "clickhouse": 3, "stateful": 3, "edge": 2}
+    return [f"k3s-{pool}-{i}" for pool, count in pools.items() for i in range(1, count + 1)]
+
+
+def test_while_the_control_plane_moves_agents_restart_one_at_a_time_pool_by_pool_after_the_servers(
+        control_plane_moves):
+    # docs/providers.md "Not supported yet", item 4: the flip changes every agent's join address and kubelet flags in
+    # one update. While a move is set (the flip happens inside one), the agents' installs form one chain, pool by pool
+    # in the config's order, each pool's by index, after the last server's: a reconfigured agent restarts alone,
+    # against servers that all have their new configuration, and a failure stops the others.
+    (_, unmoved), *moving = control_plane_moves
+    agents = _agents_in_config_order()
+    for step, run in moving:
+        assert _agent_installs_chain(run) == agents, step
+        first_agent = {run.by_urn(d).name for d in run.named(agents[0], COMMAND).dependencies}
+        assert _server_installs_chain(run)[-1] in first_agent, step
+    # Outside a move (first deploys, normal updates) they stay parallel, after the first server only (issue 22).
+    for agent in agents:
+        installs = {run_name for d in unmoved.named(agent, COMMAND).dependencies
+                    if (run_name := unmoved.by_urn(d).name).startswith("k3s-")}
+        assert installs == {"k3s-control-plane-1"}, agent
 
 
 def test_preparing_the_flip_builds_the_new_providers_balancer_into_every_certificate_and_moves_no_join(
