@@ -1563,23 +1563,24 @@ def _agents_in_config_order() -> list[str]:
     return [f"k3s-{pool}-{i}" for pool, count in pools.items() for i in range(1, count + 1)]
 
 
-def test_while_the_control_plane_moves_agents_restart_one_at_a_time_pool_by_pool_after_the_servers(
-        control_plane_moves):
+def test_once_the_flip_is_prepared_agents_restart_one_at_a_time_pool_by_pool_after_the_servers(control_plane_moves):
     # docs/providers.md "Not supported yet", item 4: the flip changes every agent's join address and kubelet flags in
-    # one update. While a move is set (the flip happens inside one), the agents' installs form one chain, pool by pool
-    # in the config's order, each pool's by index, after the last server's: a reconfigured agent restarts alone,
-    # against servers that all have their new configuration, and a failure stops the others.
-    (_, unmoved), *moving = control_plane_moves
+    # one update. From its preparing step on (prepareFlip, kept set through the flip) the agents' installs form one
+    # chain, pool by pool in the config's order, each pool's by index, after the last server's: a reconfigured agent
+    # restarts alone, against servers that all have their new configuration, and a failure stops the others.
+    (step, prepared) = control_plane_moves[-1]
+    assert step == PREPARED
     agents = _agents_in_config_order()
-    for step, run in moving:
-        assert _agent_installs_chain(run) == agents, step
-        first_agent = {run.by_urn(d).name for d in run.named(agents[0], COMMAND).dependencies}
-        assert _server_installs_chain(run)[-1] in first_agent, step
-    # Outside a move (first deploys, normal updates) they stay parallel, after the first server only (issue 22).
-    for agent in agents:
-        installs = {run_name for d in unmoved.named(agent, COMMAND).dependencies
-                    if (run_name := unmoved.by_urn(d).name).startswith("k3s-")}
-        assert installs == {"k3s-control-plane-1"}, agent
+    assert _agent_installs_chain(prepared) == agents
+    first_agent = {prepared.by_urn(d).name for d in prepared.named(agents[0], COMMAND).dependencies}
+    assert _server_installs_chain(prepared)[-1] in first_agent
+    # Before it (first deploys, a move's member steps, which change no agent) they stay parallel, after the first
+    # server only (issue 22).
+    for step, run in _member_steps(control_plane_moves):
+        for agent in agents:
+            installs = {run_name for d in run.named(agent, COMMAND).dependencies
+                        if (run_name := run.by_urn(d).name).startswith("k3s-")}
+            assert installs == {"k3s-control-plane-1"}, (step, agent)
 
 
 def test_preparing_the_flip_builds_the_new_providers_balancer_into_every_certificate_and_moves_no_join(

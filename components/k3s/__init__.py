@@ -3,8 +3,8 @@
 Order: every node is tuned, then stages K3s (downloads the installer and binary, starts nothing), in
 parallel; the initialising server (control-plane-1, lifecycle.py initialiser) initialises etcd; the other servers
 join one at a time (etcd admits one learner at a time); agents join in parallel once the first server answers,
-alongside the other servers' joins (while the control plane moves, one at a time after the last server: the
-flip reconfigures every agent). Once control-plane-1 is gone (a control-plane move removed it) every server
+alongside the other servers' joins (once a control-plane move prepares its flip, one at a time after the last
+server: the flip reconfigures every agent). Once control-plane-1 is gone (a control-plane move removed it) every server
 joins. A join only writes the node's configuration and starts K3s: the downloads stay out of
 the serial chain. Cilium and the provider's add-ons are installed through
 the kubeconfig of the first server (lifecycle.py servers_in_order).
@@ -151,7 +151,8 @@ class K3sCluster(pulumi.ComponentResource):
         previous = self.installs[first.name]
         for node in others:
             previous = self.installs[node.name] = self._install(node, tuning, join=True, after=[previous])
-        if cluster.control_plane.move is None:
+        move = cluster.control_plane.move
+        if move is None or not move.prepare_flip:
             for node in infra.agents:
                 # After the first server only, in parallel with the other servers' etcd joins (issue 22): an agent
                 # registers through the fixed registration address (the API load balancer, whose health check sends
@@ -161,13 +162,15 @@ class K3sCluster(pulumi.ComponentResource):
                 # Every install on a first deploy runs the configured version, so no agent is newer than a server.
                 self.installs[node.name] = self._install(node, tuning, join=True, after=[self.installs[first.name]])
         else:
-            # While the control plane moves, the agents' installs form one chain (agents_in_order), after the last
-            # server's. The flip changes every agent's join address and kubelet flags in one update (docs/providers.md,
-            # "Not supported yet", item 4): restarted together, every node of a pool would drop off at once, and a
-            # failing one would not stop the others. Chained, one agent restarts at a time, against servers that have
-            # all taken their new configuration, and the first failure stops the rest. Only an install whose trigger
-            # changed runs, so a move's other steps (no agent reconfigured) cost nothing; new agents during a move
-            # join one at a time (a move is a rare, deliberate operation; first deploys stay parallel).
+            # From the flip's preparing step on (cluster.controlPlane.move.prepareFlip, kept set through the flip) the
+            # agents' installs form one chain (agents_in_order), after the last server's. The flip changes every
+            # agent's join address and kubelet flags in one update (docs/providers.md, "Not supported yet", item 4):
+            # restarted together, every node of a pool would drop off at once, and a failing one would not stop the
+            # others. Chained, one agent restarts at a time, against servers that have all taken their new
+            # configuration, and the first failure stops the rest. Only an install whose trigger changed runs: the
+            # preparing step reconfigures no agent, so the chain costs deploy time in the flip alone. A move's member
+            # steps change no agent either (joins go through the balancer): they, first deploys and every other
+            # update keep the agents parallel (issue 22).
             for node in agents_in_order(infra.agents, [p.name for p in cluster.pools]):
                 previous = self.installs[node.name] = self._install(node, tuning, join=True, after=[previous])
 
