@@ -1381,6 +1381,8 @@ def control_plane_migration() -> list[tuple[str, dict[str, Any]]]:
     # server's certificate, before any join address changes.
     prepared = copy.deepcopy(steps[-1][1])
     prepared["cluster"]["controlPlane"]["move"]["prepareFlip"] = True
+    # Stated from then on (item 6): the default StorageClass stays Hetzner's whichever provider is the stack's.
+    prepared["clusterServices"]["defaultStorageProvider"] = "hetzner"
     steps.append((PREPARED, prepared))
     return steps
 
@@ -1617,6 +1619,27 @@ def test_preparing_the_flip_builds_the_new_providers_balancer_into_every_certifi
     # The servers restart with their new certificate one at a time: their installs are chained.
     assert _server_installs_chain(prepared) == ["k3s-control-plane-1", "k3s-control-plane-4", "k3s-control-plane-5"]
     assert model.build(prepared)["policy"]["violations"] == []
+
+
+def test_a_prepared_flip_states_whose_volumes_are_the_default_class():
+    # docs/providers.md "Not supported yet", item 6: unset, the default class follows the stack provider, so the flip
+    # would silently move every new claim naming no class to AWS.
+    values = copy.deepcopy(control_plane_migration()[-1][1])
+    del values["clusterServices"]["defaultStorageProvider"]
+    assert _internet_problems(values) == [
+        "adplatform:clusterServices.defaultStorageProvider must be set while the flip to aws is prepared "
+        "(cluster.controlPlane.move.prepareFlip): unset, the default StorageClass follows the stack's provider, and "
+        "making aws the stack's would put every new claim naming no class on aws's volumes; set hetzner to keep it "
+        "(nothing changes), or aws to move it"]
+
+
+@pytest.mark.parametrize("chosen", ["gcp", "baremetal"])
+def test_the_default_class_is_one_of_the_clusters_own(chosen):
+    values = copy.deepcopy(control_plane_migration()[-1][1])
+    values["clusterServices"]["defaultStorageProvider"] = chosen
+    assert _internet_problems(values) == [
+        "adplatform:clusterServices.defaultStorageProvider must be one of the providers whose volumes the cluster has "
+        f"(hetzner, aws): the default StorageClass is one of their classes, got '{chosen}'"]
 
 
 @pytest.mark.parametrize("move, count, key, message", [
