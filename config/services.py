@@ -19,6 +19,7 @@ from pydantic import StringConstraints, field_validator, model_validator
 from config.cron import check_ranges
 from config.model_base import (Model, check_dns_name, check_dns_subdomain, check_hostname_label, check_token, one_of,
                                optional)
+from config.catalog import PROVIDERS
 from config.quantity import Cpu, Memory
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -584,6 +585,14 @@ class ClusterServices(Model):
     secrets: Secrets = Secrets()
     mesh: Mesh = Mesh()
     teams: list[Team] = []
+    # Whose block storage is the cluster's default StorageClass (claims naming no class, the platform's charts'
+    # volumes): the stack provider's when unset. A hybrid cluster may name a secondary provider with volumes of its
+    # own; a control-plane move states it before its flip, which would otherwise move the default with the stack
+    # provider (providers/hybrid.py default_storage_problems, docs/providers.md "Not supported yet", item 6).
+    default_storage_provider: str | None = None
+
+    _v_default_storage = field_validator("default_storage_provider")(
+        optional(one_of(PROVIDERS, what="the providers")))
 
     def dns_records(self) -> Dns | None:
         """What external-dns manages: `dns`, else the DNS-01 zone and credentials; None: records by hand."""

@@ -42,7 +42,7 @@ from providers import cloud
 from providers.base import (AdmittedPeers, ApiEndpoints, ClientAddress, ClusterPort, ClusterProfile, Credential,
                             Infrastructure, Node, NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota,
                             ProviderInfrastructure, Storage, assemble, check_locations, check_server_type_names,
-                            csi_storage, first_server_api, node_specs, resolve_server_type, PROVIDER_LABEL, Seal,
+                            csi_storage, holds_default_class, first_server_api, node_specs, resolve_server_type, PROVIDER_LABEL, Seal,
                             secondary_controller_placement, secondary_part, ssh_connection, zone_topology)
 
 NAME = "aws"
@@ -708,7 +708,7 @@ class AwsInfrastructure(ProviderInfrastructure):
                            {"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"},
                            retain=self._protect, driver=[*credential, csi], opts=opts,
                            allowed_topologies=zone_topology(EBS_ZONE_KEY, list(self.zones.values()))
-                           if self._hybrid else None, default=not self._secondary)
+                           if self._hybrid else None, default=holds_default_class(self._loaded))
 
     def _ebs_csi_credential(self, opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         """The EBS CSI controller's rights on a secondary part: exactly the control-plane role's (EBS_CSI_POLICY,

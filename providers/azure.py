@@ -56,7 +56,7 @@ from providers import cloud
 from providers.base import (AdmittedPeers, CLUSTER_PORTS, ApiEndpoints, ClusterPort, ClusterProfile, Credential,
                             Infrastructure, Node, NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota,
                             ProviderInfrastructure, PROVIDER_LABEL, Storage, assemble, check_locations,
-                            check_server_type_names, csi_storage, first_server_api, holds_data, node_specs,
+                            check_server_type_names, csi_storage, holds_default_class, first_server_api, holds_data, node_specs,
                             provider_id, resolve_server_type, secondary_controller_placement, secondary_part,
                             ssh_connection, zone_topology)
 
@@ -800,7 +800,7 @@ class AzureInfrastructure(ProviderInfrastructure):
                            retain=self._protect, driver=[*config, csi], opts=opts,
                            default_aliases=[pulumi.Alias(name="storage-class-azure-disk")],
                            allowed_topologies=zone_topology(DISK_ZONE_KEY, zones) if self._hybrid else None,
-                           default=not self._secondary)
+                           default=holds_default_class(self._loaded))
 
 
 # Disk encryption beyond Azure's always-on platform-managed keys: the host caches too (module doc).

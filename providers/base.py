@@ -161,6 +161,13 @@ class Storage:
         return own.pop() if len(own) == 1 else (self.default_class, self.xfs_class)
 
 
+def holds_default_class(loaded: LoadedConfig) -> bool:
+    """Whether this part's block storage is the cluster's default StorageClass (one default only): the provider
+    `clusterServices.defaultStorageProvider` names, else the stack provider's, never a secondary part's."""
+    chosen = loaded.config.cluster_services.default_storage_provider
+    return loaded.config.provider == chosen if chosen else not secondary_part(loaded)
+
+
 def holds_data(specs: Sequence[NodeSpec]) -> bool:
     """Whether any of these nodes runs a database role (a hybrid cluster's secondary installs its storage only then)."""
     return any(spec.workload_role in DATABASE_ROLES for spec in specs)

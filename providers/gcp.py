@@ -44,7 +44,7 @@ from providers import cloud
 from providers.base import (AdmittedPeers, ApiEndpoints, ClusterPort, ClusterProfile, Credential, Infrastructure, Node,
                             NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota, ProviderInfrastructure,
                             Storage, assemble, check_locations,
-                            check_server_type_names, csi_storage, first_server_api, node_specs, resolve_server_type,
+                            check_server_type_names, csi_storage, holds_default_class, first_server_api, node_specs, resolve_server_type,
                             secondary_part,
                             Seal, ssh_connection, zone_topology)
 
@@ -799,4 +799,4 @@ class GcpInfrastructure(ProviderInfrastructure):
         return csi_storage(STORAGE_CLASS, PD_PROVISIONER, {"type": "pd-balanced", "csi.storage.k8s.io/fstype": "ext4"},
                            retain=self._protect, driver=[namespace, driver], opts=opts,
                            allowed_topologies=zone_topology(PD_ZONE_KEY, list(self.zones.values()))
-                           if self._hybrid else None, default=not self._secondary)
+                           if self._hybrid else None, default=holds_default_class(self._loaded))

@@ -32,7 +32,7 @@ from config.model import Cluster, pool_locations, taint_fields
 from providers import cloud
 from providers.base import (AdmittedPeers, AUTOSCALER_FILES_DIR, PORTS, ApiEndpoints, ClientAddress, ClusterPort, ClusterProfile, PeerAddress, PROVIDER_LABEL, Credential, Infrastructure, Node,
                             NodeGroupRequest, NodeGroups, NodeSpec, ProviderInfrastructure, ServerCatalog, Storage,
-                            assemble, check_locations, csi_storage, first_server_api, located_settings,
+                            assemble, check_locations, csi_storage, holds_default_class, first_server_api, located_settings,
                             node_group_name, node_specs, provider_id, resolve_server_type, rule_sources,
                             secondary_controller_placement, secondary_part, ssh_connection, zone_topology)
 
@@ -459,7 +459,7 @@ class HetznerInfrastructure(ProviderInfrastructure):
             "csi.storage.k8s.io/node-publish-secret-name": ENCRYPTION_SECRET,
             "csi.storage.k8s.io/node-publish-secret-namespace": HCLOUD_CSI.namespace,
         }, retain=self._protect, driver=[*token, secret, csi], opts=opts,
-            allowed_topologies=self._volume_topology(hybrid), default=not self._secondary)
+            allowed_topologies=self._volume_topology(hybrid), default=holds_default_class(self._loaded))
 
     def _volume_topology(self, hybrid: bool) -> Sequence[dict] | None:
         """The classes' allowedTopologies: none on a Hetzner-only cluster; cloud servers (not the vSwitch's Robot

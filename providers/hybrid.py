@@ -191,7 +191,7 @@ def _checked(loaded: LoadedConfig) -> list[Problem]:
         return moving
     used = providers_used(cfg)
     if len(used) == 1:
-        return [*storage_provider_problems(cfg), *_part_problems(loaded, cfg.provider)]
+        return [*storage_provider_problems(cfg), *default_storage_problems(cfg), *_part_problems(loaded, cfg.provider)]
     found = [problem(f"cluster.pools[{pool.name}].provider",
                      f"must be {cfg.provider!r} (the stack's provider) or a provider it couples with "
                      f"({_couplings(cfg.provider)})", pool.provider)
@@ -214,7 +214,7 @@ def _checked(loaded: LoadedConfig) -> list[Problem]:
         found += store_storage_problems(cfg) + storage_provider_problems(cfg)
     if not found:  # every pool couples: the peers are known
         found += internet_problems(cfg) + peer_quota_problems(loaded)
-    found += move_seal_problems(cfg)
+    found += move_seal_problems(cfg) + default_storage_problems(cfg)
     for name in used:
         found += _part_problems(loaded, name)
     return found
@@ -450,24 +450,50 @@ def _storage_provider_key(store: str) -> str:
     return f"dataPlane.{to_camel(store)}.storageProvider"
 
 
-def combined_storage(primary: Infrastructure, secondaries: Sequence[Infrastructure]):
-    """The cluster's storage over several providers: the stack provider's classes (the default), and those of each
-    secondary in `secondaries` (the ones whose provider has `secondary_storage`: Hetzner, AWS, GCP, Azure), each with its
-    CSI driver on its own nodes; the pools on that secondary claim its classes (Storage.pool_classes)."""
+def combined_storage(primary: Infrastructure, secondaries: Sequence[Infrastructure],
+                     default: Infrastructure | None = None):
+    """The cluster's storage over several providers: the stack provider's classes, and those of each secondary in
+    `secondaries` (the ones whose provider has `secondary_storage`: Hetzner, AWS, GCP, Azure), each with its CSI driver
+    on its own nodes. The classes of `default` (clusterServices.defaultStorageProvider: a secondary in `secondaries`),
+    else the stack provider's, are the cluster's default; every other part's pools claim their own part's classes
+    (Storage.pool_classes)."""
     own = [(infra, infra.install_storage) for infra in secondaries if infra.install_storage is not None]
     if primary.install_storage is None or not own:
         return primary.install_storage
 
     def install(provider, depends_on, parent) -> Storage:
-        stack = primary.install_storage(provider, depends_on, parent)
-        classes, resources, scratch = {}, list(stack.resources), dict(stack.scratch_classes)
-        for infra, installer in own:
-            storage = installer(provider, depends_on, parent)
-            resources += storage.resources
-            scratch.update(storage.scratch_classes)
-            classes.update({n.spec.pool: (storage.default_class, storage.xfs_class) for n in infra.nodes})
-        return dataclasses.replace(stack, resources=resources, pool_classes=classes, scratch_classes=scratch)
+        parts = [(primary, primary.install_storage(provider, depends_on, parent)),
+                 *((infra, installer(provider, depends_on, parent)) for infra, installer in own)]
+        chosen = next((storage for infra, storage in parts if infra is default), parts[0][1])
+        classes = {n.spec.pool: (storage.default_class, storage.xfs_class)
+                   for infra, storage in parts if storage is not chosen for n in infra.nodes}
+        scratch = {name: each for _, storage in parts for name, each in storage.scratch_classes.items()}
+        return dataclasses.replace(chosen, resources=[r for _, storage in parts for r in storage.resources],
+                                   pool_classes=classes, scratch_classes=scratch)
     return install
+
+
+def default_storage_problems(cfg: StackConfig) -> list[Problem]:
+    """`clusterServices.defaultStorageProvider` names a provider whose volumes the cluster has: the stack's, or a
+    secondary's that installs its own (secondary_storage). And it is stated once a control-plane move prepares its
+    flip: unset, the default StorageClass follows the stack provider, so making the move's provider the stack's would
+    move every new claim that names no class (and the platform's charts' volumes) to it (docs/providers.md "Not
+    supported yet", item 6)."""
+    chosen, move = cfg.cluster_services.default_storage_provider, cfg.cluster.control_plane.move
+    key = "clusterServices.defaultStorageProvider"
+    if chosen is None:
+        if move is None or not move.prepare_flip:
+            return []
+        return [problem(key, f"must be set while the flip to {move.provider} is prepared "
+                        "(cluster.controlPlane.move.prepareFlip): unset, the default StorageClass follows the stack's "
+                        f"provider, and making {move.provider} the stack's would put every new claim naming no class "
+                        f"on {move.provider}'s volumes; set {cfg.provider} to keep it (nothing changes), or "
+                        f"{move.provider} to move it")]
+    offered = [name for i, name in enumerate(providers_used(cfg)) if i == 0 or _secondary_storage(name)]
+    if chosen in offered:
+        return []
+    return [problem(key, f"must be one of the providers whose volumes the cluster has ({', '.join(offered)}): the "
+                    "default StorageClass is one of their classes", chosen)]
 
 
 def _over_internet(cfg: StackConfig) -> bool:
@@ -650,9 +676,12 @@ def create(loaded: LoadedConfig) -> Infrastructure:
         combined = gateway_handover(combined, primary, secondaries[used.index(move.provider) - 1])
     # Secondaries without storage of their own (bare metal) leave their pools the stack provider's classes (pool_roles
     # keeps data off them); one with stateless pools only needs none (no driver, no credential).
+    # The secondary holding the default class (clusterServices.defaultStorageProvider) installs its storage regardless.
+    chosen = cfg.cluster_services.default_storage_provider
+    default = next((infra for infra, name in zip(secondaries, used[1:]) if name == chosen), None)
     combined = dataclasses.replace(combined, install_storage=combined_storage(
         primary, [infra for infra, name in zip(secondaries, used[1:]) if _secondary_storage(name)
-                  and holds_data([n.spec for n in infra.nodes])]))
+                  and (holds_data([n.spec for n in infra.nodes]) or infra is default)], default))
     if not internet:
         return combined
     return over_internet(combined, [primary, *(s for s, link in zip(secondaries, links) if link.over_internet)],

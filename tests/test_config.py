@@ -407,7 +407,7 @@ def test_teams_and_hostnames_are_dns_labels():
 
 def test_unknown_cluster_services_key_names_the_accepted_ones():
     msg = one_problem(_services(ingress={"class": "nginx"}))
-    assert msg.startswith("adplatform:clusterServices has unknown key(s) 'ingress' (accepted: autoscaler, backups, dns, gateway, mesh")
+    assert msg.startswith("adplatform:clusterServices has unknown key(s) 'ingress' (accepted: autoscaler, backups, defaultStorageProvider, dns, gateway, mesh")
 
 
 def test_meshed_namespaces_must_be_team_namespaces():

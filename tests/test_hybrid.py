@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 import pytest
 import yaml
@@ -1384,6 +1384,8 @@ def control_plane_migration() -> list[tuple[str, dict[str, Any]]]:
     prepared = copy.deepcopy(steps[-1][1])
     prepared["cluster"]["controlPlane"]["move"]["prepareFlip"] = True
     prepared["cluster"]["providers"] = {"hetzner": {"location": prepared["cluster"].pop("location")}}
+    # Stated from then on (item 6): the default StorageClass stays Hetzner's whichever provider is the stack's.
+    prepared["clusterServices"]["defaultStorageProvider"] = "hetzner"
     steps.append((PREPARED, prepared))
     return steps
 
@@ -1537,15 +1539,53 @@ AWS_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
 def _server_installs_chain(run: mockrun.Run) -> list[str]:
     """The K3s servers' installs in the order their dependencies chain them (each after exactly the one before);
     fails where two would run at once."""
-    installs = {r.urn: r for r in run.of_type(COMMAND) if r.name.startswith("k3s-control-plane-")}
+    return _installs_chain(run, lambda name: name.startswith("k3s-control-plane-"))
+
+
+def _agent_installs_chain(run: mockrun.Run) -> list[str]:
+    """The K3s agents' installs in the order their dependencies chain them; fails where two would run at once."""
+    return _installs_chain(run, lambda name: name.startswith("k3s-") and not name.startswith("k3s-control-plane-"))
+
+
+def _installs_chain(run: mockrun.Run, chosen: Callable[[str], bool]) -> list[str]:
+    """The `chosen` K3s installs in the order their dependencies chain them (each after exactly the one before of
+    them); fails where two would run at once."""
+    installs = {r.urn: r for r in run.of_type(COMMAND) if chosen(r.name)}
     after = {r.name: [installs[d].name for d in r.dependencies if d in installs] for r in installs.values()}
     first = [name for name, before in after.items() if not before]
     assert len(first) == 1 and all(len(before) <= 1 for before in after.values()), after
     chain = first
     while follower := [name for name, before in after.items() if before == [chain[-1]]]:
         chain += follower
-    assert sorted(chain) == sorted(after), after  # one chain through every server
+    assert sorted(chain) == sorted(after), after  # one chain through every chosen install
     return chain
+
+
+def _agents_in_config_order() -> list[str]:
+    """control_plane_migration's agents' installs, pool by pool as its cluster.pools lists them (the profile's, then
+    edge on AWS), each pool's by index."""
+    pools = {"general": 5, "scylladb": 3, "redpanda": 3, "clickhouse": 3, "stateful": 3, "edge": 2}
+    return [f"k3s-{pool}-{i}" for pool, count in pools.items() for i in range(1, count + 1)]
+
+
+def test_once_the_flip_is_prepared_agents_restart_one_at_a_time_pool_by_pool_after_the_servers(control_plane_moves):
+    # docs/providers.md "Not supported yet", item 4: the flip changes every agent's join address and kubelet flags in
+    # one update. From its preparing step on (prepareFlip, kept set through the flip) the agents' installs form one
+    # chain, pool by pool in the config's order, each pool's by index, after the last server's: a reconfigured agent
+    # restarts alone, against servers that all have their new configuration, and a failure stops the others.
+    (step, prepared) = control_plane_moves[-1]
+    assert step == PREPARED
+    agents = _agents_in_config_order()
+    assert _agent_installs_chain(prepared) == agents
+    first_agent = {prepared.by_urn(d).name for d in prepared.named(agents[0], COMMAND).dependencies}
+    assert _server_installs_chain(prepared)[-1] in first_agent
+    # Before it (first deploys, a move's member steps, which change no agent) they stay parallel, after the first
+    # server only (issue 22).
+    for step, run in _member_steps(control_plane_moves):
+        for agent in agents:
+            installs = {run_name for d in run.named(agent, COMMAND).dependencies
+                        if (run_name := run.by_urn(d).name).startswith("k3s-")}
+            assert installs == {"k3s-control-plane-1"}, (step, agent)
 
 
 def test_preparing_the_flip_builds_the_new_providers_balancer_into_every_certificate_and_moves_no_join(
@@ -1582,6 +1622,27 @@ def test_preparing_the_flip_builds_the_new_providers_balancer_into_every_certifi
     # The servers restart with their new certificate one at a time: their installs are chained.
     assert _server_installs_chain(prepared) == ["k3s-control-plane-1", "k3s-control-plane-4", "k3s-control-plane-5"]
     assert model.build(prepared)["policy"]["violations"] == []
+
+
+def test_a_prepared_flip_states_whose_volumes_are_the_default_class():
+    # docs/providers.md "Not supported yet", item 6: unset, the default class follows the stack provider, so the flip
+    # would silently move every new claim naming no class to AWS.
+    values = copy.deepcopy(control_plane_migration()[-1][1])
+    del values["clusterServices"]["defaultStorageProvider"]
+    assert _internet_problems(values) == [
+        "adplatform:clusterServices.defaultStorageProvider must be set while the flip to aws is prepared "
+        "(cluster.controlPlane.move.prepareFlip): unset, the default StorageClass follows the stack's provider, and "
+        "making aws the stack's would put every new claim naming no class on aws's volumes; set hetzner to keep it "
+        "(nothing changes), or aws to move it"]
+
+
+@pytest.mark.parametrize("chosen", ["gcp", "baremetal"])
+def test_the_default_class_is_one_of_the_clusters_own(chosen):
+    values = copy.deepcopy(control_plane_migration()[-1][1])
+    values["clusterServices"]["defaultStorageProvider"] = chosen
+    assert _internet_problems(values) == [
+        "adplatform:clusterServices.defaultStorageProvider must be one of the providers whose volumes the cluster has "
+        f"(hetzner, aws): the default StorageClass is one of their classes, got '{chosen}'"]
 
 
 @pytest.mark.parametrize("move, count, key, message", [

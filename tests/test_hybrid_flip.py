@@ -15,8 +15,9 @@ from config.errors import ConfigError
 from config.model import LOCATION_LABEL
 from tests.conftest import SECRET_KEYS, k3s_config, lower_layers, node_labels
 from tests.runs import script_param
-from tests.test_hybrid import (CP_MOVE_STACK, _internet_problems, _moved, aws_primary, control_plane_migration,  # noqa: F401
-                               internet, internet_config)
+from tests.test_hybrid import (CP_MOVE_STACK, _agent_installs_chain, _agents_in_config_order,  # noqa: F401
+                               _internet_problems, _moved, aws_primary, control_plane_migration, internet,
+                               internet_config)
 from tools import mockrun
 
 COMMAND = "command:remote:Command"
@@ -60,6 +61,13 @@ def test_control_plane_1_initialises_the_cluster_whichever_part_comes_first(monk
     # The kubeconfig is read where the cluster was initialised, after its install.
     host = run.named("kubeconfig", COMMAND).inputs["connection"].value["host"]
     assert host == run.named("k3s-control-plane-1", COMMAND).inputs["connection"].value["host"]
+
+
+def test_the_agents_restart_chain_keeps_its_order_whichever_part_comes_first(monkeypatch):
+    # Item 4: the chain of agents' installs follows the config's pools, not the parts' order the flip reverses (a new
+    # order would restart the pools in another order than the docs and the previous steps had them).
+    _secondaries_first(monkeypatch)
+    assert _agent_installs_chain(_uncached(control_plane_migration()[-1][1])) == _agents_in_config_order()
 
 
 def test_once_control_plane_1_is_gone_every_server_joins(monkeypatch):

@@ -102,3 +102,70 @@ def test_a_store_may_move_onto_hetzner_volumes():
     values["dataPlane"] = {key: {"storageProvider": "hetzner"} for key, _ in STATEFUL_STORES.values()}
     found = _internet_problems(values)
     assert sorted(found) == too_few_to_move("hetzner", 2), found
+
+
+def hetzner_stack_with_the_stateful_pool_on_hetzner() -> dict[str, Any]:
+    """stateful_on_hetzner with Hetzner as the stack's provider (an AWS pool beside it): the same Hetzner pools, as the
+    old provider's part looks before a flip to AWS (docs/providers.md "Not supported yet", item 6) and after it."""
+    values = primary_raw("hetzner", firewallQuotas={"aws": 120})
+    values["cluster"]["pools"] = [dict(HZ), {"name": "stateful", "count": 2, "locations": ["nbg1", "hel1"]},
+                                  {"name": "edge", "role": "general", "count": 2, "provider": "aws",
+                                   "locations": ["eu-central-1a", "eu-central-1b"]}]
+    return values
+
+
+# What a StorageClass update may not change: pulumi-kubernetes 4.x replaces the class on .parameters or .provisioner
+# (provider/pkg/provider/diff.go forceNew, deleting it first under its fixed name), and the API server refuses a change
+# of reclaimPolicy or volumeBindingMode (k8s.io/kubernetes pkg/apis/storage/validation ValidateStorageClassUpdate).
+# allowedTopologies and annotations are updated in place.
+FIXED_CLASS_FIELDS = ("provisioner", "parameters", "reclaimPolicy", "volumeBindingMode", "allowVolumeExpansion")
+
+
+def test_the_hetzner_classes_and_driver_are_updated_in_place_when_hetzner_stops_being_the_stacks(stores_on_hetzner):
+    # Item 6: the same Hetzner pools as the stack provider's part and as a secondary's: the driver's release, its
+    # encryption Secret and every class keep their URNs (updated, never a second one created beside the old under the
+    # same Kubernetes name), and the classes change only in what an update may change: where they attach
+    # (allowedTopologies) and the default annotation. So bound volumes and their classes stay as they are.
+    before = run_internet(hetzner_stack_with_the_stateful_pool_on_hetzner(), stack="staging-internet")
+    after = stores_on_hetzner
+    hetzner_classes = {r.name: r for r in before.of_type(STORAGE_CLASS) if r.inputs["provisioner"] == hetzner.PROVISIONER}
+    assert sorted(hetzner_classes) == ["storage-class-hcloud-volumes", "storage-class-hcloud-volumes-xfs"]
+    for name, old in hetzner_classes.items():
+        new = after.named(name, STORAGE_CLASS)
+        assert new.urn == old.urn, name
+        assert {k: new.inputs.get(k) for k in FIXED_CLASS_FIELDS} == {k: old.inputs.get(k) for k in FIXED_CLASS_FIELDS}
+        assert new.inputs["metadata"]["name"] == old.inputs["metadata"]["name"]
+        assert new.inputs["allowedTopologies"] != old.inputs["allowedTopologies"]  # Hetzner's locations, not cloud-only
+    for name, type_ in (("hcloud-csi", RELEASE), ("hcloud-volume-encryption", SECRET)):
+        assert after.named(name, type_).urn == before.named(name, type_).urn, name
+    # The default annotation moves with the stack provider: what a flip would change for claims naming no class.
+    assert (_class(before, "hcloud-volumes")["metadata"].get("annotations") or {}).get(DEFAULT_CLASS) == "true"
+    assert not (_class(after, "hcloud-volumes")["metadata"].get("annotations") or {}).get(DEFAULT_CLASS)
+
+
+def _defaults(run: mockrun.Run) -> list[str]:
+    return [r.name for r in run.of_type(STORAGE_CLASS)
+            if (r.inputs["metadata"].get("annotations") or {}).get(DEFAULT_CLASS) == "true"]
+
+
+def test_a_stated_default_storage_provider_keeps_the_hetzner_class_the_default_on_an_aws_stack(stores_on_hetzner):
+    # Item 6: clusterServices.defaultStorageProvider names the secondary: its class is the one default (the flip then
+    # changes no claim's class), the stack provider's pools' stores claim their own provider's classes.
+    values = stateful_on_hetzner()
+    values["clusterServices"] = {**values.get("clusterServices", {}), "defaultStorageProvider": "hetzner"}
+    stated = run_internet(values, stack="staging-internet")
+    assert _defaults(stores_on_hetzner) == ["storage-class-ebs-gp3"] and _defaults(stated) == [
+        "storage-class-hcloud-volumes"]
+    redpanda = next(r.inputs for r in stated.resources if r.type.endswith(":Redpanda"))
+    assert redpanda["spec"]["clusterSpec"]["storage"]["persistentVolume"]["storageClass"] == "ebs-gp3-xfs"
+    postgres = stated.named("postgres-cluster", "kubernetes:postgresql.cnpg.io/v1:Cluster").inputs["spec"]
+    assert postgres["storage"]["storageClass"] == "hcloud-volumes"
+
+
+def test_the_secondary_holding_the_default_class_installs_its_driver_without_stores():
+    # Hetzner with its general pool only (no store: no driver of its own unless its classes are the default).
+    values = primary_raw("aws", location="eu-central-1a", firewallQuotas={"aws": 100})
+    values["clusterServices"] = {**values.get("clusterServices", {}), "defaultStorageProvider": "hetzner"}
+    stated = run_internet(values, stack="staging-internet")
+    assert _defaults(stated) == ["storage-class-hcloud-volumes"]
+    assert stated.named("hcloud-csi", RELEASE)

@@ -3,7 +3,8 @@
 Order: every node is tuned, then stages K3s (downloads the installer and binary, starts nothing), in
 parallel; the initialising server (control-plane-1, lifecycle.py initialiser) initialises etcd; the other servers
 join one at a time (etcd admits one learner at a time); agents join in parallel once the first server answers,
-alongside the other servers' joins. Once control-plane-1 is gone (a control-plane move removed it) every server
+alongside the other servers' joins (once a control-plane move prepares its flip, one at a time after the last
+server: the flip reconfigures every agent). Once control-plane-1 is gone (a control-plane move removed it) every server
 joins. A join only writes the node's configuration and starts K3s: the downloads stay out of
 the serial chain. Cilium and the provider's add-ons are installed through
 the kubeconfig of the first server (lifecycle.py servers_in_order).
@@ -99,6 +100,13 @@ def install_script(spec: NodeSpec, node_name: str, version: str, config_yaml: st
 CLUSTER_IDENTIFIER = "adplatform-k3s"
 
 
+def agents_in_order(agents: Sequence[Node], pools: Sequence[str]) -> list[Node]:
+    """The agents pool by pool in the config's order (`cluster.pools`), each pool's by index: an order that stays the
+    same when the flip puts another provider's part first (the order of infra.agents follows the parts)."""
+    rank = {pool: i for i, pool in enumerate(pools)}
+    return sorted(agents, key=lambda n: (rank.get(n.spec.pool, len(rank)), n.spec.pool, n.spec.index))
+
+
 class K3sCluster(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
     agent_token: pulumi.Output[str]  # secret
@@ -143,14 +151,28 @@ class K3sCluster(pulumi.ComponentResource):
         previous = self.installs[first.name]
         for node in others:
             previous = self.installs[node.name] = self._install(node, tuning, join=True, after=[previous])
-        for node in infra.agents:
-            # After the first server only, in parallel with the other servers' etcd joins (issue 22): an agent
-            # registers through the fixed registration address (the API load balancer, whose health check sends it
-            # to the servers that answer), then its client-side load balancer learns every server from the
-            # `kubernetes` Service's endpoints as they join (docs.k3s.io/architecture, "How Agent Node
-            # Registration Works"). Agents hold no etcd member, so the one-learner-at-a-time rule is not theirs.
-            # Every install on a first deploy runs the configured version, so no agent is newer than a server.
-            self.installs[node.name] = self._install(node, tuning, join=True, after=[self.installs[first.name]])
+        move = cluster.control_plane.move
+        if move is None or not move.prepare_flip:
+            for node in infra.agents:
+                # After the first server only, in parallel with the other servers' etcd joins (issue 22): an agent
+                # registers through the fixed registration address (the API load balancer, whose health check sends
+                # it to the servers that answer), then its client-side load balancer learns every server from the
+                # `kubernetes` Service's endpoints as they join (docs.k3s.io/architecture, "How Agent Node
+                # Registration Works"). Agents hold no etcd member, so the one-learner-at-a-time rule is not theirs.
+                # Every install on a first deploy runs the configured version, so no agent is newer than a server.
+                self.installs[node.name] = self._install(node, tuning, join=True, after=[self.installs[first.name]])
+        else:
+            # From the flip's preparing step on (cluster.controlPlane.move.prepareFlip, kept set through the flip) the
+            # agents' installs form one chain (agents_in_order), after the last server's. The flip changes every
+            # agent's join address and kubelet flags in one update (docs/providers.md, "Not supported yet", item 4):
+            # restarted together, every node of a pool would drop off at once, and a failing one would not stop the
+            # others. Chained, one agent restarts at a time, against servers that have all taken their new
+            # configuration, and the first failure stops the rest. Only an install whose trigger changed runs: the
+            # preparing step reconfigures no agent, so the chain costs deploy time in the flip alone. A move's member
+            # steps change no agent either (joins go through the balancer): they, first deploys and every other
+            # update keep the agents parallel (issue 22).
+            for node in agents_in_order(infra.agents, [p.name for p in cluster.pools]):
+                previous = self.installs[node.name] = self._install(node, tuning, join=True, after=[previous])
 
         self.api_endpoint = pulumi.Output.concat("https://", infra.api_public_endpoint, f":{API_PORT}")
         self.kubeconfig = self._read_kubeconfig(first)
