@@ -366,6 +366,7 @@ class AwsInfrastructure(ProviderInfrastructure):
                         f"adplatform.io/stack={loaded.stack}",
                 },
                 local_nvme=False,  # EBS root volumes; instance-store types are opt-in per pool
+                compresses_user_data=True,  # the launch templates gzip it (install_node_groups)
                 client_address=GATEWAY_CLIENT_ADDRESS,
                 node_boot_commands=BOOT_COMMANDS,
                 credentials_from_instance_metadata=True,  # the autoscaler: the control plane's instance role
@@ -595,7 +596,7 @@ class AwsInfrastructure(ProviderInfrastructure):
             vpc_security_group_ids=[self.security_group.id],  # public IPs: the subnets map one on launch
             # base64 of a secret stays secret: the join token never shows in plain text in state. Gzipped: EC2 takes
             # 16 KB of user data before base64 and cloud-init reads gzip itself (its user data formats: compressed
-            # content); the document is about 16 KB uncompressed.
+            # content); the document holds its scripts as text for it (ClusterProfile.compresses_user_data).
             user_data=request.user_data.apply(
                 lambda text: base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()),
             metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(**metadata_options(role=False)),

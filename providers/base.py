@@ -122,6 +122,10 @@ class ClusterProfile:
     # they run on from the instance metadata service (AWS instance role, GCP service account, Azure managed identity):
     # their namespace must reach INSTANCE_METADATA, which every other namespace's egress excludes.
     credentials_from_instance_metadata: bool = False
+    # The provider compresses the whole user data document itself (AWS: gzip, for EC2's 16 KiB): the node's scripts go
+    # in it as text, which that one gzip shrinks far better than scripts already compressed and base64-encoded one by
+    # one (components/k3s/userdata.py); elsewhere each script is compressed on its own.
+    compresses_user_data: bool = False
 
     @property
     def gateway_annotations(self) -> dict[str, str]:

@@ -38,7 +38,9 @@ SETUP_DIR = "/var/lib/adplatform/node-setup"  # root only: the install script ho
 SETUP_UNIT = "adplatform-node-setup.service"
 # The steps the unit runs, in order (file names under SETUP_DIR).
 STEPS = ("node-facts.sh", "tune.sh", "k3s-install.sh")
-ENCODING = "gz+b64"  # the scripts compressed: user data is small on every cloud (AWS 16 KiB, Hetzner 32 KiB)
+# The scripts compressed one by one where the provider sends the document as it is (Hetzner 32 KiB); as text where it
+# gzips the whole document itself (AWS 16 KiB: ClusterProfile.compresses_user_data), which compresses them better.
+ENCODING = "gz+b64"
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,10 @@ def setup_unit() -> str:
 
 def render_user_data(spec: NodeSpec, join: JoinSettings, token: str, endpoint: str) -> str:
     """The #cloud-config document (pure); `token` is the agent token."""
-    files = [CloudFile(f"{SETUP_DIR}/{name}", _packed(script), "0700", ENCODING)
-             for name, script in setup_scripts(spec, join, token, endpoint).items()]
+    scripts = setup_scripts(spec, join, token, endpoint).items()
+    files = ([CloudFile(f"{SETUP_DIR}/{name}", script, "0700") for name, script in scripts]
+             if join.profile.compresses_user_data else
+             [CloudFile(f"{SETUP_DIR}/{name}", _packed(script), "0700", ENCODING) for name, script in scripts])
     files.append(CloudFile(f"/etc/systemd/system/{SETUP_UNIT}", setup_unit()))
     # --no-block: the unit is ordered after cloud-final, which runs this; it starts once cloud-init is done.
     return cloud_config(join.admin_keys, files, boot_commands=join.profile.node_boot_commands,
