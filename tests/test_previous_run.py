@@ -15,7 +15,8 @@ from components.k3s.resize import RECORDED_KEYS, UNPINNED, DrainServer, ResizeTa
 from config import ConfigError
 from providers import previous_run
 from tests.test_hybrid_drain import HCLOUD_NEW, HCLOUD_OLD
-from tests.test_hybrid import EDGE, FIXED_GENERAL, UP_TO_SERVICES, internet_config, internet_raw
+from tests.test_hybrid import (CP_MOVE_STACK, EDGE, FIXED_GENERAL, UP_TO_SERVICES, control_plane_migration,
+                               internet_config, internet_raw)
 from tests.test_resize import drive
 from tools import mockrun
 
@@ -146,3 +147,24 @@ def test_a_leaving_node_is_stopped_with_the_key_the_previous_run_pinned(monkeypa
                                                                new_inputs=HCLOUD_NEW, old_inputs=HCLOUD_OLD)))
     assert ("198.51.100.3", "ssh-ed25519 LEAVING") in keys, "stop-k3s.sh on the leaving node: its recorded key"
     assert {key for host, key in keys if host == "203.0.113.1"} == {"ssh-ed25519 FIRST"}, "the first server's"
+
+
+def test_a_cluster_on_one_provider_is_not_checked_against_the_previous_run():
+    """Only a cluster over the internet drains leaving nodes before its rules admit new ones; elsewhere an edit may
+    add and remove at once (the record differs from the config here in both directions)."""
+    ghost = {"nodes": {"ghost-1": {"address": "192.0.2.1", "hostKey": "ssh-ed25519 AAAA"}}}
+    run = mockrun.run_stack("staging", {mockrun.PREVIOUS_RUN: ghost})
+    assert "ghost-1" not in run.outputs[previous_run.OUTPUT]["nodes"]
+    assert RECORDED_KEYS.at("192.0.2.1") == "ssh-ed25519 AAAA", "its keys still serve the hooks"
+    RECORDED_KEYS.use({})
+
+
+def test_a_control_plane_move_that_adds_and_removes_a_member_in_one_edit_is_refused():
+    """From `added: 1` straight to `added: 2, removed: 1` (valid in one stack file: added is removed or one more):
+    control-plane-5 would join on AWS while control-plane-3 leaves, so the move's two steps are named."""
+    steps = dict(control_plane_migration())
+    added = mockrun.run(*internet_config(steps["control-plane-4 added on aws"]), CP_MOVE_STACK)
+    config, secret = internet_config(steps["control-plane-5 added on aws"])
+    with pytest.raises(ConfigError, match=r"adplatform:cluster.controlPlane.move must not both add and remove nodes"
+                                          r".*got 'adds control-plane-5; removes control-plane-3'"):
+        mockrun.run(mockrun.after(added, config), secret, CP_MOVE_STACK)
