@@ -193,8 +193,8 @@ class ResizeHooks:
 # node (see _UNPINNED_WHY): ssh_run then checks no host key, and says so in the deployment's log. Never a default.
 UNPINNED = "unpinned"
 _UNPINNED_WHY = ("a K3s server's own resize (its key-read step waits for the very update the hook precedes) and the "
-                 "stop of a node leaving over the internet (its key-read step is no longer in the program), when the "
-                 "previous run recorded no key for the address")
+                 "stop of a node leaving over the internet (its key-read step is no longer in the program) use the "
+                 "key the previous run recorded, and it recorded none for this address")
 # Passed as `host_key` for those two: the key the previous run pinned for the host (RECORDED_KEYS), else UNPINNED.
 RECORDED = "recorded"
 
@@ -240,7 +240,7 @@ def host_key_options(host: str, host_key: str | None, port: int, tmp: Path) -> l
     caller removes), or, for UNPINNED, none checked. No key at all is an error: a hook never connects unverified
     by accident."""
     if host_key == UNPINNED:
-        pulumi.log.warn(f"SSH to {host} without a host-key check: {_UNPINNED_WHY} is not yet pinned "
+        pulumi.log.warn(f"SSH to {host} without a host-key check: {_UNPINNED_WHY} "
                         "(docs/security.md, \"SSH host keys\")")
         return ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
     if not host_key:
