@@ -16,6 +16,7 @@ from components.ads import AdServices
 from components.data import DataPlane, validate as validate_data_plane
 from components.data.outputs import data_plane_summary
 from components.k3s.config import ApiServerOidc, EtcdBackup
+from components.k3s.resize import RECORDED_KEYS
 from components.platform import Platform
 from components.recovery import runbook
 from components.services import ClusterServices
@@ -23,6 +24,7 @@ from config import ConfigError, Problem, load_from_pulumi
 from config.catalog import PROVIDERS, SIZES, Size
 from config.errors import NAMESPACE
 from providers import hybrid
+from providers import previous_run
 from providers.base import PROVIDER_LABEL, check_credentials, check_seal
 
 
@@ -53,6 +55,12 @@ def main() -> None:
                 *validate_data_plane(loaded.config, provider_sizes(provider)), *check_seal(loaded, provider.kms_seal)]
     if problems:
         raise ConfigError(problems)
+    # The last run's record (providers/previous_run.py): the nodes it had, for the check over the internet, and their
+    # pinned SSH host keys, for the hooks that reach a node whose own key-read step cannot answer.
+    previous = previous_run.read(required=hybrid.joins_over_internet(loaded.config))
+    if churn := hybrid.churn_problems(loaded.config, previous):
+        raise ConfigError(churn)
+    RECORDED_KEYS.use(previous.host_keys())
 
     infra = hybrid.create(loaded)
     tuning = HostTuning("host-tuning", infra.nodes)
@@ -99,3 +107,5 @@ def main() -> None:
         for node in infra.nodes
     })
     pulumi.export("layers", loaded.config.layers.model_dump(by_alias=True))
+    # Read back by the next run (providers/previous_run.py): names, addresses, host public keys; nothing secret.
+    pulumi.export(previous_run.OUTPUT, previous_run.record(infra.nodes))

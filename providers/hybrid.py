@@ -38,13 +38,14 @@ from config import LoadedConfig, Problem
 from config.baremetal import Host
 from config.catalog import DATABASE_ROLES, PROVIDERS, STORE_ROLES
 from config.data import Movable
-from config.errors import problem
-from config.model import ApiLoadBalancer, ControlPlane, StackConfig, pool_provider
+from config.errors import NAMESPACE, problem
+from config.model import CONTROL_PLANE, ApiLoadBalancer, ControlPlane, StackConfig, pool_provider
 from config.rules import role_pools
 from providers import cloud, hetzner
 from providers.base import (CLUSTER_PORTS, AddonInstaller, AdmittedPeers, ClusterPort, Infrastructure, Node,
                             PeerAddress, Storage, check_credentials, default_seal, holds_data, node_specs)
 from providers.hetzner import NETWORK_ZONES, PROVIDED_BY_LABEL, network_location
+from providers.previous_run import PreviousRun
 
 SCYLLADB_NODE_ROLES = (STORE_ROLES["scylladb"], "converged")  # the nodes ScyllaDB runs on (components/data/placement.py)
 T = TypeVar("T")  # a peer: a CIDR (a private coupling) or a PeerAddress (over the internet)
@@ -540,6 +541,40 @@ def internet_problems(cfg: StackConfig) -> list[Problem]:
                       "a fixed count", f"min {pool.autoscaling.min}, max {pool.autoscaling.max}")
               for pool in cfg.cluster.pools if pool.autoscaling is not None and pool.provider in (None, cfg.provider)]
     return found
+
+
+def joins_over_internet(cfg: StackConfig) -> bool:
+    """Whether some pool (or a moving control plane) joins the cluster over the public internet (INTERNET)."""
+    return _over_internet(cfg)
+
+
+def churn_problems(cfg: StackConfig, previous: PreviousRun) -> list[Problem]:
+    """Over the public internet, one edit must not both add and remove nodes. A peer rule's update drops the leaving
+    nodes' addresses and admits the new ones at once, and its hook takes the leaving nodes out first
+    (components/k3s/depart.py): their pods can only go to nodes already in the cluster, so a drain that needs the
+    new capacity (a disruption budget, a store's replicas) blocks and fails every run. In two steps the new nodes
+    join first. `previous`: the last run's record (providers/previous_run.py); none (a first deploy) checks nothing."""
+    if not previous.recorded or not _over_internet(cfg):
+        return []
+    now, before = cfg.cluster.node_names(cfg.provider), set(previous.nodes)
+    added, removed = [n for n in now if n not in before], sorted(before.difference(now))
+    if not added or not removed:
+        return []
+    keys = sorted({_key_of(cfg, name) for name in (*added, *removed)})
+    return [problem(" and ".join(f"{NAMESPACE}:{key}" for key in keys), "must not both add and remove nodes in one `pulumi up` while the cluster runs "
+                    "over the public internet: the leaving nodes are drained before the new ones join, so a drain "
+                    "that needs the new capacity would fail every run. Make it two edits: first add (raise the "
+                    "count, or cluster.controlPlane.move.added) and run `pulumi up`, then remove (lower the count, or "
+                    "cluster.controlPlane.move.removed) and run `pulumi up` again (docs/lifecycle.md, \"The previous "
+                    "run\")", f"adds {', '.join(added)}; removes {', '.join(removed)}")]
+
+
+def _key_of(cfg: StackConfig, node: str) -> str:
+    """The config key that decides whether `node` exists: its pool's, or the control plane's."""
+    pool = node.rsplit("-", 1)[0]
+    if pool != CONTROL_PLANE:
+        return f"cluster.pools[{pool}].count"
+    return "cluster.controlPlane.move" if cfg.cluster.control_plane.move is not None else "cluster.controlPlane.count"
 
 
 def peer_quota_problems(loaded: LoadedConfig) -> list[Problem]:

@@ -39,6 +39,7 @@ from pulumi.runtime.proto import resource_pb2, source_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from providers import previous_run
 from tools import mockrpc, yamlread
 from tools.runcache import RunCache, config_key
 
@@ -662,8 +663,22 @@ def _fake_ip(name: str, network: str) -> str:
     return str(net.network_address + offset)
 
 
+# A run's values may carry, under this key, the `previousRun` output of an earlier run: the engine's read of the stack's
+# own outputs (providers/previous_run.py) then answers with it, as after that run. Taken out of the values before the
+# program sees its config; part of the run cache's key. Absent: a stack never deployed (no outputs).
+PREVIOUS_RUN = "mockrun:previousRun"
+
+
+def after(run: Run, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` for a run that follows `run` (its record read back)."""
+    return {**values, PREVIOUS_RUN: run.outputs[previous_run.OUTPUT]}
+
+
 class OfflineMocks(pulumi.runtime.Mocks):
     """Plausible provider outputs: numeric ids, documentation-range public IPs, private IPs."""
+
+    def __init__(self, previous: Any = None):
+        self.previous = previous  # the earlier run's `previousRun` output (PREVIOUS_RUN), or None
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         outputs = dict(args.inputs)
@@ -696,6 +711,9 @@ class OfflineMocks(pulumi.runtime.Mocks):
         return f"{rid}", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
+        if args.token == previous_run.READ_STACK_OUTPUTS:  # the stack's own outputs (the built-in provider's)
+            outputs = {} if self.previous is None else {previous_run.OUTPUT: self.previous}
+            return {"name": args.args["name"], "outputs": outputs, "secretOutputNames": []}
         handler = CALL_RESULTS.get(args.token)
         return handler(args) if handler else {}
 
@@ -828,7 +846,8 @@ def _execute(values: dict[str, Any], secret_keys: set[str], stack: str) -> Run:
     global last_monitor
     import program  # imported late: the program reads config when main() runs, not on import
 
-    mocks = OfflineMocks()
+    values = dict(values)
+    mocks = OfflineMocks(values.pop(PREVIOUS_RUN, None))
     monitor = last_monitor = RecordingMonitor(mocks)
     settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)

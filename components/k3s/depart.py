@@ -58,7 +58,7 @@ from typing import Any, Awaitable, Callable, Iterator, Mapping, Sequence
 import pulumi
 
 from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, ETCD_TIMEOUT_SECONDS, KUBE_LIB, UNREPORTED_POD_SKIP_SECONDS
-from components.k3s.resize import (DRAIN_SERVER, NODE_NAME, SSH_ATTEMPTS, TOKEN, UNPINNED, DrainServer, Reach,
+from components.k3s.resize import (DRAIN_SERVER, NODE_NAME, RECORDED, SSH_ATTEMPTS, TOKEN, DrainServer, Reach,
                                    Runner, _run_on, on_server_kubeconfig, token_script)
 from components.shell import render
 
@@ -289,8 +289,8 @@ def departure_hooks(keep: Sequence[str], private_key: pulumi.Input[str], logins:
     def on_node(address: str, user: str, patient: bool) -> Runner:
         timeout, attempts = (STOP_SSH_TIMEOUT_SECONDS, SSH_ATTEMPTS) if patient else (PROBE_SSH_TIMEOUT_SECONDS,
                                                                                       PROBE_ATTEMPTS)
-        # The leaving node's key-read step is no longer in the program: not yet pinned (resize.py UNPINNED).
-        return _run_on(lambda _outputs: Reach(address, user, UNPINNED), private_key, None, timeout, attempts)
+        # The leaving node's key-read step is no longer in the program: the key the previous run recorded for it.
+        return _run_on(lambda _outputs: Reach(address, user, RECORDED), private_key, None, timeout, attempts)
 
     def where(_outputs: Mapping[str, Any] | None) -> Reach:
         return drain_server.reach("take leaving nodes out of the cluster from",

@@ -193,7 +193,28 @@ class ResizeHooks:
 # node (see _UNPINNED_WHY): ssh_run then checks no host key, and says so in the deployment's log. Never a default.
 UNPINNED = "unpinned"
 _UNPINNED_WHY = ("a K3s server's own resize (its key-read step waits for the very update the hook precedes) and the "
-                 "stop of a node leaving over the internet (its key-read step is no longer in the program)")
+                 "stop of a node leaving over the internet (its key-read step is no longer in the program) use the "
+                 "key the previous run recorded, and it recorded none for this address")
+# Passed as `host_key` for those two: the key the previous run pinned for the host (RECORDED_KEYS), else UNPINNED.
+RECORDED = "recorded"
+
+
+@dataclass
+class RecordedKeys:
+    """The SSH host keys the previous run pinned, by address (providers/previous_run.py: the stack's `previousRun`
+    output read back). A leaving node is still in that record, and a server resizing itself had its key read by an
+    earlier run: both are reached with the key their own key-read step read, without waiting for that step."""
+
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def use(self, keys: Mapping[str, str]) -> None:
+        self.keys = dict(keys)
+
+    def at(self, host: str) -> str:
+        return self.keys.get(host, UNPINNED)
+
+
+RECORDED_KEYS = RecordedKeys()  # the deploying process's record: one program run per process
 SSH_PORT = 22
 KEY_MISMATCH = "Host key verification failed"  # what OpenSSH prints when the host's key is not the pinned one
 
@@ -219,7 +240,7 @@ def host_key_options(host: str, host_key: str | None, port: int, tmp: Path) -> l
     caller removes), or, for UNPINNED, none checked. No key at all is an error: a hook never connects unverified
     by accident."""
     if host_key == UNPINNED:
-        pulumi.log.warn(f"SSH to {host} without a host-key check: {_UNPINNED_WHY} is not yet pinned "
+        pulumi.log.warn(f"SSH to {host} without a host-key check: {_UNPINNED_WHY} "
                         "(docs/security.md, \"SSH host keys\")")
         return ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
     if not host_key:
@@ -295,8 +316,11 @@ def _run_on(where: Where, private_key: pulumi.Input[str], outputs: Mapping[str, 
             timeout: float = SSH_TIMEOUT_SECONDS, attempts: int = SSH_ATTEMPTS) -> Runner:
     async def run(script: str) -> str:
         reach = where(outputs)
+        host = await _resolve(reach.host)
         host_key = None if reach.host_key is None else await _resolve(reach.host_key)
-        return await ssh_run(await _resolve(reach.host), await _resolve(reach.user), await _resolve(private_key),
+        if host_key == RECORDED:
+            host_key = RECORDED_KEYS.at(host)
+        return await ssh_run(host, await _resolve(reach.user), await _resolve(private_key),
                              script, timeout, attempts, host_key=host_key)
     return run
 
@@ -342,8 +366,8 @@ def where_scripts_run(target: ResizeTarget, *, server: bool, own_address: HostOf
     server (with that server's user)."""
     if server:
         # Its own pinned key would come from its host-key step, whose output resolves only after this very update
-        # (it depends on the machine): waiting for it would deadlock the hook. Not yet pinned (docs/security.md).
-        return lambda outputs: Reach(own_address(outputs), user, UNPINNED)
+        # (it depends on the machine): waiting for it would deadlock the hook. The previous run recorded it.
+        return lambda outputs: Reach(own_address(outputs), user, RECORDED)
     return lambda _outputs: drain_server.of(target)
 
 
