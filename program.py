@@ -16,7 +16,7 @@ from components.ads import AdServices
 from components.data import DataPlane, validate as validate_data_plane
 from components.data.outputs import data_plane_summary
 from components.k3s.config import ApiServerOidc, EtcdBackup
-from components.k3s.resize import RECORDED_KEYS
+from providers.previous_run import RECORDED_KEYS
 from components.platform import Platform
 from components.recovery import runbook
 from components.services import ClusterServices

@@ -564,8 +564,8 @@ class AwsInfrastructure(ProviderInfrastructure):
             ),
         )
         return Node(spec=spec, hostname=hostname, public_ip=instance.public_ip, private_ip=instance.private_ip,
-                    connection=ssh_connection(spec.name, instance.public_ip, cloud.SSH_USER,
-                                              self._loaded.secrets.ssh_private_key, parent=self, machine=instance),
+                    connection=ssh_connection(self._loaded, spec.name, instance.public_ip, cloud.SSH_USER, parent=self,
+                                              machine=instance),
                     server=instance, machine=instance)
 
     # --- autoscaled node groups ----------------------------------------------------------------------

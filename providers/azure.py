@@ -650,7 +650,7 @@ class AzureInfrastructure(ProviderInfrastructure):
         public_ip = ip.ip_address.apply(lambda a: a or "")
         private_ip = nic.ip_configurations.apply(lambda c: (c[0].private_ip_address or "") if c else "")
         node = Node(spec=spec, hostname=hostname, public_ip=public_ip, private_ip=private_ip,
-                    connection=ssh_connection(spec.name, public_ip, cloud.SSH_USER, self._loaded.secrets.ssh_private_key,
+                    connection=ssh_connection(self._loaded, spec.name, public_ip, cloud.SSH_USER,
                                               parent=self, machine=vm),
                     server=vm, machine=vm,
                     # On the stack's part the cloud node manager sets it from instance metadata.

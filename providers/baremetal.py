@@ -293,7 +293,7 @@ class BareMetalInfrastructure(ProviderInfrastructure):
 
     def _node(self, spec: NodeSpec, host: Host) -> Node:
         hostname = f"{self._prefix}-{spec.name}"
-        connection = ssh_connection(spec.name, host.public_address, host.ssh_user, self._loaded.secrets.ssh_private_key,
+        connection = ssh_connection(self._loaded, spec.name, host.public_address, host.ssh_user,
                                     parent=self, host_key=host.host_key)
         firewall = command.remote.Command(
             f"firewall-{spec.name}",

@@ -25,6 +25,7 @@ from config.load import is_secret
 from config.catalog import DATABASE_ROLES, SIZES
 from config.errors import problem
 from config.model_base import check_host_key
+from providers.previous_run import RECORDED_KEYS
 from config.model import CONTROL_PLANE, Cluster, ControlPlane, Pool, StackConfig, node_location, node_name
 from policy.rules import PEER_MARK
 
@@ -843,16 +844,26 @@ def _pinned_key(name: str, stdout: str) -> str:
                               "see docs/security.md, \"SSH host keys\"") from None
 
 
-def ssh_connection(name: str, host: pulumi.Input[str], user: str, private_key: pulumi.Input[str], *,
+def ssh_connection(loaded: LoadedConfig, name: str, host: pulumi.Input[str], user: str, *,
                    parent: pulumi.Resource, machine: pulumi.Resource | None = None,
                    host_key: str | None = None) -> command.remote.ConnectionArgs:
-    """The one SSH connection of node `name`, pinned to its host key: every remote command on the node uses it.
+    """The one SSH connection of node `name`, pinned to its host key: every remote command on the node uses it
+    (with the stack's `sshPrivateKey`).
 
     `host_key` (validated config, bare metal): verified from the first connection. Otherwise trust on first use:
     the `host-key-<name>` command reads the key once, right after the machine is created (or on the first
     `pulumi up` after this step was added), and every later connection must present that key. It is re-read
     only when `machine` is replaced (its id is the trigger): a host rebuilt outside Pulumi then fails to connect
-    (docs/security.md, "SSH host keys", says how to re-pin)."""
+    (docs/security.md, "SSH host keys", says how to re-pin).
+
+    A node listed in `cluster.unreachableNodes` (a dead machine) is never dialled for its key: its connection keeps
+    the key the previous run pinned at this address (providers/previous_run.py), or none where that run pinned none,
+    which is what its commands recorded, so they show no change; its machine's replacement (a new address) connects
+    unpinned until the node leaves the list and its key is read."""
+    private_key = loaded.secrets.ssh_private_key
+    if host_key is None and name in loaded.config.cluster.unreachable_nodes:
+        recorded = pulumi.Output.from_input(host).apply(RECORDED_KEYS.keys.get)
+        return _connection(host, user, private_key, recorded)
     if host_key is None:
         read = command.remote.Command(
             f"host-key-{name}", connection=_connection(host, user, private_key, None), create=READ_HOST_KEY,

@@ -599,7 +599,7 @@ class GcpInfrastructure(ProviderInfrastructure):
         public_ip = instance.network_interfaces.apply(
             lambda nics: (nics[0].access_configs[0].nat_ip if nics[0].access_configs else "") or "")
         return Node(spec=spec, hostname=hostname, public_ip=public_ip, private_ip=private_ip,
-                    connection=ssh_connection(spec.name, public_ip, cloud.SSH_USER, self._loaded.secrets.ssh_private_key,
+                    connection=ssh_connection(self._loaded, spec.name, public_ip, cloud.SSH_USER,
                                               parent=self, machine=instance),
                     server=instance, machine=instance)
 

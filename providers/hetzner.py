@@ -315,8 +315,8 @@ class HetznerInfrastructure(ProviderInfrastructure):
         )
         private_ip = server.networks.apply(lambda nets: nets[0].ip if nets and nets[0].ip else "")
         return Node(spec=spec, hostname=hostname, public_ip=server.ipv4_address, private_ip=private_ip,
-                    connection=ssh_connection(spec.name, server.ipv4_address, SSH_USER,
-                                              self._loaded.secrets.ssh_private_key, parent=self, machine=server),
+                    connection=ssh_connection(self._loaded, spec.name, server.ipv4_address, SSH_USER, parent=self,
+                                              machine=server),
                     server=server, machine=server,
                     # On the stack's part Hetzner's CCM sets it when it initialises the node.
                     provider_id=server.id.apply(cloud_provider_id) if self._secondary else None)

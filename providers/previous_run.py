@@ -3,7 +3,7 @@
 Some Day-2 checks need a fact the config of this run cannot give: which nodes the cluster had before this edit (a
 cluster over the public internet must not gain and lose nodes in one edit, providers/hybrid.py churn_problems), and
 the SSH host key each node had pinned (a hook reaching a node whose key-read step is gone or not yet done,
-components/k3s/resize.py RECORDED_KEYS). Each run exports them as the stack output `previousRun` (OUTPUT: node names,
+RECORDED_KEYS). Each run exports them as the stack output `previousRun` (OUTPUT: node names,
 SSH addresses and host public keys, nothing secret) and the next run reads its own stack's outputs back.
 
 How the read works (docs/lifecycle.md, "The previous run"): the engine's built-in `pulumi:pulumi:readStackOutputs`
@@ -48,6 +48,22 @@ class PreviousRun:
         return {node.address: node.host_key for node in self.nodes.values() if node.address and node.host_key}
 
 
+@dataclass
+class RecordedKeys:
+    """The SSH host keys the previous run pinned, by address (`previousRun` read back, PreviousRun.host_keys). A leaving
+    node is still in that record, and a server resizing itself had its key read by an earlier run: the hooks reach both
+    with the key their own key-read step read, without waiting for that step (components/k3s/resize.py); a dead machine
+    keeps its connection's key without being dialled (providers/base.py ssh_connection)."""
+
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def use(self, keys: Mapping[str, str]) -> None:
+        self.keys = dict(keys)
+
+
+RECORDED_KEYS = RecordedKeys()  # the deploying process's record: one program run per process
+
+
 def stack_name() -> str:
     """This stack's fully qualified name: Pulumi Cloud requires <org>/<project>/<stack>; the self-managed backends
     take it too, with the constant organization `organization` (a backend made before CLI v3.61 needs
@@ -69,7 +85,7 @@ def read(required: bool) -> PreviousRun:
     """The previous run's record, read from this stack's last checkpoint before any resource is created. Only the
     record is kept: the other outputs (secrets among them) are dropped here. `required`: a check needs it (a cluster
     over the internet), so a failed read fails the run; otherwise it is only the hooks' pinned keys, and a failed read
-    leaves them as before (unpinned, resize.py RECORDED_KEYS) with a warning."""
+    leaves them as before (unpinned: RECORDED_KEYS) with a warning."""
     name = stack_name()
     try:
         result = pulumi.runtime.invoke(READ_STACK_OUTPUTS, {"name": name})

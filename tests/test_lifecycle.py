@@ -414,3 +414,43 @@ def test_staging_may_run_one_server():
     from tests.test_config import SECRET
     loaded = load("test", base_raw(profile="staging", cluster={"controlPlane": {"count": 1}}), SECRET)
     assert loaded.config.cluster.control_plane.count == 1
+
+
+def _by_host(run: Run) -> dict[str, list[tuple[str, object]]]:
+    """Each SSH address's remote commands with the host key their connection pins."""
+    found: dict[str, list[tuple[str, object]]] = {}
+    for r in run.of_type(CMD):
+        connection = r.inputs["connection"]
+        connection = connection.value if isinstance(connection, Secret) else connection
+        key = connection.get("hostKey")
+        found.setdefault(connection["host"], []).append((r.name, key.value if isinstance(key, Secret) else key))
+    return found
+
+
+def test_a_dead_machine_is_never_dialled_for_its_host_key(unreachable):
+    """A node listed in cluster.unreachableNodes gets no key-read step (it would dial the dead machine for ten
+    minutes and fail the run): its commands keep what they recorded. With no previous record (the first run that
+    pins keys), that is no key at all, as before pinning, so they show no change."""
+    record = unreachable.outputs["previousRun"]["nodes"]
+    assert not [r.name for r in unreachable.of_type(CMD) if r.name in ("host-key-general-2", "host-key-control-plane-1")]
+    assert unreachable.named("host-key-general-1", CMD), "every other node still reads its key"
+    by_host = _by_host(unreachable)
+    for dead in ("general-2", "control-plane-1"):
+        commands = by_host[record[dead]["address"]]
+        assert commands and all(key is None for _, key in commands), (dead, commands)
+    live = by_host[record["general-1"]["address"]]
+    assert live and all(key for name, key in live if not name.startswith("host-key-")), live
+
+
+def test_a_dead_machine_keeps_the_host_key_the_previous_run_pinned_for_it(unreachable):
+    """Once a run has recorded its key, a node that dies afterwards keeps that key in its connection (not dialled): its
+    commands' connections are unchanged from the run before, so nothing of it runs again."""
+    raw = base_raw(layers=UP_TO_K3S, cluster={"unreachableNodes": ["control-plane-1", "general-2"]})
+    values, *rest = raw_config(raw)
+    previous = {"nodes": {name: {**node, "hostKey": node["hostKey"] or f"ssh-ed25519 {name}"}
+                          for name, node in unreachable.outputs["previousRun"]["nodes"].items()}}
+    later = mockrun.execute({**values, mockrun.PREVIOUS_RUN: previous}, *rest, "test")
+    address = previous["nodes"]["general-2"]["address"]
+    commands = _by_host(later)[address]
+    assert commands and all(key == "ssh-ed25519 general-2" for _, key in commands), commands
+    assert not [r.name for r in later.of_type(CMD) if r.name == "host-key-general-2"]

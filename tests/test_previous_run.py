@@ -11,7 +11,8 @@ import pytest
 
 from components.k3s import resize
 from components.k3s.depart import departure_hooks
-from components.k3s.resize import RECORDED_KEYS, UNPINNED, DrainServer, ResizeTarget, _run_on, where_scripts_run
+from providers.previous_run import RECORDED_KEYS
+from components.k3s.resize import UNPINNED, DrainServer, ResizeTarget, _run_on, where_scripts_run
 from config import ConfigError
 from providers import previous_run
 from tests.test_hybrid_drain import HCLOUD_NEW, HCLOUD_OLD
@@ -155,7 +156,7 @@ def test_a_cluster_on_one_provider_is_not_checked_against_the_previous_run():
     ghost = {"nodes": {"ghost-1": {"address": "192.0.2.1", "hostKey": "ssh-ed25519 AAAA"}}}
     run = mockrun.run_stack("staging", {mockrun.PREVIOUS_RUN: ghost})
     assert "ghost-1" not in run.outputs[previous_run.OUTPUT]["nodes"]
-    assert RECORDED_KEYS.at("192.0.2.1") == "ssh-ed25519 AAAA", "its keys still serve the hooks"
+    assert RECORDED_KEYS.keys.get("192.0.2.1") == "ssh-ed25519 AAAA", "its keys still serve the hooks"
     RECORDED_KEYS.use({})
 
 

@@ -52,6 +52,7 @@ from components.k3s.lifecycle import (DRAIN_TIMEOUT_SECONDS, KUBE_LIB, NAMESPACE
 from components.remote import shell_command
 from components.shell import render
 from config.model_base import check_host_key
+from providers.previous_run import RECORDED_KEYS
 
 RESIZE_TEMPLATE = Path(__file__).parent / "scripts" / "resize.sh"
 SERVER_CA = "/var/lib/rancher/k3s/server/tls/server-ca.crt"  # K3s' server CA, on every K3s server
@@ -199,22 +200,6 @@ _UNPINNED_WHY = ("a K3s server's own resize (its key-read step waits for the ver
 RECORDED = "recorded"
 
 
-@dataclass
-class RecordedKeys:
-    """The SSH host keys the previous run pinned, by address (providers/previous_run.py: the stack's `previousRun`
-    output read back). A leaving node is still in that record, and a server resizing itself had its key read by an
-    earlier run: both are reached with the key their own key-read step read, without waiting for that step."""
-
-    keys: dict[str, str] = field(default_factory=dict)
-
-    def use(self, keys: Mapping[str, str]) -> None:
-        self.keys = dict(keys)
-
-    def at(self, host: str) -> str:
-        return self.keys.get(host, UNPINNED)
-
-
-RECORDED_KEYS = RecordedKeys()  # the deploying process's record: one program run per process
 SSH_PORT = 22
 KEY_MISMATCH = "Host key verification failed"  # what OpenSSH prints when the host's key is not the pinned one
 
@@ -319,7 +304,7 @@ def _run_on(where: Where, private_key: pulumi.Input[str], outputs: Mapping[str, 
         host = await _resolve(reach.host)
         host_key = None if reach.host_key is None else await _resolve(reach.host_key)
         if host_key == RECORDED:
-            host_key = RECORDED_KEYS.at(host)
+            host_key = RECORDED_KEYS.keys.get(host, UNPINNED)
         return await ssh_run(host, await _resolve(reach.user), await _resolve(private_key),
                              script, timeout, attempts, host_key=host_key)
     return run
