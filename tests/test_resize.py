@@ -236,12 +236,7 @@ echo output
 
 
 def test_ssh_runner_feeds_the_script_on_stdin_with_a_private_key_file(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "ssh").write_text(FAKE_SSH)
-    (bin_dir / "ssh").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    monkeypatch.setenv("OUT", str(tmp_path))
+    fake_ssh_on_path(tmp_path, monkeypatch)
     out = drive(ssh_run("198.51.100.7", "ubuntu", "KEY", "echo hi\n", host_key=HOST_KEY))
     assert out == "output\n"
     argv = (tmp_path / "argv").read_text().splitlines()

@@ -45,7 +45,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import charts, yamltext
+from components import charts, cronjob, yamltext
 from components.data import postgres, redpanda, redpanda_backup
 from components.data.clickhouse import backup as clickhouse_backup
 from components.data.clickhouse import installation as clickhouse_installation
@@ -1106,19 +1106,8 @@ def _cronjob(schedule: str, labels: dict[str, str], containers: list[dict[str, A
         pod["serviceAccountName"] = service_account
     else:
         pod["automountServiceAccountToken"] = False  # it talks to its store only
-    return {
-        "schedule": schedule,
-        "timeZone": "Etc/UTC",
-        "concurrencyPolicy": "Forbid",  # one drill of a store at a time: they share the scratch names
-        "startingDeadlineSeconds": 3600,
-        "successfulJobsHistoryLimit": 1,
-        "failedJobsHistoryLimit": 1,
-        "jobTemplate": {"spec": {
-            "backoffLimit": 0,  # a failed drill is the finding, not something to retry until it passes
-            "activeDeadlineSeconds": deadline,
-            "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
-        }},
-    }
+    # No retry: a failed drill is the finding, not something to retry until it passes.
+    return cronjob.cronjob_spec(schedule, pod, labels=labels, deadline=deadline, backoff_limit=0)
 
 
 def drill_env(drill: Drill, max_age_hours: int) -> list[dict[str, str]]:

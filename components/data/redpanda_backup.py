@@ -37,7 +37,7 @@ from typing import Any, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import charts
+from components import charts, cronjob
 from components.data import redpanda as cluster  # imports this module: its names are read at call time only
 from components.data.clickhouse.backup import IMAGE as CURL_IMAGE
 from components.data.context import DataContext
@@ -147,20 +147,9 @@ def pod_spec(ctx: DataContext, location: S3Location, restore: str | None = None)
 
 
 def cronjob_spec(ctx: DataContext, location: S3Location, labels: dict[str, str]) -> dict[str, Any]:
-    return {
-        "schedule": ctx.settings.redpanda.backup_schedule,
-        "timeZone": "Etc/UTC",
-        "concurrencyPolicy": "Forbid",  # an export still uploading is never raced by the next one
-        "startingDeadlineSeconds": 3600,
-        # A finished pod keeps its export volume (a broker's size) until the pod goes: keep one of each.
-        "successfulJobsHistoryLimit": 1,
-        "failedJobsHistoryLimit": 1,
-        "jobTemplate": {"spec": {
-            "backoffLimit": 1,
-            "activeDeadlineSeconds": JOB_DEADLINE_SECONDS,
-            "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec(ctx, location)},
-        }},
-    }
+    # One finished Job of each outcome: its pod keeps its export volume (a broker's size) until it goes.
+    return cronjob.cronjob_spec(ctx.settings.redpanda.backup_schedule, pod_spec(ctx, location), labels=labels,
+                                deadline=JOB_DEADLINE_SECONDS)
 
 
 def restore_job_spec(ctx: DataContext, location: S3Location, backup: str, labels: dict[str, str]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from typing import Any, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import charts
+from components import charts, cronjob
 from components.layer import EXCLUDE_FROM_BACKUP
 from components.services import secrets
 from components.services.context import ServicesContext
@@ -97,19 +97,30 @@ def pod_spec(ctx: ServicesContext, backend: secrets.Backend) -> dict[str, Any]:
     snapshot = container(
         "snapshot", secrets.image_ref(backend), ["/bin/sh", f"{SCRIPT_MOUNT}/secrets-snapshot.sh"],
         {**secrets.login_env(backend, secrets.SNAPSHOT_ROLE), "WAIT_SECONDS": str(LOGIN_WAIT_SECONDS)}, [],
-        [{"name": "token", "mountPath": secrets.TOKEN_MOUNT, "readOnly": True},
-         {"name": "ca", "mountPath": "/ca", "readOnly": True}])
+        STORE_MOUNTS)
     upload = container("upload", charts.CLICKHOUSE_BACKUP_IMAGE, ["/bin/bash", f"{SCRIPT_MOUNT}/secrets-upload.sh"],
                         {"KEEP": str(ctx.settings.backups.secrets_retention)}, s3_env(ctx, backend), [])
+    return two_step_pod(secrets.snapshot_account(backend), snapshot, upload, volumes(backend, cronjob_name(backend)))
+
+
+# The store's image logs in with these: the projected token with the store's audience, and the store's CA.
+STORE_MOUNTS = [{"name": "token", "mountPath": secrets.TOKEN_MOUNT, "readOnly": True},
+                {"name": "ca", "mountPath": "/ca", "readOnly": True}]
+
+
+def two_step_pod(account: str, first: dict[str, Any], then: dict[str, Any],
+                 pod_volumes: list[dict[str, Any]]) -> dict[str, Any]:
+    """A snapshot or restore pod: `first` (an init container) hands its file to `then` through the work volume; the
+    two never share a credential. Its ServiceAccount's token is mounted only as the projected one of STORE_MOUNTS."""
     return {
-        "serviceAccountName": secrets.snapshot_account(backend),
+        "serviceAccountName": account,
         "automountServiceAccountToken": False,  # only the projected token with the store's audience
         "enableServiceLinks": False,
         "restartPolicy": "Never",
         "securityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": 100, "runAsGroup": 1000, "fsGroup": 1000},
-        "initContainers": [snapshot],
-        "containers": [upload],
-        "volumes": volumes(backend, cronjob_name(backend)),
+        "initContainers": [first],
+        "containers": [then],
+        "volumes": pod_volumes,
     }
 
 
@@ -127,19 +138,8 @@ def volumes(backend: secrets.Backend, scripts: str) -> list[dict[str, Any]]:
 
 
 def cronjob_spec(ctx: ServicesContext, backend: secrets.Backend) -> dict[str, Any]:
-    return {
-        "schedule": ctx.settings.backups.secrets_schedule,
-        "timeZone": "Etc/UTC",
-        "concurrencyPolicy": "Forbid",
-        "startingDeadlineSeconds": 3600,
-        "successfulJobsHistoryLimit": 1,
-        "failedJobsHistoryLimit": 1,
-        "jobTemplate": {"spec": {
-            "backoffLimit": 1,
-            "activeDeadlineSeconds": JOB_DEADLINE_SECONDS,
-            "template": {"metadata": {"labels": secrets.snapshot_pods(backend)}, "spec": pod_spec(ctx, backend)},
-        }},
-    }
+    return cronjob.cronjob_spec(ctx.settings.backups.secrets_schedule, pod_spec(ctx, backend),
+                                labels=secrets.snapshot_pods(backend), deadline=JOB_DEADLINE_SECONDS)
 
 
 def install(ctx: ServicesContext, spaces: Namespaces, after: Sequence[pulumi.Resource]

@@ -35,7 +35,7 @@ import pulumi_kubernetes as k8s
 from components import charts
 from components.services import secrets, secrets_backup
 from components.services.context import ServicesContext
-from components.services.namespaces import RESTRICTED_POD_SECURITY, Namespaces
+from components.services.namespaces import Namespaces
 from config.services import SecretsRestore
 
 SCRIPT_FILES = {name: secrets.SCRIPTS / name for name in
@@ -57,19 +57,9 @@ def pod_spec(ctx: ServicesContext, backend: secrets.Backend, restore: SecretsRes
     install = secrets_backup.container(
         "restore", secrets.image_ref(backend), ["/bin/sh", f"{mount}/secrets-restore.sh"],
         {**secrets.login_env(backend, secrets.RESTORE_ROLE), "WAIT_SECONDS": str(LOGIN_WAIT_SECONDS),
-         "FORCE": "true" if restore.force else "false"}, [],
-        [{"name": "token", "mountPath": secrets.TOKEN_MOUNT, "readOnly": True},
-         {"name": "ca", "mountPath": "/ca", "readOnly": True}])
-    return {
-        "serviceAccountName": secrets.restore_account(backend),
-        "automountServiceAccountToken": False,  # only the projected token with the store's audience
-        "enableServiceLinks": False,
-        "restartPolicy": "Never",
-        "securityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": 100, "runAsGroup": 1000, "fsGroup": 1000},
-        "initContainers": [download],
-        "containers": [install],
-        "volumes": secrets_backup.volumes(backend, secrets.restore_account(backend)),
-    }
+         "FORCE": "true" if restore.force else "false"}, [], secrets_backup.STORE_MOUNTS)
+    return secrets_backup.two_step_pod(secrets.restore_account(backend), download, install,
+                                       secrets_backup.volumes(backend, secrets.restore_account(backend)))
 
 
 def job_spec(ctx: ServicesContext, backend: secrets.Backend, restore: SecretsRestore) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.charts import CLICKHOUSE_BACKUP_IMAGE
+from components import cronjob
 from components.data.clickhouse.installation import POD_SECURITY
 from components.data.clickhouse.topology import BACKUP_API_PORT, CLUSTER, NAMESPACE, Topology, pod_labels
 from components.data.clickhouse.users import BACKUP, BACKUP_SECRET
@@ -128,19 +129,7 @@ def pod_spec(t: Topology, restore: str | None = None) -> dict[str, Any]:
 
 
 def cronjob_spec(t: Topology, schedule: str, labels: dict[str, str]) -> dict[str, Any]:
-    return {
-        "schedule": schedule,
-        "timeZone": "Etc/UTC",
-        "concurrencyPolicy": "Forbid",  # a backup still uploading is never raced by the next one
-        "startingDeadlineSeconds": 3600,
-        "successfulJobsHistoryLimit": 3,
-        "failedJobsHistoryLimit": 3,
-        "jobTemplate": {"spec": {
-            "backoffLimit": 1,
-            "activeDeadlineSeconds": JOB_DEADLINE_SECONDS,
-            "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec(t)},
-        }},
-    }
+    return cronjob.cronjob_spec(schedule, pod_spec(t), labels=labels, deadline=JOB_DEADLINE_SECONDS, history=3)
 
 
 def restore_job_spec(t: Topology, backup: str, labels: dict[str, str]) -> dict[str, Any]:
