@@ -56,8 +56,11 @@ def main() -> None:
     if problems:
         raise ConfigError(problems)
     # The last run's record (providers/previous_run.py): the nodes it had, for the check over the internet, and their
-    # pinned SSH host keys, for the hooks that reach a node whose own key-read step cannot answer.
-    previous = previous_run.read(required=hybrid.joins_over_internet(loaded.config))
+    # pinned SSH host keys, for the hooks that reach a node whose own key-read step cannot answer, and for the commands
+    # of a dead machine (cluster.unreachableNodes), which must keep their key without dialling it: a record that
+    # cannot be read fails those runs rather than dial the dead machine (providers/base.py ssh_connection).
+    previous = previous_run.read(required=hybrid.joins_over_internet(loaded.config)
+                                 or bool(loaded.config.cluster.unreachable_nodes))
     if churn := hybrid.churn_problems(loaded.config, previous):
         raise ConfigError(churn)
     RECORDED_KEYS.use(previous.host_keys())

@@ -362,7 +362,7 @@ class HetznerInfrastructure(ProviderInfrastructure):
             "replicaCount": ha,
             # On a secondary part the network is its own: the balancer reaches its servers' private addresses.
             "networking": {"enabled": True, "clusterCIDR": self._loaded.config.cluster.pod_cidr},
-            **(gateway_ccm_values() if self._secondary else {}),
+            **(gateway_ccm_values() if self._secondary else {}),  # its replicaCount replaces the profile's
         }
         ccm = release("hcloud-ccm", HCLOUD_CCM, values,
                       pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[secret])))
@@ -481,6 +481,7 @@ class HetznerInfrastructure(ProviderInfrastructure):
 
 # The lease the gateway's hcloud CCM elects its leader with, beside the stack provider's CCM (gateway_ccm_values).
 GATEWAY_CCM_LEASE = "hcloud-gateway-controller-manager"
+GATEWAY_CCM_SECURE_PORT = 10268  # beside the stack provider's CCM on the same host network (gateway_ccm_values)
 
 
 def gateway_ccm_values() -> dict:
@@ -496,9 +497,17 @@ def gateway_ccm_values() -> dict:
       (the AWS chart's DaemonSet elects; the hcloud chart passes --leader-elect=false only with one replica), so this
       one would wait for it forever.
     - On this provider's own nodes (the chart's nodeSelector and additionalTolerations), as the part's CSI
-      controller: no server of the stack's runs here, and the pod calls only the Hetzner API."""
+      controller: no server of the stack's runs here, and the pod calls only the Hetzner API.
+    - One replica whatever the profile: the chart runs it on the host network (with `networking`), where its
+      ports are host ports, so two replicas need two Hetzner nodes, which a handover with one moved member lacks
+      (an atomic release would wait for the second and roll back). A restart only delays the balancer's updates.
+    - Its own secure port: the AWS CCM's DaemonSet runs on every control-plane node, moved Hetzner members included,
+      on the host network at k8s.io/cloud-provider's default 10258 (options.go BindPort): the same port here would
+      fail with "address already in use"."""
     placement = secondary_controller_placement(NAME)
-    return {"args": {"controllers": "service", "leader-elect-resource-name": GATEWAY_CCM_LEASE},
+    return {"replicaCount": 1,
+            "args": {"controllers": "service", "leader-elect-resource-name": GATEWAY_CCM_LEASE,
+                     "secure-port": str(GATEWAY_CCM_SECURE_PORT)},
             "nodeSelector": placement["nodeSelector"], "additionalTolerations": placement["tolerations"]}
 
 

@@ -65,7 +65,11 @@ def test_new_turns_the_old_ccms_service_controller_off_and_the_new_one_serves_on
     hcloud = releases["hcloud-ccm"]
     # The hcloud CCM runs the service controller alone, under a lease the AWS CCM does not hold, on Hetzner nodes.
     assert hcloud["args"] == {"controllers": "service",
-                              "leader-elect-resource-name": "hcloud-gateway-controller-manager"}
+                              "leader-elect-resource-name": "hcloud-gateway-controller-manager",
+                              # The AWS CCM's DaemonSet holds 10258 on the moved Hetzner members' host network.
+                              "secure-port": "10268"}
+    # One replica: on the host network two need two Hetzner nodes, which one moved member does not give.
+    assert hcloud["replicaCount"] == 1
     assert hcloud["nodeSelector"] == {"adplatform.io/provider": "hetzner"}
     # Its token and the Hetzner part's network (the balancer reaches the servers' private addresses).
     secret = new.named("hcloud", "kubernetes:core/v1:Secret")
@@ -120,3 +124,10 @@ def test_new_is_refused_while_no_node_runs_on_the_new_provider():
     found = _internet_problems(values)
     assert any(p.startswith("adplatform:cluster.controlPlane.move.gatewayBalancer must be old while no node runs on "
                             "hetzner: its balancer targets the nodes there") for p in found), found
+
+
+def test_the_gateway_ccm_runs_one_replica_whatever_the_profile():
+    # Production's profile gives the hcloud CCM 2 replicas; on the host network they need two Hetzner nodes, which a
+    # handover with one moved member lacks: its values override the profile's (providers/hetzner.py merges them last).
+    from providers import hetzner
+    assert hetzner.gateway_ccm_values()["replicaCount"] == 1

@@ -454,3 +454,18 @@ def test_a_dead_machine_keeps_the_host_key_the_previous_run_pinned_for_it(unreac
     commands = _by_host(later)[address]
     assert commands and all(key == "ssh-ed25519 general-2" for _, key in commands), commands
     assert not [r.name for r in later.of_type(CMD) if r.name == "host-key-general-2"]
+
+
+def test_a_dead_machine_with_no_readable_record_stops_the_run_instead_of_dialling_it(monkeypatch):
+    """Without the record its commands' pinned key is unknown: going on would change their connection and re-run them
+    against the dead machine (60 dial attempts each). So listing a node makes the read required."""
+    import pulumi
+    from providers import previous_run
+
+    def fails(*args, **kwargs):
+        raise Exception("bad stack reference, project was set")
+    monkeypatch.setattr(pulumi.runtime, "invoke", fails)
+    raw = base_raw(layers=UP_TO_K3S, cluster={"unreachableNodes": ["general-2"]})
+    with pytest.raises(Exception, match="pulumi state upgrade") as e:
+        mockrun.execute(*raw_config(raw), "test")
+    assert isinstance(e.value, previous_run.PreviousRunError) or "PreviousRunError" in repr(e.value)
