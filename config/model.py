@@ -134,8 +134,14 @@ class ControlPlaneMove(_Model):
     # provider's stops serving balancers and leaves its own in place, forwarding (providers/hybrid.py
     # gateway_handover). Only one CCM may serve the Service: each would build a balancer of its own for it.
     gateway_balancer: str = "old"
+    # The flip (docs/providers.md, "Leaving AWS for Hetzner Cloud: the full sequence"): the stack's `provider` is now
+    # `provider`, and the original members that remain (control-plane-1..count-removed) run on `flipped_from`, the
+    # stack's provider before the flip, as a secondary part. Set in the flip's step together with `provider`, kept
+    # until `move` is dropped (providers/hybrid.py control_plane_move_problems, flip_problems).
+    flipped_from: str | None = None
 
     _v_provider = field_validator("provider")(one_of(PROVIDERS, what="the providers"))
+    _v_flipped_from = field_validator("flipped_from")(optional(one_of(PROVIDERS, what="the providers")))
     _v_gateway_balancer = field_validator("gateway_balancer")(one_of(
         GATEWAY_BALANCERS, why="(whose cloud controller serves the gateway's load balancer)"))
     _v_locations = field_validator("locations")(_check_locations)
@@ -162,11 +168,18 @@ class ControlPlane(_Model):
 
     def members(self, provider: str) -> range:
         """The indices of the members running on `provider` (the stack's, or a part's: providers/hybrid.py part):
-        the new ones on the move's provider, else the original ones still there (ControlPlaneMove)."""
+        the new ones on the move's provider, else the original ones still there (ControlPlaneMove; after the flip
+        those run on `flipped_from`)."""
         move = self.move
         if move is not None and provider == move.provider:
             return range(self.count, self.count + move.added)
         return range(self.count - (move.removed if move else 0))
+
+    @property
+    def original_provider(self) -> str | None:
+        """Where the original members run after the flip (ControlPlaneMove.flipped_from); None before it (the
+        stack's provider) or without a move."""
+        return self.move.flipped_from if self.move is not None else None
 
     @property
     def servers(self) -> int:
@@ -372,7 +385,10 @@ class Cluster(_Model):
     def server_names(self, provider: str) -> list[str]:
         """The K3s servers' names (`provider`: the stack's): the control-plane members on every provider."""
         cp = self.control_plane
-        members = [*cp.members(provider), *(cp.members(cp.move.provider) if cp.move else ())]
+        if cp.move is None:
+            return [node_name(CONTROL_PLANE, i) for i in cp.members(provider)]
+        # The original members (on the stack's provider, after the flip on ControlPlaneMove.flipped_from) and the new.
+        members = {*cp.members(cp.original_provider or provider), *cp.members(cp.move.provider)}
         return [node_name(CONTROL_PLANE, i) for i in sorted(members)]
 
     def node_names(self, provider: str) -> list[str]:
