@@ -2,7 +2,8 @@
 
 A pool may name its own `provider`; the stack's `provider` is the default and always runs the control plane, the
 API endpoint and the cluster add-ons (CCM, CSI, load balancers), except control-plane members moving to another
-provider over the internet (cluster.controlPlane.move: that provider's part runs them, control_plane_move_problems). Each provider creates its part (network,
+provider over the internet (cluster.controlPlane.move: that provider's part runs them, control_plane_move_problems;
+after the flip, the original members left run on the former stack provider's part: flip_problems). Each provider creates its part (network,
 firewall, servers or existing hosts) from the config cut down to its own pools (`part`), validates only those,
 and the parts' nodes become one Infrastructure: the layers above see pools and nodes, never providers.
 
@@ -336,8 +337,8 @@ def _member_count_problems(cfg: StackConfig, flipped: bool) -> list[Problem]:
 
 
 def _flip_pairs() -> list[tuple[str, str]]:
-    """(old, new) stack providers the flip is built for: the gateway's balancer can be handed from the old one's CCM to
-    the new one's (gateway_handover_problems), which then serves it as the stack's: AWS to Hetzner Cloud."""
+    """(old, new) providers the gateway's balancer can be handed between (gateway_handover_problems), and so the flip
+    is built for (the new one's CCM, serving the gateway already, then serves it as the stack's): AWS to Hetzner."""
     return [(a, b) for a in PROVIDERS for b in PROVIDERS if a != b
             and _provider_flag(a, "gateway_handover_from") and _provider_flag(b, "gateway_handover_to")]
 
@@ -406,8 +407,7 @@ def gateway_handover_problems(cfg: StackConfig) -> list[Problem]:
     provider whose CCM can serve the gateway from a secondary part (`gateway_handover_to`), and nodes there to
     target."""
     move, key = cfg.cluster.control_plane.move, "cluster.controlPlane.move.gatewayBalancer"
-    pairs = [f"{a} to {b}" for a in PROVIDERS for b in PROVIDERS if a != b
-             and _provider_flag(a, "gateway_handover_from") and _provider_flag(b, "gateway_handover_to")]
+    pairs = [f"{a} to {b}" for a, b in _flip_pairs()]
     if not (_provider_flag(cfg.provider, "gateway_handover_from")
             and _provider_flag(move.provider, "gateway_handover_to")):
         return [problem(key, f"must be old moving from {cfg.provider} to {move.provider}: handing the gateway's "
@@ -1025,7 +1025,7 @@ def cilium_values(stack_values: dict, link_mtu: int) -> dict:
 
 
 __all__ = ["COUPLINGS", "INTERNET", "SECONDARY_NODE_LABELS", "Coupling", "cilium_values", "combine", "coupling", "create",
-           "load_balancer_target", "over_internet", "combined_storage", "control_plane_move_problems", "pool_roles", "storage_provider_problems",
+           "load_balancer_target", "over_internet", "combined_storage", "control_plane_move_problems", "flip_problems", "pool_roles", "storage_provider_problems",
            "store_storage_problems",
            "credential_problems", "admit_everyone", "internet_problems", "join_endpoint", "part", "peer_quota_problems",
            "peer_rules", "providers_used", "server_join_endpoints", "validate", "defaults_problems", "own_defaults"]
