@@ -284,3 +284,14 @@ def test_flipped_from_before_the_flip_is_refused():
     values["cluster"]["controlPlane"]["move"]["flippedFrom"] = "aws"
     assert any(p.startswith("adplatform:cluster.controlPlane.move.flippedFrom must be unset until provider is "
                             "cluster.controlPlane.move.provider (hetzner)") for p in _internet_problems(values))
+
+
+def test_only_the_handover_and_the_flip_reconfigure_agents(walk):
+    # Agents join through the balancer: a member step changes no agent's K3s configuration (no restart). The handover
+    # relabels every node (its balancer targets); the flip changes every node's join address and kubelet flags.
+    prefix = f"adp-{STACK}-"
+    for (_, before), (step, run) in zip(walk, walk[1:]):
+        agents = [host.removeprefix(prefix) for host in run.outputs["nodes"]
+                  if not host.removeprefix(prefix).startswith("control-plane-")]
+        changed = {name for name in agents if k3s_config(before, name) != k3s_config(run, name)}
+        assert changed == (set(agents) if step in (HANDED_OVER, FLIPPED) else set()), step
