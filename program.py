@@ -58,7 +58,7 @@ def main() -> None:
     # The last run's record (providers/previous_run.py): the nodes it had, for the check over the internet, and their
     # pinned SSH host keys, for the hooks that reach a node whose own key-read step cannot answer.
     previous = previous_run.read(required=hybrid.joins_over_internet(loaded.config))
-    if churn := hybrid.churn_problems(loaded.config, previous):
+    if churn := [*hybrid.churn_problems(loaded.config, previous), *hybrid.renumbered_problems(loaded.config, previous)]:
         raise ConfigError(churn)
     RECORDED_KEYS.use(previous.host_keys())
 

@@ -159,6 +159,11 @@ class ControlPlane(_Model):
     role: str = "general"  # tuning and placement role when the servers also run workloads
     labels: dict[str, str] = {}
     move: ControlPlaneMove | None = None  # members on another provider while the control plane moves there
+    # The first member's number, control-plane-<firstMember>: 1, but once a move that removed every original member is
+    # dropped (docs/providers.md "Leaving AWS for Hetzner Cloud: the full sequence"): its members are numbered after
+    # `count` (control-plane-4..6 for 3), and `firstMember: 4` names the same ones without the move. Never a first
+    # deploy's: no member would initialise the cluster (providers/hybrid.py renumbered_problems).
+    first_member: Annotated[int, Field(ge=1)] = 1
 
     _v_size = field_validator("size")(_check_size)
     _v_type = field_validator("server_type")(_check_server_type)
@@ -170,10 +175,10 @@ class ControlPlane(_Model):
         """The indices of the members running on `provider` (the stack's, or a part's: providers/hybrid.py part):
         the new ones on the move's provider, else the original ones still there (ControlPlaneMove; after the flip
         those run on `flipped_from`)."""
-        move = self.move
+        move, start = self.move, self.first_member - 1
         if move is not None and provider == move.provider:
-            return range(self.count, self.count + move.added)
-        return range(self.count - (move.removed if move else 0))
+            return range(start + self.count, start + self.count + move.added)
+        return range(start, start + self.count - (move.removed if move else 0))
 
     @property
     def original_provider(self) -> str | None:

@@ -40,7 +40,7 @@ from config.baremetal import Host
 from config.catalog import DATABASE_ROLES, PROVIDERS, STORE_ROLES
 from config.data import Movable
 from config.errors import NAMESPACE, problem
-from config.model import CONTROL_PLANE, ApiLoadBalancer, ControlPlane, StackConfig, pool_provider
+from config.model import CONTROL_PLANE, ApiLoadBalancer, ControlPlane, StackConfig, node_name, pool_provider
 from config.rules import role_pools
 from providers import cloud, hetzner
 from providers.base import (CLUSTER_PORTS, AddonInstaller, AdmittedPeers, ClusterPort, Infrastructure, Node,
@@ -656,6 +656,21 @@ def churn_problems(cfg: StackConfig, previous: PreviousRun) -> list[Problem]:
                     "run\")", f"adds {', '.join(added)}; removes {', '.join(removed)}")]
 
 
+def renumbered_problems(cfg: StackConfig, previous: PreviousRun) -> list[Problem]:
+    """`cluster.controlPlane.firstMember` above 1 names members a finished move left (control-plane-4.. once the
+    originals are gone), which must be running: the previous run's record lists the first of them. On a first deploy
+    (no record) no member would be rendered as the initialiser (components/k3s/lifecycle.py `initialiser`: only
+    control-plane-1 starts a cluster), and every server would wait to join a cluster nobody starts."""
+    cp = cfg.cluster.control_plane
+    first = node_name(CONTROL_PLANE, cp.first_member - 1)
+    if cp.first_member == 1 or first in previous.nodes:
+        return []
+    return [problem("cluster.controlPlane.firstMember", f"must be 1 unless the stack runs {first} (its previous run's "
+                    f"record lists {', '.join(n for n in previous.nodes if n.startswith(CONTROL_PLANE)) or 'no member'}"
+                    "): it names the members a finished control-plane move left, and on a first deploy no member "
+                    "would start the cluster (only control-plane-1 does)", cp.first_member)]
+
+
 def _key_of(cfg: StackConfig, node: str) -> str:
     """The config key that decides whether `node` exists: its pool's, or the control plane's."""
     pool = node.rsplit("-", 1)[0]
@@ -803,11 +818,12 @@ def create(loaded: LoadedConfig) -> Infrastructure:
     chosen = cfg.cluster_services.default_storage_provider
     default = next((infra for infra, name in zip(secondaries, used[1:]) if name == chosen), None)
     # After the flip the former stack provider's volumes may still be bound (the platform's, a store's, claims
-    # naming no class before the flip): its driver and classes stay while it runs any node (item 6).
+    # naming no class before the flip): its driver and classes stay while it runs any node (item 6); with none
+    # left they could attach nowhere.
     former = cfg.cluster.control_plane.original_provider
     combined = dataclasses.replace(combined, install_storage=combined_storage(
         primary, [infra for infra, name in zip(secondaries, used[1:]) if _secondary_storage(name)
-                  and (holds_data([n.spec for n in infra.nodes]) or infra is default or name == former)], default))
+                  and (holds_data([n.spec for n in infra.nodes]) or infra is default or (name == former and infra.nodes))], default))
     if not internet:
         return combined
     return over_internet(combined, [primary, *(s for s, link in zip(secondaries, links) if link.over_internet)],
@@ -1025,7 +1041,7 @@ def cilium_values(stack_values: dict, link_mtu: int) -> dict:
 
 
 __all__ = ["COUPLINGS", "INTERNET", "SECONDARY_NODE_LABELS", "Coupling", "cilium_values", "combine", "coupling", "create",
-           "load_balancer_target", "over_internet", "combined_storage", "control_plane_move_problems", "flip_problems", "pool_roles", "storage_provider_problems",
+           "load_balancer_target", "over_internet", "combined_storage", "control_plane_move_problems", "flip_problems", "renumbered_problems", "pool_roles", "storage_provider_problems",
            "store_storage_problems",
            "credential_problems", "admit_everyone", "internet_problems", "join_endpoint", "part", "peer_quota_problems",
            "peer_rules", "providers_used", "server_join_endpoints", "validate", "defaults_problems", "own_defaults"]

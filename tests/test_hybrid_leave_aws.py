@@ -206,11 +206,15 @@ def _default_classes(run: mockrun.Run) -> set[str]:
 
 def test_the_ebs_driver_stays_while_aws_runs_nodes_and_the_default_class_stays_hetzners(walk):
     # Item 6: the AWS volumes may still be bound after the flip, whatever its pools hold: the EBS driver and classes
-    # stay, on a credential of their own; the default class, stated Hetzner's when the flip was prepared, stays.
+    # stay while AWS runs nodes, on a credential of their own (with stateless pools alone too: the next test); the
+    # default class, stated Hetzner's when the flip was prepared, stays.
     for step in (PREPARED, FLIPPED, LAST_REMOVED, POOLS_DRAINED):
         run = _at(walk, step)
-        assert {"aws-ebs-csi", "hcloud-csi"} <= {r.name for r in run.of_type(RELEASE)}, step
+        assert ("aws-ebs-csi" in {r.name for r in run.of_type(RELEASE)}) == (step != POOLS_DRAINED), step
         assert _default_classes(run) == {"storage-class-hcloud-volumes"}, step
+    # With no AWS node left its volumes could attach nowhere: the driver, its credential and classes go.
+    drained = _at(walk, POOLS_DRAINED)
+    assert not any(r.name.startswith(("storage-class-ebs", "aws-ebs-csi")) for r in drained.resources)
     flipped = _at(walk, FLIPPED)
     assert flipped.named("aws-ebs-csi-credential", "kubernetes:core/v1:Secret")
     assert {r.name for r in flipped.of_type(STORAGE_CLASS)} == {r.name for r in _at(walk, PREPARED).of_type(
@@ -295,3 +299,53 @@ def test_only_the_handover_and_the_flip_reconfigure_agents(walk):
                   if not host.removeprefix(prefix).startswith("control-plane-")]
         changed = {name for name in agents if k3s_config(before, name) != k3s_config(run, name)}
         assert changed == (set(agents) if step in (HANDED_OVER, FLIPPED) else set()), step
+
+
+def _move_dropped() -> dict[str, Any]:
+    """The last edit: the move, finished, dropped; `firstMember` names the members it left (control-plane-4..6), in
+    the locations the move gave them."""
+    values = copy.deepcopy(dict(leaving_aws())[POOLS_DRAINED])
+    values["cluster"]["controlPlane"] = {"firstMember": 4, "locations": HETZNER_LOCATIONS}
+    return values
+
+
+def test_the_finished_move_is_dropped_without_changing_a_machine_or_a_k3s_configuration(walk):
+    drained = _at(walk, POOLS_DRAINED)
+    config, secret = internet_config(_move_dropped())
+    dropped = mockrun.run(mockrun.after(drained, config), secret, STACK)
+    assert _members(dropped) == _members(drained) == {f"control-plane-{i}": "hetzner" for i in (4, 5, 6)}
+    assert {r.urn for r in dropped.resources} == {r.urn for r in drained.resources}
+    for r in drained.resources:
+        if r.type in ("hcloud:index/server:Server", "aws:ec2/instance:Instance", "hcloud:index/placementGroup:PlacementGroup"):
+            assert dropped.by_urn(r.urn).inputs == r.inputs, r.name
+    for name in _members(drained).keys() | {"hz-1", "hz-2"}:
+        assert k3s_config(dropped, name) == k3s_config(drained, name), name
+    # No longer prepared for a flip: the agents join in parallel again.
+    assert _agents_parallel(dropped)
+
+
+def _agents_parallel(run: mockrun.Run) -> bool:
+    """Whether the Hetzner agents' installs no longer wait for each other (no chain)."""
+    hz = [r for r in run.of_type(COMMAND) if r.name in ("k3s-hz-1", "k3s-hz-2")]
+    return all(not any(run.by_urn(d).name.startswith("k3s-hz-") for d in r.dependencies) for r in hz)
+
+
+def test_a_first_member_the_stack_does_not_run_is_refused():
+    # A first deploy (no previous run): no member would initialise the cluster.
+    found = _internet_problems(_move_dropped())
+    assert any(p.startswith("adplatform:cluster.controlPlane.firstMember must be 1 unless the stack runs "
+                            "control-plane-4 (its previous run's record lists no member)") for p in found), found
+
+
+def test_after_the_flip_aws_stateless_pools_keep_the_ebs_driver():
+    # Item 6's gap: a secondary installs its driver for database pools or the default class only; the former stack
+    # provider keeps it for the volumes still bound there (the platform's, claims that named no class), whatever its
+    # pools hold now.
+    values = copy.deepcopy(dict(leaving_aws())[FLIPPED])
+    for pool in values["cluster"]["pools"]:
+        if pool["name"] in STAGING_POOLS and pool["name"] != "general":
+            pool["count"] = 0
+    run = run_internet(values, stack=STACK)
+    assert "aws-ebs-csi" in {r.name for r in run.of_type(RELEASE)}
+    assert {"storage-class-ebs-gp3", "storage-class-ebs-gp3-xfs"} <= {r.name for r in run.of_type(STORAGE_CLASS)}
+    assert _default_classes(run) == {"storage-class-hcloud-volumes"}
