@@ -349,3 +349,19 @@ def test_after_the_flip_aws_stateless_pools_keep_the_ebs_driver():
     assert "aws-ebs-csi" in {r.name for r in run.of_type(RELEASE)}
     assert {"storage-class-ebs-gp3", "storage-class-ebs-gp3-xfs"} <= {r.name for r in run.of_type(STORAGE_CLASS)}
     assert _default_classes(run) == {"storage-class-hcloud-volumes"}
+
+
+@pytest.mark.parametrize("key, message", [
+    ("seal", "adplatform:clusterServices.secrets.seal.type must be set while the control plane moves to hetzner"),
+    ("defaultStorageProvider", "adplatform:clusterServices.defaultStorageProvider must be set while the flip to "
+                               "hetzner is prepared"),
+])
+def test_a_flip_needs_the_seal_and_the_default_storage_provider_stated(key, message):
+    # Unset, each follows the stack's provider, which the flip changes (items 6 and 7).
+    values = _flip()
+    if key == "seal":
+        del values["clusterServices"]["secrets"]
+    else:
+        del values["clusterServices"][key]
+    found = _internet_problems(values)
+    assert any(p.startswith(message) for p in found), found
