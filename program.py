@@ -61,7 +61,7 @@ def main() -> None:
     # cannot be read fails those runs rather than dial the dead machine (providers/base.py ssh_connection).
     previous = previous_run.read(required=hybrid.joins_over_internet(loaded.config)
                                  or bool(loaded.config.cluster.unreachable_nodes))
-    if churn := hybrid.churn_problems(loaded.config, previous):
+    if churn := [*hybrid.churn_problems(loaded.config, previous), *hybrid.renumbered_problems(loaded.config, previous)]:
         raise ConfigError(churn)
     RECORDED_KEYS.use(previous.host_keys())
 

@@ -134,8 +134,14 @@ class ControlPlaneMove(_Model):
     # provider's stops serving balancers and leaves its own in place, forwarding (providers/hybrid.py
     # gateway_handover). Only one CCM may serve the Service: each would build a balancer of its own for it.
     gateway_balancer: str = "old"
+    # The flip (docs/providers.md, "Leaving AWS for Hetzner Cloud: the full sequence"): the stack's `provider` is now
+    # `provider`, and the original members that remain (control-plane-1..count-removed) run on `flipped_from`, the
+    # stack's provider before the flip, as a secondary part. Set in the flip's step together with `provider`, kept
+    # until `move` is dropped (providers/hybrid.py control_plane_move_problems, flip_problems).
+    flipped_from: str | None = None
 
     _v_provider = field_validator("provider")(one_of(PROVIDERS, what="the providers"))
+    _v_flipped_from = field_validator("flipped_from")(optional(one_of(PROVIDERS, what="the providers")))
     _v_gateway_balancer = field_validator("gateway_balancer")(one_of(
         GATEWAY_BALANCERS, why="(whose cloud controller serves the gateway's load balancer)"))
     _v_locations = field_validator("locations")(_check_locations)
@@ -153,6 +159,11 @@ class ControlPlane(_Model):
     role: str = "general"  # tuning and placement role when the servers also run workloads
     labels: dict[str, str] = {}
     move: ControlPlaneMove | None = None  # members on another provider while the control plane moves there
+    # The first member's number, control-plane-<firstMember>: 1, but once a move that removed every original member is
+    # dropped (docs/providers.md "Leaving AWS for Hetzner Cloud: the full sequence"): its members are numbered after
+    # `count` (control-plane-4..6 for 3), and `firstMember: 4` names the same ones without the move. Never a first
+    # deploy's: no member would initialise the cluster (providers/hybrid.py renumbered_problems).
+    first_member: Annotated[int, Field(ge=1)] = 1
 
     _v_size = field_validator("size")(_check_size)
     _v_type = field_validator("server_type")(_check_server_type)
@@ -162,11 +173,18 @@ class ControlPlane(_Model):
 
     def members(self, provider: str) -> range:
         """The indices of the members running on `provider` (the stack's, or a part's: providers/hybrid.py part):
-        the new ones on the move's provider, else the original ones still there (ControlPlaneMove)."""
-        move = self.move
+        the new ones on the move's provider, else the original ones still there (ControlPlaneMove; after the flip
+        those run on `flipped_from`)."""
+        move, start = self.move, self.first_member - 1
         if move is not None and provider == move.provider:
-            return range(self.count, self.count + move.added)
-        return range(self.count - (move.removed if move else 0))
+            return range(start + self.count, start + self.count + move.added)
+        return range(start, start + self.count - (move.removed if move else 0))
+
+    @property
+    def original_provider(self) -> str | None:
+        """Where the original members run after the flip (ControlPlaneMove.flipped_from); None before it (the
+        stack's provider) or without a move."""
+        return self.move.flipped_from if self.move is not None else None
 
     @property
     def servers(self) -> int:
@@ -372,7 +390,10 @@ class Cluster(_Model):
     def server_names(self, provider: str) -> list[str]:
         """The K3s servers' names (`provider`: the stack's): the control-plane members on every provider."""
         cp = self.control_plane
-        members = [*cp.members(provider), *(cp.members(cp.move.provider) if cp.move else ())]
+        if cp.move is None:
+            return [node_name(CONTROL_PLANE, i) for i in cp.members(provider)]
+        # The original members (on the stack's provider, after the flip on ControlPlaneMove.flipped_from) and the new.
+        members = {*cp.members(cp.original_provider or provider), *cp.members(cp.move.provider)}
         return [node_name(CONTROL_PLANE, i) for i in sorted(members)]
 
     def node_names(self, provider: str) -> list[str]:

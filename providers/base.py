@@ -611,8 +611,10 @@ def secondary_part(loaded: LoadedConfig) -> bool:
     balancer and add-ons, so this part runs no CCM and its machines get no CCM rights: its nodes, servers included,
     are given what the secondary's own CSI driver needs and nothing more."""
     cfg = loaded.config
-    move = cfg.cluster.control_plane.move
-    return (move is not None and move.provider == cfg.provider) or not cfg.cluster.control_plane.members(cfg.provider)
+    cp = cfg.cluster.control_plane
+    if cp.original_provider is not None:  # after the flip: the move's provider is the stack's, the originals' is not
+        return cp.original_provider == cfg.provider or not cp.members(cfg.provider)
+    return (cp.move is not None and cp.move.provider == cfg.provider) or not cp.members(cfg.provider)
 
 
 # A Node's spec.providerID, set only when it registers (the API server then refuses any change but from ""). The stack

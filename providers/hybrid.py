@@ -2,7 +2,8 @@
 
 A pool may name its own `provider`; the stack's `provider` is the default and always runs the control plane, the
 API endpoint and the cluster add-ons (CCM, CSI, load balancers), except control-plane members moving to another
-provider over the internet (cluster.controlPlane.move: that provider's part runs them, control_plane_move_problems). Each provider creates its part (network,
+provider over the internet (cluster.controlPlane.move: that provider's part runs them, control_plane_move_problems;
+after the flip, the original members left run on the former stack provider's part: flip_problems). Each provider creates its part (network,
 firewall, servers or existing hosts) from the config cut down to its own pools (`part`), validates only those,
 and the parts' nodes become one Infrastructure: the layers above see pools and nodes, never providers.
 
@@ -39,7 +40,7 @@ from config.baremetal import Host
 from config.catalog import DATABASE_ROLES, PROVIDERS, STORE_ROLES
 from config.data import Movable
 from config.errors import NAMESPACE, problem
-from config.model import CONTROL_PLANE, ApiLoadBalancer, ControlPlane, StackConfig, pool_provider
+from config.model import CONTROL_PLANE, ApiLoadBalancer, ControlPlane, StackConfig, node_name, pool_provider
 from config.rules import role_pools
 from providers import cloud, hetzner
 from providers.base import (CLUSTER_PORTS, AddonInstaller, AdmittedPeers, ClusterPort, Infrastructure, Node,
@@ -116,9 +117,12 @@ def providers_used(cfg: StackConfig) -> list[str]:
     for pool in cfg.cluster.pools:
         if pool_provider(pool, cfg) not in used:
             used.append(pool.provider)
-    move = cfg.cluster.control_plane.move
-    if move is not None and move.provider not in used:
-        used.append(move.provider)
+    cp = cfg.cluster.control_plane
+    if cp.move is not None and cp.move.provider not in used:
+        used.append(cp.move.provider)
+    # After the flip the original members left run on the stack's former provider (ControlPlaneMove.flipped_from).
+    if cp.original_provider and cp.members(cp.original_provider) and cp.original_provider not in used:
+        used.append(cp.original_provider)
     return used
 
 
@@ -129,7 +133,10 @@ def part(loaded: LoadedConfig, name: str) -> LoadedConfig:
     cfg = loaded.config
     cluster = cfg.cluster
     update: dict = {"pools": [p for p in cluster.pools if pool_provider(p, cfg) == name], **own_defaults(cfg, name)}
-    if name != cfg.provider:
+    if name == cfg.provider and cluster.control_plane.original_provider:
+        # After the flip the stack provider's members are the move's (its locations), the originals another part's.
+        update.update(control_plane=_moved_members(cluster.control_plane, name))
+    elif name != cfg.provider:
         update.update(control_plane=_moved_members(cluster.control_plane, name),
                       api_load_balancer=_part_balancer(cfg, name))
         if name == "baremetal" and cfg.bare_metal is not None and cfg.bare_metal.subnet_cidr:
@@ -157,8 +164,12 @@ def _part_balancer(cfg: StackConfig, name: str) -> ApiLoadBalancer:
     built by that provider as if it were the stack's (its `_api_endpoints`) over the members there. Its addresses join
     the part's certificate names, and so every server's (_all_sans); no node joins at it (over_internet: the stack
     provider's balancer stays the join address)."""
-    move = cfg.cluster.control_plane.move
-    if move is not None and move.provider == name and move.prepare_flip:
+    cp = cfg.cluster.control_plane
+    if cp.move is not None and cp.move.provider == name and cp.move.prepare_flip:
+        return cfg.cluster.api_load_balancer
+    # After the flip the former stack provider keeps its balancer over the original members it still runs: it stays
+    # in every server's certificate (no server restarts for it at the flip) and goes with the last of them.
+    if cp.original_provider == name and cp.members(name):
         return cfg.cluster.api_load_balancer
     return ApiLoadBalancer(enabled=False)
 
@@ -169,6 +180,8 @@ def _moved_members(control_plane: ControlPlane, name: str) -> ControlPlane:
     move = control_plane.move
     if move is not None and move.provider == name:
         return control_plane.model_copy(update={"location": None, "locations": move.locations, "server_type": None})
+    if control_plane.original_provider == name:  # after the flip: the original members left, as before it
+        return control_plane
     return control_plane.model_copy(
         update={"count": 0, "location": None, "locations": None, "server_type": None, "move": None})
 
@@ -273,43 +286,117 @@ def control_plane_move_problems(cfg: StackConfig) -> list[Problem]:
     cluster keeps `count` or `count + 1` etcd members throughout (never below `count`: a member is added before one
     is removed), on a provider whose members reach each other over the public internet, and the stack provider keeps
     a server behind its API balancer, which fronts only its own (hcloud LoadBalancerTarget type server; AWS NLB targets
-    are instances or addresses in reach of its VPC), so the last original member stays: making the new provider the
-    stack's (its balancer and add-ons) is not supported yet."""
+    are instances or addresses in reach of its VPC), so the last original member stays until the flip makes the new
+    provider the stack's (flip_problems)."""
     cp = cfg.cluster.control_plane
     move, key = cp.move, "cluster.controlPlane.move"
     if move is None:
         return []
-    if move.provider == cfg.provider:
-        return [problem(f"{key}.provider", f"must name another provider than the stack's ({cfg.provider}): the members "
-                        "move there one at a time while the stack's provider keeps the API balancer; making the new "
-                        "provider the stack's (the last step of a move) is not supported yet (docs/providers.md, "
-                        "\"Moving the control plane to another provider\")", move.provider)]
+    if move.flipped_from is not None or move.provider == cfg.provider:
+        return flip_problems(cfg)
     link = coupling(cfg.provider, move.provider)
     if link is None or not link.over_internet:
         peers = [name for name in PROVIDERS if name != cfg.provider and coupling(cfg.provider, name) is INTERNET]
         return [problem(f"{key}.provider", f"must be a provider {cfg.provider} couples with over the public internet "
                         f"({', '.join(peers) or 'none'}): K3s servers on two providers talk etcd to each other, which "
                         "only that coupling's firewalls admit", move.provider)]
-    found = []
-    if cp.count < 3:
-        found.append(problem("cluster.controlPlane.count", "must be at least 3 while members move "
-                             f"({key}): one server would become two etcd members, and losing either stops the cluster",
-                             cp.count))
-    if move.removed > cp.count - 1:
-        found.append(problem(f"{key}.removed", f"must be at most {cp.count - 1} (cluster.controlPlane.count - 1): "
-                             f"{cfg.provider}'s API balancer fronts only {cfg.provider}'s servers, so the last original "
-                             f"member stays until the stack's provider becomes {move.provider}, which is not supported "
-                             "yet", move.removed))
+    found = _member_count_problems(cfg, flipped=False)
     if move.prepare_flip and not move.added:
         found.append(problem(f"{key}.prepareFlip", f"must be false while no member runs on {move.provider} "
                              f"({key}.added is 0): {move.provider}'s API balancer is built over the members there",
                              move.prepare_flip))
     if move.gateway_balancer == "new":
         found += gateway_handover_problems(cfg)
+    return found
+
+
+def _member_count_problems(cfg: StackConfig, flipped: bool) -> list[Problem]:
+    """At least 3 members; `removed` at most `count - 1` before the flip (the old provider's balancer fronts its own
+    servers only), at most `count` after it; `added` equal to `removed` or one more: the cluster keeps `count` or
+    `count + 1` etcd members throughout."""
+    cp = cfg.cluster.control_plane
+    move, key = cp.move, "cluster.controlPlane.move"
+    found = []
+    if cp.count < 3:
+        found.append(problem("cluster.controlPlane.count", "must be at least 3 while members move "
+                             f"({key}): one server would become two etcd members, and losing either stops the cluster",
+                             cp.count))
+    if not flipped and move.removed > cp.count - 1:
+        found.append(problem(f"{key}.removed", f"must be at most {cp.count - 1} (cluster.controlPlane.count - 1): "
+                             f"{cfg.provider}'s API balancer fronts only {cfg.provider}'s servers, so the last original "
+                             f"member stays until {move.provider} becomes the stack's provider (the flip, built from "
+                             "aws to hetzner only: docs/providers.md \"Leaving AWS for Hetzner Cloud\")", move.removed))
+    if flipped and move.removed > cp.count:
+        found.append(problem(f"{key}.removed", f"must be at most {cp.count} (cluster.controlPlane.count): the original "
+                             "members are all removed then", move.removed))
     if move.added - move.removed not in (0, 1):
         found.append(problem(f"{key}.added", f"must be {key}.removed ({move.removed}) or one more: each `pulumi up` "
                              f"adds one member on {move.provider} or then removes one original, so the cluster keeps "
                              f"{cp.count} or {cp.count + 1} etcd members", move.added))
+    return found
+
+
+def _flip_pairs() -> list[tuple[str, str]]:
+    """(old, new) providers the gateway's balancer can be handed between (gateway_handover_problems), and so the flip
+    is built for (the new one's CCM, serving the gateway already, then serves it as the stack's): AWS to Hetzner."""
+    return [(a, b) for a in PROVIDERS for b in PROVIDERS if a != b
+            and _provider_flag(a, "gateway_handover_from") and _provider_flag(b, "gateway_handover_to")]
+
+
+def flip_problems(cfg: StackConfig) -> list[Problem]:
+    """The flip: `provider` becomes the move's provider and `cluster.controlPlane.move.flippedFrom` names the former
+    stack provider, whose original members left and pools run on as a secondary part (docs/providers.md "Leaving AWS
+    for Hetzner Cloud: the full sequence"). Allowed only with what makes it safe (items 1-7 of "Not supported yet"):
+    - a pair the gateway handover is built for (item 5), the handover taken (`gatewayBalancer: new`) and kept: the
+      new provider's CCM, already serving the gateway, becomes the stack's; the old one's goes;
+    - `prepareFlip` kept (item 3: the new balancer already in every certificate; item 4: agents chained);
+    - the default StorageClass's provider stated (item 6; default_storage_problems), the seal stated (item 7;
+      move_seal_problems), and each provider's location stated in `cluster.providers` (item 7; defaults_problems
+      refuses `cluster.location`): nothing the stack provider alone decided changes with it;
+    - members on the new provider (its balancer fronts them); then the originals may all go (`removed` up to `count`).
+    """
+    cp = cfg.cluster.control_plane
+    move, key = cp.move, "cluster.controlPlane.move"
+    pairs = _flip_pairs()
+    built = ", ".join(f"{a} to {b}" for a, b in pairs)
+    if move.flipped_from is None:
+        return [problem(f"{key}.provider", f"must name another provider than the stack's ({cfg.provider}), or, making "
+                        f"it the stack's (the flip), {key}.flippedFrom must name the stack's provider before it: "
+                        f"built from {built} only (docs/providers.md, \"Leaving AWS for Hetzner Cloud: the full "
+                        "sequence\")", move.provider)]
+    if move.provider != cfg.provider:
+        return [problem(f"{key}.flippedFrom", f"must be unset until provider is {key}.provider ({move.provider}): it "
+                        "names where the original members run once the stack's provider is the new one",
+                        move.flipped_from)]
+    if (move.flipped_from, move.provider) not in pairs:
+        return [problem(f"{key}.flippedFrom", f"must be a provider the flip to {move.provider} is built from: the "
+                        f"flip is built from {built} only (docs/providers.md, \"Not supported yet\", item 5)",
+                        move.flipped_from)]
+    found = _member_count_problems(cfg, flipped=True)
+    why = "the flip needs it (docs/providers.md, \"Leaving AWS for Hetzner Cloud: the full sequence\")"
+    if not move.prepare_flip:
+        found.append(problem(f"{key}.prepareFlip", f"must be true, set in the step before the flip and kept until the "
+                             f"move is over: {move.provider}'s balancer must be in every server's certificate before "
+                             f"any join address changes, and the agents restart one at a time; {why}",
+                             move.prepare_flip))
+    if move.gateway_balancer != "new":
+        found.append(problem(f"{key}.gatewayBalancer", f"must be new, taken in a step before the flip and kept: "
+                             f"{move.provider}'s cloud controller already serves the gateway, {move.flipped_from}'s "
+                             f"serves no balancer, so only one serves it when the stack's CCM changes; {why}",
+                             move.gateway_balancer))
+    if not move.added:
+        found.append(problem(f"{key}.added", f"must be at least 1: {move.provider}'s API balancer, the stack's after "
+                             f"the flip, fronts the members there; {why}", move.added))
+    # A pool naming no provider is the stack provider's: at the flip it would move, every node replaced at once.
+    found += [problem(f"cluster.pools[{pool.name}].provider", f"must be set while {key}.flippedFrom is set: a pool "
+                      f"naming no provider is the stack's, so at the flip its nodes would all be replaced by "
+                      f"{move.provider} servers at once; state {move.flipped_from} for the pools that stay there (no "
+                      f"change) and {move.provider} for new ones; {why}")
+              for pool in cfg.cluster.active_pools if pool.provider is None]
+    found += [problem(f"cluster.providers.{name}.location", f"must be set for the flip: unset, each provider's "
+                      f"default location depends on which one is the stack's; state the one its servers run in; {why}")
+              for name in (move.flipped_from, move.provider) if name in providers_used(cfg)
+              and (cfg.cluster.providers.get(name) is None or cfg.cluster.providers[name].location is None)]
     return found
 
 
@@ -320,8 +407,7 @@ def gateway_handover_problems(cfg: StackConfig) -> list[Problem]:
     provider whose CCM can serve the gateway from a secondary part (`gateway_handover_to`), and nodes there to
     target."""
     move, key = cfg.cluster.control_plane.move, "cluster.controlPlane.move.gatewayBalancer"
-    pairs = [f"{a} to {b}" for a in PROVIDERS for b in PROVIDERS if a != b
-             and _provider_flag(a, "gateway_handover_from") and _provider_flag(b, "gateway_handover_to")]
+    pairs = [f"{a} to {b}" for a, b in _flip_pairs()]
     if not (_provider_flag(cfg.provider, "gateway_handover_from")
             and _provider_flag(move.provider, "gateway_handover_to")):
         return [problem(key, f"must be old moving from {cfg.provider} to {move.provider}: handing the gateway's "
@@ -347,7 +433,8 @@ def move_seal_problems(cfg: StackConfig) -> list[Problem]:
     secrets, move = cfg.cluster_services.secrets, cfg.cluster.control_plane.move
     if move is None or secrets.seal.type is not None or secrets.backend != "openbao":
         return []
-    here, there = (providers.get(name).kms_seal or "static" for name in (cfg.provider, move.provider))
+    before = move.flipped_from or cfg.provider  # after the flip, the provider whose seal OpenBao started with
+    here, there = (providers.get(name).kms_seal or "static" for name in (before, move.provider))
     if here == there:
         return []
     in_effect = default_seal(secrets.backend, here != "static")
@@ -483,7 +570,7 @@ def default_storage_problems(cfg: StackConfig) -> list[Problem]:
     chosen, move = cfg.cluster_services.default_storage_provider, cfg.cluster.control_plane.move
     key = "clusterServices.defaultStorageProvider"
     if chosen is None:
-        if move is None or not move.prepare_flip:
+        if move is None or not (move.prepare_flip or move.flipped_from):
             return []
         return [problem(key, f"must be set while the flip to {move.provider} is prepared "
                         "(cluster.controlPlane.move.prepareFlip): unset, the default StorageClass follows the stack's "
@@ -567,6 +654,21 @@ def churn_problems(cfg: StackConfig, previous: PreviousRun) -> list[Problem]:
                     "count, or cluster.controlPlane.move.added) and run `pulumi up`, then remove (lower the count, or "
                     "cluster.controlPlane.move.removed) and run `pulumi up` again (docs/lifecycle.md, \"The previous "
                     "run\")", f"adds {', '.join(added)}; removes {', '.join(removed)}")]
+
+
+def renumbered_problems(cfg: StackConfig, previous: PreviousRun) -> list[Problem]:
+    """`cluster.controlPlane.firstMember` above 1 names members a finished move left (control-plane-4.. once the
+    originals are gone), which must be running: the previous run's record lists the first of them. On a first deploy
+    (no record) no member would be rendered as the initialiser (components/k3s/lifecycle.py `initialiser`: only
+    control-plane-1 starts a cluster), and every server would wait to join a cluster nobody starts."""
+    cp = cfg.cluster.control_plane
+    first = node_name(CONTROL_PLANE, cp.first_member - 1)
+    if cp.first_member == 1 or first in previous.nodes:
+        return []
+    return [problem("cluster.controlPlane.firstMember", f"must be 1 unless the stack runs {first} (its previous run's "
+                    f"record lists {', '.join(n for n in previous.nodes if n.startswith(CONTROL_PLANE)) or 'no member'}"
+                    "): it names the members a finished control-plane move left, and on a first deploy no member "
+                    "would start the cluster (only control-plane-1 does)", cp.first_member)]
 
 
 def _key_of(cfg: StackConfig, node: str) -> str:
@@ -707,16 +809,21 @@ def create(loaded: LoadedConfig) -> Infrastructure:
                    for name, link in zip(used[1:], links)]
     combined = combine(primary, secondaries, link_mtu(used, links), [link.node_labels for link in links])
     move = cfg.cluster.control_plane.move
-    if move is not None and move.gateway_balancer == "new":
+    if move is not None and move.gateway_balancer == "new" and move.flipped_from is None:
+        # After the flip the new provider's CCM serves the gateway as the stack's, the old one's runs no more.
         combined = gateway_handover(combined, primary, secondaries[used.index(move.provider) - 1])
     # Secondaries without storage of their own (bare metal) leave their pools the stack provider's classes (pool_roles
     # keeps data off them); one with stateless pools only needs none (no driver, no credential).
     # The secondary holding the default class (clusterServices.defaultStorageProvider) installs its storage regardless.
     chosen = cfg.cluster_services.default_storage_provider
     default = next((infra for infra, name in zip(secondaries, used[1:]) if name == chosen), None)
+    # After the flip the former stack provider's volumes may still be bound (the platform's, a store's, claims
+    # naming no class before the flip): its driver and classes stay while it runs any node (item 6); with none
+    # left they could attach nowhere.
+    former = cfg.cluster.control_plane.original_provider
     combined = dataclasses.replace(combined, install_storage=combined_storage(
         primary, [infra for infra, name in zip(secondaries, used[1:]) if _secondary_storage(name)
-                  and (holds_data([n.spec for n in infra.nodes]) or infra is default)], default))
+                  and (holds_data([n.spec for n in infra.nodes]) or infra is default or (name == former and infra.nodes))], default))
     if not internet:
         return combined
     return over_internet(combined, [primary, *(s for s, link in zip(secondaries, links) if link.over_internet)],
@@ -934,7 +1041,7 @@ def cilium_values(stack_values: dict, link_mtu: int) -> dict:
 
 
 __all__ = ["COUPLINGS", "INTERNET", "SECONDARY_NODE_LABELS", "Coupling", "cilium_values", "combine", "coupling", "create",
-           "load_balancer_target", "over_internet", "combined_storage", "control_plane_move_problems", "pool_roles", "storage_provider_problems",
+           "load_balancer_target", "over_internet", "combined_storage", "control_plane_move_problems", "flip_problems", "renumbered_problems", "pool_roles", "storage_provider_problems",
            "store_storage_problems",
            "credential_problems", "admit_everyone", "internet_problems", "join_endpoint", "part", "peer_quota_problems",
            "peer_rules", "providers_used", "server_join_endpoints", "validate", "defaults_problems", "own_defaults"]

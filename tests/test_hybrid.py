@@ -1655,9 +1655,10 @@ def test_the_default_class_is_one_of_the_clusters_own(chosen):
     (_moved(1, 2), 3, "cluster.controlPlane.move.added", "must be cluster.controlPlane.move.removed (2) or one more"),
     (_moved(3, 3), 3, "cluster.controlPlane.move.removed",
      "must be at most 2 (cluster.controlPlane.count - 1): hetzner's API balancer fronts only hetzner's servers, so the "
-     "last original member stays until the stack's provider becomes aws, which is not supported yet, got 3"),
+     "last original member stays until aws becomes the stack's provider (the flip, built from aws to hetzner only"),
     ({**_moved(1, 0), "provider": "hetzner"}, 3, "cluster.controlPlane.move.provider",
-     "must name another provider than the stack's (hetzner): the members move there one at a time"),
+     "must name another provider than the stack's (hetzner), or, making it the stack's (the flip), "
+     "cluster.controlPlane.move.flippedFrom must name the stack's provider before it: built from aws to hetzner only"),
     ({**_moved(1, 0), "provider": "baremetal"}, 3, "cluster.controlPlane.move.provider",
      "must be a provider hetzner couples with over the public internet (aws, gcp, azure): K3s servers on two providers "
      "talk etcd to each other, which only that coupling's firewalls admit, got 'baremetal'"),
