@@ -7,6 +7,8 @@ each handed what the previous layer produced.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pulumi
 
 import providers
@@ -59,11 +61,20 @@ def main() -> None:
     # pinned SSH host keys, for the hooks that reach a node whose own key-read step cannot answer, and for the commands
     # of a dead machine (cluster.unreachableNodes), which must keep their key without dialling it: a record that
     # cannot be read fails those runs rather than dial the dead machine (providers/base.py ssh_connection).
+    # A GCP stack that leaves gcp.legacyVolumeNames unset takes it from the record too: a read that fails there
+    # would cut an existing stack's nodes off its volumes.
+    on_gcp = "gcp" in hybrid.providers_used(loaded.config)
+    gcp_legacy_unset = on_gcp and loaded.config.gcp.legacy_volume_names is None
     previous = previous_run.read(required=hybrid.joins_over_internet(loaded.config)
-                                 or bool(loaded.config.cluster.unreachable_nodes))
+                                 or bool(loaded.config.cluster.unreachable_nodes) or gcp_legacy_unset)
     if churn := [*hybrid.churn_problems(loaded.config, previous), *hybrid.renumbered_problems(loaded.config, previous)]:
         raise ConfigError(churn)
     RECORDED_KEYS.use(previous.host_keys())
+    gcp_legacy = previous_run.gcp_legacy_volume_names(loaded.config.gcp.legacy_volume_names, previous) \
+        if on_gcp else None
+    if gcp_legacy is not None:
+        loaded = dataclasses.replace(loaded, config=loaded.config.model_copy(
+            update={"gcp": loaded.config.gcp.model_copy(update={"legacy_volume_names": gcp_legacy})}))
 
     infra = hybrid.create(loaded)
     tuning = HostTuning("host-tuning", infra.nodes)
@@ -111,4 +122,4 @@ def main() -> None:
     })
     pulumi.export("layers", loaded.config.layers.model_dump(by_alias=True))
     # Read back by the next run (providers/previous_run.py): names, addresses, host public keys; nothing secret.
-    pulumi.export(previous_run.OUTPUT, previous_run.record(infra.nodes))
+    pulumi.export(previous_run.OUTPUT, previous_run.record(infra.nodes, gcp_legacy))

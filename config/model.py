@@ -448,8 +448,10 @@ class Gcp(_Model):
     # Which PD CSI disks and snapshots the nodes may use: false, only those named with the stack's prefix
     # (providers/gcp.py volume_name_prefix); true, also the sidecars' default `pvc-`/`snapshot-` names that volumes
     # of a stack made before per-stack names carry, which every such stack's nodes in the project may then reach.
-    # Secure by default for a new stack; an existing one sets it before upgrading (docs/security.md).
-    legacy_volume_names: bool = False
+    # Unset: decided from the previous run's record (providers/previous_run.py gcp_legacy_volume_names): false for a
+    # new stack (secure by default), true for one deployed before per-stack names, kept until set to false after its
+    # volumes moved (docs/security.md "GCP volume names").
+    legacy_volume_names: bool | None = None
 
 
 class StackConfig(_Model):

@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import pulumi
 
 OUTPUT = "previousRun"
+GCP_LEGACY = "gcpLegacyVolumeNames"  # in the record of a stack with GCP nodes: gcp_legacy_volume_names's answer
 READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"  # the engine's built-in provider (pkg/resource/deploy/builtins.go)
 
 
@@ -42,6 +43,8 @@ class PreviousRun:
 
     nodes: Mapping[str, RecordedNode] = field(default_factory=dict)
     recorded: bool = False  # False: no record (a first deploy, or a stack last deployed before the record existed)
+    deployed: bool = False  # the stack has outputs: deployed before, by this program with or without the record
+    gcp_legacy_volume_names: bool | None = None  # what that run used (GCP stacks only)
 
     def host_keys(self) -> dict[str, str]:
         """Each recorded node's pinned host key by its SSH address."""
@@ -75,10 +78,24 @@ def parse(outputs: Mapping[str, Any] | None) -> PreviousRun:
     """The record in a stack's outputs (none there: no record)."""
     record = (outputs or {}).get(OUTPUT)
     if not isinstance(record, Mapping) or not isinstance(record.get("nodes"), Mapping):
-        return PreviousRun()
+        return PreviousRun(deployed=bool(outputs))
     nodes = {name: RecordedNode(str(node.get("address") or ""), node.get("hostKey") or None)
              for name, node in record["nodes"].items() if isinstance(node, Mapping)}
-    return PreviousRun(nodes, recorded=True)
+    legacy = record.get(GCP_LEGACY)
+    return PreviousRun(nodes, recorded=True, deployed=True,
+                       gcp_legacy_volume_names=legacy if isinstance(legacy, bool) else None)
+
+
+def gcp_legacy_volume_names(configured: bool | None, previous: PreviousRun) -> bool:
+    """Whether a GCP stack's nodes also reach the PD CSI sidecars' default `pvc-`/`snapshot-` names
+    (adplatform:gcp.legacyVolumeNames; providers/gcp.py csi_disks_condition): as configured; unset, as the previous
+    run had it, and for a stack deployed before the record (outputs but no record: its volumes carry the default
+    names) true, for a new stack false. Kept in the record, so an old stack stays so until configured false."""
+    if configured is not None:
+        return configured
+    if previous.recorded:
+        return bool(previous.gcp_legacy_volume_names)
+    return previous.deployed
 
 
 def read(required: bool) -> PreviousRun:
@@ -101,10 +118,11 @@ def read(required: bool) -> PreviousRun:
     return parse(value.get("outputs") if isinstance(value, Mapping) else None)
 
 
-def record(nodes: Sequence[Any]) -> pulumi.Output[dict[str, Any]]:
+def record(nodes: Sequence[Any], gcp_legacy: bool | None = None) -> pulumi.Output[dict[str, Any]]:
     """The `previousRun` output of this run: each node's name, SSH address and pinned host key (providers/base.py
     Node.connection). It resolves once every node's key is read, so a run that fails before has no new record."""
     entries = {node.name: pulumi.Output.all(node.connection.host, node.connection.host_key).apply(
         lambda pair: {"address": pair[0], "hostKey": pair[1]}) for node in nodes}
-    return pulumi.Output.all(**entries).apply(lambda done: {"nodes": dict(done)}) if entries \
-        else pulumi.Output.from_input({"nodes": {}})
+    extra = {} if gcp_legacy is None else {GCP_LEGACY: gcp_legacy}
+    return pulumi.Output.all(**entries).apply(lambda done: {"nodes": dict(done), **extra}) if entries \
+        else pulumi.Output.from_input({"nodes": {}, **extra})

@@ -13,10 +13,10 @@ import yaml
 from components.charts import GCP_PD_CSI, GCP_PD_CSI_IMAGE, GCP_PD_CSI_VERSION
 from config.catalog import SIZES
 from policy import rules as policy
-from providers import gcp, get
+from providers import gcp, get, previous_run
 from providers.base import PORTS
 from config import ConfigError, load
-from tests.runs import SECRET_KEYS, UP_TO_K3S
+from tests.runs import SECRET_KEYS, UP_TO_K3S, raw_config
 from tests.cloud_stacks import (run_cloud, autoscaled_general, FAKE_USER_DATA, NodeGroupRun, assert_block_storage,
                                 assert_local_traffic_policy, config_problems, run_node_groups, stack_fixtures)
 from tests import validators
@@ -591,7 +591,8 @@ def test_legacy_volume_names_admit_the_default_names_too():
     """A stack made before per-stack names keeps its pvc-/snapshot- volumes usable while the flag is set."""
     raw = base_raw(provider="gcp", layers=UP_TO_K3S, gcp={"legacyVolumeNames": True})
     assert load("test", raw, SECRET_KEYS).config.gcp.legacy_volume_names is True
-    assert load("test", base_raw(provider="gcp"), SECRET_KEYS).config.gcp.legacy_volume_names is False
+    # Unset: decided from the previous run's record (test_an_existing_gcp_stack_keeps_its_volumes_without_a_manual_step).
+    assert load("test", base_raw(provider="gcp"), SECRET_KEYS).config.gcp.legacy_volume_names is None
     prefix = gcp.volume_name_prefix("old")
     legacy = gcp.csi_disks_condition(prefix, legacy=True)
     for collection, default in (("disks", "pvc"), ("snapshots", "snapshot")):
@@ -605,3 +606,36 @@ def test_the_volume_grant_stays_within_the_operator_limit():
     for legacy in (False, True):
         expression = gcp.csi_disks_condition(gcp.volume_name_prefix("x" * 80), legacy)
         assert expression.count("&&") + expression.count("||") <= gcp.MAX_CONDITION_OPERATORS
+
+
+@pytest.mark.parametrize("configured, previous, expected", [
+    (None, previous_run.PreviousRun(), False),  # a new stack: secure by default
+    (None, previous_run.PreviousRun(deployed=True), True),  # deployed before the record: default-named volumes
+    (None, previous_run.PreviousRun(recorded=True, deployed=True, gcp_legacy_volume_names=True), True),  # kept
+    (None, previous_run.PreviousRun(recorded=True, deployed=True), False),  # recorded without GCP: prefixed since
+    (False, previous_run.PreviousRun(deployed=True), False),  # its volumes moved: the user turns it off
+    (True, previous_run.PreviousRun(), True),
+])
+def test_legacy_volume_names_follow_the_config_else_the_previous_run(configured, previous, expected):
+    assert previous_run.gcp_legacy_volume_names(configured, previous) is expected
+
+
+def _volume_grant(run: mockrun.Run) -> str:
+    members = {r.name: r.inputs for r in run.of_type("gcp:projects/iAMMember:IAMMember")}
+    return members["nodes-pd-csi-volumes"]["condition"]["expression"]
+
+
+def test_an_existing_gcp_stack_keeps_its_volumes_without_a_manual_step():
+    """A GCP stack deployed before per-stack names has outputs but no `previousRun`: its first run keeps admitting the
+    sidecars' default names (its volumes carry them) and records that, so later runs keep them too; a new stack never
+    admits them. Without this, its first `pulumi up` after the upgrade cut its nodes off their volumes."""
+    values, *rest = raw_config(base_raw(provider="gcp", layers=UP_TO_K3S))
+    values = {**values, **PROVIDER}
+    old = mockrun.execute({**values, mockrun.PREVIOUS_RUN: mockrun.BEFORE_THE_RECORD}, *rest, "test")
+    assert volume_admits(_volume_grant(old), "disks", f"pvc-{UID}")
+    assert old.outputs["previousRun"]["gcpLegacyVolumeNames"] is True
+    later = mockrun.execute(mockrun.after(old, values), *rest, "test")
+    assert volume_admits(_volume_grant(later), "disks", f"pvc-{UID}")
+    new = mockrun.execute(values, *rest, "test")
+    assert not volume_admits(_volume_grant(new), "disks", f"pvc-{UID}")
+    assert new.outputs["previousRun"]["gcpLegacyVolumeNames"] is False

@@ -667,6 +667,8 @@ def _fake_ip(name: str, network: str) -> str:
 # own outputs (providers/previous_run.py) then answers with it, as after that run. Taken out of the values before the
 # program sees its config; part of the run cache's key. Absent: a stack never deployed (no outputs).
 PREVIOUS_RUN = "mockrun:previousRun"
+# As PREVIOUS_RUN's value: a stack deployed by a version before the record (outputs, none of them `previousRun`).
+BEFORE_THE_RECORD = "mockrun:beforeTheRecord"
 
 
 def after(run: Run, values: dict[str, Any]) -> dict[str, Any]:
@@ -712,7 +714,8 @@ class OfflineMocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         if args.token == previous_run.READ_STACK_OUTPUTS:  # the stack's own outputs (the built-in provider's)
-            outputs = {} if self.previous is None else {previous_run.OUTPUT: self.previous}
+            outputs = {} if self.previous is None else {"profile": "earlier"} \
+                if self.previous == BEFORE_THE_RECORD else {previous_run.OUTPUT: self.previous}
             return {"name": args.args["name"], "outputs": outputs, "secretOutputNames": []}
         handler = CALL_RESULTS.get(args.token)
         return handler(args) if handler else {}
