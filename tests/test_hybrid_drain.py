@@ -25,6 +25,7 @@ from components.k3s.lifecycle import DRAIN_TIMEOUT_SECONDS, ETCD_TIMEOUT_SECONDS
 from components.k3s.resize import SERVER_CA, SSH_TIMEOUT_SECONDS, UNPINNED, DrainServer, token_script
 from tests.test_resize import HOST_KEY as FIRST_KEY
 from providers.hybrid import ssh_logins
+from providers.previous_run import RECORDED_KEYS
 from providers.base import PROVIDER_LABEL
 from tests import validators
 from tests.conftest import node_labels, script_param
@@ -332,7 +333,9 @@ def test_the_hook_stops_k3s_on_the_leaving_node_with_the_stacks_key(monkeypatch,
             return TOKEN
         return f"departed\t{LEAVING}\taws\t{ready}\n" if "readonly PHASE=out" in script else ""
     monkeypatch.setattr(resize, "ssh_run", ssh_run)
-    # Its own steps: a program run in this process fills the global registry (BEFORE_DEPARTURE).
+    # Its own steps: a program run in this process fills the global registry (BEFORE_DEPARTURE); and no recorded host
+    # keys: a program run earlier in this process (another test's) leaves its previous run's record in RECORDED_KEYS.
+    monkeypatch.setattr(RECORDED_KEYS, "keys", {})
     steps = BeforeDeparture()
 
     async def step(addresses, keep, token, run):

@@ -10,7 +10,7 @@ from components import charts
 from components.services import secrets, secrets_backup
 from config import ConfigError, load
 from tests import validators
-from tests.conftest import SECRET_KEYS, base_raw
+from tests.conftest import SECRET_KEYS, UP_TO_SERVICES, base_raw
 from tools.mockrun import Secret
 
 CRONJOB = "kubernetes:batch/v1:CronJob"
@@ -50,7 +50,8 @@ def test_a_cronjob_snapshots_openbao_on_the_configured_schedule(production):
 
 def test_the_schedule_and_retention_come_from_config():
     from tests.conftest import run_raw
-    raw = base_raw()
+    # The snapshot CronJob is the cluster services' (the layers above add nothing to it): a run up to them.
+    raw = base_raw(layers=UP_TO_SERVICES)
     raw["clusterServices"]["backups"].update(secretsSchedule="0 3 * * *", secretsRetention=7)
     run = run_raw(raw)
     assert cronjob(run)["spec"]["schedule"] == "0 3 * * *"
@@ -149,7 +150,7 @@ def test_no_snapshots_without_off_cluster_backups():
     raw = base_raw(profile="staging")
     raw["clusterServices"]["backups"] = {"enabled": False}
     raw["dataPlane"] = {**raw.get("dataPlane", {}), "drills": {"enabled": False}}
-    run = run_raw(raw)
+    run = run_raw({**raw, "layers": UP_TO_SERVICES})  # the CronJob would be the cluster services'
     assert not [r for r in run.of_type(CRONJOB) if r.name == "openbao-snapshot"]
     assert "bao delete auth/kubernetes/role/raft-snapshot" in run.named(
         "openbao-configure", CONFIGMAP).inputs["data"]["configure.sh"]

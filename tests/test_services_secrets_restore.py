@@ -13,7 +13,7 @@ from components import charts
 from components.services import secrets
 from config import ConfigError, load
 from tests import validators
-from tests.conftest import SECRET_KEYS, base_raw, run_raw
+from tests.conftest import SECRET_KEYS, UP_TO_SERVICES, base_raw, run_raw
 from tests.test_deploy_order import reaches
 
 JOB = "kubernetes:batch/v1:Job"
@@ -28,9 +28,15 @@ def restore_raw(restore: dict | None = None) -> dict:
     return raw
 
 
+def run_services(raw: dict):
+    """The run of `raw` up to the cluster services: the restore Job, the store and Velero are theirs (the layers
+    above add nothing any test here reads)."""
+    return run_raw({**raw, "layers": UP_TO_SERVICES})
+
+
 @pytest.fixture(scope="module")
 def restoring():
-    return run_raw(restore_raw())
+    return run_services(restore_raw())
 
 
 def env(container) -> dict:
@@ -92,7 +98,7 @@ def test_without_the_switch_nothing_restores_and_the_role_is_removed(production)
 
 
 def test_a_named_snapshot_and_force_reach_the_job():
-    run = run_raw(restore_raw({"snapshot": "20261120T061500Z", "force": True}))
+    run = run_services(restore_raw({"snapshot": "20261120T061500Z", "force": True}))
     restore = job(run).inputs
     assert restore["metadata"]["name"] == "openbao-restore-20261120t061500z"
     spec = restore["spec"]["template"]["spec"]
@@ -130,13 +136,19 @@ def test_the_restore_installs_the_snapshot_then_waits_until_it_is_in(tmp_path, f
                     'if [ "$(grep -c "token lookup" "$CALLS")" -ge 2 ]; then echo "Code: 403. Errors:" >&2; exit 2; fi'
                     ' ;; esac\n')
     stub.chmod(0o755)
+    # sleep records its pause instead of taking it: the wait between lookups is asserted, not spent.
+    sleeps = tmp_path / "sleeps"
+    (tmp_path / "sleep").write_text('#!/bin/sh\necho "$*" >> "$SLEEPS"\n')
+    (tmp_path / "sleep").chmod(0o755)
     result = subprocess.run(["sh", str(scripts / "secrets-restore.sh")], capture_output=True, text=True, env={
-        "PATH": f"{tmp_path}:{os.environ['PATH']}", "CALLS": str(calls), "CLI": "bao", "AUTH_MOUNT": "kubernetes",
+        "PATH": f"{tmp_path}:{os.environ['PATH']}", "CALLS": str(calls), "SLEEPS": str(sleeps), "CLI": "bao",
+        "AUTH_MOUNT": "kubernetes",
         "LOGIN_ROLE": "raft-restore", "TOKEN_FILE": "/token", "WAIT_SECONDS": "30", "WORK": str(work), "FORCE": force})
     assert result.returncode == 0, result.stderr
     lines = calls.read_text().splitlines()
     assert lines[1] == restore_call.format(snap=work / "snapshot.snap")
     assert lines[2:] == ["token lookup", "token lookup"]
+    assert sleeps.read_text().splitlines() == ["5"], "one pause between the two lookups"
     assert "restored snapshot 20261120T061500Z.snap" in result.stdout
 
 
@@ -168,7 +180,7 @@ def test_a_velero_restore_leaving_the_store_out_goes_with_the_snapshot_restore()
     raw = restore_raw()
     raw["clusterServices"]["backups"]["restore"] = {"backup": "cluster-20261120020012",
                                                     "excludeNamespaces": ["openbao", "dragonfly"]}
-    run = run_raw(raw)
+    run = run_services(raw)
     assert "velero-restore" not in reaches(run, "openbao", RELEASE)
     assert job(run).inputs["metadata"]["name"] == "openbao-restore-latest"
 
