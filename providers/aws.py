@@ -545,7 +545,10 @@ class AwsInfrastructure(ProviderInfrastructure):
             vpc_security_group_ids=[self.security_group.id],
             associate_public_ip_address=True,
             key_name=key_pair.key_name,
-            iam_instance_profile=profile.name if profile else None,
+            # "" rather than None for no profile: the attribute is Optional+Computed in terraform-provider-aws, so an
+            # absent input keeps the old profile in state, and only "" makes an update disassociate it (the flip:
+            # control-plane-1 loses the CCM's role in place).
+            iam_instance_profile=profile.name if profile else "",
             user_data=cloud.cloud_config(self._loaded.config.ssh_public_keys, boot_commands=self._boot),
             root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
                 volume_size=cloud.root_disk_gb(spec), volume_type=ROOT_VOLUME_TYPE, encrypted=True,
@@ -753,8 +756,9 @@ def ccm_values(cluster_name: str, *, serve_balancers: bool = True) -> dict:
         "args": ["--v=2", "--cloud-provider=aws", f"--cluster-name={cluster_name}",
                  # Pod CIDRs come from K3s and ride Cilium's tunnel: no VPC routes to manage.
                  "--configure-cloud-routes=false", *controllers],
-        # The chart's default selector value "" misses K3s' "true"; its tolerations miss CriticalAddonsOnly.
-        "nodeSelector": _CONTROL_PLANE_SELECTOR,
+        # The chart's default selector value "" misses K3s' "true"; its tolerations miss CriticalAddonsOnly. AWS servers
+        # only: while the control plane moves, other providers' members are servers too, without the instance role.
+        "nodeSelector": {**_CONTROL_PLANE_SELECTOR, PROVIDER_LABEL: NAME},
         "tolerations": [{"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true",
                          "effect": "NoSchedule"}, {"key": "node.kubernetes.io/not-ready", "operator": "Exists"},
                         *_CONTROL_PLANE_TOLERATIONS],
@@ -772,8 +776,9 @@ def ebs_csi_values(region: str, cluster_id: str, stack: str, ha: bool, *, hybrid
         "controller": {
             "region": region,  # not looked up through IMDS
             "replicaCount": 2 if ha else 1,
-            # The controller's AWS credentials are the control plane's instance role.
-            "nodeSelector": _CONTROL_PLANE_SELECTOR,
+            # The controller's AWS credentials are the control plane's instance role: AWS servers only (while the
+            # control plane moves, other providers' members are servers too, without it).
+            "nodeSelector": {**_CONTROL_PLANE_SELECTOR, PROVIDER_LABEL: NAME},
             "tolerations": _CONTROL_PLANE_TOLERATIONS,
             "podDisruptionBudget": {"enabled": ha},
             "k8sTagClusterId": cluster_id,

@@ -360,6 +360,10 @@ class HetznerInfrastructure(ProviderInfrastructure):
         ha = 2 if self._loaded.profile.strict else 1
         values = {
             "replicaCount": ha,
+            # Hetzner nodes only: with HCLOUD_NETWORK set (networking) it exits at start on a machine the Hetzner
+            # metadata service does not know (hcloud/cloud.go, the attached-network check), and a cluster spanning
+            # providers (after a flip: AWS servers too) has others its tolerations admit.
+            "nodeSelector": {PROVIDER_LABEL: NAME},
             # On a secondary part the network is its own: the balancer reaches its servers' private addresses.
             "networking": {"enabled": True, "clusterCIDR": self._loaded.config.cluster.pod_cidr},
             **(gateway_ccm_values() if self._secondary else {}),  # its replicaCount replaces the profile's

@@ -151,7 +151,8 @@ def test_imds_v2_and_instance_roles(staging):
         assert r.inputs["metadataOptions"]["httpTokens"] == "required"
         assert r.inputs["metadataOptions"]["httpPutResponseHopLimit"] == (2 if server else 1), \
             "only control-plane pods (the EBS CSI controller) may reach the instance role"
-        assert ("iamInstanceProfile" in r.inputs) == server, "agents carry no AWS credentials at all"
+        # No profile is "" (an absent input would keep an old profile in state: aws.py).
+        assert bool(r.inputs.get("iamInstanceProfile")) == server, "agents carry no AWS credentials at all"
     policy = json.loads(staging.named("control-plane-ccm", "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
     actions = policy["Statement"][0]["Action"]
     assert "elasticloadbalancing:CreateLoadBalancer" in actions
@@ -242,7 +243,8 @@ def test_cloud_controller_manager(staging):
     ccm = staging.named("aws-ccm", RELEASE).inputs
     assert (ccm["chart"], ccm["version"], ccm["repositoryOpts"]["repo"]) == (AWS_CCM.chart, AWS_CCM.version, AWS_CCM.repo)
     values = ccm["values"]
-    assert values["nodeSelector"] == {"node-role.kubernetes.io/control-plane": "true"}, "K3s labels servers 'true'"
+    # K3s labels servers 'true'; AWS servers only (a moving control plane's other members have no instance role).
+    assert values["nodeSelector"] == {"node-role.kubernetes.io/control-plane": "true", "adplatform.io/provider": "aws"}
     assert {"key": "CriticalAddonsOnly", "operator": "Exists"} in values["tolerations"]
     assert values["hostNetworking"] is True
     assert "--configure-cloud-routes=false" in values["args"], "pods ride Cilium's tunnel, not VPC routes"
@@ -256,7 +258,8 @@ def test_ebs_csi_default_storage_class_and_its_xfs_twin(staging, production):
     assert csi.inputs["version"] == AWS_EBS_CSI.version
     values = csi.inputs["values"]
     assert values["controller"]["region"] == "eu-central-1"
-    assert values["controller"]["nodeSelector"] == {"node-role.kubernetes.io/control-plane": "true"}
+    assert values["controller"]["nodeSelector"] == {"node-role.kubernetes.io/control-plane": "true",
+                                                    "adplatform.io/provider": "aws"}
     assert values["node"]["metadataSources"] == "kubernetes" and values["node"]["tolerateAllTaints"] is True
     assert values["storageClasses"] == [] and values["defaultStorageClass"] == {"enabled": False}
     assert production.named("aws-ebs-csi", RELEASE).inputs["values"]["controller"]["replicaCount"] == 2

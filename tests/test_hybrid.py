@@ -984,7 +984,7 @@ def test_the_aws_pools_run_their_own_ebs_driver_on_aws_nodes_only(stores_on_aws)
     policies = [r.inputs for r in stores_on_aws.of_type("aws:iam/userPolicyAttachment:UserPolicyAttachment")]
     assert [p["policyArn"] for p in policies] == [aws.EBS_CSI_POLICY]
     agents = [r.inputs for r in stores_on_aws.of_type("aws:ec2/instance:Instance")]
-    assert agents and all(a.get("iamInstanceProfile") is None for a in agents)  # no role any pod could borrow
+    assert agents and all(not a.get("iamInstanceProfile") for a in agents)  # no role any pod could borrow
     # nor one for the CCM, the autoscaler or an EBS controller on an instance profile, none of which runs there
     assert not stores_on_aws.of_type("aws:iam/role:Role") and not stores_on_aws.of_type(
         "aws:iam/instanceProfile:InstanceProfile")
@@ -1733,7 +1733,7 @@ def test_members_moving_to_a_cloud_get_a_secondary_parts_rights_and_its_classes_
     assert defaults == ["storage-class-hcloud-volumes"]  # one default: the stack provider's
     if provider == "aws":
         member = run.named("control-plane-4", "aws:ec2/instance:Instance").inputs
-        assert member.get("iamInstanceProfile") is None and member["metadataOptions"]["httpPutResponseHopLimit"] == 1
+        assert not member.get("iamInstanceProfile") and member["metadataOptions"]["httpPutResponseHopLimit"] == 1
         assert not run.of_type("aws:iam/role:Role") and not run.of_type("aws:iam/rolePolicy:RolePolicy")
         values = run.named("aws-ebs-csi", "kubernetes:helm.sh/v3:Release").inputs["values"]
         assert values["controller"]["nodeSelector"] == {PROVIDER_LABEL: "aws"}  # with its own key, not on Hetzner

@@ -173,8 +173,16 @@ def test_after_the_flip_the_hcloud_ccm_is_the_stacks_and_no_aws_ccm_runs(walk):
     assert set(_ccms(flipped)) == {"hcloud-ccm"}
     values = _ccms(flipped)["hcloud-ccm"]
     assert "controllers" not in values.get("args", {}) and "leader-elect-resource-name" not in values.get("args", {})
-    assert "nodeSelector" not in values
+    # On Hetzner nodes only: with its network set it exits at start on a machine Hetzner's metadata does not know, and
+    # after the flip AWS servers and agents are nodes its tolerations admit.
+    assert values["nodeSelector"] == {"adplatform.io/provider": "hetzner"}
+    # Before the flip the AWS CCM ran on AWS servers only, not on the Hetzner members (no instance role there).
+    assert _ccms(handed)["aws-ccm"]["nodeSelector"] == {"node-role.kubernetes.io/control-plane": "true",
+                                                         "adplatform.io/provider": "aws"}
     assert not flipped.of_type("aws:iam/instanceProfile:InstanceProfile")  # no CCM or EBS rights on the instances
+    # An empty profile, not an absent one: terraform-provider-aws keeps an absent Optional+Computed value, and only
+    # "" makes the update disassociate control-plane-1's profile.
+    assert flipped.named("control-plane-1", "aws:ec2/instance:Instance").inputs["iamInstanceProfile"] == ""
 
 
 GATEWAY = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
