@@ -22,7 +22,7 @@ from providers.previous_run import RECORDED_KEYS
 from components.platform import Platform
 from components.recovery import runbook
 from components.services import ClusterServices
-from config import ConfigError, Problem, load_from_pulumi
+from config import ConfigError, LoadedConfig, Problem, load_from_pulumi
 from config.catalog import PROVIDERS, SIZES, Size
 from config.errors import NAMESPACE
 from providers import hybrid
@@ -45,6 +45,27 @@ def provider_sizes(provider: providers.Provider) -> dict[str, Size]:
             if types.count(server_type) == 1}
 
 
+def _with_previous_run(loaded: LoadedConfig) -> tuple[LoadedConfig, bool | None]:
+    """The last run's record (providers/previous_run.py) applied before any resource is created: the nodes it had, for
+    the check over the internet; their pinned SSH host keys, for the hooks that reach a node whose own key-read step
+    cannot answer and for the commands of a dead machine (cluster.unreachableNodes), which keep their key without
+    dialling it; and a GCP stack's gcp.legacyVolumeNames where unset. Where a wrong guess would hurt (a check over the
+    internet, a dead machine, a GCP stack's volumes) a record that cannot be read fails the run. Returns the config
+    with that setting resolved, and the setting (None off GCP) for this run's record."""
+    on_gcp = "gcp" in hybrid.providers_used(loaded.config)
+    gcp_legacy_unset = on_gcp and loaded.config.gcp.legacy_volume_names is None
+    previous = previous_run.read(required=hybrid.joins_over_internet(loaded.config)
+                                 or bool(loaded.config.cluster.unreachable_nodes) or gcp_legacy_unset)
+    if churn := [*hybrid.churn_problems(loaded.config, previous), *hybrid.renumbered_problems(loaded.config, previous)]:
+        raise ConfigError(churn)
+    RECORDED_KEYS.use(previous.host_keys())
+    if not on_gcp:
+        return loaded, None
+    gcp_legacy = previous_run.gcp_legacy_volume_names(loaded.config.gcp.legacy_volume_names, previous)
+    return dataclasses.replace(loaded, config=loaded.config.model_copy(
+        update={"gcp": loaded.config.gcp.model_copy(update={"legacy_volume_names": gcp_legacy})})), gcp_legacy
+
+
 def main() -> None:
     credentials = _credential_problems()
     try:
@@ -57,24 +78,7 @@ def main() -> None:
                 *validate_data_plane(loaded.config, provider_sizes(provider)), *check_seal(loaded, provider.kms_seal)]
     if problems:
         raise ConfigError(problems)
-    # The last run's record (providers/previous_run.py): the nodes it had, for the check over the internet, and their
-    # pinned SSH host keys, for the hooks that reach a node whose own key-read step cannot answer, and for the commands
-    # of a dead machine (cluster.unreachableNodes), which must keep their key without dialling it: a record that
-    # cannot be read fails those runs rather than dial the dead machine (providers/base.py ssh_connection).
-    # A GCP stack that leaves gcp.legacyVolumeNames unset takes it from the record too: a read that fails there
-    # would cut an existing stack's nodes off its volumes.
-    on_gcp = "gcp" in hybrid.providers_used(loaded.config)
-    gcp_legacy_unset = on_gcp and loaded.config.gcp.legacy_volume_names is None
-    previous = previous_run.read(required=hybrid.joins_over_internet(loaded.config)
-                                 or bool(loaded.config.cluster.unreachable_nodes) or gcp_legacy_unset)
-    if churn := [*hybrid.churn_problems(loaded.config, previous), *hybrid.renumbered_problems(loaded.config, previous)]:
-        raise ConfigError(churn)
-    RECORDED_KEYS.use(previous.host_keys())
-    gcp_legacy = previous_run.gcp_legacy_volume_names(loaded.config.gcp.legacy_volume_names, previous) \
-        if on_gcp else None
-    if gcp_legacy is not None:
-        loaded = dataclasses.replace(loaded, config=loaded.config.model_copy(
-            update={"gcp": loaded.config.gcp.model_copy(update={"legacy_volume_names": gcp_legacy})}))
+    loaded, gcp_legacy = _with_previous_run(loaded)
 
     infra = hybrid.create(loaded)
     tuning = HostTuning("host-tuning", infra.nodes)
