@@ -61,6 +61,13 @@ def test_the_restore_job_runs_after_the_servers_and_the_configure_job_then_confi
     assert restore.options["ignoreChanges"] == ["spec"]
 
 
+def test_the_snapshot_schedule_starts_after_the_restore(restoring, production):
+    # On a fresh cluster the first snapshot is of the restored store, and a failed restore stops the run before any
+    # snapshot of the empty store pushes the good ones out of the retention.
+    assert "openbao-restore" in reaches(restoring, "openbao-snapshot", "kubernetes:batch/v1:CronJob")
+    assert "openbao-restore" not in reaches(production, "openbao-snapshot", "kubernetes:batch/v1:CronJob")
+
+
 def test_the_job_downloads_then_restores_as_its_own_least_privileged_role(restoring):
     spec = job(restoring).inputs["spec"]["template"]["spec"]
     assert spec["serviceAccountName"] == "openbao-restore" and spec["automountServiceAccountToken"] is False

@@ -86,10 +86,12 @@ class ClusterServices(pulumi.ComponentResource):
         saved = backups.install(ctx, spaces, after=scraped(backups), first=[secrets.backend_of(ctx).name])
         # The secret store's CA and certificates are cert-manager's resources, signed by its own CA (not Let's Encrypt).
         store = secrets.install(ctx, spaces, after=[*scraped(secrets), *tls.manager], restore_first=saved.restore_first)
-        # Consistent raft snapshots of the store to S3 (Velero's copy of its live volumes need not be).
-        snapshots, self.secrets_backup = secrets_backup.install(ctx, spaces, after=[*placed(secrets), *store.ready])
-        # A restore from a raft snapshot (clusterServices.secrets.restore) once the store and its snapshots' keys exist.
-        restored = secrets_restore.install(ctx, spaces, store, after=[*placed(secrets), *store.ready, *snapshots])
+        # Consistent raft snapshots of the store to S3 (Velero's copy of its live volumes need not be). A restore from
+        # one (clusterServices.secrets.restore) once the store and the snapshots' keys exist; the schedule after it.
+        prepared = secrets_backup.prepare(ctx, spaces)
+        restored = secrets_restore.install(ctx, spaces, store, after=[*placed(secrets), *store.ready, *prepared])
+        snapshots, self.secrets_backup = secrets_backup.schedule(
+            ctx, prepared, after=[*placed(secrets), *store.ready, *restored])
         meshed = mesh.install(ctx, spaces, tls, after=placed(mesh))
         cilium = cilium_metrics.install(ctx, spaces, after=scraped(cilium_metrics))
         # Node autoscaling (docs/autoscaling.md): only where a pool autoscales and the provider creates machines.

@@ -142,31 +142,46 @@ def cronjob_spec(ctx: ServicesContext, backend: secrets.Backend) -> dict[str, An
                                 labels=secrets.snapshot_pods(backend), deadline=JOB_DEADLINE_SECONDS)
 
 
-def install(ctx: ServicesContext, spaces: Namespaces, after: Sequence[pulumi.Resource]
-            ) -> tuple[list[pulumi.Resource], SnapshotBackup | None]:
-    """The CronJob, its ServiceAccount, scripts and S3 keys, where the backups have an off-cluster S3; `after`: the
-    store (its release and the configure Job that writes the snapshot role)."""
+def prepare(ctx: ServicesContext, spaces: Namespaces) -> list[pulumi.Resource]:
+    """The snapshots' ServiceAccount, scripts and S3 keys, where the backups have an off-cluster S3 (a restore from a
+    snapshot reads with these keys too: secrets_restore.py)."""
     if not secrets.snapshots_enabled(ctx):
-        return [], None
+        return []
     backend = secrets.backend_of(ctx)
     keys = ctx.secrets.backup_keys(PURPOSE)
     assert keys is not None  # config/rules.py: every backup purpose has keys when backups are enabled
     name, ns = cronjob_name(backend), spaces[backend.name]
-    labels = ctx.labels(name)
-    meta = lambda resource, extra=None: k8s.meta.v1.ObjectMetaArgs(  # noqa: E731
-        name=resource, namespace=backend.name, labels={**labels, **(extra or {})})
-    account = k8s.core.v1.ServiceAccount(name, metadata=meta(secrets.snapshot_account(backend)),
+    account = k8s.core.v1.ServiceAccount(name, metadata=_meta(ctx, backend, secrets.snapshot_account(backend)),
                                          automount_service_account_token=False, opts=ctx.opts([ns]))
     # Keys that reach the backups stay out of Velero's (components/layer.py EXCLUDE_FROM_BACKUP).
-    s3 = k8s.core.v1.Secret(f"{name}-s3", metadata=meta(s3_secret(backend), EXCLUDE_FROM_BACKUP), type="Opaque",
+    s3 = k8s.core.v1.Secret(f"{name}-s3", metadata=_meta(ctx, backend, s3_secret(backend), EXCLUDE_FROM_BACKUP),
+                            type="Opaque",
                             string_data={"ACCESS_KEY_ID": pulumi.Output.secret(keys.access_key_id),
                                          "SECRET_ACCESS_KEY": pulumi.Output.secret(keys.secret_access_key)},
                             opts=ctx.opts([ns]))
     scripts = k8s.core.v1.ConfigMap(
-        f"{name}-scripts", metadata=meta(name),
+        f"{name}-scripts", metadata=_meta(ctx, backend, name),
         data={**{file: path.read_text() for file, path in SCRIPT_FILES.items()},
               S3_HELPERS.name: S3_HELPERS.read_text()}, opts=ctx.opts([ns]))
-    job = k8s.batch.v1.CronJob(name, metadata=meta(name), spec=cronjob_spec(ctx, backend),
-                               opts=ctx.opts([*after, account, s3, scripts]))
-    return ([account, s3, scripts, job],
-            SnapshotBackup(backend.name, name, ctx.settings.backups.secrets_schedule))
+    return [account, s3, scripts]
+
+
+def schedule(ctx: ServicesContext, prepared: Sequence[pulumi.Resource], after: Sequence[pulumi.Resource]
+             ) -> tuple[list[pulumi.Resource], SnapshotBackup | None]:
+    """The snapshot CronJob, after `prepared` (prepare's) and `after`: the store (its release and the configure Job
+    that writes the snapshot role) and a restore from a snapshot (secrets_restore.py), so that a fresh cluster's
+    first snapshot is of the restored store, and a restore that fails stops the run before any snapshot of the empty
+    store is taken (which would push the good ones out of the retention)."""
+    if not prepared:
+        return [], None
+    backend = secrets.backend_of(ctx)
+    name = cronjob_name(backend)
+    job = k8s.batch.v1.CronJob(name, metadata=_meta(ctx, backend, name), spec=cronjob_spec(ctx, backend),
+                               opts=ctx.opts([*after, *prepared]))
+    return [*prepared, job], SnapshotBackup(backend.name, name, ctx.settings.backups.secrets_schedule)
+
+
+def _meta(ctx: ServicesContext, backend: secrets.Backend, resource: str,
+          extra: dict[str, str] | None = None) -> k8s.meta.v1.ObjectMetaArgs:
+    return k8s.meta.v1.ObjectMetaArgs(name=resource, namespace=backend.name,
+                                      labels={**ctx.labels(cronjob_name(backend)), **(extra or {})})
