@@ -314,22 +314,26 @@ def restore_requests(backend: Backend, restore: SecretsRestore | None) -> list[R
                              restore_policy(restore.force if restore else False), restore is not None)
 
 
+def job_pods(account: str) -> dict[str, str]:
+    """The pods of the Job running as `account` (labels of pods a controller creates: no managed-by)."""
+    return {"app.kubernetes.io/name": account, "app.kubernetes.io/part-of": "adplatform"}
+
+
 def restore_pods(backend: Backend) -> dict[str, str]:
-    """The restore Job's pods (labels of pods a controller creates: no managed-by)."""
-    return {"app.kubernetes.io/name": restore_account(backend), "app.kubernetes.io/part-of": "adplatform"}
+    return job_pods(restore_account(backend))
 
 
 def snapshot_pods(backend: Backend) -> dict[str, str]:
-    """The snapshot CronJob's pods (labels of pods a controller creates: no managed-by)."""
-    return {"app.kubernetes.io/name": snapshot_account(backend), "app.kubernetes.io/part-of": "adplatform"}
+    return job_pods(snapshot_account(backend))
 
 
 def snapshot_egress(ctx: ServicesContext, backend: Backend) -> tuple[PodsEgress, ...]:
     """The snapshot pods' (and, while a restore is set, the restore pods') way to the backups' S3 endpoint, on its
     port; nothing without snapshots."""
-    s3 = ctx.settings.backups.s3
-    if not snapshots_enabled(ctx) or s3 is None:
+    if not snapshots_enabled(ctx):
         return ()
+    s3 = ctx.settings.backups.s3
+    assert s3 is not None  # snapshots_enabled
     port = urllib.parse.urlsplit(s3.endpoint).port or 443
     restoring = (PodsEgress("restore", restore_pods(backend), (port,)),) if ctx.settings.secrets.restore else ()
     return (PodsEgress("snapshot", snapshot_pods(backend), (port,)), *restoring)

@@ -159,10 +159,8 @@ def prepare(ctx: ServicesContext, spaces: Namespaces) -> list[pulumi.Resource]:
                             string_data={"ACCESS_KEY_ID": pulumi.Output.secret(keys.access_key_id),
                                          "SECRET_ACCESS_KEY": pulumi.Output.secret(keys.secret_access_key)},
                             opts=ctx.opts([ns]))
-    scripts = k8s.core.v1.ConfigMap(
-        f"{name}-scripts", metadata=_meta(ctx, backend, name),
-        data={**{file: path.read_text() for file, path in SCRIPT_FILES.items()},
-              S3_HELPERS.name: S3_HELPERS.read_text()}, opts=ctx.opts([ns]))
+    scripts = k8s.core.v1.ConfigMap(f"{name}-scripts", metadata=_meta(ctx, backend, name),
+                                    data=scripts_data(SCRIPT_FILES), opts=ctx.opts([ns]))
     return [account, s3, scripts]
 
 
@@ -181,7 +179,18 @@ def schedule(ctx: ServicesContext, prepared: Sequence[pulumi.Resource], after: S
     return [*prepared, job], SnapshotBackup(backend.name, name, ctx.settings.backups.secrets_schedule)
 
 
+def scripts_data(files: dict[str, Path]) -> dict[str, str]:
+    """A snapshot or restore pod's scripts ConfigMap: its own files and the S3 helpers they source."""
+    return {**{file: path.read_text() for file, path in files.items()}, S3_HELPERS.name: S3_HELPERS.read_text()}
+
+
+def meta(ctx: ServicesContext, backend: secrets.Backend, resource: str, *, label: str,
+         extra: dict[str, str] | None = None) -> k8s.meta.v1.ObjectMetaArgs:
+    """A snapshot or restore object in the store's namespace, labelled as `label`'s."""
+    return k8s.meta.v1.ObjectMetaArgs(name=resource, namespace=backend.name,
+                                      labels={**ctx.labels(label), **(extra or {})})
+
+
 def _meta(ctx: ServicesContext, backend: secrets.Backend, resource: str,
           extra: dict[str, str] | None = None) -> k8s.meta.v1.ObjectMetaArgs:
-    return k8s.meta.v1.ObjectMetaArgs(name=resource, namespace=backend.name,
-                                      labels={**ctx.labels(cronjob_name(backend)), **(extra or {})})
+    return meta(ctx, backend, resource, label=cronjob_name(backend), extra=extra)

@@ -79,14 +79,11 @@ def install(ctx: ServicesContext, spaces: Namespaces, store: secrets.SecretStore
     backend = secrets.backend_of(ctx)
     assert store.configure_spec is not None and secrets.snapshots_enabled(ctx)  # config/rules.py _secrets_restore
     account, ns = secrets.restore_account(backend), spaces[backend.name]
-    meta = lambda name: k8s.meta.v1.ObjectMetaArgs(  # noqa: E731
-        name=name, namespace=backend.name, labels=ctx.labels(account))
+    meta = lambda name: secrets_backup.meta(ctx, backend, name, label=account)  # noqa: E731
     identity = k8s.core.v1.ServiceAccount(account, metadata=meta(account), automount_service_account_token=False,
                                           opts=ctx.opts([ns]))
-    scripts = k8s.core.v1.ConfigMap(
-        f"{account}-scripts", metadata=meta(account),
-        data={**{file: path.read_text() for file, path in SCRIPT_FILES.items()},
-              secrets_backup.S3_HELPERS.name: secrets_backup.S3_HELPERS.read_text()}, opts=ctx.opts([ns]))
+    scripts = k8s.core.v1.ConfigMap(f"{account}-scripts", metadata=meta(account),
+                                    data=secrets_backup.scripts_data(SCRIPT_FILES), opts=ctx.opts([ns]))
     # Created once per snapshot name: a changed spec (image, script) must not restore the store a second time.
     job = k8s.batch.v1.Job(
         account, metadata=meta(job_name(backend, restore)), spec=job_spec(ctx, backend, restore),
