@@ -18,7 +18,6 @@ from components.ads import AdServices
 from components.data import DataPlane, validate as validate_data_plane
 from components.data.outputs import data_plane_summary
 from components.k3s.config import ApiServerOidc, EtcdBackup
-from providers.previous_run import RECORDED_KEYS
 from components.platform import Platform
 from components.recovery import runbook
 from components.services import ClusterServices
@@ -58,7 +57,7 @@ def _with_previous_run(loaded: LoadedConfig) -> tuple[LoadedConfig, bool | None]
                                  or bool(loaded.config.cluster.unreachable_nodes) or gcp_legacy_unset)
     if churn := [*hybrid.churn_problems(loaded.config, previous), *hybrid.renumbered_problems(loaded.config, previous)]:
         raise ConfigError(churn)
-    RECORDED_KEYS.use(previous.host_keys())
+    previous_run.RECORDED_KEYS.use(previous.host_keys())
     if not on_gcp:
         return loaded, None
     gcp_legacy = previous_run.gcp_legacy_volume_names(loaded.config.gcp.legacy_volume_names, previous)

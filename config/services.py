@@ -75,8 +75,8 @@ BACKUP_PURPOSES = ("etcd", "velero", "secrets", "postgres", "clickhouse", "scyll
 # (adplatform:backupCredentials.drills): the restore drills (components/data/drills.py). Never falls back to a
 # writer's pair or the shared pair: a drill must not be able to change the backups it checks.
 BACKUP_READERS = ("drills",)
-SSE_MODES = ("AES256",)
-MAX_LISTED_SNAPSHOTS = 1000  # keys one S3 ListObjectsV2 page returns  # clusterServices.backups.s3.serverSideEncryption
+SSE_MODES = ("AES256",)  # clusterServices.backups.s3.serverSideEncryption
+MAX_LISTED_SNAPSHOTS = 1000  # keys one S3 ListObjectsV2 page returns
 
 
 def check_cron(value: str) -> str:

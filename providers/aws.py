@@ -42,7 +42,8 @@ from providers import cloud
 from providers.base import (AdmittedPeers, ApiEndpoints, ClientAddress, ClusterPort, ClusterProfile, Credential,
                             Infrastructure, Node, NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota,
                             ProviderInfrastructure, Storage, assemble, check_locations, check_server_type_names,
-                            csi_storage, holds_default_class, first_server_api, node_specs, resolve_server_type, PROVIDER_LABEL, Seal,
+                            csi_storage, holds_default_class, first_server_api, node_specs, resolve_server_type,
+                            CONTROL_PLANE_SELECTOR, PROVIDER_LABEL, Seal,
                             secondary_controller_placement, secondary_part, ssh_connection, zone_topology)
 
 NAME = "aws"
@@ -231,7 +232,7 @@ def autoscaler_values(region: str, cluster_name: str) -> dict:
         "autoDiscovery": {"clusterName": cluster_name,
                           "tags": [AUTOSCALER_ENABLED_TAG, AUTOSCALER_CLUSTER_TAG.format(cluster=cluster_name)]},
         # The instance role with the Auto Scaling rights is the control plane's only.
-        "nodeSelector": _CONTROL_PLANE_SELECTOR,
+        "nodeSelector": CONTROL_PLANE_SELECTOR,
         "tolerations": _CONTROL_PLANE_TOLERATIONS,
     }
 
@@ -732,7 +733,8 @@ class AwsInfrastructure(ProviderInfrastructure):
         return [user, policy, access, secret]
 
 
-_CONTROL_PLANE_SELECTOR = {"node-role.kubernetes.io/control-plane": "true"}  # K3s labels servers so
+# AWS servers only: while the control plane moves, other providers' members are servers too, without the instance role.
+_AWS_SERVERS = {**CONTROL_PLANE_SELECTOR, PROVIDER_LABEL: NAME}
 _CONTROL_PLANE_TOLERATIONS = [
     {"key": "CriticalAddonsOnly", "operator": "Exists"},  # dedicated servers (config: controlPlane.dedicated)
     {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"},
@@ -758,7 +760,7 @@ def ccm_values(cluster_name: str, *, serve_balancers: bool = True) -> dict:
                  "--configure-cloud-routes=false", *controllers],
         # The chart's default selector value "" misses K3s' "true"; its tolerations miss CriticalAddonsOnly. AWS servers
         # only: while the control plane moves, other providers' members are servers too, without the instance role.
-        "nodeSelector": {**_CONTROL_PLANE_SELECTOR, PROVIDER_LABEL: NAME},
+        "nodeSelector": _AWS_SERVERS,
         "tolerations": [{"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true",
                          "effect": "NoSchedule"}, {"key": "node.kubernetes.io/not-ready", "operator": "Exists"},
                         *_CONTROL_PLANE_TOLERATIONS],
@@ -778,7 +780,7 @@ def ebs_csi_values(region: str, cluster_id: str, stack: str, ha: bool, *, hybrid
             "replicaCount": 2 if ha else 1,
             # The controller's AWS credentials are the control plane's instance role: AWS servers only (while the
             # control plane moves, other providers' members are servers too, without it).
-            "nodeSelector": {**_CONTROL_PLANE_SELECTOR, PROVIDER_LABEL: NAME},
+            "nodeSelector": _AWS_SERVERS,
             "tolerations": _CONTROL_PLANE_TOLERATIONS,
             "podDisruptionBudget": {"enabled": ha},
             "k8sTagClusterId": cluster_id,

@@ -55,7 +55,8 @@ from config.model import Cluster, StackConfig
 from providers import cloud
 from providers.base import (AdmittedPeers, CLUSTER_PORTS, ApiEndpoints, ClusterPort, ClusterProfile, Credential,
                             Infrastructure, Node, NodeGroupRequest, NodeGroups, NodeSpec, PeerAddress, PeerQuota,
-                            ProviderInfrastructure, PROVIDER_LABEL, Storage, assemble, check_locations,
+                            ProviderInfrastructure, CONTROL_PLANE_SELECTOR, PROVIDER_LABEL, Storage, assemble,
+                            check_locations,
                             check_server_type_names, csi_storage, holds_default_class, first_server_api, holds_data, node_specs,
                             provider_id, resolve_server_type, secondary_controller_placement, secondary_part,
                             ssh_connection, zone_topology)
@@ -846,8 +847,7 @@ def storage_class_parameters(stack: str) -> dict[str, str]:
             "tags": f"adplatform-stack={stack}"}
 
 
-# K3s labels its servers control-plane=true (the charts' default selectors expect "").
-CONTROL_PLANE_SELECTOR = {"node-role.kubernetes.io/control-plane": "true"}
+# K3s labels its servers control-plane=true (the charts' default selectors expect ""): base.CONTROL_PLANE_SELECTOR.
 _ON_CONTROL_PLANE = [
     {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"},
     {"key": "CriticalAddonsOnly", "operator": "Exists"},  # K3s' taint on dedicated servers

@@ -591,6 +591,7 @@ class Provider(Protocol):
 # Every node says which provider runs it (the stack's, or its pool's `provider`): stores and services spread
 # over or prefer providers by it, and StorageClasses of one provider's volumes are limited to its nodes.
 PROVIDER_LABEL = "adplatform.io/provider"
+CONTROL_PLANE_SELECTOR = {"node-role.kubernetes.io/control-plane": "true"}  # K3s labels its servers so
 
 
 def secondary_controller_placement(provider: str) -> dict:
@@ -612,9 +613,10 @@ def secondary_part(loaded: LoadedConfig) -> bool:
     are given what the secondary's own CSI driver needs and nothing more."""
     cfg = loaded.config
     cp = cfg.cluster.control_plane
-    if cp.original_provider is not None:  # after the flip: the move's provider is the stack's, the originals' is not
-        return cp.original_provider == cfg.provider or not cp.members(cfg.provider)
-    return (cp.move is not None and cp.move.provider == cfg.provider) or not cp.members(cfg.provider)
+    # After the flip the move's provider is the stack's and the originals' is not; before it, the move's is not.
+    moved_here = cp.original_provider == cfg.provider if cp.original_provider is not None \
+        else cp.move is not None and cp.move.provider == cfg.provider
+    return moved_here or not cp.members(cfg.provider)
 
 
 # A Node's spec.providerID, set only when it registers (the API server then refuses any change but from ""). The stack
@@ -864,7 +866,7 @@ def ssh_connection(loaded: LoadedConfig, name: str, host: pulumi.Input[str], use
     unpinned until the node leaves the list and its key is read."""
     private_key = loaded.secrets.ssh_private_key
     if host_key is None and name in loaded.config.cluster.unreachable_nodes:
-        recorded = pulumi.Output.from_input(host).apply(RECORDED_KEYS.keys.get)
+        recorded = pulumi.Output.from_input(host).apply(RECORDED_KEYS.key_for)
         return _connection(host, user, private_key, recorded)
     if host_key is None:
         read = command.remote.Command(
@@ -875,7 +877,7 @@ def ssh_connection(loaded: LoadedConfig, name: str, host: pulumi.Input[str], use
     return _connection(host, user, private_key, host_key)
 
 
-__all__ = ["AddonInstaller", "ApiEndpoints", "CLUSTER_PORTS", "ClusterPort", "ClusterProfile", "PROVIDER_LABEL",
+__all__ = ["AddonInstaller", "ApiEndpoints", "CLUSTER_PORTS", "ClusterPort", "ClusterProfile", "CONTROL_PLANE_SELECTOR", "PROVIDER_LABEL",
            "Credential", "check_credentials", "check_seal", "default_seal", "seal_type", "AUTO_SEALS", "Seal", "SealInstaller",
            "FSTYPE_PARAMETER", "zone_topology",
            "Infrastructure", "Node", "NodeGroupInstaller", "PeerAddress", "PeerAdmitter", "PeerQuota", "NodeGroupRequest",

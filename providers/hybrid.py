@@ -584,7 +584,8 @@ def default_storage_problems(cfg: StackConfig) -> list[Problem]:
                     "default StorageClass is one of their classes", chosen)]
 
 
-def _over_internet(cfg: StackConfig) -> bool:
+def joins_over_internet(cfg: StackConfig) -> bool:
+    """Whether some pool (or a moving control plane) joins the cluster over the public internet (INTERNET)."""
     return any(coupling(cfg.provider, name).over_internet for name in providers_used(cfg)[1:])
 
 
@@ -606,7 +607,7 @@ def _servers_join_privately(name: str) -> bool:
 def internet_problems(cfg: StackConfig) -> list[Problem]:
     """A cluster over the public internet: an API path that survives losing any one server, and only nodes whose
     addresses the firewalls can name."""
-    if not _over_internet(cfg):
+    if not joins_over_internet(cfg):
         return []
     found = []
     servers = cfg.cluster.control_plane.servers
@@ -630,18 +631,13 @@ def internet_problems(cfg: StackConfig) -> list[Problem]:
     return found
 
 
-def joins_over_internet(cfg: StackConfig) -> bool:
-    """Whether some pool (or a moving control plane) joins the cluster over the public internet (INTERNET)."""
-    return _over_internet(cfg)
-
-
 def churn_problems(cfg: StackConfig, previous: PreviousRun) -> list[Problem]:
     """Over the public internet, one edit must not both add and remove nodes. A peer rule's update drops the leaving
     nodes' addresses and admits the new ones at once, and its hook takes the leaving nodes out first
     (components/k3s/depart.py): their pods can only go to nodes already in the cluster, so a drain that needs the
     new capacity (a disruption budget, a store's replicas) blocks and fails every run. In two steps the new nodes
     join first. `previous`: the last run's record (providers/previous_run.py); none (a first deploy) checks nothing."""
-    if not previous.recorded or not _over_internet(cfg):
+    if not previous.recorded or not joins_over_internet(cfg):
         return []
     now, before = cfg.cluster.node_names(cfg.provider), set(previous.nodes)
     added, removed = [n for n in now if n not in before], sorted(before.difference(now))
@@ -689,7 +685,7 @@ def peer_quota_problems(loaded: LoadedConfig) -> list[Problem]:
     found = [problem(f"cluster.firewallQuotas.{name}", f"must name a provider whose firewall limit a cluster over the "
                      f"public internet is checked against ({', '.join(limited)})", name)
              for name in cfg.cluster.firewall_quotas if name not in limited]
-    if found or not _over_internet(cfg):
+    if found or not joins_over_internet(cfg):
         return found
     specs = {name: node_specs(part(loaded, name)) for name in used}
     everyone = [spec.name for each in specs.values() for spec in each]

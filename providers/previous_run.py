@@ -63,6 +63,10 @@ class RecordedKeys:
     def use(self, keys: Mapping[str, str]) -> None:
         self.keys = dict(keys)
 
+    def key_for(self, host: str, default: str | None = None) -> str | None:
+        """The key the previous run pinned for the host at `host`, else `default`."""
+        return self.keys.get(host, default)
+
 
 RECORDED_KEYS = RecordedKeys()  # the deploying process's record: one program run per process
 

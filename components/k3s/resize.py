@@ -304,7 +304,7 @@ def _run_on(where: Where, private_key: pulumi.Input[str], outputs: Mapping[str, 
         host = await _resolve(reach.host)
         host_key = None if reach.host_key is None else await _resolve(reach.host_key)
         if host_key == RECORDED:
-            host_key = RECORDED_KEYS.keys.get(host, UNPINNED)
+            host_key = RECORDED_KEYS.key_for(host, UNPINNED)
         return await ssh_run(host, await _resolve(reach.user), await _resolve(private_key),
                              script, timeout, attempts, host_key=host_key)
     return run
