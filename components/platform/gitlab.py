@@ -282,7 +282,12 @@ def job_suffix(chosen: dict[str, Any]) -> str:
 def toolbox(ctx: PlatformContext) -> Toolbox:
     """Where the toolbox Jobs find this GitLab, with the name of the current release revision's migrations Job
     (charts/gitlab/charts/migrations/templates/_helpers.tpl migrations.jobname: `<release>-migrations-<suffix>`)."""
-    return Toolbox(NAMESPACE, RELEASE, f"{RELEASE}-migrations-{values(ctx)['global']['job']['nameSuffixOverride']}")
+    return toolbox_of(values(ctx))
+
+
+def toolbox_of(chosen: dict[str, Any]) -> Toolbox:
+    """toolbox, from the chart values already built (values)."""
+    return Toolbox(NAMESPACE, RELEASE, f"{RELEASE}-migrations-{chosen['global']['job']['nameSuffixOverride']}")
 
 
 def chart_values(ctx: PlatformContext) -> dict[str, Any]:
@@ -410,12 +415,13 @@ def install(ctx: PlatformContext, spaces: Namespaces, after: Sequence[pulumi.Res
     volume = gitaly_volume(ctx, [*ns, *ctx.prerequisites.of(("volumes",))])
     # Not atomic: a first install runs the database migrations for many minutes, and rolling back an install
     # mid-migration would leave the database half-migrated; a re-run of `pulumi up` picks up where it stopped.
-    gitlab = release(RELEASE, charts.GITLAB, values(ctx), ctx.opts([*after, *ns, *credentials, volume]),
+    chosen = values(ctx)
+    gitlab = release(RELEASE, charts.GITLAB, chosen, ctx.opts([*after, *ns, *credentials, volume]),
                      namespace=NAMESPACE, atomic=False, create_namespace=False, timeout=RELEASE_TIMEOUT_SECONDS)
     routes = [ctx.route("gitlab-route", "gitlab", NAMESPACE, WEBSERVICE_SERVICE, WORKHORSE_PORT, [gitlab]),
               ctx.route("gitlab-registry-route", "registry", NAMESPACE, REGISTRY_SERVICE, REGISTRY_PORT, [gitlab])]
     # The OAuth applications of the single sign-on (sso.py): started with the release, they wait for its migrations.
-    applications = sso.bootstrap(ctx, toolbox(ctx), [*after, *ns], [spaces[NAMESPACE]])
+    applications = sso.bootstrap(ctx, toolbox_of(chosen), [*after, *ns], [spaces[NAMESPACE]])
     serves = [*credentials, volume, gitlab, *routes]
     return Installed(urls={"gitlab": ctx.url("gitlab"), "registry": ctx.url("registry")},
                      ready=[*serves, *applications], serves=serves)

@@ -12,7 +12,7 @@ nothing done by hand.
 - Order (issue 22): nothing of it waits for GitLab's release. The chart's toolbox Deployment has no init container
   waiting for the database or the migrations (charts/gitlab/charts/toolbox/templates/deployment.yaml: certificates,
   configure), so its pod runs early in the install; the Job waits itself for what `gitlab-rails runner` needs, the
-  schema: the current migrations Job (gitlab.migrations_job) complete. Its Rails boot then overlaps webservice's,
+  schema: the current migrations Job (gitlab.toolbox) complete. Its Rails boot then overlaps webservice's,
   instead of following Helm's wait for the whole release. The model (tools/plan/timing.py AFTER_RELEASE) prices it so.
 - Re-run on change: the Job has no metadata.name, so a changed spec (the pod template carries the hash of the
   scripts and of any mounted input) replaces it, and the new Job runs.
@@ -54,7 +54,7 @@ _LITERAL = re.compile(r"^[A-Za-z0-9 ._()/:-]+$")
 @dataclass(frozen=True)
 class Toolbox:
     """Where the Jobs find GitLab: its namespace, its release (the toolbox pod's label) and the name of its current
-    migrations Job (components/platform/gitlab.py migrations_job)."""
+    migrations Job (components/platform/gitlab.py toolbox)."""
 
     namespace: str
     release: str
